@@ -1,0 +1,28 @@
+"""PocketPACS: a local DICOM archive (mini-PACS) and fast 2D/3D viewer.
+
+Public API
+----------
+The package grows issue by issue; what is here is documented in README.md.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    ArchiveError,
+    ArchiveLocked,
+    NotDicomError,
+    ParseError,
+    PocketPacsError,
+    SchemaVersionMismatch,
+)
+
+__all__ = [
+    "__version__",
+    "PocketPacsError",
+    "ParseError",
+    "NotDicomError",
+    "ArchiveError",
+    "ArchiveLocked",
+    "SchemaVersionMismatch",
+]
