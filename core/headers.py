@@ -1,0 +1,610 @@
+"""Parse the DICOM headers of many files at once.
+
+``parse_files(paths)`` reads the head of every file (``os.preadv`` into one
+preallocated buffer; never mmap), parses the batch with the numba kernels in
+:mod:`pocketpacs.native.dicomparse` (in parallel, GIL released), re-reads the
+few files whose header is longer than the first read, and hands files the
+fast path cannot decide (deflate, unknown transfer syntaxes, encodings that
+switch) to pydicom (``stop_before_pixels``).  The result is a
+:class:`HeaderBatch`: fixed-width arrays per batch, no Python object per
+file until a caller asks for a column or a record.
+
+No function here raises for a bad file: every file ends parsed (natively or
+by the fallback) or failed with a reason code and a message that names the
+file and the problem, never a header value.
+"""
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import tags as T
+from .log import logger
+
+# Status of a file in a batch.
+NATIVE = 0
+FALLBACK = 1
+FAILED = -1
+
+#: Failure reason codes a batch can report, with their meaning.
+FAILURE_REASONS: dict[str, str] = {
+    "not_dicom": "not a DICOM file",
+    "empty": "empty file",
+    "truncated": "file ends inside the DICOM header or pixel data",
+    "unreadable": "could not be read",
+    "permission_denied": "permission denied",
+    "vanished": "file vanished before it could be read",
+    "unsupported": "not a regular file or an unsupported encoding",
+    "malformed": "malformed DICOM structure",
+}
+
+_KERNEL_REASONS = {
+    1: ("empty", "empty file"),
+    2: ("not_dicom", "no DICOM preamble/marker and no recognisable data element"),
+    3: ("truncated", "file ends inside the DICOM header"),
+    4: ("malformed", "sequences nested deeper than 64 levels"),
+    5: ("malformed", "malformed DICOM structure"),
+    10: ("truncated", "pixel data runs past the end of the file"),
+    11: ("not_dicom", "file meta information but no data set"),
+}
+
+_FALLBACK_REASONS = {
+    5: "structure outside the fast path",
+    6: "deflated transfer syntax",
+    7: "transfer syntax not known to the fast path",
+    8: "data set encoding differs from the transfer syntax",
+    9: "unusual file meta information",
+    12: "gzip-compressed file",
+}
+
+DEFAULT_HEAD = 8192
+MAX_HEADER = 64 * 1024 * 1024  # never read more than this for a header
+
+_UID_KEYWORDS = tuple(t.keyword for t in T.TAGS if t.vr == "UI")
+_UID_COLS = np.full(len(T.TAGS), -1, dtype=np.int32)
+for _j, _kw in enumerate(_UID_KEYWORDS):
+    _UID_COLS[T.INDEX[_kw]] = _j
+_UID_COL = {kw: j for j, kw in enumerate(_UID_KEYWORDS)}
+_SCS = T.INDEX["SpecificCharacterSet"]
+
+
+_BINARY_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "AT", "OB", "OW", "OF", "OD", "OL",
+                         "OV", "SV", "UV", "SQ", "UN"})
+
+
+def _vr_str(code: int) -> str:
+    return chr((code >> 8) & 0xFF) + chr(code & 0xFF)
+
+
+class HeaderBatch:
+    """Header values of a batch of files, held column-wise.
+
+    Attributes
+    ----------
+    n : int
+        Number of files.
+    paths : list of str
+    status : ndarray of int8
+        ``NATIVE`` (0), ``FALLBACK`` (1, parsed by pydicom) or ``FAILED`` (-1).
+    reason, message : list of (str or None)
+        Failure reason code (see ``FAILURE_REASONS``) and message, or None.
+    fallback_reason : list of (str or None)
+        Why a file went to the pydicom fallback.
+    size, mtime_ns : ndarray of int64
+        From ``fstat`` of the opened file.
+    fingerprint : ndarray of uint64
+        XXH64 of the header bytes (everything before the pixel data).
+    pixel_offset, pixel_length : ndarray of int64
+        File offset of the Pixel Data value and its length (-1 when absent
+        or, for the length, undefined/encapsulated).
+    encapsulated : ndarray of bool
+    little_endian, explicit_vr : ndarray of bool
+    """
+
+    def __init__(self, paths: list[str]):
+        n = len(paths)
+        ntags = len(T.TAGS)
+        self.n = n
+        self.paths = paths
+        self.status = np.full(n, FAILED, dtype=np.int8)
+        self.reason: list[str | None] = [None] * n
+        self.message: list[str | None] = [None] * n
+        self.fallback_reason: list[str | None] = [None] * n
+        self.size = np.zeros(n, dtype=np.int64)
+        self.mtime_ns = np.zeros(n, dtype=np.int64)
+        self.fingerprint = np.zeros(n, dtype=np.uint64)
+        self.pixel_offset = np.full(n, -1, dtype=np.int64)
+        self.pixel_length = np.full(n, -1, dtype=np.int64)
+        self.encapsulated = np.zeros(n, dtype=bool)
+        self.little_endian = np.ones(n, dtype=bool)
+        self.explicit_vr = np.ones(n, dtype=bool)
+        self.header_end = np.zeros(n, dtype=np.int64)
+        # raw value locations (native rows)
+        self._buf_id = np.zeros(n, dtype=np.int32)
+        self._start = np.zeros(n, dtype=np.int64)
+        self._voff = np.full((n, ntags), -1, dtype=np.int64)
+        self._vlen = np.full((n, ntags), -1, dtype=np.int64)
+        self._vrs = np.zeros((n, ntags), dtype=np.uint16)
+        self._nums = np.full((n, T.NUM_COLUMNS), np.nan)
+        self._numflag = np.zeros((n, ntags), dtype=np.int8)
+        self._uid_hash = np.zeros((n, len(_UID_KEYWORDS)), dtype=np.uint64)
+        self._bufs: list[np.ndarray] = []
+        # decoded values of fallback rows: row -> {keyword: value}
+        self._py: dict[int, dict[str, Any]] = {}
+        self._encodings_cache: dict[bytes, list[str]] = {}
+
+    # ---- counts -----------------------------------------------------------
+    @property
+    def n_native(self) -> int:
+        return int((self.status == NATIVE).sum())
+
+    @property
+    def n_fallback(self) -> int:
+        return int((self.status == FALLBACK).sum())
+
+    @property
+    def n_failed(self) -> int:
+        return int((self.status == FAILED).sum())
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Boolean mask of files whose header was parsed."""
+        return self.status >= 0
+
+    def fail(self, i: int, reason: str, message: str) -> None:
+        self.status[i] = FAILED
+        self.reason[i] = reason
+        self.message[i] = f"{self.paths[i]}: {message}"
+
+    # ---- raw access ---------------------------------------------------------
+    def raw(self, keyword: str, i: int) -> bytes | None:
+        """Raw value bytes of one tag of a natively parsed file (None if absent)."""
+        k = T.INDEX[keyword]
+        ln = self._vlen[i, k]
+        if ln < 0 or self.status[i] != NATIVE:
+            return None
+        buf = self._bufs[self._buf_id[i]]
+        a = self._start[i] + self._voff[i, k]
+        return buf[a:a + ln].tobytes()
+
+    def _encodings(self, i: int) -> list[str]:
+        raw = self.raw("SpecificCharacterSet", i)
+        key = raw or b""
+        enc = self._encodings_cache.get(key)
+        if enc is None:
+            from pydicom.charset import convert_encodings
+
+            if raw:
+                vals = [v.strip().decode("latin-1") for v in raw.rstrip(b"\0 ").split(b"\\")]
+                try:
+                    enc = convert_encodings(vals)
+                except Exception:  # unknown charset names: pydicom's default
+                    enc = ["iso8859"]
+            else:
+                enc = ["iso8859"]
+            self._encodings_cache[key] = enc
+        return enc
+
+    def _convert_slow(self, i: int, k: int, raw: bytes) -> Any:
+        """Decode one value exactly as pydicom does (non-ASCII, odd numbers)."""
+        from pydicom.dataelem import RawDataElement
+        from pydicom.values import convert_value
+
+        spec = T.TAGS[k]
+        vr = _vr_str(int(self._vrs[i, k])) or spec.vr
+        if vr == "UN" or not vr.isalpha():
+            vr = spec.vr
+        if not raw:  # pydicom's empty value: '' for string VRs, None otherwise
+            return None if vr in _BINARY_VRS else ""
+        elem = RawDataElement(spec.tag, vr, len(raw), raw, 0, not self.explicit_vr[i],
+                              bool(self.little_endian[i]), True, False)
+        try:
+            value = convert_value(vr, elem, self._encodings(i))
+        except Exception:
+            return None
+        return _normalise(value)
+
+    # ---- columns -------------------------------------------------------------
+    def text(self, keyword: str) -> list[str | None]:
+        """Decoded values of a text tag, one per file.
+
+        Multi-valued values are joined with a backslash; padding is removed
+        as pydicom removes it; PN values are in their ``str()`` form.
+        ``None`` means absent (or the file failed), ``""`` present but empty.
+        """
+        k = T.INDEX[keyword]
+        spec = T.TAGS[k]
+        out: list[str | None] = [None] * self.n
+        vlen = self._vlen[:, k]
+        voff = self._voff[:, k]
+        charset = spec.vr in T.CHARSET_VRS
+        cache: dict[tuple[bytes, bytes], str | None] = {}
+        rows = np.nonzero((vlen >= 0) & (self.status == NATIVE))[0]
+        bufs = self._bufs
+        for i in rows.tolist():
+            buf = bufs[self._buf_id[i]]
+            a = self._start[i] + voff[i]
+            raw = buf[a:a + vlen[i]].tobytes()
+            if raw.isascii() and b"\x1b" not in raw:
+                out[i] = _ascii_text(raw, spec.vr)
+                continue
+            scs = self.raw("SpecificCharacterSet", i) or b"" if charset else b""
+            key = (scs, raw)
+            if key in cache:
+                out[i] = cache[key]
+                continue
+            v = self._convert_slow(i, k, raw)
+            s = _join(v)
+            cache[key] = s
+            out[i] = s
+        for i, vals in self._py.items():
+            v = vals.get(keyword)
+            out[i] = _join(v) if keyword in vals else None
+        return out
+
+    def values(self, keyword: str) -> np.ndarray:
+        """Numeric values of a US/IS/DS tag: float64 array (n, nvals), NaN when absent."""
+        k = T.INDEX[keyword]
+        c = int(T.NUM_START[k])
+        if c < 0:
+            raise KeyError(f"{keyword} is not a numeric tag of the archive")
+        cnt = int(T.NUM_COUNT[k])
+        out = self._nums[:, c:c + cnt].copy()
+        slow = np.nonzero((self._numflag[:, k] == 2) & (self.status == NATIVE))[0]
+        for i in slow.tolist():
+            v = self._convert_slow(i, k, self.raw(keyword, i) or b"")
+            out[i] = _numbers(v, cnt)
+        for i, vals in self._py.items():
+            out[i] = _numbers(vals.get(keyword), cnt)
+        out[self.status == FAILED] = np.nan
+        return out
+
+    def number(self, keyword: str) -> np.ndarray:
+        """First value of a numeric tag (float64, NaN when absent)."""
+        return self.values(keyword)[:, 0]
+
+    def uid_hash(self, keyword: str) -> np.ndarray:
+        """XXH64 of a UID value (padding stripped), 0 when absent."""
+        return self._uid_hash[:, _UID_COL[keyword]].copy()
+
+    @property
+    def transfer_syntax(self) -> list[str | None]:
+        return self.text("TransferSyntaxUID")
+
+    def record(self, i: int) -> dict[str, Any]:
+        """All present tag values of file ``i`` as a dict (slow path)."""
+        if self.status[i] == FAILED:
+            return {}
+        if self.status[i] == FALLBACK:
+            return dict(self._py[i])
+        rec: dict[str, Any] = {}
+        for k, spec in enumerate(T.TAGS):
+            ln = self._vlen[i, k]
+            if ln < 0:
+                continue
+            raw = self.raw(spec.keyword, i) or b""
+            if not raw.strip(b" \0"):
+                rec[spec.keyword] = self._convert_slow(i, k, raw)
+            elif spec.nvals and self._numflag[i, k] == 1 and spec.vr in ("US", "IS", "DS"):
+                c = int(T.NUM_START[k])
+                vals = self._nums[i, c:c + int(T.NUM_COUNT[k])]
+                nv = _count_values(raw, _vr_str(int(self._vrs[i, k])), int(T.NUM_COUNT[k]))
+                vals = [float(x) for x in vals[:nv]]
+                if spec.vr in ("US", "IS"):
+                    vals = [int(x) for x in vals]
+                rec[spec.keyword] = vals[0] if len(vals) == 1 else vals
+            elif raw.isascii() and b"\x1b" not in raw and not spec.nvals:
+                s = _ascii_text(raw, spec.vr)
+                parts = s.split("\\")
+                rec[spec.keyword] = parts[0] if len(parts) == 1 else parts
+            else:
+                rec[spec.keyword] = self._convert_slow(i, k, raw)
+        return rec
+
+
+def _ascii_text(raw: bytes, vr: str) -> str:
+    s = raw.decode("ascii")
+    if "\\" in s:
+        parts = s.split("\\")
+        if vr in ("DS", "IS"):
+            return "\\".join(p.strip(" \0") for p in parts)
+        return "\\".join(p.rstrip(" \0") for p in parts)
+    if vr in ("DS", "IS"):
+        return s.strip(" \0")
+    return s.rstrip(" \0")
+
+
+def _count_values(raw: bytes, vr: str, cap: int) -> int:
+    if vr in ("US", "SS"):
+        return min(cap, len(raw) // 2)
+    if vr in ("UL", "SL"):
+        return min(cap, len(raw) // 4)
+    return min(cap, raw.count(b"\\") + 1)
+
+
+def _normalise(value: Any) -> Any:
+    """pydicom value -> plain Python (str / int / float / list)."""
+    from pydicom.multival import MultiValue
+    from pydicom.valuerep import DSfloat, IS, PersonName
+
+    if value is None:
+        return None
+    if isinstance(value, (MultiValue, list, tuple)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, PersonName):
+        return str(value)
+    if isinstance(value, IS):
+        return int(value)
+    if isinstance(value, DSfloat):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, (int, float, str)):
+        return value
+    return str(value)
+
+
+def _join(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, list):
+        return "\\".join("" if x is None else str(x) for x in v)
+    return str(v)
+
+
+def _numbers(v: Any, cnt: int) -> np.ndarray:
+    out = np.full(cnt, np.nan)
+    if v is None or v == "":
+        return out
+    vals = v if isinstance(v, list) else [v]
+    for j, x in enumerate(vals[:cnt]):
+        try:
+            out[j] = float(x)
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+# ---- reading ------------------------------------------------------------------
+
+_O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+_HAVE_PREADV = hasattr(os, "preadv")
+
+
+def _read_into(path: str, view: memoryview) -> tuple[int, int, int, str | None, str | None]:
+    """Read the head of ``path`` into ``view``.
+
+    Returns (bytes_read, file_size, mtime_ns, reason, message).
+    """
+    try:
+        fd = os.open(path, _O_FLAGS)
+    except FileNotFoundError:
+        return 0, 0, 0, "vanished", "file vanished before it could be read"
+    except PermissionError:
+        return 0, 0, 0, "permission_denied", "permission denied"
+    except OSError as e:
+        return 0, 0, 0, "unreadable", f"could not be opened ({e.strerror or type(e).__name__})"
+    try:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            return 0, 0, 0, "unsupported", "not a regular file"
+        if _HAVE_PREADV:
+            got = os.preadv(fd, [view], 0)
+        else:  # Windows
+            got = os.readv(fd, [view])
+        return got, st.st_size, st.st_mtime_ns, None, None
+    except OSError as e:
+        return 0, 0, 0, "unreadable", f"read error ({e.strerror or type(e).__name__})"
+    finally:
+        os.close(fd)
+
+
+def _kernel_args():
+    return (T.TAG_ARRAY, T.VR_ARRAY, T.NUM_START, T.NUM_COUNT, _UID_COLS)
+
+
+def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int = DEFAULT_HEAD,
+                fallback: bool = True, parallel: bool | None = None) -> HeaderBatch:
+    """Parse the DICOM headers of ``paths``.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Files to parse; any kind of file is accepted.
+    head_size : int
+        Bytes read at first from each file; longer headers are re-read.
+    fallback : bool
+        Hand files outside the fast path to pydicom (default).  When False
+        they are reported failed with reason ``unsupported``.
+    parallel : bool, optional
+        Force the parallel (prange) or serial kernel; by default the batch
+        size decides.
+
+    Returns
+    -------
+    HeaderBatch
+    """
+    from pocketpacs.native import dicomparse as dp
+
+    spaths = [os.fspath(p) for p in paths]
+    batch = HeaderBatch(spaths)
+    n = batch.n
+    if n == 0:
+        return batch
+    buf = np.empty(n * head_size, dtype=np.uint8)
+    mv = memoryview(buf)
+    starts = np.arange(n, dtype=np.int64) * head_size
+    lengths = np.zeros(n, dtype=np.int64)
+    fsizes = np.zeros(n, dtype=np.int64)
+    readable = np.zeros(n, dtype=bool)
+    for i, p in enumerate(spaths):
+        a = i * head_size
+        got, size, mtime, reason, msg = _read_into(p, mv[a:a + head_size])
+        if reason is not None:
+            batch.fail(i, reason, msg or reason)
+            continue
+        lengths[i] = got
+        fsizes[i] = size
+        batch.size[i] = size
+        batch.mtime_ns[i] = mtime
+        readable[i] = True
+        if got < head_size and got < size:  # the file changed under us: trust what we read
+            fsizes[i] = got
+    batch._bufs.append(buf)
+    todo = np.nonzero(readable)[0].astype(np.int64)
+    info = np.zeros((n, 13), dtype=np.int64)
+    _run_kernel(dp, batch, buf, starts, lengths, fsizes, todo, info, parallel)
+    batch._start[:] = starts
+
+    # files whose header is longer than the first read
+    for _round in range(8):
+        need = np.nonzero(readable & (info[:, 0] == dp.NEED_MORE))[0]
+        if need.size == 0:
+            break
+        sizes = np.minimum(np.maximum(info[need, 3], lengths[need] * 4), fsizes[need])
+        sizes = np.minimum(sizes, MAX_HEADER)
+        offs = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        buf2 = np.empty(int(sizes.sum()), dtype=np.uint8)
+        mv2 = memoryview(buf2)
+        bid = len(batch._bufs)
+        batch._bufs.append(buf2)
+        for j, i in enumerate(need.tolist()):
+            a = int(offs[j])
+            got, size, mtime, reason, msg = _read_into(spaths[i], mv2[a:a + int(sizes[j])])
+            if reason is not None:
+                batch.fail(i, reason, msg or reason)
+                readable[i] = False
+                info[i, 0] = dp.FAILED
+                continue
+            lengths[i] = got
+            starts[i] = a
+            if got < sizes[j] and got < size:
+                fsizes[i] = got
+            batch._buf_id[i] = bid
+            batch._start[i] = a
+        todo2 = need[readable[need]].astype(np.int64)
+        if todo2.size:
+            _run_kernel(dp, batch, buf2, starts, lengths, fsizes, todo2, info, False)
+        still = todo2[(info[todo2, 0] == dp.NEED_MORE) & (sizes[np.searchsorted(need, todo2)] >= MAX_HEADER)]
+        for i in still.tolist():
+            info[i, 0] = dp.FAILED
+            info[i, 1] = dp.R_MALFORMED
+    else:
+        for i in np.nonzero(readable & (info[:, 0] == dp.NEED_MORE))[0].tolist():
+            info[i, 0] = dp.FAILED
+            info[i, 1] = dp.R_MALFORMED
+
+    st = info[:, 0]
+    ok = readable & (st == dp.OK)
+    batch.status[ok] = NATIVE
+    batch.fingerprint[:] = info[:, 11].view(np.uint64)
+    batch.header_end[:] = info[:, 12]
+    batch.pixel_offset[:] = np.where(ok, info[:, 8], -1)
+    batch.pixel_length[:] = np.where(ok & (info[:, 10] == 0), info[:, 9], -1)
+    batch.encapsulated[:] = ok & (info[:, 10] == 1)
+    batch.little_endian[:] = info[:, 5] == 1
+    batch.explicit_vr[:] = info[:, 6] == 1
+    for i in np.nonzero(readable & (st == dp.FAILED))[0].tolist():
+        reason, msg = _KERNEL_REASONS.get(int(info[i, 1]), ("malformed", "malformed DICOM structure"))
+        off = int(info[i, 2])
+        if off > 0:
+            msg = f"{msg} (at byte {off})"
+        batch.fail(i, reason, msg)
+    fb = np.nonzero(readable & (st == dp.FALLBACK))[0].tolist()
+    for i in fb:
+        why = _FALLBACK_REASONS.get(int(info[i, 1]), "outside the fast path")
+        batch.fallback_reason[i] = why
+        if fallback:
+            _parse_with_pydicom(batch, i, why)
+        else:
+            batch.fail(i, "unsupported", why)
+    if fb:
+        logger.debug("%d of %d files parsed by the pydicom fallback", len(fb), n)
+    return batch
+
+
+def _run_kernel(dp, batch, buf, starts, lengths, fsizes, todo, info, parallel):
+    if parallel is None:
+        parallel = todo.size >= 256
+    fn = dp.parse_batch if parallel else dp.parse_serial
+    fn(buf, starts, lengths, fsizes, todo, *_kernel_args(), batch._voff, batch._vlen,
+       batch._vrs, batch._nums, batch._numflag, batch._uid_hash, info)
+
+
+MAX_GZIP = 512 * 1024 * 1024  #: cap on the inflated size of a .dcm.gz file
+
+
+def _dcmread_fallback(path: str):
+    """pydicom read of one file (gzip-compressed files inflated first, capped)."""
+    import gzip
+    import io
+
+    import pydicom
+
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == b"\x1f\x8b":
+        with gzip.open(path, "rb") as g:
+            data = g.read(MAX_GZIP + 1)
+        if len(data) > MAX_GZIP:
+            raise ValueError("inflated size over the cap")
+        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    return pydicom.dcmread(path, stop_before_pixels=True, force=True, defer_size=4096)
+
+
+def _parse_with_pydicom(batch: HeaderBatch, i: int, why: str) -> None:
+    """Parse one file with pydicom (the fallback engine)."""
+    import warnings
+
+    import pydicom
+
+    from pocketpacs.native.hashing import hash_bytes
+
+    path = batch.paths[i]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = _dcmread_fallback(path)
+            values: dict[str, Any] = {}
+            meta = getattr(ds, "file_meta", None)
+            for spec in T.TAGS:
+                src = meta if spec.level == "meta" else ds
+                if src is None or spec.tag not in src:
+                    continue
+                elem = src[spec.tag]
+                v = elem.value
+                if v is None and elem.VR not in _BINARY_VRS:
+                    v = ""
+                values[spec.keyword] = _normalise(v)
+    except RecursionError:
+        batch.fail(i, "malformed", "sequences nested too deeply")
+        return
+    except MemoryError:
+        batch.fail(i, "malformed", "declared lengths exceed memory")
+        return
+    except Exception as e:  # pydicom raises many types on bad input
+        batch.fail(i, "malformed", f"{why}; pydicom could not parse it either ({type(e).__name__})")
+        return
+    if not any(k in values for k in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID")):
+        batch.fail(i, "not_dicom", f"{why}; no DICOM identifiers found")
+        return
+    batch.status[i] = FALLBACK
+    batch._py[i] = values
+    for kw, j in _UID_COL.items():
+        v = values.get(kw)
+        if isinstance(v, str) and v:
+            batch._uid_hash[i, j] = hash_bytes(v.rstrip("\0 ").encode("latin-1", "replace"))
+    ts = values.get("TransferSyntaxUID")
+    batch.encapsulated[i] = bool(ts) and ts not in (
+        "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+    # fingerprint: the first bytes of the file (deterministic for equal content)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(DEFAULT_HEAD)
+        batch.fingerprint[i] = hash_bytes(head)
+    except OSError:
+        pass
