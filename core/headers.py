@@ -136,6 +136,7 @@ class HeaderBatch:
         # decoded values of fallback rows: row -> {keyword: value}
         self._py: dict[int, dict[str, Any]] = {}
         self._encodings_cache: dict[bytes, list[str]] = {}
+        self._blobs: list[bytes] | None = None  # set by parse_bytes
 
     # ---- counts -----------------------------------------------------------
     @property
@@ -307,15 +308,18 @@ class HeaderBatch:
 
 
 def _ascii_text(raw: bytes, vr: str) -> str:
+    """Decode an ASCII value and strip padding the way pydicom does per VR."""
     s = raw.decode("ascii")
-    if "\\" in s:
-        parts = s.split("\\")
-        if vr in ("DS", "IS"):
-            return "\\".join(p.strip(" \0") for p in parts)
-        return "\\".join(p.rstrip(" \0") for p in parts)
+    if vr in ("SH", "LO", "UC"):  # pydicom strips every value of a text VR
+        if "\\" in s:
+            return "\\".join(p.rstrip(" \0") for p in s.split("\\"))
+        return s.rstrip(" \0")
     if vr in ("DS", "IS"):
-        return s.strip(" \0")
-    return s.rstrip(" \0")
+        s = s.strip(" \0")
+        if "\\" in s:
+            return "\\".join(p.strip(" \0") for p in s.split("\\"))
+        return s
+    return s.rstrip(" \0")  # AE AS CS DA DT TM UI PN: only the whole value
 
 
 def _count_values(raw: bytes, vr: str, cap: int) -> int:
@@ -498,6 +502,46 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int = DEF
             info[i, 0] = dp.FAILED
             info[i, 1] = dp.R_MALFORMED
 
+    _finish(batch, info, readable, fallback)
+    return batch
+
+
+def parse_bytes(blobs: Sequence[bytes], names: Sequence[str] | None = None, *,
+                fallback: bool = True) -> HeaderBatch:
+    """Parse DICOM headers held in memory (whole files as ``bytes``).
+
+    Nothing touches the disk: this is what no-trace viewing and the fuzz
+    tests use.  ``names`` label the blobs in messages (default ``<blob N>``).
+    """
+    from pocketpacs.native import dicomparse as dp
+
+    n = len(blobs)
+    labels = list(names) if names is not None else [f"<blob {i}>" for i in range(n)]
+    batch = HeaderBatch(labels)
+    batch._blobs = list(blobs)
+    if n == 0:
+        return batch
+    lengths = np.array([len(b) for b in blobs], dtype=np.int64)
+    starts = np.zeros(n, dtype=np.int64)
+    if n > 1:
+        starts[1:] = np.cumsum(lengths)[:-1]
+    buf = np.frombuffer(b"".join(blobs), dtype=np.uint8) if lengths.sum() else np.zeros(1, np.uint8)
+    batch._bufs.append(buf)
+    batch._start[:] = starts
+    batch.size[:] = lengths
+    readable = np.ones(n, dtype=bool)
+    info = np.zeros((n, 13), dtype=np.int64)
+    _run_kernel(dp, batch, buf, starts, lengths, lengths.copy(), np.arange(n, dtype=np.int64),
+                info, None)
+    _finish(batch, info, readable, fallback)
+    return batch
+
+
+def _finish(batch: HeaderBatch, info: np.ndarray, readable: np.ndarray, fallback: bool) -> None:
+    """Turn the kernel's info rows into the batch's status/reason columns."""
+    from pocketpacs.native import dicomparse as dp
+
+    n = batch.n
     st = info[:, 0]
     ok = readable & (st == dp.OK)
     batch.status[ok] = NATIVE
@@ -524,7 +568,6 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int = DEF
             batch.fail(i, "unsupported", why)
     if fb:
         logger.debug("%d of %d files parsed by the pydicom fallback", len(fb), n)
-    return batch
 
 
 def _run_kernel(dp, batch, buf, starts, lengths, fsizes, todo, info, parallel):
@@ -538,22 +581,27 @@ def _run_kernel(dp, batch, buf, starts, lengths, fsizes, todo, info, parallel):
 MAX_GZIP = 512 * 1024 * 1024  #: cap on the inflated size of a .dcm.gz file
 
 
-def _dcmread_fallback(path: str):
-    """pydicom read of one file (gzip-compressed files inflated first, capped)."""
+def _dcmread_fallback(src):
+    """pydicom read of one file or blob (gzip inflated first, capped)."""
     import gzip
     import io
 
     import pydicom
 
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    if magic == b"\x1f\x8b":
-        with gzip.open(path, "rb") as g:
-            data = g.read(MAX_GZIP + 1)
-        if len(data) > MAX_GZIP:
-            raise ValueError("inflated size over the cap")
-        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-    return pydicom.dcmread(path, stop_before_pixels=True, force=True, defer_size=4096)
+    if isinstance(src, bytes):
+        fobj = io.BytesIO(src)
+    else:
+        fobj = open(src, "rb")
+    with fobj:
+        magic = fobj.read(2)
+        fobj.seek(0)
+        if magic == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=fobj) as g:
+                data = g.read(MAX_GZIP + 1)
+            if len(data) > MAX_GZIP:
+                raise ValueError("inflated size over the cap")
+            return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+        return pydicom.dcmread(fobj, stop_before_pixels=True, force=True, defer_size=4096)
 
 
 def _parse_with_pydicom(batch: HeaderBatch, i: int, why: str) -> None:
@@ -568,7 +616,7 @@ def _parse_with_pydicom(batch: HeaderBatch, i: int, why: str) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = _dcmread_fallback(path)
+            ds = _dcmread_fallback(batch._blobs[i] if batch._blobs is not None else path)
             values: dict[str, Any] = {}
             meta = getattr(ds, "file_meta", None)
             for spec in T.TAGS:
@@ -603,8 +651,11 @@ def _parse_with_pydicom(batch: HeaderBatch, i: int, why: str) -> None:
         "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
     # fingerprint: the first bytes of the file (deterministic for equal content)
     try:
-        with open(path, "rb") as f:
-            head = f.read(DEFAULT_HEAD)
+        if batch._blobs is not None:
+            head = batch._blobs[i][:DEFAULT_HEAD]
+        else:
+            with open(path, "rb") as f:
+                head = f.read(DEFAULT_HEAD)
         batch.fingerprint[i] = hash_bytes(head)
     except OSError:
         pass
