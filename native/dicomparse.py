@@ -547,12 +547,15 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
     # Context stack: kind 0 = dataset, 1 = item (undefined length),
     # 2 = sequence/encapsulated (undefined length), 3 = sequence (defined end)
     # stack_end holds the end of a defined-length container.
-    stack_kind = np.zeros(2 * MAX_DEPTH + 4, dtype=np.int8)
-    stack_impl = np.zeros(2 * MAX_DEPTH + 4, dtype=np.bool_)
-    stack_end = np.zeros(2 * MAX_DEPTH + 4, dtype=np.int64)
+    stack = np.empty((3, 2 * MAX_DEPTH + 4), dtype=np.int64)
+    stack_kind = stack[0]
+    stack_impl = stack[1]
+    stack_end = stack[2]
+    tag_lo = np.int64(tags[0])
+    tag_hi = np.int64(tags[tags.shape[0] - 1])
     sp = 0
     stack_kind[0] = 0
-    stack_impl[0] = implicit
+    stack_impl[0] = 1 if implicit else 0
     depth = 0  # number of open sequences
     cur_impl = implicit
     n_elements = 0
@@ -568,7 +571,7 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
                 return FALLBACK
             sp -= 1
             depth -= 1
-            cur_impl = stack_impl[sp]
+            cur_impl = stack_impl[sp] != 0
             continue
         if pos >= s + fsize:
             # end of file
@@ -602,7 +605,7 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
                 pos += 8
                 sp -= 1
                 depth -= 1
-                cur_impl = stack_impl[sp]
+                cur_impl = stack_impl[sp] != 0
                 continue
             if tag != _ITEM:
                 info[0] = FALLBACK
@@ -625,7 +628,7 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
                         found = _peek_implicit(buf, pos, end, little, cur_impl)
                         if found != cur_impl:
                             cur_impl = found
-                stack_impl[sp] = cur_impl
+                stack_impl[sp] = 1 if cur_impl else 0
                 continue
             if pos + 8 + ilen > s + fsize:
                 info[0] = FAILED
@@ -638,7 +641,7 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
         if kind == 1 and tag == _ITEM_DELIM:
             pos += 8
             sp -= 1
-            cur_impl = stack_impl[sp]
+            cur_impl = stack_impl[sp] != 0
             continue
         if (tag >> 16) == 0xFFFE:
             info[0] = FALLBACK
@@ -715,7 +718,7 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
                 info[2] = pos - s
                 return FALLBACK
         k = -1
-        if sp == 0:
+        if sp == 0 and tag >= tag_lo and tag <= tag_hi and (tag & 0x10000) == 0:
             k = _find_tag(tags, tag)
         if length == 0xFFFFFFFF:
             # undefined length: a sequence, UN (CP-246) or encapsulated data
@@ -730,7 +733,7 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
             stack_kind[sp] = 2
             if vr == _UN:
                 cur_impl = True  # CP-246: UN of undefined length is implicit VR LE
-            stack_impl[sp] = cur_impl
+            stack_impl[sp] = 1 if cur_impl else 0
             continue
         if vpos - s + length > fsize:
             info[0] = FAILED
