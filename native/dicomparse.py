@@ -837,3 +837,50 @@ def encapsulated_fragments(buf, s, n, value_offset, out_off, out_len):
             out_len[count] = ilen
             count += 1
         pos += 8 + ilen
+
+
+@kernel
+def gather_values(buf, starts, voff, vlen, rows, strip_leading, out, flags):
+    """Copy one tag's value of each file in ``rows`` into a fixed-width matrix.
+
+    Trailing spaces and NULs are dropped (leading spaces too when
+    ``strip_leading``).  ``out`` is (len(rows), width) uint8, zero-filled;
+    values longer than ``width`` are cut and flagged.  ``flags[j]`` bits:
+    1 = non-ASCII byte, 2 = backslash (multi-valued), 4 = ESC (ISO 2022),
+    8 = cut.
+
+    Parameters
+    ----------
+    buf : uint8[:]
+    starts, voff, vlen : int64[:]
+        Per file: start of its bytes in ``buf``, value offset and length.
+    rows : int64[:]
+        Files to gather.
+    """
+    width = out.shape[1]
+    for j in range(rows.shape[0]):
+        i = rows[j]
+        a = starts[i] + voff[i]
+        n = vlen[i]
+        if a < 0 or n < 0 or a + n > buf.shape[0]:
+            continue
+        while n > 0 and (buf[a + n - 1] == 32 or buf[a + n - 1] == 0):
+            n -= 1
+        if strip_leading:
+            while n > 0 and buf[a] == 32:
+                a += 1
+                n -= 1
+        f = 0
+        if n > width:
+            n = width
+            f |= 8
+        for k in range(n):
+            c = buf[a + k]
+            out[j, k] = c
+            if c >= 128:
+                f |= 1
+            elif c == 92:
+                f |= 2
+            elif c == 27:
+                f |= 4
+        flags[j] = f

@@ -1,0 +1,233 @@
+"""Header parsing speed: PocketPACS vs the read floor, pydicom and GDCM Scanner.
+
+Generates (or reuses) a synthetic archive of at least 5,000 files of 512x512,
+warms the page cache, then times, in one run and interleaved, the median of
+``--repeat`` runs of:
+
+- the floor: open + read the first 8 KB of every file + close;
+- PocketPACS: ``pocketpacs.headers.parse_files`` (read + parse into the
+  batch's record arrays), and the same plus decoding six text columns;
+- pydicom ``dcmread(stop_before_pixels=True)`` in 1 and 2 processes;
+- GDCM ``Scanner`` (python-gdcm) over the archive's main tags.
+
+It also reports the numba compile time on first use (fresh cache, in a
+subprocess) and the start time with a warm cache.
+
+Usage::
+
+    python benchmarks/bench_parse.py                 # 5,000 files in ./bench-data/parse
+    python benchmarks/bench_parse.py --files 20000 --repeat 7
+    python benchmarks/bench_parse.py --archive /path/to/dicom/folder --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TEXT_COLUMNS = ("PatientName", "PatientID", "StudyInstanceUID", "SeriesInstanceUID",
+                "SOPInstanceUID", "Modality")
+GDCM_TAGS = ((0x0010, 0x0010), (0x0010, 0x0020), (0x0010, 0x0030), (0x0008, 0x0020),
+             (0x0008, 0x0060), (0x0020, 0x000D), (0x0020, 0x000E), (0x0008, 0x0018),
+             (0x0020, 0x0013), (0x0020, 0x0032), (0x0020, 0x0037), (0x0028, 0x0010),
+             (0x0028, 0x0011), (0x0028, 0x0030), (0x0028, 0x1052), (0x0028, 0x1053))
+
+
+def list_files(root: Path) -> list[str]:
+    out = []
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            if f != "manifest.json":
+                out.append(os.path.join(dirpath, f))
+    out.sort()
+    return out
+
+
+def ensure_archive(path: Path, files: int, rows: int) -> Path:
+    marker = path / "manifest.json"
+    if marker.exists():
+        return path
+    from pocketpacs import synth
+
+    series = max(1, files // 100)
+    print(f"generating {files} files of {rows}x{rows} in {path} ...", file=sys.stderr)
+    t = time.perf_counter()
+    synth.generate(path, patients=max(1, series // 4), studies=1, series=min(4, series),
+                   slices=100, rows=rows, cols=rows, seed=1, junk=0, enhanced=0)
+    print(f"  done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    return path
+
+
+def warm(paths: list[str]) -> None:
+    for p in paths:
+        with open(p, "rb") as f:
+            while f.read(1 << 20):
+                pass
+
+
+def floor(paths: list[str]) -> None:
+    buf = bytearray(8192)
+    mv = memoryview(buf)
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    for p in paths:
+        fd = os.open(p, flags)
+        try:
+            os.preadv(fd, [mv], 0)
+        finally:
+            os.close(fd)
+
+
+def pocketpacs_parse(paths: list[str]):
+    from pocketpacs.headers import parse_files
+
+    return parse_files(paths)
+
+
+def pocketpacs_parse_text(paths: list[str]):
+    b = pocketpacs_parse(paths)
+    for kw in TEXT_COLUMNS:
+        b.text(kw)
+    b.values("ImagePositionPatient")
+    return b
+
+
+def _pydicom_chunk(paths: list[str]) -> int:
+    import pydicom
+
+    n = 0
+    for p in paths:
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        n += ds.get("InstanceNumber") is not None
+    return n
+
+
+def gdcm_scan(paths: list[str]) -> None:
+    import gdcm
+
+    s = gdcm.Scanner()
+    for g, e in GDCM_TAGS:
+        s.AddTag(gdcm.Tag(g, e))
+    if not s.Scan(paths):
+        raise RuntimeError("GDCM Scanner failed")
+
+
+def timeit(fn, paths, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn(paths)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def compile_and_start_times(sample: str) -> dict:
+    code = ("import time; t=time.perf_counter(); from pocketpacs.headers import parse_files; "
+            "b=parse_files([%r]); b.text('PatientName'); print(time.perf_counter()-t)" % sample)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=tmp)
+        cold = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                    text=True, check=True).stdout.strip())
+        warm_t = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                      text=True, check=True).stdout.strip())
+    return {"first_use_compile_s": cold, "start_warm_cache_s": warm_t}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--archive", type=Path, help="existing folder of DICOM files to use")
+    ap.add_argument("--data", type=Path, default=ROOT / "bench-data" / "parse",
+                    help="where to generate the synthetic archive (default ./bench-data/parse)")
+    ap.add_argument("--files", type=int, default=5000, help="files to generate (default 5000)")
+    ap.add_argument("--rows", type=int, default=512, help="matrix size (default 512)")
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs per method (default 5)")
+    ap.add_argument("--skip", nargs="*", default=[], help="methods to skip: pydicom, pydicom2, gdcm")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = ap.parse_args(argv)
+
+    root = args.archive or ensure_archive(args.data, args.files, args.rows)
+    paths = list_files(root)
+    if not paths:
+        print(f"no files under {root}", file=sys.stderr)
+        return 2
+    warm(paths)
+    b = pocketpacs_parse(paths)  # compiles / loads the kernels
+    n = len(paths)
+
+    methods = [("read floor (first 8 KB)", floor), ("PocketPACS parse", pocketpacs_parse),
+               ("PocketPACS parse + 6 text columns", pocketpacs_parse_text)]
+    if "gdcm" not in args.skip:
+        try:
+            import gdcm  # noqa: F401
+
+            methods.append(("GDCM Scanner", gdcm_scan))
+        except ImportError:
+            print("python-gdcm not installed: GDCM Scanner skipped", file=sys.stderr)
+    times: dict[str, list[float]] = {m: [] for m, _ in methods}
+    # interleave the methods so load changes hit all of them alike
+    for _ in range(args.repeat):
+        for name, fn in methods:
+            times[name] += timeit(fn, paths, 1)
+    pyd_n = min(n, 2000)  # pydicom is slow: time a subset, report files/s
+    if "pydicom" not in args.skip:
+        times["pydicom dcmread (1 process)"] = [t * n / pyd_n for t in
+                                                timeit(_pydicom_chunk, paths[:pyd_n], max(1, args.repeat // 2))]
+    if "pydicom2" not in args.skip:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(2) as pool:
+            pool.map(_pydicom_chunk, [paths[:10], paths[10:20]])
+            half = pyd_n // 2
+            chunks = [paths[i:i + 100] for i in range(0, pyd_n, 100)]
+
+            def two(_p, chunks=chunks):
+                pool.map(_pydicom_chunk, chunks)
+
+            times["pydicom dcmread (2 processes)"] = [t * n / pyd_n for t in timeit(two, None, max(1, args.repeat // 2))]
+            del half
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rate = {k: n / v for k, v in med.items()}
+    pp = rate["PocketPACS parse"]
+    startup = compile_and_start_times(paths[0])
+    result = {
+        "files": n, "native": b.n_native, "fallback": b.n_fallback, "failed": b.n_failed,
+        "repeat": args.repeat, "files_per_s": rate,
+        "ratios": {
+            "pocketpacs_vs_gdcm": pp / rate["GDCM Scanner"] if "GDCM Scanner" in rate else None,
+            "pocketpacs_vs_floor": pp / rate["read floor (first 8 KB)"],
+            "pocketpacs_vs_pydicom_1p": pp / rate["pydicom dcmread (1 process)"] if "pydicom dcmread (1 process)" in rate else None,
+            "pocketpacs_vs_pydicom_2p": pp / rate["pydicom dcmread (2 processes)"] if "pydicom dcmread (2 processes)" in rate else None,
+        },
+        **startup,
+        "cpus": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"\nHeader parsing, {n} files ({b.n_native} native, {b.n_fallback} fallback, "
+          f"{b.n_failed} failed), warm cache, median of {args.repeat} runs, {os.cpu_count()} CPUs\n")
+    print(f"{'method':<40} {'files/s':>12} {'PocketPACS parse is':>22}")
+    for k, r in sorted(rate.items(), key=lambda kv: -kv[1]):
+        print(f"{k:<40} {r:>12,.0f} {pp / r:>20.2f}x")
+    g = result["ratios"]["pocketpacs_vs_gdcm"]
+    f = result["ratios"]["pocketpacs_vs_floor"]
+    print()
+    if g is not None:
+        print(f"target: PocketPACS >= 10x GDCM Scanner ............ {g:6.2f}x  {'PASS' if g >= 10 else 'MISS'}")
+    print(f"target: PocketPACS >= 0.3x the read floor ......... {f:6.2f}x  {'PASS' if f >= 0.3 else 'MISS'}")
+    print(f"numba compile on first use: {startup['first_use_compile_s']:.2f} s; "
+          f"start with a warm cache: {startup['start_warm_cache_s']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
