@@ -196,3 +196,18 @@ def test_synthetic_archive(tmp_path):
     stats = compare(paths)
     _assert_clean(stats)
     assert stats["native"] > 0
+
+
+def test_pydicom_charset_files():
+    """Specific Character Set decoding (ISO 8859-x, UTF-8, ISO 2022 JIS/KS X, GB18030...)."""
+    from pydicom.data import get_charset_files
+
+    paths = sorted(p for p in get_charset_files("*") if p.endswith(".dcm"))
+    assert len(paths) >= 15
+    stats = compare(paths)
+    _assert_clean(stats)
+    batch = parse_files(paths)
+    names = dict(zip([Path(p).name for p in paths], batch.text("PatientName")))
+    assert names["chrGerm.dcm"] == "Äneas^Rüdiger"
+    assert names["chrJapMulti.dcm"].startswith("やまだ^たろう") or "山田" in names["chrJapMulti.dcm"]
+    assert names["chrRuss.dcm"] == "Люкceмбypг"
