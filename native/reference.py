@@ -50,3 +50,69 @@ def xxh64(data: bytes, seed: int = 0) -> int:
     h = (h * P3) & _M
     h ^= h >> 32
     return h
+
+
+# ---------------------------------------------------------------------------
+# assemble.py / window.py references (NumPy)
+# ---------------------------------------------------------------------------
+def _fix_bits_np(v, bits_stored: int, signed: bool):
+    import numpy as np
+
+    u = v.astype(np.int64) & ((1 << bits_stored) - 1)
+    if signed:
+        neg = (u >> (bits_stored - 1)) & 1
+        u = np.where(neg == 1, u - (1 << bits_stored), u)
+    return u
+
+
+def gather_frames(buf, starts, dst, out, nbytes, signed, swap, bits_stored, samples, planar,
+                  slopes, intercepts, rescale):
+    """NumPy reference of ``assemble.gather_frames``."""
+    import numpy as np
+
+    nvals = out.shape[1]
+    npix = nvals // samples
+    dt = np.dtype(f"{'>' if swap else '<'}u{nbytes}")
+    for f in range(len(starts)):
+        raw = np.frombuffer(bytes(buf[starts[f]:starts[f] + nvals * nbytes]), dtype=dt)
+        if planar == 1 and samples > 1:
+            raw = raw.reshape(samples, npix).T.reshape(-1)
+        v = _fix_bits_np(raw, bits_stored, signed)
+        if rescale:
+            out[dst[f]] = (v * slopes[f] + intercepts[f]).astype(out.dtype)
+        else:
+            out[dst[f]] = v.astype(out.dtype)
+
+
+def convert_inplace(src, out, bits_stored, signed, slopes, intercepts, rescale, fix_bits):
+    """NumPy reference of ``assemble.convert_inplace`` (src/out may alias)."""
+    import numpy as np
+
+    nb = src.itemsize * 8
+    for f in range(src.shape[0]):
+        raw = src[f].astype(np.int64)
+        if fix_bits:
+            v = _fix_bits_np(raw & ((1 << nb) - 1), bits_stored, signed)
+        else:
+            v = raw
+        if rescale:
+            out[f] = (v * slopes[f] + intercepts[f]).astype(out.dtype)
+        else:
+            out[f] = v.astype(out.dtype)
+
+
+def window_u8(src, center: float, width: float, invert: bool = False):
+    """NumPy reference of ``window.window_slice`` / ``window.window_batch``."""
+    import numpy as np
+
+    x = np.asarray(src).astype(np.float32)
+    if width <= 1.0:
+        y = np.where(x > np.float32(center - 0.5), np.float32(255), np.float32(0))
+    else:
+        scale = np.float32(255.0 / (width - 1.0))
+        offset = np.float32(127.5 - (center - 0.5) * (255.0 / (width - 1.0)))
+        y = np.clip(x * scale + offset, np.float32(0), np.float32(255))
+        y = np.floor(y + np.float32(0.5))
+    if invert:
+        y = np.float32(255) - y
+    return y.astype(np.uint8)
