@@ -1,0 +1,237 @@
+"""The JS bridge: an explicit allowlist of commands behind a walk-proof facade.
+
+pywebview 6.2.1 resolves any dotted name sent from JavaScript on the
+``js_api`` object with ``getattr`` (underscore and dunder names included), so
+``hello.__func__.__globals__`` would reach this module's globals.  Three
+controls stop that (``../shared/notes/reliability.md`` §3.3/3.4):
+
+1. :class:`Api` has ``__slots__ = ()`` and no attributes; every method only
+   forwards to :func:`_call`, which looks the command up in the module-private
+   table :data:`_COMMANDS`.
+2. :func:`install_guard` wraps ``webview.util.js_bridge_call`` (and the copy
+   each platform module imported) so any name outside :data:`ALLOWED` --
+   dotted, underscore and dunder names included -- is refused before
+   pywebview resolves it.  The refusal answers the page with an envelope.
+3. Every command catches everything and answers one envelope
+   (:mod:`pocketpacs.ui.protocol`): no traceback, no path, no patient data.
+
+The same table serves ``POST /v1/call/<name>`` in serve mode, so the page
+talks to one API whichever transport carries it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+from typing import Any, Callable
+
+from . import protocol as P
+from .protocol import Arg
+
+log = logging.getLogger("pocketpacs.ui.bridge")
+
+_ID = r"[0-9a-f]{16,64}"
+_DATE = r"(\d{8})?"
+
+#: name -> argument schema.  Nothing outside this table can be called.
+SCHEMAS: dict[str, dict[str, Arg]] = {
+    "hello": {},
+    "stats": {},
+    "search": {
+        "name": Arg(str, max_len=128), "patient_id": Arg(str, max_len=128),
+        "birth_date": Arg(str, pattern=_DATE, max_len=8),
+        "date_from": Arg(str, pattern=_DATE, max_len=8),
+        "date_to": Arg(str, pattern=_DATE, max_len=8),
+        "modality": Arg(str, max_len=16), "description": Arg(str, max_len=128),
+        "accession": Arg(str, max_len=64),
+        "limit": Arg(int, lo=1, hi=100000, default=5000),
+    },
+    "open_series": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64),
+                    "slot": Arg(str, pattern=r"[a-z0-9]{1,16}", default="main", max_len=16)},
+    "volume_status": {"volume_id": Arg(str, required=True, pattern=_ID, max_len=64)},
+    "remove_series": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64)},
+    "import_start": {"path": Arg(str, max_len=4096)},
+    "import_status": {"job_id": Arg(str, required=True, pattern=_ID, max_len=64)},
+    "import_cancel": {"job_id": Arg(str, required=True, pattern=_ID, max_len=64)},
+    "open_other": {"path": Arg(str, max_len=4096),
+                   "slot": Arg(str, pattern=r"[a-z0-9]{1,16}", default="main", max_len=16)},
+    "load_media": {"path": Arg(str, max_len=4096)},
+    "close_media": {},
+    "save_png": {"data": Arg(str, required=True, max_len=64 << 20,
+                             pattern=r"data:image/png;base64,[A-Za-z0-9+/=]+")},
+}
+
+#: The allowlist: plain lower-case names only, never dotted or underscored.
+ALLOWED = frozenset(SCHEMAS)
+
+_NAME = re.compile(r"^[a-z][a-z_]{0,39}$")
+
+# name -> handler(args) ; filled by bind().  Module-private: the facade holds no reference.
+_COMMANDS: dict[str, Callable[[dict], Any]] = {}
+_lock = threading.Lock()
+
+
+def bind(handlers: dict[str, Callable[[dict], Any]]) -> None:
+    """Connect command names to their implementations.
+
+    Parameters
+    ----------
+    handlers : dict
+        ``name -> callable(args) -> data``; every name must be in :data:`ALLOWED`.
+
+    Raises
+    ------
+    ValueError
+        For a name outside the allowlist or a missing one.
+    """
+    extra = set(handlers) - ALLOWED
+    missing = ALLOWED - set(handlers)
+    if extra or missing:
+        raise ValueError(f"bridge handlers do not match the allowlist: {sorted(extra | missing)}")
+    with _lock:
+        _COMMANDS.clear()
+        _COMMANDS.update(handlers)
+
+
+def call(name: Any, args: Any = None) -> dict:
+    """Run one command and return its envelope; never raises.
+
+    Parameters
+    ----------
+    name : Any
+        Command name sent by the page.
+    args : Any
+        Its argument object.
+
+    Returns
+    -------
+    dict
+        ``{"ok": True, "data": ...}`` or an error envelope.
+    """
+    try:
+        if not isinstance(name, str) or name not in ALLOWED or not _NAME.match(name):
+            return P.fail(P.NOT_ALLOWED, "Unknown command.")
+        handler = _COMMANDS.get(name)
+        if handler is None:
+            return P.fail(P.UNAVAILABLE, "The application is not ready.")
+        clean = P.validate_args(args, SCHEMAS[name])
+        return P.ok(handler(clean))
+    except BaseException as exc:  # noqa: BLE001 - the envelope is the contract
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        if not isinstance(exc, P.BridgeError):
+            log.warning("bridge: command %s failed (%s)", name if name in ALLOWED else "?",
+                        type(exc).__name__)
+        return P.envelope_for_exception(exc)
+
+
+def _make_method(name: str):
+    def method(self, args=None):
+        return call(name, args)
+
+    method.__name__ = name
+    method.__qualname__ = f"Api.{name}"
+    method.__doc__ = f"Bridge command ``{name}``; returns an envelope."
+    return method
+
+
+class Api:
+    """The object given to pywebview as ``js_api``.
+
+    It has no state (``__slots__ = ()``) and one method per allowed command;
+    each method forwards to :func:`call`.  Walking from a method (``__func__``,
+    ``__globals__``...) is stopped by :func:`install_guard`, which refuses
+    every name that is not exactly an allowed command.
+    """
+
+    __slots__ = ()
+
+
+for _n in sorted(ALLOWED):
+    setattr(Api, _n, _make_method(_n))
+del _n
+
+
+# ------------------------------------------------------------- pywebview guard
+_SAFE_REPLY_NAME = re.compile(r"^[A-Za-z0-9_.]{1,80}$")
+_SAFE_VALUE_ID = re.compile(r"^[0-9A-Za-z]{1,40}$")
+_original: Callable | None = None
+
+
+def _refuse(window: Any, func_name: Any, value_id: Any) -> None:
+    """Answer a refused call with a ``not_allowed`` envelope (when it is safe to)."""
+    log.warning("bridge: refused a call outside the allowlist")
+    if not (isinstance(func_name, str) and _SAFE_REPLY_NAME.match(func_name)
+            and isinstance(value_id, str) and _SAFE_VALUE_ID.match(value_id)):
+        return
+    payload = json.dumps(P.fail(P.NOT_ALLOWED, "Unknown command."))
+    payload = payload.replace("\\", "\\\\").replace("'", "\\'")
+    js = ("(function(){var c=window.pywebview&&window.pywebview._returnValuesCallbacks"
+          f"&&window.pywebview._returnValuesCallbacks['{func_name}'];"
+          f"if(c&&c['{value_id}']){{c['{value_id}']({{value:'{payload}'}});}}}})()")
+
+    def reply() -> None:
+        try:
+            window.evaluate_js(js)
+        except Exception:
+            pass
+
+    threading.Thread(target=reply, daemon=True).start()
+
+
+def guarded_js_bridge_call(window: Any, func_name: Any, param: Any, value_id: Any) -> None:
+    """Replacement for ``webview.util.js_bridge_call`` that enforces the allowlist.
+
+    Parameters
+    ----------
+    window : webview.Window
+        The calling window.
+    func_name : Any
+        Name sent by the page.
+    param : Any
+        Decoded arguments.
+    value_id : Any
+        pywebview's callback id.
+    """
+    if isinstance(func_name, str) and func_name in ALLOWED and _NAME.match(func_name):
+        assert _original is not None
+        return _original(window, func_name, param, value_id)
+    _refuse(window, func_name, value_id)
+    return None
+
+
+def install_guard() -> None:
+    """Route every pywebview bridge call through :func:`guarded_js_bridge_call`.
+
+    Patches ``webview.util`` and every already-imported ``webview.platforms``
+    module that imported ``js_bridge_call`` by name; platform modules imported
+    later pick up the patched function from ``webview.util``.  Idempotent.
+    """
+    global _original
+    import webview.util as wu
+
+    if wu.js_bridge_call is not guarded_js_bridge_call:
+        _original = wu.js_bridge_call
+        wu.js_bridge_call = guarded_js_bridge_call
+    for modname, mod in list(sys.modules.items()):
+        if modname.startswith("webview.platforms") and mod is not None:
+            if getattr(mod, "js_bridge_call", None) not in (None, guarded_js_bridge_call):
+                mod.js_bridge_call = guarded_js_bridge_call
+
+
+def guard_installed() -> bool:
+    """Return True when every loaded pywebview module uses the guard.
+
+    Returns
+    -------
+    bool
+    """
+    import webview.util as wu
+
+    if wu.js_bridge_call is not guarded_js_bridge_call:
+        return False
+    return all(getattr(m, "js_bridge_call", guarded_js_bridge_call) is guarded_js_bridge_call
+               for n, m in list(sys.modules.items())
+               if n.startswith("webview.platforms") and m is not None)

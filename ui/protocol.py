@@ -1,0 +1,417 @@
+"""Versioned messages shared by the JS bridge and the local data server.
+
+Every command answers with one *envelope*::
+
+    {"ok": true,  "data": ..., "protocol_version": 1}
+    {"ok": false, "error": {"code": "...", "message": "..."}, "protocol_version": 1}
+
+Error messages are written here or in :mod:`pocketpacs.ui.bridge`, never
+copied from an exception: exception text can hold file paths (which on a CD
+often contain patient names) or header values.
+
+Binary volume frames (served by :mod:`pocketpacs.ui.server`) are::
+
+    uint32 little-endian  n        length of the JSON header in bytes (padded)
+    n bytes               JSON     UTF-8, padded with spaces so 4 + n % 8 == 0
+    remaining bytes       voxels   C order (slice, row, column), little-endian
+
+so the voxels start 8-byte aligned and the page wraps them in a typed array
+without copying.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+#: Opaque ids the server accepts in URLs: lowercase hex, nothing else.
+OPAQUE_ID = re.compile(r"^[0-9a-f]{16,64}$")
+
+#: dtypes the page can upload as 16/32-bit textures.
+WIRE_DTYPES = ("int16", "uint16", "float32")
+
+# Error codes (stable; the page switches on them).
+BAD_REQUEST = "bad_request"
+NOT_ALLOWED = "not_allowed"
+NOT_FOUND = "not_found"
+CANCELLED = "cancelled"
+SUPERSEDED = "superseded"
+UNAVAILABLE = "unavailable"
+NOT_A_VOLUME = "not_a_volume"
+UNREADABLE = "unreadable"
+READ_ONLY = "read_only"
+INTERNAL = "internal"
+
+
+class BridgeError(Exception):
+    """An error whose code and message are safe to show in the page.
+
+    Parameters
+    ----------
+    code : str
+        One of the error codes of this module.
+    message : str
+        Human-readable text written by PocketPACS (no paths, no header values).
+    """
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def ok(data: Any = None) -> dict:
+    """Return a success envelope.
+
+    Parameters
+    ----------
+    data : Any
+        JSON-serialisable payload.
+
+    Returns
+    -------
+    dict
+        ``{"ok": True, "data": data, "protocol_version": PROTOCOL_VERSION}``.
+    """
+    return {"ok": True, "data": data, "protocol_version": PROTOCOL_VERSION}
+
+
+def fail(code: str, message: str) -> dict:
+    """Return an error envelope.
+
+    Parameters
+    ----------
+    code : str
+        Stable error code.
+    message : str
+        Safe human-readable message.
+
+    Returns
+    -------
+    dict
+        ``{"ok": False, "error": {"code", "message"}, "protocol_version"}``.
+    """
+    return {"ok": False, "error": {"code": code, "message": message},
+            "protocol_version": PROTOCOL_VERSION}
+
+
+def envelope_for_exception(exc: BaseException) -> dict:
+    """Map any exception to an error envelope without leaking its text.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception a command raised.
+
+    Returns
+    -------
+    dict
+        An error envelope.  Only :class:`BridgeError` messages are passed on;
+        everything else becomes a fixed message chosen by exception type.
+    """
+    if isinstance(exc, BridgeError):
+        return fail(exc.code, exc.message)
+    name = type(exc).__name__
+    if name in ("NotAVolume", "GeometryError", "InconsistentStack"):
+        return fail(NOT_A_VOLUME, "These images do not form a volume that can be displayed.")
+    if name in ("ParseError", "NotDicomError", "UnsupportedTransferSyntax"):
+        return fail(UNREADABLE, "The file could not be read as an image.")
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return fail(NOT_FOUND, "That file or folder does not exist.")
+    if isinstance(exc, PermissionError):
+        return fail(UNREADABLE, "Permission denied.")
+    if name in ("ArchiveLocked",):
+        return fail(UNAVAILABLE, "Another program is writing to the archive.")
+    if name in ("ArchiveError", "SchemaVersionMismatch"):
+        return fail(UNAVAILABLE, "The archive could not be used.")
+    return fail(INTERNAL, "Something went wrong; the details are in the log.")
+
+
+# ---------------------------------------------------------------- arguments
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a bridge command.
+
+    Parameters
+    ----------
+    kind : type
+        ``str``, ``int``, ``float``, ``bool``, ``list`` or ``dict``.
+    required : bool
+        Whether the key must be present.
+    max_len : int
+        Upper bound on string length or list length.
+    lo, hi : float
+        Inclusive bounds for numbers.
+    pattern : str
+        Regular expression a string must match in full.
+    default : Any
+        Value used when the key is absent.
+    """
+
+    kind: type
+    required: bool = False
+    max_len: int = 4096
+    lo: float = -math.inf
+    hi: float = math.inf
+    pattern: str | None = None
+    default: Any = None
+
+
+def validate_args(args: Any, schema: Mapping[str, Arg]) -> dict:
+    """Check a command's arguments against its schema.
+
+    Parameters
+    ----------
+    args : Any
+        What the page sent (``None`` or a dict).
+    schema : Mapping[str, Arg]
+        Allowed keys.
+
+    Returns
+    -------
+    dict
+        The arguments with defaults filled in.
+
+    Raises
+    ------
+    BridgeError
+        ``bad_request`` for unknown keys, wrong types or out-of-range values.
+    """
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise BridgeError(BAD_REQUEST, "Arguments must be an object.")
+    unknown = [k for k in args if k not in schema]
+    if unknown:
+        raise BridgeError(BAD_REQUEST, "Unknown argument.")
+    out: dict = {}
+    for key, spec in schema.items():
+        if key not in args or args[key] is None:
+            if spec.required:
+                raise BridgeError(BAD_REQUEST, f"Missing argument '{key}'.")
+            out[key] = spec.default
+            continue
+        value = args[key]
+        if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if spec.kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, spec.kind) or (spec.kind in (int, float) and isinstance(value, bool)):
+            raise BridgeError(BAD_REQUEST, f"Argument '{key}' has the wrong type.")
+        if isinstance(value, (str, list, dict)) and len(value) > spec.max_len:
+            raise BridgeError(BAD_REQUEST, f"Argument '{key}' is too long.")
+        if isinstance(value, (int, float)) and not (spec.lo <= value <= spec.hi):
+            raise BridgeError(BAD_REQUEST, f"Argument '{key}' is out of range.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BridgeError(BAD_REQUEST, f"Argument '{key}' is not a number.")
+        if spec.pattern is not None and not re.fullmatch(spec.pattern, value):
+            raise BridgeError(BAD_REQUEST, f"Argument '{key}' is malformed.")
+        if isinstance(value, str) and "\x00" in value:
+            raise BridgeError(BAD_REQUEST, f"Argument '{key}' is malformed.")
+        out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------- volumes
+@dataclass
+class VolumeHeader:
+    """What the page needs to display a volume, sent before its voxels.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(slices, rows, columns)``.
+    dtype : str
+        One of :data:`WIRE_DTYPES`.
+    affine_lps : list of list of float
+        4x4 matrix mapping ``(column, row, slice, 1)`` indices to LPS mm.
+    spacing : list of float
+        ``[column, row, slice]`` spacing in mm.
+    slope, intercept : float
+        Rescale from stored to real-world values (``real = stored*slope + intercept``).
+    units : str
+        Real-world units (``"HU"`` for CT), or ``""``.
+    windows : list of dict
+        Presets ``{"name", "center", "width"}`` in real-world units; the first is the default.
+    kind : str
+        ``"volume"`` or ``"sequence"``.
+    modality : str
+        DICOM modality or ``"OT"``.
+    invert : bool
+        True for MONOCHROME1 (display inverted by default).
+    labels : dict
+        Text for the overlay corners (patient, study, series...).  The page
+        renders these with ``textContent``.
+    value_range : list of float
+        ``[min, max]`` of stored values (for histogram-less auto windows).
+    """
+
+    shape: tuple
+    dtype: str
+    affine_lps: list
+    spacing: list
+    slope: float = 1.0
+    intercept: float = 0.0
+    units: str = ""
+    windows: list = field(default_factory=list)
+    kind: str = "volume"
+    modality: str = "OT"
+    invert: bool = False
+    labels: dict = field(default_factory=dict)
+    value_range: list = field(default_factory=lambda: [0.0, 0.0])
+
+    def to_json(self) -> dict:
+        """Return the header as a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            The fields plus ``protocol_version`` and ``slice_bytes``.
+        """
+        nz, ny, nx = (int(v) for v in self.shape)
+        return {
+            "protocol_version": PROTOCOL_VERSION,
+            "shape": [nz, ny, nx],
+            "dtype": self.dtype,
+            "affine_lps": [[float(v) for v in row] for row in self.affine_lps],
+            "spacing": [float(v) for v in self.spacing],
+            "rescale": {"slope": float(self.slope), "intercept": float(self.intercept)},
+            "units": self.units,
+            "windows": [{"name": str(w["name"]), "center": float(w["center"]),
+                         "width": float(w["width"])} for w in self.windows],
+            "kind": self.kind,
+            "modality": self.modality,
+            "invert": bool(self.invert),
+            "labels": {str(k): str(v) for k, v in self.labels.items()},
+            "value_range": [float(self.value_range[0]), float(self.value_range[1])],
+            "slice_bytes": ny * nx * np.dtype(self.dtype).itemsize,
+        }
+
+
+def frame_prefix(header: Mapping[str, Any]) -> bytes:
+    """Encode the length word and padded JSON header of a binary frame.
+
+    Parameters
+    ----------
+    header : Mapping
+        JSON-serialisable header.
+
+    Returns
+    -------
+    bytes
+        ``uint32 n`` + JSON padded with spaces; its length is a multiple of 8.
+    """
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    pad = (-(4 + len(text))) % 8
+    text += b" " * pad
+    return struct.pack("<I", len(text)) + text
+
+
+def encode_frame(header: Mapping[str, Any], voxels: np.ndarray) -> bytes:
+    """Encode a complete frame (header and little-endian voxels).
+
+    Parameters
+    ----------
+    header : Mapping
+        JSON-serialisable header.
+    voxels : numpy.ndarray
+        Array written in C order, little-endian.
+
+    Returns
+    -------
+    bytes
+        The frame.
+    """
+    arr = np.ascontiguousarray(voxels)
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return frame_prefix(header) + arr.tobytes()
+
+
+def decode_frame(buf: bytes) -> tuple[dict, memoryview]:
+    """Split a frame into its header and voxel bytes (for tests and tools).
+
+    Parameters
+    ----------
+    buf : bytes
+        A frame as produced by :func:`encode_frame`.
+
+    Returns
+    -------
+    header : dict
+        The decoded JSON header.
+    voxels : memoryview
+        The voxel bytes (8-byte aligned offset within *buf*).
+
+    Raises
+    ------
+    ValueError
+        When the frame is truncated or its header is not JSON.
+    """
+    if len(buf) < 4:
+        raise ValueError("truncated frame")
+    (n,) = struct.unpack_from("<I", buf, 0)
+    if 4 + n > len(buf) or (4 + n) % 8:
+        raise ValueError("bad frame header length")
+    header = json.loads(bytes(buf[4:4 + n]).decode("ascii"))
+    return header, memoryview(buf)[4 + n:]
+
+
+def to_wire(array: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Convert an array to a dtype the page can texture, exactly where possible.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        Stored voxel values of any numeric dtype.
+
+    Returns
+    -------
+    wire : numpy.ndarray
+        ``int16``/``uint16`` arrays unchanged; ``uint8``/``int8`` widened to
+        ``int16``; other integers narrowed to ``int16``/``uint16`` when their
+        range allows; everything else as ``float32``.
+    slope, intercept : float
+        Extra rescale the conversion introduced (``1, 0`` when exact).
+    """
+    dt = array.dtype
+    if dt.kind == "b":
+        return array.astype(np.int16), 1.0, 0.0
+    if dt in (np.int16, np.uint16) and dt.byteorder in ("=", "<", "|"):
+        return array, 1.0, 0.0
+    if dt.kind in "iu":
+        if dt.itemsize <= 2:
+            return array.astype(np.int16 if dt.kind == "i" or dt.itemsize == 1 else np.uint16), 1.0, 0.0
+        lo = int(array.min()) if array.size else 0
+        hi = int(array.max()) if array.size else 0
+        if -32768 <= lo and hi <= 32767:
+            return array.astype(np.int16), 1.0, 0.0
+        if 0 <= lo and hi <= 65535:
+            return array.astype(np.uint16), 1.0, 0.0
+    return array.astype(np.float32), 1.0, 0.0
+
+
+def error_json(code: str, message: str) -> bytes:
+    """Serialise an error envelope for an HTTP body.
+
+    Parameters
+    ----------
+    code, message : str
+        As for :func:`fail`.
+
+    Returns
+    -------
+    bytes
+        UTF-8 JSON.
+    """
+    return json.dumps(fail(code, message)).encode("utf-8")
+
+
+Handler = Callable[[dict], Any]

@@ -1,0 +1,404 @@
+"""Volume jobs: assemble off the UI thread, stream slices as they arrive.
+
+A :class:`VolumeJob` owns one volume being prepared for the page.  A worker
+thread fills its array slice by slice through a :class:`SliceSource`; HTTP
+handlers wait on a condition variable for what they need:
+
+* ``/header`` waits for the header only;
+* ``/slice/<z>`` moves ``z`` to the front of the read order and waits for it,
+  so the first slice can be drawn before the series is complete;
+* ``/data`` streams all slices in order, each as soon as it is ready.
+
+A newer request supersedes a stale one: :class:`JobRegistry` cancels every
+older job of the same *slot* (one viewport) when a new one starts.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections import OrderedDict
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+
+from . import protocol as P
+
+log = logging.getLogger("pocketpacs.ui.volumes")
+
+
+class SliceSource(Protocol):
+    """Something that yields a header, then slices in any order."""
+
+    def header(self) -> P.VolumeHeader: ...  # noqa: D102
+
+    def read(self, z: int) -> np.ndarray: ...  # noqa: D102
+
+    def close(self) -> None: ...  # noqa: D102
+
+
+class ArraySource:
+    """A :class:`SliceSource` over an array already in memory.
+
+    Parameters
+    ----------
+    header : VolumeHeader
+        Header of the volume (dtype must match *array* after wire conversion).
+    array : numpy.ndarray
+        ``(slices, rows, columns)`` array in a wire dtype.
+    """
+
+    def __init__(self, header: P.VolumeHeader, array: np.ndarray):
+        self._header = header
+        self._array = array
+
+    def header(self) -> P.VolumeHeader:
+        """Return the header.
+
+        Returns
+        -------
+        VolumeHeader
+        """
+        return self._header
+
+    def read(self, z: int) -> np.ndarray:
+        """Return slice *z*.
+
+        Parameters
+        ----------
+        z : int
+            Slice index.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        return self._array[z]
+
+    def whole(self) -> np.ndarray:
+        """Return the whole array (lets the job skip per-slice copies).
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        return self._array
+
+    def close(self) -> None:
+        """Drop the reference to the array."""
+        self._array = None  # type: ignore[assignment]
+
+
+class VolumeJob:
+    """One volume on its way to the page.
+
+    Parameters
+    ----------
+    make_source : callable
+        Called on the worker thread; returns a :class:`SliceSource`.  Slow
+        work (reading headers, sorting slices) belongs here.
+    slot : str
+        The viewport this volume is for (supersession key).
+    """
+
+    def __init__(self, make_source: Callable[[], SliceSource], slot: str = "main"):
+        self.id = secrets.token_hex(16)
+        self.slot = slot
+        self._make_source = make_source
+        self._cond = threading.Condition()
+        self._cancel = threading.Event()
+        self._header: dict | None = None
+        self._array: np.ndarray | None = None
+        self._ready: np.ndarray | None = None
+        self._wanted: list[int] = []
+        self._failed: dict | None = None
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="pocketpacs-volume", daemon=True)
+
+    # ------------------------------------------------------------- worker
+    def start(self) -> "VolumeJob":
+        """Start the worker thread.
+
+        Returns
+        -------
+        VolumeJob
+            ``self``.
+        """
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        source = None
+        try:
+            source = self._make_source()
+            if self._cancel.is_set():
+                raise _Cancelled()
+            hdr = source.header()
+            nz = int(hdr.shape[0])
+            whole = source.whole() if isinstance(source, ArraySource) else None
+            with self._cond:
+                self._header = hdr.to_json()
+                if whole is not None:
+                    self._array = np.ascontiguousarray(whole)
+                    self._ready = np.ones(nz, dtype=bool)
+                else:
+                    self._array = np.empty(tuple(hdr.shape), dtype=hdr.dtype)
+                    self._ready = np.zeros(nz, dtype=bool)
+                self._cond.notify_all()
+            if whole is None:
+                order = iter(range(nz))
+                while True:
+                    if self._cancel.is_set():
+                        raise _Cancelled()
+                    z = self._next(order)
+                    if z is None:
+                        break
+                    data = source.read(z)
+                    with self._cond:
+                        self._array[z] = data
+                        self._ready[z] = True
+                        self._cond.notify_all()
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+        except _Cancelled:
+            self._fail(P.fail(P.SUPERSEDED, "A newer request replaced this one."))
+        except Exception as exc:  # reported to the page as an envelope
+            log.warning("volume job failed: %s", type(exc).__name__)
+            self._fail(P.envelope_for_exception(exc))
+        finally:
+            if source is not None:
+                try:
+                    source.close()
+                except Exception:
+                    pass
+
+    def _next(self, order: Iterator[int]) -> int | None:
+        with self._cond:
+            while self._wanted:
+                z = self._wanted.pop(0)
+                if not self._ready[z]:
+                    return z
+        for z in order:
+            if not self._ready[z]:
+                return z
+        return None
+
+    def _fail(self, envelope: dict) -> None:
+        with self._cond:
+            self._failed = envelope
+            self._done = True
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------- readers
+    def cancel(self) -> None:
+        """Stop the worker and wake every waiter (they get an error)."""
+        self._cancel.set()
+        with self._cond:
+            if not self._done:
+                self._failed = P.fail(P.SUPERSEDED, "A newer request replaced this one.")
+                self._done = True
+            self._cond.notify_all()
+
+    @property
+    def failed(self) -> dict | None:
+        """The error envelope when the job failed or was cancelled, else None."""
+        return self._failed
+
+    def error_message(self) -> str:
+        """Return the failure message (safe to show).
+
+        Returns
+        -------
+        str
+        """
+        f = self._failed
+        return f["error"]["message"] if f else "Not ready."
+
+    def wait_header(self, timeout: float = 120.0) -> dict | None:
+        """Block until the header is known.
+
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait at most.
+
+        Returns
+        -------
+        dict or None
+            The JSON header, or None when the job failed.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._header is not None or self._failed is not None,
+                                timeout)
+            return None if self._failed is not None else self._header
+
+    def status(self) -> dict:
+        """Return a JSON-ready progress summary.
+
+        Returns
+        -------
+        dict
+            ``{"id", "slices_ready", "slices", "done", "error"}``.
+        """
+        with self._cond:
+            n = int(self._ready.sum()) if self._ready is not None else 0
+            total = int(self._ready.size) if self._ready is not None else 0
+            return {"id": self.id, "slices_ready": n, "slices": total, "done": self._done,
+                    "error": self._failed["error"] if self._failed else None}
+
+    def _wait_slice(self, z: int, timeout: float = 120.0) -> bool:
+        with self._cond:
+            if self._header is None:
+                self._cond.wait_for(lambda: self._header is not None or self._failed is not None,
+                                    timeout)
+            if self._failed is not None or self._header is None:
+                return False
+            if not 0 <= z < self._ready.size:
+                return False
+            if not self._ready[z]:
+                self._wanted.insert(0, z)
+                self._cond.wait_for(lambda: bool(self._ready[z]) or self._failed is not None,
+                                    timeout)
+            return bool(self._ready[z]) and self._failed is None
+
+    def slice_frame(self, z: int) -> bytes | None:
+        """Return slice *z* as a binary frame, reading it first if needed.
+
+        Parameters
+        ----------
+        z : int
+            Slice index.
+
+        Returns
+        -------
+        bytes or None
+            The frame (header with ``"slice": z``), or None when out of range
+            or the job failed.
+        """
+        if not self._wait_slice(z):
+            return None
+        hdr = dict(self._header)
+        hdr["slice"] = z
+        return P.encode_frame(hdr, self._array[z])
+
+    def data_prefix(self) -> bytes | None:
+        """Return the frame prefix of the whole-volume stream.
+
+        Returns
+        -------
+        bytes or None
+            Length word and header, or None when the job failed.
+        """
+        hdr = self.wait_header()
+        return None if hdr is None else P.frame_prefix(hdr)
+
+    def data_nbytes(self) -> int:
+        """Return the number of voxel bytes of the whole volume.
+
+        Returns
+        -------
+        int
+        """
+        return 0 if self._array is None else int(self._array.nbytes)
+
+    def iter_data(self, chunk_slices: int = 8) -> Iterator[memoryview]:
+        """Yield the voxels in slice order, each run as soon as it is ready.
+
+        Parameters
+        ----------
+        chunk_slices : int
+            Most slices per yielded chunk.
+
+        Yields
+        ------
+        memoryview
+            Contiguous voxel bytes; the iteration stops early on failure.
+        """
+        nz = self._ready.size
+        z = 0
+        while z < nz:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._ready[z]) or self._failed is not None, 120.0)
+                if self._failed is not None or not self._ready[z]:
+                    return
+                end = z + 1
+                while end < nz and end - z < chunk_slices and self._ready[end]:
+                    end += 1
+            yield memoryview(self._array[z:end]).cast("B")
+            z = end
+
+    def array(self) -> np.ndarray | None:
+        """Return the array once every slice is ready (for tests and tools).
+
+        Returns
+        -------
+        numpy.ndarray or None
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._done, 120.0)
+            return None if self._failed else self._array
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class JobRegistry:
+    """Live volume jobs by id, newest per slot; older jobs are cancelled.
+
+    Parameters
+    ----------
+    keep : int
+        Most finished jobs kept (their arrays stay in memory for re-fetches).
+    """
+
+    def __init__(self, keep: int = 3):
+        self._jobs: OrderedDict[str, VolumeJob] = OrderedDict()
+        self._lock = threading.Lock()
+        self._keep = keep
+
+    def submit(self, job: VolumeJob) -> VolumeJob:
+        """Register and start *job*, cancelling older jobs of its slot.
+
+        Parameters
+        ----------
+        job : VolumeJob
+            The new job.
+
+        Returns
+        -------
+        VolumeJob
+            *job*, started.
+        """
+        with self._lock:
+            for old in list(self._jobs.values()):
+                if old.slot == job.slot and not old.status()["done"]:
+                    old.cancel()
+            self._jobs[job.id] = job
+            while len(self._jobs) > self._keep:
+                _, dropped = self._jobs.popitem(last=False)
+                dropped.cancel()
+        return job.start()
+
+    def get(self, vid: str) -> VolumeJob | None:
+        """Return the job with id *vid*, or None.
+
+        Parameters
+        ----------
+        vid : str
+            Opaque id.
+
+        Returns
+        -------
+        VolumeJob or None
+        """
+        with self._lock:
+            return self._jobs.get(vid)
+
+    def clear(self) -> None:
+        """Cancel and forget every job."""
+        with self._lock:
+            for job in self._jobs.values():
+                job.cancel()
+            self._jobs.clear()

@@ -1,0 +1,113 @@
+// actions.js -- Import, Open Other, Load from CD/USB: dialogs, progress and reports.
+
+import * as api from './api.js';
+
+const $ = (id) => document.getElementById(id);
+
+/** Ask for a path in a modal (serve mode: the browser cannot show native pickers). */
+export function askPath(prompt) {
+  return new Promise((resolve) => {
+    const dlg = $('path-dialog');
+    $('path-prompt').textContent = prompt;
+    const input = $('path-input');
+    input.value = '';
+    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok' && input.value.trim() ? input.value.trim() : null), { once: true });
+    dlg.showModal();
+    input.focus();
+  });
+}
+
+/** Ask for confirmation; resolves true on OK. */
+export function confirmBox(text) {
+  return new Promise((resolve) => {
+    const dlg = $('confirm-dialog');
+    $('confirm-text').textContent = text;
+    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
+    dlg.showModal();
+  });
+}
+
+/**
+ * Run `name` with a native dialog (desktop) or a typed path (browser).
+ * Returns the command's data, or null when the user cancelled.
+ */
+export async function withPath(name, prompt, extra = {}) {
+  if (api.transport() === 'bridge') {
+    return api.call(name, extra);            // Python shows the native picker
+  }
+  const path = await askPath(prompt);
+  if (!path) return null;
+  return api.call(name, { ...extra, path });
+}
+
+function fmtTime(s) {
+  if (!isFinite(s) || s < 0) return '–';
+  if (s < 60) return `${Math.ceil(s)} s`;
+  return `${Math.floor(s / 60)} min ${Math.ceil(s % 60)} s`;
+}
+
+/**
+ * Start an import and follow it: progress bar with files/s and ETA, cancel,
+ * `onSeries` called whenever new series appear, then the report.
+ */
+export async function runImport(onSeries) {
+  const job = await withPath('import_start', 'Folder to import (DICOM files, searched recursively):');
+  if (!job) return null;
+  const dlg = $('import-dialog');
+  const bar = $('import-bar'), text = $('import-text'), report = $('import-report');
+  report.replaceChildren();
+  $('import-cancel').hidden = false; $('import-close').hidden = true;
+  $('import-cancel').onclick = () => api.call('import_cancel', { job_id: job.job_id }).catch(() => {});
+  $('import-close').onclick = () => dlg.close();
+  dlg.showModal();
+  let seen = 0;
+  for (;;) {
+    let st;
+    try { st = await api.call('import_status', { job_id: job.job_id }); } catch (e) { text.textContent = e.message; break; }
+    bar.max = Math.max(1, st.files_total || 1);
+    bar.value = st.files_done;
+    text.textContent = `${st.phase}: ${st.files_done} / ${st.files_total || '?'} files · ${st.rate.toFixed(0)} files/s · ETA ${fmtTime(st.eta_s)} · ${st.series_added} new series`;
+    dlg.dataset.filesDone = String(st.files_done);
+    dlg.dataset.seriesAdded = String(st.series_added);
+    if (st.series_added !== seen) { seen = st.series_added; onSeries(); }
+    if (st.done) { showReport(report, st); break; }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  $('import-cancel').hidden = true; $('import-close').hidden = false;
+  dlg.dataset.done = '1';
+  onSeries();
+  return job;
+}
+
+function showReport(el, st) {
+  const r = st.report || {};
+  const p = document.createElement('p');
+  p.textContent = `${st.cancelled ? 'Cancelled. ' : ''}${st.error ? st.error.message + ' ' : ''}`
+    + `Added ${r.added ?? 0} files, already present ${r.unchanged ?? 0}, skipped ${r.skipped ?? 0}; `
+    + `${st.series_added} new series.`;
+  el.appendChild(p);
+  const reasons = r.reasons || {};
+  if (Object.keys(reasons).length) {
+    const ul = document.createElement('ul');
+    for (const [why, n] of Object.entries(reasons)) {
+      const li = document.createElement('li');
+      li.textContent = `${n} × ${why}`;
+      ul.appendChild(li);
+    }
+    el.appendChild(ul);
+  }
+  if ((r.skipped_files || []).length) {
+    const det = document.createElement('details');
+    const sum = document.createElement('summary');
+    sum.textContent = 'Skipped files';
+    det.appendChild(sum);
+    const ul = document.createElement('ul');
+    for (const f of r.skipped_files) {
+      const li = document.createElement('li');
+      li.textContent = `${f.name}: ${f.reason}`;
+      ul.appendChild(li);
+    }
+    det.appendChild(ul);
+    el.appendChild(det);
+  }
+}

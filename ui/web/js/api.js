@@ -1,0 +1,154 @@
+// api.js -- the only module that talks to Python.
+//
+// Commands go through the pywebview bridge when the page runs in the desktop
+// window, and through POST /v1/call/<name> when it is served to a browser
+// (`pocketpacs serve`); both answer the same envelope {ok, data} |
+// {ok: false, error: {code, message}}.  Voxels always come over HTTP as binary
+// frames: uint32 LE header length, JSON header, voxels (8-byte aligned).
+
+const TOKEN = (document.querySelector('meta[name="pocketpacs-token"]') || {}).content || '';
+const HEADERS = { 'X-PocketPACS-Token': TOKEN };
+
+/** Error carrying the envelope's code; message is safe to show. */
+export class ApiError extends Error {
+  constructor(code, message) { super(message); this.code = code; }
+}
+
+let bridge = null;          // window.pywebview.api when in the desktop window
+let ready = null;
+
+/** Resolve once the transport is known (bridge or HTTP). */
+export function connect() {
+  if (ready) return ready;
+  ready = new Promise((resolve) => {
+    const useBridge = () => { bridge = window.pywebview && window.pywebview.api; resolve(bridge ? 'bridge' : 'http'); };
+    if (window.pywebview && window.pywebview.api && window.pywebview.api.hello) { useBridge(); return; }
+    if (!navigator.userAgent.includes('QtWebEngine')) { resolve('http'); return; }
+    window.addEventListener('pywebviewready', useBridge, { once: true });
+    setTimeout(() => { if (!bridge) resolve('http'); }, 8000);
+  });
+  return ready;
+}
+
+/** The transport in use: 'bridge' or 'http'. */
+export function transport() { return bridge ? 'bridge' : 'http'; }
+
+function unwrap(env) {
+  if (env && env.ok === true) return env.data;
+  const e = (env && env.error) || { code: 'internal', message: 'No answer.' };
+  throw new ApiError(e.code, e.message);
+}
+
+/**
+ * Run one command.
+ * @param {string} name  command name (see ui/bridge.py ALLOWED)
+ * @param {object} [args]
+ * @returns {Promise<any>} the envelope's data; throws ApiError on failure
+ */
+export async function call(name, args = {}) {
+  await connect();
+  if (bridge) {
+    let env;
+    try { env = await bridge[name](args); } catch (e) { throw new ApiError('internal', 'The bridge failed.'); }
+    return unwrap(env);
+  }
+  const r = await fetch(`/v1/call/${name}`, {
+    method: 'POST', headers: { ...HEADERS, 'Content-Type': 'application/json' },
+    body: JSON.stringify(args), credentials: 'same-origin', cache: 'no-store',
+  });
+  let env = null;
+  try { env = await r.json(); } catch (e) { /* fallthrough */ }
+  return unwrap(env);
+}
+
+/** Split a binary frame into {header, offset}. */
+export function parseFrame(buffer) {
+  const n = new DataView(buffer).getUint32(0, true);
+  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, n)));
+  return { header, offset: 4 + n };
+}
+
+/** Typed-array constructor for a wire dtype. */
+export function arrayType(dtype) {
+  return { int16: Int16Array, uint16: Uint16Array, float32: Float32Array }[dtype];
+}
+
+async function getBinary(url, signal) {
+  const r = await fetch(url, { headers: HEADERS, credentials: 'same-origin', signal, cache: 'no-store' });
+  if (!r.ok) {
+    let env = null; try { env = await r.json(); } catch (e) { /* */ }
+    unwrap(env || { ok: false, error: { code: 'not_found', message: `HTTP ${r.status}` } });
+  }
+  return r;
+}
+
+/** Fetch a volume's JSON header (waits until the server knows it). */
+export async function volumeHeader(vid, signal) {
+  const r = await getBinary(`/v1/volume/${vid}/header`, signal);
+  return r.json();
+}
+
+/** Fetch one slice: {header, z, data: TypedArray}. */
+export async function volumeSlice(vid, z, signal) {
+  const buf = await (await getBinary(`/v1/volume/${vid}/slice/${z}`, signal)).arrayBuffer();
+  const { header, offset } = parseFrame(buf);
+  const T = arrayType(header.dtype);
+  return { header, z: header.slice, data: new T(buf, offset, header.shape[1] * header.shape[2]) };
+}
+
+/**
+ * Stream a whole volume into `target` (an ArrayBuffer of the voxel size),
+ * calling onSlices(complete) whenever more whole slices have arrived.
+ */
+export async function streamVolume(vid, target, onSlices, signal) {
+  const r = await getBinary(`/v1/volume/${vid}/data`, signal);
+  const reader = r.body.getReader();
+  const dst = new Uint8Array(target);
+  let pending = new Uint8Array(0);
+  let header = null, pos = 0, sliceBytes = 1;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    let chunk = value;
+    if (!header) {
+      const merged = new Uint8Array(pending.length + chunk.length);
+      merged.set(pending); merged.set(chunk, pending.length); pending = merged;
+      if (pending.length < 4) continue;
+      const n = new DataView(pending.buffer).getUint32(0, true);
+      if (pending.length < 4 + n) continue;
+      header = JSON.parse(new TextDecoder().decode(pending.subarray(4, 4 + n)));
+      sliceBytes = header.slice_bytes;
+      chunk = pending.subarray(4 + n);
+    }
+    dst.set(chunk, pos);
+    const before = Math.floor(pos / sliceBytes);
+    pos += chunk.length;
+    const after = Math.floor(pos / sliceBytes);
+    if (after > before) onSlices(after);
+  }
+  if (!header || pos !== dst.length) throw new ApiError('cancelled', 'The volume stream ended early.');
+  return header;
+}
+
+/** Fetch a series thumbnail: {header, data: Uint8Array} or null. */
+export async function thumbnail(sid, signal) {
+  try {
+    const buf = await (await getBinary(`/v1/thumb/${sid}`, signal)).arrayBuffer();
+    const { header, offset } = parseFrame(buf);
+    return { header, data: new Uint8Array(buf, offset, header.shape[0] * header.shape[1]) };
+  } catch (e) { return null; }
+}
+
+/** Save a canvas as PNG: a save dialog in the desktop app, a download in a browser. */
+export async function savePng(canvas, name) {
+  if (bridge) {
+    return call('save_png', { data: canvas.toDataURL('image/png') });
+  }
+  const blob = await new Promise((res) => canvas.toBlob(res, 'image/png'));
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.appendChild(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  return { saved: true };
+}

@@ -1,0 +1,108 @@
+// main.js -- entry point: connect to Python, build the browser and viewer, wire actions.
+
+import * as api from './api.js';
+import { store } from './state.js';
+import { Browser } from './browser.js';
+import { Viewer } from './viewer.js';
+import { confirmBox, runImport, withPath } from './actions.js';
+
+const $ = (id) => document.getElementById(id);
+
+function showError(e) {
+  const b = $('error-banner');
+  b.textContent = e ? e.message || String(e) : '';
+  b.hidden = !e;
+  if (e) setTimeout(() => { if (b.textContent === e.message) b.hidden = true; }, 8000);
+}
+
+async function main() {
+  await api.connect();
+  const hello = await api.call('hello');
+  document.body.dataset.transport = api.transport();
+  const browser = new Browser();
+  let viewer = null;
+  try {
+    viewer = new Viewer();
+  } catch (e) {
+    showError(new Error('WebGL2 is not available: the viewer cannot draw images.'));
+  }
+
+  store.on(['view'], (s) => {
+    $('browser').hidden = s.view !== 'archive';
+    $('viewer').hidden = s.view !== 'viewer';
+    if (s.view === 'archive') { if (viewer) viewer.stopCine(); browser.focusTable(); } else $('stage').focus();
+  });
+  store.on(['media'], (s) => {
+    $('media-banner').hidden = !s.media;
+    document.body.dataset.media = s.media ? '1' : '0';
+    $('btn-import').disabled = s.media;
+    browser.readonly = s.media;
+  });
+  store.on(['status'], (s) => { $('status').textContent = s.status; });
+
+  const applyHello = (h) => {
+    store.set({ media: !!h.media, status: h.media ? 'removable media (not saved)' : (h.readonly ? 'archive (read-only)' : 'archive') });
+  };
+  applyHello(hello);
+
+  const openVolume = async (data, t0) => {
+    if (!viewer) return;
+    store.set({ view: 'viewer' });
+    await viewer.open(data.volume_id, t0);
+  };
+
+  browser.addEventListener('open', async (e) => {
+    const t0 = performance.now();
+    try {
+      const data = await api.call('open_series', { series_id: e.detail.series_id });
+      await openVolume(data, t0);
+    } catch (err) { if (err.code !== 'superseded') showError(err); }
+  });
+  browser.addEventListener('remove', async (e) => {
+    if (store.get('media')) return;
+    const r = e.detail;
+    if (!(await confirmBox(`Remove this series (${r.images} images) from the archive? The files on disk are not deleted.`))) return;
+    try { await api.call('remove_series', { series_id: r.series_id }); } catch (err) { showError(err); }
+    browser.refresh();
+  });
+  browser.addEventListener('error', (e) => showError(e.detail));
+
+  $('btn-archive').addEventListener('click', () => store.set({ view: 'archive' }));
+  $('btn-import').addEventListener('click', async () => {
+    try { await runImport(() => browser.refresh()); } catch (err) { showError(err); }
+  });
+  $('btn-other').addEventListener('click', async () => {
+    const t0 = performance.now();
+    try {
+      const data = await withPath('open_other', 'File to open (NIfTI, JPEG 2000, PNG…):');
+      if (data) await openVolume(data, t0);
+    } catch (err) { showError(err); }
+  });
+  $('btn-media').addEventListener('click', async () => {
+    try {
+      const data = await withPath('load_media', 'Folder or DICOMDIR of the CD / USB drive:');
+      if (!data) return;
+      applyHello(data);
+      store.set({ view: 'archive' });
+      browser.refresh();
+    } catch (err) { showError(err); }
+  });
+  $('btn-media-close').addEventListener('click', async () => {
+    try { applyHello(await api.call('close_media')); } catch (err) { showError(err); }
+    if (viewer) viewer.close();
+    store.set({ view: 'archive' });
+    browser.refresh();
+  });
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && store.get('view') === 'viewer' && !document.querySelector('dialog[open]')) {
+      store.set({ view: 'archive' });
+    }
+    if (e.key === '/' && store.get('view') === 'archive' && document.activeElement.tagName !== 'INPUT') {
+      e.preventDefault(); browser.form.elements.name.focus();
+    }
+  });
+  await browser.refresh();
+  document.body.dataset.ready = '1';
+}
+
+main().catch((e) => { showError(e); document.body.dataset.ready = 'error'; });

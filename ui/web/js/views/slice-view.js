@@ -1,0 +1,118 @@
+// views/slice-view.js -- draws one slice of a volume with window/level on the GPU.
+//
+// Pure rendering: the caller owns the view state (slice, window, zoom, pan,
+// invert) and calls draw(state) -- through scheduler.requestRedraw -- only
+// when something changed.  No continuous loop.
+
+import { link } from '../gl/program.js';
+import { source, specialise } from '../gl/shaders.js';
+import { createVolumeTexture, uploadSlices } from '../gl/textures.js';
+
+export class SliceView {
+  /** @param {HTMLCanvasElement} canvas */
+  constructor(canvas) {
+    this.canvas = canvas;
+    // preserveDrawingBuffer: screenshots and pixel probes read the last frame.
+    this.gl = canvas.getContext('webgl2', { preserveDrawingBuffer: true, antialias: false, alpha: false });
+    if (!this.gl) throw new Error('WebGL2 is not available');
+    this.programs = {};
+    this.vt = null;
+    this.header = null;
+    this.data = null;
+    this.layerSlice = -1;        // which slice the single layer holds (when not whole)
+    this.vao = this.gl.createVertexArray();
+    canvas.addEventListener('webglcontextlost', (e) => e.preventDefault());
+  }
+
+  async program(dtype) {
+    if (!this.programs[dtype]) {
+      const [vs, fs] = await Promise.all([source('fullscreen.vert.glsl'), source('slice.frag.glsl')]);
+      this.programs[dtype] = link(this.gl, vs, specialise(fs, dtype), ['fullscreen.vert.glsl', 'slice.frag.glsl']);
+    }
+    return this.programs[dtype];
+  }
+
+  /** Replace the volume; `data` is the (filling) typed array of all voxels. */
+  async setVolume(header, data) {
+    await this.program(header.dtype);
+    const gl = this.gl;
+    if (this.vt) gl.deleteTexture(this.vt.tex);
+    this.header = header;
+    this.data = data;
+    this.vt = createVolumeTexture(gl, header);
+    this.layerSlice = -1;
+  }
+
+  /** Upload slices [z0, z1) that have arrived (whole-volume textures only). */
+  upload(z0, z1) {
+    if (!this.vt || z1 <= z0) return;
+    if (this.vt.whole) uploadSlices(this.gl, this.vt, this.data, z0, z1);
+  }
+
+  /** Make sure the single layer holds slice z (large volumes). */
+  ensureLayer(z) {
+    if (this.vt.whole || this.layerSlice === z) return;
+    uploadSlices(this.gl, this.vt, this.data, z, z + 1, 0);
+    this.layerSlice = z;
+  }
+
+  /** Forget the single-layer cache (slice data changed). */
+  invalidate(z) { if (this.layerSlice === z) this.layerSlice = -1; }
+
+  /** Fit transform: canvas px per image px, honouring pixel spacing. */
+  transform(state) {
+    const [, ny, nx] = this.header.shape;
+    const [sx, sy] = this.header.spacing;
+    const cw = this.canvas.width, ch = this.canvas.height;
+    const fit = Math.min(cw / (nx * sx), ch / (ny * sy));
+    const kx = fit * sx * state.zoom, ky = fit * sy * state.zoom;
+    const dpr = window.devicePixelRatio || 1;
+    const ox = cw / 2 - (nx * kx) / 2 + state.panX * dpr;
+    const oy = ch / 2 - (ny * ky) / 2 + state.panY * dpr;
+    return [kx, ky, ox, oy];
+  }
+
+  /** Resize the drawing buffer to the element's size (device pixels). */
+  resize() {
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.max(1, Math.round(this.canvas.clientWidth * dpr));
+    const h = Math.max(1, Math.round(this.canvas.clientHeight * dpr));
+    if (this.canvas.width !== w || this.canvas.height !== h) {
+      this.canvas.width = w; this.canvas.height = h;
+    }
+  }
+
+  /**
+   * Draw slice state.slice.  state: {slice, center, width, invert, zoom, panX, panY, smooth, sliceReady}
+   * @returns {number[]|null} the transform used, or null when nothing was drawn.
+   */
+  draw(state) {
+    const gl = this.gl;
+    this.resize();
+    gl.viewport(0, 0, this.canvas.width, this.canvas.height);
+    gl.clearColor(0, 0, 0, 1);
+    gl.clear(gl.COLOR_BUFFER_BIT);
+    if (!this.vt || !state.sliceReady) return null;
+    const h = this.header;
+    const p = this.programs[h.dtype];
+    this.ensureLayer(state.slice);
+    const xf = this.transform(state);
+    gl.useProgram(p.program);
+    gl.activeTexture(gl.TEXTURE0);
+    gl.bindTexture(gl.TEXTURE_3D, this.vt.tex);
+    gl.uniform1i(p.u.uVol, 0);
+    gl.uniform2f(p.u.uCanvasSize, this.canvas.width, this.canvas.height);
+    gl.uniform4f(p.u.uXform, ...xf);
+    gl.uniform3i(p.u.uDims, h.shape[2], h.shape[1], h.shape[0]);
+    gl.uniform1i(p.u.uLayer, this.vt.whole ? state.slice : 0);
+    gl.uniform1f(p.u.uSlope, h.rescale.slope);
+    gl.uniform1f(p.u.uIntercept, h.rescale.intercept);
+    gl.uniform1f(p.u.uCenter, state.center);
+    gl.uniform1f(p.u.uWidth, state.width);
+    gl.uniform1i(p.u.uInvert, state.invert ? 1 : 0);
+    gl.uniform1i(p.u.uSmooth, state.smooth ? 1 : 0);
+    gl.bindVertexArray(this.vao);
+    gl.drawArrays(gl.TRIANGLES, 0, 3);
+    return xf;
+  }
+}
