@@ -51,6 +51,9 @@ GAP_FACTOR = 1.5
 #: In-plane offsets between slices (after projecting out the normal) above
 #: this are a gantry tilt / shear that needs correcting.
 IN_PLANE_TOL_MM = 0.05
+#: Irregular spacing is resampled only when that at most multiplies the
+#: slice count by this; beyond it (a few far-apart slices) the slices are kept.
+MAX_RESAMPLE_GROWTH = 2.0
 #: Slice thickness assumed for a single-slice stack without any spacing tag.
 DEFAULT_SLICE_SPACING_MM = 1.0
 
@@ -363,14 +366,19 @@ def corner_voxels_world(affine: np.ndarray, shape_crk: Sequence[int]) -> np.ndar
     Returns
     -------
     ndarray, (8, 3)
-        Rows sorted lexicographically (so two affines that describe the same
-        voxel grid with flipped axes give the same array).
+        In index order ``(i, j, k)`` over ``{0, n-1}^3``.  Compare two grids
+        that may index their axes differently with :func:`corner_distance`.
     """
     ijk = np.array([[i, j, k] for i in (0, shape_crk[0] - 1) for j in (0, shape_crk[1] - 1)
                     for k in (0, shape_crk[2] - 1)], dtype=np.float64)
-    w = ijk @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
-    order = np.lexsort((np.round(w[:, 2], 2), np.round(w[:, 1], 2), np.round(w[:, 0], 2)))
-    return w[order]
+    a = np.asarray(affine, dtype=np.float64)
+    return ijk @ a[:3, :3].T + a[:3, 3]
+
+
+def corner_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Symmetric Hausdorff distance (mm) between two sets of corner points."""
+    d = np.linalg.norm(np.asarray(a)[:, None, :] - np.asarray(b)[None, :, :], axis=2)
+    return float(max(d.min(axis=1).max(), d.min(axis=0).max()))
 
 
 def is_localizer(image_type: str | None) -> bool:
@@ -735,7 +743,7 @@ def _volume_plan(ft: FrameTable, idx: np.ndarray, iop: np.ndarray, nrm: np.ndarr
             svec = (P[-1] - p0) / (npos - 1)
         plan.affine_lps = affine_from(iop, p0, ps, svec)
         dz = float(np.linalg.norm(svec))
-    elif spacing == "resample":
+    elif spacing == "resample" and int(round(span / med)) + 1 <= MAX_RESAMPLE_GROWTH * npos:
         dz = med
         nout = int(round(span / dz)) + 1
         plan.z_source = dpos - dpos[0]
@@ -754,8 +762,10 @@ def _volume_plan(ft: FrameTable, idx: np.ndarray, iop: np.ndarray, nrm: np.ndarr
         svec = shear_vec if tilted and tilt == "shear" else nrm * (span / (npos - 1))
         plan.affine_lps = affine_from(iop, p0, ps, svec)
         dz = float(np.dot(svec, nrm))
-        rep.spacing_action = (f"kept: slice spacing varies {smin:.4g}-{smax:.4g} mm, affine uses "
-                              f"the mean step {dz:.4g} mm")
+        why = ("" if spacing == "keep" else
+               f" (resampling would give more than {MAX_RESAMPLE_GROWTH:g}x the slices)")
+        rep.spacing_action = (f"kept{why}: slice spacing varies {smin:.4g}-{smax:.4g} mm, affine "
+                              f"uses the mean step {dz:.4g} mm")
         notes.append(rep.spacing_action)
     plan.spacing = (float(ps[1]), float(ps[0]), float(dz))
     rep.spacing_mm = [round(v, 6) for v in plan.spacing]

@@ -1,0 +1,649 @@
+"""The Volume value and series assembly.
+
+:func:`assemble_series` turns the files of one series into
+:class:`Volume` objects, one per stack, with an
+:class:`~pocketpacs.geometry.AssemblyReport` that says how the series was
+split and what was corrected:
+
+1. headers of every file (:func:`pocketpacs.headers.parse_files`; enhanced
+   and legacy multi-frame files also through pydicom for their per-frame
+   functional groups / Grid Frame Offset Vector);
+2. a :class:`~pocketpacs.geometry.FrameTable` of every 2D frame, split and
+   ordered by :func:`pocketpacs.geometry.plan_series`;
+3. one preallocated array per stack, filled by
+   :func:`pocketpacs.pixels.read_frames` (stored values, rescaled per frame
+   into int16 when the rescale is exact and fits, float32 otherwise);
+4. gantry tilt / irregular spacing corrections, window presets.
+
+Array layout: ``[slice][row][col]`` or ``[volume][slice][row][col]``, colour
+samples last.  ``affine_lps`` maps ``(col, row, slice, 1)`` to LPS mm.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import geometry as G
+from .errors import PocketPacsError
+from .pixels import DecoderPool, FrameError, PixelFormat, format_from_dataset, formats_from_batch, read_frames
+
+#: Default windows by modality (only for rescaled CT values, in HU).
+MODALITY_WINDOWS: dict[str, list[tuple[str, float, float]]] = {
+    "CT": [("soft tissue", 40.0, 400.0), ("brain", 40.0, 80.0), ("lung", -600.0, 1500.0),
+           ("bone", 400.0, 1800.0)],
+}
+#: Percentiles of the histogram preset.
+HISTOGRAM_PERCENTILES = (0.5, 99.5)
+
+_ENHANCED_HINT = ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence")
+
+
+class VolumeError(PocketPacsError):
+    """A series (or file set) gives no volume at all."""
+
+
+@dataclass
+class WindowPreset:
+    """A window (centre/width in the volume's value units).
+
+    Attributes
+    ----------
+    name : str
+    center, width : float
+    source : str
+        ``"header"``, ``"modality"`` or ``"histogram"``.
+    """
+
+    name: str
+    center: float
+    width: float
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict."""
+        return {"name": self.name, "center": self.center, "width": self.width,
+                "source": self.source}
+
+
+@dataclass
+class Volume:
+    """A 3D/4D voxel array with its world geometry.
+
+    Attributes
+    ----------
+    array : ndarray
+        ``(k, rows, cols)``, ``(t, k, rows, cols)``, colour samples last.
+    affine_lps : ndarray, (4, 4)
+        Maps ``(col, row, slice, 1)`` to DICOM patient coordinates (mm).
+    spacing : tuple of float
+        ``(col, row, slice)`` spacing in mm.
+    modality : str or None
+    kind : str
+        ``"volume"`` or ``"sequence"`` (frames in acquisition order).
+    window_presets : list of WindowPreset
+        Header windows first, then modality defaults, then the histogram.
+    report : StackReport
+    photometric : str
+        ``MONOCHROME1`` volumes display inverted.
+    rescaled : bool
+        Values are modality-rescaled (e.g. HU) rather than stored values.
+    series_uid : str or None
+    stack_index : int
+    errors : list of FrameError
+        Frames that could not be decoded (left as zeros).
+    """
+
+    array: np.ndarray
+    affine_lps: np.ndarray
+    spacing: tuple[float, float, float]
+    modality: str | None = None
+    kind: str = "volume"
+    window_presets: list[WindowPreset] = field(default_factory=list)
+    report: G.StackReport | None = None
+    photometric: str = "MONOCHROME2"
+    rescaled: bool = True
+    series_uid: str | None = None
+    stack_index: int = 0
+    errors: list[FrameError] = field(default_factory=list)
+
+    @property
+    def affine_ras(self) -> np.ndarray:
+        """RAS affine (nibabel convention for the array transposed to (col, row, slice))."""
+        return G.lps_to_ras(self.affine_lps)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Array shape."""
+        return tuple(self.array.shape)
+
+    @property
+    def samples(self) -> int:
+        """Samples per pixel (3 for RGB)."""
+        k = 4 if self.is_4d else 3
+        return int(self.array.shape[k]) if self.array.ndim > k else 1
+
+    @property
+    def is_4d(self) -> bool:
+        """Whether the array has a leading volume (time/echo) axis."""
+        extra = 1 if (self.report is not None and self.report.key.get("samples", 1) > 1) else 0
+        return self.array.ndim - extra == 4
+
+    @property
+    def invert(self) -> bool:
+        """Whether display must invert grey levels (MONOCHROME1)."""
+        return self.photometric == "MONOCHROME1"
+
+    def default_window(self) -> WindowPreset:
+        """The first window preset (a histogram window when there is none)."""
+        if self.window_presets:
+            return self.window_presets[0]
+        return histogram_window(self.array)
+
+    def to_nifti_array(self) -> np.ndarray:
+        """The array in NIfTI order ``(col, row, slice[, t])`` (a view)."""
+        if self.samples > 1:
+            raise VolumeError("colour volumes have no NIfTI array")
+        a = self.array
+        if self.is_4d:
+            return a.transpose(3, 2, 1, 0)
+        return a.transpose(2, 1, 0)
+
+    def corners_world(self, ras: bool = False) -> np.ndarray:
+        """World coordinates of the 8 corner voxel centres (sorted rows)."""
+        k, r, c = self.array.shape[(1 if self.is_4d else 0):(4 if self.is_4d else 3)]
+        return G.corner_voxels_world(self.affine_ras if ras else self.affine_lps, (c, r, k))
+
+
+@dataclass
+class SeriesVolumes:
+    """Result of :func:`assemble_series`.
+
+    Attributes
+    ----------
+    volumes : list of Volume
+        One per stack, largest first.
+    report : AssemblyReport
+    errors : list of FrameError
+    """
+
+    volumes: list[Volume]
+    report: G.AssemblyReport
+    errors: list[FrameError] = field(default_factory=list)
+
+    def report_dict(self) -> dict[str, Any]:
+        """The assembly report with frame errors, as a plain dict."""
+        d = self.report.to_dict()
+        d["errors"] = [e.to_dict() for e in self.errors]
+        return d
+
+
+# --------------------------------------------------------------------------
+# Window presets
+# --------------------------------------------------------------------------
+def histogram_window(arr: np.ndarray, max_samples: int = 1 << 18) -> WindowPreset:
+    """Window from the 0.5-99.5 percentiles of (a subsample of) the values."""
+    flat = arr.reshape(-1)
+    step = max(1, flat.size // max_samples)
+    sub = flat[::step].astype(np.float64)
+    sub = sub[np.isfinite(sub)]
+    if sub.size == 0:
+        return WindowPreset("auto", 0.0, 1.0, "histogram")
+    lo, hi = np.percentile(sub, HISTOGRAM_PERCENTILES)
+    if hi <= lo:
+        lo, hi = float(sub.min()), float(sub.max())
+    width = max(float(hi - lo), 1.0)
+    return WindowPreset("auto", float(lo + hi) / 2.0, width, "histogram")
+
+
+def window_presets(arr: np.ndarray, modality: str | None, header: Sequence[tuple[float, float]],
+                   rescaled: bool, samples: int = 1) -> list[WindowPreset]:
+    """Window presets: header windows, modality defaults, histogram.
+
+    Parameters
+    ----------
+    arr : ndarray
+    modality : str or None
+    header : sequence of (center, width)
+        Windows found in the headers (already in ``arr``'s units).
+    rescaled : bool
+        Whether ``arr`` holds rescaled values (modality defaults need HU).
+    samples : int
+        Colour volumes get a plain 0-255 window.
+
+    Returns
+    -------
+    list of WindowPreset
+    """
+    if samples > 1:
+        return [WindowPreset("full", 127.5, 256.0, "modality")]
+    out: list[WindowPreset] = []
+    seen: set[tuple[float, float]] = set()
+    for i, (c, w) in enumerate(header):
+        if np.isfinite(c) and np.isfinite(w) and w > 0 and (c, w) not in seen:
+            seen.add((c, w))
+            out.append(WindowPreset(f"header {i + 1}" if i else "header", float(c), float(w),
+                                    "header"))
+    if rescaled and modality in MODALITY_WINDOWS:
+        out.extend(WindowPreset(n, c, w, "modality") for n, c, w in MODALITY_WINDOWS[modality])
+    out.append(histogram_window(arr))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Frame table from headers
+# --------------------------------------------------------------------------
+@dataclass
+class _Frames:
+    ft: G.FrameTable
+    slope: np.ndarray
+    intercept: np.ndarray
+    wc: np.ndarray
+    ww: np.ndarray
+    formats: list[PixelFormat | None]
+    modality: list[str | None]
+    series_uid: list[str | None]
+    excluded: list[dict[str, Any]]
+
+
+def _fg(item: Any, seq: str, attr: str) -> Any:
+    if item is None:
+        return None
+    s = item.get(seq)
+    if not s:
+        return None
+    v = s[0].get(attr)
+    return v
+
+
+def _floats(v: Any, n: int) -> np.ndarray:
+    out = np.full(n, np.nan)
+    if v is None or v == "":
+        return out
+    try:
+        vals = list(v) if isinstance(v, (list, tuple)) or hasattr(v, "__iter__") and not isinstance(v, str) else [v]
+        for i, x in enumerate(vals[:n]):
+            out[i] = float(x)
+    except (TypeError, ValueError):
+        pass
+    return out
+
+
+def _multiframe_rows(path: str, fmt: PixelFormat, fi: int) -> dict[str, Any] | None:
+    """Per-frame values of a multi-frame file via pydicom (None: not readable)."""
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from .pixels import _open_source
+
+            ds = pydicom.dcmread(_open_source(path), stop_before_pixels=True, force=True)
+    except Exception:
+        return None
+    n = fmt.nframes
+    pos = np.full((n, 3), np.nan)
+    ori = np.full((n, 6), np.nan)
+    ps = np.full((n, 2), np.nan)
+    th = np.full(n, np.nan)
+    sl = np.full(n, np.nan)
+    ic = np.full(n, np.nan)
+    temporal = np.full(n, np.nan)
+    echo = np.full(n, np.nan)
+    wc = np.full(n, np.nan)
+    ww = np.full(n, np.nan)
+    stack: list[str | None] = [None] * n
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared[0] if shared else None
+    per = ds.get("PerFrameFunctionalGroupsSequence")
+    if per is not None and len(per) >= n:
+        for i in range(n):
+            f = per[i]
+
+            def get(seq: str, attr: str) -> Any:
+                v = _fg(f, seq, attr)
+                return v if v is not None else _fg(shared, seq, attr)
+
+            pos[i] = _floats(get("PlanePositionSequence", "ImagePositionPatient"), 3)
+            ori[i] = _floats(get("PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+            ps[i] = _floats(get("PixelMeasuresSequence", "PixelSpacing"), 2)
+            th[i] = _floats(get("PixelMeasuresSequence", "SliceThickness"), 1)[0]
+            sl[i] = _floats(get("PixelValueTransformationSequence", "RescaleSlope"), 1)[0]
+            ic[i] = _floats(get("PixelValueTransformationSequence", "RescaleIntercept"), 1)[0]
+            temporal[i] = _floats(get("FrameContentSequence", "TemporalPositionIndex"), 1)[0]
+            echo[i] = _floats(get("MREchoSequence", "EffectiveEchoTime"), 1)[0]
+            wc[i] = _floats(get("FrameVOILUTSequence", "WindowCenter"), 1)[0]
+            ww[i] = _floats(get("FrameVOILUTSequence", "WindowWidth"), 1)[0]
+            sid = get("FrameContentSequence", "StackID")
+            stack[i] = str(sid) if sid is not None else None
+        # top-level fallbacks
+        for arr, kw, cnt in ((pos, "ImagePositionPatient", 3), (ori, "ImageOrientationPatient", 6),
+                             (ps, "PixelSpacing", 2)):
+            if np.isnan(arr).all() and kw in ds:
+                arr[:] = _floats(ds.get(kw), cnt)
+    else:
+        ipp = _floats(ds.get("ImagePositionPatient"), 3)
+        iop = _floats(ds.get("ImageOrientationPatient"), 6)
+        ps[:] = _floats(ds.get("PixelSpacing"), 2)
+        th[:] = _floats(ds.get("SliceThickness"), 1)[0]
+        sl[:] = _floats(ds.get("RescaleSlope"), 1)[0]
+        ic[:] = _floats(ds.get("RescaleIntercept"), 1)[0]
+        wc[:] = _floats(ds.get("WindowCenter"), 1)[0]
+        ww[:] = _floats(ds.get("WindowWidth"), 1)[0]
+        gfov = ds.get("GridFrameOffsetVector")
+        if gfov is not None and np.all(np.isfinite(ipp)) and np.all(np.isfinite(iop)):
+            off = _floats(gfov, n)
+            try:
+                nrm = G.normal_from_orientation(iop)
+            except G.GeometryError:
+                nrm = None
+            if nrm is not None and np.all(np.isfinite(off)):
+                if off[0] != 0.0:  # absolute offsets (axial only, PS3.3 C.8.8.3.2)
+                    off = off - float(ipp @ nrm)
+                pos[:] = ipp[None, :] + off[:, None] * nrm[None, :]
+                ori[:] = iop
+        elif n == 1:
+            pos[0], ori[0] = ipp, iop
+        # otherwise: frames without per-frame positions -> a sequence
+    return {"pos": pos, "ori": ori, "ps": ps, "th": th, "sl": sl, "ic": ic,
+            "temporal": temporal, "echo": echo, "wc": wc, "ww": ww, "stack": stack}
+
+
+def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
+    """Build the per-frame table of a series from a header batch.
+
+    Parameters
+    ----------
+    paths : sequence of str
+    batch : HeaderBatch
+        Headers of ``paths`` (same order).
+
+    Returns
+    -------
+    _Frames
+        The frame table plus rescale, window, format and exclusion columns.
+    """
+    formats = formats_from_batch(batch)
+    V = batch.values
+    ipp, iop, psp = V("ImagePositionPatient"), V("ImageOrientationPatient"), V("PixelSpacing")
+    num = {k: batch.number(k) for k in ("SliceThickness", "EchoNumbers", "AcquisitionNumber",
+                                        "TemporalPositionIdentifier", "InstanceNumber",
+                                        "RescaleSlope", "RescaleIntercept", "WindowCenter",
+                                        "WindowWidth")}
+    itype = batch.text("ImageType")
+    modality = batch.text("Modality")
+    suid = batch.text("SeriesInstanceUID")
+    sop = batch.text("SOPClassUID")
+    cols: dict[str, list[Any]] = {k: [] for k in ("file", "frame", "pos", "ori", "ps", "rows",
+                                                  "cols", "samples", "echo", "acq", "temporal",
+                                                  "inst", "th", "itype", "stack", "sl", "ic",
+                                                  "wc", "ww")}
+    excluded: list[dict[str, Any]] = []
+    for i in range(batch.n):
+        fmt = formats[i]
+        if fmt is None:
+            excluded.append({"file": str(paths[i]), "reason": batch.reason[i] or "unreadable"})
+            continue
+        if fmt.rows <= 0 or fmt.cols <= 0:
+            excluded.append({"file": str(paths[i]), "reason": "no image pixels"})
+            continue
+        if batch.status[i] == 0 and batch.pixel_offset[i] < 0 and not batch.encapsulated[i]:
+            excluded.append({"file": str(paths[i]), "reason": "no Pixel Data"})
+            continue
+        n = fmt.nframes
+        mf = None
+        if n > 1 or (sop[i] or "").startswith("1.2.840.10008.5.1.4.1.1.4.1") or \
+                (sop[i] or "") in ("1.2.840.10008.5.1.4.1.1.2.1",):
+            mf = _multiframe_rows(str(paths[i]), fmt, i)
+        for f in range(n):
+            cols["file"].append(i)
+            cols["frame"].append(f)
+            cols["rows"].append(fmt.rows)
+            cols["cols"].append(fmt.cols)
+            cols["samples"].append(fmt.samples)
+            cols["itype"].append(itype[i] or "")
+            cols["acq"].append(num["AcquisitionNumber"][i])
+            cols["inst"].append(num["InstanceNumber"][i])
+            if mf is not None:
+                cols["pos"].append(mf["pos"][f])
+                cols["ori"].append(mf["ori"][f])
+                cols["ps"].append(mf["ps"][f])
+                cols["th"].append(mf["th"][f])
+                cols["sl"].append(mf["sl"][f])
+                cols["ic"].append(mf["ic"][f])
+                cols["temporal"].append(mf["temporal"][f])
+                cols["echo"].append(mf["echo"][f] if np.isfinite(mf["echo"][f])
+                                    else num["EchoNumbers"][i])
+                cols["stack"].append(mf["stack"][f])
+                cols["wc"].append(mf["wc"][f] if np.isfinite(mf["wc"][f]) else num["WindowCenter"][i])
+                cols["ww"].append(mf["ww"][f] if np.isfinite(mf["ww"][f]) else num["WindowWidth"][i])
+            else:
+                cols["pos"].append(ipp[i] if n == 1 else np.full(3, np.nan))
+                cols["ori"].append(iop[i] if n == 1 else np.full(6, np.nan))
+                cols["ps"].append(psp[i])
+                cols["th"].append(num["SliceThickness"][i])
+                cols["sl"].append(num["RescaleSlope"][i])
+                cols["ic"].append(num["RescaleIntercept"][i])
+                cols["temporal"].append(num["TemporalPositionIdentifier"][i])
+                cols["echo"].append(num["EchoNumbers"][i])
+                cols["stack"].append(None)
+                cols["wc"].append(num["WindowCenter"][i])
+                cols["ww"].append(num["WindowWidth"][i])
+    m = len(cols["file"])
+    ft = G.FrameTable(
+        file=np.array(cols["file"], dtype=np.int64), frame=np.array(cols["frame"], dtype=np.int64),
+        position=np.array(cols["pos"], dtype=np.float64).reshape(m, 3),
+        orientation=np.array(cols["ori"], dtype=np.float64).reshape(m, 6),
+        pixel_spacing=np.array(cols["ps"], dtype=np.float64).reshape(m, 2),
+        rows=np.array(cols["rows"]), cols=np.array(cols["cols"]),
+        samples=np.array(cols["samples"]), echo=np.array(cols["echo"], dtype=np.float64),
+        acquisition=np.array(cols["acq"], dtype=np.float64),
+        temporal=np.array(cols["temporal"], dtype=np.float64),
+        instance=np.array(cols["inst"], dtype=np.float64),
+        slice_thickness=np.array(cols["th"], dtype=np.float64),
+        image_type=cols["itype"], stack_id=cols["stack"])
+    sl = np.array(cols["sl"], dtype=np.float64)
+    ic = np.array(cols["ic"], dtype=np.float64)
+    sl = np.where(np.isfinite(sl) & (sl != 0), sl, 1.0)
+    ic = np.where(np.isfinite(ic), ic, 0.0)
+    return _Frames(ft, sl, ic, np.array(cols["wc"], dtype=np.float64),
+                   np.array(cols["ww"], dtype=np.float64), formats, modality, suid, excluded)
+
+
+# --------------------------------------------------------------------------
+# Output dtype
+# --------------------------------------------------------------------------
+def choose_dtype(formats: Sequence[PixelFormat], slopes: np.ndarray, intercepts: np.ndarray,
+                 rescale: bool) -> tuple[np.dtype, bool]:
+    """Output dtype of a stack and whether the rescale is applied.
+
+    Parameters
+    ----------
+    formats : sequence of PixelFormat
+        Formats of the stack's files.
+    slopes, intercepts : ndarray
+        Per-frame rescale.
+    rescale : bool
+        Whether the caller wants rescaled values.
+
+    Returns
+    -------
+    dtype : numpy dtype
+        Stored dtype (no rescale, colour, or identity rescale); else the
+        smallest of int16, uint16, int32, uint32 that holds every value the
+        stored bits can produce when the rescale is exact (integer slope and
+        intercept), float32 otherwise.
+    applied : bool
+    """
+    stored = np.result_type(*[f.stored_dtype for f in formats])
+    identity = bool(np.all(slopes == 1.0) and np.all(intercepts == 0.0))
+    if not rescale or any(f.samples > 1 for f in formats):
+        return np.dtype(stored), False
+    if identity:
+        return np.dtype(stored), True
+    exact = bool(np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts)))
+    if not exact:
+        return np.dtype(np.float32), True
+    smin = min(-(1 << (f.bits_stored - 1)) if f.signed else 0 for f in formats)
+    smax = max((1 << (f.bits_stored - 1)) - 1 if f.signed else (1 << f.bits_stored) - 1
+               for f in formats)
+    cand = np.concatenate([slopes * smin + intercepts, slopes * smax + intercepts])
+    lo, hi = float(cand.min()), float(cand.max())
+    for dt in (np.int16, np.uint16, np.int32, np.uint32):
+        info = np.iinfo(dt)
+        if lo >= info.min and hi <= info.max:
+            return np.dtype(dt), True
+    return np.dtype(np.float32), True
+
+
+# --------------------------------------------------------------------------
+# Assembly
+# --------------------------------------------------------------------------
+def assemble_series(paths: Sequence[str | os.PathLike[str]], *, tilt: str = "resample",
+                    spacing: str = "resample", rescale: bool = True,
+                    pool: DecoderPool | None = None, batch: Any = None) -> SeriesVolumes:
+    """Assemble the files of one series into volumes (one per stack).
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Files of one series (any order; non-image files are excluded and
+        reported).
+    tilt : {"resample", "shear"}
+        Gantry tilt correction (see :func:`pocketpacs.geometry.plan_series`).
+    spacing : {"resample", "keep"}
+        Irregular spacing policy.
+    rescale : bool
+        Apply Rescale Slope/Intercept (default).  With False the arrays hold
+        the stored values in their stored dtype.
+    pool : DecoderPool, optional
+        Worker pool for compressed pixel data.
+    batch : HeaderBatch, optional
+        Headers already parsed for ``paths``.
+
+    Returns
+    -------
+    SeriesVolumes
+
+    Raises
+    ------
+    VolumeError
+        When no file holds an image.
+    """
+    from .headers import parse_files
+
+    spaths = [os.fspath(p) for p in paths]
+    if batch is None:
+        batch = parse_files(spaths)
+    fr = frames_from_batch(spaths, batch)
+    plans, report = G.plan_series(fr.ft, tilt=tilt, spacing=spacing, paths=spaths)
+    report.excluded.extend(fr.excluded)
+    if not plans:
+        raise VolumeError(f"no image frames among {len(spaths)} file(s)")
+    vols: list[Volume] = []
+    all_errors: list[FrameError] = []
+    for si, plan in enumerate(plans):
+        vol = _build(plan, fr, spaths, rescale, pool)
+        vol.stack_index = si
+        all_errors.extend(vol.errors)
+        vols.append(vol)
+    if all_errors:
+        report.notes.append(f"{len(all_errors)} frame(s)/file(s) could not be decoded "
+                            f"(left as zeros; see errors)")
+    return SeriesVolumes(vols, report, all_errors)
+
+
+def _build(plan: G.StackPlan, fr: _Frames, paths: list[str], rescale: bool,
+           pool: DecoderPool | None) -> Volume:
+    rows_idx = plan.frames.reshape(-1)
+    files = fr.ft.file[rows_idx]
+    fmts = [fr.formats[int(f)] for f in np.unique(files)]
+    sl, ic = fr.slope[rows_idx], fr.intercept[rows_idx]
+    dtype, applied = choose_dtype(fmts, sl, ic, rescale)  # type: ignore[arg-type]
+    t, k = plan.frames.shape
+    shape: tuple[int, ...] = (t * k, plan.rows, plan.cols)
+    if plan.samples > 1:
+        shape += (plan.samples,)
+    out = np.empty(shape, dtype=dtype)
+    refs = np.stack([files, fr.ft.frame[rows_idx]], axis=1)
+    errors = read_frames(paths, fr.formats, refs, out,  # type: ignore[arg-type]
+                         sl if applied else None, ic if applied else None, pool=pool)
+    arr = out.reshape(((t,) if t > 1 else ()) + (k,) + shape[1:])
+    if plan.in_plane_shift is not None:
+        fill = float(arr.min()) if arr.size else 0.0
+        G.shift_slices(arr, plan.in_plane_shift, fill, plan.samples)
+    if plan.z_target is not None and plan.z_source is not None:
+        arr = G.resample_z(arr, plan.z_source, plan.z_target, four_d=t > 1)
+    plan.report.shape = list(arr.shape)
+    mid = int(plan.frames[0, plan.frames.shape[1] // 2])
+    hdr = []
+    for j in (mid,):
+        c, w = fr.wc[j], fr.ww[j]
+        if not applied and np.isfinite(c):
+            s, b = fr.slope[j], fr.intercept[j]
+            c, w = (c - b) / s, w / abs(s)
+        hdr.append((c, w))
+    i0 = int(plan.frames[0, 0])
+    fi0 = int(fr.ft.file[i0])
+    modality = fr.modality[fi0]
+    fmt0 = fr.formats[fi0]
+    presets = window_presets(arr, modality, hdr, applied, plan.samples)
+    return Volume(array=arr, affine_lps=plan.affine_lps, spacing=plan.spacing, modality=modality,
+                  kind=plan.kind, window_presets=presets, report=plan.report,
+                  photometric=fmt0.photometric if fmt0 else "MONOCHROME2", rescaled=applied,
+                  series_uid=fr.series_uid[fi0], errors=errors)
+
+
+def load_volume(paths: Sequence[str | os.PathLike[str]], **kwargs: Any) -> list[Volume]:
+    """The volumes of a set of files of one series (see :func:`assemble_series`)."""
+    return assemble_series(paths, **kwargs).volumes
+
+
+def dicom_files_in(folder: str | os.PathLike[str]) -> list[str]:
+    """Regular files under a folder (recursively), sorted; DICOMDIRs left out."""
+    out: list[str] = []
+    for root, _dirs, files in os.walk(folder):
+        for f in files:
+            if f.upper() == "DICOMDIR":
+                continue
+            out.append(os.path.join(root, f))
+    return sorted(out)
+
+
+def assemble_path(path: str | os.PathLike[str], **kwargs: Any) -> list[SeriesVolumes]:
+    """Assemble every series found in a file or folder (no archive needed).
+
+    Parameters
+    ----------
+    path : path-like
+        A DICOM file or a folder of DICOM files (several series allowed).
+    **kwargs
+        Passed to :func:`assemble_series`.
+
+    Returns
+    -------
+    list of SeriesVolumes
+        One per Series Instance UID, in the order first seen.
+    """
+    from .headers import parse_files
+
+    p = os.fspath(path)
+    files = dicom_files_in(p) if os.path.isdir(p) else [p]
+    batch = parse_files(files)
+    uids = batch.text("SeriesInstanceUID")
+    groups: dict[str, list[int]] = {}
+    for i, u in enumerate(uids):
+        if batch.status[i] < 0:
+            continue
+        groups.setdefault(u or "", []).append(i)
+    out = []
+    for _u, idx in groups.items():
+        sub = [files[i] for i in idx]
+        try:
+            out.append(assemble_series(sub, **kwargs))
+        except VolumeError:
+            continue
+    return out
