@@ -247,6 +247,13 @@ class _Frames:
     modality: list[str | None]
     series_uid: list[str | None]
     excluded: list[dict[str, Any]]
+    mosaics: list[int] = field(default_factory=list)
+    batch: Any = None
+
+
+def is_mosaic(image_type: str | None) -> bool:
+    """Whether an Image Type value marks a Siemens mosaic (many slices tiled in one image)."""
+    return bool(image_type) and "MOSAIC" in {t.strip().upper() for t in image_type.split("\\")}
 
 
 def _fg(item: Any, seq: str, attr: str) -> Any:
@@ -382,8 +389,12 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
                                                   "inst", "th", "itype", "stack", "sl", "ic",
                                                   "wc", "ww")}
     excluded: list[dict[str, Any]] = []
+    mosaics: list[int] = []
     for i in range(batch.n):
         fmt = formats[i]
+        if fmt is not None and is_mosaic(itype[i]) and fmt.nframes == 1:
+            mosaics.append(i)
+            continue
         if fmt is None:
             excluded.append({"file": str(paths[i]), "reason": batch.reason[i] or "unreadable"})
             continue
@@ -450,7 +461,8 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
     sl = np.where(np.isfinite(sl) & (sl != 0), sl, 1.0)
     ic = np.where(np.isfinite(ic), ic, 0.0)
     return _Frames(ft, sl, ic, np.array(cols["wc"], dtype=np.float64),
-                   np.array(cols["ww"], dtype=np.float64), formats, modality, suid, excluded)
+                   np.array(cols["ww"], dtype=np.float64), formats, modality, suid, excluded,
+                   mosaics, batch)
 
 
 # --------------------------------------------------------------------------
@@ -541,15 +553,27 @@ def assemble_series(paths: Sequence[str | os.PathLike[str]], *, tilt: str = "res
     fr = frames_from_batch(spaths, batch)
     plans, report = G.plan_series(fr.ft, tilt=tilt, spacing=spacing, paths=spaths)
     report.excluded.extend(fr.excluded)
-    if not plans:
-        raise VolumeError(f"no image frames among {len(spaths)} file(s)")
     vols: list[Volume] = []
     all_errors: list[FrameError] = []
-    for si, plan in enumerate(plans):
+    if fr.mosaics:
+        mv = _assemble_mosaics(spaths, fr, rescale, pool, report)
+        if mv is not None:
+            vols.append(mv)
+            all_errors.extend(mv.errors)
+    if not plans and not vols:
+        raise VolumeError(f"no image frames among {len(spaths)} file(s)")
+    for plan in plans:
         vol = _build(plan, fr, spaths, rescale, pool)
-        vol.stack_index = si
         all_errors.extend(vol.errors)
         vols.append(vol)
+    if fr.mosaics and plans:
+        vols.sort(key=lambda v: -v.array.size)
+    for si, v in enumerate(vols):
+        v.stack_index = si
+        if v.report is not None:
+            v.report.index = si
+    report.stacks = [v.report for v in vols if v.report is not None]
+    report.n_frames += len(fr.mosaics)
     if all_errors:
         report.notes.append(f"{len(all_errors)} frame(s)/file(s) could not be decoded "
                             f"(left as zeros; see errors)")
@@ -595,6 +619,82 @@ def _build(plan: G.StackPlan, fr: _Frames, paths: list[str], rescale: bool,
                   kind=plan.kind, window_presets=presets, report=plan.report,
                   photometric=fmt0.photometric if fmt0 else "MONOCHROME2", rescaled=applied,
                   series_uid=fr.series_uid[fi0], errors=errors)
+
+
+def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,
+                      pool: DecoderPool | None, report: G.AssemblyReport) -> Volume | None:
+    """Siemens mosaics: one file = one volume (slices tiled); several files = 4D."""
+    import pydicom
+    from nibabel.nicom import dicomwrappers
+
+    idx = list(fr.mosaics)
+    b = fr.batch
+    inst = b.number("InstanceNumber")[idx]
+    acq = b.number("AcquisitionNumber")[idx]
+    order = np.lexsort((np.array(idx), np.where(np.isfinite(inst), inst, np.inf),
+                        np.where(np.isfinite(acq), acq, np.inf)))
+    idx = [idx[j] for j in order]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from .pixels import _open_source
+
+            ds = pydicom.dcmread(_open_source(paths[idx[0]]), stop_before_pixels=True, force=True)
+            w = dicomwrappers.wrapper_from_data(ds)
+            nsl = int(w.n_mosaic)
+            aff_nib = np.asarray(w.affine, dtype=np.float64)
+        except Exception as exc:
+            for i in idx:
+                report.excluded.append({"file": paths[i], "reason": "mosaic geometry unreadable "
+                                        f"({type(exc).__name__})"})
+            return None
+    fmt = fr.formats[idx[0]]
+    assert fmt is not None
+    md = int(np.ceil(np.sqrt(nsl)))
+    rows, cols = fmt.rows // md, fmt.cols // md
+    sl = b.number("RescaleSlope")[idx]
+    ic = b.number("RescaleIntercept")[idx]
+    sl = np.where(np.isfinite(sl) & (sl != 0), sl, 1.0)
+    ic = np.where(np.isfinite(ic), ic, 0.0)
+    dtype, applied = choose_dtype([fr.formats[i] for i in idx], sl, ic, rescale)  # type: ignore[misc]
+    mos = np.empty((len(idx), fmt.rows, fmt.cols), dtype=dtype)
+    refs = np.stack([np.array(idx, dtype=np.int64), np.zeros(len(idx), dtype=np.int64)], axis=1)
+    errors = read_frames(paths, fr.formats, refs, mos,  # type: ignore[arg-type]
+                         sl if applied else None, ic if applied else None, pool=pool)
+    t = len(idx)
+    arr = np.empty((t, nsl, rows, cols), dtype=dtype)
+    for k in range(nsl):
+        r0, c0 = (k // md) * rows, (k % md) * cols
+        arr[:, k] = mos[:, r0:r0 + rows, c0:c0 + cols]
+    del mos
+    # nibabel's affine maps (row, col, slice); ours maps (col, row, slice)
+    aff = aff_nib[:, [1, 0, 2, 3]].copy()
+    r_c = np.cross(aff[:3, 0], aff[:3, 1])
+    if np.dot(r_c, aff[:3, 2]) < 0:  # store slices in ascending order along the normal
+        arr = arr[:, ::-1]
+        aff[:3, 3] = aff[:3, 3] + (nsl - 1) * aff[:3, 2]
+        aff[:3, 2] = -aff[:3, 2]
+    if t == 1:
+        arr = arr[0]
+    arr = np.ascontiguousarray(arr)
+    spacing = tuple(float(np.linalg.norm(aff[:3, j])) for j in range(3))
+    rep = G.StackReport(index=0, kind="volume", shape=list(arr.shape), n_frames=t,
+                        key={"rows": rows, "cols": cols, "samples": 1, "localizer": False,
+                             "mosaic": True},
+                        n_positions=nsl, n_volumes=t,
+                        fourth_axis="acquisition number" if t > 1 else None,
+                        pixel_spacing_mm=[spacing[1], spacing[0]],
+                        spacing_mm=list(spacing), affine_lps=aff.tolist(),
+                        affine_ras=G.lps_to_ras(aff).tolist(),
+                        notes=[f"Siemens mosaic: {nsl} slices tiled {md}x{md} per file"
+                               + (f", {t} volumes (4D)" if t > 1 else "")])
+    i0 = idx[0]
+    c, wdt = b.number("WindowCenter")[i0], b.number("WindowWidth")[i0]
+    presets = window_presets(arr, fr.modality[i0], [(c, wdt)], applied)
+    return Volume(array=arr, affine_lps=aff, spacing=spacing,  # type: ignore[arg-type]
+                  modality=fr.modality[i0], kind="volume", window_presets=presets, report=rep,
+                  photometric=fmt.photometric, rescaled=applied, series_uid=fr.series_uid[i0],
+                  errors=errors)
 
 
 def load_volume(paths: Sequence[str | os.PathLike[str]], **kwargs: Any) -> list[Volume]:
