@@ -26,3 +26,7 @@ __all__ = [
     "ArchiveLocked",
     "SchemaVersionMismatch",
 ]
+
+from .archive import Archive, open_archive, open_media  # noqa: E402
+
+__all__ += ["Archive", "open_archive", "open_media"]

@@ -1,0 +1,489 @@
+"""Search indexes and queries.
+
+Index entries are keys in dedicated databases: a normalised value followed
+by the fixed-width key of the record it points to (16-byte patient keys,
+8-byte study keys), so a query is a handful of ordered range scans over the
+index and never a scan of the records themselves.
+
+=============  ==============================================  ===========
+filter         index key                                       level
+=============  ==============================================  ===========
+name           PN word + NUL + patient key  (value: component  patient
+               bits: 1 family, 2 given, 4 middle, 8 prefix,
+               16 suffix)
+patient_id     folded ID + NUL + patient key                   patient
+birth_date     YYYYMMDD + patient key                          patient
+study_date     YYYYMMDD + study key                            study
+modality       MODALITY + NUL + study key                      study
+description    word + NUL + study key (study description and   study
+               every series description of the study)
+accession      folded accession number + NUL + study key       study
+=============  ==============================================  ===========
+
+Matching rules (the property tests check the indexes against a brute-force
+filter that applies exactly these rules):
+
+- Text is *folded*: Unicode NFKD, combining marks dropped, casefolded, so
+  ``Müller`` matches ``muller`` and ``MULLER``.
+- ``name`` and ``description`` are split into words (letters and digits).
+  Every query word must match a word of the record: a plain query word
+  matches words that *start with* it; a word with ``*`` (any run) or ``?``
+  (one character) must match a whole word.  In ``name``, ``^`` separates
+  DICOM PN components (``Family^Given``): a word given in a component only
+  matches words of that component.
+- ``patient_id`` and ``accession`` match the whole folded value, or a
+  ``*``/``?`` pattern.
+- Dates are ``YYYYMMDD``, ``YYYYMM`` or ``YYYY`` (a month or year), or a
+  range ``FROM-TO`` where either end may be left out; ranges are inclusive.
+- ``modality`` is one code or several separated by commas (any of them).
+- Filters combine with AND.  A study matches ``modality``/``description``
+  when any of its series does (or its own description, for words).
+
+A word pattern that starts with a wildcard has no literal prefix and is
+matched against every entry of that one index (the index, never the records).
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from . import records as R
+from .store import Txn
+
+PATIENT_KEY_LEN = 16
+STUDY_KEY_LEN = 8
+_WORD = re.compile(r"[^\W_]+")
+_QWORD = re.compile(r"[^\W_*?]*[*?][^\W_]*[*?]?[^\W_*?]*|[^\W_]+")
+_QTOKEN = re.compile(r"(?:[^\W_]|[*?])+")
+_MAX_TOKEN = 200   # bytes of one index word (LMDB keys are at most 511 bytes)
+
+
+def fold(s: str | None) -> str:
+    """Case- and accent-insensitive form of a text value."""
+    if not s:
+        return ""
+    d = unicodedata.normalize("NFKD", s)
+    return "".join(c for c in d if not unicodedata.combining(c)).casefold()
+
+
+def words(s: str | None) -> list[str]:
+    """Folded words (runs of letters and digits) of a text value."""
+    return [w for w in _WORD.findall(fold(s)) if len(w.encode()) <= _MAX_TOKEN]
+
+
+def name_tokens(pn: str | None) -> dict[str, int]:
+    """Words of a DICOM PN value with their component bits.
+
+    All component groups (alphabetic, ideographic, phonetic, separated by
+    ``=``) are indexed; bit ``1 << i`` marks component ``i`` (family, given,
+    middle, prefix, suffix).
+    """
+    out: dict[str, int] = {}
+    if not pn:
+        return out
+    for group in pn.split("="):
+        for ci, comp in enumerate(group.split("^")[:5]):
+            for w in words(comp):
+                out[w] = out.get(w, 0) | (1 << ci)
+    return out
+
+
+def _fold_value(s: str | None) -> str:
+    v = fold(s).strip(" \0")
+    return v.replace("\0", "")[:_MAX_TOKEN]
+
+
+def _valid_date(s: str | None) -> str | None:
+    if s and len(s) == 8 and s.isdigit():
+        return s
+    return None
+
+
+# ---- index entries -------------------------------------------------------------------
+
+Entry = tuple[str, bytes, bytes]
+
+
+def patient_entries(pkey: bytes, rec: dict) -> set[Entry]:
+    """Index entries of a patient record."""
+    out: set[Entry] = set()
+    for w, bits in name_tokens(rec.get("name")).items():
+        out.add(("idx_name", w.encode() + b"\0" + pkey, bytes([bits])))
+    pid = _fold_value(rec.get("patient_id"))
+    if pid:
+        out.add(("idx_pid", pid.encode("utf-8", "surrogatepass") + b"\0" + pkey, b""))
+    bd = _valid_date(rec.get("birth_date"))
+    if bd:
+        out.add(("idx_birth", bd.encode() + pkey, b""))
+    return out
+
+
+def study_words(rec: dict) -> set[str]:
+    """Description words of a study: its own and its series'."""
+    return set(words(rec.get("description"))) | set(rec.get("series_words") or ())
+
+
+def study_entries(skey: bytes, rec: dict) -> set[Entry]:
+    """Index entries of a study record."""
+    out: set[Entry] = set()
+    d = _valid_date(rec.get("date"))
+    if d:
+        out.add(("idx_sdate", d.encode() + skey, b""))
+    for m in rec.get("modalities") or ():
+        m = (m or "").strip().upper()
+        if m:
+            out.add(("idx_mod", m.encode("utf-8", "surrogatepass")[:64] + b"\0" + skey, b""))
+    for w in study_words(rec):
+        out.add(("idx_desc", w.encode() + b"\0" + skey, b""))
+    acc = _fold_value(rec.get("accession"))
+    if acc:
+        out.add(("idx_acc", acc.encode("utf-8", "surrogatepass") + b"\0" + skey, b""))
+    return out
+
+
+def reindex(txn: Txn, old: set[Entry], new: set[Entry]) -> None:
+    """Apply the difference between two entry sets."""
+    if old == new:
+        return
+    new_keys = {(db, k) for db, k, _ in new}
+    for db, k, _v in old - new:
+        if (db, k) not in new_keys:
+            txn.delete(db, k)
+    for db, k, v in new - old:
+        txn.put(db, k, v)
+
+
+# ---- query parsing -----------------------------------------------------------------------
+
+def parse_date_range(spec: str) -> tuple[str, str]:
+    """``YYYYMMDD``, ``YYYYMM``, ``YYYY`` or ``FROM-TO`` -> inclusive (lo, hi).
+
+    Raises
+    ------
+    ValueError
+        For anything else.
+    """
+    s = spec.strip()
+    if "-" in s:
+        a, _, b = s.partition("-")
+        lo = _expand(a.strip(), low=True) if a.strip() else "00000000"
+        hi = _expand(b.strip(), low=False) if b.strip() else "99999999"
+    else:
+        lo, hi = _expand(s, True), _expand(s, False)
+    if lo > hi:
+        raise ValueError(f"empty date range {spec!r}")
+    return lo, hi
+
+
+def _expand(s: str, low: bool) -> str:
+    if not s.isdigit() or len(s) not in (4, 6, 8):
+        raise ValueError(f"not a date (YYYYMMDD, YYYYMM or YYYY): {s!r}")
+    if len(s) == 8:
+        return s
+    if len(s) == 6:
+        return s + ("01" if low else "31")
+    return s + ("0101" if low else "1231")
+
+
+def query_words(q: str) -> list[str]:
+    """Folded query words, keeping ``*`` and ``?``."""
+    return [w for w in _QTOKEN.findall(fold(q)) if w.strip("*?") or w]
+
+
+def name_query(q: str) -> list[tuple[str, int]]:
+    """(word, component mask) pairs of a name query (mask 0 = any component)."""
+    out = []
+    if "^" in q:
+        for ci, comp in enumerate(q.split("^")[:5]):
+            out.extend((w, 1 << ci) for w in query_words(comp))
+    else:
+        out.extend((w, 0) for w in query_words(q))
+    return out
+
+
+def has_wildcard(w: str) -> bool:
+    return "*" in w or "?" in w
+
+
+def word_matches(pattern: str, word: str) -> bool:
+    """The word rule: prefix for plain words, whole-word glob with wildcards."""
+    if has_wildcard(pattern):
+        return fnmatch.fnmatchcase(word, pattern)
+    return word.startswith(pattern)
+
+
+def value_matches(pattern: str, value: str) -> bool:
+    """The whole-value rule of patient ID and accession (folded)."""
+    p = _fold_value(pattern)
+    v = _fold_value(value)
+    if has_wildcard(p):
+        return fnmatch.fnmatchcase(v, p)
+    return v == p
+
+
+def _literal_prefix(pattern: str) -> str:
+    m = re.search(r"[*?]", pattern)
+    return pattern if m is None else pattern[:m.start()]
+
+
+def _scan_words(txn: Txn, db: str, pattern: str, keylen: int, mask: int = 0) -> set[bytes]:
+    """Record keys whose indexed word matches ``pattern`` (word rule)."""
+    out: set[bytes] = set()
+    wild = has_wildcard(pattern)
+    prefix = (_literal_prefix(pattern) if wild else pattern).encode()
+    for k, v in txn.range(db, prefix):
+        if mask and not (v and v[0] & mask):
+            continue
+        if wild:
+            w = k[:-(keylen + 1)].decode("utf-8", "replace")
+            if not fnmatch.fnmatchcase(w, pattern):
+                continue
+        out.add(k[-keylen:])
+    return out
+
+
+def _scan_value(txn: Txn, db: str, pattern: str, keylen: int) -> set[bytes]:
+    """Record keys whose folded value matches ``pattern`` (value rule)."""
+    p = _fold_value(pattern)
+    if not has_wildcard(p):
+        return {k[-keylen:] for k, _ in txn.range(db, p.encode("utf-8", "surrogatepass") + b"\0")}
+    out: set[bytes] = set()
+    for k, _ in txn.range(db, _literal_prefix(p).encode("utf-8", "surrogatepass")):
+        v = k[:-(keylen + 1)].decode("utf-8", "replace")
+        if fnmatch.fnmatchcase(v, p):
+            out.add(k[-keylen:])
+    return out
+
+
+def _scan_dates(txn: Txn, db: str, spec: str, keylen: int) -> set[bytes]:
+    lo, hi = parse_date_range(spec)
+    return {k[-keylen:] for k, _ in txn.range(db, start=lo.encode(), stop=hi.encode() + b"\xff" * (keylen + 1))}
+
+
+# ---- results --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a study with its patient (and matching series)."""
+    patient: R.Patient
+    study: R.Study
+    series: tuple[R.Series, ...] = ()
+
+
+@dataclass
+class SearchResults:
+    """Search results with totals.
+
+    Attributes
+    ----------
+    hits : list of Hit
+        One per matching study, sorted as asked.
+    patients : list of Patient
+        Distinct patients of the hits, in hit order.
+    n_patients, n_studies, n_series, n_instances, size : int
+        Totals over the matching studies (series level: matching series).
+    """
+    hits: list[Hit] = field(default_factory=list)
+    level: str = "study"
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __iter__(self):
+        return iter(self.hits)
+
+    @property
+    def patients(self) -> list[R.Patient]:
+        seen: dict[str, R.Patient] = {}
+        for h in self.hits:
+            seen.setdefault(h.patient.key, h.patient)
+        return list(seen.values())
+
+    @property
+    def n_patients(self) -> int:
+        return len({h.patient.key for h in self.hits})
+
+    @property
+    def n_studies(self) -> int:
+        return len(self.hits)
+
+    @property
+    def n_series(self) -> int:
+        if self.level == "series":
+            return sum(len(h.series) for h in self.hits)
+        return sum(h.study.n_series for h in self.hits)
+
+    @property
+    def n_instances(self) -> int:
+        if self.level == "series":
+            return sum(s.n_instances for h in self.hits for s in h.series)
+        return sum(h.study.n_instances for h in self.hits)
+
+    @property
+    def size(self) -> int:
+        if self.level == "series":
+            return sum(s.size for h in self.hits for s in h.series)
+        return sum(h.study.size for h in self.hits)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON shape printed by ``pocketpacs search --json``."""
+        return {
+            "counts": {"patients": self.n_patients, "studies": self.n_studies, "series": self.n_series,
+                       "instances": self.n_instances, "size": self.size},
+            "results": [hit_json(h) for h in self.hits],
+        }
+
+
+def hit_json(h: Hit) -> dict[str, Any]:
+    p, s = h.patient, h.study
+    out = {
+        "patient": {"key": p.key, "name": p.name, "patient_id": p.patient_id, "birth_date": p.birth_date,
+                    "sex": p.sex, "anonymous": p.anonymous},
+        "study": {"key": s.key, "uid": s.uid, "date": s.date, "time": s.time, "description": s.description,
+                  "accession": s.accession, "modalities": list(s.modalities),
+                  "n_series": s.n_series, "n_instances": s.n_instances, "size": s.size,
+                  "n_offline": s.n_offline},
+    }
+    if h.series:
+        out["series"] = [{"key": x.key, "uid": x.uid, "number": x.number, "modality": x.modality,
+                          "description": x.description, "n_instances": x.n_instances, "size": x.size,
+                          "n_offline": x.n_offline} for x in h.series]
+    return out
+
+
+FILTERS = ("name", "patient_id", "birth_date", "study_date", "modality", "description", "accession")
+SORTS = ("date", "-date", "name", "-name")
+
+
+def _modalities(modality: str | Iterable[str]) -> set[str]:
+    items = modality.split(",") if isinstance(modality, str) else list(modality)
+    return {m.strip().upper() for m in items if m and m.strip()}
+
+
+def search(txn: Txn, *, name: str | None = None, patient_id: str | None = None,
+           birth_date: str | None = None, study_date: str | None = None,
+           modality: str | Iterable[str] | None = None, description: str | None = None,
+           accession: str | None = None, level: str = "study", sort: str = "-date",
+           limit: int | None = None) -> SearchResults:
+    """Run a query inside a read transaction.
+
+    Parameters
+    ----------
+    txn : Txn
+    name, patient_id, birth_date, study_date, modality, description, accession
+        Filters (see the module docstring); None or "" = no filter.
+    level : {"study", "series"}
+        ``series`` also lists each hit's matching series.
+    sort : {"-date", "date", "name", "-name"}
+        Study date (newest first with ``-``) or patient name.
+    limit : int, optional
+        Keep the first ``limit`` hits after sorting.
+
+    Returns
+    -------
+    SearchResults
+
+    Raises
+    ------
+    ValueError
+        For a malformed date or an unknown level/sort.
+    """
+    if level not in ("study", "series"):
+        raise ValueError(f"unknown level {level!r}")
+    if sort not in SORTS:
+        raise ValueError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
+    cands: list[set[bytes]] = []
+    pcands: list[set[bytes]] = []
+    if name:
+        nq = name_query(name)
+        for w, mask in nq:
+            pcands.append(_scan_words(txn, "idx_name", w, PATIENT_KEY_LEN, mask))
+        if not nq:
+            pcands.append(set())
+    if patient_id:
+        pcands.append(_scan_value(txn, "idx_pid", patient_id, PATIENT_KEY_LEN))
+    if birth_date:
+        pcands.append(_scan_dates(txn, "idx_birth", birth_date, PATIENT_KEY_LEN))
+    if study_date:
+        cands.append(_scan_dates(txn, "idx_sdate", study_date, STUDY_KEY_LEN))
+    mods = _modalities(modality) if modality else set()
+    if mods:
+        found: set[bytes] = set()
+        for m in mods:
+            found |= {k[-STUDY_KEY_LEN:] for k, _ in txn.range("idx_mod", m.encode() + b"\0")}
+        cands.append(found)
+    dwords = query_words(description) if description else []
+    if description and not dwords:
+        cands.append(set())
+    for w in dwords:
+        cands.append(_scan_words(txn, "idx_desc", w, STUDY_KEY_LEN))
+    if accession:
+        cands.append(_scan_value(txn, "idx_acc", accession, STUDY_KEY_LEN))
+
+    if pcands:
+        pcands.sort(key=len)
+        pkeys = set.intersection(*pcands)
+        sk: set[bytes] = set()
+        for pk in pkeys:
+            sk.update(k[PATIENT_KEY_LEN:] for k, _ in txn.range("pat_studies", pk))
+        cands.append(sk)
+    if cands:
+        cands.sort(key=len)
+        skeys: Iterable[bytes] = set.intersection(*cands)
+        study_items = []
+        for k in skeys:
+            raw = txn.get("studies", k)
+            if raw is not None:
+                study_items.append((k, raw))
+    else:
+        study_items = list(txn.range("studies"))
+
+    patients: dict[bytes, R.Patient] = {}
+    hits: list[Hit] = []
+    for sk, raw in study_items:
+        rec = R.loads(raw)
+        pk = bytes.fromhex(rec.get("patient_key", ""))
+        p = patients.get(pk)
+        if p is None:
+            praw = txn.get("patients", pk)
+            p = R.patient_from(pk, R.loads(praw)) if praw else R.Patient(key=pk.hex())
+            patients[pk] = p
+        st = R.study_from(sk, rec)
+        ser: tuple[R.Series, ...] = ()
+        if level == "series":
+            lst = []
+            study_desc_words = set(words(st.description))
+            for k, _ in txn.range("study_series", sk):
+                sr = txn.get("series", k[STUDY_KEY_LEN:])
+                if sr is None:
+                    continue
+                s = R.series_from(k[STUDY_KEY_LEN:], R.loads(sr))
+                if mods and s.modality.strip().upper() not in mods:
+                    continue
+                if dwords:
+                    ws = study_desc_words | set(words(s.description))
+                    if not all(any(word_matches(q, w) for w in ws) for q in dwords):
+                        continue
+                lst.append(s)
+            lst.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
+            if not lst:
+                continue
+            ser = tuple(lst)
+        hits.append(Hit(p, st, ser))
+    sort_hits(hits, sort)
+    if limit is not None:
+        hits = hits[:limit]
+    return SearchResults(hits, level)
+
+
+def sort_hits(hits: list[Hit], sort: str) -> None:
+    """Sort in place: by study date/time (then name) or by patient name (then date)."""
+    if sort in ("date", "-date"):
+        hits.sort(key=lambda h: (h.study.date, h.study.time, fold(h.patient.name), h.study.uid),
+                  reverse=sort == "-date")
+    else:
+        hits.sort(key=lambda h: (fold(h.patient.name), h.patient.key, h.study.date, h.study.uid),
+                  reverse=sort == "-name")

@@ -1,0 +1,377 @@
+"""Archive records: patient, study, series, instance, file listing.
+
+Patient, study and series records are small JSON objects (orjson) written
+once per group of files; they are returned to callers as frozen
+dataclasses (:class:`Patient`, :class:`Study`, :class:`Series`).
+
+Instances are many, so their values are compact: a fixed binary head (one
+row of :data:`INST_DTYPE`: flags, size, mtime, header fingerprint, pixel
+data location and every numeric tag of the archive's tag set) followed by
+the instance-level text values and the file paths joined with NUL.  A batch
+of instance values is built with NumPy column assignments, and a series'
+instances decode back into one structured array (:func:`instance_array`).
+
+File listings (:class:`DirListing`) record, per folder, each file's name,
+size, mtime, instance key and status, so a rescan compares a whole folder
+with one read.
+
+No I/O here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from . import tags as T
+
+RECORD_VERSION = 1
+
+# ---- instance flags --------------------------------------------------------------
+OFFLINE = 1        #: none of the instance's files was found at the last check
+FALLBACK = 2       #: header parsed by the pydicom fallback
+ENCAPSULATED = 4   #: compressed (encapsulated) pixel data
+CONFLICT = 8       #: another file with this SOP Instance UID has different content
+
+#: Numeric tags kept per instance, in the column order of ``tags.NUM_START``.
+NUMERIC_KEYWORDS: tuple[str, ...] = tuple(t.keyword for t in T.TAGS if t.nvals)
+
+#: Text tags kept per instance (series/study/patient values live in their records).
+INSTANCE_TEXT: tuple[str, ...] = (
+    "SOPInstanceUID", "SOPClassUID", "TransferSyntaxUID", "ImageType",
+    "PhotometricInterpretation", "AcquisitionDate", "AcquisitionTime", "ContentDate",
+    "SpecificCharacterSet",
+)
+
+INST_DTYPE = np.dtype([
+    ("ver", "u1"), ("flags", "u1"), ("nloc", "<u2"),
+    ("size", "<i8"), ("mtime_ns", "<i8"), ("fingerprint", "<u8"),
+    ("pixel_offset", "<i8"), ("pixel_length", "<i8"),
+    ("nums", "<f8", (T.NUM_COLUMNS,)),
+])
+HEAD = INST_DTYPE.itemsize
+
+
+def dumps(obj: Any) -> bytes:
+    """orjson encoding used for every JSON record (NaN becomes null)."""
+    return orjson.dumps(obj)
+
+
+def loads(raw: bytes) -> Any:
+    """Decode a JSON record."""
+    return orjson.loads(raw)
+
+
+def _clean(s: str | None) -> str:
+    """Text value safe for a NUL-joined field."""
+    if not s:
+        return ""
+    return s.replace("\0", "") if "\0" in s else s
+
+
+def encode_instances(head: np.ndarray, texts: list[list[str | None]], paths: list[list[str]]
+                     ) -> list[bytes]:
+    """Encode instance values.
+
+    Parameters
+    ----------
+    head : ndarray of INST_DTYPE
+        One row per instance (``nloc`` is filled here).
+    texts : list of list
+        One list per :data:`INSTANCE_TEXT` keyword (column-wise).
+    paths : list of list of str
+        The file locations of each instance.
+
+    Returns
+    -------
+    list of bytes
+    """
+    head["nloc"] = [len(p) for p in paths]
+    head["ver"] = RECORD_VERSION
+    raw = head.tobytes()
+    cols = [[_clean(v) for v in col] for col in texts]
+    tails = ["\0".join(row) for row in zip(*cols, ["\0".join(p) for p in paths])]
+    return [raw[i * HEAD:(i + 1) * HEAD] + t.encode("utf-8", "surrogateescape")
+            for i, t in enumerate(tails)]
+
+
+def split_instance(raw: bytes) -> tuple[np.void, dict[str, str], list[str]]:
+    """Decode one instance value into (head row, text values, paths)."""
+    head = np.frombuffer(raw[:HEAD], dtype=INST_DTYPE)[0]
+    parts = raw[HEAD:].decode("utf-8", "surrogateescape").split("\0")
+    nt = len(INSTANCE_TEXT)
+    texts = dict(zip(INSTANCE_TEXT, parts[:nt]))
+    paths = parts[nt:nt + int(head["nloc"])]
+    return head, texts, paths
+
+
+def join_instance(head: np.void | np.ndarray, texts: dict[str, str], paths: list[str]) -> bytes:
+    """Inverse of :func:`split_instance`."""
+    h = np.array(head, dtype=INST_DTYPE).reshape(1)
+    h["nloc"] = len(paths)
+    h["ver"] = RECORD_VERSION
+    tail = "\0".join([_clean(texts.get(k)) for k in INSTANCE_TEXT] + list(paths))
+    return h.tobytes() + tail.encode("utf-8", "surrogateescape")
+
+
+def instance_array(raws: list[bytes]) -> np.ndarray:
+    """Heads of many instance values as one structured array (no text)."""
+    if not raws:
+        return np.zeros(0, dtype=INST_DTYPE)
+    return np.frombuffer(b"".join(r[:HEAD] for r in raws), dtype=INST_DTYPE).copy()
+
+
+def numeric_values(row: np.void | np.ndarray) -> dict[str, Any]:
+    """Numeric tag values of one head row: keyword -> float, list, or None."""
+    nums = row["nums"]
+    out: dict[str, Any] = {}
+    for kw in NUMERIC_KEYWORDS:
+        k = T.INDEX[kw]
+        c, n = int(T.NUM_START[k]), int(T.NUM_COUNT[k])
+        vals = nums[c:c + n]
+        if np.isnan(vals).all():
+            out[kw] = None
+        elif n == 1:
+            out[kw] = float(vals[0])
+        else:
+            out[kw] = [None if np.isnan(v) else float(v) for v in vals]
+    return out
+
+
+# ---- public record types ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Patient:
+    """A patient: identity plus counts over the archive."""
+    key: str
+    name: str = ""
+    patient_id: str = ""
+    birth_date: str = ""
+    sex: str = ""
+    anonymous: bool = False
+    n_studies: int = 0
+    n_series: int = 0
+    n_instances: int = 0
+    size: int = 0
+
+    @property
+    def display_name(self) -> str:
+        """The name, or ``(anonymous)`` for patients without name and ID."""
+        return "(anonymous)" if self.anonymous else (self.name or "(no name)")
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study with its attributes and counts."""
+    key: str
+    uid: str = ""
+    patient_key: str = ""
+    date: str = ""
+    time: str = ""
+    description: str = ""
+    accession: str = ""
+    study_id: str = ""
+    institution: str = ""
+    referring_physician: str = ""
+    physicians: tuple[str, ...] = ()
+    modalities: tuple[str, ...] = ()
+    manufacturers: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    stations: tuple[str, ...] = ()
+    n_series: int = 0
+    n_instances: int = 0
+    size: int = 0
+    n_offline: int = 0
+
+
+@dataclass(frozen=True)
+class Series:
+    """A series with its attributes, instance count and size on disk."""
+    key: str
+    uid: str = ""
+    study_key: str = ""
+    patient_key: str = ""
+    number: int | None = None
+    modality: str = ""
+    description: str = ""
+    date: str = ""
+    time: str = ""
+    body_part: str = ""
+    protocol: str = ""
+    manufacturer: str = ""
+    model: str = ""
+    station: str = ""
+    performing_physician: str = ""
+    frame_of_reference: str = ""
+    n_instances: int = 0
+    size: int = 0
+    n_offline: int = 0
+
+    @property
+    def online(self) -> bool:
+        """True when every instance has a file present (at the last check)."""
+        return self.n_offline == 0
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One SOP instance with its file location(s) and stored header values."""
+    key: str
+    series_key: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    instance_number: int | None
+    paths: tuple[str, ...]
+    online: bool
+    size: int
+    mtime_ns: int
+    fingerprint: int
+    pixel_offset: int
+    pixel_length: int
+    encapsulated: bool
+    conflict: bool
+    text: dict[str, str] = field(default_factory=dict, compare=False)
+    values: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def _fields(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+_PATIENT_FIELDS = _fields(Patient)
+_STUDY_FIELDS = _fields(Study)
+_SERIES_FIELDS = _fields(Series)
+
+
+def _build(cls: type, names: frozenset[str], key: bytes, d: dict) -> Any:
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+    return cls(key=key.hex(), **kw)
+
+
+def patient_from(key: bytes, d: dict) -> Patient:
+    """Patient dataclass from a stored record."""
+    return _build(Patient, _PATIENT_FIELDS, key, d)
+
+
+def study_from(key: bytes, d: dict) -> Study:
+    """Study dataclass from a stored record."""
+    return _build(Study, _STUDY_FIELDS, key, d)
+
+
+def series_from(key: bytes, d: dict) -> Series:
+    """Series dataclass from a stored record."""
+    return _build(Series, _SERIES_FIELDS, key, d)
+
+
+def instance_from(key: bytes, raw: bytes) -> Instance:
+    """Instance dataclass from a stored compact value."""
+    head, texts, paths = split_instance(raw)
+    values = numeric_values(head)
+    inum = values.get("InstanceNumber")
+    flags = int(head["flags"])
+    return Instance(
+        key=key.hex(), series_key=key[:8].hex(), sop_instance_uid=texts.get("SOPInstanceUID", ""),
+        sop_class_uid=texts.get("SOPClassUID", ""), transfer_syntax=texts.get("TransferSyntaxUID", ""),
+        instance_number=None if inum is None else int(inum), paths=tuple(paths),
+        online=not flags & OFFLINE, size=int(head["size"]), mtime_ns=int(head["mtime_ns"]),
+        fingerprint=int(head["fingerprint"]), pixel_offset=int(head["pixel_offset"]),
+        pixel_length=int(head["pixel_length"]), encapsulated=bool(flags & ENCAPSULATED),
+        conflict=bool(flags & CONFLICT), text=texts, values=values)
+
+
+# ---- folder listings ---------------------------------------------------------------------
+
+#: Status codes of a file in a folder listing (0 = indexed).
+CODES: tuple[str, ...] = ("indexed", "not_dicom", "empty", "truncated", "unreadable",
+                          "permission_denied", "vanished", "unsupported", "malformed", "conflict",
+                          "no_identifiers")
+CODE = {name: i for i, name in enumerate(CODES)}
+#: Failures worth retrying even when the file looks unchanged.
+TRANSIENT = frozenset({CODE["unreadable"], CODE["permission_denied"], CODE["vanished"]})
+
+
+class DirListing:
+    """The files of one folder as last seen by an import.
+
+    Attributes
+    ----------
+    names : list of str
+    size, mtime_ns : ndarray of int64
+    keys : ndarray of uint8, shape (n, 16)
+        Instance key of each file (zeros when not indexed).
+    code : ndarray of int8
+        :data:`CODES` index.
+    missing : ndarray of bool
+        The file was absent at the last check.
+    """
+
+    __slots__ = ("names", "size", "mtime_ns", "keys", "code", "missing", "_index")
+
+    def __init__(self, names: list[str], size: np.ndarray, mtime_ns: np.ndarray, keys: np.ndarray,
+                 code: np.ndarray, missing: np.ndarray):
+        self.names = names
+        self.size = size
+        self.mtime_ns = mtime_ns
+        self.keys = keys
+        self.code = code
+        self.missing = missing
+        self._index: dict[str, int] | None = None
+
+    @classmethod
+    def empty(cls) -> "DirListing":
+        return cls([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 16), np.uint8),
+                   np.zeros(0, np.int8), np.zeros(0, bool))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def index(self) -> dict[str, int]:
+        """name -> row."""
+        if self._index is None:
+            self._index = {n: i for i, n in enumerate(self.names)}
+        return self._index
+
+    def key(self, i: int) -> bytes:
+        return self.keys[i].tobytes()
+
+    def encode(self) -> bytes:
+        """Binary form: magic, count, names (NUL-joined), then the arrays."""
+        n = len(self.names)
+        names = "\0".join(self.names).encode("utf-8", "surrogateescape")
+        return b"".join([
+            b"DL1", n.to_bytes(4, "little"), len(names).to_bytes(4, "little"), names,
+            self.size.astype("<i8").tobytes(), self.mtime_ns.astype("<i8").tobytes(),
+            np.ascontiguousarray(self.keys, dtype=np.uint8).tobytes(),
+            self.code.astype(np.int8).tobytes(), self.missing.astype(np.uint8).tobytes(),
+        ])
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "DirListing":
+        if raw[:3] != b"DL1":
+            raise ValueError("not a folder listing")
+        n = int.from_bytes(raw[3:7], "little")
+        ln = int.from_bytes(raw[7:11], "little")
+        p = 11
+        names = raw[p:p + ln].decode("utf-8", "surrogateescape").split("\0") if n else []
+        p += ln
+        size = np.frombuffer(raw, "<i8", n, p).astype(np.int64)
+        p += 8 * n
+        mtime = np.frombuffer(raw, "<i8", n, p).astype(np.int64)
+        p += 8 * n
+        keys = np.frombuffer(raw, np.uint8, 16 * n, p).reshape(n, 16).copy()
+        p += 16 * n
+        code = np.frombuffer(raw, np.int8, n, p).copy()
+        p += n
+        missing = np.frombuffer(raw, np.uint8, n, p).astype(bool)
+        return cls(names, size, mtime, keys, code, missing)
+
+    def select(self, rows: np.ndarray) -> "DirListing":
+        """A listing with only ``rows`` (bool mask or indices)."""
+        idx = np.nonzero(rows)[0] if rows.dtype == bool else rows
+        return DirListing([self.names[i] for i in idx.tolist()], self.size[idx], self.mtime_ns[idx],
+                          self.keys[idx], self.code[idx], self.missing[idx])

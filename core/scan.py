@@ -1,0 +1,135 @@
+"""Filesystem walk: folders, their regular files with size and mtime, and
+everything that cannot be a DICOM file, with a reason.
+
+One ``os.scandir`` per folder and one ``stat`` per file (``DirEntry.stat``);
+no file is opened here.  Symbolic links to files are followed; symbolic
+links to folders are not (they could loop or leave the imported folder) and
+are reported.  FIFOs, sockets and devices are reported and never opened.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Problem:
+    """A path that is not indexed, with a reason code and a message."""
+    path: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Folder:
+    """The regular files of one folder (names sorted)."""
+    path: str
+    names: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    mtimes: list[int] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+_KIND = {stat_mod.S_IFIFO: "a FIFO", stat_mod.S_IFSOCK: "a socket", stat_mod.S_IFCHR: "a character device",
+         stat_mod.S_IFBLK: "a block device"}
+
+
+def _os_problem(path: str, e: OSError, what: str = "") -> Problem:
+    if isinstance(e, FileNotFoundError):
+        return Problem(path, "vanished", f"{path}: {what}vanished during the import")
+    if isinstance(e, PermissionError):
+        return Problem(path, "permission_denied", f"{path}: {what}permission denied")
+    if e.errno == errno.ELOOP:
+        return Problem(path, "unsupported", f"{path}: symbolic link loop")
+    return Problem(path, "unreadable", f"{path}: {what}could not be read ({e.strerror or type(e).__name__})")
+
+
+def list_folder(path: str) -> tuple[Folder, list[str]]:
+    """List one folder: its regular files and its subfolders.
+
+    Parameters
+    ----------
+    path : str
+        Folder path.
+
+    Returns
+    -------
+    (Folder, list of str)
+        The folder's files (sorted by name) and the paths of its subfolders.
+    """
+    folder = Folder(path)
+    subdirs: list[str] = []
+    files: list[tuple[str, int, int]] = []
+    try:
+        it = os.scandir(path)
+    except OSError as e:
+        folder.problems.append(_os_problem(path, e, "folder "))
+        return folder, subdirs
+    with it:
+        while True:
+            try:
+                e = next(it)
+            except StopIteration:
+                break
+            except OSError as exc:
+                folder.problems.append(_os_problem(path, exc, "folder "))
+                break
+            link = False
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    subdirs.append(e.path)
+                    continue
+                link = e.is_symlink()
+                st = e.stat()  # follows symbolic links
+            except OSError as exc:
+                if link and isinstance(exc, FileNotFoundError):
+                    folder.problems.append(Problem(e.path, "vanished", f"{e.path}: broken symbolic link"))
+                else:
+                    folder.problems.append(_os_problem(e.path, exc))
+                continue
+            mode = st.st_mode
+            if stat_mod.S_ISREG(mode):
+                files.append((e.name, st.st_size, st.st_mtime_ns))
+            elif stat_mod.S_ISDIR(mode):
+                folder.problems.append(Problem(e.path, "unsupported",
+                                               f"{e.path}: symbolic link to a folder (not followed)"))
+            else:
+                kind = _KIND.get(stat_mod.S_IFMT(mode), "not a regular file")
+                folder.problems.append(Problem(e.path, "unsupported", f"{e.path}: {kind}, not a regular file"))
+    files.sort()
+    folder.names = [f[0] for f in files]
+    folder.sizes = [f[1] for f in files]
+    folder.mtimes = [f[2] for f in files]
+    subdirs.sort()
+    return folder, subdirs
+
+
+def walk(root: str, exclude: frozenset[str] = frozenset()) -> Iterator[Folder]:
+    """Yield every folder under ``root`` (depth first, sorted), ``root`` first.
+
+    Parameters
+    ----------
+    root : str
+        Folder to walk.
+    exclude : frozenset of str
+        Real paths of folders to skip (e.g. the archive itself).
+    """
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        if exclude and os.path.realpath(d) in exclude:
+            continue
+        folder, subdirs = list_folder(d)
+        yield folder
+        stack.extend(reversed(subdirs))
+
+
+def walk_stat(root: str) -> int:
+    """Plain walk + stat of every file (the rescan benchmark's baseline)."""
+    n = 0
+    for f in walk(root):
+        n += len(f.names)
+    return n

@@ -1,0 +1,525 @@
+"""Key-value storage of the archive: an LMDB environment, or memory.
+
+:class:`LmdbStore` follows the configuration in the project's reliability
+notes: the folder is created 0700 before LMDB sees it and the files are
+0600 (``mode=0o600`` alone breaks for non-root users because py-lmdb applies
+it to the folder too), ``writemap=False`` (a full disk must not SIGBUS the
+process), ``max_readers=512`` with ``reader_check()`` on open (stale slots of
+killed processes), map growth on ``MapFullError``, and one writer process at
+a time, enforced with an ``flock`` on ``writer.lock`` that fails fast with
+:class:`~pocketpacs.errors.ArchiveLocked` instead of blocking on LMDB's own
+writer mutex.  Every transaction runs inside a ``with`` block; values are
+copied out (``buffers=False``), never returned as memoryviews.
+
+:class:`MemoryStore` has the same interface and keeps everything in
+dictionaries: the no-trace media sessions use it, so nothing is written to
+disk.
+
+Both hand out :class:`Txn` objects: ``get``/``put``/``delete``/``putmulti``
+and ordered ``range`` scans over named databases.  Write transactions are
+functions ``fn(txn)`` passed to :meth:`LmdbStore.write`, so a transaction
+that hits the map limit can be re-run after the map grows.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import ArchiveError, ArchiveLocked, SchemaVersionMismatch
+from .log import logger
+from .paths import ensure_private_dir
+
+#: Version of the record layout written by this code.
+SCHEMA_VERSION = 1
+
+#: ``MIGRATIONS[v](txn)`` upgrades an archive from schema ``v`` to ``v + 1``.
+MIGRATIONS: dict[int, Callable[["Txn"], None]] = {}
+
+#: Named databases of the archive.
+DBS = (
+    "meta",          # schema, generation, created
+    "patients",      # patient key (16) -> record
+    "studies",       # study key (8) -> record
+    "series",        # series key (8) -> record
+    "instances",     # series key + SOP key (16) -> compact instance record
+    "sop",           # SOP key (8) -> series key (8)
+    "pat_studies",   # patient key + study key -> b""
+    "study_series",  # study key + series key -> b""
+    "dirs",          # folder path -> listing of its files (names, size, mtime, key, code)
+    "roots",         # imported folder -> record
+    "conflicts",     # instance key + path -> record
+    "idx_name", "idx_pid", "idx_birth", "idx_sdate", "idx_mod", "idx_desc", "idx_acc",
+)
+
+LOCK_FILE = "writer.lock"
+DEFAULT_MAP_SIZE = 1 << 30   # sparse on Linux/NTFS: costs nothing until used
+MAX_READERS = 512
+
+
+class Txn:
+    """A transaction over the named databases (LMDB-backed)."""
+
+    __slots__ = ("_t", "_dbs", "write")
+
+    def __init__(self, txn: Any, dbs: dict[str, Any], write: bool):
+        self._t = txn
+        self._dbs = dbs
+        self.write = write
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        """Value of ``key`` in ``db`` (a copy) or None."""
+        return self._t.get(key, db=self._dbs[db])
+
+    def put(self, db: str, key: bytes, value: bytes) -> None:
+        """Store ``value`` under ``key``."""
+        self._t.put(key, value, db=self._dbs[db])
+
+    def putmulti(self, db: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Store many items at once (sorted items insert fastest)."""
+        with self._t.cursor(db=self._dbs[db]) as c:
+            c.putmulti(items)
+
+    def delete(self, db: str, key: bytes) -> bool:
+        """Delete ``key``; return whether it existed."""
+        return self._t.delete(key, db=self._dbs[db])
+
+    def range(self, db: str, prefix: bytes = b"", start: bytes | None = None,
+              stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Items whose key starts with ``prefix`` and lies in [start, stop)."""
+        lo = max(prefix, start) if start is not None else prefix
+        with self._t.cursor(db=self._dbs[db]) as c:
+            if not c.set_range(lo):
+                return
+            for k, v in c.iternext():
+                if not k.startswith(prefix) or (stop is not None and k >= stop):
+                    return
+                yield k, v
+
+    def count(self, db: str) -> int:
+        """Number of entries in ``db``."""
+        return self._t.stat(self._dbs[db])["entries"]
+
+    def drop(self, db: str) -> None:
+        """Delete every entry of ``db``."""
+        self._t.drop(self._dbs[db], delete=False)
+
+
+_ENVS: dict[str, list[Any]] = {}   # realpath -> [env, refcount, pid]
+_ENVS_LOCK = threading.Lock()
+
+
+def _acquire_lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # Windows
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
+        holder = ""
+        try:
+            data = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            if data.isdigit():
+                holder = f" (process {data})"
+        except (OSError, AttributeError):
+            pass
+        os.close(fd)
+        raise ArchiveLocked(
+            f"the archive at {path.parent} is being written by another PocketPACS process{holder}; "
+            "wait for it to finish or open the archive read-only") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except (OSError, AttributeError):
+        pass
+    return fd
+
+
+def _release_lock(fd: int) -> None:
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except ImportError:
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+class LmdbStore:
+    """The on-disk store: one LMDB environment in a private folder.
+
+    Parameters
+    ----------
+    path : path-like
+        Archive folder (created 0700 when writable and absent).
+    readonly : bool
+        Open for reading only: no writer lock, no creation, no migration.
+    map_size : int, optional
+        Initial map size in bytes (default 1 GiB; grows when full).
+
+    Raises
+    ------
+    ArchiveLocked
+        Another process holds the writer lock (writable opens only).
+    ArchiveError
+        The archive does not exist (read-only open) or cannot be opened.
+    SchemaVersionMismatch
+        The archive was written by a newer PocketPACS.
+    """
+
+    def __init__(self, path: os.PathLike[str] | str, *, readonly: bool = False,
+                 map_size: int | None = None):
+        import lmdb
+
+        self._lmdb = lmdb
+        self.path = Path(path).expanduser().absolute()
+        self.readonly = readonly
+        self._lock_fd: int | None = None
+        self._closed = False
+        self._pid = os.getpid()
+        self._wlock = threading.Lock()
+        if readonly:
+            if not (self.path / "data.mdb").exists():
+                raise ArchiveError(f"no archive at {self.path}")
+        else:
+            ensure_private_dir(self.path)
+            self._lock_fd = _acquire_lock(self.path / LOCK_FILE)
+        try:
+            self._open_env(map_size or DEFAULT_MAP_SIZE)
+            self._check_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- environment ---------------------------------------------------------
+    def _open_env(self, map_size: int) -> None:
+        lmdb = self._lmdb
+        key = os.path.realpath(self.path)
+        self._key = key
+        with _ENVS_LOCK:
+            ent = _ENVS.get(key)
+            if ent is not None and ent[2] != os.getpid():
+                ent = None  # inherited across fork: unusable, open afresh
+            if ent is None:
+                ro_fs = not os.access(self.path, os.W_OK)
+                try:
+                    env = lmdb.open(str(self.path), subdir=True, map_size=map_size, mode=0o600,
+                                    max_dbs=len(DBS) + 4, max_readers=MAX_READERS,
+                                    writemap=False, meminit=True, readonly=ro_fs,
+                                    lock=not ro_fs, max_spare_txns=2, create=not self.readonly)
+                except lmdb.Error as e:
+                    raise ArchiveError(f"cannot open the archive at {self.path} ({type(e).__name__})") from None
+                try:
+                    env.reader_check()
+                except lmdb.Error:
+                    pass
+                for name in ("data.mdb", "lock.mdb"):
+                    p = self.path / name
+                    try:
+                        if p.exists() and p.stat().st_uid == os.getuid() and p.stat().st_mode & 0o077:
+                            p.chmod(0o600)
+                    except (OSError, AttributeError):
+                        pass
+                ent = _ENVS[key] = [env, 0, os.getpid(), {}]
+                # a read-only open must not take LMDB's writer mutex (another
+                # process may be importing): open the existing databases in a
+                # read transaction
+                write = not ro_fs and not self.readonly
+                try:
+                    with env.begin(write=write) as t:
+                        for name in DBS:
+                            ent[3][name] = env.open_db(name.encode(), txn=t, create=write)
+                except lmdb.Error:
+                    del _ENVS[key]
+                    env.close()
+                    raise ArchiveError(f"the archive at {self.path} is empty or incomplete") from None
+            ent[1] += 1
+            self.env = ent[0]
+            self._dbs = ent[3]
+
+    def _check_schema(self) -> None:
+        with self.read() as t:
+            raw = t.get("meta", b"schema")
+        ver = int(raw) if raw else None
+        if ver is None:
+            if self.readonly:
+                raise ArchiveError(f"the archive at {self.path} is empty or incomplete")
+            self.write(lambda t: (t.put("meta", b"schema", str(SCHEMA_VERSION).encode()),
+                                  t.put("meta", b"generation", b"0")))
+            return
+        if ver > SCHEMA_VERSION:
+            raise SchemaVersionMismatch(
+                f"the archive at {self.path} has schema {ver}; this PocketPACS reads up to {SCHEMA_VERSION}")
+        if ver < SCHEMA_VERSION:
+            if self.readonly:
+                raise SchemaVersionMismatch(
+                    f"the archive at {self.path} has schema {ver} and needs an upgrade: open it writable once")
+            migrate(self, ver)
+
+    @property
+    def schema_version(self) -> int:
+        with self.read() as t:
+            return int(t.get("meta", b"schema") or 0)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ArchiveError("the archive is closed")
+        if os.getpid() != self._pid:
+            raise ArchiveError("an archive opened before fork() cannot be used in the child; open it again")
+
+    # ---- transactions ------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Txn]:
+        """Short read-only transaction (a consistent snapshot)."""
+        self._check_open()
+        lmdb = self._lmdb
+        try:
+            txn = self.env.begin(write=False)
+        except lmdb.MapResizedError:  # another process grew the map
+            self.env.set_mapsize(0)
+            txn = self.env.begin(write=False)
+        with txn:
+            yield Txn(txn, self._dbs, False)
+
+    def write(self, fn: Callable[[Txn], Any]) -> Any:
+        """Run ``fn(txn)`` in a write transaction and commit; return its result.
+
+        When the map is full the transaction is aborted, the map doubled
+        and ``fn`` run again, so ``fn`` must only change the database (and
+        not other state) until it returns.
+        """
+        self._check_open()
+        if self.readonly:
+            raise ArchiveError("the archive is open read-only")
+        lmdb = self._lmdb
+        with self._wlock:
+            for _attempt in range(32):
+                try:
+                    with self.env.begin(write=True) as txn:
+                        t = Txn(txn, self._dbs, True)
+                        out = fn(t)
+                        gen = int(txn.get(b"generation", db=self._dbs["meta"]) or 0) + 1
+                        txn.put(b"generation", str(gen).encode(), db=self._dbs["meta"])
+                    return out
+                except lmdb.MapFullError:
+                    size = self.env.info()["map_size"] * 2
+                    logger.info("archive map full: growing it to %d MiB", size >> 20)
+                    self.env.set_mapsize(size)
+                except lmdb.MapResizedError:
+                    self.env.set_mapsize(0)
+            raise ArchiveError("the archive map could not be grown")
+
+    @property
+    def generation(self) -> int:
+        """Counter incremented by every committed write (cache invalidation)."""
+        with self.read() as t:
+            return int(t.get("meta", b"generation") or 0)
+
+    def info(self) -> dict:
+        """LMDB environment info plus the size of the data file."""
+        info = dict(self.env.info())
+        try:
+            info["file_size"] = (self.path / "data.mdb").stat().st_size
+        except OSError:
+            info["file_size"] = 0
+        return info
+
+    def close(self) -> None:
+        """Close the environment (when the last user closes) and release the lock."""
+        if self._closed:
+            return
+        self._closed = True
+        key = getattr(self, "_key", None)
+        if key is not None:
+            with _ENVS_LOCK:
+                ent = _ENVS.get(key)
+                if ent is not None and ent[0] is getattr(self, "env", None):
+                    ent[1] -= 1
+                    if ent[1] <= 0:
+                        del _ENVS[key]
+                        if ent[2] == os.getpid():
+                            ent[0].close()
+        if self._lock_fd is not None:
+            _release_lock(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "LmdbStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def migrate(store: "LmdbStore | MemoryStore", from_version: int) -> None:
+    """Run the migrations from ``from_version`` up to :data:`SCHEMA_VERSION`.
+
+    Each step runs in its own write transaction and records the new version,
+    so an interrupted upgrade resumes where it stopped.
+    """
+    for v in range(from_version, SCHEMA_VERSION):
+        step = MIGRATIONS.get(v)
+        if step is None:
+            raise SchemaVersionMismatch(f"no migration from archive schema {v} to {v + 1}")
+
+        def run(t: Txn, step=step, v=v) -> None:
+            step(t)
+            t.put("meta", b"schema", str(v + 1).encode())
+
+        logger.info("migrating the archive from schema %d to %d", v, v + 1)
+        store.write(run)
+
+
+# ---- memory --------------------------------------------------------------------
+
+class _MemDB:
+    __slots__ = ("data", "_sorted")
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self._sorted: list[bytes] | None = []
+
+    def keys_sorted(self) -> list[bytes]:
+        if self._sorted is None:
+            self._sorted = sorted(self.data)
+        return self._sorted
+
+
+class MemTxn(Txn):
+    """A transaction over a :class:`MemoryStore` (undo log for aborts)."""
+
+    __slots__ = ("_undo",)
+
+    def __init__(self, dbs: dict[str, _MemDB], write: bool):
+        super().__init__(None, dbs, write)
+        self._undo: list[tuple[str, bytes, bytes | None]] = []
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        return self._dbs[db].data.get(key)
+
+    def put(self, db: str, key: bytes, value: bytes) -> None:
+        d = self._dbs[db]
+        old = d.data.get(key)
+        if old is None:
+            d._sorted = None
+        self._undo.append((db, key, old))
+        d.data[key] = bytes(value)
+
+    def putmulti(self, db: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        for k, v in items:
+            self.put(db, k, v)
+
+    def delete(self, db: str, key: bytes) -> bool:
+        d = self._dbs[db]
+        old = d.data.pop(key, None)
+        if old is None:
+            return False
+        d._sorted = None
+        self._undo.append((db, key, old))
+        return True
+
+    def range(self, db: str, prefix: bytes = b"", start: bytes | None = None,
+              stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        d = self._dbs[db]
+        keys = d.keys_sorted()
+        lo = max(prefix, start) if start is not None else prefix
+        i = bisect.bisect_left(keys, lo)
+        out = []
+        for k in keys[i:]:
+            if not k.startswith(prefix) or (stop is not None and k >= stop):
+                break
+            v = d.data.get(k)
+            if v is not None:
+                out.append((k, v))
+        return iter(out)
+
+    def count(self, db: str) -> int:
+        return len(self._dbs[db].data)
+
+    def drop(self, db: str) -> None:
+        for k in list(self._dbs[db].data):
+            self.delete(db, k)
+
+    def _rollback(self) -> None:
+        for db, key, old in reversed(self._undo):
+            d = self._dbs[db]
+            if old is None:
+                d.data.pop(key, None)
+            else:
+                d.data[key] = old
+            d._sorted = None
+        self._undo.clear()
+
+
+class MemoryStore:
+    """In-memory store with the interface of :class:`LmdbStore`.
+
+    Nothing is written to disk.  A write that raises is rolled back.
+    """
+
+    def __init__(self) -> None:
+        self.path = None
+        self.readonly = False
+        self._dbs = {name: _MemDB() for name in DBS}
+        self._lock = threading.RLock()
+        self._closed = False
+        self._dbs["meta"].data[b"schema"] = str(SCHEMA_VERSION).encode()
+        self._dbs["meta"].data[b"generation"] = b"0"
+        self._dbs["meta"]._sorted = None
+
+    @property
+    def schema_version(self) -> int:
+        return SCHEMA_VERSION
+
+    @contextmanager
+    def read(self) -> Iterator[Txn]:
+        if self._closed:
+            raise ArchiveError("the archive is closed")
+        with self._lock:
+            yield MemTxn(self._dbs, False)
+
+    def write(self, fn: Callable[[Txn], Any]) -> Any:
+        if self._closed:
+            raise ArchiveError("the archive is closed")
+        with self._lock:
+            t = MemTxn(self._dbs, True)
+            try:
+                out = fn(t)
+            except BaseException:
+                t._rollback()
+                raise
+            meta = self._dbs["meta"].data
+            meta[b"generation"] = str(int(meta.get(b"generation", b"0")) + 1).encode()
+            return out
+
+    @property
+    def generation(self) -> int:
+        return int(self._dbs["meta"].data.get(b"generation", b"0"))
+
+    def info(self) -> dict:
+        return {"map_size": 0, "file_size": 0}
+
+    def close(self) -> None:
+        self._closed = True
+        for d in self._dbs.values():
+            d.data.clear()
+            d._sorted = []
+
+    def __enter__(self) -> "MemoryStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
