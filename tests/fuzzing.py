@@ -139,7 +139,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
                     b[p + 4:p + 8] = struct.pack("<I", rng.choice(POISON))
     elif op == 4:  # VR confusion
         for _ in range(rng.randrange(1, 4)):
-            p = rng.randrange(n - 1)
+            p = rng.randrange(max(1, n - 1))
             b[p:p + 2] = rng.choice([b"SQ", b"UN", b"OB", b"ob", b"US", b"UL", b"\x00\x01", b"ZZ", b"UT"])
     elif op == 5:  # byte flips
         for _ in range(rng.randrange(1, 16)):
