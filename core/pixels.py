@@ -258,9 +258,9 @@ def _worker_main(conn: Any) -> None:
             return
         if msg is None:
             return
-        tid, path, indices = msg
+        tid, path, indices, fn = msg
         try:
-            res = _decode_task(path, indices)
+            res = (fn or _decode_task)(path, indices)
             conn.send((tid, "ok", res))
         except BaseException as exc:  # report, never die on a Python error
             conn.send((tid, "error", f"{type(exc).__name__}: {_safe_msg(exc)}"))
@@ -339,7 +339,7 @@ class DecoderPool:
             self._workers = []
 
     def run(self, tasks: Sequence[tuple[str, list[int] | None]], on_result: Any,
-            timeout_s: float = DECODE_TIMEOUT_S) -> list[FrameError]:
+            timeout_s: float = DECODE_TIMEOUT_S, decode_fn: Any = None) -> list[FrameError]:
         """Decode tasks ``(path, frame indices or None)``.
 
         Parameters
@@ -351,6 +351,9 @@ class DecoderPool:
             task (called in this thread; ``frames`` is a list of arrays).
         timeout_s : float
             Per-task limit; a worker over it is killed and the task reported.
+        decode_fn : callable, optional
+            A picklable module-level ``fn(path, indices) -> list of arrays``
+            run instead of pydicom's decoders (other codecs, fault injection).
 
         Returns
         -------
@@ -374,7 +377,7 @@ class DecoderPool:
                     tid = tid_next
                     tid_next += 1
                     try:
-                        w.conn.send((tid, task[1], task[2]))
+                        w.conn.send((tid, task[1], task[2], decode_fn))
                     except (BrokenPipeError, OSError):
                         queue.appendleft(task)
                         w.kill()
@@ -412,11 +415,14 @@ class DecoderPool:
                     dead = not w.proc.is_alive() or w.proc.sentinel in ready
                     late = now - w.started > timeout_s
                     if dead or late:
+                        if dead:
+                            w.proc.join(1.0)
                         code = w.proc.exitcode
                         w.kill()
                         del busy[id(w)]
                         pending.pop(tid, None)
-                        self._workers.remove(w)
+                        if w in self._workers:
+                            self._workers.remove(w)
                         self.crashes += 1
                         why = ("decoder timed out" if late and not dead
                                else f"decoder process died (exit code {code})")
