@@ -52,6 +52,8 @@ PROGRESS_EVERY = 0.2
 
 _NUM_KWS = tuple((kw, int(T.NUM_START[T.INDEX[kw]]), int(T.NUM_COUNT[T.INDEX[kw]]))
                  for kw in R.NUMERIC_KEYWORDS)
+_TRANSIENT = np.zeros(256, dtype=bool)
+_TRANSIENT[list(R.TRANSIENT)] = True
 _REASON_PUBLIC = {"no_identifiers": "unsupported", "empty": "truncated"}
 
 
@@ -175,6 +177,59 @@ def _add_sorted(lst: list, value: str) -> bool:
         lst.sort()
         return True
     return False
+
+
+_REP_VRS = {t.keyword: t.vr for t in T.TAGS}
+
+
+class _RowValues:
+    """Text values of one file of a batch, decoded on demand.
+
+    Plain ASCII values of natively parsed files are decoded here from the
+    raw bytes (``HeaderBatch.raw``) with pydicom's padding rules; anything
+    else (other character sets, fallback files) comes from
+    ``HeaderBatch.record`` once per file.  Used for the one representative
+    file of each new series.
+    """
+
+    __slots__ = ("b", "i", "_rec", "_cache")
+
+    def __init__(self, b: Any, i: int):
+        self.b, self.i = b, i
+        self._rec: dict | None = None
+        self._cache: dict[str, Any] = {}
+
+    def _record(self) -> dict:
+        if self._rec is None:
+            self._rec = self.b.record(self.i)
+        return self._rec
+
+    def get(self, kw: str) -> Any:
+        if kw in self._cache:
+            return self._cache[kw]
+        b, i = self.b, self.i
+        v: Any
+        if b.status[i] != 0:
+            v = self._record().get(kw)
+        else:
+            vr = _REP_VRS[kw]
+            if vr in ("US", "IS", "DS"):
+                x = float(b.number(kw)[i])
+                v = None if x != x else x
+            else:
+                raw = b.raw(kw, i)
+                if raw is None:
+                    v = None
+                elif raw.isascii() and b"\x1b" not in raw:
+                    t = raw.decode("ascii")
+                    if "\\" in t and vr in ("SH", "LO", "UC"):
+                        v = "\\".join(x.rstrip(" \0") for x in t.split("\\"))
+                    else:
+                        v = t.rstrip(" \0")
+                else:
+                    v = self._record().get(kw)
+        self._cache[kw] = v
+        return v
 
 
 class _FolderState:
@@ -360,9 +415,11 @@ class Importer:
     # ---- walk -----------------------------------------------------------------------
     def _walk(self, root: str):
         stack = [root]
+        real_root = os.path.realpath(root).rstrip(os.sep) + os.sep
+        exclude = frozenset(e for e in self.exclude if (e + os.sep).startswith(real_root))
         while stack:
             d = stack.pop()
-            if self.exclude and os.path.realpath(d) in self.exclude:
+            if exclude and os.path.realpath(d) in exclude:
                 continue
             folder, subdirs = list_folder(d)
             yield folder
@@ -387,13 +444,19 @@ class Importer:
         prog.seen += n
         rep.seen += n
         todo = np.ones(n, dtype=bool)
+        unchanged_folder = False
         if stored is not None and len(stored) and n:
-            idx = np.fromiter((stored.index.get(nm, -1) for nm in fs.names), dtype=np.int64, count=n)
-            known = idx >= 0
+            if stored.names == fs.names:  # the usual case: same files
+                idx = np.arange(n, dtype=np.int64)
+                known = np.ones(n, dtype=bool)
+            else:
+                idx = np.fromiter((stored.index.get(nm, -1) for nm in fs.names), dtype=np.int64, count=n)
+                known = idx >= 0
             j = idx[known]
             same = np.zeros(n, dtype=bool)
             same[known] = ((stored.size[j] == fs.size[known]) & (stored.mtime_ns[j] == fs.mtime[known])
-                           & ~np.isin(stored.code[j], list(R.TRANSIENT)))
+                           & ~_TRANSIENT[stored.code[j]])
+            unchanged_folder = (bool(same.all()) and len(stored) == n and not stored.missing.any())
             rows = np.nonzero(same)[0]
             js = idx[rows]
             fs.keys[rows] = stored.keys[js]
@@ -424,7 +487,7 @@ class Importer:
         rows = np.nonzero(todo)[0].tolist()
         fs.pending = len(rows)
         self._pending.extend((fs, i) for i in rows)
-        if not rows:
+        if not rows and not (unchanged_folder and not fs.partial):
             self._ready.append(fs)
         self._report_progress()
 
@@ -602,7 +665,7 @@ class Importer:
         """Create or update the series/study/patient records of a group of new instances."""
         se = ctx.get("series", sek)
         if se is None:
-            rec = b.record(i)
+            rec = _RowValues(b, i)
             sk = K.uid_key(int(st_hash))
             st = ctx.get("studies", sk)
             if st is None:

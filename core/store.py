@@ -214,13 +214,20 @@ class LmdbStore:
             ent = _ENVS.get(key)
             if ent is not None and ent[2] != os.getpid():
                 ent = None  # inherited across fork: unusable, open afresh
+            if ent is not None and ent[4] and not self.readonly:
+                raise ArchiveError(f"the archive at {self.path} is already open read-only in this process; "
+                                   "close it before opening it for writing")
             if ent is None:
-                ro_fs = not os.access(self.path, os.W_OK)
+                # read-only opens use a read-only environment: py-lmdb then opens
+                # the named databases without LMDB's writer mutex (another
+                # process may be importing)
+                ro_fs = self.readonly or not os.access(self.path, os.W_OK)
                 try:
                     env = lmdb.open(str(self.path), subdir=True, map_size=map_size, mode=0o600,
                                     max_dbs=len(DBS) + 4, max_readers=MAX_READERS,
                                     writemap=False, meminit=True, readonly=ro_fs,
-                                    lock=not ro_fs, max_spare_txns=2, create=not self.readonly)
+                                    lock=os.access(self.path, os.W_OK), max_spare_txns=2,
+                                    create=not self.readonly)
                 except lmdb.Error as e:
                     raise ArchiveError(f"cannot open the archive at {self.path} ({type(e).__name__})") from None
                 try:
@@ -234,15 +241,15 @@ class LmdbStore:
                             p.chmod(0o600)
                     except (OSError, AttributeError):
                         pass
-                ent = _ENVS[key] = [env, 0, os.getpid(), {}]
-                # a read-only open must not take LMDB's writer mutex (another
-                # process may be importing): open the existing databases in a
-                # read transaction
-                write = not ro_fs and not self.readonly
+                ent = _ENVS[key] = [env, 0, os.getpid(), {}, ro_fs]
                 try:
-                    with env.begin(write=write) as t:
+                    if ro_fs:
                         for name in DBS:
-                            ent[3][name] = env.open_db(name.encode(), txn=t, create=write)
+                            ent[3][name] = env.open_db(name.encode(), create=False)
+                    else:
+                        with env.begin(write=True) as t:
+                            for name in DBS:
+                                ent[3][name] = env.open_db(name.encode(), txn=t, create=True)
                 except lmdb.Error:
                     del _ENVS[key]
                     env.close()
