@@ -831,10 +831,11 @@ def _shift2d(img: np.ndarray, dc: float, dr: float, fill: float) -> np.ndarray:
         out[~ok] = fill
         return out
 
-    extra = (slice(None),) + (None,) * (img.ndim - 2)
-    a = take_cols(src, c0) * (1 - fc)[None, :][(...,) + (None,) * (img.ndim - 2)] \
-        + take_cols(src, c0 + 1) * fc[None, :][(...,) + (None,) * (img.ndim - 2)]
-    b = take_rows(a, r0) * (1 - fr)[extra] + take_rows(a, r0 + 1) * fr[extra]
+    tail = (None,) * (img.ndim - 2)
+    wc0, wc1 = (1 - fc)[(None, slice(None)) + tail], fc[(None, slice(None)) + tail]
+    wr0, wr1 = (1 - fr)[(slice(None), None) + tail], fr[(slice(None), None) + tail]
+    a = take_cols(src, c0) * wc0 + take_cols(src, c0 + 1) * wc1
+    b = take_rows(a, r0) * wr0 + take_rows(a, r0 + 1) * wr1
     if np.issubdtype(img.dtype, np.integer):
         info = np.iinfo(img.dtype)
         return np.clip(np.rint(b), info.min, info.max).astype(img.dtype)

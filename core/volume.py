@@ -625,7 +625,10 @@ def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,
                       pool: DecoderPool | None, report: G.AssemblyReport) -> Volume | None:
     """Siemens mosaics: one file = one volume (slices tiled); several files = 4D."""
     import pydicom
-    from nibabel.nicom import dicomwrappers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nibabel.nicom import dicomwrappers
 
     idx = list(fr.mosaics)
     b = fr.batch
