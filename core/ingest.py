@@ -47,6 +47,8 @@ from .scan import Folder, Problem, list_folder
 
 #: Files parsed and committed per transaction.
 CHUNK = 2000
+#: Files the walk may list ahead of the parser.
+WALK_AHEAD = 100_000
 #: Seconds between progress callbacks.
 PROGRESS_EVERY = 0.2
 
@@ -394,7 +396,9 @@ class Importer:
                         rep.cancelled = True
                         break
                     self._add_folder(folder)
-                    while len(self._pending) >= CHUNK and not rep.cancelled:
+                    # walk first (fast), so the import knows its total and ETA; very
+                    # large trees start committing during the walk to bound memory
+                    while len(self._pending) >= WALK_AHEAD and not rep.cancelled:
                         self._flush(CHUNK)
                         if _is_cancelled(cancel):
                             rep.cancelled = True

@@ -1,0 +1,481 @@
+"""Import: first import, rescans, touched/moved/deleted/duplicated/conflicting
+files, junk, DICOMDIR hints, cancel, kill -9, permissions, and the corpus."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import dicomgen
+import pocketpacs
+from pocketpacs import headers, ingest
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "data"
+    n = dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=3)
+    return root, n
+
+
+@pytest.fixture
+def ar(tmp_path):
+    a = pocketpacs.open_archive(tmp_path / "archive")
+    yield a
+    a.close()
+
+
+@pytest.fixture
+def parse_count(monkeypatch):
+    """Count the files handed to the (real) header parser."""
+    seen: list[str] = []
+    real = headers.parse_files
+
+    def counting(paths, **kw):
+        seen.extend(os.fspath(p) for p in paths)
+        return real(paths, **kw)
+
+    monkeypatch.setattr(headers, "parse_files", counting)
+    return seen
+
+
+def snapshot(ar) -> list[tuple]:
+    return sorted((r["sop_instance_uid"], r["series_instance_uid"], r["study_instance_uid"], r["patient_name"],
+                   r["patient_id"], r["instance_number"], r["online"], tuple(sorted(r["paths"])))
+                  for r in ar.iter_instances())
+
+
+def test_first_import_indexes_everything(tree, ar):
+    root, n = tree
+    rep = ar.import_folder(root)
+    assert (rep.indexed, rep.failed, rep.unchanged, rep.seen) == (n, 0, 0, n)
+    st = ar.stats()
+    assert (st["patients"], st["studies"], st["series"], st["instances"]) == (2, 4, 8, n)
+    assert st["size"] == sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    pa = ar.patients()[0]
+    assert pa.name == "Patient0^Test" and pa.patient_id == "ID0000" and pa.n_studies == 2
+    assert pa.n_instances == 12
+    study = ar.studies(pa)[0]
+    assert study.modalities == ("CT", "MR") and study.n_series == 2 and study.accession == "A00"
+    series = ar.series(study)
+    assert [s.number for s in series] == [1, 2]
+    inst = ar.instances(series[0])
+    assert [i.instance_number for i in inst] == [1, 2, 3]
+    assert inst[0].values["ImagePositionPatient"] == [0.0, 0.0, 1.0]
+    assert inst[0].transfer_syntax == "1.2.840.10008.1.2.1" and inst[0].online
+    files = ar.series_files(series[0])
+    assert [Path(f).name for f in files] == ["IM00001", "IM00002", "IM00003"]
+    hdr = ar.header(inst[0])
+    assert hdr["PatientName"] == "Patient0^Test" and hdr["Rows"] == 4
+    assert ar.roots() == [str(root)]
+
+
+def test_reimport_parses_nothing(tree, ar, parse_count):
+    root, n = tree
+    ar.import_folder(root)
+    before = snapshot(ar)
+    parse_count.clear()
+    rep = ar.import_folder(root)
+    assert parse_count == []
+    assert (rep.unchanged, rep.indexed, rep.parsed) == (n, 0, 0)
+    assert snapshot(ar) == before
+
+
+def test_touched_file_is_reparsed(tree, ar, parse_count):
+    root, n = tree
+    ar.import_folder(root)
+    f = root / "p0" / "s0" / "r0" / "IM00002"
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    parse_count.clear()
+    rep = ar.import_folder(root)
+    assert parse_count == [str(f)]
+    assert rep.unchanged == n and rep.indexed == 0 and rep.failed == 0
+    # a content change in place updates the instance
+    sop = "1.2.826.0.2.0.0.0.0.2"
+    dicomgen.write(f, patient_name="Patient0^Test", patient_id="ID0000", birth_date="19500101",
+                   study_uid="1.2.826.0.2.0.0.0", series_uid="1.2.826.0.2.0.0.0.0", sop_uid=sop,
+                   instance_number=42, rows=8, cols=8)
+    parse_count.clear()
+    rep = ar.import_folder(root)
+    assert parse_count == [str(f)] and rep.indexed == 1
+    inst = ar.instance(sop)
+    assert inst.instance_number == 42 and inst.size == f.stat().st_size
+    assert ar.stats()["instances"] == n
+
+
+def test_moved_folder_is_relinked(tree, ar, parse_count):
+    root, n = tree
+    ar.import_folder(root)
+    old = root / "p1" / "s1"
+    new = root / "moved" / "s1"
+    new.parent.mkdir()
+    old.rename(new)
+    rep = ar.import_folder(root)
+    assert rep.relinked == 6 and rep.indexed == 0 and rep.duplicate == 0
+    assert ar.stats()["instances"] == n and ar.stats()["offline"] == 0
+    for row in ar.iter_instances():
+        assert all(os.path.exists(p) for p in row["paths"]) and len(row["paths"]) == 1 and row["online"]
+    # nothing is left pointing at the old folder; the next import changes nothing
+    parse_count.clear()
+    rep = ar.import_folder(root)
+    assert rep.unchanged == n and parse_count == [] and rep.missing == 0
+
+
+def test_deleted_folder_goes_offline_and_comes_back(tree, ar, tmp_path):
+    root, n = tree
+    ar.import_folder(root)
+    series_uid = "1.2.826.0.2.0.0.0.1"
+    folder = root / "p0" / "s0" / "r1"
+    hidden = tmp_path / "unplugged"
+    folder.rename(hidden)
+    rep = ar.verify()
+    assert rep.went_offline == 3 and rep.offline == 3 and not rep.ok
+    se = ar.get_series(series_uid)
+    assert se.n_offline == 3 and not se.online
+    assert ar.study(se.study_key).n_offline == 3
+    assert ar.series_files(series_uid) == []
+    # an import of the root also notices, and never deletes the records
+    rep = ar.import_folder(root)
+    assert ar.stats()["instances"] == n
+    folder.parent.mkdir(exist_ok=True)
+    hidden.rename(folder)
+    rep = ar.verify()
+    assert rep.came_online == 3 and rep.offline == 0 and rep.ok
+    assert ar.get_series(series_uid).online
+    assert len(ar.series_files(series_uid)) == 3
+
+
+def test_deleted_folder_offline_through_import_then_back(tree, ar, tmp_path):
+    root, n = tree
+    ar.import_folder(root)
+    folder = root / "p1"
+    folder.rename(tmp_path / "away")
+    rep = ar.import_folder(root)
+    assert rep.missing == 12 and ar.stats()["offline"] == 12
+    (tmp_path / "away").rename(folder)
+    rep = ar.import_folder(root)
+    assert rep.unchanged == n and rep.online_again == 12 and ar.stats()["offline"] == 0
+
+
+def test_series_files_marks_offline_on_open(tree, ar):
+    root, _ = tree
+    ar.import_folder(root)
+    f = root / "p0" / "s0" / "r0" / "IM00001"
+    data = f.read_bytes()
+    f.unlink()
+    files = ar.series_files("1.2.826.0.2.0.0.0.0")
+    assert len(files) == 2 and ar.get_series("1.2.826.0.2.0.0.0.0").n_offline == 1
+    f.write_bytes(data)
+    assert len(ar.series_files("1.2.826.0.2.0.0.0.0")) == 3
+    assert ar.get_series("1.2.826.0.2.0.0.0.0").n_offline == 0
+
+
+def test_duplicate_is_one_instance_with_two_locations(tree, ar, tmp_path):
+    root, n = tree
+    src = root / "p0" / "s0" / "r0" / "IM00001"
+    (root / "copy").mkdir()
+    shutil.copy2(src, root / "copy" / "same.dcm")
+    rep = ar.import_folder(root)
+    assert rep.indexed == n and rep.duplicate == 1
+    inst = ar.instance("1.2.826.0.2.0.0.0.0.1")
+    assert sorted(inst.paths) == sorted([str(src), str(root / "copy" / "same.dcm")])
+    assert ar.stats()["instances"] == n
+    assert ar.get_series("1.2.826.0.2.0.0.0.0").n_instances == 3
+
+
+def test_conflict_is_flagged_not_overwritten(tree, ar):
+    root, n = tree
+    ar.import_folder(root)
+    bad = root / "other" / "x.dcm"
+    dicomgen.write(bad, patient_name="Someone^Else", sop_uid="1.2.826.0.2.0.0.0.0.1",
+                   series_uid="9.9.9", study_uid="9.9", instance_number=7)
+    rep = ar.import_folder(root)
+    assert len(rep.conflicts) == 1 and rep.conflicts[0].path == str(bad)
+    assert rep.to_json()["counts"]["conflict"] == 1
+    inst = ar.instance("1.2.826.0.2.0.0.0.0.1")
+    assert inst.conflict and inst.instance_number == 1 and str(bad) not in inst.paths
+    assert ar.conflicts()[0]["path"] == str(bad)
+    assert ar.stats()["instances"] == n
+    rep = ar.import_folder(root)  # known conflict: reported again, not re-parsed
+    assert len(rep.conflicts) == 1 and rep.parsed == 0
+
+
+def test_junk_and_unreadable_files_are_reported(tree, ar, tmp_path):
+    root, n = tree
+    junk = root / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("hello, not an image")
+    (junk / "empty.dcm").write_bytes(b"")
+    good = (root / "p0" / "s0" / "r0" / "IM00001").read_bytes()
+    (junk / "truncated.dcm").write_bytes(good[:400])
+    os.mkfifo(junk / "pipe")
+    os.symlink(junk, junk / "loop")                    # folder symlink: not followed
+    os.symlink(junk / "nowhere", junk / "broken")       # broken link
+    (junk / "vanish.dcm").write_bytes(good)
+    if os.getuid() != 0:
+        locked = junk / "locked.dcm"
+        locked.write_bytes(good)
+        locked.chmod(0)
+    calls = []
+
+    def progress(p):  # the first callback comes during the walk: delete a file already listed
+        calls.append(p.phase)
+        if (junk / "vanish.dcm").exists() and p.phase == "walk" and p.seen > 0:
+            (junk / "vanish.dcm").unlink()
+
+    rep = ar.import_folder(junk, progress=progress)
+    reasons = {Path(f.path).name: f.reason for f in rep.failures}
+    assert reasons["notes.txt"] == "not_dicom"
+    assert reasons["empty.dcm"] == "truncated"
+    assert reasons["truncated.dcm"] == "truncated"
+    assert reasons["pipe"] == "unsupported"
+    assert reasons["loop"] == "unsupported"
+    assert reasons["broken"] == "vanished"
+    assert reasons["vanish.dcm"] == "vanished"
+    if os.getuid() != 0:
+        assert reasons["locked.dcm"] == "permission_denied"
+    for f in rep.failures:
+        assert f.message.startswith(f.path) and f.reason in headers.FAILURE_REASONS or f.reason == "unsupported"
+        assert "Patient" not in f.message
+    assert calls[-1] == "done"
+    assert ar.stats()["instances"] == 0
+    # the import goes on around bad files
+    rep = ar.import_folder(root)
+    assert rep.indexed == n
+
+
+def test_vanished_file_is_retried_later(tmp_path, ar, monkeypatch):
+    root = tmp_path / "d"
+    dicomgen.write_series(root, 2, series_uid="1.2.3.4")
+    real = headers.parse_files
+    victim = str(root / "IM00001.dcm")
+
+    def flaky(paths, **kw):  # the file is gone at the moment it is read
+        data = Path(victim).read_bytes()
+        os.unlink(victim)
+        try:
+            return real(paths, **kw)
+        finally:
+            Path(victim).write_bytes(data)
+            os.utime(victim, ns=(0, int(kw["mtimes_ns"][0])))
+
+    monkeypatch.setattr(headers, "parse_files", flaky)
+    rep = ar.import_folder(root)
+    assert [f.reason for f in rep.failures] == ["vanished"] and rep.indexed == 1
+    monkeypatch.setattr(headers, "parse_files", real)
+    rep = ar.import_folder(root)  # transient failures are retried even when unchanged
+    assert rep.indexed == 1 and rep.failed == 0
+
+
+def test_single_file_import(tree, ar):
+    root, _ = tree
+    f = root / "p0" / "s0" / "r0" / "IM00002"
+    rep = ar.import_folder(f)
+    assert rep.indexed == 1 and ar.stats()["instances"] == 1
+    rep = ar.import_folder(root)
+    assert rep.unchanged == 1 and rep.missing == 0
+
+
+def test_anonymous_patients_are_not_merged(tmp_path, ar):
+    root = tmp_path / "anon"
+    dicomgen.write(root / "a.dcm", patient_name="", patient_id="", study_uid="1.1", series_uid="1.1.1",
+                   sop_uid="1.1.1.1")
+    dicomgen.write(root / "b.dcm", patient_name=None, patient_id=None, study_uid="1.2", series_uid="1.2.1",
+                   sop_uid="1.2.1.1")
+    ar.import_folder(root)
+    pats = ar.patients()
+    assert len(pats) == 2 and all(p.anonymous and p.display_name == "(anonymous)" for p in pats)
+
+
+def test_progress_reports_counts_and_eta(tmp_path, ar, monkeypatch):
+    monkeypatch.setattr(ingest, "CHUNK", 10)
+    monkeypatch.setattr(ingest, "PROGRESS_EVERY", 0.0)
+    root = tmp_path / "d"
+    dicomgen.write_tree(root, patients=1, studies=1, series=3, slices=20)
+    seen = []
+    ar.import_folder(root, progress=lambda p: seen.append((p.phase, p.seen, p.parsed, p.total, p.eta_s,
+                                                             p.files_per_s)))
+    assert seen[-1][0] == "done" and seen[-1][2] == 60 and seen[-1][3] == 60
+    assert any(s[0] == "import" and s[4] is not None for s in seen)
+    assert [s[2] for s in seen] == sorted(s[2] for s in seen)
+
+
+def test_cancel_leaves_a_consistent_archive(tmp_path, ar, monkeypatch):
+    monkeypatch.setattr(ingest, "CHUNK", 10)
+    root = tmp_path / "d"
+    n = dicomgen.write_tree(root, patients=1, studies=2, series=2, slices=15)
+    stop = threading.Event()
+    parsed = []
+
+    def progress(p):
+        parsed.append(p.parsed)
+        if p.parsed >= 20:
+            stop.set()
+
+    monkeypatch.setattr(ingest, "PROGRESS_EVERY", 0.0)
+    rep = ar.import_folder(root, progress=progress, cancel=stop)
+    assert rep.cancelled and 0 < ar.stats()["instances"] < n
+    assert ar.verify().problems == []
+    rep = ar.import_folder(root)
+    assert not rep.cancelled and ar.stats()["instances"] == n
+    assert ar.verify().ok
+
+
+def test_first_series_visible_to_a_reader_during_import(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest, "CHUNK", 10)
+    monkeypatch.setattr(ingest, "PROGRESS_EVERY", 0.0)
+    root = tmp_path / "d"
+    dicomgen.write_tree(root, patients=1, studies=1, series=4, slices=10)
+    path = tmp_path / "archive"
+    code = textwrap.dedent(f"""
+        import pocketpacs, sys
+        ar = pocketpacs.open_archive({str(path)!r}, readonly=True)
+        print(ar.stats()["instances"])
+    """)
+    counts = []
+    with pocketpacs.open_archive(path) as ar:
+        def progress(p):
+            if p.phase == "import" and p.parsed and len(counts) < 1:
+                out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                counts.append(int(out.stdout))
+        ar.import_folder(root, progress=progress)
+    assert counts and 0 < counts[0] < 40
+
+
+def test_dicomdir_hint_and_escaping_reference(tmp_path, ar):
+    from pydicom import dcmread
+    from pydicom.fileset import FileSet
+
+    media = tmp_path / "media"
+    src = tmp_path / "src"
+    paths = dicomgen.write_series(src, 3, series_uid="1.2.840.99.1",
+                                  extra={"StudyID": "1", "StudyTime": "101500"})
+    fs = FileSet()
+    for p in paths:
+        fs.add(dcmread(p))
+    fs.write(media)
+    ddir = dcmread(media / "DICOMDIR")
+    recs = [r for r in ddir.DirectoryRecordSequence if "ReferencedFileID" in r]
+    recs[0].ReferencedFileID = ["..", "..", "etc", "passwd"]
+    ddir.save_as(media / "DICOMDIR")
+    (media / "extra").mkdir()
+    dicomgen.write(media / "extra" / "x.dcm", series_uid="1.2.840.99.2", sop_uid="1.2.840.99.2.1")
+    rep = ar.import_folder(media)
+    assert rep.dicomdir == {"referenced": 3, "found": 2, "missing": 0, "rejected": 1}
+    assert any("outside" in f.message or "not a valid path" in f.message for f in rep.failures)
+    assert ar.stats()["instances"] == 4      # the walk finds the rejected one's file and the extra
+    assert not any("passwd" in p for r in ar.iter_instances() for p in r["paths"])
+
+
+def test_archive_folder_is_never_imported(tmp_path):
+    root = tmp_path / "home"
+    dicomgen.write_series(root / "scans", 2, series_uid="1.2.5")
+    with pocketpacs.open_archive(root / ".archive") as ar:
+        rep = ar.import_folder(root)
+        assert rep.indexed == 2 and rep.failed == 0
+
+
+_KILL = textwrap.dedent("""
+    import sys
+    import pocketpacs
+    from pocketpacs import ingest
+    ingest.CHUNK = 50
+    ar = pocketpacs.open_archive(sys.argv[1])
+    ar.import_folder(sys.argv[2])
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_during_import(tmp_path):
+    root = tmp_path / "d"
+    n = dicomgen.write_tree(root, patients=3, studies=2, series=3, slices=25)
+    path = tmp_path / "archive"
+    proc = subprocess.Popen([sys.executable, "-c", _KILL, str(path), str(root)])
+    try:
+        deadline = time.time() + 60
+        seen = 0
+        while time.time() < deadline:
+            if (path / "data.mdb").exists():
+                try:
+                    with pocketpacs.open_archive(path, readonly=True) as ro:
+                        seen = ro.stats()["instances"]
+                except pocketpacs.ArchiveError:
+                    seen = 0
+                if seen >= 100:
+                    break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert 0 < seen < n, "the kill must land in the middle of the import"
+    with pocketpacs.open_archive(path) as ar:
+        partial = ar.stats()["instances"]
+        assert 0 < partial <= n
+        assert ar.verify().problems == []
+        ar.search(name="patient")  # indexes usable
+        rep = ar.import_folder(root)
+        assert rep.failed == 0 and ar.stats()["instances"] == n
+        got = snapshot(ar)
+        st = ar.stats()
+    with pocketpacs.open_archive(tmp_path / "fresh") as ref:
+        ref.import_folder(root)
+        assert snapshot(ref) == got
+        rs = ref.stats()
+        for k in ("patients", "studies", "series", "instances", "size", "offline"):
+            assert rs[k] == st[k], k
+
+
+def test_corpus_import(corpus, tmp_path):
+    rows = [json.loads(line) for line in (corpus / "HEADERS.jsonl").read_text().splitlines()]
+    with pocketpacs.open_archive(tmp_path / "archive") as ar:
+        rep = ar.import_folder(corpus)
+        assert rep.seen >= len(rows)
+        failed = {f.path: f.reason for f in rep.failures}
+        truncated = 0
+        conflicts = {c.path for c in rep.conflicts}
+        study_of_series: dict[str, set] = {}
+        for r in rows:
+            if r.get("SeriesInstanceUID"):
+                study_of_series.setdefault(r["SeriesInstanceUID"], set()).add(r.get("StudyInstanceUID"))
+        checked = 0
+        for r in rows:
+            p = str(corpus / r["path"])
+            if r.get("is_dicomdir") or not (r.get("SOPInstanceUID") and r.get("SeriesInstanceUID")
+                                             and r.get("StudyInstanceUID")):
+                continue
+            if p in conflicts:
+                continue
+            if p in failed:  # only files that really are cut short may fail
+                assert failed[p] == "truncated", (p, failed[p])
+                truncated += 1
+                continue
+            inst = ar.instance(r["SOPInstanceUID"])
+            assert p in inst.paths
+            se = ar.get_series(inst.series_key)
+            if se.uid == r["SeriesInstanceUID"] and len(study_of_series[se.uid]) == 1:
+                assert ar.study(se.study_key).uid == r["StudyInstanceUID"]
+                checked += 1
+        assert checked > 300 and truncated <= 3
+        assert ar.verify().problems == []
+        rep2 = ar.import_folder(corpus)
+        assert rep2.parsed == 0 and rep2.indexed == 0
+
+
+def test_archive_permissions(tmp_path):
+    with pocketpacs.open_archive(tmp_path / "a" / "b") as ar:
+        ar.import_folder(tmp_path / "a" / "b")  # empty: still creates everything
+    for p in (tmp_path / "a" / "b").iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p.name
+    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
