@@ -115,8 +115,10 @@ def open_other(path: str | os.PathLike[str]) -> list[Volume]:
         if kind == "jpeg":
             return [image_volume(read_jpeg(p), p, "JPEG")]
         return open_dicom(p)
-    except OpenOtherError:
-        raise
+    except OpenOtherError as exc:
+        if p in str(exc):
+            raise
+        raise OpenOtherError(f"{p}: {exc}") from None
     except Exception as exc:
         raise OpenOtherError(f"{p}: not readable as {kind} ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
