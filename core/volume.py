@@ -184,7 +184,7 @@ class SeriesVolumes:
 # --------------------------------------------------------------------------
 # Window presets
 # --------------------------------------------------------------------------
-def histogram_window(arr: np.ndarray, max_samples: int = 1 << 18) -> WindowPreset:
+def histogram_window(arr: np.ndarray, max_samples: int = 1 << 16) -> WindowPreset:
     """Window from the 0.5-99.5 percentiles of (a subsample of) the values."""
     flat = arr.reshape(-1)
     step = max(1, flat.size // max_samples)

@@ -1,0 +1,175 @@
+"""Benchmark: series assembly, JPEG 2000 decode scaling, window/level.
+
+Run: ``python benchmarks/bench_volume.py [--slices 1000] [--size 512] [--j2k 32] [--runs 5]
+[--dir DIR]``.  Writes a synthetic uncompressed CT series (int16 stored, 12 bits,
+intercept -1024) and a JPEG 2000 lossless series once under DIR (default
+``bench-data/volume``), then times, warm cache, medians of ``--runs``:
+
+* floor: ``os.preadv`` of the same pixel bytes (offsets from the header
+  parser) into one preallocated array;
+* PocketPACS ``assemble_series`` (headers + geometry + read + rescale);
+* SimpleITK ``ImageSeriesReader`` (when installed);
+* a pydicom loop + ``numpy.stack`` (+ rescale);
+* JPEG 2000 series decode with a 1-process vs a 2-process ``DecoderPool``;
+* window/level of one 512x512 slice: numba single-thread kernel vs NumPy.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def write_series(folder: str, n: int, size: int, j2k: bool = False) -> list[str]:
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+
+    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, f"im{i:05d}.dcm") for i in range(n)]
+    if all(os.path.exists(p) for p in paths):
+        return paths
+    suid = generate_uid(prefix="1.2.826.0.1.3680043.10.1.", entropy_srcs=[folder])
+    yy, xx = np.mgrid[0:size, 0:size]
+    for i, p in enumerate(paths):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ds.SOPInstanceUID = generate_uid(prefix="1.2.826.0.1.3680043.10.2.",
+                                         entropy_srcs=[folder, str(i)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ds.SeriesInstanceUID = suid
+        ds.Modality = "CT"
+        ds.InstanceNumber = i + 1
+        ds.ImagePositionPatient = [-200.0, -200.0, i * 0.7]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [0.78, 0.78]
+        ds.SliceThickness = 0.7
+        ds.Rows = ds.Columns = size
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 1
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        img = (((xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size / 3) ** 2) * 1000
+               + (xx + yy + i) % 200).astype(np.int16)
+        ds.PixelData = img.tobytes()
+        if j2k:
+            ds.compress(JPEG2000Lossless, img)
+        ds.save_as(p, enforce_file_format=True)
+    return paths
+
+
+def timeit(fn, runs: int) -> float:
+    fn()  # warm (page cache, JIT, worker start)
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--slices", type=int, default=1000)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--j2k", type=int, default=32, help="slices of the JPEG 2000 series")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--dir", default=os.path.join("bench-data", "volume"))
+    a = ap.parse_args(argv)
+
+    from pocketpacs.headers import parse_files
+    from pocketpacs.native.reference import window_u8
+    from pocketpacs.native.window import window_slice
+    from pocketpacs.pixels import DecoderPool
+    from pocketpacs.volume import assemble_series
+
+    raw_dir = os.path.join(a.dir, f"raw_{a.size}x{a.size}x{a.slices}")
+    paths = write_series(raw_dir, a.slices, a.size)
+    nbytes = a.slices * a.size * a.size * 2
+    rows: list[tuple[str, float, float]] = []
+
+    b = parse_files(paths)
+    offs, fb = b.pixel_offset.copy(), a.size * a.size * 2
+    floor_arr = np.empty((a.slices, a.size, a.size), np.int16)
+
+    def floor() -> None:
+        flat = floor_arr.reshape(a.slices, -1).view(np.uint8)
+        for i, p in enumerate(paths):
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.preadv(fd, [memoryview(flat[i])], int(offs[i]))
+            finally:
+                os.close(fd)
+
+    t_floor = timeit(floor, a.runs)
+    rows.append(("floor: preadv into preallocated array", t_floor, nbytes / t_floor / 1e9))
+    pool = DecoderPool(2)
+    t_ours = timeit(lambda: assemble_series(paths, pool=pool), a.runs)
+    rows.append(("PocketPACS assemble_series", t_ours, nbytes / t_ours / 1e9))
+    t_sitk = None
+    try:
+        import SimpleITK as sitk
+
+        def sitk_read() -> None:
+            r = sitk.ImageSeriesReader()
+            r.SetFileNames(paths)
+            sitk.GetArrayFromImage(r.Execute())
+
+        t_sitk = timeit(sitk_read, max(1, min(a.runs, 3)))
+        rows.append(("SimpleITK ImageSeriesReader", t_sitk, nbytes / t_sitk / 1e9))
+    except ImportError:
+        pass
+
+    def pyd() -> None:
+        import pydicom
+
+        dss = [pydicom.dcmread(p) for p in paths]
+        dss.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+        arr = np.stack([d.pixel_array for d in dss])
+        (arr * float(dss[0].RescaleSlope) + float(dss[0].RescaleIntercept)).astype(np.int16)
+
+    t_pyd = timeit(pyd, max(1, min(a.runs, 3)))
+    rows.append(("pydicom loop + numpy.stack", t_pyd, nbytes / t_pyd / 1e9))
+
+    j_paths = write_series(os.path.join(a.dir, f"j2k_{a.size}x{a.size}x{a.j2k}"), a.j2k, a.size,
+                           j2k=True)
+    p1 = DecoderPool(1)
+    t_j1 = timeit(lambda: assemble_series(j_paths, pool=p1), max(1, min(a.runs, 3)))
+    p1.close()
+    t_j2 = timeit(lambda: assemble_series(j_paths, pool=pool), max(1, min(a.runs, 3)))
+    pool.close()
+    jb = a.j2k * a.size * a.size * 2
+    rows.append(("JPEG 2000 series, 1 process", t_j1, jb / t_j1 / 1e9))
+    rows.append(("JPEG 2000 series, 2 processes", t_j2, jb / t_j2 / 1e9))
+
+    sl = floor_arr[a.slices // 2].copy()
+    out = np.empty(sl.shape, np.uint8)
+    t_wn = timeit(lambda: window_slice(sl, 40.0, 400.0, False, out), 200)
+    t_wr = timeit(lambda: window_u8(sl, 40.0, 400.0), 50)
+    rows.append((f"window {a.size}x{a.size}: numba single-thread", t_wn, sl.nbytes / t_wn / 1e9))
+    rows.append((f"window {a.size}x{a.size}: numpy reference", t_wr, sl.nbytes / t_wr / 1e9))
+
+    print(f"series {a.size}x{a.size}x{a.slices} int16 ({nbytes / 1e6:.0f} MB), warm cache, "
+          f"medians of {a.runs} runs, {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    print(f"{'what':45s} {'median s':>10s} {'GB/s':>8s}")
+    for name, t, gbs in rows:
+        print(f"{name:45s} {t:10.4f} {gbs:8.2f}")
+    print("ratios:")
+    print(f"  PocketPACS / floor throughput:      {t_floor / t_ours:6.2f}x")
+    if t_sitk:
+        print(f"  PocketPACS vs SimpleITK (speedup):  {t_sitk / t_ours:6.2f}x")
+    print(f"  PocketPACS vs pydicom loop:         {t_pyd / t_ours:6.2f}x")
+    print(f"  JPEG 2000 2 vs 1 process:           {t_j1 / t_j2:6.2f}x")
+    print(f"  window numba vs numpy:              {t_wr / t_wn:6.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
