@@ -8,10 +8,14 @@ controls stop that (``../shared/notes/reliability.md`` §3.3/3.4):
 1. :class:`Api` has ``__slots__ = ()`` and no attributes; every method only
    forwards to :func:`_call`, which looks the command up in the module-private
    table :data:`_COMMANDS`.
-2. :func:`install_guard` wraps ``webview.util.js_bridge_call`` (and the copy
-   each platform module imported) so any name outside :data:`ALLOWED` --
-   dotted, underscore and dunder names included -- is refused before
-   pywebview resolves it.  The refusal answers the page with an envelope.
+2. :func:`install_guard` replaces ``webview.util.js_bridge_call`` (and the
+   copy each platform module imported): an allowed name runs :func:`call`
+   directly -- pywebview's ``getattr`` walk is never used -- and any other
+   name (dotted, underscore, dunder, pywebview's internal messages) is refused
+   with a ``not_allowed`` envelope.  Replies go through ``window.run_js``
+   because pywebview's ``evaluate_js`` wraps code in ``eval``, which the
+   page's CSP forbids; likewise the injected script is patched to build the
+   API functions as closures instead of ``new Function``.
 3. Every command catches everything and answers one envelope
    (:mod:`pocketpacs.ui.protocol`): no traceback, no path, no patient data.
 
@@ -160,29 +164,42 @@ _SAFE_VALUE_ID = re.compile(r"^[0-9A-Za-z]{1,40}$")
 _original: Callable | None = None
 
 
-def _refuse(window: Any, func_name: Any, value_id: Any) -> None:
-    """Answer a refused call with a ``not_allowed`` envelope (when it is safe to)."""
-    log.warning("bridge: refused a call outside the allowlist")
-    if not (isinstance(func_name, str) and _SAFE_REPLY_NAME.match(func_name)
-            and isinstance(value_id, str) and _SAFE_VALUE_ID.match(value_id)):
-        return
-    payload = json.dumps(P.fail(P.NOT_ALLOWED, "Unknown command."))
-    payload = payload.replace("\\", "\\\\").replace("'", "\\'")
+def _reply(window: Any, func_name: str, value_id: str, envelope: dict) -> None:
+    """Resolve the page's pending promise with *envelope*.
+
+    Uses ``window.run_js`` (plain script) rather than ``evaluate_js``, which
+    wraps the code in ``eval`` and is therefore refused by the page's CSP.
+    """
+    payload = json.dumps(envelope, ensure_ascii=True).replace("\\", "\\\\").replace("'", "\\'")
     js = ("(function(){var c=window.pywebview&&window.pywebview._returnValuesCallbacks"
           f"&&window.pywebview._returnValuesCallbacks['{func_name}'];"
           f"if(c&&c['{value_id}']){{c['{value_id}']({{value:'{payload}'}});}}}})()")
+    try:
+        window.run_js(js)
+    except Exception:
+        log.info("bridge: the window went away before the reply")
 
-    def reply() -> None:
-        try:
-            window.evaluate_js(js)
-        except Exception:
-            pass
 
-    threading.Thread(target=reply, daemon=True).start()
+def _bridge_args(param: Any) -> tuple[bool, Any]:
+    """pywebview sends the JS arguments as a list; commands take one object."""
+    if param is None:
+        return True, None
+    if isinstance(param, list):
+        if len(param) == 0:
+            return True, None
+        if len(param) == 1:
+            return True, param[0]
+        return False, None
+    return True, param
 
 
 def guarded_js_bridge_call(window: Any, func_name: Any, param: Any, value_id: Any) -> None:
     """Replacement for ``webview.util.js_bridge_call`` that enforces the allowlist.
+
+    Allowed names run :func:`call` on a worker thread (pywebview's own call
+    path is never used, so no attribute lookup happens); every other name --
+    dotted, underscore, dunder, and pywebview's internal ``pywebview*``
+    messages -- is refused with a ``not_allowed`` envelope.
 
     Parameters
     ----------
@@ -191,15 +208,53 @@ def guarded_js_bridge_call(window: Any, func_name: Any, param: Any, value_id: An
     func_name : Any
         Name sent by the page.
     param : Any
-        Decoded arguments.
+        Decoded arguments (the JS arguments array).
     value_id : Any
         pywebview's callback id.
     """
+    safe_id = isinstance(value_id, str) and bool(_SAFE_VALUE_ID.match(value_id))
     if isinstance(func_name, str) and func_name in ALLOWED and _NAME.match(func_name):
-        assert _original is not None
-        return _original(window, func_name, param, value_id)
-    _refuse(window, func_name, value_id)
+        def run() -> None:
+            good, args = _bridge_args(param)
+            env = call(func_name, args) if good else P.fail(P.BAD_REQUEST, "Pass one argument object.")
+            if safe_id:
+                _reply(window, func_name, value_id, env)
+
+        threading.Thread(target=run, name="pocketpacs-bridge", daemon=True).start()
+        return None
+    log.warning("bridge: refused a call outside the allowlist")
+    if safe_id and isinstance(func_name, str) and _SAFE_REPLY_NAME.match(func_name):
+        env = P.fail(P.NOT_ALLOWED, "Unknown command.")
+        threading.Thread(target=_reply, args=(window, func_name, value_id, env), daemon=True).start()
     return None
+
+
+# pywebview builds each ``window.pywebview.api`` function with ``new Function``,
+# which the page's CSP (``script-src 'self'``, no ``'unsafe-eval'``) forbids.
+# The same function, built as a closure instead (no string evaluation):
+_NEW_FUNCTION = re.compile(r"new Function\(\s*sanitize_params\(params\),\s*funcBody\s*\);")
+_CLOSURE = """(function (fn) {
+        return function () {
+          var __id = (Math.random() + '').substring(2);
+          var args = Array.prototype.slice.call(arguments);
+          var promise = new Promise(function (resolve, reject) {
+            window.pywebview._checkValue(fn, resolve, reject, __id);
+          });
+          window.pywebview._jsApiCallback(fn, args, __id);
+          return promise;
+        };
+      })(funcName);"""
+_original_load_js: Callable | None = None
+
+
+def _csp_safe_load_js_files(*args: Any, **kw: Any) -> Any:
+    """``webview.util.load_js_files`` with the API functions built without eval."""
+    assert _original_load_js is not None
+    js_code, finish = _original_load_js(*args, **kw)
+    patched, n = _NEW_FUNCTION.subn(lambda m: _CLOSURE, js_code)
+    if n != 1:
+        log.warning("bridge: pywebview's API builder changed; the page falls back to HTTP")
+    return patched, finish
 
 
 def install_guard() -> None:
@@ -207,14 +262,19 @@ def install_guard() -> None:
 
     Patches ``webview.util`` and every already-imported ``webview.platforms``
     module that imported ``js_bridge_call`` by name; platform modules imported
-    later pick up the patched function from ``webview.util``.  Idempotent.
+    later pick up the patched function from ``webview.util``.  Also makes
+    pywebview's injected script build its API without ``new Function`` so it
+    runs under the page's CSP.  Idempotent.
     """
-    global _original
+    global _original, _original_load_js
     import webview.util as wu
 
     if wu.js_bridge_call is not guarded_js_bridge_call:
         _original = wu.js_bridge_call
         wu.js_bridge_call = guarded_js_bridge_call
+    if wu.load_js_files is not _csp_safe_load_js_files:
+        _original_load_js = wu.load_js_files
+        wu.load_js_files = _csp_safe_load_js_files
     for modname, mod in list(sys.modules.items()):
         if modname.startswith("webview.platforms") and mod is not None:
             if getattr(mod, "js_bridge_call", None) not in (None, guarded_js_bridge_call):

@@ -314,6 +314,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._send(200, self.app.index_html(), MIME[".html"])
             return
+        if path == "/favicon.ico":
+            self._send(204, b"", "image/x-icon")
+            return
         if path in self.app.assets:
             if not (self.app.check_token(self._cookie_token())
                     or self.app.check_token(self.headers.get(TOKEN_HEADER))):

@@ -135,7 +135,8 @@ class VolumeJob:
                 raise _Cancelled()
             hdr = source.header()
             nz = int(hdr.shape[0])
-            whole = source.whole() if isinstance(source, ArraySource) else None
+            whole_fn = getattr(source, "whole", None)
+            whole = whole_fn() if whole_fn is not None else None
             with self._cond:
                 self._header = hdr.to_json()
                 if whole is not None:
@@ -146,18 +147,18 @@ class VolumeJob:
                     self._ready = np.zeros(nz, dtype=bool)
                 self._cond.notify_all()
             if whole is None:
-                order = iter(range(nz))
+                chunk = 4
                 while True:
                     if self._cancel.is_set():
                         raise _Cancelled()
-                    z = self._next(order)
-                    if z is None:
+                    z0, z1 = self._next_run(chunk)
+                    if z0 is None:
                         break
-                    data = source.read(z)
+                    self._read(source, z0, z1)
                     with self._cond:
-                        self._array[z] = data
-                        self._ready[z] = True
+                        self._ready[z0:z1] = True
                         self._cond.notify_all()
+                    chunk = min(64, chunk * 2)
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
@@ -173,16 +174,30 @@ class VolumeJob:
                 except Exception:
                     pass
 
-    def _next(self, order: Iterator[int]) -> int | None:
+    def _next_run(self, chunk: int) -> tuple[int | None, int]:
+        """Next slices to read: a wanted slice alone, else the first run of missing ones."""
         with self._cond:
             while self._wanted:
                 z = self._wanted.pop(0)
                 if not self._ready[z]:
-                    return z
-        for z in order:
-            if not self._ready[z]:
-                return z
-        return None
+                    return z, z + 1
+            missing = np.flatnonzero(~self._ready)
+            if missing.size == 0:
+                return None, 0
+            z0 = int(missing[0])
+            z1 = z0 + 1
+            nz = self._ready.size
+            while z1 < nz and z1 - z0 < chunk and not self._ready[z1]:
+                z1 += 1
+            return z0, z1
+
+    def _read(self, source: SliceSource, z0: int, z1: int) -> None:
+        read_into = getattr(source, "read_into", None)
+        if read_into is not None:
+            read_into(z0, z1, self._array[z0:z1])
+        else:
+            for z in range(z0, z1):
+                self._array[z] = source.read(z)
 
     def _fail(self, envelope: dict) -> None:
         with self._cond:

@@ -1,0 +1,4 @@
+"""``python -m pocketpacs.ui [app|serve|demo]`` -- the app without the CLI."""
+from .launch import main
+
+raise SystemExit(main())

@@ -1,0 +1,452 @@
+"""The app session: the archive (or removable media), jobs, and the bridge commands.
+
+One :class:`Session` per launch.  It implements every command of
+:data:`pocketpacs.ui.bridge.ALLOWED` (bound with :func:`bridge.bind`) and the
+three things :class:`~pocketpacs.ui.server.DataServer` asks for: commands over
+HTTP, volume streams and thumbnails.  Long work (import, assembly, decoding,
+thumbnails) runs on worker threads; commands only start it and answer at once.
+
+Ids the page sees are opaque hex: series keys from the archive (hashes of
+UIDs), random volume and job ids.  Paths never travel to the page in the
+desktop app (the native pickers run here); in serve mode the page may *send*
+a typed path (the user's own input) but never receives one.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import bridge
+from . import protocol as P
+from .protocol import BridgeError
+from .volumes import JobRegistry, VolumeJob
+
+log = logging.getLogger("pocketpacs.ui.session")
+
+THUMB_SIZE = 64
+MAX_ROWS = 5000
+
+
+def _display_name(pn: str) -> str:
+    """DICOM person name ``Family^Given^Middle^Prefix^Suffix`` as ``Family, Given Middle``."""
+    first = (pn or "").split("=")[0]
+    parts = first.split("^")
+    family = parts[0].strip()
+    given = " ".join(p.strip() for p in parts[1:3] if p.strip())
+    return f"{family}, {given}" if family and given else (family or given)
+
+
+def _fmt_date(d: str) -> str:
+    d = (d or "").strip()
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
+
+
+class ImportJob:
+    """An import running on a worker thread, with progress for the page.
+
+    Parameters
+    ----------
+    archive : Archive
+        Target archive.
+    path : str
+        Folder to import.
+    """
+
+    def __init__(self, archive: Any, path: str):
+        self.id = secrets.token_hex(16)
+        self.archive = archive
+        self.path = path
+        self.cancel_event = threading.Event()
+        self.started = time.monotonic()
+        self.phase = "scanning"
+        self.done_files = 0
+        self.total_files = 0
+        self.series_before = self._series_count()
+        self.report: dict | None = None
+        self.error: dict | None = None
+        self.finished = False
+        self._thread = threading.Thread(target=self._run, name="pocketpacs-import", daemon=True)
+
+    def _series_count(self) -> int:
+        try:
+            return int(self.archive.stats().get("series", 0))
+        except Exception:
+            return 0
+
+    def start(self) -> "ImportJob":
+        """Start the worker.
+
+        Returns
+        -------
+        ImportJob
+            ``self``.
+        """
+        self._thread.start()
+        return self
+
+    def _progress(self, *args: Any, **kw: Any) -> None:
+        info = args[0] if len(args) == 1 else None
+        if info is not None and not isinstance(info, (int, float)):
+            get = info.get if isinstance(info, dict) else (lambda k, d=None: getattr(info, k, d))
+            self.done_files = int(get("files_done", get("done", self.done_files)) or 0)
+            self.total_files = int(get("files_total", get("total", self.total_files)) or 0)
+            self.phase = str(get("phase", "importing") or "importing")
+        elif len(args) >= 2:
+            self.done_files, self.total_files = int(args[0]), int(args[1])
+            self.phase = "importing"
+
+    def _run(self) -> None:
+        try:
+            rep = self.archive.import_folder(self.path, progress=self._progress,
+                                             cancel=self.cancel_event)
+            self.report = summarize_report(rep)
+        except Exception as exc:
+            log.warning("import failed: %s", type(exc).__name__)
+            self.error = P.envelope_for_exception(exc)["error"]
+        finally:
+            self.phase = "cancelled" if self.cancel_event.is_set() else "done"
+            self.finished = True
+
+    def status(self) -> dict:
+        """Progress for the page.
+
+        Returns
+        -------
+        dict
+            ``files_done``, ``files_total``, ``rate`` (files/s), ``eta_s``,
+            ``series_added``, ``phase``, ``done``, ``cancelled``, ``report``, ``error``.
+        """
+        el = max(time.monotonic() - self.started, 1e-6)
+        rate = self.done_files / el
+        left = max(self.total_files - self.done_files, 0)
+        eta = left / rate if rate > 0 and self.total_files else -1.0
+        return {"job_id": self.id, "phase": self.phase, "files_done": self.done_files,
+                "files_total": self.total_files, "rate": rate, "eta_s": eta,
+                "series_added": max(self._series_count() - self.series_before, 0),
+                "done": self.finished, "cancelled": self.cancel_event.is_set(),
+                "report": self.report, "error": self.error}
+
+
+def summarize_report(rep: Any) -> dict:
+    """Reduce an import report to counts, reasons and skipped file names.
+
+    Parameters
+    ----------
+    rep : Any
+        The archive's import report (object or dict).
+
+    Returns
+    -------
+    dict
+        ``added``, ``unchanged``, ``skipped``, ``reasons`` (reason -> count),
+        ``skipped_files`` (up to 200 ``{"name", "reason"}``, names relative to
+        the imported folder).
+    """
+    d = rep if isinstance(rep, dict) else (rep.to_dict() if hasattr(rep, "to_dict") else vars(rep))
+    return {"added": d.get("added", 0), "unchanged": d.get("unchanged", 0),
+            "skipped": d.get("skipped", 0), "reasons": d.get("reasons", {}),
+            "skipped_files": d.get("skipped_files", [])[:200]}
+
+
+class Session:
+    """State of one launch and the implementation of the bridge commands.
+
+    Parameters
+    ----------
+    archive_path : str, optional
+        Archive folder (the default location when None).
+    readonly : bool
+        Open the archive read-only.
+    mode : {"app", "serve"}
+        Desktop window or browser.
+    """
+
+    def __init__(self, archive_path: str | None = None, readonly: bool = False, mode: str = "serve"):
+        self.archive_path = archive_path
+        self.readonly = readonly
+        self.mode = mode
+        self.dialogs: Any = None
+        self._archive: Any = None
+        self._media: Any = None
+        self._lock = threading.RLock()
+        self.volumes = JobRegistry()
+        self.imports: dict[str, ImportJob] = {}
+        self._thumbs: OrderedDict[str, bytes] = OrderedDict()
+        self._thumb_lock = threading.Lock()
+        self._labels: dict[str, dict] = {}
+        bridge.bind({name: getattr(self, f"cmd_{name}") for name in bridge.ALLOWED})
+
+    # ----------------------------------------------------------- archive
+    @property
+    def archive(self) -> Any:
+        """The archive being browsed: the media session when one is open."""
+        with self._lock:
+            if self._media is not None:
+                return self._media
+            if self._archive is None:
+                import pocketpacs
+
+                self._archive = pocketpacs.open_archive(self.archive_path, readonly=self.readonly)
+            return self._archive
+
+    def close(self) -> None:
+        """Cancel work and close the archive."""
+        self.volumes.clear()
+        for job in list(self.imports.values()):
+            job.cancel_event.set()
+        with self._lock:
+            for a in (self._media, self._archive):
+                if a is not None:
+                    try:
+                        a.close()
+                    except Exception:
+                        pass
+            self._media = self._archive = None
+
+    # ----------------------------------------------------------- server hooks
+    def call(self, name: str, args: Any) -> dict:
+        """Run a command for the HTTP transport (same table as the bridge).
+
+        Parameters
+        ----------
+        name : str
+        args : Any
+
+        Returns
+        -------
+        dict
+            Envelope.
+        """
+        return bridge.call(name, args)
+
+    def volume_stream(self, vid: str) -> VolumeJob | None:
+        """The volume job *vid*, or None.
+
+        Parameters
+        ----------
+        vid : str
+
+        Returns
+        -------
+        VolumeJob or None
+        """
+        return self.volumes.get(vid)
+
+    def thumbnail(self, sid: str) -> bytes | None:
+        """A uint8 thumbnail frame of series *sid* (cached), or None.
+
+        Parameters
+        ----------
+        sid : str
+            Series key.
+
+        Returns
+        -------
+        bytes or None
+        """
+        with self._thumb_lock:
+            if sid in self._thumbs:
+                return self._thumbs[sid]
+        try:
+            img = self._make_thumbnail(sid)
+        except Exception as exc:
+            log.info("thumbnail failed: %s", type(exc).__name__)
+            return None
+        if img is None:
+            return None
+        frame = P.encode_frame({"shape": list(img.shape), "dtype": "uint8"}, img)
+        with self._thumb_lock:
+            self._thumbs[sid] = frame
+            while len(self._thumbs) > 2000:
+                self._thumbs.popitem(last=False)
+        return frame
+
+    def _make_thumbnail(self, sid: str) -> np.ndarray | None:
+        from pocketpacs import thumbs
+
+        return thumbs.series_thumbnail(self.archive, sid, size=THUMB_SIZE)
+
+    # ----------------------------------------------------------- commands
+    def cmd_hello(self, a: dict) -> dict:
+        """Versions, mode and what the session is showing."""
+        import pocketpacs
+
+        return {"app": "PocketPACS", "version": pocketpacs.__version__,
+                "protocol_version": P.PROTOCOL_VERSION, "mode": self.mode,
+                "media": self._media is not None, "readonly": self.readonly or self._media is not None,
+                "dialogs": self.dialogs is not None}
+
+    def cmd_stats(self, a: dict) -> dict:
+        """Archive totals."""
+        st = self.archive.stats()
+        return {k: v for k, v in dict(st).items() if isinstance(v, (int, float, str, bool))}
+
+    def cmd_search(self, a: dict) -> dict:
+        """Series matching the filters, with their patient and study."""
+        filters = {k: a[k] for k in ("name", "patient_id", "birth_date", "modality",
+                                     "description", "accession") if a.get(k)}
+        if a.get("date_from") or a.get("date_to"):
+            filters["study_date"] = f"{a.get('date_from') or ''}-{a.get('date_to') or ''}"
+        try:
+            res = self.archive.search(level="series", **filters)
+        except ValueError:
+            raise BridgeError(P.BAD_REQUEST, "A search field is malformed.") from None
+        rows = []
+        for h in res.hits:
+            p, st = h.patient, h.study
+            for s in h.series:
+                row = {"series_id": s.key, "patient_name": _display_name(p.name) or "(no name)",
+                       "patient_id": p.patient_id, "birth_date": _fmt_date(p.birth_date),
+                       "study_date": _fmt_date(st.date), "study_description": st.description,
+                       "accession": st.accession, "modality": s.modality,
+                       "series_description": s.description, "series_number": s.number,
+                       "images": s.n_instances, "offline": s.n_offline > 0}
+                rows.append(row)
+                self._labels[s.key] = {
+                    "patient_name": row["patient_name"], "patient_id": p.patient_id,
+                    "birth_date": row["birth_date"], "study_description": st.description,
+                    "study_date": row["study_date"], "series_description": s.description,
+                    "modality": s.modality}
+        truncated = len(rows) > a["limit"]
+        rows = rows[:a["limit"]]
+        counts = {"patients": res.n_patients,
+                  "studies": res.n_studies, "series": res.n_series, "images": res.n_instances}
+        return {"rows": rows, "counts": counts, "truncated": truncated}
+
+    def _series_paths(self, sid: str) -> list[str]:
+        paths = self.archive.series_files(sid)
+        if not paths:
+            raise BridgeError(P.NOT_FOUND, "That series has no files that can be read.")
+        return [os.fspath(p) for p in paths]
+
+    def cmd_open_series(self, a: dict) -> dict:
+        """Start loading a series; answers at once with the volume id."""
+        from .sources import DicomSeriesSource
+
+        sid = a["series_id"]
+        labels = self._labels.get(sid)
+        arc = self.archive
+
+        def make():
+            paths = [os.fspath(p) for p in arc.series_files(sid)]
+            if not paths:
+                raise BridgeError(P.NOT_FOUND, "That series has no files that can be read.")
+            return DicomSeriesSource(paths, labels)
+
+        job = self.volumes.submit(VolumeJob(make, slot=a["slot"]))
+        return {"volume_id": job.id}
+
+    def cmd_volume_status(self, a: dict) -> dict:
+        """Progress of a volume job."""
+        job = self.volumes.get(a["volume_id"])
+        if job is None:
+            raise BridgeError(P.NOT_FOUND, "Unknown volume.")
+        return job.status()
+
+    def cmd_remove_series(self, a: dict) -> dict:
+        """Remove a series from the archive (files on disk stay)."""
+        if self._media is not None or self.readonly:
+            raise BridgeError(P.READ_ONLY, "This archive is read-only.")
+        self.archive.remove(series=a["series_id"])
+        with self._thumb_lock:
+            self._thumbs.pop(a["series_id"], None)
+        return {"removed": a["series_id"]}
+
+    def _ask(self, a: dict, picker: str) -> str | None:
+        path = a.get("path")
+        if path:
+            return os.path.expanduser(path)
+        if self.dialogs is None:
+            raise BridgeError(P.BAD_REQUEST, "Type a path: this browser cannot show a file picker.")
+        return getattr(self.dialogs, picker)()
+
+    def cmd_import_start(self, a: dict) -> dict | None:
+        """Import a folder (picked natively, or typed in serve mode)."""
+        if self._media is not None or self.readonly:
+            raise BridgeError(P.READ_ONLY, "Close the removable media to import into the archive.")
+        path = self._ask(a, "pick_folder")
+        if not path:
+            return None
+        if not os.path.isdir(path):
+            raise BridgeError(P.NOT_FOUND, "That folder does not exist.")
+        job = ImportJob(self.archive, path).start()
+        self.imports[job.id] = job
+        return {"job_id": job.id}
+
+    def cmd_import_status(self, a: dict) -> dict:
+        """Progress and, at the end, the report of an import."""
+        job = self.imports.get(a["job_id"])
+        if job is None:
+            raise BridgeError(P.NOT_FOUND, "Unknown import.")
+        return job.status()
+
+    def cmd_import_cancel(self, a: dict) -> dict:
+        """Ask an import to stop (files already imported stay)."""
+        job = self.imports.get(a["job_id"])
+        if job is None:
+            raise BridgeError(P.NOT_FOUND, "Unknown import.")
+        job.cancel_event.set()
+        return {"cancelling": True}
+
+    def cmd_open_other(self, a: dict) -> dict | None:
+        """Open a NIfTI / JPEG 2000 / image file in the viewer (not archived)."""
+        from .sources import ImageFileSource
+
+        path = self._ask(a, "pick_file")
+        if not path:
+            return None
+        if not os.path.isfile(path):
+            raise BridgeError(P.NOT_FOUND, "That file does not exist.")
+        job = self.volumes.submit(VolumeJob(lambda: ImageFileSource(path), slot=a["slot"]))
+        return {"volume_id": job.id}
+
+    def cmd_load_media(self, a: dict) -> dict | None:
+        """Browse a CD/USB folder or DICOMDIR with nothing stored."""
+        import pocketpacs
+
+        path = self._ask(a, "pick_folder")
+        if not path:
+            return None
+        if not os.path.exists(path):
+            raise BridgeError(P.NOT_FOUND, "That folder does not exist.")
+        media = pocketpacs.open_media(path)
+        with self._lock:
+            old, self._media = self._media, media
+        if old is not None:
+            old.close()
+        self.volumes.clear()
+        return self.cmd_hello({})
+
+    def cmd_close_media(self, a: dict) -> dict:
+        """Leave the media session and forget everything it loaded."""
+        with self._lock:
+            old, self._media = self._media, None
+        if old is not None:
+            self.volumes.clear()
+            with self._thumb_lock:
+                self._thumbs.clear()
+            self._labels.clear()
+            old.close()
+        return self.cmd_hello({})
+
+    def cmd_save_png(self, a: dict) -> dict:
+        """Save a screenshot (desktop app: native save dialog)."""
+        if self.dialogs is None:
+            raise BridgeError(P.UNAVAILABLE, "Saving needs the desktop app.")
+        raw = base64.b64decode(a["data"].split(",", 1)[1], validate=True)
+        if not raw.startswith(b"\x89PNG\r\n\x1a\n"):
+            raise BridgeError(P.BAD_REQUEST, "Not a PNG image.")
+        target = self.dialogs.save_file("pocketpacs-screenshot.png")
+        if not target:
+            return {"saved": False}
+        Path(target).write_bytes(raw)
+        return {"saved": True}

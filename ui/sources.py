@@ -1,0 +1,211 @@
+"""Where the viewer's voxels come from: DICOM series (progressively) and other files.
+
+:class:`DicomSeriesSource` plans a series with the core's geometry
+(:func:`pocketpacs.geometry.plan_series` over
+:func:`pocketpacs.volume.frames_from_batch`) and then reads slices on demand
+with :func:`pocketpacs.pixels.read_frames`, so the page can draw the first
+slice before the series is complete.  Stacks that need a whole-volume
+correction (gantry tilt, irregular spacing, 4D, colour) are assembled in one
+go by :func:`pocketpacs.volume.assemble_series` instead.
+
+When the rescale (slope/intercept) is the same for every frame the page gets
+the *stored* values plus the rescale, applied on the GPU, so the value probe
+can show both; otherwise the core rescales per frame and the page gets real
+values with an identity rescale.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import protocol as P
+from .volumes import ArraySource
+
+#: Units of rescaled values by modality.
+UNITS = {"CT": "HU"}
+
+
+def _windows(presets: Sequence[Any]) -> list[dict]:
+    return [{"name": p.name, "center": float(p.center), "width": float(p.width)} for p in presets]
+
+
+def _labels(extra: dict | None) -> dict:
+    return {k: str(v) for k, v in (extra or {}).items() if v not in (None, "")}
+
+
+def header_for_volume(vol: Any, labels: dict | None = None) -> tuple[P.VolumeHeader, np.ndarray]:
+    """Wire header and array of an assembled :class:`pocketpacs.volume.Volume`.
+
+    Parameters
+    ----------
+    vol : pocketpacs.volume.Volume
+        A 3D greyscale volume (4D: the first volume; colour: the luminance).
+    labels : dict, optional
+        Overlay texts.
+
+    Returns
+    -------
+    header : VolumeHeader
+    array : numpy.ndarray
+        ``(slices, rows, cols)`` in a wire dtype.
+    """
+    arr = np.asarray(vol.array)
+    if getattr(vol, "is_4d", False):
+        arr = arr[0]
+    if getattr(vol, "samples", 1) > 1:
+        arr = (arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    if arr.ndim == 2:
+        arr = arr[None]
+    wire, slope, intercept = P.to_wire(arr)
+    wire = np.ascontiguousarray(wire)
+    modality = vol.modality or "OT"
+    rescaled = bool(getattr(vol, "rescaled", True))
+    finite = wire[np.isfinite(wire)] if wire.dtype.kind == "f" else wire
+    vr = [float(finite.min()), float(finite.max())] if finite.size else [0.0, 0.0]
+    hdr = P.VolumeHeader(
+        shape=wire.shape, dtype=str(wire.dtype), affine_lps=np.asarray(vol.affine_lps).tolist(),
+        spacing=list(vol.spacing), slope=slope, intercept=intercept,
+        units=UNITS.get(modality, "") if rescaled else "",
+        windows=_windows(vol.window_presets), kind=vol.kind, modality=modality,
+        invert=bool(getattr(vol, "invert", False)), labels=_labels(labels), value_range=vr)
+    return hdr, wire
+
+
+class DicomSeriesSource:
+    """Slices of the largest stack of one DICOM series, read on demand.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        The series' files.
+    labels : dict, optional
+        Overlay texts (patient, study, series) from the archive.
+    """
+
+    def __init__(self, paths: Sequence[str], labels: dict | None = None):
+        from pocketpacs import geometry as G
+        from pocketpacs import volume as V
+        from pocketpacs.headers import parse_files
+
+        self.paths = [os.fspath(p) for p in paths]
+        batch = parse_files(self.paths)
+        fr = V.frames_from_batch(self.paths, batch)
+        plans, _report = G.plan_series(fr.ft, paths=self.paths)
+        if not plans:
+            raise V.VolumeError("no image frames")
+        plan = plans[0]
+        self.labels = labels
+        self._whole: ArraySource | None = None
+        simple = (plan.frames.shape[0] == 1 and plan.samples == 1 and plan.in_plane_shift is None
+                  and plan.z_target is None)
+        if not simple:
+            vol = V.assemble_series(self.paths, batch=batch).volumes[0]
+            self._whole = ArraySource(*header_for_volume(vol, labels))
+            return
+        rows_idx = plan.frames.reshape(-1)
+        self._fr = fr
+        self._files = fr.ft.file[rows_idx]
+        self._refs = np.stack([self._files, fr.ft.frame[rows_idx]], axis=1)
+        sl, ic = fr.slope[rows_idx], fr.intercept[rows_idx]
+        fmts = [fr.formats[int(f)] for f in np.unique(self._files)]
+        uniform = bool(np.all(sl == sl[0]) and np.all(ic == ic[0]))
+        if uniform:
+            dtype, _ = V.choose_dtype(fmts, sl, ic, False)
+            self._sl = self._ic = None
+            slope, intercept = float(sl[0]), float(ic[0])
+        else:
+            dtype, applied = V.choose_dtype(fmts, sl, ic, True)
+            self._sl, self._ic = (sl, ic) if applied else (None, None)
+            slope, intercept = 1.0, 0.0
+        self._read_dtype = np.dtype(dtype)
+        probe = np.zeros(1, self._read_dtype)
+        self._wire_dtype = P.to_wire(probe)[0].dtype
+        k = int(plan.frames.shape[1])
+        self._shape = (k, int(plan.rows), int(plan.cols))
+        fi0 = int(fr.ft.file[int(plan.frames[0, 0])])
+        modality = fr.modality[fi0] or "OT"
+        fmt0 = fr.formats[fi0]
+        mid = k // 2
+        self._mid = self._read_range(mid, mid + 1)
+        real_mid = self._mid.astype(np.float64) * slope + intercept
+        presets: list[dict] = []
+        j = int(rows_idx[mid])
+        if np.isfinite(fr.wc[j]) and np.isfinite(fr.ww[j]) and fr.ww[j] > 0:
+            presets.append({"name": "header", "center": float(fr.wc[j]), "width": float(fr.ww[j])})
+        rescaled_ct = modality in V.MODALITY_WINDOWS and (slope != 1.0 or intercept != 0.0
+                                                          or self._sl is not None)
+        if rescaled_ct:
+            presets += [{"name": n, "center": c, "width": w} for n, c, w in V.MODALITY_WINDOWS[modality]]
+        presets += _windows([V.histogram_window(real_mid)])
+        self._header = P.VolumeHeader(
+            shape=self._shape, dtype=str(self._wire_dtype), affine_lps=plan.affine_lps.tolist(),
+            spacing=list(plan.spacing), slope=slope, intercept=intercept,
+            units=UNITS.get(modality, "") if rescaled_ct else "", windows=presets, kind=plan.kind,
+            modality=modality, invert=bool(fmt0 is not None and fmt0.photometric == "MONOCHROME1"),
+            labels=_labels(labels), value_range=[float(self._mid.min()), float(self._mid.max())])
+
+    def _read_range(self, z0: int, z1: int) -> np.ndarray:
+        from pocketpacs.pixels import read_frames
+
+        out = np.empty((z1 - z0,) + self._shape[1:], dtype=self._read_dtype)
+        sl = None if self._sl is None else self._sl[z0:z1]
+        ic = None if self._ic is None else self._ic[z0:z1]
+        read_frames(self.paths, self._fr.formats, self._refs[z0:z1], out, sl, ic)
+        return out if out.dtype == self._wire_dtype else out.astype(self._wire_dtype)
+
+    def header(self) -> P.VolumeHeader:
+        """Return the wire header.
+
+        Returns
+        -------
+        VolumeHeader
+        """
+        return self._whole.header() if self._whole else self._header
+
+    def whole(self) -> np.ndarray | None:
+        """The whole array when it had to be assembled in one go, else None.
+
+        Returns
+        -------
+        numpy.ndarray or None
+        """
+        return self._whole.whole() if self._whole else None
+
+    def read_into(self, z0: int, z1: int, out: np.ndarray) -> None:
+        """Read slices ``[z0, z1)`` into *out*.
+
+        Parameters
+        ----------
+        z0, z1 : int
+            Slice range.
+        out : numpy.ndarray
+            ``(z1 - z0, rows, cols)`` destination.
+        """
+        if z1 - z0 == 1 and z0 == self._shape[0] // 2 and self._mid is not None:
+            out[:] = self._mid
+            return
+        out[:] = self._read_range(z0, z1)
+
+    def close(self) -> None:
+        """Release the cached middle slice."""
+        self._mid = None
+
+
+class ImageFileSource(ArraySource):
+    """An image file opened with Open Other (NIfTI, JPEG 2000, PNG...).
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    """
+
+    def __init__(self, path: str):
+        from pocketpacs import openother
+
+        vol = openother.open_other(path)
+        name = os.path.basename(path)
+        hdr, arr = header_for_volume(vol, {"series_description": name})
+        super().__init__(hdr, arr)
