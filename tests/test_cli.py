@@ -1,0 +1,154 @@
+"""The ``pocketpacs`` command line: JSON shapes, exit codes, messages."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import dicomgen
+from pocketpacs import cli
+
+
+@pytest.fixture
+def data(tmp_path):
+    root = tmp_path / "data"
+    n = dicomgen.write_tree(root, patients=2, studies=1, series=2, slices=2)
+    return root, n
+
+
+def run(capsys, *argv):
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_import_json_and_exit_codes(tmp_path, data, capsys):
+    root, n = data
+    arch = tmp_path / "archive"
+    rc, out, _ = run(capsys, "--archive", arch, "import", "--json", root)
+    rep = json.loads(out)
+    assert rc == 0
+    assert rep["counts"] == {"seen": n, "indexed": n, "unchanged": 0, "relinked": 0, "duplicate": 0,
+                             "conflict": 0, "failed": 0, "missing": 0, "online_again": 0}
+    assert rep["failed"] == [] and rep["root"] == str(root)
+    (root / "junk.txt").write_text("not dicom")
+    rc, out, _ = run(capsys, "--archive", arch, "import", "--json", root)
+    rep = json.loads(out)
+    assert rc == 1 and rep["counts"]["unchanged"] == n and rep["counts"]["failed"] == 1
+    assert rep["failed"] == [{"path": str(root / "junk.txt"), "reason": "not_dicom",
+                              "message": rep["failed"][0]["message"]}]
+    rc, _, err = run(capsys, "--archive", arch, "import", tmp_path / "missing")
+    assert rc == 2 and "no such file or folder" in err
+    rc, out, _ = run(capsys, "--archive", arch, "import", root)  # human output
+    assert rc == 1 and "not indexed [not_dicom]" in out
+
+
+def test_search_show_stats(tmp_path, data, capsys, monkeypatch):
+    root, n = data
+    monkeypatch.setenv("POCKETPACS_ARCHIVE", str(tmp_path / "env-archive"))
+    assert run(capsys, "import", "--no-progress", root)[0] == 0
+    rc, out, _ = run(capsys, "search", "--json", "--name", "patient1", "--modality", "mr")
+    res = json.loads(out)
+    assert rc == 0 and res["counts"]["studies"] == 1 and res["counts"]["patients"] == 1
+    hit = res["results"][0]
+    assert hit["patient"]["name"] == "Patient1^Test" and "MR" in hit["study"]["modalities"]
+    rc, out, _ = run(capsys, "search", "--json", "--series", "--modality", "MR")
+    res = json.loads(out)
+    assert all(s["modality"] == "MR" for h in res["results"] for s in h["series"])
+    assert res["counts"]["series"] == 2
+    for opt, val in (("--patient-id", "ID0000"), ("--birth-date", "1950-1951"), ("--study-date", "2010"),
+                     ("--description", "series 1"), ("--accession", "a00")):
+        rc, out, _ = run(capsys, "search", "--json", opt, val)
+        assert rc == 0 and json.loads(out)["counts"]["studies"] >= 1, opt
+    rc, out, _ = run(capsys, "search", "--name", "nobody")
+    assert rc == 1 and "0 studies" in out
+    rc, _, err = run(capsys, "search", "--study-date", "2020-13")
+    assert rc == 2 and "date" in err
+    rc, out, _ = run(capsys, "show", "--json")
+    rows = json.loads(out)
+    assert rc == 0 and len(rows) == n
+    need = {"patient_name", "patient_id", "birth_date", "study_instance_uid", "series_instance_uid",
+            "sop_instance_uid", "series_number", "instance_number", "modality", "transfer_syntax", "online",
+            "paths"}
+    assert all(need <= set(r) for r in rows)
+    assert {r["patient_name"] for r in rows} == {"Patient0^Test", "Patient1^Test"}
+    study_uid = rows[0]["study_instance_uid"]
+    rc, out, _ = run(capsys, "show", study_uid)
+    assert rc == 0 and study_uid in out and "#1" in out
+    rc, out, _ = run(capsys, "show", "--json", rows[0]["series_instance_uid"])
+    assert rc == 0 and len(json.loads(out)["instances"]) == 2
+    rc, _, err = run(capsys, "show", "9.9.9")
+    assert rc == 2 and "no patient, study or series" in err
+    rc, out, _ = run(capsys, "show")
+    assert rc == 0 and "Patient0^Test" in out
+    rc, out, _ = run(capsys, "stats", "--json")
+    st = json.loads(out)
+    assert rc == 0 and st["instances"] == n and st["roots"] == [str(root)]
+
+
+def test_rm_verify_rebuild(tmp_path, data, capsys):
+    root, n = data
+    a = ["--archive", tmp_path / "ar"]
+    run(capsys, *a, "import", root)
+    rc, out, _ = run(capsys, *a, "rm", "--json", "--series", "1.2.826.0.2.0.0.0.0")
+    assert rc == 0 and json.loads(out) == {"instances": 2}
+    assert (root / "p0" / "s0" / "r0" / "IM00001").exists()
+    rc, out, _ = run(capsys, *a, "verify", "--json")
+    assert rc == 0 and json.loads(out)["ok"] and json.loads(out)["instances"] == n - 2
+    (root / "p1" / "s0" / "r1" / "IM00001").unlink()
+    rc, out, _ = run(capsys, *a, "verify", "--json")
+    assert rc == 1 and json.loads(out)["went_offline"] == 1
+    rc, out, _ = run(capsys, *a, "rebuild", "--json")
+    assert rc == 0 and json.loads(out)[0]["counts"]["indexed"] == n - 1
+    rc, _, _ = run(capsys, *a, "rm", "--instance", "1.2.3.4.5.6.7")
+    assert rc == 1
+    assert run(capsys, *a, "rm")[0] == 2
+
+
+_HOLD = textwrap.dedent("""
+    import sys, time, pocketpacs
+    ar = pocketpacs.open_archive(sys.argv[1])
+    print("ready", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_locked_archive_message(tmp_path, data, capsys):
+    root, _ = data
+    arch = tmp_path / "ar"
+    run(capsys, "--archive", arch, "import", root)
+    p = subprocess.Popen([sys.executable, "-c", _HOLD, str(arch)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        rc, _, err = run(capsys, "--archive", arch, "import", root)
+        assert rc == 3 and "being written by another PocketPACS process" in err and str(arch) in err
+        rc, out, _ = run(capsys, "--archive", arch, "stats", "--json")  # reading still works
+        assert rc == 0 and json.loads(out)["instances"] > 0
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_usage_errors_and_registry(capsys, monkeypatch, tmp_path):
+    assert cli.main([]) == 2
+    assert cli.main(["frobnicate"]) == 2
+    capsys.readouterr()
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+
+    @cli.command("hello", "say hello", lambda p: p.add_argument("who"))
+    def cmd_hello(args):
+        print(f"hello {args.who}")
+        return 0
+
+    assert cli.main(["hello", "world"]) == 0
+    assert capsys.readouterr().out == "hello world\n"
+    assert {"import", "search", "show", "rm", "verify", "rebuild", "stats", "hello"} <= set(cli.COMMANDS)
+
+
+def test_console_script_runs(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "pocketpacs", "--archive", str(tmp_path / "a"), "stats", "--json"],
+                         capture_output=True, text=True)
+    assert res.returncode == 4 and "no archive" in res.stderr
