@@ -60,11 +60,11 @@ def ensure_archive(path: Path, files: int, rows: int) -> Path:
         return path
     from pocketpacs import synth
 
-    series = max(1, files // 100)
-    print(f"generating {files} files of {rows}x{rows} in {path} ...", file=sys.stderr)
+    patients = max(1, -(-files // 500))  # 5 series of 100 slices per patient
+    print(f"generating {patients * 500} files of {rows}x{rows} in {path} ...", file=sys.stderr)
     t = time.perf_counter()
-    synth.generate(path, patients=max(1, series // 4), studies=1, series=min(4, series),
-                   slices=100, rows=rows, cols=rows, seed=1, junk=0, enhanced=0)
+    synth.generate(path, patients=patients, studies=1, series=5, slices=100, rows=rows, cols=rows,
+                   seed=1, junk=0, enhanced=0, workers=2)
     print(f"  done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     return path
 
