@@ -46,7 +46,7 @@ from .log import logger
 from .scan import Folder, Problem, list_folder
 
 #: Files parsed and committed per transaction.
-CHUNK = 2000
+CHUNK = 4000
 #: Files the walk may list ahead of the parser.
 WALK_AHEAD = 100_000
 #: Seconds between progress callbacks.
@@ -229,9 +229,41 @@ class _RowValues:
                     else:
                         v = t.rstrip(" \0")
                 else:
-                    v = self._record().get(kw)
+                    v = _decode_text(raw, vr, b.raw("SpecificCharacterSet", i))
         self._cache[kw] = v
         return v
+
+
+_DECODED: dict[tuple[bytes, str, bytes | None], str | None] = {}
+
+
+def _decode_text(raw: bytes, vr: str, scs: bytes | None) -> str | None:
+    """Decode one text value with its Specific Character Set (as pydicom does)."""
+    key = (raw, vr, scs)
+    hit = _DECODED.get(key, False)
+    if hit is not False:
+        return hit  # type: ignore[return-value]
+    from pydicom.charset import convert_encodings, decode_bytes
+    from pydicom.valuerep import PersonName
+
+    try:
+        names = [v.strip().decode("latin-1") for v in (scs or b"").rstrip(b"\0 ").split(b"\\")] if scs else []
+        try:
+            encodings = convert_encodings(names) if names else ["iso8859"]
+        except Exception:
+            encodings = ["iso8859"]
+        if vr == "PN":
+            out: str | None = str(PersonName(raw, encodings).decode())
+        else:
+            delims = {0x5C} if vr in ("SH", "LO", "UC") else set()
+            out = decode_bytes(raw, encodings, delims)
+        out = out.rstrip(" \0") if out is not None else None
+    except Exception:
+        out = raw.decode("latin-1").rstrip(" \0")
+    if len(_DECODED) > 4096:
+        _DECODED.clear()
+    _DECODED[key] = out
+    return out
 
 
 class _FolderState:
@@ -374,6 +406,7 @@ class Importer:
         self._ready: list[_FolderState] = []
         self._hint_done: dict[str, tuple[int, bytes]] = {}
         self._walked: set[str] = set()
+        self._rt = None
         single = os.path.isfile(root_s)
 
         self.store.write(lambda t: t.put("roots", root_s.encode("utf-8", "surrogateescape"),
@@ -411,6 +444,7 @@ class Importer:
             if not rep.cancelled and not single:
                 self._missing_folders(root_s)
         finally:
+            self._end_read()
             rep.elapsed_s = time.perf_counter() - t0
             prog.phase = "done"
             self._report_progress(force=True)
@@ -435,16 +469,37 @@ class Importer:
             rep.failures.append(Failure(p.path, p.reason, p.message))
         prog.failed += len(folder.problems)
         self._walked.add(folder.path)
-        with self.store.read() as t:
-            raw = t.get("dirs", folder.path.encode("utf-8", "surrogateescape"))
+        raw = self._listing(folder.path.encode("utf-8", "surrogateescape"))
+        n = len(folder.names)
+        if raw is not None and not partial and R.DirListing.unchanged(raw, folder.names, folder.sizes,
+                                                                       folder.mtimes):
+            prog.seen += n  # the usual rescan case: nothing changed in this folder
+            rep.seen += n
+            prog.unchanged += n
+            rep.unchanged += n
+            self._report_progress()
+            return
         stored = R.DirListing.decode(raw) if raw else None
         if any(nm.upper() == "DICOMDIR" for nm in folder.names):  # read as a hint, not an instance
             keep = [i for i, nm in enumerate(folder.names) if nm.upper() != "DICOMDIR"]
             folder.names = [folder.names[i] for i in keep]
             folder.sizes = [folder.sizes[i] for i in keep]
             folder.mtimes = [folder.mtimes[i] for i in keep]
+        n = len(folder.names)
+        if (stored is not None and not partial and stored.names == folder.names
+                and stored.mtime_ns.tolist() == folder.mtimes and stored.size.tolist() == folder.sizes
+                and not stored.missing.any() and not _TRANSIENT[stored.code].any()):
+            # the usual rescan case: nothing changed in this folder
+            prog.seen += n
+            rep.seen += n
+            prog.unchanged += n
+            bad = np.nonzero(stored.code)[0]
+            rep.unchanged += n - bad.size
+            for i in bad.tolist():
+                self._report_known(folder.path, folder.names[i], int(stored.code[i]))
+            self._report_progress()
+            return
         fs = _FolderState(folder, stored, partial)
-        n = len(fs.names)
         prog.seen += n
         rep.seen += n
         todo = np.ones(n, dtype=bool)
@@ -472,15 +527,7 @@ class Importer:
             rep.unchanged += unchanged_ok
             prog.unchanged += len(rows)
             for i in rows[stored.code[js] != 0].tolist():
-                code = R.CODES[int(fs.code[i])]
-                path = os.path.join(fs.path, fs.names[i])
-                if code == "conflict":
-                    rep.conflicts.append(Failure(path, "conflict", f"{path}: same SOP Instance UID as an "
-                                                 "archived instance but different content (known)"))
-                else:
-                    rep.failures.append(Failure(path, _REASON_PUBLIC.get(code, code),
-                                                f"{path}: {R.CODES[int(fs.code[i])].replace('_', ' ')} "
-                                                "(unchanged since the last import)"))
+                self._report_known(fs.path, fs.names[i], int(fs.code[i]))
         if self._hint_done:
             for i in np.nonzero(todo)[0].tolist():
                 hit = self._hint_done.get(os.path.join(fs.path, fs.names[i]))
@@ -494,6 +541,30 @@ class Importer:
         if not rows and not (unchanged_folder and not fs.partial):
             self._ready.append(fs)
         self._report_progress()
+
+    def _listing(self, key: bytes) -> bytes | None:
+        """A stored folder listing, read in one long read transaction per walk."""
+        if self._rt is None:
+            self._rt_cm = self.store.read()
+            self._rt = self._rt_cm.__enter__()
+        return self._rt.get("dirs", key)
+
+    def _end_read(self) -> None:
+        if self._rt is not None:
+            self._rt = None
+            self._rt_cm.__exit__(None, None, None)
+
+    def _report_known(self, folder: str, name: str, code_i: int) -> None:
+        """Report a file that failed (or conflicted) before and has not changed."""
+        rep = self._rep
+        code = R.CODES[code_i]
+        path = os.path.join(folder, name)
+        if code == "conflict":
+            rep.conflicts.append(Failure(path, "conflict", f"{path}: same SOP Instance UID as an "
+                                         "archived instance but different content (known)"))
+        else:
+            rep.failures.append(Failure(path, _REASON_PUBLIC.get(code, code),
+                                        f"{path}: {code.replace('_', ' ')} (unchanged since the last import)"))
 
     # ---- chunks -------------------------------------------------------------------------
     def _flush(self, n: int) -> None:
@@ -513,6 +584,7 @@ class Importer:
                 done_folders.append(fs)
         done_folders.extend(self._ready)
         self._ready = []
+        self._end_read()
         res = self.store.write(lambda t: self._commit(t, paths, take, batch, done_folders))
         self._apply(res, batch)
 
@@ -866,6 +938,7 @@ class Importer:
 
     def _missing_folders(self, root: str) -> None:
         """Folders under ``root`` that were imported before and are gone now."""
+        self._end_read()
         prefix = root.rstrip(os.sep) + os.sep
         with self.store.read() as t:
             gone = [k.decode("utf-8", "surrogateescape") for k, _ in

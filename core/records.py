@@ -20,6 +20,7 @@ No I/O here.
 from __future__ import annotations
 
 import dataclasses
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +43,7 @@ NUMERIC_KEYWORDS: tuple[str, ...] = tuple(t.keyword for t in T.TAGS if t.nvals)
 #: Text tags kept per instance (series/study/patient values live in their records).
 INSTANCE_TEXT: tuple[str, ...] = (
     "SOPInstanceUID", "SOPClassUID", "TransferSyntaxUID", "ImageType",
-    "PhotometricInterpretation", "AcquisitionDate", "AcquisitionTime", "ContentDate",
-    "SpecificCharacterSet",
+    "PhotometricInterpretation", "AcquisitionTime",
 )
 
 INST_DTYPE = np.dtype([
@@ -369,6 +369,27 @@ class DirListing:
         p += n
         missing = np.frombuffer(raw, np.uint8, n, p).astype(bool)
         return cls(names, size, mtime, keys, code, missing)
+
+    @staticmethod
+    def unchanged(raw: bytes, names: list[str], sizes: list[int], mtimes: list[int]) -> bool:
+        """True when an encoded listing has exactly these files, sizes and
+        mtimes, all indexed and present (the rescan fast path: no decoding)."""
+        n = len(names)
+        if raw[:3] != b"DL1" or int.from_bytes(raw[3:7], "little") != n:
+            return False
+        ln = int.from_bytes(raw[7:11], "little")
+        p = 11
+        if raw[p:p + ln] != "\0".join(names).encode("utf-8", "surrogateescape"):
+            return False
+        p += ln
+        if list(struct.unpack_from(f"<{n}q", raw, p)) != sizes:
+            return False
+        p += 8 * n
+        if list(struct.unpack_from(f"<{n}q", raw, p)) != mtimes:
+            return False
+        p += 24 * n
+        tail = raw[p:p + 2 * n]
+        return len(tail) == 2 * n and tail.count(0) == 2 * n
 
     def select(self, rows: np.ndarray) -> "DirListing":
         """A listing with only ``rows`` (bool mask or indices)."""

@@ -4,8 +4,9 @@
 notes: the folder is created 0700 before LMDB sees it and the files are
 0600 (``mode=0o600`` alone breaks for non-root users because py-lmdb applies
 it to the folder too), ``writemap=False`` (a full disk must not SIGBUS the
-process), ``max_readers=512`` with ``reader_check()`` on open (stale slots of
-killed processes), map growth on ``MapFullError``, and one writer process at
+process), ```max_readers=512`` with ``reader_check()`` on open (stale slots of
+killed processes), ``metasync=False`` (data pages are still synced at every
+commit; the index can always be rebuilt from the files), map growth on ``MapFullError``, and one writer process at
 a time, enforced with an ``flock`` on ``writer.lock`` that fails fast with
 :class:`~pocketpacs.errors.ArchiveLocked` instead of blocking on LMDB's own
 writer mutex.  Every transaction runs inside a ``with`` block; values are
@@ -225,7 +226,7 @@ class LmdbStore:
                 try:
                     env = lmdb.open(str(self.path), subdir=True, map_size=map_size, mode=0o600,
                                     max_dbs=len(DBS) + 4, max_readers=MAX_READERS,
-                                    writemap=False, meminit=True, readonly=ro_fs,
+                                    writemap=False, meminit=True, readonly=ro_fs, metasync=False,
                                     lock=os.access(self.path, os.W_OK), max_spare_txns=2,
                                     create=not self.readonly)
                 except lmdb.Error as e:

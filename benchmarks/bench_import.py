@@ -1,0 +1,333 @@
+"""Archive import benchmark: PocketPACS vs GDCM Scanner and a pydicom + SQLite
+indexer; rescan vs a plain walk + stat; search latency; peak memory.
+
+Generates (or reuses) two synthetic archives with ``pocketpacs.synth``:
+
+- ``bench``: 5,000 files of 512x512 (preset ``bench``);
+- ``scale``: 100,000 files of 64x64 (preset ``scale``), for search latency
+  and peak memory at 100,000 instances.
+
+Warm page cache, methods interleaved, median of ``--repeat`` runs:
+
+- PocketPACS end-to-end import (walk + parse + commit into a new archive);
+- GDCM ``Scanner`` over the archive's main tags (file list from ``os.walk``
+  included, as the import includes its walk);
+- a pydicom + SQLite indexer (``dcmread(stop_before_pixels=True)`` per file,
+  rows into patient/study/series/instance tables, one transaction) on a
+  subset, reported as files/s;
+- rescan of the unchanged archive (``import_folder`` again) vs a plain
+  ``os.scandir`` walk + ``stat`` of every file;
+- search p50/p99 over typical queries at 100,000 instances;
+- peak RSS of a fresh process importing the 100,000 files.
+
+Usage::
+
+    python benchmarks/bench_import.py                  # both archives in ./bench-data
+    python benchmarks/bench_import.py --repeat 3 --skip-scale
+    python benchmarks/bench_import.py --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GDCM_TAGS = ((0x0010, 0x0010), (0x0010, 0x0020), (0x0010, 0x0030), (0x0008, 0x0020),
+             (0x0008, 0x0060), (0x0020, 0x000D), (0x0020, 0x000E), (0x0008, 0x0018),
+             (0x0020, 0x0013), (0x0020, 0x0032), (0x0020, 0x0037), (0x0028, 0x0010),
+             (0x0028, 0x0011), (0x0028, 0x0030), (0x0028, 0x1052), (0x0028, 0x1053))
+
+
+def ensure_archive(path: Path, preset: str) -> Path:
+    if (path / "manifest.json").exists():
+        return path
+    from pocketpacs import synth
+
+    print(f"generating the {preset!r} archive in {path} ...", file=sys.stderr)
+    t = time.perf_counter()
+    synth.generate(path, **synth.PRESETS[preset], workers=os.cpu_count() or 1)
+    print(f"  done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    return path
+
+
+def list_files(root: Path) -> list[str]:
+    out = []
+    for dirpath, _dirs, files in os.walk(root):
+        out.extend(os.path.join(dirpath, f) for f in files)
+    out.sort()
+    return out
+
+
+def warm(paths: list[str]) -> None:
+    for p in paths:
+        with open(p, "rb") as f:
+            while f.read(1 << 20):
+                pass
+
+
+# ---- methods -------------------------------------------------------------------------
+
+def pocketpacs_import(root: Path, archive: Path):
+    import pocketpacs
+
+    shutil.rmtree(archive, ignore_errors=True)
+    with pocketpacs.open_archive(archive) as ar:
+        return ar.import_folder(root)
+
+
+def gdcm_scan(root: Path) -> int:
+    import gdcm
+
+    paths = list_files(root)
+    s = gdcm.Scanner()
+    for g, e in GDCM_TAGS:
+        s.AddTag(gdcm.Tag(g, e))
+    if not s.Scan(paths):
+        raise RuntimeError("GDCM Scanner failed")
+    return len(paths)
+
+
+def pydicom_sqlite(paths: list[str], db: str) -> int:
+    """The usual indexer: pydicom per file, rows into SQLite."""
+    import warnings
+
+    import pydicom
+
+    if os.path.exists(db):
+        os.unlink(db)
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE patients(id TEXT PRIMARY KEY, name TEXT, birth TEXT);
+        CREATE TABLE studies(uid TEXT PRIMARY KEY, patient TEXT, date TEXT, descr TEXT, accession TEXT);
+        CREATE TABLE series(uid TEXT PRIMARY KEY, study TEXT, modality TEXT, number INT, descr TEXT);
+        CREATE TABLE instances(uid TEXT PRIMARY KEY, series TEXT, number INT, path TEXT, size INT, mtime INT);
+        CREATE INDEX i_name ON patients(name); CREATE INDEX i_date ON studies(date);
+    """)
+    n = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in paths:
+            try:
+                ds = pydicom.dcmread(p, stop_before_pixels=True)
+            except Exception:
+                continue
+            st = os.stat(p)
+            g = ds.get
+            con.execute("INSERT OR IGNORE INTO patients VALUES (?,?,?)",
+                        (str(g("PatientID", "")), str(g("PatientName", "")), str(g("PatientBirthDate", ""))))
+            con.execute("INSERT OR IGNORE INTO studies VALUES (?,?,?,?,?)",
+                        (str(g("StudyInstanceUID", "")), str(g("PatientID", "")), str(g("StudyDate", "")),
+                         str(g("StudyDescription", "")), str(g("AccessionNumber", ""))))
+            con.execute("INSERT OR IGNORE INTO series VALUES (?,?,?,?,?)",
+                        (str(g("SeriesInstanceUID", "")), str(g("StudyInstanceUID", "")), str(g("Modality", "")),
+                         int(g("SeriesNumber", 0) or 0), str(g("SeriesDescription", ""))))
+            con.execute("INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?)",
+                        (str(g("SOPInstanceUID", "")), str(g("SeriesInstanceUID", "")),
+                         int(g("InstanceNumber", 0) or 0), p, st.st_size, st.st_mtime_ns))
+            n += 1
+    con.commit()
+    con.close()
+    return n
+
+
+def walk_stat(root: Path) -> int:
+    """Plain walk + stat of every file (the rescan baseline)."""
+    n = 0
+    stack = [str(root)]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                else:
+                    e.stat()
+                    n += 1
+    return n
+
+
+def search_latency(archive: Path, iterations: int) -> dict:
+    import pocketpacs
+
+    with pocketpacs.open_archive(archive, readonly=True) as ar:
+        pats = ar.patients()
+        studies = ar.studies()
+        rng = random.Random(1)
+        queries = []
+        for _ in range(iterations):
+            p = rng.choice(pats)
+            s = rng.choice(studies)
+            fam = (p.name.split("^")[0] or "x")[:3]
+            y = s.date[:4] or "2020"
+            queries += [
+                {"name": fam},
+                {"name": fam + "*", "modality": "CT"},
+                {"patient_id": p.patient_id},
+                {"study_date": f"{y}0101-{y}1231", "modality": "MR"},
+                {"description": "thorax"},
+                {"accession": s.accession or "none"},
+                {"birth_date": f"{p.birth_date[:4] or '1950'}-{int(p.birth_date[:4] or 1950) + 10}"},
+            ]
+        for q in queries[:50]:  # warm
+            ar.search(**q)
+        times = []
+        for q in queries:
+            t = time.perf_counter()
+            ar.search(**q)
+            times.append(time.perf_counter() - t)
+    times.sort()
+    return {"queries": len(times), "p50_ms": 1e3 * times[len(times) // 2],
+            "p99_ms": 1e3 * times[int(len(times) * 0.99)], "max_ms": 1e3 * times[-1],
+            "instances": 0}
+
+
+_RSS = """
+import resource, sys, pocketpacs
+ar = pocketpacs.open_archive(sys.argv[1])
+rep = ar.import_folder(sys.argv[2])
+ar.close()
+print(rep.seen, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss(root: Path, archive: Path) -> tuple[int, float]:
+    shutil.rmtree(archive, ignore_errors=True)
+    out = subprocess.run([sys.executable, "-c", _RSS, str(archive), str(root)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[0]), int(out[1]) / 1024.0  # ru_maxrss is KiB on Linux
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT / "bench-data", help="where the archives are generated")
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs per method (median)")
+    ap.add_argument("--pydicom-files", type=int, default=1000, help="subset timed for pydicom + SQLite")
+    ap.add_argument("--skip-scale", action="store_true", help="skip the 100,000-file archive")
+    ap.add_argument("--skip-gdcm", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="pp-bench-"))
+    res: dict = {"cpus": os.cpu_count(), "repeat": args.repeat}
+    try:
+        bench = ensure_archive(args.data / "import-bench", "bench")
+        paths = list_files(bench)
+        n = len(paths)
+        warm(paths)
+        pocketpacs_import(bench, work / "warmup")  # loads the kernels
+        t_imp, t_gdcm, t_rescan, t_walk = [], [], [], []
+        rep = None
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            rep = pocketpacs_import(bench, work / "a")
+            t_imp.append(time.perf_counter() - t)
+            if not args.skip_gdcm:
+                t = time.perf_counter()
+                gdcm_scan(bench)
+                t_gdcm.append(time.perf_counter() - t)
+            import pocketpacs
+
+            with pocketpacs.open_archive(work / "a") as ar:
+                t = time.perf_counter()
+                r2 = ar.import_folder(bench)
+                t_rescan.append(time.perf_counter() - t)
+                assert r2.parsed == 0
+            t = time.perf_counter()
+            walk_stat(bench)
+            t_walk.append(time.perf_counter() - t)
+        sub = paths[:args.pydicom_files]
+        t = time.perf_counter()
+        pydicom_sqlite(sub, str(work / "index.sqlite"))
+        t_pyd = (time.perf_counter() - t) * n / len(sub)
+        res["bench"] = {
+            "files": n, "indexed": rep.indexed, "failed": rep.failed,
+            "import_files_per_s": n / med(t_imp),
+            "gdcm_files_per_s": n / med(t_gdcm) if t_gdcm else None,
+            "pydicom_sqlite_files_per_s": n / t_pyd,
+            "rescan_files_per_s": n / med(t_rescan),
+            "walk_stat_files_per_s": n / med(t_walk),
+        }
+        if not args.skip_scale:
+            scale = ensure_archive(args.data / "import-scale", "scale")
+            sp = list_files(scale)
+            warm(sp)
+            t_s, t_sr, t_sw = [], [], []
+            for _ in range(max(1, args.repeat // 2)):
+                t = time.perf_counter()
+                pocketpacs_import(scale, work / "s")
+                t_s.append(time.perf_counter() - t)
+                import pocketpacs
+
+                with pocketpacs.open_archive(work / "s") as ar:
+                    t = time.perf_counter()
+                    ar.import_folder(scale)
+                    t_sr.append(time.perf_counter() - t)
+                    inst = ar.stats()["instances"]
+                t = time.perf_counter()
+                walk_stat(scale)
+                t_sw.append(time.perf_counter() - t)
+            lat = search_latency(work / "s", 200)
+            lat["instances"] = inst
+            seen, rss = peak_rss(scale, work / "rss")
+            res["scale"] = {"files": len(sp), "instances": inst, "import_files_per_s": len(sp) / med(t_s),
+                            "rescan_files_per_s": len(sp) / med(t_sr), "walk_stat_files_per_s": len(sp) / med(t_sw),
+                            "search": lat, "peak_rss_mb": rss}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    b = res["bench"]
+    ratios = {
+        "import_vs_gdcm": b["import_files_per_s"] / b["gdcm_files_per_s"] if b["gdcm_files_per_s"] else None,
+        "import_vs_pydicom_sqlite": b["import_files_per_s"] / b["pydicom_sqlite_files_per_s"],
+        "rescan_vs_walk_stat": b["rescan_files_per_s"] / b["walk_stat_files_per_s"],
+    }
+    res["ratios"] = ratios
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"\nArchive import, {b['files']:,} files of 512x512 (warm cache), median of {args.repeat} runs, "
+          f"{res['cpus']} CPUs\n")
+    print(f"{'measure':<52} {'value':>14} {'ratio':>9} {'target':>9}")
+    print(f"{'PocketPACS import (walk+parse+commit), files/s':<52} {b['import_files_per_s']:>14,.0f}")
+    if b["gdcm_files_per_s"]:
+        g = ratios["import_vs_gdcm"]
+        print(f"{'GDCM Scanner (walk + scan), files/s':<52} {b['gdcm_files_per_s']:>14,.0f} {g:>8.2f}x "
+              f"{'>= 8x':>9} {'PASS' if g >= 8 else 'MISS'}")
+    r = ratios["import_vs_pydicom_sqlite"]
+    print(f"{'pydicom + SQLite indexer, files/s':<52} {b['pydicom_sqlite_files_per_s']:>14,.0f} {r:>8.1f}x")
+    r = ratios["rescan_vs_walk_stat"]
+    print(f"{'rescan unchanged archive, files/s':<52} {b['rescan_files_per_s']:>14,.0f} {r:>8.2f}x "
+          f"{'>= 0.7x':>9} {'PASS' if r >= 0.7 else 'MISS'}")
+    print(f"{'plain walk + stat, files/s':<52} {b['walk_stat_files_per_s']:>14,.0f}")
+    if "scale" in res:
+        s = res["scale"]
+        lat = s["search"]
+        print(f"\n{s['files']:,}-file archive (64x64), {s['instances']:,} instances:")
+        print(f"{'PocketPACS import, files/s':<52} {s['import_files_per_s']:>14,.0f}")
+        print(f"{'rescan / walk+stat, files/s':<52} {s['rescan_files_per_s']:>14,.0f} "
+              f"{s['rescan_files_per_s'] / s['walk_stat_files_per_s']:>8.2f}x")
+        print(f"{'search p50 (ms)':<52} {lat['p50_ms']:>14.3f}")
+        print(f"{'search p99 (ms)':<52} {lat['p99_ms']:>14.3f} {'':>9} {'< 5 ms':>9} "
+              f"{'PASS' if lat['p99_ms'] < 5 else 'MISS'}")
+        print(f"{'peak RSS importing 100,000 files (MB)':<52} {s['peak_rss_mb']:>14.0f} {'':>9} {'< 400':>9} "
+              f"{'PASS' if s['peak_rss_mb'] < 400 else 'MISS'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
