@@ -25,15 +25,13 @@ SOFTWARE_GL_FLAGS = ("--ignore-gpu-blocklist", "--disable-gpu-compositing")
 
 # ----------------------------------------------------------------- arguments
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by the app commands.
+    """Options shared by the app commands (``--archive`` is the CLI's global option).
 
     Parameters
     ----------
     p : argparse.ArgumentParser
         Parser (or sub-parser) to extend.
     """
-    p.add_argument("--archive", metavar="DIR", default=None,
-                   help="archive folder (default: $POCKETPACS_ARCHIVE or the user data folder)")
     p.add_argument("--readonly", action="store_true", help="open the archive read-only")
 
 
@@ -311,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(prog="python -m pocketpacs.ui",
                                      description="PocketPACS desktop app")
+    parser.add_argument("--archive", metavar="DIR", default=None,
+                        help="archive folder (default: $POCKETPACS_ARCHIVE or the user data folder)")
     sub = parser.add_subparsers(dest="command")
     add_app_arguments(sub.add_parser("app", help="open the window (default)"))
     add_serve_arguments(sub.add_parser("serve", help="serve the UI to a browser on 127.0.0.1"))
@@ -332,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         Exit status.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-"):
-        argv = ["app"] + argv
+    if not any(a in ("app", "serve", "demo", "-h", "--help") for a in argv):
+        argv = argv + ["app"]
     args = build_parser().parse_args(argv)
     return {"app": run_app, "serve": run_serve, "demo": run_demo}[args.command](args)
 

@@ -71,6 +71,8 @@ class ImportJob:
         self.done_files = 0
         self.total_files = 0
         self.series_before = self._series_count()
+        self.rate = 0.0
+        self.eta = -1.0
         self.report: dict | None = None
         self.error: dict | None = None
         self.finished = False
@@ -93,22 +95,18 @@ class ImportJob:
         self._thread.start()
         return self
 
-    def _progress(self, *args: Any, **kw: Any) -> None:
-        info = args[0] if len(args) == 1 else None
-        if info is not None and not isinstance(info, (int, float)):
-            get = info.get if isinstance(info, dict) else (lambda k, d=None: getattr(info, k, d))
-            self.done_files = int(get("files_done", get("done", self.done_files)) or 0)
-            self.total_files = int(get("files_total", get("total", self.total_files)) or 0)
-            self.phase = str(get("phase", "importing") or "importing")
-        elif len(args) >= 2:
-            self.done_files, self.total_files = int(args[0]), int(args[1])
-            self.phase = "importing"
+    def _progress(self, pr: Any) -> None:
+        self.phase = {"walk": "scanning", "import": "importing"}.get(pr.phase, pr.phase)
+        self.done_files = int(pr.done)
+        self.total_files = int(pr.total if pr.total is not None else pr.seen)
+        self.rate = float(pr.files_per_s)
+        self.eta = float(pr.eta_s) if pr.eta_s is not None else -1.0
 
     def _run(self) -> None:
         try:
             rep = self.archive.import_folder(self.path, progress=self._progress,
                                              cancel=self.cancel_event)
-            self.report = summarize_report(rep)
+            self.report = summarize_report(rep, self.path)
         except Exception as exc:
             log.warning("import failed: %s", type(exc).__name__)
             self.error = P.envelope_for_exception(exc)["error"]
@@ -125,36 +123,44 @@ class ImportJob:
             ``files_done``, ``files_total``, ``rate`` (files/s), ``eta_s``,
             ``series_added``, ``phase``, ``done``, ``cancelled``, ``report``, ``error``.
         """
-        el = max(time.monotonic() - self.started, 1e-6)
-        rate = self.done_files / el
-        left = max(self.total_files - self.done_files, 0)
-        eta = left / rate if rate > 0 and self.total_files else -1.0
         return {"job_id": self.id, "phase": self.phase, "files_done": self.done_files,
-                "files_total": self.total_files, "rate": rate, "eta_s": eta,
+                "files_total": self.total_files, "rate": self.rate, "eta_s": self.eta,
                 "series_added": max(self._series_count() - self.series_before, 0),
                 "done": self.finished, "cancelled": self.cancel_event.is_set(),
                 "report": self.report, "error": self.error}
 
 
-def summarize_report(rep: Any) -> dict:
-    """Reduce an import report to counts, reasons and skipped file names.
+def summarize_report(rep: Any, root: str) -> dict:
+    """Reduce an :class:`~pocketpacs.ingest.ImportReport` to what the page shows.
 
     Parameters
     ----------
-    rep : Any
-        The archive's import report (object or dict).
+    rep : ImportReport
+        The archive's import report.
+    root : str
+        The imported folder; skipped files are named relative to it.
 
     Returns
     -------
     dict
         ``added``, ``unchanged``, ``skipped``, ``reasons`` (reason -> count),
-        ``skipped_files`` (up to 200 ``{"name", "reason"}``, names relative to
-        the imported folder).
+        ``skipped_files`` (up to 200 ``{"name", "reason"}``).
     """
-    d = rep if isinstance(rep, dict) else (rep.to_dict() if hasattr(rep, "to_dict") else vars(rep))
-    return {"added": d.get("added", 0), "unchanged": d.get("unchanged", 0),
-            "skipped": d.get("skipped", 0), "reasons": d.get("reasons", {}),
-            "skipped_files": d.get("skipped_files", [])[:200]}
+    d = rep.to_json()
+    c = d["counts"]
+    reasons: dict[str, int] = {}
+    files = []
+    for f in d["failed"]:
+        reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
+        if len(files) < 200:
+            try:
+                name = os.path.relpath(f["path"], root)
+            except ValueError:
+                name = os.path.basename(f["path"])
+            files.append({"name": name, "reason": f["reason"]})
+    return {"added": c["indexed"], "unchanged": c["unchanged"], "skipped": c["failed"],
+            "duplicates": c["duplicate"], "conflicts": c["conflict"], "reasons": reasons,
+            "skipped_files": files, "cancelled": d["cancelled"]}
 
 
 class Session:
@@ -271,9 +277,32 @@ class Session:
         return frame
 
     def _make_thumbnail(self, sid: str) -> np.ndarray | None:
-        from pocketpacs import thumbs
+        from pocketpacs.native.window import window
+        from pocketpacs.thumbs import shrink
 
-        return thumbs.series_thumbnail(self.archive, sid, size=THUMB_SIZE)
+        from .sources import DicomSeriesSource
+
+        paths = [os.fspath(p) for p in self.archive.series_files(sid)]
+        if not paths:
+            return None
+        src = DicomSeriesSource(paths)
+        try:
+            hdr = src.header()
+            mid = hdr.shape[0] // 2
+            whole = src.whole()
+            if whole is not None:
+                img = whole[mid]
+            else:
+                img = np.empty(hdr.shape[1:], dtype=hdr.dtype)
+                src.read_into(mid, mid + 1, img[None])
+        finally:
+            src.close()
+        w = hdr.windows[0] if hdr.windows else {"center": 0.0, "width": 1.0}
+        # the window is in real units; apply it to stored values
+        c = (w["center"] - hdr.intercept) / hdr.slope
+        wd = w["width"] / abs(hdr.slope)
+        out = window(np.ascontiguousarray(img), c, wd, hdr.invert)
+        return shrink(out, THUMB_SIZE)
 
     # ----------------------------------------------------------- commands
     def cmd_hello(self, a: dict) -> dict:

@@ -205,7 +205,7 @@ class ImageFileSource(ArraySource):
     def __init__(self, path: str):
         from pocketpacs import openother
 
-        vol = openother.open_other(path)
+        vol = openother.open_other(path)[0]
         name = os.path.basename(path)
         hdr, arr = header_for_volume(vol, {"series_description": name})
         super().__init__(hdr, arr)

@@ -1,0 +1,273 @@
+"""Browser tests: `pocketpacs serve` on a generated archive, driven by Playwright + Chromium.
+
+Chromium renders WebGL2 on SwiftShader; pixel checks read the canvas back and
+compare with the phantom (:func:`pocketpacs.synth.phantom_hu`) through the
+DICOM window the shader applies.  Skips without Chromium, fails under CI=true.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "ui"))
+import ppui_support as S  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return S.build_archive(tmp_path_factory.mktemp("ui_browser"))
+
+
+@pytest.fixture(scope="module")
+def served(built):
+    srv = S.Served(built["archive"])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    S.require_system(S.have_chromium(), "Debian's chromium (/usr/bin/chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=S.CHROMIUM, args=S.CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    pg = browser.new_page(viewport={"width": 900, "height": 640})
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(served.url)
+    S.wait_js(pg, "document.body.dataset.ready")
+    assert pg.evaluate("document.body.dataset.ready") == "1", errors
+    yield pg
+    pg.close()
+    assert not errors, errors
+
+
+def rows(page):
+    return page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map(tr =>
+        Object.fromEntries([...tr.querySelectorAll('td[data-col]')].map(td => [td.dataset.col, td.textContent])))""")
+
+
+def search(page, field, value):
+    before = page.evaluate("document.body.dataset.tArchive")
+    page.fill(f"#search input[name={field}]", value)
+    page.evaluate("document.body.dataset.tArchive = ''")
+    S.wait_js(page, "document.body.dataset.tArchive")
+    return before
+
+
+def open_row(page, pred):
+    idx = next(i for i, r in enumerate(rows(page)) if pred(r))
+    page.evaluate("document.getElementById('view').dataset.drawn = ''")
+    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    S.wait_js(page, "document.getElementById('view').dataset.drawn")
+    S.wait_js(page, "document.getElementById('view').dataset.tLoaded")
+    vid = S.dataset(page)["vid"]
+    return S.fetch_header(page, vid)
+
+
+def check_pixels(page, header, z, center, width, seed=0):
+    pts, hu = S.sample_points(page, header, z, seed=seed)
+    assert len(hu) >= 20
+    img = S.read_canvas(page)
+    got = img[pts[:, 1], pts[:, 0]].astype(float)
+    want = S.predicted_gray(hu, center, width)
+    assert np.abs(got - want).max() <= 3.0, (got, want)
+    return got
+
+
+def axial_ct(built):
+    return S.manifest_series(built["manifest"], modality="CT", orientation="axial")
+
+
+# ------------------------------------------------------------------ browser
+def test_search_filters_narrow_the_list(page, built):
+    m = built["manifest"]
+    everything = rows(page)
+    assert len(everything) == len(m["series"]) + 1
+    counts = page.locator("#counts").inner_text()
+    assert f"{len(everything)} series" in counts
+    search(page, "modality", "MR")
+    mr = rows(page)
+    assert 0 < len(mr) < len(everything) and {r["modality"] for r in mr} == {"MR"}
+    assert len(mr) == sum(s["modality"] == "MR" for s in m["series"])
+    page.fill("#search input[name=modality]", "")
+    p0 = m["patients"][0]
+    search(page, "patient_id", p0["patient_id"])
+    assert {r["patient_id"] for r in rows(page)} == {p0["patient_id"]}
+    search(page, "patient_id", "")
+    search(page, "description", "nosuchdescriptionatall")
+    assert rows(page) == []
+
+
+def test_patient_name_with_markup_shows_as_text(page):
+    mk = [r for r in rows(page) if r["patient_id"] == S.MARKUP_PID]
+    assert len(mk) == 1
+    assert mk[0]["patient_name"] == S.MARKUP_DISPLAY
+    assert mk[0]["study_description"] == "<script>x()</script>"
+    assert page.evaluate("document.querySelectorAll('#series-table tbody b, #series-table tbody img,"
+                         " #series-table tbody script, #series-table tbody i').length") == 0
+    open_row(page, lambda r: r["patient_id"] == S.MARKUP_PID)
+    assert page.locator("#corner-tl").inner_text().startswith(S.MARKUP_DISPLAY)
+    assert page.evaluate("document.querySelectorAll('#stage b, #stage img, #stage script').length") == 0
+
+
+def test_keyboard_navigation_opens_the_selected_series(page):
+    page.locator("#series-table tbody tr").first.click()
+    page.keyboard.press("ArrowDown")
+    sel = page.evaluate("document.querySelector('#series-table tbody tr.selected').dataset.seriesId")
+    second = page.evaluate("document.querySelectorAll('#series-table tbody tr')[1].dataset.seriesId")
+    assert sel == second
+    page.keyboard.press("Enter")
+    S.wait_js(page, "!document.getElementById('viewer').hidden && document.getElementById('view').dataset.drawn")
+    page.keyboard.press("Escape")
+    S.wait_js(page, "!document.getElementById('browser').hidden")
+
+
+def test_opening_a_series_draws_the_phantom_and_wl_drag_follows_the_window(page, built):
+    header = open_row(page, lambda r: r["series_description"] == axial_ct(built)["series_description"])
+    d = S.dataset(page)
+    z = int(d["slice"])
+    c0, w0 = float(d["wc"]), float(d["ww"])
+    check_pixels(page, header, z, c0, w0)
+    # value probe: stored and rescaled (HU) under the pointer
+    pts, hu = S.sample_points(page, header, z, n=1, seed=3)
+    box = page.locator("#view").bounding_box()
+    page.mouse.move(box["x"] + pts[0, 0] + 0.5, box["y"] + pts[0, 1] + 0.5)
+    probe = page.locator("#probe").inner_text()
+    slope, icpt = header["rescale"]["slope"], header["rescale"]["intercept"]
+    assert f"stored {int(round((hu[0] - icpt) / slope))}" in probe and f"value {int(hu[0])} HU" in probe
+    # right-drag: right = wider, down = higher level
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down(button="right")
+    page.mouse.move(cx + 80, cy + 40, steps=4)
+    page.mouse.up(button="right")
+    page.wait_for_timeout(100)
+    d = S.dataset(page)
+    c1, w1 = float(d["wc"]), float(d["ww"])
+    assert w1 > w0 and c1 > c0
+    check_pixels(page, header, z, c1, w1, seed=1)
+
+
+def test_wheel_and_keys_scroll_through_slices(page, built):
+    header = open_row(page, lambda r: r["series_description"] == axial_ct(built)["series_description"])
+    d = S.dataset(page)
+    z0, c, w = int(d["slice"]), float(d["wc"]), float(d["ww"])
+    box = page.locator("#view").bounding_box()
+    page.mouse.move(box["x"] + 20, box["y"] + 20)
+    page.mouse.wheel(0, 100)
+    S.wait_js(page, f"document.getElementById('view').dataset.drawn === '{z0 + 1}'")
+    check_pixels(page, header, z0 + 1, c, w)
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowUp")
+    S.wait_js(page, f"document.getElementById('view').dataset.drawn === '{z0 - 1}'")
+    check_pixels(page, header, z0 - 1, c, w)
+    page.keyboard.press("End")
+    S.wait_js(page, f"document.getElementById('view').dataset.drawn === '{header['shape'][0] - 1}'")
+    assert page.locator("#corner-bl").inner_text().startswith(f"Slice {header['shape'][0]} / {header['shape'][0]}")
+
+
+def test_the_marker_appears_on_the_patients_left_anterior_side(page, built):
+    header = open_row(page, lambda r: r["series_description"] == axial_ct(built)["series_description"])
+    A = np.array(header["affine_lps"])
+    nz, ny, nx = header["shape"]
+    zs = [(A @ [nx / 2, ny / 2, k, 1])[2] for k in range(nz)]
+    target = int(np.argmin(np.abs(np.array(zs) - 71.3)))          # the cube's centre (synth.phantom_hu)
+    page.locator("#stage").focus()
+    page.keyboard.press("Home")
+    for _ in range(target):
+        page.keyboard.press("ArrowDown")
+    S.wait_js(page, f"document.getElementById('view').dataset.drawn === '{target}'")
+    bone = page.evaluate("[...document.querySelectorAll('#preset option')].find(o => o.textContent.startsWith('Bone')).value")
+    page.select_option("#preset", bone)
+    page.wait_for_timeout(100)
+    img = S.read_canvas(page)
+    ys, xs = np.nonzero(img >= S.predicted_gray(np.array(1100.0), 400, 1800))   # only the 1200 HU cube
+    assert xs.size > 20
+    letters = {k: page.locator(f"#orient-{k}").inner_text() for k in ("left", "right", "top", "bottom")}
+    h, w = img.shape
+    side_x = "right" if xs.mean() > w / 2 else "left"
+    side_y = "top" if ys.mean() < h / 2 else "bottom"
+    assert "L" in letters[side_x] and "A" in letters[side_y], (letters, side_x, side_y)
+
+
+def test_open_other_shows_a_nifti_file(page):
+    import nibabel
+
+    candidates = [Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii",
+                  S.TESTS.parent.parent / "shared" / "corpus" / "nibabel_test_data" / "nifti" / "anatomical.nii"]
+    path = next((p for p in candidates if p.exists()), None)
+    if path is None:
+        pytest.skip("nibabel's test data (anatomical.nii) is not available")
+    shape = nibabel.load(str(path)).shape
+    page.evaluate("document.getElementById('view').dataset.drawn = ''")
+    page.click("#btn-other")
+    page.fill("#path-input", str(path))
+    page.click("#path-ok")
+    S.wait_js(page, "document.getElementById('view').dataset.drawn")
+    hdr = S.fetch_header(page, S.dataset(page)["vid"])
+    assert sorted(hdr["shape"]) == sorted(shape[:3])
+    assert hdr["labels"]["series_description"] == "anatomical.nii"
+    img = S.read_canvas(page)
+    assert np.ptp(img) > 50 and (img > 30).mean() > 0.05
+
+
+def test_import_shows_progress_and_new_series(page, tmp_path):
+    from pocketpacs import synth
+
+    n_before = len(rows(page))
+    synth.generate(tmp_path / "new", patients=1, studies=1, series=2, slices=12, rows=32, cols=32,
+                   junk=3, enhanced=0, seed=99)
+    page.click("#btn-import")
+    page.fill("#path-input", str(tmp_path / "new"))
+    page.click("#path-ok")
+    S.wait_js(page, "document.getElementById('import-dialog').dataset.done", timeout=60)
+    d = S.dataset(page, "#import-dialog")
+    assert int(d["filesDone"]) >= 24 and int(d["seriesAdded"]) == 2
+    text = page.locator("#import-text").inner_text()
+    assert "files/s" in text and "ETA" in text
+    report = page.locator("#import-report").inner_text()
+    # 3 junk files plus the generator's manifest.json are skipped, each with a reason
+    assert "Added 24 files" in report and "skipped 4" in report
+    assert "not_dicom" in report
+    page.click("#import-close")
+    S.wait_js(page, f"document.querySelectorAll('#series-table tbody tr').length === {n_before + 2}")
+
+
+def test_load_from_cd_usb_stores_nothing(page, built, tmp_path):
+    from pocketpacs import synth
+
+    media = tmp_path / "cdrom"
+    synth.generate(media, patients=1, studies=1, series=1, slices=10, rows=32, cols=32, junk=0,
+                   enhanced=0, seed=123)
+    before = S.archive_snapshot(built["archive"])
+    n_archive = len(rows(page))
+    home_before = set(os.listdir(os.path.expanduser("~")))
+    page.click("#btn-media")
+    page.fill("#path-input", str(media))
+    page.click("#path-ok")
+    S.wait_js(page, "!document.getElementById('media-banner').hidden")
+    assert "NOT SAVED" in page.locator("#media-banner").inner_text()
+    S.wait_js(page, "document.querySelectorAll('#series-table tbody tr').length === 1")
+    assert page.locator("#btn-import").is_disabled()
+    open_row(page, lambda r: True)
+    img = S.read_canvas(page)
+    assert np.ptp(img) > 50
+    page.click("#btn-media-close")
+    S.wait_js(page, "document.getElementById('media-banner').hidden")
+    S.wait_js(page, f"document.querySelectorAll('#series-table tbody tr').length === {n_archive}")
+    assert S.archive_snapshot(built["archive"]) == before
+    assert set(os.listdir(os.path.expanduser("~"))) == home_before

@@ -1,0 +1,210 @@
+"""Shared helpers of the UI tests: a generated archive, `pocketpacs serve`, Chromium.
+
+Import from test modules after ``sys.path.insert(0, <this folder>)``.  Nothing
+here fakes PocketPACS: the archive is real (synthetic DICOM from
+:mod:`pocketpacs.synth` imported with :func:`pocketpacs.open_archive`), the
+server is the real ``serve`` command in a child process, and the browser is
+Debian's Chromium (WebGL2 on SwiftShader).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS))
+
+from conftest import require_system  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+MARKUP_NAME = "<b>Bold</b><img src>^<script>x()</script>"
+MARKUP_DISPLAY = "<b>Bold</b><img src>, <script>x()</script>"
+MARKUP_PID = "MARKUP1"
+SYNTH = dict(patients=2, studies=1, series=2, slices=24, rows=64, cols=64, junk=2, enhanced=0,
+             seed=7)
+
+
+def have_chromium() -> bool:
+    """Whether Debian's Chromium is installed."""
+    return os.path.exists(CHROMIUM)
+
+
+def write_markup_series(folder: Path) -> None:
+    """Three small CT slices of a patient whose name and descriptions contain markup."""
+    import dicomgen
+
+    dicomgen.write_series(folder, 3, series_uid="1.2.826.0.1.3680043.99.1.1",
+                          patient_name=MARKUP_NAME, patient_id=MARKUP_PID,
+                          study_uid="1.2.826.0.1.3680043.99.1", study_desc="<script>x()</script>",
+                          series_desc="<i>series</i>", rows=16, cols=16)
+
+
+def build_archive(root: Path) -> dict:
+    """Generate synthetic DICOM plus the markup series and import them.
+
+    Returns
+    -------
+    dict
+        ``{"archive", "files", "manifest"}``.
+    """
+    import pocketpacs
+    from pocketpacs import synth
+
+    files = root / "files"
+    manifest = synth.generate(files, **SYNTH)
+    write_markup_series(root / "markup")
+    with pocketpacs.open_archive(root / "archive") as ar:
+        ar.import_folder(files)
+        ar.import_folder(root / "markup")
+    return {"archive": root / "archive", "files": files, "manifest": manifest}
+
+
+class Served:
+    """``python -m pocketpacs.ui --archive A serve`` in a child process."""
+
+    def __init__(self, archive: Path, extra_env: dict | None = None):
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pocketpacs.ui", "--archive", str(archive), "serve"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.url = None
+        end = time.monotonic() + 60
+        lines = []
+        while time.monotonic() < end:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            m = re.search(r"(http://127\.0\.0\.1:(\d+)/\?token=([A-Za-z0-9_-]+))", line)
+            if m:
+                self.url, self.port, self.token = m.group(1), int(m.group(2)), m.group(3)
+                break
+        if self.url is None:
+            self.stop()
+            raise RuntimeError("serve did not print its URL:\n" + "".join(lines))
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Stop the child (SIGINT, then kill)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_js(page, expr: str, timeout: float = 30.0):
+    """Poll a JS expression until truthy (no eval in the page: the CSP forbids it)."""
+    end = time.monotonic() + timeout
+    while True:
+        v = page.evaluate(expr)
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out waiting for {expr}")
+        time.sleep(0.05)
+
+
+def dataset(page, sel: str = "#view") -> dict:
+    """The data-* attributes of an element."""
+    return page.evaluate(f"Object.assign({{}}, document.querySelector('{sel}').dataset)")
+
+
+def read_canvas(page) -> np.ndarray:
+    """The view canvas as an (h, w) uint8 array of its red channel (top row first)."""
+    raw = page.evaluate("""() => {
+      const c = document.getElementById('view');
+      const gl = c.getContext('webgl2');
+      const px = new Uint8Array(c.width * c.height * 4);
+      gl.readPixels(0, 0, c.width, c.height, gl.RGBA, gl.UNSIGNED_BYTE, px);
+      let s = '';
+      for (let i = 0; i < px.length; i += 4) s += String.fromCharCode(px[i]);
+      return [c.width, c.height, btoa(s)];
+    }""")
+    import base64
+
+    w, h, b64 = raw
+    a = np.frombuffer(base64.b64decode(b64), dtype=np.uint8).reshape(h, w)
+    return a[::-1].copy()
+
+
+def predicted_gray(real: np.ndarray, center: float, width: float, invert: bool = False) -> np.ndarray:
+    """DICOM linear window (PS3.3 C.11.2.1.2.1) as the shader applies it, 0..255."""
+    y = np.clip((real - (center - 0.5)) / max(width - 1.0, 1e-6) + 0.5, 0.0, 1.0)
+    if invert:
+        y = 1.0 - y
+    return y * 255.0
+
+
+def sample_points(page, header: dict, z: int, n: int = 40, seed: int = 0):
+    """Canvas pixels at voxel centres whose 3x3 voxel neighbourhood has one phantom value.
+
+    Returns (canvas_xy, hu) for up to ``n`` points of slice ``z``.
+    """
+    from pocketpacs.synth import phantom_hu
+
+    d = dataset(page)
+    sx, sy, ox, oy = (float(v) for v in d["xform"].split(","))
+    _, ny, nx = header["shape"]
+    A = np.array(header["affine_lps"])
+    cc, rr = np.meshgrid(np.arange(nx), np.arange(ny))
+    pts = np.stack([cc, rr, np.full_like(cc, z), np.ones_like(cc)], -1).reshape(-1, 4) @ A.T
+    hu = phantom_hu(pts[:, :3]).reshape(ny, nx).astype(float)
+    # voxels whose 8 neighbours hold the same value: bilinear filtering cannot change them
+    ok = np.zeros_like(hu, dtype=bool)
+    core = hu[1:-1, 1:-1]
+    same = np.ones_like(core, dtype=bool)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            same &= hu[1 + dr:ny - 1 + dr, 1 + dc:nx - 1 + dc] == core
+    ok[1:-1, 1:-1] = same
+    rows, cols = np.nonzero(ok)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(rows.size, size=min(n, rows.size), replace=False)
+    r, c = rows[pick], cols[pick]
+    px = np.floor(ox + (c + 0.5) * sx).astype(int)
+    py = np.floor(oy + (r + 0.5) * sy).astype(int)
+    return np.stack([px, py], 1), hu[r, c]
+
+
+def fetch_header(page, vid: str) -> dict:
+    """A volume's header, fetched by the page (same origin, token header)."""
+    return page.evaluate("""async (vid) => {
+      const t = document.querySelector('meta[name="pocketpacs-token"]').content;
+      const r = await fetch(`/v1/volume/${vid}/header`, {headers: {'X-PocketPACS-Token': t}});
+      return r.json();
+    }""", vid)
+
+
+def archive_snapshot(path: Path) -> dict:
+    """Names, sizes and contents (sha256) of every file under *path*."""
+    import hashlib
+
+    out = {}
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(path))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def manifest_series(manifest: dict, **match) -> dict:
+    """The first manifest series whose fields equal *match*."""
+    for s in manifest["series"]:
+        if all(s.get(k) == v for k, v in match.items()):
+            return s
+    raise LookupError(match)
+
+
+__all__ = ["require_system", "json"]
