@@ -409,8 +409,11 @@ class Importer:
         self._rt = None
         single = os.path.isfile(root_s)
 
-        self.store.write(lambda t: t.put("roots", root_s.encode("utf-8", "surrogateescape"),
-                                         R.dumps({"added": time.time()})))
+        rk = root_s.encode("utf-8", "surrogateescape")
+        with self.store.read() as t:
+            known_root = t.get("roots", rk) is not None
+        if not known_root:  # (a commit costs a sync: only when new)
+            self.store.write(lambda t: t.put("roots", rk, R.dumps({"added": time.time()})))
         try:
             if use_dicomdir and not single:
                 self._dicomdir_phase(root_s, cancel)
@@ -461,7 +464,7 @@ class Importer:
                 continue
             folder, subdirs = list_folder(d)
             yield folder
-            stack.extend(reversed(subdirs))
+            stack.extend(subdirs)
 
     def _add_folder(self, folder: Folder, partial: bool = False) -> None:
         rep, prog = self._rep, self._prog
@@ -924,12 +927,12 @@ class Importer:
                     if not any(p != path and os.path.exists(p) for p in locs):
                         ctx.set_offline(k, True, raw)
             gone = gone.select(keep)
-            names = cur.names + gone.names
-            order = np.argsort(np.array(names, dtype=object), kind="stable")
-            cur = R.DirListing(names, np.concatenate([cur.size, gone.size]),
+            # present files in directory order (the rescan fast path compares
+            # it), then the missing ones
+            cur = R.DirListing(cur.names + gone.names, np.concatenate([cur.size, gone.size]),
                                np.concatenate([cur.mtime_ns, gone.mtime_ns]),
                                np.concatenate([cur.keys, gone.keys]), np.concatenate([cur.code, gone.code]),
-                               np.concatenate([cur.missing, gone.missing])).select(order)
+                               np.concatenate([cur.missing, gone.missing]))
         dk = fs.path.encode("utf-8", "surrogateescape")
         if len(cur):
             txn.put("dirs", dk, cur.encode())

@@ -25,7 +25,7 @@ class Problem:
 
 @dataclass
 class Folder:
-    """The regular files of one folder (names sorted)."""
+    """The regular files of one folder (in directory order)."""
     path: str
     names: list[str] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
@@ -50,6 +50,10 @@ def _os_problem(path: str, e: OSError, what: str = "") -> Problem:
 def list_folder(path: str) -> tuple[Folder, list[str]]:
     """List one folder: its regular files and its subfolders.
 
+    Entries come in directory order (not sorted: sorting costs more than a
+    rescan may spend; the stored listing of an unchanged folder has the
+    same order).
+
     Parameters
     ----------
     path : str
@@ -58,57 +62,53 @@ def list_folder(path: str) -> tuple[Folder, list[str]]:
     Returns
     -------
     (Folder, list of str)
-        The folder's files (sorted by name) and the paths of its subfolders.
+        The folder's files and the paths of its subfolders.
     """
     folder = Folder(path)
     subdirs: list[str] = []
-    files: list[tuple[str, int, int]] = []
+    names = folder.names
+    sizes = folder.sizes
+    mtimes = folder.mtimes
+    problems = folder.problems
+    S_ISREG = stat_mod.S_ISREG
     try:
         it = os.scandir(path)
     except OSError as e:
-        folder.problems.append(_os_problem(path, e, "folder "))
+        problems.append(_os_problem(path, e, "folder "))
         return folder, subdirs
     with it:
-        while True:
-            try:
-                e = next(it)
-            except StopIteration:
-                break
-            except OSError as exc:
-                folder.problems.append(_os_problem(path, exc, "folder "))
-                break
-            link = False
-            try:
-                if e.is_dir(follow_symlinks=False):
-                    subdirs.append(e.path)
+        try:
+            for e in it:
+                link = False
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        subdirs.append(e.path)
+                        continue
+                    link = e.is_symlink()
+                    st = e.stat()  # follows symbolic links
+                except OSError as exc:
+                    if link and isinstance(exc, FileNotFoundError):
+                        problems.append(Problem(e.path, "vanished", f"{e.path}: broken symbolic link"))
+                    else:
+                        problems.append(_os_problem(e.path, exc))
                     continue
-                link = e.is_symlink()
-                st = e.stat()  # follows symbolic links
-            except OSError as exc:
-                if link and isinstance(exc, FileNotFoundError):
-                    folder.problems.append(Problem(e.path, "vanished", f"{e.path}: broken symbolic link"))
+                if S_ISREG(st.st_mode):
+                    names.append(e.name)
+                    sizes.append(st.st_size)
+                    mtimes.append(st.st_mtime_ns)
+                elif stat_mod.S_ISDIR(st.st_mode):
+                    problems.append(Problem(e.path, "unsupported",
+                                            f"{e.path}: symbolic link to a folder (not followed)"))
                 else:
-                    folder.problems.append(_os_problem(e.path, exc))
-                continue
-            mode = st.st_mode
-            if stat_mod.S_ISREG(mode):
-                files.append((e.name, st.st_size, st.st_mtime_ns))
-            elif stat_mod.S_ISDIR(mode):
-                folder.problems.append(Problem(e.path, "unsupported",
-                                               f"{e.path}: symbolic link to a folder (not followed)"))
-            else:
-                kind = _KIND.get(stat_mod.S_IFMT(mode), "not a regular file")
-                folder.problems.append(Problem(e.path, "unsupported", f"{e.path}: {kind}, not a regular file"))
-    files.sort()
-    folder.names = [f[0] for f in files]
-    folder.sizes = [f[1] for f in files]
-    folder.mtimes = [f[2] for f in files]
-    subdirs.sort()
+                    kind = _KIND.get(stat_mod.S_IFMT(st.st_mode), "not a regular file")
+                    problems.append(Problem(e.path, "unsupported", f"{e.path}: {kind}, not a regular file"))
+        except OSError as exc:
+            problems.append(_os_problem(path, exc, "folder "))
     return folder, subdirs
 
 
 def walk(root: str, exclude: frozenset[str] = frozenset()) -> Iterator[Folder]:
-    """Yield every folder under ``root`` (depth first, sorted), ``root`` first.
+    """Yield every folder under ``root`` (depth first), ``root`` first.
 
     Parameters
     ----------
@@ -124,7 +124,7 @@ def walk(root: str, exclude: frozenset[str] = frozenset()) -> Iterator[Folder]:
             continue
         folder, subdirs = list_folder(d)
         yield folder
-        stack.extend(reversed(subdirs))
+        stack.extend(subdirs)
 
 
 def walk_stat(root: str) -> int:
