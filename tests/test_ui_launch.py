@@ -1,0 +1,108 @@
+"""The launcher: environment detection, serve fallback, Qt flags only where needed, demo."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "ui"))
+import ppui_support as S  # noqa: E402
+
+from pocketpacs.ui import launch  # noqa: E402
+
+
+def _serve_child(args, env):
+    proc = subprocess.Popen([sys.executable, "-m", "pocketpacs.ui", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        m = re.search(r"(http://127\.0\.0\.1:(\d+)/\?token=(\S+))", line)
+        if m:
+            return proc, lines, m.group(1), m.group(3)
+    proc.wait()
+    raise AssertionError("".join(lines))
+
+
+def _hello(url: str, token: str) -> dict:
+    base = url.split("/?")[0]
+    req = urllib.request.Request(base + "/v1/call/search", data=b"{}", method="POST",
+                                 headers={"Content-Type": "application/json",
+                                          "X-PocketPACS-Token": token})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+def test_without_a_display_the_app_says_so_and_serves_to_a_browser(tmp_path):
+    built = S.build_archive(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc, lines, url, token = _serve_child(["--archive", str(built["archive"])], env)
+    try:
+        text = "".join(lines)
+        assert "cannot open a window: there is no display" in text
+        assert "Serving the UI to a browser instead" in text
+        env_ = _hello(url, token)
+        assert env_["ok"] and len(env_["data"]["rows"]) == len(built["manifest"]["series"]) + 1
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with opener.open(url, timeout=30) as r:                      # token once, then the cookie
+            page = r.read().decode()
+        assert r.url.endswith("/") and 'src="/js/main.js"' in page
+        with opener.open(url.split("/?")[0] + "/css/app.css", timeout=30) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+    assert proc.returncode == 0
+
+
+def test_unreachable_display_is_reported(monkeypatch):
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":987")
+    if sys.platform.startswith("linux"):
+        assert launch.gui_problem() == "the X display :987 does not answer"
+
+
+def test_qt_flags_are_added_only_where_needed(monkeypatch):
+    for k in ("QTWEBENGINE_CHROMIUM_FLAGS", "QTWEBENGINE_DISABLE_SANDBOX", "POCKETPACS_SOFTWARE_GL"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("QTWEBENGINE_REMOTE_DEBUGGING", "9222")
+    notes = launch.configure_qt_environment(software_gl=True)
+    assert "QTWEBENGINE_REMOTE_DEBUGGING" not in os.environ
+    if not sys.platform.startswith("linux"):
+        return
+    flags = os.environ["QTWEBENGINE_CHROMIUM_FLAGS"].split()
+    assert flags == list(launch.SOFTWARE_GL_FLAGS)
+    launch.configure_qt_environment(software_gl=True)
+    assert os.environ["QTWEBENGINE_CHROMIUM_FLAGS"].split() == flags             # not duplicated
+    assert (os.environ.get("QTWEBENGINE_DISABLE_SANDBOX") == "1") == (os.geteuid() == 0)
+    assert any("remote debugging" in n for n in notes)
+    monkeypatch.delenv("QTWEBENGINE_CHROMIUM_FLAGS")
+    launch.configure_qt_environment(software_gl=False)
+    has_gpu_node = Path("/dev/dri").exists()
+    assert ("QTWEBENGINE_CHROMIUM_FLAGS" in os.environ) == (not has_gpu_node)
+
+
+@pytest.mark.slow
+def test_demo_builds_its_archive_once_and_serves_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc, lines, url, token = _serve_child(["demo", "--dir", str(tmp_path), "--serve"], env)
+    try:
+        assert any("Building the demo archive" in line for line in lines)
+        res = _hello(url, token)
+        mods = {r["modality"] for r in res["data"]["rows"]}
+        assert res["ok"] and {"CT", "MR"} <= mods
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+    built_at = (tmp_path / "demo-complete").stat().st_mtime_ns
+    assert launch.build_demo(tmp_path, progress=lambda s: None) == tmp_path / "archive"
+    assert (tmp_path / "demo-complete").stat().st_mtime_ns == built_at               # not rebuilt
