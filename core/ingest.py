@@ -30,7 +30,10 @@ the next import resumes: committed files are recognised by path.
 """
 from __future__ import annotations
 
+import gc
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +50,8 @@ from .scan import Folder, Problem, list_folder
 
 #: Files parsed and committed per transaction.
 CHUNK = 4000
+#: Commit chunks in a writer thread while the next chunk is parsed.
+PIPELINE = False
 #: Files the walk may list ahead of the parser.
 WALK_AHEAD = 100_000
 #: Seconds between progress callbacks.
@@ -194,10 +199,10 @@ class _RowValues:
     file of each new series.
     """
 
-    __slots__ = ("b", "i", "_rec", "_cache")
+    __slots__ = ("b", "i", "nums", "_rec", "_cache")
 
-    def __init__(self, b: Any, i: int):
-        self.b, self.i = b, i
+    def __init__(self, b: Any, i: int, nums: np.ndarray | None = None):
+        self.b, self.i, self.nums = b, i, nums
         self._rec: dict | None = None
         self._cache: dict[str, Any] = {}
 
@@ -216,7 +221,10 @@ class _RowValues:
         else:
             vr = _REP_VRS[kw]
             if vr in ("US", "IS", "DS"):
-                x = float(b.number(kw)[i])
+                if self.nums is not None:  # the row's numeric values, already extracted
+                    x = float(self.nums[int(T.NUM_START[T.INDEX[kw]])])
+                else:
+                    x = float(b.number(kw)[i])
                 v = None if x != x else x
             else:
                 raw = b.raw(kw, i)
@@ -398,6 +406,19 @@ class Importer:
         if not os.path.exists(root_s):
             raise FileNotFoundError(f"{root_s}: no such file or folder")
         t0 = time.perf_counter()
+        # the import allocates millions of short-lived objects and makes no
+        # reference cycles: the cyclic GC would only rescan the heap (tens of
+        # ms per full collection with numba and pydicom loaded)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(root_s, t0, progress, cancel, use_dicomdir)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _run(self, root_s: str, t0: float, progress: Callable[[ImportProgress], Any] | None, cancel: Any,
+             use_dicomdir: bool) -> ImportReport:
         rep = ImportReport(root=root_s)
         prog = ImportProgress()
         self._rep, self._prog, self._t0 = rep, prog, t0
@@ -407,6 +428,7 @@ class Importer:
         self._hint_done: dict[str, tuple[int, bytes]] = {}
         self._walked: set[str] = set()
         self._rt = None
+        self._writer: threading.Thread | None = None
         single = os.path.isfile(root_s)
 
         rk = root_s.encode("utf-8", "surrogateescape")
@@ -444,10 +466,16 @@ class Importer:
                 self._flush(CHUNK)
                 if _is_cancelled(cancel):
                     rep.cancelled = True
+            self._stop_writer()
             if not rep.cancelled and not single:
                 self._missing_folders(root_s)
         finally:
             self._end_read()
+            if self._writer is not None:
+                try:
+                    self._stop_writer()
+                except BaseException:
+                    pass
             rep.elapsed_s = time.perf_counter() - t0
             prog.phase = "done"
             self._report_progress(force=True)
@@ -588,8 +616,61 @@ class Importer:
         done_folders.extend(self._ready)
         self._ready = []
         self._end_read()
-        res = self.store.write(lambda t: self._commit(t, paths, take, batch, done_folders))
-        self._apply(res, batch)
+        if not PIPELINE:
+            res = self.store.write(lambda t: self._commit(t, paths, take, batch, done_folders))
+            self._apply(res, batch)
+            return
+        if self._writer is None:
+            self._start_writer()
+        self._jobs.put((paths, take, batch, done_folders))  # blocks while two chunks wait
+        self._drain()
+
+    # ---- the writer thread -------------------------------------------------------------
+    # Chunks are committed by one writer thread while the calling thread walks,
+    # reads and parses the next chunk (file reads and the parse kernels release
+    # the GIL).  Results come back through a queue and are applied (counts,
+    # progress callbacks) in the calling thread.
+
+    def _start_writer(self) -> None:
+        self._jobs: queue.Queue = queue.Queue(maxsize=2)
+        self._done: queue.Queue = queue.Queue()
+        self._werr: BaseException | None = None
+        self._writer = threading.Thread(target=self._writer_loop, name="pocketpacs-import-writer", daemon=True)
+        self._writer.start()
+
+    def _writer_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if self._werr is not None:
+                continue  # an earlier chunk failed: drop the rest
+            paths, take, batch, done_folders = job
+            try:
+                res = self.store.write(lambda t: self._commit(t, paths, take, batch, done_folders))
+                self._done.put((res, batch))
+            except BaseException as e:  # re-raised in the calling thread
+                self._werr = e
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                res, batch = self._done.get_nowait()
+            except queue.Empty:
+                break
+            self._apply(res, batch)
+        if self._werr is not None:
+            err, self._werr = self._werr, None
+            raise err
+
+    def _stop_writer(self) -> None:
+        """Wait for the queued chunks to be committed, then apply their results."""
+        if self._writer is None:
+            return
+        self._jobs.put(None)
+        self._writer.join()
+        self._writer = None
+        self._drain()
 
     def _apply(self, res: dict, batch: Any) -> None:
         rep, prog = self._rep, self._prog
@@ -678,18 +759,18 @@ class Importer:
                 old = st.keys[r].tobytes()
                 if old != ikeys[j] or not ok[j]:
                     self._drop_location(ctx, old, paths[j])
-        # classify: fresh (SOP unknown) or special
-        get = txn.get
+        # classify: fresh (SOP unknown, first of its UID in the chunk) or known
+        okr = np.nonzero(ok)[0]
         fresh = np.zeros(n, dtype=bool)
-        special: list[int] = []
-        seen: set[bytes] = set()
-        for i in np.nonzero(ok)[0].tolist():
-            k = sopk[i]
-            if k in seen or get("sop", k) is not None:
-                special.append(i)
-            else:
-                fresh[i] = True
-                seen.add(k)
+        if okr.size:
+            _u, first = np.unique(sop_h[okr], return_index=True)
+            fresh[okr[first]] = True  # first file of each SOP UID in the chunk
+            known = txn.found("sop", [sopk[i] for i in okr[first].tolist()])
+            if known:
+                for i in okr[first].tolist():
+                    if sopk[i] in known:
+                        fresh[i] = False
+        special = np.nonzero(ok & ~fresh)[0].tolist()
         texts = [b.text(kw) for kw in R.INSTANCE_TEXT]
         rows = np.nonzero(fresh)[0]
         if rows.size:
@@ -723,28 +804,33 @@ class Importer:
     def _index_fresh(self, ctx: Ctx, b: Any, rows: np.ndarray, paths: list[str], ikeys: list[bytes],
                      sopk: list[bytes], ser_h: np.ndarray, st_h: np.ndarray, texts: list, res: dict) -> None:
         txn = ctx.txn
+        # key order (series, SOP): sorted inserts are the cheapest for LMDB
+        sop_h = b.uid_hash("SOPInstanceUID")
+        rows = rows[np.lexsort((sop_h[rows], ser_h[rows]))]
         head = self._head_rows(b, rows)
         rl = rows.tolist()
         vals = R.encode_instances(head, [[col[i] for i in rl] for col in texts], [[paths[i]] for i in rl])
-        items = sorted(zip([ikeys[i] for i in rl], vals))
-        txn.putmulti("instances", items)
-        sk8 = K.hashes_to_keys(ser_h[rows])
-        txn.putmulti("sop", sorted(zip([sopk[i] for i in rl], sk8)))
+        txn.putmulti("instances", list(zip([ikeys[i] for i in rl], vals)))
+        by_sop = np.argsort(sop_h[rows], kind="stable")
+        sk8 = K.hashes_to_keys(ser_h[rows][by_sop])
+        txn.putmulti("sop", list(zip([sopk[i] for i in rows[by_sop].tolist()], sk8)))
         # group by series
         uniq, first, inv = np.unique(ser_h[rows], return_index=True, return_inverse=True)
         counts = np.bincount(inv, minlength=uniq.size)
         sizes = np.bincount(inv, weights=b.size[rows].astype(np.float64), minlength=uniq.size)
         for g in range(uniq.size):
-            i = int(rows[first[g]])
-            self._add_to_series(ctx, b, i, ikeys[i][:8], st_h[i], int(counts[g]), int(sizes[g]))
+            j = int(first[g])
+            i = int(rows[j])
+            self._add_to_series(ctx, b, i, ikeys[i][:8], st_h[i], int(counts[g]), int(sizes[g]),
+                                head["nums"][j])
         res["indexed"] += rows.size
 
     def _add_to_series(self, ctx: Ctx, b: Any, i: int, sek: bytes, st_hash: np.uint64, count: int,
-                       size: int) -> None:
+                       size: int, nums: np.ndarray | None = None) -> None:
         """Create or update the series/study/patient records of a group of new instances."""
         se = ctx.get("series", sek)
         if se is None:
-            rec = _RowValues(b, i)
+            rec = _RowValues(b, i, nums)
             sk = K.uid_key(int(st_hash))
             st = ctx.get("studies", sk)
             if st is None:

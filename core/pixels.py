@@ -472,7 +472,8 @@ def _preadv_into(fd: int, mv: memoryview, offset: int) -> int:
 def read_frames(paths: Sequence[str], formats: Sequence[PixelFormat], refs: np.ndarray,
                 out: np.ndarray, slopes: np.ndarray | None = None,
                 intercepts: np.ndarray | None = None, *, pool: DecoderPool | None = None,
-                chunk_frames: int | None = None) -> list[FrameError]:
+                chunk_frames: int | None = None,
+                ranges: list[tuple[float, float]] | None = None) -> list[FrameError]:
     """Read frames into the rows of a preallocated array.
 
     Parameters
@@ -492,6 +493,11 @@ def read_frames(paths: Sequence[str], formats: Sequence[PixelFormat], refs: np.n
         Worker pool for compressed data (default: :func:`decoder_pool`).
     chunk_frames : int, optional
         Frames per decode task for multi-frame compressed files.
+    ranges : list, optional
+        When given, ``(min, max)`` tuples of the values written (after the
+        rescale, before the cast to ``out.dtype``) are appended to it, so a
+        caller can check that they fit ``out.dtype`` (see
+        :func:`pocketpacs.volume.assemble_series`).
 
     Returns
     -------
@@ -510,95 +516,106 @@ def read_frames(paths: Sequence[str], formats: Sequence[PixelFormat], refs: np.n
         rescale = False
     errors: list[FrameError] = []
     flat = out.reshape(m, -1)
-    native_rows: list[int] = []
+    refs = np.asarray(refs, dtype=np.int64).reshape(m, 2)
+    native_file = {fi: formats[fi] is not None and formats[fi].route == "native"
+                   for fi in np.unique(refs[:, 0]).tolist()}
+    is_native = np.fromiter((native_file[fi] for fi in refs[:, 0].tolist()), dtype=bool, count=m)
+    native_rows = np.nonzero(is_native)[0].astype(np.int64)
     other: dict[int, list[tuple[int, int]]] = {}
-    for row in range(m):
-        fi, fr = int(refs[row, 0]), int(refs[row, 1])
-        fmt = formats[fi]
-        if fmt is not None and fmt.route == "native":
-            native_rows.append(row)
-        else:
-            other.setdefault(fi, []).append((row, fr))
-    if native_rows:
-        errors.extend(_read_native(paths, formats, refs, np.array(native_rows, dtype=np.int64),
-                                   out, flat, sl, ic, rescale, K))
+    for row in np.nonzero(~is_native)[0].tolist():
+        other.setdefault(int(refs[row, 0]), []).append((row, int(refs[row, 1])))
+    if native_rows.size:
+        errors.extend(_read_native(paths, formats, refs, native_rows, out, flat, sl, ic, rescale,
+                                   K, ranges))
     if other:
         errors.extend(_read_pydicom(paths, formats, other, out, sl, ic, rescale,
-                                    pool or decoder_pool(), chunk_frames))
+                                    pool or decoder_pool(), chunk_frames, ranges))
     return errors
 
 
-def _read_native(paths, formats, refs, rows, out, flat, sl, ic, rescale, K) -> list[FrameError]:
+def _native_key(f: PixelFormat) -> tuple:
+    return (f.bits_allocated, f.signed, f.big_endian, f.bits_stored, f.samples, f.planar,
+            f.frame_bytes)
+
+
+_O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_native(paths, formats, refs, rows, out, flat, sl, ic, rescale, K,
+                 ranges) -> list[FrameError]:
+    """Uncompressed frames: one native call per stored format (no Python per file)."""
     errors: list[FrameError] = []
-    fmt0 = formats[int(refs[rows[0], 0])]
-    stored = fmt0.stored_dtype
-    direct = (out.dtype.itemsize == stored.itemsize and not fmt0.big_endian
-              and (fmt0.samples == 1 or fmt0.planar == 0)
-              and all(formats[int(refs[r, 0])].stored_dtype == stored
-                      and not formats[int(refs[r, 0])].big_endian
-                      and (formats[int(refs[r, 0])].samples == 1
-                           or formats[int(refs[r, 0])].planar == 0) for r in rows))
-    ok = np.ones(rows.shape[0], dtype=bool)
-    if direct:
-        ok = _read_direct(paths, formats, refs, rows, flat, errors)
-        src = flat.view(stored)
-        need_fix = any(formats[int(refs[r, 0])].bits_stored < stored.itemsize * 8 for r in rows)
-        if need_fix or rescale or out.dtype != stored:
-            sel = rows[ok]
-            if sel.size == rows.size and np.all(np.diff(rows) == 1):
-                a, b = int(rows[0]), int(rows[-1]) + 1
-                K.convert_inplace(src[a:b], flat[a:b], int(fmt0.bits_stored), bool(fmt0.signed),
-                                  sl[a:b], ic[a:b], rescale, need_fix)
-            else:
-                for r in sel:
-                    f = formats[int(refs[r, 0])]
-                    K.convert_inplace(src[r:r + 1], flat[r:r + 1], int(f.bits_stored),
-                                      bool(f.signed), sl[r:r + 1], ic[r:r + 1], rescale,
-                                      f.bits_stored < stored.itemsize * 8)
-        flat[rows[~ok]] = 0
-        return errors
-    # staging route, grouped by format
-    fb = fmt0.frame_bytes
-    total = flat.nbytes
-    cap = max(fb, min(STAGING_MAX_BYTES, total // 4))
-    per = max(1, cap // max(fb, 1))
-    buf = np.empty(per * fb, dtype=np.uint8)
-    for a in range(0, rows.size, per):
-        chunk = rows[a:a + per]
-        starts = np.empty(chunk.size, dtype=np.int64)
-        good = np.ones(chunk.size, dtype=bool)
-        mvbuf = memoryview(buf)
-        for j, r in enumerate(chunk):
-            fi, fr = int(refs[r, 0]), int(refs[r, 1])
-            f = formats[fi]
-            starts[j] = j * fb
-            try:
-                fd = os.open(paths[fi], os.O_RDONLY)
-                try:
-                    got = _preadv_into(fd, mvbuf[j * fb:(j + 1) * fb], f.offset + fr * f.frame_bytes)
-                finally:
-                    os.close(fd)
-                if got < fb:
-                    raise OSError("pixel data truncated")
-            except OSError as exc:
-                good[j] = False
-                errors.append(FrameError(paths[fi], fr, _safe_msg(exc)))
-        # each run of frames with one format
-        sel = np.nonzero(good)[0]
-        if sel.size:
-            by_fmt: dict[int, list[int]] = {}
-            for j in sel:
-                by_fmt.setdefault(id(formats[int(refs[chunk[j], 0])]), []).append(int(j))
-            for js in by_fmt.values():
-                f = formats[int(refs[chunk[js[0]], 0])]
-                jj = np.array(js, dtype=np.int64)
-                dst = chunk[jj]
-                K.gather_frames(buf, starts[jj], dst, flat, f.bits_allocated // 8, bool(f.signed),
-                                bool(f.big_endian), int(f.bits_stored), int(f.samples),
-                                int(f.planar), sl[dst], ic[dst], rescale)
-        flat[chunk[~good]] = 0
+    ra = refs[rows]
+    files = ra[:, 0]
+    groups: dict[tuple, list[int]] = {}
+    keys: dict[int, tuple] = {}
+    for fi in np.unique(files).tolist():
+        keys[fi] = _native_key(formats[fi])
+    if len(set(keys.values())) == 1:
+        groups[next(iter(keys.values()))] = list(range(rows.size))
+    else:
+        for j, fi in enumerate(files.tolist()):
+            groups.setdefault(keys[fi], []).append(j)
+    uniq = np.unique(files)
+    enc = [os.fsencode(paths[int(fi)]) + b"\0" for fi in uniq]
+    lens = np.fromiter((len(e) for e in enc), dtype=np.int64, count=len(enc))
+    names = np.frombuffer(b"".join(enc), dtype=np.uint8)
+    name_off = np.zeros(len(enc), dtype=np.int64)
+    np.cumsum(lens[:-1], out=name_off[1:])
+    local = np.searchsorted(uniq, files)  # file index -> position in names
+    int_out = out.dtype.kind in "iu"
+    nthreads = max(1, K.numba_threads())
+    for key, js in groups.items():
+        jj = np.asarray(js, dtype=np.int64)
+        f = formats[int(files[jj[0]])]
+        stored = f.stored_dtype
+        nb = f.bits_allocated // 8
+        dst = rows[jj]
+        offs = np.fromiter((formats[int(fi)].offset for fi in files[jj].tolist()),
+                           dtype=np.int64, count=jj.size) + ra[jj, 1] * f.frame_bytes
+        interleaved = f.samples == 1 or f.planar == 0
+        if out.dtype.itemsize == stored.itemsize and not f.big_endian and interleaved:
+            mode = 0
+        elif not f.big_endian and interleaved:
+            mode = 1
+        else:
+            mode = 2
+        nch = min(int(jj.size), 4 * nthreads)
+        fb = f.frame_bytes if mode else 0
+        stage = np.empty((nch, fb), dtype=np.uint8)
+        stage_typed = stage.view(stored) if mode == 1 else np.empty((nch, 0), dtype=stored)
+        src_view = flat.view(stored) if mode == 0 else flat[:0].view(np.uint8)
+        s, b = sl[dst], ic[dst]
+        int_rescale = bool(rescale and int_out and np.all(s == np.round(s))
+                           and np.all(b == np.round(b)))
+        got = np.zeros(jj.size, dtype=np.int64)
+        vmin = np.full(jj.size, np.inf)
+        vmax = np.full(jj.size, -np.inf)
+        K.read_frames_native(names, name_off, local[jj], offs, dst, flat, src_view, stage,
+                             stage_typed, mode, _O_READ, nb, bool(f.signed), bool(f.big_endian),
+                             int(f.bits_stored), int(f.samples), int(f.planar),
+                             bool(f.bits_stored < nb * 8), s, b, bool(rescale), int_rescale,
+                             got, vmin, vmax)
+        bad = np.nonzero(got < f.frame_bytes)[0]
+        for j in bad.tolist():
+            fi, fr = int(files[jj[j]]), int(ra[jj[j], 1])
+            errors.append(FrameError(paths[fi], fr, _native_error(paths[fi], int(got[j]))))
+            flat[dst[j]] = 0
+            vmin[j], vmax[j] = 0.0, 0.0
+        if ranges is not None and jj.size:
+            ranges.append((float(vmin.min()), float(vmax.max())))
     _ybr_to_rgb(formats, refs, rows, out)
     return errors
+
+
+def _native_error(path: str, got: int) -> str:
+    if got >= 0:
+        return "pixel data truncated"
+    try:
+        os.close(os.open(path, _O_READ))
+    except OSError as exc:
+        return _safe_msg(exc)
+    return "file could not be opened"
 
 
 def _ybr_to_rgb(formats, refs, rows, out) -> None:
@@ -610,42 +627,8 @@ def _ybr_to_rgb(formats, refs, rows, out) -> None:
             out[r] = convert_color_space(np.asarray(out[r]), "YBR_FULL", "RGB")
 
 
-def _read_direct(paths, formats, refs, rows, flat, errors) -> np.ndarray:
-    ok = np.ones(rows.size, dtype=bool)
-    bview = flat.view(np.uint8)
-    fd_cache: dict[int, int] = {}
-    last_fi = -1
-    fd = -1
-    try:
-        for j, r in enumerate(rows):
-            fi, fr = int(refs[r, 0]), int(refs[r, 1])
-            f = formats[fi]
-            try:
-                if fi != last_fi:
-                    if fd >= 0:
-                        os.close(fd)
-                        fd = -1
-                    fd = os.open(paths[fi], os.O_RDONLY)
-                    last_fi = fi
-                got = _preadv_into(fd, memoryview(bview[r]), f.offset + fr * f.frame_bytes)
-                if got < f.frame_bytes:
-                    raise OSError("pixel data truncated")
-            except OSError as exc:
-                ok[j] = False
-                errors.append(FrameError(paths[fi], fr, _safe_msg(exc)))
-                last_fi = -1
-                if fd >= 0:
-                    os.close(fd)
-                    fd = -1
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        for v in fd_cache.values():
-            os.close(v)
-    return ok
-
-
-def _read_pydicom(paths, formats, other, out, sl, ic, rescale, pool, chunk_frames):
+def _read_pydicom(paths, formats, other, out, sl, ic, rescale, pool, chunk_frames,
+                  ranges=None):
     tasks: list[tuple[str, list[int] | None]] = []
     task_rows: list[dict[int, int]] = []
     for fi, lst in other.items():

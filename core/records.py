@@ -41,10 +41,8 @@ CONFLICT = 8       #: another file with this SOP Instance UID has different cont
 NUMERIC_KEYWORDS: tuple[str, ...] = tuple(t.keyword for t in T.TAGS if t.nvals)
 
 #: Text tags kept per instance (series/study/patient values live in their records).
-INSTANCE_TEXT: tuple[str, ...] = (
-    "SOPInstanceUID", "SOPClassUID", "TransferSyntaxUID", "ImageType",
-    "PhotometricInterpretation", "AcquisitionTime",
-)
+#: (Everything else is read from the file when asked for: ``Archive.header``.)
+INSTANCE_TEXT: tuple[str, ...] = ("SOPInstanceUID", "SOPClassUID", "TransferSyntaxUID")
 
 INST_DTYPE = np.dtype([
     ("ver", "u1"), ("flags", "u1"), ("nloc", "<u2"),
@@ -294,6 +292,14 @@ CODE = {name: i for i, name in enumerate(CODES)}
 TRANSIENT = frozenset({CODE["unreadable"], CODE["permission_denied"], CODE["vanished"]})
 
 
+def _le(a: np.ndarray, dt: str) -> bytes:
+    """Bytes of an array in a little-endian dtype (no copy when it already is)."""
+    want = np.dtype(dt)
+    if a.dtype == want or (a.dtype.kind == "b" and want.itemsize == 1):
+        return np.ascontiguousarray(a).tobytes()
+    return a.astype(want).tobytes()
+
+
 class DirListing:
     """The files of one folder as last seen by an import.
 
@@ -345,9 +351,8 @@ class DirListing:
         names = "\0".join(self.names).encode("utf-8", "surrogateescape")
         return b"".join([
             b"DL1", n.to_bytes(4, "little"), len(names).to_bytes(4, "little"), names,
-            self.size.astype("<i8").tobytes(), self.mtime_ns.astype("<i8").tobytes(),
-            np.ascontiguousarray(self.keys, dtype=np.uint8).tobytes(),
-            self.code.astype(np.int8).tobytes(), self.missing.astype(np.uint8).tobytes(),
+            _le(self.size, "<i8"), _le(self.mtime_ns, "<i8"), _le(self.keys, "u1"),
+            _le(self.code, "i1"), _le(self.missing, "u1"),
         ])
 
     @classmethod

@@ -24,6 +24,7 @@ that hits the map limit can be re-run after the map grows.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -75,6 +76,15 @@ class Txn:
     def get(self, db: str, key: bytes) -> bytes | None:
         """Value of ``key`` in ``db`` (a copy) or None."""
         return self._t.get(key, db=self._dbs[db])
+
+    def getter(self, db: str) -> Callable[[bytes], bytes | None]:
+        """A fast ``get(key)`` bound to one database (for hot loops)."""
+        return functools.partial(self._t.get, db=self._dbs[db])
+
+    def found(self, db: str, keys: list[bytes]) -> set[bytes]:
+        """The subset of ``keys`` present in ``db`` (one C call: ``getmulti``)."""
+        with self._t.cursor(db=self._dbs[db]) as c:
+            return {k for k, _v in c.getmulti(keys)}
 
     def put(self, db: str, key: bytes, value: bytes) -> None:
         """Store ``value`` under ``key``."""
@@ -417,6 +427,13 @@ class MemTxn(Txn):
 
     def get(self, db: str, key: bytes) -> bytes | None:
         return self._dbs[db].data.get(key)
+
+    def getter(self, db: str) -> Callable[[bytes], bytes | None]:
+        return self._dbs[db].data.get
+
+    def found(self, db: str, keys: list[bytes]) -> set[bytes]:
+        data = self._dbs[db].data
+        return {k for k in keys if k in data}
 
     def put(self, db: str, key: bytes, value: bytes) -> None:
         d = self._dbs[db]
