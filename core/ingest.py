@@ -778,13 +778,18 @@ class Importer:
         for i in special:
             codes[i] = self._index_known(ctx, b, i, paths, ikeys, sopk, ser_h, st_h, texts, res,
                                          relinked_from)
-        keys_arr = np.frombuffer(b"".join(ikeys), dtype=np.uint8).reshape(n, 16)
-        for j, (fs, i) in enumerate(take):
-            fs.code[i] = codes[j]
-            if codes[j] == 0:
-                fs.keys[i] = keys_arr[j]
-            else:
-                fs.keys[i] = 0
+        keys_arr = np.frombuffer(b"".join(ikeys), dtype=np.uint8).reshape(n, 16).copy()
+        keys_arr[codes != 0] = 0
+        groups: dict[int, tuple[Any, list[int], list[int]]] = {}
+        for j, (fs, i) in enumerate(take):  # rows of one folder are contiguous
+            g = groups.get(id(fs))
+            if g is None:
+                g = groups[id(fs)] = (fs, [], [])
+            g[1].append(i)
+            g[2].append(j)
+        for fs, ii, jj in groups.values():
+            fs.code[ii] = codes[jj]
+            fs.keys[ii] = keys_arr[jj]
 
     def _head_rows(self, b: Any, rows: np.ndarray) -> np.ndarray:
         head = np.zeros(rows.size, dtype=R.INST_DTYPE)
