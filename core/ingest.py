@@ -49,7 +49,7 @@ from .log import logger
 from .scan import Folder, Problem, list_folder
 
 #: Files parsed and committed per transaction.
-CHUNK = 4000
+CHUNK = 2000
 #: Commit chunks in a writer thread while the next chunk is parsed.
 PIPELINE = False
 #: Files the walk may list ahead of the parser.
@@ -295,14 +295,30 @@ class _FolderState:
         self.partial = partial
 
 
+_INDEXED_FIELDS = {
+    "patients": ("name", "patient_id", "birth_date"),
+    "studies": ("date", "modalities", "description", "series_words", "accession"),
+}
+
+
+def _snapshot(db: str, rec: dict) -> tuple:
+    """The values of a record that its index entries depend on."""
+    return tuple(tuple(v) if isinstance(v, list) else v for v in (rec.get(f) for f in _INDEXED_FIELDS[db]))
+
+
 class Ctx:
-    """Records loaded and changed within one write transaction."""
+    """Records loaded and changed within one write transaction.
+
+    Index entries are recomputed at :meth:`flush` only for records whose
+    indexed values changed (most updates only change counts).
+    """
 
     def __init__(self, txn: Any, secret: bytes):
         self.txn = txn
         self.secret = secret
         self.recs: dict[str, dict[bytes, dict | None]] = {"patients": {}, "studies": {}, "series": {}}
-        self.orig_entries: dict[tuple[str, bytes], set] = {}
+        self.orig: dict[tuple[str, bytes], tuple] = {}       # indexed values as loaded
+        self.orig_rec: dict[tuple[str, bytes], dict] = {}    # copies of those values, for old entries
         self.dirty: set[tuple[str, bytes]] = set()
 
     def get(self, db: str, key: bytes) -> dict | None:
@@ -312,13 +328,19 @@ class Ctx:
         raw = self.txn.get(db, key)
         rec = R.loads(raw) if raw is not None else None
         cache[key] = rec
-        if rec is not None and db in ("patients", "studies"):
-            self.orig_entries[(db, key)] = self._entries(db, key, rec)
+        if rec is not None and db in _INDEXED_FIELDS:
+            snap = _snapshot(db, rec)
+            self.orig[(db, key)] = snap
+            self.orig_rec[(db, key)] = dict(zip(_INDEXED_FIELDS[db], snap))
         return rec
 
     @staticmethod
     def _entries(db: str, key: bytes, rec: dict) -> set:
         return Q.patient_entries(key, rec) if db == "patients" else Q.study_entries(key, rec)
+
+    def _old_entries(self, db: str, key: bytes) -> set:
+        old = self.orig_rec.get((db, key))
+        return set() if old is None else self._entries(db, key, old)
 
     def new(self, db: str, key: bytes, rec: dict) -> dict:
         self.recs[db][key] = rec
@@ -336,17 +358,21 @@ class Ctx:
         txn = self.txn
         for db, key in sorted(self.dirty):
             rec = self.recs[db][key]
-            old = self.orig_entries.get((db, key), set())
+            indexed = db in _INDEXED_FIELDS
             if rec is None:
                 txn.delete(db, key)
-                if db in ("patients", "studies"):
-                    Q.reindex(txn, old, set())
+                if indexed:
+                    Q.reindex(txn, self._old_entries(db, key), set())
+                    self.orig.pop((db, key), None)
+                    self.orig_rec.pop((db, key), None)
                 continue
             txn.put(db, key, R.dumps(rec))
-            if db in ("patients", "studies"):
-                new = self._entries(db, key, rec)
-                Q.reindex(txn, old, new)
-                self.orig_entries[(db, key)] = new
+            if indexed:
+                snap = _snapshot(db, rec)
+                if snap != self.orig.get((db, key)):
+                    Q.reindex(txn, self._old_entries(db, key), self._entries(db, key, rec))
+                    self.orig[(db, key)] = snap
+                    self.orig_rec[(db, key)] = dict(zip(_INDEXED_FIELDS[db], snap))
         self.dirty.clear()
 
     # ---- offline bookkeeping -------------------------------------------------------
