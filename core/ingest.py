@@ -30,6 +30,7 @@ the next import resumes: committed files are recognised by path.
 """
 from __future__ import annotations
 
+import collections
 import gc
 import os
 import queue
@@ -449,7 +450,8 @@ class Importer:
         prog = ImportProgress()
         self._rep, self._prog, self._t0 = rep, prog, t0
         self._progress_cb, self._last_cb = progress, 0.0
-        self._pending: list[tuple[_FolderState, int]] = []
+        self._pending: collections.deque[tuple[_FolderState, np.ndarray]] = collections.deque()
+        self._npending = 0
         self._ready: list[_FolderState] = []
         self._hint_done: dict[str, tuple[int, bytes]] = {}
         self._walked: set[str] = set()
@@ -482,7 +484,7 @@ class Importer:
                     self._add_folder(folder)
                     # walk first (fast), so the import knows its total and ETA; very
                     # large trees start committing during the walk to bound memory
-                    while len(self._pending) >= WALK_AHEAD and not rep.cancelled:
+                    while self._npending >= WALK_AHEAD and not rep.cancelled:
                         self._flush(CHUNK)
                         if _is_cancelled(cancel):
                             rep.cancelled = True
@@ -592,10 +594,12 @@ class Importer:
                     fs.code[i] = hit[0]
                     fs.keys[i] = np.frombuffer(hit[1], dtype=np.uint8)
                     todo[i] = False
-        rows = np.nonzero(todo)[0].tolist()
-        fs.pending = len(rows)
-        self._pending.extend((fs, i) for i in rows)
-        if not rows and not (unchanged_folder and not fs.partial):
+        rows = np.nonzero(todo)[0]
+        fs.pending = int(rows.size)
+        if rows.size:
+            self._pending.append((fs, rows))
+            self._npending += int(rows.size)
+        if not rows.size and not (unchanged_folder and not fs.partial):
             self._ready.append(fs)
         self._report_progress()
 
@@ -627,18 +631,34 @@ class Importer:
     def _flush(self, n: int) -> None:
         from .headers import parse_files
 
-        take, self._pending = self._pending[:n], self._pending[n:]
-        paths = [os.path.join(fs.path, fs.names[i]) for fs, i in take]
-        batch = None
-        if take:
-            sizes = np.fromiter((fs.size[i] for fs, i in take), dtype=np.int64, count=len(take))
-            mt = np.fromiter((fs.mtime[i] for fs, i in take), dtype=np.int64, count=len(take))
-            batch = parse_files(paths, sizes=sizes, mtimes_ns=mt)
+        # take whole runs of folder rows (splitting the last one) up to n files
+        take: list[tuple[Any, np.ndarray]] = []
+        cnt = 0
+        while self._pending and cnt < n:
+            fs, rows = self._pending[0]
+            k = min(int(rows.size), n - cnt)
+            if k == rows.size:
+                self._pending.popleft()
+            else:
+                self._pending[0] = (fs, rows[k:])
+                rows = rows[:k]
+            take.append((fs, rows))
+            cnt += k
+        self._npending -= cnt
+        paths: list[str] = []
         done_folders = []
-        for fs, _i in take:
-            fs.pending -= 1
+        for fs, rows in take:
+            base = fs.path + os.sep
+            names = fs.names
+            paths.extend([base + names[i] for i in rows.tolist()])
+            fs.pending -= int(rows.size)
             if fs.pending == 0:
                 done_folders.append(fs)
+        batch = None
+        if take:
+            sizes = np.concatenate([fs.size[rows] for fs, rows in take])
+            mt = np.concatenate([fs.mtime[rows] for fs, rows in take])
+            batch = parse_files(paths, sizes=sizes, mtimes_ns=mt)
         done_folders.extend(self._ready)
         self._ready = []
         self._end_read()
@@ -729,7 +749,7 @@ class Importer:
         cb(prog)
 
     # ---- the write transaction of one chunk ---------------------------------------------
-    def _commit(self, txn: Any, paths: list[str], take: list[tuple[_FolderState, int]], batch: Any,
+    def _commit(self, txn: Any, paths: list[str], take: list[tuple[Any, np.ndarray]], batch: Any,
                 done_folders: list[_FolderState]) -> dict:
         ctx = Ctx(txn, self.secret)
         res: dict[str, Any] = {"indexed": 0, "unchanged": 0, "relinked": 0, "duplicate": 0, "missing": 0,
@@ -754,7 +774,7 @@ class Importer:
         ctx.flush()
         return res
 
-    def _index_batch(self, ctx: Ctx, b: Any, paths: list[str], take: list[tuple[_FolderState, int]],
+    def _index_batch(self, ctx: Ctx, b: Any, paths: list[str], take: list[tuple[Any, np.ndarray]],
                      res: dict, relinked_from: dict[str, set[str]]) -> None:
         txn = ctx.txn
         n = b.n
@@ -776,15 +796,17 @@ class Importer:
         ikeys = K.instance_keys(ser_h, sop_h)
         sopk = K.hashes_to_keys(sop_h)
         # old locations of changed files that pointed at another instance
-        for j, (fs, i) in enumerate(take):
+        j0 = 0
+        for fs, rows in take:
             st = fs.stored
-            if st is None:
-                continue
-            r = st.index.get(fs.names[i], -1)
-            if r >= 0 and st.code[r] == 0:
-                old = st.keys[r].tobytes()
-                if old != ikeys[j] or not ok[j]:
-                    self._drop_location(ctx, old, paths[j])
+            if st is not None:
+                for j, i in enumerate(rows.tolist(), j0):
+                    r = st.index.get(fs.names[i], -1)
+                    if r >= 0 and st.code[r] == 0:
+                        old = st.keys[r].tobytes()
+                        if old != ikeys[j] or not ok[j]:
+                            self._drop_location(ctx, old, paths[j])
+            j0 += rows.size
         # classify: fresh (SOP unknown, first of its UID in the chunk) or known
         okr = np.nonzero(ok)[0]
         fresh = np.zeros(n, dtype=bool)
@@ -806,16 +828,12 @@ class Importer:
                                          relinked_from)
         keys_arr = np.frombuffer(b"".join(ikeys), dtype=np.uint8).reshape(n, 16).copy()
         keys_arr[codes != 0] = 0
-        groups: dict[int, tuple[Any, list[int], list[int]]] = {}
-        for j, (fs, i) in enumerate(take):  # rows of one folder are contiguous
-            g = groups.get(id(fs))
-            if g is None:
-                g = groups[id(fs)] = (fs, [], [])
-            g[1].append(i)
-            g[2].append(j)
-        for fs, ii, jj in groups.values():
-            fs.code[ii] = codes[jj]
-            fs.keys[ii] = keys_arr[jj]
+        j0 = 0
+        for fs, rows in take:
+            j1 = j0 + rows.size
+            fs.code[rows] = codes[j0:j1]
+            fs.keys[rows] = keys_arr[j0:j1]
+            j0 = j1
 
     def _head_rows(self, b: Any, rows: np.ndarray) -> np.ndarray:
         head = np.zeros(rows.size, dtype=R.INST_DTYPE)
@@ -1105,7 +1123,7 @@ class Importer:
                 break
             part = refs[a:a + CHUNK]
             batch = parse_files(part)
-            take = [(_HintRow(), j) for j in range(len(part))]
+            take = [(_HintRow(), _ROW0) for _j in range(len(part))]
             res = self.store.write(lambda t: self._hint_commit(t, part, take, batch))
             for j, p in enumerate(part):
                 self._hint_done[p] = (int(take[j][0].code[0]), take[j][0].key)
@@ -1120,11 +1138,13 @@ class Importer:
         ctx = Ctx(txn, self.secret)
         res: dict[str, Any] = {"indexed": 0, "unchanged": 0, "relinked": 0, "duplicate": 0, "missing": 0,
                                "online_again": 0, "failures": [], "conflicts": []}
-        fake = [(row, 0) for row, _ in take]
         relinked_from: dict[str, set[str]] = {}
-        self._index_batch(ctx, batch, paths, fake, res, relinked_from)
+        self._index_batch(ctx, batch, paths, take, res, relinked_from)
         ctx.flush()
         return res
+
+
+_ROW0 = np.zeros(1, dtype=np.int64)
 
 
 class _HintRow:

@@ -479,3 +479,72 @@ def test_archive_permissions(tmp_path):
     for p in (tmp_path / "a" / "b").iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p.name
     assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+
+
+def test_synthetic_archive_matches_its_manifest(tmp_path):
+    from pocketpacs import synth
+
+    out = tmp_path / "synth"
+    man = synth.generate(out, patients=3, studies=1, series=2, slices=4, rows=32, cols=32, seed=5,
+                         enhanced=1, junk=6)
+    with pocketpacs.open_archive(tmp_path / "archive") as ar:
+        rep = ar.import_folder(out)
+        st = ar.stats()
+        assert st["patients"] == man["counts"]["patients"]
+        assert st["studies"] == man["counts"]["studies"]
+        assert st["series"] == man["counts"]["series"]
+        assert st["instances"] == man["counts"]["dicom_files"]
+        for s in man["series"]:
+            se = ar.get_series(s["series_instance_uid"])
+            assert se.n_instances == s["num_files"] and se.modality == s["modality"]
+            assert se.number == s["series_number"]
+            st_ = ar.study(se.study_key)
+            assert st_.uid == s["study_instance_uid"]
+            assert ar.patient(se.patient_key).patient_id == s["patient_id"]
+            inst = ar.instances(se)
+            assert [i.sop_instance_uid for i in inst] == s["sop_instance_uids"]
+            assert all(i.transfer_syntax == s["transfer_syntax_uid"] for i in inst)
+        names = {p["patient_id"]: p["patient_name"] for p in man["patients"]}
+        for p in ar.patients():
+            assert p.name == names[p.patient_id]  # charsets decoded (UTF-8, Latin-1, ISO 2022)
+        # every junk file is reported with a reason; the manifest itself is not DICOM
+        failed = {os.path.relpath(f.path, out): f.reason for f in rep.failures}
+        for j in man["junk"]:
+            assert j["path"] in failed, j
+        assert failed.pop("manifest.json") == "not_dicom"
+        assert len(failed) == len(man["junk"])
+        assert ar.search(name=man["patients"][0]["patient_name"].split("^")[0]).n_studies >= 1
+
+
+def test_representative_values_equal_the_parser_columns(corpus):
+    """The per-series values decoded from raw bytes equal HeaderBatch.text."""
+    rows = [json.loads(line) for line in (corpus / "HEADERS.jsonl").read_text().splitlines()]
+    paths = [str(corpus / r["path"]) for r in rows if not r.get("is_dicomdir")]
+    b = headers.parse_files(paths)
+    kws = ("PatientName", "PatientID", "PatientBirthDate", "StudyDescription", "SeriesDescription",
+           "Modality", "Manufacturer", "InstitutionName", "ReferringPhysicianName", "AccessionNumber",
+           "StudyDate", "BodyPartExamined", "StationName", "ProtocolName")
+    cols = {kw: b.text(kw) for kw in kws}
+    checked = 0
+    for i in range(b.n):
+        if b.status[i] < 0:
+            continue
+        rv = ingest._RowValues(b, i)
+        for kw in kws:
+            assert rv.get(kw) == cols[kw][i], (paths[i], kw)
+            checked += 1
+    assert checked > 1000
+
+
+def test_writer_thread_gives_the_same_archive(tmp_path, monkeypatch):
+    root = tmp_path / "d"
+    dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=5)
+    monkeypatch.setattr(ingest, "CHUNK", 7)
+    with pocketpacs.open_archive(tmp_path / "serial") as a:
+        a.import_folder(root)
+        want = snapshot(a)
+    monkeypatch.setattr(ingest, "PIPELINE", True)
+    with pocketpacs.open_archive(tmp_path / "pipelined") as b:
+        rep = b.import_folder(root)
+        assert rep.indexed == 40 and snapshot(b) == want
+        assert b.verify().ok
