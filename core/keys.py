@@ -31,8 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .native.hashing import hash_bytes
-
 UID_KEY_LEN = 8
 PATIENT_KEY_LEN = 16
 INSTANCE_KEY_LEN = 16
@@ -53,6 +51,8 @@ def uid_hash(uid: str) -> int:
     int
         The same value the header parser reports in ``uid_hash``.
     """
+    from .native.hashing import hash_bytes  # numba: imported on first use
+
     return hash_bytes(uid.rstrip("\0 ").encode("latin-1", "replace"))
 
 
