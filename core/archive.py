@@ -77,6 +77,8 @@ class Archive:
         self._secret = secret
         self.media = media
         self.last_import: ImportReport | None = None
+        self._cache: dict = {}          # decoded Study/Patient records for search
+        self._cache_gen: bytes | None = None
 
     # ---- basics -----------------------------------------------------------------------
     @property
@@ -370,7 +372,11 @@ class Archive:
         if unknown:
             raise TypeError(f"unknown search filter(s): {', '.join(sorted(unknown))}")
         with self._store.read() as t:
-            return Q.search(t, **filters)
+            gen = t.get("meta", b"generation")
+            if gen != self._cache_gen:  # records decoded for an older state are dropped
+                self._cache = {}
+                self._cache_gen = gen
+            return Q.search(t, **filters, cache=self._cache)
 
     # ---- maintenance ------------------------------------------------------------------------
     def remove(self, *, patient: Ref | None = None, study: Ref | None = None, series: Ref | None = None,

@@ -642,8 +642,15 @@ def _volume_plan(ft: FrameTable, idx: np.ndarray, iop: np.ndarray, nrm: np.ndarr
         else:
             nvol = int(counts.min())
     frames = np.empty((nvol, npos), dtype=np.int64)
-    for p in range(npos):
-        members = _sort_keys(ft, idx[pos_label == p])
+    if counts.max() == 1:  # one frame per position (the common case): no per-slice work
+        frames[0, pos_label] = idx
+        npos_loop = 0
+    else:
+        npos_loop = npos
+        order = np.argsort(pos_label, kind="stable")
+        bounds = np.searchsorted(pos_label[order], np.arange(npos + 1))
+    for p in range(npos_loop):
+        members = _sort_keys(ft, idx[order[bounds[p]:bounds[p + 1]]])
         if members.size > nvol:
             extra = members[nvol:]
             dropped += int(extra.size)

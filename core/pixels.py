@@ -178,25 +178,32 @@ def formats_from_batch(batch: Any) -> list[PixelFormat | None]:
                                          "PlanarConfiguration", "NumberOfFrames")}
     photo = batch.text("PhotometricInterpretation")
     ts = batch.transfer_syntax
+
+    def ints(a: np.ndarray, default: int | np.ndarray) -> list[int]:
+        ok = np.isfinite(a) & (np.abs(a) < 2 ** 62)
+        return np.where(ok, np.trunc(np.where(ok, a, 0)), default).astype(np.int64).tolist()
+
+    ba = ints(cols["BitsAllocated"], 16)
+    bs = ints(cols["BitsStored"], np.where(np.isfinite(cols["BitsAllocated"]),
+                                           cols["BitsAllocated"], 16))
+    rows, ccols = ints(cols["Rows"], 0), ints(cols["Columns"], 0)
+    smp, pr = ints(cols["SamplesPerPixel"], 1), ints(cols["PixelRepresentation"], 0)
+    pc, nf = ints(cols["PlanarConfiguration"], 0), ints(cols["NumberOfFrames"], 1)
+    native = (batch.status == 0).tolist()
+    offs, lens = batch.pixel_offset.tolist(), batch.pixel_length.tolist()
+    enc = batch.encapsulated.tolist()
+    failed = (batch.status < 0).tolist()
     out: list[PixelFormat | None] = []
     for i in range(batch.n):
-        if batch.status[i] < 0:
+        if failed[i]:
             out.append(None)
             continue
-        ba = _int(cols["BitsAllocated"][i], 16)
-        fmt = PixelFormat(
-            rows=_int(cols["Rows"][i], 0), cols=_int(cols["Columns"][i], 0),
-            samples=_int(cols["SamplesPerPixel"][i], 1), bits_allocated=ba,
-            bits_stored=_int(cols["BitsStored"][i], ba),
-            signed=_int(cols["PixelRepresentation"][i], 0) == 1,
-            photometric=(photo[i] or "MONOCHROME2").strip().upper(),
-            planar=_int(cols["PlanarConfiguration"][i], 0),
-            nframes=max(1, _int(cols["NumberOfFrames"][i], 1)),
-            transfer_syntax=(ts[i] or "1.2.840.10008.1.2").strip("\0 "),
-            offset=int(batch.pixel_offset[i]) if batch.status[i] == 0 else -1,
-            length=int(batch.pixel_length[i]),
-            encapsulated=bool(batch.encapsulated[i]))
-        out.append(fmt)
+        out.append(PixelFormat(
+            rows=rows[i], cols=ccols[i], samples=smp[i], bits_allocated=ba[i],
+            bits_stored=bs[i], signed=pr[i] == 1,
+            photometric=(photo[i] or "MONOCHROME2").strip().upper(), planar=pc[i],
+            nframes=max(1, nf[i]), transfer_syntax=(ts[i] or "1.2.840.10008.1.2").strip("\0 "),
+            offset=offs[i] if native[i] else -1, length=lens[i], encapsulated=bool(enc[i])))
     return out
 
 
@@ -249,21 +256,115 @@ def _decode_task(path: str, indices: list[int] | None) -> list[np.ndarray]:
         return [np.ascontiguousarray(a) for a in iter_pixels(ds, indices=indices)]
 
 
+def _convert_frame(arr: np.ndarray, dest: np.ndarray, rescale: bool, slope: float,
+                   intercept: float) -> tuple[float, float]:
+    """Write one decoded frame into ``dest`` (output dtype), rescaled; (min, max) written."""
+    if rescale:
+        if dest.dtype.kind in "iu" and slope == int(slope) and intercept == int(intercept):
+            v = arr.astype(np.int64)
+            if slope != 1:
+                v *= int(slope)
+            v += int(intercept)
+        else:
+            v = arr * np.float64(slope) + np.float64(intercept)
+    else:
+        v = arr
+    if v.size == 0:
+        return 0.0, 0.0
+    lo, hi = float(v.min()), float(v.max())
+    dest[...] = v
+    return lo, hi
+
+
+class _ShmCache:
+    """The worker's attachment to the parent's shared output slots."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.shm: Any = None
+
+    def buf(self, name: str) -> Any:
+        if name != self.name:
+            self.close()
+            from multiprocessing import resource_tracker, shared_memory
+
+            self.shm = shared_memory.SharedMemory(name=name)
+            try:  # the parent owns (and unlinks) the segment
+                resource_tracker.unregister(self.shm._name, "shared_memory")  # type: ignore[attr-defined]
+            except Exception:
+                pass
+            self.name = name
+        return self.shm.buf
+
+    def close(self) -> None:
+        if self.shm is not None:
+            try:
+                self.shm.close()
+            except Exception:
+                pass
+        self.shm, self.name = None, None
+
+
+def _run_items(items: list, fn: Any, conv: dict | None, shm: _ShmCache) -> list:
+    """Decode the items of one message (runs in a worker); per-item results."""
+    res: list = []
+    pos = 0  # next frame slot in the shared segment
+    view = None
+    if conv is not None and conv.get("shm"):
+        buf = shm.buf(conv["shm"])
+        fshape = tuple(conv["shape"])
+        cap = conv["slot_frames"]
+        view = np.ndarray((cap,) + fshape, dtype=np.dtype(conv["dtype"]), buffer=buf,
+                          offset=conv["slot_offset"])
+    for path, indices, params in items:
+        try:
+            frames = (fn or _decode_task)(path, indices)
+        except BaseException as exc:  # report, never die on a Python error
+            res.append(("error", f"{type(exc).__name__}: {_safe_msg(exc)}"))
+            continue
+        if conv is None:
+            res.append(("ok", frames))
+            continue
+        fshape = tuple(conv["shape"])
+        out_items = []
+        for j, arr in enumerate(frames):
+            if tuple(arr.shape) != fshape:
+                out_items.append(("shape", tuple(arr.shape)))
+                continue
+            s, b = params[j] if params is not None and j < len(params) else (1.0, 0.0)
+            if view is not None and pos < view.shape[0]:
+                lo, hi = _convert_frame(arr, view[pos], conv["rescale"], s, b)
+                out_items.append(("slot", pos, lo, hi))
+                pos += 1
+            else:
+                dest = np.empty(fshape, dtype=np.dtype(conv["dtype"]))
+                lo, hi = _convert_frame(arr, dest, conv["rescale"], s, b)
+                out_items.append(("array", dest, lo, hi))
+        res.append(("ok", out_items))
+    return res
+
+
 def _worker_main(conn: Any) -> None:
-    # workers never need numba threads; keep them light
+    # warm the decoders while the parent prepares the first message
+    try:
+        import pydicom  # noqa: F401
+        import pydicom.pixels  # noqa: F401
+    except Exception:
+        pass
+    shm = _ShmCache()
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
-            return
+            break
         if msg is None:
-            return
-        tid, path, indices, fn = msg
+            break
+        tid, items, fn, conv = msg
         try:
-            res = (fn or _decode_task)(path, indices)
-            conn.send((tid, "ok", res))
-        except BaseException as exc:  # report, never die on a Python error
+            conn.send((tid, "ok", _run_items(items, fn, conv, shm)))
+        except BaseException as exc:  # e.g. a result that cannot be pickled
             conn.send((tid, "error", f"{type(exc).__name__}: {_safe_msg(exc)}"))
+    shm.close()
 
 
 def _safe_msg(exc: BaseException) -> str:
@@ -277,7 +378,7 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
         self.proc.start()
         child.close()
-        self.task: tuple | None = None
+        self.inflight: deque = deque()  # (tid, message entry, slot, sent time), oldest first
         self.started = 0.0
 
     def kill(self) -> None:
@@ -292,6 +393,14 @@ class _Worker:
             pass
 
 
+@dataclass
+class _Msg:
+    """Queued work: items ``(task index, path, frame indices)``; ``single``: split on crash."""
+
+    items: list
+    split: bool = True
+
+
 class DecoderPool:
     """Worker processes running pydicom's decoders, with crash isolation.
 
@@ -303,9 +412,17 @@ class DecoderPool:
     Notes
     -----
     Processes are started with the ``spawn`` method (safe in a threaded
-    GUI process) on first use and kept for later calls; :meth:`close`
-    stops them (also registered with ``atexit``).
+    GUI process) on first use and kept (warm, decoders imported) for later
+    calls; :meth:`close` stops them (also registered with ``atexit``).
+    Every worker has up to :attr:`depth` messages queued so it never waits
+    for the parent between files, and a message carries several files.
+    With ``convert``, workers rescale each frame into the output dtype and
+    write it into a shared-memory slot of the parent (no pickled frames); the
+    parent only copies the slot into the output rows.
     """
+
+    #: Messages in flight per worker.
+    depth = 2
 
     def __init__(self, workers: int | None = None):
         if workers is None:
@@ -324,6 +441,11 @@ class DecoderPool:
         while len(self._workers) < n:
             self._workers.append(_Worker(self._ctx))
 
+    def start(self) -> None:
+        """Start the worker processes now (they import the decoders in the background)."""
+        with self._lock:
+            self._ensure(self.n)
+
     def close(self) -> None:
         """Stop all worker processes."""
         with self._lock:
@@ -338,103 +460,198 @@ class DecoderPool:
                     w.kill()
             self._workers = []
 
-    def run(self, tasks: Sequence[tuple[str, list[int] | None]], on_result: Any,
-            timeout_s: float = DECODE_TIMEOUT_S, decode_fn: Any = None) -> list[FrameError]:
-        """Decode tasks ``(path, frame indices or None)``.
+    def run(self, tasks: Sequence[tuple], on_result: Any,
+            timeout_s: float = DECODE_TIMEOUT_S, decode_fn: Any = None, *,
+            convert: dict | None = None, batch: int = 1) -> list[FrameError]:
+        """Decode tasks ``(path, frame indices or None[, rescale params])``.
 
         Parameters
         ----------
-        tasks : sequence of (str, list of int or None)
-            ``None`` = all frames of the file.
+        tasks : sequence of tuple
+            ``(path, indices)``; ``None`` = all frames of the file.  With
+            ``convert`` a third element gives ``(slope, intercept)`` per frame
+            (or None).
         on_result : callable
             ``on_result(task_index, frame_indices, frames)`` for every decoded
-            task (called in this thread; ``frames`` is a list of arrays).
+            task (called in this thread; ``frames`` is a list of arrays).  With
+            ``convert``: ``on_result(task_index, frame_indices, frames, ranges)``,
+            the frames already in the output dtype (views valid only during the
+            call; a frame of the wrong shape is given as None) and ``ranges`` a
+            list of ``(min, max)``.
         timeout_s : float
             Per-task limit; a worker over it is killed and the task reported.
         decode_fn : callable, optional
             A picklable module-level ``fn(path, indices) -> list of arrays``
             run instead of pydicom's decoders (other codecs, fault injection).
+        convert : dict, optional
+            ``{"dtype", "shape", "rescale"}``: output dtype, frame shape and
+            whether to apply the per-frame rescale, done in the workers.
+        batch : int
+            Tasks per message (several small files per round trip).
 
         Returns
         -------
         list of FrameError
         """
         errors: list[FrameError] = []
+        tasks = list(tasks)
+        batch = max(1, int(batch))
         with self._lock:
-            queue: deque[tuple[int, str, list[int] | None, bool]] = deque(
-                (i, p, ix, False) for i, (p, ix) in enumerate(tasks))
-            self._ensure(min(self.n, max(1, len(queue))))
-            busy: dict[int, _Worker] = {}
-            tid_next = 0
-            pending: dict[int, tuple[int, str, list[int] | None, bool]] = {}
-            while queue or busy:
-                for w in self._workers:
-                    if not queue:
-                        break
-                    if id(w) in busy:
-                        continue
-                    task = queue.popleft()
+            queue: deque[_Msg] = deque()
+            for a in range(0, len(tasks), batch):
+                queue.append(_Msg([(ti, tasks[ti][0], tasks[ti][1])
+                                   for ti in range(a, min(len(tasks), a + batch))]))
+            nw = min(self.n, max(1, len(queue)))
+            self._ensure(nw)
+            shm, slot_frames, slots_free = None, 0, deque()
+            if convert is not None:
+                shm, slot_frames, slots_free = self._slots(tasks, batch, convert, nw)
+            try:
+                self._loop(queue, tasks, on_result, timeout_s, decode_fn, convert, shm,
+                           slot_frames, slots_free, errors)
+            finally:
+                if shm is not None:
+                    shm.close()
+                    try:
+                        shm.unlink()
+                    except Exception:
+                        pass
+        return errors
+
+    def _slots(self, tasks: list, batch: int, convert: dict, nw: int) -> tuple:
+        from multiprocessing import shared_memory
+
+        per = 1
+        for t in tasks:
+            per = max(per, len(t[1]) if t[1] is not None else 1)
+        slot_frames = max(per, batch) if all(t[1] is None for t in tasks) else per * batch
+        frame_bytes = int(np.prod(convert["shape"])) * np.dtype(convert["dtype"]).itemsize
+        nslots = nw * self.depth
+        try:
+            shm = shared_memory.SharedMemory(create=True,
+                                             size=max(1, nslots * slot_frames * frame_bytes))
+        except OSError:  # no /dev/shm room: frames come back pickled
+            return None, 0, deque()
+        return shm, slot_frames, deque(range(nslots))
+
+    def _loop(self, queue, tasks, on_result, timeout_s, decode_fn, convert, shm, slot_frames,
+              slots_free, errors) -> None:
+        tid_next = 0
+        frame_bytes = 0
+        if shm is not None:
+            frame_bytes = int(np.prod(convert["shape"])) * np.dtype(convert["dtype"]).itemsize
+        while queue or any(w.inflight for w in self._workers):
+            # feed every worker up to `depth` messages
+            for w in list(self._workers):
+                while queue and len(w.inflight) < self.depth and (shm is None or slots_free):
+                    msg = queue.popleft()
+                    conv = None
+                    slot = None
+                    if convert is not None:
+                        conv = dict(convert)
+                        if shm is not None:
+                            slot = slots_free.popleft()
+                            conv.update(shm=shm.name, slot_frames=slot_frames,
+                                        slot_offset=slot * slot_frames * frame_bytes)
+                    items = [(p, ix, tasks[ti][2] if len(tasks[ti]) > 2 else None)
+                             for ti, p, ix in msg.items]
                     tid = tid_next
                     tid_next += 1
                     try:
-                        w.conn.send((tid, task[1], task[2], decode_fn))
+                        w.conn.send((tid, items, decode_fn, conv))
                     except (BrokenPipeError, OSError):
-                        queue.appendleft(task)
-                        w.kill()
-                        continue
-                    w.task = (tid,) + task
-                    w.started = time.monotonic()
-                    busy[id(w)] = w
-                    pending[tid] = task
-                if not busy:
-                    self._ensure(min(self.n, max(1, len(queue))))
+                        queue.appendleft(msg)
+                        if slot is not None:
+                            slots_free.append(slot)
+                        break
+                    if not w.inflight:
+                        w.started = time.monotonic()
+                    w.inflight.append((tid, msg, slot))
+            busy = [w for w in self._workers if w.inflight]
+            if not busy:
+                self._ensure(min(self.n, max(1, len(queue))))
+                continue
+            waitables = []
+            for w in busy:
+                waitables.extend([w.conn, w.proc.sentinel])
+            ready = mp_wait(waitables, timeout=1.0)
+            now = time.monotonic()
+            for w in busy:
+                got = None
+                if w.conn in ready:
+                    try:
+                        got = w.conn.recv()
+                    except (EOFError, OSError):
+                        got = None
+                if got is not None:
+                    tid, msg, slot = w.inflight.popleft()
+                    w.started = now
+                    _, status, payload = got
+                    if status != "ok":
+                        payload = [("error", payload)] * len(msg.items)
+                    view = None
+                    if shm is not None and slot is not None:
+                        view = np.ndarray((slot_frames,) + tuple(convert["shape"]),
+                                          dtype=np.dtype(convert["dtype"]), buffer=shm.buf,
+                                          offset=slot * slot_frames * frame_bytes)
+                    for (ti, path, idx), (st, res) in zip(msg.items, payload):
+                        if st != "ok":
+                            errors.append(FrameError(path, _frame_of(idx), res))
+                        elif convert is None:
+                            on_result(ti, idx, res)
+                        else:
+                            frames, rng = [], []
+                            for r in res:
+                                if r[0] == "slot":
+                                    frames.append(view[r[1]])
+                                    rng.append((r[2], r[3]))
+                                elif r[0] == "array":
+                                    frames.append(r[1])
+                                    rng.append((r[2], r[3]))
+                                else:
+                                    frames.append(None)
+                                    rng.append((0.0, 0.0))
+                            on_result(ti, idx, frames, rng)
+                    del view
+                    if slot is not None:
+                        slots_free.append(slot)
                     continue
-                waitables = []
-                for w in busy.values():
-                    waitables.extend([w.conn, w.proc.sentinel])
-                ready = mp_wait(waitables, timeout=1.0)
-                now = time.monotonic()
-                for w in list(busy.values()):
-                    tid, ti, path, idx, single = w.task  # type: ignore[misc]
-                    got = None
-                    if w.conn in ready:
-                        try:
-                            got = w.conn.recv()
-                        except (EOFError, OSError):
-                            got = None
-                    if got is not None:
-                        del busy[id(w)]
-                        pending.pop(tid, None)
-                        w.task = None
-                        _, status, payload = got
-                        if status == "ok":
-                            on_result(ti, idx, payload)
-                        else:
-                            errors.append(FrameError(path, _frame_of(idx), payload))
+                dead = not w.proc.is_alive() or w.proc.sentinel in ready
+                late = now - w.started > timeout_s
+                if not (dead or late):
+                    continue
+                if dead:
+                    w.proc.join(1.0)
+                code = w.proc.exitcode
+                w.kill()
+                if w in self._workers:
+                    self._workers.remove(w)
+                self.crashes += 1
+                why = ("decoder timed out" if late and not dead
+                       else f"decoder process died (exit code {code})")
+                # the oldest message was being decoded; the others never started
+                first = True
+                while w.inflight:
+                    _tid, msg, slot = w.inflight.popleft()
+                    if slot is not None:
+                        slots_free.append(slot)
+                    if not first:
+                        queue.appendleft(msg)
                         continue
-                    dead = not w.proc.is_alive() or w.proc.sentinel in ready
-                    late = now - w.started > timeout_s
-                    if dead or late:
-                        if dead:
-                            w.proc.join(1.0)
-                        code = w.proc.exitcode
-                        w.kill()
-                        del busy[id(w)]
-                        pending.pop(tid, None)
-                        if w in self._workers:
-                            self._workers.remove(w)
-                        self.crashes += 1
-                        why = ("decoder timed out" if late and not dead
-                               else f"decoder process died (exit code {code})")
-                        logger.warning("pixel decoder crashed on %s: %s", path, why)
-                        if idx is not None and len(idx) > 1:
-                            # isolate the bad frame(s)
-                            for f in idx:
-                                queue.append((ti, path, [f], True))
-                        else:
-                            errors.append(FrameError(path, _frame_of(idx), why, crashed=True))
-                        self._ensure(min(self.n, max(1, len(queue) + len(busy))))
-        return errors
+                    first = False
+                    ti, path, idx = msg.items[0]
+                    logger.warning("pixel decoder crashed on %s: %s", path
+                                   if len(msg.items) == 1 else f"one of {len(msg.items)} files",
+                                   why)
+                    if len(msg.items) > 1:  # isolate the bad file
+                        for it in msg.items:
+                            queue.append(_Msg([it]))
+                    elif idx is not None and len(idx) > 1:  # isolate the bad frame(s)
+                        for f in idx:
+                            queue.append(_Msg([(ti, path, [f])], split=False))
+                    else:
+                        errors.append(FrameError(path, _frame_of(idx), why, crashed=True))
+                self._ensure(min(self.n, max(1, len(queue))))
 
 
 def _frame_of(idx: list[int] | None) -> int:
@@ -574,7 +791,7 @@ def _read_native(paths, formats, refs, rows, out, flat, sl, ic, rescale, K,
         offs = np.fromiter((formats[int(fi)].offset for fi in files[jj].tolist()),
                            dtype=np.int64, count=jj.size) + ra[jj, 1] * f.frame_bytes
         interleaved = f.samples == 1 or f.planar == 0
-        if out.dtype.itemsize == stored.itemsize and not f.big_endian and interleaved:
+        if out.dtype == stored and not f.big_endian and interleaved:
             mode = 0
         elif not f.big_endian and interleaved:
             mode = 1
@@ -584,7 +801,7 @@ def _read_native(paths, formats, refs, rows, out, flat, sl, ic, rescale, K,
         fb = f.frame_bytes if mode else 0
         stage = np.empty((nch, fb), dtype=np.uint8)
         stage_typed = stage.view(stored) if mode == 1 else np.empty((nch, 0), dtype=stored)
-        src_view = flat.view(stored) if mode == 0 else flat[:0].view(np.uint8)
+        src_view = flat.view(np.uint8) if mode == 0 else flat[:0].view(np.uint8)
         s, b = sl[dst], ic[dst]
         int_rescale = bool(rescale and int_out and np.all(s == np.round(s))
                            and np.all(b == np.round(b)))
@@ -629,8 +846,9 @@ def _ybr_to_rgb(formats, refs, rows, out) -> None:
 
 def _read_pydicom(paths, formats, other, out, sl, ic, rescale, pool, chunk_frames,
                   ranges=None):
-    tasks: list[tuple[str, list[int] | None]] = []
-    task_rows: list[dict[int, int]] = []
+    tasks: list[tuple] = []
+    task_rows: list[dict[int, list[int]]] = []
+    nfiles = len(other)
     for fi, lst in other.items():
         frames = sorted({fr for _, fr in lst})
         f = formats[fi]
@@ -639,45 +857,53 @@ def _read_pydicom(paths, formats, other, out, sl, ic, rescale, pool, chunk_frame
         for row, fr in lst:
             rows_of.setdefault(fr, []).append(row)
         if nfr <= 1 or f is None:
-            tasks.append((paths[fi], None))
-            task_rows.append({0: rows_of.get(0, [lst[0][0]])})  # type: ignore[dict-item]
+            rws = rows_of.get(0, [lst[0][0]])
+            tasks.append((paths[fi], None, [(float(sl[rws[0]]), float(ic[rws[0]]))]))
+            task_rows.append({0: rws})
             continue
         cf = chunk_frames or max(1, min(64, -(-len(frames) // (2 * pool.n))))
         for a in range(0, len(frames), cf):
             part = frames[a:a + cf]
-            tasks.append((paths[fi], part))
-            task_rows.append({fr: rows_of[fr] for fr in part})  # type: ignore[misc]
+            tasks.append((paths[fi], part, [(float(sl[rows_of[fr][0]]), float(ic[rows_of[fr][0]]))
+                                            for fr in part]))
+            task_rows.append({fr: rows_of[fr] for fr in part})
     errors: list[FrameError] = []
+    flat_shape = tuple(out.shape[1:])
+    done = np.zeros(out.shape[0], dtype=bool)
+    lo_all, hi_all = [np.inf], [-np.inf]
 
-    def on_result(ti: int, idx: list[int] | None, arrays: list[np.ndarray]) -> None:
+    def on_result(ti: int, idx: list[int] | None, arrays: list, rng: list) -> None:
         mapping = task_rows[ti]
         keys = idx if idx is not None else [0]
         if idx is None and len(arrays) > 1:
             keys = list(range(len(arrays)))
-        for fr, arr in zip(keys, arrays):
+        for fr, arr, (lo, hi) in zip(keys, arrays, rng):
             for row in mapping.get(fr, []):
-                target = out[row]
-                if arr.shape != target.shape:
-                    errors.append(FrameError(tasks[ti][0], fr,
-                                             f"decoded shape {arr.shape} != expected "
-                                             f"{target.shape}"))
+                if arr is None:
+                    errors.append(FrameError(tasks[ti][0], fr, "decoded shape differs from the "
+                                             f"expected {flat_shape}"))
                     out[row] = 0
                     continue
-                if rescale:
-                    target[...] = arr * sl[row] + ic[row]
-                else:
-                    target[...] = arr
+                out[row] = arr
+                done[row] = True
+                lo_all[0] = min(lo_all[0], lo)
+                hi_all[0] = max(hi_all[0], hi)
 
-    errs = pool.run(tasks, on_result)
+    # a few files per message: enough messages to keep every worker busy to the end
+    batch = max(1, min(8, nfiles // (4 * pool.n))) if all(t[1] is None for t in tasks) else 1
+    errs = pool.run(tasks, on_result, convert={"dtype": out.dtype.str, "shape": flat_shape,
+                                               "rescale": bool(rescale)}, batch=batch)
     # rows whose task failed: zero them
     for e in errs:
-        for ti, (p, idx) in enumerate(tasks):
-            if p != e.path:
+        for ti, t in enumerate(tasks):
+            if t[0] != e.path:
                 continue
             for fr, rws in task_rows[ti].items():
                 if e.frame in (-1, fr):
                     for row in rws:
                         out[row] = 0
+    if ranges is not None and np.isfinite(lo_all[0]):
+        ranges.append((lo_all[0], hi_all[0]))
     return errors + errs
 
 

@@ -367,7 +367,7 @@ def search(txn: Txn, *, name: str | None = None, patient_id: str | None = None,
            birth_date: str | None = None, study_date: str | None = None,
            modality: str | Iterable[str] | None = None, description: str | None = None,
            accession: str | None = None, level: str = "study", sort: str = "-date",
-           limit: int | None = None) -> SearchResults:
+           limit: int | None = None, cache: dict | None = None) -> SearchResults:
     """Run a query inside a read transaction.
 
     Parameters
@@ -381,6 +381,9 @@ def search(txn: Txn, *, name: str | None = None, patient_id: str | None = None,
         Study date (newest first with ``-``) or patient name.
     limit : int, optional
         Keep the first ``limit`` hits after sorting.
+    cache : dict, optional
+        Decoded records by key, valid for one archive generation (the
+        caller empties it when the archive changes).
 
     Returns
     -------
@@ -435,23 +438,24 @@ def search(txn: Txn, *, name: str | None = None, patient_id: str | None = None,
         skeys: Iterable[bytes] = set.intersection(*cands)
         study_items = []
         for k in skeys:
-            raw = txn.get("studies", k)
+            raw = b"" if cache is not None and k in cache else txn.get("studies", k)
             if raw is not None:
                 study_items.append((k, raw))
     else:
         study_items = list(txn.range("studies"))
 
-    patients: dict[bytes, R.Patient] = {}
+    if cache is None:
+        cache = {}
     hits: list[Hit] = []
     for sk, raw in study_items:
-        rec = R.loads(raw)
-        pk = bytes.fromhex(rec.get("patient_key", ""))
-        p = patients.get(pk)
+        st = cache.get(sk)
+        if st is None:
+            st = cache[sk] = R.study_from(sk, R.loads(raw))
+        pk = bytes.fromhex(st.patient_key)
+        p = cache.get(pk)
         if p is None:
             praw = txn.get("patients", pk)
-            p = R.patient_from(pk, R.loads(praw)) if praw else R.Patient(key=pk.hex())
-            patients[pk] = p
-        st = R.study_from(sk, rec)
+            p = cache[pk] = R.patient_from(pk, R.loads(praw)) if praw else R.Patient(key=pk.hex())
         ser: tuple[R.Series, ...] = ()
         if level == "series":
             lst = []
@@ -481,9 +485,15 @@ def search(txn: Txn, *, name: str | None = None, patient_id: str | None = None,
 
 def sort_hits(hits: list[Hit], sort: str) -> None:
     """Sort in place: by study date/time (then name) or by patient name (then date)."""
+    folded: dict[str, str] = {}
+
+    def name(h: Hit) -> str:
+        f = folded.get(h.patient.key)
+        if f is None:
+            f = folded[h.patient.key] = fold(h.patient.name)
+        return f
+
     if sort in ("date", "-date"):
-        hits.sort(key=lambda h: (h.study.date, h.study.time, fold(h.patient.name), h.study.uid),
-                  reverse=sort == "-date")
+        hits.sort(key=lambda h: (h.study.date, h.study.time, name(h), h.study.uid), reverse=sort == "-date")
     else:
-        hits.sort(key=lambda h: (fold(h.patient.name), h.patient.key, h.study.date, h.study.uid),
-                  reverse=sort == "-name")
+        hits.sort(key=lambda h: (name(h), h.patient.key, h.study.date, h.study.uid), reverse=sort == "-name")

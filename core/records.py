@@ -245,8 +245,19 @@ _STUDY_FIELDS = _fields(Study)
 _SERIES_FIELDS = _fields(Series)
 
 
+def _tuple_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if str(f.type).startswith("tuple"))
+
+
+_TUPLES = {Patient: _tuple_fields(Patient), Study: _tuple_fields(Study), Series: _tuple_fields(Series)}
+
+
 def _build(cls: type, names: frozenset[str], key: bytes, d: dict) -> Any:
-    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+    kw = {k: v for k, v in d.items() if k in names}
+    for f in _TUPLES[cls]:
+        v = kw.get(f)
+        if v is not None:
+            kw[f] = tuple(v)
     return cls(key=key.hex(), **kw)
 
 

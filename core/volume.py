@@ -384,15 +384,15 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
     modality = batch.text("Modality")
     suid = batch.text("SeriesInstanceUID")
     sop = batch.text("SOPClassUID")
-    cols: dict[str, list[Any]] = {k: [] for k in ("file", "frame", "pos", "ori", "ps", "rows",
-                                                  "cols", "samples", "echo", "acq", "temporal",
-                                                  "inst", "th", "itype", "stack", "sl", "ic",
-                                                  "wc", "ww")}
     excluded: list[dict[str, Any]] = []
     mosaics: list[int] = []
+    # per file: -1 left out, 0 one frame from the batch columns, 1 per-frame values via pydicom
+    how = np.full(batch.n, -1, dtype=np.int8)
+    nfr = np.ones(batch.n, dtype=np.int64)
+    mf_rows: dict[int, dict[str, Any] | None] = {}
     for i in range(batch.n):
         fmt = formats[i]
-        if fmt is not None and is_mosaic(itype[i]) and fmt.nframes == 1:
+        if fmt is not None and fmt.nframes == 1 and itype[i] and is_mosaic(itype[i]):
             mosaics.append(i)
             continue
         if fmt is None:
@@ -401,61 +401,61 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
         if fmt.rows <= 0 or fmt.cols <= 0:
             excluded.append({"file": str(paths[i]), "reason": "no image pixels"})
             continue
-        if batch.status[i] == 0 and batch.pixel_offset[i] < 0 and not batch.encapsulated[i]:
+        if fmt.offset < 0 and batch.status[i] == 0 and not fmt.encapsulated:
             excluded.append({"file": str(paths[i]), "reason": "no Pixel Data"})
             continue
         n = fmt.nframes
-        mf = None
-        if n > 1 or (sop[i] or "").startswith("1.2.840.10008.5.1.4.1.1.4.1") or \
-                (sop[i] or "") in ("1.2.840.10008.5.1.4.1.1.2.1",):
-            mf = _multiframe_rows(str(paths[i]), fmt, i)
-        for f in range(n):
-            cols["file"].append(i)
-            cols["frame"].append(f)
-            cols["rows"].append(fmt.rows)
-            cols["cols"].append(fmt.cols)
-            cols["samples"].append(fmt.samples)
-            cols["itype"].append(itype[i] or "")
-            cols["acq"].append(num["AcquisitionNumber"][i])
-            cols["inst"].append(num["InstanceNumber"][i])
-            if mf is not None:
-                cols["pos"].append(mf["pos"][f])
-                cols["ori"].append(mf["ori"][f])
-                cols["ps"].append(mf["ps"][f])
-                cols["th"].append(mf["th"][f])
-                cols["sl"].append(mf["sl"][f])
-                cols["ic"].append(mf["ic"][f])
-                cols["temporal"].append(mf["temporal"][f])
-                cols["echo"].append(mf["echo"][f] if np.isfinite(mf["echo"][f])
-                                    else num["EchoNumbers"][i])
-                cols["stack"].append(mf["stack"][f])
-                cols["wc"].append(mf["wc"][f] if np.isfinite(mf["wc"][f]) else num["WindowCenter"][i])
-                cols["ww"].append(mf["ww"][f] if np.isfinite(mf["ww"][f]) else num["WindowWidth"][i])
-            else:
-                cols["pos"].append(ipp[i] if n == 1 else np.full(3, np.nan))
-                cols["ori"].append(iop[i] if n == 1 else np.full(6, np.nan))
-                cols["ps"].append(psp[i])
-                cols["th"].append(num["SliceThickness"][i])
-                cols["sl"].append(num["RescaleSlope"][i])
-                cols["ic"].append(num["RescaleIntercept"][i])
-                cols["temporal"].append(num["TemporalPositionIdentifier"][i])
-                cols["echo"].append(num["EchoNumbers"][i])
-                cols["stack"].append(None)
-                cols["wc"].append(num["WindowCenter"][i])
-                cols["ww"].append(num["WindowWidth"][i])
-    m = len(cols["file"])
+        nfr[i] = n
+        sp = sop[i] or ""
+        if n > 1 or sp.startswith("1.2.840.10008.5.1.4.1.1.4.1") or \
+                sp == "1.2.840.10008.5.1.4.1.1.2.1":
+            how[i] = 1
+            mf_rows[i] = _multiframe_rows(str(paths[i]), fmt, i)
+        else:
+            how[i] = 0
+    keep = np.nonzero(how >= 0)[0]
+    counts = nfr[keep]
+    file_col = np.repeat(keep, counts)
+    m = int(file_col.size)
+    starts = np.zeros(keep.size, dtype=np.int64)
+    if keep.size:
+        np.cumsum(counts[:-1], out=starts[1:])
+    frame_col = np.arange(m, dtype=np.int64) - np.repeat(starts, counts)
+    # the batch columns per frame (single-frame files: exactly their values)
+    one = how[file_col] == 0
+    nan3, nan6 = np.full(3, np.nan), np.full(6, np.nan)
+    pos = np.where(one[:, None], ipp[file_col], nan3) if m else np.zeros((0, 3))
+    ori = np.where(one[:, None], iop[file_col], nan6) if m else np.zeros((0, 6))
+    col = {k: v[file_col] for k, v in num.items()}
+    ps = psp[file_col]
+    stack: list[str | None] = [None] * m
+    g_rows, g_cols, g_smp = (np.array([(f.rows, f.cols, f.samples) if f is not None else (0, 0, 1)
+                                       for f in formats], dtype=np.int64).reshape(-1, 3).T)
+    for i, mf in mf_rows.items():
+        j0 = int(starts[np.searchsorted(keep, i)])
+        sel = slice(j0, j0 + int(nfr[i]))
+        if mf is None:  # unreadable per-frame data: batch values for the first frame only
+            if nfr[i] == 1:
+                pos[sel], ori[sel] = ipp[i], iop[i]
+            continue
+        pos[sel], ori[sel], ps[sel] = mf["pos"], mf["ori"], mf["ps"]
+        for key, name in (("th", "SliceThickness"), ("sl", "RescaleSlope"),
+                          ("ic", "RescaleIntercept"), ("temporal", "TemporalPositionIdentifier")):
+            col[name][sel] = mf[key]
+        for key, name in (("echo", "EchoNumbers"), ("wc", "WindowCenter"), ("ww", "WindowWidth")):
+            v = mf[key]
+            col[name][sel] = np.where(np.isfinite(v), v, num[name][i])
+        stack[sel] = mf["stack"]
+    it_list = [itype[i] or "" for i in file_col.tolist()]
     ft = G.FrameTable(
-        file=np.array(cols["file"], dtype=np.int64), frame=np.array(cols["frame"], dtype=np.int64),
-        position=np.array(cols["pos"], dtype=np.float64).reshape(m, 3),
-        orientation=np.array(cols["ori"], dtype=np.float64).reshape(m, 6),
-        pixel_spacing=np.array(cols["ps"], dtype=np.float64).reshape(m, 2),
-        rows=np.array(cols["rows"]), cols=np.array(cols["cols"]),
-        samples=np.array(cols["samples"]), echo=np.array(cols["echo"], dtype=np.float64),
-        acquisition=np.array(cols["acq"], dtype=np.float64),
-        temporal=np.array(cols["temporal"], dtype=np.float64),
-        instance=np.array(cols["inst"], dtype=np.float64),
-        slice_thickness=np.array(cols["th"], dtype=np.float64),
-        image_type=cols["itype"], stack_id=cols["stack"])
+        file=file_col, frame=frame_col, position=pos.reshape(m, 3),
+        orientation=ori.reshape(m, 6), pixel_spacing=ps.reshape(m, 2),
+        rows=g_rows[file_col], cols=g_cols[file_col], samples=g_smp[file_col],
+        echo=col["EchoNumbers"], acquisition=col["AcquisitionNumber"],
+        temporal=col["TemporalPositionIdentifier"], instance=col["InstanceNumber"],
+        slice_thickness=col["SliceThickness"], image_type=it_list, stack_id=stack)
+    cols = {"sl": col["RescaleSlope"], "ic": col["RescaleIntercept"], "wc": col["WindowCenter"],
+            "ww": col["WindowWidth"]}
     sl = np.array(cols["sl"], dtype=np.float64)
     ic = np.array(cols["ic"], dtype=np.float64)
     sl = np.where(np.isfinite(sl) & (sl != 0), sl, 1.0)
