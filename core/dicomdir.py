@@ -10,9 +10,10 @@ a ``ReferencedFileID`` that is absolute, has a drive letter or a ``..``
 component, has more than 8 components, or resolves (through symbolic
 links) outside the media root is rejected and reported; the walk never
 leaves the root either.  ISO 9660 ``;1`` suffixes and case differences are
-tolerated.  Records are read with pydicom (``dcmread`` of the directory
-record sequence: only each record's ``ReferencedFileID`` is used, so a
-DICOMDIR that pydicom's ``FileSet`` would refuse still serves as a hint).
+tolerated.  Records are read with pydicom's ``FileSet``, or, when it
+refuses the DICOMDIR, from the raw directory record sequence (only each
+record's ``ReferencedFileID`` is used), so a damaged DICOMDIR still serves
+as a hint.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class DicomdirInfo:
     referenced: int = 0
     missing: int = 0
     rejected: int = 0
+    reader: str = ""
 
     def summary(self) -> dict[str, Any]:
         """The ``dicomdir`` object of the import report."""
@@ -55,24 +57,33 @@ def find_dicomdir(root: str) -> str | None:
     return None
 
 
-def _file_ids(path: str) -> list[list[str]]:
-    """The ReferencedFileID of every record of a DICOMDIR."""
+def _file_ids(path: str) -> tuple[list[list[str]], str]:
+    """The ReferencedFileID of every record of a DICOMDIR, and how they were read.
+
+    pydicom's ``FileSet`` first; when it refuses the DICOMDIR (broken record
+    offsets, odd records), the directory record sequence is read directly.
+    """
     import pydicom
+    from pydicom.fileset import FileSet
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(path, force=True)
+        if "DirectoryRecordSequence" not in ds:
+            raise ValueError("not a DICOMDIR (no directory records)")
+        try:
+            fs = FileSet(ds)
+            return [inst.FileID.split("/") for inst in fs], "fileset"
+        except Exception:  # pydicom raises many types on odd DICOMDIRs
+            pass
         out: list[list[str]] = []
-        seq = ds.get("DirectoryRecordSequence")
-        if seq is None:
-            raise ValueError("no directory records")
-        for rec in seq:
+        for rec in ds.DirectoryRecordSequence:
             fid = rec.get("ReferencedFileID")
             if fid is None:
                 continue
             comps = [str(fid)] if isinstance(fid, str) else [str(c) for c in fid]
             out.append(comps)
-        return out
+        return out, "records"
 
 
 def _resolve_ci(root: str, comps: list[str]) -> str | None:
@@ -111,7 +122,7 @@ def read_dicomdir(root: str) -> DicomdirInfo | None:
         return None
     info = DicomdirInfo(path)
     try:
-        ids = _file_ids(path)
+        ids, info.reader = _file_ids(path)
     except Exception as e:  # pydicom raises many types on bad input
         info.problems.append(Problem(path, "malformed",
                                      f"{path}: DICOMDIR could not be read ({type(e).__name__}); "

@@ -548,3 +548,23 @@ def test_writer_thread_gives_the_same_archive(tmp_path, monkeypatch):
         rep = b.import_folder(root)
         assert rep.indexed == 40 and snapshot(b) == want
         assert b.verify().ok
+
+
+def test_dicomdir_read_with_fileset(tmp_path):
+    from pydicom import dcmread
+    from pydicom.fileset import FileSet
+
+    from pocketpacs.dicomdir import read_dicomdir
+
+    paths = dicomgen.write_series(tmp_path / "src", 3, series_uid="1.2.840.99.7", extra={"StudyID": "1"})
+    fs = FileSet()
+    for p in paths:
+        fs.add(dcmread(p))
+    fs.write(tmp_path / "cd")
+    info = read_dicomdir(str(tmp_path / "cd"))
+    assert info.reader == "fileset" and len(info.files) == 3 and info.rejected == 0
+    assert read_dicomdir(str(tmp_path / "src")) is None
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "DICOMDIR").write_bytes(b"garbage")
+    info = read_dicomdir(str(tmp_path / "bad"))
+    assert info.files == [] and info.problems and info.problems[0].reason == "malformed"
