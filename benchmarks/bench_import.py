@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
+    import pocketpacs
+
     work = Path(tempfile.mkdtemp(prefix="pp-bench-"))
     res: dict = {"cpus": os.cpu_count(), "repeat": args.repeat}
     try:
@@ -258,8 +260,6 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 gdcm_scan(bench)
                 t_gdcm.append(time.perf_counter() - t)
-            import pocketpacs
-
             with pocketpacs.open_archive(work / "a") as ar:
                 t = time.perf_counter()
                 r2 = ar.import_folder(bench)
@@ -287,8 +287,6 @@ def main(argv: list[str] | None = None) -> int:
             t_s, t_sr, t_sw = [], [], []
             for _ in range(max(1, args.repeat // 2)):
                 t_s.append(pocketpacs_import(scale, work / "s")[1])
-                import pocketpacs
-
                 with pocketpacs.open_archive(work / "s") as ar:
                     t = time.perf_counter()
                     ar.import_folder(scale)

@@ -46,8 +46,8 @@ from . import keys as K
 from . import query as Q
 from . import records as R
 from . import tags as T
-from .log import logger
-from .scan import Folder, Problem, list_folder
+from .scan import Folder, list_folder
+from .store import MemoryStore
 
 #: Files parsed and committed per transaction.
 CHUNK = 2000
@@ -604,7 +604,12 @@ class Importer:
         self._report_progress()
 
     def _listing(self, key: bytes) -> bytes | None:
-        """A stored folder listing, read in one long read transaction per walk."""
+        """A stored folder listing, read in one long read transaction per walk
+        (LMDB: a snapshot costs nothing; memory store: short reads, so that
+        other threads are not locked out during the walk)."""
+        if isinstance(self.store, MemoryStore):
+            with self.store.read() as t:
+                return t.get("dirs", key)
         if self._rt is None:
             self._rt_cm = self.store.read()
             self._rt = self._rt_cm.__enter__()
