@@ -18,8 +18,12 @@ import ppui_support as S  # noqa: E402
 from pocketpacs.ui import launch  # noqa: E402
 
 
-def _serve_child(args, env):
-    proc = subprocess.Popen([sys.executable, "-m", "pocketpacs.ui", *args], env=env,
+UI_MODULE = ["-m", "pocketpacs.ui"]
+CONSOLE = ["-c", "import sys; from pocketpacs.ui.launch import cli_main; sys.exit(cli_main())"]
+
+
+def _serve_child(args, env, entry=UI_MODULE):
+    proc = subprocess.Popen([sys.executable, *entry, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:
@@ -40,11 +44,12 @@ def _hello(url: str, token: str) -> dict:
         return json.loads(r.read())
 
 
-def test_without_a_display_the_app_says_so_and_serves_to_a_browser(tmp_path):
+@pytest.mark.parametrize("entry", [UI_MODULE, CONSOLE], ids=["python-m-ui", "console-entry"])
+def test_without_a_display_the_app_says_so_and_serves_to_a_browser(tmp_path, entry):
     built = S.build_archive(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env["PYTHONUNBUFFERED"] = "1"
-    proc, lines, url, token = _serve_child(["--archive", str(built["archive"])], env)
+    proc, lines, url, token = _serve_child(["--archive", str(built["archive"])], env, entry)
     try:
         text = "".join(lines)
         assert "cannot open a window: there is no display" in text

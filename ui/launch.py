@@ -17,7 +17,6 @@ import argparse
 import os
 import socket
 import sys
-import threading
 from pathlib import Path
 
 SOFTWARE_GL_FLAGS = ("--ignore-gpu-blocklist", "--disable-gpu-compositing")
@@ -337,3 +336,50 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return {"app": run_app, "serve": run_serve, "demo": run_demo}[args.command](args)
 
+
+
+def register_commands() -> None:
+    """Add ``app``, ``serve`` and ``demo`` to the core CLI's command registry.
+
+    The core (``pocketpacs.cli``) never imports the UI; the UI registers
+    itself with :func:`pocketpacs.cli.command` instead.  Idempotent.
+    """
+    from pocketpacs import cli
+
+    if "serve" in cli.COMMANDS:
+        return
+    cli.command("app", "open the desktop window (the default without a command)",
+                add_app_arguments)(run_app)
+    cli.command("serve", "serve the UI to a browser on 127.0.0.1 (prints a URL with a token)",
+                add_serve_arguments)(run_serve)
+    cli.command("demo", "open a demo archive of synthetic CT and MR phantoms (built on first use)",
+                add_demo_arguments)(run_demo)
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    """Console entry point: the core CLI plus the app commands; no command opens the app.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    from pocketpacs import cli
+
+    register_commands()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, rest = cli.build_parser().parse_known_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.command is None and not rest:
+        args.readonly = False
+        args.software_gl = False
+        args.selftest = None
+        return run_app(args)
+    return cli.main(argv)

@@ -189,6 +189,7 @@ class Session:
         self._thumbs: OrderedDict[str, bytes] = OrderedDict()
         self._thumb_lock = threading.Lock()
         self._labels: dict[str, dict] = {}
+        self._warmed = False
         bridge.bind({name: getattr(self, f"cmd_{name}") for name in bridge.ALLOWED})
 
     # ----------------------------------------------------------- archive
@@ -217,6 +218,35 @@ class Session:
                     except Exception:
                         pass
             self._media = self._archive = None
+
+    def start_warmup(self) -> threading.Thread:
+        """Load the readers' compiled kernels in the background (after the first search).
+
+        Reads the headers and the middle slice of the archive's first series
+        (what opening it does), so the first series the user opens does not
+        wait for imports and numba's cache.  Errors are ignored.
+
+        Returns
+        -------
+        threading.Thread
+            The (daemon) worker.
+        """
+        def work() -> None:
+            try:
+                from .sources import DicomSeriesSource
+
+                res = self.archive.search(level="series", limit=1)
+                for h in res.hits:
+                    for s in h.series[:1]:
+                        paths = [os.fspath(p) for p in self.archive.series_files(s.key, check=False)]
+                        if paths:
+                            DicomSeriesSource(paths[:3]).close()
+            except Exception as exc:
+                log.info("warm-up skipped: %s", type(exc).__name__)
+
+        t = threading.Thread(target=work, name="pocketpacs-warmup", daemon=True)
+        t.start()
+        return t
 
     # ----------------------------------------------------------- server hooks
     def call(self, name: str, args: Any) -> dict:
@@ -301,7 +331,10 @@ class Session:
         # the window is in real units; apply it to stored values
         c = (w["center"] - hdr.intercept) / hdr.slope
         wd = w["width"] / abs(hdr.slope)
-        out = window(np.ascontiguousarray(img), c, wd, hdr.invert)
+        from .sources import NATIVE_LOCK
+
+        with NATIVE_LOCK:
+            out = window(np.ascontiguousarray(img), c, wd, hdr.invert)
         return shrink(out, THUMB_SIZE)
 
     # ----------------------------------------------------------- commands
@@ -345,6 +378,9 @@ class Session:
                     "birth_date": row["birth_date"], "study_description": st.description,
                     "study_date": row["study_date"], "series_description": s.description,
                     "modality": s.modality}
+        if not self._warmed:          # after the first list is on its way, not before
+            self._warmed = True
+            self.start_warmup()
         truncated = len(rows) > a["limit"]
         rows = rows[:a["limit"]]
         counts = {"patients": res.n_patients,

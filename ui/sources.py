@@ -16,12 +16,18 @@ values with an identity rescale.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Sequence
 
 import numpy as np
 
 from . import protocol as P
 from .volumes import ArraySource
+
+#: Serialises the core's native readers across the UI's threads (volume jobs,
+#: thumbnails, warm-up): numba's default threading layer does not support
+#: parallel kernels launched from several threads at once.
+NATIVE_LOCK = threading.RLock()
 
 #: Units of rescaled values by modality.
 UNITS = {"CT": "HU"}
@@ -90,7 +96,8 @@ class DicomSeriesSource:
         from pocketpacs.headers import parse_files
 
         self.paths = [os.fspath(p) for p in paths]
-        batch = parse_files(self.paths)
+        with NATIVE_LOCK:
+            batch = parse_files(self.paths)
         fr = V.frames_from_batch(self.paths, batch)
         plans, _report = G.plan_series(fr.ft, paths=self.paths)
         if not plans:
@@ -101,7 +108,8 @@ class DicomSeriesSource:
         simple = (plan.frames.shape[0] == 1 and plan.samples == 1 and plan.in_plane_shift is None
                   and plan.z_target is None)
         if not simple:
-            vol = V.assemble_series(self.paths, batch=batch).volumes[0]
+            with NATIVE_LOCK:
+                vol = V.assemble_series(self.paths, batch=batch).volumes[0]
             self._whole = ArraySource(*header_for_volume(vol, labels))
             return
         rows_idx = plan.frames.reshape(-1)
@@ -152,7 +160,8 @@ class DicomSeriesSource:
         out = np.empty((z1 - z0,) + self._shape[1:], dtype=self._read_dtype)
         sl = None if self._sl is None else self._sl[z0:z1]
         ic = None if self._ic is None else self._ic[z0:z1]
-        read_frames(self.paths, self._fr.formats, self._refs[z0:z1], out, sl, ic)
+        with NATIVE_LOCK:
+            read_frames(self.paths, self._fr.formats, self._refs[z0:z1], out, sl, ic)
         return out if out.dtype == self._wire_dtype else out.astype(self._wire_dtype)
 
     def header(self) -> P.VolumeHeader:
@@ -205,7 +214,8 @@ class ImageFileSource(ArraySource):
     def __init__(self, path: str):
         from pocketpacs import openother
 
-        vol = openother.open_other(path)[0]
+        with NATIVE_LOCK:
+            vol = openother.open_other(path)[0]
         name = os.path.basename(path)
         hdr, arr = header_for_volume(vol, {"series_description": name})
         super().__init__(hdr, arr)
