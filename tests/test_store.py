@@ -199,3 +199,22 @@ def test_secret_is_stable_and_private(tmp_path):
     # anonymous patients are never merged
     assert K.patient_key(a, "", "", "", "1.2.3") != K.patient_key(a, "", "", "", "1.2.4")
     assert K.is_anonymous("", "^^") and not K.is_anonymous("X", "")
+
+
+def test_reader_sees_data_after_another_process_grows_the_map(tmp_path):
+    path = tmp_path / "ar"
+    S.LmdbStore(path, map_size=256 * 1024).close()
+    with S.LmdbStore(path, readonly=True) as ro:
+        with ro.read() as t:
+            assert t.count("instances") == 0
+        code = textwrap.dedent(f"""
+            from pocketpacs.store import LmdbStore
+            st = LmdbStore({str(path)!r}, map_size=256 * 1024)
+            st.write(lambda t: [t.put("instances", i.to_bytes(16, "big"), b"v" * 200) for i in range(20000)])
+            print(st.info()["map_size"])
+        """)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert int(out.stdout) > 256 * 1024
+        with ro.read() as t:
+            assert t.count("instances") == 20000
+            assert t.get("instances", (19999).to_bytes(16, "big")) == b"v" * 200
