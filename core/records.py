@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import sys
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,6 +305,9 @@ CODE = {name: i for i, name in enumerate(CODES)}
 TRANSIENT = frozenset({CODE["unreadable"], CODE["permission_denied"], CODE["vanished"]})
 
 
+_LITTLE = sys.byteorder == "little" and array("q").itemsize == 8
+
+
 def _le(a: np.ndarray, dt: str) -> bytes:
     """Bytes of an array in a little-endian dtype (no copy when it already is)."""
     want = np.dtype(dt)
@@ -398,12 +403,13 @@ class DirListing:
         if raw[p:p + ln] != "\0".join(names).encode("utf-8", "surrogateescape"):
             return False
         p += ln
-        if list(struct.unpack_from(f"<{n}q", raw, p)) != sizes:
+        if _LITTLE:
+            if raw[p:p + 16 * n] != array("q", sizes).tobytes() + array("q", mtimes).tobytes():
+                return False
+        elif (list(struct.unpack_from(f"<{n}q", raw, p)) != sizes
+              or list(struct.unpack_from(f"<{n}q", raw, p + 8 * n)) != mtimes):
             return False
-        p += 8 * n
-        if list(struct.unpack_from(f"<{n}q", raw, p)) != mtimes:
-            return False
-        p += 24 * n
+        p += 32 * n
         tail = raw[p:p + 2 * n]
         return len(tail) == 2 * n and tail.count(0) == 2 * n
 

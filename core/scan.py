@@ -76,26 +76,26 @@ def list_folder(path: str) -> tuple[Folder, list[str]]:
     except OSError as e:
         problems.append(_os_problem(path, e, "folder "))
         return folder, subdirs
+    add_dir = subdirs.append
+    add_name, add_size, add_mtime = names.append, sizes.append, mtimes.append
     with it:
         try:
             for e in it:
-                link = False
                 try:
                     if e.is_dir(follow_symlinks=False):
-                        subdirs.append(e.path)
+                        add_dir(e.path)
                         continue
-                    link = e.is_symlink()
                     st = e.stat()  # follows symbolic links
                 except OSError as exc:
-                    if link and isinstance(exc, FileNotFoundError):
+                    if isinstance(exc, FileNotFoundError) and e.is_symlink():
                         problems.append(Problem(e.path, "vanished", f"{e.path}: broken symbolic link"))
                     else:
                         problems.append(_os_problem(e.path, exc))
                     continue
                 if S_ISREG(st.st_mode):
-                    names.append(e.name)
-                    sizes.append(st.st_size)
-                    mtimes.append(st.st_mtime_ns)
+                    add_name(e.name)
+                    add_size(st.st_size)
+                    add_mtime(st.st_mtime_ns)
                 elif stat_mod.S_ISDIR(st.st_mode):
                     problems.append(Problem(e.path, "unsupported",
                                             f"{e.path}: symbolic link to a folder (not followed)"))
