@@ -130,11 +130,10 @@ class _ProgressBar:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._p = Progress(TextColumn("{task.description}"), BarColumn(),
-                               TextColumn("{task.completed:,.0f}/{task.total:,.0f} files"),
-                               TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                               console=Console(stderr=True), transient=True)
+                               TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[rate]}"),
+                               TimeRemainingColumn(), console=Console(stderr=True), transient=True)
             self._p.start()
-            self._task = self._p.add_task(self.what, total=None, rate="")
+            self._task = self._p.add_task(self.what, total=None, counts="", rate="")
         return self
 
     def __call__(self, prog: Any) -> None:
@@ -144,7 +143,7 @@ class _ProgressBar:
         self._p.update(self._task, completed=prog.done, total=total,
                        description=f"{self.what} ({'walking' if prog.total is None else 'indexing'}, "
                                    f"{prog.failed} failed)",
-                       rate=f"{prog.files_per_s:,.0f} files/s")
+                       counts=f"{prog.done:,}/{total:,} files", rate=f"{prog.files_per_s:,.0f} files/s")
 
     def __exit__(self, *exc: object) -> None:
         if self._p is not None:

@@ -152,3 +152,13 @@ def test_console_script_runs(tmp_path):
     res = subprocess.run([sys.executable, "-m", "pocketpacs", "--archive", str(tmp_path / "a"), "stats", "--json"],
                          capture_output=True, text=True)
     assert res.returncode == 4 and "no archive" in res.stderr
+
+
+def test_progress_bar_on_a_terminal(tmp_path, data, capsys, monkeypatch):
+    root, n = data
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    from pocketpacs import ingest
+
+    monkeypatch.setattr(ingest, "PROGRESS_EVERY", 0.0)
+    rc, out, err = run(capsys, "--archive", tmp_path / "ar", "import", root)
+    assert rc == 0 and f"{n} files" in out
