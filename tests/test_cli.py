@@ -161,4 +161,4 @@ def test_progress_bar_on_a_terminal(tmp_path, data, capsys, monkeypatch):
 
     monkeypatch.setattr(ingest, "PROGRESS_EVERY", 0.0)
     rc, out, err = run(capsys, "--archive", tmp_path / "ar", "import", root)
-    assert rc == 0 and f"{n} files" in out
+    assert rc == 0 and f"{n} files" in out and "files/s" in err
