@@ -131,7 +131,8 @@ class _ProgressBar:
 
             self._p = Progress(TextColumn("{task.description}"), BarColumn(),
                                TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[rate]}"),
-                               TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+                               TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                               redirect_stdout=False, redirect_stderr=False)
             self._p.start()
             self._task = self._p.add_task(self.what, total=None, counts="", rate="")
         return self
