@@ -52,8 +52,6 @@ NATIVE_SYNTAXES = {
 _NATIVE_PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR", "YBR_FULL"}
 #: A decode task that takes longer than this is killed and reported.
 DECODE_TIMEOUT_S = 300.0
-#: Staging buffer cap for the native route (bytes).
-STAGING_MAX_BYTES = 64 << 20
 
 
 class PixelError(PocketPacsError):
@@ -286,13 +284,11 @@ class _ShmCache:
     def buf(self, name: str) -> Any:
         if name != self.name:
             self.close()
-            from multiprocessing import resource_tracker, shared_memory
+            from multiprocessing import shared_memory
 
+            # spawned workers share the parent's resource tracker, which already
+            # knows the segment: the parent unlinks it
             self.shm = shared_memory.SharedMemory(name=name)
-            try:  # the parent owns (and unlinks) the segment
-                resource_tracker.unregister(self.shm._name, "shared_memory")  # type: ignore[attr-defined]
-            except Exception:
-                pass
             self.name = name
         return self.shm.buf
 
@@ -797,8 +793,12 @@ def _read_native(paths, formats, refs, rows, out, flat, sl, ic, rescale, K,
             mode = 1
         else:
             mode = 2
-        nch = min(int(jj.size), 4 * nthreads)
         fb = f.frame_bytes if mode else 0
+        # chunks of rows (one scratch frame each): enough to balance the threads, and
+        # the scratch at most 1/16 of the output (peak memory)
+        nch = min(int(jj.size), 4 * nthreads)
+        if fb:
+            nch = max(1, min(nch, flat.nbytes // (16 * fb)))
         stage = np.empty((nch, fb), dtype=np.uint8)
         stage_typed = stage.view(stored) if mode == 1 else np.empty((nch, 0), dtype=stored)
         src_view = flat.view(np.uint8) if mode == 0 else flat[:0].view(np.uint8)

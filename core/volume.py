@@ -187,9 +187,12 @@ class SeriesVolumes:
 def histogram_window(arr: np.ndarray, max_samples: int = 1 << 16) -> WindowPreset:
     """Window from the 0.5-99.5 percentiles of (a subsample of) the values."""
     flat = arr.reshape(-1)
+    # a small sample of a small array too (peak memory while loading)
+    max_samples = min(max_samples, max(1024, flat.size // 256))
     step = max(1, flat.size // max_samples)
-    sub = flat[::step].astype(np.float64)
-    sub = sub[np.isfinite(sub)]
+    sub = flat[::step]
+    if sub.dtype.kind == "f":
+        sub = sub[np.isfinite(sub)]
     if sub.size == 0:
         return WindowPreset("auto", 0.0, 1.0, "histogram")
     lo, hi = np.percentile(sub, HISTOGRAM_PERCENTILES)
@@ -511,6 +514,51 @@ def choose_dtype(formats: Sequence[PixelFormat], slopes: np.ndarray, intercepts:
     return np.dtype(np.float32), True
 
 
+def _fits(dt: np.dtype, lo: float, hi: float) -> bool:
+    if dt.kind == "f":
+        return True
+    info = np.iinfo(dt)
+    return lo >= info.min and hi <= info.max
+
+
+def read_stack(paths: list[str], formats: Sequence[PixelFormat | None], refs: np.ndarray,
+               shape: tuple[int, ...], fmts: Sequence[PixelFormat], sl: np.ndarray,
+               ic: np.ndarray, rescale: bool, pool: DecoderPool | None
+               ) -> tuple[np.ndarray, bool, list[FrameError]]:
+    """Read a stack's frames into a new array of the smallest exact dtype.
+
+    :func:`choose_dtype` sizes the dtype from the range the stored bits can
+    produce; when that calls for 32 bits but the rescale is exact, the frames
+    are first read into int16 while the kernels record the actual value range
+    (free: computed in the gather loop).  Only if the values do not fit are
+    they read again into the smallest dtype that holds them.
+
+    Returns
+    -------
+    array, rescale applied, frame errors
+    """
+    dtype, applied = choose_dtype(fmts, sl, ic, rescale)
+    first = dtype
+    if applied and dtype.kind in "iu" and dtype.itemsize > 2:
+        first = np.dtype(np.int16)
+    out = np.empty(shape, dtype=first)
+    ranges: list[tuple[float, float]] = []
+    errors = read_frames(paths, formats, refs, out,  # type: ignore[arg-type]
+                         sl if applied else None, ic if applied else None, pool=pool,
+                         ranges=ranges)
+    if first != dtype:
+        lo = min((r[0] for r in ranges), default=0.0)
+        hi = max((r[1] for r in ranges), default=0.0)
+        if not _fits(first, lo, hi):
+            dt = next(d for d in map(np.dtype, (np.int16, np.uint16, np.int32, np.uint32,
+                                                 np.float32)) if _fits(d, lo, hi))
+            del out
+            out = np.empty(shape, dtype=dt)
+            errors = read_frames(paths, formats, refs, out,  # type: ignore[arg-type]
+                                 sl, ic, pool=pool)
+    return out, applied, errors
+
+
 # --------------------------------------------------------------------------
 # Assembly
 # --------------------------------------------------------------------------
@@ -586,15 +634,13 @@ def _build(plan: G.StackPlan, fr: _Frames, paths: list[str], rescale: bool,
     files = fr.ft.file[rows_idx]
     fmts = [fr.formats[int(f)] for f in np.unique(files)]
     sl, ic = fr.slope[rows_idx], fr.intercept[rows_idx]
-    dtype, applied = choose_dtype(fmts, sl, ic, rescale)  # type: ignore[arg-type]
     t, k = plan.frames.shape
     shape: tuple[int, ...] = (t * k, plan.rows, plan.cols)
     if plan.samples > 1:
         shape += (plan.samples,)
-    out = np.empty(shape, dtype=dtype)
     refs = np.stack([files, fr.ft.frame[rows_idx]], axis=1)
-    errors = read_frames(paths, fr.formats, refs, out,  # type: ignore[arg-type]
-                         sl if applied else None, ic if applied else None, pool=pool)
+    out, applied, errors = read_stack(paths, fr.formats, refs, shape, fmts,  # type: ignore[arg-type]
+                                      sl, ic, rescale, pool)
     arr = out.reshape(((t,) if t > 1 else ()) + (k,) + shape[1:])
     if plan.in_plane_shift is not None:
         fill = float(arr.min()) if arr.size else 0.0
@@ -659,22 +705,36 @@ def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,
     ic = b.number("RescaleIntercept")[idx]
     sl = np.where(np.isfinite(sl) & (sl != 0), sl, 1.0)
     ic = np.where(np.isfinite(ic), ic, 0.0)
-    dtype, applied = choose_dtype([fr.formats[i] for i in idx], sl, ic, rescale)  # type: ignore[misc]
-    mos = np.empty((len(idx), fmt.rows, fmt.cols), dtype=dtype)
-    refs = np.stack([np.array(idx, dtype=np.int64), np.zeros(len(idx), dtype=np.int64)], axis=1)
-    errors = read_frames(paths, fr.formats, refs, mos,  # type: ignore[arg-type]
-                         sl if applied else None, ic if applied else None, pool=pool)
     t = len(idx)
-    arr = np.empty((t, nsl, rows, cols), dtype=dtype)
-    for k in range(nsl):
-        r0, c0 = (k // md) * rows, (k % md) * cols
-        arr[:, k] = mos[:, r0:r0 + rows, c0:c0 + cols]
-    del mos
+    fmts_m = [fr.formats[i] for i in idx]
+    refs_all = np.stack([np.array(idx, dtype=np.int64), np.zeros(t, dtype=np.int64)], axis=1)
+    # one mosaic at a time into the tiled-apart array: peak = the array + one mosaic
+    arr = None
+    errors: list[FrameError] = []
+    applied = False
+    for v in range(t):
+        one, applied, errs = read_stack(paths, fr.formats, refs_all[v:v + 1],  # type: ignore[arg-type]
+                                        (1, fmt.rows, fmt.cols), fmts_m, sl[v:v + 1],
+                                        ic[v:v + 1], rescale, pool)
+        errors.extend(errs)
+        if arr is None or np.result_type(arr.dtype, one.dtype) != arr.dtype:
+            dt = one.dtype if arr is None else np.result_type(arr.dtype, one.dtype)
+            new_arr = np.empty((t, nsl, rows, cols), dtype=dt)
+            if arr is not None:
+                new_arr[:v] = arr[:v]
+            arr = new_arr
+        for k in range(nsl):
+            r0, c0 = (k // md) * rows, (k % md) * cols
+            arr[v, k] = one[0, r0:r0 + rows, c0:c0 + cols]
+    assert arr is not None
     # nibabel's affine maps (row, col, slice); ours maps (col, row, slice)
     aff = aff_nib[:, [1, 0, 2, 3]].copy()
     r_c = np.cross(aff[:3, 0], aff[:3, 1])
     if np.dot(r_c, aff[:3, 2]) < 0:  # store slices in ascending order along the normal
-        arr = arr[:, ::-1]
+        for k in range(nsl // 2):  # reverse the slices in place (no second array)
+            tmp = arr[:, k].copy()
+            arr[:, k] = arr[:, nsl - 1 - k]
+            arr[:, nsl - 1 - k] = tmp
         aff[:3, 3] = aff[:3, 3] + (nsl - 1) * aff[:3, 2]
         aff[:3, 2] = -aff[:3, 2]
     if t == 1:

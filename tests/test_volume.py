@@ -123,7 +123,8 @@ def test_marker_and_big_endian(tmp_path, big_endian):
     pos = [np.array([5.0, -10.0, 20.0]) + k * 3.0 * nrm for k in range(5)]
     paths = write_series(tmp_path / "s", pos, iop, big_endian=big_endian, slope=2.0)
     v = load_volume(paths[::-1])[0]
-    assert v.array.dtype == np.int32  # 16 stored bits x slope 2 do not fit int16
+    # 16 stored bits x slope 2 could exceed int16, but the actual values fit it
+    assert v.array.dtype == np.int16
     assert v.array[:, 3, 2].tolist() == [2000 * 2 - 1024] * 5
     np.testing.assert_array_equal(v.array[:, 0, 0], [24 * 2 - 1024 + 2 * k for k in range(5)])
     # marker (col 2, row 3) of slice k: position + 2*rowcos + 3*colcos
@@ -148,6 +149,53 @@ def test_tilted_series_resampled_keeps_marker_in_world(tmp_path):
     sheared = assemble_series(paths, tilt="shear")
     assert sheared.volumes[0].report.tilt_action == "sheared"
     assert sheared.volumes[0].array[:, 3, 2].tolist() == [976] * 6
+
+
+def test_dtype_from_actual_values_widens_when_needed(tmp_path):
+    pos = [np.array([0.0, 0.0, 2.0 * k]) for k in range(3)]
+    paths = write_series(tmp_path / "w", pos, [1, 0, 0, 0, 1, 0], slope=2.0)
+    ds = pydicom.dcmread(paths[1])
+    img = ds.pixel_array.copy()
+    img[5, 5] = 30000  # 30000 * 2 - 1024 does not fit int16 (and -976 not uint16)
+    ds.PixelData = img.tobytes()
+    ds.save_as(paths[1])
+    v = load_volume(paths)[0]
+    assert v.array.dtype == np.int32
+    assert v.array[1, 5, 5] == 30000 * 2 - 1024 and v.array[1, 3, 2] == 2000 * 2 - 1024
+    assert v.array[0, 0, 0] == 24 * 2 - 1024
+
+
+def _peak_ratio(paths, pool=None):
+    import tracemalloc
+
+    assemble_series(paths, pool=pool)  # warm (kernels, decoders)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        sv = assemble_series(paths, pool=pool)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak / sv.volumes[0].array.nbytes, sv.volumes[0]
+
+
+@pytest.mark.parametrize("case", ["int16", "float32 from int16", "jpeg2000"])
+def test_peak_memory_while_loading(tmp_path, pool, case):
+    """numpy reports its allocations to tracemalloc: peak <= 1.25x the final array."""
+    pos = [np.array([0.0, 0.0, 2.0 * k]) for k in range(16)]
+    slope = 0.5 if case.startswith("float32") else 1.0
+    paths = write_series(tmp_path / "m", pos, [1, 0, 0, 0, 1, 0], rows=256, cols=256,
+                         slope=slope)
+    if case == "jpeg2000":
+        from pydicom.uid import JPEG2000Lossless
+
+        for p in paths:
+            ds = pydicom.dcmread(p)
+            ds.compress(JPEG2000Lossless)
+            ds.save_as(p)
+    ratio, v = _peak_ratio(paths, pool)
+    assert v.array.dtype == (np.float32 if slope != 1.0 else np.int16)
+    assert ratio <= 1.25, ratio
 
 
 def test_missing_and_duplicate_slices(tmp_path):
