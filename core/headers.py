@@ -268,8 +268,20 @@ class HeaderBatch:
         cnt = int(T.NUM_COUNT[k])
         out = self._nums[:, c:c + cnt].copy()
         slow = np.nonzero((self._numflag[:, k] == 2) & (self.status == NATIVE))[0]
+        text_vr = T.TAGS[k].vr in ("DS", "IS")
         for i in slow.tolist():
-            v = self._convert_slow(i, k, self.raw(keyword, i) or b"")
+            raw = self.raw(keyword, i) or b""
+            if text_vr and _vr_str(int(self._vrs[i, k])) in ("DS", "IS"):
+                # decimal strings outside the kernel's exact fast path (over 2**53,
+                # exponents past 1e22): Python's float() is correctly rounded, as
+                # pydicom's DSfloat is
+                try:
+                    parts = raw.decode("latin-1").strip(" \0").split("\\")
+                    out[i] = _numbers([float(x) for x in parts], cnt)
+                    continue
+                except ValueError:
+                    pass
+            v = self._convert_slow(i, k, raw)
             out[i] = _numbers(v, cnt)
         for i, vals in self._py.items():
             out[i] = _numbers(vals.get(keyword), cnt)
