@@ -42,14 +42,6 @@ from typing import Any
 
 import numpy as np
 
-# The parse kernels run on numba's OpenMP threads.  By default those threads
-# spin after each parallel region, taking a core the import's own thread
-# needs next; on a 2-core machine that costs 20-25 % of the import's wall time
-# (measured).  Passive waiting must be set before the OpenMP runtime loads
-# (``pocketpacs/__init__`` imports this module first); an explicit setting
-# in the environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from . import keys as K  # noqa: E402
 from . import query as Q  # noqa: E402
 from . import records as R  # noqa: E402
