@@ -449,11 +449,17 @@ def _executor(threads: int):
     return ex
 
 
+def _preadv(fd: int, view: memoryview) -> int:
+    if _HAVE_PREADV:
+        return os.preadv(fd, [view], 0)
+    return os.readv(fd, [view])  # Windows: a fresh descriptor is at offset 0
+
+
 def _kernel_args():
     return (T.TAG_ARRAY, T.VR_ARRAY, T.NUM_START, T.NUM_COUNT, _UID_COLS)
 
 
-def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int = DEFAULT_HEAD,
+def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | None = None,
                 fallback: bool = True, parallel: bool | None = None,
                 read_threads: int | None = None, sizes: np.ndarray | None = None,
                 mtimes_ns: np.ndarray | None = None) -> HeaderBatch:
@@ -463,8 +469,11 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int = DEF
     ----------
     paths : sequence of path-like
         Files to parse; any kind of file is accepted.
-    head_size : int
-        Bytes read at first from each file; longer headers are re-read.
+    head_size : int, optional
+        Bytes read at first from each file; longer headers are re-read.  By
+        default the size adapts to the headers seen so far in this process
+        (4 KB to start: one or two pages cover most headers, and reading
+        less per file is measurably faster than 8 KB).
     fallback : bool
         Hand files outside the fast path to pydicom (default).  When False
         they are reported failed with reason ``unsupported``.
@@ -490,6 +499,9 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int = DEF
     n = batch.n
     if n == 0:
         return batch
+    adaptive = head_size is None
+    if adaptive:
+        head_size = _HEAD.size
     buf = np.empty(n * head_size, dtype=np.uint8)
     mv = memoryview(buf)
     starts = np.arange(n, dtype=np.int64) * head_size
@@ -503,23 +515,42 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int = DEF
             batch.mtime_ns[:] = mtimes_ns
 
     def read_range(lo: int, hi: int) -> None:
-        want_stat = sizes is None
-        for i in range(lo, hi):
-            a = i * head_size
-            got, size, mtime, reason, msg = _read_into(spaths[i], mv[a:a + head_size], want_stat)
-            if reason is not None:
-                batch.fail(i, reason, msg or reason)
-                continue
-            lengths[i] = got
-            readable[i] = True
-            if want_stat:
+        if sizes is None:
+            for i in range(lo, hi):
+                a = i * head_size
+                got, size, mtime, reason, msg = _read_into(spaths[i], mv[a:a + head_size])
+                if reason is not None:
+                    batch.fail(i, reason, msg or reason)
+                    continue
+                lengths[i] = got
+                readable[i] = True
                 fsizes[i] = size
                 batch.size[i] = size
                 batch.mtime_ns[i] = mtime
-            else:
-                size = fsizes[i]
-            if got < head_size and got < size:  # the file changed under us: trust what we read
-                fsizes[i] = got
+            return
+        # the caller has stat()ed these regular files: the tight loop of the import
+        got_l = [0] * (hi - lo)
+        ok_l = [False] * (hi - lo)
+        os_open, preadv, close = os.open, _preadv, os.close
+        for i in range(lo, hi):
+            a = i * head_size
+            try:
+                fd = os_open(spaths[i], _O_FLAGS)
+            except OSError:
+                continue  # reported below with the exact reason
+            try:
+                got_l[i - lo] = preadv(fd, mv[a:a + head_size])
+                ok_l[i - lo] = True
+            except OSError:
+                pass
+            finally:
+                close(fd)
+        lengths[lo:hi] = got_l
+        readable[lo:hi] = ok_l
+        for j in np.nonzero(~readable[lo:hi])[0].tolist():
+            i = lo + j
+            _, _, _, reason, msg = _read_into(spaths[i], mv[i * head_size:(i + 1) * head_size])
+            batch.fail(i, reason or "unreadable", msg or "could not be read")
 
     threads = read_threads if read_threads is not None else (_READ_THREADS if n >= 512 else 1)
     if threads > 1:
@@ -527,6 +558,8 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int = DEF
         list(_executor(threads).map(lambda lo: read_range(lo, min(n, lo + step)), range(0, n, step)))
     else:
         read_range(0, n)
+    shrunk = readable & (lengths < head_size) & (lengths < fsizes)
+    fsizes[shrunk] = lengths[shrunk]  # the file changed under us: trust what we read
     batch._bufs.append(buf)
     todo = np.nonzero(readable)[0].astype(np.int64)
     info = np.zeros((n, 13), dtype=np.int64)
@@ -572,7 +605,37 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int = DEF
             info[i, 1] = dp.R_MALFORMED
 
     _finish(batch, info, readable, fallback)
+    if adaptive:
+        _HEAD.learn(batch, head_size)
     return batch
+
+
+class _HeadSize:
+    """The first-read size for the next batch, learned from header sizes.
+
+    Grows to the 95th percentile of the headers seen (page-rounded) when
+    more than 5 % of a batch needed a second read, and shrinks back when
+    the headers are small.  Only speed depends on it, never results.
+    """
+
+    MIN = 4096
+    MAX = 256 * 1024
+
+    def __init__(self) -> None:
+        self.size = self.MIN
+
+    def learn(self, batch: HeaderBatch, used: int) -> None:
+        ends = batch.header_end[batch.status == NATIVE]
+        if ends.size < 16:
+            return
+        need = float(np.percentile(ends, 95)) + 16  # + the pixel data element header
+        target = int(min(self.MAX, max(self.MIN, -(-need // 4096) * 4096)))
+        reread = float(np.mean(ends + 16 > used))
+        if reread > 0.05 or target < used // 2:
+            self.size = target
+
+
+_HEAD = _HeadSize()
 
 
 def parse_bytes(blobs: Sequence[bytes], names: Sequence[str] | None = None, *,
