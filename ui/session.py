@@ -417,6 +417,31 @@ class Session:
             raise BridgeError(P.NOT_FOUND, "Unknown volume.")
         return job.status()
 
+    def _job(self, vid: str) -> VolumeJob:
+        job = self.volumes.get(vid)
+        if job is None:
+            raise BridgeError(P.NOT_FOUND, "Unknown volume.")
+        if job.wait_header(30.0) is None:
+            raise BridgeError(P.UNAVAILABLE, job.error_message())
+        return job
+
+    def cmd_volume_report(self, a: dict) -> dict:
+        """The assembly report of a volume (stacks, splits, spacing, gaps, tilt), no paths."""
+        job = self._job(a["volume_id"])
+        return {"report": job.report}
+
+    def cmd_instance_header(self, a: dict) -> dict:
+        """Every element of the instance holding one slice of a volume (header browser)."""
+        from pocketpacs.dicominfo import instance_elements
+
+        job = self._job(a["volume_id"])
+        path = job.slice_file(a["slice"])
+        if path is None:
+            raise BridgeError(P.NOT_FOUND, "This image has no DICOM header.")
+        out = instance_elements(path)
+        out["slice"] = a["slice"]
+        return out
+
     def cmd_remove_series(self, a: dict) -> dict:
         """Remove a series from the archive (files on disk stay)."""
         if self._media is not None or self.readonly:

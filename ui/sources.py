@@ -79,6 +79,36 @@ def header_for_volume(vol: Any, labels: dict | None = None) -> tuple[P.VolumeHea
     return hdr, wire
 
 
+def safe_report(report: Any) -> dict:
+    """The assembly report without file paths (safe to send to the page).
+
+    Parameters
+    ----------
+    report : pocketpacs.geometry.AssemblyReport
+        The series' report.
+
+    Returns
+    -------
+    dict
+        ``n_files``, ``n_frames``, ``split_by``, ``notes``, ``stacks`` (the
+        stack reports without affines in RAS) and ``excluded`` as counts by
+        reason (paths left out: on removable media they often hold names).
+    """
+    d = report.to_dict()
+    excluded: dict[str, int] = {}
+    for e in d.get("excluded", []):
+        r = str(e.get("reason", "excluded"))
+        excluded[r] = excluded.get(r, 0) + 1
+    keep = ("index", "kind", "shape", "n_frames", "split_by", "why_sequence", "n_positions",
+            "n_volumes", "fourth_axis", "pixel_spacing_mm", "slice_spacing_mm", "spacing_mm", "gaps",
+            "duplicates", "dropped_frames", "tilt_deg", "max_in_plane_offset_mm", "tilt_action",
+            "spacing_action", "affine_lps", "notes")
+    stacks = [{k: st.get(k) for k in keep} for st in d.get("stacks", [])]
+    return {"n_files": d.get("n_files", 0), "n_frames": d.get("n_frames", 0),
+            "split_by": d.get("split_by", []), "notes": d.get("notes", []), "stacks": stacks,
+            "excluded": excluded}
+
+
 class DicomSeriesSource:
     """Slices of the largest stack of one DICOM series, read on demand.
 
@@ -99,11 +129,14 @@ class DicomSeriesSource:
         with NATIVE_LOCK:
             batch = parse_files(self.paths)
         fr = V.frames_from_batch(self.paths, batch)
-        plans, _report = G.plan_series(fr.ft, paths=self.paths)
+        plans, report = G.plan_series(fr.ft, paths=self.paths)
         if not plans:
             raise V.VolumeError("no image frames")
         plan = plans[0]
         self.labels = labels
+        self.report = safe_report(report)
+        src_files = np.asarray(fr.ft.file)[plan.frames[0].reshape(-1)]
+        self._slice_files = [self.paths[int(f)] for f in src_files]
         self._whole: ArraySource | None = None
         simple = (plan.frames.shape[0] == 1 and plan.samples == 1 and plan.in_plane_shift is None
                   and plan.z_target is None)
@@ -172,6 +205,26 @@ class DicomSeriesSource:
         VolumeHeader
         """
         return self._whole.header() if self._whole else self._header
+
+    def slice_file(self, z: int) -> str | None:
+        """The file holding slice *z* (nearest source slice after resampling).
+
+        Parameters
+        ----------
+        z : int
+            Slice index of the wire volume.
+
+        Returns
+        -------
+        str or None
+            A path (kept on the Python side), or None when out of range.
+        """
+        n_out = int(self.header().shape[0])
+        n_src = len(self._slice_files)
+        if not 0 <= z < n_out or n_src == 0:
+            return None
+        k = z if n_out == n_src else int(round(z * (n_src - 1) / max(n_out - 1, 1)))
+        return self._slice_files[min(max(k, 0), n_src - 1)]
 
     def whole(self) -> np.ndarray | None:
         """The whole array when it had to be assembled in one go, else None.

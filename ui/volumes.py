@@ -113,6 +113,8 @@ class VolumeJob:
         self._wanted: list[int] = []
         self._failed: dict | None = None
         self._done = False
+        self.report: dict | None = None
+        self._slice_file: Callable[[int], str | None] | None = None
         self._thread = threading.Thread(target=self._run, name="pocketpacs-volume", daemon=True)
 
     # ------------------------------------------------------------- worker
@@ -135,6 +137,8 @@ class VolumeJob:
                 raise _Cancelled()
             hdr = source.header()
             nz = int(hdr.shape[0])
+            self.report = getattr(source, "report", None)
+            self._slice_file = getattr(source, "slice_file", None)
             whole_fn = getattr(source, "whole", None)
             whole = whole_fn() if whole_fn is not None else None
             with self._cond:
@@ -214,6 +218,22 @@ class VolumeJob:
                 self._failed = P.fail(P.SUPERSEDED, "A newer request replaced this one.")
                 self._done = True
             self._cond.notify_all()
+
+    def slice_file(self, z: int) -> str | None:
+        """The DICOM file of slice *z* (Python side only), or None.
+
+        Parameters
+        ----------
+        z : int
+            Slice index.
+
+        Returns
+        -------
+        str or None
+            None for volumes that do not come from DICOM files.
+        """
+        fn = self._slice_file
+        return fn(z) if fn is not None else None
 
     @property
     def failed(self) -> dict | None:

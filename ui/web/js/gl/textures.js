@@ -5,6 +5,8 @@
 // When the volume exceeds MAX_3D_TEXTURE_SIZE (or the byte budget), the texture
 // holds one layer and the current slice is uploaded on demand.
 
+import { limits } from './limits.js';
+
 const FORMATS = {
   int16: (gl) => [gl.R16I, gl.RED_INTEGER, gl.SHORT],
   uint16: (gl) => [gl.R16UI, gl.RED_INTEGER, gl.UNSIGNED_SHORT],
@@ -23,7 +25,7 @@ export const GPU_BUDGET = 1 << 30;
 export function createVolumeTexture(gl, header) {
   const [nz, ny, nx] = header.shape;
   const fmt = FORMATS[header.dtype](gl);
-  const max3d = gl.getParameter(gl.MAX_3D_TEXTURE_SIZE);
+  const { max3d } = limits(gl);
   const bytes = nz * header.slice_bytes;
   const whole = nz <= max3d && ny <= max3d && nx <= max3d && bytes <= GPU_BUDGET;
   const layers = whole ? nz : 1;

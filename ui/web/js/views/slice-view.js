@@ -21,7 +21,14 @@ export class SliceView {
     this.data = null;
     this.layerSlice = -1;        // which slice the single layer holds (when not whole)
     this.vao = this.gl.createVertexArray();
-    canvas.addEventListener('webglcontextlost', (e) => e.preventDefault());
+  }
+
+  /** Forget every GL object (after a lost context); setVolume rebuilds them. */
+  reset() {
+    this.programs = {};
+    this.vt = null;
+    this.layerSlice = -1;
+    this.vao = this.gl.createVertexArray();
   }
 
   async program(dtype) {
@@ -59,16 +66,19 @@ export class SliceView {
   /** Forget the single-layer cache (slice data changed). */
   invalidate(z) { if (this.layerSlice === z) this.layerSlice = -1; }
 
+  /** The whole canvas as a viewport rectangle [x, y, w, h] (top-left origin). */
+  fullRect() { return [0, 0, this.canvas.width, this.canvas.height]; }
+
   /** Fit transform: canvas px per image px, honouring pixel spacing. */
-  transform(state) {
+  transform(state, rect = this.fullRect()) {
     const [, ny, nx] = this.header.shape;
     const [sx, sy] = this.header.spacing;
-    const cw = this.canvas.width, ch = this.canvas.height;
+    const [rx, ry, cw, ch] = rect;
     const fit = Math.min(cw / (nx * sx), ch / (ny * sy));
     const kx = fit * sx * state.zoom, ky = fit * sy * state.zoom;
     const dpr = window.devicePixelRatio || 1;
-    const ox = cw / 2 - (nx * kx) / 2 + state.panX * dpr;
-    const oy = ch / 2 - (ny * ky) / 2 + state.panY * dpr;
+    const ox = rx + cw / 2 - (nx * kx) / 2 + state.panX * dpr;
+    const oy = ry + ch / 2 - (ny * ky) / 2 + state.panY * dpr;
     return [kx, ky, ox, oy];
   }
 
@@ -86,23 +96,27 @@ export class SliceView {
    * Draw slice state.slice.  state: {slice, center, width, invert, zoom, panX, panY, smooth, sliceReady}
    * @returns {number[]|null} the transform used, or null when nothing was drawn.
    */
-  draw(state) {
+  draw(state, rect = null) {
     const gl = this.gl;
-    this.resize();
-    gl.viewport(0, 0, this.canvas.width, this.canvas.height);
+    if (!rect) { this.resize(); rect = this.fullRect(); }
+    const H = this.canvas.height;
+    gl.viewport(rect[0], H - rect[1] - rect[3], rect[2], rect[3]);
+    gl.enable(gl.SCISSOR_TEST);
+    gl.scissor(rect[0], H - rect[1] - rect[3], rect[2], rect[3]);
     gl.clearColor(0, 0, 0, 1);
     gl.clear(gl.COLOR_BUFFER_BIT);
-    if (!this.vt || !state.sliceReady) return null;
+    gl.disable(gl.SCISSOR_TEST);
     const h = this.header;
-    const p = this.programs[h.dtype];
+    const p = h && this.programs[h.dtype];
+    if (!this.vt || !state.sliceReady || !p) return null;
     this.ensureLayer(state.slice);
-    const xf = this.transform(state);
+    const xf = this.transform(state, rect);
     gl.useProgram(p.program);
     gl.activeTexture(gl.TEXTURE0);
     gl.bindTexture(gl.TEXTURE_3D, this.vt.tex);
     gl.uniform1i(p.u.uVol, 0);
-    gl.uniform2f(p.u.uCanvasSize, this.canvas.width, this.canvas.height);
-    gl.uniform4f(p.u.uXform, ...xf);
+    gl.uniform2f(p.u.uCanvasSize, rect[2], rect[3]);
+    gl.uniform4f(p.u.uXform, xf[0], xf[1], xf[2] - rect[0], xf[3] - rect[1]);   // vCanvas is viewport-relative
     gl.uniform3i(p.u.uDims, h.shape[2], h.shape[1], h.shape[0]);
     gl.uniform1i(p.u.uLayer, this.vt.whole ? state.slice : 0);
     gl.uniform1f(p.u.uSlope, h.rescale.slope);
