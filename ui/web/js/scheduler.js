@@ -12,6 +12,9 @@ export function requestRedraw(fn) {
     scheduled = false;
     const fns = [...pending];
     pending.clear();
-    for (const f of fns) f();
+    // one failing drawer must not starve the others (e.g. an upload queued behind it)
+    for (const f of fns) {
+      try { f(); } catch (e) { setTimeout(() => { throw e; }, 0); }
+    }
   });
 }

@@ -257,7 +257,7 @@ export class Viewer {
   // ------------------------------------------------------------ mappings
   /** Canvas px <-> LPS mapping of a 2D viewport, or null. */
   mapping(vp) {
-    if (!this.vol) return null;
+    if (!this.vol || this.view.header !== this.vol.header) return null;
     const h = this.vol.header;
     if (vp.kind === 'native') {
       const xf = this.view.transform(this.s, vp.rect);
@@ -310,7 +310,7 @@ export class Viewer {
     const vps = this.layoutViewports();
     const d = this.canvas.dataset;
     d.layout = this.layout === '2x2' ? '2x2' : this.single;
-    if (!this.vol) {
+    if (!this.vol || this.view.header !== this.vol.header) {
       const gl = this.gl;
       gl.viewport(0, 0, this.canvas.width, this.canvas.height);
       gl.clearColor(0, 0, 0, 1);
@@ -376,7 +376,7 @@ export class Viewer {
     if (o.width !== this.canvas.width || o.height !== this.canvas.height) { o.width = this.canvas.width; o.height = this.canvas.height; }
     const ctx = o.getContext('2d');
     ctx.clearRect(0, 0, o.width, o.height);
-    if (!this.vol) return;
+    if (!this.vol || this.view.header !== this.vol.header) return;
     const dpr = window.devicePixelRatio || 1;
     const units = this.vol.header.units;
     for (const vp of this.vps) {
@@ -484,6 +484,7 @@ export class Viewer {
       requestRedraw(this.draw);
     });
     this.canvas.dataset.measurements = String(this.measurements.length);
+    $('btn-panel').textContent = this.measurements.length ? `Panel (${this.measurements.length})` : 'Panel';
   }
 
   // ------------------------------------------------------------ actions
@@ -613,7 +614,7 @@ export class Viewer {
 
   /** Voxel under a canvas (CSS px) point: indices, stored and rescaled value. */
   probe(cx, cy) {
-    if (!this.vol) return null;
+    if (!this.vol || this.view.header !== this.vol.header) return null;
     const dpr = window.devicePixelRatio || 1;
     const vp = this.vpAt(cx * dpr, cy * dpr);
     if (!vp || vp.kind === '3d') return null;
@@ -652,8 +653,8 @@ export class Viewer {
         R: this.ray.cam.R, cam: { ...this.ray.cam } };
       this.stage.focus();
       if (!vp || !this.vol || e.button !== 0) return;
-      if (vp.kind === '3d') return;
-      const m = this.mapping(vp);
+      const m = vp.kind === '3d' ? null : this.mapping(vp);
+      if (!m) return;
       const p = toWorld(m, px, py);
       if (this.tool === 'cross') { this.setCross(p); drag.mode = 'cross'; return; }
       if (['distance', 'rect', 'ellipse'].includes(this.tool)) {
@@ -782,8 +783,6 @@ export class Viewer {
     M.evaluate(this.vol, m);
     this.measurements.push(m);
     this.updateMeasurements();
-    if (!this.panels.visible) this.togglePanel(true);
-    this.panels.show('measure');
     requestRedraw(this.draw);
   }
 
