@@ -23,6 +23,8 @@ async function main() {
   let viewer = null;
   try {
     viewer = new Viewer();
+    // tests and benchmarks only: their init script sets POCKETPACS_TEST_LIMITS before the page loads
+    if (window.POCKETPACS_TEST_LIMITS) window.POCKETPACS_TEST_HOOK = { viewer };
   } catch (e) {
     showError(new Error('WebGL2 is not available: the viewer cannot draw images.'));
   }
