@@ -1,45 +1,41 @@
-"""Gather uncompressed DICOM frames into one preallocated array.
+"""Convert uncompressed DICOM frames into the rows of one preallocated array.
 
-Two kernels, both parallel over frames (``prange``) with the GIL released:
+Arithmetic over arrays only: the frames' bytes are read by the caller
+(:mod:`pocketpacs.pixels`, plain ``os.preadv``), these kernels convert them
+-- clear the unused high bits (unsigned) or sign-extend (signed) as pydicom
+does, swap the byte order, interleave planar colour, apply the per-frame
+rescale, change the dtype -- and record the min/max of the values written
+(so a caller can check that they fit the output dtype).
+
+Chunk kernels (serial, GIL released; the caller reads a chunk of a few
+frames, then converts it while it is still in the CPU cache, on two threads
+so that reading and converting overlap):
+
+``convert_rows_inplace``
+    The frames were read straight into their output rows (output dtype is
+    the stored dtype, native byte order, interleaved samples).
+``convert_rows``
+    From a typed scratch buffer (native byte order, interleaved samples),
+    into an output of another dtype.
+``convert_rows_bytes``
+    From a byte scratch buffer, element by element (big endian, planar
+    colour, any item size).
+
+Whole-buffer kernels (parallel over frames):
 
 ``gather_frames``
-    Frames given as byte ranges of a staging buffer: each element is read
-    byte by byte (any alignment, either byte order), its unused high bits
-    are cleared (unsigned) or sign-extended (signed) as pydicom does,
-    planar colour is interleaved, and the per-frame rescale is applied on
-    the way into the output rows.
+    Frames given as byte ranges of a staging buffer, element by element.
 ``convert_inplace``
-    The fast path: the frames were read straight into the output array's
-    memory (same item size as stored); this re-interprets them in place
-    (``src`` and ``out`` are two views of the same memory), applying the
-    bit correction and the rescale.
+    Re-interpret frames in place (``src`` and ``out`` two views of the same
+    memory), applying the bit correction and the rescale.
 
-``read_frames_native``
-    The whole uncompressed route in one call: every output row's file is
-    opened, its frame read with ``pread`` and converted while it is still in
-    the CPU cache (bit correction, byte order, planar colour, rescale), in
-    parallel over chunks of rows with the GIL released -- no Python work per
-    file.  Frames whose stored item size equals the output's are read straight
-    into the output row; others go through a one-frame scratch buffer per
-    chunk.  Optionally records the min/max of every row's (rescaled) values
-    so a caller can check that they fit the output dtype.
-
-``reference.gather_frames`` / ``reference.convert_inplace`` are the NumPy
-oracles of the first two; ``read_frames_native`` is checked against pydicom's
-``pixel_array`` on every uncompressed test file (tests/test_pixels.py).
+``reference.<name>`` is the NumPy oracle of each (tests/test_pixels.py).
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import types
 
 from ._jit import kernel, prange
-
-# libc, resolved by symbol name when a kernel is linked (so kernels stay cacheable)
-_c_open = types.ExternalFunction("open", types.intc(types.voidptr, types.intc))
-_c_pread = types.ExternalFunction("pread", types.intp(types.intc, types.voidptr, types.uintp,
-                                                      types.int64))
-_c_close = types.ExternalFunction("close", types.intc(types.intc))
 
 
 @kernel(inline="always")
@@ -168,24 +164,6 @@ def convert_inplace(src, out, bits_stored, signed, slopes, intercepts, rescale, 
                 out[f, i] = v
 
 
-def numba_threads() -> int:
-    """Threads the parallel kernels use."""
-    import numba
-
-    return int(numba.get_num_threads())
-
-
-@kernel(inline="always")
-def _pread_full(fd, addr, n, off):
-    got = 0
-    while got < n:
-        r = _c_pread(fd, addr + got, n - got, off + got)
-        if r <= 0:
-            break
-        got += r
-    return got
-
-
 @kernel(inline="always")
 def _conv_typed(src, dst, bits_stored, signed, fix_bits, s, b, rescale, int_rescale):
     """Stored values (native byte order) -> output row; returns (min, max) written.
@@ -218,6 +196,8 @@ def _conv_typed(src, dst, bits_stored, signed, fix_bits, s, b, rescale, int_resc
                 dst[i] = v
                 ilo = min(ilo, v)
                 ihi = max(ihi, v)
+        if n == 0:
+            return np.inf, -np.inf
         return np.float64(ilo), np.float64(ihi)
     flo = np.inf
     fhi = -np.inf
@@ -242,119 +222,124 @@ def _conv_typed(src, dst, bits_stored, signed, fix_bits, s, b, rescale, int_resc
     return flo, fhi
 
 
-@kernel(inline="always")
-def _conv_bytes(buf, dst, nbytes, swap, bits_stored, signed, samples, planar, s, b, rescale):
-    """Stored bytes (any order / planar colour) -> output row; returns (min, max)."""
-    nvals = dst.shape[0]
-    npix = nvals // samples
-    lo = np.inf
-    hi = -np.inf
-    for i in range(nvals):
-        if planar == 1 and samples > 1:
-            pix = i // samples
-            smp = i - pix * samples
-            src_i = smp * npix + pix
-        else:
-            src_i = i
-        v = _fix_bits(_read_elem(buf, src_i * nbytes, nbytes, swap), bits_stored, signed)
-        if rescale:
-            f = v * s + b
-            dst[i] = f
-            x = f
-        else:
-            dst[i] = v
-            x = np.float64(v)
-        lo = min(lo, x)
-        hi = max(hi, x)
-    return lo, hi
+@kernel
+def convert_rows_inplace(out, dst, bits_stored, signed, fix_bits, slopes, intercepts, rescale,
+                         int_rescale, vmin, vmax):
+    """Convert frames that were read straight into their output rows.
 
-
-@kernel(parallel=True)
-def read_frames_native(names, name_off, file_of, offsets, dst, out, src_view, stage, stage_typed,
-                       mode, oflags, nbytes, signed, swap, bits_stored, samples, planar, fix_bits,
-                       slopes, intercepts, rescale, int_rescale, got, vmin, vmax):
-    """Read and convert uncompressed frames straight from their files.
+    Serial (one chunk of a few rows, still in the CPU cache after the read;
+    the caller runs chunks on several threads, the GIL is released).
 
     Parameters
     ----------
-    names : uint8[:]
-        NUL-terminated file system paths, concatenated.
-    name_off : int64[:]
-        Start of each file's path in ``names``.
-    file_of, offsets, dst : int64[:]
-        Per frame: file index, byte offset of the frame in the file, output row.
     out : ndarray (nrows, nvals)
-        Output rows (any numeric dtype).
-    src_view : ndarray (nrows, nvals)
-        ``out``'s memory viewed as bytes (read target of mode 0).
-    stage : uint8[:, :]
-        One frame of scratch per chunk (modes 1 and 2; ``stage.shape[0]``
-        is the number of chunks).
-    stage_typed : ndarray (nchunks, nvals)
-        ``stage`` viewed as the stored dtype (mode 1).
-    mode : int
-        0: read into the output row and convert in place (output dtype is
-        the stored dtype, native byte order, interleaved samples); 1: read into the scratch
-        frame and convert from its typed view (native byte order,
-        interleaved); 2: scratch frame, element by element (byte swap,
-        planar colour).
-    oflags : int
-        ``open`` flags (read-only, close-on-exec).
-    nbytes, signed, swap, bits_stored, samples, planar, fix_bits
-        Stored format (see :func:`gather_frames`); ``fix_bits``: clear or
-        sign-extend the bits above ``bits_stored``.
+        Output rows, stored dtype in native byte order (the stored values
+        are replaced by the converted ones).
+    dst : int64[:]
+        The rows to convert (``k`` of them).
+    bits_stored : int
+    signed : bool
+        Pixel Representation 1.
+    fix_bits : bool
+        Clear (unsigned) or sign-extend (signed) the bits above ``bits_stored``.
     slopes, intercepts : float64[:]
-        Per-frame rescale; ``int_rescale``: both are integers and the
-        output is an integer dtype (exact integer arithmetic).
-    got : int64[:]
-        Out: bytes read per frame (-1: the file could not be opened).
+        Rescale of each of the ``k`` rows.
+    rescale : bool
+        Apply ``value * slope + intercept``.
+    int_rescale : bool
+        Slopes and intercepts are integers (exact integer arithmetic).
     vmin, vmax : float64[:]
-        Out: min / max of the values written per frame.
+        Out: min / max of the values written to each of the ``k`` rows
+        (after the rescale, before the cast to ``out.dtype``).
 
     Returns
     -------
     None
     """
-    n = offsets.shape[0]
-    nch = stage.shape[0]
+    for j in range(dst.shape[0]):
+        row = out[dst[j]]
+        # one array in and out: no aliasing for the vectoriser to fear
+        lo, hi = _conv_typed(row, row, bits_stored, signed, fix_bits, slopes[j], intercepts[j],
+                             rescale, int_rescale)
+        vmin[j] = lo
+        vmax[j] = hi
+
+
+@kernel
+def convert_rows(src, out, dst, bits_stored, signed, fix_bits, slopes, intercepts, rescale,
+                 int_rescale, vmin, vmax):
+    """Convert frames from a scratch buffer (stored dtype, native order) into output rows.
+
+    Parameters
+    ----------
+    src : ndarray (k, nvals)
+        Stored values of ``k`` frames (native byte order, interleaved samples).
+    out : ndarray (nrows, nvals)
+        Output rows, any numeric dtype.
+    dst : int64[:]
+        Output row of each of the ``k`` frames.
+    bits_stored, signed, fix_bits, slopes, intercepts, rescale, int_rescale, vmin, vmax
+        As for :func:`convert_rows_inplace`.
+
+    Returns
+    -------
+    None
+    """
+    for j in range(dst.shape[0]):
+        lo, hi = _conv_typed(src[j], out[dst[j]], bits_stored, signed, fix_bits, slopes[j],
+                             intercepts[j], rescale, int_rescale)
+        vmin[j] = lo
+        vmax[j] = hi
+
+
+@kernel
+def convert_rows_bytes(buf, out, dst, nbytes, swap, bits_stored, signed, samples, planar, slopes,
+                       intercepts, rescale, vmin, vmax):
+    """Convert frames from a byte scratch buffer, element by element, into output rows.
+
+    For what the typed kernels cannot do: big endian, planar colour.
+
+    Parameters
+    ----------
+    buf : uint8[:, :]
+        ``k`` frames' bytes (``buf.shape[1] >= nvals * nbytes``).
+    out : ndarray (nrows, nvals)
+        Output rows, any numeric dtype (``nvals`` values, samples last).
+    dst : int64[:]
+        Output row of each of the ``k`` frames.
+    nbytes, swap, bits_stored, signed, samples, planar
+        Stored format (see :func:`gather_frames`).
+    slopes, intercepts, rescale, vmin, vmax
+        As for :func:`convert_rows_inplace` (the rescale in float64).
+
+    Returns
+    -------
+    None
+    """
     nvals = out.shape[1]
-    fb = nvals * nbytes
-    per = (n + nch - 1) // nch
-    for c in prange(nch):
-        a = c * per
-        e = min(n, a + per)
-        fd = -1
-        cur = -1
-        for j in range(a, e):
-            fi = file_of[j]
-            if fi != cur:
-                if fd >= 0:
-                    _c_close(fd)
-                cur = fi
-                fd = _c_open(names[name_off[fi]:].ctypes.data, oflags)
-            if fd < 0:
-                got[j] = -1
-                cur = -1
-                continue
-            r = dst[j]
-            if mode == 0:
-                got[j] = _pread_full(fd, src_view[r].ctypes.data, fb, offsets[j])
+    npix = nvals // samples
+    for j in range(dst.shape[0]):
+        row = out[dst[j]]
+        s = slopes[j]
+        b = intercepts[j]
+        lo = np.inf
+        hi = -np.inf
+        for i in range(nvals):
+            if planar == 1 and samples > 1:
+                pix = i // samples
+                smp = i - pix * samples
+                src_i = smp * npix + pix
             else:
-                got[j] = _pread_full(fd, stage[c].ctypes.data, fb, offsets[j])
-            if got[j] < fb:
-                continue
-            s = slopes[j]
-            b = intercepts[j]
-            if mode == 0:  # one array in and out: no aliasing for the vectoriser to fear
-                lo, hi = _conv_typed(out[r], out[r], bits_stored, signed, fix_bits, s, b,
-                                     rescale, int_rescale)
-            elif mode == 1:
-                lo, hi = _conv_typed(stage_typed[c], out[r], bits_stored, signed, fix_bits, s, b,
-                                     rescale, int_rescale)
+                src_i = i
+            v = _fix_bits(_read_elem(buf[j], src_i * nbytes, nbytes, swap), bits_stored, signed)
+            if rescale:
+                f = v * s + b
+                row[i] = f
+                x = f
             else:
-                lo, hi = _conv_bytes(stage[c], out[r], nbytes, swap, bits_stored, signed,
-                                     samples, planar, s, b, rescale)
-            vmin[j] = lo
-            vmax[j] = hi
-        if fd >= 0:
-            _c_close(fd)
+                row[i] = v
+                x = np.float64(v)
+            lo = min(lo, x)
+            hi = max(hi, x)
+        vmin[j] = lo
+        vmax[j] = hi

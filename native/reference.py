@@ -101,6 +101,52 @@ def convert_inplace(src, out, bits_stored, signed, slopes, intercepts, rescale, 
             out[f] = v.astype(out.dtype)
 
 
+def convert_rows(src, out, dst, bits_stored, signed, fix_bits, slopes, intercepts, rescale,
+                 int_rescale, vmin, vmax):
+    """NumPy reference of ``assemble.convert_rows``."""
+    import numpy as np
+
+    nb = src.itemsize * 8
+    for j in range(len(dst)):
+        raw = np.asarray(src[j]).astype(np.int64)
+        v = _fix_bits_np(raw & ((1 << nb) - 1), bits_stored, signed) if fix_bits else raw
+        if rescale and int_rescale:
+            f = v * np.int64(slopes[j]) + np.int64(intercepts[j])
+        elif rescale:
+            f = v * np.float64(slopes[j]) + np.float64(intercepts[j])
+        else:
+            f = v
+        out[dst[j]] = f.astype(out.dtype)
+        vmin[j] = float(f.min()) if f.size else np.inf
+        vmax[j] = float(f.max()) if f.size else -np.inf
+
+
+def convert_rows_inplace(out, dst, bits_stored, signed, fix_bits, slopes, intercepts, rescale,
+                         int_rescale, vmin, vmax):
+    """NumPy reference of ``assemble.convert_rows_inplace``."""
+    convert_rows(out[dst].copy(), out, dst, bits_stored, signed, fix_bits, slopes, intercepts,
+                 rescale, int_rescale, vmin, vmax)
+
+
+def convert_rows_bytes(buf, out, dst, nbytes, swap, bits_stored, signed, samples, planar, slopes,
+                       intercepts, rescale, vmin, vmax):
+    """NumPy reference of ``assemble.convert_rows_bytes``."""
+    import numpy as np
+
+    nvals = out.shape[1]
+    npix = nvals // samples
+    dt = np.dtype(f"{'>' if swap else '<'}u{nbytes}")
+    for j in range(len(dst)):
+        raw = np.frombuffer(bytes(buf[j][:nvals * nbytes]), dtype=dt)
+        if planar == 1 and samples > 1:
+            raw = raw.reshape(samples, npix).T.reshape(-1)
+        v = _fix_bits_np(raw, bits_stored, signed)
+        f = v * np.float64(slopes[j]) + np.float64(intercepts[j]) if rescale else v
+        out[dst[j]] = f.astype(out.dtype)
+        vmin[j] = float(f.min()) if f.size else np.inf
+        vmax[j] = float(f.max()) if f.size else -np.inf
+
+
 def window_u8(src, center: float, width: float, invert: bool = False):
     """NumPy reference of ``window.window_slice`` / ``window.window_batch``."""
     import numpy as np

@@ -1,8 +1,9 @@
 """Layering: the core and the kernels never import the UI or GUI toolkits,
-and kernels in native/ do no I/O."""
+and kernels in native/ do no I/O (no I/O modules, no calls into C libraries)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,14 +37,42 @@ def test_core_and_native_never_import_ui():
     assert not bad, bad
 
 
+#: Ways for a kernel to reach C functions (libc ``open``/``pread``...) behind the
+#: import check's back: I/O in a kernel, and not portable (no ``pread`` on Windows).
+#: ``ctypes`` is the module (``import ctypes``, ``ctypes.CDLL``), not a NumPy
+#: array's ``.ctypes.data`` address (native/hashing.py checks its alignment).
+FOREIGN_CALLS = {
+    "ExternalFunction": re.compile(r"\bExternalFunction\b"),
+    "ctypes": re.compile(r"(?<![\w.])ctypes\b"),
+    "cffi": re.compile(r"\bcffi\b"),
+    "llvmlite.binding.load_library": re.compile(r"llvmlite\.binding\.load_library"),
+}
+
+
+def _foreign_calls(text: str) -> list[str]:
+    return [word for word, rx in FOREIGN_CALLS.items() if rx.search(text)]
+
+
+def test_foreign_call_check_catches_them():
+    assert _foreign_calls('f = types.ExternalFunction("pread", sig)') == ["ExternalFunction"]
+    assert _foreign_calls("import ctypes\nlibc = ctypes.CDLL(None)") == ["ctypes"]
+    assert _foreign_calls("from cffi import FFI") == ["cffi"]
+    assert _foreign_calls("llvmlite.binding.load_library_permanently(None)") == [
+        "llvmlite.binding.load_library"]
+    assert _foreign_calls("if (buf.ctypes.data & 7) == 0:") == []
+
+
 def test_native_kernels_do_no_io():
     allowed = {"_jit.py": {"os"}}  # _jit sets the numba cache folder
     bad = []
-    for py in sorted((REPO / "native").glob("*.py")):
+    for py in sorted((REPO / "native").rglob("*.py")):
+        rel = py.relative_to(REPO).as_posix()
         for name in _imports(py):
             root = name.split(".")[0]
             if root in IO_MODULES and root not in allowed.get(py.name, set()):
-                bad.append(f"native/{py.name} imports {name}")
+                bad.append(f"{rel} imports {name}")
+        bad += [f"{rel} mentions {word}"
+                for word in _foreign_calls(py.read_text(encoding="utf-8"))]
     assert not bad, bad
 
 

@@ -89,6 +89,202 @@ def test_convert_inplace_matches_reference(src_dt, out_dt, bits, signed):
     np.testing.assert_array_equal(out_a, out_b)
 
 
+_RESCALES = {"none": (False, False), "int": (True, True), "float": (True, False)}
+
+
+def _skip_unless_fits(lo, hi, out_dt, rescale):
+    """Float values outside an integer output's range have no defined cast."""
+    if np.dtype(out_dt).kind == "f" or rescale != "float":
+        return
+    info = np.iinfo(out_dt)
+    if lo.min() < info.min or hi.max() > info.max:
+        pytest.skip("values outside the integer output's range")
+
+
+def _chunk_args(rng, k, nrows):
+    dst = rng.permutation(nrows)[:k].astype(np.int64)
+    sl = rng.choice([1.0, 2.0, 0.5], size=k)
+    ic = rng.choice([-1024.0, 0.0, 7.25], size=k)
+    return dst, sl, ic
+
+
+@pytest.mark.parametrize("src_dt,out_dt,bits,signed", [
+    (np.uint16, np.int16, 12, False), (np.int16, np.int16, 12, True),
+    (np.uint16, np.float32, 16, False), (np.int32, np.float32, 20, True),
+    (np.uint8, np.int16, 7, False), (np.int8, np.int32, 5, True), (np.uint32, np.int32, 32, False),
+    (np.int16, np.int32, 16, True), (np.int16, np.uint16, 11, True)])
+@pytest.mark.parametrize("rescale", list(_RESCALES))
+def test_convert_rows_matches_reference(src_dt, out_dt, bits, signed, rescale):
+    rng = np.random.default_rng(bits * 3 + signed)
+    k, nrows, nvals = 4, 6, 97
+    raw = rng.integers(0, 256, size=(k, nvals * np.dtype(src_dt).itemsize), dtype=np.uint8)
+    src = raw.view(src_dt)
+    dst, sl, ic = _chunk_args(rng, k, nrows)
+    do, int_rescale = _RESCALES[rescale]
+    if int_rescale:
+        sl, ic = np.round(sl + 0.5), np.round(ic)
+    fix_bits = bits < 8 * np.dtype(src_dt).itemsize
+    a, b = np.zeros((nrows, nvals), out_dt), np.zeros((nrows, nvals), out_dt)
+    lo_a, hi_a, lo_b, hi_b = (np.full(k, np.nan) for _ in range(4))
+    with np.errstate(invalid="ignore"):
+        R.convert_rows(src, b, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_b, hi_b)
+    _skip_unless_fits(lo_b, hi_b, out_dt, rescale)
+    K.convert_rows(src, a, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_a, hi_a)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(lo_a, lo_b)
+    np.testing.assert_array_equal(hi_a, hi_b)
+
+
+@pytest.mark.parametrize("dt,bits,signed", [(np.int16, 12, True), (np.uint16, 12, False),
+                                            (np.int16, 16, True), (np.uint8, 6, False),
+                                            (np.int32, 24, True), (np.uint32, 32, False)])
+@pytest.mark.parametrize("rescale", list(_RESCALES))
+def test_convert_rows_inplace_matches_reference(dt, bits, signed, rescale):
+    rng = np.random.default_rng(bits + 11 * signed)
+    k, nrows, nvals = 3, 5, 64
+    raw = rng.integers(0, 256, size=(nrows, nvals * np.dtype(dt).itemsize), dtype=np.uint8)
+    dst, sl, ic = _chunk_args(rng, k, nrows)
+    do, int_rescale = _RESCALES[rescale]
+    if int_rescale:
+        sl, ic = np.round(sl + 0.5), np.round(ic)
+    fix_bits = bits < 8 * np.dtype(dt).itemsize
+    a, b = raw.copy().view(dt), raw.copy().view(dt)
+    lo_a, hi_a, lo_b, hi_b = (np.full(k, np.nan) for _ in range(4))
+    with np.errstate(invalid="ignore"):
+        R.convert_rows_inplace(b, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_b,
+                               hi_b)
+    _skip_unless_fits(lo_b, hi_b, dt, rescale)
+    K.convert_rows_inplace(a, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_a, hi_a)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(lo_a, lo_b)
+    np.testing.assert_array_equal(hi_a, hi_b)
+    untouched = np.setdiff1d(np.arange(nrows), dst)
+    np.testing.assert_array_equal(a[untouched], raw.view(dt)[untouched])
+
+
+@pytest.mark.parametrize("nbytes,swap,signed,bits,samples,planar,out_dt,rescale", [
+    (2, True, True, 12, 1, 0, np.int16, "int"), (2, True, False, 16, 1, 0, np.uint16, "none"),
+    (4, True, True, 20, 1, 0, np.float32, "float"), (1, False, False, 8, 3, 1, np.uint8, "none"),
+    (2, False, False, 10, 3, 1, np.float32, "float"), (2, True, False, 16, 3, 0, np.int32, "int"),
+    (1, False, True, 6, 1, 0, np.int16, "float")])
+def test_convert_rows_bytes_matches_reference(nbytes, swap, signed, bits, samples, planar,
+                                              out_dt, rescale):
+    rng = np.random.default_rng(nbytes + 5 * samples + bits)
+    k, nrows, npix = 3, 4, 29
+    nvals = npix * samples
+    buf = rng.integers(0, 256, size=(k, nvals * nbytes + 5), dtype=np.uint8)  # spare bytes
+    dst, sl, ic = _chunk_args(rng, k, nrows)
+    do = _RESCALES[rescale][0]
+    a, b = np.zeros((nrows, nvals), out_dt), np.zeros((nrows, nvals), out_dt)
+    lo_a, hi_a, lo_b, hi_b = (np.full(k, np.nan) for _ in range(4))
+    K.convert_rows_bytes(buf, a, dst, nbytes, swap, bits, signed, samples, planar, sl, ic, do,
+                         lo_a, hi_a)
+    R.convert_rows_bytes(buf, b, dst, nbytes, swap, bits, signed, samples, planar, sl, ic, do,
+                         lo_b, hi_b)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(lo_a, lo_b)
+    np.testing.assert_array_equal(hi_a, hi_b)
+
+
+# ---------------------------------------------------------------- native route (file I/O)
+def _readers():
+    import pocketpacs.pixels as P
+
+    have = {"preadv": hasattr(os, "preadv"), "readv": hasattr(os, "readv"), "readinto": True}
+    return [r for r in P._READERS if have[r]]
+
+
+@pytest.mark.parametrize("reader", _readers())
+@pytest.mark.parametrize("case", ["int16 in place", "float32 scratch", "big endian",
+                                  "planar rgb"])
+def test_read_frames_native_route(tmp_path, monkeypatch, reader, case):
+    """Chunks on two threads, multi-frame files, shuffled rows, a missing and a
+    truncated file; each platform reader; against values computed with NumPy."""
+    import pocketpacs.pixels as P
+    from pocketpacs.pixels import read_frames
+
+    monkeypatch.setattr(P, "_READER", reader)
+    monkeypatch.setattr(P, "CHUNK_BYTES", 1)  # one frame per chunk: many chunks, 2 threads
+    rng = np.random.default_rng(len(case))
+    rows, cols = 5, 7
+    big = case == "big endian"
+    samples, planar = (3, 1) if case == "planar rgb" else (1, 0)
+    ts = "1.2.840.10008.1.2.2" if big else "1.2.840.10008.1.2.1"
+    bits_alloc, bits, signed = (8, 8, False) if samples == 3 else (16, 12, True)
+    sdt = np.dtype(np.uint8) if samples == 3 else np.dtype(">i2" if big else "<i2")
+    nframes = [3, 1, 2, 1, 4]
+    paths, formats, frames = [], [], []
+    for i, nf in enumerate(nframes):
+        vals = rng.integers(0, 1 << bits, size=(nf, samples, rows * cols))
+        stored = vals + rng.integers(0, 2, size=vals.shape) * (1 << bits) if bits < 8 * sdt.itemsize else vals
+        if samples == 1 or planar == 1:
+            data = stored.astype(sdt).tobytes()
+        else:
+            data = stored.transpose(0, 2, 1).astype(sdt).tobytes()
+        off = 100 + 3 * i  # odd offsets
+        p = tmp_path / f"f{i}.dcm"
+        p.write_bytes(b"x" * off + data)
+        paths.append(str(p))
+        formats.append(P.PixelFormat(rows=rows, cols=cols, samples=samples,
+                                     bits_allocated=bits_alloc, bits_stored=bits, signed=signed,
+                                     photometric="RGB" if samples == 3 else "MONOCHROME2",
+                                     planar=planar, nframes=nf, transfer_syntax=ts, offset=off,
+                                     length=len(data)))
+        if signed:
+            vals = np.where(vals >= 1 << (bits - 1), vals - (1 << bits), vals)
+        frames.append(vals.transpose(0, 2, 1).reshape(nf, rows, cols, samples))
+    # a file that is gone, one that is truncated inside its second frame
+    paths.append(str(tmp_path / "gone.dcm"))
+    formats.append(formats[1])
+    trunc = tmp_path / "short.dcm"
+    trunc.write_bytes(open(paths[0], "rb").read()[:formats[0].offset + formats[0].frame_bytes + 5])
+    paths.append(str(trunc))
+    formats.append(formats[0])
+    refs = [(fi, fr) for fi, nf in enumerate(nframes) for fr in range(nf)]
+    refs += [(5, 0), (6, 0), (6, 1)]
+    order = rng.permutation(len(refs))
+    refs = np.array([refs[i] for i in order], dtype=np.int64)
+    m = len(refs)
+    sl, ic = rng.choice([1.0, 2.0], m), rng.choice([-1024.0, 3.0], m)
+    if case == "float32 scratch":
+        sl = sl * 0.5
+    out_dt = {"int16 in place": np.int16, "float32 scratch": np.float32,
+              "big endian": np.int32, "planar rgb": np.uint8}[case]
+    shape = (m, rows, cols) + ((samples,) if samples > 1 else ())
+    out = np.full(shape, 99, out_dt)
+    ranges: list = []
+    rescale = samples == 1
+    errs = read_frames(paths, formats, refs, out, sl if rescale else None,
+                       ic if rescale else None, ranges=ranges)
+    want = np.zeros(shape, np.float64)
+    for row, (fi, fr) in enumerate(refs.tolist()):
+        if fi < 5:
+            v = frames[fi][fr].astype(np.float64).reshape(shape[1:])
+            want[row] = v * sl[row] + ic[row] if rescale else v
+        elif fi == 6 and fr == 0:
+            v = frames[0][0].astype(np.float64).reshape(shape[1:])
+            want[row] = v * sl[row] + ic[row] if rescale else v
+    np.testing.assert_array_equal(out, want.astype(out_dt))
+    assert sorted((Path(e.path).name, e.frame) for e in errs) == [("gone.dcm", 0),
+                                                                   ("short.dcm", 1)]
+    assert {e.reason for e in errs if e.path.endswith("short.dcm")} == {"pixel data truncated"}
+    assert ranges and ranges[0] == (min(want.min(), 0.0), max(want.max(), 0.0))
+
+
+def test_read_frames_into_a_non_contiguous_array(tmp_path):
+    import pocketpacs.pixels as P
+    from pocketpacs.pixels import read_frames
+
+    vals = np.arange(2 * 4 * 6, dtype="<u2").reshape(2, 4, 6)
+    p = tmp_path / "a.dcm"
+    p.write_bytes(b"\0" * 10 + vals.tobytes())
+    fmt = P.PixelFormat(rows=4, cols=6, nframes=2, offset=10, length=vals.nbytes)
+    big = np.zeros((2, 4, 12), np.uint16)
+    read_frames([str(p)], [fmt], np.array([[0, 1], [0, 0]]), big[:, :, ::2])
+    np.testing.assert_array_equal(big[:, :, ::2], vals[::-1])
+    assert not big[:, :, 1::2].any()
+
+
 # ---------------------------------------------------------------- real files
 def _pydicom_files():
     root = CORPUS / "pydicom_test_files"
