@@ -30,3 +30,10 @@ __all__ = [
 from .archive import Archive, open_archive, open_media  # noqa: E402
 
 __all__ += ["Archive", "open_archive", "open_media"]
+
+from .export import export_nifti, export_png  # noqa: E402
+from .openother import open_other  # noqa: E402
+from .volume import SeriesVolumes, Volume, assemble_path, assemble_series  # noqa: E402
+
+__all__ += ["Volume", "SeriesVolumes", "assemble_series", "assemble_path", "open_other",
+            "export_nifti", "export_png"]

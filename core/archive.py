@@ -282,6 +282,38 @@ class Archive:
             self._store.write(fn)
         return out
 
+    def volume(self, series: Ref, **kwargs: Any) -> Any:
+        """Assemble a series into volumes (one per stack) from its files.
+
+        Parameters
+        ----------
+        series : Series, key or Series Instance UID
+        **kwargs
+            Passed to :func:`pocketpacs.volume.assemble_series` (``tilt``,
+            ``spacing``, ``rescale``).
+
+        Returns
+        -------
+        pocketpacs.volume.SeriesVolumes
+            ``.volumes`` (each a :class:`~pocketpacs.volume.Volume` with its
+            array, LPS/RAS affines, spacing, window presets and report),
+            ``.report`` and ``.errors``.
+
+        Raises
+        ------
+        KeyError
+            When the archive has no such series.
+        ArchiveError
+            When none of the series' files is present (offline media).
+        """
+        from .volume import assemble_series
+
+        self.get_series(series)  # KeyError when the archive has no such series
+        files = self.series_files(series)
+        if not files:
+            raise ArchiveError("the files of this series are offline (folder or medium not present)")
+        return assemble_series(files, **kwargs)
+
     def header(self, instance: Ref, *, from_file: bool = True) -> dict[str, Any]:
         """Header values of an instance (the archive's tag set).
 
