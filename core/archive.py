@@ -235,16 +235,23 @@ class Archive:
             raise KeyError("no such instance")
         return R.instance_from(ik, raw)
 
-    def series_table(self, series: Ref) -> tuple[list[bytes], np.ndarray]:
+    def series_table(self, series: Ref, *, text: bool = False) -> tuple:
         """Instance keys and stored header rows (:data:`records.INST_DTYPE`) of a series.
 
         The numeric tag values of every instance in one array: what volume
-        assembly needs without reading the files.
+        assembly needs without reading the files.  With ``text=True`` also
+        the instances' text values (dicts of :data:`records.INSTANCE_TEXT`;
+        records written before a keyword was added lack it) and file paths:
+        ``(keys, rows, texts, paths)``.
         """
         with self._store.read() as t:
             sek = self._series_key(series, t)
             items = list(t.range("instances", sek))
-        return [k for k, _ in items], R.instance_array([v for _, v in items])
+        keys, rows = [k for k, _ in items], R.instance_array([v for _, v in items])
+        if not text:
+            return keys, rows
+        split = [R.split_instance(v) for _, v in items]
+        return keys, rows, [s[1] for s in split], [s[2] for s in split]
 
     def series_files(self, series: Ref, *, check: bool = True) -> list[str]:
         """The file of each instance of a series, in instance-number order.

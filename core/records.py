@@ -44,7 +44,13 @@ NUMERIC_KEYWORDS: tuple[str, ...] = tuple(t.keyword for t in T.TAGS if t.nvals)
 
 #: Text tags kept per instance (series/study/patient values live in their records).
 #: (Everything else is read from the file when asked for: ``Archive.header``.)
-INSTANCE_TEXT: tuple[str, ...] = ("SOPInstanceUID", "SOPClassUID", "TransferSyntaxUID")
+#: The first three are stored before the paths; the others (what the viewer
+#: needs to plan a stack without reading the files) after them, so records
+#: written before they were added, which end with the paths, still decode
+#: (without those keys), and older readers ignore them.
+INSTANCE_TEXT: tuple[str, ...] = ("SOPInstanceUID", "SOPClassUID", "TransferSyntaxUID",
+                                  "PhotometricInterpretation", "ImageType")
+_NT_HEAD = 3
 
 INST_DTYPE = np.dtype([
     ("ver", "u1"), ("flags", "u1"), ("nloc", "<u2"),
@@ -93,7 +99,8 @@ def encode_instances(head: np.ndarray, texts: list[list[str | None]], paths: lis
     head["ver"] = RECORD_VERSION
     raw = head.tobytes()
     cols = [[_clean(v) for v in col] for col in texts]
-    tails = ["\0".join(row) for row in zip(*cols, ["\0".join(p) for p in paths])]
+    cols = cols[:_NT_HEAD] + [["\0".join(p) for p in paths]] + cols[_NT_HEAD:]
+    tails = ["\0".join(row) for row in zip(*cols)]
     return [raw[i * HEAD:(i + 1) * HEAD] + t.encode("utf-8", "surrogateescape")
             for i, t in enumerate(tails)]
 
@@ -102,9 +109,12 @@ def split_instance(raw: bytes) -> tuple[np.void, dict[str, str], list[str]]:
     """Decode one instance value into (head row, text values, paths)."""
     head = np.frombuffer(raw[:HEAD], dtype=INST_DTYPE)[0]
     parts = raw[HEAD:].decode("utf-8", "surrogateescape").split("\0")
-    nt = len(INSTANCE_TEXT)
-    texts = dict(zip(INSTANCE_TEXT, parts[:nt]))
-    paths = parts[nt:nt + int(head["nloc"])]
+    nloc = int(head["nloc"])
+    texts = dict(zip(INSTANCE_TEXT[:_NT_HEAD], parts[:_NT_HEAD]))
+    paths = parts[_NT_HEAD:_NT_HEAD + nloc]
+    extra = parts[_NT_HEAD + nloc:]
+    if len(extra) == len(INSTANCE_TEXT) - _NT_HEAD:  # absent in records of older versions
+        texts.update(zip(INSTANCE_TEXT[_NT_HEAD:], extra))
     return head, texts, paths
 
 
@@ -113,7 +123,10 @@ def join_instance(head: np.void | np.ndarray, texts: dict[str, str], paths: list
     h = np.array(head, dtype=INST_DTYPE).reshape(1)
     h["nloc"] = len(paths)
     h["ver"] = RECORD_VERSION
-    tail = "\0".join([_clean(texts.get(k)) for k in INSTANCE_TEXT] + list(paths))
+    parts = [_clean(texts.get(k)) for k in INSTANCE_TEXT[:_NT_HEAD]] + list(paths)
+    if all(k in texts for k in INSTANCE_TEXT[_NT_HEAD:]):  # else: an older record, kept as it was
+        parts += [_clean(texts.get(k)) for k in INSTANCE_TEXT[_NT_HEAD:]]
+    tail = "\0".join(parts)
     return h.tobytes() + tail.encode("utf-8", "surrogateescape")
 
 

@@ -222,25 +222,44 @@ class Session:
     def start_warmup(self) -> threading.Thread:
         """Load the readers' compiled kernels in the background (after the first search).
 
-        Reads the headers and the middle slice of the archive's first series
-        (what opening it does), so the first series the user opens does not
-        wait for imports and numba's cache.  Errors are ignored.
+        First what opening an archived series from its stored rows needs:
+        the middle slice of the archive's first series is read that way
+        (a series the rows cannot plan is left to the second step).  Then,
+        only when the rows could not plan that series (records from before
+        the rows held every needed value) and no volume has been asked for
+        yet, the header parser's kernels, by parsing three files: loading
+        them takes about half a second with the native lock held, which a
+        series opened meanwhile would wait for.  Errors are ignored.
 
         Returns
         -------
         threading.Thread
             The (daemon) worker.
         """
+        def busy() -> bool:
+            return self.volumes.submitted > 0
+
         def work() -> None:
             try:
-                from .sources import DicomSeriesSource
+                from .sources import NATIVE_LOCK, DicomSeriesSource, archive_rows
 
-                res = self.archive.search(level="series", limit=1)
-                for h in res.hits:
-                    for s in h.series[:1]:
-                        paths = [os.fspath(p) for p in self.archive.series_files(s.key, check=False)]
-                        if paths:
-                            DicomSeriesSource(paths[:3]).close()
+                arc = self.archive
+                res = arc.search(level="series", limit=1)
+                for key in [s.key for h in res.hits for s in h.series[:1]][:1]:
+                    if busy():
+                        return
+                    got = archive_rows(arc, key)
+                    if got is not None:
+                        DicomSeriesSource(got[0], batch=got[1]).close()
+                        return
+                    from pocketpacs.headers import parse_files
+
+                    paths = [os.fspath(p) for p in arc.series_files(key, check=False)][:3]
+                    with NATIVE_LOCK:
+                        if paths and not busy():
+                            parse_files(paths)
+                    if paths and not busy():
+                        DicomSeriesSource(paths).close()
             except Exception as exc:
                 log.info("warm-up skipped: %s", type(exc).__name__)
 
@@ -310,12 +329,12 @@ class Session:
         from pocketpacs.native.window import window
         from pocketpacs.thumbs import shrink
 
-        from .sources import DicomSeriesSource
+        from .sources import open_dicom_series
 
-        paths = [os.fspath(p) for p in self.archive.series_files(sid)]
-        if not paths:
+        try:
+            src = open_dicom_series(self.archive, sid)
+        except FileNotFoundError:
             return None
-        src = DicomSeriesSource(paths)
         try:
             hdr = src.header()
             mid = hdr.shape[0] // 2
@@ -395,17 +414,17 @@ class Session:
 
     def cmd_open_series(self, a: dict) -> dict:
         """Start loading a series; answers at once with the volume id."""
-        from .sources import DicomSeriesSource
+        from .sources import open_dicom_series
 
         sid = a["series_id"]
         labels = self._labels.get(sid)
         arc = self.archive
 
         def make():
-            paths = [os.fspath(p) for p in arc.series_files(sid)]
-            if not paths:
-                raise BridgeError(P.NOT_FOUND, "That series has no files that can be read.")
-            return DicomSeriesSource(paths, labels)
+            try:
+                return open_dicom_series(arc, sid, labels)
+            except FileNotFoundError:
+                raise BridgeError(P.NOT_FOUND, "That series has no files that can be read.") from None
 
         job = self.volumes.submit(VolumeJob(make, slot=a["slot"]))
         return {"volume_id": job.id}

@@ -109,6 +109,176 @@ def safe_report(report: Any) -> dict:
             "excluded": excluded}
 
 
+class ArchiveRows:
+    """The archive's stored header rows of a series, in the shape of a header batch.
+
+    Stands in for :class:`pocketpacs.headers.HeaderBatch` where
+    :func:`pocketpacs.volume.frames_from_batch` and
+    :func:`pocketpacs.pixels.formats_from_batch` read one, so a series is
+    planned exactly as from its parsed headers without reading the files.
+    Build it with :func:`archive_rows`.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray of records.INST_DTYPE
+        One row per file.
+    texts : list of dict
+        Stored text values of each instance (``records.INSTANCE_TEXT``).
+    series : dict
+        Series-level text values (``Modality``, ``SeriesInstanceUID``).
+    """
+
+    def __init__(self, rows: np.ndarray, texts: list[dict], series: dict):
+        from pocketpacs import records as R
+
+        self.n = int(rows.shape[0])
+        self._rows = rows
+        self._texts = texts
+        self._series = series
+        self.status = np.zeros(self.n, dtype=np.int8)          # every row: parsed natively
+        self.reason: list[str | None] = [None] * self.n
+        self.pixel_offset = rows["pixel_offset"].astype(np.int64)
+        self.pixel_length = rows["pixel_length"].astype(np.int64)
+        self.encapsulated = (rows["flags"] & R.ENCAPSULATED).astype(bool)
+
+    def values(self, keyword: str) -> np.ndarray:
+        """Numeric values of a tag, ``(n, nvals)`` float64 (NaN when absent)."""
+        from pocketpacs import tags as T
+
+        k = T.INDEX[keyword]
+        c, cnt = int(T.NUM_START[k]), int(T.NUM_COUNT[k])
+        if c < 0:
+            raise KeyError(f"{keyword} is not a numeric tag of the archive")
+        return self._rows["nums"][:, c:c + cnt].astype(np.float64)
+
+    def number(self, keyword: str) -> np.ndarray:
+        """First value of a numeric tag."""
+        return self.values(keyword)[:, 0]
+
+    def text(self, keyword: str) -> list[str | None]:
+        """Stored text values of a tag (None when absent); KeyError when not stored."""
+        if keyword in self._series:
+            return [self._series[keyword]] * self.n
+        out = []
+        for t in self._texts:
+            v = t[keyword]                                     # KeyError: not stored
+            out.append(v if v else None)
+        return out
+
+    @property
+    def transfer_syntax(self) -> list[str | None]:
+        """Transfer Syntax UID of each file."""
+        return self.text("TransferSyntaxUID")
+
+
+#: SOP classes whose frames are planned from per-frame values read with pydicom.
+_PER_FRAME_SOP = ("1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.2.1")
+
+
+def archive_rows(archive: Any, series: str) -> tuple[list[str], ArchiveRows] | None:
+    """Files and stored header rows of an archived series, when they can stand in for a parse.
+
+    The rows are used only when every instance is a single-frame,
+    uncompressed greyscale image the native readers take as stored
+    (no fallback parse, conflict or offline flag, no enhanced SOP class or
+    mosaic), its record holds every value the plan needs (records from
+    before ``PhotometricInterpretation``/``ImageType`` were stored do not),
+    and its file has the size and modification time it had when imported.
+    Files are ordered as :meth:`pocketpacs.Archive.series_files` orders them.
+
+    Parameters
+    ----------
+    archive : pocketpacs.Archive
+    series : str
+        Series key.
+
+    Returns
+    -------
+    (paths, ArchiveRows) or None
+        None: parse the files instead.
+    """
+    from pocketpacs import records as R
+    from pocketpacs import tags as T
+    from pocketpacs.pixels import formats_from_batch
+    from pocketpacs.volume import is_mosaic
+
+    if getattr(archive, "media", False):
+        return None
+    se = archive.get_series(series)
+    _keys, rows, texts, locs = archive.series_table(series, text=True)
+    n = int(rows.shape[0])
+    if n == 0 or any(not p for p in locs):
+        return None
+    bad = R.OFFLINE | R.FALLBACK | R.ENCAPSULATED | R.CONFLICT
+    if np.any(rows["flags"] & bad) or np.any(rows["pixel_offset"] < 0):
+        return None
+    if any(k not in t for t in texts for k in R.INSTANCE_TEXT):
+        return None
+    nf = rows["nums"][:, int(T.NUM_START[T.INDEX["NumberOfFrames"]])]
+    if np.any(np.isfinite(nf) & (nf != 1)):
+        return None
+    for t in texts:
+        sop = t["SOPClassUID"] or ""
+        if sop.startswith(_PER_FRAME_SOP) or is_mosaic(t["ImageType"]):
+            return None
+    # files in series_files' order: instance number, then SOP Instance UID
+    inum = rows["nums"][:, int(T.NUM_START[T.INDEX["InstanceNumber"]])]
+    order = sorted(range(n), key=lambda i: (int(inum[i]) if np.isfinite(inum[i]) else 1 << 30,
+                                            texts[i]["SOPInstanceUID"]))
+    rows = rows[order]
+    texts = [texts[i] for i in order]
+    paths = [locs[i][0] for i in order]
+    size, mtime = rows["size"].tolist(), rows["mtime_ns"].tolist()
+    for i, p in enumerate(paths):
+        if p.endswith(".gz"):
+            return None
+        try:
+            st = os.stat(p)
+        except OSError:
+            return None
+        if st.st_size != size[i] or st.st_mtime_ns != mtime[i]:
+            return None                     # changed since it was imported
+    batch = ArchiveRows(rows, texts, {"Modality": se.modality or None,
+                                      "SeriesInstanceUID": se.uid or None})
+    fmts = formats_from_batch(batch)
+    if any(f is None or f.route != "native" or f.samples != 1 or f.nframes != 1 for f in fmts):
+        return None
+    return paths, batch
+
+
+def open_dicom_series(archive: Any, series: str, labels: dict | None = None,
+                      check: bool = True) -> "DicomSeriesSource":
+    """A :class:`DicomSeriesSource` for an archived series: from its stored rows when they
+    can stand in for the headers (:func:`archive_rows`), else from its parsed files.
+
+    Parameters
+    ----------
+    archive : pocketpacs.Archive
+    series : str
+        Series key.
+    labels : dict, optional
+        Overlay texts.
+    check : bool
+        Passed to :meth:`~pocketpacs.Archive.series_files` on the parse path.
+
+    Returns
+    -------
+    DicomSeriesSource
+
+    Raises
+    ------
+    FileNotFoundError
+        When the series has no file that can be read.
+    """
+    got = archive_rows(archive, series)
+    if got is not None:
+        return DicomSeriesSource(got[0], labels, batch=got[1])
+    paths = [os.fspath(p) for p in archive.series_files(series, check=check)]
+    if not paths:
+        raise FileNotFoundError("no readable file in the series")
+    return DicomSeriesSource(paths, labels)
+
+
 class DicomSeriesSource:
     """Slices of the largest stack of one DICOM series, read on demand.
 
@@ -118,16 +288,20 @@ class DicomSeriesSource:
         The series' files.
     labels : dict, optional
         Overlay texts (patient, study, series) from the archive.
+    batch : HeaderBatch or ArchiveRows, optional
+        Headers of ``paths`` (parsed here when None).
     """
 
-    def __init__(self, paths: Sequence[str], labels: dict | None = None):
+    def __init__(self, paths: Sequence[str], labels: dict | None = None, batch: Any = None):
         from pocketpacs import geometry as G
         from pocketpacs import volume as V
         from pocketpacs.headers import parse_files
 
         self.paths = [os.fspath(p) for p in paths]
-        with NATIVE_LOCK:
-            batch = parse_files(self.paths)
+        self.from_rows = isinstance(batch, ArchiveRows)
+        if batch is None:
+            with NATIVE_LOCK:
+                batch = parse_files(self.paths)
         fr = V.frames_from_batch(self.paths, batch)
         plans, report = G.plan_series(fr.ft, paths=self.paths)
         if not plans:

@@ -392,6 +392,8 @@ class JobRegistry:
         self._jobs: OrderedDict[str, VolumeJob] = OrderedDict()
         self._lock = threading.Lock()
         self._keep = keep
+        #: Jobs submitted so far (the warm-up stays out of the way of the first).
+        self.submitted = 0
 
     def submit(self, job: VolumeJob) -> VolumeJob:
         """Register and start *job*, cancelling older jobs of its slot.
@@ -407,6 +409,7 @@ class JobRegistry:
             *job*, started.
         """
         with self._lock:
+            self.submitted += 1
             for old in list(self._jobs.values()):
                 if old.slot == job.slot and not old.status()["done"]:
                     old.cancel()

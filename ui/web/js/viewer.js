@@ -92,6 +92,10 @@ export class Viewer {
     if (seq !== this.seq) return;
     const [nz, ny, nx] = header.shape;
     const T = api.arrayType(header.dtype);
+    // ask for the middle slice now: the server reads it while the GL side is set up
+    const first = Math.floor(nz / 2);
+    const firstReq = api.volumeSlice(vid, first, ctrl.signal);
+    firstReq.catch(() => {});  // handled below; superseded opens abort it
     const buffer = new ArrayBuffer(nz * header.slice_bytes);
     const data = new T(buffer);
     this.vol = { vid, header, data, ready: new Uint8Array(nz), uploaded: 0, complete: 0 };
@@ -121,8 +125,7 @@ export class Viewer {
     this.updateOverlay();
     this.updateLabels();
     this.panelRefresh();
-    const first = this.s.slice;
-    const firstSlice = api.volumeSlice(vid, first, ctrl.signal).then((sl) => {
+    const firstSlice = firstReq.then((sl) => {
       if (seq !== this.seq || this.vol.ready[first]) return;
       data.set(sl.data, first * nx * ny);
       this.vol.ready[first] = 1;

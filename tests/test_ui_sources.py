@@ -1,0 +1,128 @@
+"""Opening an archived series from its stored header rows (no header parse).
+
+:func:`pocketpacs.ui.sources.archive_rows` stands the archive's stored rows in
+for the parsed headers; the stack it plans must be the one the parse path
+plans: same files in the same order, same affine, spacing, windows and voxels.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import pocketpacs
+from pocketpacs import records as R
+from pocketpacs import synth
+from pocketpacs.ui import sources as S
+
+
+@pytest.fixture(scope="module")
+def arc(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui_sources")
+    synth.generate(root / "files", patients=2, studies=1, series=3, slices=12, rows=40, cols=48,
+                   seed=11, compressed_fraction=0.25, implicit_fraction=0.34, enhanced=1,
+                   junk=2, workers=1)
+    ar = pocketpacs.open_archive(root / "archive")
+    ar.import_folder(root / "files")
+    yield ar
+    ar.close()
+
+
+def _series(ar):
+    return [s for h in ar.search(level="series").hits for s in h.series]
+
+
+def _voxels(src):
+    whole = src.whole()
+    if whole is not None:
+        return np.asarray(whole)
+    hdr = src.header()
+    out = np.empty(tuple(hdr.shape), dtype=hdr.dtype)
+    src.read_into(0, out.shape[0], out)
+    return out
+
+
+def _same(a, b):
+    ha, hb = a.header().to_json(), b.header().to_json()
+    assert ha == hb                                   # shape, dtype, affine, spacing, windows...
+    assert a.paths == b.paths                         # file order
+    assert a._slice_files == b._slice_files           # slice order
+    assert a.report == b.report
+    va, vb = _voxels(a), _voxels(b)
+    assert va.dtype == vb.dtype and va.shape == vb.shape
+    assert np.array_equal(va, vb)
+
+
+def test_rows_plan_the_same_stack_as_the_parsed_headers(arc):
+    used = skipped = 0
+    for se in _series(arc):
+        got = S.archive_rows(arc, se.key)
+        if got is None:
+            skipped += 1
+            continue
+        used += 1
+        paths, batch = got
+        parsed = S.DicomSeriesSource([os.fspath(p) for p in arc.series_files(se.key)])
+        rows = S.DicomSeriesSource(paths, batch=batch)
+        assert rows.from_rows and not parsed.from_rows
+        _same(rows, parsed)
+        # the middle slice read first and cached is the one read later
+        hdr = rows.header()
+        mid = hdr.shape[0] // 2
+        one = np.empty((1,) + tuple(hdr.shape[1:]), dtype=hdr.dtype)
+        rows.read_into(mid, mid + 1, one)
+        assert np.array_equal(one[0], _voxels(parsed)[mid])
+    assert used >= 3          # the uncompressed single-frame series
+    assert skipped >= 2       # compressed and enhanced series: parsed
+
+
+def test_open_dicom_series_takes_rows_only_where_they_are_exact(arc):
+    for se in _series(arc):
+        src = S.open_dicom_series(arc, se.key)
+        try:
+            inst = arc.instances(se.key)
+            simple = all(not i.encapsulated for i in inst) and not any(
+                i.sop_class_uid.startswith(S._PER_FRAME_SOP) for i in inst)
+            assert src.from_rows == simple
+        finally:
+            src.close()
+
+
+def test_a_file_changed_since_import_falls_back_to_parsing(arc):
+    se = next(s for s in _series(arc) if S.archive_rows(arc, s.key) is not None)
+    paths, _ = S.archive_rows(arc, se.key)
+    st = os.stat(paths[3])
+    try:
+        os.utime(paths[3], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        assert S.archive_rows(arc, se.key) is None
+        src = S.open_dicom_series(arc, se.key)
+        assert not src.from_rows
+        src.close()
+    finally:
+        os.utime(paths[3], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert S.archive_rows(arc, se.key) is not None
+
+
+def test_media_sessions_parse(arc, tmp_path):
+    se = next(s for s in _series(arc) if S.archive_rows(arc, s.key) is not None)
+    folder = os.path.dirname(arc.series_files(se.key)[0])
+    media = pocketpacs.open_media(folder)
+    try:
+        for s in _series(media):
+            assert S.archive_rows(media, s.key) is None
+    finally:
+        media.close()
+
+
+def test_records_without_the_viewer_texts_still_decode_and_are_not_used():
+    head = np.zeros(1, dtype=R.INST_DTYPE)[0]
+    old = R.join_instance(head, {"SOPInstanceUID": "1.2", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.2",
+                                 "TransferSyntaxUID": "1.2.840.10008.1.2.1"}, ["/a", "/b"])
+    h, texts, paths = R.split_instance(old)
+    assert paths == ["/a", "/b"] and "ImageType" not in texts
+    assert R.join_instance(h, texts, paths) == old      # rewritten as it was
+    full = dict(texts, PhotometricInterpretation="MONOCHROME2", ImageType="ORIGINAL\\PRIMARY")
+    new = R.join_instance(h, full, paths)
+    assert new.startswith(old)                          # paths where older readers look
+    assert R.split_instance(new)[1:] == (full, paths)
