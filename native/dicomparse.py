@@ -359,6 +359,23 @@ def _peek_implicit(buf, p, end, little, assumed):
     return not (_is_vr_byte(b0) and _is_vr_byte(b1))
 
 
+@kernel(inline="always")
+def _stop(info, status, reason, offset):
+    """Record an outcome (status, reason, byte offset) and return the status."""
+    info[0] = status
+    info[1] = reason
+    info[2] = offset
+    return status
+
+
+@kernel(inline="always")
+def _need(info, nbytes):
+    """Ask the caller for a longer head (``nbytes`` from the file start)."""
+    info[0] = NEED_MORE
+    info[3] = nbytes
+    return NEED_MORE
+
+
 @kernel
 def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
               voff, vlen, vrs, nums, numflag, uid_hash, info):
@@ -410,80 +427,50 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
     whole = n >= fsize
     end = s + n  # exclusive end of available bytes in buf
     if fsize == 0:
-        info[0] = FAILED
-        info[1] = R_EMPTY
-        return FAILED
+        return _stop(info, FAILED, R_EMPTY, 0)
     pos = s
     has_preamble = False
     if n >= 2 and buf[s] == 0x1F and buf[s + 1] == 0x8B:
-        info[0] = FALLBACK
-        info[1] = R_GZIP
-        return FALLBACK
+        return _stop(info, FALLBACK, R_GZIP, 0)
     if n >= 132 and buf[s + 128] == 68 and buf[s + 129] == 73 and buf[s + 130] == 67 and buf[s + 131] == 77:
         pos = s + 132
         has_preamble = True
     elif n < 132 and not whole:
-        info[0] = NEED_MORE
-        info[3] = 132
-        return NEED_MORE
+        return _need(info, 132)
 
     # ---- file meta (group 0002), explicit VR little endian ------------
     ts_class = TS_NONE
     if pos + 6 <= end and _u16(buf, pos, True) == 2:
         if _peek_implicit(buf, pos, end, True, False):
-            info[0] = FALLBACK
-            info[1] = R_META
-            info[2] = pos - s
-            return FALLBACK
+            return _stop(info, FALLBACK, R_META, pos - s)
         while True:
             if pos + 8 > end:
                 if whole:
-                    info[0] = FAILED
-                    info[1] = R_TRUNCATED
-                    info[2] = pos - s
-                    return FAILED
-                info[0] = NEED_MORE
-                info[3] = pos - s + 4096
-                return NEED_MORE
+                    return _stop(info, FAILED, R_TRUNCATED, pos - s)
+                return _need(info, pos - s + 4096)
             group = _u16(buf, pos, True)
             if group != 2:
                 break
             tag = _tag(buf, pos, True)
             vr = _vr_code(buf[pos + 4], buf[pos + 5])
             if not (_is_vr_byte(buf[pos + 4]) and _is_vr_byte(buf[pos + 5])):
-                info[0] = FALLBACK
-                info[1] = R_META
-                info[2] = pos - s
-                return FALLBACK
+                return _stop(info, FALLBACK, R_META, pos - s)
             if _long_vr(vr):
                 if pos + 12 > end:
                     if whole:
-                        info[0] = FAILED
-                        info[1] = R_TRUNCATED
-                        info[2] = pos - s
-                        return FAILED
-                    info[0] = NEED_MORE
-                    info[3] = pos - s + 4096
-                    return NEED_MORE
+                        return _stop(info, FAILED, R_TRUNCATED, pos - s)
+                    return _need(info, pos - s + 4096)
                 length = _u32(buf, pos + 8, True)
                 vpos = pos + 12
             else:
                 length = _u16(buf, pos + 6, True)
                 vpos = pos + 8
             if length == 0xFFFFFFFF:
-                info[0] = FALLBACK
-                info[1] = R_META
-                info[2] = pos - s
-                return FALLBACK
+                return _stop(info, FALLBACK, R_META, pos - s)
             if vpos - s + length > fsize:
-                info[0] = FAILED
-                info[1] = R_TRUNCATED
-                info[2] = pos - s
-                return FAILED
+                return _stop(info, FAILED, R_TRUNCATED, pos - s)
             if vpos + length > end:
-                info[0] = NEED_MORE
-                info[3] = vpos - s + length + 4096
-                return NEED_MORE
+                return _need(info, vpos - s + length + 4096)
             k = _find_tag(tags, tag)
             if k >= 0:
                 voff[k] = vpos - s
@@ -495,15 +482,11 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
     elif not has_preamble:
         # no preamble and no meta: must look like a dataset
         if pos + 8 > end:
-            info[0] = FAILED
-            info[1] = R_NOT_DICOM
-            return FAILED
+            return _stop(info, FAILED, R_NOT_DICOM, 0)
         g = _u16(buf, pos, True)
         if not (g == 8 or g == 0x0800 or g == 0x0010 or g == 0x1000 or g == 0x0018 or g == 0x1800
                 or g == 0x0020 or g == 0x2000 or g == 0x0028 or g == 0x2800):
-            info[0] = FAILED
-            info[1] = R_NOT_DICOM
-            return FAILED
+            return _stop(info, FAILED, R_NOT_DICOM, 0)
 
     # ---- dataset encoding ----------------------------------------------
     little = True
@@ -536,10 +519,7 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
     info[4] = ts_class
     if pos + 6 <= end and ts_class != TS_NONE:
         if _peek_implicit(buf, pos, end, little, implicit) != implicit:
-            info[0] = FALLBACK
-            info[1] = R_VR_SWITCH
-            info[2] = pos - s
-            return FALLBACK
+            return _stop(info, FALLBACK, R_VR_SWITCH, pos - s)
     info[5] = 1 if little else 0
     info[6] = 0 if implicit else 1
 
@@ -565,10 +545,7 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
         # defined-length sequence ends when its end is reached
         if kind == 3 and pos >= stack_end[sp]:
             if pos > stack_end[sp]:
-                info[0] = FALLBACK
-                info[1] = R_MALFORMED
-                info[2] = pos - s
-                return FALLBACK
+                return _stop(info, FALLBACK, R_MALFORMED, pos - s)
             sp -= 1
             depth -= 1
             cur_impl = stack_impl[sp] != 0
@@ -578,25 +555,14 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
             if sp == 0:
                 header_end = pos - s
                 break
-            info[0] = FAILED
-            info[1] = R_TRUNCATED
-            info[2] = pos - s
-            return FAILED
+            return _stop(info, FAILED, R_TRUNCATED, pos - s)
         if pos + 8 > end:
             if pos + 8 > s + fsize:
                 if sp == 0 and whole and pos + 8 > s + fsize and n_elements > 0:
                     # trailing garbage shorter than an element header
-                    info[0] = FAILED
-                    info[1] = R_TRUNCATED
-                    info[2] = pos - s
-                    return FAILED
-                info[0] = FAILED
-                info[1] = R_TRUNCATED
-                info[2] = pos - s
-                return FAILED
-            info[0] = NEED_MORE
-            info[3] = pos - s + 8192
-            return NEED_MORE
+                    return _stop(info, FAILED, R_TRUNCATED, pos - s)
+                return _stop(info, FAILED, R_TRUNCATED, pos - s)
+            return _need(info, pos - s + 8192)
         tag = _tag(buf, pos, little)
         if kind == 2 or kind == 3:
             # inside a sequence (or encapsulated data): items or the delimiter
@@ -608,16 +574,10 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
                 cur_impl = stack_impl[sp] != 0
                 continue
             if tag != _ITEM:
-                info[0] = FALLBACK
-                info[1] = R_MALFORMED
-                info[2] = pos - s
-                return FALLBACK
+                return _stop(info, FALLBACK, R_MALFORMED, pos - s)
             if ilen == 0xFFFFFFFF:
                 if sp + 1 >= stack_kind.shape[0]:
-                    info[0] = FAILED
-                    info[1] = R_NESTING
-                    info[2] = pos - s
-                    return FAILED
+                    return _stop(info, FAILED, R_NESTING, pos - s)
                 pos += 8
                 sp += 1
                 stack_kind[sp] = 1
@@ -631,10 +591,7 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
                 stack_impl[sp] = 1 if cur_impl else 0
                 continue
             if pos + 8 + ilen > s + fsize:
-                info[0] = FAILED
-                info[1] = R_TRUNCATED
-                info[2] = pos - s
-                return FAILED
+                return _stop(info, FAILED, R_TRUNCATED, pos - s)
             pos += 8 + ilen
             continue
         # dataset or item: a data element
@@ -644,10 +601,7 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
             cur_impl = stack_impl[sp] != 0
             continue
         if (tag >> 16) == 0xFFFE:
-            info[0] = FALLBACK
-            info[1] = R_MALFORMED
-            info[2] = pos - s
-            return FALLBACK
+            return _stop(info, FALLBACK, R_MALFORMED, pos - s)
         if sp == 0 and tag >= _PIXEL_FIRST and tag <= 0x7FE00010:
             # pixel data: record where it is and stop (stop_before_pixels)
             header_end = pos - s
@@ -657,13 +611,8 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
             else:
                 if pos + 12 > end:
                     if pos + 12 > s + fsize:
-                        info[0] = FAILED
-                        info[1] = R_TRUNCATED
-                        info[2] = pos - s
-                        return FAILED
-                    info[0] = NEED_MORE
-                    info[3] = pos - s + 16
-                    return NEED_MORE
+                        return _stop(info, FAILED, R_TRUNCATED, pos - s)
+                    return _need(info, pos - s + 16)
                 pvr = _vr_code(buf[pos + 4], buf[pos + 5])
                 if _long_vr(pvr):
                     plen = _u32(buf, pos + 8, little)
@@ -700,33 +649,22 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
             if _long_vr(vr):
                 if pos + 12 > end:
                     if pos + 12 > s + fsize:
-                        info[0] = FAILED
-                        info[1] = R_TRUNCATED
-                        info[2] = pos - s
-                        return FAILED
-                    info[0] = NEED_MORE
-                    info[3] = pos - s + 8192
-                    return NEED_MORE
+                        return _stop(info, FAILED, R_TRUNCATED, pos - s)
+                    return _need(info, pos - s + 8192)
                 length = _u32(buf, pos + 8, little)
                 vpos = pos + 12
             elif _is_vr_byte(b0) and _is_vr_byte(b1):
                 length = _u16(buf, pos + 6, little)
                 vpos = pos + 8
             else:
-                info[0] = FALLBACK
-                info[1] = R_VR_SWITCH
-                info[2] = pos - s
-                return FALLBACK
+                return _stop(info, FALLBACK, R_VR_SWITCH, pos - s)
         k = -1
         if sp == 0 and tag >= tag_lo and tag <= tag_hi and (tag & 0x10000) == 0:
             k = _find_tag(tags, tag)
         if length == 0xFFFFFFFF:
             # undefined length: a sequence, UN (CP-246) or encapsulated data
             if depth + 1 > MAX_DEPTH or sp + 1 >= stack_kind.shape[0]:
-                info[0] = FAILED
-                info[1] = R_NESTING
-                info[2] = pos - s
-                return FAILED
+                return _stop(info, FAILED, R_NESTING, pos - s)
             pos = vpos
             sp += 1
             depth += 1
@@ -736,15 +674,10 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
             stack_impl[sp] = 1 if cur_impl else 0
             continue
         if vpos - s + length > fsize:
-            info[0] = FAILED
-            info[1] = R_TRUNCATED
-            info[2] = pos - s
-            return FAILED
+            return _stop(info, FAILED, R_TRUNCATED, pos - s)
         if k >= 0:
             if vpos + length > end:
-                info[0] = NEED_MORE
-                info[3] = vpos - s + length + 8192
-                return NEED_MORE
+                return _need(info, vpos - s + length + 8192)
             voff[k] = vpos - s
             vlen[k] = length
             rvr = vr
