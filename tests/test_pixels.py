@@ -379,3 +379,94 @@ def test_decoder_python_error_is_reported(pool, tmp_path):
     arr, errs = decode_file(str(p), fmt, pool=pool)
     assert len(errs) == 1 and not errs[0].crashed and errs[0].path == str(p)
     assert arr.shape == (4, 4) and not arr.any()
+
+
+# ---------------------------------------------------------------- scaling
+def _j2k_file(tmp_path, name="j2k.dcm"):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+
+    pytest.importorskip("openjpeg")
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = 32, 48, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    img = np.random.default_rng(5).integers(0, 4096, (32, 48)).astype(np.uint16)
+    ds.PixelData = img.tobytes()
+    ds.compress(JPEG2000Lossless, img)
+    p = tmp_path / name
+    ds.save_as(p, enforce_file_format=True)
+    return str(p), img
+
+
+def test_j2k_workers_use_the_single_thread_decoder(tmp_path, monkeypatch):
+    """GDCM's JPEG 2000 decoder is multi-threaded: the workers ask for pylibjpeg first
+    (one process per core), and fall back to pydicom's default order when it fails."""
+    import pydicom
+
+    from pocketpacs import pixels as P
+
+    path, img = _j2k_file(tmp_path)
+    ds = pydicom.dcmread(path)
+    assert P._plugin_for(ds) == "pylibjpeg"
+    used = []
+    real = P._decode_ds
+
+    def spy(ds, indices, plugin):
+        used.append(plugin)
+        return real(ds, indices, plugin)
+
+    monkeypatch.setattr(P, "_decode_ds", spy)
+    (arr,) = P._decode_task(path, None)
+    np.testing.assert_array_equal(arr, img)
+    assert used == ["pylibjpeg"]
+
+    def failing(ds, indices, plugin):
+        used.append(plugin)
+        if plugin:
+            raise RuntimeError("plugin failed")
+        return real(ds, indices, plugin)
+
+    used.clear()
+    (arr,) = P._decode_task_default_order(path, None)  # the retry after a worker crash
+    np.testing.assert_array_equal(arr, img)
+    assert used == [""]
+
+    used.clear()
+    monkeypatch.setattr(P, "_decode_ds", failing)
+    (arr,) = P._decode_task(path, None)
+    np.testing.assert_array_equal(arr, img)
+    assert used == ["pylibjpeg", ""]
+
+
+def plain_decoder(path, indices):
+    n = 1 if indices is None else len(indices)
+    return [np.full((2, 2), len(path), np.int16) for _ in range(n)]
+
+
+def test_pool_messages_shrink_towards_the_end_and_stats(pool):
+    got = []
+    tasks = [(f"f{i:03d}", None) for i in range(64)]
+    errs = pool.run(tasks, lambda ti, idx, arrays: got.append(ti), decode_fn=plain_decoder,
+                    batch=8)
+    assert errs == [] and sorted(got) == list(range(64))
+    st = pool.stats
+    # 8 per message at first, single tasks at the end: more than 64 / 8 messages
+    assert 64 / 8 < st["messages"] < 64
+    assert st["tasks"] == 64 and st["workers"] == 2
+    assert st["wall"] > 0 and st["worker_busy"] > 0 and st["parent_cpu"] >= 0
+
+
+def test_pool_crash_in_a_batch_loses_only_that_file(pool):
+    got = []
+    tasks = [(f"f{i:03d}", None) for i in range(40)]
+    tasks[5] = ("f005crash", None)
+    tasks[37] = ("f037crash", None)  # in the single-task tail
+    errs = pool.run(tasks, lambda ti, idx, arrays: got.append(ti), decode_fn=crashing_decoder,
+                    batch=8)
+    assert {(e.path, e.crashed) for e in errs} == {("f005crash", True), ("f037crash", True)}
+    assert sorted(got) == [i for i in range(40) if i not in (5, 37)]
