@@ -203,6 +203,10 @@ class LmdbStore:
         self._closed = False
         self._pid = os.getpid()
         self._wlock = threading.Lock()
+        # transactions in flight, so close() from one thread never pulls the
+        # environment from under a transaction running in another (an LMDB abort)
+        self._active = 0
+        self._idle = threading.Condition()
         if readonly:
             if not (self.path / "data.mdb").exists():
                 raise ArchiveError(f"no archive at {self.path}")
@@ -301,17 +305,29 @@ class LmdbStore:
 
     # ---- transactions ------------------------------------------------------
     @contextmanager
+    def _in_use(self) -> Iterator[None]:
+        with self._idle:
+            self._check_open()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    @contextmanager
     def read(self) -> Iterator[Txn]:
         """Short read-only transaction (a consistent snapshot)."""
-        self._check_open()
         lmdb = self._lmdb
-        try:
-            txn = self.env.begin(write=False)
-        except lmdb.MapResizedError:  # another process grew the map
-            self.env.set_mapsize(0)
-            txn = self.env.begin(write=False)
-        with txn:
-            yield Txn(txn, self._dbs, False)
+        with self._in_use():
+            try:
+                txn = self.env.begin(write=False)
+            except lmdb.MapResizedError:  # another process grew the map
+                self.env.set_mapsize(0)
+                txn = self.env.begin(write=False)
+            with txn:
+                yield Txn(txn, self._dbs, False)
 
     def write(self, fn: Callable[[Txn], Any]) -> Any:
         """Run ``fn(txn)`` in a write transaction and commit; return its result.
@@ -324,7 +340,7 @@ class LmdbStore:
         if self.readonly:
             raise ArchiveError("the archive is open read-only")
         lmdb = self._lmdb
-        with self._wlock:
+        with self._in_use(), self._wlock:
             for _attempt in range(32):
                 try:
                     with self.env.begin(write=True) as txn:
@@ -360,6 +376,12 @@ class LmdbStore:
         """Close the environment (when the last user closes) and release the lock."""
         if self._closed:
             return
+        idle = getattr(self, "_idle", None)
+        if idle is not None:
+            with idle:
+                self._closed = True  # no new transaction from here on
+                # let transactions running in other threads finish (bounded)
+                idle.wait_for(lambda: self._active == 0, timeout=30)
         self._closed = True
         key = getattr(self, "_key", None)
         if key is not None:

@@ -218,3 +218,37 @@ def test_reader_sees_data_after_another_process_grows_the_map(tmp_path):
         with ro.read() as t:
             assert t.count("instances") == 20000
             assert t.get("instances", (19999).to_bytes(16, "big")) == b"v" * 200
+
+
+def test_close_waits_for_transactions_in_other_threads(tmp_path):
+    """Closing while another thread reads never pulls the environment from
+    under its transaction: the reader finishes, later reads get ArchiveError."""
+    import threading
+    import time
+
+    st = S.LmdbStore(tmp_path / "a")
+    st.write(lambda t: [t.put("meta", b"k%d" % i, b"v" * 100) for i in range(2000)])
+    started = threading.Event()
+    results: list = []
+
+    def reader():
+        try:
+            with st.read() as t:
+                started.set()
+                n = 0
+                for i in range(2000):
+                    n += len(t.get("meta", b"k%d" % i) or b"")
+                    if i % 200 == 0:
+                        time.sleep(0.01)  # still inside the transaction when close() starts
+                results.append(n)
+            with st.read():
+                results.append("read after close")
+        except ArchiveError as e:
+            results.append(str(e))
+
+    th = threading.Thread(target=reader)
+    th.start()
+    started.wait(5)
+    st.close()
+    th.join(10)
+    assert results == [200000, "the archive is closed"]
