@@ -240,6 +240,10 @@ class HeaderBatch:
             gather_values(buf, self._start, self._voff[:, k].copy(), vlen.copy(), rows,
                           spec.vr in ("DS", "IS"), mat, flags)
             plain = flags == 0
+            if spec.vr not in ("SH", "LO", "UC", "DS", "IS"):
+                # pydicom strips only the whole value of these VRs, so a
+                # multi-valued ASCII value decodes as it is (e.g. ImageType)
+                plain |= flags == 2
             if plain.any():
                 strs = mat[plain].view(f"S{width}").ravel().astype(f"U{width}").tolist()
                 for i, v in zip(rows[plain].tolist(), strs):

@@ -111,7 +111,8 @@ def compare(paths: list[str]) -> dict:
             if not _same(ours.get(kw), ref.get(kw)):
                 stats["mismatches"].append((p, kw, ours.get(kw), ref.get(kw)))
     # columns agree with records
-    for kw in ("PatientName", "SOPInstanceUID", "Modality"):
+    for kw in ("PatientName", "SOPInstanceUID", "Modality", "ImageType", "SeriesDescription",
+               "StudyDate", "SpecificCharacterSet", "PatientID"):
         col = batch.text(kw)
         for i in range(batch.n):
             if batch.status[i] != FAILED:
