@@ -66,6 +66,8 @@ export class Viewer {
     this.draw = () => this.render();
     this.uploadPending = () => {};
     this.panels = new Panels();
+    // the 2D slice programs compile at page load, so a first open draws at once
+    for (const dtype of ['int16', 'uint16', 'float32']) this.view.program(dtype).catch(() => {});
     this.glReady = Promise.all([this.mpr.init(), this.ray.init()]).catch((e) => this.glError(e));
     this.bind();
     this.setTool('navigate');
@@ -91,23 +93,17 @@ export class Viewer {
     const header = await api.volumeHeader(vid, ctrl.signal);
     if (seq !== this.seq) return;
     const [nz, ny, nx] = header.shape;
-    const T = api.arrayType(header.dtype);
-    // ask for the middle slice now: the server reads it while the GL side is set up
+    // ask for the middle slice now: the server reads it while the view is set up
     const first = Math.floor(nz / 2);
     const firstReq = api.volumeSlice(vid, first, ctrl.signal);
     firstReq.catch(() => {});  // handled below; superseded opens abort it
-    const buffer = new ArrayBuffer(nz * header.slice_bytes);
-    const data = new T(buffer);
-    this.vol = { vid, header, data, ready: new Uint8Array(nz), uploaded: 0, complete: 0 };
+    // the whole-volume array, the 3D textures and the stream come after the
+    // first slice is on screen (start()): the first draw needs only that slice
+    if (this.rv) { this.rv.dispose(); this.rv = null; }
+    this.vol = { vid, header, data: null, ready: new Uint8Array(nz), uploaded: 0, complete: 0, first, firstData: null, started: false };
     this.Ainv = invertAffine(header.affine_lps);
-    await this.view.setVolume(header, data);
-    await this.glReady;
+    await this.view.setHeader(header);
     if (seq !== this.seq) return;
-    if (this.rv) this.rv.dispose();
-    this.rv = new RenderVolume(this.gl, header, data);
-    $('notice-3d').textContent = this.rv.notice;
-    this.canvas.dataset.notice3d = this.rv.notice;
-    this.canvas.dataset.tex3d = this.rv.dims.join('x');
     this.setupPresets(header);
     this.setup3d(header);
     Object.assign(this.s, { slice: Math.floor(nz / 2), zoom: 1, panX: 0, panY: 0, sliceReady: false,
@@ -121,18 +117,51 @@ export class Viewer {
     this.panels.header = null;
     this.updateMeasurements();
     this.canvas.dataset.slices = String(nz);
+    this.canvas.dataset.ready = '0';
     this.invalidate3d();
     this.updateOverlay();
     this.updateLabels();
     this.panelRefresh();
+    const vol = this.vol;
+    const start = () => this.startVolume(seq, vol, ctrl.signal);
     const firstSlice = firstReq.then((sl) => {
-      if (seq !== this.seq || this.vol.ready[first]) return;
-      data.set(sl.data, first * nx * ny);
-      this.vol.ready[first] = 1;
-      this.view.upload(first, first + 1);
-      this.view.invalidate(first);
+      if (seq !== this.seq || vol.ready[first]) return;
+      vol.firstData = sl.data;
+      vol.ready[first] = 1;
+      this.view.setPreview(first, sl.data);
       this.refresh(true);
-    });
+      // once that frame is drawn (and presented), set up the rest
+      requestRedraw(() => requestAnimationFrame(() => setTimeout(start, 0)));
+    }, (e) => { start(); throw e; });
+    await firstSlice.catch((e) => { if (e.name !== 'AbortError') throw e; });
+  }
+
+  /** The whole-volume array (allocated on first need, holding the first slice). */
+  ensureData(vol = this.vol) {
+    if (!vol || vol.data) return vol && vol.data;
+    const h = vol.header, [nz, ny, nx] = h.shape;
+    const T = api.arrayType(h.dtype);
+    vol.data = new T(new ArrayBuffer(nz * h.slice_bytes));
+    if (vol.firstData) vol.data.set(vol.firstData, vol.first * nx * ny);
+    return vol.data;
+  }
+
+  /** After the first frame: full 2D texture, MPR/3D texture, and the progressive stream. */
+  async startVolume(seq, vol, signal) {
+    if (seq !== this.seq || vol.started) return;
+    vol.started = true;
+    const { header, vid } = vol;
+    const [nz] = header.shape;
+    const data = this.ensureData(vol);
+    await this.glReady;
+    if (seq !== this.seq) return;
+    this.view.setData(data, vol.uploaded, vol.firstData ? [vol.first] : []);
+    if (this.rv) this.rv.dispose();
+    this.rv = new RenderVolume(this.gl, header, data);
+    $('notice-3d').textContent = this.rv.notice;
+    this.canvas.dataset.notice3d = this.rv.notice;
+    this.canvas.dataset.tex3d = this.rv.dims.join('x');
+    this.invalidate3d();
     this.uploadPending = () => {
       if (seq !== this.seq) return;
       const v = this.vol;
@@ -147,12 +176,12 @@ export class Viewer {
       $('load-progress').textContent = v.complete < nz ? `loading ${v.complete}/${nz}` : '';
       this.refresh(false);
     };
-    const stream = api.streamVolume(vid, buffer, (complete) => {
+    const stream = api.streamVolume(vid, data.buffer, (complete) => {
       if (seq !== this.seq) return;
       this.vol.ready.fill(1, this.vol.complete, complete);
       this.vol.complete = complete;
       requestRedraw(this.uploadPending);
-    }, ctrl.signal).then(() => {
+    }, signal).then(() => {
       if (seq !== this.seq) return;
       this.uploadPending();
       const r = header.rescale;
@@ -163,7 +192,6 @@ export class Viewer {
     stream.catch((e) => {
       if (e.name !== 'AbortError' && seq === this.seq) $('load-progress').textContent = e.message;
     });
-    await firstSlice.catch((e) => { if (e.name !== 'AbortError') throw e; });
   }
 
   setupPresets(header) {
@@ -633,7 +661,7 @@ export class Viewer {
       [x, y, z] = g;
     }
     if (x < 0 || y < 0 || z < 0 || x >= nx || y >= ny || z >= nz || !this.vol.ready[z]) return null;
-    const stored = this.vol.data[(z * ny + y) * nx + x];
+    const stored = this.ensureData()[(z * ny + y) * nx + x];
     const r = this.vol.header.rescale;
     return { x, y, z, stored, real: stored * r.slope + r.intercept, units: this.vol.header.units };
   }
@@ -783,6 +811,7 @@ export class Viewer {
     this.pending = null;
     if (!m || !this.vol) return;
     delete m.stage;
+    this.ensureData();
     M.evaluate(this.vol, m);
     this.measurements.push(m);
     this.updateMeasurements();
@@ -824,12 +853,15 @@ export class Viewer {
     this.lost = false;
     if (this.vol) {
       const v = this.vol;
+      this.ensureData(v);
       await this.view.setVolume(v.header, v.data);
       const upto = v.complete;
       if (upto > 0) this.view.upload(0, upto);
       else if (v.ready[this.s.slice]) this.view.upload(this.s.slice, this.s.slice + 1);
-      this.rv = new RenderVolume(this.gl, v.header, v.data);
-      if (upto > 0) this.rv.upload(0, upto);
+      if (this.rv || v.started) {
+        this.rv = new RenderVolume(this.gl, v.header, v.data);
+        if (upto > 0) this.rv.upload(0, upto);
+      }
     }
     $('gl-notice').hidden = true;
     this.canvas.dataset.contextLost = '0';

@@ -20,14 +20,15 @@ export const GPU_BUDGET = 1 << 30;
  * Allocate a volume texture.
  * @param {WebGL2RenderingContext} gl
  * @param {{shape: number[], dtype: string}} header
+ * @param {boolean} [single] one layer only (the first-slice preview texture)
  * @returns {{tex: WebGLTexture, layers: number, whole: boolean, fmt: number[]}}
  */
-export function createVolumeTexture(gl, header) {
+export function createVolumeTexture(gl, header, single = false) {
   const [nz, ny, nx] = header.shape;
   const fmt = FORMATS[header.dtype](gl);
   const { max3d } = limits(gl);
   const bytes = nz * header.slice_bytes;
-  const whole = nz <= max3d && ny <= max3d && nx <= max3d && bytes <= GPU_BUDGET;
+  const whole = !single && nz <= max3d && ny <= max3d && nx <= max3d && bytes <= GPU_BUDGET;
   const layers = whole ? nz : 1;
   const tex = gl.createTexture();
   gl.bindTexture(gl.TEXTURE_3D, tex);

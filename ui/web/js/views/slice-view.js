@@ -19,6 +19,7 @@ export class SliceView {
     this.vt = null;
     this.header = null;
     this.data = null;
+    this.preview = null;         // {z, data}: the first slice, before the whole array exists
     this.layerSlice = -1;        // which slice the single layer holds (when not whole)
     this.vao = this.gl.createVertexArray();
   }
@@ -39,28 +40,68 @@ export class SliceView {
     return this.programs[dtype];
   }
 
-  /** Replace the volume; `data` is the (filling) typed array of all voxels. */
-  async setVolume(header, data) {
+  /**
+   * Show a new volume's header at once, with a one-layer texture: cheap, so the
+   * first slice can be drawn (setPreview) before the whole volume is set up.
+   */
+  async setHeader(header) {
     await this.program(header.dtype);
     const gl = this.gl;
     if (this.vt) gl.deleteTexture(this.vt.tex);
     this.header = header;
-    this.data = data;
-    this.vt = createVolumeTexture(gl, header);
+    this.data = null;
+    this.preview = null;
+    this.vt = createVolumeTexture(gl, header, true);
     this.layerSlice = -1;
+  }
+
+  /** One slice's voxels to draw while there is no whole-volume array yet. */
+  setPreview(z, data) {
+    this.preview = { z, data };
+    if (this.layerSlice === z) this.layerSlice = -1;
+  }
+
+  /**
+   * Attach the (filling) typed array of all voxels and move to the full
+   * texture; slices [0, upto) and `extra` are uploaded to it.
+   */
+  setData(data, upto = 0, extra = []) {
+    const gl = this.gl;
+    this.data = data;
+    this.preview = null;
+    const vt = createVolumeTexture(gl, this.header);
+    if (!vt.whole) {
+      gl.deleteTexture(vt.tex);      // the one-layer texture already fits
+      this.layerSlice = -1;
+      return;
+    }
+    if (this.vt) gl.deleteTexture(this.vt.tex);
+    this.vt = vt;
+    this.layerSlice = -1;
+    if (upto > 0) uploadSlices(gl, vt, data, 0, upto);
+    for (const z of extra) if (z >= upto) uploadSlices(gl, vt, data, z, z + 1);
+  }
+
+  /** Replace the volume; `data` is the (filling) typed array of all voxels. */
+  async setVolume(header, data) {
+    await this.setHeader(header);
+    this.setData(data);
   }
 
   /** Upload slices [z0, z1) that have arrived (whole-volume textures only). */
   upload(z0, z1) {
-    if (!this.vt || z1 <= z0) return;
+    if (!this.vt || !this.data || z1 <= z0) return;
     if (this.vt.whole) uploadSlices(this.gl, this.vt, this.data, z0, z1);
   }
 
-  /** Make sure the single layer holds slice z (large volumes). */
+  /** Make sure the single layer holds slice z (large volumes); false when its voxels are not here. */
   ensureLayer(z) {
-    if (this.vt.whole || this.layerSlice === z) return;
-    uploadSlices(this.gl, this.vt, this.data, z, z + 1, 0);
+    if (this.vt.whole || this.layerSlice === z) return true;
+    if (this.data) uploadSlices(this.gl, this.vt, this.data, z, z + 1, 0);
+    else if (this.preview && this.preview.z === z) uploadSlices(this.gl, this.vt, this.preview.data, 0, 1, 0);
+    else return false;
     this.layerSlice = z;
+    return true;
   }
 
   /** Forget the single-layer cache (slice data changed). */
@@ -109,7 +150,7 @@ export class SliceView {
     const h = this.header;
     const p = h && this.programs[h.dtype];
     if (!this.vt || !state.sliceReady || !p) return null;
-    this.ensureLayer(state.slice);
+    if (!this.ensureLayer(state.slice)) return null;
     const xf = this.transform(state, rect);
     gl.useProgram(p.program);
     gl.activeTexture(gl.TEXTURE0);
