@@ -102,7 +102,18 @@ def open_series(page) -> tuple[float, float]:
     poll(page, "document.getElementById('view').dataset.tLoaded")
     d = page.evaluate("Object.assign({}, document.getElementById('view').dataset)")
     t_open = float(d["tOpen"])
+    steps = [(k, float(d[k]) - t_open) for k in ("tCall", "tHeader", "tSlice", "tFirst") if d.get(k)]
+    STEPS.append(steps)
     return float(d["tFirst"]) - t_open, float(d["tLoaded"]) - t_open
+
+
+#: Per open: (marker, ms after the click): open_series answered (tCall),
+#: header received (tHeader), first slice's data received (tSlice), drawn (tFirst).
+STEPS: list[list[tuple[str, float]]] = []
+
+
+def _steps(i: int) -> str:
+    return ", ".join(f"{k[1:].lower()} {v:.0f}" for k, v in STEPS[i])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     fm, wm = statistics.median(firsts), statistics.median(wholes)
     print(f"click -> first slice, cold numba cache  : {first_cold:7.1f} ms")
     print(f"click -> whole series, cold numba cache : {whole_cold:7.1f} ms")
-    print(f"click -> first slice, first open        : {first:7.1f} ms")
+    print(f"click -> first slice, first open        : {first:7.1f} ms   ({_steps(1)} ms)")
     print(f"click -> first slice, median of {a.repeats}      : {fm:7.1f} ms   "
           f"(target {FIRST_SLICE_TARGET_MS:.0f} ms: {fm / FIRST_SLICE_TARGET_MS:.2f}x of target)")
     print(f"click -> whole series, first open       : {whole:7.1f} ms   ({mb / whole * 1000:.0f} MB/s)")

@@ -844,7 +844,8 @@ def read_frames(paths: Sequence[str], formats: Sequence[PixelFormat], refs: np.n
                 out: np.ndarray, slopes: np.ndarray | None = None,
                 intercepts: np.ndarray | None = None, *, pool: DecoderPool | None = None,
                 chunk_frames: int | None = None,
-                ranges: list[tuple[float, float]] | None = None) -> list[FrameError]:
+                ranges: list[tuple[float, float]] | None = None,
+                reference_kernels: bool = False) -> list[FrameError]:
     """Read frames into the rows of a preallocated array.
 
     Parameters
@@ -869,13 +870,23 @@ def read_frames(paths: Sequence[str], formats: Sequence[PixelFormat], refs: np.n
         rescale, before the cast to ``out.dtype``) are appended to it, so a
         caller can check that they fit ``out.dtype`` (see
         :func:`pocketpacs.volume.assemble_series`).
+    reference_kernels : bool
+        Convert uncompressed frames with the NumPy references of the
+        kernels (:mod:`pocketpacs.native.reference`: the same values, the
+        tests compare them) instead of the compiled ones.  For a frame or
+        two wanted before numba is loaded: importing numba and loading the
+        compiled kernels takes a quarter of a second or more, converting one
+        512x512 frame in NumPy about a millisecond.
 
     Returns
     -------
     list of FrameError
         Frames that could not be read (their rows are filled with 0).
     """
-    from pocketpacs.native import assemble as K
+    if reference_kernels:
+        from pocketpacs.native import reference as K
+    else:
+        from pocketpacs.native import assemble as K
 
     m = int(refs.shape[0])
     if out.shape[0] != m:
@@ -883,7 +894,8 @@ def read_frames(paths: Sequence[str], formats: Sequence[PixelFormat], refs: np.n
     if not out.flags.c_contiguous:  # the rows are read into contiguous memory
         tmp = np.ascontiguousarray(out)
         errs = read_frames(paths, formats, refs, tmp, slopes, intercepts, pool=pool,
-                           chunk_frames=chunk_frames, ranges=ranges)
+                           chunk_frames=chunk_frames, ranges=ranges,
+                           reference_kernels=reference_kernels)
         out[...] = tmp
         return errs
     rescale = slopes is not None

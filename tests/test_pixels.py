@@ -194,12 +194,14 @@ def _readers():
     return [r for r in P._READERS if have[r]]
 
 
+@pytest.mark.parametrize("kernels", ["compiled", "reference"])
 @pytest.mark.parametrize("reader", _readers())
 @pytest.mark.parametrize("case", ["int16 in place", "float32 scratch", "big endian",
                                   "planar rgb"])
-def test_read_frames_native_route(tmp_path, monkeypatch, reader, case):
+def test_read_frames_native_route(tmp_path, monkeypatch, reader, case, kernels):
     """Chunks on two threads, multi-frame files, shuffled rows, a missing and a
-    truncated file; each platform reader; against values computed with NumPy."""
+    truncated file; each platform reader; the compiled kernels and their NumPy
+    references (``reference_kernels``); against values computed with NumPy."""
     import pocketpacs.pixels as P
     from pocketpacs.pixels import read_frames
 
@@ -255,7 +257,8 @@ def test_read_frames_native_route(tmp_path, monkeypatch, reader, case):
     ranges: list = []
     rescale = samples == 1
     errs = read_frames(paths, formats, refs, out, sl if rescale else None,
-                       ic if rescale else None, ranges=ranges)
+                       ic if rescale else None, ranges=ranges,
+                       reference_kernels=kernels == "reference")
     want = np.zeros(shape, np.float64)
     for row, (fi, fr) in enumerate(refs.tolist()):
         if fi < 5:

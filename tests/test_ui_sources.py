@@ -77,6 +77,45 @@ def test_rows_plan_the_same_stack_as_the_parsed_headers(arc):
     assert skipped >= 2       # compressed and enhanced series: parsed
 
 
+def test_first_slice_needs_no_compiled_kernel(arc):
+    """A series opened from its stored rows gets its header and middle slice
+    without numba (a first open does not wait for numba's import); a job built
+    on it has that slice ready with the header, equal to the compiled read."""
+    import subprocess
+    import sys
+
+    keys = [se.key for se in _series(arc) if S.archive_rows(arc, se.key) is not None]
+    assert keys
+    child = f"""
+import sys, numpy as np, pocketpacs
+from pocketpacs.ui import sources as S
+from pocketpacs.ui.volumes import VolumeJob
+ar = pocketpacs.open_archive({str(arc.path)!r}, readonly=True)
+paths, rows = S.archive_rows(ar, {keys[0]!r})
+job = VolumeJob(lambda: S.DicomSeriesSource(paths, batch=rows)).start()
+hdr = job.wait_header(60)
+mid = hdr["shape"][0] // 2
+ready = bool(job._ready[mid])
+print("numba" in sys.modules, ready)
+np.save(sys.stdout.buffer, job._array[mid].copy())
+job.cancel()
+job.join(60)
+"""
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    first, _, rest = out.stdout.partition(b"\n")
+    assert first.split() == [b"False", b"True"]       # no numba; the slice came with the header
+    import io
+    got = np.load(io.BytesIO(rest))
+    paths, rows = S.archive_rows(arc, keys[0])
+    src = S.DicomSeriesSource(paths, batch=rows)
+    hdr = src.header()
+    compiled = np.empty((hdr.shape[0],) + tuple(hdr.shape[1:]), dtype=hdr.dtype)
+    src._mid = None                                   # read every slice with the kernels
+    src.read_into(0, hdr.shape[0], compiled)
+    assert np.array_equal(got, compiled[hdr.shape[0] // 2])
+
+
 def test_open_dicom_series_takes_rows_only_where_they_are_exact(arc):
     for se in _series(arc):
         src = S.open_dicom_series(arc, se.key)
@@ -126,3 +165,24 @@ def test_records_without_the_viewer_texts_still_decode_and_are_not_used():
     new = R.join_instance(h, full, paths)
     assert new.startswith(old)                          # paths where older readers look
     assert R.split_instance(new)[1:] == (full, paths)
+
+
+def test_session_close_waits_for_its_workers(arc):
+    """Closing a session cancels the volume jobs and the warm-up and waits for
+    their threads: none may still run native code while Python finalises."""
+    import threading
+
+    from pocketpacs.ui import bridge
+    from pocketpacs.ui.session import Session
+
+    s = Session(str(arc.path), readonly=True)
+    try:
+        rows = bridge.call("search", {})["data"]["rows"]
+        vid = bridge.call("open_series", {"series_id": rows[0]["series_id"]})["data"]["volume_id"]
+        job = s.volume_stream(vid)
+        assert job is not None
+    finally:
+        s.close()
+    alive = [t.name for t in threading.enumerate() if t.name == "pocketpacs-warmup"]
+    assert not alive
+    assert job.join(0) and job.status()["done"]

@@ -199,6 +199,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "PocketPACS"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    # keep-alive responses go out as two writes (headers, then body): without
+    # TCP_NODELAY the body waits for the browser's delayed ACK of the headers
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         # Request lines may contain ids only, but keep the log quiet anyway.

@@ -190,6 +190,8 @@ class Session:
         self._thumb_lock = threading.Lock()
         self._labels: dict[str, dict] = {}
         self._warmed = False
+        self._warmup: threading.Thread | None = None
+        self._closing = threading.Event()
         bridge.bind({name: getattr(self, f"cmd_{name}") for name in bridge.ALLOWED})
 
     # ----------------------------------------------------------- archive
@@ -206,10 +208,14 @@ class Session:
             return self._archive
 
     def close(self) -> None:
-        """Cancel work and close the archive."""
-        self.volumes.clear()
+        """Cancel work, wait (briefly) for the workers, and close the archive."""
+        self._closing.set()
+        self.volumes.clear(wait=10.0)
         for job in list(self.imports.values()):
             job.cancel_event.set()
+        warm = self._warmup
+        if warm is not None and warm is not threading.current_thread():
+            warm.join(10.0)
         with self._lock:
             for a in (self._media, self._archive):
                 if a is not None:
@@ -237,7 +243,7 @@ class Session:
             The (daemon) worker.
         """
         def busy() -> bool:
-            return self.volumes.submitted > 0
+            return self.volumes.submitted > 0 or self._closing.is_set()
 
         def work() -> None:
             try:
@@ -264,6 +270,7 @@ class Session:
                 log.info("warm-up skipped: %s", type(exc).__name__)
 
         t = threading.Thread(target=work, name="pocketpacs-warmup", daemon=True)
+        self._warmup = t
         t.start()
         return t
 

@@ -343,7 +343,9 @@ class DicomSeriesSource:
         modality = fr.modality[fi0] or "OT"
         fmt0 = fr.formats[fi0]
         mid = k // 2
-        self._mid = self._read_range(mid, mid + 1)
+        # the header's slice is converted by the NumPy references: a series
+        # opened while numba loads (first open of a session) does not wait
+        self._mid = self._read_range(mid, mid + 1, reference=True)
         real_mid = self._mid.astype(np.float64) * slope + intercept
         presets: list[dict] = []
         j = int(rows_idx[mid])
@@ -361,12 +363,16 @@ class DicomSeriesSource:
             modality=modality, invert=bool(fmt0 is not None and fmt0.photometric == "MONOCHROME1"),
             labels=_labels(labels), value_range=[float(self._mid.min()), float(self._mid.max())])
 
-    def _read_range(self, z0: int, z1: int) -> np.ndarray:
+    def _read_range(self, z0: int, z1: int, reference: bool = False) -> np.ndarray:
         from pocketpacs.pixels import read_frames
 
         out = np.empty((z1 - z0,) + self._shape[1:], dtype=self._read_dtype)
         sl = None if self._sl is None else self._sl[z0:z1]
         ic = None if self._ic is None else self._ic[z0:z1]
+        if reference:  # no compiled kernel: nothing to wait for
+            read_frames(self.paths, self._fr.formats, self._refs[z0:z1], out, sl, ic,
+                        reference_kernels=True)
+            return out if out.dtype == self._wire_dtype else out.astype(self._wire_dtype)
         with NATIVE_LOCK:
             read_frames(self.paths, self._fr.formats, self._refs[z0:z1], out, sl, ic)
         return out if out.dtype == self._wire_dtype else out.astype(self._wire_dtype)
@@ -399,6 +405,18 @@ class DicomSeriesSource:
             return None
         k = z if n_out == n_src else int(round(z * (n_src - 1) / max(n_out - 1, 1)))
         return self._slice_files[min(max(k, 0), n_src - 1)]
+
+    def cached_slices(self) -> dict[int, np.ndarray]:
+        """Slices already read for the header (the middle one), by index.
+
+        Returns
+        -------
+        dict
+            Slice index -> ``(rows, cols)`` array of the wire dtype.
+        """
+        if self._whole is not None or self._mid is None:
+            return {}
+        return {self._shape[0] // 2: self._mid[0]}
 
     def whole(self) -> np.ndarray | None:
         """The whole array when it had to be assembled in one go, else None.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from typing import Callable, Iterator, Protocol
 
@@ -149,6 +150,12 @@ class VolumeJob:
                 else:
                     self._array = np.empty(tuple(hdr.shape), dtype=hdr.dtype)
                     self._ready = np.zeros(nz, dtype=bool)
+                    # slices the source read for its header are ready now (the
+                    # first slice shown does not wait for the first chunk)
+                    cached = getattr(source, "cached_slices", None)
+                    for z, arr in (cached() if cached is not None else {}).items():
+                        self._array[z] = arr
+                        self._ready[z] = True
                 self._cond.notify_all()
             if whole is None:
                 chunk = 4
@@ -208,6 +215,24 @@ class VolumeJob:
             self._failed = envelope
             self._done = True
             self._cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker thread to end.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds.
+
+        Returns
+        -------
+        bool
+            True when the worker has ended (or never started).
+        """
+        if self._thread.ident is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     # ------------------------------------------------------------- readers
     def cancel(self) -> None:
@@ -434,9 +459,21 @@ class JobRegistry:
         with self._lock:
             return self._jobs.get(vid)
 
-    def clear(self) -> None:
-        """Cancel and forget every job."""
+    def clear(self, wait: float = 0.0) -> None:
+        """Cancel and forget every job.
+
+        Parameters
+        ----------
+        wait : float
+            Seconds to wait, in all, for the workers to stop (on shutdown:
+            a worker still inside a native kernel while the interpreter
+            finalises can abort the process).
+        """
         with self._lock:
-            for job in self._jobs.values():
+            jobs = list(self._jobs.values())
+            for job in jobs:
                 job.cancel()
             self._jobs.clear()
+        end = time.monotonic() + wait
+        for job in jobs:
+            job.join(max(0.0, end - time.monotonic()))

@@ -90,8 +90,10 @@ export class Viewer {
     this.abort = ctrl;
     this.stopCine();
     Object.assign(this.canvas.dataset, { vid, tOpen: String(t0), tFirst: '', tLoaded: '', ready: '0', drawn: '' });
+    this.canvas.dataset.tCall = String(performance.now());
     const header = await api.volumeHeader(vid, ctrl.signal);
     if (seq !== this.seq) return;
+    this.canvas.dataset.tHeader = String(performance.now());
     const [nz, ny, nx] = header.shape;
     // ask for the middle slice now: the server reads it while the view is set up
     const first = Math.floor(nz / 2);
@@ -126,6 +128,7 @@ export class Viewer {
     const start = () => this.startVolume(seq, vol, ctrl.signal);
     const firstSlice = firstReq.then((sl) => {
       if (seq !== this.seq || vol.ready[first]) return;
+      this.canvas.dataset.tSlice = String(performance.now());
       vol.firstData = sl.data;
       vol.ready[first] = 1;
       this.view.setPreview(first, sl.data);
