@@ -868,24 +868,86 @@ def resample_z(arr: np.ndarray, z_source: np.ndarray, z_target: np.ndarray,
     ndarray
         Same dtype as ``arr`` (integers rounded), slice axis of length m.
     """
-    k = z_source.shape[0]
     axis = 1 if four_d else 0
-    j = np.clip(np.searchsorted(z_source, z_target, side="right") - 1, 0, k - 2)
-    w = ((z_target - z_source[j]) / (z_source[j + 1] - z_source[j])).astype(np.float32)
-    w = np.clip(w, 0.0, 1.0)
+    j, w = z_weights(z_source, z_target)
     out_shape = list(arr.shape)
     out_shape[axis] = z_target.shape[0]
     out = np.empty(out_shape, dtype=arr.dtype)
-    integer = np.issubdtype(arr.dtype, np.integer)
     for m in range(z_target.shape[0]):
-        a = np.take(arr, j[m], axis=axis).astype(np.float32)
-        b = np.take(arr, j[m] + 1, axis=axis).astype(np.float32)
-        v = a * (1 - w[m]) + b * w[m]
-        if integer:
-            info = np.iinfo(arr.dtype)
-            v = np.clip(np.rint(v), info.min, info.max)
-        if axis == 0:
-            out[m] = v
+        dst = out[m] if axis == 0 else out[:, m]
+        a, b = np.take(arr, j[m], axis=axis), np.take(arr, j[m] + 1, axis=axis)
+        if dst.flags.c_contiguous:
+            blend(a, b, w[m], out=dst)
         else:
-            out[:, m] = v
+            dst[...] = blend(a, b, w[m])
+    return out
+
+
+def z_weights(z_source: np.ndarray, z_target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Source pairs and weights of a linear resampling along z.
+
+    Parameters
+    ----------
+    z_source : ndarray, (k,)
+        Ascending source positions, ``k >= 2``.
+    z_target : ndarray, (m,)
+        Target positions.
+
+    Returns
+    -------
+    j : ndarray of int, (m,)
+        Target ``m`` lies between source slices ``j[m]`` and ``j[m] + 1``
+        (non-decreasing in ``m`` for ascending targets).
+    w : ndarray of float32, (m,)
+        Weight of slice ``j[m] + 1``, in ``[0, 1]``.
+    """
+    k = z_source.shape[0]
+    j = np.clip(np.searchsorted(z_source, z_target, side="right") - 1, 0, k - 2)
+    w = ((z_target - z_source[j]) / (z_source[j + 1] - z_source[j])).astype(np.float32)
+    return j, np.clip(w, 0.0, 1.0)
+
+
+def blend(a: np.ndarray, b: np.ndarray, w: float, out: np.ndarray | None = None,
+          block: int = 1 << 13) -> np.ndarray:
+    """``a * (1 - w) + b * w`` computed in float32, rounded and clipped when
+    ``a`` is an integer array, stored into *out*.
+
+    Works through blocks of *block* elements, so the float32 temporaries stay
+    small whatever the slice size (peak memory while resampling).
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Two slices of the same shape and dtype.
+    w : float
+        Weight of ``b``.
+    out : ndarray, optional
+        Destination of ``a``'s shape (default: a new array of ``a``'s dtype).
+    block : int
+        Elements per step.
+
+    Returns
+    -------
+    ndarray
+        *out*.
+    """
+    if out is None:
+        out = np.empty(a.shape, dtype=a.dtype)
+    fa, fb, fo = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    w1, w0 = np.float32(w), np.float32(1) - np.float32(w)
+    integer = np.issubdtype(a.dtype, np.integer)
+    info = np.iinfo(a.dtype) if integer else None
+    n = fa.shape[0]
+    va = np.empty(min(block, n), dtype=np.float32)
+    vb = np.empty_like(va)
+    for i in range(0, n, block):
+        e = min(n, i + block)
+        x, y = va[:e - i], vb[:e - i]
+        np.multiply(fa[i:e], w0, out=x, dtype=np.float32, casting="unsafe")
+        np.multiply(fb[i:e], w1, out=y, dtype=np.float32, casting="unsafe")
+        np.add(x, y, out=x)
+        if info is not None:
+            np.rint(x, out=x)
+            np.clip(x, info.min, info.max, out=x)
+        fo[i:e] = x
     return out

@@ -478,7 +478,11 @@ class DecoderPool:
     for 512x512 JPEG 2000, see :attr:`stats`).
     With ``convert``, workers rescale each frame into the output dtype and
     write it into a shared-memory slot of the parent (no pickled frames); the
-    parent only copies the slot into the output rows.
+    parent only copies the slot into the output rows.  The slots stay under
+    an eighth of the output where one frame per slot allows it (short series
+    get smaller messages, then one message in flight per worker), so peak
+    memory stays near the final array's size; :attr:`stats` reports
+    ``shm_bytes``.
     """
 
     #: Messages in flight per worker.
@@ -505,6 +509,7 @@ class DecoderPool:
         #: / ``worker_cpu`` (sums over messages of the workers' wall / CPU time
         #: spent decoding), ``messages``, ``tasks``, ``workers``.
         self.stats: dict[str, float] = {}
+        self._depth_now = self.depth
 
     def _ensure(self, n: int) -> None:
         self._workers = [w for w in self._workers if w.proc.is_alive()]
@@ -567,7 +572,19 @@ class DecoderPool:
         tasks = list(tasks)
         batch = max(1, int(batch))
         t0, c0 = time.perf_counter(), time.process_time()
+        depth = self.depth
+        if convert is not None and tasks:
+            # the shared slots (workers x depth messages of `batch` tasks) stay
+            # under an eighth of the output where they can: short series get
+            # smaller messages, then one message in flight per worker
+            per = max(len(t[1]) if t[1] is not None else 1 for t in tasks)
+            frame_bytes = max(1, int(np.prod(convert["shape"])) * np.dtype(convert["dtype"]).itemsize)
+            budget = sum(len(t[1]) if t[1] is not None else 1 for t in tasks) * frame_bytes // 8
+            batch = max(1, min(batch, budget // (self.n * depth * per * frame_bytes)))
+            if self.n * depth * per * batch * frame_bytes > budget:
+                depth = 1
         with self._lock:
+            self._depth_now = depth
             queue: deque[_Msg] = deque()
             nw = min(self.n, max(1, -(-len(tasks) // batch)))
             a = 0
@@ -583,7 +600,8 @@ class DecoderPool:
                 shm, slot_frames, slots_free = self._slots(tasks, batch, convert, nw)
             self.stats = {"wall": 0.0, "parent_cpu": 0.0, "worker_busy": 0.0,
                           "worker_cpu": 0.0, "messages": float(len(queue)),
-                          "tasks": float(len(tasks)), "workers": float(nw)}
+                          "tasks": float(len(tasks)), "workers": float(nw),
+                          "shm_bytes": float(shm.size) if shm is not None else 0.0}
             try:
                 self._loop(queue, tasks, on_result, timeout_s, decode_fn, convert, shm,
                            slot_frames, slots_free, errors)
@@ -606,7 +624,7 @@ class DecoderPool:
             per = max(per, len(t[1]) if t[1] is not None else 1)
         slot_frames = max(per, batch) if all(t[1] is None for t in tasks) else per * batch
         frame_bytes = int(np.prod(convert["shape"])) * np.dtype(convert["dtype"]).itemsize
-        nslots = nw * self.depth
+        nslots = nw * self._depth_now
         try:
             shm = shared_memory.SharedMemory(create=True,
                                              size=max(1, nslots * slot_frames * frame_bytes))
@@ -623,7 +641,7 @@ class DecoderPool:
         while queue or any(w.inflight for w in self._workers):
             # feed every worker up to `depth` messages
             for w in list(self._workers):
-                while queue and len(w.inflight) < self.depth and (shm is None or slots_free):
+                while queue and len(w.inflight) < self._depth_now and (shm is None or slots_free):
                     msg = queue.popleft()
                     conv = None
                     slot = None

@@ -559,6 +559,78 @@ def read_stack(paths: list[str], formats: Sequence[PixelFormat | None], refs: np
     return out, applied, errors
 
 
+def read_resampled(paths: list[str], formats: Sequence[PixelFormat | None], refs: np.ndarray,
+                   shape: tuple[int, ...], fmts: Sequence[PixelFormat], sl: np.ndarray,
+                   ic: np.ndarray, rescale: bool, pool: DecoderPool | None,
+                   z_source: np.ndarray, z_target: np.ndarray, chunk: int | None = None
+                   ) -> tuple[np.ndarray, bool, list[FrameError]]:
+    """Read a stack and resample it along z onto ``z_target``, a chunk at a time.
+
+    The same values as :func:`read_stack` followed by
+    :func:`pocketpacs.geometry.resample_z`, without holding the source and
+    the result together: only ``chunk + 1`` source slices are in memory
+    besides the output (peak memory stays near the final array's size).
+
+    Parameters
+    ----------
+    paths, formats, refs, fmts, sl, ic, rescale, pool
+        As for :func:`read_stack`; ``refs`` in ascending ``z_source`` order.
+    shape : tuple
+        Source shape ``(k, rows, cols[, samples])``.
+    z_source, z_target : ndarray
+        Ascending source and target positions (mm).
+    chunk : int, optional
+        Source slices read per call (default: a sixteenth of the stack, 1-64).
+
+    Returns
+    -------
+    array, rescale applied, frame errors
+    """
+    k, m = int(shape[0]), int(z_target.shape[0])
+    j, w = G.z_weights(z_source, z_target)
+    dtype, applied = choose_dtype(fmts, sl, ic, rescale)
+    first = dtype
+    if applied and dtype.kind in "iu" and dtype.itemsize > 2:
+        first = np.dtype(np.int16)
+    step = int(chunk) if chunk else max(1, min(64, k // 16))
+
+    def one_pass(dt: np.dtype, ranges: list | None) -> tuple[np.ndarray, list[FrameError]]:
+        out = np.empty((m,) + tuple(shape[1:]), dtype=dt)
+        buf = np.empty((step + 1,) + tuple(shape[1:]), dtype=dt)
+        errors: list[FrameError] = []
+        s0, held, t = 0, 0, 0  # buf[:held] holds source slices s0 .. s0 + held - 1
+        while t < m:
+            s1 = min(k, s0 + step + 1)
+            if s1 > s0 + held:
+                errors.extend(read_frames(
+                    paths, formats, refs[s0 + held:s1], buf[held:s1 - s0],  # type: ignore[arg-type]
+                    sl[s0 + held:s1] if applied else None, ic[s0 + held:s1] if applied else None,
+                    pool=pool, ranges=ranges))
+            held = s1 - s0
+            while t < m and j[t] + 1 < s1:
+                G.blend(buf[j[t] - s0], buf[j[t] + 1 - s0], w[t], out=out[t])
+                t += 1
+            if t < m:
+                if j[t] >= s1:        # sparser target: the slices in between are not needed
+                    s0, held = int(j[t]), 0
+                else:                 # j[t] == s1 - 1: carry the last slice read
+                    buf[0] = buf[held - 1]
+                    s0, held = s1 - 1, 1
+        return out, errors
+
+    ranges: list[tuple[float, float]] = []
+    out, errors = one_pass(first, ranges if first != dtype else None)
+    if first != dtype:
+        lo = min((r[0] for r in ranges), default=0.0)
+        hi = max((r[1] for r in ranges), default=0.0)
+        if not _fits(first, lo, hi):
+            del out
+            dt = next(d for d in map(np.dtype, (np.int16, np.uint16, np.int32, np.uint32,
+                                                 np.float32)) if _fits(d, lo, hi))
+            out, errors = one_pass(dt, None)
+    return out, applied, errors
+
+
 # --------------------------------------------------------------------------
 # Assembly
 # --------------------------------------------------------------------------
@@ -639,14 +711,21 @@ def _build(plan: G.StackPlan, fr: _Frames, paths: list[str], rescale: bool,
     if plan.samples > 1:
         shape += (plan.samples,)
     refs = np.stack([files, fr.ft.frame[rows_idx]], axis=1)
-    out, applied, errors = read_stack(paths, fr.formats, refs, shape, fmts,  # type: ignore[arg-type]
-                                      sl, ic, rescale, pool)
-    arr = out.reshape(((t,) if t > 1 else ()) + (k,) + shape[1:])
-    if plan.in_plane_shift is not None:
-        fill = float(arr.min()) if arr.size else 0.0
-        G.shift_slices(arr, plan.in_plane_shift, fill, plan.samples)
-    if plan.z_target is not None and plan.z_source is not None:
-        arr = G.resample_z(arr, plan.z_source, plan.z_target, four_d=t > 1)
+    if (plan.z_target is not None and plan.z_source is not None and t == 1
+            and plan.in_plane_shift is None and k >= 2):
+        # resampled while reading: never the source and the result together
+        arr, applied, errors = read_resampled(paths, fr.formats, refs, shape, fmts,  # type: ignore[arg-type]
+                                              sl, ic, rescale, pool, plan.z_source,
+                                              plan.z_target)
+    else:
+        out, applied, errors = read_stack(paths, fr.formats, refs, shape, fmts,  # type: ignore[arg-type]
+                                          sl, ic, rescale, pool)
+        arr = out.reshape(((t,) if t > 1 else ()) + (k,) + shape[1:])
+        if plan.in_plane_shift is not None:
+            fill = float(arr.min()) if arr.size else 0.0
+            G.shift_slices(arr, plan.in_plane_shift, fill, plan.samples)
+        if plan.z_target is not None and plan.z_source is not None:
+            arr = G.resample_z(arr, plan.z_source, plan.z_target, four_d=t > 1)
     plan.report.shape = list(arr.shape)
     mid = int(plan.frames[0, plan.frames.shape[1] // 2])
     hdr = []

@@ -179,10 +179,16 @@ def _peak_ratio(paths, pool=None):
     return peak / sv.volumes[0].array.nbytes, sv.volumes[0]
 
 
-@pytest.mark.parametrize("case", ["int16", "float32 from int16", "jpeg2000"])
+@pytest.mark.parametrize("case", ["int16", "float32 from int16", "jpeg2000", "resampled gap",
+                                  "resampled uneven"])
 def test_peak_memory_while_loading(tmp_path, pool, case):
-    """numpy reports its allocations to tracemalloc: peak <= 1.25x the final array."""
+    """numpy reports its allocations to tracemalloc: peak <= 1.25x the final array
+    (JPEG 2000: plus the decoders' shared-memory slots, which it does not see)."""
     pos = [np.array([0.0, 0.0, 2.0 * k]) for k in range(16)]
+    if case == "resampled gap":          # one slice missing: resampled onto 2 mm
+        del pos[7]
+    elif case == "resampled uneven":     # spacing alternating 1.5 / 2.5 mm
+        pos = [np.array([0.0, 0.0, 4.0 * (k // 2) + 1.5 * (k % 2)]) for k in range(16)]
     slope = 0.5 if case.startswith("float32") else 1.0
     paths = write_series(tmp_path / "m", pos, [1, 0, 0, 0, 1, 0], rows=256, cols=256,
                          slope=slope)
@@ -194,8 +200,46 @@ def test_peak_memory_while_loading(tmp_path, pool, case):
             ds.compress(JPEG2000Lossless)
             ds.save_as(p)
     ratio, v = _peak_ratio(paths, pool)
+    if case == "jpeg2000":
+        ratio += pool.stats.get("shm_bytes", 0.0) / v.array.nbytes
+    if case.startswith("resampled"):
+        assert v.report.spacing_action.startswith("resampled"), v.report.spacing_action
     assert v.array.dtype == (np.float32 if slope != 1.0 else np.int16)
     assert ratio <= 1.25, ratio
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, None])
+@pytest.mark.parametrize("target", ["denser", "sparser", "gap"])
+def test_resampling_while_reading_equals_resampling_after(tmp_path, chunk, target):
+    """read_resampled (chunks of source slices) gives exactly read_stack + resample_z."""
+    from pocketpacs import volume as V
+    from pocketpacs.headers import parse_files
+
+    rng = np.random.default_rng(7)
+    z = np.cumsum(rng.uniform(0.5, 3.0, 13))
+    z -= z[0]
+    pos = [np.array([0.0, 0.0, float(v)]) for v in z]
+    paths = [str(p) for p in write_series(tmp_path / target, pos, [1, 0, 0, 0, 1, 0], rows=9,
+                                          cols=11, slope=1.0 if target == "gap" else 0.25)]
+    fr = V.frames_from_batch(paths, parse_files(paths))
+    plans, _ = G.plan_series(fr.ft, paths=paths)
+    plan = plans[0]
+    rows_idx = plan.frames.reshape(-1)
+    files = fr.ft.file[rows_idx]
+    refs = np.stack([files, fr.ft.frame[rows_idx]], axis=1)
+    fmts = [fr.formats[int(f)] for f in np.unique(files)]
+    sl, ic = fr.slope[rows_idx], fr.intercept[rows_idx]
+    shape = (len(rows_idx), plan.rows, plan.cols)
+    zs = z[np.argsort(z)] - z.min()
+    zt = {"denser": np.arange(0.0, zs[-1], 0.7), "sparser": np.arange(0.0, zs[-1], 4.1),
+          "gap": np.linspace(0.0, zs[-1], 13)}[target]
+    src, applied, _ = V.read_stack(paths, fr.formats, refs, shape, fmts, sl, ic, True, None)
+    want = G.resample_z(src, zs, zt)
+    got, applied2, errs = V.read_resampled(paths, fr.formats, refs, shape, fmts, sl, ic, True,
+                                           None, zs, zt, chunk=chunk)
+    assert applied2 == applied and not errs
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
 
 
 def test_missing_and_duplicate_slices(tmp_path):
