@@ -291,10 +291,28 @@ def _decode_task(path: str, indices: list[int] | None, prefer: bool = True) -> l
         return _decode_ds(ds, indices, "")
 
 
+def _check_declared_sizes(ds: Any, nfr: int, indices: list[int] | None) -> None:
+    """Compare each compressed frame's declared size with Rows x Columns
+    before a decoder allocates from it (see :mod:`pocketpacs.codestreams`)."""
+    from pydicom.encaps import generate_frames
+
+    from .codestreams import J2K_SYNTAXES, JPEG_SYNTAXES, check_frame
+
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if ts not in J2K_SYNTAXES and ts not in JPEG_SYNTAXES:
+        return
+    rows, cols = _int(ds.get("Rows", 0), 0), _int(ds.get("Columns", 0), 0)
+    want = None if indices is None else set(indices)
+    for i, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=nfr)):
+        if want is None or i in want:
+            check_frame(frame, ts, rows, cols)
+
+
 def _decode_ds(ds: Any, indices: list[int] | None, plugin: str) -> list[np.ndarray]:
     from pydicom.pixels import iter_pixels
 
     nfr = max(1, _int(ds.get("NumberOfFrames", 1), 1))
+    _check_declared_sizes(ds, nfr, indices)
     if indices is None or nfr == 1:
         ds.pixel_array_options(decoding_plugin=plugin)
         arr = ds.pixel_array

@@ -1,0 +1,128 @@
+"""Image sizes declared inside compressed frames, read before decoding.
+
+A decoder allocates what the codestream declares: a JPEG 2000 frame whose
+SIZ marker claims 2,490,880 rows (one damaged byte) made pylibjpeg-openjpeg
+allocate 2.5 GB and decode for 20 s before pydicom noticed the mismatch.  The
+decoder workers compare the declared size with the DICOM header's Rows,
+Columns and SamplesPerPixel first and refuse a frame that disagrees.
+
+Covered: JPEG 2000 / HTJ2K codestreams (raw or in a JP2 box), JPEG (SOF0-15)
+and JPEG-LS (SOF55).  Other syntaxes (RLE, deflate) have no size of their own
+to trust or distrust: they return None.
+"""
+from __future__ import annotations
+
+import struct
+
+J2K_SYNTAXES = frozenset({
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
+    "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.4.203"})
+JPEG_SYNTAXES = frozenset({
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
+
+
+class CodestreamError(ValueError):
+    """A compressed frame whose declared size cannot be read or is not the header's."""
+
+
+def _j2k_size(b: bytes) -> tuple[int, int, int]:
+    start = 0
+    if b[4:8] == b"jP  ":  # JP2 file: find the contiguous codestream box
+        pos = 0
+        while pos + 8 <= len(b):
+            n, kind = struct.unpack(">I4s", b[pos:pos + 8])
+            head = 8
+            if n == 1 and pos + 16 <= len(b):
+                n, head = struct.unpack(">Q", b[pos + 8:pos + 16])[0], 16
+            if kind == b"jp2c":
+                start = pos + head
+                break
+            if n < head:
+                raise CodestreamError("JP2 box with a bad length")
+            pos += n
+        else:
+            raise CodestreamError("JP2 file without a codestream box")
+    if b[start:start + 4] != b"\xff\x4f\xff\x51" or len(b) < start + 42:
+        raise CodestreamError("JPEG 2000 codestream without SOC/SIZ")
+    xs, ys, xo, yo = struct.unpack(">IIII", b[start + 8:start + 24])
+    (comps,) = struct.unpack(">H", b[start + 40:start + 42])
+    if xs <= xo or ys <= yo:
+        raise CodestreamError("JPEG 2000 image area is empty")
+    return ys - yo, xs - xo, comps
+
+
+def _jpeg_size(b: bytes) -> tuple[int, int, int]:
+    if b[:2] != b"\xff\xd8":
+        raise CodestreamError("JPEG frame without SOI")
+    pos = 2
+    n = len(b)
+    while pos + 4 <= n:
+        if b[pos] != 0xFF:
+            raise CodestreamError("JPEG marker expected")
+        m = b[pos + 1]
+        if m == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if m in (0x01,) or 0xD0 <= m <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", b[pos + 2:pos + 4])
+        if (0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC)) or m == 0xF7:
+            if pos + 10 > n:
+                break
+            rows, cols = struct.unpack(">HH", b[pos + 5:pos + 9])
+            return rows, cols, b[pos + 9]
+        if m == 0xDA or length < 2:
+            break
+        pos += 2 + length
+    raise CodestreamError("JPEG frame without a frame header (SOF)")
+
+
+def declared_size(frame: bytes, transfer_syntax: str) -> tuple[int, int, int] | None:
+    """``(rows, columns, components)`` declared by a compressed frame.
+
+    Parameters
+    ----------
+    frame : bytes
+        One frame's compressed bytes.
+    transfer_syntax : str
+        Its transfer syntax UID.
+
+    Returns
+    -------
+    tuple or None
+        None for syntaxes without a size of their own.
+
+    Raises
+    ------
+    CodestreamError
+        The frame's header cannot be read.
+    """
+    if transfer_syntax in J2K_SYNTAXES:
+        return _j2k_size(frame)
+    if transfer_syntax in JPEG_SYNTAXES:
+        return _jpeg_size(frame)
+    return None
+
+
+def check_frame(frame: bytes, transfer_syntax: str, rows: int, cols: int) -> None:
+    """Refuse a frame whose declared size is not the DICOM header's.
+
+    Only the rows and columns are compared (and a component count above 4
+    refused): vendors disagree on components (YBR, palette) more than on
+    sizes, and the sizes are what a decoder allocates from.
+
+    Raises
+    ------
+    CodestreamError
+        With the declared and expected sizes.
+    """
+    got = declared_size(frame, transfer_syntax)
+    if got is None:
+        return
+    r, c, k = got
+    if (r, c) != (rows, cols) or not 1 <= k <= 4:
+        raise CodestreamError(f"compressed frame declares {r}x{c} pixels and {k} components, "
+                              f"the header {rows}x{cols}")

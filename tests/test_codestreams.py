@@ -1,0 +1,102 @@
+"""Declared sizes of compressed frames, checked before a decoder allocates from them."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_files
+from pydicom.encaps import encapsulate, generate_frames
+
+from pocketpacs.codestreams import (J2K_SYNTAXES, JPEG_SYNTAXES, CodestreamError, check_frame,
+                                    declared_size)
+
+
+def _compressed_testfiles():
+    out = []
+    for p in get_testdata_files("*.dcm"):
+        try:
+            ds = pydicom.dcmread(p)
+            ts = str(ds.file_meta.TransferSyntaxUID)
+        except Exception:
+            continue
+        if (ts in J2K_SYNTAXES or ts in JPEG_SYNTAXES) and "PixelData" in ds:
+            out.append((p, ds, ts))
+    return out
+
+
+def test_declared_sizes_of_pydicom_files_match_their_headers():
+    """pydicom's JPEG, JPEG-LS, JPEG 2000 and HTJ2K files: every frame declares
+    the header's Rows x Columns, except files pydicom cannot decode either
+    (refusing those loses nothing)."""
+    import warnings
+
+    files = _compressed_testfiles()
+    assert len(files) >= 20
+    checked, refused = 0, []
+    for p, ds, ts in files:
+        nfr = int(ds.get("NumberOfFrames", 1) or 1)
+        try:
+            frames = list(generate_frames(ds.PixelData, number_of_frames=nfr))
+        except Exception:
+            continue
+        for fr in frames[:3]:
+            try:
+                check_frame(fr, ts, ds.Rows, ds.Columns)
+                checked += 1
+            except CodestreamError:
+                refused.append(p)
+                break
+    assert checked >= 30, checked   # 31 frames in pydicom 3.0.2
+    for p in refused:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(Exception):
+                pydicom.dcmread(p).pixel_array
+    assert len(refused) <= 3, refused
+
+
+def _j2k_series(tmp_path, n=6):
+    from pydicom.uid import JPEG2000Lossless
+
+    import test_volume as TV
+
+    pos = [np.array([0.0, 0.0, 2.0 * k]) for k in range(n)]
+    paths = TV.write_series(tmp_path / "j2k", pos, [1, 0, 0, 0, 1, 0], rows=64, cols=48)
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.compress(JPEG2000Lossless)
+        ds.save_as(p)
+    return paths
+
+
+def test_a_frame_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
+    """A J2K frame whose SIZ claims 2,490,880 rows (one damaged byte, found by
+    fuzzing: the decoder allocated 2.5 GB and ran 20 s) is reported for its file
+    without being decoded; the other slices load."""
+    from pocketpacs.volume import assemble_series
+
+    paths = _j2k_series(tmp_path)
+    ds = pydicom.dcmread(paths[2])
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    assert frame[:4] == b"\xff\x4f\xff\x51"
+    frame[12:16] = struct.pack(">I", 2490880)          # Ysiz
+    with pytest.raises(CodestreamError, match="2490880x48"):
+        check_frame(bytes(frame), str(ds.file_meta.TransferSyntaxUID), 64, 48)
+    ds.PixelData = encapsulate([bytes(frame)])
+    ds.save_as(paths[2])
+    vol = assemble_series(paths).volumes[0]
+    assert vol.array.shape == (6, 64, 48)
+    bad = [e for e in vol.errors]
+    assert len(bad) == 1 and bad[0].path == str(paths[2])
+    assert "declares 2490880x48" in bad[0].reason
+    assert np.all(vol.array[2] == 0) and vol.array[3].any()
+
+
+@pytest.mark.parametrize("damage", [b"", b"\xff\x4f", b"\x00" * 60, b"\xff\xd8\xff\xe0\x00\x02"])
+def test_unreadable_declared_sizes_raise_codestream_errors(damage):
+    for ts in ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.50"):
+        with pytest.raises(CodestreamError):
+            declared_size(damage, ts)
+    assert declared_size(damage, "1.2.840.10008.1.2.5") is None   # RLE: no size of its own
