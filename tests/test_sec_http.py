@@ -277,7 +277,8 @@ def client(served):
     st, _, data = raw(c.port, "POST", "/v1/call/open_series", hdr, json.dumps({"series_id": sid}).encode())
     vid = json.loads(data)["data"]["volume_id"]
     c.ids = {"volume_id": vid, "series_id": sid}
-    return c
+    yield c
+    print(f"\nHTTP: {len(ROUTES)} routes, {c.sent} requests sent by the security tests")
 
 
 OK_STATUS = {"_page": 200, "_favicon": 204}
@@ -335,6 +336,7 @@ def test_every_route_refuses_missing_and_wrong_tokens(client):
             assert st == 403, route.example
             refused += 1
     assert refused >= len(ROUTES) * 20
+    print(f"\ntokens: {refused} requests without a valid credential, all 403")
 
 
 def test_every_route_refuses_wrong_host_origin_and_cross_site(client):
@@ -361,6 +363,9 @@ def test_every_route_refuses_wrong_host_origin_and_cross_site(client):
         # and the same-origin ones pass (the refusals above are about the header)
         st, _, _ = client.send(route, origin=f"http://127.0.0.1:{p}", extra=[("Sec-Fetch-Site", "same-origin")])
         assert st == OK_STATUS.get(route.handler, 200), route.example
+    n = len(ROUTES) * (len(hosts) + 1 + len(origins) + 2)
+    print(f"\nHost/Origin/fetch-site: {n} requests ({len(hosts) + 1} Host, {len(origins)} Origin, 2 Sec-Fetch-Site"
+          f" forms x {len(ROUTES)} routes), all 403")
 
 
 def test_every_route_refuses_other_methods(client):
@@ -373,6 +378,8 @@ def test_every_route_refuses_other_methods(client):
         other = "POST" if route.method == "GET" else "GET"
         st, _, _ = client.send(route, method=other)
         assert st == 405, (route.example, other)
+    print(f"\nmethods: {len(ROUTES) * 7} requests (OPTIONS 403; PUT, DELETE, PATCH, TRACE, PROPFIND, other verb"
+          " 405/501)")
 
 
 TRAVERSAL = [
@@ -416,6 +423,7 @@ def test_every_route_refuses_path_traversal_forms(client):
             assert st in (400, 404), (route.example, target, st, body[:120])
             assert not any(m in body for m in SECRET_MARKERS), (target, body[:200])
     assert tried >= len(ROUTES) * len(TRAVERSAL) * 4
+    print(f"\ntraversal: {len(TRAVERSAL)} forms, {tried} requests over {len(ROUTES)} routes, all 400/404")
     # and the static files are exactly the table built at start-up
     st, _, body = client.send(ROUTES[2], "/js/main.js")
     assert st == 200 and body == (Path(S.TESTS.parent) / "ui" / "web" / "js" / "main.js").read_bytes()
@@ -484,3 +492,5 @@ def test_pywebview_entry_point_refuses_them_once_guarded():
     assert win.moved == []                                   # pywebviewMoveWindow was not honoured
     assert dict(bridge._COMMANDS) == commands_before         # "_COMMANDS.clear" did nothing
     assert hasattr(bridge, "ALLOWED") and hasattr(bridge, "call")  # "__globals__.clear" did nothing
+    print(f"\nbridge: {len(OUTSIDE)} names outside the allowlist refused by bridge.call and by pywebview's"
+          " guarded entry point")

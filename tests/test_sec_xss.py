@@ -177,11 +177,17 @@ class Sweep:
 def open_and_inspect(sw: Sweep, index: int, by_id: dict, assembly: bool) -> None:
     page = sw.page
     old_vid = S.dataset(page).get("vid", "")
-    page.locator("#series-table tbody tr").nth(index).click()
-    sid = page.evaluate("document.querySelector('#series-table tbody tr.selected').dataset.seriesId")
+    if page.locator("#browser").is_visible():
+        # from the archive list: select the row, open it with the keyboard
+        page.locator("#series-table tbody tr").nth(index).click()
+        sid = page.evaluate("document.querySelector('#series-table tbody tr.selected').dataset.seriesId")
+        page.evaluate("document.getElementById('view').dataset.drawn = ''")
+        page.keyboard.press("Enter")
+    else:
+        # already in the viewer: the row's own dblclick handler (saves a view switch per series)
+        sid = page.evaluate("""(i) => { const tr = document.querySelectorAll('#series-table tbody tr')[i];
+            tr.dispatchEvent(new MouseEvent('dblclick', {bubbles: true})); return tr.dataset.seriesId; }""", index)
     row = by_id[sid]
-    page.evaluate("document.getElementById('view').dataset.drawn = ''")
-    page.keyboard.press("Enter")
     S.wait_js(page, f"(() => {{ const d = document.getElementById('view').dataset;"
                     f" return d.drawn && d.vid && d.vid !== {json.dumps(old_vid)}; }})()")
     vid = S.dataset(page)["vid"]
@@ -203,7 +209,8 @@ def open_and_inspect(sw: Sweep, index: int, by_id: dict, assembly: bool) -> None
     # header panel: every element's value cell equals what the server sent
     if page.locator("#panel").is_hidden():
         page.click("#btn-panel")
-    page.click("#panel [data-tab=header]")
+    if page.locator("#tab-header").is_hidden():
+        page.click("#panel [data-tab=header]")
     data = api(sw.served, "instance_header", {"volume_id": vid, "slice": 0})
     want = {e["keyword"]: e["value"] for e in data["elements"] if e["keyword"] in FIELDS}
     assert len(want) == len(FIELDS), sorted(want)
@@ -219,8 +226,6 @@ def open_and_inspect(sw: Sweep, index: int, by_id: dict, assembly: bool) -> None
         page.click("#panel [data-tab=assembly]")
         S.wait_js(page, "document.getElementById('report-body').dataset.stacks")
     sw.check(f"series {index}")
-    page.click("#btn-archive")
-    S.wait_js(page, "!document.getElementById('browser').hidden")
 
 
 def run_sweep(sw: Sweep, served, built, full: bool) -> dict:
@@ -233,6 +238,8 @@ def run_sweep(sw: Sweep, served, built, full: bool) -> dict:
     picks = range(len(order)) if full else range(0, len(order), 12)
     for i in picks:
         open_and_inspect(sw, i, by_id, assembly=i % 10 == 0)
+    sw.page.click("#btn-archive")
+    S.wait_js(sw.page, "!document.getElementById('browser').hidden")
     # search results: type payloads into the search fields
     for p in PAYLOADS[: (12 if full else 4)]:
         sw.page.fill("#search input[name=patient_id]", p)
@@ -275,6 +282,8 @@ def test_xss_corpus_without_csp_none_runs_none_is_markup(browser, served, built)
         sw.close()
     assert res["opened"] == len(PAYLOADS)
     assert sw.literal_checks >= len(PAYLOADS) * len(FIELDS)
+    print(f"\nXSS (no CSP): {len(PAYLOADS)} payloads x {len(FIELDS)} elements + file names, {res['opened']} series"
+          f" opened, {sw.literal_checks} cells/labels compared with the data: 0 executed, 0 markup")
 
 
 def test_xss_corpus_with_the_real_csp(browser, served, built):
@@ -285,3 +294,5 @@ def test_xss_corpus_with_the_real_csp(browser, served, built):
     finally:
         sw.close()
     assert res["opened"] >= 5
+    print(f"\nXSS (real CSP): {res['opened']} series opened, {sw.literal_checks} cells compared: 0 executed,"
+          " 0 markup, 0 CSP violations")
