@@ -144,8 +144,11 @@ class Sweep:
         self.page.on("request", lambda r: self.requests.append(r.url) if "xss" in r.url.lower() else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("popup", lambda p: self.requests.append("popup " + p.url))
+        self.page.on("framenavigated", lambda f: self.requests.append("navigation " + f.url)
+                     if f == self.page.main_frame and self.page.url != self.start_url else None)
         self.served = served
         self.literal_checks = 0
+        self.start_url = served.base + "/"
         self.page.goto(served.url)
         S.wait_js(self.page, "document.body.dataset.ready")
         self.baseline = self.page.evaluate(SCAN)["tags"]
@@ -214,9 +217,11 @@ def open_and_inspect(sw: Sweep, index: int, by_id: dict, assembly: bool) -> None
     data = api(sw.served, "instance_header", {"volume_id": vid, "slice": 0})
     want = {e["keyword"]: e["value"] for e in data["elements"] if e["keyword"] in FIELDS}
     assert len(want) == len(FIELDS), sorted(want)
+    uid = next(e["value"] for e in data["elements"] if e["keyword"] == "SOPInstanceUID")
+    # this instance's header is shown (its UID, which holds no payload), then compare
     S.wait_js(page, f"""(() => {{ const v = [...document.querySelectorAll('#header-table tbody tr')]
-        .find(tr => tr.children[1].textContent === 'PatientID');
-        return v && v.children[3].textContent === {json.dumps(want['PatientID'])}; }})()""")
+        .find(tr => tr.children[1].textContent === 'SOPInstanceUID');
+        return v && v.children[3].textContent === {json.dumps(uid)}; }})()""")
     shown = page.evaluate("""Object.fromEntries([...document.querySelectorAll('#header-table tbody tr')]
         .map(tr => [tr.children[1].textContent, [tr.children[3].textContent, tr.children[3].childElementCount]]))""")
     for kw, value in want.items():
