@@ -546,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    from .log import protect_patient_data
+
+    protect_patient_data()
     ap = build_parser()
     try:
         args = ap.parse_args(argv)

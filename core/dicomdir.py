@@ -18,6 +18,7 @@ as a hint.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,36 @@ def find_dicomdir(root: str) -> str | None:
     return None
 
 
+_FILESET_LOCK = threading.Lock()
+
+
+class _NoStagingDir:
+    """Stands in for the ``TemporaryDirectory`` pydicom's ``FileSet`` creates.
+
+    ``FileSet`` makes (and on ``load`` remakes) a staging folder in the user's
+    temp directory for instances it might *write*; reading a DICOMDIR stages
+    nothing, and a no-trace media session must not create folders on disk.
+    """
+
+    name = os.path.join(os.sep, "nonexistent", "pocketpacs-no-staging")
+
+    def cleanup(self) -> None:
+        """Nothing was created."""
+
+
+def _read_only_fileset(ds: Any) -> Any:
+    """``FileSet(ds)`` without its staging folder (see :class:`_NoStagingDir`)."""
+    import pydicom.fileset as pf
+
+    with _FILESET_LOCK:
+        saved = pf.TemporaryDirectory
+        pf.TemporaryDirectory = _NoStagingDir  # type: ignore[assignment,misc]
+        try:
+            return pf.FileSet(ds)
+        finally:
+            pf.TemporaryDirectory = saved  # type: ignore[misc]
+
+
 def _file_ids(path: str) -> tuple[list[list[str]], str]:
     """The ReferencedFileID of every record of a DICOMDIR, and how they were read.
 
@@ -64,7 +95,6 @@ def _file_ids(path: str) -> tuple[list[list[str]], str]:
     offsets, odd records), the directory record sequence is read directly.
     """
     import pydicom
-    from pydicom.fileset import FileSet
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -72,7 +102,7 @@ def _file_ids(path: str) -> tuple[list[list[str]], str]:
         if "DirectoryRecordSequence" not in ds:
             raise ValueError("not a DICOMDIR (no directory records)")
         try:
-            fs = FileSet(ds)
+            fs = _read_only_fileset(ds)
             return [inst.FileID.split("/") for inst in fs], "fileset"
         except Exception:  # pydicom raises many types on odd DICOMDIRs
             pass

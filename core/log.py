@@ -7,3 +7,21 @@ import logging
 
 logger = logging.getLogger("pocketpacs")
 logger.addHandler(logging.NullHandler())
+
+
+def protect_patient_data() -> None:
+    """Process-wide settings of the command line and the app: no values in dependency logs.
+
+    pydicom validates values while it reads (its default ``reading_validation_mode``
+    is WARN) and reports a bad one *with the value* through ``warnings`` (printed on
+    stderr) and its ``pydicom`` logger -- e.g. ``Invalid value for VR UI: '...'`` --
+    so a malformed header leaked UIDs, names or numbers into the terminal and any
+    log.  PocketPACS reads files it does not own and reports problems itself, so the
+    command line and the app turn that validation off.  Library users keep their
+    own pydicom settings (this is called only by the entry points).
+    """
+    try:
+        from pydicom import config
+    except Exception:  # pragma: no cover - pydicom is a dependency
+        return
+    config.settings.reading_validation_mode = config.IGNORE

@@ -29,11 +29,24 @@ def cache_dir() -> Path:
 
 
 def ensure_private_dir(path: os.PathLike[str] | str) -> Path:
-    """Create *path* (and parents) with mode 0700 and return it.
+    """Create *path* (and its missing parents) with mode 0700 and return it.
 
-    An existing directory owned by us is tightened to 0700.
+    Parents created here are 0700 too (``Path.mkdir(parents=True)`` would make
+    them with the umask's mode, e.g. a world-readable ``~/.local/share/pocketpacs``
+    listing what PocketPACS keeps); parents that already exist are left alone.
+    An existing *path* owned by us is tightened to 0700.
     """
     p = Path(path)
+    missing = []
+    cur = p.absolute()
+    while not cur.exists() and cur.parent != cur:
+        missing.append(cur)
+        cur = cur.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process
+            pass
     p.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         if p.stat().st_uid == os.getuid() and (p.stat().st_mode & 0o077):

@@ -762,7 +762,9 @@ class DecoderPool:
                         continue
                     first = False
                     ti, path, idx = msg.items[0]
-                    logger.warning("pixel decoder crashed on %s: %s", path
+                    # no path: folder and file names can hold patient names (the
+                    # FrameError returned to the caller carries it)
+                    logger.warning("pixel decoder crashed on %s: %s", "one file"
                                    if len(msg.items) == 1 else f"one of {len(msg.items)} files",
                                    why)
                     if len(msg.items) > 1:  # isolate the bad file

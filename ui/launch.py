@@ -176,9 +176,12 @@ def run_serve(args: argparse.Namespace) -> int:
     int
         Exit status (0 after Ctrl-C).
     """
+    from pocketpacs.log import protect_patient_data
+
     from .server import DataServer
     from .session import Session
 
+    protect_patient_data()
     session = Session(_archive_path(args), readonly=getattr(args, "readonly", False), mode="serve")
     server = DataServer(session, port=getattr(args, "port", 0) or 0)
     print("PocketPACS is serving its UI on this computer only.", flush=True)
@@ -218,6 +221,9 @@ def run_app(args: argparse.Namespace) -> int:
         if not hasattr(args, "port"):
             args.port = 0
         return run_serve(args)
+    from pocketpacs.log import protect_patient_data
+
+    protect_patient_data()
     for note in configure_qt_environment(getattr(args, "software_gl", False)):
         print(f"pocketpacs: {note}", flush=True)
     from .app import open_window

@@ -11,7 +11,13 @@ Security model (see ``../shared/notes/reliability.md`` §3.4):
   ``X-PocketPACS-Token`` header, which cross-site pages cannot set;
 * ``Host`` must be ``127.0.0.1:<port>`` or ``localhost:<port>`` (DNS
   rebinding), a foreign ``Origin`` or ``Sec-Fetch-Site: cross-site`` is
-  refused, there are no CORS headers, ``OPTIONS`` is refused;
+  refused (one ``Host`` header only; ``Sec-Fetch-Site`` must be
+  ``same-origin`` or ``none``), there are no CORS headers, ``OPTIONS`` is refused;
+* every answer comes from one route table (:data:`ROUTES`), each route with
+  its credential; anything else is 404/405, request targets that are not
+  plain origin-form paths (absolute-form, ``//``, backslashes, control
+  characters, NUL) are 400, and http.server's own refusals carry the same
+  JSON envelope and headers;
 * no endpoint takes a path: assets are looked up by name in a table built at
   start-up, volumes and thumbnails by opaque hex ids;
 * request bodies are capped, sockets time out, responses carry the CSP.
@@ -26,9 +32,10 @@ import secrets
 import threading
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from . import protocol as P
 
@@ -47,9 +54,57 @@ MIME = {
     ".glsl": "text/plain; charset=utf-8",
 }
 _ASSET_NAME = re.compile(r"^(css|js|js/gl|js/views|shaders)/[A-Za-z0-9_.-]+\.(css|js|glsl)$")
-_CALL = re.compile(r"^/v1/call/([a-z_]{1,40})$")
-_VOLUME = re.compile(r"^/v1/volume/([^/]{1,128})/(header|data|slice/(\d{1,6}))$")
-_THUMB = re.compile(r"^/v1/thumb/([^/]{1,128})$")
+
+#: Who may use a route: the page (``?token=`` once, then the cookie), static
+#: files (cookie or header), the data API (the header only).
+AUTH_PAGE = "page"
+AUTH_COOKIE_OR_HEADER = "cookie_or_header"
+AUTH_HEADER = "header"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One entry of the server's route table.
+
+    Parameters
+    ----------
+    method : str
+        ``"GET"`` (also answers ``HEAD``) or ``"POST"``.
+    pattern : re.Pattern
+        Full match on the URL path (before ``?``).
+    handler : str
+        Name of the request-handler method.
+    auth : str
+        :data:`AUTH_PAGE`, :data:`AUTH_COOKIE_OR_HEADER` or :data:`AUTH_HEADER`.
+    example : str
+        A concrete path (``{placeholders}`` for ids) -- the security tests
+        send every check to every route through it.
+    """
+
+    method: str
+    pattern: re.Pattern
+    handler: str
+    auth: str
+    example: str
+
+
+#: Everything the server answers.  The dispatcher consults nothing else.
+ROUTES: tuple[Route, ...] = (
+    Route("GET", re.compile(r"^/(?:index\.html)?$"), "_page", AUTH_PAGE, "/"),
+    Route("GET", re.compile(r"^/favicon\.ico$"), "_favicon", AUTH_COOKIE_OR_HEADER, "/favicon.ico"),
+    Route("GET", re.compile(r"^/" + _ASSET_NAME.pattern[1:]), "_asset", AUTH_COOKIE_OR_HEADER,
+          "/js/main.js"),
+    Route("GET", re.compile(r"^/v1/volume/(?P<id>[^/]{1,128})/header$"), "_volume_header",
+          AUTH_HEADER, "/v1/volume/{volume_id}/header"),
+    Route("GET", re.compile(r"^/v1/volume/(?P<id>[^/]{1,128})/data$"), "_volume_data",
+          AUTH_HEADER, "/v1/volume/{volume_id}/data"),
+    Route("GET", re.compile(r"^/v1/volume/(?P<id>[^/]{1,128})/slice/(?P<z>\d{1,6})$"),
+          "_volume_slice", AUTH_HEADER, "/v1/volume/{volume_id}/slice/0"),
+    Route("GET", re.compile(r"^/v1/thumb/(?P<id>[^/]{1,128})$"), "_thumb_route", AUTH_HEADER,
+          "/v1/thumb/{series_id}"),
+    Route("POST", re.compile(r"^/v1/call/(?P<name>[a-z_]{1,40})$"), "_call", AUTH_HEADER,
+          "/v1/call/hello"),
+)
 
 
 class Backend(Protocol):
@@ -233,17 +288,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, P.error_json(code, message), "application/json",
                    {"Connection": "close"})
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (unknown method, malformed request line,
+        oversized headers) get the same JSON envelope and headers as ours."""
+        code_name = P.NOT_ALLOWED if code in (405, 501) else P.BAD_REQUEST
+        try:
+            self._error(code, code_name, "Not allowed." if code in (405, 501) else "Bad request.")
+        except Exception:
+            self.close_connection = True
+
     def _guard(self) -> bool:
         """Host, Origin and fetch-site checks shared by every method."""
-        host = self.headers.get("Host", "")
-        if host not in self.app.allowed_hosts:
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1 or hosts[0] not in self.app.allowed_hosts:
             self._error(403, P.NOT_ALLOWED, "Wrong host.")
             return False
-        origin = self.headers.get("Origin")
-        if origin is not None and origin not in self.app.allowed_origins:
+        origins = self.headers.get_all("Origin") or []
+        if len(origins) > 1 or (origins and origins[0] not in self.app.allowed_origins):
             self._error(403, P.NOT_ALLOWED, "Foreign origin.")
             return False
-        if self.headers.get("Sec-Fetch-Site", "same-origin") == "cross-site":
+        # "same-site" too: another port of 127.0.0.1 is the same site (and gets
+        # SameSite=Strict cookies), but never the same origin as this page
+        if self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
             self._error(403, P.NOT_ALLOWED, "Cross-site request.")
             return False
         return True
@@ -270,90 +336,113 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = do_PATCH = do_TRACE = do_CONNECT = do_PUT
 
     def do_HEAD(self) -> None:  # noqa: N802
-        self.do_GET()
+        self._dispatch("GET")
 
     def do_GET(self) -> None:  # noqa: N802
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        """Guard, look the path up in :data:`ROUTES`, authorise, run its handler."""
         try:
-            self._get()
+            if not self._guard():
+                return
+            # the request target as sent (http.server collapses a leading "//")
+            words = self.requestline.split()
+            target = words[1] if len(words) == 3 else ""
+            # origin-form only ("/..."): no absolute-form, no "//host" authority,
+            # no backslashes, no NUL or other control characters
+            if (not target.startswith("/") or target.startswith("//") or "\\" in target
+                    or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in target)):
+                self._error(400, P.BAD_REQUEST, "Bad request target.")
+                return
+            path, _, query = target.partition("?")
+            path = path.partition("#")[0]
+            found = None
+            other_method = False
+            for route in ROUTES:
+                m = route.pattern.fullmatch(path)
+                if m is None:
+                    continue
+                if route.method != method:
+                    other_method = True
+                    continue
+                found = (route, m)
+                break
+            if found is None:
+                if other_method:
+                    self._error(405, P.NOT_ALLOWED, "Method not allowed.")
+                else:
+                    self._error(404, P.NOT_FOUND, "Not found.")
+                return
+            route, m = found
+            if not self._authorised(route.auth, query):
+                return
+            getattr(self, route.handler)(m, query)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
         except Exception:  # never a traceback to the client
-            log.warning("server: GET failed")
+            log.warning("server: %s failed", method)
             try:
                 self._error(500, P.INTERNAL, "Internal error.")
             except Exception:
                 self.close_connection = True
 
-    def do_POST(self) -> None:  # noqa: N802
-        try:
-            self._post()
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True
-        except Exception:
-            log.warning("server: POST failed")
-            try:
-                self._error(500, P.INTERNAL, "Internal error.")
-            except Exception:
-                self.close_connection = True
-
-    def _get(self) -> None:
-        if not self._guard():
-            return
-        url = urlsplit(self.path)
-        path = url.path
-        if path in ("/", "/index.html"):
-            query = parse_qs(url.query)
-            given = query.get("token", [None])[0]
-            if given is not None:
-                if not self.app.check_token(given):
-                    self._error(403, P.NOT_ALLOWED, "Wrong token.")
-                    return
-                cookie = (f"{COOKIE_NAME}={self.app.token}; Path=/; HttpOnly; "
-                          "SameSite=Strict")
-                self._send(303, b"", "text/plain", {"Location": "/", "Set-Cookie": cookie})
-                return
-            if not self.app.check_token(self._cookie_token()):
-                self._error(403, P.NOT_ALLOWED, "Open the URL with its token.")
-                return
-            self._send(200, self.app.index_html(), MIME[".html"])
-            return
-        if path == "/favicon.ico":
-            self._send(204, b"", "image/x-icon")
-            return
-        if path in self.app.assets:
-            if not (self.app.check_token(self._cookie_token())
+    def _authorised(self, auth: str, query: str) -> bool:
+        """Check the route's credential; answers 403 itself when it is missing."""
+        if auth == AUTH_PAGE:
+            # the launch URL's ?token= is checked by the handler (it sets the cookie)
+            if "token" in parse_qs(query) or self.app.check_token(self._cookie_token()):
+                return True
+            self._error(403, P.NOT_ALLOWED, "Open the URL with its token.")
+            return False
+        if auth == AUTH_COOKIE_OR_HEADER:
+            if (self.app.check_token(self._cookie_token())
                     or self.app.check_token(self.headers.get(TOKEN_HEADER))):
-                self._error(403, P.NOT_ALLOWED, "Token required.")
-                return
-            file = self.app.assets[path]
-            self._send(200, file.read_bytes(), MIME[file.suffix])
-            return
-        if not path.startswith("/v1/"):
-            self._error(404, P.NOT_FOUND, "Not found.")
-            return
-        if not self.app.check_token(self.headers.get(TOKEN_HEADER)):
-            self._error(403, P.NOT_ALLOWED, "Token required.")
-            return
-        m = _VOLUME.match(path)
-        if m:
-            self._volume(m.group(1), m.group(2), m.group(3))
-            return
-        m = _THUMB.match(path)
-        if m:
-            self._thumb(m.group(1))
-            return
-        self._error(404, P.NOT_FOUND, "Not found.")
+                return True
+        elif auth == AUTH_HEADER:
+            if self.app.check_token(self.headers.get(TOKEN_HEADER)):
+                return True
+        self._error(403, P.NOT_ALLOWED, "Token required.")
+        return False
 
-    def _post(self) -> None:
-        if not self._guard():
+    # -------------------------------------------------------------- handlers
+    def _page(self, m: re.Match, query: str) -> None:
+        given = parse_qs(query).get("token", [None])[0]
+        if given is not None:
+            if not self.app.check_token(given):
+                self._error(403, P.NOT_ALLOWED, "Wrong token.")
+                return
+            cookie = f"{COOKIE_NAME}={self.app.token}; Path=/; HttpOnly; SameSite=Strict"
+            self._send(303, b"", "text/plain", {"Location": "/", "Set-Cookie": cookie})
             return
-        if not self.app.check_token(self.headers.get(TOKEN_HEADER)):
-            self._error(403, P.NOT_ALLOWED, "Token required.")
-            return
-        m = _CALL.match(urlsplit(self.path).path)
-        if not m:
+        self._send(200, self.app.index_html(), MIME[".html"])
+
+    def _favicon(self, m: re.Match, query: str) -> None:
+        self._send(204, b"", "image/x-icon")
+
+    def _asset(self, m: re.Match, query: str) -> None:
+        file = self.app.assets.get(m.group(0))
+        if file is None:
             self._error(404, P.NOT_FOUND, "Not found.")
             return
+        self._send(200, file.read_bytes(), MIME[file.suffix])
+
+    def _volume_header(self, m: re.Match, query: str) -> None:
+        self._volume(m.group("id"), "header", None)
+
+    def _volume_data(self, m: re.Match, query: str) -> None:
+        self._volume(m.group("id"), "data", None)
+
+    def _volume_slice(self, m: re.Match, query: str) -> None:
+        self._volume(m.group("id"), "slice", m.group("z"))
+
+    def _thumb_route(self, m: re.Match, query: str) -> None:
+        self._thumb(m.group("id"))
+
+    def _call(self, m: re.Match, query: str) -> None:
         try:
             length = int(self.headers.get("Content-Length", "0"))
         except ValueError:
@@ -370,11 +459,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._error(400, P.BAD_REQUEST, "Malformed JSON.")
             return
-        reply = self.app.backend.call(m.group(1), args)
+        reply = self.app.backend.call(m.group("name"), args)
         self._send(200, json.dumps(reply).encode("utf-8"), "application/json")
 
     def _volume(self, vid: str, what: str, z: str | None) -> None:
-        if not P.OPAQUE_ID.match(vid):
+        if not P.OPAQUE_ID.fullmatch(vid):
             self._error(404, P.NOT_FOUND, "Not found.")
             return
         job = self.app.backend.volume_stream(vid)
@@ -416,7 +505,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _thumb(self, sid: str) -> None:
-        if not P.OPAQUE_ID.match(sid):
+        if not P.OPAQUE_ID.fullmatch(sid):
             self._error(404, P.NOT_FOUND, "Not found.")
             return
         frame = self.app.backend.thumbnail(sid)
@@ -426,4 +515,4 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, frame, "application/octet-stream")
 
 
-__all__ = ["DataServer", "asset_table", "TOKEN_HEADER", "COOKIE_NAME", "CSP"]
+__all__ = ["DataServer", "asset_table", "Route", "ROUTES", "TOKEN_HEADER", "COOKIE_NAME", "CSP"]

@@ -357,7 +357,9 @@ export class Viewer {
       if (vp.kind === 'native') {
         const xf = this.view.draw(this.s, vp.rect);
         d.slice = String(this.s.slice);
-        if (xf) {
+        // "drawn" means the volume named by data-vid: open() announces the new id
+        // before its header arrives, while the old volume may still be redrawn
+        if (xf && this.vol.vid === d.vid) {
           d.xform = xf.map((v) => v.toFixed(4)).join(',');
           if (!d.tFirst) d.tFirst = String(performance.now());
           d.drawn = String(this.s.slice);

@@ -1,0 +1,496 @@
+"""Local security of the HTTP server and the bridge (issue 7, "Local security").
+
+* Listening sockets: the ``pocketpacs serve`` process, and the desktop app's
+  whole process tree (Python + Qt WebEngine children, under Xvfb), listen only
+  on 127.0.0.1 (read from ``/proc/net/{tcp,tcp6,udp,udp6,raw,raw6}`` and the
+  processes' ``/proc/<pid>/fd`` socket inodes).
+* Every route of the server's real route table (:data:`pocketpacs.ui.server.ROUTES`,
+  so a new route is covered as soon as it exists) is sent: no token, wrong
+  tokens, a cookie where the header is needed, wrong ``Host``, foreign
+  ``Origin``, cross-site fetch metadata, other methods and path traversal
+  forms (``..``, ``%2e%2e``, encoded slashes, backslashes, absolute paths,
+  NUL).  Requests go over raw sockets so nothing is normalised on the way.
+* Bridge names outside the allowlist (dotted, dunder, underscore, pywebview's
+  internal messages) are refused by :func:`bridge.call` and by pywebview's
+  own entry point once :func:`bridge.install_guard` is in place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "ui"))
+import ppui_support as S  # noqa: E402
+
+from pocketpacs.ui import bridge  # noqa: E402
+from pocketpacs.ui import protocol as P  # noqa: E402
+from pocketpacs.ui.server import (  # noqa: E402
+    AUTH_COOKIE_OR_HEADER, AUTH_HEADER, AUTH_PAGE, COOKIE_NAME, CSP, ROUTES, TOKEN_HEADER, DataServer)
+
+# --------------------------------------------------------------------------- sockets
+_TCP_LISTEN = "0A"
+
+
+def _proc_net() -> dict[int, tuple[str, str, str]]:
+    """socket inode -> (table, local address, state) for every inet socket."""
+    out: dict[int, tuple[str, str, str]] = {}
+    for table in ("tcp", "tcp6", "udp", "udp6", "raw", "raw6"):
+        try:
+            lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            local, state, inode = f[1], f[3], int(f[9])
+            addr_hex, port_hex = local.split(":")
+            if len(addr_hex) == 8:
+                addr = socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr_hex)[::-1])
+            else:
+                raw = bytes.fromhex(addr_hex)
+                addr = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+            out[inode] = (table, f"{addr}:{int(port_hex, 16)}", state)
+    return out
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            found.add(int(link[8:-1]))
+    return found
+
+
+def _tree(pid: int) -> list[int]:
+    """*pid* and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def network_sockets(pids: list[int]) -> list[tuple[str, str, str]]:
+    """Every inet socket (table, local address, state) held by *pids*."""
+    net = _proc_net()
+    socks = []
+    for pid in pids:
+        try:
+            inodes = _socket_inodes(pid)
+        except OSError:
+            continue
+        socks += [net[i] for i in inodes if i in net]
+    return socks
+
+
+def assert_loopback_only(socks: list[tuple[str, str, str]], port: int) -> None:
+    listening = [s for s in socks if s[0].startswith("tcp") and s[2] == _TCP_LISTEN]
+    assert ("tcp", f"127.0.0.1:{port}", _TCP_LISTEN) in listening, socks        # not vacuous
+    assert all(s[0] == "tcp" and s[1].startswith("127.0.0.1:") for s in listening), listening
+    # no datagram or raw socket bound to a non-loopback address either
+    for table, local, _state in socks:
+        if table.startswith(("udp", "raw")):
+            assert local.startswith(("127.", "::1:", "0.0.0.0:0", ":::0")), (table, local)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return S.build_archive(tmp_path_factory.mktemp("sec_http"))
+
+
+@pytest.fixture(scope="module")
+def served(built):
+    srv = S.Served(built["archive"])
+    yield srv
+    srv.stop()
+
+
+def test_serve_listens_only_on_loopback(served):
+    assert_loopback_only(network_sockets(_tree(served.proc.pid)), served.port)
+
+
+def test_the_data_server_refuses_other_addresses(built):
+    for host in ("0.0.0.0", "::", "", "192.168.1.1", "::1"):
+        with pytest.raises(ValueError):
+            DataServer(object(), host=host)
+
+
+def _qt_webengine_ok() -> bool:
+    r = subprocess.run([sys.executable, "-c", "import PyQt6.QtWebEngineWidgets"],
+                       capture_output=True, timeout=60)
+    return r.returncode == 0
+
+
+@pytest.mark.slow
+def test_desktop_app_process_tree_listens_only_on_loopback(built, tmp_path):
+    """The app (pywebview + Qt WebEngine under Xvfb): one listening socket, 127.0.0.1."""
+    S.require_system(shutil.which("Xvfb") is not None, "Xvfb")
+    S.require_system(_qt_webengine_ok(), "PyQt6-WebEngine with its system libraries")
+    r, w = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x700x24",
+                             "-nolisten", "tcp"], pass_fds=(w,), stderr=subprocess.DEVNULL)
+    os.close(w)
+    num = b""
+    while not num.endswith(b"\n"):
+        ch = os.read(r, 1)
+        if not ch:
+            break
+        num += ch
+    os.close(r)
+    out = tmp_path / "selftest.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QTWEBENGINE_") and k != "WAYLAND_DISPLAY"}
+    env.update(DISPLAY=f":{num.decode().strip()}", PYTHONUNBUFFERED="1")
+    app = subprocess.Popen([sys.executable, "-m", "pocketpacs.ui", "--archive", str(built["archive"]),
+                            "app", "--selftest", str(out)], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        end = time.monotonic() + 150
+        while not out.exists() and app.poll() is None and time.monotonic() < end:
+            time.sleep(0.25)
+        assert out.exists(), app.stdout.read() if app.poll() is not None else "no self-test report"
+        report = json.loads(out.read_text())
+        assert report["ready"] == "1" and report["transport"] == "bridge", report
+        pids = _tree(app.pid)
+        socks = network_sockets(pids)
+        names = set()
+        for p in pids:
+            try:
+                names.add(Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].decode())
+            except OSError:
+                pass
+        (Path(str(out) + ".close")).write_text("")
+        app.wait(60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        xvfb.terminate()
+        xvfb.wait(10)
+    assert any("QtWebEngine" in n for n in names), names       # the browser processes were inspected
+    listening = [s for s in socks if s[2] == _TCP_LISTEN and s[0].startswith("tcp")]
+    assert len(listening) == 1, socks                           # only the data server
+    port = int(listening[0][1].rsplit(":", 1)[1])
+    assert_loopback_only(socks, port)
+
+
+# --------------------------------------------------------------------------- raw HTTP
+def raw(port: int, method: str, target: str | bytes, headers: list[tuple[str, str]],
+        body: bytes = b"") -> tuple[int, dict, bytes]:
+    """Send one request byte for byte; return (status, headers, body)."""
+    t = target.encode("utf-8") if isinstance(target, str) else target
+    head = [method.encode() + b" " + t + b" HTTP/1.1"]
+    head += [f"{k}: {v}".encode("latin-1") for k, v in headers]
+    if body:
+        head.append(f"Content-Length: {len(body)}".encode())
+    head.append(b"Connection: close")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        data = b""
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    head_raw, _, rest = data.partition(b"\r\n\r\n")
+    lines = head_raw.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs: dict[str, str] = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        hdrs.setdefault(k.strip().lower(), v.strip())
+    return status, hdrs, rest
+
+
+class Client:
+    def __init__(self, served: S.Served):
+        self.port = served.port
+        self.token = served.token
+        self.host = f"127.0.0.1:{self.port}"
+        self.sent = 0
+
+    def send(self, route, target=None, *, host="ok", token="ok", cookie=None, origin=None,
+             extra=(), method=None):
+        """One request to *route* (its example, or *target*) with the given credentials."""
+        method = method or route.method
+        hdrs = []
+        if host == "ok":
+            hdrs.append(("Host", self.host))
+        elif host is not None:
+            hdrs.append(("Host", host))
+        if token == "ok":
+            if route.auth == AUTH_PAGE:
+                cookie = cookie or f"{COOKIE_NAME}={self.token}"
+            else:
+                hdrs.append((TOKEN_HEADER, self.token))
+        elif token is not None:
+            hdrs.append((TOKEN_HEADER, token))
+        if cookie:
+            hdrs.append(("Cookie", cookie))
+        if origin:
+            hdrs.append(("Origin", origin))
+        hdrs += list(extra)
+        body = b""
+        if method == "POST":
+            body = b"{}"
+            hdrs.append(("Content-Type", "application/json"))
+        self.sent += 1
+        status, h, data = raw(self.port, method, target or self.target(route), hdrs, body)
+        # whatever the answer: the CSP, no CORS, no Python version in Server
+        assert h.get("content-security-policy") == CSP, (target, h)
+        assert "access-control-allow-origin" not in h and "access-control-allow-credentials" not in h
+        assert "python" not in h.get("server", "").lower()
+        return status, h, data
+
+    def target(self, route) -> str:
+        return route.example.format(**self.ids)
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    c = Client(served)
+    hdr = [("Host", c.host), (TOKEN_HEADER, c.token), ("Content-Type", "application/json")]
+    st, _, data = raw(c.port, "POST", "/v1/call/search", hdr, b"{}")
+    rows = json.loads(data)["data"]["rows"]
+    sid = next(r["series_id"] for r in rows if r["modality"] == "CT")
+    st, _, data = raw(c.port, "POST", "/v1/call/open_series", hdr, json.dumps({"series_id": sid}).encode())
+    vid = json.loads(data)["data"]["volume_id"]
+    c.ids = {"volume_id": vid, "series_id": sid}
+    yield c
+    print(f"\nHTTP: {len(ROUTES)} routes, {c.sent} requests sent by the security tests")
+
+
+OK_STATUS = {"_page": 200, "_favicon": 204}
+
+SECRET_MARKERS = (b"root:x:0:0", b"[fonts]", b"import ", b"def ", b"lmdb", b"BEGIN ")
+
+
+def test_every_route_answers_with_valid_credentials(client):
+    """The table is the truth: each example works, so each row below tests a live route."""
+    assert len(ROUTES) >= 8
+    for route in ROUTES:
+        st, h, body = client.send(route)
+        assert st == OK_STATUS.get(route.handler, 200), (route.example, st, body[:200])
+        if route.method == "GET":
+            st2, _, body2 = client.send(route, method="HEAD")
+            assert st2 == st and body2 == b""
+
+
+def _bad_tokens(token: str) -> list[str]:
+    return ["x" * len(token), token[:-1], token + "A", token.upper() if token.upper() != token else token.lower(),
+            token[1:] + token[0], "", token[:20] + ("B" if token[20] != "B" else "C") + token[21:],
+            token + token, "null", "undefined", "0" * 64]
+
+
+def test_every_route_refuses_missing_and_wrong_tokens(client):
+    refused = 0
+    for route in ROUTES:
+        st, _, body = client.send(route, token=None)
+        assert st == 403, (route.example, "no token")
+        refused += 1
+        for bad in _bad_tokens(client.token):
+            if route.auth == AUTH_PAGE:
+                st, _, _ = client.send(route, token=None, cookie=f"{COOKIE_NAME}={bad}")
+                assert st == 403, (route.example, bad)
+                st, _, _ = client.send(route, f"/?token={bad}", token=None)
+                assert st == 403, (route.example, bad)
+                refused += 2
+            else:
+                st, _, _ = client.send(route, token=bad)
+                assert st == 403, (route.example, bad)
+                st, _, _ = client.send(route, token=None, cookie=f"{COOKIE_NAME}={bad}")
+                assert st == 403, (route.example, bad)
+                refused += 2
+        if route.auth == AUTH_HEADER:
+            # the cookie alone, or the token in the query string, is not enough for the API
+            st, _, _ = client.send(route, token=None, cookie=f"{COOKIE_NAME}={client.token}")
+            assert st == 403, route.example
+            t = client.target(route)
+            st, _, _ = client.send(route, f"{t}?token={client.token}", token=None)
+            assert st in (403, 404), route.example
+            refused += 2
+        elif route.auth == AUTH_COOKIE_OR_HEADER:
+            t = client.target(route)
+            st, _, _ = client.send(route, f"{t}?token={client.token}", token=None)
+            assert st == 403, route.example
+            refused += 1
+    assert refused >= len(ROUTES) * 20
+    print(f"\ntokens: {refused} requests without a valid credential, all 403")
+
+
+def test_every_route_refuses_wrong_host_origin_and_cross_site(client):
+    p = client.port
+    hosts = ["evil.example", f"evil.example:{p}", f"127.0.0.1:{p + 1}", "127.0.0.1", "localhost",
+             f"127.0.0.1:{p}.evil.example", f"0.0.0.0:{p}", f"[::1]:{p}", f"127.0.0.1:{p}@evil.example",
+             f"127.0.0.2:{p}", f"LOCALHOST.:{p}", "", None]
+    origins = ["http://evil.example", "null", f"http://127.0.0.1:{p + 1}", f"https://127.0.0.1:{p}",
+               f"http://127.0.0.1:{p}.evil.example", f"http://localhost.evil.example:{p}", "file://",
+               "http://127.0.0.1", f"http://[::1]:{p}", f"http://evil.example/http://127.0.0.1:{p}"]
+    for route in ROUTES:
+        for host in hosts:
+            st, _, _ = client.send(route, host=host)
+            assert st == 403, (route.example, "host", host)
+        # a second, foreign Host header after the right one
+        st, _, _ = client.send(route, extra=[("Host", "evil.example")])
+        assert st == 403, (route.example, "two hosts")
+        for origin in origins:
+            st, _, _ = client.send(route, origin=origin)
+            assert st == 403, (route.example, "origin", origin)
+        for site in ("cross-site", "same-site"):
+            st, _, _ = client.send(route, extra=[("Sec-Fetch-Site", site)])
+            assert st == 403, (route.example, site)
+        # and the same-origin ones pass (the refusals above are about the header)
+        st, _, _ = client.send(route, origin=f"http://127.0.0.1:{p}", extra=[("Sec-Fetch-Site", "same-origin")])
+        assert st == OK_STATUS.get(route.handler, 200), route.example
+    n = len(ROUTES) * (len(hosts) + 1 + len(origins) + 2)
+    print(f"\nHost/Origin/fetch-site: {n} requests ({len(hosts) + 1} Host, {len(origins)} Origin, 2 Sec-Fetch-Site"
+          f" forms x {len(ROUTES)} routes), all 403")
+
+
+def test_every_route_refuses_other_methods(client):
+    for route in ROUTES:
+        st, h, _ = client.send(route, method="OPTIONS")
+        assert st == 403, route.example
+        for m in ("PUT", "DELETE", "PATCH", "TRACE", "PROPFIND"):
+            st, _, _ = client.send(route, method=m)
+            assert st in (405, 501), (route.example, m)
+        other = "POST" if route.method == "GET" else "GET"
+        st, _, _ = client.send(route, method=other)
+        assert st == 405, (route.example, other)
+    print(f"\nmethods: {len(ROUTES) * 7} requests (OPTIONS 403; PUT, DELETE, PATCH, TRACE, PROPFIND, other verb"
+          " 405/501)")
+
+
+TRAVERSAL = [
+    "..", "../..", "../../../../../../etc/passwd", "%2e%2e", "%2E%2E/%2E%2E/etc/passwd",
+    "%2e%2e%2f%2e%2e%2fetc%2fpasswd", "..%2f..%2f..%2fetc%2fpasswd", "..%252f..%252fetc%252fpasswd",
+    "%252e%252e", "%2F", "%2fetc%2fpasswd", "/etc/passwd", "//etc/passwd", "..\\..\\..\\windows\\win.ini",
+    "..%5c..%5cwindows%5cwin.ini", "%5c%5cserver%5cshare", "C:\\Windows\\win.ini", "C:%5cWindows%5cwin.ini",
+    "c:/windows/win.ini", "\x00", "%00", "abc%00.js", "main.js%00.py", "..%00/", "..%c0%af..%c0%afetc",
+    "%c0%ae%c0%ae", "....//....//etc", "..;/..;/etc", ".%2e/.%2e/etc", "%u002e%u002e", "~root",
+    "file:///etc/passwd", "\u2025", "..%e2%80%a8",
+]
+
+
+def _variants(client, route) -> list[str]:
+    """The route's example with each traversal form in its variable part(s), and around it."""
+    t = client.target(route)
+    ident = {client.ids["volume_id"], client.ids["series_id"]} & set(t.split("/"))
+    head, _, last = t.rpartition("/")
+    out = []
+    for form in TRAVERSAL:
+        if ident:
+            i = ident.pop() if len(ident) == 1 else sorted(ident)[0]
+            ident = {i}
+            out += [t.replace(i, form), t.replace(i, f"{i}/{form}"), t.replace(i, f"{form}/{i}"),
+                    t.replace(i, i + form)]
+        else:
+            out += [f"{head}/{form}", f"{head}/{form}/{last}", f"{t}/{form}", f"{t}{form}"]
+        out.append(f"/{form}{t}")
+    out += ["/../" + t[1:], "/./" + t[1:], "/%2e%2e/" + t[1:], "/%2e/" + t[1:], "//" + t[1:],
+            "\\" + t[1:], "/.." + t, f"http://127.0.0.1:{client.port}{t}", f"http://evil.example{t}", "*",
+            t.replace("/", "\\"), t.replace("/", "%2f"), t + "/", t + "/.", t + "/..", t + "\x00"]
+    return sorted(set(v for v in out if v != t))
+
+
+def test_every_route_refuses_path_traversal_forms(client):
+    tried = 0
+    for route in ROUTES:
+        for target in _variants(client, route):
+            st, _, body = client.send(route, target)
+            tried += 1
+            assert st in (400, 404), (route.example, target, st, body[:120])
+            assert not any(m in body for m in SECRET_MARKERS), (target, body[:200])
+    assert tried >= len(ROUTES) * len(TRAVERSAL) * 4
+    print(f"\ntraversal: {len(TRAVERSAL)} forms, {tried} requests over {len(ROUTES)} routes, all 400/404")
+    # and the static files are exactly the table built at start-up
+    st, _, body = client.send(ROUTES[2], "/js/main.js")
+    assert st == 200 and body == (Path(S.TESTS.parent) / "ui" / "web" / "js" / "main.js").read_bytes()
+
+
+# --------------------------------------------------------------------------- bridge
+OUTSIDE = [
+    "hello.__func__.__globals__", "hello.__func__.__globals__.clear", "hello.__func__", "hello.__call__",
+    "hello.__self__", "search.__self__.__class__", "__class__", "__class__.__subclasses__", "__init__",
+    "__dict__", "__getattribute__", "__reduce__", "_COMMANDS", "_COMMANDS.clear", "_reply", "call", "bind",
+    "install_guard", "Api", "SCHEMAS", "cmd_hello", "hello.", ".hello", "hello..", "HELLO", "Hello",
+    "hello ", " hello", "hello\x00", "hello\n", "hel-lo", "search/../hello", "import_start.__doc__",
+    "pywebviewMoveWindow", "pywebviewEventHandler", "pywebviewAsyncResponse", "", "a" * 1000, None, 1,
+    ["hello"], {"name": "hello"},
+]
+
+
+class _RecordingWindow:
+    """Enough of a pywebview ``Window`` for its ``js_bridge_call``; records what reaches it."""
+
+    def __init__(self):
+        self._js_api = bridge.Api()
+        self._functions: dict = {}
+        self.js: list[str] = []
+        self.moved: list = []
+        self.events: list = []
+
+    def run_js(self, code):
+        self.js.append(code)
+
+    def evaluate_js(self, code, *a, **k):
+        self.js.append(code)
+
+    def move(self, *a):
+        self.moved.append(a)
+
+
+def test_bridge_refuses_names_outside_the_allowlist(served):
+    for name in OUTSIDE:
+        env = bridge.call(name, {})
+        assert env == P.fail(P.NOT_ALLOWED, "Unknown command."), name
+    assert bridge.ALLOWED and all(n.isidentifier() and n.islower() and not n.startswith("_")
+                                  and "." not in n for n in bridge.ALLOWED)
+    assert not any(k for k in dir(bridge.Api) if not k.startswith("__") and k not in bridge.ALLOWED)
+    assert bridge.Api.__slots__ == ()
+
+
+def test_pywebview_entry_point_refuses_them_once_guarded():
+    import webview.util as wu
+
+    bridge.install_guard()
+    assert bridge.guard_installed() and wu.js_bridge_call is bridge.guarded_js_bridge_call
+    commands_before = dict(bridge._COMMANDS)
+    win = _RecordingWindow()
+    for i, name in enumerate(OUTSIDE):
+        wu.js_bridge_call(win, name, [{}], f"id{i}")
+    end = time.monotonic() + 10
+    replies = lambda: [j for j in win.js if "_returnValuesCallbacks" in j]  # noqa: E731
+    expected = sum(1 for n in OUTSIDE if isinstance(n, str) and bridge._SAFE_REPLY_NAME.match(n))
+    while len(replies()) < expected and time.monotonic() < end:
+        time.sleep(0.02)
+    assert len(replies()) == expected > 20
+    for js in replies():
+        assert "not_allowed" in js and "Unknown command." in js
+        assert "Traceback" not in js and "__globals__" not in js.split("{value:")[-1]
+    assert win.moved == []                                   # pywebviewMoveWindow was not honoured
+    assert dict(bridge._COMMANDS) == commands_before         # "_COMMANDS.clear" did nothing
+    assert hasattr(bridge, "ALLOWED") and hasattr(bridge, "call")  # "__globals__.clear" did nothing
+    print(f"\nbridge: {len(OUTSIDE)} names outside the allowlist refused by bridge.call and by pywebview's"
+          " guarded entry point")

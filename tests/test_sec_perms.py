@@ -1,0 +1,136 @@
+"""Archive folder 0700, files 0600, when a non-root user creates them (issue 7).
+
+Tests run as root (CI too), and root's files say little about a user's, so a
+child process loads PocketPACS (and its compiled kernels, which live in
+root's folders) as root, then drops to uid/gid 65534 ("nobody") and, with a
+umask of 022 and then 000 (the worst case), creates everything a user's
+first runs create: the default archive under a fresh HOME through
+``pocketpacs import``, an archive at a nested explicit path (missing parents
+too), a rebuild and a verify, and an app session (the served UI's session:
+search, open a series, thumbnail) on it.  The test then walks what was
+created: every folder 0700, every file 0600, all owned by 65534.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import dicomgen
+
+NOBODY = 65534
+
+CHILD = textwrap.dedent("""
+    import json, os, sys, time
+    data, warm, home, nested, umask = sys.argv[1:6]
+    import pocketpacs
+    from pocketpacs import cli
+    from pocketpacs.ui.session import Session
+    from pocketpacs.ui import protocol as P
+
+    def session_round(path):
+        s = Session(path, mode="serve")
+        try:
+            rows = s.cmd_search(P.validate_args({}, __import__("pocketpacs.ui.bridge", fromlist=["x"]).SCHEMAS["search"]))["rows"]
+            vid = s.cmd_open_series({"series_id": rows[0]["series_id"], "slot": "main"})["volume_id"]
+            job = s.volumes.get(vid)
+            assert job.wait_header(60) is not None, job.error_message()
+            assert s.thumbnail(rows[0]["series_id"]) is not None
+            return len(rows)
+        finally:
+            s.close()
+
+    # as root: import every module and load every kernel the run below needs
+    # (the interpreter and numba's cache are in root-only folders)
+    assert cli.main(["--archive", warm, "import", data]) == 0
+    assert cli.main(["--archive", warm, "verify"]) == 0
+    session_round(warm)
+
+    os.setgroups([])
+    os.setgid(%(uid)d)
+    os.setuid(%(uid)d)
+    assert os.getuid() == %(uid)d and os.geteuid() == %(uid)d
+    os.umask(int(umask, 8))
+    os.environ["HOME"] = home
+    for k in [k for k in os.environ if k.startswith(("XDG_", "POCKETPACS"))]:
+        del os.environ[k]
+    from pocketpacs.paths import default_archive_dir
+    default = str(default_archive_dir())
+    assert default.startswith(home), default
+    out = {"default": default}
+    out["import"] = cli.main(["import", data])
+    out["import_nested"] = cli.main(["--archive", nested, "import", data])
+    out["rebuild"] = cli.main(["--archive", nested, "rebuild"])
+    out["verify"] = cli.main(["verify"])
+    out["rows"] = session_round(None)
+    with pocketpacs.open_archive(nested) as ar:
+        out["search"] = sum(len(h.series) for h in ar.search(level="series").hits)
+    print("RESULT " + json.dumps(out))
+""") % {"uid": NOBODY}
+
+
+def created_by_nobody(root: Path) -> list[tuple[str, int, int, bool]]:
+    """(path, mode, uid, is_dir) of everything under *root*, root included."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        st = os.lstat(dirpath)
+        out.append((dirpath, stat.S_IMODE(st.st_mode), st.st_uid, True))
+        for n in filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            out.append((p, stat.S_IMODE(st.st_mode), st.st_uid, stat.S_ISDIR(st.st_mode)))
+    return out
+
+
+@pytest.fixture
+def open_tmp():
+    """A temp folder uid 65534 can reach (pytest's own is under a root-only folder)."""
+    d = Path(tempfile.mkdtemp(prefix="pp-perms-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("umask", ["022", "000"])
+def test_archive_created_by_a_user_is_private(open_tmp, umask):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to uid 65534 (CI runs as root)")
+    tmp_path = open_tmp
+    data = tmp_path / "data"
+    dicomgen.write_series(data / "s1", 4, series_uid="1.2.840.81.1", rows=16, cols=16)
+    dicomgen.write_series(data / "s2", 3, series_uid="1.2.840.81.2", rows=16, cols=16, modality="MR")
+    for p in [tmp_path, *tmp_path.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    home = tmp_path / "home"
+    users = tmp_path / "users"            # a folder the user owns, for the explicit path
+    for d in (home, users):
+        d.mkdir()
+        os.chown(d, NOBODY, NOBODY)
+    nested = users / "a" / "b" / "archive"
+    warm = tmp_path / "warm"
+    r = subprocess.run([sys.executable, "-c", CHILD, str(data), str(warm), str(home), str(nested), umask],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    out = json.loads(r.stdout.split("RESULT ", 1)[1])
+    assert out["import"] == 0 and out["import_nested"] == 0 and out["rebuild"] == 0 and out["verify"] == 0
+    assert out["rows"] == 2 and out["search"] == 2
+    default = Path(out["default"])
+    # everything PocketPACS created for the user: the default archive and every
+    # folder it made on the way (under HOME), the nested archive and its parents
+    made = created_by_nobody(home) + created_by_nobody(users / "a")
+    made = [m for m in made if m[0] != str(home)]
+    assert any(p == str(default / "data.mdb") for p, *_ in made)
+    assert any(p == str(nested / "data.mdb") for p, *_ in made)
+    wrong = [(p, oct(mode), uid) for p, mode, uid, is_dir in made
+             if uid != NOBODY or mode != (0o700 if is_dir else 0o600)]
+    assert wrong == [], wrong
+    files = [p for p, _m, _u, d in made if not d]
+    assert len(files) >= 8          # data.mdb, lock.mdb, writer.lock, secret.key in both archives
