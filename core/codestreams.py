@@ -27,7 +27,7 @@ class CodestreamError(ValueError):
     """A compressed frame whose declared size cannot be read or is not the header's."""
 
 
-def _j2k_size(b: bytes) -> tuple[int, int, int]:
+def _j2k_size(b: bytes) -> tuple[int, int, int, int]:
     start = 0
     if b[4:8] == b"jP  ":  # JP2 file: find the contiguous codestream box
         pos = 0
@@ -50,10 +50,12 @@ def _j2k_size(b: bytes) -> tuple[int, int, int]:
     (comps,) = struct.unpack(">H", b[start + 40:start + 42])
     if xs <= xo or ys <= yo:
         raise CodestreamError("JPEG 2000 image area is empty")
-    return ys - yo, xs - xo, comps
+    ssiz = b[start + 42:start + 42 + 3 * min(comps, 4):3]
+    prec = max(((v & 0x7F) + 1 for v in ssiz), default=0)
+    return ys - yo, xs - xo, comps, prec
 
 
-def _jpeg_size(b: bytes) -> tuple[int, int, int]:
+def _jpeg_size(b: bytes) -> tuple[int, int, int, int]:
     if b[:2] != b"\xff\xd8":
         raise CodestreamError("JPEG frame without SOI")
     pos = 2
@@ -73,15 +75,15 @@ def _jpeg_size(b: bytes) -> tuple[int, int, int]:
             if pos + 10 > n:
                 break
             rows, cols = struct.unpack(">HH", b[pos + 5:pos + 9])
-            return rows, cols, b[pos + 9]
+            return rows, cols, b[pos + 9], b[pos + 4]
         if m == 0xDA or length < 2:
             break
         pos += 2 + length
     raise CodestreamError("JPEG frame without a frame header (SOF)")
 
 
-def declared_size(frame: bytes, transfer_syntax: str) -> tuple[int, int, int] | None:
-    """``(rows, columns, components)`` declared by a compressed frame.
+def declared_size(frame: bytes, transfer_syntax: str) -> tuple[int, int, int, int] | None:
+    """``(rows, columns, components, bits per sample)`` declared by a compressed frame.
 
     Parameters
     ----------
@@ -93,7 +95,9 @@ def declared_size(frame: bytes, transfer_syntax: str) -> tuple[int, int, int] | 
     Returns
     -------
     tuple or None
-        None for syntaxes without a size of their own.
+        None for syntaxes without a size of their own.  The bit depth is the
+        largest of the first four components' (JPEG 2000) or the frame
+        header's sample precision (JPEG, JPEG-LS).
 
     Raises
     ------
@@ -107,22 +111,29 @@ def declared_size(frame: bytes, transfer_syntax: str) -> tuple[int, int, int] | 
     return None
 
 
-def check_frame(frame: bytes, transfer_syntax: str, rows: int, cols: int) -> None:
+def check_frame(frame: bytes, transfer_syntax: str, rows: int, cols: int,
+                bits_allocated: int | None = None) -> None:
     """Refuse a frame whose declared size is not the DICOM header's.
 
-    Only the rows and columns are compared (and a component count above 4
-    refused): vendors disagree on components (YBR, palette) more than on
-    sizes, and the sizes are what a decoder allocates from.
+    Compared: rows and columns (what a decoder allocates from), a component
+    count of 1 to 4, and a bit depth of at least 2 and at most
+    *bits_allocated* (a damaged precision byte made GDCM abort the process
+    with an uncaught C++ exception, for JPEG 2000 and JPEG-LS alike).
+    Components are not matched with SamplesPerPixel: vendors disagree there.
 
     Raises
     ------
     CodestreamError
-        With the declared and expected sizes.
+        With the declared and expected values.
     """
     got = declared_size(frame, transfer_syntax)
     if got is None:
         return
-    r, c, k = got
+    r, c, k, bits = got
     if (r, c) != (rows, cols) or not 1 <= k <= 4:
         raise CodestreamError(f"compressed frame declares {r}x{c} pixels and {k} components, "
                               f"the header {rows}x{cols}")
+    limit = bits_allocated if bits_allocated and bits_allocated >= 8 else 16
+    if not 1 <= bits <= limit or (bits < 2 and transfer_syntax not in J2K_SYNTAXES):
+        raise CodestreamError(f"compressed frame declares {bits}-bit samples, "
+                              f"the header allocates {limit} bits")

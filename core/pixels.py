@@ -302,10 +302,11 @@ def _check_declared_sizes(ds: Any, nfr: int, indices: list[int] | None) -> None:
     if ts not in J2K_SYNTAXES and ts not in JPEG_SYNTAXES:
         return
     rows, cols = _int(ds.get("Rows", 0), 0), _int(ds.get("Columns", 0), 0)
+    bits = _int(ds.get("BitsAllocated", 0), 0)
     want = None if indices is None else set(indices)
     for i, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=nfr)):
         if want is None or i in want:
-            check_frame(frame, ts, rows, cols)
+            check_frame(frame, ts, rows, cols, bits)
 
 
 def _decode_ds(ds: Any, indices: list[int] | None, plugin: str) -> list[np.ndarray]:

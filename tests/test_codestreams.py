@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -43,7 +44,7 @@ def test_declared_sizes_of_pydicom_files_match_their_headers():
             continue
         for fr in frames[:3]:
             try:
-                check_frame(fr, ts, ds.Rows, ds.Columns)
+                check_frame(fr, ts, ds.Rows, ds.Columns, ds.BitsAllocated)
                 checked += 1
             except CodestreamError:
                 refused.append(p)
@@ -100,3 +101,59 @@ def test_unreadable_declared_sizes_raise_codestream_errors(damage):
         with pytest.raises(CodestreamError):
             declared_size(damage, ts)
     assert declared_size(damage, "1.2.840.10008.1.2.5") is None   # RLE: no size of its own
+
+
+def _gdcm_decode(path, indices):
+    """Decode a file with GDCM directly, without the declared-size check."""
+    import warnings
+
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path)
+        ds.pixel_array_options(decoding_plugin="gdcm")
+        return [np.ascontiguousarray(ds.pixel_array)]
+
+
+def test_real_decoder_abort_is_isolated_and_refused_up_front(tmp_path):
+    """A JPEG 2000 frame whose component precision byte is damaged (found by
+    benchmarks/fuzz_codecs.py) makes GDCM abort its process (an uncaught C++
+    exception).  In a decoder worker that loses only the file; the
+    declared-size check refuses the frame before any decoder sees it."""
+    pytest.importorskip("gdcm")
+    from pocketpacs.pixels import DecoderPool
+    from pocketpacs.volume import assemble_series
+
+    paths = _j2k_series(tmp_path, n=4)
+    ds = pydicom.dcmread(paths[1])
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    frame[42] = 0xCD                      # Ssiz: signed, 78 bits
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    with pytest.raises(CodestreamError, match="78-bit"):
+        check_frame(bytes(frame), ts, 64, 48, 16)
+    ds.PixelData = encapsulate([bytes(frame)])
+    ds.save_as(paths[1])
+    # the raw decoder really aborts its process
+    import subprocess
+    import sys
+    child = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, %r); "
+                            "import test_codestreams as T; T._gdcm_decode(%r, None)"
+                            % (str(Path(__file__).parent), str(paths[1]))],
+                           capture_output=True, timeout=120)
+    assert child.returncode < 0, (child.returncode, child.stderr[-500:])
+    # in the pool: one crashed file, the others decoded, the pool still works
+    pool = DecoderPool(1)
+    try:
+        got = {}
+        errs = pool.run([(str(p), None) for p in paths],
+                        lambda ti, idx, arrays: got.__setitem__(ti, arrays),
+                        decode_fn=_gdcm_decode)
+        assert [(e.path, e.crashed) for e in errs] == [(str(paths[1]), True)]
+        assert sorted(got) == [0, 2, 3]
+    finally:
+        pool.close()
+    # the real path refuses the frame up front: no crash, a reason
+    vol = assemble_series(paths).volumes[0]
+    assert [e.path for e in vol.errors] == [str(paths[1])]
+    assert "78-bit" in vol.errors[0].reason and not vol.errors[0].crashed
