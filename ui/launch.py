@@ -180,6 +180,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from .session import Session
 
     session = Session(_archive_path(args), readonly=getattr(args, "readonly", False), mode="serve")
+    notice = session.startup_check()
+    if notice:
+        print(f"pocketpacs: {notice}", flush=True)
     server = DataServer(session, port=getattr(args, "port", 0) or 0)
     print("PocketPACS is serving its UI on this computer only.", flush=True)
     print(f"Open this URL (it carries the access token; keep it private):\n    {server.launch_url}",

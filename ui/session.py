@@ -157,6 +157,8 @@ def summarize_report(rep: Any, root: str) -> dict:
                 name = os.path.relpath(f["path"], root)
             except ValueError:
                 name = os.path.basename(f["path"])
+            # names that are not valid UTF-8 (surrogate escapes) are shown with U+FFFD
+            name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             files.append({"name": name, "reason": f["reason"]})
     return {"added": c["indexed"], "unchanged": c["unchanged"], "skipped": c["failed"],
             "duplicates": c["duplicate"], "conflicts": c["conflict"], "reasons": reasons,
@@ -190,6 +192,11 @@ class Session:
         self._thumb_lock = threading.Lock()
         self._labels: dict[str, dict] = {}
         self._warmed = False
+        #: Why the archive is read-only or unusable (None when all is well);
+        #: shown by the page and printed at startup.
+        self.archive_notice: str | None = None
+        self._damaged: str | None = None
+        self._closed = False
         bridge.bind({name: getattr(self, f"cmd_{name}") for name in bridge.ALLOWED})
 
     # ----------------------------------------------------------- archive
@@ -200,10 +207,58 @@ class Session:
             if self._media is not None:
                 return self._media
             if self._archive is None:
-                import pocketpacs
-
-                self._archive = pocketpacs.open_archive(self.archive_path, readonly=self.readonly)
+                if self._closed:  # e.g. the warm-up thread after close(): never reopen
+                    raise BridgeError(P.UNAVAILABLE, "The session is closed.")
+                if self._damaged is not None:
+                    raise BridgeError(P.UNAVAILABLE, self._damaged)
+                self._archive = self._open_archive()
             return self._archive
+
+    def _open_archive(self) -> Any:
+        """Open the archive; fall back to read-only when another PocketPACS
+        writes to it or its folder cannot be written; a damaged archive is
+        reported (with the rebuild command), never opened."""
+        import pocketpacs
+        from pocketpacs.errors import ArchiveDamaged, ArchiveLocked, ArchiveReadOnly
+
+        try:
+            return pocketpacs.open_archive(self.archive_path, readonly=self.readonly)
+        except (ArchiveLocked, ArchiveReadOnly) as exc:
+            locked = isinstance(exc, ArchiveLocked)
+            try:
+                ar = pocketpacs.open_archive(self.archive_path, readonly=True)
+            except pocketpacs.ArchiveError:
+                raise exc from None
+            self.readonly = True
+            self.archive_notice = ("Another PocketPACS is writing to this archive: it is open read-only "
+                                   "(browse and view only)." if locked else
+                                   "The archive folder cannot be written: it is open read-only.")
+            log.warning("archive opened read-only: %s", "in use by another process" if locked
+                        else "folder not writable")
+            return ar
+        except ArchiveDamaged:
+            self._damaged = self.archive_notice = (
+                "The archive database is damaged. Close PocketPACS and run `pocketpacs rebuild`: it "
+                "re-creates the archive from the imported folders (your DICOM files are not touched).")
+            log.warning("the archive database is damaged; run `pocketpacs rebuild`")
+            raise BridgeError(P.UNAVAILABLE, self._damaged) from None
+
+    def startup_check(self) -> str | None:
+        """Open the archive now (not at the first command) and say what is wrong, if anything.
+
+        Returns
+        -------
+        str or None
+            The notice to show (read-only fallback, damaged archive), or None.
+        """
+        try:
+            self.archive
+        except BridgeError:
+            pass
+        except Exception as exc:  # another archive error: the page reports it per command
+            self.archive_notice = "The archive could not be opened."
+            log.warning("the archive could not be opened: %s", type(exc).__name__)
+        return self.archive_notice
 
     def close(self) -> None:
         """Cancel work and close the archive."""
@@ -211,6 +266,7 @@ class Session:
         for job in list(self.imports.values()):
             job.cancel_event.set()
         with self._lock:
+            self._closed = True
             for a in (self._media, self._archive):
                 if a is not None:
                     try:
@@ -364,7 +420,7 @@ class Session:
         return {"app": "PocketPACS", "version": pocketpacs.__version__,
                 "protocol_version": P.PROTOCOL_VERSION, "mode": self.mode,
                 "media": self._media is not None, "readonly": self.readonly or self._media is not None,
-                "dialogs": self.dialogs is not None}
+                "dialogs": self.dialogs is not None, "archive_notice": self.archive_notice}
 
     def cmd_stats(self, a: dict) -> dict:
         """Archive totals."""
@@ -480,8 +536,10 @@ class Session:
 
     def cmd_import_start(self, a: dict) -> dict | None:
         """Import a folder (picked natively, or typed in serve mode)."""
-        if self._media is not None or self.readonly:
+        if self._media is not None:
             raise BridgeError(P.READ_ONLY, "Close the removable media to import into the archive.")
+        if self.readonly:
+            raise BridgeError(P.READ_ONLY, self.archive_notice or "This archive is open read-only.")
         path = self._ask(a, "pick_folder")
         if not path:
             return None
