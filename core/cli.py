@@ -3,8 +3,8 @@
 ``pocketpacs [--archive PATH] COMMAND ...``; the archive is, in order,
 ``--archive``, ``$POCKETPACS_ARCHIVE``, or the user's data folder.
 
-Commands: ``import``, ``search``, ``show``, ``rm``, ``verify``, ``rebuild``,
-``stats``, ``export`` (NIfTI / PNG), ``report`` (assembly report); the
+Commands: ``import``, ``search``, ``show``, ``rm``, ``verify``, ``check``,
+``rebuild``, ``stats``, ``export`` (NIfTI / PNG), ``report`` (assembly report); the
 desktop app adds ``app``, ``serve`` and ``demo``.  Each is one function ``cmd_<name>(args) -> int`` registered
 with :func:`command`; other modules add commands the same way.
 

@@ -23,8 +23,8 @@ import pytest
 
 import dicomgen
 import pocketpacs
-from pocketpacs import cli, headers, ingest
-from pocketpacs.errors import ArchiveDamaged, ArchiveReadOnly
+from pocketpacs import cli, headers
+from pocketpacs.errors import ArchiveDamaged
 from pocketpacs.integrity import OPEN_MARK, check_data_file, deep_check, load_roots, record_dump
 
 SETPRIV = shutil.which("setpriv")
@@ -280,7 +280,7 @@ def test_names_that_are_not_utf8(tmp_path, capsys):
         [se] = ar.series(ar.studies()[0])
         assert [os.fsencode(p) for p in ar.series_files(se)] == [os.path.join(folder, b"IM\xff\xfe.dcm")]
         rep = ar.import_folder(root)
-    from ui.session import summarize_report
+    from pocketpacs.ui.session import summarize_report
 
     summary = summarize_report(rep, os.fsdecode(broot))
     import orjson
@@ -377,7 +377,7 @@ def filled(tmp_path):
 
 
 def test_second_app_instance_opens_read_only(filled, capsys):
-    from ui.session import Session
+    from pocketpacs.ui.session import Session
 
     arc, root, n = filled
     p = subprocess.Popen([sys.executable, "-c", _HOLD, str(arc)], stdout=subprocess.PIPE, text=True)
@@ -410,7 +410,7 @@ _READONLY_FOLDER = r"""
 import json, sys
 import pocketpacs
 from pocketpacs import cli
-from ui.session import Session
+from pocketpacs.ui.session import Session
 out = {}
 try:
     pocketpacs.open_archive(sys.argv[1])
@@ -433,8 +433,7 @@ def test_read_only_archive_folder(filled, unprivileged):
     arc.chmod(0o500)
     try:
         r = subprocess.run(unprivileged + [sys.executable, "-c", _READONLY_FOLDER, str(arc), str(root)],
-                           capture_output=True, timeout=300, cwd=Path(__file__).resolve().parents[1],
-                           env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+                           capture_output=True, timeout=300)
     finally:
         arc.chmod(0o700)
     assert r.returncode == 0, r.stderr.decode(errors="replace")[-2000:]
@@ -466,8 +465,8 @@ def _wipe_header(p: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_truncate, _garble, _wipe_header], ids=["truncated", "garbled", "no-header"])
 def test_damaged_database_is_detected_and_rebuilt_from_the_roots(filled, capsys, damage):
-    from ui.session import Session
-    from ui.protocol import BridgeError
+    from pocketpacs.ui.session import Session
+    from pocketpacs.ui.protocol import BridgeError
 
     arc, root, n = filled
     want = {(r["sop_instance_uid"], tuple(r["paths"])) for r in _rows(arc)}
