@@ -355,6 +355,69 @@ def test_disk_full_during_import_keeps_earlier_commits(tmp_path, capsys):
         assert rep.failed == 0 and ar.stats()["instances"] == n1 + n2 and ar.check() == []
 
 
+_TMPFS_FULL = r"""
+import json, os, sys
+import pocketpacs
+from pocketpacs import ingest
+from pocketpacs.integrity import deep_check, record_dump
+ingest.CHUNK = 20
+arc, first, second = sys.argv[1:4]
+out = {}
+with pocketpacs.open_archive(arc) as ar:
+    ar.import_folder(first)
+    with ar._store.read() as t:
+        before = {k for k, _ in t.range("instances")}
+st = os.statvfs(arc)
+free = st.f_bavail * st.f_frsize
+with open(os.path.join(os.path.dirname(arc), "filler"), "wb") as f:   # leave 48 KiB free
+    f.write(b"\0" * max(0, free - 48 * 1024))
+try:
+    with pocketpacs.open_archive(arc) as ar:
+        ar.import_folder(second)
+except pocketpacs.ArchiveError as e:
+    out["error"] = str(e)
+os.unlink(os.path.join(os.path.dirname(arc), "filler"))
+out["deep"] = deep_check(arc).status
+with pocketpacs.open_archive(arc) as ar:
+    out["check"] = ar.check()
+    with ar._store.read() as t:
+        out["kept"] = before <= {k for k, _ in t.range("instances")}
+    rep = ar.import_folder(second)
+    out["failed"] = rep.failed
+    out["instances"] = ar.stats()["instances"]
+    out["check_after"] = ar.check()
+print(json.dumps(out))
+"""
+
+
+def test_full_tmpfs_during_import(tmp_path):
+    """A real ENOSPC: a small tmpfs in a private mount namespace (skipped where mounting is refused)."""
+    unshare = shutil.which("unshare")
+    if os.getuid() != 0 or unshare is None:
+        pytest.skip("a tmpfs mount needs root and unshare")
+    probe = subprocess.run([unshare, "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {tmp_path}"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here (RLIMIT_FSIZE test covers the full disk)")
+    first, second = tmp_path / "first", tmp_path / "second"
+    n1 = dicomgen.write_tree(first, patients=1, studies=1, series=2, slices=5)
+    n2 = dicomgen.write_tree(second, patients=30, studies=2, series=2, slices=5, seed=1)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = tmp_path / "full.py"
+    script.write_text(_TMPFS_FULL)
+    cmd = (f"mount -t tmpfs -o size=4m tmpfs {mnt} && "
+           f"{sys.executable} {script} {mnt / 'archive'} {first} {second}")
+    r = subprocess.run([unshare, "-m", "sh", "-c", cmd], capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")[-3000:]
+    out = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    # LMDB reports the failed commit of a full tmpfs as EIO (its write of the pages got ENOSPC)
+    assert "disk is full" in out["error"], out
+    assert "No space left on device" in out["error"] or "Input/output error" in out["error"], out
+    assert out["deep"] == "ok" and out["check"] == [] and out["kept"] is True
+    assert out["failed"] == 0 and out["instances"] == n1 + n2 and out["check_after"] == []
+
+
 # ---- two processes, read-only folders, damaged databases ---------------------------------------
 
 _HOLD = r"""
@@ -402,6 +465,66 @@ def test_second_app_instance_opens_read_only(filled, capsys):
     finally:
         p.kill()
         p.wait()
+    with pocketpacs.open_archive(arc) as ar:
+        assert ar.check() == [] and ar.stats()["instances"] == n
+
+
+def _serve(arc, *extra):
+    import re
+
+    p = subprocess.Popen([sys.executable, "-m", "pocketpacs.ui", "--archive", str(arc), "serve", *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lines = []
+    for line in p.stdout:
+        lines.append(line)
+        m = re.search(r"(http://127\.0\.0\.1:\d+)/\?token=(\S+)", line)
+        if m:
+            return p, lines, m.group(1), m.group(2)
+    p.wait()
+    raise AssertionError("".join(lines))
+
+
+def _call(base, token, name, args=None) -> dict:
+    import urllib.request
+
+    req = urllib.request.Request(f"{base}/v1/call/{name}", data=json.dumps(args or {}).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "X-PocketPACS-Token": token})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+def test_two_app_processes_on_one_archive(filled):
+    arc, root, n = filled
+    a, a_lines, a_url, a_tok = _serve(arc)
+    try:
+        b, b_lines, b_url, b_tok = _serve(arc)
+        try:
+            assert not any("read-only" in ln for ln in a_lines)
+            assert any("Another PocketPACS is writing to this archive" in ln for ln in b_lines), b_lines
+            hello = _call(b_url, b_tok, "hello")["data"]
+            assert hello["readonly"] is True and "read-only" in hello["archive_notice"]
+            for url, tok in ((a_url, a_tok), (b_url, b_tok)):      # both read
+                res = _call(url, tok, "search")
+                assert res["ok"] and sum(r["images"] for r in res["data"]["rows"]) == n
+            res = _call(b_url, b_tok, "import_start", {"path": str(root)})
+            assert not res["ok"] and res["error"]["code"] == "read_only"
+            res = _call(a_url, a_tok, "import_start", {"path": str(root)})   # the writer imports
+            assert res["ok"], res
+            for _ in range(600):
+                st = _call(a_url, a_tok, "import_status", {"job_id": res["data"]["job_id"]})["data"]
+                if st["done"]:
+                    break
+                time.sleep(0.05)
+            assert st["done"] and st["error"] is None and st["report"]["unchanged"] == n
+            assert b.poll() is None and a.poll() is None      # nobody crashed
+        finally:
+            b.send_signal(signal.SIGINT)
+            b.wait(30)
+    finally:
+        a.send_signal(signal.SIGINT)
+        a.wait(30)
+    assert a.returncode == 0 and b.returncode == 0
     with pocketpacs.open_archive(arc) as ar:
         assert ar.check() == [] and ar.stats()["instances"] == n
 
