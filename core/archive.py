@@ -30,7 +30,7 @@ import numpy as np
 from . import keys as K
 from . import query as Q
 from . import records as R
-from .errors import ArchiveError
+from .errors import ArchiveDamaged, ArchiveError
 from .ingest import Ctx, ImportProgress, ImportReport, Importer, remove_instances
 from .integrity import check_invariants
 from .paths import default_archive_dir
@@ -851,7 +851,16 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
         store.close()
         raise
     ar = Archive(store, secret)
-    ar._sync_roots()
+    try:
+        ar._sync_roots()
+    except BaseException as e:
+        store.close()  # never leave the writer lock held by an archive nobody can close
+        if type(e).__module__ == "lmdb" or isinstance(e, ValueError):
+            raise ArchiveDamaged(
+                f"the archive database at {store.path} is damaged (a record cannot be read: "
+                f"{type(e).__name__}). `pocketpacs rebuild` re-creates it from the imported folders "
+                "(the damaged file is kept aside; your DICOM files are not touched)") from None
+        raise
     return ar
 
 

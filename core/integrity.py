@@ -329,8 +329,8 @@ def _child(path: str) -> dict[str, Any]:
         return {"status": "missing", "message": "there is no archive database in this folder"}
     try:
         store = LmdbStore(path, readonly=True, check=False)
-    except ArchiveError as e:
-        return {"status": "damaged", "message": f"the database cannot be opened ({str(e).split(' (')[-1]}"}
+    except ArchiveError:
+        return {"status": "damaged", "message": "LMDB cannot open the database file (damaged)"}
     n = 0
     try:
         with store.read() as t:
@@ -357,7 +357,7 @@ def _child(path: str) -> dict[str, Any]:
     return {"status": "ok", "records": n, "roots": roots, "message": f"{n:,} records read, invariants hold"}
 
 
-def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0) -> DeepCheck:
+def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0, nice: int = 0) -> DeepCheck:
     """Read every record of the archive at ``path`` and check its invariants,
     in a child process (a damaged file may crash the process reading it).
 
@@ -367,6 +367,9 @@ def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0) -> DeepChec
         Archive folder.
     timeout : float
         Seconds before the child is killed (reported as damaged).
+    nice : int
+        Lower the child's CPU priority by this much (POSIX; the app's
+        background check uses 10).
 
     Returns
     -------
@@ -374,8 +377,11 @@ def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0) -> DeepChec
     """
     p = os.fspath(Path(path).expanduser().absolute())
     try:
+        kw: dict[str, Any] = {}
+        if nice and hasattr(os, "nice"):
+            kw["preexec_fn"] = lambda: os.nice(nice)
         cp = subprocess.run([sys.executable, "-m", "pocketpacs.integrity", p], capture_output=True,
-                            timeout=timeout, stdin=subprocess.DEVNULL)
+                            timeout=timeout, stdin=subprocess.DEVNULL, **kw)
     except subprocess.TimeoutExpired:
         return DeepCheck("damaged", f"reading the database did not finish within {timeout:.0f} s")
     if cp.returncode < 0:

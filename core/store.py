@@ -244,8 +244,13 @@ class LmdbStore:
             self._check_schema()
             if not readonly:
                 self._set_mark()
-        except BaseException:
+        except BaseException as e:
             self.close()
+            if type(e).__module__ == "lmdb" or (isinstance(e, ValueError) and (self.path / "data.mdb").exists()):
+                raise ArchiveDamaged(
+                    f"the archive database at {self.path} is damaged ({type(e).__name__}). "
+                    "`pocketpacs rebuild` re-creates it from the imported folders "
+                    "(the damaged file is kept aside; your DICOM files are not touched)") from None
             raise
 
     def _check_file(self) -> None:
@@ -307,9 +312,10 @@ class LmdbStore:
                                     lock=os.access(self.path, os.W_OK), max_spare_txns=2,
                                     create=not self.readonly)
                 except lmdb.Error as e:
-                    if (self.path / "data.mdb").exists() and isinstance(e, (
-                            lmdb.InvalidError, lmdb.CorruptedError, lmdb.PageNotFoundError,
-                            lmdb.VersionMismatchError, lmdb.BadValsizeError)):
+                    if (self.path / "data.mdb").exists() and not isinstance(e, (
+                            lmdb.ReadonlyError, lmdb.LockError, lmdb.ReadersFullError, lmdb.TlsFullError,
+                            lmdb.DiskError, lmdb.MapFullError)) and _disk_error(e) is None \
+                            and os.strerror(13) not in str(e):
                         raise ArchiveDamaged(
                             f"the archive database at {self.path} is damaged ({type(e).__name__}). "
                             "`pocketpacs rebuild` re-creates it from the imported folders "
@@ -335,10 +341,15 @@ class LmdbStore:
                         with env.begin(write=True) as t:
                             for name in DBS:
                                 ent[3][name] = env.open_db(name.encode(), txn=t, create=True)
-                except lmdb.Error:
+                except lmdb.Error as e:
                     del _ENVS[key]
                     env.close()
-                    raise ArchiveError(f"the archive at {self.path} is empty or incomplete") from None
+                    if isinstance(e, lmdb.NotFoundError) or not (self.path / "data.mdb").exists():
+                        raise ArchiveError(f"the archive at {self.path} is empty or incomplete") from None
+                    raise ArchiveDamaged(
+                        f"the archive database at {self.path} is damaged ({type(e).__name__}). "
+                        "`pocketpacs rebuild` re-creates it from the imported folders "
+                        "(the damaged file is kept aside; your DICOM files are not touched)") from None
             ent[1] += 1
             self.env = ent[0]
             self._dbs = ent[3]

@@ -33,7 +33,18 @@ from .volumes import JobRegistry, VolumeJob
 log = logging.getLogger("pocketpacs.ui.session")
 
 THUMB_SIZE = 64
+DAMAGED_NOTICE = ("The archive database is damaged. Close PocketPACS and run `pocketpacs rebuild`: it "
+                  "re-creates the archive from the imported folders (your DICOM files are not touched).")
 MAX_ROWS = 5000
+
+
+def _looks_damaged(exc: BaseException) -> bool:
+    """An LMDB error, or a stored record that does not decode."""
+    if type(exc).__module__ == "lmdb":
+        return True
+    import orjson
+
+    return isinstance(exc, (orjson.JSONDecodeError, UnicodeDecodeError))
 
 
 def _display_name(pn: str) -> str:
@@ -197,7 +208,42 @@ class Session:
         self.archive_notice: str | None = None
         self._damaged: str | None = None
         self._closed = False
-        bridge.bind({name: getattr(self, f"cmd_{name}") for name in bridge.ALLOWED})
+        self._check_thread: threading.Thread | None = None
+        #: seconds before the background check of the archive starts
+        self.check_delay = 2.0
+        bridge.bind({name: self._guarded(getattr(self, f"cmd_{name}")) for name in bridge.ALLOWED})
+
+    def _guarded(self, fn: Any) -> Any:
+        """``fn`` whose failures that smell of a damaged database (LMDB errors,
+        records that do not decode) are confirmed by a deep check in a child
+        process and then reported as a damaged archive."""
+        def call(a: Any) -> Any:
+            try:
+                return fn(a)
+            except Exception as exc:
+                if self._media is None and self._damaged is None and _looks_damaged(exc):
+                    self._confirm_damage()
+                    if self._damaged is not None:
+                        raise BridgeError(P.UNAVAILABLE, self._damaged) from None
+                raise
+        call.__name__ = getattr(fn, "__name__", "command")
+        call.__doc__ = getattr(fn, "__doc__", None)
+        return call
+
+    def _confirm_damage(self) -> None:
+        from pocketpacs.integrity import deep_check
+
+        arc = self._archive
+        if arc is None or arc.path is None:
+            return
+        try:
+            res = deep_check(arc.path)
+        except Exception as exc:
+            log.info("archive check skipped: %s", type(exc).__name__)
+            return
+        if res.status == "damaged":
+            with self._lock:
+                self._set_damaged()
 
     # ----------------------------------------------------------- archive
     @property
@@ -206,11 +252,11 @@ class Session:
         with self._lock:
             if self._media is not None:
                 return self._media
+            if self._damaged is not None:
+                raise BridgeError(P.UNAVAILABLE, self._damaged)
             if self._archive is None:
                 if self._closed:  # e.g. the warm-up thread after close(): never reopen
                     raise BridgeError(P.UNAVAILABLE, "The session is closed.")
-                if self._damaged is not None:
-                    raise BridgeError(P.UNAVAILABLE, self._damaged)
                 self._archive = self._open_archive()
             return self._archive
 
@@ -237,14 +283,67 @@ class Session:
                         else "folder not writable")
             return ar
         except ArchiveDamaged:
-            self._damaged = self.archive_notice = (
-                "The archive database is damaged. Close PocketPACS and run `pocketpacs rebuild`: it "
-                "re-creates the archive from the imported folders (your DICOM files are not touched).")
-            log.warning("the archive database is damaged; run `pocketpacs rebuild`")
+            self._set_damaged()
             raise BridgeError(P.UNAVAILABLE, self._damaged) from None
 
-    def startup_check(self) -> str | None:
+    def _set_damaged(self) -> None:
+        self._damaged = self.archive_notice = DAMAGED_NOTICE
+        log.warning("the archive database is damaged; run `pocketpacs rebuild`")
+
+    def start_background_check(self, delay: float = 2.0) -> threading.Thread | None:
+        """Read the whole archive database in a child process (low priority)
+        and, when it is damaged, stop using it and say so.
+
+        A damaged file can make LMDB crash the process that reads it or
+        return garbage; the child takes that risk instead of the app.  The
+        open itself already refuses truncated files and checks the file
+        after an unclean shutdown; this catches damage that happened
+        otherwise (disk errors, other programs).
+
+        Parameters
+        ----------
+        delay : float
+            Seconds to wait first (the first search and frame go first).
+
+        Returns
+        -------
+        threading.Thread or None
+            The worker (None for media or a missing archive).
+        """
+        arc = self._archive
+        if arc is None or arc.path is None:
+            return None
+        path = arc.path
+
+        def work() -> None:
+            from pocketpacs.integrity import deep_check
+
+            if delay:
+                time.sleep(delay)
+            if self._closed:
+                return
+            try:
+                res = deep_check(path, nice=10)
+            except Exception as exc:
+                log.info("background archive check skipped: %s", type(exc).__name__)
+                return
+            if res.status == "damaged":
+                with self._lock:
+                    self._set_damaged()
+            elif res.status == "inconsistent":
+                log.warning("archive check: %d invariant violation(s); `pocketpacs verify` repairs counts",
+                            len(res.problems))
+
+        t = threading.Thread(target=work, name="pocketpacs-archive-check", daemon=True)
+        self._check_thread = t
+        t.start()
+        return t
+
+    def startup_check(self, background: bool = True) -> str | None:
         """Open the archive now (not at the first command) and say what is wrong, if anything.
+
+        With ``background`` the whole database is then read in a child
+        process (:meth:`start_background_check`).
 
         Returns
         -------
@@ -253,11 +352,20 @@ class Session:
         """
         try:
             self.archive
+            if background:
+                self.start_background_check(self.check_delay)
         except BridgeError:
             pass
         except Exception as exc:  # another archive error: the page reports it per command
             self.archive_notice = "The archive could not be opened."
             log.warning("the archive could not be opened: %s", type(exc).__name__)
+            from pocketpacs.integrity import deep_check
+            from pocketpacs.paths import default_archive_dir
+
+            path = self.archive_path or str(default_archive_dir())
+            if os.path.exists(os.path.join(path, "data.mdb")):
+                if deep_check(path).status == "damaged":   # in a child: this process is safe
+                    self._set_damaged()
         return self.archive_notice
 
     def close(self) -> None:
@@ -433,9 +541,12 @@ class Session:
                                      "description", "accession") if a.get(k)}
         if a.get("date_from") or a.get("date_to"):
             filters["study_date"] = f"{a.get('date_from') or ''}-{a.get('date_to') or ''}"
+        arc = self.archive
         try:
-            res = self.archive.search(level="series", **filters)
-        except ValueError:
+            res = arc.search(level="series", **filters)
+        except ValueError as exc:
+            if _looks_damaged(exc):
+                raise
             raise BridgeError(P.BAD_REQUEST, "A search field is malformed.") from None
         rows = []
         for h in res.hits:
