@@ -44,7 +44,9 @@ def _looks_damaged(exc: BaseException) -> bool:
         return True
     import orjson
 
-    return isinstance(exc, (orjson.JSONDecodeError, UnicodeDecodeError))
+    from pocketpacs.errors import ArchiveDamaged
+
+    return isinstance(exc, (orjson.JSONDecodeError, UnicodeDecodeError, ArchiveDamaged))
 
 
 def _display_name(pn: str) -> str:
