@@ -655,3 +655,25 @@ def test_unclean_shutdown_mark_triggers_the_deep_check(filled):
         pocketpacs.open_archive(arc)
     assert "pocketpacs rebuild" in str(ei.value)
 
+
+
+def test_undecodable_record_is_reported_as_damage(filled, capsys):
+    from pocketpacs.ui import bridge
+    from pocketpacs.ui.session import Session
+
+    arc, root, n = filled
+    with pocketpacs.open_archive(arc) as ar:
+        sk = bytes.fromhex(ar.studies()[0].key)
+        ar._store.write(lambda t: t.put("studies", sk, b"\xff\xfe not json"))
+    rc, _, err = run_cli(capsys, "--archive", arc, "stats")
+    assert rc == cli.EXIT_DAMAGED and "pocketpacs rebuild" in err and "Traceback" not in err
+    rc, out, _ = run_cli(capsys, "--archive", arc, "check")
+    assert rc == cli.EXIT_DAMAGED and "cannot be read" in out
+    s = Session(str(arc), mode="serve")
+    try:
+        assert s.startup_check(background=False) is None     # the file itself opens
+        env = bridge.call("search", {"limit": 10})          # a command trips on the record:
+        assert not env["ok"] and "damaged" in env["error"]["message"]   # confirmed in a child, said plainly
+        assert "damaged" in s.cmd_hello({})["archive_notice"]
+    finally:
+        s.close()
