@@ -292,7 +292,8 @@ class DeepCheck:
     status : str
         ``"ok"``, ``"inconsistent"`` (readable, invariants violated:
         ``verify`` or ``rebuild`` repairs), ``"damaged"`` (the database
-        cannot be read: ``rebuild``), or ``"missing"`` (no database).
+        cannot be read: ``rebuild``), ``"missing"`` (no database) or
+        ``"cancelled"``.
     message : str
         One sentence for the user (no patient data).
     problems : list of str
@@ -357,7 +358,8 @@ def _child(path: str) -> dict[str, Any]:
     return {"status": "ok", "records": n, "roots": roots, "message": f"{n:,} records read, invariants hold"}
 
 
-def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0, nice: int = 0) -> DeepCheck:
+def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0, nice: int = 0,
+               cancel: Any = None) -> DeepCheck:
     """Read every record of the archive at ``path`` and check its invariants,
     in a child process (a damaged file may crash the process reading it).
 
@@ -370,30 +372,42 @@ def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0, nice: int =
     nice : int
         Lower the child's CPU priority by this much (POSIX; the app's
         background check uses 10).
+    cancel : threading.Event, optional
+        When set, the child is killed (status ``"cancelled"``).
 
     Returns
     -------
     DeepCheck
     """
     p = os.fspath(Path(path).expanduser().absolute())
-    try:
-        kw: dict[str, Any] = {}
-        if nice and hasattr(os, "nice"):
-            kw["preexec_fn"] = lambda: os.nice(nice)
-        cp = subprocess.run([sys.executable, "-m", "pocketpacs.integrity", p], capture_output=True,
-                            timeout=timeout, stdin=subprocess.DEVNULL, **kw)
-    except subprocess.TimeoutExpired:
-        return DeepCheck("damaged", f"reading the database did not finish within {timeout:.0f} s")
-    if cp.returncode < 0:
+    kw: dict[str, Any] = {}
+    if nice and hasattr(os, "nice"):
+        kw["preexec_fn"] = lambda: os.nice(nice)
+    proc = subprocess.Popen([sys.executable, "-m", "pocketpacs.integrity", p], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, **kw)
+    end = time.monotonic() + timeout
+    out = b""
+    while True:
         try:
-            sig = signal.Signals(-cp.returncode).name
+            out, _ = proc.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > end or (cancel is not None and cancel.is_set()):
+                proc.kill()
+                proc.communicate()
+                if cancel is not None and cancel.is_set():
+                    return DeepCheck("cancelled", "the check was cancelled")
+                return DeepCheck("damaged", f"reading the database did not finish within {timeout:.0f} s")
+    if proc.returncode < 0:
+        try:
+            sig = signal.Signals(-proc.returncode).name
         except ValueError:
-            sig = f"signal {-cp.returncode}"
+            sig = f"signal {-proc.returncode}"
         return DeepCheck("damaged", f"reading the database crashed the checking process ({sig})")
     try:
-        d = json.loads(cp.stdout.decode("utf-8", "surrogateescape").strip().splitlines()[-1])
+        d = json.loads(out.decode("utf-8", "surrogateescape").strip().splitlines()[-1])
     except (ValueError, IndexError):
-        return DeepCheck("damaged", f"the checking process failed (exit status {cp.returncode})")
+        return DeepCheck("damaged", f"the checking process failed (exit status {proc.returncode})")
     return DeepCheck(d["status"], d["message"], d.get("problems", []), d.get("records", 0),
                      d.get("roots", []))
 

@@ -211,6 +211,7 @@ class Session:
         self._damaged: str | None = None
         self._closed = False
         self._check_thread: threading.Thread | None = None
+        self._closing = threading.Event()   # stops the background check
         #: seconds before the background check of the archive starts
         self.check_delay = 2.0
         bridge.bind({name: self._guarded(getattr(self, f"cmd_{name}")) for name in bridge.ALLOWED})
@@ -325,7 +326,7 @@ class Session:
             if self._closed:
                 return
             try:
-                res = deep_check(path, nice=10)
+                res = deep_check(path, nice=10, cancel=self._closing)
             except Exception as exc:
                 log.info("background archive check skipped: %s", type(exc).__name__)
                 return
@@ -372,6 +373,7 @@ class Session:
 
     def close(self) -> None:
         """Cancel work and close the archive."""
+        self._closing.set()
         self.volumes.clear()
         for job in list(self.imports.values()):
             job.cancel_event.set()
