@@ -72,7 +72,7 @@ ingest.CHUNK = 15
 real = ingest.Importer._commit
 def slow(self, *a, **k):  # time spent inside the write transaction: kills land there
     out = real(self, *a, **k)
-    time.sleep(0.03)
+    time.sleep(0.08)
     return out
 ingest.Importer._commit = slow
 with pocketpacs.open_archive(sys.argv[1]) as ar:
@@ -106,7 +106,7 @@ def test_kill_9_at_several_points_keeps_invariants_and_converges(tmp_path):
                     except pocketpacs.ArchiveError:
                         seen = 0
                     if seen >= target:
-                        time.sleep(rng.uniform(0, 0.03))
+                        time.sleep(rng.uniform(0, 0.08))
                         break
                 time.sleep(0.003)
             proc.send_signal(signal.SIGKILL)
