@@ -677,3 +677,30 @@ def test_undecodable_record_is_reported_as_damage(filled, capsys):
         assert "damaged" in s.cmd_hello({})["archive_notice"]
     finally:
         s.close()
+
+
+def test_crash_guard_of_the_console_entry(filled, capsys, monkeypatch):
+    """The archive commands run in a forked child: a crash (what LMDB does on some
+    damaged pages, see benchmarks/corrupt_archive.py) becomes advice and exit 5."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform: the commands run unguarded")
+    arc, root, n = filled
+    import faulthandler
+
+    def crash(a):
+        faulthandler.disable()   # (pytest's dump of the child's stack is noise here)
+        os.abort()
+
+    monkeypatch.setitem(cli.COMMANDS, "crash", cli.Command("crash", "test", lambda p: None, crash))
+    monkeypatch.setattr(cli, "GUARDED", cli.GUARDED | {"crash"})
+    rc = cli.run_guarded(["--archive", str(arc), "crash"])
+    err = capsys.readouterr().err
+    assert rc == cli.EXIT_DAMAGED and "SIGABRT" in err and "pocketpacs check" in err
+    assert "pocketpacs rebuild" in err
+    # the child's exit status passes through; commands outside the guard run here
+    assert cli.run_guarded(["--archive", str(arc), "search", "--name", "nobody"]) == cli.EXIT_ATTENTION
+    assert cli.run_guarded(["--archive", str(tmp := arc.parent / "none"), "stats"]) == cli.EXIT_ARCHIVE
+    assert not tmp.exists()
+    r = subprocess.run([sys.executable, "-m", "pocketpacs", "--archive", str(arc), "stats", "--json"],
+                       capture_output=True)
+    assert r.returncode == 0 and json.loads(r.stdout)["instances"] == n

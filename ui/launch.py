@@ -385,4 +385,4 @@ def cli_main(argv: list[str] | None = None) -> int:
         args.software_gl = False
         args.selftest = None
         return run_app(args)
-    return cli.main(argv)
+    return cli.run_guarded(argv)
