@@ -1,4 +1,4 @@
 """``python -m pocketpacs`` runs the command line."""
-from .cli import main
+from .cli import run_guarded
 
-raise SystemExit(main())
+raise SystemExit(run_guarded())

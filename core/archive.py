@@ -30,8 +30,9 @@ import numpy as np
 from . import keys as K
 from . import query as Q
 from . import records as R
-from .errors import ArchiveError
+from .errors import ArchiveDamaged, ArchiveError
 from .ingest import Ctx, ImportProgress, ImportReport, Importer, remove_instances
+from .integrity import check_invariants
 from .paths import default_archive_dir
 from .store import DBS, LmdbStore, MemoryStore
 
@@ -141,9 +142,26 @@ class Archive:
         """
         if self.readonly:
             raise ArchiveError("the archive is open read-only")
-        rep = Importer(self._store, self._secret, self._exclude()).run(path, progress, cancel)
+        try:
+            rep = Importer(self._store, self._secret, self._exclude()).run(path, progress, cancel)
+        finally:
+            self._sync_roots()
         self.last_import = rep
         return rep
+
+    def _sync_roots(self) -> None:
+        """Keep ``roots.json`` (the imported folders, for a rebuild when the
+        database cannot be read) equal to the roots in the database."""
+        if self.path is None or self.readonly:
+            return
+        from .integrity import load_roots, save_roots
+
+        try:
+            roots = self.roots()
+            if load_roots(self.path) != roots:
+                save_roots(self.path, roots)
+        except (OSError, ArchiveError):
+            pass
 
     def roots(self) -> list[str]:
         """Every folder imported so far."""
@@ -492,7 +510,10 @@ class Archive:
             ctx.flush()
             return n
 
-        return {"instances": self._store.write(fn)}
+        out = {"instances": self._store.write(fn)}
+        if root is not None:
+            self._sync_roots()
+        return out
 
     def _select_instances(self, t: Any, patient: Ref, study: Ref, series: Ref, instance: Ref) -> list[bytes]:
         if instance is not None:
@@ -561,7 +582,28 @@ class Archive:
             for _k, v in t.range("instances"):
                 rep.instances += 1
                 rep.offline += bool(v[1] & R.OFFLINE)
+            if not self.readonly:  # what the repair above could not fix
+                rep.problems.extend(check_invariants(t))
         return rep
+
+    def check(self) -> list[str]:
+        """Check the archive's invariants (nothing is changed).
+
+        Every instance has its series, study and patient; stored counts
+        equal their children's; links and search indexes match the
+        records; folder listings and conflicts point to instances.  See
+        :func:`pocketpacs.integrity.check_invariants`; for a check that
+        also survives a damaged file, see
+        :func:`pocketpacs.integrity.deep_check` (``pocketpacs check``).
+
+        Returns
+        -------
+        list of str
+            Violations (record keys in hex, no patient data); empty when
+            the archive is consistent.
+        """
+        with self._store.read() as t:
+            return check_invariants(t)
 
     def _apply_checks(self, t: Any, checks: list, rep: VerifyReport) -> None:
         ctx = Ctx(t, self._secret)
@@ -688,6 +730,7 @@ class Archive:
         for r in roots:
             if os.path.exists(r):
                 out.append(self.import_folder(r, progress, cancel))
+        self._sync_roots()
         return out
 
     def conflicts(self) -> list[dict[str, Any]]:
@@ -807,7 +850,18 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
     except BaseException:
         store.close()
         raise
-    return Archive(store, secret)
+    ar = Archive(store, secret)
+    try:
+        ar._sync_roots()
+    except BaseException as e:
+        store.close()  # never leave the writer lock held by an archive nobody can close
+        if type(e).__module__ == "lmdb" or isinstance(e, ValueError):
+            raise ArchiveDamaged(
+                f"the archive database at {store.path} is damaged (a record cannot be read: "
+                f"{type(e).__name__}). `pocketpacs rebuild` re-creates it from the imported folders "
+                "(the damaged file is kept aside; your DICOM files are not touched)") from None
+        raise
+    return ar
 
 
 def open_media(path: os.PathLike[str] | str, progress: Callable[[ImportProgress], Any] | None = None,

@@ -3,8 +3,8 @@
 ``pocketpacs [--archive PATH] COMMAND ...``; the archive is, in order,
 ``--archive``, ``$POCKETPACS_ARCHIVE``, or the user's data folder.
 
-Commands: ``import``, ``search``, ``show``, ``rm``, ``verify``, ``rebuild``,
-``stats``, ``export`` (NIfTI / PNG), ``report`` (assembly report); the
+Commands: ``import``, ``search``, ``show``, ``rm``, ``verify``, ``check``,
+``rebuild``, ``stats``, ``export`` (NIfTI / PNG), ``report`` (assembly report); the
 desktop app adds ``app``, ``serve`` and ``demo``.  Each is one function ``cmd_<name>(args) -> int`` registered
 with :func:`command`; other modules add commands the same way.
 
@@ -16,7 +16,8 @@ Exit codes
    (``verify``)
 2  usage error, or a path that does not exist
 3  the archive is locked by another process
-4  any other archive error
+4  any other archive error (e.g. a read-only archive folder)
+5  the archive database is damaged: ``pocketpacs rebuild`` re-creates it
 130  interrupted (Ctrl-C); the archive stays consistent
 
 JSON output (``--json``; stable, for scripts)
@@ -58,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArchiveError, ArchiveLocked, PocketPacsError
+from .errors import ArchiveDamaged, ArchiveError, ArchiveLocked, PocketPacsError
 from .paths import ENV_ARCHIVE
 
 EXIT_OK = 0
@@ -66,6 +67,7 @@ EXIT_ATTENTION = 1
 EXIT_USAGE = 2
 EXIT_LOCKED = 3
 EXIT_ARCHIVE = 4
+EXIT_DAMAGED = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -108,8 +110,19 @@ def _open(args: argparse.Namespace, readonly: bool = False):
 
 
 def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    # ensure_ascii: file names that are not valid UTF-8 travel as surrogate
+    # escapes, which no stdout encoding accepts; \udcXX escapes always print
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=True) + "\n")
     sys.stdout.flush()
+
+
+def _safe(s: str) -> str:
+    """Text for a terminal: undecodable bytes of file names shown as \\xNN."""
+    try:
+        s.encode(sys.stdout.encoding or "utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode(sys.stdout.encoding or "utf-8", "backslashreplace")
 
 
 def _err(msg: str) -> None:
@@ -169,18 +182,18 @@ def _setup_import(p: argparse.ArgumentParser) -> None:
 
 def _print_report(rep: Any) -> None:
     c = rep.to_json()["counts"]
-    print(f"{rep.root}: {c['seen']:,} files in {rep.elapsed_s:.1f} s ({rep.files_per_s:,.0f} files/s)")
+    print(f"{_safe(rep.root)}: {c['seen']:,} files in {rep.elapsed_s:.1f} s ({rep.files_per_s:,.0f} files/s)")
     print(f"  indexed {c['indexed']:,}, unchanged {c['unchanged']:,}, relinked {c['relinked']:,}, "
           f"duplicate {c['duplicate']:,}, conflict {c['conflict']:,}, failed {c['failed']:,}, "
           f"missing {c['missing']:,}")
     if rep.cancelled:
         print("  interrupted: the archive is consistent; import again to finish")
     for f in rep.failures[:50]:
-        print(f"  not indexed [{f.reason}]: {f.message}")
+        print(f"  not indexed [{f.reason}]: {_safe(f.message)}")
     if len(rep.failures) > 50:
         print(f"  ... and {len(rep.failures) - 50} more (use --json for the full list)")
     for f in rep.conflicts[:20]:
-        print(f"  conflict: {f.message}")
+        print(f"  conflict: {_safe(f.message)}")
 
 
 @command("import", "import folders of DICOM files (only new or changed files are read)", _setup_import)
@@ -388,11 +401,44 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if rep.ok else EXIT_ATTENTION
 
 
-@command("rebuild", "re-create the whole index from the imported folders", _setup_json)
+@command("check", "read the whole archive database in a separate process and check its invariants",
+         _setup_json)
+def cmd_check(args: argparse.Namespace) -> int:
+    from .integrity import deep_check
+    from .paths import default_archive_dir
+
+    path = args.archive or default_archive_dir()
+    res = deep_check(path)
+    if args.json:
+        _print_json(res.to_json())
+    else:
+        print(f"archive {_safe(os.fspath(path))}: {res.status}: {res.message}")
+        for p in res.problems:
+            print(f"  {p}")
+        if res.status == "damaged":
+            print("  run `pocketpacs rebuild` to re-create it from the imported folders "
+                  "(the damaged file is kept aside; your DICOM files are not touched)")
+    return {"ok": EXIT_OK, "inconsistent": EXIT_ATTENTION, "missing": EXIT_ARCHIVE}.get(res.status, EXIT_DAMAGED)
+
+
+@command("rebuild", "re-create the whole index from the imported folders (also a damaged archive)", _setup_json)
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    with _open(args) as ar:
+    from .integrity import deep_check, rebuild_damaged
+    from .paths import default_archive_dir
+
+    path = args.archive or default_archive_dir()
+    res = deep_check(path) if os.path.exists(os.path.join(path, "data.mdb")) else None
+    if res is not None and res.status == "damaged":
+        if not args.json:
+            print(f"the archive database is damaged: {res.message}; rebuilding it from the imported folders")
         with _ProgressBar(not args.json, "rebuild") as bar:
-            reps = ar.rebuild(progress=bar)
+            aside, reps = rebuild_damaged(path, progress=bar, roots=res.roots or None)
+        if not args.json:
+            print(f"the damaged database was moved to {_safe(aside)}")
+    else:
+        with _open(args) as ar:
+            with _ProgressBar(not args.json, "rebuild") as bar:
+                reps = ar.rebuild(progress=bar)
     if args.json:
         _print_json([r.to_json() for r in reps])
     else:
@@ -562,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     except ArchiveLocked as e:
         _err(str(e))
         return EXIT_LOCKED
+    except ArchiveDamaged as e:
+        _err(_safe(str(e)))
+        return EXIT_DAMAGED
     except FileNotFoundError as e:
         _err(str(e))
         return EXIT_USAGE
@@ -573,7 +622,83 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as e:
+        if type(e).__module__ != "lmdb":
+            raise
+        _err(f"the archive database could not be read ({type(e).__name__}): it may be damaged; "
+             "`pocketpacs check` says, `pocketpacs rebuild` re-creates it from the imported folders")
+        return EXIT_DAMAGED
+
+
+#: Commands that read the archive database in this process and run under the
+#: crash guard of :func:`run_guarded`.
+GUARDED = frozenset({"import", "search", "show", "rm", "verify", "rebuild", "stats", "export", "report"})
+_CRASH_SIGNALS = ("SIGABRT", "SIGBUS", "SIGSEGV", "SIGILL", "SIGFPE")
+
+
+def run_guarded(argv: list[str] | None = None) -> int:
+    """:func:`main` in a forked child, so that a crash says what to do.
+
+    LMDB trusts its file: a damaged page that passed the open checks can
+    still abort or crash the process reading it.  The console entry points
+    run the archive commands (:data:`GUARDED`) in a forked child; when it
+    dies of such a signal, this process says the database may be damaged
+    and how to check and rebuild it (exit status 5).  Ctrl-C reaches the
+    child from the terminal; SIGTERM and SIGHUP are passed on.  Without
+    ``fork`` (Windows), or with ``POCKETPACS_NO_GUARD=1``, :func:`main` runs
+    directly.
+    """
+    import signal
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not hasattr(os, "fork") or os.environ.get("POCKETPACS_NO_GUARD") == "1":
+        return main(argv)
+    try:
+        cmd = build_parser().parse_known_args(argv)[0].command
+    except SystemExit:
+        cmd = None
+    if cmd not in GUARDED:
+        return main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: run the command, never return into the caller
+        rc = EXIT_ARCHIVE
+        try:
+            rc = main(argv)
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(rc)
+    old = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            old[sig] = signal.signal(sig, lambda s, _f: os.kill(pid, s))
+    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal tells the child
+    try:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except ChildProcessError:
+                return EXIT_ARCHIVE
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        if name in _CRASH_SIGNALS:
+            _err(f"`{cmd}` crashed ({name}). If the archive database is damaged, LMDB can crash the "
+                 "process that reads it: `pocketpacs check` checks it safely, `pocketpacs rebuild` "
+                 "re-creates it from the imported folders (your DICOM files are not touched)")
+            return EXIT_DAMAGED
+        return EXIT_INTERRUPTED if sig == signal.SIGINT else 128 + sig
+    return os.WEXITSTATUS(status)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_guarded())

@@ -46,3 +46,12 @@ class ArchiveLocked(ArchiveError):
 
 class SchemaVersionMismatch(ArchiveError):
     """The archive was written by a newer, incompatible PocketPACS."""
+
+
+class ArchiveReadOnly(ArchiveError):
+    """The archive folder cannot be written (open it read-only)."""
+
+
+class ArchiveDamaged(ArchiveError):
+    """The archive database file is damaged; ``pocketpacs rebuild`` re-creates it
+    from the imported folders (the DICOM files themselves are never touched)."""

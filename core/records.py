@@ -30,6 +30,11 @@ import numpy as np
 import orjson
 
 from . import tags as T
+from .errors import ArchiveDamaged
+
+
+class DamagedRecord(ArchiveDamaged, ValueError):
+    """A stored record does not decode (also a ValueError, as before)."""
 
 RECORD_VERSION = 1
 
@@ -67,8 +72,20 @@ def dumps(obj: Any) -> bytes:
 
 
 def loads(raw: bytes) -> Any:
-    """Decode a JSON record."""
-    return orjson.loads(raw)
+    """Decode a JSON record.
+
+    Raises
+    ------
+    DamagedRecord
+        The stored bytes are not a record (a damaged database file).
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise DamagedRecord(
+            "a record of the archive database cannot be decoded: the database is damaged; "
+            "`pocketpacs check` says more, `pocketpacs rebuild` re-creates it from the imported folders "
+            "(your DICOM files are not touched)") from None
 
 
 def _clean(s: str | None) -> str:

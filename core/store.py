@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchiveError, ArchiveLocked, SchemaVersionMismatch
+from .errors import ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveReadOnly, SchemaVersionMismatch
 from .log import logger
 from .paths import ensure_private_dir
 
@@ -155,6 +155,22 @@ def _acquire_lock(path: Path) -> int:
     return fd
 
 
+_DISK_ERRNOS = ("ENOSPC", "EFBIG", "EDQUOT", "EIO", "EROFS")
+
+
+def _disk_error(e: Exception) -> str | None:
+    """The strerror of a disk failure (full disk, file size limit, I/O error)
+    in an LMDB error message, or None for other errors."""
+    import errno
+
+    msg = str(e)
+    for name in _DISK_ERRNOS:
+        code = getattr(errno, name, None)
+        if code is not None and os.strerror(code) in msg:
+            return os.strerror(code)
+    return None
+
+
 def _release_lock(fd: int) -> None:
     try:
         try:
@@ -193,7 +209,7 @@ class LmdbStore:
     """
 
     def __init__(self, path: os.PathLike[str] | str, *, readonly: bool = False,
-                 map_size: int | None = None):
+                 map_size: int | None = None, check: bool = True):
         import lmdb
 
         self._lmdb = lmdb
@@ -207,18 +223,70 @@ class LmdbStore:
         # environment from under a transaction running in another (an LMDB abort)
         self._active = 0
         self._idle = threading.Condition()
+        self._mark: Path | None = None
         if readonly:
             if not (self.path / "data.mdb").exists():
                 raise ArchiveError(f"no archive at {self.path}")
         else:
-            ensure_private_dir(self.path)
-            self._lock_fd = _acquire_lock(self.path / LOCK_FILE)
+            try:
+                ensure_private_dir(self.path)
+                if not os.access(self.path, os.W_OK):
+                    raise PermissionError(13, "Permission denied")
+                self._lock_fd = _acquire_lock(self.path / LOCK_FILE)
+            except OSError as e:
+                raise ArchiveReadOnly(
+                    f"the archive folder {self.path} cannot be written "
+                    f"({e.strerror or type(e).__name__}); open it read-only to browse it") from None
         try:
+            if check:
+                self._check_file()
             self._open_env(map_size or DEFAULT_MAP_SIZE)
             self._check_schema()
-        except BaseException:
+            if not readonly:
+                self._set_mark()
+        except BaseException as e:
             self.close()
+            if type(e).__module__ == "lmdb" or (isinstance(e, ValueError) and (self.path / "data.mdb").exists()):
+                raise ArchiveDamaged(
+                    f"the archive database at {self.path} is damaged ({type(e).__name__}). "
+                    "`pocketpacs rebuild` re-creates it from the imported folders "
+                    "(the damaged file is kept aside; your DICOM files are not touched)") from None
             raise
+
+    def _check_file(self) -> None:
+        """Refuse a database file that would crash LMDB (truncated, no header);
+        after an unclean shutdown of a writer, read it all in a child process."""
+        from .integrity import OPEN_MARK, check_data_file, deep_check
+
+        why = check_data_file(self.path / "data.mdb")
+        if why is None and not self.readonly and (self.path / OPEN_MARK).exists() \
+                and (self.path / "data.mdb").exists():
+            logger.info("the archive was not closed cleanly last time: checking it in a child process")
+            res = deep_check(self.path)
+            if res.status == "damaged":
+                why = res.message
+            elif res.status == "inconsistent":
+                logger.warning("archive check after an unclean shutdown: %d invariant violation(s)",
+                               len(res.problems))
+        if why is not None:
+            raise ArchiveDamaged(
+                f"the archive database at {self.path} is damaged: {why}. "
+                "`pocketpacs rebuild` re-creates it from the imported folders "
+                "(the damaged file is kept aside; your DICOM files are not touched)")
+
+    def _set_mark(self) -> None:
+        from .integrity import OPEN_MARK
+
+        p = self.path / OPEN_MARK
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+            self._mark = p
+        except OSError:
+            pass
 
     # ---- environment ---------------------------------------------------------
     def _open_env(self, map_size: int) -> None:
@@ -244,6 +312,14 @@ class LmdbStore:
                                     lock=os.access(self.path, os.W_OK), max_spare_txns=2,
                                     create=not self.readonly)
                 except lmdb.Error as e:
+                    if (self.path / "data.mdb").exists() and not isinstance(e, (
+                            lmdb.ReadonlyError, lmdb.LockError, lmdb.ReadersFullError, lmdb.TlsFullError,
+                            lmdb.DiskError, lmdb.MapFullError)) and _disk_error(e) is None \
+                            and os.strerror(13) not in str(e):
+                        raise ArchiveDamaged(
+                            f"the archive database at {self.path} is damaged ({type(e).__name__}). "
+                            "`pocketpacs rebuild` re-creates it from the imported folders "
+                            "(the damaged file is kept aside; your DICOM files are not touched)") from None
                     raise ArchiveError(f"cannot open the archive at {self.path} ({type(e).__name__})") from None
                 try:
                     env.reader_check()
@@ -265,10 +341,15 @@ class LmdbStore:
                         with env.begin(write=True) as t:
                             for name in DBS:
                                 ent[3][name] = env.open_db(name.encode(), txn=t, create=True)
-                except lmdb.Error:
+                except lmdb.Error as e:
                     del _ENVS[key]
                     env.close()
-                    raise ArchiveError(f"the archive at {self.path} is empty or incomplete") from None
+                    if isinstance(e, lmdb.NotFoundError) or not (self.path / "data.mdb").exists():
+                        raise ArchiveError(f"the archive at {self.path} is empty or incomplete") from None
+                    raise ArchiveDamaged(
+                        f"the archive database at {self.path} is damaged ({type(e).__name__}). "
+                        "`pocketpacs rebuild` re-creates it from the imported folders "
+                        "(the damaged file is kept aside; your DICOM files are not touched)") from None
             ent[1] += 1
             self.env = ent[0]
             self._dbs = ent[3]
@@ -355,6 +436,14 @@ class LmdbStore:
                     self.env.set_mapsize(size)
                 except lmdb.MapResizedError:
                     self.env.set_mapsize(0)
+                except lmdb.Error as e:
+                    why = _disk_error(e)
+                    if why is None:
+                        raise
+                    raise ArchiveError(
+                        f"the disk is full or failed while writing the archive at {self.path} ({why}); "
+                        "that transaction was rolled back and everything committed before is intact: "
+                        "free some space and import again") from None
             raise ArchiveError("the archive map could not be grown")
 
     @property
@@ -393,6 +482,13 @@ class LmdbStore:
                         del _ENVS[key]
                         if ent[2] == os.getpid():
                             ent[0].close()
+        mark = getattr(self, "_mark", None)
+        if mark is not None:
+            try:
+                mark.unlink()
+            except OSError:
+                pass
+            self._mark = None
         if self._lock_fd is not None:
             _release_lock(self._lock_fd)
             self._lock_fd = None

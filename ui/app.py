@@ -170,6 +170,9 @@ def open_window(archive: str | None = None, readonly: bool = False,
 
     bridge.install_guard()
     session = Session(archive, readonly=readonly, mode="app")
+    notice = session.startup_check()
+    if notice:
+        print(f"pocketpacs: {notice}", flush=True)
     server = DataServer(session).start()
     window = webview.create_window("PocketPACS", url=server.launch_url, js_api=bridge.Api(),
                                    width=1280, height=800, min_size=(800, 500),

@@ -183,6 +183,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     protect_patient_data()
     session = Session(_archive_path(args), readonly=getattr(args, "readonly", False), mode="serve")
+    notice = session.startup_check()
+    if notice:
+        print(f"pocketpacs: {notice}", flush=True)
     server = DataServer(session, port=getattr(args, "port", 0) or 0)
     print("PocketPACS is serving its UI on this computer only.", flush=True)
     print(f"Open this URL (it carries the access token; keep it private):\n    {server.launch_url}",
@@ -388,4 +391,4 @@ def cli_main(argv: list[str] | None = None) -> int:
         args.software_gl = False
         args.selftest = None
         return run_app(args)
-    return cli.main(argv)
+    return cli.run_guarded(argv)

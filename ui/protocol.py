@@ -129,7 +129,11 @@ def envelope_for_exception(exc: BaseException) -> dict:
         return fail(UNREADABLE, "Permission denied.")
     if name in ("ArchiveLocked",):
         return fail(UNAVAILABLE, "Another program is writing to the archive.")
-    if name in ("ArchiveError", "SchemaVersionMismatch"):
+    if name == "ArchiveDamaged" or type(exc).__module__ == "lmdb":
+        return fail(UNAVAILABLE, "The archive database could not be read and may be damaged. Close "
+                                 "PocketPACS and run `pocketpacs check`; `pocketpacs rebuild` re-creates it "
+                                 "from the imported folders.")
+    if name in ("ArchiveError", "SchemaVersionMismatch", "ArchiveReadOnly"):
         return fail(UNAVAILABLE, "The archive could not be used.")
     return fail(INTERNAL, "Something went wrong; the details are in the log.")
 

@@ -33,7 +33,20 @@ from .volumes import JobRegistry, VolumeJob
 log = logging.getLogger("pocketpacs.ui.session")
 
 THUMB_SIZE = 64
+DAMAGED_NOTICE = ("The archive database is damaged. Close PocketPACS and run `pocketpacs rebuild`: it "
+                  "re-creates the archive from the imported folders (your DICOM files are not touched).")
 MAX_ROWS = 5000
+
+
+def _looks_damaged(exc: BaseException) -> bool:
+    """An LMDB error, or a stored record that does not decode."""
+    if type(exc).__module__ == "lmdb":
+        return True
+    import orjson
+
+    from pocketpacs.errors import ArchiveDamaged
+
+    return isinstance(exc, (orjson.JSONDecodeError, UnicodeDecodeError, ArchiveDamaged))
 
 
 def _display_name(pn: str) -> str:
@@ -157,6 +170,8 @@ def summarize_report(rep: Any, root: str) -> dict:
                 name = os.path.relpath(f["path"], root)
             except ValueError:
                 name = os.path.basename(f["path"])
+            # names that are not valid UTF-8 (surrogate escapes) are shown with U+FFFD
+            name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             files.append({"name": name, "reason": f["reason"]})
     return {"added": c["indexed"], "unchanged": c["unchanged"], "skipped": c["failed"],
             "duplicates": c["duplicate"], "conflicts": c["conflict"], "reasons": reasons,
@@ -190,9 +205,49 @@ class Session:
         self._thumb_lock = threading.Lock()
         self._labels: dict[str, dict] = {}
         self._warmed = False
+        #: Why the archive is read-only or unusable (None when all is well);
+        #: shown by the page and printed at startup.
+        self.archive_notice: str | None = None
+        self._damaged: str | None = None
+        self._closed = False
+        self._check_thread: threading.Thread | None = None
         self._warmup: threading.Thread | None = None
-        self._closing = threading.Event()
-        bridge.bind({name: getattr(self, f"cmd_{name}") for name in bridge.ALLOWED})
+        self._closing = threading.Event()   # stops the warm-up and the background check
+        #: seconds before the background check of the archive starts
+        self.check_delay = 2.0
+        bridge.bind({name: self._guarded(getattr(self, f"cmd_{name}")) for name in bridge.ALLOWED})
+
+    def _guarded(self, fn: Any) -> Any:
+        """``fn`` whose failures that smell of a damaged database (LMDB errors,
+        records that do not decode) are confirmed by a deep check in a child
+        process and then reported as a damaged archive."""
+        def call(a: Any) -> Any:
+            try:
+                return fn(a)
+            except Exception as exc:
+                if self._media is None and self._damaged is None and _looks_damaged(exc):
+                    self._confirm_damage()
+                    if self._damaged is not None:
+                        raise BridgeError(P.UNAVAILABLE, self._damaged) from None
+                raise
+        call.__name__ = getattr(fn, "__name__", "command")
+        call.__doc__ = getattr(fn, "__doc__", None)
+        return call
+
+    def _confirm_damage(self) -> None:
+        from pocketpacs.integrity import deep_check
+
+        arc = self._archive
+        if arc is None or arc.path is None:
+            return
+        try:
+            res = deep_check(arc.path)
+        except Exception as exc:
+            log.info("archive check skipped: %s", type(exc).__name__)
+            return
+        if res.status == "damaged":
+            with self._lock:
+                self._set_damaged()
 
     # ----------------------------------------------------------- archive
     @property
@@ -201,11 +256,121 @@ class Session:
         with self._lock:
             if self._media is not None:
                 return self._media
+            if self._damaged is not None:
+                raise BridgeError(P.UNAVAILABLE, self._damaged)
             if self._archive is None:
-                import pocketpacs
-
-                self._archive = pocketpacs.open_archive(self.archive_path, readonly=self.readonly)
+                if self._closed:  # e.g. the warm-up thread after close(): never reopen
+                    raise BridgeError(P.UNAVAILABLE, "The session is closed.")
+                self._archive = self._open_archive()
             return self._archive
+
+    def _open_archive(self) -> Any:
+        """Open the archive; fall back to read-only when another PocketPACS
+        writes to it or its folder cannot be written; a damaged archive is
+        reported (with the rebuild command), never opened."""
+        import pocketpacs
+        from pocketpacs.errors import ArchiveDamaged, ArchiveLocked, ArchiveReadOnly
+
+        try:
+            return pocketpacs.open_archive(self.archive_path, readonly=self.readonly)
+        except (ArchiveLocked, ArchiveReadOnly) as exc:
+            locked = isinstance(exc, ArchiveLocked)
+            try:
+                ar = pocketpacs.open_archive(self.archive_path, readonly=True)
+            except pocketpacs.ArchiveError:
+                raise exc from None
+            self.readonly = True
+            self.archive_notice = ("Another PocketPACS is writing to this archive: it is open read-only "
+                                   "(browse and view only)." if locked else
+                                   "The archive folder cannot be written: it is open read-only.")
+            log.warning("archive opened read-only: %s", "in use by another process" if locked
+                        else "folder not writable")
+            return ar
+        except ArchiveDamaged:
+            self._set_damaged()
+            raise BridgeError(P.UNAVAILABLE, self._damaged) from None
+
+    def _set_damaged(self) -> None:
+        self._damaged = self.archive_notice = DAMAGED_NOTICE
+        log.warning("the archive database is damaged; run `pocketpacs rebuild`")
+
+    def start_background_check(self, delay: float = 2.0) -> threading.Thread | None:
+        """Read the whole archive database in a child process (low priority)
+        and, when it is damaged, stop using it and say so.
+
+        A damaged file can make LMDB crash the process that reads it or
+        return garbage; the child takes that risk instead of the app.  The
+        open itself already refuses truncated files and checks the file
+        after an unclean shutdown; this catches damage that happened
+        otherwise (disk errors, other programs).
+
+        Parameters
+        ----------
+        delay : float
+            Seconds to wait first (the first search and frame go first).
+
+        Returns
+        -------
+        threading.Thread or None
+            The worker (None for media or a missing archive).
+        """
+        arc = self._archive
+        if arc is None or arc.path is None:
+            return None
+        path = arc.path
+
+        def work() -> None:
+            from pocketpacs.integrity import deep_check
+
+            if delay:
+                time.sleep(delay)
+            if self._closed:
+                return
+            try:
+                res = deep_check(path, nice=10, cancel=self._closing)
+            except Exception as exc:
+                log.info("background archive check skipped: %s", type(exc).__name__)
+                return
+            if res.status == "damaged":
+                with self._lock:
+                    self._set_damaged()
+            elif res.status == "inconsistent":
+                log.warning("archive check: %d invariant violation(s); `pocketpacs verify` repairs counts",
+                            len(res.problems))
+
+        t = threading.Thread(target=work, name="pocketpacs-archive-check", daemon=True)
+        self._check_thread = t
+        t.start()
+        return t
+
+    def startup_check(self, background: bool = True) -> str | None:
+        """Open the archive now (not at the first command) and say what is wrong, if anything.
+
+        With ``background`` the whole database is then read in a child
+        process (:meth:`start_background_check`).
+
+        Returns
+        -------
+        str or None
+            The notice to show (read-only fallback, damaged archive), or None.
+        """
+        try:
+            self.archive
+            if background:
+                self.start_background_check(self.check_delay)
+        except BridgeError:
+            pass
+        except Exception as exc:  # another archive error: the page reports it per command
+            self.archive_notice = "The archive could not be opened."
+            log.warning("the archive could not be opened: %s", type(exc).__name__)
+            from pocketpacs.integrity import deep_check
+            from pocketpacs.paths import default_archive_dir
+
+            path = self.archive_path or str(default_archive_dir())
+            if os.path.exists(os.path.join(path, "data.mdb")):
+                if deep_check(path).status == "damaged":   # in a child: this process is safe
+                    self._set_damaged()
+        return self.archive_notice
 
     def close(self) -> None:
         """Cancel work, wait (briefly) for the workers, and close the archive."""
@@ -217,6 +382,7 @@ class Session:
         if warm is not None and warm is not threading.current_thread():
             warm.join(10.0)
         with self._lock:
+            self._closed = True
             for a in (self._media, self._archive):
                 if a is not None:
                     try:
@@ -371,7 +537,7 @@ class Session:
         return {"app": "PocketPACS", "version": pocketpacs.__version__,
                 "protocol_version": P.PROTOCOL_VERSION, "mode": self.mode,
                 "media": self._media is not None, "readonly": self.readonly or self._media is not None,
-                "dialogs": self.dialogs is not None}
+                "dialogs": self.dialogs is not None, "archive_notice": self.archive_notice}
 
     def cmd_stats(self, a: dict) -> dict:
         """Archive totals."""
@@ -384,9 +550,12 @@ class Session:
                                      "description", "accession") if a.get(k)}
         if a.get("date_from") or a.get("date_to"):
             filters["study_date"] = f"{a.get('date_from') or ''}-{a.get('date_to') or ''}"
+        arc = self.archive
         try:
-            res = self.archive.search(level="series", **filters)
-        except ValueError:
+            res = arc.search(level="series", **filters)
+        except ValueError as exc:
+            if _looks_damaged(exc):
+                raise
             raise BridgeError(P.BAD_REQUEST, "A search field is malformed.") from None
         rows = []
         for h in res.hits:
@@ -487,8 +656,10 @@ class Session:
 
     def cmd_import_start(self, a: dict) -> dict | None:
         """Import a folder (picked natively, or typed in serve mode)."""
-        if self._media is not None or self.readonly:
+        if self._media is not None:
             raise BridgeError(P.READ_ONLY, "Close the removable media to import into the archive.")
+        if self.readonly:
+            raise BridgeError(P.READ_ONLY, self.archive_notice or "This archive is open read-only.")
         path = self._ask(a, "pick_folder")
         if not path:
             return None

@@ -43,7 +43,7 @@ async function main() {
   store.on(['status'], (s) => { $('status').textContent = s.status; });
 
   const applyHello = (h) => {
-    store.set({ media: !!h.media, status: h.media ? 'removable media (not saved)' : (h.readonly ? 'archive (read-only)' : 'archive') });
+    store.set({ media: !!h.media, status: h.media ? 'removable media (not saved)' : (h.archive_notice || (h.readonly ? 'archive (read-only)' : 'archive')) });
   };
   applyHello(hello);
 

@@ -1,0 +1,495 @@
+"""Integrity of an archive database: invariants, a deep check in a child
+process, and recovery of a damaged archive from its imported folders.
+
+:func:`check_invariants` checks, in one read transaction, what every
+committed state of the archive must satisfy (after a crash, a kill -9, a
+full disk...):
+
+- every instance has its series, study and patient, and its SOP entry;
+  every SOP entry has its instance; every instance has at least one file;
+- the stored counts and sizes of series, studies and patients equal those
+  of their children; no series, study or patient is empty;
+- the link tables (``study_series``, ``pat_studies``) match the records;
+- the search indexes hold exactly the entries computed from the records;
+- folder listings name existing instances (indexed rows); conflicts belong
+  to an existing instance.
+
+Messages name record keys (hex), never patient data or file paths.
+
+:func:`deep_check` runs :func:`check_invariants` plus a read of every
+record of every database in a **child process**: LMDB trusts its file, and a
+truncated or crafted ``data.mdb`` can crash the process that reads it
+(SIGBUS, SIGSEGV).  The parent only reads the child's JSON answer or its
+exit signal.  :func:`check_data_file` is the cheap guard run before every
+open in-process: the two meta pages of ``data.mdb`` are read with plain file
+I/O, and a file shorter than the pages its newest meta page claims (a
+truncated copy: LMDB would SIGBUS on it) is refused.
+
+:func:`rebuild_damaged` moves a damaged database aside (into
+``damaged-<time>/`` inside the archive folder, never deleted) and imports
+the folders listed in ``roots.json`` (kept next to the database by every
+import) into a fresh one.
+
+Command line: ``pocketpacs check`` (deep check, exit 0 / 1 / 5) and
+``pocketpacs rebuild`` (uses :func:`rebuild_damaged` when the deep check
+fails).  ``python -m pocketpacs.integrity ARCHIVE`` is the child process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import query as Q
+from . import records as R
+
+#: Name of the side file listing the imported folders (for a rebuild when the
+#: database itself cannot be read).
+ROOTS_FILE = "roots.json"
+#: Written while a writable archive is open; present at the next open means
+#: the last writer did not close cleanly (crash, kill -9, power loss).
+OPEN_MARK = "open.mark"
+MAX_PROBLEMS = 200
+
+_MAGIC = 0xBEEFC0DE
+
+
+def check_data_file(path: os.PathLike[str] | str) -> str | None:
+    """Cheap check of an LMDB ``data.mdb`` with plain reads (no LMDB).
+
+    Returns
+    -------
+    str or None
+        Why the file cannot be opened safely, or None when its meta pages
+        are sound and the file is as long as they say.  A missing file is
+        fine (a new archive).
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size == 0:
+            return "the database file is empty"
+        with open(p, "rb") as f:
+            head = f.read(16 + 160)
+            if len(head) < 176:
+                return "the database file is truncated (shorter than its first page)"
+            psize = struct.unpack_from("<I", head, 40)[0]
+            if psize < 512 or psize > 1 << 20 or psize & (psize - 1):
+                return "the database file has no valid header (first meta page damaged)"
+            f.seek(psize)
+            head2 = f.read(176)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"the database file cannot be read ({e.strerror or type(e).__name__})"
+    metas = []
+    for h in (head, head2):
+        if len(h) < 176:
+            continue
+        magic, version = struct.unpack_from("<II", h, 16)
+        last_pg, txnid = struct.unpack_from("<QQ", h, 136)
+        if magic == _MAGIC and version == 1:
+            metas.append((txnid, last_pg))
+    if not metas:
+        return "the database file has no valid header (meta pages damaged)"
+    txnid, last_pg = max(metas)
+    if (last_pg + 1) * psize > size:
+        return (f"the database file is truncated ({size:,} bytes; its header needs "
+                f"{(last_pg + 1) * psize:,})")
+    return None
+
+
+# ---- invariants -------------------------------------------------------------------------
+
+class _Problems(list):
+    def add(self, msg: str) -> None:
+        self.n = getattr(self, "n", 0) + 1
+        if len(self) < MAX_PROBLEMS:
+            self.append(msg)
+
+
+def check_invariants(txn: Any) -> list[str]:
+    """Check the archive's invariants in one read transaction.
+
+    Parameters
+    ----------
+    txn : pocketpacs.store.Txn
+        A read transaction (``store.read()``).
+
+    Returns
+    -------
+    list of str
+        One message per violation (at most :data:`MAX_PROBLEMS`, then a
+        count of the rest); empty when every invariant holds.
+    """
+    P = _Problems()
+    if not txn.get("meta", b"schema"):
+        P.add("meta: no schema version")
+    # instances -> series counts
+    ser_cnt: dict[bytes, list[int]] = {}
+    for k, v in txn.range("instances"):
+        if len(k) != 16 or len(v) < R.HEAD:
+            P.add(f"instance {k.hex()}: malformed key or value")
+            continue
+        head, _tx, locs = R.split_instance(v)
+        if not locs:
+            P.add(f"instance {k.hex()}: no file location")
+        if txn.get("sop", k[8:]) != k[:8]:
+            P.add(f"instance {k.hex()}: its SOP entry is missing or points elsewhere")
+        c = ser_cnt.setdefault(k[:8], [0, 0, 0])
+        c[0] += 1
+        c[1] += int(head["size"])
+        c[2] += bool(int(head["flags"]) & R.OFFLINE)
+    for k, v in txn.range("sop"):
+        if txn.get("instances", v + k) is None:
+            P.add(f"SOP entry {k.hex()}: no instance")
+    series: dict[bytes, dict] = {}
+    for k, v in txn.range("series"):
+        series[k] = R.loads(v)
+    studies: dict[bytes, dict] = {}
+    for k, v in txn.range("studies"):
+        studies[k] = R.loads(v)
+    patients: dict[bytes, dict] = {}
+    for k, v in txn.range("patients"):
+        patients[k] = R.loads(v)
+    for k in ser_cnt:
+        if k not in series:
+            P.add(f"instances of series {k.hex()}: the series record is missing")
+    st_cnt: dict[bytes, list[int]] = {}
+    for k, se in series.items():
+        c = ser_cnt.get(k, [0, 0, 0])
+        if c[0] == 0:
+            P.add(f"series {k.hex()}: no instances")
+        stored = [se.get("n_instances"), se.get("size"), se.get("n_offline", 0)]
+        if stored != c:
+            P.add(f"series {k.hex()}: counts {stored} but its instances give {c}")
+        sk, pk = bytes.fromhex(se["study_key"]), bytes.fromhex(se["patient_key"])
+        st = studies.get(sk)
+        if st is None:
+            P.add(f"series {k.hex()}: its study {sk.hex()} is missing")
+        elif st.get("patient_key") != se["patient_key"]:
+            P.add(f"series {k.hex()}: patient differs from its study's")
+        if pk not in patients:
+            P.add(f"series {k.hex()}: its patient {pk.hex()} is missing")
+        if txn.get("study_series", sk + k) is None:
+            P.add(f"series {k.hex()}: no study_series link")
+        sc = st_cnt.setdefault(sk, [0, 0, 0, 0])
+        sc[0] += 1
+        sc[1] += c[0]
+        sc[2] += c[1]
+        sc[3] += c[2]
+    pa_cnt: dict[bytes, list[int]] = {}
+    for k, st in studies.items():
+        c = st_cnt.get(k, [0, 0, 0, 0])
+        if c[0] == 0:
+            P.add(f"study {k.hex()}: no series")
+        stored = [st.get("n_series"), st.get("n_instances"), st.get("size"), st.get("n_offline", 0)]
+        if stored != c:
+            P.add(f"study {k.hex()}: counts {stored} but its series give {c}")
+        pk = bytes.fromhex(st["patient_key"])
+        if pk not in patients:
+            P.add(f"study {k.hex()}: its patient {pk.hex()} is missing")
+        if txn.get("pat_studies", pk + k) is None:
+            P.add(f"study {k.hex()}: no pat_studies link")
+        pc = pa_cnt.setdefault(pk, [0, 0, 0, 0])
+        pc[0] += 1
+        pc[1] += c[0]
+        pc[2] += c[1]
+        pc[3] += c[2]
+    for k, pa in patients.items():
+        c = pa_cnt.get(k, [0, 0, 0, 0])
+        if c[0] == 0:
+            P.add(f"patient {k.hex()}: no studies")
+        stored = [pa.get("n_studies"), pa.get("n_series"), pa.get("n_instances"), pa.get("size")]
+        if stored != c:
+            P.add(f"patient {k.hex()}: counts {stored} but its studies give {c}")
+    for k, _ in txn.range("study_series"):
+        se = series.get(k[8:])
+        if se is None or se["study_key"] != k[:8].hex():
+            P.add(f"study_series link {k.hex()}: no such series in that study")
+    for k, _ in txn.range("pat_studies"):
+        st = studies.get(k[16:])
+        if st is None or st["patient_key"] != k[:16].hex():
+            P.add(f"pat_studies link {k.hex()}: no such study of that patient")
+    # search indexes: exactly the entries computed from the records
+    want: set = set()
+    for k, pa in patients.items():
+        want |= Q.patient_entries(k, pa)
+    for k, st in studies.items():
+        want |= Q.study_entries(k, st)
+    have: set = set()
+    for db in ("idx_name", "idx_pid", "idx_birth", "idx_sdate", "idx_mod", "idx_desc", "idx_acc"):
+        have |= {(db, k, v) for k, v in txn.range(db)}
+    if want != have:
+        missing, extra = want - have, have - want
+        for db in sorted({e[0] for e in missing | extra}):
+            m = sum(1 for e in missing if e[0] == db)
+            x = sum(1 for e in extra if e[0] == db)
+            P.add(f"index {db}: {m} entries missing, {x} stale")
+    # folder listings and conflicts
+    for dk, raw in txn.range("dirs"):
+        try:
+            lst = R.DirListing.decode(raw)
+        except Exception:
+            P.add("a folder listing cannot be decoded")
+            continue
+        folder = dk.decode("utf-8", "surrogateescape")
+        for r in np.nonzero((lst.code == 0) & ~lst.missing)[0].tolist():
+            ik = lst.key(r)
+            v = txn.get("instances", ik)
+            if v is None:
+                P.add(f"folder listing: indexed file of instance {ik.hex()} has no instance")
+            elif os.path.join(folder, lst.names[r]) not in R.split_instance(v)[2]:
+                P.add(f"folder listing: instance {ik.hex()} does not list its file")
+    for k, _ in txn.range("conflicts"):
+        if txn.get("instances", k[:16]) is None:
+            P.add(f"conflict {k[:16].hex()}: no instance")
+    out = list(P)
+    n = getattr(P, "n", 0)
+    if n > len(out):
+        out.append(f"... and {n - len(out)} more")
+    return out
+
+
+def record_dump(txn: Any) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Every record of every database, for comparing two archives.
+
+    The generation counter and the roots' timestamps are left out (they
+    differ between two imports of the same files); everything else is
+    compared byte for byte.
+    """
+    from .store import DBS
+
+    out: dict[str, list[tuple[bytes, bytes]]] = {}
+    for db in DBS:
+        items = list(txn.range(db))
+        if db == "meta":
+            items = [(k, v) for k, v in items if k != b"generation"]
+        elif db == "roots":
+            items = [(k, b"") for k, _ in items]
+        out[db] = items
+    return out
+
+
+# ---- deep check in a child process ---------------------------------------------------------
+
+@dataclass
+class DeepCheck:
+    """Outcome of :func:`deep_check`.
+
+    Attributes
+    ----------
+    status : str
+        ``"ok"``, ``"inconsistent"`` (readable, invariants violated:
+        ``verify`` or ``rebuild`` repairs), ``"damaged"`` (the database
+        cannot be read: ``rebuild``), ``"missing"`` (no database) or
+        ``"cancelled"``.
+    message : str
+        One sentence for the user (no patient data).
+    problems : list of str
+        Invariant violations.
+    records : int
+        Records read.
+    """
+    status: str
+    message: str
+    problems: list[str] = field(default_factory=list)
+    records: int = 0
+    roots: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "status": self.status, "message": self.message,
+                "problems": list(self.problems), "records": self.records}
+
+
+def _child(path: str) -> dict[str, Any]:
+    """The deep check itself (run in the child process)."""
+    import lmdb
+
+    from .errors import ArchiveError
+    from .store import DBS, LmdbStore
+
+    why = check_data_file(Path(path) / "data.mdb")
+    if why is not None:
+        return {"status": "damaged", "message": why}
+    if not (Path(path) / "data.mdb").exists():
+        return {"status": "missing", "message": "there is no archive database in this folder"}
+    try:
+        store = LmdbStore(path, readonly=True, check=False)
+    except ArchiveError:
+        return {"status": "damaged", "message": "LMDB cannot open the database file (damaged)"}
+    n = 0
+    try:
+        with store.read() as t:
+            for db in DBS:
+                for k, v in t.range(db):
+                    n += 1
+                    if db in ("patients", "studies", "series", "roots"):
+                        R.loads(v)
+                    elif db == "instances":
+                        R.split_instance(v)
+                    elif db == "dirs":
+                        R.DirListing.decode(v)
+            problems = check_invariants(t)
+            roots = [k.decode("utf-8", "surrogateescape") for k, _ in t.range("roots")]
+    except (lmdb.Error, ValueError, KeyError, TypeError, IndexError, UnicodeError) as e:
+        return {"status": "damaged", "records": n,
+                "message": f"a record cannot be read ({type(e).__name__}) after {n:,} good ones"}
+    finally:
+        store.close()
+    if problems:
+        return {"status": "inconsistent", "records": n, "problems": problems, "roots": roots,
+                "message": f"{len(problems)} invariant violation(s); `pocketpacs verify` repairs counts, "
+                           "`pocketpacs rebuild` re-creates the index"}
+    return {"status": "ok", "records": n, "roots": roots, "message": f"{n:,} records read, invariants hold"}
+
+
+def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0, nice: int = 0,
+               cancel: Any = None) -> DeepCheck:
+    """Read every record of the archive at ``path`` and check its invariants,
+    in a child process (a damaged file may crash the process reading it).
+
+    Parameters
+    ----------
+    path : path-like
+        Archive folder.
+    timeout : float
+        Seconds before the child is killed (reported as damaged).
+    nice : int
+        Lower the child's CPU priority by this much (POSIX; the app's
+        background check uses 10).
+    cancel : threading.Event, optional
+        When set, the child is killed (status ``"cancelled"``).
+
+    Returns
+    -------
+    DeepCheck
+    """
+    p = os.fspath(Path(path).expanduser().absolute())
+    kw: dict[str, Any] = {}
+    if nice and hasattr(os, "nice"):
+        kw["preexec_fn"] = lambda: os.nice(nice)
+    proc = subprocess.Popen([sys.executable, "-m", "pocketpacs.integrity", p], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, **kw)
+    end = time.monotonic() + timeout
+    out = b""
+    while True:
+        try:
+            out, _ = proc.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > end or (cancel is not None and cancel.is_set()):
+                proc.kill()
+                proc.communicate()
+                if cancel is not None and cancel.is_set():
+                    return DeepCheck("cancelled", "the check was cancelled")
+                return DeepCheck("damaged", f"reading the database did not finish within {timeout:.0f} s")
+    if proc.returncode < 0:
+        try:
+            sig = signal.Signals(-proc.returncode).name
+        except ValueError:
+            sig = f"signal {-proc.returncode}"
+        return DeepCheck("damaged", f"reading the database crashed the checking process ({sig})")
+    try:
+        d = json.loads(out.decode("utf-8", "surrogateescape").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return DeepCheck("damaged", f"the checking process failed (exit status {proc.returncode})")
+    return DeepCheck(d["status"], d["message"], d.get("problems", []), d.get("records", 0),
+                     d.get("roots", []))
+
+
+# ---- roots side file and recovery ------------------------------------------------------------
+
+def save_roots(archive_dir: os.PathLike[str] | str, roots: list[str]) -> None:
+    """Write ``roots.json`` (atomically, 0600) next to the database."""
+    d = Path(archive_dir)
+    tmp = d / (ROOTS_FILE + ".tmp")
+    data = json.dumps({"roots": [r.encode("utf-8", "surrogateescape").hex() for r in roots]}).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, d / ROOTS_FILE)
+
+
+def load_roots(archive_dir: os.PathLike[str] | str) -> list[str]:
+    """The folders listed in ``roots.json`` (empty when absent or unreadable)."""
+    try:
+        d = json.loads((Path(archive_dir) / ROOTS_FILE).read_bytes())
+        return [bytes.fromhex(h).decode("utf-8", "surrogateescape") for h in d["roots"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def rebuild_damaged(path: os.PathLike[str] | str, progress: Callable[[Any], Any] | None = None,
+                    cancel: Any = None, roots: list[str] | None = None) -> tuple[str, list[Any]]:
+    """Move a damaged database aside and re-create the archive from its folders.
+
+    ``data.mdb`` and ``lock.mdb`` go to ``damaged-<time>/`` inside the
+    archive folder (kept, for inspection; delete it when done); the secret
+    stays, so patient keys are unchanged.  The folders come from ``roots``,
+    else from ``roots.json``.
+
+    Returns
+    -------
+    (str, list of ImportReport)
+        The folder holding the damaged files, and one report per folder
+        that still exists.
+
+    Raises
+    ------
+    ArchiveLocked
+        Another process is writing to the archive.
+    """
+    from .archive import open_archive
+    from .store import LOCK_FILE, _acquire_lock, _release_lock
+
+    d = Path(path).expanduser().absolute()
+    fd = _acquire_lock(d / LOCK_FILE)   # nobody may write while the files move
+    try:
+        roots = list(roots) if roots else load_roots(d)
+        aside = d / time.strftime("damaged-%Y%m%d-%H%M%S")
+        n = 0
+        while aside.exists():
+            n += 1
+            aside = d / (time.strftime("damaged-%Y%m%d-%H%M%S") + f"-{n}")
+        aside.mkdir(mode=0o700)
+        for name in ("data.mdb", "lock.mdb", OPEN_MARK):
+            if (d / name).exists():
+                os.replace(d / name, aside / name)
+    finally:
+        _release_lock(fd)
+    reports = []
+    with open_archive(d) as ar:
+        for r in roots:
+            if os.path.exists(r):
+                reports.append(ar.import_folder(r, progress, cancel))
+        if not ar.roots():
+            save_roots(d, roots)  # no folder exists now: remember them for a later rebuild
+    return os.fspath(aside), reports
+
+
+def _main(argv: list[str]) -> int:
+    out = _child(argv[0])
+    sys.stdout.write(json.dumps(out, ensure_ascii=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
