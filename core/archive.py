@@ -91,6 +91,12 @@ class Archive:
         return self._store.readonly
 
     @property
+    def unclean(self) -> bool:
+        """The last writer did not close cleanly and the check was left to the
+        caller (``open_archive(check_unclean=False)``)."""
+        return bool(getattr(self._store, "unclean", False))
+
+    @property
     def generation(self) -> int:
         """Changes with every committed write (for caches)."""
         return self._store.generation
@@ -812,7 +818,7 @@ class Archive:
 
 
 def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool = False,
-                 map_size: int | None = None) -> Archive:
+                 map_size: int | None = None, check_unclean: bool = True) -> Archive:
     """Open (or create) an archive.
 
     Parameters
@@ -825,6 +831,12 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
         process imports).
     map_size : int, optional
         Initial LMDB map size (grows by itself).
+    check_unclean : bool
+        After an unclean shutdown of the last writer, read the whole
+        database in a child process before opening it (default).  When
+        False the open goes on and ``archive.unclean`` says so, for a caller
+        that checks it later (the app: in the background, so a killed
+        app starts as fast as a closed one).
 
     Returns
     -------
@@ -838,7 +850,7 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
         No archive at ``path`` (read-only opens), or it cannot be opened.
     """
     p = Path(path).expanduser() if path is not None else default_archive_dir()
-    store = LmdbStore(p, readonly=readonly, map_size=map_size)
+    store = LmdbStore(p, readonly=readonly, map_size=map_size, check_unclean=check_unclean)
     try:
         if readonly:
             try:

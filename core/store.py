@@ -209,7 +209,7 @@ class LmdbStore:
     """
 
     def __init__(self, path: os.PathLike[str] | str, *, readonly: bool = False,
-                 map_size: int | None = None, check: bool = True):
+                 map_size: int | None = None, check: bool = True, check_unclean: bool = True):
         import lmdb
 
         self._lmdb = lmdb
@@ -224,6 +224,10 @@ class LmdbStore:
         self._active = 0
         self._idle = threading.Condition()
         self._mark: Path | None = None
+        self._check_unclean = check_unclean
+        #: True when the last writer did not close cleanly and the deep check
+        #: was left to the caller (``check_unclean=False``).
+        self.unclean = False
         if readonly:
             if not (self.path / "data.mdb").exists():
                 raise ArchiveError(f"no archive at {self.path}")
@@ -259,8 +263,11 @@ class LmdbStore:
         from .integrity import OPEN_MARK, check_data_file, deep_check
 
         why = check_data_file(self.path / "data.mdb")
-        if why is None and not self.readonly and (self.path / OPEN_MARK).exists() \
-                and (self.path / "data.mdb").exists():
+        unclean = (why is None and not self.readonly and (self.path / OPEN_MARK).exists()
+                   and (self.path / "data.mdb").exists())
+        if unclean and not self._check_unclean:
+            self.unclean = True   # the caller checks it (the app: in the background)
+        elif unclean:
             logger.info("the archive was not closed cleanly last time: checking it in a child process")
             res = deep_check(self.path)
             if res.status == "damaged":

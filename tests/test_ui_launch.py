@@ -111,3 +111,36 @@ def test_demo_builds_its_archive_once_and_serves_it(tmp_path):
     built_at = (tmp_path / "demo-complete").stat().st_mtime_ns
     assert launch.build_demo(tmp_path, progress=lambda s: None) == tmp_path / "archive"
     assert (tmp_path / "demo-complete").stat().st_mtime_ns == built_at               # not rebuilt
+
+
+def test_sigterm_closes_cleanly_and_a_killed_app_starts_without_waiting(tmp_path):
+    """`kill` (SIGTERM, as at logout) closes the archive cleanly: no
+    unclean-shutdown mark is left.  After a kill -9 the mark stays; the next
+    start opens the archive without reading it all first (the whole-database
+    check runs in the background) and still answers."""
+    from pocketpacs.integrity import OPEN_MARK
+
+    built = S.build_archive(tmp_path)
+    archive = Path(built["archive"])
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc, lines, url, token = _serve_child(["--archive", str(archive), "serve"], env)
+    assert _hello(url, token)["ok"]
+    assert (archive / OPEN_MARK).exists()             # a writer has it open
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert not (archive / OPEN_MARK).exists()
+    proc, lines, url, token = _serve_child(["--archive", str(archive), "serve"], env)
+    assert _hello(url, token)["ok"]
+    proc.kill()
+    proc.wait(30)
+    assert (archive / OPEN_MARK).exists()
+    proc, lines, url, token = _serve_child(["--archive", str(archive), "serve"], env)
+    try:
+        got = _hello(url, token)
+        assert got["ok"] and got["data"]["rows"]
+        assert "not closed cleanly" not in "".join(lines)   # nothing was checked before serving
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0 and not (archive / OPEN_MARK).exists()

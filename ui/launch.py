@@ -194,6 +194,13 @@ def run_serve(args: argparse.Namespace) -> int:
         import webbrowser
 
         webbrowser.open(server.launch_url)
+    import signal
+    import threading
+
+    def on_term(signum: int, frame: object) -> None:  # a logout or `kill`: close cleanly
+        raise KeyboardInterrupt
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_term)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -262,6 +262,8 @@ class Session:
                 if self._closed:  # e.g. the warm-up thread after close(): never reopen
                     raise BridgeError(P.UNAVAILABLE, "The session is closed.")
                 self._archive = self._open_archive()
+                if getattr(self._archive, "unclean", False):
+                    self.start_background_check(self.check_delay)
             return self._archive
 
     def _open_archive(self) -> Any:
@@ -272,7 +274,10 @@ class Session:
         from pocketpacs.errors import ArchiveDamaged, ArchiveLocked, ArchiveReadOnly
 
         try:
-            return pocketpacs.open_archive(self.archive_path, readonly=self.readonly)
+            # after an unclean shutdown (a killed app) the whole-database
+            # check runs in the background (startup_check), not before the list
+            return pocketpacs.open_archive(self.archive_path, readonly=self.readonly,
+                                           check_unclean=False)
         except (ArchiveLocked, ArchiveReadOnly) as exc:
             locked = isinstance(exc, ArchiveLocked)
             try:
@@ -317,6 +322,8 @@ class Session:
         arc = self._archive
         if arc is None or arc.path is None:
             return None
+        if self._check_thread is not None and self._check_thread.is_alive():
+            return self._check_thread
         path = arc.path
 
         def work() -> None:
@@ -355,8 +362,8 @@ class Session:
             The notice to show (read-only fallback, damaged archive), or None.
         """
         try:
-            self.archive
-            if background:
+            arc = self.archive
+            if background or getattr(arc, "unclean", False):
                 self.start_background_check(self.check_delay)
         except BridgeError:
             pass
