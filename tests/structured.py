@@ -188,6 +188,22 @@ def truncations(blob: bytes, every_until: int, stride: int = 97):
         yield k, blob[:k]
 
 
+def truncation_offsets(blob: bytes, header_end: int, every_until: int = 32768) -> list[int]:
+    """Cut points for a file: every offset of the header (up to
+    ``every_until``); past that, every offset inside and just after each
+    element's tag, VR and length field plus every 61st byte; then every
+    97th byte of the rest."""
+    end = min(len(blob), header_end + 300)
+    ks = set(range(min(end, every_until)))
+    if end > every_until:
+        ks.update(range(every_until, end, 61))
+        for el in elements(blob):
+            if el.offset < end:
+                ks.update(range(el.offset, min(len(blob), el.value_offset + 4)))
+    ks.update(range(end, len(blob), 97))
+    return sorted(ks)
+
+
 def _put(b: bytearray, el: Element, value: int) -> None:
     fmt = ("<" if el.little else ">") + ("I" if el.len_size == 4 else "H")
     struct.pack_into(fmt, b, el.len_offset, value)
@@ -406,8 +422,8 @@ def all_inputs(scale: str = "ci", corpus: Path | None = None):
     """
     for name, b in real_files(scale, corpus):
         he = header_end(b)
-        for k, v in truncations(b, he + 300):
-            yield f"{name}|trunc {k}", v
+        for k in truncation_offsets(b, he):
+            yield f"{name}|trunc {k}", b[:k]
         for what, v in length_poisons(b):
             yield f"{name}|{what}", v
         for what, v in delimiter_damage(b):

@@ -537,3 +537,49 @@ def test_polyglot_pixels_equal(tmp_path):
         p.write_bytes(v)
         got, errs = decode_file(str(p))
         assert errs == [] and np.array_equal(got, want), name
+
+
+# ---- found by the guided fuzzer ----------------------------------------------------------------
+DS_VALUES = {"ImagePositionPatient": b"1.5e-3\\-2E+2\\7e-1 ", "PixelSpacing": b"1e-22\\3.25E1",
+             "RescaleSlope": b"1e999 ", "RescaleIntercept": b"-1024e-0", "SliceThickness": b"5e+21 "}
+
+DS_CHILD = """
+import json, sys
+sys.path.insert(0, {here!r})
+import numpy as np
+import test_fuzz_structured as T
+from pocketpacs.headers import parse_bytes
+hb = parse_bytes([T.ds_exponent_file()], fallback=False)
+print(json.dumps({{k: [None if np.isnan(x) else x for x in hb.values(k)[0].tolist()]
+                  for k in T.DS_VALUES}}))
+"""
+
+
+def ds_exponent_file() -> bytes:
+    from pocketpacs import tags as T
+
+    body = S._small_dataset()
+    for kw, raw in sorted(DS_VALUES.items(), key=lambda kv: T.TAGS[T.INDEX[kv[0]]].tag):
+        raw = raw + (b" " if len(raw) % 2 else b"")
+        body += S._explicit(T.TAGS[T.INDEX[kw]].tag, b"DS", raw)
+    return S._meta(b"1.2.840.10008.1.2.1") + body
+
+
+def test_ds_exponents_interpreted_equal_compiled():
+    """Interpreted (NUMBA_DISABLE_JIT=1, the reference mode) the exponent of
+    a DS value was a uint8 under NumPy 2: any negative exponent raised
+    OverflowError and exponents wrapped at 256.  Both modes must agree, with
+    Python's float()."""
+    import fuzz_guided as G
+
+    outs = []
+    for mode in ("interpreted", "released"):
+        proc = subprocess.run([sys.executable, "-c", DS_CHILD.format(here=str(HERE))],
+                              capture_output=True, text=True, env=G.mode_env(mode), timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert outs[0] == outs[1]
+    for kw, raw in DS_VALUES.items():
+        want = [float(x) for x in raw.decode().strip().split("\\")]
+        got = [x for x in outs[1][kw] if x is not None]
+        assert got == want, kw
