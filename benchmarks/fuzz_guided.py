@@ -59,8 +59,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "bench-data" / "fuzz-guided")
     ap.add_argument("--resume", action="store_true", help="seed with the corpus already kept")
-    ap.add_argument("--scale", choices=("ci", "long"), default="long",
-                    help="structured inputs: pydicom's files (ci) or + 60 corpus files (long)")
+    ap.add_argument("--scale", choices=("ci", "long", "none"), default="long",
+                    help="structured inputs: pydicom's files (ci), + 60 corpus files (long)")
+    ap.add_argument("--mutations", type=int, default=0,
+                    help="also replay this many random mutations (tests/fuzzing.py), one "
+                         "input at a time under the watchdog")
     ap.add_argument("--modes", default="boundscheck,released")
     ap.add_argument("--input-timeout", type=float, default=10.0)
     ap.add_argument("--no-guided", action="store_true",
@@ -83,9 +86,15 @@ def main(argv=None) -> int:
         guided = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps({k: v for k, v in guided.items() if k != "outcomes"}), file=sys.stderr)
     corpus_dir = args.out / "corpus"
-    jobs = {"guided corpus": {"kind": "dir", "path": str(corpus_dir)},
-            "structured": {"kind": "structured", "scale": args.scale,
-                           "corpus": str(CORPUS) if CORPUS.is_dir() else None}}
+    corpus = str(CORPUS) if CORPUS.is_dir() else None
+    jobs = {}
+    if corpus_dir.is_dir():
+        jobs["guided corpus"] = {"kind": "dir", "path": str(corpus_dir)}
+    if args.scale != "none":
+        jobs["structured"] = {"kind": "structured", "scale": args.scale, "corpus": corpus}
+    if args.mutations:
+        jobs["mutations"] = {"kind": "mutations", "count": args.mutations, "seed": args.seed,
+                             "corpus": corpus}
     replays = {}
     for mode in args.modes.split(","):
         for name, job in jobs.items():

@@ -321,8 +321,6 @@ def _decode_task(path: str, indices: list[int] | None, prefer: bool = True) -> l
     """Decode frames of one file with pydicom (runs in a worker)."""
     import warnings
 
-    import pydicom
-
     from .headers import read_dataset_capped
 
     with warnings.catch_warnings():

@@ -285,8 +285,6 @@ def _floats(v: Any, n: int) -> np.ndarray:
 
 def _multiframe_rows(path: str, fmt: PixelFormat, fi: int) -> dict[str, Any] | None:
     """Per-frame values of a multi-frame file via pydicom (None: not readable)."""
-    import pydicom
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -679,8 +677,6 @@ def _build(plan: G.StackPlan, fr: _Frames, paths: list[str], rescale: bool,
 def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,
                       pool: DecoderPool | None, report: G.AssemblyReport) -> Volume | None:
     """Siemens mosaics: one file = one volume (slices tiled); several files = 4D."""
-    import pydicom
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from nibabel.nicom import dicomwrappers
