@@ -113,7 +113,9 @@ def main(argv=None) -> int:
     print("\n| check | figure | command |\n|---|---|---|")
     if guided:
         print(f"| coverage-guided fuzzing, interpreted kernels (NUMBA_DISABLE_JIT=1) | "
-              f"{guided['inputs']:,} inputs, {guided['arcs']:,} arcs of dicomparse.py covered, "
+              f"{guided['inputs']:,} inputs, {guided['arcs']:,} arcs and "
+              f"{guided['lines_covered']} of {guided['function_lines']} kernel lines of "
+              f"dicomparse.py covered, "
               f"{guided['corpus']:,} inputs kept, {guided['findings']} exceptions | "
               f"`{cmd.strip()}` |")
     for name, r in replays.items():

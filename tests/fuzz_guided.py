@@ -31,7 +31,20 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TARGET = str((ROOT / "native" / "dicomparse.py").resolve())
+
+
+def _targets() -> tuple[str, ...]:
+    """The parser kernels' source file as code objects name it: where Python
+    imports it from (the checkout with an editable install, site-packages
+    otherwise), as found and resolved."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pocketpacs.native.dicomparse")
+    origin = spec.origin if spec and spec.origin else str(ROOT / "native" / "dicomparse.py")
+    return tuple({origin, str(Path(origin).resolve())})
+
+
+TARGETS = _targets()
 
 #: Tags whose values the harness decodes (text and numeric paths).
 _TEXT_TAGS = ("PatientName", "SOPInstanceUID", "ImageType", "SpecificCharacterSet")
@@ -74,7 +87,7 @@ def exercise(blob: bytes) -> str:
 class ArcTracer:
     """Line-to-line arcs taken in ``files`` while active (``sys.settrace``)."""
 
-    def __init__(self, files: tuple[str, ...] = (TARGET,)):
+    def __init__(self, files: tuple[str, ...] = TARGETS):
         self.files = frozenset(files)
         self.arcs: set[tuple[int, int]] = set()
 
@@ -103,6 +116,20 @@ class ArcTracer:
     def __exit__(self, *exc):
         sys.settrace(None)
         return False
+
+
+def function_lines(path: str = TARGETS[0]) -> set[int]:
+    """Line numbers of the statements inside the functions of ``path``."""
+    import types
+
+    top = compile(Path(path).read_text(encoding="utf-8"), path, "exec")
+    out: set[int] = set()
+    todo = [c for c in top.co_consts if isinstance(c, types.CodeType)]
+    while todo:
+        code = todo.pop()
+        out.update(ln for _, _, ln in code.co_lines() if ln is not None and ln != code.co_firstlineno)
+        todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return out
 
 
 def seed_inputs(corpus: Path | None = None) -> list[bytes]:
@@ -204,7 +231,10 @@ def guided(iterations: int, seed: int = 0, out_dir: Path | None = None,
         base = pool[-1 - min(int(rng.expovariate(0.05)), len(pool) - 1)]
         kept_by_mutation += run_one(_mutate(base, pool, rng))
         done += 1
+    lines = function_lines()
+    hit = {ln for _, ln in covered if ln in lines}
     return {"inputs": done, "seeds": len(seeds), "seed_kept": n_seed_kept,
+            "lines_covered": len(hit), "function_lines": len(lines),
             "kept_by_mutation": kept_by_mutation, "corpus": len(pool), "arcs": len(covered),
             "findings": len(findings), "finding_messages": findings[:20],
             "outcomes": outcomes, "worst_traced_s": round(worst, 4),
