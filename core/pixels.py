@@ -174,9 +174,19 @@ def decoded_bytes(fmt: "PixelFormat") -> int:
     return -(-per * fmt.bits_allocated // 8) * fmt.nframes
 
 
-def format_problem(fmt: "PixelFormat", file_size: int) -> str | None:
+def _is_gzip(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
+
+
+def format_problem(fmt: "PixelFormat", file_size: int, gzipped: bool = False) -> str | None:
     """Why ``fmt`` cannot describe the pixels of a ``file_size``-byte file
-    (None when it can).  Checked before anything is allocated from it."""
+    (None when it can).  Checked before anything is allocated from it.
+    ``gzipped``: the file is gzip-compressed (its pixels are compressed
+    whatever the transfer syntax says)."""
     if not (1 <= fmt.rows <= 65535 and 1 <= fmt.cols <= 65535):
         return f"Rows x Columns {fmt.rows} x {fmt.cols} out of range"
     if fmt.samples not in (1, 3, 4):
@@ -186,7 +196,7 @@ def format_problem(fmt: "PixelFormat", file_size: int) -> str | None:
     if not 1 <= fmt.nframes <= MAX_FRAMES:
         return f"Number of Frames {fmt.nframes} out of range"
     need = decoded_bytes(fmt)
-    compressed = fmt.encapsulated or fmt.transfer_syntax not in NATIVE_SYNTAXES
+    compressed = gzipped or fmt.encapsulated or fmt.transfer_syntax not in NATIVE_SYNTAXES
     if file_size >= 0:
         room = file_size * (MAX_COMPRESSION_RATIO if compressed else 1) + PIXEL_SLACK_BYTES
         if need > room:
@@ -1221,7 +1231,7 @@ def decode_file(path: str, fmt: PixelFormat | None = None, *,
         size = os.stat(path).st_size
     except OSError as e:
         raise PixelError(f"{path}: could not be read ({e.strerror or type(e).__name__})") from None
-    problem = format_problem(fmt, size)
+    problem = format_problem(fmt, size, gzipped=_is_gzip(path))
     if problem is not None:
         raise PixelError(f"{path}: {problem}")
     shape: tuple[int, ...] = (fmt.nframes, fmt.rows, fmt.cols)

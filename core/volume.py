@@ -400,7 +400,8 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
         if fmt.rows <= 0 or fmt.cols <= 0:
             excluded.append({"file": str(paths[i]), "reason": "no image pixels"})
             continue
-        problem = format_problem(fmt, int(batch.size[i]))
+        problem = format_problem(fmt, int(batch.size[i]),
+                                 gzipped=batch.fallback_reason[i] == "gzip-compressed file")
         if problem is not None:  # bogus geometry: nothing is allocated from it
             excluded.append({"file": str(paths[i]), "reason": problem})
             continue

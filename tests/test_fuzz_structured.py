@@ -386,12 +386,31 @@ def test_format_problem_bounds():
     huge = PixelFormat(rows=65535, cols=65535, bits_allocated=16, nframes=1)
     assert "more than" in format_problem(huge, 10_000)
     assert format_problem(huge, 65535 * 65535 * 2) is None
+    # gzip-compressed: bounded by the compression ratio instead
+    assert format_problem(huge, 10_000_000, gzipped=True) is None
+    assert "more than" in format_problem(huge, 10_000, gzipped=True)
     # 1-bit frames round up to whole bytes
     bits1 = PixelFormat(rows=3, cols=3, bits_allocated=1)
     assert format_problem(bits1, 100) is None
     for bad in (dict(rows=0, cols=4), dict(rows=4, cols=70000), dict(rows=4, cols=4, samples=2),
                 dict(rows=4, cols=4, nframes=0), dict(rows=4, cols=4, bits_allocated=24)):
         assert format_problem(PixelFormat(**bad), 1 << 20) is not None, bad
+
+
+def test_gzipped_image_decodes_beyond_its_file_size(tmp_path):
+    """A .dcm.gz holds more pixel bytes than its size: not refused."""
+    import gzip
+
+    from pocketpacs.pixels import decode_file
+    from pocketpacs.volume import assemble_series
+
+    raw = S.pixel_file(rows=512, cols=512, pixel_bytes=512 * 512 * 2)
+    p = tmp_path / "img.dcm.gz"
+    p.write_bytes(gzip.compress(raw))
+    assert p.stat().st_size < 512 * 512 * 2 // 10
+    arr, errs = decode_file(str(p))
+    assert arr.shape == (512, 512) and errs == []
+    assert assemble_series([str(p)]).volumes[0].array.shape == (1, 512, 512)
 
 
 def test_valid_small_images_still_decode(tmp_path):
