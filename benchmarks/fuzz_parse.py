@@ -30,7 +30,10 @@ sys.path.insert(0, {tests!r})
 from pathlib import Path
 import fuzzing
 c = Path({corpus!r})
-print(json.dumps(fuzzing.run({count}, seed={seed}, corpus=c if c.is_dir() else None)))
+import resource
+res = fuzzing.run({count}, seed={seed}, corpus=c if c.is_dir() else None)
+res["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps(res))
 """
 
 
@@ -45,6 +48,8 @@ def main(argv=None) -> int:
     reasons: dict[str, int] = {}
     bad = 0
     done = 0
+    worst_batch = 0.0
+    peak_rss = 0
     t0 = time.perf_counter()
     chunk_no = 0
     while done < args.count:
@@ -68,11 +73,17 @@ def main(argv=None) -> int:
                     total[key] += res[key]
                 for r, c in res["reasons"].items():
                     reasons[r] = reasons.get(r, 0) + c
+                worst_batch = max(worst_batch, res["worst_batch_s"])
+                peak_rss = max(peak_rss, res["maxrss_kib"])
         done += k
         chunk_no += 1
         rate = done / (time.perf_counter() - t0)
         print(f"{done:>9,} / {args.count:,} headers, {rate:,.0f}/s, {bad} bad chunks", file=sys.stderr)
+    # crashes/hangs: chunks whose child died or timed out (0 required)
     print(json.dumps({"count": args.count, **total, "reasons": reasons, "bad_chunks": bad,
+                      "worst_batch_s": round(worst_batch, 4), "batch": 2000,
+                      "worst_per_input_bound_s": round(worst_batch, 4),
+                      "peak_rss_mib": round(peak_rss / 1024, 1),
                       "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
     return 1 if bad else 0
 

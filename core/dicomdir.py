@@ -88,11 +88,49 @@ def _read_only_fileset(ds: Any) -> Any:
             pf.TemporaryDirectory = saved  # type: ignore[misc]
 
 
-def _file_ids(path: str) -> tuple[list[list[str]], str]:
-    """The ReferencedFileID of every record of a DICOMDIR, and how they were read.
+def offset_problem(ds: Any) -> str | None:
+    """Check the record offsets of a DICOMDIR data set before following them.
 
-    pydicom's ``FileSet`` first; when it refuses the DICOMDIR (broken record
-    offsets, odd records), the directory record sequence is read directly.
+    Every chain of ``OffsetOfTheNextDirectoryRecord`` and
+    ``OffsetOfReferencedLowerLevelDirectoryEntity`` from the root is walked
+    once, with a visited set: a record reached twice (a loop, M13) or an
+    offset that is no record's is reported.  pydicom's ``FileSet`` follows
+    these offsets without such a check and loops forever on a cycle.
+    Linear in the number of records.
+    """
+    records: dict[int, Any] = {}
+    for rec in ds.DirectoryRecordSequence:
+        off = getattr(rec, "seq_item_tell", None)
+        if off is None:
+            return "directory records without file offsets"
+        records[int(off)] = rec
+    if not records:
+        return None
+    visited: set[int] = set()
+    todo = [int(ds.get("OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity", 0) or 0)]
+    while todo:
+        off = todo.pop()
+        while off:
+            if off in visited:
+                return "directory record offsets form a loop"
+            rec = records.get(off)
+            if rec is None:
+                return "a directory record offset points to no record"
+            visited.add(off)
+            lower = int(rec.get("OffsetOfReferencedLowerLevelDirectoryEntity", 0) or 0)
+            if lower:
+                todo.append(lower)
+            off = int(rec.get("OffsetOfTheNextDirectoryRecord", 0) or 0)
+    return None
+
+
+def _file_ids(path: str) -> tuple[list[list[str]], str, str | None]:
+    """The ReferencedFileID of every record of a DICOMDIR, how they were
+    read, and what is wrong with its record offsets (None: nothing).
+
+    pydicom's ``FileSet`` first, when the record offsets are sound; when they
+    are not, or it refuses the DICOMDIR (odd records), the directory record
+    sequence is read directly, in order.
     """
     import pydicom
 
@@ -101,11 +139,13 @@ def _file_ids(path: str) -> tuple[list[list[str]], str]:
         ds = pydicom.dcmread(path, force=True)
         if "DirectoryRecordSequence" not in ds:
             raise ValueError("not a DICOMDIR (no directory records)")
-        try:
-            fs = _read_only_fileset(ds)
-            return [inst.FileID.split("/") for inst in fs], "fileset"
-        except Exception:  # pydicom raises many types on odd DICOMDIRs
-            pass
+        problem = offset_problem(ds)
+        if problem is None:
+            try:
+                fs = _read_only_fileset(ds)
+                return [inst.FileID.split("/") for inst in fs], "fileset", None
+            except Exception:  # pydicom raises many types on odd DICOMDIRs
+                pass
         out: list[list[str]] = []
         for rec in ds.DirectoryRecordSequence:
             fid = rec.get("ReferencedFileID")
@@ -113,7 +153,7 @@ def _file_ids(path: str) -> tuple[list[list[str]], str]:
                 continue
             comps = [str(fid)] if isinstance(fid, str) else [str(c) for c in fid]
             out.append(comps)
-        return out, "records"
+        return out, "records", problem
 
 
 def _resolve_ci(root: str, comps: list[str]) -> str | None:
@@ -152,12 +192,15 @@ def read_dicomdir(root: str) -> DicomdirInfo | None:
         return None
     info = DicomdirInfo(path)
     try:
-        ids, info.reader = _file_ids(path)
+        ids, info.reader, offset_note = _file_ids(path)
     except Exception as e:  # pydicom raises many types on bad input
         info.problems.append(Problem(path, "malformed",
                                      f"{path}: DICOMDIR could not be read ({type(e).__name__}); "
                                      "the folder is scanned instead"))
         return info
+    if offset_note is not None:
+        info.problems.append(Problem(path, "malformed",
+                                     f"{path}: {offset_note}; its records are read in order"))
     real_root = os.path.realpath(root)
     seen: set[str] = set()
     for comps in ids:

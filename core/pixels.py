@@ -157,6 +157,54 @@ class PixelFormat:
         return "pydicom"
 
 
+#: Bits Allocated values pixel data can have (PS3.5 8.1.1; pydicom's check).
+VALID_BITS_ALLOCATED = (1, 8, 16, 32, 64)
+#: Bytes an image may need beyond what its file could hold (uncompressed),
+#: or beyond ``MAX_COMPRESSION_RATIO`` times the file (compressed).  Outputs
+#: are allocated from the header's Rows x Columns x frames only within this
+#: bound, so a bogus header cannot ask for gigabytes (reliability notes M12).
+PIXEL_SLACK_BYTES = 128 * 1024 * 1024
+MAX_COMPRESSION_RATIO = 2048
+MAX_FRAMES = 1 << 24
+
+
+def decoded_bytes(fmt: "PixelFormat") -> int:
+    """Bytes all frames of ``fmt`` take decoded (1-bit frames rounded up)."""
+    per = fmt.rows * fmt.cols * fmt.samples
+    return -(-per * fmt.bits_allocated // 8) * fmt.nframes
+
+
+def _is_gzip(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
+
+
+def format_problem(fmt: "PixelFormat", file_size: int, gzipped: bool = False) -> str | None:
+    """Why ``fmt`` cannot describe the pixels of a ``file_size``-byte file
+    (None when it can).  Checked before anything is allocated from it.
+    ``gzipped``: the file is gzip-compressed (its pixels are compressed
+    whatever the transfer syntax says)."""
+    if not (1 <= fmt.rows <= 65535 and 1 <= fmt.cols <= 65535):
+        return f"Rows x Columns {fmt.rows} x {fmt.cols} out of range"
+    if fmt.samples not in (1, 3, 4):
+        return f"Samples per Pixel {fmt.samples} not supported"
+    if fmt.bits_allocated not in VALID_BITS_ALLOCATED:
+        return f"Bits Allocated {fmt.bits_allocated} is not 1, 8, 16, 32 or 64"
+    if not 1 <= fmt.nframes <= MAX_FRAMES:
+        return f"Number of Frames {fmt.nframes} out of range"
+    need = decoded_bytes(fmt)
+    compressed = gzipped or fmt.encapsulated or fmt.transfer_syntax not in NATIVE_SYNTAXES
+    if file_size >= 0:
+        room = file_size * (MAX_COMPRESSION_RATIO if compressed else 1) + PIXEL_SLACK_BYTES
+        if need > room:
+            return (f"Rows x Columns x Frames x Bits Allocated need {need:,} bytes, "
+                    f"more than a {file_size:,}-byte file can hold")
+    return None
+
+
 def _int(v: Any, default: int) -> int:
     try:
         f = float(v)
@@ -231,9 +279,16 @@ def format_from_dataset(ds: Any, offset: int = -1, length: int = -1) -> PixelFor
 # Worker processes (pydicom decoders)
 # --------------------------------------------------------------------------
 def _open_source(path: str) -> Any:
+    """What pydicom reads for ``path``: gzip inflated in memory (capped at
+    ``headers.MAX_INFLATED_FILE``)."""
     if path.endswith(".gz"):
+        from .headers import MAX_INFLATED_FILE, InflateCapError
+
         with gzip.open(path, "rb") as f:
-            return io.BytesIO(f.read())
+            data = f.read(MAX_INFLATED_FILE + 1)
+        if len(data) > MAX_INFLATED_FILE:
+            raise InflateCapError(f"gzip file inflates past {MAX_INFLATED_FILE >> 20} MiB")
+        return io.BytesIO(data)
     return path
 
 
@@ -276,12 +331,12 @@ def _decode_task(path: str, indices: list[int] | None, prefer: bool = True) -> l
     """Decode frames of one file with pydicom (runs in a worker)."""
     import warnings
 
-    import pydicom
+    from .headers import read_dataset_capped
 
-    src = _open_source(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(src, force=True)
+        # gzip and deflated data sets inflate streamed, capped (deflate bombs)
+        ds = read_dataset_capped(path, stop_before_pixels=False)
         plugin = _plugin_for(ds) if prefer else ""
         if plugin:
             try:
@@ -1223,6 +1278,13 @@ def decode_file(path: str, fmt: PixelFormat | None = None, *,
         if f is None:
             raise PixelError(f"{path}: {batch.message[0] or 'header could not be parsed'}")
         fmt = f
+    try:
+        size = os.stat(path).st_size
+    except OSError as e:
+        raise PixelError(f"{path}: could not be read ({e.strerror or type(e).__name__})") from None
+    problem = format_problem(fmt, size, gzipped=_is_gzip(path))
+    if problem is not None:
+        raise PixelError(f"{path}: {problem}")
     shape: tuple[int, ...] = (fmt.nframes, fmt.rows, fmt.cols)
     if fmt.samples > 1:
         shape += (fmt.samples,)

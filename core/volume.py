@@ -29,7 +29,8 @@ import numpy as np
 
 from . import geometry as G
 from .errors import PocketPacsError
-from .pixels import DecoderPool, FrameError, PixelFormat, format_from_dataset, formats_from_batch, read_frames
+from .pixels import (DecoderPool, FrameError, PixelFormat, format_from_dataset, format_problem,
+                     formats_from_batch, read_frames)
 
 #: Default windows by modality (only for rescaled CT values, in HU).
 MODALITY_WINDOWS: dict[str, list[tuple[str, float, float]]] = {
@@ -284,14 +285,12 @@ def _floats(v: Any, n: int) -> np.ndarray:
 
 def _multiframe_rows(path: str, fmt: PixelFormat, fi: int) -> dict[str, Any] | None:
     """Per-frame values of a multi-frame file via pydicom (None: not readable)."""
-    import pydicom
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from .pixels import _open_source
+            from .headers import read_dataset_capped
 
-            ds = pydicom.dcmread(_open_source(path), stop_before_pixels=True, force=True)
+            ds = read_dataset_capped(path, stop_before_pixels=True)
     except Exception:
         return None
     n = fmt.nframes
@@ -395,14 +394,19 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
     mf_rows: dict[int, dict[str, Any] | None] = {}
     for i in range(batch.n):
         fmt = formats[i]
-        if fmt is not None and fmt.nframes == 1 and itype[i] and is_mosaic(itype[i]):
-            mosaics.append(i)
-            continue
         if fmt is None:
             excluded.append({"file": str(paths[i]), "reason": batch.reason[i] or "unreadable"})
             continue
         if fmt.rows <= 0 or fmt.cols <= 0:
             excluded.append({"file": str(paths[i]), "reason": "no image pixels"})
+            continue
+        problem = format_problem(fmt, int(batch.size[i]),
+                                 gzipped=batch.fallback_reason[i] == "gzip-compressed file")
+        if problem is not None:  # bogus geometry: nothing is allocated from it
+            excluded.append({"file": str(paths[i]), "reason": problem})
+            continue
+        if fmt.nframes == 1 and itype[i] and is_mosaic(itype[i]):
+            mosaics.append(i)
             continue
         if fmt.offset < 0 and batch.status[i] == 0 and not fmt.encapsulated:
             excluded.append({"file": str(paths[i]), "reason": "no Pixel Data"})
@@ -681,7 +685,11 @@ def assemble_series(paths: Sequence[str | os.PathLike[str]], *, tilt: str = "res
             vols.append(mv)
             all_errors.extend(mv.errors)
     if not plans and not vols:
-        raise VolumeError(f"no image frames among {len(spaths)} file(s)")
+        why = ""
+        if fr.excluded:  # e.g. bogus geometry: say why (reasons name no header values)
+            reasons = sorted({str(e["reason"]) for e in fr.excluded})
+            why = "; " + "; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else "")
+        raise VolumeError(f"no image frames among {len(spaths)} file(s){why}")
     for plan in plans:
         vol = _build(plan, fr, spaths, rescale, pool)
         all_errors.extend(vol.errors)
@@ -749,8 +757,6 @@ def _build(plan: G.StackPlan, fr: _Frames, paths: list[str], rescale: bool,
 def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,
                       pool: DecoderPool | None, report: G.AssemblyReport) -> Volume | None:
     """Siemens mosaics: one file = one volume (slices tiled); several files = 4D."""
-    import pydicom
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from nibabel.nicom import dicomwrappers
@@ -765,9 +771,9 @@ def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            from .pixels import _open_source
+            from .headers import read_dataset_capped
 
-            ds = pydicom.dcmread(_open_source(paths[idx[0]]), stop_before_pixels=True, force=True)
+            ds = read_dataset_capped(paths[idx[0]], stop_before_pixels=True)
             w = dicomwrappers.wrapper_from_data(ds)
             nsl = int(w.n_mosaic)
             aff_nib = np.asarray(w.affine, dtype=np.float64)

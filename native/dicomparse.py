@@ -246,7 +246,7 @@ def _parse_decimal(buf, p, end):
                     exp -= 1
             else:
                 if sig < 18:
-                    mant = mant * 10 + (c - 48)
+                    mant = mant * 10 + (np.int64(c) - 48)
                     sig += 1
                     if seen_dot:
                         exp -= 1
@@ -269,11 +269,13 @@ def _parse_decimal(buf, p, end):
             if p < end and (buf[p] == 45 or buf[p] == 43):
                 eneg = buf[p] == 45
                 p += 1
-            ev = 0
+            # int64 from the start: interpreted (NUMBA_DISABLE_JIT), a plain 0
+            # plus a uint8 byte stays uint8 under NumPy 2 and wraps at 256
+            ev = np.int64(0)
             nd = 0
             while p < end and 48 <= buf[p] <= 57:
                 if ev < 10000:
-                    ev = ev * 10 + (buf[p] - 48)
+                    ev = ev * 10 + (np.int64(buf[p]) - 48)
                 nd += 1
                 p += 1
             if nd == 0:
