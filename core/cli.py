@@ -653,8 +653,12 @@ def run_guarded(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not hasattr(os, "fork") or os.environ.get("POCKETPACS_NO_GUARD") == "1":
         return main(argv)
-    try:
-        cmd = build_parser().parse_known_args(argv)[0].command
+    import contextlib
+    import io
+
+    try:  # quietly: --help or a usage error is printed once, by main() below
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            cmd = build_parser().parse_known_args(argv)[0].command
     except SystemExit:
         cmd = None
     if cmd not in GUARDED:

@@ -162,3 +162,14 @@ def test_progress_bar_on_a_terminal(tmp_path, data, capsys, monkeypatch):
     monkeypatch.setattr(ingest, "PROGRESS_EVERY", 0.0)
     rc, out, err = run(capsys, "--archive", tmp_path / "ar", "import", root)
     assert rc == 0 and f"{n} files" in out and "files/s" in err
+
+
+@pytest.mark.parametrize("args", [["check", "--help"], ["import"], ["rebuild", "--nope"]])
+def test_help_and_usage_errors_print_once(tmp_path, args):
+    """The console entry (archive commands run in a guarded child) prints a
+    command's help or usage error once, not once per process."""
+    res = subprocess.run([sys.executable, "-m", "pocketpacs", "--archive", str(tmp_path / "a"), *args],
+                         capture_output=True, text=True, timeout=120)
+    out = res.stdout + res.stderr
+    assert out.count("usage: pocketpacs") == 1, out
+    assert res.returncode == (0 if "--help" in args else 2)
