@@ -137,6 +137,8 @@ class ArchiveRows:
         self._series = series
         self.status = np.zeros(self.n, dtype=np.int8)          # every row: parsed natively
         self.reason: list[str | None] = [None] * self.n
+        self.fallback_reason: list[str | None] = [None] * self.n    # never gzip: see archive_rows
+        self.size = rows["size"].astype(np.int64)                   # checked against the files
         self.pixel_offset = rows["pixel_offset"].astype(np.int64)
         self.pixel_length = rows["pixel_length"].astype(np.int64)
         self.encapsulated = (rows["flags"] & R.ENCAPSULATED).astype(bool)
