@@ -418,7 +418,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if res.status == "damaged":
             print("  run `pocketpacs rebuild` to re-create it from the imported folders "
                   "(the damaged file is kept aside; your DICOM files are not touched)")
-    return {"ok": EXIT_OK, "inconsistent": EXIT_ATTENTION, "missing": EXIT_ARCHIVE}.get(res.status, EXIT_DAMAGED)
+    return {"ok": EXIT_OK, "inconsistent": EXIT_ATTENTION, "missing": EXIT_ARCHIVE,
+            "unchecked": EXIT_ARCHIVE}.get(res.status, EXIT_DAMAGED)
 
 
 @command("rebuild", "re-create the whole index from the imported folders (also a damaged archive)", _setup_json)

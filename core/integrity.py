@@ -293,7 +293,8 @@ class DeepCheck:
         ``"ok"``, ``"inconsistent"`` (readable, invariants violated:
         ``verify`` or ``rebuild`` repairs), ``"damaged"`` (the database
         cannot be read: ``rebuild``), ``"missing"`` (no database) or
-        ``"cancelled"``.
+        ``"cancelled"`` or ``"unchecked"`` (the checking process could not
+        be started).
     message : str
         One sentence for the user (no patient data).
     problems : list of str
@@ -383,8 +384,13 @@ def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0, nice: int =
     kw: dict[str, Any] = {}
     if nice and hasattr(os, "nice"):
         kw["preexec_fn"] = lambda: os.nice(nice)
-    proc = subprocess.Popen([sys.executable, "-m", "pocketpacs.integrity", p], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, **kw)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "pocketpacs.integrity", p],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, **kw)
+    except OSError as e:  # no Python to run (permissions, resources): nothing was checked
+        return DeepCheck("unchecked", "the checking process could not be started "
+                         f"({e.strerror or type(e).__name__})")
     end = time.monotonic() + timeout
     out = b""
     while True:

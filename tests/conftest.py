@@ -27,3 +27,34 @@ def corpus() -> Path:
     if not (CORPUS / "HEADERS.jsonl").exists():
         pytest.skip("../shared/corpus is not present")
     return CORPUS
+
+
+# ---------------------------------------------------------------- served UI, headless Chromium
+# Shared by the UI test modules; ``served`` serves the module's own ``built``
+# archive (each module defines ``built``), one server and browser per module.
+@pytest.fixture(scope="module")
+def served(built):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "ui"))
+    import ppui_support as S
+
+    srv = S.Served(built["archive"])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "ui"))
+    import ppui_support as S
+
+    S.require_system(S.have_chromium(), "Debian's chromium (/usr/bin/chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=S.CHROMIUM, args=S.CHROMIUM_ARGS)
+        yield b
+        b.close()

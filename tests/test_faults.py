@@ -704,3 +704,18 @@ def test_crash_guard_of_the_console_entry(filled, capsys, monkeypatch):
     r = subprocess.run([sys.executable, "-m", "pocketpacs", "--archive", str(arc), "stats", "--json"],
                        capture_output=True)
     assert r.returncode == 0 and json.loads(r.stdout)["instances"] == n
+
+
+def test_deep_check_that_cannot_start_says_unchecked(tmp_path, monkeypatch):
+    """No Python to run the checking child (e.g. not executable for this
+    user): the result is "unchecked", not "damaged", and the CLI says so."""
+    import pocketpacs
+    from pocketpacs import cli
+    from pocketpacs import integrity as I
+
+    with pocketpacs.open_archive(tmp_path / "a"):
+        pass
+    monkeypatch.setattr(I.sys, "executable", str(tmp_path / "no-python"))
+    res = I.deep_check(tmp_path / "a")
+    assert res.status == "unchecked" and "could not be started" in res.message
+    assert cli.main(["--archive", str(tmp_path / "a"), "check"]) == cli.EXIT_ARCHIVE

@@ -120,13 +120,6 @@ def built(tmp_path_factory):
     return S.build_archive(tmp_path_factory.mktemp("sec_http"))
 
 
-@pytest.fixture(scope="module")
-def served(built):
-    srv = S.Served(built["archive"])
-    yield srv
-    srv.stop()
-
-
 def test_serve_listens_only_on_loopback(served):
     assert_loopback_only(network_sockets(_tree(served.proc.pid)), served.port)
 

@@ -230,6 +230,11 @@ def test_media_session_in_the_app_leaves_no_trace(tmp_path):
         if use_strace:                              # the traced python, not strace itself
             kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
             server_pid = int(kids[0])
+        # the app opened (and locked) its own archive when it started; the
+        # media session must not change it: compared from here to the end of
+        # the media session (the rest of HOME, TMPDIR, the runtime folder and
+        # the medium: from before the start to after the exit)
+        arch_before = snapshot(archive)
         hello = call(base, token, "load_media", {"path": str(media)})
         assert hello["media"] and hello["readonly"]
         res = call(base, token, "search", {})
@@ -247,6 +252,7 @@ def test_media_session_in_the_app_leaves_no_trace(tmp_path):
             call(base, token, "volume_report", {"volume_id": vid})
         bye = call(base, token, "close_media")
         assert bye["media"] is False
+        arch_after = snapshot(archive)
         time.sleep(0.3)
         held = []
         for fd in os.listdir(f"/proc/{server_pid}/fd"):
@@ -267,10 +273,15 @@ def test_media_session_in_the_app_leaves_no_trace(tmp_path):
     for p in [media, *media.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
+    arch = str(archive)
+    before = {p: v for p, v in before.items() if not (p == arch or p.startswith(arch + os.sep))}
+    after = {p: v for p, v in after.items() if not (p == arch or p.startswith(arch + os.sep))}
     new = sorted(set(after) - set(before))
     gone = sorted(set(before) - set(after))
     changed = sorted(p for p in set(before) & set(after) if before[p] != after[p])
     assert (new, gone, changed) == ([], [], []), (new, gone, [(p, before[p], after[p]) for p in changed])
+    assert arch_before == arch_after, [p for p in set(arch_before) | set(arch_after)
+                                       if arch_before.get(p) != arch_after.get(p)]
     assert held == [] and maps == [], (held, maps)
     # the audit hook saw the reads (it works) and no write
     audit = audit_out.read_text() if audit_out.exists() else ""
@@ -281,5 +292,5 @@ def test_media_session_in_the_app_leaves_no_trace(tmp_path):
         assert opens >= 8 and bad == [], bad[:20]
     logs = out_f.read_text() + err_f.read_text()
     assert CANARY.lower() not in logs.lower(), logs[-3000:]
-    print(f"no-trace: {len(before)} paths compared, {audit.count(' read ')} audited reads, "
+    print(f"no-trace: {len(before) + len(arch_before)} paths compared, {audit.count(' read ')} audited reads, "
           f"{opens if use_strace else 'n/a'} traced opens of the medium, 0 writes")

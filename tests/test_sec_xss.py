@@ -95,24 +95,6 @@ def built(tmp_path_factory):
     return write_payload_archive(tmp_path_factory.mktemp("sec_xss"))
 
 
-@pytest.fixture(scope="module")
-def served(built):
-    srv = S.Served(built["archive"])
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    S.require_system(S.have_chromium(), "Debian's chromium (/usr/bin/chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=S.CHROMIUM, args=S.CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def api(served, name, args=None):
     req = urllib.request.Request(f"{served.base}/v1/call/{name}", data=json.dumps(args or {}).encode(),
                                  headers={"X-PocketPACS-Token": served.token,

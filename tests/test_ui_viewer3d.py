@@ -37,24 +37,6 @@ def built(tmp_path_factory):
     return {"archive": root / "archive", "manifest": manifest}
 
 
-@pytest.fixture(scope="module")
-def served(built):
-    srv = S.Served(built["archive"])
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    S.require_system(S.have_chromium(), "Debian's chromium (/usr/bin/chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=S.CHROMIUM, args=S.CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def new_page(browser, served, init_script=None):
     pg = browser.new_page(viewport=VIEWPORT)
     errors = []
