@@ -268,20 +268,10 @@ def _qt_ok() -> bool:
 
 def run_app(env: Env) -> list[tuple[str, str]]:
     """The desktop window on the archive (lists the canary patient), closed after its self-test."""
-    r, w = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x700x24", "-nolisten", "tcp"],
-                            pass_fds=(w,), stderr=subprocess.DEVNULL)
-    os.close(w)
-    num = b""
-    while not num.endswith(b"\n"):
-        ch = os.read(r, 1)
-        if not ch:
-            break
-        num += ch
-    os.close(r)
+    xvfb, display = S.start_xvfb()
     report = env.logs / "selftest.json"
     e = {k: v for k, v in env.env.items() if not k.startswith("QTWEBENGINE_") and k != "WAYLAND_DISPLAY"}
-    e["DISPLAY"] = f":{num.decode().strip()}"
+    e["DISPLAY"] = display
     app = subprocess.Popen([sys.executable, "-c", SERVE.replace("['serve']", f"['app', '--selftest', {str(report)!r}]")],
                            env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -141,20 +141,10 @@ def test_desktop_app_process_tree_listens_only_on_loopback(built, tmp_path):
     """The app (pywebview + Qt WebEngine under Xvfb): one listening socket, 127.0.0.1."""
     S.require_system(shutil.which("Xvfb") is not None, "Xvfb")
     S.require_system(_qt_webengine_ok(), "PyQt6-WebEngine with its system libraries")
-    r, w = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x700x24",
-                             "-nolisten", "tcp"], pass_fds=(w,), stderr=subprocess.DEVNULL)
-    os.close(w)
-    num = b""
-    while not num.endswith(b"\n"):
-        ch = os.read(r, 1)
-        if not ch:
-            break
-        num += ch
-    os.close(r)
+    xvfb, display = S.start_xvfb()
     out = tmp_path / "selftest.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("QTWEBENGINE_") and k != "WAYLAND_DISPLAY"}
-    env.update(DISPLAY=f":{num.decode().strip()}", PYTHONUNBUFFERED="1")
+    env.update(DISPLAY=display, PYTHONUNBUFFERED="1")
     app = subprocess.Popen([sys.executable, "-m", "pocketpacs.ui", "--archive", str(built["archive"]),
                             "app", "--selftest", str(out)], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)

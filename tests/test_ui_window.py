@@ -54,18 +54,8 @@ def _qt_webengine_ok() -> bool:
 def xvfb():
     S.require_system(shutil.which("Xvfb") is not None, "Xvfb")
     S.require_system(_qt_webengine_ok(), "PyQt6-WebEngine with its system libraries")
-    r, w = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x800x24",
-                             "-nolisten", "tcp"], pass_fds=(w,), stderr=subprocess.DEVNULL)
-    os.close(w)
-    num = b""
-    while not num.endswith(b"\n"):
-        ch = os.read(r, 1)
-        if not ch:
-            break
-        num += ch
-    os.close(r)
-    yield f":{num.decode().strip()}"
+    proc, display = S.start_xvfb("1280x800x24")
+    yield display
     proc.terminate()
     proc.wait(10)
 

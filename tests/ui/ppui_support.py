@@ -34,6 +34,23 @@ SYNTH = dict(patients=2, studies=1, series=2, slices=24, rows=64, cols=64, junk=
              seed=7)
 
 
+def start_xvfb(screen: str = "1024x700x24") -> tuple[subprocess.Popen, str]:
+    """Start Xvfb on a free display; return (process, ``":N"``).  Stop it with
+    ``terminate()``."""
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", screen, "-nolisten", "tcp"],
+                            pass_fds=(w,), stderr=subprocess.DEVNULL)
+    os.close(w)
+    num = b""
+    while not num.endswith(b"\n"):
+        ch = os.read(r, 1)
+        if not ch:
+            break
+        num += ch
+    os.close(r)
+    return proc, f":{num.decode().strip()}"
+
+
 def have_chromium() -> bool:
     """Whether Debian's Chromium is installed."""
     return os.path.exists(CHROMIUM)
