@@ -270,23 +270,12 @@ def run_app(env: Env) -> list[tuple[str, str]]:
     """The desktop window on the archive (lists the canary patient), closed after its self-test."""
     xvfb, display = S.start_xvfb()
     report = env.logs / "selftest.json"
-    e = {k: v for k, v in env.env.items() if not k.startswith("QTWEBENGINE_") and k != "WAYLAND_DISPLAY"}
-    e["DISPLAY"] = display
-    app = subprocess.Popen([sys.executable, "-c", SERVE.replace("['serve']", f"['app', '--selftest', {str(report)!r}]")],
-                           env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = ["-c", SERVE.replace("['serve']", f"['app', '--selftest', {str(report)!r}]")]
     try:
-        end = time.monotonic() + 150
-        while not report.exists() and app.poll() is None and time.monotonic() < end:
-            time.sleep(0.2)
-        assert report.exists(), "no self-test report"
-        rep = json.loads(report.read_text())
-        assert rep["ready"] == "1" and int(rep["rows"]) >= 2, rep
-        Path(str(report) + ".close").write_text("")
+        with S.app_selftest(args, S.app_env(env.env, display), report, merge_stderr=False) as (app, rep):
+            assert rep["ready"] == "1" and int(rep["rows"]) >= 2, rep
         out, err = app.communicate(timeout=60)
     finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait()
         xvfb.terminate()
         xvfb.wait(10)
     return [("app stdout", out), ("app stderr", err)]

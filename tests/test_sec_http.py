@@ -143,32 +143,19 @@ def test_desktop_app_process_tree_listens_only_on_loopback(built, tmp_path):
     S.require_system(_qt_webengine_ok(), "PyQt6-WebEngine with its system libraries")
     xvfb, display = S.start_xvfb()
     out = tmp_path / "selftest.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QTWEBENGINE_") and k != "WAYLAND_DISPLAY"}
-    env.update(DISPLAY=display, PYTHONUNBUFFERED="1")
-    app = subprocess.Popen([sys.executable, "-m", "pocketpacs.ui", "--archive", str(built["archive"]),
-                            "app", "--selftest", str(out)], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+    args = ["-m", "pocketpacs.ui", "--archive", str(built["archive"]), "app", "--selftest", str(out)]
     try:
-        end = time.monotonic() + 150
-        while not out.exists() and app.poll() is None and time.monotonic() < end:
-            time.sleep(0.25)
-        assert out.exists(), app.stdout.read() if app.poll() is not None else "no self-test report"
-        report = json.loads(out.read_text())
-        assert report["ready"] == "1" and report["transport"] == "bridge", report
-        pids = _tree(app.pid)
-        socks = network_sockets(pids)
-        names = set()
-        for p in pids:
-            try:
-                names.add(Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].decode())
-            except OSError:
-                pass
-        (Path(str(out) + ".close")).write_text("")
-        app.wait(60)
+        with S.app_selftest(args, S.app_env(os.environ, display), out) as (app, report):
+            assert report["ready"] == "1" and report["transport"] == "bridge", report
+            pids = _tree(app.pid)
+            socks = network_sockets(pids)
+            names = set()
+            for p in pids:
+                try:
+                    names.add(Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].decode())
+                except OSError:
+                    pass
     finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait()
         xvfb.terminate()
         xvfb.wait(10)
     assert any("QtWebEngine" in n for n in names), names       # the browser processes were inspected

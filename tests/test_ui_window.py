@@ -63,28 +63,13 @@ def xvfb():
 def test_app_opens_a_qt_window_with_a_working_bridge(xvfb, tmp_path):
     built = S.build_archive(tmp_path / "a")
     out = tmp_path / "selftest.json"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("QTWEBENGINE_") and k != "WAYLAND_DISPLAY"}
-    env.update(DISPLAY=xvfb, PYTHONUNBUFFERED="1")
-    app = subprocess.Popen([sys.executable, "-m", "pocketpacs.ui", "--archive", str(built["archive"]),
-                            "app", "--selftest", str(out)], env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-    try:
-        end = time.monotonic() + 150
-        while not out.exists() and app.poll() is None and time.monotonic() < end:
-            time.sleep(0.25)
-        assert out.exists(), app.stdout.read() if app.poll() is not None else "no self-test report"
-        report = json.loads(out.read_text())
+    env = S.app_env(os.environ, xvfb)
+    args = ["-m", "pocketpacs.ui", "--archive", str(built["archive"]), "app", "--selftest", str(out)]
+    with S.app_selftest(args, env, out) as (app, report):
         time.sleep(1.0)   # let the compositor show the last frame
         shot = subprocess.run([sys.executable, "-c", _GRAB, str(tmp_path / "screen.png")],
                               env=dict(env, QT_QPA_PLATFORM="xcb"), capture_output=True, text=True,
                               timeout=120)
-        (Path(str(out) + ".close")).write_text("")
-        app.wait(60)
-    finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait()
     log = app.stdout.read()
     assert report["guard_installed"] is True
     assert report["ready"] == "1", report

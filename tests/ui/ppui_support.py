@@ -8,6 +8,7 @@ Debian's Chromium (WebGL2 on SwiftShader).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -49,6 +50,36 @@ def start_xvfb(screen: str = "1024x700x24") -> tuple[subprocess.Popen, str]:
         num += ch
     os.close(r)
     return proc, f":{num.decode().strip()}"
+
+
+def app_env(base: dict, display: str) -> dict:
+    """*base* for a desktop-app child on *display* (no Wayland, no inherited Qt WebEngine flags)."""
+    env = {k: v for k, v in base.items() if not k.startswith("QTWEBENGINE_") and k != "WAYLAND_DISPLAY"}
+    env.update(DISPLAY=display, PYTHONUNBUFFERED="1")
+    return env
+
+
+@contextlib.contextmanager
+def app_selftest(args: list, env: dict, report: Path, merge_stderr: bool = True,
+                 timeout: float = 150.0):
+    """Run ``python *args`` (the desktop app with ``--selftest report``) until
+    its self-test report is written; yield ``(process, report dict)`` while
+    the window is open; then ask it to close and wait for it (killed if it
+    does not exit)."""
+    app = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + timeout
+        while not report.exists() and app.poll() is None and time.monotonic() < end:
+            time.sleep(0.2)
+        assert report.exists(), app.stdout.read() if app.poll() is not None else "no self-test report"
+        yield app, json.loads(report.read_text())
+        Path(str(report) + ".close").write_text("")
+        app.wait(60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
 
 
 def have_chromium() -> bool:
