@@ -223,6 +223,62 @@ def test_opened_series_streams_the_phantom(server, built):
     assert thh["dtype"] == "uint8" and max(thh["shape"]) <= 64 and np.ptp(np.frombuffer(tv, np.uint8)) > 50
 
 
+def test_open_series_answers_with_the_header_it_serves(server, built):
+    """An archived series' header comes with the open_series answer (one round
+    trip less before the first slice) and equals the header endpoint's."""
+    row = series_rows(server)[0]
+    st, env = call(server, "open_series", {"series_id": row["series_id"]})
+    assert st == 200 and env["ok"], env
+    vid = env["data"]["volume_id"]
+    inline = env["data"]["header"]
+    r, data = req(server, "GET", f"/v1/volume/{vid}/header")
+    assert r.status == 200 and json.loads(data) == inline
+    assert inline["shape"][0] > 1 and len(inline["affine_lps"]) == 4
+
+
+def test_the_bulk_read_waits_for_the_page_or_the_grace_period():
+    """After the header the job reads nothing until a reader wants more (the
+    stream, a slice not read yet): the first slice has the machine to itself."""
+    import threading
+    import time
+
+    from pocketpacs.ui.volumes import ArraySource, VolumeJob
+
+    arr = np.arange(6 * 4 * 5, dtype=np.int16).reshape(6, 4, 5)
+    reads = []
+
+    class Counting(ArraySource):
+        def read(self, z):
+            reads.append(z)
+            return super().read(z)
+
+        def whole(self):
+            return None
+
+    hdr = P.VolumeHeader(shape=arr.shape, dtype="int16", affine_lps=np.eye(4).tolist(),
+                         spacing=[1.0, 1.0, 1.0], slope=1.0, intercept=0.0, units="", windows=[],
+                         kind="volume", modality="OT", invert=False, labels={}, value_range=[0.0, 1.0])
+    old = VolumeJob.BULK_WAIT_S
+    VolumeJob.BULK_WAIT_S = 60.0
+    try:
+        job = VolumeJob(lambda: Counting(hdr, arr)).start()
+        assert job.wait_header(10) is not None
+        time.sleep(0.2)
+        assert reads == []                                # nothing read yet
+        frame = job.slice_frame(2)                       # a slice not read: read it (and go on)
+        assert frame is not None and np.array_equal(
+            np.frombuffer(P.decode_frame(frame)[1], np.int16).reshape(4, 5), arr[2])
+        assert reads[0] == 2
+        assert np.array_equal(job.array(), arr)
+        VolumeJob.BULK_WAIT_S = 0.05                      # nobody asks: it reads anyway
+        job2 = VolumeJob(lambda: Counting(hdr, arr)).start()
+        done = threading.Event()
+        threading.Thread(target=lambda: (job2.join(10), done.set()), daemon=True).start()
+        assert done.wait(10) and job2.status()["done"] and job2.status()["slices_ready"] == 6
+    finally:
+        VolumeJob.BULK_WAIT_S = old
+
+
 def test_a_newer_open_supersedes_the_older_one(server):
     rows = series_rows(server)
     st, a = call(server, "open_series", {"series_id": rows[0]["series_id"]})

@@ -36,6 +36,8 @@ THUMB_SIZE = 64
 DAMAGED_NOTICE = ("The archive database is damaged. Close PocketPACS and run `pocketpacs rebuild`: it "
                   "re-creates the archive from the imported folders (your DICOM files are not touched).")
 MAX_ROWS = 5000
+#: Longest open_series waits for the volume header to answer with it.
+HEADER_INLINE_WAIT_S = 0.25
 
 
 def _looks_damaged(exc: BaseException) -> bool:
@@ -506,7 +508,7 @@ class Session:
         return frame
 
     def _make_thumbnail(self, sid: str) -> np.ndarray | None:
-        from pocketpacs.native.window import window
+        from pocketpacs.native.reference import window_u8
         from pocketpacs.thumbs import shrink
 
         from .sources import open_dicom_series
@@ -530,10 +532,11 @@ class Session:
         # the window is in real units; apply it to stored values
         c = (w["center"] - hdr.intercept) / hdr.slope
         wd = w["width"] / abs(hdr.slope)
-        from .sources import NATIVE_LOCK
-
-        with NATIVE_LOCK:
-            out = window(np.ascontiguousarray(img), c, wd, hdr.invert)
+        # one slice, windowed by the NumPy reference of the window kernel (same
+        # values, tested): thumbnails are asked for as the list appears, and
+        # loading the compiled kernel there held the interpreter for 0.7-1 s
+        # while the user's first open waited
+        out = window_u8(np.ascontiguousarray(img), c, wd, hdr.invert)
         return shrink(out, THUMB_SIZE)
 
     # ----------------------------------------------------------- commands
@@ -610,7 +613,11 @@ class Session:
                 raise BridgeError(P.NOT_FOUND, "That series has no files that can be read.") from None
 
         job = self.volumes.submit(VolumeJob(make, slot=a["slot"]))
-        return {"volume_id": job.id}
+        # a series planned from the archive's rows has its header within tens
+        # of ms: it comes with the answer (one round trip less before the
+        # first slice); a slow one is fetched from /v1/volume/<id>/header
+        hdr = job.wait_header(HEADER_INLINE_WAIT_S)
+        return {"volume_id": job.id, "header": hdr} if hdr is not None else {"volume_id": job.id}
 
     def cmd_volume_status(self, a: dict) -> dict:
         """Progress of a volume job."""

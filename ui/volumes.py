@@ -102,12 +102,20 @@ class VolumeJob:
         The viewport this volume is for (supersession key).
     """
 
+    #: Seconds the bulk read waits after the header, unless a reader asks for
+    #: more first (the whole-volume stream, a slice not read yet, the array).
+    #: The page asks for the stream once the first slice is drawn: until then
+    #: the machine's cores go to that slice (2 cores: reading the series
+    #: beside it delayed the first frame by tens of ms, measured).
+    BULK_WAIT_S = 1.0
+
     def __init__(self, make_source: Callable[[], SliceSource], slot: str = "main"):
         self.id = secrets.token_hex(16)
         self.slot = slot
         self._make_source = make_source
         self._cond = threading.Condition()
         self._cancel = threading.Event()
+        self._go = threading.Event()
         self._header: dict | None = None
         self._array: np.ndarray | None = None
         self._ready: np.ndarray | None = None
@@ -158,6 +166,7 @@ class VolumeJob:
                         self._ready[z] = True
                 self._cond.notify_all()
             if whole is None:
+                self._go.wait(self.BULK_WAIT_S)
                 chunk = 4
                 while True:
                     if self._cancel.is_set():
@@ -235,9 +244,14 @@ class VolumeJob:
         return not self._thread.is_alive()
 
     # ------------------------------------------------------------- readers
+    def prefetch(self) -> None:
+        """Start reading the whole volume now (rather than after ``BULK_WAIT_S``)."""
+        self._go.set()
+
     def cancel(self) -> None:
         """Stop the worker and wake every waiter (they get an error)."""
         self._cancel.set()
+        self._go.set()
         with self._cond:
             if not self._done:
                 self._failed = P.fail(P.SUPERSEDED, "A newer request replaced this one.")
@@ -318,6 +332,7 @@ class VolumeJob:
                 return False
             if not self._ready[z]:
                 self._wanted.insert(0, z)
+                self._go.set()
                 self._cond.wait_for(lambda: bool(self._ready[z]) or self._failed is not None,
                                     timeout)
             return bool(self._ready[z]) and self._failed is None
@@ -350,6 +365,7 @@ class VolumeJob:
         bytes or None
             Length word and header, or None when the job failed.
         """
+        self._go.set()
         hdr = self.wait_header()
         return None if hdr is None else P.frame_prefix(hdr)
 
@@ -375,6 +391,7 @@ class VolumeJob:
         memoryview
             Contiguous voxel bytes; the iteration stops early on failure.
         """
+        self._go.set()
         nz = self._ready.size
         z = 0
         while z < nz:
@@ -395,6 +412,7 @@ class VolumeJob:
         -------
         numpy.ndarray or None
         """
+        self._go.set()
         with self._cond:
             self._cond.wait_for(lambda: self._done, 120.0)
             return None if self._failed else self._array

@@ -49,16 +49,23 @@ async function main() {
 
   const openVolume = async (data, t0) => {
     if (!viewer) return;
+    const tReply = performance.now();
     store.set({ view: 'viewer' });
-    await viewer.open(data.volume_id, t0);
+    await viewer.open(data.volume_id, t0, data.header || null, tReply);
   };
 
   browser.addEventListener('open', async (e) => {
     const t0 = performance.now();
+    // the page lays the viewer out while the server plans the series
+    if (viewer) store.set({ view: 'viewer' });
     try {
       const data = await api.call('open_series', { series_id: e.detail.series_id });
       await openVolume(data, t0);
-    } catch (err) { if (err.code !== 'superseded') showError(err); }
+    } catch (err) {
+      if (err.code === 'superseded') return;
+      if (viewer && !viewer.vol) store.set({ view: 'archive' });
+      showError(err);
+    }
   });
   browser.addEventListener('remove', async (e) => {
     if (store.get('media')) return;

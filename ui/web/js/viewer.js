@@ -83,15 +83,17 @@ export class Viewer {
 
   // ------------------------------------------------------------ loading
   /** Open a volume by id; resolves when the first slice is drawable. */
-  async open(vid, t0 = performance.now()) {
+  async open(vid, t0 = performance.now(), knownHeader = null, tReply = null) {
     const seq = ++this.seq;
     if (this.abort) this.abort.abort();
     const ctrl = new AbortController();
     this.abort = ctrl;
     this.stopCine();
-    Object.assign(this.canvas.dataset, { vid, tOpen: String(t0), tFirst: '', tLoaded: '', ready: '0', drawn: '' });
+    Object.assign(this.canvas.dataset, { vid, tOpen: String(t0), tFirst: '', tLoaded: '', ready: '0', drawn: '',
+      tReply: tReply === null ? '' : String(tReply) });
     this.canvas.dataset.tCall = String(performance.now());
-    const header = await api.volumeHeader(vid, ctrl.signal);
+    // open_series answers with the header when the server has it at once
+    const header = knownHeader || await api.volumeHeader(vid, ctrl.signal);
     if (seq !== this.seq) return;
     this.canvas.dataset.tHeader = String(performance.now());
     const [nz, ny, nx] = header.shape;
@@ -132,7 +134,10 @@ export class Viewer {
       vol.firstData = sl.data;
       vol.ready[first] = 1;
       this.view.setPreview(first, sl.data);
-      this.refresh(true);
+      // drawn now, not in the next animation frame: the compositor may be
+      // a frame or two behind (the view switch), which cost 30-50 ms here
+      this.s.sliceReady = true;
+      this.render();
       // once that frame is drawn (and presented), set up the rest
       requestRedraw(() => requestAnimationFrame(() => setTimeout(start, 0)));
     }, (e) => { start(); throw e; });
@@ -156,17 +161,11 @@ export class Viewer {
     const { header, vid } = vol;
     const [nz] = header.shape;
     const data = this.ensureData(vol);
-    await this.glReady;
-    if (seq !== this.seq) return;
-    this.view.setData(data, vol.uploaded, vol.firstData ? [vol.first] : []);
-    if (this.rv) this.rv.dispose();
-    this.rv = new RenderVolume(this.gl, header, data);
-    $('notice-3d').textContent = this.rv.notice;
-    this.canvas.dataset.notice3d = this.rv.notice;
-    this.canvas.dataset.tex3d = this.rv.dims.join('x');
-    this.invalidate3d();
+    // the stream starts now and fills `data` while the textures are allocated
+    // (hundreds of ms for a large volume); uploads begin once they exist
+    let glSet = false;
     this.uploadPending = () => {
-      if (seq !== this.seq) return;
+      if (seq !== this.seq || !glSet) return;
       const v = this.vol;
       if (v.complete > v.uploaded) {
         this.view.upload(v.uploaded, v.complete);
@@ -184,7 +183,20 @@ export class Viewer {
       this.vol.ready.fill(1, this.vol.complete, complete);
       this.vol.complete = complete;
       requestRedraw(this.uploadPending);
-    }, signal).then(() => {
+    }, signal);
+    const glDone = this.glReady.then(() => {
+      if (seq !== this.seq) return;
+      this.view.setData(data, vol.uploaded, vol.firstData ? [vol.first] : []);
+      if (this.rv) this.rv.dispose();
+      this.rv = new RenderVolume(this.gl, header, data);
+      $('notice-3d').textContent = this.rv.notice;
+      this.canvas.dataset.notice3d = this.rv.notice;
+      this.canvas.dataset.tex3d = this.rv.dims.join('x');
+      glSet = true;
+      this.invalidate3d();
+      this.uploadPending();
+    });
+    const loaded = Promise.all([stream, glDone]).then(() => {
       if (seq !== this.seq) return;
       this.uploadPending();
       const r = header.rescale;
@@ -192,7 +204,7 @@ export class Viewer {
       this.panelRefresh();
       this.canvas.dataset.tLoaded = String(performance.now());
     });
-    stream.catch((e) => {
+    loaded.catch((e) => {
       if (e.name !== 'AbortError' && seq === this.seq) $('load-progress').textContent = e.message;
     });
   }
