@@ -457,6 +457,10 @@ class Importer:
         self._walked: set[str] = set()
         self._rt = None
         self._writer: threading.Thread | None = None
+        # new folders are listed without a stat per file: the reader takes
+        # sizes and times from the open file (statx/fstat), which costs less
+        # than a stat by path (measured); on Windows the listing has them free
+        self._stat_free = os.name != "nt"
         single = os.path.isfile(root_s)
 
         rk = root_s.encode("utf-8", "surrogateescape")
@@ -477,11 +481,11 @@ class Importer:
                 folder.problems = [p for p in folder.problems if p.path == root_s]
                 self._add_folder(folder, partial=True)
             else:
-                for folder in self._walk(root_s):
+                for folder, raw in self._walk(root_s):
                     if _is_cancelled(cancel):
                         rep.cancelled = True
                         break
-                    self._add_folder(folder)
+                    self._add_folder(folder, raw=raw)
                     # walk first (fast), so the import knows its total and ETA; very
                     # large trees start committing during the walk to bound memory
                     while self._npending >= WALK_AHEAD and not rep.cancelled:
@@ -518,17 +522,22 @@ class Importer:
             d = stack.pop()
             if exclude and os.path.realpath(d) in exclude:
                 continue
-            folder, subdirs = list_folder(d)
-            yield folder
+            # a folder imported before is stat()ed file by file (its stored
+            # listing is compared); a new one is not: its files' sizes and
+            # times come from fstat when they are read
+            raw = self._listing(d.encode("utf-8", "surrogateescape"))
+            folder, subdirs = list_folder(d, stat=raw is not None or not self._stat_free)
+            yield folder, raw
             stack.extend(subdirs)
 
-    def _add_folder(self, folder: Folder, partial: bool = False) -> None:
+    def _add_folder(self, folder: Folder, partial: bool = False, raw: Any = False) -> None:
         rep, prog = self._rep, self._prog
         for p in folder.problems:
             rep.failures.append(Failure(p.path, p.reason, p.message))
         prog.failed += len(folder.problems)
         self._walked.add(folder.path)
-        raw = self._listing(folder.path.encode("utf-8", "surrogateescape"))
+        if raw is False:
+            raw = self._listing(folder.path.encode("utf-8", "surrogateescape"))
         n = len(folder.names)
         if raw is not None and not partial and R.DirListing.unchanged(raw, folder.names, folder.sizes,
                                                                        folder.mtimes):
@@ -664,6 +673,13 @@ class Importer:
             sizes = np.concatenate([fs.size[rows] for fs, rows in take])
             mt = np.concatenate([fs.mtime[rows] for fs, rows in take])
             batch = parse_files(paths, sizes=sizes, mtimes_ns=mt)
+            if (sizes < 0).any():  # listed without stat: the sizes and times fstat gave
+                off = 0
+                for fs, rows in take:
+                    k = int(rows.size)
+                    fs.size[rows] = batch.size[off:off + k]
+                    fs.mtime[rows] = batch.mtime_ns[off:off + k]
+                    off += k
         done_folders.extend(self._ready)
         self._ready = []
         self._end_read()

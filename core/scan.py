@@ -47,7 +47,7 @@ def _os_problem(path: str, e: OSError, what: str = "") -> Problem:
     return Problem(path, "unreadable", f"{path}: {what}could not be read ({e.strerror or type(e).__name__})")
 
 
-def list_folder(path: str) -> tuple[Folder, list[str]]:
+def list_folder(path: str, stat: bool = True) -> tuple[Folder, list[str]]:
     """List one folder: its regular files and its subfolders.
 
     Entries come in directory order (not sorted: sorting costs more than a
@@ -58,6 +58,13 @@ def list_folder(path: str) -> tuple[Folder, list[str]]:
     ----------
     path : str
         Folder path.
+    stat : bool
+        ``stat`` every file for its size and modification time (default).
+        When False, files the directory entry already shows as regular are
+        listed with size and mtime -1, to be taken from ``fstat`` once the
+        file is open (a first import: a ``stat`` by path costs twice an
+        ``fstat`` here); symbolic links and entries of unknown type are
+        still ``stat``-ed.
 
     Returns
     -------
@@ -84,6 +91,11 @@ def list_folder(path: str) -> tuple[Folder, list[str]]:
                 try:
                     if e.is_dir(follow_symlinks=False):
                         add_dir(e.path)
+                        continue
+                    if not stat and e.is_file(follow_symlinks=False):
+                        add_name(e.name)
+                        add_size(-1)
+                        add_mtime(-1)
                         continue
                     st = e.stat()  # follows symbolic links
                 except OSError as exc:

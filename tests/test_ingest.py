@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import dicomgen
@@ -263,12 +264,13 @@ def test_vanished_file_is_retried_later(tmp_path, ar, monkeypatch):
 
     def flaky(paths, **kw):  # the file is gone at the moment it is read
         data = Path(victim).read_bytes()
+        mtime = os.stat(victim).st_mtime_ns
         os.unlink(victim)
         try:
             return real(paths, **kw)
         finally:
             Path(victim).write_bytes(data)
-            os.utime(victim, ns=(0, int(kw["mtimes_ns"][0])))
+            os.utime(victim, ns=(0, mtime))
 
     monkeypatch.setattr(headers, "parse_files", flaky)
     rep = ar.import_folder(root)
@@ -276,6 +278,50 @@ def test_vanished_file_is_retried_later(tmp_path, ar, monkeypatch):
     monkeypatch.setattr(headers, "parse_files", real)
     rep = ar.import_folder(root)  # transient failures are retried even when unchanged
     assert rep.indexed == 1 and rep.failed == 0
+
+
+def test_new_folders_are_listed_without_stat_and_sized_once_open(tmp_path):
+    """A first import lists new folders without a stat per file; the sizes and
+    times that fstat gives the reader are what the listing and the records keep
+    (so a rescan finds every file unchanged), and files that are not regular or
+    vanish are still reported with their reason."""
+    from pocketpacs.scan import list_folder
+
+    root = tmp_path / "d"
+    dicomgen.write_series(root, 4, series_uid="1.2.3.9")
+    os.mkfifo(root / "pipe")
+    os.symlink(root / "IM00001.dcm", root / "link.dcm")
+    listed, _ = list_folder(str(root), stat=False)
+    full, _ = list_folder(str(root), stat=True)
+    assert sorted(listed.names) == sorted(full.names) == sorted(
+        ["IM00001.dcm", "IM00002.dcm", "IM00003.dcm", "IM00004.dcm", "link.dcm"])
+    by_name = dict(zip(listed.names, zip(listed.sizes, listed.mtimes)))
+    assert by_name["link.dcm"] == (os.stat(root / "link.dcm").st_size,
+                                   os.stat(root / "link.dcm").st_mtime_ns)  # links are stat()ed
+    assert by_name["IM00002.dcm"] == (-1, -1)
+    assert any(p.path.endswith("pipe") and p.reason == "unsupported" for p in listed.problems)
+
+    # the reader: unknown sizes (-1) come back from fstat, equal to a stat
+    paths = [str(root / n) for n in listed.names] + [str(root / "gone.dcm"), str(root / "pipe")]
+    sizes = np.array(list(listed.sizes) + [-1, -1], dtype=np.int64)
+    mt = np.array(list(listed.mtimes) + [-1, -1], dtype=np.int64)
+    b = headers.parse_files(paths, sizes=sizes, mtimes_ns=mt)
+    ref = headers.parse_files(paths)
+    for i, p in enumerate(paths[:-2]):
+        st = os.stat(p)
+        assert (b.size[i], b.mtime_ns[i]) == (st.st_size, st.st_mtime_ns)
+        assert b.status[i] == ref.status[i] >= 0
+        assert b.text("SOPInstanceUID")[i] == ref.text("SOPInstanceUID")[i]
+    assert b.reason[-2] == "vanished" and b.reason[-1] == "unsupported"
+    assert b.size[-2] == b.size[-1] == 0
+
+    with pocketpacs.open_archive(tmp_path / "a") as a:
+        rep = a.import_folder(root)
+        assert rep.indexed == 4 and rep.duplicate == 1            # link.dcm: a second location
+        recs = {Path(p).name: r for r in a.iter_instances() for p in r["paths"]}
+        assert len(recs) == 5
+        rep = a.import_folder(root)
+        assert rep.unchanged == 5 and rep.parsed == 0
 
 
 def test_single_file_import(tree, ar):
