@@ -460,7 +460,7 @@ def _kernel_args():
 def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | None = None,
                 fallback: bool = True, parallel: bool | None = None,
                 read_threads: int | None = None, sizes: np.ndarray | None = None,
-                mtimes_ns: np.ndarray | None = None) -> HeaderBatch:
+                mtimes_ns: np.ndarray | None = None, heads: Any = None) -> HeaderBatch:
     """Parse the DICOM headers of ``paths``.
 
     Parameters
@@ -487,6 +487,10 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
         directory scan of regular files): the per-file ``fstat`` is skipped.
         A size of -1 means unknown: that file is ``fstat``-ed once open (a
         first import lists new folders without a ``stat`` per file).
+    heads : pocketpacs.readahead.Heads, optional
+        The files' heads, already read (by the import's read-ahead helper);
+        needs ``sizes``.  Files it could not read are read again here for
+        the exact reason.
 
     Returns
     -------
@@ -500,9 +504,13 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
     if n == 0:
         return batch
     adaptive = head_size is None
-    if adaptive:
+    if heads is not None:
+        if heads.got.size != n or sizes is None:
+            raise ValueError("heads must come with sizes and hold one row per path")
+        head_size = heads.head
+    elif adaptive:
         head_size = _HEAD.size
-    buf = np.empty(n * head_size, dtype=np.uint8)
+    buf = heads.buf if heads is not None else np.empty(n * head_size, dtype=np.uint8)
     mv = memoryview(buf)
     starts = np.arange(n, dtype=np.int64) * head_size
     lengths = np.zeros(n, dtype=np.int64)
@@ -581,8 +589,23 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
             _, _, _, reason, msg = _read_into(spaths[i], mv[i * head_size:(i + 1) * head_size])
             batch.fail(i, reason or "unreadable", msg or "could not be read")
 
+    def take_heads() -> None:
+        """Heads a read-ahead helper has read (``pocketpacs.readahead``)."""
+        ok = heads.got >= 0
+        lengths[ok] = heads.got[ok]
+        readable[:] = ok
+        unknown = fsizes < 0
+        fsizes[unknown] = np.where(ok[unknown], heads.size[unknown], 0)
+        batch.size[unknown] = fsizes[unknown]
+        batch.mtime_ns[unknown] = np.where(ok[unknown], heads.mtime_ns[unknown], 0)
+        for i in np.nonzero(~ok)[0].tolist():  # the exact reason, read again here
+            _, _, _, reason, msg = _read_into(spaths[i], mv[i * head_size:(i + 1) * head_size])
+            batch.fail(i, reason or "unreadable", msg or "could not be read")
+
     threads = read_threads if read_threads is not None else (_READ_THREADS if n >= 512 else 1)
-    if threads > 1:
+    if heads is not None:
+        take_heads()
+    elif threads > 1:
         step = -(-n // (threads * 4))
         list(_executor(threads).map(lambda lo: read_range(lo, min(n, lo + step)), range(0, n, step)))
     else:

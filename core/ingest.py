@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from . import keys as K  # noqa: E402
+from . import readahead  # noqa: E402
 from . import query as Q  # noqa: E402
 from . import records as R  # noqa: E402
 from . import tags as T  # noqa: E402
@@ -53,6 +54,11 @@ from .store import MemoryStore  # noqa: E402
 CHUNK = 2000
 #: Commit chunks in a writer thread while the next chunk is parsed.
 PIPELINE = False
+#: Read the next chunk's file heads in a helper process (``readahead``) while
+#: this one is parsed and committed (Linux; off elsewhere or on any failure).
+READ_AHEAD = True
+#: New files listed before the helper is started (a rescan or a small import starts none).
+READ_AHEAD_START = 500
 #: Files the walk may list ahead of the parser.
 WALK_AHEAD = 100_000
 #: Seconds between progress callbacks.
@@ -153,6 +159,12 @@ class ImportReport:
             "conflicts": [c.to_json() for c in self.conflicts],
             "dicomdir": self.dicomdir,
         }
+
+
+def _open_flags() -> int:
+    from .headers import _O_FLAGS
+
+    return _O_FLAGS
 
 
 def _is_cancelled(cancel: Any) -> bool:
@@ -457,6 +469,9 @@ class Importer:
         self._walked: set[str] = set()
         self._rt = None
         self._writer: threading.Thread | None = None
+        self._ra = (readahead.ReadAhead(_open_flags()) if READ_AHEAD and readahead.available()
+                    else None)
+        self._ahead: tuple | None = None
         # new folders are listed without a stat per file: the reader takes
         # sizes and times from the open file (statx/fstat), which costs less
         # than a stat by path (measured); on Windows the listing has them free
@@ -486,6 +501,11 @@ class Importer:
                         rep.cancelled = True
                         break
                     self._add_folder(folder, raw=raw)
+                    if self._ra is not None and self._npending >= READ_AHEAD_START:
+                        if not self._ra.started:
+                            self._ra.start()     # ready by the time a chunk is listed
+                        elif self._npending >= CHUNK:
+                            self._read_ahead()   # read during the rest of the walk
                     # walk first (fast), so the import knows its total and ETA; very
                     # large trees start committing during the walk to bound memory
                     while self._npending >= WALK_AHEAD and not rep.cancelled:
@@ -494,7 +514,7 @@ class Importer:
                             rep.cancelled = True
             prog.total = prog.seen
             prog.phase = "import"
-            while (self._pending or self._ready) and not rep.cancelled:
+            while (self._pending or self._ready or self._ahead is not None) and not rep.cancelled:
                 self._flush(CHUNK)
                 if _is_cancelled(cancel):
                     rep.cancelled = True
@@ -503,6 +523,9 @@ class Importer:
                 self._missing_folders(root_s)
         finally:
             self._end_read()
+            if self._ra is not None:
+                self._ra.close()
+                self._ahead = None
             if self._writer is not None:
                 try:
                     self._stop_writer()
@@ -642,10 +665,12 @@ class Importer:
                                         f"{path}: {code.replace('_', ' ')} (unchanged since the last import)"))
 
     # ---- chunks -------------------------------------------------------------------------
-    def _flush(self, n: int) -> None:
-        from .headers import parse_files
+    def _take(self, n: int) -> tuple[list[tuple[Any, np.ndarray]], list[str], list[_FolderState]]:
+        """Pop whole runs of folder rows (splitting the last one) up to n files.
 
-        # take whole runs of folder rows (splitting the last one) up to n files
+        Returns the runs, their paths, and the folders whose last rows these are
+        (finished by the commit of this chunk).
+        """
         take: list[tuple[Any, np.ndarray]] = []
         cnt = 0
         while self._pending and cnt < n:
@@ -668,11 +693,37 @@ class Importer:
             fs.pending -= int(rows.size)
             if fs.pending == 0:
                 done_folders.append(fs)
+        return take, paths, done_folders
+
+    def _read_ahead(self) -> None:
+        """Hand the next chunk to the read-ahead helper (it reads while this
+        process parses and commits); only for imports of at least a chunk."""
+        ra = self._ra
+        if ra is None or ra.broken or self._ahead is not None or not self._pending:
+            return
+        if self._npending < CHUNK and not ra.started:
+            return  # a small import: not worth starting a process
+        from .headers import _HEAD
+
+        chunk = self._take(CHUNK)
+        self._ahead = (chunk, ra.submit(chunk[1], _HEAD.size))
+
+    def _flush(self, n: int) -> None:
+        from .headers import parse_files
+
+        heads = None
+        if self._ahead is not None:
+            (take, paths, done_folders), submitted = self._ahead
+            self._ahead = None
+            heads = self._ra.collect() if submitted else None
+        else:
+            take, paths, done_folders = self._take(n)
+        self._read_ahead()   # the next chunk is read while this one is parsed and committed
         batch = None
         if take:
             sizes = np.concatenate([fs.size[rows] for fs, rows in take])
             mt = np.concatenate([fs.mtime[rows] for fs, rows in take])
-            batch = parse_files(paths, sizes=sizes, mtimes_ns=mt)
+            batch = parse_files(paths, sizes=sizes, mtimes_ns=mt, heads=heads)
             if (sizes < 0).any():  # listed without stat: the sizes and times fstat gave
                 off = 0
                 for fs, rows in take:
