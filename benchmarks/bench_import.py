@@ -22,7 +22,8 @@ Warm page cache, methods interleaved, median of ``--repeat`` runs:
   name + modality, patient ID, date range + modality, description word,
   accession, birth-date range), with the archive's decoded-record cache and
   with it cleared before every query;
-- peak RSS of a fresh process importing the 100,000 files.
+- peak RSS of a fresh process importing the 100,000 files (its VmHWM plus
+  the private memory of the read-ahead helper process).
 
 Usage::
 
@@ -218,18 +219,30 @@ import resource, sys, pocketpacs
 def peak_kib():
     with open("/proc/self/status") as f:
         return int(next(l.split()[1] for l in f if l.startswith("VmHWM:")))
+# the read-ahead helper's private memory (RssAnon when it is stopped: it only
+# grows); its shared memory and mapped files are already in the importer's RSS
+from pocketpacs import readahead
+helper = [0]
+_close = readahead.ReadAhead.close
+def close(self, wait=False):
+    if self._proc is not None:
+        with open(f"/proc/{self._proc.pid}/status") as f:
+            helper[0] = max(helper[0], int(next(l.split()[1] for l in f if l.startswith("RssAnon:"))))
+    return _close(self, wait)
+readahead.ReadAhead.close = close
 ar = pocketpacs.open_archive(sys.argv[1])
 rep = ar.import_folder(sys.argv[2])
 ar.close()
-print(rep.seen, peak_kib())
+print(rep.seen, peak_kib(), helper[0])
 """
 
 
-def peak_rss(root: Path, archive: Path) -> tuple[int, float]:
+def peak_rss(root: Path, archive: Path) -> tuple[int, float, float]:
+    """(files seen, the importer's peak RSS in MB, the read-ahead helper's private MB)."""
     shutil.rmtree(archive, ignore_errors=True)
     out = subprocess.run([sys.executable, "-c", _RSS, str(archive), str(root)], capture_output=True, text=True,
                          check=True).stdout.split()
-    return int(out[0]), int(out[1]) / 1024.0  # ru_maxrss is KiB on Linux
+    return int(out[0]), int(out[1]) / 1024.0, int(out[2]) / 1024.0  # KiB on Linux
 
 
 def med(xs: list[float]) -> float:
@@ -302,10 +315,11 @@ def main(argv: list[str] | None = None) -> int:
                 t_sw.append(time.perf_counter() - t)
             lat = search_latency(work / "s", 200)
             lat["instances"] = inst
-            seen, rss = peak_rss(scale, work / "rss")
+            seen, rss, helper_mb = peak_rss(scale, work / "rss")
+            rss += helper_mb
             res["scale"] = {"files": len(sp), "instances": inst, "import_files_per_s": len(sp) / med(t_s),
                             "rescan_files_per_s": len(sp) / med(t_sr), "walk_stat_files_per_s": len(sp) / med(t_sw),
-                            "search": lat, "peak_rss_mb": rss}
+                            "search": lat, "peak_rss_mb": rss, "helper_rss_mb": helper_mb}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -347,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{lat['cold_p50_ms']:>6.3f} / {lat['cold_p99_ms']:.3f}")
         print(f"{'peak RSS importing 100,000 files (MB)':<52} {s['peak_rss_mb']:>14.0f} {'':>9} {'< 400':>9} "
               f"{'PASS' if s['peak_rss_mb'] < 400 else 'MISS'}")
+        print(f"{'  of which the read-ahead helper (private, MB)':<52} {s['helper_rss_mb']:>14.0f}")
     return 0
 
 
