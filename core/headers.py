@@ -543,45 +543,35 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
         # os.preadv called directly (a wrapper's call costs about 1.5 % of an import)
         # (Windows: readv, a fresh descriptor is at offset 0)
         preadv = os.preadv if _HAVE_PREADV else (lambda fd, views, _off: os.readv(fd, views))
-        if bool((fsizes[lo:hi] < 0).any()):
-            # listed without stat (a new folder): size and time from fstat
-            size_l = [0] * (hi - lo)
-            mt_l = [0] * (hi - lo)
-            for i in range(lo, hi):
-                a = i * head_size
-                try:
-                    fd = os_open(spaths[i], _O_FLAGS)
-                except OSError:
-                    continue  # reported below with the exact reason
-                try:
+        # files listed without stat (a new folder): size and time from fstat
+        want = bool((fsizes[lo:hi] < 0).any())
+        size_l = [0] * (hi - lo)
+        mt_l = [0] * (hi - lo)
+        for i in range(lo, hi):
+            a = i * head_size
+            try:
+                fd = os_open(spaths[i], _O_FLAGS)
+            except OSError:
+                continue  # reported below with the exact reason
+            try:
+                if want:
                     st = fstat(fd)
-                    if st.st_mode & 0o170000 == 0o100000:  # S_ISREG; else reported below
-                        got_l[i - lo] = preadv(fd, (mv[a:a + head_size],), 0)
-                        size_l[i - lo] = st.st_size
-                        mt_l[i - lo] = st.st_mtime_ns
-                        ok_l[i - lo] = True
-                except OSError:
-                    pass
-                finally:
-                    close(fd)
+                    if st.st_mode & 0o170000 != 0o100000:  # not S_ISREG: reported below
+                        continue
+                got_l[i - lo] = preadv(fd, (mv[a:a + head_size],), 0)
+                ok_l[i - lo] = True
+                if want:
+                    size_l[i - lo] = st.st_size
+                    mt_l[i - lo] = st.st_mtime_ns
+            except OSError:
+                pass
+            finally:
+                close(fd)
+        if want:
             known = fsizes[lo:hi] >= 0
             fsizes[lo:hi] = np.where(known, fsizes[lo:hi], size_l)
             batch.size[lo:hi] = fsizes[lo:hi]
             batch.mtime_ns[lo:hi] = np.where(known, batch.mtime_ns[lo:hi], mt_l)
-        else:
-            for i in range(lo, hi):
-                a = i * head_size
-                try:
-                    fd = os_open(spaths[i], _O_FLAGS)
-                except OSError:
-                    continue  # reported below with the exact reason
-                try:
-                    got_l[i - lo] = preadv(fd, (mv[a:a + head_size],), 0)
-                    ok_l[i - lo] = True
-                except OSError:
-                    pass
-                finally:
-                    close(fd)
         lengths[lo:hi] = got_l
         readable[lo:hi] = ok_l
         for j in np.nonzero(~readable[lo:hi])[0].tolist():
