@@ -27,7 +27,10 @@ def _tree(root: Path) -> int:
     (junk / "truncated.dcm").write_bytes(good[:300])
     os.mkfifo(junk / "pipe")
     os.symlink(junk / "nowhere", junk / "broken")
-    return n
+    # a name that is not UTF-8 (surrogate-escaped in Python, raw bytes for the helper)
+    odd = root / "odd" / os.fsdecode(b"IM\xff\xfe.dcm")
+    dicomgen.write(odd, series_uid="1.2.826.0.77.1", sop_uid="1.2.826.0.77.1.1")
+    return n + 1
 
 
 def _snapshot(ar) -> list[tuple]:
