@@ -473,8 +473,8 @@ class Importer:
                     else None)
         self._ahead: tuple | None = None
         # new folders are listed without a stat per file: the reader takes
-        # sizes and times from the open file (statx/fstat), which costs less
-        # than a stat by path (measured); on Windows the listing has them free
+        # sizes and times from the open file (fstat), which costs less than a
+        # stat by path (measured); on Windows the listing has them for free
         self._stat_free = os.name != "nt"
         single = os.path.isfile(root_s)
 
