@@ -886,7 +886,6 @@ def _parse_with_pydicom(batch: HeaderBatch, i: int, why: str) -> None:
     """Parse one file with pydicom (the fallback engine)."""
     import warnings
 
-    import pydicom
 
     from pocketpacs.native.hashing import hash_bytes
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import geometry as G
 from .errors import PocketPacsError
-from .pixels import (DecoderPool, FrameError, PixelFormat, format_from_dataset, format_problem,
+from .pixels import (DecoderPool, FrameError, PixelFormat, format_problem,
                      formats_from_batch, read_frames)
 
 #: Default windows by modality (only for rescaled CT values, in HU).
