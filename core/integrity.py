@@ -118,6 +118,16 @@ class _Problems(list):
             self.append(msg)
 
 
+def _add_child(totals: dict[bytes, list[int]], key: bytes, c: list[int]) -> None:
+    """Add one child's [n_instances, size, n_offline] to its parent's
+    [n_children, n_instances, size, n_offline]."""
+    t = totals.setdefault(key, [0, 0, 0, 0])
+    t[0] += 1
+    t[1] += c[0]
+    t[2] += c[1]
+    t[3] += c[2]
+
+
 def check_invariants(txn: Any) -> list[str]:
     """Check the archive's invariants in one read transaction.
 
@@ -183,11 +193,7 @@ def check_invariants(txn: Any) -> list[str]:
             P.add(f"series {k.hex()}: its patient {pk.hex()} is missing")
         if txn.get("study_series", sk + k) is None:
             P.add(f"series {k.hex()}: no study_series link")
-        sc = st_cnt.setdefault(sk, [0, 0, 0, 0])
-        sc[0] += 1
-        sc[1] += c[0]
-        sc[2] += c[1]
-        sc[3] += c[2]
+        _add_child(st_cnt, sk, c)
     pa_cnt: dict[bytes, list[int]] = {}
     for k, st in studies.items():
         c = st_cnt.get(k, [0, 0, 0, 0])
@@ -201,11 +207,7 @@ def check_invariants(txn: Any) -> list[str]:
             P.add(f"study {k.hex()}: its patient {pk.hex()} is missing")
         if txn.get("pat_studies", pk + k) is None:
             P.add(f"study {k.hex()}: no pat_studies link")
-        pc = pa_cnt.setdefault(pk, [0, 0, 0, 0])
-        pc[0] += 1
-        pc[1] += c[0]
-        pc[2] += c[1]
-        pc[3] += c[2]
+        _add_child(pa_cnt, pk, c)
     for k, pa in patients.items():
         c = pa_cnt.get(k, [0, 0, 0, 0])
         if c[0] == 0:
