@@ -221,7 +221,7 @@ def peak_kib():
         return int(next(l.split()[1] for l in f if l.startswith("VmHWM:")))
 # the read-ahead helper's private memory (RssAnon when it is stopped: it only
 # grows); its shared memory and mapped files are already in the importer's RSS
-from pocketpacs import readahead
+from pocketpacs.archive import readahead
 helper = [0]
 _close = readahead.ReadAhead.close
 def close(self, wait=False):

@@ -5,7 +5,7 @@ warms the page cache, then times, in one run and interleaved, the median of
 ``--repeat`` runs of:
 
 - the floor: open + read the first 8 KB of every file + close;
-- PocketPACS: ``pocketpacs.headers.parse_files`` (read + parse into the
+- PocketPACS: ``pocketpacs.dicom.headers.parse_files`` (read + parse into the
   batch's record arrays), and the same plus decoding six text columns;
 - pydicom ``dcmread(stop_before_pixels=True)`` in 1 and 2 processes;
 - GDCM ``Scanner`` (python-gdcm) over the archive's main tags.
@@ -89,7 +89,7 @@ def floor(paths: list[str]) -> None:
 
 
 def pocketpacs_parse(paths: list[str]):
-    from pocketpacs.headers import parse_files
+    from pocketpacs.dicom.headers import parse_files
 
     return parse_files(paths)
 
@@ -132,7 +132,7 @@ def timeit(fn, paths, repeat: int) -> list[float]:
 
 
 def compile_and_start_times(sample: str) -> dict:
-    code = ("import time; t=time.perf_counter(); from pocketpacs.headers import parse_files; "
+    code = ("import time; t=time.perf_counter(); from pocketpacs.dicom.headers import parse_files; "
             "b=parse_files([%r]); b.text('PatientName'); print(time.perf_counter()-t)" % sample)
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, NUMBA_CACHE_DIR=tmp)

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import pocketpacs
     from pocketpacs import synth
-    from pocketpacs.integrity import deep_check
+    from pocketpacs.archive.integrity import deep_check
 
     work = Path(a.dir) if a.dir else Path(tempfile.mkdtemp(prefix="pp-corrupt-"))
     rng = random.Random(a.seed)

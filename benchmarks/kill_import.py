@@ -6,7 +6,7 @@ uniformly over the duration of an uninterrupted import, measured first).
 Then, in this process:
 
 1. the archive's database file passes the deep check (every record read
-   in a child process: :func:`pocketpacs.integrity.deep_check`);
+   in a child process: :func:`pocketpacs.archive.integrity.deep_check`);
 2. the archive opens (writable: the open after an unclean shutdown runs the
    deep check itself) and its invariants hold
    (:meth:`pocketpacs.Archive.check`: every instance has its series, study
@@ -14,7 +14,7 @@ Then, in this process:
 3. ``stats()`` counts equal the records counted directly;
 4. a resumed import completes, and the archive's records equal those of an
    uninterrupted import of the same tree byte for byte
-   (:func:`pocketpacs.integrity.record_dump`; only the generation counter
+   (:func:`pocketpacs.archive.integrity.record_dump`; only the generation counter
    and the roots' timestamps are left out).
 
 With ``--chain N`` the same archive is killed N times in a row before the
@@ -45,10 +45,10 @@ from pathlib import Path
 
 CHILD = r"""
 import sys
-from pocketpacs import ingest
+from pocketpacs.archive import ingest
 import pocketpacs
 ingest.CHUNK = int(sys.argv[3])
-from pocketpacs.headers import parse_files
+from pocketpacs.dicom.headers import parse_files
 import os
 import pydicom, pydicom.charset, pydicom.valuerep  # the fallback parser, loaded before the clock
 for d, _, fs in os.walk(sys.argv[2]):  # load the parser's kernels before the clock starts
@@ -108,7 +108,7 @@ def run_child(archive: Path, root: Path, chunk: int, kill_after: float | None,
 
 def dump(path: Path) -> dict:
     import pocketpacs
-    from pocketpacs.integrity import record_dump
+    from pocketpacs.archive.integrity import record_dump
 
     with pocketpacs.open_archive(path, readonly=True) as ar:
         with ar._store.read() as t:
@@ -118,7 +118,7 @@ def dump(path: Path) -> dict:
 def check_after_kill(path: Path, total: int) -> dict:
     """Deep check, open, invariants, counts. Returns the round's findings."""
     import pocketpacs
-    from pocketpacs.integrity import deep_check
+    from pocketpacs.archive.integrity import deep_check
 
     out: dict = {"violations": []}
     if not (path / "data.mdb").exists():

@@ -27,13 +27,13 @@ __all__ = [
     "SchemaVersionMismatch",
 ]
 
-from .archive import Archive, open_archive, open_media  # noqa: E402
+from .archive.api import Archive, open_archive, open_media  # noqa: E402
 
 __all__ += ["Archive", "open_archive", "open_media"]
 
-from .export import export_nifti, export_png  # noqa: E402
-from .openother import open_other  # noqa: E402
-from .volume import SeriesVolumes, Volume, assemble_path, assemble_series  # noqa: E402
+from .images.export import export_nifti, export_png  # noqa: E402
+from .images.openother import open_other  # noqa: E402
+from .images.volume import SeriesVolumes, Volume, assemble_path, assemble_series  # noqa: E402
 
 __all__ += ["Volume", "SeriesVolumes", "assemble_series", "assemble_path", "open_other",
             "export_nifti", "export_png"]

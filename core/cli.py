@@ -44,7 +44,7 @@ patient/study/series as nested objects.
 
 ``report --json``: the assembly report of the series: ``{"stacks": [{"shape",
 "spacing", "affine_lps", "kind", ...}], "notes", "errors", ...}`` (see
-:class:`pocketpacs.geometry.AssemblyReport`).  ``export --json``:
+:class:`pocketpacs.images.geometry.AssemblyReport`).  ``export --json``:
 ``{"written": [paths]}``.
 """
 from __future__ import annotations
@@ -104,7 +104,7 @@ def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], Non
 # ---- helpers ---------------------------------------------------------------------------
 
 def _open(args: argparse.Namespace, readonly: bool = False):
-    from .archive import open_archive
+    from .archive.api import open_archive
 
     return open_archive(args.archive, readonly=readonly)
 
@@ -404,7 +404,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 @command("check", "read the whole archive database in a separate process and check its invariants",
          _setup_json)
 def cmd_check(args: argparse.Namespace) -> int:
-    from .integrity import deep_check
+    from .archive.integrity import deep_check
     from .paths import default_archive_dir
 
     path = args.archive or default_archive_dir()
@@ -424,7 +424,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 @command("rebuild", "re-create the whole index from the imported folders (also a damaged archive)", _setup_json)
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from .integrity import deep_check, rebuild_damaged
+    from .archive.integrity import deep_check, rebuild_damaged
     from .paths import default_archive_dir
 
     path = args.archive or default_archive_dir()
@@ -471,11 +471,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def _series_volumes(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """Resolve TARGET (a Series Instance UID in the archive, or a file/folder path)
     into ``(label, SeriesVolumes-or-volume-list)`` pairs."""
-    from .volume import SeriesVolumes, assemble_path
+    from .images.volume import SeriesVolumes, assemble_path
 
     target = args.target
     if os.path.exists(target):
-        from .openother import _kind_of, open_other
+        from .images.openother import _kind_of, open_other
 
         if os.path.isfile(target) and _kind_of(target) != "dicom":
             vols = open_other(target)
@@ -507,7 +507,7 @@ def _setup_export(p: argparse.ArgumentParser) -> None:
 
 @command("export", "export a series (or a file/folder) to NIfTI, or a slice to PNG", _setup_export)
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_nifti, export_png
+    from .images.export import export_nifti, export_png
 
     found = _series_volumes(args)
     written: list[str] = []

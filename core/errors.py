@@ -5,6 +5,16 @@ gave us) and the reason, never header values.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass
+class Problem:
+    """A path that is not indexed, with a reason code and a message."""
+    path: str
+    reason: str
+    message: str
+
 
 class PocketPacsError(Exception):
     """Base class of every error PocketPACS raises on purpose."""

@@ -2,11 +2,11 @@
 
 The kernels walk the data elements of DICOM files held in one byte buffer
 (the heads of many files concatenated) and record, per file, where the
-values of the archive's tags (``pocketpacs.tags``) are, their numeric
+values of the archive's tags (``pocketpacs.dicom.tags``) are, their numeric
 values, XXH64 hashes of the UIDs, a header fingerprint and the location of
 the pixel data.  They only do arithmetic on the buffer: reading files,
 decoding text and building records is the caller's job
-(``pocketpacs.headers``).
+(``pocketpacs.dicom.headers``).
 
 Supported encodings: Part 10 preamble + file meta (explicit VR LE, or
 implicit meta detected the way pydicom does), implicit VR little endian,

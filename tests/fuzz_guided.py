@@ -60,7 +60,7 @@ def exercise(blob: bytes) -> str:
     """
     import numpy as np
 
-    from pocketpacs.headers import parse_bytes
+    from pocketpacs.dicom.headers import parse_bytes
     from pocketpacs.native.dicomparse import encapsulated_fragments
 
     hb = parse_bytes([blob], fallback=False)

@@ -160,7 +160,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 def run(count: int, seed: int = 0, corpus: Path | None = None, batch: int = 2000,
         fallback: bool = False) -> dict:
     """Parse ``count`` mutated headers; returns counts by status and reason."""
-    from pocketpacs.headers import parse_bytes
+    from pocketpacs.dicom.headers import parse_bytes
 
     rng = random.Random(seed)
     base = seeds(corpus)

@@ -409,7 +409,7 @@ def real_files(scale: str = "ci", corpus: Path | None = None) -> list[tuple[str,
 
 
 def header_end(blob: bytes) -> int:
-    from pocketpacs.headers import parse_bytes
+    from pocketpacs.dicom.headers import parse_bytes
 
     hb = parse_bytes([blob], fallback=False)
     return int(hb.header_end[0]) if hb.status[0] == 0 else len(blob)

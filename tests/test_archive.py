@@ -51,8 +51,8 @@ def test_references_by_record_key_and_uid(filled):
     with pytest.raises(KeyError):
         ar.study("1.2.3.4.5.6.7.8.9")
     keys, table = ar.series_table(se)
-    from pocketpacs import records as R
-    from pocketpacs import tags as T
+    from pocketpacs.archive import records as R
+    from pocketpacs.dicom import tags as T
     c = int(T.NUM_START[T.INDEX["InstanceNumber"]])
     assert len(keys) == 3 and sorted(table["nums"][:, c].tolist()) == [1.0, 2.0, 3.0]
     assert (table["size"] > 0).all() and table.dtype == R.INST_DTYPE
@@ -105,7 +105,7 @@ def test_verify_detects_changes_and_repairs_counts(filled):
     # corrupt a stored count: verify repairs it
     import orjson
 
-    from pocketpacs import keys as K
+    from pocketpacs.archive import keys as K
     sk = K.uid_key("1.2.826.0.2.0.0.0")
     def bump(t):
         rec = orjson.loads(t.get("studies", sk))

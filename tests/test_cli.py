@@ -157,7 +157,7 @@ def test_console_script_runs(tmp_path):
 def test_progress_bar_on_a_terminal(tmp_path, data, capsys, monkeypatch):
     root, n = data
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    from pocketpacs import ingest
+    from pocketpacs.archive import ingest
 
     monkeypatch.setattr(ingest, "PROGRESS_EVERY", 0.0)
     rc, out, err = run(capsys, "--archive", tmp_path / "ar", "import", root)

@@ -10,7 +10,7 @@ import pytest
 from pydicom.data import get_testdata_files
 from pydicom.encaps import encapsulate, generate_frames
 
-from pocketpacs.codestreams import (J2K_SYNTAXES, JPEG_SYNTAXES, CodestreamError, check_frame,
+from pocketpacs.dicom.codestreams import (J2K_SYNTAXES, JPEG_SYNTAXES, CodestreamError, check_frame,
                                     declared_size)
 
 
@@ -76,7 +76,7 @@ def test_a_frame_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
     """A J2K frame whose SIZ claims 2,490,880 rows (one damaged byte, found by
     fuzzing: the decoder allocated 2.5 GB and ran 20 s) is reported for its file
     without being decoded; the other slices load."""
-    from pocketpacs.volume import assemble_series
+    from pocketpacs.images.volume import assemble_series
 
     paths = _j2k_series(tmp_path)
     ds = pydicom.dcmread(paths[2])
@@ -122,8 +122,8 @@ def test_real_decoder_abort_is_isolated_and_refused_up_front(tmp_path):
     exception).  In a decoder worker that loses only the file; the
     declared-size check refuses the frame before any decoder sees it."""
     pytest.importorskip("gdcm")
-    from pocketpacs.pixels import DecoderPool
-    from pocketpacs.volume import assemble_series
+    from pocketpacs.images.pixels import DecoderPool
+    from pocketpacs.images.volume import assemble_series
 
     paths = _j2k_series(tmp_path, n=4)
     ds = pydicom.dcmread(paths[1])

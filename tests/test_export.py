@@ -9,11 +9,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pocketpacs import geometry as G
-from pocketpacs.export import export_nifti, export_png, stack_paths, write_report_json
-from pocketpacs.openother import png_decode
-from pocketpacs.thumbs import ThumbnailCache, thumbnail, thumbnail_png
-from pocketpacs.volume import Volume, assemble_series, dicom_files_in
+from pocketpacs.images import geometry as G
+from pocketpacs.images.export import export_nifti, export_png, stack_paths, write_report_json
+from pocketpacs.images.openother import png_decode
+from pocketpacs.images.thumbs import ThumbnailCache, thumbnail, thumbnail_png
+from pocketpacs.images.volume import Volume, assemble_series, dicom_files_in
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -21,7 +21,7 @@ CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 def small_volume(four_d=False):
     arr = np.arange(2 * 3 * 4 * 5, dtype=np.int16).reshape((2, 3, 4, 5) if four_d else (6, 4, 5))
     aff = G.affine_from([0, 1, 0, 0, 0, -1], [1.0, 2.0, 3.0], [0.5, 0.8], [-2.0, 0, 0])
-    from pocketpacs.volume import window_presets
+    from pocketpacs.images.volume import window_presets
 
     return Volume(array=arr, affine_lps=aff, spacing=(0.8, 0.5, 2.0), modality="MR",
                   window_presets=window_presets(arr, "MR", [(10.0, 20.0)], True))

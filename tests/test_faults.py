@@ -23,9 +23,10 @@ import pytest
 
 import dicomgen
 import pocketpacs
-from pocketpacs import cli, headers
+from pocketpacs import cli
+from pocketpacs.dicom import headers
 from pocketpacs.errors import ArchiveDamaged
-from pocketpacs.integrity import OPEN_MARK, check_data_file, deep_check, load_roots, record_dump
+from pocketpacs.archive.integrity import OPEN_MARK, check_data_file, deep_check, load_roots, record_dump
 
 SETPRIV = shutil.which("setpriv")
 #: run a child as root *without* the capabilities that bypass file permissions
@@ -67,7 +68,7 @@ def dump(path) -> dict:
 _SLOW_IMPORT = r"""
 import sys, time
 import pocketpacs
-from pocketpacs import ingest
+from pocketpacs.archive import ingest
 ingest.CHUNK = 15
 real = ingest.Importer._commit
 def slow(self, *a, **k):  # time spent inside the write transaction: kills land there
@@ -211,7 +212,7 @@ def test_symlink_loops_fifos_and_devices_are_reported_not_opened(tmp_path):
 _UNPRIV_IMPORT = r"""
 import json, os, sys
 import pocketpacs
-from pocketpacs import headers
+from pocketpacs.dicom import headers
 real = headers.parse_files
 def meddle(paths, **kw):  # the folder becomes unreadable after the scan listed it
     os.chmod(sys.argv[3], 0)
@@ -317,7 +318,7 @@ _DISK_FULL = r"""
 import json, resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # writes past the limit fail with EFBIG
 import pocketpacs
-from pocketpacs import ingest
+from pocketpacs.archive import ingest
 ingest.CHUNK = 20
 lim = int(sys.argv[3])
 resource.setrlimit(resource.RLIMIT_FSIZE, (lim, lim))
@@ -358,8 +359,8 @@ def test_disk_full_during_import_keeps_earlier_commits(tmp_path, capsys):
 _TMPFS_FULL = r"""
 import json, os, sys
 import pocketpacs
-from pocketpacs import ingest
-from pocketpacs.integrity import deep_check, record_dump
+from pocketpacs.archive import ingest
+from pocketpacs.archive.integrity import deep_check, record_dump
 ingest.CHUNK = 20
 arc, first, second = sys.argv[1:4]
 out = {}
@@ -711,7 +712,7 @@ def test_deep_check_that_cannot_start_says_unchecked(tmp_path, monkeypatch):
     user): the result is "unchecked", not "damaged", and the CLI says so."""
     import pocketpacs
     from pocketpacs import cli
-    from pocketpacs import integrity as I
+    from pocketpacs.archive import integrity as I
 
     with pocketpacs.open_archive(tmp_path / "a"):
         pass

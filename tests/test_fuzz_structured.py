@@ -31,7 +31,7 @@ FILES = S.PYDICOM_FILES
 
 
 def _parse(blobs, fallback=False):
-    from pocketpacs.headers import parse_bytes
+    from pocketpacs.dicom.headers import parse_bytes
 
     hb = parse_bytes(list(blobs), fallback=fallback)
     return hb
@@ -239,7 +239,7 @@ def peak_kib():
         return int(next(l.split()[1] for l in f if l.startswith("VmHWM:")))
 sys.path.insert(0, {here!r})
 import structured as S
-from pocketpacs.headers import parse_bytes, parse_files
+from pocketpacs.dicom.headers import parse_bytes, parse_files
 import gzip
 # load the kernels and pydicom first: the baseline is a warm parser
 open({gz!r}, "wb").write(gzip.compress(S.pydicom_file("CT_small.dcm")))
@@ -298,7 +298,7 @@ def test_deflated_pixels_decode_like_pydicom():
     import pydicom
     from pydicom.data import get_testdata_file
 
-    from pocketpacs.pixels import decode_file
+    from pocketpacs.images.pixels import decode_file
 
     p = get_testdata_file("image_dfl.dcm")
     arr, errs = decode_file(p)
@@ -308,7 +308,7 @@ def test_deflated_pixels_decode_like_pydicom():
 def test_inflate_caps_in_the_reader():
     import gzip
 
-    from pocketpacs.headers import InflateCapError, read_dataset_capped
+    from pocketpacs.dicom.headers import InflateCapError, read_dataset_capped
 
     bomb = S.deflate_bomb(64 << 20)
     with pytest.raises(InflateCapError):
@@ -346,7 +346,7 @@ import json, resource, sys
 def peak_kib():
     with open("/proc/self/status") as f:
         return int(next(l.split()[1] for l in f if l.startswith("VmHWM:")))
-from pocketpacs import pixels, volume
+from pocketpacs.images import pixels, volume
 out = []
 def main():
     # compile or load the kernels first (a cold numba cache compiles here,
@@ -404,7 +404,7 @@ def test_bogus_geometry_is_refused_before_allocation(tmp_path):
 
 
 def test_format_problem_bounds():
-    from pocketpacs.pixels import PixelFormat, format_problem
+    from pocketpacs.images.pixels import PixelFormat, format_problem
 
     ok = PixelFormat(rows=512, cols=512, bits_allocated=16, nframes=10)
     assert format_problem(ok, 512 * 512 * 2 * 10 + 1000) is None
@@ -427,8 +427,8 @@ def test_gzipped_image_decodes_beyond_its_file_size(tmp_path):
     """A .dcm.gz holds more pixel bytes than its size: not refused."""
     import gzip
 
-    from pocketpacs.pixels import decode_file
-    from pocketpacs.volume import assemble_series
+    from pocketpacs.images.pixels import decode_file
+    from pocketpacs.images.volume import assemble_series
 
     raw = S.pixel_file(rows=512, cols=512, pixel_bytes=512 * 512 * 2)
     p = tmp_path / "img.dcm.gz"
@@ -440,7 +440,7 @@ def test_gzipped_image_decodes_beyond_its_file_size(tmp_path):
 
 
 def test_valid_small_images_still_decode(tmp_path):
-    from pocketpacs.pixels import decode_file
+    from pocketpacs.images.pixels import decode_file
 
     p = tmp_path / "ok.dcm"
     p.write_bytes(S.pixel_file(rows=4, cols=4, frames="2", pixel_bytes=64))
@@ -473,7 +473,7 @@ def _patch_offset(raw: bytes, record_offset: int, elem: int, value: int) -> byte
 
 DIRCHILD = """
 import json, sys
-from pocketpacs.dicomdir import read_dicomdir
+from pocketpacs.dicom.dicomdir import read_dicomdir
 i = read_dicomdir({root!r})
 print(json.dumps({{"reader": i.reader, "files": len(i.files), "summary": i.summary(),
                   "problems": [p.message for p in i.problems]}}))
@@ -517,7 +517,7 @@ def test_dicomdir_offset_problem_on_pydicom_dicomdirs():
     import pydicom
     from pydicom.data import get_testdata_files
 
-    from pocketpacs.dicomdir import offset_problem
+    from pocketpacs.dicom.dicomdir import offset_problem
 
     files = [f for f in get_testdata_files() if "DICOMDIR" in f]
     assert len(files) >= 5
@@ -530,7 +530,7 @@ def test_dicomdir_offset_problem_on_pydicom_dicomdirs():
 def test_dicomdir_references_escaping_the_root(tmp_path):
     from pydicom import dcmread
 
-    from pocketpacs.dicomdir import read_dicomdir
+    from pocketpacs.dicom.dicomdir import read_dicomdir
 
     root = _fileset(tmp_path)
     outside = tmp_path / "outside"
@@ -572,7 +572,7 @@ def test_polyglot_preambles_parse_as_data(name, tmp_path):
 
 
 def test_polyglot_pixels_equal(tmp_path):
-    from pocketpacs.pixels import decode_file
+    from pocketpacs.images.pixels import decode_file
 
     b = S.pydicom_file("CT_small.dcm")
     (tmp_path / "plain.dcm").write_bytes(b)
@@ -593,7 +593,7 @@ import json, sys
 sys.path.insert(0, {here!r})
 import numpy as np
 import test_fuzz_structured as T
-from pocketpacs.headers import parse_bytes
+from pocketpacs.dicom.headers import parse_bytes
 hb = parse_bytes([T.ds_exponent_file()], fallback=False)
 print(json.dumps({{k: [None if np.isnan(x) else x for x in hb.values(k)[0].tolist()]
                   for k in T.DS_VALUES}}))
@@ -601,7 +601,7 @@ print(json.dumps({{k: [None if np.isnan(x) else x for x in hb.values(k)[0].tolis
 
 
 def ds_exponent_file() -> bytes:
-    from pocketpacs import tags as T
+    from pocketpacs.dicom import tags as T
 
     body = S._small_dataset()
     for kw, raw in sorted(DS_VALUES.items(), key=lambda kv: T.TAGS[T.INDEX[kv[0]]].tag):

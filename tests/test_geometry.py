@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pocketpacs import geometry as G
+from pocketpacs.images import geometry as G
 
 AX = [1, 0, 0, 0, 1, 0]
 COR = [1, 0, 0, 0, 0, -1]

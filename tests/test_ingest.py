@@ -19,9 +19,10 @@ import pytest
 
 import dicomgen
 import pocketpacs
-from pocketpacs import headers, ingest
+from pocketpacs.dicom import headers
 
 
+from pocketpacs.archive import ingest
 @pytest.fixture
 def tree(tmp_path):
     root = tmp_path / "data"
@@ -285,7 +286,7 @@ def test_new_folders_are_listed_without_stat_and_sized_once_open(tmp_path):
     times that fstat gives the reader are what the listing and the records keep
     (so a rescan finds every file unchanged), and files that are not regular or
     vanish are still reported with their reason."""
-    from pocketpacs.scan import list_folder
+    from pocketpacs.archive.scan import list_folder
 
     root = tmp_path / "d"
     dicomgen.write_series(root, 4, series_uid="1.2.3.9")
@@ -435,7 +436,7 @@ def test_archive_folder_is_never_imported(tmp_path):
 _KILL = textwrap.dedent("""
     import sys
     import pocketpacs
-    from pocketpacs import ingest
+    from pocketpacs.archive import ingest
     ingest.CHUNK = 50
     ar = pocketpacs.open_archive(sys.argv[1])
     ar.import_folder(sys.argv[2])
@@ -600,7 +601,7 @@ def test_dicomdir_read_with_fileset(tmp_path):
     from pydicom import dcmread
     from pydicom.fileset import FileSet
 
-    from pocketpacs.dicomdir import read_dicomdir
+    from pocketpacs.dicom.dicomdir import read_dicomdir
 
     paths = dicomgen.write_series(tmp_path / "src", 3, series_uid="1.2.840.99.7", extra={"StudyID": "1"})
     fs = FileSet()

@@ -7,9 +7,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pocketpacs import geometry as G
-from pocketpacs.export import png_encode
-from pocketpacs.openother import OpenOtherError, open_other, png_decode
+from pocketpacs.images import geometry as G
+from pocketpacs.images.export import png_encode
+from pocketpacs.images.openother import OpenOtherError, open_other, png_decode
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 

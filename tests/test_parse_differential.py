@@ -19,8 +19,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from pocketpacs import tags as T
-from pocketpacs.headers import FAILED, FALLBACK, NATIVE, parse_files
+from pocketpacs.dicom import tags as T
+from pocketpacs.dicom.headers import FAILED, FALLBACK, NATIVE, parse_files
 
 
 def _norm(value):

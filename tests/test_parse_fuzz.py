@@ -60,7 +60,7 @@ def test_fuzz_interpreted_bounds_checked():
 def test_nesting_limit(depth, ok):
     import fuzzing
 
-    from pocketpacs.headers import parse_bytes
+    from pocketpacs.dicom.headers import parse_bytes
 
     hb = parse_bytes([fuzzing.nested(depth)], fallback=False)
     if ok:

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
                          ImplicitVRLittleEndian)
 
-from pocketpacs.headers import FAILED, FALLBACK, NATIVE, parse_bytes, parse_files
+from pocketpacs.dicom.headers import FAILED, FALLBACK, NATIVE, parse_bytes, parse_files
 from pocketpacs.native.dicomparse import gather_values
 from pocketpacs.native.hashing import hash_bytes
 

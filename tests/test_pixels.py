@@ -14,7 +14,7 @@ import pytest
 
 from pocketpacs.native import assemble as K
 from pocketpacs.native import reference as R
-from pocketpacs.pixels import DecoderPool, PixelFormat, decode_file
+from pocketpacs.images.pixels import DecoderPool, PixelFormat, decode_file
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -188,7 +188,7 @@ def test_convert_rows_bytes_matches_reference(nbytes, swap, signed, bits, sample
 
 # ---------------------------------------------------------------- native route (file I/O)
 def _readers():
-    import pocketpacs.pixels as P
+    import pocketpacs.images.pixels as P
 
     have = {"preadv": hasattr(os, "preadv"), "readv": hasattr(os, "readv"), "readinto": True}
     return [r for r in P._READERS if have[r]]
@@ -202,8 +202,8 @@ def test_read_frames_native_route(tmp_path, monkeypatch, reader, case, kernels):
     """Chunks on two threads, multi-frame files, shuffled rows, a missing and a
     truncated file; each platform reader; the compiled kernels and their NumPy
     references (``reference_kernels``); against values computed with NumPy."""
-    import pocketpacs.pixels as P
-    from pocketpacs.pixels import read_frames
+    import pocketpacs.images.pixels as P
+    from pocketpacs.images.pixels import read_frames
 
     monkeypatch.setattr(P, "_READER", reader)
     monkeypatch.setattr(P, "CHUNK_BYTES", 1)  # one frame per chunk: many chunks, 2 threads
@@ -275,8 +275,8 @@ def test_read_frames_native_route(tmp_path, monkeypatch, reader, case, kernels):
 
 
 def test_read_frames_into_a_non_contiguous_array(tmp_path):
-    import pocketpacs.pixels as P
-    from pocketpacs.pixels import read_frames
+    import pocketpacs.images.pixels as P
+    from pocketpacs.images.pixels import read_frames
 
     vals = np.arange(2 * 4 * 6, dtype="<u2").reshape(2, 4, 6)
     p = tmp_path / "a.dcm"
@@ -411,7 +411,7 @@ def test_j2k_workers_use_the_single_thread_decoder(tmp_path, monkeypatch):
     (one process per core), and fall back to pydicom's default order when it fails."""
     import pydicom
 
-    from pocketpacs import pixels as P
+    from pocketpacs.images import pixels as P
 
     path, img = _j2k_file(tmp_path)
     ds = pydicom.dcmread(path)

@@ -1,4 +1,4 @@
-"""The import's read-ahead helper process (``pocketpacs.readahead``): heads equal
+"""The import's read-ahead helper process (``pocketpacs.archive.readahead``): heads equal
 to reading in process, archives identical with it on and off, a failing helper
 changes nothing but speed."""
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pytest
 
 import dicomgen
 import pocketpacs
-from pocketpacs import headers, ingest, readahead
+from pocketpacs.dicom import headers
 
+from pocketpacs.archive import ingest, readahead
 pytestmark = pytest.mark.skipif(not readahead.available(), reason="read-ahead is Linux-only")
 
 

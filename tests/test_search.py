@@ -10,7 +10,7 @@ from hypothesis import strategies as stt
 
 import dicomgen
 import pocketpacs
-from pocketpacs import query as Q
+from pocketpacs.archive import query as Q
 
 FAMILY = ["Müller", "Muller", "Smith", "Smithers", "O'Brien", "Øberg", "Nguyen", "Zoë", "van Dyke", "Lee"]
 GIVEN = ["Anna", "Ann", "José", "Jose", "John", "Lena", "Mary Jane", ""]

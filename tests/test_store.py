@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from pocketpacs import keys as K
-from pocketpacs import store as S
+from pocketpacs.archive import keys as K
+from pocketpacs.archive import store as S
 from pocketpacs.errors import ArchiveError, ArchiveLocked, SchemaVersionMismatch
 
 
@@ -97,7 +97,7 @@ def test_memory_store_rolls_back_failed_write():
 
 _HOLD = textwrap.dedent("""
     import sys, time
-    from pocketpacs.store import LmdbStore
+    from pocketpacs.archive.store import LmdbStore
     st = LmdbStore(sys.argv[1])
     print("locked", flush=True)
     time.sleep(60)
@@ -208,7 +208,7 @@ def test_reader_sees_data_after_another_process_grows_the_map(tmp_path):
         with ro.read() as t:
             assert t.count("instances") == 0
         code = textwrap.dedent(f"""
-            from pocketpacs.store import LmdbStore
+            from pocketpacs.archive.store import LmdbStore
             st = LmdbStore({str(path)!r}, map_size=256 * 1024)
             st.write(lambda t: [t.put("instances", i.to_bytes(16, "big"), b"v" * 200) for i in range(20000)])
             print(st.info()["map_size"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pocketpacs
-from pocketpacs import records as R
+from pocketpacs.archive import records as R
 from pocketpacs import synth
 from pocketpacs.ui import sources as S
 

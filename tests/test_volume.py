@@ -12,9 +12,9 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, generate_uid
 
-from pocketpacs import geometry as G
-from pocketpacs.pixels import DecoderPool
-from pocketpacs.volume import assemble_series, choose_dtype, dicom_files_in, load_volume
+from pocketpacs.images import geometry as G
+from pocketpacs.images.pixels import DecoderPool
+from pocketpacs.images.volume import assemble_series, choose_dtype, dicom_files_in, load_volume
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -212,8 +212,8 @@ def test_peak_memory_while_loading(tmp_path, pool, case):
 @pytest.mark.parametrize("target", ["denser", "sparser", "gap"])
 def test_resampling_while_reading_equals_resampling_after(tmp_path, chunk, target):
     """read_resampled (chunks of source slices) gives exactly read_stack + resample_z."""
-    from pocketpacs import volume as V
-    from pocketpacs.headers import parse_files
+    from pocketpacs.images import volume as V
+    from pocketpacs.dicom.headers import parse_files
 
     rng = np.random.default_rng(7)
     z = np.cumsum(rng.uniform(0.5, 3.0, 13))
@@ -257,7 +257,7 @@ def test_missing_and_duplicate_slices(tmp_path):
 
 
 def test_choose_dtype():
-    from pocketpacs.pixels import PixelFormat
+    from pocketpacs.images.pixels import PixelFormat
 
     u12 = PixelFormat(rows=1, cols=1, bits_stored=12)
     u16 = PixelFormat(rows=1, cols=1, bits_stored=16)
@@ -283,7 +283,7 @@ def _files_of(st, s):
     uid = s["SeriesInstanceUID"]
     mm = re.match(r"(.*) \[(file|SeriesNumber) (.*)\]$", uid)
     files = dicom_files_in(d)
-    from pocketpacs.headers import parse_files
+    from pocketpacs.dicom.headers import parse_files
 
     b = parse_files(files)
     uids = b.text("SeriesInstanceUID")

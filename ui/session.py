@@ -146,7 +146,7 @@ class ImportJob:
 
 
 def summarize_report(rep: Any, root: str) -> dict:
-    """Reduce an :class:`~pocketpacs.ingest.ImportReport` to what the page shows.
+    """Reduce an :class:`~pocketpacs.archive.ingest.ImportReport` to what the page shows.
 
     Parameters
     ----------
@@ -237,7 +237,7 @@ class Session:
         return call
 
     def _confirm_damage(self) -> None:
-        from pocketpacs.integrity import deep_check
+        from pocketpacs.archive.integrity import deep_check
 
         arc = self._archive
         if arc is None or arc.path is None:
@@ -329,7 +329,7 @@ class Session:
         path = arc.path
 
         def work() -> None:
-            from pocketpacs.integrity import deep_check
+            from pocketpacs.archive.integrity import deep_check
 
             if delay:
                 time.sleep(delay)
@@ -372,7 +372,7 @@ class Session:
         except Exception as exc:  # another archive error: the page reports it per command
             self.archive_notice = "The archive could not be opened."
             log.warning("the archive could not be opened: %s", type(exc).__name__)
-            from pocketpacs.integrity import deep_check
+            from pocketpacs.archive.integrity import deep_check
             from pocketpacs.paths import default_archive_dir
 
             path = self.archive_path or str(default_archive_dir())
@@ -433,7 +433,7 @@ class Session:
                     if got is not None:
                         DicomSeriesSource(got[0], batch=got[1]).close()
                         return
-                    from pocketpacs.headers import parse_files
+                    from pocketpacs.dicom.headers import parse_files
 
                     paths = [os.fspath(p) for p in arc.series_files(key, check=False)][:3]
                     with NATIVE_LOCK:
@@ -509,7 +509,7 @@ class Session:
 
     def _make_thumbnail(self, sid: str) -> np.ndarray | None:
         from pocketpacs.native.reference import window_u8
-        from pocketpacs.thumbs import shrink
+        from pocketpacs.images.thumbs import shrink
 
         from .sources import open_dicom_series
 
@@ -641,7 +641,7 @@ class Session:
 
     def cmd_instance_header(self, a: dict) -> dict:
         """Every element of the instance holding one slice of a volume (header browser)."""
-        from pocketpacs.dicominfo import instance_elements
+        from pocketpacs.dicom.dicominfo import instance_elements
 
         job = self._job(a["volume_id"])
         path = job.slice_file(a["slice"])

@@ -1,12 +1,12 @@
 """Where the viewer's voxels come from: DICOM series (progressively) and other files.
 
 :class:`DicomSeriesSource` plans a series with the core's geometry
-(:func:`pocketpacs.geometry.plan_series` over
-:func:`pocketpacs.volume.frames_from_batch`) and then reads slices on demand
-with :func:`pocketpacs.pixels.read_frames`, so the page can draw the first
+(:func:`pocketpacs.images.geometry.plan_series` over
+:func:`pocketpacs.images.volume.frames_from_batch`) and then reads slices on demand
+with :func:`pocketpacs.images.pixels.read_frames`, so the page can draw the first
 slice before the series is complete.  Stacks that need a whole-volume
 correction (gantry tilt, irregular spacing, 4D, colour) are assembled in one
-go by :func:`pocketpacs.volume.assemble_series` instead.
+go by :func:`pocketpacs.images.volume.assemble_series` instead.
 
 When the rescale (slope/intercept) is the same for every frame the page gets
 the *stored* values plus the rescale, applied on the GPU, so the value probe
@@ -42,11 +42,11 @@ def _labels(extra: dict | None) -> dict:
 
 
 def header_for_volume(vol: Any, labels: dict | None = None) -> tuple[P.VolumeHeader, np.ndarray]:
-    """Wire header and array of an assembled :class:`pocketpacs.volume.Volume`.
+    """Wire header and array of an assembled :class:`pocketpacs.images.volume.Volume`.
 
     Parameters
     ----------
-    vol : pocketpacs.volume.Volume
+    vol : pocketpacs.images.volume.Volume
         A 3D greyscale volume (4D: the first volume; colour: the luminance).
     labels : dict, optional
         Overlay texts.
@@ -84,7 +84,7 @@ def safe_report(report: Any) -> dict:
 
     Parameters
     ----------
-    report : pocketpacs.geometry.AssemblyReport
+    report : pocketpacs.images.geometry.AssemblyReport
         The series' report.
 
     Returns
@@ -112,9 +112,9 @@ def safe_report(report: Any) -> dict:
 class ArchiveRows:
     """The archive's stored header rows of a series, in the shape of a header batch.
 
-    Stands in for :class:`pocketpacs.headers.HeaderBatch` where
-    :func:`pocketpacs.volume.frames_from_batch` and
-    :func:`pocketpacs.pixels.formats_from_batch` read one, so a series is
+    Stands in for :class:`pocketpacs.dicom.headers.HeaderBatch` where
+    :func:`pocketpacs.images.volume.frames_from_batch` and
+    :func:`pocketpacs.images.pixels.formats_from_batch` read one, so a series is
     planned exactly as from its parsed headers without reading the files.
     Build it with :func:`archive_rows`.
 
@@ -129,7 +129,7 @@ class ArchiveRows:
     """
 
     def __init__(self, rows: np.ndarray, texts: list[dict], series: dict):
-        from pocketpacs import records as R
+        from pocketpacs.archive import records as R
 
         self.n = int(rows.shape[0])
         self._rows = rows
@@ -145,7 +145,7 @@ class ArchiveRows:
 
     def values(self, keyword: str) -> np.ndarray:
         """Numeric values of a tag, ``(n, nvals)`` float64 (NaN when absent)."""
-        from pocketpacs import tags as T
+        from pocketpacs.dicom import tags as T
 
         k = T.INDEX[keyword]
         c, cnt = int(T.NUM_START[k]), int(T.NUM_COUNT[k])
@@ -199,10 +199,10 @@ def archive_rows(archive: Any, series: str) -> tuple[list[str], ArchiveRows] | N
     (paths, ArchiveRows) or None
         None: parse the files instead.
     """
-    from pocketpacs import records as R
-    from pocketpacs import tags as T
-    from pocketpacs.pixels import formats_from_batch
-    from pocketpacs.volume import is_mosaic
+    from pocketpacs.archive import records as R
+    from pocketpacs.dicom import tags as T
+    from pocketpacs.images.pixels import formats_from_batch
+    from pocketpacs.images.volume import is_mosaic
 
     if getattr(archive, "media", False):
         return None
@@ -295,9 +295,9 @@ class DicomSeriesSource:
     """
 
     def __init__(self, paths: Sequence[str], labels: dict | None = None, batch: Any = None):
-        from pocketpacs import geometry as G
-        from pocketpacs import volume as V
-        from pocketpacs.headers import parse_files
+        from pocketpacs.images import geometry as G
+        from pocketpacs.images import volume as V
+        from pocketpacs.dicom.headers import parse_files
 
         self.paths = [os.fspath(p) for p in paths]
         self.from_rows = isinstance(batch, ArchiveRows)
@@ -366,7 +366,7 @@ class DicomSeriesSource:
             labels=_labels(labels), value_range=[float(self._mid.min()), float(self._mid.max())])
 
     def _read_range(self, z0: int, z1: int, reference: bool = False) -> np.ndarray:
-        from pocketpacs.pixels import read_frames
+        from pocketpacs.images.pixels import read_frames
 
         out = np.empty((z1 - z0,) + self._shape[1:], dtype=self._read_dtype)
         sl = None if self._sl is None else self._sl[z0:z1]
@@ -459,7 +459,7 @@ class ImageFileSource(ArraySource):
     """
 
     def __init__(self, path: str):
-        from pocketpacs import openother
+        from pocketpacs.images import openother
 
         with NATIVE_LOCK:
             vol = openother.open_other(path)[0]

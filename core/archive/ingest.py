@@ -1,10 +1,10 @@
 """Import orchestration: walk -> skip unchanged -> parse -> batched commits.
 
-The walk (:mod:`pocketpacs.scan`) lists each folder once and compares it
+The walk (:mod:`pocketpacs.archive.scan`) lists each folder once and compares it
 with the folder's stored listing (one read per folder): files whose path,
 size and mtime are unchanged are skipped without being opened.  New and
 changed files are parsed in chunks of :data:`CHUNK` files by the native
-header parser (:func:`pocketpacs.headers.parse_files`, kernels in parallel,
+header parser (:func:`pocketpacs.dicom.headers.parse_files`, kernels in parallel,
 no per-file ``stat``: the sizes and mtimes of the walk are passed in), and
 each chunk is committed in one write transaction by this, the only, writer.
 Readers see the first series as soon as the first chunk commits.
@@ -12,7 +12,7 @@ Readers see the first series as soon as the first chunk commits.
 Per chunk the Python work is per *group*: instances are grouped by series
 hash with NumPy, patient/study/series records are built once per group from
 one representative file, and instance values are built column-wise
-(:func:`pocketpacs.records.encode_instances`) and written with ``putmulti``.
+(:func:`pocketpacs.archive.records.encode_instances`) and written with ``putmulti``.
 
 Files whose SOP Instance UID is already known take the slow path:
 
@@ -46,7 +46,7 @@ from . import keys as K  # noqa: E402
 from . import readahead  # noqa: E402
 from . import query as Q  # noqa: E402
 from . import records as R  # noqa: E402
-from . import tags as T  # noqa: E402
+from ..dicom import tags as T  # noqa: E402
 from .scan import Folder, list_folder  # noqa: E402
 from .store import MemoryStore  # noqa: E402
 
@@ -162,7 +162,7 @@ class ImportReport:
 
 
 def _open_flags() -> int:
-    from .headers import _O_FLAGS
+    from ..dicom.headers import _O_FLAGS
 
     return _O_FLAGS
 
@@ -703,13 +703,13 @@ class Importer:
             return
         if self._npending < CHUNK and not ra.started:
             return  # a small import: not worth starting a process
-        from .headers import _HEAD
+        from ..dicom.headers import _HEAD
 
         chunk = self._take(CHUNK)
         self._ahead = (chunk, ra.submit(chunk[1], _HEAD.size))
 
     def _flush(self, n: int) -> None:
-        from .headers import parse_files
+        from ..dicom.headers import parse_files
 
         heads = None
         if self._ahead is not None:
@@ -1176,7 +1176,7 @@ class Importer:
 
     # ---- DICOMDIR -------------------------------------------------------------------------
     def _dicomdir_phase(self, root: str, cancel: Any) -> None:
-        from .dicomdir import read_dicomdir
+        from ..dicom.dicomdir import read_dicomdir
 
         info = read_dicomdir(root)
         if info is None:
@@ -1187,7 +1187,7 @@ class Importer:
             rep.failures.append(Failure(p.path, p.reason, p.message))
         # parse the referenced files first, so their series appear first;
         # the walk that follows finds whatever the DICOMDIR misses
-        from .headers import parse_files
+        from ..dicom.headers import parse_files
 
         refs = info.files
         for a in range(0, len(refs), CHUNK):

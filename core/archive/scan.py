@@ -14,13 +14,7 @@ import stat as stat_mod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-
-@dataclass
-class Problem:
-    """A path that is not indexed, with a reason code and a message."""
-    path: str
-    reason: str
-    message: str
+from ..errors import Problem
 
 
 @dataclass

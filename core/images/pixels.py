@@ -46,8 +46,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import PocketPacsError
-from .log import logger
+from ..errors import PocketPacsError
+from ..log import logger
 
 NATIVE_SYNTAXES = {
     "1.2.840.10008.1.2": False,  # implicit VR little endian -> big endian flag
@@ -218,7 +218,7 @@ def formats_from_batch(batch: Any) -> list[PixelFormat | None]:
 
     Parameters
     ----------
-    batch : pocketpacs.headers.HeaderBatch
+    batch : pocketpacs.dicom.headers.HeaderBatch
 
     Returns
     -------
@@ -282,7 +282,7 @@ def _open_source(path: str) -> Any:
     """What pydicom reads for ``path``: gzip inflated in memory (capped at
     ``headers.MAX_INFLATED_FILE``)."""
     if path.endswith(".gz"):
-        from .headers import MAX_INFLATED_FILE, InflateCapError
+        from ..dicom.headers import MAX_INFLATED_FILE, InflateCapError
 
         with gzip.open(path, "rb") as f:
             data = f.read(MAX_INFLATED_FILE + 1)
@@ -331,7 +331,7 @@ def _decode_task(path: str, indices: list[int] | None, prefer: bool = True) -> l
     """Decode frames of one file with pydicom (runs in a worker)."""
     import warnings
 
-    from .headers import read_dataset_capped
+    from ..dicom.headers import read_dataset_capped
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -348,10 +348,10 @@ def _decode_task(path: str, indices: list[int] | None, prefer: bool = True) -> l
 
 def _check_declared_sizes(ds: Any, nfr: int, indices: list[int] | None) -> None:
     """Compare each compressed frame's declared size with Rows x Columns
-    before a decoder allocates from it (see :mod:`pocketpacs.codestreams`)."""
+    before a decoder allocates from it (see :mod:`pocketpacs.dicom.codestreams`)."""
     from pydicom.encaps import generate_frames
 
-    from .codestreams import J2K_SYNTAXES, JPEG_SYNTAXES, check_frame
+    from ..dicom.codestreams import J2K_SYNTAXES, JPEG_SYNTAXES, check_frame
 
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     if ts not in J2K_SYNTAXES and ts not in JPEG_SYNTAXES:
@@ -963,7 +963,7 @@ def read_frames(paths: Sequence[str], formats: Sequence[PixelFormat], refs: np.n
         When given, ``(min, max)`` tuples of the values written (after the
         rescale, before the cast to ``out.dtype``) are appended to it, so a
         caller can check that they fit ``out.dtype`` (see
-        :func:`pocketpacs.volume.assemble_series`).
+        :func:`pocketpacs.images.volume.assemble_series`).
     reference_kernels : bool
         Convert uncompressed frames with the NumPy references of the
         kernels (:mod:`pocketpacs.native.reference`: the same values, the
@@ -1271,7 +1271,7 @@ def decode_file(path: str, fmt: PixelFormat | None = None, *,
     errors : list of FrameError
     """
     if fmt is None:
-        from .headers import parse_files
+        from ..dicom.headers import parse_files
 
         batch = parse_files([path])
         f = formats_from_batch(batch)[0]

@@ -32,7 +32,7 @@ import) into a fresh one.
 
 Command line: ``pocketpacs check`` (deep check, exit 0 / 1 / 5) and
 ``pocketpacs rebuild`` (uses :func:`rebuild_damaged` when the deep check
-fails).  ``python -m pocketpacs.integrity ARCHIVE`` is the child process.
+fails).  ``python -m pocketpacs.archive.integrity ARCHIVE`` is the child process.
 """
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def check_invariants(txn: Any) -> list[str]:
 
     Parameters
     ----------
-    txn : pocketpacs.store.Txn
+    txn : pocketpacs.archive.store.Txn
         A read transaction (``store.read()``).
 
     Returns
@@ -323,7 +323,7 @@ def _child(path: str) -> dict[str, Any]:
     """The deep check itself (run in the child process)."""
     import lmdb
 
-    from .errors import ArchiveError
+    from ..errors import ArchiveError
     from .store import DBS, LmdbStore
 
     why = check_data_file(Path(path) / "data.mdb")
@@ -387,7 +387,7 @@ def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0, nice: int =
     if nice and hasattr(os, "nice"):
         kw["preexec_fn"] = lambda: os.nice(nice)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "pocketpacs.integrity", p],
+        proc = subprocess.Popen([sys.executable, "-m", "pocketpacs.archive.integrity", p],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 stdin=subprocess.DEVNULL, **kw)
     except OSError as e:  # no Python to run (permissions, resources): nothing was checked
@@ -465,7 +465,7 @@ def rebuild_damaged(path: os.PathLike[str] | str, progress: Callable[[Any], Any]
     ArchiveLocked
         Another process is writing to the archive.
     """
-    from .archive import open_archive
+    from .api import open_archive
     from .store import LOCK_FILE, _acquire_lock, _release_lock
 
     d = Path(path).expanduser().absolute()

@@ -93,7 +93,7 @@ from pydicom.filewriter import dcmwrite, write_data_element
 from pydicom.pixels.encoders import JPEG2000LosslessEncoder, RLELosslessEncoder
 from pydicom.sequence import Sequence as DicomSequence
 
-from .native._jit import kernel
+from ..native._jit import kernel
 
 __all__ = [
     "CT_IMAGE_STORAGE",

@@ -51,7 +51,7 @@ def uid_hash(uid: str) -> int:
     int
         The same value the header parser reports in ``uid_hash``.
     """
-    from .native.hashing import hash_bytes  # numba: imported on first use
+    from ..native.hashing import hash_bytes  # numba: imported on first use
 
     return hash_bytes(uid.rstrip("\0 ").encode("latin-1", "replace"))
 

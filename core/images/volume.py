@@ -2,16 +2,16 @@
 
 :func:`assemble_series` turns the files of one series into
 :class:`Volume` objects, one per stack, with an
-:class:`~pocketpacs.geometry.AssemblyReport` that says how the series was
+:class:`~pocketpacs.images.geometry.AssemblyReport` that says how the series was
 split and what was corrected:
 
-1. headers of every file (:func:`pocketpacs.headers.parse_files`; enhanced
+1. headers of every file (:func:`pocketpacs.dicom.headers.parse_files`; enhanced
    and legacy multi-frame files also through pydicom for their per-frame
    functional groups / Grid Frame Offset Vector);
-2. a :class:`~pocketpacs.geometry.FrameTable` of every 2D frame, split and
-   ordered by :func:`pocketpacs.geometry.plan_series`;
+2. a :class:`~pocketpacs.images.geometry.FrameTable` of every 2D frame, split and
+   ordered by :func:`pocketpacs.images.geometry.plan_series`;
 3. one preallocated array per stack, filled by
-   :func:`pocketpacs.pixels.read_frames` (stored values, rescaled per frame
+   :func:`pocketpacs.images.pixels.read_frames` (stored values, rescaled per frame
    into int16 when the rescale is exact and fits, float32 otherwise);
 4. gantry tilt / irregular spacing corrections, window presets.
 
@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import geometry as G
-from .errors import PocketPacsError
+from ..errors import PocketPacsError
 from .pixels import (DecoderPool, FrameError, PixelFormat, format_problem,
                      formats_from_batch, read_frames)
 
@@ -288,7 +288,7 @@ def _multiframe_rows(path: str, fmt: PixelFormat, fi: int) -> dict[str, Any] | N
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from .headers import read_dataset_capped
+            from ..dicom.headers import read_dataset_capped
 
             ds = read_dataset_capped(path, stop_before_pixels=True)
     except Exception:
@@ -571,7 +571,7 @@ def read_resampled(paths: list[str], formats: Sequence[PixelFormat | None], refs
     """Read a stack and resample it along z onto ``z_target``, a chunk at a time.
 
     The same values as :func:`read_stack` followed by
-    :func:`pocketpacs.geometry.resample_z`, without holding the source and
+    :func:`pocketpacs.images.geometry.resample_z`, without holding the source and
     the result together: only ``chunk + 1`` source slices are in memory
     besides the output (peak memory stays near the final array's size).
 
@@ -649,7 +649,7 @@ def assemble_series(paths: Sequence[str | os.PathLike[str]], *, tilt: str = "res
         Files of one series (any order; non-image files are excluded and
         reported).
     tilt : {"resample", "shear"}
-        Gantry tilt correction (see :func:`pocketpacs.geometry.plan_series`).
+        Gantry tilt correction (see :func:`pocketpacs.images.geometry.plan_series`).
     spacing : {"resample", "keep"}
         Irregular spacing policy.
     rescale : bool
@@ -669,7 +669,7 @@ def assemble_series(paths: Sequence[str | os.PathLike[str]], *, tilt: str = "res
     VolumeError
         When no file holds an image.
     """
-    from .headers import parse_files
+    from ..dicom.headers import parse_files
 
     spaths = [os.fspath(p) for p in paths]
     if batch is None:
@@ -771,7 +771,7 @@ def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            from .headers import read_dataset_capped
+            from ..dicom.headers import read_dataset_capped
 
             ds = read_dataset_capped(paths[idx[0]], stop_before_pixels=True)
             w = dicomwrappers.wrapper_from_data(ds)
@@ -876,7 +876,7 @@ def assemble_path(path: str | os.PathLike[str], **kwargs: Any) -> list[SeriesVol
     list of SeriesVolumes
         One per Series Instance UID, in the order first seen.
     """
-    from .headers import parse_files
+    from ..dicom.headers import parse_files
 
     p = os.fspath(path)
     files = dicom_files_in(p) if os.path.isdir(p) else [p]

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import PocketPacsError
+from ..errors import PocketPacsError
 
 # --------------------------------------------------------------------------
 # Tolerances

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import PocketPacsError
+from ..errors import PocketPacsError
 from .volume import SeriesVolumes, Volume
 
 

@@ -23,8 +23,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from .log import logger
-from .scan import Problem
+from ..log import logger
+from ..errors import Problem
 
 MAX_COMPONENTS = 8
 

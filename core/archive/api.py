@@ -30,10 +30,10 @@ import numpy as np
 from . import keys as K
 from . import query as Q
 from . import records as R
-from .errors import ArchiveDamaged, ArchiveError
+from ..errors import ArchiveDamaged, ArchiveError
 from .ingest import Ctx, ImportProgress, ImportReport, Importer, remove_instances
 from .integrity import check_invariants
-from .paths import default_archive_dir
+from ..paths import default_archive_dir
 from .store import DBS, LmdbStore, MemoryStore
 
 
@@ -129,7 +129,7 @@ class Archive:
         path : path-like
             Folder to walk (or a single file).
         progress : callable, optional
-            Called with an :class:`~pocketpacs.ingest.ImportProgress` about
+            Called with an :class:`~pocketpacs.archive.ingest.ImportProgress` about
             five times a second and once at the end.
         cancel : threading.Event or callable, optional
             Checked between chunks; when set the import stops and the
@@ -320,13 +320,13 @@ class Archive:
         ----------
         series : Series, key or Series Instance UID
         **kwargs
-            Passed to :func:`pocketpacs.volume.assemble_series` (``tilt``,
+            Passed to :func:`pocketpacs.images.volume.assemble_series` (``tilt``,
             ``spacing``, ``rescale``).
 
         Returns
         -------
-        pocketpacs.volume.SeriesVolumes
-            ``.volumes`` (each a :class:`~pocketpacs.volume.Volume` with its
+        pocketpacs.images.volume.SeriesVolumes
+            ``.volumes`` (each a :class:`~pocketpacs.images.volume.Volume` with its
             array, LPS/RAS affines, spacing, window presets and report),
             ``.report`` and ``.errors``.
 
@@ -337,7 +337,7 @@ class Archive:
         ArchiveError
             When none of the series' files is present (offline media).
         """
-        from .volume import assemble_series
+        from ..images.volume import assemble_series
 
         self.get_series(series)  # KeyError when the archive has no such series
         files = self.series_files(series)
@@ -364,7 +364,7 @@ class Archive:
         """
         inst = self.instance(instance)
         if from_file:
-            from .headers import parse_files
+            from ..dicom.headers import parse_files
 
             for p in inst.paths:
                 if os.path.isfile(p):
@@ -419,7 +419,7 @@ class Archive:
         Parameters
         ----------
         name, patient_id, birth_date, study_date, modality, description, accession : str
-            Filters, combined with AND; see :mod:`pocketpacs.query` for the
+            Filters, combined with AND; see :mod:`pocketpacs.archive.query` for the
             matching rules (case/accent-insensitive words, prefixes, ``*``
             and ``?`` wildcards, dates ``YYYYMMDD`` or ranges ``FROM-TO``).
         level : {"study", "series"}
@@ -598,9 +598,9 @@ class Archive:
         Every instance has its series, study and patient; stored counts
         equal their children's; links and search indexes match the
         records; folder listings and conflicts point to instances.  See
-        :func:`pocketpacs.integrity.check_invariants`; for a check that
+        :func:`pocketpacs.archive.integrity.check_invariants`; for a check that
         also survives a damaged file, see
-        :func:`pocketpacs.integrity.deep_check` (``pocketpacs check``).
+        :func:`pocketpacs.archive.integrity.deep_check` (``pocketpacs check``).
 
         Returns
         -------

@@ -1,4 +1,4 @@
-"""Open Other: non-archive files as :class:`~pocketpacs.volume.Volume` objects.
+"""Open Other: non-archive files as :class:`~pocketpacs.images.volume.Volume` objects.
 
 Supported, without entering the archive:
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import geometry as G
-from .errors import PocketPacsError
+from ..errors import PocketPacsError
 from .volume import Volume, histogram_window, window_presets
 
 NIBABEL_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".mgh", ".mgz", ".img.gz", ".hdr.gz")

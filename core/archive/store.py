@@ -32,9 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveReadOnly, SchemaVersionMismatch
-from .log import logger
-from .paths import ensure_private_dir
+from ..errors import ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveReadOnly, SchemaVersionMismatch
+from ..log import logger
+from ..paths import ensure_private_dir
 
 #: Version of the record layout written by this code.
 SCHEMA_VERSION = 1

@@ -100,7 +100,7 @@ def available() -> bool:
 
 @dataclass
 class Heads:
-    """File heads read ahead, in the layout :func:`pocketpacs.headers.parse_files` reads into.
+    """File heads read ahead, in the layout :func:`pocketpacs.dicom.headers.parse_files` reads into.
 
     ``buf[i * head:(i + 1) * head]`` holds file *i*'s first bytes; ``got`` the
     bytes read or a negative code; ``size`` / ``mtime_ns`` what ``fstat`` said.

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from . import tags as T
-from .errors import ArchiveDamaged
+from ..dicom import tags as T
+from ..errors import ArchiveDamaged
 
 
 class DamagedRecord(ArchiveDamaged, ValueError):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import tags as T
-from .log import logger
+from ..log import logger
 
 # Status of a file in a batch.
 NATIVE = 0
@@ -487,7 +487,7 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
         directory scan of regular files): the per-file ``fstat`` is skipped.
         A size of -1 means unknown: that file is ``fstat``-ed once open (a
         first import lists new folders without a ``stat`` per file).
-    heads : pocketpacs.readahead.Heads, optional
+    heads : pocketpacs.archive.readahead.Heads, optional
         The files' heads, already read (by the import's read-ahead helper);
         needs ``sizes``.  Files it could not read are read again here for
         the exact reason.
@@ -580,7 +580,7 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
             batch.fail(i, reason or "unreadable", msg or "could not be read")
 
     def take_heads() -> None:
-        """Heads a read-ahead helper has read (``pocketpacs.readahead``)."""
+        """Heads a read-ahead helper has read (``pocketpacs.archive.readahead``)."""
         ok = heads.got >= 0
         lengths[ok] = heads.got[ok]
         readable[:] = ok

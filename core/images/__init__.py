@@ -1,0 +1,1 @@
+"""Images from files: geometry, pixel decoding, volume assembly, Open Other, export, thumbnails."""
