@@ -388,7 +388,7 @@ def test_bogus_geometry_is_refused_before_allocation(tmp_path):
     script.write_text(GEOMETRY_CHILD.format(paths=paths, warm=str(warm)))
     # a first child fills numba's cache (compiling on a cold cache peaks near
     # 1 GiB of RSS on its own); the measured child loads the kernels from it
-    warm_up = subprocess.run([sys.executable, "-c", "from pocketpacs import volume; "
+    warm_up = subprocess.run([sys.executable, "-c", "from pocketpacs.images import volume; "
                               f"volume.assemble_series([{str(warm)!r}])"],
                              capture_output=True, text=True, timeout=600)
     assert warm_up.returncode == 0, warm_up.stderr[-2000:]

@@ -88,9 +88,9 @@ def test_media_session_leaves_no_trace(tmp_path):
     (home / ".profile").write_text("existing file\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "POCKETPACS"))}
     # numba's compiled-kernel cache is code, not data: keep using the real one
-    from pocketpacs.native import _jit  # noqa: F401  (sets NUMBA_CACHE_DIR)
+    from pocketpacs.native import _jit  # compiled code, not data: keep the real kernel cache
     env.update(HOME=str(home), TMPDIR=str(tmp), TMP=str(tmp), TEMP=str(tmp),
-               NUMBA_CACHE_DIR=os.environ["NUMBA_CACHE_DIR"])
+               NUMBA_CACHE_DIR=_jit.cache_dir())
     archive_dir = Path(subprocess.run(
         [sys.executable, "-c", "from pocketpacs.paths import default_archive_dir; print(default_archive_dir())"],
         env=env, capture_output=True, text=True, check=True).stdout.strip())

@@ -175,9 +175,9 @@ class Env:
         for d in (self.home, self.tmp, self.run, self.logs):
             d.mkdir()
         self.run.chmod(0o700)
-        from pocketpacs.native import _jit  # noqa: F401  (sets NUMBA_CACHE_DIR)
+        from pocketpacs.native import _jit  # compiled code, not data: keep the real kernel cache
 
-        self.numba = Path(os.environ["NUMBA_CACHE_DIR"])
+        self.numba = Path(_jit.cache_dir())
         env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "POCKETPACS"))}
         env.update(HOME=str(self.home), TMPDIR=str(self.tmp), TMP=str(self.tmp), TEMP=str(self.tmp),
                    XDG_CONFIG_HOME=str(self.home / ".config"), XDG_CACHE_HOME=str(self.home / ".cache"),

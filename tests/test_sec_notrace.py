@@ -180,13 +180,13 @@ def test_media_session_in_the_app_leaves_no_trace(tmp_path):
     (hooks / "sitecustomize.py").write_text(AUDIT)
     audit_out = tmp_path / "audit.log"
     media = make_media(tmp_path)
-    from pocketpacs.native import _jit  # noqa: F401  (sets NUMBA_CACHE_DIR: compiled code, not data)
+    from pocketpacs.native import _jit  # compiled code, not data: keep the real kernel cache
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "POCKETPACS"))}
     env.update(HOME=str(home), TMPDIR=str(tmp), TMP=str(tmp), TEMP=str(tmp), XDG_RUNTIME_DIR=str(run),
                XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache"),
                XDG_DATA_HOME=str(home / ".local/share"), XDG_STATE_HOME=str(home / ".local/state"),
-               NUMBA_CACHE_DIR=os.environ["NUMBA_CACHE_DIR"], PYTHONUNBUFFERED="1",
+               NUMBA_CACHE_DIR=_jit.cache_dir(), PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join([str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])]),
                PP_AUDIT_MEDIA=str(media), PP_AUDIT_OUT=str(audit_out))
     # the user's archive, with other data, already exists
