@@ -162,3 +162,106 @@ def window_u8(src, center: float, width: float, invert: bool = False):
     if invert:
         y = np.float32(255) - y
     return y.astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------
+# phantom.py / jpeg_lossless.py references (NumPy, plain Python)
+# ---------------------------------------------------------------------------
+def phantom_points(pts, out):
+    """NumPy reference of ``phantom.phantom_points`` (the shapes are ``phantom``'s)."""
+    import numpy as np
+
+    from .phantom import BODY, LIVER, LUNG_L, LUNG_R, MARKER, RIBS, SPINE
+
+    p = np.asarray(pts, dtype=np.float64)
+    x, y, z = p[:, 0], p[:, 1], p[:, 2]
+
+    def inside(shape):
+        cx, cy, cz, ax, ay, az = shape
+        u, v, w = (x - cx) * (1.0 / ax), (y - cy) * (1.0 / ay), (z - cz) * (1.0 / az)
+        return u * u + v * v + w * w <= 1.0
+
+    hu = np.where(inside(LIVER), 62, 40)
+    hu = np.where(inside(LUNG_R), -820, hu)
+    hu = np.where(inside(LUNG_L), -800, hu)
+    # ribs: bands of an elliptic cylinder shell, 700 HU at the feet end rising to 1000
+    half = RIBS[2]
+    rx, ry = x * (1.0 / RIBS[0]), (y - BODY[1]) * (1.0 / RIBS[1])
+    r2 = rx * rx + ry * ry
+    zz = z + half
+    band = zz - 19.3 * np.floor(zz * (1.0 / 19.3)) < 13.1
+    rib = (np.abs(z) <= half) & (r2 >= 0.81) & (r2 <= 1.0) & band
+    ramp = np.floor(zz * (300.0 / (2.0 * half)) + 0.5)
+    hu = np.where(rib, 700 + np.where(rib, ramp, 0).astype(np.int64), hu)
+    # spine: vertebrae of 900 HU and discs of 80 HU
+    sx, sy = (x - SPINE[0]) * (1.0 / SPINE[2]), (y - SPINE[1]) * (1.0 / SPINE[2])
+    zs = z + SPINE[3]
+    spine = (sx * sx + sy * sy <= 1.0) & (np.abs(z) <= SPINE[3])
+    disc = zs - 31.7 * np.floor(zs * (1.0 / 31.7)) < 4.1
+    hu = np.where(spine, np.where(disc, 80, 900), hu)
+    mx, my, mz, mh = MARKER
+    marker = (np.abs(x - mx) <= mh) & (np.abs(y - my) <= mh) & (np.abs(z - mz) <= mh)
+    hu = np.where(marker, 1200, hu)
+    out[:] = np.where(inside(BODY), hu, -1000)
+
+
+def phantom_slice(ipp, row, col, dr, dc, intercept, mul, out):
+    """NumPy reference of ``phantom.phantom_slice``: returns (smallest, largest) stored value."""
+    import numpy as np
+
+    rows, cols = out.shape
+    rr = (np.arange(rows, dtype=np.float64) * dr)[:, None]
+    cc = (np.arange(cols, dtype=np.float64) * dc)[None, :]
+    pts = np.stack([(ipp[k] + cc * row[k]) + rr * col[k] for k in range(3)], axis=-1)
+    hu = np.empty(rows * cols, dtype=np.int64)
+    phantom_points(pts.reshape(-1, 3), hu)
+    v = (hu - int(intercept)) * int(mul)
+    out[...] = v.reshape(rows, cols).astype(out.dtype)
+    if v.size == 0:
+        return 1 << 30, -(1 << 30)
+    return int(v.min()), int(v.max())
+
+
+def _jpeg_lossless_differences(x, precision: int):
+    """Row-major DPCM differences (predictor 1, modulo 2**16, signed) and their categories."""
+    import numpy as np
+
+    a = np.asarray(x, dtype=np.int64)
+    pred = np.empty_like(a)
+    pred[:, 1:] = a[:, :-1]
+    pred[1:, 0] = a[:-1, 0]
+    pred[0, 0] = 1 << (precision - 1)
+    d = (a - pred) & 0xFFFF
+    d = np.where(d >= 0x8000, d - 0x10000, d).ravel().tolist()
+    return d, [abs(v).bit_length() for v in d]
+
+
+def jpeg_lossless_histogram(x, precision, hist):
+    """Plain-Python reference of ``jpeg_lossless.jpeg_lossless_histogram`` (adds to *hist*)."""
+    for s in _jpeg_lossless_differences(x, precision)[1]:
+        hist[s] += 1
+
+
+def jpeg_lossless_scan(x, precision, codes, sizes, out):
+    """Plain-Python reference of ``jpeg_lossless.jpeg_lossless_scan``: returns the bytes written.
+
+    Builds the scan as a string of bits: per sample the Huffman code of its
+    category, then (categories 1..15) the low bits of the difference (minus
+    one if negative); pads with one bits, then stuffs a zero after each 0xFF.
+    """
+    d, cat = _jpeg_lossless_differences(x, precision)
+    bits = []
+    for diff, s in zip(d, cat):
+        if sizes[s]:
+            bits.append(format(int(codes[s]), f"0{int(sizes[s])}b"))
+        if 0 < s < 16:
+            bits.append(format((diff if diff > 0 else diff - 1) & ((1 << s) - 1), f"0{s}b"))
+    stream = "".join(bits)
+    stream += "1" * (-len(stream) % 8)
+    data = bytearray()
+    for i in range(0, len(stream), 8):
+        data.append(int(stream[i:i + 8], 2))
+        if data[-1] == 0xFF:
+            data.append(0)
+    out[:len(data)] = list(data)
+    return len(data)

@@ -17,6 +17,18 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels.decoders import JPEGLosslessSV1Decoder
 
 from pocketpacs import synth
+from pocketpacs.synth.datasets import (
+    _dataset_bytes,
+    _pixel_value,
+    _series_template,
+    _slice_dataset,
+    _stored_frame,
+)
+from pocketpacs.synth.dicom_values import IMPLEMENTATION_CLASS_UID, JPEG_LOSSLESS_SV1
+from pocketpacs.synth.encoders import _encode_frame
+from pocketpacs.synth.options import _options
+from pocketpacs.synth.plan import _make_plan
+from pocketpacs.synth.writer import _slice_bytes, _static_segments
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,7 +114,7 @@ def test_uids_are_valid_and_unique(archive):
     uids += [j[k] for j in manifest["junk"] for k in ("series_instance_uid", "sop_instance_uid") if k in j]
     assert len(uids) == len(set(uids))
     frames_of_ref = [s["frame_of_reference_uid"] for s in manifest["series"]]
-    for u in uids + frames_of_ref + [synth.IMPLEMENTATION_CLASS_UID]:
+    for u in uids + frames_of_ref + [IMPLEMENTATION_CLASS_UID]:
         assert len(u) <= 64 and UID_RE.match(u), u
 
 
@@ -110,7 +122,7 @@ def test_presets_and_orientation_mix():
     assert synth.count_files(**synth.PRESETS["demo"]) == 361
     assert synth.count_files(**synth.PRESETS["bench"]) == 5000
     assert synth.count_files(**synth.PRESETS["scale"]) == 100_000
-    plan = synth._make_plan(synth._options(patients=10, studies=1, series=5, slices=2, junk=0, enhanced=0))
+    plan = _make_plan(_options(patients=10, studies=1, series=5, slices=2, junk=0, enhanced=0))
     orient = [s.orientation for s in plan.series]
     assert orient.count("oblique") == 1
     assert orient.count("coronal") >= 1 and orient.count("sagittal") >= 1
@@ -134,7 +146,7 @@ def test_every_dicom_file_reads_back_with_intended_values(archive):
         assert meta.TransferSyntaxUID == s["transfer_syntax_uid"]
         assert meta.MediaStorageSOPClassUID == ds.SOPClassUID == s["sop_class_uid"]
         assert meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID == s["sop_instance_uids"][i]
-        assert meta.ImplementationClassUID == synth.IMPLEMENTATION_CLASS_UID
+        assert meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
         p = patients[s["patient_id"]]
         st = studies[s["study_instance_uid"]]
         assert ds.SpecificCharacterSet == p["specific_character_set"]
@@ -227,16 +239,16 @@ def test_non_ascii_names_of_all_fixed_patients(tmp_path):
 
 def test_fast_writer_equals_pydicom_writer(archive):
     root, manifest = archive
-    plan = synth._make_plan(synth._options(**OPTS))
+    plan = _make_plan(_options(**OPTS))
     seen = set()
     for s in plan.series:
         if s.kind != "single-frame" or (s.codec, s.pixel_representation) in seen:
             continue
         seen.add((s.codec, s.pixel_representation))
-        segs = synth._static_segments(synth._series_template(s), s.implicit)
+        segs = _static_segments(_series_template(s), s.implicit)
         for i in range(len(s.paths)):
-            fast = synth._slice_bytes(s, segs, i, synth._pixel_value(s, [synth._stored_frame(s, i)]))
-            assert fast == synth._dataset_bytes(synth._slice_dataset(s, i))
+            fast = _slice_bytes(s, segs, i, _pixel_value(s, [_stored_frame(s, i)]))
+            assert fast == _dataset_bytes(_slice_dataset(s, i))
             assert fast == (root / s.paths[i]).read_bytes()
     assert {c for c, _ in seen} == {"explicit", "implicit", "rle", "j2k", "jpeg-lossless"}
 
@@ -306,18 +318,18 @@ def test_phantom_is_asymmetric_and_shaped():
 def test_rle_frames_equal_pydicom_native_encoder():
     from pydicom.pixels.encoders import RLELosslessEncoder
 
-    plan = synth._make_plan(synth._options(**OPTS))
+    plan = _make_plan(_options(**OPTS))
     n = 0
     for s in plan.series:
         if s.codec != "rle":
             continue
         for i in range(len(s.positions)):
-            arr = synth._stored_frame(s, i)
+            arr = _stored_frame(s, i)
             native = RLELosslessEncoder.encode(
                 arr, encoding_plugin="pydicom", rows=s.rows, columns=s.cols, samples_per_pixel=1,
                 bits_allocated=16, bits_stored=s.bits_stored, pixel_representation=s.pixel_representation,
                 photometric_interpretation="MONOCHROME2", number_of_frames=1)
-            assert synth._encode_frame(s, arr) == native
+            assert _encode_frame(s, arr) == native
             n += 1
     assert n >= 3
 
@@ -328,7 +340,7 @@ def test_rle_frames_equal_pydicom_native_encoder():
 def _gdcm_decode(stream: bytes, arr: np.ndarray, precision: int) -> np.ndarray:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = synth.JPEG_LOSSLESS_SV1
+    ds.file_meta.TransferSyntaxUID = JPEG_LOSSLESS_SV1
     ds.Rows, ds.Columns = arr.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -478,6 +490,13 @@ def test_make_archive_script_help():
                        env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0, r.stderr
     assert "--preset" in r.stdout and "--compressed-fraction" in r.stdout
+
+
+def test_module_command_line_help():
+    r = subprocess.run([sys.executable, "-m", "pocketpacs.synth", "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "python -m pocketpacs.synth" in r.stdout and "--preset" in r.stdout
 
 
 def test_bad_options_raise():
