@@ -42,10 +42,10 @@ class FileHeaderValues:
     """Text values of one file of a batch, decoded on demand.
 
     Plain ASCII values of natively parsed files are decoded here from the
-    raw bytes (``HeaderBatch.raw``) with pydicom's padding rules; anything
-    else (other character sets, fallback files) comes from
-    ``HeaderBatch.record`` once per file.  Used for the one representative
-    file of each new series.
+    raw bytes (``HeaderBatch.raw``) with pydicom's padding rules, other
+    character sets by :func:`decode_charset_text`; values of files parsed by
+    the fallback come from ``HeaderBatch.record`` once per file.  Used for
+    the one representative file of each new series.
     """
 
     __slots__ = ("b", "i", "nums", "_rec", "_cache")
