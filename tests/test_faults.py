@@ -68,14 +68,14 @@ def dump(path) -> dict:
 _SLOW_IMPORT = r"""
 import sys, time
 import pocketpacs
-from pocketpacs.archive import ingest
+from pocketpacs.archive import commit, ingest
 ingest.CHUNK = 15
-real = ingest.Importer._commit
-def slow(self, *a, **k):  # time spent inside the write transaction: kills land there
-    out = real(self, *a, **k)
+real = commit.commit_chunk
+def slow(*a, **k):  # time spent inside the write transaction: kills land there
+    out = real(*a, **k)
     time.sleep(0.08)
     return out
-ingest.Importer._commit = slow
+commit.commit_chunk = slow
 with pocketpacs.open_archive(sys.argv[1]) as ar:
     ar.import_folder(sys.argv[2])
 """

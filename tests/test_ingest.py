@@ -22,7 +22,7 @@ import pocketpacs
 from pocketpacs.dicom import headers
 
 
-from pocketpacs.archive import ingest
+from pocketpacs.archive import header_values, ingest
 @pytest.fixture
 def tree(tmp_path):
     root = tmp_path / "data"
@@ -576,25 +576,11 @@ def test_representative_values_equal_the_parser_columns(corpus):
     for i in range(b.n):
         if b.status[i] < 0:
             continue
-        rv = ingest._RowValues(b, i)
+        rv = header_values.FileHeaderValues(b, i)
         for kw in kws:
             assert rv.get(kw) == cols[kw][i], (paths[i], kw)
             checked += 1
     assert checked > 1000
-
-
-def test_writer_thread_gives_the_same_archive(tmp_path, monkeypatch):
-    root = tmp_path / "d"
-    dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=5)
-    monkeypatch.setattr(ingest, "CHUNK", 7)
-    with pocketpacs.open_archive(tmp_path / "serial") as a:
-        a.import_folder(root)
-        want = snapshot(a)
-    monkeypatch.setattr(ingest, "PIPELINE", True)
-    with pocketpacs.open_archive(tmp_path / "pipelined") as b:
-        rep = b.import_folder(root)
-        assert rep.indexed == 40 and snapshot(b) == want
-        assert b.verify().ok
 
 
 def test_dicomdir_read_with_fileset(tmp_path):

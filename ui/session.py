@@ -146,7 +146,7 @@ class ImportJob:
 
 
 def summarize_report(rep: Any, root: str) -> dict:
-    """Reduce an :class:`~pocketpacs.archive.ingest.ImportReport` to what the page shows.
+    """Reduce an :class:`~pocketpacs.archive.report.ImportReport` to what the page shows.
 
     Parameters
     ----------

@@ -31,7 +31,10 @@ from . import keys as K
 from . import query as Q
 from . import records as R
 from ..errors import ArchiveDamaged, ArchiveError
-from .ingest import Ctx, ImportProgress, ImportReport, Importer, remove_instances
+from .ingest import Importer
+from .record_changes import RecordChanges
+from .removal import remove_instances
+from .report import ImportProgress, ImportReport
 from .integrity import check_invariants
 from ..paths import default_archive_dir
 from .store import DBS, LmdbStore, MemoryStore
@@ -129,7 +132,7 @@ class Archive:
         path : path-like
             Folder to walk (or a single file).
         progress : callable, optional
-            Called with an :class:`~pocketpacs.archive.ingest.ImportProgress` about
+            Called with an :class:`~pocketpacs.archive.report.ImportProgress` about
             five times a second and once at the end.
         cancel : threading.Event or callable, optional
             Checked between chunks; when set the import stops and the
@@ -306,7 +309,7 @@ class Archive:
                 flips.append((bytes.fromhex(inst.key), present is None))
         if flips and not self.readonly:
             def fn(t: Any) -> None:
-                ctx = Ctx(t, self._secret)
+                ctx = RecordChanges(t, self._secret)
                 for k, off in flips:
                     ctx.set_offline(k, off)
                 ctx.flush()
@@ -481,7 +484,7 @@ class Archive:
                 paths_under = set()
 
         def fn(t: Any) -> int:
-            ctx = Ctx(t, self._secret)
+            ctx = RecordChanges(t, self._secret)
             dropped_dirs: dict[str, set[str]] = {}
             full = []
             for k in keys:
@@ -612,7 +615,7 @@ class Archive:
             return check_invariants(t)
 
     def _apply_checks(self, t: Any, checks: list, rep: VerifyReport) -> None:
-        ctx = Ctx(t, self._secret)
+        ctx = RecordChanges(t, self._secret)
         for dk, d, lst, missing in checks:
             changed = False
             for r in range(len(lst)):
