@@ -16,13 +16,13 @@ file and the problem, never a header value.
 from __future__ import annotations
 
 import os
-import stat as stat_mod
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from . import tags as T
+from .heads import read_head, read_heads
 from ..log import logger
 
 # Status of a file in a batch.
@@ -403,43 +403,6 @@ def _numbers(v: Any, cnt: int) -> np.ndarray:
 
 # ---- reading ------------------------------------------------------------------
 
-_O_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
-_HAVE_PREADV = hasattr(os, "preadv")
-
-
-def _read_into(path: str, view: memoryview, want_stat: bool = True
-               ) -> tuple[int, int, int, str | None, str | None]:
-    """Read the head of ``path`` into ``view``.
-
-    Returns (bytes_read, file_size, mtime_ns, reason, message); without
-    ``want_stat`` the size and mtime are returned as -1 (the caller knows them).
-    """
-    try:
-        fd = os.open(path, _O_FLAGS)
-    except FileNotFoundError:
-        return 0, 0, 0, "vanished", "file vanished before it could be read"
-    except PermissionError:
-        return 0, 0, 0, "permission_denied", "permission denied"
-    except OSError as e:
-        return 0, 0, 0, "unreadable", f"could not be opened ({e.strerror or type(e).__name__})"
-    try:
-        if want_stat:
-            st = os.fstat(fd)
-            if not stat_mod.S_ISREG(st.st_mode):
-                return 0, 0, 0, "unsupported", "not a regular file"
-        if _HAVE_PREADV:
-            got = os.preadv(fd, [view], 0)
-        else:  # Windows
-            got = os.readv(fd, [view])
-        if want_stat:
-            return got, st.st_size, st.st_mtime_ns, None, None
-        return got, -1, -1, None, None
-    except OSError as e:
-        return 0, 0, 0, "unreadable", f"read error ({e.strerror or type(e).__name__})"
-    finally:
-        os.close(fd)
-
-
 _READ_THREADS = 1  # measured: extra reader threads lose to GIL contention
 _EXECUTORS: dict[int, Any] = {}
 
@@ -526,7 +489,7 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
         if sizes is None:
             for i in range(lo, hi):
                 a = i * head_size
-                got, size, mtime, reason, msg = _read_into(spaths[i], mv[a:a + head_size])
+                got, size, mtime, reason, msg = read_head(spaths[i], mv[a:a + head_size])
                 if reason is not None:
                     batch.fail(i, reason, msg or reason)
                     continue
@@ -537,46 +500,22 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
                 batch.mtime_ns[i] = mtime
             return
         # the caller has listed these regular files: the tight loop of the import
-        got_l = [0] * (hi - lo)
-        ok_l = [False] * (hi - lo)
-        os_open, close, fstat = os.open, os.close, os.fstat
-        # os.preadv called directly (a wrapper's call costs about 1.5 % of an import)
-        # (Windows: readv, a fresh descriptor is at offset 0)
-        preadv = os.preadv if _HAVE_PREADV else (lambda fd, views, _off: os.readv(fd, views))
         # files listed without stat (a new folder): size and time from fstat
         want = bool((fsizes[lo:hi] < 0).any())
-        size_l = [0] * (hi - lo)
-        mt_l = [0] * (hi - lo)
-        for i in range(lo, hi):
-            a = i * head_size
-            try:
-                fd = os_open(spaths[i], _O_FLAGS)
-            except OSError:
-                continue  # reported below with the exact reason
-            try:
-                if want:
-                    st = fstat(fd)
-                    if st.st_mode & 0o170000 != 0o100000:  # not S_ISREG: reported below
-                        continue
-                got_l[i - lo] = preadv(fd, (mv[a:a + head_size],), 0)
-                ok_l[i - lo] = True
-                if want:
-                    size_l[i - lo] = st.st_size
-                    mt_l[i - lo] = st.st_mtime_ns
-            except OSError:
-                pass
-            finally:
-                close(fd)
+        got_l, size_l, mt_l = read_heads(spaths[lo:hi], mv[lo * head_size:hi * head_size],
+                                         head_size, want)
+        got = np.asarray(got_l, dtype=np.int64)
+        ok = got >= 0  # failures: reported below with the exact reason
         if want:
             known = fsizes[lo:hi] >= 0
             fsizes[lo:hi] = np.where(known, fsizes[lo:hi], size_l)
             batch.size[lo:hi] = fsizes[lo:hi]
             batch.mtime_ns[lo:hi] = np.where(known, batch.mtime_ns[lo:hi], mt_l)
-        lengths[lo:hi] = got_l
-        readable[lo:hi] = ok_l
+        lengths[lo:hi] = np.where(ok, got, 0)
+        readable[lo:hi] = ok
         for j in np.nonzero(~readable[lo:hi])[0].tolist():
             i = lo + j
-            _, _, _, reason, msg = _read_into(spaths[i], mv[i * head_size:(i + 1) * head_size])
+            _, _, _, reason, msg = read_head(spaths[i], mv[i * head_size:(i + 1) * head_size])
             batch.fail(i, reason or "unreadable", msg or "could not be read")
 
     def take_heads() -> None:
@@ -589,7 +528,7 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
         batch.size[unknown] = fsizes[unknown]
         batch.mtime_ns[unknown] = np.where(ok[unknown], heads.mtime_ns[unknown], 0)
         for i in np.nonzero(~ok)[0].tolist():  # the exact reason, read again here
-            _, _, _, reason, msg = _read_into(spaths[i], mv[i * head_size:(i + 1) * head_size])
+            _, _, _, reason, msg = read_head(spaths[i], mv[i * head_size:(i + 1) * head_size])
             batch.fail(i, reason or "unreadable", msg or "could not be read")
 
     threads = read_threads if read_threads is not None else (_READ_THREADS if n >= 512 else 1)
@@ -622,7 +561,7 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
         batch._bufs.append(buf2)
         for j, i in enumerate(need.tolist()):
             a = int(offs[j])
-            got, size, mtime, reason, msg = _read_into(spaths[i], mv2[a:a + int(sizes[j])])
+            got, size, mtime, reason, msg = read_head(spaths[i], mv2[a:a + int(sizes[j])])
             if reason is not None:
                 batch.fail(i, reason, msg or reason)
                 readable[i] = False
