@@ -23,6 +23,7 @@ import numpy as np
 
 from . import tags as T
 from .heads import read_head, read_heads
+from .text import BINARY_VRS, decode_value, join_values, normalise
 from ..log import logger
 
 # Status of a file in a batch.
@@ -70,10 +71,6 @@ for _j, _kw in enumerate(_UID_KEYWORDS):
     _UID_COLS[T.INDEX[_kw]] = _j
 _UID_COL = {kw: j for j, kw in enumerate(_UID_KEYWORDS)}
 _SCS = T.INDEX["SpecificCharacterSet"]
-
-
-_BINARY_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "AT", "OB", "OW", "OF", "OD", "OL",
-                         "OV", "SV", "UV", "SQ", "UN"})
 
 
 def _vr_str(code: int) -> str:
@@ -135,7 +132,6 @@ class HeaderBatch:
         self._bufs: list[np.ndarray] = []
         # decoded values of fallback rows: row -> {keyword: value}
         self._py: dict[int, dict[str, Any]] = {}
-        self._encodings_cache: dict[bytes, list[str]] = {}
         self._blobs: list[bytes] | None = None  # set by parse_bytes
 
     # ---- counts -----------------------------------------------------------
@@ -172,42 +168,15 @@ class HeaderBatch:
         a = self._start[i] + self._voff[i, k]
         return buf[a:a + ln].tobytes()
 
-    def _encodings(self, i: int) -> list[str]:
-        raw = self.raw("SpecificCharacterSet", i)
-        key = raw or b""
-        enc = self._encodings_cache.get(key)
-        if enc is None:
-            from pydicom.charset import convert_encodings
-
-            if raw:
-                vals = [v.strip().decode("latin-1") for v in raw.rstrip(b"\0 ").split(b"\\")]
-                try:
-                    enc = convert_encodings(vals)
-                except Exception:  # unknown charset names: pydicom's default
-                    enc = ["iso8859"]
-            else:
-                enc = ["iso8859"]
-            self._encodings_cache[key] = enc
-        return enc
-
     def _convert_slow(self, i: int, k: int, raw: bytes) -> Any:
         """Decode one value exactly as pydicom does (non-ASCII, odd numbers)."""
-        from pydicom.dataelem import RawDataElement
-        from pydicom.values import convert_value
-
         spec = T.TAGS[k]
         vr = _vr_str(int(self._vrs[i, k])) or spec.vr
         if vr == "UN" or not vr.isalpha():
             vr = spec.vr
-        if not raw:  # pydicom's empty value: '' for string VRs, None otherwise
-            return None if vr in _BINARY_VRS else ""
-        elem = RawDataElement(spec.tag, vr, len(raw), raw, 0, not self.explicit_vr[i],
-                              bool(self.little_endian[i]), True, False)
-        try:
-            value = convert_value(vr, elem, self._encodings(i))
-        except Exception:
-            return None
-        return _normalise(value)
+        return decode_value(raw, vr, self.raw("SpecificCharacterSet", i), tag=spec.tag,
+                            little_endian=bool(self.little_endian[i]),
+                            implicit_vr=not self.explicit_vr[i])
 
     # ---- columns -------------------------------------------------------------
     def text(self, keyword: str) -> list[str | None]:
@@ -257,10 +226,10 @@ class HeaderBatch:
             scs = (self.raw("SpecificCharacterSet", i) or b"") if charset else b""
             key = (scs, raw)
             if key not in cache:
-                cache[key] = _join(self._convert_slow(i, k, raw))
+                cache[key] = join_values(self._convert_slow(i, k, raw))
             out[i] = cache[key]
         for i, vals in self._py.items():
-            out[i] = _join(vals.get(keyword)) if keyword in vals else None
+            out[i] = join_values(vals.get(keyword)) if keyword in vals else None
         return out
 
     def values(self, keyword: str) -> np.ndarray:
@@ -356,36 +325,6 @@ def _count_values(raw: bytes, vr: str, cap: int) -> int:
     if vr in ("UL", "SL"):
         return min(cap, len(raw) // 4)
     return min(cap, raw.count(b"\\") + 1)
-
-
-def _normalise(value: Any) -> Any:
-    """pydicom value -> plain Python (str / int / float / list)."""
-    from pydicom.multival import MultiValue
-    from pydicom.valuerep import DSfloat, IS, PersonName
-
-    if value is None:
-        return None
-    if isinstance(value, (MultiValue, list, tuple)):
-        return [_normalise(v) for v in value]
-    if isinstance(value, PersonName):
-        return str(value)
-    if isinstance(value, IS):
-        return int(value)
-    if isinstance(value, DSfloat):
-        return float(value)
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    if isinstance(value, (int, float, str)):
-        return value
-    return str(value)
-
-
-def _join(v: Any) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, list):
-        return "\\".join("" if x is None else str(x) for x in v)
-    return str(v)
 
 
 def _numbers(v: Any, cnt: int) -> np.ndarray:
@@ -841,9 +780,9 @@ def _parse_with_pydicom(batch: HeaderBatch, i: int, why: str) -> None:
                     continue
                 elem = src[spec.tag]
                 v = elem.value
-                if v is None and elem.VR not in _BINARY_VRS:
+                if v is None and elem.VR not in BINARY_VRS:
                     v = ""
-                values[spec.keyword] = _normalise(v)
+                values[spec.keyword] = normalise(v)
     except RecursionError:
         batch.fail(i, "malformed", "sequences nested too deeply")
         return
