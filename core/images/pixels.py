@@ -218,7 +218,7 @@ def formats_from_batch(batch: Any) -> list[PixelFormat | None]:
 
     Parameters
     ----------
-    batch : pocketpacs.dicom.headers.HeaderBatch
+    batch : pocketpacs.dicom.batch.HeaderBatch
 
     Returns
     -------
@@ -280,9 +280,9 @@ def format_from_dataset(ds: Any, offset: int = -1, length: int = -1) -> PixelFor
 # --------------------------------------------------------------------------
 def _open_source(path: str) -> Any:
     """What pydicom reads for ``path``: gzip inflated in memory (capped at
-    ``headers.MAX_INFLATED_FILE``)."""
+    ``fallback.MAX_INFLATED_FILE``)."""
     if path.endswith(".gz"):
-        from ..dicom.headers import MAX_INFLATED_FILE, InflateCapError
+        from ..dicom.fallback import MAX_INFLATED_FILE, InflateCapError
 
         with gzip.open(path, "rb") as f:
             data = f.read(MAX_INFLATED_FILE + 1)
@@ -331,7 +331,7 @@ def _decode_task(path: str, indices: list[int] | None, prefer: bool = True) -> l
     """Decode frames of one file with pydicom (runs in a worker)."""
     import warnings
 
-    from ..dicom.headers import read_dataset_capped
+    from ..dicom.fallback import read_dataset_capped
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
