@@ -36,6 +36,8 @@ FAILURE_REASONS: dict[str, str] = {
     "malformed": "malformed DICOM structure",
 }
 
+#: The UI tags, in table order, and their column in a batch's UID hash
+#: matrix (``UID_COL`` by keyword, ``UID_COLS`` by tag index, -1 for others).
 UID_KEYWORDS = tuple(t.keyword for t in tags.TAGS if t.vr == "UI")
 UID_COLS = np.full(len(tags.TAGS), -1, dtype=np.int32)
 for _j, _kw in enumerate(UID_KEYWORDS):

@@ -27,7 +27,6 @@ MAX_INFLATED_HEADER = 16 * 1024 * 1024
 #: Cap on the inflated size of a whole file (pixel decoding of a deflated
 #: or gzip-compressed file).
 MAX_INFLATED_FILE = 1024 * 1024 * 1024
-_DEFLATED_TS = "1.2.840.10008.1.2.1.99"
 _INFLATE_CHUNK = 1 << 16
 
 
@@ -115,12 +114,13 @@ def _read_plain(fobj, stop_before_pixels: bool, cap: int, capped: bool):
     import pydicom
     from pydicom.dataset import FileDataset
     from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
 
     start = fobj.tell()
     preamble = read_preamble(fobj, True)
     meta = _read_file_meta_info(fobj)
     ts = str(meta.get("TransferSyntaxUID", "") or "").rstrip("\0 ")
-    if ts != _DEFLATED_TS:
+    if ts != DeflatedExplicitVRLittleEndian:
         fobj.seek(start)
         ds = pydicom.dcmread(fobj, stop_before_pixels=stop_before_pixels, force=True,
                              defer_size=4096 if stop_before_pixels else None)
@@ -153,6 +153,8 @@ def parse_with_pydicom(batch: HeaderBatch, i: int, why: str) -> None:
     """Parse one file with pydicom (the fallback engine)."""
     import warnings
 
+
+    from pydicom.uid import UncompressedTransferSyntaxes
 
     from pocketpacs.native.hashing import hash_bytes
 
@@ -194,8 +196,7 @@ def parse_with_pydicom(batch: HeaderBatch, i: int, why: str) -> None:
         if isinstance(v, str) and v:
             batch._uid_hash[i, j] = hash_bytes(v.rstrip("\0 ").encode("latin-1", "replace"))
     ts = values.get("TransferSyntaxUID")
-    batch.encapsulated[i] = bool(ts) and ts not in (
-        "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+    batch.encapsulated[i] = bool(ts) and ts not in UncompressedTransferSyntaxes
     # fingerprint: the first bytes of the file (deterministic for equal content)
     try:
         if batch._blobs is not None:

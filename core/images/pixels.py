@@ -49,6 +49,11 @@ import numpy as np
 from ..errors import PocketPacsError
 from ..log import logger
 
+#: Uncompressed transfer syntaxes -> big endian.  The UIDs of this module's
+#: hot paths and tables are spelled out rather than taken from ``pydicom.uid``:
+#: importing pydicom (about 0.25 s) would come with every ``import pocketpacs``,
+#: and reading plain uncompressed files never needs it.  tests/test_syntaxes.py
+#: checks every one against ``pydicom.uid``.
 NATIVE_SYNTAXES = {
     "1.2.840.10008.1.2": False,  # implicit VR little endian -> big endian flag
     "1.2.840.10008.1.2.1": False,
@@ -260,8 +265,10 @@ def formats_from_batch(batch: Any) -> list[PixelFormat | None]:
 
 def format_from_dataset(ds: Any, offset: int = -1, length: int = -1) -> PixelFormat:
     """Pixel format of a pydicom dataset (``offset`` only if known)."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or
-             "1.2.840.10008.1.2")
+             ImplicitVRLittleEndian)
     ba = int(ds.get("BitsAllocated", 16) or 16)
     return PixelFormat(
         rows=int(ds.get("Rows", 0) or 0), cols=int(ds.get("Columns", 0) or 0),
@@ -272,7 +279,7 @@ def format_from_dataset(ds: Any, offset: int = -1, length: int = -1) -> PixelFor
         planar=int(ds.get("PlanarConfiguration", 0) or 0),
         nframes=max(1, _int(ds.get("NumberOfFrames", 1), 1)), transfer_syntax=ts,
         offset=offset, length=length,
-        encapsulated=ts not in NATIVE_SYNTAXES and ts != "1.2.840.10008.1.2.1.99")
+        encapsulated=ts not in NATIVE_SYNTAXES and ts != DeflatedExplicitVRLittleEndian)
 
 
 # --------------------------------------------------------------------------
