@@ -19,7 +19,7 @@ import pytest
 
 import dicomgen
 import pocketpacs
-from pocketpacs.dicom import headers
+from pocketpacs.dicom import batch, headers
 
 
 from pocketpacs.archive import header_values, ingest
@@ -248,7 +248,7 @@ def test_junk_and_unreadable_files_are_reported(tree, ar, tmp_path):
     if os.getuid() != 0:
         assert reasons["locked.dcm"] == "permission_denied"
     for f in rep.failures:
-        assert f.message.startswith(f.path) and f.reason in headers.FAILURE_REASONS or f.reason == "unsupported"
+        assert f.message.startswith(f.path) and f.reason in batch.FAILURE_REASONS or f.reason == "unsupported"
         assert "Patient" not in f.message
     assert calls[-1] == "done"
     assert ar.stats()["instances"] == 0

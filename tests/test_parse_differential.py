@@ -20,7 +20,8 @@ import pydicom
 import pytest
 
 from pocketpacs.dicom import tags as T
-from pocketpacs.dicom.headers import FAILED, FALLBACK, NATIVE, parse_files
+from pocketpacs.dicom.batch import FAILED, FALLBACK, NATIVE
+from pocketpacs.dicom.headers import parse_files
 
 
 def _norm(value):

@@ -13,7 +13,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
                          ImplicitVRLittleEndian)
 
-from pocketpacs.dicom.headers import FAILED, FALLBACK, NATIVE, parse_bytes, parse_files
+from pocketpacs.dicom.batch import FAILED, FALLBACK, NATIVE
+from pocketpacs.dicom.headers import parse_bytes, parse_files
 from pocketpacs.native.dicomparse import gather_values
 from pocketpacs.native.hashing import hash_bytes
 

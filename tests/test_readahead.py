@@ -12,7 +12,7 @@ import pytest
 
 import dicomgen
 import pocketpacs
-from pocketpacs.dicom import headers
+from pocketpacs.dicom import headers, heads
 
 from pocketpacs.archive import ingest, readahead
 pytestmark = pytest.mark.skipif(not readahead.available(), reason="read-ahead is Linux-only")
@@ -53,10 +53,10 @@ def test_helper_reads_what_python_reads(tmp_path):
             assert h is not None and h.got.shape == (len(files),)
             for i, p in enumerate(files):
                 if p.endswith("gone.dcm") or p.endswith("broken"):
-                    assert h.got[i] == readahead.OPEN_FAILED
+                    assert h.got[i] == heads.OPEN_FAILED
                     continue
                 if p.endswith("pipe"):
-                    assert h.got[i] == readahead.NOT_REGULAR
+                    assert h.got[i] == heads.NOT_REGULAR
                     continue
                 st = os.stat(p)
                 with open(p, "rb") as f:
@@ -160,7 +160,8 @@ def test_no_helper_for_a_small_import_or_a_rescan(tmp_path, monkeypatch):
 
 
 def test_helper_is_a_plain_interpreter_with_no_files(tmp_path):
-    """The helper starts with -S -I and imports nothing of PocketPACS; its shared
+    """The helper starts with -S -I and imports nothing of PocketPACS but the
+    standard-library-only file-head reader, loaded by its path; its shared
     memory is an anonymous memfd (nothing on any file system)."""
     ra = readahead.ReadAhead(os.O_RDONLY)
     try:
@@ -168,6 +169,10 @@ def test_helper_is_a_plain_interpreter_with_no_files(tmp_path):
         args = ra._proc.args
         assert args[0] == sys.executable and args[1:3] == ["-S", "-I"]
         assert "pocketpacs" not in args[4] and "numpy" not in args[4]
+        assert args[-1] == heads.__file__
+        imported = {line.split()[1] for line in Path(heads.__file__).read_text().splitlines()
+                    if line.startswith(("import ", "from "))}
+        assert imported <= {"__future__", "os"}
         link = os.readlink(f"/proc/self/fd/{ra._mfd}")
         assert link.startswith("/memfd:")
     finally:

@@ -112,7 +112,7 @@ def safe_report(report: Any) -> dict:
 class ArchiveRows:
     """The archive's stored header rows of a series, in the shape of a header batch.
 
-    Stands in for :class:`pocketpacs.dicom.headers.HeaderBatch` where
+    Stands in for :class:`pocketpacs.dicom.batch.HeaderBatch` where
     :func:`pocketpacs.images.volume.frames_from_batch` and
     :func:`pocketpacs.images.pixels.formats_from_batch` read one, so a series is
     planned exactly as from its parsed headers without reading the files.

@@ -68,9 +68,9 @@ _TRANSIENT[list(records.TRANSIENT)] = True
 
 
 def _open_flags() -> int:
-    from ..dicom.headers import _O_FLAGS
+    from ..dicom.heads import OPEN_FLAGS
 
-    return _O_FLAGS
+    return OPEN_FLAGS
 
 
 def _is_cancelled(cancel: Any) -> bool:

@@ -8,8 +8,9 @@ reads the heads of the next chunk into shared memory while this process
 parses and commits the current one.
 
 * The helper is ``python -S -I -c <script>``: only ``os``, ``sys``, ``mmap``
-  and ``struct``, no PocketPACS, no NumPy (it starts in about 20 ms, during
-  the walk).
+  and ``struct``, no NumPy, no PocketPACS package: it loads the one file-head
+  reader, :mod:`pocketpacs.dicom.heads` (standard library only), by its path
+  (it starts in about 20 ms, during the walk).
 * Shared memory is an anonymous ``memfd`` passed to the helper by descriptor:
   no file exists anywhere (Load from CD/USB leaves no trace).
 * Paths go down a pipe, per-file results (bytes read, size, mtime, or a
@@ -32,10 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Codes in ``got`` (bytes read when >= 0).
-OPEN_FAILED = -1
-NOT_REGULAR = -3
-READ_FAILED = -4
+from ..dicom import heads
 
 #: Largest shared buffer (both slots); chunks that would need more are read in process.
 MAX_SHARED = 64 << 20
@@ -43,14 +41,17 @@ MAX_SHARED = 64 << 20
 _REQ = struct.Struct("<qqqqq")   # slot offset, n files, head size, path bytes, mapping size
 
 _CHILD = r"""
-import mmap, os, struct, sys
+import mmap, struct, sys
+from importlib.util import module_from_spec, spec_from_file_location
+spec = spec_from_file_location("heads", sys.argv[3])
+heads = module_from_spec(spec)
+spec.loader.exec_module(heads)
 REQ = struct.Struct("<qqqqq")
 mfd, flags = int(sys.argv[1]), int(sys.argv[2])
 rin, wout = sys.stdin.buffer, sys.stdout.buffer
 mm = None
 mv = None
 size = 0
-o_open, fstat, preadv, close = os.open, os.fstat, os.preadv, os.close
 while True:
     hdr = rin.read(REQ.size)
     if len(hdr) < REQ.size:
@@ -64,29 +65,8 @@ while True:
         mm = mmap.mmap(mfd, total)
         mv = memoryview(mm)
         size = total
-    out = [0] * (3 * n)
-    a = base
-    for i in range(n):
-        try:
-            fd = o_open(paths[i], flags)
-        except OSError:
-            out[3 * i] = -1
-            a += head
-            continue
-        try:
-            st = fstat(fd)
-            if st.st_mode & 0o170000 != 0o100000:
-                out[3 * i] = -3
-            else:
-                out[3 * i] = preadv(fd, (mv[a:a + head],), 0)
-                out[3 * i + 1] = st.st_size
-                out[3 * i + 2] = st.st_mtime_ns
-        except OSError:
-            out[3 * i] = -4
-        finally:
-            close(fd)
-        a += head
-    wout.write(struct.pack("<%dq" % (3 * n), *out))
+    got, sizes, mtimes = heads.read_heads(paths, mv[base:base + n * head], head, True, flags)
+    wout.write(struct.pack("<%dq" % (3 * n), *got, *sizes, *mtimes))
     wout.flush()
 """
 
@@ -103,7 +83,8 @@ class Heads:
     """File heads read ahead, in the layout :func:`pocketpacs.dicom.headers.parse_files` reads into.
 
     ``buf[i * head:(i + 1) * head]`` holds file *i*'s first bytes; ``got`` the
-    bytes read or a negative code; ``size`` / ``mtime_ns`` what ``fstat`` said.
+    bytes read or a negative code (``heads.OPEN_FAILED``, ``NOT_REGULAR``,
+    ``READ_FAILED``); ``size`` / ``mtime_ns`` what ``fstat`` said.
     """
 
     buf: np.ndarray
@@ -146,7 +127,8 @@ class ReadAhead:
         try:
             self._mfd = os.memfd_create("pocketpacs-heads", os.MFD_CLOEXEC)
             self._proc = subprocess.Popen(
-                [sys.executable, "-S", "-I", "-c", _CHILD, str(self._mfd), str(self.flags)],
+                [sys.executable, "-S", "-I", "-c", _CHILD, str(self._mfd), str(self.flags),
+                 heads.__file__],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 pass_fds=(self._mfd,), close_fds=True)
         except (OSError, ValueError):
@@ -239,10 +221,10 @@ class ReadAhead:
         if len(data) != 24 * n:
             self._fail()
             return None
-        res = np.frombuffer(data, dtype="<i8").reshape(n, 3)
+        res = np.frombuffer(data, dtype="<i8").reshape(3, n)   # got, sizes, mtimes
         # a copy: the slot is reused two chunks later, while the batch may live on
         buf = np.frombuffer(self._mm, dtype=np.uint8, count=n * head, offset=off).copy()
-        return Heads(buf, head, res[:, 0].copy(), res[:, 1].copy(), res[:, 2].copy())
+        return Heads(buf, head, res[0].copy(), res[1].copy(), res[2].copy())
 
     def _fail(self) -> None:
         self.broken = True
@@ -260,5 +242,4 @@ def _reap(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-__all__ = ["ReadAhead", "Heads", "available", "OPEN_FAILED", "NOT_REGULAR", "READ_FAILED",
-           "MAX_SHARED"]
+__all__ = ["ReadAhead", "Heads", "available", "MAX_SHARED"]

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import struct
 
-J2K_SYNTAXES = frozenset({
-    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92",
-    "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
-    "1.2.840.10008.1.2.4.203"})
-JPEG_SYNTAXES = frozenset({
-    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
-    "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
+from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
+
+#: JPEG 2000 and HTJ2K syntaxes (codestreams with a SIZ marker).
+J2K_SYNTAXES = frozenset(str(uid) for uid in JPEG2000TransferSyntaxes)
+#: JPEG baseline / extended / lossless and JPEG-LS syntaxes (SOF markers).
+JPEG_SYNTAXES = frozenset(str(uid) for uid in JPEGTransferSyntaxes + JPEGLSTransferSyntaxes)
 
 
 class CodestreamError(ValueError):

@@ -49,6 +49,11 @@ import numpy as np
 from ..errors import PocketPacsError
 from ..log import logger
 
+#: Uncompressed transfer syntaxes -> big endian.  The UIDs of this module's
+#: hot paths and tables are spelled out rather than taken from ``pydicom.uid``:
+#: importing pydicom (about 0.25 s) would come with every ``import pocketpacs``,
+#: and reading plain uncompressed files never needs it.  tests/test_syntaxes.py
+#: checks every one against ``pydicom.uid``.
 NATIVE_SYNTAXES = {
     "1.2.840.10008.1.2": False,  # implicit VR little endian -> big endian flag
     "1.2.840.10008.1.2.1": False,
@@ -218,7 +223,7 @@ def formats_from_batch(batch: Any) -> list[PixelFormat | None]:
 
     Parameters
     ----------
-    batch : pocketpacs.dicom.headers.HeaderBatch
+    batch : pocketpacs.dicom.batch.HeaderBatch
 
     Returns
     -------
@@ -260,8 +265,10 @@ def formats_from_batch(batch: Any) -> list[PixelFormat | None]:
 
 def format_from_dataset(ds: Any, offset: int = -1, length: int = -1) -> PixelFormat:
     """Pixel format of a pydicom dataset (``offset`` only if known)."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or
-             "1.2.840.10008.1.2")
+             ImplicitVRLittleEndian)
     ba = int(ds.get("BitsAllocated", 16) or 16)
     return PixelFormat(
         rows=int(ds.get("Rows", 0) or 0), cols=int(ds.get("Columns", 0) or 0),
@@ -272,7 +279,7 @@ def format_from_dataset(ds: Any, offset: int = -1, length: int = -1) -> PixelFor
         planar=int(ds.get("PlanarConfiguration", 0) or 0),
         nframes=max(1, _int(ds.get("NumberOfFrames", 1), 1)), transfer_syntax=ts,
         offset=offset, length=length,
-        encapsulated=ts not in NATIVE_SYNTAXES and ts != "1.2.840.10008.1.2.1.99")
+        encapsulated=ts not in NATIVE_SYNTAXES and ts != DeflatedExplicitVRLittleEndian)
 
 
 # --------------------------------------------------------------------------
@@ -280,9 +287,9 @@ def format_from_dataset(ds: Any, offset: int = -1, length: int = -1) -> PixelFor
 # --------------------------------------------------------------------------
 def _open_source(path: str) -> Any:
     """What pydicom reads for ``path``: gzip inflated in memory (capped at
-    ``headers.MAX_INFLATED_FILE``)."""
+    ``fallback.MAX_INFLATED_FILE``)."""
     if path.endswith(".gz"):
-        from ..dicom.headers import MAX_INFLATED_FILE, InflateCapError
+        from ..dicom.fallback import MAX_INFLATED_FILE, InflateCapError
 
         with gzip.open(path, "rb") as f:
             data = f.read(MAX_INFLATED_FILE + 1)
@@ -331,7 +338,7 @@ def _decode_task(path: str, indices: list[int] | None, prefer: bool = True) -> l
     """Decode frames of one file with pydicom (runs in a worker)."""
     import warnings
 
-    from ..dicom.headers import read_dataset_capped
+    from ..dicom.fallback import read_dataset_capped
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -288,7 +288,7 @@ def _multiframe_rows(path: str, fmt: PixelFormat, fi: int) -> dict[str, Any] | N
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from ..dicom.headers import read_dataset_capped
+            from ..dicom.fallback import read_dataset_capped
 
             ds = read_dataset_capped(path, stop_before_pixels=True)
     except Exception:
@@ -771,7 +771,7 @@ def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            from ..dicom.headers import read_dataset_capped
+            from ..dicom.fallback import read_dataset_capped
 
             ds = read_dataset_capped(paths[idx[0]], stop_before_pixels=True)
             w = dicomwrappers.wrapper_from_data(ds)
