@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..dicom import tags
+from ..dicom.text import decode_text
 
 
 def text_or_empty(v: Any) -> str:
@@ -103,27 +104,17 @@ _DECODED: dict[tuple[bytes, str, bytes | None], str | None] = {}
 
 
 def decode_charset_text(raw: bytes, vr: str, scs: bytes | None) -> str | None:
-    """Decode one text value with its Specific Character Set (as pydicom does)."""
+    """Decode one text value with its Specific Character Set (as pydicom does).
+
+    :func:`pocketpacs.dicom.text.decode_text` decodes; where pydicom cannot,
+    the archive keeps the bytes read as Latin-1 rather than lose the value.
+    """
     key = (raw, vr, scs)
     hit = _DECODED.get(key, False)
     if hit is not False:
         return hit  # type: ignore[return-value]
-    from pydicom.charset import convert_encodings, decode_bytes
-    from pydicom.valuerep import PersonName
-
-    try:
-        names = [v.strip().decode("latin-1") for v in (scs or b"").rstrip(b"\0 ").split(b"\\")] if scs else []
-        try:
-            encodings = convert_encodings(names) if names else ["iso8859"]
-        except Exception:
-            encodings = ["iso8859"]
-        if vr == "PN":
-            out: str | None = str(PersonName(raw, encodings).decode())
-        else:
-            delims = {0x5C} if vr in ("SH", "LO", "UC") else set()
-            out = decode_bytes(raw, encodings, delims)
-        out = out.rstrip(" \0") if out is not None else None
-    except Exception:
+    out = decode_text(raw, vr, scs)
+    if out is None and raw:
         out = raw.decode("latin-1").rstrip(" \0")
     if len(_DECODED) > 4096:
         _DECODED.clear()
