@@ -53,7 +53,7 @@ MIME = {
     ".js": "text/javascript; charset=utf-8",
     ".glsl": "text/plain; charset=utf-8",
 }
-_ASSET_NAME = re.compile(r"^(css|js|js/gl|js/views|shaders)/[A-Za-z0-9_.-]+\.(css|js|glsl)$")
+_ASSET_NAME = re.compile(r"^(css|js|js/gl|js/views|js/viewer|shaders)/[A-Za-z0-9_.-]+\.(css|js|glsl)$")
 
 #: Who may use a route: the page (``?token=`` once, then the cookie), static
 #: files (cookie or header), the data API (the header only).
