@@ -281,7 +281,7 @@ def test_names_that_are_not_utf8(tmp_path, capsys):
         [se] = ar.series(ar.studies()[0])
         assert [os.fsencode(p) for p in ar.series_files(se)] == [os.path.join(folder, b"IM\xff\xfe.dcm")]
         rep = ar.import_folder(root)
-    from pocketpacs.ui.session import summarize_report
+    from pocketpacs.ui.import_jobs import summarize_report
 
     summary = summarize_report(rep, os.fsdecode(broot))
     import orjson

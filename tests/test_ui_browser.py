@@ -173,7 +173,7 @@ def test_the_marker_appears_on_the_patients_left_anterior_side(page, built):
     for _ in range(target):
         page.keyboard.press("ArrowDown")
     S.wait_js(page, f"document.getElementById('view').dataset.drawn === '{target}'")
-    bone = page.evaluate("[...document.querySelectorAll('#preset option')].find(o => o.textContent.startsWith('Bone')).value")
+    bone = page.evaluate("[...document.querySelectorAll('#preset option')].find(o => o.textContent.toLowerCase().startsWith('bone')).value")
     page.select_option("#preset", bone)
     page.wait_for_timeout(100)
     img = S.read_canvas(page)

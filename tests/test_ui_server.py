@@ -120,6 +120,28 @@ def test_page_needs_the_token_once_then_a_cookie(server):
     assert call(server, "hello", token=False, cookie=jar)[0] == 403
 
 
+def test_every_web_file_and_module_import_is_served(server):
+    """Each file under ui/web (js/viewer/ included) is served as a script under the CSP, and
+    every relative ES-module import of the page resolves to one of them (issue 11)."""
+    import re
+
+    from pocketpacs.ui.server import WEB_ROOT, asset_table
+
+    table = asset_table()
+    shipped = {"/" + p.relative_to(WEB_ROOT).as_posix() for p in WEB_ROOT.rglob("*")
+               if p.is_file() and p.suffix in (".js", ".css", ".glsl")}
+    assert shipped == set(table) and "/js/viewer/loading.js" in table
+    for url in sorted(shipped):
+        r, body = req(server, "GET", url)
+        assert r.status == 200 and body == table[url].read_bytes(), url
+        assert r.getheader("Content-Security-Policy") == CSP
+        if url.endswith(".js"):
+            assert r.getheader("Content-Type").startswith("text/javascript"), url
+            for spec in re.findall(r"^import .* from '(\.[^']+)';$", body.decode(), re.M):
+                target = (table[url].parent / spec).resolve()
+                assert "/" + target.relative_to(WEB_ROOT).as_posix() in table, (url, spec)
+
+
 @pytest.mark.parametrize("path", [
     "/v1/volume/../../etc/passwd/header", "/v1/volume/%2e%2e%2fetc%2fpasswd/header",
     "/v1/volume/etc%2Fpasswd/data", "/v1/thumb/..%2F..%2Fetc%2Fpasswd", "/v1/thumb//etc/passwd",
@@ -234,6 +256,26 @@ def test_open_series_answers_with_the_header_it_serves(server, built):
     r, data = req(server, "GET", f"/v1/volume/{vid}/header")
     assert r.status == 200 and json.loads(data) == inline
     assert inline["shape"][0] > 1 and len(inline["affine_lps"]) == 4
+
+
+def test_ct_headers_carry_the_ct_window_presets(server):
+    """The viewer takes its presets from the header only (no table of its own):
+    every CT series in HU (rescaled) brings core's CT windows in its header,
+    where the viewer used to add its own (issue 11)."""
+    from pocketpacs.images.volume import MODALITY_WINDOWS
+
+    want = [{"name": n, "center": c, "width": w} for n, c, w in MODALITY_WINDOWS["CT"]]
+    in_hu = 0
+    for row in [r for r in series_rows(server) if r["modality"] == "CT"]:
+        st, env = call(server, "open_series", {"series_id": row["series_id"]})
+        assert st == 200 and env["ok"], env
+        r, data = req(server, "GET", f"/v1/volume/{env['data']['volume_id']}/header")
+        assert r.status == 200
+        hdr = json.loads(data)
+        if hdr["units"] == "HU":
+            in_hu += 1
+            assert all(w in hdr["windows"] for w in want), (row["series_description"], hdr["windows"])
+    assert in_hu >= 2
 
 
 def test_the_bulk_read_waits_for_the_page_or_the_grace_period():

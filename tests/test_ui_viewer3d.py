@@ -81,7 +81,7 @@ def set_layout(page, layout, single=None):
 
 
 def select_window(page, name):
-    val = page.evaluate(f"[...document.querySelectorAll('#preset option')].find(o => o.textContent.startsWith('{name}')).value")
+    val = page.evaluate(f"[...document.querySelectorAll('#preset option')].find(o => o.textContent.toLowerCase().startsWith('{name.lower()}')).value")
     page.select_option("#preset", val)
     page.wait_for_timeout(50)
 

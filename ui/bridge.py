@@ -31,7 +31,7 @@ import sys
 import threading
 from typing import Any, Callable
 
-from . import protocol as P
+from . import protocol
 from .protocol import Arg
 
 log = logging.getLogger("pocketpacs.ui.bridge")
@@ -119,19 +119,19 @@ def call(name: Any, args: Any = None) -> dict:
     """
     try:
         if not isinstance(name, str) or name not in ALLOWED or not _NAME.match(name):
-            return P.fail(P.NOT_ALLOWED, "Unknown command.")
+            return protocol.fail(protocol.NOT_ALLOWED, "Unknown command.")
         handler = _COMMANDS.get(name)
         if handler is None:
-            return P.fail(P.UNAVAILABLE, "The application is not ready.")
-        clean = P.validate_args(args, SCHEMAS[name])
-        return P.ok(handler(clean))
+            return protocol.fail(protocol.UNAVAILABLE, "The application is not ready.")
+        clean = protocol.validate_args(args, SCHEMAS[name])
+        return protocol.ok(handler(clean))
     except BaseException as exc:  # noqa: BLE001 - the envelope is the contract
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        if not isinstance(exc, P.BridgeError):
+        if not isinstance(exc, protocol.BridgeError):
             log.warning("bridge: command %s failed (%s)", name if name in ALLOWED else "?",
                         type(exc).__name__)
-        return P.envelope_for_exception(exc)
+        return protocol.envelope_for_exception(exc)
 
 
 def _make_method(name: str):
@@ -219,7 +219,8 @@ def guarded_js_bridge_call(window: Any, func_name: Any, param: Any, value_id: An
     if isinstance(func_name, str) and func_name in ALLOWED and _NAME.match(func_name):
         def run() -> None:
             good, args = _bridge_args(param)
-            env = call(func_name, args) if good else P.fail(P.BAD_REQUEST, "Pass one argument object.")
+            env = (call(func_name, args) if good
+                   else protocol.fail(protocol.BAD_REQUEST, "Pass one argument object."))
             if safe_id:
                 _reply(window, func_name, value_id, env)
 
@@ -227,7 +228,7 @@ def guarded_js_bridge_call(window: Any, func_name: Any, param: Any, value_id: An
         return None
     log.warning("bridge: refused a call outside the allowlist")
     if safe_id and isinstance(func_name, str) and _SAFE_REPLY_NAME.match(func_name):
-        env = P.fail(P.NOT_ALLOWED, "Unknown command.")
+        env = protocol.fail(protocol.NOT_ALLOWED, "Unknown command.")
         threading.Thread(target=_reply, args=(window, func_name, value_id, env), daemon=True).start()
     return None
 

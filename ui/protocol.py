@@ -29,6 +29,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from pocketpacs.errors import ArchiveDamaged, ArchiveError, ArchiveLocked
+from pocketpacs.images.geometry import GeometryError
+
 PROTOCOL_VERSION = 1
 
 #: Opaque ids the server accepts in URLs: lowercase hex, nothing else.
@@ -118,22 +121,19 @@ def envelope_for_exception(exc: BaseException) -> dict:
     """
     if isinstance(exc, BridgeError):
         return fail(exc.code, exc.message)
-    name = type(exc).__name__
-    if name in ("NotAVolume", "GeometryError", "InconsistentStack"):
+    if isinstance(exc, GeometryError):
         return fail(NOT_A_VOLUME, "These images do not form a volume that can be displayed.")
-    if name in ("ParseError", "NotDicomError", "UnsupportedTransferSyntax"):
-        return fail(UNREADABLE, "The file could not be read as an image.")
     if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
         return fail(NOT_FOUND, "That file or folder does not exist.")
     if isinstance(exc, PermissionError):
         return fail(UNREADABLE, "Permission denied.")
-    if name in ("ArchiveLocked",):
+    if isinstance(exc, ArchiveLocked):
         return fail(UNAVAILABLE, "Another program is writing to the archive.")
-    if name == "ArchiveDamaged" or type(exc).__module__ == "lmdb":
+    if isinstance(exc, ArchiveDamaged) or type(exc).__module__ == "lmdb":
         return fail(UNAVAILABLE, "The archive database could not be read and may be damaged. Close "
                                  "PocketPACS and run `pocketpacs check`; `pocketpacs rebuild` re-creates it "
                                  "from the imported folders.")
-    if name in ("ArchiveError", "SchemaVersionMismatch", "ArchiveReadOnly"):
+    if isinstance(exc, ArchiveError):  # SchemaVersionMismatch, ArchiveReadOnly, ...
         return fail(UNAVAILABLE, "The archive could not be used.")
     return fail(INTERNAL, "Something went wrong; the details are in the log.")
 

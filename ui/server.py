@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-from . import protocol as P
+from . import protocol
 
 log = logging.getLogger("pocketpacs.ui.server")
 
@@ -53,7 +53,7 @@ MIME = {
     ".js": "text/javascript; charset=utf-8",
     ".glsl": "text/plain; charset=utf-8",
 }
-_ASSET_NAME = re.compile(r"^(css|js|js/gl|js/views|shaders)/[A-Za-z0-9_.-]+\.(css|js|glsl)$")
+_ASSET_NAME = re.compile(r"^(css|js|js/gl|js/views|js/viewer|shaders)/[A-Za-z0-9_.-]+\.(css|js|glsl)$")
 
 #: Who may use a route: the page (``?token=`` once, then the cookie), static
 #: files (cookie or header), the data API (the header only).
@@ -285,13 +285,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, code: str, message: str) -> None:
         self.close_connection = True
-        self._send(status, P.error_json(code, message), "application/json",
+        self._send(status, protocol.error_json(code, message), "application/json",
                    {"Connection": "close"})
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (unknown method, malformed request line,
         oversized headers) get the same JSON envelope and headers as ours."""
-        code_name = P.NOT_ALLOWED if code in (405, 501) else P.BAD_REQUEST
+        code_name = protocol.NOT_ALLOWED if code in (405, 501) else protocol.BAD_REQUEST
         try:
             self._error(code, code_name, "Not allowed." if code in (405, 501) else "Bad request.")
         except Exception:
@@ -301,16 +301,16 @@ class _Handler(BaseHTTPRequestHandler):
         """Host, Origin and fetch-site checks shared by every method."""
         hosts = self.headers.get_all("Host") or []
         if len(hosts) != 1 or hosts[0] not in self.app.allowed_hosts:
-            self._error(403, P.NOT_ALLOWED, "Wrong host.")
+            self._error(403, protocol.NOT_ALLOWED, "Wrong host.")
             return False
         origins = self.headers.get_all("Origin") or []
         if len(origins) > 1 or (origins and origins[0] not in self.app.allowed_origins):
-            self._error(403, P.NOT_ALLOWED, "Foreign origin.")
+            self._error(403, protocol.NOT_ALLOWED, "Foreign origin.")
             return False
         # "same-site" too: another port of 127.0.0.1 is the same site (and gets
         # SameSite=Strict cookies), but never the same origin as this page
         if self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-            self._error(403, P.NOT_ALLOWED, "Cross-site request.")
+            self._error(403, protocol.NOT_ALLOWED, "Cross-site request.")
             return False
         return True
 
@@ -328,10 +328,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -------------------------------------------------------------- methods
     def do_OPTIONS(self) -> None:  # noqa: N802
-        self._error(403, P.NOT_ALLOWED, "Not allowed.")
+        self._error(403, protocol.NOT_ALLOWED, "Not allowed.")
 
     def do_PUT(self) -> None:  # noqa: N802
-        self._error(405, P.NOT_ALLOWED, "Method not allowed.")
+        self._error(405, protocol.NOT_ALLOWED, "Method not allowed.")
 
     do_DELETE = do_PATCH = do_TRACE = do_CONNECT = do_PUT
 
@@ -356,7 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
             # no backslashes, no NUL or other control characters
             if (not target.startswith("/") or target.startswith("//") or "\\" in target
                     or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in target)):
-                self._error(400, P.BAD_REQUEST, "Bad request target.")
+                self._error(400, protocol.BAD_REQUEST, "Bad request target.")
                 return
             path, _, query = target.partition("?")
             path = path.partition("#")[0]
@@ -373,9 +373,9 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             if found is None:
                 if other_method:
-                    self._error(405, P.NOT_ALLOWED, "Method not allowed.")
+                    self._error(405, protocol.NOT_ALLOWED, "Method not allowed.")
                 else:
-                    self._error(404, P.NOT_FOUND, "Not found.")
+                    self._error(404, protocol.NOT_FOUND, "Not found.")
                 return
             route, m = found
             if not self._authorised(route.auth, query):
@@ -386,7 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # never a traceback to the client
             log.warning("server: %s failed", method)
             try:
-                self._error(500, P.INTERNAL, "Internal error.")
+                self._error(500, protocol.INTERNAL, "Internal error.")
             except Exception:
                 self.close_connection = True
 
@@ -396,7 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
             # the launch URL's ?token= is checked by the handler (it sets the cookie)
             if "token" in parse_qs(query) or self.app.check_token(self._cookie_token()):
                 return True
-            self._error(403, P.NOT_ALLOWED, "Open the URL with its token.")
+            self._error(403, protocol.NOT_ALLOWED, "Open the URL with its token.")
             return False
         if auth == AUTH_COOKIE_OR_HEADER:
             if (self.app.check_token(self._cookie_token())
@@ -405,7 +405,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif auth == AUTH_HEADER:
             if self.app.check_token(self.headers.get(TOKEN_HEADER)):
                 return True
-        self._error(403, P.NOT_ALLOWED, "Token required.")
+        self._error(403, protocol.NOT_ALLOWED, "Token required.")
         return False
 
     # -------------------------------------------------------------- handlers
@@ -413,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
         given = parse_qs(query).get("token", [None])[0]
         if given is not None:
             if not self.app.check_token(given):
-                self._error(403, P.NOT_ALLOWED, "Wrong token.")
+                self._error(403, protocol.NOT_ALLOWED, "Wrong token.")
                 return
             cookie = f"{COOKIE_NAME}={self.app.token}; Path=/; HttpOnly; SameSite=Strict"
             self._send(303, b"", "text/plain", {"Location": "/", "Set-Cookie": cookie})
@@ -426,7 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _asset(self, m: re.Match, query: str) -> None:
         file = self.app.assets.get(m.group(0))
         if file is None:
-            self._error(404, P.NOT_FOUND, "Not found.")
+            self._error(404, protocol.NOT_FOUND, "Not found.")
             return
         self._send(200, file.read_bytes(), MIME[file.suffix])
 
@@ -448,45 +448,45 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY:
-            self._error(413, P.BAD_REQUEST, "Request too large.")
+            self._error(413, protocol.BAD_REQUEST, "Request too large.")
             return
         if "json" not in self.headers.get("Content-Type", ""):
-            self._error(415, P.BAD_REQUEST, "JSON required.")
+            self._error(415, protocol.BAD_REQUEST, "JSON required.")
             return
         raw = self.rfile.read(length) if length else b"null"
         try:
             args = json.loads(raw)
         except ValueError:
-            self._error(400, P.BAD_REQUEST, "Malformed JSON.")
+            self._error(400, protocol.BAD_REQUEST, "Malformed JSON.")
             return
         reply = self.app.backend.call(m.group("name"), args)
         self._send(200, json.dumps(reply).encode("utf-8"), "application/json")
 
     def _volume(self, vid: str, what: str, z: str | None) -> None:
-        if not P.OPAQUE_ID.fullmatch(vid):
-            self._error(404, P.NOT_FOUND, "Not found.")
+        if not protocol.OPAQUE_ID.fullmatch(vid):
+            self._error(404, protocol.NOT_FOUND, "Not found.")
             return
         job = self.app.backend.volume_stream(vid)
         if job is None:
-            self._error(404, P.NOT_FOUND, "Not found.")
+            self._error(404, protocol.NOT_FOUND, "Not found.")
             return
         if what == "header":
             hdr = job.wait_header()
             if hdr is None:
-                self._error(409, P.CANCELLED, job.error_message())
+                self._error(409, protocol.CANCELLED, job.error_message())
                 return
             self._send(200, json.dumps(hdr).encode("utf-8"), "application/json")
             return
         if z is not None:
             frame = job.slice_frame(int(z))
             if frame is None:
-                self._error(404, P.NOT_FOUND, "No such slice.")
+                self._error(404, protocol.NOT_FOUND, "No such slice.")
                 return
             self._send(200, frame, "application/octet-stream")
             return
         prefix = job.data_prefix()
         if prefix is None:
-            self._error(409, P.CANCELLED, job.error_message())
+            self._error(409, protocol.CANCELLED, job.error_message())
             return
         total = len(prefix) + job.data_nbytes()
         self.send_response(200)
@@ -505,12 +505,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _thumb(self, sid: str) -> None:
-        if not P.OPAQUE_ID.fullmatch(sid):
-            self._error(404, P.NOT_FOUND, "Not found.")
+        if not protocol.OPAQUE_ID.fullmatch(sid):
+            self._error(404, protocol.NOT_FOUND, "Not found.")
             return
         frame = self.app.backend.thumbnail(sid)
         if frame is None:
-            self._error(404, P.NOT_FOUND, "Not found.")
+            self._error(404, protocol.NOT_FOUND, "Not found.")
             return
         self._send(200, frame, "application/octet-stream")
 

@@ -1,0 +1,136 @@
+"""Import jobs: a folder imported into the archive on a worker thread.
+
+:class:`ImportJob` runs :meth:`Archive.import_folder` on a daemon thread and
+keeps the progress the page polls (files done, rate, ETA, series added);
+:func:`summarize_report` reduces the archive's import report to what the page
+shows (counts, skip reasons, up to 200 skipped files named relative to the
+imported folder, never absolute paths).  The session's ``import_*`` commands
+start, poll and cancel these jobs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from typing import Any
+
+from . import protocol
+
+log = logging.getLogger("pocketpacs.ui.session")
+
+
+class ImportJob:
+    """An import running on a worker thread, with progress for the page.
+
+    Parameters
+    ----------
+    archive : Archive
+        Target archive.
+    path : str
+        Folder to import.
+    """
+
+    def __init__(self, archive: Any, path: str):
+        self.id = secrets.token_hex(16)
+        self.archive = archive
+        self.path = path
+        self.cancel_event = threading.Event()
+        self.started = time.monotonic()
+        self.phase = "scanning"
+        self.done_files = 0
+        self.total_files = 0
+        self.series_before = self._series_count()
+        self.rate = 0.0
+        self.eta = -1.0
+        self.report: dict | None = None
+        self.error: dict | None = None
+        self.finished = False
+        self._thread = threading.Thread(target=self._run, name="pocketpacs-import", daemon=True)
+
+    def _series_count(self) -> int:
+        try:
+            return int(self.archive.stats().get("series", 0))
+        except Exception:
+            return 0
+
+    def start(self) -> "ImportJob":
+        """Start the worker.
+
+        Returns
+        -------
+        ImportJob
+            ``self``.
+        """
+        self._thread.start()
+        return self
+
+    def _progress(self, pr: Any) -> None:
+        self.phase = {"walk": "scanning", "import": "importing"}.get(pr.phase, pr.phase)
+        self.done_files = int(pr.done)
+        self.total_files = int(pr.total if pr.total is not None else pr.seen)
+        self.rate = float(pr.files_per_s)
+        self.eta = float(pr.eta_s) if pr.eta_s is not None else -1.0
+
+    def _run(self) -> None:
+        try:
+            rep = self.archive.import_folder(self.path, progress=self._progress,
+                                             cancel=self.cancel_event)
+            self.report = summarize_report(rep, self.path)
+        except Exception as exc:
+            log.warning("import failed: %s", type(exc).__name__)
+            self.error = protocol.envelope_for_exception(exc)["error"]
+        finally:
+            self.phase = "cancelled" if self.cancel_event.is_set() else "done"
+            self.finished = True
+
+    def status(self) -> dict:
+        """Progress for the page.
+
+        Returns
+        -------
+        dict
+            ``files_done``, ``files_total``, ``rate`` (files/s), ``eta_s``,
+            ``series_added``, ``phase``, ``done``, ``cancelled``, ``report``, ``error``.
+        """
+        return {"job_id": self.id, "phase": self.phase, "files_done": self.done_files,
+                "files_total": self.total_files, "rate": self.rate, "eta_s": self.eta,
+                "series_added": max(self._series_count() - self.series_before, 0),
+                "done": self.finished, "cancelled": self.cancel_event.is_set(),
+                "report": self.report, "error": self.error}
+
+
+def summarize_report(rep: Any, root: str) -> dict:
+    """Reduce an :class:`~pocketpacs.archive.report.ImportReport` to what the page shows.
+
+    Parameters
+    ----------
+    rep : ImportReport
+        The archive's import report.
+    root : str
+        The imported folder; skipped files are named relative to it.
+
+    Returns
+    -------
+    dict
+        ``added``, ``unchanged``, ``skipped``, ``reasons`` (reason -> count),
+        ``skipped_files`` (up to 200 ``{"name", "reason"}``).
+    """
+    d = rep.to_json()
+    c = d["counts"]
+    reasons: dict[str, int] = {}
+    files = []
+    for f in d["failed"]:
+        reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
+        if len(files) < 200:
+            try:
+                name = os.path.relpath(f["path"], root)
+            except ValueError:
+                name = os.path.basename(f["path"])
+            # names that are not valid UTF-8 (surrogate escapes) are shown with U+FFFD
+            name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            files.append({"name": name, "reason": f["reason"]})
+    return {"added": c["indexed"], "unchanged": c["unchanged"], "skipped": c["failed"],
+            "duplicates": c["duplicate"], "conflicts": c["conflict"], "reasons": reasons,
+            "skipped_files": files, "cancelled": d["cancelled"]}

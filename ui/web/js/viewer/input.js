@@ -1,0 +1,183 @@
+// viewer/input.js -- the viewer's input: pointer (window/level, pan, zoom,
+// crosshair, measurement tools, 3D orbit), wheel, keyboard shortcuts, and the
+// toolbar and 3D controls, all bound once by bind() from the constructor.
+
+import { requestRedraw } from '../scheduler.js';
+import { PLANES, orbit, toCanvas, toWorld } from '../mpr.js';
+import { PRESETS } from '../tf.js';
+import * as measure from '../measure.js';
+
+const $ = (id) => document.getElementById(id);
+
+/** Methods of {@link Viewer} (mixed into its prototype by viewer.js). */
+export class ViewerInput {
+  bind() {
+    const c = this.canvas;
+    let drag = null;
+    const dpr = () => window.devicePixelRatio || 1;
+    const local = (e) => { const r = c.getBoundingClientRect(); return [(e.clientX - r.left) * dpr(), (e.clientY - r.top) * dpr()]; };
+    c.addEventListener('contextmenu', (e) => e.preventDefault());
+    c.addEventListener('pointerdown', (e) => {
+      c.setPointerCapture(e.pointerId);
+      const [px, py] = local(e);
+      const vp = this.vpAt(px, py);
+      if (vp) this.active = vp.kind;
+      const st = vp && PLANES[vp.kind] ? this.planeState[vp.kind] : this.s;
+      drag = { button: e.button, x: e.clientX, y: e.clientY, center: this.s.center, width: this.s.width,
+        panX: st.panX, panY: st.panY, zoom: st.zoom, st, vp, shift: e.shiftKey,
+        R: this.ray.cam.R, cam: { ...this.ray.cam } };
+      this.stage.focus();
+      if (!vp || !this.vol || e.button !== 0) return;
+      const m = vp.kind === '3d' ? null : this.mapping(vp);
+      if (!m) return;
+      const p = toWorld(m, px, py);
+      if (this.tool === 'cross') { this.setCross(p); drag.mode = 'cross'; return; }
+      if (['distance', 'rect', 'ellipse'].includes(this.tool)) {
+        this.pending = measure.make(this.tool, this.planeKey(vp), [p, p.slice()], this.planeInfo(vp));
+        drag.mode = 'measure';
+        requestRedraw(this.draw);
+        return;
+      }
+      if (this.tool === 'angle') {
+        if (this.pending && this.pending.type === 'angle' && this.pending.stage === 2 && this.pending.view === this.planeKey(vp)) {
+          this.pending.pts[2] = p;
+          this.finishMeasurement();
+          drag = null;
+          return;
+        }
+        this.pending = measure.make('angle', this.planeKey(vp), [p, p.slice()], this.planeInfo(vp));
+        this.pending.stage = 1;
+        drag.mode = 'measure';
+        requestRedraw(this.draw);
+      }
+    });
+    c.addEventListener('pointermove', (e) => {
+      const [px, py] = local(e);
+      const r = c.getBoundingClientRect();
+      const p = this.probe(e.clientX - r.left, e.clientY - r.top);
+      const real = p && (Number.isInteger(p.real) ? String(p.real) : p.real.toFixed(2));
+      $('probe').textContent = p ? `(${p.x}, ${p.y}${this.vps.length > 1 || this.single !== 'native' ? `, ${p.z}` : ''})  stored ${p.stored}  value ${real} ${p.units || ''}`.trim() : '';
+      if (!drag) {
+        const vp = this.vpAt(px, py);
+        if (vp) this.active = vp.kind;
+        if (this.pending && this.pending.stage === 2 && vp && vp.kind !== '3d' && this.pending.view === this.planeKey(vp)) {
+          this.pending.pts[2] = toWorld(this.mapping(vp), px, py);
+          requestRedraw(this.draw);
+        }
+        return;
+      }
+      const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+      const vp = drag.vp;
+      if (vp && vp.kind === '3d') {
+        if (drag.button === 0 && !drag.shift) {
+          this.ray.cam.R = orbit(drag.R, dx * 0.01, dy * 0.01);
+        } else if (drag.button === 1 || drag.shift) {
+          this.ray.cam.panX = drag.cam.panX + dx * dpr(); this.ray.cam.panY = drag.cam.panY + dy * dpr();
+        } else if (drag.button === 2) {
+          this.ray.cam.zoom = Math.max(0.2, Math.min(20, drag.cam.zoom * Math.exp(-dy / 200)));
+        }
+        this.interact();
+        return;
+      }
+      if (drag.button === 2) {
+        // right-drag: horizontal = width, vertical = level; step scales with the width
+        const k = Math.max(drag.width, 10) / 256;
+        this.setWindow(drag.center + dy * k, drag.width + dx * k);
+      } else if (drag.button === 1) {
+        drag.st.zoom = Math.max(0.1, Math.min(40, drag.zoom * Math.exp(-dy / 200)));
+        requestRedraw(this.draw);
+      } else if (drag.mode === 'cross') {
+        if (vp) this.setCross(toWorld(this.mapping(vp), px, py));
+      } else if (drag.mode === 'measure') {
+        if (this.pending && vp) { this.pending.pts[1] = toWorld(this.mapping(vp), px, py); requestRedraw(this.draw); }
+      } else if (drag.button === 0) {
+        drag.st.panX = drag.panX + dx; drag.st.panY = drag.panY + dy;
+        requestRedraw(this.draw);
+      }
+    });
+    const end = (e) => {
+      if (drag && drag.mode === 'measure' && this.pending) {
+        const [px, py] = e ? local(e) : [0, 0];
+        const m = this.mapping(drag.vp);
+        const p0 = toCanvas(m, this.pending.pts[0]);
+        const far = Math.hypot(px - p0[0], py - p0[1]) > 3;
+        if (this.pending.type === 'angle' && this.pending.stage === 1) {
+          if (far) { this.pending.stage = 2; this.pending.pts[2] = this.pending.pts[1].slice(); } else this.pending = null;
+        } else if (far) this.finishMeasurement();
+        else this.pending = null;
+        requestRedraw(this.draw);
+      }
+      drag = null;
+    };
+    c.addEventListener('pointerup', end);
+    c.addEventListener('pointercancel', () => { drag = null; });
+    c.addEventListener('wheel', (e) => {
+      e.preventDefault();
+      const [px, py] = local(e);
+      const vp = this.vpAt(px, py);
+      const kind = vp ? vp.kind : this.active;
+      if (kind === '3d') this.zoomBy(e.deltaY < 0 ? 1.1 : 1 / 1.1, '3d');
+      else if (e.ctrlKey) this.zoomBy(e.deltaY < 0 ? 1.1 : 1 / 1.1, kind);
+      else this.scroll(e.deltaY > 0 ? 1 : -1, kind);
+    }, { passive: false });
+    c.addEventListener('webglcontextlost', (e) => { e.preventDefault(); this.contextLost(); });
+    c.addEventListener('webglcontextrestored', () => { this.contextRestored(); });
+    this.stage.addEventListener('keydown', (e) => this.key(e));
+    $('preset').addEventListener('change', (e) => this.applyPreset(Number(e.target.value)));
+    $('btn-invert').addEventListener('click', () => this.toggleInvert());
+    $('btn-fit').addEventListener('click', () => this.fit());
+    $('btn-cine').addEventListener('click', () => this.toggleCine());
+    $('btn-shot').addEventListener('click', () => this.screenshot().catch(() => {}));
+    $('layout').addEventListener('change', (e) => this.setLayout(e.target.value));
+    $('single').addEventListener('change', (e) => this.setLayout('1', e.target.value));
+    for (const b of document.querySelectorAll('[data-tool]')) b.addEventListener('click', () => this.setTool(b.dataset.tool));
+    $('btn-panel').addEventListener('click', () => this.togglePanel());
+    this.panels.root.addEventListener('tab', () => this.panelRefresh());
+    const tf = $('tf-preset');
+    tf.replaceChildren(...Object.entries(PRESETS).map(([k, p]) => { const o = document.createElement('option'); o.value = k; o.textContent = p.label; return o; }));
+    tf.addEventListener('change', () => { this.r3.preset = tf.value; this.invalidate3d(); });
+    $('render-mode').addEventListener('change', (e) => { this.r3.mode = e.target.value; this.invalidate3d(); });
+    $('shade').addEventListener('change', (e) => { this.r3.shade = e.target.checked; this.invalidate3d(); });
+    $('btn-reset3d').addEventListener('click', () => this.reset3d());
+    ['x', 'y', 'z'].forEach((ax, i) => {
+      for (const end of ['0', '1']) {
+        $(`clip-${ax}${end}`).addEventListener('input', (e) => {
+          const v = Number(e.target.value) / 100;
+          if (end === '0') this.r3.clipLo[i] = v; else this.r3.clipHi[i] = v;
+          this.interact();
+        });
+      }
+    });
+  }
+
+  finishMeasurement() {
+    const m = this.pending;
+    this.pending = null;
+    if (!m || !this.vol) return;
+    delete m.stage;
+    this.ensureData();
+    measure.evaluate(this.vol, m);
+    this.measurements.push(m);
+    this.updateMeasurements();
+    requestRedraw(this.draw);
+  }
+
+  key(e) {
+    const nz = this.vol ? this.vol.header.shape[0] : 0;
+    const k = e.key;
+    const acts = {
+      ArrowUp: () => this.scroll(-1), ArrowDown: () => this.scroll(1),
+      PageUp: () => this.scroll(-10), PageDown: () => this.scroll(10),
+      Home: () => this.setSlice(0), End: () => this.setSlice(nz - 1),
+      i: () => this.toggleInvert(), f: () => this.fit(), ' ': () => this.toggleCine(),
+      '+': () => this.zoomBy(1.25), '=': () => this.zoomBy(1.25), '-': () => this.zoomBy(0.8),
+      s: () => this.screenshot().catch(() => {}),
+      n: () => this.setTool('navigate'), c: () => this.setTool('cross'), d: () => this.setTool('distance'),
+      a: () => this.setTool('angle'), r: () => this.setTool('rect'), e: () => this.setTool('ellipse'),
+      p: () => this.togglePanel(),
+      Delete: () => { this.measurements.pop(); this.updateMeasurements(); requestRedraw(this.draw); },
+    };
+    if (k >= '1' && k <= '9') { this.applyPreset(Number(k) - 1); e.preventDefault(); return; }
+    if (acts[k]) { acts[k](); e.preventDefault(); }
+  }
+}

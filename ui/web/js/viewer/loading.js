@@ -1,0 +1,192 @@
+// viewer/loading.js -- the viewer's loading: opening a volume progressively.
+//
+// open() asks for the header and the middle slice at once and draws that slice
+// as soon as it arrives; startVolume() then allocates the whole-volume array,
+// the 2D and 3D textures and streams the rest, uploading slices as they come.
+// Also the per-volume set-up: window presets (only those of the volume header
+// the server sends), 3D defaults and clip-slider labels, and the value range.
+
+import * as api from '../api.js';
+import { requestRedraw } from '../scheduler.js';
+import { letters } from '../orientation.js';
+import { RenderVolume } from '../gl/volume3d.js';
+import { apply, invertAffine } from '../mpr.js';
+import { defaultPreset } from '../tf.js';
+import { histogram } from '../panels.js';
+
+const $ = (id) => document.getElementById(id);
+
+/** Methods of {@link Viewer} (mixed into its prototype by viewer.js). */
+export class ViewerLoading {
+  /** Open a volume by id; resolves when the first slice is drawable. */
+  async open(vid, t0 = performance.now(), knownHeader = null, tReply = null) {
+    const seq = ++this.seq;
+    if (this.abort) this.abort.abort();
+    const ctrl = new AbortController();
+    this.abort = ctrl;
+    this.stopCine();
+    Object.assign(this.canvas.dataset, { vid, tOpen: String(t0), tFirst: '', tLoaded: '', ready: '0', drawn: '',
+      tReply: tReply === null ? '' : String(tReply) });
+    this.canvas.dataset.tCall = String(performance.now());
+    // open_series answers with the header when the server has it at once
+    const header = knownHeader || await api.volumeHeader(vid, ctrl.signal);
+    if (seq !== this.seq) return;
+    this.canvas.dataset.tHeader = String(performance.now());
+    const [nz, ny, nx] = header.shape;
+    // ask for the middle slice now: the server reads it while the view is set up
+    const first = Math.floor(nz / 2);
+    const firstReq = api.volumeSlice(vid, first, ctrl.signal);
+    firstReq.catch(() => {});  // handled below; superseded opens abort it
+    // the whole-volume array, the 3D textures and the stream come after the
+    // first slice is on screen (start()): the first draw needs only that slice
+    if (this.rv) { this.rv.dispose(); this.rv = null; }
+    this.vol = { vid, header, data: null, ready: new Uint8Array(nz), uploaded: 0, complete: 0, first, firstData: null, started: false };
+    this.Ainv = invertAffine(header.affine_lps);
+    await this.view.setHeader(header);
+    if (seq !== this.seq) return;
+    this.setupPresets(header);
+    this.setup3d(header);
+    Object.assign(this.s, { slice: Math.floor(nz / 2), zoom: 1, panX: 0, panY: 0, sliceReady: false,
+      invert: !!header.invert });
+    for (const k of Object.keys(this.planeState)) this.planeState[k] = { zoom: 1, panX: 0, panY: 0 };
+    this.crossPt = apply(header.affine_lps, [(nx - 1) / 2, (ny - 1) / 2, this.s.slice]);
+    this.measurements = [];
+    this.pending = null;
+    this.panels.setHistogram(null);
+    this.panels.reportFor = '';
+    this.panels.header = null;
+    this.updateMeasurements();
+    this.canvas.dataset.slices = String(nz);
+    this.canvas.dataset.ready = '0';
+    this.invalidate3d();
+    this.updateOverlay();
+    this.updateLabels();
+    this.panelRefresh();
+    const vol = this.vol;
+    const start = () => this.startVolume(seq, vol, ctrl.signal);
+    const firstSlice = firstReq.then((sl) => {
+      if (seq !== this.seq || vol.ready[first]) return;
+      this.canvas.dataset.tSlice = String(performance.now());
+      vol.firstData = sl.data;
+      vol.ready[first] = 1;
+      this.view.setPreview(first, sl.data);
+      // drawn now, not in the next animation frame: the compositor may be
+      // a frame or two behind (the view switch), which cost 30-50 ms here
+      this.s.sliceReady = true;
+      this.render();
+      // once that frame is drawn (and presented), set up the rest
+      requestRedraw(() => requestAnimationFrame(() => setTimeout(start, 0)));
+    }, (e) => { start(); throw e; });
+    await firstSlice.catch((e) => { if (e.name !== 'AbortError') throw e; });
+  }
+
+  /** The whole-volume array (allocated on first need, holding the first slice). */
+  ensureData(vol = this.vol) {
+    if (!vol || vol.data) return vol && vol.data;
+    const h = vol.header, [nz, ny, nx] = h.shape;
+    const T = api.arrayType(h.dtype);
+    vol.data = new T(new ArrayBuffer(nz * h.slice_bytes));
+    if (vol.firstData) vol.data.set(vol.firstData, vol.first * nx * ny);
+    return vol.data;
+  }
+
+  /** After the first frame: full 2D texture, MPR/3D texture, and the progressive stream. */
+  async startVolume(seq, vol, signal) {
+    if (seq !== this.seq || vol.started) return;
+    vol.started = true;
+    const { header, vid } = vol;
+    const [nz] = header.shape;
+    const data = this.ensureData(vol);
+    // the stream starts now and fills `data` while the textures are allocated
+    // (hundreds of ms for a large volume); uploads begin once they exist
+    let glSet = false;
+    this.uploadPending = () => {
+      if (seq !== this.seq || !glSet) return;
+      const v = this.vol;
+      if (v.complete > v.uploaded) {
+        this.view.upload(v.uploaded, v.complete);
+        this.rv.upload(v.uploaded, v.complete);
+        for (let z = v.uploaded; z < v.complete; z++) this.view.invalidate(z);
+        v.uploaded = v.complete;
+        this.invalidate3d(false);
+      }
+      this.canvas.dataset.ready = String(v.complete);
+      $('load-progress').textContent = v.complete < nz ? `loading ${v.complete}/${nz}` : '';
+      this.refresh(false);
+    };
+    const stream = api.streamVolume(vid, data.buffer, (complete) => {
+      if (seq !== this.seq) return;
+      this.vol.ready.fill(1, this.vol.complete, complete);
+      this.vol.complete = complete;
+      requestRedraw(this.uploadPending);
+    }, signal);
+    const glDone = this.glReady.then(() => {
+      if (seq !== this.seq) return;
+      this.view.setData(data, vol.uploaded, vol.firstData ? [vol.first] : []);
+      if (this.rv) this.rv.dispose();
+      this.rv = new RenderVolume(this.gl, header, data);
+      $('notice-3d').textContent = this.rv.notice;
+      this.canvas.dataset.notice3d = this.rv.notice;
+      this.canvas.dataset.tex3d = this.rv.dims.join('x');
+      glSet = true;
+      this.invalidate3d();
+      this.uploadPending();
+    });
+    const loaded = Promise.all([stream, glDone]).then(() => {
+      if (seq !== this.seq) return;
+      this.uploadPending();
+      const r = header.rescale;
+      this.panels.setHistogram(histogram(data, r.slope, r.intercept));
+      this.panelRefresh();
+      this.canvas.dataset.tLoaded = String(performance.now());
+    });
+    loaded.catch((e) => {
+      if (e.name !== 'AbortError' && seq === this.seq) $('load-progress').textContent = e.message;
+    });
+  }
+
+  setupPresets(header) {
+    // the header's presets only: the server adds the modality's (CT: soft tissue, brain, lung, bone)
+    const own = header.windows || [];
+    this.presets = own.slice();
+    if (!this.presets.length) {
+      const r = header.rescale;
+      const lo = header.value_range[0] * r.slope + r.intercept;
+      const hi = header.value_range[1] * r.slope + r.intercept;
+      this.presets.push({ name: 'Full range', center: (lo + hi) / 2, width: Math.max(1, hi - lo) });
+    }
+    const sel = $('preset');
+    sel.replaceChildren(...this.presets.map((p, i) => {
+      const o = document.createElement('option');
+      o.value = String(i);
+      o.textContent = `${p.name} (${Math.round(p.center)}/${Math.round(p.width)})`;
+      return o;
+    }));
+    const first = this.presets[0];
+    sel.value = String(this.presets.indexOf(first));
+    this.s.center = first.center; this.s.width = first.width;
+  }
+
+  setup3d(header) {
+    this.r3.preset = defaultPreset(header);
+    this.r3.clipLo = [0, 0, 0]; this.r3.clipHi = [1, 1, 1];
+    for (const id of ['x0', 'y0', 'z0']) $(`clip-${id}`).value = '0';
+    for (const id of ['x1', 'y1', 'z1']) $(`clip-${id}`).value = '100';
+    $('tf-preset').value = this.r3.preset;
+    this.ray.resetCamera();
+    // label the clip sliders with the volume axes' patient directions
+    const A = header.affine_lps;
+    for (const s of document.querySelectorAll('#tools-3d [data-axis]')) {
+      const i = Number(s.dataset.axis);
+      const d = [A[0][i], A[1][i], A[2][i]];
+      s.textContent = `${letters(d.map((x) => -x))}–${letters(d)}`;
+    }
+  }
+
+  realRange() {
+    const h = this.vol.header, r = h.rescale;
+    const a = h.value_range[0] * r.slope + r.intercept, b = h.value_range[1] * r.slope + r.intercept;
+    const hist = this.panels.hist;
+    return hist ? [hist.lo, hist.hi] : [Math.min(a, b), Math.max(a, b)];
+  }
+}

@@ -1,0 +1,133 @@
+// viewer/overlay.js -- what the viewer draws and writes over the images: the
+// crosshair and measurements on the 2D overlay canvas, orientation letters,
+// the corner texts (patient/study labels, slice, position, window, zoom; set
+// with textContent only, as every label is attacker-controlled DICOM text),
+// and the side panel (header, assembly report, histogram, measurement list).
+
+import { requestRedraw } from '../scheduler.js';
+import { edgeLabels, letters, slicePosition } from '../orientation.js';
+import { PLANES, toCanvas } from '../mpr.js';
+import { PRESETS } from '../tf.js';
+import * as measure from '../measure.js';
+
+const $ = (id) => document.getElementById(id);
+
+/** Methods of {@link Viewer} (mixed into its prototype by viewer.js). */
+export class ViewerOverlay {
+  /** Crosshair, measurements and the measurement being drawn, on the 2D overlay canvas. */
+  drawOverlay() {
+    const o = this.overlay;
+    if (o.width !== this.canvas.width || o.height !== this.canvas.height) { o.width = this.canvas.width; o.height = this.canvas.height; }
+    const ctx = o.getContext('2d');
+    ctx.clearRect(0, 0, o.width, o.height);
+    if (!this.vol || this.view.header !== this.vol.header) return;
+    const dpr = window.devicePixelRatio || 1;
+    const units = this.vol.header.units;
+    for (const vp of this.vps) {
+      const m = vp.kind === '3d' ? null : this.mapping(vp);
+      if (!m) continue;
+      const [x, y, w, h] = vp.rect;
+      ctx.save();
+      ctx.beginPath(); ctx.rect(x, y, w, h); ctx.clip();
+      const showCross = this.layout === '2x2' || this.tool === 'cross';
+      if (showCross) {
+        const [cx, cy] = toCanvas(m, this.crossPt);
+        ctx.strokeStyle = 'rgba(80, 220, 120, 0.8)';
+        ctx.lineWidth = dpr;
+        const gap = 8 * dpr;
+        ctx.beginPath();
+        ctx.moveTo(x, cy); ctx.lineTo(cx - gap, cy); ctx.moveTo(cx + gap, cy); ctx.lineTo(x + w, cy);
+        ctx.moveTo(cx, y); ctx.lineTo(cx, cy - gap); ctx.moveTo(cx, cy + gap); ctx.lineTo(cx, y + h);
+        ctx.stroke();
+      }
+      const key = this.planeKey(vp);
+      const toPx = (p) => toCanvas(m, p);
+      for (const meas of this.measurements) if (meas.view === key) measure.draw(ctx, meas, toPx, measure.describe(meas, units).split(':')[0].replace(/^(Distance|Angle) /, ''));
+      if (this.pending && this.pending.view === key) measure.draw(ctx, this.pending, toPx, '');
+      ctx.restore();
+    }
+  }
+
+  updateLabels() {
+    if (!this.vol) return;
+    for (const vp of this.vps) {
+      let e;
+      if (vp.kind === 'native') e = edgeLabels(this.vol.header.affine_lps);
+      else if (vp.kind === '3d') {
+        const { right, up } = this.ray.axes();
+        const neg = (v) => v.map((x) => -x);
+        e = { right: letters(right), left: letters(neg(right)), top: letters(up), bottom: letters(neg(up)) };
+      } else {
+        const pl = PLANES[vp.kind];
+        const neg = (v) => v.map((x) => -x);
+        e = { right: letters(pl.u), left: letters(neg(pl.u)), bottom: letters(pl.v), top: letters(neg(pl.v)) };
+      }
+      for (const k of ['top', 'bottom', 'left', 'right']) vp.el.querySelector(`.orient.${k}`).textContent = e[k];
+    }
+  }
+
+  /** Position text of a viewport (mm along its axis). */
+  positionText(vp) {
+    if (vp.kind === '3d') {
+      return `3D ${{ dvr: 'volume rendering', mip: 'MIP', minip: 'MinIP' }[this.r3.mode]}`
+        + (this.r3.mode === 'dvr' ? ` · ${PRESETS[this.r3.preset].label}` : '');
+    }
+    const pl = PLANES[vp.kind];
+    const axisName = ['x (R→L)', 'y (A→P)', 'z (I→S)'][pl.axis];
+    const pos = this.crossPt[pl.axis];
+    vp.el.dataset.pos = String(pos);
+    return `${pl.label}  ${axisName} ${pos.toFixed(1)} mm`;
+  }
+
+  updateOverlay() {
+    if (!this.vol) return;
+    const h = this.vol.header, L = h.labels || {};
+    const [nz, ny, nx] = h.shape;
+    const lines = (...xs) => xs.filter((x) => x).join('\n');
+    const first = this.vps[0];
+    // textContent only: every label is attacker-controlled DICOM text.
+    $('corner-tl').textContent = lines(L.patient_name, L.patient_id, L.birth_date);
+    $('corner-tr').textContent = lines(L.study_description, L.study_date, L.series_description, L.modality || h.modality);
+    if (!first || first.kind === 'native') {
+      const pos = slicePosition(h.affine_lps, this.s.slice, nx, ny);
+      $('corner-bl').textContent = lines(`Slice ${this.s.slice + 1} / ${nz}`, `Pos ${pos.along.toFixed(1)} mm`,
+        `${nx}×${ny}  ${h.spacing[0].toFixed(2)}×${h.spacing[1].toFixed(2)}×${h.spacing[2].toFixed(2)} mm`,
+        h.kind === 'sequence' ? 'sequence (not a regular volume)' : '');
+    } else {
+      $('corner-bl').textContent = this.positionText(first);
+    }
+    for (const vp of this.vps.slice(1)) vp.el.querySelector('.vp-info').textContent = this.positionText(vp);
+    $('corner-br').textContent = lines(`W ${Math.round(this.s.width)}  L ${Math.round(this.s.center)}`,
+      first && first.kind !== '3d' && first.kind !== 'native' ? `Zoom ${(this.planeState[first.kind].zoom * 100).toFixed(0)}%`
+        : `Zoom ${(this.s.zoom * 100).toFixed(0)}%`, this.s.invert ? 'Inverted' : '');
+  }
+
+  // ------------------------------------------------------------ panels
+  togglePanel(show = this.panels.root.hidden) {
+    this.panels.root.hidden = !show;
+    $('btn-panel').setAttribute('aria-pressed', String(show));
+    this.panelRefresh();
+    this.invalidate3d();
+  }
+
+  panelRefresh() {
+    if (!this.vol || !this.panels.visible) return;
+    const t = this.panels.tab;
+    if (t === 'header') this.panels.loadHeader(this.vol.vid, this.s.slice);
+    if (t === 'assembly') {
+      this.panels.loadReport(this.vol.vid);
+      this.panels.drawHistogram(this.s.center, this.s.width, this.vol.header.units);
+    }
+  }
+
+  updateMeasurements() {
+    const units = this.vol ? this.vol.header.units : '';
+    this.panels.setMeasurements(this.measurements, (m) => measure.describe(m, units), (id) => {
+      this.measurements = this.measurements.filter((m) => m.id !== id);
+      this.updateMeasurements();
+      requestRedraw(this.draw);
+    });
+    this.canvas.dataset.measurements = String(this.measurements.length);
+    $('btn-panel').textContent = this.measurements.length ? `Panel (${this.measurements.length})` : 'Panel';
+  }
+}
