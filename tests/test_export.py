@@ -15,8 +15,6 @@ from pocketpacs.images.openother import png_decode
 from pocketpacs.images.thumbs import ThumbnailCache, thumbnail, thumbnail_png
 from pocketpacs.images.volume import Volume, assemble_series, dicom_files_in
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-
 
 def small_volume(four_d=False):
     arr = np.arange(2 * 3 * 4 * 5, dtype=np.int16).reshape((2, 3, 4, 5) if four_d else (6, 4, 5))
@@ -72,12 +70,10 @@ def test_png_and_report_and_thumbs(tmp_path):
 
 
 @pytest.mark.corpus
-def test_corpus_nifti_matches_dcm2niix_bit_for_bit(tmp_path):
+def test_corpus_nifti_matches_dcm2niix_bit_for_bit(tmp_path, corpus):
     """GE fMRI (4D, 150 files): data and affine identical to the upstream dcm2niix NIfTI."""
-    d = CORPUS / "dcm_qa_nih" / "In" / "20180918GE" / "mr_0004"
-    if not d.exists():
-        pytest.skip("../shared/corpus is not present")
-    m = json.loads((CORPUS / "MANIFEST.shared.json").read_text())
+    d = corpus / "dcm_qa_nih" / "In" / "20180918GE" / "mr_0004"
+    m = json.loads((corpus / "MANIFEST.shared.json").read_text())
     s = next(s for st in m["sets"] for s in st["series"] if s["dir"] == "In/20180918GE/mr_0004")
     ref = s["expected"]["reference_volumes"][0]
     sv = assemble_series(dicom_files_in(d))

@@ -17,6 +17,7 @@ from pocketpacs.native import assemble as K
 from pocketpacs.native import reference as R
 from pocketpacs.images.pixels import DecoderPool, PixelFormat, decode_file
 
+
 @pytest.fixture(scope="module")
 def pool():
     p = DecoderPool(2)
