@@ -21,6 +21,29 @@ def require_system(ok: bool, what: str) -> None:
     pytest.skip(f"{what} is missing")
 
 
+#: pip distribution of each optional peer, for the skip / failure message
+PEER_DISTRIBUTIONS = {"gdcm": "python-gdcm", "xxhash": "xxhash", "SimpleITK": "SimpleITK",
+                      "openjpeg": "pylibjpeg-openjpeg", "jpeg_ls": "pyjpegls", "PIL": "Pillow",
+                      "libjpeg": "pylibjpeg-libjpeg"}
+
+
+def peer(module: str):
+    """Import an optional peer (another implementation a test compares against:
+    GDCM, xxhash, SimpleITK, openjpeg, jpeg_ls, Pillow) and return the module.
+
+    The one way tests reach a peer: when it cannot be imported the test skips,
+    saying which package is missing and why -- but fails under CI=true, where
+    the test extra installs every peer."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        dist = PEER_DISTRIBUTIONS.get(module.split(".")[0], module)
+        require_system(False, f"optional peer {module} (pip install {dist}: {exc})")
+        raise  # unreachable: require_system skipped or failed
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     """The shared real-data corpus; tests using it skip when it is absent."""

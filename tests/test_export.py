@@ -9,13 +9,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import peer
 from pocketpacs.images import geometry as G
-from pocketpacs.images.export import export_nifti, export_png, stack_paths, write_report_json
+from pocketpacs.images.export import (ExportError, export_nifti, export_png, png_encode, stack_paths,
+                                      write_report_json)
 from pocketpacs.images.openother import png_decode
 from pocketpacs.images.thumbs import ThumbnailCache, thumbnail, thumbnail_png
 from pocketpacs.images.volume import Volume, assemble_series, dicom_files_in
-
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 
 def small_volume(four_d=False):
@@ -71,13 +71,72 @@ def test_png_and_report_and_thumbs(tmp_path):
     assert d["notes"] == ["x"]
 
 
+# ---------------------------------------------------------------- PNG through an independent decoder
+def pillow_decode(data: bytes):
+    """Decode PNG bytes with Pillow (an independent decoder): ``(mode, array)``."""
+    import io
+
+    Image = peer("PIL.Image")
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "PNG"
+        im.load()
+        return im.mode, np.asarray(im)
+
+
+@pytest.mark.parametrize("shape,mode", [((1, 1), "L"), ((7, 3), "L"), ((33, 64), "L"),
+                                        ((5, 9, 3), "RGB"), ((16, 1, 3), "RGB"),
+                                        ((6, 11, 4), "RGBA")])
+def test_png_encode_pixels_equal_pillows_decode(shape, mode):
+    """Every layout png_encode writes (8-bit grey, RGB, RGBA; it writes no
+    16-bit PNG), full 0..255 range, read back by Pillow: identical values."""
+    rng = np.random.default_rng(sum(shape))
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    img.flat[0], img.flat[-1] = 0, 255
+    got_mode, got = pillow_decode(png_encode(img))
+    assert got_mode == mode
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, img)
+    # a strided (non-contiguous) view is written as its values
+    view = np.concatenate([img, img], axis=1)[:, ::2]
+    np.testing.assert_array_equal(pillow_decode(png_encode(view))[1], view)
+
+
+def test_png_encode_refuses_what_it_cannot_write():
+    for bad in (np.zeros((4, 4), np.uint16), np.zeros((4, 4, 2), np.uint8), np.zeros(4, np.uint8)):
+        with pytest.raises(ExportError):
+            png_encode(bad)
+
+
+def test_export_png_and_thumbnail_read_back_by_pillow(tmp_path):
+    v = small_volume()
+    p = export_png(v, tmp_path / "s.png", 2, center=30.0, width=50.0)
+    mode, got = pillow_decode(Path(p).read_bytes())
+    from pocketpacs.native.reference import window_u8
+
+    assert mode == "L"
+    np.testing.assert_array_equal(got, window_u8(v.array[2], 30.0, 50.0))
+    mode, got = pillow_decode(thumbnail_png(v))
+    assert mode == "L"
+    np.testing.assert_array_equal(got, thumbnail(v))
+
+
+def test_export_png_of_a_colour_volume_read_back_by_pillow(tmp_path):
+    rgb = np.random.default_rng(9).integers(0, 256, (3, 6, 7, 3), dtype=np.uint8)
+    rep = G.StackReport(index=0, kind="volume", shape=list(rgb.shape), n_frames=3,
+                        key={"samples": 3})
+    v = Volume(array=rgb, affine_lps=np.eye(4), spacing=(1.0, 1.0, 1.0), modality="OT",
+               report=rep)
+    assert v.samples == 3 and not v.is_4d
+    mode, got = pillow_decode(Path(export_png(v, tmp_path / "c.png", 1)).read_bytes())
+    assert mode == "RGB"
+    np.testing.assert_array_equal(got, rgb[1])
+
+
 @pytest.mark.corpus
-def test_corpus_nifti_matches_dcm2niix_bit_for_bit(tmp_path):
+def test_corpus_nifti_matches_dcm2niix_bit_for_bit(tmp_path, corpus):
     """GE fMRI (4D, 150 files): data and affine identical to the upstream dcm2niix NIfTI."""
-    d = CORPUS / "dcm_qa_nih" / "In" / "20180918GE" / "mr_0004"
-    if not d.exists():
-        pytest.skip("../shared/corpus is not present")
-    m = json.loads((CORPUS / "MANIFEST.shared.json").read_text())
+    d = corpus / "dcm_qa_nih" / "In" / "20180918GE" / "mr_0004"
+    m = json.loads((corpus / "MANIFEST.shared.json").read_text())
     s = next(s for st in m["sets"] for s in st["series"] if s["dir"] == "In/20180918GE/mr_0004")
     ref = s["expected"]["reference_volumes"][0]
     sv = assemble_series(dicom_files_in(d))

@@ -19,6 +19,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from pocketpacs import synth
 from pocketpacs.dicom import tags as T
 from pocketpacs.dicom.batch import FAILED, FALLBACK, NATIVE
 from pocketpacs.dicom.headers import parse_files
@@ -193,7 +194,6 @@ def test_corpus_all_tags(corpus):
 
 
 def test_synthetic_archive(tmp_path):
-    synth = pytest.importorskip("pocketpacs.synth")
     synth.generate(tmp_path, patients=2, studies=1, series=3, slices=4, rows=16, cols=16, seed=3)
     paths = [str(p) for p in tmp_path.rglob("*") if p.is_file() and p.name != "manifest.json"]
     stats = compare(paths)

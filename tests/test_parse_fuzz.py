@@ -31,10 +31,11 @@ def _child(count: int, seed: int, corpus, fallback: bool, timeout: float, env=No
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_fuzz_20000_mutated_headers_compiled():
-    from conftest import CORPUS
-
-    corpus = CORPUS if CORPUS.is_dir() else None
+@pytest.mark.parametrize("seeds", ["built-in", pytest.param("corpus", marks=pytest.mark.corpus)])
+def test_fuzz_20000_mutated_headers_compiled(seeds, request):
+    """Mutations of the built-in headers, and of the shared corpus's files (that
+    case needs the ``corpus`` fixture: it skips where the corpus is absent)."""
+    corpus = request.getfixturevalue("corpus") if seeds == "corpus" else None
     res = _child(20000, seed=20261125, corpus=corpus, fallback=False, timeout=600)
     print(res)
     assert res["count"] == 20000

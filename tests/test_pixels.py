@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import peer
 from pocketpacs.native import assemble as K
 from pocketpacs.native import reference as R
 from pocketpacs.images.pixels import DecoderPool, PixelFormat, decode_file
-
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 
 @pytest.fixture(scope="module")
@@ -289,21 +288,65 @@ def test_read_frames_into_a_non_contiguous_array(tmp_path):
 
 
 # ---------------------------------------------------------------- real files
-def _pydicom_files():
-    root = CORPUS / "pydicom_test_files"
+#: Lossy syntaxes: a decode is compared with other decoders' within a stated
+#: tolerance, (max abs diff, mean abs diff) in stored-value units, never by hash --
+#: the standards leave the last bits of a lossy decode to the implementation.
+#: JPEG baseline / extended: IDCT and YCbCr->RGB rounding differ between
+#: libjpeg builds (GDCM, Pillow and pylibjpeg-libjpeg differ by up to 3 grey
+#: levels on pydicom's colour files, mean below 0.12).  JPEG 2000 irreversible
+#: (9/7 wavelet): floating-point inverse transform, implementations may differ
+#: by one level.  JPEG-LS near-lossless: the decoder is integer arithmetic fully
+#: specified by ISO 14495-1, so conforming decoders agree exactly.
+LOSSY_TOLERANCE = {
+    "1.2.840.10008.1.2.4.50": (4, 0.25),   # JPEG baseline
+    "1.2.840.10008.1.2.4.51": (4, 0.25),   # JPEG extended
+    "1.2.840.10008.1.2.4.91": (2, 0.05),   # JPEG 2000 (lossy allowed)
+    "1.2.840.10008.1.2.4.81": (0, 0.0),    # JPEG-LS near-lossless
+}
+REFERENCE_PLUGINS = ("gdcm", "pylibjpeg", "pillow", "pyjpegls")
+
+
+def assert_lossy_close(arr, ref, ts, what):
+    """*arr* within the lossy syntax *ts*'s tolerance of the reference decode *ref*."""
+    max_tol, mean_tol = LOSSY_TOLERANCE[ts]
+    assert arr.shape == ref.shape, what
+    d = np.abs(arr.astype(np.float64) - ref.astype(np.float64))
+    assert d.max() <= max_tol and d.mean() <= mean_tol, \
+        f"{what}: max abs diff {d.max()} (limit {max_tol}), mean {d.mean():.4f} (limit {mean_tol})"
+
+
+def reference_decodes(path):
+    """Every pydicom decoder plugin's decode of *path* that succeeds, by plugin name."""
+    import pydicom
+    from pydicom.pixels import pixel_array
+
+    ds = pydicom.dcmread(path, force=True)
+    out = {}
+    for plugin in REFERENCE_PLUGINS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                out[plugin] = pixel_array(ds, decoding_plugin=plugin)
+            except Exception:  # plugin not installed, or not for this syntax / precision
+                continue
+    return out
+
+
+def _pydicom_files(corpus):
+    root = corpus / "pydicom_test_files"
     if not root.exists():
         return []
     return sorted(str(p) for p in root.rglob("*") if p.is_file())
 
 
 @pytest.mark.corpus
-def test_every_pydicom_test_file_decodes_like_pydicom(pool):
+def test_every_pydicom_test_file_decodes_like_pydicom(pool, corpus):
+    """Equal to pydicom's decode; lossy syntaxes within LOSSY_TOLERANCE of it."""
     import pydicom
 
-    files = _pydicom_files()
-    if not files:
-        pytest.skip("../shared/corpus is not present")
-    same = 0
+    files = _pydicom_files(corpus)
+    assert files, "no pydicom_test_files in the corpus"
+    same = lossy = 0
     for f in files:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -318,33 +361,57 @@ def test_every_pydicom_test_file_decodes_like_pydicom(pool):
         assert not errs, (f, errs)
         assert arr.shape == ref.shape, f
         assert arr.dtype.kind == ref.dtype.kind and arr.dtype.itemsize == ref.dtype.itemsize, f
-        np.testing.assert_array_equal(arr, ref, err_msg=f)
+        ts = str(ds.file_meta.TransferSyntaxUID) if "TransferSyntaxUID" in ds.file_meta else ""
+        if ts in LOSSY_TOLERANCE:
+            assert_lossy_close(arr, ref, ts, f)
+            lossy += 1
+        else:
+            np.testing.assert_array_equal(arr, ref, err_msg=f)
         same += 1
     assert same >= 80  # 89 decodable files in pydicom 3.0.2's set
+    assert lossy >= 20  # 23 of them lossy JPEG / JPEG 2000 / JPEG-LS
 
 
 @pytest.mark.corpus
-def test_corpus_file_pixels_references(pool):
-    man = CORPUS / "MANIFEST.shared.json"
-    if not man.exists():
-        pytest.skip("../shared/corpus is not present")
-    m = json.loads(man.read_text())
-    checked = 0
+def test_corpus_file_pixels_references(pool, corpus):
+    """Lossless: the SHA-256 of the stored values pydicom decoded when the corpus
+    was built.  Lossy: the manifest's decoder-independent stats and every other
+    decoder's values, within LOSSY_TOLERANCE (the hash is only one decoder's)."""
+    import pydicom
+
+    m = json.loads((corpus / "MANIFEST.shared.json").read_text())
+    checked = lossy = 0
     for st in m["sets"]:
         for s in st["series"]:
             for rel, ref in (s.get("file_pixels") or {}).items():
                 if ref.get("fallback_decoder") or not ref.get("raw_sha256"):
                     continue
-                path = CORPUS / st["path"] / rel
+                path = corpus / st["path"] / rel
                 if not path.exists():
                     continue
                 arr, errs = decode_file(str(path), pool=pool)
                 assert not errs, (rel, errs)
                 assert list(arr.shape) == ref["decoded_shape"], rel
-                a = np.ascontiguousarray(arr).astype(np.dtype(ref["dtype"]).newbyteorder("<"))
-                assert hashlib.sha256(a.tobytes()).hexdigest() == ref["raw_sha256"], rel
+                ts = str(pydicom.dcmread(path, stop_before_pixels=True, force=True)
+                         .file_meta.get("TransferSyntaxUID", ""))
+                if ts in LOSSY_TOLERANCE:
+                    max_tol, mean_tol = LOSSY_TOLERANCE[ts]
+                    a = arr.astype(np.float64)
+                    stt = ref["raw_stats"]
+                    assert abs(a.min() - stt["min"]) <= max_tol, rel
+                    assert abs(a.max() - stt["max"]) <= max_tol, rel
+                    assert abs(a.mean() - stt["mean"]) <= mean_tol + 1e-6, rel  # stats rounded to 1e-6
+                    others = reference_decodes(str(path))
+                    assert others, f"{rel}: no pydicom plugin decodes it"
+                    for plugin, other in others.items():
+                        assert_lossy_close(arr, other, ts, f"{rel} vs {plugin}")
+                    lossy += 1
+                else:
+                    a = np.ascontiguousarray(arr).astype(np.dtype(ref["dtype"]).newbyteorder("<"))
+                    assert hashlib.sha256(a.tobytes()).hexdigest() == ref["raw_sha256"], rel
                 checked += 1
     assert checked >= 30
+    assert lossy >= 6  # JPEG baseline, 2 JPEG extended, 3 lossy JPEG 2000
 
 
 # ---------------------------------------------------------------- crash isolation
@@ -389,7 +456,7 @@ def _j2k_file(tmp_path, name="j2k.dcm"):
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
-    pytest.importorskip("openjpeg")
+    peer("openjpeg")
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels.decoders import JPEGLosslessSV1Decoder
 
+from conftest import peer
 from pocketpacs import synth
 from pocketpacs.synth.datasets import (
     _dataset_bytes,
@@ -338,6 +339,7 @@ def test_rle_frames_equal_pydicom_native_encoder():
 
 
 def _gdcm_decode(stream: bytes, arr: np.ndarray, precision: int) -> np.ndarray:
+    peer("gdcm")  # pydicom's gdcm plugin needs python-gdcm
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = JPEG_LOSSLESS_SV1
@@ -396,6 +398,7 @@ def test_jpeg_lossless_rejects_bad_input():
 
 
 def test_jpeg_lossless_series_decode_with_both_plugins(archive):
+    peer("gdcm")  # pydicom's gdcm plugin needs python-gdcm
     root, manifest = archive
     for s in manifest["series"]:
         if s["codec"] != "jpeg-lossless":

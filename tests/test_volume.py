@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -12,11 +11,10 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, generate_uid
 
+from pocketpacs import synth
 from pocketpacs.images import geometry as G
 from pocketpacs.images.pixels import DecoderPool
 from pocketpacs.images.volume import assemble_series, choose_dtype, dicom_files_in, load_volume
-
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +35,6 @@ def voxel_world(vol, k_idx=None):
 # ---------------------------------------------------------------- synthetic archive
 @pytest.fixture(scope="module")
 def synth_archive(tmp_path_factory):
-    synth = pytest.importorskip("pocketpacs.synth")
     out = tmp_path_factory.mktemp("synth")
     man = synth.generate(out, patients=1, studies=1, series=6, slices=9, rows=32, cols=32,
                          compressed_fraction=0.5, implicit_fraction=0.2, enhanced=4, junk=0,
@@ -270,16 +267,13 @@ def test_choose_dtype():
 
 
 # ---------------------------------------------------------------- real corpus
-def _corpus_series():
-    man = CORPUS / "MANIFEST.shared.json"
-    if not man.exists():
-        return []
-    m = json.loads(man.read_text())
+def _corpus_series(corpus):
+    m = json.loads((corpus / "MANIFEST.shared.json").read_text())
     return [(st, s) for st in m["sets"] for s in st["series"] if s.get("expected")]
 
 
-def _files_of(st, s):
-    d = CORPUS / st["path"] / s["dir"]
+def _files_of(corpus, st, s):
+    d = corpus / st["path"] / s["dir"]
     uid = s["SeriesInstanceUID"]
     mm = re.match(r"(.*) \[(file|SeriesNumber) (.*)\]$", uid)
     files = dicom_files_in(d)
@@ -297,15 +291,14 @@ def _files_of(st, s):
 
 
 @pytest.mark.corpus
-def test_corpus_stack_geometry_and_stored_values(pool):
-    cases = [(st, s) for st, s in _corpus_series()
+def test_corpus_stack_geometry_and_stored_values(pool, corpus):
+    cases = [(st, s) for st, s in _corpus_series(corpus)
              if (s["expected"].get("dicom_stack_geometry") or {}).get("array_shape")
              and "not independently confirmed" not in s["expected"]["trusted_reference"]]
-    if not cases:
-        pytest.skip("../shared/corpus is not present")
+    assert cases, "the corpus manifest lists no such series"
     for st, s in cases:
         g = s["expected"]["dicom_stack_geometry"]
-        sv = assemble_series(_files_of(st, s), rescale=False, pool=pool)
+        sv = assemble_series(_files_of(corpus, st, s), rescale=False, pool=pool)
         v = sv.volumes[0]
         name = f"{st['id']}/{s['dir']}"
         assert list(v.array.shape) == g["array_shape"], name
@@ -320,15 +313,14 @@ def test_corpus_stack_geometry_and_stored_values(pool):
 
 
 @pytest.mark.corpus
-def test_corpus_upstream_reference_volumes(pool):
+def test_corpus_upstream_reference_volumes(pool, corpus):
     """Series whose trusted reference is dcm2niix's upstream NIfTI (incl. Siemens mosaics)."""
-    cases = [(st, s) for st, s in _corpus_series()
+    cases = [(st, s) for st, s in _corpus_series(corpus)
              if s["expected"]["trusted_reference"].startswith("UPSTREAM")]
-    if not cases:
-        pytest.skip("../shared/corpus is not present")
+    assert cases, "the corpus manifest lists no such series"
     for st, s in cases:
         ref = s["expected"]["reference_volumes"][0]
-        sv = assemble_series(_files_of(st, s), pool=pool)
+        sv = assemble_series(_files_of(corpus, st, s), pool=pool)
         v = sv.volumes[0]
         name = f"{st['id']}/{s['dir']}/{s['SeriesInstanceUID'][-16:]}"
         shape = list(v.to_nifti_array().shape)
@@ -347,13 +339,12 @@ def test_corpus_upstream_reference_volumes(pool):
 
 
 @pytest.mark.corpus
-def test_corpus_multiframe_without_positions_is_sequence(pool):
-    cases = [(st, s) for st, s in _corpus_series()
+def test_corpus_multiframe_without_positions_is_sequence(pool, corpus):
+    cases = [(st, s) for st, s in _corpus_series(corpus)
              if str((s.get("own") or {}).get("status", "")).startswith("not applicable")]
-    if not cases:
-        pytest.skip("../shared/corpus is not present")
+    assert cases, "the corpus manifest lists no such series"
     for st, s in cases:
-        sv = assemble_series(_files_of(st, s), pool=pool)
+        sv = assemble_series(_files_of(corpus, st, s), pool=pool)
         v = sv.volumes[0]
         assert v.kind == "sequence" and v.array.shape[0] == s["n_frames_total"]
         assert sv.report.stacks[0].why_sequence
