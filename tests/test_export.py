@@ -12,7 +12,7 @@ import pytest
 from pocketpacs.images import geometry as G
 from pocketpacs.images.export import export_nifti, export_png, stack_paths, write_report_json
 from pocketpacs.images.openother import png_decode
-from pocketpacs.images.thumbs import ThumbnailCache, thumbnail, thumbnail_png
+from pocketpacs.images.thumbs import thumbnail, thumbnail_png
 from pocketpacs.images.volume import Volume, assemble_series, dicom_files_in
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -61,11 +61,7 @@ def test_png_and_report_and_thumbs(tmp_path):
     np.testing.assert_array_equal(img, window_u8(v.array[3], 10.0, 20.0))
     t = thumbnail(v, 2)
     assert max(t.shape) <= 2
-    cache = ThumbnailCache(max_items=1)
-    a = cache.get_or_make("s1", lambda: v)
-    assert png_decode(a).shape == thumbnail(v).shape and len(cache) == 1
-    cache.get_or_make("s2", lambda: thumbnail_png(v))
-    assert cache.get("s1") is None and len(cache) == 1
+    assert png_decode(thumbnail_png(v)).shape == thumbnail(v).shape
     rep = G.AssemblyReport(n_files=1, notes=["x"])
     d = json.loads(Path(write_report_json(rep, tmp_path / "r.json")).read_text())
     assert d["notes"] == ["x"]
