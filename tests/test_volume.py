@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, generate_uid
 
 from pocketpacs.images import geometry as G
-from pocketpacs.images.pixels import DecoderPool
+from pocketpacs.images.decoders import DecoderPool
 from pocketpacs.images.volume import assemble_series, choose_dtype, dicom_files_in, load_volume
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -257,7 +257,7 @@ def test_missing_and_duplicate_slices(tmp_path):
 
 
 def test_choose_dtype():
-    from pocketpacs.images.pixels import PixelFormat
+    from pocketpacs.images.pixelformat import PixelFormat
 
     u12 = PixelFormat(rows=1, cols=1, bits_stored=12)
     u16 = PixelFormat(rows=1, cols=1, bits_stored=16)

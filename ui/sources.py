@@ -3,7 +3,7 @@
 :class:`DicomSeriesSource` plans a series with the core's geometry
 (:func:`pocketpacs.images.geometry.plan_series` over
 :func:`pocketpacs.images.volume.frames_from_batch`) and then reads slices on demand
-with :func:`pocketpacs.images.pixels.read_frames`, so the page can draw the first
+with :func:`pocketpacs.images.frames.read_frames`, so the page can draw the first
 slice before the series is complete.  Stacks that need a whole-volume
 correction (gantry tilt, irregular spacing, 4D, colour) are assembled in one
 go by :func:`pocketpacs.images.volume.assemble_series` instead.
@@ -114,7 +114,7 @@ class ArchiveRows:
 
     Stands in for :class:`pocketpacs.dicom.headers.HeaderBatch` where
     :func:`pocketpacs.images.volume.frames_from_batch` and
-    :func:`pocketpacs.images.pixels.formats_from_batch` read one, so a series is
+    :func:`pocketpacs.images.pixelformat.formats_from_batch` read one, so a series is
     planned exactly as from its parsed headers without reading the files.
     Build it with :func:`archive_rows`.
 
@@ -201,7 +201,7 @@ def archive_rows(archive: Any, series: str) -> tuple[list[str], ArchiveRows] | N
     """
     from pocketpacs.archive import records as R
     from pocketpacs.dicom import tags as T
-    from pocketpacs.images.pixels import formats_from_batch
+    from pocketpacs.images.pixelformat import formats_from_batch
     from pocketpacs.images.volume import is_mosaic
 
     if getattr(archive, "media", False):
@@ -366,7 +366,7 @@ class DicomSeriesSource:
             labels=_labels(labels), value_range=[float(self._mid.min()), float(self._mid.max())])
 
     def _read_range(self, z0: int, z1: int, reference: bool = False) -> np.ndarray:
-        from pocketpacs.images.pixels import read_frames
+        from pocketpacs.images.frames import read_frames
 
         out = np.empty((z1 - z0,) + self._shape[1:], dtype=self._read_dtype)
         sl = None if self._sl is None else self._sl[z0:z1]

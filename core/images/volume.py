@@ -11,7 +11,7 @@ split and what was corrected:
 2. a :class:`~pocketpacs.images.geometry.FrameTable` of every 2D frame, split and
    ordered by :func:`pocketpacs.images.geometry.plan_series`;
 3. one preallocated array per stack, filled by
-   :func:`pocketpacs.images.pixels.read_frames` (stored values, rescaled per frame
+   :func:`pocketpacs.images.frames.read_frames` (stored values, rescaled per frame
    into int16 when the rescale is exact and fits, float32 otherwise);
 4. gantry tilt / irregular spacing corrections, window presets.
 
@@ -29,8 +29,9 @@ import numpy as np
 
 from . import geometry as G
 from ..errors import PocketPacsError
-from .pixels import (DecoderPool, FrameError, PixelFormat, format_problem,
-                     formats_from_batch, read_frames)
+from .decoders import DecoderPool, FrameError
+from .frames import read_frames
+from .pixelformat import PixelFormat, format_problem, formats_from_batch
 
 #: Default windows by modality (only for rescaled CT values, in HU).
 MODALITY_WINDOWS: dict[str, list[tuple[str, float, float]]] = {
