@@ -9,7 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pocketpacs.images import geometry as G
+from pocketpacs.images.affine import affine_from, lps_to_ras
+from pocketpacs.images.assemblyreport import AssemblyReport
 from pocketpacs.images.export import export_nifti, export_png, stack_paths, write_report_json
 from pocketpacs.images.openother import png_decode
 from pocketpacs.images.thumbs import thumbnail, thumbnail_png
@@ -20,8 +21,8 @@ CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 def small_volume(four_d=False):
     arr = np.arange(2 * 3 * 4 * 5, dtype=np.int16).reshape((2, 3, 4, 5) if four_d else (6, 4, 5))
-    aff = G.affine_from([0, 1, 0, 0, 0, -1], [1.0, 2.0, 3.0], [0.5, 0.8], [-2.0, 0, 0])
-    from pocketpacs.images.volume import window_presets
+    aff = affine_from([0, 1, 0, 0, 0, -1], [1.0, 2.0, 3.0], [0.5, 0.8], [-2.0, 0, 0])
+    from pocketpacs.images.windows import window_presets
 
     return Volume(array=arr, affine_lps=aff, spacing=(0.8, 0.5, 2.0), modality="MR",
                   window_presets=window_presets(arr, "MR", [(10.0, 20.0)], True))
@@ -36,7 +37,7 @@ def test_nifti_voxels_land_at_the_same_world_points(tmp_path, four_d):
     assert img.header.get_sform(coded=True)[1] == 1 and img.header.get_qform(coded=True)[1] == 1
     k, r, c = v.array.shape[-3:]
     for kk, rr, cc in [(0, 0, 0), (k - 1, 1, 3), (2, r - 1, c - 1)]:
-        world_dicom = G.lps_to_ras(v.affine_lps) @ [cc, rr, kk, 1]
+        world_dicom = lps_to_ras(v.affine_lps) @ [cc, rr, kk, 1]
         ijk = np.linalg.solve(img.affine, world_dicom)
         i, j, kk2 = np.rint(ijk[:3]).astype(int)
         np.testing.assert_allclose(ijk[:3], [i, j, kk2], atol=1e-6)
@@ -62,7 +63,7 @@ def test_png_and_report_and_thumbs(tmp_path):
     t = thumbnail(v, 2)
     assert max(t.shape) <= 2
     assert png_decode(thumbnail_png(v)).shape == thumbnail(v).shape
-    rep = G.AssemblyReport(n_files=1, notes=["x"])
+    rep = AssemblyReport(n_files=1, notes=["x"])
     d = json.loads(Path(write_report_json(rep, tmp_path / "r.json")).read_text())
     assert d["notes"] == ["x"]
 
