@@ -40,7 +40,7 @@ def rss_kb():
         return int(f.read().split()[1]) * (resource.getpagesize() // 1024)
 
 def main():
-    from pocketpacs.images.pixels import DecoderPool
+    from pocketpacs.images.decoders import DecoderPool
     from pocketpacs.images.volume import assemble_series
     folder, drop = sys.argv[1], sys.argv[2]
     paths = sorted(glob.glob(folder + "/*.dcm"))

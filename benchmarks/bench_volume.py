@@ -121,7 +121,8 @@ def bench_j2k(a: argparse.Namespace) -> tuple[list, list[str], float, float]:
     CPU share, and the CPU the workers actually got (on a shared machine a
     second worker can only scale when a second core is free).
     """
-    from pocketpacs.images.pixels import DecoderPool, _decode_task
+    from pocketpacs.images.decoders import DecoderPool
+    from pocketpacs.images.decodeworker import _decode_task
     from pocketpacs.images.volume import assemble_series
 
     j_paths = write_series(os.path.join(a.dir, f"j2k3_{a.size}x{a.size}x{a.j2k}"), a.j2k,
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     from pocketpacs.dicom.headers import parse_files
     from pocketpacs.native.reference import window_u8
     from pocketpacs.native.window import window_slice
-    from pocketpacs.images.pixels import DecoderPool
+    from pocketpacs.images.decoders import DecoderPool
     from pocketpacs.images.volume import assemble_series
 
     raw_dir = os.path.join(a.dir, f"raw2_{a.size}x{a.size}x{a.slices}")

@@ -4,7 +4,7 @@ One 512x512 CT phantom slice (``pocketpacs.synth``) is compressed with
 pydicom's encoders (JPEG 2000 lossless, JPEG-LS lossless, RLE).  Each input
 is that frame with bytes changed (mostly in the first 400 bytes, where the
 headers are), 16-bit fields poisoned, or the frame cut short; it is decoded
-by the decoder workers' own function (``pocketpacs.images.pixels._decode_ds``: the
+by the decoder workers' own function (``pocketpacs.images.decodeworker._decode_ds``: the
 declared-size check, then pydicom's plugins) in a forked child with a
 ``--timeout`` alarm, so a crash (signal) or hang is counted, not fatal.
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     from pydicom.encaps import encapsulate, generate_frames
 
-    from pocketpacs.images.pixels import _decode_ds
+    from pocketpacs.images.decodeworker import _decode_ds
 
     warnings.simplefilter("ignore")
     total_bad = 0

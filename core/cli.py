@@ -44,7 +44,7 @@ patient/study/series as nested objects.
 
 ``report --json``: the assembly report of the series: ``{"stacks": [{"shape",
 "spacing", "affine_lps", "kind", ...}], "notes", "errors", ...}`` (see
-:class:`pocketpacs.images.geometry.AssemblyReport`).  ``export --json``:
+:class:`pocketpacs.images.assemblyreport.AssemblyReport`).  ``export --json``:
 ``{"written": [paths]}``.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Convert uncompressed DICOM frames into the rows of one preallocated array.
 
 Arithmetic over arrays only: the frames' bytes are read by the caller
-(:mod:`pocketpacs.images.pixels`, plain ``os.preadv``), these kernels convert them
+(:mod:`pocketpacs.images.frames`, plain ``os.preadv``), these kernels convert them
 -- clear the unused high bits (unsigned) or sign-extend (signed) as pydicom
 does, swap the byte order, interleave planar colour, apply the per-frame
 rescale, change the dtype -- and record the min/max of the values written

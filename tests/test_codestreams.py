@@ -122,7 +122,7 @@ def test_real_decoder_abort_is_isolated_and_refused_up_front(tmp_path):
     exception).  In a decoder worker that loses only the file; the
     declared-size check refuses the frame before any decoder sees it."""
     pytest.importorskip("gdcm")
-    from pocketpacs.images.pixels import DecoderPool
+    from pocketpacs.images.decoders import DecoderPool
     from pocketpacs.images.volume import assemble_series
 
     paths = _j2k_series(tmp_path, n=4)

@@ -298,7 +298,7 @@ def test_deflated_pixels_decode_like_pydicom():
     import pydicom
     from pydicom.data import get_testdata_file
 
-    from pocketpacs.images.pixels import decode_file
+    from pocketpacs.images.frames import decode_file
 
     p = get_testdata_file("image_dfl.dcm")
     arr, errs = decode_file(p)
@@ -346,7 +346,7 @@ import json, resource, sys
 def peak_kib():
     with open("/proc/self/status") as f:
         return int(next(l.split()[1] for l in f if l.startswith("VmHWM:")))
-from pocketpacs.images import pixels, volume
+from pocketpacs.images import frames, volume
 out = []
 def main():
     # compile or load the kernels first (a cold numba cache compiles here,
@@ -356,9 +356,9 @@ def main():
     for p in {paths!r}:
         row = {{}}
         try:
-            pixels.decode_file(p)
+            frames.decode_file(p)
             row["decode"] = "ok"
-        except pixels.PixelError as e:
+        except frames.PixelError as e:
             row["decode"] = "PixelError: " + str(e)
         except Exception as e:
             row["decode"] = "OTHER " + type(e).__name__ + ": " + str(e)
@@ -404,7 +404,7 @@ def test_bogus_geometry_is_refused_before_allocation(tmp_path):
 
 
 def test_format_problem_bounds():
-    from pocketpacs.images.pixels import PixelFormat, format_problem
+    from pocketpacs.images.pixelformat import PixelFormat, format_problem
 
     ok = PixelFormat(rows=512, cols=512, bits_allocated=16, nframes=10)
     assert format_problem(ok, 512 * 512 * 2 * 10 + 1000) is None
@@ -427,7 +427,7 @@ def test_gzipped_image_decodes_beyond_its_file_size(tmp_path):
     """A .dcm.gz holds more pixel bytes than its size: not refused."""
     import gzip
 
-    from pocketpacs.images.pixels import decode_file
+    from pocketpacs.images.frames import decode_file
     from pocketpacs.images.volume import assemble_series
 
     raw = S.pixel_file(rows=512, cols=512, pixel_bytes=512 * 512 * 2)
@@ -440,7 +440,7 @@ def test_gzipped_image_decodes_beyond_its_file_size(tmp_path):
 
 
 def test_valid_small_images_still_decode(tmp_path):
-    from pocketpacs.images.pixels import decode_file
+    from pocketpacs.images.frames import decode_file
 
     p = tmp_path / "ok.dcm"
     p.write_bytes(S.pixel_file(rows=4, cols=4, frames="2", pixel_bytes=64))
@@ -572,7 +572,7 @@ def test_polyglot_preambles_parse_as_data(name, tmp_path):
 
 
 def test_polyglot_pixels_equal(tmp_path):
-    from pocketpacs.images.pixels import decode_file
+    from pocketpacs.images.frames import decode_file
 
     b = S.pydicom_file("CT_small.dcm")
     (tmp_path / "plain.dcm").write_bytes(b)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import peer
-from pocketpacs.images import geometry as G
+from pocketpacs.images.affine import LPS_TO_RAS
 from pocketpacs.images.export import png_encode
 from pocketpacs.images.openother import OpenOtherError, open_other, png_decode
 
@@ -24,7 +24,7 @@ def test_nibabel_formats_keep_geometry(tmp_path, suffix, cls):
     assert v.array.shape == (3, 5, 4)
     assert v.array[2, 4, 3] == data[3, 4, 2]
     np.testing.assert_allclose(v.affine_ras, nib.load(p).affine)
-    np.testing.assert_allclose(v.affine_lps, G.LPS_TO_RAS @ nib.load(p).affine)
+    np.testing.assert_allclose(v.affine_lps, LPS_TO_RAS @ nib.load(p).affine)
     # the voxel (i, j, k) lands where nibabel says
     np.testing.assert_allclose(v.affine_ras @ [3, 4, 2, 1], nib.load(p).affine @ [3, 4, 2, 1])
 

@@ -15,7 +15,9 @@ import pytest
 from conftest import peer
 from pocketpacs.native import assemble as K
 from pocketpacs.native import reference as R
-from pocketpacs.images.pixels import DecoderPool, PixelFormat, decode_file
+from pocketpacs.images.decoders import DecoderPool
+from pocketpacs.images.frames import _READERS, _platform_reader, decode_file, read_frames
+from pocketpacs.images.pixelformat import PixelFormat
 
 
 @pytest.fixture(scope="module")
@@ -187,10 +189,8 @@ def test_convert_rows_bytes_matches_reference(nbytes, swap, signed, bits, sample
 
 # ---------------------------------------------------------------- native route (file I/O)
 def _readers():
-    import pocketpacs.images.pixels as P
-
-    have = {"preadv": hasattr(os, "preadv"), "readv": hasattr(os, "readv"), "readinto": True}
-    return [r for r in P._READERS if have[r]]
+    have = {"preadv": hasattr(os, "preadv"), "readinto": True}
+    return [r for r in _READERS if have[r]]
 
 
 @pytest.mark.parametrize("kernels", ["compiled", "reference"])
@@ -201,11 +201,9 @@ def test_read_frames_native_route(tmp_path, monkeypatch, reader, case, kernels):
     """Chunks on two threads, multi-frame files, shuffled rows, a missing and a
     truncated file; each platform reader; the compiled kernels and their NumPy
     references (``reference_kernels``); against values computed with NumPy."""
-    import pocketpacs.images.pixels as P
-    from pocketpacs.images.pixels import read_frames
-
-    monkeypatch.setattr(P, "_READER", reader)
-    monkeypatch.setattr(P, "CHUNK_BYTES", 1)  # one frame per chunk: many chunks, 2 threads
+    monkeypatch.setattr("pocketpacs.images.frames._READER", reader)
+    # one frame per chunk: many chunks, 2 threads
+    monkeypatch.setattr("pocketpacs.images.frames.CHUNK_BYTES", 1)
     rng = np.random.default_rng(len(case))
     rows, cols = 5, 7
     big = case == "big endian"
@@ -226,11 +224,11 @@ def test_read_frames_native_route(tmp_path, monkeypatch, reader, case, kernels):
         p = tmp_path / f"f{i}.dcm"
         p.write_bytes(b"x" * off + data)
         paths.append(str(p))
-        formats.append(P.PixelFormat(rows=rows, cols=cols, samples=samples,
-                                     bits_allocated=bits_alloc, bits_stored=bits, signed=signed,
-                                     photometric="RGB" if samples == 3 else "MONOCHROME2",
-                                     planar=planar, nframes=nf, transfer_syntax=ts, offset=off,
-                                     length=len(data)))
+        formats.append(PixelFormat(rows=rows, cols=cols, samples=samples,
+                                   bits_allocated=bits_alloc, bits_stored=bits, signed=signed,
+                                   photometric="RGB" if samples == 3 else "MONOCHROME2",
+                                   planar=planar, nframes=nf, transfer_syntax=ts, offset=off,
+                                   length=len(data)))
         if signed:
             vals = np.where(vals >= 1 << (bits - 1), vals - (1 << bits), vals)
         frames.append(vals.transpose(0, 2, 1).reshape(nf, rows, cols, samples))
@@ -274,17 +272,43 @@ def test_read_frames_native_route(tmp_path, monkeypatch, reader, case, kernels):
 
 
 def test_read_frames_into_a_non_contiguous_array(tmp_path):
-    import pocketpacs.images.pixels as P
-    from pocketpacs.images.pixels import read_frames
-
     vals = np.arange(2 * 4 * 6, dtype="<u2").reshape(2, 4, 6)
     p = tmp_path / "a.dcm"
     p.write_bytes(b"\0" * 10 + vals.tobytes())
-    fmt = P.PixelFormat(rows=4, cols=6, nframes=2, offset=10, length=vals.nbytes)
+    fmt = PixelFormat(rows=4, cols=6, nframes=2, offset=10, length=vals.nbytes)
     big = np.zeros((2, 4, 12), np.uint16)
     read_frames([str(p)], [fmt], np.array([[0, 1], [0, 0]]), big[:, :, ::2])
     np.testing.assert_array_equal(big[:, :, ::2], vals[::-1])
     assert not big[:, :, 1::2].any()
+
+
+def test_reader_without_preadv_seeks_and_reads_into(tmp_path, monkeypatch):
+    """Where ``os`` has no ``preadv`` (Windows) the native route reads with seek +
+    ``FileIO.readinto``: chosen for such a platform, reading whole frames at odd
+    offsets, short at the end of a file, and through :func:`read_frames`."""
+    assert _platform_reader() == ("preadv" if hasattr(os, "preadv") else "readinto")
+    monkeypatch.delattr(os, "preadv", raising=False)
+    assert _platform_reader() == "readinto"
+    assert set(_READERS) == {"preadv", "readinto"}
+    opener, read_at, closer = _READERS["readinto"]
+    vals = np.arange(3 * 4 * 6, dtype="<i2").reshape(3, 4, 6) - 30
+    p = tmp_path / "a.dcm"
+    p.write_bytes(b"\1" * 13 + vals.tobytes())
+    buf = np.zeros(4 * 6, "<i2")
+    h = opener(str(p))
+    try:
+        assert read_at(h, memoryview(buf).cast("B"), 13 + 2 * vals[0].nbytes) == vals[0].nbytes
+        np.testing.assert_array_equal(buf.reshape(4, 6), vals[2])
+        assert read_at(h, memoryview(buf).cast("B"), 13 + 2 * vals[0].nbytes + 10) == \
+            vals[0].nbytes - 10  # the file ends inside the frame
+    finally:
+        closer(h)
+    monkeypatch.setattr("pocketpacs.images.frames._READER", _platform_reader())
+    fmt = PixelFormat(rows=4, cols=6, nframes=3, signed=True, offset=13, length=vals.nbytes)
+    out = np.zeros((3, 4, 6), np.int16)
+    errs = read_frames([str(p)], [fmt], np.array([[0, 2], [0, 0], [0, 1]]), out)
+    assert errs == []
+    np.testing.assert_array_equal(out, vals[[2, 0, 1]])
 
 
 # ---------------------------------------------------------------- real files
@@ -478,20 +502,20 @@ def test_j2k_workers_use_the_single_thread_decoder(tmp_path, monkeypatch):
     (one process per core), and fall back to pydicom's default order when it fails."""
     import pydicom
 
-    from pocketpacs.images import pixels as P
+    from pocketpacs.images import decodeworker
 
     path, img = _j2k_file(tmp_path)
     ds = pydicom.dcmread(path)
-    assert P._plugin_for(ds) == "pylibjpeg"
+    assert decodeworker._plugin_for(ds) == "pylibjpeg"
     used = []
-    real = P._decode_ds
+    real = decodeworker._decode_ds
 
     def spy(ds, indices, plugin):
         used.append(plugin)
         return real(ds, indices, plugin)
 
-    monkeypatch.setattr(P, "_decode_ds", spy)
-    (arr,) = P._decode_task(path, None)
+    monkeypatch.setattr(decodeworker, "_decode_ds", spy)
+    (arr,) = decodeworker._decode_task(path, None)
     np.testing.assert_array_equal(arr, img)
     assert used == ["pylibjpeg"]
 
@@ -502,13 +526,13 @@ def test_j2k_workers_use_the_single_thread_decoder(tmp_path, monkeypatch):
         return real(ds, indices, plugin)
 
     used.clear()
-    (arr,) = P._decode_task_default_order(path, None)  # the retry after a worker crash
+    (arr,) = decodeworker._decode_task_default_order(path, None)  # the retry after a worker crash
     np.testing.assert_array_equal(arr, img)
     assert used == [""]
 
     used.clear()
-    monkeypatch.setattr(P, "_decode_ds", failing)
-    (arr,) = P._decode_task(path, None)
+    monkeypatch.setattr(decodeworker, "_decode_ds", failing)
+    (arr,) = decodeworker._decode_task(path, None)
     np.testing.assert_array_equal(arr, img)
     assert used == ["pylibjpeg", ""]
 

@@ -381,7 +381,7 @@ def test_a_decoder_crash_is_logged_without_the_file_path(caplog):
     """The pool's crash warning named the file; folder names can be patient names."""
     import logging
 
-    from pocketpacs.images.pixels import DecoderPool
+    from pocketpacs.images.decoders import DecoderPool
 
     pool = DecoderPool(1)
     try:

@@ -9,16 +9,16 @@ import sys
 import pydicom.uid as uid
 
 from pocketpacs.dicom import codestreams
-from pocketpacs.images import pixels
+from pocketpacs.images import decodeworker, pixelformat
 from pocketpacs.native import dicomparse
 
 
 def test_pixel_tables_match_pydicom():
-    assert set(pixels.NATIVE_SYNTAXES) | {uid.DeflatedExplicitVRLittleEndian} == set(
+    assert set(pixelformat.NATIVE_SYNTAXES) | {uid.DeflatedExplicitVRLittleEndian} == set(
         uid.UncompressedTransferSyntaxes)
-    assert [ts for ts, big in pixels.NATIVE_SYNTAXES.items() if big] == [uid.ExplicitVRBigEndian]
-    assert set(pixels.SINGLE_THREAD_PLUGIN) == set(uid.JPEG2000TransferSyntaxes)
-    assert pixels.PixelFormat(rows=1, cols=1).transfer_syntax == uid.ExplicitVRLittleEndian
+    assert [ts for ts, big in pixelformat.NATIVE_SYNTAXES.items() if big] == [uid.ExplicitVRBigEndian]
+    assert set(decodeworker.SINGLE_THREAD_PLUGIN) == set(uid.JPEG2000TransferSyntaxes)
+    assert pixelformat.PixelFormat(rows=1, cols=1).transfer_syntax == uid.ExplicitVRLittleEndian
 
 
 def test_codestream_syntaxes_are_pydicoms():
@@ -42,7 +42,7 @@ def test_native_parser_syntaxes_match_pydicom():
 
 def test_importing_pocketpacs_does_not_import_pydicom():
     """Why the pixel tables are spelled out: pydicom stays out of a plain import."""
-    code = ("import sys, pocketpacs, pocketpacs.dicom.headers, pocketpacs.images.pixels; "
+    code = ("import sys, pocketpacs, pocketpacs.dicom.headers, pocketpacs.images.pixelformat, pocketpacs.images.frames; "
             "print('pydicom' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -17,7 +17,7 @@ from pocketpacs.errors import (
     ArchiveReadOnly,
     SchemaVersionMismatch,
 )
-from pocketpacs.images.geometry import GeometryError, normal_from_orientation
+from pocketpacs.images.affine import GeometryError, normal_from_orientation
 from pocketpacs.ui import protocol
 
 SECRET = "/media/cdrom/DOE^JOHN/IM0001"

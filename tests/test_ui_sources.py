@@ -186,3 +186,25 @@ def test_session_close_waits_for_its_workers(arc):
     alive = [t.name for t in threading.enumerate() if t.name == "pocketpacs-warmup"]
     assert not alive
     assert job.join(0) and job.status()["done"]
+
+
+def test_ct_windows_come_from_the_one_table(arc):
+    """A rescaled CT series' wire windows: its header window, then
+    ``MODALITY_WINDOWS["CT"]`` as they are (the only preset table; the page
+    takes them from the header), then the histogram window."""
+    from pocketpacs.images.windows import MODALITY_WINDOWS
+
+    table = [{"name": n, "center": c, "width": w} for n, c, w in MODALITY_WINDOWS["CT"]]
+    seen = 0
+    for se in _series(arc):
+        src = S.DicomSeriesSource([os.fspath(p) for p in arc.series_files(se.key)])
+        hdr = src.header()
+        if hdr.modality != "CT" or hdr.units != "HU":
+            continue
+        names = [w["name"] for w in hdr.windows]
+        start = names.index("header") + 1 if "header" in names else 0
+        assert names[:start] in (["header"], [])
+        assert hdr.windows[start:start + len(table)] == table
+        assert names[start + len(table):] == ["auto"]
+        seen += 1
+    assert seen

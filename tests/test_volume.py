@@ -12,9 +12,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, generate_uid
 
 from pocketpacs import synth
-from pocketpacs.images import geometry as G
-from pocketpacs.images.pixels import DecoderPool
-from pocketpacs.images.volume import assemble_series, choose_dtype, dicom_files_in, load_volume
+from pocketpacs.images.affine import corner_distance, corner_voxels_world, normal_from_orientation
+from pocketpacs.images.decoders import DecoderPool
+from pocketpacs.images.resample import resample_z
+from pocketpacs.images.stackread import choose_dtype, read_resampled, read_stack
+from pocketpacs.images.stacksplit import plan_series
+from pocketpacs.images.volume import assemble_series, dicom_files_in, load_volume
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,7 @@ def write_series(folder, positions, iop, *, big_endian=False, rows=16, cols=12, 
 @pytest.mark.parametrize("big_endian", [False, True])
 def test_marker_and_big_endian(tmp_path, big_endian):
     iop = [0, 1, 0, 0, 0, -1]  # sagittal
-    nrm = G.normal_from_orientation(iop)
+    nrm = normal_from_orientation(iop)
     pos = [np.array([5.0, -10.0, 20.0]) + k * 3.0 * nrm for k in range(5)]
     paths = write_series(tmp_path / "s", pos, iop, big_endian=big_endian, slope=2.0)
     v = load_volume(paths[::-1])[0]
@@ -209,8 +212,8 @@ def test_peak_memory_while_loading(tmp_path, pool, case):
 @pytest.mark.parametrize("target", ["denser", "sparser", "gap"])
 def test_resampling_while_reading_equals_resampling_after(tmp_path, chunk, target):
     """read_resampled (chunks of source slices) gives exactly read_stack + resample_z."""
-    from pocketpacs.images import volume as V
     from pocketpacs.dicom.headers import parse_files
+    from pocketpacs.images.seriesframes import frames_from_batch
 
     rng = np.random.default_rng(7)
     z = np.cumsum(rng.uniform(0.5, 3.0, 13))
@@ -218,8 +221,8 @@ def test_resampling_while_reading_equals_resampling_after(tmp_path, chunk, targe
     pos = [np.array([0.0, 0.0, float(v)]) for v in z]
     paths = [str(p) for p in write_series(tmp_path / target, pos, [1, 0, 0, 0, 1, 0], rows=9,
                                           cols=11, slope=1.0 if target == "gap" else 0.25)]
-    fr = V.frames_from_batch(paths, parse_files(paths))
-    plans, _ = G.plan_series(fr.ft, paths=paths)
+    fr = frames_from_batch(paths, parse_files(paths))
+    plans, _ = plan_series(fr.ft, paths=paths)
     plan = plans[0]
     rows_idx = plan.frames.reshape(-1)
     files = fr.ft.file[rows_idx]
@@ -230,10 +233,10 @@ def test_resampling_while_reading_equals_resampling_after(tmp_path, chunk, targe
     zs = z[np.argsort(z)] - z.min()
     zt = {"denser": np.arange(0.0, zs[-1], 0.7), "sparser": np.arange(0.0, zs[-1], 4.1),
           "gap": np.linspace(0.0, zs[-1], 13)}[target]
-    src, applied, _ = V.read_stack(paths, fr.formats, refs, shape, fmts, sl, ic, True, None)
-    want = G.resample_z(src, zs, zt)
-    got, applied2, errs = V.read_resampled(paths, fr.formats, refs, shape, fmts, sl, ic, True,
-                                           None, zs, zt, chunk=chunk)
+    src, applied, _ = read_stack(paths, fr.formats, refs, shape, fmts, sl, ic, True, None)
+    want = resample_z(src, zs, zt)
+    got, applied2, errs = read_resampled(paths, fr.formats, refs, shape, fmts, sl, ic, True,
+                                     None, zs, zt, chunk=chunk)
     assert applied2 == applied and not errs
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
@@ -254,7 +257,7 @@ def test_missing_and_duplicate_slices(tmp_path):
 
 
 def test_choose_dtype():
-    from pocketpacs.images.pixels import PixelFormat
+    from pocketpacs.images.pixelformat import PixelFormat
 
     u12 = PixelFormat(rows=1, cols=1, bits_stored=12)
     u16 = PixelFormat(rows=1, cols=1, bits_stored=16)
@@ -305,8 +308,8 @@ def test_corpus_stack_geometry_and_stored_values(pool, corpus):
         a = np.ascontiguousarray(v.array).astype(np.dtype(g["raw_dtype"]).newbyteorder("<"))
         assert hashlib.sha256(a.tobytes()).hexdigest() == g["raw_sha256"], name
         k, r, c = g["array_shape"][-3:]
-        ref = G.corner_voxels_world(np.array(g["affine_LPS_index_c_r_k"]), (c, r, k))
-        assert G.corner_distance(ref, v.corners_world()) <= 0.1, name
+        ref = corner_voxels_world(np.array(g["affine_LPS_index_c_r_k"]), (c, r, k))
+        assert corner_distance(ref, v.corners_world()) <= 0.1, name
         if g.get("n_volumes", 1) > 1:
             assert sv.report.stacks[0].n_volumes == g["n_volumes"]
     assert len(cases) >= 8
@@ -328,8 +331,8 @@ def test_corpus_upstream_reference_volumes(pool, corpus):
             # files sharing one Series Instance UID (dcm_qa_ts): one volume per file
             shape = shape[:3]
         assert sorted(shape) == sorted(ref["shape"]), name
-        refc = G.corner_voxels_world(np.array(ref["affine_RAS"]), ref["shape"][:3])
-        assert G.corner_distance(refc, v.corners_world(ras=True)) <= 0.1, name
+        refc = corner_voxels_world(np.array(ref["affine_RAS"]), ref["shape"][:3])
+        assert corner_distance(refc, v.corners_world(ras=True)) <= 0.1, name
         stt = ref["scaled_stats"]
         a = v.array.astype(np.float64)
         assert a.min() == pytest.approx(stt["min"], abs=1e-3) and \

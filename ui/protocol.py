@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from pocketpacs.errors import ArchiveDamaged, ArchiveError, ArchiveLocked
-from pocketpacs.images.geometry import GeometryError
+from pocketpacs.images.affine import GeometryError
 
 PROTOCOL_VERSION = 1
 

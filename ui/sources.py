@@ -1,9 +1,9 @@
 """Where the viewer's voxels come from: DICOM series (progressively) and other files.
 
 :class:`DicomSeriesSource` plans a series with the core's geometry
-(:func:`pocketpacs.images.geometry.plan_series` over
-:func:`pocketpacs.images.volume.frames_from_batch`) and then reads slices on demand
-with :func:`pocketpacs.images.pixels.read_frames`, so the page can draw the first
+(:func:`pocketpacs.images.stacksplit.plan_series` over
+:func:`pocketpacs.images.seriesframes.frames_from_batch`) and then reads slices on demand
+with :func:`pocketpacs.images.frames.read_frames`, so the page can draw the first
 slice before the series is complete.  Stacks that need a whole-volume
 correction (gantry tilt, irregular spacing, 4D, colour) are assembled in one
 go by :func:`pocketpacs.images.volume.assemble_series` instead.
@@ -84,7 +84,7 @@ def safe_report(report: Any) -> dict:
 
     Parameters
     ----------
-    report : pocketpacs.images.geometry.AssemblyReport
+    report : pocketpacs.images.assemblyreport.AssemblyReport
         The series' report.
 
     Returns
@@ -113,8 +113,8 @@ class ArchiveRows:
     """The archive's stored header rows of a series, in the shape of a header batch.
 
     Stands in for :class:`pocketpacs.dicom.batch.HeaderBatch` where
-    :func:`pocketpacs.images.volume.frames_from_batch` and
-    :func:`pocketpacs.images.pixels.formats_from_batch` read one, so a series is
+    :func:`pocketpacs.images.seriesframes.frames_from_batch` and
+    :func:`pocketpacs.images.pixelformat.formats_from_batch` read one, so a series is
     planned exactly as from its parsed headers without reading the files.
     Build it with :func:`archive_rows`.
 
@@ -201,8 +201,8 @@ def archive_rows(archive: Any, series: str) -> tuple[list[str], ArchiveRows] | N
     """
     from pocketpacs.archive import records as R
     from pocketpacs.dicom import tags as T
-    from pocketpacs.images.pixels import formats_from_batch
-    from pocketpacs.images.volume import is_mosaic
+    from pocketpacs.images.pixelformat import formats_from_batch
+    from pocketpacs.images.seriesframes import is_mosaic
 
     if getattr(archive, "media", False):
         return None
@@ -295,19 +295,22 @@ class DicomSeriesSource:
     """
 
     def __init__(self, paths: Sequence[str], labels: dict | None = None, batch: Any = None):
-        from pocketpacs.images import geometry as G
-        from pocketpacs.images import volume as V
         from pocketpacs.dicom.headers import parse_files
+        from pocketpacs.images.seriesframes import frames_from_batch
+        from pocketpacs.images.stackread import choose_dtype
+        from pocketpacs.images.stacksplit import plan_series
+        from pocketpacs.images.volume import VolumeError, assemble_series
+        from pocketpacs.images.windows import MODALITY_WINDOWS, window_presets
 
         self.paths = [os.fspath(p) for p in paths]
         self.from_rows = isinstance(batch, ArchiveRows)
         if batch is None:
             with NATIVE_LOCK:
                 batch = parse_files(self.paths)
-        fr = V.frames_from_batch(self.paths, batch)
-        plans, report = G.plan_series(fr.ft, paths=self.paths)
+        fr = frames_from_batch(self.paths, batch)
+        plans, report = plan_series(fr.ft, paths=self.paths)
         if not plans:
-            raise V.VolumeError("no image frames")
+            raise VolumeError("no image frames")
         plan = plans[0]
         self.labels = labels
         self.report = safe_report(report)
@@ -318,7 +321,7 @@ class DicomSeriesSource:
                   and plan.z_target is None)
         if not simple:
             with NATIVE_LOCK:
-                vol = V.assemble_series(self.paths, batch=batch).volumes[0]
+                vol = assemble_series(self.paths, batch=batch).volumes[0]
             self._whole = ArraySource(*header_for_volume(vol, labels))
             return
         rows_idx = plan.frames.reshape(-1)
@@ -329,11 +332,11 @@ class DicomSeriesSource:
         fmts = [fr.formats[int(f)] for f in np.unique(self._files)]
         uniform = bool(np.all(sl == sl[0]) and np.all(ic == ic[0]))
         if uniform:
-            dtype, _ = V.choose_dtype(fmts, sl, ic, False)
+            dtype, _ = choose_dtype(fmts, sl, ic, False)
             self._sl = self._ic = None
             slope, intercept = float(sl[0]), float(ic[0])
         else:
-            dtype, applied = V.choose_dtype(fmts, sl, ic, True)
+            dtype, applied = choose_dtype(fmts, sl, ic, True)
             self._sl, self._ic = (sl, ic) if applied else (None, None)
             slope, intercept = 1.0, 0.0
         self._read_dtype = np.dtype(dtype)
@@ -349,15 +352,11 @@ class DicomSeriesSource:
         # opened while numba loads (first open of a session) does not wait
         self._mid = self._read_range(mid, mid + 1, reference=True)
         real_mid = self._mid.astype(np.float64) * slope + intercept
-        presets: list[dict] = []
         j = int(rows_idx[mid])
-        if np.isfinite(fr.wc[j]) and np.isfinite(fr.ww[j]) and fr.ww[j] > 0:
-            presets.append({"name": "header", "center": float(fr.wc[j]), "width": float(fr.ww[j])})
-        rescaled_ct = modality in V.MODALITY_WINDOWS and (slope != 1.0 or intercept != 0.0
-                                                          or self._sl is not None)
-        if rescaled_ct:
-            presets += [{"name": n, "center": c, "width": w} for n, c, w in V.MODALITY_WINDOWS[modality]]
-        presets += _windows([V.histogram_window(real_mid)])
+        rescaled_ct = modality in MODALITY_WINDOWS and (slope != 1.0 or intercept != 0.0
+                                                        or self._sl is not None)
+        # header window, the modality's defaults (rescaled values), histogram of the middle slice
+        presets = _windows(window_presets(real_mid, modality, [(fr.wc[j], fr.ww[j])], rescaled_ct))
         self._header = P.VolumeHeader(
             shape=self._shape, dtype=str(self._wire_dtype), affine_lps=plan.affine_lps.tolist(),
             spacing=list(plan.spacing), slope=slope, intercept=intercept,
@@ -366,7 +365,7 @@ class DicomSeriesSource:
             labels=_labels(labels), value_range=[float(self._mid.min()), float(self._mid.max())])
 
     def _read_range(self, z0: int, z1: int, reference: bool = False) -> np.ndarray:
-        from pocketpacs.images.pixels import read_frames
+        from pocketpacs.images.frames import read_frames
 
         out = np.empty((z1 - z0,) + self._shape[1:], dtype=self._read_dtype)
         sl = None if self._sl is None else self._sl[z0:z1]

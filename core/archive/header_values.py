@@ -1,7 +1,7 @@
 """Header values of one parsed file as the archive's records store them.
 
 :class:`FileHeaderValues` gives the values of one file of a
-:class:`~pocketpacs.dicom.headers.HeaderBatch` (the representative file of a
+:class:`~pocketpacs.dicom.batch.HeaderBatch` (the representative file of a
 new series), decoded on demand: plain ASCII from the raw bytes, other
 character sets with :func:`decode_charset_text` (pydicom's decoders under the
 file's Specific Character Set), numbers from the parsed numeric columns.

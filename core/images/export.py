@@ -135,7 +135,7 @@ def write_report_json(report: Any, path: str | os.PathLike[str]) -> str:
     elif hasattr(report, "to_dict"):
         d = report.to_dict()
     else:
-        from .geometry import _jsonable
+        from .assemblyreport import _jsonable
 
         d = _jsonable(report)
     with open(path, "w", encoding="utf-8") as f:

@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from . import geometry as G
 from ..errors import PocketPacsError
-from .volume import Volume, histogram_window, window_presets
+from .affine import LPS_TO_RAS, lps_to_ras
+from .assemblyreport import StackReport
+from .volume import Volume
+from .windows import histogram_window, window_presets
 
 NIBABEL_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".mgh", ".mgz", ".img.gz", ".hdr.gz")
 J2K_SUFFIXES = (".j2k", ".j2c", ".jpc", ".jp2", ".jph", ".jhc", ".jpx")
@@ -178,10 +180,10 @@ def open_nibabel(path: str) -> Volume:
     if raw_dtype.byteorder not in ("=", "|") and arr.dtype.byteorder not in ("=", "|"):
         arr = arr.astype(arr.dtype.newbyteorder("="))
     aff = np.asarray(img.affine, dtype=np.float64)
-    aff_lps = G.LPS_TO_RAS @ aff
+    aff_lps = LPS_TO_RAS @ aff
     zooms = img.header.get_zooms()
     spacing = tuple(float(np.linalg.norm(aff[:3, j])) for j in range(3))
-    rep = G.StackReport(index=0, kind="volume", shape=list(arr.shape), n_frames=int(
+    rep = StackReport(index=0, kind="volume", shape=list(arr.shape), n_frames=int(
         np.prod(arr.shape[:-2])), key={"format": type(img).__name__},
         spacing_mm=[float(s) for s in spacing], affine_lps=aff_lps.tolist(),
         affine_ras=aff.tolist(), notes=[f"{type(img).__name__} opened with nibabel"
@@ -228,12 +230,12 @@ def image_volume(img: np.ndarray, path: str, fmt: str) -> Volume:
     samples = 1 if img.ndim == 2 else int(img.shape[2])
     arr = np.ascontiguousarray(img[None])
     aff = np.eye(4)
-    rep = G.StackReport(index=0, kind="volume", shape=list(arr.shape), n_frames=1,
-                        key={"format": fmt, "rows": int(img.shape[0]), "cols": int(img.shape[1]),
-                             "samples": samples},
-                        n_positions=1, spacing_mm=[1.0, 1.0, 1.0], affine_lps=aff.tolist(),
-                        affine_ras=G.lps_to_ras(aff).tolist(),
-                        notes=[f"{fmt} image: no world geometry, 1 mm pixels assumed"])
+    rep = StackReport(index=0, kind="volume", shape=list(arr.shape), n_frames=1,
+                      key={"format": fmt, "rows": int(img.shape[0]), "cols": int(img.shape[1]),
+                           "samples": samples},
+                      n_positions=1, spacing_mm=[1.0, 1.0, 1.0], affine_lps=aff.tolist(),
+                      affine_ras=lps_to_ras(aff).tolist(),
+                      notes=[f"{fmt} image: no world geometry, 1 mm pixels assumed"])
     vol = Volume(array=arr, affine_lps=aff, spacing=(1.0, 1.0, 1.0), modality=None,
                  kind="volume", report=rep, photometric="RGB" if samples > 1 else "MONOCHROME2",
                  rescaled=False)
