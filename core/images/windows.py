@@ -15,7 +15,7 @@ import numpy as np
 
 #: Default windows by modality (only for rescaled CT values, in HU).
 MODALITY_WINDOWS: dict[str, list[tuple[str, float, float]]] = {
-    "CT": [("soft tissue", 40.0, 400.0), ("brain", 40.0, 80.0), ("lung", -600.0, 1500.0),
+    "CT": [("soft tissue", 40.0, 400.0), ("abdomen", 60.0, 360.0), ("brain", 40.0, 80.0), ("lung", -600.0, 1500.0),
            ("bone", 400.0, 1800.0)],
 }
 #: Percentiles of the histogram preset.
