@@ -424,7 +424,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 @command("rebuild", "re-create the whole index from the imported folders (also a damaged archive)", _setup_json)
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from .archive.integrity import deep_check, rebuild_damaged
+    from .archive.api import rebuild_damaged
+    from .archive.integrity import deep_check
     from .paths import default_archive_dir
 
     path = args.archive or default_archive_dir()

@@ -32,7 +32,8 @@ from . import query as Q
 from . import records as R
 from ..errors import ArchiveDamaged, ArchiveError
 from .ingest import Ctx, ImportProgress, ImportReport, Importer, remove_instances
-from .integrity import check_invariants
+from .integrity import check_invariants, deep_check, load_roots, move_damaged_aside, save_roots
+from ..log import logger
 from ..paths import default_archive_dir
 from .store import DBS, LmdbStore, MemoryStore
 
@@ -160,8 +161,6 @@ class Archive:
         database cannot be read) equal to the roots in the database."""
         if self.path is None or self.readonly:
             return
-        from .integrity import load_roots, save_roots
-
         try:
             roots = self.roots()
             if load_roots(self.path) != roots:
@@ -817,6 +816,19 @@ class Archive:
         return None if sek is None else sek + sopk
 
 
+def _check_after_unclean_shutdown(path: Path) -> str | None:
+    """The last writer did not close cleanly: read the whole database in a
+    child process before opening it.  Returns why it is damaged, or None."""
+    logger.info("the archive was not closed cleanly last time: checking it in a child process")
+    res = deep_check(path)
+    if res.status == "damaged":
+        return res.message
+    if res.status == "inconsistent":
+        logger.warning("archive check after an unclean shutdown: %d invariant violation(s)",
+                       len(res.problems))
+    return None
+
+
 def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool = False,
                  map_size: int | None = None, check_unclean: bool = True) -> Archive:
     """Open (or create) an archive.
@@ -850,7 +862,8 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
         No archive at ``path`` (read-only opens), or it cannot be opened.
     """
     p = Path(path).expanduser() if path is not None else default_archive_dir()
-    store = LmdbStore(p, readonly=readonly, map_size=map_size, check_unclean=check_unclean)
+    store = LmdbStore(p, readonly=readonly, map_size=map_size,
+                      on_unclean=_check_after_unclean_shutdown if check_unclean else None)
     try:
         if readonly:
             try:
@@ -874,6 +887,40 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
                 "(the damaged file is kept aside; your DICOM files are not touched)") from None
         raise
     return ar
+
+
+def rebuild_damaged(path: os.PathLike[str] | str, progress: Callable[[Any], Any] | None = None,
+                    cancel: Any = None, roots: list[str] | None = None) -> tuple[str, list[Any]]:
+    """Move a damaged database aside and re-create the archive from its folders.
+
+    ``data.mdb`` and ``lock.mdb`` go to ``damaged-<time>/`` inside the
+    archive folder (kept, for inspection; delete it when done:
+    :func:`pocketpacs.archive.integrity.move_damaged_aside`); the secret
+    stays, so patient keys are unchanged.  The folders come from ``roots``,
+    else from ``roots.json``.
+
+    Returns
+    -------
+    (str, list of ImportReport)
+        The folder holding the damaged files, and one report per folder
+        that still exists.
+
+    Raises
+    ------
+    ArchiveLocked
+        Another process is writing to the archive.
+    """
+    d = Path(path).expanduser().absolute()
+    roots = list(roots) if roots else load_roots(d)
+    aside = move_damaged_aside(d)
+    reports = []
+    with open_archive(d) as ar:
+        for r in roots:
+            if os.path.exists(r):
+                reports.append(ar.import_folder(r, progress, cancel))
+        if not ar.roots():
+            save_roots(d, roots)  # no folder exists now: remember them for a later rebuild
+    return os.fspath(aside), reports
 
 
 def open_media(path: os.PathLike[str] | str, progress: Callable[[ImportProgress], Any] | None = None,

@@ -20,18 +20,18 @@ Messages name record keys (hex), never patient data or file paths.
 record of every database in a **child process**: LMDB trusts its file, and a
 truncated or crafted ``data.mdb`` can crash the process that reads it
 (SIGBUS, SIGSEGV).  The parent only reads the child's JSON answer or its
-exit signal.  :func:`check_data_file` is the cheap guard run before every
-open in-process: the two meta pages of ``data.mdb`` are read with plain file
-I/O, and a file shorter than the pages its newest meta page claims (a
-truncated copy: LMDB would SIGBUS on it) is refused.
+exit signal.  The cheap in-process guard of the file itself
+(:func:`~pocketpacs.archive.datafile.check_data_file`) lives with the
+storage layer, in :mod:`pocketpacs.archive.datafile`.
 
-:func:`rebuild_damaged` moves a damaged database aside (into
-``damaged-<time>/`` inside the archive folder, never deleted) and imports
-the folders listed in ``roots.json`` (kept next to the database by every
-import) into a fresh one.
+:func:`move_damaged_aside` moves a damaged database aside (into
+``damaged-<time>/`` inside the archive folder, never deleted); the folders
+listed in ``roots.json`` (kept next to the database by every import) are
+then imported into a fresh one by
+:func:`pocketpacs.archive.api.rebuild_damaged`.
 
 Command line: ``pocketpacs check`` (deep check, exit 0 / 1 / 5) and
-``pocketpacs rebuild`` (uses :func:`rebuild_damaged` when the deep check
+``pocketpacs rebuild`` (uses :func:`~pocketpacs.archive.api.rebuild_damaged` when the deep check
 fails).  ``python -m pocketpacs.archive.integrity ARCHIVE`` is the child process.
 """
 from __future__ import annotations
@@ -39,11 +39,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,61 +50,12 @@ import numpy as np
 
 from . import query as Q
 from . import records as R
+from .datafile import OPEN_MARK, check_data_file
 
 #: Name of the side file listing the imported folders (for a rebuild when the
 #: database itself cannot be read).
 ROOTS_FILE = "roots.json"
-#: Written while a writable archive is open; present at the next open means
-#: the last writer did not close cleanly (crash, kill -9, power loss).
-OPEN_MARK = "open.mark"
 MAX_PROBLEMS = 200
-
-_MAGIC = 0xBEEFC0DE
-
-
-def check_data_file(path: os.PathLike[str] | str) -> str | None:
-    """Cheap check of an LMDB ``data.mdb`` with plain reads (no LMDB).
-
-    Returns
-    -------
-    str or None
-        Why the file cannot be opened safely, or None when its meta pages
-        are sound and the file is as long as they say.  A missing file is
-        fine (a new archive).
-    """
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size == 0:
-            return "the database file is empty"
-        with open(p, "rb") as f:
-            head = f.read(16 + 160)
-            if len(head) < 176:
-                return "the database file is truncated (shorter than its first page)"
-            psize = struct.unpack_from("<I", head, 40)[0]
-            if psize < 512 or psize > 1 << 20 or psize & (psize - 1):
-                return "the database file has no valid header (first meta page damaged)"
-            f.seek(psize)
-            head2 = f.read(176)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        return f"the database file cannot be read ({e.strerror or type(e).__name__})"
-    metas = []
-    for h in (head, head2):
-        if len(h) < 176:
-            continue
-        magic, version = struct.unpack_from("<II", h, 16)
-        last_pg, txnid = struct.unpack_from("<QQ", h, 136)
-        if magic == _MAGIC and version == 1:
-            metas.append((txnid, last_pg))
-    if not metas:
-        return "the database file has no valid header (meta pages damaged)"
-    txnid, last_pg = max(metas)
-    if (last_pg + 1) * psize > size:
-        return (f"the database file is truncated ({size:,} bytes; its header needs "
-                f"{(last_pg + 1) * psize:,})")
-    return None
 
 
 # ---- invariants -------------------------------------------------------------------------
@@ -445,33 +394,30 @@ def load_roots(archive_dir: os.PathLike[str] | str) -> list[str]:
         return []
 
 
-def rebuild_damaged(path: os.PathLike[str] | str, progress: Callable[[Any], Any] | None = None,
-                    cancel: Any = None, roots: list[str] | None = None) -> tuple[str, list[Any]]:
-    """Move a damaged database aside and re-create the archive from its folders.
+def move_damaged_aside(path: os.PathLike[str] | str) -> Path:
+    """Move a damaged database aside, under the writer lock.
 
-    ``data.mdb`` and ``lock.mdb`` go to ``damaged-<time>/`` inside the
-    archive folder (kept, for inspection; delete it when done); the secret
-    stays, so patient keys are unchanged.  The folders come from ``roots``,
-    else from ``roots.json``.
+    ``data.mdb``, ``lock.mdb`` and the open mark go to ``damaged-<time>/``
+    inside the archive folder (kept, for inspection; delete it when done);
+    the secret and ``roots.json`` stay, so patient keys are unchanged and the
+    folders can be imported again
+    (:func:`pocketpacs.archive.api.rebuild_damaged`).
 
     Returns
     -------
-    (str, list of ImportReport)
-        The folder holding the damaged files, and one report per folder
-        that still exists.
+    Path
+        The folder holding the damaged files.
 
     Raises
     ------
     ArchiveLocked
         Another process is writing to the archive.
     """
-    from .api import open_archive
     from .store import LOCK_FILE, _acquire_lock, _release_lock
 
     d = Path(path).expanduser().absolute()
     fd = _acquire_lock(d / LOCK_FILE)   # nobody may write while the files move
     try:
-        roots = list(roots) if roots else load_roots(d)
         aside = d / time.strftime("damaged-%Y%m%d-%H%M%S")
         n = 0
         while aside.exists():
@@ -483,14 +429,7 @@ def rebuild_damaged(path: os.PathLike[str] | str, progress: Callable[[Any], Any]
                 os.replace(d / name, aside / name)
     finally:
         _release_lock(fd)
-    reports = []
-    with open_archive(d) as ar:
-        for r in roots:
-            if os.path.exists(r):
-                reports.append(ar.import_folder(r, progress, cancel))
-        if not ar.roots():
-            save_roots(d, roots)  # no folder exists now: remember them for a later rebuild
-    return os.fspath(aside), reports
+    return aside
 
 
 def _main(argv: list[str]) -> int:

@@ -35,6 +35,7 @@ from typing import Any
 from ..errors import ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveReadOnly, SchemaVersionMismatch
 from ..log import logger
 from ..paths import ensure_private_dir
+from .datafile import OPEN_MARK, check_data_file
 
 #: Version of the record layout written by this code.
 SCHEMA_VERSION = 1
@@ -197,6 +198,13 @@ class LmdbStore:
         Open for reading only: no writer lock, no creation, no migration.
     map_size : int, optional
         Initial map size in bytes (default 1 GiB; grows when full).
+    check : bool
+        Check the database file with plain reads before LMDB opens it.
+    on_unclean : callable, optional
+        ``on_unclean(path)`` runs, under the writer lock and before LMDB
+        opens the file, when the last writer did not close cleanly; it
+        returns why the file is damaged (raised as ArchiveDamaged) or None.
+        Without it :attr:`unclean` is set and the caller checks later.
 
     Raises
     ------
@@ -209,7 +217,8 @@ class LmdbStore:
     """
 
     def __init__(self, path: os.PathLike[str] | str, *, readonly: bool = False,
-                 map_size: int | None = None, check: bool = True, check_unclean: bool = True):
+                 map_size: int | None = None, check: bool = True,
+                 on_unclean: Callable[[Path], str | None] | None = None):
         import lmdb
 
         self._lmdb = lmdb
@@ -224,9 +233,9 @@ class LmdbStore:
         self._active = 0
         self._idle = threading.Condition()
         self._mark: Path | None = None
-        self._check_unclean = check_unclean
-        #: True when the last writer did not close cleanly and the deep check
-        #: was left to the caller (``check_unclean=False``).
+        self._on_unclean = on_unclean
+        #: True when the last writer did not close cleanly and no
+        #: ``on_unclean`` check ran (the caller checks it later).
         self.unclean = False
         if readonly:
             if not (self.path / "data.mdb").exists():
@@ -259,22 +268,15 @@ class LmdbStore:
 
     def _check_file(self) -> None:
         """Refuse a database file that would crash LMDB (truncated, no header);
-        after an unclean shutdown of a writer, read it all in a child process."""
-        from .integrity import OPEN_MARK, check_data_file, deep_check
-
+        after an unclean shutdown of a writer, hand the folder to ``on_unclean``
+        (which returns why the file is damaged, or None), else set :attr:`unclean`."""
         why = check_data_file(self.path / "data.mdb")
         unclean = (why is None and not self.readonly and (self.path / OPEN_MARK).exists()
                    and (self.path / "data.mdb").exists())
-        if unclean and not self._check_unclean:
+        if unclean and self._on_unclean is None:
             self.unclean = True   # the caller checks it (the app: in the background)
         elif unclean:
-            logger.info("the archive was not closed cleanly last time: checking it in a child process")
-            res = deep_check(self.path)
-            if res.status == "damaged":
-                why = res.message
-            elif res.status == "inconsistent":
-                logger.warning("archive check after an unclean shutdown: %d invariant violation(s)",
-                               len(res.problems))
+            why = self._on_unclean(self.path)
         if why is not None:
             raise ArchiveDamaged(
                 f"the archive database at {self.path} is damaged: {why}. "
@@ -282,8 +284,6 @@ class LmdbStore:
                 "(the damaged file is kept aside; your DICOM files are not touched)")
 
     def _set_mark(self) -> None:
-        from .integrity import OPEN_MARK
-
         p = self.path / OPEN_MARK
         try:
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
