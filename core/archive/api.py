@@ -32,7 +32,8 @@ from . import query as Q
 from . import records as R
 from ..errors import ArchiveDamaged, ArchiveError
 from .ingest import Ctx, ImportProgress, ImportReport, Importer, remove_instances
-from .integrity import check_invariants, deep_check, load_roots, move_damaged_aside, save_roots
+from .integrity import (COUNT_FIELDS, add_child, check_invariants, deep_check, load_roots, move_damaged_aside,
+                        save_roots, series_counts, stored_counts)
 from ..log import logger
 from ..paths import default_archive_dir
 from .store import DBS, LmdbStore, MemoryStore
@@ -641,13 +642,7 @@ class Archive:
         """Recompute the counts of series, studies and patients from their children."""
         def fn(t: Any) -> int:
             fixed = 0
-            series_cnt: dict[bytes, list[int]] = {}
-            for k, v in t.range("instances"):
-                head = np.frombuffer(v[:R.HEAD], dtype=R.INST_DTYPE)[0]
-                c = series_cnt.setdefault(k[:8], [0, 0, 0])
-                c[0] += 1
-                c[1] += int(head["size"])
-                c[2] += bool(int(head["flags"]) & R.OFFLINE)
+            series_cnt = series_counts(t.range("instances"))
             study_cnt: dict[bytes, list[int]] = {}
             for k, v in list(t.range("series")):
                 se = R.loads(v)
@@ -658,15 +653,11 @@ class Archive:
                     t.delete("study_series", bytes.fromhex(se["study_key"]) + k)
                     fixed += 1
                     continue
-                if [se["n_instances"], se["size"], se.get("n_offline", 0)] != c:
-                    se["n_instances"], se["size"], se["n_offline"] = c
+                if stored_counts("series", se) != c:
+                    se.update(zip(COUNT_FIELDS["series"], c))
                     t.put("series", k, R.dumps(se))
                     fixed += 1
-                sc = study_cnt.setdefault(bytes.fromhex(se["study_key"]), [0, 0, 0, 0])
-                sc[0] += 1
-                sc[1] += c[0]
-                sc[2] += c[1]
-                sc[3] += c[2]
+                add_child(study_cnt, bytes.fromhex(se["study_key"]), c)
             for k in series_cnt:
                 if t.get("series", k) is None:
                     rep.problems.append(f"instances of unknown series {k.hex()}")
@@ -682,15 +673,11 @@ class Archive:
                     Q.reindex(t, old, set())
                     fixed += 1
                     continue
-                if [st["n_series"], st["n_instances"], st["size"], st.get("n_offline", 0)] != c:
-                    st["n_series"], st["n_instances"], st["size"], st["n_offline"] = c
+                if stored_counts("studies", st) != c:
+                    st.update(zip(COUNT_FIELDS["studies"], c))
                     t.put("studies", k, R.dumps(st))
                     fixed += 1
-                pc = pat_cnt.setdefault(pk, [0, 0, 0, 0])
-                pc[0] += 1
-                pc[1] += c[0]
-                pc[2] += c[1]
-                pc[3] += c[2]
+                add_child(pat_cnt, pk, c)
             for k, v in list(t.range("patients")):
                 pa = R.loads(v)
                 c = pat_cnt.get(k, [0, 0, 0, 0])
@@ -699,8 +686,8 @@ class Archive:
                     Q.reindex(t, Q.patient_entries(k, pa), set())
                     fixed += 1
                     continue
-                if [pa["n_studies"], pa["n_series"], pa["n_instances"], pa["size"]] != c:
-                    pa["n_studies"], pa["n_series"], pa["n_instances"], pa["size"] = c
+                if stored_counts("patients", pa) != c:
+                    pa.update(zip(COUNT_FIELDS["patients"], c))
                     t.put("patients", k, R.dumps(pa))
                     fixed += 1
             return fixed

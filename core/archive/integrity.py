@@ -42,6 +42,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,40 @@ class _Problems(list):
             self.append(msg)
 
 
-def _add_child(totals: dict[bytes, list[int]], key: bytes, c: list[int]) -> None:
+#: The stored counts of a series, study and patient record, in the order
+#: :func:`series_counts` and :func:`add_child` compute them.
+COUNT_FIELDS: dict[str, tuple[str, ...]] = {
+    "series": ("n_instances", "size", "n_offline"),
+    "studies": ("n_series", "n_instances", "size", "n_offline"),
+    "patients": ("n_studies", "n_series", "n_instances", "size"),
+}
+
+
+def stored_counts(db: str, rec: dict) -> list:
+    """The counts stored in a series, study or patient record (``db`` names
+    its database), in :data:`COUNT_FIELDS` order (``n_offline`` defaults to 0)."""
+    return [rec.get(f, 0) if f == "n_offline" else rec.get(f) for f in COUNT_FIELDS[db]]
+
+
+def series_counts(instances: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[int]]:
+    """[n_instances, size, n_offline] of each series, from instance items
+    ``(key, value)`` (the series key is the first 8 bytes of the key).
+    ``Archive.verify`` (which repairs) and :func:`check_invariants` (which
+    reports) both count with it."""
+    cnt: dict[bytes, list[int]] = {}
+    for k, v in instances:
+        head = np.frombuffer(v[:R.HEAD], dtype=R.INST_DTYPE)[0]
+        c = cnt.setdefault(k[:8], [0, 0, 0])
+        c[0] += 1
+        c[1] += int(head["size"])
+        c[2] += bool(int(head["flags"]) & R.OFFLINE)
+    return cnt
+
+
+def add_child(totals: dict[bytes, list[int]], key: bytes, c: list[int]) -> None:
     """Add one child's [n_instances, size, n_offline] to its parent's
-    [n_children, n_instances, size, n_offline]."""
+    [n_children, n_instances, size, n_offline] (series to study, study to
+    patient: a study's totals are the child counts of its patient)."""
     t = totals.setdefault(key, [0, 0, 0, 0])
     t[0] += 1
     t[1] += c[0]
@@ -94,21 +126,20 @@ def check_invariants(txn: Any) -> list[str]:
     P = _Problems()
     if not txn.get("meta", b"schema"):
         P.add("meta: no schema version")
+    def checked_instances() -> Iterator[tuple[bytes, bytes]]:
+        for k, v in txn.range("instances"):
+            if len(k) != 16 or len(v) < R.HEAD:
+                P.add(f"instance {k.hex()}: malformed key or value")
+                continue
+            _head, _tx, locs = R.split_instance(v)
+            if not locs:
+                P.add(f"instance {k.hex()}: no file location")
+            if txn.get("sop", k[8:]) != k[:8]:
+                P.add(f"instance {k.hex()}: its SOP entry is missing or points elsewhere")
+            yield k, v
+
     # instances -> series counts
-    ser_cnt: dict[bytes, list[int]] = {}
-    for k, v in txn.range("instances"):
-        if len(k) != 16 or len(v) < R.HEAD:
-            P.add(f"instance {k.hex()}: malformed key or value")
-            continue
-        head, _tx, locs = R.split_instance(v)
-        if not locs:
-            P.add(f"instance {k.hex()}: no file location")
-        if txn.get("sop", k[8:]) != k[:8]:
-            P.add(f"instance {k.hex()}: its SOP entry is missing or points elsewhere")
-        c = ser_cnt.setdefault(k[:8], [0, 0, 0])
-        c[0] += 1
-        c[1] += int(head["size"])
-        c[2] += bool(int(head["flags"]) & R.OFFLINE)
+    ser_cnt = series_counts(checked_instances())
     for k, v in txn.range("sop"):
         if txn.get("instances", v + k) is None:
             P.add(f"SOP entry {k.hex()}: no instance")
@@ -129,7 +160,7 @@ def check_invariants(txn: Any) -> list[str]:
         c = ser_cnt.get(k, [0, 0, 0])
         if c[0] == 0:
             P.add(f"series {k.hex()}: no instances")
-        stored = [se.get("n_instances"), se.get("size"), se.get("n_offline", 0)]
+        stored = stored_counts("series", se)
         if stored != c:
             P.add(f"series {k.hex()}: counts {stored} but its instances give {c}")
         sk, pk = bytes.fromhex(se["study_key"]), bytes.fromhex(se["patient_key"])
@@ -142,13 +173,13 @@ def check_invariants(txn: Any) -> list[str]:
             P.add(f"series {k.hex()}: its patient {pk.hex()} is missing")
         if txn.get("study_series", sk + k) is None:
             P.add(f"series {k.hex()}: no study_series link")
-        _add_child(st_cnt, sk, c)
+        add_child(st_cnt, sk, c)
     pa_cnt: dict[bytes, list[int]] = {}
     for k, st in studies.items():
         c = st_cnt.get(k, [0, 0, 0, 0])
         if c[0] == 0:
             P.add(f"study {k.hex()}: no series")
-        stored = [st.get("n_series"), st.get("n_instances"), st.get("size"), st.get("n_offline", 0)]
+        stored = stored_counts("studies", st)
         if stored != c:
             P.add(f"study {k.hex()}: counts {stored} but its series give {c}")
         pk = bytes.fromhex(st["patient_key"])
@@ -156,12 +187,12 @@ def check_invariants(txn: Any) -> list[str]:
             P.add(f"study {k.hex()}: its patient {pk.hex()} is missing")
         if txn.get("pat_studies", pk + k) is None:
             P.add(f"study {k.hex()}: no pat_studies link")
-        _add_child(pa_cnt, pk, c)
+        add_child(pa_cnt, pk, c)
     for k, pa in patients.items():
         c = pa_cnt.get(k, [0, 0, 0, 0])
         if c[0] == 0:
             P.add(f"patient {k.hex()}: no studies")
-        stored = [pa.get("n_studies"), pa.get("n_series"), pa.get("n_instances"), pa.get("size")]
+        stored = stored_counts("patients", pa)
         if stored != c:
             P.add(f"patient {k.hex()}: counts {stored} but its studies give {c}")
     for k, _ in txn.range("study_series"):
