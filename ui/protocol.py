@@ -29,6 +29,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from pocketpacs.errors import REBUILD_ADVICE
+
 PROTOCOL_VERSION = 1
 
 #: Opaque ids the server accepts in URLs: lowercase hex, nothing else.
@@ -131,8 +133,7 @@ def envelope_for_exception(exc: BaseException) -> dict:
         return fail(UNAVAILABLE, "Another program is writing to the archive.")
     if name == "ArchiveDamaged" or type(exc).__module__ == "lmdb":
         return fail(UNAVAILABLE, "The archive database could not be read and may be damaged. Close "
-                                 "PocketPACS and run `pocketpacs check`; `pocketpacs rebuild` re-creates it "
-                                 "from the imported folders.")
+                                 f"PocketPACS and run `pocketpacs check`; {REBUILD_ADVICE}.")
     if name in ("ArchiveError", "SchemaVersionMismatch", "ArchiveReadOnly"):
         return fail(UNAVAILABLE, "The archive could not be used.")
     return fail(INTERNAL, "Something went wrong; the details are in the log.")

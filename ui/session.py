@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from pocketpacs.errors import REBUILD_ADVICE
+
 from . import bridge
 from . import protocol as P
 from .protocol import BridgeError
@@ -33,8 +35,7 @@ from .volumes import JobRegistry, VolumeJob
 log = logging.getLogger("pocketpacs.ui.session")
 
 THUMB_SIZE = 64
-DAMAGED_NOTICE = ("The archive database is damaged. Close PocketPACS and run `pocketpacs rebuild`: it "
-                  "re-creates the archive from the imported folders (your DICOM files are not touched).")
+DAMAGED_NOTICE = f"The archive database is damaged. Close PocketPACS: {REBUILD_ADVICE}."
 MAX_ROWS = 5000
 #: Longest open_series waits for the volume header to answer with it.
 HEADER_INLINE_WAIT_S = 0.25
@@ -299,7 +300,7 @@ class Session:
 
     def _set_damaged(self) -> None:
         self._damaged = self.archive_notice = DAMAGED_NOTICE
-        log.warning("the archive database is damaged; run `pocketpacs rebuild`")
+        log.warning("the archive database is damaged; %s", REBUILD_ADVICE)
 
     def start_background_check(self, delay: float = 2.0) -> threading.Thread | None:
         """Read the whole archive database in a child process (low priority)

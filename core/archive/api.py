@@ -30,7 +30,7 @@ import numpy as np
 from . import keys as K
 from . import query as Q
 from . import records as R
-from ..errors import ArchiveDamaged, ArchiveError
+from ..errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError
 from .ingest import Ctx, ImportProgress, ImportReport, Importer, remove_instances
 from .integrity import (COUNT_FIELDS, add_child, check_invariants, deep_check, load_roots, move_damaged_aside,
                         save_roots, series_counts, stored_counts)
@@ -870,8 +870,7 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
         if type(e).__module__ == "lmdb" or isinstance(e, ValueError):
             raise ArchiveDamaged(
                 f"the archive database at {store.path} is damaged (a record cannot be read: "
-                f"{type(e).__name__}). `pocketpacs rebuild` re-creates it from the imported folders "
-                "(the damaged file is kept aside; your DICOM files are not touched)") from None
+                f"{type(e).__name__}). {REBUILD_ADVICE}") from None
         raise
     return ar
 

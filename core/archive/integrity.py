@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import REBUILD_ADVICE
 from . import query as Q
 from . import records as R
 from .datafile import OPEN_MARK, check_data_file
@@ -337,7 +338,7 @@ def _child(path: str) -> dict[str, Any]:
     if problems:
         return {"status": "inconsistent", "records": n, "problems": problems, "roots": roots,
                 "message": f"{len(problems)} invariant violation(s); `pocketpacs verify` repairs counts, "
-                           "`pocketpacs rebuild` re-creates the index"}
+                           + REBUILD_ADVICE}
     return {"status": "ok", "records": n, "roots": roots, "message": f"{n:,} records read, invariants hold"}
 
 

@@ -32,7 +32,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveReadOnly, SchemaVersionMismatch
+from ..errors import (REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveReadOnly,
+                      SchemaVersionMismatch)
 from ..log import logger
 from ..paths import ensure_private_dir
 from .datafile import OPEN_MARK, check_data_file
@@ -261,9 +262,7 @@ class LmdbStore:
             self.close()
             if type(e).__module__ == "lmdb" or (isinstance(e, ValueError) and (self.path / "data.mdb").exists()):
                 raise ArchiveDamaged(
-                    f"the archive database at {self.path} is damaged ({type(e).__name__}). "
-                    "`pocketpacs rebuild` re-creates it from the imported folders "
-                    "(the damaged file is kept aside; your DICOM files are not touched)") from None
+                    f"the archive database at {self.path} is damaged ({type(e).__name__}). {REBUILD_ADVICE}") from None
             raise
 
     def _check_file(self) -> None:
@@ -279,9 +278,7 @@ class LmdbStore:
             why = self._on_unclean(self.path)
         if why is not None:
             raise ArchiveDamaged(
-                f"the archive database at {self.path} is damaged: {why}. "
-                "`pocketpacs rebuild` re-creates it from the imported folders "
-                "(the damaged file is kept aside; your DICOM files are not touched)")
+                f"the archive database at {self.path} is damaged: {why}. {REBUILD_ADVICE}")
 
     def _set_mark(self) -> None:
         p = self.path / OPEN_MARK
@@ -325,8 +322,7 @@ class LmdbStore:
                             and os.strerror(13) not in str(e):
                         raise ArchiveDamaged(
                             f"the archive database at {self.path} is damaged ({type(e).__name__}). "
-                            "`pocketpacs rebuild` re-creates it from the imported folders "
-                            "(the damaged file is kept aside; your DICOM files are not touched)") from None
+                            f"{REBUILD_ADVICE}") from None
                     raise ArchiveError(f"cannot open the archive at {self.path} ({type(e).__name__})") from None
                 try:
                     env.reader_check()
@@ -355,8 +351,7 @@ class LmdbStore:
                         raise ArchiveError(f"the archive at {self.path} is empty or incomplete") from None
                     raise ArchiveDamaged(
                         f"the archive database at {self.path} is damaged ({type(e).__name__}). "
-                        "`pocketpacs rebuild` re-creates it from the imported folders "
-                        "(the damaged file is kept aside; your DICOM files are not touched)") from None
+                        f"{REBUILD_ADVICE}") from None
             ent[1] += 1
             self.env = ent[0]
             self._dbs = ent[3]
