@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import REBUILD_ADVICE
+from ..paths import write_private_file
 from . import query as Q
 from . import records as R
 from .datafile import OPEN_MARK, check_data_file
@@ -405,16 +406,8 @@ def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0, nice: int =
 
 def save_roots(archive_dir: os.PathLike[str] | str, roots: list[str]) -> None:
     """Write ``roots.json`` (atomically, 0600) next to the database."""
-    d = Path(archive_dir)
-    tmp = d / (ROOTS_FILE + ".tmp")
     data = json.dumps({"roots": [r.encode("utf-8", "surrogateescape").hex() for r in roots]}).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, d / ROOTS_FILE)
+    write_private_file(Path(archive_dir) / ROOTS_FILE, data)
 
 
 def load_roots(archive_dir: os.PathLike[str] | str) -> list[str]:
