@@ -12,6 +12,7 @@ import pytest
 
 from pocketpacs.archive import keys as K
 from pocketpacs.archive import store as S
+from pocketpacs.archive.memstore import MemoryStore
 from pocketpacs.errors import ArchiveError, ArchiveLocked, SchemaVersionMismatch
 
 
@@ -67,7 +68,7 @@ def test_write_error_rolls_back(tmp_path):
 
 
 def test_range_prefix_start_stop(tmp_path):
-    for st in (S.LmdbStore(tmp_path / "ar"), S.MemoryStore()):
+    for st in (S.LmdbStore(tmp_path / "ar"), MemoryStore()):
         with st:
             st.write(lambda t: t.putmulti("idx_name", [(b"ab\0" + bytes([i]), b"") for i in range(5)]
                                           + [(b"ac\0x", b""), (b"b\0y", b"")]))
@@ -79,7 +80,7 @@ def test_range_prefix_start_stop(tmp_path):
 
 
 def test_memory_store_rolls_back_failed_write():
-    st = S.MemoryStore()
+    st = MemoryStore()
     st.write(lambda t: t.put("meta", b"k", b"1"))
 
     def bad(t):

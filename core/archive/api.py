@@ -35,7 +35,8 @@ from .integrity import deep_check, load_roots, move_damaged_aside, save_roots
 from ..log import logger
 from .maintenance import ArchiveMaintenance
 from ..paths import default_archive_dir
-from .store import LmdbStore, MemoryStore
+from .memstore import MemoryStore
+from .store import LmdbStore
 
 
 class Archive(ArchiveBrowse, ArchiveMaintenance):

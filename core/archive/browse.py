@@ -21,7 +21,8 @@ from . import query as Q
 from . import records as R
 from ..errors import ArchiveError
 from .ingest import Ctx
-from .store import LmdbStore, MemoryStore
+from .memstore import MemoryStore
+from .store import LmdbStore
 
 Ref = Any  # a record dataclass, a hex key, or a UID
 

@@ -48,7 +48,7 @@ from . import query as Q  # noqa: E402
 from . import records as R  # noqa: E402
 from ..dicom import tags as T  # noqa: E402
 from .scan import Folder, list_folder  # noqa: E402
-from .store import MemoryStore  # noqa: E402
+from .memstore import MemoryStore  # noqa: E402
 
 #: Files parsed and committed per transaction.
 CHUNK = 2000

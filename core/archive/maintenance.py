@@ -28,7 +28,8 @@ from ..errors import ArchiveError
 from .browse import Ref
 from .ingest import Ctx, ImportProgress, ImportReport, remove_instances
 from .integrity import COUNT_FIELDS, add_child, check_invariants, series_counts, stored_counts
-from .store import DBS, LmdbStore, MemoryStore
+from .memstore import MemoryStore
+from .store import DBS, LmdbStore
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 :func:`open_media` indexes a folder or a DICOMDIR's folder into an
 :class:`~pocketpacs.archive.api.Archive` backed by a
-:class:`~pocketpacs.archive.store.MemoryStore` with a per-session secret:
+:class:`~pocketpacs.archive.memstore.MemoryStore` with a per-session secret:
 nothing is written anywhere, the medium is only read, and closing the
 archive drops the index.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from . import keys as K
 from .api import Archive
 from .ingest import ImportProgress
-from .store import MemoryStore
+from .memstore import MemoryStore
 
 
 def open_media(path: os.PathLike[str] | str, progress: Callable[[ImportProgress], Any] | None = None,
