@@ -36,15 +36,16 @@ from ..errors import (REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocke
 from ..log import logger
 from ..paths import ensure_private_dir
 from .datafile import OPEN_MARK, check_data_file
+from .migrations import MIGRATIONS
 
 if TYPE_CHECKING:
     from .memstore import MemoryStore
 
-#: Version of the record layout written by this code.
-SCHEMA_VERSION = 1
-
-#: ``MIGRATIONS[v](txn)`` upgrades an archive from schema ``v`` to ``v + 1``.
-MIGRATIONS: dict[int, Callable[["Txn"], None]] = {}
+#: Version of the record layout written by this code (2: instance records
+#: carry PhotometricInterpretation and ImageType after the paths; see
+#: :mod:`pocketpacs.archive.migrations`).  Bump it with every change of a
+#: stored layout, with its step in ``MIGRATIONS`` (from the migrations module).
+SCHEMA_VERSION = 2
 
 #: Named databases of the archive.
 DBS = (
