@@ -27,7 +27,8 @@ __all__ = [
     "SchemaVersionMismatch",
 ]
 
-from .archive.api import Archive, open_archive, open_media  # noqa: E402
+from .archive.api import Archive, open_archive  # noqa: E402
+from .archive.media import open_media  # noqa: E402
 
 __all__ += ["Archive", "open_archive", "open_media"]
 

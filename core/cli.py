@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArchiveDamaged, ArchiveError, ArchiveLocked, PocketPacsError
+from .errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked, PocketPacsError
 from .paths import ENV_ARCHIVE
 
 EXIT_OK = 0
@@ -416,15 +416,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         for p in res.problems:
             print(f"  {p}")
         if res.status == "damaged":
-            print("  run `pocketpacs rebuild` to re-create it from the imported folders "
-                  "(the damaged file is kept aside; your DICOM files are not touched)")
+            print(f"  {REBUILD_ADVICE}")
     return {"ok": EXIT_OK, "inconsistent": EXIT_ATTENTION, "missing": EXIT_ARCHIVE,
             "unchecked": EXIT_ARCHIVE}.get(res.status, EXIT_DAMAGED)
 
 
 @command("rebuild", "re-create the whole index from the imported folders (also a damaged archive)", _setup_json)
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from .archive.integrity import deep_check, rebuild_damaged
+    from .archive.api import rebuild_damaged
+    from .archive.integrity import deep_check
     from .paths import default_archive_dir
 
     path = args.archive or default_archive_dir()
@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         if type(e).__module__ != "lmdb":
             raise
         _err(f"the archive database could not be read ({type(e).__name__}): it may be damaged; "
-             "`pocketpacs check` says, `pocketpacs rebuild` re-creates it from the imported folders")
+             f"`pocketpacs check` says, {REBUILD_ADVICE}")
         return EXIT_DAMAGED
 
 
@@ -698,8 +698,7 @@ def run_guarded(argv: list[str] | None = None) -> int:
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
         if name in _CRASH_SIGNALS:
             _err(f"`{cmd}` crashed ({name}). If the archive database is damaged, LMDB can crash the "
-                 "process that reads it: `pocketpacs check` checks it safely, `pocketpacs rebuild` "
-                 "re-creates it from the imported folders (your DICOM files are not touched)")
+                 f"process that reads it: `pocketpacs check` checks it safely, {REBUILD_ADVICE}")
             return EXIT_DAMAGED
         return EXIT_INTERRUPTED if sig == signal.SIGINT else 128 + sig
     return os.WEXITSTATUS(status)

@@ -7,6 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: What to do about a damaged (or inconsistent) archive database: the one
+#: wording of the rebuild advice, used by every message that gives it (the
+#: library's errors, the CLI and the app).
+REBUILD_ADVICE = ("`pocketpacs rebuild` re-creates the archive from the imported folders "
+                  "(a damaged database file is kept aside; your DICOM files are not touched)")
+
 
 @dataclass
 class Problem:

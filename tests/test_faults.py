@@ -26,7 +26,8 @@ import pocketpacs
 from pocketpacs import cli
 from pocketpacs.dicom import headers
 from pocketpacs.errors import ArchiveDamaged
-from pocketpacs.archive.integrity import OPEN_MARK, check_data_file, deep_check, load_roots, record_dump
+from pocketpacs.archive.datafile import OPEN_MARK, check_data_file
+from pocketpacs.archive.integrity import deep_check, load_roots, record_dump
 
 SETPRIV = shutil.which("setpriv")
 #: run a child as root *without* the capabilities that bypass file permissions

@@ -134,3 +134,28 @@ def test_archive_created_by_a_user_is_private(open_tmp, umask):
     assert wrong == [], wrong
     files = [p for p, _m, _u, d in made if not d]
     assert len(files) >= 8          # data.mdb, lock.mdb, writer.lock, secret.key in both archives
+
+
+def test_write_private_file_is_atomic_owner_only_and_never_follows_a_link(tmp_path):
+    from pocketpacs.paths import write_private_file
+
+    old = os.umask(0)            # the worst umask: the file is still 0600
+    try:
+        p = tmp_path / "roots.json"
+        assert write_private_file(p, b"first") is True
+        assert p.read_bytes() == b"first" and stat.S_IMODE(p.stat().st_mode) == 0o600
+        victim = tmp_path / "victim"
+        victim.write_bytes(b"keep")
+        p.unlink()
+        p.symlink_to(victim)     # a link planted at the target is replaced, not written through
+        assert write_private_file(p, b"second") is True
+        assert not p.is_symlink() and p.read_bytes() == b"second" and victim.read_bytes() == b"keep"
+        # first writer wins: an existing file is left as it is
+        assert write_private_file(p, b"third", keep_existing=True) is False
+        assert p.read_bytes() == b"second"
+        q = tmp_path / "secret"
+        assert write_private_file(q, b"\x00" * 32, keep_existing=True) is True
+        assert q.read_bytes() == b"\x00" * 32 and stat.S_IMODE(q.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["roots.json", "secret", "victim"]  # no temp left

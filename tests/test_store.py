@@ -12,6 +12,7 @@ import pytest
 
 from pocketpacs.archive import keys as K
 from pocketpacs.archive import store as S
+from pocketpacs.archive.memstore import MemoryStore
 from pocketpacs.errors import ArchiveError, ArchiveLocked, SchemaVersionMismatch
 
 
@@ -67,7 +68,7 @@ def test_write_error_rolls_back(tmp_path):
 
 
 def test_range_prefix_start_stop(tmp_path):
-    for st in (S.LmdbStore(tmp_path / "ar"), S.MemoryStore()):
+    for st in (S.LmdbStore(tmp_path / "ar"), MemoryStore()):
         with st:
             st.write(lambda t: t.putmulti("idx_name", [(b"ab\0" + bytes([i]), b"") for i in range(5)]
                                           + [(b"ac\0x", b""), (b"b\0y", b"")]))
@@ -79,7 +80,7 @@ def test_range_prefix_start_stop(tmp_path):
 
 
 def test_memory_store_rolls_back_failed_write():
-    st = S.MemoryStore()
+    st = MemoryStore()
     st.write(lambda t: t.put("meta", b"k", b"1"))
 
     def bad(t):
@@ -173,6 +174,115 @@ def test_migration_runs_once_and_records_version(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "SCHEMA_VERSION", S.SCHEMA_VERSION + 1)
     with pytest.raises(SchemaVersionMismatch):
         S.LmdbStore(tmp_path / "ar", readonly=True)
+
+
+
+def _schema1_value(raw: bytes, keywords: tuple[str, ...]) -> bytes:
+    """An instance value as schema 1 wrote it: ``keywords``' text values, then the paths
+    (AcquisitionTime, which today's records no longer keep, as the test files have it)."""
+    from pocketpacs.archive import records as R
+
+    _head, texts, paths = R.split_instance(raw)
+    texts = {"AcquisitionTime": "101500", **texts}
+    tail = "\0".join([texts[k] for k in keywords] + paths)
+    return raw[:R.HEAD] + tail.encode("utf-8", "surrogateescape")
+
+
+def test_schema1_archive_is_migrated_on_open(tmp_path):
+    """An archive whose instance records have the schema-1 layouts (three text
+    values before the paths and none after, or the older six) is upgraded by
+    the first writable open: records are rewritten in today's layout, from the
+    record or from the file (also a file only touched), and a record whose file
+    changed is left as it was, for the next import."""
+    import dicomgen
+    import pocketpacs
+    from pocketpacs.archive import records as R
+
+    folder = tmp_path / "data"
+    files = dicomgen.write_series(folder, 4, series_uid="1.2.826.0.9.1",
+                                  extra={"ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
+                                         "AcquisitionTime": "101500"})
+    arc = tmp_path / "ar"
+    with pocketpacs.open_archive(arc) as ar:
+        assert ar.import_folder(folder).indexed == 4
+        series = ar.series(ar.studies()[0])[0]
+        today = {bytes.fromhex(i.key): i for i in ar.instances(series)}
+    assert {i.text["PhotometricInterpretation"] for i in today.values()} == {"MONOCHROME2"}
+    assert {i.text["ImageType"] for i in today.values()} == {"ORIGINAL\\PRIMARY\\AXIAL"}
+    by_file = {i.paths[0]: k for k, i in today.items()}
+    keys = [by_file[str(f)] for f in files]
+    three = ("SOPInstanceUID", "SOPClassUID", "TransferSyntaxUID")
+    six = three + ("ImageType", "PhotometricInterpretation", "AcquisitionTime")
+
+    # write the records the old way with the real LMDB store, at schema 1
+    with S.LmdbStore(arc) as st:
+        with st.read() as t:
+            raws = {k: t.get("instances", k) for k in keys}
+        old = {k: _schema1_value(raws[k], six if k == keys[3] else three) for k in keys}
+
+        def downgrade(t):
+            for k, v in old.items():
+                t.put("instances", k, v)
+            t.put("meta", b"schema", b"1")
+        st.write(downgrade)
+        assert st.schema_version == 1
+    # the old six-value layout is misread by today's decoder: paths are wrong
+    assert R.split_instance(old[keys[3]])[2] != [str(files[3])]
+    st2 = os.stat(files[1])                     # file 2 touched: same content
+    os.utime(files[1], ns=(st2.st_atime_ns, st2.st_mtime_ns + 10**9))
+    dicomgen.write(files[2], series_uid="1.2.826.0.9.1", sop_uid="1.2.826.0.9.1.3",   # file 3 changed
+                   instance_number=3, z=3.0, rows=8, extra={"ImageType": ["DERIVED", "SECONDARY"]})
+
+    with pytest.raises(SchemaVersionMismatch):  # read-only opens cannot upgrade
+        pocketpacs.open_archive(arc, readonly=True)
+    with pocketpacs.open_archive(arc) as ar:
+        assert ar._store.schema_version == S.SCHEMA_VERSION == 2
+        assert ar.check() == []
+        with ar._store.read() as t:
+            now = {k: t.get("instances", k) for k in keys}
+        for k in (keys[0], keys[1], keys[3]):   # filled from the file, or from the old record
+            assert now[k] == raws[k] != old[k]
+        assert now[keys[2]] == old[keys[2]]     # file changed: left to the next import
+        got = {bytes.fromhex(i.key): i for i in ar.instances(series)}
+        assert [got[k].paths for k in keys] == [(str(f),) for f in files]
+        assert "PhotometricInterpretation" not in got[keys[2]].text
+        keys_rows = ar.series_table(series)       # the numeric heads are untouched
+        assert keys_rows[1].tobytes() == R.instance_array([raws[k] for k in keys_rows[0]]).tobytes()
+        assert ar.stats()["schema"] == 2 and ar.stats()["instances"] == 4
+        # the next import takes the changed file's values, in today's layout
+        ar.import_folder(folder)
+        with ar._store.read() as t:
+            assert R.split_instance(t.get("instances", keys[2]))[1]["ImageType"] == "DERIVED\\SECONDARY"
+        assert ar.check() == []
+    with S.LmdbStore(arc) as st:                # opened again: nothing left to migrate
+        assert st.schema_version == S.SCHEMA_VERSION
+
+
+def test_storage_never_imports_policy():
+    """Storage calls no policy: store (and the modules it uses) import nothing
+    from integrity, api or ingest, and integrity nothing from api or ingest,
+    at module or function level."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(S.__file__).parent
+
+    def imported(name: str) -> set[str]:
+        out = set()
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                if node.level == 1:
+                    out |= {mod} if mod else {a.name for a in node.names}
+                elif mod.startswith("pocketpacs.archive."):
+                    out.add(mod.split(".")[2])
+            elif isinstance(node, ast.Import):
+                out |= {a.name.split(".")[2] for a in node.names if a.name.startswith("pocketpacs.archive.")}
+        return out
+
+    for name in ("store", "datafile", "migrations", "memstore"):
+        assert not imported(name) & {"integrity", "api", "ingest"}, name
+    assert not imported("integrity") & {"api", "ingest"}
 
 
 def test_generation_counts_commits(tmp_path):

@@ -118,7 +118,7 @@ def test_sigterm_closes_cleanly_and_a_killed_app_starts_without_waiting(tmp_path
     unclean-shutdown mark is left.  After a kill -9 the mark stays; the next
     start opens the archive without reading it all first (the whole-database
     check runs in the background) and still answers."""
-    from pocketpacs.archive.integrity import OPEN_MARK
+    from pocketpacs.archive.datafile import OPEN_MARK
 
     built = S.build_archive(tmp_path)
     archive = Path(built["archive"])

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from pocketpacs.paths import write_private_file
 
 from . import bridge
 
@@ -133,9 +134,7 @@ def _selftest(window: Any, out_path: str) -> None:
         result.update(json.loads(raw) if raw else {"selftest": "no answer"})
     except Exception as exc:  # the test reads the file; report what failed
         result["error"] = type(exc).__name__
-    tmp = out_path + ".tmp"
-    Path(tmp).write_text(json.dumps(result))
-    os.replace(tmp, out_path)
+    write_private_file(out_path, json.dumps(result).encode())
     # keep the window up until the test has taken its screenshot
     close_flag = Path(out_path + ".close")
     end = time.monotonic() + 120

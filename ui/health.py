@@ -21,11 +21,11 @@ from typing import Any
 
 from . import protocol
 from .protocol import BridgeError
+from pocketpacs.errors import REBUILD_ADVICE
 
 log = logging.getLogger("pocketpacs.ui.session")
 
-DAMAGED_NOTICE = ("The archive database is damaged. Close PocketPACS and run `pocketpacs rebuild`: it "
-                  "re-creates the archive from the imported folders (your DICOM files are not touched).")
+DAMAGED_NOTICE = f"The archive database is damaged. Close PocketPACS: {REBUILD_ADVICE}."
 
 
 def _looks_damaged(exc: BaseException) -> bool:
@@ -122,7 +122,7 @@ class ArchiveHealth:
 
     def _set_damaged(self) -> None:
         self._damaged = self.archive_notice = DAMAGED_NOTICE
-        log.warning("the archive database is damaged; run `pocketpacs rebuild`")
+        log.warning("the archive database is damaged; %s", REBUILD_ADVICE)
 
     def start_background_check(self, delay: float = 2.0) -> threading.Thread | None:
         """Read the whole archive database in a child process (low priority)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from pocketpacs.errors import ArchiveDamaged, ArchiveError, ArchiveLocked
+from pocketpacs.errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked
 from pocketpacs.images.affine import GeometryError
 
 PROTOCOL_VERSION = 1
@@ -131,8 +131,7 @@ def envelope_for_exception(exc: BaseException) -> dict:
         return fail(UNAVAILABLE, "Another program is writing to the archive.")
     if isinstance(exc, ArchiveDamaged) or type(exc).__module__ == "lmdb":
         return fail(UNAVAILABLE, "The archive database could not be read and may be damaged. Close "
-                                 "PocketPACS and run `pocketpacs check`; `pocketpacs rebuild` re-creates it "
-                                 "from the imported folders.")
+                                 f"PocketPACS and run `pocketpacs check`; {REBUILD_ADVICE}.")
     if isinstance(exc, ArchiveError):  # SchemaVersionMismatch, ArchiveReadOnly, ...
         return fail(UNAVAILABLE, "The archive could not be used.")
     return fail(INTERNAL, "Something went wrong; the details are in the log.")

@@ -49,7 +49,7 @@ from . import records
 from .commit import PendingFolder
 from .report import Failure, ImportProgress, ImportReport, public_reason
 from .scan import Folder, list_folder
-from .store import MemoryStore
+from .memstore import MemoryStore
 
 #: Files parsed and committed per transaction.
 CHUNK = 2000

@@ -20,18 +20,18 @@ Messages name record keys (hex), never patient data or file paths.
 record of every database in a **child process**: LMDB trusts its file, and a
 truncated or crafted ``data.mdb`` can crash the process that reads it
 (SIGBUS, SIGSEGV).  The parent only reads the child's JSON answer or its
-exit signal.  :func:`check_data_file` is the cheap guard run before every
-open in-process: the two meta pages of ``data.mdb`` are read with plain file
-I/O, and a file shorter than the pages its newest meta page claims (a
-truncated copy: LMDB would SIGBUS on it) is refused.
+exit signal.  The cheap in-process guard of the file itself
+(:func:`~pocketpacs.archive.datafile.check_data_file`) lives with the
+storage layer, in :mod:`pocketpacs.archive.datafile`.
 
-:func:`rebuild_damaged` moves a damaged database aside (into
-``damaged-<time>/`` inside the archive folder, never deleted) and imports
-the folders listed in ``roots.json`` (kept next to the database by every
-import) into a fresh one.
+:func:`move_damaged_aside` moves a damaged database aside (into
+``damaged-<time>/`` inside the archive folder, never deleted); the folders
+listed in ``roots.json`` (kept next to the database by every import) are
+then imported into a fresh one by
+:func:`pocketpacs.archive.api.rebuild_damaged`.
 
 Command line: ``pocketpacs check`` (deep check, exit 0 / 1 / 5) and
-``pocketpacs rebuild`` (uses :func:`rebuild_damaged` when the deep check
+``pocketpacs rebuild`` (uses :func:`~pocketpacs.archive.api.rebuild_damaged` when the deep check
 fails).  ``python -m pocketpacs.archive.integrity ARCHIVE`` is the child process.
 """
 from __future__ import annotations
@@ -39,74 +39,26 @@ from __future__ import annotations
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import REBUILD_ADVICE
+from ..paths import write_private_file
 from . import query as Q
 from . import records as R
+from .datafile import OPEN_MARK, check_data_file
 
 #: Name of the side file listing the imported folders (for a rebuild when the
 #: database itself cannot be read).
 ROOTS_FILE = "roots.json"
-#: Written while a writable archive is open; present at the next open means
-#: the last writer did not close cleanly (crash, kill -9, power loss).
-OPEN_MARK = "open.mark"
 MAX_PROBLEMS = 200
-
-_MAGIC = 0xBEEFC0DE
-
-
-def check_data_file(path: os.PathLike[str] | str) -> str | None:
-    """Cheap check of an LMDB ``data.mdb`` with plain reads (no LMDB).
-
-    Returns
-    -------
-    str or None
-        Why the file cannot be opened safely, or None when its meta pages
-        are sound and the file is as long as they say.  A missing file is
-        fine (a new archive).
-    """
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size == 0:
-            return "the database file is empty"
-        with open(p, "rb") as f:
-            head = f.read(16 + 160)
-            if len(head) < 176:
-                return "the database file is truncated (shorter than its first page)"
-            psize = struct.unpack_from("<I", head, 40)[0]
-            if psize < 512 or psize > 1 << 20 or psize & (psize - 1):
-                return "the database file has no valid header (first meta page damaged)"
-            f.seek(psize)
-            head2 = f.read(176)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        return f"the database file cannot be read ({e.strerror or type(e).__name__})"
-    metas = []
-    for h in (head, head2):
-        if len(h) < 176:
-            continue
-        magic, version = struct.unpack_from("<II", h, 16)
-        last_pg, txnid = struct.unpack_from("<QQ", h, 136)
-        if magic == _MAGIC and version == 1:
-            metas.append((txnid, last_pg))
-    if not metas:
-        return "the database file has no valid header (meta pages damaged)"
-    txnid, last_pg = max(metas)
-    if (last_pg + 1) * psize > size:
-        return (f"the database file is truncated ({size:,} bytes; its header needs "
-                f"{(last_pg + 1) * psize:,})")
-    return None
 
 
 # ---- invariants -------------------------------------------------------------------------
@@ -118,9 +70,40 @@ class _Problems(list):
             self.append(msg)
 
 
-def _add_child(totals: dict[bytes, list[int]], key: bytes, c: list[int]) -> None:
+#: The stored counts of a series, study and patient record, in the order
+#: :func:`series_counts` and :func:`add_child` compute them.
+COUNT_FIELDS: dict[str, tuple[str, ...]] = {
+    "series": ("n_instances", "size", "n_offline"),
+    "studies": ("n_series", "n_instances", "size", "n_offline"),
+    "patients": ("n_studies", "n_series", "n_instances", "size"),
+}
+
+
+def stored_counts(db: str, rec: dict) -> list:
+    """The counts stored in a series, study or patient record (``db`` names
+    its database), in :data:`COUNT_FIELDS` order (``n_offline`` defaults to 0)."""
+    return [rec.get(f, 0) if f == "n_offline" else rec.get(f) for f in COUNT_FIELDS[db]]
+
+
+def series_counts(instances: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[int]]:
+    """[n_instances, size, n_offline] of each series, from instance items
+    ``(key, value)`` (the series key is the first 8 bytes of the key).
+    ``Archive.verify`` (which repairs) and :func:`check_invariants` (which
+    reports) both count with it."""
+    cnt: dict[bytes, list[int]] = {}
+    for k, v in instances:
+        head = np.frombuffer(v[:R.HEAD], dtype=R.INST_DTYPE)[0]
+        c = cnt.setdefault(k[:8], [0, 0, 0])
+        c[0] += 1
+        c[1] += int(head["size"])
+        c[2] += bool(int(head["flags"]) & R.OFFLINE)
+    return cnt
+
+
+def add_child(totals: dict[bytes, list[int]], key: bytes, c: list[int]) -> None:
     """Add one child's [n_instances, size, n_offline] to its parent's
-    [n_children, n_instances, size, n_offline]."""
+    [n_children, n_instances, size, n_offline] (series to study, study to
+    patient: a study's totals are the child counts of its patient)."""
     t = totals.setdefault(key, [0, 0, 0, 0])
     t[0] += 1
     t[1] += c[0]
@@ -145,21 +128,20 @@ def check_invariants(txn: Any) -> list[str]:
     P = _Problems()
     if not txn.get("meta", b"schema"):
         P.add("meta: no schema version")
+    def checked_instances() -> Iterator[tuple[bytes, bytes]]:
+        for k, v in txn.range("instances"):
+            if len(k) != 16 or len(v) < R.HEAD:
+                P.add(f"instance {k.hex()}: malformed key or value")
+                continue
+            _head, _tx, locs = R.split_instance(v)
+            if not locs:
+                P.add(f"instance {k.hex()}: no file location")
+            if txn.get("sop", k[8:]) != k[:8]:
+                P.add(f"instance {k.hex()}: its SOP entry is missing or points elsewhere")
+            yield k, v
+
     # instances -> series counts
-    ser_cnt: dict[bytes, list[int]] = {}
-    for k, v in txn.range("instances"):
-        if len(k) != 16 or len(v) < R.HEAD:
-            P.add(f"instance {k.hex()}: malformed key or value")
-            continue
-        head, _tx, locs = R.split_instance(v)
-        if not locs:
-            P.add(f"instance {k.hex()}: no file location")
-        if txn.get("sop", k[8:]) != k[:8]:
-            P.add(f"instance {k.hex()}: its SOP entry is missing or points elsewhere")
-        c = ser_cnt.setdefault(k[:8], [0, 0, 0])
-        c[0] += 1
-        c[1] += int(head["size"])
-        c[2] += bool(int(head["flags"]) & R.OFFLINE)
+    ser_cnt = series_counts(checked_instances())
     for k, v in txn.range("sop"):
         if txn.get("instances", v + k) is None:
             P.add(f"SOP entry {k.hex()}: no instance")
@@ -180,7 +162,7 @@ def check_invariants(txn: Any) -> list[str]:
         c = ser_cnt.get(k, [0, 0, 0])
         if c[0] == 0:
             P.add(f"series {k.hex()}: no instances")
-        stored = [se.get("n_instances"), se.get("size"), se.get("n_offline", 0)]
+        stored = stored_counts("series", se)
         if stored != c:
             P.add(f"series {k.hex()}: counts {stored} but its instances give {c}")
         sk, pk = bytes.fromhex(se["study_key"]), bytes.fromhex(se["patient_key"])
@@ -193,13 +175,13 @@ def check_invariants(txn: Any) -> list[str]:
             P.add(f"series {k.hex()}: its patient {pk.hex()} is missing")
         if txn.get("study_series", sk + k) is None:
             P.add(f"series {k.hex()}: no study_series link")
-        _add_child(st_cnt, sk, c)
+        add_child(st_cnt, sk, c)
     pa_cnt: dict[bytes, list[int]] = {}
     for k, st in studies.items():
         c = st_cnt.get(k, [0, 0, 0, 0])
         if c[0] == 0:
             P.add(f"study {k.hex()}: no series")
-        stored = [st.get("n_series"), st.get("n_instances"), st.get("size"), st.get("n_offline", 0)]
+        stored = stored_counts("studies", st)
         if stored != c:
             P.add(f"study {k.hex()}: counts {stored} but its series give {c}")
         pk = bytes.fromhex(st["patient_key"])
@@ -207,12 +189,12 @@ def check_invariants(txn: Any) -> list[str]:
             P.add(f"study {k.hex()}: its patient {pk.hex()} is missing")
         if txn.get("pat_studies", pk + k) is None:
             P.add(f"study {k.hex()}: no pat_studies link")
-        _add_child(pa_cnt, pk, c)
+        add_child(pa_cnt, pk, c)
     for k, pa in patients.items():
         c = pa_cnt.get(k, [0, 0, 0, 0])
         if c[0] == 0:
             P.add(f"patient {k.hex()}: no studies")
-        stored = [pa.get("n_studies"), pa.get("n_series"), pa.get("n_instances"), pa.get("size")]
+        stored = stored_counts("patients", pa)
         if stored != c:
             P.add(f"patient {k.hex()}: counts {stored} but its studies give {c}")
     for k, _ in txn.range("study_series"):
@@ -357,7 +339,7 @@ def _child(path: str) -> dict[str, Any]:
     if problems:
         return {"status": "inconsistent", "records": n, "problems": problems, "roots": roots,
                 "message": f"{len(problems)} invariant violation(s); `pocketpacs verify` repairs counts, "
-                           "`pocketpacs rebuild` re-creates the index"}
+                           + REBUILD_ADVICE}
     return {"status": "ok", "records": n, "roots": roots, "message": f"{n:,} records read, invariants hold"}
 
 
@@ -424,16 +406,8 @@ def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0, nice: int =
 
 def save_roots(archive_dir: os.PathLike[str] | str, roots: list[str]) -> None:
     """Write ``roots.json`` (atomically, 0600) next to the database."""
-    d = Path(archive_dir)
-    tmp = d / (ROOTS_FILE + ".tmp")
     data = json.dumps({"roots": [r.encode("utf-8", "surrogateescape").hex() for r in roots]}).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, d / ROOTS_FILE)
+    write_private_file(Path(archive_dir) / ROOTS_FILE, data)
 
 
 def load_roots(archive_dir: os.PathLike[str] | str) -> list[str]:
@@ -445,33 +419,30 @@ def load_roots(archive_dir: os.PathLike[str] | str) -> list[str]:
         return []
 
 
-def rebuild_damaged(path: os.PathLike[str] | str, progress: Callable[[Any], Any] | None = None,
-                    cancel: Any = None, roots: list[str] | None = None) -> tuple[str, list[Any]]:
-    """Move a damaged database aside and re-create the archive from its folders.
+def move_damaged_aside(path: os.PathLike[str] | str) -> Path:
+    """Move a damaged database aside, under the writer lock.
 
-    ``data.mdb`` and ``lock.mdb`` go to ``damaged-<time>/`` inside the
-    archive folder (kept, for inspection; delete it when done); the secret
-    stays, so patient keys are unchanged.  The folders come from ``roots``,
-    else from ``roots.json``.
+    ``data.mdb``, ``lock.mdb`` and the open mark go to ``damaged-<time>/``
+    inside the archive folder (kept, for inspection; delete it when done);
+    the secret and ``roots.json`` stay, so patient keys are unchanged and the
+    folders can be imported again
+    (:func:`pocketpacs.archive.api.rebuild_damaged`).
 
     Returns
     -------
-    (str, list of ImportReport)
-        The folder holding the damaged files, and one report per folder
-        that still exists.
+    Path
+        The folder holding the damaged files.
 
     Raises
     ------
     ArchiveLocked
         Another process is writing to the archive.
     """
-    from .api import open_archive
     from .store import LOCK_FILE, _acquire_lock, _release_lock
 
     d = Path(path).expanduser().absolute()
     fd = _acquire_lock(d / LOCK_FILE)   # nobody may write while the files move
     try:
-        roots = list(roots) if roots else load_roots(d)
         aside = d / time.strftime("damaged-%Y%m%d-%H%M%S")
         n = 0
         while aside.exists():
@@ -483,14 +454,7 @@ def rebuild_damaged(path: os.PathLike[str] | str, progress: Callable[[Any], Any]
                 os.replace(d / name, aside / name)
     finally:
         _release_lock(fd)
-    reports = []
-    with open_archive(d) as ar:
-        for r in roots:
-            if os.path.exists(r):
-                reports.append(ar.import_folder(r, progress, cancel))
-        if not ar.roots():
-            save_roots(d, roots)  # no folder exists now: remember them for a later rebuild
-    return os.fspath(aside), reports
+    return aside
 
 
 def _main(argv: list[str]) -> int:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import write_private_file
+
 UID_KEY_LEN = 8
 PATIENT_KEY_LEN = 16
 INSTANCE_KEY_LEN = 16
@@ -107,24 +109,8 @@ def load_or_create_secret(folder: os.PathLike[str] | str) -> bytes:
             return data
     except FileNotFoundError:
         pass
-    key = secrets.token_bytes(SECRET_LEN)
-    tmp = path.with_name(SECRET_FILE + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:  # first writer wins; a racing creator reads the winner's key
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    except OSError:  # filesystems without hard links
-        if not path.exists():
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    # first writer wins; a racing creator reads the winner's key
+    write_private_file(path, secrets.token_bytes(SECRET_LEN), keep_existing=True)
     data = path.read_bytes()
     if len(data) != SECRET_LEN:
         raise OSError(f"{path}: archive secret has the wrong length")

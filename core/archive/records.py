@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 
 from ..dicom import tags as T
-from ..errors import ArchiveDamaged
+from ..errors import REBUILD_ADVICE, ArchiveDamaged
 
 
 class DamagedRecord(ArchiveDamaged, ValueError):
@@ -84,8 +84,7 @@ def loads(raw: bytes) -> Any:
     except orjson.JSONDecodeError:
         raise DamagedRecord(
             "a record of the archive database cannot be decoded: the database is damaged; "
-            "`pocketpacs check` says more, `pocketpacs rebuild` re-creates it from the imported folders "
-            "(your DICOM files are not touched)") from None
+            f"`pocketpacs check` says more, {REBUILD_ADVICE}") from None
 
 
 def _clean(s: str | None) -> str:

@@ -12,9 +12,9 @@ a time, enforced with an ``flock`` on ``writer.lock`` that fails fast with
 writer mutex.  Every transaction runs inside a ``with`` block; values are
 copied out (``buffers=False``), never returned as memoryviews.
 
-:class:`MemoryStore` has the same interface and keeps everything in
-dictionaries: the no-trace media sessions use it, so nothing is written to
-disk.
+:class:`~pocketpacs.archive.memstore.MemoryStore` (in its own module) has
+the same interface and keeps everything in dictionaries: the no-trace media
+sessions use it, so nothing is written to disk.
 
 Both hand out :class:`Txn` objects: ``get``/``put``/``delete``/``putmulti``
 and ordered ``range`` scans over named databases.  Write transactions are
@@ -23,24 +23,29 @@ that hits the map limit can be re-run after the map grows.
 """
 from __future__ import annotations
 
-import bisect
 import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveReadOnly, SchemaVersionMismatch
+from ..errors import (REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveReadOnly,
+                      SchemaVersionMismatch)
 from ..log import logger
 from ..paths import ensure_private_dir
+from .datafile import OPEN_MARK, check_data_file
+from .migrations import MIGRATIONS
 
-#: Version of the record layout written by this code.
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from .memstore import MemoryStore
 
-#: ``MIGRATIONS[v](txn)`` upgrades an archive from schema ``v`` to ``v + 1``.
-MIGRATIONS: dict[int, Callable[["Txn"], None]] = {}
+#: Version of the record layout written by this code (2: instance records
+#: carry PhotometricInterpretation and ImageType after the paths; see
+#: :mod:`pocketpacs.archive.migrations`).  Bump it with every change of a
+#: stored layout, with its step in ``MIGRATIONS`` (from the migrations module).
+SCHEMA_VERSION = 2
 
 #: Named databases of the archive.
 DBS = (
@@ -197,6 +202,13 @@ class LmdbStore:
         Open for reading only: no writer lock, no creation, no migration.
     map_size : int, optional
         Initial map size in bytes (default 1 GiB; grows when full).
+    check : bool
+        Check the database file with plain reads before LMDB opens it.
+    on_unclean : callable, optional
+        ``on_unclean(path)`` runs, under the writer lock and before LMDB
+        opens the file, when the last writer did not close cleanly; it
+        returns why the file is damaged (raised as ArchiveDamaged) or None.
+        Without it :attr:`unclean` is set and the caller checks later.
 
     Raises
     ------
@@ -209,7 +221,8 @@ class LmdbStore:
     """
 
     def __init__(self, path: os.PathLike[str] | str, *, readonly: bool = False,
-                 map_size: int | None = None, check: bool = True, check_unclean: bool = True):
+                 map_size: int | None = None, check: bool = True,
+                 on_unclean: Callable[[Path], str | None] | None = None):
         import lmdb
 
         self._lmdb = lmdb
@@ -224,9 +237,9 @@ class LmdbStore:
         self._active = 0
         self._idle = threading.Condition()
         self._mark: Path | None = None
-        self._check_unclean = check_unclean
-        #: True when the last writer did not close cleanly and the deep check
-        #: was left to the caller (``check_unclean=False``).
+        self._on_unclean = on_unclean
+        #: True when the last writer did not close cleanly and no
+        #: ``on_unclean`` check ran (the caller checks it later).
         self.unclean = False
         if readonly:
             if not (self.path / "data.mdb").exists():
@@ -252,38 +265,25 @@ class LmdbStore:
             self.close()
             if type(e).__module__ == "lmdb" or (isinstance(e, ValueError) and (self.path / "data.mdb").exists()):
                 raise ArchiveDamaged(
-                    f"the archive database at {self.path} is damaged ({type(e).__name__}). "
-                    "`pocketpacs rebuild` re-creates it from the imported folders "
-                    "(the damaged file is kept aside; your DICOM files are not touched)") from None
+                    f"the archive database at {self.path} is damaged ({type(e).__name__}). {REBUILD_ADVICE}") from None
             raise
 
     def _check_file(self) -> None:
         """Refuse a database file that would crash LMDB (truncated, no header);
-        after an unclean shutdown of a writer, read it all in a child process."""
-        from .integrity import OPEN_MARK, check_data_file, deep_check
-
+        after an unclean shutdown of a writer, hand the folder to ``on_unclean``
+        (which returns why the file is damaged, or None), else set :attr:`unclean`."""
         why = check_data_file(self.path / "data.mdb")
         unclean = (why is None and not self.readonly and (self.path / OPEN_MARK).exists()
                    and (self.path / "data.mdb").exists())
-        if unclean and not self._check_unclean:
+        if unclean and self._on_unclean is None:
             self.unclean = True   # the caller checks it (the app: in the background)
         elif unclean:
-            logger.info("the archive was not closed cleanly last time: checking it in a child process")
-            res = deep_check(self.path)
-            if res.status == "damaged":
-                why = res.message
-            elif res.status == "inconsistent":
-                logger.warning("archive check after an unclean shutdown: %d invariant violation(s)",
-                               len(res.problems))
+            why = self._on_unclean(self.path)
         if why is not None:
             raise ArchiveDamaged(
-                f"the archive database at {self.path} is damaged: {why}. "
-                "`pocketpacs rebuild` re-creates it from the imported folders "
-                "(the damaged file is kept aside; your DICOM files are not touched)")
+                f"the archive database at {self.path} is damaged: {why}. {REBUILD_ADVICE}")
 
     def _set_mark(self) -> None:
-        from .integrity import OPEN_MARK
-
         p = self.path / OPEN_MARK
         try:
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
@@ -325,8 +325,7 @@ class LmdbStore:
                             and os.strerror(13) not in str(e):
                         raise ArchiveDamaged(
                             f"the archive database at {self.path} is damaged ({type(e).__name__}). "
-                            "`pocketpacs rebuild` re-creates it from the imported folders "
-                            "(the damaged file is kept aside; your DICOM files are not touched)") from None
+                            f"{REBUILD_ADVICE}") from None
                     raise ArchiveError(f"cannot open the archive at {self.path} ({type(e).__name__})") from None
                 try:
                     env.reader_check()
@@ -355,8 +354,7 @@ class LmdbStore:
                         raise ArchiveError(f"the archive at {self.path} is empty or incomplete") from None
                     raise ArchiveDamaged(
                         f"the archive database at {self.path} is damaged ({type(e).__name__}). "
-                        "`pocketpacs rebuild` re-creates it from the imported folders "
-                        "(the damaged file is kept aside; your DICOM files are not touched)") from None
+                        f"{REBUILD_ADVICE}") from None
             ent[1] += 1
             self.env = ent[0]
             self._dbs = ent[3]
@@ -524,152 +522,3 @@ def migrate(store: "LmdbStore | MemoryStore", from_version: int) -> None:
 
         logger.info("migrating the archive from schema %d to %d", v, v + 1)
         store.write(run)
-
-
-# ---- memory --------------------------------------------------------------------
-
-class _MemDB:
-    __slots__ = ("data", "_sorted")
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self._sorted: list[bytes] | None = []
-
-    def keys_sorted(self) -> list[bytes]:
-        if self._sorted is None:
-            self._sorted = sorted(self.data)
-        return self._sorted
-
-
-class MemTxn(Txn):
-    """A transaction over a :class:`MemoryStore` (undo log for aborts)."""
-
-    __slots__ = ("_undo",)
-
-    def __init__(self, dbs: dict[str, _MemDB], write: bool):
-        super().__init__(None, dbs, write)
-        self._undo: list[tuple[str, bytes, bytes | None]] = []
-
-    def get(self, db: str, key: bytes) -> bytes | None:
-        return self._dbs[db].data.get(key)
-
-    def getter(self, db: str) -> Callable[[bytes], bytes | None]:
-        return self._dbs[db].data.get
-
-    def found(self, db: str, keys: list[bytes]) -> set[bytes]:
-        data = self._dbs[db].data
-        return {k for k in keys if k in data}
-
-    def put(self, db: str, key: bytes, value: bytes) -> None:
-        d = self._dbs[db]
-        old = d.data.get(key)
-        if old is None:
-            d._sorted = None
-        self._undo.append((db, key, old))
-        d.data[key] = bytes(value)
-
-    def putmulti(self, db: str, items: Iterable[tuple[bytes, bytes]]) -> None:
-        for k, v in items:
-            self.put(db, k, v)
-
-    def delete(self, db: str, key: bytes) -> bool:
-        d = self._dbs[db]
-        old = d.data.pop(key, None)
-        if old is None:
-            return False
-        d._sorted = None
-        self._undo.append((db, key, old))
-        return True
-
-    def range(self, db: str, prefix: bytes = b"", start: bytes | None = None,
-              stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        d = self._dbs[db]
-        keys = d.keys_sorted()
-        lo = max(prefix, start) if start is not None else prefix
-        i = bisect.bisect_left(keys, lo)
-        out = []
-        for k in keys[i:]:
-            if not k.startswith(prefix) or (stop is not None and k >= stop):
-                break
-            v = d.data.get(k)
-            if v is not None:
-                out.append((k, v))
-        return iter(out)
-
-    def count(self, db: str) -> int:
-        return len(self._dbs[db].data)
-
-    def drop(self, db: str) -> None:
-        for k in list(self._dbs[db].data):
-            self.delete(db, k)
-
-    def _rollback(self) -> None:
-        for db, key, old in reversed(self._undo):
-            d = self._dbs[db]
-            if old is None:
-                d.data.pop(key, None)
-            else:
-                d.data[key] = old
-            d._sorted = None
-        self._undo.clear()
-
-
-class MemoryStore:
-    """In-memory store with the interface of :class:`LmdbStore`.
-
-    Nothing is written to disk.  A write that raises is rolled back.
-    """
-
-    def __init__(self) -> None:
-        self.path = None
-        self.readonly = False
-        self._dbs = {name: _MemDB() for name in DBS}
-        self._lock = threading.RLock()
-        self._closed = False
-        self._dbs["meta"].data[b"schema"] = str(SCHEMA_VERSION).encode()
-        self._dbs["meta"].data[b"generation"] = b"0"
-        self._dbs["meta"]._sorted = None
-
-    @property
-    def schema_version(self) -> int:
-        return SCHEMA_VERSION
-
-    @contextmanager
-    def read(self) -> Iterator[Txn]:
-        if self._closed:
-            raise ArchiveError("the archive is closed")
-        with self._lock:
-            yield MemTxn(self._dbs, False)
-
-    def write(self, fn: Callable[[Txn], Any]) -> Any:
-        if self._closed:
-            raise ArchiveError("the archive is closed")
-        with self._lock:
-            t = MemTxn(self._dbs, True)
-            try:
-                out = fn(t)
-            except BaseException:
-                t._rollback()
-                raise
-            meta = self._dbs["meta"].data
-            meta[b"generation"] = str(int(meta.get(b"generation", b"0")) + 1).encode()
-            return out
-
-    @property
-    def generation(self) -> int:
-        return int(self._dbs["meta"].data.get(b"generation", b"0"))
-
-    def info(self) -> dict:
-        return {"map_size": 0, "file_size": 0}
-
-    def close(self) -> None:
-        self._closed = True
-        for d in self._dbs.values():
-            d.data.clear()
-            d._sorted = []
-
-    def __enter__(self) -> "MemoryStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,0 +1,106 @@
+"""Upgrades of the stored record layout, one step per schema version.
+
+``MIGRATIONS[v](txn)`` upgrades an archive from schema ``v`` to ``v + 1``
+inside one write transaction (:func:`pocketpacs.archive.store.migrate` runs
+the steps and records each new version, so an interrupted upgrade resumes
+where it stopped).  A step may only change the database: when the map fills
+up the transaction is re-run.
+
+Schema 1 -> 2 (:func:`instance_text_after_paths`): the text values of an
+instance record changed layout three times under schema 1.  The first
+records kept nine text values before the file paths, then six, then three
+(``SOPInstanceUID``, ``SOPClassUID``, ``TransferSyntaxUID``: the paths of
+the six- and nine-value records are misread by today's decoder), and today's
+records add ``PhotometricInterpretation`` and ``ImageType`` after the paths
+(what the viewer needs to plan a stack without reading the files).  Each
+old record is rewritten in today's layout: the values come from the record
+itself when it has them, else from the instance's file when that file is
+still the one indexed (same size and header fingerprint, what an import
+calls unchanged; the header is read as an import reads it).  Records whose
+file is gone or changed keep the three-value layout, which decodes without
+those two values (the viewer then reads the file; the next import of a
+changed file rewrites the record).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import records as R
+from ..log import logger
+
+#: The text keywords stored before the paths by the instance-record layouts
+#: of schema 1, by how many there were (today: three before the paths and
+#: :data:`records.INSTANCE_TEXT`'s other two after them).
+LEGACY_INSTANCE_TEXT: dict[int, tuple[str, ...]] = {
+    9: ("SOPInstanceUID", "SOPClassUID", "TransferSyntaxUID", "ImageType", "PhotometricInterpretation",
+        "AcquisitionDate", "AcquisitionTime", "ContentDate", "SpecificCharacterSet"),
+    6: ("SOPInstanceUID", "SOPClassUID", "TransferSyntaxUID", "ImageType", "PhotometricInterpretation",
+        "AcquisitionTime"),
+    3: ("SOPInstanceUID", "SOPClassUID", "TransferSyntaxUID"),
+}
+
+#: Files whose header is read per batch while filling records.
+_PARSE_CHUNK = 2000
+
+
+def _same_size_file(head: np.void, paths: list[str]) -> str | None:
+    """The first of ``paths`` that exists with the size indexed (its header
+    fingerprint is compared once parsed)."""
+    for p in paths:
+        try:
+            if os.stat(p).st_size == int(head["size"]):
+                return p
+        except OSError:
+            continue
+    return None
+
+
+def instance_text_after_paths(t: Any) -> None:
+    """Schema 1 -> 2: every instance record in today's layout (see the module docstring)."""
+    from ..dicom.headers import parse_files
+
+    after = R.INSTANCE_TEXT[len(LEGACY_INSTANCE_TEXT[3]):]
+    out: list[tuple[bytes, bytes]] = []
+    pending: list[tuple[bytes, np.void, dict[str, str], list[str], str]] = []
+    kept = 0
+    for k, v in t.range("instances"):
+        head = np.frombuffer(v[:R.HEAD], dtype=R.INST_DTYPE)[0]
+        parts = v[R.HEAD:].decode("utf-8", "surrogateescape").split("\0")
+        nloc = int(head["nloc"])
+        old = LEGACY_INSTANCE_TEXT.get(len(parts) - nloc)
+        if old is None:     # today's layout (or not an instance record: the checks report it)
+            continue
+        texts = dict(zip(old, parts[:len(old)]))
+        paths = parts[len(old):len(old) + nloc]
+        if all(kw in texts for kw in after):
+            out.append((k, R.join_instance(head, texts, paths)))
+            continue
+        src = _same_size_file(head, paths)
+        if src is None:
+            kept += 1
+            continue
+        pending.append((k, head, texts, paths, src))
+    for a in range(0, len(pending), _PARSE_CHUNK):
+        part = pending[a:a + _PARSE_CHUNK]
+        b = parse_files([p[4] for p in part])
+        values = {kw: b.text(kw) for kw in after}
+        for i, (k, head, texts, paths, _src) in enumerate(part):
+            if b.status[i] < 0 or int(b.fingerprint[i]) != int(head["fingerprint"]):
+                kept += 1
+                continue
+            texts.update({kw: values[kw][i] or "" for kw in after})
+            out.append((k, R.join_instance(head, texts, paths)))
+    out.sort()
+    t.putmulti("instances", out)
+    logger.info("archive schema 2: %d instance record(s) rewritten, %d left to the next import "
+                "(file gone or changed)", len(out), kept)
+
+
+#: ``MIGRATIONS[v](txn)`` upgrades an archive from schema ``v`` to ``v + 1``.
+MIGRATIONS: dict[int, Callable[[Any], None]] = {
+    1: instance_text_after_paths,
+}
