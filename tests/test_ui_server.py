@@ -262,7 +262,7 @@ def test_ct_headers_carry_the_ct_window_presets(server):
     """The viewer takes its presets from the header only (no table of its own):
     every CT series in HU (rescaled) brings core's CT windows in its header,
     where the viewer used to add its own (issue 11)."""
-    from pocketpacs.images.volume import MODALITY_WINDOWS
+    from pocketpacs.images.windows import MODALITY_WINDOWS
 
     want = [{"name": n, "center": c, "width": w} for n, c, w in MODALITY_WINDOWS["CT"]]
     in_hu = 0
