@@ -51,11 +51,11 @@ def test_references_by_record_key_and_uid(filled):
     with pytest.raises(KeyError):
         ar.study("1.2.3.4.5.6.7.8.9")
     keys, table = ar.series_table(se)
-    from pocketpacs.archive import records as R
-    from pocketpacs.dicom import tags as T
-    c = int(T.NUM_START[T.INDEX["InstanceNumber"]])
+    from pocketpacs.archive import records
+    from pocketpacs.dicom import tags
+    c = int(tags.NUM_START[tags.INDEX["InstanceNumber"]])
     assert len(keys) == 3 and sorted(table["nums"][:, c].tolist()) == [1.0, 2.0, 3.0]
-    assert (table["size"] > 0).all() and table.dtype == R.INST_DTYPE
+    assert (table["size"] > 0).all() and table.dtype == records.INST_DTYPE
 
 
 def test_remove_never_touches_files(filled):
@@ -105,8 +105,8 @@ def test_verify_detects_changes_and_repairs_counts(filled):
     # corrupt a stored count: verify repairs it
     import orjson
 
-    from pocketpacs.archive import keys as K
-    sk = K.uid_key("1.2.826.0.2.0.0.0")
+    from pocketpacs.archive import keys
+    sk = keys.uid_key("1.2.826.0.2.0.0.0")
     def bump(t):
         rec = orjson.loads(t.get("studies", sk))
         rec["n_instances"] += 5

@@ -713,11 +713,11 @@ def test_deep_check_that_cannot_start_says_unchecked(tmp_path, monkeypatch):
     user): the result is "unchecked", not "damaged", and the CLI says so."""
     import pocketpacs
     from pocketpacs import cli
-    from pocketpacs.archive import integrity as I
+    from pocketpacs.archive import integrity
 
     with pocketpacs.open_archive(tmp_path / "a"):
         pass
-    monkeypatch.setattr(I.sys, "executable", str(tmp_path / "no-python"))
-    res = I.deep_check(tmp_path / "a")
+    monkeypatch.setattr(integrity.sys, "executable", str(tmp_path / "no-python"))
+    res = integrity.deep_check(tmp_path / "a")
     assert res.status == "unchecked" and "could not be started" in res.message
     assert cli.main(["--archive", str(tmp_path / "a"), "check"]) == cli.EXIT_ARCHIVE

@@ -20,8 +20,8 @@ import pydicom
 import pytest
 
 from pocketpacs import synth
-from pocketpacs.dicom import tags as T
-from pocketpacs.dicom.batch import FAILED, FALLBACK, NATIVE
+from pocketpacs.dicom import tags
+from pocketpacs.dicom.batch import FAILED, FALLBACK
 from pocketpacs.dicom.headers import parse_files
 
 
@@ -54,7 +54,7 @@ def pydicom_reference(path: str) -> dict | None:
             force = data[128:132] != b"DICM"
             ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=force)
             out = {}
-            for spec in T.TAGS:
+            for spec in tags.TAGS:
                 src = ds.file_meta if spec.level == "meta" else ds
                 if src is None or spec.tag not in src:
                     continue
@@ -177,7 +177,7 @@ def test_corpus_headers_jsonl(corpus):
             assert batch.reason[i] in ("truncated",), (r["path"], batch.message[i])
             continue
         rec = batch.record(i)
-        for kw in T.KEYWORDS:
+        for kw in tags.KEYWORDS:
             if kw in r:
                 fields += 1
                 if not _same(rec.get(kw), r[kw]):

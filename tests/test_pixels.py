@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import peer
-from pocketpacs.native import assemble as K
-from pocketpacs.native import reference as R
+from pocketpacs.native import assemble
+from pocketpacs.native import reference
 from pocketpacs.images.decoders import DecoderPool
 from pocketpacs.images.frames import _READERS, _platform_reader, decode_file, read_frames
 from pocketpacs.images.pixelformat import PixelFormat
@@ -45,8 +45,8 @@ def test_gather_frames_matches_reference(nbytes, signed, swap, bits_frac):
     for rescale, dt in ((False, np.int64), (True, np.float64)):
         a = np.zeros((nfr, npix), dt)
         b = np.zeros((nfr, npix), dt)
-        K.gather_frames(buf, starts, dst, a, nbytes, signed, swap, bits, 1, 0, sl, ic, rescale)
-        R.gather_frames(buf, starts, dst, b, nbytes, signed, swap, bits, 1, 0, sl, ic, rescale)
+        assemble.gather_frames(buf, starts, dst, a, nbytes, signed, swap, bits, 1, 0, sl, ic, rescale)
+        reference.gather_frames(buf, starts, dst, b, nbytes, signed, swap, bits, 1, 0, sl, ic, rescale)
         np.testing.assert_array_equal(a, b)
 
 
@@ -59,8 +59,8 @@ def test_gather_planar_rgb():
     a = np.zeros((2, npix * 3), np.uint8)
     b = np.zeros((2, npix * 3), np.uint8)
     one, zero = np.ones(2), np.zeros(2)
-    K.gather_frames(buf, starts, dst, a, 1, False, False, 8, 3, 1, one, zero, False)
-    R.gather_frames(buf, starts, dst, b, 1, False, False, 8, 3, 1, one, zero, False)
+    assemble.gather_frames(buf, starts, dst, a, 1, False, False, 8, 3, 1, one, zero, False)
+    reference.gather_frames(buf, starts, dst, b, 1, False, False, 8, 3, 1, one, zero, False)
     np.testing.assert_array_equal(a, b)
     # planar: first plane is R of every pixel
     assert a[0, 0::3].tolist() == buf[:npix].tolist()
@@ -79,14 +79,14 @@ def test_convert_inplace_matches_reference(src_dt, out_dt, bits, signed):
     if np.dtype(out_dt).itemsize != np.dtype(src_dt).itemsize:
         ref_src = raw.copy().view(src_dt)
         out_a = np.zeros(ref_src.shape, out_dt)
-        K.convert_inplace(ref_src, out_a, bits, signed, sl, ic, rescale, True)
+        assemble.convert_inplace(ref_src, out_a, bits, signed, sl, ic, rescale, True)
     else:
         mem = raw.copy()
-        K.convert_inplace(mem.view(src_dt), mem.view(out_dt), bits, signed, sl, ic, rescale, True)
+        assemble.convert_inplace(mem.view(src_dt), mem.view(out_dt), bits, signed, sl, ic, rescale, True)
         out_a = mem.view(out_dt)
     mem2 = raw.copy()
     out_b = np.zeros(mem2.view(src_dt).shape, out_dt)
-    R.convert_inplace(mem2.view(src_dt), out_b, bits, signed, sl, ic, rescale, True)
+    reference.convert_inplace(mem2.view(src_dt), out_b, bits, signed, sl, ic, rescale, True)
     np.testing.assert_array_equal(out_a, out_b)
 
 
@@ -128,9 +128,9 @@ def test_convert_rows_matches_reference(src_dt, out_dt, bits, signed, rescale):
     a, b = np.zeros((nrows, nvals), out_dt), np.zeros((nrows, nvals), out_dt)
     lo_a, hi_a, lo_b, hi_b = (np.full(k, np.nan) for _ in range(4))
     with np.errstate(invalid="ignore"):
-        R.convert_rows(src, b, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_b, hi_b)
+        reference.convert_rows(src, b, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_b, hi_b)
     _skip_unless_fits(lo_b, hi_b, out_dt, rescale)
-    K.convert_rows(src, a, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_a, hi_a)
+    assemble.convert_rows(src, a, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_a, hi_a)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(lo_a, lo_b)
     np.testing.assert_array_equal(hi_a, hi_b)
@@ -152,10 +152,10 @@ def test_convert_rows_inplace_matches_reference(dt, bits, signed, rescale):
     a, b = raw.copy().view(dt), raw.copy().view(dt)
     lo_a, hi_a, lo_b, hi_b = (np.full(k, np.nan) for _ in range(4))
     with np.errstate(invalid="ignore"):
-        R.convert_rows_inplace(b, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_b,
+        reference.convert_rows_inplace(b, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_b,
                                hi_b)
     _skip_unless_fits(lo_b, hi_b, dt, rescale)
-    K.convert_rows_inplace(a, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_a, hi_a)
+    assemble.convert_rows_inplace(a, dst, bits, signed, fix_bits, sl, ic, do, int_rescale, lo_a, hi_a)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(lo_a, lo_b)
     np.testing.assert_array_equal(hi_a, hi_b)
@@ -178,9 +178,9 @@ def test_convert_rows_bytes_matches_reference(nbytes, swap, signed, bits, sample
     do = _RESCALES[rescale][0]
     a, b = np.zeros((nrows, nvals), out_dt), np.zeros((nrows, nvals), out_dt)
     lo_a, hi_a, lo_b, hi_b = (np.full(k, np.nan) for _ in range(4))
-    K.convert_rows_bytes(buf, a, dst, nbytes, swap, bits, signed, samples, planar, sl, ic, do,
+    assemble.convert_rows_bytes(buf, a, dst, nbytes, swap, bits, signed, samples, planar, sl, ic, do,
                          lo_a, hi_a)
-    R.convert_rows_bytes(buf, b, dst, nbytes, swap, bits, signed, samples, planar, sl, ic, do,
+    reference.convert_rows_bytes(buf, b, dst, nbytes, swap, bits, signed, samples, planar, sl, ic, do,
                          lo_b, hi_b)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(lo_a, lo_b)

@@ -10,7 +10,7 @@ from hypothesis import strategies as stt
 
 import dicomgen
 import pocketpacs
-from pocketpacs.archive import query as Q
+from pocketpacs.archive import query
 
 FAMILY = ["Müller", "Muller", "Smith", "Smithers", "O'Brien", "Øberg", "Nguyen", "Zoë", "van Dyke", "Lee"]
 GIVEN = ["Anna", "Ann", "José", "Jose", "John", "Lena", "Mary Jane", ""]
@@ -60,30 +60,30 @@ def brute(ar, level="study", **f):
         pa = ar.patient(st.patient_key)
         series = ar.series(st)
         if f.get("name"):
-            toks = Q.name_tokens(pa.name)
-            nq = Q.name_query(f["name"])
-            if not nq or not all(any(Q.word_matches(w, t) and (not m or bits & m) for t, bits in toks.items())
+            toks = query.name_tokens(pa.name)
+            nq = query.name_query(f["name"])
+            if not nq or not all(any(query.word_matches(w, t) and (not m or bits & m) for t, bits in toks.items())
                                  for w, m in nq):
                 continue
-        if f.get("patient_id") and not Q.value_matches(f["patient_id"], pa.patient_id):
+        if f.get("patient_id") and not query.value_matches(f["patient_id"], pa.patient_id):
             continue
         if f.get("birth_date"):
-            lo, hi = Q.parse_date_range(f["birth_date"])
+            lo, hi = query.parse_date_range(f["birth_date"])
             if not (len(pa.birth_date) == 8 and lo <= pa.birth_date <= hi):
                 continue
         if f.get("study_date"):
-            lo, hi = Q.parse_date_range(f["study_date"])
+            lo, hi = query.parse_date_range(f["study_date"])
             if not (len(st.date) == 8 and lo <= st.date <= hi):
                 continue
         mods = {m.strip().upper() for m in (f.get("modality") or "").split(",") if m.strip()}
         if mods and not mods & {s.modality.upper() for s in series}:
             continue
         if f.get("description"):
-            qw = Q.query_words(f["description"])
-            ws = set(Q.words(st.description)).union(*[set(Q.words(s.description)) for s in series])
-            if not qw or not all(any(Q.word_matches(q, w) for w in ws) for q in qw):
+            qw = query.query_words(f["description"])
+            ws = set(query.words(st.description)).union(*[set(query.words(s.description)) for s in series])
+            if not qw or not all(any(query.word_matches(q, w) for w in ws) for q in qw):
                 continue
-        if f.get("accession") and not Q.value_matches(f["accession"], st.accession):
+        if f.get("accession") and not query.value_matches(f["accession"], st.accession):
             continue
         if level == "series":
             keep = []
@@ -91,8 +91,8 @@ def brute(ar, level="study", **f):
                 if mods and s.modality.upper() not in mods:
                     continue
                 if f.get("description"):
-                    ws = set(Q.words(st.description)) | set(Q.words(s.description))
-                    if not all(any(Q.word_matches(q, w) for w in ws) for q in Q.query_words(f["description"])):
+                    ws = set(query.words(st.description)) | set(query.words(s.description))
+                    if not all(any(query.word_matches(q, w) for w in ws) for q in query.query_words(f["description"])):
                         continue
                 keep.append(s.key)
             if not keep:
@@ -112,7 +112,7 @@ def got(ar, level="study", **f):
 
 def _word(draw, pool):
     w = draw(stt.sampled_from(pool))
-    words = Q.words(w) or ["x"]
+    words = query.words(w) or ["x"]
     w = draw(stt.sampled_from(words))
     cut = draw(stt.integers(1, len(w)))
     w = w[:cut]
@@ -173,7 +173,7 @@ def test_examples(archive):
     assert res.n_patients == len({h.patient.key for h in res})
     dates = [h.study.date for h in archive.search(sort="-date")]
     assert dates == sorted(dates, reverse=True)
-    names = [Q.fold(h.patient.name) for h in archive.search(sort="name")]
+    names = [query.fold(h.patient.name) for h in archive.search(sort="name")]
     assert names == sorted(names)
     assert len(archive.search(limit=3)) == 3
     with pytest.raises(ValueError):
@@ -183,14 +183,14 @@ def test_examples(archive):
 
 
 def test_fold_and_tokens():
-    assert Q.fold("Zoë ØBERG") == "zoe øberg"
-    assert Q.name_tokens("Müller^Anna Lena^^Dr") == {"muller": 1, "anna": 2, "lena": 2, "dr": 8}
-    assert Q.parse_date_range("2020") == ("20200101", "20201231")
-    assert Q.parse_date_range("202002-") == ("20200201", "99999999")
-    assert Q.parse_date_range("-20200301") == ("00000000", "20200301")
+    assert query.fold("Zoë ØBERG") == "zoe øberg"
+    assert query.name_tokens("Müller^Anna Lena^^Dr") == {"muller": 1, "anna": 2, "lena": 2, "dr": 8}
+    assert query.parse_date_range("2020") == ("20200101", "20201231")
+    assert query.parse_date_range("202002-") == ("20200201", "99999999")
+    assert query.parse_date_range("-20200301") == ("00000000", "20200301")
     for bad in ("2020-2019", "20201", "abc"):
         with pytest.raises(ValueError):
-            Q.parse_date_range(bad)
+            query.parse_date_range(bad)
 
 
 def test_index_follows_removal(tmp_path):

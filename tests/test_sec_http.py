@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent / "ui"))
 import ppui_support as S  # noqa: E402
 
 from pocketpacs.ui import bridge  # noqa: E402
-from pocketpacs.ui import protocol as P  # noqa: E402
+from pocketpacs.ui import protocol  # noqa: E402
 from pocketpacs.ui.server import (  # noqa: E402
     AUTH_COOKIE_OR_HEADER, AUTH_HEADER, AUTH_PAGE, COOKIE_NAME, CSP, ROUTES, TOKEN_HEADER, DataServer)
 
@@ -434,7 +434,7 @@ class _RecordingWindow:
 def test_bridge_refuses_names_outside_the_allowlist(served):
     for name in OUTSIDE:
         env = bridge.call(name, {})
-        assert env == P.fail(P.NOT_ALLOWED, "Unknown command."), name
+        assert env == protocol.fail(protocol.NOT_ALLOWED, "Unknown command."), name
     assert bridge.ALLOWED and all(n.isidentifier() and n.islower() and not n.startswith("_")
                                   and "." not in n for n in bridge.ALLOWED)
     assert not any(k for k in dir(bridge.Api) if not k.startswith("__") and k not in bridge.ALLOWED)

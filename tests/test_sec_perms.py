@@ -34,12 +34,12 @@ CHILD = textwrap.dedent("""
     import pocketpacs
     from pocketpacs import cli
     from pocketpacs.ui.session import Session
-    from pocketpacs.ui import protocol as P
+    from pocketpacs.ui import protocol
 
     def session_round(path):
         s = Session(path, mode="serve")
         try:
-            rows = s.cmd_search(P.validate_args({}, __import__("pocketpacs.ui.bridge", fromlist=["x"]).SCHEMAS["search"]))["rows"]
+            rows = s.cmd_search(protocol.validate_args({}, __import__("pocketpacs.ui.bridge", fromlist=["x"]).SCHEMAS["search"]))["rows"]
             vid = s.cmd_open_series({"series_id": rows[0]["series_id"], "slot": "main"})["volume_id"]
             job = s.volumes.get(vid)
             assert job.wait_header(60) is not None, job.error_message()

@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from pocketpacs.archive import keys as K
-from pocketpacs.archive import store as S
+from pocketpacs.archive import keys
+from pocketpacs.archive import store
 from pocketpacs.archive.memstore import MemoryStore
 from pocketpacs.errors import ArchiveError, ArchiveLocked, SchemaVersionMismatch
 
@@ -22,11 +22,11 @@ def mode(p) -> int:
 
 def test_permissions_folder_0700_files_0600(tmp_path):
     path = tmp_path / "a" / "archive"
-    with S.LmdbStore(path) as st:
+    with store.LmdbStore(path) as st:
         st.write(lambda t: t.put("meta", b"x", b"1"))
-        K.load_or_create_secret(path)
+        keys.load_or_create_secret(path)
     assert mode(path) == 0o700
-    for name in ("data.mdb", "lock.mdb", S.LOCK_FILE, K.SECRET_FILE):
+    for name in ("data.mdb", "lock.mdb", store.LOCK_FILE, keys.SECRET_FILE):
         assert mode(path / name) == 0o600, name
 
 
@@ -34,12 +34,12 @@ def test_existing_loose_folder_is_tightened(tmp_path):
     path = tmp_path / "ar"
     path.mkdir(mode=0o755)
     os.chmod(path, 0o755)
-    S.LmdbStore(path).close()
+    store.LmdbStore(path).close()
     assert mode(path) == 0o700
 
 
 def test_map_grows_when_full(tmp_path):
-    with S.LmdbStore(tmp_path / "ar", map_size=256 * 1024) as st:
+    with store.LmdbStore(tmp_path / "ar", map_size=256 * 1024) as st:
         before = st.info()["map_size"]
 
         def fill(t):
@@ -54,7 +54,7 @@ def test_map_grows_when_full(tmp_path):
 
 
 def test_write_error_rolls_back(tmp_path):
-    with S.LmdbStore(tmp_path / "ar") as st:
+    with store.LmdbStore(tmp_path / "ar") as st:
         st.write(lambda t: t.put("meta", b"k", b"old"))
 
         def bad(t):
@@ -68,7 +68,7 @@ def test_write_error_rolls_back(tmp_path):
 
 
 def test_range_prefix_start_stop(tmp_path):
-    for st in (S.LmdbStore(tmp_path / "ar"), MemoryStore()):
+    for st in (store.LmdbStore(tmp_path / "ar"), MemoryStore()):
         with st:
             st.write(lambda t: t.putmulti("idx_name", [(b"ab\0" + bytes([i]), b"") for i in range(5)]
                                           + [(b"ac\0x", b""), (b"b\0y", b"")]))
@@ -107,52 +107,52 @@ _HOLD = textwrap.dedent("""
 
 def test_second_writer_fails_fast_with_archive_locked(tmp_path):
     path = tmp_path / "ar"
-    S.LmdbStore(path).close()
+    store.LmdbStore(path).close()
     p = subprocess.Popen([sys.executable, "-c", _HOLD, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "locked"
         with pytest.raises(ArchiveLocked) as ei:
-            S.LmdbStore(path)
+            store.LmdbStore(path)
         msg = str(ei.value)
         assert str(path) in msg and "another PocketPACS process" in msg and str(p.pid) in msg
         # reading while the other process holds the writer lock works
-        with S.LmdbStore(path, readonly=True) as ro:
-            assert ro.schema_version == S.SCHEMA_VERSION
+        with store.LmdbStore(path, readonly=True) as ro:
+            assert ro.schema_version == store.SCHEMA_VERSION
     finally:
         p.kill()
         p.wait()
-    S.LmdbStore(path).close()  # the lock died with the process
+    store.LmdbStore(path).close()  # the lock died with the process
 
 
 def test_same_process_second_writer_is_locked(tmp_path):
-    with S.LmdbStore(tmp_path / "ar"):
+    with store.LmdbStore(tmp_path / "ar"):
         with pytest.raises(ArchiveLocked):
-            S.LmdbStore(tmp_path / "ar")
+            store.LmdbStore(tmp_path / "ar")
 
 
 def test_readonly_missing_archive(tmp_path):
     with pytest.raises(ArchiveError):
-        S.LmdbStore(tmp_path / "nothing", readonly=True)
+        store.LmdbStore(tmp_path / "nothing", readonly=True)
     assert not (tmp_path / "nothing").exists()
 
 
 def test_readonly_refuses_writes(tmp_path):
-    S.LmdbStore(tmp_path / "ar").close()
-    with S.LmdbStore(tmp_path / "ar", readonly=True) as ro:
+    store.LmdbStore(tmp_path / "ar").close()
+    with store.LmdbStore(tmp_path / "ar", readonly=True) as ro:
         with pytest.raises(ArchiveError):
             ro.write(lambda t: None)
 
 
 def test_newer_schema_is_refused(tmp_path):
-    with S.LmdbStore(tmp_path / "ar") as st:
-        st.write(lambda t: t.put("meta", b"schema", str(S.SCHEMA_VERSION + 1).encode()))
+    with store.LmdbStore(tmp_path / "ar") as st:
+        st.write(lambda t: t.put("meta", b"schema", str(store.SCHEMA_VERSION + 1).encode()))
     with pytest.raises(SchemaVersionMismatch):
-        S.LmdbStore(tmp_path / "ar")
+        store.LmdbStore(tmp_path / "ar")
 
 
 def test_migration_runs_once_and_records_version(tmp_path, monkeypatch):
-    with S.LmdbStore(tmp_path / "ar") as st:
-        st.write(lambda t: (t.put("meta", b"schema", str(S.SCHEMA_VERSION).encode()),
+    with store.LmdbStore(tmp_path / "ar") as st:
+        st.write(lambda t: (t.put("meta", b"schema", str(store.SCHEMA_VERSION).encode()),
                             t.put("patients", b"p" * 16, b"{}")))
     calls = []
 
@@ -160,32 +160,32 @@ def test_migration_runs_once_and_records_version(tmp_path, monkeypatch):
         calls.append(1)
         t.put("meta", b"migrated", b"yes")
 
-    monkeypatch.setattr(S, "SCHEMA_VERSION", S.SCHEMA_VERSION + 1)
-    monkeypatch.setitem(S.MIGRATIONS, S.SCHEMA_VERSION - 1, step)
-    with S.LmdbStore(tmp_path / "ar") as st:
-        assert st.schema_version == S.SCHEMA_VERSION
+    monkeypatch.setattr(store, "SCHEMA_VERSION", store.SCHEMA_VERSION + 1)
+    monkeypatch.setitem(store.MIGRATIONS, store.SCHEMA_VERSION - 1, step)
+    with store.LmdbStore(tmp_path / "ar") as st:
+        assert st.schema_version == store.SCHEMA_VERSION
         with st.read() as t:
             assert t.get("meta", b"migrated") == b"yes"
             assert t.get("patients", b"p" * 16) == b"{}"
-    with S.LmdbStore(tmp_path / "ar"):
+    with store.LmdbStore(tmp_path / "ar"):
         pass
     assert calls == [1]
     # read-only opens of an old archive say it needs an upgrade
-    monkeypatch.setattr(S, "SCHEMA_VERSION", S.SCHEMA_VERSION + 1)
+    monkeypatch.setattr(store, "SCHEMA_VERSION", store.SCHEMA_VERSION + 1)
     with pytest.raises(SchemaVersionMismatch):
-        S.LmdbStore(tmp_path / "ar", readonly=True)
+        store.LmdbStore(tmp_path / "ar", readonly=True)
 
 
 
 def _schema1_value(raw: bytes, keywords: tuple[str, ...]) -> bytes:
     """An instance value as schema 1 wrote it: ``keywords``' text values, then the paths
     (AcquisitionTime, which today's records no longer keep, as the test files have it)."""
-    from pocketpacs.archive import records as R
+    from pocketpacs.archive import records
 
-    _head, texts, paths = R.split_instance(raw)
+    _head, texts, paths = records.split_instance(raw)
     texts = {"AcquisitionTime": "101500", **texts}
     tail = "\0".join([texts[k] for k in keywords] + paths)
-    return raw[:R.HEAD] + tail.encode("utf-8", "surrogateescape")
+    return raw[:records.HEAD] + tail.encode("utf-8", "surrogateescape")
 
 
 def test_schema1_archive_is_migrated_on_open(tmp_path):
@@ -196,7 +196,7 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
     changed is left as it was, for the next import."""
     import dicomgen
     import pocketpacs
-    from pocketpacs.archive import records as R
+    from pocketpacs.archive import records
 
     folder = tmp_path / "data"
     files = dicomgen.write_series(folder, 4, series_uid="1.2.826.0.9.1",
@@ -215,7 +215,7 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
     six = three + ("ImageType", "PhotometricInterpretation", "AcquisitionTime")
 
     # write the records the old way with the real LMDB store, at schema 1
-    with S.LmdbStore(arc) as st:
+    with store.LmdbStore(arc) as st:
         with st.read() as t:
             raws = {k: t.get("instances", k) for k in keys}
         old = {k: _schema1_value(raws[k], six if k == keys[3] else three) for k in keys}
@@ -227,7 +227,7 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
         st.write(downgrade)
         assert st.schema_version == 1
     # the old six-value layout is misread by today's decoder: paths are wrong
-    assert R.split_instance(old[keys[3]])[2] != [str(files[3])]
+    assert records.split_instance(old[keys[3]])[2] != [str(files[3])]
     st2 = os.stat(files[1])                     # file 2 touched: same content
     os.utime(files[1], ns=(st2.st_atime_ns, st2.st_mtime_ns + 10**9))
     dicomgen.write(files[2], series_uid="1.2.826.0.9.1", sop_uid="1.2.826.0.9.1.3",   # file 3 changed
@@ -236,7 +236,7 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
     with pytest.raises(SchemaVersionMismatch):  # read-only opens cannot upgrade
         pocketpacs.open_archive(arc, readonly=True)
     with pocketpacs.open_archive(arc) as ar:
-        assert ar._store.schema_version == S.SCHEMA_VERSION == 2
+        assert ar._store.schema_version == store.SCHEMA_VERSION == 2
         assert ar.check() == []
         with ar._store.read() as t:
             now = {k: t.get("instances", k) for k in keys}
@@ -247,15 +247,15 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
         assert [got[k].paths for k in keys] == [(str(f),) for f in files]
         assert "PhotometricInterpretation" not in got[keys[2]].text
         keys_rows = ar.series_table(series)       # the numeric heads are untouched
-        assert keys_rows[1].tobytes() == R.instance_array([raws[k] for k in keys_rows[0]]).tobytes()
+        assert keys_rows[1].tobytes() == records.instance_array([raws[k] for k in keys_rows[0]]).tobytes()
         assert ar.stats()["schema"] == 2 and ar.stats()["instances"] == 4
         # the next import takes the changed file's values, in today's layout
         ar.import_folder(folder)
         with ar._store.read() as t:
-            assert R.split_instance(t.get("instances", keys[2]))[1]["ImageType"] == "DERIVED\\SECONDARY"
+            assert records.split_instance(t.get("instances", keys[2]))[1]["ImageType"] == "DERIVED\\SECONDARY"
         assert ar.check() == []
-    with S.LmdbStore(arc) as st:                # opened again: nothing left to migrate
-        assert st.schema_version == S.SCHEMA_VERSION
+    with store.LmdbStore(arc) as st:                # opened again: nothing left to migrate
+        assert st.schema_version == store.SCHEMA_VERSION
 
 
 def test_storage_never_imports_policy():
@@ -265,7 +265,7 @@ def test_storage_never_imports_policy():
     import ast
     from pathlib import Path
 
-    folder = Path(S.__file__).parent
+    folder = Path(store.__file__).parent
 
     def imported(name: str) -> set[str]:
         out = set()
@@ -286,7 +286,7 @@ def test_storage_never_imports_policy():
 
 
 def test_generation_counts_commits(tmp_path):
-    with S.LmdbStore(tmp_path / "ar") as st:
+    with store.LmdbStore(tmp_path / "ar") as st:
         g = st.generation
         st.write(lambda t: t.put("meta", b"a", b"1"))
         st.write(lambda t: t.put("meta", b"a", b"2"))
@@ -294,27 +294,27 @@ def test_generation_counts_commits(tmp_path):
 
 
 def test_secret_is_stable_and_private(tmp_path):
-    a = K.load_or_create_secret(tmp_path)
-    b = K.load_or_create_secret(tmp_path)
-    assert a == b and len(a) == K.SECRET_LEN
-    assert mode(tmp_path / K.SECRET_FILE) == 0o600
+    a = keys.load_or_create_secret(tmp_path)
+    b = keys.load_or_create_secret(tmp_path)
+    assert a == b and len(a) == keys.SECRET_LEN
+    assert mode(tmp_path / keys.SECRET_FILE) == 0o600
     # patient keys are keyed: another secret gives another key, and the key is
     # not a plain hash of the identifier
-    k1 = K.patient_key(a, "PID1", "Doe^John", "19700101")
-    k2 = K.patient_key(K.new_session_secret(), "PID1", "Doe^John", "19700101")
+    k1 = keys.patient_key(a, "PID1", "Doe^John", "19700101")
+    k2 = keys.patient_key(keys.new_session_secret(), "PID1", "Doe^John", "19700101")
     assert k1 != k2 and len(k1) == 16
     import hashlib
     for ident in (b"PID1", b"Doe^John", b"PID1\0Doe^John\x0019700101"):
         assert hashlib.sha256(ident).digest()[:16] != k1
     # anonymous patients are never merged
-    assert K.patient_key(a, "", "", "", "1.2.3") != K.patient_key(a, "", "", "", "1.2.4")
-    assert K.is_anonymous("", "^^") and not K.is_anonymous("X", "")
+    assert keys.patient_key(a, "", "", "", "1.2.3") != keys.patient_key(a, "", "", "", "1.2.4")
+    assert keys.is_anonymous("", "^^") and not keys.is_anonymous("X", "")
 
 
 def test_reader_sees_data_after_another_process_grows_the_map(tmp_path):
     path = tmp_path / "ar"
-    S.LmdbStore(path, map_size=256 * 1024).close()
-    with S.LmdbStore(path, readonly=True) as ro:
+    store.LmdbStore(path, map_size=256 * 1024).close()
+    with store.LmdbStore(path, readonly=True) as ro:
         with ro.read() as t:
             assert t.count("instances") == 0
         code = textwrap.dedent(f"""
@@ -336,7 +336,7 @@ def test_close_waits_for_transactions_in_other_threads(tmp_path):
     import threading
     import time
 
-    st = S.LmdbStore(tmp_path / "a")
+    st = store.LmdbStore(tmp_path / "a")
     st.write(lambda t: [t.put("meta", b"k%d" % i, b"v" * 100) for i in range(2000)])
     started = threading.Event()
     results: list = []

@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
 import ppui_support as S  # noqa: E402
 
-from pocketpacs.ui import protocol as P  # noqa: E402
+from pocketpacs.ui import protocol  # noqa: E402
 from pocketpacs.ui.server import COOKIE_NAME, CSP, TOKEN_HEADER, DataServer  # noqa: E402
 from pocketpacs.ui.session import Session  # noqa: E402
 
@@ -165,26 +165,26 @@ def test_names_outside_the_allowlist_are_refused(server, name):
     r, data = req(server, "POST", f"/v1/call/{name}", body={})
     if r.status == 200:
         env = json.loads(data)
-        assert env == P.fail(P.NOT_ALLOWED, "Unknown command.")
+        assert env == protocol.fail(protocol.NOT_ALLOWED, "Unknown command.")
     else:
         assert r.status == 404                  # the route itself only takes plain names
     # and the same through the bridge table used by pywebview
-    assert bridge.call(name, {})["error"]["code"] == P.NOT_ALLOWED
+    assert bridge.call(name, {})["error"]["code"] == protocol.NOT_ALLOWED
 
 
 def test_errors_carry_no_traceback_paths_or_patient_data(server, built):
     rows = series_rows(server)
     secret_path = str(built["archive"])
     st, env = call(server, "import_start", {"path": "/nonexistent/Müller^Jürgen/dicom"})
-    assert env["ok"] is False and env["error"]["code"] == P.NOT_FOUND
+    assert env["ok"] is False and env["error"]["code"] == protocol.NOT_FOUND
     text = json.dumps(env)
     assert "Müller" not in text and "Traceback" not in text and "/nonexistent" not in text
     st, env = call(server, "open_series", {"series_id": "zz/../../etc"})
-    assert env["error"]["code"] == P.BAD_REQUEST
+    assert env["error"]["code"] == protocol.BAD_REQUEST
     st, env = call(server, "search", {"no_such_filter": 1})
-    assert env["error"]["code"] == P.BAD_REQUEST
+    assert env["error"]["code"] == protocol.BAD_REQUEST
     st, env = call(server, "search", {"date_from": "2020-01-01"})            # not YYYYMMDD
-    assert env["error"]["code"] == P.BAD_REQUEST
+    assert env["error"]["code"] == protocol.BAD_REQUEST
     # a volume that fails deep inside the core: the envelope is generic
     st, env = call(server, "open_other", {"path": str(Path(secret_path) / "data.mdb")})
     assert env["ok"]
@@ -219,7 +219,7 @@ def test_opened_series_streams_the_phantom(server, built):
     row = next(r for r in series_rows(server) if r["series_description"] == s["series_description"])
     st, env = call(server, "open_series", {"series_id": row["series_id"]})
     vid = env["data"]["volume_id"]
-    assert P.OPAQUE_ID.match(vid)
+    assert protocol.OPAQUE_ID.match(vid)
     r, data = req(server, "GET", f"/v1/volume/{vid}/header")
     hdr = json.loads(data)
     nz, ny, nx = hdr["shape"]
@@ -227,7 +227,7 @@ def test_opened_series_streams_the_phantom(server, built):
     assert hdr["units"] == "HU" and hdr["labels"]["patient_id"] == s["patient_id"]
     r, frame = req(server, "GET", f"/v1/volume/{vid}/data")
     assert r.status == 200
-    fh, vox = P.decode_frame(frame)
+    fh, vox = protocol.decode_frame(frame)
     assert (4 + len(frame) - len(vox) - 4) % 8 == 0 and (len(frame) - len(vox)) % 8 == 0
     arr = np.frombuffer(vox, dtype=fh["dtype"]).reshape(nz, ny, nx)
     real = arr * fh["rescale"]["slope"] + fh["rescale"]["intercept"]
@@ -237,11 +237,11 @@ def test_opened_series_streams_the_phantom(server, built):
     expected = phantom_hu(pts[:, :3]).reshape(nz, ny, nx)
     assert np.array_equal(real, expected)
     r, one = req(server, "GET", f"/v1/volume/{vid}/slice/5")
-    h1, v1 = P.decode_frame(one)
+    h1, v1 = protocol.decode_frame(one)
     assert h1["slice"] == 5 and np.array_equal(np.frombuffer(v1, dtype=fh["dtype"]).reshape(ny, nx), arr[5])
     assert req(server, "GET", f"/v1/volume/{vid}/slice/{nz}")[0].status == 404
     r, th = req(server, "GET", f"/v1/thumb/{row['series_id']}")
-    thh, tv = P.decode_frame(th)
+    thh, tv = protocol.decode_frame(th)
     assert thh["dtype"] == "uint8" and max(thh["shape"]) <= 64 and np.ptp(np.frombuffer(tv, np.uint8)) > 50
 
 
@@ -297,7 +297,7 @@ def test_the_bulk_read_waits_for_the_page_or_the_grace_period():
         def whole(self):
             return None
 
-    hdr = P.VolumeHeader(shape=arr.shape, dtype="int16", affine_lps=np.eye(4).tolist(),
+    hdr = protocol.VolumeHeader(shape=arr.shape, dtype="int16", affine_lps=np.eye(4).tolist(),
                          spacing=[1.0, 1.0, 1.0], slope=1.0, intercept=0.0, units="", windows=[],
                          kind="volume", modality="OT", invert=False, labels={}, value_range=[0.0, 1.0])
     old = VolumeJob.BULK_WAIT_S
@@ -309,7 +309,7 @@ def test_the_bulk_read_waits_for_the_page_or_the_grace_period():
         assert reads == []                                # nothing read yet
         frame = job.slice_frame(2)                       # a slice not read: read it (and go on)
         assert frame is not None and np.array_equal(
-            np.frombuffer(P.decode_frame(frame)[1], np.int16).reshape(4, 5), arr[2])
+            np.frombuffer(protocol.decode_frame(frame)[1], np.int16).reshape(4, 5), arr[2])
         assert reads[0] == 2
         assert np.array_equal(job.array(), arr)
         VolumeJob.BULK_WAIT_S = 0.05                      # nobody asks: it reads anyway
@@ -330,19 +330,19 @@ def test_a_newer_open_supersedes_the_older_one(server):
     assert sb["ok"] and sb["data"]["error"] is None
     st, sa = call(server, "volume_status", {"volume_id": va})
     # the first finished before the second started, or it was superseded
-    assert sa["data"]["done"] and (sa["data"]["error"] is None or sa["data"]["error"]["code"] == P.SUPERSEDED)
+    assert sa["data"]["done"] and (sa["data"]["error"] is None or sa["data"]["error"]["code"] == protocol.SUPERSEDED)
 
 
 def test_frame_layout_and_wire_dtypes():
     hdr = {"shape": [2, 3, 5], "dtype": "int16"}
     arr = np.arange(30, dtype=">i2").reshape(2, 3, 5)
-    buf = P.encode_frame(hdr, arr)
+    buf = protocol.encode_frame(hdr, arr)
     n = int.from_bytes(buf[:4], "little")
     assert (4 + n) % 8 == 0
-    h, v = P.decode_frame(buf)
+    h, v = protocol.decode_frame(buf)
     assert h == hdr and np.array_equal(np.frombuffer(v, "<i2").reshape(2, 3, 5), arr)
-    assert P.to_wire(np.zeros(3, np.uint8))[0].dtype == np.int16
-    assert P.to_wire(np.array([0, 70000], np.int32))[0].dtype == np.float32
-    assert P.to_wire(np.array([0, 60000], np.int32))[0].dtype == np.uint16
+    assert protocol.to_wire(np.zeros(3, np.uint8))[0].dtype == np.int16
+    assert protocol.to_wire(np.array([0, 70000], np.int32))[0].dtype == np.float32
+    assert protocol.to_wire(np.array([0, 60000], np.int32))[0].dtype == np.uint16
     with pytest.raises(ValueError):
-        P.decode_frame(buf[:3])
+        protocol.decode_frame(buf[:3])

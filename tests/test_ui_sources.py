@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import pocketpacs
-from pocketpacs.archive import records as R
+from pocketpacs.archive import records
 from pocketpacs import synth
-from pocketpacs.ui import sources as S
+from pocketpacs.ui import sources
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +57,14 @@ def _same(a, b):
 def test_rows_plan_the_same_stack_as_the_parsed_headers(arc):
     used = skipped = 0
     for se in _series(arc):
-        got = S.archive_rows(arc, se.key)
+        got = sources.archive_rows(arc, se.key)
         if got is None:
             skipped += 1
             continue
         used += 1
         paths, batch = got
-        parsed = S.DicomSeriesSource([os.fspath(p) for p in arc.series_files(se.key)])
-        rows = S.DicomSeriesSource(paths, batch=batch)
+        parsed = sources.DicomSeriesSource([os.fspath(p) for p in arc.series_files(se.key)])
+        rows = sources.DicomSeriesSource(paths, batch=batch)
         assert rows.from_rows and not parsed.from_rows
         _same(rows, parsed)
         # the middle slice read first and cached is the one read later
@@ -84,15 +84,15 @@ def test_first_slice_needs_no_compiled_kernel(arc):
     import subprocess
     import sys
 
-    keys = [se.key for se in _series(arc) if S.archive_rows(arc, se.key) is not None]
+    keys = [se.key for se in _series(arc) if sources.archive_rows(arc, se.key) is not None]
     assert keys
     child = f"""
 import sys, numpy as np, pocketpacs
-from pocketpacs.ui import sources as S
+from pocketpacs.ui import sources
 from pocketpacs.ui.volumes import VolumeJob
 ar = pocketpacs.open_archive({str(arc.path)!r}, readonly=True)
-paths, rows = S.archive_rows(ar, {keys[0]!r})
-job = VolumeJob(lambda: S.DicomSeriesSource(paths, batch=rows)).start()
+paths, rows = sources.archive_rows(ar, {keys[0]!r})
+job = VolumeJob(lambda: sources.DicomSeriesSource(paths, batch=rows)).start()
 hdr = job.wait_header(60)
 mid = hdr["shape"][0] // 2
 ready = bool(job._ready[mid])
@@ -107,8 +107,8 @@ job.join(60)
     assert first.split() == [b"False", b"True"]       # no numba; the slice came with the header
     import io
     got = np.load(io.BytesIO(rest))
-    paths, rows = S.archive_rows(arc, keys[0])
-    src = S.DicomSeriesSource(paths, batch=rows)
+    paths, rows = sources.archive_rows(arc, keys[0])
+    src = sources.DicomSeriesSource(paths, batch=rows)
     hdr = src.header()
     compiled = np.empty((hdr.shape[0],) + tuple(hdr.shape[1:]), dtype=hdr.dtype)
     src._mid = None                                   # read every slice with the kernels
@@ -118,53 +118,53 @@ job.join(60)
 
 def test_open_dicom_series_takes_rows_only_where_they_are_exact(arc):
     for se in _series(arc):
-        src = S.open_dicom_series(arc, se.key)
+        src = sources.open_dicom_series(arc, se.key)
         try:
             inst = arc.instances(se.key)
             simple = all(not i.encapsulated for i in inst) and not any(
-                i.sop_class_uid.startswith(S._PER_FRAME_SOP) for i in inst)
+                i.sop_class_uid.startswith(sources._PER_FRAME_SOP) for i in inst)
             assert src.from_rows == simple
         finally:
             src.close()
 
 
 def test_a_file_changed_since_import_falls_back_to_parsing(arc):
-    se = next(s for s in _series(arc) if S.archive_rows(arc, s.key) is not None)
-    paths, _ = S.archive_rows(arc, se.key)
+    se = next(s for s in _series(arc) if sources.archive_rows(arc, s.key) is not None)
+    paths, _ = sources.archive_rows(arc, se.key)
     st = os.stat(paths[3])
     try:
         os.utime(paths[3], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-        assert S.archive_rows(arc, se.key) is None
-        src = S.open_dicom_series(arc, se.key)
+        assert sources.archive_rows(arc, se.key) is None
+        src = sources.open_dicom_series(arc, se.key)
         assert not src.from_rows
         src.close()
     finally:
         os.utime(paths[3], ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert S.archive_rows(arc, se.key) is not None
+    assert sources.archive_rows(arc, se.key) is not None
 
 
 def test_media_sessions_parse(arc, tmp_path):
-    se = next(s for s in _series(arc) if S.archive_rows(arc, s.key) is not None)
+    se = next(s for s in _series(arc) if sources.archive_rows(arc, s.key) is not None)
     folder = os.path.dirname(arc.series_files(se.key)[0])
     media = pocketpacs.open_media(folder)
     try:
         for s in _series(media):
-            assert S.archive_rows(media, s.key) is None
+            assert sources.archive_rows(media, s.key) is None
     finally:
         media.close()
 
 
 def test_records_without_the_viewer_texts_still_decode_and_are_not_used():
-    head = np.zeros(1, dtype=R.INST_DTYPE)[0]
-    old = R.join_instance(head, {"SOPInstanceUID": "1.2", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.2",
+    head = np.zeros(1, dtype=records.INST_DTYPE)[0]
+    old = records.join_instance(head, {"SOPInstanceUID": "1.2", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.2",
                                  "TransferSyntaxUID": "1.2.840.10008.1.2.1"}, ["/a", "/b"])
-    h, texts, paths = R.split_instance(old)
+    h, texts, paths = records.split_instance(old)
     assert paths == ["/a", "/b"] and "ImageType" not in texts
-    assert R.join_instance(h, texts, paths) == old      # rewritten as it was
+    assert records.join_instance(h, texts, paths) == old      # rewritten as it was
     full = dict(texts, PhotometricInterpretation="MONOCHROME2", ImageType="ORIGINAL\\PRIMARY")
-    new = R.join_instance(h, full, paths)
+    new = records.join_instance(h, full, paths)
     assert new.startswith(old)                          # paths where older readers look
-    assert R.split_instance(new)[1:] == (full, paths)
+    assert records.split_instance(new)[1:] == (full, paths)
 
 
 def test_session_close_waits_for_its_workers(arc):
@@ -197,7 +197,7 @@ def test_ct_windows_come_from_the_one_table(arc):
     table = [{"name": n, "center": c, "width": w} for n, c, w in MODALITY_WINDOWS["CT"]]
     seen = 0
     for se in _series(arc):
-        src = S.DicomSeriesSource([os.fspath(p) for p in arc.series_files(se.key)])
+        src = sources.DicomSeriesSource([os.fspath(p) for p in arc.series_files(se.key)])
         hdr = src.header()
         if hdr.modality != "CT" or hdr.units != "HU":
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pocketpacs.native import reference as R
+from pocketpacs.native import reference
 from pocketpacs.native.window import window, window_batch, window_slice
 
 
@@ -19,7 +19,7 @@ def test_slice_matches_reference(dtype, cw, invert):
     src = rng.integers(lo, hi, size=(37, 53)).astype(dtype)
     out = np.empty(src.shape, np.uint8)
     window_slice(src, cw[0], cw[1], invert, out)
-    np.testing.assert_array_equal(out, R.window_u8(src, cw[0], cw[1], invert))
+    np.testing.assert_array_equal(out, reference.window_u8(src, cw[0], cw[1], invert))
 
 
 def test_batch_equals_slices_and_reference():
@@ -27,7 +27,7 @@ def test_batch_equals_slices_and_reference():
     src = rng.normal(0, 800, size=(6, 64, 48)).astype(np.float32)
     out = np.empty(src.shape, np.uint8)
     window_batch(src, 40.0, 400.0, False, out)
-    np.testing.assert_array_equal(out, R.window_u8(src, 40.0, 400.0))
+    np.testing.assert_array_equal(out, reference.window_u8(src, 40.0, 400.0))
     for k in range(src.shape[0]):
         np.testing.assert_array_equal(window(src[k], 40.0, 400.0), out[k])
     np.testing.assert_array_equal(window(src, 40.0, 400.0, parallel=False), out)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import protocol as P
+from . import protocol
 from .volumes import ArraySource
 
 #: Serialises the core's native readers across the UI's threads (volume jobs,
@@ -41,7 +41,7 @@ def _labels(extra: dict | None) -> dict:
     return {k: str(v) for k, v in (extra or {}).items() if v not in (None, "")}
 
 
-def header_for_volume(vol: Any, labels: dict | None = None) -> tuple[P.VolumeHeader, np.ndarray]:
+def header_for_volume(vol: Any, labels: dict | None = None) -> tuple[protocol.VolumeHeader, np.ndarray]:
     """Wire header and array of an assembled :class:`pocketpacs.images.volume.Volume`.
 
     Parameters
@@ -64,13 +64,13 @@ def header_for_volume(vol: Any, labels: dict | None = None) -> tuple[P.VolumeHea
         arr = (arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
     if arr.ndim == 2:
         arr = arr[None]
-    wire, slope, intercept = P.to_wire(arr)
+    wire, slope, intercept = protocol.to_wire(arr)
     wire = np.ascontiguousarray(wire)
     modality = vol.modality or "OT"
     rescaled = bool(getattr(vol, "rescaled", True))
     finite = wire[np.isfinite(wire)] if wire.dtype.kind == "f" else wire
     vr = [float(finite.min()), float(finite.max())] if finite.size else [0.0, 0.0]
-    hdr = P.VolumeHeader(
+    hdr = protocol.VolumeHeader(
         shape=wire.shape, dtype=str(wire.dtype), affine_lps=np.asarray(vol.affine_lps).tolist(),
         spacing=list(vol.spacing), slope=slope, intercept=intercept,
         units=UNITS.get(modality, "") if rescaled else "",
@@ -129,7 +129,7 @@ class ArchiveRows:
     """
 
     def __init__(self, rows: np.ndarray, texts: list[dict], series: dict):
-        from pocketpacs.archive import records as R
+        from pocketpacs.archive import records
 
         self.n = int(rows.shape[0])
         self._rows = rows
@@ -141,14 +141,14 @@ class ArchiveRows:
         self.size = rows["size"].astype(np.int64)                   # checked against the files
         self.pixel_offset = rows["pixel_offset"].astype(np.int64)
         self.pixel_length = rows["pixel_length"].astype(np.int64)
-        self.encapsulated = (rows["flags"] & R.ENCAPSULATED).astype(bool)
+        self.encapsulated = (rows["flags"] & records.ENCAPSULATED).astype(bool)
 
     def values(self, keyword: str) -> np.ndarray:
         """Numeric values of a tag, ``(n, nvals)`` float64 (NaN when absent)."""
-        from pocketpacs.dicom import tags as T
+        from pocketpacs.dicom import tags
 
-        k = T.INDEX[keyword]
-        c, cnt = int(T.NUM_START[k]), int(T.NUM_COUNT[k])
+        k = tags.INDEX[keyword]
+        c, cnt = int(tags.NUM_START[k]), int(tags.NUM_COUNT[k])
         if c < 0:
             raise KeyError(f"{keyword} is not a numeric tag of the archive")
         return self._rows["nums"][:, c:c + cnt].astype(np.float64)
@@ -199,8 +199,8 @@ def archive_rows(archive: Any, series: str) -> tuple[list[str], ArchiveRows] | N
     (paths, ArchiveRows) or None
         None: parse the files instead.
     """
-    from pocketpacs.archive import records as R
-    from pocketpacs.dicom import tags as T
+    from pocketpacs.archive import records
+    from pocketpacs.dicom import tags
     from pocketpacs.images.pixelformat import formats_from_batch
     from pocketpacs.images.seriesframes import is_mosaic
 
@@ -211,12 +211,12 @@ def archive_rows(archive: Any, series: str) -> tuple[list[str], ArchiveRows] | N
     n = int(rows.shape[0])
     if n == 0 or any(not p for p in locs):
         return None
-    bad = R.OFFLINE | R.FALLBACK | R.ENCAPSULATED | R.CONFLICT
+    bad = records.OFFLINE | records.FALLBACK | records.ENCAPSULATED | records.CONFLICT
     if np.any(rows["flags"] & bad) or np.any(rows["pixel_offset"] < 0):
         return None
-    if any(k not in t for t in texts for k in R.INSTANCE_TEXT):
+    if any(k not in t for t in texts for k in records.INSTANCE_TEXT):
         return None
-    nf = rows["nums"][:, int(T.NUM_START[T.INDEX["NumberOfFrames"]])]
+    nf = rows["nums"][:, int(tags.NUM_START[tags.INDEX["NumberOfFrames"]])]
     if np.any(np.isfinite(nf) & (nf != 1)):
         return None
     for t in texts:
@@ -224,7 +224,7 @@ def archive_rows(archive: Any, series: str) -> tuple[list[str], ArchiveRows] | N
         if sop.startswith(_PER_FRAME_SOP) or is_mosaic(t["ImageType"]):
             return None
     # files in series_files' order: instance number, then SOP Instance UID
-    inum = rows["nums"][:, int(T.NUM_START[T.INDEX["InstanceNumber"]])]
+    inum = rows["nums"][:, int(tags.NUM_START[tags.INDEX["InstanceNumber"]])]
     order = sorted(range(n), key=lambda i: (int(inum[i]) if np.isfinite(inum[i]) else 1 << 30,
                                             texts[i]["SOPInstanceUID"]))
     rows = rows[order]
@@ -341,7 +341,7 @@ class DicomSeriesSource:
             slope, intercept = 1.0, 0.0
         self._read_dtype = np.dtype(dtype)
         probe = np.zeros(1, self._read_dtype)
-        self._wire_dtype = P.to_wire(probe)[0].dtype
+        self._wire_dtype = protocol.to_wire(probe)[0].dtype
         k = int(plan.frames.shape[1])
         self._shape = (k, int(plan.rows), int(plan.cols))
         fi0 = int(fr.ft.file[int(plan.frames[0, 0])])
@@ -357,7 +357,7 @@ class DicomSeriesSource:
                                                         or self._sl is not None)
         # header window, the modality's defaults (rescaled values), histogram of the middle slice
         presets = _windows(window_presets(real_mid, modality, [(fr.wc[j], fr.ww[j])], rescaled_ct))
-        self._header = P.VolumeHeader(
+        self._header = protocol.VolumeHeader(
             shape=self._shape, dtype=str(self._wire_dtype), affine_lps=plan.affine_lps.tolist(),
             spacing=list(plan.spacing), slope=slope, intercept=intercept,
             units=UNITS.get(modality, "") if rescaled_ct else "", windows=presets, kind=plan.kind,
@@ -378,7 +378,7 @@ class DicomSeriesSource:
             read_frames(self.paths, self._fr.formats, self._refs[z0:z1], out, sl, ic)
         return out if out.dtype == self._wire_dtype else out.astype(self._wire_dtype)
 
-    def header(self) -> P.VolumeHeader:
+    def header(self) -> protocol.VolumeHeader:
         """Return the wire header.
 
         Returns

@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
-from . import protocol as P
+from . import protocol
 
 log = logging.getLogger("pocketpacs.ui.volumes")
 
@@ -31,7 +31,7 @@ log = logging.getLogger("pocketpacs.ui.volumes")
 class SliceSource(Protocol):
     """Something that yields a header, then slices in any order."""
 
-    def header(self) -> P.VolumeHeader: ...  # noqa: D102
+    def header(self) -> protocol.VolumeHeader: ...  # noqa: D102
 
     def read(self, z: int) -> np.ndarray: ...  # noqa: D102
 
@@ -49,11 +49,11 @@ class ArraySource:
         ``(slices, rows, columns)`` array in a wire dtype.
     """
 
-    def __init__(self, header: P.VolumeHeader, array: np.ndarray):
+    def __init__(self, header: protocol.VolumeHeader, array: np.ndarray):
         self._header = header
         self._array = array
 
-    def header(self) -> P.VolumeHeader:
+    def header(self) -> protocol.VolumeHeader:
         """Return the header.
 
         Returns
@@ -183,10 +183,10 @@ class VolumeJob:
                 self._done = True
                 self._cond.notify_all()
         except _Cancelled:
-            self._fail(P.fail(P.SUPERSEDED, "A newer request replaced this one."))
+            self._fail(protocol.fail(protocol.SUPERSEDED, "A newer request replaced this one."))
         except Exception as exc:  # reported to the page as an envelope
             log.warning("volume job failed: %s", type(exc).__name__)
-            self._fail(P.envelope_for_exception(exc))
+            self._fail(protocol.envelope_for_exception(exc))
         finally:
             if source is not None:
                 try:
@@ -254,7 +254,7 @@ class VolumeJob:
         self._go.set()
         with self._cond:
             if not self._done:
-                self._failed = P.fail(P.SUPERSEDED, "A newer request replaced this one.")
+                self._failed = protocol.fail(protocol.SUPERSEDED, "A newer request replaced this one.")
                 self._done = True
             self._cond.notify_all()
 
@@ -355,7 +355,7 @@ class VolumeJob:
             return None
         hdr = dict(self._header)
         hdr["slice"] = z
-        return P.encode_frame(hdr, self._array[z])
+        return protocol.encode_frame(hdr, self._array[z])
 
     def data_prefix(self) -> bytes | None:
         """Return the frame prefix of the whole-volume stream.
@@ -367,7 +367,7 @@ class VolumeJob:
         """
         self._go.set()
         hdr = self.wait_header()
-        return None if hdr is None else P.frame_prefix(hdr)
+        return None if hdr is None else protocol.frame_prefix(hdr)
 
     def data_nbytes(self) -> int:
         """Return the number of voxel bytes of the whole volume.

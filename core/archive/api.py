@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import keys as K
+from . import keys
 from ..errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError
 from .browse import ArchiveBrowse
 from .ingest import Importer
@@ -203,11 +203,11 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
     try:
         if readonly:
             try:
-                secret = (store.path / K.SECRET_FILE).read_bytes()
+                secret = (store.path / keys.SECRET_FILE).read_bytes()
             except OSError:
                 secret = b""
         else:
-            secret = K.load_or_create_secret(store.path)
+            secret = keys.load_or_create_secret(store.path)
     except BaseException:
         store.close()
         raise

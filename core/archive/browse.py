@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import keys as K
-from . import query as Q
-from . import records as R
+from . import keys
+from . import query
+from . import records
 from ..errors import ArchiveError
 from .record_changes import RecordChanges
 from .memstore import MemoryStore
@@ -38,14 +38,14 @@ class ArchiveBrowse:
     readonly: bool
 
     # ---- browse ------------------------------------------------------------------------
-    def patients(self) -> list[R.Patient]:
+    def patients(self) -> list[records.Patient]:
         """All patients, sorted by name."""
         with self._store.read() as t:
-            out = [R.patient_from(k, R.loads(v)) for k, v in t.range("patients")]
-        out.sort(key=lambda p: (Q.fold(p.name), p.patient_id, p.key))
+            out = [records.patient_from(k, records.loads(v)) for k, v in t.range("patients")]
+        out.sort(key=lambda p: (query.fold(p.name), p.patient_id, p.key))
         return out
 
-    def patient(self, ref: Ref) -> R.Patient:
+    def patient(self, ref: Ref) -> records.Patient:
         """One patient by :class:`Patient` or key.
 
         Raises
@@ -57,33 +57,33 @@ class ArchiveBrowse:
             raw = t.get("patients", pk)
         if raw is None:
             raise KeyError("no such patient")
-        return R.patient_from(pk, R.loads(raw))
+        return records.patient_from(pk, records.loads(raw))
 
-    def studies(self, patient: Ref | None = None) -> list[R.Study]:
+    def studies(self, patient: Ref | None = None) -> list[records.Study]:
         """Studies of a patient (all studies when None), by date."""
         with self._store.read() as t:
             if patient is None:
-                out = [R.study_from(k, R.loads(v)) for k, v in t.range("studies")]
+                out = [records.study_from(k, records.loads(v)) for k, v in t.range("studies")]
             else:
                 pk = self._patient_key(patient)
                 out = []
                 for k, _ in t.range("pat_studies", pk):
                     raw = t.get("studies", k[16:])
                     if raw is not None:
-                        out.append(R.study_from(k[16:], R.loads(raw)))
+                        out.append(records.study_from(k[16:], records.loads(raw)))
         out.sort(key=lambda s: (s.date, s.time, s.uid))
         return out
 
-    def study(self, ref: Ref) -> R.Study:
+    def study(self, ref: Ref) -> records.Study:
         """One study by :class:`Study`, key or Study Instance UID."""
         with self._store.read() as t:
             sk = self._study_key(ref, t)
             raw = t.get("studies", sk)
         if raw is None:
             raise KeyError("no such study")
-        return R.study_from(sk, R.loads(raw))
+        return records.study_from(sk, records.loads(raw))
 
-    def series(self, study: Ref) -> list[R.Series]:
+    def series(self, study: Ref) -> list[records.Series]:
         """Series of a study, by series number."""
         with self._store.read() as t:
             sk = self._study_key(study, t)
@@ -91,36 +91,36 @@ class ArchiveBrowse:
             for k, _ in t.range("study_series", sk):
                 raw = t.get("series", k[8:])
                 if raw is not None:
-                    out.append(R.series_from(k[8:], R.loads(raw)))
+                    out.append(records.series_from(k[8:], records.loads(raw)))
         out.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
         return out
 
-    def get_series(self, ref: Ref) -> R.Series:
+    def get_series(self, ref: Ref) -> records.Series:
         """One series by :class:`Series`, key or Series Instance UID."""
         with self._store.read() as t:
             sek = self._series_key(ref, t)
             raw = t.get("series", sek)
         if raw is None:
             raise KeyError("no such series")
-        return R.series_from(sek, R.loads(raw))
+        return records.series_from(sek, records.loads(raw))
 
-    def instances(self, series: Ref) -> list[R.Instance]:
+    def instances(self, series: Ref) -> list[records.Instance]:
         """Instances of a series, by instance number."""
         with self._store.read() as t:
             sek = self._series_key(series, t)
-            out = [R.instance_from(k, v) for k, v in t.range("instances", sek)]
+            out = [records.instance_from(k, v) for k, v in t.range("instances", sek)]
         out.sort(key=lambda i: (i.instance_number if i.instance_number is not None else 1 << 30,
                                 i.sop_instance_uid))
         return out
 
-    def instance(self, ref: Ref) -> R.Instance:
+    def instance(self, ref: Ref) -> records.Instance:
         """One instance by :class:`Instance`, key or SOP Instance UID."""
         with self._store.read() as t:
             ik = self._instance_key(ref, t)
             raw = t.get("instances", ik) if ik else None
         if raw is None:
             raise KeyError("no such instance")
-        return R.instance_from(ik, raw)
+        return records.instance_from(ik, raw)
 
     def series_table(self, series: Ref, *, text: bool = False) -> tuple:
         """Instance keys and stored header rows (:data:`records.INST_DTYPE`) of a series.
@@ -134,10 +134,10 @@ class ArchiveBrowse:
         with self._store.read() as t:
             sek = self._series_key(series, t)
             items = list(t.range("instances", sek))
-        keys, rows = [k for k, _ in items], R.instance_array([v for _, v in items])
+        keys, rows = [k for k, _ in items], records.instance_array([v for _, v in items])
         if not text:
             return keys, rows
-        split = [R.split_instance(v) for _, v in items]
+        split = [records.split_instance(v) for _, v in items]
         return keys, rows, [s[1] for s in split], [s[2] for s in split]
 
     def series_files(self, series: Ref, *, check: bool = True) -> list[str]:
@@ -254,17 +254,17 @@ class ArchiveBrowse:
             studies: dict[bytes, dict] = {}
             patients: dict[bytes, dict] = {}
             for sek, sraw in t.range("series"):
-                se = R.loads(sraw)
+                se = records.loads(sraw)
                 sk = bytes.fromhex(se["study_key"])
                 st = studies.get(sk)
                 if st is None:
-                    st = studies[sk] = R.loads(t.get("studies", sk) or b"{}")
+                    st = studies[sk] = records.loads(t.get("studies", sk) or b"{}")
                 pk = bytes.fromhex(se["patient_key"])
                 pa = patients.get(pk)
                 if pa is None:
-                    pa = patients[pk] = R.loads(t.get("patients", pk) or b"{}")
+                    pa = patients[pk] = records.loads(t.get("patients", pk) or b"{}")
                 for ik, raw in t.range("instances", sek):
-                    inst = R.instance_from(ik, raw)
+                    inst = records.instance_from(ik, raw)
                     yield {
                         "patient_name": pa.get("name", ""), "patient_id": pa.get("patient_id", ""),
                         "birth_date": pa.get("birth_date", ""), "anonymous": pa.get("anonymous", False),
@@ -276,7 +276,7 @@ class ArchiveBrowse:
                     }
 
     # ---- search -------------------------------------------------------------------------
-    def search(self, **filters: Any) -> Q.SearchResults:
+    def search(self, **filters: Any) -> query.SearchResults:
         """Search studies.
 
         Parameters
@@ -293,7 +293,7 @@ class ArchiveBrowse:
         -------
         SearchResults
         """
-        unknown = set(filters) - set(Q.FILTERS) - {"level", "sort", "limit"}
+        unknown = set(filters) - set(query.FILTERS) - {"level", "sort", "limit"}
         if unknown:
             raise TypeError(f"unknown search filter(s): {', '.join(sorted(unknown))}")
         with self._store.read() as t:
@@ -301,7 +301,7 @@ class ArchiveBrowse:
             if gen != self._cache_gen:  # records decoded for an older state are dropped
                 self._cache = {}
                 self._cache_gen = gen
-            return Q.search(t, **filters, cache=self._cache)
+            return query.search(t, **filters, cache=self._cache)
 
 
     def conflicts(self) -> list[dict[str, Any]]:
@@ -309,7 +309,7 @@ class ArchiveBrowse:
         with self._store.read() as t:
             out = []
             for k, v in t.range("conflicts"):
-                d = R.loads(v)
+                d = records.loads(v)
                 out.append({"instance_key": k[:16].hex(), "path": k[16:].decode("utf-8", "surrogateescape"), **d})
         return out
 
@@ -319,7 +319,7 @@ class ArchiveBrowse:
             size = 0
             offline = 0
             for _k, v in t.range("studies"):
-                st = R.loads(v)
+                st = records.loads(v)
                 size += st.get("size", 0)
                 offline += st.get("n_offline", 0)
             out = {
@@ -339,11 +339,11 @@ class ArchiveBrowse:
     # ---- reference resolution ------------------------------------------------------------------
     @staticmethod
     def _patient_key(ref: Ref) -> bytes:
-        if isinstance(ref, R.Patient):
+        if isinstance(ref, records.Patient):
             return bytes.fromhex(ref.key)
         if isinstance(ref, (bytes, bytearray)) and len(ref) == 16:
             return bytes(ref)
-        k = K.unhex(str(ref), 16)
+        k = keys.unhex(str(ref), 16)
         if k is None:
             raise KeyError("a patient is given by its record or key")
         return k
@@ -356,28 +356,28 @@ class ArchiveBrowse:
             return bytes(ref)
         s = str(ref)
         if len(s) == 16:
-            k = K.unhex(s, 8)
+            k = keys.unhex(s, 8)
             if k is not None and t.get(db, k) is not None:
                 return k
-        return K.uid_key(s)
+        return keys.uid_key(s)
 
     def _study_key(self, ref: Ref, t: Any) -> bytes:
-        if isinstance(ref, Q.Hit):
+        if isinstance(ref, query.Hit):
             ref = ref.study
-        return self._uid_ref(ref, t, "studies", R.Study)
+        return self._uid_ref(ref, t, "studies", records.Study)
 
     def _series_key(self, ref: Ref, t: Any) -> bytes:
-        return self._uid_ref(ref, t, "series", R.Series)
+        return self._uid_ref(ref, t, "series", records.Series)
 
     def _instance_key(self, ref: Ref, t: Any) -> bytes | None:
-        if isinstance(ref, R.Instance):
+        if isinstance(ref, records.Instance):
             return bytes.fromhex(ref.key)
         s = str(ref)
         if len(s) == 32:
-            k = K.unhex(s, 16)
+            k = keys.unhex(s, 16)
             if k is not None and t.get("instances", k) is not None:
                 return k
-        sopk = K.uid_key(s)
+        sopk = keys.uid_key(s)
         sek = t.get("sop", sopk)
         return None if sek is None else sek + sopk
 

@@ -51,8 +51,8 @@ import numpy as np
 
 from ..errors import REBUILD_ADVICE
 from ..paths import write_private_file
-from . import query as Q
-from . import records as R
+from . import query
+from . import records
 from .datafile import OPEN_MARK, check_data_file
 
 #: Name of the side file listing the imported folders (for a rebuild when the
@@ -92,11 +92,11 @@ def series_counts(instances: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[
     reports) both count with it."""
     cnt: dict[bytes, list[int]] = {}
     for k, v in instances:
-        head = np.frombuffer(v[:R.HEAD], dtype=R.INST_DTYPE)[0]
+        head = np.frombuffer(v[:records.HEAD], dtype=records.INST_DTYPE)[0]
         c = cnt.setdefault(k[:8], [0, 0, 0])
         c[0] += 1
         c[1] += int(head["size"])
-        c[2] += bool(int(head["flags"]) & R.OFFLINE)
+        c[2] += bool(int(head["flags"]) & records.OFFLINE)
     return cnt
 
 
@@ -130,10 +130,10 @@ def check_invariants(txn: Any) -> list[str]:
         P.add("meta: no schema version")
     def checked_instances() -> Iterator[tuple[bytes, bytes]]:
         for k, v in txn.range("instances"):
-            if len(k) != 16 or len(v) < R.HEAD:
+            if len(k) != 16 or len(v) < records.HEAD:
                 P.add(f"instance {k.hex()}: malformed key or value")
                 continue
-            _head, _tx, locs = R.split_instance(v)
+            _head, _tx, locs = records.split_instance(v)
             if not locs:
                 P.add(f"instance {k.hex()}: no file location")
             if txn.get("sop", k[8:]) != k[:8]:
@@ -147,13 +147,13 @@ def check_invariants(txn: Any) -> list[str]:
             P.add(f"SOP entry {k.hex()}: no instance")
     series: dict[bytes, dict] = {}
     for k, v in txn.range("series"):
-        series[k] = R.loads(v)
+        series[k] = records.loads(v)
     studies: dict[bytes, dict] = {}
     for k, v in txn.range("studies"):
-        studies[k] = R.loads(v)
+        studies[k] = records.loads(v)
     patients: dict[bytes, dict] = {}
     for k, v in txn.range("patients"):
-        patients[k] = R.loads(v)
+        patients[k] = records.loads(v)
     for k in ser_cnt:
         if k not in series:
             P.add(f"instances of series {k.hex()}: the series record is missing")
@@ -208,9 +208,9 @@ def check_invariants(txn: Any) -> list[str]:
     # search indexes: exactly the entries computed from the records
     want: set = set()
     for k, pa in patients.items():
-        want |= Q.patient_entries(k, pa)
+        want |= query.patient_entries(k, pa)
     for k, st in studies.items():
-        want |= Q.study_entries(k, st)
+        want |= query.study_entries(k, st)
     have: set = set()
     for db in ("idx_name", "idx_pid", "idx_birth", "idx_sdate", "idx_mod", "idx_desc", "idx_acc"):
         have |= {(db, k, v) for k, v in txn.range(db)}
@@ -223,7 +223,7 @@ def check_invariants(txn: Any) -> list[str]:
     # folder listings and conflicts
     for dk, raw in txn.range("dirs"):
         try:
-            lst = R.DirListing.decode(raw)
+            lst = records.DirListing.decode(raw)
         except Exception:
             P.add("a folder listing cannot be decoded")
             continue
@@ -233,7 +233,7 @@ def check_invariants(txn: Any) -> list[str]:
             v = txn.get("instances", ik)
             if v is None:
                 P.add(f"folder listing: indexed file of instance {ik.hex()} has no instance")
-            elif os.path.join(folder, lst.names[r]) not in R.split_instance(v)[2]:
+            elif os.path.join(folder, lst.names[r]) not in records.split_instance(v)[2]:
                 P.add(f"folder listing: instance {ik.hex()} does not list its file")
     for k, _ in txn.range("conflicts"):
         if txn.get("instances", k[:16]) is None:
@@ -324,11 +324,11 @@ def _child(path: str) -> dict[str, Any]:
                 for k, v in t.range(db):
                     n += 1
                     if db in ("patients", "studies", "series", "roots"):
-                        R.loads(v)
+                        records.loads(v)
                     elif db == "instances":
-                        R.split_instance(v)
+                        records.split_instance(v)
                     elif db == "dirs":
-                        R.DirListing.decode(v)
+                        records.DirListing.decode(v)
             problems = check_invariants(t)
             roots = [k.decode("utf-8", "surrogateescape") for k, _ in t.range("roots")]
     except (lmdb.Error, ValueError, KeyError, TypeError, IndexError, UnicodeError) as e:

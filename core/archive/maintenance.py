@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from . import query as Q
-from . import records as R
+from . import query
+from . import records
 from ..errors import ArchiveError
 from .browse import Ref
 from .record_changes import RecordChanges
@@ -95,7 +95,7 @@ class ArchiveMaintenance:
                 if t.get("dirs", rp.encode("utf-8", "surrogateescape")) is not None:
                     dirs.append(rp.encode("utf-8", "surrogateescape"))
                 for d in dirs:
-                    lst = R.DirListing.decode(t.get("dirs", d))
+                    lst = records.DirListing.decode(t.get("dirs", d))
                     ds = d.decode("utf-8", "surrogateescape")
                     for r in range(len(lst)):
                         if lst.code[r] == 0:
@@ -114,11 +114,11 @@ class ArchiveMaintenance:
                 raw = t.get("instances", k)
                 if raw is None:
                     continue
-                head, tx, locs = R.split_instance(raw)
+                head, tx, locs = records.split_instance(raw)
                 if root is not None:
                     rest = [p for p in locs if p not in paths_under]
                     if rest:  # still has files elsewhere: only forget this folder's location
-                        t.put("instances", k, R.join_instance(head, tx, rest))
+                        t.put("instances", k, records.join_instance(head, tx, rest))
                         continue
                 for p in locs:
                     dropped_dirs.setdefault(os.path.dirname(p), set()).add(os.path.basename(p))
@@ -129,7 +129,7 @@ class ArchiveMaintenance:
                 raw = t.get("dirs", dk)
                 if raw is None:
                     continue
-                lst = R.DirListing.decode(raw)
+                lst = records.DirListing.decode(raw)
                 lst = lst.select(np.array([nm not in names for nm in lst.names], dtype=bool))
                 if len(lst):
                     t.put("dirs", dk, lst.encode())
@@ -192,7 +192,7 @@ class ArchiveMaintenance:
                     raw = t.get("dirs", dk)
                     if raw is None:
                         continue
-                    lst = R.DirListing.decode(raw)
+                    lst = records.DirListing.decode(raw)
                     d = dk.decode("utf-8", "surrogateescape")
                     missing = np.zeros(len(lst), dtype=bool)
                     for r, nm in enumerate(lst.names):
@@ -213,7 +213,7 @@ class ArchiveMaintenance:
         with self._store.read() as t:
             for _k, v in t.range("instances"):
                 rep.instances += 1
-                rep.offline += bool(v[1] & R.OFFLINE)
+                rep.offline += bool(v[1] & records.OFFLINE)
             if not self.readonly:  # what the repair above could not fix
                 rep.problems.extend(check_invariants(t))
         return rep
@@ -253,7 +253,7 @@ class ArchiveMaintenance:
                 raw = t.get("instances", k)
                 if raw is None:
                     continue
-                _h, _t, locs = R.split_instance(raw)
+                _h, _t, locs = records.split_instance(raw)
                 any_present = any(os.path.isfile(p) for p in locs)
                 if ctx.set_offline(k, not any_present, raw):
                     if any_present:
@@ -271,7 +271,7 @@ class ArchiveMaintenance:
             series_cnt = series_counts(t.range("instances"))
             study_cnt: dict[bytes, list[int]] = {}
             for k, v in list(t.range("series")):
-                se = R.loads(v)
+                se = records.loads(v)
                 c = series_cnt.get(k, [0, 0, 0])
                 if c[0] == 0:
                     rep.problems.append(f"series {k.hex()} has no instances (removed)")
@@ -281,7 +281,7 @@ class ArchiveMaintenance:
                     continue
                 if stored_counts("series", se) != c:
                     se.update(zip(COUNT_FIELDS["series"], c))
-                    t.put("series", k, R.dumps(se))
+                    t.put("series", k, records.dumps(se))
                     fixed += 1
                 add_child(study_cnt, bytes.fromhex(se["study_key"]), c)
             for k in series_cnt:
@@ -289,32 +289,32 @@ class ArchiveMaintenance:
                     rep.problems.append(f"instances of unknown series {k.hex()}")
             pat_cnt: dict[bytes, list[int]] = {}
             for k, v in list(t.range("studies")):
-                st = R.loads(v)
+                st = records.loads(v)
                 c = study_cnt.get(k, [0, 0, 0, 0])
                 pk = bytes.fromhex(st["patient_key"])
-                old = Q.study_entries(k, st)
+                old = query.study_entries(k, st)
                 if c[0] == 0:
                     t.delete("studies", k)
                     t.delete("pat_studies", pk + k)
-                    Q.reindex(t, old, set())
+                    query.reindex(t, old, set())
                     fixed += 1
                     continue
                 if stored_counts("studies", st) != c:
                     st.update(zip(COUNT_FIELDS["studies"], c))
-                    t.put("studies", k, R.dumps(st))
+                    t.put("studies", k, records.dumps(st))
                     fixed += 1
                 add_child(pat_cnt, pk, c)
             for k, v in list(t.range("patients")):
-                pa = R.loads(v)
+                pa = records.loads(v)
                 c = pat_cnt.get(k, [0, 0, 0, 0])
                 if c[0] == 0:
                     t.delete("patients", k)
-                    Q.reindex(t, Q.patient_entries(k, pa), set())
+                    query.reindex(t, query.patient_entries(k, pa), set())
                     fixed += 1
                     continue
                 if stored_counts("patients", pa) != c:
                     pa.update(zip(COUNT_FIELDS["patients"], c))
-                    t.put("patients", k, R.dumps(pa))
+                    t.put("patients", k, records.dumps(pa))
                     fixed += 1
             return fixed
 

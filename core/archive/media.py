@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from . import keys as K
+from . import keys
 from .api import Archive
 from .report import ImportProgress
 from .memstore import MemoryStore
@@ -40,6 +40,6 @@ def open_media(path: os.PathLike[str] | str, progress: Callable[[ImportProgress]
     p = os.fspath(path)
     if os.path.isfile(p) and os.path.basename(p).upper() == "DICOMDIR":
         p = os.path.dirname(os.path.abspath(p))
-    ar = Archive(MemoryStore(), K.new_session_secret(), media=True)
+    ar = Archive(MemoryStore(), keys.new_session_secret(), media=True)
     ar.import_folder(p, progress, cancel)
     return ar

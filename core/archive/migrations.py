@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import records as R
+from . import records
 from ..log import logger
 
 #: The text keywords stored before the paths by the instance-record layouts
@@ -63,13 +63,13 @@ def instance_text_after_paths(t: Any) -> None:
     """Schema 1 -> 2: every instance record in today's layout (see the module docstring)."""
     from ..dicom.headers import parse_files
 
-    after = R.INSTANCE_TEXT[len(LEGACY_INSTANCE_TEXT[3]):]
+    after = records.INSTANCE_TEXT[len(LEGACY_INSTANCE_TEXT[3]):]
     out: list[tuple[bytes, bytes]] = []
     pending: list[tuple[bytes, np.void, dict[str, str], list[str], str]] = []
     kept = 0
     for k, v in t.range("instances"):
-        head = np.frombuffer(v[:R.HEAD], dtype=R.INST_DTYPE)[0]
-        parts = v[R.HEAD:].decode("utf-8", "surrogateescape").split("\0")
+        head = np.frombuffer(v[:records.HEAD], dtype=records.INST_DTYPE)[0]
+        parts = v[records.HEAD:].decode("utf-8", "surrogateescape").split("\0")
         nloc = int(head["nloc"])
         old = LEGACY_INSTANCE_TEXT.get(len(parts) - nloc)
         if old is None:     # today's layout (or not an instance record: the checks report it)
@@ -77,7 +77,7 @@ def instance_text_after_paths(t: Any) -> None:
         texts = dict(zip(old, parts[:len(old)]))
         paths = parts[len(old):len(old) + nloc]
         if all(kw in texts for kw in after):
-            out.append((k, R.join_instance(head, texts, paths)))
+            out.append((k, records.join_instance(head, texts, paths)))
             continue
         src = _same_size_file(head, paths)
         if src is None:
@@ -93,7 +93,7 @@ def instance_text_after_paths(t: Any) -> None:
                 kept += 1
                 continue
             texts.update({kw: values[kw][i] or "" for kw in after})
-            out.append((k, R.join_instance(head, texts, paths)))
+            out.append((k, records.join_instance(head, texts, paths)))
     out.sort()
     t.putmulti("instances", out)
     logger.info("archive schema 2: %d instance record(s) rewritten, %d left to the next import "

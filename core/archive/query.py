@@ -50,7 +50,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from . import records as R
+from . import records
 from .store import Txn
 
 PATIENT_KEY_LEN = 16
@@ -268,9 +268,9 @@ def _scan_dates(txn: Txn, db: str, spec: str, keylen: int) -> set[bytes]:
 @dataclass(frozen=True)
 class Hit:
     """One search result: a study with its patient (and matching series)."""
-    patient: R.Patient
-    study: R.Study
-    series: tuple[R.Series, ...] = ()
+    patient: records.Patient
+    study: records.Study
+    series: tuple[records.Series, ...] = ()
 
 
 @dataclass
@@ -296,8 +296,8 @@ class SearchResults:
         return iter(self.hits)
 
     @property
-    def patients(self) -> list[R.Patient]:
-        seen: dict[str, R.Patient] = {}
+    def patients(self) -> list[records.Patient]:
+        seen: dict[str, records.Patient] = {}
         for h in self.hits:
             seen.setdefault(h.patient.key, h.patient)
         return list(seen.values())
@@ -450,13 +450,13 @@ def search(txn: Txn, *, name: str | None = None, patient_id: str | None = None,
     for sk, raw in study_items:
         st = cache.get(sk)
         if st is None:
-            st = cache[sk] = R.study_from(sk, R.loads(raw))
+            st = cache[sk] = records.study_from(sk, records.loads(raw))
         pk = bytes.fromhex(st.patient_key)
         p = cache.get(pk)
         if p is None:
             praw = txn.get("patients", pk)
-            p = cache[pk] = R.patient_from(pk, R.loads(praw)) if praw else R.Patient(key=pk.hex())
-        ser: tuple[R.Series, ...] = ()
+            p = cache[pk] = records.patient_from(pk, records.loads(praw)) if praw else records.Patient(key=pk.hex())
+        ser: tuple[records.Series, ...] = ()
         if level == "series":
             lst = []
             study_desc_words = set(words(st.description))
@@ -464,7 +464,7 @@ def search(txn: Txn, *, name: str | None = None, patient_id: str | None = None,
                 sr = txn.get("series", k[STUDY_KEY_LEN:])
                 if sr is None:
                     continue
-                s = R.series_from(k[STUDY_KEY_LEN:], R.loads(sr))
+                s = records.series_from(k[STUDY_KEY_LEN:], records.loads(sr))
                 if mods and s.modality.strip().upper() not in mods:
                     continue
                 if dwords:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..dicom import tags as T
+from ..dicom import tags
 from ..errors import REBUILD_ADVICE, ArchiveDamaged
 
 
@@ -45,7 +45,7 @@ ENCAPSULATED = 4   #: compressed (encapsulated) pixel data
 CONFLICT = 8       #: another file with this SOP Instance UID has different content
 
 #: Numeric tags kept per instance, in the column order of ``tags.NUM_START``.
-NUMERIC_KEYWORDS: tuple[str, ...] = tuple(t.keyword for t in T.TAGS if t.nvals)
+NUMERIC_KEYWORDS: tuple[str, ...] = tuple(t.keyword for t in tags.TAGS if t.nvals)
 
 #: Text tags kept per instance (series/study/patient values live in their records).
 #: (Everything else is read from the file when asked for: ``Archive.header``.)
@@ -61,7 +61,7 @@ INST_DTYPE = np.dtype([
     ("ver", "u1"), ("flags", "u1"), ("nloc", "<u2"),
     ("size", "<i8"), ("mtime_ns", "<i8"), ("fingerprint", "<u8"),
     ("pixel_offset", "<i8"), ("pixel_length", "<i8"),
-    ("nums", "<f8", (T.NUM_COLUMNS,)),
+    ("nums", "<f8", (tags.NUM_COLUMNS,)),
 ])
 HEAD = INST_DTYPE.itemsize
 
@@ -158,8 +158,8 @@ def numeric_values(row: np.void | np.ndarray) -> dict[str, Any]:
     nums = row["nums"]
     out: dict[str, Any] = {}
     for kw in NUMERIC_KEYWORDS:
-        k = T.INDEX[kw]
-        c, n = int(T.NUM_START[k]), int(T.NUM_COUNT[k])
+        k = tags.INDEX[kw]
+        c, n = int(tags.NUM_START[k]), int(tags.NUM_COUNT[k])
         vals = nums[c:c + n]
         if np.isnan(vals).all():
             out[kw] = None
