@@ -19,6 +19,7 @@ from pocketpacs.ui import launch  # noqa: E402
 
 
 UI_MODULE = ["-m", "pocketpacs.ui"]
+CORE_MODULE = ["-m", "pocketpacs"]
 CONSOLE = ["-c", "import sys; from pocketpacs.ui.launch import cli_main; sys.exit(cli_main())"]
 
 
@@ -44,7 +45,8 @@ def _hello(url: str, token: str) -> dict:
         return json.loads(r.read())
 
 
-@pytest.mark.parametrize("entry", [UI_MODULE, CONSOLE], ids=["python-m-ui", "console-entry"])
+@pytest.mark.parametrize("entry", [UI_MODULE, CORE_MODULE, CONSOLE],
+                         ids=["python-m-ui", "python-m-pocketpacs", "console-entry"])
 def test_without_a_display_the_app_says_so_and_serves_to_a_browser(tmp_path, entry):
     built = S.build_archive(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
@@ -66,6 +68,24 @@ def test_without_a_display_the_app_says_so_and_serves_to_a_browser(tmp_path, ent
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_serve_takes_the_archive_before_or_after_the_command(tmp_path, order):
+    """`pocketpacs serve --archive X` (once refused: unrecognized arguments)."""
+    built = S.build_archive(tmp_path)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", POCKETPACS_ARCHIVE=str(tmp_path / "not-this-one"))
+    archive = ["--archive", str(built["archive"])]
+    args = [*archive, "serve"] if order == "before" else ["serve", *archive]
+    proc, lines, url, token = _serve_child(args, env, CORE_MODULE)
+    try:
+        res = _hello(url, token)
+        assert res["ok"] and len(res["data"]["rows"]) == len(built["manifest"]["series"]) + 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+    assert proc.returncode == 0
+    assert not (tmp_path / "not-this-one").exists()
 
 
 def test_unreachable_display_is_reported(monkeypatch):

@@ -1,8 +1,11 @@
 """Command functions of the app: ``pocketpacs`` (window), ``pocketpacs serve``, ``pocketpacs demo``.
 
-The CLI (``pocketpacs.cli``) registers these; ``python -m pocketpacs.ui``
-runs them without it.  Each command function takes the parsed
-:class:`argparse.Namespace` and returns an exit status.
+:func:`register_commands` adds them to the one command table of
+``pocketpacs.cli`` (called through the ``pocketpacs.commands`` entry point,
+so the core never imports the UI), and makes ``app`` the command run when
+none is given.  ``pocketpacs``, ``python -m pocketpacs`` and ``python -m
+pocketpacs.ui`` therefore accept the same commands.  Each command function
+takes the parsed :class:`argparse.Namespace` and returns an exit status.
 
 Environment detection: without a display or without a usable GUI backend,
 ``pocketpacs`` says so plainly and serves the UI to a browser instead
@@ -24,7 +27,8 @@ SOFTWARE_GL_FLAGS = ("--ignore-gpu-blocklist", "--disable-gpu-compositing")
 
 # ----------------------------------------------------------------- arguments
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by the app commands (``--archive`` is the CLI's global option).
+    """Options shared by the app commands (``--archive`` is the CLI's global option,
+    accepted before or after the command).
 
     Parameters
     ----------
@@ -315,45 +319,6 @@ def run_demo(args: argparse.Namespace) -> int:
     return run_app(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Parser of ``python -m pocketpacs.ui [app|serve|demo]``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-    """
-    parser = argparse.ArgumentParser(prog="python -m pocketpacs.ui",
-                                     description="PocketPACS desktop app")
-    parser.add_argument("--archive", metavar="DIR", default=None,
-                        help="archive folder (default: $POCKETPACS_ARCHIVE or the user data folder)")
-    sub = parser.add_subparsers(dest="command")
-    add_app_arguments(sub.add_parser("app", help="open the window (default)"))
-    add_serve_arguments(sub.add_parser("serve", help="serve the UI to a browser on 127.0.0.1"))
-    add_demo_arguments(sub.add_parser("demo", help="open the demo archive"))
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m pocketpacs.ui``.
-
-    Parameters
-    ----------
-    argv : list of str, optional
-        Arguments (default ``sys.argv[1:]``).
-
-    Returns
-    -------
-    int
-        Exit status.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a in ("app", "serve", "demo", "-h", "--help") for a in argv):
-        argv = argv + ["app"]
-    args = build_parser().parse_args(argv)
-    return {"app": run_app, "serve": run_serve, "demo": run_demo}[args.command](args)
-
-
-
 def register_commands() -> None:
     """Add ``app``, ``serve`` and ``demo`` to the core CLI's command registry.
 
@@ -362,6 +327,7 @@ def register_commands() -> None:
     """
     from pocketpacs import cli
 
+    cli.DEFAULT_COMMAND = "app"
     if "serve" in cli.COMMANDS:
         return
     cli.command("app", "open the desktop window (the default without a command)",
@@ -373,7 +339,9 @@ def register_commands() -> None:
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    """Console entry point: the core CLI plus the app commands; no command opens the app.
+    """``python -m pocketpacs.ui``: the one command line (:func:`pocketpacs.cli.entry`)
+    with the app commands registered even where the package's entry points
+    are not installed; no command opens the window.
 
     Parameters
     ----------
@@ -388,14 +356,8 @@ def cli_main(argv: list[str] | None = None) -> int:
     from pocketpacs import cli
 
     register_commands()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args, rest = cli.build_parser().parse_known_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    if args.command is None and not rest:
-        args.readonly = False
-        args.software_gl = False
-        args.selftest = None
-        return run_app(args)
-    return cli.run_guarded(argv)
+    return cli.entry(argv)
+
+
+#: The former name of :func:`cli_main`.
+main = cli_main
