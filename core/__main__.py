@@ -1,4 +1,4 @@
-"""``python -m pocketpacs`` runs the command line."""
-from .cli import run_guarded
+"""``python -m pocketpacs`` runs the command line (the same commands as ``pocketpacs``)."""
+from .cli import entry
 
-raise SystemExit(run_guarded())
+raise SystemExit(entry())

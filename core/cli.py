@@ -1,12 +1,18 @@
 """The ``pocketpacs`` command line.
 
-``pocketpacs [--archive PATH] COMMAND ...``; the archive is, in order,
-``--archive``, ``$POCKETPACS_ARCHIVE``, or the user's data folder.
+``pocketpacs [--archive PATH] COMMAND ...`` (``--archive`` may also follow the
+command); the archive is, in order, ``--archive``, ``$POCKETPACS_ARCHIVE``, or
+the user's data folder.
 
 Commands: ``import``, ``search``, ``show``, ``rm``, ``verify``, ``check``,
 ``rebuild``, ``stats``, ``export`` (NIfTI / PNG), ``report`` (assembly report); the
 desktop app adds ``app``, ``serve`` and ``demo``.  Each is one function ``cmd_<name>(args) -> int`` registered
-with :func:`command`; other modules add commands the same way.
+with :func:`command`; other modules add commands the same way.  One command
+table serves every entry point (``pocketpacs``, ``python -m pocketpacs``,
+``python -m pocketpacs.ui``): :func:`entry` loads the commands of the
+installed plugins (entry-point group :data:`PLUGIN_GROUP`; the desktop app is
+one, so the core never imports the UI) and runs :data:`DEFAULT_COMMAND` when
+no command is given.
 
 Exit codes
 ----------
@@ -81,6 +87,35 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {}
+
+#: Entry-point group of the packages that add commands: each entry point is a
+#: function called without arguments that registers them with :func:`command`.
+PLUGIN_GROUP = "pocketpacs.commands"
+
+#: The command :func:`entry` runs when none is given (a plugin sets it: the
+#: desktop app makes it ``app``); None: print the help.
+DEFAULT_COMMAND: str | None = None
+
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Register the commands of every installed plugin (once).
+
+    A plugin that fails to load is reported on stderr; the other commands
+    still work.
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()()
+        except Exception as e:  # a broken optional part must not take the archive commands down
+            _err(f"the commands of {ep.value} are not available ({type(e).__name__}: {e})")
 
 
 def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], None] | None = None
@@ -579,15 +614,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_global_options(p: Any, after_command: bool = False) -> None:
+    """The options of the whole command line, accepted before and after the command.
+
+    After the command they default to ``SUPPRESS``, so that a value given
+    before the command is not overwritten by the subcommand's default.
+    """
+    kw: dict[str, Any] = {"default": argparse.SUPPRESS} if after_command else {}
+    p.add_argument("--archive", metavar="PATH", help=f"archive folder (default: ${ENV_ARCHIVE} or the data folder)",
+                   **kw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered command."""
+    epilog = f"The archive is --archive, ${ENV_ARCHIVE}, or your data folder."
+    if DEFAULT_COMMAND in COMMANDS:
+        epilog += f" Without a command: `pocketpacs {DEFAULT_COMMAND}`."
     ap = argparse.ArgumentParser(prog="pocketpacs", description="PocketPACS: a local DICOM archive and viewer.",
-                                 epilog=f"The archive is --archive, ${ENV_ARCHIVE}, or your data folder.")
-    ap.add_argument("--archive", metavar="PATH", help=f"archive folder (default: ${ENV_ARCHIVE} or the data folder)")
+                                 epilog=epilog)
+    _add_global_options(ap)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for c in COMMANDS.values():
         sp = sub.add_parser(c.name, help=c.help, description=c.help)
         c.setup(sp)
+        _add_global_options(sp.add_argument_group("global options"), after_command=True)
     return ap
 
 
@@ -631,6 +681,34 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_DAMAGED
 
 
+def _command_of(argv: list[str]) -> str | None | bool:
+    """The command *argv* names (None: none), parsed quietly; False on ``--help`` or a
+    usage error, which :func:`main` prints once."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return build_parser().parse_known_args(argv)[0].command
+    except SystemExit:
+        return False
+
+
+def entry(argv: list[str] | None = None) -> int:
+    """The console entry: ``pocketpacs``, ``python -m pocketpacs``, ``python -m pocketpacs.ui``.
+
+    Loads the plugins' commands (:func:`load_plugins`); without a command,
+    runs :data:`DEFAULT_COMMAND` (the window, where the desktop app is
+    installed) with the options given, else prints the help; then
+    :func:`run_guarded`.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    load_plugins()
+    if DEFAULT_COMMAND in COMMANDS and _command_of(argv) is None:
+        argv = [DEFAULT_COMMAND, *argv]
+    return run_guarded(argv)
+
+
 #: Commands that read the archive database in this process and run under the
 #: crash guard of :func:`run_guarded`.
 GUARDED = frozenset({"import", "search", "show", "rm", "verify", "rebuild", "stats", "export", "report"})
@@ -654,14 +732,7 @@ def run_guarded(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not hasattr(os, "fork") or os.environ.get("POCKETPACS_NO_GUARD") == "1":
         return main(argv)
-    import contextlib
-    import io
-
-    try:  # quietly: --help or a usage error is printed once, by main() below
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            cmd = build_parser().parse_known_args(argv)[0].command
-    except SystemExit:
-        cmd = None
+    cmd = _command_of(argv)
     if cmd not in GUARDED:
         return main(argv)
     sys.stdout.flush()
@@ -705,4 +776,4 @@ def run_guarded(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_guarded())
+    raise SystemExit(entry())

@@ -1,7 +1,9 @@
-"""Shared fixtures: where the real-data corpus is, and CI strictness."""
+"""Shared fixtures: where the real-data corpus is, CI strictness, and no network."""
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,115 @@ def peer(module: str):
         dist = PEER_DISTRIBUTIONS.get(module.split(".")[0], module)
         require_system(False, f"optional peer {module} (pip install {dist}: {exc})")
         raise  # unreachable: require_system skipped or failed
+
+
+# ---------------------------------------------------------------- no network
+# The tests never reach the network: a connection to anything but this
+# machine (127.0.0.0/8, ::1, a Unix socket) raises at once instead of waiting
+# for a timeout, and the test that tried it fails; pydicom's download of its
+# extra test files (pydicom_data.py lists the bundled ones) fails the test
+# even where pydicom would swallow the error.  Child processes are not
+# patched (UI servers and Chromium talk over 127.0.0.1 anyway).
+
+
+class NetworkBlocked(OSError):
+    """A test tried to connect to a machine other than this one."""
+
+
+class DownloadBlocked(BaseException):
+    """A test tried to download pydicom's extra test files.
+
+    A BaseException so that pydicom's ``except Exception`` around each
+    download cannot turn it into a warning and a long wait.
+    """
+
+
+#: Connections refused since the current test started (checked after each test;
+#: a blocked download fails the test by itself).
+BLOCKED: list[str] = []
+
+
+def _loopback_host(host: object) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):
+        return False
+    host = host.strip("[]").split("%", 1)[0]
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)      # ::ffff:127.0.0.1
+    return (mapped or ip).is_loopback
+
+
+def _allowed(family: int, address: object) -> bool:
+    if family == getattr(socket, "AF_UNIX", object()):
+        return True
+    if isinstance(address, tuple) and address:
+        return _loopback_host(address[0])
+    return False
+
+
+def _refuse(address: object) -> NetworkBlocked:
+    what = f"tests must not use the network: connection to {address!r} refused"
+    BLOCKED.append(what)
+    return NetworkBlocked(what)
+
+
+def _guard_network() -> None:
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+    real_create_connection = socket.create_connection
+
+    def connect(self, address):
+        if not _allowed(self.family, address):
+            raise _refuse(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        if not _allowed(self.family, address):
+            raise _refuse(address)
+        return real_connect_ex(self, address)
+
+    def create_connection(address, *args, **kwargs):
+        if not _allowed(socket.AF_INET, address):   # checked before any name lookup
+            raise _refuse(address)
+        return real_create_connection(address, *args, **kwargs)
+
+    socket.socket.connect = connect
+    socket.socket.connect_ex = connect_ex
+    socket.create_connection = create_connection
+
+    def no_download(*args, **kwargs):
+        name = args[0] if args else kwargs.get("filename", kwargs.get("url", "?"))
+        what = (f"tests must not download pydicom test data ({name}): use tests/pydicom_data.py "
+                "(pydicom's bundled files) instead of pydicom.data.get_testdata_file(s)")
+        raise DownloadBlocked(what)
+
+    import pydicom.data.data_manager as data_manager
+    import pydicom.data.download as download
+
+    for mod in (data_manager, download):
+        for name in ("data_path_with_download", "download_with_progress", "fetch_data_files"):
+            if hasattr(mod, name):
+                setattr(mod, name, no_download)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _guard_network()
+
+
+@pytest.fixture(autouse=True)
+def _no_network_attempt():
+    """Fail the test that tried to reach the network, even if it caught the error."""
+    BLOCKED.clear()
+    yield
+    tried, BLOCKED[:] = list(BLOCKED), []
+    if tried:
+        pytest.fail("; ".join(dict.fromkeys(tried)), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -36,9 +36,9 @@ PYDICOM_FILES = ("CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dc
 
 
 def pydicom_file(name: str) -> bytes:
-    from pydicom.data import get_testdata_file
+    from pydicom_data import bundled_file
 
-    return Path(get_testdata_file(name)).read_bytes()
+    return Path(bundled_file(name)).read_bytes()
 
 
 @dataclass

@@ -173,3 +173,86 @@ def test_help_and_usage_errors_print_once(tmp_path, args):
     out = res.stdout + res.stderr
     assert out.count("usage: pocketpacs") == 1, out
     assert res.returncode == (0 if "--help" in args else 2)
+
+
+# ---- global options after the command; one command table for every entry point -------------
+
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_archive_option_before_or_after_the_command(tmp_path, data, capsys, monkeypatch, order):
+    """``pocketpacs import|search|show ... --archive X`` works like ``pocketpacs --archive X import ...``."""
+    root, n = data
+    monkeypatch.delenv("POCKETPACS_ARCHIVE", raising=False)
+    arch = tmp_path / "archive"
+
+    def argv(cmd, *rest):
+        return ("--archive", arch, cmd, *rest) if order == "before" else (cmd, "--archive", arch, *rest)
+
+    rc, out, err = run(capsys, *argv("import", "--json", root))
+    assert rc == 0 and json.loads(out)["counts"]["indexed"] == n, err
+    rc, out, err = run(capsys, *argv("search", "--json"))
+    assert rc == 0 and json.loads(out)["counts"]["instances"] == n, err
+    rc, out, err = run(capsys, "search", "--json", "--name", "patient1", "--archive", arch)  # at the end
+    assert rc == 0 and json.loads(out)["counts"]["patients"] == 1, err
+    assert (arch / "data.mdb").exists()
+
+
+def test_archive_option_after_the_command_does_not_clobber_the_one_before(monkeypatch):
+    from pocketpacs.ui import launch
+
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+    monkeypatch.setattr(cli, "DEFAULT_COMMAND", None)
+    launch.register_commands()
+    ap = cli.build_parser()
+    for cmd in ("import", "search", "serve", "app", "demo"):
+        rest = ["/some/folder"] if cmd == "import" else []
+        for argv in (["--archive", "A", cmd, *rest], [cmd, "--archive", "A", *rest], [cmd, *rest, "--archive", "A"]):
+            args = ap.parse_args(argv)
+            assert (args.command, args.archive) == (cmd, "A"), argv
+        assert ap.parse_args([cmd, *rest]).archive is None
+        assert ap.parse_args(["--archive", "B", cmd, *rest, "--archive", "A"]).archive == "A"
+    args = ap.parse_args(["serve", "--archive", "A", "--port", "8123", "--readonly"])
+    assert (args.archive, args.port, args.readonly) == ("A", 8123, True)
+
+
+#: The three ways to start PocketPACS; they must accept the same commands.
+_CONSOLE_SCRIPT = [sys.executable, "-c", textwrap.dedent("""
+    import sys
+    from importlib.metadata import entry_points
+    (ep,) = entry_points(group="console_scripts", name="pocketpacs")
+    sys.argv[0] = "pocketpacs"
+    sys.exit(ep.load()())
+""")]
+ENTRY_POINTS = {"pocketpacs": _CONSOLE_SCRIPT,
+                "python -m pocketpacs": [sys.executable, "-m", "pocketpacs"],
+                "python -m pocketpacs.ui": [sys.executable, "-m", "pocketpacs.ui"]}
+
+
+def _listed_commands(help_text: str) -> list[str]:
+    import re
+
+    block = help_text.split("positional arguments:", 1)[1].split("options:", 1)[0]
+    return re.findall(r"^ {4}(\w+)\b", block, re.M)
+
+
+def test_every_entry_point_has_the_same_commands():
+    helps = {}
+    for name, cmd in ENTRY_POINTS.items():
+        res = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, (name, res.stderr)
+        helps[name] = res.stdout
+    listed = {name: _listed_commands(text) for name, text in helps.items()}
+    assert set(map(tuple, listed.values())) == {tuple(listed["pocketpacs"])}, listed
+    assert {"import", "search", "show", "rm", "verify", "check", "rebuild", "stats", "export", "report",
+            "app", "serve", "demo"} <= set(listed["pocketpacs"])
+    assert len(set(helps.values())) == 1, helps                       # the very same parser
+    for sub in (["serve", "--help"], ["import", "--help"]):            # and the same subcommands
+        outs = {subprocess.run([*cmd, *sub], capture_output=True, text=True, timeout=120).stdout
+                for cmd in ENTRY_POINTS.values()}
+        assert len(outs) == 1 and "--archive" in outs.pop(), sub
+
+
+def test_every_entry_point_runs_archive_commands(tmp_path):
+    for name, cmd in ENTRY_POINTS.items():
+        res = subprocess.run([*cmd, "stats", "--json", "--archive", str(tmp_path / "none")],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 4 and "no archive" in res.stderr, (name, res.stderr)

@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_files
 from pydicom.encaps import encapsulate, generate_frames
 
 from pocketpacs.dicom.codestreams import (J2K_SYNTAXES, JPEG_SYNTAXES, CodestreamError, check_frame,
                                     declared_size)
+from pydicom_data import bundled_files
 
 
 def _compressed_testfiles():
     out = []
-    for p in get_testdata_files("*.dcm"):
+    for p in bundled_files("*.dcm"):
         try:
             ds = pydicom.dcmread(p)
             ts = str(ds.file_meta.TransferSyntaxUID)

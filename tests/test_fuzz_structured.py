@@ -284,7 +284,7 @@ def test_deflate_and_gzip_bombs_are_capped(tmp_path):
 
 def test_deflated_files_still_parse():
     import pydicom
-    from pydicom.data import get_testdata_file
+    from pydicom_data import bundled_file as get_testdata_file
 
     hb = _parse([S.pydicom_file("image_dfl.dcm"), S.deflated_file()], fallback=True)
     assert list(hb.status) == [1, 1]
@@ -296,7 +296,7 @@ def test_deflated_files_still_parse():
 def test_deflated_pixels_decode_like_pydicom():
     """The pixel path reads deflated files through the capped reader too."""
     import pydicom
-    from pydicom.data import get_testdata_file
+    from pydicom_data import bundled_file as get_testdata_file
 
     from pocketpacs.images.frames import decode_file
 
@@ -515,11 +515,11 @@ def test_dicomdir_offset_loops_terminate(tmp_path):
 
 def test_dicomdir_offset_problem_on_pydicom_dicomdirs():
     import pydicom
-    from pydicom.data import get_testdata_files
+    from pydicom_data import bundled_files
 
     from pocketpacs.dicom.dicomdir import offset_problem
 
-    files = [f for f in get_testdata_files() if "DICOMDIR" in f]
+    files = [f for f in bundled_files() if "DICOMDIR" in f]
     assert len(files) >= 5
     for f in files:
         ds = pydicom.dcmread(f, force=True)

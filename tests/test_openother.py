@@ -43,7 +43,7 @@ def test_png_roundtrip_grey_and_rgb(tmp_path):
 
 
 def test_jpeg_file(tmp_path):
-    from pydicom.data import get_testdata_file
+    from pydicom_data import bundled_file as get_testdata_file
     import pydicom
 
     ds = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
@@ -76,7 +76,7 @@ def test_corpus_nifti_and_j2k(corpus):
 
 
 def test_dicom_folder(tmp_path):
-    from pydicom.data import get_testdata_file
+    from pydicom_data import bundled_file as get_testdata_file
 
     v = open_other(get_testdata_file("CT_small.dcm"))[0]
     assert v.array.shape == (1, 128, 128) and v.modality == "CT"

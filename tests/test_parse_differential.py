@@ -145,10 +145,9 @@ def _dicom_like_files(root: Path) -> list[str]:
 
 
 def test_pydicom_bundled_files():
-    import pydicom.data
+    from pydicom_data import TEST_FILES as root
 
     # the files shipped in the wheel (get_testdata_files would try to download more)
-    root = Path(pydicom.data.__file__).parent / "test_files"
     paths = _dicom_like_files(root)
     assert len(paths) > 20
     _assert_clean(compare(paths))
@@ -203,10 +202,9 @@ def test_synthetic_archive(tmp_path):
 
 def test_pydicom_charset_files():
     """Specific Character Set decoding (ISO 8859-x, UTF-8, ISO 2022 JIS/KS X, GB18030...)."""
-    import pydicom.data
+    from pydicom_data import bundled_files
 
-    root = Path(pydicom.data.__file__).parent / "charset_files"
-    paths = sorted(str(p) for p in root.glob("*.dcm"))
+    paths = bundled_files("*.dcm", folder="charset_files")
     assert len(paths) >= 15
     stats = compare(paths)
     _assert_clean(stats)

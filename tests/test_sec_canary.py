@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -261,11 +260,6 @@ def view_everything(srv: Server, sid: str) -> str:
     return vid
 
 
-def _qt_ok() -> bool:
-    return shutil.which("Xvfb") is not None and subprocess.run(
-        [sys.executable, "-c", "import PyQt6.QtWebEngineWidgets"], capture_output=True, timeout=60).returncode == 0
-
-
 def run_app(env: Env) -> list[tuple[str, str]]:
     """The desktop window on the archive (lists the canary patient), closed after its self-test."""
     xvfb, display = S.start_xvfb()
@@ -353,7 +347,7 @@ def test_no_canary_outside_the_archive_and_the_exports(tmp_path):
     outputs += srv.logs()
 
     # ---- the desktop window
-    S.require_system(_qt_ok(), "Xvfb and PyQt6-WebEngine")
+    S.require_qt_window()
     outputs += run_app(env)
 
     # ---- the sweep

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -130,17 +129,11 @@ def test_the_data_server_refuses_other_addresses(built):
             DataServer(object(), host=host)
 
 
-def _qt_webengine_ok() -> bool:
-    r = subprocess.run([sys.executable, "-c", "import PyQt6.QtWebEngineWidgets"],
-                       capture_output=True, timeout=60)
-    return r.returncode == 0
-
-
 @pytest.mark.slow
 def test_desktop_app_process_tree_listens_only_on_loopback(built, tmp_path):
     """The app (pywebview + Qt WebEngine under Xvfb): one listening socket, 127.0.0.1."""
     S.require_system(shutil.which("Xvfb") is not None, "Xvfb")
-    S.require_system(_qt_webengine_ok(), "PyQt6-WebEngine with its system libraries")
+    S.require_qt_window()
     xvfb, display = S.start_xvfb()
     out = tmp_path / "selftest.json"
     args = ["-m", "pocketpacs.ui", "--archive", str(built["archive"]), "app", "--selftest", str(out)]

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -19,20 +20,26 @@ from pocketpacs.ui import launch  # noqa: E402
 
 
 UI_MODULE = ["-m", "pocketpacs.ui"]
+CORE_MODULE = ["-m", "pocketpacs"]
 CONSOLE = ["-c", "import sys; from pocketpacs.ui.launch import cli_main; sys.exit(cli_main())"]
 
 
-def _serve_child(args, env, entry=UI_MODULE):
+def _serve_child(args, env, entry=UI_MODULE, timeout=180.0):
     proc = subprocess.Popen([sys.executable, *entry, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watchdog = threading.Timer(timeout, proc.kill)       # no URL in time: stop waiting
+    watchdog.start()
     lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        m = re.search(r"(http://127\.0\.0\.1:(\d+)/\?token=(\S+))", line)
-        if m:
-            return proc, lines, m.group(1), m.group(3)
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            m = re.search(r"(http://127\.0\.0\.1:(\d+)/\?token=(\S+))", line)
+            if m:
+                return proc, lines, m.group(1), m.group(3)
+    finally:
+        watchdog.cancel()
     proc.wait()
-    raise AssertionError("".join(lines))
+    raise AssertionError(f"exit status {proc.returncode}:\n" + "".join(lines))
 
 
 def _hello(url: str, token: str) -> dict:
@@ -44,7 +51,8 @@ def _hello(url: str, token: str) -> dict:
         return json.loads(r.read())
 
 
-@pytest.mark.parametrize("entry", [UI_MODULE, CONSOLE], ids=["python-m-ui", "console-entry"])
+@pytest.mark.parametrize("entry", [UI_MODULE, CORE_MODULE, CONSOLE],
+                         ids=["python-m-ui", "python-m-pocketpacs", "console-entry"])
 def test_without_a_display_the_app_says_so_and_serves_to_a_browser(tmp_path, entry):
     built = S.build_archive(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
@@ -66,6 +74,85 @@ def test_without_a_display_the_app_says_so_and_serves_to_a_browser(tmp_path, ent
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_serve_takes_the_archive_before_or_after_the_command(tmp_path, order):
+    """`pocketpacs serve --archive X` (once refused: unrecognized arguments)."""
+    built = S.build_archive(tmp_path)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", POCKETPACS_ARCHIVE=str(tmp_path / "not-this-one"))
+    archive = ["--archive", str(built["archive"])]
+    args = [*archive, "serve"] if order == "before" else ["serve", *archive]
+    proc, lines, url, token = _serve_child(args, env, CORE_MODULE)
+    try:
+        res = _hello(url, token)
+        assert res["ok"] and len(res["data"]["rows"]) == len(built["manifest"]["series"]) + 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+    assert proc.returncode == 0
+    assert not (tmp_path / "not-this-one").exists()
+
+
+#: Environments where Qt cannot start: it would abort (SIGABRT, exit 134) in QApplication().
+QT_FAILS = {
+    "wayland-display-bogus": {"QT_QPA_PLATFORM": "wayland", "WAYLAND_DISPLAY": "bogus"},
+    "xcb-display-absent": {"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":999", "WAYLAND_DISPLAY": "bogus"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(QT_FAILS))
+def test_where_qt_cannot_start_the_app_says_why_and_serves(tmp_path, case):
+    """Qt is tried in a child first: the app says why no window opens and serves instead."""
+    built = S.build_archive(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env.update(QT_FAILS[case], PYTHONUNBUFFERED="1")
+    proc, lines, url, token = _serve_child(["--archive", str(built["archive"])], env, CORE_MODULE)
+    try:
+        text = "".join(lines)
+        assert "cannot open a window: Qt could not load its platform plugin" in text, text
+        assert ("Wayland display bogus" if "wayland" in case else "X display :999") in text, text
+        assert "Serving the UI to a browser instead" in text
+        assert _hello(url, token)["ok"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+    assert proc.returncode == 0                                   # not 134 (SIGABRT)
+
+
+_QT_XCB_FAILED = """\
+qt.qpa.plugin: From 6.5.0, xcb-cursor0 or libxcb-cursor0 is needed to load the Qt xcb platform plugin.
+qt.qpa.plugin: Could not load the Qt platform plugin "xcb" in "" even though it was found.
+This application failed to start because no Qt platform plugin could be initialized.
+"""
+
+
+def test_qt_failures_are_explained_with_the_missing_library(monkeypatch):
+    """Qt names xcb-cursor0 whatever is missing; the loader (ldd) names the real one."""
+    monkeypatch.setattr(launch, "missing_qt_libraries", lambda plugin="xcb": ["libxcb-icccm.so.4"])
+    why = launch.explain_qt_failure(-6, _QT_XCB_FAILED, {"DISPLAY": ":0"})
+    assert why.startswith("Qt could not load its platform plugin (xcb)")
+    assert "libxcb-icccm.so.4 are missing" in why and "apt-get install libxcb-icccm4" in why
+    assert "cursor" not in why
+    monkeypatch.setattr(launch, "missing_qt_libraries", lambda plugin="xcb": [])
+    why = launch.explain_qt_failure(-6, _QT_XCB_FAILED, {"DISPLAY": ":0"})
+    assert all(pkg in why for pkg in launch.QT_SYSTEM_PACKAGES)
+    why = launch.explain_qt_failure(
+        3, "PROBE-IMPORT-ERROR ImportError: libnss3.so: cannot open shared object file: No such file", {})
+    assert "Qt WebEngine" in why and "install libnss3" in why
+    assert launch.explain_qt_failure(-11, "", {}) == "Qt stopped with SIGSEGV while starting"
+    assert launch._ldd_missing("\tlibxcb-icccm.so.4 => not found\n\tlibc.so.6 => /lib/libc.so.6 (0x1)\n"
+                               "\tlibxcb-cursor.so.0 => not found\n") == ["libxcb-cursor.so.0",
+                                                                         "libxcb-icccm.so.4"]
+    assert isinstance(launch.missing_qt_libraries(), list)                   # the real ldd
+
+
+@pytest.mark.parametrize("soname, package", [
+    ("libxcb-icccm.so.4", "libxcb-icccm4"), ("libxkbcommon-x11.so.0", "libxkbcommon-x11-0"),
+    ("libEGL.so.1", "libegl1"), ("libnss3.so", "libnss3"), ("libxcb-render-util.so.0", "libxcb-render-util0")])
+def test_debian_package_names(soname, package):
+    assert launch.debian_package(soname) == package
+    assert package in launch.QT_SYSTEM_PACKAGES
 
 
 def test_unreachable_display_is_reported(monkeypatch):

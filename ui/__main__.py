@@ -1,4 +1,4 @@
-"""``python -m pocketpacs.ui [app|serve|demo]`` -- the app without the CLI."""
-from .launch import main
+"""``python -m pocketpacs.ui`` -- the same command line as ``pocketpacs`` (no command: the window)."""
+from .launch import cli_main
 
-raise SystemExit(main())
+raise SystemExit(cli_main())

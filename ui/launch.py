@@ -1,12 +1,18 @@
 """Command functions of the app: ``pocketpacs`` (window), ``pocketpacs serve``, ``pocketpacs demo``.
 
-The CLI (``pocketpacs.cli``) registers these; ``python -m pocketpacs.ui``
-runs them without it.  Each command function takes the parsed
-:class:`argparse.Namespace` and returns an exit status.
+:func:`register_commands` adds them to the one command table of
+``pocketpacs.cli`` (called through the ``pocketpacs.commands`` entry point,
+so the core never imports the UI), and makes ``app`` the command run when
+none is given.  ``pocketpacs``, ``python -m pocketpacs`` and ``python -m
+pocketpacs.ui`` therefore accept the same commands.  Each command function
+takes the parsed :class:`argparse.Namespace` and returns an exit status.
 
 Environment detection: without a display or without a usable GUI backend,
 ``pocketpacs`` says so plainly and serves the UI to a browser instead
-(printing the URL with its token).  Qt WebEngine flags are added only where
+(printing the URL with its token).  Qt is first started in a child process
+(:func:`probe_qt`): where it cannot load its platform plugin (missing xcb
+libraries, a display that does not answer, a broken ``WAYLAND_DISPLAY``) Qt
+aborts the process, which must not be this one.  Qt WebEngine flags are added only where
 needed: the Chromium sandbox is disabled only when running as root, and the
 software-GL flags only when there is no GPU device (``/dev/dri``) or when
 asked (``--software-gl`` / ``POCKETPACS_SOFTWARE_GL=1``).
@@ -15,16 +21,44 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
 SOFTWARE_GL_FLAGS = ("--ignore-gpu-blocklist", "--disable-gpu-compositing")
 
+#: Debian/Ubuntu packages of the system libraries the Qt window needs (xcb
+#: platform plugin and Qt WebEngine); the README and .ci/run list the same.
+QT_SYSTEM_PACKAGES = ("libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-shape0",
+                      "libxcb-xinerama0", "libxcb-randr0", "libxcb-render-util0", "libxcb-image0",
+                      "libxkbcommon-x11-0", "libnss3", "libxcomposite1", "libxdamage1", "libxrandr2",
+                      "libegl1", "libgl1", "libasound2", "libxtst6", "libxshmfence1", "libgbm1")
+
+#: Seconds the child process of :func:`probe_qt` may take to start Qt
+#: (``$POCKETPACS_GUI_PROBE_TIMEOUT`` overrides).
+GUI_PROBE_TIMEOUT = 15.0
+
+# Qt WebEngine must be imported before the QApplication exists; a Qt that
+# cannot load its platform plugin aborts (SIGABRT) inside QApplication().
+_QT_PROBE = r"""
+import sys
+try:
+    import PyQt6.QtWebEngineWidgets
+    from PyQt6.QtWidgets import QApplication
+except Exception as exc:
+    print(f"PROBE-IMPORT-ERROR {type(exc).__name__}: {exc}", flush=True)
+    raise SystemExit(3)
+app = QApplication(sys.argv[:1])
+print("PROBE-OK", app.platformName(), flush=True)
+"""
+
 
 # ----------------------------------------------------------------- arguments
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by the app commands (``--archive`` is the CLI's global option).
+    """Options shared by the app commands (``--archive`` is the CLI's global option,
+    accepted before or after the command).
 
     Parameters
     ----------
@@ -99,8 +133,144 @@ def _x_display_reachable(display: str) -> bool:
         return False
 
 
+def debian_package(soname: str) -> str:
+    """The usual Debian/Ubuntu package name of a shared library (a guess from its name).
+
+    ``libxcb-icccm.so.4`` -> ``libxcb-icccm4``, ``libxkbcommon-x11.so.0`` ->
+    ``libxkbcommon-x11-0``, ``libEGL.so.1`` -> ``libegl1``, ``libnss3.so`` -> ``libnss3``.
+    """
+    m = re.match(r"(lib[\w+.-]*?)\.so(?:\.(\d+))?", soname)
+    if not m:
+        return soname
+    base, ver = m.group(1).lower(), m.group(2) or ""
+    return f"{base}-{ver}" if ver and base[-1].isdigit() else base + ver
+
+
+def _ldd_missing(text: str) -> list[str]:
+    """The libraries ``ldd`` prints as ``not found``."""
+    return sorted(set(re.findall(r"^\s*(\S+)\s+=>\s+not found", text, re.M)))
+
+
+def missing_qt_libraries(plugin: str = "xcb") -> list[str]:
+    """System libraries the Qt platform *plugin* needs and this machine lacks (``ldd``).
+
+    Qt's own message on a failed plugin may name another library than the
+    missing one; the dynamic loader does not.  Empty when unknown.
+    """
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.find_spec("PyQt6")
+    ldd = shutil.which("ldd")
+    if spec is None or not spec.submodule_search_locations or not ldd:
+        return []
+    qt = Path(list(spec.submodule_search_locations)[0]) / "Qt6"
+    lib = qt / "plugins" / "platforms" / f"libq{plugin}.so"
+    if not lib.exists():
+        return []
+    try:
+        out = subprocess.run([ldd, str(lib)], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return _ldd_missing(out)
+
+
+def explain_qt_failure(returncode: int, output: str, env: dict | None = None) -> str:
+    """A plain-language reason from what the Qt probe printed and how it ended.
+
+    Parameters
+    ----------
+    returncode : int
+        Exit status of the probe (negative: killed by that signal).
+    output : str
+        Its stdout and stderr.
+    env : dict, optional
+        The environment it ran in (default ``os.environ``).
+    """
+    env = os.environ if env is None else env
+    m = re.search(r"PROBE-IMPORT-ERROR (.*)", output)
+    if m:
+        why = m.group(1).strip()
+        libs = re.findall(r"(lib[\w+.-]*\.so[.\d]*): cannot open shared object file", why)
+        hint = (f"install {' '.join(debian_package(x) for x in libs)}" if libs
+                else "install pywebview[qt] and the Qt system libraries")
+        return f"the Qt WebEngine GUI backend cannot be loaded ({why}; {hint})"
+    plugins = list(dict.fromkeys(re.findall(r'(?:load|find) the Qt platform plugin "([^"]+)"', output)))
+    if plugins:
+        details = [d for d in (_plugin_failure(pl, output, env) for pl in plugins) if d]
+        return (f"Qt could not load its platform plugin{'s' if len(plugins) > 1 else ''} "
+                f"({', '.join(plugins)})" + (": " + "; ".join(details) if details else ""))
+    if returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"Qt stopped with {name} while starting"
+    last = [ln for ln in output.strip().splitlines() if ln.strip()]
+    return f"Qt could not start (exit status {returncode}{': ' + last[-1].strip() if last else ''})"
+
+
+def _plugin_failure(plugin: str, output: str, env) -> str:
+    """Why the Qt platform *plugin* failed, from the probe's *output* ("" when unknown)."""
+    if plugin == "xcb":
+        display = env.get("DISPLAY", "")
+        if re.search(r"qt\.qpa\.xcb: could not connect to display", output):
+            return f"the X display {display} does not answer" if display else "DISPLAY is not set"
+        missing = missing_qt_libraries(plugin)
+        if missing:
+            pkgs = " ".join(dict.fromkeys(debian_package(x) for x in missing))
+            return f"the system libraries {', '.join(missing)} are missing (Debian/Ubuntu: apt-get install {pkgs})"
+        return ("its system libraries may be missing (Debian/Ubuntu: apt-get install "
+                f"{' '.join(QT_SYSTEM_PACKAGES)}; Qt's own message may name another library than the "
+                "missing one)")
+    if plugin.startswith("wayland"):
+        wayland = env.get("WAYLAND_DISPLAY", "")
+        return f"the Wayland display {wayland} does not answer" if wayland else "WAYLAND_DISPLAY is not set"
+    return ""
+
+
+def probe_qt(env: dict | None = None, timeout: float | None = None) -> str | None:
+    """Start Qt as the window would, in a child process; say why it fails, or None.
+
+    The child imports Qt WebEngine and creates a ``QApplication`` with
+    *env* (default: this process's environment, so the same
+    ``QT_QPA_PLATFORM``, ``DISPLAY``, ``WAYLAND_DISPLAY``).
+
+    Parameters
+    ----------
+    env : dict, optional
+        Environment of the child.
+    timeout : float, optional
+        Seconds (default :data:`GUI_PROBE_TIMEOUT` or ``$POCKETPACS_GUI_PROBE_TIMEOUT``).
+
+    Returns
+    -------
+    str or None
+    """
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("POCKETPACS_GUI_PROBE_TIMEOUT", GUI_PROBE_TIMEOUT))
+        except ValueError:
+            timeout = GUI_PROBE_TIMEOUT
+    try:
+        r = subprocess.run([sys.executable, "-c", _QT_PROBE], env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"Qt did not start within {timeout:g} s"
+    except OSError as exc:
+        return f"the Qt check could not run ({exc})"
+    if r.returncode == 0 and "PROBE-OK" in r.stdout:
+        return None
+    return explain_qt_failure(r.returncode, r.stdout + r.stderr, env)
+
+
 def gui_problem() -> str | None:
     """Say why a native window cannot be opened here, or None when it can.
+
+    On Linux, after the quick checks of the display, Qt is started in a
+    child process (:func:`probe_qt`; ``POCKETPACS_NO_GUI_PROBE=1`` skips it).
 
     Returns
     -------
@@ -114,11 +284,10 @@ def gui_problem() -> str | None:
             return "there is no display (DISPLAY and WAYLAND_DISPLAY are not set)"
         if display and not wayland and not _x_display_reachable(display):
             return f"the X display {display} does not answer"
-        try:
-            import PyQt6.QtWebEngineWidgets  # noqa: F401
-        except Exception as exc:  # ImportError, or a missing system library
-            return (f"the Qt WebEngine GUI backend cannot be loaded ({type(exc).__name__}; "
-                    "install pywebview[qt] and the Qt system libraries)")
+        if os.environ.get("POCKETPACS_NO_GUI_PROBE") != "1":
+            problem = probe_qt()
+            if problem:
+                return problem
     try:
         import webview  # noqa: F401
     except Exception as exc:
@@ -315,45 +484,6 @@ def run_demo(args: argparse.Namespace) -> int:
     return run_app(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Parser of ``python -m pocketpacs.ui [app|serve|demo]``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-    """
-    parser = argparse.ArgumentParser(prog="python -m pocketpacs.ui",
-                                     description="PocketPACS desktop app")
-    parser.add_argument("--archive", metavar="DIR", default=None,
-                        help="archive folder (default: $POCKETPACS_ARCHIVE or the user data folder)")
-    sub = parser.add_subparsers(dest="command")
-    add_app_arguments(sub.add_parser("app", help="open the window (default)"))
-    add_serve_arguments(sub.add_parser("serve", help="serve the UI to a browser on 127.0.0.1"))
-    add_demo_arguments(sub.add_parser("demo", help="open the demo archive"))
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m pocketpacs.ui``.
-
-    Parameters
-    ----------
-    argv : list of str, optional
-        Arguments (default ``sys.argv[1:]``).
-
-    Returns
-    -------
-    int
-        Exit status.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a in ("app", "serve", "demo", "-h", "--help") for a in argv):
-        argv = argv + ["app"]
-    args = build_parser().parse_args(argv)
-    return {"app": run_app, "serve": run_serve, "demo": run_demo}[args.command](args)
-
-
-
 def register_commands() -> None:
     """Add ``app``, ``serve`` and ``demo`` to the core CLI's command registry.
 
@@ -362,6 +492,7 @@ def register_commands() -> None:
     """
     from pocketpacs import cli
 
+    cli.DEFAULT_COMMAND = "app"
     if "serve" in cli.COMMANDS:
         return
     cli.command("app", "open the desktop window (the default without a command)",
@@ -373,7 +504,9 @@ def register_commands() -> None:
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    """Console entry point: the core CLI plus the app commands; no command opens the app.
+    """``python -m pocketpacs.ui``: the one command line (:func:`pocketpacs.cli.entry`)
+    with the app commands registered even where the package's entry points
+    are not installed; no command opens the window.
 
     Parameters
     ----------
@@ -388,14 +521,8 @@ def cli_main(argv: list[str] | None = None) -> int:
     from pocketpacs import cli
 
     register_commands()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args, rest = cli.build_parser().parse_known_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    if args.command is None and not rest:
-        args.readonly = False
-        args.software_gl = False
-        args.selftest = None
-        return run_app(args)
-    return cli.run_guarded(argv)
+    return cli.entry(argv)
+
+
+#: The former name of :func:`cli_main`.
+main = cli_main

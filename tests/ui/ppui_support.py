@@ -9,6 +9,7 @@ Debian's Chromium (WebGL2 on SwiftShader).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -80,6 +81,34 @@ def app_selftest(args: list, env: dict, report: Path, merge_stderr: bool = True,
         if app.poll() is None:
             app.kill()
             app.wait()
+
+
+@functools.lru_cache(maxsize=None)
+def qt_window_problem() -> str | None:
+    """Why the desktop window's Qt cannot start under Xvfb here, or None when it can.
+
+    Qt is started in a child process (the app's own check,
+    :func:`pocketpacs.ui.launch.probe_qt`) on a fresh Xvfb, with the
+    environment the app children get (:func:`app_env`): importing Qt
+    WebEngine is not enough, the xcb platform plugin needs its system
+    libraries, and without them Qt aborts the process that tried.
+    """
+    if shutil.which("Xvfb") is None:
+        return "Xvfb is not installed"
+    from pocketpacs.ui.launch import probe_qt
+
+    proc, display = start_xvfb()
+    try:
+        return probe_qt(app_env(os.environ, display), timeout=120)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def require_qt_window() -> None:
+    """Skip (fail under CI=true) where no Qt window can open under Xvfb."""
+    problem = qt_window_problem()
+    require_system(problem is None, f"a Qt window under Xvfb ({problem})")
 
 
 def have_chromium() -> bool:
