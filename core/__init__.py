@@ -11,8 +11,6 @@ __version__ = "0.1.0"
 from .errors import (  # noqa: E402
     ArchiveError,
     ArchiveLocked,
-    NotDicomError,
-    ParseError,
     PocketPacsError,
     SchemaVersionMismatch,
 )
@@ -20,17 +18,16 @@ from .errors import (  # noqa: E402
 __all__ = [
     "__version__",
     "PocketPacsError",
-    "ParseError",
-    "NotDicomError",
     "ArchiveError",
     "ArchiveLocked",
     "SchemaVersionMismatch",
 ]
 
 from .archive.api import Archive, open_archive  # noqa: E402
+from .archive.integrity import deep_check  # noqa: E402
 from .archive.media import open_media  # noqa: E402
 
-__all__ += ["Archive", "open_archive", "open_media"]
+__all__ += ["Archive", "open_archive", "open_media", "deep_check"]
 
 from .images.export import export_nifti, export_png  # noqa: E402
 from .images.openother import open_other  # noqa: E402

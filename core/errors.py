@@ -26,32 +26,6 @@ class PocketPacsError(Exception):
     """Base class of every error PocketPACS raises on purpose."""
 
 
-class ParseError(PocketPacsError):
-    """A file's DICOM header could not be parsed.
-
-    Attributes
-    ----------
-    reason : str
-        Short machine-readable reason code (e.g. ``"truncated"``).
-    offset : int
-        Byte offset in the file where parsing stopped (-1 when unknown).
-    """
-
-    def __init__(self, reason: str, offset: int = -1, path: str | None = None, detail: str = ""):
-        self.reason = reason
-        self.offset = offset
-        self.path = path
-        self.detail = detail
-        where = f"{path}: " if path else ""
-        at = f" at byte {offset}" if offset >= 0 else ""
-        extra = f" ({detail})" if detail else ""
-        super().__init__(f"{where}{reason}{at}{extra}")
-
-
-class NotDicomError(ParseError):
-    """The file is not DICOM at all."""
-
-
 class ArchiveError(PocketPacsError):
     """Something is wrong with the archive database."""
 
