@@ -59,7 +59,6 @@ def ct_phantom(size: int, i: int, noise: float) -> np.ndarray:
 
 
 def write_series(folder: str, n: int, size: int, j2k: bool = False) -> list[str]:
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
@@ -211,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, float, float]] = []
 
     b = parse_files(paths)
-    offs, fb = b.pixel_offset.copy(), a.size * a.size * 2
+    offs = b.pixel_offset.copy()
     floor_arr = np.empty((a.slices, a.size, a.size), np.int16)
 
     def floor() -> None:

@@ -2,18 +2,20 @@
 
 Public API
 ----------
-The package grows issue by issue; what is here is documented in README.md.
+What is here is documented in README.md ("Python API").
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .archive.api import Archive, open_archive
+from .archive.integrity import deep_check
+from .archive.media import open_media
+from .errors import ArchiveError, ArchiveLocked, PocketPacsError, SchemaVersionMismatch
+from .images.export import export_nifti, export_png
+from .images.openother import open_other
+from .images.volume import SeriesVolumes, Volume, assemble_path, assemble_series
 
-from .errors import (  # noqa: E402
-    ArchiveError,
-    ArchiveLocked,
-    PocketPacsError,
-    SchemaVersionMismatch,
-)
+#: The package version (pyproject.toml reads it from here).
+__version__ = "0.1.0"
 
 __all__ = [
     "__version__",
@@ -21,17 +23,15 @@ __all__ = [
     "ArchiveError",
     "ArchiveLocked",
     "SchemaVersionMismatch",
+    "Archive",
+    "open_archive",
+    "open_media",
+    "deep_check",
+    "Volume",
+    "SeriesVolumes",
+    "assemble_series",
+    "assemble_path",
+    "open_other",
+    "export_nifti",
+    "export_png",
 ]
-
-from .archive.api import Archive, open_archive  # noqa: E402
-from .archive.integrity import deep_check  # noqa: E402
-from .archive.media import open_media  # noqa: E402
-
-__all__ += ["Archive", "open_archive", "open_media", "deep_check"]
-
-from .images.export import export_nifti, export_png  # noqa: E402
-from .images.openother import open_other  # noqa: E402
-from .images.volume import SeriesVolumes, Volume, assemble_path, assemble_series  # noqa: E402
-
-__all__ += ["Volume", "SeriesVolumes", "assemble_series", "assemble_path", "open_other",
-            "export_nifti", "export_png"]

@@ -22,7 +22,6 @@ POISON = (0, 1, 3, 0x7FFFFFFF, 0xFFFFFFF0, 0xFFFFFFFF, 0xFFFF, 0xFFFE, 0x10000, 
 
 
 def _seed_datasets() -> list[bytes]:
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
     from pydicom.sequence import Sequence

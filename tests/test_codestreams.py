@@ -53,8 +53,9 @@ def test_declared_sizes_of_pydicom_files_match_their_headers():
     for p in refused:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with pytest.raises(Exception):
-                pydicom.dcmread(p).pixel_array
+            # each decoder plugin fails in its own way (ValueError, RuntimeError...)
+            with pytest.raises(Exception):  # noqa: B017
+                _ = pydicom.dcmread(p).pixel_array
     assert len(refused) <= 3, refused
 
 

@@ -142,7 +142,7 @@ def _import_guarded(ar, root, **kw):
     def work():
         try:
             out["rep"] = ar.import_folder(root, **kw)
-        except BaseException as e:  # noqa: BLE001 -- re-raised below
+        except BaseException as e:
             out["err"] = e
 
     t = threading.Thread(target=work, daemon=True)

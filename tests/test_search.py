@@ -21,7 +21,7 @@ MODS = ["CT", "MR", "PT", "US", "CR"]
 def build_archive(root, archive_path, seed: int, n_studies: int = 36):
     rng = random.Random(seed)
     patients = []
-    for p in range(12):
+    for _ in range(12):
         fam, giv = rng.choice(FAMILY), rng.choice(GIVEN)
         name = f"{fam}^{giv}" if giv else fam
         patients.append((name, f"P{rng.randint(0, 30):03d}{rng.choice('abAB')}",

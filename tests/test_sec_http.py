@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
-import ppui_support as S  # noqa: E402
+import ppui_support as S
 
-from pocketpacs.ui import bridge  # noqa: E402
-from pocketpacs.ui import protocol  # noqa: E402
-from pocketpacs.ui.server import (  # noqa: E402
+from pocketpacs.ui import bridge
+from pocketpacs.ui import protocol
+from pocketpacs.ui.server import (
     AUTH_COOKIE_OR_HEADER, AUTH_HEADER, AUTH_PAGE, COOKIE_NAME, CSP, ROUTES, TOKEN_HEADER, DataServer)
 
 # --------------------------------------------------------------------------- sockets
@@ -444,7 +444,8 @@ def test_pywebview_entry_point_refuses_them_once_guarded():
     for i, name in enumerate(OUTSIDE):
         wu.js_bridge_call(win, name, [{}], f"id{i}")
     end = time.monotonic() + 10
-    replies = lambda: [j for j in win.js if "_returnValuesCallbacks" in j]  # noqa: E731
+    def replies() -> list:
+        return [j for j in win.js if "_returnValuesCallbacks" in j]
     expected = sum(1 for n in OUTSIDE if isinstance(n, str) and bridge._SAFE_REPLY_NAME.match(n))
     while len(replies()) < expected and time.monotonic() < end:
         time.sleep(0.02)

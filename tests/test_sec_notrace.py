@@ -36,9 +36,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
-import ppui_support as S  # noqa: E402
+import ppui_support as S
 
-import dicomgen  # noqa: E402
+import dicomgen
 
 pytestmark = pytest.mark.slow
 

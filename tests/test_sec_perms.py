@@ -80,7 +80,7 @@ CHILD = textwrap.dedent("""
 def created_by_nobody(root: Path) -> list[tuple[str, int, int, bool]]:
     """(path, mode, uid, is_dir) of everything under *root*, root included."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         st = os.lstat(dirpath)
         out.append((dirpath, stat.S_IMODE(st.st_mode), st.st_uid, True))
         for n in filenames:

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
-import ppui_support as S  # noqa: E402
-import xss_corpus as X  # noqa: E402
+import ppui_support as S
+import xss_corpus as X
 
 pytestmark = pytest.mark.slow
 

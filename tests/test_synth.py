@@ -260,7 +260,7 @@ def test_fast_writer_equals_pydicom_writer(archive):
 def test_pixels_equal_phantom_at_pixel_centres(archive):
     root, manifest = archive
     checked = set()
-    for s, i, rel in _dicom_entries(manifest):
+    for s, _i, rel in _dicom_entries(manifest):
         ds = pydicom.dcmread(root / rel)
         arr = ds.pixel_array
         if s["kind"] == "single-frame":
@@ -446,8 +446,9 @@ def test_junk_files(archive):
     ds = pydicom.dcmread(root / junk["truncated_pixels"]["path"], stop_before_pixels=True)
     assert ds.SOPInstanceUID == junk["truncated_pixels"]["sop_instance_uid"]
     assert ds.SeriesInstanceUID not in {s["series_instance_uid"] for s in manifest["series"]}
-    with pytest.raises(Exception):
-        pydicom.dcmread(root / junk["truncated_pixels"]["path"]).pixel_array  # noqa: B018
+    # pydicom's message and type depend on its version and the pixel handler
+    with pytest.raises(Exception):  # noqa: B017
+        _ = pydicom.dcmread(root / junk["truncated_pixels"]["path"]).pixel_array
 
 
 def test_file_names_carry_no_patient_data(archive):

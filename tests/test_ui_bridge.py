@@ -33,7 +33,7 @@ def _platform_modules() -> list[str]:
     for name in ("webview.platforms.qt", "webview.platforms.gtk"):
         try:
             __import__(name)
-        except Exception:  # noqa: BLE001 - a GUI toolkit that is not installed
+        except Exception:
             continue
         out.append(name)
     return out

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
-import ppui_support as S  # noqa: E402
+import ppui_support as S
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
-import ppui_support as S  # noqa: E402
+import ppui_support as S
 
-from pocketpacs.ui import launch  # noqa: E402
+from pocketpacs.ui import launch
 
 
 UI_MODULE = ["-m", "pocketpacs.ui"]

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
-import ppui_support as S  # noqa: E402
+import ppui_support as S
 
-from pocketpacs.ui import protocol  # noqa: E402
-from pocketpacs.ui.server import COOKIE_NAME, CSP, TOKEN_HEADER, DataServer  # noqa: E402
-from pocketpacs.ui.session import Session  # noqa: E402
+from pocketpacs.ui import protocol
+from pocketpacs.ui.server import COOKIE_NAME, CSP, TOKEN_HEADER, DataServer
+from pocketpacs.ui.session import Session
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
-import ppui_support as S  # noqa: E402
+import ppui_support as S
 
 pytestmark = pytest.mark.slow
 
@@ -413,7 +413,7 @@ def test_shader_compile_errors_carry_the_info_log(page):
 
 # ------------------------------------------------------------------ panels
 def test_header_browser_and_assembly_panel(page, built):
-    header = open_series(page, "SAG")
+    open_series(page, "SAG")
     page.click("#btn-panel")
     page.click("[data-tab=header]")
     S.wait_js(page, "Number(document.getElementById('header-table').dataset.rows || 0) > 40", 30)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
-import ppui_support as S  # noqa: E402
+import ppui_support as S
 
 pytestmark = pytest.mark.slow
 

@@ -40,7 +40,8 @@ _SELFTEST_JS = r"""
     window.pywebview._jsApiCallback(name, [], id);
     setTimeout(() => resolve({ timeout: true }), 4000);
   });
-  for (const n of ['hello.__func__.__globals__', 'hello.__func__', '__class__', '__init__', '_refuse', 'search.__call__']) {
+  for (const n of ['hello.__func__.__globals__', 'hello.__func__', '__class__', '__init__', '_refuse',
+                   'search.__call__']) {
     out.refused[n] = await probe(n);
   }
   const c = document.createElement('canvas');

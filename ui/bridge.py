@@ -125,7 +125,7 @@ def call(name: Any, args: Any = None) -> dict:
             return protocol.fail(protocol.UNAVAILABLE, "The application is not ready.")
         clean = protocol.validate_args(args, SCHEMAS[name])
         return protocol.ok(handler(clean))
-    except BaseException as exc:  # noqa: BLE001 - the envelope is the contract
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         if not isinstance(exc, protocol.BridgeError):

@@ -110,11 +110,11 @@ ROUTES: tuple[Route, ...] = (
 class Backend(Protocol):
     """What the server needs from the session (see :mod:`pocketpacs.ui.session`)."""
 
-    def call(self, name: str, args: Any) -> dict: ...  # noqa: D102
+    def call(self, name: str, args: Any) -> dict: ...
 
-    def volume_stream(self, vid: str): ...  # noqa: D102
+    def volume_stream(self, vid: str): ...
 
-    def thumbnail(self, sid: str): ...  # noqa: D102
+    def thumbnail(self, sid: str): ...
 
 
 def asset_table(root: Path = WEB_ROOT) -> dict[str, Path]:
@@ -258,7 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
     # TCP_NODELAY the body waits for the browser's delayed ACK of the headers
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         # Request lines may contain ids only, but keep the log quiet anyway.
         log.debug("http: %s", self.command)
 
@@ -327,21 +327,21 @@ class _Handler(BaseHTTPRequestHandler):
         return m.value if m else None
 
     # -------------------------------------------------------------- methods
-    def do_OPTIONS(self) -> None:  # noqa: N802
+    def do_OPTIONS(self) -> None:
         self._error(403, protocol.NOT_ALLOWED, "Not allowed.")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._error(405, protocol.NOT_ALLOWED, "Method not allowed.")
 
     do_DELETE = do_PATCH = do_TRACE = do_CONNECT = do_PUT
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._dispatch("GET")
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:

@@ -31,11 +31,11 @@ log = logging.getLogger("pocketpacs.ui.volumes")
 class SliceSource(Protocol):
     """Something that yields a header, then slices in any order."""
 
-    def header(self) -> protocol.VolumeHeader: ...  # noqa: D102
+    def header(self) -> protocol.VolumeHeader: ...
 
-    def read(self, z: int) -> np.ndarray: ...  # noqa: D102
+    def read(self, z: int) -> np.ndarray: ...
 
-    def close(self) -> None: ...  # noqa: D102
+    def close(self) -> None: ...
 
 
 class ArraySource:
@@ -396,7 +396,7 @@ class VolumeJob:
         z = 0
         while z < nz:
             with self._cond:
-                self._cond.wait_for(lambda: bool(self._ready[z]) or self._failed is not None, 120.0)
+                self._cond.wait_for(lambda z=z: bool(self._ready[z]) or self._failed is not None, 120.0)
                 if self._failed is not None or not self._ready[z]:
                     return
                 end = z + 1

@@ -471,7 +471,8 @@ class Importer:
             part = refs[a:a + CHUNK]
             batch = parse_files(part)
             take = [(_HintRow(), _ROW0) for _j in range(len(part))]
-            res = self.store.write(lambda t: commit.commit_hint_files(t, self.secret, part, take, batch))
+            res = self.store.write(lambda t, part=part, take=take, batch=batch:
+                                   commit.commit_hint_files(t, self.secret, part, take, batch))
             for j, p in enumerate(part):
                 self._hint_done[p] = (int(take[j][0].code[0]), take[j][0].key)
             # counts are made when the walk reaches these files

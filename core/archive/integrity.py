@@ -321,7 +321,7 @@ def _child(path: str) -> dict[str, Any]:
     try:
         with store.read() as t:
             for db in DBS:
-                for k, v in t.range(db):
+                for _key, v in t.range(db):
                     n += 1
                     if db in ("patients", "studies", "series", "roots"):
                         records.loads(v)

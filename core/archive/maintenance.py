@@ -239,7 +239,7 @@ class ArchiveMaintenance:
 
     def _apply_checks(self, t: Any, checks: list, rep: VerifyReport) -> None:
         ctx = RecordChanges(t, self._secret)
-        for dk, d, lst, missing in checks:
+        for dk, _listing, lst, missing in checks:
             changed = False
             for r in range(len(lst)):
                 if lst.code[r] != 0:

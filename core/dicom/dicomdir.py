@@ -209,8 +209,9 @@ def read_dicomdir(root: str) -> DicomdirInfo | None:
         if (len(comps) > MAX_COMPONENTS or any(_bad_component(c) for c in comps)
                 or os.path.isabs(comps[0] if comps else "")):
             info.rejected += 1
-            info.problems.append(Problem(f"{root}{os.sep}{shown}", "unsupported",
-                                         f"{path}: reference {shown!r} is not a valid path inside the media root; ignored"))
+            info.problems.append(Problem(
+                f"{root}{os.sep}{shown}", "unsupported",
+                f"{path}: reference {shown!r} is not a valid path inside the media root; ignored"))
             continue
         p = _resolve_ci(root, comps)
         if p is None:

@@ -202,7 +202,7 @@ def _run_items(items: list, fn: Any, conv: dict | None, shm: _ShmCache) -> list:
 def _worker_main(conn: Any) -> None:
     # warm the decoders while the parent prepares the first message
     try:
-        import pydicom  # noqa: F401
+        import pydicom
         import pydicom.pixels  # noqa: F401
     except Exception:
         pass

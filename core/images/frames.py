@@ -215,7 +215,7 @@ def _read_native(paths, formats, refs, rows, out, flat, sl, ic, rescale, kernels
         for j, fi in enumerate(files.tolist()):
             groups.setdefault(keys[fi], []).append(j)
     int_out = out.dtype.kind in "iu"
-    for key, js in groups.items():
+    for js in groups.values():
         jj = np.asarray(js, dtype=np.int64)
         f = formats[int(files[jj[0]])]
         dst = np.ascontiguousarray(rows[jj])

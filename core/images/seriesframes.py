@@ -93,7 +93,7 @@ def _multiframe_rows(path: str, fmt: PixelFormat, fi: int) -> dict[str, Any] | N
         for i in range(n):
             f = per[i]
 
-            def get(seq: str, attr: str) -> Any:
+            def get(seq: str, attr: str, f: Any = f) -> Any:
                 v = _fg(f, seq, attr)
                 return v if v is not None else _fg(shared, seq, attr)
 
