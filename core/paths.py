@@ -26,11 +26,6 @@ def default_archive_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "archive"
 
 
-def cache_dir() -> Path:
-    """Return the user's cache folder for PocketPACS (not created)."""
-    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
-
-
 def ensure_private_dir(path: os.PathLike[str] | str) -> Path:
     """Create *path* (and its missing parents) with mode 0700 and return it.
 

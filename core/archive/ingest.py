@@ -53,6 +53,8 @@ from .memstore import MemoryStore
 
 #: Files parsed and committed per transaction.
 CHUNK = 2000
+#: ``_add_folder`` was not given the folder's stored listing: it looks it up.
+_NOT_LOOKED_UP = object()
 #: Read the next chunk's file heads in a helper process (``readahead``) while
 #: this one is parsed and committed (Linux; off elsewhere or on any failure).
 READ_AHEAD = True
@@ -162,11 +164,11 @@ class Importer:
                 folder.problems = [p for p in folder.problems if p.path == root_s]
                 self._add_folder(folder, partial=True)
             else:
-                for folder, raw in self._walk(root_s):
+                for folder, stored_listing in self._walk(root_s):
                     if _is_cancelled(cancel):
                         rep.cancelled = True
                         break
-                    self._add_folder(folder, raw=raw)
+                    self._add_folder(folder, stored_listing=stored_listing)
                     if self._ra is not None and self._npending >= READ_AHEAD_START:
                         if not self._ra.started:
                             self._ra.start()     # ready by the time a chunk is listed
@@ -213,17 +215,19 @@ class Importer:
             yield folder, raw
             stack.extend(subdirs)
 
-    def _add_folder(self, folder: Folder, partial: bool = False, raw: Any = False) -> None:
+    def _add_folder(self, folder: Folder, partial: bool = False,
+                    stored_listing: bytes | None | object = _NOT_LOOKED_UP) -> None:
         rep, prog = self._rep, self._prog
         for p in folder.problems:
             rep.failures.append(Failure(p.path, p.reason, p.message))
         prog.failed += len(folder.problems)
         self._walked.add(folder.path)
-        if raw is False:
-            raw = self._listing(folder.path.encode("utf-8", "surrogateescape"))
+        if stored_listing is _NOT_LOOKED_UP:
+            stored_listing = self._listing(folder.path.encode("utf-8", "surrogateescape"))
+        raw = stored_listing  # the folder's listing as the last import stored it (None: new folder)
         n = len(folder.names)
         if raw is not None and not partial and records.DirListing.unchanged(raw, folder.names, folder.sizes,
-                                                                       folder.mtimes):
+                                                                            folder.mtimes):
             prog.seen += n  # the usual rescan case: nothing changed in this folder
             rep.seen += n
             prog.unchanged += n

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mod
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import Problem
@@ -111,31 +110,3 @@ def list_folder(path: str, stat: bool = True) -> tuple[Folder, list[str]]:
         except OSError as exc:
             problems.append(_os_problem(path, exc, "folder "))
     return folder, subdirs
-
-
-def walk(root: str, exclude: frozenset[str] = frozenset()) -> Iterator[Folder]:
-    """Yield every folder under ``root`` (depth first), ``root`` first.
-
-    Parameters
-    ----------
-    root : str
-        Folder to walk.
-    exclude : frozenset of str
-        Real paths of folders to skip (e.g. the archive itself).
-    """
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        if exclude and os.path.realpath(d) in exclude:
-            continue
-        folder, subdirs = list_folder(d)
-        yield folder
-        stack.extend(subdirs)
-
-
-def walk_stat(root: str) -> int:
-    """Plain walk + stat of every file (the rescan benchmark's baseline)."""
-    n = 0
-    for f in walk(root):
-        n += len(f.names)
-    return n
