@@ -11,7 +11,7 @@ with :func:`command`; other modules add commands the same way.  One command
 table serves every entry point (``pocketpacs``, ``python -m pocketpacs``,
 ``python -m pocketpacs.ui``): :func:`entry` loads the commands of the
 installed plugins (entry-point group :data:`PLUGIN_GROUP`; the desktop app is
-one, so the core never imports the UI) and runs :data:`DEFAULT_COMMAND` when
+one, so the core never imports the UI) and runs :data:`.framework.DEFAULT_COMMAND` when
 no command is given.
 
 Exit codes

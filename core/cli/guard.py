@@ -22,7 +22,7 @@ def entry(argv: list[str] | None = None) -> int:
     """The console entry: ``pocketpacs``, ``python -m pocketpacs``, ``python -m pocketpacs.ui``.
 
     Loads the plugins' commands (:func:`load_plugins`); without a command,
-    runs :data:`DEFAULT_COMMAND` (the window, where the desktop app is
+    runs :data:`.framework.DEFAULT_COMMAND` (the window, where the desktop app is
     installed) with the options given, else prints the help; then
     :func:`run_guarded`.
     """
