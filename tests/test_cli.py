@@ -136,7 +136,7 @@ def test_usage_errors_and_registry(capsys, monkeypatch, tmp_path):
     assert cli.main([]) == 2
     assert cli.main(["frobnicate"]) == 2
     capsys.readouterr()
-    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+    monkeypatch.setattr(cli.framework, "COMMANDS", dict(cli.COMMANDS))
 
     @cli.command("hello", "say hello", lambda p: p.add_argument("who"))
     def cmd_hello(args):
@@ -145,7 +145,7 @@ def test_usage_errors_and_registry(capsys, monkeypatch, tmp_path):
 
     assert cli.main(["hello", "world"]) == 0
     assert capsys.readouterr().out == "hello world\n"
-    assert {"import", "search", "show", "rm", "verify", "rebuild", "stats", "hello"} <= set(cli.COMMANDS)
+    assert {"import", "search", "show", "rm", "verify", "rebuild", "stats", "hello"} <= set(cli.framework.COMMANDS)
 
 
 def test_console_script_runs(tmp_path):
@@ -199,8 +199,8 @@ def test_archive_option_before_or_after_the_command(tmp_path, data, capsys, monk
 def test_archive_option_after_the_command_does_not_clobber_the_one_before(monkeypatch):
     from pocketpacs.ui import launch
 
-    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
-    monkeypatch.setattr(cli, "DEFAULT_COMMAND", None)
+    monkeypatch.setattr(cli.framework, "COMMANDS", dict(cli.COMMANDS))
+    monkeypatch.setattr(cli.framework, "DEFAULT_COMMAND", None)
     launch.register_commands()
     ap = cli.build_parser()
     for cmd in ("import", "search", "serve", "app", "demo"):

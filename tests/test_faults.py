@@ -694,7 +694,7 @@ def test_crash_guard_of_the_console_entry(filled, capsys, monkeypatch):
         os.abort()
 
     monkeypatch.setitem(cli.COMMANDS, "crash", cli.Command("crash", "test", lambda p: None, crash))
-    monkeypatch.setattr(cli, "GUARDED", cli.GUARDED | {"crash"})
+    monkeypatch.setattr(cli.guard, "GUARDED", cli.GUARDED | {"crash"})
     rc = cli.run_guarded(["--archive", str(arc), "crash"])
     err = capsys.readouterr().err
     assert rc == cli.EXIT_DAMAGED and "SIGABRT" in err and "pocketpacs check" in err

@@ -490,17 +490,17 @@ def register_commands() -> None:
     The core (``pocketpacs.cli``) never imports the UI; the UI registers
     itself with :func:`pocketpacs.cli.command` instead.  Idempotent.
     """
-    from pocketpacs import cli
+    from pocketpacs.cli import framework
 
-    cli.DEFAULT_COMMAND = "app"
-    if "serve" in cli.COMMANDS:
+    framework.DEFAULT_COMMAND = "app"
+    if "serve" in framework.COMMANDS:
         return
-    cli.command("app", "open the desktop window (the default without a command)",
-                add_app_arguments)(run_app)
-    cli.command("serve", "serve the UI to a browser on 127.0.0.1 (prints a URL with a token)",
-                add_serve_arguments)(run_serve)
-    cli.command("demo", "open a demo archive of synthetic CT and MR phantoms (built on first use)",
-                add_demo_arguments)(run_demo)
+    framework.command("app", "open the desktop window (the default without a command)",
+                      add_app_arguments)(run_app)
+    framework.command("serve", "serve the UI to a browser on 127.0.0.1 (prints a URL with a token)",
+                      add_serve_arguments)(run_serve)
+    framework.command("demo", "open a demo archive of synthetic CT and MR phantoms (built on first use)",
+                      add_demo_arguments)(run_demo)
 
 
 def cli_main(argv: list[str] | None = None) -> int:

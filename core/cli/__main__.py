@@ -1,0 +1,4 @@
+"""``python -m pocketpacs.cli``: the command line, as ``pocketpacs``."""
+from . import entry
+
+raise SystemExit(entry())

@@ -1,0 +1,174 @@
+"""The command framework of ``pocketpacs``: exit codes, the command table.
+
+Commands register with :func:`command` into :data:`COMMANDS` (plugins through
+the entry-point group :data:`PLUGIN_GROUP`, loaded by :func:`load_plugins`);
+:func:`build_parser` makes one argument parser of them, with the global
+options accepted before and after the command, and :func:`main` runs one
+command line and turns the archive's errors into the exit codes.
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked, PocketPacsError
+from ..paths import ENV_ARCHIVE
+from ..process import prefer_passive_waits
+from .output import _err, _safe
+
+EXIT_OK = 0
+EXIT_ATTENTION = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+EXIT_ARCHIVE = 4
+EXIT_DAMAGED = 5
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class Command:
+    """A registered subcommand."""
+    name: str
+    help: str
+    setup: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {}
+
+#: Entry-point group of the packages that add commands: each entry point is a
+#: function called without arguments that registers them with :func:`command`.
+PLUGIN_GROUP = "pocketpacs.commands"
+
+#: The command :func:`entry` runs when none is given (a plugin sets it: the
+#: desktop app makes it ``app``); None: print the help.
+DEFAULT_COMMAND: str | None = None
+
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Register the commands of every installed plugin (once).
+
+    A plugin that fails to load is reported on stderr; the other commands
+    still work.
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()()
+        except Exception as e:  # a broken optional part must not take the archive commands down
+            _err(f"the commands of {ep.value} are not available ({type(e).__name__}: {e})")
+
+
+def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], None] | None = None
+            ) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Register ``fn(args) -> exit code`` as subcommand ``name``.
+
+    Parameters
+    ----------
+    name : str
+    help : str
+        One line for ``pocketpacs --help``.
+    setup : callable, optional
+        Adds the subcommand's arguments to its parser.
+    """
+    def deco(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = Command(name, help, setup or (lambda p: None), fn)
+        return fn
+    return deco
+
+# ---- helpers ---------------------------------------------------------------------------
+
+def _open(args: argparse.Namespace, readonly: bool = False):
+    from ..archive.api import open_archive
+
+    return open_archive(args.archive, readonly=readonly)
+
+
+def _add_global_options(p: Any, after_command: bool = False) -> None:
+    """The options of the whole command line, accepted before and after the command.
+
+    After the command they default to ``SUPPRESS``, so that a value given
+    before the command is not overwritten by the subcommand's default.
+    """
+    kw: dict[str, Any] = {"default": argparse.SUPPRESS} if after_command else {}
+    p.add_argument("--archive", metavar="PATH", help=f"archive folder (default: ${ENV_ARCHIVE} or the data folder)",
+                   **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered command."""
+    epilog = f"The archive is --archive, ${ENV_ARCHIVE}, or your data folder."
+    if DEFAULT_COMMAND in COMMANDS:
+        epilog += f" Without a command: `pocketpacs {DEFAULT_COMMAND}`."
+    ap = argparse.ArgumentParser(prog="pocketpacs", description="PocketPACS: a local DICOM archive and viewer.",
+                                 epilog=epilog)
+    _add_global_options(ap)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    for c in COMMANDS.values():
+        sp = sub.add_parser(c.name, help=c.help, description=c.help)
+        c.setup(sp)
+        _add_global_options(sp.add_argument_group("global options"), after_command=True)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    prefer_passive_waits()
+    from ..log import protect_patient_data
+
+    protect_patient_data()
+    ap = build_parser()
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0) if e.code in (0, None) else EXIT_USAGE
+    if not args.command:
+        ap.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command].run(args)
+    except ArchiveLocked as e:
+        _err(str(e))
+        return EXIT_LOCKED
+    except ArchiveDamaged as e:
+        _err(_safe(str(e)))
+        return EXIT_DAMAGED
+    except FileNotFoundError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except (ArchiveError, PocketPacsError) as e:
+        _err(str(e))
+        return EXIT_ARCHIVE
+    except KeyboardInterrupt:
+        _err("interrupted; the archive is consistent")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:
+        if type(e).__module__ != "lmdb":
+            raise
+        _err(f"the archive database could not be read ({type(e).__name__}): it may be damaged; "
+             f"`pocketpacs check` says, {REBUILD_ADVICE}")
+        return EXIT_DAMAGED
+
+
+def _command_of(argv: list[str]) -> str | None | bool:
+    """The command *argv* names (None: none), parsed quietly; False on ``--help`` or a
+    usage error, which :func:`main` prints once."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return build_parser().parse_known_args(argv)[0].command
+    except SystemExit:
+        return False

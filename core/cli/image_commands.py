@@ -1,0 +1,127 @@
+"""The image commands: ``export`` (a series, or a file or folder, to NIfTI, or
+one slice to PNG) and ``report`` (how a series assembles into volumes); the
+target is a Series Instance UID in the archive or a path.  Registered with
+:func:`~pocketpacs.cli.framework.command` when this module is imported.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import PocketPacsError
+from .framework import EXIT_OK, EXIT_USAGE, _open, command
+from .output import _err, _print_json
+
+
+def _series_volumes(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """Resolve TARGET (a Series Instance UID in the archive, or a file/folder path)
+    into ``(label, SeriesVolumes-or-volume-list)`` pairs."""
+    from ..images.volume import SeriesVolumes, assemble_path
+
+    target = args.target
+    if os.path.exists(target):
+        from ..images.openother import _kind_of, open_other
+
+        if os.path.isfile(target) and _kind_of(target) != "dicom":
+            vols = open_other(target)
+            return [(os.path.basename(target), SeriesVolumes(vols, None, []))]
+        found = assemble_path(target)
+        if not found:
+            raise PocketPacsError(f"{target}: no DICOM series found")
+        return [(sv.volumes[0].series_uid or f"series {i + 1}", sv) for i, sv in enumerate(found)]
+    with _open(args, readonly=True) as arch:
+        try:
+            sv = arch.volume(target)
+        except KeyError:
+            raise FileNotFoundError(f"{target}: neither an existing path nor a series in the archive")
+    return [(target, sv)]
+
+
+def _setup_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="SERIES_UID|PATH",
+                   help="a Series Instance UID in the archive, or a DICOM file/folder, NIfTI or image file")
+    p.add_argument("out", metavar="OUT", help="OUT.nii.gz / OUT.nii (every stack; numbered when the "
+                   "series splits) or OUT.png (one slice windowed to 8 bits)")
+    p.add_argument("--slice", type=int, default=None, help="PNG: slice index (default: the middle one)")
+    p.add_argument("--window", default=None, metavar="CENTER/WIDTH",
+                   help="PNG: window, e.g. 40/400 (default: the series' first preset)")
+    p.add_argument("--stack", type=int, default=0, help="PNG: which stack (default 0)")
+    p.add_argument("--report", action="store_true", help="NIfTI: also write the assembly report as JSON")
+    p.add_argument("--json", action="store_true", help="print the files written as JSON")
+
+
+@command("export", "export a series (or a file/folder) to NIfTI, or a slice to PNG", _setup_export)
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..images.export import export_nifti, export_png
+
+    found = _series_volumes(args)
+    written: list[str] = []
+    out = args.out
+    if out.lower().endswith(".png"):
+        label, sv = found[0]
+        vols = sv.volumes
+        if not 0 <= args.stack < len(vols):
+            _err(f"stack {args.stack} does not exist (the series has {len(vols)})")
+            return EXIT_USAGE
+        kw: dict[str, Any] = {}
+        if args.window:
+            try:
+                c, w = (float(x) for x in args.window.split("/"))
+            except ValueError:
+                _err("--window takes CENTER/WIDTH, e.g. 40/400")
+                return EXIT_USAGE
+            kw.update(center=c, width=w)
+        written.append(export_png(vols[args.stack], out, args.slice, **kw))
+    elif out.lower().endswith((".nii", ".nii.gz")):
+        if len(found) > 1:
+            stem = out[:-7] if out.endswith(".nii.gz") else out[:-4]
+            ext = ".nii.gz" if out.endswith(".nii.gz") else ".nii"
+            for i, (_label, sv) in enumerate(found, 1):
+                written += export_nifti(sv, f"{stem}_series{i}{ext}", report=args.report)
+        else:
+            written += export_nifti(found[0][1], out, report=args.report)
+    else:
+        _err("OUT must end in .nii.gz, .nii or .png")
+        return EXIT_USAGE
+    if args.json:
+        _print_json({"written": written})
+    else:
+        for w in written:
+            print(w)
+    return EXIT_OK
+
+
+def _setup_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="SERIES_UID|PATH",
+                   help="a Series Instance UID in the archive, or a DICOM file/folder")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+@command("report", "how a series assembles into volumes: stacks, splits, spacing, tilt", _setup_report)
+def cmd_report(args: argparse.Namespace) -> int:
+    found = _series_volumes(args)
+    reports = []
+    for label, sv in found:
+        if sv.report is not None:
+            d = sv.report_dict()
+        else:  # Open Other files have no assembly report: describe the volumes
+            d = {"stacks": [{"shape": list(v.array.shape), "spacing": list(map(float, v.spacing)),
+                             "affine_lps": np.asarray(v.affine_lps).tolist(), "kind": v.kind}
+                            for v in sv.volumes]}
+        reports.append(d)
+    if args.json:
+        _print_json(reports[0] if len(reports) == 1 else reports)
+        return EXIT_OK
+    for (label, sv), d in zip(found, reports):
+        print(f"series {label}")
+        for i, v in enumerate(sv.volumes):
+            sp = " x ".join(f"{x:.3g}" for x in v.spacing)
+            print(f"  stack {i}: {v.kind}, shape {tuple(v.array.shape)}, spacing {sp} mm")
+        for note in (d.get("notes") or []):
+            print(f"  note: {note}")
+        for why in (d.get("split_reasons") or d.get("splits") or []):
+            print(f"  split: {why}")
+    return EXIT_OK
