@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import kernel, prange
+from ._jit import kernel
 
 import sys
 
@@ -138,13 +138,6 @@ def xxh64(buf, start, length, seed):
     h *= P3
     h ^= h >> np.uint64(32)
     return h
-
-
-@kernel(parallel=True)
-def xxh64_many(buf, starts, lengths, seed, out):
-    """Hash many slices of one buffer in parallel into ``out`` (uint64)."""
-    for i in prange(starts.shape[0]):
-        out[i] = xxh64(buf, starts[i], lengths[i], seed)
 
 
 def hash_bytes(data: bytes, seed: int = 0) -> int:

@@ -17,7 +17,7 @@ from pocketpacs.images.decoders import DecoderPool
 from pocketpacs.images.resample import resample_z
 from pocketpacs.images.stackread import choose_dtype, read_resampled, read_stack
 from pocketpacs.images.stacksplit import plan_series
-from pocketpacs.images.volume import assemble_series, dicom_files_in, load_volume
+from pocketpacs.images.volume import assemble_series, dicom_files_in
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_marker_and_big_endian(tmp_path, big_endian):
     nrm = normal_from_orientation(iop)
     pos = [np.array([5.0, -10.0, 20.0]) + k * 3.0 * nrm for k in range(5)]
     paths = write_series(tmp_path / "s", pos, iop, big_endian=big_endian, slope=2.0)
-    v = load_volume(paths[::-1])[0]
+    v = assemble_series(paths[::-1]).volumes[0]
     # 16 stored bits x slope 2 could exceed int16, but the actual values fit it
     assert v.array.dtype == np.int16
     assert v.array[:, 3, 2].tolist() == [2000 * 2 - 1024] * 5
@@ -159,7 +159,7 @@ def test_dtype_from_actual_values_widens_when_needed(tmp_path):
     img[5, 5] = 30000  # 30000 * 2 - 1024 does not fit int16 (and -976 not uint16)
     ds.PixelData = img.tobytes()
     ds.save_as(paths[1])
-    v = load_volume(paths)[0]
+    v = assemble_series(paths).volumes[0]
     assert v.array.dtype == np.int32
     assert v.array[1, 5, 5] == 30000 * 2 - 1024 and v.array[1, 3, 2] == 2000 * 2 - 1024
     assert v.array[0, 0, 0] == 24 * 2 - 1024

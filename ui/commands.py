@@ -21,7 +21,6 @@ from .import_jobs import ImportJob
 from .protocol import BridgeError
 from .volumes import VolumeJob
 
-MAX_ROWS = 5000
 #: Longest open_series waits for the volume header to answer with it.
 HEADER_INLINE_WAIT_S = 0.25
 
@@ -94,12 +93,6 @@ class Commands:
         counts = {"patients": res.n_patients,
                   "studies": res.n_studies, "series": res.n_series, "images": res.n_instances}
         return {"rows": rows, "counts": counts, "truncated": truncated}
-
-    def _series_paths(self, sid: str) -> list[str]:
-        paths = self.archive.series_files(sid)
-        if not paths:
-            raise BridgeError(protocol.NOT_FOUND, "That series has no files that can be read.")
-        return [os.fspath(p) for p in paths]
 
     def cmd_open_series(self, a: dict) -> dict:
         """Start loading a series; answers at once with the volume id."""

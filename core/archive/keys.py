@@ -158,11 +158,6 @@ def is_anonymous(patient_id: str | None, patient_name: str | None) -> bool:
     return not _norm_identity(patient_id) and not _norm_identity(patient_name).strip("^= ")
 
 
-def hexkey(key: bytes) -> str:
-    """Public identifier of a record key (hex)."""
-    return key.hex()
-
-
 def unhex(s: str, length: int | None = None) -> bytes | None:
     """Parse a hex record id; None when ``s`` is not one."""
     try:

@@ -36,7 +36,7 @@ def _series_volumes(args: argparse.Namespace) -> list[tuple[str, Any]]:
         try:
             sv = arch.volume(target)
         except KeyError:
-            raise FileNotFoundError(f"{target}: neither an existing path nor a series in the archive")
+            raise FileNotFoundError(f"{target}: neither an existing path nor a series in the archive") from None
     return [(target, sv)]
 
 
@@ -104,7 +104,7 @@ def _setup_report(p: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     found = _series_volumes(args)
     reports = []
-    for label, sv in found:
+    for _label, sv in found:
         if sv.report is not None:
             d = sv.report_dict()
         else:  # Open Other files have no assembly report: describe the volumes

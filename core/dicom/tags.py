@@ -131,6 +131,4 @@ assert list(TAG_ARRAY) == sorted(TAG_ARRAY), "TAGS must be sorted by tag"
 assert len(set(KEYWORDS)) == len(KEYWORDS)
 
 
-def tags_at_level(level: str) -> tuple[TagSpec, ...]:
-    """Return the tags whose values belong to one level of the hierarchy."""
-    return tuple(t for t in TAGS if t.level == level)
+

@@ -362,11 +362,6 @@ def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,
                   errors=errors)
 
 
-def load_volume(paths: Sequence[str | os.PathLike[str]], **kwargs: Any) -> list[Volume]:
-    """The volumes of a set of files of one series (see :func:`assemble_series`)."""
-    return assemble_series(paths, **kwargs).volumes
-
-
 def dicom_files_in(folder: str | os.PathLike[str]) -> list[str]:
     """Regular files under a folder (recursively), sorted; DICOMDIRs left out."""
     out: list[str] = []
