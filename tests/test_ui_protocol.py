@@ -17,7 +17,12 @@ from pocketpacs.errors import (
     ArchiveReadOnly,
     SchemaVersionMismatch,
 )
+from pocketpacs.dicom.codestreams import CodestreamError
 from pocketpacs.images.affine import GeometryError, normal_from_orientation
+from pocketpacs.images.export import ExportError
+from pocketpacs.images.frames import PixelError
+from pocketpacs.images.openother import OpenOtherError
+from pocketpacs.images.volume import VolumeError
 from pocketpacs.ui import protocol
 
 SECRET = "/media/cdrom/DOE^JOHN/IM0001"
@@ -53,6 +58,11 @@ def test_undecodable_record_raised_by_core_is_a_damaged_archive():
 
 @pytest.mark.parametrize("exc, code, words", [
     (GeometryError(SECRET), protocol.NOT_A_VOLUME, "do not form a volume"),
+    (VolumeError(SECRET), protocol.NOT_A_VOLUME, "do not form a volume"),
+    (PixelError(SECRET), protocol.UNREADABLE, "could not be read or decoded"),
+    (CodestreamError(SECRET), protocol.UNREADABLE, "could not be read or decoded"),
+    (OpenOtherError(SECRET), protocol.UNREADABLE, "could not be opened as an image"),
+    (ExportError(SECRET), protocol.UNAVAILABLE, "could not be exported"),
     (FileNotFoundError(2, "No such file", SECRET), protocol.NOT_FOUND, "does not exist"),
     (NotADirectoryError(20, "Not a directory", SECRET), protocol.NOT_FOUND, "does not exist"),
     (PermissionError(13, "Permission denied", SECRET), protocol.UNREADABLE, "Permission denied"),

@@ -30,7 +30,12 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from pocketpacs.errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked
+from pocketpacs.dicom.codestreams import CodestreamError
 from pocketpacs.images.affine import GeometryError
+from pocketpacs.images.export import ExportError
+from pocketpacs.images.frames import PixelError
+from pocketpacs.images.openother import OpenOtherError
+from pocketpacs.images.volume import VolumeError
 
 PROTOCOL_VERSION = 1
 
@@ -121,8 +126,14 @@ def envelope_for_exception(exc: BaseException) -> dict:
     """
     if isinstance(exc, BridgeError):
         return fail(exc.code, exc.message)
-    if isinstance(exc, GeometryError):
+    if isinstance(exc, (GeometryError, VolumeError)):
         return fail(NOT_A_VOLUME, "These images do not form a volume that can be displayed.")
+    if isinstance(exc, (PixelError, CodestreamError)):
+        return fail(UNREADABLE, "The image data of these files could not be read or decoded.")
+    if isinstance(exc, OpenOtherError):
+        return fail(UNREADABLE, "That file could not be opened as an image.")
+    if isinstance(exc, ExportError):
+        return fail(UNAVAILABLE, "The image could not be exported.")
     if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
         return fail(NOT_FOUND, "That file or folder does not exist.")
     if isinstance(exc, PermissionError):
