@@ -1,8 +1,9 @@
 """Coverage-guided fuzzing of the header parser, then watchdog replay.
 
 1. Guided phase (a child with ``NUMBA_DISABLE_JIT=1``): mutations of
-   tests/fuzzing.py, kept when they take a line-to-line arc of
-   native/dicomparse.py that no earlier input took (``sys.settrace``);
+   tests/fuzzing.py, kept when they take a line-to-line arc of the parser's
+   kernel functions (native/dicomparse.py, dicomvr.py, dicomvalues.py) that
+   no earlier input took (``sys.settrace``);
    interpreted, NumPy bounds-checks every index.  The kept corpus is saved
    to ``bench-data/fuzz-guided/corpus`` (gitignored); ``--resume`` goes on
    from it.
@@ -117,11 +118,11 @@ def main(argv=None) -> int:
     cmd = "python benchmarks/fuzz_guided.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print("\n| check | figure | command |\n|---|---|---|")
     if guided:
+        per_file = ", ".join(f"{name} {c}/{n}" for name, (c, n) in guided["lines_by_file"].items())
         print(f"| coverage-guided fuzzing, interpreted kernels (NUMBA_DISABLE_JIT=1) | "
               f"{guided['inputs']:,} inputs, {guided['arcs']:,} arcs and "
-              f"{guided['lines_covered']} of {guided['function_lines']} kernel lines of "
-              f"dicomparse.py covered, "
-              f"{guided['corpus']:,} inputs kept, {guided['findings']} exceptions | "
+              f"{guided['lines_covered']} of {guided['function_lines']} kernel lines ({per_file}) "
+              f"covered, {guided['corpus']:,} inputs kept, {guided['findings']} exceptions | "
               f"`{cmd.strip()}` |")
     for name, r in replays.items():
         print(f"| replay {name} | {r['inputs']:,} inputs, {len(r['crashes'])} crashes, "

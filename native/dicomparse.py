@@ -19,12 +19,43 @@ Safety: every length is checked against the bytes left in the file's slice
 of the buffer before it is used; the walk always advances, so it ends in at
 most (bytes / 8) steps; nesting is capped.  Every outcome is one of the
 status codes below with a reason code and the byte offset where it arose.
+
+Here: the outcome codes, the walk of one file (:func:`parse_one`), its
+parallel and serial batch kernels, and the walk of the items of
+encapsulated pixel data (:func:`encapsulated_fragments`).  The encoding
+vocabulary they use (VR codes, tags, byte readers, transfer syntaxes) is in
+:mod:`pocketpacs.native.dicomvr`; the conversion of numeric values and the
+gathering of text values for decoding in :mod:`pocketpacs.native.dicomvalues`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ._jit import kernel, prange
+from .dicomvalues import NUM_ABSENT, _store_numbers
+from .dicomvr import (
+    _ITEM,
+    _ITEM_DELIM,
+    _PIXEL_FIRST,
+    _SEQ_DELIM,
+    _UN,
+    TS_BIG,
+    TS_DEFLATE,
+    TS_EXPLICIT,
+    TS_IMPLICIT,
+    TS_NONE,
+    TS_OTHER,
+    _classify_ts,
+    _find_tag,
+    _is_vr_byte,
+    _long_vr,
+    _peek_implicit,
+    _stripped_len,
+    _tag,
+    _u16,
+    _u32,
+    _vr_code,
+)
 from .hashing import xxh64
 
 # ---- status codes -------------------------------------------------------
@@ -55,310 +86,6 @@ REASON_NAMES = (
 
 #: Maximum sequence nesting depth (64 levels pass, 65 fail).
 MAX_DEPTH = 64
-
-# ---- numeric flags -------------------------------------------------------
-NUM_ABSENT = 0
-NUM_OK = 1
-NUM_PYTHON = 2  #: value present but outside the exact fast path: convert in Python
-
-# transfer syntax classes (``ts_class`` output)
-TS_NONE = 0        #: no TransferSyntaxUID (encoding guessed)
-TS_IMPLICIT = 1
-TS_EXPLICIT = 2    #: explicit VR LE, native or encapsulated
-TS_BIG = 3
-TS_DEFLATE = 4
-TS_OTHER = 5
-
-_POW10 = np.array([1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
-                   1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22])
-
-_PIXEL_FIRST = 0x7FE00008  # FloatPixelData; pydicom stops before any of 7FE0,0008/0009/0010
-_ITEM = 0xFFFEE000
-_ITEM_DELIM = 0xFFFEE00D
-_SEQ_DELIM = 0xFFFEE0DD
-
-
-@kernel(inline="always")
-def _vr_code(a, b):
-    return (np.int32(a) << 8) | np.int32(b)
-
-
-# VR codes as ints ('O'<<8|'B' ...)
-_OB = (79 << 8) | 66
-_OD = (79 << 8) | 68
-_OF = (79 << 8) | 70
-_OL = (79 << 8) | 76
-_OV = (79 << 8) | 86
-_OW = (79 << 8) | 87
-_SQ = (83 << 8) | 81
-_SV = (83 << 8) | 86
-_UC = (85 << 8) | 67
-_UN = (85 << 8) | 78
-_UR = (85 << 8) | 82
-_UT = (85 << 8) | 84
-_UV = (85 << 8) | 86
-_US = (85 << 8) | 83
-_SS = (83 << 8) | 83
-_UL = (85 << 8) | 76
-_SL = (83 << 8) | 76
-_IS = (73 << 8) | 83
-_DS = (68 << 8) | 83
-_FL = (70 << 8) | 76
-_FD = (70 << 8) | 68
-
-
-@kernel(inline="always")
-def _long_vr(vr):
-    return (vr == _OB or vr == _OD or vr == _OF or vr == _OL or vr == _OV or vr == _OW
-            or vr == _SQ or vr == _SV or vr == _UC or vr == _UN or vr == _UR or vr == _UT
-            or vr == _UV)
-
-
-@kernel(inline="always")
-def _is_vr_byte(c):
-    # pydicom: 0x40 < c < 0x5B
-    return c > 0x40 and c < 0x5B
-
-
-@kernel(inline="always")
-def _u16(buf, p, little):
-    if little:
-        return np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8)
-    return np.int64(buf[p + 1]) | (np.int64(buf[p]) << 8)
-
-
-@kernel(inline="always")
-def _u32(buf, p, little):
-    if little:
-        return (np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8) | (np.int64(buf[p + 2]) << 16)
-                | (np.int64(buf[p + 3]) << 24))
-    return (np.int64(buf[p + 3]) | (np.int64(buf[p + 2]) << 8) | (np.int64(buf[p + 1]) << 16)
-            | (np.int64(buf[p]) << 24))
-
-
-@kernel(inline="always")
-def _tag(buf, p, little):
-    return (_u16(buf, p, little) << 16) | _u16(buf, p + 2, little)
-
-
-@kernel
-def _find_tag(tags, tag):
-    lo = 0
-    hi = tags.shape[0] - 1
-    while lo <= hi:
-        mid = (lo + hi) >> 1
-        t = np.int64(tags[mid])
-        if t == tag:
-            return mid
-        if t < tag:
-            lo = mid + 1
-        else:
-            hi = mid - 1
-    return -1
-
-
-@kernel
-def _uid_equals(buf, p, n, ref):
-    """True when the UID value at buf[p:p+n] (padding stripped) equals ref."""
-    while n > 0 and (buf[p + n - 1] == 0 or buf[p + n - 1] == 32):
-        n -= 1
-    if n != ref.shape[0]:
-        return False
-    for k in range(n):
-        if buf[p + k] != ref[k]:
-            return False
-    return True
-
-
-_TS_IMPLICIT = np.frombuffer(b"1.2.840.10008.1.2", dtype=np.uint8).copy()
-_TS_EXPLICIT = np.frombuffer(b"1.2.840.10008.1.2.1", dtype=np.uint8).copy()
-_TS_BIG = np.frombuffer(b"1.2.840.10008.1.2.2", dtype=np.uint8).copy()
-_TS_DEFLATE = np.frombuffer(b"1.2.840.10008.1.2.1.99", dtype=np.uint8).copy()
-_TS_ENCAP_PREFIX = np.frombuffer(b"1.2.840.10008.1.2.4.", dtype=np.uint8).copy()
-_TS_RLE = np.frombuffer(b"1.2.840.10008.1.2.5", dtype=np.uint8).copy()
-
-
-@kernel
-def _classify_ts(buf, p, n):
-    if _uid_equals(buf, p, n, _TS_IMPLICIT):
-        return TS_IMPLICIT
-    if _uid_equals(buf, p, n, _TS_EXPLICIT):
-        return TS_EXPLICIT
-    if _uid_equals(buf, p, n, _TS_BIG):
-        return TS_BIG
-    if _uid_equals(buf, p, n, _TS_DEFLATE):
-        return TS_DEFLATE
-    if _uid_equals(buf, p, n, _TS_RLE):
-        return TS_EXPLICIT
-    m = _TS_ENCAP_PREFIX.shape[0]
-    while n > 0 and (buf[p + n - 1] == 0 or buf[p + n - 1] == 32):
-        n -= 1
-    if n > m:
-        same = True
-        for k in range(m):
-            if buf[p + k] != _TS_ENCAP_PREFIX[k]:
-                same = False
-                break
-        if same:
-            # 1.2.840.10008.1.2.4.NN: every JPEG family syntax is explicit VR LE
-            ok = True
-            for k in range(m, n):
-                c = buf[p + k]
-                if not (48 <= c <= 57 or c == 46):
-                    ok = False
-            if ok:
-                return TS_EXPLICIT
-    return TS_OTHER
-
-
-@kernel
-def _parse_decimal(buf, p, end):
-    """Parse one decimal number in buf[p:end] (spaces allowed around it).
-
-    Returns (value, flag) with flag NUM_OK for an exactly converted value,
-    NUM_PYTHON when the text is not a plain decimal or is outside the exact
-    fast path (the caller converts it with Python), NUM_ABSENT when empty.
-    """
-    while p < end and (buf[p] == 32 or buf[p] == 0):
-        p += 1
-    while end > p and (buf[end - 1] == 32 or buf[end - 1] == 0):
-        end -= 1
-    if p >= end:
-        return np.nan, NUM_ABSENT
-    neg = False
-    if buf[p] == 45:
-        neg = True
-        p += 1
-    elif buf[p] == 43:
-        p += 1
-    mant = np.int64(0)
-    ndig = 0
-    sig = 0
-    exp = 0
-    seen_digit = False
-    seen_dot = False
-    while p < end:
-        c = buf[p]
-        if 48 <= c <= 57:
-            seen_digit = True
-            if mant == 0 and c == 48:
-                if seen_dot:
-                    exp -= 1
-            else:
-                if sig < 18:
-                    mant = mant * 10 + (np.int64(c) - 48)
-                    sig += 1
-                    if seen_dot:
-                        exp -= 1
-                else:
-                    # too many significant digits for the fast path
-                    return np.nan, NUM_PYTHON
-            ndig += 1
-        elif c == 46 and not seen_dot:
-            seen_dot = True
-        else:
-            break
-        p += 1
-    if not seen_digit:
-        return np.nan, NUM_PYTHON
-    if p < end:
-        c = buf[p]
-        if c == 101 or c == 69:
-            p += 1
-            eneg = False
-            if p < end and (buf[p] == 45 or buf[p] == 43):
-                eneg = buf[p] == 45
-                p += 1
-            # int64 from the start: interpreted (NUMBA_DISABLE_JIT), a plain 0
-            # plus a uint8 byte stays uint8 under NumPy 2 and wraps at 256
-            ev = np.int64(0)
-            nd = 0
-            while p < end and 48 <= buf[p] <= 57:
-                if ev < 10000:
-                    ev = ev * 10 + (np.int64(buf[p]) - 48)
-                nd += 1
-                p += 1
-            if nd == 0:
-                return np.nan, NUM_PYTHON
-            exp += -ev if eneg else ev
-        if p < end:
-            return np.nan, NUM_PYTHON
-    if mant == 0:
-        v = 0.0
-    elif mant >= 9007199254740992 or exp > 22 or exp < -22:
-        return np.nan, NUM_PYTHON
-    elif exp >= 0:
-        v = np.float64(mant) * _POW10[exp]
-    else:
-        v = np.float64(mant) / _POW10[-exp]
-    if neg:
-        v = -v
-    return v, NUM_OK
-
-
-@kernel
-def _store_numbers(buf, p, n, vr, little, nums, col, count):
-    """Convert a numeric value into nums[col:col+count]; returns a NUM_ flag."""
-    if n == 0:
-        return NUM_ABSENT
-    if vr == _IS or vr == _DS:
-        end = p + n
-        k = 0
-        flag = NUM_OK
-        start = p
-        q = p
-        while q <= end and k < count:
-            if q == end or buf[q] == 92:  # backslash
-                v, f = _parse_decimal(buf, start, q)
-                if f == NUM_PYTHON:
-                    return NUM_PYTHON
-                if f == NUM_ABSENT:
-                    # empty component: pydicom keeps '' -> let Python decide
-                    return NUM_PYTHON
-                nums[col + k] = v
-                k += 1
-                start = q + 1
-            q += 1
-        return flag
-    size = 0
-    if vr == _US or vr == _SS:
-        size = 2
-    elif vr == _UL or vr == _SL or vr == _FL:
-        size = 4
-    elif vr == _FD:
-        size = 8
-    else:
-        return NUM_PYTHON
-    if n % size != 0:
-        return NUM_PYTHON
-    k = 0
-    q = p
-    while q + size <= p + n and k < count:
-        if size == 2:
-            v = _u16(buf, q, little)
-            if vr == _SS and v >= 32768:
-                v -= 65536
-            nums[col + k] = np.float64(v)
-        elif vr == _UL or vr == _SL:
-            v = _u32(buf, q, little)
-            if vr == _SL and v >= 2147483648:
-                v -= 4294967296
-            nums[col + k] = np.float64(v)
-        else:
-            return NUM_PYTHON  # FL/FD on a US/IS/DS tag: rare, convert in Python
-        k += 1
-        q += size
-    return NUM_OK
-
-
-@kernel
-def _peek_implicit(buf, p, end, little, assumed):
-    """pydicom's check: the first element's VR bytes decide implicit/explicit."""
-    if p + 6 > end:
-        return assumed
-    b0 = buf[p + 4]
-    b1 = buf[p + 5]
-    return not (_is_vr_byte(b0) and _is_vr_byte(b1))
 
 
 @kernel(inline="always")
@@ -708,13 +435,6 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
     return OK
 
 
-@kernel(inline="always")
-def _stripped_len(buf, p, n):
-    while n > 0 and (buf[p + n - 1] == 0 or buf[p + n - 1] == 32):
-        n -= 1
-    return n
-
-
 @kernel(parallel=True)
 def parse_batch(buf, starts, lengths, fsizes, todo, tags, dict_vrs, num_start, num_count,
                 uid_cols, voff, vlen, vrs, nums, numflag, uid_hash, info):
@@ -772,50 +492,3 @@ def encapsulated_fragments(buf, s, n, value_offset, out_off, out_len):
             out_len[count] = ilen
             count += 1
         pos += 8 + ilen
-
-
-@kernel
-def gather_values(buf, starts, voff, vlen, rows, strip_leading, out, flags):
-    """Copy one tag's value of each file in ``rows`` into a fixed-width matrix.
-
-    Trailing spaces and NULs are dropped (leading spaces too when
-    ``strip_leading``).  ``out`` is (len(rows), width) uint8, zero-filled;
-    values longer than ``width`` are cut and flagged.  ``flags[j]`` bits:
-    1 = non-ASCII byte, 2 = backslash (multi-valued), 4 = ESC (ISO 2022),
-    8 = cut.
-
-    Parameters
-    ----------
-    buf : uint8[:]
-    starts, voff, vlen : int64[:]
-        Per file: start of its bytes in ``buf``, value offset and length.
-    rows : int64[:]
-        Files to gather.
-    """
-    width = out.shape[1]
-    for j in range(rows.shape[0]):
-        i = rows[j]
-        a = starts[i] + voff[i]
-        n = vlen[i]
-        if a < 0 or n < 0 or a + n > buf.shape[0]:
-            continue
-        while n > 0 and (buf[a + n - 1] == 32 or buf[a + n - 1] == 0):
-            n -= 1
-        if strip_leading:
-            while n > 0 and buf[a] == 32:
-                a += 1
-                n -= 1
-        f = 0
-        if n > width:
-            n = width
-            f |= 8
-        for k in range(n):
-            c = buf[a + k]
-            out[j, k] = c
-            if c >= 128:
-                f |= 1
-            elif c == 92:
-                f |= 2
-            elif c == 27:
-                f |= 4
-        flags[j] = f

@@ -3,7 +3,9 @@
 atheris cannot instrument numba-compiled code, so the guidance runs on the
 same kernels interpreted (``NUMBA_DISABLE_JIT=1``): :class:`ArcTracer`
 records, with ``sys.settrace``, the line-to-line arcs (branch coverage)
-taken inside ``native/dicomparse.py``, and :func:`guided` keeps every
+taken inside the parser's kernel modules (:data:`KERNEL_MODULES`: the
+element walker, its encoding helpers and value kernels), and
+:func:`guided` keeps every
 mutated input that takes an arc no earlier input took.  Interpreted, NumPy
 checks every index, so an out-of-bounds read raises ``IndexError`` there.
 
@@ -33,18 +35,30 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def _targets() -> tuple[str, ...]:
-    """The parser kernels' source file as code objects name it: where Python
-    imports it from (the checkout with an editable install, site-packages
-    otherwise), as found and resolved."""
+#: The modules of the header parser's kernels, traced for coverage.
+KERNEL_MODULES = ("pocketpacs.native.dicomparse", "pocketpacs.native.dicomvr",
+                  "pocketpacs.native.dicomvalues")
+
+
+def _origins() -> tuple[str, ...]:
+    """The kernel modules' source files, where Python imports them from (the
+    checkout with an editable install, site-packages otherwise)."""
     import importlib.util
 
-    spec = importlib.util.find_spec("pocketpacs.native.dicomparse")
-    origin = spec.origin if spec and spec.origin else str(ROOT / "native" / "dicomparse.py")
-    return tuple({origin, str(Path(origin).resolve())})
+    out = []
+    for mod in KERNEL_MODULES:
+        spec = importlib.util.find_spec(mod)
+        out.append(spec.origin if spec and spec.origin
+                   else str(ROOT / "native" / (mod.rsplit(".", 1)[1] + ".py")))
+    return tuple(out)
 
 
-TARGETS = _targets()
+#: One source file per kernel module, in :data:`KERNEL_MODULES` order.
+KERNEL_FILES = _origins()
+#: Each name code objects may give a kernel file (as found and resolved) -> its file name,
+#: the label of its arcs and lines.
+_LABELS = {f: Path(o).name for o in KERNEL_FILES for f in (o, str(Path(o).resolve()))}
+TARGETS = tuple(_LABELS)
 
 #: Tags whose values the harness decodes (text and numeric paths).
 _TEXT_TAGS = ("PatientName", "SOPInstanceUID", "ImageType", "SpecificCharacterSet")
@@ -85,14 +99,22 @@ def exercise(blob: bytes) -> str:
 
 
 class ArcTracer:
-    """Line-to-line arcs taken in ``files`` while active (``sys.settrace``)."""
+    """Line-to-line arcs taken in ``files`` while active (``sys.settrace``),
+    as (file label, from line, to line): ``files`` maps each path as code
+    objects name it to its label (by default the kernel modules, labelled by
+    file name).  Only functions are traced: the modules' bodies, run once at
+    import, are not kernel paths (and how many there are would depend on how
+    the kernels are split into modules)."""
 
-    def __init__(self, files: tuple[str, ...] = TARGETS):
-        self.files = frozenset(files)
-        self.arcs: set[tuple[int, int]] = set()
+    def __init__(self, files: dict[str, str] = _LABELS):
+        self.files = dict(files)
+        self.arcs: set[tuple[str, int, int]] = set()
 
     def _global(self, frame, event, arg):
-        if event != "call" or frame.f_code.co_filename not in self.files:
+        if event != "call" or frame.f_code.co_name == "<module>":
+            return None
+        label = self.files.get(frame.f_code.co_filename)
+        if label is None:
             return None
         arcs = self.arcs
         last = [-frame.f_code.co_firstlineno]
@@ -100,10 +122,10 @@ class ArcTracer:
         def local(frame, event, arg):
             if event == "line":
                 ln = frame.f_lineno
-                arcs.add((last[0], ln))
+                arcs.add((label, last[0], ln))
                 last[0] = ln
             elif event == "return":
-                arcs.add((last[0], 0))
+                arcs.add((label, last[0], 0))
             return local
 
         return local
@@ -118,17 +140,20 @@ class ArcTracer:
         return False
 
 
-def function_lines(path: str = TARGETS[0]) -> set[int]:
-    """Line numbers of the statements inside the functions of ``path``."""
+def function_lines(paths: tuple[str, ...] = KERNEL_FILES) -> set[tuple[str, int]]:
+    """The statements inside the functions of ``paths``, as (file name, line)."""
     import types
 
-    top = compile(Path(path).read_text(encoding="utf-8"), path, "exec")
-    out: set[int] = set()
-    todo = [c for c in top.co_consts if isinstance(c, types.CodeType)]
-    while todo:
-        code = todo.pop()
-        out.update(ln for _, _, ln in code.co_lines() if ln is not None and ln != code.co_firstlineno)
-        todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    out: set[tuple[str, int]] = set()
+    for path in paths:
+        label = Path(path).name
+        top = compile(Path(path).read_text(encoding="utf-8"), path, "exec")
+        todo = [c for c in top.co_consts if isinstance(c, types.CodeType)]
+        while todo:
+            code = todo.pop()
+            out.update((label, ln) for _, _, ln in code.co_lines()
+                       if ln is not None and ln != code.co_firstlineno)
+            todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
     return out
 
 
@@ -174,6 +199,8 @@ def guided(iterations: int, seed: int = 0, out_dir: Path | None = None,
     """Coverage-guided mutation loop (run with ``NUMBA_DISABLE_JIT=1``).
 
     Returns counts: inputs run, inputs kept (new arcs), arcs covered,
+    statements covered of those in the kernel modules' functions (in all,
+    and per file in ``lines_by_file``: [covered, statements]),
     findings (exceptions, saved under ``out_dir/crashes``), the slowest
     input (interpreted and traced: for ranking only).  Kept inputs are
     written to ``out_dir/corpus``; with ``resume`` the inputs already there
@@ -232,9 +259,11 @@ def guided(iterations: int, seed: int = 0, out_dir: Path | None = None,
         kept_by_mutation += run_one(_mutate(base, pool, rng))
         done += 1
     lines = function_lines()
-    hit = {ln for _, ln in covered if ln in lines}
+    hit = {(f, ln) for f, _, ln in covered if (f, ln) in lines}
+    by_file = {Path(p).name: [sum(1 for f, _ in hit if f == Path(p).name),
+                              sum(1 for f, _ in lines if f == Path(p).name)] for p in KERNEL_FILES}
     return {"inputs": done, "seeds": len(seeds), "seed_kept": n_seed_kept,
-            "lines_covered": len(hit), "function_lines": len(lines),
+            "lines_covered": len(hit), "function_lines": len(lines), "lines_by_file": by_file,
             "kept_by_mutation": kept_by_mutation, "corpus": len(pool), "arcs": len(covered),
             "findings": len(findings), "finding_messages": findings[:20],
             "outcomes": outcomes, "worst_traced_s": round(worst, 4),

@@ -50,6 +50,10 @@ def test_guided_fuzzing_finds_new_coverage_and_no_exception(guided_run):
     # most of the kernels' statements run (the rest: rare encodings, NEED_MORE
     # paths of parse_files' partial reads)
     assert res["lines_covered"] > res["function_lines"] // 2
+    # every kernel module is traced, each mostly covered
+    assert set(res["lines_by_file"]) == {"dicomparse.py", "dicomvr.py", "dicomvalues.py"}
+    assert all(c > n // 2 for c, n in res["lines_by_file"].values()), res["lines_by_file"]
+    assert sum(c for c, _ in res["lines_by_file"].values()) == res["lines_covered"]
     assert len(list((out / "corpus").glob("*.bin"))) == len(
         {p.read_bytes() for p in (out / "corpus").glob("*.bin")})
     assert 0 < len(list((out / "corpus").glob("*.bin"))) <= res["corpus"]

@@ -14,7 +14,7 @@ from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, Ex
 
 from pocketpacs.dicom.batch import FAILED, FALLBACK, NATIVE
 from pocketpacs.dicom.headers import parse_bytes, parse_files
-from pocketpacs.native.dicomparse import gather_values
+from pocketpacs.native.dicomvalues import gather_values
 from pocketpacs.native.hashing import hash_bytes
 
 

@@ -10,7 +10,7 @@ import pydicom.uid as uid
 
 from pocketpacs.dicom import codestreams
 from pocketpacs.images import decodeworker, pixelformat
-from pocketpacs.native import dicomparse
+from pocketpacs.native import dicomvr
 
 
 def test_pixel_tables_match_pydicom():
@@ -31,12 +31,12 @@ def test_native_parser_syntaxes_match_pydicom():
     def spelled(arr) -> str:
         return arr.tobytes().decode("ascii")
 
-    assert spelled(dicomparse._TS_IMPLICIT) == uid.ImplicitVRLittleEndian
-    assert spelled(dicomparse._TS_EXPLICIT) == uid.ExplicitVRLittleEndian
-    assert spelled(dicomparse._TS_BIG) == uid.ExplicitVRBigEndian
-    assert spelled(dicomparse._TS_DEFLATE) == uid.DeflatedExplicitVRLittleEndian
-    assert spelled(dicomparse._TS_RLE) == uid.RLELossless
-    prefix = spelled(dicomparse._TS_ENCAP_PREFIX)
+    assert spelled(dicomvr._TS_IMPLICIT) == uid.ImplicitVRLittleEndian
+    assert spelled(dicomvr._TS_EXPLICIT) == uid.ExplicitVRLittleEndian
+    assert spelled(dicomvr._TS_BIG) == uid.ExplicitVRBigEndian
+    assert spelled(dicomvr._TS_DEFLATE) == uid.DeflatedExplicitVRLittleEndian
+    assert spelled(dicomvr._TS_RLE) == uid.RLELossless
+    prefix = spelled(dicomvr._TS_ENCAP_PREFIX)
     assert all(ts.startswith(prefix) for ts in uid.JPEGTransferSyntaxes + uid.JPEG2000TransferSyntaxes)
 
 

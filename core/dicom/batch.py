@@ -161,7 +161,7 @@ class HeaderBatch:
         Plain ASCII values are decoded in bulk (one NumPy conversion per
         batch); others go through pydicom's decoders, once per distinct value.
         """
-        from pocketpacs.native.dicomparse import gather_values
+        from pocketpacs.native.dicomvalues import gather_values
 
         k = tags.INDEX[keyword]
         spec = tags.TAGS[k]
