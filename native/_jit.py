@@ -102,6 +102,17 @@ class PocketPacsCacheLocator(_Base):
         self._lineno = py_func.__code__.co_firstlineno
         self._cache_path = os.path.join(cache_dir(), self.get_suitable_cache_subpath(py_file))
 
+    def get_source_stamp(self):
+        # numba compares the stamp of the kernel's own file only, but kernels
+        # inline helpers from the other modules of this folder: any change
+        # to any of them must invalidate every cached kernel
+        stamps = []
+        for name in sorted(os.listdir(_HERE)):
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(_HERE, name))
+                stamps.append((name, st.st_mtime_ns, st.st_size))
+        return tuple(stamps)
+
     def ensure_cache_path(self):
         _make_private(self._cache_path)
         tempfile.TemporaryFile(dir=self._cache_path).close()

@@ -72,3 +72,20 @@ def test_a_cache_folder_others_can_write_is_not_used(tmp_path):
     assert stat.S_IMODE(Path(res["cache_dir"]).stat().st_mode) == 0o700
     assert any("others may write" in w for w in res["warnings"]), res["warnings"]
     assert not any(shared.iterdir()), "kernels were cached in a folder others can write to"
+
+
+def test_a_change_to_any_kernel_module_invalidates_the_cached_kernels(tmp_path, monkeypatch):
+    """Kernels inline helpers from other modules of native/ (dicomparse uses
+    dicomvr's): numba would compare only the kernel's own file and keep a
+    stale kernel; our locator stamps every module of the folder."""
+    from pocketpacs.native import _jit
+
+    for name in ("kernels.py", "helpers.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    monkeypatch.setattr(_jit, "_HERE", str(tmp_path))
+    locator = _jit.PocketPacsCacheLocator.__new__(_jit.PocketPacsCacheLocator)
+    before = locator.get_source_stamp()
+    helper = tmp_path / "helpers.py"
+    helper.write_text("x = 22\n")
+    os.utime(helper, ns=(helper.stat().st_atime_ns, helper.stat().st_mtime_ns + 1_000_000))
+    assert locator.get_source_stamp() != before
