@@ -97,7 +97,11 @@ hdr = job.wait_header(60)
 mid = hdr["shape"][0] // 2
 ready = bool(job._ready[mid])
 print("numba" in sys.modules, ready)
-np.save(sys.stdout.buffer, job._array[mid].copy())
+import io
+buf = io.BytesIO()  # np.save straight to a pipe needs a seekable file with some numpy builds
+np.save(buf, job._array[mid].copy())
+sys.stdout.flush()
+sys.stdout.buffer.write(buf.getvalue())
 job.cancel()
 job.join(60)
 """
