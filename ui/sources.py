@@ -300,7 +300,7 @@ class DicomSeriesSource:
         from pocketpacs.images.stackread import choose_dtype
         from pocketpacs.images.stacksplit import plan_series
         from pocketpacs.images.volume import VolumeError, assemble_series
-        from pocketpacs.images.windows import MODALITY_WINDOWS, window_presets
+        from pocketpacs.images.windows import MODALITY_WINDOWS, voted_header_windows, window_presets
 
         self.paths = [os.fspath(p) for p in paths]
         self.from_rows = isinstance(batch, ArchiveRows)
@@ -352,11 +352,12 @@ class DicomSeriesSource:
         # opened while numba loads (first open of a session) does not wait
         self._mid = self._read_range(mid, mid + 1, reference=True)
         real_mid = self._mid.astype(np.float64) * slope + intercept
-        j = int(rows_idx[mid])
         rescaled_ct = modality in MODALITY_WINDOWS and (slope != 1.0 or intercept != 0.0
                                                         or self._sl is not None)
-        # header window, the modality's defaults (rescaled values), histogram of the middle slice
-        presets = _windows(window_presets(real_mid, modality, [(fr.wc[j], fr.ww[j])], rescaled_ct))
+        # the header windows most slices carry, the modality's defaults (rescaled
+        # values), the histogram of the middle slice (the only one read yet)
+        voted = voted_header_windows(fr.wc[rows_idx], fr.ww[rows_idx])
+        presets = _windows(window_presets(real_mid, modality, voted, rescaled_ct))
         self._header = protocol.VolumeHeader(
             shape=self._shape, dtype=str(self._wire_dtype), affine_lps=plan.affine_lps.tolist(),
             spacing=list(plan.spacing), slope=slope, intercept=intercept,

@@ -37,7 +37,7 @@ from .seriesframes import _Frames, frames_from_batch
 from .stackplan import StackPlan
 from .stackread import read_resampled, read_stack
 from .stacksplit import plan_series
-from .windows import WindowPreset, histogram_window, window_presets
+from .windows import WindowPreset, histogram_window, voted_header_windows, window_presets
 
 class VolumeError(PocketPacsError):
     """A series (or file set) gives no volume at all."""
@@ -253,11 +253,12 @@ def _build(plan: StackPlan, fr: _Frames, paths: list[str], rescale: bool,
             arr = resample_z(arr, plan.z_source, plan.z_target, four_d=t > 1)
     plan.report.shape = list(arr.shape)
     mid = int(plan.frames[0, plan.frames.shape[1] // 2])
+    stack_frames = plan.frames.reshape(-1)
     hdr = []
-    for j in (mid,):
-        c, w = fr.wc[j], fr.ww[j]
-        if not applied and np.isfinite(c):
-            s, b = fr.slope[j], fr.intercept[j]
+    # the windows most frames of the stack carry, not the middle slice's alone
+    for c, w in voted_header_windows(fr.wc[stack_frames], fr.ww[stack_frames]):
+        if not applied:
+            s, b = fr.slope[mid], fr.intercept[mid]
             c, w = (c - b) / s, w / abs(s)
         hdr.append((c, w))
     i0 = int(plan.frames[0, 0])
