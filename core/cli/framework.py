@@ -9,6 +9,7 @@ command line and turns the archive's errors into the exit codes.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -104,13 +105,21 @@ def _add_global_options(p: Any, after_command: bool = False) -> None:
                    **kw)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors show the arguments escaped (:func:`.output._safe`):
+    ``unrecognized arguments: ...`` quotes them as given."""
+
+    def error(self, message: str):  # type: ignore[override]
+        super().error(_safe(message, sys.stderr))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered command."""
     epilog = f"The archive is --archive, ${ENV_ARCHIVE}, or your data folder."
     if DEFAULT_COMMAND in COMMANDS:
         epilog += f" Without a command: `pocketpacs {DEFAULT_COMMAND}`."
-    ap = argparse.ArgumentParser(prog="pocketpacs", description="PocketPACS: a local DICOM archive and viewer.",
-                                 epilog=epilog)
+    ap = _Parser(prog="pocketpacs", description="PocketPACS: a local DICOM archive and viewer.",
+                 epilog=epilog)
     _add_global_options(ap)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for c in COMMANDS.values():
