@@ -77,8 +77,19 @@ def _setup_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accession", help="accession number (exact, or with wildcards)")
     p.add_argument("--series", action="store_true", help="list the matching series of each study")
     p.add_argument("--sort", choices=("-date", "date", "name", "-name"), default="-date")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="at most N studies (or series)")
     p.add_argument("--json", action="store_true")
+
+
+def _positive_int(text: str) -> int:
+    """``--limit``: a whole number of at least 1 (argparse turns the error into a usage error)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
 
 
 @command("search", "search studies by patient, dates, modality, description, accession", _setup_search)
