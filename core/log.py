@@ -16,10 +16,20 @@ def protect_patient_data() -> None:
     is WARN) and reports a bad one *with the value* through ``warnings`` (printed on
     stderr) and its ``pydicom`` logger -- e.g. ``Invalid value for VR UI: '...'`` --
     so a malformed header leaked UIDs, names or numbers into the terminal and any
-    log.  PocketPACS reads files it does not own and reports problems itself, so the
-    command line and the app turn that validation off.  Library users keep their
-    own pydicom settings (this is called only by the entry points).
+    log.  Other pydicom warnings quote header values too (``Unknown encoding
+    '<the Specific Character Set>'``), and a quoted value can hold terminal escape
+    sequences.  PocketPACS reads files it does not own and reports problems itself,
+    so the command line and the app turn that validation off, ignore every warning
+    pydicom issues, and stop its logger (no handler of the app's or a root logging
+    configuration ever sees a pydicom record).  Library users keep their own
+    pydicom settings (this is called only by the entry points).
     """
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+    pd_logger = logging.getLogger("pydicom")
+    pd_logger.propagate = False
+    pd_logger.disabled = True
     try:
         from pydicom import config
     except Exception:  # pragma: no cover - pydicom is a dependency

@@ -256,3 +256,16 @@ def test_every_entry_point_runs_archive_commands(tmp_path):
         res = subprocess.run([*cmd, "stats", "--json", "--archive", str(tmp_path / "none")],
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 4 and "no archive" in res.stderr, (name, res.stderr)
+
+
+def test_search_limit_must_be_at_least_one(tmp_path, data, capsys):
+    """``search --limit -5`` (or 0) was accepted and listed nothing: a usage error now (issue 13)."""
+    root, _ = data
+    a = ["--archive", tmp_path / "ar"]
+    assert run(capsys, *a, "import", "--no-progress", root)[0] == 0
+    for bad in ("-5", "0", "two"):
+        rc, out, err = run(capsys, *a, "search", "--limit", bad)
+        assert rc == 2 and out == "" and "--limit" in err, (bad, err)
+    assert "must be at least 1" in run(capsys, *a, "search", "--limit", "-5")[2]
+    rc, out, _ = run(capsys, *a, "search", "--limit", "1", "--json")
+    assert rc == 0 and len(json.loads(out)["results"]) == 1

@@ -4,6 +4,8 @@ phantom, not against our own code."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import nibabel as nib
 import numpy as np
@@ -89,3 +91,46 @@ def test_export_png_window_and_errors(archive, tmp_path, capsys):
     assert rc == 2 and "OUT must end" in err
     rc, _, err = run(capsys, "--archive", arch, "report", "1.2.3.999")
     assert rc == 2 and "neither an existing path nor a series" in err
+
+
+def test_export_to_a_full_disk_says_which_file(archive, tmp_path, capsys):
+    """``export`` to a full disk exited 4 without a word (issue 13): it names the file and the reason."""
+    from conftest import require_system
+
+    require_system(os.path.exists("/dev/full"), "/dev/full (a device whose writes fail with ENOSPC)")
+    arch, _data, man = archive
+    uid = _axial(man)["series_instance_uid"]
+    for ext in ("nii", "nii.gz", "png"):
+        out = tmp_path / f"full.{ext}"
+        out.symlink_to("/dev/full")
+        rc, text, err = run(capsys, "--archive", arch, "export", uid, out)
+        assert rc == 4 and text == "", ext
+        assert err == f"pocketpacs: {out}: no space left on device\n", ext
+
+
+def test_export_creates_private_folders_and_files(archive, tmp_path, capsys):
+    """Missing folders 0700, new files 0600, whatever the umask (issue 13; the README's promise)."""
+    arch, _data, man = archive
+    uid = _axial(man)["series_instance_uid"]
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    old = os.umask(0o022)
+    try:
+        nii = shared / "new" / "deeper" / "ax.nii.gz"
+        rc, _, err = run(capsys, "--archive", arch, "export", uid, nii, "--report")
+        assert rc == 0, err
+        assert [stat.S_IMODE(p.stat().st_mode) for p in (shared / "new", nii.parent, nii)] == [0o700, 0o700, 0o600]
+        png = shared / "other" / "slice.png"
+        rc, _, err = run(capsys, "--archive", arch, "export", uid, png)
+        assert rc == 0, err
+        rc, _, err = run(capsys, "--archive", arch, "export", uid, shared / "here.nii")
+        assert rc == 0, err
+    finally:
+        os.umask(old)
+    mode = {p.relative_to(shared).as_posix(): stat.S_IMODE(p.lstat().st_mode) for p in shared.rglob("*")}
+    assert mode == {"new": 0o700, "new/deeper": 0o700, "new/deeper/ax.nii.gz": 0o600,
+                    "new/deeper/ax.json": 0o600, "other": 0o700, "other/slice.png": 0o600,
+                    "here.nii": 0o600}
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # a folder that existed is left as it was
+    assert nib.load(str(nii)).shape == (40, 40, 12) and png.read_bytes()[:4] == b"\x89PNG"

@@ -145,3 +145,37 @@ def test_corpus_nifti_matches_dcm2niix_bit_for_bit(tmp_path, corpus):
     np.testing.assert_allclose(img.affine, ref["affine_RAS"], atol=1e-3)
     rep = json.loads((tmp_path / "ge.json").read_text())
     assert rep["stacks"][0]["n_volumes"] == 10
+
+
+def test_written_files_are_private_and_name_the_file_that_failed(tmp_path):
+    """Missing folders 0700 and new files 0600 (NIfTI, PNG, JSON report); a full disk raises an
+    OSError that names the file (issue 13)."""
+    import errno
+    import os
+    import stat
+
+    from conftest import require_system
+
+    vol = small_volume()
+    old = os.umask(0)
+    try:
+        names = export_nifti(vol, tmp_path / "a" / "b" / "v.nii.gz", report=True)
+        assert [stat.S_IMODE(os.stat(p).st_mode) for p in (tmp_path / "a", tmp_path / "a" / "b", names[0])] == \
+            [0o700, 0o700, 0o600]
+        export_png(vol, tmp_path / "c" / "s.png")
+        write_report_json({"stacks": []}, tmp_path / "c" / "r.json")
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")}
+    assert modes == {"a": 0o700, "a/b": 0o700, "a/b/v.nii.gz": 0o600, "a/b/v.json": 0o600,
+                     "c": 0o700, "c/s.png": 0o600, "c/r.json": 0o600}
+    assert np.asarray(nib.load(names[0]).dataobj).shape == (5, 4, 6)
+    require_system(os.path.exists("/dev/full"), "/dev/full (a device whose writes fail with ENOSPC)")
+    for write in (lambda p: export_png(vol, p), lambda p: export_nifti(vol, p),
+                  lambda p: write_report_json({"stacks": []}, p)):
+        link = tmp_path / "full.nii"
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/full")
+        with pytest.raises(OSError) as e:
+            write(link)
+        assert e.value.errno == errno.ENOSPC and e.value.filename == str(link)

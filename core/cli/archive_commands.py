@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import REBUILD_ADVICE
 from .framework import EXIT_ARCHIVE, EXIT_ATTENTION, EXIT_DAMAGED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _open, command
-from .output import _err, _print_json, _ProgressBar, _safe, _size
+from .output import _err, _print_json, _ProgressBar, _safe, _say, _size
 
 
 # ---- import ---------------------------------------------------------------------------------
@@ -24,18 +24,18 @@ def _setup_import(p: argparse.ArgumentParser) -> None:
 
 def _print_report(rep: Any) -> None:
     c = rep.to_json()["counts"]
-    print(f"{_safe(rep.root)}: {c['seen']:,} files in {rep.elapsed_s:.1f} s ({rep.files_per_s:,.0f} files/s)")
-    print(f"  indexed {c['indexed']:,}, unchanged {c['unchanged']:,}, relinked {c['relinked']:,}, "
+    _say(f"{_safe(rep.root)}: {c['seen']:,} files in {rep.elapsed_s:.1f} s ({rep.files_per_s:,.0f} files/s)")
+    _say(f"  indexed {c['indexed']:,}, unchanged {c['unchanged']:,}, relinked {c['relinked']:,}, "
           f"duplicate {c['duplicate']:,}, conflict {c['conflict']:,}, failed {c['failed']:,}, "
           f"missing {c['missing']:,}")
     if rep.cancelled:
-        print("  interrupted: the archive is consistent; import again to finish")
+        _say("  interrupted: the archive is consistent; import again to finish")
     for f in rep.failures[:50]:
-        print(f"  not indexed [{f.reason}]: {_safe(f.message)}")
+        _say(f"  not indexed [{f.reason}]: {_safe(f.message)}")
     if len(rep.failures) > 50:
-        print(f"  ... and {len(rep.failures) - 50} more (use --json for the full list)")
+        _say(f"  ... and {len(rep.failures) - 50} more (use --json for the full list)")
     for f in rep.conflicts[:20]:
-        print(f"  conflict: {_safe(f.message)}")
+        _say(f"  conflict: {_safe(f.message)}")
 
 
 @command("import", "import folders of DICOM files (only new or changed files are read)", _setup_import)
@@ -77,8 +77,19 @@ def _setup_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accession", help="accession number (exact, or with wildcards)")
     p.add_argument("--series", action="store_true", help="list the matching series of each study")
     p.add_argument("--sort", choices=("-date", "date", "name", "-name"), default="-date")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="at most N studies (or series)")
     p.add_argument("--json", action="store_true")
+
+
+def _positive_int(text: str) -> int:
+    """``--limit``: a whole number of at least 1 (argparse turns the error into a usage error)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
 
 
 @command("search", "search studies by patient, dates, modality, description, accession", _setup_search)
@@ -97,13 +108,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         for h in res:
             p, s = h.patient, h.study
-            print(f"{p.display_name:<30} {p.patient_id:<12} {p.birth_date:<8}  {s.date:<8} "
+            _say(f"{p.display_name:<30} {p.patient_id:<12} {p.birth_date:<8}  {s.date:<8} "
                   f"{'/'.join(s.modalities):<8} {s.description[:32]:<32} {s.n_series:>3} series "
                   f"{s.n_instances:>6} images {_size(s.size):>9}  {s.uid}")
             for se in h.series:
-                print(f"    #{se.number if se.number is not None else '-':<4} {se.modality:<4} "
+                _say(f"    #{se.number if se.number is not None else '-':<4} {se.modality:<4} "
                       f"{se.description[:40]:<40} {se.n_instances:>6} images  {se.uid}")
-        print(f"{res.n_patients} patients, {res.n_studies} studies, {res.n_series} series, "
+        _say(f"{res.n_patients} patients, {res.n_studies} studies, {res.n_series} series, "
               f"{res.n_instances} instances, {_size(res.size)}")
     return EXIT_OK if len(res) else EXIT_ATTENTION
 
@@ -139,19 +150,19 @@ def _patient_json(ar: Any, pa: Any) -> dict:
 
 def _print_tree(ar: Any, patients: list, only_study: Any = None, only_series: Any = None) -> None:
     for pa in patients:
-        print(f"{pa.display_name}  id={pa.patient_id or '-'}  born={pa.birth_date or '-'}  "
+        _say(f"{pa.display_name}  id={pa.patient_id or '-'}  born={pa.birth_date or '-'}  "
               f"[{pa.n_studies} studies, {pa.n_instances} images]  key={pa.key}")
         for st in ar.studies(pa):
             if only_study is not None and st.key != only_study.key:
                 continue
-            print(f"  {st.date or '--------'}  {st.description or '(no description)'}  "
+            _say(f"  {st.date or '--------'}  {st.description or '(no description)'}  "
                   f"[{'/'.join(st.modalities)}; {st.n_series} series, {st.n_instances} images, "
                   f"{_size(st.size)}]  {st.uid}")
             for se in ar.series(st):
                 if only_series is not None and se.key != only_series.key:
                     continue
                 off = f", {se.n_offline} offline" if se.n_offline else ""
-                print(f"    #{se.number if se.number is not None else '-':<4} {se.modality:<4} "
+                _say(f"    #{se.number if se.number is not None else '-':<4} {se.modality:<4} "
                       f"{se.description or '(no description)'}  [{se.n_instances} images{off}]  {se.uid}")
 
 
@@ -220,7 +231,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(out)
     else:
-        print(f"removed {out['instances']} instances from the archive (no file was touched)")
+        _say(f"removed {out['instances']} instances from the archive (no file was touched)")
     return EXIT_OK if out["instances"] else EXIT_ATTENTION
 
 
@@ -235,11 +246,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rep.to_json())
     else:
-        print(f"{rep.instances:,} instances, {rep.locations:,} files: {rep.offline:,} offline "
+        _say(f"{rep.instances:,} instances, {rep.locations:,} files: {rep.offline:,} offline "
               f"({rep.went_offline:,} newly, {rep.came_online:,} back online), {rep.changed:,} changed "
               f"since import, {rep.repaired} counts repaired")
         for p in rep.problems:
-            print(f"  {p}")
+            _say(f"  {p}")
     return EXIT_OK if rep.ok else EXIT_ATTENTION
 
 
@@ -254,11 +265,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(res.to_json())
     else:
-        print(f"archive {_safe(os.fspath(path))}: {res.status}: {res.message}")
+        _say(f"archive {_safe(os.fspath(path))}: {res.status}: {res.message}")
         for p in res.problems:
-            print(f"  {p}")
+            _say(f"  {p}")
         if res.status == "damaged":
-            print(f"  {REBUILD_ADVICE}")
+            _say(f"  {REBUILD_ADVICE}")
     return {"ok": EXIT_OK, "inconsistent": EXIT_ATTENTION, "missing": EXIT_ARCHIVE,
             "unchecked": EXIT_ARCHIVE}.get(res.status, EXIT_DAMAGED)
 
@@ -273,11 +284,11 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     res = deep_check(path) if os.path.exists(os.path.join(path, "data.mdb")) else None
     if res is not None and res.status == "damaged":
         if not args.json:
-            print(f"the archive database is damaged: {res.message}; rebuilding it from the imported folders")
+            _say(f"the archive database is damaged: {res.message}; rebuilding it from the imported folders")
         with _ProgressBar(not args.json, "rebuild") as bar:
             aside, reps = rebuild_damaged(path, progress=bar, roots=res.roots or None)
         if not args.json:
-            print(f"the damaged database was moved to {_safe(aside)}")
+            _say(f"the damaged database was moved to {_safe(aside)}")
     else:
         with _open(args) as ar:
             with _ProgressBar(not args.json, "rebuild") as bar:
@@ -297,10 +308,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(st)
     else:
-        print(f"archive {st['path']} (schema {st['schema']})")
-        print(f"  {st['patients']:,} patients, {st['studies']:,} studies, {st['series']:,} series, "
+        _say(f"archive {st['path']} (schema {st['schema']})")
+        _say(f"  {st['patients']:,} patients, {st['studies']:,} studies, {st['series']:,} series, "
               f"{st['instances']:,} instances, {_size(st['size'])} of files")
-        print(f"  {st['offline']:,} offline, {st['conflicts']:,} conflicts, database {_size(st['database_bytes'])}")
+        _say(f"  {st['offline']:,} offline, {st['conflicts']:,} conflicts, database {_size(st['database_bytes'])}")
         for r in st["roots"]:
-            print(f"  root: {r}")
+            _say(f"  root: {r}")
     return EXIT_OK

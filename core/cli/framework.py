@@ -9,6 +9,8 @@ command line and turns the archive's errors into the exit codes.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -104,13 +106,21 @@ def _add_global_options(p: Any, after_command: bool = False) -> None:
                    **kw)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors show the arguments escaped (:func:`.output._safe`):
+    ``unrecognized arguments: ...`` quotes them as given."""
+
+    def error(self, message: str):  # type: ignore[override]
+        super().error(_safe(message, sys.stderr))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered command."""
     epilog = f"The archive is --archive, ${ENV_ARCHIVE}, or your data folder."
     if DEFAULT_COMMAND in COMMANDS:
         epilog += f" Without a command: `pocketpacs {DEFAULT_COMMAND}`."
-    ap = argparse.ArgumentParser(prog="pocketpacs", description="PocketPACS: a local DICOM archive and viewer.",
-                                 epilog=epilog)
+    ap = _Parser(prog="pocketpacs", description="PocketPACS: a local DICOM archive and viewer.",
+                 epilog=epilog)
     _add_global_options(ap)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for c in COMMANDS.values():
@@ -153,12 +163,22 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as e:  # a file that cannot be written or read (a full disk, no permission): say which
+        _err(_os_error_message(e))
+        return EXIT_ARCHIVE
     except Exception as e:
         if type(e).__module__ != "lmdb":
             raise
         _err(f"the archive database could not be read ({type(e).__name__}): it may be damaged; "
              f"`pocketpacs check` says, {REBUILD_ADVICE}")
         return EXIT_DAMAGED
+
+
+def _os_error_message(e: OSError) -> str:
+    """``FILE: reason`` of an OSError, e.g. ``out.nii: no space left on device``."""
+    reason = e.strerror or str(e) or type(e).__name__
+    reason = reason[:1].lower() + reason[1:]
+    return f"{os.fsdecode(e.filename)}: {reason}" if e.filename is not None else reason
 
 
 def _command_of(argv: list[str]) -> str | None | bool:

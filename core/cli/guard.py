@@ -15,7 +15,7 @@ from ..errors import REBUILD_ADVICE
 from ..process import prefer_passive_waits
 from . import framework
 from .framework import EXIT_ARCHIVE, EXIT_DAMAGED, EXIT_INTERRUPTED, _command_of, load_plugins, main
-from .output import _err
+from .output import _err, _safe
 
 
 def entry(argv: list[str] | None = None) -> int:
@@ -67,6 +67,11 @@ def run_guarded(argv: list[str] | None = None) -> int:
         rc = EXIT_ARCHIVE
         try:
             rc = main(argv)
+        except Exception:  # a bug: its traceback, as an unguarded run shows it (escaped), then exit 4
+            import traceback
+
+            sys.stderr.write("".join(_safe(line, sys.stderr) + "\n"
+                                     for line in traceback.format_exc().splitlines()))
         finally:
             try:
                 sys.stdout.flush()

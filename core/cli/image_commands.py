@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import PocketPacsError
 from .framework import EXIT_OK, EXIT_USAGE, _open, command
-from .output import _err, _print_json
+from .output import _err, _print_json, _say
 
 
 def _series_volumes(args: argparse.Namespace) -> list[tuple[str, Any]]:
@@ -90,7 +90,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         _print_json({"written": written})
     else:
         for w in written:
-            print(w)
+            _say(w)
     return EXIT_OK
 
 
@@ -116,12 +116,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         _print_json(reports[0] if len(reports) == 1 else reports)
         return EXIT_OK
     for (label, sv), d in zip(found, reports):
-        print(f"series {label}")
+        _say(f"series {label}")
         for i, v in enumerate(sv.volumes):
             sp = " x ".join(f"{x:.3g}" for x in v.spacing)
-            print(f"  stack {i}: {v.kind}, shape {tuple(v.array.shape)}, spacing {sp} mm")
+            _say(f"  stack {i}: {v.kind}, shape {tuple(v.array.shape)}, spacing {sp} mm")
         for note in (d.get("notes") or []):
-            print(f"  note: {note}")
+            _say(f"  note: {note}")
         for why in (d.get("split_reasons") or d.get("splits") or []):
-            print(f"  split: {why}")
+            _say(f"  split: {why}")
     return EXIT_OK

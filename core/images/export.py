@@ -5,18 +5,24 @@ NIfTI files get the world geometry dcm2niix gives: the voxel array in
 habit) and the matching RAS affine in both sform and qform (code 1,
 scanner), so every voxel centre lands where the DICOM says.  Integer data
 stays integer (``scl_slope`` 1), float data is float32.
+
+What export writes is private: missing folders are created 0700
+(:func:`~pocketpacs.paths.ensure_private_dir`), new files 0600; a file that
+cannot be written raises an OSError naming it (e.g. a full disk).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
 import zlib
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import PocketPacsError
+from ..paths import ensure_private_dir
 from .volume import SeriesVolumes, Volume
 
 
@@ -117,8 +123,10 @@ def export_nifti(volumes: SeriesVolumes | Sequence[Volume] | Volume,
         raise ExportError("no greyscale stack to export")
     names = stack_paths(out_path, len(vols))
     for v, name in zip(vols, names):
-        os.makedirs(os.path.dirname(os.path.abspath(name)), exist_ok=True)
-        nib.save(to_nifti(v), name)
+        _private_parent(name)
+        with _naming(name):
+            os.close(_open_private(name))  # created 0600 here; nibabel writes into it
+            nib.save(to_nifti(v), name)
     if report:
         p = names[0]
         stem = p[:-7] if p.endswith(".nii.gz") else os.path.splitext(p)[0]
@@ -138,9 +146,34 @@ def write_report_json(report: Any, path: str | os.PathLike[str]) -> str:
         from .assemblyreport import _jsonable
 
         d = _jsonable(report)
-    with open(path, "w", encoding="utf-8") as f:
+    _private_parent(path)
+    with _naming(path), os.fdopen(_open_private(path), "w", encoding="utf-8") as f:
         json.dump(d, f, indent=2)
     return os.fspath(path)
+
+
+def _private_parent(path: str | os.PathLike[str]) -> None:
+    """Create the missing folders above *path* owner-only (0700); existing ones are left as they are."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        ensure_private_dir(parent)
+
+
+def _open_private(path: str | os.PathLike[str]) -> int:
+    """Open *path* for writing (created 0600, or truncated; like ``open(path, "wb")``)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    return os.open(path, flags, 0o600)
+
+
+@contextlib.contextmanager
+def _naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """An OSError raised while writing *path* names it (a write to a full disk does not)."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or not e.errno:
+            raise
+        raise OSError(e.errno, e.strerror or os.strerror(e.errno), os.fspath(path)) from e
 
 
 # --------------------------------------------------------------------------
@@ -218,6 +251,7 @@ def export_png(vol: Volume, path: str | os.PathLike[str], index: int | None = No
                ) -> str:
     """Write one slice as PNG with a window (see :func:`slice_image`)."""
     data = png_encode(slice_image(vol, index, **kw))
-    with open(path, "wb") as f:
+    _private_parent(path)
+    with _naming(path), os.fdopen(_open_private(path), "wb") as f:
         f.write(data)
     return os.fspath(path)
