@@ -3,7 +3,13 @@ header values (patient names, IDs, dates): only counts, reasons and paths the
 user supplied."""
 from __future__ import annotations
 
+import hashlib
 import logging
+import logging.handlers
+import os
+import re
+import sys
+from pathlib import Path
 
 logger = logging.getLogger("pocketpacs")
 logger.addHandler(logging.NullHandler())
@@ -35,3 +41,124 @@ def protect_patient_data() -> None:
     except Exception:  # pragma: no cover - pydicom is a dependency
         return
     config.settings.reading_validation_mode = config.IGNORE
+
+
+# ---------------------------------------------------------------- the log file
+#: The log file's name inside the log folder, and its rotation.
+LOG_NAME = "pocketpacs.log"
+LOG_MAX_BYTES = 1 << 20
+LOG_BACKUPS = 3
+
+#: Absolute paths in a message or traceback (POSIX and Windows drive paths).
+_PATH = re.compile(r"(?:[A-Za-z]:\\|/)(?:[^\s'\"<>|:*?]|[ ](?=[^\s'\"<>|:*?]))+")
+
+
+def log_dir() -> Path:
+    """The folder of PocketPACS' log file (``~/.local/state/pocketpacs/log`` on Linux)."""
+    import platformdirs
+
+    return Path(platformdirs.user_log_dir("pocketpacs", appauthor=False))
+
+
+class PathRedactor(logging.Filter):
+    """Replaces file paths in log records by a salted hash of them.
+
+    A path the user imported can name a patient (``/scans/DOE^JOHN/...``):
+    the log keeps only ``<file 3f2a9c01>``, the same token for the same
+    path within one run, so lines about one file can be followed.  Paths of
+    the Python installation (tracebacks of our own code and of libraries)
+    are kept: they hold no patient data and say where an error happened.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._salt = os.urandom(16)
+        self._keep = tuple(sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix,
+                                                                  sys.exec_prefix,
+                                                                  os.path.dirname(os.path.dirname(__file__)))},
+                                  key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        def token(m: re.Match) -> str:
+            path = m.group(0)
+            if path.startswith(self._keep) or path in ("/", "\\"):
+                return path
+            digest = hashlib.sha256(self._salt + path.encode("utf-8", "surrogateescape")).hexdigest()
+            return f"<file {digest[:8]}>"
+
+        return _PATH.sub(token, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        record.exc_info = None  # formatted (and redacted) above
+        return True
+
+
+class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
+    """A rotating log whose files are created 0600 and never through a symbolic link."""
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                     | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
+_file_handler: logging.Handler | None = None
+
+
+def log_file() -> Path | None:
+    """The log file this process writes, or None when :func:`start_log_file` was not called."""
+    return Path(_file_handler.baseFilename) if _file_handler is not None else None  # type: ignore[attr-defined]
+
+
+def start_log_file(folder: os.PathLike[str] | str | None = None, level: int = logging.INFO) -> Path:
+    """Write the ``pocketpacs`` logger's records to a rotating file (the app calls this).
+
+    The folder is made 0700 (from its first missing parent) and the files
+    0600; paths in every record are hashed (:class:`PathRedactor`); header
+    values are never logged in the first place.  ``pocketpacs log`` shows
+    where the file is and its last lines.
+
+    Parameters
+    ----------
+    folder : path, optional
+        Where the log lives (default :func:`log_dir`).
+    level : int
+        Lowest level written.
+
+    Returns
+    -------
+    Path
+        The log file.
+    """
+    global _file_handler
+    from .paths import ensure_private_dir
+
+    if _file_handler is not None:
+        return log_file()  # type: ignore[return-value]
+    d = ensure_private_dir(folder if folder is not None else log_dir())
+    path = d / LOG_NAME
+    handler = _PrivateRotatingFile(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+    handler.addFilter(PathRedactor())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > level:
+        logger.setLevel(level)
+    _file_handler = handler
+    logger.info("PocketPACS started (pid %d)", os.getpid())
+    return path
+
+
+def stop_log_file() -> None:
+    """Close the log file (tests, and a clean exit)."""
+    global _file_handler
+    if _file_handler is not None:
+        logger.removeHandler(_file_handler)
+        _file_handler.close()
+        _file_handler = None

@@ -64,7 +64,7 @@ in :mod:`.guard`: set them there.
 """
 from __future__ import annotations
 
-from . import archive_commands, image_commands  # registers the commands, in this order
+from . import archive_commands, image_commands, log_command  # registers the commands, in this order
 from .framework import (
     COMMANDS,
     EXIT_ARCHIVE,
