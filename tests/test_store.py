@@ -236,7 +236,7 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
     with pytest.raises(SchemaVersionMismatch):  # read-only opens cannot upgrade
         pocketpacs.open_archive(arc, readonly=True)
     with pocketpacs.open_archive(arc) as ar:
-        assert ar._store.schema_version == store.SCHEMA_VERSION == 2
+        assert ar._store.schema_version == store.SCHEMA_VERSION == 3
         assert ar.check() == []
         with ar._store.read() as t:
             now = {k: t.get("instances", k) for k in keys}
@@ -248,7 +248,7 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
         assert "PhotometricInterpretation" not in got[keys[2]].text
         keys_rows = ar.series_table(series)       # the numeric heads are untouched
         assert keys_rows[1].tobytes() == records.instance_array([raws[k] for k in keys_rows[0]]).tobytes()
-        assert ar.stats()["schema"] == 2 and ar.stats()["instances"] == 4
+        assert ar.stats()["schema"] == 3 and ar.stats()["instances"] == 4
         # the next import takes the changed file's values, in today's layout
         ar.import_folder(folder)
         with ar._store.read() as t:
