@@ -601,3 +601,116 @@ def test_dicomdir_read_with_fileset(tmp_path):
     (tmp_path / "bad" / "DICOMDIR").write_bytes(b"garbage")
     info = read_dicomdir(str(tmp_path / "bad"))
     assert info.files == [] and info.problems and info.problems[0].reason == "malformed"
+
+
+# ---- long paths (issue 13, finding 5) ----------------------------------------------------
+
+def _long_folder(base: Path, length: int, fill: str = "d") -> Path:
+    """A folder below ``base`` whose path is exactly ``length`` bytes long
+    (components of at most 200 bytes, the first one not ASCII)."""
+    d = os.path.join(str(base), "längere-pfade")
+    while True:
+        left = len(d.encode()) and length - len(d.encode())
+        assert left >= 2
+        if left <= 201:
+            return Path(os.path.join(d, fill * (left - 1)))
+        d = os.path.join(d, fill * min(200, left - 3))
+
+
+@pytest.mark.parametrize("length", [600, 1000, 4000])
+def test_long_folder_paths_import_and_everything_works(tmp_path, capsys, length):
+    """Folders whose path is 600, 1,000 and 4,000 bytes long (longer than
+    LMDB's 511-byte keys; each component under 255 bytes) are archived like
+    any other: import, search, show, re-import (unchanged), a moved file
+    (relinked), a vanished folder (missing), a conflict, verify, check,
+    rebuild and rm all work, and the invariants hold (keys of long paths
+    included).  Before the fix the import failed at once with exit 5, "the
+    archive database could not be read (BadValsizeError): it may be damaged"."""
+    from pocketpacs import cli
+    from pocketpacs.archive import pathkeys
+
+    def run(*argv):
+        rc = cli.main([str(a) for a in argv])
+        return (rc, *capsys.readouterr())
+
+    root = tmp_path / "data"
+    deep = _long_folder(root, length)
+    deep2 = _long_folder(root, length, fill="e")
+    assert len(os.fsencode(deep)) == len(os.fsencode(deep2)) == length
+    files = dicomgen.write_series(deep, 3, series_uid="1.2.826.0.13.5.1", patient_name="Long^Path",
+                                  patient_id="LP1", study_uid="1.2.826.0.13.5")
+    other = dicomgen.write_series(deep2, 2, series_uid="1.2.826.0.13.5.2", patient_name="Long^Path",
+                                  patient_id="LP1", study_uid="1.2.826.0.13.5")
+    short = dicomgen.write_series(root / "short", 1, series_uid="1.2.826.0.13.6.1",
+                                  patient_name="Short^Path", patient_id="SP1", study_uid="1.2.826.0.13.6")
+    arch = tmp_path / "archive"
+    A = ("--archive", arch)
+
+    rc, out, err = run(*A, "import", "--json", "--no-progress", root)
+    assert rc == 0 and "damaged" not in err, err
+    assert json.loads(out)["counts"]["indexed"] == 6
+    rc, out, _ = run(*A, "search", "--name", "long", "--json")
+    found = json.loads(out)
+    assert rc == 0 and found["counts"]["instances"] == 5 and len(found["results"]) == 1
+    rc, out, _ = run(*A, "show", "--json")
+    paths = {p for row in json.loads(out) for p in row["paths"]}
+    assert rc == 0 and paths == {str(f) for f in files + other + short}
+    rc, out, _ = run(*A, "import", "--json", "--no-progress", root)   # incremental: nothing to do
+    counts = json.loads(out)["counts"]
+    assert rc == 0 and (counts["unchanged"], counts["indexed"]) == (6, 0)
+
+    # the listings of the long folders are keyed by a hash, with the path in the value
+    with pocketpacs.open_archive(arch) as ar:
+        with ar._store.read() as t:
+            folders = {d: k for d, k in pathkeys.folders_under(t, str(root))}
+            assert set(folders) == {str(deep), str(deep2), str(root / "short")}
+            assert all(len(k) <= pathkeys.PATH_KEY_MAX for k in folders.values())
+            assert pathkeys.is_hashed(folders[str(deep)]) and not pathkeys.is_hashed(folders[str(root / "short")])
+            assert pathkeys.get_listing(t, str(deep)) is not None
+
+        # a file moved from one long folder to the other is noticed (relinked)
+        moved = deep2 / "moved.dcm"
+        files[0].rename(moved)
+        rep = ar.import_folder(root)
+        assert (rep.relinked, rep.indexed, rep.missing) == (1, 0, 0)
+        assert ar.instance("1.2.826.0.13.5.1.1").paths == (str(moved),)
+        # a conflict in a long folder: same SOP UID, other content
+        clash = dicomgen.write(deep2 / "clash.dcm", study_uid="1.2.826.0.13.5", series_uid="1.2.826.0.13.5.1",
+                               patient_name="Long^Path", patient_id="LP1",
+                               sop_uid="1.2.826.0.13.5.1.2", instance_number=2, rows=8, cols=8)
+        rep = ar.import_folder(root)
+        assert [c.path for c in rep.conflicts] == [str(clash)]
+        assert [c["path"] for c in ar.conflicts()] == [str(clash)]
+        assert ar.check() == []
+
+        # a long folder that vanishes: its files are missing, their instances offline
+        shutil.rmtree(deep)
+        rep = ar.import_folder(root)
+        assert rep.missing == 2
+        assert ar.stats()["offline"] == 2      # its two remaining files
+        v = ar.verify()
+        assert v.problems == [] and v.offline == 2
+        assert ar.check() == []
+
+        # a long folder imported as a root of its own
+        rep = ar.import_folder(deep2)
+        assert rep.unchanged == 3 and rep.conflicts
+        assert sorted(ar.roots()) == sorted([str(root), str(deep2)])
+        assert ar.check() == []
+
+    rc, out, err = run(*A, "check")
+    assert rc == 0 and "invariants hold" in out, (out, err)
+    rc, out, err = run(*A, "rebuild")
+    assert rc in (0, 1) and "damaged" not in err, err
+    with pocketpacs.open_archive(arch) as ar:
+        # the files left: two of the second series, the moved one, the former conflict (its
+        # rival is gone) and the short folder's
+        assert ar.stats()["instances"] == 5 and ar.conflicts() == [] and ar.check() == []
+        assert set(ar.roots()) == {str(root), str(deep2)}
+    rc, out, err = run(*A, "rm", "--root", deep2)
+    assert rc == 0, err
+    with pocketpacs.open_archive(arch) as ar:
+        assert ar.roots() == [str(root)]
+        assert ar.stats()["instances"] == 1 and ar.check() == []   # only the short folder's file
+    rc, out, err = run(*A, "check")
+    assert rc == 0, (out, err)
