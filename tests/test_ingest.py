@@ -714,3 +714,72 @@ def test_long_folder_paths_import_and_everything_works(tmp_path, capsys, length)
         assert ar.stats()["instances"] == 1 and ar.check() == []   # only the short folder's file
     rc, out, err = run(*A, "check")
     assert rc == 0, (out, err)
+
+
+def test_key_size_refusal_is_an_internal_error_not_damage(tmp_path, capsys, monkeypatch):
+    """LMDB's refusal of a key size (``BadValsizeError``) is a bug of ours, never
+    reported as a damaged archive: with the long-path keying switched off (the
+    schema-2 keys, a path as its own key), the import of a 600-byte folder is
+    refused by the real LMDB and reported as an internal error naming the path's
+    length (exit 4, nothing written, ``check`` ok); a raw ``BadValsizeError``
+    is an internal error in the app's protocol too.  Before the fix: exit 5,
+    "it may be damaged"."""
+    import lmdb
+    import re
+
+    from pocketpacs import cli
+    from pocketpacs.archive import pathkeys
+    from pocketpacs.ui import protocol
+
+    def run(*argv):
+        rc = cli.main([str(a) for a in argv])
+        return (rc, *capsys.readouterr())
+
+    root = tmp_path / "data"
+    deep = _long_folder(root, 600)
+    dicomgen.write_series(deep, 2, series_uid="1.2.826.0.13.5.9")
+    A = ("--archive", tmp_path / "archive")
+    monkeypatch.setattr(pathkeys, "PATH_KEY_MAX", 1 << 20)   # schema 2: every path its own key
+    monkeypatch.setattr(pathkeys, "STEM", 1 << 20)
+    rc, out, err = run(*A, "import", "--no-progress", root)
+    assert rc == 4 and "may be damaged" not in err and "internal error" in err, err
+    longest = re.search(r"longest path: ([\d,]+) bytes", err)
+    assert longest and int(longest[1].replace(",", "")) == len(os.fsencode(deep / "IM00002.dcm"))
+    env = lmdb.open(str(tmp_path / "raw"), max_dbs=1)
+    try:
+        with env.begin(write=True) as t:
+            t.put(b"k" * 600, b"v")
+    except lmdb.Error as e:
+        raw_error = e
+    env.close()
+    assert type(raw_error).__name__ == "BadValsizeError"
+    for exc in (raw_error, pathkeys.key_size_error(raw_error, [str(deep)])):
+        assert protocol.envelope_for_exception(exc)["error"]["code"] == protocol.INTERNAL
+    monkeypatch.undo()
+    rc, out, err = run(*A, "check")
+    assert rc == 0 and "invariants hold" in out, (out, err)
+    with pocketpacs.open_archive(A[1]) as ar:
+        assert ar.stats()["instances"] == 0                  # nothing of the refused chunk was written
+        assert ar.import_folder(root).indexed == 2 and ar.check() == []
+
+
+def test_long_patient_id_and_accession_are_indexed(tmp_path, capsys):
+    """A PatientID and an AccessionNumber of 200 three-byte characters (a
+    crafted file: 600 bytes, more than an LMDB key holds) are indexed cut at
+    400 bytes and found, exactly and by prefix; before the fix the import
+    stopped with exit 5, "it may be damaged"."""
+    from pocketpacs import cli
+
+    long_id = "患" * 200
+    dicomgen.write(tmp_path / "data" / "a.dcm", patient_id=long_id, accession="者" * 200,
+                   charset="ISO_IR 192")
+    A = ("--archive", tmp_path / "archive")
+    rc = cli.main([str(a) for a in (*A, "import", "--no-progress", tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "damaged" not in err, err
+    with pocketpacs.open_archive(A[1]) as ar:
+        assert ar.check() == []
+        for filt in ({"patient_id": long_id}, {"patient_id": "患患*"}, {"accession": "者" * 200},
+                     {"accession": "者*"}):
+            assert len(ar.search(**filt)) == 1, filt
+        assert len(ar.search(patient_id="患" * 100)) == 0

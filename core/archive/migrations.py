@@ -28,7 +28,10 @@ bytes as its key, as before, and key a longer one by its leading bytes and a
 hash, with the path in the value (:mod:`pocketpacs.archive.pathkeys`), so
 that a path of any length can be archived (LMDB keys are at most 511
 bytes: schema 2 failed on longer ones).  The entries of schema 2 whose path
-is longer than that (up to 511 bytes could be stored) are re-keyed.
+is longer than that (up to 511 bytes could be stored) are re-keyed.  The
+exact-value indexes (``idx_pid``, ``idx_acc``) cut their values at 400 bytes
+instead of 200 characters (200 three- or four-byte characters made a key
+LMDB refuses): they are recomputed from the patient and study records.
 """
 from __future__ import annotations
 
@@ -130,6 +133,15 @@ def long_path_keys(t: Any) -> None:
             t.delete("conflicts", k)
             t.put("conflicts", *pathkeys.conflict_record(k[:16], pathkeys.path_of(pk, None), records.loads(v)))
             n += 1
+    # the exact-value indexes now cut their values at 400 bytes, not 200 characters
+    from . import query
+
+    for db, recs, entries in (("idx_pid", "patients", query.patient_entries),
+                              ("idx_acc", "studies", query.study_entries)):
+        want = sorted((k, v) for rk, rv in t.range(recs)
+                      for d, k, v in entries(rk, records.loads(rv)) if d == db)
+        t.drop(db)
+        t.putmulti(db, want)
     logger.info("archive schema 3: %d entry(ies) of long paths re-keyed", n)
 
 

@@ -185,5 +185,5 @@ def key_size_error(exc: BaseException, paths: list[str]) -> KeySizeError:
     longest = max((len(path_bytes(p)) for p in paths), default=0)
     return KeySizeError(
         f"internal error of PocketPACS: LMDB refused a key or value size ({type(exc).__name__}) "
-        f"while indexing a path of {longest:,} bytes; the archive is not damaged and nothing of "
-        "this step was written; please report this")
+        f"while indexing {len(paths):,} path(s) (longest path: {longest:,} bytes); the archive is "
+        "not damaged and nothing of this step was written; please report this")
