@@ -48,10 +48,12 @@ import fnmatch
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from . import records
-from .store import Txn
+
+if TYPE_CHECKING:  # (annotations only: the schema migrations use the index entries, and store them)
+    from .store import Txn
 
 PATIENT_KEY_LEN = 16
 STUDY_KEY_LEN = 8
