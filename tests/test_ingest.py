@@ -601,3 +601,185 @@ def test_dicomdir_read_with_fileset(tmp_path):
     (tmp_path / "bad" / "DICOMDIR").write_bytes(b"garbage")
     info = read_dicomdir(str(tmp_path / "bad"))
     assert info.files == [] and info.problems and info.problems[0].reason == "malformed"
+
+
+# ---- long paths (issue 13, finding 5) ----------------------------------------------------
+
+def _long_folder(base: Path, length: int, fill: str = "d") -> Path:
+    """A folder below ``base`` whose path is exactly ``length`` bytes long
+    (components of at most 200 bytes, the first one not ASCII)."""
+    d = os.path.join(str(base), "längere-pfade")
+    while True:
+        left = len(d.encode()) and length - len(d.encode())
+        assert left >= 2
+        if left <= 201:
+            return Path(os.path.join(d, fill * (left - 1)))
+        d = os.path.join(d, fill * min(200, left - 3))
+
+
+@pytest.mark.parametrize("length", [600, 1000, 4000])
+def test_long_folder_paths_import_and_everything_works(tmp_path, capsys, length):
+    """Folders whose path is 600, 1,000 and 4,000 bytes long (longer than
+    LMDB's 511-byte keys; each component under 255 bytes) are archived like
+    any other: import, search, show, re-import (unchanged), a moved file
+    (relinked), a vanished folder (missing), a conflict, verify, check,
+    rebuild and rm all work, and the invariants hold (keys of long paths
+    included).  Before the fix the import failed at once with exit 5, "the
+    archive database could not be read (BadValsizeError): it may be damaged"."""
+    from pocketpacs import cli
+    from pocketpacs.archive import pathkeys
+
+    def run(*argv):
+        rc = cli.main([str(a) for a in argv])
+        return (rc, *capsys.readouterr())
+
+    root = tmp_path / "data"
+    deep = _long_folder(root, length)
+    deep2 = _long_folder(root, length, fill="e")
+    assert len(os.fsencode(deep)) == len(os.fsencode(deep2)) == length
+    files = dicomgen.write_series(deep, 3, series_uid="1.2.826.0.13.5.1", patient_name="Long^Path",
+                                  patient_id="LP1", study_uid="1.2.826.0.13.5")
+    other = dicomgen.write_series(deep2, 2, series_uid="1.2.826.0.13.5.2", patient_name="Long^Path",
+                                  patient_id="LP1", study_uid="1.2.826.0.13.5")
+    short = dicomgen.write_series(root / "short", 1, series_uid="1.2.826.0.13.6.1",
+                                  patient_name="Short^Path", patient_id="SP1", study_uid="1.2.826.0.13.6")
+    arch = tmp_path / "archive"
+    A = ("--archive", arch)
+
+    rc, out, err = run(*A, "import", "--json", "--no-progress", root)
+    assert rc == 0 and "damaged" not in err, err
+    assert json.loads(out)["counts"]["indexed"] == 6
+    rc, out, _ = run(*A, "search", "--name", "long", "--json")
+    found = json.loads(out)
+    assert rc == 0 and found["counts"]["instances"] == 5 and len(found["results"]) == 1
+    rc, out, _ = run(*A, "show", "--json")
+    paths = {p for row in json.loads(out) for p in row["paths"]}
+    assert rc == 0 and paths == {str(f) for f in files + other + short}
+    rc, out, _ = run(*A, "import", "--json", "--no-progress", root)   # incremental: nothing to do
+    counts = json.loads(out)["counts"]
+    assert rc == 0 and (counts["unchanged"], counts["indexed"]) == (6, 0)
+
+    # the listings of the long folders are keyed by a hash, with the path in the value
+    with pocketpacs.open_archive(arch) as ar:
+        with ar._store.read() as t:
+            folders = {d: k for d, k in pathkeys.folders_under(t, str(root))}
+            assert set(folders) == {str(deep), str(deep2), str(root / "short")}
+            assert all(len(k) <= pathkeys.PATH_KEY_MAX for k in folders.values())
+            assert pathkeys.is_hashed(folders[str(deep)]) and not pathkeys.is_hashed(folders[str(root / "short")])
+            assert pathkeys.get_listing(t, str(deep)) is not None
+
+        # a file moved from one long folder to the other is noticed (relinked)
+        moved = deep2 / "moved.dcm"
+        files[0].rename(moved)
+        rep = ar.import_folder(root)
+        assert (rep.relinked, rep.indexed, rep.missing) == (1, 0, 0)
+        assert ar.instance("1.2.826.0.13.5.1.1").paths == (str(moved),)
+        # a conflict in a long folder: same SOP UID, other content
+        clash = dicomgen.write(deep2 / "clash.dcm", study_uid="1.2.826.0.13.5", series_uid="1.2.826.0.13.5.1",
+                               patient_name="Long^Path", patient_id="LP1",
+                               sop_uid="1.2.826.0.13.5.1.2", instance_number=2, rows=8, cols=8)
+        rep = ar.import_folder(root)
+        assert [c.path for c in rep.conflicts] == [str(clash)]
+        assert [c["path"] for c in ar.conflicts()] == [str(clash)]
+        assert ar.check() == []
+
+        # a long folder that vanishes: its files are missing, their instances offline
+        shutil.rmtree(deep)
+        rep = ar.import_folder(root)
+        assert rep.missing == 2
+        assert ar.stats()["offline"] == 2      # its two remaining files
+        v = ar.verify()
+        assert v.problems == [] and v.offline == 2
+        assert ar.check() == []
+
+        # a long folder imported as a root of its own
+        rep = ar.import_folder(deep2)
+        assert rep.unchanged == 3 and rep.conflicts
+        assert sorted(ar.roots()) == sorted([str(root), str(deep2)])
+        assert ar.check() == []
+
+    rc, out, err = run(*A, "check")
+    assert rc == 0 and "invariants hold" in out, (out, err)
+    rc, out, err = run(*A, "rebuild")
+    assert rc in (0, 1) and "damaged" not in err, err
+    with pocketpacs.open_archive(arch) as ar:
+        # the files left: two of the second series, the moved one, the former conflict (its
+        # rival is gone) and the short folder's
+        assert ar.stats()["instances"] == 5 and ar.conflicts() == [] and ar.check() == []
+        assert set(ar.roots()) == {str(root), str(deep2)}
+    rc, out, err = run(*A, "rm", "--root", deep2)
+    assert rc == 0, err
+    with pocketpacs.open_archive(arch) as ar:
+        assert ar.roots() == [str(root)]
+        assert ar.stats()["instances"] == 1 and ar.check() == []   # only the short folder's file
+    rc, out, err = run(*A, "check")
+    assert rc == 0, (out, err)
+
+
+def test_key_size_refusal_is_an_internal_error_not_damage(tmp_path, capsys, monkeypatch):
+    """LMDB's refusal of a key size (``BadValsizeError``) is a bug of ours, never
+    reported as a damaged archive: with the long-path keying switched off (the
+    schema-2 keys, a path as its own key), the import of a 600-byte folder is
+    refused by the real LMDB and reported as an internal error naming the path's
+    length (exit 4, nothing written, ``check`` ok); a raw ``BadValsizeError``
+    is an internal error in the app's protocol too.  Before the fix: exit 5,
+    "it may be damaged"."""
+    import lmdb
+    import re
+
+    from pocketpacs import cli
+    from pocketpacs.archive import pathkeys
+    from pocketpacs.ui import protocol
+
+    def run(*argv):
+        rc = cli.main([str(a) for a in argv])
+        return (rc, *capsys.readouterr())
+
+    root = tmp_path / "data"
+    deep = _long_folder(root, 600)
+    dicomgen.write_series(deep, 2, series_uid="1.2.826.0.13.5.9")
+    A = ("--archive", tmp_path / "archive")
+    monkeypatch.setattr(pathkeys, "PATH_KEY_MAX", 1 << 20)   # schema 2: every path its own key
+    monkeypatch.setattr(pathkeys, "STEM", 1 << 20)
+    rc, out, err = run(*A, "import", "--no-progress", root)
+    assert rc == 4 and "may be damaged" not in err and "internal error" in err, err
+    longest = re.search(r"longest path: ([\d,]+) bytes", err)
+    assert longest and int(longest[1].replace(",", "")) == len(os.fsencode(deep / "IM00002.dcm"))
+    env = lmdb.open(str(tmp_path / "raw"), max_dbs=1)
+    try:
+        with env.begin(write=True) as t:
+            t.put(b"k" * 600, b"v")
+    except lmdb.Error as e:
+        raw_error = e
+    env.close()
+    assert type(raw_error).__name__ == "BadValsizeError"
+    for exc in (raw_error, pathkeys.key_size_error(raw_error, [str(deep)])):
+        assert protocol.envelope_for_exception(exc)["error"]["code"] == protocol.INTERNAL
+    monkeypatch.undo()
+    rc, out, err = run(*A, "check")
+    assert rc == 0 and "invariants hold" in out, (out, err)
+    with pocketpacs.open_archive(A[1]) as ar:
+        assert ar.stats()["instances"] == 0                  # nothing of the refused chunk was written
+        assert ar.import_folder(root).indexed == 2 and ar.check() == []
+
+
+def test_long_patient_id_and_accession_are_indexed(tmp_path, capsys):
+    """A PatientID and an AccessionNumber of 200 three-byte characters (a
+    crafted file: 600 bytes, more than an LMDB key holds) are indexed cut at
+    400 bytes and found, exactly and by prefix; before the fix the import
+    stopped with exit 5, "it may be damaged"."""
+    from pocketpacs import cli
+
+    long_id = "患" * 200
+    dicomgen.write(tmp_path / "data" / "a.dcm", patient_id=long_id, accession="者" * 200,
+                   charset="ISO_IR 192")
+    A = ("--archive", tmp_path / "archive")
+    rc = cli.main([str(a) for a in (*A, "import", "--no-progress", tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "damaged" not in err, err
+    with pocketpacs.open_archive(A[1]) as ar:
+        assert ar.check() == []
+        for filt in ({"patient_id": long_id}, {"patient_id": "患患*"}, {"accession": "者" * 200},
+                     {"accession": "者*"}):
+            assert len(ar.search(**filt)) == 1, filt
+        assert len(ar.search(patient_id="患" * 100)) == 0

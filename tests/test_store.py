@@ -236,7 +236,7 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
     with pytest.raises(SchemaVersionMismatch):  # read-only opens cannot upgrade
         pocketpacs.open_archive(arc, readonly=True)
     with pocketpacs.open_archive(arc) as ar:
-        assert ar._store.schema_version == store.SCHEMA_VERSION == 2
+        assert ar._store.schema_version == store.SCHEMA_VERSION == 3
         assert ar.check() == []
         with ar._store.read() as t:
             now = {k: t.get("instances", k) for k in keys}
@@ -248,7 +248,7 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
         assert "PhotometricInterpretation" not in got[keys[2]].text
         keys_rows = ar.series_table(series)       # the numeric heads are untouched
         assert keys_rows[1].tobytes() == records.instance_array([raws[k] for k in keys_rows[0]]).tobytes()
-        assert ar.stats()["schema"] == 2 and ar.stats()["instances"] == 4
+        assert ar.stats()["schema"] == 3 and ar.stats()["instances"] == 4
         # the next import takes the changed file's values, in today's layout
         ar.import_folder(folder)
         with ar._store.read() as t:
@@ -256,6 +256,78 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
         assert ar.check() == []
     with store.LmdbStore(arc) as st:                # opened again: nothing left to migrate
         assert st.schema_version == store.SCHEMA_VERSION
+
+
+def test_schema2_archive_with_long_paths_is_migrated_on_open(tmp_path):
+    """Schema 3 keys a path longer than ``pathkeys.PATH_KEY_MAX`` bytes by a
+    hash (the path in the value) and cuts exact-match index values at 400
+    bytes: an archive written by schema 2 with a 450-byte folder (its listing,
+    its root entry and a conflict keyed by the raw path, as schema 2 stored
+    them) and a 450-byte patient ID (indexed whole) is re-keyed by the first
+    writable open, record for record what schema 3 writes, and the next import
+    finds everything unchanged."""
+    import dicomgen
+    import pocketpacs
+    from pocketpacs.archive import integrity, pathkeys, query, records
+
+    folder = os.path.join(str(tmp_path), "data")
+    while len(os.fsencode(folder)) < 450 - 201:
+        folder = os.path.join(folder, "f" * 200)
+    folder = os.path.join(folder, "g" * (450 - len(os.fsencode(folder)) - 1))
+    assert len(os.fsencode(folder)) == 450
+    pid = "患" * 150
+    files = dicomgen.write_series(folder, 2, series_uid="1.2.826.0.13.5.20", patient_id=pid,
+                                  charset="ISO_IR 192")
+    dicomgen.write(os.path.join(folder, "clash.dcm"), series_uid="1.2.826.0.13.5.20", patient_id=pid,
+                   charset="ISO_IR 192",
+                   sop_uid="1.2.826.0.13.5.20.1", instance_number=1, rows=8, cols=8)
+    arc = tmp_path / "ar"
+    with pocketpacs.open_archive(arc) as ar:
+        rep = ar.import_folder(folder)
+        assert rep.indexed == 2 and len(rep.conflicts) == 1
+        kept_apart = rep.conflicts[0].path     # the one of the two files with one UID seen second
+    with store.LmdbStore(arc) as st:
+        with st.read() as t:
+            today = integrity.record_dump(t)
+            for db in ("dirs", "roots"):
+                assert [pathkeys.is_hashed(k) for k, _ in t.range(db)] == [True]
+            assert [pathkeys.is_hashed(k[16:]) for k, _ in t.range("conflicts")] == [True]
+            assert [len(k) for k, _ in t.range("idx_pid")] == [399 + 1 + 16]   # 133 whole characters
+
+        def downgrade(t):       # what schema 2 stored: the raw path as the key, no path in the value
+            fb = folder.encode()
+            for k, v in list(t.range("dirs")):
+                t.delete("dirs", k)
+                t.put("dirs", fb, records.DirListing.decode(v).encode())
+            for k, v in list(t.range("roots")):
+                t.delete("roots", k)
+                t.put("roots", fb, records.dumps({"added": records.loads(v)["added"]}))
+            for k, v in list(t.range("conflicts")):
+                rec = records.loads(v)
+                path = bytes.fromhex(rec.pop("path_hex"))
+                t.delete("conflicts", k)
+                t.put("conflicts", k[:16] + path, records.dumps(rec))
+            for k, _v in list(t.range("idx_pid")):
+                t.delete("idx_pid", k)
+                t.put("idx_pid", query.fold(pid).encode() + b"\0" + k[-16:], b"")
+            t.put("meta", b"schema", b"2")
+        st.write(downgrade)
+        assert st.schema_version == 2
+        with st.read() as t:    # today's code reads the old keys as inconsistent
+            assert integrity.record_dump(t) != today and integrity.check_invariants(t) != []
+    with pytest.raises(SchemaVersionMismatch):  # read-only opens cannot upgrade
+        pocketpacs.open_archive(arc, readonly=True)
+    with pocketpacs.open_archive(arc) as ar:
+        assert ar._store.schema_version == store.SCHEMA_VERSION == 3
+        assert ar.check() == []
+        with ar._store.read() as t:
+            assert integrity.record_dump(t) == today
+        assert ar.roots() == [folder] and [c["path"] for c in ar.conflicts()] == [kept_apart]
+        assert len(ar.search(patient_id=pid)) == 1
+        rep = ar.import_folder(folder)
+        assert (rep.unchanged, rep.indexed, len(rep.conflicts)) == (2, 0, 1)
+        assert len(list(ar.iter_instances())) == len(files)
+        assert ar.check() == []
 
 
 def test_storage_never_imports_policy():

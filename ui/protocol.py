@@ -140,7 +140,9 @@ def envelope_for_exception(exc: BaseException) -> dict:
         return fail(UNREADABLE, "Permission denied.")
     if isinstance(exc, ArchiveLocked):
         return fail(UNAVAILABLE, "Another program is writing to the archive.")
-    if isinstance(exc, ArchiveDamaged) or type(exc).__module__ == "lmdb":
+    # LMDB's refusal of a key or value size is a bug of ours (internal), not damage
+    if isinstance(exc, ArchiveDamaged) or (type(exc).__module__ == "lmdb"
+                                           and type(exc).__name__ != "BadValsizeError"):
         return fail(UNAVAILABLE, "The archive database could not be read and may be damaged. Close "
                                  f"PocketPACS and run `pocketpacs check`; {REBUILD_ADVICE}.")
     if isinstance(exc, ArchiveError):  # SchemaVersionMismatch, ArchiveReadOnly, ...

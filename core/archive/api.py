@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import keys
+from . import pathkeys
 from ..errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError
 from .browse import ArchiveBrowse
 from .ingest import Importer
@@ -150,7 +151,7 @@ class Archive(ArchiveBrowse, ArchiveMaintenance):
     def roots(self) -> list[str]:
         """Every folder imported so far."""
         with self._store.read() as t:
-            return [k.decode("utf-8", "surrogateescape") for k, _ in t.range("roots")]
+            return pathkeys.roots(t)
 
 def _check_after_unclean_shutdown(path: Path) -> str | None:
     """The last writer did not close cleanly: read the whole database in a

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import keys
+from . import pathkeys
 from . import query
 from . import records
 from ..errors import ArchiveError
@@ -310,7 +311,9 @@ class ArchiveBrowse:
             out = []
             for k, v in t.range("conflicts"):
                 d = records.loads(v)
-                out.append({"instance_key": k[:16].hex(), "path": k[16:].decode("utf-8", "surrogateescape"), **d})
+                path = pathkeys.conflict_path(k, d)
+                d.pop("path_hex", None)
+                out.append({"instance_key": k[:16].hex(), "path": path, **d})
         return out
 
     def stats(self) -> dict[str, Any]:
@@ -329,7 +332,7 @@ class ArchiveBrowse:
                 "series": t.count("series"), "instances": t.count("instances"),
                 "offline": offline, "conflicts": t.count("conflicts"), "size": size,
                 "folders": t.count("dirs"),
-                "roots": [k.decode("utf-8", "surrogateescape") for k, _ in t.range("roots")],
+                "roots": pathkeys.roots(t),
             }
         info = self._store.info()
         out["database_bytes"] = info.get("file_size", 0)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import keys
+from . import pathkeys
 from . import query
 from . import records
 from ..dicom import tags
@@ -72,17 +73,12 @@ def commit_chunk(txn: Any, secret: bytes, paths: list[str], take: list[tuple[Any
     for fs in done_folders:
         _finish_folder(changes, fs, res)
     for d, names in relinked_from.items():
-        dk = d.encode("utf-8", "surrogateescape")
-        raw = txn.get("dirs", dk)
+        raw = pathkeys.get_listing(txn, d)
         if raw is None:
             continue
         lst = records.DirListing.decode(raw)
         keep = np.array([nm not in names for nm in lst.names], dtype=bool)
-        lst = lst.select(keep)
-        if len(lst):
-            txn.put("dirs", dk, lst.encode())
-        else:
-            txn.delete("dirs", dk)
+        pathkeys.put_listing(txn, d, lst.select(keep))
     changes.flush()
     return res
 
@@ -303,7 +299,7 @@ def _index_known(changes: RecordChanges, b: Any, i: int, paths: list[str], ikeys
     flags = int(head["flags"]) | records.CONFLICT
     if flags != int(head["flags"]):
         txn.put("instances", kex, raw[:1] + bytes([flags]) + raw[2:])
-    txn.put("conflicts", kex + path.encode("utf-8", "surrogateescape"), records.dumps({
+    txn.put("conflicts", *pathkeys.conflict_record(kex, path, {
         "size": int(b.size[i]), "fingerprint": int(b.fingerprint[i]),
         "series_differs": kex != ikey}))
     res["conflicts"].append(Failure(path, "conflict", f"{path}: same SOP Instance UID as an archived "
@@ -389,11 +385,7 @@ def _finish_folder(changes: RecordChanges, fs: PendingFolder, res: dict) -> None
                                  np.concatenate([cur.mtime_ns, gone.mtime_ns]),
                                  np.concatenate([cur.keys, gone.keys]), np.concatenate([cur.code, gone.code]),
                                  np.concatenate([cur.missing, gone.missing]))
-    dk = fs.path.encode("utf-8", "surrogateescape")
-    if len(cur):
-        txn.put("dirs", dk, cur.encode())
-    else:
-        txn.delete("dirs", dk)
+    pathkeys.put_listing(txn, fs.path, cur)
 
 
 def commit_gone_folder(txn: Any, secret: bytes, fs: PendingFolder) -> int:

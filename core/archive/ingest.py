@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from . import commit
+from . import pathkeys
 from . import readahead
 from . import records
 from .commit import PendingFolder
@@ -146,11 +147,11 @@ class Importer:
         self._stat_free = os.name != "nt"
         single = os.path.isfile(root_s)
 
-        rk = root_s.encode("utf-8", "surrogateescape")
+        rk, rv = pathkeys.root_record(root_s, {"added": time.time()})
         with self.store.read() as t:
             known_root = t.get("roots", rk) is not None
         if not known_root:  # (a commit costs a sync: only when new)
-            self.store.write(lambda t: t.put("roots", rk, records.dumps({"added": time.time()})))
+            self._write(lambda t: t.put("roots", rk, rv), [root_s])
         try:
             if use_dicomdir and not single:
                 self._dicomdir_phase(root_s, cancel)
@@ -210,7 +211,7 @@ class Importer:
             # a folder imported before is stat()ed file by file (its stored
             # listing is compared); a new one is not: its files' sizes and
             # times come from fstat when they are read
-            raw = self._listing(d.encode("utf-8", "surrogateescape"))
+            raw = self._listing(pathkeys.path_key(d))
             folder, subdirs = list_folder(d, stat=raw is not None or not self._stat_free)
             yield folder, raw
             stack.extend(subdirs)
@@ -223,7 +224,7 @@ class Importer:
         prog.failed += len(folder.problems)
         self._walked.add(folder.path)
         if stored_listing is _NOT_LOOKED_UP:
-            stored_listing = self._listing(folder.path.encode("utf-8", "surrogateescape"))
+            stored_listing = self._listing(pathkeys.path_key(folder.path))
         raw = stored_listing  # the folder's listing as the last import stored it (None: new folder)
         n = len(folder.names)
         if raw is not None and not partial and records.DirListing.unchanged(raw, folder.names, folder.sizes,
@@ -398,8 +399,20 @@ class Importer:
         done_folders.extend(self._ready)
         self._ready = []
         self._end_read()
-        res = self.store.write(lambda t: commit.commit_chunk(t, self.secret, paths, take, batch, done_folders))
+        res = self._write(lambda t: commit.commit_chunk(t, self.secret, paths, take, batch, done_folders),
+                          paths + [fs.path for fs in done_folders])
         self._apply(res, batch)
+
+    def _write(self, fn: Callable[[Any], Any], paths: list[str]) -> Any:
+        """``store.write(fn)`` for the entries of ``paths``: LMDB's refusal of a
+        key size is our bug, reported as such (with the longest path's length),
+        never as a damaged database."""
+        try:
+            return self.store.write(fn)
+        except Exception as e:
+            if pathkeys.is_key_size_error(e):
+                raise pathkeys.key_size_error(e, paths) from e
+            raise
 
     def _apply(self, res: dict, batch: Any) -> None:
         rep, prog = self._rep, self._prog
@@ -435,22 +448,17 @@ class Importer:
     def _missing_folders(self, root: str) -> None:
         """Folders under ``root`` that were imported before and are gone now."""
         self._end_read()
-        prefix = root.rstrip(os.sep) + os.sep
         with self.store.read() as t:
-            gone = [k.decode("utf-8", "surrogateescape") for k, _ in
-                    t.range("dirs", prefix.encode("utf-8", "surrogateescape"))]
-            rk = root.encode("utf-8", "surrogateescape")
-            if t.get("dirs", rk) is not None:
-                gone.append(root)
+            gone = [d for d, _k in pathkeys.folders_under(t, root)]
         gone = [d for d in gone if d not in self._walked and not os.path.isdir(d)]
         for d in gone:
             with self.store.read() as t:
-                raw = t.get("dirs", d.encode("utf-8", "surrogateescape"))
+                raw = pathkeys.get_listing(t, d)
             if raw is None:
                 continue
             stored = records.DirListing.decode(raw)
             fs = PendingFolder(Folder(d), stored)
-            res = self.store.write(lambda t, fs=fs: commit.commit_gone_folder(t, self.secret, fs))
+            res = self._write(lambda t, fs=fs: commit.commit_gone_folder(t, self.secret, fs), [d])
             self._rep.missing += res
 
     # ---- DICOMDIR -------------------------------------------------------------------------
@@ -475,8 +483,8 @@ class Importer:
             part = refs[a:a + CHUNK]
             batch = parse_files(part)
             take = [(_HintRow(), _ROW0) for _j in range(len(part))]
-            res = self.store.write(lambda t, part=part, take=take, batch=batch:
-                                   commit.commit_hint_files(t, self.secret, part, take, batch))
+            res = self._write(lambda t, part=part, take=take, batch=batch:
+                              commit.commit_hint_files(t, self.secret, part, take, batch), part)
             for j, p in enumerate(part):
                 self._hint_done[p] = (int(take[j][0].code[0]), take[j][0].key)
             # counts are made when the walk reaches these files

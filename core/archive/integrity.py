@@ -12,7 +12,10 @@ full disk...):
 - the link tables (``study_series``, ``pat_studies``) match the records;
 - the search indexes hold exactly the entries computed from the records;
 - folder listings name existing instances (indexed rows); conflicts belong
-  to an existing instance.
+  to an existing instance;
+- folder listings, conflicts and imported folders are keyed by the key of
+  their path (:func:`pocketpacs.archive.pathkeys.path_key`: long paths hashed,
+  with the path stored in the value).
 
 Messages name record keys (hex), never patient data or file paths.
 
@@ -51,6 +54,7 @@ import numpy as np
 
 from ..errors import REBUILD_ADVICE
 from ..paths import write_private_file
+from . import pathkeys
 from . import query
 from . import records
 from .datafile import OPEN_MARK, check_data_file
@@ -224,10 +228,12 @@ def check_invariants(txn: Any) -> list[str]:
     for dk, raw in txn.range("dirs"):
         try:
             lst = records.DirListing.decode(raw)
+            folder = pathkeys.listing_folder(dk, raw)
         except Exception:
             P.add("a folder listing cannot be decoded")
             continue
-        folder = dk.decode("utf-8", "surrogateescape")
+        if pathkeys.path_key(folder) != dk:
+            P.add(f"a folder listing is not keyed by its folder's key (a key of {len(dk)} bytes)")
         for r in np.nonzero((lst.code == 0) & ~lst.missing)[0].tolist():
             ik = lst.key(r)
             v = txn.get("instances", ik)
@@ -235,9 +241,24 @@ def check_invariants(txn: Any) -> list[str]:
                 P.add(f"folder listing: indexed file of instance {ik.hex()} has no instance")
             elif os.path.join(folder, lst.names[r]) not in records.split_instance(v)[2]:
                 P.add(f"folder listing: instance {ik.hex()} does not list its file")
-    for k, _ in txn.range("conflicts"):
+    for k, v in txn.range("conflicts"):
         if txn.get("instances", k[:16]) is None:
             P.add(f"conflict {k[:16].hex()}: no instance")
+        try:
+            path = pathkeys.conflict_path(k, records.loads(v))
+        except ValueError:
+            P.add(f"conflict {k[:16].hex()}: its file's path cannot be read")
+            continue
+        if pathkeys.path_key(path) != k[16:]:
+            P.add(f"conflict {k[:16].hex()}: not keyed by its file's key (a key of {len(k)} bytes)")
+    for k, v in txn.range("roots"):
+        try:
+            root = pathkeys.root_path(k, v)
+        except ValueError:
+            P.add("an imported folder's path cannot be read")
+            continue
+        if pathkeys.path_key(root) != k:
+            P.add(f"an imported folder is not keyed by its path's key (a key of {len(k)} bytes)")
     out = list(P)
     n = getattr(P, "n", 0)
     if n > len(out):
@@ -330,7 +351,7 @@ def _child(path: str) -> dict[str, Any]:
                     elif db == "dirs":
                         records.DirListing.decode(v)
             problems = check_invariants(t)
-            roots = [k.decode("utf-8", "surrogateescape") for k, _ in t.range("roots")]
+            roots = pathkeys.roots(t)
     except (lmdb.Error, ValueError, KeyError, TypeError, IndexError, UnicodeError) as e:
         return {"status": "damaged", "records": n,
                 "message": f"a record cannot be read ({type(e).__name__}) after {n:,} good ones"}

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from . import pathkeys
 from . import query
 from . import records
 from ..errors import ArchiveError
@@ -88,15 +89,12 @@ class ArchiveMaintenance:
         with self._store.read() as t:
             if root is not None:
                 rp = os.path.abspath(os.fspath(root))
-                prefix = rp.rstrip(os.sep) + os.sep
                 keys: list[bytes] = []
                 paths_under: set[str] = set()
-                dirs = [d for d, _ in t.range("dirs", prefix.encode("utf-8", "surrogateescape"))]
-                if t.get("dirs", rp.encode("utf-8", "surrogateescape")) is not None:
-                    dirs.append(rp.encode("utf-8", "surrogateescape"))
-                for d in dirs:
+                under = pathkeys.folders_under(t, rp)
+                dirs = [d for _ds, d in under]
+                for ds, d in under:
                     lst = records.DirListing.decode(t.get("dirs", d))
-                    ds = d.decode("utf-8", "surrogateescape")
                     for r in range(len(lst)):
                         if lst.code[r] == 0:
                             keys.append(lst.key(r))
@@ -125,20 +123,16 @@ class ArchiveMaintenance:
                 full.append(k)
             n = remove_instances(ctx, full)
             for d, names in dropped_dirs.items():
-                dk = d.encode("utf-8", "surrogateescape")
-                raw = t.get("dirs", dk)
+                raw = pathkeys.get_listing(t, d)
                 if raw is None:
                     continue
                 lst = records.DirListing.decode(raw)
-                lst = lst.select(np.array([nm not in names for nm in lst.names], dtype=bool))
-                if len(lst):
-                    t.put("dirs", dk, lst.encode())
-                else:
-                    t.delete("dirs", dk)
+                pathkeys.put_listing(t, d, lst.select(np.array([nm not in names for nm in lst.names],
+                                                               dtype=bool)))
             for d in dirs:
                 t.delete("dirs", d)
             if root is not None:
-                t.delete("roots", os.path.abspath(os.fspath(root)).encode("utf-8", "surrogateescape"))
+                t.delete("roots", pathkeys.path_key(os.path.abspath(os.fspath(root))))
             ctx.flush()
             return n
 
@@ -193,7 +187,7 @@ class ArchiveMaintenance:
                     if raw is None:
                         continue
                     lst = records.DirListing.decode(raw)
-                    d = dk.decode("utf-8", "surrogateescape")
+                    d = pathkeys.listing_folder(dk, raw)
                     missing = np.zeros(len(lst), dtype=bool)
                     for r, nm in enumerate(lst.names):
                         try:
@@ -239,7 +233,7 @@ class ArchiveMaintenance:
 
     def _apply_checks(self, t: Any, checks: list, rep: VerifyReport) -> None:
         ctx = RecordChanges(t, self._secret)
-        for dk, _listing, lst, missing in checks:
+        for _dk, folder, lst, missing in checks:
             changed = False
             for r in range(len(lst)):
                 if lst.code[r] != 0:
@@ -261,7 +255,7 @@ class ArchiveMaintenance:
                     else:
                         rep.went_offline += 1
             if changed:
-                t.put("dirs", dk, lst.encode())
+                t.put("dirs", *pathkeys.encode_listing(folder, lst))
         ctx.flush()
 
     def _check_consistency(self, rep: VerifyReport) -> None:

@@ -20,6 +20,18 @@ calls unchanged; the header is read as an import reads it).  Records whose
 file is gone or changed keep the three-value layout, which decodes without
 those two values (the viewer then reads the file; the next import of a
 changed file rewrites the record).
+
+Schema 2 -> 3 (:func:`long_path_keys`): the databases keyed by a path
+(``dirs``, ``roots``, ``conflicts``) keep a path of up to
+:data:`pathkeys.PATH_KEY_MAX <pocketpacs.archive.pathkeys.PATH_KEY_MAX>`
+bytes as its key, as before, and key a longer one by its leading bytes and a
+hash, with the path in the value (:mod:`pocketpacs.archive.pathkeys`), so
+that a path of any length can be archived (LMDB keys are at most 511
+bytes: schema 2 failed on longer ones).  The entries of schema 2 whose path
+is longer than that (up to 511 bytes could be stored) are re-keyed.  The
+exact-value indexes (``idx_pid``, ``idx_acc``) cut their values at 400 bytes
+instead of 200 characters (200 three- or four-byte characters made a key
+LMDB refuses): they are recomputed from the patient and study records.
 """
 from __future__ import annotations
 
@@ -29,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from . import pathkeys
 from . import records
 from ..log import logger
 
@@ -100,7 +113,40 @@ def instance_text_after_paths(t: Any) -> None:
                 "(file gone or changed)", len(out), kept)
 
 
+def long_path_keys(t: Any) -> None:
+    """Schema 2 -> 3: entries of paths longer than ``pathkeys.PATH_KEY_MAX``
+    re-keyed (see the module docstring)."""
+    n = 0
+    for k, v in list(t.range("dirs")):
+        if len(k) > pathkeys.PATH_KEY_MAX and not pathkeys.is_hashed(k):
+            t.delete("dirs", k)
+            t.put("dirs", *pathkeys.encode_listing(pathkeys.path_of(k, None), records.DirListing.decode(v)))
+            n += 1
+    for k, v in list(t.range("roots")):
+        if len(k) > pathkeys.PATH_KEY_MAX and not pathkeys.is_hashed(k):
+            t.delete("roots", k)
+            t.put("roots", *pathkeys.root_record(pathkeys.path_of(k, None), records.loads(v)))
+            n += 1
+    for k, v in list(t.range("conflicts")):
+        pk = k[16:]
+        if len(pk) > pathkeys.PATH_KEY_MAX and not pathkeys.is_hashed(pk):
+            t.delete("conflicts", k)
+            t.put("conflicts", *pathkeys.conflict_record(k[:16], pathkeys.path_of(pk, None), records.loads(v)))
+            n += 1
+    # the exact-value indexes now cut their values at 400 bytes, not 200 characters
+    from . import query
+
+    for db, recs, entries in (("idx_pid", "patients", query.patient_entries),
+                              ("idx_acc", "studies", query.study_entries)):
+        want = sorted((k, v) for rk, rv in t.range(recs)
+                      for d, k, v in entries(rk, records.loads(rv)) if d == db)
+        t.drop(db)
+        t.putmulti(db, want)
+    logger.info("archive schema 3: %d entry(ies) of long paths re-keyed", n)
+
+
 #: ``MIGRATIONS[v](txn)`` upgrades an archive from schema ``v`` to ``v + 1``.
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     1: instance_text_after_paths,
+    2: long_path_keys,
 }

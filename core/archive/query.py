@@ -48,10 +48,12 @@ import fnmatch
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from . import records
-from .store import Txn
+
+if TYPE_CHECKING:  # (annotations only: the schema migrations use the index entries, and store them)
+    from .store import Txn
 
 PATIENT_KEY_LEN = 16
 STUDY_KEY_LEN = 8
@@ -59,6 +61,10 @@ _WORD = re.compile(r"[^\W_]+")
 _QWORD = re.compile(r"[^\W_*?]*[*?][^\W_]*[*?]?[^\W_*?]*|[^\W_]+")
 _QTOKEN = re.compile(r"(?:[^\W_]|[*?])+")
 _MAX_TOKEN = 200   # bytes of one index word (LMDB keys are at most 511 bytes)
+#: Bytes of an exact-match index value (patient ID, accession): a DICOM LO of
+#: 64 four-byte characters fits; a longer (non-conforming) value is cut, at 400
+#: bytes rather than 200 characters (up to 800 bytes: a key LMDB refuses).
+_MAX_VALUE = 400
 
 
 def fold(s: str | None) -> str:
@@ -92,8 +98,17 @@ def name_tokens(pn: str | None) -> dict[str, int]:
 
 
 def _fold_value(s: str | None) -> str:
-    v = fold(s).strip(" \0")
-    return v.replace("\0", "")[:_MAX_TOKEN]
+    """Folded value of an exact-match index (patient ID, accession), cut to
+    :data:`_MAX_VALUE` bytes at a character boundary (values longer than
+    that compare on their first 400 bytes)."""
+    v = fold(s).strip(" \0").replace("\0", "")
+    b = v.encode("utf-8", "surrogatepass")
+    if len(b) <= _MAX_VALUE:
+        return v
+    cut = _MAX_VALUE
+    while b[cut] & 0xC0 == 0x80:   # a continuation byte: the character began before the cut
+        cut -= 1
+    return b[:cut].decode("utf-8", "surrogatepass")
 
 
 def _valid_date(s: str | None) -> str | None:

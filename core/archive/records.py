@@ -390,15 +390,30 @@ class DirListing:
     def key(self, i: int) -> bytes:
         return self.keys[i].tobytes()
 
-    def encode(self) -> bytes:
-        """Binary form: magic, count, names (NUL-joined), then the arrays."""
+    def encode(self, folder: bytes | None = None) -> bytes:
+        """Binary form: magic, count, names (NUL-joined), then the arrays;
+        then, when given, ``P`` and the folder's full path (the listings of
+        folders too long to be their own key: :mod:`~pocketpacs.archive.pathkeys`)."""
         n = len(self.names)
         names = "\0".join(self.names).encode("utf-8", "surrogateescape")
         return b"".join([
             b"DL1", n.to_bytes(4, "little"), len(names).to_bytes(4, "little"), names,
             _le(self.size, "<i8"), _le(self.mtime_ns, "<i8"), _le(self.keys, "u1"),
             _le(self.code, "i1"), _le(self.missing, "u1"),
-        ])
+        ] + ([] if folder is None else [b"P", folder]))
+
+    @staticmethod
+    def folder_of(raw: bytes) -> bytes | None:
+        """The folder path stored after an encoded listing's arrays (None: none stored)."""
+        if raw[:3] != b"DL1":
+            raise ValueError("not a folder listing")
+        n = int.from_bytes(raw[3:7], "little")
+        end = 11 + int.from_bytes(raw[7:11], "little") + 34 * n
+        if len(raw) > end and raw[end:end + 1] == b"P":
+            return raw[end + 1:]
+        if len(raw) < end:
+            raise ValueError("a folder listing is truncated")
+        return None
 
     @classmethod
     def decode(cls, raw: bytes) -> "DirListing":

@@ -42,10 +42,11 @@ if TYPE_CHECKING:
     from .memstore import MemoryStore
 
 #: Version of the record layout written by this code (2: instance records
-#: carry PhotometricInterpretation and ImageType after the paths; see
+#: carry PhotometricInterpretation and ImageType after the paths; 3: paths
+#: longer than ``pathkeys.PATH_KEY_MAX`` are keyed by a hash; see
 #: :mod:`pocketpacs.archive.migrations`).  Bump it with every change of a
 #: stored layout, with its step in ``MIGRATIONS`` (from the migrations module).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Named databases of the archive.
 DBS = (
@@ -57,9 +58,9 @@ DBS = (
     "sop",           # SOP key (8) -> series key (8)
     "pat_studies",   # patient key + study key -> b""
     "study_series",  # study key + series key -> b""
-    "dirs",          # folder path -> listing of its files (names, size, mtime, key, code)
-    "roots",         # imported folder -> record
-    "conflicts",     # instance key + path -> record
+    "dirs",          # folder path key -> listing of its files (names, size, mtime, key, code)
+    "roots",         # imported folder's path key -> record
+    "conflicts",     # instance key + file's path key -> record (path keys: pathkeys.path_key)
     "idx_name", "idx_pid", "idx_birth", "idx_sdate", "idx_mod", "idx_desc", "idx_acc",
 )
 

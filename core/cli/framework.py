@@ -169,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if type(e).__module__ != "lmdb":
             raise
+        if type(e).__name__ == "BadValsizeError":  # a key or value size of ours: a bug, not damage
+            _err(f"internal error of PocketPACS: LMDB refused a key or value size ({type(e).__name__}); "
+                 "the archive is not damaged; please report this")
+            return EXIT_ARCHIVE
         _err(f"the archive database could not be read ({type(e).__name__}): it may be damaged; "
              f"`pocketpacs check` says, {REBUILD_ADVICE}")
         return EXIT_DAMAGED
