@@ -86,5 +86,5 @@ from .guard import GUARDED, entry, run_guarded
 __all__ = [
     "COMMANDS", "EXIT_ARCHIVE", "EXIT_ATTENTION", "EXIT_DAMAGED", "EXIT_INTERRUPTED", "EXIT_LOCKED", "EXIT_OK",
     "EXIT_USAGE", "GUARDED", "PLUGIN_GROUP", "Command", "archive_commands", "build_parser", "command", "entry",
-    "image_commands", "load_plugins", "main", "run_guarded",
+    "image_commands", "load_plugins", "log_command", "main", "run_guarded",
 ]
