@@ -346,3 +346,79 @@ def test_frame_layout_and_wire_dtypes():
     assert protocol.to_wire(np.array([0, 60000], np.int32))[0].dtype == np.uint16
     with pytest.raises(ValueError):
         protocol.decode_frame(buf[:3])
+
+
+# ------------------------------------------------------------------ hardening, round 2 (issue 13)
+def _post_raw(srv, path, body: bytes, headers: dict):
+    """POST *body* as given (no JSON encoding, headers exactly as listed)."""
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    h = {"Host": f"127.0.0.1:{srv.port}", TOKEN_HEADER: srv.token}
+    h.update(headers)
+    c.putrequest("POST", path, skip_host=True, skip_accept_encoding=True)
+    for k, v in h.items():
+        for one in (v if isinstance(v, list) else [v]):
+            c.putheader(k, one)
+    c.endheaders()
+    if body:
+        c.send(body)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, json.loads(data) if data else None
+
+
+def test_deeply_nested_json_is_a_bad_request_not_a_server_error(server):
+    for depth in (100_000, 5_000):
+        for open_, close in ((b"[", b"]"), (b'{"a":', b"}")):
+            body = open_ * depth + b"1" + close * depth
+            st, env = _post_raw(server, "/v1/call/search", body, {"Content-Type": "application/json",
+                                                                 "Content-Length": str(len(body))})
+            assert st == 400 and env["error"]["code"] == protocol.BAD_REQUEST, (depth, open_, st, env)
+    assert call(server, "hello")[0] == 200                                    # still serving
+
+
+def test_chunked_bodies_are_refused_not_ignored(server):
+    body = b"2\r\n{}\r\n0\r\n\r\n"
+    for extra in ({}, {"Content-Length": "0"}, {"Content-Length": str(len(body))}):
+        st, env = _post_raw(server, "/v1/call/hello", body, {"Content-Type": "application/json",
+                                                            "Transfer-Encoding": "chunked", **extra})
+        assert st in (400, 411) and env["ok"] is False, (extra, st, env)
+    # a chunked upload written in one go, as a client that does not wait for an answer sends it
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sk:
+        sk.sendall(f"POST /v1/call/hello HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                   f"{TOKEN_HEADER}: {server.token}\r\nContent-Type: application/json\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n".encode() + body)
+        answer = b""
+        while chunk := sk.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 411 ") and b'"bad_request"' in answer
+    assert answer.count(b"HTTP/1.1 ") == 1                 # the body was not taken for a request
+    # and a GET carrying one is refused too (its body would be read as the next request)
+    r, _ = req(server, "GET", "/v1/volume/" + "0" * 32 + "/header", headers={"Transfer-Encoding": "chunked"})
+    assert r.status in (400, 411)
+
+
+@pytest.mark.parametrize("ctype,ok", [
+    ("application/json", True), ("application/json; charset=utf-8", True), ("APPLICATION/JSON", True),
+    ('application/json;charset="UTF-8"', True), ("application/json ; charset=utf-8", True),
+    ("text/plain; x=json", False), ("text/plain;json", False), ("text/json", False), ("application/jsonx", False),
+    ("application/json-patch+json", False), ("application/x-json", False), ("application/json; x=1", False),
+    ("application/json; charset=latin-1", False), ("multipart/form-data; boundary=json", False),
+    ("application/json, text/plain", False), ("", False), (["application/json", "text/plain"], False),
+])
+def test_content_type_is_parsed_exactly(server, ctype, ok):
+    st, env = _post_raw(server, "/v1/call/hello", b"{}", {"Content-Type": ctype, "Content-Length": "2"})
+    if ok:
+        assert st == 200 and env["ok"], (ctype, st, env)
+    else:
+        assert st == 415 and env["error"]["code"] == protocol.BAD_REQUEST, (ctype, st, env)
+
+
+def test_removing_an_unknown_series_answers_not_found(server):
+    before = series_rows(server)
+    for sid in ("0" * 32, "f" * 64, "0123456789abcdef"):
+        st, env = call(server, "remove_series", {"series_id": sid})
+        assert st == 200 and env["ok"] is False and env["error"]["code"] == protocol.NOT_FOUND, (sid, env)
+    assert series_rows(server) == before                                      # nothing changed

@@ -107,6 +107,31 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+_CHARSET_UTF8 = re.compile(r'^charset\s*=\s*(?:utf-8|"utf-8")$', re.IGNORECASE)
+
+
+def is_json_media_type(values: list[str]) -> bool:
+    """Whether the request's ``Content-Type`` header(s) say JSON, parsed exactly.
+
+    Parameters
+    ----------
+    values : list of str
+        Every ``Content-Type`` header of the request.
+
+    Returns
+    -------
+    bool
+        True for exactly one header whose media type is ``application/json``
+        (any case) with no parameter but an optional ``charset=utf-8``.
+    """
+    if len(values) != 1:
+        return False
+    mtype, *params = values[0].split(";")
+    if mtype.strip().lower() != "application/json" or len(params) > 1:
+        return False
+    return all(_CHARSET_UTF8.match(p.strip()) for p in params)
+
+
 class Backend(Protocol):
     """What the server needs from the session (see :mod:`pocketpacs.ui.session`)."""
 
@@ -349,6 +374,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if not self._guard():
                 return
+            # bodies are read by Content-Length only: a chunked one would be
+            # ignored, and its bytes taken for the next request on this connection
+            if self.headers.get_all("Transfer-Encoding"):
+                self._error(411, protocol.BAD_REQUEST, "Send the body with a Content-Length.")
+                return
             # the request target as sent (http.server collapses a leading "//")
             words = self.requestline.split()
             target = words[1] if len(words) == 3 else ""
@@ -450,13 +480,13 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0 or length > MAX_BODY:
             self._error(413, protocol.BAD_REQUEST, "Request too large.")
             return
-        if "json" not in self.headers.get("Content-Type", ""):
+        if not is_json_media_type(self.headers.get_all("Content-Type") or []):
             self._error(415, protocol.BAD_REQUEST, "JSON required.")
             return
         raw = self.rfile.read(length) if length else b"null"
         try:
             args = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             self._error(400, protocol.BAD_REQUEST, "Malformed JSON.")
             return
         reply = self.app.backend.call(m.group("name"), args)
