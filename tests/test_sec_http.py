@@ -446,7 +446,7 @@ def test_pywebview_entry_point_refuses_them_once_guarded():
     end = time.monotonic() + 10
     def replies() -> list:
         return [j for j in win.js if "_returnValuesCallbacks" in j]
-    expected = sum(1 for n in OUTSIDE if isinstance(n, str) and bridge._SAFE_REPLY_NAME.match(n))
+    expected = len(OUTSIDE)                                  # every refusal is answered (issue 13)
     while len(replies()) < expected and time.monotonic() < end:
         time.sleep(0.02)
     assert len(replies()) == expected > 20
@@ -458,3 +458,27 @@ def test_pywebview_entry_point_refuses_them_once_guarded():
     assert hasattr(bridge, "ALLOWED") and hasattr(bridge, "call")  # "__globals__.clear" did nothing
     print(f"\nbridge: {len(OUTSIDE)} names outside the allowlist refused by bridge.call and by pywebview's"
           " guarded entry point")
+
+
+NON_ASCII = ["h\u00e9llo", "hello\u202e", "\u540d\u524d", "hello\u2028", "hello\u2029", "\U0001f600",
+             "x'y", "a\\b", "</script><script>alert(1)</script>", "\\u0027", "hello\x00", "\ufeffhello",
+             "\u0441earch"]
+
+
+def test_bridge_answers_non_ascii_and_quoting_names_with_the_refusal():
+    """A name the page cannot have meant (non-ASCII, quotes, backslashes, line separators) still gets
+    its answer: the page's promise is settled with the refusal, not left pending (issue 13)."""
+    bridge.install_guard()
+    win = _RecordingWindow()
+    for i, name in enumerate(NON_ASCII):
+        bridge.guarded_js_bridge_call(win, name, [{}], f"na{i}")
+    end = time.monotonic() + 10
+    while len(win.js) < len(NON_ASCII) and time.monotonic() < end:
+        time.sleep(0.02)
+    assert len(win.js) == len(NON_ASCII), win.js
+    for i, name in enumerate(NON_ASCII):
+        js = next(j for j in win.js if f"['na{i}']" in j)
+        assert js.isascii() and "\u2028" not in js and "\x00" not in js
+        # the name is a JSON string literal (quotes and backslashes escaped: no way out of it)
+        assert "[" + json.dumps(name, ensure_ascii=True) + "]" in js, (name, js)
+        assert "not_allowed" in js and "Unknown command." in js
