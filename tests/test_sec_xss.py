@@ -130,7 +130,7 @@ class Sweep:
                      if f == self.page.main_frame and self.page.url != self.start_url else None)
         self.served = served
         self.literal_checks = 0
-        self.start_url = served.base + "/"
+        self.start_url = served.url           # the page keeps its URL (no redirect, issue 13)
         self.page.goto(served.url)
         S.wait_js(self.page, "document.body.dataset.ready")
         self.baseline = self.page.evaluate(SCAN)["tags"]

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent / "ui"))
 import ppui_support as S
 
 from pocketpacs.ui import protocol
-from pocketpacs.ui.server import COOKIE_NAME, CSP, TOKEN_HEADER, DataServer
+from pocketpacs.ui.server import COOKIE_PREFIX, CSP, TOKEN_HEADER, DataServer
 from pocketpacs.ui.session import Session
 
 
@@ -98,26 +98,33 @@ def test_every_response_has_the_csp_and_no_cors(server):
     assert r.getheader("X-Content-Type-Options") == "nosniff"
 
 
-def test_page_needs_the_token_once_then_a_cookie(server):
+def test_page_needs_the_token_and_its_cookie_opens_only_the_assets(server):
     r, _ = req(server, "GET", "/", token=False)
     assert r.status == 403                                                     # page without token
     r, _ = req(server, "GET", "/?token=wrong", token=False)
     assert r.status == 403
     r, _ = req(server, "GET", "/js/main.js", token=False)
     assert r.status == 403                                                     # assets too
-    r, _ = req(server, "GET", f"/?token={server.token}", token=False)
-    assert r.status == 303 and r.getheader("Location") == "/"
+    r, page = req(server, "GET", f"/?token={server.token}", token=False)
+    assert r.status == 200 and b'<script type="module" src="/js/main.js">' in page
+    assert b"<script>" not in page                                            # no inline script
+    assert f'<meta name="pocketpacs-token" content="{server.token}">'.encode() in page
     cookie = r.getheader("Set-Cookie")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     jar = cookie.split(";")[0]
-    assert jar == f"{COOKIE_NAME}={server.token}"
-    r, page = req(server, "GET", "/", token=False, cookie=jar)
-    assert r.status == 200 and b'<script type="module" src="/js/main.js">' in page
-    assert b"<script>" not in page                                            # no inline script
+    name, _, value = jar.partition("=")
+    # a name per port, a value of its own: never the API token (issue 13)
+    assert name == f"{COOKIE_PREFIX}{server.port}" and value and server.token not in cookie
     r, js = req(server, "GET", "/js/api.js", token=False, cookie=jar)
     assert r.status == 200 and r.getheader("Content-Type").startswith("text/javascript")
-    # a cookie alone does not authorise the data API (it needs the header)
+    # the cookie opens neither the data API nor the page (the page holds the API token)
     assert call(server, "hello", token=False, cookie=jar)[0] == 403
+    r, page = req(server, "GET", "/", token=False, cookie=jar)
+    assert r.status == 403 and server.token.encode() not in page
+    # the API token as a cookie opens nothing either
+    for bad in (f"{name}={server.token}", f"pocketpacs_token={server.token}"):
+        assert req(server, "GET", "/js/api.js", token=False, cookie=bad)[0].status == 403
+        assert req(server, "GET", "/", token=False, cookie=bad)[0].status == 403
 
 
 def test_every_web_file_and_module_import_is_served(server):

@@ -3,7 +3,8 @@
 :func:`open_window` starts the :class:`~pocketpacs.ui.session.Session`, the
 token-protected :class:`~pocketpacs.ui.server.DataServer` on 127.0.0.1, the
 bridge guard, and one pywebview window that loads the page from that server
-(``/?token=...`` once; then a cookie).  pywebview's own HTTP server is not
+(``/?token=...``: the page holds the API token; a cookie of its own opens
+the static files only).  pywebview's own HTTP server is not
 used.  The window runs with ``private_mode=True`` (off-the-record profile:
 no disk cache, no cookies on disk) and ``debug=False``.
 """

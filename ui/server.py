@@ -3,12 +3,17 @@
 Security model (see ``../shared/notes/reliability.md`` §3.4):
 
 * binds ``127.0.0.1`` on an ephemeral port, never a wildcard address;
-* a per-launch 256-bit token (``secrets.token_urlsafe(32)``), compared with
-  :func:`hmac.compare_digest`.  The URL carries it once (``/?token=...``);
-  the server answers with an ``HttpOnly; SameSite=Strict`` cookie and a
-  redirect to ``/`` (as Jupyter does).  The page and its static files are
-  authorised by that cookie; every ``/v1/`` request additionally needs the
-  ``X-PocketPACS-Token`` header, which cross-site pages cannot set;
+* a per-launch 256-bit API token (``secrets.token_urlsafe(32)``), compared
+  with :func:`hmac.compare_digest`.  The launch URL carries it
+  (``/?token=...``) and only that URL answers the page, which holds it for
+  api.js (in a ``<meta>`` element: page memory); every ``/v1/`` request
+  needs it in the ``X-PocketPACS-Token`` header, which other pages cannot
+  set.  The token is never put in a cookie: cookies do not isolate ports,
+  and ``SameSite=Strict`` counts every port of 127.0.0.1 as the same site,
+  so any other local server the browser visits would receive it.  The
+  static files (code, no data) are authorised by an ``HttpOnly;
+  SameSite=Strict`` cookie with a name per port and a separate per-launch
+  value, which opens nothing else;
 * ``Host`` must be ``127.0.0.1:<port>`` or ``localhost:<port>`` (DNS
   rebinding), a foreign ``Origin`` or ``Sec-Fetch-Site: cross-site`` is
   refused (one ``Host`` header only; ``Sec-Fetch-Site`` must be
@@ -43,7 +48,8 @@ log = logging.getLogger("pocketpacs.ui.server")
 
 WEB_ROOT = Path(__file__).resolve().parent / "web"
 TOKEN_HEADER = "X-PocketPACS-Token"
-COOKIE_NAME = "pocketpacs_token"
+#: The assets cookie is ``<prefix><port>``: two servers never overwrite each other's.
+COOKIE_PREFIX = "pocketpacs_assets_"
 CSP = ("default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'none'")
 MAX_BODY = 1 << 20
@@ -55,8 +61,8 @@ MIME = {
 }
 _ASSET_NAME = re.compile(r"^(css|js|js/gl|js/views|js/viewer|shaders)/[A-Za-z0-9_.-]+\.(css|js|glsl)$")
 
-#: Who may use a route: the page (``?token=`` once, then the cookie), static
-#: files (cookie or header), the data API (the header only).
+#: Who may use a route: the page (``?token=``, the API token, in its URL),
+#: static files (the assets cookie or the header), the data API (the header only).
 AUTH_PAGE = "page"
 AUTH_COOKIE_OR_HEADER = "cookie_or_header"
 AUTH_HEADER = "header"
@@ -142,6 +148,12 @@ class Backend(Protocol):
     def thumbnail(self, sid: str): ...
 
 
+def _same_secret(candidate: str | None, secret: str) -> bool:
+    if not candidate or len(candidate) > 256:
+        return False
+    return hmac.compare_digest(candidate.encode("utf-8", "replace"), secret.encode("ascii"))
+
+
 def asset_table(root: Path = WEB_ROOT) -> dict[str, Path]:
     """List the static files the server may send, keyed by URL path.
 
@@ -195,10 +207,13 @@ class DataServer:
             raise ValueError("the data server binds only to 127.0.0.1")
         self.backend = backend
         self.token = token or secrets.token_urlsafe(32)
+        # authorises the static files only; never the API token (see the module docstring)
+        self.asset_key = secrets.token_urlsafe(32)
         self.assets = asset_table()
         self._index = (WEB_ROOT / "index.html").read_text("utf-8")
         self._httpd = _Server(("127.0.0.1", port), self._handler_class())
         self.port = self._httpd.server_address[1]
+        self.cookie_name = f"{COOKIE_PREFIX}{self.port}"
         self.allowed_hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
         self.allowed_origins = {f"http://{h}" for h in self.allowed_hosts}
         self._thread: threading.Thread | None = None
@@ -210,7 +225,7 @@ class DataServer:
 
     @property
     def launch_url(self) -> str:
-        """The URL carrying the token once; opening it sets the cookie."""
+        """The page's URL, carrying the API token; opening it sets the assets cookie."""
         return f"{self.base_url}/?token={self.token}"
 
     def start(self) -> "DataServer":
@@ -248,10 +263,22 @@ class DataServer:
         bool
             True when it matches.
         """
-        if not candidate or len(candidate) > 256:
-            return False
-        return hmac.compare_digest(candidate.encode("utf-8", "replace"),
-                                   self.token.encode("ascii"))
+        return _same_secret(candidate, self.token)
+
+    def check_asset_key(self, candidate: str | None) -> bool:
+        """Compare *candidate* with the assets cookie's value in constant time.
+
+        Parameters
+        ----------
+        candidate : str or None
+            Cookie value sent by the client.
+
+        Returns
+        -------
+        bool
+            True when it matches.
+        """
+        return _same_secret(candidate, self.asset_key)
 
     def index_html(self) -> bytes:
         """The page, with the token in a ``<meta>`` element for api.js.
@@ -348,7 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
             c.load(raw)
         except Exception:
             return None
-        m = c.get(COOKIE_NAME)
+        m = c.get(self.app.cookie_name)
         return m.value if m else None
 
     # -------------------------------------------------------------- methods
@@ -423,13 +450,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorised(self, auth: str, query: str) -> bool:
         """Check the route's credential; answers 403 itself when it is missing."""
         if auth == AUTH_PAGE:
-            # the launch URL's ?token= is checked by the handler (it sets the cookie)
-            if "token" in parse_qs(query) or self.app.check_token(self._cookie_token()):
+            # only the launch URL's ?token= (no cookie: the page holds the API token)
+            given = parse_qs(query).get("token", [])
+            if len(given) == 1 and self.app.check_token(given[0]):
                 return True
             self._error(403, protocol.NOT_ALLOWED, "Open the URL with its token.")
             return False
         if auth == AUTH_COOKIE_OR_HEADER:
-            if (self.app.check_token(self._cookie_token())
+            if (self.app.check_asset_key(self._cookie_token())
                     or self.app.check_token(self.headers.get(TOKEN_HEADER))):
                 return True
         elif auth == AUTH_HEADER:
@@ -440,15 +468,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -------------------------------------------------------------- handlers
     def _page(self, m: re.Match, query: str) -> None:
-        given = parse_qs(query).get("token", [None])[0]
-        if given is not None:
-            if not self.app.check_token(given):
-                self._error(403, protocol.NOT_ALLOWED, "Wrong token.")
-                return
-            cookie = f"{COOKIE_NAME}={self.app.token}; Path=/; HttpOnly; SameSite=Strict"
-            self._send(303, b"", "text/plain", {"Location": "/", "Set-Cookie": cookie})
-            return
-        self._send(200, self.app.index_html(), MIME[".html"])
+        # the URL keeps its ?token= (a reload works); the cookie opens the static files only
+        cookie = f"{self.app.cookie_name}={self.app.asset_key}; Path=/; HttpOnly; SameSite=Strict"
+        self._send(200, self.app.index_html(), MIME[".html"], {"Set-Cookie": cookie})
 
     def _favicon(self, m: re.Match, query: str) -> None:
         self._send(204, b"", "image/x-icon")
@@ -545,4 +567,4 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, frame, "application/octet-stream")
 
 
-__all__ = ["DataServer", "asset_table", "Route", "ROUTES", "TOKEN_HEADER", "COOKIE_NAME", "CSP"]
+__all__ = ["DataServer", "asset_table", "Route", "ROUTES", "TOKEN_HEADER", "COOKIE_PREFIX", "CSP"]
