@@ -65,9 +65,9 @@ def test_without_a_display_the_app_says_so_and_serves_to_a_browser(tmp_path, ent
         env_ = _hello(url, token)
         assert env_["ok"] and len(env_["data"]["rows"]) == len(built["manifest"]["series"]) + 1
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-        with opener.open(url, timeout=30) as r:                      # token once, then the cookie
+        with opener.open(url, timeout=30) as r:          # the page at its URL, then the assets cookie
             page = r.read().decode()
-        assert r.url.endswith("/") and 'src="/js/main.js"' in page
+        assert r.url == url and 'src="/js/main.js"' in page
         with opener.open(url.split("/?")[0] + "/css/app.css", timeout=30) as r:
             assert r.status == 200
     finally:
