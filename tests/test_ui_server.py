@@ -429,3 +429,39 @@ def test_removing_an_unknown_series_answers_not_found(server):
         st, env = call(server, "remove_series", {"series_id": sid})
         assert st == 200 and env["ok"] is False and env["error"]["code"] == protocol.NOT_FOUND, (sid, env)
     assert series_rows(server) == before                                      # nothing changed
+
+
+def _raw_request(port: int, head: bytes) -> bytes:
+    """Send *head* (a whole request) on a fresh socket; return what the server answered."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sk:
+        try:
+            sk.sendall(head)
+        except OSError:              # the server may answer and close before it has read it all
+            pass
+        answer = b""
+        try:
+            while chunk := sk.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+    return answer
+
+
+def test_the_header_block_is_capped_as_a_whole(server):
+    """Ten 60 KB headers (each under http.server's per-line limit) are refused: the header block
+    is capped as a whole; one such header still passes (issue 13)."""
+    from pocketpacs.ui.server import MAX_HEADER_BYTES
+
+    def request(pads: int) -> bytes:
+        lines = ["POST /v1/call/hello HTTP/1.1", f"Host: 127.0.0.1:{server.port}", f"{TOKEN_HEADER}: {server.token}",
+                 "Content-Type: application/json", "Content-Length: 2", "Connection: close"]
+        lines += [f"X-Pad-{i}: " + "a" * 60_000 for i in range(pads)]
+        return ("\r\n".join(lines) + "\r\n\r\n{}").encode()
+
+    assert _raw_request(server.port, request(1)).startswith(b"HTTP/1.1 200 ")
+    answer = _raw_request(server.port, request(10))
+    assert answer.startswith(b"HTTP/1.1 431 ") and b'"bad_request"' in answer, answer[:200]
+    assert 60_000 < MAX_HEADER_BYTES < 10 * 60_000
+    assert call(server, "hello")[0] == 200                                    # still serving

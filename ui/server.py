@@ -25,11 +25,14 @@ Security model (see ``../shared/notes/reliability.md`` §3.4):
   JSON envelope and headers;
 * no endpoint takes a path: assets are looked up by name in a table built at
   start-up, volumes and thumbnails by opaque hex ids;
-* request bodies are capped, sockets time out, responses carry the CSP.
+* request bodies and the header block are capped, bodies are read by
+  ``Content-Length`` only (``Transfer-Encoding`` is refused), sockets time
+  out, responses carry the CSP.
 """
 from __future__ import annotations
 
 import hmac
+import http.client
 import json
 import logging
 import re
@@ -53,6 +56,9 @@ COOKIE_PREFIX = "pocketpacs_assets_"
 CSP = ("default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'none'")
 MAX_BODY = 1 << 20
+#: All request header lines together (http.server caps each line at 64 KiB and
+#: their number at 100, which alone would let one request hold 6.4 MB).
+MAX_HEADER_BYTES = 64 << 10
 MIME = {
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -175,6 +181,25 @@ def asset_table(root: Path = WEB_ROOT) -> dict[str, Path]:
         if _ASSET_NAME.match(rel):
             table["/" + rel] = p
     return table
+
+
+class _CappedHeaderReader:
+    """The request stream while http.server reads the header block: stops it at
+    :data:`MAX_HEADER_BYTES` (http.server answers 431, as our JSON envelope)."""
+
+    def __init__(self, fp: Any, cap: int):
+        self._fp = fp
+        self._left = cap
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self._fp.readline(limit)
+        self._left -= len(line)
+        if self._left < 0:
+            raise http.client.HTTPException("request headers too large")
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
 
 
 class _Server(ThreadingHTTPServer):
@@ -339,6 +364,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._send(status, protocol.error_json(code, message), "application/json",
                    {"Connection": "close"})
+
+    def parse_request(self) -> bool:
+        """http.server's own parsing, with the whole header block capped."""
+        rfile = self.rfile
+        self.rfile = _CappedHeaderReader(rfile, MAX_HEADER_BYTES)
+        try:
+            return super().parse_request()
+        finally:
+            self.rfile = rfile
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (unknown method, malformed request line,
