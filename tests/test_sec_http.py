@@ -32,7 +32,7 @@ import ppui_support as S
 from pocketpacs.ui import bridge
 from pocketpacs.ui import protocol
 from pocketpacs.ui.server import (
-    AUTH_COOKIE_OR_HEADER, AUTH_HEADER, AUTH_PAGE, COOKIE_NAME, CSP, ROUTES, TOKEN_HEADER, DataServer)
+    AUTH_COOKIE_OR_HEADER, AUTH_HEADER, AUTH_PAGE, COOKIE_PREFIX, CSP, ROUTES, TOKEN_HEADER, DataServer)
 
 # --------------------------------------------------------------------------- sockets
 _TCP_LISTEN = "0A"
@@ -191,6 +191,8 @@ class Client:
         self.port = served.port
         self.token = served.token
         self.host = f"127.0.0.1:{self.port}"
+        self.cookie_name = f"{COOKIE_PREFIX}{self.port}"
+        self.asset_key = ""             # the assets cookie's value, set by the fixture
         self.sent = 0
 
     def send(self, route, target=None, *, host="ok", token="ok", cookie=None, origin=None,
@@ -203,8 +205,9 @@ class Client:
         elif host is not None:
             hdrs.append(("Host", host))
         if token == "ok":
-            if route.auth == AUTH_PAGE:
-                cookie = cookie or f"{COOKIE_NAME}={self.token}"
+            if route.auth == AUTH_PAGE:     # the page: the token in its URL (launch_url)
+                target = target or self.target(route)
+                target = target if "?" in target else f"{target}?token={self.token}"
             else:
                 hdrs.append((TOKEN_HEADER, self.token))
         elif token is not None:
@@ -240,6 +243,9 @@ def client(served):
     st, _, data = raw(c.port, "POST", "/v1/call/open_series", hdr, json.dumps({"series_id": sid}).encode())
     vid = json.loads(data)["data"]["volume_id"]
     c.ids = {"volume_id": vid, "series_id": sid}
+    st, h, _ = raw(c.port, "GET", f"/?token={c.token}", [("Host", c.host)], b"")
+    name, _, c.asset_key = h["set-cookie"].split(";")[0].partition("=")
+    assert st == 200 and name == c.cookie_name and c.asset_key and c.asset_key != c.token
     yield c
     print(f"\nHTTP: {len(ROUTES)} routes, {c.sent} requests sent by the security tests")
 
@@ -274,7 +280,7 @@ def test_every_route_refuses_missing_and_wrong_tokens(client):
         refused += 1
         for bad in _bad_tokens(client.token):
             if route.auth == AUTH_PAGE:
-                st, _, _ = client.send(route, token=None, cookie=f"{COOKIE_NAME}={bad}")
+                st, _, _ = client.send(route, token=None, cookie=f"{client.cookie_name}={bad}")
                 assert st == 403, (route.example, bad)
                 st, _, _ = client.send(route, f"/?token={bad}", token=None)
                 assert st == 403, (route.example, bad)
@@ -282,13 +288,19 @@ def test_every_route_refuses_missing_and_wrong_tokens(client):
             else:
                 st, _, _ = client.send(route, token=bad)
                 assert st == 403, (route.example, bad)
-                st, _, _ = client.send(route, token=None, cookie=f"{COOKIE_NAME}={bad}")
+                st, _, _ = client.send(route, token=None, cookie=f"{client.cookie_name}={bad}")
                 assert st == 403, (route.example, bad)
                 refused += 2
+        if route.auth in (AUTH_HEADER, AUTH_PAGE):
+            # the assets cookie opens neither the API nor the page (which holds the API token),
+            # nor does the API token sent as a cookie, under any name (issue 13)
+            for jar in (f"{client.cookie_name}={client.asset_key}", f"{client.cookie_name}={client.token}",
+                        f"pocketpacs_token={client.token}"):
+                st, _, _ = client.send(route, token=None, cookie=jar)
+                assert st == 403, (route.example, jar)
+                refused += 1
         if route.auth == AUTH_HEADER:
-            # the cookie alone, or the token in the query string, is not enough for the API
-            st, _, _ = client.send(route, token=None, cookie=f"{COOKIE_NAME}={client.token}")
-            assert st == 403, route.example
+            # the token in the query string is not enough for the API
             t = client.target(route)
             st, _, _ = client.send(route, f"{t}?token={client.token}", token=None)
             assert st in (403, 404), route.example
@@ -446,7 +458,7 @@ def test_pywebview_entry_point_refuses_them_once_guarded():
     end = time.monotonic() + 10
     def replies() -> list:
         return [j for j in win.js if "_returnValuesCallbacks" in j]
-    expected = sum(1 for n in OUTSIDE if isinstance(n, str) and bridge._SAFE_REPLY_NAME.match(n))
+    expected = len(OUTSIDE)                                  # every refusal is answered (issue 13)
     while len(replies()) < expected and time.monotonic() < end:
         time.sleep(0.02)
     assert len(replies()) == expected > 20
@@ -458,3 +470,117 @@ def test_pywebview_entry_point_refuses_them_once_guarded():
     assert hasattr(bridge, "ALLOWED") and hasattr(bridge, "call")  # "__globals__.clear" did nothing
     print(f"\nbridge: {len(OUTSIDE)} names outside the allowlist refused by bridge.call and by pywebview's"
           " guarded entry point")
+
+
+NON_ASCII = ["h\u00e9llo", "hello\u202e", "\u540d\u524d", "hello\u2028", "hello\u2029", "\U0001f600",
+             "x'y", "a\\b", "</script><script>alert(1)</script>", "\\u0027", "hello\x00", "\ufeffhello",
+             "\u0441earch"]
+
+
+def test_bridge_answers_non_ascii_and_quoting_names_with_the_refusal():
+    """A name the page cannot have meant (non-ASCII, quotes, backslashes, line separators) still gets
+    its answer: the page's promise is settled with the refusal, not left pending (issue 13)."""
+    bridge.install_guard()
+    win = _RecordingWindow()
+    for i, name in enumerate(NON_ASCII):
+        bridge.guarded_js_bridge_call(win, name, [{}], f"na{i}")
+    end = time.monotonic() + 10
+    while len(win.js) < len(NON_ASCII) and time.monotonic() < end:
+        time.sleep(0.02)
+    assert len(win.js) == len(NON_ASCII), win.js
+    for i, name in enumerate(NON_ASCII):
+        js = next(j for j in win.js if f"['na{i}']" in j)
+        assert js.isascii() and "\u2028" not in js and "\x00" not in js
+        # the name is a JSON string literal (quotes and backslashes escaped: no way out of it)
+        assert "[" + json.dumps(name, ensure_ascii=True) + "]" in js, (name, js)
+        assert "not_allowed" in js and "Unknown command." in js
+
+
+# --------------------------------------------------------------------------- cookie scope (issue 13)
+class _Spy:
+    """Another local server (another port of 127.0.0.1): records every header the browser sends it."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        seen = self.seen = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(list(self.headers.items()))
+                body = (b"<!doctype html><title>spy</title><img src='/img.png'>"
+                        b"<script>fetch('/fetch', {credentials: 'include'});"
+                        b"document.title = 'spy:' + document.cookie;</script>")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_another_local_origin_captures_nothing_that_opens_the_api(browser, served, client):
+    """The PocketPACS page is opened, then the same browser visits another server on another
+    127.0.0.1 port (cookies do not isolate ports; SameSite=Strict counts it as the same site).
+    Everything that server received -- the Cookie header, each cookie value, every header value --
+    is replayed against every route: no API route, and not the page (which holds the API token),
+    accepts any of it; no asset answer carries the token (issue 13)."""
+    spy = _Spy()
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        page.goto(served.url)
+        S.wait_js(page, "document.body.dataset.ready")
+        assert page.evaluate("document.body.dataset.ready") == "1"
+        page.goto(f"http://127.0.0.1:{spy.port}/")              # same tab, top-level navigation
+        other = ctx.new_page()
+        other.goto(f"http://127.0.0.1:{spy.port}/page2")        # a new tab
+        end = time.monotonic() + 20
+        while len(spy.seen) < 6 and time.monotonic() < end:      # 2 pages, 2 images, 2 fetches
+            time.sleep(0.05)
+        titles = [page.title(), other.title()]
+        jar = ctx.cookies()
+    finally:
+        ctx.close()
+        spy.stop()
+    assert len(spy.seen) >= 4, spy.seen
+    cookie_headers = sorted({v for req in spy.seen for k, v in req if k.lower() == "cookie"})
+    values = set()
+    for raw_cookie in cookie_headers:
+        for part in raw_cookie.split(";"):
+            name, _, value = part.strip().partition("=")
+            values |= {value, name, part.strip()}
+    values |= {v for req in spy.seen for _k, v in req}
+    values |= {t.partition(":")[2] for t in titles}
+    values.discard("")
+    assert all(client.token not in v for v in values), "the API token reached another origin"
+    assert all(client.token not in c["value"] for c in jar)   # not in any cookie at all
+    refused = 0
+    for route in ROUTES:
+        t = client.target(route)
+        tries = [dict(token=None, cookie=c) for c in cookie_headers]
+        tries += [dict(token=v) for v in values if v.isascii() and "\r" not in v and "\n" not in v]
+        tries += [dict(target=f"{t}?token={v}", token=None, cookie=c)
+                  for v in values if v.isascii() and " " not in v and "#" not in v
+                  for c in (cookie_headers or [None])[:1]]
+        for kw in tries:
+            st, _, body = client.send(route, kw.pop("target", None), **kw)
+            if route.auth == AUTH_COOKIE_OR_HEADER and st in (200, 204):   # code and icon, no data
+                assert client.token.encode() not in body, route.example
+                continue
+            assert st in (403, 404), (route.example, kw, st, body[:200])
+            refused += 1
+    assert refused > len(ROUTES)
+    print(f"\ncookie scope: another 127.0.0.1 port received {len(cookie_headers)} Cookie headers,"
+          f" {len(values)} values; {refused} replays against {len(ROUTES)} routes, all refused")

@@ -20,6 +20,7 @@ page's own), and cells whose text differs from the data the server sent.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import urllib.request
 from pathlib import Path
@@ -33,6 +34,14 @@ import xss_corpus as X
 pytestmark = pytest.mark.slow
 
 PAYLOADS = X.payloads()
+#: bidi controls: embeddings/overrides, isolates, marks.  The page shows each escaped (issue 13).
+BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(s: str) -> str:
+    """What the page shows for *s* (ui/web/js/text.js): bidi controls as ``\\uXXXX``."""
+    return BIDI.sub(lambda m: "\\u%04x" % ord(m.group()), s)
+
 #: DICOM keyword -> where the page shows it (besides the header panel).
 FIELDS = {
     "PatientName": "list, overlay", "PatientID": "list, overlay", "StudyDescription": "list, overlay",
@@ -130,7 +139,7 @@ class Sweep:
                      if f == self.page.main_frame and self.page.url != self.start_url else None)
         self.served = served
         self.literal_checks = 0
-        self.start_url = served.base + "/"
+        self.start_url = served.url           # the page keeps its URL (no redirect, issue 13)
         self.page.goto(served.url)
         S.wait_js(self.page, "document.body.dataset.ready")
         self.baseline = self.page.evaluate(SCAN)["tags"]
@@ -153,7 +162,7 @@ class Sweep:
         for row in data_rows:
             cells = shown[row["series_id"]]
             for col, (text, children) in cells.items():
-                want = "" if row[col] is None else str(row[col])
+                want = "" if row[col] is None else visible(str(row[col]))
                 assert text == want and children == 0, (col, text, want)
                 self.literal_checks += 1
         self.check("list")
@@ -178,7 +187,7 @@ def open_and_inspect(sw: Sweep, index: int, by_id: dict, assembly: bool) -> None
     vid = S.dataset(page)["vid"]
     # the overlay shows this volume's labels (the header the page fetched)
     labels = S.fetch_header(page, vid)["labels"]
-    want_tl = "\n".join(x for x in (labels["patient_name"], labels["patient_id"], labels["birth_date"]) if x)
+    want_tl = "\n".join(visible(x) for x in (labels["patient_name"], labels["patient_id"], labels["birth_date"]) if x)
     S.wait_js(page, f"document.getElementById('corner-tl').textContent === {json.dumps(want_tl)}")
     # overlay corners: the labels as text, no element inside
     corners = page.evaluate("""['tl','tr'].map(k => { const e = document.getElementById('corner-' + k);
@@ -186,10 +195,10 @@ def open_and_inspect(sw: Sweep, index: int, by_id: dict, assembly: bool) -> None
     tl, tr = corners
     assert tl[1] == 0 and tr[1] == 0
     for key in ("patient_name", "patient_id"):
-        assert row[key] in tl[0], (key, row[key], tl[0])
+        assert visible(row[key]) in tl[0], (key, row[key], tl[0])
         sw.literal_checks += 1
     for key in ("study_description", "series_description"):
-        assert row[key] in tr[0], (key, row[key], tr[0])
+        assert visible(row[key]) in tr[0], (key, row[key], tr[0])
         sw.literal_checks += 1
     # header panel: every element's value cell equals what the server sent
     if page.locator("#panel").is_hidden():
@@ -207,7 +216,7 @@ def open_and_inspect(sw: Sweep, index: int, by_id: dict, assembly: bool) -> None
     shown = page.evaluate("""Object.fromEntries([...document.querySelectorAll('#header-table tbody tr')]
         .map(tr => [tr.children[1].textContent, [tr.children[3].textContent, tr.children[3].childElementCount]]))""")
     for kw, value in want.items():
-        assert shown[kw] == [value, 0], (kw, shown.get(kw), value)
+        assert shown[kw] == [visible(value), 0], (kw, shown.get(kw), value)
         sw.literal_checks += 1
     if assembly:
         page.click("#panel [data-tab=assembly]")
@@ -246,7 +255,7 @@ def run_sweep(sw: Sweep, served, built, full: bool) -> dict:
     names = sw.page.evaluate("[...document.querySelectorAll('#import-report li')].map(li => [li.textContent, li.childElementCount])")
     shown_names = [t for t, n in names if n == 0 and ": " in t]
     for p in PAYLOADS:
-        n = p.replace("/", "\u2215")[:120]
+        n = visible(p.replace("/", "\u2215")[:120])
         assert any(t.startswith(n + ": ") for t in shown_names), n
         sw.literal_checks += 1
     sw.check("import report")
@@ -283,3 +292,75 @@ def test_xss_corpus_with_the_real_csp(browser, served, built):
     assert res["opened"] >= 5
     print(f"\nXSS (real CSP): {res['opened']} series opened, {sw.literal_checks} cells compared: 0 executed,"
           " 0 markup, 0 CSP violations")
+
+
+# --------------------------------------------------------------------------- bidi controls (issue 13)
+BIDI_FIELDS = {
+    "patient_name": "Evil\u202egpj.exe^Mal\u202c", "patient_id": "\u2066ID\u2069\u2067R\u2069",
+    "study_desc": "\u200fStudy\u202b\u202d\u2068x\u2069", "series_desc": "\u061cSeries\u202a\u200e",
+    "accession": "AC\u202e123",
+}
+
+
+def test_bidi_controls_are_shown_escaped_and_isolated(browser, tmp_path):
+    """U+202E and the other bidi controls in names and descriptions are not shown raw: the list,
+    the overlay corners and the header panel show them escaped (\\u202e), in elements that isolate
+    their text (unicode-bidi: isolate); the text is still set as text, never markup."""
+    import dicomgen
+    import pocketpacs
+    from pocketpacs.ui.server import DataServer
+    from pocketpacs.ui.session import Session
+
+    uid = "1.2.826.0.1.3680043.78.1"
+    dicomgen.write_series(tmp_path / "files", 3, series_uid=uid + ".1", study_uid=uid, rows=8, cols=8,
+                          charset="ISO_IR 192", **BIDI_FIELDS)
+    with pocketpacs.open_archive(tmp_path / "archive") as ar:
+        assert ar.import_folder(tmp_path / "files").failed == 0
+    session = Session(str(tmp_path / "archive"), mode="serve")
+    srv = DataServer(session).start()
+    ctx = browser.new_context(viewport={"width": 1100, "height": 700})
+    try:
+        page = ctx.new_page()
+        page.goto(srv.launch_url)
+        S.wait_js(page, "document.body.dataset.ready")
+        S.wait_js(page, "document.querySelectorAll('#series-table tbody tr').length === 1")
+        rows = table_rows(page)
+        row = session.call("search", {})["data"]["rows"][0]
+        cells = rows[0]["cells"]
+        checked = 0
+        for col in ("patient_name", "patient_id", "study_description", "series_description", "accession"):
+            text, children = cells[col]
+            assert BIDI.search(row[col]), col                                  # the data has them
+            assert not BIDI.search(text) and text == visible(row[col]) and children == 0, (col, text)
+            checked += 1
+        assert cells["patient_name"][0].startswith("Evil\\u202egpj.exe")
+        isolate = page.evaluate("""[...document.querySelectorAll('#series-table tbody td[data-col]')]
+            .map(td => getComputedStyle(td).unicodeBidi)""")
+        assert set(isolate) == {"isolate"}, isolate
+        # the viewer: overlay corners, then the header panel
+        page.locator("#series-table tbody tr").first.dblclick()
+        S.wait_js(page, "document.getElementById('view').dataset.drawn")
+        S.wait_js(page, "document.getElementById('corner-tl').textContent.length > 0")
+        corners = page.evaluate("""['tl', 'tr'].map(k => { const e = document.getElementById('corner-' + k);
+            return [e.textContent, e.childElementCount, getComputedStyle(e).unicodeBidi]; })""")
+        for text, children, bidi in corners:
+            assert not BIDI.search(text) and children == 0 and bidi == "isolate", (text, bidi)
+        assert visible(row["patient_name"]) in corners[0][0] and visible(row["series_description"]) in corners[1][0]
+        page.click("#btn-panel")
+        if page.locator("#tab-header").is_hidden():
+            page.click("#panel [data-tab=header]")
+        S.wait_js(page, """[...document.querySelectorAll('#header-table tbody tr')]
+            .some(tr => tr.children[1].textContent === 'PatientName')""")
+        shown = page.evaluate("""Object.fromEntries([...document.querySelectorAll('#header-table tbody tr')]
+            .map(tr => [tr.children[1].textContent, [tr.children[3].textContent,
+                                                      getComputedStyle(tr.children[3]).unicodeBidi]]))""")
+        for kw in ("PatientName", "PatientID", "StudyDescription", "SeriesDescription", "AccessionNumber"):
+            text, bidi = shown[kw]
+            assert not BIDI.search(text) and "\\u" in text and bidi == "isolate", (kw, text, bidi)
+            checked += 1
+    finally:
+        ctx.close()
+        srv.stop()
+        session.close()
+    print(f"\nbidi: {len(BIDI_FIELDS)} fields with 11 kinds of bidi control; {checked} cells + 2 overlay corners"
+          " shown escaped and isolated, none raw")

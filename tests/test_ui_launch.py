@@ -65,9 +65,9 @@ def test_without_a_display_the_app_says_so_and_serves_to_a_browser(tmp_path, ent
         env_ = _hello(url, token)
         assert env_["ok"] and len(env_["data"]["rows"]) == len(built["manifest"]["series"]) + 1
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-        with opener.open(url, timeout=30) as r:                      # token once, then the cookie
+        with opener.open(url, timeout=30) as r:          # the page at its URL, then the assets cookie
             page = r.read().decode()
-        assert r.url.endswith("/") and 'src="/js/main.js"' in page
+        assert r.url == url and 'src="/js/main.js"' in page
         with opener.open(url.split("/?")[0] + "/css/app.css", timeout=30) as r:
             assert r.status == 200
     finally:
@@ -231,3 +231,140 @@ def test_sigterm_closes_cleanly_and_a_killed_app_starts_without_waiting(tmp_path
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert proc.returncode == 0 and not (archive / OPEN_MARK).exists()
+
+
+# ------------------------------------------------------------------ remote debugging (issue 13)
+@pytest.mark.parametrize("flags,kept", [
+    ("--remote-debugging-port=9222", []),
+    ("--remote-debugging-port 9222 --mute-audio", ["--mute-audio"]),
+    ("-remote-debugging-port=9222 --mute-audio", ["--mute-audio"]),
+    ("--REMOTE-DEBUGGING-PORT=9222", []),
+    ("--remote-debugging-pipe --enable-logging", ["--enable-logging"]),
+    ("--remote-debugging-pipe=cbor --remote-debugging-io-pipes=3,4", []),
+    ("--remote-debugging-address=0.0.0.0 --remote-debugging-port=0", []),
+    ("--remote-debugging-address 0.0.0.0 --remote-allow-origins * --x", ["--x"]),
+    ("--remote-allow-origins=* --ignore-gpu-blocklist", ["--ignore-gpu-blocklist"]),
+    ("--remote-debugging-socket-name=s --disable-gpu-compositing", ["--disable-gpu-compositing"]),
+    ("--a=1 --remote-debugging-port=1 --b --remote-debugging-targets=x --c", ["--a=1", "--b", "--c"]),
+    ("--remote-debugging-port=1 --remote-debugging-port=2", []),
+    ("--no-remote-debugging --remote-debuggingx=1", ["--no-remote-debugging"]),
+    ("--enable-features=RemoteDebugging --lang=remote-debugging-port",
+     ["--enable-features=RemoteDebugging", "--lang=remote-debugging-port"]),
+])
+def test_remote_debugging_switches_are_stripped_and_the_rest_kept(flags, kept):
+    got, removed = launch.strip_remote_debugging(flags.split())
+    assert got == kept
+    assert got + removed != [] and sorted(got + removed) == sorted(flags.split())
+    names = [a.lstrip("-").split("=")[0].lower() for a in got if a.startswith("-")]
+    assert not any(n.startswith("remote-debugging") or n == "remote-allow-origins" for n in names)
+
+
+def test_configure_strips_remote_debugging_from_the_flags_and_the_arguments(monkeypatch):
+    monkeypatch.setenv("QTWEBENGINE_CHROMIUM_FLAGS", "--mute-audio --remote-debugging-port=9333 "
+                       "--remote-allow-origins=* --remote-debugging-address 0.0.0.0 --lang=en")
+    monkeypatch.setenv("QTWEBENGINE_REMOTE_DEBUGGING", "9334")
+    monkeypatch.setattr(sys, "argv", ["pocketpacs", "--remote-debugging-port=9335", "app"])
+    notes = launch.configure_qt_environment(software_gl=False)
+    flags = os.environ["QTWEBENGINE_CHROMIUM_FLAGS"].split()
+    assert flags[:2] == ["--mute-audio", "--lang=en"] and "remote" not in " ".join(flags)
+    assert "QTWEBENGINE_REMOTE_DEBUGGING" not in os.environ
+    assert sys.argv == ["pocketpacs", "app"]
+    assert sum("remote debugging stays off" in n for n in notes) == 3
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _process_tree(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+@pytest.fixture
+def xvfb_display():
+    import shutil
+
+    S.require_system(shutil.which("Xvfb") is not None, "Xvfb")
+    S.require_qt_window()
+    proc, display = S.start_xvfb()
+    yield display
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.mark.slow
+def test_the_app_hands_qt_no_remote_debugging_switch(xvfb_display, tmp_path):
+    """QTWEBENGINE_CHROMIUM_FLAGS with remote-debugging switches: the running app's Qt WebEngine
+    processes see none of them (environment and command lines), the DevTools port never
+    listens, the other flags reach Qt (issue 13)."""
+    import socket
+
+    built = S.build_archive(tmp_path / "a")
+    port = _free_port()
+    env = S.app_env(os.environ, xvfb_display)
+    env["QTWEBENGINE_CHROMIUM_FLAGS"] = (f"--mute-audio --remote-debugging-port={port} --remote-allow-origins=*"
+                                         " --remote-debugging-address 127.0.0.1 --lang=en-GB")
+    out = tmp_path / "selftest.json"
+    args = [*UI_MODULE, "--archive", str(built["archive"]), "app", "--selftest", str(out)]
+    with S.app_selftest(args, env, out) as (app, report):
+        assert report["ready"] == "1", report
+        environs, cmdlines = {}, {}
+        for pid in _process_tree(app.pid)[1:]:
+            try:
+                cmdlines[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                environs[pid] = dict(kv.split("=", 1) for kv in
+                                     Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in kv)
+            except OSError:
+                continue
+        with socket.socket() as s:
+            s.settimeout(2)
+            devtools = s.connect_ex(("127.0.0.1", port))
+    log = app.stdout.read()
+    web = [p for p, c in cmdlines.items() if "QtWebEngineProcess" in c]
+    assert web, cmdlines                                            # the Chromium processes were read
+    assert devtools != 0, "the DevTools port listens"
+    for pid in web:
+        assert "remote-debugging" not in cmdlines[pid] and "remote-allow-origins" not in cmdlines[pid]
+        flags = environs[pid].get("QTWEBENGINE_CHROMIUM_FLAGS", "")
+        assert "remote" not in flags and "QTWEBENGINE_REMOTE_DEBUGGING" not in environs[pid]
+        assert "--mute-audio" in flags.split() and "--lang=en-GB" in flags.split(), flags   # the rest kept
+    assert "remote debugging stays off" in log
+
+
+@pytest.mark.slow
+def test_sigterm_closes_the_desktop_app_cleanly(xvfb_display, tmp_path):
+    """`kill` (SIGTERM, as at logout) of the desktop app: the window closes, the archive is closed
+    cleanly (no unclean-shutdown mark) and the app exits 0, as `serve` does (issue 13)."""
+    from pocketpacs.archive.datafile import OPEN_MARK
+
+    built = S.build_archive(tmp_path / "a")
+    archive = Path(built["archive"])
+    out = tmp_path / "selftest.json"
+    args = [*UI_MODULE, "--archive", str(archive), "app", "--selftest", str(out)]
+    with S.app_selftest(args, S.app_env(os.environ, xvfb_display), out) as (app, report):
+        assert report["ready"] == "1", report
+        assert (archive / OPEN_MARK).exists()                       # a writer has it open
+        app.send_signal(signal.SIGTERM)
+        try:
+            code = app.wait(60)
+        except subprocess.TimeoutExpired:
+            code = None
+    assert code == 0, (code, app.stdout.read()[-2000:])
+    assert not (archive / OPEN_MARK).exists()

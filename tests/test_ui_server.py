@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent / "ui"))
 import ppui_support as S
 
 from pocketpacs.ui import protocol
-from pocketpacs.ui.server import COOKIE_NAME, CSP, TOKEN_HEADER, DataServer
+from pocketpacs.ui.server import COOKIE_PREFIX, CSP, TOKEN_HEADER, DataServer
 from pocketpacs.ui.session import Session
 
 
@@ -98,26 +98,33 @@ def test_every_response_has_the_csp_and_no_cors(server):
     assert r.getheader("X-Content-Type-Options") == "nosniff"
 
 
-def test_page_needs_the_token_once_then_a_cookie(server):
+def test_page_needs_the_token_and_its_cookie_opens_only_the_assets(server):
     r, _ = req(server, "GET", "/", token=False)
     assert r.status == 403                                                     # page without token
     r, _ = req(server, "GET", "/?token=wrong", token=False)
     assert r.status == 403
     r, _ = req(server, "GET", "/js/main.js", token=False)
     assert r.status == 403                                                     # assets too
-    r, _ = req(server, "GET", f"/?token={server.token}", token=False)
-    assert r.status == 303 and r.getheader("Location") == "/"
+    r, page = req(server, "GET", f"/?token={server.token}", token=False)
+    assert r.status == 200 and b'<script type="module" src="/js/main.js">' in page
+    assert b"<script>" not in page                                            # no inline script
+    assert f'<meta name="pocketpacs-token" content="{server.token}">'.encode() in page
     cookie = r.getheader("Set-Cookie")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     jar = cookie.split(";")[0]
-    assert jar == f"{COOKIE_NAME}={server.token}"
-    r, page = req(server, "GET", "/", token=False, cookie=jar)
-    assert r.status == 200 and b'<script type="module" src="/js/main.js">' in page
-    assert b"<script>" not in page                                            # no inline script
+    name, _, value = jar.partition("=")
+    # a name per port, a value of its own: never the API token (issue 13)
+    assert name == f"{COOKIE_PREFIX}{server.port}" and value and server.token not in cookie
     r, js = req(server, "GET", "/js/api.js", token=False, cookie=jar)
     assert r.status == 200 and r.getheader("Content-Type").startswith("text/javascript")
-    # a cookie alone does not authorise the data API (it needs the header)
+    # the cookie opens neither the data API nor the page (the page holds the API token)
     assert call(server, "hello", token=False, cookie=jar)[0] == 403
+    r, page = req(server, "GET", "/", token=False, cookie=jar)
+    assert r.status == 403 and server.token.encode() not in page
+    # the API token as a cookie opens nothing either
+    for bad in (f"{name}={server.token}", f"pocketpacs_token={server.token}"):
+        assert req(server, "GET", "/js/api.js", token=False, cookie=bad)[0].status == 403
+        assert req(server, "GET", "/", token=False, cookie=bad)[0].status == 403
 
 
 def test_every_web_file_and_module_import_is_served(server):
@@ -346,3 +353,115 @@ def test_frame_layout_and_wire_dtypes():
     assert protocol.to_wire(np.array([0, 60000], np.int32))[0].dtype == np.uint16
     with pytest.raises(ValueError):
         protocol.decode_frame(buf[:3])
+
+
+# ------------------------------------------------------------------ hardening, round 2 (issue 13)
+def _post_raw(srv, path, body: bytes, headers: dict):
+    """POST *body* as given (no JSON encoding, headers exactly as listed)."""
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    h = {"Host": f"127.0.0.1:{srv.port}", TOKEN_HEADER: srv.token}
+    h.update(headers)
+    c.putrequest("POST", path, skip_host=True, skip_accept_encoding=True)
+    for k, v in h.items():
+        for one in (v if isinstance(v, list) else [v]):
+            c.putheader(k, one)
+    c.endheaders()
+    if body:
+        c.send(body)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, json.loads(data) if data else None
+
+
+def test_deeply_nested_json_is_a_bad_request_not_a_server_error(server):
+    for depth in (100_000, 5_000):
+        for open_, close in ((b"[", b"]"), (b'{"a":', b"}")):
+            body = open_ * depth + b"1" + close * depth
+            st, env = _post_raw(server, "/v1/call/search", body, {"Content-Type": "application/json",
+                                                                 "Content-Length": str(len(body))})
+            assert st == 400 and env["error"]["code"] == protocol.BAD_REQUEST, (depth, open_, st, env)
+    assert call(server, "hello")[0] == 200                                    # still serving
+
+
+def test_chunked_bodies_are_refused_not_ignored(server):
+    body = b"2\r\n{}\r\n0\r\n\r\n"
+    for extra in ({}, {"Content-Length": "0"}, {"Content-Length": str(len(body))}):
+        st, env = _post_raw(server, "/v1/call/hello", body, {"Content-Type": "application/json",
+                                                            "Transfer-Encoding": "chunked", **extra})
+        assert st in (400, 411) and env["ok"] is False, (extra, st, env)
+    # a chunked upload written in one go, as a client that does not wait for an answer sends it
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sk:
+        sk.sendall(f"POST /v1/call/hello HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                   f"{TOKEN_HEADER}: {server.token}\r\nContent-Type: application/json\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n".encode() + body)
+        answer = b""
+        while chunk := sk.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 411 ") and b'"bad_request"' in answer
+    assert answer.count(b"HTTP/1.1 ") == 1                 # the body was not taken for a request
+    # and a GET carrying one is refused too (its body would be read as the next request)
+    r, _ = req(server, "GET", "/v1/volume/" + "0" * 32 + "/header", headers={"Transfer-Encoding": "chunked"})
+    assert r.status in (400, 411)
+
+
+@pytest.mark.parametrize("ctype,ok", [
+    ("application/json", True), ("application/json; charset=utf-8", True), ("APPLICATION/JSON", True),
+    ('application/json;charset="UTF-8"', True), ("application/json ; charset=utf-8", True),
+    ("text/plain; x=json", False), ("text/plain;json", False), ("text/json", False), ("application/jsonx", False),
+    ("application/json-patch+json", False), ("application/x-json", False), ("application/json; x=1", False),
+    ("application/json; charset=latin-1", False), ("multipart/form-data; boundary=json", False),
+    ("application/json, text/plain", False), ("", False), (["application/json", "text/plain"], False),
+])
+def test_content_type_is_parsed_exactly(server, ctype, ok):
+    st, env = _post_raw(server, "/v1/call/hello", b"{}", {"Content-Type": ctype, "Content-Length": "2"})
+    if ok:
+        assert st == 200 and env["ok"], (ctype, st, env)
+    else:
+        assert st == 415 and env["error"]["code"] == protocol.BAD_REQUEST, (ctype, st, env)
+
+
+def test_removing_an_unknown_series_answers_not_found(server):
+    before = series_rows(server)
+    for sid in ("0" * 32, "f" * 64, "0123456789abcdef"):
+        st, env = call(server, "remove_series", {"series_id": sid})
+        assert st == 200 and env["ok"] is False and env["error"]["code"] == protocol.NOT_FOUND, (sid, env)
+    assert series_rows(server) == before                                      # nothing changed
+
+
+def _raw_request(port: int, head: bytes) -> bytes:
+    """Send *head* (a whole request) on a fresh socket; return what the server answered."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sk:
+        try:
+            sk.sendall(head)
+        except OSError:              # the server may answer and close before it has read it all
+            pass
+        answer = b""
+        try:
+            while chunk := sk.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+    return answer
+
+
+def test_the_header_block_is_capped_as_a_whole(server):
+    """Ten 60 KB headers (each under http.server's per-line limit) are refused: the header block
+    is capped as a whole; one such header still passes (issue 13)."""
+    from pocketpacs.ui.server import MAX_HEADER_BYTES
+
+    def request(pads: int) -> bytes:
+        lines = ["POST /v1/call/hello HTTP/1.1", f"Host: 127.0.0.1:{server.port}", f"{TOKEN_HEADER}: {server.token}",
+                 "Content-Type: application/json", "Content-Length: 2", "Connection: close"]
+        lines += [f"X-Pad-{i}: " + "a" * 60_000 for i in range(pads)]
+        return ("\r\n".join(lines) + "\r\n\r\n{}").encode()
+
+    assert _raw_request(server.port, request(1)).startswith(b"HTTP/1.1 200 ")
+    answer = _raw_request(server.port, request(10))
+    assert answer.startswith(b"HTTP/1.1 431 ") and b'"bad_request"' in answer, answer[:200]
+    assert 60_000 < MAX_HEADER_BYTES < 10 * 60_000
+    assert call(server, "hello")[0] == 200                                    # still serving

@@ -3,7 +3,8 @@
 :func:`open_window` starts the :class:`~pocketpacs.ui.session.Session`, the
 token-protected :class:`~pocketpacs.ui.server.DataServer` on 127.0.0.1, the
 bridge guard, and one pywebview window that loads the page from that server
-(``/?token=...`` once; then a cookie).  pywebview's own HTTP server is not
+(``/?token=...``: the page holds the API token; a cookie of its own opens
+the static files only).  pywebview's own HTTP server is not
 used.  The window runs with ``private_mode=True`` (off-the-record profile:
 no disk cache, no cookies on disk) and ``debug=False``.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -139,9 +142,10 @@ def _selftest(window: Any, out_path: str) -> None:
     # keep the window up until the test has taken its screenshot
     close_flag = Path(out_path + ".close")
     end = time.monotonic() + 120
-    while time.monotonic() < end and not close_flag.exists():
+    while time.monotonic() < end and not close_flag.exists() and not window.events.closed.is_set():
         time.sleep(0.2)
-    window.destroy()
+    if not window.events.closed.is_set():
+        window.destroy()
 
 
 def open_window(archive: str | None = None, readonly: bool = False,
@@ -183,12 +187,25 @@ def open_window(archive: str | None = None, readonly: bool = False,
         if selftest:
             _selftest(window, selftest)
 
+    def close_window() -> None:
+        window.events.shown.wait(60)
+        window.destroy()
+
+    def on_term(signum: int, frame: object) -> None:
+        # a logout or `kill`: close the window, so that the archive is closed
+        # cleanly below and the app exits 0 (as `serve` does).  Runs on the main
+        # thread (pywebview's Qt loop lets Python run every 500 ms); the window
+        # is closed from another thread, as pywebview expects.
+        threading.Thread(target=close_window, name="pocketpacs-sigterm", daemon=True).start()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     gui = "qt" if sys.platform.startswith("linux") else None
     try:
         webview.start(after_start, gui=gui, debug=False, private_mode=True)
     finally:
         server.stop()
         session.close()
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -162,7 +162,6 @@ del _n
 
 
 # ------------------------------------------------------------- pywebview guard
-_SAFE_REPLY_NAME = re.compile(r"^[A-Za-z0-9_.]{1,80}$")
 _SAFE_VALUE_ID = re.compile(r"^[0-9A-Za-z]{1,40}$")
 _original: Callable | None = None
 
@@ -174,13 +173,25 @@ def _reply(window: Any, func_name: str, value_id: str, envelope: dict) -> None:
     wraps the code in ``eval`` and is therefore refused by the page's CSP.
     """
     payload = json.dumps(envelope, ensure_ascii=True).replace("\\", "\\\\").replace("'", "\\'")
+    # the name as a JSON literal (ASCII, quotes and backslashes escaped): any
+    # name the page sent, non-ASCII or quoting, is answered and none leaves its string
+    key = json.dumps(func_name, ensure_ascii=True)
     js = ("(function(){var c=window.pywebview&&window.pywebview._returnValuesCallbacks"
-          f"&&window.pywebview._returnValuesCallbacks['{func_name}'];"
+          f"&&window.pywebview._returnValuesCallbacks[{key}];"
           f"if(c&&c['{value_id}']){{c['{value_id}']({{value:'{payload}'}});}}}})()")
     try:
         window.run_js(js)
     except Exception:
         log.info("bridge: the window went away before the reply")
+
+
+def _json_name(func_name: Any) -> bool:
+    """Whether a refused name can be written back as the page's callback key (any JSON value)."""
+    try:
+        json.dumps(func_name, ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
 
 
 def _bridge_args(param: Any) -> tuple[bool, Any]:
@@ -227,7 +238,7 @@ def guarded_js_bridge_call(window: Any, func_name: Any, param: Any, value_id: An
         threading.Thread(target=run, name="pocketpacs-bridge", daemon=True).start()
         return None
     log.warning("bridge: refused a call outside the allowlist")
-    if safe_id and isinstance(func_name, str) and _SAFE_REPLY_NAME.match(func_name):
+    if safe_id and _json_name(func_name):
         env = protocol.fail(protocol.NOT_ALLOWED, "Unknown command.")
         threading.Thread(target=_reply, args=(window, func_name, value_id, env), daemon=True).start()
     return None

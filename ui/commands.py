@@ -151,7 +151,9 @@ class Commands:
         """Remove a series from the archive (files on disk stay)."""
         if self._media is not None or self.readonly:
             raise BridgeError(protocol.READ_ONLY, "This archive is read-only.")
-        self.archive.remove(series=a["series_id"])
+        removed = self.archive.remove(series=a["series_id"])
+        if not removed.get("instances"):
+            raise BridgeError(protocol.NOT_FOUND, "No such series in the archive.")
         with self._thumb_lock:
             self._thumbs.pop(a["series_id"], None)
         return {"removed": a["series_id"]}

@@ -15,7 +15,10 @@ libraries, a display that does not answer, a broken ``WAYLAND_DISPLAY``) Qt
 aborts the process, which must not be this one.  Qt WebEngine flags are added only where
 needed: the Chromium sandbox is disabled only when running as root, and the
 software-GL flags only when there is no GPU device (``/dev/dri``) or when
-asked (``--software-gl`` / ``POCKETPACS_SOFTWARE_GL=1``).
+asked (``--software-gl`` / ``POCKETPACS_SOFTWARE_GL=1``).  Remote debugging is
+never switched on from outside: ``QTWEBENGINE_REMOTE_DEBUGGING`` is dropped and
+every remote-debugging switch is removed from ``QTWEBENGINE_CHROMIUM_FLAGS``
+and the arguments before Qt starts (:func:`strip_remote_debugging`).
 """
 from __future__ import annotations
 
@@ -28,6 +31,10 @@ import sys
 from pathlib import Path
 
 SOFTWARE_GL_FLAGS = ("--ignore-gpu-blocklist", "--disable-gpu-compositing")
+
+#: Chromium switches that open the page to DevTools clients (``--remote-debugging-port``,
+#: ``-pipe``, ``-address``, ``--remote-allow-origins`` ...): never handed to Qt WebEngine.
+_REMOTE_DEBUGGING = re.compile(r"^(?:remote-debugging.*|remote-allow-origins)$", re.IGNORECASE)
 
 #: Debian/Ubuntu packages of the system libraries the Qt window needs (xcb
 #: platform plugin and Qt WebEngine); the README and .ci/run list the same.
@@ -295,6 +302,43 @@ def gui_problem() -> str | None:
     return None
 
 
+def strip_remote_debugging(args: list[str]) -> tuple[list[str], list[str]]:
+    """Remove every remote-debugging switch from Chromium arguments.
+
+    A switch is ``--name`` or ``-name`` (Chromium accepts both), with its
+    value after ``=`` or, when it has none, as the next argument; names
+    starting ``remote-debugging`` and ``remote-allow-origins`` are removed,
+    any case.  Everything else is kept, in order.
+
+    Parameters
+    ----------
+    args : list of str
+        Arguments (``QTWEBENGINE_CHROMIUM_FLAGS`` split on whitespace, or ``sys.argv[1:]``).
+
+    Returns
+    -------
+    tuple of list
+        ``(kept, removed)``.
+    """
+    kept: list[str] = []
+    removed: list[str] = []
+    value_may_follow = False
+    for arg in args:
+        if value_may_follow:
+            value_may_follow = False
+            if not arg.startswith("-"):
+                removed.append(arg)
+                continue
+        if arg.startswith("-") and arg != "--":
+            name, eq, _value = arg.lstrip("-").partition("=")
+            if _REMOTE_DEBUGGING.match(name):
+                removed.append(arg)
+                value_may_follow = not eq
+                continue
+        kept.append(arg)
+    return kept, removed
+
+
 def configure_qt_environment(software_gl: bool = False) -> list[str]:
     """Set Qt WebEngine environment variables where this machine needs them.
 
@@ -311,6 +355,18 @@ def configure_qt_environment(software_gl: bool = False) -> list[str]:
     notes: list[str] = []
     if os.environ.pop("QTWEBENGINE_REMOTE_DEBUGGING", None) is not None:
         notes.append("ignored QTWEBENGINE_REMOTE_DEBUGGING (remote debugging stays off)")
+    # Qt WebEngine also takes Chromium switches from this variable and from the
+    # application's arguments (pywebview hands it sys.argv)
+    if "QTWEBENGINE_CHROMIUM_FLAGS" in os.environ:
+        kept, removed = strip_remote_debugging(os.environ["QTWEBENGINE_CHROMIUM_FLAGS"].split())
+        if removed:
+            os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = " ".join(kept)
+            notes.append("ignored the remote-debugging switches of QTWEBENGINE_CHROMIUM_FLAGS"
+                         " (remote debugging stays off)")
+    kept, removed = strip_remote_debugging(sys.argv[1:])
+    if removed:
+        sys.argv[1:] = kept
+        notes.append("ignored remote-debugging switches in the arguments (remote debugging stays off)")
     if not sys.platform.startswith("linux"):
         return notes
     if hasattr(os, "geteuid") and os.geteuid() == 0 and not os.environ.get("QTWEBENGINE_DISABLE_SANDBOX"):

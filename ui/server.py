@@ -3,12 +3,17 @@
 Security model (see ``../shared/notes/reliability.md`` §3.4):
 
 * binds ``127.0.0.1`` on an ephemeral port, never a wildcard address;
-* a per-launch 256-bit token (``secrets.token_urlsafe(32)``), compared with
-  :func:`hmac.compare_digest`.  The URL carries it once (``/?token=...``);
-  the server answers with an ``HttpOnly; SameSite=Strict`` cookie and a
-  redirect to ``/`` (as Jupyter does).  The page and its static files are
-  authorised by that cookie; every ``/v1/`` request additionally needs the
-  ``X-PocketPACS-Token`` header, which cross-site pages cannot set;
+* a per-launch 256-bit API token (``secrets.token_urlsafe(32)``), compared
+  with :func:`hmac.compare_digest`.  The launch URL carries it
+  (``/?token=...``) and only that URL answers the page, which holds it for
+  api.js (in a ``<meta>`` element: page memory); every ``/v1/`` request
+  needs it in the ``X-PocketPACS-Token`` header, which other pages cannot
+  set.  The token is never put in a cookie: cookies do not isolate ports,
+  and ``SameSite=Strict`` counts every port of 127.0.0.1 as the same site,
+  so any other local server the browser visits would receive it.  The
+  static files (code, no data) are authorised by an ``HttpOnly;
+  SameSite=Strict`` cookie with a name per port and a separate per-launch
+  value, which opens nothing else;
 * ``Host`` must be ``127.0.0.1:<port>`` or ``localhost:<port>`` (DNS
   rebinding), a foreign ``Origin`` or ``Sec-Fetch-Site: cross-site`` is
   refused (one ``Host`` header only; ``Sec-Fetch-Site`` must be
@@ -20,11 +25,14 @@ Security model (see ``../shared/notes/reliability.md`` §3.4):
   JSON envelope and headers;
 * no endpoint takes a path: assets are looked up by name in a table built at
   start-up, volumes and thumbnails by opaque hex ids;
-* request bodies are capped, sockets time out, responses carry the CSP.
+* request bodies and the header block are capped, bodies are read by
+  ``Content-Length`` only (``Transfer-Encoding`` is refused), sockets time
+  out, responses carry the CSP.
 """
 from __future__ import annotations
 
 import hmac
+import http.client
 import json
 import logging
 import re
@@ -43,10 +51,14 @@ log = logging.getLogger("pocketpacs.ui.server")
 
 WEB_ROOT = Path(__file__).resolve().parent / "web"
 TOKEN_HEADER = "X-PocketPACS-Token"
-COOKIE_NAME = "pocketpacs_token"
+#: The assets cookie is ``<prefix><port>``: two servers never overwrite each other's.
+COOKIE_PREFIX = "pocketpacs_assets_"
 CSP = ("default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'none'")
 MAX_BODY = 1 << 20
+#: All request header lines together (http.server caps each line at 64 KiB and
+#: their number at 100, which alone would let one request hold 6.4 MB).
+MAX_HEADER_BYTES = 64 << 10
 MIME = {
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -55,8 +67,8 @@ MIME = {
 }
 _ASSET_NAME = re.compile(r"^(css|js|js/gl|js/views|js/viewer|shaders)/[A-Za-z0-9_.-]+\.(css|js|glsl)$")
 
-#: Who may use a route: the page (``?token=`` once, then the cookie), static
-#: files (cookie or header), the data API (the header only).
+#: Who may use a route: the page (``?token=``, the API token, in its URL),
+#: static files (the assets cookie or the header), the data API (the header only).
 AUTH_PAGE = "page"
 AUTH_COOKIE_OR_HEADER = "cookie_or_header"
 AUTH_HEADER = "header"
@@ -107,6 +119,31 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+_CHARSET_UTF8 = re.compile(r'^charset\s*=\s*(?:utf-8|"utf-8")$', re.IGNORECASE)
+
+
+def is_json_media_type(values: list[str]) -> bool:
+    """Whether the request's ``Content-Type`` header(s) say JSON, parsed exactly.
+
+    Parameters
+    ----------
+    values : list of str
+        Every ``Content-Type`` header of the request.
+
+    Returns
+    -------
+    bool
+        True for exactly one header whose media type is ``application/json``
+        (any case) with no parameter but an optional ``charset=utf-8``.
+    """
+    if len(values) != 1:
+        return False
+    mtype, *params = values[0].split(";")
+    if mtype.strip().lower() != "application/json" or len(params) > 1:
+        return False
+    return all(_CHARSET_UTF8.match(p.strip()) for p in params)
+
+
 class Backend(Protocol):
     """What the server needs from the session (see :mod:`pocketpacs.ui.session`)."""
 
@@ -115,6 +152,12 @@ class Backend(Protocol):
     def volume_stream(self, vid: str): ...
 
     def thumbnail(self, sid: str): ...
+
+
+def _same_secret(candidate: str | None, secret: str) -> bool:
+    if not candidate or len(candidate) > 256:
+        return False
+    return hmac.compare_digest(candidate.encode("utf-8", "replace"), secret.encode("ascii"))
 
 
 def asset_table(root: Path = WEB_ROOT) -> dict[str, Path]:
@@ -138,6 +181,25 @@ def asset_table(root: Path = WEB_ROOT) -> dict[str, Path]:
         if _ASSET_NAME.match(rel):
             table["/" + rel] = p
     return table
+
+
+class _CappedHeaderReader:
+    """The request stream while http.server reads the header block: stops it at
+    :data:`MAX_HEADER_BYTES` (http.server answers 431, as our JSON envelope)."""
+
+    def __init__(self, fp: Any, cap: int):
+        self._fp = fp
+        self._left = cap
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self._fp.readline(limit)
+        self._left -= len(line)
+        if self._left < 0:
+            raise http.client.HTTPException("request headers too large")
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
 
 
 class _Server(ThreadingHTTPServer):
@@ -170,10 +232,13 @@ class DataServer:
             raise ValueError("the data server binds only to 127.0.0.1")
         self.backend = backend
         self.token = token or secrets.token_urlsafe(32)
+        # authorises the static files only; never the API token (see the module docstring)
+        self.asset_key = secrets.token_urlsafe(32)
         self.assets = asset_table()
         self._index = (WEB_ROOT / "index.html").read_text("utf-8")
         self._httpd = _Server(("127.0.0.1", port), self._handler_class())
         self.port = self._httpd.server_address[1]
+        self.cookie_name = f"{COOKIE_PREFIX}{self.port}"
         self.allowed_hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
         self.allowed_origins = {f"http://{h}" for h in self.allowed_hosts}
         self._thread: threading.Thread | None = None
@@ -185,7 +250,7 @@ class DataServer:
 
     @property
     def launch_url(self) -> str:
-        """The URL carrying the token once; opening it sets the cookie."""
+        """The page's URL, carrying the API token; opening it sets the assets cookie."""
         return f"{self.base_url}/?token={self.token}"
 
     def start(self) -> "DataServer":
@@ -223,10 +288,22 @@ class DataServer:
         bool
             True when it matches.
         """
-        if not candidate or len(candidate) > 256:
-            return False
-        return hmac.compare_digest(candidate.encode("utf-8", "replace"),
-                                   self.token.encode("ascii"))
+        return _same_secret(candidate, self.token)
+
+    def check_asset_key(self, candidate: str | None) -> bool:
+        """Compare *candidate* with the assets cookie's value in constant time.
+
+        Parameters
+        ----------
+        candidate : str or None
+            Cookie value sent by the client.
+
+        Returns
+        -------
+        bool
+            True when it matches.
+        """
+        return _same_secret(candidate, self.asset_key)
 
     def index_html(self) -> bytes:
         """The page, with the token in a ``<meta>`` element for api.js.
@@ -288,6 +365,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, protocol.error_json(code, message), "application/json",
                    {"Connection": "close"})
 
+    def parse_request(self) -> bool:
+        """http.server's own parsing, with the whole header block capped."""
+        rfile = self.rfile
+        self.rfile = _CappedHeaderReader(rfile, MAX_HEADER_BYTES)
+        try:
+            return super().parse_request()
+        finally:
+            self.rfile = rfile
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (unknown method, malformed request line,
         oversized headers) get the same JSON envelope and headers as ours."""
@@ -323,7 +409,7 @@ class _Handler(BaseHTTPRequestHandler):
             c.load(raw)
         except Exception:
             return None
-        m = c.get(COOKIE_NAME)
+        m = c.get(self.app.cookie_name)
         return m.value if m else None
 
     # -------------------------------------------------------------- methods
@@ -348,6 +434,11 @@ class _Handler(BaseHTTPRequestHandler):
         """Guard, look the path up in :data:`ROUTES`, authorise, run its handler."""
         try:
             if not self._guard():
+                return
+            # bodies are read by Content-Length only: a chunked one would be
+            # ignored, and its bytes taken for the next request on this connection
+            if self.headers.get_all("Transfer-Encoding"):
+                self._error(411, protocol.BAD_REQUEST, "Send the body with a Content-Length.")
                 return
             # the request target as sent (http.server collapses a leading "//")
             words = self.requestline.split()
@@ -393,13 +484,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorised(self, auth: str, query: str) -> bool:
         """Check the route's credential; answers 403 itself when it is missing."""
         if auth == AUTH_PAGE:
-            # the launch URL's ?token= is checked by the handler (it sets the cookie)
-            if "token" in parse_qs(query) or self.app.check_token(self._cookie_token()):
+            # only the launch URL's ?token= (no cookie: the page holds the API token)
+            given = parse_qs(query).get("token", [])
+            if len(given) == 1 and self.app.check_token(given[0]):
                 return True
             self._error(403, protocol.NOT_ALLOWED, "Open the URL with its token.")
             return False
         if auth == AUTH_COOKIE_OR_HEADER:
-            if (self.app.check_token(self._cookie_token())
+            if (self.app.check_asset_key(self._cookie_token())
                     or self.app.check_token(self.headers.get(TOKEN_HEADER))):
                 return True
         elif auth == AUTH_HEADER:
@@ -410,15 +502,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -------------------------------------------------------------- handlers
     def _page(self, m: re.Match, query: str) -> None:
-        given = parse_qs(query).get("token", [None])[0]
-        if given is not None:
-            if not self.app.check_token(given):
-                self._error(403, protocol.NOT_ALLOWED, "Wrong token.")
-                return
-            cookie = f"{COOKIE_NAME}={self.app.token}; Path=/; HttpOnly; SameSite=Strict"
-            self._send(303, b"", "text/plain", {"Location": "/", "Set-Cookie": cookie})
-            return
-        self._send(200, self.app.index_html(), MIME[".html"])
+        # the URL keeps its ?token= (a reload works); the cookie opens the static files only
+        cookie = f"{self.app.cookie_name}={self.app.asset_key}; Path=/; HttpOnly; SameSite=Strict"
+        self._send(200, self.app.index_html(), MIME[".html"], {"Set-Cookie": cookie})
 
     def _favicon(self, m: re.Match, query: str) -> None:
         self._send(204, b"", "image/x-icon")
@@ -450,13 +536,13 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0 or length > MAX_BODY:
             self._error(413, protocol.BAD_REQUEST, "Request too large.")
             return
-        if "json" not in self.headers.get("Content-Type", ""):
+        if not is_json_media_type(self.headers.get_all("Content-Type") or []):
             self._error(415, protocol.BAD_REQUEST, "JSON required.")
             return
         raw = self.rfile.read(length) if length else b"null"
         try:
             args = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             self._error(400, protocol.BAD_REQUEST, "Malformed JSON.")
             return
         reply = self.app.backend.call(m.group("name"), args)
@@ -515,4 +601,4 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, frame, "application/octet-stream")
 
 
-__all__ = ["DataServer", "asset_table", "Route", "ROUTES", "TOKEN_HEADER", "COOKIE_NAME", "CSP"]
+__all__ = ["DataServer", "asset_table", "Route", "ROUTES", "TOKEN_HEADER", "COOKIE_PREFIX", "CSP"]

@@ -1,6 +1,7 @@
 // actions.js -- Import, Open Other, Load from CD/USB: dialogs, progress and reports.
 
 import * as api from './api.js';
+import { visible } from './text.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -104,7 +105,7 @@ function showReport(el, st) {
     const ul = document.createElement('ul');
     for (const f of r.skipped_files) {
       const li = document.createElement('li');
-      li.textContent = `${f.name}: ${f.reason}`;
+      li.textContent = `${visible(f.name)}: ${f.reason}`;
       ul.appendChild(li);
     }
     det.appendChild(ul);

@@ -1,7 +1,9 @@
 // browser.js -- the archive browser: search fields, counts, series table, thumbnails.
-// Every DICOM string is set with textContent (names and descriptions are untrusted).
+// Every DICOM string is set with textContent (names and descriptions are untrusted),
+// its bidi controls shown escaped (text.js).
 
 import * as api from './api.js';
+import { visible } from './text.js';
 
 const $ = (id) => document.getElementById(id);
 const COLS = ['patient_name', 'patient_id', 'birth_date', 'study_date', 'study_description',
@@ -79,7 +81,7 @@ export class Browser extends EventTarget {
     this.thumbs.observe(cv);
     for (const k of COLS) {
       const td = document.createElement('td');
-      td.textContent = r[k] == null ? '' : String(r[k]);
+      td.textContent = r[k] == null ? '' : visible(r[k]);
       td.dataset.col = k;
       tr.appendChild(td);
     }

@@ -1,12 +1,14 @@
 // panels.js -- the side panel: measurements, DICOM header browser, assembly report + histogram.
-// Every DICOM string (header values, keywords) is set with textContent.
+// Every DICOM string (header values, keywords) is set with textContent, its bidi
+// controls shown escaped (text.js).
 
 import * as api from './api.js';
+import { visible } from './text.js';
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, text, cls) => {
   const e = document.createElement(tag);
-  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (text !== undefined && text !== null) e.textContent = visible(text);
   if (cls) e.className = cls;
   return e;
 };

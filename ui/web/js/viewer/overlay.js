@@ -9,6 +9,7 @@ import { edgeLabels, letters, slicePosition } from '../orientation.js';
 import { PLANES, toCanvas } from '../mpr.js';
 import { PRESETS } from '../tf.js';
 import * as measure from '../measure.js';
+import { visible } from '../text.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -83,7 +84,7 @@ export class ViewerOverlay {
     if (!this.vol) return;
     const h = this.vol.header, L = h.labels || {};
     const [nz, ny, nx] = h.shape;
-    const lines = (...xs) => xs.filter((x) => x).join('\n');
+    const lines = (...xs) => xs.filter((x) => x).map(visible).join('\n');
     const first = this.vps[0];
     // textContent only: every label is attacker-controlled DICOM text.
     $('corner-tl').textContent = lines(L.patient_name, L.patient_id, L.birth_date);
