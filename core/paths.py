@@ -59,7 +59,8 @@ def ensure_private_dir(path: os.PathLike[str] | str) -> Path:
     return p
 
 
-def write_private_file(path: os.PathLike[str] | str, data: bytes, *, keep_existing: bool = False) -> bool:
+def write_private_file(path: os.PathLike[str] | str, data: bytes, *, keep_existing: bool = False,
+                       sync: bool = True) -> bool:
     """Write ``data`` to ``path`` atomically, readable by the owner only (0600).
 
     The bytes go to a temporary file in the same folder, created with
@@ -77,6 +78,9 @@ def write_private_file(path: os.PathLike[str] | str, data: bytes, *, keep_existi
         Leave an existing ``path`` as it is (the first of racing writers
         wins: the temporary file is hard-linked into place, or moved where
         the filesystem has no hard links and ``path`` is still absent).
+    sync : bool
+        fsync the bytes before the rename (default); False for a marker
+        whose loss in a power cut costs nothing.
 
     Returns
     -------
@@ -99,7 +103,8 @@ def write_private_file(path: os.PathLike[str] | str, data: bytes, *, keep_existi
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if keep_existing:
@@ -150,19 +155,19 @@ def _chain(path: str) -> list[str]:
     return out[::-1]
 
 
-def folder_risk(path: os.PathLike[str] | str, private_from: os.PathLike[str] | str | None = None) -> str | None:
+def folder_risk(path: os.PathLike[str] | str) -> str | None:
     """Why another local user could change what the folder ``path`` holds, or None.
 
     Every existing folder on the way to ``path`` is checked, both along the
     path as written and along its real path (after symbolic links): ``path``
-    itself, and every folder from ``private_from`` (a folder above it, e.g.
-    ``~/.cache/pocketpacs``) down, must be a real folder owned by the user
-    that neither the group nor others may write to; the folders above them
-    (``$HOME``, ``~/.cache``, ``/``) must be owned by the user or by root and
-    not be writable by others, unless the sticky bit keeps others from
-    renaming what is not theirs (``/tmp``).  A link on the way must be owned
-    by the user or root.  Whoever may write a folder on the way may rename
-    the folder below it away and put their own in its place.
+    itself must be a real folder owned by the user that neither the group
+    nor others may write to; the folders above it (``$HOME``, ``/``) must be
+    owned by the user or by root and not be writable by others, unless the
+    sticky bit keeps others from renaming what is not theirs (``/tmp``).  A
+    link on the way must be owned by the user or root.  Whoever may write a
+    folder on the way may rename the folder below it away and put their own
+    in its place.  (The compiled-kernel cache applies the same rules in
+    ``pocketpacs.native._jit``, which cannot import this module.)
 
     On Windows (per-user profile folders, no POSIX modes) only "is a folder"
     is checked.
@@ -177,16 +182,8 @@ def folder_risk(path: os.PathLike[str] | str, private_from: os.PathLike[str] | s
     if not hasattr(os, "getuid"):
         return None if os.path.isdir(p) else f"{p} is not a folder"
     uid = os.getuid()
-    private = {p}
-    if private_from is not None:
-        top = os.path.abspath(os.fspath(private_from))
-        private.update(c for c in _chain(p) if c == top or c.startswith(top.rstrip(os.sep) + os.sep))
     real = os.path.realpath(p)
-    if real != p:  # the real folders of the private part must be private too
-        private.add(real)
-        if private_from is not None:
-            rtop = os.path.realpath(os.fspath(private_from))
-            private.update(c for c in _chain(real) if c == rtop or c.startswith(rtop.rstrip(os.sep) + os.sep))
+    private = {p, real}
     for c in dict.fromkeys(_chain(p) + _chain(real)):
         try:
             st = os.lstat(c)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from pocketpacs.errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked
+from pocketpacs.errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveUnsafe
 from pocketpacs.dicom.codestreams import CodestreamError
 from pocketpacs.images.affine import GeometryError
 from pocketpacs.images.export import ExportError
@@ -140,6 +140,10 @@ def envelope_for_exception(exc: BaseException) -> dict:
         return fail(UNREADABLE, "Permission denied.")
     if isinstance(exc, ArchiveLocked):
         return fail(UNAVAILABLE, "Another program is writing to the archive.")
+    if isinstance(exc, ArchiveUnsafe):
+        return fail(UNAVAILABLE, "The archive folder is not used: another user of this computer could change "
+                                 "it (it is not yours, or others may write to it). Choose a folder only you can "
+                                 "write to; the log names the folder and why.")
     if isinstance(exc, ArchiveDamaged) or type(exc).__module__ == "lmdb":
         return fail(UNAVAILABLE, "The archive database could not be read and may be damaged. Close "
                                  f"PocketPACS and run `pocketpacs check`; {REBUILD_ADVICE}.")

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import REBUILD_ADVICE
-from ..paths import write_private_file
+from ..paths import read_private_file, write_private_file
 from . import query
 from . import records
 from .datafile import OPEN_MARK, check_data_file
@@ -411,9 +411,9 @@ def save_roots(archive_dir: os.PathLike[str] | str, roots: list[str]) -> None:
 
 
 def load_roots(archive_dir: os.PathLike[str] | str) -> list[str]:
-    """The folders listed in ``roots.json`` (empty when absent or unreadable)."""
+    """The folders listed in ``roots.json`` (empty when absent, unreadable or a link)."""
     try:
-        d = json.loads((Path(archive_dir) / ROOTS_FILE).read_bytes())
+        d = json.loads(read_private_file(Path(archive_dir) / ROOTS_FILE, 64 << 20))
         return [bytes.fromhex(h).decode("utf-8", "surrogateescape") for h in d["roots"]]
     except (OSError, ValueError, KeyError, TypeError):
         return []

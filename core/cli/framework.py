@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked, PocketPacsError
+from ..errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveUnsafe, PocketPacsError
 from ..paths import ENV_ARCHIVE
 from ..process import prefer_passive_waits
 from .output import _err, _safe
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except ArchiveDamaged as e:
         _err(_safe(str(e)))
         return EXIT_DAMAGED
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ArchiveUnsafe) as e:
         _err(str(e))
         return EXIT_USAGE
     except (ArchiveError, PocketPacsError) as e:
