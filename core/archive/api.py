@@ -128,12 +128,33 @@ class Archive(ArchiveBrowse, ArchiveMaintenance):
         """
         if self.readonly:
             raise ArchiveError("the archive is open read-only")
+        self._remember_root(path)
         try:
             rep = Importer(self._store, self._secret, self._exclude()).run(path, progress, cancel)
         finally:
             self._sync_roots()
         self.last_import = rep
         return rep
+
+    def _remember_root(self, path: os.PathLike[str] | str) -> None:
+        """List a new import folder in ``roots.json`` before any of its files
+        is committed: a rebuild after a failure (a full disk) must know every
+        folder whose instances are in the database."""
+        if self.path is None or not os.path.exists(path):  # (the import says it does not exist)
+            return
+        root = os.path.abspath(os.fspath(path))
+        listed = load_roots(self.path)
+        if root in listed:
+            return
+        roots = sorted(set(self.roots()) | set(listed) | {root},
+                       key=lambda r: r.encode("utf-8", "surrogateescape"))
+        try:
+            save_roots(self.path, roots)
+        except OSError as e:
+            raise ArchiveError(
+                f"the list of imported folders in {self.path} cannot be written "
+                f"({e.strerror or type(e).__name__}); nothing was imported: free some space "
+                "and import again") from None
 
     def _sync_roots(self) -> None:
         """Keep ``roots.json`` (the imported folders, for a rebuild when the
@@ -203,7 +224,7 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
     try:
         if readonly:
             try:
-                secret = (store.path / keys.SECRET_FILE).read_bytes()
+                secret = keys.read_secret(store.path)
             except OSError:
                 secret = b""
         else:
