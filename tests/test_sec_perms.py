@@ -176,10 +176,11 @@ REFUSE_CHILD = textwrap.dedent("""
     assert os.getuid() == %(uid)d and os.geteuid() == %(uid)d
     out = {}
     for name, archive in cases.items():
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            rc = cli.main(["--archive", archive, "import", data])
-        out[name] = [rc, err.getvalue()]
+        for cmd in (["import", data], ["rebuild"], ["check"], ["stats"]):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                rc = cli.main(["--archive", archive, *cmd])
+            out[name + " " + cmd[0]] = [rc, err.getvalue()]
     print("RESULT " + json.dumps(out))
 """) % {"uid": NOBODY}
 
@@ -188,8 +189,8 @@ def test_an_archive_folder_another_user_could_change_is_refused_as_a_second_uid(
     """As uid 65534: an archive folder of its own that others may write, one
     owned by another user (root here) that it may write, one reached through
     its own link into a folder others may write, and one under such a folder
-    are refused with exit 2 and a message naming the folder and why; nothing
-    is written into them.  A private folder of its own is used as before."""
+    are refused by import, rebuild, check and stats with exit 2 and a message
+    naming the folder and why; nothing is written into them.  A private folder of its own is used as before."""
     require_system(os.geteuid() == 0, "root, to run a child as uid 65534 (CI runs as root)")
     tmp = open_tmp
     data = tmp / "data"
@@ -227,12 +228,15 @@ def test_an_archive_folder_another_user_could_change_is_refused_as_a_second_uid(
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     out = json.loads(r.stdout.split("RESULT ", 1)[1])
-    assert out["ok"][0] == 0, out["ok"]
+    for cmd in ("import", "rebuild", "stats"):   # (check runs a child interpreter, not reachable as 65534)
+        assert out[f"ok {cmd}"][0] == 0, (cmd, out[f"ok {cmd}"])
     assert (ok / "data.mdb").exists() and stat.S_IMODE(ok.stat().st_mode) == 0o700
     for name, (where, why) in expect.items():
-        rc, err = out[name]
-        assert rc == 2, (name, rc, err)
-        assert f"the archive folder {cases[name]} is refused" in err and str(where) in err and why in err, (name, err)
+        for cmd in ("import", "rebuild", "check", "stats"):
+            rc, err = out[f"{name} {cmd}"]
+            assert rc == 2, (name, cmd, rc, err)
+            assert f"the archive folder {cases[name]} is refused" in err and str(where) in err and why in err, \
+                (name, cmd, err)
     assert list(writable.iterdir()) == [] and stat.S_IMODE(writable.stat().st_mode) == 0o777  # left alone
     assert list(others.iterdir()) == [] and list((shared / "target").iterdir()) == [] and list(under.iterdir()) == []
 
@@ -262,3 +266,28 @@ def test_a_link_planted_at_a_fixed_name_is_never_written_through(tmp_path, name)
     except pocketpacs.ArchiveError as e:            # refused is fine too, written through is not
         assert name in str(e) and "symbolic link" in str(e), e
     assert victim.read_bytes() == b"the victim's own words\n"
+
+
+def test_the_app_says_plainly_that_an_unsafe_archive_folder_is_not_used(tmp_path):
+    """The app's session: the start-up notice and a command's error say the
+    folder is not used and why in plain words; it is neither read (no deep
+    check) nor reported as damaged, and nothing is written into it."""
+    from pocketpacs.errors import ArchiveUnsafe
+    from pocketpacs.ui import protocol
+    from pocketpacs.ui.bridge import SCHEMAS
+    from pocketpacs.ui.session import Session
+
+    arc = tmp_path / "shared"
+    arc.mkdir()
+    arc.chmod(0o777)
+    s = Session(arc, mode="serve")
+    try:
+        assert s.startup_check(background=False) == protocol.UNSAFE_ARCHIVE
+        with pytest.raises(ArchiveUnsafe) as caught:
+            s.cmd_search(protocol.validate_args({}, SCHEMAS["search"]))
+        assert str(arc) in str(caught.value) and "may be written by other users" in str(caught.value)
+        env = protocol.envelope_for_exception(caught.value)
+        assert env["ok"] is False and env["error"]["message"] == protocol.UNSAFE_ARCHIVE
+    finally:
+        s.close()
+    assert list(arc.iterdir()) == [] and stat.S_IMODE(arc.stat().st_mode) == 0o777

@@ -193,13 +193,16 @@ class ArchiveHealth:
         except BridgeError:
             pass
         except Exception as exc:  # another archive error: the page reports it per command
-            self.archive_notice = "The archive could not be opened."
+            from pocketpacs.errors import ArchiveUnsafe
+
+            unsafe = isinstance(exc, ArchiveUnsafe)   # never read, nor called damaged
+            self.archive_notice = protocol.UNSAFE_ARCHIVE if unsafe else "The archive could not be opened."
             log.warning("the archive could not be opened: %s", type(exc).__name__)
             from pocketpacs.archive.integrity import deep_check
             from pocketpacs.paths import default_archive_dir
 
             path = self.archive_path or str(default_archive_dir())
-            if os.path.exists(os.path.join(path, "data.mdb")):
+            if not unsafe and os.path.exists(os.path.join(path, "data.mdb")):
                 if deep_check(path).status == "damaged":   # in a child: this process is safe
                     self._set_damaged()
         return self.archive_notice

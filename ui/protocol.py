@@ -110,6 +110,13 @@ def fail(code: str, message: str) -> dict:
             "protocol_version": PROTOCOL_VERSION}
 
 
+#: What the app says about an archive folder another local user could change
+#: (:class:`~pocketpacs.errors.ArchiveUnsafe`; the log names the folder and why).
+UNSAFE_ARCHIVE = ("The archive folder is not used: another user of this computer could change it (it is not "
+                  "yours, or others may write to it). Choose a folder only you can write to; the log names "
+                  "the folder and why.")
+
+
 def envelope_for_exception(exc: BaseException) -> dict:
     """Map any exception to an error envelope without leaking its text.
 
@@ -141,9 +148,7 @@ def envelope_for_exception(exc: BaseException) -> dict:
     if isinstance(exc, ArchiveLocked):
         return fail(UNAVAILABLE, "Another program is writing to the archive.")
     if isinstance(exc, ArchiveUnsafe):
-        return fail(UNAVAILABLE, "The archive folder is not used: another user of this computer could change "
-                                 "it (it is not yours, or others may write to it). Choose a folder only you can "
-                                 "write to; the log names the folder and why.")
+        return fail(UNAVAILABLE, UNSAFE_ARCHIVE)
     if isinstance(exc, ArchiveDamaged) or type(exc).__module__ == "lmdb":
         return fail(UNAVAILABLE, "The archive database could not be read and may be damaged. Close "
                                  f"PocketPACS and run `pocketpacs check`; {REBUILD_ADVICE}.")

@@ -37,7 +37,7 @@ from ..log import logger
 from .maintenance import ArchiveMaintenance
 from ..paths import default_archive_dir
 from .memstore import MemoryStore
-from .store import LmdbStore
+from .store import LmdbStore, refuse_unsafe_folder
 
 
 class Archive(ArchiveBrowse, ArchiveMaintenance):
@@ -215,6 +215,10 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
     ------
     ArchiveLocked
         Another process is writing to the archive (writable opens only).
+    ArchiveUnsafe
+        Another local user could change the archive folder (not the user's
+        own, writable by others or under a folder others may write, or
+        reached through a link into such a folder).
     ArchiveError
         No archive at ``path`` (read-only opens), or it cannot be opened.
     """
@@ -265,8 +269,11 @@ def rebuild_damaged(path: os.PathLike[str] | str, progress: Callable[[Any], Any]
     ------
     ArchiveLocked
         Another process is writing to the archive.
+    ArchiveUnsafe
+        Another local user could change the archive folder.
     """
     d = Path(path).expanduser().absolute()
+    refuse_unsafe_folder(d)   # before anything in it is moved
     roots = list(roots) if roots else load_roots(d)
     aside = move_damaged_aside(d)
     reports = []

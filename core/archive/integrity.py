@@ -363,8 +363,17 @@ def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0, nice: int =
     Returns
     -------
     DeepCheck
+
+    Raises
+    ------
+    ArchiveUnsafe
+        Another local user could change the archive folder (never read, nor
+        reported as damaged).
     """
+    from .store import refuse_unsafe_folder
+
     p = os.fspath(Path(path).expanduser().absolute())
+    refuse_unsafe_folder(Path(p))
     kw: dict[str, Any] = {}
     if nice and hasattr(os, "nice"):
         kw["preexec_fn"] = lambda: os.nice(nice)

@@ -164,7 +164,7 @@ def _acquire_lock(path: Path) -> int:
     return fd
 
 
-def _refuse_unsafe(path: Path) -> None:
+def refuse_unsafe_folder(path: Path) -> None:
     """Raise :class:`ArchiveUnsafe` when another local user could change the
     archive folder (:func:`pocketpacs.paths.folder_risk`) or LMDB's files in
     it are links (LMDB would write through them)."""
@@ -266,14 +266,14 @@ class LmdbStore:
         #: True when the last writer did not close cleanly and no
         #: ``on_unclean`` check ran (the caller checks it later).
         self.unclean = False
-        _refuse_unsafe(self.path)   # before the folder is made or tightened: it may hold others' files
+        refuse_unsafe_folder(self.path)   # before the folder is made or tightened: it may hold others' files
         if readonly:
             if not (self.path / "data.mdb").exists():
                 raise ArchiveError(f"no archive at {self.path}")
         else:
             try:
                 ensure_private_dir(self.path)
-                _refuse_unsafe(self.path)   # and as made (a folder swapped meanwhile)
+                refuse_unsafe_folder(self.path)   # and as made (a folder swapped meanwhile)
                 if not os.access(self.path, os.W_OK):
                     raise PermissionError(13, "Permission denied")
                 self._lock_fd = _acquire_lock(self.path / LOCK_FILE)
