@@ -42,6 +42,12 @@ class ArchiveReadOnly(ArchiveError):
     """The archive folder cannot be written (open it read-only)."""
 
 
+class ArchiveUnsafe(ArchiveError):
+    """The archive folder could be changed by another local user: it is owned
+    by someone else, others may write to it (or to a folder above it), or a
+    link leads into such a folder.  The message names the folder and why."""
+
+
 class ArchiveDamaged(ArchiveError):
     """The archive database file is damaged; ``pocketpacs rebuild`` re-creates it
     from the imported folders (the DICOM files themselves are never touched)."""

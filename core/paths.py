@@ -4,12 +4,17 @@ The archive location is, in order: an explicit argument, the
 ``POCKETPACS_ARCHIVE`` environment variable, then the user's data folder
 (platformdirs).  Directories we create are owner-only (0700), and the small
 files we write next to them (the archive secret, ``roots.json``) are written
-atomically and owner-only (0600) by :func:`write_private_file`.
+atomically and owner-only (0600) by :func:`write_private_file` and read
+back by :func:`read_private_file`, neither of which follows a link.
+:func:`folder_risk` says why another local user could change what a folder
+holds (its owner, its mode, or those of a folder above it); the archive and
+the compiled-kernel cache refuse such folders.
 """
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 import platformdirs
@@ -54,7 +59,8 @@ def ensure_private_dir(path: os.PathLike[str] | str) -> Path:
     return p
 
 
-def write_private_file(path: os.PathLike[str] | str, data: bytes, *, keep_existing: bool = False) -> bool:
+def write_private_file(path: os.PathLike[str] | str, data: bytes, *, keep_existing: bool = False,
+                       sync: bool = True) -> bool:
     """Write ``data`` to ``path`` atomically, readable by the owner only (0600).
 
     The bytes go to a temporary file in the same folder, created with
@@ -72,6 +78,9 @@ def write_private_file(path: os.PathLike[str] | str, data: bytes, *, keep_existi
         Leave an existing ``path`` as it is (the first of racing writers
         wins: the temporary file is hard-linked into place, or moved where
         the filesystem has no hard links and ``path`` is still absent).
+    sync : bool
+        fsync the bytes before the rename (default); False for a marker
+        whose loss in a power cut costs nothing.
 
     Returns
     -------
@@ -94,7 +103,8 @@ def write_private_file(path: os.PathLike[str] | str, data: bytes, *, keep_existi
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if keep_existing:
@@ -113,3 +123,89 @@ def write_private_file(path: os.PathLike[str] | str, data: bytes, *, keep_existi
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+
+
+def read_private_file(path: os.PathLike[str] | str, limit: int = 1 << 20) -> bytes:
+    """The bytes of ``path`` (at most ``limit``), never read through a link.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read, or ``path`` is a symbolic link (``ELOOP``).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        out = bytearray()
+        while len(out) < limit:
+            b = os.read(fd, limit - len(out))
+            if not b:
+                break
+            out += b
+        return bytes(out)
+    finally:
+        os.close(fd)
+
+
+def _chain(path: str) -> list[str]:
+    """``path`` and every folder above it, from the filesystem root down."""
+    out = [path]
+    while os.path.dirname(out[-1]) != out[-1]:
+        out.append(os.path.dirname(out[-1]))
+    return out[::-1]
+
+
+def folder_risk(path: os.PathLike[str] | str) -> str | None:
+    """Why another local user could change what the folder ``path`` holds, or None.
+
+    Every existing folder on the way to ``path`` is checked, both along the
+    path as written and along its real path (after symbolic links): ``path``
+    itself must be a real folder owned by the user that neither the group
+    nor others may write to; the folders above it (``$HOME``, ``/``) must be
+    owned by the user or by root and not be writable by others, unless the
+    sticky bit keeps others from renaming what is not theirs (``/tmp``).  A
+    link on the way must be owned by the user or root.  Whoever may write a
+    folder on the way may rename the folder below it away and put their own
+    in its place.  (The compiled-kernel cache applies the same rules in
+    ``pocketpacs.native._jit``, which cannot import this module.)
+
+    On Windows (per-user profile folders, no POSIX modes) only "is a folder"
+    is checked.
+
+    Returns
+    -------
+    str or None
+        ``"<folder> <why>"``, e.g. ``"/srv/a is owned by another user (uid
+        1001)"``, or None when the chain is safe.
+    """
+    p = os.path.abspath(os.fspath(path))
+    if not hasattr(os, "getuid"):
+        return None if os.path.isdir(p) else f"{p} is not a folder"
+    uid = os.getuid()
+    real = os.path.realpath(p)
+    private = {p, real}
+    for c in dict.fromkeys(_chain(p) + _chain(real)):
+        try:
+            st = os.lstat(c)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            return f"{c} cannot be checked ({e.strerror or type(e).__name__})"
+        if stat.S_ISLNK(st.st_mode):
+            if st.st_uid not in (uid, 0):
+                return f"{c} is a link owned by another user (uid {st.st_uid})"
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{c} is not a folder"
+        if c in private:
+            if st.st_uid != uid:
+                return f"{c} is owned by another user (uid {st.st_uid})"
+            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return f"{c} may be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
+        else:
+            if st.st_uid not in (uid, 0):
+                return f"{c}, a folder above it, is owned by another user (uid {st.st_uid})"
+            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+                return (f"{c}, a folder above it, may be written by other users "
+                        f"(mode {stat.S_IMODE(st.st_mode):o})")
+    return None

@@ -6,10 +6,17 @@ kernels of *this package's* modules are cached in the user's cache folder
 (``~/.cache/pocketpacs/numba`` on Linux) by a cache locator that answers
 only for files of ``pocketpacs.native``; a ``NUMBA_CACHE_DIR`` set by the
 user still wins (numba's own locator comes first).  The folder is created
-0700 from its first missing parent; when it exists but is not the user's own
-or others may write to it, kernels are cached in a private temporary folder
-instead (and a warning says so): numba unpickles its index files, so a
-folder another user can write to would run their code.
+0700 from its first missing parent, and the whole chain is checked
+(the same rules as :func:`pocketpacs.paths.folder_risk`, which kernels
+cannot import): every folder from
+``~/.cache/pocketpacs`` down must be the user's own and writable by nobody
+else, and the folders above it (``~/.cache``, ``$HOME``, ...) the user's or
+root's and not writable by others.  Otherwise kernels are cached in a private
+temporary folder instead (and a warning says so): numba unpickles its index
+files, so a folder another user can write to, or rename away, would run
+their code.  Numba's own fallbacks for a cache folder that cannot be written
+(``__pycache__`` beside the sources, ``~/.cache/numba``) are never used for
+our kernels: they go to a private temporary folder, or are not cached.
 
 Programs that own their process (the ``pocketpacs`` command, the app, the
 benchmarks) call :func:`pocketpacs.process.prefer_passive_waits` at start.
@@ -24,24 +31,28 @@ import warnings
 import numba
 from numba.core import caching as _caching
 
+
 njit = numba.njit
 prange = numba.prange
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _cache_dir: str | None = None
+_cache_checked = False
 
 
-def _default_cache_dir() -> str:
+def _default_cache_dir() -> tuple[str, str]:
+    """The default cache folder and the top of its private part (ours alone)."""
     import platformdirs
 
-    return os.path.join(platformdirs.user_cache_dir("pocketpacs", appauthor=False), "numba")
+    top = platformdirs.user_cache_dir("pocketpacs", appauthor=False)
+    return os.path.join(top, "numba"), top
 
 
 def _make_private(path: str) -> None:
     """Create *path* and its missing parents with mode 0700 (never the umask's)."""
     missing = []
     cur = os.path.abspath(path)
-    while not os.path.exists(cur) and os.path.dirname(cur) != cur:
+    while not os.path.lexists(cur) and os.path.dirname(cur) != cur:
         missing.append(cur)
         cur = os.path.dirname(cur)
     for d in reversed(missing):
@@ -51,43 +62,97 @@ def _make_private(path: str) -> None:
             pass
 
 
-def _is_private(path: str) -> bool:
-    """The folder is a real folder of ours that nobody else may write to."""
+def _chain_risk(path: str, top: str) -> str | None:
+    """Why another local user could change the cache folder *path*, or None.
+
+    Every existing folder on the way, as written and after links, is
+    checked: from *top* down they must be real folders of the user that
+    neither group nor others may write; above *top*, the user's or root's
+    and not writable by others unless sticky (``/tmp``); links on the way the
+    user's or root's.  Whoever may write a folder on the way may rename the
+    folder below it away and plant their own.
+    """
     if not hasattr(os, "getuid"):  # Windows: per-user profile folders
-        return os.path.isdir(path)
-    st = os.lstat(path)
-    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
-            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+        return None if os.path.isdir(path) else f"{path} is not a folder"
+    uid = os.getuid()
+    tops = {os.path.abspath(top), os.path.realpath(top)}
+    chains = []
+    for p in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
+        chain = [p]
+        while os.path.dirname(chain[-1]) != chain[-1]:
+            chain.append(os.path.dirname(chain[-1]))
+        chains.append(chain[::-1])
+    for chain in chains:
+        private = False
+        for c in chain:
+            private = private or c in tops
+            try:
+                st = os.lstat(c)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                return f"{c} cannot be checked ({exc.strerror or type(exc).__name__})"
+            writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+            if stat.S_ISLNK(st.st_mode):
+                if st.st_uid not in (uid, 0):
+                    return f"{c} is a link owned by another user (uid {st.st_uid})"
+            elif not stat.S_ISDIR(st.st_mode):
+                return f"{c} is not a folder"
+            elif private and st.st_uid != uid:
+                return f"{c} is owned by another user (uid {st.st_uid})"
+            elif private and writable:
+                return f"{c} may be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
+            elif st.st_uid not in (uid, 0):
+                return f"{c}, a folder above it, is owned by another user (uid {st.st_uid})"
+            elif writable and not st.st_mode & stat.S_ISVTX:
+                return f"{c}, a folder above it, may be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
 
 
-def cache_dir() -> str:
+def _private_temp(why: str) -> str | None:
+    """A fresh private temporary folder (0700) for this run's kernels, with a
+    warning saying *why*; None when not even that can be made."""
+    try:
+        path = tempfile.mkdtemp(prefix="pocketpacs-numba-")
+    except OSError as exc:
+        warnings.warn(f"{why}; no private folder can be made either ({exc.strerror or type(exc).__name__}): "
+                      "kernels are compiled at every start, not cached", RuntimeWarning, stacklevel=3)
+        return None
+    warnings.warn(f"{why}; kernels are cached in a private temporary folder for this run",
+                  RuntimeWarning, stacklevel=3)
+    return path
+
+
+def cache_dir() -> str | None:
     """The folder this process caches compiled kernels in (made on first call).
 
     Returns
     -------
-    str
+    str or None
         ``NUMBA_CACHE_DIR`` when the user set it; otherwise the user's cache
         folder, or a private temporary folder when that one is unsafe or
-        cannot be made.
+        cannot be made; None when no private folder can be made at all (our
+        kernels are then not cached).
     """
-    global _cache_dir
-    if _cache_dir is None:
+    global _cache_dir, _cache_checked
+    if not _cache_checked:
         if numba.config.CACHE_DIR:
             _cache_dir = numba.config.CACHE_DIR
         else:
-            path = _default_cache_dir()
-            why = None
+            path, top = _default_cache_dir()
             try:
-                _make_private(path)
-                if not _is_private(path):
-                    why = "is not the user's own or others may write to it"
+                # checked before the folder is made (which would tighten a
+                # folder of ours that others could write: too late, it may
+                # hold their files) and after (a folder swapped meanwhile)
+                risk = _chain_risk(path, top)
+                if risk is None:
+                    _make_private(path)
+                    risk = _chain_risk(path, top)
+                why = None if risk is None else f"the compiled-kernel cache folder is unsafe: {risk}"
             except OSError as exc:
-                why = f"cannot be made ({exc.strerror or type(exc).__name__})"
-            if why:
-                warnings.warn(f"the compiled-kernel cache folder {path} {why}; kernels are cached "
-                              "in a private temporary folder for this run", RuntimeWarning, stacklevel=2)
-                path = tempfile.mkdtemp(prefix="pocketpacs-numba-")
-            _cache_dir = path
+                why = f"the compiled-kernel cache folder {path} cannot be made ({exc.strerror or type(exc).__name__})"
+            _cache_dir = path if why is None else _private_temp(why)
+        _cache_checked = True
     return _cache_dir
 
 
@@ -100,7 +165,7 @@ class PocketPacsCacheLocator(_Base):
     def __init__(self, py_func, py_file):
         self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
-        self._cache_path = os.path.join(cache_dir(), self.get_suitable_cache_subpath(py_file))
+        self._cache_path = os.path.join(cache_dir() or "", self.get_suitable_cache_subpath(py_file))
 
     def get_source_stamp(self):
         # numba compares the stamp of the kernel's own file only, but kernels
@@ -114,14 +179,35 @@ class PocketPacsCacheLocator(_Base):
         return tuple(stamps)
 
     def ensure_cache_path(self):
+        if cache_dir() is None:
+            raise PermissionError(f"no private folder for the compiled kernels ({self._cache_path})")
         _make_private(self._cache_path)
         tempfile.TemporaryFile(dir=self._cache_path).close()
 
     @classmethod
     def from_function(cls, py_func, py_file):
+        global _cache_dir
         if os.path.dirname(os.path.abspath(py_file)) != _HERE:
             return None
-        return super(_Base, cls).from_function(py_func, py_file)
+        # never None for our kernels: numba would fall back to __pycache__
+        # beside the sources or ~/.cache/numba, folders others may share
+        self = cls(py_func, py_file)
+        try:
+            self.ensure_cache_path()
+            return self
+        except OSError as exc:
+            if cache_dir() is not None:
+                _cache_dir = _private_temp(f"the compiled-kernel cache folder {self._cache_path} cannot be "
+                                           f"written ({exc.strerror or type(exc).__name__})")
+        self = cls(py_func, py_file)
+        try:
+            self.ensure_cache_path()
+        except OSError:
+            self.usable = False   # kernel() turns caching off for this one
+        return self
+
+    #: False when no private folder could be made: the kernel is not cached
+    usable = True
 
 
 def _install_locator() -> None:
@@ -133,6 +219,16 @@ def _install_locator() -> None:
 
 
 _install_locator()
+
+
+def _uncached_if_no_folder(disp):
+    """Turn caching off for a kernel whose locator found no private folder
+    (numba's own fallback folders are never used for our kernels)."""
+    impl = getattr(getattr(disp, "_cache", None), "_impl", None)
+    locator = getattr(impl, "_locator", None)
+    if isinstance(locator, PocketPacsCacheLocator) and not locator.usable:
+        disp._cache = _caching.NullCache()
+    return disp
 
 
 def kernel(*args, **kwargs):
@@ -151,5 +247,6 @@ def kernel(*args, **kwargs):
     kwargs.setdefault("cache", True)
     kwargs.setdefault("nogil", True)
     if args and callable(args[0]):
-        return numba.njit(**kwargs)(args[0])
-    return numba.njit(*args, **kwargs)
+        return _uncached_if_no_folder(numba.njit(**kwargs)(args[0]))
+    deco = numba.njit(*args, **kwargs)
+    return lambda fn: _uncached_if_no_folder(deco(fn))

@@ -361,7 +361,7 @@ _TMPFS_FULL = r"""
 import json, os, sys
 import pocketpacs
 from pocketpacs.archive import ingest
-from pocketpacs.archive.integrity import deep_check, record_dump
+from pocketpacs.archive.integrity import deep_check, load_roots, record_dump
 ingest.CHUNK = 20
 arc, first, second = sys.argv[1:4]
 out = {}
@@ -378,6 +378,8 @@ try:
         ar.import_folder(second)
 except pocketpacs.ArchiveError as e:
     out["error"] = str(e)
+out["roots"] = load_roots(arc)              # as a rebuild would find them, disk still full
+out["left"] = sorted(os.listdir(arc))
 os.unlink(os.path.join(os.path.dirname(arc), "filler"))
 out["deep"] = deep_check(arc).status
 with pocketpacs.open_archive(arc) as ar:
@@ -417,6 +419,10 @@ def test_full_tmpfs_during_import(tmp_path):
     assert "disk is full" in out["error"], out
     assert "No space left on device" in out["error"] or "Input/output error" in out["error"], out
     assert out["deep"] == "ok" and out["check"] == [] and out["kept"] is True
+    # roots.json lists the folder whose instances were committed before the disk
+    # filled up (a rebuild finds them), and no temporary file is left (issue 13)
+    assert out["roots"] == sorted([str(first), str(second)]), out["roots"]
+    assert not [n for n in out["left"] if n.endswith(".tmp") or n.startswith(".roots")], out["left"]
     assert out["failed"] == 0 and out["instances"] == n1 + n2 and out["check_after"] == []
 
 

@@ -1,15 +1,26 @@
 """The kernel cache: importing PocketPACS leaves the process alone, our kernels
 are cached in a private folder of ours, other numba users keep their caching,
-and an unsafe cache folder is never used."""
+and an unsafe cache folder is never used: not one others may write, nor one
+under a folder another user owns or may write (issue 13: they could rename
+the folder away and plant pickles numba loads), and numba's own shared
+fallbacks (``~/.cache/numba``, ``__pycache__``) never hold our kernels."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
+
+import pytest
+
+from conftest import require_system
+
+NOBODY = 65534
 
 PROBE = textwrap.dedent("""
     import json, os, sys, warnings
@@ -70,7 +81,7 @@ def test_a_cache_folder_others_can_write_is_not_used(tmp_path):
     res = _probe(tmp_path, xdg)
     assert Path(res["cache_dir"]) != shared
     assert stat.S_IMODE(Path(res["cache_dir"]).stat().st_mode) == 0o700
-    assert any("others may write" in w for w in res["warnings"]), res["warnings"]
+    assert any("may be written by other users" in w for w in res["warnings"]), res["warnings"]
     assert not any(shared.iterdir()), "kernels were cached in a folder others can write to"
 
 
@@ -89,3 +100,92 @@ def test_a_change_to_any_kernel_module_invalidates_the_cached_kernels(tmp_path, 
     helper.write_text("x = 22\n")
     os.utime(helper, ns=(helper.stat().st_atime_ns, helper.stat().st_mtime_ns + 1_000_000))
     assert locator.get_source_stamp() != before
+
+
+AS_NOBODY = textwrap.dedent("""
+    import json, os, sys, warnings
+    # as root, like test_sec_perms: the interpreter lives in a root-only
+    # folder; no kernel module is loaded yet, so no cache folder is chosen
+    import numba, numpy, pocketpacs
+    from pocketpacs.native import _jit
+    numba.njit(lambda a: (a * 2.5).astype(numpy.uint8).sum())(numpy.ones((2, 2), numpy.int16))  # numba's registries
+    assert _jit._cache_dir is None                 # no cache folder chosen yet
+    home = sys.argv[1]
+    os.setgroups([])
+    os.setgid(%(uid)d)
+    os.setuid(%(uid)d)
+    assert os.getuid() == %(uid)d and os.geteuid() == %(uid)d
+    os.umask(0o022)
+    os.environ["HOME"] = home
+    os.environ["XDG_CACHE_HOME"] = os.path.join(home, ".cache")
+    os.environ.pop("NUMBA_CACHE_DIR", None)
+    warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        import numpy as np
+        from pocketpacs.native.window import window_slice as target
+        out = np.empty((4, 4), np.uint8)
+        target(np.arange(16, dtype=np.int16).reshape(4, 4), 4.0, 8.0, False, out)
+    locator = target._cache._impl._locator
+    print(json.dumps({"cache_dir": _jit.cache_dir(), "locator": type(locator).__name__,
+                      "kernel_dir": locator.get_cache_path(), "out": out.tolist(),
+                      "warnings": [str(w.message) for w in caught]}))
+""") % {"uid": NOBODY}
+
+
+def _plant(home: Path, case: str) -> list[Path]:
+    """Plant an unsafe cache chain for uid 65534 under *home*; return the planted folders."""
+    cache = home / ".cache"
+    top = cache / "pocketpacs"
+    leaf = top / "numba"
+    leaf.mkdir(parents=True)
+    for d in (home, cache, top, leaf):
+        os.chown(d, NOBODY, NOBODY)
+        d.chmod(0o700)
+    if case == "others-may-write-pocketpacs":
+        top.chmod(0o777)              # anyone may rename numba/ away and plant their own
+    elif case == "pocketpacs-owned-by-another-user":
+        os.chown(top, 0, 0)           # root stands for "another user" of uid 65534
+        top.chmod(0o755)
+    elif case == "others-may-write-dot-cache":
+        cache.chmod(0o777)            # anyone may rename pocketpacs/ away
+    elif case == "leaf-not-writable":
+        leaf.chmod(0o500)             # numba would fall back to ~/.cache/numba
+    return [top, leaf]
+
+
+@pytest.mark.parametrize("case", ["others-may-write-pocketpacs", "pocketpacs-owned-by-another-user",
+                                  "others-may-write-dot-cache", "leaf-not-writable"])
+def test_another_users_cache_chain_is_refused_as_a_second_uid(case):
+    """As uid 65534: a cache chain another user can change (a world-writable or
+    root-owned ``~/.cache/pocketpacs``, a world-writable ``~/.cache``) is not
+    used, nor is numba's ``~/.cache/numba`` when the leaf cannot be written:
+    the kernels go to a private temporary folder of the user, with a warning."""
+    require_system(os.geteuid() == 0, "root, to run a child as uid 65534 (CI runs as root)")
+    base = Path(tempfile.mkdtemp(prefix="pp-jit-"))
+    base.chmod(0o755)
+    kernel_dir = None
+    try:
+        home = base / "home"
+        home.mkdir()
+        planted = _plant(home, case)
+        r = subprocess.run([sys.executable, "-c", AS_NOBODY, str(home)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        kernel_dir = res["cache_dir"]
+        assert res["locator"] == "PocketPacsCacheLocator"
+        assert res["out"][0][0] == 0 and res["out"][3][3] == 255   # the kernel ran
+        used = Path(res["cache_dir"])
+        assert not str(used).startswith(str(home)), res
+        assert Path(res["kernel_dir"]).is_relative_to(used)
+        st = used.stat()
+        assert st.st_uid == NOBODY and stat.S_IMODE(st.st_mode) == 0o700
+        assert any(used.rglob("*.nbi")), "no kernel index in the private folder"
+        assert any("private temporary folder" in w for w in res["warnings"]), res["warnings"]
+        for d in planted:
+            assert not any(d.rglob("*.nb*")), f"kernels were cached in {d}"
+        assert not (home / ".cache" / "numba").exists(), "numba fell back to ~/.cache/numba"
+    finally:
+        if kernel_dir and kernel_dir.startswith(tempfile.gettempdir() + os.sep + "pocketpacs-numba-"):
+            shutil.rmtree(kernel_dir, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)

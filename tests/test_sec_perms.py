@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import dicomgen
+from conftest import require_system
 
 NOBODY = 65534
 
@@ -159,3 +160,134 @@ def test_write_private_file_is_atomic_owner_only_and_never_follows_a_link(tmp_pa
     finally:
         os.umask(old)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["roots.json", "secret", "victim"]  # no temp left
+
+
+# ---- issue 13: an archive folder another local user could change ------------------------------
+
+REFUSE_CHILD = textwrap.dedent("""
+    import contextlib, io, json, os, sys
+    data, warm = sys.argv[1:3]
+    cases = json.loads(sys.argv[3])
+    from pocketpacs import cli
+    assert cli.main(["--archive", warm, "import", data]) == 0   # as root: load every module first
+    os.setgroups([])
+    os.setgid(%(uid)d)
+    os.setuid(%(uid)d)
+    assert os.getuid() == %(uid)d and os.geteuid() == %(uid)d
+    out = {}
+    for name, archive in cases.items():
+        for cmd in (["import", data], ["rebuild"], ["check"], ["stats"]):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                rc = cli.main(["--archive", archive, *cmd])
+            out[name + " " + cmd[0]] = [rc, err.getvalue()]
+    print("RESULT " + json.dumps(out))
+""") % {"uid": NOBODY}
+
+
+def test_an_archive_folder_another_user_could_change_is_refused_as_a_second_uid(open_tmp):
+    """As uid 65534: an archive folder of its own that others may write, one
+    owned by another user (root here) that it may write, one reached through
+    its own link into a folder others may write, and one under such a folder
+    are refused by import, rebuild, check and stats with exit 2 and a message
+    naming the folder and why; nothing is written into them.  A private folder of its own is used as before."""
+    require_system(os.geteuid() == 0, "root, to run a child as uid 65534 (CI runs as root)")
+    tmp = open_tmp
+    data = tmp / "data"
+    dicomgen.write_series(data / "s1", 3, series_uid="1.2.840.81.9", rows=16, cols=16)
+    for p in [tmp, *tmp.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    home = tmp / "home"
+    shared = tmp / "shared"              # a root-owned folder anyone may write (no sticky bit)
+    for d in (home, shared):
+        d.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    shared.chmod(0o777)
+
+    def folder(p: Path, mode: int, uid: int = NOBODY) -> Path:
+        p.mkdir()
+        os.chown(p, uid, uid)
+        p.chmod(mode)
+        return p
+
+    writable = folder(home / "writable", 0o777)
+    others = folder(tmp / "others", 0o777, uid=0)
+    folder(shared / "target", 0o700)
+    link = home / "link"
+    link.symlink_to(shared / "target")
+    os.lchown(link, NOBODY, NOBODY)
+    under = folder(shared / "under", 0o700)
+    ok = home / "mine"
+    cases = {"writable": writable, "others": others, "link": link, "under": under, "ok": ok}
+    expect = {"writable": (writable, "may be written by other users (mode 777)"),
+              "others": (others, "is owned by another user (uid 0)"),
+              "link": (shared, "a folder above it, may be written by other users"),
+              "under": (shared, "a folder above it, may be written by other users")}
+    r = subprocess.run([sys.executable, "-c", REFUSE_CHILD, str(data), str(tmp / "warm"),
+                        json.dumps({k: str(v) for k, v in cases.items()})],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    out = json.loads(r.stdout.split("RESULT ", 1)[1])
+    for cmd in ("import", "rebuild", "stats"):   # (check runs a child interpreter, not reachable as 65534)
+        assert out[f"ok {cmd}"][0] == 0, (cmd, out[f"ok {cmd}"])
+    assert (ok / "data.mdb").exists() and stat.S_IMODE(ok.stat().st_mode) == 0o700
+    for name, (where, why) in expect.items():
+        for cmd in ("import", "rebuild", "check", "stats"):
+            rc, err = out[f"{name} {cmd}"]
+            assert rc == 2, (name, cmd, rc, err)
+            assert f"the archive folder {cases[name]} is refused" in err and str(where) in err and why in err, \
+                (name, cmd, err)
+    assert list(writable.iterdir()) == [] and stat.S_IMODE(writable.stat().st_mode) == 0o777  # left alone
+    assert list(others.iterdir()) == [] and list((shared / "target").iterdir()) == [] and list(under.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["open.mark", "writer.lock", "roots.json", "roots.json.tmp"])
+def test_a_link_planted_at_a_fixed_name_is_never_written_through(tmp_path, name):
+    """A symbolic link at ``open.mark``, the lock file, ``roots.json`` or its
+    old temporary name, pointing at a victim file: opening the archive and
+    importing leave the victim as it was (issue 13)."""
+    import pocketpacs
+
+    data = tmp_path / "data"
+    dicomgen.write_series(data, 2, series_uid="1.2.840.81.10", rows=8, cols=8)
+    arc = tmp_path / "archive"
+    with pocketpacs.open_archive(arc):
+        pass
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"the victim's own words\n")
+    target = arc / name
+    if target.exists():
+        target.unlink()
+    target.symlink_to(victim)
+    try:
+        with pocketpacs.open_archive(arc) as ar:
+            ar.import_folder(data)
+            assert ar.roots() == [str(data)]
+    except pocketpacs.ArchiveError as e:            # refused is fine too, written through is not
+        assert name in str(e) and "symbolic link" in str(e), e
+    assert victim.read_bytes() == b"the victim's own words\n"
+
+
+def test_the_app_says_plainly_that_an_unsafe_archive_folder_is_not_used(tmp_path):
+    """The app's session: the start-up notice and a command's error say the
+    folder is not used and why in plain words; it is neither read (no deep
+    check) nor reported as damaged, and nothing is written into it."""
+    from pocketpacs.errors import ArchiveUnsafe
+    from pocketpacs.ui import protocol
+    from pocketpacs.ui.bridge import SCHEMAS
+    from pocketpacs.ui.session import Session
+
+    arc = tmp_path / "shared"
+    arc.mkdir()
+    arc.chmod(0o777)
+    s = Session(arc, mode="serve")
+    try:
+        assert s.startup_check(background=False) == protocol.UNSAFE_ARCHIVE
+        with pytest.raises(ArchiveUnsafe) as caught:
+            s.cmd_search(protocol.validate_args({}, SCHEMAS["search"]))
+        assert str(arc) in str(caught.value) and "may be written by other users" in str(caught.value)
+        env = protocol.envelope_for_exception(caught.value)
+        assert env["ok"] is False and env["error"]["message"] == protocol.UNSAFE_ARCHIVE
+    finally:
+        s.close()
+    assert list(arc.iterdir()) == [] and stat.S_IMODE(arc.stat().st_mode) == 0o777

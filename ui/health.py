@@ -30,7 +30,9 @@ DAMAGED_NOTICE = f"The archive database is damaged. Close PocketPACS: {REBUILD_A
 
 def _looks_damaged(exc: BaseException) -> bool:
     """An LMDB error, or a stored record that does not decode."""
-    if type(exc).__module__ == "lmdb":
+    import lmdb
+
+    if isinstance(exc, lmdb.Error):
         return True
     import orjson
 
@@ -193,13 +195,16 @@ class ArchiveHealth:
         except BridgeError:
             pass
         except Exception as exc:  # another archive error: the page reports it per command
-            self.archive_notice = "The archive could not be opened."
+            from pocketpacs.errors import ArchiveUnsafe
+
+            unsafe = isinstance(exc, ArchiveUnsafe)   # never read, nor called damaged
+            self.archive_notice = protocol.UNSAFE_ARCHIVE if unsafe else "The archive could not be opened."
             log.warning("the archive could not be opened: %s", type(exc).__name__)
             from pocketpacs.archive.integrity import deep_check
             from pocketpacs.paths import default_archive_dir
 
             path = self.archive_path or str(default_archive_dir())
-            if os.path.exists(os.path.join(path, "data.mdb")):
+            if not unsafe and os.path.exists(os.path.join(path, "data.mdb")):
                 if deep_check(path).status == "damaged":   # in a child: this process is safe
                     self._set_damaged()
         return self.archive_notice

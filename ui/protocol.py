@@ -27,9 +27,10 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import lmdb
 import numpy as np
 
-from pocketpacs.errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked
+from pocketpacs.errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveUnsafe
 from pocketpacs.dicom.codestreams import CodestreamError
 from pocketpacs.images.affine import GeometryError
 from pocketpacs.images.export import ExportError
@@ -110,6 +111,13 @@ def fail(code: str, message: str) -> dict:
             "protocol_version": PROTOCOL_VERSION}
 
 
+#: What the app says about an archive folder another local user could change
+#: (:class:`~pocketpacs.errors.ArchiveUnsafe`; the log names the folder and why).
+UNSAFE_ARCHIVE = ("The archive folder is not used: another user of this computer could change it (it is not "
+                  "yours, or others may write to it). Choose a folder only you can write to; the log names "
+                  "the folder and why.")
+
+
 def envelope_for_exception(exc: BaseException) -> dict:
     """Map any exception to an error envelope without leaking its text.
 
@@ -140,9 +148,11 @@ def envelope_for_exception(exc: BaseException) -> dict:
         return fail(UNREADABLE, "Permission denied.")
     if isinstance(exc, ArchiveLocked):
         return fail(UNAVAILABLE, "Another program is writing to the archive.")
+    if isinstance(exc, ArchiveUnsafe):
+        return fail(UNAVAILABLE, UNSAFE_ARCHIVE)
     # LMDB's refusal of a key or value size is a bug of ours (internal), not damage
-    if isinstance(exc, ArchiveDamaged) or (type(exc).__module__ == "lmdb"
-                                           and type(exc).__name__ != "BadValsizeError"):
+    if isinstance(exc, ArchiveDamaged) or (isinstance(exc, lmdb.Error)
+                                           and not isinstance(exc, lmdb.BadValsizeError)):
         return fail(UNAVAILABLE, "The archive database could not be read and may be damaged. Close "
                                  f"PocketPACS and run `pocketpacs check`; {REBUILD_ADVICE}.")
     if isinstance(exc, ArchiveError):  # SchemaVersionMismatch, ArchiveReadOnly, ...

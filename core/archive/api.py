@@ -38,7 +38,7 @@ from ..log import logger
 from .maintenance import ArchiveMaintenance
 from ..paths import default_archive_dir
 from .memstore import MemoryStore
-from .store import LmdbStore
+from .store import LmdbStore, refuse_unsafe_folder
 
 
 class Archive(ArchiveBrowse, ArchiveMaintenance):
@@ -129,12 +129,33 @@ class Archive(ArchiveBrowse, ArchiveMaintenance):
         """
         if self.readonly:
             raise ArchiveError("the archive is open read-only")
+        self._remember_root(path)
         try:
             rep = Importer(self._store, self._secret, self._exclude()).run(path, progress, cancel)
         finally:
             self._sync_roots()
         self.last_import = rep
         return rep
+
+    def _remember_root(self, path: os.PathLike[str] | str) -> None:
+        """List a new import folder in ``roots.json`` before any of its files
+        is committed: a rebuild after a failure (a full disk) must know every
+        folder whose instances are in the database."""
+        if self.path is None or not os.path.exists(path):  # (the import says it does not exist)
+            return
+        root = os.path.abspath(os.fspath(path))
+        listed = load_roots(self.path)
+        if root in listed:
+            return
+        roots = sorted(set(self.roots()) | set(listed) | {root},
+                       key=lambda r: r.encode("utf-8", "surrogateescape"))
+        try:
+            save_roots(self.path, roots)
+        except OSError as e:
+            raise ArchiveError(
+                f"the list of imported folders in {self.path} cannot be written "
+                f"({e.strerror or type(e).__name__}); nothing was imported: free some space "
+                "and import again") from None
 
     def _sync_roots(self) -> None:
         """Keep ``roots.json`` (the imported folders, for a rebuild when the
@@ -195,6 +216,10 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
     ------
     ArchiveLocked
         Another process is writing to the archive (writable opens only).
+    ArchiveUnsafe
+        Another local user could change the archive folder (not the user's
+        own, writable by others or under a folder others may write, or
+        reached through a link into such a folder).
     ArchiveError
         No archive at ``path`` (read-only opens), or it cannot be opened.
     """
@@ -204,7 +229,7 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
     try:
         if readonly:
             try:
-                secret = (store.path / keys.SECRET_FILE).read_bytes()
+                secret = keys.read_secret(store.path)
             except OSError:
                 secret = b""
         else:
@@ -217,7 +242,9 @@ def open_archive(path: os.PathLike[str] | str | None = None, *, readonly: bool =
         ar._sync_roots()
     except BaseException as e:
         store.close()  # never leave the writer lock held by an archive nobody can close
-        if type(e).__module__ == "lmdb" or isinstance(e, ValueError):
+        import lmdb
+
+        if isinstance(e, (lmdb.Error, ValueError)):
             raise ArchiveDamaged(
                 f"the archive database at {store.path} is damaged (a record cannot be read: "
                 f"{type(e).__name__}). {REBUILD_ADVICE}") from None
@@ -245,8 +272,11 @@ def rebuild_damaged(path: os.PathLike[str] | str, progress: Callable[[Any], Any]
     ------
     ArchiveLocked
         Another process is writing to the archive.
+    ArchiveUnsafe
+        Another local user could change the archive folder.
     """
     d = Path(path).expanduser().absolute()
+    refuse_unsafe_folder(d)   # before anything in it is moved
     roots = list(roots) if roots else load_roots(d)
     aside = move_damaged_aside(d)
     reports = []

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import REBUILD_ADVICE
-from ..paths import write_private_file
+from ..paths import read_private_file, write_private_file
 from . import pathkeys
 from . import query
 from . import records
@@ -384,8 +384,17 @@ def deep_check(path: os.PathLike[str] | str, timeout: float = 600.0, nice: int =
     Returns
     -------
     DeepCheck
+
+    Raises
+    ------
+    ArchiveUnsafe
+        Another local user could change the archive folder (never read, nor
+        reported as damaged).
     """
+    from .store import refuse_unsafe_folder
+
     p = os.fspath(Path(path).expanduser().absolute())
+    refuse_unsafe_folder(Path(p))
     kw: dict[str, Any] = {}
     if nice and hasattr(os, "nice"):
         kw["preexec_fn"] = lambda: os.nice(nice)
@@ -432,9 +441,9 @@ def save_roots(archive_dir: os.PathLike[str] | str, roots: list[str]) -> None:
 
 
 def load_roots(archive_dir: os.PathLike[str] | str) -> list[str]:
-    """The folders listed in ``roots.json`` (empty when absent or unreadable)."""
+    """The folders listed in ``roots.json`` (empty when absent, unreadable or a link)."""
     try:
-        d = json.loads((Path(archive_dir) / ROOTS_FILE).read_bytes())
+        d = json.loads(read_private_file(Path(archive_dir) / ROOTS_FILE, 64 << 20))
         return [bytes.fromhex(h).decode("utf-8", "surrogateescape") for h in d["roots"]]
     except (OSError, ValueError, KeyError, TypeError):
         return []

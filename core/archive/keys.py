@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paths import write_private_file
+from ..paths import read_private_file, write_private_file
 
 UID_KEY_LEN = 8
 PATIENT_KEY_LEN = 16
@@ -104,17 +104,28 @@ def load_or_create_secret(folder: os.PathLike[str] | str) -> bytes:
     """
     path = Path(folder) / SECRET_FILE
     try:
-        data = path.read_bytes()
+        data = read_secret(folder)
         if len(data) == SECRET_LEN:
             return data
     except FileNotFoundError:
         pass
     # first writer wins; a racing creator reads the winner's key
     write_private_file(path, secrets.token_bytes(SECRET_LEN), keep_existing=True)
-    data = path.read_bytes()
+    data = read_secret(folder)
     if len(data) != SECRET_LEN:
         raise OSError(f"{path}: archive secret has the wrong length")
     return data
+
+
+def read_secret(folder: os.PathLike[str] | str) -> bytes:
+    """The bytes of the archive's secret file, never read through a link.
+
+    Raises
+    ------
+    OSError
+        The file is absent, unreadable, or a symbolic link.
+    """
+    return read_private_file(Path(folder) / SECRET_FILE, SECRET_LEN + 1)
 
 
 def new_session_secret() -> bytes:

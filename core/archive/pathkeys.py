@@ -176,7 +176,9 @@ def conflict_path(key: bytes, rec: dict) -> str:
 
 def is_key_size_error(exc: BaseException) -> bool:
     """True for LMDB's refusal of a key or value size (``BadValsizeError``)."""
-    return type(exc).__module__ == "lmdb" and type(exc).__name__ == "BadValsizeError"
+    import lmdb
+
+    return isinstance(exc, lmdb.BadValsizeError)
 
 
 def key_size_error(exc: BaseException, paths: list[str]) -> KeySizeError:

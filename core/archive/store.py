@@ -1,7 +1,9 @@
 """Key-value storage of the archive: an LMDB environment, or memory.
 
 :class:`LmdbStore` follows the configuration in the project's reliability
-notes: the folder is created 0700 before LMDB sees it and the files are
+notes: a folder another local user could change is refused
+(:class:`~pocketpacs.errors.ArchiveUnsafe`), the folder is created 0700
+before LMDB sees it and the files are
 0600 (``mode=0o600`` alone breaks for non-root users because py-lmdb applies
 it to the folder too), ``writemap=False`` (a full disk must not SIGBUS the
 process), ```max_readers=512`` with ``reader_check()`` on open (stale slots of
@@ -32,10 +34,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveReadOnly,
-                      SchemaVersionMismatch)
+                      ArchiveUnsafe, SchemaVersionMismatch)
 from ..log import logger
-from ..paths import ensure_private_dir
+from ..paths import ensure_private_dir, folder_risk, write_private_file
 from .datafile import OPEN_MARK, check_data_file
+from .keys import SECRET_FILE
 from .migrations import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -131,7 +134,8 @@ _ENVS_LOCK = threading.Lock()
 
 
 def _acquire_lock(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    # O_NOFOLLOW: a link planted at the lock file's name is never written through
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         try:
             import fcntl
@@ -159,6 +163,23 @@ def _acquire_lock(path: Path) -> int:
     except (OSError, AttributeError):
         pass
     return fd
+
+
+def refuse_unsafe_folder(path: Path) -> None:
+    """Raise :class:`ArchiveUnsafe` when another local user could change the
+    archive folder (:func:`pocketpacs.paths.folder_risk`) or LMDB's files in
+    it are links (LMDB would write through them)."""
+    why = folder_risk(path)
+    if why is None:
+        for name in ("data.mdb", "lock.mdb", LOCK_FILE, SECRET_FILE):
+            if (path / name).is_symlink():
+                why = f"{path / name} is a symbolic link"
+                break
+    if why is not None:
+        msg = (f"the archive folder {path} is refused: {why}; another local user could change "
+               "or replace the archive. Use a folder of your own that only you may write to")
+        logger.warning("%s", msg)
+        raise ArchiveUnsafe(msg)
 
 
 _DISK_ERRNOS = ("ENOSPC", "EFBIG", "EDQUOT", "EIO", "EROFS")
@@ -215,6 +236,10 @@ class LmdbStore:
     ------
     ArchiveLocked
         Another process holds the writer lock (writable opens only).
+    ArchiveUnsafe
+        Another local user could change the folder: not the user's own,
+        writable by others (or a folder above it is), or reached through a
+        link into such a folder.
     ArchiveError
         The archive does not exist (read-only open) or cannot be opened.
     SchemaVersionMismatch
@@ -242,12 +267,14 @@ class LmdbStore:
         #: True when the last writer did not close cleanly and no
         #: ``on_unclean`` check ran (the caller checks it later).
         self.unclean = False
+        refuse_unsafe_folder(self.path)   # before the folder is made or tightened: it may hold others' files
         if readonly:
             if not (self.path / "data.mdb").exists():
                 raise ArchiveError(f"no archive at {self.path}")
         else:
             try:
                 ensure_private_dir(self.path)
+                refuse_unsafe_folder(self.path)   # and as made (a folder swapped meanwhile)
                 if not os.access(self.path, os.W_OK):
                     raise PermissionError(13, "Permission denied")
                 self._lock_fd = _acquire_lock(self.path / LOCK_FILE)
@@ -264,7 +291,7 @@ class LmdbStore:
                 self._set_mark()
         except BaseException as e:
             self.close()
-            if type(e).__module__ == "lmdb" or (isinstance(e, ValueError) and (self.path / "data.mdb").exists()):
+            if isinstance(e, self._lmdb.Error) or (isinstance(e, ValueError) and (self.path / "data.mdb").exists()):
                 raise ArchiveDamaged(
                     f"the archive database at {self.path} is damaged ({type(e).__name__}). {REBUILD_ADVICE}") from None
             raise
@@ -287,11 +314,8 @@ class LmdbStore:
     def _set_mark(self) -> None:
         p = self.path / OPEN_MARK
         try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
-            try:
-                os.write(fd, str(os.getpid()).encode())
-            finally:
-                os.close(fd)
+            # a new file renamed into place: a link planted under the name is replaced, never followed
+            write_private_file(p, str(os.getpid()).encode(), sync=False)
             self._mark = p
         except OSError:
             pass

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked, PocketPacsError
+from ..errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError, ArchiveLocked, ArchiveUnsafe, PocketPacsError
 from ..paths import ENV_ARCHIVE
 from ..process import prefer_passive_waits
 from .output import _err, _safe
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     except ArchiveDamaged as e:
         _err(_safe(str(e)))
         return EXIT_DAMAGED
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ArchiveUnsafe) as e:
         _err(str(e))
         return EXIT_USAGE
     except (ArchiveError, PocketPacsError) as e:
@@ -167,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         _err(_os_error_message(e))
         return EXIT_ARCHIVE
     except Exception as e:
-        if type(e).__module__ != "lmdb":
+        import lmdb
+
+        if not isinstance(e, lmdb.Error):
             raise
-        if type(e).__name__ == "BadValsizeError":  # a key or value size of ours: a bug, not damage
+        if isinstance(e, lmdb.BadValsizeError):  # a key or value size of ours: a bug, not damage
             _err(f"internal error of PocketPACS: LMDB refused a key or value size ({type(e).__name__}); "
                  "the archive is not damaged; please report this")
             return EXIT_ARCHIVE
