@@ -321,6 +321,87 @@ def test_inflate_caps_in_the_reader():
     assert ds.SOPInstanceUID == "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322"
 
 
+# ---- M15: zero-filled and sparse files (issue 13, finding 6) --------------------------------
+ZERO_CHILD = """
+import json, sys
+from pocketpacs.dicom.headers import parse_files
+hb = parse_files({paths!r})
+print(json.dumps([[int(s), r, m] for s, r, m in zip(hb.status, hb.reason, hb.message)]))
+"""
+
+
+def _zero_filled_files(root: Path) -> dict[str, Path]:
+    """A real header followed by zeros: 64 MiB written, 4 GiB sparse (no disk
+    used), 4 GiB sparse after an open undefined-length sequence, and a whole
+    file (pixel data included) followed by a 4 GiB sparse tail."""
+    b = S.pydicom_file("CT_small.dcm")
+    he = S.header_end(b)
+    sq = struct.pack("<HH2sHI", 0x0029, 0x1140, b"SQ", 0, 0xFFFFFFFF)
+    root.mkdir()
+    out = {}
+    for name, head, size in (("zeros64m", b[:he], he + (64 << 20)), ("sparse4g", b[:he], 4 << 30),
+                             ("sequence4g", b[:he] + sq, 4 << 30), ("tail4g", b, 4 << 30)):
+        p = out[name] = root / f"{name}.dcm"
+        with open(p, "wb") as f:
+            f.write(head)
+            if name == "zeros64m":
+                f.write(bytes(size - len(head)))
+            f.truncate(size)
+    return out
+
+
+def test_zero_filled_and_sparse_files_finish_in_seconds(tmp_path):
+    """A real header followed by zeros made pydicom walk every zero element:
+    64 MiB took 32 s, a 4 GiB sparse file about 35 minutes, for the import's
+    parser and for ``report`` alike.  Now the fallback stops at the first zero
+    element (top level: the data set ends there) or refuses the file (inside a
+    sequence), and the parse, ``report`` and ``import`` all finish well within
+    their timeouts (generous for a loaded 2-core machine)."""
+    files = _zero_filled_files(tmp_path / "z")
+    paths = [str(p) for p in files.values()]
+    proc = subprocess.run([sys.executable, "-c", ZERO_CHILD.format(paths=paths)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = dict(zip(files, json.loads(proc.stdout.strip().splitlines()[-1])))
+    # the header before the zeros is a data set: parsed, its pixel data missing
+    for name in ("zeros64m", "sparse4g", "tail4g"):
+        assert rows[name][0] in (0, 1), (name, rows[name])
+    st, reason, msg = rows["sequence4g"]
+    assert st == -1 and reason == "malformed" and "zero-filled data" in msg, msg
+    for name in ("zeros64m", "sparse4g", "tail4g"):
+        rep = subprocess.run([sys.executable, "-m", "pocketpacs", "report", "--json",
+                              str(files[name])], capture_output=True, text=True, timeout=60)
+        assert rep.returncode in (0, 4), (name, rep.stderr[-2000:])
+    imp = subprocess.run([sys.executable, "-m", "pocketpacs", "--archive", str(tmp_path / "a"),
+                          "import", str(tmp_path / "z")], capture_output=True, text=True,
+                         timeout=60)
+    assert "zero-filled data" in imp.stdout + imp.stderr, imp.stdout[-2000:]
+
+
+def test_zero_filled_region_in_the_reader():
+    """read_dataset_capped: zeros at the top level end the data set; zeros in
+    a sequence (items of nothing) are refused with the byte they start at; a
+    header is never read past its cap."""
+    from pocketpacs.dicom.fallback import HeaderLimitError, read_dataset_capped
+
+    b = S.pydicom_file("CT_small.dcm")
+    he = S.header_end(b)
+    ds = read_dataset_capped(b[:he] + bytes(1 << 20))
+    assert ds.SOPInstanceUID == "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322"
+    assert "PixelData" not in ds
+    full = read_dataset_capped(b + bytes(1 << 20), stop_before_pixels=False)
+    assert len(full.PixelData) == 128 * 128 * 2
+    sq = struct.pack("<HH2sHI", 0x0029, 0x1140, b"SQ", 0, 0xFFFFFFFF)
+    for stop in (True, False):
+        with pytest.raises(HeaderLimitError, match="zero-filled data"):
+            read_dataset_capped(b[:he] + sq + bytes(1 << 20), stop_before_pixels=stop)
+    # a header running past the cap (a long private value, read element by element)
+    long = b[:he] + struct.pack("<HH2sH", 0x7FD1, 0x1010, b"LT", 2000) + b"x" * 2000
+    with pytest.raises(HeaderLimitError, match="runs past its first"):
+        read_dataset_capped(long, cap=he + 64)
+    assert read_dataset_capped(long).SOPInstanceUID == ds.SOPInstanceUID
+
+
 # ---- M12: bogus pixel geometry through the pixel path -----------------------------------------
 GEOMETRY = [
     ("rows x cols 65535^2", dict(rows=65535, cols=65535), "more than"),

@@ -81,6 +81,49 @@ def test_long_header_is_reread(tmp_path):
     assert hb.size[0] == len(data)
 
 
+def _long_header_file(path, value_bytes: int) -> None:
+    """A real file with a private UN value of ``value_bytes`` zeros before the
+    pixel data (written sparse: no disk used)."""
+    import struct
+
+    data = make()
+    pix = data.rindex(b"\xe0\x7f\x10\x00")
+    with open(path, "wb") as f:
+        f.write(data[:pix] + struct.pack("<HH2sHI", 0x7FD1, 0x1010, b"UN", 0, value_bytes))
+        f.seek(value_bytes, 1)
+        f.write(data[pix:])
+
+
+def test_header_bytes_capped_per_file_and_per_batch(tmp_path):
+    """Issue 13 (finding 9, header size): twelve files with 30 MiB headers
+    were held at once (360 MiB for one batch; more files, more memory) and a
+    header over the per-file cap failed as 'malformed DICOM structure' after
+    64 MiB were read.  Now a batch holds at most MAX_BATCH_HEADER_BYTES of
+    re-read headers (the values of parsed ones are copied out), with values
+    equal to a parse of each file alone, and a header over MAX_HEADER_BYTES
+    fails ``unsupported`` saying so, without being read."""
+    from pocketpacs.dicom import headers
+
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"h{i}.dcm")
+        _long_header_file(paths[-1], 30 << 20)
+    huge = tmp_path / "huge.dcm"
+    _long_header_file(huge, headers.MAX_HEADER_BYTES + (1 << 20))
+    hb = parse_files(paths + [huge], head_size=4096)
+    assert hb.status.tolist() == [NATIVE] * 12 + [FAILED]
+    assert hb.reason[12] == "unsupported" and "header longer than 64 MiB" in hb.message[12]
+    held = sum(b.nbytes for b in hb._bufs)
+    assert held <= headers.MAX_BATCH_HEADER_BYTES + 13 * 4096, held >> 20
+    one = parse_files([paths[0]])
+    for kw in ("SOPInstanceUID", "PatientName", "WindowCenter"):
+        assert hb.text(kw)[:12] == one.text(kw) * 12, kw
+    np.testing.assert_array_equal(hb.values("ImagePositionPatient")[:12],
+                                  np.repeat(one.values("ImagePositionPatient"), 12, axis=0))
+    assert (hb.pixel_offset[:12] == one.pixel_offset[0]).all()
+    assert hb.record(5) == one.record(0)
+
+
 def test_deflate_goes_to_fallback_with_reason(tmp_path):
     ds = pydicom.dcmread(io.BytesIO(make()))
     p = tmp_path / "dfl.dcm"

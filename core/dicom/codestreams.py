@@ -54,6 +54,18 @@ def _j2k_size(b: bytes) -> tuple[int, int, int, int]:
     return ys - yo, xs - xo, comps, prec
 
 
+def j2k_declared_size(data: bytes) -> tuple[int, int, int, int]:
+    """``(rows, columns, components, bits)`` a JPEG 2000 codestream or JP2
+    file declares in its SIZ marker, read before any decoding.
+
+    Raises
+    ------
+    CodestreamError
+        No SOC/SIZ (or no codestream box in a JP2 file), or an empty image area.
+    """
+    return _j2k_size(data)
+
+
 def _jpeg_size(b: bytes) -> tuple[int, int, int, int]:
     if b[:2] != b"\xff\xd8":
         raise CodestreamError("JPEG frame without SOI")

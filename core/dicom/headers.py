@@ -47,7 +47,14 @@ _FALLBACK_REASONS = {
     12: "gzip-compressed file",
 }
 
-MAX_HEADER = 64 * 1024 * 1024  # never read more than this for a header
+#: The most bytes of one file read as its header (everything before the pixel
+#: data): a file whose header is longer fails with reason ``unsupported``.
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+#: The most bytes of long headers (those re-read past the first read) a batch
+#: holds at once: past it, the values of the parsed headers are copied out
+#: (a few KB a file) and their buffers dropped, so a batch of many large
+#: headers stays within this plus the first read (at most 256 KiB a file).
+MAX_BATCH_HEADER_BYTES = 256 * 1024 * 1024
 
 
 # ---- reading ------------------------------------------------------------------
@@ -197,39 +204,38 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
     batch._start[:] = starts
 
     # files whose header is longer than the first read
+    held = 0  # bytes of re-read buffers the batch keeps
     for _round in range(8):
         need = np.nonzero(readable & (info[:, 0] == dicomparse.NEED_MORE))[0]
+        for i in need[info[need, 3] > MAX_HEADER_BYTES].tolist():
+            _header_too_long(batch, i, readable, info, dicomparse)
+        need = need[readable[need]]
         if need.size == 0:
             break
         sizes = np.minimum(np.maximum(info[need, 3], lengths[need] * 4), fsizes[need])
-        sizes = np.minimum(sizes, MAX_HEADER)
-        offs = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        buf2 = np.empty(int(sizes.sum()), dtype=np.uint8)
-        mv2 = memoryview(buf2)
-        bid = len(batch._bufs)
-        batch._bufs.append(buf2)
-        for j, i in enumerate(need.tolist()):
-            a = int(offs[j])
-            got, size, mtime, reason, msg = read_head(spaths[i], mv2[a:a + int(sizes[j])])
-            if reason is not None:
-                batch.fail(i, reason, msg or reason)
-                readable[i] = False
-                info[i, 0] = dicomparse.FAILED
-                continue
-            lengths[i] = got
-            starts[i] = a
-            if got < sizes[j] and got < size:
-                fsizes[i] = got
-            batch._buf_id[i] = bid
-            batch._start[i] = a
-        todo2 = need[readable[need]].astype(np.int64)
-        if todo2.size:
-            _run_kernel(dicomparse, batch, buf2, starts, lengths, fsizes, todo2, info, False)
-        still = todo2[(info[todo2, 0] == dicomparse.NEED_MORE)
-                      & (sizes[np.searchsorted(need, todo2)] >= MAX_HEADER)]
+        sizes = np.minimum(sizes, MAX_HEADER_BYTES)
+        # groups of at most MAX_BATCH_HEADER_BYTES; when the round does not fit
+        # beside what the batch holds, each group's values are copied out after
+        # its parse and its buffer dropped
+        compact = held + int(sizes.sum()) > MAX_BATCH_HEADER_BYTES
+        group = np.zeros(need.size, dtype=np.int64)
+        acc = 0
+        for j, sz in enumerate(sizes.tolist() if compact else ()):
+            if acc and acc + sz > MAX_BATCH_HEADER_BYTES:
+                group[j:] += 1
+                acc = 0
+            acc += sz
+        for g in np.unique(group).tolist():
+            sel = group == g
+            _reread(batch, spaths, need[sel], sizes[sel], readable, info, lengths, starts, fsizes,
+                    dicomparse, compact)
+        if not compact:
+            held += int(sizes.sum())
+        done = need[readable[need]]
+        still = done[(info[done, 0] == dicomparse.NEED_MORE)
+                     & (sizes[readable[need]] >= MAX_HEADER_BYTES)]
         for i in still.tolist():
-            info[i, 0] = dicomparse.FAILED
-            info[i, 1] = dicomparse.R_MALFORMED
+            _header_too_long(batch, i, readable, info, dicomparse)
     else:
         for i in np.nonzero(readable & (info[:, 0] == dicomparse.NEED_MORE))[0].tolist():
             info[i, 0] = dicomparse.FAILED
@@ -239,6 +245,63 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
     if adaptive:
         _HEAD.learn(batch, head_size)
     return batch
+
+
+def _header_too_long(batch: HeaderBatch, i: int, readable: np.ndarray, info: np.ndarray,
+                     dicomparse) -> None:
+    batch.fail(i, "unsupported", f"header longer than {MAX_HEADER_BYTES >> 20} MiB "
+                                 f"(the most read of one file)")
+    readable[i] = False
+    info[i, 0] = dicomparse.FAILED
+
+
+def _reread(batch: HeaderBatch, spaths: list[str], rows: np.ndarray, sizes: np.ndarray,
+            readable: np.ndarray, info: np.ndarray, lengths: np.ndarray, starts: np.ndarray,
+            fsizes: np.ndarray, dicomparse, compact: bool) -> None:
+    """Read ``rows`` again, ``sizes`` bytes each, into one buffer and parse them."""
+    offs = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    buf2 = np.empty(int(sizes.sum()), dtype=np.uint8)
+    mv2 = memoryview(buf2)
+    bid = len(batch._bufs)
+    batch._bufs.append(buf2)
+    for j, i in enumerate(rows.tolist()):
+        a = int(offs[j])
+        got, size, mtime, reason, msg = read_head(spaths[i], mv2[a:a + int(sizes[j])])
+        if reason is not None:
+            batch.fail(i, reason, msg or reason)
+            readable[i] = False
+            info[i, 0] = dicomparse.FAILED
+            continue
+        lengths[i] = got
+        starts[i] = a
+        if got < sizes[j] and got < size:
+            fsizes[i] = got
+        batch._buf_id[i] = bid
+        batch._start[i] = a
+    todo = rows[readable[rows]].astype(np.int64)
+    if todo.size:
+        _run_kernel(dicomparse, batch, buf2, starts, lengths, fsizes, todo, info, False)
+    if compact:
+        _compact(batch, rows, bid)
+
+
+def _compact(batch: HeaderBatch, rows: np.ndarray, bid: int) -> None:
+    """Copy the values of ``rows`` out of buffer ``bid`` into a buffer of
+    their own (value bytes only) and drop the big one."""
+    buf = batch._bufs[bid]
+    parts = []
+    pos = 0
+    for i in rows.tolist():
+        if batch._buf_id[i] != bid:
+            continue
+        a = int(batch._start[i])
+        for k in np.nonzero(batch._vlen[i] >= 0)[0].tolist():
+            off, ln = int(batch._voff[i, k]), int(batch._vlen[i, k])
+            parts.append(buf[a + off:a + off + ln])
+            batch._voff[i, k] = pos
+            pos += ln
+        batch._start[i] = 0
+    batch._bufs[bid] = np.concatenate(parts) if parts else np.zeros(1, dtype=np.uint8)
 
 
 class _HeadSize:

@@ -6,20 +6,24 @@ Supported, without entering the archive:
   MGH/MGZ via nibabel (scaled values, the image's RAS affine);
 * standalone JPEG 2000 / HTJ2K codestreams and JP2 files (``.j2k``, ``.j2c``,
   ``.jpc``, ``.jp2``, ``.jph``, ``.jhc``) via pylibjpeg-openjpeg;
-* PNG (a built-in reader, or Pillow when installed) and JPEG (Pillow when
-  installed, else pylibjpeg-libjpeg);
+* PNG and JPEG via Pillow;
 * DICOM files and folders (assembled like archive series).
 
 2D images get a 1 mm pixel grid in the axial plane (the report says so).
 Anything else raises :class:`OpenOtherError` with the reason.
+
+Every image's declared size is checked against :data:`MAX_DECODED_BYTES`
+before it is decoded (the PNG/JPEG header as Pillow reads it before
+``load()``, with Pillow's own decompression-bomb limit too; a NIfTI/Analyze/MGH
+header's shape and data type; a JPEG 2000 SIZ marker): a small file that
+declares a huge image (an image bomb) is refused with a message, not decoded.
 """
 from __future__ import annotations
 
 import gzip
 import os
 import struct
-import zlib
-from typing import Any
+import warnings
 
 import numpy as np
 
@@ -37,9 +41,26 @@ JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
 _J2K_MAGIC = (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP  \r\n\x87\n")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+#: Open Other's memory budget: the most bytes one image may decode to (its
+#: array, or a decoder's working buffer where that is larger).  An image that
+#: declares more is refused before anything is decoded.
+MAX_DECODED_BYTES = 1 << 30
+
 
 class OpenOtherError(PocketPacsError):
     """A file Open Other cannot read (the message says why)."""
+
+
+def check_budget(shape: tuple[int, ...], itemsize: int, what: str) -> None:
+    """Refuse an image whose declared ``shape`` x ``itemsize`` bytes exceed
+    :data:`MAX_DECODED_BYTES` (``what`` names the format in the message)."""
+    n = itemsize
+    for d in shape:
+        n *= max(0, int(d))
+    if n > MAX_DECODED_BYTES:
+        dims = "x".join(str(int(d)) for d in shape)
+        raise OpenOtherError(f"{what} declares {dims} samples ({n / (1 << 20):.0f} MiB decoded): "
+                             f"over Open Other's limit of {MAX_DECODED_BYTES >> 20} MiB per image")
 
 
 def _kind_of(path: str) -> str:
@@ -166,13 +187,14 @@ def open_nibabel(path: str) -> Volume:
     slope = getattr(dataobj, "slope", 1.0)
     inter = getattr(dataobj, "inter", 0.0)
     raw_dtype = np.dtype(img.get_data_dtype())
-    if (slope in (1.0, None) or not np.isfinite(slope)) and (inter in (0.0, None)
-                                                              or not np.isfinite(inter)):
+    rescaled = not ((slope in (1.0, None) or not np.isfinite(slope))
+                    and (inter in (0.0, None) or not np.isfinite(inter)))
+    # the header's shape and type, before a byte of data is read or inflated
+    check_budget(tuple(shape), 4 if rescaled else raw_dtype.itemsize, type(img).__name__)
+    if not rescaled:
         data = np.asanyarray(dataobj)
-        rescaled = False
     else:
         data = np.asarray(img.get_fdata(dtype=np.float32))
-        rescaled = True
     data = data.reshape(data.shape[:4]) if data.ndim > 4 else data
     if data.ndim == 2:
         data = data[:, :, None]
@@ -198,11 +220,25 @@ def open_nibabel(path: str) -> Volume:
 
 
 def open_j2k(path: str) -> Volume:
-    """A standalone JPEG 2000 / HTJ2K codestream or JP2 file."""
+    """A standalone JPEG 2000 / HTJ2K codestream or JP2 file.
+
+    The SIZ marker's size is checked against :data:`MAX_DECODED_BYTES`
+    first: OpenJPEG decodes into a 32-bit buffer per sample.
+    """
     from openjpeg import decode
 
+    from ..dicom.codestreams import CodestreamError, j2k_declared_size
+
+    if os.path.getsize(path) > MAX_DECODED_BYTES:
+        raise OpenOtherError(f"{path}: JPEG 2000 file larger than Open Other's limit of "
+                             f"{MAX_DECODED_BYTES >> 20} MiB")
     with open(path, "rb") as f:
         data = f.read()
+    try:
+        rows, cols, comps, _bits = j2k_declared_size(data)
+    except CodestreamError as exc:
+        raise OpenOtherError(f"{path}: {exc}") from None
+    check_budget((rows, cols, comps), 4, "JPEG 2000 codestream")
     arr = np.asarray(decode(data))
     return image_volume(arr, path, "JPEG 2000")
 
@@ -244,128 +280,64 @@ def image_volume(img: np.ndarray, path: str, fmt: str) -> Volume:
 
 
 # --------------------------------------------------------------------------
-# PNG / JPEG readers
+# PNG / JPEG readers (Pillow)
 # --------------------------------------------------------------------------
-def _pillow() -> Any:
+#: Bytes per sample of Pillow's image modes that are not 8 bits per band.
+_MODE_BYTES = {"I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "1": 1}
+
+
+def _read_pillow(src, fmt: str) -> np.ndarray:
+    """Decode a PNG or JPEG (a path or a file object) with Pillow.
+
+    Pillow reads the header at ``open``: its size and mode are checked
+    against :data:`MAX_DECODED_BYTES` before ``load()`` decodes anything;
+    Pillow's own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``,
+    which refuses at ``open``) is reported the same way.
+    """
+    from PIL import Image
+
     try:
-        from PIL import Image  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return Image
+        with warnings.catch_warnings():
+            # the budget below is the check: Pillow's warning would reach stderr
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(src) as im:
+                if fmt == "PNG" and im.format != "PNG":
+                    raise OpenOtherError(f"not a PNG file ({im.format or 'unknown'} data)")
+                w, h = im.size
+                bands = len(im.getbands())
+                check_budget((h, w, bands), _MODE_BYTES.get(im.mode, 1), fmt)
+                im.load()
+                return np.asarray(im)
+    except Image.DecompressionBombError as exc:
+        raise OpenOtherError(f"{fmt} declares more pixels than Open Other decodes "
+                             f"(Pillow: {exc})") from None
 
 
 def read_jpeg(path: str) -> np.ndarray:
-    """Decode a JPEG file (Pillow when installed, else pylibjpeg-libjpeg)."""
-    Image = _pillow()
-    if Image is not None:
-        with Image.open(path) as im:
-            return np.asarray(im)
-    from libjpeg import decode
-
-    with open(path, "rb") as f:
-        return np.asarray(decode(f.read()))
+    """Decode a JPEG file (Pillow), its declared size checked first."""
+    return _read_pillow(path, "JPEG")
 
 
 def read_png(path: str) -> np.ndarray:
-    """Decode a PNG file (Pillow when installed, else the built-in reader)."""
-    Image = _pillow()
-    if Image is not None:
-        with Image.open(path) as im:
-            return np.asarray(im)
-    with open(path, "rb") as f:
-        return png_decode(f.read())
+    """Decode a PNG file (Pillow), its declared size checked first."""
+    return _read_pillow(path, "PNG")
 
 
 def png_decode(data: bytes) -> np.ndarray:
-    """Decode a non-interlaced PNG (grey, grey+alpha, RGB, RGBA, palette; 8/16 bit).
-
-    Parameters
-    ----------
-    data : bytes
+    """Decode PNG bytes (Pillow), its declared size checked first.
 
     Returns
     -------
     ndarray
-        ``(h, w)`` or ``(h, w, channels)``, uint8 or uint16.
+        ``(h, w)`` or ``(h, w, channels)`` as Pillow gives it.
 
     Raises
     ------
     OpenOtherError
-        Malformed or unsupported PNG (interlaced, bit depth < 8 except palette).
+        Not a PNG, or an image over :data:`MAX_DECODED_BYTES`.
     """
+    import io
+
     if not data.startswith(_PNG_MAGIC):
         raise OpenOtherError("not a PNG file")
-    pos = 8
-    idat = []
-    ihdr = None
-    plte = None
-    while pos + 8 <= len(data):
-        (ln,) = struct.unpack(">I", data[pos:pos + 4])
-        tag = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + ln]
-        pos += 12 + ln
-        if tag == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body)
-        elif tag == b"PLTE":
-            plte = np.frombuffer(body, dtype=np.uint8).reshape(-1, 3)
-        elif tag == b"IDAT":
-            idat.append(body)
-        elif tag == b"IEND":
-            break
-    if ihdr is None:
-        raise OpenOtherError("PNG without IHDR")
-    w, h, depth, ctype, _comp, _filt, interlace = ihdr
-    if interlace:
-        raise OpenOtherError("interlaced PNG is not supported without Pillow")
-    ch = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(ctype)
-    if ch is None or depth not in (8, 16) and not (ctype == 3 and depth in (1, 2, 4)):
-        raise OpenOtherError(f"PNG colour type {ctype} / depth {depth} not supported")
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8)
-    if ctype == 3 and depth < 8:
-        stride = (w * depth + 7) // 8
-        bpp = 1
-    else:
-        bpp = ch * depth // 8
-        stride = w * bpp
-    rows = raw[: h * (stride + 1)].reshape(h, stride + 1)
-    out = np.zeros((h, stride), dtype=np.uint8)
-    prev = np.zeros(stride, dtype=np.int32)
-    for r in range(h):
-        ft = rows[r, 0]
-        line = rows[r, 1:].astype(np.int32)
-        if ft == 0:
-            cur = line
-        elif ft == 2:
-            cur = (line + prev) & 0xFF
-        elif ft in (1, 3, 4):
-            cur = np.zeros(stride, dtype=np.int32)
-            for i in range(stride):
-                a = cur[i - bpp] if i >= bpp else 0
-                if ft == 1:
-                    p = a
-                elif ft == 3:
-                    p = (a + prev[i]) >> 1
-                else:
-                    b = prev[i]
-                    c = prev[i - bpp] if i >= bpp else 0
-                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-                    p = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                cur[i] = (line[i] + p) & 0xFF
-        else:
-            raise OpenOtherError(f"PNG filter type {ft} is invalid")
-        out[r] = cur
-        prev = cur
-    if ctype == 3:
-        if depth < 8:
-            bits = np.unpackbits(out, axis=1)
-            idx = bits.reshape(h, -1, depth)
-            weights = (1 << np.arange(depth - 1, -1, -1)).astype(np.uint8)
-            out = (idx * weights).sum(axis=2).astype(np.uint8)[:, :w]
-        if plte is None:
-            raise OpenOtherError("palette PNG without PLTE")
-        return plte[out]
-    if depth == 16:
-        img = out.view(">u2").astype(np.uint16).reshape(h, w, ch)
-    else:
-        img = out.reshape(h, w, ch)
-    return img[:, :, 0] if ch == 1 else img
+    return _read_pillow(io.BytesIO(data), "PNG")
