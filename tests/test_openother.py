@@ -232,3 +232,22 @@ def test_images_under_the_budget_still_open(tmp_path):
     assert open_other(n)[0].array.max() == 3.0
     with pytest.raises(OpenOtherError, match="limit of 1024 MiB"):
         openother.check_budget((1 << 15, 1 << 15, 1), 2, "PNG")
+
+
+def test_a_large_volume_opens_within_the_machines_budget_but_a_bomb_does_not(tmp_path):
+    """A long fMRI run decodes to several GB: volumes may pass the 2D image
+    limit (up to a quarter of memory) unless they inflate over 100x their file."""
+    from pocketpacs.images import openother
+
+    f = tmp_path / "run.nii.gz"
+    with open(f, "wb") as fh:
+        fh.truncate(20 << 20)                           # a 20 MiB file (sparse)
+    big = (96, 96, 60, 600)                             # 1.24 GiB of float32 at 62x the file
+    if openother.volume_budget() < 4 * int(np.prod(big)):
+        pytest.skip("this computer's volume budget is below the test's volume")
+    openother.check_volume_budget(big, 4, "Nifti1Image", str(f))       # no error
+    with pytest.raises(OpenOtherError, match="decompression bomb"):
+        openother.check_volume_budget((96, 96, 60, 6000), 1, "Nifti1Image", str(f))  # 3.1 GiB, 158x
+    too_big = openother.volume_budget() // 4 + 1
+    with pytest.raises(OpenOtherError, match="per volume on this computer"):
+        openother.check_volume_budget((too_big, 1, 1), 4, "Nifti1Image", str(f))

@@ -63,6 +63,45 @@ def check_budget(shape: tuple[int, ...], itemsize: int, what: str) -> None:
                              f"over Open Other's limit of {MAX_DECODED_BYTES >> 20} MiB per image")
 
 
+#: A volume (NIfTI, Analyze, MGH) may decode to more than
+#: :data:`MAX_DECODED_BYTES` (a long fMRI run is several GB): up to a quarter
+#: of this computer's memory, unless it is inflated from a file more than
+#: :data:`MAX_COMPRESSION_RATIO` times smaller -- what real volumes never
+#: are and a decompression bomb always is.
+MAX_COMPRESSION_RATIO = 100
+
+
+def volume_budget() -> int:
+    """The most bytes a volume may decode to here (see :data:`MAX_COMPRESSION_RATIO`)."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: the 2D budget
+        ram = 0
+    return max(MAX_DECODED_BYTES, ram // 4)
+
+
+def check_volume_budget(shape: tuple[int, ...], itemsize: int, what: str, path: str) -> None:
+    """Like :func:`check_budget` for a volume: larger than one image may be,
+    within :func:`volume_budget`, and not a bomb (a file inflating more than
+    :data:`MAX_COMPRESSION_RATIO` times past :data:`MAX_DECODED_BYTES`)."""
+    n = itemsize
+    for d in shape:
+        n *= max(0, int(d))
+    if n <= MAX_DECODED_BYTES:
+        return
+    dims = "x".join(str(int(d)) for d in shape)
+    budget = volume_budget()
+    if n > budget:
+        raise OpenOtherError(f"{what} declares {dims} samples ({n / (1 << 20):.0f} MiB decoded): "
+                             f"over Open Other's limit of {budget >> 20} MiB per volume on this computer")
+    size = os.path.getsize(path)
+    if n > MAX_COMPRESSION_RATIO * max(size, 1):
+        raise OpenOtherError(f"{what} declares {dims} samples ({n / (1 << 20):.0f} MiB decoded) from a "
+                             f"{size / (1 << 20):.1f} MiB file: over {MAX_COMPRESSION_RATIO} times its size "
+                             f"(a decompression bomb), over Open Other's limit of "
+                             f"{MAX_DECODED_BYTES >> 20} MiB")
+
+
 def _kind_of(path: str) -> str:
     low = path.lower()
     if os.path.isdir(path):
@@ -181,7 +220,7 @@ def open_nibabel(path: str) -> Volume:
     if len(shape) < 2 or len(shape) > 4 and any(s > 1 for s in shape[4:]):
         raise OpenOtherError(f"{path}: {len(shape)}D image is not a volume "
                              f"(only 2D, 3D and 4D images)")
-    if img.__class__.__name__.startswith("Cifti") or len(shape) > 4:
+    if isinstance(img, nib.cifti2.Cifti2Image) or len(shape) > 4:
         shape = shape[:4]
     dataobj = img.dataobj
     slope = getattr(dataobj, "slope", 1.0)
@@ -190,7 +229,7 @@ def open_nibabel(path: str) -> Volume:
     rescaled = not ((slope in (1.0, None) or not np.isfinite(slope))
                     and (inter in (0.0, None) or not np.isfinite(inter)))
     # the header's shape and type, before a byte of data is read or inflated
-    check_budget(tuple(shape), 4 if rescaled else raw_dtype.itemsize, type(img).__name__)
+    check_volume_budget(tuple(shape), 4 if rescaled else raw_dtype.itemsize, type(img).__name__, path)
     if not rescaled:
         data = np.asanyarray(dataobj)
     else:
