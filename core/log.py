@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("pocketpacs")
 logger.addHandler(logging.NullHandler())
@@ -92,7 +93,7 @@ class PathRedactor(logging.Filter):
         record.msg = self.redact(record.getMessage())
         record.args = None
         if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = _traceback_text(record.exc_info)
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
         record.exc_info = None  # formatted (and redacted) above
@@ -109,6 +110,23 @@ class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
 
 
 _file_handler: logging.Handler | None = None
+
+
+def _traceback_text(exc_info: Any) -> str:
+    """A traceback for the log: where it happened, and the message only of the
+    exceptions whose messages we write (ours and the OS's: a reason and a
+    path, which is then hashed); a library's message may quote a header value."""
+    import traceback
+
+    from .errors import PocketPacsError
+
+    etype, value, tb = exc_info
+    frames = "".join(traceback.format_tb(tb))
+    if isinstance(value, (PocketPacsError, OSError)):
+        last = f"{etype.__name__}: {value}"
+    else:
+        last = f"{etype.__name__} (its message is not logged: it may quote a header value)"
+    return f"Traceback (most recent call last):\n{frames}{last}"
 
 
 def log_file() -> Path | None:

@@ -46,6 +46,21 @@ def test_log_file_is_private_and_paths_in_it_are_hashed(log_folder, tmp_path):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
 
 
+def test_a_librarys_exception_message_is_not_logged(log_folder):
+    """pydicom's and numpy's messages can quote header values: only the type
+    and where it happened are kept."""
+    value = "^".join(["DOE", "JOHN"])  # not on the raising line: tracebacks quote source lines
+    try:
+        raise ValueError(f"Invalid value for VR PN: {value!r}")
+    except ValueError:
+        logging.getLogger("pocketpacs.ui.bridge").warning("bridge: command x failed", exc_info=True)
+    for h in logging.getLogger("pocketpacs").handlers:
+        h.flush()
+    text = log_folder.read_text()
+    assert "DOE" not in text and "ValueError (its message is not logged" in text
+    assert "test_log_file.py" in text  # where it happened
+
+
 def test_same_path_same_token_within_a_run():
     red = log.PathRedactor()
     # a path may hold spaces (``DOE^JOHN 1950``): the words after one, up to a

@@ -130,7 +130,7 @@ def call(name: Any, args: Any = None) -> dict:
             raise
         if not isinstance(exc, protocol.BridgeError):
             log.warning("bridge: command %s failed (%s)", name if name in ALLOWED else "?",
-                        type(exc).__name__)
+                        type(exc).__name__, exc_info=exc)
         return protocol.envelope_for_exception(exc)
 
 

@@ -79,7 +79,7 @@ class ImportJob:
                                              cancel=self.cancel_event)
             self.report = summarize_report(rep, self.path)
         except Exception as exc:
-            log.warning("import failed: %s", type(exc).__name__)
+            log.warning("import failed: %s", type(exc).__name__, exc_info=exc)
             self.error = protocol.envelope_for_exception(exc)["error"]
         finally:
             self.phase = "cancelled" if self.cancel_event.is_set() else "done"

@@ -388,6 +388,17 @@ def _archive_path(args: argparse.Namespace) -> str | None:
     return getattr(args, "archive", None)
 
 
+def _start_log() -> None:
+    """The app's log file (``pocketpacs log`` shows it); the app runs without one it cannot write."""
+    from pocketpacs.log import start_log_file
+
+    try:
+        start_log_file()
+    except OSError as exc:
+        print(f"pocketpacs: no log file ({exc.strerror or type(exc).__name__}); going on without one",
+              flush=True)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """``pocketpacs serve``: serve the UI on 127.0.0.1 and print its URL.
 
@@ -407,6 +418,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from .session import Session
 
     protect_patient_data()
+    _start_log()
     session = Session(_archive_path(args), readonly=getattr(args, "readonly", False), mode="serve")
     notice = session.startup_check()
     if notice:
@@ -459,6 +471,7 @@ def run_app(args: argparse.Namespace) -> int:
     from pocketpacs.log import protect_patient_data
 
     protect_patient_data()
+    _start_log()
     for note in configure_qt_environment(getattr(args, "software_gl", False)):
         print(f"pocketpacs: {note}", flush=True)
     from .app import open_window

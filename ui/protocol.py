@@ -157,7 +157,8 @@ def envelope_for_exception(exc: BaseException) -> dict:
                                  f"PocketPACS and run `pocketpacs check`; {REBUILD_ADVICE}.")
     if isinstance(exc, ArchiveError):  # SchemaVersionMismatch, ArchiveReadOnly, ...
         return fail(UNAVAILABLE, "The archive could not be used.")
-    return fail(INTERNAL, "Something went wrong; the details are in the log.")
+    return fail(INTERNAL, "Something went wrong; the details are in PocketPACS' log file "
+                          "(`pocketpacs log` shows where it is).")
 
 
 # ---------------------------------------------------------------- arguments

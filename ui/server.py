@@ -475,7 +475,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
         except Exception:  # never a traceback to the client
-            log.warning("server: %s failed", method)
+            log.warning("server: %s failed", method, exc_info=True)
             try:
                 self._error(500, protocol.INTERNAL, "Internal error.")
             except Exception:

@@ -185,7 +185,7 @@ class VolumeJob:
         except _Cancelled:
             self._fail(protocol.fail(protocol.SUPERSEDED, "A newer request replaced this one."))
         except Exception as exc:  # reported to the page as an envelope
-            log.warning("volume job failed: %s", type(exc).__name__)
+            log.warning("volume job failed: %s", type(exc).__name__, exc_info=exc)
             self._fail(protocol.envelope_for_exception(exc))
         finally:
             if source is not None:
