@@ -90,6 +90,8 @@ class PathRedactor(logging.Filter):
         return _PATH.sub(token, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if _paused:
+            return False  # a CD/USB session leaves no trace, not even a hashed one
         record.msg = self.redact(record.getMessage())
         record.args = None
         if record.exc_info and not record.exc_text:
@@ -104,12 +106,24 @@ class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
     """A rotating log whose files are created 0600 and never through a symbolic link."""
 
     def _open(self):
+        from .paths import ensure_private_dir
+
+        ensure_private_dir(os.path.dirname(self.baseFilename))
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND
                      | getattr(os, "O_NOFOLLOW", 0), 0o600)
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 _file_handler: logging.Handler | None = None
+#: While a CD/USB session is open nothing is written to the log file.
+_paused = False
+
+
+def pause_log_file(paused: bool) -> None:
+    """Stop (True) or resume (False) writing the log file: the app pauses it
+    while removable media are loaded, which must leave no trace on disk."""
+    global _paused
+    _paused = bool(paused)
 
 
 def _traceback_text(exc_info: Any) -> str:
@@ -134,13 +148,16 @@ def log_file() -> Path | None:
     return Path(_file_handler.baseFilename) if _file_handler is not None else None  # type: ignore[attr-defined]
 
 
-def start_log_file(folder: os.PathLike[str] | str | None = None, level: int = logging.INFO) -> Path:
+def start_log_file(folder: os.PathLike[str] | str | None = None, level: int = logging.WARNING) -> Path:
     """Write the ``pocketpacs`` logger's records to a rotating file (the app calls this).
 
-    The folder is made 0700 (from its first missing parent) and the files
-    0600; paths in every record are hashed (:class:`PathRedactor`); header
-    values are never logged in the first place.  ``pocketpacs log`` shows
-    where the file is and its last lines.
+    Problems only (WARNING and up, by default).  The folder (0700, from its
+    first missing parent) and the file (0600) are made at the first record,
+    so a run with nothing to report leaves nothing on disk, and nothing is
+    written while :func:`pause_log_file` holds it (a CD/USB session).  Paths
+    in every record are hashed (:class:`PathRedactor`); header values are
+    never logged in the first place.  ``pocketpacs log`` shows where the
+    file is and its last lines.
 
     Parameters
     ----------
@@ -155,13 +172,13 @@ def start_log_file(folder: os.PathLike[str] | str | None = None, level: int = lo
         The log file.
     """
     global _file_handler
-    from .paths import ensure_private_dir
-
     if _file_handler is not None:
         return log_file()  # type: ignore[return-value]
-    d = ensure_private_dir(folder if folder is not None else log_dir())
-    path = d / LOG_NAME
-    handler = _PrivateRotatingFile(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+    path = Path(folder if folder is not None else log_dir()) / LOG_NAME
+    # the folder and the file are made at the first record (a run with
+    # nothing to report leaves nothing on disk)
+    handler = _PrivateRotatingFile(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8",
+                                   delay=True)
     handler.addFilter(PathRedactor())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(level)
@@ -169,7 +186,6 @@ def start_log_file(folder: os.PathLike[str] | str | None = None, level: int = lo
     if logger.level == logging.NOTSET or logger.level > level:
         logger.setLevel(level)
     _file_handler = handler
-    logger.info("PocketPACS started (pid %d)", os.getpid())
     return path
 
 

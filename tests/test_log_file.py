@@ -79,10 +79,28 @@ def test_paths_of_the_installation_stay_readable():
 
 def test_rotation_keeps_files_private(log_folder):
     handler = next(h for h in logging.getLogger("pocketpacs").handlers if isinstance(h, logging.FileHandler))
-    for _ in range(3):
+    for i in range(3):
+        logging.getLogger("pocketpacs").warning("record %d", i)
         handler.doRollover()
-    for f in log_folder.parent.iterdir():
+    files = list(log_folder.parent.iterdir())
+    assert len(files) >= 3
+    for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_nothing_on_disk_until_a_problem_and_nothing_while_paused(log_folder):
+    lg = logging.getLogger("pocketpacs.ui.session")
+    lg.info("an ordinary event")  # below the file's level
+    assert not log_folder.parent.exists(), "a run with nothing to report made the log folder"
+    log.pause_log_file(True)
+    try:
+        lg.warning("a problem during a CD/USB session")
+        assert not log_folder.parent.exists(), "a media session left a log file"
+    finally:
+        log.pause_log_file(False)
+    lg.warning("a problem after it")
+    text = log_folder.read_text()
+    assert "after it" in text and "CD/USB" not in text
 
 
 def test_pocketpacs_log_command_shows_the_file(tmp_path):

@@ -217,7 +217,16 @@ class Commands:
             return None
         if not os.path.exists(path):
             raise BridgeError(protocol.NOT_FOUND, "That folder does not exist.")
-        media = pocketpacs.open_media(path)
+        from pocketpacs.log import pause_log_file
+
+        pause_log_file(True)  # nothing of a media session reaches the disk, not even the log
+        try:
+            media = pocketpacs.open_media(path)
+        except BaseException:
+            with self._lock:
+                in_media = self._media is not None
+            pause_log_file(in_media)
+            raise
         with self._lock:
             old, self._media = self._media, media
         if old is not None:
@@ -235,6 +244,9 @@ class Commands:
                 self._thumbs.clear()
             self._labels.clear()
             old.close()
+        from pocketpacs.log import pause_log_file
+
+        pause_log_file(False)
         return self.cmd_hello({})
 
     def cmd_save_png(self, a: dict) -> dict:
