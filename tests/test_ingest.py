@@ -783,3 +783,178 @@ def test_long_patient_id_and_accession_are_indexed(tmp_path, capsys):
                      {"accession": "者*"}):
             assert len(ar.search(**filt)) == 1, filt
         assert len(ar.search(patient_id="患" * 100)) == 0
+
+
+# ---- present but blank UIDs (issue 12) -------------------------------------------------------
+_PLACEHOLDER = "1.2.826.0.12.99"  # 15 characters: padded with one NUL to 16
+_BLANKS = {"empty": b"", "spaces": b"    ", "nul": b"\0\0", "whitespace": b" \t\r\n"}
+
+
+def _blank_uid_file(path: Path, keyword: str, blank: bytes, **attrs) -> Path:
+    """A file whose ``keyword`` is present with exactly the bytes ``blank``
+    (pydicom would tidy spaces away or warn, so the value is patched in)."""
+    data = dicomgen.to_bytes(dicomgen.dataset(extra={keyword: _PLACEHOLDER}, **attrs))
+    value = _PLACEHOLDER.encode() + b"\0"
+    off = data.rindex(value)  # the data set's element (pydicom copies a SOP UID into the file meta)
+    assert data[off - 4:off - 2] == b"UI" and data[off - 8:off - 6] != b"\x02\x00"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data[:off - 2] + len(blank).to_bytes(2, "little") + blank + data[off + len(value):])
+    return path
+
+
+def _folder_with_blank_uids(root: Path) -> tuple[list[Path], dict[str, str]]:
+    """Three good files of one series, and files whose Series, Study or SOP
+    Instance UID is present but blank; returns the good files and, per bad
+    file name, the UID it lacks."""
+    good = dicomgen.write_series(root, 3, series_uid="1.2.826.0.12.1.1", study_uid="1.2.826.0.12.1")
+    bad: dict[str, str] = {}
+    for j, (kind, blank) in enumerate(_BLANKS.items()):
+        for kw in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID"):
+            name = f"{kw[:-11].lower()}_{kind}.dcm"
+            _blank_uid_file(root / name, kw, blank, sop_uid=f"1.2.826.0.12.2.{j}.{len(bad)}",
+                            series_uid=f"1.2.826.0.12.2.{j}", study_uid="1.2.826.0.12.2",
+                            instance_number=len(bad) + 1, z=float(len(bad)))
+            bad[name] = kw
+    return good, bad
+
+
+def test_blank_uids_are_refused_with_a_reason(tmp_path, ar):
+    """Files whose Series/Study/SOP Instance UID is present but empty, spaces,
+    NULs or white space are refused like files without the UID (reason
+    ``unsupported``, the message naming the file and the empty UID); nothing is
+    archived under a blank UID and the good files around them are indexed.
+    Before the fix they were archived under the hash of "" (one series of
+    unrelated files)."""
+    root = tmp_path / "mixed"
+    good, bad = _folder_with_blank_uids(root)
+    rep = ar.import_folder(root)
+    failed = {Path(f.path).name: f for f in rep.failures}
+    assert set(failed) == set(bad) and rep.indexed == len(good)
+    for name, kw in bad.items():
+        f = failed[name]
+        assert f.reason == "unsupported"
+        assert f.message == f"{root / name}: empty {kw} (not an archivable instance)"
+    st = ar.stats()
+    assert (st["patients"], st["studies"], st["series"], st["instances"]) == (1, 1, 1, 3)
+    rows = list(ar.iter_instances())
+    assert all(r[k].strip(" \0\t\r\n") for r in rows for k in
+               ("sop_instance_uid", "series_instance_uid", "study_instance_uid"))
+    assert sorted(p for r in rows for p in r["paths"]) == sorted(map(str, good))
+    for uid in ("", " ", "\0"):
+        with pytest.raises(KeyError):
+            ar.get_series(uid)
+    assert ar.verify().problems == []
+    rep = ar.import_folder(root)  # unchanged: reported again with the same reason, not re-parsed
+    assert {Path(f.path).name: f.reason for f in rep.failures} == dict.fromkeys(bad, "unsupported")
+    assert rep.parsed == 0 and ar.stats()["instances"] == 3
+
+
+def test_blank_uids_cli_import_json_and_check(tmp_path, capsys):
+    """``import --json`` lists every file with a blank UID with its reason;
+    ``check`` holds afterwards."""
+    from pocketpacs import cli
+
+    root = tmp_path / "mixed"
+    good, bad = _folder_with_blank_uids(root)
+    arch = tmp_path / "archive"
+    cli.main(["--archive", str(arch), "import", "--json", "--no-progress", str(root)])
+    out = json.loads(capsys.readouterr().out)
+    assert out["counts"]["indexed"] == len(good) and out["counts"]["failed"] == len(bad)
+    assert {Path(f["path"]).name: (f["reason"], f["message"].split(": ", 1)[1]) for f in out["failed"]} == {
+        name: ("unsupported", f"empty {kw} (not an archivable instance)") for name, kw in bad.items()}
+    rc = cli.main(["--archive", str(arch), "check", "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["status"] == "ok", res
+
+
+def test_missing_and_blank_uids_named_in_the_reason(tmp_path, ar):
+    """A file lacking one UID and having another blank says both."""
+    ds = dicomgen.dataset(sop_uid="1.2.826.0.12.3.1", extra={"StudyInstanceUID": _PLACEHOLDER})
+    del ds.SeriesInstanceUID
+    data = dicomgen.to_bytes(ds)
+    off = data.rindex(_PLACEHOLDER.encode())
+    (tmp_path / "in").mkdir()
+    f = tmp_path / "in" / "x.dcm"
+    f.write_bytes(data[:off - 2] + b"\0\0" + data[off + 16:])
+    rep = ar.import_folder(tmp_path / "in")
+    assert [(x.reason, x.message) for x in rep.failures] == [
+        ("unsupported", f"{f}: no SeriesInstanceUID, empty StudyInstanceUID (not an archivable instance)")]
+
+
+def test_blank_uid_hashes_to_zero_in_native_and_fallback_rows(tmp_path):
+    """``HeaderBatch.uid_hash`` gives 0 for a blank UID, as for an absent one,
+    from the native parser and from the pydicom fallback (a deflated file);
+    before, a blank UID hashed like "" (never 0)."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    files = []
+    for kind, blank in _BLANKS.items():
+        files.append(_blank_uid_file(tmp_path / f"{kind}.dcm", "SeriesInstanceUID", blank))
+        data = files[-1].read_bytes()
+        import pydicom
+        ds = pydicom.dcmread(files[-1])
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(tmp_path / f"{kind}_deflated.dcm", enforce_file_format=True)
+        files.append(tmp_path / f"{kind}_deflated.dcm")
+        assert data != files[-1].read_bytes()
+    files.append(dicomgen.write(tmp_path / "good.dcm", series_uid="1.2.826.0.12.4"))
+    b = headers.parse_files([str(f) for f in files])
+    assert b.n_fallback == len(_BLANKS) and b.n_failed == 0
+    h = b.uid_hash("SeriesInstanceUID")
+    assert h[:-1].tolist() == [0] * (len(files) - 1) and h[-1] != 0
+    assert b.uid_blank("SeriesInstanceUID").tolist() == [True] * (len(files) - 1) + [False]
+    assert b.uid_present("SeriesInstanceUID").all()
+    assert b.uid_hash("SOPInstanceUID").all()
+
+
+def test_media_session_refuses_blank_uids(tmp_path):
+    """A no-trace media session (``open_media``) refuses them the same way."""
+    root = tmp_path / "usb"
+    good, bad = _folder_with_blank_uids(root)
+    with pocketpacs.open_media(root) as ar:
+        rep = ar.last_import
+        assert {Path(f.path).name for f in rep.failures} == set(bad)
+        assert ar.stats()["series"] == 1 and ar.stats()["instances"] == len(good)
+
+
+def test_assemble_path_never_groups_files_without_a_series_uid(tmp_path, capsys):
+    """``assemble_path`` and ``report PATH`` read each file with a blank (or
+    absent) Series Instance UID on its own and say which file and why; the
+    good series is assembled as before.  Before the fix all of them were one
+    series of unrelated files."""
+    from pocketpacs import cli
+
+    root = tmp_path / "mixed"
+    good = dicomgen.write_series(root, 3, series_uid="1.2.826.0.12.5.1")
+    alone = {}
+    for j, (kind, blank) in enumerate(_BLANKS.items()):
+        f = _blank_uid_file(root / f"blank_{kind}.dcm", "SeriesInstanceUID", blank,
+                            sop_uid=f"1.2.826.0.12.6.{j}", instance_number=j + 1, z=float(j))
+        alone[str(f)] = "empty SeriesInstanceUID"
+    ds = dicomgen.dataset(sop_uid="1.2.826.0.12.7.1", z=9.0)
+    del ds.SeriesInstanceUID
+    (root / "zz_absent.dcm").write_bytes(dicomgen.to_bytes(ds))
+    alone[str(root / "zz_absent.dcm")] = "no SeriesInstanceUID"
+    found = pocketpacs.assemble_path(root)
+    assert len(found) == 1 + len(alone)
+    whole = [sv for sv in found if sv.volumes[0].series_uid == "1.2.826.0.12.5.1"]
+    assert len(whole) == 1 and whole[0].volumes[0].array.shape == (3, 4, 4)
+    assert whole[0].report.n_files == len(good)
+    assert not any("SeriesInstanceUID" in n for n in whole[0].report.notes)
+    notes = {}
+    for sv in found:
+        if sv is whole[0]:
+            continue
+        assert sv.report.n_files == 1 and sv.volumes[0].array.shape == (1, 4, 4)
+        (note,) = [n for n in sv.report.notes if "SeriesInstanceUID" in n]
+        path, why, _ = note.split(": ")
+        notes[path] = why
+    assert notes == alone
+    rc = cli.main(["report", str(root)])
+    out = capsys.readouterr().out
+    assert rc == 0 and sum(line.startswith("series ") for line in out.splitlines()) == 1 + len(alone)
+    for path, why in alone.items():
+        assert f"note: {path}: {why}: read on its own, not grouped with other files" in out
+    # a single file with a blank UID still opens (there is nothing to merge it with)
+    (sv,) = pocketpacs.assemble_path(root / "blank_spaces.dcm")
+    assert sv.volumes[0].array.shape == (1, 4, 4)

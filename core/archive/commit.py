@@ -83,6 +83,23 @@ def commit_chunk(txn: Any, secret: bytes, paths: list[str], take: list[tuple[Any
     return res
 
 
+def _missing_uids(b: Any, rows: np.ndarray, hashes: dict[str, np.ndarray]) -> dict[int, str]:
+    """Why files have no usable UIDs: ``"no SOPInstanceUID, empty SeriesInstanceUID"``.
+
+    A UID present but blank (empty, padding or white space only) is as
+    unusable as an absent one; the batch hashes both to 0.
+    """
+    out: dict[int, str] = {int(i): "" for i in rows.tolist()}
+    if not out:
+        return out
+    for kw, h in hashes.items():
+        present = b.uid_present(kw)
+        for i in out:
+            if h[i] == 0:
+                out[i] += (", " if out[i] else "") + ("empty " if present[i] else "no ") + kw
+    return out
+
+
 def _index_batch(changes: RecordChanges, b: Any, paths: list[str], take: list[tuple[Any, np.ndarray]],
                  res: dict, relinked_from: dict[str, set[str]]) -> None:
     txn = changes.txn
@@ -95,9 +112,12 @@ def _index_batch(changes: RecordChanges, b: Any, paths: list[str], take: list[tu
     ok &= ~noid
     codes = np.zeros(n, dtype=np.int8)
     # failures
-    for i in np.nonzero(~ok)[0].tolist():
+    bad = np.nonzero(~ok)[0]
+    why = _missing_uids(b, bad[noid[bad]], {"SOPInstanceUID": sop_h, "SeriesInstanceUID": ser_h,
+                                            "StudyInstanceUID": st_h})
+    for i in bad.tolist():
         if noid[i]:
-            reason, msg = "no_identifiers", f"{paths[i]}: no SOP/series/study instance UID (not an archivable instance)"
+            reason, msg = "no_identifiers", f"{paths[i]}: {why[i]} (not an archivable instance)"
         else:
             reason, msg = b.reason[i] or "malformed", b.message[i] or f"{paths[i]}: {b.reason[i]}"
         codes[i] = records.CODE.get(reason, records.CODE["malformed"])

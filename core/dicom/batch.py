@@ -44,6 +44,9 @@ for _j, _kw in enumerate(UID_KEYWORDS):
     UID_COLS[tags.INDEX[_kw]] = _j
 UID_COL = {kw: j for j, kw in enumerate(UID_KEYWORDS)}
 _SCS = tags.INDEX["SpecificCharacterSet"]
+#: Bytes a blank UID consists of (padding and white space).
+_BLANK = b" \0\t\n\r\f\v"
+_BLANK_BYTES = np.frombuffer(_BLANK, dtype=np.uint8)
 
 
 def _vr_str(code: int) -> str:
@@ -239,8 +242,50 @@ class HeaderBatch:
         return self.values(keyword)[:, 0]
 
     def uid_hash(self, keyword: str) -> np.ndarray:
-        """XXH64 of a UID value (padding stripped), 0 when absent."""
-        return self._uid_hash[:, UID_COL[keyword]].copy()
+        """XXH64 of a UID value (padding stripped), 0 when absent or blank.
+
+        A UID present but empty, or only padding or white space
+        (:meth:`uid_blank`), identifies nothing: it hashes to 0 like an absent
+        one, so that it never becomes a key (files with such UIDs would
+        otherwise all share the hash of the empty string).
+        """
+        out = self._uid_hash[:, UID_COL[keyword]].copy()
+        out[self.uid_blank(keyword)] = 0
+        return out
+
+    def uid_present(self, keyword: str) -> np.ndarray:
+        """Boolean mask of the files in which a tag is present (blank or not)."""
+        k = tags.INDEX[keyword]
+        out = (self._vlen[:, k] >= 0) & (self.status == NATIVE)
+        for i, vals in self._py.items():
+            out[i] = keyword in vals
+        return out
+
+    def uid_blank(self, keyword: str) -> np.ndarray:
+        """Boolean mask of the files whose UID is present but blank.
+
+        Blank: empty, or only NUL padding, spaces or other white space.
+        Only values whose first byte is blank are looked at in Python.
+        """
+        k = tags.INDEX[keyword]
+        out = np.zeros(self.n, dtype=bool)
+        vlen = self._vlen[:, k]
+        rows_all = np.nonzero((vlen >= 0) & (self.status == NATIVE))[0]
+        out[rows_all[vlen[rows_all] == 0]] = True
+        rows_all = rows_all[vlen[rows_all] > 0]
+        for bid, buf in enumerate(self._bufs):
+            rows = rows_all[self._buf_id[rows_all] == bid]
+            if rows.size == 0:
+                continue
+            first = buf[self._start[rows] + self._voff[rows, k]]
+            for i in rows[np.isin(first, _BLANK_BYTES)].tolist():
+                out[i] = not (self.raw(keyword, i) or b"").strip(_BLANK)
+        for i, vals in self._py.items():
+            if keyword in vals:
+                v = vals[keyword]
+                out[i] = v is None or (isinstance(v, (str, bytes)) and not v.strip(
+                    _BLANK.decode("ascii") if isinstance(v, str) else _BLANK))
+        return out
 
     @property
     def transfer_syntax(self) -> list[str | None]:

@@ -387,7 +387,10 @@ def assemble_path(path: str | os.PathLike[str], **kwargs: Any) -> list[SeriesVol
     Returns
     -------
     list of SeriesVolumes
-        One per Series Instance UID, in the order first seen.
+        One per Series Instance UID, in the order first seen.  A file
+        without a usable Series Instance UID (absent, or empty: only padding
+        or white space) is never grouped with other files: it is read on its
+        own, and its report notes which file and why.
     """
     from ..dicom.headers import parse_files
 
@@ -395,16 +398,25 @@ def assemble_path(path: str | os.PathLike[str], **kwargs: Any) -> list[SeriesVol
     files = dicom_files_in(p) if os.path.isdir(p) else [p]
     batch = parse_files(files)
     uids = batch.text("SeriesInstanceUID")
-    groups: dict[str, list[int]] = {}
+    blank = batch.uid_blank("SeriesInstanceUID")
+    groups: dict[str | int, list[int]] = {}
+    alone: dict[int, str] = {}  # file index -> why it has no series to join
     for i, u in enumerate(uids):
         if batch.status[i] < 0:
             continue
-        groups.setdefault(u or "", []).append(i)
+        if u is None or blank[i]:
+            alone[i] = "no SeriesInstanceUID" if u is None else "empty SeriesInstanceUID"
+            groups[i] = [i]
+            continue
+        groups.setdefault(u, []).append(i)
     out = []
-    for _u, idx in groups.items():
+    for g, idx in groups.items():
         sub = [files[i] for i in idx]
         try:
-            out.append(assemble_series(sub, **kwargs))
+            sv = assemble_series(sub, **kwargs)
         except VolumeError:
             continue
+        if isinstance(g, int) and sv.report is not None:
+            sv.report.notes.append(f"{files[g]}: {alone[g]}: read on its own, not grouped with other files")
+        out.append(sv)
     return out
