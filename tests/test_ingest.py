@@ -345,6 +345,39 @@ def test_anonymous_patients_are_not_merged(tmp_path, ar):
     assert len(pats) == 2 and all(p.anonymous and p.display_name == "(anonymous)" for p in pats)
 
 
+def test_blank_patient_ids_are_anonymous_and_never_merged(tmp_path, ar):
+    """A Patient ID (or name) present but empty, spaces, NULs or other white
+    space, with no name (or ID), is as absent: each such study is its own
+    anonymous patient.  Before the fix two studies whose ID (or name) was
+    only tabs were one patient."""
+    root = tmp_path / "anon"
+    blanks = [b"", b"  ", b"\0\0", b"\t\t", b"\t\t", b" \r\n "]
+    for j, blank in enumerate(blanks):
+        data = dicomgen.to_bytes(dicomgen.dataset(
+            patient_name="", patient_id="PIDPLACE", study_uid=f"1.2.826.0.12.8.{j}",
+            series_uid=f"1.2.826.0.12.8.{j}.1", sop_uid=f"1.2.826.0.12.8.{j}.1.1"))
+        off = data.rindex(b"PIDPLACE")
+        assert data[off - 4:off - 2] == b"LO"
+        (root / f"{j}.dcm").parent.mkdir(exist_ok=True)
+        (root / f"{j}.dcm").write_bytes(data[:off - 2] + len(blank).to_bytes(2, "little") + blank
+                                        + data[off + 8:])
+    for j, blank in enumerate([b"\t\t", b"\t\t"]):  # a name of white space only, no ID
+        data = dicomgen.to_bytes(dicomgen.dataset(
+            patient_name="NAMEPLAC", patient_id="", study_uid=f"1.2.826.0.12.10.{j}",
+            series_uid=f"1.2.826.0.12.10.{j}.1", sop_uid=f"1.2.826.0.12.10.{j}.1.1"))
+        off = data.rindex(b"NAMEPLAC")
+        assert data[off - 4:off - 2] == b"PN"
+        (root / f"name{j}.dcm").write_bytes(data[:off - 2] + len(blank).to_bytes(2, "little") + blank
+                                            + data[off + 8:])
+    blanks += [b"\t\t", b"\t\t"]
+    dicomgen.write(root / "absent.dcm", patient_name=None, patient_id=None, study_uid="1.2.826.0.12.9",
+                   series_uid="1.2.826.0.12.9.1", sop_uid="1.2.826.0.12.9.1.1")
+    assert ar.import_folder(root).indexed == len(blanks) + 1
+    pats = ar.patients()
+    assert len(pats) == len(blanks) + 1 and all(p.n_studies == 1 for p in pats)
+    assert all(p.anonymous and p.display_name == "(anonymous)" for p in pats)
+
+
 def test_progress_reports_counts_and_eta(tmp_path, ar, monkeypatch):
     monkeypatch.setattr(ingest, "CHUNK", 10)
     monkeypatch.setattr(ingest, "PROGRESS_EVERY", 0.0)

@@ -83,6 +83,13 @@ def commit_chunk(txn: Any, secret: bytes, paths: list[str], take: list[tuple[Any
     return res
 
 
+def _identity(value: str | None) -> str | None:
+    """A patient ID or name, or "" when it is only padding or white space:
+    such a value is as absent, so patients without name or ID stay anonymous
+    and are never merged (keys.patient_key strips only spaces and NULs)."""
+    return "" if value is not None and not value.strip(" \0\t\n\r\f\v") else value
+
+
 def _missing_uids(b: Any, rows: np.ndarray, hashes: dict[str, np.ndarray]) -> dict[int, str]:
     """Why files have no usable UIDs: ``"no SOPInstanceUID, empty SeriesInstanceUID"``.
 
@@ -216,14 +223,15 @@ def _add_to_series(changes: RecordChanges, b: Any, i: int, sek: bytes, st_hash: 
         sk = keys.uid_key(int(st_hash))
         st = changes.get("studies", sk)
         if st is None:
-            pk = keys.patient_key(changes.secret, header.text("PatientID"), header.text("PatientName"),
+            pid, name = _identity(header.text("PatientID")), _identity(header.text("PatientName"))
+            pk = keys.patient_key(changes.secret, pid, name,
                                   header.text("PatientBirthDate"), header.text("StudyInstanceUID"))
             pa = changes.get("patients", pk)
             if pa is None:
                 pa = changes.new("patients", pk, {
                     "name": header.text("PatientName"), "patient_id": header.text("PatientID"),
                     "birth_date": header.text("PatientBirthDate"), "sex": header.text("PatientSex"),
-                    "anonymous": keys.is_anonymous(header.text("PatientID"), header.text("PatientName")),
+                    "anonymous": keys.is_anonymous(pid, name),
                     "n_studies": 0, "n_series": 0, "n_instances": 0, "size": 0})
             st = changes.new("studies", sk, {
                 "uid": header.text("StudyInstanceUID"), "patient_key": pk.hex(),
