@@ -109,7 +109,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             d = sv.report_dict()
         else:  # Open Other files have no assembly report: describe the volumes
             d = {"stacks": [{"shape": list(v.array.shape), "spacing": list(map(float, v.spacing)),
-                             "affine_lps": np.asarray(v.affine_lps).tolist(), "kind": v.kind}
+                             "affine_lps": np.asarray(v.affine_lps).tolist(), "kind": v.kind,
+                             "calibration": v.calibration}
                             for v in sv.volumes]}
         reports.append(d)
     if args.json:
