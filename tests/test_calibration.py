@@ -172,6 +172,12 @@ def test_report_json_includes_the_calibration(tmp_path, capsys):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
     assert main(["report", str(png), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["stacks"][0]["calibration"]["kind"] == "none"
+    assert main(["report", str(png)]) == 0                          # the text report: no mm either
+    out = capsys.readouterr().out
+    assert "px (uncalibrated)" in out and "mm" not in out.replace("uncalibrated", ""), out
+    assert main(["report", us]) == 0
+    out = capsys.readouterr().out
+    assert "spacing 0.1 x 0.2 x 1 mm" in out and "ultrasound region calibration" in out, out
 
 
 def test_real_ultrasound_and_detector_files(corpus):
