@@ -41,7 +41,7 @@ def test_png_roundtrip_grey_and_rgb(tmp_path):
         p.write_bytes(data)
         v = open_other(p)[0]
         np.testing.assert_array_equal(v.array[0], img)
-        assert v.report.notes and "1 mm" in v.report.notes[0]
+        assert v.report.notes and "uncalibrated" in v.report.notes[0] and v.calibration["kind"] == "none"
 
 
 def test_jpeg_file(tmp_path):

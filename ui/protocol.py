@@ -278,6 +278,17 @@ class VolumeHeader:
         renders these with ``textContent``.
     value_range : list of float
         ``[min, max]`` of stored values (for histogram-less auto windows).
+    calibration : dict
+        What a pixel measures (:mod:`pocketpacs.images.calibration`):
+        ``{"kind", "spacing_mm", "note"}`` with ``kind`` one of ``"patient"``
+        (Pixel Spacing, or a NIfTI affine), ``"detector"`` (Imager Pixel
+        Spacing: at the detector), ``"detector_corrected"`` (divided by the
+        estimated magnification: at the isocenter), ``"us_region"`` (plus
+        ``"regions"``: ``[{"bbox": [x0, y0, x1, y1], "spacing_mm": [dy, dx]}]``,
+        each valid inside its box) or ``"none"`` (uncalibrated: the affine
+        and ``spacing`` are a unit pixel grid, not mm; the page measures in
+        px and shows no orientation letters).  Only ``"patient"`` gives
+        orientation letters.  Default: uncalibrated.
     """
 
     shape: tuple
@@ -293,6 +304,8 @@ class VolumeHeader:
     invert: bool = False
     labels: dict = field(default_factory=dict)
     value_range: list = field(default_factory=lambda: [0.0, 0.0])
+    calibration: dict = field(default_factory=lambda: {"kind": "none", "spacing_mm": None,
+                                                       "note": "uncalibrated"})
 
     def to_json(self) -> dict:
         """Return the header as a JSON-ready dict.
@@ -318,8 +331,25 @@ class VolumeHeader:
             "invert": bool(self.invert),
             "labels": {str(k): str(v) for k, v in self.labels.items()},
             "value_range": [float(self.value_range[0]), float(self.value_range[1])],
+            "calibration": _calibration_json(self.calibration),
             "slice_bytes": ny * nx * np.dtype(self.dtype).itemsize,
         }
+
+
+def _calibration_json(cal: Mapping[str, Any]) -> dict:
+    """The calibration dict with plain JSON types (kinds outside the known set read as none)."""
+    kinds = ("patient", "detector", "detector_corrected", "us_region", "none")
+    kind = str(cal.get("kind", "none"))
+    if kind not in kinds:
+        kind = "none"
+    sp = cal.get("spacing_mm")
+    out: dict = {"kind": kind, "spacing_mm": None if sp is None or kind == "none"
+                 else [float(sp[0]), float(sp[1])], "note": str(cal.get("note", ""))}
+    if kind == "us_region":
+        out["regions"] = [{"bbox": [int(v) for v in r["bbox"]],
+                           "spacing_mm": [float(v) for v in r["spacing_mm"]]}
+                          for r in cal.get("regions", [])]
+    return out
 
 
 def frame_prefix(header: Mapping[str, Any]) -> bytes:

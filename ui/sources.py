@@ -75,7 +75,8 @@ def header_for_volume(vol: Any, labels: dict | None = None) -> tuple[protocol.Vo
         spacing=list(vol.spacing), slope=slope, intercept=intercept,
         units=UNITS.get(modality, "") if rescaled else "",
         windows=_windows(vol.window_presets), kind=vol.kind, modality=modality,
-        invert=bool(getattr(vol, "invert", False)), labels=_labels(labels), value_range=vr)
+        invert=bool(getattr(vol, "invert", False)), labels=_labels(labels), value_range=vr,
+        calibration=getattr(vol, "calibration", None) or {})
     return hdr, wire
 
 
@@ -296,6 +297,7 @@ class DicomSeriesSource:
 
     def __init__(self, paths: Sequence[str], labels: dict | None = None, batch: Any = None):
         from pocketpacs.dicom.headers import parse_files
+        from pocketpacs.images.calibration import of_frame
         from pocketpacs.images.seriesframes import frames_from_batch
         from pocketpacs.images.stackread import choose_dtype
         from pocketpacs.images.stacksplit import plan_series
@@ -363,7 +365,8 @@ class DicomSeriesSource:
             spacing=list(plan.spacing), slope=slope, intercept=intercept,
             units=UNITS.get(modality, "") if rescaled_ct else "", windows=presets, kind=plan.kind,
             modality=modality, invert=bool(fmt0 is not None and fmt0.photometric == "MONOCHROME1"),
-            labels=_labels(labels), value_range=[float(self._mid.min()), float(self._mid.max())])
+            labels=_labels(labels), value_range=[float(self._mid.min()), float(self._mid.max())],
+            calibration=of_frame(fr.calibration, fr.ft, int(plan.frames[0, 0])))
 
     def _read_range(self, z0: int, z1: int, reference: bool = False) -> np.ndarray:
         from pocketpacs.images.frames import read_frames

@@ -109,7 +109,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             d = sv.report_dict()
         else:  # Open Other files have no assembly report: describe the volumes
             d = {"stacks": [{"shape": list(v.array.shape), "spacing": list(map(float, v.spacing)),
-                             "affine_lps": np.asarray(v.affine_lps).tolist(), "kind": v.kind}
+                             "affine_lps": np.asarray(v.affine_lps).tolist(), "kind": v.kind,
+                             "calibration": v.calibration}
                             for v in sv.volumes]}
         reports.append(d)
     if args.json:
@@ -119,7 +120,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         _say(f"series {label}")
         for i, v in enumerate(sv.volumes):
             sp = " x ".join(f"{x:.3g}" for x in v.spacing)
-            _say(f"  stack {i}: {v.kind}, shape {tuple(v.array.shape)}, spacing {sp} mm")
+            cal = v.calibration or {}
+            unit = "mm" if cal.get("kind") != "none" else "px (uncalibrated)"
+            _say(f"  stack {i}: {v.kind}, shape {tuple(v.array.shape)}, spacing {sp} {unit}")
+            if cal.get("kind") not in (None, "patient"):
+                _say(f"  calibration: {cal.get('note')}")
         for note in (d.get("notes") or []):
             _say(f"  note: {note}")
         for why in (d.get("split_reasons") or d.get("splits") or []):

@@ -4,7 +4,10 @@ NIfTI files get the world geometry dcm2niix gives: the voxel array in
 ``(col, row, slice[, volume])`` order with the row axis flipped (dcm2niix's
 habit) and the matching RAS affine in both sform and qform (code 1,
 scanner), so every voxel centre lands where the DICOM says.  Integer data
-stays integer (``scl_slope`` 1), float data is float32.
+stays integer (``scl_slope`` 1), float data is float32.  An uncalibrated
+image (no Pixel Spacing, Imager Pixel Spacing or ultrasound regions; PNG,
+JPEG, JPEG 2000) keeps its 1 px = 1 voxel size, and the JSON report says so
+in its ``warnings`` (each stack's ``calibration`` tells what a pixel measures).
 
 What export writes is private: missing folders are created 0700
 (:func:`~pocketpacs.paths.ensure_private_dir`), new files 0600; a file that
@@ -23,6 +26,7 @@ import numpy as np
 
 from ..errors import PocketPacsError
 from ..paths import ensure_private_dir
+from . import calibration
 from .volume import SeriesVolumes, Volume
 
 
@@ -130,10 +134,27 @@ def export_nifti(volumes: SeriesVolumes | Sequence[Volume] | Volume,
     if report:
         p = names[0]
         stem = p[:-7] if p.endswith(".nii.gz") else os.path.splitext(p)[0]
-        d = sv.report_dict() if sv is not None else {"stacks": [
-            v.report.__dict__ for v in vols if v.report is not None]}
+        d = sv.report_dict() if sv is not None else volumes_report(vols)
         write_report_json(d, stem + ".json")
     return names
+
+
+def volumes_report(vols: Sequence[Volume]) -> dict[str, Any]:
+    """The report of volumes without an assembly report (Open Other): their stack
+    reports, each with its ``calibration``, and a warning per uncalibrated stack."""
+    from .assemblyreport import _jsonable
+
+    d: dict[str, Any] = {"stacks": []}
+    for i, v in enumerate(vols):
+        st = dict(v.report.__dict__) if v.report is not None else {
+            "index": i, "kind": v.kind, "shape": list(v.array.shape),
+            "spacing_mm": [float(x) for x in v.spacing]}
+        st["calibration"] = v.calibration
+        d["stacks"].append(st)
+        w = calibration.warning(v.calibration)
+        if w:
+            d.setdefault("warnings", []).append(f"stack {i}: {w}")
+    return _jsonable(d)
 
 
 def write_report_json(report: Any, path: str | os.PathLike[str]) -> str:

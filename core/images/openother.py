@@ -9,7 +9,10 @@ Supported, without entering the archive:
 * PNG and JPEG via Pillow;
 * DICOM files and folders (assembled like archive series).
 
-2D images get a 1 mm pixel grid in the axial plane (the report says so).
+2D images (PNG, JPEG, JPEG 2000) are uncalibrated: a unit pixel grid in the
+axial plane with calibration ``kind "none"`` (measured in pixels, without
+orientation letters; the report says so).  NIfTI/Analyze/MGH keep their affine
+(calibrated in the patient).
 Anything else raises :class:`OpenOtherError` with the reason.
 
 Every image's declared size is checked against :data:`MAX_DECODED_BYTES`
@@ -29,6 +32,7 @@ import numpy as np
 
 from ..errors import PocketPacsError
 from .affine import LPS_TO_RAS, lps_to_ras
+from . import calibration
 from .assemblyreport import StackReport
 from .volume import Volume
 from .windows import histogram_window, window_presets
@@ -283,7 +287,7 @@ def open_j2k(path: str) -> Volume:
 
 
 def image_volume(img: np.ndarray, path: str, fmt: str) -> Volume:
-    """Wrap a 2D grey or colour image into a one-slice Volume (1 mm pixels).
+    """Wrap a 2D grey or colour image into a one-slice, uncalibrated Volume (1 px grid).
 
     Parameters
     ----------
@@ -310,10 +314,11 @@ def image_volume(img: np.ndarray, path: str, fmt: str) -> Volume:
                            "samples": samples},
                       n_positions=1, spacing_mm=[1.0, 1.0, 1.0], affine_lps=aff.tolist(),
                       affine_ras=lps_to_ras(aff).tolist(),
-                      notes=[f"{fmt} image: no world geometry, 1 mm pixels assumed"])
+                      notes=[f"{fmt} image: no world geometry, uncalibrated (a 1 px grid, not mm)"])
+    cal = calibration.uncalibrated(f"uncalibrated: a {fmt} image has no pixel size; distances in pixels")
     vol = Volume(array=arr, affine_lps=aff, spacing=(1.0, 1.0, 1.0), modality=None,
                  kind="volume", report=rep, photometric="RGB" if samples > 1 else "MONOCHROME2",
-                 rescaled=False)
+                 rescaled=False, calibration=cal)
     vol.window_presets = window_presets(arr, None, [], False, samples)
     return vol
 

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import calibration
 from .affine import GeometryError, normal_from_orientation
 from .pixelformat import PixelFormat, format_problem, formats_from_batch
 from .stackplan import FrameTable
@@ -34,6 +35,8 @@ class _Frames:
     excluded: list[dict[str, Any]]
     mosaics: list[int] = field(default_factory=list)
     batch: Any = None
+    #: file index -> calibration of the files without Pixel Spacing (see calibration.py)
+    calibration: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def is_mosaic(image_type: str | None) -> bool:
@@ -234,6 +237,8 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
             v = mf[key]
             col[name][sel] = np.where(np.isfinite(v), v, num[name][i])
         stack[sel] = mf["stack"]
+    # no Pixel Spacing: Imager Pixel Spacing or ultrasound regions, else uncalibrated
+    calib = calibration.fill_missing_spacing(paths, file_col, ps)
     it_list = [itype[i] or "" for i in file_col.tolist()]
     ft = FrameTable(
         file=file_col, frame=frame_col, position=pos.reshape(m, 3),
@@ -250,4 +255,4 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
     ic = np.where(np.isfinite(ic), ic, 0.0)
     return _Frames(ft, sl, ic, np.array(cols["wc"], dtype=np.float64),
                    np.array(cols["ww"], dtype=np.float64), formats, modality, suid, excluded,
-                   mosaics, batch)
+                   mosaics, batch, calib)

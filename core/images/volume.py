@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import PocketPacsError
+from . import calibration
 from .affine import corner_voxels_world, lps_to_ras
 from .assemblyreport import AssemblyReport, StackReport
 from .decoders import DecoderPool, FrameError
@@ -69,6 +70,11 @@ class Volume:
     stack_index : int
     errors : list of FrameError
         Frames that could not be decoded (left as zeros).
+    calibration : dict
+        What a pixel measures (:mod:`pocketpacs.images.calibration`):
+        ``{"kind", "spacing_mm", "note"}``; ``kind "none"``: the affine is a
+        unit (1 px) grid, not mm.  Left out, the volume is taken as
+        calibrated in the patient by its spacing.
     """
 
     array: np.ndarray
@@ -83,6 +89,11 @@ class Volume:
     series_uid: str | None = None
     stack_index: int = 0
     errors: list[FrameError] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.calibration is None:
+            self.calibration = calibration.patient([self.spacing[1], self.spacing[0]])
 
     @property
     def affine_ras(self) -> np.ndarray:
@@ -152,6 +163,14 @@ class SeriesVolumes:
         """The assembly report with frame errors, as a plain dict."""
         d = self.report.to_dict()
         d["errors"] = [e.to_dict() for e in self.errors]
+        by_index = {v.stack_index: v.calibration for v in self.volumes}
+        for st in d.get("stacks", []):
+            cal = by_index.get(st.get("index"))
+            if cal is not None:
+                st["calibration"] = cal
+                w = calibration.warning(cal)
+                if w:
+                    d.setdefault("warnings", []).append(f"stack {st.get('index')}: {w}")
         return d
 
 
@@ -266,10 +285,13 @@ def _build(plan: StackPlan, fr: _Frames, paths: list[str], rescale: bool,
     modality = fr.modality[fi0]
     fmt0 = fr.formats[fi0]
     presets = window_presets(arr, modality, hdr, applied, plan.samples)
+    cal = calibration.of_frame(fr.calibration, fr.ft, i0)
+    if cal["kind"] != "patient" and cal["note"] not in plan.report.notes:
+        plan.report.notes.append(cal["note"])
     return Volume(array=arr, affine_lps=plan.affine_lps, spacing=plan.spacing, modality=modality,
                   kind=plan.kind, window_presets=presets, report=plan.report,
                   photometric=fmt0.photometric if fmt0 else "MONOCHROME2", rescaled=applied,
-                  series_uid=fr.series_uid[fi0], errors=errors)
+                  series_uid=fr.series_uid[fi0], errors=errors, calibration=cal)
 
 
 def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,

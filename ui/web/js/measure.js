@@ -2,10 +2,57 @@
 //
 // Points are kept in patient space (LPS mm) with the key of the plane they
 // were drawn on, so a measurement shows again whenever that plane is shown,
-// whatever the zoom, pan or layout.  Lengths and areas are in mm / mm²;
-// ROI statistics are over real-world values (stored * slope + intercept).
+// whatever the zoom, pan or layout.  Lengths and areas are in mm / mm² only
+// when the volume is calibrated (header.calibration, see calibrationOf):
+// "at detector" for Imager Pixel Spacing, each ultrasound region with its own
+// spacing, px "(uncalibrated)" otherwise.  ROI statistics are over real-world
+// values (stored * slope + intercept).
 
 import { apply, dot, invertAffine, norm, sub } from './mpr.js';
+
+const KINDS = ['patient', 'detector', 'detector_corrected', 'us_region', 'none'];
+const SUFFIX = {
+  patient: '', detector: ' at detector', detector_corrected: ' at isocenter (estimated)',
+  us_region: '', none: ' (uncalibrated)',
+};
+
+/**
+ * What a volume's pixels measure, from its header's calibration.
+ * @param {object} h volume header
+ * @returns {{kind: string, unit: string, suffix: string, regions: object[]}}
+ *   unit 'mm' or 'px'; suffix e.g. ' at detector' or ' (uncalibrated)'.
+ */
+export function calibrationOf(h) {
+  const c = (h && h.calibration) || {};
+  const kind = KINDS.includes(c.kind) ? c.kind : 'none';
+  return { kind, unit: kind === 'none' ? 'px' : 'mm', suffix: SUFFIX[kind], regions: c.regions || [] };
+}
+
+/** The overlay's pixel-size text: "0.50×0.50×2.00 mm", "0.14×0.14 mm at detector", "uncalibrated". */
+export function spacingText(h) {
+  const cal = calibrationOf(h);
+  if (cal.unit === 'px') return 'uncalibrated';
+  const f = (v) => (+v).toFixed(2);
+  if (cal.kind === 'patient') return `${f(h.spacing[0])}×${f(h.spacing[1])}×${f(h.spacing[2])} mm`;
+  return `${f(h.spacing[0])}×${f(h.spacing[1])} mm${cal.kind === 'us_region' ? ' (US region)' : cal.suffix}`;
+}
+
+/** The ultrasound region holding every voxel point g ([col, row, ...]), or null. */
+function regionOf(regions, g) {
+  return regions.find((r) => g.every((p) => p[0] >= r.bbox[0] - 0.5 && p[0] <= r.bbox[2] + 0.5
+    && p[1] >= r.bbox[1] - 0.5 && p[1] <= r.bbox[3] + 0.5)) || null;
+}
+
+/**
+ * Scale of a measurement in column/row voxel steps: [mm per col, mm per row, unit, suffix],
+ * for ultrasound the spacing of the region holding its points (px outside any).
+ */
+function scaleOf(cal, g) {
+  if (cal.kind !== 'us_region') return null;
+  const r = regionOf(cal.regions, g);
+  if (!r) return [1, 1, 'px', ' (outside the calibrated region)'];
+  return [r.spacing_mm[1], r.spacing_mm[0], 'mm', ''];
+}
 
 let nextId = 1;
 
@@ -90,13 +137,28 @@ export function roiValues(vol, m) {
   return { values, area: ell ? (Math.PI * w * hh) / 4 : w * hh };
 }
 
-/** Compute m.result for a finished measurement. */
+/**
+ * Compute m.result for a finished measurement: a distance is `{mm}` (calibrated)
+ * or `{px}`, with its `unit` and `suffix`; a ROI's `area` is in `unit`².
+ */
 export function evaluate(vol, m) {
-  if (m.type === 'distance') m.result = { mm: distance(m.pts[0], m.pts[1]) };
-  else if (m.type === 'angle') m.result = { deg: angle(m.pts[0], m.pts[1], m.pts[2]) };
+  const h = vol.header, cal = calibrationOf(h);
+  const g = m.type === 'angle' ? null : m.pts.map((p) => apply(invertAffine(h.affine_lps), p));
+  const sc = g ? scaleOf(cal, g) : null;
+  const unit = sc ? sc[2] : cal.unit, suffix = sc ? sc[3] : cal.suffix;
+  if (m.type === 'distance') {
+    const len = sc ? Math.hypot((g[1][0] - g[0][0]) * sc[0], (g[1][1] - g[0][1]) * sc[1])
+      : distance(m.pts[0], m.pts[1]);
+    m.result = { [unit]: len, unit, suffix };
+  } else if (m.type === 'angle') m.result = { deg: angle(m.pts[0], m.pts[1], m.pts[2]) };
   else {
     const { values, area } = roiValues(vol, m);
-    m.result = { ...stats(values), area };
+    let a = area;
+    if (sc) {
+      const w = Math.abs(g[1][0] - g[0][0]) * sc[0], hh = Math.abs(g[1][1] - g[0][1]) * sc[1];
+      a = m.type === 'ellipse' ? (Math.PI * w * hh) / 4 : w * hh;
+    }
+    m.result = { ...stats(values), area: a, unit, suffix };
   }
   return m.result;
 }
@@ -106,12 +168,13 @@ const fmt = (v, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : '–');
 /** One-line text of a measurement's result. */
 export function describe(m, units) {
   const r = m.result || {};
-  if (m.type === 'distance') return `Distance ${fmt(r.mm, 1)} mm`;
+  const du = r.unit || 'mm', sfx = r.suffix || '';
+  if (m.type === 'distance') return `Distance ${fmt(r[du], 1)} ${du}${sfx}`;
   if (m.type === 'angle') return `Angle ${fmt(r.deg, 1)}°`;
   const u = units ? ` ${units}` : '';
   const name = m.type === 'rect' ? 'Rectangle' : 'Ellipse';
   return `${name}: mean ${fmt(r.mean, 1)}${u}, SD ${fmt(r.sd, 1)}, min ${fmt(r.min, 0)}, max ${fmt(r.max, 0)}, `
-    + `area ${fmt(r.area, 1)} mm² (${r.n || 0} px)`;
+    + `area ${fmt(r.area, 1)} ${du}²${sfx} (${r.n || 0} px)`;
 }
 
 /**

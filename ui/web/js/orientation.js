@@ -1,4 +1,6 @@
 // orientation.js -- patient-orientation letters from an LPS affine (no DOM).
+// Letters are shown only for volumes calibrated in the patient (hasPatientAxes):
+// a detector, ultrasound or uncalibrated image has no patient directions.
 
 const AXES = [['L', 'R'], ['P', 'A'], ['S', 'I']];   // +x, -x / +y, -y / +z, -z in LPS
 
@@ -17,6 +19,18 @@ export function letters(d) {
     .map((i) => AXES[i][d[i] > 0 ? 0 : 1])
     .join('');
 }
+
+/**
+ * Whether a volume's axes are patient directions (Pixel Spacing or a NIfTI
+ * affine: header.calibration.kind "patient"); otherwise no letters are shown.
+ * @param {object} header volume header
+ */
+export function hasPatientAxes(header) {
+  return !!(header && header.calibration && header.calibration.kind === 'patient');
+}
+
+/** Edge labels with no letters (images without patient directions). */
+export const NO_LABELS = Object.freeze({ right: '', left: '', bottom: '', top: '' });
 
 /**
  * Labels for the four screen edges of an in-plane view where screen-right is

@@ -5,7 +5,7 @@
 // and the side panel (header, assembly report, histogram, measurement list).
 
 import { requestRedraw } from '../scheduler.js';
-import { edgeLabels, letters, slicePosition } from '../orientation.js';
+import { NO_LABELS, edgeLabels, hasPatientAxes, letters, slicePosition } from '../orientation.js';
 import { PLANES, toCanvas } from '../mpr.js';
 import { PRESETS } from '../tf.js';
 import * as measure from '../measure.js';
@@ -63,6 +63,7 @@ export class ViewerOverlay {
         const neg = (v) => v.map((x) => -x);
         e = { right: letters(pl.u), left: letters(neg(pl.u)), bottom: letters(pl.v), top: letters(neg(pl.v)) };
       }
+      if (!hasPatientAxes(this.vol.header)) e = NO_LABELS;
       for (const k of ['top', 'bottom', 'left', 'right']) vp.el.querySelector(`.orient.${k}`).textContent = e[k];
     }
   }
@@ -77,6 +78,7 @@ export class ViewerOverlay {
     const axisName = ['x (R→L)', 'y (A→P)', 'z (I→S)'][pl.axis];
     const pos = this.crossPt[pl.axis];
     vp.el.dataset.pos = String(pos);
+    if (!hasPatientAxes(this.vol.header)) return `${pl.label}  ${pos.toFixed(1)} ${measure.calibrationOf(this.vol.header).unit}`;
     return `${pl.label}  ${axisName} ${pos.toFixed(1)} mm`;
   }
 
@@ -91,8 +93,8 @@ export class ViewerOverlay {
     $('corner-tr').textContent = lines(L.study_description, L.study_date, L.series_description, L.modality || h.modality);
     if (!first || first.kind === 'native') {
       const pos = slicePosition(h.affine_lps, this.s.slice, nx, ny);
-      $('corner-bl').textContent = lines(`Slice ${this.s.slice + 1} / ${nz}`, `Pos ${pos.along.toFixed(1)} mm`,
-        `${nx}×${ny}  ${h.spacing[0].toFixed(2)}×${h.spacing[1].toFixed(2)}×${h.spacing[2].toFixed(2)} mm`,
+      $('corner-bl').textContent = lines(`Slice ${this.s.slice + 1} / ${nz}`,
+        hasPatientAxes(h) ? `Pos ${pos.along.toFixed(1)} mm` : '', `${nx}×${ny}  ${measure.spacingText(h)}`,
         h.kind === 'sequence' ? 'sequence (not a regular volume)' : '');
     } else {
       $('corner-bl').textContent = this.positionText(first);
