@@ -278,6 +278,9 @@ class VolumeHeader:
         renders these with ``textContent``.
     value_range : list of float
         ``[min, max]`` of stored values (for histogram-less auto windows).
+    stack : dict
+        ``{"index", "count"}``: which stack of the series this is (0: the
+        largest) and how many stacks the series has.
     """
 
     shape: tuple
@@ -293,6 +296,7 @@ class VolumeHeader:
     invert: bool = False
     labels: dict = field(default_factory=dict)
     value_range: list = field(default_factory=lambda: [0.0, 0.0])
+    stack: dict = field(default_factory=lambda: {"index": 0, "count": 1})
 
     def to_json(self) -> dict:
         """Return the header as a JSON-ready dict.
@@ -319,6 +323,7 @@ class VolumeHeader:
             "labels": {str(k): str(v) for k, v in self.labels.items()},
             "value_range": [float(self.value_range[0]), float(self.value_range[1])],
             "slice_bytes": ny * nx * np.dtype(self.dtype).itemsize,
+            "stack": {"index": int(self.stack["index"]), "count": int(self.stack["count"])},
         }
 
 
