@@ -289,3 +289,37 @@ def test_32_bit_values_are_not_wrapped():
     hdr = src.header()
     real = _voxels(src).astype(np.float64) * hdr.slope + hdr.intercept
     assert np.array_equal(real, vol.array.astype(np.float64))
+
+
+def test_the_kind_of_a_pixel_less_object_names_no_header_text(tmp_path):
+    """The kind shown for an object without pixels: the SOP Class name (pydicom's,
+    or the Siemens CSA non-image class of Phoenix reports), else a plain Modality
+    code, else "unknown object" (never other header text); viewer and export agree."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from pocketpacs.images.volume import NotAnImageError, assemble_series
+
+    def write(name, sop, modality):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = sop
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SOPClassUID, ds.SeriesInstanceUID, ds.Modality = sop, generate_uid(), modality
+        p = tmp_path / name
+        ds.save_as(p, enforce_file_format=True)
+        return str(p)
+
+    cases = {write("phoenix.dcm", "1.3.12.2.1107.5.9.1", "MR"):
+             "Siemens CSA Non-Image Storage (e.g. a Phoenix report)",
+             write("pdf.dcm", "1.2.840.10008.5.1.4.1.1.104.1", "DOC"): "Encapsulated PDF Storage",
+             write("private.dcm", "1.2.3.4.5", "OT"): "OT",
+             write("odd.dcm", "1.2.3.4.6", "Jane Doe"): "unknown object"}
+    for path, kind in cases.items():
+        with pytest.raises(NotAnImageError) as e:
+            assemble_series([path])
+        assert e.value.kind == kind
+        with pytest.raises(NotAnImageError) as e:
+            sources.DicomSeriesSource([path])
+        assert e.value.kind == kind

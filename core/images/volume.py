@@ -67,13 +67,15 @@ class NotAnImageError(VolumeError):
 #: file that holds no image pixels.
 NO_PIXEL_REASONS = ("no image pixels", "no Pixel Data")
 _SAFE_MODALITY = re.compile(r"^[A-Z0-9_ ]{1,16}$")
+#: Names of private SOP classes of objects without pixels (pydicom knows none).
+PRIVATE_SOP_NAMES = {"1.3.12.2.1107.5.9.1": "Siemens CSA Non-Image Storage (e.g. a Phoenix report)"}
 
 
 def _kind_of(sop: str | None, modality: str | None) -> str:
     from pydicom.uid import UID
 
-    name = ""
-    if sop:
+    name = PRIVATE_SOP_NAMES.get(sop or "", "")
+    if sop and not name:
         try:
             n = UID(sop).name
         except Exception:
@@ -82,7 +84,7 @@ def _kind_of(sop: str | None, modality: str | None) -> str:
     if not name and modality and _SAFE_MODALITY.match(modality):
         name = modality.strip()
     name = name or "unknown object"
-    if "Image" in name and "Storage" in name:  # an image object whose pixels are missing
+    if name.endswith(" Image Storage"):  # an image object whose pixels are missing
         name += " without pixel data"
     return name
 
