@@ -212,3 +212,114 @@ def test_ct_windows_come_from_the_one_table(arc):
         assert names[start + len(table):] == ["auto"]
         seen += 1
     assert seen
+
+
+# ---------------------------------------------------------------- every series opens or says why
+def _nibabel_mosaics():
+    import nibabel
+
+    d = os.path.join(os.path.dirname(nibabel.__file__), "nicom", "tests", "data")
+    files = [os.path.join(d, f) for f in ("0.dcm", "1.dcm")]
+    if not all(os.path.isfile(f) for f in files):
+        pytest.skip("nibabel's bundled Siemens mosaics are not installed")
+    return files
+
+
+def test_siemens_mosaics_open_as_export_assembles_them():
+    """Siemens mosaics (nibabel's bundled DWI pair) open through the viewer's
+    source with export's geometry and values: the first volume of the 4D pair,
+    the slices tiled apart (the viewer refused them with 'no image frames')."""
+    from pocketpacs.images.volume import assemble_series
+
+    files = _nibabel_mosaics()
+    src = sources.DicomSeriesSource(files)
+    vol = assemble_series(files).volumes[0]
+    assert vol.report.key["mosaic"] and vol.is_4d
+    hdr = src.header()
+    assert tuple(hdr.shape) == vol.array.shape[1:] and hdr.stack == {"index": 0, "count": 1}
+    assert np.allclose(hdr.affine_lps, vol.affine_lps)
+    real = _voxels(src).astype(np.float64) * hdr.slope + hdr.intercept
+    assert np.array_equal(real, vol.array[0].astype(np.float64))
+    assert src.slice_file(0) == files[0]                  # the header browser's file: the first volume's
+
+
+def test_objects_without_pixels_say_what_they_are(tmp_path):
+    """Reports, RT objects, waveforms and pixel-less images answer 'Not an image: <kind>'
+    (the SOP Class name) through open_series, never a generic or internal error."""
+    import shutil
+
+    import pydicom_data
+    from pocketpacs.ui import protocol
+    from pocketpacs.ui.session import Session
+
+    want = {"rtplan.dcm": "RT Plan Storage", "test-SR.dcm": "Comprehensive SR Storage",
+            "waveform_ecg.dcm": "12-lead ECG Waveform Storage"}
+    (tmp_path / "in").mkdir()
+    for name in want:
+        shutil.copy(pydicom_data.TEST_FILES / name, tmp_path / "in" / name)
+    with pocketpacs.open_archive(tmp_path / "archive") as ar:
+        ar.import_folder(tmp_path / "in")
+    s = Session(str(tmp_path / "archive"), mode="serve")
+    try:
+        rows = s.call("search", {})["data"]["rows"]
+        assert len(rows) == len(want)
+        got = set()
+        for row in rows:
+            env = s.call("open_series", {"series_id": row["series_id"], "slot": "main"})
+            job = s.volume_stream(env["data"]["volume_id"])
+            assert job.wait_header() is None
+            err = job.status()["error"]
+            assert err["code"] == protocol.NOT_A_VOLUME
+            got.add(err["message"])
+        assert got == {f"Not an image: {k}" for k in want.values()}
+    finally:
+        s.close()
+
+
+def test_32_bit_values_are_not_wrapped():
+    """An RT dose of 32-bit stored values above the int16 range streams the values
+    export gives (the viewer used to convert them to int16, wrapping them)."""
+    import pydicom_data
+    from pocketpacs.images.volume import assemble_series
+
+    files = [str(pydicom_data.TEST_FILES / "rtdose.dcm")]
+    src = sources.DicomSeriesSource(files)
+    vol = assemble_series(files).volumes[0]
+    assert float(np.max(vol.array)) > 65535
+    hdr = src.header()
+    real = _voxels(src).astype(np.float64) * hdr.slope + hdr.intercept
+    assert np.array_equal(real, vol.array.astype(np.float64))
+
+
+def test_the_kind_of_a_pixel_less_object_names_no_header_text(tmp_path):
+    """The kind shown for an object without pixels: the SOP Class name (pydicom's,
+    or the Siemens CSA non-image class of Phoenix reports), else a plain Modality
+    code, else "unknown object" (never other header text); viewer and export agree."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from pocketpacs.images.volume import NotAnImageError, assemble_series
+
+    def write(name, sop, modality):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = sop
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SOPClassUID, ds.SeriesInstanceUID, ds.Modality = sop, generate_uid(), modality
+        p = tmp_path / name
+        ds.save_as(p, enforce_file_format=True)
+        return str(p)
+
+    cases = {write("phoenix.dcm", "1.3.12.2.1107.5.9.1", "MR"):
+             "Siemens CSA Non-Image Storage (e.g. a Phoenix report)",
+             write("pdf.dcm", "1.2.840.10008.5.1.4.1.1.104.1", "DOC"): "Encapsulated PDF Storage",
+             write("private.dcm", "1.2.3.4.5", "OT"): "OT",
+             write("odd.dcm", "1.2.3.4.6", "Jane Doe"): "unknown object"}
+    for path, kind in cases.items():
+        with pytest.raises(NotAnImageError) as e:
+            assemble_series([path])
+        assert e.value.kind == kind
+        with pytest.raises(NotAnImageError) as e:
+            sources.DicomSeriesSource([path])
+        assert e.value.kind == kind

@@ -96,6 +96,8 @@ class Commands:
 
     def cmd_open_series(self, a: dict) -> dict:
         """Start loading a series; answers at once with the volume id."""
+        from pocketpacs.images.volume import NotAnImageError
+
         from .sources import open_dicom_series
 
         sid = a["series_id"]
@@ -107,6 +109,8 @@ class Commands:
                 return open_dicom_series(arc, sid, labels)
             except FileNotFoundError:
                 raise BridgeError(protocol.NOT_FOUND, "That series has no files that can be read.") from None
+            except NotAnImageError as exc:  # a report, SR, RT object, waveform...: say what it is
+                raise BridgeError(protocol.NOT_A_VOLUME, f"Not an image: {exc.kind}") from None
 
         job = self.volumes.submit(VolumeJob(make, slot=a["slot"]))
         # a series planned from the archive's rows has its header within tens

@@ -289,6 +289,9 @@ class VolumeHeader:
         and ``spacing`` are a unit pixel grid, not mm; the page measures in
         px and shows no orientation letters).  Only ``"patient"`` gives
         orientation letters.  Default: uncalibrated.
+    stack : dict
+        ``{"index", "count"}``: which stack of the series this is (0: the
+        largest) and how many stacks the series has.
     """
 
     shape: tuple
@@ -306,6 +309,7 @@ class VolumeHeader:
     value_range: list = field(default_factory=lambda: [0.0, 0.0])
     calibration: dict = field(default_factory=lambda: {"kind": "none", "spacing_mm": None,
                                                        "note": "uncalibrated"})
+    stack: dict = field(default_factory=lambda: {"index": 0, "count": 1})
 
     def to_json(self) -> dict:
         """Return the header as a JSON-ready dict.
@@ -333,6 +337,7 @@ class VolumeHeader:
             "value_range": [float(self.value_range[0]), float(self.value_range[1])],
             "calibration": _calibration_json(self.calibration),
             "slice_bytes": ny * nx * np.dtype(self.dtype).itemsize,
+            "stack": {"index": int(self.stack["index"]), "count": int(self.stack["count"])},
         }
 
 

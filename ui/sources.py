@@ -41,7 +41,8 @@ def _labels(extra: dict | None) -> dict:
     return {k: str(v) for k, v in (extra or {}).items() if v not in (None, "")}
 
 
-def header_for_volume(vol: Any, labels: dict | None = None) -> tuple[protocol.VolumeHeader, np.ndarray]:
+def header_for_volume(vol: Any, labels: dict | None = None,
+                      stack: tuple[int, int] = (0, 1)) -> tuple[protocol.VolumeHeader, np.ndarray]:
     """Wire header and array of an assembled :class:`pocketpacs.images.volume.Volume`.
 
     Parameters
@@ -50,6 +51,8 @@ def header_for_volume(vol: Any, labels: dict | None = None) -> tuple[protocol.Vo
         A 3D greyscale volume (4D: the first volume; colour: the luminance).
     labels : dict, optional
         Overlay texts.
+    stack : (int, int)
+        Which stack of the series this is and how many it has.
 
     Returns
     -------
@@ -76,7 +79,8 @@ def header_for_volume(vol: Any, labels: dict | None = None) -> tuple[protocol.Vo
         units=UNITS.get(modality, "") if rescaled else "",
         windows=_windows(vol.window_presets), kind=vol.kind, modality=modality,
         invert=bool(getattr(vol, "invert", False)), labels=_labels(labels), value_range=vr,
-        calibration=getattr(vol, "calibration", None) or {})
+        calibration=getattr(vol, "calibration", None) or {},
+        stack={"index": int(stack[0]), "count": int(stack[1])})
     return hdr, wire
 
 
@@ -301,7 +305,7 @@ class DicomSeriesSource:
         from pocketpacs.images.seriesframes import frames_from_batch
         from pocketpacs.images.stackread import choose_dtype
         from pocketpacs.images.stacksplit import plan_series
-        from pocketpacs.images.volume import VolumeError, assemble_series
+        from pocketpacs.images.volume import assemble_series, check_has_images, mosaic_groups
         from pocketpacs.images.windows import MODALITY_WINDOWS, voted_header_windows, window_presets
 
         self.paths = [os.fspath(p) for p in paths]
@@ -311,21 +315,33 @@ class DicomSeriesSource:
                 batch = parse_files(self.paths)
         fr = frames_from_batch(self.paths, batch)
         plans, report = plan_series(fr.ft, paths=self.paths)
-        if not plans:
-            raise VolumeError("no image frames")
-        plan = plans[0]
+        # NotAnImageError (reports, SR, RT, waveforms) or VolumeError when nothing is an image
+        check_has_images(fr, len(self.paths), bool(plans or fr.mosaics))
+        plan = plans[0] if plans else None
         self.labels = labels
         self.report = safe_report(report)
+        self._whole: ArraySource | None = None
+        self._mid = None
+        simple = (plan is not None and not fr.mosaics and plan.frames.shape[0] == 1
+                  and plan.samples == 1 and plan.in_plane_shift is None and plan.z_target is None)
+        if not simple:
+            # mosaics, 4D, colour, tilt, irregular spacing: export's assembly, largest stack first
+            with NATIVE_LOCK:
+                sv = assemble_series(self.paths, batch=batch)
+            vol = sv.volumes[0]
+            self.report = safe_report(sv.report)
+            if vol.report is not None and vol.report.key.get("mosaic"):
+                size = vol.report.key.get("mosaic_size")
+                group = next(g for g in mosaic_groups(fr)
+                             if [fr.formats[g[0]].rows, fr.formats[g[0]].cols] == size)
+                self._slice_files = [self.paths[i] for i in group]   # one file per volume
+            else:  # the other volumes keep the plans' order: the first is plans[0]
+                src_files = np.asarray(fr.ft.file)[plan.frames[0].reshape(-1)]
+                self._slice_files = [self.paths[int(f)] for f in src_files]
+            self._whole = ArraySource(*header_for_volume(vol, labels, stack=(0, len(sv.volumes))))
+            return
         src_files = np.asarray(fr.ft.file)[plan.frames[0].reshape(-1)]
         self._slice_files = [self.paths[int(f)] for f in src_files]
-        self._whole: ArraySource | None = None
-        simple = (plan.frames.shape[0] == 1 and plan.samples == 1 and plan.in_plane_shift is None
-                  and plan.z_target is None)
-        if not simple:
-            with NATIVE_LOCK:
-                vol = assemble_series(self.paths, batch=batch).volumes[0]
-            self._whole = ArraySource(*header_for_volume(vol, labels))
-            return
         rows_idx = plan.frames.reshape(-1)
         self._fr = fr
         self._files = fr.ft.file[rows_idx]
@@ -342,8 +358,13 @@ class DicomSeriesSource:
             self._sl, self._ic = (sl, ic) if applied else (None, None)
             slope, intercept = 1.0, 0.0
         self._read_dtype = np.dtype(dtype)
-        probe = np.zeros(1, self._read_dtype)
-        self._wire_dtype = protocol.to_wire(probe)[0].dtype
+        if self._read_dtype.kind in "iu" and self._read_dtype.itemsize > 2:
+            # 32-bit values (RT dose, uint16 with a negative intercept): the range is not
+            # known before reading, and int16 would wrap them; float32 holds them
+            self._wire_dtype = np.dtype(np.float32)
+        else:
+            probe = np.zeros(1, self._read_dtype)
+            self._wire_dtype = protocol.to_wire(probe)[0].dtype
         k = int(plan.frames.shape[1])
         self._shape = (k, int(plan.rows), int(plan.cols))
         fi0 = int(fr.ft.file[int(plan.frames[0, 0])])
@@ -366,7 +387,8 @@ class DicomSeriesSource:
             units=UNITS.get(modality, "") if rescaled_ct else "", windows=presets, kind=plan.kind,
             modality=modality, invert=bool(fmt0 is not None and fmt0.photometric == "MONOCHROME1"),
             labels=_labels(labels), value_range=[float(self._mid.min()), float(self._mid.max())],
-            calibration=of_frame(fr.calibration, fr.ft, int(plan.frames[0, 0])))
+            calibration=of_frame(fr.calibration, fr.ft, int(plan.frames[0, 0])),
+            stack={"index": 0, "count": len(plans)})
 
     def _read_range(self, z0: int, z1: int, reference: bool = False) -> np.ndarray:
         from pocketpacs.images.frames import read_frames

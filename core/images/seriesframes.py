@@ -189,11 +189,12 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
         if problem is not None:  # bogus geometry: nothing is allocated from it
             excluded.append({"file": str(paths[i]), "reason": problem})
             continue
+        if fmt.offset < 0 and batch.status[i] == 0 and not fmt.encapsulated:
+            # before the mosaic check: a mosaic header without its pixels is no image
+            excluded.append({"file": str(paths[i]), "reason": "no Pixel Data"})
+            continue
         if fmt.nframes == 1 and itype[i] and is_mosaic(itype[i]):
             mosaics.append(i)
-            continue
-        if fmt.offset < 0 and batch.status[i] == 0 and not fmt.encapsulated:
-            excluded.append({"file": str(paths[i]), "reason": "no Pixel Data"})
             continue
         n = fmt.nframes
         nfr[i] = n

@@ -22,6 +22,7 @@ samples last.  ``affine_lps`` maps ``(col, row, slice, 1)`` to LPS mm.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -42,6 +43,111 @@ from .windows import WindowPreset, histogram_window, voted_header_windows, windo
 
 class VolumeError(PocketPacsError):
     """A series (or file set) gives no volume at all."""
+
+
+class NotAnImageError(VolumeError):
+    """Every file of a series is an object without image pixels.
+
+    Reports and structured reports, RT objects, waveforms, presentation
+    states, encapsulated documents, or image objects whose pixel data is
+    missing.  :attr:`kind` names what they are (safe to show).
+
+    Parameters
+    ----------
+    kind : str
+        From the SOP Class UID's name, else the Modality (see
+        :func:`not_an_image_kind`).
+    """
+
+    def __init__(self, kind: str):
+        super().__init__(f"not an image: {kind}")
+        self.kind = kind
+
+
+#: Reasons of :func:`~pocketpacs.images.seriesframes.frames_from_batch` for a
+#: file that holds no image pixels.
+NO_PIXEL_REASONS = ("no image pixels", "no Pixel Data")
+_SAFE_MODALITY = re.compile(r"^[A-Z0-9_ ]{1,16}$")
+#: Names of private SOP classes of objects without pixels (pydicom knows none).
+PRIVATE_SOP_NAMES = {"1.3.12.2.1107.5.9.1": "Siemens CSA Non-Image Storage (e.g. a Phoenix report)"}
+
+
+def _kind_of(sop: str | None, modality: str | None) -> str:
+    from pydicom.uid import UID
+
+    name = PRIVATE_SOP_NAMES.get(sop or "", "")
+    if sop and not name:
+        try:
+            n = UID(sop).name
+        except Exception:
+            n = ""
+        name = n if n and n != sop else ""
+    if not name and modality and _SAFE_MODALITY.match(modality):
+        name = modality.strip()
+    name = name or "unknown object"
+    if name.endswith(" Image Storage"):  # an image object whose pixels are missing
+        name += " without pixel data"
+    return name
+
+
+def not_an_image_kind(fr: _Frames) -> str | None:
+    """What a series is when none of its files holds image pixels, else None.
+
+    Parameters
+    ----------
+    fr : _Frames
+        The series' frames (:func:`~pocketpacs.images.seriesframes.frames_from_batch`).
+
+    Returns
+    -------
+    str or None
+        The SOP Class name (pydicom's dictionary: fixed text, no header value)
+        of every such file, else its Modality when that is a plain code, joined
+        by ", " when they differ; None when some file holds an image (or is
+        left out for another reason, such as bogus geometry).
+    """
+    if fr.ft.n or fr.mosaics or not fr.excluded:
+        return None
+    if any(str(e.get("reason")) not in NO_PIXEL_REASONS for e in fr.excluded):
+        return None
+    b = fr.batch
+    try:
+        sops = b.text("SOPClassUID")
+    except KeyError:
+        sops = [None] * len(fr.modality)
+    kinds = list(dict.fromkeys(_kind_of(s, m) for s, m in zip(sops, fr.modality)))
+    return ", ".join(kinds[:3]) + (" ..." if len(kinds) > 3 else "")
+
+
+def check_has_images(fr: _Frames, n_paths: int, has_images: bool) -> None:
+    """Raise when a series' frames give no volume at all.
+
+    Parameters
+    ----------
+    fr : _Frames
+    n_paths : int
+        Files of the series.
+    has_images : bool
+        Whether stacks were planned (or mosaics read) from ``fr``: then this
+        returns at once.
+
+    Raises
+    ------
+    NotAnImageError
+        When no file holds image pixels (reports, SR, RT, waveforms...).
+    VolumeError
+        When no frame can be used for another reason (said without header values).
+    """
+    if has_images:
+        return
+    kind = not_an_image_kind(fr)
+    if kind is not None:
+        raise NotAnImageError(kind)
+    why = ""
+    if fr.excluded:  # e.g. bogus geometry: say why (reasons name no header values)
+        reasons = sorted({str(e["reason"]) for e in fr.excluded})
+        why = "; " + "; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else "")
+    raise VolumeError(f"no image frames among {n_paths} file(s){why}")
 
 
 @dataclass
@@ -215,22 +321,18 @@ def assemble_series(paths: Sequence[str | os.PathLike[str]], *, tilt: str = "res
     report.excluded.extend(fr.excluded)
     vols: list[Volume] = []
     all_errors: list[FrameError] = []
-    if fr.mosaics:
-        mv = _assemble_mosaics(spaths, fr, rescale, pool, report)
+    for group in mosaic_groups(fr):  # one stack per mosaic size
+        mv = _assemble_mosaics(spaths, fr, group, rescale, pool, report)
         if mv is not None:
             vols.append(mv)
             all_errors.extend(mv.errors)
     if not plans and not vols:
-        why = ""
-        if fr.excluded:  # e.g. bogus geometry: say why (reasons name no header values)
-            reasons = sorted({str(e["reason"]) for e in fr.excluded})
-            why = "; " + "; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else "")
-        raise VolumeError(f"no image frames among {len(spaths)} file(s){why}")
+        check_has_images(fr, len(spaths), False)
     for plan in plans:
         vol = _build(plan, fr, spaths, rescale, pool)
         all_errors.extend(vol.errors)
         vols.append(vol)
-    if fr.mosaics and plans:
+    if fr.mosaics and len(vols) > 1:  # mosaics and stacks, or mosaics of several sizes
         vols.sort(key=lambda v: -v.array.size)
     for si, v in enumerate(vols):
         v.stack_index = si
@@ -294,20 +396,61 @@ def _build(plan: StackPlan, fr: _Frames, paths: list[str], rescale: bool,
                   series_uid=fr.series_uid[fi0], errors=errors, calibration=cal)
 
 
-def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,
-                      pool: DecoderPool | None, report: AssemblyReport) -> Volume | None:
-    """Siemens mosaics: one file = one volume (slices tiled); several files = 4D."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from nibabel.nicom import dicomwrappers
+def mosaic_groups(fr: _Frames) -> list[list[int]]:
+    """The mosaic files of a series by image size, each group in volume order.
 
-    idx = list(fr.mosaics)
+    Mosaics of different sizes (a series holding two acquisitions) are
+    different stacks: they are never read into one array.
+
+    Parameters
+    ----------
+    fr : _Frames
+
+    Returns
+    -------
+    list of list of int
+        Indices into the series' files (:func:`mosaic_order`), one list per
+        ``(rows, cols)`` of the stored image, in the order the sizes are first seen.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in fr.mosaics:
+        f = fr.formats[i]
+        groups.setdefault((f.rows, f.cols) if f is not None else (0, 0), []).append(i)
+    return [mosaic_order(fr, g) for g in groups.values()]
+
+
+def mosaic_order(fr: _Frames, idx: Sequence[int] | None = None) -> list[int]:
+    """Mosaic files of a series in volume order (acquisition, instance, file).
+
+    Parameters
+    ----------
+    fr : _Frames
+    idx : sequence of int, optional
+        The files to order (default: every mosaic of the series).
+
+    Returns
+    -------
+    list of int
+        Indices into the series' files.
+    """
+    idx = list(fr.mosaics if idx is None else idx)
     b = fr.batch
     inst = b.number("InstanceNumber")[idx]
     acq = b.number("AcquisitionNumber")[idx]
     order = np.lexsort((np.array(idx), np.where(np.isfinite(inst), inst, np.inf),
                         np.where(np.isfinite(acq), acq, np.inf)))
-    idx = [idx[j] for j in order]
+    return [idx[j] for j in order]
+
+
+def _assemble_mosaics(paths: list[str], fr: _Frames, idx: list[int], rescale: bool,
+                      pool: DecoderPool | None, report: AssemblyReport) -> Volume | None:
+    """Siemens mosaics of one size (``idx``, in volume order): one file = one volume
+    (slices tiled); several files = 4D."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nibabel.nicom import dicomwrappers
+
+    b = fr.batch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -368,7 +511,7 @@ def _assemble_mosaics(paths: list[str], fr: _Frames, rescale: bool,
     spacing = tuple(float(np.linalg.norm(aff[:3, j])) for j in range(3))
     rep = StackReport(index=0, kind="volume", shape=list(arr.shape), n_frames=t,
                       key={"rows": rows, "cols": cols, "samples": 1, "localizer": False,
-                           "mosaic": True},
+                           "mosaic": True, "mosaic_size": [fmt.rows, fmt.cols]},
                       n_positions=nsl, n_volumes=t,
                       fourth_axis="acquisition number" if t > 1 else None,
                       pixel_spacing_mm=[spacing[1], spacing[0]],
