@@ -434,3 +434,30 @@ def test_header_browser_and_assembly_panel(page, built):
     d = S.dataset(page)
     assert hist["window"] == f"{d['wc']},{d['ww']}"
     assert float(hist["lo"]) == -1000 and float(hist["hi"]) == 1200
+
+
+def test_reset_3d_also_resets_the_clip_box(page):
+    open_series(page, "AX")
+    set_layout(page, "1", "3d")
+    wait_still(page, 0, 0)
+    x, y, w, h = vp(page, 0)["rect"]
+
+    def view():
+        return S.read_canvas(page)[y:y + h, x:x + w].astype(float)
+
+    def clip_state():
+        return [float(v) for v in S.dataset(page, "#vp0")["state"].split(",")[3:9]]
+
+    whole = view()
+    assert clip_state() == [0, 0, 0, 1, 1, 1]
+    n = renders(page)
+    page.locator("#clip-x1").fill("50")
+    wait_still(page, 0, n)
+    assert clip_state() == [0, 0, 0, 0.5, 1, 1]
+    assert np.abs(view() - whole).max() > 50
+    n = renders(page)
+    page.click("#btn-reset3d")
+    wait_still(page, 0, n)
+    assert clip_state() == [0, 0, 0, 1, 1, 1]
+    assert [page.input_value(f"#clip-{a}{e}") for e in "01" for a in "xyz"] == ["0"] * 3 + ["100"] * 3
+    assert np.abs(view() - whole).max() <= 2
