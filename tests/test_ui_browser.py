@@ -420,3 +420,26 @@ def test_the_value_probe_is_cleared_on_open_and_uses_the_new_units(page, built):
     assert page.locator("#probe").inner_text() == ""
     probe = hover_probe(page, header)
     assert "value" in probe and "HU" not in probe, probe
+
+
+def test_a_volume_stream_that_breaks_clears_the_viewport(page, built):
+    ct = axial_ct(built)
+    open_row(page, lambda r: r["series_description"] == ct["series_description"])
+
+    def cut(route):                   # the server's real answer, cut short (a connection that died)
+        body = route.fetch().body()
+        route.fulfill(status=200, headers={"Content-Type": "application/octet-stream"}, body=body[:len(body) // 2])
+
+    page.route("**/v1/volume/*/data", cut)
+    page.keyboard.press("Escape")
+    S.wait_js(page, "!document.getElementById('browser').hidden")
+    idx = next(i for i, r in enumerate(rows(page)) if r["patient_id"] == S.MARKUP_PID)
+    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    S.wait_js(page, "!document.getElementById('error-banner').hidden")
+    assert "ended early" in page.locator("#error-text").inner_text()
+    page.wait_for_timeout(300)
+    d = S.dataset(page)
+    assert not d.get("vid") and not d.get("drawn") and not d.get("tLoaded")
+    assert S.read_canvas(page).max() == 0
+    assert overlay_texts(page) == []
+    assert not page.locator("#viewer").is_visible()
