@@ -443,3 +443,21 @@ def test_a_volume_stream_that_breaks_clears_the_viewport(page, built):
     assert S.read_canvas(page).max() == 0
     assert overlay_texts(page) == []
     assert not page.locator("#viewer").is_visible()
+
+
+def test_a_refused_open_other_clears_the_viewport(page, built, tmp_path):
+    ct = axial_ct(built)
+    open_row(page, lambda r: r["series_description"] == ct["series_description"])
+    page.click("#btn-other")
+    page.fill("#path-input", str(tmp_path / "no-such-file.nii"))
+    page.click("#path-ok")
+    S.wait_js(page, "!document.getElementById('error-banner').hidden")
+    message = page.locator("#error-banner").inner_text()
+    assert "does not exist" in message
+    page.wait_for_timeout(300)
+    assert not S.dataset(page).get("vid")
+    assert S.read_canvas(page).max() == 0
+    assert overlay_texts(page) == []
+    page.wait_for_timeout(8500)
+    assert page.locator("#error-banner").is_visible()
+    assert page.locator("#error-banner").inner_text() == message
