@@ -4,7 +4,9 @@
 // as soon as it arrives; startVolume() then allocates the whole-volume array,
 // the 2D and 3D textures and streams the rest, uploading slices as they come.
 // Also the per-volume set-up: window presets (only those of the volume header
-// the server sends), 3D defaults and clip-slider labels, and the value range.
+// the server sends), 3D defaults and clip-slider labels, and the value range;
+// and clear(): every open starts from, and every failed open ends in, a viewer
+// that shows nothing of any series (no image, overlay text, probe or marks).
 
 import * as api from '../api.js';
 import { requestRedraw } from '../scheduler.js';
