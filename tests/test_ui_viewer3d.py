@@ -461,3 +461,31 @@ def test_reset_3d_also_resets_the_clip_box(page):
     assert clip_state() == [0, 0, 0, 1, 1, 1]
     assert [page.input_value(f"#clip-{a}{e}") for e in "01" for a in "xyz"] == ["0"] * 3 + ["100"] * 3
     assert np.abs(view() - whole).max() <= 2
+
+
+def test_a_failed_open_clears_every_view_of_the_2x2_layout(browser, served, tmp_path):
+    pg, errors = new_page(browser, served, "window.POCKETPACS_TEST_LIMITS = {};")   # the test hook
+    try:
+        open_series(pg, "AX")
+        set_layout(pg, "2x2")
+        wait_still(pg, 3, 0)
+        assert np.ptp(S.read_canvas(pg)) > 100
+        assert pg.evaluate("window.POCKETPACS_TEST_HOOK.viewer.rv !== null")
+        pg.click("#btn-other")
+        pg.fill("#path-input", str(tmp_path / "gone.nii"))
+        pg.click("#path-ok")
+        S.wait_js(pg, "!document.getElementById('error-banner').hidden")
+        pg.wait_for_timeout(300)
+        # textures of the previous volume dropped: slice, MPR and 3D
+        assert pg.evaluate("""(() => { const v = window.POCKETPACS_TEST_HOOK.viewer;
+            return v.vol === null && v.rv === null && v.view.vt === null && v.view.header === null; })()""")
+        assert S.read_canvas(pg).max() == 0
+        for i in range(4):
+            d = S.dataset(pg, f"#vp{i}")
+            assert not d.get("map") and not d.get("state") and not d.get("pos"), d
+        texts = pg.evaluate("""[...document.querySelectorAll('#stage .corner, #stage .vp-info, #stage .orient, '
+            + '#tools-3d [data-axis], #notice-3d')].map(e => e.textContent).filter(t => t.trim())""")
+        assert texts == []
+    finally:
+        pg.close()
+    assert not errors, errors
