@@ -251,3 +251,213 @@ def test_load_from_cd_usb_stores_nothing(page, built, tmp_path):
     S.wait_js(page, f"document.querySelectorAll('#series-table tbody tr').length === {n_archive}")
     assert S.archive_snapshot(built["archive"]) == before
     assert set(os.listdir(os.path.expanduser("~"))) == home_before
+
+
+# ------------------------------------------------------------------ viewer safety (issue 12)
+DOOMED_PID = "DOOMED1"
+
+
+def import_folder(page, folder):
+    """Import *folder* through the Import dialog; wait until its rows are listed."""
+    n_before = len(rows(page))
+    page.click("#btn-import")
+    page.fill("#path-input", str(folder))
+    page.click("#path-ok")
+    S.wait_js(page, "document.getElementById('import-dialog').dataset.done", timeout=60)
+    page.click("#import-close")
+    S.wait_js(page, f"document.querySelectorAll('#series-table tbody tr').length > {n_before}")
+
+
+def open_by_keyboard(page, pred):
+    """Select a row with a click, park the pointer off the stage, open it with Enter."""
+    idx = next(i for i, r in enumerate(rows(page)) if pred(r))
+    page.locator("#series-table tbody tr").nth(idx).click()
+    page.mouse.move(2, 2)
+    page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
+    page.keyboard.press("Enter")
+    S.wait_js(page, "document.getElementById('view').dataset.tLoaded")
+    return S.fetch_header(page, S.dataset(page)["vid"])
+
+
+def hover_probe(page, header):
+    pts, _ = S.sample_points(page, header, int(S.dataset(page)["slice"]), n=1, seed=3)
+    box = page.locator("#view").bounding_box()
+    page.mouse.move(box["x"] + pts[0, 0] + 0.5, box["y"] + pts[0, 1] + 0.5)
+    return page.locator("#probe").inner_text()
+
+
+def overlay_texts(page):
+    """Every text written over the images: corners, per-view info, orientation letters, probe."""
+    return page.evaluate("""[...document.querySelectorAll('#stage .corner, #stage .vp-info, #stage .orient,'
+        + ' #probe, #load-progress, #notice-3d, #tools-3d [data-axis], #measure-list li, #preset option')]
+        .map(e => e.textContent).filter(t => t.trim())""")
+
+
+def overlay_canvas_ink(page):
+    """Largest alpha on the 2D overlay canvas (crosshair, measurements)."""
+    return page.evaluate("""() => { const c = document.getElementById('overlay');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let m = 0; for (let i = 3; i < d.length; i += 4) m = Math.max(m, d[i]); return m; }""")
+
+
+def test_a_failed_open_clears_the_viewport_and_says_why_until_dismissed(page, built, tmp_path):
+    import dicomgen
+
+    doomed = dicomgen.write_series(tmp_path / "doomed", 4, series_uid="1.2.826.0.1.3680043.99.2.1",
+                                   patient_name="Doomed^Patient", patient_id=DOOMED_PID,
+                                   study_uid="1.2.826.0.1.3680043.99.2", series_desc="doomed",
+                                   rows=16, cols=16)
+    import_folder(page, tmp_path / "doomed")
+    ct = axial_ct(built)
+    header = open_row(page, lambda r: r["series_description"] == ct["series_description"])
+    assert np.ptp(S.read_canvas(page)) > 50
+    patient = page.locator("#corner-tl").inner_text()
+    assert ct["patient_id"] in patient
+    assert "HU" in hover_probe(page, header)
+    # a measurement and the crosshair on the overlay canvas
+    page.click("[data-tool=distance]")
+    box = page.locator("#view").bounding_box()
+    page.mouse.move(box["x"] + 300, box["y"] + 250)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 420, box["y"] + 330, steps=4)
+    page.mouse.up()
+    S.wait_js(page, "document.querySelectorAll('#measure-list li').length === 1")
+    assert overlay_canvas_ink(page) > 0
+    # the series' files disappear (a removed disc, a deleted folder): its open fails
+    for f in doomed:
+        f.unlink()
+    page.keyboard.press("Escape")
+    S.wait_js(page, "!document.getElementById('browser').hidden")
+    idx = next(i for i, r in enumerate(rows(page)) if r["patient_id"] == DOOMED_PID)
+    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    S.wait_js(page, "!document.getElementById('error-banner').hidden")
+    banner = page.locator("#error-banner")
+    assert "no files that can be read" in banner.inner_text()
+    page.wait_for_timeout(300)
+    d = S.dataset(page)
+    assert not d.get("vid") and not d.get("drawn") and not d.get("tLoaded")
+    assert S.read_canvas(page).max() == 0                 # no previous image
+    assert overlay_canvas_ink(page) == 0                  # no previous measurement or crosshair
+    texts = overlay_texts(page)
+    assert texts == [], texts                             # no previous patient, window, probe, letters
+    assert page.evaluate("document.getElementById('measure-list').children.length") == 0
+    # the viewer shows nothing of the previous series when the user comes back to it
+    page.evaluate("document.getElementById('viewer').hidden = false")
+    page.wait_for_timeout(100)
+    assert S.read_canvas(page).max() == 0 and overlay_texts(page) == []
+    page.evaluate("document.getElementById('viewer').hidden = true")
+    # the message stays until dismissed: no timeout
+    page.wait_for_timeout(10500)
+    assert banner.is_visible() and "no files that can be read" in banner.inner_text()
+    page.click("#error-dismiss")
+    S.wait_js(page, "document.getElementById('error-banner').hidden")
+    # the next open works as before
+    open_row(page, lambda r: r["series_description"] == ct["series_description"])
+    assert np.ptp(S.read_canvas(page)) > 50
+    assert page.locator("#corner-tl").inner_text() == patient
+
+
+def test_the_overlay_names_only_the_series_on_screen_while_another_loads(page, built):
+    ct = axial_ct(built)
+    open_row(page, lambda r: r["series_description"] == ct["series_description"])
+    assert ct["patient_id"] in page.locator("#corner-tl").inner_text()
+    held = []
+    page.route("**/v1/call/open_series", lambda route: held.append(route))
+    page.keyboard.press("Escape")
+    S.wait_js(page, "!document.getElementById('browser').hidden")
+    idx = next(i for i, r in enumerate(rows(page)) if r["patient_id"] == S.MARKUP_PID)
+    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    S.wait_js(page, "!document.getElementById('viewer').hidden")
+    end = 50
+    while not held and end:
+        page.wait_for_timeout(100)
+        end -= 1
+    assert held, "open_series was not called"
+    # the answer is not here yet: nothing of the previous patient on screen
+    page.wait_for_timeout(200)
+    assert S.read_canvas(page).max() == 0
+    assert overlay_texts(page) == []
+    page.evaluate("document.getElementById('view').dataset.drawn = ''")
+    held[0].continue_()
+    S.wait_js(page, "document.getElementById('view').dataset.drawn")
+    assert page.locator("#corner-tl").inner_text().startswith(S.MARKUP_DISPLAY)
+    assert ct["patient_id"] not in page.locator("#corner-tl").inner_text()
+
+
+def test_the_window_box_says_custom_after_a_right_drag(page, built):
+    open_row(page, lambda r: r["series_description"] == axial_ct(built)["series_description"])
+    chosen = "document.querySelector('#preset').selectedOptions[0].textContent"
+    first = page.evaluate(chosen)
+    box = page.locator("#view").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down(button="right")
+    page.mouse.move(cx + 60, cy + 30, steps=4)
+    page.mouse.up(button="right")
+    page.wait_for_timeout(100)
+    d = S.dataset(page)
+    shown = page.evaluate(chosen)
+    assert shown != first
+    assert shown == f"Custom ({round(float(d['wc']))}/{round(float(d['ww']))})", shown
+    # a preset chosen again is named again; the custom entry goes
+    page.locator("#stage").focus()
+    page.keyboard.press("1")
+    page.wait_for_timeout(50)
+    assert page.evaluate(chosen) == first
+    assert page.evaluate("[...document.querySelectorAll('#preset option')].every(o => !o.textContent.startsWith('Custom'))")
+
+
+def test_the_value_probe_is_cleared_on_open_and_uses_the_new_units(page, built):
+    ct = axial_ct(built)
+    header = open_by_keyboard(page, lambda r: r["series_description"] == ct["series_description"])
+    assert "HU" in hover_probe(page, header)
+    page.mouse.move(2, 2)
+    page.keyboard.press("Escape")
+    S.wait_js(page, "!document.getElementById('browser').hidden")
+    mr = S.manifest_series(built["manifest"], modality="MR")
+    header = open_by_keyboard(page, lambda r: r["series_description"] == mr["series_description"])
+    assert header["units"] != "HU"
+    assert page.locator("#probe").inner_text() == ""
+    probe = hover_probe(page, header)
+    assert "value" in probe and "HU" not in probe, probe
+
+
+def test_a_volume_stream_that_breaks_clears_the_viewport(page, built):
+    ct = axial_ct(built)
+    open_row(page, lambda r: r["series_description"] == ct["series_description"])
+
+    def cut(route):                   # the server's real answer, cut short (a connection that died)
+        body = route.fetch().body()
+        route.fulfill(status=200, headers={"Content-Type": "application/octet-stream"}, body=body[:len(body) // 2])
+
+    page.route("**/v1/volume/*/data", cut)
+    page.keyboard.press("Escape")
+    S.wait_js(page, "!document.getElementById('browser').hidden")
+    idx = next(i for i, r in enumerate(rows(page)) if r["patient_id"] == S.MARKUP_PID)
+    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    S.wait_js(page, "!document.getElementById('error-banner').hidden")
+    assert "ended early" in page.locator("#error-text").inner_text()
+    page.wait_for_timeout(300)
+    d = S.dataset(page)
+    assert not d.get("vid") and not d.get("drawn") and not d.get("tLoaded")
+    assert S.read_canvas(page).max() == 0
+    assert overlay_texts(page) == []
+    assert not page.locator("#viewer").is_visible()
+
+
+def test_a_refused_open_other_clears_the_viewport(page, built, tmp_path):
+    ct = axial_ct(built)
+    open_row(page, lambda r: r["series_description"] == ct["series_description"])
+    page.click("#btn-other")
+    page.fill("#path-input", str(tmp_path / "no-such-file.nii"))
+    page.click("#path-ok")
+    S.wait_js(page, "!document.getElementById('error-banner').hidden")
+    message = page.locator("#error-banner").inner_text()
+    assert "does not exist" in message
+    page.wait_for_timeout(300)
+    assert not S.dataset(page).get("vid")
+    assert S.read_canvas(page).max() == 0
+    assert overlay_texts(page) == []
+    page.wait_for_timeout(8500)
+    assert page.locator("#error-banner").is_visible()
+    assert page.locator("#error-banner").inner_text() == message

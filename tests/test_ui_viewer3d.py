@@ -434,3 +434,58 @@ def test_header_browser_and_assembly_panel(page, built):
     d = S.dataset(page)
     assert hist["window"] == f"{d['wc']},{d['ww']}"
     assert float(hist["lo"]) == -1000 and float(hist["hi"]) == 1200
+
+
+def test_reset_3d_also_resets_the_clip_box(page):
+    open_series(page, "AX")
+    set_layout(page, "1", "3d")
+    wait_still(page, 0, 0)
+    x, y, w, h = vp(page, 0)["rect"]
+
+    def view():
+        return S.read_canvas(page)[y:y + h, x:x + w].astype(float)
+
+    def clip_state():
+        return [float(v) for v in S.dataset(page, "#vp0")["state"].split(",")[3:9]]
+
+    whole = view()
+    assert clip_state() == [0, 0, 0, 1, 1, 1]
+    n = renders(page)
+    page.locator("#clip-x1").fill("50")
+    wait_still(page, 0, n)
+    assert clip_state() == [0, 0, 0, 0.5, 1, 1]
+    assert np.abs(view() - whole).max() > 50
+    n = renders(page)
+    page.click("#btn-reset3d")
+    wait_still(page, 0, n)
+    assert clip_state() == [0, 0, 0, 1, 1, 1]
+    assert [page.input_value(f"#clip-{a}{e}") for e in "01" for a in "xyz"] == ["0"] * 3 + ["100"] * 3
+    assert np.abs(view() - whole).max() <= 2
+
+
+def test_a_failed_open_clears_every_view_of_the_2x2_layout(browser, served, tmp_path):
+    pg, errors = new_page(browser, served, "window.POCKETPACS_TEST_LIMITS = {};")   # the test hook
+    try:
+        open_series(pg, "AX")
+        set_layout(pg, "2x2")
+        wait_still(pg, 3, 0)
+        assert np.ptp(S.read_canvas(pg)) > 100
+        assert pg.evaluate("window.POCKETPACS_TEST_HOOK.viewer.rv !== null")
+        pg.click("#btn-other")
+        pg.fill("#path-input", str(tmp_path / "gone.nii"))
+        pg.click("#path-ok")
+        S.wait_js(pg, "!document.getElementById('error-banner').hidden")
+        pg.wait_for_timeout(300)
+        # textures of the previous volume dropped: slice, MPR and 3D
+        assert pg.evaluate("""(() => { const v = window.POCKETPACS_TEST_HOOK.viewer;
+            return v.vol === null && v.rv === null && v.view.vt === null && v.view.header === null; })()""")
+        assert S.read_canvas(pg).max() == 0
+        for i in range(4):
+            d = S.dataset(pg, f"#vp{i}")
+            assert not d.get("map") and not d.get("state") and not d.get("pos"), d
+        texts = pg.evaluate("""[...document.querySelectorAll('#stage .corner, #stage .vp-info, #stage .orient, '
+            + '#tools-3d [data-axis], #notice-3d')].map(e => e.textContent).filter(t => t.trim())""")
+        assert texts == []
+    finally:
+        pg.close()
+    assert not errors, errors

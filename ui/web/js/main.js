@@ -8,11 +8,18 @@ import { confirmBox, runImport, withPath } from './actions.js';
 
 const $ = (id) => document.getElementById(id);
 
-function showError(e) {
-  const b = $('error-banner');
-  b.textContent = e ? e.message || String(e) : '';
+/**
+ * Show an error in the banner (or hide it: e null).  A sticky one (a failed
+ * open: the viewport was cleared because of it) stays until dismissed; others
+ * go after 8 s unless a sticky one replaced them.
+ */
+function showError(e, sticky = false) {
+  const b = $('error-banner'), t = $('error-text');
+  const msg = e ? e.message || String(e) : '';
+  t.textContent = msg;
   b.hidden = !e;
-  if (e) setTimeout(() => { if (b.textContent === e.message) b.hidden = true; }, 8000);
+  b.dataset.sticky = sticky ? '1' : '0';
+  if (e && !sticky) setTimeout(() => { if (t.textContent === msg && b.dataset.sticky !== '1') b.hidden = true; }, 8000);
 }
 
 async function main() {
@@ -28,6 +35,16 @@ async function main() {
   } catch (e) {
     showError(new Error('WebGL2 is not available: the viewer cannot draw images.'));
   }
+
+  $('error-dismiss').addEventListener('click', () => showError(null));
+
+  /** An open failed: nothing of any series stays on screen; the message stays until dismissed. */
+  const openFailed = (err) => {
+    if (viewer) viewer.clear();
+    store.set({ view: 'archive' });
+    showError(err, true);
+  };
+  if (viewer) viewer.onFail = openFailed;
 
   store.on(['view'], (s) => {
     $('browser').hidden = s.view !== 'archive';
@@ -56,16 +73,19 @@ async function main() {
 
   browser.addEventListener('open', async (e) => {
     const t0 = performance.now();
-    // the page lays the viewer out while the server plans the series
-    if (viewer) store.set({ view: 'viewer' });
+    // the page lays the viewer out while the server plans the series; what
+    // was on screen goes now (its patient must not label the new series)
+    if (viewer) { viewer.clear(); store.set({ view: 'viewer' }); }
+    const seq = viewer ? viewer.seq : 0;
+    let data;
     try {
-      const data = await api.call('open_series', { series_id: e.detail.series_id });
-      await openVolume(data, t0);
+      data = await api.call('open_series', { series_id: e.detail.series_id });
     } catch (err) {
-      if (err.code === 'superseded') return;
-      if (viewer && !viewer.vol) store.set({ view: 'archive' });
-      showError(err);
+      if (err.code !== 'superseded' && !(viewer && viewer.seq !== seq)) openFailed(err);
+      return;
     }
+    if (viewer && viewer.seq !== seq) return;            // another open started meanwhile
+    try { await openVolume(data, t0); } catch (err) { openFailed(err); }
   });
   browser.addEventListener('remove', async (e) => {
     if (store.get('media')) return;
@@ -85,7 +105,7 @@ async function main() {
     try {
       const data = await withPath('open_other', 'File to open (NIfTI, JPEG 2000, PNG…):');
       if (data) await openVolume(data, t0);
-    } catch (err) { showError(err); }
+    } catch (err) { openFailed(err); }
   });
   $('btn-media').addEventListener('click', async () => {
     try {

@@ -154,6 +154,20 @@ export class Panels {
 
   setHistogram(hist) { this.hist = hist; }
 
+  /** Forget the volume shown: its header rows, assembly report and histogram. */
+  clear() {
+    this.header = null;
+    this.reportFor = '';
+    this.renderHeader();
+    $('header-note').textContent = '';
+    const box = $('report-body');
+    box.replaceChildren();
+    delete box.dataset.stacks;
+    const cv = $('histogram');
+    cv.getContext('2d').clearRect(0, 0, cv.width, cv.height);
+    for (const k of ['lo', 'hi', 'window']) delete cv.dataset[k];
+  }
+
   /** Draw the histogram (log counts) with the window [c - w/2, c + w/2] on it. */
   drawHistogram(center, width, units) {
     const cv = $('histogram');

@@ -59,6 +59,7 @@ export class Viewer {
     this.cine = null;
     this.draw = () => this.render();
     this.uploadPending = () => {};
+    this.onFail = null;       // (error) => void: a volume failed after open() resolved (its stream)
     this.panels = new Panels();
     // the 2D slice programs compile at page load, so a first open draws at once
     for (const dtype of ['int16', 'uint16', 'float32']) this.view.program(dtype).catch(() => {});
@@ -123,7 +124,30 @@ export class Viewer {
   setWindow(center, width) {
     this.s.center = center; this.s.width = Math.max(1, width);
     if (this.r3.mode !== 'dvr') this.dirty3d = true;
+    this.showWindowName();
     requestRedraw(this.draw);
+  }
+
+  /** The window box names the window in use: its preset, or "Custom (L/W)". */
+  showWindowName() {
+    const sel = $('preset');
+    const same = (p) => p && p.center === this.s.center && Math.max(1, p.width) === Math.max(1, this.s.width);
+    let custom = sel.querySelector('option[value=custom]');
+    let i = Number(sel.value);
+    if (!same(this.presets[i])) i = this.presets.findIndex(same);
+    if (i >= 0) {
+      if (custom) custom.remove();
+      sel.value = String(i);
+      return;
+    }
+    if (!this.presets.length) return;
+    if (!custom) {
+      custom = document.createElement('option');
+      custom.value = 'custom';
+      sel.append(custom);
+    }
+    custom.textContent = `Custom (${Math.round(this.s.center)}/${Math.round(this.s.width)})`;
+    sel.value = 'custom';
   }
 
   applyPreset(i) {
@@ -163,7 +187,8 @@ export class Viewer {
     this.settleTimer = setTimeout(() => { this.interacting = false; this.invalidate3d(); }, 180);
   }
 
-  reset3d() { this.ray.resetCamera(); this.invalidate3d(); }
+  /** Camera and clip box back to their defaults. */
+  reset3d() { this.ray.resetCamera(); this.resetClip(); this.invalidate3d(); }
 
   toggleCine() { if (this.cine) this.stopCine(); else this.startCine(); }
 
@@ -255,11 +280,8 @@ export class Viewer {
     this.invalidate3d();
   }
 
-  close() {
-    this.seq++;
-    if (this.abort) this.abort.abort();
-    this.stopCine();
-  }
+  /** Stop showing the volume (the media it came from was closed). */
+  close() { this.clear(); }
 }
 
 // the methods of each job, as if declared in the class (non-enumerable, like class methods)

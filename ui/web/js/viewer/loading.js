@@ -4,7 +4,9 @@
 // as soon as it arrives; startVolume() then allocates the whole-volume array,
 // the 2D and 3D textures and streams the rest, uploading slices as they come.
 // Also the per-volume set-up: window presets (only those of the volume header
-// the server sends), 3D defaults and clip-slider labels, and the value range.
+// the server sends), 3D defaults and clip-slider labels, and the value range;
+// and clear(): every open starts from, and every failed open ends in, a viewer
+// that shows nothing of any series (no image, overlay text, probe or marks).
 
 import * as api from '../api.js';
 import { requestRedraw } from '../scheduler.js';
@@ -18,13 +20,25 @@ const $ = (id) => document.getElementById(id);
 
 /** Methods of {@link Viewer} (mixed into its prototype by viewer.js). */
 export class ViewerLoading {
-  /** Open a volume by id; resolves when the first slice is drawable. */
+  /**
+   * Open a volume by id; resolves when the first slice is drawable.  What was
+   * on screen goes first (image, overlay, probe, measurements); a failure of
+   * this open rejects (the caller says what failed), one of a superseded open
+   * does not.
+   */
   async open(vid, t0 = performance.now(), knownHeader = null, tReply = null) {
+    this.clear();
     const seq = ++this.seq;
-    if (this.abort) this.abort.abort();
+    try {
+      await this.openSteps(seq, vid, t0, knownHeader, tReply);
+    } catch (e) {
+      if (seq === this.seq && e.name !== 'AbortError') throw e;
+    }
+  }
+
+  async openSteps(seq, vid, t0, knownHeader, tReply) {
     const ctrl = new AbortController();
     this.abort = ctrl;
-    this.stopCine();
     Object.assign(this.canvas.dataset, { vid, tOpen: String(t0), tFirst: '', tLoaded: '', ready: '0', drawn: '',
       tReply: tReply === null ? '' : String(tReply) });
     this.canvas.dataset.tCall = String(performance.now());
@@ -141,7 +155,11 @@ export class ViewerLoading {
       this.canvas.dataset.tLoaded = String(performance.now());
     });
     loaded.catch((e) => {
-      if (e.name !== 'AbortError' && seq === this.seq) $('load-progress').textContent = e.message;
+      if (e.name === 'AbortError' || seq !== this.seq) return;
+      // a volume that cannot be read whole is not shown in part
+      this.clear();
+      if (this.onFail) this.onFail(e);
+      else $('load-progress').textContent = e.message;
     });
   }
 
@@ -169,9 +187,7 @@ export class ViewerLoading {
 
   setup3d(header) {
     this.r3.preset = defaultPreset(header);
-    this.r3.clipLo = [0, 0, 0]; this.r3.clipHi = [1, 1, 1];
-    for (const id of ['x0', 'y0', 'z0']) $(`clip-${id}`).value = '0';
-    for (const id of ['x1', 'y1', 'z1']) $(`clip-${id}`).value = '100';
+    this.resetClip();
     $('tf-preset').value = this.r3.preset;
     this.ray.resetCamera();
     // label the clip sliders with the volume axes' patient directions
@@ -181,6 +197,52 @@ export class ViewerLoading {
       const d = [A[0][i], A[1][i], A[2][i]];
       s.textContent = `${letters(d.map((x) => -x))}–${letters(d)}`;
     }
+  }
+
+  /** The whole volume inside the 3D clip box (state and sliders). */
+  resetClip() {
+    this.r3.clipLo = [0, 0, 0]; this.r3.clipHi = [1, 1, 1];
+    for (const id of ['x0', 'y0', 'z0']) $(`clip-${id}`).value = '0';
+    for (const id of ['x1', 'y1', 'z1']) $(`clip-${id}`).value = '100';
+  }
+
+  /**
+   * Show nothing: forget the volume (its textures, whole-volume array and
+   * stream), and every text, mark and setting that belonged to it -- corner
+   * texts, orientation letters, probe, window presets, measurements, panels,
+   * 3D notice -- then draw the empty canvas.  Work of an open in flight is
+   * superseded (its results are dropped, its requests aborted).
+   */
+  clear() {
+    this.seq++;
+    if (this.abort) { this.abort.abort(); this.abort = null; }
+    this.stopCine();
+    clearTimeout(this.settleTimer);
+    this.interacting = false;
+    if (this.rv) { this.rv.dispose(); this.rv = null; }
+    this.view.clear();
+    this.vol = null;
+    this.uploadPending = () => {};
+    this.measurements = [];
+    this.pending = null;
+    this.presets = [];
+    $('preset').replaceChildren();
+    for (const id of ['probe', 'load-progress', 'notice-3d', 'corner-tl', 'corner-tr', 'corner-bl', 'corner-br']) $(id).textContent = '';
+    for (const e of this.stage.querySelectorAll('.orient, .vp-info')) e.textContent = '';
+    for (const e of document.querySelectorAll('#tools-3d [data-axis]')) e.textContent = '';
+    for (const e of this.stage.querySelectorAll('.vp')) {
+      for (const k of ['map', 'pos', 'rendered', 'renders', 'state', 'quality']) delete e.dataset[k];
+    }
+    this.panels.setHistogram(null);
+    this.panels.clear();
+    this.updateMeasurements();
+    Object.assign(this.canvas.dataset, { vid: '', drawn: '', tFirst: '', tLoaded: '', ready: '0', slices: '0',
+      xform: '', notice3d: '', tex3d: '' });
+    this.resetClip();
+    this.ray.resetCamera();
+    this.dirty3d = true;
+    this.render();
+    this.drawOverlay();
   }
 
   realRange() {

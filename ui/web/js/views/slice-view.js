@@ -32,6 +32,16 @@ export class SliceView {
     this.vao = this.gl.createVertexArray();
   }
 
+  /** Show nothing: drop the texture and the volume (setHeader starts the next one). */
+  clear() {
+    if (this.vt) this.gl.deleteTexture(this.vt.tex);
+    this.vt = null;
+    this.header = null;
+    this.data = null;
+    this.preview = null;
+    this.layerSlice = -1;
+  }
+
   async program(dtype) {
     if (!this.programs[dtype]) {
       const [vs, fs] = await Promise.all([source('fullscreen.vert.glsl'), source('slice.frag.glsl')]);
