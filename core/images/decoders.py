@@ -148,9 +148,14 @@ class DecoderPool:
         self._depth_now = self.depth
 
     def _ensure(self, n: int) -> None:
-        self._workers = [w for w in self._workers if w.proc.is_alive()]
-        while len(self._workers) < n:
+        # a dead worker with messages in flight stays until the loop has seen
+        # it die and reported or re-queued them (dropping it here lost them,
+        # and the crash that killed it, without a word)
+        self._workers = [w for w in self._workers if w.proc.is_alive() or w.inflight]
+        alive = sum(1 for w in self._workers if w.proc.is_alive())
+        while alive < n:
             self._workers.append(_Worker(self._ctx))
+            alive += 1
 
     def close(self) -> None:
         """Stop all worker processes."""
@@ -272,6 +277,8 @@ class DecoderPool:
         while queue or any(w.inflight for w in self._workers):
             # feed every worker up to `depth` messages
             for w in list(self._workers):
+                if not w.proc.is_alive():
+                    continue  # dead: its messages in flight are handled below
                 while queue and len(w.inflight) < self._depth_now and (shm is None or slots_free):
                     msg = queue.popleft()
                     conv = None
