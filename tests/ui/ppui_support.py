@@ -266,12 +266,17 @@ def fetch_header(page, vid: str) -> dict:
 
 
 def archive_snapshot(path: Path) -> dict:
-    """Names, sizes and contents (sha256) of every file under *path*."""
+    """Names, sizes and contents (sha256) of every file under *path*.
+
+    LMDB's ``lock.mdb`` is left out: it is the reader table, which changes
+    whenever the app's own threads read the archive (a health check, the
+    thumbnails of a previous test's import), and holds no stored data.
+    """
     import hashlib
 
     out = {}
     for p in sorted(path.rglob("*")):
-        if p.is_file():
+        if p.is_file() and p.name != "lock.mdb":
             out[str(p.relative_to(path))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
