@@ -121,3 +121,26 @@ def test_pocketpacs_log_command_shows_the_file(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pocketpacs", "log", "--tail", "-1"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
+
+
+def test_an_answer_about_the_data_is_not_logged_as_a_problem(log_folder):
+    """'Not an image' and other answers the page shows are not problems of
+    ours: the log (problems only) gets no warning or traceback for them; an
+    internal error does get one."""
+    from pocketpacs.images.volume import VolumeError
+    from pocketpacs.ui.volumes import VolumeJob
+
+    def refused():
+        raise VolumeError("these files are not a volume")
+
+    def broken():
+        raise RuntimeError("a bug of ours")
+
+    for make in (refused, broken):
+        job = VolumeJob(make).start()
+        job.join(30)
+    for h in logging.getLogger("pocketpacs").handlers:
+        h.flush()
+    text = log_folder.read_text()
+    assert "volume job failed: RuntimeError" in text and "Traceback" in text
+    assert "VolumeError" not in text

@@ -185,8 +185,12 @@ class VolumeJob:
         except _Cancelled:
             self._fail(protocol.fail(protocol.SUPERSEDED, "A newer request replaced this one."))
         except Exception as exc:  # reported to the page as an envelope
-            log.warning("volume job failed: %s", type(exc).__name__, exc_info=exc)
-            self._fail(protocol.envelope_for_exception(exc))
+            env = protocol.envelope_for_exception(exc)
+            if env["error"]["code"] == protocol.INTERNAL:  # a problem of ours: where it happened
+                log.warning("volume job failed: %s", type(exc).__name__, exc_info=exc)
+            else:  # an answer about the data ("not an image", unreadable...), already on screen
+                log.info("volume job refused: %s", env["error"]["code"])
+            self._fail(env)
         finally:
             if source is not None:
                 try:
