@@ -155,19 +155,20 @@ def _chain(path: str) -> list[str]:
     return out[::-1]
 
 
-def folder_risk(path: os.PathLike[str] | str) -> str | None:
+def folder_risk(path: os.PathLike[str] | str,
+                private_from: os.PathLike[str] | str | None = None) -> str | None:
     """Why another local user could change what the folder ``path`` holds, or None.
 
     Every existing folder on the way to ``path`` is checked, both along the
-    path as written and along its real path (after symbolic links): ``path``
-    itself must be a real folder owned by the user that neither the group
-    nor others may write to; the folders above it (``$HOME``, ``/``) must be
-    owned by the user or by root and not be writable by others, unless the
-    sticky bit keeps others from renaming what is not theirs (``/tmp``).  A
-    link on the way must be owned by the user or root.  Whoever may write a
-    folder on the way may rename the folder below it away and put their own
-    in its place.  (The compiled-kernel cache applies the same rules in
-    ``pocketpacs.native._jit``, which cannot import this module.)
+    path as written and along its real path (after symbolic links): the
+    private part -- ``path`` itself, or every folder from ``private_from``
+    down to it (the kernel cache: ``~/.cache/pocketpacs`` and below) -- must
+    be real folders owned by the user that neither the group nor others may
+    write to; the folders above it (``$HOME``, ``/``) must be owned by the
+    user or by root and not be writable by others, unless the sticky bit
+    keeps others from renaming what is not theirs (``/tmp``).  A link on the
+    way must be owned by the user or root.  Whoever may write a folder on the
+    way may rename the folder below it away and put their own in its place.
 
     On Windows (per-user profile folders, no POSIX modes) only "is a folder"
     is checked.
@@ -182,30 +183,31 @@ def folder_risk(path: os.PathLike[str] | str) -> str | None:
     if not hasattr(os, "getuid"):
         return None if os.path.isdir(p) else f"{p} is not a folder"
     uid = os.getuid()
-    real = os.path.realpath(p)
-    private = {p, real}
-    for c in dict.fromkeys(_chain(p) + _chain(real)):
-        try:
-            st = os.lstat(c)
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            return f"{c} cannot be checked ({e.strerror or type(e).__name__})"
-        if stat.S_ISLNK(st.st_mode):
-            if st.st_uid not in (uid, 0):
-                return f"{c} is a link owned by another user (uid {st.st_uid})"
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            return f"{c} is not a folder"
-        if c in private:
-            if st.st_uid != uid:
+    top = os.fspath(private_from) if private_from is not None else p
+    tops = {os.path.abspath(top), os.path.realpath(top)}
+    for chain in dict.fromkeys((tuple(_chain(p)), tuple(_chain(os.path.realpath(p))))):
+        private = False
+        for c in chain:
+            private = private or c in tops
+            try:
+                st = os.lstat(c)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                return f"{c} cannot be checked ({e.strerror or type(e).__name__})"
+            writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+            if stat.S_ISLNK(st.st_mode):
+                if st.st_uid not in (uid, 0):
+                    return f"{c} is a link owned by another user (uid {st.st_uid})"
+            elif not stat.S_ISDIR(st.st_mode):
+                return f"{c} is not a folder"
+            elif private and st.st_uid != uid:
                 return f"{c} is owned by another user (uid {st.st_uid})"
-            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            elif private and writable:
                 return f"{c} may be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
-        else:
-            if st.st_uid not in (uid, 0):
+            elif st.st_uid not in (uid, 0):
                 return f"{c}, a folder above it, is owned by another user (uid {st.st_uid})"
-            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+            elif writable and not st.st_mode & stat.S_ISVTX:
                 return (f"{c}, a folder above it, may be written by other users "
                         f"(mode {stat.S_IMODE(st.st_mode):o})")
     return None

@@ -7,8 +7,9 @@ kernels of *this package's* modules are cached in the user's cache folder
 only for files of ``pocketpacs.native``; a ``NUMBA_CACHE_DIR`` set by the
 user still wins (numba's own locator comes first).  The folder is created
 0700 from its first missing parent, and the whole chain is checked
-(the same rules as :func:`pocketpacs.paths.folder_risk`, which kernels
-cannot import): every folder from
+(:func:`pocketpacs.paths.folder_risk`, the rules the archive folder follows
+too; the one import of the core by ``native/``, which kernels never make):
+every folder from
 ``~/.cache/pocketpacs`` down must be the user's own and writable by nobody
 else, and the folders above it (``~/.cache``, ``$HOME``, ...) the user's or
 root's and not writable by others.  Otherwise kernels are cached in a private
@@ -24,12 +25,13 @@ benchmarks) call :func:`pocketpacs.process.prefer_passive_waits` at start.
 from __future__ import annotations
 
 import os
-import stat
 import tempfile
 import warnings
 
 import numba
 from numba.core import caching as _caching
+
+from pocketpacs.paths import ensure_private_dir, folder_risk
 
 
 njit = numba.njit
@@ -46,67 +48,6 @@ def _default_cache_dir() -> tuple[str, str]:
 
     top = platformdirs.user_cache_dir("pocketpacs", appauthor=False)
     return os.path.join(top, "numba"), top
-
-
-def _make_private(path: str) -> None:
-    """Create *path* and its missing parents with mode 0700 (never the umask's)."""
-    missing = []
-    cur = os.path.abspath(path)
-    while not os.path.lexists(cur) and os.path.dirname(cur) != cur:
-        missing.append(cur)
-        cur = os.path.dirname(cur)
-    for d in reversed(missing):
-        try:
-            os.mkdir(d, 0o700)
-        except FileExistsError:  # made meanwhile by another process
-            pass
-
-
-def _chain_risk(path: str, top: str) -> str | None:
-    """Why another local user could change the cache folder *path*, or None.
-
-    Every existing folder on the way, as written and after links, is
-    checked: from *top* down they must be real folders of the user that
-    neither group nor others may write; above *top*, the user's or root's
-    and not writable by others unless sticky (``/tmp``); links on the way the
-    user's or root's.  Whoever may write a folder on the way may rename the
-    folder below it away and plant their own.
-    """
-    if not hasattr(os, "getuid"):  # Windows: per-user profile folders
-        return None if os.path.isdir(path) else f"{path} is not a folder"
-    uid = os.getuid()
-    tops = {os.path.abspath(top), os.path.realpath(top)}
-    chains = []
-    for p in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
-        chain = [p]
-        while os.path.dirname(chain[-1]) != chain[-1]:
-            chain.append(os.path.dirname(chain[-1]))
-        chains.append(chain[::-1])
-    for chain in chains:
-        private = False
-        for c in chain:
-            private = private or c in tops
-            try:
-                st = os.lstat(c)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                return f"{c} cannot be checked ({exc.strerror or type(exc).__name__})"
-            writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-            if stat.S_ISLNK(st.st_mode):
-                if st.st_uid not in (uid, 0):
-                    return f"{c} is a link owned by another user (uid {st.st_uid})"
-            elif not stat.S_ISDIR(st.st_mode):
-                return f"{c} is not a folder"
-            elif private and st.st_uid != uid:
-                return f"{c} is owned by another user (uid {st.st_uid})"
-            elif private and writable:
-                return f"{c} may be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
-            elif st.st_uid not in (uid, 0):
-                return f"{c}, a folder above it, is owned by another user (uid {st.st_uid})"
-            elif writable and not st.st_mode & stat.S_ISVTX:
-                return f"{c}, a folder above it, may be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
-    return None
 
 
 def _private_temp(why: str) -> str | None:
@@ -144,10 +85,10 @@ def cache_dir() -> str | None:
                 # checked before the folder is made (which would tighten a
                 # folder of ours that others could write: too late, it may
                 # hold their files) and after (a folder swapped meanwhile)
-                risk = _chain_risk(path, top)
+                risk = folder_risk(path, private_from=top)
                 if risk is None:
-                    _make_private(path)
-                    risk = _chain_risk(path, top)
+                    ensure_private_dir(path)
+                    risk = folder_risk(path, private_from=top)
                 why = None if risk is None else f"the compiled-kernel cache folder is unsafe: {risk}"
             except OSError as exc:
                 why = f"the compiled-kernel cache folder {path} cannot be made ({exc.strerror or type(exc).__name__})"
@@ -181,7 +122,7 @@ class PocketPacsCacheLocator(_Base):
     def ensure_cache_path(self):
         if cache_dir() is None:
             raise PermissionError(f"no private folder for the compiled kernels ({self._cache_path})")
-        _make_private(self._cache_path)
+        ensure_private_dir(self._cache_path)
         tempfile.TemporaryFile(dir=self._cache_path).close()
 
     @classmethod
