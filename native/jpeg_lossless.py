@@ -13,25 +13,32 @@ from __future__ import annotations
 from ._jit import kernel
 
 
+@kernel(inline="always")
+def _difference(x, r, c, precision):
+    """Predictor 1 difference of pixel (r, c) (modulo 2^16, signed) and its size category."""
+    if r == 0:
+        pred = (1 << (precision - 1)) if c == 0 else x[0, c - 1]
+    elif c == 0:
+        pred = x[r - 1, 0]
+    else:
+        pred = x[r, c - 1]
+    d = (x[r, c] - pred) & 0xFFFF
+    if d >= 0x8000:
+        d -= 0x10000
+    m = abs(d)
+    s = 0
+    while m:
+        s += 1
+        m >>= 1
+    return d, s
+
+
 @kernel
 def jpeg_lossless_histogram(x, precision, hist):
     rows, cols = x.shape
     for r in range(rows):
         for c in range(cols):
-            if r == 0:
-                pred = (1 << (precision - 1)) if c == 0 else x[0, c - 1]
-            elif c == 0:
-                pred = x[r - 1, 0]
-            else:
-                pred = x[r, c - 1]
-            d = (x[r, c] - pred) & 0xFFFF
-            if d >= 0x8000:
-                d -= 0x10000
-            m = abs(d)
-            s = 0
-            while m:
-                s += 1
-                m >>= 1
+            d, s = _difference(x, r, c, precision)
             hist[s] += 1
 
 
@@ -43,20 +50,7 @@ def jpeg_lossless_scan(x, precision, codes, sizes, out):
     o = 0
     for r in range(rows):
         for c in range(cols):
-            if r == 0:
-                pred = (1 << (precision - 1)) if c == 0 else x[0, c - 1]
-            elif c == 0:
-                pred = x[r - 1, 0]
-            else:
-                pred = x[r, c - 1]
-            d = (x[r, c] - pred) & 0xFFFF
-            if d >= 0x8000:
-                d -= 0x10000
-            m = abs(d)
-            s = 0
-            while m:
-                s += 1
-                m >>= 1
+            d, s = _difference(x, r, c, precision)
             acc = (acc << sizes[s]) | codes[s]
             nacc += sizes[s]
             if s > 0 and s < 16:  # category 16 (difference 32768) has no extra bits
