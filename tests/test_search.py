@@ -183,7 +183,9 @@ def test_examples(archive):
 
 
 def test_fold_and_tokens():
-    assert query.fold("Zoë ØBERG") == "zoe øberg"
+    assert query.fold("Zoë ØBERG") == "zoe oberg"
+    assert query.fold("Ødegård Æsir Straße Łódź") == "odegard aesir strasse lodz"
+    assert query.words("Ærø") == ["aero"]
     assert query.name_tokens("Müller^Anna Lena^^Dr") == {"muller": 1, "anna": 2, "lena": 2, "dr": 8}
     assert query.parse_date_range("2020") == ("20200101", "20201231")
     assert query.parse_date_range("202002-") == ("20200201", "99999999")

@@ -236,7 +236,7 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
     with pytest.raises(SchemaVersionMismatch):  # read-only opens cannot upgrade
         pocketpacs.open_archive(arc, readonly=True)
     with pocketpacs.open_archive(arc) as ar:
-        assert ar._store.schema_version == store.SCHEMA_VERSION == 3
+        assert ar._store.schema_version == store.SCHEMA_VERSION
         assert ar.check() == []
         with ar._store.read() as t:
             now = {k: t.get("instances", k) for k in keys}
@@ -248,7 +248,7 @@ def test_schema1_archive_is_migrated_on_open(tmp_path):
         assert "PhotometricInterpretation" not in got[keys[2]].text
         keys_rows = ar.series_table(series)       # the numeric heads are untouched
         assert keys_rows[1].tobytes() == records.instance_array([raws[k] for k in keys_rows[0]]).tobytes()
-        assert ar.stats()["schema"] == 3 and ar.stats()["instances"] == 4
+        assert ar.stats()["schema"] == store.SCHEMA_VERSION and ar.stats()["instances"] == 4
         # the next import takes the changed file's values, in today's layout
         ar.import_folder(folder)
         with ar._store.read() as t:
@@ -318,7 +318,7 @@ def test_schema2_archive_with_long_paths_is_migrated_on_open(tmp_path):
     with pytest.raises(SchemaVersionMismatch):  # read-only opens cannot upgrade
         pocketpacs.open_archive(arc, readonly=True)
     with pocketpacs.open_archive(arc) as ar:
-        assert ar._store.schema_version == store.SCHEMA_VERSION == 3
+        assert ar._store.schema_version == store.SCHEMA_VERSION
         assert ar.check() == []
         with ar._store.read() as t:
             assert integrity.record_dump(t) == today
@@ -328,6 +328,63 @@ def test_schema2_archive_with_long_paths_is_migrated_on_open(tmp_path):
         assert (rep.unchanged, rep.indexed, len(rep.conflicts)) == (2, 0, 1)
         assert len(list(ar.iter_instances())) == len(files)
         assert ar.check() == []
+
+
+def test_schema_3_archive_refolds_its_text_indexes(tmp_path):
+    """Schema 4 folds the letters Unicode does not decompose (Ø, Æ, ß...) as
+    base letters: an archive whose name, ID, description and accession
+    indexes (and the studies' series words) were folded by schema 3 is
+    re-indexed by the first writable open, entry for entry what schema 4
+    writes, and ``odegard`` then finds "Ødegård"."""
+    import unicodedata
+
+    import dicomgen
+    import pocketpacs
+    from pocketpacs.archive import integrity, records
+
+    def fold3(s):                              # schema 3's fold
+        d = unicodedata.normalize("NFKD", s or "")
+        return "".join(c for c in d if not unicodedata.combining(c)).casefold()
+
+    folder = tmp_path / "data"
+    dicomgen.write_series(folder, 2, series_uid="1.2.826.0.13.5.40", patient_name="Ødegård^Åse",
+                          patient_id="ØX-1", study_desc="Lærdal", series_desc="Ærø Straße",
+                          accession="Æ77", charset="ISO_IR 192")
+    arc = tmp_path / "ar"
+    with pocketpacs.open_archive(arc) as ar:
+        assert ar.import_folder(folder).indexed == 2
+        assert len(ar.search(name="odegard")) == 1
+    with store.LmdbStore(arc) as st:
+        with st.read() as t:
+            today = integrity.record_dump(t)
+
+        def downgrade(t):       # what schema 3 stored: words and values folded without the table
+            for k, v in list(t.range("studies")):
+                rec = records.loads(v)
+                rec["series_words"] = sorted({w for w in fold3("Ærø Straße").split()})
+                t.put("studies", k, records.dumps(rec))
+            for db, old in (("idx_name", lambda w: {"odegard": "ødegard", "ase": "ase"}[w]),
+                            ("idx_pid", lambda w: fold3("ØX-1")),
+                            ("idx_desc", lambda w: {"laerdal": "lærdal", "aero": "ærø",
+                                                    "strasse": "strasse"}[w]),
+                            ("idx_acc", lambda w: fold3("Æ77"))):
+                for k, v in list(t.range(db)):
+                    word, rest = k.split(b"\0", 1)
+                    t.delete(db, k)
+                    t.put(db, old(word.decode()).encode() + b"\0" + rest, v)
+            t.put("meta", b"schema", b"3")
+        st.write(downgrade)
+        assert st.schema_version == 3
+        with st.read() as t:
+            assert integrity.record_dump(t) != today
+    with pocketpacs.open_archive(arc) as ar:
+        assert ar._store.schema_version == store.SCHEMA_VERSION
+        assert ar.check() == []
+        with ar._store.read() as t:
+            assert integrity.record_dump(t) == today
+        for f in ({"name": "odegard"}, {"name": "ØDEGÅRD"}, {"patient_id": "ox-1"},
+                  {"description": "laerdal"}, {"description": "aero"}, {"accession": "ae77"}):
+            assert len(ar.search(**f)) == 1, f
 
 
 def test_storage_never_imports_policy():

@@ -32,6 +32,13 @@ is longer than that (up to 511 bytes could be stored) are re-keyed.  The
 exact-value indexes (``idx_pid``, ``idx_acc``) cut their values at 400 bytes
 instead of 200 characters (200 three- or four-byte characters made a key
 LMDB refuses): they are recomputed from the patient and study records.
+
+Schema 3 -> 4 (:func:`refold_text_indexes`): folded text also writes the
+letters Unicode does not decompose as base letters (``odegard`` finds
+"Ødegård", :func:`pocketpacs.archive.query.fold`).  The studies' stored
+series-description words are folded again and every index of folded text
+(``idx_name``, ``idx_pid``, ``idx_desc``, ``idx_acc``) is recomputed from the
+patient and study records.
 """
 from __future__ import annotations
 
@@ -145,8 +152,34 @@ def long_path_keys(t: Any) -> None:
     logger.info("archive schema 3: %d entry(ies) of long paths re-keyed", n)
 
 
+def refold_text_indexes(t: Any) -> None:
+    """Schema 3 -> 4: the folded-text indexes recomputed with today's
+    :func:`~pocketpacs.archive.query.fold` (see the module docstring)."""
+    from . import query
+
+    n = 0
+    for rk, rv in list(t.range("studies")):
+        rec = records.loads(rv)
+        old = rec.get("series_words") or []
+        new = sorted({w2 for w in old for w2 in query.words(w)})
+        if new != old:
+            rec["series_words"] = new
+            t.put("studies", rk, records.dumps(rec))
+            n += 1
+    for db, recs, entries in (("idx_name", "patients", query.patient_entries),
+                              ("idx_pid", "patients", query.patient_entries),
+                              ("idx_desc", "studies", query.study_entries),
+                              ("idx_acc", "studies", query.study_entries)):
+        want = sorted((k, v) for rk, rv in t.range(recs)
+                      for d, k, v in entries(rk, records.loads(rv)) if d == db)
+        t.drop(db)
+        t.putmulti(db, want)
+    logger.info("archive schema 4: folded-text indexes recomputed (%d study record(s) refolded)", n)
+
+
 #: ``MIGRATIONS[v](txn)`` upgrades an archive from schema ``v`` to ``v + 1``.
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     1: instance_text_after_paths,
     2: long_path_keys,
+    3: refold_text_indexes,
 }

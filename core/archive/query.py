@@ -23,8 +23,10 @@ accession      folded accession number + NUL + study key       study
 Matching rules (the property tests check the indexes against a brute-force
 filter that applies exactly these rules):
 
-- Text is *folded*: Unicode NFKD, combining marks dropped, casefolded, so
-  ``Müller`` matches ``muller`` and ``MULLER``.
+- Text is *folded*: Unicode NFKD, combining marks dropped, letters that do
+  not decompose written as base letters (Ø as o, Æ as ae, ß as ss...),
+  casefolded, so ``Müller`` matches ``muller`` and ``MULLER``, and
+  ``odegard`` matches ``Ødegård``.
 - ``name`` and ``description`` are split into words (letters and digits).
   Every query word must match a word of the record: a plain query word
   matches words that *start with* it; a word with ``*`` (any run) or ``?``
@@ -67,12 +69,26 @@ _MAX_TOKEN = 200   # bytes of one index word (LMDB keys are at most 511 bytes)
 _MAX_VALUE = 400
 
 
+#: Letters that Unicode does not decompose into a base letter and a mark, written
+#: as the base letters a user types for them (``odegard`` finds "Ødegård").
+_BASE_LETTERS = str.maketrans({
+    "Ø": "O", "ø": "o", "Æ": "AE", "æ": "ae", "Œ": "OE", "œ": "oe", "Ð": "D", "ð": "d",
+    "Đ": "D", "đ": "d", "Þ": "TH", "þ": "th", "Ł": "L", "ł": "l", "Ħ": "H", "ħ": "h",
+    "Ŧ": "T", "ŧ": "t", "ı": "i", "ĸ": "k", "Ŋ": "NG", "ŋ": "ng", "ß": "ss", "ẞ": "SS",
+})
+
+
 def fold(s: str | None) -> str:
-    """Case- and accent-insensitive form of a text value."""
+    """Case- and accent-insensitive form of a text value.
+
+    Unicode NFKD with the combining marks dropped, the letters that do not
+    decompose (Ø, Æ, Œ, Ð, Þ, Ł, ß...) written as their base letters, then
+    casefolded: ``fold("Ødegård") == fold("ODEGARD") == "odegard"``.
+    """
     if not s:
         return ""
     d = unicodedata.normalize("NFKD", s)
-    return "".join(c for c in d if not unicodedata.combining(c)).casefold()
+    return "".join(c for c in d if not unicodedata.combining(c)).translate(_BASE_LETTERS).casefold()
 
 
 def words(s: str | None) -> list[str]:

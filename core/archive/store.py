@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 #: longer than ``pathkeys.PATH_KEY_MAX`` are keyed by a hash; see
 #: :mod:`pocketpacs.archive.migrations`).  Bump it with every change of a
 #: stored layout, with its step in ``MIGRATIONS`` (from the migrations module).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Named databases of the archive.
 DBS = (
