@@ -342,7 +342,7 @@ def test_anonymous_patients_are_not_merged(tmp_path, ar):
                    sop_uid="1.2.1.1")
     ar.import_folder(root)
     pats = ar.patients()
-    assert len(pats) == 2 and all(p.anonymous and p.display_name == "(anonymous)" for p in pats)
+    assert len(pats) == 2 and all(p.anonymous and p.display_name == "(no name)" for p in pats)
 
 
 def test_blank_patient_ids_are_anonymous_and_never_merged(tmp_path, ar):
@@ -375,7 +375,7 @@ def test_blank_patient_ids_are_anonymous_and_never_merged(tmp_path, ar):
     assert ar.import_folder(root).indexed == len(blanks) + 1
     pats = ar.patients()
     assert len(pats) == len(blanks) + 1 and all(p.n_studies == 1 for p in pats)
-    assert all(p.anonymous and p.display_name == "(anonymous)" for p in pats)
+    assert all(p.anonymous and p.display_name == "(no name)" for p in pats)
 
 
 def test_progress_reports_counts_and_eta(tmp_path, ar, monkeypatch):

@@ -15,6 +15,8 @@ import base64
 import os
 from pathlib import Path
 
+from pocketpacs.archive import records
+
 from . import protocol
 from .health import _looks_damaged
 from .import_jobs import ImportJob
@@ -73,7 +75,7 @@ class Commands:
         for h in res.hits:
             p, st = h.patient, h.study
             for s in h.series:
-                row = {"series_id": s.key, "patient_name": _display_name(p.name) or "(no name)",
+                row = {"series_id": s.key, "patient_name": _display_name(p.name) or records.NO_NAME,
                        "patient_id": p.patient_id, "birth_date": _fmt_date(p.birth_date),
                        "study_date": _fmt_date(st.date), "study_description": st.description,
                        "accession": st.accession, "modality": s.modality,

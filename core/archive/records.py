@@ -172,6 +172,10 @@ def numeric_values(row: np.void | np.ndarray) -> dict[str, Any]:
 
 # ---- public record types ----------------------------------------------------------------
 
+#: How a patient without a name is shown, everywhere (CLI, UI, reports).
+NO_NAME = "(no name)"
+
+
 @dataclass(frozen=True)
 class Patient:
     """A patient: identity plus counts over the archive."""
@@ -188,8 +192,9 @@ class Patient:
 
     @property
     def display_name(self) -> str:
-        """The name, or ``(anonymous)`` for patients without name and ID."""
-        return "(anonymous)" if self.anonymous else (self.name or "(no name)")
+        """The name, or :data:`NO_NAME` (the one term the CLI and the UI use;
+        :attr:`anonymous` tells a patient without name *and* ID)."""
+        return (self.name or "").strip(" \t\r\n\0") or NO_NAME
 
 
 @dataclass(frozen=True)
