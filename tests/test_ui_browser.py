@@ -221,7 +221,7 @@ def test_import_shows_progress_and_new_series(page, tmp_path):
     assert "files/s" in text and "ETA" in text
     report = page.locator("#import-report").inner_text()
     # 3 junk files plus the generator's manifest.json are skipped, each with a reason
-    assert "Added 24 files" in report and "skipped 4" in report
+    assert "28 files: added 24, already present 0, skipped 4" in report
     assert "not_dicom" in report
     page.click("#import-close")
     S.wait_js(page, f"document.querySelectorAll('#series-table tbody tr').length === {n_before + 2}")

@@ -114,7 +114,10 @@ def summarize_report(rep: Any, root: str) -> dict:
     Returns
     -------
     dict
-        ``added``, ``unchanged``, ``skipped``, ``reasons`` (reason -> count),
+        ``seen`` (files looked at), which ``added``, ``unchanged``,
+        ``relinked`` (moved files found again), ``duplicates`` (a second
+        copy of an archived instance), ``conflicts`` (same UID, other
+        content) and ``skipped`` add up to; ``reasons`` (reason -> count),
         ``skipped_files`` (up to 200 ``{"name", "reason"}``).
     """
     d = rep.to_json()
@@ -131,6 +134,7 @@ def summarize_report(rep: Any, root: str) -> dict:
             # names that are not valid UTF-8 (surrogate escapes) are shown with U+FFFD
             name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             files.append({"name": name, "reason": f["reason"]})
-    return {"added": c["indexed"], "unchanged": c["unchanged"], "skipped": c["failed"],
+    return {"seen": c["seen"], "added": c["indexed"], "unchanged": c["unchanged"],
+            "relinked": c["relinked"], "skipped": c["failed"],
             "duplicates": c["duplicate"], "conflicts": c["conflict"], "reasons": reasons,
             "skipped_files": files, "cancelled": d["cancelled"]}

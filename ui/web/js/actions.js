@@ -83,9 +83,14 @@ export async function runImport(onSeries) {
 function showReport(el, st) {
   const r = st.report || {};
   const p = document.createElement('p');
+  // every file looked at is in exactly one of these counts: they add up to `seen`
+  const parts = [`added ${r.added ?? 0}`, `already present ${r.unchanged ?? 0}`];
+  if (r.relinked) parts.push(`moved ${r.relinked}`);
+  if (r.duplicates) parts.push(`duplicate copies ${r.duplicates}`);
+  if (r.conflicts) parts.push(`in conflict ${r.conflicts}`);
+  parts.push(`skipped ${r.skipped ?? 0}`);
   p.textContent = `${st.cancelled ? 'Cancelled. ' : ''}${st.error ? st.error.message + ' ' : ''}`
-    + `Added ${r.added ?? 0} files, already present ${r.unchanged ?? 0}, skipped ${r.skipped ?? 0}; `
-    + `${st.series_added} new series.`;
+    + `${r.seen ?? 0} files: ${parts.join(', ')}; ${st.series_added} new series.`;
   el.appendChild(p);
   const reasons = r.reasons || {};
   if (Object.keys(reasons).length) {
