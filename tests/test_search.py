@@ -190,7 +190,15 @@ def test_fold_and_tokens():
     assert query.parse_date_range("2020") == ("20200101", "20201231")
     assert query.parse_date_range("202002-") == ("20200201", "99999999")
     assert query.parse_date_range("-20200301") == ("00000000", "20200301")
-    for bad in ("2020-2019", "20201", "abc"):
+    # the app's dashed form, open and closed ranges, FROM..TO / FROM to TO
+    assert query.parse_date_range("2020-02-03") == ("20200203", "20200203")
+    assert query.parse_date_range("2020-12") == ("20201201", "20201231")     # a month, not 2020 to "12"
+    assert query.parse_date_range("2019-2020") == ("20190101", "20201231")
+    assert query.parse_date_range("2019-01-05-2020-06-30") == ("20190105", "20200630")
+    assert query.parse_date_range("2019-03 to 2020") == ("20190301", "20201231")
+    assert query.parse_date_range(" 2019..202006 ") == ("20190101", "20200631")
+    assert query.parse_date_range("-2020-03-01") == ("00000000", "20200301")
+    for bad in ("2020-2019", "20201", "abc", "202", "2020-13", "2020-1", "2019-03-40", "2019--2020"):
         with pytest.raises(ValueError):
             query.parse_date_range(bad)
 

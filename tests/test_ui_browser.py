@@ -205,6 +205,31 @@ def test_open_other_shows_a_nifti_file(page, request):
     assert np.ptp(img) > 50 and (img > 30).mean() > 0.05
 
 
+def test_date_fields_take_what_the_table_shows_and_wait_for_a_whole_date(page, built):
+    """Dates are typed as the table shows them (YYYY-MM-DD), or as the CLI takes
+    them (YYYY, YYYYMM, YYYYMMDD, ranges); a date still being typed holds the
+    search back with a hint, never an error banner (issue 17)."""
+    everything = rows(page)
+    day = everything[0]["study_date"]
+    assert len(day) == 10 and day[4] == day[7] == "-"
+    page.evaluate("document.body.dataset.searchHeld = ''")
+    page.fill("#search input[name=study_date]", day[:3])             # "202": not a date yet
+    S.wait_js(page, "document.body.dataset.searchHeld === '1'")
+    assert "finish the date" in page.locator("#counts").inner_text()
+    assert page.evaluate("document.getElementById('error-banner').hidden")
+    assert len(rows(page)) == len(everything)                        # the list stays as it was
+    search(page, "study_date", day)
+    got = rows(page)
+    assert got and {r["study_date"] for r in got} == {day}
+    assert got == [r for r in everything if r["study_date"] == day]
+    search(page, "study_date", day.replace("-", "") + "-")           # from that day on, CLI form
+    assert rows(page) == [r for r in everything if r["study_date"] >= day]
+    search(page, "study_date", f"{day[:4]}-01 to {day[:4]}-12")      # the months of that year
+    assert rows(page) == [r for r in everything if r["study_date"][:4] == day[:4]]
+    assert page.evaluate("document.getElementById('error-banner').hidden")
+    search(page, "study_date", "")
+
+
 def test_import_shows_progress_and_new_series(page, tmp_path):
     from pocketpacs import synth
 

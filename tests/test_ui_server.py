@@ -190,8 +190,10 @@ def test_errors_carry_no_traceback_paths_or_patient_data(server, built):
     assert env["error"]["code"] == protocol.BAD_REQUEST
     st, env = call(server, "search", {"no_such_filter": 1})
     assert env["error"]["code"] == protocol.BAD_REQUEST
-    st, env = call(server, "search", {"date_from": "2020-01-01"})            # not YYYYMMDD
-    assert env["error"]["code"] == protocol.BAD_REQUEST
+    st, env = call(server, "search", {"study_date": "202"})                  # not a date yet
+    assert env["error"]["code"] == protocol.BAD_REQUEST and "Study date" in env["error"]["message"]
+    st, env = call(server, "search", {"birth_date": "1990-13"})              # no 13th month
+    assert env["error"]["code"] == protocol.BAD_REQUEST and "Birth date" in env["error"]["message"]
     # a volume that fails deep inside the core: the envelope is generic
     st, env = call(server, "open_other", {"path": str(Path(secret_path) / "data.mdb")})
     assert env["ok"]

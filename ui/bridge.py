@@ -37,7 +37,7 @@ from .protocol import Arg
 log = logging.getLogger("pocketpacs.ui.bridge")
 
 _ID = r"[0-9a-f]{16,64}"
-_DATE = r"(\d{8})?"
+_DATES = r"[0-9 .\-–—toTO]*"
 
 #: name -> argument schema.  Nothing outside this table can be called.
 SCHEMAS: dict[str, dict[str, Arg]] = {
@@ -45,9 +45,11 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
     "stats": {},
     "search": {
         "name": Arg(str, max_len=128), "patient_id": Arg(str, max_len=128),
-        "birth_date": Arg(str, pattern=_DATE, max_len=8),
-        "date_from": Arg(str, pattern=_DATE, max_len=8),
-        "date_to": Arg(str, pattern=_DATE, max_len=8),
+        # dates and ranges as the CLI takes them (pocketpacs.archive.query.parse_date_range)
+        "birth_date": Arg(str, pattern=_DATES, max_len=32),
+        "study_date": Arg(str, pattern=_DATES, max_len=32),
+        "date_from": Arg(str, pattern=_DATES, max_len=10),
+        "date_to": Arg(str, pattern=_DATES, max_len=10),
         "modality": Arg(str, max_len=16), "description": Arg(str, max_len=128),
         "accession": Arg(str, max_len=64),
         "limit": Arg(int, lo=1, hi=100000, default=5000),

@@ -60,10 +60,19 @@ class Commands:
 
     def cmd_search(self, a: dict) -> dict:
         """Series matching the filters, with their patient and study."""
-        filters = {k: a[k] for k in ("name", "patient_id", "birth_date", "modality",
+        from pocketpacs.archive.query import parse_date_range
+
+        filters = {k: a[k] for k in ("name", "patient_id", "birth_date", "study_date", "modality",
                                      "description", "accession") if a.get(k)}
-        if a.get("date_from") or a.get("date_to"):
-            filters["study_date"] = f"{a.get('date_from') or ''}-{a.get('date_to') or ''}"
+        if a.get("date_from") or a.get("date_to"):   # two fields, as before study_date
+            filters["study_date"] = f"{a.get('date_from') or ''} to {a.get('date_to') or ''}".strip()
+        for k, label in (("birth_date", "Birth date"), ("study_date", "Study date")):
+            if k in filters:
+                try:
+                    parse_date_range(filters[k])
+                except ValueError:
+                    raise BridgeError(protocol.BAD_REQUEST, f"{label}: not a date or a range of dates "
+                                      "(YYYY, YYYY-MM, YYYY-MM-DD, FROM-TO).") from None
         arc = self.archive
         try:
             res = arc.search(level="series", **filters)

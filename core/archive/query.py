@@ -189,34 +189,61 @@ def reindex(txn: Txn, old: set[Entry], new: set[Entry]) -> None:
 
 # ---- query parsing -----------------------------------------------------------------------
 
+_DATE = re.compile(r"(\d{4})(?:(\d{2})(\d{2})?|-(\d{2})(?:-(\d{2}))?)?")
+
+
 def parse_date_range(spec: str) -> tuple[str, str]:
-    """``YYYYMMDD``, ``YYYYMM``, ``YYYY`` or ``FROM-TO`` -> inclusive (lo, hi).
+    """A date or a range of dates -> inclusive ``(lo, hi)`` as ``YYYYMMDD``.
+
+    A date is ``YYYYMMDD``, ``YYYYMM`` or ``YYYY`` (DICOM's form) or
+    ``YYYY-MM-DD`` / ``YYYY-MM`` (how the app shows dates); a range is
+    ``FROM-TO`` with either end left open (``2020-``, ``-20200301``,
+    ``2019-01-01-2020-06-30``; ``-`` alone: any date), or ``FROM..TO`` /
+    ``FROM to TO``.  A spec a
+    dashed date and a range could both read (``2020-12``) is the date.
 
     Raises
     ------
     ValueError
-        For anything else.
+        For anything else (an incomplete date such as ``202`` included).
     """
     s = spec.strip()
-    if "-" in s:
-        a, _, b = s.partition("-")
-        lo = _expand(a.strip(), low=True) if a.strip() else "00000000"
-        hi = _expand(b.strip(), low=False) if b.strip() else "99999999"
-    else:
-        lo, hi = _expand(s, True), _expand(s, False)
+    one = _date_bounds(s)
+    if one is not None:
+        return one
+    cuts = [m.span() for m in re.finditer(r"\s*(?:\.\.|\bto\b|–|—)\s*", s, re.IGNORECASE)]
+    if not cuts:
+        cuts = [(m.start(), m.end()) for m in re.finditer(r"\s*-\s*", s)]
+    ranges = []
+    for a, b in cuts:
+        lo = _date_bounds(s[:a].strip()) if s[:a].strip() else ("00000000", "00000000")
+        hi = _date_bounds(s[b:].strip()) if s[b:].strip() else ("99999999", "99999999")
+        if lo is not None and hi is not None:
+            ranges.append((lo[0], hi[1]))
+    if len(ranges) != 1:
+        raise ValueError(f"not a date or a range of dates (YYYYMMDD, YYYYMM, YYYY, YYYY-MM-DD, "
+                         f"FROM-TO): {spec!r}")
+    lo, hi = ranges[0]
     if lo > hi:
         raise ValueError(f"empty date range {spec!r}")
     return lo, hi
 
 
-def _expand(s: str, low: bool) -> str:
-    if not s.isdigit() or len(s) not in (4, 6, 8):
-        raise ValueError(f"not a date (YYYYMMDD, YYYYMM or YYYY): {s!r}")
-    if len(s) == 8:
-        return s
-    if len(s) == 6:
-        return s + ("01" if low else "31")
-    return s + ("0101" if low else "1231")
+def _date_bounds(s: str) -> tuple[str, str] | None:
+    """First and last day a date of the forms above covers, or None."""
+    m = _DATE.fullmatch(s)
+    if m is None:
+        return None
+    y, mm, dd = m.group(1), m.group(2) or m.group(4), m.group(3) or m.group(5)
+    if mm is not None and not 1 <= int(mm) <= 12:
+        return None
+    if dd is not None and not 1 <= int(dd) <= 31:
+        return None
+    if dd is not None:
+        return y + mm + dd, y + mm + dd
+    if mm is not None:
+        return y + mm + "01", y + mm + "31"
+    return y + "0101", y + "1231"
 
 
 def query_words(q: str) -> list[str]:

@@ -70,8 +70,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 def _setup_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="patient name words: prefixes, * and ? wildcards, Family^Given")
     p.add_argument("--patient-id", help="patient ID (exact, or with * and ? wildcards)")
-    p.add_argument("--birth-date", help="YYYYMMDD, YYYYMM, YYYY or a range FROM-TO")
-    p.add_argument("--study-date", help="YYYYMMDD, YYYYMM, YYYY or a range FROM-TO")
+    p.add_argument("--birth-date", help="YYYYMMDD, YYYYMM, YYYY, YYYY-MM-DD or a range FROM-TO")
+    p.add_argument("--study-date", help="YYYYMMDD, YYYYMM, YYYY, YYYY-MM-DD or a range FROM-TO")
     p.add_argument("--modality", help="modality code(s), comma-separated")
     p.add_argument("--description", help="words of the study or series descriptions")
     p.add_argument("--accession", help="accession number (exact, or with wildcards)")

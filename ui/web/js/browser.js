@@ -9,6 +9,32 @@ const $ = (id) => document.getElementById(id);
 const COLS = ['patient_name', 'patient_id', 'birth_date', 'study_date', 'study_description',
   'accession', 'modality', 'series_description', 'images'];
 
+const DATE = /^(\d{4})(?:(\d{2})(\d{2})?|-(\d{2})(?:-(\d{2}))?)?$/;
+
+/** Whether s is one date as the archive search takes it (YYYY, YYYYMM, YYYYMMDD, YYYY-MM, YYYY-MM-DD). */
+function oneDate(s) {
+  const m = DATE.exec(s);
+  if (!m) return false;
+  const mm = m[2] || m[4], dd = m[3] || m[5];
+  return (!mm || (+mm >= 1 && +mm <= 12)) && (!dd || (+dd >= 1 && +dd <= 31));
+}
+
+/** Whether a date field holds a complete date or range (the rules of
+ * pocketpacs.archive.query.parse_date_range), so a date still being typed is
+ * not sent (and not reported as an error). */
+export function dateSpecComplete(v) {
+  const s = v.trim();
+  if (!s || oneDate(s)) return true;
+  let seps = [...s.matchAll(/\s*(?:\.\.|\bto\b|–|—)\s*/gi)];
+  if (!seps.length) seps = [...s.matchAll(/\s*-\s*/g)];
+  let ok = 0;
+  for (const m of seps) {
+    const a = s.slice(0, m.index).trim(), b = s.slice(m.index + m[0].length).trim();
+    if ((!a || oneDate(a)) && (!b || oneDate(b))) ok += 1;
+  }
+  return ok === 1;
+}
+
 export class Browser extends EventTarget {
   constructor() {
     super();
@@ -38,9 +64,19 @@ export class Browser extends EventTarget {
     this.timer = setTimeout(() => this.refresh(), 150);
   }
 
-  /** Re-run the search; stale answers (older sequence numbers) are dropped. */
+  /** Re-run the search; stale answers (older sequence numbers) are dropped.
+   * A date field still being typed holds the search back, with a hint. */
   async refresh() {
     const seq = ++this.seq;
+    const partial = [...this.form.querySelectorAll('input[data-date]')]
+      .filter((el) => { const bad = !dateSpecComplete(el.value); el.classList.toggle('incomplete', bad); return bad; });
+    if (partial.length) {
+      $('counts').textContent = `${partial.map((el) => el.labels[0].firstChild.textContent.trim()).join(', ')}: `
+        + 'finish the date (YYYY, YYYY-MM or YYYY-MM-DD) or range (FROM-TO)';
+      document.body.dataset.searchHeld = '1';
+      return;
+    }
+    delete document.body.dataset.searchHeld;
     let res;
     try {
       res = await api.call('search', this.filters());
