@@ -43,8 +43,8 @@ PROTOCOL_VERSION = 1
 #: Opaque ids the server accepts in URLs: lowercase hex, nothing else.
 OPAQUE_ID = re.compile(r"^[0-9a-f]{16,64}$")
 
-#: dtypes the page can upload as 16/32-bit textures.
-WIRE_DTYPES = ("int16", "uint16", "float32")
+#: dtypes the page can upload as 16/32-bit textures ("uint8": colour only, ``samples`` 3).
+WIRE_DTYPES = ("int16", "uint16", "float32", "uint8")
 
 # Error codes (stable; the page switches on them).
 BAD_REQUEST = "bad_request"
@@ -254,9 +254,9 @@ class VolumeHeader:
     Parameters
     ----------
     shape : tuple of int
-        ``(slices, rows, columns)``.
+        ``(slices, rows, columns)`` (colour samples are not part of it).
     dtype : str
-        One of :data:`WIRE_DTYPES`.
+        One of :data:`WIRE_DTYPES`; ``"uint8"`` only with ``samples`` 3.
     affine_lps : list of list of float
         4x4 matrix mapping ``(column, row, slice, 1)`` indices to LPS mm.
     spacing : list of float
@@ -292,6 +292,14 @@ class VolumeHeader:
     stack : dict
         ``{"index", "count"}``: which stack of the series this is (0: the
         largest) and how many stacks the series has.
+    samples : int
+        1 (greyscale: one value per voxel) or 3 (colour: RGB, ``uint8``,
+        interleaved ``R, G, B`` per voxel, so a slice is ``rows * columns * 3``
+        bytes).  RGB, YBR and PALETTE COLOR DICOM and colour images opened
+        with Open Other are sent as RGB; slope/intercept are 1/0, ``units``
+        is empty and ``windows`` hold one identity window (128/256) that
+        the page applies to each channel alike.  MPR and 3D show the
+        luminance (0.299 R + 0.587 G + 0.114 B).
     """
 
     shape: tuple
@@ -310,6 +318,7 @@ class VolumeHeader:
     calibration: dict = field(default_factory=lambda: {"kind": "none", "spacing_mm": None,
                                                        "note": "uncalibrated"})
     stack: dict = field(default_factory=lambda: {"index": 0, "count": 1})
+    samples: int = 1
 
     def to_json(self) -> dict:
         """Return the header as a JSON-ready dict.
@@ -319,7 +328,7 @@ class VolumeHeader:
         dict
             The fields plus ``protocol_version`` and ``slice_bytes``.
         """
-        nz, ny, nx = (int(v) for v in self.shape)
+        nz, ny, nx = (int(v) for v in self.shape[:3])
         return {
             "protocol_version": PROTOCOL_VERSION,
             "shape": [nz, ny, nx],
@@ -336,7 +345,8 @@ class VolumeHeader:
             "labels": {str(k): str(v) for k, v in self.labels.items()},
             "value_range": [float(self.value_range[0]), float(self.value_range[1])],
             "calibration": _calibration_json(self.calibration),
-            "slice_bytes": ny * nx * np.dtype(self.dtype).itemsize,
+            "slice_bytes": ny * nx * np.dtype(self.dtype).itemsize * int(self.samples),
+            "samples": int(self.samples),
             "stack": {"index": int(self.stack["index"]), "count": int(self.stack["count"])},
         }
 

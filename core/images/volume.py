@@ -181,6 +181,10 @@ class Volume:
         ``{"kind", "spacing_mm", "note"}``; ``kind "none"``: the affine is a
         unit (1 px) grid, not mm.  Left out, the volume is taken as
         calibrated in the patient by its spacing.
+    palette : ndarray or None
+        ``(n, 3)`` uint8 RGB of each stored value for PALETTE COLOR images
+        (:func:`pocketpacs.images.colour.palette_of`); the array keeps the
+        stored indices.
     """
 
     array: np.ndarray
@@ -196,6 +200,7 @@ class Volume:
     stack_index: int = 0
     errors: list[FrameError] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
+    palette: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.calibration is None:
@@ -390,10 +395,19 @@ def _build(plan: StackPlan, fr: _Frames, paths: list[str], rescale: bool,
     cal = calibration.of_frame(fr.calibration, fr.ft, i0)
     if cal["kind"] != "patient" and cal["note"] not in plan.report.notes:
         plan.report.notes.append(cal["note"])
+    palette = None
+    if fmt0 is not None and fmt0.photometric == "PALETTE COLOR" and plan.samples == 1:
+        from .colour import ColourError, palette_of
+
+        try:
+            palette = palette_of(paths[fi0])
+        except ColourError:  # shown as its indices, and the report says why (no path: it
+            # reaches the page)
+            plan.report.notes.append("PALETTE COLOR without a usable palette: shown as stored values")
     return Volume(array=arr, affine_lps=plan.affine_lps, spacing=plan.spacing, modality=modality,
                   kind=plan.kind, window_presets=presets, report=plan.report,
                   photometric=fmt0.photometric if fmt0 else "MONOCHROME2", rescaled=applied,
-                  series_uid=fr.series_uid[fi0], errors=errors, calibration=cal)
+                  series_uid=fr.series_uid[fi0], errors=errors, calibration=cal, palette=palette)
 
 
 def mosaic_groups(fr: _Frames) -> list[list[int]]:

@@ -70,7 +70,7 @@ export function parseFrame(buffer) {
 
 /** Typed-array constructor for a wire dtype. */
 export function arrayType(dtype) {
-  return { int16: Int16Array, uint16: Uint16Array, float32: Float32Array }[dtype];
+  return { int16: Int16Array, uint16: Uint16Array, float32: Float32Array, uint8: Uint8Array }[dtype];
 }
 
 async function getBinary(url, signal) {
@@ -93,7 +93,7 @@ export async function volumeSlice(vid, z, signal) {
   const buf = await (await getBinary(`/v1/volume/${vid}/slice/${z}`, signal)).arrayBuffer();
   const { header, offset } = parseFrame(buf);
   const T = arrayType(header.dtype);
-  return { header, z: header.slice, data: new T(buf, offset, header.shape[1] * header.shape[2]) };
+  return { header, z: header.slice, data: new T(buf, offset, header.shape[1] * header.shape[2] * (header.samples || 1)) };
 }
 
 /**

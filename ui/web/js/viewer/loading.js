@@ -18,6 +18,10 @@ import { histogram } from '../panels.js';
 
 const $ = (id) => document.getElementById(id);
 
+/** What MPR and 3D show of a colour volume (their textures hold its luminance). */
+export const COLOUR_NOTICE = 'colour shown as grey in MPR/3D';
+const h3Colour = (header) => ((header.samples || 1) > 1 ? COLOUR_NOTICE : '');
+
 /** Methods of {@link Viewer} (mixed into its prototype by viewer.js). */
 export class ViewerLoading {
   /**
@@ -100,7 +104,7 @@ export class ViewerLoading {
     const h = vol.header, [nz, ny, nx] = h.shape;
     const T = api.arrayType(h.dtype);
     vol.data = new T(new ArrayBuffer(nz * h.slice_bytes));
-    if (vol.firstData) vol.data.set(vol.firstData, vol.first * nx * ny);
+    if (vol.firstData) vol.data.set(vol.firstData, vol.first * nx * ny * (h.samples || 1));
     return vol.data;
   }
 
@@ -139,8 +143,9 @@ export class ViewerLoading {
       this.view.setData(data, vol.uploaded, vol.firstData ? [vol.first] : []);
       if (this.rv) this.rv.dispose();
       this.rv = new RenderVolume(this.gl, header, data);
-      $('notice-3d').textContent = this.rv.notice;
-      this.canvas.dataset.notice3d = this.rv.notice;
+      const notice = [h3Colour(header), this.rv.notice].filter((x) => x).join('; ');
+      $('notice-3d').textContent = notice;
+      this.canvas.dataset.notice3d = notice;
       this.canvas.dataset.tex3d = this.rv.dims.join('x');
       glSet = true;
       this.invalidate3d();
