@@ -68,12 +68,18 @@ class BridgeError(Exception):
         One of the error codes of this module.
     message : str
         Human-readable text written by PocketPACS (no paths, no header values).
+    details : dict, optional
+        Extra content for the page, passed on in the envelope's ``error``:
+        for ``not_a_volume`` answers about objects without pixels, what the
+        object says (:func:`pocketpacs.images.nonimage.describe`: ``kind``,
+        ``title``, ``lines``, ``truncated``), shown on screen only, never logged.
     """
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, details: dict | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details
 
 
 def ok(data: Any = None) -> dict:
@@ -92,7 +98,7 @@ def ok(data: Any = None) -> dict:
     return {"ok": True, "data": data, "protocol_version": PROTOCOL_VERSION}
 
 
-def fail(code: str, message: str) -> dict:
+def fail(code: str, message: str, details: dict | None = None) -> dict:
     """Return an error envelope.
 
     Parameters
@@ -101,14 +107,18 @@ def fail(code: str, message: str) -> dict:
         Stable error code.
     message : str
         Safe human-readable message.
+    details : dict, optional
+        Extra content for the page (see :class:`BridgeError`); left out when None.
 
     Returns
     -------
     dict
-        ``{"ok": False, "error": {"code", "message"}, "protocol_version"}``.
+        ``{"ok": False, "error": {"code", "message"[, "details"]}, "protocol_version"}``.
     """
-    return {"ok": False, "error": {"code": code, "message": message},
-            "protocol_version": PROTOCOL_VERSION}
+    err: dict = {"code": code, "message": message}
+    if details is not None:
+        err["details"] = details
+    return {"ok": False, "error": err, "protocol_version": PROTOCOL_VERSION}
 
 
 #: What the app says about an archive folder another local user could change
@@ -133,7 +143,7 @@ def envelope_for_exception(exc: BaseException) -> dict:
         everything else becomes a fixed message chosen by exception type.
     """
     if isinstance(exc, BridgeError):
-        return fail(exc.code, exc.message)
+        return fail(exc.code, exc.message, getattr(exc, "details", None))
     if isinstance(exc, (GeometryError, VolumeError)):
         return fail(NOT_A_VOLUME, "These images do not form a volume that can be displayed.")
     if isinstance(exc, (PixelError, CodestreamError)):

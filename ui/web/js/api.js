@@ -11,7 +11,7 @@ const HEADERS = { 'X-PocketPACS-Token': TOKEN };
 
 /** Error carrying the envelope's code; message is safe to show. */
 export class ApiError extends Error {
-  constructor(code, message) { super(message); this.code = code; }
+  constructor(code, message, details = null) { super(message); this.code = code; this.details = details; }
 }
 
 let bridge = null;          // window.pywebview.api when in the desktop window
@@ -36,7 +36,7 @@ export function transport() { return bridge ? 'bridge' : 'http'; }
 function unwrap(env) {
   if (env && env.ok === true) return env.data;
   const e = (env && env.error) || { code: 'internal', message: 'No answer.' };
-  throw new ApiError(e.code, e.message);
+  throw new ApiError(e.code, e.message, e.details || null);
 }
 
 /**

@@ -23,6 +23,7 @@ import { ViewerLoading } from './viewer/loading.js';
 import { ViewerLayout } from './viewer/layout.js';
 import { ViewerOverlay } from './viewer/overlay.js';
 import { ViewerInput } from './viewer/input.js';
+import { ViewerNonImage } from './viewer/nonimage.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -288,7 +289,7 @@ export class Viewer {
 }
 
 // the methods of each job, as if declared in the class (non-enumerable, like class methods)
-for (const part of [ViewerLoading, ViewerLayout, ViewerOverlay, ViewerInput]) {
+for (const part of [ViewerLoading, ViewerLayout, ViewerOverlay, ViewerInput, ViewerNonImage]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name === 'constructor') continue;
     if (Object.prototype.hasOwnProperty.call(Viewer.prototype, name)) throw new Error(`Viewer.${name} defined twice`);

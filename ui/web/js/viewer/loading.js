@@ -36,8 +36,21 @@ export class ViewerLoading {
     try {
       await this.openSteps(seq, vid, t0, knownHeader, tReply);
     } catch (e) {
-      if (seq === this.seq && e.name !== 'AbortError') throw e;
+      if (seq !== this.seq || e.name === 'AbortError') return;
+      // not an image (SR, PDF, RT, ...): its text in the viewport, not an error
+      if (e.code === 'not_a_volume' && e.details) { this.showNonImage(e); return; }
+      throw e;
     }
+  }
+
+  /** Why a volume has no header: the job's own error (code, message, details) when it has one. */
+  async whyFailed(vid, e) {
+    if (e.name === 'AbortError') return e;
+    try {
+      const st = await api.call('volume_status', { volume_id: vid });
+      if (st && st.error) return new api.ApiError(st.error.code, st.error.message, st.error.details || null);
+    } catch (e2) { /* the header's error it is */ }
+    return e;
   }
 
   async openSteps(seq, vid, t0, knownHeader, tReply) {
@@ -47,7 +60,10 @@ export class ViewerLoading {
       tReply: tReply === null ? '' : String(tReply) });
     this.canvas.dataset.tCall = String(performance.now());
     // open_series answers with the header when the server has it at once
-    const header = knownHeader || await api.volumeHeader(vid, ctrl.signal);
+    let header = knownHeader;
+    if (!header) {
+      try { header = await api.volumeHeader(vid, ctrl.signal); } catch (e) { throw await this.whyFailed(vid, e); }
+    }
     if (seq !== this.seq) return;
     this.canvas.dataset.tHeader = String(performance.now());
     const [nz, ny, nx] = header.shape;
@@ -226,6 +242,7 @@ export class ViewerLoading {
     this.interacting = false;
     if (this.rv) { this.rv.dispose(); this.rv = null; }
     this.view.clear();
+    this.hideNonImage();
     this.vol = null;
     this.uploadPending = () => {};
     this.measurements = [];
