@@ -10,7 +10,8 @@
 
 import * as api from '../api.js';
 import { requestRedraw } from '../scheduler.js';
-import { letters } from '../orientation.js';
+import { hasPatientAxes, letters } from '../orientation.js';
+import { calibrationOf } from '../measure.js';
 import { RenderVolume } from '../gl/volume3d.js';
 import { apply, invertAffine } from '../mpr.js';
 import { defaultPreset } from '../tf.js';
@@ -211,12 +212,15 @@ export class ViewerLoading {
     this.resetClip();
     $('tf-preset').value = this.r3.preset;
     this.ray.resetCamera();
-    // label the clip sliders with the volume axes' patient directions
+    // label the clip sliders with the volume axes' patient directions; volumes not
+    // calibrated in the patient have none: their axes by name (px when uncalibrated)
     const A = header.affine_lps;
+    const patient = hasPatientAxes(header), px = calibrationOf(header).unit === 'px';
     for (const s of document.querySelectorAll('#tools-3d [data-axis]')) {
       const i = Number(s.dataset.axis);
       const d = [A[0][i], A[1][i], A[2][i]];
-      s.textContent = `${letters(d.map((x) => -x))}–${letters(d)}`;
+      s.textContent = patient ? `${letters(d.map((x) => -x))}–${letters(d)}`
+        : `${['columns', 'rows', 'slices'][i]}${px && i < 2 ? ' (px)' : ''}`;
     }
   }
 

@@ -119,7 +119,7 @@ export class ViewerOverlay {
     const t = this.panels.tab;
     if (t === 'header') this.panels.loadHeader(this.vol.vid, this.s.slice);
     if (t === 'assembly') {
-      this.panels.loadReport(this.vol.vid);
+      this.panels.loadReport(this.vol.vid, measure.calibrationOf(this.vol.header));
       this.panels.drawHistogram(this.s.center, this.s.width, this.vol.header.units);
     }
   }
