@@ -210,3 +210,14 @@ def test_the_page_draws_an_rgb_series_in_colour(page, built):
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     S.wait_js(page, "document.getElementById('probe').textContent")
     assert " R " in page.locator("#probe").inner_text() and " B " in page.locator("#probe").inner_text()
+
+
+def test_the_wire_header_of_colour_counts_three_bytes_per_pixel():
+    from pocketpacs.ui import protocol
+
+    h = protocol.VolumeHeader(shape=(4, 5, 7), dtype="uint8", affine_lps=np.eye(4).tolist(),
+                              spacing=[1.0, 1.0, 1.0], samples=3).to_json()
+    assert h["samples"] == 3 and h["slice_bytes"] == 5 * 7 * 3 and h["shape"] == [4, 5, 7]
+    g = protocol.VolumeHeader(shape=(4, 5, 7), dtype="int16", affine_lps=np.eye(4).tolist(),
+                              spacing=[1.0, 1.0, 1.0]).to_json()
+    assert g["samples"] == 1 and g["slice_bytes"] == 5 * 7 * 2

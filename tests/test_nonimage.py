@@ -251,3 +251,12 @@ def test_the_page_shows_an_sr_as_text_in_a_cleared_viewport(page):
     _open(page, "CT")
     S.wait_js(page, "document.getElementById('view').dataset.drawn")
     assert box.is_hidden() and np.asarray(S.read_canvas(page)).max() > 0
+
+
+def test_error_envelopes_carry_details_only_when_given():
+    from pocketpacs.ui import protocol
+
+    d = {"kind": "Comprehensive SR Storage", "title": "T", "lines": ["a"], "truncated": False}
+    env = protocol.envelope_for_exception(protocol.BridgeError(protocol.NOT_A_VOLUME, "Not an image: x", d))
+    assert env["error"] == {"code": protocol.NOT_A_VOLUME, "message": "Not an image: x", "details": d}
+    assert "details" not in protocol.fail(protocol.NOT_FOUND, "Not found.")["error"]
