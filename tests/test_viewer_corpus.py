@@ -105,7 +105,8 @@ def opened(served):
                     st, frame = _req(srv, "GET", f"/v1/volume/{vid}/slice/{z}")
                     assert st == 200, row["series_description"]
                     fh, vox = protocol.decode_frame(frame)
-                    res["slices"][z] = np.frombuffer(vox, dtype=fh["dtype"]).reshape(hdr["shape"][1:])
+                    spp = [3] if hdr.get("samples", 1) == 3 else []     # colour: RGB8
+                    res["slices"][z] = np.frombuffer(vox, dtype=fh["dtype"]).reshape(hdr["shape"][1:] + spp)
             else:
                 res["error"] = _call(srv, "volume_status", {"volume_id": vid})["data"]["error"]
         out[sid] = res
@@ -248,11 +249,13 @@ def test_streamed_slices_hold_the_values_export_gives(opened):
         arr = np.asarray(exp.array)
         if exp.is_4d:
             arr = arr[0]                                  # the viewer shows the first volume
-        if exp.samples > 1:
-            arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        if hdr.get("samples", 1) == 3:                    # colour and palette: export's RGB as 8 bits
+            from pocketpacs.images.colour import display_rgb
+
+            arr = display_rgb(exp)
         if arr.ndim == 2:
             arr = arr[None]
-        assert list(arr.shape) == hdr["shape"], res["row"]["series_description"]
+        assert list(arr.shape[:3]) == hdr["shape"], res["row"]["series_description"]
         sl, ic = hdr["rescale"]["slope"], hdr["rescale"]["intercept"]
         for z, stored in res["slices"].items():
             got = stored * sl + ic

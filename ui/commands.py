@@ -41,6 +41,17 @@ def _fmt_date(d: str) -> str:
     return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
 
 
+def _nonimage_details(arc, sid: str) -> dict | None:
+    """What the objects of a series without pixels say (text for the page only), or None."""
+    from pocketpacs.images.nonimage import describe_series
+
+    try:
+        paths = [os.fspath(p) for p in arc.series_files(sid, check=False)]
+        return describe_series(paths) if paths else None
+    except Exception:  # the answer stays "Not an image: <kind>" without its content
+        return None
+
+
 class Commands:
     """The bridge commands (a mixin of Session)."""
 
@@ -121,7 +132,8 @@ class Commands:
             except FileNotFoundError:
                 raise BridgeError(protocol.NOT_FOUND, "That series has no files that can be read.") from None
             except NotAnImageError as exc:  # a report, SR, RT object, waveform...: say what it is
-                raise BridgeError(protocol.NOT_A_VOLUME, f"Not an image: {exc.kind}") from None
+                raise BridgeError(protocol.NOT_A_VOLUME, f"Not an image: {exc.kind}",
+                                  _nonimage_details(arc, sid)) from None
 
         job = self.volumes.submit(VolumeJob(make, slot=a["slot"]))
         # a series planned from the archive's rows has its header within tens

@@ -43,8 +43,8 @@ PROTOCOL_VERSION = 1
 #: Opaque ids the server accepts in URLs: lowercase hex, nothing else.
 OPAQUE_ID = re.compile(r"^[0-9a-f]{16,64}$")
 
-#: dtypes the page can upload as 16/32-bit textures.
-WIRE_DTYPES = ("int16", "uint16", "float32")
+#: dtypes the page can upload as 16/32-bit textures ("uint8": colour only, ``samples`` 3).
+WIRE_DTYPES = ("int16", "uint16", "float32", "uint8")
 
 # Error codes (stable; the page switches on them).
 BAD_REQUEST = "bad_request"
@@ -68,12 +68,18 @@ class BridgeError(Exception):
         One of the error codes of this module.
     message : str
         Human-readable text written by PocketPACS (no paths, no header values).
+    details : dict, optional
+        Extra content for the page, passed on in the envelope's ``error``:
+        for ``not_a_volume`` answers about objects without pixels, what the
+        object says (:func:`pocketpacs.images.nonimage.describe`: ``kind``,
+        ``title``, ``lines``, ``truncated``), shown on screen only, never logged.
     """
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, details: dict | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details
 
 
 def ok(data: Any = None) -> dict:
@@ -92,7 +98,7 @@ def ok(data: Any = None) -> dict:
     return {"ok": True, "data": data, "protocol_version": PROTOCOL_VERSION}
 
 
-def fail(code: str, message: str) -> dict:
+def fail(code: str, message: str, details: dict | None = None) -> dict:
     """Return an error envelope.
 
     Parameters
@@ -101,14 +107,18 @@ def fail(code: str, message: str) -> dict:
         Stable error code.
     message : str
         Safe human-readable message.
+    details : dict, optional
+        Extra content for the page (see :class:`BridgeError`); left out when None.
 
     Returns
     -------
     dict
-        ``{"ok": False, "error": {"code", "message"}, "protocol_version"}``.
+        ``{"ok": False, "error": {"code", "message"[, "details"]}, "protocol_version"}``.
     """
-    return {"ok": False, "error": {"code": code, "message": message},
-            "protocol_version": PROTOCOL_VERSION}
+    err: dict = {"code": code, "message": message}
+    if details is not None:
+        err["details"] = details
+    return {"ok": False, "error": err, "protocol_version": PROTOCOL_VERSION}
 
 
 #: What the app says about an archive folder another local user could change
@@ -133,7 +143,7 @@ def envelope_for_exception(exc: BaseException) -> dict:
         everything else becomes a fixed message chosen by exception type.
     """
     if isinstance(exc, BridgeError):
-        return fail(exc.code, exc.message)
+        return fail(exc.code, exc.message, getattr(exc, "details", None))
     if isinstance(exc, (GeometryError, VolumeError)):
         return fail(NOT_A_VOLUME, "These images do not form a volume that can be displayed.")
     if isinstance(exc, (PixelError, CodestreamError)):
@@ -254,9 +264,9 @@ class VolumeHeader:
     Parameters
     ----------
     shape : tuple of int
-        ``(slices, rows, columns)``.
+        ``(slices, rows, columns)`` (colour samples are not part of it).
     dtype : str
-        One of :data:`WIRE_DTYPES`.
+        One of :data:`WIRE_DTYPES`; ``"uint8"`` only with ``samples`` 3.
     affine_lps : list of list of float
         4x4 matrix mapping ``(column, row, slice, 1)`` indices to LPS mm.
     spacing : list of float
@@ -292,6 +302,14 @@ class VolumeHeader:
     stack : dict
         ``{"index", "count"}``: which stack of the series this is (0: the
         largest) and how many stacks the series has.
+    samples : int
+        1 (greyscale: one value per voxel) or 3 (colour: RGB, ``uint8``,
+        interleaved ``R, G, B`` per voxel, so a slice is ``rows * columns * 3``
+        bytes).  RGB, YBR and PALETTE COLOR DICOM and colour images opened
+        with Open Other are sent as RGB; slope/intercept are 1/0, ``units``
+        is empty and ``windows`` hold one identity window (128/256) that
+        the page applies to each channel alike.  MPR and 3D show the
+        luminance (0.299 R + 0.587 G + 0.114 B).
     """
 
     shape: tuple
@@ -310,6 +328,7 @@ class VolumeHeader:
     calibration: dict = field(default_factory=lambda: {"kind": "none", "spacing_mm": None,
                                                        "note": "uncalibrated"})
     stack: dict = field(default_factory=lambda: {"index": 0, "count": 1})
+    samples: int = 1
 
     def to_json(self) -> dict:
         """Return the header as a JSON-ready dict.
@@ -319,7 +338,7 @@ class VolumeHeader:
         dict
             The fields plus ``protocol_version`` and ``slice_bytes``.
         """
-        nz, ny, nx = (int(v) for v in self.shape)
+        nz, ny, nx = (int(v) for v in self.shape[:3])
         return {
             "protocol_version": PROTOCOL_VERSION,
             "shape": [nz, ny, nx],
@@ -336,7 +355,8 @@ class VolumeHeader:
             "labels": {str(k): str(v) for k, v in self.labels.items()},
             "value_range": [float(self.value_range[0]), float(self.value_range[1])],
             "calibration": _calibration_json(self.calibration),
-            "slice_bytes": ny * nx * np.dtype(self.dtype).itemsize,
+            "slice_bytes": ny * nx * np.dtype(self.dtype).itemsize * int(self.samples),
+            "samples": int(self.samples),
             "stack": {"index": int(self.stack["index"]), "count": int(self.stack["count"])},
         }
 

@@ -48,7 +48,8 @@ def header_for_volume(vol: Any, labels: dict | None = None,
     Parameters
     ----------
     vol : pocketpacs.images.volume.Volume
-        A 3D greyscale volume (4D: the first volume; colour: the luminance).
+        A 3D volume (4D: the first volume).  Colour (RGB, YBR, palette) goes
+        as 8-bit RGB with ``samples`` 3 (:func:`pocketpacs.images.colour.display_rgb`).
     labels : dict, optional
         Overlay texts.
     stack : (int, int)
@@ -58,8 +59,21 @@ def header_for_volume(vol: Any, labels: dict | None = None,
     -------
     header : VolumeHeader
     array : numpy.ndarray
-        ``(slices, rows, cols)`` in a wire dtype.
+        ``(slices, rows, cols)`` in a wire dtype; ``(slices, rows, cols, 3)``
+        uint8 for colour.
     """
+    from pocketpacs.images.colour import display_rgb
+
+    rgb = display_rgb(vol)
+    if rgb is not None:  # colour: RGB8, an identity window applied to each channel
+        hdr = protocol.VolumeHeader(
+            shape=rgb.shape[:3], dtype="uint8", affine_lps=np.asarray(vol.affine_lps).tolist(),
+            spacing=list(vol.spacing), units="",
+            windows=[{"name": "Colour as stored", "center": 128.0, "width": 256.0}],
+            kind=vol.kind, modality=vol.modality or "OT", invert=False, labels=_labels(labels),
+            value_range=[0.0, 255.0], calibration=getattr(vol, "calibration", None) or {},
+            stack={"index": int(stack[0]), "count": int(stack[1])}, samples=3)
+        return hdr, rgb
     arr = np.asarray(vol.array)
     if getattr(vol, "is_4d", False):
         arr = arr[0]
@@ -322,8 +336,11 @@ class DicomSeriesSource:
         self.report = safe_report(report)
         self._whole: ArraySource | None = None
         self._mid = None
+        # palette colour goes as RGB (header_for_volume): assembled, not read slice by slice
+        palette = any(f is not None and f.photometric == "PALETTE COLOR" for f in fr.formats)
         simple = (plan is not None and not fr.mosaics and plan.frames.shape[0] == 1
-                  and plan.samples == 1 and plan.in_plane_shift is None and plan.z_target is None)
+                  and plan.samples == 1 and plan.in_plane_shift is None and plan.z_target is None
+                  and not palette)
         if not simple:
             # mosaics, 4D, colour, tilt, irregular spacing: export's assembly, largest stack first
             with NATIVE_LOCK:

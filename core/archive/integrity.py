@@ -266,6 +266,59 @@ def check_invariants(txn: Any) -> list[str]:
     return out
 
 
+#: Bytes a blank UID consists of (padding and white space), as the header batch strips them.
+_BLANK = " \0\t\n\r\f\v"
+
+
+def _blank(uid: Any) -> bool:
+    return isinstance(uid, str) and not uid.strip(_BLANK)
+
+
+def blank_uid_instances(txn: Any) -> int:
+    """Instances archived under an empty UID (by archives made before such files were refused).
+
+    A SOP, Series or Study Instance UID present but empty (or only padding
+    or white space) identifies nothing; imports refuse such files now, but
+    an archive made before may hold them, every such file of a kind merged
+    under the one key of the empty string.
+
+    Parameters
+    ----------
+    txn : read transaction
+        Of the archive's store.
+
+    Returns
+    -------
+    int
+        Instances whose series or study record has a blank ``uid`` or whose
+        own SOP Instance UID is blank (each counted once).
+    """
+    blank_studies = {k for k, v in txn.range("studies") if _blank(records.loads(v).get("uid"))}
+    blank_series = set()
+    for k, v in txn.range("series"):
+        se = records.loads(v)
+        try:
+            sk = bytes.fromhex(str(se.get("study_key", "")))
+        except ValueError:
+            sk = b""
+        if _blank(se.get("uid")) or sk in blank_studies:
+            blank_series.add(k)
+    n = 0
+    for k, v in txn.range("instances"):
+        if k[:8] in blank_series:                      # instance key: series key + SOP key
+            n += 1
+            continue
+        _h, texts, _p = records.split_instance(v)
+        n += _blank(texts.get("SOPInstanceUID"))
+    return n
+
+
+def blank_uid_message(n: int) -> str:
+    """What ``verify`` says about *n* instances archived under an empty UID."""
+    return (f"{n} instance{'s' if n != 1 else ''} archived under an empty UID (SOP, Series or Study "
+            "Instance UID); re-import or remove")
+
+
 def record_dump(txn: Any) -> dict[str, list[tuple[bytes, bytes]]]:
     """Every record of every database, for comparing two archives.
 

@@ -31,6 +31,7 @@ from .record_changes import RecordChanges
 from .removal import remove_instances
 from .report import ImportProgress, ImportReport
 from .integrity import COUNT_FIELDS, add_child, check_invariants, series_counts, stored_counts
+from .integrity import blank_uid_instances, blank_uid_message
 from .memstore import MemoryStore
 from .store import DBS, LmdbStore
 
@@ -46,6 +47,8 @@ class VerifyReport:
     changed: int = 0
     repaired: int = 0
     problems: list[str] = field(default_factory=list)
+    #: Instances archived under an empty UID (archives made before such files were refused).
+    blank_uid: int = 0
 
     @property
     def ok(self) -> bool:
@@ -56,7 +59,7 @@ class VerifyReport:
         return {"ok": self.ok, "instances": self.instances, "locations": self.locations,
                 "offline": self.offline, "went_offline": self.went_offline,
                 "came_online": self.came_online, "changed": self.changed, "repaired": self.repaired,
-                "problems": list(self.problems)}
+                "blank_uid": self.blank_uid, "problems": list(self.problems)}
 
 
 class ArchiveMaintenance:
@@ -210,6 +213,9 @@ class ArchiveMaintenance:
                 rep.offline += bool(v[1] & records.OFFLINE)
             if not self.readonly:  # what the repair above could not fix
                 rep.problems.extend(check_invariants(t))
+            rep.blank_uid = blank_uid_instances(t)
+            if rep.blank_uid:
+                rep.problems.append(blank_uid_message(rep.blank_uid))
         return rep
 
     def check(self) -> list[str]:

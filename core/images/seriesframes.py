@@ -39,9 +39,27 @@ class _Frames:
     calibration: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
+#: Image Type values of mosaics: Siemens ``MOSAIC``, UIH ``VFRAME`` (a grid of slices).
+MOSAIC_TYPES = frozenset({"MOSAIC", "VFRAME"})
+
+
 def is_mosaic(image_type: str | None) -> bool:
-    """Whether an Image Type value marks a Siemens mosaic (many slices tiled in one image)."""
-    return bool(image_type) and "MOSAIC" in {t.strip().upper() for t in image_type.split("\\")}
+    """Whether an Image Type value marks a mosaic (many slices tiled in one image).
+
+    Parameters
+    ----------
+    image_type : str or None
+        The Image Type value (backslash-separated).
+
+    Returns
+    -------
+    bool
+        True for Siemens ``MOSAIC`` and UIH ``VFRAME`` (fMRI/DTI grids; their
+        slice count is in private group 0065, see
+        :func:`pocketpacs.images.volume.uih_grid_geometry`).
+    """
+    return bool(image_type) and not MOSAIC_TYPES.isdisjoint(
+        t.strip().upper() for t in image_type.split("\\"))
 
 
 def _fg(item: Any, seq: str, attr: str) -> Any:

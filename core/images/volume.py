@@ -181,6 +181,10 @@ class Volume:
         ``{"kind", "spacing_mm", "note"}``; ``kind "none"``: the affine is a
         unit (1 px) grid, not mm.  Left out, the volume is taken as
         calibrated in the patient by its spacing.
+    palette : ndarray or None
+        ``(n, 3)`` uint8 RGB of each stored value for PALETTE COLOR images
+        (:func:`pocketpacs.images.colour.palette_of`); the array keeps the
+        stored indices.
     """
 
     array: np.ndarray
@@ -196,6 +200,7 @@ class Volume:
     stack_index: int = 0
     errors: list[FrameError] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
+    palette: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.calibration is None:
@@ -390,10 +395,19 @@ def _build(plan: StackPlan, fr: _Frames, paths: list[str], rescale: bool,
     cal = calibration.of_frame(fr.calibration, fr.ft, i0)
     if cal["kind"] != "patient" and cal["note"] not in plan.report.notes:
         plan.report.notes.append(cal["note"])
+    palette = None
+    if fmt0 is not None and fmt0.photometric == "PALETTE COLOR" and plan.samples == 1:
+        from .colour import ColourError, palette_of
+
+        try:
+            palette = palette_of(paths[fi0])
+        except ColourError:  # shown as its indices, and the report says why (no path: it
+            # reaches the page)
+            plan.report.notes.append("PALETTE COLOR without a usable palette: shown as stored values")
     return Volume(array=arr, affine_lps=plan.affine_lps, spacing=plan.spacing, modality=modality,
                   kind=plan.kind, window_presets=presets, report=plan.report,
                   photometric=fmt0.photometric if fmt0 else "MONOCHROME2", rescaled=applied,
-                  series_uid=fr.series_uid[fi0], errors=errors, calibration=cal)
+                  series_uid=fr.series_uid[fi0], errors=errors, calibration=cal, palette=palette)
 
 
 def mosaic_groups(fr: _Frames) -> list[list[int]]:
@@ -442,33 +456,136 @@ def mosaic_order(fr: _Frames, idx: Sequence[int] | None = None) -> list[int]:
     return [idx[j] for j in order]
 
 
+#: Private creator of the UIH image header (group 0065).
+UIH_CREATOR = "Image Private Header"
+
+
+def _uih_private(ds: Any, element: int) -> Any:
+    """Value of UIH private element (0065,xxNN) under :data:`UIH_CREATOR`, or None."""
+    try:
+        blk = ds.private_block(0x0065, UIH_CREATOR)
+        tag = blk.get_tag(element)
+    except KeyError:
+        tag = 0x00651000 | element          # no creator element: the usual block 0x10
+    el = ds.get(tag)
+    return None if el is None else el.value
+
+
+def uih_grid_geometry(ds: Any, rows: int, cols: int) -> tuple[int, int, int, np.ndarray, str]:
+    """Slice count, grid and affine of a UIH ``VFRAME`` mosaic (an fMRI/DTI grid).
+
+    As dcm2niix and GDCM read them: the slice count is (0065,1050) "Number
+    Of Images In Grid" (DS, private creator "Image Private Header"); the
+    tiles fill a grid of ``ceil(sqrt(n))`` columns and ``ceil(n / columns)``
+    rows, row by row; unlike Siemens mosaics, Image Position (Patient) is
+    that of the first tile (no mosaic-size correction: dcm2niix applies it to
+    Siemens only).  The slice vector comes from the per-tile positions of
+    the VFrame Sequence (0065,1051) when it has one item per slice (first to
+    last), else the normal ``row x column`` direction times Spacing Between
+    Slices (else Slice Thickness).
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        The mosaic's header.
+    rows, cols : int
+        Stored image size (the whole grid).
+
+    Returns
+    -------
+    n : int
+        Slices.
+    ncol, nrow : int
+        Tiles per grid row, grid rows.
+    affine_lps : ndarray, (4, 4)
+        Maps ``(col, row, slice, 1)`` of the tiled-apart volume to LPS mm.
+    note : str
+        How the slice vector was found.
+
+    Raises
+    ------
+    ValueError
+        When the slice count, orientation or spacing is missing or does not fit the image.
+    """
+    n_raw = _uih_private(ds, 0x50)
+    if isinstance(n_raw, (list, tuple)) or hasattr(n_raw, "__len__") and not isinstance(n_raw, (str, bytes)):
+        n_raw = None                                 # (0065,1050) read as a sequence: not the count
+    seq = _uih_private(ds, 0x51)
+    seq = list(seq) if seq is not None and not isinstance(seq, (str, bytes, int, float)) else []
+    try:
+        n = int(round(float(n_raw))) if n_raw not in (None, "") else len(seq)
+    except (TypeError, ValueError):
+        n = len(seq)
+    if n < 1:
+        raise ValueError("UIH VFRAME without its slice count (0065,1050)")
+    ncol = int(np.ceil(np.sqrt(n)))
+    nrow = int(np.ceil(n / ncol))
+    if rows % nrow or cols % ncol:
+        raise ValueError(f"UIH VFRAME of {rows}x{cols} does not divide into {nrow}x{ncol} tiles of {n} slices")
+    iop = np.asarray([float(v) for v in ds.ImageOrientationPatient], dtype=np.float64)
+    ps = [float(v) for v in ds.PixelSpacing]
+    rdir, cdir = iop[:3] / np.linalg.norm(iop[:3]), iop[3:] / np.linalg.norm(iop[3:])
+    normal = np.cross(rdir, cdir)
+    pos = []
+    for item in seq:
+        ipp = item.get("ImagePositionPatient")
+        if ipp is None or len(ipp) != 3:
+            pos = []
+            break
+        pos.append([float(v) for v in ipp])
+    if len(pos) == n and n > 1:
+        first = np.asarray(pos[0])
+        step = (np.asarray(pos[-1]) - first) / (n - 1)
+        note = "slice vector from the VFrame Sequence's first and last positions"
+    else:
+        first = np.asarray([float(v) for v in ds.ImagePositionPatient], dtype=np.float64)
+        dz = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
+        if dz in (None, "") or float(dz) <= 0:
+            raise ValueError("UIH VFRAME without per-slice positions or slice spacing")
+        step = normal * float(dz)
+        note = "slice vector: the row x column normal times the slice spacing"
+    aff = np.eye(4)
+    aff[:3, 0] = rdir * ps[1]
+    aff[:3, 1] = cdir * ps[0]
+    aff[:3, 2] = step
+    aff[:3, 3] = first
+    return n, ncol, nrow, aff, note
+
+
 def _assemble_mosaics(paths: list[str], fr: _Frames, idx: list[int], rescale: bool,
                       pool: DecoderPool | None, report: AssemblyReport) -> Volume | None:
-    """Siemens mosaics of one size (``idx``, in volume order): one file = one volume
-    (slices tiled); several files = 4D."""
+    """Mosaics of one size (``idx``, in volume order): one file = one volume (slices
+    tiled); several files = 4D.  Siemens ``MOSAIC`` (geometry by nibabel's CSA
+    reader) or UIH ``VFRAME`` (:func:`uih_grid_geometry`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from nibabel.nicom import dicomwrappers
 
     b = fr.batch
+    fmt = fr.formats[idx[0]]
+    assert fmt is not None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             from ..dicom.fallback import read_dataset_capped
 
             ds = read_dataset_capped(paths[idx[0]], stop_before_pixels=True)
-            w = dicomwrappers.wrapper_from_data(ds)
-            nsl = int(w.n_mosaic)
-            aff_nib = np.asarray(w.affine, dtype=np.float64)
+            itype = {str(v).strip().upper() for v in (ds.get("ImageType") or [])}
+            uih = "VFRAME" in itype and "MOSAIC" not in itype
+            if uih:
+                nsl, ncol, nrow, aff, how = uih_grid_geometry(ds, fmt.rows, fmt.cols)
+            else:
+                w = dicomwrappers.wrapper_from_data(ds)
+                nsl = int(w.n_mosaic)
+                # nibabel's affine maps (row, col, slice); ours maps (col, row, slice)
+                aff = np.asarray(w.affine, dtype=np.float64)[:, [1, 0, 2, 3]].copy()
+                ncol = nrow = int(np.ceil(np.sqrt(nsl)))
         except Exception as exc:
+            why = str(exc) if isinstance(exc, ValueError) and str(exc).startswith("UIH") else type(exc).__name__
             for i in idx:
-                report.excluded.append({"file": paths[i], "reason": "mosaic geometry unreadable "
-                                        f"({type(exc).__name__})"})
+                report.excluded.append({"file": paths[i], "reason": f"mosaic geometry unreadable ({why})"})
             return None
-    fmt = fr.formats[idx[0]]
-    assert fmt is not None
-    md = int(np.ceil(np.sqrt(nsl)))
-    rows, cols = fmt.rows // md, fmt.cols // md
+    rows, cols = fmt.rows // nrow, fmt.cols // ncol
     sl = b.number("RescaleSlope")[idx]
     ic = b.number("RescaleIntercept")[idx]
     sl = np.where(np.isfinite(sl) & (sl != 0), sl, 1.0)
@@ -492,11 +609,9 @@ def _assemble_mosaics(paths: list[str], fr: _Frames, idx: list[int], rescale: bo
                 new_arr[:v] = arr[:v]
             arr = new_arr
         for k in range(nsl):
-            r0, c0 = (k // md) * rows, (k % md) * cols
+            r0, c0 = (k // ncol) * rows, (k % ncol) * cols
             arr[v, k] = one[0, r0:r0 + rows, c0:c0 + cols]
     assert arr is not None
-    # nibabel's affine maps (row, col, slice); ours maps (col, row, slice)
-    aff = aff_nib[:, [1, 0, 2, 3]].copy()
     r_c = np.cross(aff[:3, 0], aff[:3, 1])
     if np.dot(r_c, aff[:3, 2]) < 0:  # store slices in ascending order along the normal
         for k in range(nsl // 2):  # reverse the slices in place (no second array)
@@ -517,7 +632,8 @@ def _assemble_mosaics(paths: list[str], fr: _Frames, idx: list[int], rescale: bo
                       pixel_spacing_mm=[spacing[1], spacing[0]],
                       spacing_mm=list(spacing), affine_lps=aff.tolist(),
                       affine_ras=lps_to_ras(aff).tolist(),
-                      notes=[f"Siemens mosaic: {nsl} slices tiled {md}x{md} per file"
+                      notes=[(f"UIH VFRAME grid: {nsl} slices tiled {nrow}x{ncol} per file ({how})" if uih
+                              else f"Siemens mosaic: {nsl} slices tiled {ncol}x{nrow} per file")
                              + (f", {t} volumes (4D)" if t > 1 else "")])
     i0 = idx[0]
     c, wdt = b.number("WindowCenter")[i0], b.number("WindowWidth")[i0]

@@ -11,7 +11,7 @@ const HEADERS = { 'X-PocketPACS-Token': TOKEN };
 
 /** Error carrying the envelope's code; message is safe to show. */
 export class ApiError extends Error {
-  constructor(code, message) { super(message); this.code = code; }
+  constructor(code, message, details = null) { super(message); this.code = code; this.details = details; }
 }
 
 let bridge = null;          // window.pywebview.api when in the desktop window
@@ -36,7 +36,7 @@ export function transport() { return bridge ? 'bridge' : 'http'; }
 function unwrap(env) {
   if (env && env.ok === true) return env.data;
   const e = (env && env.error) || { code: 'internal', message: 'No answer.' };
-  throw new ApiError(e.code, e.message);
+  throw new ApiError(e.code, e.message, e.details || null);
 }
 
 /**
@@ -70,7 +70,7 @@ export function parseFrame(buffer) {
 
 /** Typed-array constructor for a wire dtype. */
 export function arrayType(dtype) {
-  return { int16: Int16Array, uint16: Uint16Array, float32: Float32Array }[dtype];
+  return { int16: Int16Array, uint16: Uint16Array, float32: Float32Array, uint8: Uint8Array }[dtype];
 }
 
 async function getBinary(url, signal) {
@@ -93,7 +93,7 @@ export async function volumeSlice(vid, z, signal) {
   const buf = await (await getBinary(`/v1/volume/${vid}/slice/${z}`, signal)).arrayBuffer();
   const { header, offset } = parseFrame(buf);
   const T = arrayType(header.dtype);
-  return { header, z: header.slice, data: new T(buf, offset, header.shape[1] * header.shape[2]) };
+  return { header, z: header.slice, data: new T(buf, offset, header.shape[1] * header.shape[2] * (header.samples || 1)) };
 }
 
 /**

@@ -102,7 +102,11 @@ export function roiValues(vol, m) {
   const { slope, intercept } = h.rescale;
   const ell = m.type === 'ellipse';
   const values = [];
-  const at = (i, j, k) => vol.data[(k * ny + j) * nx + i] * slope + intercept;
+  const d = vol.data;
+  // colour (RGB8): ROI statistics over the luminance, as MPR/3D show it
+  const at = (h.samples || 1) === 3
+    ? (i, j, k) => { const o = 3 * ((k * ny + j) * nx + i); return 0.299 * d[o] + 0.587 * d[o + 1] + 0.114 * d[o + 2]; }
+    : (i, j, k) => d[(k * ny + j) * nx + i] * slope + intercept;
   if (m.plane.native) {
     const g1 = apply(Ai, m.pts[0]), g2 = apply(Ai, m.pts[1]);
     const k = m.plane.slice;

@@ -114,7 +114,11 @@ export class Panels {
   }
 
   // ------------------------------------------------------------ assembly + histogram
-  async loadReport(vid) {
+  /**
+   * The assembly report of a volume.  cal (measure.calibrationOf of its header):
+   * an uncalibrated volume (unit 'px') shows its spacings in px, never mm.
+   */
+  async loadReport(vid, cal = null) {
     if (this.reportFor === vid) return;
     this.reportFor = vid;
     const box = $('report-body');
@@ -130,24 +134,29 @@ export class Panels {
       + (rep.split_by.length ? `; split by ${rep.split_by.join(', ')}` : ''))];
     const ex = Object.entries(rep.excluded || {});
     if (ex.length) parts.push(el('p', `Left out: ${ex.map(([r, n]) => `${n} × ${r}`).join(', ')}`));
+    const uncal = !!cal && cal.unit === 'px';
+    const u = uncal ? 'px' : 'mm';
+    // core's planning note on a grid without Pixel Spacing speaks of 1 mm pixels: here they are px
+    const note = (n) => (uncal ? String(n).replace(/1 mm pixels assumed/g, 'measured in px') : n);
     rep.stacks.forEach((s, i) => {
       const dl = el('dl', undefined, 'stack');
       const row = (k, v) => { if (v !== null && v !== undefined && v !== '') dl.append(el('dt', k), el('dd', v)); };
       row('Stack', `${i + 1}${i === 0 ? ' (shown)' : ''}: ${s.kind}, ${s.shape.join('×')}`);
       if (s.why_sequence) row('Why not a volume', s.why_sequence);
       if (s.split_by && s.split_by.length) row('Split by', s.split_by.join(', '));
-      if (s.pixel_spacing_mm && s.pixel_spacing_mm.length) row('Pixel spacing', `${s.pixel_spacing_mm.map((v) => (+v).toFixed(3)).join(' × ')} mm`);
+      if (uncal) row('Pixel spacing', 'uncalibrated (measured in px)');
+      else if (s.pixel_spacing_mm && s.pixel_spacing_mm.length) row('Pixel spacing', `${s.pixel_spacing_mm.map((v) => (+v).toFixed(3)).join(' × ')} mm`);
       const ss = s.slice_spacing_mm || {};
       if (Object.keys(ss).length) row('Slice spacing', Object.entries(ss).map(([k, v]) => `${k} ${typeof v === 'number' ? v.toFixed(3) : v}`).join(', '));
-      if (s.spacing_mm && s.spacing_mm.length) row('Voxel size', `${s.spacing_mm.map((v) => (+v).toFixed(3)).join(' × ')} mm`);
-      row('Gaps', s.gaps && s.gaps.length ? s.gaps.map((g) => `after slice ${g.after_slice}: ${g.step_mm} mm (${g.missing_slices} missing)`).join('; ') : 'none');
+      if (s.spacing_mm && s.spacing_mm.length) row('Voxel size', uncal ? 'uncalibrated (1 px grid)' : `${s.spacing_mm.map((v) => (+v).toFixed(3)).join(' × ')} mm`);
+      row('Gaps', s.gaps && s.gaps.length ? s.gaps.map((g) => `after slice ${g.after_slice}: ${g.step_mm} ${u} (${g.missing_slices} missing)`).join('; ') : 'none');
       if (s.duplicates && s.duplicates.length) row('Repeated positions', String(s.duplicates.length));
       row('Gantry tilt', s.tilt_deg ? `${(+s.tilt_deg).toFixed(2)}° — ${s.tilt_action}` : 'none');
       if (s.spacing_action && s.spacing_action !== 'none') row('Spacing', s.spacing_action);
-      if (s.notes && s.notes.length) row('Notes', s.notes.join('; '));
+      if (s.notes && s.notes.length) row('Notes', s.notes.map(note).join('; '));
       parts.push(dl);
     });
-    for (const n of rep.notes || []) parts.push(el('p', n, 'note'));
+    for (const n of rep.notes || []) parts.push(el('p', note(n), 'note'));
     box.replaceChildren(...parts);
     box.dataset.stacks = String(rep.stacks.length);
   }

@@ -23,6 +23,7 @@ import { ViewerLoading } from './viewer/loading.js';
 import { ViewerLayout } from './viewer/layout.js';
 import { ViewerOverlay } from './viewer/overlay.js';
 import { ViewerInput } from './viewer/input.js';
+import { ViewerNonImage } from './viewer/nonimage.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -62,7 +63,7 @@ export class Viewer {
     this.onFail = null;       // (error) => void: a volume failed after open() resolved (its stream)
     this.panels = new Panels();
     // the 2D slice programs compile at page load, so a first open draws at once
-    for (const dtype of ['int16', 'uint16', 'float32']) this.view.program(dtype).catch(() => {});
+    for (const dtype of ['int16', 'uint16', 'float32', 'uint8']) this.view.program(dtype).catch(() => {});
     this.glReady = Promise.all([this.mpr.init(), this.ray.init()]).catch((e) => this.glError(e));
     this.bind();
     this.setTool('navigate');
@@ -243,7 +244,10 @@ export class Viewer {
       [x, y, z] = g;
     }
     if (x < 0 || y < 0 || z < 0 || x >= nx || y >= ny || z >= nz || !this.vol.ready[z]) return null;
-    const stored = this.ensureData()[(z * ny + y) * nx + x];
+    const spp = this.vol.header.samples || 1;
+    const data = this.ensureData(), i = ((z * ny + y) * nx + x) * spp;
+    if (spp === 3) return { x, y, z, rgb: [data[i], data[i + 1], data[i + 2]] };   // colour: R, G, B
+    const stored = data[i];
     const r = this.vol.header.rescale;
     return { x, y, z, stored, real: stored * r.slope + r.intercept, units: this.vol.header.units };
   }
@@ -285,7 +289,7 @@ export class Viewer {
 }
 
 // the methods of each job, as if declared in the class (non-enumerable, like class methods)
-for (const part of [ViewerLoading, ViewerLayout, ViewerOverlay, ViewerInput]) {
+for (const part of [ViewerLoading, ViewerLayout, ViewerOverlay, ViewerInput, ViewerNonImage]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name === 'constructor') continue;
     if (Object.prototype.hasOwnProperty.call(Viewer.prototype, name)) throw new Error(`Viewer.${name} defined twice`);

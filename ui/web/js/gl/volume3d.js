@@ -6,6 +6,8 @@
 // or the byte budget (gl/limits.js), the texture holds every f-th voxel per
 // axis and `notice` says so; an OUT_OF_MEMORY on allocation doubles the
 // factors and tries again, so a big volume never costs the context.
+// Colour volumes (samples 3, RGB8) are converted to their luminance
+// (0.299 R + 0.587 G + 0.114 B): MPR and 3D show colour as grey.
 
 import { limits } from './limits.js';
 
@@ -78,6 +80,9 @@ export class RenderVolume {
     const [nx, ny] = this.src;
     const [tx, ty, tz] = this.dims;
     const { slope, intercept } = this.header.rescale;
+    const rgb = (this.header.samples || 1) === 3;
+    const d = this.data;
+    const lum = (v) => 0.299 * d[3 * v] + 0.587 * d[3 * v + 1] + 0.114 * d[3 * v + 2];
     let k0 = Math.ceil(z0 / fz), k1 = Math.ceil(z1 / fz);
     k1 = Math.min(k1, tz);
     if (k1 <= k0) { this.uploadedTo = Math.max(this.uploadedTo, z1); return; }
@@ -92,7 +97,9 @@ export class RenderVolume {
         const base = k * fz * nx * ny;
         for (let j = 0; j < ty; j++) {
           const row = base + j * fy * nx;
-          if (fx === 1) {
+          if (rgb) {
+            for (let i = 0; i < tx; i++) out[o++] = lum(row + i * fx);
+          } else if (fx === 1) {
             for (let i = 0; i < tx; i++) out[o++] = this.data[row + i] * slope + intercept;
           } else {
             for (let i = 0; i < tx; i++) out[o++] = this.data[row + i * fx] * slope + intercept;

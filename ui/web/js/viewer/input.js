@@ -55,8 +55,10 @@ export class ViewerInput {
       const [px, py] = local(e);
       const r = c.getBoundingClientRect();
       const p = this.probe(e.clientX - r.left, e.clientY - r.top);
-      const real = p && (Number.isInteger(p.real) ? String(p.real) : p.real.toFixed(2));
-      $('probe').textContent = p ? `(${p.x}, ${p.y}${this.vps.length > 1 || this.single !== 'native' ? `, ${p.z}` : ''})  stored ${p.stored}  value ${real} ${p.units || ''}`.trim() : '';
+      const real = p && !p.rgb && (Number.isInteger(p.real) ? String(p.real) : p.real.toFixed(2));
+      const at = p ? `(${p.x}, ${p.y}${this.vps.length > 1 || this.single !== 'native' ? `, ${p.z}` : ''})` : '';
+      $('probe').textContent = !p ? '' : p.rgb ? `${at}  R ${p.rgb[0]}  G ${p.rgb[1]}  B ${p.rgb[2]}`
+        : `${at}  stored ${p.stored}  value ${real} ${p.units || ''}`.trim();
       if (!drag) {
         const vp = this.vpAt(px, py);
         if (vp) this.active = vp.kind;

@@ -10,13 +10,18 @@
 
 import * as api from '../api.js';
 import { requestRedraw } from '../scheduler.js';
-import { letters } from '../orientation.js';
+import { hasPatientAxes, letters } from '../orientation.js';
+import { calibrationOf } from '../measure.js';
 import { RenderVolume } from '../gl/volume3d.js';
 import { apply, invertAffine } from '../mpr.js';
 import { defaultPreset } from '../tf.js';
 import { histogram } from '../panels.js';
 
 const $ = (id) => document.getElementById(id);
+
+/** What MPR and 3D show of a colour volume (their textures hold its luminance). */
+export const COLOUR_NOTICE = 'colour shown as grey in MPR/3D';
+const h3Colour = (header) => ((header.samples || 1) > 1 ? COLOUR_NOTICE : '');
 
 /** Methods of {@link Viewer} (mixed into its prototype by viewer.js). */
 export class ViewerLoading {
@@ -32,8 +37,21 @@ export class ViewerLoading {
     try {
       await this.openSteps(seq, vid, t0, knownHeader, tReply);
     } catch (e) {
-      if (seq === this.seq && e.name !== 'AbortError') throw e;
+      if (seq !== this.seq || e.name === 'AbortError') return;
+      // not an image (SR, PDF, RT, ...): its text in the viewport, not an error
+      if (e.code === 'not_a_volume' && e.details) { this.showNonImage(e); return; }
+      throw e;
     }
+  }
+
+  /** Why a volume has no header: the job's own error (code, message, details) when it has one. */
+  async whyFailed(vid, e) {
+    if (e.name === 'AbortError') return e;
+    try {
+      const st = await api.call('volume_status', { volume_id: vid });
+      if (st && st.error) return new api.ApiError(st.error.code, st.error.message, st.error.details || null);
+    } catch (e2) { /* the header's error it is */ }
+    return e;
   }
 
   async openSteps(seq, vid, t0, knownHeader, tReply) {
@@ -43,7 +61,10 @@ export class ViewerLoading {
       tReply: tReply === null ? '' : String(tReply) });
     this.canvas.dataset.tCall = String(performance.now());
     // open_series answers with the header when the server has it at once
-    const header = knownHeader || await api.volumeHeader(vid, ctrl.signal);
+    let header = knownHeader;
+    if (!header) {
+      try { header = await api.volumeHeader(vid, ctrl.signal); } catch (e) { throw await this.whyFailed(vid, e); }
+    }
     if (seq !== this.seq) return;
     this.canvas.dataset.tHeader = String(performance.now());
     const [nz, ny, nx] = header.shape;
@@ -100,7 +121,7 @@ export class ViewerLoading {
     const h = vol.header, [nz, ny, nx] = h.shape;
     const T = api.arrayType(h.dtype);
     vol.data = new T(new ArrayBuffer(nz * h.slice_bytes));
-    if (vol.firstData) vol.data.set(vol.firstData, vol.first * nx * ny);
+    if (vol.firstData) vol.data.set(vol.firstData, vol.first * nx * ny * (h.samples || 1));
     return vol.data;
   }
 
@@ -139,8 +160,9 @@ export class ViewerLoading {
       this.view.setData(data, vol.uploaded, vol.firstData ? [vol.first] : []);
       if (this.rv) this.rv.dispose();
       this.rv = new RenderVolume(this.gl, header, data);
-      $('notice-3d').textContent = this.rv.notice;
-      this.canvas.dataset.notice3d = this.rv.notice;
+      const notice = [h3Colour(header), this.rv.notice].filter((x) => x).join('; ');
+      $('notice-3d').textContent = notice;
+      this.canvas.dataset.notice3d = notice;
       this.canvas.dataset.tex3d = this.rv.dims.join('x');
       glSet = true;
       this.invalidate3d();
@@ -190,12 +212,15 @@ export class ViewerLoading {
     this.resetClip();
     $('tf-preset').value = this.r3.preset;
     this.ray.resetCamera();
-    // label the clip sliders with the volume axes' patient directions
+    // label the clip sliders with the volume axes' patient directions; volumes not
+    // calibrated in the patient have none: their axes by name (px when uncalibrated)
     const A = header.affine_lps;
+    const patient = hasPatientAxes(header), px = calibrationOf(header).unit === 'px';
     for (const s of document.querySelectorAll('#tools-3d [data-axis]')) {
       const i = Number(s.dataset.axis);
       const d = [A[0][i], A[1][i], A[2][i]];
-      s.textContent = `${letters(d.map((x) => -x))}–${letters(d)}`;
+      s.textContent = patient ? `${letters(d.map((x) => -x))}–${letters(d)}`
+        : `${['columns', 'rows', 'slices'][i]}${px && i < 2 ? ' (px)' : ''}`;
     }
   }
 
@@ -221,6 +246,7 @@ export class ViewerLoading {
     this.interacting = false;
     if (this.rv) { this.rv.dispose(); this.rv = null; }
     this.view.clear();
+    this.hideNonImage();
     this.vol = null;
     this.uploadPending = () => {};
     this.measurements = [];

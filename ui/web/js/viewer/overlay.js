@@ -95,7 +95,8 @@ export class ViewerOverlay {
       const pos = slicePosition(h.affine_lps, this.s.slice, nx, ny);
       $('corner-bl').textContent = lines(`Slice ${this.s.slice + 1} / ${nz}`,
         hasPatientAxes(h) ? `Pos ${pos.along.toFixed(1)} mm` : '', `${nx}×${ny}  ${measure.spacingText(h)}`,
-        h.kind === 'sequence' ? 'sequence (not a regular volume)' : '');
+        h.kind === 'sequence' ? 'sequence (not a regular volume)' : '',
+        (h.samples || 1) > 1 ? 'colour shown as grey in MPR/3D' : '');
     } else {
       $('corner-bl').textContent = this.positionText(first);
     }
@@ -118,7 +119,7 @@ export class ViewerOverlay {
     const t = this.panels.tab;
     if (t === 'header') this.panels.loadHeader(this.vol.vid, this.s.slice);
     if (t === 'assembly') {
-      this.panels.loadReport(this.vol.vid);
+      this.panels.loadReport(this.vol.vid, measure.calibrationOf(this.vol.header));
       this.panels.drawHistogram(this.s.center, this.s.width, this.vol.header.units);
     }
   }

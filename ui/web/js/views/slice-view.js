@@ -42,10 +42,12 @@ export class SliceView {
     this.layerSlice = -1;
   }
 
+  /** The slice program of a wire dtype ('uint8': colour, its own shader source). */
   async program(dtype) {
     if (!this.programs[dtype]) {
-      const [vs, fs] = await Promise.all([source('fullscreen.vert.glsl'), source('slice.frag.glsl')]);
-      this.programs[dtype] = link(this.gl, vs, specialise(fs, dtype), ['fullscreen.vert.glsl', 'slice.frag.glsl']);
+      const frag = dtype === 'uint8' ? 'slice_rgb.frag.glsl' : 'slice.frag.glsl';
+      const [vs, fs] = await Promise.all([source('fullscreen.vert.glsl'), source(frag)]);
+      this.programs[dtype] = link(this.gl, vs, dtype === 'uint8' ? fs : specialise(fs, dtype), ['fullscreen.vert.glsl', frag]);
     }
     return this.programs[dtype];
   }
@@ -170,8 +172,8 @@ export class SliceView {
     gl.uniform4f(p.u.uXform, xf[0], xf[1], xf[2] - rect[0], xf[3] - rect[1]);   // vCanvas is viewport-relative
     gl.uniform3i(p.u.uDims, h.shape[2], h.shape[1], h.shape[0]);
     gl.uniform1i(p.u.uLayer, this.vt.whole ? state.slice : 0);
-    gl.uniform1f(p.u.uSlope, h.rescale.slope);
-    gl.uniform1f(p.u.uIntercept, h.rescale.intercept);
+    if (p.u.uSlope) gl.uniform1f(p.u.uSlope, h.rescale.slope);   // colour: no rescale
+    if (p.u.uIntercept) gl.uniform1f(p.u.uIntercept, h.rescale.intercept);
     gl.uniform1f(p.u.uCenter, state.center);
     gl.uniform1f(p.u.uWidth, state.width);
     gl.uniform1i(p.u.uInvert, state.invert ? 1 : 0);
