@@ -32,11 +32,14 @@ def _series_volumes(args: argparse.Namespace) -> list[tuple[str, Any]]:
         if not found:
             raise PocketPacsError(f"{target}: no DICOM series found")
         return [(sv.volumes[0].series_uid or f"series {i + 1}", sv) for i, sv in enumerate(found)]
+    from ..series import open_series
+
     with _open(args, readonly=True) as arch:
         try:
-            sv = arch.volume(target)
+            reader = open_series(arch, target)       # the viewer's reader: the same stacks
         except KeyError:
             raise FileNotFoundError(f"{target}: neither an existing path nor a series in the archive") from None
+        sv = reader.assemble()
     return [(target, sv)]
 
 

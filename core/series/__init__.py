@@ -10,9 +10,9 @@ stacks, largest first as export orders them; each stack is read whole
 """
 from __future__ import annotations
 
-from .reader import NATIVE_LOCK, SeriesReader, StackSlices, open_series
+from .reader import NATIVE_LOCK, SeriesOfflineError, SeriesReader, StackSlices, open_series
 from .rows import ArchiveRows, archive_rows
 from .stacks import FourthAxis, StackInfo, orientation_name, stack_label
 
 __all__ = ["open_series", "SeriesReader", "StackSlices", "StackInfo", "FourthAxis", "ArchiveRows",
-           "archive_rows", "orientation_name", "stack_label", "NATIVE_LOCK"]
+           "archive_rows", "orientation_name", "stack_label", "NATIVE_LOCK", "SeriesOfflineError"]

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import ArchiveError
 from .rows import ArchiveRows, archive_rows
 from .stacks import (StackInfo, _fourth_axis, _fourth_axis_of_volume, _is_progressive,
                      _planned_shape, stack_label)
@@ -29,6 +30,10 @@ from .stacks import (StackInfo, _fourth_axis, _fourth_axis_of_volume, _is_progre
 #: thumbnails, warm-up): numba's default threading layer does not support
 #: parallel kernels launched from several threads at once.
 NATIVE_LOCK = threading.RLock()
+
+
+class SeriesOfflineError(ArchiveError, FileNotFoundError):
+    """None of an archived series' files can be read (a folder or medium not present)."""
 
 
 class StackSlices:
@@ -377,7 +382,8 @@ def open_series(source: Any, series_key: str | None = None, *, check: bool = Tru
     KeyError
         When the archive has no such series.
     FileNotFoundError
-        When the series has no file that can be read.
+        When the series has no file that can be read (an archived one:
+        :class:`SeriesOfflineError`, also an ``ArchiveError``).
     ValueError
         When *series_key* is missing for an archive.
     """
@@ -392,7 +398,7 @@ def open_series(source: Any, series_key: str | None = None, *, check: bool = Tru
             return SeriesReader(got[0], got[1], **kwargs)
         paths = [os.fspath(p) for p in source.series_files(key, check=check)]
         if not paths:
-            raise FileNotFoundError("no readable file in the series (its files are offline)")
+            raise SeriesOfflineError("the files of this series are offline (folder or medium not present)")
         return SeriesReader(paths, **kwargs)
     if isinstance(source, (str, os.PathLike)):
         p = os.fspath(source)
