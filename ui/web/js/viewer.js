@@ -23,6 +23,7 @@ import { ViewerLoading } from './viewer/loading.js';
 import { ViewerLayout } from './viewer/layout.js';
 import { ViewerOverlay } from './viewer/overlay.js';
 import { ViewerInput } from './viewer/input.js';
+import { ViewerTimeline } from './viewer/timeline.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -65,6 +66,7 @@ export class Viewer {
     for (const dtype of ['int16', 'uint16', 'float32']) this.view.program(dtype).catch(() => {});
     this.glReady = Promise.all([this.mpr.init(), this.ray.init()]).catch((e) => this.glError(e));
     this.bind();
+    this.bindTimeline();
     this.setTool('navigate');
     new ResizeObserver(() => this.invalidate3d()).observe(this.stage);
   }
@@ -285,7 +287,7 @@ export class Viewer {
 }
 
 // the methods of each job, as if declared in the class (non-enumerable, like class methods)
-for (const part of [ViewerLoading, ViewerLayout, ViewerOverlay, ViewerInput]) {
+for (const part of [ViewerLoading, ViewerLayout, ViewerOverlay, ViewerInput, ViewerTimeline]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name === 'constructor') continue;
     if (Object.prototype.hasOwnProperty.call(Viewer.prototype, name)) throw new Error(`Viewer.${name} defined twice`);
