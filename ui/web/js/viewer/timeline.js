@@ -161,6 +161,9 @@ export class ViewerTimeline {
       this.view.setPreview(z, sl.data);
       this.s.sliceReady = true;
       this.render();
+      let sum = 0;
+      for (let i = 0; i < sl.data.length; i++) sum += sl.data[i];
+      this.canvas.dataset.tSum = String(sum);        // which values are on screen (tests)
       this.canvas.dataset.tDrawn = String(t);
       this.startVolume(seq, next, ctrl.signal);
     } catch (e) {
