@@ -3,7 +3,8 @@
 - The core and the kernels never import the UI or GUI toolkits.
 - Inside the core, each module imports only its own layer or the ones below:
   ``errors``/``log``/``paths``/``process`` (base) < ``dicom`` < ``images`` <
-  ``archive`` < the command line and the public API (``cli``, ``__init__``);
+  ``archive`` < the series reader, the command line and the public API (``series``,
+  ``cli``, ``__init__``);
   ``synth`` writes DICOM files and stands beside ``dicom``.  Kernels in
   ``native/`` import nothing of the core (numba's set-up, ``native/_jit``,
   takes its folder rules from ``paths``).

@@ -145,13 +145,15 @@ def stack_label(kind: str, shape: Sequence[int], affine_lps: np.ndarray, volumes
     key = key or {}
     k, r, c = (int(v) for v in shape)
     parts = []
-    ori = orientation_name(affine_lps) if key.get("orientation", True) is not None else ""
+    # planes only where the headers place them (a stack without geometry has a unit grid)
+    ori = orientation_name(affine_lps) if ("orientation" in key or key.get("mosaic")) else ""
     if ori:
         parts.append(ori)
     parts.append(f"{k} {'frame' if kind == 'sequence' else 'slice'}{'s' if k != 1 else ''}")
     if volumes.count > 1:
-        parts.append(f"{volumes.count} {volumes.axis or 'volume'} points"
-                     if volumes.axis in ("time", "echo", "b-value") else f"{volumes.count} volumes")
+        noun = {"time": "time points", "echo": "echoes", "b-value": "b-values"}.get(volumes.axis or "",
+                                                                                "volumes")
+        parts.append(f"{volumes.count} {noun}")
     if {"rows", "cols"} & set(split_by):
         parts.append(f"{c}x{r}")
     if "echo" in split_by and key.get("echo") is not None:
