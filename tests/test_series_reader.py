@@ -270,3 +270,21 @@ def test_served_stack_picker_and_time_axis(served, multi_stack, four_d):
     assert _req(srv, "GET", f"/v1/volume/{vid}/slice/1?t=3")[0] == 404
     assert _req(srv, "GET", f"/v1/volume/{vid}/data?t=9")[0] == 404
     assert _req(srv, "GET", f"/v1/volume/{vid}/slice/1?t=x")[0] == 400
+
+
+def test_a_folder_opens_series_by_series(multi_stack, four_d, tmp_path):
+    import shutil
+
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for i, f in enumerate(multi_stack + four_d):
+        shutil.copy(f, folder / f"f{i:03d}.dcm")
+    readers = series.open_path(folder)
+    assert sorted(len(r.stacks) for r in readers) == [1, 3]
+    by_uid = {r.series_uid: r for r in readers}
+    four = series.open_series(folder, next(u for u, r in by_uid.items() if len(r.stacks) == 1))
+    assert four.stacks[0].volumes.count == 3
+    with pytest.raises(ValueError, match="holds 2 image series"):
+        series.open_series(folder)
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        series.open_path(tmp_path / "absent")

@@ -19,7 +19,8 @@ from .output import _err, _print_json, _say
 def _series_volumes(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """Resolve TARGET (a Series Instance UID in the archive, or a file/folder path)
     into ``(label, SeriesVolumes-or-volume-list)`` pairs."""
-    from ..images.volume import SeriesVolumes, assemble_path
+    from ..images.volume import SeriesVolumes
+    from ..series import open_path, open_series
 
     target = args.target
     if os.path.exists(target):
@@ -28,12 +29,10 @@ def _series_volumes(args: argparse.Namespace) -> list[tuple[str, Any]]:
         if os.path.isfile(target) and _kind_of(target) != "dicom":
             vols = open_other(target)
             return [(os.path.basename(target), SeriesVolumes(vols, None, []))]
-        found = assemble_path(target)
-        if not found:
+        readers = open_path(target)           # the viewer's reader: the same stacks
+        if not readers:
             raise PocketPacsError(f"{target}: no DICOM series found")
-        return [(sv.volumes[0].series_uid or f"series {i + 1}", sv) for i, sv in enumerate(found)]
-    from ..series import open_series
-
+        return [(r.series_uid or f"series {i + 1}", r.assemble()) for i, r in enumerate(readers)]
     with _open(args, readonly=True) as arch:
         try:
             reader = open_series(arch, target)       # the viewer's reader: the same stacks

@@ -1,6 +1,7 @@
 """The one series reader: how the viewer, export, report and thumbnails read a DICOM series.
 
-``open_series(archive_or_paths, series_key=None)`` plans a series (from the
+``open_series(archive_or_paths, series_key=None)`` (and ``open_path(folder)``
+for every series of a folder) plans a series (from the
 archive's stored rows where they are exact, else from its files) into its
 stacks, largest first as export orders them; each stack is read whole
 (:meth:`SeriesReader.read_stack`, export's values) or slice by slice
@@ -10,9 +11,9 @@ stacks, largest first as export orders them; each stack is read whole
 """
 from __future__ import annotations
 
-from .reader import NATIVE_LOCK, SeriesOfflineError, SeriesReader, StackSlices, open_series
+from .reader import NATIVE_LOCK, SeriesOfflineError, SeriesReader, StackSlices, open_path, open_series
 from .rows import ArchiveRows, archive_rows
 from .stacks import FourthAxis, StackInfo, orientation_name, stack_label
 
-__all__ = ["open_series", "SeriesReader", "StackSlices", "StackInfo", "FourthAxis", "ArchiveRows",
+__all__ = ["open_series", "open_path", "SeriesReader", "StackSlices", "StackInfo", "FourthAxis", "ArchiveRows",
            "archive_rows", "orientation_name", "stack_label", "NATIVE_LOCK", "SeriesOfflineError"]

@@ -163,6 +163,8 @@ class SeriesReader:
         Their headers (parsed here when None).
     tilt, spacing : str
         Passed to :func:`pocketpacs.images.stacksplit.plan_series`.
+    notes : sequence of str
+        Notes for the assembly report (e.g. why a file is read on its own).
 
     Raises
     ------
@@ -173,7 +175,7 @@ class SeriesReader:
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], batch: Any = None, *,
-                 tilt: str = "resample", spacing: str = "resample"):
+                 tilt: str = "resample", spacing: str = "resample", notes: Sequence[str] = ()):
         from ..dicom.headers import parse_files
         from ..images.seriesframes import frames_from_batch
         from ..images.stacksplit import plan_series
@@ -187,6 +189,7 @@ class SeriesReader:
                 batch = parse_files(self.paths)
         self.batch = batch
         self._opts = {"tilt": tilt, "spacing": spacing}
+        self._notes = list(notes)
         fr = frames_from_batch(self.paths, batch)
         plans, report = plan_series(fr.ft, tilt=tilt, spacing=spacing, paths=self.paths)
         check_has_images(fr, len(self.paths), bool(plans or fr.mosaics))
@@ -196,15 +199,19 @@ class SeriesReader:
         self._assembled = None
         #: the assembly report (stacks, why split, spacing, tilt)
         self.report = report
+        #: Series Instance UID of the series (None when its files have none)
+        self.series_uid = next((u for u in fr.series_uid if u), None)
         if fr.mosaics:
             # mosaics are tiled apart as export does, every stack at once
             with NATIVE_LOCK:
                 sv = assemble_series(self.paths, batch=batch, **self._opts)
             self._assembled = sv
             self.report = sv.report
+            self.report.notes.extend(self._notes)
             self.stacks = [self._info_of_volume(i, v) for i, v in enumerate(sv.volumes)]
             return
         report.excluded.extend(fr.excluded)
+        report.notes.extend(self._notes)
         for i, p in enumerate(plans):
             p.report.index = i
             t = int(p.frames.shape[0])
@@ -350,6 +357,7 @@ class SeriesReader:
         if self._assembled is None:
             with NATIVE_LOCK:
                 self._assembled = assemble_series(self.paths, batch=self.batch, **self._opts)
+            self._assembled.report.notes.extend(self._notes)
         return self._assembled
 
     def close(self) -> None:
@@ -365,9 +373,10 @@ def open_series(source: Any, series_key: str | None = None, *, check: bool = Tru
     ----------
     source : pocketpacs.Archive, path-like or sequence of path-like
         An archive (then *series_key* names the series), the files of one
-        series, or one file or folder holding one series.
+        series (a list), or a file or folder (its one image series, or the one
+        *series_key* names; :func:`open_path` gives every one).
     series_key : str, optional
-        Series key or Series Instance UID in the archive.
+        Series key or Series Instance UID in the archive; Series Instance UID in a folder.
     check : bool
         Archive: passed to :meth:`~pocketpacs.Archive.series_files` (mark missing files offline).
     **kwargs
@@ -385,10 +394,9 @@ def open_series(source: Any, series_key: str | None = None, *, check: bool = Tru
         When the series has no file that can be read (an archived one:
         :class:`SeriesOfflineError`, also an ``ArchiveError``).
     ValueError
-        When *series_key* is missing for an archive.
+        When *series_key* is missing for an archive, or a folder holds another
+        number of image series than one (or none by that UID).
     """
-    from ..images.volume import dicom_files_in
-
     if hasattr(source, "series_files"):
         if series_key is None:
             raise ValueError("open_series: name the series to open in the archive (series_key)")
@@ -401,12 +409,52 @@ def open_series(source: Any, series_key: str | None = None, *, check: bool = Tru
             raise SeriesOfflineError("the files of this series are offline (folder or medium not present)")
         return SeriesReader(paths, **kwargs)
     if isinstance(source, (str, os.PathLike)):
-        p = os.fspath(source)
-        if not os.path.exists(p):
-            raise FileNotFoundError(f"{p}: no such file or folder")
-        paths = dicom_files_in(p) if os.path.isdir(p) else [p]
-    else:
-        paths = [os.fspath(x) for x in source]
+        readers = open_path(source, **kwargs)
+        if series_key is not None:
+            readers = [r for r in readers if r.series_uid == series_key]
+        if len(readers) != 1:
+            what = f"series {series_key}" if series_key is not None else "one series"
+            raise ValueError(f"{os.fspath(source)}: holds {len(readers)} image series, not {what} "
+                             f"(open_path gives every one)")
+        return readers[0]
+    paths = [os.fspath(x) for x in source]
     if not paths:
         raise FileNotFoundError("no file to read")
     return SeriesReader(paths, **kwargs)
+
+
+def open_path(path: str | os.PathLike[str], **kwargs: Any) -> list[SeriesReader]:
+    """Every image series of a DICOM file or folder (no archive), each ready to read.
+
+    Parameters
+    ----------
+    path : path-like
+        A DICOM file or a folder (several series allowed).
+    **kwargs
+        ``tilt``, ``spacing`` (see :class:`SeriesReader`).
+
+    Returns
+    -------
+    list of SeriesReader
+        One per Series Instance UID, in the order first seen (the series of
+        :func:`pocketpacs.images.volume.assemble_path`); a file without a usable
+        Series Instance UID is a series of its own, its report saying so.
+        Groups without an image (reports, RT objects) are left out.
+
+    Raises
+    ------
+    FileNotFoundError
+        When *path* does not exist.
+    """
+    from ..images.volume import VolumeError, series_groups
+
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    out = []
+    for files, note in series_groups(p):
+        try:
+            out.append(SeriesReader(files, notes=[note] if note else (), **kwargs))
+        except VolumeError:
+            continue
+    return out
