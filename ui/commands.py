@@ -108,6 +108,10 @@ class Commands:
 
         def make():
             try:
+                arc.get_series(sid)
+            except KeyError:  # removed meanwhile
+                raise BridgeError(protocol.NOT_FOUND, "No such series in the archive.") from None
+            try:
                 return open_dicom_series(arc, sid, labels, stack=stack)
             except IndexError:
                 raise BridgeError(protocol.NOT_FOUND, "That series has no such stack.") from None

@@ -53,9 +53,12 @@ class StackSlices:
         Its frames.
     plan : pocketpacs.images.stackplan.StackPlan
         The stack (progressive: see :attr:`StackInfo.progressive`).
+    rescale : bool
+        Always rescale while reading (the values and dtype of
+        :meth:`SeriesReader.read_stack`), even when the rescale is uniform.
     """
 
-    def __init__(self, paths: list[str], fr: Any, plan: Any):
+    def __init__(self, paths: list[str], fr: Any, plan: Any, rescale: bool = False):
         from ..images.calibration import of_frame
         from ..images.stackread import choose_dtype
         from ..images.windows import MODALITY_WINDOWS, voted_header_windows
@@ -68,7 +71,7 @@ class StackSlices:
         self._refs = np.stack([files, fr.ft.frame[rows_idx]], axis=1)
         sl, ic = fr.slope[rows_idx], fr.intercept[rows_idx]
         fmts = [fr.formats[int(f)] for f in np.unique(files)]
-        if bool(np.all(sl == sl[0]) and np.all(ic == ic[0])):
+        if not rescale and bool(np.all(sl == sl[0]) and np.all(ic == ic[0])):
             dtype, _ = choose_dtype(fmts, sl, ic, False)
             self._sl = self._ic = None
             self.slope, self.intercept = float(sl[0]), float(ic[0])
@@ -309,6 +312,45 @@ class SeriesReader:
         if not self.stacks[index].progressive:
             return None
         return StackSlices(self.paths, self._fr, self._plans[index])
+
+    def read_slices(self, index: int = 0, z0: int = 0, z1: int | None = None, t: int = 0) -> np.ndarray:
+        """Slices ``[z0, z1)`` of volume *t* of a stack, with :meth:`read_stack`'s values.
+
+        Only those slices are read when the stack reads slice by slice; else
+        the stack is assembled (once) and sliced.
+
+        Parameters
+        ----------
+        index : int
+            Stack index.
+        z0, z1 : int
+            Slice range (``z1`` None: to the last slice).
+        t : int
+            Volume (4D stacks; 0 otherwise).
+
+        Returns
+        -------
+        ndarray
+            ``(z1 - z0, rows, cols)`` (colour: samples last), rescaled values.
+            Read slice by slice, the dtype may be wider than the whole stack's
+            (which is narrowed once every value is known); the values are the same.
+
+        Raises
+        ------
+        IndexError
+            When the stack, volume or slices do not exist.
+        """
+        info = self.stacks[self.check_stack(index)]
+        k = info.shape[0]
+        z1 = k if z1 is None else int(z1)
+        if not (0 <= z0 <= z1 <= k and 0 <= t < info.volumes.count):
+            raise IndexError(f"slices {z0}:{z1} of volume {t} outside stack {index} "
+                             f"({info.volumes.count} x {k} slices)")
+        if info.progressive and self._assembled is None:
+            ss = StackSlices(self.paths, self._fr, self._plans[index], rescale=True)
+            return ss.read(t * k + z0, t * k + z1)
+        arr = np.asarray(self.read_stack(index).array)
+        return arr[t, z0:z1] if info.volumes.count > 1 else arr[z0:z1]
 
     def slice_files(self, index: int = 0) -> list[str]:
         """The file of each source slice of a stack (mosaics: one file per volume).
