@@ -333,3 +333,15 @@ def test_every_synthetic_series_reads_as_export_assembles_it(tmp_path):
                 first = vol.array[0] if vol.is_4d else vol.array
                 assert sl.dtype.kind == first.dtype.kind and np.array_equal(sl[0], first[mid])
         assert from_rows >= 1
+
+
+def test_report_names_each_stack_as_the_picker_does(multi_stack, four_d, capsys):
+    from pocketpacs import cli
+
+    folder = os.path.dirname(multi_stack[0])
+    assert cli.main(["report", folder, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert [st["label"] for st in d["stacks"]] == [s.label for s in series.open_path(folder)[0].stacks]
+    assert cli.main(["report", os.path.dirname(four_d[0])]) == 0
+    out = capsys.readouterr().out
+    assert "stack 0 (axial, 5 slices, 3 time points)" in out

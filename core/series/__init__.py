@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .reader import NATIVE_LOCK, SeriesOfflineError, SeriesReader, StackSlices, open_path, open_series
 from .rows import ArchiveRows, archive_rows
-from .stacks import FourthAxis, StackInfo, orientation_name, stack_label
+from .stacks import FourthAxis, StackInfo, describe_volume, orientation_name, stack_label
 
 __all__ = ["open_series", "open_path", "SeriesReader", "StackSlices", "StackInfo", "FourthAxis", "ArchiveRows",
-           "archive_rows", "orientation_name", "stack_label", "NATIVE_LOCK", "SeriesOfflineError"]
+           "archive_rows", "describe_volume", "orientation_name", "stack_label", "NATIVE_LOCK", "SeriesOfflineError"]

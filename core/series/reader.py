@@ -23,8 +23,8 @@ import numpy as np
 
 from ..errors import ArchiveError
 from .rows import ArchiveRows, archive_rows
-from .stacks import (StackInfo, _fourth_axis, _fourth_axis_of_volume, _is_progressive,
-                     _planned_shape, stack_label)
+from .stacks import (StackInfo, _fourth_axis, _is_progressive, _planned_shape, describe_volume,
+                     stack_label)
 
 #: Serialises the core's native readers across threads (a viewer's volume jobs,
 #: thumbnails, warm-up): numba's default threading layer does not support
@@ -231,15 +231,7 @@ class SeriesReader:
         return StackInfo(i, plan.kind, shape, vols, int(plan.samples), label, _is_progressive(plan))
 
     def _info_of_volume(self, i: int, vol: Any) -> StackInfo:
-        vols = _fourth_axis_of_volume(vol)
-        a = vol.array
-        shape = tuple(int(v) for v in a.shape[(1 if vol.is_4d else 0):][:3])
-        key = vol.report.key if vol.report is not None else {}
-        split = list(self.report.split_by) + (vol.report.split_by if vol.report is not None else [])
-        label = stack_label(vol.kind, shape, vol.affine_lps, vols, key, split, vol.samples)
-        if key.get("mosaic"):
-            label += ", mosaic"
-        return StackInfo(i, vol.kind, shape, vols, int(vol.samples), label, False)  # type: ignore[arg-type]
+        return describe_volume(i, vol, self.report.split_by)
 
     def check_stack(self, index: int) -> int:
         """The stack index, checked.

@@ -206,3 +206,30 @@ def _planned_shape(plan: Any) -> tuple[int, int, int]:
 def _is_progressive(plan: Any) -> bool:
     """Whether a planned stack reads slice by slice: greyscale, no tilt or spacing correction."""
     return plan.samples == 1 and plan.in_plane_shift is None and plan.z_target is None
+
+
+def describe_volume(index: int, vol: Any, split_by: Sequence[str] = ()) -> StackInfo:
+    """The :class:`StackInfo` of an assembled volume (export's, or an Open Other file's).
+
+    Parameters
+    ----------
+    index : int
+        Its stack index.
+    vol : pocketpacs.images.volume.Volume
+    split_by : sequence of str
+        The attributes that split its series.
+
+    Returns
+    -------
+    StackInfo
+        ``progressive`` False: the volume is already whole.
+    """
+    vols = _fourth_axis_of_volume(vol)
+    a = vol.array
+    shape = tuple(int(v) for v in a.shape[(1 if vol.is_4d else 0):][:3])
+    key = vol.report.key if vol.report is not None else {}
+    split = list(split_by) + (vol.report.split_by if vol.report is not None else [])
+    label = stack_label(vol.kind, shape, vol.affine_lps, vols, key, split, vol.samples)
+    if key.get("mosaic"):
+        label += ", mosaic"
+    return StackInfo(index, vol.kind, shape, vols, int(vol.samples), label, False)  # type: ignore[arg-type]
