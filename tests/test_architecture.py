@@ -3,7 +3,8 @@
 - The core and the kernels never import the UI or GUI toolkits.
 - Inside the core, each module imports only its own layer or the ones below:
   ``errors``/``log``/``paths``/``process`` (base) < ``dicom`` < ``images`` <
-  ``archive`` < the command line and the public API (``cli``, ``__init__``);
+  ``archive`` < the series reader, the command line and the public API (``series``,
+  ``cli``, ``__init__``);
   ``synth`` writes DICOM files and stands beside ``dicom``.  Kernels in
   ``native/`` import nothing of the core (numba's set-up, ``native/_jit``,
   takes its folder rules from ``paths``).
@@ -31,7 +32,8 @@ NATIVE_MAY_IMPORT = {("pocketpacs.native._jit", "pocketpacs.paths")}
 
 #: Rank of each part of the core: a module may import its own rank or lower.
 BASE = ("errors", "log", "paths", "process")
-RANKS = {"base": 0, "native": 0, "dicom": 1, "synth": 2, "images": 2, "archive": 3, "top": 4, "ui": 5}
+RANKS = {"base": 0, "native": 0, "dicom": 1, "synth": 2, "images": 2, "archive": 3, "top": 4, "series": 4,
+         "ui": 5}
 
 
 def module_name(path: Path) -> str:

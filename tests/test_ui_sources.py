@@ -1,6 +1,6 @@
 """Opening an archived series from its stored header rows (no header parse).
 
-:func:`pocketpacs.ui.sources.archive_rows` stands the archive's stored rows in
+:func:`pocketpacs.series.archive_rows` stands the archive's stored rows in
 for the parsed headers; the stack it plans must be the one the parse path
 plans: same files in the same order, same affine, spacing, windows and voxels.
 """
@@ -14,6 +14,8 @@ import pytest
 import pocketpacs
 from pocketpacs.archive import records
 from pocketpacs import synth
+from pocketpacs import series
+from pocketpacs.series import rows as series_rows
 from pocketpacs.ui import sources
 
 
@@ -57,7 +59,7 @@ def _same(a, b):
 def test_rows_plan_the_same_stack_as_the_parsed_headers(arc):
     used = skipped = 0
     for se in _series(arc):
-        got = sources.archive_rows(arc, se.key)
+        got = series.archive_rows(arc, se.key)
         if got is None:
             skipped += 1
             continue
@@ -84,14 +86,15 @@ def test_first_slice_needs_no_compiled_kernel(arc):
     import subprocess
     import sys
 
-    keys = [se.key for se in _series(arc) if sources.archive_rows(arc, se.key) is not None]
+    keys = [se.key for se in _series(arc) if series.archive_rows(arc, se.key) is not None]
     assert keys
     child = f"""
 import sys, numpy as np, pocketpacs
+from pocketpacs import series
 from pocketpacs.ui import sources
 from pocketpacs.ui.volumes import VolumeJob
 ar = pocketpacs.open_archive({str(arc.path)!r}, readonly=True)
-paths, rows = sources.archive_rows(ar, {keys[0]!r})
+paths, rows = series.archive_rows(ar, {keys[0]!r})
 job = VolumeJob(lambda: sources.DicomSeriesSource(paths, batch=rows)).start()
 hdr = job.wait_header(60)
 mid = hdr["shape"][0] // 2
@@ -111,7 +114,7 @@ job.join(60)
     assert first.split() == [b"False", b"True"]       # no numba; the slice came with the header
     import io
     got = np.load(io.BytesIO(rest))
-    paths, rows = sources.archive_rows(arc, keys[0])
+    paths, rows = series.archive_rows(arc, keys[0])
     src = sources.DicomSeriesSource(paths, batch=rows)
     hdr = src.header()
     compiled = np.empty((hdr.shape[0],) + tuple(hdr.shape[1:]), dtype=hdr.dtype)
@@ -126,34 +129,34 @@ def test_open_dicom_series_takes_rows_only_where_they_are_exact(arc):
         try:
             inst = arc.instances(se.key)
             simple = all(not i.encapsulated for i in inst) and not any(
-                i.sop_class_uid.startswith(sources._PER_FRAME_SOP) for i in inst)
+                i.sop_class_uid.startswith(series_rows._PER_FRAME_SOP) for i in inst)
             assert src.from_rows == simple
         finally:
             src.close()
 
 
 def test_a_file_changed_since_import_falls_back_to_parsing(arc):
-    se = next(s for s in _series(arc) if sources.archive_rows(arc, s.key) is not None)
-    paths, _ = sources.archive_rows(arc, se.key)
+    se = next(s for s in _series(arc) if series.archive_rows(arc, s.key) is not None)
+    paths, _ = series.archive_rows(arc, se.key)
     st = os.stat(paths[3])
     try:
         os.utime(paths[3], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-        assert sources.archive_rows(arc, se.key) is None
+        assert series.archive_rows(arc, se.key) is None
         src = sources.open_dicom_series(arc, se.key)
         assert not src.from_rows
         src.close()
     finally:
         os.utime(paths[3], ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert sources.archive_rows(arc, se.key) is not None
+    assert series.archive_rows(arc, se.key) is not None
 
 
 def test_media_sessions_parse(arc, tmp_path):
-    se = next(s for s in _series(arc) if sources.archive_rows(arc, s.key) is not None)
+    se = next(s for s in _series(arc) if series.archive_rows(arc, s.key) is not None)
     folder = os.path.dirname(arc.series_files(se.key)[0])
     media = pocketpacs.open_media(folder)
     try:
         for s in _series(media):
-            assert sources.archive_rows(media, s.key) is None
+            assert series.archive_rows(media, s.key) is None
     finally:
         media.close()
 
@@ -227,8 +230,9 @@ def _nibabel_mosaics():
 
 def test_siemens_mosaics_open_as_export_assembles_them():
     """Siemens mosaics (nibabel's bundled DWI pair) open through the viewer's
-    source with export's geometry and values: the first volume of the 4D pair,
-    the slices tiled apart (the viewer refused them with 'no image frames')."""
+    source with export's geometry and values: both volumes of the 4D pair, one
+    after the other, the slices tiled apart (the viewer refused them with 'no
+    image frames', then showed the first volume only)."""
     from pocketpacs.images.volume import assemble_series
 
     files = _nibabel_mosaics()
@@ -236,10 +240,12 @@ def test_siemens_mosaics_open_as_export_assembles_them():
     vol = assemble_series(files).volumes[0]
     assert vol.report.key["mosaic"] and vol.is_4d
     hdr = src.header()
-    assert tuple(hdr.shape) == vol.array.shape[1:] and hdr.stack == {"index": 0, "count": 1}
+    assert tuple(hdr.shape) == vol.array.shape[1:]
+    assert hdr.stack["index"] == 0 and hdr.stack["count"] == 1 and len(hdr.stack["labels"]) == 1
+    assert hdr.volumes["count"] == 2 == vol.array.shape[0]
     assert np.allclose(hdr.affine_lps, vol.affine_lps)
     real = _voxels(src).astype(np.float64) * hdr.slope + hdr.intercept
-    assert np.array_equal(real, vol.array[0].astype(np.float64))
+    assert np.array_equal(real.reshape(vol.array.shape), vol.array.astype(np.float64))
     assert src.slice_file(0) == files[0]                  # the header browser's file: the first volume's
 
 

@@ -191,7 +191,21 @@ def _distance(expected: dict, shape: list, affine_lps: np.ndarray) -> float:
     return corner_distance(ref, corner_voxels_world(lps_to_ras(affine_lps), (nx, ny, nz)))
 
 
-def test_trusted_series_show_the_reference_geometry(corpus, opened):
+def _open_stack(srv, sid, i):
+    """The served header of stack *i* of a series (the stack picker's open)."""
+    env = _call(srv, "open_series", {"series_id": sid, "stack": i})
+    assert env["ok"], env
+    st, data = _req(srv, "GET", f"/v1/volume/{env['data']['volume_id']}/header")
+    assert st == 200, data
+    return json.loads(data)
+
+
+def _shape3(v):
+    """One volume's ``(slices, rows, cols)`` of an assembled volume (4D, colour)."""
+    return list(v.array.shape[-3:] if v.samples == 1 else v.array.shape[-4:-1])
+
+
+def test_trusted_series_show_the_reference_geometry(corpus, served, opened):
     by_file = {str(Path(f).resolve()): sid for sid, r in opened.items() for f in r["files"]}
     cases = _trusted(corpus)
     assert len(cases) >= 25
@@ -220,12 +234,15 @@ def test_trusted_series_show_the_reference_geometry(corpus, opened):
             # the series holds several stacks, the largest shown first: the reference
             # is another stack of it (export's, as a stack picker would give it)
             vols = assemble_series(res["files"]).volumes
-            assert hdr["stack"] == {"index": 0, "count": len(vols)}, name
+            assert hdr["stack"]["index"] == 0 and hdr["stack"]["count"] == len(vols), name
+            assert len(hdr["stack"]["labels"]) == len(vols), name
             assert vols[0].array.size >= max(v.array.size for v in vols), name
-            others = [_distance(s["expected"], list(v.array.shape[-3:] if v.samples == 1 else
-                                                    v.array.shape[-4:-1]), v.affine_lps)
-                      for v in vols[1:]]
+            others = [_distance(s["expected"], _shape3(v), v.affine_lps) for v in vols[1:]]
             if min(others) <= 0.1:
+                # the picker reaches it: the served stack has the reference geometry
+                i = 1 + int(np.argmin(others))
+                other = _open_stack(served[0], res["row"]["series_id"], i)
+                assert _distance(s["expected"], other["shape"], np.array(other["affine_lps"])) <= 0.1
                 in_other_stack.append(name)
                 continue
         wrong.append((name, hdr["shape"], round(float(dist), 3)))
@@ -235,6 +252,27 @@ def test_trusted_series_show_the_reference_geometry(corpus, opened):
           f"file): {not_archived}")
     assert not wrong, wrong
     assert matched >= 25
+
+
+def test_every_stack_of_a_series_opens_with_export_s_geometry(served, opened):
+    """The stack picker reaches every stack: each one served (``open_series`` with
+    ``stack``) has the shape, affine and number of volumes export assembles."""
+    srv = served[0]
+    multi = 0
+    for sid, res in opened.items():
+        hdr = res.get("header")
+        if hdr is None or hdr["stack"]["count"] < 2:
+            continue
+        multi += 1
+        vols = assemble_series(res["files"]).volumes
+        for i, v in enumerate(vols):
+            got = hdr if i == 0 else _open_stack(srv, sid, i)
+            name = (res["row"]["series_description"], i)
+            assert got["stack"]["index"] == i and got["shape"] == _shape3(v), name
+            np.testing.assert_allclose(got["affine_lps"], v.affine_lps, atol=1e-4, err_msg=str(name))
+            assert got["volumes"]["count"] == (v.array.shape[0] if v.is_4d else 1), name
+    print(f"\nmulti-stack series: {multi}, every stack opened")
+    assert multi >= 1
 
 
 # ---------------------------------------------------------------- values
@@ -248,7 +286,8 @@ def test_streamed_slices_hold_the_values_export_gives(opened):
         assert not isinstance(exp, Exception), res["row"]["series_description"]
         arr = np.asarray(exp.array)
         if exp.is_4d:
-            arr = arr[0]                                  # the viewer shows the first volume
+            assert hdr["volumes"]["count"] == arr.shape[0], res["row"]["series_description"]
+            arr = arr[0]                                  # volume 0 unless ?t= asks for another
         if hdr.get("samples", 1) == 3:                    # colour and palette: export's RGB as 8 bits
             from pocketpacs.images.colour import display_rgb
 
@@ -266,3 +305,31 @@ def test_streamed_slices_hold_the_values_export_gives(opened):
             compared += 1
     print(f"\nvalues: {compared} slices equal export's")
     assert compared >= 50
+
+
+def test_4d_series_serve_every_volume(served, opened):
+    """4D series (fMRI, DTI, multi-volume mosaics) give every volume: slice z of the
+    last volume (``?t=``) holds export's values of that volume."""
+    srv = served[0]
+    four_d = 0
+    for sid, res in opened.items():
+        hdr = res.get("header")
+        if hdr is None or hdr["volumes"]["count"] < 2:
+            continue
+        four_d += 1
+        exp = _export(res["files"])
+        last = np.asarray(exp.array)[-1]
+        env = _call(srv, "open_series", {"series_id": sid})
+        vid = env["data"]["volume_id"]
+        t = hdr["volumes"]["count"] - 1
+        z = hdr["shape"][0] // 2
+        st, frame = _req(srv, "GET", f"/v1/volume/{vid}/slice/{z}?t={t}")
+        assert st == 200, res["row"]["series_description"]
+        fh, vox = protocol.decode_frame(frame)
+        assert fh["t"] == t
+        got = np.frombuffer(vox, dtype=fh["dtype"]).reshape(hdr["shape"][1:]) * fh["rescale"]["slope"] \
+            + fh["rescale"]["intercept"]
+        np.testing.assert_allclose(got, last[z].astype(np.float64), rtol=0,
+                                   atol=1e-6 * max(1.0, float(np.abs(last[z]).max())))
+    print(f"\n4D series: {four_d}, the last volume of each served")
+    assert four_d >= 1

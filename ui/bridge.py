@@ -55,6 +55,7 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
         "limit": Arg(int, lo=1, hi=100000, default=5000),
     },
     "open_series": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64),
+                    "stack": Arg(int, lo=0, hi=1 << 16, default=0),
                     "slot": Arg(str, pattern=r"[a-z0-9]{1,16}", default="main", max_len=16)},
     "volume_status": {"volume_id": Arg(str, required=True, pattern=_ID, max_len=64)},
     "volume_report": {"volume_id": Arg(str, required=True, pattern=_ID, max_len=64)},

@@ -117,18 +117,26 @@ class Commands:
         return {"rows": rows, "counts": counts, "truncated": truncated}
 
     def cmd_open_series(self, a: dict) -> dict:
-        """Start loading a series; answers at once with the volume id."""
+        """Start loading a series (one stack of it: ``stack``, 0 the largest); answers at once
+        with the volume id."""
         from pocketpacs.images.volume import NotAnImageError
 
         from .sources import open_dicom_series
 
         sid = a["series_id"]
+        stack = int(a.get("stack") or 0)
         labels = self._labels.get(sid)
         arc = self.archive
 
         def make():
             try:
-                return open_dicom_series(arc, sid, labels)
+                arc.get_series(sid)
+            except KeyError:  # removed meanwhile
+                raise BridgeError(protocol.NOT_FOUND, "No such series in the archive.") from None
+            try:
+                return open_dicom_series(arc, sid, labels, stack=stack)
+            except IndexError:
+                raise BridgeError(protocol.NOT_FOUND, "That series has no such stack.") from None
             except FileNotFoundError:
                 raise BridgeError(protocol.NOT_FOUND, "That series has no files that can be read.") from None
             except NotAnImageError as exc:  # a report, SR, RT object, waveform...: say what it is

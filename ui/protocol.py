@@ -301,7 +301,8 @@ class VolumeHeader:
         orientation letters.  Default: uncalibrated.
     stack : dict
         ``{"index", "count"}``: which stack of the series this is (0: the
-        largest) and how many stacks the series has.
+        largest) and how many stacks the series has; ``"labels"``: a short
+        description of each stack (for a picker), when known.
     samples : int
         1 (greyscale: one value per voxel) or 3 (colour: RGB, ``uint8``,
         interleaved ``R, G, B`` per voxel, so a slice is ``rows * columns * 3``
@@ -310,6 +311,11 @@ class VolumeHeader:
         is empty and ``windows`` hold one identity window (128/256) that
         the page applies to each channel alike.  MPR and 3D show the
         luminance (0.299 R + 0.587 G + 0.114 B).
+    volumes : dict
+        ``{"count", "axis", "values"}``: the volumes of a 4D stack (``count`` 1:
+        a 3D one), along ``"time"``, ``"echo"``, ``"b-value"`` or ``"volume"``,
+        with their values where the headers give them (else None).  Slice
+        ``z`` of volume ``t`` is fetched with ``?t=``.
     """
 
     shape: tuple
@@ -329,6 +335,7 @@ class VolumeHeader:
                                                        "note": "uncalibrated"})
     stack: dict = field(default_factory=lambda: {"index": 0, "count": 1})
     samples: int = 1
+    volumes: dict = field(default_factory=lambda: {"count": 1, "axis": None, "values": None})
 
     def to_json(self) -> dict:
         """Return the header as a JSON-ready dict.
@@ -357,8 +364,30 @@ class VolumeHeader:
             "calibration": _calibration_json(self.calibration),
             "slice_bytes": ny * nx * np.dtype(self.dtype).itemsize * int(self.samples),
             "samples": int(self.samples),
-            "stack": {"index": int(self.stack["index"]), "count": int(self.stack["count"])},
+            "stack": _stack_json(self.stack),
+            "volumes": _volumes_json(self.volumes),
         }
+
+
+def _stack_json(stack: Mapping[str, Any]) -> dict:
+    """The header's ``stack`` with plain JSON types (labels only when given)."""
+    out: dict = {"index": int(stack["index"]), "count": int(stack["count"])}
+    if stack.get("labels") is not None:
+        out["labels"] = [str(x) for x in stack["labels"]]
+    return out
+
+
+def _volumes_json(vols: Mapping[str, Any]) -> dict:
+    """The header's ``volumes`` with plain JSON types (unknown axes read as "volume")."""
+    n = max(1, int(vols.get("count", 1)))
+    axis = vols.get("axis")
+    if n > 1 and axis not in ("time", "echo", "b-value", "volume"):
+        axis = "volume"
+    values = vols.get("values")
+    if values is not None and len(values) != n:
+        values = None
+    return {"count": n, "axis": axis if n > 1 else None,
+            "values": None if values is None else [float(v) for v in values]}
 
 
 def _calibration_json(cal: Mapping[str, Any]) -> dict:

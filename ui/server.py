@@ -520,10 +520,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._volume(m.group("id"), "header", None)
 
     def _volume_data(self, m: re.Match, query: str) -> None:
-        self._volume(m.group("id"), "data", None)
+        self._volume(m.group("id"), "data", None, query)
 
     def _volume_slice(self, m: re.Match, query: str) -> None:
-        self._volume(m.group("id"), "slice", m.group("z"))
+        self._volume(m.group("id"), "slice", m.group("z"), query)
+
+    def _volume_index(self, query: str) -> int | None:
+        """The ``t`` (volume of a 4D series) of a slice or stream query: 0 when absent;
+        answers 400 itself and gives None when it is not one small number."""
+        given = parse_qs(query).get("t", ["0"])
+        if len(given) != 1 or not re.fullmatch(r"\d{1,6}", given[0]):
+            self._error(400, protocol.BAD_REQUEST, "t must be a volume index.")
+            return None
+        return int(given[0])
 
     def _thumb_route(self, m: re.Match, query: str) -> None:
         self._thumb(m.group("id"))
@@ -548,7 +557,10 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.app.backend.call(m.group("name"), args)
         self._send(200, json.dumps(reply).encode("utf-8"), "application/json")
 
-    def _volume(self, vid: str, what: str, z: str | None) -> None:
+    def _volume(self, vid: str, what: str, z: str | None, query: str = "") -> None:
+        t = self._volume_index(query)
+        if t is None:
+            return
         if not protocol.OPAQUE_ID.fullmatch(vid):
             self._error(404, protocol.NOT_FOUND, "Not found.")
             return
@@ -564,7 +576,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(hdr).encode("utf-8"), "application/json")
             return
         if z is not None:
-            frame = job.slice_frame(int(z))
+            frame = job.slice_frame(int(z), t)
             if frame is None:
                 self._error(404, protocol.NOT_FOUND, "No such slice.")
                 return
@@ -573,6 +585,9 @@ class _Handler(BaseHTTPRequestHandler):
         prefix = job.data_prefix()
         if prefix is None:
             self._error(409, protocol.CANCELLED, job.error_message())
+            return
+        if not job.has_volume(t):
+            self._error(404, protocol.NOT_FOUND, "No such volume.")
             return
         total = len(prefix) + job.data_nbytes()
         self.send_response(200)
@@ -584,7 +599,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(prefix)
         sent = 0
-        for chunk in job.iter_data():
+        for chunk in job.iter_data(t=t):
             self.wfile.write(chunk)
             sent += len(chunk)
         if sent != job.data_nbytes():  # cancelled mid-stream: the client sees a short body

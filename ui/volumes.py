@@ -9,6 +9,10 @@ handlers wait on a condition variable for what they need:
   so the first slice can be drawn before the series is complete;
 * ``/data`` streams all slices in order, each as soon as it is ready.
 
+A 4D volume (the header's ``volumes.count`` > 1) holds its volumes one after
+the other; ``?t=`` picks the volume of a slice or a stream, and the bulk read
+goes to the volume asked for last.
+
 A newer request supersedes a stale one: :class:`JobRegistry` cancels every
 older job of the same *slot* (one viewport) when a new one starts.
 """
@@ -120,6 +124,9 @@ class VolumeJob:
         self._array: np.ndarray | None = None
         self._ready: np.ndarray | None = None
         self._wanted: list[int] = []
+        self._nz = 0                    # slices of one volume
+        self._nvol = 1                  # volumes (4D)
+        self._focus = 0                 # the volume the bulk read goes to first
         self._failed: dict | None = None
         self._done = False
         self.report: dict | None = None
@@ -145,7 +152,9 @@ class VolumeJob:
             if self._cancel.is_set():
                 raise _Cancelled()
             hdr = source.header()
-            nz = int(hdr.shape[0])
+            self._nz = int(hdr.shape[0])
+            self._nvol = max(1, int(hdr.volumes.get("count", 1)))
+            nz = self._nz * self._nvol       # every slice of every volume
             self.report = getattr(source, "report", None)
             self._slice_file = getattr(source, "slice_file", None)
             whole_fn = getattr(source, "whole", None)
@@ -153,10 +162,10 @@ class VolumeJob:
             with self._cond:
                 self._header = hdr.to_json()
                 if whole is not None:
-                    self._array = np.ascontiguousarray(whole)
+                    self._array = np.ascontiguousarray(whole).reshape((nz,) + tuple(hdr.shape[1:]))
                     self._ready = np.ones(nz, dtype=bool)
                 else:
-                    self._array = np.empty(tuple(hdr.shape), dtype=hdr.dtype)
+                    self._array = np.empty((nz,) + tuple(hdr.shape[1:]), dtype=hdr.dtype)
                     self._ready = np.zeros(nz, dtype=bool)
                     # slices the source read for its header are ready now (the
                     # first slice shown does not wait for the first chunk)
@@ -199,13 +208,17 @@ class VolumeJob:
                     pass
 
     def _next_run(self, chunk: int) -> tuple[int | None, int]:
-        """Next slices to read: a wanted slice alone, else the first run of missing ones."""
+        """Next slices to read: a wanted slice alone, else the first run of missing ones
+        (in the volume asked for last first, then from the start)."""
         with self._cond:
             while self._wanted:
                 z = self._wanted.pop(0)
                 if not self._ready[z]:
                     return z, z + 1
-            missing = np.flatnonzero(~self._ready)
+            f0 = self._focus * self._nz
+            missing = np.flatnonzero(~self._ready[f0:f0 + self._nz]) + f0
+            if missing.size == 0:
+                missing = np.flatnonzero(~self._ready)
             if missing.size == 0:
                 return None, 0
             z0 = int(missing[0])
@@ -322,44 +335,51 @@ class VolumeJob:
         with self._cond:
             n = int(self._ready.sum()) if self._ready is not None else 0
             total = int(self._ready.size) if self._ready is not None else 0
-            return {"id": self.id, "slices_ready": n, "slices": total, "done": self._done,
+            return {"id": self.id, "slices_ready": n, "slices": total, "volumes": self._nvol,
+                    "done": self._done,
                     "error": self._failed["error"] if self._failed else None}
 
-    def _wait_slice(self, z: int, timeout: float = 120.0) -> bool:
+    def _wait_slice(self, z: int, t: int = 0, timeout: float = 120.0) -> int | None:
         with self._cond:
             if self._header is None:
                 self._cond.wait_for(lambda: self._header is not None or self._failed is not None,
                                     timeout)
             if self._failed is not None or self._header is None:
-                return False
-            if not 0 <= z < self._ready.size:
-                return False
+                return None
+            if not (0 <= z < self._nz and 0 <= t < self._nvol):
+                return None
+            self._focus = t
+            z = t * self._nz + z
             if not self._ready[z]:
                 self._wanted.insert(0, z)
                 self._go.set()
                 self._cond.wait_for(lambda: bool(self._ready[z]) or self._failed is not None,
                                     timeout)
-            return bool(self._ready[z]) and self._failed is None
+            return z if bool(self._ready[z]) and self._failed is None else None
 
-    def slice_frame(self, z: int) -> bytes | None:
-        """Return slice *z* as a binary frame, reading it first if needed.
+    def slice_frame(self, z: int, t: int = 0) -> bytes | None:
+        """Return slice *z* (of volume *t*) as a binary frame, reading it first if needed.
 
         Parameters
         ----------
         z : int
             Slice index.
+        t : int
+            Volume index (4D; 0 otherwise).
 
         Returns
         -------
         bytes or None
-            The frame (header with ``"slice": z``), or None when out of range
-            or the job failed.
+            The frame (header with ``"slice": z`` and ``"t": t``), or None when
+            out of range or the job failed.
         """
-        if not self._wait_slice(z):
+        i = self._wait_slice(z, t)
+        if i is None:
             return None
         hdr = dict(self._header)
         hdr["slice"] = z
-        return protocol.encode_frame(hdr, self._array[z])
+        hdr["t"] = t
+        return protocol.encode_frame(hdr, self._array[i])
 
     def data_prefix(self) -> bytes | None:
         """Return the frame prefix of the whole-volume stream.
@@ -374,30 +394,49 @@ class VolumeJob:
         return None if hdr is None else protocol.frame_prefix(hdr)
 
     def data_nbytes(self) -> int:
-        """Return the number of voxel bytes of the whole volume.
+        """Return the number of voxel bytes of one volume (the whole of a 3D one).
 
         Returns
         -------
         int
         """
-        return 0 if self._array is None else int(self._array.nbytes)
+        return 0 if self._array is None else int(self._array.nbytes) // self._nvol
 
-    def iter_data(self, chunk_slices: int = 8) -> Iterator[memoryview]:
-        """Yield the voxels in slice order, each run as soon as it is ready.
+    def has_volume(self, t: int) -> bool:
+        """Whether volume *t* exists (waits for the header).
+
+        Parameters
+        ----------
+        t : int
+            Volume index.
+
+        Returns
+        -------
+        bool
+        """
+        return self.wait_header() is not None and 0 <= t < self._nvol
+
+    def iter_data(self, chunk_slices: int = 8, t: int = 0) -> Iterator[memoryview]:
+        """Yield the voxels of volume *t* in slice order, each run as soon as it is ready.
 
         Parameters
         ----------
         chunk_slices : int
             Most slices per yielded chunk.
+        t : int
+            Volume index (4D; 0 otherwise).
 
         Yields
         ------
         memoryview
             Contiguous voxel bytes; the iteration stops early on failure.
         """
+        if not 0 <= t < self._nvol:
+            return
+        self._focus = t
         self._go.set()
-        nz = self._ready.size
-        z = 0
+        z = t * self._nz
+        nz = z + self._nz
         while z < nz:
             with self._cond:
                 self._cond.wait_for(lambda z=z: bool(self._ready[z]) or self._failed is not None, 120.0)
@@ -415,11 +454,16 @@ class VolumeJob:
         Returns
         -------
         numpy.ndarray or None
+            ``(slices, rows, cols)``; 4D: ``(volumes, slices, rows, cols)``.
         """
         self._go.set()
         with self._cond:
             self._cond.wait_for(lambda: self._done, 120.0)
-            return None if self._failed else self._array
+            if self._failed or self._array is None:
+                return None
+            if self._nvol > 1:
+                return self._array.reshape((self._nvol, self._nz) + self._array.shape[1:])
+            return self._array
 
 
 class _Cancelled(Exception):

@@ -40,7 +40,9 @@ class WarmUp:
 
         def work() -> None:
             try:
-                from .sources import NATIVE_LOCK, DicomSeriesSource, archive_rows
+                from pocketpacs.series import NATIVE_LOCK, archive_rows
+
+                from .sources import DicomSeriesSource
 
                 arc = self.archive
                 res = arc.search(level="series", limit=1)

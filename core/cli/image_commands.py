@@ -19,7 +19,8 @@ from .output import _err, _print_json, _say
 def _series_volumes(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """Resolve TARGET (a Series Instance UID in the archive, or a file/folder path)
     into ``(label, SeriesVolumes-or-volume-list)`` pairs."""
-    from ..images.volume import SeriesVolumes, assemble_path
+    from ..images.volume import SeriesVolumes
+    from ..series import open_path, open_series
 
     target = args.target
     if os.path.exists(target):
@@ -28,15 +29,16 @@ def _series_volumes(args: argparse.Namespace) -> list[tuple[str, Any]]:
         if os.path.isfile(target) and _kind_of(target) != "dicom":
             vols = open_other(target)
             return [(os.path.basename(target), SeriesVolumes(vols, None, []))]
-        found = assemble_path(target)
-        if not found:
+        readers = open_path(target)           # the viewer's reader: the same stacks
+        if not readers:
             raise PocketPacsError(f"{target}: no DICOM series found")
-        return [(sv.volumes[0].series_uid or f"series {i + 1}", sv) for i, sv in enumerate(found)]
+        return [(r.series_uid or f"series {i + 1}", r.assemble()) for i, r in enumerate(readers)]
     with _open(args, readonly=True) as arch:
         try:
-            sv = arch.volume(target)
+            reader = open_series(arch, target)       # the viewer's reader: the same stacks
         except KeyError:
             raise FileNotFoundError(f"{target}: neither an existing path nor a series in the archive") from None
+        sv = reader.assemble()
     return [(target, sv)]
 
 
@@ -102,9 +104,15 @@ def _setup_report(p: argparse.ArgumentParser) -> None:
 
 @command("report", "how a series assembles into volumes: stacks, splits, spacing, tilt", _setup_report)
 def cmd_report(args: argparse.Namespace) -> int:
+    from ..series import describe_volume
+
     found = _series_volumes(args)
     reports = []
+    infos = []
     for _label, sv in found:
+        split = list(sv.report.split_by) if sv.report is not None else []
+        info = [describe_volume(i, v, split) for i, v in enumerate(sv.volumes)]
+        infos.append(info)
         if sv.report is not None:
             d = sv.report_dict()
         else:  # Open Other files have no assembly report: describe the volumes
@@ -112,17 +120,22 @@ def cmd_report(args: argparse.Namespace) -> int:
                              "affine_lps": np.asarray(v.affine_lps).tolist(), "kind": v.kind,
                              "calibration": v.calibration}
                             for v in sv.volumes]}
+        # what the viewer's stack picker and time slider say of each stack
+        for st, inf in zip(d.get("stacks", []), info):
+            st["label"] = inf.label
+            st["volumes"] = inf.volumes.to_dict()
         reports.append(d)
     if args.json:
         _print_json(reports[0] if len(reports) == 1 else reports)
         return EXIT_OK
-    for (label, sv), d in zip(found, reports):
+    for (label, sv), d, info in zip(found, reports, infos):
         _say(f"series {label}")
         for i, v in enumerate(sv.volumes):
             sp = " x ".join(f"{x:.3g}" for x in v.spacing)
             cal = v.calibration or {}
             unit = "mm" if cal.get("kind") != "none" else "px (uncalibrated)"
-            _say(f"  stack {i}: {v.kind}, shape {tuple(v.array.shape)}, spacing {sp} {unit}")
+            _say(f"  stack {i} ({info[i].label}): {v.kind}, shape {tuple(v.array.shape)}, "
+                 f"spacing {sp} {unit}")
             if cal.get("kind") not in (None, "patient"):
                 _say(f"  calibration: {cal.get('note')}")
         for note in (d.get("notes") or []):

@@ -673,6 +673,34 @@ def assemble_path(path: str | os.PathLike[str], **kwargs: Any) -> list[SeriesVol
         or white space) is never grouped with other files: it is read on its
         own, and its report notes which file and why.
     """
+    out = []
+    for sub, note in series_groups(path):
+        try:
+            sv = assemble_series(sub, **kwargs)
+        except VolumeError:
+            continue
+        if note and sv.report is not None:
+            sv.report.notes.append(note)
+        out.append(sv)
+    return out
+
+
+def series_groups(path: str | os.PathLike[str]) -> list[tuple[list[str], str | None]]:
+    """The files of a file or folder grouped by series (what :func:`assemble_path` assembles).
+
+    Parameters
+    ----------
+    path : path-like
+        A DICOM file or a folder of DICOM files.
+
+    Returns
+    -------
+    list of (files, note)
+        One group per Series Instance UID, in the order first seen; a file
+        without a usable Series Instance UID (absent, or empty: only padding or
+        white space) is a group of its own, with a note saying which file and
+        why (else the note is None).  Files that are not DICOM are left out.
+    """
     from ..dicom.headers import parse_files
 
     p = os.fspath(path)
@@ -690,14 +718,7 @@ def assemble_path(path: str | os.PathLike[str], **kwargs: Any) -> list[SeriesVol
             groups[i] = [i]
             continue
         groups.setdefault(u, []).append(i)
-    out = []
-    for g, idx in groups.items():
-        sub = [files[i] for i in idx]
-        try:
-            sv = assemble_series(sub, **kwargs)
-        except VolumeError:
-            continue
-        if isinstance(g, int) and sv.report is not None:
-            sv.report.notes.append(f"{files[g]}: {alone[g]}: read on its own, not grouped with other files")
-        out.append(sv)
-    return out
+    return [([files[i] for i in idx],
+             f"{files[g]}: {alone[g]}: read on its own, not grouped with other files"
+             if isinstance(g, int) else None)
+            for g, idx in groups.items()]

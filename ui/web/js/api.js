@@ -88,9 +88,9 @@ export async function volumeHeader(vid, signal) {
   return r.json();
 }
 
-/** Fetch one slice: {header, z, data: TypedArray}. */
-export async function volumeSlice(vid, z, signal) {
-  const buf = await (await getBinary(`/v1/volume/${vid}/slice/${z}`, signal)).arrayBuffer();
+/** Fetch one slice (of volume t of a 4D series): {header, z, data: TypedArray}. */
+export async function volumeSlice(vid, z, signal, t = 0) {
+  const buf = await (await getBinary(`/v1/volume/${vid}/slice/${z}${t ? `?t=${t}` : ''}`, signal)).arrayBuffer();
   const { header, offset } = parseFrame(buf);
   const T = arrayType(header.dtype);
   return { header, z: header.slice, data: new T(buf, offset, header.shape[1] * header.shape[2] * (header.samples || 1)) };
@@ -100,8 +100,8 @@ export async function volumeSlice(vid, z, signal) {
  * Stream a whole volume into `target` (an ArrayBuffer of the voxel size),
  * calling onSlices(complete) whenever more whole slices have arrived.
  */
-export async function streamVolume(vid, target, onSlices, signal) {
-  const r = await getBinary(`/v1/volume/${vid}/data`, signal);
+export async function streamVolume(vid, target, onSlices, signal, t = 0) {
+  const r = await getBinary(`/v1/volume/${vid}/data${t ? `?t=${t}` : ''}`, signal);
   const reader = r.body.getReader();
   const dst = new Uint8Array(target);
   let pending = new Uint8Array(0);

@@ -80,6 +80,7 @@ async function main() {
     let data;
     try {
       data = await api.call('open_series', { series_id: e.detail.series_id });
+      if (viewer) viewer.seriesId = e.detail.series_id;   // the stack picker reopens it
     } catch (err) {
       if (err.code !== 'superseded' && !(viewer && viewer.seq !== seq)) openFailed(err);
       return;

@@ -24,6 +24,7 @@ import { ViewerLayout } from './viewer/layout.js';
 import { ViewerOverlay } from './viewer/overlay.js';
 import { ViewerInput } from './viewer/input.js';
 import { ViewerNonImage } from './viewer/nonimage.js';
+import { ViewerTimeline } from './viewer/timeline.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -66,6 +67,7 @@ export class Viewer {
     for (const dtype of ['int16', 'uint16', 'float32', 'uint8']) this.view.program(dtype).catch(() => {});
     this.glReady = Promise.all([this.mpr.init(), this.ray.init()]).catch((e) => this.glError(e));
     this.bind();
+    this.bindTimeline();
     this.setTool('navigate');
     new ResizeObserver(() => this.invalidate3d()).observe(this.stage);
   }
@@ -289,7 +291,7 @@ export class Viewer {
 }
 
 // the methods of each job, as if declared in the class (non-enumerable, like class methods)
-for (const part of [ViewerLoading, ViewerLayout, ViewerOverlay, ViewerInput, ViewerNonImage]) {
+for (const part of [ViewerLoading, ViewerLayout, ViewerOverlay, ViewerInput, ViewerNonImage, ViewerTimeline]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name === 'constructor') continue;
     if (Object.prototype.hasOwnProperty.call(Viewer.prototype, name)) throw new Error(`Viewer.${name} defined twice`);

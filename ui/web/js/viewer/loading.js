@@ -154,7 +154,7 @@ export class ViewerLoading {
       this.vol.ready.fill(1, this.vol.complete, complete);
       this.vol.complete = complete;
       requestRedraw(this.uploadPending);
-    }, signal);
+    }, signal, vol.t || 0);
     const glDone = this.glReady.then(() => {
       if (seq !== this.seq) return;
       this.view.setData(data, vol.uploaded, vol.firstData ? [vol.first] : []);
@@ -248,6 +248,7 @@ export class ViewerLoading {
     this.view.clear();
     this.hideNonImage();
     this.vol = null;
+    this.updateTimeline();
     this.uploadPending = () => {};
     this.measurements = [];
     this.pending = null;

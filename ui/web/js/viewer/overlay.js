@@ -88,6 +88,7 @@ export class ViewerOverlay {
     const [nz, ny, nx] = h.shape;
     const lines = (...xs) => xs.filter((x) => x).map(visible).join('\n');
     const first = this.vps[0];
+    this.updateTimeline();
     // textContent only: every label is attacker-controlled DICOM text.
     $('corner-tl').textContent = lines(L.patient_name, L.patient_id, L.birth_date);
     $('corner-tr').textContent = lines(L.study_description, L.study_date, L.series_description, L.modality || h.modality);
@@ -96,7 +97,7 @@ export class ViewerOverlay {
       $('corner-bl').textContent = lines(`Slice ${this.s.slice + 1} / ${nz}`,
         hasPatientAxes(h) ? `Pos ${pos.along.toFixed(1)} mm` : '', `${nx}×${ny}  ${measure.spacingText(h)}`,
         h.kind === 'sequence' ? 'sequence (not a regular volume)' : '',
-        (h.samples || 1) > 1 ? 'colour shown as grey in MPR/3D' : '');
+        (h.samples || 1) > 1 ? 'colour shown as grey in MPR/3D' : '', ...this.timelineText());
     } else {
       $('corner-bl').textContent = this.positionText(first);
     }
