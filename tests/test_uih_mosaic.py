@@ -169,5 +169,7 @@ def test_the_viewer_opens_a_uih_grid_as_export_assembles_it(tmp_path):
     hdr = src.header()
     assert tuple(hdr.shape) == (20, ROWS, COLS)
     assert np.allclose(hdr.affine_lps, vol.affine_lps)
+    assert hdr.volumes["count"] == 2                  # every volume, one after the other
     real = src.whole().astype(np.float64) * hdr.slope + hdr.intercept
-    assert np.array_equal(real, vol.array[0].astype(np.float64))
+    assert np.array_equal(real.reshape((2,) + real.shape[:0] + (20, ROWS, COLS)),
+                          vol.array.astype(np.float64))

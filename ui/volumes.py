@@ -155,6 +155,8 @@ class VolumeJob:
             self._nz = int(hdr.shape[0])
             self._nvol = max(1, int(hdr.volumes.get("count", 1)))
             nz = self._nz * self._nvol       # every slice of every volume
+            # a slice's shape: (rows, cols), colour (rows, cols, 3)
+            sshape = tuple(hdr.shape[1:3]) + ((int(hdr.samples),) if int(hdr.samples) > 1 else ())
             self.report = getattr(source, "report", None)
             self._slice_file = getattr(source, "slice_file", None)
             whole_fn = getattr(source, "whole", None)
@@ -162,10 +164,10 @@ class VolumeJob:
             with self._cond:
                 self._header = hdr.to_json()
                 if whole is not None:
-                    self._array = np.ascontiguousarray(whole).reshape((nz,) + tuple(hdr.shape[1:]))
+                    self._array = np.ascontiguousarray(whole).reshape((nz,) + sshape)
                     self._ready = np.ones(nz, dtype=bool)
                 else:
-                    self._array = np.empty((nz,) + tuple(hdr.shape[1:]), dtype=hdr.dtype)
+                    self._array = np.empty((nz,) + sshape, dtype=hdr.dtype)
                     self._ready = np.zeros(nz, dtype=bool)
                     # slices the source read for its header are ready now (the
                     # first slice shown does not wait for the first chunk)
