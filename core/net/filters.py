@@ -13,12 +13,10 @@ the same search over the archive would give.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..archive.query import (
-    _fold_value,
-    fold,
-    has_wildcard,
     name_query,
     name_tokens,
     parse_date_range,
@@ -28,6 +26,7 @@ from ..archive.query import (
     words,
 )
 
+_RAW_TOKEN = re.compile(r"(?:[^\W_]|[*?])+")
 FILTERS = ("name", "patient_id", "birth_date", "study_date", "modality", "description", "accession")
 
 
@@ -62,29 +61,34 @@ def _dicom_range(spec: str) -> str:
     return lo if lo == hi else f"{lo}-{hi}"
 
 
-def _superset_text(pattern: str) -> str:
+def _superset_text(pattern: str, ascii_only: bool = False) -> str:
     """A DICOM wildcard value matching at least what the archive's rule matches."""
     lit = pattern.replace("?", "*")
+    if ascii_only:
+        lit = "".join(c if c.isascii() else "*" for c in lit)
     core = "*".join(p for p in lit.split("*") if p)
     return f"*{core}*" if core else "*"
 
 
-def remote_keys(filters: dict[str, str]) -> dict[str, str]:
+def remote_keys(filters: dict[str, str], ascii_only: bool = False) -> dict[str, str]:
     """DICOM matching keys (keyword -> value) that select a superset of the matches.
 
-    Name: the longest name word as ``*word*`` (servers without accent
-    folding get the word without accents only when it has none); patient ID
+    Name: the longest name word as ``*word*``, matched by the server's own
+    rules (Orthanc: case-insensitive, accents kept: ``mul`` does not find
+    ``Müller`` there, ``mül`` does); patient ID
     and accession: the value (wildcards kept); dates: a range; one
-    modality: ModalitiesInStudy; description: ``*word*`` on StudyDescription
+    modality: ModalitiesInStudy; with *ascii_only* (DICOMweb: Orthanc's plugin 1.7
+    found no name from a percent-encoded UTF-8 query) each non-ASCII letter
+    of the name word becomes ``*``; description: ``*word*`` on StudyDescription
     is not sent (the archive also matches series descriptions).
     """
     keys: dict[str, str] = {}
     if "name" in filters:
-        ws = [w for w, _ in name_query(filters["name"])]
+        ws = _RAW_TOKEN.findall(filters["name"])  # as typed (not folded): the server compares
         plain = [w.replace("*", "").replace("?", "") for w in ws]
-        best = max(((len(p), w) for p, w in zip(plain, ws) if p and p.isascii()), default=None)
+        best = max(((len(p), w) for p, w in zip(plain, ws) if p.strip("*")), default=None)
         if best is not None:
-            keys["PatientName"] = _superset_text(best[1])
+            keys["PatientName"] = _superset_text(best[1], ascii_only)
     if "patient_id" in filters:
         keys["PatientID"] = filters["patient_id"]
     if "accession" in filters:
@@ -133,4 +137,4 @@ def matches(filters: dict[str, str], study: dict[str, Any]) -> bool:
     return True
 
 
-__all__ = ["FILTERS", "check_filters", "remote_keys", "matches", "fold", "has_wildcard", "_fold_value"]
+__all__ = ["FILTERS", "check_filters", "matches", "remote_keys"]

@@ -133,7 +133,7 @@ class Remote:
             The node cannot be reached or refuses the query.
         """
         f = check_filters(filters)
-        keys = remote_keys(f)
+        keys = remote_keys(f, ascii_only=self.node.kind == "dicomweb")
         if self.node.kind == "dimse":
             found = dimse.find_studies(self.node, keys)
         else:
