@@ -36,7 +36,7 @@ class Listener:
     def __init__(self, archive: Any, port: int, aet: str, bind: str, allow: list[str] | None):
         from pynetdicom import evt
 
-        self.port = check_port(port)
+        self.port = 0 if port == 0 else check_port(port)
         self.aet = check_aet(aet)
         self.bind = bind
         self.allow = [check_aet(a, "allowed AE title") for a in allow] if allow else None
