@@ -72,12 +72,30 @@ def check_reachable(host: str, port: int, what: str) -> None:
                        "is this its DICOM port?") from None
 
 
+def nodelay(assoc: Any) -> None:
+    """Turn Nagle's algorithm off on an association's socket.
+
+    DIMSE sends small PDUs (a command, then its data set) and waits for
+    answers: with Nagle and delayed ACKs each exchange waits ~40 ms (C-STORE
+    at about 20 instances/s, as DCMTK without ``TCP_NODELAY=1``)."""
+    try:
+        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
+
+
+def on_connection(event: Any) -> None:
+    """``EVT_CONN_OPEN`` handler of our servers: :func:`nodelay` on each accepted connection."""
+    nodelay(event.assoc)
+
+
 def associate(node: RemoteNode, ae: Any, **kwargs: Any) -> Any:
     """Open an association with *node*; :class:`NetError` with the reason when it fails."""
     what = f"remote {node.name!r} ({node.address()})"
     check_reachable(node.host, node.port, what)
     assoc = ae.associate(node.host, node.port, ae_title=node.aet, **kwargs)
     if assoc.is_established:
+        nodelay(assoc)
         return assoc
     if assoc.is_rejected:
         prim = getattr(assoc.acceptor, "primitive", None)
@@ -321,7 +339,7 @@ def c_move(node: RemoteNode, study_uid: str, requests: list[Dataset], on_store: 
         bind = "127.0.0.1" if node.host in ("127.0.0.1", "localhost", "::1") else ""
     try:
         server = scp.start_server((bind, node.move_port), block=False,
-                                  evt_handlers=[(evt.EVT_C_STORE, on_store)])
+                                  evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, on_connection)])
     except OSError as e:
         raise NetError(f"cannot listen on port {node.move_port} for the C-MOVE ({(e.strerror or str(e)).lower()}); "
                        "is `pocketpacs listen` running there? (it receives moves itself) or use "

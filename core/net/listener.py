@@ -50,7 +50,8 @@ class Listener:
         dimse.storage_scp(ae)
         if self.allow:
             ae.require_calling_aet = self.allow
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected)]
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected),
+                    (evt.EVT_CONN_OPEN, dimse.on_connection)]
         self._indexer.__enter__()
         try:
             self._server = ae.start_server((bind, self.port), block=False, evt_handlers=handlers)
