@@ -133,3 +133,24 @@ def test_listen_command_runs_until_sigterm(synth, tmp_path):
     assert "received 3, indexed 3" in out
     with pocketpacs.open_archive(tmp_path / "ar") as ar:
         assert len(archived(ar)) == 3
+
+
+def test_same_uid_with_other_content_is_kept_apart_as_a_conflict(synth, tmp_path):
+    import pydicom
+
+    plain = [p for p in synth if syntax_of(p) == "1.2.840.10008.1.2.1"][0]
+    changed = tmp_path / "changed.dcm"
+    ds = pydicom.dcmread(plain)
+    ds.SeriesDescription = "changed content, same SOP Instance UID"
+    ds.save_as(changed)
+    with pocketpacs.open_archive(tmp_path / "ar") as ar:
+        with listen(ar, port=0) as lst:
+            assert storescu(lst.port, [plain]).returncode == 0
+            lst.index_now()
+            first = archived(ar)[sop_of(plain)]
+            assert storescu(lst.port, [plain]).returncode == 0       # the same again: nothing new
+            assert storescu(lst.port, [changed]).returncode == 0     # other content: kept beside it
+        kept = pydicom.dcmread(first)                                # never overwritten
+        assert kept.SeriesDescription == pydicom.dcmread(plain).SeriesDescription != ds.SeriesDescription
+        assert len(list(Path(first).parent.iterdir())) == 2
+        assert [c for c in ar.conflicts()], "the importer flags the second file as a conflict"

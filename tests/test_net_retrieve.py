@@ -183,3 +183,26 @@ def test_orthanc_killed_mid_retrieve_then_a_retry_completes(tmp_path):
             check_same_as_orthanc(ar, o)
     finally:
         o.stop()
+
+
+def test_cancel_stops_cleanly_and_a_retry_completes(orthanc, tmp_path):  # noqa: F811
+    files = synth_files(tmp_path / "synth", series=1, slices=40, compressed_fraction=0.0, seed=11)
+    orthanc.clear()
+    orthanc.upload(files)
+    add_nodes(tmp_path / "ar", orthanc)
+    with pocketpacs.open_archive(tmp_path / "ar") as ar:
+        pacs = ar.remote("get")
+        study = pacs.find()[0]["study_instance_uid"]
+        cancel = threading.Event()
+
+        def progress(done, total):
+            if done >= 10:
+                cancel.set()
+
+        res = pacs.get(study, cancel=cancel, progress=progress)
+        assert res.cancelled and not res.complete and res.problem == "cancelled"
+        assert 10 <= res.received < 40 and res.indexed == res.received
+        assert not list((tmp_path / "ar" / "store-incoming").iterdir())
+        again = pacs.get(study)
+        assert again.complete and again.already == res.received
+        check_same_as_orthanc(ar, orthanc)

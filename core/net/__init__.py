@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..archive.api import Archive
 from .listener import Listener, listen
 from .nodes import NetError, RemoteNode, load_nodes, remove_node, save_node
-from .remote import Remote, RetrieveResult, SendResult, remote
+from .remote import Remote, RetrieveResult, SendResult
 
 
 def _archive_remote(self: Archive, name: str) -> Remote:
@@ -24,4 +24,4 @@ def _archive_remote(self: Archive, name: str) -> Remote:
 Archive.remote = _archive_remote  # type: ignore[attr-defined]
 
 __all__ = ["Listener", "NetError", "Remote", "RemoteNode", "RetrieveResult", "SendResult", "listen", "load_nodes",
-           "remote", "remove_node", "save_node"]
+           "remove_node", "save_node"]

@@ -56,6 +56,15 @@ def file_name(study_uid: str, series_uid: str, sop_uid: str) -> Path:
     return Path(s[:2], s, _h(series_uid, 16), _h(sop_uid, 32) + ".dcm")
 
 
+def _same_bytes(path: Path, data: bytes | memoryview) -> bool:
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == bytes(data)
+    except OSError:
+        return False
+
+
 class ReceivedStore:
     """Writes received instances atomically into an archive's store folder.
 
@@ -78,7 +87,9 @@ class ReceivedStore:
         """Write one Part-10 file's bytes; return its path in the store.
 
         The bytes go to a temporary file first; the rename makes the whole
-        file appear at once.  An interrupted write leaves only a temporary
+        file appear at once.  A file already there with the same bytes is
+        kept; with other bytes (the same UID, other content) the new one is
+        stored beside it, and the import reports the conflict.  An interrupted write leaves only a temporary
         file in ``store-incoming/`` (removed by :meth:`clean_incoming`).
 
         Raises
@@ -103,6 +114,13 @@ class ReceivedStore:
                     view = view[os.write(fd, view):]
             finally:
                 os.close(fd)
+            if dest.exists():
+                if _same_bytes(dest, data):
+                    os.unlink(tmp)
+                    return dest
+                # the same SOP Instance UID with other content: kept beside it, never over it
+                # (the importer flags the pair as a conflict)
+                dest = dest.with_name(f"{dest.stem}-{hashlib.sha256(data).hexdigest()[:8]}.dcm")
             os.replace(tmp, dest)
         except BaseException:
             try:

@@ -363,9 +363,49 @@ def _isfile(p: str) -> bool:
     return os.path.isfile(p)
 
 
-def _send_dimse(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, cancel: Any, progress: Any) -> None:
+#: Associations opened again after the peer closed one during a send, with no instance sent in between.
+SEND_RECONNECTS = 2
+
+
+def _store_one(assoc: Any, accepted: set[tuple[str, str]], inst: Any, path: str, res: SendResult) -> str:
+    """C-STORE one file on *assoc*: ``"sent"``, ``"failed"`` (recorded in *res*) or ``"lost"``."""
     from pydicom import dcmread
 
+    sop = inst.sop_instance_uid
+    try:
+        if (inst.sop_class_uid, inst.transfer_syntax) in accepted:
+            st = assoc.send_c_store(path)
+        elif ((inst.sop_class_uid, dimse.EXPLICIT_LE) in accepted
+              or (inst.sop_class_uid, dimse.IMPLICIT_LE) in accepted):
+            ds = dcmread(path)
+            if ds.file_meta.TransferSyntaxUID.is_compressed:
+                ds.decompress()
+            else:
+                ds.file_meta.TransferSyntaxUID = dimse.EXPLICIT_LE
+            res.transcoded += 1
+            st = assoc.send_c_store(ds)
+        else:
+            res.failed.append({"sop_instance_uid": sop,
+                               "reason": "refused: the peer accepts no transfer syntax for this SOP class"})
+            return "failed"
+    except Exception as e:  # a file that cannot be read or decoded: say which, go on
+        if not assoc.is_established:
+            return "lost"
+        res.failed.append({"sop_instance_uid": sop, "reason": f"unreadable: {type(e).__name__}"})
+        return "failed"
+    code = getattr(st, "Status", None)
+    if code is None:
+        return "lost"
+    if code == 0 or (code & 0xF000) == 0xB000:
+        res.sent += 1
+        return "sent"
+    res.failed.append({"sop_instance_uid": sop, "reason": f"status 0x{code:04X}"})
+    return "failed"
+
+
+def _send_dimse(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, cancel: Any, progress: Any) -> None:
+    """C-STORE every file; when the peer closes the association (a time limit, a restart)
+    a new one carries on from the instance that was lost, up to :data:`SEND_RECONNECTS` times in a row."""
     if not todo:
         return
     ae = dimse.make_ae(node.calling_aet)
@@ -377,52 +417,38 @@ def _send_dimse(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, 
             ae.add_requested_context(c, [ts])
     for c in classes:
         ae.add_requested_context(c, [dimse.EXPLICIT_LE, dimse.IMPLICIT_LE])
-    assoc = dimse.associate(node, ae)
-    stopped = len(todo)
-    with dimse._closing(assoc):
-        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
-        for n, (inst, path) in enumerate(todo, 1):
-            if is_cancelled(cancel):
-                stopped = n - 1
-                break
-            try:
-                if (inst.sop_class_uid, inst.transfer_syntax) in accepted:
-                    st = assoc.send_c_store(path)
-                elif ((inst.sop_class_uid, dimse.EXPLICIT_LE) in accepted
-                      or (inst.sop_class_uid, dimse.IMPLICIT_LE) in accepted):
-                    ds = dcmread(path)
-                    if ds.file_meta.TransferSyntaxUID.is_compressed:
-                        ds.decompress()
-                    else:
-                        ds.file_meta.TransferSyntaxUID = dimse.EXPLICIT_LE
-                    res.transcoded += 1
-                    st = assoc.send_c_store(ds)
-                else:
-                    res.failed.append({"sop_instance_uid": inst.sop_instance_uid,
-                                       "reason": "refused: the peer accepts no transfer syntax for this SOP class"})
-                    continue
-            except Exception as e:  # a file that cannot be read or decoded: say which, go on
-                if not assoc.is_established:
-                    res.failed.append({"sop_instance_uid": inst.sop_instance_uid, "reason": "connection lost"})
-                    stopped = n
+    i = 0
+    lost_in_a_row = 0
+    stop_reason = None
+    while i < len(todo) and stop_reason is None:
+        try:
+            assoc = dimse.associate(node, ae)
+        except NetError as e:
+            if i == 0:
+                raise
+            stop_reason = f"connection lost ({e})"
+            break
+        lost = False
+        with dimse._closing(assoc):
+            accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
+            while i < len(todo):
+                if is_cancelled(cancel):
+                    stop_reason = "cancelled"
                     break
-                res.failed.append({"sop_instance_uid": inst.sop_instance_uid,
-                                   "reason": f"unreadable: {type(e).__name__}"})
-                continue
-            code = getattr(st, "Status", None)
-            if code is None:
-                res.failed.append({"sop_instance_uid": inst.sop_instance_uid, "reason": "connection lost"})
-                stopped = n
-                break
-            if code == 0 or (code & 0xF000) == 0xB000:
-                res.sent += 1
-            else:
-                res.failed.append({"sop_instance_uid": inst.sop_instance_uid, "reason": f"status 0x{code:04X}"})
-            if progress is not None:
-                progress(n, len(todo))
-    for inst, _ in todo[stopped:]:
-        res.failed.append({"sop_instance_uid": inst.sop_instance_uid,
-                           "reason": "cancelled" if is_cancelled(cancel) else "connection lost"})
+                inst, path = todo[i]
+                if _store_one(assoc, accepted, inst, path, res) == "lost":
+                    lost = True
+                    break
+                lost_in_a_row = 0
+                i += 1
+                if progress is not None:
+                    progress(i, len(todo))
+        if lost:
+            lost_in_a_row += 1
+            if lost_in_a_row > SEND_RECONNECTS:
+                stop_reason = "connection lost"
+    for inst, _ in todo[i:]:
+        res.failed.append({"sop_instance_uid": inst.sop_instance_uid, "reason": stop_reason or "connection lost"})
 
 
 def _send_web(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, cancel: Any, progress: Any,
