@@ -41,6 +41,8 @@ def test_add_list_rm_and_the_files_are_private(tmp_path, capsys):
     assert nodes["pacs"]["aet"] == "ORTHANC" and nodes["pacs"]["port"] == 4242 and nodes["pacs"]["retrieve"] == "move"
     assert nodes["web"]["user"] == "me" and nodes["web"]["has_password"] is True
     assert "s3cret" not in out
+    code, out2, _ = run(capsys, tmp_path / "other", "remote", "list", "--json", "--archive", str(ar))
+    assert code == 0 and json.loads(out2) == json.loads(out)  # --archive also after the action
     for name in ("remotes.json", "remote-credentials.json"):
         assert stat.S_IMODE((ar / name).stat().st_mode) == 0o600
     assert "s3cret" not in (ar / "remotes.json").read_text()

@@ -18,7 +18,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .framework import EXIT_ARCHIVE, EXIT_ATTENTION, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _open, command
+from .framework import (
+    EXIT_ARCHIVE,
+    EXIT_ATTENTION,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    _add_global_options,
+    _open,
+    command,
+)
 from .output import _err, _print_json, _safe, _say
 
 
@@ -82,6 +91,8 @@ def _setup_remote(p: argparse.ArgumentParser) -> None:
     s.add_argument("node", metavar="NAME")
     s.add_argument("uids", nargs="+", metavar="UID", help="patient IDs, study, series or SOP instance UIDs")
     s.add_argument("--json", action="store_true")
+    for sp in (a, ls, rm, e, f, g, s):  # --archive after the action too
+        _add_global_options(sp.add_argument_group("global options"), after_command=True)
 
 
 @command("remote", "remote nodes: add, list, rm, echo, find, get, send (DIMSE and DICOMweb)", _setup_remote)
