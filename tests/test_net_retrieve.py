@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import threading
 from pathlib import Path
@@ -206,3 +207,52 @@ def test_cancel_stops_cleanly_and_a_retry_completes(orthanc, tmp_path):  # noqa:
         again = pacs.get(study)
         assert again.complete and again.already == res.received
         check_same_as_orthanc(ar, orthanc)
+
+
+def test_send_transcodes_only_what_the_peer_refuses(synth, tmp_path):
+    """DCMTK's storescp accepts only uncompressed syntaxes by default: the JPEG 2000 /
+    RLE / JPEG lossless files are sent decompressed (same pixel values), the others as they are."""
+    import socket
+    import subprocess
+    import time
+
+    import numpy as np
+    import pydicom
+    from conftest import require_system
+    from net_support import free_port
+
+    storescp = shutil.which("storescp")
+    require_system(storescp is not None, "DCMTK's storescp (apt-get install dcmtk)")
+    port = free_port()
+    out = tmp_path / "received"
+    out.mkdir()
+    p = subprocess.Popen([storescp, "-aet", "STORESCP", "-od", str(out), str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        with pocketpacs.open_archive(tmp_path / "ar") as ar:
+            ar.import_folder(synth[0].parent)
+            save_node(ar.path, RemoteNode("scp", "dimse", aet="STORESCP", host="127.0.0.1", port=port))
+            res = ar.remote("scp").send([ar.studies()[0].uid])
+    finally:
+        p.terminate()
+        p.wait(30)
+    originals = {str(pydicom.dcmread(f).SOPInstanceUID): pydicom.dcmread(f) for f in synth}
+    compressed = {k for k, ds in originals.items() if ds.file_meta.TransferSyntaxUID.is_compressed}
+    assert compressed and res.sent == len(synth) and not res.failed
+    assert res.transcoded == len(compressed)
+    got = [pydicom.dcmread(f) for f in out.iterdir()]
+    assert {str(ds.SOPInstanceUID) for ds in got} == set(originals)
+    for ds in got:
+        orig = originals[str(ds.SOPInstanceUID)]
+        assert not ds.file_meta.TransferSyntaxUID.is_compressed
+        if str(ds.SOPInstanceUID) in compressed:
+            assert np.array_equal(ds.pixel_array, orig.pixel_array)
+        else:
+            assert ds.file_meta.TransferSyntaxUID == orig.file_meta.TransferSyntaxUID
+            assert ds.PixelData == orig.PixelData

@@ -379,7 +379,7 @@ def _store_one(assoc: Any, accepted: set[tuple[str, str]], inst: Any, path: str,
               or (inst.sop_class_uid, dimse.IMPLICIT_LE) in accepted):
             ds = dcmread(path)
             if ds.file_meta.TransferSyntaxUID.is_compressed:
-                ds.decompress()
+                ds.decompress(generate_instance_uid=False)  # the same instance, decompressed
             else:
                 ds.file_meta.TransferSyntaxUID = dimse.EXPLICIT_LE
             res.transcoded += 1
