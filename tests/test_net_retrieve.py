@@ -256,3 +256,42 @@ def test_send_transcodes_only_what_the_peer_refuses(synth, tmp_path):
         else:
             assert ds.file_meta.TransferSyntaxUID == orig.file_meta.TransferSyntaxUID
             assert ds.PixelData == orig.PixelData
+
+
+@pytest.mark.corpus
+def test_send_to_a_peer_accepting_only_explicit_little_endian(corpus, tmp_path):
+    """Big endian and JPEG lossless files of dcm_qa_ts reach a peer (a pynetdicom SCP) that
+    accepts only explicit VR little endian: decoded values equal, UIDs kept."""
+    import numpy as np
+    import pydicom
+    from pynetdicom import AE, evt
+
+    src = corpus / "dcm_qa_ts" / "In"
+    (tmp_path / "in").mkdir()
+    for n in ("1", "2", "3", "5"):   # explicit LE, implicit LE, explicit BE, JPEG lossless
+        shutil.copy(src / f"{n}.dcm", tmp_path / "in" / f"{n}.dcm")
+    got = {}
+
+    def on_store(event):
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        got[str(ds.SOPInstanceUID)] = ds
+        return 0
+
+    ae = AE("ONLYELE")
+    ae.add_supported_context("1.2.840.10008.5.1.4.1.1.4", ["1.2.840.10008.1.2.1"])
+    srv = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        with pocketpacs.open_archive(tmp_path / "ar") as ar:
+            ar.import_folder(tmp_path / "in")
+            save_node(ar.path, RemoteNode("e", "dimse", aet="ONLYELE", host="127.0.0.1",
+                                          port=srv.server_address[1]))
+            res = ar.remote("e").send([ar.studies()[0].uid])
+    finally:
+        srv.shutdown()
+    assert res.sent == 4 and not res.failed
+    for f in (tmp_path / "in").iterdir():
+        orig = pydicom.dcmread(f)
+        ds = got[str(orig.SOPInstanceUID)]
+        assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert np.array_equal(ds.pixel_array, orig.pixel_array), f.name

@@ -381,6 +381,14 @@ def _store_one(assoc: Any, accepted: set[tuple[str, str]], inst: Any, path: str,
             if ds.file_meta.TransferSyntaxUID.is_compressed:
                 ds.decompress(generate_instance_uid=False)  # the same instance, decompressed
             else:
+                if not ds.file_meta.TransferSyntaxUID.is_little_endian:
+                    # big endian: every value decoded as read, the pixel bytes in little endian order
+                    for _ in ds.iterall():
+                        pass
+                    if "PixelData" in ds:
+                        arr = ds.pixel_array
+                        ds.PixelData = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+                    ds.set_original_encoding(False, True, ds.original_character_set)
                 ds.file_meta.TransferSyntaxUID = dimse.EXPLICIT_LE
             res.transcoded += 1
             st = assoc.send_c_store(ds)
