@@ -127,3 +127,12 @@ def test_dicomweb_wildcard_is_sent_raw(loaded):
 
     node = RemoteNode("w", "dicomweb", url=loaded.dicomweb)
     assert len(find_studies(node, {"PatientID": "SYN*"})) == 1
+
+
+def test_find_by_a_calling_aet_the_peer_does_not_know(loaded, tmp_path, capsys):
+    """Orthanc answers C-ECHO from anyone but C-FIND only from its known modalities."""
+    ar = tmp_path / "ar"
+    run(capsys, ar, "remote", "add", "o", "--dimse", f"{AET}@127.0.0.1:{loaded.dicom_port}", "--calling-aet", "STRANGER")
+    assert run(capsys, ar, "remote", "echo", "o")[0] == 0
+    code, _, err = run(capsys, ar, "remote", "find", "o")
+    assert code == 4 and "'STRANGER'" in err and "known modalities" in err and "Traceback" not in err

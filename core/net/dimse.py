@@ -146,7 +146,9 @@ def _find(node: RemoteNode, ident: Dataset) -> list[Dataset]:
         for status, answer in assoc.send_c_find(ident, FIND):
             code = getattr(status, "Status", None)
             if code is None:
-                raise NetError(f"remote {node.name!r}: the connection was lost during C-FIND")
+                raise NetError(f"remote {node.name!r} closed the connection during C-FIND: it may not allow queries "
+                               f"from our AE title {node.calling_aet!r} (add it to the peer's known modalities, "
+                               "e.g. Orthanc's DicomModalities), or it stopped")
             if code in (0xFF00, 0xFF01):
                 if answer is not None:
                     out.append(answer)
@@ -282,7 +284,8 @@ def _run_retrieve(node: RemoteNode, assoc: Any, requests: list[Dataset], send: C
                 return "cancelled"
             code = getattr(status, "Status", None)
             if code is None:
-                return f"remote {node.name!r}: the connection was lost during the retrieve"
+                return (f"remote {node.name!r}: the connection was lost during the retrieve (the peer stopped, or "
+                        f"does not allow retrieves by our AE title {node.calling_aet!r})")
             if code in (0xFF00, 0xFF01):
                 continue
             if code == 0xB000:
