@@ -43,8 +43,10 @@ def require_orthanc() -> None:
 class Orthanc:
     """One Orthanc process of our own (see the module docstring)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, users: dict[str, str] | None = None):
+        """*users*: user -> password, for an Orthanc asking for HTTP basic authentication."""
         self.folder = folder
+        self.auth = next(iter(users.items())) if users else None
         self.http_port, self.dicom_port, self.pocket_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.dicomweb = f"{self.url}/dicom-web"
@@ -54,6 +56,8 @@ class Orthanc:
                 "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomCheckCalledAet": True,
                 "DicomModalities": {"pocket": [POCKET_AET, "127.0.0.1", self.pocket_port]},
                 "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "HttpTimeout": 60}
+        if users:
+            conf.update({"AuthenticationEnabled": True, "RegisteredUsers": users})
         (folder / "orthanc.json").write_text(json.dumps(conf))
         self.proc: subprocess.Popen | None = None
 
@@ -92,6 +96,10 @@ class Orthanc:
 
     def rest(self, path: str, data: bytes | None = None, method: str | None = None) -> object:
         req = urllib.request.Request(self.url + path, data=data, method=method)
+        if self.auth:
+            import base64
+
+            req.add_header("Authorization", "Basic " + base64.b64encode(":".join(self.auth).encode()).decode())
         with urllib.request.urlopen(req, timeout=120) as r:
             body = r.read()
         return json.loads(body) if body else None

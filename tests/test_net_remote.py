@@ -136,3 +136,34 @@ def test_find_by_a_calling_aet_the_peer_does_not_know(loaded, tmp_path, capsys):
     assert run(capsys, ar, "remote", "echo", "o")[0] == 0
     code, _, err = run(capsys, ar, "remote", "find", "o")
     assert code == 4 and "'STRANGER'" in err and "known modalities" in err and "Traceback" not in err
+
+
+def test_dicomweb_with_a_user_and_password(tmp_path, capsys):
+    """An Orthanc asking for HTTP basic authentication: the stored password works, a wrong
+    one is a clear refusal, and the password appears in no output."""
+    from net_support import Orthanc, require_orthanc
+
+    require_orthanc()
+    (tmp_path / "o").mkdir()
+    o = Orthanc(tmp_path / "o", users={"alice": "wonder-land-7"})
+    o.start()
+    try:
+        ar = tmp_path / "ar"
+        good, bad = tmp_path / "good", tmp_path / "bad"
+        good.write_text("wonder-land-7\n")
+        bad.write_text("guess\n")
+        run(capsys, ar, "remote", "add", "w", "--dicomweb", o.dicomweb, "--user", "alice", "--password-file", str(good))
+        run(capsys, ar, "remote", "add", "x", "--dicomweb", o.dicomweb, "--user", "alice", "--password-file", str(bad))
+        run(capsys, ar, "remote", "add", "n", "--dicomweb", o.dicomweb)
+        outputs = []
+        for name, want in (("w", 0), ("x", 4), ("n", 4)):
+            code, out, err = run(capsys, ar, "remote", "echo", name)
+            outputs += [out, err]
+            assert code == want, err
+            if want:
+                assert "HTTP 401" in err and "--user" in err
+        code, out, err = run(capsys, ar, "remote", "list", "--json")
+        outputs += [out, err]
+        assert all("wonder-land-7" not in t for t in outputs)
+    finally:
+        o.stop()
