@@ -75,6 +75,7 @@ class Orthanc:
                 return
             except OSError:
                 time.sleep(0.2)
+        self.kill()  # never leave a process behind
         raise RuntimeError("Orthanc did not answer /system within 60 s")
 
     def stop(self) -> None:
@@ -86,6 +87,13 @@ class Orthanc:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        self._close_log()
+
+    def _close_log(self) -> None:
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.close()
+            self.log = None
 
     def kill(self) -> None:
         """SIGKILL (a server that dies mid-transfer)."""
@@ -93,6 +101,7 @@ class Orthanc:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
             self.proc = None
+        self._close_log()
 
     def rest(self, path: str, data: bytes | None = None, method: str | None = None) -> object:
         req = urllib.request.Request(self.url + path, data=data, method=method)
