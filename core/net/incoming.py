@@ -1,0 +1,208 @@
+"""Where received instances go: the store folder the archive manages, and
+the indexer that puts them into the archive while they arrive.
+
+Every instance received (C-GET, C-MOVE, C-STORE to the listener, WADO-RS) is
+written to a temporary file in ``<archive>/store-incoming/`` (0600, created
+exclusively, never through a link) and renamed into
+``<archive>/store/<aa>/<study>/<series>/<sop>.dcm``, names made of SHA-256
+hashes of the UIDs (no patient data in a file name), folders 0700; a reader
+sees a whole file or none.  :class:`Indexer` runs the archive's own importer
+(:meth:`pocketpacs.archive.api.Archive.import_folder`) over the store folder
+from one thread, every half second while files arrive and once at the end:
+an import of a folder imported before reads only its new files, so series
+appear in the archive while a retrieve runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..log import logger
+from ..paths import ensure_private_dir
+
+STORE_DIR = "store"
+INCOMING_DIR = "store-incoming"
+#: Seconds between two imports of the store folder while files arrive.
+INDEX_EVERY = 0.5
+
+
+def _h(uid: str, n: int) -> str:
+    return hashlib.sha256(uid.encode("ascii", "replace")).hexdigest()[:n]
+
+
+def is_cancelled(cancel: Any) -> bool:
+    """True when *cancel* (a ``threading.Event``, a callable or None) says stop."""
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    return bool(cancel())
+
+
+def store_folder(archive: Any) -> Path:
+    """The store folder of *archive* (``<archive>/store``)."""
+    if archive.path is None:
+        raise ValueError("an in-memory archive has no store folder")
+    return Path(archive.path) / STORE_DIR
+
+
+def file_name(study_uid: str, series_uid: str, sop_uid: str) -> Path:
+    """The relative path of an instance in the store (hashed UIDs only)."""
+    s = _h(study_uid, 16)
+    return Path(s[:2], s, _h(series_uid, 16), _h(sop_uid, 32) + ".dcm")
+
+
+def _same_bytes(path: Path, data: bytes | memoryview) -> bool:
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == bytes(data)
+    except OSError:
+        return False
+
+
+class ReceivedStore:
+    """Writes received instances atomically into an archive's store folder.
+
+    Parameters
+    ----------
+    archive : Archive
+        An archive opened for writing.
+    """
+
+    def __init__(self, archive: Any):
+        self.archive = archive
+        self.root = ensure_private_dir(store_folder(archive))
+        self.incoming = ensure_private_dir(Path(archive.path) / INCOMING_DIR)
+        self._lock = threading.Lock()
+        self._dirs: set[Path] = set()
+        self.written = 0
+        self.new_files = threading.Event()
+
+    def write(self, data: bytes | memoryview, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        """Write one Part-10 file's bytes; return its path in the store.
+
+        The bytes go to a temporary file first; the rename makes the whole
+        file appear at once.  A file already there with the same bytes is
+        kept; with other bytes (the same UID, other content) the new one is
+        stored beside it, and the import reports the conflict.  An interrupted write leaves only a temporary
+        file in ``store-incoming/`` (removed by :meth:`clean_incoming`).
+
+        Raises
+        ------
+        OSError
+            The file cannot be written (a full disk...): nothing appears in the store.
+        """
+        rel = file_name(study_uid, series_uid, sop_uid)
+        dest = self.root / rel
+        if dest.parent not in self._dirs:
+            ensure_private_dir(dest.parent)
+            with self._lock:
+                self._dirs.add(dest.parent)
+        tmp = self.incoming / f"{secrets.token_hex(8)}.tmp"
+        flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(tmp, flags, 0o600)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            if dest.exists():
+                if _same_bytes(dest, data):
+                    os.unlink(tmp)
+                    return dest
+                # the same SOP Instance UID with other content: kept beside it, never over it
+                # (the importer flags the pair as a conflict)
+                dest = dest.with_name(f"{dest.stem}-{hashlib.sha256(data).hexdigest()[:8]}.dcm")
+            os.replace(tmp, dest)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        with self._lock:
+            self.written += 1
+        self.new_files.set()
+        return dest
+
+    def clean_incoming(self) -> int:
+        """Remove temporary files left by an interrupted receive; return how many."""
+        n = 0
+        for p in self.incoming.glob("*.tmp"):
+            try:
+                p.unlink()
+                n += 1
+            except OSError:
+                pass
+        return n
+
+
+class Indexer:
+    """Imports the store folder into the archive while files arrive (one thread).
+
+    Use as a context manager around a receive: the thread imports the store
+    folder every :data:`INDEX_EVERY` seconds when new files were written, and
+    once more on exit (unless cancelled).  ``indexed`` counts the instances
+    the imports added; ``failures`` holds the importer's failures (file,
+    reason, message).
+
+    Parameters
+    ----------
+    store : ReceivedStore
+    progress : callable, optional
+        Called as ``progress(indexed_so_far)`` after each import.
+    """
+
+    def __init__(self, store: ReceivedStore, progress: Any = None):
+        self.store = store
+        self.progress = progress
+        self.indexed = 0
+        self.failures: list[Any] = []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "Indexer":
+        self._thread = threading.Thread(target=self._loop, name="pocketpacs-indexer", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self._stop.set()
+        self.store.new_files.set()
+        if self._thread is not None:
+            self._thread.join()
+        if exc_type is None or exc_type is not KeyboardInterrupt:
+            self.index_now()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.store.new_files.wait()
+            if self._stop.is_set():
+                break
+            self._stop.wait(INDEX_EVERY)
+            if self._stop.is_set():
+                break
+            self.index_now()
+
+    def index_now(self) -> None:
+        """Import the store folder now (new files only)."""
+        self.store.new_files.clear()
+        try:
+            rep = self.store.archive.import_folder(self.store.root)
+        except Exception as e:  # kept and reported by the caller
+            logger.warning("indexing received files failed: %s", type(e).__name__)
+            self.error = e
+            return
+        self.indexed += rep.indexed
+        self.failures.extend(rep.failures)
+        if self.progress is not None:
+            self.progress(self.indexed)
