@@ -65,6 +65,7 @@ in :mod:`.guard`: set them there.
 from __future__ import annotations
 
 from . import archive_commands, image_commands, log_command  # registers the commands, in this order
+from . import bench_command  # noqa: F401  (registers `bench`)
 from .framework import (
     COMMANDS,
     EXIT_ARCHIVE,
