@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .results import Row
+from .results import Row, fmt
 
 
 def load_run(path: Path) -> dict[str, Any]:
@@ -78,8 +78,6 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
 
 def compare_text(old: dict[str, Any], new: dict[str, Any], old_name: object = "earlier run") -> str:
     """:func:`compare` as a table; flagged rows are marked ``<<`` (worse) or ``>>`` (better)."""
-    from .runner import fmt
-
     entries = compare(old, new)
     oc, nc = old.get("code", {}), new.get("code", {})
     lines = [f"change against {old_name} (commit {str(oc.get('commit'))[:10]}, {old.get('started')}; "

@@ -23,7 +23,7 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
 def _fmt(v: float) -> str:
-    from pocketpacs.benchmarks.runner import fmt
+    from pocketpacs.benchmarks.results import fmt
 
     return fmt(v)
 

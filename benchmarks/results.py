@@ -108,6 +108,22 @@ class Row:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def fmt(v: float | None) -> str:
+    """A figure with about three significant digits."""
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
 def skipped(what: str, method: str, unit: str, reason: str, **kw: Any) -> Row:
     """A row without a figure, saying why.
 

@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from . import REGISTRY
-from .results import Context, Row
+from .results import Context, Row, fmt
 
 SCHEMA = "pocketpacs-bench/1"
 EXIT_OK, EXIT_UNMEASURED, EXIT_USAGE = 0, 1, 2
@@ -50,22 +50,6 @@ def describe(mod: ModuleType) -> str:
 
 
 # ---- formatting ----------------------------------------------------------------------
-
-def fmt(v: float | None) -> str:
-    """A figure with about three significant digits."""
-    if v is None:
-        return "-"
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3g}"
-
 
 def row_cells(r: Row) -> list[str]:
     """The table cells of a row: what, method, value, spread, ratios, target."""
