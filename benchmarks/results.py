@@ -347,7 +347,7 @@ class Context:
         key = hashlib.sha256(json.dumps({"name": name, "params": params, "code": version},
                                         sort_keys=True).encode()).hexdigest()[:16]
         folder = self.cache / f"{name}-{key}"
-        marker = folder / ".ready"
+        marker = self.cache / f"{name}-{key}.ready"  # beside the folder: an import of it must not see it
         if marker.is_file():
             return folder
         ensure_private_dir(self.cache)

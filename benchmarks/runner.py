@@ -36,12 +36,34 @@ def load(module: str) -> ModuleType:
 
 
 def benchmarks() -> dict[str, ModuleType]:
-    """``{NAME: module}`` of the registry, in run order."""
-    out = {}
+    """``{NAME: module}`` of the registry, in run order.
+
+    A module that cannot be imported, or lacks ``run``, still gets its entry
+    (named after the module): running it fails with the reason, and the
+    other benchmarks run.
+    """
+    out: dict[str, Any] = {}
     for m in REGISTRY:
-        mod = load(m)
-        out[mod.NAME] = mod
+        try:
+            mod = load(m)
+            if not callable(getattr(mod, "run", None)):
+                raise AttributeError(f"{m} has no run(ctx) function")
+        except Exception as e:
+            mod = _Broken(m, e)
+        out[getattr(mod, "NAME", m.removeprefix("bench_"))] = mod
     return out
+
+
+class _Broken:
+    """Stands in for a benchmark module that cannot be loaded: running it raises why."""
+
+    def __init__(self, module: str, error: Exception):
+        self.__doc__ = f"(cannot be loaded: {type(error).__name__}: {error})"
+        self.NAME = module.removeprefix("bench_")
+        self._error = error
+
+    def run(self, ctx: Context) -> list[Row]:
+        raise RuntimeError(f"the module cannot be loaded: {type(self._error).__name__}: {self._error}")
 
 
 def describe(mod: ModuleType) -> str:
@@ -59,7 +81,7 @@ def row_cells(r: Row) -> list[str]:
     spread = (f"{fmt(r.low)}-{fmt(r.high)} ({r.spread}, n={r.repeats})" if r.repeats > 1
               else "1 run")
     ratios = "; ".join(f"{v:.2f}x {k}" for k, v in r.ratios.items())
-    extra = ", ".join(f"{k} {fmt(v) if isinstance(v, (int, float)) else v}" for k, v in r.extra.items())
+    extra = ", ".join(f"{k} {fmt(v) if isinstance(v, float) else v}" for k, v in r.extra.items())
     if extra:
         ratios = f"{ratios}; {extra}" if ratios else extra
     target = r.target + ("" if r.met is None else (" PASS" if r.met else " MISS")) if r.target else ""
