@@ -314,6 +314,12 @@ class Context:
         if len(t):
             self.curves[name] = {"x": list(t), "y": list(values), "x_label": x_label, "y_label": y_label}
 
+    def _drop_stale(self, name: str, params: dict[str, Any], key: str) -> None:
+        for folder in _stale(self.cache, name, params, key):
+            self.log(f"removing {folder}: made by another version of the code")
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.with_name(folder.name + ".ready").unlink(missing_ok=True)
+
     def cached(self, name: str, params: dict[str, Any], make: Callable[[Path], Any],
                sources: Sequence[Path] = ()) -> Path:
         """A data folder made by ``make(folder)`` once, reused while still valid.
@@ -351,6 +357,7 @@ class Context:
         if marker.is_file():
             return folder
         ensure_private_dir(self.cache)
+        self._drop_stale(name, params, key)
         if folder.exists():
             shutil.rmtree(folder)
         ensure_private_dir(folder)
@@ -360,6 +367,21 @@ class Context:
         write_private_file(marker, json.dumps({"params": params, "code": version}).encode(), sync=False)
         self.log(f"  generated in {time.perf_counter() - t:.1f} s")
         return folder
+
+
+def _stale(cache: Path, name: str, params: dict[str, Any], key: str) -> list[Path]:
+    """Folders of *name* with the same *params* made by another code version (replaced by *key*)."""
+    out = []
+    for marker in cache.glob(f"{name}-*.ready"):
+        folder = marker.with_suffix("")
+        if folder.name == f"{name}-{key}" or len(folder.name) != len(name) + 17:
+            continue
+        try:
+            if json.loads(marker.read_text()).get("params") == params:
+                out.append(folder)
+        except (OSError, ValueError):
+            continue
+    return out
 
 
 def default_cache() -> Path:
