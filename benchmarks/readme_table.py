@@ -53,7 +53,7 @@ def markdown(run: dict[str, Any], plots: str | None = None) -> str:
             if r.measured:
                 rng = f" ({_fmt(r.low)}-{_fmt(r.high)})" if r.repeats > 1 else " (1 run)"
                 fig = f"{_fmt(r.value)} {r.unit}{rng}"
-                ratios = "; ".join(f"{v:.2f}x {k}" for k, v in r.ratios.items())
+                ratios = "; ".join(f"{_fmt(v)}x {k}" for k, v in r.ratios.items())
                 target = r.target + ("" if r.met is None else (" (met)" if r.met else " (missed)")) if r.target else ""
             else:
                 fig, ratios, target = f"not measured: {r.skipped_reason}", "", r.target

@@ -80,7 +80,7 @@ def row_cells(r: Row) -> list[str]:
     value = f"{fmt(r.value)} {r.unit}"
     spread = (f"{fmt(r.low)}-{fmt(r.high)} ({r.spread}, n={r.repeats})" if r.repeats > 1
               else "1 run")
-    ratios = "; ".join(f"{v:.2f}x {k}" for k, v in r.ratios.items())
+    ratios = "; ".join(f"{fmt(v)}x {k}" for k, v in r.ratios.items())
     extra = ", ".join(f"{k} {fmt(v) if isinstance(v, float) else v}" for k, v in r.extra.items())
     if extra:
         ratios = f"{ratios}; {extra}" if ratios else extra
