@@ -37,7 +37,8 @@ RANKS = {"base": 0, "native": 0, "dicom": 1, "synth": 2, "images": 2, "archive":
 
 #: The benchmarks stand above everything (they drive the core, the UI server and
 #: peers); the core reaches them in one place: ``pocketpacs bench`` (issue 18).
-CORE_MAY_IMPORT = {("pocketpacs.cli.bench_command", "pocketpacs.benchmarks.runner")}
+CORE_MAY_IMPORT = {("pocketpacs.cli.bench_command", "pocketpacs.benchmarks.options"),
+                   ("pocketpacs.cli.bench_command", "pocketpacs.benchmarks.runner")}
 
 
 def module_name(path: Path) -> str:

@@ -14,7 +14,7 @@ from .framework import command
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
-    from ..benchmarks.runner import setup  # light: the benchmarks themselves load when the command runs
+    from ..benchmarks.options import setup  # argparse only: the suite loads when the command runs
 
     setup(p)
 
