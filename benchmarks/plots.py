@@ -41,7 +41,7 @@ def write_plots(run: dict[str, Any], folder: Path) -> list[str]:
         scaling: dict[tuple[str, str], list[Row]] = defaultdict(list)
         for r in rows:
             if r.x is not None:
-                scaling[(r.method, r.unit)].append(r)
+                scaling[(r.line or r.method, r.unit)].append(r)
         panels = (["bars"] if bars else []) + (["scaling"] if scaling else []) + (["curves"] if curves else [])
         fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
         for ax, kind in zip(axes[0], panels):
@@ -53,6 +53,9 @@ def write_plots(run: dict[str, Any], folder: Path) -> list[str]:
                 ax.barh(range(len(bars)), vals, xerr=err, color="#4a7ab5", capsize=3)
                 ax.set_yticks(range(len(bars)), labels, fontsize=7)
                 ax.invert_yaxis()
+                positive = [v for v in vals if v > 0]
+                if positive and max(positive) / min(positive) > 50:
+                    ax.set_xscale("log")
                 better = "higher" if bars[0].higher_is_better else "lower"
                 ax.set_xlabel(f"{unit} ({better} is better; bars: min-max)")
                 ax.set_title(f"{name}: by method")

@@ -63,6 +63,9 @@ class Row:
         The scaling variable of the row (file count, processes), for the plots.
     x_label : str
         Name of ``x``.
+    line : str
+        The scaling line the row belongs to in the plots (rows of one line
+        share it; default: the method).
     extra : dict
         Further figures of the row (``p95``, ``hits``, ...), shown in the table.
     headline : bool
@@ -84,6 +87,7 @@ class Row:
     skipped_reason: str | None = None
     x: float | None = None
     x_label: str = ""
+    line: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     headline: bool = False
 

@@ -63,7 +63,8 @@ def test_quick_suite_runs_every_benchmark(tmp_path):
         assert len(run["code"]["commit"]) == 40
     assert run["quick"] is True
     # memory over time was recorded for the import and the volume load
-    assert run["benchmarks"]["import"]["curves"] and run["benchmarks"]["volume"]["curves"]
+    for name in ("import", "volume", "memory"):
+        assert run["benchmarks"][name]["curves"], name
     # the README table and the comparison work on a real run
     from pocketpacs.benchmarks.compare import compare
     from pocketpacs.benchmarks.readme_table import BEGIN, END, markdown
