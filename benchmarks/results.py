@@ -91,6 +91,12 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
     headline: bool = False
 
+    def __post_init__(self) -> None:
+        if self.value is not None:  # one figure: its own spread
+            self.low = self.value if self.low is None else self.low
+            self.high = self.value if self.high is None else self.high
+            self.repeats = max(1, self.repeats)
+
     @property
     def measured(self) -> bool:
         """True when the row carries a figure."""

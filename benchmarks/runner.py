@@ -179,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats is not None and args.repeats < 1:
         print("--repeats must be 1 or more", file=sys.stderr)
         return EXIT_USAGE
+    if args.json is not None and not args.json.absolute().parent.is_dir():
+        print(f"--json {args.json}: its folder does not exist", file=sys.stderr)
+        return EXIT_USAGE
     if args.data is not None and not args.data.is_dir():
         print(f"--data {args.data}: not a folder", file=sys.stderr)
         return EXIT_USAGE

@@ -64,6 +64,10 @@ def test_unknown_benchmark_and_bad_compare_file_are_usage_errors(tmp_path):
     p = _bench("parse", "--compare", str(bad), env_cache=tmp_path)
     assert p.returncode == 2
     assert str(bad) in p.stderr and "not a `pocketpacs bench --json` file" in p.stderr
+    p = _bench("parse", "--json", str(tmp_path / "no" / "run.json"), env_cache=tmp_path)
+    assert p.returncode == 2 and "its folder does not exist" in p.stderr
+    p = _bench("parse", "--data", str(tmp_path / "none"), env_cache=tmp_path)
+    assert p.returncode == 2 and "not a folder" in p.stderr
 
 
 def test_list_from_the_cli_and_from_a_checkout():
