@@ -409,7 +409,7 @@ def run(ctx) -> list:
     if ctx.data is not None:
         bench = ctx.data
     else:
-        bench = ctx.cached("import-bench", bench_p, lambda d: _make(d, bench_p), sources=[Path(__file__)])
+        bench = ctx.cached("import-bench", bench_p, lambda d: _make(d, bench_p), sources=[_make])
     paths = [p for p in list_files(bench) if not os.path.basename(p).startswith(".")]
     out: list = []
     label = f"import, {len(paths)} files" + (f" of {bench.name}" if ctx.data is not None else "")
@@ -465,7 +465,7 @@ def run(ctx) -> list:
         resc.met = resc.ratios.get("plain walk + stat", 0) >= 0.7
         out += [imp, g, pyd, resc, walk]
 
-        scale = ctx.cached("import-scale", scale_p, lambda d: _make(d, scale_p), sources=[Path(__file__)])
+        scale = ctx.cached("import-scale", scale_p, lambda d: _make(d, scale_p), sources=[_make])
         sp = list_files(scale)
         ns = len(sp)
         warm(sp)

@@ -250,7 +250,7 @@ def run(ctx) -> list:
         if reason:
             out += [skipped(what, label, "fps", reason) for label in MODES.values()]
             continue
-        data = ctx.cached("render", {"size": n}, lambda d, n=n: prepare(d, n), sources=[Path(__file__)])
+        data = ctx.cached("render", {"size": n}, lambda d, n=n: prepare(d, n), sources=[prepare])
         proc, url = serve(data / "archive")
         try:
             r = measure(url, frames, canvas, False, repeats)

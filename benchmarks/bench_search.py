@@ -126,7 +126,7 @@ def run(ctx) -> list:
     patients, studies = ctx.pick((60, 3), (400, 3))
     repeat = ctx.reps(50, 200)
     data = ctx.cached("search", {"patients": patients, "studies": studies},
-                      lambda d: ensure_archive(d, patients, studies), sources=[Path(__file__)])
+                      lambda d: ensure_archive(d, patients, studies), sources=[ensure_archive])
     archive = ensure_archive(data, patients, studies)  # nothing to do: made by the cache
     out = []
     with pocketpacs.open_archive(archive, readonly=True) as ar:

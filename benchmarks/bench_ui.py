@@ -192,7 +192,7 @@ def run(ctx) -> list:
         return [skipped(start_what, "numba cache warm", "s", reason, higher_is_better=False),
                 skipped(f"click -> first slice, {series}", "later opens", "ms", reason, higher_is_better=False)]
     data = ctx.cached("ui", {"slices": slices, "size": size}, lambda d: prepare(d, slices, size),
-                      sources=[Path(__file__)])
+                      sources=[prepare])
     archive = data / "archive"
     from playwright.sync_api import sync_playwright
 

@@ -318,16 +318,14 @@ def cached_series(ctx, slices: int, size: int, j2k: bool = False) -> list[str]:
     ``<cache>/volume-j2k-KEY/j2k3_SxSxN/im*.dcm`` (the folder :func:`bench_j2k` expects).
     Shared by ``volume`` and ``memory`` (same parameters, same folder).
     """
-    from pathlib import Path
-
     if j2k:
         sub = f"j2k3_{size}x{size}x{slices}"
         d = ctx.cached("volume-j2k", {"slices": slices, "size": size, "noise": J2K_NOISE_HU},
                        lambda d: write_series(os.path.join(d, sub), slices, size, j2k=True),
-                       sources=[Path(__file__)])
+                       sources=[write_series, ct_phantom])
         return write_series(os.path.join(d, sub), slices, size, j2k=True)  # all there: nothing written
     d = ctx.cached("volume-raw", {"slices": slices, "size": size}, lambda d: write_series(str(d), slices, size),
-                   sources=[Path(__file__)])
+                   sources=[write_series, ct_phantom])
     return write_series(str(d), slices, size)
 
 

@@ -269,16 +269,18 @@ def run_sampled(cmd: list[str], timeout: float = 1800, env: dict[str, str] | Non
 
 # ---- the context a benchmark runs in ---------------------------------------------------
 
-def _code_version(files: Sequence[Path]) -> str:
-    """Package version plus a hash of the sources that decide generated data."""
+def _code_version(sources: Sequence[Any]) -> str:
+    """Package version plus a hash of the sources that decide generated data (files or functions)."""
+    import inspect
+
     import pocketpacs
 
     h = hashlib.sha256(pocketpacs.__version__.encode())
-    for f in sorted(files):
+    for src in sources:
         try:
-            h.update(f.read_bytes())
-        except OSError:
-            pass
+            h.update(inspect.getsource(src).encode() if callable(src) else Path(src).read_bytes())
+        except (OSError, TypeError):
+            h.update(repr(src).encode())
     return h.hexdigest()[:16]
 
 
@@ -331,7 +333,7 @@ class Context:
             folder.with_name(folder.name + ".ready").unlink(missing_ok=True)
 
     def cached(self, name: str, params: dict[str, Any], make: Callable[[Path], Any],
-               sources: Sequence[Path] = ()) -> Path:
+               sources: Sequence[Any] = ()) -> Path:
         """A data folder made by ``make(folder)`` once, reused while still valid.
 
         The folder is named by *name* and a key of *params* and the code
@@ -348,8 +350,9 @@ class Context:
             Every parameter of the generator (JSON-serialisable).
         make : callable
             Writes the data into the folder it is given.
-        sources : sequence of Path
-            Further files whose change invalidates the data (the benchmark's module).
+        sources : sequence of Path or function
+            Further files or functions whose change invalidates the data
+            (the benchmark's generator function).
 
         Returns
         -------
@@ -358,8 +361,8 @@ class Context:
         from pocketpacs import synth
         from pocketpacs.paths import ensure_private_dir, write_private_file
 
-        synth_files = list(Path(synth.__file__).parent.glob("*.py"))
-        version = _code_version([*synth_files, *map(Path, sources)])
+        synth_files = sorted(Path(synth.__file__).parent.glob("*.py"))
+        version = _code_version([*synth_files, *sources])
         key = hashlib.sha256(json.dumps({"name": name, "params": params, "code": version},
                                         sort_keys=True).encode()).hexdigest()[:16]
         folder = self.cache / f"{name}-{key}"
