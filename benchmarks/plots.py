@@ -3,7 +3,7 @@
 Each picture has up to three panels: the figures by method (the unit most
 rows share, with the min-max spread as error bars), the scaling rows
 (throughput against file count or processes, where the benchmark measured
-it) and the curves it recorded (memory over time of the import and of the
+at least two points) and the curves it recorded (memory over time of the import and of the
 volume load).  Without matplotlib (``pip install -e '.[bench]'``) nothing
 is drawn and the runner says so.
 """
@@ -37,11 +37,12 @@ def write_plots(run: dict[str, Any], folder: Path) -> list[str]:
             out.append(f"no plot for {name}: nothing measured")
             continue
         unit = Counter(r.unit for r in rows).most_common(1)[0][0] if rows else None
-        bars = [r for r in rows if r.unit == unit and r.x is None]
+        bars = [r for r in rows if r.unit == unit]
         scaling: dict[tuple[str, str], list[Row]] = defaultdict(list)
         for r in rows:
             if r.x is not None:
                 scaling[(r.line or r.method, r.unit)].append(r)
+        scaling = {k: v for k, v in scaling.items() if len({r.x for r in v}) > 1}  # a line needs two points
         panels = (["bars"] if bars else []) + (["scaling"] if scaling else []) + (["curves"] if curves else [])
         fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
         for ax, kind in zip(axes[0], panels):
