@@ -80,8 +80,12 @@ def compare_text(old: dict[str, Any], new: dict[str, Any], old_name: object = "e
     """:func:`compare` as a table; flagged rows are marked ``<<`` (worse) or ``>>`` (better)."""
     entries = compare(old, new)
     oc, nc = old.get("code", {}), new.get("code", {})
-    lines = [f"change against {old_name} (commit {str(oc.get('commit'))[:10]}, {old.get('started')}; "
-             f"now {str(nc.get('commit'))[:10]}); flagged: outside the spread of both runs"]
+    lines = [f"change against {old_name} (commit {str(oc.get('commit'))[:10]}, {old.get('started')}, load average "
+             f"{old.get('load_before')} -> {old.get('load_after')}; now {str(nc.get('commit'))[:10]}, load average "
+             f"{new.get('load_before')} -> {new.get('load_after')}); flagged: outside the spread of both runs"]
+    if old.get("machine", {}).get("cpu") != new.get("machine", {}).get("cpu"):
+        lines.append(f"  other machine: {old.get('machine', {}).get('cpu')} then, "
+                     f"{new.get('machine', {}).get('cpu')} now")
     flagged = 0
     for e in entries:
         if e["change"] is None:
