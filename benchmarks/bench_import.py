@@ -367,3 +367,151 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# ---- the suite's interface (pocketpacs bench import) ------------------------------------------
+
+NAME = "import"
+
+#: --quick: the two archives, smaller (1,000 files of 128x128; 5,000 of 64x64)
+QUICK_BENCH = dict(synth_preset="bench", patients=2, rows=128, cols=128)
+QUICK_SCALE = dict(synth_preset="scale", patients=50, slices=10)
+
+
+def _make(folder: Path, params: dict) -> None:
+    from pocketpacs import synth
+
+    opts = dict(synth.PRESETS[params["synth_preset"]])
+    opts.update({k: v for k, v in params.items() if k != "synth_preset"})
+    synth.generate(folder, **opts, workers=os.cpu_count() or 1)
+
+
+def run(ctx) -> list:
+    """Import vs GDCM Scanner and pydicom + SQLite; rescan vs walk + stat; search; peak RSS over time.
+
+    Data: the ``bench`` and ``scale`` synthetic archives (smaller with
+    ``--quick``) from the cache; ``--data DIR`` replaces the first by your folder.
+    """
+    import pocketpacs
+    from pocketpacs.benchmarks.results import (
+        Row,
+        add_ratio,
+        from_samples,
+        peer_missing,
+        rates,
+        run_sampled,
+        skipped,
+    )
+
+    bench_p = ctx.pick(QUICK_BENCH, {"synth_preset": "bench"})
+    scale_p = ctx.pick(QUICK_SCALE, {"synth_preset": "scale"})
+    repeat = ctx.reps(3, 5)
+    if ctx.data is not None:
+        bench = ctx.data
+    else:
+        bench = ctx.cached("import-bench", bench_p, lambda d: _make(d, bench_p), sources=[_make])
+    paths = [p for p in list_files(bench) if not os.path.basename(p).startswith(".")]
+    out: list = []
+    label = f"import, {len(paths)} files" + (f" of {bench.name}" if ctx.data is not None else "")
+    if not paths:
+        return [skipped(label, "PocketPACS import", "files/s", f"no files under {bench}")]
+    n = len(paths)
+    gdcm_reason = peer_missing("gdcm", "python-gdcm")
+    work = Path(tempfile.mkdtemp(prefix="pp-bench-"))
+    try:
+        warm(paths)
+        pocketpacs_import(bench, work / "warmup")  # loads the kernels
+        t_imp, t_gdcm, t_rescan, t_walk = [], [], [], []
+        rep = None
+        for _ in range(repeat):  # interleaved, as in main()
+            rep, dt = pocketpacs_import(bench, work / "a")
+            t_imp.append(dt)
+            if gdcm_reason is None:
+                t = time.perf_counter()
+                gdcm_scan(bench)
+                t_gdcm.append(time.perf_counter() - t)
+            with pocketpacs.open_archive(work / "a") as ar:
+                t = time.perf_counter()
+                ar.import_folder(bench)
+                t_rescan.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            walk_stat(bench)
+            t_walk.append(time.perf_counter() - t)
+        if rep.indexed == 0:
+            return [skipped(label, "PocketPACS import", "files/s",
+                            f"no DICOM file indexed among the {n} files under {bench}")]
+        sub = paths[:ctx.pick(200, 1000)]
+        t_pyd = []
+        for _ in range(ctx.pick(1, 2)):
+            t = time.perf_counter()
+            pydicom_sqlite(sub, str(work / "index.sqlite"))
+            t_pyd.append((time.perf_counter() - t) * n / len(sub))
+        imp = from_samples(label, "PocketPACS import (walk + parse + commit)", "files/s", rates(n, t_imp),
+                           x=n, x_label="files", headline=True,
+                           extra={"indexed": rep.indexed, "failed": rep.failed})
+        g = (from_samples(label, "GDCM Scanner (walk + scan)", "files/s", rates(n, t_gdcm)) if t_gdcm
+             else skipped(label, "GDCM Scanner (walk + scan)", "files/s", gdcm_reason))
+        pyd = from_samples(label, f"pydicom + SQLite indexer ({len(sub)}-file subset)", "files/s", rates(n, t_pyd))
+        add_ratio(imp, g, "GDCM Scanner")
+        add_ratio(imp, pyd, "pydicom + SQLite")
+        if "GDCM Scanner" in imp.ratios:
+            imp.target, imp.met = ">= 8x GDCM Scanner", imp.ratios["GDCM Scanner"] >= 8
+        resc = from_samples(f"rescan of the unchanged archive, {n} files", "PocketPACS import again", "files/s",
+                            rates(n, t_rescan), headline=True)
+        walk = from_samples(f"rescan of the unchanged archive, {n} files", "plain walk + stat", "files/s",
+                            rates(n, t_walk))
+        add_ratio(resc, walk)
+        resc.target = ">= 0.7x walk + stat"
+        resc.met = resc.ratios.get("plain walk + stat", 0) >= 0.7
+        out += [imp, g, pyd, resc, walk]
+
+        scale = ctx.cached("import-scale", scale_p, lambda d: _make(d, scale_p), sources=[_make])
+        sp = list_files(scale)
+        ns = len(sp)
+        warm(sp)
+        t_s, t_sr, t_sw = [], [], []
+        inst = 0
+        for _ in range(ctx.pick(2, max(2, repeat // 2))):
+            t_s.append(pocketpacs_import(scale, work / "s")[1])
+            with pocketpacs.open_archive(work / "s") as ar:
+                t = time.perf_counter()
+                ar.import_folder(scale)
+                t_sr.append(time.perf_counter() - t)
+                inst = ar.stats()["instances"]
+            t = time.perf_counter()
+            walk_stat(scale)
+            t_sw.append(time.perf_counter() - t)
+        lbl = f"import, {ns} files 64x64"
+        out.append(from_samples(lbl, "PocketPACS import (walk + parse + commit)", "files/s", rates(ns, t_s),
+                                x=ns, x_label="files"))
+        sres = from_samples(f"rescan of the unchanged archive, {ns} files", "PocketPACS import again", "files/s",
+                            rates(ns, t_sr))
+        swalk = from_samples(f"rescan of the unchanged archive, {ns} files", "plain walk + stat", "files/s",
+                             rates(ns, t_sw))
+        add_ratio(sres, swalk)
+        out += [sres, swalk]
+        lat = search_latency(work / "s", ctx.pick(30, 200))
+        what = f"search at {inst} instances ({lat['queries']} queries)"
+        out.append(Row(what, "Archive.search p50", "ms", value=lat["p50_ms"], repeats=1, higher_is_better=False,
+                       extra={"cleared cache p50": lat["cold_p50_ms"]}))
+        out.append(Row(what, "Archive.search p99", "ms", value=lat["p99_ms"], repeats=1, higher_is_better=False,
+                       target="< 5 ms", met=lat["p99_ms"] < 5, headline=True,
+                       extra={"max": lat["max_ms"], "cleared cache p99": lat["cold_p99_ms"]}))
+        ctx.log(f"peak RSS of a child importing {ns} files ...")
+        shutil.rmtree(work / "rss", ignore_errors=True)
+        res, curve = run_sampled([sys.executable, "-c", _RSS, str(work / "rss"), str(scale)])
+        if res.returncode != 0:
+            out.append(skipped(f"peak RSS importing {ns} files", "PocketPACS import (child process)", "MB",
+                               f"the child failed: {res.stderr.strip().splitlines()[-1:]}", higher_is_better=False))
+        else:
+            _seen, peak_kib, helper_kib = (int(x) for x in res.stdout.split()[:3])
+            mb = peak_kib / 1024.0 + helper_kib / 1024.0
+            full = ns >= 100_000
+            out.append(Row(f"peak RSS importing {ns} files", "PocketPACS import (child process)", "MB", value=mb,
+                           repeats=1, higher_is_better=False, headline=full,
+                           target="< 400 MB at 100,000 files", met=(mb < 400) if full else None,
+                           extra={"read-ahead helper": helper_kib / 1024.0}))
+            ctx.curve(f"import of {ns} files (child RSS)", curve.t, curve.mb)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out

@@ -35,6 +35,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -132,8 +133,12 @@ def wait_js(page, expr: str, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def measure(url: str, frames: int, canvas: int, gpu: bool) -> dict:
-    """Open the series and time each kind of frame; returns the results of one size."""
+def measure(url: str, frames: int, canvas: int, gpu: bool, repeats: int = 1) -> dict:
+    """Open the series and time each kind of frame; returns the results of one size.
+
+    Each kind is timed *repeats* times (``frames`` frames each, kinds in turn);
+    the figures are the medians, ``samples`` keeps every run's ms per frame.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -156,9 +161,13 @@ def measure(url: str, frames: int, canvas: int, gpu: bool) -> dict:
         d = pg.evaluate("Object.assign({}, document.getElementById('view').dataset)")
         out = {"renderer": renderer, "load_s": round(load_s, 2), "texture_3d": d.get("tex3d"),
                "notice": d.get("notice3d", "")}
-        ms = {}
-        for mode in ("reference", "2d", "mpr", "3d-mip", "3d-interactive", "3d-still"):
-            ms[mode] = pg.evaluate(_MEASURE_JS, [frames, mode])
+        modes = ("reference", "2d", "mpr", "3d-mip", "3d-interactive", "3d-still")
+        samples: dict[str, list[float]] = {m: [] for m in modes}
+        for _ in range(repeats):
+            for mode in modes:
+                samples[mode].append(pg.evaluate(_MEASURE_JS, [frames, mode]))
+        ms = {m: statistics.median(v) for m, v in samples.items()}
+        out["samples"] = samples
         out["canvas"] = pg.evaluate("[document.getElementById('view').width, document.getElementById('view').height]")
         b.close()
     ref = ms["reference"]
@@ -204,6 +213,68 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(results, indent=2))
     return 0
+
+
+# ---- the suite's interface (pocketpacs bench render) ------------------------------------------
+
+NAME = "render"
+MODES = {"2d": "2D scroll (acquired slices)", "mpr": "MPR scroll (coronal)", "3d-mip": "3D MIP, still",
+         "3d-interactive": "3D DVR, interaction quality", "3d-still": "3D DVR, still quality"}
+
+
+def browser_missing() -> str | None:
+    """None when Chromium and Playwright are there, else the reason to give."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as e:
+        return f"playwright not installed ({e}): pip install -e '.[bench]'"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no browser: {CHROMIUM} not found (apt-get install chromium)"
+    return None
+
+
+def run(ctx) -> list:
+    """3D and MPR frame rates in headless Chromium, as ratios to a trivial full-canvas pass.
+
+    Without ``--gpu`` (not offered here) Chromium draws with SwiftShader, a CPU
+    rasteriser: the ratios to the reference pass say more than the rates.
+    """
+    from pocketpacs.benchmarks.results import add_ratio, from_samples, skipped
+
+    sizes, frames, canvas = ctx.pick(([64], 5, 256), ([256, 512], 10, 512))
+    repeats = ctx.reps(3, 3)
+    reason = browser_missing()
+    out = []
+    for n in sizes:
+        what = f"{n}^3 CT phantom, canvas {canvas}px, SwiftShader (no GPU)"
+        if reason:
+            out += [skipped(what, label, "fps", reason) for label in MODES.values()]
+            continue
+        data = ctx.cached("render", {"size": n}, lambda d, n=n: prepare(d, n), sources=[prepare])
+        proc, url = serve(data / "archive")
+        try:
+            r = measure(url, frames, canvas, False, repeats)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        soft = "swiftshader" in str(r["renderer"]).lower()
+        what = (f"{n}^3 CT phantom, canvas {r['canvas'][0]}x{r['canvas'][1]}, "
+                + ("SwiftShader (CPU, no GPU)" if soft else "GPU"))
+        ref = from_samples(what, "reference: trivial full-canvas pass", "fps",
+                           [1000.0 / v for v in r["samples"]["reference"] if v > 0],
+                           extra={"renderer": r["renderer"]})
+        out.append(ref)
+        for mode, label in MODES.items():
+            row = from_samples(what, label, "fps", [1000.0 / v for v in r["samples"][mode] if v > 0],
+                               headline=mode in ("mpr", "3d-still"), x=n, x_label="volume edge (voxels)",
+                               extra={"load s": r["load_s"]} if mode == "2d" else {})
+            add_ratio(row, ref, "reference pass")
+            out.append(row)
+        ctx.log(f"{n}^3: 3D texture {r['texture_3d']} {r['notice']}")
+    return out
 
 
 if __name__ == "__main__":

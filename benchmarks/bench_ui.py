@@ -49,13 +49,13 @@ def prepare(data: Path, slices: int, size: int) -> Path:
         return archive
     files = data / "files"
     t = time.perf_counter()
-    print(f"generating {slices} x {size}x{size} ...", flush=True)
+    print(f"generating {slices} x {size}x{size} ...", file=sys.stderr, flush=True)
     synth.generate(files, patients=1, studies=1, series=1, slices=slices, rows=size, cols=size,
                    compressed_fraction=0.0, implicit_fraction=0.0, enhanced=0, junk=0, seed=5)
     with pocketpacs.open_archive(archive) as ar:
         ar.import_folder(files)
     mark.write_text("ok\n")
-    print(f"prepared in {time.perf_counter() - t:.1f} s", flush=True)
+    print(f"prepared in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
     return archive
 
 
@@ -169,6 +169,75 @@ def main(argv: list[str] | None = None) -> int:
     print(f"click -> whole series, first open       : {whole:7.1f} ms   ({mb / whole * 1000:.0f} MB/s)")
     print(f"click -> whole series, median of {a.repeats}     : {wm:7.1f} ms   ({mb / wm * 1000:.0f} MB/s)")
     return 0
+
+
+# ---- the suite's interface (pocketpacs bench ui) ----------------------------------------------
+
+NAME = "ui"
+
+
+def run(ctx) -> list:
+    """App start to archive list (numba cache cold and warm); click to first slice and to the whole series."""
+    from pocketpacs.benchmarks.bench_render import browser_missing
+    from pocketpacs.benchmarks.results import from_samples, skipped
+
+    slices, size = ctx.pick((50, 128), (1000, 512))
+    repeats = ctx.reps(2, 3)
+    starts = ctx.pick(2, 3)
+    mb = slices * size * size * 2 / 1e6
+    series = f"{slices} x {size}x{size} series ({mb:.0f} MB), headless Chromium"
+    start_what = "app start -> archive list"
+    reason = browser_missing()
+    if reason:
+        return [skipped(start_what, "numba cache warm", "s", reason, higher_is_better=False),
+                skipped(f"click -> first slice, {series}", "later opens", "ms", reason, higher_is_better=False)]
+    data = ctx.cached("ui", {"slices": slices, "size": size}, lambda d: prepare(d, slices, size),
+                      sources=[prepare])
+    archive = data / "archive"
+    from playwright.sync_api import sync_playwright
+
+    STEPS.clear()
+    warm_s, first, firsts, wholes = [], [], [], []
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as cache:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            cold, proc, page = start_to_list(browser, archive, cache)
+            try:
+                first_cold, whole_cold = open_series(page)  # numba compiles the readers here
+            finally:
+                page.close()
+                proc.terminate()
+                proc.wait()
+            for i in range(starts):
+                w, proc, page = start_to_list(browser, archive, cache)
+                warm_s.append(w)
+                try:
+                    f, _w = open_series(page)  # first open of a fresh process
+                    first.append(f)
+                    if i == 0:
+                        for _ in range(repeats):
+                            f, w2 = open_series(page)
+                            firsts.append(f)
+                            wholes.append(w2)
+                finally:
+                    page.close()
+                    proc.terminate()
+                    proc.wait()
+        finally:
+            browser.close()
+    lo = dict(higher_is_better=False)
+    out = [from_samples(start_what, "numba cache cold (empty NUMBA_CACHE_DIR)", "s", [cold], **lo),
+           from_samples(start_what, "numba cache warm", "s", warm_s, target=f"<= {START_TARGET_S} s",
+                        met=statistics.median(warm_s) <= START_TARGET_S, headline=True, **lo),
+           from_samples(f"click -> first slice, {series}", "cold numba cache", "ms", [first_cold], **lo),
+           from_samples(f"click -> first slice, {series}", "first open after start", "ms", first, **lo),
+           from_samples(f"click -> first slice, {series}", "later opens", "ms", firsts,
+                        target=f"<= {FIRST_SLICE_TARGET_MS:.0f} ms",
+                        met=statistics.median(firsts) <= FIRST_SLICE_TARGET_MS, headline=True, **lo),
+           from_samples(f"click -> whole series, {series}", "cold numba cache", "ms", [whole_cold], **lo),
+           from_samples(f"click -> whole series, {series}", "later opens", "ms", wholes,
+                        extra={"MB/s": mb / statistics.median(wholes) * 1000}, **lo)]
+    return out
 
 
 if __name__ == "__main__":

@@ -102,19 +102,24 @@ def write_series(folder: str, n: int, size: int, j2k: bool = False) -> list[str]
 
 
 def timeit(fn, runs: int) -> float:
-    fn()  # warm (page cache, JIT, worker start)
+    return statistics.median(timeit_runs(fn, runs))
+
+
+def timeit_runs(fn, runs: int) -> list[float]:
+    """Seconds of each of *runs* calls of *fn*, after one warm call (page cache, JIT, worker start)."""
+    fn()
     ts = []
     for _ in range(runs):
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    return ts
 
 
-def bench_j2k(a: argparse.Namespace) -> tuple[list, list[str], float, float]:
+def bench_j2k(a: argparse.Namespace) -> tuple[list, list[str], float, float, dict[int, list[float]]]:
     """JPEG 2000 series: 1-process vs 2-process pool, same files, both warm, interleaved.
 
-    Returns rows, explanation lines and the two medians.  The order of the two
+    Returns rows, explanation lines, the two medians and every run's seconds per pool size.  The order of the two
     pools alternates from run to run; the load average is sampled before and
     after, and the pool's own statistics say where the time went: the parent's
     CPU share, and the CPU the workers actually got (on a shared machine a
@@ -139,9 +144,7 @@ def bench_j2k(a: argparse.Namespace) -> tuple[list, list[str], float, float]:
     pools = {1: DecoderPool(1), 2: DecoderPool(2)}
     jt: dict[int, list[float]] = {1: [], 2: []}
     st: dict[int, list[dict]] = {1: [], 2: []}
-    for p in pools.values():
-        p.start()
-    for p in pools.values():
+    for p in pools.values():  # the workers start on the first use
         for _ in range(2):
             assemble_series(j_paths, pool=p)  # warm: workers started, decoders imported
     for r in range(max(3, a.runs)):
@@ -177,7 +180,7 @@ def bench_j2k(a: argparse.Namespace) -> tuple[list, list[str], float, float]:
             f"{med(k, 'messages'):.0f} messages")
     lines.append(f"  load average before {load0[0]:.2f} after {load1[0]:.2f} on "
                  f"{os.cpu_count()} cores (other work takes cores the 2nd process needs)")
-    return rows, lines, t_j1, t_j2
+    return rows, lines, t_j1, t_j2, jt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the JPEG 2000 1 vs 2 process part")
     a = ap.parse_args(argv)
     if a.j2k_only:
-        rows, lines, t_j1, t_j2 = bench_j2k(a)
+        rows, lines, t_j1, t_j2, _ = bench_j2k(a)
         for name, t, gbs in rows:
             print(f"{name:45s} {t:10.4f} {gbs:8.2f}")
         print(f"JPEG 2000 2 vs 1 process: {t_j1 / t_j2:.2f}x (medians of {max(3, a.runs)})")
@@ -264,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("pydicom loop + numpy.stack", t_pyd, nbytes / t_pyd / 1e9))
 
     pool.close()
-    jrows, jlines, t_j1, t_j2 = bench_j2k(a)
+    jrows, jlines, t_j1, t_j2, _ = bench_j2k(a)
     rows.extend(jrows)
 
     sl = floor_arr[a.slices // 2].copy()
@@ -291,6 +294,155 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + line)
     print(f"  window numba vs numpy:              {t_wr / t_wn:6.2f}x")
     return 0
+
+
+# ---- the suite's interface (pocketpacs bench volume) ------------------------------------------
+
+NAME = "volume"
+
+#: One load of the series in FOLDER in a fresh process (its RSS is sampled from outside).
+LOAD_CHILD = r"""
+import glob, sys, time
+from pocketpacs.images.volume import assemble_series
+time.sleep(0.2)
+sv = assemble_series(sorted(glob.glob(sys.argv[1] + "/*.dcm")))
+time.sleep(0.2)
+print(sv.volumes[0].array.nbytes)
+"""
+
+
+def cached_series(ctx, slices: int, size: int, j2k: bool = False) -> list[str]:
+    """The files of a series written by :func:`write_series`, from the benchmark data cache.
+
+    Uncompressed: ``<cache>/volume-raw-KEY/im*.dcm``; JPEG 2000:
+    ``<cache>/volume-j2k-KEY/j2k3_SxSxN/im*.dcm`` (the folder :func:`bench_j2k` expects).
+    Shared by ``volume`` and ``memory`` (same parameters, same folder).
+    """
+    if j2k:
+        sub = f"j2k3_{size}x{size}x{slices}"
+        d = ctx.cached("volume-j2k", {"slices": slices, "size": size, "noise": J2K_NOISE_HU},
+                       lambda d: write_series(os.path.join(d, sub), slices, size, j2k=True),
+                       sources=[write_series, ct_phantom])
+        return write_series(os.path.join(d, sub), slices, size, j2k=True)  # all there: nothing written
+    d = ctx.cached("volume-raw", {"slices": slices, "size": size}, lambda d: write_series(str(d), slices, size),
+                   sources=[write_series, ct_phantom])
+    return write_series(str(d), slices, size)
+
+
+def run(ctx) -> list:
+    """Series assembly vs the read floor, SimpleITK and pydicom; JPEG 2000 on 1 vs 2 processes; window/level.
+
+    Data: an uncompressed series (64 x 256² with ``--quick``, 1000 x 512²
+    otherwise) and a JPEG 2000 lossless series (16 x 256², 32 x 512²), from
+    the cache.  Also records the RSS of this process over one load.
+    """
+    from pathlib import Path
+
+    from pocketpacs.benchmarks.results import add_ratio, from_samples, peer_missing, rates, run_sampled, skipped
+    from pocketpacs.dicom.headers import parse_files
+    from pocketpacs.images.decoders import DecoderPool
+    from pocketpacs.images.volume import assemble_series
+    from pocketpacs.native.reference import window_u8
+    from pocketpacs.native.window import window_slice
+
+    slices, size, nj = ctx.pick((64, 256, 16), (1000, 512, 32))
+    runs = ctx.reps(3, 5)
+    paths = cached_series(ctx, slices, size)
+    jdir = cached_series(ctx, nj, size, j2k=True)[0].rsplit(os.sep, 2)[0]
+    nbytes = slices * size * size * 2
+    what = f"assemble {size}x{size}x{slices} int16 ({nbytes / 1e6:.0f} MB), warm cache"
+    b = parse_files(paths)
+    offs = b.pixel_offset.copy()
+    floor_arr = np.empty((slices, size, size), np.int16)
+
+    def floor() -> None:
+        flat = floor_arr.reshape(slices, -1).view(np.uint8)
+        for i, p in enumerate(paths):
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.preadv(fd, [memoryview(flat[i])], int(offs[i]))
+            finally:
+                os.close(fd)
+
+    out = []
+    pool = DecoderPool(2)
+    try:
+        floor()
+        assemble_series(paths, pool=pool)
+        tf: list[float] = []
+        to: list[float] = []
+        for _ in range(runs):  # interleaved, as in main()
+            t = time.perf_counter()
+            floor()
+            tf.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            assemble_series(paths, pool=pool)
+            to.append(time.perf_counter() - t)
+    finally:
+        pool.close()
+    # memory over time of one load in a fresh process (imports, then the series read)
+    res, mem = run_sampled([sys.executable, "-c", LOAD_CHILD, str(Path(paths[0]).parent)], timeout=900)
+    if res.returncode == 0:
+        ctx.curve(f"assemble_series {size}x{size}x{slices} in a fresh process ({nbytes / 1e6:.0f} MB array)",
+                  mem.t, mem.mb)
+    else:
+        ctx.log(f"memory over time not recorded: the child failed: {res.stderr.strip().splitlines()[-1:]}")
+    fl = from_samples(what, "floor: preadv into a preallocated array", "GB/s", rates(nbytes, tf, 1e-9))
+    ours = from_samples(what, "PocketPACS assemble_series", "GB/s", rates(nbytes, to, 1e-9), headline=True)
+    add_ratio(ours, fl, "read floor")
+    reason = peer_missing("SimpleITK", "SimpleITK")
+    if reason is None:
+        import SimpleITK as sitk
+
+        def sitk_read() -> None:
+            r = sitk.ImageSeriesReader()
+            r.SetFileNames(paths)
+            sitk.GetArrayFromImage(r.Execute())
+
+        sitk_row = from_samples(what, "SimpleITK ImageSeriesReader", "GB/s",
+                                rates(nbytes, timeit_runs(sitk_read, max(1, min(runs, 3))), 1e-9))
+    else:
+        sitk_row = skipped(what, "SimpleITK ImageSeriesReader", "GB/s", reason)
+    add_ratio(ours, sitk_row, "SimpleITK")
+
+    def pyd() -> None:
+        import pydicom
+
+        dss = [pydicom.dcmread(p) for p in paths]
+        dss.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+        arr = np.stack([d.pixel_array for d in dss])
+        (arr * float(dss[0].RescaleSlope) + float(dss[0].RescaleIntercept)).astype(np.int16)
+
+    pyd_row = from_samples(what, "pydicom loop + numpy.stack", "GB/s",
+                           rates(nbytes, timeit_runs(pyd, ctx.pick(2, max(1, min(runs, 3)))), 1e-9))
+    add_ratio(ours, pyd_row, "pydicom loop")
+    out += [fl, ours, sitk_row, pyd_row]
+
+    import argparse
+
+    _, jlines, _, _, jt = bench_j2k(argparse.Namespace(dir=str(jdir), size=size, j2k=nj, runs=runs))
+    jb = nj * size * size * 2
+    jwhat = f"JPEG 2000 lossless series {nj} x {size}x{size}"
+    line = "JPEG 2000 series decode"
+    j1 = from_samples(jwhat, "PocketPACS, decoder pool of 1 process", "MB/s", rates(jb, jt[1], 1e-6),
+                      x=1, x_label="decoder processes", line=line)
+    j2 = from_samples(jwhat, "PocketPACS, decoder pool of 2 processes", "MB/s", rates(jb, jt[2], 1e-6),
+                      x=2, x_label="decoder processes", headline=True, line=line)
+    for line in jlines:
+        ctx.log(line.strip())
+    add_ratio(j2, j1, "1 process")
+    out += [j1, j2]
+
+    sl = floor_arr[slices // 2].copy()
+    buf = np.empty(sl.shape, np.uint8)
+    wwhat = f"window/level of one {size}x{size} slice"
+    wn = from_samples(wwhat, "numba single-thread kernel", "GB/s",
+                      rates(sl.nbytes, timeit_runs(lambda: window_slice(sl, 40.0, 400.0, False, buf), 200), 1e-9))
+    wr = from_samples(wwhat, "NumPy reference", "GB/s",
+                      rates(sl.nbytes, timeit_runs(lambda: window_u8(sl, 40.0, 400.0), 50), 1e-9))
+    add_ratio(wn, wr)
+    out += [wn, wr]
+    return out
 
 
 if __name__ == "__main__":
