@@ -32,6 +32,7 @@ NATIVE_MAY_IMPORT = {("pocketpacs.native._jit", "pocketpacs.paths")}
 #: Rank of each part of the core: a module may import its own rank or lower.
 BASE = ("errors", "log", "paths", "process")
 RANKS = {"base": 0, "native": 0, "dicom": 1, "synth": 2, "images": 2, "archive": 3, "top": 4, "ui": 5}
+RANKS["share"] = 4  # sharing (export, de-identification, media) stands beside the top-level modules (issue 15)
 
 
 def module_name(path: Path) -> str:
