@@ -47,6 +47,9 @@ class ExportResult:
         Instances refused or exported with a caveat (no patient data in them).
     refused : int
         Instances not exported (burned-in text, unreadable).
+    pairs : list of (str, str)
+        (source file, exported file) of every exported instance (for previews and checks;
+        not in the JSON, which names no source file).
     """
     out_dir: str
     written: list[str] = field(default_factory=list)
@@ -55,6 +58,7 @@ class ExportResult:
     series: int = 0
     warnings: list[str] = field(default_factory=list)
     refused: int = 0
+    pairs: list[tuple[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The ``export --dicom --json`` object."""
@@ -195,6 +199,7 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     seen_studies: set[str] = set()
     seen_series: set[str] = set()
     datasets: list[Any] = []
+    sources: list[str] = []
     img_no: dict[str, int] = {}
     for done, (se, path) in enumerate(jobs, 1):
         ser_no = numbers["ser"].setdefault(se.key, len(numbers["ser"]) + 1)
@@ -226,6 +231,7 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         seen_studies.add(se.study_key)
         if dicomdir:
             datasets.append(ds)
+            sources.append(path)
         else:
             pat = numbers["pat"].setdefault(se.patient_key, len(numbers["pat"]) + 1)
             stu = numbers["stu"].setdefault(se.study_key, len(numbers["stu"]) + 1)
@@ -234,12 +240,14 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
             target = os.path.join(folder, f"IMG{img_no[se.key]:05d}" + (name_ext if ds is None else ".dcm"))
             write_private_file(target, data if ds is None else dataset_bytes(ds), sync=False)
             res.written.append(target)
+            res.pairs.append((path, target))
         if progress is not None:
             progress(done, len(jobs))
     if dicomdir and datasets:
-        written, notes = write_fileset(datasets, root)
+        written, notes, paths = write_fileset(datasets, root)
         res.written += written
         res.warnings += notes
+        res.pairs += [(sources[i], paths[i]) for i in range(len(sources))]  # (`zip` is the parameter)
     res.studies, res.series = len(seen_studies), len(seen_series)
     if zip:
         private_tree(root)

@@ -53,7 +53,8 @@ def private_tree(root: str) -> None:
             os.chmod(os.path.join(d, f), 0o600)
 
 
-def write_fileset(datasets: list[Any], root: str, fileset_id: str = "POCKETPACS") -> tuple[list[str], list[str]]:
+def write_fileset(datasets: list[Any], root: str, fileset_id: str = "POCKETPACS"
+                  ) -> tuple[list[str], list[str], list[str]]:
     """Write data sets as a DICOM File-set with a DICOMDIR under ``root``.
 
     Parameters
@@ -67,8 +68,9 @@ def write_fileset(datasets: list[Any], root: str, fileset_id: str = "POCKETPACS"
 
     Returns
     -------
-    (list of str, list of str)
-        The files written (DICOMDIR first) and notes on keys that had to be filled.
+    (list of str, list of str, list of str)
+        The files written (DICOMDIR first), notes on keys that had to be filled, and the
+        file of each data set (in the order given).
     """
     from pydicom.fileset import FileSet
 
@@ -100,4 +102,5 @@ def write_fileset(datasets: list[Any], root: str, fileset_id: str = "POCKETPACS"
             p = os.path.join(d, f)
             if f != "DICOMDIR" and not f.startswith("."):
                 written.append(p)
-    return written, notes
+    where = {str(inst.SOPInstanceUID): os.path.join(root, inst.FileID) for inst in fs}
+    return written, notes, [where.get(str(ds.SOPInstanceUID), "") for ds in datasets]
