@@ -16,6 +16,7 @@ refused (:mod:`.burned_in`) unless allowed.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +31,9 @@ CLASS_UID_KEYWORDS = frozenset({
     "TransferSyntaxUID", "ReferencedTransferSyntaxUIDInFile", "ImplementationClassUID", "CodingSchemeUID",
     "ContextUID", "MappingResourceUID", "PrivateInformationCreatorUID", "SOPClassesInStudy",
 })
+
+#: PocketPACS's Implementation Class UID in the file meta of de-identified files (a UUID-derived UID).
+IMPLEMENTATION_CLASS_UID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_URL, "pocketpacs:implementation").int)
 
 #: Dummy values of the ``D`` action, per VR.
 DUMMIES = {"PN": "ANONYMOUS", "LO": "ANONYMOUS", "SH": "ANONYMOUS", "LT": "ANONYMOUS", "ST": "ANONYMOUS",
@@ -111,11 +115,7 @@ class Deidentifier:
         ds.PatientName = self.patient_name or f"ANON^{code}"
         ds.PatientID = self.patient_id or f"PP{code}"
         self._record(ds)
-        fm = getattr(ds, "file_meta", None)
-        if fm is not None and "SOPInstanceUID" in ds:
-            fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            if "MediaStorageSOPClassUID" not in fm and "SOPClassUID" in ds:
-                fm.MediaStorageSOPClassUID = ds.SOPClassUID
+        _new_file_meta(ds)
         return warnings
 
     def _record(self, ds: Any) -> None:
@@ -242,6 +242,27 @@ class Deidentifier:
             del ds[elem.tag]
 
 
+def _new_file_meta(ds: Any) -> None:
+    """File meta of the de-identified instance: its SOP class and (new) instance UID and the
+    transfer syntax only; the source's application entity titles and private information
+    (which name the station or the sender) are not carried over."""
+    from pydicom.dataset import FileMetaDataset
+
+    old = getattr(ds, "file_meta", None)
+    fm = FileMetaDataset()
+    if old is not None and "TransferSyntaxUID" in old:
+        fm.TransferSyntaxUID = old.TransferSyntaxUID
+    if "SOPClassUID" in ds:
+        fm.MediaStorageSOPClassUID = ds.SOPClassUID
+    elif old is not None and "MediaStorageSOPClassUID" in old:
+        fm.MediaStorageSOPClassUID = old.MediaStorageSOPClassUID
+    if "SOPInstanceUID" in ds:
+        fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    fm.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    fm.ImplementationVersionName = "POCKETPACS"
+    ds.file_meta = fm
+
+
 def _scrubber(ds: Any):
     """A function that removes the instance's identifying words (names, IDs,
     birth date, accession number, institution) from a text value."""
@@ -249,7 +270,7 @@ def _scrubber(ds: Any):
     for kw in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName",
                "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName", "OtherPatientIDs",
                "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName", "StudyID"):
-        v = ds.get(kw)
+        v = ds[kw] if kw in ds else None
         if v is None or v.value in (None, ""):
             continue
         vals = v.value if v.VM > 1 else [v.value]

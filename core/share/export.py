@@ -204,27 +204,29 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     for done, (se, path) in enumerate(jobs, 1):
         ser_no = numbers["ser"].setdefault(se.key, len(numbers["ser"]) + 1)
         where = f"series {ser_no}, file {img_no.get(se.key, 0) + 1}"
+        ds = None
         try:
             if deid is None and not dicomdir:
                 with open(path, "rb") as f:
                     data = f.read()
-                if data[:2] == b"\x1f\x8b":
-                    name_ext = ".dcm.gz"
-                else:
-                    name_ext = ".dcm"
-                ds = None
+                name_ext = ".dcm.gz" if data[:2] == b"\x1f\x8b" else ".dcm"
             else:
                 ds = _read(path)
-                if deid is not None:
-                    res.warnings += [f"{where}: {w}" for w in deid.apply(ds, "archive-patient:" + se.patient_key)]
-        except BurnedInRefused as e:
-            res.warnings.append(f"{where}: {e}")
-            res.refused += 1
-            continue
         except Exception as e:  # one unreadable file does not stop the export
-            res.warnings.append(f"{where}: not exported ({type(e).__name__}: the file could not be read)")
+            res.warnings.append(f"{where}: not exported (the file could not be read: {type(e).__name__})")
             res.refused += 1
             continue
+        if deid is not None:
+            try:
+                res.warnings += [f"{where}: {w}" for w in deid.apply(ds, "archive-patient:" + se.patient_key)]
+            except BurnedInRefused as e:
+                res.warnings.append(f"{where}: {e}")
+                res.refused += 1
+                continue
+            except Exception as e:  # a header the profile cannot be applied to: never exported half-done
+                res.warnings.append(f"{where}: not exported (could not be de-identified: {type(e).__name__})")
+                res.refused += 1
+                continue
         img_no[se.key] = img_no.get(se.key, 0) + 1
         res.instances += 1
         seen_series.add(se.key)
