@@ -130,10 +130,20 @@ def basic_export(source_archive, tmp_path_factory):
     return res
 
 
-def test_every_instance_of_the_corpus_is_exported_and_readable(source_archive, basic_export):
+@pytest.fixture(scope="module")
+def basic_pairs(basic_export):
+    """(source path, exported path, source data set, exported data set, exported bytes), read once."""
+    out = []
+    for src_path, out_path in basic_export.pairs:
+        data = open(out_path, "rb").read()
+        out.append((src_path, out_path, read_dataset_capped(src_path, stop_before_pixels=False),
+                    pydicom.dcmread(out_path), data))
+    return out
+
+
+def test_every_instance_of_the_corpus_is_exported_and_readable(source_archive, basic_export, basic_pairs):
     assert basic_export.instances == source_archive.stats()["instances"]
-    for _src, out in basic_export.pairs:
-        ds = pydicom.dcmread(out)
+    for _src, out, _s, ds, _b in basic_pairs:
         assert ds.PatientIdentityRemoved == "YES"
         codes = [it.CodeValue for it in ds.DeidentificationMethodCodeSequence]
         assert codes == ["113100"]  # Basic Application Confidentiality Profile, no option
@@ -166,12 +176,10 @@ def _check_action(kw: str, action: str, src, out) -> str | None:
     return None if ("D" in allowed or "Z" in allowed) else "a value where none is allowed"
 
 
-def test_every_basic_profile_attribute_is_handled_as_the_standard_says(basic_export):
+def test_every_basic_profile_attribute_is_handled_as_the_standard_says(basic_pairs):
     problems = []
     checked = 0
-    for src_path, out_path in basic_export.pairs:
-        src = read_dataset_capped(src_path, stop_before_pixels=True)
-        out = pydicom.dcmread(out_path, stop_before_pixels=True)
+    for _src_path, out_path, src, out, _b in basic_pairs:
         for kw, action in BASIC_PROFILE.items():
             if kw in src:
                 checked += 1
@@ -182,19 +190,16 @@ def test_every_basic_profile_attribute_is_handled_as_the_standard_says(basic_exp
     assert not problems, problems[:20]
 
 
-def test_no_private_element_is_left(basic_export):
-    for _src, out in basic_export.pairs:
-        ds = pydicom.dcmread(out, stop_before_pixels=True)
+def test_no_private_element_is_left(basic_pairs):
+    for _src, out, _s, ds, _b in basic_pairs:
         private = [str(e.tag) for e in _walk(ds) if e.tag.is_private]
         assert not private, (out, private[:5])
 
 
-def test_no_original_identifier_anywhere_in_the_bytes_or_names(basic_export):
+def test_no_original_identifier_anywhere_in_the_bytes_or_names(basic_export, basic_pairs):
     leaks = []
     searched = 0
-    for src_path, out_path in basic_export.pairs:
-        src = read_dataset_capped(src_path, stop_before_pixels=False)
-        data = open(out_path, "rb").read()
+    for _src_path, out_path, src, _o, data in basic_pairs:
         name = os.path.relpath(out_path, basic_export.out_dir).encode()
         if "PixelData" in src:  # the pixels are byte-equal by design: search the header only
             pixels = bytes(src["PixelData"].value)
@@ -212,11 +217,9 @@ def test_no_original_identifier_anywhere_in_the_bytes_or_names(basic_export):
     assert not leaks, sorted(set(leaks))[:20]
 
 
-def test_pixel_data_is_byte_equal(basic_export):
+def test_pixel_data_is_byte_equal(basic_pairs):
     n = 0
-    for src_path, out_path in basic_export.pairs:
-        src = read_dataset_capped(src_path, stop_before_pixels=False)
-        out = pydicom.dcmread(out_path)
+    for _src_path, out_path, src, out, _b in basic_pairs:
         for kw in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
             if kw in src:
                 n += 1

@@ -153,6 +153,9 @@ class Deidentifier:
                 continue
             if group == 0x0002:
                 continue
+            if el == 0x0000:  # a group length (retired) would be wrong once elements change
+                del ds[tag]
+                continue
             if 0x6000 <= group <= 0x60FF and self._drop_overlays:
                 del ds[tag]  # the overlay planes go with their data (Overlay Data is X)
                 continue
