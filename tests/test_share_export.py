@@ -198,3 +198,10 @@ def test_dicomdir_medium_is_read_by_dcmtk(arch, tmp_path):
                                                       + len(arch.patients()))
     for _src, out in res.pairs[:3]:
         assert subprocess.run(["dcmdump", "-q", out], capture_output=True).returncode == 0
+
+
+def test_a_patient_key_exports_every_study_of_the_patient(arch, tmp_path):
+    pa = max(arch.patients(), key=lambda p: p.n_instances)
+    res = export_dicom(arch, [pa.key], tmp_path / "p", deidentify=True)
+    assert (res.instances, res.studies, res.series) == (pa.n_instances, pa.n_studies, pa.n_series)
+    assert len({pydicom.dcmread(o, stop_before_pixels=True).PatientID for _s, o in res.pairs}) == 1
