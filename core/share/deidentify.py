@@ -40,6 +40,21 @@ DUMMIES = {"PN": "ANONYMOUS", "LO": "ANONYMOUS", "SH": "ANONYMOUS", "LT": "ANONY
            "UT": "ANONYMOUS", "UC": "ANONYMOUS", "DA": "19000101", "TM": "000000", "DT": "19000101000000",
            "CS": "ANONYMOUS", "AS": "000Y", "IS": "0", "DS": "0"}
 _TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC", "PN", "CS"})
+#: VRs of attributes the table does not list that still need a look (UN: decoded to know)
+_UNLISTED_VRS = frozenset({"SQ", "UI", "DA", "DT", "PN", "UN"})
+
+
+def _raw_vr(ds: Any, tag: int) -> str:
+    """The VR of an element without decoding its value (the dictionary's when the file is implicit VR)."""
+    vr = getattr(ds.get_item(tag), "VR", None)
+    if vr:
+        return str(vr)
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
 
 
 class BurnedInRefused(PocketPacsError):
@@ -138,8 +153,10 @@ class Deidentifier:
     def _walk(self, ds: Any) -> None:
         safe_private = "safe-private" in self.options
         kept_blocks: set[tuple[int, int]] = set()
-        for elem in list(ds):
-            tag = int(elem.tag)
+        # by tag: an element is decoded only when its action needs its value (pydicom writes
+        # the others back from their raw bytes)
+        for t in list(ds.keys()):
+            tag = int(t)
             group, el = tag >> 16, tag & 0xFFFF
             if group & 1:  # private
                 if 0x0010 <= el <= 0x00FF:
@@ -162,11 +179,14 @@ class Deidentifier:
             row = profile_table.row_for(tag)
             if row is not None:
                 action = self._actions.get(tag) or profile_table.resolve(row, self.options)
-                self._act(ds, elem, action)
-            else:
-                self._unlisted(ds, elem)
-        for elem in list(ds):
-            tag = int(elem.tag)
+                if action == "X":
+                    del ds[tag]
+                elif action != "K" or _raw_vr(ds, tag) in ("SQ", "UN"):
+                    self._act(ds, ds[tag], action)
+            elif _raw_vr(ds, tag) in _UNLISTED_VRS:
+                self._unlisted(ds, ds[tag])
+        for t in list(ds.keys()):
+            tag = int(t)
             group, el = tag >> 16, tag & 0xFFFF
             if group & 1 and 0x0010 <= el <= 0x00FF and (group, el) not in kept_blocks:
                 del ds[tag]

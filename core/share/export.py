@@ -104,6 +104,8 @@ def resolve_series(archive: Any, uids: Iterable[str]) -> list[Any]:
 
 
 def _read(path: str) -> Any:
+    from pydicom.uid import UID as pydicom_uid
+
     from ..dicom.fallback import read_dataset_capped
 
     ds = read_dataset_capped(path, stop_before_pixels=False)
@@ -115,6 +117,12 @@ def _read(path: str) -> Any:
         fm = fm if fm is not None else FileMetaDataset()
         fm.TransferSyntaxUID = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
         ds.file_meta = fm
+    implicit = pydicom_uid(ds.file_meta.TransferSyntaxUID).is_implicit_VR
+    if not implicit and any(getattr(ds.get_item(t), "VR", "") is None for t in ds.keys()):
+        # implicit VR data under an explicit transfer syntax (pydicom read it anyway): decode
+        # every element now, so that it is written again with its VR as the meta says
+        for _elem in ds.iterall():
+            pass
     if "MediaStorageSOPClassUID" not in ds.file_meta and "SOPClassUID" in ds:
         ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     if "MediaStorageSOPInstanceUID" not in ds.file_meta and "SOPInstanceUID" in ds:
