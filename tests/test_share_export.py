@@ -191,6 +191,8 @@ def test_dicomdir_medium_is_read_by_dcmtk(arch, tmp_path):
     uids = [st.uid for st in arch.studies()]
     res = export_dicom(arch, uids, tmp_path / "cd", deidentify=True, dicomdir=True, allow_burned_in=True)
     dd = tmp_path / "cd" / "DICOMDIR"
+    assert sorted(os.listdir(tmp_path / "cd"))[0] == "DICOMDIR"  # pydicom's staging folder is gone
+    assert all(n == "DICOMDIR" or n.startswith("PT") for n in os.listdir(tmp_path / "cd"))
     p = subprocess.run(["dcmdump", "-q", str(dd)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("ReferencedFileID") == res.instances

@@ -165,7 +165,8 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     options : iterable of str
         Profile options (:data:`~.profile_table.OPTIONS`), with ``deidentify``.
     dicomdir : bool
-        Standard CD/USB layout with a DICOMDIR (:func:`.media.write_fileset`).
+        Standard CD/USB layout with a DICOMDIR (:func:`.media.write_fileset`); the files are
+        then written by pydicom's ``FileSet`` (headers re-encoded, pixel data unchanged).
     zip : bool
         Pack everything into ``out_dir/export.zip``.
     allow_burned_in : bool
@@ -190,7 +191,9 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     out = os.path.abspath(os.fspath(out_dir))
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ExportError(f"{out}: the output folder must be empty or not exist yet")
-    ensure_private_dir(out)
+    jobs = [(se, p) for se in series for p in archive.series_files(se)]
+    if not jobs:
+        raise ExportError("no file of the given patients, studies or series is present (offline?)")
     deid = None
     if deidentify:
         try:
@@ -198,11 +201,9 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         except ValueError as e:
             raise ExportError(str(e)) from None
         deid = Deidentifier(key, options, allow_burned_in, patient_name, patient_id)
+    ensure_private_dir(out)
     res = ExportResult(out)
     root = tempfile.mkdtemp(prefix=".export-", dir=out) if zip else out
-    jobs = [(se, p) for se in series for p in archive.series_files(se)]
-    if not jobs:
-        raise ExportError("no file of the given patients, studies or series is present (offline?)")
     numbers: dict[str, dict[str, int]] = {"pat": {}, "stu": {}, "ser": {}}
     seen_studies: set[str] = set()
     seen_series: set[str] = set()

@@ -12,7 +12,11 @@ from __future__ import annotations
 import copy
 import os
 import re
+import tempfile
+import threading
 from typing import Any
+
+_FILESET_LOCK = threading.Lock()
 
 #: Neutral values for directory-record keys an instance lacks, per VR.
 FILL = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "IS": "1", "DS": "0", "CS": "OT",
@@ -72,9 +76,29 @@ def write_fileset(datasets: list[Any], root: str, fileset_id: str = "POCKETPACS"
         The files written (DICOMDIR first), notes on keys that had to be filled, and the
         file of each data set (in the order given).
     """
-    from pydicom.fileset import FileSet
+    import pydicom.fileset as pf
 
-    fs = FileSet()
+    # pydicom stages added instances in a folder of the system's temp directory: here a
+    # private folder inside the medium's own (removed before the function returns), so that
+    # no copy of an instance is ever written elsewhere
+    staging = tempfile.mkdtemp(prefix=".staging-", dir=root)
+    with _FILESET_LOCK:
+        saved = pf.TemporaryDirectory
+        pf.TemporaryDirectory = lambda: tempfile.TemporaryDirectory(dir=staging)  # type: ignore[assignment,misc]
+        try:
+            fs = pf.FileSet()
+        finally:
+            pf.TemporaryDirectory = saved  # type: ignore[misc]
+    try:
+        return _write(fs, datasets, root, fileset_id)
+    finally:
+        import shutil
+
+        del fs
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write(fs: Any, datasets: list[Any], root: str, fileset_id: str) -> tuple[list[str], list[str], list[str]]:
     fs.ID = fileset_id
     notes: list[str] = []
     filled: dict[str, int] = {}
@@ -97,7 +121,7 @@ def write_fileset(datasets: list[Any], root: str, fileset_id: str = "POCKETPACS"
     private_tree(root)
     written = [os.path.join(root, "DICOMDIR")]
     for d, dirs, files in os.walk(root):
-        dirs.sort()
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
         for f in sorted(files):
             p = os.path.join(d, f)
             if f != "DICOMDIR" and not f.startswith("."):
