@@ -151,9 +151,11 @@ def test_cli_dicom_mode_json_zip_and_usage(arch, tmp_path, capsys):
     st = _ct_study(arch)
     se = arch.series(st)[0]
     rc, out, err = run(capsys, "--archive", a, "export", st.uid, tmp_path / "o", "--dicom", "--deidentify",
-                       "--keep", "modified-dates", "--json")
+                       "--keep", "modified-dates", "device-identity", "--keep", "safe-private", "--json")
     assert rc == 0, err
     d = json.loads(out)
+    codes = {it.CodeValue for it in pydicom.dcmread(d["written"][0]).DeidentificationMethodCodeSequence}
+    assert codes == {"113100", "113107", "113109", "113111"}
     assert set(d) == {"written", "instances", "studies", "series", "warnings"}
     assert (d["instances"], d["studies"], d["series"]) == (st.n_instances, 1, st.n_series)
     assert all(os.path.isfile(p) for p in d["written"])

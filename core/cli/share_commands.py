@@ -29,8 +29,8 @@ def add_dicom_options(p: argparse.ArgumentParser) -> None:
                    help="write DICOM files of the patients (keys), studies or series (UIDs) into OUT_DIR")
     g.add_argument("--deidentify", action="store_true",
                    help="de-identify (DICOM PS3.15 Annex E Basic Profile; pseudonyms keyed by the archive)")
-    g.add_argument("--keep", action="append", default=[], choices=list(OPTIONS), metavar="OPTION",
-                   help=f"a profile option with --deidentify (repeatable): {', '.join(OPTIONS)}")
+    g.add_argument("--keep", action="extend", nargs="+", default=[], choices=list(OPTIONS), metavar="OPTION",
+                   help=f"profile options with --deidentify: {', '.join(OPTIONS)}")
     g.add_argument("--dicomdir", action="store_true", help="CD/USB layout with a DICOMDIR")
     g.add_argument("--zip", action="store_true", help="pack the export into OUT_DIR/export.zip")
     g.add_argument("--allow-burned-in", action="store_true",
