@@ -33,7 +33,7 @@ def make(**extra) -> Dataset:
     ds.StudyTime = "101500"
     ds.StudyDescription = "Brain Johnathan Doe follow-up"
     ds.InstitutionName = "St Elsewhere"
-    ds.add_new(0x00700082, "DA", "20240301")  # PresentationCreationDate: a date the table does not list
+    ds.add_new(0x00141020, "DA", "20240301")  # ExpiryDate: a date the table does not list
     ds.add_new(0x00620021, "UI", "1.2.3.4.100.9")  # TrackingUID: a UID the table does not list
     ref = Dataset()
     ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
@@ -60,7 +60,7 @@ def test_basic_profile_on_a_built_data_set():
     assert not any(e.tag.group in (0x5000, 0x6000) for e in ds)  # overlays and curves gone
     assert not any(e.tag.is_private for e in ds)                  # every private element and creator
     assert "StudyDescription" not in ds and ds.InstitutionName in ("", None) and "PatientAge" not in ds  # X, X/Z/D, X
-    assert ds.PatientBirthDate in ("", None) and ds.StudyDate in ("", None) and ds[0x00700082].value in ("", None)
+    assert ds.PatientBirthDate in ("", None) and ds.StudyDate in ("", None) and ds[0x00141020].value in ("", None)
     assert ds.SOPInstanceUID == names.uid("1.2.3.4.100.1") == ds.file_meta.MediaStorageSOPInstanceUID
     assert ds[0x00620021].value == names.uid("1.2.3.4.100.9")  # unlisted UIDs too
     assert ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID
@@ -92,7 +92,7 @@ def test_options_keep_clean_and_shift():
 
     assert (dt.date(int(ds.StudyDate[:4]), int(ds.StudyDate[4:6]), int(ds.StudyDate[6:])) - dt.date(2024, 2, 29)
             ).days == shift < 0
-    assert ds.StudyTime == "101500" and ds[0x00700082].value != "20240301"
+    assert ds.StudyTime == "101500" and ds[0x00141020].value != "20240301"
     assert (str(ds.PatientName), ds.PatientID) == ("Subject^7", "S7")
     assert [it.CodeValue for it in ds.DeidentificationMethodCodeSequence] == [
         "113100", "113105", "113107", "113108", "113111"]

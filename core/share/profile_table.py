@@ -316,13 +316,116 @@ FFFA,FFFA DigitalSignaturesSequence X
 0012,0040 ClinicalTrialSubjectID D
 0012,0042 ClinicalTrialSubjectReadingID D
 0012,0050 ClinicalTrialTimePointID Z
-0012,0051 ClinicalTrialTimePointDescription Z
+0012,0051 ClinicalTrialTimePointDescription X
 0012,0060 ClinicalTrialCoordinatingCenterName Z
 0012,0071 ClinicalTrialSeriesID X
 0012,0072 ClinicalTrialSeriesDescription X
 0012,0081 ClinicalTrialProtocolEthicsCommitteeName D
 0012,0082 ClinicalTrialProtocolEthicsCommitteeApprovalNumber X
 0012,0083 ConsentForClinicalTrialUseSequence X
+0008,0017 AcquisitionUID U uid=K
+0008,0058 FailedSOPInstanceUIDList U uid=K
+0040,A171 ObservationUID U uid=K
+0028,1199 PaletteColorLookupTableUID U uid=K
+0008,0019 PyramidUID U uid=K
+0018,2042 TargetUID U uid=K
+0062,0021 TrackingUID U uid=K
+300A,0700 TreatmentSessionUID U uid=K
+0064,0003 SourceFrameOfReferenceUID U uid=K
+0070,1101 PresentationDisplayCollectionUID U uid=K
+0070,1102 PresentationSequenceCollectionUID U uid=K
+0008,009C ConsultingPhysicianName Z
+0008,009D ConsultingPhysicianIdentificationSequence X
+0018,1203 CalibrationDateTime Z full=K mod=C
+3006,0008 StructureSetDate Z full=K mod=C
+3006,0009 StructureSetTime Z full=K mod=C
+3006,0026 ROIName Z
+3006,00A6 ROIInterpreter Z
+300E,0004 ReviewDate Z full=K mod=C
+300E,0005 ReviewTime Z full=K mod=C
+0040,0512 ContainerIdentifier D
+0040,0551 SpecimenIdentifier D
+3006,0002 StructureSetLabel D
+300A,0002 RTPlanLabel D
+300A,0006 RTPlanDate X/D full=K mod=C
+300A,0007 RTPlanTime X/D full=K mod=C
+3008,0250 TreatmentDate X/D full=K mod=C
+3008,0251 TreatmentTime X/D full=K mod=C
+3008,0054 FirstTreatmentDate X/D full=K mod=C
+3008,0056 MostRecentTreatmentDate X/D full=K mod=C
+0018,700E TimeOfLastDetectorCalibration X/D dev=K full=K mod=C
+300A,00B2 TreatmentMachineName X/Z dev=K
+3008,0105 SourceSerialNumber X/Z dev=K
+0018,1202 DateTimeOfLastCalibration X dev=K full=K mod=C
+0018,1204 DateOfManufacture X dev=K full=K mod=C
+0018,1205 DateOfInstallation X dev=K full=K mod=C
+0018,1009 UniqueDeviceIdentifier X dev=K
+0018,100A UDISequence X dev=K
+0018,5011 TransducerIdentificationSequence X dev=K
+0008,0054 RetrieveAETitle X
+0008,0055 StationAETitle X dev=K
+0008,1000 NetworkID X
+0038,0030 DischargeDate X full=K mod=C
+0038,0032 DischargeTime X full=K mod=C
+0038,001A ScheduledAdmissionDate X full=K mod=C
+0038,001B ScheduledAdmissionTime X full=K mod=C
+0038,001C ScheduledDischargeDate X full=K mod=C
+0038,001D ScheduledDischargeTime X full=K mod=C
+0038,0014 IssuerOfAdmissionIDSequence X
+0038,0064 IssuerOfServiceEpisodeIDSequence X
+0040,2004 IssueDateOfImagingServiceRequest X full=K mod=C
+0040,2005 IssueTimeOfImagingServiceRequest X full=K mod=C
+0040,2011 OrderCallbackTelecomInformation X
+0040,1002 ReasonForTheRequestedProcedure X desc=C
+0040,100A ReasonForRequestedProcedureCodeSequence X desc=C
+0032,1066 ReasonForVisit X desc=C
+0032,1067 ReasonForVisitCodeSequence X desc=C
+0040,0009 ScheduledProcedureStepID X
+0040,4005 ScheduledProcedureStepStartDateTime X full=K mod=C
+0032,1000 ScheduledStudyStartDate X full=K mod=C
+0032,1001 ScheduledStudyStartTime X full=K mod=C
+0032,1010 ScheduledStudyStopDate X full=K mod=C
+0032,1011 ScheduledStudyStopTime X full=K mod=C
+0032,1040 StudyArrivalDate X full=K mod=C
+0032,1041 StudyArrivalTime X full=K mod=C
+0032,1050 StudyCompletionDate X full=K mod=C
+0032,1051 StudyCompletionTime X full=K mod=C
+0032,0032 StudyVerifiedDate X full=K mod=C
+0032,0033 StudyVerifiedTime X full=K mod=C
+0032,0034 StudyReadDate X full=K mod=C
+0032,0035 StudyReadTime X full=K mod=C
+0020,3403 ModifiedImageDate X full=K mod=C
+0020,3405 ModifiedImageTime X full=K mod=C
+0040,A033 ObservationStartDateTime X full=K mod=C
+0070,0082 PresentationCreationDate X full=K mod=C
+0070,0083 PresentationCreationTime X full=K mod=C
+0018,9937 RequestedSeriesDescription X desc=C
+0010,2155 PatientTelecomInformation X
+0040,1104 PersonTelecomInformation X
+2100,0070 Originator X
+0040,A307 CurrentObserverTrial X
+0040,0310 CommentsOnRadiationDose X desc=C
+0040,051A ContainerDescription X
+0040,0600 SpecimenShortDescription X desc=C
+0040,0602 SpecimenDetailedDescription X desc=C
+0040,06FA SlideIdentifier X
+3006,0004 StructureSetName X desc=C
+3006,0006 StructureSetDescription X desc=C
+3006,0028 ROIDescription X desc=C
+3006,0038 ROIGenerationDescription X desc=C
+3006,0085 ROIObservationLabel X desc=C
+3006,0088 ROIObservationDescription X desc=C
+300A,0003 RTPlanName X desc=C
+300A,0004 RTPlanDescription X desc=C
+300A,000E PrescriptionDescription X desc=C
+300A,000B TreatmentSites X desc=C
+300A,0016 DoseReferenceDescription X desc=C
+300A,00C3 BeamDescription X desc=C
+300A,0072 FractionGroupDescription X desc=C
+300A,0216 SourceManufacturer X dev=K
+0016,004D CameraOwnerName X
+0016,0051 LensSerialNumber X dev=K
+0016,002B MakerNote X
 """
 
 # repeating groups: (group mask, group value, element) -> row; element None = every element of the group
