@@ -311,3 +311,18 @@ def test_medium_loads_in_the_cd_usb_path_with_every_series_and_the_same_geometry
                     assert (abs(va.affine_lps - vb.affine_lps) < 1e-4).all()
                 compared += 1
         assert compared >= 8
+
+
+def test_plain_medium_of_the_corpus_keeps_every_patient_study_and_series(source_archive, tmp_path):
+    from pocketpacs.archive.media import open_media
+
+    res = export_dicom(source_archive, [st.uid for st in source_archive.studies()], tmp_path / "cd", dicomdir=True)
+    assert res.refused == 0 and res.instances == source_archive.stats()["instances"]
+    with open_media(tmp_path / "cd") as media:
+        a, b = media.stats(), source_archive.stats()
+        assert [a[k] for k in ("patients", "studies", "series", "instances")] == [
+            b[k] for k in ("patients", "studies", "series", "instances")]
+    for src_path, out_path in res.pairs:
+        src = read_dataset_capped(src_path, stop_before_pixels=False)
+        if "PixelData" in src:
+            assert bytes(pydicom.dcmread(out_path).PixelData) == bytes(src.PixelData), out_path

@@ -24,8 +24,12 @@ FILL = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "IS": "1", "DS
 _TAG = re.compile(r"\(([0-9A-Fa-f]{4}),\s*([0-9A-Fa-f]{4})\)")
 
 
-def _fill_missing(ds: Any, message: str) -> str | None:
-    """Fill the element ``FileSet.add`` said is missing or empty; its keyword, or None when it cannot."""
+def _fill_missing(ds: Any, message: str, ids: dict[tuple[str, str], str]) -> str | None:
+    """Fill the element ``FileSet.add`` said is missing or empty; its keyword, or None when it cannot.
+
+    A missing Patient ID becomes ``NOID`` and a number, one per patient of the
+    medium (the same name and birth date; each study apart when there is no name,
+    as the archive keeps such patients apart)."""
     from pydicom.datadict import dictionary_VR, keyword_for_tag
     from pydicom.dataset import Dataset
 
@@ -35,7 +39,11 @@ def _fill_missing(ds: Any, message: str) -> str | None:
     tag = int(m.group(1) + m.group(2), 16)
     kw = keyword_for_tag(tag)
     vr = dictionary_VR(tag)
-    if vr == "SQ":
+    if kw == "PatientID":
+        name = str(ds.get("PatientName", "") or "").strip("^= ")
+        who = (name, str(ds.get("PatientBirthDate", "") or "")) if name else ("", str(ds.get("StudyInstanceUID", "")))
+        ds.PatientID = ids.setdefault(who, f"NOID{len(ids) + 1:04d}")
+    elif vr == "SQ":
         setattr(ds, kw, [Dataset()])
     elif FILL.get(vr) not in (None, ""):
         setattr(ds, kw, FILL[vr])
@@ -102,6 +110,7 @@ def _write(fs: Any, datasets: list[Any], root: str, fileset_id: str) -> tuple[li
     fs.ID = fileset_id
     notes: list[str] = []
     filled: dict[str, int] = {}
+    ids: dict[tuple[str, str], str] = {}
     for ds in datasets:
         work = ds
         for _ in range(12):
@@ -111,7 +120,7 @@ def _write(fs: Any, datasets: list[Any], root: str, fileset_id: str) -> tuple[li
             except ValueError as e:
                 if work is ds:
                     work = copy.deepcopy(ds)
-                kw = _fill_missing(work, str(e))
+                kw = _fill_missing(work, str(e), ids)
                 if kw is None:
                     raise
                 filled[kw] = filled.get(kw, 0) + 1
