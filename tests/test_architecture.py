@@ -34,7 +34,7 @@ NATIVE_MAY_IMPORT = {("pocketpacs.native._jit", "pocketpacs.paths")}
 #: Rank of each part of the core: a module may import its own rank or lower.
 BASE = ("errors", "log", "paths", "process")
 RANKS = {"base": 0, "native": 0, "dicom": 1, "synth": 2, "images": 2, "archive": 3, "top": 4, "series": 4,
-         "net": 4, "ui": 5, "benchmarks": 6}
+         "net": 4, "share": 4, "ui": 5, "benchmarks": 6}
 
 #: The benchmarks stand above everything (they drive the core, the UI server and
 #: peers); the core reaches them in one place: ``pocketpacs bench`` (issue 18).

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import PocketPacsError
 from .framework import EXIT_OK, EXIT_USAGE, _open, command
 from .output import _err, _print_json, _say
+from .share_commands import add_dicom_options, dicom_flags_without_dicom, run_dicom_export
 
 
 def _series_volumes(args: argparse.Namespace) -> list[tuple[str, Any]]:
@@ -53,12 +54,20 @@ def _setup_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", type=int, default=0, help="PNG: which stack (default 0)")
     p.add_argument("--report", action="store_true", help="NIfTI: also write the assembly report as JSON")
     p.add_argument("--json", action="store_true", help="print the files written as JSON")
+    p.add_argument("more", nargs="*", metavar="UID", help="--dicom: more UIDs; the last name is OUT_DIR")
+    add_dicom_options(p)
 
 
 @command("export", "export a series (or a file/folder) to NIfTI, or a slice to PNG", _setup_export)
 def cmd_export(args: argparse.Namespace) -> int:
     from ..images.export import export_nifti, export_png
 
+    if args.dicom:
+        return run_dicom_export(args)
+    if args.more or dicom_flags_without_dicom(args):
+        _err(f"{' '.join(args.more[:1] + dicom_flags_without_dicom(args))}: only with --dicom "
+             "(export UID... OUT_DIR --dicom)")
+        return EXIT_USAGE
     found = _series_volumes(args)
     written: list[str] = []
     out = args.out

@@ -1,0 +1,132 @@
+"""Benchmark: de-identified DICOM export vs dicognito and a plain pydicom loop.
+
+Run: ``python benchmarks/bench_export.py [--files 5000] [--size 128] [--dir DIR]``
+(``pip install -e ".[bench]"`` for dicognito).  Writes a synthetic archive of
+``--files`` single-frame images once under DIR (default ``bench-data/export``,
+:mod:`pocketpacs.synth`), imports it into a fresh PocketPACS archive, then
+times, on the same files in one process, series by series and the three in turn
+(so that a change of the machine's load hits all three alike; one run, totals):
+
+* PocketPACS ``export_dicom(..., deidentify=True)``: PS3.15 Basic Profile, keyed
+  pseudonyms, numbered output tree, 0600 files;
+* dicognito (``Anonymizer().anonymize`` on each data set read with pydicom, then
+  written): its own tag list and seeded pseudonyms;
+* a plain pydicom loop: read, replace the patient's name and ID and the three
+  instance UIDs, write (a floor: no profile at all).
+
+Prints files/s of each and the ratios PocketPACS : dicognito and : pydicom loop.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def _files(root: str) -> list[str]:
+    out = []
+    for d, _dirs, names in os.walk(root):
+        out += [os.path.join(d, n) for n in names if n != "manifest.json"]
+    return sorted(out)
+
+
+def make_data(folder: str, n: int, size: int) -> tuple[str, list[str]]:
+    """The synthetic files, written once: 10 patients of one study, series of 100 slices
+    (``n`` rounded up to a multiple of 1,000)."""
+    series = max(1, -(-n // 1000))
+    folder = f"{folder}-{series * 1000}"
+    files = _files(folder) if os.path.isdir(folder) else []
+    if len(files) == series * 1000:
+        return folder, files
+    shutil.rmtree(folder, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "pocketpacs.synth", folder, "--patients", "10", "--studies", "1",
+                    "--series", str(series), "--slices", "100", "--size", f"{size}x{size}", "--compressed-fraction", "0",
+                    "--implicit-fraction", "0", "--enhanced", "0", "--junk", "0", "-q"], check=True)
+    return folder, _files(folder)
+
+
+def run_pocketpacs(ar, uid: str, out: str) -> float:
+    from pocketpacs.share import export_dicom
+
+    t = time.perf_counter()
+    res = export_dicom(ar, [uid], out, deidentify=True)
+    dt = time.perf_counter() - t
+    assert res.refused == 0, res.warnings
+    return dt
+
+
+def run_dicognito(anonymizer, files: list[str], out: str) -> float:
+    import pydicom
+
+    os.makedirs(out)
+    t = time.perf_counter()
+    for i, f in enumerate(files):
+        ds = pydicom.dcmread(f, force=True)
+        anonymizer.anonymize(ds)
+        ds.save_as(os.path.join(out, f"{i:06d}.dcm"))
+    return time.perf_counter() - t
+
+
+def run_pydicom(files: list[str], out: str) -> float:
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    os.makedirs(out)
+    t = time.perf_counter()
+    for i, f in enumerate(files):
+        ds = pydicom.dcmread(f, force=True)
+        ds.PatientName, ds.PatientID = "ANON", "ANON"
+        for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            setattr(ds, kw, generate_uid())
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(os.path.join(out, f"{i:06d}.dcm"))
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--files", type=int, default=5000)
+    ap.add_argument("--size", type=int, default=128, help="rows = columns of the synthetic images")
+    ap.add_argument("--dir", default="bench-data/export")
+    args = ap.parse_args()
+    folder, files = make_data(os.path.join(args.dir, f"synth-{args.size}"), args.files, args.size)
+    n = len(files)
+    print(f"{n} files of {args.size}x{args.size}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    try:
+        from dicognito.anonymizer import Anonymizer
+        anonymizer = Anonymizer()
+    except ImportError:
+        print("  dicognito is not installed (pip install -e '.[bench]'): left out")
+        anonymizer = None
+    import pocketpacs
+
+    times: dict[str, float | None] = {"PocketPACS": 0.0, "dicognito": 0.0 if anonymizer else None,
+                                      "pydicom loop": 0.0}
+    with tempfile.TemporaryDirectory(dir=args.dir) as work, \
+            pocketpacs.open_archive(os.path.join(work, "archive")) as ar:
+        t = time.perf_counter()
+        ar.import_folder(folder)
+        print(f"  (import into the archive: {time.perf_counter() - t:.1f} s, not counted)")
+        series = [se for st in ar.studies() for se in ar.series(st)]
+        # series by series, the three in turn: a change of the machine's load hits all three alike
+        for i, se in enumerate(series):
+            files = ar.series_files(se)
+            times["PocketPACS"] += run_pocketpacs(ar, se.uid, os.path.join(work, "pp", str(i)))
+            if anonymizer is not None:
+                times["dicognito"] += run_dicognito(anonymizer, files, os.path.join(work, "dg", str(i)))
+            times["pydicom loop"] += run_pydicom(files, os.path.join(work, "pd", str(i)))
+    for name, dt in times.items():
+        if dt is not None:
+            print(f"{name:>12}: {dt:7.2f} s  {n / dt:8.0f} files/s")
+    ours = times["PocketPACS"] or 1e-9
+    for name in ("dicognito", "pydicom loop"):
+        if times[name]:
+            print(f"PocketPACS is {times[name] / ours:.2f}x the speed of {name}")
+
+
+if __name__ == "__main__":
+    main()

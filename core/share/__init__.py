@@ -1,0 +1,18 @@
+"""Sharing: DICOM export, de-identification (PS3.15 Annex E) and CD/USB media.
+
+:func:`export_dicom` copies or de-identifies archived patients, studies or
+series into a folder, a DICOMDIR medium or a zip file
+(:mod:`.export`, :mod:`.media`); :class:`Deidentifier` applies the Basic
+Application Level Confidentiality Profile and its options to one data set
+(:mod:`.deidentify`, the table in :mod:`.profile_table`), with pseudonyms
+keyed by the archive's secret (:mod:`.pseudonyms`).
+"""
+from __future__ import annotations
+
+from .deidentify import BurnedInRefused, Deidentifier
+from .export import ExportError, ExportResult, export_dicom, resolve_series
+from .profile_table import OPTIONS
+from .pseudonyms import Pseudonyms, deid_key
+
+__all__ = ["OPTIONS", "BurnedInRefused", "Deidentifier", "ExportError", "ExportResult", "Pseudonyms",
+           "deid_key", "export_dicom", "resolve_series"]

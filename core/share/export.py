@@ -1,0 +1,269 @@
+"""DICOM export of archived patients, studies or series: plain copies or de-identified.
+
+:func:`export_dicom` resolves the UIDs given (Study or Series Instance UIDs,
+or patient keys as ``pocketpacs show`` prints them) through the archive,
+then writes every instance whose file is present into ``out_dir``: copied
+byte for byte, or rewritten by a :class:`~.deidentify.Deidentifier` (headers
+only: pixel data stays byte-equal).  Names in the export are numbered
+(``PAT00001/STU00001/SER00001/IMG00001.dcm``) or, with ``dicomdir``, the
+standard CD/USB layout of :mod:`.media`; none carries patient data.  Every
+folder is 0700 and every file 0600; ``zip`` packs the result into one
+``export.zip``.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import PocketPacsError
+from ..paths import ensure_private_dir, write_private_file
+from .deidentify import BurnedInRefused, Deidentifier
+from .media import private_tree, write_fileset
+from .pseudonyms import deid_key
+
+
+class ExportError(PocketPacsError):
+    """The export cannot be made (nothing found, the output folder is not empty, ...)."""
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote.
+
+    Attributes
+    ----------
+    out_dir : str
+    written : list of str
+        Files written (the instances, the DICOMDIR, or the zip file).
+    instances, studies, series : int
+        Counts of exported instances and their studies and series.
+    warnings : list of str
+        Instances refused or exported with a caveat (no patient data in them).
+    refused : int
+        Instances not exported (burned-in text, unreadable).
+    pairs : list of (str, str)
+        (source file, exported file) of every exported instance (for previews and checks;
+        not in the JSON, which names no source file).
+    """
+    out_dir: str
+    written: list[str] = field(default_factory=list)
+    instances: int = 0
+    studies: int = 0
+    series: int = 0
+    warnings: list[str] = field(default_factory=list)
+    refused: int = 0
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``export --dicom --json`` object."""
+        return {"written": list(self.written), "instances": self.instances, "studies": self.studies,
+                "series": self.series, "warnings": list(self.warnings)}
+
+
+def resolve_series(archive: Any, uids: Iterable[str]) -> list[Any]:
+    """The archived series named by ``uids`` (series, study or patient), each once, in order.
+
+    Parameters
+    ----------
+    archive : pocketpacs.Archive
+    uids : iterable of str
+        Series Instance UIDs, Study Instance UIDs or patient keys (hex).
+
+    Returns
+    -------
+    list of pocketpacs.archive.records.Series
+
+    Raises
+    ------
+    ExportError
+        A UID names nothing in the archive.
+    """
+    out: dict[str, Any] = {}
+    for uid in uids:
+        found: list[Any] = []
+        try:
+            found = [archive.get_series(uid)]
+        except KeyError:
+            try:
+                found = archive.series(archive.study(uid))
+            except KeyError:
+                try:
+                    found = [se for st in archive.studies(archive.patient(uid)) for se in archive.series(st)]
+                except KeyError:
+                    raise ExportError(f"{uid}: no patient, study or series with this UID or key in the archive"
+                                      ) from None
+        for se in found:
+            out.setdefault(se.key, se)
+    return list(out.values())
+
+
+def _read(path: str) -> Any:
+    from pydicom.uid import UID as pydicom_uid
+
+    from ..dicom.fallback import read_dataset_capped
+
+    ds = read_dataset_capped(path, stop_before_pixels=False)
+    fm = getattr(ds, "file_meta", None)
+    if fm is None or "TransferSyntaxUID" not in fm:
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        fm = fm if fm is not None else FileMetaDataset()
+        fm.TransferSyntaxUID = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
+        ds.file_meta = fm
+    implicit = pydicom_uid(ds.file_meta.TransferSyntaxUID).is_implicit_VR
+    if not implicit and any(getattr(ds.get_item(t), "VR", "") is None for t in ds.keys()):
+        # implicit VR data under an explicit transfer syntax (pydicom read it anyway): decode
+        # every element now, so that it is written again with its VR as the meta says
+        for _elem in ds.iterall():
+            pass
+    if "MediaStorageSOPClassUID" not in ds.file_meta and "SOPClassUID" in ds:
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "MediaStorageSOPInstanceUID" not in ds.file_meta and "SOPInstanceUID" in ds:
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
+def dataset_bytes(ds: Any) -> bytes:
+    """A data set as a DICOM Part 10 file (preamble, file meta, its own transfer syntax)."""
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _zip_tree(root: str, zip_path: str) -> None:
+    fd = os.open(zip_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for d, dirs, files in os.walk(root):
+            dirs.sort()
+            for name in sorted(files):
+                p = os.path.join(d, name)
+                z.write(p, os.path.relpath(p, root))
+
+
+def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | str, *, deidentify: bool = False,
+                 options: Iterable[str] = (), dicomdir: bool = False, zip: bool = False,
+                 allow_burned_in: bool = False, patient_name: str | None = None, patient_id: str | None = None,
+                 progress: Callable[[int, int], Any] | None = None) -> ExportResult:
+    """Export archived instances as DICOM files.
+
+    Parameters
+    ----------
+    archive : pocketpacs.Archive
+    uids : sequence of str
+        Study or Series Instance UIDs, or patient keys (hex, as ``pocketpacs show`` lists them).
+    out_dir : path-like
+        Created 0700 when absent; must be empty.
+    deidentify : bool
+        Apply PS3.15 Annex E (:class:`~.deidentify.Deidentifier`) with pseudonyms keyed by the archive's secret.
+    options : iterable of str
+        Profile options (:data:`~.profile_table.OPTIONS`), with ``deidentify``.
+    dicomdir : bool
+        Standard CD/USB layout with a DICOMDIR (:func:`.media.write_fileset`); the files are
+        then written by pydicom's ``FileSet`` (headers re-encoded, pixel data unchanged).
+    zip : bool
+        Pack everything into ``out_dir/export.zip``.
+    allow_burned_in : bool
+        Export images that may carry burned-in text (listed in the warnings); else they are refused.
+    patient_name, patient_id : str, optional
+        Pseudonymous name and ID (default: derived from the key).
+    progress : callable, optional
+        ``progress(done, total)`` after each instance.
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    ExportError
+        Nothing to export, a UID not in the archive, or a non-empty ``out_dir``.
+    """
+    if options and not deidentify:
+        raise ExportError("profile options apply to a de-identified export only (add deidentify)")
+    series = resolve_series(archive, uids)
+    out = os.path.abspath(os.fspath(out_dir))
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise ExportError(f"{out}: the output folder must be empty or not exist yet")
+    jobs = [(se, p) for se in series for p in archive.series_files(se)]
+    if not jobs:
+        raise ExportError("no file of the given patients, studies or series is present (offline?)")
+    deid = None
+    if deidentify:
+        try:
+            key = deid_key(archive._secret)
+        except ValueError as e:
+            raise ExportError(str(e)) from None
+        deid = Deidentifier(key, options, allow_burned_in, patient_name, patient_id)
+    ensure_private_dir(out)
+    res = ExportResult(out)
+    root = tempfile.mkdtemp(prefix=".export-", dir=out) if zip else out
+    numbers: dict[str, dict[str, int]] = {"pat": {}, "stu": {}, "ser": {}}
+    seen_studies: set[str] = set()
+    seen_series: set[str] = set()
+    datasets: list[Any] = []
+    sources: list[str] = []
+    img_no: dict[str, int] = {}
+    for done, (se, path) in enumerate(jobs, 1):
+        ser_no = numbers["ser"].setdefault(se.key, len(numbers["ser"]) + 1)
+        where = f"series {ser_no}, file {img_no.get(se.key, 0) + 1}"
+        ds = None
+        try:
+            if deid is None and not dicomdir:
+                with open(path, "rb") as f:
+                    data = f.read()
+                name_ext = ".dcm.gz" if data[:2] == b"\x1f\x8b" else ".dcm"
+            else:
+                ds = _read(path)
+        except Exception as e:  # one unreadable file does not stop the export
+            res.warnings.append(f"{where}: not exported (the file could not be read: {type(e).__name__})")
+            res.refused += 1
+            continue
+        if deid is not None:
+            try:
+                res.warnings += [f"{where}: {w}" for w in deid.apply(ds, "archive-patient:" + se.patient_key)]
+            except BurnedInRefused as e:
+                res.warnings.append(f"{where}: {e}")
+                res.refused += 1
+                continue
+            except Exception as e:  # a header the profile cannot be applied to: never exported half-done
+                res.warnings.append(f"{where}: not exported (could not be de-identified: {type(e).__name__})")
+                res.refused += 1
+                continue
+        img_no[se.key] = img_no.get(se.key, 0) + 1
+        res.instances += 1
+        seen_series.add(se.key)
+        seen_studies.add(se.study_key)
+        if dicomdir:
+            datasets.append(ds)
+            sources.append(path)
+        else:
+            pat = numbers["pat"].setdefault(se.patient_key, len(numbers["pat"]) + 1)
+            stu = numbers["stu"].setdefault(se.study_key, len(numbers["stu"]) + 1)
+            folder = os.path.join(root, f"PAT{pat:05d}", f"STU{stu:05d}", f"SER{ser_no:05d}")
+            ensure_private_dir(folder)
+            target = os.path.join(folder, f"IMG{img_no[se.key]:05d}" + (name_ext if ds is None else ".dcm"))
+            write_private_file(target, data if ds is None else dataset_bytes(ds), sync=False)
+            res.written.append(target)
+            res.pairs.append((path, target))
+        if progress is not None:
+            progress(done, len(jobs))
+    if dicomdir and datasets:
+        written, notes, paths = write_fileset(datasets, root)
+        res.written += written
+        res.warnings += notes
+        res.pairs += [(sources[i], paths[i]) for i in range(len(sources))]  # (`zip` is the parameter)
+    res.studies, res.series = len(seen_studies), len(seen_series)
+    if zip:
+        private_tree(root)
+        zpath = os.path.join(out, "export.zip")
+        _zip_tree(root, zpath)
+        shutil.rmtree(root)
+        res.written = [zpath]
+    return res
