@@ -12,6 +12,7 @@ viewport) is checked through the real session; the page through
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
 import dicomgen
+import ppui_support as S
 
 FOR_A = "1.2.826.0.1.3680043.17.100"      # current study: series A1 and A2
 FOR_B = "1.2.826.0.1.3680043.17.200"      # current study: series A3
@@ -152,3 +154,194 @@ def test_each_viewport_slot_keeps_its_volume(session, built):
     assert session.volumes.get(again) is not None
     for slot in ("main", "cmp0", "cmp2", "cmp3"):
         assert session.volumes.get(opened[slot]) is not None, slot
+
+
+# ------------------------------------------------------------------ the page
+@pytest.fixture
+def page(browser, served):
+    pg = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.add_init_script("window.POCKETPACS_TEST_LIMITS = {}; localStorage.clear();")
+    pg.goto(served.url)
+    S.wait_js(pg, "document.body.dataset.ready")
+    assert pg.evaluate("document.body.dataset.ready") == "1", errors
+    yield pg
+    pg.close()
+    assert not errors, errors
+
+
+def vp(page, i: int) -> dict:
+    return S.dataset(page, f"#cmp-vp{i}")
+
+
+def corner(page, i: int, k: str = "bl") -> str:
+    return page.locator(f"#cmp-vp{i} .corner.{k}").inner_text()
+
+
+def loaded(page, i: int) -> dict:
+    S.wait_js(page, f"document.querySelector('#cmp-vp{i}') && document.querySelector('#cmp-vp{i}').dataset.state === 'ready'")
+    return vp(page, i)
+
+
+def open_in(page, sid: str, i: int) -> dict:
+    page.evaluate("([sid, i]) => window.POCKETPACS_TEST_HOOK.viewer.openInViewport(sid, i)", [sid, i])
+    return loaded(page, i)
+
+
+def wheel(page, i: int, steps: int) -> None:
+    box = page.locator(f"#cmp-vp{i} canvas").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(abs(steps)):
+        page.mouse.wheel(0, 100 if steps > 0 else -100)
+    S.wait_js(page, f"document.querySelector('#cmp-vp{i}').dataset.drawn !== ''")
+
+
+def world_z(d: dict) -> float:
+    return float(d["pos"])
+
+
+@pytest.mark.slow
+def test_same_frame_of_reference_links_by_world_position(page, built):
+    """Two series of one Frame of Reference, 2.5 mm and 1.25 mm apart with another first
+    slice: scrolling one moves the other to the slice nearest the same world z."""
+    open_in(page, key(built, "A", "1"), 0)
+    open_in(page, key(built, "A", "2"), 1)
+    assert page.evaluate("document.body.dataset.compare") == "1"
+    page.check("#cmp-link-scroll")
+    for steps in (3, -7, 2, 30):
+        wheel(page, 0, steps)
+        a, b = vp(page, 0), vp(page, 1)
+        za = world_z(a)
+        # A2's slices: z = 1.0 + 1.25 k, k in 0..39
+        want = min(39, max(0, round((za - 1.0) / 1.25)))
+        assert int(b["slice"]) == want, (a, b)
+        assert abs(world_z(b) - (1.0 + 1.25 * want)) < 1e-3
+        assert abs(world_z(b) - za) <= 1.25 / 2 + 1e-3 or want in (0, 39)
+        assert b["link"] == "world" and "linked by world position" in corner(page, 1)
+        assert f"Pos {za:.1f} mm" in corner(page, 0)
+    # and the other way round: the 2.5 mm series follows the 1.25 mm one
+    wheel(page, 1, -9)
+    a, b = vp(page, 0), vp(page, 1)
+    assert int(a["slice"]) == min(19, max(0, round(world_z(b) / 2.5)))
+
+
+@pytest.mark.slow
+def test_different_frame_of_reference_links_by_index_and_says_so(page, built):
+    open_in(page, key(built, "A", "1"), 0)
+    open_in(page, key(built, "A", "3"), 1)
+    page.check("#cmp-link-scroll")
+    a0, b0 = int(vp(page, 0)["slice"]), int(vp(page, 1)["slice"])
+    wheel(page, 0, 4)
+    a, b = vp(page, 0), vp(page, 1)
+    assert int(a["slice"]) == a0 + 4 and int(b["slice"]) == b0 + 4
+    for i in (0, 1):
+        assert vp(page, i)["link"] == "index"
+        assert "linked by slice index (no common frame of reference)" in corner(page, i)
+    # unlinked: the other viewport stays, and the notice goes
+    page.uncheck("#cmp-link-scroll")
+    wheel(page, 0, 2)
+    assert int(vp(page, 1)["slice"]) == b0 + 4 and "linked by" not in corner(page, 1)
+
+
+@pytest.mark.slow
+def test_window_and_zoom_linking(page, built):
+    open_in(page, key(built, "A", "1"), 0)
+    open_in(page, key(built, "A", "3"), 1)
+    w1 = (vp(page, 1)["wc"], vp(page, 1)["ww"])
+    box = page.locator("#cmp-vp0 canvas").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+    def right_drag(dx, dy):
+        page.mouse.move(cx, cy)
+        page.mouse.down(button="right")
+        page.mouse.move(cx + dx, cy + dy, steps=4)
+        page.mouse.up(button="right")
+
+    right_drag(40, 20)                          # not linked: only viewport 0 changes
+    assert (vp(page, 1)["wc"], vp(page, 1)["ww"]) == w1
+    assert (vp(page, 0)["wc"], vp(page, 0)["ww"]) != w1
+    page.check("#cmp-link-window")              # linking copies the active window at once
+    S.wait_js(page, "document.querySelector('#cmp-vp1').dataset.wc === document.querySelector('#cmp-vp0').dataset.wc")
+    right_drag(-30, 10)
+    S.wait_js(page, "document.querySelector('#cmp-vp1').dataset.ww === document.querySelector('#cmp-vp0').dataset.ww"
+                    " && document.querySelector('#cmp-vp1').dataset.wc === document.querySelector('#cmp-vp0').dataset.wc")
+    a = vp(page, 0)
+    assert f"W {round(float(a['ww']))}  L {round(float(a['wc']))}" in corner(page, 1, "br")
+    # zoom/pan
+    page.check("#cmp-link-zoom")
+    page.mouse.move(cx, cy)
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -100)
+    page.keyboard.up("Control")
+    S.wait_js(page, "document.querySelector('#cmp-vp1').dataset.zoom !== '1'")
+    assert vp(page, 1)["zoom"] == vp(page, 0)["zoom"] != "1"
+
+
+@pytest.mark.slow
+def test_open_prior_opens_the_closest_series_of_the_latest_earlier_study(page, built):
+    open_in(page, key(built, "A", "1"), 0)
+    page.click("#cmp-prior")
+    d = loaded(page, 1)
+    vid = d["vid"]
+    h = S.fetch_header(page, vid)
+    assert h["labels"]["study_date"] == "2019-03-01" and h["labels"]["series_description"] == "Thorax 2,5 mm"
+    assert "Prior: 2019-03-01" in page.locator("#cmp-status").inner_text()
+    assert "2019-03-01" in corner(page, 1, "tr") and "Thorax 2,5 mm" in corner(page, 1, "tr")
+    assert "Thorax 2.5mm" in corner(page, 0, "tr")      # the current series stays
+
+
+@pytest.mark.slow
+def test_failed_open_clears_only_its_viewport(page, built):
+    open_in(page, key(built, "A", "1"), 0)
+    open_in(page, key(built, "A", "2"), 1)
+    before0 = vp(page, 0)
+    page.evaluate("([sid]) => window.POCKETPACS_TEST_HOOK.viewer.openInViewport(sid, 1)", [key(built, "A", "9")])
+    S.wait_js(page, "document.querySelector('#cmp-vp1').dataset.state === 'failed'")
+    d1 = vp(page, 1)
+    assert "vid" not in d1 and "slice" not in d1 and "drawn" not in d1
+    for k in ("tl", "tr", "bl", "br"):
+        assert corner(page, 1, k) == ""
+    assert page.locator("#cmp-vp1 .cmp-msg").inner_text().startswith("Could not open this series:")
+    assert not page.locator("#error-banner").is_hidden()
+    # the canvas of the failed viewport is black; viewport 0 kept its series
+    black = page.evaluate("""() => {
+      const c = document.querySelector('#cmp-vp1 canvas'), gl = c.getContext('webgl2');
+      const px = new Uint8Array(c.width * c.height * 4);
+      gl.readPixels(0, 0, c.width, c.height, gl.RGBA, gl.UNSIGNED_BYTE, px);
+      return px.every((v, i) => i % 4 === 3 || v === 0);
+    }""")
+    assert black
+    after0 = vp(page, 0)
+    assert after0["vid"] == before0["vid"] and after0["state"] == "ready" and after0["drawn"] != ""
+    assert "Compare, Pat" in corner(page, 0, "tl")
+
+
+@pytest.mark.slow
+def test_archive_double_click_opens_into_the_active_viewport_and_layout_is_remembered(page, built):
+    sid1, sid2 = key(built, "A", "1"), key(built, "A", "2")
+    page.locator(f"#series-table tbody tr[data-series-id='{sid1}']").dblclick()
+    S.wait_js(page, "document.getElementById('view').dataset.tLoaded")
+    page.click("#btn-compare")
+    loaded(page, 0)                                     # the main viewer's series, adopted
+    assert "Thorax 2.5mm" in corner(page, 0, "tr")
+    page.locator("#cmp-vp1 canvas").click()             # viewport 1 active
+    page.select_option("#cmp-layout", "2x2")
+    page.check("#cmp-link-scroll")
+    page.click("#btn-archive")
+    page.locator(f"#series-table tbody tr[data-series-id='{sid2}']").dblclick()
+    loaded(page, 1)
+    assert "Thorax 1.25mm" in corner(page, 1, "tr") and "Thorax 2.5mm" in corner(page, 0, "tr")
+    assert page.evaluate("document.getElementById('cmp-vp3').hidden") is False
+    saved = page.evaluate("localStorage.getItem('pocketpacs.compare.CT')")
+    assert json.loads(saved) == {"layout": "2x2", "link": {"scroll": True, "zoom": False, "window": False}}
+    # nothing of a patient in the browser's storage
+    assert page.evaluate("Object.keys(localStorage)") == ["pocketpacs.compare.CT"]
+    # a later CT in the first viewport brings the remembered layout back
+    page.click("#cmp-exit")
+    page.evaluate("localStorage.setItem('pocketpacs.compare.CT', JSON.stringify({layout: '1x2', link: {scroll: false, zoom: true, window: true}}))")
+    page.evaluate("([sid]) => window.POCKETPACS_TEST_HOOK.viewer.openInViewport(sid, 0)", [key(built, "D", "1")])
+    loaded(page, 0)
+    S.wait_js(page, "document.getElementById('cmp-vp2').hidden")
+    assert page.evaluate("[...['scroll','zoom','window']].map(k => document.getElementById('cmp-link-' + k).checked)") == [
+        False, True, True]
