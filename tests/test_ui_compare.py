@@ -345,3 +345,18 @@ def test_archive_double_click_opens_into_the_active_viewport_and_layout_is_remem
     S.wait_js(page, "document.getElementById('cmp-vp2').hidden")
     assert page.evaluate("[...['scroll','zoom','window']].map(k => document.getElementById('cmp-link-' + k).checked)") == [
         False, True, True]
+
+
+@pytest.mark.slow
+def test_a_series_dropped_on_a_viewport_opens_there(page, built):
+    open_in(page, key(built, "A", "1"), 0)
+    page.evaluate("""([sid]) => {
+      const dt = new DataTransfer();
+      dt.setData('application/x-pocketpacs-series', sid);
+      const el = document.getElementById('cmp-vp1');
+      el.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true}));
+      el.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""", [key(built, "A", "3")])
+    loaded(page, 1)
+    assert "Other frame" in corner(page, 1, "tr") and "Thorax 2.5mm" in corner(page, 0, "tr")
+    assert page.evaluate("document.getElementById('compare-grid').dataset.active") == "1"

@@ -26,6 +26,8 @@ const $ = (id) => document.getElementById(id);
 
 export const NOTICE_WORLD = 'linked by world position';
 export const NOTICE_INDEX = 'linked by slice index (no common frame of reference)';
+/** The drag-and-drop data type of a series id (dropped on a viewport, it opens there). */
+export const SERIES_DRAG = 'application/x-pocketpacs-series';
 const STORE_KEY = 'pocketpacs.compare.';
 const LAYOUTS = { '1x2': 2, '2x2': 4 };
 
@@ -336,6 +338,16 @@ class Pane {
       if (e.ctrlKey) this.setZoomPan(this.s.zoom * (e.deltaY < 0 ? 1.1 : 1 / 1.1), this.s.panX, this.s.panY);
       else this.scroll(e.deltaY > 0 ? 1 : -1);
     }, { passive: false });
+    // a series dragged here (the series strip sets its id as SERIES_DRAG data) opens here
+    this.el.addEventListener('dragover', (e) => {
+      if (e.dataTransfer && [...e.dataTransfer.types].includes(SERIES_DRAG)) { e.preventDefault(); e.dataTransfer.dropEffect = 'copy'; }
+    });
+    this.el.addEventListener('drop', (e) => {
+      const sid = e.dataTransfer ? e.dataTransfer.getData(SERIES_DRAG) : '';
+      if (!/^[0-9a-f]{16,64}$/.test(sid)) return;
+      e.preventDefault();
+      this.compare.openInViewport(sid, this.index);
+    });
     c.addEventListener('webglcontextlost', (e) => { e.preventDefault(); });
     c.addEventListener('webglcontextrestored', () => {
       // the textures are gone: reload what this viewport showed (nothing stale is drawn meanwhile)
@@ -614,7 +626,6 @@ export class Compare {
       Home: () => p.setSlice(0), End: () => p.setSlice(nz - 1), f: () => this.fit(),
       i: () => $('cmp-invert').click(),
       '+': () => p.setZoomPan(p.s.zoom * 1.25, p.s.panX, p.s.panY), '-': () => p.setZoomPan(p.s.zoom * 0.8, p.s.panX, p.s.panY),
-      Tab: () => this.setActive((this.active + 1) % LAYOUTS[this.layout]),
     };
     if (e.key >= '1' && e.key <= '9') { this.applyPreset(Number(e.key) - 1); e.preventDefault(); return; }
     if (acts[e.key]) { acts[e.key](); e.preventDefault(); }
