@@ -360,3 +360,33 @@ def test_a_series_dropped_on_a_viewport_opens_there(page, built):
     loaded(page, 1)
     assert "Other frame" in corner(page, 1, "tr") and "Thorax 2.5mm" in corner(page, 0, "tr")
     assert page.evaluate("document.getElementById('compare-grid').dataset.active") == "1"
+
+
+@pytest.mark.corpus
+def test_real_series_headers_carry_their_frame_of_reference(corpus, tmp_path):
+    """Real scanner series (Philips CT; Siemens mosaics acquired axial, coronal and sagittal in
+    one session): the volume header's frame_of_reference is the files' Frame of Reference UID
+    as pydicom reads it, planned from the archive's rows or from the files alike."""
+    import pydicom
+
+    import pocketpacs
+    from pocketpacs.ui import sources
+
+    sets = [corpus / "dcm_qa_ct_philips_S21570" / "In", corpus / "dcm_qa_orientation" / "In"]
+    sets = [s for s in sets if s.is_dir()]
+    if not sets:
+        pytest.skip("the corpus has neither the Philips CT nor the orientation set")
+    checked = 0
+    with pocketpacs.open_archive(tmp_path / "archive") as ar:
+        for s in sets:
+            ar.import_folder(s)
+        for st in ar.studies():
+            for se in ar.series(st.key):
+                files = ar.series_files(se.key)
+                want = {str(pydicom.dcmread(f, stop_before_pixels=True).get("FrameOfReferenceUID", ""))
+                        for f in files}
+                assert len(want) == 1, se.description
+                src = sources.open_dicom_series(ar, se.key)
+                assert src.header().to_json()["frame_of_reference"] == want.pop() != ""
+                checked += 1
+    assert checked >= 2
