@@ -57,6 +57,8 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
     "open_series": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64),
                     "stack": Arg(int, lo=0, hi=1 << 16, default=0),
                     "slot": Arg(str, pattern=r"[a-z0-9]{1,16}", default="main", max_len=16)},
+    # the same patient's other studies with series of this one's modality (Compare: open prior)
+    "priors": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64)},
     "volume_status": {"volume_id": Arg(str, required=True, pattern=_ID, max_len=64)},
     "volume_report": {"volume_id": Arg(str, required=True, pattern=_ID, max_len=64)},
     "instance_header": {"volume_id": Arg(str, required=True, pattern=_ID, max_len=64),

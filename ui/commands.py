@@ -52,6 +52,41 @@ def _nonimage_details(arc, sid: str) -> dict | None:
         return None
 
 
+def _orientation(arc, sid: str) -> str:
+    """``axial``, ``coronal``, ``sagittal``, ``oblique`` or ``""`` (no orientation stored)
+    of an archived series, from its first image's stored Image Orientation (Patient)."""
+    import numpy as np
+
+    from pocketpacs.dicom import tags
+
+    try:
+        _, rows = arc.series_table(sid)
+    except KeyError:
+        return ""
+    c = int(tags.NUM_START[tags.INDEX["ImageOrientationPatient"]])
+    if c < 0 or not len(rows):
+        return ""
+    iop = rows["nums"][:, c:c + 6].astype(np.float64)
+    iop = iop[np.isfinite(iop).all(axis=1)]
+    if not len(iop):
+        return ""
+    n = np.cross(iop[0, :3], iop[0, 3:])
+    norm = float(np.linalg.norm(n))
+    if norm < 1e-6:
+        return ""
+    n = np.abs(n) / norm
+    axis = int(np.argmax(n))
+    return ("sagittal", "coronal", "axial")[axis] if n[axis] > 0.8 else "oblique"
+
+
+def _closeness(want_desc: str, want_orient: str, s, orient: str) -> tuple:
+    """Sort key of a prior's series: the same orientation first, then the closest description."""
+    from difflib import SequenceMatcher
+
+    a, b = (want_desc or "").casefold().strip(), (s.description or "").casefold().strip()
+    return (orient == want_orient and orient != "", SequenceMatcher(None, a, b).ratio() if a or b else 0.0)
+
+
 class Commands:
     """The bridge commands (a mixin of Session)."""
 
@@ -149,6 +184,50 @@ class Commands:
         # first slice); a slow one is fetched from /v1/volume/<id>/header
         hdr = job.wait_header(HEADER_INLINE_WAIT_S)
         return {"volume_id": job.id, "header": hdr} if hdr is not None else {"volume_id": job.id}
+
+    def cmd_priors(self, a: dict) -> dict:
+        """The same patient's other studies holding series of this series' modality: earlier
+        studies first, the most recent of them first, then later ones; in each study its series
+        of that modality and ``best``, the one closest to this series (same orientation, then
+        the closest description)."""
+        arc = self.archive
+        try:
+            cur = arc.get_series(a["series_id"])
+            study = arc.study(cur.study_key)
+            patient = arc.patient(cur.patient_key)
+        except KeyError:
+            raise BridgeError(protocol.NOT_FOUND, "No such series in the archive.") from None
+        modality = cur.modality
+        orient = _orientation(arc, cur.key)
+        name = _display_name(patient.name) or records.NO_NAME
+        found = []
+        for st in arc.studies(patient.key):
+            if st.key == study.key:
+                continue
+            same = [s for s in arc.series(st.key) if s.modality == modality]
+            if not same:
+                continue
+            rows = []
+            for s in same:
+                o = _orientation(arc, s.key)
+                rows.append((s, o))
+                self._labels[s.key] = {
+                    "patient_name": name, "patient_id": patient.patient_id,
+                    "birth_date": _fmt_date(patient.birth_date), "study_description": st.description,
+                    "study_date": _fmt_date(st.date), "series_description": s.description,
+                    "modality": s.modality}
+            best = max(rows, key=lambda r: _closeness(cur.description, orient, r[0], r[1]))[0]
+            earlier = bool(st.date and study.date and st.date < study.date)
+            found.append((earlier, st, rows, best))
+        # earlier studies first, most recent first; then later (or undated) ones, most recent first
+        earlier = sorted((f for f in found if f[0]), key=lambda f: (f[1].date, f[1].time), reverse=True)
+        later = sorted((f for f in found if not f[0]), key=lambda f: (f[1].date, f[1].time), reverse=True)
+        studies = [{"study_id": st.key, "study_date": _fmt_date(st.date), "study_description": st.description,
+                    "prior": e, "best": best.key,
+                    "series": [{"series_id": s.key, "series_description": s.description, "series_number": s.number,
+                                "orientation": o, "images": s.n_instances} for s, o in rows]}
+                   for e, st, rows, best in earlier + later]
+        return {"modality": modality, "orientation": orient, "studies": studies}
 
     def cmd_volume_status(self, a: dict) -> dict:
         """Progress of a volume job."""

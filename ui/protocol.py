@@ -316,6 +316,10 @@ class VolumeHeader:
         a 3D one), along ``"time"``, ``"echo"``, ``"b-value"`` or ``"volume"``,
         with their values where the headers give them (else None).  Slice
         ``z`` of volume ``t`` is fetched with ``?t=``.
+    frame_of_reference : str
+        The series' Frame of Reference UID (``""`` when it has none, or for
+        files opened with Open Other).  Two volumes with the same one share
+        patient coordinates: the Compare view links them by world position.
     """
 
     shape: tuple
@@ -336,6 +340,7 @@ class VolumeHeader:
     stack: dict = field(default_factory=lambda: {"index": 0, "count": 1})
     samples: int = 1
     volumes: dict = field(default_factory=lambda: {"count": 1, "axis": None, "values": None})
+    frame_of_reference: str = ""
 
     def to_json(self) -> dict:
         """Return the header as a JSON-ready dict.
@@ -366,6 +371,7 @@ class VolumeHeader:
             "samples": int(self.samples),
             "stack": _stack_json(self.stack),
             "volumes": _volumes_json(self.volumes),
+            "frame_of_reference": str(self.frame_of_reference or ""),
         }
 
 

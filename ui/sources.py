@@ -175,6 +175,34 @@ def header_for_4d(vol: Any, labels: dict | None = None, stack: tuple[int, int] =
     return hdr, wire
 
 
+def frame_of_reference(reader: Any, stack: int = 0) -> str:
+    """The Frame of Reference UID of one stack of a series, from its headers.
+
+    Parameters
+    ----------
+    reader : pocketpacs.series.SeriesReader
+    stack : int
+        Which stack (its files' value; the series' first one when they have none).
+
+    Returns
+    -------
+    str
+        The UID (planned from the archive's rows: its series record's), or
+        ``""`` when the headers hold none.
+    """
+    try:
+        values = reader.batch.text("FrameOfReferenceUID")
+    except (KeyError, AttributeError):  # a batch without the tag; a reader without a batch
+        return ""
+    try:
+        files = set(reader.slice_files(stack))
+    except (IndexError, KeyError, ValueError):  # no such stack: any file's value
+        files = set()
+    mine = [v for p, v in zip(reader.paths, values) if v and p in files]
+    anyv = [v for v in values if v]
+    return str((mine or anyv or [""])[0])
+
+
 def open_dicom_series(archive: Any, series: str, labels: dict | None = None,
                       check: bool = True, stack: int = 0) -> "DicomSeriesSource":
     """A :class:`DicomSeriesSource` for an archived series, through the core's series reader
@@ -255,6 +283,7 @@ class DicomSeriesSource:
             self.report = safe_report(reader.report)
             hdr, arr = header_for_4d(vol, labels, stack=(info.index, len(reader.stacks)))
             hdr.stack = stack_header(reader, info.index)
+            hdr.frame_of_reference = frame_of_reference(reader, info.index)
             self._whole = ArraySource(hdr, arr)
             return
         self._read_dtype = ss.dtype
@@ -277,7 +306,7 @@ class DicomSeriesSource:
             invert=ss.invert, labels=_labels(labels),
             value_range=[float(self._mid.min()), float(self._mid.max())],
             calibration=ss.calibration, stack=stack_header(reader, info.index),
-            volumes=info.volumes.to_dict())
+            volumes=info.volumes.to_dict(), frame_of_reference=frame_of_reference(reader, info.index))
 
     @classmethod
     def of_reader(cls, reader: Any, labels: dict | None = None, stack: int = 0) -> "DicomSeriesSource":

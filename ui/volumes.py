@@ -507,10 +507,25 @@ class JobRegistry:
                 if old.slot == job.slot and not old.status()["done"]:
                     old.cancel()
             self._jobs[job.id] = job
-            while len(self._jobs) > self._keep:
-                _, dropped = self._jobs.popitem(last=False)
-                dropped.cancel()
+            self._evict()
         return job.start()
+
+    #: Slots whose newest job is kept beyond ``keep`` (the viewports of the Compare view
+    #: and the main viewer: loading one never cancels another's volume).
+    MAX_SLOTS = 8
+
+    def _evict(self) -> None:
+        """Drop the oldest jobs beyond ``keep``, sparing the newest job of each slot
+        (up to :data:`MAX_SLOTS` slots); called with the lock held."""
+        while len(self._jobs) > self._keep:
+            newest: dict[str, str] = {}
+            for jid, j in self._jobs.items():
+                newest[j.slot] = jid
+            spared = set(list(newest.values())[-self.MAX_SLOTS:])
+            victim = next((jid for jid in self._jobs if jid not in spared), None)
+            if victim is None:
+                return
+            self._jobs.pop(victim).cancel()
 
     def get(self, vid: str) -> VolumeJob | None:
         """Return the job with id *vid*, or None.

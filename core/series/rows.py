@@ -29,7 +29,7 @@ class ArchiveRows:
     texts : list of dict
         Stored text values of each instance (``records.INSTANCE_TEXT``).
     series : dict
-        Series-level text values (``Modality``, ``SeriesInstanceUID``).
+        Series-level text values (``Modality``, ``SeriesInstanceUID``, ``FrameOfReferenceUID``).
     """
 
     def __init__(self, rows: np.ndarray, texts: list[dict], series: dict):
@@ -145,7 +145,8 @@ def archive_rows(archive: Any, series: str) -> tuple[list[str], ArchiveRows] | N
         if st.st_size != size[i] or st.st_mtime_ns != mtime[i]:
             return None                     # changed since it was imported
     batch = ArchiveRows(rows, texts, {"Modality": se.modality or None,
-                                      "SeriesInstanceUID": se.uid or None})
+                                      "SeriesInstanceUID": se.uid or None,
+                                      "FrameOfReferenceUID": se.frame_of_reference or None})
     fmts = formats_from_batch(batch)
     if any(f is None or f.route != "native" or f.samples != 1 or f.nframes != 1 for f in fmts):
         return None

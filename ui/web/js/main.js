@@ -45,6 +45,9 @@ async function main() {
     showError(err, true);
   };
   if (viewer) viewer.onFail = openFailed;
+  // a Compare viewport that failed is empty already (the others stay): the banner says why
+  if (viewer) viewer.compare.onFail = (err) => showError(err, true);
+  if (viewer) viewer.compare.onShow = () => store.set({ view: 'viewer' });
 
   store.on(['view'], (s) => {
     $('browser').hidden = s.view !== 'archive';
@@ -67,11 +70,14 @@ async function main() {
   const openVolume = async (data, t0) => {
     if (!viewer) return;
     const tReply = performance.now();
+    viewer.compare.setOn(false);        // the main viewer shows it
     store.set({ view: 'viewer' });
     await viewer.open(data.volume_id, t0, data.header || null, tReply);
   };
 
   browser.addEventListener('open', async (e) => {
+    // Compare on: the series goes to the active viewport, the others stay
+    if (viewer && viewer.compare.on) { viewer.openInViewport(e.detail.series_id); return; }
     const t0 = performance.now();
     // the page lays the viewer out while the server plans the series; what
     // was on screen goes now (its patient must not label the new series)
@@ -105,6 +111,7 @@ async function main() {
     const t0 = performance.now();
     try {
       const data = await withPath('open_other', 'File to open (NIfTI, JPEG 2000, PNG…):');
+      if (data && viewer) viewer.seriesId = null;   // not an archived series (Compare, stack picker)
       if (data) await openVolume(data, t0);
     } catch (err) { openFailed(err); }
   });

@@ -25,6 +25,7 @@ import { ViewerOverlay } from './viewer/overlay.js';
 import { ViewerInput } from './viewer/input.js';
 import { ViewerNonImage } from './viewer/nonimage.js';
 import { ViewerTimeline } from './viewer/timeline.js';
+import { Compare } from './compare.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -70,7 +71,11 @@ export class Viewer {
     this.bindTimeline();
     this.setTool('navigate');
     new ResizeObserver(() => this.invalidate3d()).observe(this.stage);
+    this.compare = new Compare(this);   // the Compare view (viewports of their own)
   }
+
+  /** Open an archived series in Compare viewport `index` (the active one by default); Compare turns on. */
+  openInViewport(seriesId, index = this.compare.active) { return this.compare.openInViewport(seriesId, index); }
 
   glError(e) {
     const n = $('gl-notice');
@@ -287,7 +292,7 @@ export class Viewer {
   }
 
   /** Stop showing the volume (the media it came from was closed). */
-  close() { this.clear(); }
+  close() { this.clear(); this.compare.clearAll(); }
 }
 
 // the methods of each job, as if declared in the class (non-enumerable, like class methods)
