@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 import warnings
 
 import numba
 from numba.core import caching as _caching
+from numba.core import event as _event
 
 from pocketpacs.paths import ensure_private_dir, folder_risk
 
@@ -160,6 +163,58 @@ def _install_locator() -> None:
 
 
 _install_locator()
+
+
+class _CompileClock(_event.Listener):
+    """Wall seconds spent compiling this package's kernels (not loading them from the cache).
+
+    numba announces a compile (a cache miss) with a ``numba:compile`` event;
+    a kernel's compile includes that of the kernels it calls, so only the
+    outermost compile of each thread is timed.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._local = threading.local()
+
+    def _ours(self, ev) -> bool:
+        disp = (ev.data or {}).get("dispatcher")
+        code = getattr(getattr(disp, "py_func", None), "__code__", None)
+        return code is not None and os.path.dirname(os.path.abspath(code.co_filename)) == _HERE
+
+    def on_start(self, ev) -> None:
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0 and self._ours(ev):
+            self._local.t0 = time.perf_counter()
+            self._local.depth = 1
+        elif depth:
+            self._local.depth = depth + 1
+
+    def on_end(self, ev) -> None:
+        depth = getattr(self._local, "depth", 0)
+        if depth == 1:
+            self.seconds += time.perf_counter() - self._local.t0
+        if depth:
+            self._local.depth = depth - 1
+
+
+_clock = _CompileClock()
+_event.register("numba:compile", _clock)
+
+
+def compile_seconds() -> float:
+    """Wall seconds this process has spent compiling PocketPACS' kernels.
+
+    Loading a kernel from the cache does not count: on a machine whose
+    kernel cache is warm this stays 0.  Callers take differences (the time
+    an import spent preparing the parser on its first run).
+
+    Returns
+    -------
+    float
+        Seconds since this module was imported.
+    """
+    return _clock.seconds
 
 
 def _uncached_if_no_folder(disp):

@@ -72,6 +72,25 @@ def _executor(threads: int):
     return ex
 
 
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling the parser's kernels (numba).
+
+    Zero until the kernels are first needed, and zero on a machine whose
+    kernel cache is warm; the first import after installing spends a few
+    seconds here, which its report gives apart (``preparing the parser``).
+    Never imports numba itself.
+
+    Returns
+    -------
+    float
+        Seconds, cumulative over the process: take differences.
+    """
+    import sys
+
+    jit = sys.modules.get("pocketpacs.native._jit")
+    return jit.compile_seconds() if jit is not None else 0.0
+
+
 def _kernel_args():
     return (tags.TAG_ARRAY, tags.VR_ARRAY, tags.NUM_START, tags.NUM_COUNT, UID_COLS)
 
