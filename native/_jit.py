@@ -227,6 +227,31 @@ def _uncached_if_no_folder(disp):
     return disp
 
 
+def is_ready(disp) -> bool:
+    """Whether kernel *disp* runs without compiling: compiled in this process,
+    or held by the cache for the current sources (numba's index, read, not loaded).
+
+    Parameters
+    ----------
+    disp : Dispatcher
+        A kernel of this package.
+
+    Returns
+    -------
+    bool
+        False when its first call would compile it (an empty or stale cache).
+    """
+    if disp.overloads:
+        return True
+    cache_file = getattr(getattr(disp, "_cache", None), "_cache_file", None)
+    if cache_file is None:
+        return False
+    try:
+        return bool(cache_file._load_index())
+    except Exception:  # an unreadable index: numba would compile
+        return False
+
+
 def kernel(*args, **kwargs):
     """``numba.njit`` with PocketPACS' defaults: ``cache=True, nogil=True``.
 

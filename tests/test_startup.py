@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import dicomgen
@@ -145,13 +146,15 @@ def test_pydicom_quietened_when_it_loads_later():
 
 
 def test_first_run_reports_preparing_the_parser_apart(tmp_path):
-    """With an empty kernel cache the import says it prepared the parser, and
-    for how long; its files/s leaves that out.  With the cache warm: nothing."""
+    """With an empty kernel cache, an import that compiles says it prepared the
+    parser, and for how long; its files/s leaves that out.  With the cache
+    warm: nothing."""
     data = tmp_path / "data"
     n = dicomgen.write_tree(data, patients=1, studies=1, series=1, slices=3)
     env = {k: v for k, v in os.environ.items()
            if k not in ("NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT") and not k.startswith("XDG_")}
-    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), POCKETPACS_ARCHIVE=str(tmp_path / "a1"))
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), POCKETPACS_ARCHIVE=str(tmp_path / "a1"),
+               POCKETPACS_FIRST_RUN="compile")  # compile now, even for a small import
     cmd = [sys.executable, "-m", "pocketpacs", "import", "--no-progress"]
     r = subprocess.run([*cmd, str(data)], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr
@@ -164,3 +167,106 @@ def test_first_run_reports_preparing_the_parser_apart(tmp_path):
     rep = json.loads(r.stdout)
     assert rep["counts"]["indexed"] == n and rep["compile_s"] == 0.0  # loaded from the cache
     assert rep["files_per_s"] > 0
+
+
+def _cold_env(tmp_path, archive: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_CACHE_DIR", "NUMBA_DISABLE_JIT", "POCKETPACS_FIRST_RUN") and not k.startswith("XDG_")}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), POCKETPACS_ARCHIVE=str(tmp_path / archive),
+               POCKETPACS_NO_GUARD="1")
+    return env
+
+
+_FIRST_RUN_CHILD = r"""
+import contextlib, io, json, sys
+from pocketpacs.cli import entry
+from pocketpacs.dicom import kernels
+spawned = []
+kernels._spawn = spawned.append     # (the test runs the warm-up itself, below)
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    rc = entry(["import", "--json", "--no-progress", sys.argv[1]])
+print(json.dumps({"rc": rc, "report": json.loads(out.getvalue()), "spawned": spawned,
+                  "interpreted": "pocketpacs.native._interpreted.dicomparse" in sys.modules}))
+"""
+
+
+def test_first_small_import_runs_the_kernels_interpreted_then_compiled(tmp_path):
+    """Empty kernel cache, small import: parsed at once by the interpreted kernels
+    (nothing compiled, a background compile asked for); the background compile
+    fills the cache; the next import runs the compiled kernels."""
+    data = tmp_path / "data"
+    n = dicomgen.write_tree(data, patients=1, studies=1, series=2, slices=3)
+    env = _cold_env(tmp_path, "a1")
+    r = subprocess.run([sys.executable, "-c", _FIRST_RUN_CHILD, str(data)], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["rc"] == 0 and res["report"]["counts"]["indexed"] == n
+    assert res["report"]["compile_s"] == 0.0 and res["interpreted"]
+    assert res["spawned"] == ["parse_serial"]
+    assert not list((tmp_path / "cache").rglob("*.nbi"))  # nothing compiled
+    # what the background process runs (here in the foreground): no file of ours named
+    r = subprocess.run([sys.executable, "-m", "pocketpacs.dicom.warmup", "parse_serial"], capture_output=True,
+                       text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr
+    names = {p.name.split("-")[0] for p in (tmp_path / "cache").rglob("*.nbi")}
+    assert {"dicomparse.parse_serial", "dicomvalues.gather_values"} <= names
+    env["POCKETPACS_ARCHIVE"] = str(tmp_path / "a2")
+    r = subprocess.run([sys.executable, "-c", _FIRST_RUN_CHILD, str(data)], capture_output=True, text=True,
+                       env=env, timeout=600)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["report"]["counts"]["indexed"] == n and res["report"]["compile_s"] == 0.0
+    assert not res["interpreted"] and res["spawned"] == []
+
+
+def _columns(batch) -> dict:
+    cols = {name: getattr(batch, name).copy() for name in
+            ("status", "fingerprint", "header_end", "pixel_offset", "pixel_length", "encapsulated",
+             "little_endian", "explicit_vr")}
+    cols.update(reason=list(batch.reason), message=list(batch.message), voff=batch._voff.copy(),
+                vlen=batch._vlen.copy(), vrs=batch._vrs.copy(), uid=batch._uid_hash.copy(),
+                nums=np.nan_to_num(batch._nums, nan=-1e300).copy(), numflag=batch._numflag.copy())
+    for kw in ("PatientName", "PatientID", "SOPInstanceUID", "SeriesInstanceUID", "Modality", "ImageType"):
+        cols[kw] = batch.text(kw)
+    return cols
+
+
+def _same_both_ways(paths: list[str], monkeypatch) -> None:
+    from pocketpacs.dicom import headers, kernels
+
+    paths = paths[:kernels.INTERPRET_MAX]
+    # one read per file, the same in both runs (the adaptive first read would
+    # differ between them; a header longer than the first read of a file
+    # without pixel data gets a fingerprint that varies between runs: a known
+    # problem of the re-read path, compiled or not)
+    head = headers.MAX_BATCH_HEADER_BYTES // 1024
+    monkeypatch.setenv(kernels.ENV_FIRST_RUN, "compile")
+    compiled = _columns(headers.parse_files(paths, head_size=head))
+    monkeypatch.delenv(kernels.ENV_FIRST_RUN)
+    monkeypatch.setattr(kernels, "_compiled_ready", lambda disp: False)
+    monkeypatch.setattr(kernels, "warm_in_background", lambda kernel: None)
+    interp = _columns(headers.parse_files(paths, head_size=head))
+    assert "pocketpacs.native._interpreted.dicomparse" in sys.modules
+    assert (compiled["status"] == 0).sum() > 20
+    for name, want in compiled.items():
+        got = interp[name]
+        if isinstance(want, np.ndarray):
+            assert np.array_equal(got, want), name
+        else:
+            assert got == want, name
+
+
+def test_interpreted_kernels_parse_as_the_compiled_ones(tmp_path, monkeypatch):
+    """The first run's interpreted kernels give the compiled kernels' results, file
+    for file and column for column (pydicom's bundled files, a synthetic tree)."""
+    from pydicom_data import bundled_files
+
+    dicomgen.write_tree(tmp_path / "gen", patients=2, studies=1, series=2, slices=3)
+    _same_both_ways(bundled_files() + sorted(str(p) for p in (tmp_path / "gen").rglob("*") if p.is_file()),
+                    monkeypatch)
+
+
+@pytest.mark.corpus
+def test_interpreted_kernels_parse_the_corpus_as_the_compiled_ones(corpus, monkeypatch):
+    _same_both_ways(sorted(str(p) for p in corpus.rglob("*") if p.is_file()), monkeypatch)

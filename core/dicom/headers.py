@@ -26,6 +26,7 @@ from . import tags
 from .batch import NATIVE, UID_COLS, HeaderBatch
 from .fallback import parse_with_pydicom
 from .heads import read_head, read_heads
+from .kernels import choose
 from ..log import logger
 
 _KERNEL_REASONS = {
@@ -418,6 +419,10 @@ def _finish(batch: HeaderBatch, info: np.ndarray, readable: np.ndarray, fallback
 def _run_kernel(dicomparse, batch, buf, starts, lengths, fsizes, todo, info, parallel):
     if parallel is None:
         parallel = todo.size >= 256
-    fn = dicomparse.parse_batch if parallel else dicomparse.parse_serial
-    fn(buf, starts, lengths, fsizes, todo, *_kernel_args(), batch._voff, batch._vlen,
-       batch._vrs, batch._nums, batch._numflag, batch._uid_hash, info)
+    name = "parse_batch" if parallel else "parse_serial"
+    # the first run after installing: a small batch runs the kernels
+    # interpreted while they compile in the background (kernels.choose)
+    module = choose("dicomparse", name, int(todo.size))
+    with np.errstate(all="ignore"):  # interpreted, uint64 hashing wraps as compiled
+        getattr(module, name)(buf, starts, lengths, fsizes, todo, *_kernel_args(), batch._voff, batch._vlen,
+                              batch._vrs, batch._nums, batch._numflag, batch._uid_hash, info)
