@@ -12,8 +12,10 @@ said otherwise):
   Scanner reading the same tags in an already-running process (the file
   list from ``os.walk`` included; target: at least 4x faster);
 - the first run: ``pocketpacs import`` of 100 files with an empty kernel
-  cache (``XDG_CACHE_HOME`` pointed at an empty folder, so the parser is
-  compiled; target: at most 4 s), with the compile time the import reports.
+  cache (``XDG_CACHE_HOME`` pointed at an empty folder; target: at most
+  4 s), with the compile time the import reports (0 when the files were
+  parsed by the interpreted kernels) and how long after it the background
+  compile had filled the cache.
 
 The folder is the ``bench`` preset of ``pocketpacs.synth`` (5,000 files of
 512x512, shared with ``bench_import.py`` in ``--data``); ``--quick`` uses
@@ -145,7 +147,8 @@ def run(quick: bool, data: Path | None = None) -> list[dict]:
     try:
         archive = work / "archive"
         env = _env(archive)
-        _wall(["import", "--no-progress", str(folder)], env)  # the archive (and a warm kernel cache)
+        # the archive, and a warm kernel cache (compiled now, not in the background)
+        _wall(["import", "--no-progress", str(folder)], _env(archive, POCKETPACS_FIRST_RUN="compile"))
         rows.append(_row("pocketpacs --help", _median(lambda: _wall(["--help"], env)[0], repeat),
                          target="< 0.3 s"))
         rows.append(_row(f"pocketpacs stats ({n:,} instances)",
@@ -183,19 +186,34 @@ def run(quick: bool, data: Path | None = None) -> list[dict]:
 
         nfirst = len(_files(first))
 
-        def first_run() -> tuple[float, float]:
+        def first_run() -> tuple[float, float, float | None]:
             tmp = Path(tempfile.mkdtemp(prefix="pp-first-run-", dir=work))
             env1 = _env(tmp / "archive", XDG_CACHE_HOME=str(tmp / "cache"))
             env1.pop("NUMBA_CACHE_DIR", None)
             dt, out = _wall(["import", "--json", "--no-progress", str(first)], env1)
+            # a small first import parses interpreted and leaves the compile to a
+            # background process: wait for the cache it fills before going on
+            t = time.perf_counter()
+            warm = None
+            while time.perf_counter() - t < 300:
+                names = {p.name.split("-")[0] for p in (tmp / "cache").rglob("*.nbi")}
+                if {"dicomparse.parse_serial", "dicomvalues.gather_values"} <= names:
+                    warm = time.perf_counter() - t
+                    break
+                time.sleep(0.2)
+            time.sleep(1.0)  # the last data file of the index
             shutil.rmtree(tmp, ignore_errors=True)
-            return dt, float(json.loads(out).get("compile_s", 0.0))
+            return dt, float(json.loads(out).get("compile_s", 0.0)), warm
 
         firsts = [first_run() for _ in range(repeat)]
         rows.append(_row(f"first run: pocketpacs import of {nfirst} files, empty kernel cache",
-                         statistics.median(t for t, _ in firsts), target="<= 4 s"))
+                         statistics.median(f[0] for f in firsts), target="<= 4 s"))
         rows.append(_row("  of which preparing the parser (compile, as the import reports it)",
-                         statistics.median(c for _, c in firsts)))
+                         statistics.median(f[1] for f in firsts)))
+        warms = [f[2] for f in firsts if f[2] is not None]
+        rows.append(_row("  background compile into the cache, done after the import ended",
+                         statistics.median(warms) if warms else None,
+                         note=None if warms else "the cache was not filled within 300 s"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows
