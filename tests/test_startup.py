@@ -246,7 +246,8 @@ def _same_both_ways(paths: list[str], monkeypatch) -> None:
     monkeypatch.delenv(kernels.ENV_FIRST_RUN)
     monkeypatch.setattr(kernels, "_compiled_ready", lambda disp: False)
     monkeypatch.setattr(kernels, "warm_in_background", lambda kernel: None)
-    interp = _columns(headers.parse_files(paths, head_size=head))
+    with kernels.first_run_interpreted():
+        interp = _columns(headers.parse_files(paths, head_size=head))
     assert "pocketpacs.native._interpreted.dicomparse" in sys.modules
     assert (compiled["status"] == 0).sum() > 20
     for name, want in compiled.items():
@@ -270,3 +271,23 @@ def test_interpreted_kernels_parse_as_the_compiled_ones(tmp_path, monkeypatch):
 @pytest.mark.corpus
 def test_interpreted_kernels_parse_the_corpus_as_the_compiled_ones(corpus, monkeypatch):
     _same_both_ways(sorted(str(p) for p in corpus.rglob("*") if p.is_file()), monkeypatch)
+
+
+def test_only_an_import_runs_the_kernels_interpreted(monkeypatch):
+    """Parsing outside an import (a CD/USB session, the viewer) compiles as
+    before and starts no background process."""
+    from pocketpacs.dicom import kernels
+    from pocketpacs.native import dicomparse
+
+    spawned = []
+    monkeypatch.setattr(kernels, "_compiled_ready", lambda disp: False)
+    monkeypatch.setattr(kernels, "_spawn", spawned.append)
+    monkeypatch.setattr(kernels, "_warm_started", set())
+    monkeypatch.delenv(kernels.ENV_FIRST_RUN, raising=False)
+    assert kernels.choose("dicomparse", "parse_serial", 10) is dicomparse and spawned == []
+    with kernels.first_run_interpreted():
+        assert kernels.choose("dicomparse", "parse_serial", 10) is kernels.interpreted("dicomparse")
+        assert kernels.choose("dicomparse", "parse_serial", kernels.INTERPRET_MAX + 1) is dicomparse
+        assert kernels.choose("dicomvalues", "gather_values", 10) is kernels.interpreted("dicomvalues")
+    assert spawned == ["parse_serial"]  # one background compile (it covers gather_values too)
+    assert kernels.choose("dicomparse", "parse_serial", 10) is dicomparse

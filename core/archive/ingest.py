@@ -128,8 +128,11 @@ class Importer:
         # ms per full collection with numba and pydicom loaded)
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        from ..dicom.kernels import first_run_interpreted
+
         try:
-            return self._run(root_s, t0, progress, cancel, use_dicomdir)
+            with first_run_interpreted():  # the first run after installing: see dicom.kernels
+                return self._run(root_s, t0, progress, cancel, use_dicomdir)
         finally:
             if gc_was_enabled:
                 gc.enable()

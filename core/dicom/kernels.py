@@ -4,8 +4,9 @@ The parser's numba kernels take several seconds to compile, once, the first
 time PocketPACS parses anything after installing (or after an upgrade);
 after that they load from the kernel cache in a fraction of a second.  A
 small first import should not wait for that compile: while the compiled
-kernels are not in the cache, batches of up to :data:`INTERPRET_MAX` files
-are parsed by the *same* kernel functions run as plain Python (a few
+kernels are not in the cache, an import (:func:`first_run_interpreted`)
+parses batches of up to :data:`INTERPRET_MAX` files
+with the *same* kernel functions run as plain Python (a few
 milliseconds a file: the reference mode the tests compare the compiled
 kernels with), and a background process compiles the kernels into the cache
 for the next run (:func:`warm_in_background`; it parses a synthetic header
@@ -16,11 +17,14 @@ interpreted path off.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import os
 import subprocess
 import sys
 import types
+from collections.abc import Iterator
 from typing import Any
 
 #: Files per batch parsed by the interpreted kernels while the compiled ones are
@@ -31,6 +35,7 @@ INTERPRET_MAX = 1000
 ENV_FIRST_RUN = "POCKETPACS_FIRST_RUN"
 
 _SHADOW = "pocketpacs.native._interpreted"
+_interpret_ok: contextvars.ContextVar[bool] = contextvars.ContextVar("pocketpacs_interpret_ok", default=False)
 _warm_started: set[str] = set()
 
 
@@ -72,6 +77,23 @@ def interpreted(name: str) -> types.ModuleType:
     return importlib.import_module(f"{_SHADOW}.{name}")
 
 
+@contextlib.contextmanager
+def first_run_interpreted() -> Iterator[None]:
+    """Within this block (this thread), :func:`choose` may pick the interpreted
+    kernels: an import uses it; other parsing (a CD/USB session, the viewer)
+    compiles in the foreground and starts no background process.
+
+    Yields
+    ------
+    None
+    """
+    token = _interpret_ok.set(True)
+    try:
+        yield
+    finally:
+        _interpret_ok.reset(token)
+
+
 def _compiled_ready(disp: Any) -> bool:
     from pocketpacs.native._jit import is_ready
 
@@ -99,7 +121,8 @@ def choose(module: str, kernel: str, n: int) -> Any:
         and the batch is small; a background compile is then started.
     """
     compiled = importlib.import_module(f"pocketpacs.native.{module}")
-    if n > INTERPRET_MAX or os.environ.get(ENV_FIRST_RUN) == "compile" or os.environ.get("NUMBA_DISABLE_JIT"):
+    if (not _interpret_ok.get() or n > INTERPRET_MAX or os.environ.get(ENV_FIRST_RUN) == "compile"
+            or os.environ.get("NUMBA_DISABLE_JIT")):
         return compiled
     if _compiled_ready(getattr(compiled, kernel)):
         return compiled
