@@ -37,11 +37,49 @@ def protect_patient_data() -> None:
     pd_logger = logging.getLogger("pydicom")
     pd_logger.propagate = False
     pd_logger.disabled = True
-    try:
-        from pydicom import config
-    except Exception:  # pragma: no cover - pydicom is a dependency
-        return
+    # pydicom itself is imported by the commands that read DICOM, not by
+    # every command (start-up time): the setting is made when it loads
+    _when_imported("pydicom.config", _pydicom_quiet)
+
+
+def _pydicom_quiet(config: Any) -> None:
     config.settings.reading_validation_mode = config.IGNORE
+
+
+def _when_imported(name: str, apply: Any) -> None:
+    """Call ``apply(module)`` once module *name* is imported: now if it is,
+    else right after its import (a one-shot finder at the head of ``sys.meta_path``)."""
+    if name in sys.modules:
+        apply(sys.modules[name])
+        return
+    import importlib.abc
+
+    class _After(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname, path, target=None):  # type: ignore[no-untyped-def]
+            if fullname != name:
+                return None
+            sys.meta_path.remove(self)
+            spec = None
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                spec = find(fullname, path, target) if find is not None else None
+                if spec is not None:
+                    break
+            if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+                return spec
+            exec_module = spec.loader.exec_module
+
+            def exec_then_apply(module):  # type: ignore[no-untyped-def]
+                exec_module(module)
+                apply(module)
+
+            spec.loader.exec_module = exec_then_apply  # type: ignore[method-assign]
+            return spec
+
+    if not any(type(f).__name__ == "_After" and getattr(f, "name", None) == name for f in sys.meta_path):
+        finder = _After()
+        finder.name = name  # type: ignore[attr-defined]
+        sys.meta_path.insert(0, finder)
 
 
 # ---------------------------------------------------------------- the log file

@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 import warnings
 
 import numba
 from numba.core import caching as _caching
+from numba.core import event as _event
 
 from pocketpacs.paths import ensure_private_dir, folder_risk
 
@@ -162,6 +165,58 @@ def _install_locator() -> None:
 _install_locator()
 
 
+class _CompileClock(_event.Listener):
+    """Wall seconds spent compiling this package's kernels (not loading them from the cache).
+
+    numba announces a compile (a cache miss) with a ``numba:compile`` event;
+    a kernel's compile includes that of the kernels it calls, so only the
+    outermost compile of each thread is timed.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._local = threading.local()
+
+    def _ours(self, ev) -> bool:
+        disp = (ev.data or {}).get("dispatcher")
+        code = getattr(getattr(disp, "py_func", None), "__code__", None)
+        return code is not None and os.path.dirname(os.path.abspath(code.co_filename)) == _HERE
+
+    def on_start(self, ev) -> None:
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0 and self._ours(ev):
+            self._local.t0 = time.perf_counter()
+            self._local.depth = 1
+        elif depth:
+            self._local.depth = depth + 1
+
+    def on_end(self, ev) -> None:
+        depth = getattr(self._local, "depth", 0)
+        if depth == 1:
+            self.seconds += time.perf_counter() - self._local.t0
+        if depth:
+            self._local.depth = depth - 1
+
+
+_clock = _CompileClock()
+_event.register("numba:compile", _clock)
+
+
+def compile_seconds() -> float:
+    """Wall seconds this process has spent compiling PocketPACS' kernels.
+
+    Loading a kernel from the cache does not count: on a machine whose
+    kernel cache is warm this stays 0.  Callers take differences (the time
+    an import spent preparing the parser on its first run).
+
+    Returns
+    -------
+    float
+        Seconds since this module was imported.
+    """
+    return _clock.seconds
+
+
 def _uncached_if_no_folder(disp):
     """Turn caching off for a kernel whose locator found no private folder
     (numba's own fallback folders are never used for our kernels)."""
@@ -170,6 +225,31 @@ def _uncached_if_no_folder(disp):
     if isinstance(locator, PocketPacsCacheLocator) and not locator.usable:
         disp._cache = _caching.NullCache()
     return disp
+
+
+def is_ready(disp) -> bool:
+    """Whether kernel *disp* runs without compiling: compiled in this process,
+    or held by the cache for the current sources (numba's index, read, not loaded).
+
+    Parameters
+    ----------
+    disp : Dispatcher
+        A kernel of this package.
+
+    Returns
+    -------
+    bool
+        False when its first call would compile it (an empty or stale cache).
+    """
+    if disp.overloads:
+        return True
+    cache_file = getattr(getattr(disp, "_cache", None), "_cache_file", None)
+    if cache_file is None:
+        return False
+    try:
+        return bool(cache_file._load_index())
+    except Exception:  # an unreadable index: numba would compile
+        return False
 
 
 def kernel(*args, **kwargs):

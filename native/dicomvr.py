@@ -170,7 +170,7 @@ def _classify_ts(buf, p, n):
     return TS_OTHER
 
 
-@kernel
+@kernel(inline="always")  # tiny, and called with constant flags: one copy per caller, no specialisations
 def _peek_implicit(buf, p, end, little, assumed):
     """pydicom's check: the first element's VR bytes decide implicit/explicit."""
     if p + 6 > end:

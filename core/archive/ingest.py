@@ -66,6 +66,14 @@ WALK_AHEAD = 100_000
 #: Seconds between progress callbacks.
 PROGRESS_EVERY = 0.2
 
+
+def _compile_seconds() -> float:
+    """Seconds this process has compiled the parser (an import reports its share apart)."""
+    from ..dicom.headers import compile_seconds
+
+    return compile_seconds()
+
+
 _TRANSIENT = np.zeros(256, dtype=bool)
 _TRANSIENT[list(records.TRANSIENT)] = True
 
@@ -120,8 +128,11 @@ class Importer:
         # ms per full collection with numba and pydicom loaded)
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        from ..dicom.kernels import first_run_interpreted
+
         try:
-            return self._run(root_s, t0, progress, cancel, use_dicomdir)
+            with first_run_interpreted():  # the first run after installing: see dicom.kernels
+                return self._run(root_s, t0, progress, cancel, use_dicomdir)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -131,6 +142,7 @@ class Importer:
         rep = ImportReport(root=root_s)
         prog = ImportProgress()
         self._rep, self._prog, self._t0 = rep, prog, t0
+        self._c0 = _compile_seconds()
         self._progress_cb, self._last_cb = progress, 0.0
         self._pending: collections.deque[tuple[PendingFolder, np.ndarray]] = collections.deque()
         self._npending = 0
@@ -195,6 +207,7 @@ class Importer:
                 self._ra.close()
                 self._ahead = None
             rep.elapsed_s = time.perf_counter() - t0
+            rep.compile_s = min(rep.elapsed_s, _compile_seconds() - self._c0)
             prog.phase = "done"
             self._report_progress(force=True)
         return rep
@@ -438,7 +451,9 @@ class Importer:
         self._last_cb = now
         prog = self._prog
         prog.elapsed_s = now - self._t0
-        prog.files_per_s = prog.done / prog.elapsed_s if prog.elapsed_s > 0 else 0.0
+        prog.compile_s = min(prog.elapsed_s, _compile_seconds() - self._c0)
+        work = prog.elapsed_s - prog.compile_s
+        prog.files_per_s = prog.done / work if work > 0 else 0.0
         total = prog.total if prog.total is not None else prog.seen
         left = max(0, total - prog.done)
         prog.eta_s = left / prog.files_per_s if prog.files_per_s > 0 and prog.total is not None else None

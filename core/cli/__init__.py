@@ -29,11 +29,13 @@ Exit codes
 JSON output (``--json``; stable, for scripts)
 ---------------------------------------------
 ``import --json``: one object ``{"root", "cancelled", "elapsed_s",
-"files_per_s", "counts": {"seen", "indexed", "unchanged", "relinked",
+"files_per_s", "compile_s", "counts": {"seen", "indexed", "unchanged", "relinked",
 "duplicate", "conflict", "failed", "missing", "online_again"}, "failed":
 [{"path", "reason", "message"}], "conflicts": [...same...], "dicomdir":
 null | {"referenced", "found", "missing", "rejected"}}`` (several folders:
-a list of such objects).  Reasons: ``not_dicom``, ``truncated``,
+a list of such objects).  ``compile_s``: seconds of ``elapsed_s`` spent
+compiling the parser on the first run after installing (0 once the kernels
+are cached), left out of ``files_per_s``.  Reasons: ``not_dicom``, ``truncated``,
 ``unreadable``, ``permission_denied``, ``vanished``, ``unsupported``,
 ``malformed``.
 

@@ -25,6 +25,8 @@ def _setup_import(p: argparse.ArgumentParser) -> None:
 def _print_report(rep: Any) -> None:
     c = rep.to_json()["counts"]
     _say(f"{_safe(rep.root)}: {c['seen']:,} files in {rep.elapsed_s:.1f} s ({rep.files_per_s:,.0f} files/s)")
+    if rep.compile_s >= 0.05:  # the first run after installing: not counted in files/s
+        _say(f"  preparing the parser (first run, {rep.compile_s:.1f} s)")
     _say(f"  indexed {c['indexed']:,}, unchanged {c['unchanged']:,}, relinked {c['relinked']:,}, "
           f"duplicate {c['duplicate']:,}, conflict {c['conflict']:,}, failed {c['failed']:,}, "
           f"missing {c['missing']:,}")

@@ -9,8 +9,6 @@ import argparse
 import os
 from typing import Any
 
-import numpy as np
-
 from ..errors import PocketPacsError
 from .framework import EXIT_OK, EXIT_USAGE, _open, command
 from .output import _err, _print_json, _say
@@ -113,6 +111,7 @@ def _setup_report(p: argparse.ArgumentParser) -> None:
 
 @command("report", "how a series assembles into volumes: stacks, splits, spacing, tilt", _setup_report)
 def cmd_report(args: argparse.Namespace) -> int:
+    import numpy as np
     from ..series import describe_volume
 
     found = _series_volumes(args)

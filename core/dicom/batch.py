@@ -164,8 +164,9 @@ class HeaderBatch:
         Plain ASCII values are decoded in bulk (one NumPy conversion per
         batch); others go through pydicom's decoders, once per distinct value.
         """
-        from pocketpacs.native.dicomvalues import gather_values
+        from .kernels import choose
 
+        gather_values = choose("dicomvalues", "gather_values", self.n).gather_values
         k = tags.INDEX[keyword]
         spec = tags.TAGS[k]
         out: list[str | None] = [None] * self.n

@@ -26,6 +26,7 @@ from . import tags
 from .batch import NATIVE, UID_COLS, HeaderBatch
 from .fallback import parse_with_pydicom
 from .heads import read_head, read_heads
+from .kernels import choose
 from ..log import logger
 
 _KERNEL_REASONS = {
@@ -70,6 +71,25 @@ def _executor(threads: int):
     if ex is None:
         ex = _EXECUTORS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="pp-read")
     return ex
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling the parser's kernels (numba).
+
+    Zero until the kernels are first needed, and zero on a machine whose
+    kernel cache is warm; the first import after installing spends a few
+    seconds here, which its report gives apart (``preparing the parser``).
+    Never imports numba itself.
+
+    Returns
+    -------
+    float
+        Seconds, cumulative over the process: take differences.
+    """
+    import sys
+
+    jit = sys.modules.get("pocketpacs.native._jit")
+    return jit.compile_seconds() if jit is not None else 0.0
 
 
 def _kernel_args():
@@ -399,6 +419,10 @@ def _finish(batch: HeaderBatch, info: np.ndarray, readable: np.ndarray, fallback
 def _run_kernel(dicomparse, batch, buf, starts, lengths, fsizes, todo, info, parallel):
     if parallel is None:
         parallel = todo.size >= 256
-    fn = dicomparse.parse_batch if parallel else dicomparse.parse_serial
-    fn(buf, starts, lengths, fsizes, todo, *_kernel_args(), batch._voff, batch._vlen,
-       batch._vrs, batch._nums, batch._numflag, batch._uid_hash, info)
+    name = "parse_batch" if parallel else "parse_serial"
+    # the first run after installing: a small batch runs the kernels
+    # interpreted while they compile in the background (kernels.choose)
+    module = choose("dicomparse", name, int(todo.size))
+    with np.errstate(all="ignore"):  # interpreted, uint64 hashing wraps as compiled
+        getattr(module, name)(buf, starts, lengths, fsizes, todo, *_kernel_args(), batch._voff, batch._vlen,
+                              batch._vrs, batch._nums, batch._numflag, batch._uid_hash, info)
