@@ -87,6 +87,12 @@ REASON_NAMES = (
 #: Maximum sequence nesting depth (64 levels pass, 65 fail).
 MAX_DEPTH = 64
 
+#: A top-level value longer than this (an encapsulated document, a large
+#: private blob) ends what the header fingerprint covers: the fingerprint
+#: hashes the header up to that element's value, so files without pixel data
+#: are not read whole only to be hashed.
+BIG_VALUE = 1 << 20
+
 
 @kernel(inline="always")
 def _stop(info, status, reason, offset):
@@ -269,6 +275,10 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
     cur_impl = implicit
     n_elements = 0
     header_end = -1
+    # the fingerprint covers the header up to the first top-level value longer
+    # than BIG_VALUE (its element header included): a whole file's content
+    # depends on nothing but the file, never on how much of it was read
+    hash_end = -1
     while True:
         kind = stack_kind[sp]
         # defined-length sequence ends when its end is reached
@@ -283,6 +293,9 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
             # end of file
             if sp == 0:
                 header_end = pos - s
+                if pos > end and (hash_end < 0 or s + hash_end > end):
+                    # values skipped past the read: the fingerprint needs them
+                    return _need(info, pos - s)
                 break
             return _stop(info, FAILED, R_TRUNCATED, pos - s)
         if pos + 8 > end:
@@ -404,6 +417,8 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
             continue
         if vpos - s + length > fsize:
             return _stop(info, FAILED, R_TRUNCATED, pos - s)
+        if sp == 0 and hash_end < 0 and length > BIG_VALUE:
+            hash_end = vpos - s
         if k >= 0:
             if vpos + length > end:
                 return _need(info, vpos - s + length + 8192)
@@ -428,7 +443,8 @@ def parse_one(buf, s, n, fsize, tags, dict_vrs, num_start, num_count, uid_cols,
         info[1] = R_NO_DATASET if has_preamble or ts_class != TS_NONE else R_NOT_DICOM
         return FAILED
     info[12] = header_end
-    info[11] = np.int64(xxh64(buf, s, header_end, np.uint64(0)))
+    hashed = header_end if hash_end < 0 or hash_end > header_end else hash_end
+    info[11] = np.int64(xxh64(buf, s, hashed, np.uint64(0)))
     if info[0] == FAILED:
         return FAILED
     info[0] = OK
