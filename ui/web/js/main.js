@@ -5,6 +5,8 @@ import { store } from './state.js';
 import { Browser } from './browser.js';
 import { Viewer } from './viewer.js';
 import { confirmBox, runImport, withPath } from './actions.js';
+import { SeriesStrip } from './browse_strip.js';
+import { renderHelp, shortcutFor } from './shortcuts.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -46,9 +48,12 @@ async function main() {
   };
   if (viewer) viewer.onFail = openFailed;
 
+  const strip = new SeriesStrip(browser);
+  const showStrip = () => { $('series-strip').hidden = store.get('view') !== 'viewer' || $('series-strip').dataset.count === '0' || !strip.sid; };
   store.on(['view'], (s) => {
     $('browser').hidden = s.view !== 'archive';
     $('viewer').hidden = s.view !== 'viewer';
+    showStrip();
     if (s.view === 'archive') { if (viewer) viewer.stopCine(); browser.focusTable(); } else $('stage').focus();
   });
   store.on(['media'], (s) => {
@@ -64,7 +69,9 @@ async function main() {
   };
   applyHello(hello);
 
-  const openVolume = async (data, t0) => {
+  const openVolume = async (data, t0, sid = null) => {
+    strip.show(sid);
+    showStrip();
     if (!viewer) return;
     const tReply = performance.now();
     store.set({ view: 'viewer' });
@@ -85,14 +92,20 @@ async function main() {
       return;
     }
     if (viewer && viewer.seq !== seq) return;            // another open started meanwhile
-    try { await openVolume(data, t0); } catch (err) { openFailed(err); }
+    try { await openVolume(data, t0, e.detail.series_id); } catch (err) { openFailed(err); }
   });
   browser.addEventListener('remove', async (e) => {
     if (store.get('media')) return;
-    const r = e.detail;
-    if (!(await confirmBox(`Remove this series (${r.images} images) from the archive? The files on disk are not deleted.`))) return;
-    try { await api.call('remove_series', { series_id: r.series_id }); } catch (err) { showError(err); }
-    browser.refresh();
+    const { level, data, text } = e.detail;
+    if (!(await confirmBox(text))) { browser.focusTable(); return; }
+    const [name, args] = {
+      series: ['remove_series', { series_id: data.series_id }],
+      study: ['remove_study', { study_key: data.study_key }],
+      patient: ['remove_patient', { patient_key: data.patient_key }],
+    }[level];
+    try { await api.call(name, args); } catch (err) { showError(err); }
+    await browser.refresh();
+    browser.focusTable();
   });
   browser.addEventListener('error', (e) => showError(e.detail));
 
@@ -122,14 +135,36 @@ async function main() {
     store.set({ view: 'archive' });
     browser.refresh();
   });
+  const help = $('help-dialog');
+  const toggleHelp = () => {
+    if (help.open) { help.close(); return; }
+    if (document.querySelector('dialog[open]')) return;
+    renderHelp($('help-body'));
+    help.showModal();
+    $('help-close').focus();
+  };
+  $('btn-help').addEventListener('click', toggleHelp);
+  $('help-close').addEventListener('click', () => help.close());
+  const typing = () => ['INPUT', 'SELECT', 'TEXTAREA'].includes(document.activeElement.tagName);
+  const globalKeys = {
+    help: (e) => { if (!typing() || help.open) { e.preventDefault(); toggleHelp(); } },
+    escape: () => {
+      if (!$('row-menu').hidden) { browser.closeMenu(true); return; }
+      if (store.get('view') === 'viewer' && !document.querySelector('dialog[open]')) store.set({ view: 'archive' });
+    },
+    search: (e) => {
+      if (store.get('view') === 'archive' && !typing() && !document.querySelector('dialog[open]')) {
+        e.preventDefault(); browser.form.elements.name.focus();
+      }
+    },
+  };
   document.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && store.get('view') === 'viewer' && !document.querySelector('dialog[open]')) {
-      store.set({ view: 'archive' });
-    }
-    if (e.key === '/' && store.get('view') === 'archive' && document.activeElement.tagName !== 'INPUT') {
-      e.preventDefault(); browser.form.elements.name.focus();
-    }
+    const sc = shortcutFor('global', e.key) || (e.key === '/' ? shortcutFor('archive', e.key) : null);
+    if (sc && globalKeys[sc.action]) globalKeys[sc.action](e);
   });
+  for (const b of document.querySelectorAll('#empty-archive button[data-do]')) {
+    b.addEventListener('click', () => $(b.dataset.do === 'import' ? 'btn-import' : 'btn-other').click());
+  }
   await browser.refresh();
   document.body.dataset.ready = '1';
 }
