@@ -427,3 +427,114 @@ def test_question_mark_shows_the_shortcuts_and_escape_closes_them(page):
     page.keyboard.press("?")
     assert not page.evaluate("document.getElementById('help-dialog').open")
     assert page.input_value("#search input[name=description]") == "?"
+
+
+# ------------------------------------------------------------------ drag-and-drop
+DROP_JS = """([name, path]) => {
+    const dt = new DataTransfer();
+    const f = new File([new Uint8Array(4)], name);
+    if (path) f.pywebviewFullPath = path;           // what pywebview gives a dropped file in the desktop app
+    dt.items.add(f);
+    const target = document.getElementById('browser').hidden ? document.getElementById('stage') : document.getElementById('table-wrap');
+    target.dispatchEvent(new DragEvent('dragenter', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    const shown = !document.getElementById('drop-zone').hidden;
+    target.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    return shown;
+}"""
+
+
+def test_a_drop_without_a_path_says_to_use_import(page):
+    """In a browser (served mode) a dropped file has no path: the page says what to do instead."""
+    assert page.evaluate(DROP_JS, ["scans", None]) is True             # the drop zone showed while dragging
+    S.wait_js(page, "!document.getElementById('error-banner').hidden")
+    assert "desktop app" in page.locator("#error-text").inner_text()
+    assert "Import DICOM…" in page.locator("#error-text").inner_text()
+    assert page.evaluate("document.getElementById('drop-zone').hidden")
+    assert not page.evaluate("document.querySelector('dialog[open]')")
+
+
+def test_a_dropped_folder_with_its_desktop_path_is_imported_and_an_image_file_opened(page, tmp_path, request):
+    """The desktop path logic: a File carrying pywebviewFullPath (the real API shape)."""
+    import nibabel
+    from pocketpacs import synth
+
+    synth.generate(tmp_path / "dropped", patients=1, studies=1, series=1, slices=8, rows=32, cols=32,
+                   junk=0, enhanced=0, seed=321)
+    n_before = len(S.tree_rows(page))
+    page.evaluate(DROP_JS, ["dropped", str(tmp_path / "dropped")])
+    S.wait_js(page, "document.getElementById('import-dialog').dataset.done", timeout=60)
+    assert page.evaluate("document.body.dataset.dropped") == "import"
+    assert "added 8" in page.locator("#import-report").inner_text()
+    page.click("#import-close")
+    S.wait_js(page, f"document.querySelectorAll('{S.SERIES_ROWS}').length === {n_before + 1}")
+    # an image file: Open Other
+    path = Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"
+    if not path.exists():
+        path = request.getfixturevalue("corpus") / "nibabel_test_data" / "nifti" / "anatomical.nii"
+    page.evaluate("document.getElementById('view').dataset.drawn = ''")
+    page.evaluate(DROP_JS, ["anatomical.nii", str(path)])
+    S.wait_js(page, "document.getElementById('view').dataset.drawn")
+    assert page.evaluate("document.body.dataset.dropped") == "open"
+    assert S.fetch_header(page, S.dataset(page)["vid"])["labels"]["series_description"] == "anatomical.nii"
+    assert page.locator("#series-strip").is_hidden()                   # not an archived study
+
+
+# ------------------------------------------------------------------ CD/USB: copy into the archive
+def test_copy_this_disc_into_the_archive(page, built, tmp_path):
+    import os
+
+    from pocketpacs import synth
+
+    media = tmp_path / "cdrom"
+    synth.generate(media, patients=1, studies=1, series=1, slices=6, rows=32, cols=32, junk=1,
+                   enhanced=0, seed=77)
+    src_files = sorted(p.relative_to(media) for p in media.rglob("*") if p.is_file())
+    dest = tmp_path / "copies" / "disc1"
+    # a file already at the destination is never overwritten
+    clash_rel = next(r for r in src_files if r.name == "manifest.json")
+    clash = dest / clash_rel
+    clash.parent.mkdir(parents=True)
+    clash.write_bytes(b"mine")
+    existing = {d: stat_mode(d) for d in [clash.parent, *clash.parent.parents] if str(d).startswith(str(tmp_path))}
+    page.click("#btn-media")
+    page.fill("#path-input", str(media))
+    page.click("#path-ok")
+    S.wait_js(page, "!document.getElementById('media-banner').hidden")
+    imp = page.locator("#btn-import")
+    assert imp.is_disabled() and imp.get_attribute("aria-disabled") == "true"
+    assert float(page.evaluate("getComputedStyle(document.getElementById('btn-import')).opacity")) < 0.6
+    disc = S.tree_rows(page)
+    assert len(disc) == 1
+    page.click("#btn-copy-media")
+    S.wait_js(page, "document.getElementById('path-dialog').open")
+    page.fill("#path-input", str(dest))
+    page.click("#path-ok")
+    S.wait_js(page, "document.getElementById('import-dialog').dataset.done", timeout=60)
+    report = page.locator("#import-report").inner_text()
+    n = len(src_files)
+    assert f"Copied {n - 1} of {n} files from the disc; 1 already in the folder were left as they were." in report
+    page.click("#import-close")
+    # the disc is closed and the archive shows the copy
+    S.wait_js(page, "document.getElementById('media-banner').hidden")
+    assert not imp.is_disabled() and imp.get_attribute("aria-disabled") == "false"
+    assert clash.read_bytes() == b"mine"
+    for rel in (r for r in src_files if r != clash_rel):
+        c = dest / rel
+        assert c.read_bytes() == (media / rel).read_bytes()
+        assert stat_mode(c) == 0o600
+        d = c.parent
+        while d != tmp_path:
+            assert stat_mode(d) == existing.get(d, 0o700), d      # made here: 0700; the user's: as they were
+            d = d.parent
+    import pocketpacs
+
+    pid = disc[0]["patient_id"]
+    S.wait_js(page, f"[...document.querySelectorAll('#series-table td[data-col=patient_id]')].some(td => td.textContent === '{pid}')")
+    with pocketpacs.open_archive(built["archive"], readonly=True) as ar:
+        hits = ar.search(patient_id=pid, level="series").hits
+        assert [s.n_instances for h in hits for s in h.series] == [6]
+    assert os.path.isdir(dest)
+
+
+def stat_mode(p):
+    return p.stat().st_mode & 0o777

@@ -78,6 +78,7 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
                    "slot": Arg(str, pattern=r"[a-z0-9]{1,16}", default="main", max_len=16)},
     "load_media": {"path": Arg(str, max_len=4096)},
     "close_media": {},
+    "copy_media": {"path": Arg(str, max_len=4096)},
     "save_png": {"data": Arg(str, required=True, max_len=64 << 20,
                              pattern=r"data:image/png;base64,[A-Za-z0-9+/=]+")},
 }

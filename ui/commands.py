@@ -306,10 +306,49 @@ class Commands:
             raise
         with self._lock:
             old, self._media = self._media, media
+            self._media_root = os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else path
         if old is not None:
             old.close()
         self.volumes.clear()
         return self.cmd_hello({})
+
+    def cmd_copy_media(self, a: dict) -> dict | None:
+        """Copy the loaded CD/USB into a folder (picked, or typed in serve mode), then import it.
+
+        The copy keeps the medium's folder layout, makes folders 0700 and
+        files 0600 and never overwrites a file already there; the job answers
+        ``import_status`` / ``import_cancel`` like an import.
+        """
+        from .media_copy import CopyJob, inside
+
+        src = getattr(self, "_media_root", None)
+        if self._media is None or not src:
+            raise BridgeError(protocol.BAD_REQUEST, "Load a CD/USB first: there is nothing to copy.")
+        if self.readonly:
+            raise BridgeError(protocol.READ_ONLY, self.archive_notice or "This archive is open read-only.")
+        dest = self._ask(a, "pick_folder")
+        if not dest:
+            return None
+        dest = os.path.abspath(dest)
+        if inside(dest, src) or inside(src, dest):
+            raise BridgeError(protocol.BAD_REQUEST, "Pick a folder outside the disc (and not one holding it).")
+        if os.path.exists(dest) and not os.path.isdir(dest):
+            raise BridgeError(protocol.BAD_REQUEST, "The destination is a file, not a folder.")
+        home = self._home_archive()
+        job = CopyJob(src, dest, lambda folder: ImportJob(home, folder)).start()
+        self.imports[job.id] = job
+        return {"job_id": job.id}
+
+    def _home_archive(self):
+        """The archive on disk (not the media session's), opened when needed."""
+        with self._lock:
+            if self._damaged is not None:
+                raise BridgeError(protocol.UNAVAILABLE, self._damaged)
+            if self._archive is None:
+                if self._closed:
+                    raise BridgeError(protocol.UNAVAILABLE, "The session is closed.")
+                self._archive = self._open_archive()
+            return self._archive
 
     def cmd_close_media(self, a: dict) -> dict:
         """Leave the media session and forget everything it loaded."""

@@ -4,9 +4,10 @@ import * as api from './api.js';
 import { store } from './state.js';
 import { Browser } from './browser.js';
 import { Viewer } from './viewer.js';
-import { confirmBox, runImport, withPath } from './actions.js';
+import { confirmBox, runCopyMedia, runImport, withPath } from './actions.js';
 import { SeriesStrip } from './browse_strip.js';
 import { renderHelp, shortcutFor } from './shortcuts.js';
+import { dropAction } from './dropfiles.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -60,6 +61,9 @@ async function main() {
     $('media-banner').hidden = !s.media;
     document.body.dataset.media = s.media ? '1' : '0';
     $('btn-import').disabled = s.media;
+    $('btn-import').setAttribute('aria-disabled', s.media ? 'true' : 'false');
+    $('btn-import').title = s.media ? 'Close the CD/USB to import into the archive (or copy the disc into it)' : '';
+    $('btn-copy-media').hidden = !s.media;
     browser.readonly = s.media;
   });
   store.on(['status'], (s) => { $('status').textContent = s.status; });
@@ -129,6 +133,17 @@ async function main() {
       browser.refresh();
     } catch (err) { showError(err); }
   });
+  $('btn-copy-media').addEventListener('click', async () => {
+    try {
+      const job = await runCopyMedia(() => {});
+      if (!job) return;
+      // the copy is in the archive now: leave the disc, show the archive with it
+      applyHello(await api.call('close_media'));
+      if (viewer) viewer.close();
+      store.set({ view: 'archive' });
+      await browser.refresh();
+    } catch (err) { showError(err); }
+  });
   $('btn-media-close').addEventListener('click', async () => {
     try { applyHello(await api.call('close_media')); } catch (err) { showError(err); }
     if (viewer) viewer.close();
@@ -161,6 +176,26 @@ async function main() {
   document.addEventListener('keydown', (e) => {
     const sc = shortcutFor('global', e.key) || (e.key === '/' ? shortcutFor('archive', e.key) : null);
     if (sc && globalKeys[sc.action]) globalKeys[sc.action](e);
+  });
+  // drag-and-drop of a folder or files onto the window
+  let dragDepth = 0;
+  const dragging = (e) => e.dataTransfer && [...e.dataTransfer.types].includes('Files');
+  window.addEventListener('dragenter', (e) => { if (dragging(e)) { dragDepth += 1; $('drop-zone').hidden = false; } });
+  window.addEventListener('dragleave', () => { dragDepth = Math.max(0, dragDepth - 1); if (!dragDepth) $('drop-zone').hidden = true; });
+  window.addEventListener('dragover', (e) => { if (dragging(e)) e.preventDefault(); });
+  window.addEventListener('drop', async (e) => {
+    e.preventDefault();
+    dragDepth = 0; $('drop-zone').hidden = true;
+    if (document.querySelector('dialog[open]')) return;
+    const what = dropAction(e.dataTransfer);
+    document.body.dataset.dropped = what.action;
+    try {
+      if (what.action === 'import') await runImport(() => browser.refresh(), what.path);
+      else if (what.action === 'open') {
+        const t0 = performance.now();
+        try { await openVolume(await api.call('open_other', { path: what.path }), t0); } catch (err) { openFailed(err); }
+      } else if (what.message) showError(new Error(what.message));
+    } catch (err) { showError(err); }
   });
   for (const b of document.querySelectorAll('#empty-archive button[data-do]')) {
     b.addEventListener('click', () => $(b.dataset.do === 'import' ? 'btn-import' : 'btn-other').click());
