@@ -340,7 +340,7 @@ def test_the_series_strip_opens_another_series_of_the_study(page, built):
     assert next(t for t, c in items if c).find(ct["series_description"]) >= 0
     vid = S.dataset(page)["vid"]
     other = page.locator("#series-strip .strip-item:not(.current)").first
-    want = other.inner_text().split(" · ")[0]
+    want = other.locator(".strip-text").inner_text()
     page.evaluate("document.getElementById('view').dataset.drawn = ''")
     other.click()
     S.wait_js(page, f"document.getElementById('view').dataset.drawn && document.getElementById('view').dataset.vid !== '{vid}'")
@@ -400,7 +400,7 @@ def test_the_layout_fits_the_window(browser, served, built, size):
 def test_overlay_text_is_outlined_and_header_values_wrap_on_their_own():
     css = (Path(__file__).resolve().parents[1] / "ui" / "web" / "css" / "app.css").read_text()
     assert "--outline:" in css and css.count("text-shadow: var(--outline)") >= 3
-    assert "#header-table td:last-child { overflow-wrap: anywhere; }" in css
+    assert "#header-table td.value { overflow-wrap: anywhere; }" in css
     assert "word-break: break-all" not in css
 
 

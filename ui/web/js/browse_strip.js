@@ -23,14 +23,32 @@ export class SeriesStrip {
     const items = rows.map((r) => this.item(r));
     if (items.length) {
       const study = this.browser.studyOf(sid).data;
-      const h = document.createElement('h3');
+      const h = document.createElement('p');
+      h.className = 'strip-title';
       h.textContent = visible([study.study_date, study.study_description].filter(Boolean).join(' ') || 'This study');
-      h.title = h.textContent;
       this.el.replaceChildren(h, ...items);
     } else {
       this.el.replaceChildren();
     }
     this.el.dataset.count = String(items.length);
+  }
+
+  /** Copy the list's thumbnail of the series when it has one; otherwise fetch
+   * it once the open series has loaded (its first slices come first). */
+  fill(cv) {
+    const drawn = document.querySelector(`#series-table canvas.thumb[data-series-id="${cv.dataset.seriesId}"][data-drawn]`);
+    if (drawn) {
+      cv.width = drawn.width; cv.height = drawn.height;
+      cv.getContext('2d').drawImage(drawn, 0, 0);
+      return;
+    }
+    const view = $('view');
+    let tries = 0;
+    const later = () => {
+      if (!cv.isConnected) return;
+      if (view.dataset.tLoaded || ++tries > 60) drawThumb(cv); else setTimeout(later, 500);
+    };
+    setTimeout(later, 500);
   }
 
   item(r) {
@@ -45,13 +63,15 @@ export class SeriesStrip {
       const cv = document.createElement('canvas');
       cv.className = 'thumb'; cv.width = 64; cv.height = 64; cv.dataset.seriesId = r.series_id;
       b.appendChild(cv);
-      drawThumb(cv);
+      this.fill(cv);
     }
     const t = document.createElement('span');
     t.className = 'strip-text';
-    t.textContent = visible(`${r.modality} ${r.series_description || '(no description)'} · ${r.images}`);
-    b.title = t.textContent;
-    b.appendChild(t);
+    t.textContent = visible(`${r.modality} ${r.series_description || '(no description)'}`);
+    const n = document.createElement('span');
+    n.className = 'strip-count';
+    n.textContent = `${r.images} img`;
+    b.append(t, n);
     b.addEventListener('click', () => {
       if (r.series_id !== this.sid) this.browser.dispatchEvent(new CustomEvent('open', { detail: r }));
     });

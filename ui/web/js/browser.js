@@ -393,6 +393,7 @@ export async function drawThumb(cv) {
   }
   cv.width = w; cv.height = h;
   cv.getContext('2d').putImageData(img, 0, 0);
+  cv.dataset.drawn = '1';
 }
 
 /** The confirmation sentence naming what a remove takes away. */

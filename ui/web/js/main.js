@@ -74,8 +74,7 @@ async function main() {
   applyHello(hello);
 
   const openVolume = async (data, t0, sid = null) => {
-    strip.show(sid);
-    showStrip();
+    if (strip.sid !== sid) { strip.show(sid); showStrip(); }
     if (!viewer) return;
     const tReply = performance.now();
     store.set({ view: 'viewer' });
@@ -86,7 +85,8 @@ async function main() {
     const t0 = performance.now();
     // the page lays the viewer out while the server plans the series; what
     // was on screen goes now (its patient must not label the new series)
-    if (viewer) { viewer.clear(); store.set({ view: 'viewer' }); }
+    // the strip comes with the viewer, so the stage has its final size before the first frame
+    if (viewer) { viewer.clear(); strip.show(e.detail.series_id); store.set({ view: 'viewer' }); showStrip(); }
     const seq = viewer ? viewer.seq : 0;
     let data;
     try {
