@@ -538,3 +538,31 @@ def test_copy_this_disc_into_the_archive(page, built, tmp_path):
 
 def stat_mode(p):
     return p.stat().st_mode & 0o777
+
+
+def test_copy_media_refuses_without_a_disc_and_into_the_disc(tmp_path):
+    """The command alone (no browser): nothing to copy without a loaded disc; a
+    destination inside the disc (or holding it) is refused before anything is written."""
+    import pocketpacs
+    from pocketpacs import synth
+    from pocketpacs.ui import protocol
+    from pocketpacs.ui.session import Session
+
+    with pocketpacs.open_archive(tmp_path / "archive"):
+        pass
+    media = tmp_path / "usb"
+    synth.generate(media, patients=1, studies=1, series=1, slices=2, rows=16, cols=16, junk=0,
+                   enhanced=0, seed=5)
+    s = Session(str(tmp_path / "archive"), mode="serve")
+    try:
+        env = s.call("copy_media", {"path": str(tmp_path / "out")})
+        assert env["ok"] is False and env["error"]["code"] == protocol.BAD_REQUEST
+        assert "Load a CD/USB first" in env["error"]["message"]
+        assert s.call("load_media", {"path": str(media)})["ok"]
+        before = sorted(p for p in media.rglob("*"))
+        for dest in (media / "copy", media, tmp_path):
+            env = s.call("copy_media", {"path": str(dest)})
+            assert env["ok"] is False and "outside the disc" in env["error"]["message"], (dest, env)
+        assert sorted(p for p in media.rglob("*")) == before and not (tmp_path / "out").exists()
+    finally:
+        s.close()
