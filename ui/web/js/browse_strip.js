@@ -20,7 +20,8 @@ export class SeriesStrip {
   show(sid) {
     this.sid = sid;
     const rows = sid ? this.browser.studySeries(sid) : [];
-    const items = rows.map((r) => this.item(r));
+    // one series alone: nothing to switch to, no strip
+    const items = rows.length > 1 ? rows.map((r) => this.item(r)) : [];
     if (items.length) {
       const study = this.browser.studyOf(sid).data;
       const h = document.createElement('p');
@@ -71,7 +72,10 @@ export class SeriesStrip {
     const n = document.createElement('span');
     n.className = 'strip-count';
     n.textContent = `${r.images} img`;
-    b.append(t, n);
+    const words = document.createElement('span');
+    words.className = 'strip-words';
+    words.append(t, n);
+    b.append(words);
     b.addEventListener('click', () => {
       if (r.series_id !== this.sid) this.browser.dispatchEvent(new CustomEvent('open', { detail: r }));
     });
