@@ -348,6 +348,11 @@ def test_the_series_strip_opens_another_series_of_the_study(page, built):
     assert want.endswith(labels["series_description"])
     cur = page.evaluate("document.querySelector('#series-strip .strip-item.current').textContent")
     assert labels["series_description"] in cur
+    # MPR and 3D layouts keep the whole height: no strip there
+    page.select_option("#layout", "2x2")
+    S.wait_js(page, "document.getElementById('series-strip').hidden")
+    page.select_option("#layout", "1")
+    S.wait_js(page, "!document.getElementById('series-strip').hidden")
     page.keyboard.press("Escape")
     S.wait_js(page, "document.getElementById('series-strip').hidden")
 

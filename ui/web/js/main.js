@@ -50,7 +50,12 @@ async function main() {
   if (viewer) viewer.onFail = openFailed;
 
   const strip = new SeriesStrip(browser);
-  const showStrip = () => { $('series-strip').hidden = store.get('view') !== 'viewer' || $('series-strip').dataset.count === '0' || !strip.sid; };
+  // the strip is for reading 2D slices: MPR and 3D layouts keep the whole height
+  const twoD = () => $('layout').value === '1' && $('single').value !== '3d';
+  const showStrip = () => {
+    $('series-strip').hidden = store.get('view') !== 'viewer' || $('series-strip').dataset.count === '0' || !strip.sid || !twoD();
+  };
+  for (const id of ['layout', 'single']) $(id).addEventListener('change', showStrip);
   store.on(['view'], (s) => {
     $('browser').hidden = s.view !== 'archive';
     $('viewer').hidden = s.view !== 'viewer';
