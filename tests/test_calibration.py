@@ -341,10 +341,10 @@ def test_png_shows_no_letters_and_measures_in_px(page, tmp_path):
 @pytest.mark.slow
 def test_ultrasound_region_measures_in_mm_with_its_spacing(page):
     S = _support()
-    descs = page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map(tr =>
+    descs = page.evaluate("""[...document.querySelectorAll('#series-table tbody tr.series')].map(tr =>
         tr.querySelector('td[data-col=series_description]').textContent)""")
     page.evaluate("document.getElementById('view').dataset.drawn = ''")
-    page.locator("#series-table tbody tr").nth(descs.index("US regions")).dblclick()
+    page.locator("#series-table tbody tr.series").nth(descs.index("US regions")).dblclick()
     S.wait_js(page, "document.getElementById('view').dataset.drawn")
     assert all(v == "" for v in _letters(page).values()), _letters(page)
     assert "mm (US region)" in page.locator("#corner-bl").inner_text()

@@ -115,10 +115,7 @@ def api(served, name, args=None):
 
 
 def table_rows(page):
-    return page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map(tr => ({
-        id: tr.dataset.seriesId,
-        cells: Object.fromEntries([...tr.querySelectorAll('td[data-col]')].map(td =>
-            [td.dataset.col, [td.textContent, td.childElementCount]]))}))""")
+    return S.tree_rows(page, full=True)
 
 
 class Sweep:
@@ -173,13 +170,13 @@ def open_and_inspect(sw: Sweep, index: int, by_id: dict, assembly: bool) -> None
     old_vid = S.dataset(page).get("vid", "")
     if page.locator("#browser").is_visible():
         # from the archive list: select the row, open it with the keyboard
-        page.locator("#series-table tbody tr").nth(index).click()
-        sid = page.evaluate("document.querySelector('#series-table tbody tr.selected').dataset.seriesId")
+        page.locator("#series-table tbody tr.series").nth(index).click()
+        sid = page.evaluate("document.querySelector('#series-table tbody tr.series.selected').dataset.seriesId")
         page.evaluate("document.getElementById('view').dataset.drawn = ''")
         page.keyboard.press("Enter")
     else:
         # already in the viewer: the row's own dblclick handler (saves a view switch per series)
-        sid = page.evaluate("""(i) => { const tr = document.querySelectorAll('#series-table tbody tr')[i];
+        sid = page.evaluate("""(i) => { const tr = document.querySelectorAll('#series-table tbody tr.series')[i];
             tr.dispatchEvent(new MouseEvent('dblclick', {bubbles: true})); return tr.dataset.seriesId; }""", index)
     row = by_id[sid]
     S.wait_js(page, f"(() => {{ const d = document.getElementById('view').dataset;"
@@ -323,7 +320,7 @@ def test_bidi_controls_are_shown_escaped_and_isolated(browser, tmp_path):
         page = ctx.new_page()
         page.goto(srv.launch_url)
         S.wait_js(page, "document.body.dataset.ready")
-        S.wait_js(page, "document.querySelectorAll('#series-table tbody tr').length === 1")
+        S.wait_js(page, "document.querySelectorAll('#series-table tbody tr.series').length === 1")
         rows = table_rows(page)
         row = session.call("search", {})["data"]["rows"][0]
         cells = rows[0]["cells"]
@@ -338,7 +335,7 @@ def test_bidi_controls_are_shown_escaped_and_isolated(browser, tmp_path):
             .map(td => getComputedStyle(td).unicodeBidi)""")
         assert set(isolate) == {"isolate"}, isolate
         # the viewer: overlay corners, then the header panel
-        page.locator("#series-table tbody tr").first.dblclick()
+        page.locator("#series-table tbody tr.series").first.dblclick()
         S.wait_js(page, "document.getElementById('view').dataset.drawn")
         S.wait_js(page, "document.getElementById('corner-tl').textContent.length > 0")
         corners = page.evaluate("""['tl', 'tr'].map(k => { const e = document.getElementById('corner-' + k);

@@ -38,8 +38,7 @@ def page(browser, served):
 
 
 def rows(page):
-    return page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map(tr =>
-        Object.fromEntries([...tr.querySelectorAll('td[data-col]')].map(td => [td.dataset.col, td.textContent])))""")
+    return S.tree_rows(page)
 
 
 def search(page, field, value):
@@ -53,7 +52,7 @@ def search(page, field, value):
 def open_row(page, pred):
     idx = next(i for i, r in enumerate(rows(page)) if pred(r))
     page.evaluate("document.getElementById('view').dataset.drawn = ''")
-    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    page.locator("#series-table tbody tr.series").nth(idx).dblclick()
     S.wait_js(page, "document.getElementById('view').dataset.drawn")
     S.wait_js(page, "document.getElementById('view').dataset.tLoaded")
     vid = S.dataset(page)["vid"]
@@ -107,10 +106,10 @@ def test_patient_name_with_markup_shows_as_text(page):
 
 
 def test_keyboard_navigation_opens_the_selected_series(page):
-    page.locator("#series-table tbody tr").first.click()
+    page.locator("#series-table tbody tr.series").first.click()
     page.keyboard.press("ArrowDown")
-    sel = page.evaluate("document.querySelector('#series-table tbody tr.selected').dataset.seriesId")
-    second = page.evaluate("document.querySelectorAll('#series-table tbody tr')[1].dataset.seriesId")
+    sel = page.evaluate("document.querySelector('#series-table tbody tr.series.selected').dataset.seriesId")
+    second = page.evaluate("document.querySelectorAll('#series-table tbody tr.series')[1].dataset.seriesId")
     assert sel == second
     page.keyboard.press("Enter")
     S.wait_js(page, "!document.getElementById('viewer').hidden && document.getElementById('view').dataset.drawn")
@@ -249,7 +248,7 @@ def test_import_shows_progress_and_new_series(page, tmp_path):
     assert "28 files: added 24, already present 0, skipped 4" in report
     assert "not_dicom" in report
     page.click("#import-close")
-    S.wait_js(page, f"document.querySelectorAll('#series-table tbody tr').length === {n_before + 2}")
+    S.wait_js(page, f"document.querySelectorAll('#series-table tbody tr.series').length === {n_before + 2}")
 
 
 def test_load_from_cd_usb_stores_nothing(page, built, tmp_path):
@@ -266,14 +265,14 @@ def test_load_from_cd_usb_stores_nothing(page, built, tmp_path):
     page.click("#path-ok")
     S.wait_js(page, "!document.getElementById('media-banner').hidden")
     assert "NOT SAVED" in page.locator("#media-banner").inner_text()
-    S.wait_js(page, "document.querySelectorAll('#series-table tbody tr').length === 1")
+    S.wait_js(page, "document.querySelectorAll('#series-table tbody tr.series').length === 1")
     assert page.locator("#btn-import").is_disabled()
     open_row(page, lambda r: True)
     img = S.read_canvas(page)
     assert np.ptp(img) > 50
     page.click("#btn-media-close")
     S.wait_js(page, "document.getElementById('media-banner').hidden")
-    S.wait_js(page, f"document.querySelectorAll('#series-table tbody tr').length === {n_archive}")
+    S.wait_js(page, f"document.querySelectorAll('#series-table tbody tr.series').length === {n_archive}")
     assert S.archive_snapshot(built["archive"]) == before
     assert set(os.listdir(os.path.expanduser("~"))) == home_before
 
@@ -290,13 +289,13 @@ def import_folder(page, folder):
     page.click("#path-ok")
     S.wait_js(page, "document.getElementById('import-dialog').dataset.done", timeout=60)
     page.click("#import-close")
-    S.wait_js(page, f"document.querySelectorAll('#series-table tbody tr').length > {n_before}")
+    S.wait_js(page, f"document.querySelectorAll('#series-table tbody tr.series').length > {n_before}")
 
 
 def open_by_keyboard(page, pred):
     """Select a row with a click, park the pointer off the stage, open it with Enter."""
     idx = next(i for i, r in enumerate(rows(page)) if pred(r))
-    page.locator("#series-table tbody tr").nth(idx).click()
+    page.locator("#series-table tbody tr.series").nth(idx).click()
     page.mouse.move(2, 2)
     page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
     page.keyboard.press("Enter")
@@ -354,7 +353,7 @@ def test_a_failed_open_clears_the_viewport_and_says_why_until_dismissed(page, bu
     page.keyboard.press("Escape")
     S.wait_js(page, "!document.getElementById('browser').hidden")
     idx = next(i for i, r in enumerate(rows(page)) if r["patient_id"] == DOOMED_PID)
-    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    page.locator("#series-table tbody tr.series").nth(idx).dblclick()
     S.wait_js(page, "!document.getElementById('error-banner').hidden")
     banner = page.locator("#error-banner")
     assert "no files that can be read" in banner.inner_text()
@@ -391,7 +390,7 @@ def test_the_overlay_names_only_the_series_on_screen_while_another_loads(page, b
     page.keyboard.press("Escape")
     S.wait_js(page, "!document.getElementById('browser').hidden")
     idx = next(i for i, r in enumerate(rows(page)) if r["patient_id"] == S.MARKUP_PID)
-    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    page.locator("#series-table tbody tr.series").nth(idx).dblclick()
     S.wait_js(page, "!document.getElementById('viewer').hidden")
     end = 50
     while not held and end:
@@ -459,7 +458,7 @@ def test_a_volume_stream_that_breaks_clears_the_viewport(page, built):
     page.keyboard.press("Escape")
     S.wait_js(page, "!document.getElementById('browser').hidden")
     idx = next(i for i, r in enumerate(rows(page)) if r["patient_id"] == S.MARKUP_PID)
-    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    page.locator("#series-table tbody tr.series").nth(idx).dblclick()
     S.wait_js(page, "!document.getElementById('error-banner').hidden")
     assert "ended early" in page.locator("#error-text").inner_text()
     page.wait_for_timeout(300)

@@ -59,11 +59,11 @@ def page(browser, served):
 
 def open_series(page, prefix):
     """Open the series whose description starts with *prefix*; wait until it is all loaded."""
-    descs = page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map(tr =>
+    descs = page.evaluate("""[...document.querySelectorAll('#series-table tbody tr.series')].map(tr =>
         tr.querySelector('td[data-col=series_description]').textContent)""")
     idx = next(i for i, d in enumerate(descs) if d.startswith(prefix))
     page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
-    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    page.locator("#series-table tbody tr.series").nth(idx).dblclick()
     S.wait_js(page, "document.getElementById('view').dataset.tLoaded", 60)
     return S.fetch_header(page, S.dataset(page)["vid"])
 

@@ -104,8 +104,8 @@ class Commands:
         st = self.archive.stats()
         return {k: v for k, v in dict(st).items() if isinstance(v, (int, float, str, bool))}
 
-    def cmd_search(self, a: dict) -> dict:
-        """Series matching the filters, with their patient and study."""
+    def _search_results(self, a: dict):
+        """Run the archive search of the page's filters (shared by search and browse)."""
         from pocketpacs.archive.query import parse_date_range
 
         filters = {k: a[k] for k in ("name", "patient_id", "birth_date", "study_date", "modality",
@@ -126,30 +126,74 @@ class Commands:
             if _looks_damaged(exc):
                 raise
             raise BridgeError(protocol.BAD_REQUEST, "A search field is malformed.") from None
-        rows = []
-        for h in res.hits:
-            p, st = h.patient, h.study
-            for s in h.series:
-                row = {"series_id": s.key, "patient_name": _display_name(p.name) or records.NO_NAME,
-                       "patient_id": p.patient_id, "birth_date": _fmt_date(p.birth_date),
-                       "study_date": _fmt_date(st.date), "study_description": st.description,
-                       "accession": st.accession, "modality": s.modality,
-                       "series_description": s.description, "series_number": s.number,
-                       "images": s.n_instances, "offline": s.n_offline > 0}
-                rows.append(row)
-                self._labels[s.key] = {
-                    "patient_name": row["patient_name"], "patient_id": p.patient_id,
-                    "birth_date": row["birth_date"], "study_description": st.description,
-                    "study_date": row["study_date"], "series_description": s.description,
-                    "modality": s.modality}
         if not self._warmed:          # after the first list is on its way, not before
             self._warmed = True
             self.start_warmup()
+        return res
+
+    def _series_row(self, p, st, s) -> dict:
+        """The page's row of one series (and its labels kept for the viewer's overlay)."""
+        row = {"series_id": s.key, "patient_name": _display_name(p.name) or records.NO_NAME,
+               "patient_id": p.patient_id, "birth_date": _fmt_date(p.birth_date),
+               "study_date": _fmt_date(st.date), "study_description": st.description,
+               "accession": st.accession, "modality": s.modality,
+               "series_description": s.description, "series_number": s.number,
+               "images": s.n_instances, "offline": s.n_offline > 0}
+        self._labels[s.key] = {
+            "patient_name": row["patient_name"], "patient_id": p.patient_id,
+            "birth_date": row["birth_date"], "study_description": st.description,
+            "study_date": row["study_date"], "series_description": s.description,
+            "modality": s.modality}
+        return row
+
+    def cmd_search(self, a: dict) -> dict:
+        """Series matching the filters, with their patient and study."""
+        res = self._search_results(a)
+        rows = [self._series_row(h.patient, h.study, s) for h in res.hits for s in h.series]
         truncated = len(rows) > a["limit"]
         rows = rows[:a["limit"]]
         counts = {"patients": res.n_patients,
                   "studies": res.n_studies, "series": res.n_series, "images": res.n_instances}
         return {"rows": rows, "counts": counts, "truncated": truncated}
+
+    def cmd_browse(self, a: dict) -> dict:
+        """The matching series as a patient -> study -> series tree with counts.
+
+        Same filters as ``search``; each patient and study carries the number
+        of its matching studies, series and images.  At most ``limit`` series
+        are listed (``truncated`` says when more matched).
+        """
+        res = self._search_results(a)
+        patients: dict[str, dict] = {}
+        n = 0
+        truncated = False
+        for h in res.hits:
+            p, st = h.patient, h.study
+            if n + len(h.series) > a["limit"]:
+                truncated = True
+                break
+            pn = patients.get(p.key)
+            if pn is None:
+                pn = patients[p.key] = {
+                    "patient_key": p.key, "patient_name": _display_name(p.name) or records.NO_NAME,
+                    "patient_id": p.patient_id, "birth_date": _fmt_date(p.birth_date),
+                    "studies": [], "n_studies": 0, "n_series": 0, "images": 0, "offline": False}
+            series = [self._series_row(p, st, s) for s in h.series]
+            n += len(series)
+            images = sum(r["images"] for r in series)
+            offline = any(r["offline"] for r in series)
+            mods = " ".join(sorted({r["modality"] for r in series if r["modality"]}))
+            pn["studies"].append({
+                "study_key": st.key, "study_date": _fmt_date(st.date), "study_description": st.description,
+                "accession": st.accession, "modality": mods,
+                "n_series": len(series), "images": images, "offline": offline, "series": series})
+            pn["n_studies"] += 1
+            pn["n_series"] += len(series)
+            pn["images"] += images
+            pn["offline"] = pn["offline"] or offline
+        counts = {"patients": res.n_patients,
+                  "studies": res.n_studies, "series": res.n_series, "images": res.n_instances}
+        return {"patients": list(patients.values()), "counts": counts, "truncated": truncated}
 
     def cmd_open_series(self, a: dict) -> dict:
         """Start loading a series (one stack of it: ``stack``, 0 the largest); answers at once
@@ -261,16 +305,34 @@ class Commands:
         out["slice"] = a["slice"]
         return out
 
-    def cmd_remove_series(self, a: dict) -> dict:
-        """Remove a series from the archive (files on disk stay)."""
+    def _remove(self, kind: str, key: str) -> int:
+        """Forget one patient, study or series of the archive; the number of images removed."""
         if self._media is not None or self.readonly:
             raise BridgeError(protocol.READ_ONLY, "This archive is read-only.")
-        removed = self.archive.remove(series=a["series_id"])
+        try:
+            removed = self.archive.remove(**{kind: key})
+        except KeyError:
+            removed = {}
         if not removed.get("instances"):
-            raise BridgeError(protocol.NOT_FOUND, "No such series in the archive.")
+            raise BridgeError(protocol.NOT_FOUND, f"No such {kind} in the archive.")
         with self._thumb_lock:
-            self._thumbs.pop(a["series_id"], None)
-        return {"removed": a["series_id"]}
+            self._thumbs.clear()
+        return removed["instances"]
+
+    def cmd_remove_series(self, a: dict) -> dict:
+        """Remove a series from the archive (files on disk stay)."""
+        images = self._remove("series", a["series_id"])
+        return {"removed": a["series_id"], "images": images}
+
+    def cmd_remove_study(self, a: dict) -> dict:
+        """Remove a study and all its series from the archive (files on disk stay)."""
+        images = self._remove("study", a["study_key"])
+        return {"removed": a["study_key"], "images": images}
+
+    def cmd_remove_patient(self, a: dict) -> dict:
+        """Remove a patient and all their studies from the archive (files on disk stay)."""
+        images = self._remove("patient", a["patient_key"])
+        return {"removed": a["patient_key"], "images": images}
 
     def _ask(self, a: dict, picker: str) -> str | None:
         path = a.get("path")
@@ -343,10 +405,49 @@ class Commands:
             raise
         with self._lock:
             old, self._media = self._media, media
+            self._media_root = os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else path
         if old is not None:
             old.close()
         self.volumes.clear()
         return self.cmd_hello({})
+
+    def cmd_copy_media(self, a: dict) -> dict | None:
+        """Copy the loaded CD/USB into a folder (picked, or typed in serve mode), then import it.
+
+        The copy keeps the medium's folder layout, makes folders 0700 and
+        files 0600 and never overwrites a file already there; the job answers
+        ``import_status`` / ``import_cancel`` like an import.
+        """
+        from .media_copy import CopyJob, inside
+
+        src = getattr(self, "_media_root", None)
+        if self._media is None or not src:
+            raise BridgeError(protocol.BAD_REQUEST, "Load a CD/USB first: there is nothing to copy.")
+        if self.readonly:
+            raise BridgeError(protocol.READ_ONLY, self.archive_notice or "This archive is open read-only.")
+        dest = self._ask(a, "pick_folder")
+        if not dest:
+            return None
+        dest = os.path.abspath(dest)
+        if inside(dest, src) or inside(src, dest):
+            raise BridgeError(protocol.BAD_REQUEST, "Pick a folder outside the disc (and not one holding it).")
+        if os.path.exists(dest) and not os.path.isdir(dest):
+            raise BridgeError(protocol.BAD_REQUEST, "The destination is a file, not a folder.")
+        home = self._home_archive()
+        job = CopyJob(src, dest, lambda folder: ImportJob(home, folder)).start()
+        self.imports[job.id] = job
+        return {"job_id": job.id}
+
+    def _home_archive(self):
+        """The archive on disk (not the media session's), opened when needed."""
+        with self._lock:
+            if self._damaged is not None:
+                raise BridgeError(protocol.UNAVAILABLE, self._damaged)
+            if self._archive is None:
+                if self._closed:
+                    raise BridgeError(protocol.UNAVAILABLE, "The session is closed.")
+                self._archive = self._open_archive()
+            return self._archive
 
     def cmd_close_media(self, a: dict) -> dict:
         """Leave the media session and forget everything it loaded."""

@@ -4,7 +4,10 @@
 that answers ``GET /v1/thumb/<series>``: the middle slice of a series, windowed
 with the series' first window preset by the NumPy reference of the window
 kernel and shrunk to :data:`THUMB_SIZE` pixels, sent as a binary frame
-(:func:`pocketpacs.ui.protocol.encode_frame`).  Frames are cached (up to 2000,
+(:func:`pocketpacs.ui.protocol.encode_frame`).  A series without image
+pixels (a report, SR, presentation state, RT structure set...) answers an
+empty frame whose header says ``not_image`` and what it is, so the page
+draws an icon instead of a black square.  Frames are cached (up to 2000,
 oldest dropped first); failures are logged and answer None.
 """
 from __future__ import annotations
@@ -38,8 +41,16 @@ class Thumbnails:
         with self._thumb_lock:
             if sid in self._thumbs:
                 return self._thumbs[sid]
+        from pocketpacs.images.volume import NotAnImageError
+
         try:
             img = self._make_thumbnail(sid)
+        except NotAnImageError as exc:   # no pixels: the page shows an icon saying what it is
+            frame = protocol.encode_frame({"shape": [0, 0], "dtype": "uint8", "not_image": True,
+                                           "kind": exc.kind}, np.zeros((0, 0), np.uint8))
+            with self._thumb_lock:
+                self._thumbs[sid] = frame
+            return frame
         except Exception as exc:
             log.info("thumbnail failed: %s", type(exc).__name__)
             return None

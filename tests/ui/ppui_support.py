@@ -182,6 +182,32 @@ class Served:
                 self.proc.wait()
 
 
+#: The archive browser's series rows (the tree's third level; patients and studies are rows too).
+SERIES_ROWS = "#series-table tbody tr.series"
+
+_TREE_ROWS_JS = """(full) => {
+  const cells = (tr) => Object.fromEntries([...tr.querySelectorAll('td[data-col]')].map(td =>
+      [td.dataset.col, full ? [td.textContent, td.childElementCount] : td.textContent]));
+  const out = []; let p = {}, s = {};
+  for (const tr of document.querySelectorAll('#series-table tbody tr')) {
+    if (tr.classList.contains('patient')) { p = cells(tr); s = {}; }
+    else if (tr.classList.contains('study')) s = cells(tr);
+    else if (tr.classList.contains('series')) {
+      const c = {...p, ...s, ...cells(tr)};
+      out.push(full ? {id: tr.dataset.seriesId, cells: c} : c);
+    }
+  }
+  return out;
+}"""
+
+
+def tree_rows(page, full: bool = False) -> list:
+    """One dict per series row of the archive browser, with the cells of its
+    patient and study rows merged in (``{col: text}``; with *full*,
+    ``{"id", "cells": {col: [text, child element count]}}``)."""
+    return page.evaluate(_TREE_ROWS_JS, full)
+
+
 def wait_js(page, expr: str, timeout: float = 30.0):
     """Poll a JS expression until truthy (no eval in the page: the CSP forbids it)."""
     end = time.monotonic() + timeout

@@ -49,13 +49,22 @@ function fmtTime(s) {
 
 /**
  * Start an import and follow it: progress bar with files/s and ETA, cancel,
- * `onSeries` called whenever new series appear, then the report.
+ * `onSeries` called whenever new series appear, then the report.  With
+ * `path` (a folder dropped onto the desktop window) no folder is asked for.
  */
-export async function runImport(onSeries) {
-  const job = await withPath('import_start', 'Folder to import (DICOM files, searched recursively):');
+export async function runImport(onSeries, path = null) {
+  const job = path ? await api.call('import_start', { path })
+    : await withPath('import_start', 'Folder to import (DICOM files, searched recursively):');
   if (!job) return null;
+  return followJob(job, onSeries);
+}
+
+/** Follow an import job (or a copy job, which ends with an import) in the import dialog. */
+export async function followJob(job, onSeries, title = 'Import') {
   const dlg = $('import-dialog');
   const bar = $('import-bar'), text = $('import-text'), report = $('import-report');
+  dlg.querySelector('h2').textContent = title;
+  delete dlg.dataset.done;
   report.replaceChildren();
   $('import-cancel').hidden = false; $('import-close').hidden = true;
   $('import-cancel').onclick = () => api.call('import_cancel', { job_id: job.job_id }).catch(() => {});
@@ -81,6 +90,14 @@ export async function runImport(onSeries) {
 }
 
 function showReport(el, st) {
+  if (st.copy) {
+    const c = st.copy, q = document.createElement('p');
+    q.textContent = `Copied ${c.copied} of ${c.files} files from the disc`
+      + (c.existing ? `; ${c.existing} already in the folder were left as they were` : '')
+      + (c.failed ? `; ${c.failed} could not be copied` : '') + '.';
+    el.appendChild(q);
+    if (!st.report && !st.error) return;
+  }
   const r = st.report || {};
   const p = document.createElement('p');
   // every file looked at is in exactly one of these counts: they add up to `seen`
@@ -116,4 +133,14 @@ function showReport(el, st) {
     det.appendChild(ul);
     el.appendChild(det);
   }
+}
+
+/**
+ * "Copy this disc into the archive…": ask for a folder, copy the medium there
+ * and import it, in the import dialog.  Returns the job, or null when cancelled.
+ */
+export async function runCopyMedia(onSeries) {
+  const job = await withPath('copy_media', 'Folder to copy the disc into (made if missing; nothing in it is overwritten), then imported:');
+  if (!job) return null;
+  return followJob(job, onSeries, 'Copy the disc into the archive');
 }

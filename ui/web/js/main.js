@@ -4,7 +4,10 @@ import * as api from './api.js';
 import { store } from './state.js';
 import { Browser } from './browser.js';
 import { Viewer } from './viewer.js';
-import { confirmBox, runImport, withPath } from './actions.js';
+import { confirmBox, runCopyMedia, runImport, withPath } from './actions.js';
+import { SeriesStrip } from './browse_strip.js';
+import { renderHelp, shortcutFor } from './shortcuts.js';
+import { dropAction } from './dropfiles.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -49,15 +52,26 @@ async function main() {
   if (viewer) viewer.compare.onFail = (err) => showError(err, true);
   if (viewer) viewer.compare.onShow = () => store.set({ view: 'viewer' });
 
+  const strip = new SeriesStrip(browser);
+  // the strip is for reading 2D slices: MPR and 3D layouts keep the whole height
+  const twoD = () => $('layout').value === '1' && $('single').value !== '3d';
+  const showStrip = () => {
+    $('series-strip').hidden = store.get('view') !== 'viewer' || $('series-strip').dataset.count === '0' || !strip.sid || !twoD();
+  };
+  for (const id of ['layout', 'single']) $(id).addEventListener('change', showStrip);
   store.on(['view'], (s) => {
     $('browser').hidden = s.view !== 'archive';
     $('viewer').hidden = s.view !== 'viewer';
+    showStrip();
     if (s.view === 'archive') { if (viewer) viewer.stopCine(); browser.focusTable(); } else $('stage').focus();
   });
   store.on(['media'], (s) => {
     $('media-banner').hidden = !s.media;
     document.body.dataset.media = s.media ? '1' : '0';
     $('btn-import').disabled = s.media;
+    $('btn-import').setAttribute('aria-disabled', s.media ? 'true' : 'false');
+    $('btn-import').title = s.media ? 'Close the CD/USB to import into the archive (or copy the disc into it)' : '';
+    $('btn-copy-media').hidden = !s.media;
     browser.readonly = s.media;
   });
   store.on(['status'], (s) => { $('status').textContent = s.status; });
@@ -67,7 +81,8 @@ async function main() {
   };
   applyHello(hello);
 
-  const openVolume = async (data, t0) => {
+  const openVolume = async (data, t0, sid = null) => {
+    if (strip.sid !== sid) { strip.show(sid); showStrip(); }
     if (!viewer) return;
     const tReply = performance.now();
     viewer.compare.setOn(false);        // the main viewer shows it
@@ -81,7 +96,8 @@ async function main() {
     const t0 = performance.now();
     // the page lays the viewer out while the server plans the series; what
     // was on screen goes now (its patient must not label the new series)
-    if (viewer) { viewer.clear(); store.set({ view: 'viewer' }); }
+    // the strip comes with the viewer, so the stage has its final size before the first frame
+    if (viewer) { viewer.clear(); strip.show(e.detail.series_id); store.set({ view: 'viewer' }); showStrip(); }
     const seq = viewer ? viewer.seq : 0;
     let data;
     try {
@@ -92,14 +108,20 @@ async function main() {
       return;
     }
     if (viewer && viewer.seq !== seq) return;            // another open started meanwhile
-    try { await openVolume(data, t0); } catch (err) { openFailed(err); }
+    try { await openVolume(data, t0, e.detail.series_id); } catch (err) { openFailed(err); }
   });
   browser.addEventListener('remove', async (e) => {
     if (store.get('media')) return;
-    const r = e.detail;
-    if (!(await confirmBox(`Remove this series (${r.images} images) from the archive? The files on disk are not deleted.`))) return;
-    try { await api.call('remove_series', { series_id: r.series_id }); } catch (err) { showError(err); }
-    browser.refresh();
+    const { level, data, text } = e.detail;
+    if (!(await confirmBox(text))) { browser.focusTable(); return; }
+    const [name, args] = {
+      series: ['remove_series', { series_id: data.series_id }],
+      study: ['remove_study', { study_key: data.study_key }],
+      patient: ['remove_patient', { patient_key: data.patient_key }],
+    }[level];
+    try { await api.call(name, args); } catch (err) { showError(err); }
+    await browser.refresh();
+    browser.focusTable();
   });
   browser.addEventListener('error', (e) => showError(e.detail));
 
@@ -124,20 +146,73 @@ async function main() {
       browser.refresh();
     } catch (err) { showError(err); }
   });
+  $('btn-copy-media').addEventListener('click', async () => {
+    try {
+      const job = await runCopyMedia(() => {});
+      if (!job) return;
+      // the copy is in the archive now: leave the disc, show the archive with it
+      applyHello(await api.call('close_media'));
+      if (viewer) viewer.close();
+      store.set({ view: 'archive' });
+      await browser.refresh();
+    } catch (err) { showError(err); }
+  });
   $('btn-media-close').addEventListener('click', async () => {
     try { applyHello(await api.call('close_media')); } catch (err) { showError(err); }
     if (viewer) viewer.close();
     store.set({ view: 'archive' });
     browser.refresh();
   });
+  const help = $('help-dialog');
+  const toggleHelp = () => {
+    if (help.open) { help.close(); return; }
+    if (document.querySelector('dialog[open]')) return;
+    renderHelp($('help-body'));
+    help.showModal();
+    $('help-close').focus();
+  };
+  $('btn-help').addEventListener('click', toggleHelp);
+  $('help-close').addEventListener('click', () => help.close());
+  const typing = () => ['INPUT', 'SELECT', 'TEXTAREA'].includes(document.activeElement.tagName);
+  const globalKeys = {
+    help: (e) => { if (!typing() || help.open) { e.preventDefault(); toggleHelp(); } },
+    escape: () => {
+      if (!$('row-menu').hidden) { browser.closeMenu(true); return; }
+      if (store.get('view') === 'viewer' && !document.querySelector('dialog[open]')) store.set({ view: 'archive' });
+    },
+    search: (e) => {
+      if (store.get('view') === 'archive' && !typing() && !document.querySelector('dialog[open]')) {
+        e.preventDefault(); browser.form.elements.name.focus();
+      }
+    },
+  };
   document.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && store.get('view') === 'viewer' && !document.querySelector('dialog[open]')) {
-      store.set({ view: 'archive' });
-    }
-    if (e.key === '/' && store.get('view') === 'archive' && document.activeElement.tagName !== 'INPUT') {
-      e.preventDefault(); browser.form.elements.name.focus();
-    }
+    const sc = shortcutFor('global', e.key) || (e.key === '/' ? shortcutFor('archive', e.key) : null);
+    if (sc && globalKeys[sc.action]) globalKeys[sc.action](e);
   });
+  // drag-and-drop of a folder or files onto the window
+  let dragDepth = 0;
+  const dragging = (e) => e.dataTransfer && [...e.dataTransfer.types].includes('Files');
+  window.addEventListener('dragenter', (e) => { if (dragging(e)) { dragDepth += 1; $('drop-zone').hidden = false; } });
+  window.addEventListener('dragleave', () => { dragDepth = Math.max(0, dragDepth - 1); if (!dragDepth) $('drop-zone').hidden = true; });
+  window.addEventListener('dragover', (e) => { if (dragging(e)) e.preventDefault(); });
+  window.addEventListener('drop', async (e) => {
+    e.preventDefault();
+    dragDepth = 0; $('drop-zone').hidden = true;
+    if (document.querySelector('dialog[open]')) return;
+    const what = dropAction(e.dataTransfer);
+    document.body.dataset.dropped = what.action;
+    try {
+      if (what.action === 'import') await runImport(() => browser.refresh(), what.path);
+      else if (what.action === 'open') {
+        const t0 = performance.now();
+        try { await openVolume(await api.call('open_other', { path: what.path }), t0); } catch (err) { openFailed(err); }
+      } else if (what.message) showError(new Error(what.message));
+    } catch (err) { showError(err); }
+  });
+  for (const b of document.querySelectorAll('#empty-archive button[data-do]')) {
+    b.addEventListener('click', () => $(b.dataset.do === 'import' ? 'btn-import' : 'btn-other').click());
+  }
   await browser.refresh();
   document.body.dataset.ready = '1';
 }
