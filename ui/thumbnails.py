@@ -3,7 +3,8 @@
 :class:`Thumbnails` is the part of :class:`~pocketpacs.ui.session.Session`
 that answers ``GET /v1/thumb/<series>``: the middle slice of a series, windowed
 with the series' first window preset by the NumPy reference of the window
-kernel and shrunk to :data:`THUMB_SIZE` pixels, sent as a binary frame
+kernel (colour series: their 8-bit RGB, ``(h, w, 3)``, as the viewer shows
+them) and shrunk to :data:`THUMB_SIZE` pixels, sent as a binary frame
 (:func:`pocketpacs.ui.protocol.encode_frame`).  Frames are cached (up to 2000,
 oldest dropped first); failures are logged and answer None.
 """
@@ -73,6 +74,8 @@ class Thumbnails:
                 src.read_into(mid, mid + 1, img[None])
         finally:
             src.close()
+        if getattr(hdr, "samples", 1) == 3:  # colour (RGB, YBR, palette): 8-bit RGB as shown
+            return shrink(np.ascontiguousarray(img, dtype=np.uint8), THUMB_SIZE)
         w = hdr.windows[0] if hdr.windows else {"center": 0.0, "width": 1.0}
         # the window is in real units; apply it to stored values
         c = (w["center"] - hdr.intercept) / hdr.slope

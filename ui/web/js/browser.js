@@ -177,11 +177,12 @@ export class Browser extends EventTarget {
       this.thumbs.unobserve(cv);
       const t = await api.thumbnail(cv.dataset.seriesId);
       if (!t) continue;
-      const [h, w] = t.header.shape;
+      const [h, w, c = 1] = t.header.shape;
       const img = new ImageData(w, h);
       for (let i = 0; i < w * h; i++) {
-        const v = t.data[i];
-        img.data[4 * i] = v; img.data[4 * i + 1] = v; img.data[4 * i + 2] = v; img.data[4 * i + 3] = 255;
+        const v = t.data[c * i];   // colour thumbnails: RGB
+        img.data[4 * i] = v; img.data[4 * i + 1] = t.data[c * i + (c > 1 ? 1 : 0)];
+        img.data[4 * i + 2] = t.data[c * i + (c > 1 ? 2 : 0)]; img.data[4 * i + 3] = 255;
       }
       cv.width = w; cv.height = h;
       cv.getContext('2d').putImageData(img, 0, 0);
