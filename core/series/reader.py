@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import ArchiveError
 from .rows import ArchiveRows, archive_rows
 from .stacks import (StackInfo, _fourth_axis, _is_progressive, _planned_shape, describe_volume,
-                     stack_label)
+                     mosaic_volume_files, stack_label)
 
 #: Serialises the core's native readers across threads (a viewer's volume jobs,
 #: thumbnails, warm-up): numba's default threading layer does not support
@@ -250,7 +250,8 @@ class SeriesReader:
                          _is_progressive(plan) and not palette)
 
     def _info_of_volume(self, i: int, vol: Any) -> StackInfo:
-        return describe_volume(i, vol, self.report.split_by)
+        return describe_volume(i, vol, self.report.split_by,
+                               mosaic_volume_files(self._fr, self.paths, vol))
 
     def check_stack(self, index: int) -> int:
         """The stack index, checked.
