@@ -46,8 +46,11 @@ class WindowPreset:
                 "source": self.source}
 
 
-#: Values counted per pass over the volume (keeps the temporaries small).
+#: The most values counted per pass over the volume; passes are also kept
+#: to 1/:data:`CHUNK_SHARE` of the volume's bytes, so counting adds little
+#: to the memory a volume takes (an assembly's peak stays near the array).
 CHUNK = 1 << 22
+CHUNK_SHARE = 256
 #: Bins of each histogram pass over float (or wide-ranged integer) values.
 FLOAT_BINS = 1 << 12
 #: Integer values are counted one bin per value when their range is at most this.
@@ -61,10 +64,15 @@ BACKGROUND_SHARE = 0.2
 MAX_HEADER_WINDOWS = 3
 
 
+def _chunk(flat: np.ndarray) -> int:
+    return int(min(CHUNK, max(1 << 12, flat.nbytes // CHUNK_SHARE)))
+
+
 def _chunks(flat: np.ndarray, drop: tuple[float, ...] = ()):
     """The finite values of ``flat``, a chunk at a time, without the values in ``drop``."""
-    for i in range(0, flat.size, CHUNK):
-        c = flat[i:i + CHUNK]
+    n = _chunk(flat)
+    for i in range(0, flat.size, n):
+        c = flat[i:i + n]
         if c.dtype.kind == "f":
             c = c[np.isfinite(c)]
         for v in drop:
@@ -83,7 +91,9 @@ def _range(flat: np.ndarray, drop: tuple[float, ...] = ()) -> tuple[float, float
 def _exact_counts(flat: np.ndarray, lo: float, hi: float) -> np.ndarray:
     counts = np.zeros(int(hi - lo) + 1, np.int64)
     for c in _chunks(flat):
-        counts += np.bincount(c.astype(np.int64) - int(lo), minlength=counts.size)
+        d = c.astype(np.int32 if c.dtype.itemsize <= 2 else np.int64)
+        d -= int(lo)
+        counts += np.bincount(d, minlength=counts.size)
     return counts
 
 
@@ -156,7 +166,8 @@ def robust_range(arr: np.ndarray, padding: float | None = None,
         return 0.0, 0.0
     if full_hi == full_lo:
         return full_lo, full_hi
-    exact = flat.dtype.kind in "iu" and full_hi - full_lo < EXACT_RANGE
+    # one bin per integer value while the bins stay small beside the volume
+    exact = flat.dtype.kind in "iu" and full_hi - full_lo < min(EXACT_RANGE, max(1 << 12, flat.size >> 6))
     if exact:
         counts = _exact_counts(flat, full_lo, full_hi)
         if padding is not None and full_lo <= padding <= full_hi and float(padding).is_integer():
