@@ -284,6 +284,8 @@ class DicomSeriesSource:
             hdr, arr = header_for_4d(vol, labels, stack=(info.index, len(reader.stacks)))
             hdr.stack = stack_header(reader, info.index)
             hdr.frame_of_reference = frame_of_reference(reader, info.index)
+            if info.volumes.count > 1:  # the reader's axis (a mosaic DTI's b-values)
+                hdr.volumes = info.volumes.to_dict()
             self._whole = ArraySource(hdr, arr)
             return
         self._read_dtype = ss.dtype

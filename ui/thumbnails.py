@@ -3,7 +3,8 @@
 :class:`Thumbnails` is the part of :class:`~pocketpacs.ui.session.Session`
 that answers ``GET /v1/thumb/<series>``: the middle slice of a series, windowed
 with the series' first window preset by the NumPy reference of the window
-kernel and shrunk to :data:`THUMB_SIZE` pixels, sent as a binary frame
+kernel (colour series: their 8-bit RGB, ``(h, w, 3)``, as the viewer shows
+them) and shrunk to :data:`THUMB_SIZE` pixels, sent as a binary frame
 (:func:`pocketpacs.ui.protocol.encode_frame`).  A series without image
 pixels (a report, SR, presentation state, RT structure set...) answers an
 empty frame whose header says ``not_image`` and what it is, so the page
@@ -84,6 +85,8 @@ class Thumbnails:
                 src.read_into(mid, mid + 1, img[None])
         finally:
             src.close()
+        if getattr(hdr, "samples", 1) == 3:  # colour (RGB, YBR, palette): 8-bit RGB as shown
+            return shrink(np.ascontiguousarray(img, dtype=np.uint8), THUMB_SIZE)
         w = hdr.windows[0] if hdr.windows else {"center": 0.0, "width": 1.0}
         # the window is in real units; apply it to stored values
         c = (w["center"] - hdr.intercept) / hdr.slope

@@ -235,7 +235,12 @@ def png_encode(img: np.ndarray) -> bytes:
 
 def slice_image(vol: Volume, index: int | None = None, *, volume_index: int = 0,
                 center: float | None = None, width: float | None = None) -> np.ndarray:
-    """One slice windowed to 8 bits (RGB slices are passed through).
+    """One slice windowed to 8 bits; colour as 8-bit RGB.
+
+    Colour slices (RGB, YBR as decoded to RGB) and PALETTE COLOR slices
+    (their stored indices through :attr:`Volume.palette`) come out as the
+    viewer shows them (:func:`pocketpacs.images.colour.display_rgb`): 8-bit
+    samples unchanged, deeper ones narrowed to their top 8 bits, no window.
 
     Parameters
     ----------
@@ -253,14 +258,19 @@ def slice_image(vol: Volume, index: int | None = None, *, volume_index: int = 0,
     """
     from pocketpacs.native.window import window
 
+    from .colour import rgb8
+
     a = vol.array[volume_index] if vol.is_4d else vol.array
     if index is None:
         index = a.shape[0] // 2
     if not 0 <= index < a.shape[0]:
         raise ExportError(f"slice index {index} outside 0..{a.shape[0] - 1}")
     sl = a[index]
+    if getattr(vol, "palette", None) is not None:
+        return rgb8(sl, vol.palette)
     if vol.samples > 1:
-        return np.clip(sl, 0, 255).astype(np.uint8) if sl.dtype != np.uint8 else np.array(sl)
+        # deeper than 8 bits: narrowed by the volume's top value, as the viewer does
+        return rgb8(sl) if sl.dtype == np.uint8 else rgb8(a)[index]
     if center is None or width is None:
         p = vol.default_window()
         center = p.center if center is None else center

@@ -37,6 +37,11 @@ class _Frames:
     batch: Any = None
     #: file index -> calibration of the files without Pixel Spacing (see calibration.py)
     calibration: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: the series' files (file indices of the frame table index it)
+    paths: list[str] = field(default_factory=list)
+    #: Diffusion b-value per frame where the frame table knows it (enhanced
+    #: multi-frame MR: MR Diffusion Sequence), else NaN: see :func:`frame_bvalues`
+    bvalue: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 #: Image Type values of mosaics: Siemens ``MOSAIC``, UIH ``VFRAME`` (a grid of slices).
@@ -106,6 +111,7 @@ def _multiframe_rows(path: str, fmt: PixelFormat, fi: int) -> dict[str, Any] | N
     echo = np.full(n, np.nan)
     wc = np.full(n, np.nan)
     ww = np.full(n, np.nan)
+    bval = np.full(n, np.nan)
     stack: list[str | None] = [None] * n
     shared = ds.get("SharedFunctionalGroupsSequence")
     shared = shared[0] if shared else None
@@ -128,6 +134,7 @@ def _multiframe_rows(path: str, fmt: PixelFormat, fi: int) -> dict[str, Any] | N
             echo[i] = _floats(get("MREchoSequence", "EffectiveEchoTime"), 1)[0]
             wc[i] = _floats(get("FrameVOILUTSequence", "WindowCenter"), 1)[0]
             ww[i] = _floats(get("FrameVOILUTSequence", "WindowWidth"), 1)[0]
+            bval[i] = _floats(get("MRDiffusionSequence", "DiffusionBValue"), 1)[0]
             sid = get("FrameContentSequence", "StackID")
             stack[i] = str(sid) if sid is not None else None
         # top-level fallbacks
@@ -160,7 +167,7 @@ def _multiframe_rows(path: str, fmt: PixelFormat, fi: int) -> dict[str, Any] | N
             pos[0], ori[0] = ipp, iop
         # otherwise: frames without per-frame positions -> a sequence
     return {"pos": pos, "ori": ori, "ps": ps, "th": th, "sl": sl, "ic": ic,
-            "temporal": temporal, "echo": echo, "wc": wc, "ww": ww, "stack": stack}
+            "temporal": temporal, "echo": echo, "wc": wc, "ww": ww, "stack": stack, "bval": bval}
 
 
 def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
@@ -239,6 +246,7 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
     col = {k: v[file_col] for k, v in num.items()}
     ps = psp[file_col]
     stack: list[str | None] = [None] * m
+    bval = np.full(m, np.nan)
     g_rows, g_cols, g_smp = (np.array([(f.rows, f.cols, f.samples) if f is not None else (0, 0, 1)
                                        for f in formats], dtype=np.int64).reshape(-1, 3).T)
     for i, mf in mf_rows.items():
@@ -256,6 +264,7 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
             v = mf[key]
             col[name][sel] = np.where(np.isfinite(v), v, num[name][i])
         stack[sel] = mf["stack"]
+        bval[sel] = mf["bval"]
     # no Pixel Spacing: Imager Pixel Spacing or ultrasound regions, else uncalibrated
     calib = calibration.fill_missing_spacing(paths, file_col, ps)
     it_list = [itype[i] or "" for i in file_col.tolist()]
@@ -274,4 +283,129 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
     ic = np.where(np.isfinite(ic), ic, 0.0)
     return _Frames(ft, sl, ic, np.array(cols["wc"], dtype=np.float64),
                    np.array(cols["ww"], dtype=np.float64), formats, modality, suid, excluded,
-                   mosaics, batch, calib)
+                   mosaics, batch, calib, [str(p) for p in paths], bval)
+
+
+# --------------------------------------------------------------------------
+# b-values (the 4th axis of diffusion series)
+# --------------------------------------------------------------------------
+#: Where a file's diffusion b-value is, in the order looked at (as dcm2niix
+#: reads them): the standard Diffusion b-value (0018,9087, FD, also inside the
+#: MR Diffusion Sequence of enhanced files), then the vendors' private
+#: elements, each only in files of that manufacturer: Siemens "B_value"
+#: (0019,100C, IS), GE "slop_int_6" (0043,1039, IS, its first value) and
+#: Philips "Diffusion_B_Factor" (2001,1003, FL).
+BVALUE_TAGS: tuple[tuple[int, str, str | None], ...] = (
+    (0x00189087, "FD", None),
+    (0x0019100C, "IS", "SIEMENS"),
+    (0x00431039, "IS", "GE"),
+    (0x20011003, "FL", "PHILIPS"),
+)
+
+
+def _element_number(value: Any, vr: str, little_endian: bool = True) -> float:
+    """The first number of an element's value (decoded, or raw bytes of an UN element)."""
+    import struct
+
+    if isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+        end = "<" if little_endian else ">"
+        if vr == "FD" and len(raw) >= 8:
+            return float(struct.unpack(end + "d", raw[:8])[0])
+        if vr == "FL" and len(raw) >= 4:
+            return float(struct.unpack(end + "f", raw[:4])[0])
+        value = raw.decode("ascii", "ignore").strip("\x00 ").split("\\")[0]
+    elif isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, str)):
+        value = list(value)[0] if len(list(value)) else None
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+    return v if np.isfinite(v) and v >= 0 else float("nan")
+
+
+def bvalue_of_dataset(ds: Any) -> float:
+    """A data set's diffusion b-value (s/mm²), NaN when it has none.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        The header (pixels not needed).
+
+    Returns
+    -------
+    float
+        From :data:`BVALUE_TAGS` in order; private elements only in files of
+        their manufacturer.
+    """
+    maker = str(ds.get("Manufacturer", "") or "").upper()
+    little = bool(getattr(ds, "is_little_endian", True) in (True, None))
+    for tag, vr, vendor in BVALUE_TAGS:
+        if vendor is not None and vendor not in maker:
+            continue
+        el = ds.get(tag)
+        if el is None:
+            continue
+        v = _element_number(el.value, vr, little)
+        if np.isfinite(v):
+            return v
+    for grp in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        g = ds.get(grp)
+        v = _floats(_fg(g[0] if g else None, "MRDiffusionSequence", "DiffusionBValue"), 1)[0]
+        if np.isfinite(v):
+            return float(v)
+    return float("nan")
+
+
+def bvalue_of_file(path: str) -> float:
+    """The diffusion b-value of a DICOM file (:func:`bvalue_of_dataset`), NaN when it
+    has none or cannot be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from ..dicom.fallback import read_dataset_capped
+
+            ds = read_dataset_capped(path, stop_before_pixels=True)
+    except Exception:
+        return float("nan")
+    return bvalue_of_dataset(ds)
+
+
+def frame_bvalues(fr: _Frames, rows: np.ndarray) -> np.ndarray | None:
+    """The b-values of some frames (e.g. the first frame of each volume of a stack).
+
+    Enhanced files give theirs per frame (:attr:`_Frames.bvalue`); other files
+    are read with pydicom, one read per file -- only when the first file has
+    a b-value (an fMRI run of hundreds of volumes is read once, not per volume).
+
+    Parameters
+    ----------
+    fr : _Frames
+    rows : ndarray of int
+        Frame-table rows.
+
+    Returns
+    -------
+    ndarray or None
+        One b-value per row; None when any is unknown.
+    """
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if rows.size == 0:
+        return None
+    known = fr.bvalue[rows] if fr.bvalue.size else np.full(rows.size, np.nan)
+    if np.all(np.isfinite(known)):
+        return known.astype(np.float64)
+    if not fr.paths:
+        return None
+    out = known.astype(np.float64).copy()
+    cache: dict[int, float] = {}
+    for j, r in enumerate(rows.tolist()):
+        if np.isfinite(out[j]):
+            continue
+        f = int(fr.ft.file[r])
+        if f not in cache:
+            cache[f] = bvalue_of_file(fr.paths[f])
+        out[j] = cache[f]
+        if not np.isfinite(out[j]):
+            return None          # the first file without one: none are read further
+    return out

@@ -213,10 +213,17 @@ def _key_of(ft: FrameTable, i: int, has_geo: bool) -> dict[str, Any]:
     return key
 
 
+#: The planning note of a grid without any calibration (no Pixel Spacing, and
+#: :func:`pocketpacs.images.calibration.fill_missing_spacing` found no Imager
+#: Pixel Spacing or ultrasound region): the page's assembly panel says the same.
+UNCALIBRATED_NOTE = ("uncalibrated (measured in px): no Pixel Spacing, Imager Pixel Spacing "
+                     "or ultrasound region calibration")
+
+
 def _pixel_spacing(ft: FrameTable, i: int, notes: list[str]) -> np.ndarray:
     ps = ft.pixel_spacing[i]
     if not np.all(np.isfinite(ps)) or np.any(ps <= 0):
-        notes.append("no Pixel Spacing: 1 mm pixels assumed")
+        notes.append(UNCALIBRATED_NOTE)
         return np.array([1.0, 1.0])
     return ps.copy()
 

@@ -4,7 +4,8 @@
 (the viewer gets them through the volume header's ``windows``);
 :func:`window_presets` lists a volume's presets (header windows first, then
 the modality defaults for rescaled values, then :func:`histogram_window`,
-the 0.5-99.5 percentile window of a subsample of the values).
+the 0.5-99.5 percentile window of a histogram of every value of the volume,
+its background left out: :func:`robust_range`).
 """
 from __future__ import annotations
 
@@ -45,11 +46,17 @@ class WindowPreset:
                 "source": self.source}
 
 
-#: Samples the histogram window looks at (a strided subsample of the volume).
-HISTOGRAM_SAMPLES = 1 << 16
-#: Samples looked at when the first subsample is nearly all background (a
-#: sparse whole-body NM scan, a mostly empty 4D NIfTI).
-SPARSE_SAMPLES = 1 << 22
+#: The most values counted per pass over the volume; passes are also kept
+#: to 1/:data:`CHUNK_SHARE` of the volume's bytes, so counting adds little
+#: to the memory a volume takes (an assembly's peak stays near the array).
+CHUNK = 1 << 22
+CHUNK_SHARE = 256
+#: Bins of each histogram pass over float (or wide-ranged integer) values.
+FLOAT_BINS = 1 << 12
+#: Integer values are counted one bin per value when their range is at most this.
+EXACT_RANGE = 1 << 20
+#: Values looked at for the resolution of float data (a strided subsample).
+RESOLUTION_SAMPLES = 1 << 16
 #: The most common value is "background" (air, padding, zero outside the
 #: body) when it is the lowest value and covers at least this share.
 BACKGROUND_SHARE = 0.2
@@ -57,53 +64,173 @@ BACKGROUND_SHARE = 0.2
 MAX_HEADER_WINDOWS = 3
 
 
-def _strided(flat: np.ndarray, n: int) -> np.ndarray:
-    sub = flat[::max(1, flat.size // n)]
-    if sub.dtype.kind == "f":
-        sub = sub[np.isfinite(sub)]
-    return sub
+def _chunk(flat: np.ndarray) -> int:
+    return int(min(CHUNK, max(1 << 12, flat.nbytes // CHUNK_SHARE)))
 
 
-def _resolution(values: np.ndarray, dtype: np.dtype) -> float:
-    """The smallest step between values: 1 for integers, else the smallest gap seen."""
-    if dtype.kind in "iub":
+def _chunks(flat: np.ndarray, drop: tuple[float, ...] = ()):
+    """The finite values of ``flat``, a chunk at a time, without the values in ``drop``."""
+    n = _chunk(flat)
+    for i in range(0, flat.size, n):
+        c = flat[i:i + n]
+        if c.dtype.kind == "f":
+            c = c[np.isfinite(c)]
+        for v in drop:
+            c = c[c != v]
+        yield c
+
+
+def _range(flat: np.ndarray, drop: tuple[float, ...] = ()) -> tuple[float, float, int]:
+    lo, hi, n = np.inf, -np.inf, 0
+    for c in _chunks(flat, drop):
+        if c.size:
+            lo, hi, n = min(lo, float(c.min())), max(hi, float(c.max())), n + c.size
+    return lo, hi, n
+
+
+def _exact_counts(flat: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    counts = np.zeros(int(hi - lo) + 1, np.int64)
+    for c in _chunks(flat):
+        d = c.astype(np.int32 if c.dtype.itemsize <= 2 else np.int64)
+        d -= int(lo)
+        counts += np.bincount(d, minlength=counts.size)
+    return counts
+
+
+def _cut(cum: np.ndarray, target: float) -> int:
+    return min(int(np.searchsorted(cum, target, side="left")), cum.size - 1)
+
+
+def _binned_percentiles(flat: np.ndarray, drop: tuple[float, ...], lo: float, hi: float, n: int,
+                        qs: tuple[float, float]) -> tuple[float, float]:
+    """Percentiles of the values of ``flat`` (without ``drop``) in ``[lo, hi]`` from two
+    histogram passes: the bins holding them, then a histogram of those bins' span."""
+    targets = [q / 100.0 * n for q in qs]
+    edges = np.linspace(lo, hi, FLOAT_BINS + 1)
+    counts = np.zeros(FLOAT_BINS, np.int64)
+    for c in _chunks(flat, drop):
+        counts += np.histogram(c, bins=edges)[0]
+    cum = np.cumsum(counts)
+    i0, i1 = _cut(cum, targets[0]), _cut(cum, targets[1])
+    a, b = float(edges[i0]), float(edges[i1 + 1])
+    below = float(cum[i0 - 1]) if i0 else 0.0
+    if b <= a:
+        return a, b
+    edges2 = np.linspace(a, b, FLOAT_BINS + 1)
+    counts2 = np.zeros(FLOAT_BINS, np.int64)
+    for c in _chunks(flat, drop):
+        counts2 += np.histogram(c[(c >= a) & (c <= b)], bins=edges2)[0]
+    cum2 = np.cumsum(counts2) + below
+    out = []
+    for t in targets:
+        j = _cut(cum2, t)
+        prev = cum2[j - 1] if j else below
+        frac = (t - prev) / counts2[j] if counts2[j] else 0.0
+        out.append(float(edges2[j] + min(max(frac, 0.0), 1.0) * (edges2[j + 1] - edges2[j])))
+    return out[0], out[1]
+
+
+def robust_range(arr: np.ndarray, padding: float | None = None,
+                 percentiles: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The low and high percentiles of every value of a volume, background left out.
+
+    Every finite value of ``arr`` is counted (a 4D volume: every volume), a
+    chunk at a time: integers exactly, one bin per value; floats (and integers
+    of a range over :data:`EXACT_RANGE`) in two histogram passes, the second
+    over the bins that hold the percentiles.  No subsample, so the answer does
+    not depend on how the volume's size lines up with a stride.  Left out: the
+    ``padding`` value, and the lowest value when it is the most common and
+    covers at least :data:`BACKGROUND_SHARE` of the voxels (air, the zeros
+    around a body, a sparse whole-body scan's empty field).  When what is left
+    is a single value (a mask: background and one label), the full range.
+
+    Parameters
+    ----------
+    arr : ndarray
+    padding : float, optional
+        Pixel Padding Value, in ``arr``'s units.
+    percentiles : (float, float), optional
+        Default :data:`HISTOGRAM_PERCENTILES`.
+
+    Returns
+    -------
+    (float, float)
+        ``lo <= hi``; ``(0.0, 0.0)`` when there is no finite value.
+    """
+    qs = percentiles or HISTOGRAM_PERCENTILES
+    flat = np.asarray(arr).reshape(-1)
+    if flat.dtype.kind == "b":
+        flat = flat.view(np.uint8)
+    full_lo, full_hi, n = _range(flat)
+    if n == 0:
+        return 0.0, 0.0
+    if full_hi == full_lo:
+        return full_lo, full_hi
+    # one bin per integer value while the bins stay small beside the volume
+    exact = flat.dtype.kind in "iu" and full_hi - full_lo < min(EXACT_RANGE, max(1 << 12, flat.size >> 6))
+    if exact:
+        counts = _exact_counts(flat, full_lo, full_hi)
+        if padding is not None and full_lo <= padding <= full_hi and float(padding).is_integer():
+            counts[int(padding - full_lo)] = 0
+        first = int(np.flatnonzero(counts)[0]) if counts.any() else 0
+        if counts[first] >= BACKGROUND_SHARE * n and counts[first] == counts.max():
+            counts[first] = 0                                   # the background mode
+        if np.count_nonzero(counts) < 2:                        # a mask, or constant
+            return full_lo, full_hi
+        cum = np.cumsum(counts)
+        lo, hi = (full_lo + _cut(cum, q / 100.0 * cum[-1]) for q in qs)
+        if hi <= lo:
+            nz = np.flatnonzero(counts)
+            lo, hi = full_lo + nz[0], full_lo + nz[-1]
+        return float(lo), float(hi)
+    drop: tuple[float, ...] = (float(padding),) if padding is not None and np.isfinite(padding) else ()
+    first_n = sum(int(np.count_nonzero(c == full_lo)) for c in _chunks(flat, drop))
+    if first_n >= BACKGROUND_SHARE * n:                         # the background: the lowest value
+        drop = drop + (full_lo,)
+    lo, hi, m = _range(flat, drop)
+    if m == 0 or hi <= lo:                                      # a mask, or constant
+        return full_lo, full_hi
+    lo, hi = _binned_percentiles(flat, drop, lo, hi, m, qs)
+    return (lo, hi) if hi > lo else (full_lo, full_hi)
+
+
+def _resolution(arr: np.ndarray) -> float:
+    """The smallest step between values: 1 for integers, else the smallest gap seen
+    in a strided subsample."""
+    if arr.dtype.kind in "iub":
         return 1.0
-    gaps = np.diff(np.unique(values))
+    flat = arr.reshape(-1)
+    sub = flat[::max(1, flat.size // RESOLUTION_SAMPLES)]
+    sub = sub[np.isfinite(sub)]
+    gaps = np.diff(np.unique(sub))
     gaps = gaps[gaps > 0]
     return float(gaps.min()) if gaps.size else 0.0
 
 
-def histogram_window(arr: np.ndarray, max_samples: int = HISTOGRAM_SAMPLES) -> WindowPreset:
-    """Window from the 0.5-99.5 percentiles of the volume's values, background left out.
+def histogram_window(arr: np.ndarray, padding: float | None = None) -> WindowPreset:
+    """Window over the 0.5-99.5 percentiles of the whole volume's values, background
+    left out (:func:`robust_range`), never narrower than the data's resolution (1 for
+    integers, the smallest step between float values).
 
-    A strided subsample of the whole volume is read (never only one slice).
-    The most common value, when it is also the lowest and covers at least
-    :data:`BACKGROUND_SHARE` of the samples (air, padding, the zeros around
-    a body), is left out, and when little else is left a larger subsample is
-    read, so a sparse scan does not collapse to the background.  The width is
-    never below the data's resolution (1 for integers, the smallest step
-    between float values).
+    Parameters
+    ----------
+    arr : ndarray
+        The values (rescaled when the viewer shows rescaled values); every
+        volume of a 4D one.
+    padding : float, optional
+        Pixel Padding Value, in ``arr``'s units.
+
+    Returns
+    -------
+    WindowPreset
+        ``name "auto"``, ``source "histogram"``.
     """
-    flat = arr.reshape(-1)
-    sub = _strided(flat, min(max_samples, max(1024, flat.size // 256)))
-    if sub.size == 0:
-        return WindowPreset("auto", 0.0, 1.0, "histogram")
-    values, counts = np.unique(sub, return_counts=True)
-    top = int(counts.argmax())
-    if top == 0 and values.size > 1 and counts[0] >= BACKGROUND_SHARE * sub.size:
-        background = values[0]
-        rest = sub[sub != background]
-        if rest.size < 64 and flat.size > sub.size:
-            wide = _strided(flat, SPARSE_SAMPLES)
-            rest = wide[wide != background]
-        if rest.size:
-            sub = rest
-    lo, hi = (float(v) for v in np.percentile(sub, HISTOGRAM_PERCENTILES))
-    if hi <= lo:
-        lo, hi = float(sub.min()), float(sub.max())
-    floor = _resolution(sub, arr.dtype)
-    width = max(hi - lo, floor) if max(hi - lo, floor) > 0 else 1.0
-    return WindowPreset("auto", (lo + hi) / 2.0, width, "histogram")
+    a = np.asarray(arr)
+    lo, hi = robust_range(a, padding)
+    width = max(hi - lo, _resolution(a))
+    if not width > 0:
+        width = 1.0
+    return WindowPreset("auto", (lo + hi) / 2.0, float(width), "histogram")
 
 
 def voted_header_windows(centers: np.ndarray, widths: np.ndarray,
@@ -138,6 +265,10 @@ def window_presets(arr: np.ndarray, modality: str | None, header: Sequence[tuple
                    rescaled: bool, samples: int = 1) -> list[WindowPreset]:
     """Window presets: header windows, modality defaults, histogram.
 
+    A header or modality window that covers none of the values of ``arr``
+    (a DX saying 2725/5310 over values 32744-65535: a white image) is listed
+    after the histogram window.
+
     Parameters
     ----------
     arr : ndarray
@@ -164,5 +295,7 @@ def window_presets(arr: np.ndarray, modality: str | None, header: Sequence[tuple
                                     "header"))
     if rescaled and modality in MODALITY_WINDOWS:
         out.extend(WindowPreset(n, c, w, "modality") for n, c, w in MODALITY_WINDOWS[modality])
-    out.append(histogram_window(arr))
-    return out
+    # a window that misses every value shows one flat grey level: listed last
+    lo, hi, _ = _range(np.asarray(arr).reshape(-1))
+    off = [p for p in out if p.center + p.width / 2 < lo or p.center - p.width / 2 > hi]
+    return [p for p in out if p not in off] + [histogram_window(arr)] + off

@@ -24,12 +24,15 @@ import numpy as np
 from ..errors import ArchiveError
 from .rows import ArchiveRows, archive_rows
 from .stacks import (StackInfo, _fourth_axis, _is_progressive, _planned_shape, describe_volume,
-                     stack_label)
+                     mosaic_volume_files, stack_label)
 
 #: Serialises the core's native readers across threads (a viewer's volume jobs,
 #: thumbnails, warm-up): numba's default threading layer does not support
 #: parallel kernels launched from several threads at once.
 NATIVE_LOCK = threading.RLock()
+#: Slices of the first volume the auto window of a progressive stack counts
+#: when it is the default window (:meth:`StackSlices.presets`).
+PRESET_SLICES = 9
 
 
 class SeriesOfflineError(ArchiveError, FileNotFoundError):
@@ -140,6 +143,11 @@ class StackSlices:
     def presets(self, sample: np.ndarray) -> list[Any]:
         """Window presets: the voted header windows, the modality's, a histogram of *sample*.
 
+        When that histogram window is the default (no header window, no
+        modality default) it also counts up to :data:`PRESET_SLICES` slices
+        spread over the first volume: a series whose middle slice is empty (a
+        sparse whole-body NM) does not open with the window of that slice.
+
         Parameters
         ----------
         sample : ndarray
@@ -151,7 +159,13 @@ class StackSlices:
         """
         from ..images.windows import window_presets
 
-        real = np.asarray(sample).astype(np.float64) * self.slope + self.intercept
+        sample = np.asarray(sample)
+        k = self.volume_shape[0]
+        if not self.header_windows and not self.rescaled and k > 1:
+            more = np.unique(np.linspace(0, k - 1, min(k, PRESET_SLICES)).round().astype(int))
+            sample = np.concatenate([sample.reshape((-1,) + self.shape[1:])]
+                                    + [self.read(int(z), int(z) + 1, reference=True) for z in more])
+        real = sample.astype(np.float64) * self.slope + self.intercept
         return window_presets(real, self.modality, self.header_windows, self.rescaled)
 
 
@@ -236,7 +250,8 @@ class SeriesReader:
                          _is_progressive(plan) and not palette)
 
     def _info_of_volume(self, i: int, vol: Any) -> StackInfo:
-        return describe_volume(i, vol, self.report.split_by)
+        return describe_volume(i, vol, self.report.split_by,
+                               mosaic_volume_files(self._fr, self.paths, vol))
 
     def check_stack(self, index: int) -> int:
         """The stack index, checked.

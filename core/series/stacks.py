@@ -29,7 +29,8 @@ class FourthAxis:
         ``"time"``, ``"echo"``, ``"b-value"`` or ``"volume"`` (no known meaning).
     values : list of float or None
         The value of each volume along the axis (temporal position, acquisition
-        number, echo number) where the headers give one per volume.
+        number, echo number, diffusion b-value) where the headers give one per
+        volume.
     by : str or None
         What ordered the volumes, in the assembly report's words.
     """
@@ -178,6 +179,9 @@ def _fourth_axis(fr: Any, plan: Any) -> FourthAxis:
     if e is not None and np.all(np.isfinite(e)) and np.unique(e).size == t:
         return FourthAxis(t, "echo", [float(v) for v in e], "echo number")
     by = plan.report.fourth_axis
+    b = _bvalues(fr, first)
+    if b is not None:
+        return FourthAxis(t, "b-value", b, by)
     col = {"temporal position": ft.temporal, "acquisition number": ft.acquisition}.get(by or "")
     values = None
     if col is not None:
@@ -187,15 +191,78 @@ def _fourth_axis(fr: Any, plan: Any) -> FourthAxis:
     return FourthAxis(t, AXIS_OF_ORDER.get(by or "", "volume"), values, by)
 
 
-def _fourth_axis_of_volume(vol: Any) -> FourthAxis:
-    """The 4th axis of an assembled volume (mosaics: no per-volume values known here)."""
+def _bvalues(fr: Any, first: np.ndarray) -> list[float] | None:
+    """The b-values of the volumes whose first frames are ``first`` when they differ
+    (a diffusion series), else None."""
+    from ..images.seriesframes import frame_bvalues
+
+    if not hasattr(fr, "bvalue"):
+        return None
+    b = frame_bvalues(fr, first)
+    if b is None or np.unique(b).size < 2:
+        return None
+    return [float(v) for v in b]
+
+
+def _fourth_axis_of_volume(vol: Any, volume_files: Sequence[str] | None = None) -> FourthAxis:
+    """The 4th axis of an assembled volume.
+
+    Parameters
+    ----------
+    vol : pocketpacs.images.volume.Volume
+    volume_files : sequence of str, optional
+        One file per volume (mosaics): their b-values make a ``"b-value"``
+        axis when they differ.
+
+    Returns
+    -------
+    FourthAxis
+    """
     if not vol.is_4d:
         return FourthAxis()
     rep = vol.report
     by = rep.fourth_axis if rep is not None else None
+    t = int(vol.array.shape[0])
+    if volume_files is not None and len(volume_files) == t:
+        from ..images.seriesframes import bvalue_of_file
+
+        b = [bvalue_of_file(str(f)) for f in volume_files[:1]]
+        if np.isfinite(b[0]):
+            b += [bvalue_of_file(str(f)) for f in volume_files[1:]]
+            if np.all(np.isfinite(b)) and np.unique(b).size > 1:
+                return FourthAxis(t, "b-value", [float(v) for v in b], by)
     mosaic = bool(rep is not None and rep.key.get("mosaic"))
     axis = "volume" if mosaic else AXIS_OF_ORDER.get(by or "", "volume")
-    return FourthAxis(int(vol.array.shape[0]), axis, None, by)
+    return FourthAxis(t, axis, None, by)
+
+
+def mosaic_volume_files(fr: Any, paths: Sequence[str], vol: Any) -> list[str] | None:
+    """The file of each volume of an assembled mosaic stack (None: not a mosaic).
+
+    Parameters
+    ----------
+    fr : pocketpacs.images.seriesframes._Frames
+        The series' frames.
+    paths : sequence of str
+        The series' files.
+    vol : pocketpacs.images.volume.Volume
+        One of its assembled stacks.
+
+    Returns
+    -------
+    list of str or None
+    """
+    from ..images.volume import mosaic_groups
+
+    rep = vol.report
+    if rep is None or not rep.key.get("mosaic"):
+        return None
+    size = rep.key.get("mosaic_size")
+    for g in mosaic_groups(fr):
+        f = fr.formats[g[0]]
+        if f is not None and [f.rows, f.cols] == size:
+            return [str(paths[i]) for i in g]
+    return None
 
 
 def _planned_shape(plan: Any) -> tuple[int, int, int]:
@@ -208,7 +275,8 @@ def _is_progressive(plan: Any) -> bool:
     return plan.samples == 1 and plan.in_plane_shift is None and plan.z_target is None
 
 
-def describe_volume(index: int, vol: Any, split_by: Sequence[str] = ()) -> StackInfo:
+def describe_volume(index: int, vol: Any, split_by: Sequence[str] = (),
+                    volume_files: Sequence[str] | None = None) -> StackInfo:
     """The :class:`StackInfo` of an assembled volume (export's, or an Open Other file's).
 
     Parameters
@@ -218,13 +286,15 @@ def describe_volume(index: int, vol: Any, split_by: Sequence[str] = ()) -> Stack
     vol : pocketpacs.images.volume.Volume
     split_by : sequence of str
         The attributes that split its series.
+    volume_files : sequence of str, optional
+        One file per volume of a 4D mosaic stack (for its b-values).
 
     Returns
     -------
     StackInfo
         ``progressive`` False: the volume is already whole.
     """
-    vols = _fourth_axis_of_volume(vol)
+    vols = _fourth_axis_of_volume(vol, volume_files)
     a = vol.array
     shape = tuple(int(v) for v in a.shape[(1 if vol.is_4d else 0):][:3])
     key = vol.report.key if vol.report is not None else {}

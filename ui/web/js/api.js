@@ -130,12 +130,12 @@ export async function streamVolume(vid, target, onSlices, signal, t = 0) {
   return header;
 }
 
-/** Fetch a series thumbnail: {header, data: Uint8Array} or null. */
+/** Fetch a series thumbnail: {header, data: Uint8Array} or null (shape [h, w] grey, [h, w, 3] RGB). */
 export async function thumbnail(sid, signal) {
   try {
     const buf = await (await getBinary(`/v1/thumb/${sid}`, signal)).arrayBuffer();
     const { header, offset } = parseFrame(buf);
-    return { header, data: new Uint8Array(buf, offset, header.shape[0] * header.shape[1]) };
+    return { header, data: new Uint8Array(buf, offset, header.shape[0] * header.shape[1] * (header.shape[2] || 1)) };
   } catch (e) { return null; }
 }
 

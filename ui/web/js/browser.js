@@ -385,11 +385,11 @@ export async function drawThumb(cv) {
     if (cv.isConnected) cv.replaceWith(nonImageIcon(t.header.kind && t.header.kind.length <= 8 ? t.header.kind : 'DOC', t.header.kind));
     return;
   }
-  const [h, w] = t.header.shape;
+  const [h, w, c = 1] = t.header.shape;
   const img = new ImageData(w, h);
-  for (let i = 0; i < w * h; i++) {
-    const v = t.data[i];
-    img.data[4 * i] = v; img.data[4 * i + 1] = v; img.data[4 * i + 2] = v; img.data[4 * i + 3] = 255;
+  for (let i = 0; i < w * h; i++) {   // colour thumbnails: RGB, (h, w, 3)
+    img.data[4 * i] = t.data[c * i]; img.data[4 * i + 1] = t.data[c * i + (c > 1 ? 1 : 0)];
+    img.data[4 * i + 2] = t.data[c * i + (c > 1 ? 2 : 0)]; img.data[4 * i + 3] = 255;
   }
   cv.width = w; cv.height = h;
   cv.getContext('2d').putImageData(img, 0, 0);

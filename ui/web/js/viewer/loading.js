@@ -7,6 +7,8 @@
 // the server sends), 3D defaults and clip-slider labels, and the value range;
 // and clear(): every open starts from, and every failed open ends in, a viewer
 // that shows nothing of any series (no image, overlay text, probe or marks).
+// The volumes of a 4D stack, once whole, stay in a cache of up to
+// VOLUME_CACHE_BYTES (cachedVolume / cacheVolume), emptied by clear().
 
 import * as api from '../api.js';
 import { requestRedraw } from '../scheduler.js';
@@ -18,6 +20,13 @@ import { defaultPreset } from '../tf.js';
 import { histogram } from '../panels.js';
 
 const $ = (id) => document.getElementById(id);
+
+/**
+ * The most bytes of whole volumes of a 4D stack the page keeps (its volume
+ * cache): a volume seen once is not fetched again while they fit, so cine
+ * over time replays from memory.  The least recently shown go first.
+ */
+export const VOLUME_CACHE_BYTES = 512 * 1024 * 1024;
 
 /** What MPR and 3D show of a colour volume (their textures hold its luminance). */
 export const COLOUR_NOTICE = 'colour shown as grey in MPR/3D';
@@ -125,7 +134,37 @@ export class ViewerLoading {
     return vol.data;
   }
 
-  /** After the first frame: full 2D texture, MPR/3D texture, and the progressive stream. */
+  /** The cached whole data of volume t of the 4D volume vid (refreshed as most recent), or null. */
+  cachedVolume(vid, t) {
+    const c = this.volumeCache;
+    const key = `${vid}:${t}`;
+    if (!c || !c.has(key)) return null;
+    const data = c.get(key);
+    c.delete(key); c.set(key, data);
+    return data;
+  }
+
+  /** Keep a whole volume of a 4D stack, dropping the least recent past VOLUME_CACHE_BYTES. */
+  cacheVolume(vol) {
+    if (!vol.data || (vol.header.volumes || {}).count <= 1 || vol.data.byteLength > VOLUME_CACHE_BYTES) return;
+    if (!this.volumeCache) this.volumeCache = new Map();
+    const c = this.volumeCache;
+    c.delete(`${vol.vid}:${vol.t || 0}`);
+    c.set(`${vol.vid}:${vol.t || 0}`, vol.data);
+    let bytes = 0;
+    for (const d of c.values()) bytes += d.byteLength;
+    for (const [k, d] of c) {
+      if (bytes <= VOLUME_CACHE_BYTES) break;
+      c.delete(k); bytes -= d.byteLength;
+    }
+    this.canvas.dataset.cachedVolumes = String(c.size);
+  }
+
+  /**
+   * After the first frame: full 2D texture, MPR/3D texture, and the progressive
+   * stream (nothing to stream for a volume from the cache: vol.cached).  Resolves
+   * when the volume is whole on the GPU.
+   */
   async startVolume(seq, vol, signal) {
     if (seq !== this.seq || vol.started) return;
     vol.started = true;
@@ -149,7 +188,7 @@ export class ViewerLoading {
       $('load-progress').textContent = v.complete < nz ? `loading ${v.complete}/${nz}` : '';
       this.refresh(false);
     };
-    const stream = api.streamVolume(vid, data.buffer, (complete) => {
+    const stream = vol.cached ? Promise.resolve(header) : api.streamVolume(vid, data.buffer, (complete) => {
       if (seq !== this.seq) return;
       this.vol.ready.fill(1, this.vol.complete, complete);
       this.vol.complete = complete;
@@ -158,8 +197,13 @@ export class ViewerLoading {
     const glDone = this.glReady.then(() => {
       if (seq !== this.seq) return;
       this.view.setData(data, vol.uploaded, vol.firstData ? [vol.first] : []);
-      if (this.rv) this.rv.dispose();
-      this.rv = new RenderVolume(this.gl, header, data);
+      if (this.rv && this.rv.header === header && this.rv.data && this.rv.data.length === data.length) {
+        // another volume of the same 4D stack: its 3D texture is refilled, not made anew
+        Object.assign(this.rv, { data, uploadedTo: 0, ready: false });
+      } else {
+        if (this.rv) this.rv.dispose();
+        this.rv = new RenderVolume(this.gl, header, data);
+      }
       const notice = [h3Colour(header), this.rv.notice].filter((x) => x).join('; ');
       $('notice-3d').textContent = notice;
       this.canvas.dataset.notice3d = notice;
@@ -170,6 +214,7 @@ export class ViewerLoading {
     });
     const loaded = Promise.all([stream, glDone]).then(() => {
       if (seq !== this.seq) return;
+      this.cacheVolume(vol);
       this.uploadPending();
       const r = header.rescale;
       this.panels.setHistogram(histogram(data, r.slope, r.intercept));
@@ -183,6 +228,7 @@ export class ViewerLoading {
       if (this.onFail) this.onFail(e);
       else $('load-progress').textContent = e.message;
     });
+    return loaded.catch(() => {});
   }
 
   setupPresets(header) {
@@ -245,6 +291,7 @@ export class ViewerLoading {
     clearTimeout(this.settleTimer);
     this.interacting = false;
     if (this.rv) { this.rv.dispose(); this.rv = null; }
+    this.volumeCache = new Map();          // the cached volumes belong to what was shown
     this.view.clear();
     this.hideNonImage();
     this.vol = null;
@@ -264,7 +311,7 @@ export class ViewerLoading {
     this.panels.clear();
     this.updateMeasurements();
     Object.assign(this.canvas.dataset, { vid: '', drawn: '', tFirst: '', tLoaded: '', ready: '0', slices: '0',
-      xform: '', notice3d: '', tex3d: '' });
+      xform: '', notice3d: '', tex3d: '', cachedVolumes: '0' });
     this.resetClip();
     this.ray.resetCamera();
     this.dirty3d = true;

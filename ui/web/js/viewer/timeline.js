@@ -5,8 +5,9 @@
 // chosen (open_series with `stack`); the overlay says which stack is shown.
 // A 4D stack (header.volumes.count > 1) shows a slider over its volumes and a
 // play/pause button (cine over time); each volume is fetched with ?t= (the
-// slice on screen first, then the rest of that volume streamed), and the
-// overlay says "volume t of N".  The controls are made here and put in the
+// slice on screen first, then the rest of that volume streamed) the first time
+// it is shown, and from the page's volume cache after that (viewer/loading.js,
+// VOLUME_CACHE_BYTES), and the overlay says "volume t of N".  The controls are made here and put in the
 // viewer's toolbar; every label is set with textContent.
 
 import * as api from '../api.js';
@@ -135,8 +136,13 @@ export class ViewerTimeline {
     }
   }
 
-  /** Show volume t of a 4D stack: the slice on screen first, then the rest of that volume. */
-  async setVolume(t) {
+  /**
+   * Show volume t of a 4D stack: from the page's volume cache when it was seen
+   * whole before (nothing fetched), else the slice on screen first, then the
+   * rest of that volume.  Resolves once that slice is drawn; with `whole`
+   * (cine over time), once the whole volume is (so each is fetched only once).
+   */
+  async setVolume(t, whole = false) {
     const vol = this.vol;
     if (!vol) return;
     const n = volumesOf(vol.header).count;
@@ -148,11 +154,29 @@ export class ViewerTimeline {
     this.abort = ctrl;
     const nz = vol.header.shape[0];
     const z = this.s.slice;
-    const next = { ...vol, t, data: null, ready: new Uint8Array(nz), uploaded: 0, complete: 0, first: z, firstData: null, started: false };
+    const cached = this.cachedVolume(vol.vid, t);
+    const next = cached
+      ? { ...vol, t, data: cached, ready: new Uint8Array(nz).fill(1), uploaded: 0, complete: nz, first: z, firstData: null, started: false, cached: true }
+      : { ...vol, t, data: null, ready: new Uint8Array(nz), uploaded: 0, complete: 0, first: z, firstData: null, started: false };
     this.vol = next;
     this.uploadPending = () => {};
     this.updateTimeline();
     this.updateOverlay();
+    const shown = (data) => {
+      let sum = 0;
+      for (let i = 0; i < data.length; i++) sum += data[i];
+      this.canvas.dataset.tSum = String(sum);        // which values are on screen (tests)
+      this.canvas.dataset.tDrawn = String(t);
+    };
+    if (cached) {
+      const per = cached.length / nz;
+      const done = this.startVolume(seq, next, ctrl.signal);
+      this.s.sliceReady = true;
+      shown(cached.subarray(z * per, (z + 1) * per));
+      await done;
+      if (seq === this.seq) this.render();
+      return;
+    }
     try {
       const sl = await api.volumeSlice(vol.vid, z, ctrl.signal, t);
       if (seq !== this.seq) return;
@@ -161,11 +185,9 @@ export class ViewerTimeline {
       this.view.setPreview(z, sl.data);
       this.s.sliceReady = true;
       this.render();
-      let sum = 0;
-      for (let i = 0; i < sl.data.length; i++) sum += sl.data[i];
-      this.canvas.dataset.tSum = String(sum);        // which values are on screen (tests)
-      this.canvas.dataset.tDrawn = String(t);
-      this.startVolume(seq, next, ctrl.signal);
+      shown(sl.data);
+      const done = this.startVolume(seq, next, ctrl.signal);
+      if (whole) await done;
     } catch (e) {
       if (e.name === 'AbortError' || seq !== this.seq) return;
       this.clear();
@@ -181,7 +203,7 @@ export class ViewerTimeline {
     const step = async () => {
       if (!this.timeCine || !this.vol) return;
       const n = volumesOf(this.vol.header).count;
-      await this.setVolume(((this.vol.t || 0) + 1) % n);
+      await this.setVolume(((this.vol.t || 0) + 1) % n, true);
       if (this.timeCine) this.timeCine = setTimeout(step, 1000 / fps);
     };
     this.timeCine = setTimeout(step, 0);
