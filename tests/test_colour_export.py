@@ -130,12 +130,19 @@ def test_the_series_list_draws_colour_thumbnails_in_colour(page, built):
 
     S.wait_js(page, """(() => { const c = [...document.querySelectorAll('canvas.thumb')];
         return c.length >= 4 && c.every((x) => x.width !== 64 || x.height !== 64); })()""")
-    drawn = page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map((tr) => {
-        const cv = tr.querySelector('canvas.thumb');
-        const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data;
-        return [tr.querySelector('td[data-col=patient_name]').textContent, cv.height, cv.width,
-                Array.from(d)];
-      })""")
+    # the archive tree: series rows follow their patient's row
+    drawn = page.evaluate("""(() => { const out = []; let patient = '';
+        for (const tr of document.querySelectorAll('#series-table tbody tr')) {
+          if (tr.classList.contains('patient')) {
+            patient = tr.querySelector('td[data-col=patient_name]').textContent;
+            continue;
+          }
+          const cv = tr.classList.contains('series') && tr.querySelector('canvas.thumb');
+          if (!cv) continue;
+          const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data;
+          out.push([patient, cv.height, cv.width, Array.from(d)]);
+        }
+        return out; })()""")
     by_patient = {p: np.array(d, np.uint8).reshape(h, w, 4)[..., :3] for p, h, w, d in drawn}
     for name, patient in COLOUR_FILES.items():
         want = expected_rgb8(str(built["files"] / name))
