@@ -20,4 +20,6 @@ REGISTRY: list[str] = [
     "bench_memory",
     "bench_render",
     "bench_ui",
+    "bench_startup",
+    "bench_compare",
 ]

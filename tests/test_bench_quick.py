@@ -65,6 +65,16 @@ def test_quick_suite_runs_every_benchmark(tmp_path):
     # memory over time was recorded for the import and the volume load
     for name in ("import", "volume", "memory"):
         assert run["benchmarks"][name]["curves"], name
+    # start-up (issue 16): process wall times, start to exit, with the issue's targets; the load is recorded
+    startup = run["benchmarks"]["startup"]
+    heads = [r for r in startup["rows"] if r["headline"]]
+    assert {r["target"] for r in heads} >= {"< 0.3 s", "<= 4 s", ">= 4x GDCM Scanner"}, heads
+    for r in heads:
+        assert r["unit"] == "s" and not r["higher_is_better"] and "process start to exit" in r["method"], r
+    assert len(startup["load_before"]) == 3 and len(startup["load_after"]) == 3
+    # compare (issue 17): the linked step against the single viewer's
+    linked = [r for r in run["benchmarks"]["compare"]["rows"] if r["headline"]]
+    assert len(linked) == 1 and (linked[0].get("skipped_reason") or "single viewer" in linked[0]["ratios"])
     # the README table and the comparison work on a real run
     from pocketpacs.benchmarks.compare import compare
     from pocketpacs.benchmarks.readme_table import BEGIN, END, markdown

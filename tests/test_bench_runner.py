@@ -26,7 +26,7 @@ def _bench(*args: str, cwd=None, env_cache=None) -> subprocess.CompletedProcess:
                           timeout=600, env=env, cwd=cwd)
 
 
-@pytest.mark.parametrize("name", ["memory", "parse"])
+@pytest.mark.parametrize("name", ["memory", "parse", "startup"])
 def test_a_benchmark_with_missing_inputs_exits_nonzero_without_a_figure(tmp_path, name):
     empty = tmp_path / "empty"
     empty.mkdir()
