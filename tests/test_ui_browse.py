@@ -484,6 +484,31 @@ def test_a_dropped_folder_with_its_desktop_path_is_imported_and_an_image_file_op
     assert page.locator("#series-strip").is_hidden()                   # not an archived study
 
 
+def test_the_desktop_app_hands_dropped_paths_to_the_page(page, tmp_path):
+    """In the desktop app the page's File objects carry no path: pywebview gives
+    them to a Python drop handler (ui/app.py), which hands them to the page;
+    a folder is imported, an image file opened."""
+    from pocketpacs import synth
+    from pocketpacs.ui.app import drop_script, dropped_items
+
+    synth.generate(tmp_path / "dropped2", patients=1, studies=1, series=1, slices=6, rows=32, cols=32,
+                   junk=0, enhanced=0, seed=322)
+    # the event as pywebview's util.js_bridge_call gives it to a DOM drop handler
+    event = {"type": "drop", "dataTransfer": {"files": [
+        {"name": "dropped2", "pywebviewFullPath": str(tmp_path / "dropped2")},
+        {"name": "no-path.txt"}]}}
+    items = dropped_items(event)
+    assert items == [{"path": str(tmp_path / "dropped2"), "dir": True}]
+    n_before = len(S.tree_rows(page))
+    page.evaluate(drop_script(items))
+    S.wait_js(page, "document.getElementById('import-dialog').dataset.done", timeout=60)
+    assert page.evaluate("document.body.dataset.dropped") == "import"
+    assert "added 6" in page.locator("#import-report").inner_text()
+    page.click("#import-close")
+    S.wait_js(page, f"document.querySelectorAll('{S.SERIES_ROWS}').length === {n_before + 1}")
+    assert dropped_items({"type": "drop", "dataTransfer": {}}) == []
+
+
 # ------------------------------------------------------------------ CD/USB: copy into the archive
 def test_copy_this_disc_into_the_archive(page, built, tmp_path):
     import os

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -114,6 +115,55 @@ class WebviewDialogs:
         return self._ask(webview.FileDialog.SAVE, save_filename=name)
 
 
+def dropped_items(event: dict) -> list[dict]:
+    """The paths of a drop event as pywebview gives it to a Python handler.
+
+    pywebview adds ``pywebviewFullPath`` to the files of a drop event it hands
+    to a handler registered through ``window.dom`` (never to the page's own
+    File objects).
+
+    Parameters
+    ----------
+    event : dict
+        The event: ``{"dataTransfer": {"files": [{"name", "pywebviewFullPath"}, ...]}}``.
+
+    Returns
+    -------
+    list of dict
+        ``{"path", "dir"}`` for each dropped file or folder that has a path.
+    """
+    out = []
+    files = ((event or {}).get("dataTransfer") or {}).get("files") or []
+    for f in files:
+        path = f.get("pywebviewFullPath") if isinstance(f, dict) else None
+        if isinstance(path, str) and path:
+            out.append({"path": path, "dir": os.path.isdir(path)})
+    return out
+
+
+def drop_script(items: list[dict]) -> str:
+    """The page call that hands dropped paths over (JSON: every path a string literal)."""
+    return f"window.pocketpacsDropped && window.pocketpacsDropped({json.dumps(items)})"
+
+
+def _listen_for_drops(window: Any) -> None:
+    """Hand the paths of files dropped onto the window to the page (import / Open Other)."""
+    try:
+        from webview.dom import DOMEventHandler
+    except ImportError:         # a pywebview without the DOM API: the page says to use Import
+        return
+
+    def on_drop(event: dict) -> None:
+        items = dropped_items(event)
+        if items:
+            window.evaluate_js(drop_script(items))
+
+    try:
+        window.dom.document.events.drop += DOMEventHandler(on_drop, True, True)
+    except Exception as exc:  # a backend without DOM events: the page says to use Import
+        log.info("drag-and-drop of paths unavailable: %s", type(exc).__name__)
+
+
 def _wait_js(window: Any, expr: str, timeout: float) -> Any:
     end = time.monotonic() + timeout
     value = None
@@ -184,6 +234,7 @@ def open_window(archive: str | None = None, readonly: bool = False,
 
     def after_start() -> None:
         bridge.install_guard()      # platform module now imported: patch its copy too
+        _listen_for_drops(window)
         if selftest:
             _selftest(window, selftest)
 

@@ -31,3 +31,17 @@ export function dropAction(dt) {
   }
   return { action: 'none', message: files.length ? NO_PATH_MESSAGE : '' };
 }
+
+/**
+ * What to do with paths the desktop app hands over after a drop (ui/app.py
+ * reads them from pywebview's drop event, which the page's own File objects
+ * never carry): {action: 'import' | 'open', path} for the first item, or
+ * {action: 'none'}.
+ * @param {{path: string, dir: boolean}[]} items
+ */
+export function dropActionForPaths(items) {
+  const it = (items || []).find((x) => x && typeof x.path === 'string' && x.path);
+  if (!it) return { action: 'none', message: '' };
+  if (it.dir) return { action: 'import', path: it.path };
+  return { action: OPEN_OTHER.test(it.path) ? 'open' : 'import', path: it.path };
+}

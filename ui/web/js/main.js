@@ -7,7 +7,7 @@ import { Viewer } from './viewer.js';
 import { confirmBox, runCopyMedia, runImport, withPath } from './actions.js';
 import { SeriesStrip } from './browse_strip.js';
 import { renderHelp, shortcutFor } from './shortcuts.js';
-import { dropAction } from './dropfiles.js';
+import { dropAction, dropActionForPaths } from './dropfiles.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -196,11 +196,7 @@ async function main() {
   window.addEventListener('dragenter', (e) => { if (dragging(e)) { dragDepth += 1; $('drop-zone').hidden = false; } });
   window.addEventListener('dragleave', () => { dragDepth = Math.max(0, dragDepth - 1); if (!dragDepth) $('drop-zone').hidden = true; });
   window.addEventListener('dragover', (e) => { if (dragging(e)) e.preventDefault(); });
-  window.addEventListener('drop', async (e) => {
-    e.preventDefault();
-    dragDepth = 0; $('drop-zone').hidden = true;
-    if (document.querySelector('dialog[open]')) return;
-    const what = dropAction(e.dataTransfer);
+  const doDrop = async (what) => {
     document.body.dataset.dropped = what.action;
     try {
       if (what.action === 'import') await runImport(() => browser.refresh(), what.path);
@@ -209,7 +205,22 @@ async function main() {
         try { await openVolume(await api.call('open_other', { path: what.path }), t0); } catch (err) { openFailed(err); }
       } else if (what.message) showError(new Error(what.message));
     } catch (err) { showError(err); }
+  };
+  window.addEventListener('drop', async (e) => {
+    e.preventDefault();
+    dragDepth = 0; $('drop-zone').hidden = true;
+    if (document.querySelector('dialog[open]')) return;
+    const what = dropAction(e.dataTransfer);
+    // the desktop app hands the paths over itself (pocketpacsDropped below)
+    if (what.action === 'none' && hello.mode === 'app') return;
+    await doDrop(what);
   });
+  // called by the desktop app (ui/app.py) with the dropped paths
+  window.pocketpacsDropped = (items) => {
+    dragDepth = 0; $('drop-zone').hidden = true;
+    if (document.querySelector('dialog[open]')) return;
+    doDrop(dropActionForPaths(items));
+  };
   for (const b of document.querySelectorAll('#empty-archive button[data-do]')) {
     b.addEventListener('click', () => $(b.dataset.do === 'import' ? 'btn-import' : 'btn-other').click());
   }
