@@ -54,8 +54,8 @@ export class ViewerAnnotations {
     }
     if (seq !== this.seq || !this.vol) return;
     this.keptSeries = d.series || null;
-    const records = d.kept === 'archive' ? d.measurements
-      : (this.keptSeries && this.memoryKept.get(this.keptSeries)) || [];
+    // where nothing is stored, this page's copy (a read-only archive starts from what it keeps)
+    const records = (d.kept !== 'archive' && this.keptSeries && this.memoryKept.get(this.keptSeries)) || d.measurements;
     const mine = this.stackIndex();
     this.otherStacks = records.filter((r) => (r.stack || 0) !== mine);
     const loaded = records.filter((r) => (r.stack || 0) === mine).map(measure.fromRecord);
@@ -101,8 +101,12 @@ export class ViewerAnnotations {
     k.dataset.kept = 'error';
   }
 
-  /** The measurement (of the plane a viewport shows) under a canvas point: {m, hit} or null. */
-  measurementAt(vp, px, py) {
+  /**
+   * The measurement (of the plane a viewport shows) under a canvas point: {m, hit} or null.
+   * With a drawing tool (grab = false) only the selected measurement's handles
+   * are taken, so a new measurement can start on or inside another one.
+   */
+  measurementAt(vp, px, py, grab = true) {
     const map = vp && vp.kind !== '3d' ? this.mapping(vp) : null;
     if (!map) return null;
     const key = this.planeKey(vp);
@@ -112,8 +116,9 @@ export class ViewerAnnotations {
     const order = this.measurements.filter((m) => m.view === key).reverse();
     order.sort((a, b) => (b.id === this.selected) - (a.id === this.selected));
     for (const m of order) {
+      if (!grab && m.id !== this.selected) continue;
       const h = measure.hit(m, toPx, px, py, tol);
-      if (h) return { m, hit: h };
+      if (h && (grab || h.handle !== undefined)) return { m, hit: h };
     }
     return null;
   }

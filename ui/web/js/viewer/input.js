@@ -33,8 +33,9 @@ export class ViewerInput {
       const p = toWorld(m, px, py);
       if (this.tool === 'cross') { this.setCross(p); drag.mode = 'cross'; return; }
       // a measurement under the pointer: select it, drag a handle or the whole of it
+      // (with a drawing tool: a handle of the selected one only)
       const angleOpen = this.pending && this.pending.stage === 2;
-      const found = angleOpen ? null : this.measurementAt(vp, px, py);
+      const found = angleOpen ? null : this.measurementAt(vp, px, py, this.tool === 'navigate');
       if (found) { this.startMove(drag, found, p); return; }
       if (this.selected !== null) this.selectMeasurement(null);
       if (['distance', 'rect', 'ellipse'].includes(this.tool)) {
