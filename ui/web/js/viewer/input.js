@@ -81,11 +81,13 @@ export class ViewerInput {
           this.ray.cam.R = orbit(drag.R, dx * 0.01, dy * 0.01);
         } else if (drag.button === 1 || drag.shift) {
           this.ray.cam.panX = drag.cam.panX + dx * dpr(); this.ray.cam.panY = drag.cam.panY + dy * dpr();
-        } else if (drag.button === 2) {
-          // right-drag: the 3D window (its own, not the 2D one): horizontal = width, vertical = level
+        } else if (drag.button === 2 && this.r3.mode !== 'dvr') {
+          // right-drag on MIP / MinIP: the 3D window (its own, not the 2D one): horizontal = width, vertical = level
           const k = Math.max(drag.w3, 10) / 256;
           this.setWindow3d(drag.c3 + dy * k, drag.w3 + dx * k);
           return;
+        } else if (drag.button === 2) {   // volume rendering (a transfer function, no window): zoom
+          this.ray.cam.zoom = Math.max(0.2, Math.min(20, drag.cam.zoom * Math.exp(-dy / 200)));
         }
         this.interact();
         return;

@@ -211,14 +211,16 @@ export class ViewerLoading {
   /**
    * The 3D window from the volume's robust range: the header's "auto" window
    * (0.5-99.5 percentiles without the background, core/images/windows.py),
-   * else its whole value range.
+   * else (none, or one narrower than 1% of the values' span: a subsample that
+   * saw only the background) its whole value range.
    */
   setup3dWindow(header) {
-    const auto = (header.windows || []).find((w) => w.name === 'auto');
-    if (auto) { this.r3.center = auto.center; this.r3.width = Math.max(1, auto.width); return; }
     const r = header.rescale;
     const a = header.value_range[0] * r.slope + r.intercept, b = header.value_range[1] * r.slope + r.intercept;
-    this.r3.center = (a + b) / 2; this.r3.width = Math.max(1, Math.abs(b - a));
+    const span = Math.abs(b - a);
+    const auto = (header.windows || []).find((w) => w.name === 'auto');
+    if (auto && auto.width >= 0.01 * span) { this.r3.center = auto.center; this.r3.width = Math.max(1, auto.width); return; }
+    this.r3.center = (a + b) / 2; this.r3.width = Math.max(1, span);
   }
 
   setup3d(header) {

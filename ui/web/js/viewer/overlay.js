@@ -4,7 +4,6 @@
 // with textContent only, as every label is attacker-controlled DICOM text),
 // and the side panel (header, assembly report, histogram, measurement list).
 
-import { requestRedraw } from '../scheduler.js';
 import { NO_LABELS, edgeLabels, hasPatientAxes, letters, slicePosition } from '../orientation.js';
 import { PLANES, toCanvas } from '../mpr.js';
 import { PRESETS } from '../tf.js';
