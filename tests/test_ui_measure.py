@@ -38,12 +38,29 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui_measure")
     manifest = synth.generate(root / "files", patients=1, studies=1, series=4, slices=48, rows=64,
                               cols=64, junk=0, enhanced=0, seed=5)
+    write_uncalibrated(root / "uncal")
     for name in ("archive", "archive2"):
         with pocketpacs.open_archive(root / name) as ar:
             ar.import_folder(root / "files")
+            ar.import_folder(root / "uncal")
             ax = next(se for st in ar.studies() for se in ar.series(st) if se.description.startswith("AX"))
     return {"archive": root / "archive", "archive2": root / "archive2", "manifest": manifest,
             "ax_uid": ax.uid}
+
+
+UNCAL_UID = "1.2.826.0.1.3680043.99.17.2"
+
+
+def write_uncalibrated(folder):
+    """Three CT slices without Pixel Spacing (nor Imager Pixel Spacing, nor ultrasound regions)."""
+    import dicomgen
+
+    folder.mkdir(parents=True)
+    for i in range(1, 4):
+        ds = dicomgen.dataset(series_uid=UNCAL_UID, sop_uid=f"{UNCAL_UID}.{i}", instance_number=i, z=float(i),
+                              study_uid="1.2.826.0.1.3680043.99.17", series_desc="UNCAL", rows=32, cols=32)
+        del ds.PixelSpacing
+        (folder / f"U{i}.dcm").write_bytes(dicomgen.to_bytes(ds))
 
 
 def new_page(browser, url):
@@ -375,6 +392,26 @@ def test_measurements_on_cd_usb_are_kept_in_memory_only(page, built, tmp_path):
     assert S.archive_snapshot(built["archive"]) == before
     assert S.archive_snapshot(media) == media_before
     assert set(os.listdir(os.path.expanduser("~"))) == home_before
+
+
+def test_uncalibrated_image_keeps_px_and_says_so(page, built):
+    open_series(page, "UNCAL")
+    x, y, w, h = vp(page)["rect"]
+    page.click("[data-tool=distance]")
+    n = saves(page)
+    drag(page, (x + 0.3 * w, y + 0.3 * h), (x + 0.6 * w, y + 0.5 * h))
+    wait_saved(page, n)
+    rec = kept(built["archive"], UNCAL_UID)
+    assert len(rec) == 1 and rec[0]["unit"] == "px" and rec[0]["result"]["unit"] == "px"
+    px = rec[0]["result"]["px"]
+    assert labels(page)[0]["text"] == [f"{px:.1f} px (uncalibrated)"]
+    assert "mm" not in page.locator("#measure-list li").inner_text()
+    close_series(page)
+    open_series(page, "UNCAL")
+    assert labels(page)[0]["text"] == [f"{px:.1f} px (uncalibrated)"]
+    page.locator("#stage").focus()
+    page.keyboard.press("Delete")
+    S.wait_js(page, "document.querySelectorAll('#measure-list li').length === 0")
 
 
 # ------------------------------------------------------------------ 3D: fills the view, its own window
