@@ -126,6 +126,8 @@ def check_measurement(m: Any, i: int = 0) -> dict:
             if k in RESULT_NUMBERS:
                 if v is not None:   # an empty ROI has no mean: null
                     r[k] = _num(v, f"{what}: result.{k}")
+                    if k == "n":
+                        r[k] = int(r[k])
             elif k in RESULT_TEXTS:
                 r[k] = _text(v, f"{what}: result.{k}")
             else:
@@ -264,7 +266,9 @@ def to_rows(items: list[dict]) -> list[dict]:
 
 
 def to_csv(items: list[dict]) -> str:
-    """The measurements as CSV text (header row :data:`CSV_COLUMNS`; points in the image's unit)."""
+    """The measurements as CSV text (header row :data:`CSV_COLUMNS`; points in
+    the image's unit; ``slice`` is the 0-based index of the acquired slice in its
+    stack, empty for a measurement drawn on a reformatted plane)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
