@@ -127,11 +127,23 @@ def wait_saved(page, before):
     S.wait_js(page, f"Number(document.getElementById('view').dataset.measureSaves || 0) > {before}")
 
 
+def delete_all(page):
+    """Delete every measurement with the Delete key; wait until the last change is saved
+    (the next test opens the same series)."""
+    page.locator("#stage").focus()
+    while items(page):
+        n = saves(page)
+        page.keyboard.press("Delete")
+        wait_saved(page, n)
+
+
 def items(page):
     return page.evaluate("[...document.querySelectorAll('#measure-list li')].map(li => Object.assign({}, li.dataset))")
 
 
-def labels(page):
+def labels(page, n=1):
+    """The labels drawn on the overlay canvas, once there are *n* (drawn in the next frame)."""
+    S.wait_js(page, f"JSON.parse(document.getElementById('overlay').dataset.labels || '[]').length === {n}")
     return json.loads(page.evaluate("document.getElementById('overlay').dataset.labels || '[]'"))
 
 
@@ -248,7 +260,7 @@ def test_distance_lasts_through_reopen_and_restart_moves_and_deletes(browser, bu
         assert items(pg) == [] and kept(arc, uid) == []
         close_series(pg)
         open_series(pg)
-        assert items(pg) == [] and labels(pg) == []
+        assert items(pg) == [] and labels(pg, 0) == []
     finally:
         for p, _e in pages:
             if not p.is_closed():
@@ -290,9 +302,7 @@ def test_roi_statistics_are_drawn_beside_the_roi(page, built):
     # beside the ROI: right of its box, at its top
     assert abs(lab[0]["x"] - (b[0] + 6)) < 2 and abs(lab[0]["y"] - a[1]) < 2
     assert orange_pixels(page, [lab[0][k] for k in "xywh"]) > 40
-    page.locator("#stage").focus()
-    page.keyboard.press("Delete")
-    S.wait_js(page, "document.querySelectorAll('#measure-list li').length === 0")
+    delete_all(page)
 
 
 def test_screenshot_png_has_the_annotations(page, tmp_path):
@@ -320,9 +330,7 @@ def test_screenshot_png_has_the_annotations(page, tmp_path):
     wait_saved(page, n)
     marked = shot("marked.png")
     assert marked.shape == plain.shape and orange(marked) > 100
-    page.locator("#stage").focus()
-    page.keyboard.press("Delete")
-    S.wait_js(page, "document.querySelectorAll('#measure-list li').length === 0")
+    delete_all(page)
 
 
 def test_export_json_and_csv(page, built, tmp_path):
@@ -355,10 +363,7 @@ def test_export_json_and_csv(page, built, tmp_path):
     assert [r["type"] for r in rows] == ["distance", "rect"]
     assert float(rows[0]["value"]) == pytest.approx(float(li[0]["mm"])) and rows[0]["value_unit"] == "mm"
     assert float(rows[1]["mean"]) == pytest.approx(float(li[1]["mean"])) and rows[1]["area_unit"] == "mm2"
-    for _ in range(2):
-        page.locator("#stage").focus()
-        page.keyboard.press("Delete")
-    S.wait_js(page, "document.querySelectorAll('#measure-list li').length === 0")
+    delete_all(page)
 
 
 def test_measurements_on_cd_usb_are_kept_in_memory_only(page, built, tmp_path):
@@ -409,9 +414,7 @@ def test_uncalibrated_image_keeps_px_and_says_so(page, built):
     close_series(page)
     open_series(page, "UNCAL")
     assert labels(page)[0]["text"] == [f"{px:.1f} px (uncalibrated)"]
-    page.locator("#stage").focus()
-    page.keyboard.press("Delete")
-    S.wait_js(page, "document.querySelectorAll('#measure-list li').length === 0")
+    delete_all(page)
 
 
 # ------------------------------------------------------------------ 3D: fills the view, its own window
@@ -425,11 +428,18 @@ def set_3d(page, mode=None):
 
 
 def wait_still(page, before=None):
+    """Wait for a full-quality 3D frame after *before* renders, and until no other follows."""
     n = renders(page) if before is None else before
     page.wait_for_timeout(250)
     S.wait_js(page, f"Number(document.getElementById('vp0').dataset.renders || 0) > {n - 1 if before is None else n} && "
                     "document.getElementById('vp0').dataset.quality === 'still'", 60)
-    page.wait_for_timeout(250)
+    last = None
+    while True:      # a machine under load may draw a still frame between two pointer moves
+        page.wait_for_timeout(400)
+        now = (S.dataset(page, "#vp0").get("state"), renders(page), S.dataset(page, "#vp0").get("quality"))
+        if now == last and now[2] == "still":
+            return
+        last = now
 
 
 def renders(page):
@@ -460,7 +470,7 @@ def test_mip_has_its_own_window_and_a_brain_window_does_not_saturate_it(page):
     header = open_series(page)
     val = page.evaluate("[...document.querySelectorAll('#preset option')].find(o => o.textContent.startsWith('brain')).value")
     page.select_option("#preset", val)
-    assert S.dataset(page)["ww"] == "80"
+    S.wait_js(page, "document.getElementById('view').dataset.ww === '80'")
     set_3d(page, "mip")
     x, y, w, h = vp(page)["rect"]
     img = S.read_canvas(page)[y:y + h, x:x + w].astype(int)

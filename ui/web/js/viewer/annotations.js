@@ -47,6 +47,7 @@ export class ViewerAnnotations {
 
   /** Ask for the measurements kept with the open volume's series (after open). */
   async loadMeasurements(seq, vid) {
+    await this.saving;   // a change still on its way (delete, then reopen at once) lands first
     let d;
     try { d = await api.call('measurements_get', { volume_id: vid }); } catch (e) {
       if (seq === this.seq) this.showKept('none', `Measurements could not be read: ${e.message}`);
