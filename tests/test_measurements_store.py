@@ -124,6 +124,14 @@ def test_schema4_archive_gets_the_annotations_database(archive_dir):
     env.close()
     with pytest.raises(SchemaVersionMismatch, match="schema 4 and needs an upgrade"):
         pocketpacs.open_archive(arc, readonly=True)
+    # left by a writer that did not close (the app killed): the check before the
+    # upgrade reads it whole instead of calling it damaged
+    from pocketpacs.archive.datafile import OPEN_MARK
+    from pocketpacs.archive.integrity import deep_check
+
+    (arc / OPEN_MARK).write_text("1")
+    res = deep_check(arc)
+    assert res.status == "ok" and "schema 4" in res.message, res.message
     with pocketpacs.open_archive(arc) as ar:
         assert ar._store.schema_version == store.SCHEMA_VERSION == 5
         assert ar.check() == []
