@@ -84,6 +84,13 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
     "copy_media": {"path": Arg(str, max_len=4096)},
     "save_png": {"data": Arg(str, required=True, max_len=64 << 20,
                              pattern=r"data:image/png;base64,[A-Za-z0-9+/=]+")},
+    # measurements kept with a series (issue 17; checked by pocketpacs.archive.annotations)
+    "measurements_get": {"volume_id": Arg(str, required=True, pattern=_ID, max_len=64)},
+    "measurements_save": {"volume_id": Arg(str, required=True, pattern=_ID, max_len=64),
+                          "measurements": Arg(list, required=True, max_len=2000)},
+    "measurements_export": {"volume_id": Arg(str, required=True, pattern=_ID, max_len=64),
+                            "measurements": Arg(list, required=True, max_len=2000),
+                            "format": Arg(str, required=True, pattern=r"json|csv", max_len=4)},
 }
 
 #: The allowlist: plain lower-case names only, never dotted or underscored.

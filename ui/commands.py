@@ -222,7 +222,9 @@ class Commands:
                 raise BridgeError(protocol.NOT_A_VOLUME, f"Not an image: {exc.kind}",
                                   _nonimage_details(arc, sid)) from None
 
-        job = self.volumes.submit(VolumeJob(make, slot=a["slot"]))
+        job = VolumeJob(make, slot=a["slot"])
+        job.series_id = sid   # its measurements are kept with the series (issue 17)
+        job = self.volumes.submit(job)
         # a series planned from the archive's rows has its header within tens
         # of ms: it comes with the answer (one round trip less before the
         # first slice); a slow one is fetched from /v1/volume/<id>/header
@@ -475,4 +477,74 @@ class Commands:
         if not target:
             return {"saved": False}
         Path(target).write_bytes(raw)
+        return {"saved": True}
+
+    # ---- measurements kept with the series (issue 17) -----------------------------------
+    def _measured(self, vid: str) -> tuple:
+        """The series of a volume and where its measurements live:
+        ``(archive or None, series id or None, kept)`` where ``kept`` is
+        "archive", "media" or "readonly" (the page keeps them in memory, nothing
+        is stored) or "none" (a file opened with Open Other: no series)."""
+        job = self.volumes.get(vid)
+        if job is None:
+            raise BridgeError(protocol.NOT_FOUND, "Unknown volume.")
+        sid = getattr(job, "series_id", None)
+        if sid is None:
+            return None, None, "none"
+        arc = self.archive
+        kept = "media" if self._media is not None else "readonly" if arc.readonly else "archive"
+        return arc, sid, kept
+
+    def cmd_measurements_get(self, a: dict) -> dict:
+        """The measurements kept with the series of a volume, and where they are kept."""
+        arc, sid, kept = self._measured(a["volume_id"])
+        items: list = []
+        if arc is not None:
+            try:
+                items = arc.measurements(sid)
+            except KeyError:   # removed meanwhile
+                items = []
+        return {"kept": kept, "series": sid, "measurements": items}
+
+    def cmd_measurements_save(self, a: dict) -> dict:
+        """Replace the measurements of the series of a volume in the archive;
+        removable media and a read-only archive store nothing (the page keeps
+        them in memory)."""
+        arc, sid, kept = self._measured(a["volume_id"])
+        if kept != "archive":
+            return {"kept": kept, "saved": 0}
+        try:
+            n = arc.save_measurements(sid, a["measurements"])
+        except KeyError:
+            raise BridgeError(protocol.NOT_FOUND, "No such series in the archive.") from None
+        except ValueError as exc:
+            raise BridgeError(protocol.BAD_REQUEST, f"Measurements not saved: {exc}.") from None
+        return {"kept": kept, "saved": n}
+
+    def cmd_measurements_export(self, a: dict) -> dict:
+        """The measurements as JSON or CSV text (what ``pocketpacs measurements``
+        prints); the desktop app asks where to save them."""
+        from pocketpacs.archive import annotations
+
+        try:
+            items = annotations.check_measurements(a["measurements"])
+        except ValueError as exc:
+            raise BridgeError(protocol.BAD_REQUEST, f"Measurements not exported: {exc}.") from None
+        arc, sid, _kept = self._measured(a["volume_id"])
+        uid = ""
+        if arc is not None:
+            try:
+                uid = arc.get_series(sid).uid
+            except KeyError:
+                uid = ""
+        fmt = a["format"]
+        text = annotations.to_json(uid, items) if fmt == "json" else annotations.to_csv(items)
+        if self.dialogs is None:
+            return {"saved": False, "text": text, "name": f"measurements.{fmt}"}
+        target = self.dialogs.save_file(f"measurements.{fmt}")
+        if not target:
+            return {"saved": False}
+        from pocketpacs.paths import write_private_file
+
+        write_private_file(target, text.encode("utf-8"))
         return {"saved": True}

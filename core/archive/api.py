@@ -30,6 +30,7 @@ from typing import Any
 from . import keys
 from . import pathkeys
 from ..errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError
+from .annotations import ArchiveMeasurements
 from .browse import ArchiveBrowse
 from .ingest import Importer
 from .report import ImportProgress, ImportReport
@@ -41,7 +42,7 @@ from .memstore import MemoryStore
 from .store import LmdbStore, refuse_unsafe_folder
 
 
-class Archive(ArchiveBrowse, ArchiveMaintenance):
+class Archive(ArchiveBrowse, ArchiveMaintenance, ArchiveMeasurements):
     """A DICOM archive: patients, studies, series and instances of files.
 
     Use :func:`open_archive` or :func:`~pocketpacs.archive.media.open_media`

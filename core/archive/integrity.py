@@ -375,12 +375,39 @@ class DeepCheck:
                 "problems": list(self.problems), "records": self.records}
 
 
+def _child_raw(path: str, today: int) -> dict[str, Any]:
+    """The deep check of an archive of another schema: every record of every
+    database read as bytes (LMDB walks every page), nothing decoded."""
+    import lmdb
+
+    n = 0
+    try:
+        env = lmdb.open(str(path), subdir=True, readonly=True, lock=False, max_dbs=64)
+    except lmdb.Error:
+        return {"status": "damaged", "message": "LMDB cannot open the database file (damaged)"}
+    try:
+        with env.begin(buffers=False) as t:
+            raw = t.get(b"schema", db=env.open_db(b"meta", txn=t, create=False))
+            names = [k for k, _v in t.cursor()]
+            for name in names:
+                for _k, _v in t.cursor(db=env.open_db(name, txn=t, create=False)):
+                    n += 1
+    except lmdb.Error as e:
+        return {"status": "damaged", "records": n,
+                "message": f"a record cannot be read ({type(e).__name__}) after {n:,} good ones"}
+    finally:
+        env.close()
+    return {"status": "ok", "records": n,
+            "message": f"{n:,} records read (schema {int(raw or 0)}, this PocketPACS writes {today}: "
+                       "not decoded)"}
+
+
 def _child(path: str) -> dict[str, Any]:
     """The deep check itself (run in the child process)."""
     import lmdb
 
-    from ..errors import ArchiveError
-    from .store import DBS, LmdbStore
+    from ..errors import ArchiveError, SchemaVersionMismatch
+    from .store import DBS, SCHEMA_VERSION, LmdbStore
 
     why = check_data_file(Path(path) / "data.mdb")
     if why is not None:
@@ -389,6 +416,10 @@ def _child(path: str) -> dict[str, Any]:
         return {"status": "missing", "message": "there is no archive database in this folder"}
     try:
         store = LmdbStore(path, readonly=True, check=False)
+    except SchemaVersionMismatch:
+        # another schema: today's decoders do not apply; every page is read as raw
+        # records (the open that follows upgrades an older one, refuses a newer one)
+        return _child_raw(path, SCHEMA_VERSION)
     except ArchiveError:
         return {"status": "damaged", "message": "LMDB cannot open the database file (damaged)"}
     n = 0

@@ -137,6 +137,9 @@ class ArchiveMaintenance:
             if root is not None:
                 t.delete("roots", pathkeys.path_key(os.path.abspath(os.fspath(root))))
             ctx.flush()
+            for sek in {k[:8] for k in full}:   # a series removed: its measurements go with it
+                if t.get("series", sek) is None:
+                    t.delete("annotations", sek)
             return n
 
         out = {"instances": self._store.write(fn)}
@@ -340,7 +343,7 @@ class ArchiveMaintenance:
 
         def fn(t: Any) -> None:
             for db in DBS:
-                if db not in ("meta", "roots"):
+                if db not in ("meta", "roots", "annotations"):   # measurements survive (same series keys)
                     t.drop(db)
 
         self._store.write(fn)

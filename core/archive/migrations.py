@@ -39,6 +39,12 @@ letters Unicode does not decompose as base letters (``odegard`` finds
 series-description words are folded again and every index of folded text
 (``idx_name``, ``idx_pid``, ``idx_desc``, ``idx_acc``) is recomputed from the
 patient and study records.
+
+Schema 4 -> 5 (:func:`annotations_database`): the ``annotations`` database
+(measurements kept with a series, :mod:`pocketpacs.archive.annotations`) is
+new; a writable open creates it empty before the step runs, so the step only
+records the version.  A read-only open of a schema-4 archive finds it missing
+and asks for the upgrade, as for every older schema.
 """
 from __future__ import annotations
 
@@ -177,9 +183,16 @@ def refold_text_indexes(t: Any) -> None:
     logger.info("archive schema 4: folded-text indexes recomputed (%d study record(s) refolded)", n)
 
 
+def annotations_database(t: Any) -> None:
+    """Schema 4 -> 5: the ``annotations`` database, created empty by the
+    writable open that runs this step (see the module docstring)."""
+    logger.info("archive schema 5: annotations database added (%d record(s))", t.count("annotations"))
+
+
 #: ``MIGRATIONS[v](txn)`` upgrades an archive from schema ``v`` to ``v + 1``.
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     1: instance_text_after_paths,
     2: long_path_keys,
     3: refold_text_indexes,
+    4: annotations_database,
 }

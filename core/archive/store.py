@@ -46,10 +46,11 @@ if TYPE_CHECKING:
 
 #: Version of the record layout written by this code (2: instance records
 #: carry PhotometricInterpretation and ImageType after the paths; 3: paths
-#: longer than ``pathkeys.PATH_KEY_MAX`` are keyed by a hash; see
+#: longer than ``pathkeys.PATH_KEY_MAX`` are keyed by a hash; 4: folded-text
+#: indexes refolded; 5: the ``annotations`` database of measurements; see
 #: :mod:`pocketpacs.archive.migrations`).  Bump it with every change of a
 #: stored layout, with its step in ``MIGRATIONS`` (from the migrations module).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Named databases of the archive.
 DBS = (
@@ -65,7 +66,13 @@ DBS = (
     "roots",         # imported folder's path key -> record
     "conflicts",     # instance key + file's path key -> record (path keys: pathkeys.path_key)
     "idx_name", "idx_pid", "idx_birth", "idx_sdate", "idx_mod", "idx_desc", "idx_acc",
+    "annotations",   # series key (8) -> measurements record (archive.annotations)
 )
+
+#: Databases added after the first schema, with the schema that added them: a
+#: read-only open of an older archive finds them missing and says the archive
+#: needs an upgrade (a writable open creates them, then migrates).
+ADDED_DBS = {"annotations": 5}
 
 LOCK_FILE = "writer.lock"
 DEFAULT_MAP_SIZE = 1 << 30   # sparse on Linux/NTFS: costs nothing until used
@@ -367,7 +374,11 @@ class LmdbStore:
                 try:
                     if ro_fs:
                         for name in DBS:
-                            ent[3][name] = env.open_db(name.encode(), create=False)
+                            try:
+                                ent[3][name] = env.open_db(name.encode(), create=False)
+                            except lmdb.NotFoundError:
+                                if name not in ADDED_DBS:
+                                    raise   # an older schema: _check_schema says so
                     else:
                         with env.begin(write=True) as t:
                             for name in DBS:

@@ -69,6 +69,7 @@ from __future__ import annotations
 from . import archive_commands, image_commands, log_command  # registers the commands, in this order
 from . import network_commands  # noqa: F401  (registers remote and listen; issue 14)
 from . import bench_command  # noqa: F401  (registers `bench`)
+from . import measure_commands  # noqa: F401  (registers measurements; issue 17)
 from .framework import (
     COMMANDS,
     EXIT_ARCHIVE,

@@ -182,36 +182,127 @@ export function describe(m, units) {
 }
 
 /**
- * Draw a measurement on the overlay context, given a world->canvas function.
+ * The text drawn at a measurement on the image: one line for a distance or an
+ * angle, mean / SD / area lines for a ROI (units: the volume's value units).
+ * @returns {string[]}
+ */
+export function labelLines(m, units) {
+  const r = m.result || {};
+  const du = r.unit || 'mm', sfx = r.suffix || '';
+  if (m.type === 'distance') return [`${fmt(r[du], 1)} ${du}${sfx}`];
+  if (m.type === 'angle') return [`${fmt(r.deg, 1)}°`];
+  const u = units ? ` ${units}` : '';
+  return [`mean ${fmt(r.mean, 1)}${u}`, `SD ${fmt(r.sd, 1)}`, `area ${fmt(r.area, 1)} ${du}²${sfx}`];
+}
+
+const COLOUR = '#ffb300', SELECTED = '#4fc3f7';
+
+/**
+ * Draw a measurement on the overlay context, given a world->canvas function;
+ * its text in a dark box beside it (a ROI: right of its box; a distance: at
+ * its end; an angle: at its vertex).
  * @param {CanvasRenderingContext2D} ctx
  * @param {object} m
  * @param {function} toPx world point -> [x, y] canvas px
- * @param {string} text label
+ * @param {string[]|string} lines label text (none while drawing)
+ * @param {boolean} selected drawn highlighted, with larger handles
+ * @returns {{x: number, y: number, w: number, h: number}|null} the label's box (canvas px)
  */
-export function draw(ctx, m, toPx, text) {
+export function draw(ctx, m, toPx, lines, selected = false) {
   const p = m.pts.map(toPx);
+  const dpr = window.devicePixelRatio || 1;
   ctx.save();
-  ctx.strokeStyle = '#ffb300';
-  ctx.fillStyle = '#ffb300';
-  ctx.lineWidth = Math.max(1, window.devicePixelRatio || 1);
+  ctx.strokeStyle = selected ? SELECTED : COLOUR;
+  ctx.fillStyle = ctx.strokeStyle;
+  ctx.lineWidth = Math.max(1, dpr) * (selected ? 2 : 1);
   ctx.beginPath();
+  let x0, x1, y0, y1;
   if (m.type === 'distance' || m.type === 'angle') {
     ctx.moveTo(p[0][0], p[0][1]);
     for (const q of p.slice(1)) ctx.lineTo(q[0], q[1]);
   } else {
     // the ROI's corners are on the plane; draw its box in the view's own axes
-    const x0 = Math.min(p[0][0], p[1][0]), x1 = Math.max(p[0][0], p[1][0]);
-    const y0 = Math.min(p[0][1], p[1][1]), y1 = Math.max(p[0][1], p[1][1]);
+    x0 = Math.min(p[0][0], p[1][0]); x1 = Math.max(p[0][0], p[1][0]);
+    y0 = Math.min(p[0][1], p[1][1]); y1 = Math.max(p[0][1], p[1][1]);
     if (m.type === 'rect') ctx.rect(x0, y0, x1 - x0, y1 - y0);
     else ctx.ellipse((x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2, 0, 0, 2 * Math.PI);
   }
   ctx.stroke();
-  for (const q of p) ctx.fillRect(q[0] - 2, q[1] - 2, 4, 4);
-  if (text) {
-    ctx.font = `${12 * (window.devicePixelRatio || 1)}px sans-serif`;
-    ctx.shadowColor = '#000'; ctx.shadowBlur = 2;
-    const last = p[p.length - 1];
-    ctx.fillText(text, last[0] + 6, last[1] - 6);
+  const hs = (selected ? 3 : 2) * dpr;
+  for (const q of p) ctx.fillRect(q[0] - hs, q[1] - hs, 2 * hs, 2 * hs);
+  const text = typeof lines === 'string' ? (lines ? [lines] : []) : (lines || []);
+  let box = null;
+  if (text.length) {
+    const size = 12 * dpr, lh = Math.round(size * 1.25), pad = 3 * dpr;
+    ctx.font = `${size}px sans-serif`;
+    const w = Math.max(...text.map((t) => ctx.measureText(t).width)) + 2 * pad;
+    const h = text.length * lh + 2 * pad;
+    let lx, ly;
+    if (x0 !== undefined) { lx = x1 + 6 * dpr; ly = y0; }
+    else {
+      const at = m.type === 'angle' ? p[1] : p[p.length - 1];
+      lx = at[0] + 6 * dpr; ly = at[1] - h - 4 * dpr;
+    }
+    // keep it on the canvas
+    lx = Math.max(0, Math.min(ctx.canvas.width - w, lx));
+    ly = Math.max(0, Math.min(ctx.canvas.height - h, ly));
+    ctx.fillStyle = 'rgba(0, 0, 0, 0.6)';
+    ctx.fillRect(lx, ly, w, h);
+    ctx.fillStyle = selected ? SELECTED : COLOUR;
+    ctx.textBaseline = 'top';
+    text.forEach((t, i) => ctx.fillText(t, lx + pad, ly + pad + i * lh));
+    box = { x: lx, y: ly, w, h };
   }
   ctx.restore();
+  return box;
+}
+
+/** Distance from point (x, y) to segment a-b (canvas px). */
+function segDist(a, b, x, y) {
+  const dx = b[0] - a[0], dy = b[1] - a[1];
+  const l2 = dx * dx + dy * dy;
+  const t = l2 ? Math.max(0, Math.min(1, ((x - a[0]) * dx + (y - a[1]) * dy) / l2)) : 0;
+  return Math.hypot(a[0] + t * dx - x, a[1] + t * dy - y);
+}
+
+/**
+ * What of a measurement lies under canvas point (x, y): one of its handles
+ * ({handle: i}), its outline or inside of a ROI ({body: true}), or null.
+ * @param {object} m
+ * @param {function} toPx world point -> [x, y] canvas px
+ * @param {number} tol tolerance (canvas px)
+ */
+export function hit(m, toPx, x, y, tol) {
+  const p = m.pts.map(toPx);
+  for (let i = 0; i < p.length; i++) if (Math.hypot(p[i][0] - x, p[i][1] - y) <= tol) return { handle: i };
+  if (m.type === 'distance' || m.type === 'angle') {
+    for (let i = 0; i + 1 < p.length; i++) if (segDist(p[i], p[i + 1], x, y) <= tol) return { body: true };
+    return null;
+  }
+  const x0 = Math.min(p[0][0], p[1][0]) - tol, x1 = Math.max(p[0][0], p[1][0]) + tol;
+  const y0 = Math.min(p[0][1], p[1][1]) - tol, y1 = Math.max(p[0][1], p[1][1]) + tol;
+  return x >= x0 && x <= x1 && y >= y0 && y <= y1 ? { body: true } : null;
+}
+
+/** A measurement as the archive keeps it (pocketpacs.archive.annotations). */
+export function toRecord(m, stack, unit) {
+  const rec = { type: m.type, points: m.pts.map((q) => q.map(Number)), unit, view: m.view, stack,
+    slice: m.plane && m.plane.native ? m.plane.slice : null };
+  if (m.plane) rec.plane = m.plane.native ? { native: true, slice: m.plane.slice } : { native: false, u: m.plane.u, v: m.plane.v };
+  if (m.result) {
+    const r = {};
+    for (const [k, v] of Object.entries(m.result)) {
+      if (typeof v === 'string') r[k] = v;
+      else if (Number.isFinite(v)) r[k] = v;
+    }
+    rec.result = r;
+  }
+  return rec;
+}
+
+/** A measurement of the viewer from an archive record. */
+export function fromRecord(rec) {
+  const m = make(rec.type, rec.view, rec.points.map((q) => q.slice()), rec.plane || { native: true, slice: rec.slice || 0 });
+  m.result = rec.result || null;
+  return m;
 }

@@ -56,12 +56,17 @@ export class Panels {
   dispatch(name) { this.root.dispatchEvent(new CustomEvent(name, { detail: this.tab })); }
 
   // ------------------------------------------------------------ measurements
-  /** Show the list; onRemove(id) is called by each entry's remove button. */
-  setMeasurements(list, describe, onRemove) {
+  /**
+   * Show the list; onRemove(id) is called by each entry's remove button,
+   * onSelect(id) by a click on an entry; the selected one is marked.
+   */
+  setMeasurements(list, describe, onRemove, selected = null, onSelect = null) {
     const ul = $('measure-list');
     ul.replaceChildren(...list.map((m) => {
       const li = el('li');
       li.dataset.id = String(m.id);
+      li.setAttribute('aria-selected', String(m.id === selected));
+      if (onSelect) li.addEventListener('click', (e) => { if (!e.target.closest('button')) onSelect(m.id); });
       li.dataset.type = m.type;
       li.dataset.view = m.view;
       const r = m.result || {};
@@ -75,6 +80,7 @@ export class Panels {
       return li;
     }));
     $('measure-empty').hidden = list.length > 0;
+    for (const id of ['btn-measure-json', 'btn-measure-csv']) $(id).disabled = list.length === 0;
   }
 
   // ------------------------------------------------------------ header

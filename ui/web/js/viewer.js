@@ -26,6 +26,7 @@ import { ViewerInput } from './viewer/input.js';
 import { ViewerNonImage } from './viewer/nonimage.js';
 import { ViewerTimeline } from './viewer/timeline.js';
 import { Compare } from './compare.js';
+import { ViewerAnnotations } from './viewer/annotations.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -44,7 +45,8 @@ export class Viewer {
     this.abort = null;
     this.s = { slice: 0, center: 40, width: 400, invert: false, zoom: 1, panX: 0, panY: 0, smooth: true, sliceReady: false };
     this.planeState = { axial: { zoom: 1, panX: 0, panY: 0 }, coronal: { zoom: 1, panX: 0, panY: 0 }, sagittal: { zoom: 1, panX: 0, panY: 0 } };
-    this.r3 = { mode: 'dvr', preset: 'ct-bone', shade: true, clipLo: [0, 0, 0], clipHi: [1, 1, 1] };
+    // the 3D view has its own window (MIP / MinIP), set from the volume's robust range at open
+    this.r3 = { mode: 'dvr', preset: 'ct-bone', shade: true, clipLo: [0, 0, 0], clipHi: [1, 1, 1], center: 40, width: 400 };
     this.layout = '1';
     this.single = 'native';
     this.tool = 'navigate';
@@ -69,6 +71,7 @@ export class Viewer {
     this.glReady = Promise.all([this.mpr.init(), this.ray.init()]).catch((e) => this.glError(e));
     this.bind();
     this.bindTimeline();
+    this.bindAnnotations();
     this.setTool('navigate');
     new ResizeObserver(() => this.invalidate3d()).observe(this.stage);
     this.compare = new Compare(this);   // the Compare view (viewports of their own)
@@ -136,6 +139,12 @@ export class Viewer {
     requestRedraw(this.draw);
   }
 
+  /** The 3D view's window (MIP / MinIP; right-drag in the 3D view), apart from the 2D one. */
+  setWindow3d(center, width) {
+    this.r3.center = center; this.r3.width = Math.max(1, width);
+    this.interact();
+  }
+
   /** The window box names the window in use: its preset, or "Custom (L/W)". */
   showWindowName() {
     const sel = $('preset');
@@ -196,7 +205,7 @@ export class Viewer {
   }
 
   /** Camera and clip box back to their defaults. */
-  reset3d() { this.ray.resetCamera(); this.resetClip(); this.invalidate3d(); }
+  reset3d() { this.ray.resetCamera(); this.resetClip(); if (this.vol) this.setup3dWindow(this.vol.header); this.invalidate3d(); }
 
   toggleCine() { if (this.cine) this.stopCine(); else this.startCine(); }
 
@@ -292,11 +301,11 @@ export class Viewer {
   }
 
   /** Stop showing the volume (the media it came from was closed). */
-  close() { this.clear(); this.compare.clearAll(); }
+  close() { this.memoryKept.clear(); this.clear(); this.compare.clearAll(); }
 }
 
 // the methods of each job, as if declared in the class (non-enumerable, like class methods)
-for (const part of [ViewerLoading, ViewerLayout, ViewerOverlay, ViewerInput, ViewerNonImage, ViewerTimeline]) {
+for (const part of [ViewerLoading, ViewerLayout, ViewerOverlay, ViewerInput, ViewerNonImage, ViewerTimeline, ViewerAnnotations]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name === 'constructor') continue;
     if (Object.prototype.hasOwnProperty.call(Viewer.prototype, name)) throw new Error(`Viewer.${name} defined twice`);

@@ -25,13 +25,19 @@ export class ViewerInput {
       const st = vp && PLANES[vp.kind] ? this.planeState[vp.kind] : this.s;
       drag = { button: e.button, x: e.clientX, y: e.clientY, center: this.s.center, width: this.s.width,
         panX: st.panX, panY: st.panY, zoom: st.zoom, st, vp, shift: e.shiftKey,
-        R: this.ray.cam.R, cam: { ...this.ray.cam } };
+        R: this.ray.cam.R, cam: { ...this.ray.cam }, c3: this.r3.center, w3: this.r3.width };
       this.stage.focus();
       if (!vp || !this.vol || e.button !== 0) return;
       const m = vp.kind === '3d' ? null : this.mapping(vp);
       if (!m) return;
       const p = toWorld(m, px, py);
       if (this.tool === 'cross') { this.setCross(p); drag.mode = 'cross'; return; }
+      // a measurement under the pointer: select it, drag a handle or the whole of it
+      // (with a drawing tool: a handle of the selected one only)
+      const angleOpen = this.pending && this.pending.stage === 2;
+      const found = angleOpen ? null : this.measurementAt(vp, px, py, this.tool === 'navigate');
+      if (found) { this.startMove(drag, found, p); return; }
+      if (this.selected !== null) this.selectMeasurement(null);
       if (['distance', 'rect', 'ellipse'].includes(this.tool)) {
         this.pending = measure.make(this.tool, this.planeKey(vp), [p, p.slice()], this.planeInfo(vp));
         drag.mode = 'measure';
@@ -75,7 +81,12 @@ export class ViewerInput {
           this.ray.cam.R = orbit(drag.R, dx * 0.01, dy * 0.01);
         } else if (drag.button === 1 || drag.shift) {
           this.ray.cam.panX = drag.cam.panX + dx * dpr(); this.ray.cam.panY = drag.cam.panY + dy * dpr();
-        } else if (drag.button === 2) {
+        } else if (drag.button === 2 && this.r3.mode !== 'dvr') {
+          // right-drag on MIP / MinIP: the 3D window (its own, not the 2D one): horizontal = width, vertical = level
+          const k = Math.max(drag.w3, 10) / 256;
+          this.setWindow3d(drag.c3 + dy * k, drag.w3 + dx * k);
+          return;
+        } else if (drag.button === 2) {   // volume rendering (a transfer function, no window): zoom
           this.ray.cam.zoom = Math.max(0.2, Math.min(20, drag.cam.zoom * Math.exp(-dy / 200)));
         }
         this.interact();
@@ -88,6 +99,8 @@ export class ViewerInput {
       } else if (drag.button === 1) {
         drag.st.zoom = Math.max(0.1, Math.min(40, drag.zoom * Math.exp(-dy / 200)));
         requestRedraw(this.draw);
+      } else if (drag.mode === 'move') {
+        this.moveTo(drag, px, py);
       } else if (drag.mode === 'cross') {
         if (vp) this.setCross(toWorld(this.mapping(vp), px, py));
       } else if (drag.mode === 'measure') {
@@ -98,6 +111,14 @@ export class ViewerInput {
       }
     });
     const end = (e) => {
+      if (drag && drag.mode === 'move') this.endMove(drag);
+      // right click (no drag) on a measurement: its menu
+      if (drag && e && drag.button === 2 && Math.hypot(e.clientX - drag.x, e.clientY - drag.y) < 3
+          && drag.vp && drag.vp.kind !== '3d') {
+        const [px, py] = local(e);
+        const found = this.measurementAt(drag.vp, px, py);
+        if (found) { this.selectMeasurement(found.m.id); this.showMeasureMenu(e.clientX, e.clientY, found.m.id); }
+      }
       if (drag && drag.mode === 'measure' && this.pending) {
         const [px, py] = e ? local(e) : [0, 0];
         const m = this.mapping(drag.vp);
@@ -141,6 +162,7 @@ export class ViewerInput {
     $('render-mode').addEventListener('change', (e) => { this.r3.mode = e.target.value; this.invalidate3d(); });
     $('shade').addEventListener('change', (e) => { this.r3.shade = e.target.checked; this.invalidate3d(); });
     $('btn-reset3d').addEventListener('click', () => this.reset3d());
+    $('btn-clip-reset').addEventListener('click', () => { this.resetClip(); this.interact(); });
     ['x', 'y', 'z'].forEach((ax, i) => {
       for (const end of ['0', '1']) {
         $(`clip-${ax}${end}`).addEventListener('input', (e) => {
@@ -161,6 +183,7 @@ export class ViewerInput {
     measure.evaluate(this.vol, m);
     this.measurements.push(m);
     this.updateMeasurements();
+    this.saveMeasurements();
     requestRedraw(this.draw);
   }
 
@@ -177,7 +200,11 @@ export class ViewerInput {
       n: () => this.setTool('navigate'), c: () => this.setTool('cross'), d: () => this.setTool('distance'),
       a: () => this.setTool('angle'), r: () => this.setTool('rect'), e: () => this.setTool('ellipse'),
       p: () => this.togglePanel(),
-      Delete: () => { this.measurements.pop(); this.updateMeasurements(); requestRedraw(this.draw); },
+      // the selected measurement (else the last one drawn)
+      Delete: () => {
+        const m = this.selected !== null ? this.measurements.find((x) => x.id === this.selected) : this.measurements[this.measurements.length - 1];
+        if (m) this.deleteMeasurement(m.id);
+      },
     };
     if (k >= '1' && k <= '9') { this.applyPreset(Number(k) - 1); e.preventDefault(); return; }
     if (acts[k]) { acts[k](); e.preventDefault(); }

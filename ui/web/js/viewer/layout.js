@@ -163,8 +163,9 @@ export class ViewerLayout {
     if (ok) this.ray.setPreset(this.r3.preset, this.realRange());
     const drawn = this.ray.draw(ok ? this.rv : null, vp.rect, {
       mode: this.r3.mode, shade: this.r3.shade, clipLo: this.r3.clipLo, clipHi: this.r3.clipHi,
-      center: this.s.center, width: this.s.width, interactive: this.interacting,
+      center: this.r3.center, width: this.r3.width, interactive: this.interacting,
     });
+    if (drawn && this.ray.lastBox) vp.el.dataset.bbox = this.ray.lastBox.map((v) => v.toFixed(1)).join(',');
     this.dirty3d = false;
     const e = vp.el.dataset;
     e.quality = this.interacting ? 'interactive' : 'still';
@@ -172,7 +173,8 @@ export class ViewerLayout {
       this.renders3d += 1;
       e.renders = String(this.renders3d);
       e.state = [this.r3.mode, this.r3.preset, this.r3.shade ? 1 : 0, ...this.r3.clipLo, ...this.r3.clipHi,
-        ...this.ray.cam.R.flat().map((v) => v.toFixed(4)), this.ray.cam.zoom, this.ray.cam.panX, this.ray.cam.panY].join(',');
+        ...this.ray.cam.R.flat().map((v) => v.toFixed(4)), this.ray.cam.zoom, this.ray.cam.panX, this.ray.cam.panY,
+        this.r3.center, this.r3.width].join(',');
     }
   }
 }

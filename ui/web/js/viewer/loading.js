@@ -100,6 +100,7 @@ export class ViewerLoading {
     this.panels.reportFor = '';
     this.panels.header = null;
     this.updateMeasurements();
+    this.loadMeasurements(seq, vid);   // the ones kept with the series (viewer/annotations.js)
     this.canvas.dataset.slices = String(nz);
     this.canvas.dataset.ready = '0';
     this.invalidate3d();
@@ -253,8 +254,24 @@ export class ViewerLoading {
     this.s.center = first.center; this.s.width = first.width;
   }
 
+  /**
+   * The 3D window from the volume's robust range: the header's "auto" window
+   * (0.5-99.5 percentiles without the background, core/images/windows.py),
+   * else (none, or one narrower than 1% of the values' span: a subsample that
+   * saw only the background) its whole value range.
+   */
+  setup3dWindow(header) {
+    const r = header.rescale;
+    const a = header.value_range[0] * r.slope + r.intercept, b = header.value_range[1] * r.slope + r.intercept;
+    const span = Math.abs(b - a);
+    const auto = (header.windows || []).find((w) => w.name === 'auto');
+    if (auto && auto.width >= 0.01 * span) { this.r3.center = auto.center; this.r3.width = Math.max(1, auto.width); return; }
+    this.r3.center = (a + b) / 2; this.r3.width = Math.max(1, span);
+  }
+
   setup3d(header) {
     this.r3.preset = defaultPreset(header);
+    this.setup3dWindow(header);
     this.resetClip();
     $('tf-preset').value = this.r3.preset;
     this.ray.resetCamera();
@@ -267,6 +284,9 @@ export class ViewerLoading {
       const d = [A[0][i], A[1][i], A[2][i]];
       s.textContent = patient ? `${letters(d.map((x) => -x))}–${letters(d)}`
         : `${['columns', 'rows', 'slices'][i]}${px && i < 2 ? ' (px)' : ''}`;
+      const ax = 'xyz'[i];
+      $(`clip-${ax}0`).setAttribute('aria-label', `${s.textContent} from`);
+      $(`clip-${ax}1`).setAttribute('aria-label', `${s.textContent} to`);
     }
   }
 
@@ -299,6 +319,9 @@ export class ViewerLoading {
     this.uploadPending = () => {};
     this.measurements = [];
     this.pending = null;
+    this.selected = null;
+    this.otherStacks = [];
+    this.showKept('');
     this.presets = [];
     $('preset').replaceChildren();
     for (const id of ['probe', 'load-progress', 'notice-3d', 'corner-tl', 'corner-tr', 'corner-bl', 'corner-br']) $(id).textContent = '';
@@ -311,6 +334,7 @@ export class ViewerLoading {
     this.panels.clear();
     this.updateMeasurements();
     Object.assign(this.canvas.dataset, { vid: '', drawn: '', tFirst: '', tLoaded: '', ready: '0', slices: '0',
+      measurementsLoaded: '', selected: '',
       xform: '', notice3d: '', tex3d: '', cachedVolumes: '0' });
     this.resetClip();
     this.ray.resetCamera();

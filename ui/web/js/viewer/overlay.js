@@ -4,7 +4,6 @@
 // with textContent only, as every label is attacker-controlled DICOM text),
 // and the side panel (header, assembly report, histogram, measurement list).
 
-import { requestRedraw } from '../scheduler.js';
 import { NO_LABELS, edgeLabels, hasPatientAxes, letters, slicePosition } from '../orientation.js';
 import { PLANES, toCanvas } from '../mpr.js';
 import { PRESETS } from '../tf.js';
@@ -21,7 +20,9 @@ export class ViewerOverlay {
     if (o.width !== this.canvas.width || o.height !== this.canvas.height) { o.width = this.canvas.width; o.height = this.canvas.height; }
     const ctx = o.getContext('2d');
     ctx.clearRect(0, 0, o.width, o.height);
+    o.dataset.labels = '[]';
     if (!this.vol || this.view.header !== this.vol.header) return;
+    const labels = [];
     const dpr = window.devicePixelRatio || 1;
     const units = this.vol.header.units;
     for (const vp of this.vps) {
@@ -43,10 +44,17 @@ export class ViewerOverlay {
       }
       const key = this.planeKey(vp);
       const toPx = (p) => toCanvas(m, p);
-      for (const meas of this.measurements) if (meas.view === key) measure.draw(ctx, meas, toPx, measure.describe(meas, units).split(':')[0].replace(/^(Distance|Angle) /, ''));
+      for (const meas of this.measurements) {
+        if (meas.view !== key) continue;
+        // the result at the measurement (a ROI's mean / SD / area beside it)
+        const text = measure.labelLines(meas, units);
+        const box = measure.draw(ctx, meas, toPx, text, meas.id === this.selected);
+        if (box) labels.push({ id: meas.id, type: meas.type, text, ...box });
+      }
       if (this.pending && this.pending.view === key) measure.draw(ctx, this.pending, toPx, '');
       ctx.restore();
     }
+    o.dataset.labels = JSON.stringify(labels);
   }
 
   updateLabels() {
@@ -72,7 +80,8 @@ export class ViewerOverlay {
   positionText(vp) {
     if (vp.kind === '3d') {
       return `3D ${{ dvr: 'volume rendering', mip: 'MIP', minip: 'MinIP' }[this.r3.mode]}`
-        + (this.r3.mode === 'dvr' ? ` · ${PRESETS[this.r3.preset].label}` : '');
+        + (this.r3.mode === 'dvr' ? ` · ${PRESETS[this.r3.preset].label}`
+          : ` · W ${Math.round(this.r3.width)} L ${Math.round(this.r3.center)}`);
     }
     const pl = PLANES[vp.kind];
     const axisName = ['x (R→L)', 'y (A→P)', 'z (I→S)'][pl.axis];
@@ -127,11 +136,8 @@ export class ViewerOverlay {
 
   updateMeasurements() {
     const units = this.vol ? this.vol.header.units : '';
-    this.panels.setMeasurements(this.measurements, (m) => measure.describe(m, units), (id) => {
-      this.measurements = this.measurements.filter((m) => m.id !== id);
-      this.updateMeasurements();
-      requestRedraw(this.draw);
-    });
+    this.panels.setMeasurements(this.measurements, (m) => measure.describe(m, units), (id) => this.deleteMeasurement(id),
+      this.selected, (id) => this.selectMeasurement(id));
     this.canvas.dataset.measurements = String(this.measurements.length);
     $('btn-panel').textContent = this.measurements.length ? `Panel (${this.measurements.length})` : 'Panel';
   }

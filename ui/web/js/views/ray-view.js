@@ -5,13 +5,33 @@
 // optional gradient shading), MIP, MinIP.  The caller decides when to draw
 // (render on demand) and passes `interactive` while the user drags, which
 // makes the step coarser; a still frame is drawn at full quality afterwards.
+// At zoom 1 the volume's bounding box, seen from the front (the reset
+// camera), fills the viewport (FIT of it), whatever the viewport's shape;
+// MIP / MinIP use the window passed in (the 3D view's own).
 
 import { link } from '../gl/program.js';
 import { source } from '../gl/shaders.js';
-import { ANTERIOR, add, boxCenter, boxCorners, invertAffine, mul3, scale, unit } from '../mpr.js';
+import { ANTERIOR, add, boxCenter, boxCorners, dot, invertAffine, mul3, scale, sub, unit } from '../mpr.js';
 import { buildLut, REF_STEP_MM } from '../tf.js';
 
 export const MODES = { dvr: 0, mip: 1, minip: 2 };
+
+/** Share of the viewport the bounding box fills at zoom 1 (a margin for the corners' letters). */
+export const FIT = 0.92;
+
+/**
+ * Pixels per mm that fit a box (its corners, centre c) into a w x h viewport
+ * seen along the reference camera axes R (rows: right, up).
+ */
+export function fitScale(corners, c, R, w, h) {
+  let hw = 1e-6, hh = 1e-6;
+  for (const p of corners) {
+    const d = sub(p, c);
+    hw = Math.max(hw, Math.abs(dot(d, R[0])));
+    hh = Math.max(hh, Math.abs(dot(d, R[1])));
+  }
+  return FIT * Math.min(w / (2 * hw), h / (2 * hh));
+}
 
 export class RayView {
   /** @param {WebGL2RenderingContext} gl */
@@ -73,10 +93,14 @@ export class RayView {
     const corners = boxCorners(A, rv.dims);
     const c = boxCenter(A, rv.dims);
     const radius = Math.max(...corners.map((p) => Math.hypot(p[0] - c[0], p[1] - c[1], p[2] - c[2])));
-    const k = (Math.min(w, h) / (2 * radius)) * this.cam.zoom;     // px per mm
+    const k = fitScale(corners, c, ANTERIOR, w, h) * this.cam.zoom;     // px per mm
     // ray start for window pixel (fx, fy): c + ((fx - cx)/k) right + ((fy - cy)/k) up - radius fwd
     const cx = x + w / 2 + this.cam.panX, cy = (H - y - h) + h / 2 - this.cam.panY;
     const start0 = add(add(c, scale(fwd, -radius * 1.01)), add(scale(right, -cx / k), scale(up, -cy / k)));
+    // where the box lands on the canvas (px, top-left origin): [x0, y0, x1, y1]
+    const sx = corners.map((p) => cx + k * dot(sub(p, c), right));
+    const sy = corners.map((p) => H - (cy + k * dot(sub(p, c), up)));
+    this.lastBox = [Math.min(...sx), Math.min(...sy), Math.max(...sx), Math.max(...sy)];
     const G0 = [0, 1, 2].map((r) => Tinv[r][0] * start0[0] + Tinv[r][1] * start0[1] + Tinv[r][2] * start0[2] + Tinv[r][3]);
     const Gx = mul3(Tinv, scale(right, 1 / k));
     const Gy = mul3(Tinv, scale(up, 1 / k));
