@@ -276,14 +276,17 @@ def test_every_stack_of_a_series_opens_with_export_s_geometry(served, opened):
 
 
 # ---------------------------------------------------------------- values
-def test_streamed_slices_hold_the_values_export_gives(opened):
+def test_streamed_slices_hold_the_values_export_gives(served, opened):
     compared = 0
-    for res in opened.values():
+    with_errors = []
+    for sid, res in opened.items():
         hdr = res.get("header")
         if hdr is None:
             continue
         exp = _export(res["files"])
         assert not isinstance(exp, Exception), res["row"]["series_description"]
+        if exp.errors:
+            with_errors.append((sid, exp))
         arr = np.asarray(exp.array)
         if exp.is_4d:
             assert hdr["volumes"]["count"] == arr.shape[0], res["row"]["series_description"]
@@ -305,6 +308,45 @@ def test_streamed_slices_hold_the_values_export_gives(opened):
             compared += 1
     print(f"\nvalues: {compared} slices equal export's")
     assert compared >= 50
+    _served_unreadable_as_export(served[0], opened, with_errors)
+
+
+def _served_unreadable_as_export(srv, opened, with_errors):
+    """Every series whose export could not decode some frames (``Volume.errors``): the
+    served header lists the same slices as unreadable when it was assembled whole (a
+    subset when read slice by slice), and ``volume_status`` lists exactly them once
+    every slice is read; each such slice answers ``X-PocketPACS-Unreadable: 1``."""
+    from pocketpacs.images.unreadable import frames_list
+
+    for sid, exp in with_errors:
+        name = opened[sid]["row"]["series_description"]
+        k = exp.shape[1 if exp.is_4d else 0]
+        want = {(f["slice"], f["volume"]) for f in frames_list(exp.unreadable, k)}
+        assert want, name                     # the errors name slices of the stack
+        env = _call(srv, "open_series", {"series_id": sid})
+        vid = env["data"]["volume_id"]
+        st, data = _req(srv, "GET", f"/v1/volume/{vid}/header")
+        assert st == 200, name
+        hdr = json.loads(data)
+        known = {(f["slice"], f["volume"]) for f in hdr["unreadable"]}
+        assert known <= want, name
+        for t in range(hdr["volumes"]["count"]):          # every slice of every volume read
+            st, _ = _req(srv, "GET", f"/v1/volume/{vid}/data" + (f"?t={t}" if t else ""))
+            assert st == 200, name
+        status = _call(srv, "volume_status", {"volume_id": vid})["data"]
+        assert status["done"], name
+        assert {(f["slice"], f["volume"]) for f in status["unreadable"]} == want, name
+        files = [str(f) for f in opened[sid]["files"]]
+        assert all(f["reason"] and not any(p in f["reason"] for p in files) for f in status["unreadable"]), name
+        z, t = min(want, key=lambda p: (p[1], p[0]))
+        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+        c.request("GET", f"/v1/volume/{vid}/slice/{z}" + (f"?t={t}" if t else ""),
+                  headers={"Host": f"127.0.0.1:{srv.port}", TOKEN_HEADER: srv.token})
+        r = c.getresponse()
+        r.read()
+        c.close()
+        assert r.status == 200 and r.getheader(protocol.UNREADABLE_HEADER) == "1", name
+    print(f"\nseries with undecodable frames: {len(with_errors)}, each served with the same unreadable slices")
 
 
 def test_4d_series_serve_every_volume(served, opened):

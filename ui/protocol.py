@@ -17,6 +17,17 @@ Binary volume frames (served by :mod:`pocketpacs.ui.server`) are::
 
 so the voxels start 8-byte aligned and the page wraps them in a typed array
 without copying.
+
+Slices whose pixel data could not be decoded hold zeros, and the page is told
+so three ways, never left to show them as a black image: the volume header's
+``unreadable`` lists those known when it is sent (every one, for a volume
+assembled whole), the ``volume_status`` command's ``unreadable`` every one
+found so far while the slices are read, and the answer to
+``GET /v1/volume/<id>/slice/<z>`` for such a slice carries the response
+header ``X-PocketPACS-Unreadable: 1`` (:data:`UNREADABLE_HEADER`; its frame
+header's ``unreadable`` then names the slice and why).  Each entry is
+``{"slice", "volume", "reason"}``: the slice within its volume, the volume of
+a 4D stack (0 otherwise), the decoder's message without any file path.
 """
 from __future__ import annotations
 
@@ -42,6 +53,9 @@ PROTOCOL_VERSION = 1
 
 #: Opaque ids the server accepts in URLs: lowercase hex, nothing else.
 OPAQUE_ID = re.compile(r"^[0-9a-f]{16,64}$")
+
+#: Response header of a slice whose pixel data could not be decoded (value ``"1"``).
+UNREADABLE_HEADER = "X-PocketPACS-Unreadable"
 
 #: dtypes the page can upload as 16/32-bit textures ("uint8": colour only, ``samples`` 3).
 WIRE_DTYPES = ("int16", "uint16", "float32", "uint8")
@@ -320,6 +334,13 @@ class VolumeHeader:
         The series' Frame of Reference UID (``""`` when it has none, or for
         files opened with Open Other).  Two volumes with the same one share
         patient coordinates: the Compare view links them by world position.
+    unreadable : list of dict
+        Slices known, when the header is sent, to hold no image because their
+        pixel data could not be decoded (they are sent as zeros): ``{"slice",
+        "volume", "reason"}`` each (slice within its volume, volume 0 unless
+        4D, the decoder's message without file paths).  Complete for a volume
+        assembled whole; for one read slice by slice, ``volume_status`` and
+        the slice answers' ``X-PocketPACS-Unreadable`` header tell the rest.
     """
 
     shape: tuple
@@ -341,6 +362,7 @@ class VolumeHeader:
     samples: int = 1
     volumes: dict = field(default_factory=lambda: {"count": 1, "axis": None, "values": None})
     frame_of_reference: str = ""
+    unreadable: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         """Return the header as a JSON-ready dict.
@@ -372,7 +394,25 @@ class VolumeHeader:
             "stack": _stack_json(self.stack),
             "volumes": _volumes_json(self.volumes),
             "frame_of_reference": str(self.frame_of_reference or ""),
+            "unreadable": unreadable_json(self.unreadable),
         }
+
+
+def unreadable_json(frames: Any) -> list:
+    """Unreadable slices with plain JSON types, in slice order (``{"slice", "volume", "reason"}``).
+
+    Parameters
+    ----------
+    frames : iterable of mapping
+        Entries with ``slice``, ``volume`` (default 0) and ``reason``.
+
+    Returns
+    -------
+    list of dict
+    """
+    out = [{"slice": int(f["slice"]), "volume": int(f.get("volume", 0)), "reason": str(f.get("reason", ""))}
+           for f in frames or ()]
+    return sorted(out, key=lambda f: (f["volume"], f["slice"]))
 
 
 def _stack_json(stack: Mapping[str, Any]) -> dict:

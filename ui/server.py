@@ -28,6 +28,9 @@ Security model (see ``../shared/notes/reliability.md`` §3.4):
 * request bodies and the header block are capped, bodies are read by
   ``Content-Length`` only (``Transfer-Encoding`` is refused), sockets time
   out, responses carry the CSP.
+
+A slice whose pixel data could not be decoded is answered with its zeros and
+the header ``X-PocketPACS-Unreadable: 1`` (:data:`pocketpacs.ui.protocol.UNREADABLE_HEADER`).
 """
 from __future__ import annotations
 
@@ -580,7 +583,10 @@ class _Handler(BaseHTTPRequestHandler):
             if frame is None:
                 self._error(404, protocol.NOT_FOUND, "No such slice.")
                 return
-            self._send(200, frame, "application/octet-stream")
+            # a slice whose pixel data could not be decoded (sent as zeros) says so
+            bad = job.slice_unreadable(int(z), t) is not None
+            self._send(200, frame, "application/octet-stream",
+                       {protocol.UNREADABLE_HEADER: "1"} if bad else None)
             return
         prefix = job.data_prefix()
         if prefix is None:

@@ -9,6 +9,10 @@ one export writes.  4D stacks send every volume, one after the other (the
 header's ``volumes`` says how many and along what).  :class:`ImageFileSource`
 does the same for files opened with Open Other (NIfTI, JPEG 2000, PNG...).
 
+Slices whose pixel data could not be decoded are sent as zeros and listed:
+the header's ``unreadable`` (every one for a stack assembled whole), and
+:meth:`DicomSeriesSource.unreadable_frames` as the slices are read.
+
 When the rescale (slope/intercept) is the same for every frame the page gets
 the *stored* values plus the rescale, applied on the GPU, so the value probe
 can show both; otherwise the core rescales per frame and the page gets real
@@ -37,6 +41,13 @@ def _windows(presets: Sequence[Any]) -> list[dict]:
 
 def _labels(extra: dict | None) -> dict:
     return {k: str(v) for k, v in (extra or {}).items() if v not in (None, "")}
+
+
+def _unreadable_of(vol: Any, slices: int) -> list[dict]:
+    """The header's ``unreadable`` of an assembled volume (*slices* per volume)."""
+    from pocketpacs.images.unreadable import frames_list
+
+    return frames_list(getattr(vol, "unreadable", None) or {}, slices)
 
 
 def header_for_volume(vol: Any, labels: dict | None = None,
@@ -70,7 +81,8 @@ def header_for_volume(vol: Any, labels: dict | None = None,
             windows=[{"name": "Colour as stored", "center": 128.0, "width": 256.0}],
             kind=vol.kind, modality=vol.modality or "OT", invert=False, labels=_labels(labels),
             value_range=[0.0, 255.0], calibration=getattr(vol, "calibration", None) or {},
-            stack={"index": int(stack[0]), "count": int(stack[1])}, samples=3)
+            stack={"index": int(stack[0]), "count": int(stack[1])}, samples=3,
+            unreadable=_unreadable_of(vol, rgb.shape[0]))
         return hdr, rgb
     arr = np.asarray(vol.array)
     if getattr(vol, "is_4d", False):
@@ -92,7 +104,8 @@ def header_for_volume(vol: Any, labels: dict | None = None,
         windows=_windows(vol.window_presets), kind=vol.kind, modality=modality,
         invert=bool(getattr(vol, "invert", False)), labels=_labels(labels), value_range=vr,
         calibration=getattr(vol, "calibration", None) or {},
-        stack={"index": int(stack[0]), "count": int(stack[1])})
+        stack={"index": int(stack[0]), "count": int(stack[1])},
+        unreadable=_unreadable_of(vol, wire.shape[0]))
     return hdr, wire
 
 
@@ -119,7 +132,7 @@ def safe_report(report: Any) -> dict:
     keep = ("index", "kind", "shape", "n_frames", "split_by", "why_sequence", "n_positions",
             "n_volumes", "fourth_axis", "pixel_spacing_mm", "slice_spacing_mm", "spacing_mm", "gaps",
             "duplicates", "dropped_frames", "tilt_deg", "max_in_plane_offset_mm", "tilt_action",
-            "spacing_action", "affine_lps", "notes")
+            "spacing_action", "affine_lps", "notes", "unreadable_frames")
     stacks = [{k: st.get(k) for k in keep} for st in d.get("stacks", [])]
     return {"n_files": d.get("n_files", 0), "n_frames": d.get("n_frames", 0),
             "split_by": d.get("split_by", []), "notes": d.get("notes", []), "stacks": stacks,
@@ -172,6 +185,7 @@ def header_for_4d(vol: Any, labels: dict | None = None, stack: tuple[int, int] =
     hdr, wire = header_for_volume(flat, labels, stack)
     hdr.shape = (int(a.shape[1]),) + tuple(int(v) for v in hdr.shape[1:3])
     hdr.volumes = _fourth_axis_of_volume(vol).to_dict()
+    hdr.unreadable = _unreadable_of(vol, int(a.shape[1]))
     return hdr, wire
 
 
@@ -308,7 +322,8 @@ class DicomSeriesSource:
             invert=ss.invert, labels=_labels(labels),
             value_range=[float(self._mid.min()), float(self._mid.max())],
             calibration=ss.calibration, stack=stack_header(reader, info.index),
-            volumes=info.volumes.to_dict(), frame_of_reference=frame_of_reference(reader, info.index))
+            volumes=info.volumes.to_dict(), frame_of_reference=frame_of_reference(reader, info.index),
+            unreadable=ss.unreadable_frames())
 
     @classmethod
     def of_reader(cls, reader: Any, labels: dict | None = None, stack: int = 0) -> "DicomSeriesSource":
@@ -340,6 +355,19 @@ class DicomSeriesSource:
         VolumeHeader
         """
         return self._whole.header() if self._whole else self._header
+
+    def unreadable_frames(self) -> list[dict]:
+        """The slices found so far whose pixel data could not be decoded (sent as zeros).
+
+        Returns
+        -------
+        list of dict
+            ``{"slice", "volume", "reason"}`` each (no paths): every one for a
+            stack assembled whole, those read so far for one read slice by slice.
+        """
+        if self._ss is None:
+            return list(self.header().unreadable)
+        return self._ss.unreadable_frames()
 
     def slice_file(self, z: int) -> str | None:
         """The file holding slice *z* (nearest source slice after resampling).

@@ -15,6 +15,10 @@ goes to the volume asked for last.
 
 A newer request supersedes a stale one: :class:`JobRegistry` cancels every
 older job of the same *slot* (one viewport) when a new one starts.
+
+Slices whose pixel data could not be decoded (sent as zeros) are known to the
+job as its source finds them (:meth:`VolumeJob.unreadable_frames`): its
+``status()``, its report and each such slice's frame say so.
 """
 from __future__ import annotations
 
@@ -129,8 +133,10 @@ class VolumeJob:
         self._focus = 0                 # the volume the bulk read goes to first
         self._failed: dict | None = None
         self._done = False
-        self.report: dict | None = None
+        self._report: dict | None = None
         self._slice_file: Callable[[int], str | None] | None = None
+        self._unreadable_fn: Callable[[], list[dict]] | None = None
+        self._unreadable_seen: list[dict] = []
         self._thread = threading.Thread(target=self._run, name="pocketpacs-volume", daemon=True)
 
     # ------------------------------------------------------------- worker
@@ -159,6 +165,7 @@ class VolumeJob:
             sshape = tuple(hdr.shape[1:3]) + ((int(hdr.samples),) if int(hdr.samples) > 1 else ())
             self.report = getattr(source, "report", None)
             self._slice_file = getattr(source, "slice_file", None)
+            self._unreadable_fn = getattr(source, "unreadable_frames", None)
             whole_fn = getattr(source, "whole", None)
             whole = whole_fn() if whole_fn is not None else None
             with self._cond:
@@ -204,7 +211,11 @@ class VolumeJob:
             self._fail(env)
         finally:
             if source is not None:
+                fn = self._unreadable_fn
                 try:
+                    # what the source found, kept without the source (its reader and arrays)
+                    self._unreadable_seen = fn() if fn is not None else []
+                    self._unreadable_fn = None
                     source.close()
                 except Exception:
                     pass
@@ -294,6 +305,55 @@ class VolumeJob:
         return fn(z) if fn is not None else None
 
     @property
+    def report(self) -> dict | None:
+        """The source's assembly report (no paths), with ``unreadable_frames``: the
+        slices found so far whose pixel data could not be decoded; None when it has none."""
+        if self._report is None:
+            return None
+        return {**self._report, "unreadable_frames": self.unreadable_frames()}
+
+    @report.setter
+    def report(self, value: dict | None) -> None:
+        self._report = value
+
+    def unreadable_frames(self) -> list[dict]:
+        """The slices found so far whose pixel data could not be decoded (sent as zeros).
+
+        Returns
+        -------
+        list of dict
+            ``{"slice", "volume", "reason"}`` each, in slice order, no paths:
+            the header's list, and those the source found since.
+        """
+        fn = self._unreadable_fn
+        with self._cond:
+            hdr = self._header
+        known = list(hdr.get("unreadable", [])) if hdr is not None else []
+        known += fn() if fn is not None else self._unreadable_seen
+        seen = {}
+        for f in protocol.unreadable_json(known):
+            seen.setdefault((f["volume"], f["slice"]), f)
+        return list(seen.values())
+
+    def slice_unreadable(self, z: int, t: int = 0) -> str | None:
+        """Why slice *z* of volume *t* holds no image, or None when it was read (or is not yet).
+
+        Parameters
+        ----------
+        z, t : int
+            Slice and volume.
+
+        Returns
+        -------
+        str or None
+            The decoder's reason (no path).
+        """
+        for f in self.unreadable_frames():
+            if f["slice"] == z and f["volume"] == t:
+                return f["reason"]
+        return None
+
+    @property
     def failed(self) -> dict | None:
         """The error envelope when the job failed or was cancelled, else None."""
         return self._failed
@@ -332,14 +392,18 @@ class VolumeJob:
         Returns
         -------
         dict
-            ``{"id", "slices_ready", "slices", "done", "error"}``.
+            ``{"id", "slices_ready", "slices", "volumes", "done", "error",
+            "unreadable"}``; ``unreadable``: every slice found so far whose
+            pixel data could not be decoded (:meth:`unreadable_frames`).
         """
+        bad = self.unreadable_frames()
         with self._cond:
             n = int(self._ready.sum()) if self._ready is not None else 0
             total = int(self._ready.size) if self._ready is not None else 0
             return {"id": self.id, "slices_ready": n, "slices": total, "volumes": self._nvol,
                     "done": self._done,
-                    "error": self._failed["error"] if self._failed else None}
+                    "error": self._failed["error"] if self._failed else None,
+                    "unreadable": bad}
 
     def _wait_slice(self, z: int, t: int = 0, timeout: float = 120.0) -> int | None:
         with self._cond:
@@ -372,8 +436,9 @@ class VolumeJob:
         Returns
         -------
         bytes or None
-            The frame (header with ``"slice": z`` and ``"t": t``), or None when
-            out of range or the job failed.
+            The frame (header with ``"slice": z`` and ``"t": t``, and
+            ``"unreadable"``: every slice found unreadable so far), or None
+            when out of range or the job failed.
         """
         i = self._wait_slice(z, t)
         if i is None:
@@ -381,6 +446,7 @@ class VolumeJob:
         hdr = dict(self._header)
         hdr["slice"] = z
         hdr["t"] = t
+        hdr["unreadable"] = self.unreadable_frames()
         return protocol.encode_frame(hdr, self._array[i])
 
     def data_prefix(self) -> bytes | None:

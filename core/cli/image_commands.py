@@ -2,6 +2,9 @@
 one slice to PNG) and ``report`` (how a series assembles into volumes); the
 target is a Series Instance UID in the archive or a path.  Registered with
 :func:`~pocketpacs.cli.framework.command` when this module is imported.
+Slices whose pixel data could not be decoded are written as zeros: both
+commands say which (a warning line; ``unreadable_frames`` in their JSON), and
+export then exits 1, like other partial results.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import os
 from typing import Any
 
 from ..errors import PocketPacsError
-from .framework import EXIT_OK, EXIT_USAGE, _open, command
+from .framework import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE, _open, command
 from .output import _err, _print_json, _say
 from .share_commands import add_dicom_options, dicom_flags_without_dicom, run_dicom_export
 
@@ -39,6 +42,44 @@ def _series_volumes(args: argparse.Namespace) -> list[tuple[str, Any]]:
             raise FileNotFoundError(f"{target}: neither an existing path nor a series in the archive") from None
         sv = reader.assemble()
     return [(target, sv)]
+
+
+def _unreadable(found: list[tuple[str, Any]], stack: int | None = None
+                ) -> tuple[list[str], list[dict[str, Any]]]:
+    """Warning lines and ``unreadable_frames`` entries for the stacks holding undecodable slices.
+
+    Parameters
+    ----------
+    found : list of (label, SeriesVolumes)
+        What :func:`_series_volumes` gave.
+    stack : int, optional
+        Only this stack of the (first) series (PNG export).
+
+    Returns
+    -------
+    warnings : list of str
+        One line per stack: how many slices could not be decoded, and the first ones.
+    frames : list of dict
+        ``{"series", "stack", "slice", "volume", "reason"}`` per slice (no paths).
+    """
+    from ..images.unreadable import frames_list, summary
+
+    warnings: list[str] = []
+    frames: list[dict[str, Any]] = []
+    for label, sv in found[:1] if stack is not None else found:
+        for i, v in enumerate(sv.volumes):
+            bad = getattr(v, "unreadable", None)
+            if not bad or (stack is not None and i != stack):
+                continue
+            k = v.shape[1 if v.is_4d else 0]
+            listed = frames_list(bad, k)
+            n = k * (v.shape[0] if v.is_4d else 1)
+            first = ", ".join(str(f["slice"] + 1) + (f" (volume {f['volume'] + 1})" if v.is_4d else "")
+                              for f in listed[:10])
+            warnings.append(f"series {label} stack {i}: {summary(len(bad), n)}: slice "
+                            f"{first}{' ...' if len(listed) > 10 else ''} ({listed[0]['reason']})")
+            frames += [{"series": label, "stack": i, **f} for f in listed]
+    return warnings, frames
 
 
 def _setup_export(p: argparse.ArgumentParser) -> None:
@@ -84,6 +125,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 return EXIT_USAGE
             kw.update(center=c, width=w)
         written.append(export_png(vols[args.stack], out, args.slice, **kw))
+        warnings, frames = _unreadable(found, args.stack)
     elif out.lower().endswith((".nii", ".nii.gz")):
         if len(found) > 1:
             stem = out[:-7] if out.endswith(".nii.gz") else out[:-4]
@@ -92,15 +134,18 @@ def cmd_export(args: argparse.Namespace) -> int:
                 written += export_nifti(sv, f"{stem}_series{i}{ext}", report=args.report)
         else:
             written += export_nifti(found[0][1], out, report=args.report)
+        warnings, frames = _unreadable(found)
     else:
         _err("OUT must end in .nii.gz, .nii or .png")
         return EXIT_USAGE
     if args.json:
-        _print_json({"written": written})
+        _print_json({"written": written, "warnings": warnings, "unreadable_frames": frames})
     else:
         for w in written:
             _say(w)
-    return EXIT_OK
+        for w in warnings:
+            _err(f"warning: {w}")
+    return EXIT_ATTENTION if frames else EXIT_OK
 
 
 def _setup_report(p: argparse.ArgumentParser) -> None:
@@ -132,6 +177,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         for st, inf in zip(d.get("stacks", []), info):
             st["label"] = inf.label
             st["volumes"] = inf.volumes.to_dict()
+        for st in d.get("stacks", []):          # Open Other files: every slice decoded or none
+            st.setdefault("unreadable_frames", [])
         reports.append(d)
     if args.json:
         _print_json(reports[0] if len(reports) == 1 else reports)
@@ -146,6 +193,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                  f"spacing {sp} {unit}")
             if cal.get("kind") not in (None, "patient"):
                 _say(f"  calibration: {cal.get('note')}")
+        for w in _unreadable([(label, sv)])[0]:
+            _say(f"  warning: {w}")
         for note in (d.get("notes") or []):
             _say(f"  note: {note}")
         for why in (d.get("split_reasons") or d.get("splits") or []):

@@ -2,7 +2,7 @@
 
 :class:`StackReport` (one stack: kind, shape, the key it was split by,
 spacing min/median/max, gaps, duplicates, gantry tilt and its correction,
-affines, notes) and :class:`AssemblyReport` (the series: its stacks, the
+affines, notes, slices that could not be decoded) and :class:`AssemblyReport` (the series: its stacks, the
 attributes that split them, excluded files), both plain dataclasses that
 turn into JSON-safe dicts (non-finite floats become None).
 """
@@ -42,6 +42,9 @@ class StackReport:
     affine_lps: list[list[float]] = field(default_factory=list)
     affine_ras: list[list[float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: slices that could not be decoded (left as zeros): ``{"slice", "volume", "reason"}``
+    #: each, ``slice`` within its volume, no file paths
+    unreadable_frames: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -34,11 +34,12 @@ from . import calibration
 from .affine import corner_voxels_world, lps_to_ras
 from .assemblyreport import AssemblyReport, StackReport
 from .decoders import DecoderPool, FrameError
-from .resample import resample_z, shift_slices
+from .resample import resample_z, shift_slices, z_weights
 from .seriesframes import _Frames, frames_from_batch
 from .stackplan import StackPlan
 from .stackread import read_resampled, read_stack
 from .stacksplit import plan_series
+from .unreadable import frames_list, resampled_rows, rows_of_errors, summary
 from .windows import WindowPreset, histogram_window, voted_header_windows, window_presets
 
 class VolumeError(PocketPacsError):
@@ -176,6 +177,11 @@ class Volume:
     stack_index : int
     errors : list of FrameError
         Frames that could not be decoded (left as zeros).
+    unreadable : dict
+        The slices those frames left without an image: index in the array
+        (volume after volume: ``t * slices + z``) -> the reason, without the
+        file's path (:mod:`pocketpacs.images.unreadable`); after a z
+        resampling, every slice blended from one.
     calibration : dict
         What a pixel measures (:mod:`pocketpacs.images.calibration`):
         ``{"kind", "spacing_mm", "note"}``; ``kind "none"``: the affine is a
@@ -201,6 +207,7 @@ class Volume:
     errors: list[FrameError] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
     palette: np.ndarray | None = None
+    unreadable: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.calibration is None:
@@ -275,6 +282,14 @@ class SeriesVolumes:
         d = self.report.to_dict()
         d["errors"] = [e.to_dict() for e in self.errors]
         by_index = {v.stack_index: v.calibration for v in self.volumes}
+        for v in self.volumes:
+            if v.unreadable:
+                n = int(np.prod(v.array.shape[:2 if v.is_4d else 1]))
+                bad = ", ".join(str(f["slice"] + 1) + (f" (volume {f['volume'] + 1})" if v.is_4d else "")
+                                for f in frames_list(v.unreadable, v.shape[1 if v.is_4d else 0])[:10])
+                more = " ..." if len(v.unreadable) > 10 else ""
+                d.setdefault("warnings", []).append(
+                    f"stack {v.stack_index}: {summary(len(v.unreadable), n)}: slice {bad}{more}")
         for st in d.get("stacks", []):
             cal = by_index.get(st.get("index"))
             if cal is not None:
@@ -378,6 +393,11 @@ def _build(plan: StackPlan, fr: _Frames, paths: list[str], rescale: bool,
         if plan.z_target is not None and plan.z_source is not None:
             arr = resample_z(arr, plan.z_source, plan.z_target, four_d=t > 1)
     plan.report.shape = list(arr.shape)
+    # the slices undecodable frames left as zeros (after resampling: those blended from one)
+    unreadable = rows_of_errors(paths, refs, errors)
+    if unreadable and plan.z_target is not None and plan.z_source is not None and k >= 2:
+        unreadable = resampled_rows(unreadable, k, *z_weights(plan.z_source, plan.z_target))
+    plan.report.unreadable_frames = frames_list(unreadable, arr.shape[1 if t > 1 else 0])
     mid = int(plan.frames[0, plan.frames.shape[1] // 2])
     stack_frames = plan.frames.reshape(-1)
     hdr = []
@@ -407,7 +427,8 @@ def _build(plan: StackPlan, fr: _Frames, paths: list[str], rescale: bool,
     return Volume(array=arr, affine_lps=plan.affine_lps, spacing=plan.spacing, modality=modality,
                   kind=plan.kind, window_presets=presets, report=plan.report,
                   photometric=fmt0.photometric if fmt0 else "MONOCHROME2", rescaled=applied,
-                  series_uid=fr.series_uid[fi0], errors=errors, calibration=cal, palette=palette)
+                  series_uid=fr.series_uid[fi0], errors=errors, calibration=cal, palette=palette,
+                  unreadable=unreadable)
 
 
 def mosaic_groups(fr: _Frames) -> list[list[int]]:
@@ -596,12 +617,15 @@ def _assemble_mosaics(paths: list[str], fr: _Frames, idx: list[int], rescale: bo
     # one mosaic at a time into the tiled-apart array: peak = the array + one mosaic
     arr = None
     errors: list[FrameError] = []
+    bad_volumes: dict[int, str] = {}        # a mosaic that could not be read: every slice of its volume
     applied = False
     for v in range(t):
         one, applied, errs = read_stack(paths, fr.formats, refs_all[v:v + 1],  # type: ignore[arg-type]
                                         (1, fmt.rows, fmt.cols), fmts_m, sl[v:v + 1],
                                         ic[v:v + 1], rescale, pool)
         errors.extend(errs)
+        for why in rows_of_errors(paths, refs_all[v:v + 1], errs).values():
+            bad_volumes.setdefault(v, why)
         if arr is None or np.result_type(arr.dtype, one.dtype) != arr.dtype:
             dt = one.dtype if arr is None else np.result_type(arr.dtype, one.dtype)
             new_arr = np.empty((t, nsl, rows, cols), dtype=dt)
@@ -635,13 +659,15 @@ def _assemble_mosaics(paths: list[str], fr: _Frames, idx: list[int], rescale: bo
                       notes=[(f"UIH VFRAME grid: {nsl} slices tiled {nrow}x{ncol} per file ({how})" if uih
                               else f"Siemens mosaic: {nsl} slices tiled {ncol}x{nrow} per file")
                              + (f", {t} volumes (4D)" if t > 1 else "")])
+    unreadable = {v * nsl + z: why for v, why in sorted(bad_volumes.items()) for z in range(nsl)}
+    rep.unreadable_frames = frames_list(unreadable, nsl)
     i0 = idx[0]
     c, wdt = b.number("WindowCenter")[i0], b.number("WindowWidth")[i0]
     presets = window_presets(arr, fr.modality[i0], [(c, wdt)], applied)
     return Volume(array=arr, affine_lps=aff, spacing=spacing,  # type: ignore[arg-type]
                   modality=fr.modality[i0], kind="volume", window_presets=presets, report=rep,
                   photometric=fmt.photometric, rescaled=applied, series_uid=fr.series_uid[i0],
-                  errors=errors)
+                  errors=errors, unreadable=unreadable)
 
 
 def dicom_files_in(folder: str | os.PathLike[str]) -> list[str]:

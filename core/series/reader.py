@@ -10,7 +10,10 @@ values where the headers give them).  A stack is read whole with
 :meth:`SeriesReader.read_stack` (export's assembly: tilt and spacing corrections,
 mosaics, colour) or, when it needs no whole-volume correction, slice by slice
 through :meth:`SeriesReader.slices` (a :class:`StackSlices`), so a viewer can
-draw its first slice before the rest is read.  Window presets come from
+draw its first slice before the rest is read.  Slices whose frames could not
+be decoded (left as zeros) are recorded on either path, with the decoder's
+reason (:attr:`StackSlices.unreadable`, :meth:`SeriesReader.unreadable`; the
+stack report's ``unreadable_frames``).  Window presets come from
 :mod:`pocketpacs.images.windows`, calibration from :mod:`pocketpacs.images.calibration`.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ArchiveError
+from ..images.unreadable import frames_list, rows_of_errors
 from .rows import ArchiveRows, archive_rows
 from .stacks import (StackInfo, _fourth_axis, _is_progressive, _planned_shape, describe_volume,
                      mosaic_volume_files, stack_label)
@@ -59,9 +63,13 @@ class StackSlices:
     rescale : bool
         Always rescale while reading (the values and dtype of
         :meth:`SeriesReader.read_stack`), even when the rescale is uniform.
+    unreadable : dict, optional
+        Where to record the slices that could not be read (shared by the
+        readers of one stack: :meth:`SeriesReader.unreadable`).
     """
 
-    def __init__(self, paths: list[str], fr: Any, plan: Any, rescale: bool = False):
+    def __init__(self, paths: list[str], fr: Any, plan: Any, rescale: bool = False,
+                 unreadable: dict[int, str] | None = None):
         from ..images.calibration import of_frame
         from ..images.stackread import choose_dtype
         from ..images.windows import MODALITY_WINDOWS, voted_header_windows
@@ -104,6 +112,11 @@ class StackSlices:
         self.header_windows = voted_header_windows(fr.wc[rows_idx], fr.ww[rows_idx])
         #: the file of each slice, in slice order
         self.slice_files = [paths[int(f)] for f in files]
+        #: slices read so far whose frame could not be decoded (left as zeros): index
+        #: (volume after volume) -> the decoder's reason, without the file's path
+        self.unreadable: dict[int, str] = {} if unreadable is None else unreadable
+        self._report = plan.report
+        self._lock = threading.Lock()
 
     def read(self, z0: int, z1: int, out: np.ndarray | None = None,
              reference: bool = False) -> np.ndarray:
@@ -133,12 +146,33 @@ class StackSlices:
         sl = None if self._sl is None else self._sl[z0:z1]
         ic = None if self._ic is None else self._ic[z0:z1]
         if reference:
-            read_frames(self.paths, self._fr.formats, self._refs[z0:z1], out, sl, ic,
-                        reference_kernels=True)
+            errors = read_frames(self.paths, self._fr.formats, self._refs[z0:z1], out, sl, ic,
+                                 reference_kernels=True)
         else:
             with NATIVE_LOCK:
-                read_frames(self.paths, self._fr.formats, self._refs[z0:z1], out, sl, ic)
+                errors = read_frames(self.paths, self._fr.formats, self._refs[z0:z1], out, sl, ic)
+        if errors:
+            self._record(z0, rows_of_errors(self.paths, self._refs[z0:z1], errors))
         return out
+
+    def _record(self, z0: int, rows: dict[int, str]) -> None:
+        """Note slices ``z0 + row`` as unreadable (and in the stack's report)."""
+        with self._lock:
+            for r, why in rows.items():
+                self.unreadable[z0 + r] = why
+            if self._report is not None:
+                self._report.unreadable_frames = frames_list(self.unreadable, self.volume_shape[0])
+
+    def unreadable_frames(self) -> list[dict[str, Any]]:
+        """The slices found unreadable so far, as the reports list them.
+
+        Returns
+        -------
+        list of dict
+            ``{"slice", "volume", "reason"}`` each, in slice order (no paths).
+        """
+        with self._lock:
+            return frames_list(dict(self.unreadable), self.volume_shape[0])
 
     def presets(self, sample: np.ndarray) -> list[Any]:
         """Window presets: the voted header windows, the modality's, a histogram of *sample*.
@@ -214,6 +248,7 @@ class SeriesReader:
         self._plans = plans
         self._built: dict[int, Any] = {}
         self._assembled = None
+        self._unreadable: dict[int, dict[int, str]] = {}   # stack -> slice -> reason
         #: the assembly report (stacks, why split, spacing, tilt)
         self.report = report
         #: Series Instance UID of the series (None when its files have none)
@@ -323,7 +358,48 @@ class SeriesReader:
         index = self.check_stack(index)
         if not self.stacks[index].progressive:
             return None
-        return StackSlices(self.paths, self._fr, self._plans[index])
+        return StackSlices(self.paths, self._fr, self._plans[index],
+                           unreadable=self._unreadable.setdefault(index, {}))
+
+    def unreadable(self, index: int = 0) -> dict[int, str]:
+        """The slices of a stack known so far to hold no image: their frame could not be decoded.
+
+        A stack read whole (:meth:`read_stack`) knows every one once read; one
+        read slice by slice (:meth:`slices`, :meth:`read_slices`) those read so far.
+
+        Parameters
+        ----------
+        index : int
+            Stack index.
+
+        Returns
+        -------
+        dict
+            Slice (volume after volume: ``t * slices + z``) -> the decoder's
+            reason, without the file's path; those slices hold zeros.
+        """
+        index = self.check_stack(index)
+        out = dict(self._unreadable.get(index, {}))
+        vol = (self._assembled.volumes[index] if self._assembled is not None
+               else self._built.get(index))
+        if vol is not None:
+            out.update(vol.unreadable)
+        return dict(sorted(out.items()))
+
+    def unreadable_frames(self, index: int = 0) -> list[dict[str, Any]]:
+        """:meth:`unreadable` as the reports list it: ``[{"slice", "volume", "reason"}]``.
+
+        Parameters
+        ----------
+        index : int
+            Stack index.
+
+        Returns
+        -------
+        list of dict
+            ``slice`` within its volume, ``volume`` 0 for a 3D stack; no paths.
+        """
+        return frames_list(self.unreadable(index), self.stacks[self.check_stack(index)].shape[0])
 
     def read_slices(self, index: int = 0, z0: int = 0, z1: int | None = None, t: int = 0) -> np.ndarray:
         """Slices ``[z0, z1)`` of volume *t* of a stack, with :meth:`read_stack`'s values.
@@ -359,7 +435,8 @@ class SeriesReader:
             raise IndexError(f"slices {z0}:{z1} of volume {t} outside stack {index} "
                              f"({info.volumes.count} x {k} slices)")
         if info.progressive and self._assembled is None:
-            ss = StackSlices(self.paths, self._fr, self._plans[index], rescale=True)
+            ss = StackSlices(self.paths, self._fr, self._plans[index], rescale=True,
+                             unreadable=self._unreadable.setdefault(index, {}))
             return ss.read(t * k + z0, t * k + z1)
         arr = np.asarray(self.read_stack(index).array)
         return arr[t, z0:z1] if info.volumes.count > 1 else arr[z0:z1]

@@ -88,12 +88,19 @@ export async function volumeHeader(vid, signal) {
   return r.json();
 }
 
-/** Fetch one slice (of volume t of a 4D series): {header, z, data: TypedArray}. */
+/**
+ * Fetch one slice (of volume t of a 4D series): {header, z, data: TypedArray, unreadable}.
+ * `unreadable` is true when the server answered X-PocketPACS-Unreadable: 1 (its pixel data
+ * could not be decoded: the data are zeros; header.unreadable says why).
+ */
 export async function volumeSlice(vid, z, signal, t = 0) {
-  const buf = await (await getBinary(`/v1/volume/${vid}/slice/${z}${t ? `?t=${t}` : ''}`, signal)).arrayBuffer();
+  const r = await getBinary(`/v1/volume/${vid}/slice/${z}${t ? `?t=${t}` : ''}`, signal);
+  const unreadable = r.headers.get('X-PocketPACS-Unreadable') === '1';
+  const buf = await r.arrayBuffer();
   const { header, offset } = parseFrame(buf);
   const T = arrayType(header.dtype);
-  return { header, z: header.slice, data: new T(buf, offset, header.shape[1] * header.shape[2] * (header.samples || 1)) };
+  return { header, z: header.slice, unreadable,
+    data: new T(buf, offset, header.shape[1] * header.shape[2] * (header.samples || 1)) };
 }
 
 /**

@@ -260,6 +260,7 @@ export class Viewer {
       [x, y, z] = g;
     }
     if (x < 0 || y < 0 || z < 0 || x >= nx || y >= ny || z >= nz || !this.vol.ready[z]) return null;
+    if (this.unreadableReason(z) !== null) return null;       // no image there: nothing to probe
     const spp = this.vol.header.samples || 1;
     const data = this.ensureData(), i = ((z * ny + y) * nx + x) * spp;
     if (spp === 3) return { x, y, z, rgb: [data[i], data[i + 1], data[i + 2]] };   // colour: R, G, B

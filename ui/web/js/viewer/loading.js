@@ -9,6 +9,10 @@
 // that shows nothing of any series (no image, overlay text, probe or marks).
 // The volumes of a 4D stack, once whole, stay in a cache of up to
 // VOLUME_CACHE_BYTES (cachedVolume / cacheVolume), emptied by clear().
+// Slices whose pixel data could not be decoded (sent as zeros) are collected
+// in vol.unreadable from the header, the slice answers' X-PocketPACS-Unreadable
+// header and volume_status while the volume streams (noteUnreadable); the
+// overlay draws them as placeholders, MPR/3D say how many are missing.
 
 import * as api from '../api.js';
 import { requestRedraw } from '../scheduler.js';
@@ -84,7 +88,9 @@ export class ViewerLoading {
     // the whole-volume array, the 3D textures and the stream come after the
     // first slice is on screen (start()): the first draw needs only that slice
     if (this.rv) { this.rv.dispose(); this.rv = null; }
-    this.vol = { vid, header, data: null, ready: new Uint8Array(nz), uploaded: 0, complete: 0, first, firstData: null, started: false };
+    this.vol = { vid, header, data: null, ready: new Uint8Array(nz), uploaded: 0, complete: 0, first, firstData: null, started: false,
+      unreadable: new Map() };
+    this.noteUnreadable(header.unreadable);
     this.Ainv = invertAffine(header.affine_lps);
     await this.view.setHeader(header);
     if (seq !== this.seq) return;
@@ -114,6 +120,7 @@ export class ViewerLoading {
       this.canvas.dataset.tSlice = String(performance.now());
       vol.firstData = sl.data;
       vol.ready[first] = 1;
+      if (sl.unreadable) this.noteUnreadable(sl.header.unreadable, vol);
       this.view.setPreview(first, sl.data);
       // drawn now, not in the next animation frame: the compositor may be
       // a frame or two behind (the view switch), which cost 30-50 ms here
@@ -194,6 +201,7 @@ export class ViewerLoading {
       this.vol.ready.fill(1, this.vol.complete, complete);
       this.vol.complete = complete;
       requestRedraw(this.uploadPending);
+      this.pollUnreadable(seq, vol);
     }, signal, vol.t || 0);
     const glDone = this.glReady.then(() => {
       if (seq !== this.seq) return;
@@ -205,9 +213,7 @@ export class ViewerLoading {
         if (this.rv) this.rv.dispose();
         this.rv = new RenderVolume(this.gl, header, data);
       }
-      const notice = [h3Colour(header), this.rv.notice].filter((x) => x).join('; ');
-      $('notice-3d').textContent = notice;
-      this.canvas.dataset.notice3d = notice;
+      this.updateNotice3d();
       this.canvas.dataset.tex3d = this.rv.dims.join('x');
       glSet = true;
       this.invalidate3d();
@@ -215,6 +221,7 @@ export class ViewerLoading {
     });
     const loaded = Promise.all([stream, glDone]).then(() => {
       if (seq !== this.seq) return;
+      this.pollUnreadable(seq, vol, true);       // every slice read: the server knows them all
       this.cacheVolume(vol);
       this.uploadPending();
       const r = header.rescale;
@@ -230,6 +237,66 @@ export class ViewerLoading {
       else $('load-progress').textContent = e.message;
     });
     return loaded.catch(() => {});
+  }
+
+  /**
+   * Note slices that could not be decoded ({slice, volume, reason} each, from the header,
+   * a slice answer or volume_status); the views and texts follow.
+   */
+  noteUnreadable(list, vol = this.vol) {
+    if (!vol || !vol.unreadable || !list || !list.length) return;
+    const nz = vol.header.shape[0];
+    let added = false;
+    for (const f of list) {
+      const k = (f.volume || 0) * nz + f.slice;
+      if (!vol.unreadable.has(k)) { vol.unreadable.set(k, String(f.reason || 'unknown reason')); added = true; }
+    }
+    if (!added || !this.vol || this.vol.unreadable !== vol.unreadable) return;
+    this.updateNotice3d();
+    requestRedraw(this.draw);
+  }
+
+  /** Why slice z of the volume shown could not be decoded, or null (read, or not yet known). */
+  unreadableReason(z = this.s.slice) {
+    const v = this.vol;
+    if (!v || !v.unreadable || !v.unreadable.size) return null;
+    const r = v.unreadable.get((v.t || 0) * v.header.shape[0] + z);
+    return r === undefined ? null : r;
+  }
+
+  /**
+   * Ask the server which slices it found unreadable so far (at most once a second
+   * while streaming; `force`: now, once the volume is whole).
+   */
+  async pollUnreadable(seq, vol, force = false) {
+    const now = performance.now();
+    if (!force && (vol.polling || now - (vol.polled || 0) < 1000)) return;
+    vol.polling = true;
+    vol.polled = now;
+    try {
+      const st = await api.call('volume_status', { volume_id: vol.vid });
+      if (seq === this.seq && st) this.noteUnreadable(st.unreadable, vol);
+    } catch (e) {
+      // a superseded or evicted volume: nothing left to note
+    } finally {
+      vol.polling = false;
+    }
+  }
+
+  /** "K slices missing (shown as 0)" when slices of the volume could not be decoded, else ''. */
+  missingNotice() {
+    const k = this.vol && this.vol.unreadable ? this.vol.unreadable.size : 0;
+    return k ? `${k} slice${k === 1 ? '' : 's'} missing (shown as 0)` : '';
+  }
+
+  /** The MPR/3D notice: colour shown as grey, the 3D texture's own notice, missing slices. */
+  updateNotice3d() {
+    const h = this.vol && this.vol.header;
+    const missing = this.missingNotice();
+    const notice = [h ? h3Colour(h) : '', this.rv ? this.rv.notice : '', missing].filter((x) => x).join('; ');
+    $('notice-3d').textContent = notice;
+    Object.assign(this.canvas.dataset, { notice3d: notice, unreadableNotice: missing,
+      unreadable: String(this.vol && this.vol.unreadable ? this.vol.unreadable.size : 0) });
   }
 
   setupPresets(header) {
@@ -335,7 +402,7 @@ export class ViewerLoading {
     this.updateMeasurements();
     Object.assign(this.canvas.dataset, { vid: '', drawn: '', tFirst: '', tLoaded: '', ready: '0', slices: '0',
       measurementsLoaded: '', selected: '',
-      xform: '', notice3d: '', tex3d: '', cachedVolumes: '0' });
+      xform: '', notice3d: '', tex3d: '', cachedVolumes: '0', unreadable: '0', unreadableNotice: '' });
     this.resetClip();
     this.ray.resetCamera();
     this.dirty3d = true;

@@ -3,6 +3,10 @@
 // the corner texts (patient/study labels, slice, position, window, zoom; set
 // with textContent only, as every label is attacker-controlled DICOM text),
 // and the side panel (header, assembly report, histogram, measurement list).
+// A slice whose pixel data could not be decoded is never shown as an image: the
+// acquired-slice view covers it with a blank placeholder and a centred red
+// message "slice N could not be decoded: <reason>", the corner counts such
+// slices, and MPR/3D say how many are missing (shown as 0).
 
 import { NO_LABELS, edgeLabels, hasPatientAxes, letters, slicePosition } from '../orientation.js';
 import { PLANES, toCanvas } from '../mpr.js';
@@ -21,6 +25,7 @@ export class ViewerOverlay {
     const ctx = o.getContext('2d');
     ctx.clearRect(0, 0, o.width, o.height);
     o.dataset.labels = '[]';
+    this.updateUnreadableMsg();
     if (!this.vol || this.view.header !== this.vol.header) return;
     const labels = [];
     const dpr = window.devicePixelRatio || 1;
@@ -31,6 +36,10 @@ export class ViewerOverlay {
       const [x, y, w, h] = vp.rect;
       ctx.save();
       ctx.beginPath(); ctx.rect(x, y, w, h); ctx.clip();
+      if (vp.kind === 'native' && this.unreadableReason(this.s.slice) !== null) {
+        ctx.fillStyle = '#000';          // its zeros are no image: a blank placeholder
+        ctx.fillRect(x, y, w, h);
+      }
       const showCross = this.layout === '2x2' || this.tool === 'cross';
       if (showCross) {
         const [cx, cy] = toCanvas(m, this.crossPt);
@@ -55,6 +64,37 @@ export class ViewerOverlay {
       ctx.restore();
     }
     o.dataset.labels = JSON.stringify(labels);
+  }
+
+  /** The centred red message over an acquired slice that could not be decoded (hidden otherwise). */
+  updateUnreadableMsg() {
+    const first = this.vps[0];
+    const why = this.vol && first && first.kind === 'native' && this.view.header === this.vol.header
+      ? this.unreadableReason(this.s.slice) : null;
+    let el = $('unreadable-msg');
+    if (!el) {
+      if (why === null) return;
+      el = document.createElement('div');
+      el.id = 'unreadable-msg';
+      el.setAttribute('role', 'status');
+      Object.assign(el.style, { position: 'absolute', left: '0', right: '0', top: '50%', transform: 'translateY(-50%)',
+        textAlign: 'center', color: '#ff5252', fontSize: '15px', fontWeight: 'bold', whiteSpace: 'pre-wrap',
+        padding: '0 12px', pointerEvents: 'none', textShadow: 'var(--outline)', unicodeBidi: 'isolate' });
+      $('vp0').append(el);
+    }
+    el.hidden = why === null;
+    // textContent only: the reason is the decoder's message
+    el.textContent = why === null ? '' : `slice ${this.s.slice + 1} could not be decoded: ${visible(why)}`;
+    this.canvas.dataset.unreadableShown = why === null ? '' : String(this.s.slice);
+  }
+
+  /** "K of N slices could not be decoded" for the whole series, or ''. */
+  unreadableCount() {
+    const v = this.vol;
+    const k = v && v.unreadable ? v.unreadable.size : 0;
+    if (!k) return '';
+    const n = v.header.shape[0] * Math.max(1, (v.header.volumes || {}).count || 1);
+    return `${k} of ${n} slice${n === 1 ? '' : 's'} could not be decoded`;
   }
 
   updateLabels() {
@@ -106,11 +146,11 @@ export class ViewerOverlay {
       $('corner-bl').textContent = lines(`Slice ${this.s.slice + 1} / ${nz}`,
         hasPatientAxes(h) ? `Pos ${pos.along.toFixed(1)} mm` : '', `${nx}×${ny}  ${measure.spacingText(h)}`,
         h.kind === 'sequence' ? 'sequence (not a regular volume)' : '',
-        (h.samples || 1) > 1 ? 'colour shown as grey in MPR/3D' : '', ...this.timelineText());
+        (h.samples || 1) > 1 ? 'colour shown as grey in MPR/3D' : '', ...this.timelineText(), this.unreadableCount());
     } else {
-      $('corner-bl').textContent = this.positionText(first);
+      $('corner-bl').textContent = lines(this.positionText(first), this.missingNotice());
     }
-    for (const vp of this.vps.slice(1)) vp.el.querySelector('.vp-info').textContent = this.positionText(vp);
+    for (const vp of this.vps.slice(1)) vp.el.querySelector('.vp-info').textContent = lines(this.positionText(vp), this.missingNotice());
     $('corner-br').textContent = lines(`W ${Math.round(this.s.width)}  L ${Math.round(this.s.center)}`,
       first && first.kind !== '3d' && first.kind !== 'native' ? `Zoom ${(this.planeState[first.kind].zoom * 100).toFixed(0)}%`
         : `Zoom ${(this.s.zoom * 100).toFixed(0)}%`, this.s.invert ? 'Inverted' : '');
