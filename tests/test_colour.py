@@ -189,11 +189,10 @@ def read_rgb(page) -> np.ndarray:
 
 @pytest.mark.slow
 def test_the_page_draws_an_rgb_series_in_colour(page, built):
-    rows = page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map(tr =>
-        tr.querySelector('td[data-col=patient_name]').textContent)""")
+    rows = [r.get("patient_name", "") for r in S.tree_rows(page)]
     idx = rows.index(COLOUR_FILES["examples_rgb_color.dcm"])
     page.evaluate("document.getElementById('view').dataset.drawn = ''")
-    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    page.locator(S.SERIES_ROWS).nth(idx).dblclick()
     S.wait_js(page, "document.getElementById('view').dataset.drawn")
     S.wait_js(page, "document.getElementById('view').dataset.tLoaded")
     img = read_rgb(page).astype(int)

@@ -158,7 +158,7 @@ def test_frames_without_geometry_are_a_sequence():
     plans, rep = plan_series(ft)
     assert plans[0].kind == "sequence" and plans[0].frames[0].tolist() == [4, 3, 2, 1, 0]
     assert "Image Position" in rep.stacks[0].why_sequence
-    assert any("1 mm" in x for x in rep.stacks[0].notes)
+    assert any("uncalibrated (measured in px)" in x for x in rep.stacks[0].notes)
 
 
 def test_policy_names_checked():

@@ -222,9 +222,8 @@ def page(browser, served):
 
 
 def _open(page, modality):
-    mods = page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map(tr =>
-        tr.querySelector('td[data-col=modality]').textContent)""")
-    page.locator("#series-table tbody tr").nth(mods.index(modality)).dblclick()
+    mods = [r.get("modality", "") for r in S.tree_rows(page)]
+    page.locator(S.SERIES_ROWS).nth(mods.index(modality)).dblclick()
 
 
 @pytest.mark.slow

@@ -84,12 +84,11 @@ def page(browser, served):
 def open_series(page, prefix="AX"):
     """Open the series whose description starts with *prefix*; wait until it is loaded
     and its kept measurements have arrived."""
-    S.wait_js(page, "document.querySelectorAll('#series-table tbody tr').length > 0")
-    descs = page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map(tr =>
-        tr.querySelector('td[data-col=series_description]').textContent)""")
+    S.wait_js(page, f"document.querySelectorAll('{S.SERIES_ROWS}').length > 0")
+    descs = [r.get("series_description", "") for r in S.tree_rows(page)]
     idx = next(i for i, d in enumerate(descs) if d.startswith(prefix))
     page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
-    page.locator("#series-table tbody tr").nth(idx).dblclick()
+    page.locator(S.SERIES_ROWS).nth(idx).dblclick()
     S.wait_js(page, "document.getElementById('view').dataset.tLoaded", 60)
     S.wait_js(page, "document.getElementById('view').dataset.measurementsLoaded === '1'")
     return S.fetch_header(page, S.dataset(page)["vid"])
@@ -372,7 +371,7 @@ def test_measurements_on_cd_usb_are_kept_in_memory_only(page, built, tmp_path):
     media = tmp_path / "cdrom"
     synth.generate(media, patients=1, studies=1, series=1, slices=10, rows=32, cols=32, junk=0,
                    enhanced=0, seed=123)
-    S.wait_js(page, "document.querySelectorAll('#series-table tbody tr').length > 0")
+    S.wait_js(page, f"document.querySelectorAll('{S.SERIES_ROWS}').length > 0")
     before = S.archive_snapshot(built["archive"])
     media_before = S.archive_snapshot(media)
     home_before = set(os.listdir(os.path.expanduser("~")))
@@ -380,7 +379,7 @@ def test_measurements_on_cd_usb_are_kept_in_memory_only(page, built, tmp_path):
     page.fill("#path-input", str(media))
     page.click("#path-ok")
     S.wait_js(page, "!document.getElementById('media-banner').hidden")
-    S.wait_js(page, "document.querySelectorAll('#series-table tbody tr').length === 1")
+    S.wait_js(page, f"document.querySelectorAll('{S.SERIES_ROWS}').length === 1")
     open_series(page, "")
     assert S.dataset(page, "#measure-kept")["kept"] == "media"
     assert "memory only" in page.locator("#measure-kept").text_content()

@@ -57,9 +57,9 @@ def _drawn(page):
 
 
 def test_the_stack_picker_opens_every_stack(page):
-    S.wait_js(page, "document.querySelectorAll('#series-table tbody tr').length")
+    S.wait_js(page, f"document.querySelectorAll('{S.SERIES_ROWS}').length")
     page.evaluate("document.getElementById('view').dataset.drawn = ''")
-    page.locator("#series-table tbody tr").nth(0).dblclick()
+    page.locator(S.SERIES_ROWS).nth(0).dblclick()
     _drawn(page)
     assert page.is_visible("#stack-pick")
     opts = page.evaluate("[...document.querySelectorAll('#stack-pick option')].map(o => o.textContent)")

@@ -131,10 +131,9 @@ def test_an_open_other_jpeg_2000_shows_no_mm(page, corpus):
 
 
 def test_an_uncalibrated_dicom_series_shows_no_mm_in_the_assembly_panel(page):
-    names = page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map(tr =>
-        tr.querySelector('td[data-col=modality]').textContent)""")
+    names = [r.get("modality", "") for r in S.tree_rows(page)]
     page.evaluate("document.getElementById('view').dataset.drawn = ''")
-    page.locator("#series-table tbody tr").nth(names.index("US")).dblclick()
+    page.locator(S.SERIES_ROWS).nth(names.index("US")).dblclick()
     S.wait_js(page, "document.getElementById('view').dataset.tLoaded")
     hdr = S.fetch_header(page, S.dataset(page)["vid"])
     assert hdr["calibration"]["kind"] == "none"
