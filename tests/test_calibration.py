@@ -287,14 +287,8 @@ def _support():
 @pytest.fixture
 def page(browser, served):
     S = _support()
-    pg = browser.new_page(viewport={"width": 900, "height": 640})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(served.url)
-    S.wait_js(pg, "document.body.dataset.ready")
-    yield pg
-    pg.close()
-    assert not errors, errors
+    with S.open_page(browser, served.url, 900, 640) as pg:
+        yield pg
 
 
 def _measure_across(page, S, i0, i1, j, n=1):

@@ -160,14 +160,8 @@ def test_colour_series_go_to_the_page_as_rgb8(server, built):
 # ------------------------------------------------------------------ browser
 @pytest.fixture
 def page(browser, served):
-    pg = browser.new_page(viewport={"width": 900, "height": 640})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(served.url)
-    S.wait_js(pg, "document.body.dataset.ready")
-    yield pg
-    pg.close()
-    assert not errors, errors
+    with S.open_page(browser, served.url, 900, 640) as pg:
+        yield pg
 
 
 def read_rgb(page) -> np.ndarray:

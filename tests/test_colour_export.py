@@ -112,14 +112,8 @@ def test_archive_list_thumbnails_of_colour_series_are_rgb(session, built):
 
 @pytest.fixture
 def page(browser, served):
-    pg = browser.new_page(viewport={"width": 1100, "height": 700})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(served.url)
-    S.wait_js(pg, "document.body.dataset.ready")
-    yield pg
-    pg.close()
-    assert not errors, errors
+    with S.open_page(browser, served.url, 1100, 700) as pg:
+        yield pg
 
 
 @pytest.mark.slow

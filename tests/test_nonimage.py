@@ -211,14 +211,8 @@ def test_open_series_answers_with_the_objects_text(built):
 
 @pytest.fixture
 def page(browser, served):
-    pg = browser.new_page(viewport={"width": 900, "height": 640})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(served.url)
-    S.wait_js(pg, "document.body.dataset.ready")
-    yield pg
-    pg.close()
-    assert not errors, errors
+    with S.open_page(browser, served.url, 900, 640) as pg:
+        yield pg
 
 
 def _open(page, modality):

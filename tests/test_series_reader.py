@@ -9,12 +9,13 @@ shape, affine and values.  4D stacks, DICOM (temporal positions) and NIfTI
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 
 import numpy as np
 import pytest
+
+import served_http
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -209,17 +210,7 @@ def served(multi_stack, four_d, tmp_path_factory):
 
 
 def _req(srv, method, path, body=None):
-    from pocketpacs.ui.server import TOKEN_HEADER
-
-    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
-    h = {"Host": f"127.0.0.1:{srv.port}", TOKEN_HEADER: srv.token}
-    if body is not None:
-        body = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=body, headers=h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
+    r, data = served_http.req(srv, method, path, body=body)
     return r.status, data
 
 

@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "ui"))
 import ppui_support as S
+from served_http import call, req
 
 from pocketpacs.ui import protocol
 from pocketpacs.ui.server import COOKIE_PREFIX, CSP, TOKEN_HEADER, DataServer
@@ -34,34 +35,6 @@ def server(built):
     yield srv
     srv.stop()
     session.close()
-
-
-def req(srv, method, path, *, token=True, host=None, origin=None, body=None, headers=None,
-        cookie=None):
-    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
-    h = {"Host": host or f"127.0.0.1:{srv.port}"}
-    if token is True:
-        h[TOKEN_HEADER] = srv.token
-    elif isinstance(token, str):
-        h[TOKEN_HEADER] = token
-    if origin:
-        h["Origin"] = origin
-    if cookie:
-        h["Cookie"] = cookie
-    if body is not None:
-        body = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    h.update(headers or {})
-    c.request(method, path, body=body, headers=h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return r, data
-
-
-def call(srv, name, args=None, **kw):
-    r, data = req(srv, "POST", f"/v1/call/{name}", body=args or {}, **kw)
-    return r.status, json.loads(data) if data else None
 
 
 def series_rows(srv, **filters):

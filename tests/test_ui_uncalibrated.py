@@ -41,14 +41,8 @@ def built(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, served):
-    pg = browser.new_page(viewport={"width": 1000, "height": 700})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(served.url)
-    S.wait_js(pg, "document.body.dataset.ready")
-    yield pg
-    pg.close()
-    assert not errors, errors
+    with S.open_page(browser, served.url, 1000, 700) as pg:
+        yield pg
 
 
 def colour_png(path: Path) -> Path:

@@ -45,14 +45,8 @@ def built(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, served):
-    pg = browser.new_page(viewport={"width": 900, "height": 640})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(served.url)
-    S.wait_js(pg, "document.body.dataset.ready")
-    yield pg
-    pg.close()
-    assert not errors, errors
+    with S.open_page(browser, served.url, 900, 640) as pg:
+        yield pg
 
 
 def test_cine_over_time_fetches_each_volume_once(page, built):

@@ -12,7 +12,6 @@ the served volume header, ``volume_status`` and slice answers, and the page
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+
+import served_http
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -243,15 +244,7 @@ def built(tmp_path_factory):
 
 
 def _req(srv, method, path, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
-    h = {"Host": f"127.0.0.1:{srv.port}", "X-PocketPACS-Token": srv.token}
-    if body is not None:
-        body = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=body, headers=h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
+    r, data = served_http.req(srv, method, path, body=body)
     return r.status, dict(r.getheaders()), data
 
 
@@ -311,14 +304,8 @@ def test_served_whole_series_lists_them_in_its_header(served):
 # ---------------------------------------------------------------- the page
 @pytest.fixture
 def page(browser, served):
-    pg = browser.new_page(viewport={"width": 900, "height": 640})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(served.url)
-    S.wait_js(pg, "document.body.dataset.ready")
-    yield pg
-    pg.close()
-    assert not errors, errors
+    with S.open_page(browser, served.url, 900, 640) as pg:
+        yield pg
 
 
 def _open_row(page, desc):

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import served_http
+
 from pocketpacs.images.affine import corner_distance, corner_voxels_world, lps_to_ras
 from pocketpacs.images.volume import NotAnImageError, VolumeError, assemble_series
 from pocketpacs.ui import protocol
@@ -62,15 +64,7 @@ def served(corpus_archive):
 
 
 def _req(srv, method, path, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
-    h = {"Host": f"127.0.0.1:{srv.port}", TOKEN_HEADER: srv.token}
-    if body is not None:
-        body = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=body, headers=h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
+    r, data = served_http.req(srv, method, path, body=body)
     return r.status, data
 
 

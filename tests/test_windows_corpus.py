@@ -14,15 +14,16 @@ its zero column).
 """
 from __future__ import annotations
 
-import http.client
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import served_http
+
 from pocketpacs.ui import protocol
-from pocketpacs.ui.server import TOKEN_HEADER, DataServer
+from pocketpacs.ui.server import DataServer
 from pocketpacs.ui.session import Session
 
 pytestmark = pytest.mark.corpus
@@ -59,15 +60,7 @@ def served_corpus(corpus, tmp_path_factory):
 
 
 def _req(srv, method, path, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
-    h = {"Host": f"127.0.0.1:{srv.port}", TOKEN_HEADER: srv.token}
-    if body is not None:
-        body = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=body, headers=h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
+    r, data = served_http.req(srv, method, path, body=body)
     return r.status, data
 
 

@@ -316,3 +316,19 @@ def manifest_series(manifest: dict, **match) -> dict:
 
 
 __all__ = ["require_system", "json"]
+
+
+@contextlib.contextmanager
+def open_page(browser, url: str, width: int = 900, height: int = 640):
+    """A page of the served app, ready (``body[data-ready]``); on leaving, closed, and
+    the test fails if the page raised an uncaught error meanwhile."""
+    pg = browser.new_page(viewport={"width": width, "height": height})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(url)
+    wait_js(pg, "document.body.dataset.ready")
+    try:
+        yield pg
+    finally:
+        pg.close()
+    assert not errors, errors
