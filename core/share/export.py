@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import PocketPacsError
 from ..paths import ensure_private_dir, write_private_file
 from .deidentify import BurnedInRefused, Deidentifier
+from .rewrite import ByteRewriter, NotRewritable
 from .media import private_tree, write_fileset
 from .pseudonyms import deid_key
 
@@ -47,6 +48,9 @@ class ExportResult:
         Instances refused or exported with a caveat (no patient data in them).
     refused : int
         Instances not exported (burned-in text, unreadable).
+    notes : list of str
+        How the export was made where it matters (files de-identified through pydicom,
+        the slower path, and why).
     pairs : list of (str, str)
         (source file, exported file) of every exported instance (for previews and checks;
         not in the JSON, which names no source file).
@@ -58,12 +62,13 @@ class ExportResult:
     series: int = 0
     warnings: list[str] = field(default_factory=list)
     refused: int = 0
+    notes: list[str] = field(default_factory=list)
     pairs: list[tuple[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The ``export --dicom --json`` object."""
         return {"written": list(self.written), "instances": self.instances, "studies": self.studies,
-                "series": self.series, "warnings": list(self.warnings)}
+                "series": self.series, "warnings": list(self.warnings), "notes": list(self.notes)}
 
 
 def resolve_series(archive: Any, uids: Iterable[str]) -> list[Any]:
@@ -150,7 +155,7 @@ def _zip_tree(root: str, zip_path: str) -> None:
 def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | str, *, deidentify: bool = False,
                  options: Iterable[str] = (), dicomdir: bool = False, zip: bool = False,
                  allow_burned_in: bool = False, patient_name: str | None = None, patient_id: str | None = None,
-                 progress: Callable[[int, int], Any] | None = None) -> ExportResult:
+                 progress: Callable[[int, int], Any] | None = None, engine: str = "bytes") -> ExportResult:
     """Export archived instances as DICOM files.
 
     Parameters
@@ -175,6 +180,12 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         Pseudonymous name and ID (default: derived from the key).
     progress : callable, optional
         ``progress(done, total)`` after each instance.
+    engine : {"bytes", "pydicom"}
+        How de-identified headers are rewritten: ``"bytes"`` (default) rewrites the file's
+        bytes (:class:`~.rewrite.ByteRewriter`: unchanged elements and pixel data copied, no
+        decoding) and takes the pydicom path for the files it does not handle (deflate, big
+        endian, no file meta, ...; counted in ``notes``); ``"pydicom"`` always reads, edits
+        and writes the data set with pydicom.  Both give the same elements and values.
 
     Returns
     -------
@@ -185,6 +196,8 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     ExportError
         Nothing to export, a UID not in the archive, or a non-empty ``out_dir``.
     """
+    if engine not in ("bytes", "pydicom"):
+        raise ValueError(f"engine must be 'bytes' or 'pydicom', not {engine!r}")
     if options and not deidentify:
         raise ExportError("profile options apply to a de-identified export only (add deidentify)")
     series = resolve_series(archive, uids)
@@ -201,6 +214,8 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         except ValueError as e:
             raise ExportError(str(e)) from None
         deid = Deidentifier(key, options, allow_burned_in, patient_name, patient_id)
+    rewriter = ByteRewriter(deid) if deid is not None and engine == "bytes" else None
+    slow: dict[str, int] = {}  # why files took the pydicom path -> count
     ensure_private_dir(out)
     res = ExportResult(out)
     root = tempfile.mkdtemp(prefix=".export-", dir=out) if zip else out
@@ -214,8 +229,9 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         ser_no = numbers["ser"].setdefault(se.key, len(numbers["ser"]) + 1)
         where = f"series {ser_no}, file {img_no.get(se.key, 0) + 1}"
         ds = None
+        data = None
         try:
-            if deid is None and not dicomdir:
+            if (deid is None and not dicomdir) or rewriter is not None:
                 with open(path, "rb") as f:
                     data = f.read()
                 name_ext = ".dcm.gz" if data[:2] == b"\x1f\x8b" else ".dcm"
@@ -226,8 +242,22 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
             res.refused += 1
             continue
         if deid is not None:
+            identity = "archive-patient:" + se.patient_key
             try:
-                res.warnings += [f"{where}: {w}" for w in deid.apply(ds, "archive-patient:" + se.patient_key)]
+                done_fast = False
+                if rewriter is not None and data is not None:
+                    try:
+                        data, notes = rewriter.rewrite(data, identity)
+                        res.warnings += [f"{where}: {w}" for w in notes]
+                        name_ext = ".dcm"
+                        done_fast = True
+                        if dicomdir:
+                            ds = _read(data)
+                    except NotRewritable as e:
+                        slow[str(e)] = slow.get(str(e), 0) + 1
+                        ds, data = _read(path), None
+                if not done_fast:
+                    res.warnings += [f"{where}: {w}" for w in deid.apply(ds, identity)]
             except BurnedInRefused as e:
                 res.warnings.append(f"{where}: {e}")
                 res.refused += 1
@@ -249,7 +279,7 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
             folder = os.path.join(root, f"PAT{pat:05d}", f"STU{stu:05d}", f"SER{ser_no:05d}")
             ensure_private_dir(folder)
             target = os.path.join(folder, f"IMG{img_no[se.key]:05d}" + (name_ext if ds is None else ".dcm"))
-            write_private_file(target, data if ds is None else dataset_bytes(ds), sync=False)
+            write_private_file(target, data if data is not None else dataset_bytes(ds), sync=False)
             res.written.append(target)
             res.pairs.append((path, target))
         if progress is not None:
@@ -260,6 +290,9 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         res.warnings += notes
         res.pairs += [(sources[i], paths[i]) for i in range(len(sources))]  # (`zip` is the parameter)
     res.studies, res.series = len(seen_studies), len(seen_series)
+    if slow:
+        res.notes.append(f"{sum(slow.values())} file(s) de-identified through pydicom (the slower path): "
+                         + "; ".join(f"{why} ({n})" for why, n in sorted(slow.items())))
     if zip:
         private_tree(root)
         zpath = os.path.join(out, "export.zip")
