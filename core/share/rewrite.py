@@ -41,6 +41,8 @@ _UNSUPPORTED_TS = {"1.2.840.10008.1.2.1.99": "deflated transfer syntax", "1.2.84
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _VRS = _LONG_VRS | frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH",
                               "SL", "SS", "ST", "TM", "UI", "UL", "US"})
+#: explicit VR bytes -> (VR, whether its length field is 4 bytes)
+_VR_INFO = {vr.encode(): (vr, vr in _LONG_VRS) for vr in _VRS}
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _PIXEL_DATA = 0x7FE00010
@@ -64,14 +66,11 @@ class NotRewritable(Exception):
     """The file is outside what the byte-level rewriter handles (the reason says why)."""
 
 
-class _Elem:
-    """One indexed element: tag, VR, where its header and value are, its items (sequences)."""
-    __slots__ = ("end", "items", "start", "tag", "vend", "vr", "vstart")
-
-    def __init__(self, tag: int, vr: str, start: int, vstart: int, vend: int, end: int,
-                 items: list[list[_Elem]] | None):
-        self.tag, self.vr, self.start, self.vstart, self.vend, self.end, self.items = (
-            tag, vr, start, vstart, vend, end, items)
+#: One indexed element, a tuple (faster to make than an object): tag, VR, start of its header,
+#: start and end of its value, end of the element (delimiters included), its items (sequences: a
+#: list of element lists; else None).
+_Elem = tuple
+_TAG, _VR, _START, _VSTART, _VEND, _END, _ITEMS_OF = range(7)
 
 
 def _dict_vr(tag: int, cache: dict[int, str] = {}) -> str:  # noqa: B006 (a module-wide cache)
@@ -118,13 +117,11 @@ def _index(mv: memoryview, pos: int, end: int, implicit: bool, depth: int, in_it
             if group == 0xFFFE:
                 length, hdr, vr = _U32.unpack_from(mv, pos + 4)[0], 8, ""
             else:
-                try:
-                    vr = vrb.decode("ascii")
-                except UnicodeDecodeError:
-                    vr = ""
-                if vr not in _VRS:
+                info = _VR_INFO.get(vrb)
+                if info is None:
                     raise NotRewritable("an element without a valid explicit VR (implicit data?)")
-                if vr in _LONG_VRS:
+                vr, long_vr = info
+                if long_vr:
                     if end - pos < 12:
                         raise NotRewritable("an element header past the end")
                     length, hdr = _U32.unpack_from(mv, pos + 8)[0], 12
@@ -156,7 +153,7 @@ def _index(mv: memoryview, pos: int, end: int, implicit: bool, depth: int, in_it
                 raise NotRewritable("an element longer than the data left")
             if vr == "SQ":
                 items, _ = _items(mv, vstart, vend, implicit, depth, vend)
-        out.append(_Elem(tag, vr, pos, vstart, vend, epos, items))
+        out.append((tag, vr, pos, vstart, vend, epos, items))
         pos = epos
     if in_item:
         raise NotRewritable("an item without its delimiter")
@@ -225,9 +222,9 @@ def _sequence(tag: int, items: list[bytes], implicit: bool) -> bytes:
 
 def _ascii(mv: memoryview, e: _Elem) -> str:
     try:
-        return bytes(mv[e.vstart:e.vend]).decode("ascii")
+        return bytes(mv[e[_VSTART]:e[_VEND]]).decode("ascii")
     except UnicodeDecodeError:
-        raise NotRewritable(f"non-ASCII bytes in a {e.vr} value") from None
+        raise NotRewritable(f"non-ASCII bytes in a {e[_VR]} value") from None
 
 
 class _Call:
@@ -260,6 +257,7 @@ class ByteRewriter:
         self._clean_desc = "clean-descriptors" in self.options
         self._decisions: dict[tuple[int, str], tuple[int, str]] = {}
         self._records: dict[bool, list[tuple[int, bytes]]] = {}
+        self._constants: dict[tuple[int, str, bool, int], bytes] = {}  # emptied and dummy elements
 
     # ---- decisions -------------------------------------------------------------------------
     def _decide(self, tag: int, vr: str) -> tuple[int, str]:
@@ -372,7 +370,7 @@ class ByteRewriter:
                 raise NotRewritable("explicit VR data under an implicit transfer syntax")
         top, _ = _index(mv, pos, len(data), implicit, 0, False)
         call = _Call(mv, implicit)
-        by_tag = {e.tag: e for e in top if e.tag < 0x00400000}
+        by_tag = {e[_TAG]: e for e in top if e[_TAG] < 0x00400000}
         cs = by_tag.get(_CHARSET)
         if cs is not None:
             from pydicom.charset import convert_encodings
@@ -400,8 +398,8 @@ class ByteRewriter:
             call.scrub = scrub_pattern(words)
         pieces = self._walk(call, top)
         code = self.names.patient_code(identity)
-        name_vr = by_tag[_PATIENT_NAME].vr if _PATIENT_NAME in by_tag else "PN"
-        id_vr = by_tag[_PATIENT_ID].vr if _PATIENT_ID in by_tag else "LO"
+        name_vr = by_tag[_PATIENT_NAME][_VR] if _PATIENT_NAME in by_tag else "PN"
+        id_vr = by_tag[_PATIENT_ID][_VR] if _PATIENT_ID in by_tag else "LO"
         extra = [(_PATIENT_NAME, self._text_element(call, _PATIENT_NAME, name_vr,
                                                     self.deid.patient_name or f"ANON^{code}")),
                  (_PATIENT_ID, self._text_element(call, _PATIENT_ID, id_vr, self.deid.patient_id or f"PP{code}"))]
@@ -412,8 +410,7 @@ class ByteRewriter:
         sop_instance = _out_uid(out, _SOP_INSTANCE, implicit)
         if sop_class is None or sop_instance is None:
             raise NotRewritable("no SOP Class or SOP Instance UID")
-        return _file_meta(ts, sop_class, sop_instance) + b"".join(bytes(p[1]) if isinstance(p[1], memoryview)
-                                                                   else p[1] for p in out), warnings
+        return b"".join([_file_meta(ts, sop_class, sop_instance), *(p[1] for p in out)]), warnings
 
     def _meta(self, mv: memoryview) -> tuple[dict[int, str], int]:
         """The file meta's UIDs and the position of the data set."""
@@ -442,12 +439,12 @@ class ByteRewriter:
         from pydicom.charset import decode_bytes
         from pydicom.values import TEXT_VR_DELIMS
 
-        raw = bytes(call.mv[e.vstart:e.vend])
-        if e.vr == "PN":
+        raw = bytes(call.mv[e[_VSTART]:e[_VEND]])
+        if e[_VR] == "PN":
             raw = raw.rstrip(b"\0 ")
-        if e.vr in ("UI", "DA", "DT", "TM", "CS", "AS", "DS", "IS", "AE"):
+        if e[_VR] in ("UI", "DA", "DT", "TM", "CS", "AS", "DS", "IS", "AE"):
             return raw.decode("latin-1").rstrip("\0 ")
-        if e.vr in ("LT", "ST", "UT"):  # one value: trailing padding only
+        if e[_VR] in ("LT", "ST", "UT"):  # one value: trailing padding only
             return decode_bytes(raw, call.encodings, TEXT_VR_DELIMS).rstrip("\0 ")
         return "\\".join(v.rstrip("\0 ") for v in decode_bytes(raw, call.encodings, TEXT_VR_DELIMS).split("\\"))
 
@@ -484,16 +481,17 @@ class ByteRewriter:
         out: list[tuple[int, Any]] = []
         creators: dict[int, tuple[int, _Elem]] = {}  # block (group << 8 | byte) -> (index in out, element)
         kept_blocks: set[int] = set()
+        decisions = self._decisions
         for e in elems:
-            tag, vr = e.tag, e.vr
-            d, action = self._decide(tag, vr)
+            tag, vr = e[_TAG], e[_VR]
+            d, action = decisions.get((tag, vr)) or self._decide(tag, vr)
             if d == _KEEP:
-                out.append((tag, mv[e.start:e.end]))
+                out.append((tag, mv[e[_START]:e[_END]]))
             elif d == _DROP:
                 continue
             elif d == _CREATOR:
                 creators[(tag >> 16) << 8 | (tag & 0xFF)] = (len(out), e)
-                out.append((tag, mv[e.start:e.end]))
+                out.append((tag, mv[e[_START]:e[_END]]))
             elif d == _PRIVATE:
                 el = tag & 0xFFFF
                 block = (tag >> 16) << 8 | (el >> 8)
@@ -501,20 +499,23 @@ class ByteRewriter:
                 if (self._safe_private and c is not None
                         and is_safe(self._text(call, c[1]), tag >> 16, el)):
                     kept_blocks.add(block)
-                    out.append((tag, mv[e.start:e.end]))
-            elif d == _EMPTY:
-                out.append((tag, _sequence(tag, [], implicit) if vr == "SQ" else _element(tag, vr, b"", implicit)))
-            elif d == _DUMMY:
-                out.append((tag, _sequence(tag, [], implicit) if vr == "SQ"
-                            else _element(tag, vr, _pad(DUMMIES[vr].encode(), vr), implicit)))
+                    out.append((tag, mv[e[_START]:e[_END]]))
+            elif d == _EMPTY or d == _DUMMY:
+                key = (tag, vr, implicit, d)
+                piece = self._constants.get(key)
+                if piece is None:
+                    piece = self._constants[key] = (
+                        _sequence(tag, [], implicit) if vr == "SQ" else
+                        _element(tag, vr, _pad(DUMMIES[vr].encode(), vr) if d == _DUMMY else b"", implicit))
+                out.append((tag, piece))
             elif d == _UID:
                 out.append((tag, self._uid(call, e)))
             elif d == _SHIFT:
                 out.append((tag, self._shift(call, e)))
             elif d == _ITEMS:
-                out.append((tag, _sequence(tag, [self._item(call, it, False) for it in e.items or []], implicit)))
+                out.append((tag, _sequence(tag, [self._item(call, it, False) for it in e[_ITEMS_OF] or []], implicit)))
             elif d == _CLEAN_ITEMS:
-                out.append((tag, _sequence(tag, [self._item(call, it, True) for it in e.items or []], implicit)))
+                out.append((tag, _sequence(tag, [self._item(call, it, True) for it in e[_ITEMS_OF] or []], implicit)))
             elif d == _SCRUB:
                 out.append((tag, self._scrubbed(call, e)))
         if creators:
@@ -524,48 +525,48 @@ class ByteRewriter:
         return out
 
     def _item(self, call: _Call, elems: list[_Elem], scrub: bool) -> bytes:
-        if any(e.tag == _CHARSET for e in elems):
+        if any(e[_TAG] == _CHARSET for e in elems):
             raise NotRewritable("a character set inside a sequence item")
         pieces = self._walk(call, elems)
         if scrub and call.scrub is not None:
             # Deidentifier._clean: the text elements left in each item are scrubbed
-            by_tag = {e.tag: e for e in elems}
+            by_tag = {e[_TAG]: e for e in elems}
             for i, (tag, piece) in enumerate(pieces):
                 e = by_tag[tag]
-                if e.vr not in _TEXT_VRS:
+                if e[_VR] not in _TEXT_VRS:
                     continue
                 if isinstance(piece, memoryview):
-                    if e.vend > e.vstart:
+                    if e[_VEND] > e[_VSTART]:
                         pieces[i] = (tag, self._scrubbed(call, e))
-                elif self._decide(tag, e.vr)[0] == _DUMMY:  # a dummy value is scrubbed too
-                    new = call.scrub(DUMMIES[e.vr])
-                    if new != DUMMIES[e.vr]:
-                        pieces[i] = (tag, self._text_element(call, tag, e.vr, new))
-        return b"".join(bytes(p) if isinstance(p, memoryview) else p for _t, p in pieces)
+                elif self._decide(tag, e[_VR])[0] == _DUMMY:  # a dummy value is scrubbed too
+                    new = call.scrub(DUMMIES[e[_VR]])
+                    if new != DUMMIES[e[_VR]]:
+                        pieces[i] = (tag, self._text_element(call, tag, e[_VR], new))
+        return b"".join([p for _t, p in pieces])
 
     def _scrubbed(self, call: _Call, e: _Elem) -> Any:
-        if call.scrub is None or e.vend == e.vstart:
-            return call.mv[e.start:e.end]
+        if call.scrub is None or e[_VEND] == e[_VSTART]:
+            return call.mv[e[_START]:e[_END]]
         old = self._text(call, e)
         new = call.scrub(old)
         if new == old:
-            return call.mv[e.start:e.end]
-        return self._text_element(call, e.tag, e.vr, new)
+            return call.mv[e[_START]:e[_END]]
+        return self._text_element(call, e[_TAG], e[_VR], new)
 
     def _uid(self, call: _Call, e: _Elem) -> Any:
         value = _ascii(call.mv, e).rstrip("\0 ")
         if value == "":
-            return call.mv[e.start:e.end]
+            return call.mv[e[_START]:e[_END]]
         out = [v if v.startswith("1.2.840.10008.") else self.names.uid(v) for v in value.split("\\")]
-        return _element(e.tag, "UI", _pad("\\".join(out).encode("ascii"), "UI"), call.implicit)
+        return _element(e[_TAG], "UI", _pad("\\".join(out).encode("ascii"), "UI"), call.implicit)
 
     def _shift(self, call: _Call, e: _Elem) -> Any:
         value = _ascii(call.mv, e).rstrip("\0 ")
         if value == "":
-            return call.mv[e.start:e.end]
-        fn = shift_date if e.vr == "DA" else shift_datetime
+            return call.mv[e[_START]:e[_END]]
+        fn = shift_date if e[_VR] == "DA" else shift_datetime
         new = "\\".join(fn(v, call.days) for v in value.split("\\"))
-        return _element(e.tag, e.vr, _pad(new.encode("ascii"), e.vr), call.implicit)
+        return _element(e[_TAG], e[_VR], _pad(new.encode("ascii"), e[_VR]), call.implicit)
 
 
 def _tag_of(keyword: str, cache: dict[str, int] = {}) -> int:  # noqa: B006 (a module-wide cache)
