@@ -71,6 +71,16 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
     "close_media": {},
     "save_png": {"data": Arg(str, required=True, max_len=64 << 20,
                              pattern=r"data:image/png;base64,[A-Za-z0-9+/=]+")},
+    # the share dialog (ui/share_commands.py): the row's series, its study or its patient
+    "share_preview": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64),
+                      "scope": Arg(str, pattern=r"series|study|patient", default="series", max_len=8),
+                      "options": Arg(list, max_len=8), "allow_burned_in": Arg(bool, default=False)},
+    "share_start": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64),
+                    "scope": Arg(str, pattern=r"series|study|patient", default="series", max_len=8),
+                    "deidentify": Arg(bool, default=False), "options": Arg(list, max_len=8),
+                    "dicomdir": Arg(bool, default=False), "zip": Arg(bool, default=False),
+                    "allow_burned_in": Arg(bool, default=False), "path": Arg(str, max_len=4096)},
+    "share_status": {"job_id": Arg(str, required=True, pattern=_ID, max_len=64)},
 }
 
 #: The allowlist: plain lower-case names only, never dotted or underscored.

@@ -5,6 +5,7 @@ import { store } from './state.js';
 import { Browser } from './browser.js';
 import { Viewer } from './viewer.js';
 import { confirmBox, runImport, withPath } from './actions.js';
+import { openShare } from './share.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -55,6 +56,7 @@ async function main() {
     $('media-banner').hidden = !s.media;
     document.body.dataset.media = s.media ? '1' : '0';
     $('btn-import').disabled = s.media;
+    $('btn-share').disabled = s.media;
     browser.readonly = s.media;
   });
   store.on(['status'], (s) => { $('status').textContent = s.status; });
@@ -96,6 +98,13 @@ async function main() {
     browser.refresh();
   });
   browser.addEventListener('error', (e) => showError(e.detail));
+  // Export / Share…: the toolbar button acts on the selected row; a menu of the browser
+  // may dispatch a 'share' event with the row instead
+  browser.addEventListener('share', (e) => openShare(e.detail, showError));
+  $('btn-share').addEventListener('click', () => {
+    const r = browser.rows[browser.selected];
+    if (r) openShare(r, showError); else showError(new Error('Select a series in the archive first.'));
+  });
 
   $('btn-archive').addEventListener('click', () => store.set({ view: 'archive' }));
   $('btn-import').addEventListener('click', async () => {
