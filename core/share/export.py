@@ -211,7 +211,8 @@ def _zip_tree(root: str, zip_path: str) -> None:
 def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | str, *, deidentify: bool = False,
                  options: Iterable[str] = (), dicomdir: bool = False, zip: bool = False,
                  allow_burned_in: bool = False, patient_name: str | None = None, patient_id: str | None = None,
-                 progress: Callable[[int, int], Any] | None = None, engine: str = "bytes") -> ExportResult:
+                 progress: Callable[[int, int], Any] | None = None, engine: str = "bytes",
+                 viewer: bool = False) -> ExportResult:
     """Export archived instances as DICOM files.
 
     Parameters
@@ -236,6 +237,9 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         Pseudonymous name and ID (default: derived from the key).
     progress : callable, optional
         ``progress(done, total)`` after each instance.
+    viewer : bool
+        With ``dicomdir``: add the portable viewer (:mod:`.portable`: a static web page in
+        ``VIEWER/`` that shows the exported series from the medium, no server needed).
     engine : {"bytes", "pydicom"}
         How de-identified headers are rewritten: ``"bytes"`` (default) rewrites the file's
         bytes (:class:`~.rewrite.ByteRewriter`: unchanged elements and pixel data copied, no
@@ -254,6 +258,8 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     """
     if engine not in ("bytes", "pydicom"):
         raise ValueError(f"engine must be 'bytes' or 'pydicom', not {engine!r}")
+    if viewer and not dicomdir:
+        raise ExportError("the portable viewer goes on a CD/USB medium: add dicomdir")
     if options and not deidentify:
         raise ExportError("profile options apply to a de-identified export only (add deidentify)")
     series = resolve_series(archive, uids)
@@ -282,6 +288,7 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     sources: list[str] = []
     img_no: dict[str, int] = {}
     made: set[str] = set()  # folders already made
+    ds_series: list[str] = []  # the series of each data set of a medium
     need_bytes = (deid is None and not dicomdir) or rewriter is not None
     # file reads run ahead and writes behind in threads (the GIL is free during I/O); the
     # headers are rewritten here, in order
@@ -336,6 +343,7 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
             if dicomdir:
                 datasets.append(ds)
                 sources.append(path)
+                ds_series.append(se.key)
             else:
                 pat = numbers["pat"].setdefault(se.patient_key, len(numbers["pat"]) + 1)
                 stu = numbers["stu"].setdefault(se.study_key, len(numbers["stu"]) + 1)
@@ -362,6 +370,20 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         res.written += written
         res.warnings += notes
         res.pairs += [(sources[i], paths[i]) for i in range(len(sources))]  # (`zip` is the parameter)
+        if viewer:
+            from .portable import write_portable_viewer
+
+            groups: dict[str, list[int]] = {}  # series -> its data sets (`zip` is the parameter)
+            for i, key in enumerate(ds_series):
+                groups.setdefault(key, []).append(i)
+            labels = []
+            for n, idx in enumerate(groups.values(), 1):
+                modality = str(getattr(datasets[idx[0]], "Modality", "") or "OT")
+                labels.append(f"Series {n} · {modality} · {len(idx)} image" + ("" if len(idx) == 1 else "s"))
+            v_written, v_notes = write_portable_viewer(root, [[paths[i] for i in idx] for idx in groups.values()],
+                                                       labels)
+            res.written += v_written
+            res.notes += v_notes
     res.studies, res.series = len(seen_studies), len(seen_series)
     if slow:
         res.notes.append(f"{sum(slow.values())} file(s) de-identified through pydicom (the slower path): "
