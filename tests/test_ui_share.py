@@ -83,6 +83,19 @@ def test_share_commands_preview_then_export_what_the_cli_writes(built, tmp_path)
         # a folder with files in it: the export goes into a new folder inside it
         env = bridge.call("share_start", {"series_id": row["series_id"], "path": str(out)})
         assert env["ok"] and env["data"]["folder"].startswith("PocketPACS export ")
+
+        # a medium with the portable viewer
+        env = bridge.call("share_start", {"series_id": row["series_id"], "deidentify": True, "dicomdir": True,
+                                          "viewer": True, "path": str(tmp_path / "cd")})
+        assert env["ok"], env
+        end = time.monotonic() + 120
+        while not (st := bridge.call("share_status", {"job_id": env["data"]["job_id"]})["data"])["done"]:
+            assert time.monotonic() < end
+            time.sleep(0.1)
+        assert st["error"] is None and st["result"]["instances"] == row["images"], st
+        assert (tmp_path / "cd" / "DICOMDIR").is_file() and (tmp_path / "cd" / "VIEWER" / "index.html").is_file()
+        doc = json.loads((tmp_path / "cd" / "VIEWER" / "index.json").read_text())
+        assert [h["shape"][0] for h in doc["series"]] == [row["images"]]
     finally:
         s.close()
     time.sleep(0.5)  # the second (plain) export finishes in the background; its folder is not compared

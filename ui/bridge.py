@@ -78,8 +78,9 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
     "share_start": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64),
                     "scope": Arg(str, pattern=r"series|study|patient", default="series", max_len=8),
                     "deidentify": Arg(bool, default=False), "options": Arg(list, max_len=8),
-                    "dicomdir": Arg(bool, default=False), "zip": Arg(bool, default=False),
-                    "allow_burned_in": Arg(bool, default=False), "path": Arg(str, max_len=4096)},
+                    "dicomdir": Arg(bool, default=False), "viewer": Arg(bool, default=False),
+                    "zip": Arg(bool, default=False), "allow_burned_in": Arg(bool, default=False),
+                    "path": Arg(str, max_len=4096)},
     "share_status": {"job_id": Arg(str, required=True, pattern=_ID, max_len=64)},
 }
 

@@ -38,7 +38,7 @@ class ShareJob:
     out_dir : str
         The export folder (empty or absent).
     options : dict
-        Keyword arguments of ``export_dicom`` (deidentify, options, dicomdir, zip, allow_burned_in).
+        Keyword arguments of ``export_dicom`` (deidentify, options, dicomdir, viewer, zip, allow_burned_in).
     """
 
     def __init__(self, archive: Any, uids: list[str], out_dir: str, options: dict):
@@ -165,6 +165,7 @@ class ShareCommands:
             raise BridgeError(protocol.NOT_FOUND, "The folder above that one does not exist.")
         job = ShareJob(arc, uids, path, {"deidentify": deidentify, "options": opts,
                                          "dicomdir": bool(a.get("dicomdir")), "zip": bool(a.get("zip")),
+                                         "viewer": bool(a.get("dicomdir")) and bool(a.get("viewer")),
                                          "allow_burned_in": bool(a.get("allow_burned_in"))}).start()
         self.shares[job.id] = job
         return {"job_id": job.id, "folder": os.path.basename(path)}

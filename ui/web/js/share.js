@@ -16,7 +16,8 @@ function choices() {
   const options = deidentify
     ? [...$('share-options').querySelectorAll('input[type=checkbox][value]:checked')].map((el) => el.value) : [];
   return { scope, deidentify, options, allow_burned_in: deidentify && $('share-burned').checked,
-    dicomdir: $('share-dicomdir').checked, zip: $('share-zip').checked };
+    dicomdir: $('share-dicomdir').checked, viewer: $('share-dicomdir').checked && $('share-viewer').checked,
+    zip: $('share-zip').checked };
 }
 
 function syncOptions() {
@@ -25,6 +26,7 @@ function syncOptions() {
   box.setAttribute('aria-disabled', on ? 'false' : 'true');
   for (const el of box.querySelectorAll('input')) el.disabled = !on;
   $('share-preview-btn').disabled = !on;
+  $('share-viewer').disabled = !$('share-dicomdir').checked;
   if (!on) $('share-preview-wrap').hidden = true;
 }
 
@@ -103,6 +105,7 @@ export function openShare(row, onError) {
     try { await fn(row); } catch (e) { $('share-text').textContent = e.message; onError(e); }
   };
   for (const el of dlg.querySelectorAll('input[name=share-mode]')) el.onchange = syncOptions;
+  $('share-dicomdir').onchange = syncOptions;
   $('share-preview-btn').onclick = guard(preview);
   $('share-go').onclick = guard(run);
   $('share-close').onclick = () => dlg.close();
