@@ -258,6 +258,7 @@ class ByteRewriter:
         self._decisions: dict[tuple[int, str], tuple[int, str]] = {}
         self._records: dict[bool, list[tuple[int, bytes]]] = {}
         self._constants: dict[tuple[int, str, bool, int], bytes] = {}  # emptied and dummy elements
+        self._texts: dict[tuple[int, str, str, bool], bytes] = {}  # pseudonymous names and IDs
 
     # ---- decisions -------------------------------------------------------------------------
     def _decide(self, tag: int, vr: str) -> tuple[int, str]:
@@ -449,10 +450,17 @@ class ByteRewriter:
         return "\\".join(v.rstrip("\0 ") for v in decode_bytes(raw, call.encodings, TEXT_VR_DELIMS).split("\\"))
 
     def _text_element(self, call: _Call, tag: int, vr: str, value: str) -> bytes:
+        if value.isascii():
+            key = (tag, vr, value, call.implicit)
+            out = self._texts.get(key)
+            if out is None:
+                if len(self._texts) > 4096:
+                    self._texts.clear()
+                out = self._texts[key] = _element(tag, vr, _pad(value.encode("ascii"), vr), call.implicit)
+            return out
         from pydicom.charset import encode_string
 
-        raw = value.encode("ascii") if value.isascii() else encode_string(value, call.encodings)
-        return _element(tag, vr, _pad(raw, vr), call.implicit)
+        return _element(tag, vr, _pad(encode_string(value, call.encodings), vr), call.implicit)
 
     def _record(self, implicit: bool) -> list[tuple[int, bytes]]:
         """PatientIdentityRemoved, DeidentificationMethod (and its codes), LongitudinalTemporalInformationModified."""
@@ -586,12 +594,17 @@ def _out_uid(out: list[tuple[int, Any]], tag: int, implicit: bool) -> str | None
     return None
 
 
-def _file_meta(ts: str, sop_class: str, sop_instance: str) -> bytes:
+def _file_meta(ts: str, sop_class: str, sop_instance: str, cache: dict[str, bytes] = {}) -> bytes:  # noqa: B006
     """Preamble, ``DICM`` and the file meta of the de-identified file (as Deidentifier's ``_new_file_meta``)."""
-    body = (_element(0x00020001, "OB", b"\x00\x01", False)
-            + _element(0x00020002, "UI", _pad(sop_class.encode(), "UI"), False)
-            + _element(0x00020003, "UI", _pad(sop_instance.encode(), "UI"), False)
-            + _element(0x00020010, "UI", _pad(ts.encode(), "UI"), False)
-            + _element(0x00020012, "UI", _pad(IMPLEMENTATION_CLASS_UID.encode(), "UI"), False)
-            + _element(0x00020013, "SH", _pad(b"POCKETPACS", "SH"), False))
-    return b"\0" * 128 + b"DICM" + _element(0x00020000, "UL", struct.pack("<I", len(body)), False) + body
+    tail = cache.get(ts)
+    if tail is None:  # the elements after the instance's UIDs are the same for every file of a syntax
+        tail = cache[ts] = (_element(0x00020010, "UI", _pad(ts.encode(), "UI"), False)
+                            + _element(0x00020012, "UI", _pad(IMPLEMENTATION_CLASS_UID.encode(), "UI"), False)
+                            + _element(0x00020013, "SH", _pad(b"POCKETPACS", "SH"), False))
+    body = b"".join((_META_VERSION, _element(0x00020002, "UI", _pad(sop_class.encode(), "UI"), False),
+                     _element(0x00020003, "UI", _pad(sop_instance.encode(), "UI"), False), tail))
+    return b"".join((_PREAMBLE, _element(0x00020000, "UL", struct.pack("<I", len(body)), False), body))
+
+
+_PREAMBLE = b"\0" * 128 + b"DICM"
+_META_VERSION = _element(0x00020001, "OB", b"\x00\x01", False)
