@@ -417,3 +417,22 @@ def test_byte_rewriter_hands_unusual_files_to_pydicom_with_the_reason():
     good = open(bundled("CT_small.dcm"), "rb").read()
     with pytest.raises(NotRewritable, match="longer than the data left"):
         rw.rewrite(good[:-100], "x")
+
+
+def test_the_preview_lists_changes_without_any_original_value(source_archive):
+    import json
+
+    from pocketpacs.share import preview_deidentification
+
+    previewed = 0
+    for st in source_archive.studies():
+        se = source_archive.series(st)[0]
+        src = read_dataset_capped(source_archive.series_files(se)[0], stop_before_pixels=True)
+        pv = preview_deidentification(source_archive, [st.uid], ["modified-dates"], allow_burned_in=True)
+        blob = json.dumps(pv, ensure_ascii=False)
+        leaked = [v for v in identifiers(src) if v in blob]
+        assert not leaked, (st.uid, leaked)
+        kinds = {c["action"] for c in pv["changes"]}
+        assert {"pseudonym", "added"} <= kinds and pv["instances"] >= se.n_instances
+        previewed += 1
+    assert previewed >= 10
