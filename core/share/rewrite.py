@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from . import profile_table
@@ -73,7 +74,11 @@ _Elem = tuple
 _TAG, _VR, _START, _VSTART, _VEND, _END, _ITEMS_OF = range(7)
 
 
-def _dict_vr(tag: int, cache: dict[int, str] = {}) -> str:  # noqa: B006 (a module-wide cache)
+#: tag -> its VR in the dictionary (implicit VR files), filled as tags are met
+_DICT_VRS: dict[int, str] = {}
+
+
+def _dict_vr(tag: int, cache: dict[int, str] = _DICT_VRS) -> str:
     vr = cache.get(tag)
     if vr is None:
         from pydicom.datadict import dictionary_VR
@@ -102,32 +107,36 @@ def _index(mv: memoryview, pos: int, end: int, implicit: bool, depth: int, in_it
     if depth > _MAX_DEPTH:
         raise NotRewritable("sequences nested too deep")
     out: list[_Elem] = []
+    append = out.append
+    # (module globals as locals: this loop runs for every element of every file)
+    unpack_hdr, unpack_expl, unpack_u32 = _HDR.unpack_from, _EXPL.unpack_from, _U32.unpack_from
+    vr_info, dict_vrs = _VR_INFO, _DICT_VRS
     last = -1
     while pos < end:
         if end - pos < 8:
             raise NotRewritable("bytes left over after the last element")
         if implicit:
-            group, el, length = _HDR.unpack_from(mv, pos)
+            group, el, length = unpack_hdr(mv, pos)
             tag = group << 16 | el
             hdr = 8
-            vr = _dict_vr(tag) if group != 0xFFFE else ""
+            vr = (dict_vrs.get(tag) or _dict_vr(tag)) if group != 0xFFFE else ""
         else:
-            group, el, vrb, length = _EXPL.unpack_from(mv, pos)
+            group, el, vrb, length = unpack_expl(mv, pos)
             tag = group << 16 | el
             if group == 0xFFFE:
-                length, hdr, vr = _U32.unpack_from(mv, pos + 4)[0], 8, ""
+                length, hdr, vr = unpack_u32(mv, pos + 4)[0], 8, ""
             else:
-                info = _VR_INFO.get(vrb)
+                info = vr_info.get(vrb)
                 if info is None:
                     raise NotRewritable("an element without a valid explicit VR (implicit data?)")
                 vr, long_vr = info
                 if long_vr:
                     if end - pos < 12:
                         raise NotRewritable("an element header past the end")
-                    length, hdr = _U32.unpack_from(mv, pos + 8)[0], 12
+                    length, hdr = unpack_u32(mv, pos + 8)[0], 12
                 else:
                     hdr = 8
-        if tag == _ITEM_END and in_item:
+        if tag == 0xFFFEE00D and in_item:
             if length != 0:
                 raise NotRewritable("an item delimiter with a length")
             return out, pos + 8
@@ -138,7 +147,7 @@ def _index(mv: memoryview, pos: int, end: int, implicit: bool, depth: int, in_it
         last = tag
         vstart = pos + hdr
         items: list[list[_Elem]] | None = None
-        if length == _UNDEFINED:
+        if length == 0xFFFFFFFF:
             if vr == "SQ":
                 items, epos = _items(mv, vstart, end, implicit, depth, None)
                 vend = epos - 8
@@ -153,7 +162,7 @@ def _index(mv: memoryview, pos: int, end: int, implicit: bool, depth: int, in_it
                 raise NotRewritable("an element longer than the data left")
             if vr == "SQ":
                 items, _ = _items(mv, vstart, vend, implicit, depth, vend)
-        out.append((tag, vr, pos, vstart, vend, epos, items))
+        append((tag, vr, pos, vstart, vend, epos, items))
         pos = epos
     if in_item:
         raise NotRewritable("an item without its delimiter")
@@ -406,7 +415,8 @@ class ByteRewriter:
                  (_PATIENT_ID, self._text_element(call, _PATIENT_ID, id_vr, self.deid.patient_id or f"PP{code}"))]
         extra += self._record(implicit)
         replaced = {t for t, _ in extra}
-        out = sorted([p for p in pieces if p[0] not in replaced] + extra, key=lambda p: p[0])
+        out = [p for p in pieces if p[0] not in replaced] + extra
+        out.sort(key=itemgetter(0))
         sop_class = _out_uid(out, _SOP_CLASS, implicit)
         sop_instance = _out_uid(out, _SOP_INSTANCE, implicit)
         if sop_class is None or sop_instance is None:
