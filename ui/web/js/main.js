@@ -23,6 +23,16 @@ function showError(e, sticky = false) {
   if (e && !sticky) setTimeout(() => { if (t.textContent === msg && b.dataset.sticky !== '1') b.hidden = true; }, 8000);
 }
 
+/** The series row the share dialog starts from, with `scope`: a table row is its series; a
+ * tree node ({level, data, children}) gives its first series and its level. */
+function shareTarget(x) {
+  if (!x) return null;
+  if (!x.level) return x.series_id ? x : null;
+  let s = x;
+  while (s.level !== 'series' && s.children && s.children.length) s = s.children[0];
+  return s.level === 'series' ? { ...s.data, scope: x.level } : null;
+}
+
 async function main() {
   await api.connect();
   const hello = await api.call('hello');
@@ -98,11 +108,12 @@ async function main() {
     browser.refresh();
   });
   browser.addEventListener('error', (e) => showError(e.detail));
-  // Export / Share…: the toolbar button acts on the selected row; a menu of the browser
-  // may dispatch a 'share' event with the row instead
-  browser.addEventListener('share', (e) => openShare(e.detail, showError));
+  // Export / Share…: the toolbar button acts on the selected row (a series of the table, or a
+  // patient / study / series node of the tree); a menu of the browser may dispatch a 'share'
+  // event with the row or node instead
+  browser.addEventListener('share', (e) => { const r = shareTarget(e.detail); if (r) openShare(r, showError); });
   $('btn-share').addEventListener('click', () => {
-    const r = browser.rows[browser.selected];
+    const r = shareTarget(browser.cur || (browser.rows ? browser.rows[browser.selected] : null));
     if (r) openShare(r, showError); else showError(new Error('Select a series in the archive first.'));
   });
 

@@ -88,7 +88,8 @@ async function run(row) {
 
 /**
  * Open the share dialog for a browser row (its series; the dialog offers its study and patient).
- * @param {object} row  a row of the archive browser ({series_id, patient_name, ...})
+ * @param {object} row  a row of the archive browser ({series_id, patient_name, ...}); `scope`
+ *   ('series', 'study' or 'patient') preselects what is exported
  * @param {function} onError  shows an error
  */
 export function openShare(row, onError) {
@@ -96,6 +97,8 @@ export function openShare(row, onError) {
   for (const k of ['previewed', 'done', 'instances', 'warnings']) delete dlg.dataset[k];
   $('share-what').textContent = visible(`${row.patient_name || ''} · ${row.study_description || ''} · `
     + `${row.series_description || ''} (${row.images} images)`);
+  const scope = dlg.querySelector(`input[name=share-scope][value=${row.scope || 'series'}]`);
+  if (scope) scope.checked = true;
   $('share-preview-wrap').hidden = true;
   $('share-bar').hidden = true;
   $('share-text').textContent = '';
