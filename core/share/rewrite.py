@@ -268,6 +268,7 @@ class ByteRewriter:
         self._records: dict[bool, list[tuple[int, bytes]]] = {}
         self._constants: dict[tuple[int, str, bool, int], bytes] = {}  # emptied and dummy elements
         self._texts: dict[tuple[int, str, str, bool], bytes] = {}  # pseudonymous names and IDs
+        self._charsets: dict[str, list[str]] = {}  # Specific Character Set -> Python codecs
 
     # ---- decisions -------------------------------------------------------------------------
     def _decide(self, tag: int, vr: str) -> tuple[int, str]:
@@ -383,9 +384,13 @@ class ByteRewriter:
         by_tag = {e[_TAG]: e for e in top if e[_TAG] < 0x00400000}
         cs = by_tag.get(_CHARSET)
         if cs is not None:
-            from pydicom.charset import convert_encodings
+            spec = _ascii(mv, cs)
+            enc = self._charsets.get(spec)
+            if enc is None:
+                from pydicom.charset import convert_encodings
 
-            call.encodings = convert_encodings([v.strip() for v in _ascii(mv, cs).split("\\")])
+                enc = self._charsets[spec] = convert_encodings([v.strip() for v in spec.split("\\")])
+            call.encodings = enc
         else:
             from pydicom.charset import default_encoding
 
@@ -421,7 +426,9 @@ class ByteRewriter:
         sop_instance = _out_uid(out, _SOP_INSTANCE, implicit)
         if sop_class is None or sop_instance is None:
             raise NotRewritable("no SOP Class or SOP Instance UID")
-        return b"".join([_file_meta(ts, sop_class, sop_instance), *(p[1] for p in out)]), warnings
+        pieces_out = [p[1] for p in out]
+        pieces_out.insert(0, _file_meta(ts, sop_class, sop_instance))
+        return b"".join(pieces_out), warnings
 
     def _meta(self, mv: memoryview) -> tuple[dict[int, str], int]:
         """The file meta's UIDs and the position of the data set."""
