@@ -156,7 +156,7 @@ def test_cli_dicom_mode_json_zip_and_usage(arch, tmp_path, capsys):
     d = json.loads(out)
     codes = {it.CodeValue for it in pydicom.dcmread(d["written"][0]).DeidentificationMethodCodeSequence}
     assert codes == {"113100", "113107", "113109", "113111"}
-    assert set(d) == {"written", "instances", "studies", "series", "warnings"}
+    assert set(d) == {"written", "instances", "studies", "series", "warnings", "notes"}
     assert (d["instances"], d["studies"], d["series"]) == (st.n_instances, 1, st.n_series)
     assert all(os.path.isfile(p) for p in d["written"])
     # several UIDs, the last name is the folder; zip of a DICOMDIR medium

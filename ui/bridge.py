@@ -91,6 +91,17 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
     "measurements_export": {"volume_id": Arg(str, required=True, pattern=_ID, max_len=64),
                             "measurements": Arg(list, required=True, max_len=2000),
                             "format": Arg(str, required=True, pattern=r"json|csv", max_len=4)},
+    # the share dialog (ui/share_commands.py): the row's series, its study or its patient
+    "share_preview": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64),
+                      "scope": Arg(str, pattern=r"series|study|patient", default="series", max_len=8),
+                      "options": Arg(list, max_len=8), "allow_burned_in": Arg(bool, default=False)},
+    "share_start": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64),
+                    "scope": Arg(str, pattern=r"series|study|patient", default="series", max_len=8),
+                    "deidentify": Arg(bool, default=False), "options": Arg(list, max_len=8),
+                    "dicomdir": Arg(bool, default=False), "viewer": Arg(bool, default=False),
+                    "zip": Arg(bool, default=False), "allow_burned_in": Arg(bool, default=False),
+                    "path": Arg(str, max_len=4096)},
+    "share_status": {"job_id": Arg(str, required=True, pattern=_ID, max_len=64)},
 }
 
 #: The allowlist: plain lower-case names only, never dotted or underscored.

@@ -27,12 +27,13 @@ from . import bridge
 from .commands import Commands
 from .health import ArchiveHealth
 from .import_jobs import ImportJob
+from .share_commands import ShareCommands, ShareJob
 from .thumbnails import Thumbnails
 from .volumes import JobRegistry, VolumeJob
 from .warmup import WarmUp
 
 
-class Session(ArchiveHealth, WarmUp, Thumbnails, Commands):
+class Session(ArchiveHealth, WarmUp, Thumbnails, Commands, ShareCommands):
     """State of one launch and the implementation of the bridge commands.
 
     Parameters
@@ -55,6 +56,7 @@ class Session(ArchiveHealth, WarmUp, Thumbnails, Commands):
         self._lock = threading.RLock()
         self.volumes = JobRegistry()
         self.imports: dict[str, ImportJob] = {}
+        self.shares: dict[str, ShareJob] = {}
         self._thumbs: OrderedDict[str, bytes] = OrderedDict()
         self._thumb_lock = threading.Lock()
         self._labels: dict[str, dict] = {}

@@ -12,7 +12,7 @@ from .framework import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE, _open
 from .output import _err, _print_json, _say
 
 #: Flags that only DICOM mode takes.
-DICOM_ONLY = ("deidentify", "keep", "dicomdir", "zip", "allow_burned_in", "patient_name", "patient_id")
+DICOM_ONLY = ("deidentify", "keep", "dicomdir", "zip", "allow_burned_in", "patient_name", "patient_id", "viewer")
 
 
 def add_dicom_options(p: argparse.ArgumentParser) -> None:
@@ -33,6 +33,9 @@ def add_dicom_options(p: argparse.ArgumentParser) -> None:
                    help=f"profile options with --deidentify: {', '.join(OPTIONS)}")
     g.add_argument("--dicomdir", action="store_true", help="CD/USB layout with a DICOMDIR")
     g.add_argument("--zip", action="store_true", help="pack the export into OUT_DIR/export.zip")
+    g.add_argument("--viewer", action="store_true",
+                   help="with --dicomdir: add a portable viewer (VIEWER/index.html opens the series in a "
+                        "browser from the medium, no server)")
     g.add_argument("--allow-burned-in", action="store_true",
                    help="export images that may carry burned-in text (US, secondary captures, ...); "
                         "listed in the warnings")
@@ -57,10 +60,13 @@ def run_dicom_export(args: argparse.Namespace) -> int:
     if (args.patient_name or args.patient_id) and not args.deidentify:
         _err("--patient-name/--patient-id apply to a de-identified export (add --deidentify)")
         return EXIT_USAGE
+    if args.viewer and not args.dicomdir:
+        _err("--viewer goes on a CD/USB medium (add --dicomdir)")
+        return EXIT_USAGE
     with _open(args, readonly=True) as arch:
         res = export_dicom(arch, uids, out_dir, deidentify=args.deidentify, options=args.keep,
                            dicomdir=args.dicomdir, zip=args.zip, allow_burned_in=args.allow_burned_in,
-                           patient_name=args.patient_name, patient_id=args.patient_id)
+                           patient_name=args.patient_name, patient_id=args.patient_id, viewer=args.viewer)
     if args.json:
         _print_json(res.to_json())
     else:
@@ -68,4 +74,6 @@ def run_dicom_export(args: argparse.Namespace) -> int:
              f"{res.out_dir}")
         for w in res.warnings:
             _err(f"warning: {w}")
+        for n in res.notes:
+            _err(f"note: {n}")
     return EXIT_ATTENTION if res.refused else EXIT_OK

@@ -5,14 +5,19 @@ series into a folder, a DICOMDIR medium or a zip file
 (:mod:`.export`, :mod:`.media`); :class:`Deidentifier` applies the Basic
 Application Level Confidentiality Profile and its options to one data set
 (:mod:`.deidentify`, the table in :mod:`.profile_table`), with pseudonyms
-keyed by the archive's secret (:mod:`.pseudonyms`).
+keyed by the archive's secret (:mod:`.pseudonyms`).  De-identified headers are
+rewritten at the byte level (:mod:`.rewrite`; pydicom for the files it does
+not handle); :func:`preview_deidentification` lists what an export would
+change on one sample instance (:mod:`.preview`); media can carry a portable
+viewer (:mod:`.portable`).
 """
 from __future__ import annotations
 
 from .deidentify import BurnedInRefused, Deidentifier
 from .export import ExportError, ExportResult, export_dicom, resolve_series
+from .preview import describe_changes, preview_deidentification
 from .profile_table import OPTIONS
 from .pseudonyms import Pseudonyms, deid_key
 
 __all__ = ["OPTIONS", "BurnedInRefused", "Deidentifier", "ExportError", "ExportResult", "Pseudonyms",
-           "deid_key", "export_dicom", "resolve_series"]
+           "deid_key", "describe_changes", "export_dicom", "preview_deidentification", "resolve_series"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import PocketPacsError
@@ -284,29 +284,50 @@ def _new_file_meta(ds: Any) -> None:
     fm.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     fm.ImplementationVersionName = "POCKETPACS"
     ds.file_meta = fm
+    ds.preamble = b"\0" * 128  # the source's preamble (any 128 bytes) is not carried over
+
+
+def scrub_pattern(values: Iterable[str]) -> Callable[[str], str] | None:
+    """A function that stars out the identifying words found in ``values`` (words of 3
+    characters or more, split at ``^ = , `` and spaces) from a text, or None when there are none.
+
+    Parameters
+    ----------
+    values : iterable of str
+        One value each (multi-valued attributes given value by value).
+
+    Returns
+    -------
+    callable or None
+    """
+    words: set[str] = set()
+    for x in values:
+        for w in re.split(r"[\^=\s,]+", str(x)):
+            if len(w) >= 3:
+                words.add(w)
+    if not words:
+        return None
+    pat = re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)), re.IGNORECASE)
+    return lambda text: pat.sub(lambda m: "*" * len(m.group(0)), text)
 
 
 def _scrubber(ds: Any):
     """A function that removes the instance's identifying words (names, IDs,
     birth date, accession number, institution) from a text value."""
-    words: set[str] = set()
+    values: list[str] = []
     for kw in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName",
                "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName", "OtherPatientIDs",
                "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName", "StudyID"):
         v = ds[kw] if kw in ds else None
         if v is None or v.value in (None, ""):
             continue
-        vals = v.value if v.VM > 1 else [v.value]
-        for x in vals:
-            for w in re.split(r"[\^=\s,]+", str(x)):
-                if len(w) >= 3:
-                    words.add(w)
-    if not words:
+        values += [str(x) for x in (v.value if v.VM > 1 else [v.value])]
+    fn = scrub_pattern(values)
+    if fn is None:
         return lambda e: e.value
-    pat = re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)), re.IGNORECASE)
 
     def scrub(elem: Any) -> Any:
         vals = elem.value if elem.VM > 1 else [elem.value]
-        out = [pat.sub(lambda m: "*" * len(m.group(0)), str(v)) for v in vals]
+        out = [fn(str(v)) for v in vals]
         return out if elem.VM > 1 else out[0]
     return scrub

@@ -12,20 +12,30 @@ folder is 0700 and every file 0600; ``zip`` packs the result into one
 """
 from __future__ import annotations
 
+import collections
 import io
+import itertools
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PocketPacsError
-from ..paths import ensure_private_dir, write_private_file
+from ..paths import ensure_private_dir
 from .deidentify import BurnedInRefused, Deidentifier
+from .rewrite import ByteRewriter, NotRewritable
 from .media import private_tree, write_fileset
 from .pseudonyms import deid_key
+
+
+#: Threads reading source files ahead and writing exported files behind the header rewriting.
+IO_THREADS = 2
+#: Files read ahead of the one being rewritten.
+READ_AHEAD = 8
 
 
 class ExportError(PocketPacsError):
@@ -47,6 +57,9 @@ class ExportResult:
         Instances refused or exported with a caveat (no patient data in them).
     refused : int
         Instances not exported (burned-in text, unreadable).
+    notes : list of str
+        How the export was made where it matters (files de-identified through pydicom,
+        the slower path, and why).
     pairs : list of (str, str)
         (source file, exported file) of every exported instance (for previews and checks;
         not in the JSON, which names no source file).
@@ -58,12 +71,13 @@ class ExportResult:
     series: int = 0
     warnings: list[str] = field(default_factory=list)
     refused: int = 0
+    notes: list[str] = field(default_factory=list)
     pairs: list[tuple[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The ``export --dicom --json`` object."""
         return {"written": list(self.written), "instances": self.instances, "studies": self.studies,
-                "series": self.series, "warnings": list(self.warnings)}
+                "series": self.series, "warnings": list(self.warnings), "notes": list(self.notes)}
 
 
 def resolve_series(archive: Any, uids: Iterable[str]) -> list[Any]:
@@ -137,6 +151,53 @@ def dataset_bytes(ds: Any) -> bytes:
     return buf.getvalue()
 
 
+class _Inline:
+    """A stand-in for the I/O thread pool that runs each call at once (``IO_THREADS = 0``)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(fn(*args))
+        except Exception as e:
+            fut.set_exception(e)
+        return fut
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+def _prefetch(pool: Any, paths: list[str]) -> Iterator[Future[bytes]]:
+    """The contents of ``paths`` in order, each read in ``pool`` up to READ_AHEAD files ahead."""
+    def read(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+    queue: collections.deque[Future[bytes]] = collections.deque()
+    it = iter(paths)
+    for p in itertools.islice(it, READ_AHEAD):
+        queue.append(pool.submit(read, p))
+    while queue:
+        fut = queue.popleft()
+        for p in itertools.islice(it, 1):
+            queue.append(pool.submit(read, p))
+        yield fut
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """Write a new file 0600 in a folder the export made (0700): created with ``O_EXCL`` and
+    ``O_NOFOLLOW``, so nothing already there (a file, a planted link) is followed or overwritten."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)  # never a half-written instance
+        raise
+    os.close(fd)
+
+
 def _zip_tree(root: str, zip_path: str) -> None:
     fd = os.open(zip_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
@@ -150,7 +211,8 @@ def _zip_tree(root: str, zip_path: str) -> None:
 def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | str, *, deidentify: bool = False,
                  options: Iterable[str] = (), dicomdir: bool = False, zip: bool = False,
                  allow_burned_in: bool = False, patient_name: str | None = None, patient_id: str | None = None,
-                 progress: Callable[[int, int], Any] | None = None) -> ExportResult:
+                 progress: Callable[[int, int], Any] | None = None, engine: str = "bytes",
+                 viewer: bool = False) -> ExportResult:
     """Export archived instances as DICOM files.
 
     Parameters
@@ -175,6 +237,15 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         Pseudonymous name and ID (default: derived from the key).
     progress : callable, optional
         ``progress(done, total)`` after each instance.
+    viewer : bool
+        With ``dicomdir``: add the portable viewer (:mod:`.portable`: a static web page in
+        ``VIEWER/`` that shows the exported series from the medium, no server needed).
+    engine : {"bytes", "pydicom"}
+        How de-identified headers are rewritten: ``"bytes"`` (default) rewrites the file's
+        bytes (:class:`~.rewrite.ByteRewriter`: unchanged elements and pixel data copied, no
+        decoding) and takes the pydicom path for the files it does not handle (deflate, big
+        endian, no file meta, ...; counted in ``notes``); ``"pydicom"`` always reads, edits
+        and writes the data set with pydicom.  Both give the same elements and values.
 
     Returns
     -------
@@ -185,6 +256,10 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     ExportError
         Nothing to export, a UID not in the archive, or a non-empty ``out_dir``.
     """
+    if engine not in ("bytes", "pydicom"):
+        raise ValueError(f"engine must be 'bytes' or 'pydicom', not {engine!r}")
+    if viewer and not dicomdir:
+        raise ExportError("the portable viewer goes on a CD/USB medium: add dicomdir")
     if options and not deidentify:
         raise ExportError("profile options apply to a de-identified export only (add deidentify)")
     series = resolve_series(archive, uids)
@@ -201,6 +276,8 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         except ValueError as e:
             raise ExportError(str(e)) from None
         deid = Deidentifier(key, options, allow_burned_in, patient_name, patient_id)
+    rewriter = ByteRewriter(deid) if deid is not None and engine == "bytes" else None
+    slow: dict[str, int] = {}  # why files took the pydicom path -> count
     ensure_private_dir(out)
     res = ExportResult(out)
     root = tempfile.mkdtemp(prefix=".export-", dir=out) if zip else out
@@ -210,56 +287,107 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     datasets: list[Any] = []
     sources: list[str] = []
     img_no: dict[str, int] = {}
-    for done, (se, path) in enumerate(jobs, 1):
-        ser_no = numbers["ser"].setdefault(se.key, len(numbers["ser"]) + 1)
-        where = f"series {ser_no}, file {img_no.get(se.key, 0) + 1}"
-        ds = None
-        try:
-            if deid is None and not dicomdir:
-                with open(path, "rb") as f:
-                    data = f.read()
-                name_ext = ".dcm.gz" if data[:2] == b"\x1f\x8b" else ".dcm"
-            else:
-                ds = _read(path)
-        except Exception as e:  # one unreadable file does not stop the export
-            res.warnings.append(f"{where}: not exported (the file could not be read: {type(e).__name__})")
-            res.refused += 1
-            continue
-        if deid is not None:
+    made: set[str] = set()  # folders already made
+    ds_series: list[str] = []  # the series of each data set of a medium
+    need_bytes = (deid is None and not dicomdir) or rewriter is not None
+    # file reads run ahead and writes behind in threads (the GIL is free during I/O); the
+    # headers are rewritten here, in order
+    io_pool = _Inline() if IO_THREADS == 0 else ThreadPoolExecutor(IO_THREADS, thread_name_prefix="pocketpacs-export")
+    reads = _prefetch(io_pool, [p for _se, p in jobs]) if need_bytes else None
+    writes: collections.deque[Future[None]] = collections.deque()
+    try:
+        for done, (se, path) in enumerate(jobs, 1):
+            ser_no = numbers["ser"].setdefault(se.key, len(numbers["ser"]) + 1)
+            where = f"series {ser_no}, file {img_no.get(se.key, 0) + 1}"
+            ds = None
+            data = None
             try:
-                res.warnings += [f"{where}: {w}" for w in deid.apply(ds, "archive-patient:" + se.patient_key)]
-            except BurnedInRefused as e:
-                res.warnings.append(f"{where}: {e}")
+                if reads is not None:
+                    data = next(reads).result()
+                    name_ext = ".dcm.gz" if data[:2] == b"\x1f\x8b" else ".dcm"
+                else:
+                    ds = _read(path)
+            except Exception as e:  # one unreadable file does not stop the export
+                res.warnings.append(f"{where}: not exported (the file could not be read: {type(e).__name__})")
                 res.refused += 1
                 continue
-            except Exception as e:  # a header the profile cannot be applied to: never exported half-done
-                res.warnings.append(f"{where}: not exported (could not be de-identified: {type(e).__name__})")
-                res.refused += 1
-                continue
-        img_no[se.key] = img_no.get(se.key, 0) + 1
-        res.instances += 1
-        seen_series.add(se.key)
-        seen_studies.add(se.study_key)
-        if dicomdir:
-            datasets.append(ds)
-            sources.append(path)
-        else:
-            pat = numbers["pat"].setdefault(se.patient_key, len(numbers["pat"]) + 1)
-            stu = numbers["stu"].setdefault(se.study_key, len(numbers["stu"]) + 1)
-            folder = os.path.join(root, f"PAT{pat:05d}", f"STU{stu:05d}", f"SER{ser_no:05d}")
-            ensure_private_dir(folder)
-            target = os.path.join(folder, f"IMG{img_no[se.key]:05d}" + (name_ext if ds is None else ".dcm"))
-            write_private_file(target, data if ds is None else dataset_bytes(ds), sync=False)
-            res.written.append(target)
-            res.pairs.append((path, target))
-        if progress is not None:
-            progress(done, len(jobs))
+            if deid is not None:
+                identity = "archive-patient:" + se.patient_key
+                try:
+                    done_fast = False
+                    if rewriter is not None and data is not None:
+                        try:
+                            data, notes = rewriter.rewrite(data, identity)
+                            res.warnings += [f"{where}: {w}" for w in notes]
+                            name_ext = ".dcm"
+                            done_fast = True
+                            if dicomdir:
+                                ds = _read(data)
+                        except NotRewritable as e:
+                            slow[str(e)] = slow.get(str(e), 0) + 1
+                            ds, data = _read(data), None
+                    if not done_fast:
+                        res.warnings += [f"{where}: {w}" for w in deid.apply(ds, identity)]
+                except BurnedInRefused as e:
+                    res.warnings.append(f"{where}: {e}")
+                    res.refused += 1
+                    continue
+                except Exception as e:  # a header the profile cannot be applied to: never exported half-done
+                    res.warnings.append(f"{where}: not exported (could not be de-identified: {type(e).__name__})")
+                    res.refused += 1
+                    continue
+            img_no[se.key] = img_no.get(se.key, 0) + 1
+            res.instances += 1
+            seen_series.add(se.key)
+            seen_studies.add(se.study_key)
+            if dicomdir:
+                datasets.append(ds)
+                sources.append(path)
+                ds_series.append(se.key)
+            else:
+                pat = numbers["pat"].setdefault(se.patient_key, len(numbers["pat"]) + 1)
+                stu = numbers["stu"].setdefault(se.study_key, len(numbers["stu"]) + 1)
+                folder = os.path.join(root, f"PAT{pat:05d}", f"STU{stu:05d}", f"SER{ser_no:05d}")
+                if folder not in made:
+                    ensure_private_dir(folder)
+                    made.add(folder)
+                target = os.path.join(folder, f"IMG{img_no[se.key]:05d}" + (name_ext if ds is None else ".dcm"))
+                writes.append(io_pool.submit(_write_new, target, data if data is not None else dataset_bytes(ds)))
+                while len(writes) > READ_AHEAD:  # bounded: the bytes waiting to be written
+                    writes.popleft().result()
+                res.written.append(target)
+                res.pairs.append((path, target))
+            if progress is not None:
+                progress(done, len(jobs))
+        for fut in writes:
+            fut.result()  # a write that failed fails the export
+    except BaseException:
+        io_pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    io_pool.shutdown(wait=True)
     if dicomdir and datasets:
         written, notes, paths = write_fileset(datasets, root)
         res.written += written
         res.warnings += notes
         res.pairs += [(sources[i], paths[i]) for i in range(len(sources))]  # (`zip` is the parameter)
+        if viewer:
+            from .portable import write_portable_viewer
+
+            groups: dict[str, list[int]] = {}  # series -> its data sets (`zip` is the parameter)
+            for i, key in enumerate(ds_series):
+                groups.setdefault(key, []).append(i)
+            labels = []
+            for n, idx in enumerate(groups.values(), 1):
+                modality = str(getattr(datasets[idx[0]], "Modality", "") or "OT")
+                labels.append(f"Series {n} · {modality} · {len(idx)} image" + ("" if len(idx) == 1 else "s"))
+            v_written, v_notes = write_portable_viewer(root, [[paths[i] for i in idx] for idx in groups.values()],
+                                                       labels)
+            res.written += v_written
+            res.notes += v_notes
     res.studies, res.series = len(seen_studies), len(seen_series)
+    if slow:
+        res.notes.append(f"{sum(slow.values())} file(s) de-identified through pydicom (the slower path): "
+                         + "; ".join(f"{why} ({n})" for why, n in sorted(slow.items())))
     if zip:
         private_tree(root)
         zpath = os.path.join(out, "export.zip")

@@ -93,6 +93,7 @@ export class Browser extends EventTarget {
       this.closeMenu();
       if (node && b.dataset.act === 'open') this.activate(node);
       if (node && b.dataset.act === 'remove') this.emitRemove(node);
+      if (node && b.dataset.act === 'share') this.dispatchEvent(new CustomEvent('share', { detail: node }));
     });
     $('row-menu').addEventListener('keydown', (e) => {
       const items = [...$('row-menu').querySelectorAll('button:not([hidden])')];

@@ -8,6 +8,7 @@ import { confirmBox, runCopyMedia, runImport, withPath } from './actions.js';
 import { SeriesStrip } from './browse_strip.js';
 import { renderHelp, shortcutFor } from './shortcuts.js';
 import { dropAction, dropActionForPaths } from './dropfiles.js';
+import { openShare } from './share.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -23,6 +24,16 @@ function showError(e, sticky = false) {
   b.hidden = !e;
   b.dataset.sticky = sticky ? '1' : '0';
   if (e && !sticky) setTimeout(() => { if (t.textContent === msg && b.dataset.sticky !== '1') b.hidden = true; }, 8000);
+}
+
+/** The series row the share dialog starts from, with `scope`: a table row is its series; a
+ * tree node ({level, data, children}) gives its first series and its level. */
+function shareTarget(x) {
+  if (!x) return null;
+  if (!x.level) return x.series_id ? x : null;
+  let s = x;
+  while (s.level !== 'series' && s.children && s.children.length) s = s.children[0];
+  return s.level === 'series' ? { ...s.data, scope: x.level } : null;
 }
 
 async function main() {
@@ -72,6 +83,7 @@ async function main() {
     $('btn-import').setAttribute('aria-disabled', s.media ? 'true' : 'false');
     $('btn-import').title = s.media ? 'Close the CD/USB to import into the archive (or copy the disc into it)' : '';
     $('btn-copy-media').hidden = !s.media;
+    $('btn-share').disabled = s.media;
     browser.readonly = s.media;
   });
   store.on(['status'], (s) => { $('status').textContent = s.status; });
@@ -124,6 +136,14 @@ async function main() {
     browser.focusTable();
   });
   browser.addEventListener('error', (e) => showError(e.detail));
+  // Export / Share…: the toolbar button acts on the selected row (a series of the table, or a
+  // patient / study / series node of the tree); a menu of the browser may dispatch a 'share'
+  // event with the row or node instead
+  browser.addEventListener('share', (e) => { const r = shareTarget(e.detail); if (r) openShare(r, showError); });
+  $('btn-share').addEventListener('click', () => {
+    const r = shareTarget(browser.cur || (browser.rows ? browser.rows[browser.selected] : null));
+    if (r) openShare(r, showError); else showError(new Error('Select a series in the archive first.'));
+  });
 
   $('btn-archive').addEventListener('click', () => store.set({ view: 'archive' }));
   $('btn-import').addEventListener('click', async () => {

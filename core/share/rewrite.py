@@ -1,0 +1,627 @@
+"""Byte-level de-identification: the profile applied to a file's bytes, without pydicom.
+
+:class:`ByteRewriter` gives the same result as :meth:`.deidentify.Deidentifier.apply`
+(same actions, pseudonyms, date shifts, records; checked element by element
+on the whole corpus by ``tests/test_share_rewrite.py``) for the common files:
+a Part 10 file (preamble and explicit VR little endian meta) whose data set
+is implicit or explicit VR little endian, native or encapsulated pixel data.
+It indexes the data set's elements over a memoryview (sequences and items of
+defined and undefined length, nested), copies every unchanged element's raw
+bytes, writes only the elements the profile acts on with their new lengths,
+rebuilds the sequences it walks, and copies Pixel Data untouched (no decode).
+Anything else (deflate, big endian, no preamble or meta, implicit data under
+an explicit syntax, public UN elements, duplicate or zero tags, a length past
+the end) raises :class:`NotRewritable` with the reason: the caller then takes
+the pydicom path.
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from operator import itemgetter
+from typing import Any
+
+from . import profile_table
+from .burned_in import burned_in_reason
+from .deidentify import (
+    _TEXT_VRS,
+    _UNLISTED_VRS,
+    CLASS_UID_KEYWORDS,
+    DUMMIES,
+    IMPLEMENTATION_CLASS_UID,
+    BurnedInRefused,
+    Deidentifier,
+    scrub_pattern,
+)
+from .private_allowlist import is_safe
+from .pseudonyms import Pseudonyms, shift_date, shift_datetime
+
+_IMPLICIT_TS = "1.2.840.10008.1.2"
+_UNSUPPORTED_TS = {"1.2.840.10008.1.2.1.99": "deflated transfer syntax", "1.2.840.10008.1.2.2": "big endian"}
+#: explicit VRs whose length field is 4 bytes (after 2 reserved bytes)
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+_VRS = _LONG_VRS | frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH",
+                              "SL", "SS", "ST", "TM", "UI", "UL", "US"})
+#: explicit VR bytes -> (VR, whether its length field is 4 bytes)
+_VR_INFO = {vr.encode(): (vr, vr in _LONG_VRS) for vr in _VRS}
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+_PIXEL_DATA = 0x7FE00010
+_MAX_DEPTH = 16
+_HDR = struct.Struct("<HHI")
+_EXPL = struct.Struct("<HH2sH")
+_U32 = struct.Struct("<I")
+_SCRUB_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName",
+                   "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName", "OtherPatientIDs",
+                   "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName", "StudyID")
+_BURNED_IN_TAGS = {0x00280301: "BurnedInAnnotation", 0x00080060: "Modality", 0x00080016: "SOPClassUID"}
+_IDENTITY_TAGS = {0x00100020: "PatientID", 0x00100010: "PatientName", 0x00100030: "PatientBirthDate"}
+_CHARSET, _SOP_CLASS, _SOP_INSTANCE = 0x00080005, 0x00080016, 0x00080018
+_PATIENT_NAME, _PATIENT_ID = 0x00100010, 0x00100020
+
+# per-(tag, VR) decisions of the walk
+_KEEP, _DROP, _EMPTY, _DUMMY, _UID, _SHIFT, _ITEMS, _CLEAN_ITEMS, _SCRUB, _CREATOR, _PRIVATE = range(11)
+
+
+class NotRewritable(Exception):
+    """The file is outside what the byte-level rewriter handles (the reason says why)."""
+
+
+#: One indexed element, a tuple (faster to make than an object): tag, VR, start of its header,
+#: start and end of its value, end of the element (delimiters included), its items (sequences: a
+#: list of element lists; else None).
+_Elem = tuple
+_TAG, _VR, _START, _VSTART, _VEND, _END, _ITEMS_OF = range(7)
+
+
+#: tag -> its VR in the dictionary (implicit VR files), filled as tags are met
+_DICT_VRS: dict[int, str] = {}
+
+
+def _dict_vr(tag: int, cache: dict[int, str] = _DICT_VRS) -> str:
+    vr = cache.get(tag)
+    if vr is None:
+        from pydicom.datadict import dictionary_VR
+
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = "UN"
+        if tag >> 16 & 1 and 0x10 <= tag & 0xFFFF <= 0xFF:
+            vr = "LO"  # private creators (pydicom reads them as LO)
+        cache[tag] = vr
+    return vr
+
+
+def _keyword(tag: int, cache: dict[int, str] = {}) -> str:  # noqa: B006 (a module-wide cache)
+    kw = cache.get(tag)
+    if kw is None:
+        from pydicom.datadict import keyword_for_tag
+
+        kw = cache[tag] = keyword_for_tag(tag) or ""
+    return kw
+
+
+def _index(mv: memoryview, pos: int, end: int, implicit: bool, depth: int, in_item: bool) -> tuple[list[_Elem], int]:
+    """The elements from ``pos`` to ``end`` (or to an item delimiter when ``in_item``): (elements, position after)."""
+    if depth > _MAX_DEPTH:
+        raise NotRewritable("sequences nested too deep")
+    out: list[_Elem] = []
+    append = out.append
+    # (module globals as locals: this loop runs for every element of every file)
+    unpack_hdr, unpack_expl, unpack_u32 = _HDR.unpack_from, _EXPL.unpack_from, _U32.unpack_from
+    vr_info, dict_vrs = _VR_INFO, _DICT_VRS
+    last = -1
+    while pos < end:
+        if end - pos < 8:
+            raise NotRewritable("bytes left over after the last element")
+        if implicit:
+            group, el, length = unpack_hdr(mv, pos)
+            tag = group << 16 | el
+            hdr = 8
+            vr = (dict_vrs.get(tag) or _dict_vr(tag)) if group != 0xFFFE else ""
+        else:
+            group, el, vrb, length = unpack_expl(mv, pos)
+            tag = group << 16 | el
+            if group == 0xFFFE:
+                length, hdr, vr = unpack_u32(mv, pos + 4)[0], 8, ""
+            else:
+                info = vr_info.get(vrb)
+                if info is None:
+                    raise NotRewritable("an element without a valid explicit VR (implicit data?)")
+                vr, long_vr = info
+                if long_vr:
+                    if end - pos < 12:
+                        raise NotRewritable("an element header past the end")
+                    length, hdr = unpack_u32(mv, pos + 8)[0], 12
+                else:
+                    hdr = 8
+        if tag == 0xFFFEE00D and in_item:
+            if length != 0:
+                raise NotRewritable("an item delimiter with a length")
+            return out, pos + 8
+        if group == 0xFFFE or tag == 0:
+            raise NotRewritable("a delimiter or zero tag where an element should be")
+        if tag <= last:
+            raise NotRewritable("elements out of order or repeated")
+        last = tag
+        vstart = pos + hdr
+        items: list[list[_Elem]] | None = None
+        if length == 0xFFFFFFFF:
+            if vr == "SQ":
+                items, epos = _items(mv, vstart, end, implicit, depth, None)
+                vend = epos - 8
+            elif tag == _PIXEL_DATA and not implicit and vr in ("OB", "OW"):
+                epos = _fragments(mv, vstart, end)
+                vend = epos - 8
+            else:
+                raise NotRewritable("an undefined length outside a sequence or encapsulated pixel data")
+        else:
+            vend = epos = vstart + length
+            if vend > end:
+                raise NotRewritable("an element longer than the data left")
+            if vr == "SQ":
+                items, _ = _items(mv, vstart, vend, implicit, depth, vend)
+        append((tag, vr, pos, vstart, vend, epos, items))
+        pos = epos
+    if in_item:
+        raise NotRewritable("an item without its delimiter")
+    return out, pos
+
+
+def _items(mv: memoryview, pos: int, end: int, implicit: bool, depth: int,
+           defined_end: int | None) -> tuple[list[list[_Elem]], int]:
+    """The items of a sequence value: (items, position after the value or its delimiter)."""
+    items: list[list[_Elem]] = []
+    while True:
+        if defined_end is not None and pos == defined_end:
+            return items, pos
+        if end - pos < 8:
+            raise NotRewritable("a sequence that runs past the end")
+        group, el, length = _HDR.unpack_from(mv, pos)
+        tag = group << 16 | el
+        if tag == _SEQ_END and defined_end is None:
+            return items, pos + 8
+        if tag != _ITEM:
+            raise NotRewritable("a sequence holding something other than items")
+        if length == _UNDEFINED:
+            elems, pos = _index(mv, pos + 8, end, implicit, depth + 1, True)
+        else:
+            iend = pos + 8 + length
+            if iend > end:
+                raise NotRewritable("an item longer than its sequence")
+            elems, _ = _index(mv, pos + 8, iend, implicit, depth + 1, False)
+            pos = iend
+        items.append(elems)
+
+
+def _fragments(mv: memoryview, pos: int, end: int) -> int:
+    """Skip encapsulated pixel data items: the position after the sequence delimiter."""
+    while True:
+        if end - pos < 8:
+            raise NotRewritable("encapsulated pixel data that runs past the end")
+        group, el, length = _HDR.unpack_from(mv, pos)
+        tag = group << 16 | el
+        if tag == _SEQ_END:
+            return pos + 8
+        if tag != _ITEM or length == _UNDEFINED or pos + 8 + length > end:
+            raise NotRewritable("a malformed fragment of encapsulated pixel data")
+        pos += 8 + length
+
+
+def _element(tag: int, vr: str, value: bytes, implicit: bool) -> bytes:
+    """An element's bytes (value already padded to an even length)."""
+    if implicit:
+        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value)) + value
+    if len(value) > 0xFFFF:
+        raise NotRewritable(f"a {vr} value too long for its VR")
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
+
+
+def _pad(b: bytes, vr: str) -> bytes:
+    return b + (b"\0" if vr == "UI" else b" ") if len(b) & 1 else b
+
+
+def _sequence(tag: int, items: list[bytes], implicit: bool) -> bytes:
+    body = b"".join(struct.pack("<HHI", 0xFFFE, 0xE000, len(it)) + it for it in items)
+    return _element(tag, "SQ", body, implicit)
+
+
+def _ascii(mv: memoryview, e: _Elem) -> str:
+    try:
+        return bytes(mv[e[_VSTART]:e[_VEND]]).decode("ascii")
+    except UnicodeDecodeError:
+        raise NotRewritable(f"non-ASCII bytes in a {e[_VR]} value") from None
+
+
+class _Call:
+    """The state of one file's rewrite."""
+    __slots__ = ("days", "encodings", "implicit", "mv", "scrub")
+
+    def __init__(self, mv: memoryview, implicit: bool):
+        self.mv, self.implicit = mv, implicit
+        self.days = 0
+        self.encodings: list[str] = []
+        self.scrub: Callable[[str], str] | None = None
+
+
+class ByteRewriter:
+    """The profile of a :class:`~.deidentify.Deidentifier` applied to a file's bytes.
+
+    Parameters
+    ----------
+    deid : Deidentifier
+        Its options, pseudonyms (shared: the same UIDs map alike on both paths) and
+        chosen patient name and ID are used.
+    """
+
+    def __init__(self, deid: Deidentifier):
+        self.deid = deid
+        self.names: Pseudonyms = deid.names
+        self.options = deid.options
+        self._modified = "modified-dates" in self.options
+        self._safe_private = "safe-private" in self.options
+        self._clean_desc = "clean-descriptors" in self.options
+        self._decisions: dict[tuple[int, str], tuple[int, str]] = {}
+        self._records: dict[bool, list[tuple[int, bytes]]] = {}
+        self._constants: dict[tuple[int, str, bool, int], bytes] = {}  # emptied and dummy elements
+        self._texts: dict[tuple[int, str, str, bool], bytes] = {}  # pseudonymous names and IDs
+        self._charsets: dict[str, list[str]] = {}  # Specific Character Set -> Python codecs
+
+    # ---- decisions -------------------------------------------------------------------------
+    def _decide(self, tag: int, vr: str) -> tuple[int, str]:
+        """What the walk does to an element: (decision, action letter), as Deidentifier._walk/_act/_unlisted."""
+        key = (tag, vr)
+        d = self._decisions.get(key)
+        if d is not None:
+            return d
+        group, el = tag >> 16, tag & 0xFFFF
+        d = (_KEEP, "")
+        if group & 1:
+            d = (_CREATOR, "") if 0x10 <= el <= 0xFF else (_PRIVATE, "")
+        elif group == 0x0002:
+            raise NotRewritable("file meta elements inside the data set")
+        elif el == 0:
+            d = (_DROP, "")
+        elif 0x6000 <= group <= 0x60FF and self.deid._drop_overlays:
+            d = (_DROP, "")
+        else:
+            row = profile_table.row_for(tag)
+            if row is not None:
+                action = self.deid._actions.get(tag) or profile_table.resolve(row, self.options)
+                if action == "X":
+                    d = (_DROP, "X")
+                elif vr == "UN":
+                    raise NotRewritable("a public element with VR UN")
+                elif " or " in vr and action != "K":
+                    raise NotRewritable("an element of ambiguous VR")
+                elif action == "K":
+                    d = (_ITEMS, "K") if vr == "SQ" else (_KEEP, "K")
+                else:
+                    d = self._act(action, vr, tag)
+            elif vr in _UNLISTED_VRS:
+                if vr == "SQ":
+                    d = (_ITEMS, "")
+                elif vr == "UI":
+                    d = self._uid_decision(tag)
+                elif vr in ("DA", "DT"):
+                    d = (_SHIFT, "") if self._modified else (_EMPTY, "")
+                elif vr == "PN":
+                    d = (_EMPTY, "")
+                elif vr == "UN" and _dict_vr(tag) != "UN":
+                    raise NotRewritable("a public element with VR UN")
+        self._decisions[key] = d
+        return d
+
+    def _uid_decision(self, tag: int) -> tuple[int, str]:
+        kw = _keyword(tag)
+        if kw in CLASS_UID_KEYWORDS or kw.endswith("ClassUID") or kw.endswith("ClassUIDInFile"):
+            return (_KEEP, "")
+        return (_UID, "")
+
+    def _act(self, action: str, vr: str, tag: int) -> tuple[int, str]:
+        if action == "Z":
+            return (_EMPTY, action)
+        if action == "D":
+            return (_DUMMY, action) if vr == "SQ" or vr in DUMMIES else (_EMPTY, action)
+        if action == "U":
+            if vr == "SQ":
+                return (_ITEMS, action)
+            return self._uid_decision(tag) if vr == "UI" else (_KEEP, action)
+        if action == "C":
+            if vr in ("DA", "DT"):
+                return (_SHIFT, action)
+            if vr == "TM":
+                return (_KEEP, action)
+            if vr == "SQ":
+                return (_CLEAN_ITEMS, action)
+            if vr in _TEXT_VRS and self._clean_desc:
+                return (_SCRUB, action)
+            return (_DROP, action)
+        return (_KEEP, action)
+
+    # ---- one file --------------------------------------------------------------------------
+    def rewrite(self, data: bytes, identity: str | None = None) -> tuple[bytes, list[str]]:
+        """De-identify a DICOM file's bytes.
+
+        Parameters
+        ----------
+        data : bytes
+            A whole Part 10 file.
+        identity : str, optional
+            As in :meth:`.Deidentifier.apply` (default: from the patient's ID, name and birth date).
+
+        Returns
+        -------
+        (bytes, list of str)
+            The de-identified file and its warnings (no patient data in them).
+
+        Raises
+        ------
+        NotRewritable
+            The file needs the pydicom path (the message says why).
+        BurnedInRefused
+            The instance may carry burned-in text and ``allow_burned_in`` is False.
+        """
+        mv = memoryview(data)
+        if len(data) < 132 or data[128:132] != b"DICM":
+            raise NotRewritable("no DICOM preamble")
+        meta, pos = self._meta(mv)
+        ts = meta.get(0x00020010)
+        if ts is None:
+            raise NotRewritable("no transfer syntax in the file meta")
+        if ts in _UNSUPPORTED_TS:
+            raise NotRewritable(_UNSUPPORTED_TS[ts])
+        implicit = ts == _IMPLICIT_TS
+        if len(data) - pos >= 8:
+            looks_explicit = bytes(mv[pos + 4:pos + 6]).isalpha() and bytes(mv[pos + 4:pos + 6]).isupper()
+            if implicit and looks_explicit:
+                raise NotRewritable("explicit VR data under an implicit transfer syntax")
+        top, _ = _index(mv, pos, len(data), implicit, 0, False)
+        call = _Call(mv, implicit)
+        by_tag = {e[_TAG]: e for e in top if e[_TAG] < 0x00400000}
+        cs = by_tag.get(_CHARSET)
+        if cs is not None:
+            spec = _ascii(mv, cs)
+            enc = self._charsets.get(spec)
+            if enc is None:
+                from pydicom.charset import convert_encodings
+
+                enc = self._charsets[spec] = convert_encodings([v.strip() for v in spec.split("\\")])
+            call.encodings = enc
+        else:
+            from pydicom.charset import default_encoding
+
+            call.encodings = [default_encoding]
+        warnings: list[str] = []
+        why = burned_in_reason({kw: self._text(call, by_tag[t]) for t, kw in _BURNED_IN_TAGS.items() if t in by_tag})
+        if why is not None:
+            if not self.deid.allow_burned_in:
+                raise BurnedInRefused(f"refused: {why}; pixel data is not cleaned (allow_burned_in exports it)")
+            warnings.append(f"exported although {why}: check the pixels for text")
+        if identity is None:
+            if any("\\" in self._text(call, by_tag[t]) for t in _IDENTITY_TAGS if t in by_tag):
+                raise NotRewritable("a patient ID, name or birth date with several values")
+            vals = {kw: self._text(call, by_tag[t]) if t in by_tag else "" for t, kw in _IDENTITY_TAGS.items()}
+            identity = Pseudonyms.identity(vals["PatientID"], vals["PatientName"], vals["PatientBirthDate"])
+        call.days = self.names.day_shift(identity)
+        if self._clean_desc:
+            words = [w for t in map(_tag_of, _SCRUB_KEYWORDS) if t in by_tag
+                     for w in self._text(call, by_tag[t]).split("\\")]
+            call.scrub = scrub_pattern(words)
+        pieces = self._walk(call, top)
+        code = self.names.patient_code(identity)
+        name_vr = by_tag[_PATIENT_NAME][_VR] if _PATIENT_NAME in by_tag else "PN"
+        id_vr = by_tag[_PATIENT_ID][_VR] if _PATIENT_ID in by_tag else "LO"
+        extra = [(_PATIENT_NAME, self._text_element(call, _PATIENT_NAME, name_vr,
+                                                    self.deid.patient_name or f"ANON^{code}")),
+                 (_PATIENT_ID, self._text_element(call, _PATIENT_ID, id_vr, self.deid.patient_id or f"PP{code}"))]
+        extra += self._record(implicit)
+        replaced = {t for t, _ in extra}
+        out = [p for p in pieces if p[0] not in replaced] + extra
+        out.sort(key=itemgetter(0))
+        sop_class = _out_uid(out, _SOP_CLASS, implicit)
+        sop_instance = _out_uid(out, _SOP_INSTANCE, implicit)
+        if sop_class is None or sop_instance is None:
+            raise NotRewritable("no SOP Class or SOP Instance UID")
+        pieces_out = [p[1] for p in out]
+        pieces_out.insert(0, _file_meta(ts, sop_class, sop_instance))
+        return b"".join(pieces_out), warnings
+
+    def _meta(self, mv: memoryview) -> tuple[dict[int, str], int]:
+        """The file meta's UIDs and the position of the data set."""
+        pos, end = 132, len(mv)
+        meta: dict[int, str] = {}
+        while end - pos >= 8:
+            group, el, vrb, length = _EXPL.unpack_from(mv, pos)
+            if group != 0x0002:
+                break
+            if vrb.decode("latin-1") in _LONG_VRS:
+                length, hdr = _U32.unpack_from(mv, pos + 8)[0], 12
+            elif vrb.isalpha() and vrb.isupper():
+                hdr = 8
+            else:
+                raise NotRewritable("file meta not in explicit VR")
+            if length == _UNDEFINED or pos + hdr + length > end:
+                raise NotRewritable("a file meta element past the end")
+            if vrb == b"UI":
+                meta[0x00020000 | el] = bytes(mv[pos + hdr:pos + hdr + length]).decode("ascii", "replace").rstrip(
+                    "\0 ")
+            pos += hdr + length
+        return meta, pos
+
+    def _text(self, call: _Call, e: _Elem) -> str:
+        """A text value decoded as pydicom does (one string; values joined by backslashes)."""
+        from pydicom.charset import decode_bytes
+        from pydicom.values import TEXT_VR_DELIMS
+
+        raw = bytes(call.mv[e[_VSTART]:e[_VEND]])
+        if e[_VR] == "PN":
+            raw = raw.rstrip(b"\0 ")
+        if e[_VR] in ("UI", "DA", "DT", "TM", "CS", "AS", "DS", "IS", "AE"):
+            return raw.decode("latin-1").rstrip("\0 ")
+        if e[_VR] in ("LT", "ST", "UT"):  # one value: trailing padding only
+            return decode_bytes(raw, call.encodings, TEXT_VR_DELIMS).rstrip("\0 ")
+        return "\\".join(v.rstrip("\0 ") for v in decode_bytes(raw, call.encodings, TEXT_VR_DELIMS).split("\\"))
+
+    def _text_element(self, call: _Call, tag: int, vr: str, value: str) -> bytes:
+        if value.isascii():
+            key = (tag, vr, value, call.implicit)
+            out = self._texts.get(key)
+            if out is None:
+                if len(self._texts) > 4096:
+                    self._texts.clear()
+                out = self._texts[key] = _element(tag, vr, _pad(value.encode("ascii"), vr), call.implicit)
+            return out
+        from pydicom.charset import encode_string
+
+        return _element(tag, vr, _pad(encode_string(value, call.encodings), vr), call.implicit)
+
+    def _record(self, implicit: bool) -> list[tuple[int, bytes]]:
+        """PatientIdentityRemoved, DeidentificationMethod (and its codes), LongitudinalTemporalInformationModified."""
+        rec = self._records.get(implicit)
+        if rec is None:
+            opts = sorted(self.options)
+            names = [profile_table.BASIC_PROFILE_CODE[1]] + [profile_table.OPTIONS[o][2] for o in opts]
+            method = "\\".join(["PocketPACS PS3.15 E.1-1"] + [n[:64] for n in names])
+            items = []
+            for value, meaning in [profile_table.BASIC_PROFILE_CODE] + [profile_table.OPTIONS[o][1:] for o in opts]:
+                items.append(_element(0x00080100, "SH", _pad(value.encode(), "SH"), implicit)
+                             + _element(0x00080102, "SH", b"DCM ", implicit)
+                             + _element(0x00080104, "LO", _pad(meaning.encode(), "LO"), implicit))
+            ltim = "MODIFIED" if self._modified else "REMOVED"
+            rec = self._records[implicit] = [
+                (0x00120062, _element(0x00120062, "CS", b"YES ", implicit)),
+                (0x00120063, _element(0x00120063, "LO", _pad(method.encode(), "LO"), implicit)),
+                (0x00120064, _sequence(0x00120064, items, implicit)),
+                (0x00280303, _element(0x00280303, "CS", _pad(ltim.encode(), "CS"), implicit)),
+            ]
+        return rec
+
+    def _walk(self, call: _Call, elems: list[_Elem]) -> list[tuple[int, Any]]:
+        """The (tag, bytes) of a data set or item after the profile, as Deidentifier._walk."""
+        mv, implicit = call.mv, call.implicit
+        out: list[tuple[int, Any]] = []
+        creators: dict[int, tuple[int, _Elem]] = {}  # block (group << 8 | byte) -> (index in out, element)
+        kept_blocks: set[int] = set()
+        decisions = self._decisions
+        for e in elems:
+            tag, vr = e[_TAG], e[_VR]
+            d, action = decisions.get((tag, vr)) or self._decide(tag, vr)
+            if d == _KEEP:
+                out.append((tag, mv[e[_START]:e[_END]]))
+            elif d == _DROP:
+                continue
+            elif d == _CREATOR:
+                creators[(tag >> 16) << 8 | (tag & 0xFF)] = (len(out), e)
+                out.append((tag, mv[e[_START]:e[_END]]))
+            elif d == _PRIVATE:
+                el = tag & 0xFFFF
+                block = (tag >> 16) << 8 | (el >> 8)
+                c = creators.get(block) if el >= 0x1000 else None
+                if (self._safe_private and c is not None
+                        and is_safe(self._text(call, c[1]), tag >> 16, el)):
+                    kept_blocks.add(block)
+                    out.append((tag, mv[e[_START]:e[_END]]))
+            elif d == _EMPTY or d == _DUMMY:
+                key = (tag, vr, implicit, d)
+                piece = self._constants.get(key)
+                if piece is None:
+                    piece = self._constants[key] = (
+                        _sequence(tag, [], implicit) if vr == "SQ" else
+                        _element(tag, vr, _pad(DUMMIES[vr].encode(), vr) if d == _DUMMY else b"", implicit))
+                out.append((tag, piece))
+            elif d == _UID:
+                out.append((tag, self._uid(call, e)))
+            elif d == _SHIFT:
+                out.append((tag, self._shift(call, e)))
+            elif d == _ITEMS:
+                out.append((tag, _sequence(tag, [self._item(call, it, False) for it in e[_ITEMS_OF] or []], implicit)))
+            elif d == _CLEAN_ITEMS:
+                out.append((tag, _sequence(tag, [self._item(call, it, True) for it in e[_ITEMS_OF] or []], implicit)))
+            elif d == _SCRUB:
+                out.append((tag, self._scrubbed(call, e)))
+        if creators:
+            drop = {i for block, (i, _e) in creators.items() if block not in kept_blocks}
+            if drop:
+                out = [p for i, p in enumerate(out) if i not in drop]
+        return out
+
+    def _item(self, call: _Call, elems: list[_Elem], scrub: bool) -> bytes:
+        if any(e[_TAG] == _CHARSET for e in elems):
+            raise NotRewritable("a character set inside a sequence item")
+        pieces = self._walk(call, elems)
+        if scrub and call.scrub is not None:
+            # Deidentifier._clean: the text elements left in each item are scrubbed
+            by_tag = {e[_TAG]: e for e in elems}
+            for i, (tag, piece) in enumerate(pieces):
+                e = by_tag[tag]
+                if e[_VR] not in _TEXT_VRS:
+                    continue
+                if isinstance(piece, memoryview):
+                    if e[_VEND] > e[_VSTART]:
+                        pieces[i] = (tag, self._scrubbed(call, e))
+                elif self._decide(tag, e[_VR])[0] == _DUMMY:  # a dummy value is scrubbed too
+                    new = call.scrub(DUMMIES[e[_VR]])
+                    if new != DUMMIES[e[_VR]]:
+                        pieces[i] = (tag, self._text_element(call, tag, e[_VR], new))
+        return b"".join([p for _t, p in pieces])
+
+    def _scrubbed(self, call: _Call, e: _Elem) -> Any:
+        if call.scrub is None or e[_VEND] == e[_VSTART]:
+            return call.mv[e[_START]:e[_END]]
+        old = self._text(call, e)
+        new = call.scrub(old)
+        if new == old:
+            return call.mv[e[_START]:e[_END]]
+        return self._text_element(call, e[_TAG], e[_VR], new)
+
+    def _uid(self, call: _Call, e: _Elem) -> Any:
+        value = _ascii(call.mv, e).rstrip("\0 ")
+        if value == "":
+            return call.mv[e[_START]:e[_END]]
+        out = [v if v.startswith("1.2.840.10008.") else self.names.uid(v) for v in value.split("\\")]
+        return _element(e[_TAG], "UI", _pad("\\".join(out).encode("ascii"), "UI"), call.implicit)
+
+    def _shift(self, call: _Call, e: _Elem) -> Any:
+        value = _ascii(call.mv, e).rstrip("\0 ")
+        if value == "":
+            return call.mv[e[_START]:e[_END]]
+        fn = shift_date if e[_VR] == "DA" else shift_datetime
+        new = "\\".join(fn(v, call.days) for v in value.split("\\"))
+        return _element(e[_TAG], e[_VR], _pad(new.encode("ascii"), e[_VR]), call.implicit)
+
+
+def _tag_of(keyword: str, cache: dict[str, int] = {}) -> int:  # noqa: B006 (a module-wide cache)
+    t = cache.get(keyword)
+    if t is None:
+        from pydicom.datadict import tag_for_keyword
+
+        t = cache[keyword] = int(tag_for_keyword(keyword) or 0)
+    return t
+
+
+def _out_uid(out: list[tuple[int, Any]], tag: int, implicit: bool) -> str | None:
+    for t, piece in out:
+        if t == tag:
+            raw = bytes(piece)[8 if implicit else 8:]
+            return raw.decode("ascii", "replace").rstrip("\0 ") or None
+    return None
+
+
+def _file_meta(ts: str, sop_class: str, sop_instance: str, cache: dict[str, bytes] = {}) -> bytes:  # noqa: B006
+    """Preamble, ``DICM`` and the file meta of the de-identified file (as Deidentifier's ``_new_file_meta``)."""
+    tail = cache.get(ts)
+    if tail is None:  # the elements after the instance's UIDs are the same for every file of a syntax
+        tail = cache[ts] = (_element(0x00020010, "UI", _pad(ts.encode(), "UI"), False)
+                            + _element(0x00020012, "UI", _pad(IMPLEMENTATION_CLASS_UID.encode(), "UI"), False)
+                            + _element(0x00020013, "SH", _pad(b"POCKETPACS", "SH"), False))
+    body = b"".join((_META_VERSION, _element(0x00020002, "UI", _pad(sop_class.encode(), "UI"), False),
+                     _element(0x00020003, "UI", _pad(sop_instance.encode(), "UI"), False), tail))
+    return b"".join((_PREAMBLE, _element(0x00020000, "UL", struct.pack("<I", len(body)), False), body))
+
+
+_PREAMBLE = b"\0" * 128 + b"DICM"
+_META_VERSION = _element(0x00020001, "OB", b"\x00\x01", False)

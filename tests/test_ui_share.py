@@ -1,0 +1,160 @@
+"""The "Export / Share…" dialog and its bridge commands (issue 15).
+
+Bridge level: a real :class:`~pocketpacs.ui.session.Session` on a generated
+archive previews a de-identification (no original value in the answer) and
+exports through ``share_start`` / ``share_status``; the files are those the
+``pocketpacs export --dicom`` command line writes from the same archive, byte
+for byte.  Browser level: `pocketpacs serve` driven by Playwright + Chromium
+opens the dialog on a selected row, previews, exports into a typed folder and
+the files are checked with pydicom.  Skips without Chromium, fails under CI=true.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "ui"))
+import ppui_support as S
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return S.build_archive(tmp_path_factory.mktemp("ui_share"))
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {os.path.relpath(os.path.join(d, f), root): open(os.path.join(d, f), "rb").read()
+            for d, _dirs, files in os.walk(root) for f in files}
+
+
+def test_share_commands_preview_then_export_what_the_cli_writes(built, tmp_path):
+    from pocketpacs.ui import bridge
+    from pocketpacs.ui.session import Session
+
+    s = Session(str(built["archive"]), mode="serve")
+    try:
+        rows = bridge.call("search", {})["data"]["rows"]
+        row = next(r for r in rows if r["modality"] == "CT")
+        se = s.archive.get_series(row["series_id"])
+        study_uid = s.archive.study(se.study_key).uid
+        originals = {row["patient_id"], se.uid, study_uid}
+        opts = ["modified-dates", "patient-characteristics"]
+
+        env = bridge.call("share_preview", {"series_id": row["series_id"], "scope": "study", "options": opts})
+        assert env["ok"], env
+        pv = env["data"]
+        texts = [c["text"] for c in pv["changes"]]
+        assert any(t.startswith("PatientName: replaced (") and t.endswith(" chars → pseudonym)") for t in texts)
+        assert "SeriesInstanceUID: replaced (%d chars → pseudonym UID)" % len(se.uid) in texts
+        assert any(t.startswith("StudyDate: shifted (8 chars") for t in texts)
+        assert pv["refused"] is None and pv["instances"] >= row["images"]
+        blob = json.dumps(env)
+        assert not [v for v in originals if v and v in blob]  # values are masked to their length
+
+        bad = bridge.call("share_preview", {"series_id": row["series_id"], "options": ["no-such-option"]})
+        assert not bad["ok"] and bad["error"]["code"] == "bad_request"
+
+        out = tmp_path / "ui"
+        env = bridge.call("share_start", {"series_id": row["series_id"], "scope": "study", "deidentify": True,
+                                          "options": opts, "path": str(out)})
+        assert env["ok"], env
+        job = env["data"]["job_id"]
+        assert env["data"]["folder"] == "ui"
+        end = time.monotonic() + 120
+        while True:
+            st = bridge.call("share_status", {"job_id": job})["data"]
+            if st["done"] or time.monotonic() > end:
+                break
+            time.sleep(0.1)
+        assert st["done"] and st["error"] is None, st
+        res = st["result"]
+        assert res["instances"] == pv["instances"] and res["studies"] == 1 and res["refused"] == 0
+        assert res["files"] == res["instances"] and str(tmp_path) not in json.dumps(st)
+
+        # a folder with files in it: the export goes into a new folder inside it
+        env = bridge.call("share_start", {"series_id": row["series_id"], "path": str(out)})
+        assert env["ok"] and env["data"]["folder"].startswith("PocketPACS export ")
+
+        # a medium with the portable viewer
+        env = bridge.call("share_start", {"series_id": row["series_id"], "deidentify": True, "dicomdir": True,
+                                          "viewer": True, "path": str(tmp_path / "cd")})
+        assert env["ok"], env
+        end = time.monotonic() + 120
+        while not (st := bridge.call("share_status", {"job_id": env["data"]["job_id"]})["data"])["done"]:
+            assert time.monotonic() < end
+            time.sleep(0.1)
+        assert st["error"] is None and st["result"]["instances"] == row["images"], st
+        assert (tmp_path / "cd" / "DICOMDIR").is_file() and (tmp_path / "cd" / "VIEWER" / "index.html").is_file()
+        doc = json.loads((tmp_path / "cd" / "VIEWER" / "index.json").read_text())
+        assert [h["shape"][0] for h in doc["series"]] == [row["images"]]
+    finally:
+        s.close()
+    time.sleep(0.5)  # the second (plain) export finishes in the background; its folder is not compared
+
+    cli = tmp_path / "cli"
+    subprocess.run([sys.executable, "-m", "pocketpacs", "--archive", str(built["archive"]), "export", study_uid,
+                    str(cli), "--dicom", "--deidentify", "--keep", *opts], check=True, capture_output=True)
+    ui_files = {k: v for k, v in _tree(out).items() if not k.startswith("PocketPACS export ")}
+    assert ui_files and ui_files == _tree(cli)
+    for d, _dirs, files in os.walk(out / "PAT00001"):
+        assert oct(os.stat(d).st_mode & 0o777) == "0o700"
+        for f in files:
+            assert oct(os.stat(os.path.join(d, f)).st_mode & 0o777) == "0o600"
+            ds = pydicom.dcmread(os.path.join(d, f))
+            assert ds.PatientIdentityRemoved == "YES" and ds.PatientID != row["patient_id"]
+
+
+@pytest.fixture
+def page(browser, served):
+    pg = browser.new_page(viewport={"width": 1000, "height": 760})
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(served.url)
+    S.wait_js(pg, "document.body.dataset.ready")
+    assert pg.evaluate("document.body.dataset.ready") == "1", errors
+    yield pg
+    pg.close()
+    assert not errors, errors
+
+
+def test_the_share_dialog_previews_and_exports_the_selected_series(page, built, tmp_path):
+    rows = page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map(tr =>
+        Object.fromEntries([...tr.querySelectorAll('td[data-col]')].map(td => [td.dataset.col, td.textContent])))""")
+    idx = next(i for i, r in enumerate(rows) if r["modality"] == "CT")
+    page.locator("#series-table tbody tr").nth(idx).click()
+    page.click("#btn-share")
+    S.wait_js(page, "document.getElementById('share-dialog').open")
+    assert page.locator("#share-preview-btn").is_disabled()  # a plain copy changes nothing
+    page.check("#share-dialog input[name=share-mode][value=deidentify]")
+    page.check("#share-options input[value=modified-dates]")
+    page.click("#share-preview-btn")
+    S.wait_js(page, "document.getElementById('share-dialog').dataset.previewed", timeout=60)
+    preview = page.locator("#share-preview").inner_text()
+    assert "PatientName: replaced (" in preview and "→ pseudonym)" in preview
+    assert "StudyDate: shifted (8 chars → shifted date)" in preview
+    assert rows[idx]["patient_id"] not in preview
+    out = tmp_path / "shared"
+    page.click("#share-go")
+    page.fill("#path-input", str(out))
+    page.click("#path-ok")
+    S.wait_js(page, "document.getElementById('share-dialog').dataset.done", timeout=120)
+    d = S.dataset(page, "#share-dialog")
+    assert int(d["instances"]) == int(rows[idx]["images"]), page.locator("#share-text").inner_text()
+    assert "exported to “shared”" in page.locator("#share-text").inner_text()
+    files = [os.path.join(dd, f) for dd, _x, fs in os.walk(out) for f in fs]
+    assert len(files) == int(rows[idx]["images"])
+    for f in files:
+        ds = pydicom.dcmread(f)
+        assert ds.PatientIdentityRemoved == "YES" and ds.LongitudinalTemporalInformationModified == "MODIFIED"
+        assert ds.PatientID != rows[idx]["patient_id"]
+    page.click("#share-close")
+    S.wait_js(page, "!document.getElementById('share-dialog').open")

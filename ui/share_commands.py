@@ -1,0 +1,178 @@
+"""The "Export / Share…" bridge commands: preview, start and follow a DICOM export.
+
+:class:`ShareCommands` is the part of :class:`~pocketpacs.ui.session.Session`
+behind the share dialog: ``share_preview`` de-identifies one sample instance
+of the series, study or patient of a browser row in memory and lists what
+would change (values masked to their length, :mod:`pocketpacs.share.preview`);
+``share_start`` runs :func:`pocketpacs.share.export_dicom` on a worker thread
+(:class:`ShareJob`) into the folder the user picked (a native picker in the
+desktop app, a typed path in serve mode; a new, dated sub-folder when that
+folder is not empty); ``share_status`` reports progress and, at the end, the
+counts, warnings and notes.  No path and no patient value travels to the page.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from typing import Any
+
+from . import protocol
+from .protocol import BridgeError
+
+log = logging.getLogger("pocketpacs.ui.session")
+
+SCOPES = ("series", "study", "patient")
+
+
+class ShareJob:
+    """An export running on a worker thread, with progress for the page.
+
+    Parameters
+    ----------
+    archive : Archive
+    uids : list of str
+        What to export (as :func:`pocketpacs.share.export_dicom` takes it).
+    out_dir : str
+        The export folder (empty or absent).
+    options : dict
+        Keyword arguments of ``export_dicom`` (deidentify, options, dicomdir, viewer, zip, allow_burned_in).
+    """
+
+    def __init__(self, archive: Any, uids: list[str], out_dir: str, options: dict):
+        self.id = secrets.token_hex(16)
+        self.archive, self.uids, self.out_dir, self.options = archive, uids, out_dir, options
+        self.done_files = 0
+        self.total_files = 0
+        self.result: dict | None = None
+        self.error: dict | None = None
+        self.finished = False
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="pocketpacs-share", daemon=True)
+
+    def start(self) -> "ShareJob":
+        """Start the worker.
+
+        Returns
+        -------
+        ShareJob
+            ``self``.
+        """
+        self._thread.start()
+        return self
+
+    def _progress(self, done: int, total: int) -> None:
+        self.done_files, self.total_files = int(done), int(total)
+
+    def _run(self) -> None:
+        from pocketpacs.share import ExportError, export_dicom
+
+        try:
+            res = export_dicom(self.archive, self.uids, self.out_dir, progress=self._progress, **self.options)
+            self.result = {"instances": res.instances, "studies": res.studies, "series": res.series,
+                           "refused": res.refused, "files": len(res.written), "warnings": res.warnings[:500],
+                           "more_warnings": max(0, len(res.warnings) - 500), "notes": res.notes,
+                           "folder": os.path.basename(self.out_dir)}
+        except ExportError as exc:  # its message names no patient data; the folder is not shown
+            self.error = protocol.fail(protocol.UNAVAILABLE, str(exc).replace(self.out_dir, "the export folder"))[
+                "error"]
+        except Exception as exc:
+            log.warning("export failed: %s", type(exc).__name__, exc_info=exc)
+            self.error = protocol.envelope_for_exception(exc)["error"]
+        finally:
+            self.finished = True
+
+    def status(self) -> dict:
+        """Progress for the page.
+
+        Returns
+        -------
+        dict
+            ``job_id``, ``files_done``, ``files_total``, ``rate`` (files/s), ``done``, ``result``, ``error``.
+        """
+        dt = max(time.monotonic() - self.started, 1e-6)
+        return {"job_id": self.id, "files_done": self.done_files, "files_total": self.total_files,
+                "rate": self.done_files / dt, "done": self.finished, "result": self.result, "error": self.error}
+
+
+class ShareCommands:
+    """The share bridge commands (a mixin of Session)."""
+
+    def _share_archive(self) -> Any:
+        if self._media is not None:
+            raise BridgeError(protocol.READ_ONLY, "Close the removable media to export from the archive.")
+        return self.archive
+
+    def _share_uids(self, arc: Any, a: dict) -> list[str]:
+        """What the row's series, its study or its patient is, as export_dicom takes it."""
+        try:
+            se = arc.get_series(a["series_id"])
+        except KeyError:
+            raise BridgeError(protocol.NOT_FOUND, "No such series in the archive.") from None
+        scope = a.get("scope") or "series"
+        if scope == "series":
+            return [se.uid]
+        if scope == "study":
+            return [arc.study(se.study_key).uid]
+        return [se.patient_key]
+
+    def _share_options(self, a: dict) -> list[str]:
+        from pocketpacs.share.profile_table import OPTIONS
+
+        opts = list(a.get("options") or [])
+        bad = [o for o in opts if not isinstance(o, str) or o not in OPTIONS]
+        if bad:
+            raise BridgeError(protocol.BAD_REQUEST, "Unknown de-identification option.")
+        return opts
+
+    def cmd_share_preview(self, a: dict) -> dict:
+        """What de-identifying the row's series, study or patient would change, on one sample instance."""
+        from pocketpacs.share import ExportError
+        from pocketpacs.share.preview import preview_deidentification
+
+        arc = self._share_archive()
+        uids = self._share_uids(arc, a)
+        try:
+            return preview_deidentification(arc, uids, self._share_options(a), bool(a.get("allow_burned_in")))
+        except ExportError as exc:
+            raise BridgeError(protocol.NOT_FOUND, str(exc)) from None
+
+    def cmd_share_start(self, a: dict) -> dict | None:
+        """Export the row's series, study or patient into a folder (picked natively, or typed in serve mode)."""
+        arc = self._share_archive()
+        uids = self._share_uids(arc, a)
+        opts = self._share_options(a)
+        deidentify = bool(a.get("deidentify"))
+        if opts and not deidentify:
+            raise BridgeError(protocol.BAD_REQUEST, "Options apply to a de-identified export.")
+        path = self._ask(a, "pick_folder")
+        if not path:
+            return None
+        path = os.path.abspath(path)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise BridgeError(protocol.BAD_REQUEST, "That is a file, not a folder.")
+        if os.path.isdir(path) and os.listdir(path):
+            # a folder with files in it: the export goes into a new, dated folder there
+            base = os.path.join(path, "PocketPACS export " + time.strftime("%Y-%m-%d %H%M%S"))
+            out, n = base, 1
+            while os.path.exists(out):
+                n += 1
+                out = f"{base} ({n})"
+            path = out
+        elif not os.path.isdir(os.path.dirname(path)):
+            raise BridgeError(protocol.NOT_FOUND, "The folder above that one does not exist.")
+        job = ShareJob(arc, uids, path, {"deidentify": deidentify, "options": opts,
+                                         "dicomdir": bool(a.get("dicomdir")), "zip": bool(a.get("zip")),
+                                         "viewer": bool(a.get("dicomdir")) and bool(a.get("viewer")),
+                                         "allow_burned_in": bool(a.get("allow_burned_in"))}).start()
+        self.shares[job.id] = job
+        return {"job_id": job.id, "folder": os.path.basename(path)}
+
+    def cmd_share_status(self, a: dict) -> dict:
+        """Progress and, at the end, the counts, warnings and notes of an export."""
+        job = self.shares.get(a["job_id"])
+        if job is None:
+            raise BridgeError(protocol.NOT_FOUND, "Unknown export.")
+        return job.status()

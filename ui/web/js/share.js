@@ -1,0 +1,117 @@
+// share.js -- the "Export / Share…" dialog: what (series, study, patient), how (plain copy
+// or de-identified with options), medium (DICOMDIR, zip), a preview of the changes on one
+// sample image, the destination folder, progress, and the warnings at the end.
+// Every text from Python is set with textContent.
+
+import * as api from './api.js';
+import { withPath } from './actions.js';
+import { visible } from './text.js';
+
+const $ = (id) => document.getElementById(id);
+
+function choices() {
+  const dlg = $('share-dialog');
+  const scope = dlg.querySelector('input[name=share-scope]:checked').value;
+  const deidentify = dlg.querySelector('input[name=share-mode]:checked').value === 'deidentify';
+  const options = deidentify
+    ? [...$('share-options').querySelectorAll('input[type=checkbox][value]:checked')].map((el) => el.value) : [];
+  return { scope, deidentify, options, allow_burned_in: deidentify && $('share-burned').checked,
+    dicomdir: $('share-dicomdir').checked, viewer: $('share-dicomdir').checked && $('share-viewer').checked,
+    zip: $('share-zip').checked };
+}
+
+function syncOptions() {
+  const on = choices().deidentify;
+  const box = $('share-options');
+  box.setAttribute('aria-disabled', on ? 'false' : 'true');
+  for (const el of box.querySelectorAll('input')) el.disabled = !on;
+  $('share-preview-btn').disabled = !on;
+  $('share-viewer').disabled = !$('share-dicomdir').checked;
+  if (!on) $('share-preview-wrap').hidden = true;
+}
+
+function list(el, items) {
+  el.replaceChildren(...items.map((t) => { const li = document.createElement('li'); li.textContent = visible(t); return li; }));
+}
+
+async function preview(row) {
+  const c = choices();
+  const dlg = $('share-dialog');
+  delete dlg.dataset.previewed;
+  $('share-text').textContent = 'Preparing the preview…';
+  const res = await api.call('share_preview', { series_id: row.series_id, scope: c.scope, options: c.options,
+    allow_burned_in: c.allow_burned_in });
+  $('share-preview-wrap').hidden = false;
+  list($('share-preview'), res.changes.map((ch) => ch.text));
+  $('share-preview-count').textContent = `(${res.changes.length + res.more} changes${res.more ? `, first ${res.changes.length} shown` : ''}; `
+    + `${res.instances} images to export)`;
+  $('share-text').textContent = res.refused ? `This image would not be exported: ${res.refused}` : '';
+  list($('share-warnings'), res.warnings || []);
+  dlg.dataset.previewed = String(res.changes.length);
+}
+
+async function run(row) {
+  const c = choices();
+  const dlg = $('share-dialog');
+  const job = await withPath('share_start', 'Folder to export into (a new folder is made inside it when it is not empty):',
+    { series_id: row.series_id, ...c });
+  if (!job) return;
+  $('share-go').disabled = true; $('share-preview-btn').disabled = true;
+  const bar = $('share-bar'), text = $('share-text');
+  bar.hidden = false;
+  list($('share-warnings'), []);
+  for (;;) {
+    let st;
+    try { st = await api.call('share_status', { job_id: job.job_id }); } catch (e) { text.textContent = e.message; break; }
+    bar.max = Math.max(1, st.files_total || 1);
+    bar.value = st.files_done;
+    text.textContent = `Exporting: ${st.files_done} / ${st.files_total || '?'} files · ${st.rate.toFixed(0)} files/s`;
+    if (st.done) {
+      if (st.error) {
+        text.textContent = `Not exported: ${st.error.message}`;
+      } else {
+        const r = st.result;
+        text.textContent = `${r.instances} images of ${r.series} series in ${r.studies} studies exported to “${visible(r.folder)}”`
+          + (r.refused ? `; ${r.refused} not exported (see below)` : '') + '.';
+        list($('share-warnings'), [...r.warnings, ...(r.more_warnings ? [`… and ${r.more_warnings} more`] : []), ...r.notes]);
+        dlg.dataset.instances = String(r.instances);
+        dlg.dataset.warnings = String(r.warnings.length);
+      }
+      break;
+    }
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  dlg.dataset.done = '1';
+  $('share-go').disabled = false;
+  syncOptions();
+}
+
+/**
+ * Open the share dialog for a browser row (its series; the dialog offers its study and patient).
+ * @param {object} row  a row of the archive browser ({series_id, patient_name, ...}); `scope`
+ *   ('series', 'study' or 'patient') preselects what is exported
+ * @param {function} onError  shows an error
+ */
+export function openShare(row, onError) {
+  const dlg = $('share-dialog');
+  for (const k of ['previewed', 'done', 'instances', 'warnings']) delete dlg.dataset[k];
+  $('share-what').textContent = visible(`${row.patient_name || ''} · ${row.study_description || ''} · `
+    + `${row.series_description || ''} (${row.images} images)`);
+  const scope = dlg.querySelector(`input[name=share-scope][value=${row.scope || 'series'}]`);
+  if (scope) scope.checked = true;
+  $('share-preview-wrap').hidden = true;
+  $('share-bar').hidden = true;
+  $('share-text').textContent = '';
+  list($('share-warnings'), []);
+  $('share-go').disabled = false;
+  const guard = (fn) => async () => {
+    try { await fn(row); } catch (e) { $('share-text').textContent = e.message; onError(e); }
+  };
+  for (const el of dlg.querySelectorAll('input[name=share-mode]')) el.onchange = syncOptions;
+  $('share-dicomdir').onchange = syncOptions;
+  $('share-preview-btn').onclick = guard(preview);
+  $('share-go').onclick = guard(run);
+  $('share-close').onclick = () => dlg.close();
+  syncOptions();
+  dlg.showModal();
+}
