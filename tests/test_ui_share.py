@@ -115,22 +115,15 @@ def test_share_commands_preview_then_export_what_the_cli_writes(built, tmp_path)
 
 @pytest.fixture
 def page(browser, served):
-    pg = browser.new_page(viewport={"width": 1000, "height": 760})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(served.url)
-    S.wait_js(pg, "document.body.dataset.ready")
-    assert pg.evaluate("document.body.dataset.ready") == "1", errors
-    yield pg
-    pg.close()
-    assert not errors, errors
+    with S.open_page(browser, served.url, 1000, 760) as pg:
+        assert pg.evaluate("document.body.dataset.ready") == "1"
+        yield pg
 
 
 def test_the_share_dialog_previews_and_exports_the_selected_series(page, built, tmp_path):
-    rows = page.evaluate("""[...document.querySelectorAll('#series-table tbody tr')].map(tr =>
-        Object.fromEntries([...tr.querySelectorAll('td[data-col]')].map(td => [td.dataset.col, td.textContent])))""")
-    idx = next(i for i, r in enumerate(rows) if r["modality"] == "CT")
-    page.locator("#series-table tbody tr").nth(idx).click()
+    rows = S.tree_rows(page)
+    idx = next(i for i, r in enumerate(rows) if r.get("modality") == "CT")
+    page.locator(S.SERIES_ROWS).nth(idx).click()
     page.click("#btn-share")
     S.wait_js(page, "document.getElementById('share-dialog').open")
     assert page.locator("#share-preview-btn").is_disabled()  # a plain copy changes nothing
@@ -158,3 +151,13 @@ def test_the_share_dialog_previews_and_exports_the_selected_series(page, built, 
         assert ds.PatientID != rows[idx]["patient_id"]
     page.click("#share-close")
     S.wait_js(page, "!document.getElementById('share-dialog').open")
+
+
+def test_the_tree_menu_opens_the_share_dialog_on_a_study(page):
+    """Right-click on a study of the archive tree -> Export / Share… -> the dialog
+    acts on that study."""
+    page.locator("#series-table tbody tr.study").nth(0).click(button="right")
+    S.wait_js(page, "!document.getElementById('row-menu').hidden")
+    page.click("#row-menu [data-act=share]")
+    S.wait_js(page, "document.getElementById('share-dialog').open")
+    assert page.evaluate("document.querySelector('input[name=share-scope]:checked').value") == "study"
