@@ -22,4 +22,5 @@ REGISTRY: list[str] = [
     "bench_ui",
     "bench_startup",
     "bench_compare",
+    "bench_export",
 ]

@@ -40,15 +40,20 @@ def _files(root: str) -> list[str]:
 
 
 def make_data(folder: str, n: int, size: int) -> tuple[str, list[str]]:
-    """The synthetic files, written once: 10 patients of one study, series of 100 slices
-    (``n`` rounded up to a multiple of 1,000)."""
-    series = max(1, -(-n // 1000))
-    folder = f"{folder}-{series * 1000}"
+    """The synthetic files, written once: series of 100 slices, one study per patient;
+    10 patients with ``ceil(n / 1000)`` series each (``n`` rounded up to a multiple
+    of 1,000), or for ``n`` under 1,000 one series for each of ``ceil(n / 100)`` patients."""
+    if n >= 1000:
+        patients, series = 10, max(1, -(-n // 1000))
+    else:
+        patients, series = max(1, -(-n // 100)), 1
+    total = patients * series * 100
+    folder = f"{folder}-{total}"
     files = _files(folder) if os.path.isdir(folder) else []
-    if len(files) == series * 1000:
+    if len(files) == total:
         return folder, files
     shutil.rmtree(folder, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "pocketpacs.synth", folder, "--patients", "10", "--studies", "1",
+    subprocess.run([sys.executable, "-m", "pocketpacs.synth", folder, "--patients", str(patients), "--studies", "1",
                     "--series", str(series), "--slices", "100", "--size", f"{size}x{size}", "--compressed-fraction", "0",
                     "--implicit-fraction", "0", "--enhanced", "0", "--junk", "0", "-q"], check=True)
     return folder, _files(folder)
@@ -92,6 +97,76 @@ def run_pydicom(files: list[str], out: str) -> float:
     return time.perf_counter() - t
 
 
+def compare(folder: str, work_root: str, repeat: int, engine: str = "bytes",
+            log=print) -> tuple[int, list[dict[str, float | None]]]:
+    """Time the three on the files of *folder*, *repeat* times.
+
+    Returns
+    -------
+    (int, list of dict)
+        The number of files, and per run the seconds of ``"PocketPACS"``,
+        ``"dicognito"`` (None when it is not installed) and ``"pydicom loop"``.
+    """
+    try:
+        from dicognito.anonymizer import Anonymizer
+        anonymizer = Anonymizer()
+    except ImportError:
+        anonymizer = None
+    import pocketpacs
+
+    n = len(_files(folder))
+    runs: list[dict[str, float | None]] = []
+    with tempfile.TemporaryDirectory(dir=work_root) as work, \
+            pocketpacs.open_archive(os.path.join(work, "archive")) as ar:
+        t = time.perf_counter()
+        ar.import_folder(folder)
+        log(f"(import into the archive: {time.perf_counter() - t:.1f} s, not counted)")
+        series = [se for st in ar.studies() for se in ar.series(st)]
+        for r in range(repeat):
+            times: dict[str, float | None] = {"PocketPACS": 0.0, "dicognito": 0.0 if anonymizer else None,
+                                              "pydicom loop": 0.0}
+            # series by series, the three in turn: a change of the machine's load hits all three alike
+            for i, se in enumerate(series):
+                files = ar.series_files(se)
+                times["PocketPACS"] += run_pocketpacs(ar, se.uid, os.path.join(work, str(r), "pp", str(i)), engine)
+                if anonymizer is not None:
+                    times["dicognito"] += run_dicognito(anonymizer, files, os.path.join(work, str(r), "dg", str(i)))
+                times["pydicom loop"] += run_pydicom(files, os.path.join(work, str(r), "pd", str(i)))
+            shutil.rmtree(os.path.join(work, str(r)))
+            if repeat > 1:
+                log(f"run {r + 1}: " + ", ".join(f"{k} {n / v:.0f} files/s" for k, v in times.items() if v))
+            runs.append(times)
+    return n, runs
+
+
+NAME = "export"
+
+
+def run(ctx) -> list:
+    """De-identified DICOM export (files/s) against dicognito and a plain pydicom loop, in one run."""
+    from pocketpacs.benchmarks.results import add_ratio, from_samples, peer_missing, rates, skipped
+
+    n, size = ctx.pick(200, 5000), 128
+    repeats = ctx.reps(1, 3)
+    data = ctx.cached("export", {"n": n, "size": size}, lambda d: make_data(str(d / "synth"), n, size),
+                      sources=[make_data])
+    folder, _ = make_data(str(data / "synth"), n, size)      # made by the cache: nothing to do
+    nfiles, runs = compare(folder, str(data), repeats, log=ctx.log)
+    what = f"de-identified export, {nfiles} files of {size}x{size}"
+    ours = from_samples(what, "PocketPACS export --dicom --deidentify (PS3.15 Basic Profile)", "files/s",
+                        rates(nfiles, [r["PocketPACS"] for r in runs]), headline=True, target=">= 10x dicognito")
+    reason = peer_missing("dicognito", "dicognito")
+    dg = (from_samples(what, "dicognito (pydicom read, anonymize, write)", "files/s",
+                       rates(nfiles, [r["dicognito"] for r in runs]))
+          if reason is None else skipped(what, "dicognito (pydicom read, anonymize, write)", "files/s", reason))
+    pd = from_samples(what, "plain pydicom loop (name, ID, 3 UIDs; no profile)", "files/s",
+                      rates(nfiles, [r["pydicom loop"] for r in runs]))
+    add_ratio(ours, dg, "dicognito")
+    add_ratio(ours, pd, "pydicom loop")
+    ours.met = ours.ratios["dicognito"] >= 10 if "dicognito" in ours.ratios else None
+    return [ours, dg, pd]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=5000)
@@ -104,36 +179,9 @@ def main() -> None:
     folder, files = make_data(os.path.join(args.dir, f"synth-{args.size}"), args.files, args.size)
     n = len(files)
     print(f"{n} files of {args.size}x{args.size}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    try:
-        from dicognito.anonymizer import Anonymizer
-        anonymizer = Anonymizer()
-    except ImportError:
+    n, runs = compare(folder, args.dir, args.repeat, args.engine, log=lambda m: print("  " + m))
+    if runs[0]["dicognito"] is None:
         print("  dicognito is not installed (pip install -e '.[bench]'): left out")
-        anonymizer = None
-    import pocketpacs
-
-    runs: list[dict[str, float | None]] = []
-    with tempfile.TemporaryDirectory(dir=args.dir) as work, \
-            pocketpacs.open_archive(os.path.join(work, "archive")) as ar:
-        t = time.perf_counter()
-        ar.import_folder(folder)
-        print(f"  (import into the archive: {time.perf_counter() - t:.1f} s, not counted)")
-        series = [se for st in ar.studies() for se in ar.series(st)]
-        for r in range(args.repeat):
-            times: dict[str, float | None] = {"PocketPACS": 0.0, "dicognito": 0.0 if anonymizer else None,
-                                              "pydicom loop": 0.0}
-            # series by series, the three in turn: a change of the machine's load hits all three alike
-            for i, se in enumerate(series):
-                files = ar.series_files(se)
-                times["PocketPACS"] += run_pocketpacs(ar, se.uid, os.path.join(work, str(r), "pp", str(i)),
-                                                      args.engine)
-                if anonymizer is not None:
-                    times["dicognito"] += run_dicognito(anonymizer, files, os.path.join(work, str(r), "dg", str(i)))
-                times["pydicom loop"] += run_pydicom(files, os.path.join(work, str(r), "pd", str(i)))
-            shutil.rmtree(os.path.join(work, str(r)))
-            if args.repeat > 1:
-                print(f"  run {r + 1}: " + ", ".join(f"{k} {n / v:.0f} files/s" for k, v in times.items() if v))
-            runs.append(times)
     times = {k: (statistics.median(run[k] for run in runs) if runs[0][k] is not None else None) for k in runs[0]}
     label = "median of " + str(args.repeat) + " runs" if args.repeat > 1 else "one run"
     print(f"PocketPACS engine: {args.engine}; {label}")
@@ -144,6 +192,7 @@ def main() -> None:
     for name in ("dicognito", "pydicom loop"):
         if times[name]:
             print(f"PocketPACS is {times[name] / ours:.2f}x the speed of {name}")
+
 
 if __name__ == "__main__":
     main()
