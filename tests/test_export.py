@@ -145,6 +145,7 @@ def test_corpus_nifti_matches_dcm2niix_bit_for_bit(tmp_path, corpus):
     np.testing.assert_allclose(img.affine, ref["affine_RAS"], atol=1e-3)
     rep = json.loads((tmp_path / "ge.json").read_text())
     assert rep["stacks"][0]["n_volumes"] == 10
+    assert out == [str(tmp_path / "ge.nii.gz"), str(tmp_path / "ge.json")]   # the report is listed as written
 
 
 def test_written_files_are_private_and_name_the_file_that_failed(tmp_path):

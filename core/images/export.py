@@ -107,7 +107,7 @@ def export_nifti(volumes: SeriesVolumes | Sequence[Volume] | Volume,
     Returns
     -------
     list of str
-        Files written.
+        Files written (the report last, when written).
 
     Raises
     ------
@@ -136,6 +136,7 @@ def export_nifti(volumes: SeriesVolumes | Sequence[Volume] | Volume,
         stem = p[:-7] if p.endswith(".nii.gz") else os.path.splitext(p)[0]
         d = sv.report_dict() if sv is not None else volumes_report(vols)
         write_report_json(d, stem + ".json")
+        return names + [stem + ".json"]
     return names
 
 
