@@ -142,8 +142,6 @@ export class Panels {
     if (ex.length) parts.push(el('p', `Left out: ${ex.map(([r, n]) => `${n} × ${r}`).join(', ')}`));
     const uncal = !!cal && cal.unit === 'px';
     const u = uncal ? 'px' : 'mm';
-    // core's planning note on a grid without Pixel Spacing speaks of 1 mm pixels: here they are px
-    const note = (n) => (uncal ? String(n).replace(/1 mm pixels assumed/g, 'measured in px') : n);
     rep.stacks.forEach((s, i) => {
       const dl = el('dl', undefined, 'stack');
       const row = (k, v) => { if (v !== null && v !== undefined && v !== '') dl.append(el('dt', k), el('dd', v)); };
@@ -162,7 +160,7 @@ export class Panels {
       if (s.notes && s.notes.length) row('Notes', s.notes.map(note).join('; '));
       parts.push(dl);
     });
-    for (const n of rep.notes || []) parts.push(el('p', note(n), 'note'));
+    for (const n of rep.notes || []) parts.push(el('p', n, 'note'));
     box.replaceChildren(...parts);
     box.dataset.stacks = String(rep.stacks.length);
   }
