@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,66 @@ def file_name(study_uid: str, series_uid: str, sop_uid: str) -> Path:
     """The relative path of an instance in the store (hashed UIDs only)."""
     s = _h(study_uid, 16)
     return Path(s[:2], s, _h(series_uid, 16), _h(sop_uid, 32) + ".dcm")
+
+
+#: (0002,0012) and (0002,0013) of the files we write.
+IMPLEMENTATION_UID = "1.2.826.0.1.3680043.10.1451.1"
+IMPLEMENTATION_VERSION = "POCKETPACS"
+
+
+def _meta_element(group_elem: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element of the file meta group (2-byte lengths except OB)."""
+    tag = struct.pack("<HH", group_elem >> 16, group_elem & 0xFFFF)
+    if vr == b"OB":
+        return tag + vr + b"\0\0" + struct.pack("<I", len(value)) + value
+    return tag + vr + struct.pack("<H", len(value)) + value
+
+
+def _even(text: str, pad: bytes) -> bytes:
+    b = text.encode("ascii")
+    return b + pad if len(b) % 2 else b
+
+
+def part10(dataset: bytes | memoryview, sop_class: str, sop_uid: str, transfer_syntax: str,
+           source_aet: str = "") -> bytes:
+    """A Part-10 file from a data set's encoded bytes (as received over DIMSE).
+
+    The preamble, ``DICM`` and the file meta group (PS3.10 7.1) are built
+    here from the C-STORE's SOP class, SOP instance and the transfer syntax
+    of its presentation context; the data set's bytes follow unchanged.
+
+    Parameters
+    ----------
+    dataset : bytes
+        The encoded data set (``event.encoded_dataset(include_meta=False)``).
+    sop_class, sop_uid, transfer_syntax : str
+    source_aet : str
+        The sender's AE title ((0002,0016); left out when empty).
+
+    Returns
+    -------
+    bytes
+    """
+    els = [_meta_element(0x00020001, b"OB", b"\x00\x01"),
+           _meta_element(0x00020002, b"UI", _even(sop_class, b"\0")),
+           _meta_element(0x00020003, b"UI", _even(sop_uid, b"\0")),
+           _meta_element(0x00020010, b"UI", _even(transfer_syntax, b"\0")),
+           _meta_element(0x00020012, b"UI", _even(IMPLEMENTATION_UID, b"\0")),
+           _meta_element(0x00020013, b"SH", _even(IMPLEMENTATION_VERSION, b" "))]
+    aet = source_aet.strip()
+    if aet:
+        els.append(_meta_element(0x00020016, b"AE", _even(aet, b" ")))
+    body = b"".join(els)
+    head = _meta_element(0x00020000, b"UL", struct.pack("<I", len(body)))
+    return b"".join((b"\0" * 128, b"DICM", head, body, bytes(dataset)))
+
+
+def event_part10(event: Any) -> bytes:
+    """The Part-10 bytes of a pynetdicom ``EVT_C_STORE`` event, without decoding its data set."""
+    req = event.request
+    return part10(event.encoded_dataset(include_meta=False), str(req.AffectedSOPClassUID),
+                  str(req.AffectedSOPInstanceUID), str(event.context.transfer_syntax),
+                  str(getattr(event.assoc.requestor, "ae_title", "") or ""))
 
 
 def _same_bytes(path: Path, data: bytes | memoryview) -> bool:
