@@ -5,6 +5,7 @@ import { store } from './state.js';
 import { Browser } from './browser.js';
 import { Viewer } from './viewer.js';
 import { confirmBox, runImport, withPath } from './actions.js';
+import { Network } from './network.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -96,6 +97,10 @@ async function main() {
     browser.refresh();
   });
   browser.addEventListener('error', (e) => showError(e.detail));
+  // the Network view: "Send to…" sends the series selected in the archive list
+  const network = new Network(() => browser.rows[browser.selected] || null, () => browser.refresh());
+  network.addEventListener('error', (e) => showError(e.detail));
+  $('btn-network').addEventListener('click', () => store.set({ view: 'network' }));
 
   $('btn-archive').addEventListener('click', () => store.set({ view: 'archive' }));
   $('btn-import').addEventListener('click', async () => {
