@@ -136,6 +136,24 @@ def test_find_retrieve_and_send_through_the_session(orthanc, synth, session, ret
     assert st["result"] == {"sent": 5, "failed": []}, st
 
 
+def test_a_cancelled_retrieve_leaves_whole_instances_and_the_next_one_fetches_the_rest(orthanc, synth,  # noqa: F811
+                                                                                      session):
+    orthanc.clear()
+    orthanc.upload(synth)
+    add_orthanc(orthanc)
+    study = ok("net_find", {"node": "pacs"})["results"][0]["study_instance_uid"]
+    job = ok("net_get", {"node": "pacs", "study_uid": study})["job_id"]
+    assert ok("net_cancel", {"job_id": job}) == {"cancelling": True}
+    first = wait_job(job)
+    assert first["cancelled"] is True and first["error"] is None
+    got = first["result"]["indexed"]
+    assert sum(r["images"] for r in ok("search", {})["rows"]) == got
+    again = wait_job(ok("net_get", {"node": "pacs", "study_uid": study})["job_id"])
+    assert again["result"]["already"] == got and again["result"]["received"] == 10 - got, again
+    assert sum(r["images"] for r in ok("search", {})["rows"]) == 10
+    assert fails("net_job", {"job_id": "0" * 32})["code"] == "not_found"
+
+
 def test_retrieve_of_an_unknown_study_says_so(orthanc, session):  # noqa: F811
     orthanc.clear()
     add_orthanc(orthanc)
