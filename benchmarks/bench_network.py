@@ -51,11 +51,17 @@ from pocketpacs.net.nodes import RemoteNode, save_node  # noqa: E402
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
+#: every timing taken (seconds), in the order of the rows (ours, then the peer's): printed with --json
+TIMINGS: list[list[float]] = []
+
+
 def best(fn, repeat: int) -> float:
     """The median of *repeat* timings of *fn* (seconds)."""
     import statistics
 
-    return statistics.median(fn() for _ in range(repeat))
+    times = [fn() for _ in range(repeat)]
+    TIMINGS.append([round(t, 3) for t in times])
+    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"n": args.n, "size": args.size, "upload_rest_s": round(upload_s, 2),
               "rows": {k: {"ours_s": round(a, 3), "peer_s": round(b, 3), "peer": p,
                            "ours_per_s": round(args.n / a, 1), "peer_per_s": round(args.n / b, 1),
-                           "ratio": round(b / a, 2)} for k, (a, b, p) in rows.items()}}
+                           "ratio": round(b / a, 2)} for k, (a, b, p) in rows.items()},
+              "timings_s": TIMINGS}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
