@@ -2,8 +2,10 @@
 the indexer that puts them into the archive while they arrive.
 
 Every instance received (C-GET, C-MOVE, C-STORE to the listener, WADO-RS) is
-written to a temporary file in ``<archive>/store-incoming/`` (0600, created
-exclusively, never through a link) and renamed into
+kept as the bytes that arrived (a DIMSE data set gets its file meta group
+from :func:`part10`, never decoded and encoded again) and written to a
+temporary file in ``<archive>/store-incoming/`` (0600, created exclusively,
+never through a link) and renamed into
 ``<archive>/store/<aa>/<study>/<series>/<sop>.dcm``, names made of SHA-256
 hashes of the UIDs (no patient data in a file name), folders 0700; a reader
 sees a whole file or none.  :class:`Indexer` runs the archive's own importer
@@ -57,9 +59,10 @@ def file_name(study_uid: str, series_uid: str, sop_uid: str) -> Path:
     return Path(s[:2], s, _h(series_uid, 16), _h(sop_uid, 32) + ".dcm")
 
 
-#: (0002,0012) and (0002,0013) of the files we write.
-IMPLEMENTATION_UID = "1.2.826.0.1.3680043.10.1451.1"
-IMPLEMENTATION_VERSION = "POCKETPACS"
+#: (0002,0012) and (0002,0013) of the files we write (a ``2.25`` UID: no registered root needed).
+IMPLEMENTATION_UID = "2.25." + str(
+    int.from_bytes(hashlib.blake2b(b"pocketpacs.net implementation", digest_size=16).digest(), "big"))
+IMPLEMENTATION_VERSION = "POCKETPACS_NET1"
 
 
 def _meta_element(group_elem: int, vr: bytes, value: bytes) -> bytes:
@@ -110,7 +113,18 @@ def part10(dataset: bytes | memoryview, sop_class: str, sop_uid: str, transfer_s
 
 
 def event_part10(event: Any) -> bytes:
-    """The Part-10 bytes of a pynetdicom ``EVT_C_STORE`` event, without decoding its data set."""
+    """The Part-10 bytes of a pynetdicom ``EVT_C_STORE`` event, without decoding its data set.
+
+    Parameters
+    ----------
+    event : pynetdicom.events.Event
+        An ``EVT_C_STORE`` event.
+
+    Returns
+    -------
+    bytes
+        The file (:func:`part10`) as it is written to the store.
+    """
     req = event.request
     return part10(event.encoded_dataset(include_meta=False), str(req.AffectedSOPClassUID),
                   str(req.AffectedSOPInstanceUID), str(event.context.transfer_syntax),
