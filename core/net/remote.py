@@ -381,9 +381,12 @@ def _store_one(assoc: Any, accepted: set[tuple[str, str]], inst: Any, path: str,
     sop = inst.sop_instance_uid
     try:
         if (inst.sop_class_uid, inst.transfer_syntax) in accepted:
-            # read and encoded again by pynetdicom: its STORE_SEND_CHUNKED_DATASET (the file's bytes
-            # as stored) saves that work but stalled Orthanc 1.10 for its 30 s time-out now and then
-            st = assoc.send_c_store(path)
+            try:  # the file's bytes as stored, not decoded (STORE_SEND_CHUNKED_DATASET)
+                st = assoc.send_c_store(path)
+            except (AttributeError, ValueError, OSError):
+                if not assoc.is_established:
+                    raise
+                st = assoc.send_c_store(dcmread(path))  # no file meta to go by: read and sent as a data set
         elif ((inst.sop_class_uid, dimse.EXPLICIT_LE) in accepted
               or (inst.sop_class_uid, dimse.IMPLICIT_LE) in accepted):
             ds = dcmread(path)
@@ -425,6 +428,11 @@ def _send_dimse(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, 
     a new one carries on from the instance that was lost, up to :data:`SEND_RECONNECTS` times in a row."""
     if not todo:
         return
+    from pynetdicom import _config
+
+    # a file sent in its own transfer syntax goes as its bytes, in PDU-sized chunks, without being
+    # decoded and encoded again (only files whose own syntax was accepted are sent by path)
+    _config.STORE_SEND_CHUNKED_DATASET = True
     ae = dimse.make_ae(node.calling_aet)
     pairs = sorted({(i.sop_class_uid, i.transfer_syntax) for i, _ in todo})
     classes = sorted({c for c, _ in pairs})
