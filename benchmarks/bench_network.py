@@ -51,18 +51,26 @@ from pocketpacs.net.nodes import RemoteNode, save_node  # noqa: E402
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
+#: every timing taken (seconds), in the order of the rows (ours, then the peer's): printed with --json
+TIMINGS: list[list[float]] = []
+
+
 def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        times.append(fn())
-    return min(times)
+    """The median of *repeat* timings of *fn* (seconds)."""
+    import statistics
+
+    times = [fn() for _ in range(repeat)]
+    TIMINGS.append([round(t, 3) for t in times])
+    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1000, help="instances (default 1000)")
     ap.add_argument("--size", type=int, default=64, help="rows = columns (default 64)")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="timings per row, the median kept (default 3)")
+    ap.add_argument("--only", nargs="*", choices=["get", "move", "web", "send"],
+                    help="the rows to time (default: all)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     for tool in ("getscu", "movescu", "storescu"):
@@ -132,11 +140,16 @@ def main(argv: list[str] | None = None) -> int:
                 (out / f"{i}.dcm").write_bytes(buf.getvalue())
             return time.perf_counter() - t
 
-        rows["C-GET"] = (best(ours("get"), args.repeat), best(dcmtk(["getscu", *base]), args.repeat), "getscu")
-        rows["C-MOVE"] = (best(ours("move", retrieve="move"), args.repeat),
-                          best(dcmtk(["movescu", "--port", str(o.pocket_port), "-aem", N.POCKET_AET, *base]),
-                               args.repeat), "movescu")
-        rows["WADO-RS"] = (best(ours("web"), args.repeat), best(web_loop, args.repeat), "dicomweb-client loop")
+        only = set(args.only or ["get", "move", "web", "send"])
+        if "get" in only:
+            rows["C-GET"] = (best(ours("get"), args.repeat), best(dcmtk(["getscu", *base]), args.repeat),
+                             "getscu")
+        if "move" in only:
+            rows["C-MOVE"] = (best(ours("move", retrieve="move"), args.repeat),
+                              best(dcmtk(["movescu", "--port", str(o.pocket_port), "-aem", N.POCKET_AET, *base]),
+                                   args.repeat), "movescu")
+        if "web" in only:
+            rows["WADO-RS"] = (best(ours("web"), args.repeat), best(web_loop, args.repeat), "dicomweb-client loop")
 
         send_ar = fresh_archive("get")
         with pocketpacs.open_archive(send_ar) as ar:
@@ -158,14 +171,16 @@ def main(argv: list[str] | None = None) -> int:
                             *map(str, files)], check=True, capture_output=True, env=DCMTK_ENV)
             return time.perf_counter() - t
 
-        rows["send (C-STORE)"] = (best(send_ours, args.repeat), best(send_dcmtk, args.repeat), "storescu")
+        if "send" in only:
+            rows["send (C-STORE)"] = (best(send_ours, args.repeat), best(send_dcmtk, args.repeat), "storescu")
     finally:
         o.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     result = {"n": args.n, "size": args.size, "upload_rest_s": round(upload_s, 2),
               "rows": {k: {"ours_s": round(a, 3), "peer_s": round(b, 3), "peer": p,
                            "ours_per_s": round(args.n / a, 1), "peer_per_s": round(args.n / b, 1),
-                           "ratio": round(b / a, 2)} for k, (a, b, p) in rows.items()}}
+                           "ratio": round(b / a, 2)} for k, (a, b, p) in rows.items()},
+              "timings_s": TIMINGS}
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -73,6 +73,13 @@ def test_listen_receives_what_storescu_pushes(synth, tmp_path):
         by_sop = {sop_of(p): p for p in synth}
         for sop, f in files.items():
             assert pixel_bytes(Path(f).read_bytes()) == pixel_bytes(by_sop[sop].read_bytes())
+            # the data set is stored as it arrived, after a file meta group of our own (incoming.part10)
+            got, sent = pydicom.dcmread(f), pydicom.dcmread(by_sop[sop])
+            assert got.file_meta.MediaStorageSOPInstanceUID == sop
+            assert got.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
+            assert got.file_meta.SourceApplicationEntityTitle == "STORESCU"
+            assert got.file_meta.ImplementationVersionName == "POCKETPACS_NET1"
+            assert Path(f).read_bytes().endswith(by_sop[sop].read_bytes()[-1000:])
         assert lst.status.by_caller == {"STORESCU": len(synth)}
 
 

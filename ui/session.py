@@ -14,8 +14,9 @@ a typed path (the user's own input) but never receives one.
 The session is assembled from one mixin per job: :class:`ArchiveHealth`
 (:mod:`.health`: opening the archive, read-only fallback, damage checks),
 :class:`WarmUp` (:mod:`.warmup`), :class:`Thumbnails` (:mod:`.thumbnails`) and
-:class:`Commands` (:mod:`.commands`: every ``cmd_<name>``); import jobs live in
-:mod:`.import_jobs`.
+:class:`Commands` (:mod:`.commands`: every ``cmd_<name>``) and
+:class:`NetworkCommands` (:mod:`.network_commands`: the Network view's
+``cmd_net_<name>``); import jobs live in :mod:`.import_jobs`.
 """
 from __future__ import annotations
 
@@ -28,12 +29,13 @@ from .commands import Commands
 from .health import ArchiveHealth
 from .import_jobs import ImportJob
 from .share_commands import ShareCommands, ShareJob
+from .network_commands import NetworkCommands
 from .thumbnails import Thumbnails
 from .volumes import JobRegistry, VolumeJob
 from .warmup import WarmUp
 
 
-class Session(ArchiveHealth, WarmUp, Thumbnails, Commands, ShareCommands):
+class Session(ArchiveHealth, WarmUp, Thumbnails, Commands, ShareCommands, NetworkCommands):
     """State of one launch and the implementation of the bridge commands.
 
     Parameters
@@ -79,6 +81,7 @@ class Session(ArchiveHealth, WarmUp, Thumbnails, Commands, ShareCommands):
         self.volumes.clear(wait=10.0)
         for job in list(self.imports.values()):
             job.cancel_event.set()
+        self.net_close()
         warm = self._warmup
         if warm is not None and warm is not threading.current_thread():
             warm.join(10.0)

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from . import wakeup
 from .nodes import NetError, RemoteNode
 
 #: Transfer syntaxes a retrieve accepts, each in a context of its own (native first).
@@ -73,11 +74,13 @@ def check_reachable(host: str, port: int, what: str) -> None:
 
 
 def nodelay(assoc: Any) -> None:
-    """Turn Nagle's algorithm off on an association's socket.
+    """Turn Nagle's algorithm off on an association's socket, and wake its
+    threads by events rather than 1 ms naps (:func:`.wakeup.attach`).
 
     DIMSE sends small PDUs (a command, then its data set) and waits for
     answers: with Nagle and delayed ACKs each exchange waits ~40 ms (C-STORE
     at about 20 instances/s, as DCMTK without ``TCP_NODELAY=1``)."""
+    wakeup.attach(assoc)
     try:
         assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError):

@@ -2,8 +2,10 @@
 the indexer that puts them into the archive while they arrive.
 
 Every instance received (C-GET, C-MOVE, C-STORE to the listener, WADO-RS) is
-written to a temporary file in ``<archive>/store-incoming/`` (0600, created
-exclusively, never through a link) and renamed into
+kept as the bytes that arrived (a DIMSE data set gets its file meta group
+from :func:`part10`, never decoded and encoded again) and written to a
+temporary file in ``<archive>/store-incoming/`` (0600, created exclusively,
+never through a link) and renamed into
 ``<archive>/store/<aa>/<study>/<series>/<sop>.dcm``, names made of SHA-256
 hashes of the UIDs (no patient data in a file name), folders 0700; a reader
 sees a whole file or none.  :class:`Indexer` runs the archive's own importer
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,78 @@ def file_name(study_uid: str, series_uid: str, sop_uid: str) -> Path:
     """The relative path of an instance in the store (hashed UIDs only)."""
     s = _h(study_uid, 16)
     return Path(s[:2], s, _h(series_uid, 16), _h(sop_uid, 32) + ".dcm")
+
+
+#: (0002,0012) and (0002,0013) of the files we write (a ``2.25`` UID: no registered root needed).
+IMPLEMENTATION_UID = "2.25." + str(
+    int.from_bytes(hashlib.blake2b(b"pocketpacs.net implementation", digest_size=16).digest(), "big"))
+IMPLEMENTATION_VERSION = "POCKETPACS_NET1"
+
+
+def _meta_element(group_elem: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element of the file meta group (2-byte lengths except OB)."""
+    tag = struct.pack("<HH", group_elem >> 16, group_elem & 0xFFFF)
+    if vr == b"OB":
+        return tag + vr + b"\0\0" + struct.pack("<I", len(value)) + value
+    return tag + vr + struct.pack("<H", len(value)) + value
+
+
+def _even(text: str, pad: bytes) -> bytes:
+    b = text.encode("ascii")
+    return b + pad if len(b) % 2 else b
+
+
+def part10(dataset: bytes | memoryview, sop_class: str, sop_uid: str, transfer_syntax: str,
+           source_aet: str = "") -> bytes:
+    """A Part-10 file from a data set's encoded bytes (as received over DIMSE).
+
+    The preamble, ``DICM`` and the file meta group (PS3.10 7.1) are built
+    here from the C-STORE's SOP class, SOP instance and the transfer syntax
+    of its presentation context; the data set's bytes follow unchanged.
+
+    Parameters
+    ----------
+    dataset : bytes
+        The encoded data set (``event.encoded_dataset(include_meta=False)``).
+    sop_class, sop_uid, transfer_syntax : str
+    source_aet : str
+        The sender's AE title ((0002,0016); left out when empty).
+
+    Returns
+    -------
+    bytes
+    """
+    els = [_meta_element(0x00020001, b"OB", b"\x00\x01"),
+           _meta_element(0x00020002, b"UI", _even(sop_class, b"\0")),
+           _meta_element(0x00020003, b"UI", _even(sop_uid, b"\0")),
+           _meta_element(0x00020010, b"UI", _even(transfer_syntax, b"\0")),
+           _meta_element(0x00020012, b"UI", _even(IMPLEMENTATION_UID, b"\0")),
+           _meta_element(0x00020013, b"SH", _even(IMPLEMENTATION_VERSION, b" "))]
+    aet = source_aet.strip()
+    if aet:
+        els.append(_meta_element(0x00020016, b"AE", _even(aet, b" ")))
+    body = b"".join(els)
+    head = _meta_element(0x00020000, b"UL", struct.pack("<I", len(body)))
+    return b"".join((b"\0" * 128, b"DICM", head, body, bytes(dataset)))
+
+
+def event_part10(event: Any) -> bytes:
+    """The Part-10 bytes of a pynetdicom ``EVT_C_STORE`` event, without decoding its data set.
+
+    Parameters
+    ----------
+    event : pynetdicom.events.Event
+        An ``EVT_C_STORE`` event.
+
+    Returns
+    -------
+    bytes
+        The file (:func:`part10`) as it is written to the store.
+    """
+    req = event.request
+    return part10(event.encoded_dataset(include_meta=False), str(req.AffectedSOPClassUID),
+                  str(req.AffectedSOPInstanceUID), str(event.context.transfer_syntax),
+                  str(getattr(event.assoc.requestor, "ae_title", "") or ""))
 
 
 def _same_bytes(path: Path, data: bytes | memoryview) -> bool:

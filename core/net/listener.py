@@ -15,7 +15,7 @@ from typing import Any
 
 from ..log import logger
 from . import dimse
-from .incoming import Indexer, ReceivedStore
+from .incoming import Indexer, ReceivedStore, event_part10
 from .nodes import DEFAULT_CALLING_AET, DEFAULT_LISTEN_PORT, NetError, check_aet, check_port
 
 
@@ -74,7 +74,7 @@ class Listener:
             ds = event.dataset
             study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
             sop = str(event.request.AffectedSOPInstanceUID)
-            data = event.encoded_dataset(include_meta=True)
+            data = event_part10(event)
         except Exception as e:  # an instance we cannot read: refuse it, say so
             with self._lock:
                 self.status.failed += 1

@@ -26,7 +26,7 @@ from typing import Any
 from ..log import logger
 from . import dimse, web
 from .filters import check_filters, matches, remote_keys
-from .incoming import Indexer, ReceivedStore, is_cancelled
+from .incoming import Indexer, ReceivedStore, event_part10, is_cancelled
 from .nodes import NetError, RemoteNode, get_node, node_password
 
 
@@ -238,15 +238,22 @@ class Remote:
             se = where.get(sop)
             if se is None:
                 se = str(getattr(event.dataset, "SeriesInstanceUID", "unknown"))
-            return keep(event.encoded_dataset(include_meta=True), sop, se)
+            return keep(event_part10(event), sop, se)
 
-        def on_instance(ds: Any) -> None:
+        def on_instance(data: bytes) -> None:
+            # a Part-10 file as the server sent it: only its UIDs are read
+            from pydicom import dcmread
             from pydicom.filewriter import dcmwrite
 
-            buf = io.BytesIO()
-            dcmwrite(buf, ds, enforce_file_format=True)
+            ds = dcmread(io.BytesIO(data), stop_before_pixels=True, force=True,
+                         specific_tags=["SOPInstanceUID", "SeriesInstanceUID"])
+            if data[128:132] != b"DICM":  # a bare data set: written again as a file
+                ds = dcmread(io.BytesIO(data), force=True)
+                buf = io.BytesIO()
+                dcmwrite(buf, ds, enforce_file_format=True)
+                data = buf.getvalue()
             sop = str(ds.SOPInstanceUID)
-            keep(buf.getvalue(), sop, where.get(sop, str(ds.get("SeriesInstanceUID", "unknown"))))
+            keep(data, sop, where.get(sop, str(ds.get("SeriesInstanceUID", "unknown"))))
 
         interrupted = False
         with Indexer(store) as ix:
@@ -374,7 +381,12 @@ def _store_one(assoc: Any, accepted: set[tuple[str, str]], inst: Any, path: str,
     sop = inst.sop_instance_uid
     try:
         if (inst.sop_class_uid, inst.transfer_syntax) in accepted:
-            st = assoc.send_c_store(path)
+            try:  # the file's bytes as stored, not decoded (STORE_SEND_CHUNKED_DATASET)
+                st = assoc.send_c_store(path)
+            except (AttributeError, ValueError, OSError):
+                if not assoc.is_established:
+                    raise
+                st = assoc.send_c_store(dcmread(path))  # no file meta to go by: read and sent as a data set
         elif ((inst.sop_class_uid, dimse.EXPLICIT_LE) in accepted
               or (inst.sop_class_uid, dimse.IMPLICIT_LE) in accepted):
             ds = dcmread(path)
@@ -416,6 +428,11 @@ def _send_dimse(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, 
     a new one carries on from the instance that was lost, up to :data:`SEND_RECONNECTS` times in a row."""
     if not todo:
         return
+    from pynetdicom import _config
+
+    # a file sent in its own transfer syntax goes as its bytes, in PDU-sized chunks, without being
+    # decoded and encoded again (only files whose own syntax was accepted are sent by path)
+    _config.STORE_SEND_CHUNKED_DATASET = True
     ae = dimse.make_ae(node.calling_aet)
     pairs = sorted({(i.sop_class_uid, i.transfer_syntax) for i, _ in todo})
     classes = sorted({c for c, _ in pairs})

@@ -40,6 +40,18 @@ def client(node: RemoteNode, password: str | None = None) -> Any:
     from dicomweb_client.api import DICOMwebClient
 
     class _Client(DICOMwebClient):
+        def _http_get_multipart_application_dicom(self, url: str, media_types: Any = None,  # type: ignore[override]
+                                                   params: dict[str, Any] | None = None,
+                                                   stream: bool = False) -> Any:
+            # each part's bytes as the server sent them (a Part-10 file): not decoded into a
+            # pydicom Dataset and encoded again; the parts are read while they stream in
+            headers = {"Accept": self._build_multipart_accept_header_field_value(
+                media_types or ANY_SYNTAX, {"*": "application/dicom"})}
+            response = self._http_get(url, params=params, headers=headers, stream=stream)
+            if response.headers.get("Content-Type", "").startswith("application/dicom"):
+                return iter([response.content])  # a single part sent bare (some servers)
+            return self._decode_multipart_message(response, stream=stream)
+
         def _http_get(self, url: str, params: dict[str, Any] | None = None,  # type: ignore[override]
                       headers: dict[str, str] | None = None, stream: bool = False) -> Any:
             return super()._http_get(url + _raw_star_query(params), None, headers, stream)
@@ -139,8 +151,9 @@ def list_instances(node: RemoteNode, study_uid: str, series_uids: Iterable[str] 
 
 def retrieve(node: RemoteNode, study_uid: str, wanted: dict[str, list[str]], complete: set[str],
              on_instance: Callable[[Any], None], cancel: Any = None, password: str | None = None) -> str | None:
-    """WADO-RS: a whole series when all of it is wanted, else instance by instance;
-    *on_instance* gets each pydicom Dataset.  Returns a problem text or None."""
+    """WADO-RS: a whole series when all of it is wanted (one multipart answer,
+    read as it streams), else instance by instance; *on_instance* gets each
+    instance's bytes as sent (a Part-10 file).  Returns a problem text or None."""
     from .incoming import is_cancelled
 
     c = client(node, password)

@@ -9,6 +9,7 @@ import { SeriesStrip } from './browse_strip.js';
 import { renderHelp, shortcutFor } from './shortcuts.js';
 import { dropAction, dropActionForPaths } from './dropfiles.js';
 import { openShare } from './share.js';
+import { Network } from './network.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -144,6 +145,11 @@ async function main() {
     const r = shareTarget(browser.cur || (browser.rows ? browser.rows[browser.selected] : null));
     if (r) openShare(r, showError); else showError(new Error('Select a series in the archive first.'));
   });
+  // the Network view: "Send to…" sends the series selected in the archive tree (or its study)
+  const network = new Network(() => shareTarget(browser.cur || (browser.rows ? browser.rows[browser.selected] : null)),
+    () => browser.refresh());
+  network.addEventListener('error', (e) => showError(e.detail));
+  $('btn-network').addEventListener('click', () => store.set({ view: 'network' }));
 
   $('btn-archive').addEventListener('click', () => store.set({ view: 'archive' }));
   $('btn-import').addEventListener('click', async () => {

@@ -1,0 +1,127 @@
+"""pynetdicom's polling threads woken by what they wait for, not by 1 ms naps.
+
+pynetdicom runs two threads per association that poll: the DUL reactor
+(``DULServiceProvider.run_reactor``) sleeps ``_run_loop_delay`` (1 ms) each
+time it finds nothing to do, and the association reactor
+(``Association._run_reactor``) sleeps 1 ms per turn.  Every DIMSE message
+waits for one or two of those naps, and on a loaded machine a 1 ms nap lasts
+several: the transfer rate is set by the naps, not by the work.
+
+:func:`attach` makes both threads of one association wait on what they
+serve instead, with a :data:`IDLE_WAIT` time-out as a safety net: the DUL
+thread waits on its TCP socket and on a wake-up socket that ``send_pdu``
+pokes (an outgoing message); the association thread waits on its DIMSE
+message queue and wakes when another thread asks it to pause (a
+``send_c_*`` call).  It replaces the ``time`` module seen by
+``pynetdicom.dul`` and ``pynetdicom.association`` with a copy whose
+``sleep`` does that for the threads :func:`attach` marked and sleeps as
+before for every other caller.  No PDU or DIMSE handling is changed.
+"""
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time as _time
+import types
+from typing import Any
+
+#: Longest wait of a marked thread without a wake-up (seconds): the time-outs,
+#: release and abort requests that come without one are seen within this.
+IDLE_WAIT = 0.005
+
+_installed = False
+_lock = threading.Lock()
+
+
+def _sleep(seconds: float) -> None:
+    t = threading.current_thread()
+    wake = getattr(t, "_pp_wake", None)
+    if wake is not None:  # a DUL reactor: its socket or an outgoing message
+        _dul_wait(t, wake)
+        return
+    cond = getattr(t, "_pp_cond", None)
+    if cond is not None and seconds >= 0.001:  # an association reactor's turn
+        _assoc_wait(t, cond)
+        return
+    _time.sleep(seconds)
+
+
+def _dul_wait(dul: Any, wake: socket.socket) -> None:
+    fds: list[Any] = [wake]
+    sock = getattr(getattr(dul, "socket", None), "socket", None)
+    try:
+        if sock is not None and sock.fileno() >= 0:
+            fds.append(sock)
+        ready, _, _ = select.select(fds, [], [], IDLE_WAIT)
+        if wake in ready:
+            wake.recv(4096)
+    except (OSError, ValueError):  # the socket closed meanwhile: nap as pynetdicom does
+        _time.sleep(0.001)
+
+
+def _assoc_wait(assoc: Any, cond: threading.Condition) -> None:
+    q = assoc.dimse.msg_queue
+    with cond:  # the queue's own lock: its length is read directly
+        if not q.queue and assoc._reactor_checkpoint.is_set() and not assoc._kill:
+            cond.wait(IDLE_WAIT)
+
+
+def _install() -> None:
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        import pynetdicom.association
+        import pynetdicom.dul
+
+        shim = types.ModuleType("time")
+        shim.__dict__.update(_time.__dict__)
+        shim.sleep = _sleep  # type: ignore[attr-defined]
+        pynetdicom.dul.time = shim  # type: ignore[attr-defined]
+        pynetdicom.association.time = shim  # type: ignore[attr-defined]
+        _installed = True
+
+
+def attach(assoc: Any) -> None:
+    """Make the reactor threads of *assoc* wait on events instead of napping.
+
+    Call it as soon as the association exists (an ``EVT_CONN_OPEN``
+    handler, or after ``AE.associate``); a thread already napping finishes
+    that nap first.  The wake-up sockets close with the association's
+    objects.
+
+    Parameters
+    ----------
+    assoc : pynetdicom.association.Association
+    """
+    _install()
+    dul = assoc.dul
+    if getattr(dul, "_pp_wake", None) is None:
+        r, w = socket.socketpair()
+        r.setblocking(False)
+        w.setblocking(False)
+        dul._pp_wake_w = w
+        send_pdu = dul.send_pdu
+
+        def send_and_wake(primitive: Any) -> None:
+            send_pdu(primitive)
+            try:
+                w.send(b"\0")
+            except OSError:  # full (it is woken anyway) or closed
+                pass
+
+        dul.send_pdu = send_and_wake
+        dul._pp_wake = r
+    if getattr(assoc, "_pp_cond", None) is None:
+        cond = assoc.dimse.msg_queue.not_empty  # notified by every put
+        checkpoint = assoc._reactor_checkpoint
+        clear = checkpoint.clear
+
+        def clear_and_wake() -> None:
+            clear()
+            with cond:
+                cond.notify_all()
+
+        checkpoint.clear = clear_and_wake
+        assoc._pp_cond = cond
