@@ -201,7 +201,7 @@ def test_the_network_view_adds_echoes_searches_and_retrieves(orthanc, synth, ser
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.goto(served.url)
     S.wait_js(pg, "document.body.dataset.ready")
-    assert pg.evaluate("document.querySelectorAll('#series-table tbody tr').length") == 0
+    assert pg.evaluate("document.querySelectorAll('#series-table tbody tr.series').length") == 0
     pg.click("#btn-network")
     S.wait_js(pg, "!document.getElementById('network').hidden")
     # add a node
@@ -228,6 +228,6 @@ def test_the_network_view_adds_echoes_searches_and_retrieves(orthanc, synth, ser
     assert "10 received" in pg.evaluate("document.getElementById('net-job-text').textContent")
     S.wait_js(pg, "document.querySelector('#net-results tbody tr:first-child').dataset.inArchive === '1'")
     pg.click("#btn-archive")
-    S.wait_js(pg, "document.querySelectorAll('#series-table tbody tr').length === 2", timeout=30)
+    S.wait_js(pg, "document.querySelectorAll('#series-table tbody tr.series').length === 2", timeout=30)
     pg.close()
     assert not errors, errors
