@@ -151,7 +151,7 @@ def measure(url: str, frames: int, canvas: int, gpu: bool, repeats: int = 1) -> 
             const e = gl.getExtension('WEBGL_debug_renderer_info');
             return e ? gl.getParameter(e.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER); }""")
         t0 = time.perf_counter()
-        pg.locator("#series-table tbody tr").first.dblclick()
+        pg.locator("#series-table tbody tr.series").first.dblclick()
         wait_js(pg, "document.getElementById('view').dataset.tLoaded", 600)
         load_s = time.perf_counter() - t0
         # a canvas of the requested size, whatever the toolbars take

@@ -97,7 +97,7 @@ def open_series(page) -> tuple[float, float]:
     page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
     page.evaluate("document.getElementById('view').dataset.drawn = ''")
     page.evaluate("document.getElementById('btn-archive').click()")
-    page.locator("#series-table tbody tr").first.dblclick()
+    page.locator("#series-table tbody tr.series").first.dblclick()
     poll(page, "document.getElementById('view').dataset.tFirst")
     poll(page, "document.getElementById('view').dataset.tLoaded")
     d = page.evaluate("Object.assign({}, document.getElementById('view').dataset)")
