@@ -22,5 +22,6 @@ REGISTRY: list[str] = [
     "bench_ui",
     "bench_startup",
     "bench_compare",
+    "bench_network",
     "bench_export",
 ]

@@ -37,14 +37,29 @@ import tempfile
 import time
 from pathlib import Path
 
+import pocketpacs
+import pocketpacs.net  # gives Archive.remote
+from pocketpacs.net.nodes import RemoteNode, save_node
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+NAME = "network"
+DCMTK_TOOLS = ("getscu", "movescu", "storescu")
 
-import net_support as N  # noqa: E402
 
-import pocketpacs  # noqa: E402
-import pocketpacs.net  # noqa: E402  (gives Archive.remote)
-from pocketpacs.net.nodes import RemoteNode, save_node  # noqa: E402
+def orthanc_support():
+    """The tests' Orthanc helper (tests/net_support.py, a checkout with the test
+    extras): ``(module, None)``, or ``(None, why not)``."""
+    if not (REPO / "tests" / "net_support.py").is_file():
+        return None, "needs a checkout (tests/net_support.py starts the local Orthanc)"
+    if str(REPO / "tests") not in sys.path:
+        sys.path.insert(0, str(REPO / "tests"))
+    try:
+        import net_support
+    except ImportError as e:
+        return None, f"the tests' Orthanc helper does not import ({e}): pip install -e '.[test]'"
+    if not os.path.exists(net_support.ORTHANC) or not os.path.exists(net_support.DICOMWEB_PLUGIN):
+        return None, "Orthanc with its DICOMweb plugin not installed: apt-get install orthanc orthanc-dicomweb"
+    return net_support, None
 
 
 #: DCMTK turns Nagle's algorithm off when TCP_NODELAY=1 (as PocketPACS does on its sockets)
@@ -55,40 +70,36 @@ DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 TIMINGS: list[list[float]] = []
 
 
-def best(fn, repeat: int) -> float:
-    """The median of *repeat* timings of *fn* (seconds)."""
-    import statistics
-
+def timings(fn, repeat: int) -> list[float]:
+    """*repeat* timings of *fn* (seconds), also kept in :data:`TIMINGS`."""
     times = [fn() for _ in range(repeat)]
     TIMINGS.append([round(t, 3) for t in times])
-    return statistics.median(times)
+    return times
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=1000, help="instances (default 1000)")
-    ap.add_argument("--size", type=int, default=64, help="rows = columns (default 64)")
-    ap.add_argument("--repeat", type=int, default=3, help="timings per row, the median kept (default 3)")
-    ap.add_argument("--only", nargs="*", choices=["get", "move", "web", "send"],
-                    help="the rows to time (default: all)")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    for tool in ("getscu", "movescu", "storescu"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is missing: apt-get install dcmtk")
+def measure(N, n_inst: int, size: int, repeat: int, only=None, log=lambda m: None):
+    """Time every row against a fresh local Orthanc.
+
+    Returns
+    -------
+    (dict, float)
+        Row name -> (our seconds per repeat, the peer's, the peer's name), and
+        the seconds the upload into Orthanc took (not a row).
+    """
     tmp = Path(tempfile.mkdtemp(prefix="bench-network-"))
     (tmp / "orthanc").mkdir()
     o = N.Orthanc(tmp / "orthanc")
     o.start()
     rows = {}
     try:
-        files = N.synth_files(tmp / "synth", series=1, slices=args.n, rows=args.size, cols=args.size,
+        files = N.synth_files(tmp / "synth", series=1, slices=n_inst, rows=size, cols=size,
                               compressed_fraction=0.0, implicit_fraction=0.0)
         t = time.perf_counter()
         o.upload(files)
         upload_s = time.perf_counter() - t
         n = len(o.sop_uids())
-        assert n == args.n, n
+        assert n == n_inst, n
+        log(f"{n} instances uploaded into Orthanc in {upload_s:.1f} s")
         k = 0
 
         def fresh_archive(kind: str, **kw) -> Path:
@@ -140,16 +151,15 @@ def main(argv: list[str] | None = None) -> int:
                 (out / f"{i}.dcm").write_bytes(buf.getvalue())
             return time.perf_counter() - t
 
-        only = set(args.only or ["get", "move", "web", "send"])
+        only = set(only or ["get", "move", "web", "send"])
         if "get" in only:
-            rows["C-GET"] = (best(ours("get"), args.repeat), best(dcmtk(["getscu", *base]), args.repeat),
-                             "getscu")
+            rows["C-GET"] = (timings(ours("get"), repeat), timings(dcmtk(["getscu", *base]), repeat), "getscu")
         if "move" in only:
-            rows["C-MOVE"] = (best(ours("move", retrieve="move"), args.repeat),
-                              best(dcmtk(["movescu", "--port", str(o.pocket_port), "-aem", N.POCKET_AET, *base]),
-                                   args.repeat), "movescu")
+            rows["C-MOVE"] = (timings(ours("move", retrieve="move"), repeat),
+                              timings(dcmtk(["movescu", "--port", str(o.pocket_port), "-aem", N.POCKET_AET, *base]),
+                                      repeat), "movescu")
         if "web" in only:
-            rows["WADO-RS"] = (best(ours("web"), args.repeat), best(web_loop, args.repeat), "dicomweb-client loop")
+            rows["WADO-RS"] = (timings(ours("web"), repeat), timings(web_loop, repeat), "dicomweb-client loop")
 
         send_ar = fresh_archive("get")
         with pocketpacs.open_archive(send_ar) as ar:
@@ -172,10 +182,60 @@ def main(argv: list[str] | None = None) -> int:
             return time.perf_counter() - t
 
         if "send" in only:
-            rows["send (C-STORE)"] = (best(send_ours, args.repeat), best(send_dcmtk, args.repeat), "storescu")
+            rows["send (C-STORE)"] = (timings(send_ours, repeat), timings(send_dcmtk, repeat), "storescu")
     finally:
         o.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    return rows, upload_s
+
+
+def run(ctx) -> list:
+    """Retrieve (C-GET, C-MOVE, WADO-RS) and send (C-STORE) of small synthetic
+    instances with a local Orthanc, PocketPACS vs DCMTK and a dicomweb-client loop."""
+    from pocketpacs.benchmarks.results import add_ratio, from_samples, rates, skipped
+
+    n, size = ctx.pick(100, 1000), 64
+    repeat = ctx.reps(1, 3)
+    N, why = orthanc_support()
+    missing = [t for t in DCMTK_TOOLS if shutil.which(t) is None]
+    if why is None and missing:
+        why = f"DCMTK's {', '.join(missing)} not installed: apt-get install dcmtk"
+    names = {"C-GET": "getscu", "C-MOVE": "movescu", "WADO-RS": "dicomweb-client loop", "send (C-STORE)": "storescu"}
+    if why is not None:
+        return [skipped(f"{k}, {n} instances of {size}x{size}", f"PocketPACS vs {p}", "inst/s", why)
+                for k, p in names.items()]
+    rows, _upload = measure(N, n, size, repeat, log=ctx.log)
+    out = []
+    for k, (ours_s, peer_s, peer) in rows.items():
+        what = f"{k}, {n} instances of {size}x{size}, local Orthanc"
+        ours = from_samples(what, f"PocketPACS {k}" + (" (files written and indexed)" if k != "send (C-STORE)" else ""),
+                            "inst/s", rates(n, ours_s), headline=True, target=f">= 1x {peer}")
+        ref = from_samples(what, peer, "inst/s", rates(n, peer_s))
+        add_ratio(ours, ref, peer)
+        ours.met = ours.ratios[peer] >= 1 if peer in ours.ratios else None
+        out += [ours, ref]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1000, help="instances (default 1000)")
+    ap.add_argument("--size", type=int, default=64, help="rows = columns (default 64)")
+    ap.add_argument("--repeat", type=int, default=3, help="timings per row, the median kept (default 3)")
+    ap.add_argument("--only", nargs="*", choices=["get", "move", "web", "send"],
+                    help="the rows to time (default: all)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    for tool in DCMTK_TOOLS:
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is missing: apt-get install dcmtk")
+    N, why = orthanc_support()
+    if N is None:
+        sys.exit(why)
+    import statistics
+
+    samples, upload_s = measure(N, args.n, args.size, args.repeat, args.only)
+    rows = {k: (statistics.median(a), statistics.median(b), p) for k, (a, b, p) in samples.items()}
     result = {"n": args.n, "size": args.size, "upload_rest_s": round(upload_s, 2),
               "rows": {k: {"ours_s": round(a, 3), "peer_s": round(b, 3), "peer": p,
                            "ours_per_s": round(args.n / a, 1), "peer_per_s": round(args.n / b, 1),
