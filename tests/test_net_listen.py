@@ -4,6 +4,7 @@ line starts, reports and stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -127,6 +128,9 @@ def test_listen_command_runs_until_sigterm(synth, tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "pocketpacs", "--archive", str(tmp_path / "ar"), "listen",
                           "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
+        # the ready line, or a clear failure (never a hang: a line held in a pipe's buffer hung CI)
+        ready, _, _ = select.select([p.stdout], [], [], 120)
+        assert ready, "pocketpacs listen printed no ready line within 120 s"
         line = p.stdout.readline()
         assert f"listening as POCKETPACS on 127.0.0.1:{port}" in line, p.stderr.read() if p.poll() else line
         assert storescu(port, synth[:3]).returncode == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -310,6 +311,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
             allow = f", allowing {' '.join(lst.allow)}" if lst.allow else ""
             _say(f"listening as {lst.aet} on {args.bind or '0.0.0.0'}:{lst.port}{allow} (pid {os.getpid()}); "
                  "Ctrl-C stops")
+            sys.stdout.flush()          # the line that says it is ready: a pipe holds it otherwise
             try:
                 while not stop.wait(1.0):
                     pass
