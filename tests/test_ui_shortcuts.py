@@ -143,7 +143,7 @@ def test_a_key_used_in_the_scope_is_refused_and_escape_cancels(browser, served):
         # 1 … 9 belong to the window presets
         msg = rebind(page, "invert", "3")
         assert msg.startswith("Refused") and "Window presets" in msg, msg
-        # the same key in another scope is fine: Delete is the archive's Remove and the viewer's
+        # a key of another scope is free here: → is the archive's Expand, not a viewer key
         assert page.evaluate("import('/js/shortcuts.js').then(m => m.conflictFor('viewer', 'ArrowRight', 'invert'))") is None
         # Esc while a key is awaited cancels, the help stays open
         page.click("#help-body button.key-edit[data-action=invert]")

@@ -179,6 +179,7 @@ function onCaptureKey(e) {
   const why = rebind(row.action, e.key);
   ui.capturing = null;
   renderHelp(ui.el);
+  ui.el.querySelector(`button.key-edit[data-action="${row.action}"]`).focus();
   say(why ? `Refused: ${why}.` : `${row.what}: ${keyName(e.key)}`);
 }
 
@@ -207,7 +208,7 @@ function wire(el) {
   });
 }
 
-/** Fill `el` (the help dialog's body) with the table, one section per scope. */
+/** Fill `el` (the help dialog's body) with the table, one section per scope; in Edit mode each changeable key is a button. */
 export function renderHelp(el) {
   wire(el);
   const parts = [];
