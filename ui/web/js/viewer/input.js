@@ -6,6 +6,7 @@ import { requestRedraw } from '../scheduler.js';
 import { PLANES, orbit, toCanvas, toWorld } from '../mpr.js';
 import { PRESETS } from '../tf.js';
 import * as measure from '../measure.js';
+import { shortcutFor } from '../shortcuts.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -188,25 +189,26 @@ export class ViewerInput {
   }
 
   key(e) {
+    const sc = shortcutFor('viewer', e.key);        // the keys are the table's (shortcuts.js), the user's own if set
+    if (!sc) return;
     const nz = this.vol ? this.vol.header.shape[0] : 0;
-    const k = e.key;
     const acts = {
-      ArrowUp: () => this.scroll(-1), ArrowDown: () => this.scroll(1),
-      PageUp: () => this.scroll(-10), PageDown: () => this.scroll(10),
-      Home: () => this.setSlice(0), End: () => this.setSlice(nz - 1),
-      i: () => this.toggleInvert(), f: () => this.fit(), ' ': () => this.toggleCine(),
-      '+': () => this.zoomBy(1.25), '=': () => this.zoomBy(1.25), '-': () => this.zoomBy(0.8),
-      s: () => this.screenshot().catch(() => {}),
-      n: () => this.setTool('navigate'), c: () => this.setTool('cross'), d: () => this.setTool('distance'),
-      a: () => this.setTool('angle'), r: () => this.setTool('rect'), e: () => this.setTool('ellipse'),
-      p: () => this.togglePanel(),
+      sliceUp: () => this.scroll(-1), sliceDown: () => this.scroll(1),
+      pageUp: () => this.scroll(-10), pageDown: () => this.scroll(10),
+      firstSlice: () => this.setSlice(0), lastSlice: () => this.setSlice(nz - 1),
+      preset: () => this.applyPreset(Number(e.key) - 1),   // 1 … 9: the preset of that number
+      invert: () => this.toggleInvert(), fit: () => this.fit(), cine: () => this.toggleCine(),
+      zoomIn: () => this.zoomBy(1.25), zoomOut: () => this.zoomBy(0.8),
+      screenshot: () => this.screenshot().catch(() => {}),
+      toolNavigate: () => this.setTool('navigate'), toolCross: () => this.setTool('cross'), toolDistance: () => this.setTool('distance'),
+      toolAngle: () => this.setTool('angle'), toolRect: () => this.setTool('rect'), toolEllipse: () => this.setTool('ellipse'),
+      panel: () => this.togglePanel(),
       // the selected measurement (else the last one drawn)
-      Delete: () => {
+      deleteMeasurement: () => {
         const m = this.selected !== null ? this.measurements.find((x) => x.id === this.selected) : this.measurements[this.measurements.length - 1];
         if (m) this.deleteMeasurement(m.id);
       },
     };
-    if (k >= '1' && k <= '9') { this.applyPreset(Number(k) - 1); e.preventDefault(); return; }
-    if (acts[k]) { acts[k](); e.preventDefault(); }
+    if (acts[sc.action]) { acts[sc.action](); e.preventDefault(); }
   }
 }
