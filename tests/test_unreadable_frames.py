@@ -216,7 +216,7 @@ def test_cli_report_and_export_say_which_slices(tmp_path, capsys):
     got = capsys.readouterr()
     assert rc == 1                                          # written, but partial: attention
     e = json.loads(got.out)
-    assert e["written"] == [str(tmp_path / "out" / "nm.nii.gz")]
+    assert e["written"] == [str(tmp_path / "out" / "nm.nii.gz"), str(tmp_path / "out" / "nm.json")]
     assert [(f["stack"], f["slice"], f["volume"]) for f in e["unreadable_frames"]] == [(0, 2, 0)]
     assert str(tmp_path) not in json.dumps(e["unreadable_frames"])
     assert len(e["warnings"]) == 1 and "1 of 5 slices could not be decoded" in e["warnings"][0]

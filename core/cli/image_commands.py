@@ -139,7 +139,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         _err("OUT must end in .nii.gz, .nii or .png")
         return EXIT_USAGE
     if args.json:
-        _print_json({"written": written, "warnings": warnings, "unreadable_frames": frames})
+        # {"written"} as ever; "warnings" and "unreadable_frames" only when slices could not be decoded
+        _print_json({"written": written, **({"warnings": warnings, "unreadable_frames": frames} if frames else {})})
     else:
         for w in written:
             _say(w)

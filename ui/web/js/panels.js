@@ -157,7 +157,7 @@ export class Panels {
       if (s.duplicates && s.duplicates.length) row('Repeated positions', String(s.duplicates.length));
       row('Gantry tilt', s.tilt_deg ? `${(+s.tilt_deg).toFixed(2)}° — ${s.tilt_action}` : 'none');
       if (s.spacing_action && s.spacing_action !== 'none') row('Spacing', s.spacing_action);
-      if (s.notes && s.notes.length) row('Notes', s.notes.map(note).join('; '));
+      if (s.notes && s.notes.length) row('Notes', s.notes.join('; '));
       parts.push(dl);
     });
     for (const n of rep.notes || []) parts.push(el('p', n, 'note'));
