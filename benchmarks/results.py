@@ -338,8 +338,9 @@ class Context:
 
         The folder is named by *name* and a key of *params* and the code
         version (the package version plus the sources of ``pocketpacs.synth``
-        and *sources*): different sizes get different folders, and a change
-        of the generator makes new data.  A folder is valid once ``make``
+        and *sources*) and the archive schema version: different sizes get
+        different folders, a change of the generator makes new data, and a
+        cached archive never has an older schema than the code opening it.  A folder is valid once ``make``
         returned (a marker file); an interrupted one is made again.
 
         Parameters
@@ -359,11 +360,13 @@ class Context:
         Path
         """
         from pocketpacs import synth
+        from pocketpacs.archive.store import SCHEMA_VERSION
         from pocketpacs.paths import ensure_private_dir, write_private_file
 
         synth_files = sorted(Path(synth.__file__).parent.glob("*.py"))
         version = _code_version([*synth_files, *sources])
-        key = hashlib.sha256(json.dumps({"name": name, "params": params, "code": version},
+        key = hashlib.sha256(json.dumps({"name": name, "params": params, "code": version,
+                                         "schema": SCHEMA_VERSION},
                                         sort_keys=True).encode()).hexdigest()[:16]
         folder = self.cache / f"{name}-{key}"
         marker = self.cache / f"{name}-{key}.ready"  # beside the folder: an import of it must not see it

@@ -207,3 +207,20 @@ def test_data_cache_is_reused_keyed_and_private(tmp_path):
     src.write_text("v1")
     c = ctx.cached("d", {"n": 1}, make, sources=[src])
     assert c != a and not a.exists() and b.exists()
+
+
+def test_data_cache_is_remade_for_a_new_archive_schema(tmp_path, monkeypatch):
+    # a cached archive of an older schema cannot be opened read-only by newer code
+    # (SchemaVersionMismatch): the schema version is part of the key
+    from pocketpacs.archive import store
+
+    ctx = Context(cache=tmp_path / "cache")
+    made = []
+
+    def make(folder):
+        made.append(folder)
+
+    a = ctx.cached("d", {"n": 1}, make)
+    monkeypatch.setattr(store, "SCHEMA_VERSION", store.SCHEMA_VERSION + 1)
+    b = ctx.cached("d", {"n": 1}, make)
+    assert b != a and len(made) == 2 and not a.exists()  # the stale folder is removed
