@@ -149,12 +149,12 @@ def test_a_grid_without_its_slice_count_is_left_out_with_the_reason(tmp_path):
     from pocketpacs.dicom.headers import parse_files
     from pocketpacs.images.assemblyreport import AssemblyReport
     from pocketpacs.images.seriesframes import frames_from_batch
-    from pocketpacs.images.volume import _assemble_mosaics
+    from pocketpacs.images.mosaic import assemble_mosaics
 
     p = str(tmp_path / "grid.dcm")
     fr = frames_from_batch([p], parse_files([p]))
     rep = AssemblyReport()
-    assert fr.mosaics == [0] and _assemble_mosaics([p], fr, [0], True, None, rep) is None
+    assert fr.mosaics == [0] and assemble_mosaics([p], fr, [0], True, None, rep) is None
     assert rep.excluded[0]["reason"] == "mosaic geometry unreadable (UIH VFRAME without its slice count (0065,1050))"
 
 

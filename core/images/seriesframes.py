@@ -61,7 +61,7 @@ def is_mosaic(image_type: str | None) -> bool:
     bool
         True for Siemens ``MOSAIC`` and UIH ``VFRAME`` (fMRI/DTI grids; their
         slice count is in private group 0065, see
-        :func:`pocketpacs.images.volume.uih_grid_geometry`).
+        :func:`pocketpacs.images.mosaic.uih_grid_geometry`).
     """
     return bool(image_type) and not MOSAIC_TYPES.isdisjoint(
         t.strip().upper() for t in image_type.split("\\"))

@@ -453,7 +453,7 @@ class SeriesReader:
         -------
         list of str
         """
-        from ..images.volume import mosaic_groups
+        from ..images.mosaic import mosaic_groups
 
         index = self.check_stack(index)
         fr = self._fr

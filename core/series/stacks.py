@@ -252,7 +252,7 @@ def mosaic_volume_files(fr: Any, paths: Sequence[str], vol: Any) -> list[str] | 
     -------
     list of str or None
     """
-    from ..images.volume import mosaic_groups
+    from ..images.mosaic import mosaic_groups
 
     rep = vol.report
     if rep is None or not rep.key.get("mosaic"):
