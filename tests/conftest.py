@@ -192,3 +192,35 @@ def browser():
         b = p.chromium.launch(executable_path=S.CHROMIUM, args=S.CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+# ---------------------------------------------------------------- the corpus, imported once
+@pytest.fixture(scope="session")
+def corpus_archive(corpus, tmp_path_factory) -> Path:
+    """An archive holding the whole ``../shared/corpus``, imported once per session.
+
+    Shared by the modules that serve or read it: they must not change it
+    (open it read-only, or serve it in a session that only reads).
+    """
+    import pocketpacs
+
+    root = tmp_path_factory.mktemp("corpus_archive") / "archive"
+    with pocketpacs.open_archive(root) as ar:
+        ar.import_folder(corpus)
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_read_size_restored():
+    """Keep the header parser's learnt first-read size across a module.
+
+    The parser learns its first-read size from the headers it sees (a speed
+    heuristic); the corpus's large Siemens/GE headers must not change it for
+    the modules after one that reads them (tests/test_volume.py measures peak
+    memory).  Use with ``pytestmark = pytest.mark.usefixtures(...)``.
+    """
+    from pocketpacs.dicom import headers
+
+    size = headers._HEAD.size
+    yield
+    headers._HEAD.size = size

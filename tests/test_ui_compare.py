@@ -390,3 +390,30 @@ def test_real_series_headers_carry_their_frame_of_reference(corpus, tmp_path):
                 assert src.header().to_json()["frame_of_reference"] == want.pop() != ""
                 checked += 1
     assert checked >= 2
+
+
+@pytest.mark.slow
+def test_compare_uses_the_users_keys(page, built):
+    """Compare's keys are the viewer's rows of the shortcuts table: a key the user
+    rebinds in the help overlay moves the active viewport, the old key no longer does."""
+    open_in(page, key(built, "A", "1"), 0)
+    grid = page.locator("#cmp-vp0 canvas")
+    grid.click()
+    s0 = int(vp(page, 0)["slice"])
+    page.keyboard.press("ArrowDown")
+    S.wait_js(page, f"document.querySelector('#cmp-vp0').dataset.slice === '{s0 + 1}'")
+    page.keyboard.press("?")
+    S.wait_js(page, "document.getElementById('help-dialog').open")
+    page.click("#help-edit")
+    page.click("#help-body button.key-edit[data-action=sliceDown]")
+    S.wait_js(page, "document.querySelector('#help-body button.key-edit.capturing[data-action=sliceDown]')")
+    page.keyboard.press("j")
+    assert page.locator("#help-msg").inner_text() == "Next slice: J"
+    page.keyboard.press("Escape")
+    S.wait_js(page, "!document.getElementById('help-dialog').open")
+    grid.click()
+    page.keyboard.press("j")
+    S.wait_js(page, f"document.querySelector('#cmp-vp0').dataset.slice === '{s0 + 2}'")
+    page.keyboard.press("ArrowDown")                 # no longer bound
+    page.keyboard.press("j")
+    S.wait_js(page, f"document.querySelector('#cmp-vp0').dataset.slice === '{s0 + 3}'")

@@ -29,29 +29,7 @@ from pocketpacs.ui import protocol
 from pocketpacs.ui.server import TOKEN_HEADER, DataServer
 from pocketpacs.ui.session import Session
 
-pytestmark = pytest.mark.corpus
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _first_read_size_restored():
-    """The header parser learns its first-read size from the headers it sees (a speed
-    heuristic); the corpus's large Siemens/GE headers must not change it for the
-    modules after this one (tests/test_volume.py measures peak memory)."""
-    from pocketpacs.dicom import headers
-
-    size = headers._HEAD.size
-    yield
-    headers._HEAD.size = size
-
-
-@pytest.fixture(scope="module")
-def corpus_archive(corpus, tmp_path_factory):
-    import pocketpacs
-
-    root = tmp_path_factory.mktemp("viewer_corpus") / "archive"
-    with pocketpacs.open_archive(root) as ar:
-        ar.import_folder(corpus)
-    return root
+pytestmark = [pytest.mark.corpus, pytest.mark.usefixtures("first_read_size_restored")]
 
 
 @pytest.fixture(scope="module")

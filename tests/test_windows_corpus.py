@@ -26,7 +26,7 @@ from pocketpacs.ui import protocol
 from pocketpacs.ui.server import DataServer
 from pocketpacs.ui.session import Session
 
-pytestmark = pytest.mark.corpus
+pytestmark = [pytest.mark.corpus, pytest.mark.usefixtures("first_read_size_restored")]
 
 #: The least share of the non-background range a default window covers.
 MIN_COVER = 0.01
@@ -34,25 +34,9 @@ MIN_COVER = 0.01
 MAX_EXTREME = 0.99
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _first_read_size_restored():
-    """The corpus's large headers must not change the header parser's first-read size
-    for the modules after this one (as in tests/test_viewer_corpus.py)."""
-    from pocketpacs.dicom import headers
-
-    size = headers._HEAD.size
-    yield
-    headers._HEAD.size = size
-
-
 @pytest.fixture(scope="module")
-def served_corpus(corpus, tmp_path_factory):
-    import pocketpacs
-
-    root = tmp_path_factory.mktemp("windows_corpus") / "archive"
-    with pocketpacs.open_archive(root) as ar:
-        ar.import_folder(corpus)
-    session = Session(str(root), mode="serve")
+def served_corpus(corpus_archive):
+    session = Session(str(corpus_archive), mode="serve")
     srv = DataServer(session).start()
     yield srv
     srv.stop()

@@ -17,6 +17,7 @@ import { requestRedraw } from './scheduler.js';
 import { hasPatientAxes } from './orientation.js';
 import { visible } from './text.js';
 import { Pane } from './compare-pane.js';
+import { shortcutFor } from './shortcuts.js';
 
 export { NOTICE_INDEX, NOTICE_WORLD, SERIES_DRAG } from './compare-pane.js';
 
@@ -290,15 +291,16 @@ export class Compare {
 
   key(e) {
     const p = this.panes[this.active];
-    if (!p) return;
+    const sc = shortcutFor('viewer', e.key);   // the viewer's keys (shortcuts.js), the user's own if set
+    if (!p || !sc) return;
     const nz = p.vol ? p.vol.header.shape[0] : 0;
     const acts = {
-      ArrowUp: () => p.scroll(-1), ArrowDown: () => p.scroll(1), PageUp: () => p.scroll(-10), PageDown: () => p.scroll(10),
-      Home: () => p.setSlice(0), End: () => p.setSlice(nz - 1), f: () => this.fit(),
-      i: () => $('cmp-invert').click(),
-      '+': () => p.setZoomPan(p.s.zoom * 1.25, p.s.panX, p.s.panY), '-': () => p.setZoomPan(p.s.zoom * 0.8, p.s.panX, p.s.panY),
+      sliceUp: () => p.scroll(-1), sliceDown: () => p.scroll(1), pageUp: () => p.scroll(-10), pageDown: () => p.scroll(10),
+      firstSlice: () => p.setSlice(0), lastSlice: () => p.setSlice(nz - 1), fit: () => this.fit(),
+      invert: () => $('cmp-invert').click(),
+      preset: () => this.applyPreset(Number(e.key) - 1),   // 1 … 9: the preset of that number
+      zoomIn: () => p.setZoomPan(p.s.zoom * 1.25, p.s.panX, p.s.panY), zoomOut: () => p.setZoomPan(p.s.zoom * 0.8, p.s.panX, p.s.panY),
     };
-    if (e.key >= '1' && e.key <= '9') { this.applyPreset(Number(e.key) - 1); e.preventDefault(); return; }
-    if (acts[e.key]) { acts[e.key](); e.preventDefault(); }
+    if (acts[sc.action]) { acts[sc.action](); e.preventDefault(); }
   }
 }
