@@ -96,3 +96,11 @@ def test_the_time_slider_shows_another_volume(page, corpus):
     S.wait_js(page, "document.getElementById('view').dataset.t !== '1'")
     page.click("#btn-time-play")
     assert page.text_content("#btn-time-play") == "Play"
+    # Compare takes over the volume shown, and says which one it is
+    page.evaluate("""() => { const s = document.getElementById('time-slider');
+      s.value = '1'; s.dispatchEvent(new Event('input')); }""")
+    S.wait_js(page, "document.getElementById('view').dataset.tDrawn === '1'")
+    S.wait_js(page, "document.getElementById('view').dataset.tLoaded")
+    page.click("#btn-compare")
+    S.wait_js(page, "document.querySelector('#cmp-vp0') && document.querySelector('#cmp-vp0').dataset.state === 'ready'")
+    assert f"volume 2 of {n}" in page.locator("#cmp-vp0 .corner.bl").inner_text()

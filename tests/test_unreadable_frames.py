@@ -358,3 +358,39 @@ def test_page_shows_an_undecodable_slice_as_a_placeholder(page):
     # MPR and 3D: the notice
     S.wait_js(page, "(document.getElementById('view').dataset.unreadableNotice || '').length > 0")
     assert page.evaluate("document.getElementById('view').dataset.unreadableNotice") == "1 slice missing (shown as 0)"
+
+
+def _compare_placeholder_checks(page, i: int) -> None:
+    vp = f"#cmp-vp{i}"
+    S.wait_js(page, f"document.querySelector('{vp}') && document.querySelector('{vp}').dataset.state === 'ready'")
+    d = S.dataset(page, vp)
+    # on the middle slice: the undecodable one, blank with the reason
+    assert d["slice"] == "2" and d["drawn"] == "" and d["unreadable"] == "1", d
+    msg = page.locator(f"{vp} .cmp-msg").inner_text()
+    assert msg.startswith("slice 3 could not be decoded: RuntimeError: Unable to decode"), msg
+    assert "1 of 5 slices could not be decoded" in page.locator(f"{vp} .corner.bl").inner_text()
+    # a readable slice is drawn and the message goes
+    page.locator(f"{vp} canvas").click()
+    page.keyboard.press("ArrowDown")
+    S.wait_js(page, f"document.querySelector('{vp}').dataset.drawn === '3'")
+    assert page.locator(f"{vp} .cmp-msg").inner_text() == ""
+    page.keyboard.press("ArrowUp")
+    S.wait_js(page, f"document.querySelector('{vp}').dataset.slice === '2'")
+    assert S.dataset(page, vp)["drawn"] == ""
+    assert page.locator(f"{vp} .cmp-msg").inner_text().startswith("slice 3 could not be decoded")
+
+
+@pytest.mark.slow
+def test_compare_viewports_show_an_undecodable_slice_as_a_placeholder(page, served):
+    """A Compare viewport never draws an undecodable slice's zeros as an image either:
+    the one that takes over the viewer's whole volume, and one that opens the series itself."""
+    _open_row(page, NM_DESC)
+    page.click("#btn-compare")
+    _compare_placeholder_checks(page, 0)
+    page.add_init_script("window.POCKETPACS_TEST_LIMITS = {};")
+    page.reload()
+    S.wait_js(page, "document.body.dataset.ready")
+    rows = _call(served, "search", {"limit": 100})["rows"]
+    sid = next(r["series_id"] for r in rows if r["series_description"] == NM_DESC)
+    page.evaluate("([sid, i]) => window.POCKETPACS_TEST_HOOK.viewer.openInViewport(sid, i)", [sid, 1])
+    _compare_placeholder_checks(page, 1)

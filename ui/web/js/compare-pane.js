@@ -5,7 +5,11 @@
 // corner texts and orientation letters, and its own input (wheel scroll, drag to
 // pan, right-drag window, middle-drag or ctrl-wheel zoom, a series dropped on it).
 // Links to the other viewports go through the Compare object; an open that fails
-// leaves this viewport showing nothing of any series, only why.
+// leaves this viewport showing nothing of any series, only why.  A slice whose pixel
+// data could not be decoded is never drawn as an image: the viewport is blanked and
+// says "slice N could not be decoded: <reason>", and its corner counts such slices
+// (as the main viewer does; the server reports them in the header, the slice answers
+// and volume_status).
 
 import * as api from './api.js';
 import { requestRedraw } from './scheduler.js';
@@ -103,26 +107,30 @@ export class Pane {
     return e;
   }
 
-  /** Show a volume already loaded whole elsewhere (the main viewer's): no new request. */
+  /** Show a volume already loaded whole elsewhere (the main viewer's: volume `vol.t` of a 4D series): no new request. */
   async adopt(vol, seriesId) {
     this.clear();
     const seq = this.seq;
     this.seriesId = seriesId || null;
     try {
-      await this.show(seq, vol.vid, vol.header, vol.data, null);
+      await this.show(seq, vol.vid, vol.header, vol.data, null, vol.t || 0, vol.unreadable);
     } catch (e) {
       if (seq === this.seq) this.fail(e);
     }
   }
 
-  /** Set up the view for a header, then draw the middle slice and stream the rest (or use `whole`). */
-  async show(seq, vid, header, whole, signal) {
+  /**
+   * Set up the view for a header, then draw the middle slice and stream the rest (or use
+   * `whole`: volume `t` of the series, with the slices known to be unreadable in `known`).
+   */
+  async show(seq, vid, header, whole, signal, t = 0, known = null) {
     const [nz, ny, nx] = header.shape;
     await this.view.setHeader(header);
     if (seq !== this.seq) return;
     const T = api.arrayType(header.dtype);
     const data = whole || new T(new ArrayBuffer(nz * header.slice_bytes));
-    this.vol = { vid, header, data, ready: new Uint8Array(nz), uploaded: 0, complete: 0 };
+    this.vol = { vid, header, data, ready: new Uint8Array(nz), uploaded: 0, complete: 0, t, unreadable: new Map(known || []) };
+    this.noteUnreadable(header.unreadable);
     this.Ainv = invertAffine(header.affine_lps);
     this.setupPresets(header);
     Object.assign(this.s, { slice: Math.floor(nz / 2), zoom: 1, panX: 0, panY: 0, invert: !!header.invert, sliceReady: false });
@@ -143,6 +151,7 @@ export class Pane {
     const sl = await api.volumeSlice(vid, first, signal);
     if (seq !== this.seq) return;
     data.set(sl.data, first * nx * ny * (header.samples || 1));
+    if (sl.unreadable) this.noteUnreadable(sl.header.unreadable);
     this.vol.ready[first] = 1;
     this.view.setPreview(first, sl.data);
     this.render();
@@ -163,10 +172,50 @@ export class Pane {
       this.vol.ready.fill(1, this.vol.complete, complete);
       this.vol.complete = complete;
       requestRedraw(upload);
+      this.pollUnreadable(seq);
     }, signal);
     if (seq !== this.seq) return;
     upload();
+    await this.pollUnreadable(seq, true);      // every slice read: the server knows them all
+    if (seq !== this.seq) return;
     this.finished();
+  }
+
+  /** Note slices that could not be decoded ({slice, volume, reason} each); the drawing follows. */
+  noteUnreadable(list) {
+    const v = this.vol;
+    if (!v || !list || !list.length) return;
+    const nz = v.header.shape[0];
+    let added = false;
+    for (const f of list) {
+      const k = (f.volume || 0) * nz + f.slice;
+      if (!v.unreadable.has(k)) { v.unreadable.set(k, String(f.reason || 'unknown reason')); added = true; }
+    }
+    if (added) requestRedraw(this.draw);
+  }
+
+  /** Ask the server which slices it found unreadable (at most once a second while streaming; `force`: now). */
+  async pollUnreadable(seq, force = false) {
+    const v = this.vol, now = performance.now();
+    if (!v || (!force && (v.polling || now - (v.polled || 0) < 1000))) return;
+    v.polling = true;
+    v.polled = now;
+    try {
+      const st = await api.call('volume_status', { volume_id: v.vid });
+      if (seq === this.seq && st) this.noteUnreadable(st.unreadable);
+    } catch (e) {
+      // a superseded or evicted volume: nothing left to note
+    } finally {
+      v.polling = false;
+    }
+  }
+
+  /** Why slice z could not be decoded, or null (read, or not known to be unreadable). */
+  unreadableReason(z = this.s.slice) {
+    const v = this.vol;
+    if (!v || !v.unreadable.size) return null;
+    const r = v.unreadable.get(v.t * v.header.shape[0] + z);
+    return r === undefined ? null : r;
   }
 
   finished() {
@@ -206,7 +255,7 @@ export class Pane {
     for (const d of Object.values(this.text)) d.textContent = '';
     for (const d of Object.values(this.orient)) d.textContent = '';
     this.msg.textContent = '';
-    for (const k of ['vid', 'slices', 'slice', 'drawn', 'pos', 'wc', 'ww', 'zoom', 'link', 'ready', 'tLoaded', 'frame']) delete this.el.dataset[k];
+    for (const k of ['vid', 'slices', 'slice', 'drawn', 'pos', 'wc', 'ww', 'zoom', 'link', 'ready', 'tLoaded', 'frame', 'unreadable']) delete this.el.dataset[k];
     this.el.dataset.state = 'empty';
     this.render();
   }
@@ -259,9 +308,24 @@ export class Pane {
       return;
     }
     this.s.sliceReady = !!this.vol.ready[this.s.slice];
-    const xf = this.view.draw(this.s);
+    const why = this.unreadableReason();
+    let xf = null;
+    if (why === null) {
+      xf = this.view.draw(this.s);
+    } else {                           // its zeros are no image: a blank placeholder and why
+      const gl = this.view.gl;
+      this.view.resize();
+      gl.viewport(0, 0, this.canvas.width, this.canvas.height);
+      gl.clearColor(0, 0, 0, 1);
+      gl.clear(gl.COLOR_BUFFER_BIT);
+    }
+    if (why !== null || this.msg.classList.contains('unreadable')) {
+      this.msg.classList.toggle('unreadable', why !== null);
+      this.msg.textContent = why === null ? '' : `slice ${this.s.slice + 1} could not be decoded: ${visible(why)}`;
+    }
     d.slice = String(this.s.slice);
     d.drawn = xf ? String(this.s.slice) : '';
+    d.unreadable = String(this.vol.unreadable.size);
     if (xf) d.xform = xf.map((v) => v.toFixed(4)).join(',');
     d.wc = String(this.s.center); d.ww = String(this.s.width);
     d.zoom = String(this.s.zoom); d.panx = String(this.s.panX); d.pany = String(this.s.panY);
@@ -279,10 +343,12 @@ export class Pane {
     const link = this.compare.linkMode(this);
     this.el.dataset.link = link;
     const nv = (h.volumes && h.volumes.count) || 1;
+    const bad = this.vol.unreadable.size;
     this.text.tl.textContent = lines(L.patient_name, L.patient_id, L.birth_date);
     this.text.tr.textContent = lines(L.study_description, L.study_date, L.series_description, L.modality || h.modality);
     this.text.bl.textContent = lines(`Slice ${this.s.slice + 1} / ${nz}`, patient ? `Pos ${pos.along.toFixed(1)} mm` : '',
-      `${nx}×${ny}  ${spacingText(h)}`, nv > 1 ? `volume 1 of ${nv}` : '',
+      `${nx}×${ny}  ${spacingText(h)}`, nv > 1 ? `volume ${this.vol.t + 1} of ${nv}` : '',
+      bad ? `${bad} of ${nz * nv} slices could not be decoded` : '',
       link === 'world' ? NOTICE_WORLD : link === 'index' ? NOTICE_INDEX : '');
     this.text.br.textContent = lines(`W ${Math.round(this.s.width)}  L ${Math.round(this.s.center)}`,
       `Zoom ${(this.s.zoom * 100).toFixed(0)}%`, this.s.invert ? 'Inverted' : '');
