@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -101,10 +102,15 @@ def associate(node: RemoteNode, ae: Any, **kwargs: Any) -> Any:
     """Open an association with *node*; :class:`NetError` with the reason when it fails."""
     what = f"remote {node.name!r} ({node.address()})"
     check_reachable(node.host, node.port, what)
+    ae.acse_timeout = min(ACSE_TIMEOUT, node.timeout)
+    t0 = time.monotonic()
     assoc = ae.associate(node.host, node.port, ae_title=node.aet, **kwargs)
     if assoc.is_established:
         nodelay(assoc)
         return assoc
+    if not assoc.is_rejected and time.monotonic() - t0 >= ae.acse_timeout:
+        raise NetError(f"{what}: no answer to the association request within {ae.acse_timeout:g} s (the time-out): "
+                       "the peer may be stalled or overloaded; try again, or a longer --timeout")
     if assoc.is_rejected:
         prim = getattr(assoc.acceptor, "primitive", None)
         src, diag = getattr(prim, "result_source", None), getattr(prim, "diagnostic", None)

@@ -263,11 +263,15 @@ class ReceivedStore:
             final = _final_name(dest, data)
             if final is None:
                 return dest
+            # linkat(AT_SYMLINK_FOLLOW) names the unnamed file (os.link uses it only with a folder's fd)
+            dfd = os.open(final.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
             try:
-                os.link(f"/proc/self/fd/{fd}", final, follow_symlinks=True)
+                os.link(f"/proc/self/fd/{fd}", final.name, dst_dir_fd=dfd, follow_symlinks=True)
             except FileExistsError:  # the same instance written meanwhile by another association
                 if not _same_bytes(final, data):
                     raise
+            finally:
+                os.close(dfd)
         finally:
             os.close(fd)
         self._written()
