@@ -369,3 +369,33 @@ def test_a_sop_uid_the_archive_holds_with_other_content_is_never_overwritten(ort
         kept = [p for p in (ar / "store").rglob("*.dcm") if p.stat().st_size and
                 str(pydicom.dcmread(io.BytesIO(p.read_bytes()), stop_before_pixels=True).SOPInstanceUID) == sop]
         assert len(kept) == 1 and pixel_bytes(kept[0].read_bytes()) == pixel_bytes(files[0].read_bytes())
+
+
+# ---------------------------------------------------------------- listen off loopback
+def test_listen_checks_its_address_and_warns_when_other_computers_can_connect(tmp_path, capsys):
+    import select
+    import signal
+    import sys
+
+    from conftest import REPO
+    from net_support import free_port
+
+    code, _, err = run(capsys, "--archive", tmp_path / "ar", "listen", "--port", "0", "--bind", "no such address!")
+    assert code == 4 and "bind address 'no such address!': expected an IP address" in err
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "-m", "pocketpacs", "--archive", str(tmp_path / "ar"), "listen",
+                          "--port", str(port), "--bind", "0.0.0.0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        ready, _, _ = select.select([p.stdout], [], [], 120)
+        assert ready, "pocketpacs listen printed no ready line within 120 s"
+        assert f"listening as POCKETPACS on 0.0.0.0:{port}" in p.stdout.readline()
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert (f"warning: listening on every interface: other computers on the network can connect to port {port}"
+            in err) and "any calling AE title is accepted (no --allow list)" in err
