@@ -3,11 +3,15 @@
 
 Exit codes as for the archive commands; a node that cannot be reached, or
 refuses us, is exit 4 with a message saying why; ``remote find`` with no
-result and a partial ``remote get``/``send`` are exit 1.  ``--json``:
-``remote list`` a list of nodes (never a password); ``remote find``
-``{"results": [...]}``; ``remote get`` ``{"received", "indexed", "already",
-"failed": [{"sop_instance_uid", "reason"}]}``; ``remote send`` ``{"sent",
-"failed": [...]}``.
+result, a partial ``remote get``/``send`` and a ``get`` that met SOP UID
+conflicts are exit 1.  ``--json``: ``remote list`` a list of nodes (never a
+password); ``remote find`` ``{"results": [...]}``; ``remote get``
+``{"received", "indexed", "already", "failed": [{"sop_instance_uid",
+"reason"}]}`` (and ``"conflicts"`` of the same form when there are any);
+``remote send`` ``{"sent", "failed": [...]}``.  ``--timeout SECONDS`` of
+``echo/find/get/send``: how long a node may stay silent (no byte either way)
+before the command gives up (default the node's, 60 s).  ``listen`` warns
+on stderr when it listens on an address other computers can reach.
 """
 from __future__ import annotations
 

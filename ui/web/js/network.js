@@ -265,8 +265,10 @@ export class Network extends EventTarget {
     const failed = (r.failed || []).length;
     const head = st.cancelled ? 'Cancelled: ' : (st.problem ? `${st.problem}: ` : 'Done: ');
     if (retrieving) {
+      const conflicts = (r.conflicts || []).length;
       return `${head}${r.received} received, ${r.indexed} added to the archive, ${r.already} already there`
-        + (failed ? `, ${failed} missing (retrieve again to fetch them)` : '');
+        + (failed ? `, ${failed} missing (retrieve again to fetch them)` : '')
+        + (conflicts ? `, ${conflicts} with the UID of an archived instance but other content (the archived files are kept)` : '');
     }
     return `${head}${r.sent} sent` + (failed ? `, ${failed} failed` : '');
   }
