@@ -180,6 +180,37 @@ def test_listener_on_off_with_counters(orthanc, synth, session):  # noqa: F811
     assert ok("net_listen", {"on": False}) == {"running": False}
 
 
+def test_listener_bind_address_is_checked_as_the_cli_does_and_warned_off_loopback(session):
+    """The bind address and allowed callers go through the checks of `listen --bind/--allow`;
+    off loopback the status carries a warning (other computers can connect; any AE title without
+    an allow list)."""
+    from pocketpacs.net.listener import check_bind
+
+    st = ok("net_listen", {"on": True, "port": 0, "bind": "127.0.0.1"})
+    assert st["running"] and st["bind"] == "127.0.0.1" and st["warning"] is None and st["allow"] == []
+    ok("net_listen", {"on": False})
+    st = ok("net_listen", {"on": True, "port": 0, "bind": "0.0.0.0"})
+    assert st["bind"] == "0.0.0.0"
+    assert "other computers on the network can connect" in st["warning"]
+    assert "any calling AE title is accepted (no --allow list)" in st["warning"]
+    assert ok("net_listener")["warning"] == st["warning"]
+    ok("net_listen", {"on": False})
+    st = ok("net_listen", {"on": True, "port": 0, "bind": "0.0.0.0", "allow": "ORTHANC, STORESCU"})
+    assert st["allow"] == ["ORTHANC", "STORESCU"]
+    assert "only the calling AE titles ORTHANC, STORESCU are accepted" in st["warning"]
+    ok("net_listen", {"on": False})
+    # what the CLI refuses, the page is refused with the same words
+    for bad in ("not an address!", "1.2.3.999", "a" * 300):
+        err = fails("net_listen", {"on": True, "port": 0, "bind": bad})
+        assert err["code"] == "bad_request"
+        if len(bad) < 255:
+            with pytest.raises(Exception) as cli:
+                check_bind(bad)
+            assert err["message"] == str(cli.value)
+    assert "allowed AE title" in fails("net_listen", {"on": True, "port": 0, "allow": "A\\B"})["message"]
+    assert ok("net_listener") == {"running": False}
+
+
 # ------------------------------------------------------------------ the page
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
@@ -229,5 +260,37 @@ def test_the_network_view_adds_echoes_searches_and_retrieves(orthanc, synth, ser
     S.wait_js(pg, "document.querySelector('#net-results tbody tr:first-child').dataset.inArchive === '1'")
     pg.click("#btn-archive")
     S.wait_js(pg, "document.querySelectorAll('#series-table tbody tr.series').length === 2", timeout=30)
+    pg.close()
+    assert not errors, errors
+
+
+@pytest.mark.slow
+def test_the_listener_warns_on_screen_when_it_listens_off_loopback(served, browser):
+    pg = browser.new_page(viewport={"width": 1100, "height": 700})
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(served.url)
+    S.wait_js(pg, "document.body.dataset.ready")
+    pg.click("#btn-network")
+    S.wait_js(pg, "!document.getElementById('network').hidden")
+    assert pg.evaluate("document.querySelector('#net-listen input[name=bind]').value") == "127.0.0.1"
+    from net_support import free_port
+
+    pg.fill("#net-listen input[name=port]", str(free_port()))
+    pg.click("#net-listen-btn")
+    S.wait_js(pg, "document.getElementById('net-listen').dataset.running === '1'")
+    assert pg.evaluate("document.getElementById('net-listen-warning').hidden") is True
+    pg.click("#net-listen-btn")
+    S.wait_js(pg, "document.getElementById('net-listen').dataset.running === '0'")
+    pg.fill("#net-listen input[name=bind]", "0.0.0.0")
+    pg.click("#net-listen-btn")
+    S.wait_js(pg, "document.getElementById('net-listen').dataset.running === '1'")
+    text = pg.evaluate("document.getElementById('net-listen-warning').textContent")
+    assert pg.evaluate("document.getElementById('net-listen-warning').hidden") is False
+    assert "other computers on the network can connect" in text and "any calling AE title" in text
+    assert pg.evaluate("document.querySelector('#net-listen input[name=bind]').disabled") is True
+    pg.click("#net-listen-btn")
+    S.wait_js(pg, "document.getElementById('net-listen').dataset.running === '0'")
+    assert pg.evaluate("document.getElementById('net-listen-warning').hidden") is True
     pg.close()
     assert not errors, errors

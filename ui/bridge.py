@@ -134,7 +134,8 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
     "net_cancel": {"job_id": Arg(str, required=True, pattern=_ID, max_len=64)},
     "net_listen": {"on": Arg(bool, required=True), "port": Arg(int, lo=0, hi=65535, default=11112),
                    "aet": Arg(str, max_len=16, default="POCKETPACS"),
-                   "bind": Arg(str, pattern=r"[0-9A-Za-z.:\-]{0,255}", default="127.0.0.1")},
+                   "bind": Arg(str, max_len=255, default="127.0.0.1"),   # checked as `listen --bind`
+                   "allow": Arg(str, max_len=400, default="")},          # calling AE titles, as `--allow`
     "net_listener": {},
 }
 

@@ -291,13 +291,22 @@ class NetworkCommands:
         if lst is None:
             return {"running": False}
         st = lst.status
-        return {"running": True, "aet": lst.aet, "port": lst.port, "bind": lst.bind,
+        return {"running": True, "aet": lst.aet, "port": lst.port, "bind": lst.bind or "0.0.0.0",
+                "allow": list(lst.allow or []), "warning": lst.warning,
                 "received": st.received, "failed": st.failed, "refused": st.refused_associations,
-                "indexed": st.indexed}
+                "indexed": st.indexed, "conflicts": st.conflicts}
 
     def cmd_net_listen(self, a: dict) -> dict:
-        """Turn the listener (C-STORE SCP storing into the archive) on or off."""
+        """Turn the listener (C-STORE SCP storing into the archive) on or off.
+
+        ``bind`` and ``allow`` are checked as ``pocketpacs listen --bind`` and
+        ``--allow`` are; the status's ``warning`` says when other computers
+        can connect (any address but a loopback one), and whether any calling
+        AE title is accepted.
+        """
         from pocketpacs.net import NetError, listen
+        from pocketpacs.net.listener import check_bind
+        from pocketpacs.net.nodes import check_aet
 
         with self._lock:
             lst = self._listener
@@ -308,9 +317,15 @@ class NetworkCommands:
                 return self._listener_status()
             if lst is not None:
                 raise BridgeError(protocol.BAD_REQUEST, f"The listener already runs ({lst.aet} on port {lst.port}).")
+            try:
+                bind = check_bind(a["bind"])
+                allow = [check_aet(t, "allowed AE title") for t in re.split(r"[\s,]+", a["allow"] or "") if t]
+                aet = check_aet(a["aet"] or "", "AE title")
+            except NetError as exc:
+                raise BridgeError(protocol.BAD_REQUEST, str(exc)) from None
             arc = self._writable()
             try:
-                self._listener = listen(arc, port=a["port"], aet=a["aet"], bind=a["bind"])
+                self._listener = listen(arc, port=a["port"], aet=aet, bind=bind, allow=allow or None)
             except NetError as exc:
                 raise BridgeError(protocol.UNAVAILABLE, str(exc)) from None
         return self._listener_status()

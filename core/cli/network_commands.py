@@ -3,11 +3,15 @@
 
 Exit codes as for the archive commands; a node that cannot be reached, or
 refuses us, is exit 4 with a message saying why; ``remote find`` with no
-result and a partial ``remote get``/``send`` are exit 1.  ``--json``:
-``remote list`` a list of nodes (never a password); ``remote find``
-``{"results": [...]}``; ``remote get`` ``{"received", "indexed", "already",
-"failed": [{"sop_instance_uid", "reason"}]}``; ``remote send`` ``{"sent",
-"failed": [...]}``.
+result, a partial ``remote get``/``send`` and a ``get`` that met SOP UID
+conflicts are exit 1.  ``--json``: ``remote list`` a list of nodes (never a
+password); ``remote find`` ``{"results": [...]}``; ``remote get``
+``{"received", "indexed", "already", "failed": [{"sop_instance_uid",
+"reason"}]}`` (and ``"conflicts"`` of the same form when there are any);
+``remote send`` ``{"sent", "failed": [...]}``.  ``--timeout SECONDS`` of
+``echo/find/get/send``: how long a node may stay silent (no byte either way)
+before the command gives up (default the node's, 60 s).  ``listen`` warns
+on stderr when it listens on an address other computers can reach.
 """
 from __future__ import annotations
 
@@ -92,6 +96,12 @@ def _setup_remote(p: argparse.ArgumentParser) -> None:
     s.add_argument("node", metavar="NAME")
     s.add_argument("uids", nargs="+", metavar="UID", help="patient IDs, study, series or SOP instance UIDs")
     s.add_argument("--json", action="store_true")
+    a.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="the node's time-out: seconds without a byte moving before a command gives up (default 60)")
+    for sp in (e, f, g, s):
+        sp.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="give up after this many seconds without a byte from or to the node (default: the "
+                             "node's, 60); a slow transfer that keeps moving is never cut off")
     for sp in (a, ls, rm, e, f, g, s):  # --archive after the action too
         _add_global_options(sp.add_argument_group("global options"), after_command=True)
 
@@ -117,6 +127,7 @@ def cmd_remote(args: argparse.Namespace) -> int:
 
 def _add(args: argparse.Namespace) -> int:
     from ..net.nodes import NetError, RemoteNode, check_aet, check_name, check_port, check_url, parse_dimse, save_node
+    from ..net.watchdog import check_timeout
 
     check_name(args.node)
     password = None
@@ -140,6 +151,8 @@ def _add(args: argparse.Namespace) -> int:
                 raise NetError(f"{args.password_file}: cannot be read ({(e.strerror or '').lower()})") from None
             except UnicodeDecodeError:
                 raise NetError(f"{args.password_file}: not UTF-8 text") from None
+    if args.timeout is not None:
+        node.timeout = check_timeout(args.timeout)
     save_node(_folder(args), node, password, replace=args.replace)
     _say(f"added remote {node.name}: {node.kind} {node.address()}")
     return EXIT_OK
@@ -176,6 +189,10 @@ def _echo(args: argparse.Namespace) -> int:
 
     folder = _folder(args)
     node = get_node(folder, args.node)
+    if args.timeout is not None:
+        from ..net.watchdog import check_timeout
+
+        node.timeout = check_timeout(args.timeout)
     if node.kind == "dimse":
         dimse.echo(node)
     else:
@@ -195,7 +212,7 @@ def _find(args: argparse.Namespace) -> int:
     filters = {k: getattr(args, k) for k in ("name", "patient_id", "birth_date", "study_date", "modality",
                                              "description", "accession")}
     with _open_reading(args) as ar:
-        res = Remote(ar, args.node).find(**filters)
+        res = Remote(ar, args.node, timeout=args.timeout).find(**filters)
     if args.json:
         _print_json({"results": res})
     else:
@@ -239,7 +256,7 @@ def _get(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     bar = _Progress("received", not args.json)
     with _open(args) as ar:
-        r = Remote(ar, args.node)
+        r = Remote(ar, args.node, timeout=args.timeout)
         try:
             res = r.get(args.study_uid, args.series, cancel=cancel, progress=bar)
         except KeyboardInterrupt:
@@ -254,11 +271,16 @@ def _get(args: argparse.Namespace) -> int:
              f"failed {len(res.failed)}")
         for f in res.failed[:20]:
             _say(f"  not retrieved [{f['reason']}]: {f['sop_instance_uid']}")
+        for c in res.conflicts[:20]:
+            _say(f"  conflict: {c['sop_instance_uid']}")
+    if res.conflicts:
+        _err(f"{len(res.conflicts)} instances of the node have the SOP Instance UID of an archived instance with "
+             "other content: the archived files are kept, never overwritten (`pocketpacs stats` counts conflicts)")
     if res.failed or res.problem:
         _err(f"partial retrieve: {res.problem or 'some instances are missing'}; run the same `remote get` again to "
              "fetch the rest")
         return EXIT_ATTENTION
-    return EXIT_OK
+    return EXIT_ATTENTION if res.conflicts else EXIT_OK
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -266,7 +288,7 @@ def _send(args: argparse.Namespace) -> int:
 
     bar = _Progress("sent", not args.json)
     with _open_reading(args) as ar:
-        res = Remote(ar, args.node).send(args.uids, progress=bar)
+        res = Remote(ar, args.node, timeout=args.timeout).send(args.uids, progress=bar)
     bar.end()
     if args.json:
         _print_json(res.to_json())
@@ -284,7 +306,9 @@ _ACTIONS = {"add": _add, "list": _list, "rm": _rm, "echo": _echo, "find": _find,
 def _setup_listen(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=11112, help="TCP port (default 11112)")
     p.add_argument("--aet", default="POCKETPACS", help="our AE title (default POCKETPACS)")
-    p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    p.add_argument("--bind", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0: every interface, "
+                        "with a warning: other computers can then send to the archive)")
     p.add_argument("--allow", nargs="+", metavar="AET", help="accept only these calling AE titles")
 
 
@@ -309,8 +333,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 _err(str(e))
                 return EXIT_ARCHIVE
             allow = f", allowing {' '.join(lst.allow)}" if lst.allow else ""
-            _say(f"listening as {lst.aet} on {args.bind or '0.0.0.0'}:{lst.port}{allow} (pid {os.getpid()}); "
+            _say(f"listening as {lst.aet} on {lst.bind or '0.0.0.0'}:{lst.port}{allow} (pid {os.getpid()}); "
                  "Ctrl-C stops")
+            if lst.warning:
+                _err(f"warning: {lst.warning}")
             sys.stdout.flush()          # the line that says it is ready: a pipe holds it otherwise
             try:
                 while not stop.wait(1.0):
@@ -321,7 +347,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 lst.stop()
             st = lst.status
             _say(f"received {st.received}, indexed {st.indexed}, failed {st.failed}, "
-                 f"refused associations {st.refused_associations}")
+                 f"refused associations {st.refused_associations}"
+                 + (f", conflicts {st.conflicts} (kept apart, never overwritten)" if st.conflicts else ""))
     finally:
         signal.signal(signal.SIGTERM, old)
     return EXIT_OK

@@ -16,9 +16,9 @@ from .nodes import NetError, RemoteNode, load_nodes, remove_node, save_node
 from .remote import Remote, RetrieveResult, SendResult
 
 
-def _archive_remote(self: Archive, name: str) -> Remote:
-    """The remote node *name* of this archive (:class:`pocketpacs.net.Remote`)."""
-    return Remote(self, name)
+def _archive_remote(self: Archive, name: str, timeout: float | None = None) -> Remote:
+    """The remote node *name* of this archive (:class:`pocketpacs.net.Remote`; *timeout*: seconds of silence)."""
+    return Remote(self, name, timeout=timeout)
 
 
 Archive.remote = _archive_remote  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from pydicom.dataset import Dataset
 
 from . import wakeup
 from .nodes import NetError, RemoteNode
+from .watchdog import Watchdog
 
 #: Transfer syntaxes a retrieve accepts, each in a context of its own (native first).
 RETRIEVE_SYNTAXES = (
@@ -44,6 +46,10 @@ _REJECT_REASONS = {
     (2, 1): "no reason given", (2, 2): "protocol version not supported",
     (3, 1): "the peer is temporarily congested", (3, 2): "the peer's local limit was exceeded",
 }
+
+
+def _who(node: RemoteNode) -> str:
+    return f"remote {node.name!r} ({node.address()})"
 
 
 def make_ae(calling_aet: str) -> Any:
@@ -96,10 +102,15 @@ def associate(node: RemoteNode, ae: Any, **kwargs: Any) -> Any:
     """Open an association with *node*; :class:`NetError` with the reason when it fails."""
     what = f"remote {node.name!r} ({node.address()})"
     check_reachable(node.host, node.port, what)
+    ae.acse_timeout = min(ACSE_TIMEOUT, node.timeout)
+    t0 = time.monotonic()
     assoc = ae.associate(node.host, node.port, ae_title=node.aet, **kwargs)
     if assoc.is_established:
         nodelay(assoc)
         return assoc
+    if not assoc.is_rejected and time.monotonic() - t0 >= ae.acse_timeout:
+        raise NetError(f"{what}: no answer to the association request within {ae.acse_timeout:g} s (the time-out): "
+                       "the peer may be stalled or overloaded; try again, or a longer --timeout")
     if assoc.is_rejected:
         prim = getattr(assoc.acceptor, "primitive", None)
         src, diag = getattr(prim, "result_source", None), getattr(prim, "diagnostic", None)
@@ -130,9 +141,11 @@ def echo(node: RemoteNode) -> None:
     ae = make_ae(node.calling_aet)
     ae.add_requested_context(Verification)
     assoc = associate(node, ae)
-    with _closing(assoc):
+    with _closing(assoc), Watchdog(node.timeout, None, assoc) as wd:
         st = assoc.send_c_echo()
     code = getattr(st, "Status", None)
+    if code is None and wd.problem(_who(node)):
+        raise NetError(wd.problem(_who(node)))
     if code != 0:
         raise NetError(f"remote {node.name!r} answered C-ECHO with status "
                        f"{'none' if code is None else f'0x{code:04X}'}")
@@ -145,9 +158,11 @@ def _find(node: RemoteNode, ident: Dataset) -> list[Dataset]:
     ae.add_requested_context(FIND)
     assoc = associate(node, ae)
     out = []
-    with _closing(assoc):
+    with _closing(assoc), Watchdog(node.timeout, None, assoc) as wd:
         for status, answer in assoc.send_c_find(ident, FIND):
             code = getattr(status, "Status", None)
+            if code is None and wd.problem(_who(node)):
+                raise NetError(f"{wd.problem(_who(node))} (during C-FIND)")
             if code is None:
                 raise NetError(f"remote {node.name!r} closed the connection during C-FIND: it may not allow queries "
                                f"from our AE title {node.calling_aet!r} (add it to the peer's known modalities, "
@@ -318,8 +333,9 @@ def c_get(node: RemoteNode, study_uid: str, requests: list[Dataset], sop_classes
     for cls in {c for c, _ in storage_contexts(sop_classes, MAX_CONTEXTS - 1)}:
         roles.append(build_role(cls, scp_role=True))
     assoc = associate(node, ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    with _closing(assoc):
-        return _run_retrieve(node, assoc, requests, lambda ds: assoc.send_c_get(ds, GET), cancel)
+    with _closing(assoc), Watchdog(node.timeout, cancel, assoc) as wd:
+        problem = _run_retrieve(node, assoc, requests, lambda ds: assoc.send_c_get(ds, GET), cancel)
+    return wd.problem(_who(node)) or problem
 
 
 def storage_scp(ae: Any) -> None:
@@ -343,9 +359,11 @@ def c_move(node: RemoteNode, study_uid: str, requests: list[Dataset], on_store: 
     storage_scp(scp)
     if bind is None:
         bind = "127.0.0.1" if node.host in ("127.0.0.1", "localhost", "::1") else ""
+    wd = Watchdog(node.timeout, cancel)  # the moved instances' associations count as traffic too
     try:
         server = scp.start_server((bind, node.move_port), block=False,
-                                  evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, on_connection)])
+                                  evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, on_connection),
+                                                (evt.EVT_CONN_OPEN, lambda event: wd.watch(event.assoc))])
     except OSError as e:
         raise NetError(f"cannot listen on port {node.move_port} for the C-MOVE ({(e.strerror or str(e)).lower()}); "
                        "is `pocketpacs listen` running there? (it receives moves itself) or use "
@@ -354,8 +372,10 @@ def c_move(node: RemoteNode, study_uid: str, requests: list[Dataset], on_store: 
         ae = make_ae(node.calling_aet)
         ae.add_requested_context(MOVE)
         assoc = associate(node, ae)
-        with _closing(assoc):
-            return _run_retrieve(node, assoc, requests,
-                                 lambda ds: assoc.send_c_move(ds, node.calling_aet, MOVE), cancel)
+        with _closing(assoc), wd:
+            wd.watch(assoc)
+            problem = _run_retrieve(node, assoc, requests,
+                                    lambda ds: assoc.send_c_move(ds, node.calling_aet, MOVE), cancel)
+        return wd.problem(_who(node)) or problem
     finally:
         server.shutdown()

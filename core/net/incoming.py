@@ -16,6 +16,7 @@ appear in the archive while a retrieve runs.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -140,6 +141,27 @@ def _same_bytes(path: Path, data: bytes | memoryview) -> bool:
         return False
 
 
+_CREATE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+           | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _final_name(dest: Path, data: bytes | memoryview) -> Path | None:
+    """Where a received file goes: *dest*, None when *dest* holds these bytes already, or
+    a name beside it when *dest* holds other bytes (the same SOP Instance UID, other
+    content: never written over; the importer flags the pair as a conflict)."""
+    if not dest.exists():
+        return dest
+    if _same_bytes(dest, data):
+        return None
+    return dest.with_name(f"{dest.stem}-{hashlib.sha256(data).hexdigest()[:8]}.dcm")
+
+
 class ReceivedStore:
     """Writes received instances atomically into an archive's store folder.
 
@@ -157,6 +179,8 @@ class ReceivedStore:
         self._dirs: set[Path] = set()
         self.written = 0
         self.new_files = threading.Event()
+        #: The store is on another file system (a disk mounted there): a rename from store-incoming/ cannot work.
+        self._other_device = os.stat(self.root).st_dev != os.stat(self.incoming).st_dev
 
     def write(self, data: bytes | memoryview, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         """Write one Part-10 file's bytes; return its path in the store.
@@ -166,6 +190,10 @@ class ReceivedStore:
         kept; with other bytes (the same UID, other content) the new one is
         stored beside it, and the import reports the conflict.  An interrupted write leaves only a temporary
         file in ``store-incoming/`` (removed by :meth:`clean_incoming`).
+        When the store folder is on another file system than
+        ``store-incoming/`` (a disk mounted there), the temporary file is an
+        unnamed one in the destination folder (Linux ``O_TMPFILE``), linked
+        into place when whole: an interrupted write leaves nothing.
 
         Raises
         ------
@@ -178,35 +206,81 @@ class ReceivedStore:
             ensure_private_dir(dest.parent)
             with self._lock:
                 self._dirs.add(dest.parent)
+        if self._other_device:
+            return self._write_in_place(data, dest)
         tmp = self.incoming / f"{secrets.token_hex(8)}.tmp"
-        flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-                 | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
-        fd = os.open(tmp, flags, 0o600)
+        fd = os.open(tmp, _CREATE, 0o600)
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                _write_all(fd, data)
             finally:
                 os.close(fd)
-            if dest.exists():
-                if _same_bytes(dest, data):
-                    os.unlink(tmp)
-                    return dest
-                # the same SOP Instance UID with other content: kept beside it, never over it
-                # (the importer flags the pair as a conflict)
-                dest = dest.with_name(f"{dest.stem}-{hashlib.sha256(data).hexdigest()[:8]}.dcm")
-            os.replace(tmp, dest)
+            final = _final_name(dest, data)
+            if final is None:
+                os.unlink(tmp)
+                return dest
+            os.replace(tmp, final)
         except BaseException:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
             raise
+        self._written()
+        return final
+
+    def _write_in_place(self, data: bytes | memoryview, dest: Path) -> Path:
+        """:meth:`write` for a store on another file system than ``store-incoming/``."""
+        try:
+            fd = os.open(dest.parent, os.O_TMPFILE | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except (AttributeError, OSError) as e:
+            if isinstance(e, OSError) and e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            fd = -1
+        if fd < 0:  # no unnamed files here: a hidden temporary file beside the destination
+            tmp = dest.parent / f".{secrets.token_hex(8)}.part"
+            fd = os.open(tmp, _CREATE, 0o600)
+            try:
+                try:
+                    _write_all(fd, data)
+                finally:
+                    os.close(fd)
+                final = _final_name(dest, data)
+                if final is None:
+                    os.unlink(tmp)
+                    return dest
+                os.replace(tmp, final)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+            self._written()
+            return final
+        try:
+            _write_all(fd, data)
+            final = _final_name(dest, data)
+            if final is None:
+                return dest
+            # linkat(AT_SYMLINK_FOLLOW) names the unnamed file (os.link uses it only with a folder's fd)
+            dfd = os.open(final.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+            try:
+                os.link(f"/proc/self/fd/{fd}", final.name, dst_dir_fd=dfd, follow_symlinks=True)
+            except FileExistsError:  # the same instance written meanwhile by another association
+                if not _same_bytes(final, data):
+                    raise
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(fd)
+        self._written()
+        return final
+
+    def _written(self) -> None:
         with self._lock:
             self.written += 1
         self.new_files.set()
-        return dest
 
     def clean_incoming(self) -> int:
         """Remove temporary files left by an interrupted receive; return how many."""
@@ -227,7 +301,8 @@ class Indexer:
     folder every :data:`INDEX_EVERY` seconds when new files were written, and
     once more on exit (unless cancelled).  ``indexed`` counts the instances
     the imports added; ``failures`` holds the importer's failures (file,
-    reason, message).
+    reason, message) and ``conflicts`` the files it kept apart (the SOP
+    Instance UID of an archived instance with other content).
 
     Parameters
     ----------
@@ -241,6 +316,7 @@ class Indexer:
         self.progress = progress
         self.indexed = 0
         self.failures: list[Any] = []
+        self.conflicts: list[Any] = []
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -279,5 +355,7 @@ class Indexer:
             return
         self.indexed += rep.indexed
         self.failures.extend(rep.failures)
+        seen = {c.path for c in self.conflicts}
+        self.conflicts.extend(c for c in rep.conflicts if c.path not in seen)  # a known one comes again
         if self.progress is not None:
             self.progress(self.indexed)

@@ -9,6 +9,9 @@ recognised").  The listener binds to 127.0.0.1 unless told otherwise.
 """
 from __future__ import annotations
 
+import errno
+import ipaddress
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +22,68 @@ from .incoming import Indexer, ReceivedStore, event_part10
 from .nodes import DEFAULT_CALLING_AET, DEFAULT_LISTEN_PORT, NetError, check_aet, check_port
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
+
+
+def check_bind(bind: str | None) -> str:
+    """Return the address to listen on: ``""`` (every interface), an IPv4 or IPv6 address, or a host name.
+
+    ``0.0.0.0`` and ``::`` mean every interface too (returned as given).
+
+    Raises
+    ------
+    NetError
+        When *bind* is none of these (the message says what is expected).
+    """
+    b = (bind or "").strip()
+    if not b:
+        return ""
+    try:
+        return str(ipaddress.ip_address(b.strip("[]")))
+    except ValueError:
+        pass
+    if _HOST.fullmatch(b) and not b.replace(".", "").isdigit():
+        return b
+    raise NetError(f"bind address {bind!r}: expected an IP address (127.0.0.1, 0.0.0.0 for every interface, "
+                   "::1) or a host name")
+
+
+def is_loopback(bind: str) -> bool:
+    """True when *bind* (checked by :func:`check_bind`) is only reachable from this computer."""
+    if bind.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(bind: str, port: int, allow: list[str] | None) -> str | None:
+    """The warning to show when a listener on *bind* accepts associations from the network.
+
+    Parameters
+    ----------
+    bind : str
+        The address listened on (``""``: every interface).
+    port : int
+    allow : list of str or None
+        The calling AE titles allowed (None or empty: any).
+
+    Returns
+    -------
+    str or None
+        None for a loopback address (only this computer can connect).
+    """
+    if bind and is_loopback(bind):
+        return None
+    where = "every interface" if bind in ("", "0.0.0.0", "::") else bind
+    who = (f"only the calling AE titles {', '.join(allow)} are accepted (an AE title is not a password)"
+           if allow else "any calling AE title is accepted (no --allow list)")
+    return (f"listening on {where}: other computers on the network can connect to port {port} and store "
+            f"instances into this archive; {who}")
+
+
 @dataclass
 class ListenerStatus:
     """Counts of a running listener (read them at any time)."""
@@ -26,6 +91,8 @@ class ListenerStatus:
     failed: int = 0
     refused_associations: int = 0
     indexed: int = 0
+    #: Received files kept apart: an archived instance has their SOP Instance UID with other content.
+    conflicts: int = 0
     by_caller: dict[str, int] = field(default_factory=dict)
 
 
@@ -38,7 +105,7 @@ class Listener:
 
         self.port = 0 if port == 0 else check_port(port)
         self.aet = check_aet(aet)
-        self.bind = bind
+        self.bind = check_bind(bind)
         self.allow = [check_aet(a, "allowed AE title") for a in allow] if allow else None
         self.status = ListenerStatus()
         self.store = ReceivedStore(archive)
@@ -54,15 +121,20 @@ class Listener:
                     (evt.EVT_CONN_OPEN, dimse.on_connection)]
         self._indexer.__enter__()
         try:
-            self._server = ae.start_server((bind, self.port), block=False, evt_handlers=handlers)
+            self._server = ae.start_server((self.bind, self.port), block=False, evt_handlers=handlers)
         except OSError as e:
             self._indexer.__exit__(None, None, None)
-            raise NetError(f"cannot listen on {bind}:{self.port} ({(e.strerror or str(e)).lower()}): another "
-                           "program (another `pocketpacs listen`?) may use this port") from None
+            why = (e.strerror or str(e)).lower()
+            hint = ("another program (another `pocketpacs listen`?) may use this port" if e.errno == errno.EADDRINUSE
+                    else f"is {self.bind} an address of this computer?")
+            raise NetError(f"cannot listen on {self.bind or '0.0.0.0'}:{self.port} ({why}): {hint}") from None
         self.port = self._server.server_address[1]
+        #: What the listener exposes (None on a loopback address): see :func:`exposure_warning`.
+        self.warning = exposure_warning(self.bind, self.port, self.allow)
 
     def _indexed(self, n: int) -> None:
         self.status.indexed = n
+        self.status.conflicts = len(self._indexer.conflicts)
 
     def _on_rejected(self, event: Any) -> None:
         with self._lock:
@@ -106,7 +178,7 @@ class Listener:
         """Stop accepting associations and index what arrived."""
         self._server.shutdown()
         self._indexer.__exit__(None, None, None)
-        self.status.indexed = self._indexer.indexed
+        self._indexed(self._indexer.indexed)
 
     def __enter__(self) -> "Listener":
         return self

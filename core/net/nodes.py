@@ -25,6 +25,8 @@ NODES_FILE = "remotes.json"
 CREDENTIALS_FILE = "remote-credentials.json"
 DEFAULT_CALLING_AET = "POCKETPACS"
 DEFAULT_LISTEN_PORT = 11112
+#: Seconds without a byte from or to a node before a command gives up (``--timeout``).
+DEFAULT_TIMEOUT = 60.0
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _AET = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # printable ASCII without backslash, at most 16
@@ -55,6 +57,9 @@ class RemoteNode:
         DICOMweb user (the password is in the credentials file).
     verify : bool
         Check https certificates (default True).
+    timeout : float
+        Seconds without a byte moving from or to the node before a command
+        gives up (default :data:`DEFAULT_TIMEOUT`; ``--timeout``).
     """
     name: str
     kind: str
@@ -67,6 +72,7 @@ class RemoteNode:
     url: str = ""
     user: str = ""
     verify: bool = True
+    timeout: float = DEFAULT_TIMEOUT
     has_password: bool = field(default=False)
 
     def to_json(self) -> dict[str, Any]:

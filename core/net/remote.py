@@ -18,6 +18,7 @@ explicit VR little endian (pydicom) only when the peer refuses it.
 """
 from __future__ import annotations
 
+import errno
 import io
 import threading
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from . import dimse, web
 from .filters import check_filters, matches, remote_keys
 from .incoming import Indexer, ReceivedStore, event_part10, is_cancelled
 from .nodes import NetError, RemoteNode, get_node, node_password
+from .watchdog import Watchdog, check_timeout
 
 
 @dataclass
@@ -44,6 +46,10 @@ class RetrieveResult:
         Instances the archive had (not fetched).
     failed : list of dict
         ``{"sop_instance_uid", "reason"}`` of each instance missing at the end.
+    conflicts : list of dict
+        ``{"sop_instance_uid", "reason"}`` of each instance of the node whose
+        SOP Instance UID the archive holds with other content: the archived
+        file is kept, never overwritten (as ``listen`` does).
     problem : str or None
         Why the retrieve stopped or was partial (None: complete).
     cancelled : bool
@@ -52,6 +58,7 @@ class RetrieveResult:
     indexed: int = 0
     already: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    conflicts: list[dict[str, str]] = field(default_factory=list)
     problem: str | None = None
     cancelled: bool = False
 
@@ -60,8 +67,11 @@ class RetrieveResult:
         return not self.failed and not self.cancelled
 
     def to_json(self) -> dict[str, Any]:
-        return {"received": self.received, "indexed": self.indexed, "already": self.already,
-                "failed": list(self.failed)}
+        out: dict[str, Any] = {"received": self.received, "indexed": self.indexed, "already": self.already,
+                               "failed": list(self.failed)}
+        if self.conflicts:
+            out["conflicts"] = list(self.conflicts)
+        return out
 
 
 @dataclass
@@ -83,13 +93,23 @@ class Remote:
     archive : Archive
     name : str
         The node's name (``pocketpacs remote add NAME ...``).
+    timeout : float, optional
+        Seconds without a byte moving before a command gives up (default:
+        the node's ``timeout``, 60 s).
+
+    Raises
+    ------
+    ValueError
+        A *timeout* that is not a positive number of seconds.
     """
 
-    def __init__(self, archive: Any, name: str):
+    def __init__(self, archive: Any, name: str, timeout: float | None = None):
         if archive.path is None:
             raise NetError("remote nodes belong to an archive on disk, not to a CD/USB session")
         self.archive = archive
         self.node: RemoteNode = get_node(archive.path, name)
+        if timeout is not None:
+            self.node.timeout = check_timeout(timeout)
         self._password = node_password(archive.path, name) if self.node.kind == "dicomweb" else None
 
     def __repr__(self) -> str:
@@ -200,10 +220,13 @@ class Remote:
         res = RetrieveResult()
         wanted: dict[str, list[str]] = {}
         by_series: dict[str, int] = {}
+        elsewhere = _ArchivedSeries(self.archive)
         for se, sop, _ in items:
             by_series[se] = by_series.get(se, 0) + 1
             if self._has_instance(sop):
                 res.already += 1
+                if elsewhere.other_series(sop, se):
+                    res.conflicts.append({"sop_instance_uid": sop, "reason": CONFLICT_OTHER_SERIES})
             else:
                 wanted.setdefault(se, []).append(sop)
         if not wanted:
@@ -215,19 +238,25 @@ class Remote:
         store.clean_incoming()
         got: set[str] = set()
         errors: dict[str, str] = {}
+        written: dict[str, str] = {}
         lock = threading.Lock()
+        full = threading.Event()      # the store's disk is full: stop asking for more
+        stop = _Either(cancel, full)
 
         def keep(data: bytes, sop: str, se: str | None) -> int:
             if se is None:  # not asked for (a peer sending more): keep it all the same
                 se = "unknown"
             try:
-                store.write(data, study_uid, se, sop)
+                path = store.write(data, study_uid, se, sop)
             except OSError as e:
                 with lock:
                     errors[sop] = f"write_failed: {(e.strerror or type(e).__name__).lower()}"
+                if e.errno in _DISK_FULL:
+                    full.set()
                 return 0xA700
             with lock:
                 got.add(sop)
+                written[str(path)] = sop
                 n = len(got)
             if progress is not None:
                 progress(n, n_wanted)
@@ -259,22 +288,30 @@ class Remote:
         with Indexer(store) as ix:
             try:
                 if node.kind == "dicomweb":
-                    res.problem = web.retrieve(node, study_uid, wanted, complete, on_instance, cancel,
+                    res.problem = web.retrieve(node, study_uid, wanted, complete, on_instance, stop,
                                                self._password)
                 else:
                     reqs = dimse.retrieve_requests(study_uid, wanted, complete)
                     if node.retrieve == "move":
-                        res.problem = dimse.c_move(node, study_uid, reqs, on_store, cancel)
+                        res.problem = dimse.c_move(node, study_uid, reqs, on_store, stop)
                     else:
                         classes = {c for _, _, c in items}
-                        res.problem = dimse.c_get(node, study_uid, reqs, classes, on_store, cancel)
+                        res.problem = dimse.c_get(node, study_uid, reqs, classes, on_store, stop)
             except NetError as e:
                 res.problem = str(e)
             except KeyboardInterrupt:
                 interrupted = True
-        res.cancelled = interrupted or res.problem == "cancelled" or is_cancelled(cancel)
+        res.cancelled = (interrupted or is_cancelled(cancel)
+                         or (res.problem == "cancelled" and not full.is_set()))
         if res.cancelled:
             res.problem = "cancelled"
+        elif full.is_set():
+            res.problem = (f"no space left on the device of the store folder {store.root}: {len(got)} of "
+                           f"{n_wanted} instances written and indexed, none half-written; free some space and "
+                           "run the same retrieve again to fetch the rest")
+        for c in ix.conflicts:
+            if str(c.path) in written:  # a file of this retrieve (not one kept apart before)
+                res.conflicts.append({"sop_instance_uid": written[str(c.path)], "reason": CONFLICT_OTHER_CONTENT})
         res.received = len(got)
         res.indexed = ix.indexed
         if ix.error is not None:
@@ -454,7 +491,7 @@ def _send_dimse(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, 
             stop_reason = f"connection lost ({e})"
             break
         lost = False
-        with dimse._closing(assoc):
+        with dimse._closing(assoc), Watchdog(node.timeout, cancel, assoc) as wd:
             accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
             while i < len(todo):
                 if is_cancelled(cancel):
@@ -468,6 +505,9 @@ def _send_dimse(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, 
                 i += 1
                 if progress is not None:
                     progress(i, len(todo))
+        if wd.problem(f"remote {node.name!r} ({node.address()})"):
+            stop_reason = wd.problem(f"remote {node.name!r} ({node.address()})")
+            break
         if lost:
             lost_in_a_row += 1
             if lost_in_a_row > SEND_RECONNECTS:
@@ -502,6 +542,43 @@ def _send_web(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, ca
         res.sent += len(dss)
         if progress is not None:
             progress(min(i + web.STOW_BATCH, len(todo)), len(todo))
+
+
+#: ``errno`` values of a full disk (or a full quota) while a received file is written.
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+CONFLICT_OTHER_SERIES = ("conflict: the archive holds this SOP Instance UID in another series; the node's "
+                         "instance was not fetched and the archived file is kept")
+CONFLICT_OTHER_CONTENT = ("conflict: the archive holds this SOP Instance UID with other content; the received "
+                          "file is kept apart, the archived one is not overwritten")
+
+
+class _Either:
+    """A cancel that is set when the caller's *cancel* or the event *also* is."""
+
+    def __init__(self, cancel: Any, also: threading.Event):
+        self.cancel, self.also = cancel, also
+
+    def is_set(self) -> bool:
+        return self.also.is_set() or is_cancelled(self.cancel)
+
+
+class _ArchivedSeries:
+    """The Series Instance UID of an archived instance, to tell a node's other
+    instance of the same SOP Instance UID (a conflict) from the same one."""
+
+    def __init__(self, archive: Any):
+        self.archive = archive
+        self._uids: dict[str, str] = {}
+
+    def other_series(self, sop: str, series_uid: str) -> bool:
+        """True when the archive holds *sop* in a series other than *series_uid*."""
+        try:
+            key = self.archive.instance(sop).series_key
+            if key not in self._uids:
+                self._uids[key] = self.archive.get_series(key).uid
+        except KeyError:
+            return False
+        return bool(series_uid) and self._uids[key] != series_uid
 
 
 def remote(archive: Any, name: str) -> Remote:

@@ -19,6 +19,7 @@ from .nodes import NetError, RemoteNode
 
 #: Instances per STOW-RS request.
 STOW_BATCH = 50
+#: Seconds of silence before a request fails, for a node without its own ``timeout``.
 TIMEOUT = 60
 #: WADO-RS media type: each instance in the transfer syntax the server holds it in.
 ANY_SYNTAX = (("application/dicom", "*"),)
@@ -60,7 +61,7 @@ def client(node: RemoteNode, password: str | None = None) -> Any:
     session.verify = bool(node.verify)
     if node.user:
         session.auth = (node.user, password or "")
-    c = _Client(node.url, session=session, timeout=TIMEOUT)
+    c = _Client(node.url, session=session, timeout=node.timeout or TIMEOUT)
     c.set_http_retry_params(retry=False)
     return c
 
@@ -74,7 +75,8 @@ def _error(node: RemoteNode, e: BaseException, doing: str) -> NetError:
     if isinstance(e, requests.exceptions.ConnectionError):
         return NetError(f"{what}: cannot connect during {doing}: is the server running and the URL right?")
     if isinstance(e, requests.exceptions.Timeout):
-        return NetError(f"{what}: no answer within {TIMEOUT} s during {doing}")
+        return NetError(f"{what}: nothing received for {node.timeout or TIMEOUT:g} s (the time-out) during {doing}; "
+                        "a longer --timeout for a slow server")
     if isinstance(e, requests.exceptions.HTTPError) and e.response is not None:
         code = e.response.status_code
         hint = " (check --user and the password file)" if code in (401, 403) else ""

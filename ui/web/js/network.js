@@ -1,7 +1,8 @@
 // network.js -- the Network view: remote nodes (add, remove, echo), a remote
 // search with the archive search's fields, retrieve with progress and cancel,
 // "Send to…" of the series selected in the archive (or its study), and the
-// listener on/off with its counters.  Every call goes through api.js
+// listener on/off with its address, allowed callers and counters (a warning on
+// screen while it listens on an address other computers can reach).  Every call goes through api.js
 // (ui/network_commands.py); DICOM strings are set with textContent, their
 // bidi controls shown escaped (text.js).  A password is typed into a field,
 // sent once with the node and cleared; no reply ever carries it.
@@ -264,8 +265,10 @@ export class Network extends EventTarget {
     const failed = (r.failed || []).length;
     const head = st.cancelled ? 'Cancelled: ' : (st.problem ? `${st.problem}: ` : 'Done: ');
     if (retrieving) {
+      const conflicts = (r.conflicts || []).length;
       return `${head}${r.received} received, ${r.indexed} added to the archive, ${r.already} already there`
-        + (failed ? `, ${failed} missing (retrieve again to fetch them)` : '');
+        + (failed ? `, ${failed} missing (retrieve again to fetch them)` : '')
+        + (conflicts ? `, ${conflicts} with the UID of an archived instance but other content (the archived files are kept)` : '');
     }
     return `${head}${r.sent} sent` + (failed ? `, ${failed} failed` : '');
   }
@@ -274,12 +277,17 @@ export class Network extends EventTarget {
   listenerStatus(st) {
     const f = $('net-listen').elements;
     $('net-listen-btn').textContent = st.running ? 'Stop' : 'Start';
-    f.aet.disabled = f.port.disabled = st.running;
+    f.aet.disabled = f.port.disabled = f.bind.disabled = f.allow.disabled = st.running;
     $('net-listen').dataset.running = st.running ? '1' : '0';
     $('net-listen-status').textContent = st.running
       ? `${st.aet} listening on ${st.bind}:${st.port} · ${st.received} received · ${st.indexed} indexed`
         + (st.failed ? ` · ${st.failed} refused instances` : '') + (st.refused ? ` · ${st.refused} refused callers` : '')
+        + (st.conflicts ? ` · ${st.conflicts} kept apart (same UID, other content)` : '')
       : 'off';
+    // off loopback the listener takes associations from the network: said on screen while it runs
+    const warn = $('net-listen-warning');
+    warn.textContent = st.running && st.warning ? `Warning: ${st.warning}.` : '';
+    warn.hidden = !(st.running && st.warning);
     clearTimeout(this.listenTimer);
     if (st.running) {
       this.listenTimer = setTimeout(async () => {
@@ -294,7 +302,8 @@ export class Network extends EventTarget {
     const on = $('net-listen').dataset.running !== '1';
     try {
       this.listenerStatus(await api.call('net_listen', on
-        ? { on, aet: f.aet.value.trim() || 'POCKETPACS', port: Number(f.port.value) || 11112 } : { on }));
+        ? { on, aet: f.aet.value.trim() || 'POCKETPACS', port: Number(f.port.value) || 11112,
+          bind: f.bind.value.trim() || '127.0.0.1', allow: f.allow.value.trim() } : { on }));
       if (!on) this.onArchiveChanged();
     } catch (err) { this.fail(err); }
   }
