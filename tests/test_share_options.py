@@ -269,6 +269,23 @@ def test_clean_graphics_keeps_overlays_and_says_so(tmp_path):
         ar.close()
 
 
+@pytest.mark.parametrize("engine", ["bytes", "pydicom"])
+def test_a_profile_adds_private_elements_to_the_allowlist(tmp_path, engine):
+    ar = _import(tmp_path, ["CT_small.dcm"])
+    try:
+        save_profiles(ar, {"profiles": {"ge": {"private": [
+            {"creator": "GEMS_ACQU_01", "tag": "0019,xx24"}, {"creator": "gems_imag_01", "tag": "(0027,xx41)"}]}}})
+        res = export_dicom(ar, [st.uid for st in ar.studies()], tmp_path / "out", profile="ge", engine=engine)
+        assert not res.notes  # (no file handed over from the byte path)
+        a, b = pydicom.dcmread(res.pairs[0][0]), pydicom.dcmread(res.pairs[0][1])
+        private = sorted(int(t) for t in b.keys() if t.is_private)
+        assert private == [0x00190010, 0x00191024, 0x00270010, 0x00271041]
+        assert b[0x00191024].value == a[0x00191024].value and b[0x00271041].value == a[0x00271041].value
+        assert "113111" in _codes(b)  # the addition implies Retain Safe Private
+    finally:
+        ar.close()
+
+
 NEW_OPTIONS = ["retain-uids", "retain-institution", "clean-structured-content", "clean-graphics",
                "modified-dates", "clean-descriptors"]
 
