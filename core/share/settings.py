@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,13 @@ class SharingProfile:
     description: str = ""
 
     def summary(self) -> dict[str, Any]:
-        """What the UI lists: name, description, options, counts of private additions and rules."""
+        """What the UI lists of the profile.
+
+        Returns
+        -------
+        dict
+            ``name``, ``description``, ``options``, ``private`` and ``rules`` (counts), ``allow_burned_in``.
+        """
         return {"name": self.name, "description": self.description, "options": list(self.options),
                 "private": len(self.private), "rules": len(self.blanking), "allow_burned_in": self.allow_burned_in}
 
@@ -72,7 +78,6 @@ class SharingProfile:
 @dataclass
 class _Ctx:
     source: str
-    errors: list[str] = field(default_factory=list)
 
 
 def _fail(ctx: _Ctx, key: str, why: str) -> ProfileSettingsError:
