@@ -262,13 +262,32 @@ def test_share_profiles_are_listed_used_and_a_cancelled_export_leaves_nothing(bu
         settings.unlink()
 
 
-def test_the_share_dialog_cancels_an_export(page, built, tmp_path):
+def test_the_share_dialog_offers_profiles_and_cancels_an_export(page, built, tmp_path):
+    from pocketpacs.share import save_profiles
+
     rows = S.tree_rows(page)
     idx = next(i for i, r in enumerate(rows) if r.get("modality") == "CT")
     page.locator(S.SERIES_ROWS).nth(idx).click()
     page.click("#btn-share")
-    S.wait_js(page, "document.getElementById('share-dialog').open")
     S.wait_js(page, "document.getElementById('share-dialog').dataset.profiles !== undefined")
+    assert page.locator("#share-profile").is_hidden()  # no settings file: no list
+    page.click("#share-close")
+    settings = built["archive"] / "share-profiles.json"
+    save_profiles(settings, PROFILES)
+    try:
+        page.click("#btn-share")
+        S.wait_js(page, "document.getElementById('share-dialog').dataset.profiles === '1'")
+        assert page.locator("#share-profile option").nth(1).inner_text() == "research — dates shifted"
+        page.select_option("#share-profile", "research")
+        assert page.is_checked("#share-dialog input[name=share-mode][value=deidentify]")
+        assert page.is_checked("#share-options input[value=modified-dates]")
+        assert page.is_checked("#share-options input[value=retain-institution]")
+        _cancel_in_the_dialog(page, built, tmp_path, idx)
+    finally:
+        settings.unlink()
+
+
+def _cancel_in_the_dialog(page, built, tmp_path, idx):
     assert page.locator("#share-cancel").is_hidden()
     series_id = S.tree_rows(page, full=True)[idx]["id"]
     held = _HeldOpen(_third_file(built["archive"], series_id))

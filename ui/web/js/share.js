@@ -116,7 +116,8 @@ async function loadProfiles() {
     opt.dataset.options = JSON.stringify(p.options);
     sel.append(opt);
   }
-  $('share-profile-wrap').hidden = !res.profiles.length && !res.error;
+  // (the dialog's CSS makes its labels blocks, which `hidden` alone would not override)
+  $('share-profile-wrap').style.display = res.profiles.length || res.error ? '' : 'none';
   if (res.error) $('share-text').textContent = `Sharing profiles not read: ${res.error}`;
 }
 
