@@ -161,3 +161,148 @@ def test_the_tree_menu_opens_the_share_dialog_on_a_study(page):
     page.click("#row-menu [data-act=share]")
     S.wait_js(page, "document.getElementById('share-dialog').open")
     assert page.evaluate("document.querySelector('input[name=share-scope]:checked').value") == "study"
+
+
+# ---- named profiles and cancelling (issue 15) --------------------------------------------------------
+
+class _HeldOpen:
+    """A Linux write lease on a source file: whoever opens it (the export's reader) waits in
+    ``open()`` until :meth:`release` (or the kernel's lease-break time, 45 s by default), so
+    a test can act while an export is stopped on a known file."""
+
+    def __init__(self, path: str):
+        import fcntl
+        import signal
+
+        self._old = signal.signal(signal.SIGIO, lambda *_a: None)  # the lease-break notice
+        self.fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.fcntl(self.fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        except OSError as e:
+            os.close(self.fd)
+            signal.signal(signal.SIGIO, self._old)
+            pytest.skip(f"no file leases on this filesystem ({e.strerror})")
+
+    def release(self):
+        import fcntl
+        import signal
+
+        if self.fd is not None:
+            fcntl.fcntl(self.fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+            os.close(self.fd)
+            self.fd = None
+            signal.signal(signal.SIGIO, self._old)
+
+
+PROFILES = {"profiles": {"research": {"description": "dates shifted", "options": ["modified-dates",
+                                                                                  "retain-institution"]}}}
+
+
+def _third_file(archive_path, series_id):
+    import pocketpacs
+
+    with pocketpacs.open_archive(archive_path, readonly=True) as ar:
+        files = ar.series_files(ar.get_series(series_id), check=False)
+    assert len(files) > 4
+    return files[2]
+
+
+def test_share_profiles_are_listed_used_and_a_cancelled_export_leaves_nothing(built, tmp_path):
+    from pocketpacs.share import save_profiles
+    from pocketpacs.ui import bridge
+    from pocketpacs.ui.session import Session
+
+    settings = built["archive"] / "share-profiles.json"
+    save_profiles(settings, PROFILES)
+    s = Session(str(built["archive"]), mode="serve")
+    try:
+        env = bridge.call("share_profiles", {})
+        assert env["ok"] and env["data"]["error"] is None, env
+        assert [p["name"] for p in env["data"]["profiles"]] == ["research"]
+        assert env["data"]["profiles"][0]["options"] == ["modified-dates", "retain-institution"]
+        row = next(r for r in bridge.call("search", {})["data"]["rows"] if r["modality"] == "CT")
+        bad = bridge.call("share_preview", {"series_id": row["series_id"], "profile": "nope"})
+        assert not bad["ok"] and "share-profiles.json: profiles.nope: no such profile" in bad["error"]["message"]
+        assert str(built["archive"]) not in json.dumps(bad)
+
+        env = bridge.call("share_start", {"series_id": row["series_id"], "profile": "research",
+                                          "path": str(tmp_path / "p")})
+        assert env["ok"], env
+        end = time.monotonic() + 120
+        while not (st := bridge.call("share_status", {"job_id": env["data"]["job_id"]})["data"])["done"]:
+            assert time.monotonic() < end
+            time.sleep(0.1)
+        assert st["error"] is None and not st["cancelled"] and st["result"]["instances"] == row["images"]
+        ds = pydicom.dcmread(next((tmp_path / "p").rglob("*.dcm")))
+        assert {it.CodeValue for it in ds.DeidentificationMethodCodeSequence} == {"113100", "113107", "113112"}
+
+        # an export stopped on its third file, cancelled, then let go: nothing of it is left
+        held = _HeldOpen(_third_file(built["archive"], row["series_id"]))
+        try:
+            out = tmp_path / "cancelled"
+            env = bridge.call("share_start", {"series_id": row["series_id"], "deidentify": True,
+                                              "path": str(out)})
+            job = env["data"]["job_id"]
+            end = time.monotonic() + 60
+            while bridge.call("share_status", {"job_id": job})["data"]["files_done"] < 2:
+                assert time.monotonic() < end
+                time.sleep(0.05)
+            assert out.is_dir() and len(list(out.rglob("*.dcm"))) >= 1
+            assert bridge.call("share_cancel", {"job_id": job})["ok"]
+        finally:
+            held.release()
+        end = time.monotonic() + 60
+        while not (st := bridge.call("share_status", {"job_id": job})["data"])["done"]:
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        assert st["cancelled"] and st["error"] is None and st["result"] is None
+        assert not out.exists()
+    finally:
+        s.close()
+        settings.unlink()
+
+
+def test_the_share_dialog_offers_profiles_and_cancels_an_export(page, built, tmp_path):
+    from pocketpacs.share import save_profiles
+
+    rows = S.tree_rows(page)
+    idx = next(i for i, r in enumerate(rows) if r.get("modality") == "CT")
+    page.locator(S.SERIES_ROWS).nth(idx).click()
+    page.click("#btn-share")
+    S.wait_js(page, "document.getElementById('share-dialog').dataset.profiles !== undefined")
+    assert page.locator("#share-profile").is_hidden()  # no settings file: no list
+    page.click("#share-close")
+    settings = built["archive"] / "share-profiles.json"
+    save_profiles(settings, PROFILES)
+    try:
+        page.click("#btn-share")
+        S.wait_js(page, "document.getElementById('share-dialog').dataset.profiles === '1'")
+        assert page.locator("#share-profile option").nth(1).inner_text() == "research — dates shifted"
+        page.select_option("#share-profile", "research")
+        assert page.is_checked("#share-dialog input[name=share-mode][value=deidentify]")
+        assert page.is_checked("#share-options input[value=modified-dates]")
+        assert page.is_checked("#share-options input[value=retain-institution]")
+        _cancel_in_the_dialog(page, built, tmp_path, idx)
+    finally:
+        settings.unlink()
+
+
+def _cancel_in_the_dialog(page, built, tmp_path, idx):
+    assert page.locator("#share-cancel").is_hidden()
+    series_id = S.tree_rows(page, full=True)[idx]["id"]
+    held = _HeldOpen(_third_file(built["archive"], series_id))
+    out = tmp_path / "to-cancel"
+    try:
+        page.click("#share-go")
+        page.fill("#path-input", str(out))
+        page.click("#path-ok")
+        S.wait_js(page, "document.getElementById('share-bar').value >= 2", timeout=60)
+        assert page.locator("#share-cancel").is_visible()
+        page.click("#share-cancel")
+        S.wait_js(page, "document.getElementById('share-text').textContent.startsWith('Cancelling')")
+    finally:
+        held.release()
+    S.wait_js(page, "document.getElementById('share-dialog').dataset.cancelled", timeout=60)
+    assert page.locator("#share-text").inner_text() == "Export cancelled: the files it had written were removed."
+    assert page.locator("#share-cancel").is_hidden() and not out.exists()
+    page.click("#share-close")

@@ -38,6 +38,7 @@ log = logging.getLogger("pocketpacs.ui.bridge")
 
 _ID = r"[0-9a-f]{16,64}"
 _DATES = r"[0-9 .\-–—toTO]*"
+_PROFILE = r"[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}"  # a profile name of share-profiles.json
 
 #: name -> argument schema.  Nothing outside this table can be called.
 SCHEMAS: dict[str, dict[str, Arg]] = {
@@ -94,14 +95,18 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
     # the share dialog (ui/share_commands.py): the row's series, its study or its patient
     "share_preview": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64),
                       "scope": Arg(str, pattern=r"series|study|patient", default="series", max_len=8),
-                      "options": Arg(list, max_len=8), "allow_burned_in": Arg(bool, default=False)},
+                      "options": Arg(list, max_len=16), "allow_burned_in": Arg(bool, default=False),
+                      "profile": Arg(str, pattern=_PROFILE, max_len=64)},
     "share_start": {"series_id": Arg(str, required=True, pattern=_ID, max_len=64),
                     "scope": Arg(str, pattern=r"series|study|patient", default="series", max_len=8),
-                    "deidentify": Arg(bool, default=False), "options": Arg(list, max_len=8),
+                    "deidentify": Arg(bool, default=False), "options": Arg(list, max_len=16),
+                    "profile": Arg(str, pattern=_PROFILE, max_len=64),
                     "dicomdir": Arg(bool, default=False), "viewer": Arg(bool, default=False),
                     "zip": Arg(bool, default=False), "allow_burned_in": Arg(bool, default=False),
                     "path": Arg(str, max_len=4096)},
     "share_status": {"job_id": Arg(str, required=True, pattern=_ID, max_len=64)},
+    "share_cancel": {"job_id": Arg(str, required=True, pattern=_ID, max_len=64)},
+    "share_profiles": {},
     # the Network view (ui/network_commands.py); a password is only ever sent, never answered
     "net_nodes": {},
     "net_add": {"name": Arg(str, required=True, max_len=64), "kind": Arg(str, required=True,

@@ -8,7 +8,11 @@ would change (values masked to their length, :mod:`pocketpacs.share.preview`);
 (:class:`ShareJob`) into the folder the user picked (a native picker in the
 desktop app, a typed path in serve mode; a new, dated sub-folder when that
 folder is not empty); ``share_status`` reports progress and, at the end, the
-counts, warnings and notes.  No path and no patient value travels to the page.
+counts, warnings and notes; ``share_cancel`` stops an export between two files
+and removes what it wrote; ``share_profiles`` lists the named profiles of the
+archive's ``share-profiles.json`` (:mod:`pocketpacs.share.settings`), which
+``share_preview`` and ``share_start`` take by name.  No path and no patient
+value travels to the page.
 """
 from __future__ import annotations
 
@@ -49,6 +53,8 @@ class ShareJob:
         self.result: dict | None = None
         self.error: dict | None = None
         self.finished = False
+        self.cancelled = False
+        self._cancel = threading.Event()
         self.started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="pocketpacs-share", daemon=True)
 
@@ -63,18 +69,25 @@ class ShareJob:
         self._thread.start()
         return self
 
+    def cancel(self) -> None:
+        """Ask the export to stop before its next file (it then removes what it wrote)."""
+        self._cancel.set()
+
     def _progress(self, done: int, total: int) -> None:
         self.done_files, self.total_files = int(done), int(total)
 
     def _run(self) -> None:
-        from pocketpacs.share import ExportError, export_dicom
+        from pocketpacs.share import ExportCancelled, ExportError, export_dicom
 
         try:
-            res = export_dicom(self.archive, self.uids, self.out_dir, progress=self._progress, **self.options)
+            res = export_dicom(self.archive, self.uids, self.out_dir, progress=self._progress,
+                               cancel=self._cancel.is_set, **self.options)
             self.result = {"instances": res.instances, "studies": res.studies, "series": res.series,
                            "refused": res.refused, "files": len(res.written), "warnings": res.warnings[:500],
                            "more_warnings": max(0, len(res.warnings) - 500), "notes": res.notes,
                            "folder": os.path.basename(self.out_dir)}
+        except ExportCancelled:
+            self.cancelled = True
         except ExportError as exc:  # its message names no patient data; the folder is not shown
             self.error = protocol.fail(protocol.UNAVAILABLE, str(exc).replace(self.out_dir, "the export folder"))[
                 "error"]
@@ -90,11 +103,13 @@ class ShareJob:
         Returns
         -------
         dict
-            ``job_id``, ``files_done``, ``files_total``, ``rate`` (files/s), ``done``, ``result``, ``error``.
+            ``job_id``, ``files_done``, ``files_total``, ``rate`` (files/s), ``done``, ``result``, ``error``,
+            ``cancelled`` (the export stopped on request; what it wrote is removed).
         """
         dt = max(time.monotonic() - self.started, 1e-6)
         return {"job_id": self.id, "files_done": self.done_files, "files_total": self.total_files,
-                "rate": self.done_files / dt, "done": self.finished, "result": self.result, "error": self.error}
+                "rate": self.done_files / dt, "done": self.finished, "result": self.result, "error": self.error,
+                "cancelled": self.cancelled}
 
 
 class ShareCommands:
@@ -127,6 +142,37 @@ class ShareCommands:
             raise BridgeError(protocol.BAD_REQUEST, "Unknown de-identification option.")
         return opts
 
+    def _share_profile(self, arc: Any, a: dict) -> Any:
+        """The named profile of the request (None when it names none)."""
+        from pocketpacs.share import ProfileSettingsError, get_profile
+
+        name = a.get("profile")
+        if not name:
+            return None
+        try:
+            return get_profile(arc, name)
+        except ProfileSettingsError as exc:  # the file is named by its name, not its path
+            raise BridgeError(protocol.BAD_REQUEST, _without_paths(str(exc), arc)) from None
+
+    def cmd_share_profiles(self, a: dict) -> dict:
+        """The named profiles of the archive's share-profiles.json (and why it could not be read, if so)."""
+        from pocketpacs.share import ProfileSettingsError, load_profiles
+
+        arc = self._share_archive()
+        try:
+            profiles = load_profiles(arc) if getattr(arc, "path", None) is not None else {}
+        except ProfileSettingsError as exc:
+            return {"profiles": [], "error": _without_paths(str(exc), arc)}
+        return {"profiles": [p.summary() for p in profiles.values()], "error": None}
+
+    def cmd_share_cancel(self, a: dict) -> dict:
+        """Stop an export before its next file; it removes what it wrote and reports ``cancelled``."""
+        job = self.shares.get(a["job_id"])
+        if job is None:
+            raise BridgeError(protocol.NOT_FOUND, "Unknown export.")
+        job.cancel()
+        return job.status()
+
     def cmd_share_preview(self, a: dict) -> dict:
         """What de-identifying the row's series, study or patient would change, on one sample instance."""
         from pocketpacs.share import ExportError
@@ -134,8 +180,10 @@ class ShareCommands:
 
         arc = self._share_archive()
         uids = self._share_uids(arc, a)
+        profile = self._share_profile(arc, a)
         try:
-            return preview_deidentification(arc, uids, self._share_options(a), bool(a.get("allow_burned_in")))
+            return preview_deidentification(arc, uids, self._share_options(a), bool(a.get("allow_burned_in")),
+                                            profile=profile)
         except ExportError as exc:
             raise BridgeError(protocol.NOT_FOUND, str(exc)) from None
 
@@ -144,7 +192,8 @@ class ShareCommands:
         arc = self._share_archive()
         uids = self._share_uids(arc, a)
         opts = self._share_options(a)
-        deidentify = bool(a.get("deidentify"))
+        profile = self._share_profile(arc, a)
+        deidentify = bool(a.get("deidentify")) or profile is not None
         if opts and not deidentify:
             raise BridgeError(protocol.BAD_REQUEST, "Options apply to a de-identified export.")
         path = self._ask(a, "pick_folder")
@@ -166,7 +215,8 @@ class ShareCommands:
         job = ShareJob(arc, uids, path, {"deidentify": deidentify, "options": opts,
                                          "dicomdir": bool(a.get("dicomdir")), "zip": bool(a.get("zip")),
                                          "viewer": bool(a.get("dicomdir")) and bool(a.get("viewer")),
-                                         "allow_burned_in": bool(a.get("allow_burned_in"))}).start()
+                                         "allow_burned_in": bool(a.get("allow_burned_in")),
+                                         "profile": profile}).start()
         self.shares[job.id] = job
         return {"job_id": job.id, "folder": os.path.basename(path)}
 
@@ -176,3 +226,9 @@ class ShareCommands:
         if job is None:
             raise BridgeError(protocol.NOT_FOUND, "Unknown export.")
         return job.status()
+
+
+def _without_paths(message: str, arc: Any) -> str:
+    """A settings error for the page: the archive's folder is not shown."""
+    folder = str(getattr(arc, "path", "") or "")
+    return message.replace(folder + os.sep, "").replace(folder, "the archive folder") if folder else message

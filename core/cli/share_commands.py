@@ -1,8 +1,9 @@
 """DICOM mode of the ``export`` command: ``pocketpacs export UID... OUT_DIR --dicom``
-with ``--deidentify``, ``--keep OPTION``, ``--dicomdir``, ``--zip`` and
-``--allow-burned-in`` (:func:`pocketpacs.share.export_dicom`).  The options are
-added to the ``export`` parser of :mod:`.image_commands`, which hands DICOM mode
-over to :func:`run_dicom_export`; NIfTI/PNG export is unchanged.
+with ``--deidentify``, ``--keep OPTION``, ``--profile NAME`` (the archive's
+``share-profiles.json``), ``--dicomdir``, ``--zip`` and ``--allow-burned-in``
+(:func:`pocketpacs.share.export_dicom`).  The options are added to the
+``export`` parser of :mod:`.image_commands`, which hands DICOM mode over to
+:func:`run_dicom_export`; NIfTI/PNG export is unchanged.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from .framework import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE, _open
 from .output import _err, _print_json, _say
 
 #: Flags that only DICOM mode takes.
-DICOM_ONLY = ("deidentify", "keep", "dicomdir", "zip", "allow_burned_in", "patient_name", "patient_id", "viewer")
+DICOM_ONLY = ("deidentify", "keep", "dicomdir", "zip", "allow_burned_in", "patient_name", "patient_id", "viewer",
+              "profile")
 
 
 def add_dicom_options(p: argparse.ArgumentParser) -> None:
@@ -31,6 +33,9 @@ def add_dicom_options(p: argparse.ArgumentParser) -> None:
                    help="de-identify (DICOM PS3.15 Annex E Basic Profile; pseudonyms keyed by the archive)")
     g.add_argument("--keep", action="extend", nargs="+", default=[], choices=list(OPTIONS), metavar="OPTION",
                    help=f"profile options with --deidentify: {', '.join(OPTIONS)}")
+    g.add_argument("--profile", default=None, metavar="NAME",
+                   help="a named de-identification profile of the archive's share-profiles.json (options, "
+                        "private allowlist additions, rectangles of burned-in text to blank); implies --deidentify")
     g.add_argument("--dicomdir", action="store_true", help="CD/USB layout with a DICOMDIR")
     g.add_argument("--zip", action="store_true", help="pack the export into OUT_DIR/export.zip")
     g.add_argument("--viewer", action="store_true",
@@ -54,6 +59,8 @@ def run_dicom_export(args: argparse.Namespace) -> int:
 
     names = [args.target, args.out, *(args.more or [])]
     uids, out_dir = names[:-1], names[-1]
+    if args.profile:
+        args.deidentify = True
     if args.keep and not args.deidentify:
         _err("--keep applies to a de-identified export (add --deidentify)")
         return EXIT_USAGE
@@ -63,10 +70,17 @@ def run_dicom_export(args: argparse.Namespace) -> int:
     if args.viewer and not args.dicomdir:
         _err("--viewer goes on a CD/USB medium (add --dicomdir)")
         return EXIT_USAGE
+    from ..share import ProfileSettingsError
+
     with _open(args, readonly=True) as arch:
-        res = export_dicom(arch, uids, out_dir, deidentify=args.deidentify, options=args.keep,
-                           dicomdir=args.dicomdir, zip=args.zip, allow_burned_in=args.allow_burned_in,
-                           patient_name=args.patient_name, patient_id=args.patient_id, viewer=args.viewer)
+        try:
+            res = export_dicom(arch, uids, out_dir, deidentify=args.deidentify, options=args.keep,
+                               dicomdir=args.dicomdir, zip=args.zip, allow_burned_in=args.allow_burned_in,
+                               patient_name=args.patient_name, patient_id=args.patient_id, viewer=args.viewer,
+                               profile=args.profile)
+        except ProfileSettingsError as e:  # names the file and the key
+            _err(str(e))
+            return EXIT_USAGE
     if args.json:
         _print_json(res.to_json())
     else:

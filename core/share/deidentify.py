@@ -10,8 +10,14 @@ emptied (or shifted with the Modified Dates option), person names not listed
 are emptied, private elements are removed except the allowlist of the Retain
 Safe Private option, and the de-identification is recorded
 (PatientIdentityRemoved, DeidentificationMethod and its CID 7050 codes).
-Pixel data is never touched; images that may carry burned-in text are
-refused (:mod:`.burned_in`) unless allowed.
+Pixel data is untouched unless a blanking rule of the settings file covers
+the image (:mod:`.blanking`: rectangles set to zero, recorded as the Clean
+Pixel Data Option); other images that may carry burned-in text are refused
+(:mod:`.burned_in`) unless allowed.  The Clean Structured Content and Clean
+Graphics options keep the content, graphic annotation, overlay and curve
+elements they name, with every text inside them cleaned of the instance's
+identifying words; Retain UIDs keeps every UID (the output can then be
+linked back to its source).
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from typing import Any
 
 from ..errors import PocketPacsError
 from . import profile_table
+from .blanking import BlankRule, blank_rectangles, match_rule
 from .burned_in import burned_in_reason
 from .private_allowlist import is_safe
 from .pseudonyms import Pseudonyms, shift_date, shift_datetime
@@ -42,6 +49,11 @@ DUMMIES = {"PN": "ANONYMOUS", "LO": "ANONYMOUS", "SH": "ANONYMOUS", "LT": "ANONY
 _TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "UC", "PN", "CS"})
 #: VRs of attributes the table does not list that still need a look (UN: decoded to know)
 _UNLISTED_VRS = frozenset({"SQ", "UI", "DA", "DT", "PN", "UN"})
+#: Options whose cleaning only the pydicom path does (the byte-level rewriter hands their files over).
+DEEP_CLEAN_OPTIONS = {"clean-structured-content": "struct", "clean-graphics": "graph"}
+#: Coded values inside cleaned content: never rewritten (they name concepts, not people).
+_CODE_KEYWORDS = frozenset({"CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "LongCodeValue",
+                            "URNCodeValue"})
 
 
 def _raw_vr(ds: Any, tag: int) -> str:
@@ -74,10 +86,16 @@ class Deidentifier:
         Export images that may carry burned-in text (each is reported in the warnings).
     patient_name, patient_id : str, optional
         Pseudonymous name and ID chosen by the user (default: derived from the key).
+    private : iterable of (str, int, int)
+        Additions to the Retain Safe Private allowlist: (private creator, group, element byte).
+    blanking : iterable of BlankRule
+        Rules whose rectangles are blanked on the images they cover (:mod:`.blanking`); a
+        covered image is exported even when it may carry burned-in text.
     """
 
     def __init__(self, key: bytes, options: Iterable[str] = (), allow_burned_in: bool = False,
-                 patient_name: str | None = None, patient_id: str | None = None):
+                 patient_name: str | None = None, patient_id: str | None = None,
+                 private: Iterable[tuple[str, int, int]] = (), blanking: Iterable[BlankRule] = ()):
         opts = frozenset(options)
         unknown = opts - set(profile_table.OPTIONS)
         if unknown:
@@ -91,6 +109,53 @@ class Deidentifier:
         self._actions = {tag: profile_table.resolve(row, opts) for tag, row in profile_table.TABLE.items()}
         overlay = profile_table.row_for(0x60003000)
         self._drop_overlays = overlay is not None and profile_table.resolve(overlay, opts) == "X"
+        self.retain_uids = "retain-uids" in opts
+        self.private = frozenset((str(c).strip().upper(), int(g), int(e) & 0xFF) for c, g, e in private)
+        self.blanking = tuple(blanking)
+        self._deep_cols = frozenset(col for o, col in DEEP_CLEAN_OPTIONS.items() if o in opts)
+        self._pixels_cleaned = False
+
+    def is_safe(self, creator: str, group: int, element: int) -> bool:
+        """Whether a private element is on the allowlist (the built-in one or the profile's additions).
+
+        Parameters
+        ----------
+        creator : str
+            The Private Creator value of the element's block.
+        group, element : int
+
+        Returns
+        -------
+        bool
+        """
+        return is_safe(creator, group, element) or (creator.strip().upper(), group, element & 0xFF) in self.private
+
+    def _deep(self, tag: int) -> bool:
+        """Whether the chosen Clean Structured Content / Clean Graphics option cleans this element."""
+        if not self._deep_cols:
+            return False
+        row = profile_table.row_for(tag)
+        if row is not None:
+            return (any(row.options.get(c) == "C" for c in self._deep_cols)
+                    and profile_table.resolve(row, self.options) == "C")
+        group = tag >> 16
+        return ("graph" in self._deep_cols and not group & 1
+                and (0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF))
+
+    def leaves_to_pydicom(self, tag: int) -> str | None:
+        """Why the byte-level rewriter must hand a file with this element to the pydicom path, or None.
+
+        Parameters
+        ----------
+        tag : int
+
+        Returns
+        -------
+        str or None
+        """
+        if self._deep(tag):
+            return "an element that Clean Structured Content or Clean Graphics cleans"
+        return None
 
     # ---- one data set ----------------------------------------------------------------------
     def apply(self, ds: Any, identity: str | None = None) -> list[str]:
@@ -116,7 +181,17 @@ class Deidentifier:
         """
         warnings: list[str] = []
         why = burned_in_reason(ds)
-        if why is not None:
+        rule = match_rule(self.blanking, ds) if self.blanking else None
+        self._pixels_cleaned = False
+        if rule is not None:
+            from .blanking import BlankingError
+
+            try:
+                warnings += blank_rectangles(ds, rule)
+            except BlankingError as e:
+                raise BurnedInRefused(f"refused: {e}") from None
+            self._pixels_cleaned = True
+        elif why is not None:
             if not self.allow_burned_in:
                 raise BurnedInRefused(f"refused: {why}; pixel data is not cleaned (allow_burned_in exports it)")
             warnings.append(f"exported although {why}: check the pixels for text")
@@ -124,8 +199,10 @@ class Deidentifier:
             identity = Pseudonyms.identity(str(ds.get("PatientID", "") or ""), str(ds.get("PatientName", "") or ""),
                                            str(ds.get("PatientBirthDate", "") or ""))
         self._days = self.names.day_shift(identity)
-        self._scrub = _scrubber(ds) if "clean-descriptors" in self.options else None
+        self._scrub = _scrubber(ds) if "clean-descriptors" in self.options or self._deep_cols else None
+        self._deep_notes: set[str] = set()
         self._walk(ds)
+        warnings += sorted(self._deep_notes)
         code = self.names.patient_code(identity)
         ds.PatientName = self.patient_name or f"ANON^{code}"
         ds.PatientID = self.patient_id or f"PP{code}"
@@ -137,11 +214,12 @@ class Deidentifier:
         from pydicom.dataset import Dataset
 
         ds.PatientIdentityRemoved = "YES"
-        names = [profile_table.BASIC_PROFILE_CODE[1]] + [profile_table.OPTIONS[o][2] for o in sorted(self.options)]
-        ds.DeidentificationMethod = ["PocketPACS PS3.15 E.1-1"] + [n[:64] for n in names]
+        codes = [profile_table.BASIC_PROFILE_CODE] + [profile_table.OPTIONS[o][1:] for o in sorted(self.options)]
+        if self._pixels_cleaned:
+            codes.append(profile_table.CLEAN_PIXEL_CODE)
+        ds.DeidentificationMethod = ["PocketPACS PS3.15 E.1-1"] + [m[:64] for _v, m in codes]
         items = []
-        for value, meaning in [profile_table.BASIC_PROFILE_CODE] + [profile_table.OPTIONS[o][1:]
-                                                                     for o in sorted(self.options)]:
+        for value, meaning in codes:
             it = Dataset()
             it.CodeValue = value
             it.CodingSchemeDesignator = "DCM"
@@ -163,7 +241,7 @@ class Deidentifier:
                     continue  # creators: decided below, once their blocks are known
                 creator = ds.get(((group << 16) | (el >> 8)))
                 if (safe_private and creator is not None and el >= 0x1000
-                        and is_safe(str(creator.value or ""), group, el)):
+                        and self.is_safe(str(creator.value or ""), group, el)):
                     kept_blocks.add((group, el >> 8))
                     continue
                 del ds[tag]
@@ -175,6 +253,9 @@ class Deidentifier:
                 continue
             if 0x6000 <= group <= 0x60FF and self._drop_overlays:
                 del ds[tag]  # the overlay planes go with their data (Overlay Data is X)
+                continue
+            if self._deep_cols and self._deep(tag):
+                self._clean_deep(ds, ds[tag])
                 continue
             row = profile_table.row_for(tag)
             if row is not None:
@@ -227,8 +308,37 @@ class Deidentifier:
         elif vr == "PN":
             elem.value = None
 
+    def _clean_deep(self, ds: Any, elem: Any) -> None:
+        """Clean Structured Content / Clean Graphics: the element stays, the profile applies
+        inside it, and every text in it is cleaned of the instance's identifying words."""
+        vr = elem.VR
+        if vr == "SQ":
+            for item in elem.value:
+                self._walk(item)
+                self._scrub_tree(item)
+        elif vr in _TEXT_VRS and vr != "CS":
+            if self._scrub is not None and elem.value not in (None, ""):
+                elem.value = self._scrub(elem)
+        elif vr in ("DA", "DT", "UI", "PN"):
+            self._unlisted(ds, elem)
+        elif vr in ("OB", "OW", "UN"):
+            group = elem.tag >> 16
+            what = "overlay" if 0x6000 <= group <= 0x60FF else "curve" if 0x5000 <= group <= 0x50FF else "graphic"
+            self._deep_notes.add(f"{what} data kept (clean-graphics): bitmaps are not read for text, check them")
+
+    def _scrub_tree(self, ds: Any) -> None:
+        if self._scrub is None:
+            return
+        for elem in ds:
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    self._scrub_tree(item)
+            elif (elem.VR in _TEXT_VRS and elem.VR != "CS" and elem.value not in (None, "")
+                  and elem.keyword not in _CODE_KEYWORDS):
+                elem.value = self._scrub(elem)
+
     def _uid(self, elem: Any) -> None:
-        if elem.VR != "UI" or elem.value in (None, ""):
+        if elem.VR != "UI" or elem.value in (None, "") or self.retain_uids:
             return
         kw = elem.keyword or ""
         if kw in CLASS_UID_KEYWORDS or kw.endswith("ClassUID") or kw.endswith("ClassUIDInFile"):

@@ -42,6 +42,35 @@ class ExportError(PocketPacsError):
     """The export cannot be made (nothing found, the output folder is not empty, ...)."""
 
 
+class ExportCancelled(ExportError):
+    """The export was cancelled; the files and folders it had written are removed."""
+
+
+#: The warning of every export with the Retain UIDs option.
+RETAIN_UIDS_WARNING = ("retain-uids: the exported files keep their original UIDs, which link them back to the "
+                       "source data (and to the patient, for anyone who holds it)")
+
+
+def _remove_partial(out: str, created_out: bool, files: Iterable[str], folders: Iterable[str]) -> None:
+    """Remove what a cancelled export wrote: its files, then the folders it made (deepest first,
+    each only once empty), then ``out`` itself when the export created it."""
+    for f in files:
+        try:
+            os.unlink(f)
+        except FileNotFoundError:
+            pass
+    dirs: set[str] = set()
+    for d in folders:
+        while d.startswith(out + os.sep):
+            dirs.add(d)
+            d = os.path.dirname(d)
+    for d in sorted(dirs, key=len, reverse=True) + ([out] if created_out else []):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass  # not empty: something not ours is in it
+
+
 @dataclass
 class ExportResult:
     """What an export wrote.
@@ -212,7 +241,8 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
                  options: Iterable[str] = (), dicomdir: bool = False, zip: bool = False,
                  allow_burned_in: bool = False, patient_name: str | None = None, patient_id: str | None = None,
                  progress: Callable[[int, int], Any] | None = None, engine: str = "bytes",
-                 viewer: bool = False) -> ExportResult:
+                 viewer: bool = False, profile: Any = None,
+                 cancel: Callable[[], bool] | None = None) -> ExportResult:
     """Export archived instances as DICOM files.
 
     Parameters
@@ -246,6 +276,14 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         decoding) and takes the pydicom path for the files it does not handle (deflate, big
         endian, no file meta, ...; counted in ``notes``); ``"pydicom"`` always reads, edits
         and writes the data set with pydicom.  Both give the same elements and values.
+    profile : str or SharingProfile, optional
+        A named profile of the archive's sharing settings file (:mod:`.settings`), or one
+        already loaded: its options are added to ``options``, its private allowlist
+        additions and blanking rules apply, and its ``allow_burned_in`` is honoured.
+        Implies ``deidentify``.
+    cancel : callable, optional
+        Asked between files; when it returns True the export stops, removes the files and
+        folders it wrote and raises :class:`ExportCancelled`.
 
     Returns
     -------
@@ -255,7 +293,21 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     ------
     ExportError
         Nothing to export, a UID not in the archive, or a non-empty ``out_dir``.
+    ExportCancelled
+        ``cancel`` returned True (nothing of the export is left).
+    ProfileSettingsError
+        A bad settings file or an unknown profile name.
     """
+    if profile is not None:
+        from .settings import get_profile
+
+        if isinstance(profile, str):
+            profile = get_profile(archive, profile)
+        deidentify = True
+        options = list(dict.fromkeys([*profile.options, *options]))
+        allow_burned_in = allow_burned_in or profile.allow_burned_in
+    else:
+        options = list(options)
     if engine not in ("bytes", "pydicom"):
         raise ValueError(f"engine must be 'bytes' or 'pydicom', not {engine!r}")
     if viewer and not dicomdir:
@@ -275,11 +327,16 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
             key = deid_key(archive._secret)
         except ValueError as e:
             raise ExportError(str(e)) from None
-        deid = Deidentifier(key, options, allow_burned_in, patient_name, patient_id)
+        deid = Deidentifier(key, options, allow_burned_in, patient_name, patient_id,
+                            private=profile.private if profile is not None else (),
+                            blanking=profile.blanking if profile is not None else ())
     rewriter = ByteRewriter(deid) if deid is not None and engine == "bytes" else None
     slow: dict[str, int] = {}  # why files took the pydicom path -> count
+    created_out = not os.path.exists(out)
     ensure_private_dir(out)
     res = ExportResult(out)
+    if deid is not None and deid.retain_uids:
+        res.warnings.append(RETAIN_UIDS_WARNING)
     root = tempfile.mkdtemp(prefix=".export-", dir=out) if zip else out
     numbers: dict[str, dict[str, int]] = {"pat": {}, "stu": {}, "ser": {}}
     seen_studies: set[str] = set()
@@ -297,6 +354,8 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     writes: collections.deque[Future[None]] = collections.deque()
     try:
         for done, (se, path) in enumerate(jobs, 1):
+            if cancel is not None and cancel():
+                raise ExportCancelled(f"export cancelled after {done - 1} of {len(jobs)} files")
             ser_no = numbers["ser"].setdefault(se.key, len(numbers["ser"]) + 1)
             where = f"series {ser_no}, file {img_no.get(se.key, 0) + 1}"
             ds = None
@@ -361,10 +420,15 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
                 progress(done, len(jobs))
         for fut in writes:
             fut.result()  # a write that failed fails the export
-    except BaseException:
+    except BaseException as exc:
         io_pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(exc, ExportCancelled):
+            _remove_partial(out, created_out, res.written, made | ({root} if zip else set()))
         raise
     io_pool.shutdown(wait=True)
+    if cancel is not None and cancel():  # (before the medium or the zip file is made)
+        _remove_partial(out, created_out, res.written, made | ({root} if zip else set()))
+        raise ExportCancelled(f"export cancelled after {len(jobs)} of {len(jobs)} files")
     if dicomdir and datasets:
         written, notes, paths = write_fileset(datasets, root)
         res.written += written

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .blanking import match_rule
 from .burned_in import burned_in_reason
 from .deidentify import DUMMIES, Deidentifier
 from .pseudonyms import deid_key
@@ -108,7 +109,10 @@ def describe_changes(before: Any, after: Any, where: str = "") -> list[dict[str,
         if b.value == a.value:
             continue
         old, new, kw = _size(b), _text(a), b.keyword or ""
-        if kw in _PSEUDONYMS:
+        if b.VR in _BINARY_VRS:
+            add("cleaned", f"changed ({old} → {_size(a)}; pixels blanked by a rule)" if kw == "PixelData"
+                else f"changed ({old} → {_size(a)})")
+        elif kw in _PSEUDONYMS:
             add("pseudonym", f"replaced ({old} → pseudonym)")
         elif b.VR == "UI":
             add("uid", f"replaced ({old} → pseudonym UID)")
@@ -127,7 +131,7 @@ def describe_changes(before: Any, after: Any, where: str = "") -> list[dict[str,
 
 def preview_deidentification(archive: Any, uids: Iterable[str], options: Iterable[str] = (),
                              allow_burned_in: bool = False, patient_name: str | None = None,
-                             patient_id: str | None = None) -> dict[str, Any]:
+                             patient_id: str | None = None, profile: Any = None) -> dict[str, Any]:
     """De-identify the first instance of an export in memory and list what changes.
 
     Parameters
@@ -142,6 +146,8 @@ def preview_deidentification(archive: Any, uids: Iterable[str], options: Iterabl
         reported as refused (its changes are still listed).
     patient_name, patient_id : str, optional
         Pseudonymous name and ID.
+    profile : str or SharingProfile, optional
+        A named profile of the archive's sharing settings (as :func:`~.export.export_dicom` takes it).
 
     Returns
     -------
@@ -154,6 +160,8 @@ def preview_deidentification(archive: Any, uids: Iterable[str], options: Iterabl
     ------
     ExportError
         Nothing to export, a UID not in the archive, or no file present.
+    ProfileSettingsError
+        A bad settings file or an unknown profile name.
     """
     import io
 
@@ -170,12 +178,23 @@ def preview_deidentification(archive: Any, uids: Iterable[str], options: Iterabl
     except ValueError as e:
         raise ExportError(str(e)) from None
     se, path = files[0]
-    deid = Deidentifier(key, options, True, patient_name, patient_id)
+    if isinstance(profile, str):
+        from .settings import get_profile
+
+        profile = get_profile(archive, profile)
+    if profile is not None:
+        options = list(dict.fromkeys([*profile.options, *options]))
+        allow_burned_in = allow_burned_in or profile.allow_burned_in
+    deid = Deidentifier(key, options, True, patient_name, patient_id,
+                        private=profile.private if profile is not None else (),
+                        blanking=profile.blanking if profile is not None else ())
     identity = "archive-patient:" + se.patient_key
     with open(path, "rb") as f:
         data = f.read()
     before = _read(data)
     why = burned_in_reason(before)
+    if deid.blanking and match_rule(deid.blanking, before) is not None:
+        why = None  # a rule blanks its text
     refused = None if why is None or allow_burned_in else (
         f"refused: {why}; pixel data is not cleaned (allow burned-in text to export it)")
     try:

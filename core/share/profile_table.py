@@ -25,7 +25,13 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "patient-characteristics": ("pat", "113108", "Retain Patient Characteristics Option"),
     "device-identity": ("dev", "113109", "Retain Device Identity Option"),
     "safe-private": ("priv", "113111", "Retain Safe Private Option"),
+    "retain-uids": ("uid", "113110", "Retain UIDs Option"),
+    "retain-institution": ("inst", "113112", "Retain Institution Identity Option"),
+    "clean-structured-content": ("struct", "113104", "Clean Structured Content Option"),
+    "clean-graphics": ("graph", "113103", "Clean Graphics Option"),
 }
+#: Recorded on the instances whose pixels were blanked by a rule of the settings file (CID 7050).
+CLEAN_PIXEL_CODE = ("113101", "Clean Pixel Data Option")
 #: The profile itself (CID 7050).
 BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
 

@@ -22,6 +22,7 @@ from operator import itemgetter
 from typing import Any
 
 from . import profile_table
+from .blanking import match_rule
 from .burned_in import burned_in_reason
 from .deidentify import (
     _TEXT_VRS,
@@ -33,7 +34,6 @@ from .deidentify import (
     Deidentifier,
     scrub_pattern,
 )
-from .private_allowlist import is_safe
 from .pseudonyms import Pseudonyms, shift_date, shift_datetime
 
 _IMPLICIT_TS = "1.2.840.10008.1.2"
@@ -55,6 +55,7 @@ _SCRUB_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNum
                    "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName", "OtherPatientIDs",
                    "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName", "StudyID")
 _BURNED_IN_TAGS = {0x00280301: "BurnedInAnnotation", 0x00080060: "Modality", 0x00080016: "SOPClassUID"}
+_BLANK_TAGS = {0x00080060: "Modality", 0x00080070: "Manufacturer", 0x00081090: "ManufacturerModelName"}
 _IDENTITY_TAGS = {0x00100020: "PatientID", 0x00100010: "PatientName", 0x00100030: "PatientBirthDate"}
 _CHARSET, _SOP_CLASS, _SOP_INSTANCE = 0x00080005, 0x00080016, 0x00080018
 _PATIENT_NAME, _PATIENT_ID = 0x00100010, 0x00100020
@@ -279,6 +280,9 @@ class ByteRewriter:
             return d
         group, el = tag >> 16, tag & 0xFFFF
         d = (_KEEP, "")
+        why = self.deid.leaves_to_pydicom(tag)
+        if why is not None:
+            raise NotRewritable(why)
         if group & 1:
             d = (_CREATOR, "") if 0x10 <= el <= 0xFF else (_PRIVATE, "")
         elif group == 0x0002:
@@ -317,7 +321,8 @@ class ByteRewriter:
 
     def _uid_decision(self, tag: int) -> tuple[int, str]:
         kw = _keyword(tag)
-        if kw in CLASS_UID_KEYWORDS or kw.endswith("ClassUID") or kw.endswith("ClassUIDInFile"):
+        if (kw in CLASS_UID_KEYWORDS or kw.endswith("ClassUID") or kw.endswith("ClassUIDInFile")
+                or self.deid.retain_uids):
             return (_KEEP, "")
         return (_UID, "")
 
@@ -396,6 +401,13 @@ class ByteRewriter:
 
             call.encodings = [default_encoding]
         warnings: list[str] = []
+        if self.deid.blanking:
+            hdr: dict[str, Any] = {kw: self._text(call, by_tag[t]) for t, kw in _BLANK_TAGS.items() if t in by_tag}
+            for t, kw in ((0x00280010, "Rows"), (0x00280011, "Columns")):
+                if t in by_tag and by_tag[t][_VEND] - by_tag[t][_VSTART] == 2:
+                    hdr[kw] = int.from_bytes(mv[by_tag[t][_VSTART]:by_tag[t][_VEND]], "little")
+            if match_rule(self.deid.blanking, hdr) is not None:
+                raise NotRewritable("pixels to blank (a rule of the sharing settings)")
         why = burned_in_reason({kw: self._text(call, by_tag[t]) for t, kw in _BURNED_IN_TAGS.items() if t in by_tag})
         if why is not None:
             if not self.deid.allow_burned_in:
@@ -522,7 +534,7 @@ class ByteRewriter:
                 block = (tag >> 16) << 8 | (el >> 8)
                 c = creators.get(block) if el >= 0x1000 else None
                 if (self._safe_private and c is not None
-                        and is_safe(self._text(call, c[1]), tag >> 16, el)):
+                        and self.deid.is_safe(self._text(call, c[1]), tag >> 16, el)):
                     kept_blocks.add(block)
                     out.append((tag, mv[e[_START]:e[_END]]))
             elif d == _EMPTY or d == _DUMMY:
