@@ -43,8 +43,9 @@ def require_orthanc() -> None:
 class Orthanc:
     """One Orthanc process of our own (see the module docstring)."""
 
-    def __init__(self, folder: Path, users: dict[str, str] | None = None):
-        """*users*: user -> password, for an Orthanc asking for HTTP basic authentication."""
+    def __init__(self, folder: Path, users: dict[str, str] | None = None, config: dict | None = None):
+        """*users*: user -> password, for an Orthanc asking for HTTP basic authentication;
+        *config*: more settings of Orthanc's configuration (e.g. ``MaximumPduLength``)."""
         self.folder = folder
         self.auth = next(iter(users.items())) if users else None
         self.http_port, self.dicom_port, self.pocket_port = free_port(), free_port(), free_port()
@@ -58,6 +59,7 @@ class Orthanc:
                 "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "HttpTimeout": 60}
         if users:
             conf.update({"AuthenticationEnabled": True, "RegisteredUsers": users})
+        conf.update(config or {})
         (folder / "orthanc.json").write_text(json.dumps(conf))
         self.proc: subprocess.Popen | None = None
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from . import wakeup
+from . import tuning, wakeup
 from .nodes import NetError, RemoteNode
 
 #: Transfer syntaxes a retrieve accepts, each in a context of its own (native first).
@@ -50,6 +50,7 @@ def make_ae(calling_aet: str) -> Any:
     """A pynetdicom AE with PocketPACS's time-outs."""
     from pynetdicom import AE
 
+    tuning.apply()
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ACSE_TIMEOUT
     ae.dimse_timeout = DIMSE_TIMEOUT
