@@ -1,5 +1,6 @@
 """Retrieve and send over several associations at once, in worker processes
-(issue 14, ``pocketpacs.net.parallel``), against a real Orthanc: the same
+(issue 14, ``pocketpacs.net.parallel``; C-MOVE: every worker listening on the
+move port with ``SO_REUSEPORT``), against a real Orthanc: the same
 promises as one association -- every instance archived and indexed byte for
 byte, nothing half-written, a cancel stops every worker and a retry fetches
 only the rest, a server killed mid-retrieve gives a partial result that a
@@ -32,12 +33,13 @@ def series_files(tmp_path_factory):
     return synth_files(tmp_path_factory.mktemp("synth"), series=2, slices=30, rows=64, cols=64, seed=5)
 
 
-def test_parallel_get_then_nothing_again(orthanc, series_files, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("method", ["get", "move"])
+def test_parallel_retrieve_then_nothing_again(orthanc, series_files, tmp_path, method):  # noqa: F811
     orthanc.clear()
     orthanc.upload(series_files)
     add_nodes(tmp_path / "ar", orthanc)
     with pocketpacs.open_archive(tmp_path / "ar") as ar:
-        pacs = ar.remote("get")
+        pacs = ar.remote(method)
         study = pacs.find()[0]["study_instance_uid"]
         seen = []
         res = pacs.get(study, workers=3, progress=lambda done, total: seen.append((done, total)))
@@ -51,12 +53,14 @@ def test_parallel_get_then_nothing_again(orthanc, series_files, tmp_path):  # no
     assert not list((tmp_path / "ar" / "store-incoming").iterdir())
 
 
-def test_parallel_cancel_stops_every_worker_and_a_retry_completes(orthanc, series_files, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("method", ["get", "move"])
+def test_parallel_cancel_stops_every_worker_and_a_retry_completes(orthanc, series_files, tmp_path,  # noqa: F811
+                                                                  method):
     orthanc.clear()
     orthanc.upload(series_files)
     add_nodes(tmp_path / "ar", orthanc)
     with pocketpacs.open_archive(tmp_path / "ar") as ar:
-        pacs = ar.remote("get")
+        pacs = ar.remote(method)
         study = pacs.find()[0]["study_instance_uid"]
         cancel = threading.Event()
 

@@ -333,30 +333,78 @@ def storage_scp(ae: Any) -> None:
     ae.add_supported_context(Verification)
 
 
-def c_move(node: RemoteNode, study_uid: str, requests: list[Dataset], on_store: Callable[[Any], int],
-           cancel: Any = None, bind: str | None = None) -> str | None:
-    """C-MOVE *requests* to our own AE (``node.calling_aet``), received by a
-    listener started for the retrieve on ``node.move_port``.  Returns a problem text or None."""
+def move_listener(node: RemoteNode, on_store: Callable[[Any], int], bind: str | None = None,
+                  shared: bool = False) -> Any:
+    """Start the C-STORE SCP that receives our C-MOVEs on ``node.move_port`` (in threads).
+
+    Parameters
+    ----------
+    node : RemoteNode
+    on_store : callable
+        The ``EVT_C_STORE`` handler.
+    bind : str, optional
+        The address (default: loopback for a peer on loopback, else every interface).
+    shared : bool
+        Bind with ``SO_REUSEPORT``: several processes of ours listen on the
+        port at once and the kernel hands each incoming association to one
+        of them (see :mod:`.parallel`).
+
+    Returns
+    -------
+    pynetdicom.transport.ThreadedAssociationServer
+        Running; ``shutdown()`` stops it.
+
+    Raises
+    ------
+    NetError
+        The port cannot be used (the message says what to do).
+    """
+    import threading
+
     from pynetdicom import evt
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
+    from pynetdicom.transport import ThreadedAssociationServer
+
+    class SharedPortServer(ThreadedAssociationServer):
+        def server_bind(self) -> None:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            super().server_bind()
 
     scp = make_ae(node.calling_aet)
     storage_scp(scp)
     if bind is None:
         bind = "127.0.0.1" if node.host in ("127.0.0.1", "localhost", "::1") else ""
+    handlers = [(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, on_connection)]
     try:
-        server = scp.start_server((bind, node.move_port), block=False,
-                                  evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, on_connection)])
+        if not shared:
+            return scp.start_server((bind, node.move_port), block=False, evt_handlers=handlers)
+        server = scp.make_server((bind, node.move_port), evt_handlers=handlers, server_class=SharedPortServer)
     except OSError as e:
         raise NetError(f"cannot listen on port {node.move_port} for the C-MOVE ({(e.strerror or str(e)).lower()}); "
                        "is `pocketpacs listen` running there? (it receives moves itself) or use "
                        "--retrieve get") from None
+    scp._servers.append(server)  # as start_server does: shutdown() removes it
+    threading.Thread(target=server.serve_forever, name="pocketpacs-move-scp", daemon=True).start()
+    return server
+
+
+def c_move(node: RemoteNode, study_uid: str, requests: list[Dataset], on_store: Callable[[Any], int],
+           cancel: Any = None, bind: str | None = None) -> str | None:
+    """C-MOVE *requests* to our own AE (``node.calling_aet``), received by a
+    listener started for the retrieve on ``node.move_port``.  Returns a problem text or None."""
+    server = move_listener(node, on_store, bind)
     try:
-        ae = make_ae(node.calling_aet)
-        ae.add_requested_context(MOVE)
-        assoc = associate(node, ae)
-        with _closing(assoc):
-            return _run_retrieve(node, assoc, requests,
-                                 lambda ds: assoc.send_c_move(ds, node.calling_aet, MOVE), cancel)
+        return move_requests(node, requests, cancel)
     finally:
         server.shutdown()
+
+
+def move_requests(node: RemoteNode, requests: list[Dataset], cancel: Any = None) -> str | None:
+    """The C-MOVE requests themselves, on one association (our listener must be running).
+    Returns a problem text or None."""
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
+
+    ae = make_ae(node.calling_aet)
+    ae.add_requested_context(MOVE)
+    assoc = associate(node, ae)
+    with _closing(assoc):
+        return _run_retrieve(node, assoc, requests, lambda ds: assoc.send_c_move(ds, node.calling_aet, MOVE), cancel)

@@ -92,7 +92,8 @@ def _child(k: int, target: Target, q: Any, stop: Any) -> None:
 
 
 def run(targets: Sequence[Target], on_message: Callable[[tuple], None], cancel: Any = None,
-        before_wait: Callable[[], Any] | None = None) -> tuple[list[Any], bool]:
+        before_wait: Callable[[], Any] | None = None,
+        on_finished: Callable[[int], None] | None = None) -> tuple[list[Any], bool]:
     """Run each target in a worker process; feed their messages to *on_message* here.
 
     Parameters
@@ -107,6 +108,8 @@ def run(targets: Sequence[Target], on_message: Callable[[tuple], None], cancel: 
     before_wait : callable, optional
         Called once the workers are started (forked), before waiting: e.g.
         to start threads, which are better not running at the fork.
+    on_finished : callable, optional
+        Called with a worker's number when it has ended (done, failed or died).
 
     Returns
     -------
@@ -134,7 +137,13 @@ def run(targets: Sequence[Target], on_message: Callable[[tuple], None], cancel: 
         raise
     if before_wait is not None:
         before_wait()
+    told = [False] * len(procs)
     while not all(finished):
+        if on_finished is not None:
+            for k, f in enumerate(finished):
+                if f and not told[k]:
+                    told[k] = True
+                    on_finished(k)
         try:
             if not stop.is_set() and is_cancelled(cancel):
                 stop.set()

@@ -259,7 +259,7 @@ class Remote:
             keep(data, sop, where.get(sop, str(ds.get("SeriesInstanceUID", "unknown"))))
 
         interrupted = False
-        k = parallel.worker_count(n_wanted, workers) if node.kind == "dimse" and node.retrieve == "get" else 1
+        k = parallel.worker_count(n_wanted, workers) if node.kind == "dimse" else 1
         if k > 1:
             ix = Indexer(store)
             res.problem, interrupted = self._get_parallel(k, study_uid, wanted, complete, where, items, store, ix,
@@ -306,10 +306,20 @@ class Remote:
     def _get_parallel(self, k: int, study_uid: str, wanted: dict[str, list[str]], complete: set[str],
                       where: dict[str, str], items: list[tuple[str, str, str]], store: ReceivedStore, ix: Indexer,
                       got: set[str], errors: dict[str, str], cancel: Any, progress: Any) -> tuple[str | None, bool]:
-        """C-GET over *k* associations in worker processes (:mod:`.parallel`): the wanted
-        instances split in *k* runs (IMAGE-level requests with UID lists, a whole series when
-        one worker has all of it).  Returns (problem, interrupted)."""
+        """C-GET or C-MOVE over *k* associations in worker processes (:mod:`.parallel`): the
+        wanted instances split in *k* runs (IMAGE-level requests with UID lists, a whole series
+        when one worker has all of it).  For C-MOVE every worker listens on the move port
+        (``SO_REUSEPORT``: the kernel gives each association the peer opens to one of them),
+        all listen before any C-MOVE is sent, and all keep listening until every C-MOVE
+        has ended.  Returns (problem, interrupted)."""
+        import multiprocessing
+
         node = self.node
+        move = node.retrieve == "move"
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        go, all_moved = ctx.Event(), ctx.Event()
+        ready: set[int] = set()
+        moved: set[int] = set()
         classes = {c for _, _, c in items}
         n_wanted = len(where)
         flat = [(se, sop) for se, sops in wanted.items() for sop in sops]
@@ -335,15 +345,49 @@ class Remote:
                     report("got", sop)
                     return 0x0000
 
+                if not move:
+                    try:
+                        return dimse.c_get(node, study_uid, reqs, classes, on_store, stop)
+                    except NetError as e:
+                        return str(e)
                 try:
-                    return dimse.c_get(node, study_uid, reqs, classes, on_store, stop)
+                    server = dimse.move_listener(node, on_store, shared=True)
                 except NetError as e:
+                    report("ready")
+                    report("moved")
                     return str(e)
+                try:
+                    report("ready")
+                    while not go.wait(0.05) and not stop():
+                        pass
+                    try:
+                        problem = "cancelled" if stop() else dimse.move_requests(node, reqs, stop)
+                    except NetError as e:
+                        problem = str(e)
+                    report("moved")
+                    while not all_moved.wait(0.05) and not stop():  # others' instances may come to us
+                        pass
+                    return problem
+                finally:
+                    server.shutdown()
             return target
 
+        def on_finished(w: int) -> None:
+            on_message(("ready", w, None))
+            on_message(("moved", w, None))
+
         def on_message(msg: tuple) -> None:
-            kind, _, sop = msg[:3]
-            if kind == "got":
+            kind, w = msg[0], msg[1]
+            sop = msg[2] if len(msg) > 2 else None
+            if kind == "ready":
+                ready.add(w)
+                if len(ready) == k:
+                    go.set()
+            elif kind == "moved":
+                moved.add(w)
+                if len(moved) == k:
+                    all_moved.set()
+            elif kind == "got":
                 got.add(sop)
                 store.new_files.set()
                 if progress is not None:
@@ -352,7 +396,7 @@ class Remote:
                 errors[sop] = msg[3]
 
         results, interrupted = parallel.run([target_for(p) for p in parallel.split(flat, k)], on_message, cancel,
-                                            before_wait=ix.__enter__)
+                                            before_wait=ix.__enter__, on_finished=on_finished)
         problems = [r for r in results if r]
         real = [r for r in problems if r != "cancelled"]
         return (real[0] if real else problems[0] if problems else None), interrupted
