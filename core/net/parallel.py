@@ -1,11 +1,12 @@
 """Several DIMSE associations at once, each in a worker process of its own.
 
 pynetdicom spends a few milliseconds of pure-Python CPU per message (PDU
-decoding, its state machine, the DIMSE command sets): one association is
-bound by one core's share of the GIL.  A large retrieve or send is
-therefore split among worker processes (forked where the platform allows,
-so nothing is pickled on the way in and no module is imported again), each
-with its own association; the workers report each instance to the parent
+decoding, its state machine, the DIMSE command sets) and hands every message
+between two threads, and the peer waits for each answer: one association
+is bound by one core's share of the GIL and by those hand-offs.  A large
+retrieve or send is therefore split among worker processes (forked, on
+Linux: nothing is pickled on the way in and no module is imported again;
+elsewhere everything runs in this process), each with its own association; the workers report each instance to the parent
 through a queue (``(kind, worker, ...)`` tuples), and the parent keeps the
 counts, calls ``progress``, and indexes while files arrive.
 
@@ -22,6 +23,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -53,17 +55,19 @@ def worker_count(n_items: int, workers: int | None = None) -> int:
     Returns
     -------
     int
-        1 means: work in this process.
+        1 means: work in this process (always where workers cannot be forked).
     """
-    if workers is not None:
-        return max(1, min(workers, n_items))
     if not _can_fork():
         return 1
+    if workers is not None:
+        return max(1, min(workers, n_items))
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1, n_items // MIN_PER_WORKER))
 
 
 def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Linux only: the workers are forked (their targets are closures, never pickled), and
+    macOS's system frameworks are not safe to use in a forked child."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def split(items: Sequence[T], k: int) -> list[list[T]]:
@@ -118,7 +122,7 @@ def run(targets: Sequence[Target], on_message: Callable[[tuple], None], cancel: 
         worker that failed or died), and whether a ``KeyboardInterrupt``
         arrived here (the workers were stopped; the caller re-raises it).
     """
-    ctx = multiprocessing.get_context("fork" if _can_fork() else "spawn")
+    ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     stop = ctx.Event()
     procs = [ctx.Process(target=_child, args=(k, t, q, stop), name=f"pocketpacs-net-{k}", daemon=True)

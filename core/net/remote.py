@@ -316,7 +316,7 @@ class Remote:
 
         node = self.node
         move = node.retrieve == "move"
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        ctx = multiprocessing.get_context("fork")  # parallel.worker_count says 1 where there is no fork
         go, all_moved = ctx.Event(), ctx.Event()
         ready: set[int] = set()
         moved: set[int] = set()
