@@ -6,9 +6,10 @@ between two threads, and the peer waits for each answer: one association
 is bound by one core's share of the GIL and by those hand-offs.  A large
 retrieve or send is therefore split among worker processes (forked, on
 Linux: nothing is pickled on the way in and no module is imported again;
-elsewhere everything runs in this process), each with its own association; the workers report each instance to the parent
-through a queue (``(kind, worker, ...)`` tuples), and the parent keeps the
-counts, calls ``progress``, and indexes while files arrive.
+elsewhere everything runs in this process), each with its own
+association; the workers report each instance to the parent through a
+queue (``(kind, worker, ...)`` tuples), and the parent keeps the counts,
+calls ``progress``, and indexes while files arrive.
 
 Cancelling: the parent sets a shared event (a ``cancel`` it was given, or
 Ctrl-C), each worker aborts its association at the next message and reports
