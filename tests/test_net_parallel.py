@@ -137,3 +137,30 @@ def test_parallel_send_to_a_dead_port_says_why(series_files, tmp_path):
     with pocketpacs.open_archive(tmp_path / "ar", readonly=True) as ar:
         with pytest.raises(NetError, match="cannot connect"):
             ar.remote("down").send([study], workers=2)
+
+
+@pytest.mark.parametrize("method", ["get", "move"])
+def test_ctrl_c_during_a_parallel_retrieve(orthanc, series_files, tmp_path, method):  # noqa: F811
+    """A KeyboardInterrupt in the parent (what Ctrl-C raises there; the workers ignore
+    SIGINT) stops every worker: it comes out of ``get`` (the CLI's exit 130), no worker
+    is left, nothing is half-written, and the same ``get`` fetches the rest."""
+    import multiprocessing
+
+    orthanc.clear()
+    orthanc.upload(series_files)
+    add_nodes(tmp_path / "ar", orthanc)
+    with pocketpacs.open_archive(tmp_path / "ar") as ar:
+        pacs = ar.remote(method)
+        study = pacs.find()[0]["study_instance_uid"]
+
+        def progress(done, total):
+            if done == 10:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            pacs.get(study, progress=progress, workers=2)
+        assert multiprocessing.active_children() == []
+        assert not list((tmp_path / "ar" / "store-incoming").iterdir())
+        again = pacs.get(study, workers=2)
+        assert again.complete and again.received + again.already == 60
+        check_same_as_orthanc(ar, orthanc)
