@@ -43,9 +43,8 @@ def require_orthanc() -> None:
 class Orthanc:
     """One Orthanc process of our own (see the module docstring)."""
 
-    def __init__(self, folder: Path, users: dict[str, str] | None = None, config: dict | None = None):
-        """*users*: user -> password, for an Orthanc asking for HTTP basic authentication;
-        *config*: more settings of Orthanc's configuration (e.g. ``MaximumPduLength``)."""
+    def __init__(self, folder: Path, users: dict[str, str] | None = None):
+        """*users*: user -> password, for an Orthanc asking for HTTP basic authentication."""
         self.folder = folder
         self.auth = next(iter(users.items())) if users else None
         self.http_port, self.dicom_port, self.pocket_port = free_port(), free_port(), free_port()
@@ -59,7 +58,6 @@ class Orthanc:
                 "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "HttpTimeout": 60}
         if users:
             conf.update({"AuthenticationEnabled": True, "RegisteredUsers": users})
-        conf.update(config or {})
         (folder / "orthanc.json").write_text(json.dumps(conf))
         self.proc: subprocess.Popen | None = None
 
