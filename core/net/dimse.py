@@ -18,7 +18,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from . import wakeup
+from . import tuning, wakeup
 from .nodes import NetError, RemoteNode
 from .watchdog import Watchdog
 
@@ -56,6 +56,7 @@ def make_ae(calling_aet: str) -> Any:
     """A pynetdicom AE with PocketPACS's time-outs."""
     from pynetdicom import AE
 
+    tuning.apply()
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ACSE_TIMEOUT
     ae.dimse_timeout = DIMSE_TIMEOUT
@@ -348,34 +349,91 @@ def storage_scp(ae: Any) -> None:
     ae.add_supported_context(Verification)
 
 
-def c_move(node: RemoteNode, study_uid: str, requests: list[Dataset], on_store: Callable[[Any], int],
-           cancel: Any = None, bind: str | None = None) -> str | None:
-    """C-MOVE *requests* to our own AE (``node.calling_aet``), received by a
-    listener started for the retrieve on ``node.move_port``.  Returns a problem text or None."""
+def move_listener(node: RemoteNode, on_store: Callable[[Any], int], bind: str | None = None,
+                  shared: bool = False, watchdog: Watchdog | None = None) -> Any:
+    """Start the C-STORE SCP that receives our C-MOVEs on ``node.move_port`` (in threads).
+
+    Parameters
+    ----------
+    node : RemoteNode
+    on_store : callable
+        The ``EVT_C_STORE`` handler.
+    bind : str, optional
+        The address (default: loopback for a peer on loopback, else every interface).
+    shared : bool
+        Bind with ``SO_REUSEPORT``: several processes of ours listen on the
+        port at once and the kernel hands each incoming association to one
+        of them (see :mod:`.parallel`).
+    watchdog : Watchdog, optional
+        Watches every association that delivers moved instances (they count
+        as traffic of the retrieve).
+
+    Returns
+    -------
+    pynetdicom.transport.ThreadedAssociationServer
+        Running; ``shutdown()`` stops it.
+
+    Raises
+    ------
+    NetError
+        The port cannot be used (the message says what to do).
+    """
+    import threading
+
     from pynetdicom import evt
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
+    from pynetdicom.transport import ThreadedAssociationServer
+
+    class SharedPortServer(ThreadedAssociationServer):
+        def server_bind(self) -> None:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            super().server_bind()
 
     scp = make_ae(node.calling_aet)
     storage_scp(scp)
     if bind is None:
         bind = "127.0.0.1" if node.host in ("127.0.0.1", "localhost", "::1") else ""
-    wd = Watchdog(node.timeout, cancel)  # the moved instances' associations count as traffic too
+    handlers = [(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, on_connection)]
+    if watchdog is not None:  # the moved instances' associations count as traffic too
+        handlers.append((evt.EVT_CONN_OPEN, lambda event: watchdog.watch(event.assoc)))
     try:
-        server = scp.start_server((bind, node.move_port), block=False,
-                                  evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, on_connection),
-                                                (evt.EVT_CONN_OPEN, lambda event: wd.watch(event.assoc))])
+        if not shared:
+            return scp.start_server((bind, node.move_port), block=False, evt_handlers=handlers)
+        server = scp.make_server((bind, node.move_port), evt_handlers=handlers, server_class=SharedPortServer)
     except OSError as e:
         raise NetError(f"cannot listen on port {node.move_port} for the C-MOVE ({(e.strerror or str(e)).lower()}); "
                        "is `pocketpacs listen` running there? (it receives moves itself) or use "
                        "--retrieve get") from None
+    scp._servers.append(server)  # as start_server does: shutdown() removes it
+    threading.Thread(target=server.serve_forever, name="pocketpacs-move-scp", daemon=True).start()
+    return server
+
+
+def c_move(node: RemoteNode, study_uid: str, requests: list[Dataset], on_store: Callable[[Any], int],
+           cancel: Any = None, bind: str | None = None) -> str | None:
+    """C-MOVE *requests* to our own AE (``node.calling_aet``), received by a
+    listener started for the retrieve on ``node.move_port``.  Returns a problem text or None."""
+    wd = Watchdog(node.timeout, cancel)
+    server = move_listener(node, on_store, bind, watchdog=wd)
     try:
-        ae = make_ae(node.calling_aet)
-        ae.add_requested_context(MOVE)
-        assoc = associate(node, ae)
-        with _closing(assoc), wd:
-            wd.watch(assoc)
-            problem = _run_retrieve(node, assoc, requests,
-                                    lambda ds: assoc.send_c_move(ds, node.calling_aet, MOVE), cancel)
-        return wd.problem(_who(node)) or problem
+        return move_requests(node, requests, cancel, wd)
     finally:
         server.shutdown()
+
+
+def move_requests(node: RemoteNode, requests: list[Dataset], cancel: Any = None,
+                  wd: Watchdog | None = None) -> str | None:
+    """The C-MOVE requests themselves, on one association (our listener must be running),
+    watched for silence by *wd* (a new :class:`~.watchdog.Watchdog` when None).
+    Returns a problem text or None."""
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
+
+    if wd is None:
+        wd = Watchdog(node.timeout, cancel)
+    ae = make_ae(node.calling_aet)
+    ae.add_requested_context(MOVE)
+    assoc = associate(node, ae)
+    with _closing(assoc), wd:
+        wd.watch(assoc)
+        problem = _run_retrieve(node, assoc, requests,
+                                lambda ds: assoc.send_c_move(ds, node.calling_aet, MOVE), cancel)
+    return wd.problem(_who(node)) or problem

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..log import logger
-from . import dimse, web
+from . import dimse, parallel, web
 from .filters import check_filters, matches, remote_keys
 from .incoming import Indexer, ReceivedStore, event_part10, is_cancelled
 from .nodes import NetError, RemoteNode, get_node, node_password
@@ -186,7 +186,7 @@ class Remote:
 
     # ---- get ---------------------------------------------------------------------------------
     def get(self, study_uid: str, series: list[str] | None = None, *, cancel: Any = None,
-            progress: Any = None) -> RetrieveResult:
+            progress: Any = None, workers: int | None = None) -> RetrieveResult:
         """Retrieve a study (or some of its series) into the archive.
 
         Parameters
@@ -198,6 +198,9 @@ class Remote:
             Stops the retrieve (the association is aborted; what arrived is indexed).
         progress : callable, optional
             Called as ``progress(received, wanted)`` after each instance.
+        workers : int, optional
+            DIMSE C-GET: associations at once, each in a worker process
+            (:mod:`.parallel`); default: one per 100 missing instances, at most 4.
 
         Returns
         -------
@@ -285,22 +288,29 @@ class Remote:
             keep(data, sop, where.get(sop, str(ds.get("SeriesInstanceUID", "unknown"))))
 
         interrupted = False
-        with Indexer(store) as ix:
-            try:
-                if node.kind == "dicomweb":
-                    res.problem = web.retrieve(node, study_uid, wanted, complete, on_instance, stop,
-                                               self._password)
-                else:
-                    reqs = dimse.retrieve_requests(study_uid, wanted, complete)
-                    if node.retrieve == "move":
-                        res.problem = dimse.c_move(node, study_uid, reqs, on_store, stop)
+        k = parallel.worker_count(n_wanted, workers) if node.kind == "dimse" else 1
+        if k > 1:
+            ix = Indexer(store)
+            res.problem, interrupted = self._get_parallel(k, study_uid, wanted, complete, where, items, store, ix,
+                                                          got, errors, written, full, stop, progress)
+            ix.__exit__(KeyboardInterrupt if interrupted else None, None, None)
+        else:
+            with Indexer(store) as ix:
+                try:
+                    if node.kind == "dicomweb":
+                        res.problem = web.retrieve(node, study_uid, wanted, complete, on_instance, stop,
+                                                   self._password)
                     else:
-                        classes = {c for _, _, c in items}
-                        res.problem = dimse.c_get(node, study_uid, reqs, classes, on_store, stop)
-            except NetError as e:
-                res.problem = str(e)
-            except KeyboardInterrupt:
-                interrupted = True
+                        reqs = dimse.retrieve_requests(study_uid, wanted, complete)
+                        if node.retrieve == "move":
+                            res.problem = dimse.c_move(node, study_uid, reqs, on_store, stop)
+                        else:
+                            classes = {c for _, _, c in items}
+                            res.problem = dimse.c_get(node, study_uid, reqs, classes, on_store, stop)
+                except NetError as e:
+                    res.problem = str(e)
+                except KeyboardInterrupt:
+                    interrupted = True
         res.cancelled = (interrupted or is_cancelled(cancel)
                          or (res.problem == "cancelled" and not full.is_set()))
         if res.cancelled:
@@ -329,6 +339,110 @@ class Remote:
         if interrupted:
             raise KeyboardInterrupt
         return res
+
+    def _get_parallel(self, k: int, study_uid: str, wanted: dict[str, list[str]], complete: set[str],
+                      where: dict[str, str], items: list[tuple[str, str, str]], store: ReceivedStore, ix: Indexer,
+                      got: set[str], errors: dict[str, str], written: dict[str, str], full: threading.Event,
+                      cancel: Any, progress: Any) -> tuple[str | None, bool]:
+        """C-GET or C-MOVE over *k* associations in worker processes (:mod:`.parallel`): the
+        wanted instances split in *k* runs (IMAGE-level requests with UID lists, a whole series
+        when one worker has all of it).  For C-MOVE every worker listens on the move port
+        (``SO_REUSEPORT``: the kernel gives each association the peer opens to one of them),
+        all listen before any C-MOVE is sent, and all keep listening until every C-MOVE
+        has ended.  Returns (problem, interrupted)."""
+        import multiprocessing
+
+        node = self.node
+        move = node.retrieve == "move"
+        ctx = multiprocessing.get_context("fork")  # parallel.worker_count says 1 where there is no fork
+        go, all_moved = ctx.Event(), ctx.Event()
+        ready: set[int] = set()
+        moved: set[int] = set()
+        classes = {c for _, _, c in items}
+        n_wanted = len(where)
+        flat = [(se, sop) for se, sops in wanted.items() for sop in sops]
+
+        def target_for(part: list[tuple[str, str]]) -> parallel.Target:
+            mine: dict[str, list[str]] = {}
+            for se, sop in part:
+                mine.setdefault(se, []).append(sop)
+            whole = {se for se, sops in mine.items() if se in complete and len(sops) == len(wanted[se])}
+            reqs = dimse.retrieve_requests(study_uid, mine, whole)
+
+            def target(report: Any, stop: Any) -> str | None:
+                def on_store(event: Any) -> int:  # in the worker: write, then tell the parent
+                    sop = str(event.request.AffectedSOPInstanceUID)
+                    se = where.get(sop)
+                    if se is None:  # not asked for (a peer sending more): keep it all the same
+                        se = str(getattr(event.dataset, "SeriesInstanceUID", "unknown"))
+                    try:
+                        path = store.write(event_part10(event), study_uid, se, sop)
+                    except OSError as e:
+                        report("error", sop, f"write_failed: {(e.strerror or type(e).__name__).lower()}")
+                        if e.errno in _DISK_FULL:
+                            report("full", sop)
+                        return 0xA700
+                    report("got", sop, str(path))
+                    return 0x0000
+
+                if not move:
+                    try:
+                        return dimse.c_get(node, study_uid, reqs, classes, on_store, stop)
+                    except NetError as e:
+                        return str(e)
+                try:
+                    server = dimse.move_listener(node, on_store, shared=True)
+                except NetError as e:
+                    report("ready")
+                    report("moved")
+                    return str(e)
+                try:
+                    report("ready")
+                    while not go.wait(0.05) and not stop():
+                        pass
+                    try:
+                        problem = "cancelled" if stop() else dimse.move_requests(node, reqs, stop)
+                    except NetError as e:
+                        problem = str(e)
+                    report("moved")
+                    while not all_moved.wait(0.05) and not stop():  # others' instances may come to us
+                        pass
+                    return problem
+                finally:
+                    server.shutdown()
+            return target
+
+        def on_finished(w: int) -> None:
+            on_message(("ready", w, None))
+            on_message(("moved", w, None))
+
+        def on_message(msg: tuple) -> None:
+            kind, w = msg[0], msg[1]
+            sop = msg[2] if len(msg) > 2 else None
+            if kind == "ready":
+                ready.add(w)
+                if len(ready) == k:
+                    go.set()
+            elif kind == "moved":
+                moved.add(w)
+                if len(moved) == k:
+                    all_moved.set()
+            elif kind == "full":      # the store's disk is full: the workers are told to stop
+                full.set()
+            elif kind == "got":
+                got.add(sop)
+                written[msg[3]] = sop
+                store.new_files.set()
+                if progress is not None:
+                    progress(len(got), n_wanted)
+            elif kind == "error":
+                errors[sop] = msg[3]
+
+        results, interrupted = parallel.run([target_for(p) for p in parallel.split(flat, k)], on_message, cancel,
+                                            before_wait=ix.__enter__, on_finished=on_finished)
+        problems = [r for r in results if r]
+        real = [r for r in problems if r != "cancelled"]
+        return (real[0] if real else problems[0] if problems else None), interrupted
 
     # ---- send ----------------------------------------------------------------------------------
     def instances_of(self, uids: list[str]) -> list[Any]:
@@ -362,7 +476,8 @@ class Remote:
                 out.setdefault(inst.sop_instance_uid, inst)
         return list(out.values())
 
-    def send(self, uids: list[str], *, cancel: Any = None, progress: Any = None) -> SendResult:
+    def send(self, uids: list[str], *, cancel: Any = None, progress: Any = None,
+             workers: int | None = None) -> SendResult:
         """Send archived instances (patient IDs, study, series or SOP UIDs) to the node.
 
         C-STORE offers each file's own transfer syntax and explicit/implicit VR
@@ -375,6 +490,9 @@ class Remote:
         cancel : threading.Event or callable, optional
         progress : callable, optional
             Called as ``progress(done, total)``.
+        workers : int, optional
+            DIMSE: associations at once, each in a worker process (:mod:`.parallel`);
+            default: one per 100 instances, at most 4.
 
         Returns
         -------
@@ -394,7 +512,10 @@ class Remote:
                 res.failed.append({"sop_instance_uid": inst.sop_instance_uid, "reason": "offline"})
             else:
                 todo.append((inst, path))
-        if self.node.kind == "dimse":
+        k = parallel.worker_count(len(todo), workers) if self.node.kind == "dimse" else 1
+        if k > 1:
+            _send_parallel(self.node, todo, res, cancel, progress, k)
+        elif self.node.kind == "dimse":
             _send_dimse(self.node, todo, res, cancel, progress)
         else:
             _send_web(self.node, todo, res, cancel, progress, self._password)
@@ -514,6 +635,46 @@ def _send_dimse(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, 
                 stop_reason = "connection lost"
     for inst, _ in todo[i:]:
         res.failed.append({"sop_instance_uid": inst.sop_instance_uid, "reason": stop_reason or "connection lost"})
+
+
+def _send_parallel(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, cancel: Any, progress: Any,
+                   k: int) -> None:
+    """:func:`_send_dimse` over *k* associations in worker processes, each sending a
+    contiguous run of *todo*; :class:`NetError` when none could associate."""
+    parts = parallel.split(todo, k)
+
+    def target_for(part: list[tuple[Any, str]]) -> parallel.Target:
+        def target(report: Any, stop: Any) -> tuple[int, list[dict[str, str]], int, str | None]:
+            mine = SendResult()
+            try:
+                _send_dimse(node, part, mine, stop, lambda i, n: report("sent", i))
+            except NetError as e:  # this worker could not associate at all
+                return 0, [], 0, str(e)
+            return mine.sent, mine.failed, mine.transcoded, None
+        return target
+
+    done = [0] * k
+
+    def on_message(msg: tuple) -> None:
+        done[msg[1]] = msg[2]
+        if progress is not None:
+            progress(sum(done), len(todo))
+
+    results, interrupted = parallel.run([target_for(p) for p in parts], on_message, cancel)
+    unreachable = None
+    for part, r in zip(parts, results):
+        if isinstance(r, tuple) and r[3] is None:
+            res.sent += r[0]
+            res.failed.extend(r[1])
+            res.transcoded += r[2]
+            continue
+        why = r[3] if isinstance(r, tuple) else str(r)
+        unreachable = unreachable or why
+        res.failed.extend({"sop_instance_uid": inst.sop_instance_uid, "reason": why} for inst, _ in part)
+    if interrupted:
+        raise KeyboardInterrupt
+    if res.sent == 0 and unreachable is not None and all(isinstance(r, tuple) and r[3] for r in results):
+        raise NetError(unreachable)
 
 
 def _send_web(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, cancel: Any, progress: Any,

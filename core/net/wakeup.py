@@ -16,6 +16,23 @@ message queue and wakes when another thread asks it to pause (a
 ``pynetdicom.dul`` and ``pynetdicom.association`` with a copy whose
 ``sleep`` does that for the threads :func:`attach` marked and sleeps as
 before for every other caller.  No PDU or DIMSE handling is changed.
+
+It also closes a race of pynetdicom's pause hand-shake (the "30 s stall"
+of issue 14).  Before each ``send_c_*`` the calling thread clears
+``_reactor_checkpoint`` and waits until the association reactor says
+``_is_paused``; the reactor sets ``_is_paused = True`` and then blocks in
+``checkpoint.wait()``.  When the previous request ended with ``set()``, the
+reactor is woken but, on a busy machine, may not run before the next
+request clears the checkpoint again and reads the stale ``_is_paused``:
+``threading.Event.wait`` then returns True although the event is clear
+again, the reactor runs its turn and takes the peer's answer (a C-STORE-RSP)
+off the DIMSE queue before ``send_c_store`` does.  The request then waits
+for an answer that never comes, the peer (Orthanc) waits for our next
+command, and after its ``DicomScpTimeout`` (30 s) it closes the association.
+:func:`attach` gives the checkpoint of each association a ``wait`` that
+checks the flag again after every wake-up and says ``_is_paused = False``
+under the event's own lock, so ``clear()`` and the reactor's passage are
+ordered.
 """
 from __future__ import annotations
 
@@ -83,6 +100,24 @@ def _install() -> None:
         _installed = True
 
 
+def _gated_wait(assoc: Any, checkpoint: threading.Event) -> Any:
+    """A ``wait`` for *checkpoint* that passes only while the flag is set (see the module docstring)."""
+    cond = checkpoint._cond  # type: ignore[attr-defined]
+
+    def wait(timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else _time.monotonic() + timeout
+        with cond:
+            while not checkpoint._flag:  # type: ignore[attr-defined]
+                left = None if deadline is None else deadline - _time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                cond.wait(left)
+            assoc._is_paused = False  # under the lock that clear() takes: no stale "paused"
+            return True
+
+    return wait
+
+
 def attach(assoc: Any) -> None:
     """Make the reactor threads of *assoc* wait on events instead of napping.
 
@@ -124,4 +159,5 @@ def attach(assoc: Any) -> None:
                 cond.notify_all()
 
         checkpoint.clear = clear_and_wake
+        checkpoint.wait = _gated_wait(assoc, checkpoint)
         assoc._pp_cond = cond
