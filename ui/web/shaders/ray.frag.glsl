@@ -7,16 +7,18 @@
 // lines), with t in millimetres so the step and the opacity correction do not
 // depend on the voxel size.  The clip box is six planes given as fractions of
 // the volume's index box.
+// The series texture is sampled by volume.glsl (included below): stored
+// values filtered trilinearly by hand, rescaled to real-world values.
 precision highp float;
-precision highp sampler3D;
+precision highp int;
 
-uniform highp sampler3D uVol;   // real-world values, R16F, linear filtering
+// @VOLUME@
+
 uniform sampler2D uTF;          // 256x1 RGBA transfer function over [uTfLo, uTfHi]
 uniform vec3 uG0;               // voxel index of the ray start at gl_FragCoord (0, 0)
 uniform vec3 uGx;               // ... per window pixel in x
 uniform vec3 uGy;               // ... per window pixel in y
 uniform vec3 uDir;              // voxel index per mm along the ray
-uniform vec3 uDims;             // texture size
 uniform vec3 uClipLo;           // clip box, fractions of the index box
 uniform vec3 uClipHi;
 uniform mat3 uGradToWorld;      // transpose(inverse(voxel->world 3x3)): gradient to patient space
@@ -33,7 +35,7 @@ uniform int uMaxSteps;
 
 out vec4 outColor;
 
-float sampleAt(vec3 g) { return texture(uVol, (g + 0.5) / uDims).r; }
+float sampleAt(vec3 g) { return sampleVolume(g); }
 
 vec3 gradientAt(vec3 g) {
   return vec3(sampleAt(g + vec3(1, 0, 0)) - sampleAt(g - vec3(1, 0, 0)),

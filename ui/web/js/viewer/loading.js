@@ -1,8 +1,9 @@
 // viewer/loading.js -- the viewer's loading: opening a volume progressively.
 //
 // open() asks for the header and the middle slice at once and draws that slice
-// as soon as it arrives; startVolume() then allocates the whole-volume array,
-// the 2D and 3D textures and streams the rest, uploading slices as they come.
+// as soon as it arrives; startVolume() then allocates the whole-volume array
+// and the series texture (one, shared by the slice view, MPR and 3D) and
+// streams the rest, uploading slices as they come.
 // Also the per-volume set-up: window presets (only those of the volume header
 // the server sends), 3D defaults and clip-slider labels, and the value range;
 // and clear(): every open starts from, and every failed open ends in, a viewer
@@ -19,6 +20,7 @@ import { requestRedraw } from '../scheduler.js';
 import { hasPatientAxes, letters } from '../orientation.js';
 import { calibrationOf } from '../measure.js';
 import { RenderVolume } from '../gl/volume3d.js';
+import { textureMemory } from '../gl/textures.js';
 import { apply, invertAffine } from '../mpr.js';
 import { defaultPreset } from '../tf.js';
 import { histogram } from '../panels.js';
@@ -93,6 +95,7 @@ export class ViewerLoading {
     this.noteUnreadable(header.unreadable);
     this.Ainv = invertAffine(header.affine_lps);
     await this.view.setHeader(header);
+    this.noteGpuMemory();
     if (seq !== this.seq) return;
     this.setupPresets(header);
     this.setup3d(header);
@@ -203,7 +206,10 @@ export class ViewerLoading {
       requestRedraw(this.uploadPending);
       this.pollUnreadable(seq, vol);
     }, signal, vol.t || 0);
-    const glDone = this.glReady.then(() => {
+    // the MPR / 3D programs of this voxel type (int16 compiled at start-up)
+    const programs = this.glReady.then(() => Promise.all([this.mpr.init(header.dtype), this.ray.init(header.dtype)]))
+      .catch((e) => this.glError(e));
+    const glDone = programs.then(() => {
       if (seq !== this.seq) return;
       this.view.setData(data, vol.uploaded, vol.firstData ? [vol.first] : []);
       if (this.rv && this.rv.header === header && this.rv.data && this.rv.data.length === data.length) {
@@ -211,10 +217,12 @@ export class ViewerLoading {
         Object.assign(this.rv, { data, uploadedTo: 0, ready: false });
       } else {
         if (this.rv) this.rv.dispose();
-        this.rv = new RenderVolume(this.gl, header, data);
+        // MPR and 3D share the slice view's series texture (a reduced copy only when it holds one layer)
+        this.rv = new RenderVolume(this.gl, header, data, this.view);
       }
       this.updateNotice3d();
       this.canvas.dataset.tex3d = this.rv.dims.join('x');
+      this.noteGpuMemory();
       glSet = true;
       this.invalidate3d();
       this.uploadPending();
@@ -237,6 +245,17 @@ export class ViewerLoading {
       else $('load-progress').textContent = e.message;
     });
     return loaded.catch(() => {});
+  }
+
+  /**
+   * Count the volume textures alive in the viewer's context (gl/textures.js)
+   * into the canvas's data-gpu-bytes and data-gpu-textures ("64x64x48 R16I
+   * series; ..."), for tests and benchmarks.
+   */
+  noteGpuMemory() {
+    const m = textureMemory(this.gl);
+    Object.assign(this.canvas.dataset, { gpuBytes: String(m.bytes),
+      gpuTextures: m.textures.map((t) => `${t.dims.join('x')} ${t.format} ${t.role}`).join('; ') });
   }
 
   /**
@@ -380,6 +399,7 @@ export class ViewerLoading {
     if (this.rv) { this.rv.dispose(); this.rv = null; }
     this.volumeCache = new Map();          // the cached volumes belong to what was shown
     this.view.clear();
+    this.noteGpuMemory();
     this.hideNonImage();
     this.vol = null;
     this.updateTimeline();
