@@ -34,6 +34,12 @@ const $ = (id) => document.getElementById(id);
  */
 export const VOLUME_CACHE_BYTES = 512 * 1024 * 1024;
 
+/**
+ * Bytes of arrived slices that are uploaded from the stream at once, without
+ * waiting for the next frame (one texSubImage3D each; the rest at the redraw).
+ */
+export const UPLOAD_CHUNK_BYTES = 8 << 20;
+
 /** What MPR and 3D show of a colour volume (their textures hold its luminance). */
 export const COLOUR_NOTICE = 'colour shown as grey in MPR/3D';
 const h3Colour = (header) => ((header.samples || 1) > 1 ? COLOUR_NOTICE : '');
@@ -72,7 +78,7 @@ export class ViewerLoading {
   async openSteps(seq, vid, t0, knownHeader, tReply) {
     const ctrl = new AbortController();
     this.abort = ctrl;
-    Object.assign(this.canvas.dataset, { vid, tOpen: String(t0), tFirst: '', tLoaded: '', ready: '0', drawn: '',
+    Object.assign(this.canvas.dataset, { vid, tOpen: String(t0), tFirst: '', tLoaded: '', tStreamed: '', tUploaded: '', ready: '0', drawn: '',
       tReply: tReply === null ? '' : String(tReply) });
     this.canvas.dataset.tCall = String(performance.now());
     // open_series answers with the header when the server has it at once
@@ -185,16 +191,22 @@ export class ViewerLoading {
     // the stream starts now and fills `data` while the textures are allocated
     // (hundreds of ms for a large volume); uploads begin once they exist
     let glSet = false;
+    // slices that have arrived go to the series texture: at each redraw, and at
+    // once from the stream when UPLOAD_CHUNK_BYTES have gathered, so the GPU
+    // takes them while the next ones download (no waiting for a frame)
+    const flush = () => {
+      const v = this.vol;
+      if (seq !== this.seq || !glSet || v.complete <= v.uploaded) return;
+      this.view.upload(v.uploaded, v.complete);
+      this.rv.upload(v.uploaded, v.complete);
+      for (let z = v.uploaded; z < v.complete; z++) this.view.invalidate(z);
+      v.uploaded = v.complete;
+      this.invalidate3d(false);
+    };
     this.uploadPending = () => {
       if (seq !== this.seq || !glSet) return;
       const v = this.vol;
-      if (v.complete > v.uploaded) {
-        this.view.upload(v.uploaded, v.complete);
-        this.rv.upload(v.uploaded, v.complete);
-        for (let z = v.uploaded; z < v.complete; z++) this.view.invalidate(z);
-        v.uploaded = v.complete;
-        this.invalidate3d(false);
-      }
+      flush();
       this.canvas.dataset.ready = String(v.complete);
       $('load-progress').textContent = v.complete < nz ? `loading ${v.complete}/${nz}` : '';
       this.refresh(false);
@@ -203,6 +215,7 @@ export class ViewerLoading {
       if (seq !== this.seq) return;
       this.vol.ready.fill(1, this.vol.complete, complete);
       this.vol.complete = complete;
+      if ((complete - this.vol.uploaded) * header.slice_bytes >= UPLOAD_CHUNK_BYTES) flush();
       requestRedraw(this.uploadPending);
       this.pollUnreadable(seq, vol);
     }, signal, vol.t || 0);
@@ -227,11 +240,14 @@ export class ViewerLoading {
       this.invalidate3d();
       this.uploadPending();
     });
+    // the last byte in (tStreamed) against the last slice uploaded (tLoaded): what the page adds
+    stream.then(() => { if (seq === this.seq) this.canvas.dataset.tStreamed = String(performance.now()); }, () => {});
     const loaded = Promise.all([stream, glDone]).then(() => {
       if (seq !== this.seq) return;
       this.pollUnreadable(seq, vol, true);       // every slice read: the server knows them all
       this.cacheVolume(vol);
       this.uploadPending();
+      this.canvas.dataset.tUploaded = String(performance.now());   // the last slice handed to the GPU
       const r = header.rescale;
       this.panels.setHistogram(histogram(data, r.slope, r.intercept));
       this.panelRefresh();
