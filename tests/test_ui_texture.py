@@ -208,3 +208,22 @@ def test_3d_mip_shows_the_exact_maximum(page):
     # rays through the block reach 2049 exactly (R16F: 2048, drawn black); other rays stay below
     assert grey.size > 50, np.unique(img)
     assert np.all(np.abs(grey.astype(int) - 127) <= 8), np.unique(grey)
+
+
+def test_mpr_and_ray_programs_compile_for_every_voxel_type(page):
+    """int16, uint16, float32 and colour (RGB8) series each get their own MPR / 3D program."""
+    out = page.evaluate("""async () => {
+      const { link } = await import('/js/gl/program.js');
+      const { source, volumeShader } = await import('/js/gl/shaders.js');
+      const gl = document.createElement('canvas').getContext('webgl2');
+      const vs = await source('fullscreen.vert.glsl');
+      const done = [];
+      for (const dtype of ['int16', 'uint16', 'float32', 'uint8']) {
+        for (const name of ['mpr.frag.glsl', 'ray.frag.glsl']) {
+          const p = link(gl, vs, await volumeShader(name, dtype), ['fullscreen.vert.glsl', name]);
+          done.push([dtype, name, ['uVol', 'uSlope', 'uIntercept', 'uDims'].every((u) => p.u[u])]);
+        }
+      }
+      return done;
+    }""")
+    assert len(out) == 8 and all(ok for _, _, ok in out), out
