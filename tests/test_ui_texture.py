@@ -227,3 +227,62 @@ def test_mpr_and_ray_programs_compile_for_every_voxel_type(page):
       return done;
     }""")
     assert len(out) == 8 and all(ok for _, _, ok in out), out
+
+
+def test_the_shading_gradient_equals_central_differences_of_six_trilinear_samples(page):
+    """volume.glsl's cellGradient (32 fetches) against (value(g + e) - value(g - e)) / 2 per axis."""
+    worst = page.evaluate("""async () => {
+      const { link } = await import('/js/gl/program.js');
+      const { source, volumeShader } = await import('/js/gl/shaders.js');
+      const gl = document.createElement('canvas').getContext('webgl2');
+      const [nx, ny, nz] = [7, 6, 5];
+      const vol = new Int16Array(nx * ny * nz);
+      for (let i = 0; i < vol.length; i++) vol[i] = ((i * 7919) % 4001) - 1500;   // rough, signed
+      const tex = gl.createTexture();
+      gl.bindTexture(gl.TEXTURE_3D, tex);
+      gl.texStorage3D(gl.TEXTURE_3D, 1, gl.R16I, nx, ny, nz);
+      gl.texParameteri(gl.TEXTURE_3D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);   // integer: never filtered
+      gl.texParameteri(gl.TEXTURE_3D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
+      gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
+      gl.texSubImage3D(gl.TEXTURE_3D, 0, 0, 0, 0, nx, ny, nz, gl.RED_INTEGER, gl.SHORT, vol);
+      const fs = `#version 300 es
+precision highp float;
+precision highp int;
+// @VOLUME@
+out vec4 o;
+void main() {
+  // points inside and past the edges (clamping), one per fragment
+  vec3 g = vec3(gl_FragCoord.x * 0.37, gl_FragCoord.y * 0.29, gl_FragCoord.x * 0.11 + gl_FragCoord.y * 0.07) - 1.3;
+  vec3 a = cellGradient(cellAt(g));
+  vec3 b = vec3(sampleVolume(g + vec3(1, 0, 0)) - sampleVolume(g - vec3(1, 0, 0)),
+                sampleVolume(g + vec3(0, 1, 0)) - sampleVolume(g - vec3(0, 1, 0)),
+                sampleVolume(g + vec3(0, 0, 1)) - sampleVolume(g - vec3(0, 0, 1))) * 0.5;
+  vec3 d = abs(a - b);
+  o = vec4(max(d.x, max(d.y, d.z)) * 100.0, length(b) > 1.0 ? 1.0 : 0.0, 0.0, 1.0);
+}`;
+      const src = (await volumeShader('mpr.frag.glsl', 'int16')).match(/\\/\\/ volume\\.glsl[\\s\\S]*/)[0];
+      const p = link(gl, await source('fullscreen.vert.glsl'), fs.replace('// @VOLUME@', src.split('uniform vec3 uG0;')[0]),
+                     ['fullscreen.vert.glsl', 'gradient-check.frag.glsl']);
+      if (!gl.getExtension('EXT_color_buffer_float')) return [0, 0, 'no EXT_color_buffer_float'];
+      const fb = gl.createFramebuffer(), rb = gl.createRenderbuffer();
+      gl.bindRenderbuffer(gl.RENDERBUFFER, rb);
+      gl.renderbufferStorage(gl.RENDERBUFFER, gl.RGBA32F, 24, 24);
+      gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+      gl.framebufferRenderbuffer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.RENDERBUFFER, rb);
+      gl.viewport(0, 0, 24, 24);
+      gl.useProgram(p.program);
+      gl.uniform1i(p.u.uVol, 0);
+      gl.uniform3f(p.u.uDims, nx, ny, nz);
+      gl.uniform1f(p.u.uSlope, 1.5);
+      gl.uniform1f(p.u.uIntercept, -7);
+      gl.bindVertexArray(gl.createVertexArray());
+      gl.drawArrays(gl.TRIANGLES, 0, 3);
+      const px = new Float32Array(24 * 24 * 4);
+      gl.readPixels(0, 0, 24, 24, gl.RGBA, gl.FLOAT, px);
+      let worst = 0, steep = 0;
+      for (let i = 0; i < px.length; i += 4) { worst = Math.max(worst, px[i] / 100); steep += px[i + 1]; }
+      return [worst, steep, gl.getError()];
+    }""")
+    err, steep, gl_error = worst
+    assert gl_error == 0 and steep > 400, worst          # real gradients were compared
+    assert err < 1e-2, worst                              # float rounding only (values up to ~4000)

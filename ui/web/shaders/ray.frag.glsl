@@ -35,14 +35,6 @@ uniform int uMaxSteps;
 
 out vec4 outColor;
 
-float sampleAt(vec3 g) { return sampleVolume(g); }
-
-vec3 gradientAt(vec3 g) {
-  return vec3(sampleAt(g + vec3(1, 0, 0)) - sampleAt(g - vec3(1, 0, 0)),
-              sampleAt(g + vec3(0, 1, 0)) - sampleAt(g - vec3(0, 1, 0)),
-              sampleAt(g + vec3(0, 0, 1)) - sampleAt(g - vec3(0, 0, 1))) * 0.5;
-}
-
 void main() {
   vec3 o = uG0 + gl_FragCoord.x * uGx + gl_FragCoord.y * uGy;
   vec3 lo = -0.5 + uClipLo * uDims;
@@ -64,7 +56,8 @@ void main() {
   for (int i = 0; i < 4096; i++) {
     if (t > t1 || i >= uMaxSteps) break;
     vec3 g = o + t * uDir;
-    float v = sampleAt(g);
+    Cell cell = cellAt(g);          // 8 texels; the shading's gradient reuses them
+    float v = cellValue(cell);
     if (uMode == 1) {
       extreme = max(extreme, v);
     } else if (uMode == 2) {
@@ -75,7 +68,7 @@ void main() {
         float a = 1.0 - pow(1.0 - c.a, uStep / uRefStep);
         vec3 rgb = c.rgb;
         if (uShade) {
-          vec3 gr = uGradToWorld * gradientAt(g);
+          vec3 gr = uGradToWorld * cellGradient(cell);
           float len = length(gr);
           if (len > 1e-3) {
             vec3 n = gr / len;
