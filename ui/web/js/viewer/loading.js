@@ -40,7 +40,7 @@ export const VOLUME_CACHE_BYTES = 512 * 1024 * 1024;
  */
 export const UPLOAD_CHUNK_BYTES = 8 << 20;
 
-/** What MPR and 3D show of a colour volume (their textures hold its luminance). */
+/** What MPR and 3D show of a colour volume (their shaders read its luminance). */
 export const COLOUR_NOTICE = 'colour shown as grey in MPR/3D';
 const h3Colour = (header) => ((header.samples || 1) > 1 ? COLOUR_NOTICE : '');
 
@@ -240,7 +240,7 @@ export class ViewerLoading {
       this.invalidate3d();
       this.uploadPending();
     });
-    // the last byte in (tStreamed) against the last slice uploaded (tLoaded): what the page adds
+    // the last byte in (tStreamed) against the last slice handed to the GPU (tUploaded): what the page adds
     stream.then(() => { if (seq === this.seq) this.canvas.dataset.tStreamed = String(performance.now()); }, () => {});
     const loaded = Promise.all([stream, glDone]).then(() => {
       if (seq !== this.seq) return;
