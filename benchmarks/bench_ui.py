@@ -8,9 +8,22 @@ Measures, on one generated series of ``--slices`` images of ``--size``²:
   ``NUMBA_CACHE_DIR``) and then warm (same cache, second launch);
 * **first slice**: from the double-click on the series row to the first slice
   drawn on the canvas (``tFirst - tOpen``, both ``performance.now()`` in the page);
-* **whole series**: from the click to the last slice uploaded (``tLoaded - tOpen``).
+* **whole series**: from the click to the series loaded (``tLoaded - tOpen``:
+  every slice uploaded, the histogram of the panels computed);
+* **whole-series stream**: from the click to the last slice handed to the GPU
+  (``tUploaded - tOpen``), as MB/s of voxels; then a ``gl.finish`` + one-pixel
+  ``readPixels`` in the page says how long the GPU was still busy after the
+  load (``GPU busy after``); the last byte's arrival (``tStreamed``) is kept too;
+* **upload floor**: the same series' bytes (the page's own array, after the
+  load: no network, no decode) uploaded again into a new texture of the same
+  format with ``texSubImage3D`` alone, in one call and in ~16 MB calls (the
+  faster counts), synchronised the same way: the rate at which this browser
+  can upload textures.  The whole-series stream is given as a ratio of it.
+* **GPU bytes**: the volume textures alive after the load (the page's count,
+  ``data-gpu-bytes``: width x height x depth x bytes per texel of each).
 
 Targets (issue 5): start under 1.5 s warm; first slice under 150 ms.
+(issue 16): the whole-series stream at least 0.5x the upload floor.
 
 Usage::
 
@@ -36,6 +49,58 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 START_TARGET_S = 1.5
 FIRST_SLICE_TARGET_MS = 150.0
+STREAM_TARGET_RATIO = 0.5
+
+#: The page's test hook (window.POCKETPACS_TEST_HOOK) with the default limits.
+INIT_SCRIPT = "window.POCKETPACS_TEST_LIMITS = {};"
+
+#: Wait for the GPU to finish what it was given: ms that took, and the page's texture count.
+_SYNC_JS = r"""() => {
+  const gl = window.POCKETPACS_TEST_HOOK.viewer.gl;
+  const px = new Uint8Array(4);
+  const t = performance.now();
+  gl.finish();
+  gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);
+  const d = document.getElementById('view').dataset;
+  return [performance.now() - t, Number(d.gpuBytes || 0), d.gpuTextures || ''];
+}"""
+
+#: texSubImage3D of the loaded series' own bytes into a new texture of its
+#: format: ms of one call for the whole volume and of ~16 MB calls, per repeat.
+_FLOOR_JS = r"""async (repeats) => {
+  const V = window.POCKETPACS_TEST_HOOK.viewer;
+  const gl = V.gl;
+  const { formatOf, unpackAlignment } = await import('/js/gl/textures.js');
+  const h = V.vol.header, data = V.vol.data;
+  const [nz, ny, nx] = h.shape;
+  const n = nx * ny * (h.samples || 1);
+  const fmt = formatOf(gl, h.dtype);
+  const px = new Uint8Array(4);
+  const sync = () => { gl.finish(); gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px); };
+  const chunked = Math.max(1, Math.floor((16 << 20) / (n * data.BYTES_PER_ELEMENT)));
+  const out = { whole: [], chunked: [], bytes: data.byteLength, chunk_slices: chunked };
+  for (let r = 0; r < repeats; r++) {
+    for (const [key, per] of [['whole', nz], ['chunked', chunked]]) {
+      while (gl.getError() !== gl.NO_ERROR) { /* drain */ }
+      const tex = gl.createTexture();
+      gl.bindTexture(gl.TEXTURE_3D, tex);
+      gl.texStorage3D(gl.TEXTURE_3D, 1, fmt[0], nx, ny, nz);
+      if (gl.getError() !== gl.NO_ERROR) { gl.deleteTexture(tex); return { error: 'out of GPU memory for a second texture' }; }
+      gl.pixelStorei(gl.UNPACK_ALIGNMENT, unpackAlignment(nx * (h.samples || 1) * data.BYTES_PER_ELEMENT));
+      sync();
+      const t = performance.now();
+      for (let z = 0; z < nz; z += per) {
+        gl.texSubImage3D(gl.TEXTURE_3D, 0, 0, 0, z, nx, ny, Math.min(per, nz - z), fmt[1], fmt[2], data, z * n);
+      }
+      sync();
+      out[key].push(performance.now() - t);
+      const err = gl.getError();
+      gl.deleteTexture(tex);
+      if (err !== gl.NO_ERROR) return { error: `GL error ${err} while uploading` };
+    }
+  }
+  return out;
+}"""
 
 
 def prepare(data: Path, slices: int, size: int) -> Path:
@@ -87,6 +152,7 @@ def poll(page, expr: str, timeout: float = 600.0):
 def start_to_list(browser, archive: Path, cache: str) -> tuple[float, subprocess.Popen, object]:
     proc, url, t0 = launch(archive, cache)
     page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.add_init_script(INIT_SCRIPT)
     page.goto(url)
     t_list = poll(page, "document.body.dataset.tArchive && "
                         "(performance.timeOrigin + Number(document.body.dataset.tArchive)) / 1000")
@@ -100,17 +166,39 @@ def open_series(page) -> tuple[float, float]:
     page.locator("#series-table tbody tr.series").first.dblclick()
     poll(page, "document.getElementById('view').dataset.tFirst")
     poll(page, "document.getElementById('view').dataset.tLoaded")
+    busy, gpu_bytes, gpu_textures = page.evaluate(_SYNC_JS)
     d = page.evaluate("Object.assign({}, document.getElementById('view').dataset)")
     t_open = float(d["tOpen"])
     steps = [(k, float(d[k]) - t_open) for k in ("tReply", "tCall", "tHeader", "tSlice", "tFirst") if d.get(k)]
     STEPS.append(steps)
+    GPU.append((gpu_bytes, gpu_textures))
+    STREAM.append((float(d.get("tUploaded") or d["tLoaded"]) - t_open,
+                   float(d["tStreamed"]) - t_open if d.get("tStreamed") else None, busy))
     return float(d["tFirst"]) - t_open, float(d["tLoaded"]) - t_open
+
+
+def upload_floor(page, repeats: int) -> tuple[list[float], str]:
+    """MB/s of texSubImage3D of the loaded series' bytes alone, per repeat (the
+    faster of one call and ~16 MB calls), and what was measured; raises
+    RuntimeError with the reason when the page could not measure it."""
+    r = page.evaluate(_FLOOR_JS, repeats)
+    if "error" in r:
+        raise RuntimeError(r["error"])
+    mb = r["bytes"] / 1e6
+    out = [mb / min(a, b) * 1000 for a, b in zip(r["whole"], r["chunked"]) if min(a, b) > 0]
+    how = (f"one call {mb / statistics.median(r['whole']) * 1000:.0f} MB/s, "
+           f"{r['chunk_slices']}-slice calls {mb / statistics.median(r['chunked']) * 1000:.0f} MB/s")
+    return out, how
 
 
 #: Per open: (marker, ms after the click): open_series answered (tReply),
 #: viewer switched to (tCall),
 #: header received (tHeader), first slice's data received (tSlice), drawn (tFirst).
 STEPS: list[list[tuple[str, float]]] = []
+#: Per open: (bytes of the volume textures alive after the load, their list).
+GPU: list[tuple[int, str]] = []
+#: Per open: ms to the last slice handed to the GPU, to the last byte in, GPU busy after the load.
+STREAM: list[tuple[float, float | None, float]] = []
 
 
 def _steps(i: int) -> str:
@@ -142,11 +230,16 @@ def main(argv: list[str] | None = None) -> int:
         warm, proc, page = start_to_list(browser, archive, cache)
         try:
             first, whole = open_series(page)           # first open of a fresh process
-            firsts, wholes = [], []
+            firsts, wholes, streams = [], [], []
             for _ in range(a.repeats):
                 f, w = open_series(page)
                 firsts.append(f)
                 wholes.append(w)
+                streams.append(STREAM[-1])
+            try:
+                floors, how = upload_floor(page, a.repeats)
+            except RuntimeError as e:
+                floors, how = [], f"not measured: {e}"
         finally:
             page.close()
             proc.terminate()
@@ -168,6 +261,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    repeat open {i - 1}: {_steps(i)} ms")
     print(f"click -> whole series, first open       : {whole:7.1f} ms   ({mb / whole * 1000:.0f} MB/s)")
     print(f"click -> whole series, median of {a.repeats}     : {wm:7.1f} ms   ({mb / wm * 1000:.0f} MB/s)")
+    um = statistics.median([u for u, _, _ in streams])
+    print(f"click -> last slice on the GPU, median  : {um:7.1f} ms   ({mb / um * 1000:.0f} MB/s; last byte in "
+          f"{statistics.median([x or 0 for _, x, _ in streams]):.0f} ms, GPU busy after "
+          f"{statistics.median([b for _, _, b in streams]):.0f} ms)")
+    if floors:
+        fl = statistics.median(floors)
+        print(f"texture upload floor, median of {a.repeats}      : {fl:7.0f} MB/s ({how})")
+        print(f"whole-series stream / upload floor      : {mb / um * 1000 / fl:7.2f}x  (target {STREAM_TARGET_RATIO}x)")
+    else:
+        print(f"texture upload floor                    : {how}")
+    print(f"GPU bytes after the load                : {GPU[-1][0]} ({GPU[-1][1]})")
     return 0
 
 
@@ -179,7 +283,7 @@ NAME = "ui"
 def run(ctx) -> list:
     """App start to archive list (numba cache cold and warm); click to first slice and to the whole series."""
     from pocketpacs.benchmarks.bench_render import browser_missing
-    from pocketpacs.benchmarks.results import from_samples, skipped
+    from pocketpacs.benchmarks.results import add_ratio, from_samples, skipped
 
     slices, size = ctx.pick((50, 128), (1000, 512))
     repeats = ctx.reps(2, 3)
@@ -190,14 +294,21 @@ def run(ctx) -> list:
     reason = browser_missing()
     if reason:
         return [skipped(start_what, "numba cache warm", "s", reason, higher_is_better=False),
-                skipped(f"click -> first slice, {series}", "later opens", "ms", reason, higher_is_better=False)]
+                skipped(f"click -> first slice, {series}", "later opens", "ms", reason, higher_is_better=False),
+                skipped(f"whole-series stream onto the GPU, {series}", "click -> last slice on the GPU (later opens)", "MB/s",
+                        reason, target=f">= {STREAM_TARGET_RATIO}x upload floor"),
+                skipped(f"whole-series stream onto the GPU, {series}",
+                        "upload floor: texSubImage3D of the series' bytes alone in the page", "MB/s", reason)]
     data = ctx.cached("ui", {"slices": slices, "size": size}, lambda d: prepare(d, slices, size),
                       sources=[prepare])
     archive = data / "archive"
     from playwright.sync_api import sync_playwright
 
     STEPS.clear()
-    warm_s, first, firsts, wholes = [], [], [], []
+    GPU.clear()
+    STREAM.clear()
+    warm_s, first, firsts, wholes, streams = [], [], [], [], []
+    floors, floor_why, how = [], "", ""
     with sync_playwright() as p, tempfile.TemporaryDirectory() as cache:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
@@ -219,6 +330,11 @@ def run(ctx) -> list:
                             f, w2 = open_series(page)
                             firsts.append(f)
                             wholes.append(w2)
+                            streams.append(STREAM[-1])
+                        try:
+                            floors, how = upload_floor(page, repeats)
+                        except RuntimeError as e:
+                            floor_why = str(e)
                 finally:
                     page.close()
                     proc.terminate()
@@ -236,7 +352,24 @@ def run(ctx) -> list:
                         met=statistics.median(firsts) <= FIRST_SLICE_TARGET_MS, headline=True, **lo),
            from_samples(f"click -> whole series, {series}", "cold numba cache", "ms", [whole_cold], **lo),
            from_samples(f"click -> whole series, {series}", "later opens", "ms", wholes,
-                        extra={"MB/s": mb / statistics.median(wholes) * 1000}, **lo)]
+                        extra={"MB/s": mb / statistics.median(wholes) * 1000,
+                               "GPU bytes": GPU[-1][0], "GPU textures": GPU[-1][1]}, **lo)]
+    stream_what = f"whole-series stream onto the GPU, {series}"
+    arrived = [a for _, a, _ in streams if a]
+    stream = from_samples(stream_what, "click -> last slice on the GPU (later opens)", "MB/s",
+                          [mb / u * 1000 for u, _, _ in streams if u > 0], headline=True,
+                          target=f">= {STREAM_TARGET_RATIO}x upload floor",
+                          extra={"ms": statistics.median([u for u, _, _ in streams]),
+                                 **({"last byte in ms": statistics.median(arrived)} if arrived else {}),
+                                 "GPU busy after ms": statistics.median([b for _, _, b in streams])})
+    floor_method = "upload floor: texSubImage3D of the series' bytes alone in the page"
+    if floors:
+        floor = from_samples(stream_what, floor_method, "MB/s", floors, extra={"calls": how})
+        add_ratio(stream, floor, "upload floor")
+        stream.met = stream.ratios.get("upload floor", 0.0) >= STREAM_TARGET_RATIO
+    else:
+        floor = skipped(stream_what, floor_method, "MB/s", floor_why or "the page measured nothing")
+    out += [stream, floor]
     return out
 
 

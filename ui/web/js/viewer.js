@@ -39,7 +39,7 @@ export class Viewer {
     this.gl = this.view.gl;
     this.mpr = new MprView(this.gl);
     this.ray = new RayView(this.gl);
-    this.rv = null;           // RenderVolume (MPR + 3D)
+    this.rv = null;           // RenderVolume (MPR + 3D: the slice view's series texture, or a reduced copy)
     this.vol = null;          // {vid, header, data, ready: Uint8Array, uploaded, complete}
     this.seq = 0;             // newer opens supersede older ones
     this.abort = null;
@@ -280,7 +280,8 @@ export class Viewer {
 
   async contextRestored() {
     this.view.reset(); this.mpr.reset(); this.ray.reset();
-    this.glReady = Promise.all([this.mpr.init(), this.ray.init()]);
+    const dtype = this.vol ? this.vol.header.dtype : 'int16';
+    this.glReady = Promise.all([this.mpr.init(), this.ray.init(), this.mpr.init(dtype), this.ray.init(dtype)]);
     await this.glReady;
     this.lost = false;
     if (this.vol) {
@@ -291,9 +292,10 @@ export class Viewer {
       if (upto > 0) this.view.upload(0, upto);
       else if (v.ready[this.s.slice]) this.view.upload(this.s.slice, this.s.slice + 1);
       if (this.rv || v.started) {
-        this.rv = new RenderVolume(this.gl, v.header, v.data);
+        this.rv = new RenderVolume(this.gl, v.header, v.data, this.view);
         if (upto > 0) this.rv.upload(0, upto);
       }
+      this.noteGpuMemory();
     }
     $('gl-notice').hidden = true;
     this.canvas.dataset.contextLost = '0';

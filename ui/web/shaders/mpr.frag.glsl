@@ -2,20 +2,20 @@
 #line 2
 // mpr.frag.glsl -- a plane through the volume (multiplanar reformat) with window/level.
 //
-// The render texture (gl/volume3d.js) holds real-world values (rescale
-// applied) as R16F, which WebGL2 filters in hardware, so trilinear sampling is
-// one texture() call.  The plane is given as an affine map from the fragment's
-// window position to texture-grid voxel indices, computed in JS from the
-// volume's affine: any acquisition (axial, sagittal, oblique, anisotropic)
-// comes out in patient space with true aspect.
+// The series texture (gl/textures.js, shared with the slice view) holds the
+// stored values; volume.glsl, included below, samples it trilinearly by hand
+// and applies the rescale.  The plane is given as an affine map from the
+// fragment's window position to texture-grid voxel indices, computed in JS
+// from the volume's affine: any acquisition (axial, sagittal, oblique,
+// anisotropic) comes out in patient space with true aspect.
 precision highp float;
-precision highp sampler3D;
+precision highp int;
 
-uniform highp sampler3D uVol;
+// @VOLUME@
+
 uniform vec3 uG0;        // voxel index at gl_FragCoord (0, 0)
 uniform vec3 uGx;        // voxel index per window pixel in x
 uniform vec3 uGy;        // voxel index per window pixel in y
-uniform vec3 uDims;      // texture size (columns, rows, slices)
 uniform float uCenter;   // window, real-world units
 uniform float uWidth;
 uniform bool uInvert;
@@ -29,7 +29,7 @@ void main() {
     outColor = vec4(0.0, 0.0, 0.0, 1.0);
     return;
   }
-  float real = texture(uVol, tc).r;
+  float real = sampleVolume(g);
   // Linear VOI LUT of DICOM PS3.3 C.11.2.1.2.1 (as slice.frag.glsl).
   float y = clamp((real - (uCenter - 0.5)) / max(uWidth - 1.0, 1e-6) + 0.5, 0.0, 1.0);
   if (uInvert) y = 1.0 - y;

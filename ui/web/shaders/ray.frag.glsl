@@ -7,16 +7,18 @@
 // lines), with t in millimetres so the step and the opacity correction do not
 // depend on the voxel size.  The clip box is six planes given as fractions of
 // the volume's index box.
+// The series texture is sampled by volume.glsl (included below): stored
+// values filtered trilinearly by hand, rescaled to real-world values.
 precision highp float;
-precision highp sampler3D;
+precision highp int;
 
-uniform highp sampler3D uVol;   // real-world values, R16F, linear filtering
+// @VOLUME@
+
 uniform sampler2D uTF;          // 256x1 RGBA transfer function over [uTfLo, uTfHi]
 uniform vec3 uG0;               // voxel index of the ray start at gl_FragCoord (0, 0)
 uniform vec3 uGx;               // ... per window pixel in x
 uniform vec3 uGy;               // ... per window pixel in y
 uniform vec3 uDir;              // voxel index per mm along the ray
-uniform vec3 uDims;             // texture size
 uniform vec3 uClipLo;           // clip box, fractions of the index box
 uniform vec3 uClipHi;
 uniform mat3 uGradToWorld;      // transpose(inverse(voxel->world 3x3)): gradient to patient space
@@ -32,14 +34,6 @@ uniform float uWidth;
 uniform int uMaxSteps;
 
 out vec4 outColor;
-
-float sampleAt(vec3 g) { return texture(uVol, (g + 0.5) / uDims).r; }
-
-vec3 gradientAt(vec3 g) {
-  return vec3(sampleAt(g + vec3(1, 0, 0)) - sampleAt(g - vec3(1, 0, 0)),
-              sampleAt(g + vec3(0, 1, 0)) - sampleAt(g - vec3(0, 1, 0)),
-              sampleAt(g + vec3(0, 0, 1)) - sampleAt(g - vec3(0, 0, 1))) * 0.5;
-}
 
 void main() {
   vec3 o = uG0 + gl_FragCoord.x * uGx + gl_FragCoord.y * uGy;
@@ -62,7 +56,8 @@ void main() {
   for (int i = 0; i < 4096; i++) {
     if (t > t1 || i >= uMaxSteps) break;
     vec3 g = o + t * uDir;
-    float v = sampleAt(g);
+    Cell cell = cellAt(g);          // 8 texels; the shading's gradient reuses them
+    float v = cellValue(cell);
     if (uMode == 1) {
       extreme = max(extreme, v);
     } else if (uMode == 2) {
@@ -73,7 +68,7 @@ void main() {
         float a = 1.0 - pow(1.0 - c.a, uStep / uRefStep);
         vec3 rgb = c.rgb;
         if (uShade) {
-          vec3 gr = uGradToWorld * gradientAt(g);
+          vec3 gr = uGradToWorld * cellGradient(cell);
           float len = length(gr);
           if (len > 1e-3) {
             vec3 n = gr / len;

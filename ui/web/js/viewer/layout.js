@@ -159,7 +159,7 @@ export class ViewerLayout {
   }
 
   render3d(vp) {
-    const ok = this.ray.p && this.rv && this.rv.uploadedTo > 0;
+    const ok = this.rv && this.ray.has(this.rv.dtype) && this.rv.uploadedTo > 0;
     if (ok) this.ray.setPreset(this.r3.preset, this.realRange());
     const drawn = this.ray.draw(ok ? this.rv : null, vp.rect, {
       mode: this.r3.mode, shade: this.r3.shade, clipLo: this.r3.clipLo, clipHi: this.r3.clipHi,

@@ -1,8 +1,9 @@
 // viewer/loading.js -- the viewer's loading: opening a volume progressively.
 //
 // open() asks for the header and the middle slice at once and draws that slice
-// as soon as it arrives; startVolume() then allocates the whole-volume array,
-// the 2D and 3D textures and streams the rest, uploading slices as they come.
+// as soon as it arrives; startVolume() then allocates the whole-volume array
+// and the series texture (one, shared by the slice view, MPR and 3D) and
+// streams the rest, uploading slices as they come.
 // Also the per-volume set-up: window presets (only those of the volume header
 // the server sends), 3D defaults and clip-slider labels, and the value range;
 // and clear(): every open starts from, and every failed open ends in, a viewer
@@ -19,6 +20,7 @@ import { requestRedraw } from '../scheduler.js';
 import { hasPatientAxes, letters } from '../orientation.js';
 import { calibrationOf } from '../measure.js';
 import { RenderVolume } from '../gl/volume3d.js';
+import { textureMemory } from '../gl/textures.js';
 import { apply, invertAffine } from '../mpr.js';
 import { defaultPreset } from '../tf.js';
 import { histogram } from '../panels.js';
@@ -32,7 +34,13 @@ const $ = (id) => document.getElementById(id);
  */
 export const VOLUME_CACHE_BYTES = 512 * 1024 * 1024;
 
-/** What MPR and 3D show of a colour volume (their textures hold its luminance). */
+/**
+ * Bytes of arrived slices that are uploaded from the stream at once, without
+ * waiting for the next frame (one texSubImage3D each; the rest at the redraw).
+ */
+export const UPLOAD_CHUNK_BYTES = 8 << 20;
+
+/** What MPR and 3D show of a colour volume (their shaders read its luminance). */
 export const COLOUR_NOTICE = 'colour shown as grey in MPR/3D';
 const h3Colour = (header) => ((header.samples || 1) > 1 ? COLOUR_NOTICE : '');
 
@@ -70,7 +78,7 @@ export class ViewerLoading {
   async openSteps(seq, vid, t0, knownHeader, tReply) {
     const ctrl = new AbortController();
     this.abort = ctrl;
-    Object.assign(this.canvas.dataset, { vid, tOpen: String(t0), tFirst: '', tLoaded: '', ready: '0', drawn: '',
+    Object.assign(this.canvas.dataset, { vid, tOpen: String(t0), tFirst: '', tLoaded: '', tStreamed: '', tUploaded: '', ready: '0', drawn: '',
       tReply: tReply === null ? '' : String(tReply) });
     this.canvas.dataset.tCall = String(performance.now());
     // open_series answers with the header when the server has it at once
@@ -93,6 +101,7 @@ export class ViewerLoading {
     this.noteUnreadable(header.unreadable);
     this.Ainv = invertAffine(header.affine_lps);
     await this.view.setHeader(header);
+    this.noteGpuMemory();
     if (seq !== this.seq) return;
     this.setupPresets(header);
     this.setup3d(header);
@@ -182,16 +191,22 @@ export class ViewerLoading {
     // the stream starts now and fills `data` while the textures are allocated
     // (hundreds of ms for a large volume); uploads begin once they exist
     let glSet = false;
+    // slices that have arrived go to the series texture: at each redraw, and at
+    // once from the stream when UPLOAD_CHUNK_BYTES have gathered, so the GPU
+    // takes them while the next ones download (no waiting for a frame)
+    const flush = () => {
+      const v = this.vol;
+      if (seq !== this.seq || !glSet || v.complete <= v.uploaded) return;
+      this.view.upload(v.uploaded, v.complete);
+      this.rv.upload(v.uploaded, v.complete);
+      for (let z = v.uploaded; z < v.complete; z++) this.view.invalidate(z);
+      v.uploaded = v.complete;
+      this.invalidate3d(false);
+    };
     this.uploadPending = () => {
       if (seq !== this.seq || !glSet) return;
       const v = this.vol;
-      if (v.complete > v.uploaded) {
-        this.view.upload(v.uploaded, v.complete);
-        this.rv.upload(v.uploaded, v.complete);
-        for (let z = v.uploaded; z < v.complete; z++) this.view.invalidate(z);
-        v.uploaded = v.complete;
-        this.invalidate3d(false);
-      }
+      flush();
       this.canvas.dataset.ready = String(v.complete);
       $('load-progress').textContent = v.complete < nz ? `loading ${v.complete}/${nz}` : '';
       this.refresh(false);
@@ -200,10 +215,14 @@ export class ViewerLoading {
       if (seq !== this.seq) return;
       this.vol.ready.fill(1, this.vol.complete, complete);
       this.vol.complete = complete;
+      if ((complete - this.vol.uploaded) * header.slice_bytes >= UPLOAD_CHUNK_BYTES) flush();
       requestRedraw(this.uploadPending);
       this.pollUnreadable(seq, vol);
     }, signal, vol.t || 0);
-    const glDone = this.glReady.then(() => {
+    // the MPR / 3D programs of this voxel type (int16 compiled at start-up)
+    const programs = this.glReady.then(() => Promise.all([this.mpr.init(header.dtype), this.ray.init(header.dtype)]))
+      .catch((e) => this.glError(e));
+    const glDone = programs.then(() => {
       if (seq !== this.seq) return;
       this.view.setData(data, vol.uploaded, vol.firstData ? [vol.first] : []);
       if (this.rv && this.rv.header === header && this.rv.data && this.rv.data.length === data.length) {
@@ -211,19 +230,24 @@ export class ViewerLoading {
         Object.assign(this.rv, { data, uploadedTo: 0, ready: false });
       } else {
         if (this.rv) this.rv.dispose();
-        this.rv = new RenderVolume(this.gl, header, data);
+        // MPR and 3D share the slice view's series texture (a reduced copy only when it holds one layer)
+        this.rv = new RenderVolume(this.gl, header, data, this.view);
       }
       this.updateNotice3d();
       this.canvas.dataset.tex3d = this.rv.dims.join('x');
+      this.noteGpuMemory();
       glSet = true;
       this.invalidate3d();
       this.uploadPending();
     });
+    // the last byte in (tStreamed) against the last slice handed to the GPU (tUploaded): what the page adds
+    stream.then(() => { if (seq === this.seq) this.canvas.dataset.tStreamed = String(performance.now()); }, () => {});
     const loaded = Promise.all([stream, glDone]).then(() => {
       if (seq !== this.seq) return;
       this.pollUnreadable(seq, vol, true);       // every slice read: the server knows them all
       this.cacheVolume(vol);
       this.uploadPending();
+      this.canvas.dataset.tUploaded = String(performance.now());   // the last slice handed to the GPU
       const r = header.rescale;
       this.panels.setHistogram(histogram(data, r.slope, r.intercept));
       this.panelRefresh();
@@ -237,6 +261,17 @@ export class ViewerLoading {
       else $('load-progress').textContent = e.message;
     });
     return loaded.catch(() => {});
+  }
+
+  /**
+   * Count the volume textures alive in the viewer's context (gl/textures.js)
+   * into the canvas's data-gpu-bytes and data-gpu-textures ("64x64x48 R16I
+   * series; ..."), for tests and benchmarks.
+   */
+  noteGpuMemory() {
+    const m = textureMemory(this.gl);
+    Object.assign(this.canvas.dataset, { gpuBytes: String(m.bytes),
+      gpuTextures: m.textures.map((t) => `${t.dims.join('x')} ${t.format} ${t.role}`).join('; ') });
   }
 
   /**
@@ -380,6 +415,7 @@ export class ViewerLoading {
     if (this.rv) { this.rv.dispose(); this.rv = null; }
     this.volumeCache = new Map();          // the cached volumes belong to what was shown
     this.view.clear();
+    this.noteGpuMemory();
     this.hideNonImage();
     this.vol = null;
     this.updateTimeline();

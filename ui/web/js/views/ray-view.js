@@ -10,7 +10,7 @@
 // MIP / MinIP use the window passed in (the 3D view's own).
 
 import { link } from '../gl/program.js';
-import { source } from '../gl/shaders.js';
+import { source, volumeShader } from '../gl/shaders.js';
 import { ANTERIOR, add, boxCenter, boxCorners, dot, invertAffine, mul3, scale, sub, unit } from '../mpr.js';
 import { buildLut, REF_STEP_MM } from '../tf.js';
 
@@ -37,7 +37,8 @@ export class RayView {
   /** @param {WebGL2RenderingContext} gl */
   constructor(gl) {
     this.gl = gl;
-    this.p = null;
+    this.programs = {};         // per voxel type (the series texture as stored)
+    this.p = null;              // the int16 program, once compiled (the most common type)
     this.vao = gl.createVertexArray();
     this.tf = null;
     this.tfKey = '';
@@ -46,13 +47,19 @@ export class RayView {
 
   resetCamera() { this.cam = { R: ANTERIOR.map((r) => r.slice()), zoom: 1, panX: 0, panY: 0 }; }
 
-  async init() {
-    if (this.p) return;
-    const [vs, fs] = await Promise.all([source('fullscreen.vert.glsl'), source('ray.frag.glsl')]);
-    this.p = link(this.gl, vs, fs, ['fullscreen.vert.glsl', 'ray.frag.glsl']);
+  /** Compile the program for a voxel type (int16 by default), once. */
+  async init(dtype = 'int16') {
+    if (!this.programs[dtype]) {
+      const [vs, fs] = await Promise.all([source('fullscreen.vert.glsl'), volumeShader('ray.frag.glsl', dtype)]);
+      this.programs[dtype] = link(this.gl, vs, fs, ['fullscreen.vert.glsl', 'ray.frag.glsl']);
+    }
+    if (dtype === 'int16') this.p = this.programs[dtype];
   }
 
-  reset() { this.p = null; this.tf = null; this.tfKey = ''; this.vao = this.gl.createVertexArray(); }
+  /** Whether the program for a voxel type is compiled. */
+  has(dtype) { return !!this.programs[dtype]; }
+
+  reset() { this.programs = {}; this.p = null; this.tf = null; this.tfKey = ''; this.vao = this.gl.createVertexArray(); }
 
   /** Upload the transfer function `name` for a volume value range (cached). */
   setPreset(name, realRange) {
@@ -87,7 +94,8 @@ export class RayView {
     gl.scissor(x, H - y - h, w, h);
     gl.clearColor(0, 0, 0, 1);
     gl.clear(gl.COLOR_BUFFER_BIT);
-    if (!this.p || !rv || !rv.tex || !this.tf) { gl.disable(gl.SCISSOR_TEST); return false; }
+    const p = rv && this.programs[rv.dtype];
+    if (!p || !rv.tex || !this.tf) { gl.disable(gl.SCISSOR_TEST); return false; }
     const A = rv.affine, Tinv = invertAffine(A);
     const [right, up, fwd] = this.cam.R;
     const corners = boxCorners(A, rv.dims);
@@ -114,8 +122,8 @@ export class RayView {
     // (gradient_world = Tinv3^T gradient_index; column j of Tinv3^T is row j of Tinv3,
     // and uniformMatrix3fv takes columns)
     const g2w = [...Tinv[0].slice(0, 3), ...Tinv[1].slice(0, 3), ...Tinv[2].slice(0, 3)];
-    const u = this.p.u;
-    gl.useProgram(this.p.program);
+    const u = p.u;
+    gl.useProgram(p.program);
     gl.activeTexture(gl.TEXTURE0);
     gl.bindTexture(gl.TEXTURE_3D, rv.tex);
     gl.uniform1i(u.uVol, 0);
@@ -127,6 +135,8 @@ export class RayView {
     gl.uniform3f(u.uGy, ...Gy);
     gl.uniform3f(u.uDir, ...dir);
     gl.uniform3f(u.uDims, ...rv.dims);
+    gl.uniform1f(u.uSlope, rv.slope);
+    gl.uniform1f(u.uIntercept, rv.intercept);
     gl.uniform3f(u.uClipLo, ...o.clipLo);
     gl.uniform3f(u.uClipHi, ...o.clipHi);
     gl.uniformMatrix3fv(u.uGradToWorld, false, new Float32Array(g2w));

@@ -6,7 +6,7 @@
 
 import { link } from '../gl/program.js';
 import { source, specialise } from '../gl/shaders.js';
-import { createVolumeTexture, uploadSlices } from '../gl/textures.js';
+import { createVolumeTexture, forgetAll, release, uploadSlices } from '../gl/textures.js';
 
 export class SliceView {
   /** @param {HTMLCanvasElement} canvas */
@@ -26,6 +26,7 @@ export class SliceView {
 
   /** Forget every GL object (after a lost context); setVolume rebuilds them. */
   reset() {
+    forgetAll(this.gl);          // the lost context's textures are gone
     this.programs = {};
     this.vt = null;
     this.layerSlice = -1;
@@ -34,7 +35,7 @@ export class SliceView {
 
   /** Show nothing: drop the texture and the volume (setHeader starts the next one). */
   clear() {
-    if (this.vt) this.gl.deleteTexture(this.vt.tex);
+    if (this.vt) release(this.gl, this.vt.tex);
     this.vt = null;
     this.header = null;
     this.data = null;
@@ -59,7 +60,7 @@ export class SliceView {
   async setHeader(header) {
     await this.program(header.dtype);
     const gl = this.gl;
-    if (this.vt) gl.deleteTexture(this.vt.tex);
+    if (this.vt) release(gl, this.vt.tex);
     this.header = header;
     this.data = null;
     this.preview = null;
@@ -75,20 +76,29 @@ export class SliceView {
 
   /**
    * Attach the (filling) typed array of all voxels and move to the full
-   * texture; slices [0, upto) and `extra` are uploaded to it.
+   * texture; slices [0, upto) and `extra` are uploaded to it.  A whole
+   * texture of the same size and type (another volume of a 4D stack) is
+   * refilled, not made anew.
    */
   setData(data, upto = 0, extra = []) {
     const gl = this.gl;
     this.data = data;
     this.preview = null;
-    const vt = createVolumeTexture(gl, this.header);
+    const [nz, ny, nx] = this.header.shape;
+    const old = this.vt;
+    const same = old && old.whole && old.layers === nz && old.ny === ny && old.nx === nx && old.dtype === this.header.dtype;
+    if (!same) {
+      // the one-layer texture goes first: the series is never on the GPU twice
+      if (old) release(gl, old.tex);
+      this.vt = null;
+      const vt = createVolumeTexture(gl, this.header);
+      this.vt = vt;
+    }
+    const vt = this.vt;
     if (!vt.whole) {
-      gl.deleteTexture(vt.tex);      // the one-layer texture already fits
       this.layerSlice = -1;
       return;
     }
-    if (this.vt) gl.deleteTexture(this.vt.tex);
-    this.vt = vt;
     this.layerSlice = -1;
     if (upto > 0) uploadSlices(gl, vt, data, 0, upto);
     for (const z of extra) if (z >= upto) uploadSlices(gl, vt, data, z, z + 1);
