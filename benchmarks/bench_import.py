@@ -594,8 +594,10 @@ ar = pocketpacs.open_archive(sys.argv[1])
 t = time.perf_counter()
 rep = ar.import_folder(sys.argv[2])
 dt = time.perf_counter() - t
+with open("/proc/self/status") as f:
+    now = {l.split(":")[0]: int(l.split()[1]) for l in f if l.startswith(("RssAnon:", "RssFile:"))}
 ar.close()
-print(json.dumps({"seen": rep.seen, "indexed": rep.indexed, "failed": len(rep.failures), "seconds": dt,
+print(json.dumps({"anon_kib": now.get("RssAnon", 0), "file_kib": now.get("RssFile", 0), "seen": rep.seen, "indexed": rep.indexed, "failed": len(rep.failures), "seconds": dt,
                   "compile_s": rep.compile_s, "peak_before_kib": before, "peak_kib": peak_kib(),
                   "helper_kib": helper[0]}))
 """)
@@ -692,6 +694,54 @@ def orthanc_index_size(root: Path, n_files: int) -> tuple[dict | None, str | Non
             "empty_bytes": empty}, None
 
 
+def scale_search_latency(archive: Path, iterations: int) -> dict:
+    """:func:`search_latency`'s queries, timed by wall clock and by this thread's CPU
+    time (on a loaded machine the wall-clock tail is the scheduler's), with the kind
+    of query whose CPU-time p99 is the highest."""
+    import pocketpacs
+
+    def pct(xs: list[float], q: float) -> float:
+        xs = sorted(xs)
+        return 1e3 * xs[min(len(xs) - 1, int(len(xs) * q))]
+
+    with pocketpacs.open_archive(archive, readonly=True) as ar:
+        pats, studies = ar.patients(), ar.studies()
+        rng = random.Random(1)
+        queries = []
+        for _ in range(iterations):
+            p, s = rng.choice(pats), rng.choice(studies)
+            fam = (p.name.split("^")[0] or "x")[:3]
+            y = s.date[:4] or "2020"
+            by = p.birth_date[:4] or "1950"
+            queries += [("name", {"name": fam}), ("name + modality", {"name": fam + "*", "modality": "CT"}),
+                        ("patient ID", {"patient_id": p.patient_id}),
+                        ("year + modality", {"study_date": f"{y}0101-{y}1231", "modality": "MR"}),
+                        ("description", {"description": "thorax"}), ("accession", {"accession": s.accession or "none"}),
+                        ("birth decade", {"birth_date": f"{by}-{int(by) + 10}"})]
+        for _k, q in queries[:50]:  # warm
+            ar.search(**q)
+        out: dict = {}
+        for cold in (False, True):
+            wall, cpu, kinds = [], [], {}
+            for k, q in queries:
+                if cold:
+                    ar._cache_gen = None  # the decoded-record cache is dropped
+                t, c = time.perf_counter(), time.thread_time()
+                ar.search(**q)
+                dc, dt = time.thread_time() - c, time.perf_counter() - t
+                wall.append(dt)
+                cpu.append(dc)
+                kinds.setdefault(k, []).append(dc)
+            pre = "cold_" if cold else ""
+            out.update({f"{pre}p50_ms": pct(wall, 0.5), f"{pre}p99_ms": pct(wall, 0.99), f"{pre}max_ms": pct(wall, 1),
+                        f"{pre}cpu_p50_ms": pct(cpu, 0.5), f"{pre}cpu_p99_ms": pct(cpu, 0.99)})
+            if not cold:
+                worst = max(kinds, key=lambda k: pct(kinds[k], 0.99))
+                out["slowest"] = f"{worst} (CPU p99 {pct(kinds[worst], 0.99):.2f} ms)"
+    out["queries"] = len(queries)
+    return out
+
+
 def run_scale(ctx, n: int) -> list:
     """``--scale N``: import N small files vs the 100,000-file import of the same run, peak
     RSS, rescan, search latency, the archive's size per instance (next to Orthanc's SQLite
@@ -751,7 +801,9 @@ def run_scale(ctx, n: int) -> list:
                            higher_is_better=False, headline=k == n, x=k, x_label="files", line="peak RSS",
                            target="< 1 GB" if k == n else "", met=(mb < 1024) if k == n else None,
                            extra={"before the import": res["peak_before_kib"] / 1024.0,
-                                  "read-ahead helper": res["helper_kib"] / 1024.0}))
+                                  "read-ahead helper": res["helper_kib"] / 1024.0,
+                                  "at the end: anonymous": res["anon_kib"] / 1024.0,
+                                  "mapped files": res["file_kib"] / 1024.0}))
             ctx.curve(f"import of {k:,} files (child RSS)", curve.t, curve.mb)
         if len(runs[n]) != 3:
             return out
@@ -777,17 +829,18 @@ def run_scale(ctx, n: int) -> list:
         ctx.log("search latency ...")
         with pocketpacs.open_archive(big, readonly=True) as ar:
             st = ar.stats()
-        lat = search_latency(big, ctx.pick(30, 200))
+        lat = scale_search_latency(big, ctx.pick(30, 200))
         what = (f"search at {st['instances']:,} instances, {st['studies']:,} studies, {st['patients']:,} patients "
                 f"({lat['queries']} queries)")
         out.append(Row(what, "Archive.search p50", "ms", value=lat["p50_ms"], repeats=1, higher_is_better=False,
                        extra={"cleared cache p50": lat["cold_p50_ms"]}))
         out.append(Row(what, "Archive.search p99", "ms", value=lat["p99_ms"], repeats=1, higher_is_better=False,
                        target="< 5 ms", met=lat["p99_ms"] < 5, headline=True,
-                       extra={"max": lat["max_ms"], "cleared cache p99": lat["cold_p99_ms"]}))
-        out.append(Row(what, "Archive.search p99, record cache cleared", "ms", value=lat["cold_p99_ms"], repeats=1,
-                       higher_is_better=False, target="< 5 ms", met=lat["cold_p99_ms"] < 5,
-                       extra={"cleared cache p50": lat["cold_p50_ms"]}))
+                       extra={"max": lat["max_ms"], "CPU time p99": lat["cpu_p99_ms"],
+                              "slowest kind": lat["slowest"]}))
+        out.append(Row(what, "Archive.search p99, record cache cleared before each query", "ms",
+                       value=lat["cold_p99_ms"], repeats=1, higher_is_better=False,
+                       extra={"cleared cache p50": lat["cold_p50_ms"], "CPU time p99": lat["cold_cpu_p99_ms"]}))
         # size per instance, ours and Orthanc's
         sz = archive_size(big)
         ni = max(1, sz["instances"])

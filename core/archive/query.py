@@ -87,6 +87,8 @@ def fold(s: str | None) -> str:
     """
     if not s:
         return ""
+    if s.isascii():  # (NFKD, the marks and the base letters change nothing in ASCII)
+        return s.lower()
     d = unicodedata.normalize("NFKD", s)
     return "".join(c for c in d if not unicodedata.combining(c)).translate(_BASE_LETTERS).casefold()
 
@@ -535,15 +537,27 @@ def search(txn: Txn, *, name: str | None = None, patient_id: str | None = None,
                 continue
             ser = tuple(lst)
         hits.append(Hit(p, st, ser))
-    sort_hits(hits, sort)
+    folded = cache.get(_FOLDED_NAMES)
+    if folded is None:
+        folded = cache[_FOLDED_NAMES] = {}
+    sort_hits(hits, sort, folded)
     if limit is not None:
         hits = hits[:limit]
     return SearchResults(hits, level)
 
 
-def sort_hits(hits: list[Hit], sort: str) -> None:
-    """Sort in place: by study date/time (then name) or by patient name (then date)."""
-    folded: dict[str, str] = {}
+#: key of the folded patient names (patient key -> fold(name)) in a search's record cache
+_FOLDED_NAMES = "folded names"
+
+
+def sort_hits(hits: list[Hit], sort: str, folded: dict[str, str] | None = None) -> None:
+    """Sort in place: by study date/time (then name) or by patient name (then date).
+
+    *folded* keeps the folded patient names between calls (patient key ->
+    ``fold(name)``; valid as long as the records are).
+    """
+    if folded is None:
+        folded = {}
 
     def name(h: Hit) -> str:
         f = folded.get(h.patient.key)
