@@ -811,7 +811,7 @@ def run_scale(ctx, n: int) -> list:
 
         # rescan of the unchanged data, against a plain walk + stat
         t_r, t_w = [], []
-        for _ in range(ctx.reps(1, 2)):
+        for _ in range(ctx.reps(1, 1)):
             with pocketpacs.open_archive(big) as ar:
                 t = time.perf_counter()
                 ar.import_folder(data[n])
