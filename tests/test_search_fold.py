@@ -42,3 +42,19 @@ def test_kept_folded_names_sort_as_afresh(tmp_path):
             query.sort_hits(hits, sort)           # folded afresh
             assert [h.study.key for h in hits] == first
             assert len(first) == 12
+
+
+def test_kept_hits_are_reused_until_the_archive_changes(tmp_path):
+    synth.generate(tmp_path / "a", patients=2, studies=2, series=1, slices=2, rows=8, cols=8, enhanced=0, junk=0)
+    synth.generate(tmp_path / "b", patients=1, studies=1, series=1, slices=2, rows=8, cols=8, enhanced=0, junk=0,
+                   seed=7)
+    with pocketpacs.open_archive(tmp_path / "ar") as ar:
+        ar.import_folder(tmp_path / "a")
+        first, again = ar.search(), ar.search(sort="name")
+        assert len(first) == 4
+        assert {id(h) for h in first} == {id(h) for h in again}   # no Hit built twice
+        ar.import_folder(tmp_path / "b")                           # a new generation: records read afresh
+        after = ar.search()
+        assert len(after) == 5
+        assert not {id(h) for h in after} & {id(h) for h in first}
+        assert [h.study.key for h in ar.search(level="series")] == [h.study.key for h in after]
