@@ -22,3 +22,5 @@ def setup(ap: argparse.ArgumentParser) -> None:
                     help="your own DICOM folder for parse/import/memory instead of generated data")
     ap.add_argument("--cache", type=Path, metavar="DIR",
                     help="generated-data cache (default $POCKETPACS_BENCH_CACHE or ~/.cache/pocketpacs/bench)")
+    ap.add_argument("--scale", type=int, metavar="N",
+                    help="import: N small files (e.g. 1000000) against 100,000 of them, with search, size, check, verify")

@@ -298,6 +298,8 @@ class Context:
         ``--data``: the user's own DICOM folder, for the benchmarks that take one.
     repeats : int or None
         ``--repeats``: overrides each benchmark's repeat count.
+    scale : int or None
+        ``--scale N``: the import benchmark's N-file run (a million instances) instead of its usual rows.
     curves : dict
         Filled by :meth:`curve` during a run; the runner stores them per benchmark.
     """
@@ -306,6 +308,7 @@ class Context:
     cache: Path = field(default_factory=lambda: default_cache())
     data: Path | None = None
     repeats: int | None = None
+    scale: int | None = None
     curves: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def pick(self, quick: Any, full: Any) -> Any:

@@ -186,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"--data {args.data}: not a folder", file=sys.stderr)
         return EXIT_USAGE
     ctx = Context(quick=args.quick, data=args.data, repeats=args.repeats)
+    ctx.scale = getattr(args, "scale", None)
     if args.cache:
         ctx.cache = args.cache
     names = args.names or list(table_)

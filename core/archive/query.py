@@ -87,6 +87,8 @@ def fold(s: str | None) -> str:
     """
     if not s:
         return ""
+    if s.isascii():  # (NFKD, the marks and the base letters change nothing in ASCII)
+        return s.lower()
     d = unicodedata.normalize("NFKD", s)
     return "".join(c for c in d if not unicodedata.combining(c)).translate(_BASE_LETTERS).casefold()
 
@@ -505,7 +507,18 @@ def search(txn: Txn, *, name: str | None = None, patient_id: str | None = None,
     if cache is None:
         cache = {}
     hits: list[Hit] = []
+    # study-level hits are kept with the records: a search matching thousands of
+    # studies then allocates next to nothing (no Hit, no sort key), so it neither
+    # builds them again nor sets off the cyclic GC's full collections
+    kept: dict[bytes, Hit] = cache.get(_HITS)
+    if kept is None:
+        kept = cache[_HITS] = {}
     for sk, raw in study_items:
+        if level == "study":
+            h = kept.get(sk)
+            if h is not None:
+                hits.append(h)
+                continue
         st = cache.get(sk)
         if st is None:
             st = cache[sk] = records.study_from(sk, records.loads(raw))
@@ -534,24 +547,54 @@ def search(txn: Txn, *, name: str | None = None, patient_id: str | None = None,
             if not lst:
                 continue
             ser = tuple(lst)
-        hits.append(Hit(p, st, ser))
-    sort_hits(hits, sort)
+        h = Hit(p, st, ser)
+        if level == "study":
+            kept[sk] = h
+        hits.append(h)
+    folded = cache.get(_FOLDED_NAMES)
+    if folded is None:
+        folded = cache[_FOLDED_NAMES] = {}
+    sort_keys = cache.get(_SORT_KEYS)
+    if sort_keys is None:
+        sort_keys = cache[_SORT_KEYS] = {"date": {}, "name": {}}
+    sort_hits(hits, sort, folded, sort_keys)
     if limit is not None:
         hits = hits[:limit]
     return SearchResults(hits, level)
 
 
-def sort_hits(hits: list[Hit], sort: str) -> None:
-    """Sort in place: by study date/time (then name) or by patient name (then date)."""
-    folded: dict[str, str] = {}
+#: keys of a search's record cache besides the records: the folded patient names
+#: (patient key -> fold(name)), the study-level hits (study key -> Hit) and the sort
+#: keys ("date"/"name" -> study key -> tuple)
+_FOLDED_NAMES = "folded names"
+_HITS = "hits"
+_SORT_KEYS = "sort keys"
 
-    def name(h: Hit) -> str:
-        f = folded.get(h.patient.key)
-        if f is None:
-            f = folded[h.patient.key] = fold(h.patient.name)
-        return f
 
-    if sort in ("date", "-date"):
-        hits.sort(key=lambda h: (h.study.date, h.study.time, name(h), h.study.uid), reverse=sort == "-date")
-    else:
-        hits.sort(key=lambda h: (name(h), h.patient.key, h.study.date, h.study.uid), reverse=sort == "-name")
+def sort_hits(hits: list[Hit], sort: str, folded: dict[str, str] | None = None,
+              sort_keys: dict[str, dict[str, tuple]] | None = None) -> None:
+    """Sort in place: by study date/time (then name) or by patient name (then date).
+
+    *folded* keeps the folded patient names between calls (patient key ->
+    ``fold(name)``) and *sort_keys* the sort key of each study (``"date"`` or
+    ``"name"`` -> study key -> key); both are valid as long as the records are.
+    """
+    if folded is None:
+        folded = {}
+    by_date = sort in ("date", "-date")
+    if sort_keys is None:
+        sort_keys = {"date": {}, "name": {}}
+    known = sort_keys["date" if by_date else "name"]
+
+    def key(h: Hit) -> tuple:
+        k = known.get(h.study.key)
+        if k is None:
+            name = folded.get(h.patient.key)
+            if name is None:
+                name = folded[h.patient.key] = fold(h.patient.name)
+            st = h.study
+            k = known[st.key] = ((st.date, st.time, name, st.uid) if by_date
+                                 else (name, h.patient.key, st.date, st.uid))
+        return k
+
+    hits.sort(key=key, reverse=sort in ("-date", "-name"))

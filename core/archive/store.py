@@ -39,6 +39,7 @@ from ..log import logger
 from ..paths import ensure_private_dir, folder_risk, write_private_file
 from .datafile import OPEN_MARK, check_data_file
 from .keys import SECRET_FILE
+from .mapped import release_map_pages
 from .migrations import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -75,6 +76,10 @@ DBS = (
 ADDED_DBS = {"annotations": 5}
 
 LOCK_FILE = "writer.lock"
+#: Commits between two releases of the map pages a writer has read (``mapped``; every commit:
+#: the kernel maps 16 neighbours of every page read, so a few commits map the whole file):
+#: a long import keeps only what its last commits touched in its RSS.
+RELEASE_MAP_EVERY = 1
 DEFAULT_MAP_SIZE = 1 << 30   # sparse on Linux/NTFS: costs nothing until used
 MAX_READERS = 512
 
@@ -270,6 +275,7 @@ class LmdbStore:
         self._active = 0
         self._idle = threading.Condition()
         self._mark: Path | None = None
+        self._commits = 0
         self._on_unclean = on_unclean
         #: True when the last writer did not close cleanly and no
         #: ``on_unclean`` check ran (the caller checks it later).
@@ -470,6 +476,9 @@ class LmdbStore:
                         out = fn(t)
                         gen = int(txn.get(b"generation", db=self._dbs["meta"]) or 0) + 1
                         txn.put(b"generation", str(gen).encode(), db=self._dbs["meta"])
+                    self._commits += 1
+                    if self._commits % RELEASE_MAP_EVERY == 0:
+                        release_map_pages(self.path / "data.mdb")
                     return out
                 except lmdb.MapFullError:
                     size = self.env.info()["map_size"] * 2

@@ -1,0 +1,85 @@
+"""A writer does not keep the archive's map pages resident (issue 16: a million
+instances imported under 1 GB): every commit drops the pages of ``data.mdb``
+it read from the process's RSS, and the data stays intact."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+import pocketpacs
+from pocketpacs import synth
+from pocketpacs.archive import mapped
+from pocketpacs.archive import store
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/smaps and madvise: Linux")
+
+
+def mapped_rss_kib(path) -> int:
+    """Resident KiB of this process's mappings of *path* (``/proc/self/smaps``)."""
+    real = os.path.realpath(path)
+    total, inside = 0, False
+    with open("/proc/self/smaps", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            head = line.split(maxsplit=5)
+            if "-" in head[0] and len(head[0].split("-")) == 2 and ":" not in head[0]:
+                inside = len(head) == 6 and head[5].rstrip("\n") == real
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+def read_everything(st: store.LmdbStore) -> int:
+    n = 0
+    with st.read() as t:
+        for db in store.DBS:
+            for _k, _v in t.range(db):
+                n += 1
+    return n
+
+
+def test_release_drops_read_pages_and_keeps_the_data(tmp_path):
+    path = tmp_path / "ar"
+    with store.LmdbStore(path) as st:
+        st.write(lambda t: t.putmulti("sop", [(i.to_bytes(8, "big"), b"v" * 200) for i in range(20_000)]))
+        data = path / "data.mdb"
+        assert mapped.mapped_ranges(data), "LMDB maps data.mdb"
+        n = read_everything(st)
+        assert mapped_rss_kib(data) > 1000   # a read maps what it touched
+        assert mapped.release_map_pages(data) >= data.stat().st_size
+        assert mapped_rss_kib(data) == 0
+        assert read_everything(st) == n      # mapped again from the page cache, unchanged
+        with st.read() as t:
+            assert t.get("sop", (12_345).to_bytes(8, "big")) == b"v" * 200
+
+
+def test_every_commit_releases_what_it_read(tmp_path):
+    path = tmp_path / "ar"
+    with store.LmdbStore(path) as st:
+        st.write(lambda t: t.putmulti("sop", [(i.to_bytes(8, "big"), b"v" * 200) for i in range(20_000)]))
+        data = path / "data.mdb"
+        read_everything(st)
+        assert mapped_rss_kib(data) > 1000
+        st.write(lambda t: t.put("sop", (7).to_bytes(8, "big"), b"w"))
+        assert mapped_rss_kib(data) == 0
+        with st.read() as t:
+            assert t.get("sop", (7).to_bytes(8, "big")) == b"w"
+            assert t.count("sop") == 20_000
+
+
+def test_import_leaves_the_data_intact(tmp_path):
+    src = tmp_path / "src"
+    synth.generate(src, patients=3, studies=1, series=2, slices=30, rows=16, cols=16, enhanced=0, junk=0)
+    with pocketpacs.open_archive(tmp_path / "ar") as ar:
+        assert ar.import_folder(src).indexed == 180
+        assert ar.verify().ok
+        assert ar.check() == []
+        assert ar.import_folder(src).unchanged == 180
+
+
+def test_unmapped_file_and_other_systems(tmp_path):
+    f = tmp_path / "not-mapped"
+    f.write_bytes(b"x")
+    assert mapped.mapped_ranges(f) == []
+    assert mapped.release_map_pages(f) == 0
