@@ -260,23 +260,25 @@ def test_junk_and_unreadable_files_are_reported(tree, ar, tmp_path):
 def test_vanished_file_is_retried_later(tmp_path, ar, monkeypatch):
     root = tmp_path / "d"
     dicomgen.write_series(root, 2, series_uid="1.2.3.4")
-    real = headers.parse_files
+    from pocketpacs.archive.ingest import Importer
+
+    real = Importer._flush
     victim = str(root / "IM00001.dcm")
 
-    def flaky(paths, **kw):  # the file is gone at the moment it is read
+    def flaky(self, n):  # listed by the walk, gone when its chunk is read and parsed
         data = Path(victim).read_bytes()
         mtime = os.stat(victim).st_mtime_ns
         os.unlink(victim)
         try:
-            return real(paths, **kw)
+            return real(self, n)
         finally:
             Path(victim).write_bytes(data)
             os.utime(victim, ns=(0, mtime))
 
-    monkeypatch.setattr(headers, "parse_files", flaky)
+    monkeypatch.setattr(Importer, "_flush", flaky)
     rep = ar.import_folder(root)
     assert [f.reason for f in rep.failures] == ["vanished"] and rep.indexed == 1
-    monkeypatch.setattr(headers, "parse_files", real)
+    monkeypatch.setattr(Importer, "_flush", real)
     rep = ar.import_folder(root)  # transient failures are retried even when unchanged
     assert rep.indexed == 1 and rep.failed == 0
 

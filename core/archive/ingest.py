@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from . import commit
+from . import deepread
 from . import pathkeys
 from . import readahead
 from . import records
@@ -153,6 +154,7 @@ class Importer:
         self._ra = (readahead.ReadAhead(_open_flags()) if READ_AHEAD and readahead.available()
                     else None)
         self._ahead: tuple | None = None
+        self._reader: deepread.DeepReader | None = None   # reads in this process (no helper)
         # new folders are listed without a stat per file: the reader takes
         # sizes and times from the open file (fstat), which costs less than a
         # stat by path (measured); on Windows the listing has them for free
@@ -255,6 +257,12 @@ class Importer:
             folder.sizes = [folder.sizes[i] for i in keep]
             folder.mtimes = [folder.mtimes[i] for i in keep]
         n = len(folder.names)
+        if stored is None and n == 0:
+            # no file here and none before (a patient or study folder of
+            # subfolders): nothing to write, no transaction (a rescan of an
+            # unchanged tree commits nothing)
+            self._report_progress()
+            return
         if (stored is not None and not partial and stored.names == folder.names
                 and stored.mtime_ns.tolist() == folder.mtimes and stored.size.tolist() == folder.sizes
                 and not stored.missing.any() and not _TRANSIENT[stored.code].any()):
@@ -401,6 +409,8 @@ class Importer:
         if take:
             sizes = np.concatenate([fs.size[rows] for fs, rows in take])
             mt = np.concatenate([fs.mtime[rows] for fs, rows in take])
+            if heads is None:  # no helper (a small import, or it failed): read here
+                heads = self._read_here(paths)
             batch = parse_files(paths, sizes=sizes, mtimes_ns=mt, heads=heads)
             if (sizes < 0).any():  # listed without stat: the sizes and times fstat gave
                 off = 0
@@ -415,6 +425,20 @@ class Importer:
         res = self._write(lambda t: commit.commit_chunk(t, self.secret, paths, take, batch, done_folders),
                           paths + [fs.path for fs in done_folders])
         self._apply(res, batch)
+
+    def _read_here(self, paths: list[str]) -> readahead.Heads:
+        """The heads of ``paths`` read in this process, with many reads in
+        flight when they are not in the page cache (:mod:`.deepread`)."""
+        from ..dicom import heads as head_reader
+        from ..dicom.headers import _HEAD
+
+        if self._reader is None:
+            self._reader = deepread.DeepReader(head_reader)
+        head = _HEAD.size
+        buf = np.empty(len(paths) * head, dtype=np.uint8)
+        got, size, mtime = self._reader.read(paths, memoryview(buf), head, True, _open_flags())
+        return readahead.Heads(buf, head, np.asarray(got, dtype=np.int64), np.asarray(size, dtype=np.int64),
+                               np.asarray(mtime, dtype=np.int64))
 
     def _write(self, fn: Callable[[Any], Any], paths: list[str]) -> Any:
         """``store.write(fn)`` for the entries of ``paths``: LMDB's refusal of a
