@@ -36,6 +36,27 @@ _NOWAIT = getattr(os, "RWF_NOWAIT", 0) if hasattr(os, "preadv") else 0
 _REFUSED = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS})
 
 
+def cached(path, head: int = 4096) -> bool | None:
+    """Whether the first ``head`` bytes of ``path`` are in the page cache:
+    True, False, or None when the kernel cannot tell (no ``RWF_NOWAIT`` here,
+    a file system that refuses it, a file that cannot be read)."""
+    if not _NOWAIT:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        want = min(head, os.fstat(fd).st_size)
+        return os.preadv(fd, (bytearray(head),), 0, _NOWAIT) >= want
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 class DeepReader:
     """Reads the heads of many files, with :data:`DEPTH` reads in flight once
     one of them is not in the page cache.
@@ -167,4 +188,4 @@ class DeepReader:
         self.deep_files += n - lo
 
 
-__all__ = ["DeepReader", "DEPTH", "BLOCK"]
+__all__ = ["DeepReader", "cached", "DEPTH", "BLOCK"]

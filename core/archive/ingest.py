@@ -219,6 +219,7 @@ class Importer:
         stack = [root]
         real_root = os.path.realpath(root).rstrip(os.sep) + os.sep
         exclude = frozenset(e for e in self.exclude if (e + os.sep).startswith(real_root))
+        probed = False
         while stack:
             d = stack.pop()
             if exclude and os.path.realpath(d) in exclude:
@@ -230,6 +231,41 @@ class Importer:
             folder, subdirs = list_folder(d, stat=raw is not None or not self._stat_free)
             yield folder, raw
             stack.extend(subdirs)
+            if not probed and folder.names and stack:
+                # the first file's head not in the page cache: the folders are
+                # most likely not either; list them with many reads in flight
+                probed = True
+                if deepread.cached(os.path.join(d, folder.names[0])) is False:
+                    yield from self._walk_deep(stack, exclude)
+                    return
+
+    def _walk_deep(self, stack: list[str], exclude: frozenset[str]):
+        """The rest of the walk on a cold disk: :data:`deepread.DEPTH` threads
+        list folders (``scandir`` and ``stat`` release the GIL), this thread
+        looks up the stored listings (one read transaction) and yields the
+        folders in the order they were asked for."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        ex = ThreadPoolExecutor(deepread.DEPTH, thread_name_prefix="pocketpacs-walk")
+        pending: collections.deque = collections.deque()
+
+        def ask(d: str) -> None:
+            if exclude and os.path.realpath(d) in exclude:
+                return
+            raw = self._listing(pathkeys.path_key(d))
+            pending.append((ex.submit(list_folder, d, raw is not None or not self._stat_free), raw))
+
+        try:
+            for d in reversed(stack):
+                ask(d)
+            while pending:
+                fut, raw = pending.popleft()
+                folder, subdirs = fut.result()
+                for d in subdirs:
+                    ask(d)
+                yield folder, raw
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
 
     def _add_folder(self, folder: Folder, partial: bool = False,
                     stored_listing: bytes | None | object = _NOT_LOOKED_UP) -> None:
