@@ -133,8 +133,8 @@ class DeepReader:
                 continue
             try:
                 st = fstat(fd)
-                if st.st_mode & _S_IFMT != _S_IFREG:
-                    got[i] = NOT_REGULAR
+                if st.st_mode & _S_IFMT != _S_IFREG:   # (without want_stat: as read_heads says)
+                    got[i] = NOT_REGULAR if want_stat else READ_FAILED
                     continue
                 try:
                     r = preadv(fd, (view[a:a + head],), 0, nowait)
