@@ -151,7 +151,13 @@ def test_cold_import_equals_warm_import(tmp_path, monkeypatch):
         # and the rescan of the cold-imported tree finds every file unchanged
         again = ar.import_folder(root)
         assert again.parsed == 0 and _report(again) == warm_again
-    assert deep_walks  # the rest of the walk was listed by threads
+        assert len(deep_walks) == 1
+        # a rescan on a cold disk: listed by threads too, nothing read again
+        _evict(paths)
+        again = ar.import_folder(root)
+        assert again.parsed == 0 and _report(again) == warm_again
+        assert len(deep_walks) == 2
+        assert _snapshot(ar) == warm
     assert len(warm) == warm_rep[1] > 0
 
 

@@ -36,6 +36,11 @@ _NOWAIT = getattr(os, "RWF_NOWAIT", 0) if hasattr(os, "preadv") else 0
 _REFUSED = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS})
 
 
+def can_tell() -> bool:
+    """Whether :func:`cached` can answer on this system at all (``RWF_NOWAIT``)."""
+    return bool(_NOWAIT)
+
+
 def cached(path, head: int = 4096) -> bool | None:
     """Whether the first ``head`` bytes of ``path`` are in the page cache:
     True, False, or None when the kernel cannot tell (no ``RWF_NOWAIT`` here,
@@ -188,4 +193,4 @@ class DeepReader:
         self.deep_files += n - lo
 
 
-__all__ = ["DeepReader", "cached", "DEPTH", "BLOCK"]
+__all__ = ["DeepReader", "can_tell", "cached", "DEPTH", "BLOCK"]

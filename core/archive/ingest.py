@@ -50,7 +50,7 @@ from . import readahead
 from . import records
 from .commit import PendingFolder
 from .report import Failure, ImportProgress, ImportReport, public_reason
-from .scan import Folder, list_folder
+from .scan import Folder, list_folder, unchanged_folder
 from .memstore import MemoryStore
 
 #: Files parsed and committed per transaction.
@@ -150,6 +150,7 @@ class Importer:
         self._ready: list[PendingFolder] = []
         self._hint_done: dict[str, tuple[int, bytes]] = {}
         self._walked: set[str] = set()
+        self._walked_keys: set[bytes] = set()   # (their keys: not decoded again at the end)
         self._rt = None
         self._ra = (readahead.ReadAhead(_open_flags()) if READ_AHEAD and readahead.available()
                     else None)
@@ -180,9 +181,11 @@ class Importer:
                 self._add_folder(folder, partial=True)
             else:
                 for folder, stored_listing in self._walk(root_s):
-                    if _is_cancelled(cancel):
+                    if cancel is not None and _is_cancelled(cancel):
                         rep.cancelled = True
                         break
+                    if folder is None:   # unchanged, counted by the walk
+                        continue
                     self._add_folder(folder, stored_listing=stored_listing)
                     if self._ra is not None and self._npending >= READ_AHEAD_START:
                         if not self._ra.started:
@@ -219,7 +222,7 @@ class Importer:
         stack = [root]
         real_root = os.path.realpath(root).rstrip(os.sep) + os.sep
         exclude = frozenset(e for e in self.exclude if (e + os.sep).startswith(real_root))
-        probed = False
+        probed = not deepread.can_tell()
         while stack:
             d = stack.pop()
             if exclude and os.path.realpath(d) in exclude:
@@ -227,7 +230,16 @@ class Importer:
             # a folder imported before is stat()ed file by file (its stored
             # listing is compared); a new one is not: its files' sizes and
             # times come from fstat when they are read
-            raw = self._listing(pathkeys.path_key(d))
+            key = pathkeys.path_key(d)
+            raw = self._listing(key)
+            self._walked_keys.add(key)
+            if raw is not None and probed:
+                same = unchanged_folder(d, raw)
+                if same is not None:   # the usual rescan case: nothing changed here
+                    self._unchanged(d, same[1])
+                    yield None, None
+                    stack.extend(same[0])
+                    continue
             folder, subdirs = list_folder(d, stat=raw is not None or not self._stat_free)
             yield folder, raw
             stack.extend(subdirs)
@@ -252,20 +264,37 @@ class Importer:
         def ask(d: str) -> None:
             if exclude and os.path.realpath(d) in exclude:
                 return
-            raw = self._listing(pathkeys.path_key(d))
-            pending.append((ex.submit(list_folder, d, raw is not None or not self._stat_free), raw))
+            key = pathkeys.path_key(d)
+            raw = self._listing(key)
+            self._walked_keys.add(key)
+            pending.append((d, ex.submit(_list, d, raw, raw is not None or not self._stat_free), raw))
 
         try:
             for d in reversed(stack):
                 ask(d)
             while pending:
-                fut, raw = pending.popleft()
+                d, fut, raw = pending.popleft()
                 folder, subdirs = fut.result()
-                for d in subdirs:
-                    ask(d)
-                yield folder, raw
+                for sub in subdirs:
+                    ask(sub)
+                if isinstance(folder, int):
+                    self._unchanged(d, folder)
+                    yield None, None
+                else:
+                    yield folder, raw
         finally:
             ex.shutdown(wait=True, cancel_futures=True)
+
+    def _unchanged(self, path: str, n: int) -> None:
+        """Count the ``n`` files of a folder that :func:`~.scan.unchanged_folder` found as stored."""
+        self._walked.add(path)
+        prog, rep = self._prog, self._rep
+        prog.seen += n
+        rep.seen += n
+        prog.unchanged += n
+        rep.unchanged += n
+        if self._progress_cb is not None:
+            self._report_progress()
 
     def _add_folder(self, folder: Folder, partial: bool = False,
                     stored_listing: bytes | None | object = _NOT_LOOKED_UP) -> None:
@@ -524,7 +553,7 @@ class Importer:
         """Folders under ``root`` that were imported before and are gone now."""
         self._end_read()
         with self.store.read() as t:
-            gone = [d for d, _k in pathkeys.folders_under(t, root)]
+            gone = [d for d, _k in pathkeys.folders_under(t, root, self._walked_keys)]
         gone = [d for d in gone if d not in self._walked and not os.path.isdir(d)]
         for d in gone:
             with self.store.read() as t:
@@ -571,6 +600,17 @@ class Importer:
 
 
 _ROW0 = np.zeros(1, dtype=np.int64)
+
+
+def _list(path: str, raw: bytes | None, stat: bool) -> tuple[Folder | int, list[str]]:
+    """A folder listed by a walker thread: ``(number of files, subfolders)``
+    when it is unchanged since ``raw`` (its stored listing), else
+    :func:`list_folder`'s ``(Folder, subfolders)``."""
+    if raw is not None:
+        same = unchanged_folder(path, raw)
+        if same is not None:
+            return same[1], same[0]
+    return list_folder(path, stat=stat)
 
 
 class _HintRow:

@@ -14,6 +14,7 @@ import stat as stat_mod
 from dataclasses import dataclass, field
 
 from ..errors import Problem
+from .records import DirListing
 
 
 @dataclass
@@ -155,3 +156,33 @@ def _one_by_one(folder: Folder, entries: list[os.DirEntry], stat: bool) -> list[
             kind = _KIND.get(stat_mod.S_IFMT(st.st_mode), "not a regular file")
             problems.append(Problem(e.path, "unsupported", f"{e.path}: {kind}, not a regular file"))
     return subdirs
+
+
+def unchanged_folder(path: str, raw: bytes) -> tuple[list[str], int] | None:
+    """The rescan's fast path: a folder's subfolders and number of files when its regular files
+    are exactly those of its stored listing ``raw`` (same names in the same
+    order, sizes and mtimes, all indexed and present); None when anything
+    differs or needs a closer look (then :func:`list_folder` lists it).
+
+    The folder is listed and its files ``stat``-ed as :func:`list_folder`
+    does, but nothing is built per file beyond what the comparison with the
+    encoded listing needs (:meth:`~pocketpacs.archive.records.DirListing.unchanged`).
+    """
+    try:
+        with os.scandir(path) as it:
+            entries = list(it)
+        is_dir = [e.is_dir(follow_symlinks=False) for e in entries]
+        if True in is_dir:
+            subdirs = [e.path for e, d in zip(entries, is_dir) if d]
+            entries = [e for e, d in zip(entries, is_dir) if not d]
+        else:
+            subdirs = []
+        sts = [e.stat() for e in entries]
+    except OSError:
+        return None
+    if not DirListing.unchanged(raw, [e.name for e in entries], [st.st_size for st in sts],
+                                [st.st_mtime_ns for st in sts]):
+        return None
+    if not all([st.st_mode & _S_IFMT == _S_IFREG for st in sts]):
+        return None
+    return subdirs, len(entries)
