@@ -26,6 +26,15 @@ Files whose SOP Instance UID is already known take the slow path
   instance, several locations);
 - different content: *conflict*, recorded and flagged, never overwritten.
 
+On a cold disk (the first file's head is not in the page cache, as the
+kernel says: :func:`pocketpacs.archive.deepread.cached`) the rest of the walk
+is listed by threads, and file heads are read with many reads in flight
+(:class:`~pocketpacs.archive.deepread.DeepReader`, in the read-ahead helper
+or, without it, here); with the files cached, both stay in one thread.  A
+rescan compares each folder with its stored listing in one pass
+(:func:`~pocketpacs.archive.scan.unchanged_folder`) and, when nothing
+changed, commits no transaction and loads neither numba nor the parser.
+
 Files that vanish are marked missing and their instances offline (never
 deleted); they come back online when the files reappear.  A folder's
 listing is written in the same transaction as the last of its files, so an
@@ -396,11 +405,13 @@ class Importer:
         if self._rt is None:
             self._rt_cm = self.store.read()
             self._rt = self._rt_cm.__enter__()
-        return self._rt.get("dirs", key)
+            self._get_listing = self._rt.getter("dirs")
+        return self._get_listing(key)
 
     def _end_read(self) -> None:
         if self._rt is not None:
             self._rt = None
+            self._get_listing = None
             self._rt_cm.__exit__(None, None, None)
 
     def _report_known(self, folder: str, name: str, code_i: int) -> None:
