@@ -268,24 +268,27 @@ class Importer:
         from concurrent.futures import ThreadPoolExecutor
 
         ex = ThreadPoolExecutor(deepread.DEPTH, thread_name_prefix="pocketpacs-walk")
-        pending: collections.deque = collections.deque()
+        pending: collections.deque = collections.deque()   # asked, in order
+        todo = collections.deque(reversed(stack))            # not asked yet
 
-        def ask(d: str) -> None:
-            if exclude and os.path.realpath(d) in exclude:
-                return
-            key = pathkeys.path_key(d)
-            raw = self._listing(key)
-            self._walked_keys.add(key)
-            pending.append((d, ex.submit(_list, d, raw, raw is not None or not self._stat_free), raw))
+        def ask() -> None:
+            # a bounded number of folders listed ahead (their listings wait in memory)
+            while todo and len(pending) < 4 * deepread.DEPTH:
+                d = todo.popleft()
+                if exclude and os.path.realpath(d) in exclude:
+                    continue
+                key = pathkeys.path_key(d)
+                raw = self._listing(key)
+                self._walked_keys.add(key)
+                pending.append((d, ex.submit(_list, d, raw, raw is not None or not self._stat_free), raw))
 
         try:
-            for d in reversed(stack):
-                ask(d)
+            ask()
             while pending:
                 d, fut, raw = pending.popleft()
                 folder, subdirs = fut.result()
-                for sub in subdirs:
-                    ask(sub)
+                todo.extend(subdirs)
+                ask()
                 if isinstance(folder, int):
                     self._unchanged(d, folder)
                     yield None, None
