@@ -212,3 +212,33 @@ def test_rescan_of_an_unchanged_tree_writes_nothing(tmp_path):
         rep = ar.import_folder(root)
         assert rep.parsed == 1 and rep.unchanged == n   # read again: the same instance
         assert env.info()["last_txnid"] > before
+
+
+def test_cold_walk_takes_folders_in_the_order_of_the_warm_walk(tmp_path, monkeypatch):
+    """Which file of a study commits first decides some of its record (the
+    import is resumable in that order): a cold disk must not change it."""
+    root = tmp_path / "d"
+    paths = _tree(root)
+    order: list[str] = []
+    real_add = ingest.Importer._add_folder
+
+    def add_folder(self, folder, *a, **k):
+        order.append(folder.path)
+        return real_add(self, folder, *a, **k)
+
+    monkeypatch.setattr(ingest.Importer, "_add_folder", add_folder)
+    with pocketpacs.open_archive(tmp_path / "warm") as ar:
+        ar.import_folder(root)
+    warm, order[:] = list(order), []
+    _cold_or_skip(paths, tmp_path)
+    deep = []
+    real_walk_deep = ingest.Importer._walk_deep
+
+    def walk_deep(self, stack, exclude):
+        deep.append(1)
+        yield from real_walk_deep(self, stack, exclude)
+
+    monkeypatch.setattr(ingest.Importer, "_walk_deep", walk_deep)
+    with pocketpacs.open_archive(tmp_path / "cold") as ar:
+        ar.import_folder(root)
+    assert deep and order == warm and len(warm) > 5

@@ -262,32 +262,35 @@ class Importer:
 
     def _walk_deep(self, stack: list[str], exclude: frozenset[str]):
         """The rest of the walk on a cold disk: :data:`deepread.DEPTH` threads
-        list folders (``scandir`` and ``stat`` release the GIL), this thread
-        looks up the stored listings (one read transaction) and yields the
-        folders in the order they were asked for."""
+        list the folders next on the stack ahead of time (``scandir`` and
+        ``stat`` release the GIL) while this thread looks up the stored
+        listings (one read transaction) and takes the folders in exactly the
+        order of the one-thread walk (the archive never depends on whether
+        the disk was cold)."""
         from concurrent.futures import ThreadPoolExecutor
 
+        ahead = 2 * deepread.DEPTH   # folders listed ahead (their listings wait in memory)
         ex = ThreadPoolExecutor(deepread.DEPTH, thread_name_prefix="pocketpacs-walk")
-        pending: collections.deque = collections.deque()   # asked, in order
-        todo = collections.deque(reversed(stack))            # not asked yet
+        asked: dict[str, tuple] = {}   # folder -> (future, stored listing)
 
         def ask() -> None:
-            # a bounded number of folders listed ahead (their listings wait in memory)
-            while todo and len(pending) < 4 * deepread.DEPTH:
-                d = todo.popleft()
-                if exclude and os.path.realpath(d) in exclude:
+            for d in stack[-ahead:]:
+                if d in asked or (exclude and os.path.realpath(d) in exclude):
                     continue
                 key = pathkeys.path_key(d)
                 raw = self._listing(key)
                 self._walked_keys.add(key)
-                pending.append((d, ex.submit(_list, d, raw, raw is not None or not self._stat_free), raw))
+                asked[d] = (ex.submit(_list, d, raw, raw is not None or not self._stat_free), raw)
 
         try:
             ask()
-            while pending:
-                d, fut, raw = pending.popleft()
+            while stack:
+                d = stack.pop()
+                if d not in asked:   # an excluded folder
+                    continue
+                fut, raw = asked.pop(d)
                 folder, subdirs = fut.result()
-                todo.extend(subdirs)
+                stack.extend(subdirs)
                 ask()
                 if isinstance(folder, int):
                     self._unchanged(d, folder)
