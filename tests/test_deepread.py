@@ -144,8 +144,17 @@ def test_cold_import_equals_warm_import(tmp_path, monkeypatch):
         yield from real_walk_deep(self, stack, exclude)
 
     monkeypatch.setattr(ingest.Importer, "_walk_deep", walk_deep)
+    read_here = []
+    real_read_here = ingest.Importer._read_here
+
+    def spy_read_here(self, chunk):
+        read_here.append(len(chunk))
+        return real_read_here(self, chunk)
+
+    monkeypatch.setattr(ingest.Importer, "_read_here", spy_read_here)
     with pocketpacs.open_archive(tmp_path / "cold") as ar:
         rep = ar.import_folder(root)
+        assert read_here   # no helper for a small import: read here, with reads in flight
         assert _report(rep) == warm_rep
         assert _snapshot(ar) == warm
         # and the rescan of the cold-imported tree finds every file unchanged

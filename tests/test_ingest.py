@@ -260,25 +260,23 @@ def test_junk_and_unreadable_files_are_reported(tree, ar, tmp_path):
 def test_vanished_file_is_retried_later(tmp_path, ar, monkeypatch):
     root = tmp_path / "d"
     dicomgen.write_series(root, 2, series_uid="1.2.3.4")
-    from pocketpacs.archive.ingest import Importer
-
-    real = Importer._flush
+    real = headers.parse_files
     victim = str(root / "IM00001.dcm")
 
-    def flaky(self, n):  # listed by the walk, gone when its chunk is read and parsed
+    def flaky(paths, **kw):  # the file is gone at the moment it is read
         data = Path(victim).read_bytes()
         mtime = os.stat(victim).st_mtime_ns
         os.unlink(victim)
         try:
-            return real(self, n)
+            return real(paths, **kw)
         finally:
             Path(victim).write_bytes(data)
             os.utime(victim, ns=(0, mtime))
 
-    monkeypatch.setattr(Importer, "_flush", flaky)
+    monkeypatch.setattr(headers, "parse_files", flaky)
     rep = ar.import_folder(root)
     assert [f.reason for f in rep.failures] == ["vanished"] and rep.indexed == 1
-    monkeypatch.setattr(Importer, "_flush", real)
+    monkeypatch.setattr(headers, "parse_files", real)
     rep = ar.import_folder(root)  # transient failures are retried even when unchanged
     assert rep.indexed == 1 and rep.failed == 0
 

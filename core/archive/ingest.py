@@ -491,7 +491,9 @@ class Importer:
         if take:
             sizes = np.concatenate([fs.size[rows] for fs, rows in take])
             mt = np.concatenate([fs.mtime[rows] for fs, rows in take])
-            if heads is None:  # no helper (a small import, or it failed): read here
+            if heads is None and deepread.cached(paths[-1]) is False:
+                # no helper (a small import, or it failed) and a cold disk: read
+                # here with many reads in flight (cached: parse_files reads)
                 heads = self._read_here(paths)
             batch = parse_files(paths, sizes=sizes, mtimes_ns=mt, heads=heads)
             if (sizes < 0).any():  # listed without stat: the sizes and times fstat gave
