@@ -14,7 +14,7 @@ import dicomgen
 import pocketpacs
 from pocketpacs.dicom import headers, heads
 
-from pocketpacs.archive import ingest, readahead
+from pocketpacs.archive import deepread, ingest, readahead
 pytestmark = pytest.mark.skipif(not readahead.available(), reason="read-ahead is Linux-only")
 
 
@@ -169,10 +169,13 @@ def test_helper_is_a_plain_interpreter_with_no_files(tmp_path):
         args = ra._proc.args
         assert args[0] == sys.executable and args[1:3] == ["-S", "-I"]
         assert "pocketpacs" not in args[4] and "numpy" not in args[4]
-        assert args[-1] == heads.__file__
+        assert args[-2:] == [heads.__file__, deepread.__file__]
         imported = {line.split()[1] for line in Path(heads.__file__).read_text().splitlines()
                     if line.startswith(("import ", "from "))}
         assert imported <= {"__future__", "os"}
+        imported = {line.split()[1] for line in Path(deepread.__file__).read_text().splitlines()
+                    if line.lstrip().startswith(("import ", "from "))}
+        assert imported <= {"__future__", "os", "errno", "concurrent.futures"}
         link = os.readlink(f"/proc/self/fd/{ra._mfd}")
         assert link.startswith("/memfd:")
     finally:

@@ -26,6 +26,15 @@ Files whose SOP Instance UID is already known take the slow path
   instance, several locations);
 - different content: *conflict*, recorded and flagged, never overwritten.
 
+On a cold disk (the first file's head is not in the page cache, as the
+kernel says: :func:`pocketpacs.archive.deepread.cached`) the rest of the walk
+is listed by threads, and file heads are read with many reads in flight
+(:class:`~pocketpacs.archive.deepread.DeepReader`, in the read-ahead helper
+or, without it, here); with the files cached, both stay in one thread.  A
+rescan compares each folder with its stored listing in one pass
+(:func:`~pocketpacs.archive.scan.unchanged_folder`) and, when nothing
+changed, commits no transaction and loads neither numba nor the parser.
+
 Files that vanish are marked missing and their instances offline (never
 deleted); they come back online when the files reappear.  A folder's
 listing is written in the same transaction as the last of its files, so an
@@ -44,12 +53,13 @@ from typing import Any
 import numpy as np
 
 from . import commit
+from . import deepread
 from . import pathkeys
 from . import readahead
 from . import records
 from .commit import PendingFolder
 from .report import Failure, ImportProgress, ImportReport, public_reason
-from .scan import Folder, list_folder
+from .scan import Folder, list_folder, unchanged_folder
 from .memstore import MemoryStore
 
 #: Files parsed and committed per transaction.
@@ -149,10 +159,12 @@ class Importer:
         self._ready: list[PendingFolder] = []
         self._hint_done: dict[str, tuple[int, bytes]] = {}
         self._walked: set[str] = set()
+        self._walked_keys: set[bytes] = set()   # (their keys: not decoded again at the end)
         self._rt = None
         self._ra = (readahead.ReadAhead(_open_flags()) if READ_AHEAD and readahead.available()
                     else None)
         self._ahead: tuple | None = None
+        self._reader: deepread.DeepReader | None = None   # reads in this process (no helper)
         # new folders are listed without a stat per file: the reader takes
         # sizes and times from the open file (fstat), which costs less than a
         # stat by path (measured); on Windows the listing has them for free
@@ -178,9 +190,11 @@ class Importer:
                 self._add_folder(folder, partial=True)
             else:
                 for folder, stored_listing in self._walk(root_s):
-                    if _is_cancelled(cancel):
+                    if cancel is not None and _is_cancelled(cancel):
                         rep.cancelled = True
                         break
+                    if folder is None:   # unchanged, counted by the walk
+                        continue
                     self._add_folder(folder, stored_listing=stored_listing)
                     if self._ra is not None and self._npending >= READ_AHEAD_START:
                         if not self._ra.started:
@@ -217,6 +231,7 @@ class Importer:
         stack = [root]
         real_root = os.path.realpath(root).rstrip(os.sep) + os.sep
         exclude = frozenset(e for e in self.exclude if (e + os.sep).startswith(real_root))
+        probed = not deepread.can_tell()
         while stack:
             d = stack.pop()
             if exclude and os.path.realpath(d) in exclude:
@@ -224,10 +239,77 @@ class Importer:
             # a folder imported before is stat()ed file by file (its stored
             # listing is compared); a new one is not: its files' sizes and
             # times come from fstat when they are read
-            raw = self._listing(pathkeys.path_key(d))
+            key = pathkeys.path_key(d)
+            raw = self._listing(key)
+            self._walked_keys.add(key)
+            if raw is not None and probed:
+                same = unchanged_folder(d, raw)
+                if same is not None:   # the usual rescan case: nothing changed here
+                    self._unchanged(d, same[1])
+                    yield None, None
+                    stack.extend(same[0])
+                    continue
             folder, subdirs = list_folder(d, stat=raw is not None or not self._stat_free)
             yield folder, raw
             stack.extend(subdirs)
+            if not probed and folder.names and stack:
+                # the first file's head not in the page cache: the folders are
+                # most likely not either; list them with many reads in flight
+                probed = True
+                if deepread.cached(os.path.join(d, folder.names[0])) is False:
+                    yield from self._walk_deep(stack, exclude)
+                    return
+
+    def _walk_deep(self, stack: list[str], exclude: frozenset[str]):
+        """The rest of the walk on a cold disk: :data:`deepread.DEPTH` threads
+        list the folders next on the stack ahead of time (``scandir`` and
+        ``stat`` release the GIL) while this thread looks up the stored
+        listings (one read transaction) and takes the folders in exactly the
+        order of the one-thread walk (the archive never depends on whether
+        the disk was cold)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        ahead = 2 * deepread.DEPTH   # folders listed ahead (their listings wait in memory)
+        ex = ThreadPoolExecutor(deepread.DEPTH, thread_name_prefix="pocketpacs-walk")
+        asked: dict[str, tuple] = {}   # folder -> (future, stored listing)
+
+        def ask() -> None:
+            for d in stack[-ahead:]:
+                if d in asked or (exclude and os.path.realpath(d) in exclude):
+                    continue
+                key = pathkeys.path_key(d)
+                raw = self._listing(key)
+                self._walked_keys.add(key)
+                asked[d] = (ex.submit(_list, d, raw, raw is not None or not self._stat_free), raw)
+
+        try:
+            ask()
+            while stack:
+                d = stack.pop()
+                if d not in asked:   # an excluded folder
+                    continue
+                fut, raw = asked.pop(d)
+                folder, subdirs = fut.result()
+                stack.extend(subdirs)
+                ask()
+                if isinstance(folder, int):
+                    self._unchanged(d, folder)
+                    yield None, None
+                else:
+                    yield folder, raw
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+    def _unchanged(self, path: str, n: int) -> None:
+        """Count the ``n`` files of a folder that :func:`~.scan.unchanged_folder` found as stored."""
+        self._walked.add(path)
+        prog, rep = self._prog, self._rep
+        prog.seen += n
+        rep.seen += n
+        prog.unchanged += n
+        rep.unchanged += n
+        if self._progress_cb is not None:
+            self._report_progress()
 
     def _add_folder(self, folder: Folder, partial: bool = False,
                     stored_listing: bytes | None | object = _NOT_LOOKED_UP) -> None:
@@ -255,6 +337,12 @@ class Importer:
             folder.sizes = [folder.sizes[i] for i in keep]
             folder.mtimes = [folder.mtimes[i] for i in keep]
         n = len(folder.names)
+        if stored is None and n == 0:
+            # no file here and none before (a patient or study folder of
+            # subfolders): nothing to write, no transaction (a rescan of an
+            # unchanged tree commits nothing)
+            self._report_progress()
+            return
         if (stored is not None and not partial and stored.names == folder.names
                 and stored.mtime_ns.tolist() == folder.mtimes and stored.size.tolist() == folder.sizes
                 and not stored.missing.any() and not _TRANSIENT[stored.code].any()):
@@ -323,11 +411,13 @@ class Importer:
         if self._rt is None:
             self._rt_cm = self.store.read()
             self._rt = self._rt_cm.__enter__()
-        return self._rt.get("dirs", key)
+            self._get_listing = self._rt.getter("dirs")
+        return self._get_listing(key)
 
     def _end_read(self) -> None:
         if self._rt is not None:
             self._rt = None
+            self._get_listing = None
             self._rt_cm.__exit__(None, None, None)
 
     def _report_known(self, folder: str, name: str, code_i: int) -> None:
@@ -401,6 +491,10 @@ class Importer:
         if take:
             sizes = np.concatenate([fs.size[rows] for fs, rows in take])
             mt = np.concatenate([fs.mtime[rows] for fs, rows in take])
+            if heads is None and deepread.cached(paths[-1]) is False:
+                # no helper (a small import, or it failed) and a cold disk: read
+                # here with many reads in flight (cached: parse_files reads)
+                heads = self._read_here(paths)
             batch = parse_files(paths, sizes=sizes, mtimes_ns=mt, heads=heads)
             if (sizes < 0).any():  # listed without stat: the sizes and times fstat gave
                 off = 0
@@ -415,6 +509,20 @@ class Importer:
         res = self._write(lambda t: commit.commit_chunk(t, self.secret, paths, take, batch, done_folders),
                           paths + [fs.path for fs in done_folders])
         self._apply(res, batch)
+
+    def _read_here(self, paths: list[str]) -> readahead.Heads:
+        """The heads of ``paths`` read in this process, with many reads in
+        flight when they are not in the page cache (:mod:`.deepread`)."""
+        from ..dicom import heads as head_reader
+        from ..dicom.headers import _HEAD
+
+        if self._reader is None:
+            self._reader = deepread.DeepReader(head_reader)
+        head = _HEAD.size
+        buf = np.empty(len(paths) * head, dtype=np.uint8)
+        got, size, mtime = self._reader.read(paths, memoryview(buf), head, True, _open_flags())
+        return readahead.Heads(buf, head, np.asarray(got, dtype=np.int64), np.asarray(size, dtype=np.int64),
+                               np.asarray(mtime, dtype=np.int64))
 
     def _write(self, fn: Callable[[Any], Any], paths: list[str]) -> Any:
         """``store.write(fn)`` for the entries of ``paths``: LMDB's refusal of a
@@ -464,7 +572,7 @@ class Importer:
         """Folders under ``root`` that were imported before and are gone now."""
         self._end_read()
         with self.store.read() as t:
-            gone = [d for d, _k in pathkeys.folders_under(t, root)]
+            gone = [d for d, _k in pathkeys.folders_under(t, root, self._walked_keys)]
         gone = [d for d in gone if d not in self._walked and not os.path.isdir(d)]
         for d in gone:
             with self.store.read() as t:
@@ -511,6 +619,17 @@ class Importer:
 
 
 _ROW0 = np.zeros(1, dtype=np.int64)
+
+
+def _list(path: str, raw: bytes | None, stat: bool) -> tuple[Folder | int, list[str]]:
+    """A folder listed by a walker thread: ``(number of files, subfolders)``
+    when it is unchanged since ``raw`` (its stored listing), else
+    :func:`list_folder`'s ``(Folder, subfolders)``."""
+    if raw is not None:
+        same = unchanged_folder(path, raw)
+        if same is not None:
+            return same[1], same[0]
+    return list_folder(path, stat=stat)
 
 
 class _HintRow:

@@ -109,13 +109,18 @@ def put_listing(txn: Any, folder: str, lst: records.DirListing) -> None:
         txn.delete("dirs", key)
 
 
-def folders_under(txn: Any, root: str) -> list[tuple[str, bytes]]:
-    """``(folder, key)`` of every stored listing of ``root`` and the folders below it."""
+def folders_under(txn: Any, root: str, skip: set[bytes] | frozenset[bytes] = frozenset()
+                  ) -> list[tuple[str, bytes]]:
+    """``(folder, key)`` of every stored listing of ``root`` and the folders
+    below it, but those whose key is in ``skip`` (not decoded: a rescan's
+    walk has seen them)."""
     prefix = root.rstrip(os.sep) + os.sep
     pb = path_bytes(prefix)
     out = []
     # the keys that start with the prefix (or, for a long one, with its stem)
     for k, v in txn.range("dirs", pb[:STEM]):
+        if k in skip:
+            continue
         if len(pb) <= STEM and not is_hashed(k):
             out.append((_text(k), k))
             continue
@@ -123,7 +128,7 @@ def folders_under(txn: Any, root: str) -> list[tuple[str, bytes]]:
         if d.startswith(prefix):
             out.append((d, k))
     rk = path_key(root)
-    if txn.get("dirs", rk) is not None:
+    if rk not in skip and txn.get("dirs", rk) is not None:
         out.append((root, rk))
     return out
 

@@ -9,8 +9,14 @@ parses and commits the current one.
 
 * The helper is ``python -S -I -c <script>``: only ``os``, ``sys``, ``mmap``
   and ``struct``, no NumPy, no PocketPACS package: it loads the one file-head
-  reader, :mod:`pocketpacs.dicom.heads` (standard library only), by its path
-  (it starts in about 20 ms, during the walk).
+  reader, :mod:`pocketpacs.dicom.heads`, and :mod:`pocketpacs.archive.deepread`
+  (both standard library only) by their paths (it starts in about 20 ms,
+  during the walk).
+* On a cold disk the helper keeps many reads in flight:
+  :class:`~pocketpacs.archive.deepread.DeepReader` reads in the helper's
+  main thread while the heads are in the page cache and hands the rest of
+  the chunk to 32 threads (within the helper, writing into the same shared
+  slot) at the first one that is not.
 * Shared memory is an anonymous ``memfd`` passed to the helper by descriptor:
   no file exists anywhere (Load from CD/USB leaves no trace).
 * Paths go down a pipe, per-file results (bytes read, size, mtime, or a
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..dicom import heads
+from . import deepread
 
 #: Largest shared buffer (both slots); chunks that would need more are read in process.
 MAX_SHARED = 64 << 20
@@ -43,9 +50,13 @@ _REQ = struct.Struct("<qqqqq")   # slot offset, n files, head size, path bytes, 
 _CHILD = r"""
 import mmap, struct, sys
 from importlib.util import module_from_spec, spec_from_file_location
-spec = spec_from_file_location("heads", sys.argv[3])
-heads = module_from_spec(spec)
-spec.loader.exec_module(heads)
+def load(name, path):
+    spec = spec_from_file_location(name, path)
+    mod = module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+heads = load("heads", sys.argv[3])
+reader = load("deepread", sys.argv[4]).DeepReader(heads)
 REQ = struct.Struct("<qqqqq")
 mfd, flags = int(sys.argv[1]), int(sys.argv[2])
 rin, wout = sys.stdin.buffer, sys.stdout.buffer
@@ -65,7 +76,7 @@ while True:
         mm = mmap.mmap(mfd, total)
         mv = memoryview(mm)
         size = total
-    got, sizes, mtimes = heads.read_heads(paths, mv[base:base + n * head], head, True, flags)
+    got, sizes, mtimes = reader.read(paths, mv[base:base + n * head], head, True, flags)
     wout.write(struct.pack("<%dq" % (3 * n), *got, *sizes, *mtimes))
     wout.flush()
 """
@@ -128,7 +139,7 @@ class ReadAhead:
             self._mfd = os.memfd_create("pocketpacs-heads", os.MFD_CLOEXEC)
             self._proc = subprocess.Popen(
                 [sys.executable, "-S", "-I", "-c", _CHILD, str(self._mfd), str(self.flags),
-                 heads.__file__],
+                 heads.__file__, deepread.__file__],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 pass_fds=(self._mfd,), close_fds=True)
         except (OSError, ValueError):

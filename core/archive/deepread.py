@@ -1,0 +1,196 @@
+"""Reading file heads with many reads in flight when the files are not cached.
+
+A file head that is not in the page cache costs a disk request, and one
+thread waits for each request in turn: the device queue holds one read at a
+time.  Reads release the GIL, so threads can keep many requests in flight,
+but when the files are cached (the usual warm import) each system call is a
+few microseconds and threads only hand the GIL back and forth.  So
+:class:`DeepReader` reads in the calling thread while the heads come from
+the cache, and hands the rest of the files to :data:`DEPTH` threads (open +
+``fstat`` + ``preadv`` + close each, as the deep-queue read floor of
+``benchmarks/`` does) at the first file that is not cached.  Whether a file
+is cached is asked of the kernel, not timed: ``preadv`` with
+``RWF_NOWAIT`` (Linux) fails with ``EAGAIN``, or reads short, instead of
+waiting for the disk.  Where that flag is refused (tmpfs, which is memory
+anyway; other systems) the calling thread reads everything, as before.
+
+Standard library only, and no import of the package: the import's read-ahead
+helper (``python -S -I``, :mod:`pocketpacs.archive.readahead`) loads this
+file by its path and passes the file-head reader
+(:mod:`pocketpacs.dicom.heads`) to :class:`DeepReader`.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+#: Reads in flight on a cold disk (threads), as the deep-queue read floor.
+DEPTH = 32
+#: Files a thread takes at a time (small: the threads finish together).
+BLOCK = 4
+
+_S_IFMT = 0o170000
+_S_IFREG = 0o100000
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0) if hasattr(os, "preadv") else 0
+#: errnos of a ``preadv`` that refuses ``RWF_NOWAIT`` (not a read error).
+_REFUSED = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS})
+
+
+def can_tell() -> bool:
+    """Whether :func:`cached` can answer on this system at all (``RWF_NOWAIT``)."""
+    return bool(_NOWAIT)
+
+
+def cached(path, head: int = 4096) -> bool | None:
+    """Whether the first ``head`` bytes of ``path`` are in the page cache:
+    True, False, or None when the kernel cannot tell (no ``RWF_NOWAIT`` here,
+    a file system that refuses it, a file that cannot be read)."""
+    if not _NOWAIT:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        want = min(head, os.fstat(fd).st_size)
+        return os.preadv(fd, (bytearray(head),), 0, _NOWAIT) >= want
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+class DeepReader:
+    """Reads the heads of many files, with :data:`DEPTH` reads in flight once
+    one of them is not in the page cache.
+
+    Parameters
+    ----------
+    heads : module
+        The file-head reader, :mod:`pocketpacs.dicom.heads` (its
+        ``read_heads``, ``OPEN_FLAGS`` and result codes).
+    depth : int
+        Threads reading once the files are found not cached; 1 reads
+        everything in the calling thread.
+
+    Attributes
+    ----------
+    deep_files : int
+        Files read by the threads so far (not cached, or after one that was not).
+    nowait : bool
+        The kernel tells cached from not cached here (``RWF_NOWAIT``); False
+        once it refused the flag.
+    """
+
+    def __init__(self, heads, depth: int = DEPTH):
+        self.heads = heads
+        self.depth = max(1, int(depth))
+        self.deep_files = 0
+        self.nowait = bool(_NOWAIT) and self.depth > 1
+
+    def read(self, paths, view, head: int, want_stat: bool = True, flags: int | None = None):
+        """Read the first ``head`` bytes of every path into ``view``.
+
+        Same contract as :func:`pocketpacs.dicom.heads.read_heads`: file *i*
+        goes to ``view[i * head:(i + 1) * head]``; returns three lists (bytes
+        read or a negative code, size, mtime_ns; sizes and times stay 0
+        without ``want_stat``); never raises for a file.
+
+        Parameters
+        ----------
+        paths : sequence of str or bytes
+            Files to read.
+        view : memoryview
+            At least ``len(paths) * head`` writable bytes.
+        head : int
+            Bytes read from the start of each file.
+        want_stat : bool
+            Report each file's size and mtime (and tell non-regular files apart).
+        flags : int, optional
+            ``os.open`` flags (default: the head reader's ``OPEN_FLAGS``).
+
+        Returns
+        -------
+        (list of int, list of int, list of int)
+        """
+        h = self.heads
+        if flags is None:
+            flags = h.OPEN_FLAGS
+        n = len(paths)
+        if not self.nowait:
+            return h.read_heads(paths, view, head, want_stat, flags)
+        got = [0] * n
+        size = [0] * n
+        mtime = [0] * n
+        os_open, close, fstat, preadv = os.open, os.close, os.fstat, os.preadv
+        nowait = _NOWAIT
+        OPEN_FAILED, NOT_REGULAR, READ_FAILED = h.OPEN_FAILED, h.NOT_REGULAR, h.READ_FAILED
+        cold = n   # the first file not in the page cache
+        a = 0
+        for i in range(n):
+            try:
+                fd = os_open(paths[i], flags)
+            except OSError:
+                got[i] = OPEN_FAILED
+                a += head
+                continue
+            try:
+                st = fstat(fd)
+                if st.st_mode & _S_IFMT != _S_IFREG:   # (without want_stat: as read_heads says)
+                    got[i] = NOT_REGULAR if want_stat else READ_FAILED
+                    continue
+                try:
+                    r = preadv(fd, (view[a:a + head],), 0, nowait)
+                except BlockingIOError:
+                    r = -1
+                except OSError as e:
+                    if e.errno not in _REFUSED:
+                        raise
+                    self.nowait = False   # this system cannot tell: read here, as before
+                    cold = i
+                    break
+                if r < head and r < st.st_size:   # not cached, or only partly
+                    cold = i
+                    break
+                got[i] = r
+                if want_stat:
+                    size[i] = st.st_size
+                    mtime[i] = st.st_mtime_ns
+            except OSError:
+                got[i] = READ_FAILED
+            finally:
+                close(fd)
+                a += head
+        if cold < n:
+            if self.nowait:
+                self._deep(paths, view, head, want_stat, flags, cold, got, size, mtime)
+            else:
+                g, s, m = h.read_heads(paths[cold:], view[cold * head:n * head], head, want_stat, flags)
+                got[cold:], size[cold:], mtime[cold:] = g, s, m
+        return got, size, mtime
+
+    def _deep(self, paths, view, head, want_stat, flags, lo, got, size, mtime) -> None:
+        """Files ``lo:`` read by :attr:`depth` threads, :data:`BLOCK` files at a time."""
+        from concurrent.futures import ThreadPoolExecutor   # (only on a cold disk)
+
+        n = len(paths)
+        read_heads = self.heads.read_heads
+        blocks = iter(range(lo, n, BLOCK))   # shared: each next() is atomic
+
+        def work() -> None:
+            for b in blocks:
+                e = min(n, b + BLOCK)
+                g, s, m = read_heads(paths[b:e], view[b * head:e * head], head, want_stat, flags)
+                got[b:e], size[b:e], mtime[b:e] = g, s, m
+
+        threads = min(self.depth, -(-(n - lo) // BLOCK))
+        with ThreadPoolExecutor(threads, thread_name_prefix="pocketpacs-read") as ex:
+            futures = [ex.submit(work) for _ in range(threads)]
+            for f in futures:
+                f.result()
+        self.deep_files += n - lo
+
+
+__all__ = ["DeepReader", "can_tell", "cached", "DEPTH", "BLOCK"]

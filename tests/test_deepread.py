@@ -1,0 +1,253 @@
+"""Cold disks and rescans (issue 16): file heads read with many reads in flight
+when they are not in the page cache (``pocketpacs.archive.deepread``), the same
+bytes and archives as reading one file at a time; the bulk folder listing equal
+to the entry-by-entry one; a rescan of an unchanged tree writes nothing.
+
+Files are taken out of the page cache one by one (``fsync`` then
+``posix_fadvise(DONTNEED)``, no root needed): the kernel then says they are not
+cached (``RWF_NOWAIT``), which is what switches the reader to its threads.
+Where the file system cannot tell (tmpfs), the tests of the cold path skip.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import dicomgen
+import pocketpacs
+from pocketpacs.archive import deepread, ingest, scan
+from pocketpacs.dicom import heads
+
+HEAD = 4096
+
+
+def _tree(root: Path) -> list[str]:
+    """A small tree with the files an import meets: DICOM, junk, a FIFO, a
+    broken link, a link to a file, a name that is not UTF-8."""
+    dicomgen.write_tree(root, patients=2, studies=1, series=3, slices=6)
+    junk = root / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("not an image")
+    (junk / "empty.dcm").write_bytes(b"")
+    good = next(root.rglob("IM00001*")).read_bytes()
+    (junk / "truncated.dcm").write_bytes(good[:300])
+    (junk / "long.bin").write_bytes(os.urandom(3 * HEAD + 17))
+    os.mkfifo(junk / "pipe")
+    os.symlink(junk / "nowhere", junk / "broken")
+    os.symlink(next(root.rglob("IM00002*")), junk / "link.dcm")
+    dicomgen.write(root / "odd" / os.fsdecode(b"IM\xff\xfe.dcm"), series_uid="1.2.826.0.77.2",
+                   sop_uid="1.2.826.0.77.2.1")
+    return sorted(str(p) for p in root.rglob("*") if not p.is_dir())
+
+
+def _evict(paths: list[str]) -> None:
+    """Take the files' pages out of the page cache (written to disk first)."""
+    for p in paths:
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if os.path.isfile(p):
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _cold_or_skip(paths: list[str], where: Path) -> None:
+    """Take ``paths`` out of the page cache, or skip where the kernel cannot
+    say what is cached (asked of a file of its own: asking reads it in)."""
+    probe = where / "probe.bin"
+    probe.write_bytes(os.urandom(2 * HEAD))
+    _evict([str(probe)])
+    if deepread.cached(str(probe)) is not False:
+        pytest.skip("this file system does not say whether a file is cached (RWF_NOWAIT): no cold path")
+    _evict(paths)
+
+
+def _read(reader, paths, want_stat=True):
+    view = memoryview(bytearray(len(paths) * HEAD))
+    got, size, mtime = reader(paths, view, HEAD, want_stat)
+    return got, size, mtime, bytes(view)
+
+
+def test_cached_says_whether_a_head_is_in_the_page_cache(tmp_path):
+    f = tmp_path / "f.bin"
+    f.write_bytes(os.urandom(2 * HEAD))
+    _evict([str(f)])
+    if deepread.cached(str(f)) is None:
+        pytest.skip("this file system does not say whether a file is cached (RWF_NOWAIT)")
+    _evict([str(f)])
+    assert deepread.cached(str(f)) is False
+    f.read_bytes()
+    assert deepread.cached(str(f)) is True
+    assert deepread.cached(str(tmp_path / "gone")) is None
+
+
+@pytest.mark.parametrize("want_stat", [True, False])
+def test_cold_heads_are_read_by_threads_and_equal_one_by_one_reads(tmp_path, want_stat):
+    paths = _tree(tmp_path / "d") + [str(tmp_path / "d" / "gone.dcm")]
+    expected = _read(heads.read_heads, paths, want_stat)
+    _cold_or_skip(paths, tmp_path)
+    reader = deepread.DeepReader(heads, depth=8)
+    cold = _read(reader.read, paths, want_stat)
+    assert reader.deep_files > 0          # not cached: read by the threads
+    assert cold == expected
+    got = dict(zip(paths, cold[0]))
+    assert got[str(tmp_path / "d" / "gone.dcm")] == heads.OPEN_FAILED
+    assert got[str(tmp_path / "d" / "junk" / "broken")] == heads.OPEN_FAILED
+    if want_stat:
+        assert got[str(tmp_path / "d" / "junk" / "pipe")] == heads.NOT_REGULAR
+    # now cached: read in the calling thread, nothing more by the threads
+    deep = reader.deep_files
+    assert _read(reader.read, paths, want_stat) == expected
+    assert reader.deep_files == deep
+
+
+def test_one_thread_reads_everything_itself(tmp_path):
+    paths = _tree(tmp_path / "d")
+    expected = _read(heads.read_heads, paths)
+    _evict(paths)
+    reader = deepread.DeepReader(heads, depth=1)
+    assert _read(reader.read, paths) == expected
+    assert reader.deep_files == 0 and not reader.nowait
+
+
+def _snapshot(ar) -> list[tuple]:
+    return sorted((r["sop_instance_uid"], r["series_instance_uid"], r["patient_id"],
+                   r["instance_number"], r["online"], tuple(sorted(r["paths"])))
+                  for r in ar.iter_instances())
+
+
+def _report(rep) -> tuple:
+    return (rep.seen, rep.indexed, rep.unchanged, sorted((f.path, f.reason) for f in rep.failures))
+
+
+def test_cold_import_equals_warm_import(tmp_path, monkeypatch):
+    """A tree out of the page cache: the walk goes on with threads, the heads are
+    read with many reads in flight; archive and report equal to a warm import."""
+    root = tmp_path / "d"
+    paths = _tree(root)
+    with pocketpacs.open_archive(tmp_path / "warm") as ar:
+        warm_rep = _report(ar.import_folder(root))
+        warm = _snapshot(ar)
+        warm_again = _report(ar.import_folder(root))
+    _cold_or_skip(paths, tmp_path)
+    deep_walks = []
+    real_walk_deep = ingest.Importer._walk_deep
+
+    def walk_deep(self, stack, exclude):
+        deep_walks.append(len(stack))
+        yield from real_walk_deep(self, stack, exclude)
+
+    monkeypatch.setattr(ingest.Importer, "_walk_deep", walk_deep)
+    read_here = []
+    real_read_here = ingest.Importer._read_here
+
+    def spy_read_here(self, chunk):
+        read_here.append(len(chunk))
+        return real_read_here(self, chunk)
+
+    monkeypatch.setattr(ingest.Importer, "_read_here", spy_read_here)
+    with pocketpacs.open_archive(tmp_path / "cold") as ar:
+        rep = ar.import_folder(root)
+        assert read_here   # no helper for a small import: read here, with reads in flight
+        assert _report(rep) == warm_rep
+        assert _snapshot(ar) == warm
+        # and the rescan of the cold-imported tree finds every file unchanged
+        again = ar.import_folder(root)
+        assert again.parsed == 0 and _report(again) == warm_again
+        assert len(deep_walks) == 1
+        # a rescan on a cold disk: listed by threads too, nothing read again
+        _evict(paths)
+        again = ar.import_folder(root)
+        assert again.parsed == 0 and _report(again) == warm_again
+        assert len(deep_walks) == 2
+        assert _snapshot(ar) == warm
+    assert len(warm) == warm_rep[1] > 0
+
+
+def test_bulk_listing_equals_entry_by_entry(tmp_path):
+    root = tmp_path / "d"
+    dicomgen.write_tree(root, patients=1, studies=1, series=2, slices=4)
+    for d in [root] + [p for p in root.rglob("*") if p.is_dir()]:
+        entries = list(os.scandir(d))
+        for stat in (True, False):
+            bulk, one = scan.Folder(str(d)), scan.Folder(str(d))
+            subdirs = scan._bulk(bulk, entries, stat)
+            assert subdirs is not None   # only folders and regular files here
+            assert subdirs == scan._one_by_one(one, entries, stat)
+            assert (bulk.names, bulk.sizes, bulk.mtimes) == (one.names, one.sizes, one.mtimes)
+            assert bulk.problems == one.problems == []
+
+
+def test_listing_with_links_and_fifos_reports_each(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.dcm").write_bytes(b"x" * 10)
+    (d / "sub").mkdir()
+    os.mkfifo(d / "pipe")
+    os.symlink(d / "nowhere", d / "broken")
+    os.symlink(d / "a.dcm", d / "link.dcm")
+    os.symlink(d / "sub", d / "dirlink")
+    for stat in (True, False):
+        folder, subdirs = scan.list_folder(str(d), stat=stat)
+        assert subdirs == [str(d / "sub")]
+        assert sorted(folder.names) == ["a.dcm", "link.dcm"]
+        reasons = sorted((Path(p.path).name, p.reason) for p in folder.problems)
+        assert reasons == [("broken", "vanished"), ("dirlink", "unsupported"), ("pipe", "unsupported")]
+        if stat:
+            assert sorted(folder.sizes) == [10, 10]
+
+
+def test_rescan_of_an_unchanged_tree_writes_nothing(tmp_path):
+    """Folders of folders (patient, study) have no listing: a rescan commits no
+    transaction at all (each would cost a sync)."""
+    root = tmp_path / "d"
+    n = dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=3)
+    with pocketpacs.open_archive(tmp_path / "a") as ar:
+        assert ar.import_folder(root).indexed == n
+        env = ar._store.env
+        before = env.info()["last_txnid"]
+        rep = ar.import_folder(root)
+        assert rep.unchanged == n and rep.parsed == 0 and rep.indexed == 0
+        assert env.info()["last_txnid"] == before
+        # a change is still seen
+        victim = next(root.rglob("IM00001*"))
+        os.utime(victim, ns=(0, 12345))
+        rep = ar.import_folder(root)
+        assert rep.parsed == 1 and rep.unchanged == n   # read again: the same instance
+        assert env.info()["last_txnid"] > before
+
+
+def test_cold_walk_takes_folders_in_the_order_of_the_warm_walk(tmp_path, monkeypatch):
+    """Which file of a study commits first decides some of its record (the
+    import is resumable in that order): a cold disk must not change it."""
+    root = tmp_path / "d"
+    paths = _tree(root)
+    order: list[str] = []
+    real_add = ingest.Importer._add_folder
+
+    def add_folder(self, folder, *a, **k):
+        order.append(folder.path)
+        return real_add(self, folder, *a, **k)
+
+    monkeypatch.setattr(ingest.Importer, "_add_folder", add_folder)
+    with pocketpacs.open_archive(tmp_path / "warm") as ar:
+        ar.import_folder(root)
+    warm, order[:] = list(order), []
+    _cold_or_skip(paths, tmp_path)
+    deep = []
+    real_walk_deep = ingest.Importer._walk_deep
+
+    def walk_deep(self, stack, exclude):
+        deep.append(1)
+        yield from real_walk_deep(self, stack, exclude)
+
+    monkeypatch.setattr(ingest.Importer, "_walk_deep", walk_deep)
+    with pocketpacs.open_archive(tmp_path / "cold") as ar:
+        ar.import_folder(root)
+    assert deep and order == warm and len(warm) > 5
