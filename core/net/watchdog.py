@@ -161,6 +161,12 @@ class Watchdog:
                 assocs = list(self._assocs)
             for a in assocs:
                 self._abort(a)
+            # until the work ends: the association's own thread may have taken the wake-up
+            # off the queue before it ended (a caller would then wait for ever)
+            while not self._stop.wait(POLL):
+                for a in assocs:
+                    if a.dimse.msg_queue.empty():
+                        a.dimse.msg_queue.put((None, None))
             return
 
     def _abort(self, assoc: Any) -> None:
