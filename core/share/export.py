@@ -32,8 +32,10 @@ from .media import private_tree, write_fileset
 from .pseudonyms import deid_key
 
 
-#: Threads reading source files ahead and writing exported files behind the header rewriting.
-IO_THREADS = 2
+#: Threads reading source files ahead and writing exported files behind the header rewriting
+#: (one: a second only added thread switches, 2 cores under load: 1,000 files in 3.7 s against
+#: 2.9 s with one and 2.9 s with none; issue 15).
+IO_THREADS = 1
 #: Files read ahead of the one being rewritten.
 READ_AHEAD = 8
 
