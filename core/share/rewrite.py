@@ -90,6 +90,7 @@ _PATIENT_NAME, _PATIENT_ID = 0x00100010, 0x00100020
 _KEEP, _DROP, _EMPTY, _DUMMY, _UID, _SHIFT, _ITEMS, _CLEAN_ITEMS, _SCRUB, _CREATOR, _PRIVATE = (
     KEEP, DROP, EMPTY, DUMMY, NEW_UID, SHIFT_DATES, ITEMS, CLEAN_ITEMS, SCRUB, CREATOR, PRIVATE)
 _UNPLANNED = object()
+_LONG_VR_BYTES = frozenset(vr.encode("latin-1") for vr in LONG_VRS)
 
 _Elem = tuple
 _TAG, _VR, _START, _VSTART, _VEND, _END, _ITEMS_OF = TAG, VR, START, VSTART, VEND, END, ITEMS_OF
@@ -364,11 +365,12 @@ class ByteRewriter:
         """The file meta's UIDs and the position of the data set."""
         pos, end = 132, len(mv)
         meta: dict[int, str] = {}
+        unpack, long_vrs = _EXPL.unpack_from, _LONG_VR_BYTES
         while end - pos >= 8:
-            group, el, vrb, length = _EXPL.unpack_from(mv, pos)
+            group, el, vrb, length = unpack(mv, pos)
             if group != 0x0002:
                 break
-            if vrb.decode("latin-1") in LONG_VRS:
+            if vrb in long_vrs:
                 length, hdr = _U32.unpack_from(mv, pos + 8)[0], 12
             elif vrb.isalpha() and vrb.isupper():
                 hdr = 8
