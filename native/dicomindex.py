@@ -89,7 +89,7 @@ def vr_kinds_table(vrs: dict[str, bool]) -> np.ndarray:
     return out
 
 
-@kernel
+@kernel(nogil=False)  # a few microseconds: handing the GIL to the export's I/O thread costs more
 def index_elements(buf, pos, end, implicit, vr_kinds, sq_tags, max_depth, out):
     """Index the elements and items of a data set.
 

@@ -32,9 +32,10 @@ from .pseudonyms import deid_key
 
 
 #: Threads reading source files ahead and writing exported files behind the header rewriting
-#: (one: a second only added thread switches; 2 cores under load, 100-file series in turn:
-#: 1,053 files/s with one, 856 with two, 1,046 with none; issue 15).
-IO_THREADS = 1
+#: (none: the syscalls are short when the files are cached and the hand-overs cost more; 100-file
+#: series in turn, 2 cores: 4,721 files/s with none, 4,301 with one, 3,584 with two when the
+#: machine was quiet, 1,046 / 1,053 / 856 under load; issue 15).
+IO_THREADS = 0
 #: Files read ahead of the one being rewritten.
 READ_AHEAD = 16
 #: Files read, or written, per task of the I/O thread (fewer hand-overs between threads).
