@@ -265,3 +265,134 @@ def jpeg_lossless_scan(x, precision, codes, sizes, out):
             data.append(0)
     out[:len(data)] = list(data)
     return len(data)
+
+
+# ---------------------------------------------------------------------------
+# dicomindex.py reference (plain Python, recursive where the kernel keeps a stack)
+# ---------------------------------------------------------------------------
+class _IndexStop(Exception):
+    def __init__(self, code: int, where: int):
+        super().__init__(code, where)
+        self.code, self.where = code, where
+
+
+def index_elements(buf: bytes, pos: int, end: int, implicit: bool, vr_kinds, sq_tags, max_depth: int):
+    """Reference of :func:`pocketpacs.native.dicomindex.index_elements`.
+
+    Returns
+    -------
+    (int, list of tuple, int)
+        Outcome, the rows (tag, VR code, parent, start, value start, value end, end) and the
+        offset where the walk stopped.
+    """
+    from .dicomindex import (IDX_BAD_VR, IDX_DELIM_LENGTH, IDX_DELIM_OR_ZERO, IDX_FRAG_MALFORMED,
+                             IDX_FRAG_PAST_END, IDX_HEADER_PAST_END, IDX_ITEM_LONGER, IDX_LEFT_OVER, IDX_LONGER,
+                             IDX_NO_ITEM_DELIM, IDX_NOT_ITEMS, IDX_OK, IDX_ORDER, IDX_SEQ_PAST_END, IDX_TOO_DEEP,
+                             IDX_UNDEFINED)
+
+    sq = {int(t) for t in sq_tags}
+    rows: list[list[int]] = []
+
+    def u16(p: int) -> int:
+        return int.from_bytes(buf[p:p + 2], "little")
+
+    def u32(p: int) -> int:
+        return int.from_bytes(buf[p:p + 4], "little")
+
+    def elements(pos: int, end: int, depth: int, parent: int, in_item: bool) -> int:
+        last = -1
+        while pos < end:
+            if end - pos < 8:
+                raise _IndexStop(IDX_LEFT_OVER, pos)
+            group = u16(pos)
+            tag = group << 16 | u16(pos + 2)
+            vr = 0
+            if implicit or group == 0xFFFE:
+                length, hdr = u32(pos + 4), 8
+                is_sq = implicit and group != 0xFFFE and tag in sq
+            else:
+                vr = buf[pos + 4] << 8 | buf[pos + 5]
+                kind = int(vr_kinds[vr])
+                if kind == 0:
+                    raise _IndexStop(IDX_BAD_VR, pos)
+                if kind == 2:
+                    if end - pos < 12:
+                        raise _IndexStop(IDX_HEADER_PAST_END, pos)
+                    length, hdr = u32(pos + 8), 12
+                else:
+                    length, hdr = u16(pos + 6), 8
+                is_sq = buf[pos + 4:pos + 6] == b"SQ"
+            if tag == 0xFFFEE00D and in_item:
+                if length != 0:
+                    raise _IndexStop(IDX_DELIM_LENGTH, pos)
+                rows[parent][5], rows[parent][6] = pos, pos + 8
+                return pos + 8
+            if group == 0xFFFE or tag == 0:
+                raise _IndexStop(IDX_DELIM_OR_ZERO, pos)
+            if tag <= last:
+                raise _IndexStop(IDX_ORDER, pos)
+            last = tag
+            row = [tag, vr, parent, pos, pos + hdr, 0, 0]
+            rows.append(row)
+            me = len(rows) - 1
+            vstart = pos + hdr
+            if length == 0xFFFFFFFF:
+                if is_sq:
+                    pos = items(vstart, end, depth, me, None)
+                elif tag == 0x7FE00010 and not implicit and buf[pos + 4:pos + 6] in (b"OB", b"OW"):
+                    p = vstart
+                    while True:
+                        if end - p < 8:
+                            raise _IndexStop(IDX_FRAG_PAST_END, p)
+                        ftag, flen = u16(p) << 16 | u16(p + 2), u32(p + 4)
+                        if ftag == 0xFFFEE0DD:
+                            break
+                        if ftag != 0xFFFEE000 or flen == 0xFFFFFFFF or p + 8 + flen > end:
+                            raise _IndexStop(IDX_FRAG_MALFORMED, p)
+                        p += 8 + flen
+                    row[5], row[6] = p, p + 8
+                    pos = p + 8
+                else:
+                    raise _IndexStop(IDX_UNDEFINED, pos)
+            else:
+                if vstart + length > end:
+                    raise _IndexStop(IDX_LONGER, pos)
+                row[5] = row[6] = vstart + length
+                if is_sq:
+                    items(vstart, vstart + length, depth, me, vstart + length)
+                pos = vstart + length
+        if in_item:
+            raise _IndexStop(IDX_NO_ITEM_DELIM, pos)
+        if parent >= 0:
+            rows[parent][5] = rows[parent][6] = pos
+        return pos
+
+    def items(pos: int, end: int, depth: int, seq: int, defined_end: int | None) -> int:
+        while True:
+            if defined_end is not None and pos == defined_end:
+                return pos
+            if end - pos < 8:
+                raise _IndexStop(IDX_SEQ_PAST_END, pos)
+            tag, length = u16(pos) << 16 | u16(pos + 2), u32(pos + 4)
+            if tag == 0xFFFEE0DD and defined_end is None:
+                rows[seq][5], rows[seq][6] = pos, pos + 8
+                return pos + 8
+            if tag != 0xFFFEE000:
+                raise _IndexStop(IDX_NOT_ITEMS, pos)
+            if length != 0xFFFFFFFF and pos + 8 + length > end:
+                raise _IndexStop(IDX_ITEM_LONGER, pos)
+            if depth + 1 > max_depth:
+                raise _IndexStop(IDX_TOO_DEEP, pos)
+            rows.append([tag, 0, seq, pos, pos + 8, 0, 0])
+            me = len(rows) - 1
+            if length == 0xFFFFFFFF:
+                pos = elements(pos + 8, end, depth + 1, me, True)
+            else:
+                elements(pos + 8, pos + 8 + length, depth + 1, me, False)
+                pos = pos + 8 + length
+
+    try:
+        where = elements(pos, end, 0, -1, False)
+    except _IndexStop as stop:
+        return stop.code, [tuple(r) for r in rows], stop.where
+    return IDX_OK, [tuple(r) for r in rows], where

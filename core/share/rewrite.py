@@ -2,17 +2,21 @@
 
 :class:`ByteRewriter` gives the same result as :meth:`.deidentify.Deidentifier.apply`
 (same actions, pseudonyms, date shifts, records; checked element by element
-on the whole corpus by ``tests/test_share_rewrite.py``) for the common files:
+on the whole corpus by ``tests/test_share_deidentify.py``) for the common files:
 a Part 10 file (preamble and explicit VR little endian meta) whose data set
 is implicit or explicit VR little endian, native or encapsulated pixel data.
-It indexes the data set's elements over a memoryview (sequences and items of
-defined and undefined length, nested), copies every unchanged element's raw
-bytes, writes only the elements the profile acts on with their new lengths,
-rebuilds the sequences it walks, and copies Pixel Data untouched (no decode).
-Anything else (deflate, big endian, no preamble or meta, implicit data under
-an explicit syntax, public UN elements, duplicate or zero tags, a length past
-the end) raises :class:`NotRewritable` with the reason: the caller then takes
-the pydicom path.
+It indexes the data set's elements with a numba kernel (:mod:`.elements`:
+sequences and items of defined and undefined length, nested), copies every
+unchanged element's raw bytes, writes only the elements the profile acts on
+with their new lengths, rebuilds the sequences it walks, and copies Pixel
+Data untouched (no decode).  What to do is worked out once per file
+structure (:mod:`.plans`; the same tags, VRs and nesting in a series) and
+applied to each file; structures whose outcome depends on values go through
+the element-by-element walk here.  Anything else (deflate, big endian, no
+preamble or meta, implicit data under an explicit syntax, public UN
+elements, duplicate or zero tags, a length past the end) raises
+:class:`NotRewritable` with the reason: the caller then takes the pydicom
+path.
 """
 from __future__ import annotations
 
@@ -34,20 +38,43 @@ from .deidentify import (
     Deidentifier,
     scrub_pattern,
 )
+from .elements import (
+    END,
+    ITEMS_OF,
+    LONG_VRS,
+    START,
+    TAG,
+    VEND,
+    VR,
+    VSTART,
+    NotRewritable,
+    dict_vr,
+    index_table,
+    nested,
+)
+from .elements import element as _element
+from .elements import pad as _pad
+from .elements import sequence as _sequence
+from .plans import (
+    CLEAN_ITEMS,
+    CREATOR,
+    DROP,
+    DUMMY,
+    EMPTY,
+    ITEMS,
+    KEEP,
+    NEW_UID,
+    PRIVATE,
+    SCRUB,
+    SHIFT_DATES,
+    make_plan,
+    run_plan,
+)
 from .pseudonyms import Pseudonyms, shift_date, shift_datetime
 
 _IMPLICIT_TS = "1.2.840.10008.1.2"
 _UNSUPPORTED_TS = {"1.2.840.10008.1.2.1.99": "deflated transfer syntax", "1.2.840.10008.1.2.2": "big endian"}
-#: explicit VRs whose length field is 4 bytes (after 2 reserved bytes)
-_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
-_VRS = _LONG_VRS | frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH",
-                              "SL", "SS", "ST", "TM", "UI", "UL", "US"})
-#: explicit VR bytes -> (VR, whether its length field is 4 bytes)
-_VR_INFO = {vr.encode(): (vr, vr in _LONG_VRS) for vr in _VRS}
-_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
-_PIXEL_DATA = 0x7FE00010
-_MAX_DEPTH = 16
 _HDR = struct.Struct("<HHI")
 _EXPL = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<I")
@@ -61,37 +88,13 @@ _CHARSET, _SOP_CLASS, _SOP_INSTANCE = 0x00080005, 0x00080016, 0x00080018
 _PATIENT_NAME, _PATIENT_ID = 0x00100010, 0x00100020
 
 # per-(tag, VR) decisions of the walk
-_KEEP, _DROP, _EMPTY, _DUMMY, _UID, _SHIFT, _ITEMS, _CLEAN_ITEMS, _SCRUB, _CREATOR, _PRIVATE = range(11)
+_KEEP, _DROP, _EMPTY, _DUMMY, _UID, _SHIFT, _ITEMS, _CLEAN_ITEMS, _SCRUB, _CREATOR, _PRIVATE = (
+    KEEP, DROP, EMPTY, DUMMY, NEW_UID, SHIFT_DATES, ITEMS, CLEAN_ITEMS, SCRUB, CREATOR, PRIVATE)
+_UNPLANNED = object()
+_LONG_VR_BYTES = frozenset(vr.encode("latin-1") for vr in LONG_VRS)
 
-
-class NotRewritable(Exception):
-    """The file is outside what the byte-level rewriter handles (the reason says why)."""
-
-
-#: One indexed element, a tuple (faster to make than an object): tag, VR, start of its header,
-#: start and end of its value, end of the element (delimiters included), its items (sequences: a
-#: list of element lists; else None).
 _Elem = tuple
-_TAG, _VR, _START, _VSTART, _VEND, _END, _ITEMS_OF = range(7)
-
-
-#: tag -> its VR in the dictionary (implicit VR files), filled as tags are met
-_DICT_VRS: dict[int, str] = {}
-
-
-def _dict_vr(tag: int, cache: dict[int, str] = _DICT_VRS) -> str:
-    vr = cache.get(tag)
-    if vr is None:
-        from pydicom.datadict import dictionary_VR
-
-        try:
-            vr = dictionary_VR(tag)
-        except KeyError:
-            vr = "UN"
-        if tag >> 16 & 1 and 0x10 <= tag & 0xFFFF <= 0xFF:
-            vr = "LO"  # private creators (pydicom reads them as LO)
-        cache[tag] = vr
-    return vr
+_TAG, _VR, _START, _VSTART, _VEND, _END, _ITEMS_OF = TAG, VR, START, VSTART, VEND, END, ITEMS_OF
 
 
 def _keyword(tag: int, cache: dict[int, str] = {}) -> str:  # noqa: B006 (a module-wide cache)
@@ -101,133 +104,6 @@ def _keyword(tag: int, cache: dict[int, str] = {}) -> str:  # noqa: B006 (a modu
 
         kw = cache[tag] = keyword_for_tag(tag) or ""
     return kw
-
-
-def _index(mv: memoryview, pos: int, end: int, implicit: bool, depth: int, in_item: bool) -> tuple[list[_Elem], int]:
-    """The elements from ``pos`` to ``end`` (or to an item delimiter when ``in_item``): (elements, position after)."""
-    if depth > _MAX_DEPTH:
-        raise NotRewritable("sequences nested too deep")
-    out: list[_Elem] = []
-    append = out.append
-    # (module globals as locals: this loop runs for every element of every file)
-    unpack_hdr, unpack_expl, unpack_u32 = _HDR.unpack_from, _EXPL.unpack_from, _U32.unpack_from
-    vr_info, dict_vrs = _VR_INFO, _DICT_VRS
-    last = -1
-    while pos < end:
-        if end - pos < 8:
-            raise NotRewritable("bytes left over after the last element")
-        if implicit:
-            group, el, length = unpack_hdr(mv, pos)
-            tag = group << 16 | el
-            hdr = 8
-            vr = (dict_vrs.get(tag) or _dict_vr(tag)) if group != 0xFFFE else ""
-        else:
-            group, el, vrb, length = unpack_expl(mv, pos)
-            tag = group << 16 | el
-            if group == 0xFFFE:
-                length, hdr, vr = unpack_u32(mv, pos + 4)[0], 8, ""
-            else:
-                info = vr_info.get(vrb)
-                if info is None:
-                    raise NotRewritable("an element without a valid explicit VR (implicit data?)")
-                vr, long_vr = info
-                if long_vr:
-                    if end - pos < 12:
-                        raise NotRewritable("an element header past the end")
-                    length, hdr = unpack_u32(mv, pos + 8)[0], 12
-                else:
-                    hdr = 8
-        if tag == 0xFFFEE00D and in_item:
-            if length != 0:
-                raise NotRewritable("an item delimiter with a length")
-            return out, pos + 8
-        if group == 0xFFFE or tag == 0:
-            raise NotRewritable("a delimiter or zero tag where an element should be")
-        if tag <= last:
-            raise NotRewritable("elements out of order or repeated")
-        last = tag
-        vstart = pos + hdr
-        items: list[list[_Elem]] | None = None
-        if length == 0xFFFFFFFF:
-            if vr == "SQ":
-                items, epos = _items(mv, vstart, end, implicit, depth, None)
-                vend = epos - 8
-            elif tag == _PIXEL_DATA and not implicit and vr in ("OB", "OW"):
-                epos = _fragments(mv, vstart, end)
-                vend = epos - 8
-            else:
-                raise NotRewritable("an undefined length outside a sequence or encapsulated pixel data")
-        else:
-            vend = epos = vstart + length
-            if vend > end:
-                raise NotRewritable("an element longer than the data left")
-            if vr == "SQ":
-                items, _ = _items(mv, vstart, vend, implicit, depth, vend)
-        append((tag, vr, pos, vstart, vend, epos, items))
-        pos = epos
-    if in_item:
-        raise NotRewritable("an item without its delimiter")
-    return out, pos
-
-
-def _items(mv: memoryview, pos: int, end: int, implicit: bool, depth: int,
-           defined_end: int | None) -> tuple[list[list[_Elem]], int]:
-    """The items of a sequence value: (items, position after the value or its delimiter)."""
-    items: list[list[_Elem]] = []
-    while True:
-        if defined_end is not None and pos == defined_end:
-            return items, pos
-        if end - pos < 8:
-            raise NotRewritable("a sequence that runs past the end")
-        group, el, length = _HDR.unpack_from(mv, pos)
-        tag = group << 16 | el
-        if tag == _SEQ_END and defined_end is None:
-            return items, pos + 8
-        if tag != _ITEM:
-            raise NotRewritable("a sequence holding something other than items")
-        if length == _UNDEFINED:
-            elems, pos = _index(mv, pos + 8, end, implicit, depth + 1, True)
-        else:
-            iend = pos + 8 + length
-            if iend > end:
-                raise NotRewritable("an item longer than its sequence")
-            elems, _ = _index(mv, pos + 8, iend, implicit, depth + 1, False)
-            pos = iend
-        items.append(elems)
-
-
-def _fragments(mv: memoryview, pos: int, end: int) -> int:
-    """Skip encapsulated pixel data items: the position after the sequence delimiter."""
-    while True:
-        if end - pos < 8:
-            raise NotRewritable("encapsulated pixel data that runs past the end")
-        group, el, length = _HDR.unpack_from(mv, pos)
-        tag = group << 16 | el
-        if tag == _SEQ_END:
-            return pos + 8
-        if tag != _ITEM or length == _UNDEFINED or pos + 8 + length > end:
-            raise NotRewritable("a malformed fragment of encapsulated pixel data")
-        pos += 8 + length
-
-
-def _element(tag: int, vr: str, value: bytes, implicit: bool) -> bytes:
-    """An element's bytes (value already padded to an even length)."""
-    if implicit:
-        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
-    if vr in _LONG_VRS:
-        return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value)) + value
-    if len(value) > 0xFFFF:
-        raise NotRewritable(f"a {vr} value too long for its VR")
-    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
-
-
-def _pad(b: bytes, vr: str) -> bytes:
-    return b + (b"\0" if vr == "UI" else b" ") if len(b) & 1 else b
-
-
-def _sequence(tag: int, items: list[bytes], implicit: bool) -> bytes:
-    body = b"".join(struct.pack("<HHI", 0xFFFE, 0xE000, len(it)) + it for it in items)
-    return _element(tag, "SQ", body, implicit)
 
 
 def _ascii(mv: memoryview, e: _Elem) -> str:
@@ -256,9 +132,12 @@ class ByteRewriter:
     deid : Deidentifier
         Its options, pseudonyms (shared: the same UIDs map alike on both paths) and
         chosen patient name and ID are used.
+    plans : bool
+        Work out what to do once per file structure (:mod:`.plans`); False walks every
+        file's elements (the same result, slower; for tests).
     """
 
-    def __init__(self, deid: Deidentifier):
+    def __init__(self, deid: Deidentifier, plans: bool = True):
         self.deid = deid
         self.names: Pseudonyms = deid.names
         self.options = deid.options
@@ -270,6 +149,14 @@ class ByteRewriter:
         self._constants: dict[tuple[int, str, bool, int], bytes] = {}  # emptied and dummy elements
         self._texts: dict[tuple[int, str, str, bool], bytes] = {}  # pseudonymous names and IDs
         self._charsets: dict[str, list[str]] = {}  # Specific Character Set -> Python codecs
+        self.plans = plans
+        self._plans: dict[tuple[bool, bytes], Any] = {}  # file structure -> its plan (None: the walk)
+        self._wanted = frozenset([_CHARSET, _PATIENT_NAME, _PATIENT_ID, *_BURNED_IN_TAGS, *_IDENTITY_TAGS,
+                                  *map(_tag_of, _SCRUB_KEYWORDS)])
+        self._codes: dict[str, str] = {}  # identity -> patient code
+        self._days: dict[str, int] = {}  # identity -> date shift
+        self._burned_in: dict[tuple, str | None] = {}  # the values that decide -> the reason
+        self._uids: dict[tuple[int, bytes, bool], bytes] = {}  # (tag, value, implicit) -> new element
 
     # ---- decisions -------------------------------------------------------------------------
     def _decide(self, tag: int, vr: str) -> tuple[int, str]:
@@ -314,7 +201,7 @@ class ByteRewriter:
                     d = (_SHIFT, "") if self._modified else (_EMPTY, "")
                 elif vr == "PN":
                     d = (_EMPTY, "")
-                elif vr == "UN" and _dict_vr(tag) != "UN":
+                elif vr == "UN" and dict_vr(tag) != "UN":
                     raise NotRewritable("a public element with VR UN")
         self._decisions[key] = d
         return d
@@ -384,9 +271,20 @@ class ByteRewriter:
             looks_explicit = bytes(mv[pos + 4:pos + 6]).isalpha() and bytes(mv[pos + 4:pos + 6]).isupper()
             if implicit and looks_explicit:
                 raise NotRewritable("explicit VR data under an implicit transfer syntax")
-        top, _ = _index(mv, pos, len(data), implicit, 0, False)
+        table, n = index_table(data, pos, implicit)
+        key = (implicit, table[:n, :3].tobytes())  # the structure: tags, VRs, nesting
+        plan = self._plans.get(key, _UNPLANNED)
+        if plan is _UNPLANNED:
+            if len(self._plans) > 256:
+                self._plans.clear()
+            plan = self._plans[key] = make_plan(self, table, n, implicit, self._wanted) if self.plans else None
         call = _Call(mv, implicit)
-        by_tag = {e[_TAG]: e for e in top if e[_TAG] < 0x00400000}
+        if plan is None:
+            top = nested(table, n, implicit)
+            by_tag = {e[_TAG]: e for e in top if e[_TAG] < 0x00400000}
+        else:
+            rows = table[:n, 3:].tolist()  # start, value start, value end, end
+            by_tag = {t: (t, vr, *rows[r]) for t, r, vr in plan.lookups}
         cs = by_tag.get(_CHARSET)
         if cs is not None:
             spec = _ascii(mv, cs)
@@ -408,7 +306,14 @@ class ByteRewriter:
                     hdr[kw] = int.from_bytes(mv[by_tag[t][_VSTART]:by_tag[t][_VEND]], "little")
             if match_rule(self.deid.blanking, hdr) is not None:
                 raise NotRewritable("pixels to blank (a rule of the sharing settings)")
-        why = burned_in_reason({kw: self._text(call, by_tag[t]) for t, kw in _BURNED_IN_TAGS.items() if t in by_tag})
+        seen = (tuple(call.encodings),) + tuple(  # the values the outcome depends on
+            (t, by_tag[t][_VR], bytes(mv[by_tag[t][_VSTART]:by_tag[t][_VEND]])) for t in _BURNED_IN_TAGS if t in by_tag)
+        why = self._burned_in.get(seen, _UNPLANNED)
+        if why is _UNPLANNED:
+            if len(self._burned_in) > 4096:
+                self._burned_in.clear()
+            why = self._burned_in[seen] = burned_in_reason(
+                {kw: self._text(call, by_tag[t]) for t, kw in _BURNED_IN_TAGS.items() if t in by_tag})
         if why is not None:
             if not self.deid.allow_burned_in:
                 raise BurnedInRefused(f"refused: {why}; pixel data is not cleaned (allow_burned_in exports it)")
@@ -418,13 +323,24 @@ class ByteRewriter:
                 raise NotRewritable("a patient ID, name or birth date with several values")
             vals = {kw: self._text(call, by_tag[t]) if t in by_tag else "" for t, kw in _IDENTITY_TAGS.items()}
             identity = Pseudonyms.identity(vals["PatientID"], vals["PatientName"], vals["PatientBirthDate"])
-        call.days = self.names.day_shift(identity)
+        days = self._days.get(identity)
+        if days is None:
+            if len(self._days) > 4096:
+                self._days.clear()
+            days = self._days[identity] = self.names.day_shift(identity)
+        call.days = days
         if self._clean_desc:
             words = [w for t in map(_tag_of, _SCRUB_KEYWORDS) if t in by_tag
                      for w in self._text(call, by_tag[t]).split("\\")]
             call.scrub = scrub_pattern(words)
+        code = self._codes.get(identity)
+        if code is None:
+            if len(self._codes) > 4096:
+                self._codes.clear()
+            code = self._codes[identity] = self.names.patient_code(identity)
+        if plan is not None:
+            return self._planned(call, plan, rows, by_tag, code, ts), warnings
         pieces = self._walk(call, top)
-        code = self.names.patient_code(identity)
         name_vr = by_tag[_PATIENT_NAME][_VR] if _PATIENT_NAME in by_tag else "PN"
         id_vr = by_tag[_PATIENT_ID][_VR] if _PATIENT_ID in by_tag else "LO"
         extra = [(_PATIENT_NAME, self._text_element(call, _PATIENT_NAME, name_vr,
@@ -442,15 +358,31 @@ class ByteRewriter:
         pieces_out.insert(0, _file_meta(ts, sop_class, sop_instance))
         return b"".join(pieces_out), warnings
 
+    def _planned(self, call: _Call, plan: Any, rows: list, by_tag: dict[int, _Elem], code: str, ts: str) -> bytes:
+        """The de-identified file made by a plan (as the end of :meth:`rewrite` does by the walk)."""
+        pieces = run_plan(self, call, plan.ops, rows)
+        name_vr = by_tag[_PATIENT_NAME][_VR] if _PATIENT_NAME in by_tag else "PN"
+        id_vr = by_tag[_PATIENT_ID][_VR] if _PATIENT_ID in by_tag else "LO"
+        pieces[plan.name_at] = self._text_element(call, _PATIENT_NAME, name_vr,
+                                                  self.deid.patient_name or f"ANON^{code}")
+        pieces[plan.id_at] = self._text_element(call, _PATIENT_ID, id_vr, self.deid.patient_id or f"PP{code}")
+        sop_class = _out_uid([(_SOP_CLASS, pieces[plan.sop_class_at])], _SOP_CLASS, call.implicit)
+        sop_instance = _out_uid([(_SOP_INSTANCE, pieces[plan.sop_instance_at])], _SOP_INSTANCE, call.implicit)
+        if sop_class is None or sop_instance is None:
+            raise NotRewritable("no SOP Class or SOP Instance UID")
+        pieces.insert(0, _file_meta(ts, sop_class, sop_instance))
+        return b"".join(pieces)
+
     def _meta(self, mv: memoryview) -> tuple[dict[int, str], int]:
         """The file meta's UIDs and the position of the data set."""
         pos, end = 132, len(mv)
         meta: dict[int, str] = {}
+        unpack, long_vrs = _EXPL.unpack_from, _LONG_VR_BYTES
         while end - pos >= 8:
-            group, el, vrb, length = _EXPL.unpack_from(mv, pos)
+            group, el, vrb, length = unpack(mv, pos)
             if group != 0x0002:
                 break
-            if vrb.decode("latin-1") in _LONG_VRS:
+            if vrb in long_vrs:
                 length, hdr = _U32.unpack_from(mv, pos + 8)[0], 12
             elif vrb.isalpha() and vrb.isupper():
                 hdr = 8
@@ -538,13 +470,7 @@ class ByteRewriter:
                     kept_blocks.add(block)
                     out.append((tag, mv[e[_START]:e[_END]]))
             elif d == _EMPTY or d == _DUMMY:
-                key = (tag, vr, implicit, d)
-                piece = self._constants.get(key)
-                if piece is None:
-                    piece = self._constants[key] = (
-                        _sequence(tag, [], implicit) if vr == "SQ" else
-                        _element(tag, vr, _pad(DUMMIES[vr].encode(), vr) if d == _DUMMY else b"", implicit))
-                out.append((tag, piece))
+                out.append((tag, self._constant(tag, vr, implicit, d)))
             elif d == _UID:
                 out.append((tag, self._uid(call, e)))
             elif d == _SHIFT:
@@ -560,6 +486,16 @@ class ByteRewriter:
             if drop:
                 out = [p for i, p in enumerate(out) if i not in drop]
         return out
+
+    def _constant(self, tag: int, vr: str, implicit: bool, d: int) -> bytes:
+        """An emptied (``_EMPTY``) or dummy (``_DUMMY``) element."""
+        key = (tag, vr, implicit, d)
+        piece = self._constants.get(key)
+        if piece is None:
+            piece = self._constants[key] = (
+                _sequence(tag, [], implicit) if vr == "SQ" else
+                _element(tag, vr, _pad(DUMMIES[vr].encode(), vr) if d == _DUMMY else b"", implicit))
+        return piece
 
     def _item(self, call: _Call, elems: list[_Elem], scrub: bool) -> bytes:
         if any(e[_TAG] == _CHARSET for e in elems):
@@ -591,11 +527,18 @@ class ByteRewriter:
         return self._text_element(call, e[_TAG], e[_VR], new)
 
     def _uid(self, call: _Call, e: _Elem) -> Any:
+        key = (e[_TAG], bytes(call.mv[e[_VSTART]:e[_VEND]]), call.implicit)
+        done = self._uids.get(key)
+        if done is not None:  # the study's, series' and frame of reference's UIDs repeat
+            return done
         value = _ascii(call.mv, e).rstrip("\0 ")
         if value == "":
             return call.mv[e[_START]:e[_END]]
         out = [v if v.startswith("1.2.840.10008.") else self.names.uid(v) for v in value.split("\\")]
-        return _element(e[_TAG], "UI", _pad("\\".join(out).encode("ascii"), "UI"), call.implicit)
+        if len(self._uids) > 65536:
+            self._uids.clear()
+        done = self._uids[key] = _element(e[_TAG], "UI", _pad("\\".join(out).encode("ascii"), "UI"), call.implicit)
+        return done
 
     def _shift(self, call: _Call, e: _Elem) -> Any:
         value = _ascii(call.mv, e).rstrip("\0 ")
