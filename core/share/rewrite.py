@@ -152,6 +152,7 @@ class ByteRewriter:
         self.plans = plans
         self._plans: dict[tuple[bool, bytes], Any] = {}  # file structure -> its plan (None: the walk)
         self._wanted = frozenset([_CHARSET, _PATIENT_NAME, _PATIENT_ID, *_BURNED_IN_TAGS, *_IDENTITY_TAGS,
+                                  *_BLANK_TAGS, 0x00280010, 0x00280011,  # the blanking rules' keys
                                   *map(_tag_of, _SCRUB_KEYWORDS)])
         self._codes: dict[str, str] = {}  # identity -> patient code
         self._days: dict[str, int] = {}  # identity -> date shift
