@@ -153,20 +153,30 @@ def instance_array(raws: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(r[:HEAD] for r in raws), dtype=INST_DTYPE).copy()
 
 
+_NUM_SLICES: list[tuple[str, int, int]] = []
+
+
+def _num_slices() -> list[tuple[str, int, int]]:
+    """``(keyword, start, count)`` of each numeric keyword in a head row's ``nums`` (made once)."""
+    if not _NUM_SLICES:
+        for kw in NUMERIC_KEYWORDS:
+            k = tags.INDEX[kw]
+            _NUM_SLICES.append((kw, int(tags.NUM_START[k]), int(tags.NUM_COUNT[k])))
+    return _NUM_SLICES
+
+
 def numeric_values(row: np.void | np.ndarray) -> dict[str, Any]:
     """Numeric tag values of one head row: keyword -> float, list, or None."""
-    nums = row["nums"]
+    nums = row["nums"].tolist()  # one conversion; NaN (missing) is the value unequal to itself
     out: dict[str, Any] = {}
-    for kw in NUMERIC_KEYWORDS:
-        k = tags.INDEX[kw]
-        c, n = int(tags.NUM_START[k]), int(tags.NUM_COUNT[k])
+    for kw, c, n in _num_slices():
         vals = nums[c:c + n]
-        if np.isnan(vals).all():
+        if all(v != v for v in vals):
             out[kw] = None
         elif n == 1:
-            out[kw] = float(vals[0])
+            out[kw] = vals[0]
         else:
-            out[kw] = [None if np.isnan(v) else float(v) for v in vals]
+            out[kw] = [None if v != v else v for v in vals]
     return out
 
 
