@@ -208,7 +208,11 @@ class ReceivedStore:
                 self._dirs.add(dest.parent)
         if self._other_device:
             return self._write_in_place(data, dest)
-        tmp = self.incoming / f"{secrets.token_hex(8)}.tmp"
+        return self._write_renamed(self.incoming / f"{secrets.token_hex(8)}.tmp", data, dest)
+
+    def _write_renamed(self, tmp: Path, data: bytes | memoryview, dest: Path) -> Path:
+        """Write *data* to the new file *tmp* (0600), then rename it to its final name
+        beside *dest*; *tmp* is gone afterwards, whatever happened."""
         fd = os.open(tmp, _CREATE, 0o600)
         try:
             try:
@@ -238,26 +242,7 @@ class ReceivedStore:
                 raise
             fd = -1
         if fd < 0:  # no unnamed files here: a hidden temporary file beside the destination
-            tmp = dest.parent / f".{secrets.token_hex(8)}.part"
-            fd = os.open(tmp, _CREATE, 0o600)
-            try:
-                try:
-                    _write_all(fd, data)
-                finally:
-                    os.close(fd)
-                final = _final_name(dest, data)
-                if final is None:
-                    os.unlink(tmp)
-                    return dest
-                os.replace(tmp, final)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-            self._written()
-            return final
+            return self._write_renamed(dest.parent / f".{secrets.token_hex(8)}.part", data, dest)
         try:
             _write_all(fd, data)
             final = _final_name(dest, data)
