@@ -159,7 +159,9 @@ def test_ctrl_c_during_a_parallel_retrieve(orthanc, series_files, tmp_path, meth
 
         with pytest.raises(KeyboardInterrupt):
             pacs.get(study, progress=progress, workers=2)
-        assert multiprocessing.active_children() == []
+        # every worker of the retrieve has ended (other children of this test process, such
+        # as a decoder pool an earlier test left running, are not ours to count)
+        assert [p for p in multiprocessing.active_children() if p.name.startswith("pocketpacs-net-")] == []
         assert not list((tmp_path / "ar" / "store-incoming").iterdir())
         again = pacs.get(study, workers=2)
         assert again.complete and again.received + again.already == 60

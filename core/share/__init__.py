@@ -15,15 +15,33 @@ additions, rectangles of burned-in text to blank) live in the archive's
 """
 from __future__ import annotations
 
-from .blanking import BlankRule
-from .deidentify import BurnedInRefused, Deidentifier
-from .export import ExportCancelled, ExportError, ExportResult, export_dicom, resolve_series
-from .preview import describe_changes, preview_deidentification
-from .profile_table import OPTIONS
-from .pseudonyms import Pseudonyms, deid_key
-from .settings import ProfileSettingsError, SharingProfile, get_profile, load_profiles, save_profiles
+import importlib
+from typing import Any
 
-__all__ = ["OPTIONS", "BlankRule", "BurnedInRefused", "Deidentifier", "ExportCancelled", "ExportError",
-           "ExportResult", "ProfileSettingsError", "Pseudonyms", "SharingProfile", "deid_key", "describe_changes",
-           "export_dicom", "get_profile", "load_profiles", "preview_deidentification", "resolve_series",
-           "save_profiles"]
+#: Public name -> the module that defines it, imported on first use: a command
+#: line that only parses its options (``pocketpacs --help``) or the app's start
+#: must not load the byte rewriter's numba kernel or pydicom.
+_LAZY = {
+    "BlankRule": "blanking", "BurnedInRefused": "deidentify", "Deidentifier": "deidentify",
+    "ExportCancelled": "export", "ExportError": "export", "ExportResult": "export", "export_dicom": "export",
+    "resolve_series": "export", "describe_changes": "preview", "preview_deidentification": "preview",
+    "OPTIONS": "profile_table", "Pseudonyms": "pseudonyms", "deid_key": "pseudonyms",
+    "ProfileSettingsError": "settings", "SharingProfile": "settings", "get_profile": "settings",
+    "load_profiles": "settings", "save_profiles": "settings",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public name *name* from its module on first use (kept afterwards)."""
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
