@@ -194,6 +194,18 @@ def browser():
         b.close()
 
 
+# ---------------------------------------------------------------- SIGINT in the test process
+# A shell that starts the suite as a background job without job control (``cmd &``
+# in a script) leaves SIGINT ignored, and every process the tests start inherits
+# that: a `pocketpacs serve` child would then not stop on the SIGINT the tests send
+# it (Python keeps an ignored SIGINT at start).  The suite runs as if started from
+# a terminal.
+import signal as _signal  # noqa: E402
+
+if _signal.getsignal(_signal.SIGINT) is _signal.SIG_IGN:
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+
+
 # ---------------------------------------------------------------- the corpus, imported once
 @pytest.fixture(scope="session")
 def corpus_archive(corpus, tmp_path_factory) -> Path:
