@@ -396,3 +396,41 @@ def index_elements(buf: bytes, pos: int, end: int, implicit: bool, vr_kinds, sq_
     except _IndexStop as stop:
         return stop.code, [tuple(r) for r in rows], stop.where
     return IDX_OK, [tuple(r) for r in rows], where
+
+
+# histogram.py references (NumPy)
+def _kept(arr, drop=()):
+    import numpy as np
+
+    v = np.asarray(arr).reshape(-1)
+    if v.dtype.kind == "b":
+        v = v.view(np.uint8)
+    v = v.astype(np.float64)
+    keep = np.isfinite(v)
+    for d in drop:
+        keep &= v != d
+    return v[keep]
+
+
+def value_range(arr, drop=()):
+    """NumPy reference of ``histogram.value_range``."""
+    v = _kept(arr, drop)
+    if not v.size:
+        return float("inf"), float("-inf"), 0
+    return float(v.min()), float(v.max()), int(v.size)
+
+
+def int_counts(arr, lo, nbins):
+    """NumPy reference of ``histogram.int_counts``."""
+    import numpy as np
+
+    v = np.asarray(arr).reshape(-1).astype(np.int64) - int(lo)
+    v = v[(v >= 0) & (v < nbins)]
+    return np.bincount(v, minlength=nbins).astype(np.int64)
+
+
+def float_counts(arr, edges, drop=()):
+    """NumPy reference of ``histogram.float_counts``."""
+    import numpy as np
+
+    return np.histogram(_kept(arr, drop), bins=np.asarray(edges, np.float64))[0].astype(np.int64)

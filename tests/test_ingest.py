@@ -991,3 +991,23 @@ def test_assemble_path_never_groups_files_without_a_series_uid(tmp_path, capsys)
     # a single file with a blank UID still opens (there is nothing to merge it with)
     (sv,) = pocketpacs.assemble_path(root / "blank_spaces.dcm")
     assert sv.volumes[0].array.shape == (1, 4, 4)
+
+
+def test_an_import_while_another_thread_is_importing_the_kernel_module(tmp_path, monkeypatch):
+    """The app's warm-up thread imports the kernels (numba: a second or more) while
+    the user loads a CD: an import meanwhile saw the kernel module half made (in
+    ``sys.modules`` without its ``compile_seconds`` yet), failed with an internal
+    error, and Load from CD/USB showed nothing.  Now it counts no compile time."""
+    import sys
+    import types
+
+    from pocketpacs.dicom.headers import compile_seconds
+
+    root = tmp_path / "usb"
+    dicomgen.write_series(root, 3, series_uid="1.2.826.0.12.5.9")
+    half = types.ModuleType("pocketpacs.native._jit")          # its body still running
+    monkeypatch.setitem(sys.modules, "pocketpacs.native._jit", half)
+    assert compile_seconds() == 0.0
+    monkeypatch.undo()
+    with pocketpacs.open_media(root) as ar:
+        assert ar.stats()["instances"] == 3

@@ -510,9 +510,6 @@ def test_the_desktop_app_hands_dropped_paths_to_the_page(page, tmp_path):
 
 
 # ------------------------------------------------------------------ CD/USB: copy into the archive
-@pytest.mark.skip(reason="known intermittent bug, open: about one Load from CD/USB in three shows no disc and no "
-                         "message in this test (the path dialog closes, nothing follows); the copy itself passes "
-                         "whenever the disc loads. To be found and fixed, then this skip removed.")
 def test_copy_this_disc_into_the_archive(page, built, tmp_path):
     import os
 

@@ -88,8 +88,10 @@ def compile_seconds() -> float:
     """
     import sys
 
-    jit = sys.modules.get("pocketpacs.native._jit")
-    return jit.compile_seconds() if jit is not None else 0.0
+    # another thread may be importing it right now (the app's warm-up): a module
+    # still running its body has no ``compile_seconds`` yet, and nothing compiled
+    fn = getattr(sys.modules.get("pocketpacs.native._jit"), "compile_seconds", None)
+    return fn() if fn is not None else 0.0
 
 
 def _kernel_args():

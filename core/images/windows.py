@@ -46,11 +46,6 @@ class WindowPreset:
                 "source": self.source}
 
 
-#: The most values counted per pass over the volume; passes are also kept
-#: to 1/:data:`CHUNK_SHARE` of the volume's bytes, so counting adds little
-#: to the memory a volume takes (an assembly's peak stays near the array).
-CHUNK = 1 << 22
-CHUNK_SHARE = 256
 #: Bins of each histogram pass over float (or wide-ranged integer) values.
 FLOAT_BINS = 1 << 12
 #: Integer values are counted one bin per value when their range is at most this.
@@ -64,37 +59,10 @@ BACKGROUND_SHARE = 0.2
 MAX_HEADER_WINDOWS = 3
 
 
-def _chunk(flat: np.ndarray) -> int:
-    return int(min(CHUNK, max(1 << 12, flat.nbytes // CHUNK_SHARE)))
-
-
-def _chunks(flat: np.ndarray, drop: tuple[float, ...] = ()):
-    """The finite values of ``flat``, a chunk at a time, without the values in ``drop``."""
-    n = _chunk(flat)
-    for i in range(0, flat.size, n):
-        c = flat[i:i + n]
-        if c.dtype.kind == "f":
-            c = c[np.isfinite(c)]
-        for v in drop:
-            c = c[c != v]
-        yield c
-
-
 def _range(flat: np.ndarray, drop: tuple[float, ...] = ()) -> tuple[float, float, int]:
-    lo, hi, n = np.inf, -np.inf, 0
-    for c in _chunks(flat, drop):
-        if c.size:
-            lo, hi, n = min(lo, float(c.min())), max(hi, float(c.max())), n + c.size
-    return lo, hi, n
+    from ..native.histogram import value_range
 
-
-def _exact_counts(flat: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    counts = np.zeros(int(hi - lo) + 1, np.int64)
-    for c in _chunks(flat):
-        d = c.astype(np.int32 if c.dtype.itemsize <= 2 else np.int64)
-        d -= int(lo)
-        counts += np.bincount(d, minlength=counts.size)
-    return counts
+    return value_range(flat, drop)
 
 
 def _cut(cum: np.ndarray, target: float) -> int:
@@ -105,11 +73,11 @@ def _binned_percentiles(flat: np.ndarray, drop: tuple[float, ...], lo: float, hi
                         qs: tuple[float, float]) -> tuple[float, float]:
     """Percentiles of the values of ``flat`` (without ``drop``) in ``[lo, hi]`` from two
     histogram passes: the bins holding them, then a histogram of those bins' span."""
+    from ..native.histogram import float_counts
+
     targets = [q / 100.0 * n for q in qs]
     edges = np.linspace(lo, hi, FLOAT_BINS + 1)
-    counts = np.zeros(FLOAT_BINS, np.int64)
-    for c in _chunks(flat, drop):
-        counts += np.histogram(c, bins=edges)[0]
+    counts = float_counts(flat, edges, drop)
     cum = np.cumsum(counts)
     i0, i1 = _cut(cum, targets[0]), _cut(cum, targets[1])
     a, b = float(edges[i0]), float(edges[i1 + 1])
@@ -117,9 +85,7 @@ def _binned_percentiles(flat: np.ndarray, drop: tuple[float, ...], lo: float, hi
     if b <= a:
         return a, b
     edges2 = np.linspace(a, b, FLOAT_BINS + 1)
-    counts2 = np.zeros(FLOAT_BINS, np.int64)
-    for c in _chunks(flat, drop):
-        counts2 += np.histogram(c[(c >= a) & (c <= b)], bins=edges2)[0]
+    counts2 = float_counts(flat, edges2, drop)
     cum2 = np.cumsum(counts2) + below
     out = []
     for t in targets:
@@ -134,10 +100,11 @@ def robust_range(arr: np.ndarray, padding: float | None = None,
                  percentiles: tuple[float, float] | None = None) -> tuple[float, float]:
     """The low and high percentiles of every value of a volume, background left out.
 
-    Every finite value of ``arr`` is counted (a 4D volume: every volume), a
-    chunk at a time: integers exactly, one bin per value; floats (and integers
-    of a range over :data:`EXACT_RANGE`) in two histogram passes, the second
-    over the bins that hold the percentiles.  No subsample, so the answer does
+    Every finite value of ``arr`` is counted (a 4D volume: every volume) by
+    the parallel kernels of :mod:`pocketpacs.native.histogram`: integers
+    exactly, one bin per value; floats (and integers of a range over
+    :data:`EXACT_RANGE`) in two histogram passes, the second over the bins
+    that hold the percentiles.  No subsample, so the answer does
     not depend on how the volume's size lines up with a stride.  Left out: the
     ``padding`` value, and the lowest value when it is the most common and
     covers at least :data:`BACKGROUND_SHARE` of the voxels (air, the zeros
@@ -169,7 +136,9 @@ def robust_range(arr: np.ndarray, padding: float | None = None,
     # one bin per integer value while the bins stay small beside the volume
     exact = flat.dtype.kind in "iu" and full_hi - full_lo < min(EXACT_RANGE, max(1 << 12, flat.size >> 6))
     if exact:
-        counts = _exact_counts(flat, full_lo, full_hi)
+        from ..native.histogram import int_counts
+
+        counts = int_counts(flat, int(full_lo), int(full_hi - full_lo) + 1)
         if padding is not None and full_lo <= padding <= full_hi and float(padding).is_integer():
             counts[int(padding - full_lo)] = 0
         first = int(np.flatnonzero(counts)[0]) if counts.any() else 0
@@ -184,10 +153,10 @@ def robust_range(arr: np.ndarray, padding: float | None = None,
             lo, hi = full_lo + nz[0], full_lo + nz[-1]
         return float(lo), float(hi)
     drop: tuple[float, ...] = (float(padding),) if padding is not None and np.isfinite(padding) else ()
-    first_n = sum(int(np.count_nonzero(c == full_lo)) for c in _chunks(flat, drop))
-    if first_n >= BACKGROUND_SHARE * n:                         # the background: the lowest value
-        drop = drop + (full_lo,)
     lo, hi, m = _range(flat, drop)
+    if m - _range(flat, drop + (full_lo,))[2] >= BACKGROUND_SHARE * n:   # the background: the lowest value
+        drop = drop + (full_lo,)
+        lo, hi, m = _range(flat, drop)
     if m == 0 or hi <= lo:                                      # a mask, or constant
         return full_lo, full_hi
     lo, hi = _binned_percentiles(flat, drop, lo, hi, m, qs)
