@@ -10,7 +10,9 @@ allows mounts: skipped with mount's reason elsewhere).  Every case checks the
 message, that the store holds no half-written file and no file the index
 does not name (nor the reverse), and that running the same command again
 completes.  The server down, an association rejected and Orthanc killed
-mid-retrieve are in test_net_remote.py / test_net_retrieve.py.
+mid-retrieve are in test_net_remote.py / test_net_rejected.py /
+test_net_retrieve.py; the DICOMweb faults in test_net_faults_web.py, a slow
+and a stalled C-MOVE in test_net_faults_move.py.
 """
 from __future__ import annotations
 

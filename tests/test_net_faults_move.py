@@ -23,8 +23,8 @@ from pocketpacs.net.nodes import RemoteNode, save_node
 
 #: The time-out of these tests (seconds).
 TIMEOUT = 1
-#: Bytes per second of the slow links: one 128x128 instance (32 KiB) takes about 2 s, longer than TIMEOUT.
-SLOW_RATE = 16_000
+#: Bytes per second of the slow links: one 128x128 instance (32 KiB) takes about 1.4 s, longer than TIMEOUT.
+SLOW_RATE = 24_000
 
 
 def run(capsys, *argv):

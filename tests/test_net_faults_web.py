@@ -31,8 +31,9 @@ from pocketpacs.net.web import CutShort, multipart_parts
 
 #: The time-out of these tests (seconds).
 TIMEOUT = 1
-#: Bytes per second of the slow server: one 256x256 instance (128 KiB) takes about 1.3 s, longer than TIMEOUT.
-SLOW_RATE = 100_000
+#: Bytes per second of the slow server: the three 128 KiB instances, answered or sent in one
+#: request, take about 2.6 s, longer than TIMEOUT.
+SLOW_RATE = 150_000
 
 
 def run(capsys, *argv):
@@ -96,8 +97,10 @@ def test_a_dicomweb_server_that_never_answers_times_out_naming_the_node(orthanc,
 
 # ---------------------------------------------------------------- a slow server
 def test_a_slow_dicomweb_server_is_not_cut_off_while_bytes_flow(orthanc, large, tmp_path, capsys):  # noqa: F811
-    """QIDO, WADO-RS and STOW-RS through a relay at 100 kB/s with a 1 s time-out, each instance
-    taking about 1.3 s: nothing times out, since bytes keep coming."""
+    """QIDO, WADO-RS and STOW-RS through a relay at 150 kB/s with a 1 s time-out, the WADO-RS
+    answer and the STOW-RS upload taking about 2.6 s each: nothing times out, since bytes keep
+    moving.  (The upload used to time out: requests' read time-out ran while the body waited
+    in the socket's send buffer, see web.py's SocketWatch.)"""
     orthanc.clear()
     orthanc.upload(large)
     ar = tmp_path / "ar"
@@ -168,6 +171,47 @@ def test_a_dicomweb_server_stalling_mid_retrieve_and_mid_send_then_a_retry_compl
     assert len(orthanc.sop_uids()) == 3
 
 
+def test_cancel_ends_a_wado_rs_retrieve_from_a_stalled_server_at_once(orthanc, large, tmp_path):  # noqa: F811
+    """A long time-out, the server stalled mid-answer: cancel cuts the waiting request at once
+    (not after the time-out); what came whole is kept, nothing half-written, and the same
+    retrieve fetches the rest once the server answers again."""
+    import threading
+    import time
+
+    orthanc.clear()
+    orthanc.upload(large)
+    ar = tmp_path / "ar"
+    with Relay(orthanc.http_port, stall_after=200_000) as relay:
+        web_node(ar, "stall", relay.port)
+        cancel = threading.Event()
+        guard = threading.Timer(120, relay.close)   # never hang the suite if cancel failed
+
+        def cancel_when_stalled() -> None:
+            while not relay.stalled and not relay.closed:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            cancel.set()
+
+        with pocketpacs.open_archive(ar) as arch:
+            study = arch.remote("stall").find()[0]["study_instance_uid"]
+            guard.start()
+            threading.Thread(target=cancel_when_stalled, daemon=True).start()
+            try:
+                res = arch.remote("stall", timeout=3600).get(study, cancel=cancel)
+            finally:
+                guard.cancel()
+                closed_by_guard = relay.closed
+            assert not closed_by_guard, "the cancelled retrieve did not end while the server was stalled"
+            assert res.cancelled and res.problem == "cancelled" and not res.complete
+            assert res.received == res.indexed and res.received < 3
+            check_store_consistent(ar, arch)
+            relay.resume()   # the server answers again: the same retrieve fetches the rest
+            again = arch.remote("stall").get(study)
+            assert again.complete and again.already == res.received and again.received == 3 - res.received
+            check_same_as_orthanc(arch, orthanc)
+            check_store_consistent(ar, arch)
+
+
 # ---------------------------------------------------------------- a full store disk
 def test_a_full_disk_during_a_wado_rs_retrieve_stops_cleanly_and_a_retry_completes(orthanc, tmp_path,  # noqa: F811
                                                                                    capsys):
@@ -217,12 +261,14 @@ def test_orthanc_killed_mid_wado_rs_retrieve_then_a_retry_completes(own_orthanc,
     """A server that dies while a WADO-RS series streams in (paced by a relay, so that the
     killed server had not sent it all yet): the instances that came whole are kept, the one
     cut in the middle is not, and the retry fetches only the rest."""
-    files = synth_files(tmp_path / "synth", series=1, slices=120, rows=256, cols=256, compressed_fraction=0.0,
+    # 80 instances of 128 KiB (10 MB), killed after 15 (2 MB): the server cannot have sent the
+    # rest, its socket buffer holding at most 4 MB (Linux's default tcp_wmem maximum)
+    files = synth_files(tmp_path / "synth", series=1, slices=80, rows=256, cols=256, compressed_fraction=0.0,
                         implicit_fraction=0.0, seed=43)
     own_orthanc.upload(files)
     ar = tmp_path / "ar"
     with Relay(own_orthanc.http_port, rate=8_000_000) as relay:
         web_node(ar, "paced", relay.port)
-        res = kill_midway_then_retry(own_orthanc, ar, "paced", at=20)
+        res = kill_midway_then_retry(own_orthanc, ar, "paced", at=15)
     assert res.problem.startswith(f"remote 'paced' (http://127.0.0.1:{relay.port}/dicom-web): ")
     assert "the connection was cut during the WADO-RS retrieve" in res.problem, res.problem
