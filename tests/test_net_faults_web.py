@@ -95,6 +95,39 @@ def test_a_dicomweb_server_that_never_answers_times_out_naming_the_node(orthanc,
     assert not (ar / "store").exists() or not [p for p in (ar / "store").rglob("*") if p.is_file()]
 
 
+def test_a_dicomweb_server_that_hangs_up_is_said_as_a_cut_connection(tmp_path, capsys):
+    """A port that accepts each connection and closes it without a word: "the connection was
+    cut", not "cannot connect" (the connection was made)."""
+    import socket
+    import threading
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        port = lsock.getsockname()[1]
+        web_node(tmp_path / "ar", "gone", port)
+        code, _, err = run(capsys, "--archive", tmp_path / "ar", "remote", "find", "gone", "--timeout", TIMEOUT)
+    finally:
+        lsock.shutdown(socket.SHUT_RDWR)
+        lsock.close()
+    assert code == 4, err
+    assert (f"remote 'gone' (http://127.0.0.1:{port}/dicom-web): the connection was cut during a QIDO-RS study "
+            "search") in err, err
+    assert "Traceback" not in err
+
+
 # ---------------------------------------------------------------- a slow server
 def test_a_slow_dicomweb_server_is_not_cut_off_while_bytes_flow(orthanc, large, tmp_path, capsys):  # noqa: F811
     """QIDO, WADO-RS and STOW-RS through a relay at 150 kB/s with a 1 s time-out, the WADO-RS

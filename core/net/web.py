@@ -244,6 +244,15 @@ def _timed_out(e: BaseException) -> bool:
     return any(isinstance(a, ReadTimeoutError) for a in getattr(e, "args", ()))
 
 
+def _hung_up(e: BaseException) -> bool:
+    """A connection closed by the server before its answer (requests: a ``ConnectionError``
+    around urllib3's ``ProtocolError``, "Connection aborted"), not one that could not be made."""
+    import requests
+    from urllib3.exceptions import ProtocolError
+
+    return isinstance(e, requests.exceptions.ConnectionError) and any(isinstance(a, ProtocolError) for a in e.args)
+
+
 def _error(node: RemoteNode, e: BaseException, doing: str, watch: SocketWatch | None = None) -> NetError:
     import requests
 
@@ -256,7 +265,7 @@ def _error(node: RemoteNode, e: BaseException, doing: str, watch: SocketWatch | 
         return Unreachable(f"{what}: nothing received for {node.timeout or TIMEOUT:g} s (the time-out) during "
                            f"{doing}: the server may be stalled or the network down; run the same command again "
                            "(a longer --timeout for a slow server)")
-    if isinstance(e, (CutShort, requests.exceptions.ChunkedEncodingError)):
+    if isinstance(e, (CutShort, requests.exceptions.ChunkedEncodingError)) or _hung_up(e):
         return Unreachable(f"{what}: the connection was cut during {doing} (the server stopped, or the network "
                            "failed); run the same command again")
     if isinstance(e, requests.exceptions.ConnectionError):
