@@ -1,8 +1,8 @@
 """Network faults (issue 14) against a real Orthanc: a slow peer, a stalled peer, a full disk
 during a retrieve, and a SOP Instance UID the archive holds with other content.
 
-The slow peer is a small TCP relay of this file between us and Orthanc's
-DICOM port (:class:`Relay`: it forwards real DIMSE bytes at a set rate, with
+The slow peer is a small TCP relay between us and Orthanc's DICOM port
+(:class:`net_support.Relay`: it forwards real DIMSE bytes at a set rate, with
 small socket buffers so that the sender feels the pace as on a thin link, and
 it can stop forwarding while keeping the connection open).  The full disk is
 a small tmpfs mounted on the archive's store folder (root in a container that
@@ -10,14 +10,15 @@ allows mounts: skipped with mount's reason elsewhere).  Every case checks the
 message, that the store holds no half-written file and no file the index
 does not name (nor the reverse), and that running the same command again
 completes.  The server down, an association rejected and Orthanc killed
-mid-retrieve are in test_net_remote.py / test_net_retrieve.py.
+mid-retrieve are in test_net_remote.py / test_net_rejected.py /
+test_net_retrieve.py; the DICOMweb faults in test_net_faults_web.py, a slow
+and a stalled C-MOVE in test_net_faults_move.py.
 """
 from __future__ import annotations
 
 import io
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from conftest import require_system
-from net_support import AET, POCKET_AET, Orthanc, orthanc, pixel_bytes, synth_files  # noqa: F401
+from net_support import AET, POCKET_AET, Orthanc, Relay, orthanc, pixel_bytes, synth_files  # noqa: F401
 
 import pocketpacs
 from pocketpacs.cli import main
@@ -37,103 +38,6 @@ from pocketpacs.net.nodes import RemoteNode, save_node
 SLOW_RATE = 40_000
 #: The time-out of these tests (seconds): shorter than one instance's transfer through the relay.
 TIMEOUT = 2
-
-
-class Relay:
-    """A loopback TCP relay to ``127.0.0.1:port`` (see the module docstring).
-
-    ``rate`` bytes/s each way (None: as fast as it goes); ``stall_after``:
-    stop forwarding once that many bytes came from the server; ``stall()``
-    / ``resume()`` by hand; ``stalled`` tells whether it holds back now.
-    """
-
-    def __init__(self, port: int, rate: int | None = None, stall_after: int | None = None):
-        self.target = ("127.0.0.1", port)
-        self.rate = rate
-        self.stall_after = stall_after
-        self.from_server = 0
-        self.forwarding = threading.Event()
-        self.forwarding.set()
-        self.closed = False
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # inherited by accepted sockets
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(8)
-        self.port = self.lsock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def stalled(self) -> bool:
-        return not self.forwarding.is_set()
-
-    def stall(self) -> None:
-        self.forwarding.clear()
-
-    def resume(self) -> None:
-        self.stall_after = None
-        self.forwarding.set()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.lsock.accept()
-            except OSError:
-                return
-            up = socket.socket()
-            up.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-            try:
-                up.connect(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._socks += [client, up]
-            threading.Thread(target=self._pump, args=(client, up, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(up, client, True), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, from_server: bool) -> None:
-        chunk = 4096 if self.rate is None else max(512, min(4096, self.rate // 20))
-        due = time.monotonic()
-        try:
-            while True:
-                data = src.recv(chunk)
-                if not data:
-                    break
-                if from_server and self.stall_after is not None:
-                    with self._lock:
-                        self.from_server += len(data)
-                        if self.from_server >= self.stall_after:
-                            self.forwarding.clear()
-                while not self.forwarding.wait(0.05):
-                    if self.closed:
-                        return
-                if self.rate:
-                    due = max(due, time.monotonic()) + len(data) / self.rate
-                    time.sleep(max(0.0, due - time.monotonic()))
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.closed = True
-        self.forwarding.set()
-        self.lsock.close()
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
 
 
 # ---------------------------------------------------------------- helpers

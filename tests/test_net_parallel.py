@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from net_support import Orthanc, orthanc, require_orthanc, synth_files  # noqa: F401
-from test_net_retrieve import add_nodes, archived_files, check_private, check_same_as_orthanc
+from net_support import (add_nodes, archived_files, check_private, check_same_as_orthanc,  # noqa: F401
+                         kill_midway_then_retry, kill_series, orthanc, own_orthanc, synth_files)
 
 import pocketpacs
 import pocketpacs.net  # gives Archive.remote
@@ -78,36 +78,10 @@ def test_parallel_cancel_stops_every_worker_and_a_retry_completes(orthanc, serie
         check_same_as_orthanc(ar, orthanc)
 
 
-def test_parallel_get_from_a_server_killed_midway(tmp_path):
-    require_orthanc()
-    (tmp_path / "orthanc").mkdir()
-    o = Orthanc(tmp_path / "orthanc")
-    o.start()
-    try:
-        files = synth_files(tmp_path / "synth", series=1, slices=120, rows=64, cols=64, compressed_fraction=0.0)
-        o.upload(files)
-        add_nodes(tmp_path / "ar", o)
-        with pocketpacs.open_archive(tmp_path / "ar") as ar:
-            pacs = ar.remote("get")
-            study = pacs.find()[0]["study_instance_uid"]
-            killed = threading.Event()
-
-            def progress(done, total):
-                if done >= 30 and not killed.is_set():
-                    killed.set()
-                    o.kill()
-
-            res = pacs.get(study, progress=progress, workers=2)
-            assert killed.is_set() and not res.complete and res.problem
-            assert 30 <= res.received < 120 and res.indexed == res.received
-            assert {f["reason"] for f in res.failed} == {"not_received"}
-            assert not list((tmp_path / "ar" / "store-incoming").iterdir())
-            o.start()
-            again = pacs.get(study, workers=2)
-            assert again.complete and again.received == 120 - res.received
-            check_same_as_orthanc(ar, o)
-    finally:
-        o.stop()
+def test_parallel_get_from_a_server_killed_midway(own_orthanc, kill_series, tmp_path):  # noqa: F811
+    own_orthanc.upload(kill_series)
+    add_nodes(tmp_path / "ar", own_orthanc)
+    kill_midway_then_retry(own_orthanc, tmp_path / "ar", "get", workers=2)
 
 
 def test_parallel_send_to_an_empty_orthanc(orthanc, series_files, tmp_path):  # noqa: F811

@@ -6,53 +6,17 @@ and a server killed mid-retrieve (nothing half-written, a retry completes)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import stat
 import threading
-from pathlib import Path
 
 import pytest
-from net_support import AET, Orthanc, orthanc, pixel_bytes, require_orthanc, synth_files  # noqa: F401
+from net_support import (AET, add_nodes, archived_files, check_private, check_same_as_orthanc,  # noqa: F401
+                         kill_midway_then_retry, kill_series, orthanc, own_orthanc, synth_files)
 
 import pocketpacs
 import pocketpacs.net  # gives Archive.remote
 from pocketpacs.cli import main
 from pocketpacs.net.nodes import RemoteNode, save_node
-
-
-def add_nodes(archive_dir: Path, o: Orthanc) -> None:
-    save_node(archive_dir, RemoteNode("get", "dimse", aet=AET, host="127.0.0.1", port=o.dicom_port))
-    save_node(archive_dir, RemoteNode("move", "dimse", aet=AET, host="127.0.0.1", port=o.dicom_port,
-                                      retrieve="move", move_port=o.pocket_port))
-    save_node(archive_dir, RemoteNode("web", "dicomweb", url=o.dicomweb))
-
-
-def archived_files(ar) -> dict[str, str]:
-    """SOP Instance UID -> file, of every archived instance."""
-    out = {}
-    for p in ar.patients():
-        for st in ar.studies(p):
-            for se in ar.series(st):
-                for i in ar.instances(se):
-                    out[i.sop_instance_uid] = i.paths[0]
-    return out
-
-
-def check_same_as_orthanc(ar, o: Orthanc) -> None:
-    held = o.sop_uids()
-    files = archived_files(ar)
-    assert set(files) == set(held)
-    for sop, iid in held.items():
-        assert pixel_bytes(Path(files[sop]).read_bytes()) == pixel_bytes(o.file(iid)), sop
-
-
-def check_private(folder: Path) -> None:
-    for root, _dirs, names in os.walk(folder):
-        assert stat.S_IMODE(os.stat(root).st_mode) == 0o700, root
-        for n in names:
-            assert stat.S_IMODE(os.stat(os.path.join(root, n)).st_mode) == 0o600
-            assert n.endswith(".dcm") and len(n) == 36  # hashed UIDs only
 
 
 @pytest.fixture(scope="module")
@@ -150,40 +114,13 @@ def test_server_down(tmp_path, capsys):
     assert code == 4 and "cannot connect" in err and "Traceback" not in err
 
 
-def test_orthanc_killed_mid_retrieve_then_a_retry_completes(tmp_path):
+def test_orthanc_killed_mid_retrieve_then_a_retry_completes(own_orthanc, kill_series, tmp_path):  # noqa: F811
     """A server that dies during a C-GET: a clear partial result, no half-written
     file in the store, and a retry (server back) fetches only what is missing."""
-    require_orthanc()
-    (tmp_path / "orthanc").mkdir()
-    o = Orthanc(tmp_path / "orthanc")
-    o.start()
-    try:
-        files = synth_files(tmp_path / "synth", series=1, slices=120, rows=64, cols=64, compressed_fraction=0.0)
-        o.upload(files)
-        add_nodes(tmp_path / "ar", o)
-        with pocketpacs.open_archive(tmp_path / "ar") as ar:
-            pacs = ar.remote("get")
-            study = pacs.find()[0]["study_instance_uid"]
-            killed = threading.Event()
-
-            def progress(done, total):
-                if done == 30 and not killed.is_set():
-                    killed.set()
-                    o.kill()
-
-            res = pacs.get(study, progress=progress)
-            assert killed.is_set()
-            assert not res.complete and res.problem
-            assert 30 <= res.received < 120 and res.indexed == res.received
-            assert {f["reason"] for f in res.failed} == {"not_received"}
-            assert len(res.failed) == 120 - res.received
-            assert not list((tmp_path / "ar" / "store-incoming").iterdir())  # nothing half-written
-            o.start()
-            again = pacs.get(study)
-            assert again.complete and again.already == res.received and again.received == 120 - res.received
-            check_same_as_orthanc(ar, o)
-    finally:
-        o.stop()
+    own_orthanc.upload(kill_series)
+    add_nodes(tmp_path / "ar", own_orthanc)
+    res = kill_midway_then_retry(own_orthanc, tmp_path / "ar", "get")
+    assert "remote 'get'" in res.problem and "connection was lost" in res.problem
 
 
 def test_cancel_stops_cleanly_and_a_retry_completes(orthanc, tmp_path):  # noqa: F811

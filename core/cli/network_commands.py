@@ -297,6 +297,9 @@ def _send(args: argparse.Namespace) -> int:
              + (f" ({res.transcoded} transcoded to explicit VR little endian)" if res.transcoded else ""))
         for f in res.failed[:20]:
             _say(f"  not sent [{_safe(f['reason'])}]: {f['sop_instance_uid']}")
+    if res.failed:
+        _err(f"partial send: {len(res.failed)} of {res.sent + len(res.failed)} instances not sent (first: "
+             f"{res.failed[0]['reason']}); run the same `remote send` again")
     return EXIT_ATTENTION if res.failed else EXIT_OK
 
 

@@ -204,8 +204,14 @@ def _send_web(node: RemoteNode, todo: list[tuple[Any, str]], res: SendResult, ca
         try:
             web.store(node, dss, password)
         except NetError as e:
+            if isinstance(e, web.Unreachable) and i == 0:  # not reached at all: as a DIMSE send that cannot associate
+                raise
             for ds in dss:
                 res.failed.append({"sop_instance_uid": str(ds.SOPInstanceUID), "reason": str(e)})
+            if isinstance(e, web.Unreachable):  # the node stopped answering: not asked again for each batch
+                for inst, _ in todo[i + web.STOW_BATCH:]:
+                    res.failed.append({"sop_instance_uid": inst.sop_instance_uid, "reason": str(e)})
+                return
             continue
         res.sent += len(dss)
         if progress is not None:

@@ -12,13 +12,23 @@ the kernel has received and seen acknowledged on each socket (Linux
 an A-ABORT, then the socket shut down (a peer that stalled in the middle of a
 PDU would otherwise keep pynetdicom's reader waiting), and any caller waiting
 for a DIMSE message is woken.  :meth:`Watchdog.problem` then says why.
+
+:class:`SocketWatch` does the same for HTTP (DICOMweb through requests, whose
+read time-out counts only the wait for the server's next bytes: an upload
+that the server keeps taking, slowly, sat in the socket's send buffer while
+that time-out ran): it watches the sockets of the requests made while it is
+:meth:`~SocketWatch.waiting`, and shuts them down after ``timeout`` seconds
+in which no byte moved either way, or when ``cancel`` is set.
 """
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 #: Seconds between two looks at the sockets.
@@ -207,3 +217,104 @@ class Watchdog:
             return (f"{who}: nothing received or sent for {self.timeout:g} s (the time-out); the peer may be "
                     "stalled or the network down; run the same command again (a longer --timeout for a slow peer)")
         return None
+
+
+#: Whether :class:`SocketWatch` can see bytes move (Linux ``TCP_INFO``); elsewhere a read time-out stays.
+SOCKET_WATCH = sys.platform.startswith("linux") and hasattr(socket, "TCP_INFO")
+
+
+class SocketWatch:
+    """Shuts its sockets down after *timeout* seconds of silence while waiting, or when *cancel* is set.
+
+    Use as a context manager around the work; register each socket with
+    :meth:`add` (e.g. when an HTTP connection is made) and wrap each wait on
+    the network in :meth:`waiting`: silence counts only then (the time spent
+    between two requests, or handling what arrived, is ours).  A byte counts
+    as moved when the peer acknowledged it or when it was received (Linux
+    ``TCP_INFO``; see :data:`SOCKET_WATCH`).  Afterwards ``timed_out`` or
+    ``cancelled`` says why the sockets were shut down.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds without a byte moving, while waiting, before the sockets are shut down.
+    cancel : threading.Event or callable, optional
+        Shuts the sockets down as soon as it is set.
+    """
+
+    def __init__(self, timeout: float, cancel: Any = None):
+        self.timeout = float(timeout)
+        self.cancel = cancel
+        self.timed_out = False
+        self.cancelled = False
+        self._socks: list[Any] = []
+        self._waiting = 0
+        self._state: tuple = ()
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, sock: Any) -> None:
+        """Watch *sock* too (shut down at once when the watch has fired already)."""
+        with self._lock:
+            self._socks.append(sock)
+        if self.timed_out or self.cancelled:
+            _shutdown(sock)
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Count silence during this block (a request sent, an answer read)."""
+        with self._lock:
+            self._waiting += 1
+            self._last = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def __enter__(self) -> "SocketWatch":
+        if SOCKET_WATCH or self.cancel is not None:
+            self._thread = threading.Thread(target=self._loop, name="pocketpacs-socketwatch", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        from .incoming import is_cancelled
+
+        while not self._stop.wait(POLL):
+            with self._lock:
+                socks, waiting = list(self._socks), self._waiting
+            if is_cancelled(self.cancel):
+                self.cancelled = True
+            elif not SOCKET_WATCH:
+                continue
+            else:
+                state = tuple(_tcp_bytes(s) for s in socks)
+                now = time.monotonic()
+                if state != self._state or not waiting:
+                    self._state = state
+                    with self._lock:
+                        self._last = now
+                    continue
+                with self._lock:
+                    silent = now - self._last
+                if silent < self.timeout:
+                    continue
+                self.timed_out = True
+            for s in socks:
+                _shutdown(s)
+            return
+
+
+def _shutdown(sock: Any) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
