@@ -423,6 +423,10 @@ class DicomSeriesSource:
         if z1 - z0 == 1 and z0 == self._mid_z and self._mid is not None:
             out[:] = self._mid
             return
+        if self._read_dtype == self._wire_dtype and out.dtype == self._wire_dtype and out.flags.c_contiguous:
+            # straight into the volume: no chunk-sized temporary to fault in and copy
+            self._ss.read(z0, z1, out=out)
+            return
         out[:] = self._read_range(z0, z1)
 
     def close(self) -> None:

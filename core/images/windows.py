@@ -50,6 +50,9 @@ class WindowPreset:
 FLOAT_BINS = 1 << 12
 #: Integer values are counted one bin per value when their range is at most this.
 EXACT_RANGE = 1 << 20
+#: Arrays of at least this many values are counted by the compiled kernels (numba);
+#: fewer (a few slices, the window of a series' first slice) by their NumPy references.
+KERNEL_VALUES = 1 << 23
 #: Values looked at for the resolution of float data (a strided subsample).
 RESOLUTION_SAMPLES = 1 << 16
 #: The most common value is "background" (air, padding, zero outside the
@@ -59,10 +62,22 @@ BACKGROUND_SHARE = 0.2
 MAX_HEADER_WINDOWS = 3
 
 
-def _range(flat: np.ndarray, drop: tuple[float, ...] = ()) -> tuple[float, float, int]:
-    from ..native.histogram import value_range
+def _counter(flat: np.ndarray) -> Any:
+    """The counting functions for ``flat``: the parallel kernels of
+    :mod:`pocketpacs.native.histogram` for a volume, their NumPy references
+    (same answers) for a few slices: a series' first slice and its window come
+    before numba has loaded, and do not wait for it."""
+    if flat.size < KERNEL_VALUES:
+        from ..native import reference
 
-    return value_range(flat, drop)
+        return reference
+    from ..native import histogram
+
+    return histogram
+
+
+def _range(flat: np.ndarray, drop: tuple[float, ...] = ()) -> tuple[float, float, int]:
+    return _counter(flat).value_range(flat, drop)
 
 
 def _cut(cum: np.ndarray, target: float) -> int:
@@ -73,8 +88,7 @@ def _binned_percentiles(flat: np.ndarray, drop: tuple[float, ...], lo: float, hi
                         qs: tuple[float, float]) -> tuple[float, float]:
     """Percentiles of the values of ``flat`` (without ``drop``) in ``[lo, hi]`` from two
     histogram passes: the bins holding them, then a histogram of those bins' span."""
-    from ..native.histogram import float_counts
-
+    float_counts = _counter(flat).float_counts
     targets = [q / 100.0 * n for q in qs]
     edges = np.linspace(lo, hi, FLOAT_BINS + 1)
     counts = float_counts(flat, edges, drop)
@@ -136,9 +150,7 @@ def robust_range(arr: np.ndarray, padding: float | None = None,
     # one bin per integer value while the bins stay small beside the volume
     exact = flat.dtype.kind in "iu" and full_hi - full_lo < min(EXACT_RANGE, max(1 << 12, flat.size >> 6))
     if exact:
-        from ..native.histogram import int_counts
-
-        counts = int_counts(flat, int(full_lo), int(full_hi - full_lo) + 1)
+        counts = _counter(flat).int_counts(flat, int(full_lo), int(full_hi - full_lo) + 1)
         if padding is not None and full_lo <= padding <= full_hi and float(padding).is_integer():
             counts[int(padding - full_lo)] = 0
         first = int(np.flatnonzero(counts)[0]) if counts.any() else 0
