@@ -28,8 +28,10 @@ Head CT/MR series of fewer images (localizers, single slices), projection
 radiographs, ultrasound, nuclear medicine and PET are exported: a slice or a
 projection does not render a face.  :func:`series_reason` judges an archived
 series (what ``export_dicom`` and the preview use, for both header
-rewriters); :func:`dataset_reason` judges one data set by its own frames
-(what :class:`~.deidentify.Deidentifier` checks when used on its own).
+rewriters, before any file is read); :func:`dataset_reason` judges one data
+set by its own frames (what :class:`~.deidentify.Deidentifier` checks when used
+on its own; the byte-level rewriter, an internal part of the export, relies on
+the export's series check).
 """
 from __future__ import annotations
 
