@@ -311,3 +311,116 @@ def _cancel_in_the_dialog(page, built, tmp_path, idx):
     assert page.locator("#share-text").inner_text() == "Export cancelled: the files it had written were removed."
     assert page.locator("#share-cancel").is_hidden() and not out.exists()
     page.click("#share-close")
+
+
+# ---- the Full Dates and Clean Recognizable Visual Features options (issue 15) --------------------------
+
+def _wait_job(bridge, job_id):
+    end = time.monotonic() + 120
+    while not (st := bridge.call("share_status", {"job_id": job_id})["data"])["done"]:
+        assert time.monotonic() < end
+        time.sleep(0.1)
+    return st
+
+
+def test_share_commands_take_full_dates_and_visual_features(built, tmp_path):
+    from pocketpacs.ui import bridge
+    from pocketpacs.ui.session import Session
+
+    s = Session(str(built["archive"]), mode="serve")
+    try:
+        row = next(r for r in bridge.call("search", {})["data"]["rows"] if r["modality"] == "CT")
+        opts = ["full-dates", "clean-visual-features"]
+        env = bridge.call("share_preview", {"series_id": row["series_id"], "options": opts})
+        assert env["ok"], env
+        texts = [c["text"] for c in env["data"]["changes"]]
+        assert env["data"]["refused"] is None  # a chest or abdomen CT shows no face
+        assert "LongitudinalTemporalInformationModified: added (UNMODIFIED)" in texts
+        assert not [c for c in env["data"]["changes"] if c["action"] == "shifted"]
+        bad = bridge.call("share_start", {"series_id": row["series_id"], "deidentify": True,
+                                          "options": ["full-dates", "modified-dates"], "path": str(tmp_path / "b")})
+        assert not bad["ok"] and bad["error"]["code"] == "bad_request"
+        assert "exclude each other" in bad["error"]["message"] and not (tmp_path / "b").exists()
+        env = bridge.call("share_start", {"series_id": row["series_id"], "deidentify": True, "options": opts,
+                                          "path": str(tmp_path / "o")})
+        assert env["ok"], env
+        st = _wait_job(bridge, env["data"]["job_id"])
+        assert st["error"] is None and st["result"]["instances"] == row["images"], st
+        se = s.archive.get_series(row["series_id"])
+        src = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p
+               for p in s.archive.series_files(se)}
+        outs = sorted((tmp_path / "o").rglob("*.dcm"))
+        assert len(outs) == row["images"]
+        for f in outs:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            assert [it.CodeValue for it in ds.DeidentificationMethodCodeSequence] == ["113100", "113102", "113106"]
+            assert ds.LongitudinalTemporalInformationModified == "UNMODIFIED"
+        before = pydicom.dcmread(next(iter(src.values())), stop_before_pixels=True)
+        after = pydicom.dcmread(outs[0], stop_before_pixels=True)
+        assert (after.StudyDate, after.StudyTime) == (before.StudyDate, before.StudyTime)
+    finally:
+        s.close()
+
+
+def test_share_commands_refuse_a_head_volume_with_visual_features(corpus, tmp_path):
+    """The GE 3D T1 of a head (130 slices): the preview says it would be refused, the export
+    refuses it whole and says why; without the option it is exported."""
+    import pocketpacs
+    from pocketpacs.ui import bridge
+    from pocketpacs.ui.session import Session
+
+    with pocketpacs.open_archive(tmp_path / "a") as ar:
+        ar.import_folder(corpus / "dcm_qa_ge_mprage")
+    s = Session(str(tmp_path / "a"), mode="serve")
+    try:
+        row, = bridge.call("search", {})["data"]["rows"]
+        args = {"series_id": row["series_id"], "options": ["clean-visual-features"]}
+        env = bridge.call("share_preview", args)
+        assert env["ok"] and env["data"]["refused"].startswith(
+            "refused (clean-visual-features): an MR series of 130 images"), env
+        env = bridge.call("share_start", {**args, "deidentify": True, "path": str(tmp_path / "o")})
+        st = _wait_job(bridge, env["data"]["job_id"])
+        res = st["result"]
+        assert st["error"] is None and res["instances"] == 0 and res["refused"] == 130, st
+        assert res["warnings"][0].startswith("series 1: refused (clean-visual-features)")
+        assert not list((tmp_path / "o").rglob("*.dcm"))
+        env = bridge.call("share_start", {"series_id": row["series_id"], "deidentify": True,
+                                          "path": str(tmp_path / "p")})
+        assert _wait_job(bridge, env["data"]["job_id"])["result"]["instances"] == 130
+    finally:
+        s.close()
+
+
+def test_the_share_dialog_offers_full_dates_and_visual_features(page, tmp_path):
+    rows = S.tree_rows(page)
+    idx = next(i for i, r in enumerate(rows) if r.get("modality") == "CT")
+    page.locator(S.SERIES_ROWS).nth(idx).click()
+    page.click("#btn-share")
+    S.wait_js(page, "document.getElementById('share-dialog').open")
+    page.check("#share-dialog input[name=share-mode][value=deidentify]")
+    page.check("#share-options input[value=modified-dates]")
+    page.check("#share-options input[value=full-dates]")  # dates kept as they are, or shifted: one of them
+    assert not page.is_checked("#share-options input[value=modified-dates]")
+    page.check("#share-options input[value=modified-dates]")
+    assert not page.is_checked("#share-options input[value=full-dates]")
+    page.check("#share-options input[value=full-dates]")
+    page.check("#share-options input[value=clean-visual-features]")
+    assert "No recognizable faces" in page.locator("#share-options").inner_text()
+    page.click("#share-preview-btn")
+    S.wait_js(page, "document.getElementById('share-dialog').dataset.previewed", timeout=60)
+    preview = page.locator("#share-preview").inner_text()
+    assert "LongitudinalTemporalInformationModified: added (UNMODIFIED)" in preview
+    assert "shifted" not in preview
+    out = tmp_path / "faces"
+    page.click("#share-go")
+    page.fill("#path-input", str(out))
+    page.click("#path-ok")
+    S.wait_js(page, "document.getElementById('share-dialog').dataset.done", timeout=120)
+    assert int(S.dataset(page, "#share-dialog")["instances"]) == int(rows[idx]["images"])
+    files = sorted(out.rglob("*.dcm"))
+    assert len(files) == int(rows[idx]["images"])
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        assert [it.CodeValue for it in ds.DeidentificationMethodCodeSequence] == ["113100", "113102", "113106"]
+        assert ds.LongitudinalTemporalInformationModified == "UNMODIFIED"
+    page.click("#share-close")

@@ -142,6 +142,16 @@ class ShareCommands:
             raise BridgeError(protocol.BAD_REQUEST, "Unknown de-identification option.")
         return opts
 
+    def _share_check(self, opts: list[str], profile: Any) -> None:
+        """Options (with the profile's) that exclude each other are a bad request."""
+        from pocketpacs.share.profile_table import OptionsError, check_options
+
+        try:
+            check_options([*(profile.options if profile is not None else ()), *opts])
+        except OptionsError:
+            raise BridgeError(protocol.BAD_REQUEST, "Dates kept as they are and dates shifted exclude each "
+                                                    "other: choose one.") from None
+
     def _share_profile(self, arc: Any, a: dict) -> Any:
         """The named profile of the request (None when it names none)."""
         from pocketpacs.share import ProfileSettingsError, get_profile
@@ -181,9 +191,10 @@ class ShareCommands:
         arc = self._share_archive()
         uids = self._share_uids(arc, a)
         profile = self._share_profile(arc, a)
+        opts = self._share_options(a)
+        self._share_check(opts, profile)
         try:
-            return preview_deidentification(arc, uids, self._share_options(a), bool(a.get("allow_burned_in")),
-                                            profile=profile)
+            return preview_deidentification(arc, uids, opts, bool(a.get("allow_burned_in")), profile=profile)
         except ExportError as exc:
             raise BridgeError(protocol.NOT_FOUND, str(exc)) from None
 
@@ -193,6 +204,7 @@ class ShareCommands:
         uids = self._share_uids(arc, a)
         opts = self._share_options(a)
         profile = self._share_profile(arc, a)
+        self._share_check(opts, profile)
         deidentify = bool(a.get("deidentify")) or profile is not None
         if opts and not deidentify:
             raise BridgeError(protocol.BAD_REQUEST, "Options apply to a de-identified export.")

@@ -32,7 +32,10 @@ def add_dicom_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--deidentify", action="store_true",
                    help="de-identify (DICOM PS3.15 Annex E Basic Profile; pseudonyms keyed by the archive)")
     g.add_argument("--keep", action="extend", nargs="+", default=[], choices=list(OPTIONS), metavar="OPTION",
-                   help=f"profile options with --deidentify: {', '.join(OPTIONS)}")
+                   help=f"profile options with --deidentify: {', '.join(OPTIONS)} (full-dates keeps every "
+                        "date and time as it is, modified-dates shifts them: choose one; clean-visual-features "
+                        "refuses the series that may show a face: CT/MR volumes of the head or of an unnamed "
+                        "region, photographs, screenshots, surface scans; PocketPACS does not deface)")
     g.add_argument("--profile", default=None, metavar="NAME",
                    help="a named de-identification profile of the archive's share-profiles.json (options, "
                         "private allowlist additions, rectangles of burned-in text to blank); implies --deidentify")
@@ -71,7 +74,13 @@ def run_dicom_export(args: argparse.Namespace) -> int:
         _err("--viewer goes on a CD/USB medium (add --dicomdir)")
         return EXIT_USAGE
     from ..share import ProfileSettingsError
+    from ..share.profile_table import OptionsError, check_options
 
+    try:
+        check_options(args.keep)
+    except OptionsError as e:
+        _err(f"--keep: {e}")
+        return EXIT_USAGE
     with _open(args, readonly=True) as arch:
         try:
             res = export_dicom(arch, uids, out_dir, deidentify=args.deidentify, options=args.keep,
@@ -80,6 +89,9 @@ def run_dicom_export(args: argparse.Namespace) -> int:
                                profile=args.profile)
         except ProfileSettingsError as e:  # names the file and the key
             _err(str(e))
+            return EXIT_USAGE
+        except OptionsError as e:  # the profile's options and --keep exclude each other
+            _err(f"--profile {args.profile} with --keep: {e}")
             return EXIT_USAGE
     if args.json:
         _print_json(res.to_json())

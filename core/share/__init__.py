@@ -11,7 +11,9 @@ not handle); :func:`preview_deidentification` lists what an export would
 change on one sample instance (:mod:`.preview`); media can carry a portable
 viewer (:mod:`.portable`).  Named profiles (options, private allowlist
 additions, rectangles of burned-in text to blank) live in the archive's
-``share-profiles.json`` (:mod:`.settings`, :mod:`.blanking`).
+``share-profiles.json`` (:mod:`.settings`, :mod:`.blanking`).  The Clean
+Recognizable Visual Features option refuses the series that may show a face
+(:mod:`.visual_features`).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ _LAZY = {
     "OPTIONS": "profile_table", "Pseudonyms": "pseudonyms", "deid_key": "pseudonyms",
     "ProfileSettingsError": "settings", "SharingProfile": "settings", "get_profile": "settings",
     "load_profiles": "settings", "save_profiles": "settings",
+    "OptionsError": "profile_table", "VisualFeaturesRefused": "deidentify",
 }
 
 __all__ = sorted(_LAZY)

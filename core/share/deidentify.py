@@ -17,7 +17,13 @@ Pixel Data Option); other images that may carry burned-in text are refused
 Graphics options keep the content, graphic annotation, overlay and curve
 elements they name, with every text inside them cleaned of the instance's
 identifying words; Retain UIDs keeps every UID (the output can then be
-linked back to its source).
+linked back to its source).  Retain Longitudinal Temporal Information with
+Full Dates keeps every date and time as it is (LongitudinalTemporalInformationModified
+``UNMODIFIED``; it excludes the Modified Dates option).  Clean Recognizable
+Visual Features refuses a data set that may show a face
+(:mod:`.visual_features`: PocketPACS does not deface, so the option is a check
+that the exported images show none); a data set alone is judged by its own
+frames, an export by whole series.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ from .blanking import BlankRule, blank_rectangles, match_rule
 from .burned_in import burned_in_reason
 from .private_allowlist import is_safe
 from .pseudonyms import Pseudonyms, shift_date, shift_datetime
+from .visual_features import dataset_reason, refusal
 
 #: UID attributes that name a class, a syntax or a coding scheme, not an instance: never replaced.
 CLASS_UID_KEYWORDS = frozenset({
@@ -73,6 +80,11 @@ class BurnedInRefused(PocketPacsError):
     """An instance may carry burned-in text and ``allow_burned_in`` was not given."""
 
 
+class VisualFeaturesRefused(BurnedInRefused):
+    """The Clean Recognizable Visual Features option is chosen and the instance may show a face
+    (a :class:`BurnedInRefused`, so whoever handles refused instances handles it)."""
+
+
 class Deidentifier:
     """Applies the Basic Profile and options to data sets, with keyed pseudonyms.
 
@@ -96,11 +108,7 @@ class Deidentifier:
     def __init__(self, key: bytes, options: Iterable[str] = (), allow_burned_in: bool = False,
                  patient_name: str | None = None, patient_id: str | None = None,
                  private: Iterable[tuple[str, int, int]] = (), blanking: Iterable[BlankRule] = ()):
-        opts = frozenset(options)
-        unknown = opts - set(profile_table.OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown de-identification option(s): {', '.join(sorted(unknown))} "
-                             f"(known: {', '.join(profile_table.OPTIONS)})")
+        opts = profile_table.check_options(options)
         self.options = opts
         self.allow_burned_in = allow_burned_in
         self.names = Pseudonyms(key)
@@ -110,6 +118,11 @@ class Deidentifier:
         overlay = profile_table.row_for(0x60003000)
         self._drop_overlays = overlay is not None and profile_table.resolve(overlay, opts) == "X"
         self.retain_uids = "retain-uids" in opts
+        self.full_dates = "full-dates" in opts
+        self.clean_visual_features = "clean-visual-features" in opts
+        #: Set by an export that has judged whole series already (:func:`.visual_features.screen_jobs`):
+        #: the data sets it hands over are not judged again one by one.
+        self.series_screened = False
         self.private = frozenset((str(c).strip().upper(), int(g), int(e) & 0xFF) for c, g, e in private)
         self.blanking = tuple(blanking)
         self._deep_cols = frozenset(col for o, col in DEEP_CLEAN_OPTIONS.items() if o in opts)
@@ -178,8 +191,14 @@ class Deidentifier:
         ------
         BurnedInRefused
             The instance may carry burned-in text and ``allow_burned_in`` is False.
+        VisualFeaturesRefused
+            With the clean-visual-features option, the instance may show a face.
         """
         warnings: list[str] = []
+        if self.clean_visual_features and not self.series_screened:
+            face = dataset_reason(ds)
+            if face is not None:
+                raise VisualFeaturesRefused(refusal(face))
         why = burned_in_reason(ds)
         rule = match_rule(self.blanking, ds) if self.blanking else None
         self._pixels_cleaned = False
@@ -226,7 +245,8 @@ class Deidentifier:
             it.CodeMeaning = meaning
             items.append(it)
         ds.DeidentificationMethodCodeSequence = items
-        ds.LongitudinalTemporalInformationModified = "MODIFIED" if "modified-dates" in self.options else "REMOVED"
+        ds.LongitudinalTemporalInformationModified = (
+            "UNMODIFIED" if self.full_dates else "MODIFIED" if "modified-dates" in self.options else "REMOVED")
 
     def _walk(self, ds: Any) -> None:
         safe_private = "safe-private" in self.options
@@ -301,7 +321,9 @@ class Deidentifier:
         elif vr == "UI":
             self._uid(elem)
         elif vr in ("DA", "DT"):
-            if "modified-dates" in self.options:
+            if self.full_dates:
+                pass  # Retain Longitudinal Temporal Information with Full Dates
+            elif "modified-dates" in self.options:
                 self._shift(elem)
             else:
                 elem.value = None

@@ -277,7 +277,9 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     deidentify : bool
         Apply PS3.15 Annex E (:class:`~.deidentify.Deidentifier`) with pseudonyms keyed by the archive's secret.
     options : iterable of str
-        Profile options (:data:`~.profile_table.OPTIONS`), with ``deidentify``.
+        Profile options (:data:`~.profile_table.OPTIONS`), with ``deidentify``;
+        ``clean-visual-features`` refuses whole series that may show a face
+        (:mod:`.visual_features`; each listed in the warnings).
     dicomdir : bool
         Standard CD/USB layout with a DICOMDIR (:func:`.media.write_fileset`); the files are
         then written by pydicom's ``FileSet`` (headers re-encoded, pixel data unchanged).
@@ -361,6 +363,13 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         res.warnings.append(RETAIN_UIDS_WARNING)
     root = tempfile.mkdtemp(prefix=".export-", dir=out) if zip else out
     numbers: dict[str, dict[str, int]] = {"pat": {}, "stu": {}, "ser": {}}
+    if deid is not None and deid.clean_visual_features:  # series that may show a face are refused whole
+        from .visual_features import screen_jobs
+
+        jobs, face_warnings, n_faces = screen_jobs(archive, jobs, numbers["ser"])
+        res.warnings += face_warnings
+        res.refused += n_faces
+        deid.series_screened = True
     seen_studies: set[str] = set()
     seen_series: set[str] = set()
     datasets: list[Any] = []

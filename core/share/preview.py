@@ -197,6 +197,12 @@ def preview_deidentification(archive: Any, uids: Iterable[str], options: Iterabl
         why = None  # a rule blanks its text
     refused = None if why is None or allow_burned_in else (
         f"refused: {why}; pixel data is not cleaned (allow burned-in text to export it)")
+    if deid.clean_visual_features:  # judged on the whole series, as the export does
+        from .visual_features import refusal, series_reason
+
+        face = series_reason(archive, se)
+        refused = refusal(face) if face is not None else refused
+        deid.series_screened = True  # (the changes are still listed)
     try:
         out, warnings = ByteRewriter(deid).rewrite(data, identity)
         after = pydicom.dcmread(io.BytesIO(out))

@@ -1,7 +1,9 @@
 """The Retain Safe Private option's allowlist: private elements known to hold
 no identifying information and needed to read the images correctly
 (diffusion b-values and directions, Siemens mosaic geometry, Philips scale
-factors).  Every other private element is removed.
+factors).  Every other private element is removed.  (Siemens' CSA Image
+Header Version, 0029,xx09, is not on it: in real files it holds the
+acquisition date, and no reader needs it.)
 """
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ SAFE_PRIVATE: frozenset[tuple[str, int, int]] = frozenset({
     ("SIEMENS MR HEADER", 0x0019, 0x28),   # BandwidthPerPixelPhaseEncode
     ("SIEMENS MR HEADER", 0x0019, 0x29),   # MosaicRefAcqTimes
     ("SIEMENS CSA HEADER", 0x0029, 0x08),  # CSA Image Header Type
-    ("SIEMENS CSA HEADER", 0x0029, 0x09),  # CSA Image Header Version
     ("SIEMENS CSA HEADER", 0x0029, 0x10),  # CSA Image Header Info (slice normal, mosaic size)
     ("GEMS_PARM_01", 0x0043, 0x39),        # slop_int_6..9 (diffusion b-value)
     ("PHILIPS IMAGING DD 001", 0x2001, 0x03),     # Diffusion B-Factor

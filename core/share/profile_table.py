@@ -12,11 +12,17 @@ Option columns: ``uid`` Retain UIDs, ``dev`` Retain Device Identity,
 the same with Modified Dates, ``desc`` Clean Descriptors, ``struct`` Clean
 Structured Content, ``graph`` Clean Graphics.  Repeating groups (overlays
 60xx, curves 50xx) are rows with a group mask.  :data:`OPTIONS` names the
-options this package implements with their CID 7050 codes.
+options this package implements with their CID 7050 codes (Clean Recognizable
+Visual Features, 113102, has no column: it acts on whole series, see
+:mod:`.visual_features`); :func:`check_options` refuses unknown names and
+options that exclude each other (:data:`EXCLUSIVE`).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from ..errors import PocketPacsError
 
 #: option name -> (column of the table, CID 7050 code value, code meaning)
 OPTIONS: dict[str, tuple[str, str, str]] = {
@@ -29,7 +35,11 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "retain-institution": ("inst", "113112", "Retain Institution Identity Option"),
     "clean-structured-content": ("struct", "113104", "Clean Structured Content Option"),
     "clean-graphics": ("graph", "113103", "Clean Graphics Option"),
+    "full-dates": ("full", "113106", "Retain Longitudinal Temporal Information Full Dates Option"),
+    "clean-visual-features": ("visual", "113102", "Clean Recognizable Visual Features Option"),
 }
+#: Options that exclude each other (PS3.15 E.3.6: dates are kept as they are, or shifted).
+EXCLUSIVE: tuple[tuple[str, str], ...] = (("full-dates", "modified-dates"),)
 #: Recorded on the instances whose pixels were blanked by a rule of the settings file (CID 7050).
 CLEAN_PIXEL_CODE = ("113101", "Clean Pixel Data Option")
 #: The profile itself (CID 7050).
@@ -463,6 +473,39 @@ TABLE: dict[int, Row] = {int(t.replace(",", ""), 16): r for t, r in _parse(_TABL
 #: (group high byte, element or None) -> Row for the repeating groups 50xx and 60xx
 GROUP_TABLE: dict[tuple[int, int | None], Row] = {
     (int(t[:2], 16), None if t[5:] == "xxxx" else int(t[5:], 16)): r for t, r in _parse(_GROUP_TABLE)}
+
+
+class OptionsError(PocketPacsError, ValueError):
+    """Unknown de-identification options, or options that exclude each other (the message says which)."""
+
+
+def check_options(options: Iterable[str]) -> frozenset[str]:
+    """The options as a set, checked: every name known, no two that exclude each other.
+
+    Parameters
+    ----------
+    options : iterable of str
+        Names from :data:`OPTIONS`.
+
+    Returns
+    -------
+    frozenset of str
+
+    Raises
+    ------
+    OptionsError
+        An unknown name (the known ones are listed) or two options of :data:`EXCLUSIVE`.
+    """
+    opts = frozenset(options)
+    unknown = opts - set(OPTIONS)
+    if unknown:
+        raise OptionsError(f"unknown de-identification option(s): {', '.join(sorted(unknown))} "
+                           f"(known: {', '.join(OPTIONS)})")
+    for a, b in EXCLUSIVE:
+        if a in opts and b in opts:
+            raise OptionsError(f"the options {a} and {b} exclude each other (dates are kept as they are, "
+                               f"or shifted): choose one")
+    return opts
 
 
 def row_for(tag: int) -> Row | None:

@@ -199,7 +199,7 @@ class ByteRewriter:
                 elif vr == "UI":
                     d = self._uid_decision(tag)
                 elif vr in ("DA", "DT"):
-                    d = (_SHIFT, "") if self._modified else (_EMPTY, "")
+                    d = (_KEEP, "") if self.deid.full_dates else (_SHIFT, "") if self._modified else (_EMPTY, "")
                 elif vr == "PN":
                     d = (_EMPTY, "")
                 elif vr == "UN" and dict_vr(tag) != "UN":
@@ -436,7 +436,7 @@ class ByteRewriter:
                 items.append(_element(0x00080100, "SH", _pad(value.encode(), "SH"), implicit)
                              + _element(0x00080102, "SH", b"DCM ", implicit)
                              + _element(0x00080104, "LO", _pad(meaning.encode(), "LO"), implicit))
-            ltim = "MODIFIED" if self._modified else "REMOVED"
+            ltim = "UNMODIFIED" if self.deid.full_dates else "MODIFIED" if self._modified else "REMOVED"
             rec = self._records[implicit] = [
                 (0x00120062, _element(0x00120062, "CS", b"YES ", implicit)),
                 (0x00120063, _element(0x00120063, "LO", _pad(method.encode(), "LO"), implicit)),

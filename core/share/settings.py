@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import PocketPacsError
 from ..paths import read_private_file, write_private_file
 from .blanking import BlankRule
-from .profile_table import OPTIONS
+from .profile_table import OPTIONS, OptionsError, check_options
 
 #: The settings file's name in the archive folder.
 SETTINGS_FILE = "share-profiles.json"
@@ -197,6 +197,10 @@ def parse_profiles(doc: Any, source: str = SETTINGS_FILE) -> dict[str, SharingPr
             if o not in OPTIONS:
                 raise _fail(ctx, f"{key}.options[{i}]", f"unknown option {json.dumps(o)[:40]} "
                                                         f"(known: {', '.join(OPTIONS)})")
+        try:
+            check_options(opts)
+        except OptionsError as e:  # options that exclude each other
+            raise _fail(ctx, f"{key}.options", str(e)) from None
         private = _private(ctx, f"{key}.private", p.get("private", []))
         if private and "safe-private" not in opts:
             opts = [*opts, "safe-private"]  # an allowlist addition implies the option

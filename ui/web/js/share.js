@@ -2,7 +2,8 @@
 // or de-identified with options), medium (DICOMDIR, zip), a preview of the changes on one
 // sample image, the destination folder, progress (with Cancel: the export stops between two files
 // and removes what it wrote), and the warnings at the end.  Named profiles of the archive's
-// share-profiles.json are offered in a list; choosing one selects de-identification.
+// share-profiles.json are offered in a list; choosing one selects de-identification.  Options
+// that exclude each other (dates kept as they are / shifted) uncheck each other.
 // Every text from Python is set with textContent.
 
 import * as api from './api.js';
@@ -21,6 +22,21 @@ function choices() {
   return { scope, deidentify, options, ...profile, allow_burned_in: deidentify && $('share-burned').checked,
     dicomdir: $('share-dicomdir').checked, viewer: $('share-dicomdir').checked && $('share-viewer').checked,
     zip: $('share-zip').checked };
+}
+
+/** Options that exclude each other (pocketpacs.share.profile_table.EXCLUSIVE): checking one unchecks the other. */
+const EXCLUSIVE = [['full-dates', 'modified-dates']];
+
+function exclusive(ev) {
+  const el = ev.target;
+  if (!el.checked) return;
+  for (const pair of EXCLUSIVE) {
+    if (!pair.includes(el.value)) continue;
+    for (const other of pair) {
+      const box = other === el.value ? null : $('share-options').querySelector(`input[value="${other}"]`);
+      if (box) box.checked = false;
+    }
+  }
 }
 
 function syncOptions() {
@@ -155,6 +171,7 @@ export function openShare(row, onError) {
     try { await fn(row); } catch (e) { $('share-text').textContent = e.message; onError(e); }
   };
   for (const el of dlg.querySelectorAll('input[name=share-mode]')) el.onchange = syncOptions;
+  for (const el of $('share-options').querySelectorAll('input[type=checkbox][value]')) el.onchange = exclusive;
   $('share-dicomdir').onchange = syncOptions;
   $('share-preview-btn').onclick = guard(preview);
   $('share-go').onclick = guard(run);
