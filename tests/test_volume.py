@@ -351,3 +351,34 @@ def test_corpus_multiframe_without_positions_is_sequence(pool, corpus):
         v = sv.volumes[0]
         assert v.kind == "sequence" and v.array.shape[0] == s["n_frames_total"]
         assert sv.report.stacks[0].why_sequence
+
+
+def test_a_mosaic_without_its_csa_header_opens_as_the_tiled_image_it_is(corpus, tmp_path):
+    """A Siemens mosaic whose private CSA header is gone (a de-identified copy with
+    the Basic profile) cannot be tiled apart: it was "no image frames among 1
+    file(s)" with no reason; now it opens as the stored, tiled image, and the
+    reports say why its slices are not apart."""
+    import pydicom
+
+    from pocketpacs.images.volume import assemble_series
+    from pocketpacs.series import SeriesReader
+
+    src = corpus / "dcm_qa_ts" / "In" / "1.dcm"
+    ds = pydicom.dcmread(src)
+    assert "MOSAIC" in [str(v).upper() for v in ds.ImageType]
+    ds.remove_private_tags()
+    out = tmp_path / "mosaic.dcm"
+    ds.save_as(out)
+    sv = assemble_series([out])
+    (vol,) = sv.volumes
+    assert vol.array.shape == (1, ds.Rows, ds.Columns)
+    assert np.array_equal(vol.array[0], ds.pixel_array.astype(vol.array.dtype))
+    note = [n for n in sv.report.notes if "Siemens CSA header" in n]
+    assert note and "cannot be told apart" in note[0] and note[0] in vol.report.notes
+    assert not sv.report.excluded
+    # the viewer's path (a series reader) shows the same image and note
+    reader = SeriesReader([out])
+    got = reader.read_stack(0)
+    assert np.array_equal(np.asarray(got.array if hasattr(got, "array") else got)[0],
+                          ds.pixel_array.astype(vol.array.dtype))
+    assert any("cannot be told apart" in n for n in reader.assemble().report.notes)

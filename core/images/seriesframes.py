@@ -170,7 +170,7 @@ def _multiframe_rows(path: str, fmt: PixelFormat, fi: int) -> dict[str, Any] | N
             "temporal": temporal, "echo": echo, "wc": wc, "ww": ww, "stack": stack, "bval": bval}
 
 
-def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
+def frames_from_batch(paths: Sequence[str], batch: Any, plain: frozenset[int] = frozenset()) -> _Frames:
     """Build the per-frame table of a series from a header batch.
 
     Parameters
@@ -178,6 +178,9 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
     paths : sequence of str
     batch : HeaderBatch
         Headers of ``paths`` (same order).
+    plain : frozenset of int
+        Files whose Image Type says mosaic but whose tiling cannot be known
+        (no CSA header): planned as the plain images they are stored as.
 
     Returns
     -------
@@ -218,7 +221,7 @@ def frames_from_batch(paths: Sequence[str], batch: Any) -> _Frames:
             # before the mosaic check: a mosaic header without its pixels is no image
             excluded.append({"file": str(paths[i]), "reason": "no Pixel Data"})
             continue
-        if fmt.nframes == 1 and itype[i] and is_mosaic(itype[i]):
+        if fmt.nframes == 1 and itype[i] and is_mosaic(itype[i]) and i not in plain:
             mosaics.append(i)
             continue
         n = fmt.nframes

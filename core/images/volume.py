@@ -170,15 +170,36 @@ def assemble_series(paths: Sequence[str | os.PathLike[str]], *, tilt: str = "res
     report.excluded.extend(fr.excluded)
     vols: list[Volume] = []
     all_errors: list[FrameError] = []
+    untiled: list[int] = []
+    whys: set[str] = set()
     for group in mosaic_groups(fr):  # one stack per mosaic size
+        n_excluded = len(report.excluded)
         mv = assemble_mosaics(spaths, fr, group, rescale, pool, report)
         if mv is not None:
             vols.append(mv)
             all_errors.extend(mv.errors)
+        else:  # its tiling is unknown (no CSA header: e.g. a de-identified copy)
+            reasons = {str(e["reason"]) for e in report.excluded[n_excluded:]}
+            del report.excluded[n_excluded:]
+            untiled.extend(group)
+            whys.update("UIH" + r.split("UIH", 1)[1][:-1] if "UIH" in r      # "... (UIH ...)"
+                        else "the Siemens CSA header that gives the tiling is missing or damaged"
+                        for r in reasons)
+    untiled_note = (f"{len(untiled)} mosaic file(s) shown as stored, tiled: the slices cannot be told "
+                    f"apart ({'; '.join(sorted(whys)) or 'mosaic geometry unreadable'})")
+    if untiled:  # planned again, those files as the plain images they are stored as
+        fr = frames_from_batch(spaths, batch, plain=frozenset(untiled))
+        plans, report2 = plan_series(fr.ft, tilt=tilt, spacing=spacing, paths=spaths)
+        report2.excluded.extend(fr.excluded)
+        report2.notes = report.notes + [n for n in report2.notes if n not in report.notes] + [untiled_note]
+        report = report2
     if not plans and not vols:
         check_has_images(fr, len(spaths), False)
     for plan in plans:
         vol = _build(plan, fr, spaths, rescale, pool)
+        if untiled and vol.report is not None and \
+                set(fr.ft.file[plan.frames.reshape(-1)].tolist()) & set(untiled):
+            vol.report.notes.append(untiled_note)
         all_errors.extend(vol.errors)
         vols.append(vol)
     if fr.mosaics and len(vols) > 1:  # mosaics and stacks, or mosaics of several sizes

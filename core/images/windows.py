@@ -51,7 +51,8 @@ FLOAT_BINS = 1 << 12
 #: Integer values are counted one bin per value when their range is at most this.
 EXACT_RANGE = 1 << 20
 #: Arrays of at least this many values are counted by the compiled kernels (numba);
-#: fewer (a few slices, the window of a series' first slice) by their NumPy references.
+#: fewer (a few slices, the window of a series' first slice) by their NumPy
+#: references while numba is not loaded yet.
 KERNEL_VALUES = 1 << 23
 #: Values looked at for the resolution of float data (a strided subsample).
 RESOLUTION_SAMPLES = 1 << 16
@@ -64,10 +65,13 @@ MAX_HEADER_WINDOWS = 3
 
 def _counter(flat: np.ndarray) -> Any:
     """The counting functions for ``flat``: the parallel kernels of
-    :mod:`pocketpacs.native.histogram` for a volume, their NumPy references
-    (same answers) for a few slices: a series' first slice and its window come
-    before numba has loaded, and do not wait for it."""
-    if flat.size < KERNEL_VALUES:
+    :mod:`pocketpacs.native.histogram` once numba is loaded (or for a volume
+    worth loading it for), else their NumPy references (same answers, a float64
+    copy of the values): a series' first slice and its window come before numba
+    has loaded, and do not wait for it."""
+    import sys
+
+    if flat.size < KERNEL_VALUES and "pocketpacs.native._jit" not in sys.modules:
         from ..native import reference
 
         return reference
