@@ -25,24 +25,25 @@ import numpy as np
 from ._jit import kernel, prange
 
 
+@kernel(inline="always")
+def _dropped(v, drop):
+    for j in range(drop.size):
+        if v == drop[j]:
+            return True
+    return False
+
+
 @kernel(parallel=True)
 def _range_parts(flat, drop, parts, lo_out, hi_out, n_out):
     size = flat.size
     step = (size + parts - 1) // parts
-    nd = drop.size
     for p in prange(parts):
         lo = np.inf
         hi = -np.inf
         n = 0
         for i in range(p * step, min(size, (p + 1) * step)):
             v = np.float64(flat[i])
-            if v - v != 0.0:               # NaN or infinite
-                continue
-            skip = False
-            for j in range(nd):
-                if v == drop[j]:
-                    skip = True
-            if skip:
+            if v - v != 0.0 or _dropped(v, drop):     # NaN or infinite, or left out
                 continue
             n += 1
             if v < lo:
@@ -71,20 +72,13 @@ def _float_count_parts(flat, drop, edges, counts):
     parts, nbins = counts.shape
     size = flat.size
     step = (size + parts - 1) // parts
-    nd = drop.size
     lo = edges[0]
     hi = edges[nbins]
     norm = nbins / (hi - lo)
     for p in prange(parts):
         for i in range(p * step, min(size, (p + 1) * step)):
             v = np.float64(flat[i])
-            if v - v != 0.0 or v < lo or v > hi:
-                continue
-            skip = False
-            for j in range(nd):
-                if v == drop[j]:
-                    skip = True
-            if skip:
+            if v - v != 0.0 or v < lo or v > hi or _dropped(v, drop):
                 continue
             k = np.int64((v - lo) * norm)
             if k >= nbins:

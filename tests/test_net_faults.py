@@ -196,20 +196,17 @@ def _mount_tmpfs(where: Path, size: str) -> None:
                     f"(needs root and CAP_SYS_ADMIN; mount said: {(r.stderr or r.stdout).strip()})")
 
 
-def test_a_full_disk_during_a_retrieve_stops_cleanly_and_a_retry_completes(orthanc, tmp_path, capsys):  # noqa: F811
-    files = synth_files(tmp_path / "synth", series=1, slices=30, rows=128, cols=128, compressed_fraction=0.0,
-                        implicit_fraction=0.0, seed=31)
-    orthanc.clear()
-    orthanc.upload(files)
-    ar = tmp_path / "ar"
-    save_node(ar, RemoteNode("pacs", "dimse", aet=AET, host="127.0.0.1", port=orthanc.dicom_port))
+def full_disk_then_retry(capsys, ar: Path, server: Orthanc, node: str) -> None:
+    """Retrieve the one study of *server* (30 instances of 33 kB) from *node* into a
+    320 KiB store: a clear partial retrieve, only whole files kept and indexed; then,
+    with room made, the same command fetches the rest (DIMSE and DICOMweb alike)."""
     with pocketpacs.open_archive(ar) as arch:
-        study = arch.remote("pacs").find()[0]["study_instance_uid"]
+        study = arch.remote(node).find()[0]["study_instance_uid"]
     store = ar / "store"
     store.mkdir(mode=0o700)
     _mount_tmpfs(store, "320k")       # room for about 8 of the 30 instances (33 kB each)
     try:
-        code, out, err = run(capsys, "--archive", ar, "remote", "get", "pacs", study, "--json")
+        code, out, err = run(capsys, "--archive", ar, "remote", "get", node, study, "--json")
         assert code == 1, err
         assert "no space left" in err and str(store) in err and "partial retrieve" in err, err
         assert "Traceback" not in err
@@ -221,21 +218,31 @@ def test_a_full_disk_during_a_retrieve_stops_cleanly_and_a_retry_completes(ortha
         assert set(reasons) <= {"write_failed: no space left on device", "not_received"}
         with pocketpacs.open_archive(ar) as arch:
             check_store_consistent(ar, arch)
-            held = orthanc.sop_uids()
+            held = server.sop_uids()
             for sop, paths in archived_files(arch).items():   # what was written is whole
-                assert pixel_bytes(Path(paths[0]).read_bytes()) == pixel_bytes(orthanc.file(held[sop]))
+                assert pixel_bytes(Path(paths[0]).read_bytes()) == pixel_bytes(server.file(held[sop]))
             assert len(archived_files(arch)) == res["received"]
         # space freed: the same command fetches the rest
         subprocess.run(["mount", "-o", "remount,size=4m", str(store)], check=True)
-        code, out, err = run(capsys, "--archive", ar, "remote", "get", "pacs", study, "--json")
+        code, out, err = run(capsys, "--archive", ar, "remote", "get", node, study, "--json")
         assert code == 0, err
         again = json.loads(out)
         assert again["already"] == res["received"] and again["received"] == 30 - res["received"]
         with pocketpacs.open_archive(ar) as arch:
-            check_same_as_orthanc(arch, orthanc)
+            check_same_as_orthanc(arch, server)
             check_store_consistent(ar, arch)
     finally:
         subprocess.run(["umount", "-l", str(store)], capture_output=True)
+
+
+def test_a_full_disk_during_a_retrieve_stops_cleanly_and_a_retry_completes(orthanc, tmp_path, capsys):  # noqa: F811
+    files = synth_files(tmp_path / "synth", series=1, slices=30, rows=128, cols=128, compressed_fraction=0.0,
+                        implicit_fraction=0.0, seed=31)
+    orthanc.clear()
+    orthanc.upload(files)
+    ar = tmp_path / "ar"
+    save_node(ar, RemoteNode("pacs", "dimse", aet=AET, host="127.0.0.1", port=orthanc.dicom_port))
+    full_disk_then_retry(capsys, ar, orthanc, "pacs")
 
 
 # ---------------------------------------------------------------- the same SOP UID, other content

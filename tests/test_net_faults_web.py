@@ -15,13 +15,12 @@ mounts).
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from net_support import (Mute, Relay, add_nodes, check_same_as_orthanc, kill_midway_then_retry,  # noqa: F401
                          orthanc, own_orthanc, pixel_bytes, synth_files)
-from test_net_faults import _mount_tmpfs, archived_files, check_store_consistent
+from test_net_faults import archived_files, check_store_consistent, full_disk_then_retry
 
 import pocketpacs
 import pocketpacs.net  # gives Archive.remote
@@ -254,39 +253,7 @@ def test_a_full_disk_during_a_wado_rs_retrieve_stops_cleanly_and_a_retry_complet
     orthanc.upload(files)
     ar = tmp_path / "ar"
     add_nodes(ar, orthanc)
-    with pocketpacs.open_archive(ar) as arch:
-        study = arch.remote("web").find()[0]["study_instance_uid"]
-    store = ar / "store"
-    store.mkdir(mode=0o700)
-    _mount_tmpfs(store, "320k")       # room for about 8 of the 30 instances (33 kB each)
-    try:
-        code, out, err = run(capsys, "--archive", ar, "remote", "get", "web", study, "--json")
-        assert code == 1, err
-        assert "no space left" in err and str(store) in err and "partial retrieve" in err, err
-        assert "Traceback" not in err
-        res = json.loads(out)
-        assert 1 <= res["received"] < 30 and res["indexed"] == res["received"]
-        reasons = [f["reason"] for f in res["failed"]]
-        assert len(reasons) == 30 - res["received"]
-        assert "write_failed: no space left on device" in reasons
-        assert set(reasons) <= {"write_failed: no space left on device", "not_received"}
-        with pocketpacs.open_archive(ar) as arch:
-            check_store_consistent(ar, arch)
-            held = orthanc.sop_uids()
-            for sop, paths in archived_files(arch).items():   # what was written is whole
-                assert pixel_bytes(Path(paths[0]).read_bytes()) == pixel_bytes(orthanc.file(held[sop]))
-            assert len(archived_files(arch)) == res["received"]
-        # space freed: the same command fetches the rest
-        subprocess.run(["mount", "-o", "remount,size=4m", str(store)], check=True)
-        code, out, err = run(capsys, "--archive", ar, "remote", "get", "web", study, "--json")
-        assert code == 0, err
-        again = json.loads(out)
-        assert again["already"] == res["received"] and again["received"] == 30 - res["received"]
-        with pocketpacs.open_archive(ar) as arch:
-            check_same_as_orthanc(arch, orthanc)
-            check_store_consistent(ar, arch)
-    finally:
-        subprocess.run(["umount", "-l", str(store)], capture_output=True)
+    full_disk_then_retry(capsys, ar, orthanc, "web")
 
 
 # ---------------------------------------------------------------- Orthanc killed mid-retrieve
