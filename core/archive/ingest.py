@@ -87,6 +87,10 @@ COLD_AHEAD = 8
 COLD_START = 200
 #: On a cold disk: files handed to the helper at a time (consecutive folders).
 COLD_SEND = 64
+#: On a cold disk, threads listing the folders next in the walk: few, as the
+#: helper lists them ahead (32 cost more CPU, measured: 2,350 files/s against
+#: 2,680 with 8, on the loaded 2-core machine).
+COLD_WALKERS = 8
 
 
 def _compile_seconds() -> float:
@@ -303,7 +307,8 @@ class Importer:
 
         self._cold_begin(stack)
         ahead = 2 * deepread.DEPTH   # folders listed ahead (their listings wait in memory)
-        ex = ThreadPoolExecutor(deepread.DEPTH, thread_name_prefix="pocketpacs-walk")
+        ex = ThreadPoolExecutor(COLD_WALKERS if self._cold is not None else deepread.DEPTH,
+                                thread_name_prefix="pocketpacs-walk")
         asked: dict[str, tuple] = {}   # folder -> (future, stored listing)
 
         def ask() -> None:
