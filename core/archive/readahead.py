@@ -467,8 +467,7 @@ class ColdReads:
             return False
         try:
             raw = "\0".join(paths).encode(sys.getfilesystemencoding(), "surrogateescape")
-            self._proc.stdin.write(_COLD_REQ.pack(tag, *self._offsets(tag, row), len(paths), self.head, len(raw))
-                                   + raw)
+            self._send(_COLD_REQ.pack(tag, *self._offsets(tag, row), len(paths), self.head, len(raw)) + raw)
         except (OSError, ValueError):
             self._fail()
             return False
@@ -484,11 +483,17 @@ class ColdReads:
             return False
         try:
             raw = "\0".join(folders).encode(sys.getfilesystemencoding(), "surrogateescape")
-            self._proc.stdin.write(_COLD_REQ.pack(-1, 0, 0, 0, 0, len(folders), 0, len(raw)) + raw)
+            self._send(_COLD_REQ.pack(-1, 0, 0, 0, 0, len(folders), 0, len(raw)) + raw)
         except (OSError, ValueError):
             self._fail()
             return False
         return True
+
+    def _send(self, data: bytes) -> None:
+        """Write all of ``data`` to the helper (an unbuffered pipe may take part of it)."""
+        view = memoryview(data)
+        while view:
+            view = view[self._proc.stdin.write(view):]
 
     def ready(self, tag: int, n: int) -> bool:
         """Whether the first ``n`` rows of chunk ``tag`` are read (never waits)."""
