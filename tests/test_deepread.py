@@ -251,3 +251,113 @@ def test_cold_walk_takes_folders_in_the_order_of_the_warm_walk(tmp_path, monkeyp
     with pocketpacs.open_archive(tmp_path / "cold") as ar:
         ar.import_folder(root)
     assert deep and order == warm and len(warm) > 5
+
+
+# ---- the cold helper: heads read as the walk lists the files (readahead.ColdReads) ----------------
+
+def test_cold_helper_reads_what_python_reads(tmp_path):
+    from pocketpacs.archive import readahead
+
+    if not readahead.available():
+        pytest.skip("the read-ahead helper is Linux-only")
+    paths = _tree(tmp_path / "d") + [str(tmp_path / "d" / "gone.dcm")]
+    expected = _read(heads.read_heads, paths)
+    _evict(paths)
+    cap = 8
+    cr = readahead.ColdReads(heads.OPEN_FLAGS, HEAD, cap, 3)
+    try:
+        assert cr.crawl([str(tmp_path / "d")])
+        got: list = []
+        sizes: list = []
+        mtimes: list = []
+        data = b""
+        # chunks of `cap` rows, each handed over in two parts (as two folders
+        # would be); the slots are used again after the third chunk
+        for tag, a in enumerate(range(0, len(paths), cap)):
+            part = paths[a:a + cap]
+            half = len(part) // 2
+            assert cr.queue(tag, 0, part[:half]) if half else True
+            assert cr.queue(tag, half, part[half:])
+            h = cr.wait(tag, len(part))
+            assert h is not None and cr.ready(tag, 0)
+            got += h.got.tolist()
+            sizes += h.size.tolist()
+            mtimes += h.mtime_ns.tolist()
+            data += bytes(h.buf)
+        assert (got, sizes, mtimes) == expected[:3]
+        for i, g in enumerate(got):   # (past what was read, a slot holds what it held before)
+            a = i * HEAD
+            assert data[a:a + max(g, 0)] == expected[3][a:a + max(g, 0)]
+    finally:
+        cr.close()
+    assert not cr.broken
+
+
+@pytest.fixture
+def cold_helper(monkeypatch):
+    """Small chunks, and the helper for every cold import however small."""
+    monkeypatch.setattr(ingest, "CHUNK", 8)
+    monkeypatch.setattr(ingest, "COLD_AHEAD", 2)
+    monkeypatch.setattr(ingest, "COLD_START", 1)
+    monkeypatch.setattr(ingest, "COLD_SEND", 3)
+
+
+def _spy(monkeypatch, cls, name):
+    calls = []
+    real = getattr(cls, name)
+
+    def spy(self, *a, **k):
+        calls.append(a)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(cls, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch, cold_helper, kill):
+    """Files handed to the helper folder by folder, chunks committed while the
+    walk goes on: the same archive, report and folder order as a warm import;
+    a helper that dies changes nothing but speed (the rest is read here)."""
+    from pocketpacs.archive import readahead
+
+    if not readahead.available():
+        pytest.skip("the read-ahead helper is Linux-only")
+    root = tmp_path / "d"
+    paths = _tree(root)
+    order: list[str] = []
+    real_add = ingest.Importer._add_folder
+
+    def add_folder(self, folder, *a, **k):
+        order.append(folder.path)
+        return real_add(self, folder, *a, **k)
+
+    monkeypatch.setattr(ingest.Importer, "_add_folder", add_folder)
+    with pocketpacs.open_archive(tmp_path / "warm") as ar:
+        warm_rep = _report(ar.import_folder(root))
+        warm = _snapshot(ar)
+        warm_order, order[:] = list(order), []
+        warm_again = _report(ar.import_folder(root))
+        order[:] = []
+    _cold_or_skip(paths, tmp_path)
+    queued = _spy(monkeypatch, readahead.ColdReads, "queue")
+    waits = _spy(monkeypatch, readahead.ColdReads, "wait")
+    if kill:
+        real_wait = readahead.ColdReads.wait
+
+        def killing(self, tag, n):
+            if tag == 1:             # the helper dies with chunks in hand
+                self._proc.kill()
+                self._proc.wait()
+            return real_wait(self, tag, n)
+
+        monkeypatch.setattr(readahead.ColdReads, "wait", killing)
+    with pocketpacs.open_archive(tmp_path / "cold") as ar:
+        rep = ar.import_folder(root)
+        assert queued and (waits or kill)
+        assert _report(rep) == warm_rep
+        assert _snapshot(ar) == warm
+        assert order == warm_order
+        again = ar.import_folder(root)   # the listings hold the sizes and times fstat gave
+        assert again.parsed == 0 and _report(again) == warm_again
+    assert len(warm) == warm_rep[1] > 0
