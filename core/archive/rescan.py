@@ -1,0 +1,346 @@
+"""The rescan: which folders of an import changed since the last one, found in bulk.
+
+An import walks its folder depth first.  A folder imported before has a
+stored listing (:class:`~pocketpacs.archive.records.DirListing`: each file's
+name, size, mtime and status, one database value per folder).  The walk
+lists such a folder (one ``scandir``, a ``stat`` per file: a file rewritten
+in place keeps its folder's mtime, so every file is looked at), but instead
+of comparing each folder on its own it gathers the folders of up to
+:data:`BATCH` files and compares them with their listings at once
+(:func:`~pocketpacs.archive.records.unchanged_listings`: a few NumPy
+operations over the joined listings; no Python object per file beyond the
+directory entries and ``stat`` results the walk makes anyway), so that a
+rescan of an unchanged tree costs little more than the walk and ``stat``
+themselves.  Folders that differ, new folders and anything unusual (a
+symbolic link to a folder, a file that vanished, an error) are listed again
+by :func:`~pocketpacs.archive.scan.list_folder` and handed to the import in
+walk order (:meth:`RescanWalk._add_folder` sorts their files into unchanged,
+changed and new); folders imported before and gone now are marked missing
+(:meth:`RescanWalk._missing_folders`).  A rescan that finds nothing changed
+commits no transaction and loads neither numba nor the parser.
+"""
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from operator import attrgetter
+
+import numpy as np
+
+from . import commit
+from . import deepread
+from . import pathkeys
+from . import records
+from .commit import PendingFolder
+from .memstore import MemoryStore
+from .report import Failure, public_reason
+from .scan import Folder, list_folder
+
+#: Files of the folders compared with their listings in one go.
+BATCH = 4096
+#: ``_add_folder`` was not given the folder's stored listing: it looks it up.
+_NOT_LOOKED_UP = object()
+
+_TRANSIENT = np.zeros(256, dtype=bool)
+_TRANSIENT[list(records.TRANSIENT)] = True
+
+_stat = os.DirEntry.stat          # follows a symbolic link (as list_folder does for files)
+_is_dir = os.DirEntry.is_dir
+_is_symlink = os.DirEntry.is_symlink
+_name = attrgetter("name")
+_size = attrgetter("st_size")
+_mtime = attrgetter("st_mtime_ns")
+_mode = attrgetter("st_mode")
+_S_ISREG = stat_mod.S_ISREG
+
+
+def _list_entries(path: str) -> tuple[list[os.DirEntry], list[str]] | None:
+    """A folder's file entries and subfolder paths, or None when it needs
+    :func:`~pocketpacs.archive.scan.list_folder`'s care (it cannot be listed,
+    or holds a symbolic link to a folder)."""
+    try:
+        with os.scandir(path) as it:
+            ents = list(it)
+    except OSError:
+        return None
+    isd = list(map(_is_dir, ents))   # (the entry's type: no system call but for links)
+    if True not in isd:
+        return ents, []
+    subs = [e for e, s in zip(ents, isd) if s]
+    if True in map(_is_symlink, subs):
+        return None
+    return [e for e, s in zip(ents, isd) if not s], [e.path for e in subs]
+
+
+def compare_listed(raws: list[bytes], counts: list[int], entries: list[os.DirEntry]) -> np.ndarray | None:
+    """Which folders listed by the walk are unchanged since their stored listings.
+
+    Parameters
+    ----------
+    raws : list of bytes
+        Each folder's stored listing.
+    counts : list of int
+        How many of ``entries`` are each folder's (folder after folder).
+    entries : list of os.DirEntry
+        The folders' files (no subfolders), in directory order.
+
+    Returns
+    -------
+    ndarray of bool or None
+        Per folder: its files are regular files (or links to them) with the
+        names, order, sizes and mtimes of its listing, all indexed and
+        present.  None when a file could not be ``stat``-ed (it vanished
+        meanwhile): the caller lists the folders one by one.
+    """
+    n = len(entries)
+    try:
+        sts = list(map(_stat, entries))
+    except OSError:
+        return None
+    same = records.unchanged_listings(
+        raws, np.array(counts, dtype=np.int64), "\0".join(map(_name, entries)).encode("utf-8", "surrogateescape"),
+        np.fromiter(map(_size, sts), dtype=np.int64, count=n), np.fromiter(map(_mtime, sts), dtype=np.int64, count=n))
+    if not all(map(_S_ISREG, map(_mode, sts))):   # a FIFO, a device, a link to a folder: listed with reasons
+        odd = ~np.fromiter(map(_S_ISREG, map(_mode, sts)), dtype=bool, count=n)
+        same &= np.bincount(np.repeat(np.arange(len(counts)), counts), weights=odd, minlength=len(counts)) == 0
+    return same
+
+
+class RescanWalk:
+    """The walk and folder comparison of :class:`~pocketpacs.archive.ingest.Importer`
+    (a mixin: the importer holds the state, the store and the report)."""
+
+    # ---- walk -----------------------------------------------------------------------
+    def _walk(self, root: str):
+        """``(Folder, stored listing)`` of each folder to import, in walk order;
+        ``(None, None)`` after folders found unchanged (counted here)."""
+        stack = [root]
+        real_root = os.path.realpath(root).rstrip(os.sep) + os.sep
+        exclude = frozenset(e for e in self.exclude if (e + os.sep).startswith(real_root))
+        probed = not deepread.can_tell()
+        walked = self._walked_keys
+        key_max = pathkeys.PATH_KEY_MAX
+        dirs: list[str] = []
+        raws: list[bytes] = []
+        counts: list[int] = []
+        entries: list[os.DirEntry] = []
+        get = self._getter()
+        while stack:
+            d = stack.pop()
+            if exclude and os.path.realpath(d) in exclude:
+                continue
+            key = d.encode("utf-8", "surrogateescape")
+            if len(key) > key_max:
+                key = pathkeys.path_key(d)
+            raw = get(key)
+            walked.add(key)
+            if raw is not None and probed:
+                # a folder imported before: listed now, compared with the
+                # others of the batch once it is full
+                listed = _list_entries(d)
+                if listed is not None:
+                    dirs.append(d)
+                    raws.append(raw)
+                    counts.append(len(listed[0]))
+                    entries += listed[0]
+                    stack.extend(listed[1])
+                    if len(entries) >= BATCH:
+                        yield from self._compared(dirs, raws, counts, entries)
+                        dirs, raws, counts, entries = [], [], [], []
+                        get = self._getter()
+                    continue
+            if dirs:   # (the folders before this one first: the walk's order is kept)
+                yield from self._compared(dirs, raws, counts, entries)
+                dirs, raws, counts, entries = [], [], [], []
+            # a folder new to the archive is listed without a stat per file:
+            # its files' sizes and times come from fstat when they are read
+            folder, subdirs = list_folder(d, stat=raw is not None or not self._stat_free)
+            yield folder, raw
+            get = self._getter()
+            stack.extend(subdirs)
+            if not probed and folder.names and stack:
+                # the first file's head not in the page cache: the folders are
+                # most likely not either; list them with many reads in flight
+                probed = True
+                if deepread.cached(os.path.join(d, folder.names[0])) is False:
+                    yield from self._walk_deep(stack, exclude)
+                    return
+        if dirs:
+            yield from self._compared(dirs, raws, counts, entries)
+
+    def _compared(self, dirs: list[str], raws: list[bytes], counts: list[int], entries: list[os.DirEntry]):
+        """The folders of a batch compared with their listings: the unchanged
+        counted, the others listed again and yielded, in walk order."""
+        same = compare_listed(raws, counts, entries)
+        if same is None:
+            changed: list[int] = list(range(len(dirs)))
+        else:
+            changed = np.flatnonzero(~same).tolist()
+            n_same = int(np.asarray(counts, dtype=np.int64)[same].sum())
+            if n_same:
+                self._count_unchanged(n_same)
+        for i in changed:
+            folder, _subdirs = list_folder(dirs[i], stat=True)   # (its subfolders are on the walk's stack)
+            yield folder, raws[i]
+        if same is not None and not changed:
+            yield None, None   # (the import checks for a cancel between yields)
+
+    def _count_unchanged(self, n: int) -> None:
+        """Count ``n`` files found as stored."""
+        prog, rep = self._prog, self._rep
+        prog.seen += n
+        rep.seen += n
+        prog.unchanged += n
+        rep.unchanged += n
+        if self._progress_cb is not None:
+            self._report_progress()
+
+    # ---- folders ---------------------------------------------------------------------
+    def _unchanged(self, path: str, n: int) -> None:
+        """Count the ``n`` files of a folder that :func:`~.scan.unchanged_folder` found as stored."""
+        self._walked.add(path)
+        self._count_unchanged(n)
+
+    def _add_folder(self, folder: Folder, partial: bool = False,
+                    stored_listing: bytes | None | object = _NOT_LOOKED_UP) -> None:
+        rep, prog = self._rep, self._prog
+        for p in folder.problems:
+            rep.failures.append(Failure(p.path, p.reason, p.message))
+        prog.failed += len(folder.problems)
+        self._walked.add(folder.path)
+        if stored_listing is _NOT_LOOKED_UP:
+            stored_listing = self._listing(pathkeys.path_key(folder.path))
+        raw = stored_listing  # the folder's listing as the last import stored it (None: new folder)
+        n = len(folder.names)
+        if raw is not None and not partial and records.DirListing.unchanged(raw, folder.names, folder.sizes,
+                                                                            folder.mtimes):
+            prog.seen += n  # the usual rescan case: nothing changed in this folder
+            rep.seen += n
+            prog.unchanged += n
+            rep.unchanged += n
+            self._report_progress()
+            return
+        stored = records.DirListing.decode(raw) if raw else None
+        if any(nm.upper() == "DICOMDIR" for nm in folder.names):  # read as a hint, not an instance
+            keep = [i for i, nm in enumerate(folder.names) if nm.upper() != "DICOMDIR"]
+            folder.names = [folder.names[i] for i in keep]
+            folder.sizes = [folder.sizes[i] for i in keep]
+            folder.mtimes = [folder.mtimes[i] for i in keep]
+        n = len(folder.names)
+        if stored is None and n == 0:
+            # no file here and none before (a patient or study folder of
+            # subfolders): nothing to write, no transaction (a rescan of an
+            # unchanged tree commits nothing)
+            self._report_progress()
+            return
+        if (stored is not None and not partial and stored.names == folder.names
+                and stored.mtime_ns.tolist() == folder.mtimes and stored.size.tolist() == folder.sizes
+                and not stored.missing.any() and not _TRANSIENT[stored.code].any()):
+            # the usual rescan case: nothing changed in this folder
+            prog.seen += n
+            rep.seen += n
+            prog.unchanged += n
+            bad = np.nonzero(stored.code)[0]
+            rep.unchanged += n - bad.size
+            for i in bad.tolist():
+                self._report_known(folder.path, folder.names[i], int(stored.code[i]))
+            self._report_progress()
+            return
+        fs = PendingFolder(folder, stored, partial)
+        prog.seen += n
+        rep.seen += n
+        todo = np.ones(n, dtype=bool)
+        unchanged_folder = False
+        if stored is not None and len(stored) and n:
+            if stored.names == fs.names:  # the usual case: same files
+                idx = np.arange(n, dtype=np.int64)
+                known = np.ones(n, dtype=bool)
+            else:
+                idx = np.fromiter((stored.index.get(nm, -1) for nm in fs.names), dtype=np.int64, count=n)
+                known = idx >= 0
+            j = idx[known]
+            same = np.zeros(n, dtype=bool)
+            same[known] = ((stored.size[j] == fs.size[known]) & (stored.mtime_ns[j] == fs.mtime[known])
+                           & ~_TRANSIENT[stored.code[j]])
+            unchanged_folder = (bool(same.all()) and len(stored) == n and not stored.missing.any())
+            rows = np.nonzero(same)[0]
+            js = idx[rows]
+            fs.keys[rows] = stored.keys[js]
+            fs.code[rows] = stored.code[js]
+            todo[rows] = False
+            back = rows[stored.missing[js] & (stored.code[js] == 0)]
+            fs.reappeared = [fs.keys[i].tobytes() for i in back.tolist()]
+            unchanged_ok = int((stored.code[js] == 0).sum())
+            rep.unchanged += unchanged_ok
+            prog.unchanged += len(rows)
+            for i in rows[stored.code[js] != 0].tolist():
+                self._report_known(fs.path, fs.names[i], int(fs.code[i]))
+        if self._hint_done:
+            for i in np.nonzero(todo)[0].tolist():
+                hit = self._hint_done.get(os.path.join(fs.path, fs.names[i]))
+                if hit is not None:
+                    fs.code[i] = hit[0]
+                    fs.keys[i] = np.frombuffer(hit[1], dtype=np.uint8)
+                    todo[i] = False
+        rows = np.nonzero(todo)[0]
+        fs.pending = int(rows.size)
+        if rows.size:
+            self._pending.append((fs, rows))
+            self._npending += int(rows.size)
+        if not rows.size and not (unchanged_folder and not fs.partial):
+            self._ready.append(fs)
+        self._report_progress()
+
+    def _listing(self, key: bytes) -> bytes | None:
+        """A stored folder listing, read in one long read transaction per walk
+        (LMDB: a snapshot costs nothing; memory store: short reads, so that
+        other threads are not locked out during the walk)."""
+        if isinstance(self.store, MemoryStore):
+            with self.store.read() as t:
+                return t.get("dirs", key)
+        return self._getter()(key)
+
+    def _getter(self):
+        """``get(key)`` of the ``dirs`` database in the walk's read transaction
+        (ask again after a yield: a commit in between ends it)."""
+        if isinstance(self.store, MemoryStore):
+            return self._listing
+        if self._rt is None:
+            self._rt_cm = self.store.read()
+            self._rt = self._rt_cm.__enter__()
+            self._get_listing = self._rt.getter("dirs")
+        return self._get_listing
+
+    def _end_read(self) -> None:
+        if self._rt is not None:
+            self._rt = None
+            self._get_listing = None
+            self._rt_cm.__exit__(None, None, None)
+
+    def _report_known(self, folder: str, name: str, code_i: int) -> None:
+        """Report a file that failed (or conflicted) before and has not changed."""
+        rep = self._rep
+        code = records.CODES[code_i]
+        path = os.path.join(folder, name)
+        if code == "conflict":
+            rep.conflicts.append(Failure(path, "conflict", f"{path}: same SOP Instance UID as an "
+                                         "archived instance but different content (known)"))
+        else:
+            rep.failures.append(Failure(path, public_reason(code),
+                                        f"{path}: {code.replace('_', ' ')} (unchanged since the last import)"))
+
+    def _missing_folders(self, root: str) -> None:
+        """Folders under ``root`` that were imported before and are gone now."""
+        self._end_read()
+        with self.store.read() as t:
+            gone = [d for d, _k in pathkeys.folders_under(t, root, self._walked_keys)]
+        gone = [d for d in gone if d not in self._walked and not os.path.isdir(d)]
+        for d in gone:
+            with self.store.read() as t:
+                raw = pathkeys.get_listing(t, d)
+            if raw is None:
+                continue
+            stored = records.DirListing.decode(raw)
+            fs = PendingFolder(Folder(d), stored)
+            res = self._write(lambda t, fs=fs: commit.commit_gone_folder(t, self.secret, fs), [d])
+            self._rep.missing += res
