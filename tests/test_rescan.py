@@ -216,34 +216,55 @@ def test_rescan_of_an_unchanged_tree_commits_nothing(tmp_path, monkeypatch):
         assert _txnid(ar) == before and _dump(ar) == dump
 
 
-def test_a_file_gone_between_listing_and_stat_sends_the_batch_folder_by_folder(tmp_path):
-    folder = tmp_path / "d"
-    dicomgen.write_series(folder, 3, series_uid="1.2.3.4")
-    with pocketpacs.open_archive(tmp_path / "a") as ar:
-        ar.import_folder(folder)
-        with ar._store.read() as t:
-            raw = t.get("dirs", str(folder).encode())
-    ents, subs = rescan._list_entries(str(folder))
-    assert subs == [] and len(ents) == 3
-    same = rescan.compare_listed([raw], [3], ents)
-    assert same is not None and same.tolist() == [True]
-    ents, _ = rescan._list_entries(str(folder))
-    (folder / "IM00002.dcm").unlink()
-    assert rescan.compare_listed([raw], [3], ents) is None
+def _raw_of(ar, folder: Path) -> bytes:
+    with ar._store.read() as t:
+        return t.get("dirs", str(folder).encode())
+
+
+def test_batch_keeps_what_the_compare_needs_and_says_which_folders_are_unchanged(tmp_path):
+    a, b = tmp_path / "d" / "a", tmp_path / "d" / "b"
+    dicomgen.write_series(a, 3, series_uid="1.2.3.4")
+    dicomgen.write_series(b, 2, series_uid="1.2.3.5")
+    with pocketpacs.open_archive(tmp_path / "archive") as ar:
+        ar.import_folder(tmp_path / "d")
+        raw_a, raw_b = _raw_of(ar, a), _raw_of(ar, b)
+    batch = rescan.ListedBatch()
+    assert sorted(batch.add(str(tmp_path / "d"), raw_a)) == [str(a), str(b)]   # (a folder of folders)
+    assert batch.add(str(a), raw_a) == [] and batch.add(str(b), raw_b) == []
+    assert (batch.counts, len(batch)) == ([0, 3, 2], 5)
+    assert batch.unchanged().tolist() == [False, True, True]
+    assert (batch.files, len(batch.stats), len(batch)) == (5, 15, 5)
+    st = (b / "IM00002.dcm").stat()
+    os.utime(b / "IM00002.dcm", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    batch = rescan.ListedBatch()
+    batch.add(str(a), raw_a)
+    batch.add(str(b), raw_b)
+    assert batch.unchanged().tolist() == [True, False]
 
 
 def test_links_to_folders_and_odd_entries_take_the_careful_listing(tmp_path):
     d = tmp_path / "d"
     (d / "sub").mkdir(parents=True)
     (d / "f").write_bytes(b"x")
-    assert rescan._list_entries(str(d)) is not None
+    raw = DirListing(["f"], np.array([1]), np.array([(d / "f").stat().st_mtime_ns]), np.zeros((1, 16), np.uint8),
+                     np.zeros(1, np.int8), np.zeros(1, bool)).encode()
+    batch = rescan.ListedBatch()
+    assert batch.add(str(d), raw) == [str(d / "sub")] and batch.unchanged().tolist() == [True]
     os.symlink(d / "sub", d / "link")
-    assert rescan._list_entries(str(d)) is None          # list_folder reports the link, not followed
+    assert rescan.ListedBatch().add(str(d), raw) is None      # list_folder reports the link, not followed
     os.unlink(d / "link")
+    os.symlink(d / "gone", d / "broken")
+    assert rescan.ListedBatch().add(str(d), raw) is None      # a file that cannot be stat()ed
+    os.unlink(d / "broken")
     os.mkfifo(d / "pipe")
-    ents, subs = rescan._list_entries(str(d))
-    assert subs == [str(d / "sub")] and sorted(e.name for e in ents) == ["f", "pipe"]
-    raw = DirListing(["f", "pipe"], np.array([1, 0]), np.array([0, 0]), np.zeros((2, 16), np.uint8),
-                     np.zeros(2, np.int8), np.zeros(2, bool)).encode()
-    assert rescan.compare_listed([raw], [2], ents).tolist() == [False]   # a FIFO is never "unchanged"
-    assert rescan._list_entries(str(tmp_path / "gone")) is None
+    files = [e for e in os.scandir(d) if e.name != "sub"]   # (in directory order, as a listing)
+    sts = [e.stat() for e in files]
+    raw = DirListing([e.name for e in files], np.array([st.st_size for st in sts]),
+                     np.array([st.st_mtime_ns for st in sts]), np.zeros((2, 16), np.uint8), np.zeros(2, np.int8),
+                     np.zeros(2, bool)).encode()
+    batch = rescan.ListedBatch()
+    assert batch.add(str(d), raw) == [str(d / "sub")] and batch.counts == [2]
+    assert batch.unchanged().tolist() == [False]              # a FIFO is never "unchanged"
+    assert DirListing.unchanged(raw, [e.name for e in files], [st.st_size for st in sts],
+                                [st.st_mtime_ns for st in sts])   # (only because it is a FIFO)
+    assert rescan.ListedBatch().add(str(tmp_path / "gone"), raw) is None

@@ -553,29 +553,50 @@ def unchanged_listings(raws: list[bytes], counts: np.ndarray, names: bytes, size
     ln[ne] = fe[start[ne] + counts[ne] - 1] - fb[start[ne]]
     ok = ((lens >= 11 + ln + 34 * counts) & (hdr[:, 0] == 68) & (hdr[:, 1] == 76) & (hdr[:, 2] == 49)
           & (_le_u32(hdr[:, 3:7]) == counts) & (_le_u32(hdr[:, 7:11]) == ln))
-    if not n or not ok.any():
-        return ok
-    # the names: each folder's stored names and the byte after them (set to
-    # NUL) line up with ``names`` + NUL, the folders one after the other
-    e0 = fb[start[ne]]
-    seg = ln[ne] + 1
-    g = blob[np.minimum(np.arange(nb.size + 1, dtype=np.int64) + np.repeat(off[ne] + 11 - e0, seg), last)]
-    g[e0 + ln[ne]] = 0
+    use = ok & (counts > 0)        # the folders whose names and values are compared
+    if not use.any():
+        return ok & (counts == 0)
+    # the stored names of those folders, each with the byte after it (made
+    # NUL), against their names now, each with the NUL after it: masks that
+    # pick byte ranges out of the joined listings (one pass each)
+    nu = int(use.sum())
+    u_ln, u_n = ln[use], counts[use]
+    g = blob[_ranges(f, use, lens, ((11, False), (ln + 1, True)))]
+    cut = np.cumsum(u_ln + 1)
+    g[cut - 1] = 0
     ex = np.zeros(nb.size + 1, dtype=np.uint8)
     ex[:-1] = nb
-    bad_names = np.logical_or.reduceat(g != ex, e0)
-    # per file: size, mtime, status code and missing flag at their place in the listing
-    fold = np.repeat(np.arange(f, dtype=np.int64), counts)
-    row = np.arange(n, dtype=np.int64) - start[fold]
-    cnt = counts[fold]
-    base = off[fold] + 11 + ln[fold]
-    size_at = np.minimum((base + 8 * row)[:, None] + _INT_BYTES, last)
-    mtime_at = np.minimum((base + 8 * cnt + 8 * row)[:, None] + _INT_BYTES, last)
-    bad = ((blob[size_at].view("<i8").ravel() != sizes) | (blob[mtime_at].view("<i8").ravel() != mtimes)
-           | (blob[np.minimum(base + 32 * cnt + row, last)] != 0)
-           | (blob[np.minimum(base + 33 * cnt + row, last)] != 0))
-    bad_files = np.logical_or.reduceat(bad, start[ne])
-    out[ne] = ok[ne] & ~bad_names & ~bad_files
+    ex = ex[np.repeat(use[ne], ln[ne] + 1)]
+    first = np.zeros(nu, dtype=np.int64)
+    first[1:] = cut[:-1]
+    bad = np.logical_or.reduceat(g != ex, first)
+    # sizes and mtimes (8n + 8n bytes after the names), status codes and
+    # missing flags (2n bytes after the instance keys): all codes and flags 0
+    sm = blob[_ranges(f, use, lens, ((11 + ln, False), (16 * counts, True)))].view("<i8")
+    fl = blob[_ranges(f, use, lens, ((11 + ln + 32 * counts, False), (2 * counts, True)))]
+    u_first = np.zeros(nu, dtype=np.int64)      # each used folder's first file among the used
+    np.cumsum(u_n[:-1], out=u_first[1:])
+    at = np.arange(int(u_n.sum()), dtype=np.int64) + np.repeat(u_first, u_n)
+    files = np.repeat(use, counts)
+    bad_file = (sm[at] != sizes[files]) | (sm[at + np.repeat(u_n, u_n)] != mtimes[files])
+    bad |= np.logical_or.reduceat(bad_file, u_first)
+    bad |= np.logical_or.reduceat(fl != 0, 2 * u_first)
+    out[use] = ~bad
     zero = counts == 0
     out[zero] = ok[zero]
     return out
+
+
+def _ranges(f: int, use: np.ndarray, lens: np.ndarray, parts: tuple) -> np.ndarray:
+    """A mask over the joined listings (``lens`` bytes each) that takes, in
+    each folder of ``use``, the byte ranges of ``parts`` (``(length, take)``
+    one after the other from the listing's start; lengths per folder)."""
+    seg = np.zeros((f, len(parts) + 1), dtype=np.int64)
+    take = np.zeros(len(parts) + 1, dtype=bool)
+    for j, (length, t) in enumerate(parts):
+        seg[:, j] = length
+        take[j] = t
+    seg[:, -1] = lens - seg[:, :-1].sum(axis=1)
+    seg[~use] = 0
+    seg[~use, -1] = lens[~use]
+    return np.repeat(np.tile(take, f), seg.ravel())

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import os
 import stat as stat_mod
+from array import array
+from itertools import chain
 from operator import attrgetter
 
 import numpy as np
@@ -34,7 +36,7 @@ from . import records
 from .commit import PendingFolder
 from .memstore import MemoryStore
 from .report import Failure, public_reason
-from .scan import Folder, list_folder
+from .scan import Folder, folder_of_entries, list_folder
 
 #: Files of the folders compared with their listings in one go.
 BATCH = 4096
@@ -48,67 +50,118 @@ _stat = os.DirEntry.stat          # follows a symbolic link (as list_folder does
 _is_dir = os.DirEntry.is_dir
 _is_symlink = os.DirEntry.is_symlink
 _name = attrgetter("name")
-_size = attrgetter("st_size")
-_mtime = attrgetter("st_mtime_ns")
-_mode = attrgetter("st_mode")
-_S_ISREG = stat_mod.S_ISREG
+_mode_size_mtime = attrgetter("st_mode", "st_size", "st_mtime_ns")
+_chain = chain.from_iterable
+_S_IFMT = 0o170000
 
 
-def _list_entries(path: str) -> tuple[list[os.DirEntry], list[str]] | None:
-    """A folder's file entries and subfolder paths, or None when it needs
-    :func:`~pocketpacs.archive.scan.list_folder`'s care (it cannot be listed,
-    or holds a symbolic link to a folder)."""
+def _entries(path: str) -> list[os.DirEntry] | None:
+    """The entries of a folder, or None when it cannot be listed."""
     try:
         with os.scandir(path) as it:
-            ents = list(it)
+            return list(it)
     except OSError:
         return None
-    isd = list(map(_is_dir, ents))   # (the entry's type: no system call but for links)
-    if True not in isd:
-        return ents, []
-    subs = [e for e, s in zip(ents, isd) if s]
-    if True in map(_is_symlink, subs):
-        return None
-    return [e for e, s in zip(ents, isd) if not s], [e.path for e in subs]
 
 
-def compare_listed(raws: list[bytes], counts: list[int], entries: list[os.DirEntry]) -> np.ndarray | None:
-    """Which folders listed by the walk are unchanged since their stored listings.
+class ListedBatch:
+    """Folders listed by the walk, waiting to be compared with their stored
+    listings all at once.
 
-    Parameters
-    ----------
-    raws : list of bytes
-        Each folder's stored listing.
-    counts : list of int
-        How many of ``entries`` are each folder's (folder after folder).
-    entries : list of os.DirEntry
-        The folders' files (no subfolders), in directory order.
-
-    Returns
-    -------
-    ndarray of bool or None
-        Per folder: its files are regular files (or links to them) with the
-        names, order, sizes and mtimes of its listing, all indexed and
-        present.  None when a file could not be ``stat``-ed (it vanished
-        meanwhile): the caller lists the folders one by one.
+    Each folder is listed and its files ``stat``-ed when it is added.  What
+    the comparison needs (the files' names, joined; their modes, sizes and
+    mtimes, in one flat integer array) is taken from the directory entries
+    and ``stat`` results every :data:`KEEP` files, a few folders at a time
+    (one call per folder costs more than the work), and those objects then
+    go (thousands of them held until the comparison cost more than it).
     """
-    n = len(entries)
-    try:
-        sts = list(map(_stat, entries))
-    except OSError:
-        return None
-    same = records.unchanged_listings(
-        raws, np.array(counts, dtype=np.int64), "\0".join(map(_name, entries)).encode("utf-8", "surrogateescape"),
-        np.fromiter(map(_size, sts), dtype=np.int64, count=n), np.fromiter(map(_mtime, sts), dtype=np.int64, count=n))
-    if not all(map(_S_ISREG, map(_mode, sts))):   # a FIFO, a device, a link to a folder: listed with reasons
-        odd = ~np.fromiter(map(_S_ISREG, map(_mode, sts)), dtype=bool, count=n)
-        same &= np.bincount(np.repeat(np.arange(len(counts)), counts), weights=odd, minlength=len(counts)) == 0
-    return same
+
+    __slots__ = ("dirs", "raws", "counts", "names", "stats", "files", "_ents", "_sts")
+
+    #: Files whose entries and ``stat`` results are held before their values are taken.
+    KEEP = 256
+
+    def __init__(self) -> None:
+        self.dirs: list[str] = []
+        self.raws: list[bytes] = []
+        self.counts: list[int] = []
+        self.names: list[str] = []
+        self.stats = array("q")
+        self.files = 0
+        self._ents: list[os.DirEntry] = []
+        self._sts: list[os.stat_result] = []
+
+    def add(self, path: str, raw: bytes) -> list[str] | None:
+        """List the folder ``path`` (stored listing ``raw``) into the batch.
+
+        Returns
+        -------
+        list of str or None
+            Its subfolders; None, and nothing added, when the folder needs
+            :func:`~pocketpacs.archive.scan.list_folder`'s care: it cannot be
+            listed, holds a symbolic link to a folder, or a file could not be
+            ``stat``-ed (a broken link, a file that vanished meanwhile).
+        """
+        try:
+            with os.scandir(path) as it:
+                ents = list(it)
+            isd = list(map(_is_dir, ents))   # (the entry's type: no system call but for links)
+            if True in isd:
+                subs = [e for e, s in zip(ents, isd) if s]
+                if True in map(_is_symlink, subs):
+                    return None
+                subdirs = [e.path for e in subs]
+                ents = [e for e, s in zip(ents, isd) if not s]
+            else:
+                subdirs = []
+            sts = list(map(_stat, ents))
+        except OSError:
+            return None
+        self.dirs.append(path)
+        self.raws.append(raw)
+        self.counts.append(len(ents))
+        self._ents += ents
+        self._sts += sts
+        if len(self._sts) >= self.KEEP:
+            self._take()
+        return subdirs
+
+    def _take(self) -> None:
+        """Keep the names, modes, sizes and mtimes of the files held, and let the objects go."""
+        if self._ents:
+            self.names.append("\0".join(map(_name, self._ents)))
+            self.stats.extend(_chain(map(_mode_size_mtime, self._sts)))
+            self.files += len(self._ents)
+            self._ents = []
+            self._sts = []
+
+    def __len__(self) -> int:
+        """Files in the batch."""
+        return self.files + len(self._ents)
+
+    def unchanged(self) -> np.ndarray:
+        """Per folder: its files are regular files (or links to them) with the
+        names, order, sizes and mtimes of its listing, all indexed and present
+        (:func:`~pocketpacs.archive.records.unchanged_listings`)."""
+        self._take()
+        f = len(self.dirs)
+        v = np.frombuffer(self.stats, dtype=np.int64).reshape(-1, 3) if self.files else np.zeros((0, 3), np.int64)
+        counts = np.array(self.counts, dtype=np.int64)
+        same = records.unchanged_listings(self.raws, counts, "\0".join(self.names).encode("utf-8", "surrogateescape"),
+                                          v[:, 1], v[:, 2])
+        odd = (v[:, 0] & _S_IFMT) != stat_mod.S_IFREG   # a FIFO, a device: listed again, with reasons
+        if odd.any():
+            same &= np.bincount(np.repeat(np.arange(f), counts), weights=odd, minlength=f) == 0
+        return same
 
 
 class RescanWalk:
     """The walk and folder comparison of :class:`~pocketpacs.archive.ingest.Importer`
     (a mixin: the importer holds the state, the store and the report)."""
+
+    #: ``{key: listing}`` of the folders under the walk's root, read when it
+    #: starts; None once something is committed (the database is read then)
+    _under: dict[bytes, bytes] | None = None
 
     # ---- walk -----------------------------------------------------------------------
     def _walk(self, root: str):
@@ -120,10 +173,9 @@ class RescanWalk:
         probed = not deepread.can_tell()
         walked = self._walked_keys
         key_max = pathkeys.PATH_KEY_MAX
-        dirs: list[str] = []
-        raws: list[bytes] = []
-        counts: list[int] = []
-        entries: list[os.DirEntry] = []
+        batch = ListedBatch()
+        with self.store.read() as t:   # every listing under the root, in one pass
+            self._under = pathkeys.listings_under(t, root)
         get = self._getter()
         while stack:
             d = stack.pop()
@@ -137,27 +189,32 @@ class RescanWalk:
             if raw is not None and probed:
                 # a folder imported before: listed now, compared with the
                 # others of the batch once it is full
-                listed = _list_entries(d)
-                if listed is not None:
-                    dirs.append(d)
-                    raws.append(raw)
-                    counts.append(len(listed[0]))
-                    entries += listed[0]
-                    stack.extend(listed[1])
-                    if len(entries) >= BATCH:
-                        yield from self._compared(dirs, raws, counts, entries)
-                        dirs, raws, counts, entries = [], [], [], []
+                subdirs = batch.add(d, raw)
+                if subdirs is not None:
+                    stack.extend(subdirs)
+                    if len(batch) >= BATCH:
+                        yield from self._compared(batch)
+                        batch = ListedBatch()
                         get = self._getter()
                     continue
-            if dirs:   # (the folders before this one first: the walk's order is kept)
-                yield from self._compared(dirs, raws, counts, entries)
-                dirs, raws, counts, entries = [], [], [], []
             # a folder new to the archive is listed without a stat per file:
             # its files' sizes and times come from fstat when they are read
-            folder, subdirs = list_folder(d, stat=raw is not None or not self._stat_free)
+            stat = raw is not None or not self._stat_free
+            ents = _entries(d) if raw is None else None
+            if ents is None:
+                folder, subdirs = list_folder(d, stat=stat)   # (it says why a folder cannot be listed)
+            elif False not in map(_is_dir, ents) and True not in map(_is_symlink, ents):
+                self._walked.add(d)   # only folders, none imported here: nothing to yield
+                stack.extend([e.path for e in ents])
+                continue
+            else:
+                folder, subdirs = folder_of_entries(d, ents, stat)
+            stack.extend(subdirs)
+            if batch.dirs:   # (the folders before this one first: the walk's order is kept)
+                yield from self._compared(batch)
+                batch = ListedBatch()
             yield folder, raw
             get = self._getter()
-            stack.extend(subdirs)
             if not probed and folder.names and stack:
                 # the first file's head not in the page cache: the folders are
                 # most likely not either; list them with many reads in flight
@@ -165,24 +222,21 @@ class RescanWalk:
                 if deepread.cached(os.path.join(d, folder.names[0])) is False:
                     yield from self._walk_deep(stack, exclude)
                     return
-        if dirs:
-            yield from self._compared(dirs, raws, counts, entries)
+        if batch.dirs:
+            yield from self._compared(batch)
 
-    def _compared(self, dirs: list[str], raws: list[bytes], counts: list[int], entries: list[os.DirEntry]):
+    def _compared(self, batch: ListedBatch):
         """The folders of a batch compared with their listings: the unchanged
         counted, the others listed again and yielded, in walk order."""
-        same = compare_listed(raws, counts, entries)
-        if same is None:
-            changed: list[int] = list(range(len(dirs)))
-        else:
-            changed = np.flatnonzero(~same).tolist()
-            n_same = int(np.asarray(counts, dtype=np.int64)[same].sum())
-            if n_same:
-                self._count_unchanged(n_same)
+        same = batch.unchanged()
+        n_same = int(np.array(batch.counts, dtype=np.int64)[same].sum())
+        if n_same:
+            self._count_unchanged(n_same)
+        changed = np.flatnonzero(~same).tolist()
         for i in changed:
-            folder, _subdirs = list_folder(dirs[i], stat=True)   # (its subfolders are on the walk's stack)
-            yield folder, raws[i]
-        if same is not None and not changed:
+            folder, _subdirs = list_folder(batch.dirs[i], stat=True)   # (its subfolders are on the walk's stack)
+            yield folder, batch.raws[i]
+        if not changed:
             yield None, None   # (the import checks for a cancel between yields)
 
     def _count_unchanged(self, n: int) -> None:
@@ -295,14 +349,19 @@ class RescanWalk:
         """A stored folder listing, read in one long read transaction per walk
         (LMDB: a snapshot costs nothing; memory store: short reads, so that
         other threads are not locked out during the walk)."""
+        if self._under is not None:
+            return self._under.get(key)
         if isinstance(self.store, MemoryStore):
             with self.store.read() as t:
                 return t.get("dirs", key)
         return self._getter()(key)
 
     def _getter(self):
-        """``get(key)`` of the ``dirs`` database in the walk's read transaction
-        (ask again after a yield: a commit in between ends it)."""
+        """``get(key)`` of the ``dirs`` database: the listings read at the
+        start of the walk, or after a commit (which may change them) the
+        walk's read transaction; ask again after a yield."""
+        if self._under is not None:
+            return self._under.get
         if isinstance(self.store, MemoryStore):
             return self._listing
         if self._rt is None:
@@ -312,6 +371,9 @@ class RescanWalk:
         return self._get_listing
 
     def _end_read(self) -> None:
+        """End the walk's read transaction (before a commit; the listings read
+        at the start of the walk are dropped too: a commit may change them)."""
+        self._under = None
         if self._rt is not None:
             self._rt = None
             self._get_listing = None
@@ -331,9 +393,14 @@ class RescanWalk:
 
     def _missing_folders(self, root: str) -> None:
         """Folders under ``root`` that were imported before and are gone now."""
+        under = self._under   # (None when something was committed since the walk began)
         self._end_read()
-        with self.store.read() as t:
-            gone = [d for d, _k in pathkeys.folders_under(t, root, self._walked_keys)]
+        if under is not None:
+            walked = self._walked_keys
+            gone = [pathkeys.listing_folder(k, v) for k, v in under.items() if k not in walked]
+        else:
+            with self.store.read() as t:
+                gone = [d for d, _k in pathkeys.folders_under(t, root, self._walked_keys)]
         gone = [d for d in gone if d not in self._walked and not os.path.isdir(d)]
         for d in gone:
             with self.store.read() as t:
