@@ -111,6 +111,10 @@ def test_bulk_compare_edge_cases():
     assert records.unchanged_listings([one, empty], np.array([0, 0]), b"", z, z).tolist() == [False, True]
     got = records.unchanged_listings([empty, one, empty], np.array([0, 1, 0]), b"a", np.array([1]), np.array([2]))
     assert got.tolist() == [True, True, True]
+    # an empty file is never taken as indexed and unchanged (a FIFO's size is 0)
+    zero = DirListing(["a"], np.array([0]), np.array([2]), np.zeros((1, 16), np.uint8), np.zeros(1, np.int8),
+                      np.zeros(1, bool)).encode()
+    assert records.unchanged_listings([zero], np.array([1]), b"a", np.array([0]), np.array([2])).tolist() == [False]
     # a listing cut inside its head is changed (the folder-by-folder compare then decides)
     assert records.unchanged_listings([empty[:9]], np.array([0]), b"", z, z).tolist() == [False]
     with pytest.raises(ValueError, match="2 files in the counts, 1 names"):
@@ -150,17 +154,22 @@ def _change(root: Path) -> dict:
                               rows=8, cols=8), replaced)
     os.mkfifo(root / "p0" / "s0" / "r1" / "pipe")
     os.symlink(root / "p0", root / "p1" / "s1" / "r0" / "loop")
+    r1 = root / "p1" / "s0" / "r1"
+    os.symlink(r1 / "ring_b", r1 / "ring_a")                                    # a loop of links: ELOOP
+    os.symlink(r1 / "ring_a", r1 / "ring_b")
     (root / "junk").write_bytes(b"not a DICOM file")
     moved = [str(root / "p0" / "s1" / "moved" / f"IM0000{i}") for i in (1, 2, 3)]
     renamed = str(root / "p1" / "s0" / "r0" / "renamed")
     return {"parsed": {str(touched), str(added), str(replaced), str(root / "junk"), renamed, *moved},
             "missing": 1,
             "relinked": 4, "unsupported": {str(root / "p0" / "s0" / "r1" / "pipe"),
-                                           str(root / "p1" / "s1" / "r0" / "loop")}}
+                                           str(root / "p1" / "s1" / "r0" / "loop"),
+                                           str(r1 / "ring_a"), str(r1 / "ring_b")}}
 
 
-@pytest.mark.parametrize("small", [1, 5])
-def test_rescan_notices_every_change_alike_in_any_batch_size(tmp_path, monkeypatch, small):
+@pytest.mark.parametrize("small, fd_from", [(1, rescan.FD_FROM), (5, 0)])
+def test_rescan_notices_every_change_alike_in_any_batch_size(tmp_path, monkeypatch, small, fd_from):
+    """(The small batches list every folder through a descriptor, or none.)"""
     root = tmp_path / "data"
     n = dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=3)
     parsed: list[str] = []
@@ -184,6 +193,7 @@ def test_rescan_notices_every_change_alike_in_any_batch_size(tmp_path, monkeypat
         reps = []
         for ar, batch in ((a, small), (b, rescan.BATCH)):
             monkeypatch.setattr(rescan, "BATCH", batch)
+            monkeypatch.setattr(rescan, "FD_FROM", fd_from if batch == small else 1 << 30)
             parsed.clear()
             rep = ar.import_folder(root)
             reps.append(_report(rep))
@@ -196,6 +206,7 @@ def test_rescan_notices_every_change_alike_in_any_batch_size(tmp_path, monkeypat
         # and then nothing changed: nothing parsed, the known failures reported again
         for ar, batch in ((a, small), (b, rescan.BATCH)):
             monkeypatch.setattr(rescan, "BATCH", batch)
+            monkeypatch.setattr(rescan, "FD_FROM", fd_from if batch == small else 1 << 30)
             parsed.clear()
             rep = ar.import_folder(root)
             assert parsed == [] and rep.parsed == 0 and rep.indexed == 0 and rep.unchanged == n
@@ -204,10 +215,12 @@ def test_rescan_notices_every_change_alike_in_any_batch_size(tmp_path, monkeypat
         assert _dump(a) == _dump(b)
 
 
-def test_rescan_of_an_unchanged_tree_commits_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fd_from", [0, 1 << 30])
+def test_rescan_of_an_unchanged_tree_commits_nothing(tmp_path, monkeypatch, fd_from):
     root = tmp_path / "data"
     n = dicomgen.write_tree(root, patients=3, studies=2, series=2, slices=4)
     monkeypatch.setattr(rescan, "BATCH", 7)   # several batches, split inside folders' runs
+    monkeypatch.setattr(rescan, "FD_FROM", fd_from)
     with pocketpacs.open_archive(tmp_path / "a") as ar:
         ar.import_folder(root)
         before, dump = _txnid(ar), _dump(ar)
@@ -231,9 +244,9 @@ def test_batch_keeps_what_the_compare_needs_and_says_which_folders_are_unchanged
     batch = rescan.ListedBatch()
     assert sorted(batch.add(str(tmp_path / "d"), raw_a)) == [str(a), str(b)]   # (a folder of folders)
     assert batch.add(str(a), raw_a) == [] and batch.add(str(b), raw_b) == []
-    assert (batch.counts, len(batch)) == ([0, 3, 2], 5)
+    assert (batch.counts, batch.listed) == ([0, 3, 2], 5)
     assert batch.unchanged().tolist() == [False, True, True]
-    assert (batch.files, len(batch.stats), len(batch)) == (5, 15, 5)
+    assert (batch.files, len(batch.sizes), len(batch.mtimes), batch.listed) == (5, 5, 5, 5)
     st = (b / "IM00002.dcm").stat()
     os.utime(b / "IM00002.dcm", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
     batch = rescan.ListedBatch()
@@ -242,7 +255,9 @@ def test_batch_keeps_what_the_compare_needs_and_says_which_folders_are_unchanged
     assert batch.unchanged().tolist() == [True, False]
 
 
-def test_links_to_folders_and_odd_entries_take_the_careful_listing(tmp_path):
+@pytest.mark.parametrize("fd_from", [0, 1 << 30])
+def test_links_to_folders_and_odd_entries_take_the_careful_listing(tmp_path, monkeypatch, fd_from):
+    monkeypatch.setattr(rescan, "FD_FROM", fd_from)   # listed through a descriptor, or by path
     d = tmp_path / "d"
     (d / "sub").mkdir(parents=True)
     (d / "f").write_bytes(b"x")

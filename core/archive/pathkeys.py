@@ -141,7 +141,7 @@ def listings_under(txn: Any, root: str) -> dict[bytes, bytes]:
     prefix = root.rstrip(os.sep) + os.sep
     pb = path_bytes(prefix)
     out = dict(txn.range("dirs", pb[:STEM]))
-    if len(pb) > STEM or any(_HASHED in k for k in out):
+    if len(pb) > STEM or max(map(len, out), default=0) > STEM:
         # a long prefix or long folders: keys share the stem but maybe not the folder
         out = {k: v for k, v in out.items() if listing_folder(k, v).startswith(prefix)}
     rk = path_key(root)

@@ -513,7 +513,9 @@ def unchanged_listings(raws: list[bytes], counts: np.ndarray, names: bytes, size
     ndarray of bool
         For each folder, what :meth:`DirListing.unchanged` says of it: its
         listing has exactly these files in this order, with these sizes and
-        mtimes, all indexed and present.
+        mtimes, all indexed and present; and none of them is empty (an
+        indexed file never is: so an entry that is not a regular file, whose
+        size is 0, never passes for one).
 
     Raises
     ------
@@ -578,7 +580,8 @@ def unchanged_listings(raws: list[bytes], counts: np.ndarray, names: bytes, size
     np.cumsum(u_n[:-1], out=u_first[1:])
     at = np.arange(int(u_n.sum()), dtype=np.int64) + np.repeat(u_first, u_n)
     files = np.repeat(use, counts)
-    bad_file = (sm[at] != sizes[files]) | (sm[at + np.repeat(u_n, u_n)] != mtimes[files])
+    u_sizes = sizes[files]
+    bad_file = (sm[at] != u_sizes) | (sm[at + np.repeat(u_n, u_n)] != mtimes[files]) | (u_sizes <= 0)
     bad |= np.logical_or.reduceat(bad_file, u_first)
     bad |= np.logical_or.reduceat(fl != 0, 2 * u_first)
     out[use] = ~bad

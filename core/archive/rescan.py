@@ -22,9 +22,7 @@ commits no transaction and loads neither numba nor the parser.
 from __future__ import annotations
 
 import os
-import stat as stat_mod
 from array import array
-from itertools import chain
 from operator import attrgetter
 
 import numpy as np
@@ -40,6 +38,8 @@ from .scan import Folder, folder_of_entries, list_folder
 
 #: Files of the folders compared with their listings in one go.
 BATCH = 4096
+#: Folders of at least this many files (as last listed) are listed through a descriptor.
+FD_FROM = 8
 #: ``_add_folder`` was not given the folder's stored listing: it looks it up.
 _NOT_LOOKED_UP = object()
 
@@ -50,9 +50,10 @@ _stat = os.DirEntry.stat          # follows a symbolic link (as list_folder does
 _is_dir = os.DirEntry.is_dir
 _is_symlink = os.DirEntry.is_symlink
 _name = attrgetter("name")
-_mode_size_mtime = attrgetter("st_mode", "st_size", "st_mtime_ns")
-_chain = chain.from_iterable
-_S_IFMT = 0o170000
+_size = attrgetter("st_size")
+_mtime = attrgetter("st_mtime_ns")
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_BY_FD = os.scandir in os.supports_fd   # (not on Windows)
 
 
 def _entries(path: str) -> list[os.DirEntry] | None:
@@ -62,6 +63,14 @@ def _entries(path: str) -> list[os.DirEntry] | None:
             return list(it)
     except OSError:
         return None
+
+
+def _folders_only(ents: list[os.DirEntry]) -> bool:
+    """Whether these entries are all folders (no symbolic link among them)."""
+    try:
+        return True not in map(_is_symlink, ents) and False not in map(_is_dir, ents)
+    except OSError:
+        return False
 
 
 class ListedBatch:
@@ -76,7 +85,7 @@ class ListedBatch:
     go (thousands of them held until the comparison cost more than it).
     """
 
-    __slots__ = ("dirs", "raws", "counts", "names", "stats", "files", "_ents", "_sts")
+    __slots__ = ("dirs", "raws", "counts", "names", "sizes", "mtimes", "files", "listed", "_ents", "_sts")
 
     #: Files whose entries and ``stat`` results are held before their values are taken.
     KEEP = 256
@@ -86,8 +95,11 @@ class ListedBatch:
         self.raws: list[bytes] = []
         self.counts: list[int] = []
         self.names: list[str] = []
-        self.stats = array("q")
+        self.sizes = array("q")
+        self.mtimes = array("q")
         self.files = 0
+        #: Files listed into the batch so far.
+        self.listed = 0
         self._ents: list[os.DirEntry] = []
         self._sts: list[os.stat_result] = []
 
@@ -102,57 +114,69 @@ class ListedBatch:
             listed, holds a symbolic link to a folder, or a file could not be
             ``stat``-ed (a broken link, a file that vanished meanwhile).
         """
+        fd = -1
+        if _BY_FD and int.from_bytes(raw[3:7], "little") >= FD_FROM:
+            # listed through a descriptor, so that each stat looks up a name
+            # in the folder, not the whole path (fstatat): worth its two
+            # more system calls in a folder of many files
+            try:
+                fd = os.open(path, _DIR_FLAGS)
+            except OSError:
+                return None
         try:
-            with os.scandir(path) as it:
+            with os.scandir(path if fd < 0 else fd) as it:
                 ents = list(it)
             isd = list(map(_is_dir, ents))   # (the entry's type: no system call but for links)
             if True in isd:
                 subs = [e for e, s in zip(ents, isd) if s]
                 if True in map(_is_symlink, subs):
                     return None
-                subdirs = [e.path for e in subs]
+                pre = path + os.sep
+                subdirs = [pre + e.name for e in subs]
                 ents = [e for e, s in zip(ents, isd) if not s]
             else:
                 subdirs = []
             sts = list(map(_stat, ents))
         except OSError:
             return None
+        finally:
+            if fd >= 0:
+                os.close(fd)
         self.dirs.append(path)
         self.raws.append(raw)
         self.counts.append(len(ents))
         self._ents += ents
         self._sts += sts
+        self.listed += len(ents)
         if len(self._sts) >= self.KEEP:
             self._take()
         return subdirs
 
     def _take(self) -> None:
-        """Keep the names, modes, sizes and mtimes of the files held, and let the objects go."""
+        """Keep the names, sizes and mtimes of the files held, and let the objects go."""
         if self._ents:
             self.names.append("\0".join(map(_name, self._ents)))
-            self.stats.extend(_chain(map(_mode_size_mtime, self._sts)))
+            self.sizes.extend(map(_size, self._sts))
+            self.mtimes.extend(map(_mtime, self._sts))
             self.files += len(self._ents)
             self._ents = []
             self._sts = []
 
-    def __len__(self) -> int:
-        """Files in the batch."""
-        return self.files + len(self._ents)
-
     def unchanged(self) -> np.ndarray:
-        """Per folder: its files are regular files (or links to them) with the
-        names, order, sizes and mtimes of its listing, all indexed and present
-        (:func:`~pocketpacs.archive.records.unchanged_listings`)."""
+        """Per folder: its files have the names, order, sizes and mtimes of
+        its listing, all indexed and present
+        (:func:`~pocketpacs.archive.records.unchanged_listings`).
+
+        Entries that are not regular files (a FIFO, a socket, a device, or a
+        link to one) never pass: their size is 0 and a file indexed as DICOM
+        is never empty, so they differ from what the listing says and the
+        folder is listed again, with reasons (no ``st_mode`` is looked at)."""
         self._take()
-        f = len(self.dirs)
-        v = np.frombuffer(self.stats, dtype=np.int64).reshape(-1, 3) if self.files else np.zeros((0, 3), np.int64)
+        sizes = np.frombuffer(self.sizes, dtype=np.int64) if self.files else np.zeros(0, np.int64)
+        mtimes = np.frombuffer(self.mtimes, dtype=np.int64) if self.files else np.zeros(0, np.int64)
         counts = np.array(self.counts, dtype=np.int64)
-        same = records.unchanged_listings(self.raws, counts, "\0".join(self.names).encode("utf-8", "surrogateescape"),
-                                          v[:, 1], v[:, 2])
-        odd = (v[:, 0] & _S_IFMT) != stat_mod.S_IFREG   # a FIFO, a device: listed again, with reasons
-        if odd.any():
-            same &= np.bincount(np.repeat(np.arange(f), counts), weights=odd, minlength=f) == 0
-        return same
+        return records.unchanged_listings(self.raws, counts, "\0".join(self.names).encode("utf-8", "surrogateescape"),
+                                          sizes, mtimes)
 
 
 class RescanWalk:
@@ -192,7 +216,7 @@ class RescanWalk:
                 subdirs = batch.add(d, raw)
                 if subdirs is not None:
                     stack.extend(subdirs)
-                    if len(batch) >= BATCH:
+                    if batch.listed >= BATCH:
                         yield from self._compared(batch)
                         batch = ListedBatch()
                         get = self._getter()
@@ -203,7 +227,7 @@ class RescanWalk:
             ents = _entries(d) if raw is None else None
             if ents is None:
                 folder, subdirs = list_folder(d, stat=stat)   # (it says why a folder cannot be listed)
-            elif False not in map(_is_dir, ents) and True not in map(_is_symlink, ents):
+            elif _folders_only(ents):
                 self._walked.add(d)   # only folders, none imported here: nothing to yield
                 stack.extend([e.path for e in ents])
                 continue
