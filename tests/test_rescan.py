@@ -1,12 +1,12 @@
-"""The rescan compares folders with their stored listings in bulk (issue 16).
+"""The rescan compares each folder with its stored listing as bytes (issue 16).
 
-The bulk compare (:func:`pocketpacs.archive.records.unchanged_listings`) must
-say of every folder what the one-folder compare
+The byte compare (:func:`pocketpacs.archive.records.listing_unchanged`) must
+say of every folder what the decoding compare
 (:meth:`~pocketpacs.archive.records.DirListing.unchanged`) says, and a rescan
 must notice new, touched (same size, new mtime), replaced, removed, renamed
-and moved files, gone folders and odd entries exactly alike whatever the
-size of its batches, writing the same archive; an unchanged tree commits
-nothing.
+and moved files, gone folders and odd entries exactly alike however it
+lists folders (by path or through a descriptor) and however often it
+yields, writing the same archive; an unchanged tree commits nothing.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pocketpacs.archive import integrity, records, rescan
 from pocketpacs.archive.records import DirListing
 
 
-# ---- the bulk compare against the one-folder compare ------------------------------------------
+# ---- the byte compare against the decoding compare ------------------------------------------
 
 _STEMS = ["IM", "é", "x\udcff", "slice"]   # (a name that is not UTF-8 on disk: surrogateescape)
 
@@ -80,45 +80,37 @@ def _raw(rng: np.random.Generator, lst: DirListing) -> bytes:
     return raw
 
 
+def _le(values: list[int]) -> bytes:
+    return np.array(values, dtype="<i8").tobytes()
+
+
+def _same(raw: bytes, names: list[str], sizes: list[int], mtimes: list[int]) -> bool:
+    return records.listing_unchanged(raw, len(names), "\0".join(names).encode("utf-8", "surrogateescape"),
+                                     _le(sizes), _le(mtimes))
+
+
 @pytest.mark.parametrize("seed", range(8))
-def test_bulk_compare_says_what_the_one_folder_compare_says(seed):
+def test_byte_compare_says_what_the_decoding_compare_says(seed):
     rng = np.random.default_rng(seed)
-    raws, counts, names, sizes, mtimes, expect, kinds = [], [], [], [], [], [], []
-    for _ in range(int(rng.integers(1, 60))):
+    seen = []
+    for _ in range(200):
         lst = _stored(rng, int(rng.integers(0, 9)))
         nm, sz, mt, kind = _walked(rng, lst)
         raw = _raw(rng, lst)
-        raws.append(raw)
-        counts.append(len(nm))
-        names += nm
-        sizes += sz
-        mtimes += mt
-        kinds.append(kind)
-        expect.append(DirListing.unchanged(raw, nm, sz, mt))
-    got = records.unchanged_listings(raws, np.array(counts), "\0".join(names).encode("utf-8", "surrogateescape"),
-                                     np.array(sizes, np.int64), np.array(mtimes, np.int64))
-    assert got.tolist() == expect, list(zip(kinds, got.tolist(), expect))
-    assert any(expect) and not all(expect)
+        want = DirListing.unchanged(raw, nm, sz, mt)
+        assert _same(raw, nm, sz, mt) == want, (kind, raw)
+        seen.append(want)
+    assert any(seen) and not all(seen)
 
 
-def test_bulk_compare_edge_cases():
+def test_byte_compare_edge_cases():
     empty = DirListing.empty().encode()
     one = DirListing(["a"], np.array([1]), np.array([2]), np.zeros((1, 16), np.uint8), np.zeros(1, np.int8),
                      np.zeros(1, bool)).encode()
-    z = np.zeros(0, np.int64)
-    assert records.unchanged_listings([], np.array([], np.int64), b"", z, z).tolist() == []
-    assert records.unchanged_listings([empty, empty], np.array([0, 0]), b"", z, z).tolist() == [True, True]
-    assert records.unchanged_listings([one, empty], np.array([0, 0]), b"", z, z).tolist() == [False, True]
-    got = records.unchanged_listings([empty, one, empty], np.array([0, 1, 0]), b"a", np.array([1]), np.array([2]))
-    assert got.tolist() == [True, True, True]
-    # an empty file is never taken as indexed and unchanged (a FIFO's size is 0)
-    zero = DirListing(["a"], np.array([0]), np.array([2]), np.zeros((1, 16), np.uint8), np.zeros(1, np.int8),
-                      np.zeros(1, bool)).encode()
-    assert records.unchanged_listings([zero], np.array([1]), b"a", np.array([0]), np.array([2])).tolist() == [False]
-    # a listing cut inside its head is changed (the folder-by-folder compare then decides)
-    assert records.unchanged_listings([empty[:9]], np.array([0]), b"", z, z).tolist() == [False]
-    with pytest.raises(ValueError, match="2 files in the counts, 1 names"):
-        records.unchanged_listings([one], np.array([2]), b"a", np.array([1, 1]), np.array([2, 2]))
+    assert _same(empty, [], [], []) and not _same(one, [], [], []) and _same(one, ["a"], [1], [2])
+    assert not _same(one, ["a"], [1], [3]) and not _same(one, ["b"], [1], [2]) and not _same(empty, ["a"], [1], [2])
+    assert not _same(one[:-1], ["a"], [1], [2])      # cut short: changed
+    assert not _same(b"", [], [], []) and not _same(b"XL1" + one[3:], ["a"], [1], [2])
 
 
 # ---- rescans of a real tree ---------------------------------------------------------------------
@@ -168,8 +160,9 @@ def _change(root: Path) -> dict:
 
 
 @pytest.mark.parametrize("small, fd_from", [(1, rescan.FD_FROM), (5, 0)])
-def test_rescan_notices_every_change_alike_in_any_batch_size(tmp_path, monkeypatch, small, fd_from):
-    """(The small batches list every folder through a descriptor, or none.)"""
+def test_rescan_notices_every_change_alike_however_it_lists(tmp_path, monkeypatch, small, fd_from):
+    """(Archive a: yields every ``small`` unchanged files, lists every folder
+    through a descriptor or none by one; archive b: as usual.)"""
     root = tmp_path / "data"
     n = dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=3)
     parsed: list[str] = []
@@ -234,25 +227,19 @@ def _raw_of(ar, folder: Path) -> bytes:
         return t.get("dirs", str(folder).encode())
 
 
-def test_batch_keeps_what_the_compare_needs_and_says_which_folders_are_unchanged(tmp_path):
+def test_a_folder_listed_and_compared_with_its_listing(tmp_path):
     a, b = tmp_path / "d" / "a", tmp_path / "d" / "b"
     dicomgen.write_series(a, 3, series_uid="1.2.3.4")
     dicomgen.write_series(b, 2, series_uid="1.2.3.5")
     with pocketpacs.open_archive(tmp_path / "archive") as ar:
         ar.import_folder(tmp_path / "d")
         raw_a, raw_b = _raw_of(ar, a), _raw_of(ar, b)
-    batch = rescan.ListedBatch()
-    assert sorted(batch.add(str(tmp_path / "d"), raw_a)) == [str(a), str(b)]   # (a folder of folders)
-    assert batch.add(str(a), raw_a) == [] and batch.add(str(b), raw_b) == []
-    assert (batch.counts, batch.listed) == ([0, 3, 2], 5)
-    assert batch.unchanged().tolist() == [False, True, True]
-    assert (batch.files, len(batch.sizes), len(batch.mtimes), batch.listed) == (5, 5, 5, 5)
+    subs, n = rescan._listed_unchanged(str(tmp_path / "d"), raw_a)     # (a folder of folders)
+    assert sorted(subs) == [str(a), str(b)] and n == -1
+    assert rescan._listed_unchanged(str(a), raw_a) == ([], 3) and rescan._listed_unchanged(str(b), raw_b) == ([], 2)
     st = (b / "IM00002.dcm").stat()
     os.utime(b / "IM00002.dcm", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
-    batch = rescan.ListedBatch()
-    batch.add(str(a), raw_a)
-    batch.add(str(b), raw_b)
-    assert batch.unchanged().tolist() == [True, False]
+    assert rescan._listed_unchanged(str(b), raw_b) == ([], -1)
 
 
 @pytest.mark.parametrize("fd_from", [0, 1 << 30])
@@ -263,13 +250,12 @@ def test_links_to_folders_and_odd_entries_take_the_careful_listing(tmp_path, mon
     (d / "f").write_bytes(b"x")
     raw = DirListing(["f"], np.array([1]), np.array([(d / "f").stat().st_mtime_ns]), np.zeros((1, 16), np.uint8),
                      np.zeros(1, np.int8), np.zeros(1, bool)).encode()
-    batch = rescan.ListedBatch()
-    assert batch.add(str(d), raw) == [str(d / "sub")] and batch.unchanged().tolist() == [True]
+    assert rescan._listed_unchanged(str(d), raw) == ([str(d / "sub")], 1)
     os.symlink(d / "sub", d / "link")
-    assert rescan.ListedBatch().add(str(d), raw) is None      # list_folder reports the link, not followed
+    assert rescan._listed_unchanged(str(d), raw) is None      # list_folder reports the link, not followed
     os.unlink(d / "link")
     os.symlink(d / "gone", d / "broken")
-    assert rescan.ListedBatch().add(str(d), raw) is None      # a file that cannot be stat()ed
+    assert rescan._listed_unchanged(str(d), raw) is None      # a file that cannot be stat()ed
     os.unlink(d / "broken")
     os.mkfifo(d / "pipe")
     files = [e for e in os.scandir(d) if e.name != "sub"]   # (in directory order, as a listing)
@@ -277,9 +263,7 @@ def test_links_to_folders_and_odd_entries_take_the_careful_listing(tmp_path, mon
     raw = DirListing([e.name for e in files], np.array([st.st_size for st in sts]),
                      np.array([st.st_mtime_ns for st in sts]), np.zeros((2, 16), np.uint8), np.zeros(2, np.int8),
                      np.zeros(2, bool)).encode()
-    batch = rescan.ListedBatch()
-    assert batch.add(str(d), raw) == [str(d / "sub")] and batch.counts == [2]
-    assert batch.unchanged().tolist() == [False]              # a FIFO is never "unchanged"
+    assert rescan._listed_unchanged(str(d), raw) == ([str(d / "sub")], -1)   # a FIFO is never "unchanged"
     assert DirListing.unchanged(raw, [e.name for e in files], [st.st_size for st in sts],
                                 [st.st_mtime_ns for st in sts])   # (only because it is a FIFO)
-    assert rescan.ListedBatch().add(str(tmp_path / "gone"), raw) is None
+    assert rescan._listed_unchanged(str(tmp_path / "gone"), raw) is None

@@ -479,127 +479,33 @@ class DirListing:
                           self.keys[idx], self.code[idx], self.missing[idx])
 
 
-# ---- many folder listings compared at once (the rescan) ---------------------------------
+# ---- a folder compared with its listing as the walk found it (the rescan) ----------------
 
-_HEAD_BYTES = np.arange(11, dtype=np.int64)   # b"DL1", count (4), names length (4)
-_INT_BYTES = np.arange(8, dtype=np.int64)
-
-
-def _le_u32(b: np.ndarray) -> np.ndarray:
-    """Little-endian uint32 of each row of an (n, 4) uint8 array, as int64."""
-    return np.ascontiguousarray(b).view("<u4").ravel().astype(np.int64)
+_DL1 = b"DL1"
 
 
-def unchanged_listings(raws: list[bytes], counts: np.ndarray, names: bytes, sizes: np.ndarray,
-                       mtimes: np.ndarray) -> np.ndarray:
-    """Which of many folders are exactly as their encoded listings say, all
-    compared at once (the rescan: a few NumPy operations over the joined
-    listings instead of Python work per folder).
+def listing_unchanged(raw: bytes, n: int, names: bytes, sizes: bytes, mtimes: bytes) -> bool:
+    """Whether an encoded listing has exactly these files, all indexed and
+    present (the rescan's compare: a few byte comparisons, nothing decoded).
 
     Parameters
     ----------
-    raws : list of bytes
-        The stored listing of each folder (:meth:`DirListing.encode`).
-    counts : ndarray of int64
-        The number of files listed now in each folder, in the order of ``raws``.
+    raw : bytes
+        The folder's stored listing (:meth:`DirListing.encode`).
+    n : int
+        Files in the folder now.
     names : bytes
-        The names of all these files, folder after folder and each folder's
-        in listing order, joined with NUL (UTF-8, ``surrogateescape``).
-    sizes, mtimes : ndarray of int64
-        Their sizes and modification times (ns), in the same order.
+        Their names in directory order, joined with NUL (UTF-8, ``surrogateescape``).
+    sizes, mtimes : bytes
+        Their sizes and modification times (ns), little-endian int64 each.
 
     Returns
     -------
-    ndarray of bool
-        For each folder, what :meth:`DirListing.unchanged` says of it: its
-        listing has exactly these files in this order, with these sizes and
-        mtimes, all indexed and present; and none of them is empty (an
-        indexed file never is: so an entry that is not a regular file, whose
-        size is 0, never passes for one).
-
-    Raises
-    ------
-    ValueError
-        ``names`` does not hold ``counts.sum()`` names (a caller's error).
+    bool
+        What :meth:`DirListing.unchanged` says of the same files.
     """
-    f = len(raws)
-    out = np.zeros(f, dtype=bool)
-    if f == 0:
-        return out
-    counts = np.asarray(counts, dtype=np.int64)
-    n = int(counts.sum())
-    nb = np.frombuffer(names, dtype=np.uint8)
-    sep = np.flatnonzero(nb == 0)
-    if (n == 0 and nb.size) or (n and sep.size != n - 1) or len(sizes) != n or len(mtimes) != n:
-        raise ValueError(f"unchanged_listings: {n} files in the counts, {sep.size + 1 if nb.size else 0} "
-                         f"names, {len(sizes)} sizes, {len(mtimes)} mtimes")
-    lens = np.fromiter(map(len, raws), dtype=np.int64, count=f)
-    off = np.zeros(f, dtype=np.int64)
-    np.cumsum(lens[:-1], out=off[1:])
-    blob = np.frombuffer(b"".join(raws), dtype=np.uint8)
-    if blob.size == 0:
-        return out
-    last = blob.size - 1
-    hdr = blob[np.minimum(off[:, None] + _HEAD_BYTES, last)]
-    start = np.zeros(f, dtype=np.int64)          # each folder's first file
-    np.cumsum(counts[:-1], out=start[1:])
-    ne = np.flatnonzero(counts)                  # folders with files now
-    fb = np.empty(n, dtype=np.int64)             # each name's first byte in ``names``
-    fe = np.empty(n, dtype=np.int64)             # and the byte after its last
-    if n:
-        fb[0] = 0
-        fb[1:] = sep + 1
-        fe[:-1] = sep
-        fe[-1] = nb.size
-    ln = np.zeros(f, dtype=np.int64)             # bytes of each folder's NUL-joined names
-    ln[ne] = fe[start[ne] + counts[ne] - 1] - fb[start[ne]]
-    ok = ((lens >= 11 + ln + 34 * counts) & (hdr[:, 0] == 68) & (hdr[:, 1] == 76) & (hdr[:, 2] == 49)
-          & (_le_u32(hdr[:, 3:7]) == counts) & (_le_u32(hdr[:, 7:11]) == ln))
-    use = ok & (counts > 0)        # the folders whose names and values are compared
-    if not use.any():
-        return ok & (counts == 0)
-    # the stored names of those folders, each with the byte after it (made
-    # NUL), against their names now, each with the NUL after it: masks that
-    # pick byte ranges out of the joined listings (one pass each)
-    nu = int(use.sum())
-    u_ln, u_n = ln[use], counts[use]
-    g = blob[_ranges(f, use, lens, ((11, False), (ln + 1, True)))]
-    cut = np.cumsum(u_ln + 1)
-    g[cut - 1] = 0
-    ex = np.zeros(nb.size + 1, dtype=np.uint8)
-    ex[:-1] = nb
-    ex = ex[np.repeat(use[ne], ln[ne] + 1)]
-    first = np.zeros(nu, dtype=np.int64)
-    first[1:] = cut[:-1]
-    bad = np.logical_or.reduceat(g != ex, first)
-    # sizes and mtimes (8n + 8n bytes after the names), status codes and
-    # missing flags (2n bytes after the instance keys): all codes and flags 0
-    sm = blob[_ranges(f, use, lens, ((11 + ln, False), (16 * counts, True)))].view("<i8")
-    fl = blob[_ranges(f, use, lens, ((11 + ln + 32 * counts, False), (2 * counts, True)))]
-    u_first = np.zeros(nu, dtype=np.int64)      # each used folder's first file among the used
-    np.cumsum(u_n[:-1], out=u_first[1:])
-    at = np.arange(int(u_n.sum()), dtype=np.int64) + np.repeat(u_first, u_n)
-    files = np.repeat(use, counts)
-    u_sizes = sizes[files]
-    bad_file = (sm[at] != u_sizes) | (sm[at + np.repeat(u_n, u_n)] != mtimes[files]) | (u_sizes <= 0)
-    bad |= np.logical_or.reduceat(bad_file, u_first)
-    bad |= np.logical_or.reduceat(fl != 0, 2 * u_first)
-    out[use] = ~bad
-    zero = counts == 0
-    out[zero] = ok[zero]
-    return out
-
-
-def _ranges(f: int, use: np.ndarray, lens: np.ndarray, parts: tuple) -> np.ndarray:
-    """A mask over the joined listings (``lens`` bytes each) that takes, in
-    each folder of ``use``, the byte ranges of ``parts`` (``(length, take)``
-    one after the other from the listing's start; lengths per folder)."""
-    seg = np.zeros((f, len(parts) + 1), dtype=np.int64)
-    take = np.zeros(len(parts) + 1, dtype=bool)
-    for j, (length, t) in enumerate(parts):
-        seg[:, j] = length
-        take[j] = t
-    seg[:, -1] = lens - seg[:, :-1].sum(axis=1)
-    seg[~use] = 0
-    seg[~use, -1] = lens[~use]
-    return np.repeat(np.tile(take, f), seg.ravel())
+    ln = len(names)
+    e = 11 + ln
+    return (raw[e + 32 * n:e + 34 * n].count(0) == 2 * n and len(raw) >= e + 34 * n
+            and raw[:11] == _DL1 + n.to_bytes(4, "little") + ln.to_bytes(4, "little")
+            and raw[11:e] == names and raw[e:e + 8 * n] == sizes and raw[e + 8 * n:e + 16 * n] == mtimes)

@@ -1,17 +1,19 @@
-"""The rescan: which folders of an import changed since the last one, found in bulk.
+"""The rescan: which folders of an import changed since the last one.
 
 An import walks its folder depth first.  A folder imported before has a
 stored listing (:class:`~pocketpacs.archive.records.DirListing`: each file's
-name, size, mtime and status, one database value per folder).  The walk
-lists such a folder (one ``scandir``, a ``stat`` per file: a file rewritten
-in place keeps its folder's mtime, so every file is looked at), but instead
-of comparing each folder on its own it gathers the folders of up to
-:data:`BATCH` files and compares them with their listings at once
-(:func:`~pocketpacs.archive.records.unchanged_listings`: a few NumPy
-operations over the joined listings; no Python object per file beyond the
-directory entries and ``stat`` results the walk makes anyway), so that a
-rescan of an unchanged tree costs little more than the walk and ``stat``
-themselves.  Folders that differ, new folders and anything unusual (a
+name, size, mtime and status, one database value per folder); the listings
+of every folder under the import's root are read in one pass when the walk
+starts (which also names the folders gone since).  The walk lists such a
+folder (one ``scandir``, a ``stat`` per file: a file rewritten in place
+keeps its folder's mtime, so every file is looked at; a large folder is
+listed through a descriptor, so each ``stat`` looks up a name, not the
+whole path), takes only the files' names, sizes and mtimes, with C loops
+over the entries, and compares them as bytes with the encoded listing
+(:func:`~pocketpacs.archive.records.listing_unchanged`), so that a rescan of
+an unchanged tree costs little more than the walk and ``stat`` themselves;
+unchanged folders are only counted (no Python object per file or folder is
+made for them).  Folders that differ, new folders and anything unusual (a
 symbolic link to a folder, a file that vanished, an error) are listed again
 by :func:`~pocketpacs.archive.scan.list_folder` and handed to the import in
 walk order (:meth:`RescanWalk._add_folder` sorts their files into unchanged,
@@ -22,6 +24,7 @@ commits no transaction and loads neither numba nor the parser.
 from __future__ import annotations
 
 import os
+import sys
 from array import array
 from operator import attrgetter
 
@@ -36,7 +39,7 @@ from .memstore import MemoryStore
 from .report import Failure, public_reason
 from .scan import Folder, folder_of_entries, list_folder
 
-#: Files of the folders compared with their listings in one go.
+#: Unchanged files counted between two yields of the walk (the import checks for a cancel there).
 BATCH = 4096
 #: Folders of at least this many files (as last listed) are listed through a descriptor.
 FD_FROM = 8
@@ -54,6 +57,7 @@ _size = attrgetter("st_size")
 _mtime = attrgetter("st_mtime_ns")
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _BY_FD = os.scandir in os.supports_fd   # (not on Windows)
+_BIG_ENDIAN = sys.byteorder == "big"
 
 
 def _entries(path: str) -> list[os.DirEntry] | None:
@@ -73,110 +77,63 @@ def _folders_only(ents: list[os.DirEntry]) -> bool:
         return False
 
 
-class ListedBatch:
-    """Folders listed by the walk, waiting to be compared with their stored
-    listings all at once.
+def _listed_unchanged(path: str, raw: bytes) -> tuple[list[str], int] | None:
+    """List a folder imported before and compare it with its stored listing ``raw``.
 
-    Each folder is listed and its files ``stat``-ed when it is added.  What
-    the comparison needs (the files' names, joined; their modes, sizes and
-    mtimes, in one flat integer array) is taken from the directory entries
-    and ``stat`` results every :data:`KEEP` files, a few folders at a time
-    (one call per folder costs more than the work), and those objects then
-    go (thousands of them held until the comparison cost more than it).
+    The folder is listed (a large one through a descriptor) and its files
+    ``stat``-ed; only their names, sizes and mtimes are taken, by C loops
+    over the directory entries and ``stat`` results, and compared as bytes
+    with the listing (:func:`~pocketpacs.archive.records.listing_unchanged`).
+    An entry that is not a regular file (a FIFO, a socket, a device, or a
+    link to one) never passes: its size is 0, and an indexed file is never
+    empty (no ``st_mode`` is looked at).
+
+    Returns
+    -------
+    (list of str, int) or None
+        Its subfolders and its number of files, or -1 when they differ from
+        the listing; None when the folder needs
+        :func:`~pocketpacs.archive.scan.list_folder`'s care: it cannot be
+        listed, holds a symbolic link to a folder, or a file could not be
+        ``stat``-ed (a broken link, a file that vanished meanwhile).
     """
-
-    __slots__ = ("dirs", "raws", "counts", "names", "sizes", "mtimes", "files", "listed", "_ents", "_sts")
-
-    #: Files whose entries and ``stat`` results are held before their values are taken.
-    KEEP = 256
-
-    def __init__(self) -> None:
-        self.dirs: list[str] = []
-        self.raws: list[bytes] = []
-        self.counts: list[int] = []
-        self.names: list[str] = []
-        self.sizes = array("q")
-        self.mtimes = array("q")
-        self.files = 0
-        #: Files listed into the batch so far.
-        self.listed = 0
-        self._ents: list[os.DirEntry] = []
-        self._sts: list[os.stat_result] = []
-
-    def add(self, path: str, raw: bytes) -> list[str] | None:
-        """List the folder ``path`` (stored listing ``raw``) into the batch.
-
-        Returns
-        -------
-        list of str or None
-            Its subfolders; None, and nothing added, when the folder needs
-            :func:`~pocketpacs.archive.scan.list_folder`'s care: it cannot be
-            listed, holds a symbolic link to a folder, or a file could not be
-            ``stat``-ed (a broken link, a file that vanished meanwhile).
-        """
-        fd = -1
-        if _BY_FD and int.from_bytes(raw[3:7], "little") >= FD_FROM:
-            # listed through a descriptor, so that each stat looks up a name
-            # in the folder, not the whole path (fstatat): worth its two
-            # more system calls in a folder of many files
-            try:
-                fd = os.open(path, _DIR_FLAGS)
-            except OSError:
-                return None
+    fd = -1
+    if _BY_FD and int.from_bytes(raw[3:7], "little") >= FD_FROM:
+        # listed through a descriptor, so that each stat looks up a name
+        # in the folder, not the whole path (fstatat): worth its two
+        # more system calls in a folder of many files
         try:
-            with os.scandir(path if fd < 0 else fd) as it:
-                ents = list(it)
-            isd = list(map(_is_dir, ents))   # (the entry's type: no system call but for links)
-            if True in isd:
-                subs = [e for e, s in zip(ents, isd) if s]
-                if True in map(_is_symlink, subs):
-                    return None
-                pre = path + os.sep
-                subdirs = [pre + e.name for e in subs]
-                ents = [e for e, s in zip(ents, isd) if not s]
-            else:
-                subdirs = []
-            sts = list(map(_stat, ents))
+            fd = os.open(path, _DIR_FLAGS)
         except OSError:
             return None
-        finally:
-            if fd >= 0:
-                os.close(fd)
-        self.dirs.append(path)
-        self.raws.append(raw)
-        self.counts.append(len(ents))
-        self._ents += ents
-        self._sts += sts
-        self.listed += len(ents)
-        if len(self._sts) >= self.KEEP:
-            self._take()
-        return subdirs
-
-    def _take(self) -> None:
-        """Keep the names, sizes and mtimes of the files held, and let the objects go."""
-        if self._ents:
-            self.names.append("\0".join(map(_name, self._ents)))
-            self.sizes.extend(map(_size, self._sts))
-            self.mtimes.extend(map(_mtime, self._sts))
-            self.files += len(self._ents)
-            self._ents = []
-            self._sts = []
-
-    def unchanged(self) -> np.ndarray:
-        """Per folder: its files have the names, order, sizes and mtimes of
-        its listing, all indexed and present
-        (:func:`~pocketpacs.archive.records.unchanged_listings`).
-
-        Entries that are not regular files (a FIFO, a socket, a device, or a
-        link to one) never pass: their size is 0 and a file indexed as DICOM
-        is never empty, so they differ from what the listing says and the
-        folder is listed again, with reasons (no ``st_mode`` is looked at)."""
-        self._take()
-        sizes = np.frombuffer(self.sizes, dtype=np.int64) if self.files else np.zeros(0, np.int64)
-        mtimes = np.frombuffer(self.mtimes, dtype=np.int64) if self.files else np.zeros(0, np.int64)
-        counts = np.array(self.counts, dtype=np.int64)
-        return records.unchanged_listings(self.raws, counts, "\0".join(self.names).encode("utf-8", "surrogateescape"),
-                                          sizes, mtimes)
+    try:
+        with os.scandir(path if fd < 0 else fd) as it:
+            ents = list(it)
+        isd = list(map(_is_dir, ents))   # (the entry's type: no system call but for links)
+        if True in isd:
+            subs = [e for e, s in zip(ents, isd) if s]
+            if True in map(_is_symlink, subs):
+                return None
+            pre = path + os.sep
+            subdirs = [pre + e.name for e in subs]
+            ents = [e for e, s in zip(ents, isd) if not s]
+        else:
+            subdirs = []
+        sts = list(map(_stat, ents))
+    except OSError:
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    n = len(ents)
+    sizes = array("q", map(_size, sts))
+    mtimes = array("q", map(_mtime, sts))
+    if _BIG_ENDIAN:
+        sizes.byteswap()
+        mtimes.byteswap()
+    same = (0 not in sizes and records.listing_unchanged(
+        raw, n, "\0".join(map(_name, ents)).encode("utf-8", "surrogateescape"), sizes.tobytes(), mtimes.tobytes()))
+    return subdirs, n if same else -1
 
 
 class RescanWalk:
@@ -197,7 +154,7 @@ class RescanWalk:
         probed = not deepread.can_tell()
         walked = self._walked_keys
         key_max = pathkeys.PATH_KEY_MAX
-        batch = ListedBatch()
+        same = 0   # unchanged files not counted yet
         with self.store.read() as t:   # every listing under the root, in one pass
             self._under = pathkeys.listings_under(t, root)
         get = self._getter()
@@ -211,15 +168,24 @@ class RescanWalk:
             raw = get(key)
             walked.add(key)
             if raw is not None and probed:
-                # a folder imported before: listed now, compared with the
-                # others of the batch once it is full
-                subdirs = batch.add(d, raw)
-                if subdirs is not None:
-                    stack.extend(subdirs)
-                    if batch.listed >= BATCH:
-                        yield from self._compared(batch)
-                        batch = ListedBatch()
-                        get = self._getter()
+                # a folder imported before: listed and compared with its listing
+                found = _listed_unchanged(d, raw)
+                if found is not None:
+                    stack.extend(found[0])
+                    if found[1] >= 0:   # the usual rescan case: nothing changed here
+                        same += found[1]
+                        if same >= BATCH:
+                            self._count_unchanged(same)
+                            same = 0
+                            yield None, None
+                            get = self._getter()
+                        continue
+                    folder, _subdirs = list_folder(d, stat=True)   # (its subfolders are on the stack)
+                    if same:
+                        self._count_unchanged(same)
+                        same = 0
+                    yield folder, raw
+                    get = self._getter()
                     continue
             # a folder new to the archive is listed without a stat per file:
             # its files' sizes and times come from fstat when they are read
@@ -234,9 +200,9 @@ class RescanWalk:
             else:
                 folder, subdirs = folder_of_entries(d, ents, stat)
             stack.extend(subdirs)
-            if batch.dirs:   # (the folders before this one first: the walk's order is kept)
-                yield from self._compared(batch)
-                batch = ListedBatch()
+            if same:
+                self._count_unchanged(same)
+                same = 0
             yield folder, raw
             get = self._getter()
             if not probed and folder.names and stack:
@@ -246,22 +212,8 @@ class RescanWalk:
                 if deepread.cached(os.path.join(d, folder.names[0])) is False:
                     yield from self._walk_deep(stack, exclude)
                     return
-        if batch.dirs:
-            yield from self._compared(batch)
-
-    def _compared(self, batch: ListedBatch):
-        """The folders of a batch compared with their listings: the unchanged
-        counted, the others listed again and yielded, in walk order."""
-        same = batch.unchanged()
-        n_same = int(np.array(batch.counts, dtype=np.int64)[same].sum())
-        if n_same:
-            self._count_unchanged(n_same)
-        changed = np.flatnonzero(~same).tolist()
-        for i in changed:
-            folder, _subdirs = list_folder(batch.dirs[i], stat=True)   # (its subfolders are on the walk's stack)
-            yield folder, batch.raws[i]
-        if not changed:
-            yield None, None   # (the import checks for a cancel between yields)
+        if same:
+            self._count_unchanged(same)
 
     def _count_unchanged(self, n: int) -> None:
         """Count ``n`` files found as stored."""
