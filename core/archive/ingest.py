@@ -35,8 +35,9 @@ walk hands them over, many reads in flight; each chunk is parsed and
 committed once its heads are in, while the walk and later reads go on (a
 small cold import reads with :class:`~pocketpacs.archive.deepread.DeepReader`
 here).  With the files cached, walk and reads stay in one thread.  A
-rescan compares each folder with its stored listing in one pass
-(:func:`~pocketpacs.archive.scan.unchanged_folder`) and, when nothing
+rescan compares the folders with their stored listings in bulk
+(:mod:`pocketpacs.archive.rescan`, whose :class:`~pocketpacs.archive.rescan.RescanWalk`
+holds the walk and the sorting of each folder's files) and, when nothing
 changed, commits no transaction and loads neither numba nor the parser.
 
 Files that vanish are marked missing and their instances offline (never
@@ -60,16 +61,13 @@ from . import commit
 from . import deepread
 from . import pathkeys
 from . import readahead
-from . import records
 from .commit import PendingFolder
-from .report import Failure, ImportProgress, ImportReport, public_reason
+from .report import Failure, ImportProgress, ImportReport
+from .rescan import RescanWalk
 from .scan import Folder, list_folder, unchanged_folder
-from .memstore import MemoryStore
 
 #: Files parsed and committed per transaction.
 CHUNK = 2000
-#: ``_add_folder`` was not given the folder's stored listing: it looks it up.
-_NOT_LOOKED_UP = object()
 #: Read the next chunk's file heads in a helper process (``readahead``) while
 #: this one is parsed and committed (Linux; off elsewhere or on any failure).
 READ_AHEAD = True
@@ -100,10 +98,6 @@ def _compile_seconds() -> float:
     return compile_seconds()
 
 
-_TRANSIENT = np.zeros(256, dtype=bool)
-_TRANSIENT[list(records.TRANSIENT)] = True
-
-
 def _open_flags() -> int:
     from ..dicom.heads import OPEN_FLAGS
 
@@ -118,7 +112,7 @@ def _is_cancelled(cancel: Any) -> bool:
     return bool(cancel())
 
 
-class Importer:
+class Importer(RescanWalk):
     """Imports folders into a store (on disk or in memory).
 
     Parameters
@@ -262,40 +256,7 @@ class Importer:
             self._report_progress(force=True)
         return rep
 
-    # ---- walk -----------------------------------------------------------------------
-    def _walk(self, root: str):
-        stack = [root]
-        real_root = os.path.realpath(root).rstrip(os.sep) + os.sep
-        exclude = frozenset(e for e in self.exclude if (e + os.sep).startswith(real_root))
-        probed = not deepread.can_tell()
-        while stack:
-            d = stack.pop()
-            if exclude and os.path.realpath(d) in exclude:
-                continue
-            # a folder imported before is stat()ed file by file (its stored
-            # listing is compared); a new one is not: its files' sizes and
-            # times come from fstat when they are read
-            key = pathkeys.path_key(d)
-            raw = self._listing(key)
-            self._walked_keys.add(key)
-            if raw is not None and probed:
-                same = unchanged_folder(d, raw)
-                if same is not None:   # the usual rescan case: nothing changed here
-                    self._unchanged(d, same[1])
-                    yield None, None
-                    stack.extend(same[0])
-                    continue
-            folder, subdirs = list_folder(d, stat=raw is not None or not self._stat_free)
-            yield folder, raw
-            stack.extend(subdirs)
-            if not probed and folder.names and stack:
-                # the first file's head not in the page cache: the folders are
-                # most likely not either; list them with many reads in flight
-                probed = True
-                if deepread.cached(os.path.join(d, folder.names[0])) is False:
-                    yield from self._walk_deep(stack, exclude)
-                    return
-
+    # ---- walk (the cold-disk part; the rest in rescan.RescanWalk) ---------------------
     def _walk_deep(self, stack: list[str], exclude: frozenset[str]):
         """The rest of the walk on a cold disk: :data:`deepread.DEPTH` threads
         list the folders next on the stack ahead of time (``scandir`` and
@@ -337,138 +298,6 @@ class Importer:
                     yield folder, raw
         finally:
             ex.shutdown(wait=True, cancel_futures=True)
-
-    def _unchanged(self, path: str, n: int) -> None:
-        """Count the ``n`` files of a folder that :func:`~.scan.unchanged_folder` found as stored."""
-        self._walked.add(path)
-        prog, rep = self._prog, self._rep
-        prog.seen += n
-        rep.seen += n
-        prog.unchanged += n
-        rep.unchanged += n
-        if self._progress_cb is not None:
-            self._report_progress()
-
-    def _add_folder(self, folder: Folder, partial: bool = False,
-                    stored_listing: bytes | None | object = _NOT_LOOKED_UP) -> None:
-        rep, prog = self._rep, self._prog
-        for p in folder.problems:
-            rep.failures.append(Failure(p.path, p.reason, p.message))
-        prog.failed += len(folder.problems)
-        self._walked.add(folder.path)
-        if stored_listing is _NOT_LOOKED_UP:
-            stored_listing = self._listing(pathkeys.path_key(folder.path))
-        raw = stored_listing  # the folder's listing as the last import stored it (None: new folder)
-        n = len(folder.names)
-        if raw is not None and not partial and records.DirListing.unchanged(raw, folder.names, folder.sizes,
-                                                                            folder.mtimes):
-            prog.seen += n  # the usual rescan case: nothing changed in this folder
-            rep.seen += n
-            prog.unchanged += n
-            rep.unchanged += n
-            self._report_progress()
-            return
-        stored = records.DirListing.decode(raw) if raw else None
-        if any(nm.upper() == "DICOMDIR" for nm in folder.names):  # read as a hint, not an instance
-            keep = [i for i, nm in enumerate(folder.names) if nm.upper() != "DICOMDIR"]
-            folder.names = [folder.names[i] for i in keep]
-            folder.sizes = [folder.sizes[i] for i in keep]
-            folder.mtimes = [folder.mtimes[i] for i in keep]
-        n = len(folder.names)
-        if stored is None and n == 0:
-            # no file here and none before (a patient or study folder of
-            # subfolders): nothing to write, no transaction (a rescan of an
-            # unchanged tree commits nothing)
-            self._report_progress()
-            return
-        if (stored is not None and not partial and stored.names == folder.names
-                and stored.mtime_ns.tolist() == folder.mtimes and stored.size.tolist() == folder.sizes
-                and not stored.missing.any() and not _TRANSIENT[stored.code].any()):
-            # the usual rescan case: nothing changed in this folder
-            prog.seen += n
-            rep.seen += n
-            prog.unchanged += n
-            bad = np.nonzero(stored.code)[0]
-            rep.unchanged += n - bad.size
-            for i in bad.tolist():
-                self._report_known(folder.path, folder.names[i], int(stored.code[i]))
-            self._report_progress()
-            return
-        fs = PendingFolder(folder, stored, partial)
-        prog.seen += n
-        rep.seen += n
-        todo = np.ones(n, dtype=bool)
-        unchanged_folder = False
-        if stored is not None and len(stored) and n:
-            if stored.names == fs.names:  # the usual case: same files
-                idx = np.arange(n, dtype=np.int64)
-                known = np.ones(n, dtype=bool)
-            else:
-                idx = np.fromiter((stored.index.get(nm, -1) for nm in fs.names), dtype=np.int64, count=n)
-                known = idx >= 0
-            j = idx[known]
-            same = np.zeros(n, dtype=bool)
-            same[known] = ((stored.size[j] == fs.size[known]) & (stored.mtime_ns[j] == fs.mtime[known])
-                           & ~_TRANSIENT[stored.code[j]])
-            unchanged_folder = (bool(same.all()) and len(stored) == n and not stored.missing.any())
-            rows = np.nonzero(same)[0]
-            js = idx[rows]
-            fs.keys[rows] = stored.keys[js]
-            fs.code[rows] = stored.code[js]
-            todo[rows] = False
-            back = rows[stored.missing[js] & (stored.code[js] == 0)]
-            fs.reappeared = [fs.keys[i].tobytes() for i in back.tolist()]
-            unchanged_ok = int((stored.code[js] == 0).sum())
-            rep.unchanged += unchanged_ok
-            prog.unchanged += len(rows)
-            for i in rows[stored.code[js] != 0].tolist():
-                self._report_known(fs.path, fs.names[i], int(fs.code[i]))
-        if self._hint_done:
-            for i in np.nonzero(todo)[0].tolist():
-                hit = self._hint_done.get(os.path.join(fs.path, fs.names[i]))
-                if hit is not None:
-                    fs.code[i] = hit[0]
-                    fs.keys[i] = np.frombuffer(hit[1], dtype=np.uint8)
-                    todo[i] = False
-        rows = np.nonzero(todo)[0]
-        fs.pending = int(rows.size)
-        if rows.size:
-            self._pending.append((fs, rows))
-            self._npending += int(rows.size)
-        if not rows.size and not (unchanged_folder and not fs.partial):
-            self._ready.append(fs)
-        self._report_progress()
-
-    def _listing(self, key: bytes) -> bytes | None:
-        """A stored folder listing, read in one long read transaction per walk
-        (LMDB: a snapshot costs nothing; memory store: short reads, so that
-        other threads are not locked out during the walk)."""
-        if isinstance(self.store, MemoryStore):
-            with self.store.read() as t:
-                return t.get("dirs", key)
-        if self._rt is None:
-            self._rt_cm = self.store.read()
-            self._rt = self._rt_cm.__enter__()
-            self._get_listing = self._rt.getter("dirs")
-        return self._get_listing(key)
-
-    def _end_read(self) -> None:
-        if self._rt is not None:
-            self._rt = None
-            self._get_listing = None
-            self._rt_cm.__exit__(None, None, None)
-
-    def _report_known(self, folder: str, name: str, code_i: int) -> None:
-        """Report a file that failed (or conflicted) before and has not changed."""
-        rep = self._rep
-        code = records.CODES[code_i]
-        path = os.path.join(folder, name)
-        if code == "conflict":
-            rep.conflicts.append(Failure(path, "conflict", f"{path}: same SOP Instance UID as an "
-                                         "archived instance but different content (known)"))
-        else:
-            rep.failures.append(Failure(path, public_reason(code),
-                                        f"{path}: {code.replace('_', ' ')} (unchanged since the last import)"))
 
     # ---- chunks -------------------------------------------------------------------------
     def _take(self, n: int) -> tuple[list[tuple[Any, np.ndarray]], list[str], list[PendingFolder]]:
@@ -685,22 +514,6 @@ class Importer:
         prog.eta_s = left / prog.files_per_s if prog.files_per_s > 0 and prog.total is not None else None
         cb(prog)
 
-
-    def _missing_folders(self, root: str) -> None:
-        """Folders under ``root`` that were imported before and are gone now."""
-        self._end_read()
-        with self.store.read() as t:
-            gone = [d for d, _k in pathkeys.folders_under(t, root, self._walked_keys)]
-        gone = [d for d in gone if d not in self._walked and not os.path.isdir(d)]
-        for d in gone:
-            with self.store.read() as t:
-                raw = pathkeys.get_listing(t, d)
-            if raw is None:
-                continue
-            stored = records.DirListing.decode(raw)
-            fs = PendingFolder(Folder(d), stored)
-            res = self._write(lambda t, fs=fs: commit.commit_gone_folder(t, self.secret, fs), [d])
-            self._rep.missing += res
 
     # ---- DICOMDIR -------------------------------------------------------------------------
     def _dicomdir_phase(self, root: str, cancel: Any) -> None:

@@ -133,6 +133,24 @@ def folders_under(txn: Any, root: str, skip: set[bytes] | frozenset[bytes] = fro
     return out
 
 
+def listings_under(txn: Any, root: str) -> dict[bytes, bytes]:
+    """``{key: stored listing}`` of ``root`` and of every folder below it
+    (the entries :func:`folders_under` names), read in one pass over the key
+    range: a rescan looks its folders up here instead of one database read
+    per folder, and the folders it did not walk are the gone ones."""
+    prefix = root.rstrip(os.sep) + os.sep
+    pb = path_bytes(prefix)
+    out = dict(txn.range("dirs", pb[:STEM]))
+    if len(pb) > STEM or max(map(len, out), default=0) > STEM:
+        # a long prefix or long folders: keys share the stem but maybe not the folder
+        out = {k: v for k, v in out.items() if listing_folder(k, v).startswith(prefix)}
+    rk = path_key(root)
+    raw = txn.get("dirs", rk)
+    if raw is not None:
+        out[rk] = raw
+    return out
+
+
 # ---- roots ---------------------------------------------------------------------------------
 
 def root_record(root: str, rec: dict) -> tuple[bytes, bytes]:

@@ -477,3 +477,35 @@ class DirListing:
         idx = np.nonzero(rows)[0] if rows.dtype == bool else rows
         return DirListing([self.names[i] for i in idx.tolist()], self.size[idx], self.mtime_ns[idx],
                           self.keys[idx], self.code[idx], self.missing[idx])
+
+
+# ---- a folder compared with its listing as the walk found it (the rescan) ----------------
+
+_DL1 = b"DL1"
+
+
+def listing_unchanged(raw: bytes, n: int, names: bytes, sizes: bytes, mtimes: bytes) -> bool:
+    """Whether an encoded listing has exactly these files, all indexed and
+    present (the rescan's compare: a few byte comparisons, nothing decoded).
+
+    Parameters
+    ----------
+    raw : bytes
+        The folder's stored listing (:meth:`DirListing.encode`).
+    n : int
+        Files in the folder now.
+    names : bytes
+        Their names in directory order, joined with NUL (UTF-8, ``surrogateescape``).
+    sizes, mtimes : bytes
+        Their sizes and modification times (ns), little-endian int64 each.
+
+    Returns
+    -------
+    bool
+        What :meth:`DirListing.unchanged` says of the same files.
+    """
+    ln = len(names)
+    e = 11 + ln
+    return (raw[e + 32 * n:e + 34 * n].count(0) == 2 * n and len(raw) >= e + 34 * n
+            and raw[:11] == _DL1 + n.to_bytes(4, "little") + ln.to_bytes(4, "little")
+            and raw[11:e] == names and raw[e:e + 8 * n] == sizes and raw[e + 8 * n:e + 16 * n] == mtimes)

@@ -79,6 +79,16 @@ def list_folder(path: str, stat: bool = True) -> tuple[Folder, list[str]]:
             entries.extend(it)   # (what was listed before an error is kept)
         except OSError as exc:
             folder.problems.append(_os_problem(path, exc, "folder "))
+    return _sort_out(folder, entries, stat)
+
+
+def folder_of_entries(path: str, entries: list[os.DirEntry], stat: bool = True) -> tuple[Folder, list[str]]:
+    """:func:`list_folder` of a folder whose entries the caller has listed
+    (``os.scandir`` of ``path``, without an error)."""
+    return _sort_out(Folder(path), entries, stat)
+
+
+def _sort_out(folder: Folder, entries: list[os.DirEntry], stat: bool) -> tuple[Folder, list[str]]:
     subdirs = _bulk(folder, entries, stat)
     if subdirs is None:  # a symbolic link, a FIFO, an error: entry by entry, with reasons
         subdirs = _one_by_one(folder, entries, stat)

@@ -1,0 +1,389 @@
+"""The rescan: which folders of an import changed since the last one.
+
+An import walks its folder depth first.  A folder imported before has a
+stored listing (:class:`~pocketpacs.archive.records.DirListing`: each file's
+name, size, mtime and status, one database value per folder); the listings
+of every folder under the import's root are read in one pass when the walk
+starts (which also names the folders gone since).  The walk lists such a
+folder (one ``scandir``, a ``stat`` per file: a file rewritten in place
+keeps its folder's mtime, so every file is looked at; a large folder is
+listed through a descriptor, so each ``stat`` looks up a name, not the
+whole path), takes only the files' names, sizes and mtimes, with C loops
+over the entries, and compares them as bytes with the encoded listing
+(:func:`~pocketpacs.archive.records.listing_unchanged`), so that a rescan of
+an unchanged tree costs little more than the walk and ``stat`` themselves;
+unchanged folders are only counted (no Python object per file or folder is
+made for them).  Folders that differ, new folders and anything unusual (a
+symbolic link to a folder, a file that vanished, an error) are listed again
+by :func:`~pocketpacs.archive.scan.list_folder` and handed to the import in
+walk order (:meth:`RescanWalk._add_folder` sorts their files into unchanged,
+changed and new); folders imported before and gone now are marked missing
+(:meth:`RescanWalk._missing_folders`).  A rescan that finds nothing changed
+commits no transaction and loads neither numba nor the parser.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from array import array
+from operator import attrgetter
+
+import numpy as np
+
+from . import commit
+from . import deepread
+from . import pathkeys
+from . import records
+from .commit import PendingFolder
+from .memstore import MemoryStore
+from .report import Failure, public_reason
+from .scan import Folder, folder_of_entries, list_folder
+
+#: Unchanged files counted between two yields of the walk (the import checks for a cancel there).
+BATCH = 4096
+#: Folders of at least this many files (as last listed) are listed through a descriptor.
+FD_FROM = 8
+#: ``_add_folder`` was not given the folder's stored listing: it looks it up.
+_NOT_LOOKED_UP = object()
+
+_TRANSIENT = np.zeros(256, dtype=bool)
+_TRANSIENT[list(records.TRANSIENT)] = True
+
+_stat = os.DirEntry.stat          # follows a symbolic link (as list_folder does for files)
+_is_dir = os.DirEntry.is_dir
+_is_symlink = os.DirEntry.is_symlink
+_name = attrgetter("name")
+_size = attrgetter("st_size")
+_mtime = attrgetter("st_mtime_ns")
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_BY_FD = os.scandir in os.supports_fd   # (not on Windows)
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def _entries(path: str) -> list[os.DirEntry] | None:
+    """The entries of a folder, or None when it cannot be listed."""
+    try:
+        with os.scandir(path) as it:
+            return list(it)
+    except OSError:
+        return None
+
+
+def _folders_only(ents: list[os.DirEntry]) -> bool:
+    """Whether these entries are all folders (no symbolic link among them)."""
+    try:
+        return True not in map(_is_symlink, ents) and False not in map(_is_dir, ents)
+    except OSError:
+        return False
+
+
+def _listed_unchanged(path: str, raw: bytes) -> tuple[list[str], int] | None:
+    """List a folder imported before and compare it with its stored listing ``raw``.
+
+    The folder is listed (a large one through a descriptor) and its files
+    ``stat``-ed; only their names, sizes and mtimes are taken, by C loops
+    over the directory entries and ``stat`` results, and compared as bytes
+    with the listing (:func:`~pocketpacs.archive.records.listing_unchanged`).
+    An entry that is not a regular file (a FIFO, a socket, a device, or a
+    link to one) never passes: its size is 0, and an indexed file is never
+    empty (no ``st_mode`` is looked at).
+
+    Returns
+    -------
+    (list of str, int) or None
+        Its subfolders and its number of files, or -1 when they differ from
+        the listing; None when the folder needs
+        :func:`~pocketpacs.archive.scan.list_folder`'s care: it cannot be
+        listed, holds a symbolic link to a folder, or a file could not be
+        ``stat``-ed (a broken link, a file that vanished meanwhile).
+    """
+    fd = -1
+    if _BY_FD and int.from_bytes(raw[3:7], "little") >= FD_FROM:
+        # listed through a descriptor, so that each stat looks up a name
+        # in the folder, not the whole path (fstatat): worth its two
+        # more system calls in a folder of many files
+        try:
+            fd = os.open(path, _DIR_FLAGS)
+        except OSError:
+            return None
+    try:
+        with os.scandir(path if fd < 0 else fd) as it:
+            ents = list(it)
+        isd = list(map(_is_dir, ents))   # (the entry's type: no system call but for links)
+        if True in isd:
+            subs = [e for e, s in zip(ents, isd) if s]
+            if True in map(_is_symlink, subs):
+                return None
+            pre = path + os.sep
+            subdirs = [pre + e.name for e in subs]
+            ents = [e for e, s in zip(ents, isd) if not s]
+        else:
+            subdirs = []
+        sts = list(map(_stat, ents))
+    except OSError:
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    n = len(ents)
+    sizes = array("q", map(_size, sts))
+    mtimes = array("q", map(_mtime, sts))
+    if _BIG_ENDIAN:
+        sizes.byteswap()
+        mtimes.byteswap()
+    same = (0 not in sizes and records.listing_unchanged(
+        raw, n, "\0".join(map(_name, ents)).encode("utf-8", "surrogateescape"), sizes.tobytes(), mtimes.tobytes()))
+    return subdirs, n if same else -1
+
+
+class RescanWalk:
+    """The walk and folder comparison of :class:`~pocketpacs.archive.ingest.Importer`
+    (a mixin: the importer holds the state, the store and the report)."""
+
+    #: ``{key: listing}`` of the folders under the walk's root, read when it
+    #: starts; None once something is committed (the database is read then)
+    _under: dict[bytes, bytes] | None = None
+
+    # ---- walk -----------------------------------------------------------------------
+    def _walk(self, root: str):
+        """``(Folder, stored listing)`` of each folder to import, in walk order;
+        ``(None, None)`` after folders found unchanged (counted here)."""
+        stack = [root]
+        real_root = os.path.realpath(root).rstrip(os.sep) + os.sep
+        exclude = frozenset(e for e in self.exclude if (e + os.sep).startswith(real_root))
+        probed = not deepread.can_tell()
+        walked = self._walked_keys
+        key_max = pathkeys.PATH_KEY_MAX
+        same = 0   # unchanged files not counted yet
+        with self.store.read() as t:   # every listing under the root, in one pass
+            self._under = pathkeys.listings_under(t, root)
+        get = self._getter()
+        while stack:
+            d = stack.pop()
+            if exclude and os.path.realpath(d) in exclude:
+                continue
+            key = d.encode("utf-8", "surrogateescape")
+            if len(key) > key_max:
+                key = pathkeys.path_key(d)
+            raw = get(key)
+            walked.add(key)
+            if raw is not None and probed:
+                # a folder imported before: listed and compared with its listing
+                found = _listed_unchanged(d, raw)
+                if found is not None:
+                    stack.extend(found[0])
+                    if found[1] >= 0:   # the usual rescan case: nothing changed here
+                        same += found[1]
+                        if same >= BATCH:
+                            self._count_unchanged(same)
+                            same = 0
+                            yield None, None
+                            get = self._getter()
+                        continue
+                    folder, _subdirs = list_folder(d, stat=True)   # (its subfolders are on the stack)
+                    if same:
+                        self._count_unchanged(same)
+                        same = 0
+                    yield folder, raw
+                    get = self._getter()
+                    continue
+            # a folder new to the archive is listed without a stat per file:
+            # its files' sizes and times come from fstat when they are read
+            stat = raw is not None or not self._stat_free
+            ents = _entries(d) if raw is None else None
+            if ents is None:
+                folder, subdirs = list_folder(d, stat=stat)   # (it says why a folder cannot be listed)
+            elif _folders_only(ents):
+                self._walked.add(d)   # only folders, none imported here: nothing to yield
+                stack.extend([e.path for e in ents])
+                continue
+            else:
+                folder, subdirs = folder_of_entries(d, ents, stat)
+            stack.extend(subdirs)
+            if same:
+                self._count_unchanged(same)
+                same = 0
+            yield folder, raw
+            get = self._getter()
+            if not probed and folder.names and stack:
+                # the first file's head not in the page cache: the folders are
+                # most likely not either; list them with many reads in flight
+                probed = True
+                if deepread.cached(os.path.join(d, folder.names[0])) is False:
+                    yield from self._walk_deep(stack, exclude)
+                    return
+        if same:
+            self._count_unchanged(same)
+
+    def _count_unchanged(self, n: int) -> None:
+        """Count ``n`` files found as stored."""
+        prog, rep = self._prog, self._rep
+        prog.seen += n
+        rep.seen += n
+        prog.unchanged += n
+        rep.unchanged += n
+        if self._progress_cb is not None:
+            self._report_progress()
+
+    # ---- folders ---------------------------------------------------------------------
+    def _unchanged(self, path: str, n: int) -> None:
+        """Count the ``n`` files of a folder that :func:`~.scan.unchanged_folder` found as stored."""
+        self._walked.add(path)
+        self._count_unchanged(n)
+
+    def _add_folder(self, folder: Folder, partial: bool = False,
+                    stored_listing: bytes | None | object = _NOT_LOOKED_UP) -> None:
+        rep, prog = self._rep, self._prog
+        for p in folder.problems:
+            rep.failures.append(Failure(p.path, p.reason, p.message))
+        prog.failed += len(folder.problems)
+        self._walked.add(folder.path)
+        if stored_listing is _NOT_LOOKED_UP:
+            stored_listing = self._listing(pathkeys.path_key(folder.path))
+        raw = stored_listing  # the folder's listing as the last import stored it (None: new folder)
+        n = len(folder.names)
+        if raw is not None and not partial and records.DirListing.unchanged(raw, folder.names, folder.sizes,
+                                                                            folder.mtimes):
+            prog.seen += n  # the usual rescan case: nothing changed in this folder
+            rep.seen += n
+            prog.unchanged += n
+            rep.unchanged += n
+            self._report_progress()
+            return
+        stored = records.DirListing.decode(raw) if raw else None
+        if any(nm.upper() == "DICOMDIR" for nm in folder.names):  # read as a hint, not an instance
+            keep = [i for i, nm in enumerate(folder.names) if nm.upper() != "DICOMDIR"]
+            folder.names = [folder.names[i] for i in keep]
+            folder.sizes = [folder.sizes[i] for i in keep]
+            folder.mtimes = [folder.mtimes[i] for i in keep]
+        n = len(folder.names)
+        if stored is None and n == 0:
+            # no file here and none before (a patient or study folder of
+            # subfolders): nothing to write, no transaction (a rescan of an
+            # unchanged tree commits nothing)
+            self._report_progress()
+            return
+        if (stored is not None and not partial and stored.names == folder.names
+                and stored.mtime_ns.tolist() == folder.mtimes and stored.size.tolist() == folder.sizes
+                and not stored.missing.any() and not _TRANSIENT[stored.code].any()):
+            # the usual rescan case: nothing changed in this folder
+            prog.seen += n
+            rep.seen += n
+            prog.unchanged += n
+            bad = np.nonzero(stored.code)[0]
+            rep.unchanged += n - bad.size
+            for i in bad.tolist():
+                self._report_known(folder.path, folder.names[i], int(stored.code[i]))
+            self._report_progress()
+            return
+        fs = PendingFolder(folder, stored, partial)
+        prog.seen += n
+        rep.seen += n
+        todo = np.ones(n, dtype=bool)
+        unchanged_folder = False
+        if stored is not None and len(stored) and n:
+            if stored.names == fs.names:  # the usual case: same files
+                idx = np.arange(n, dtype=np.int64)
+                known = np.ones(n, dtype=bool)
+            else:
+                idx = np.fromiter((stored.index.get(nm, -1) for nm in fs.names), dtype=np.int64, count=n)
+                known = idx >= 0
+            j = idx[known]
+            same = np.zeros(n, dtype=bool)
+            same[known] = ((stored.size[j] == fs.size[known]) & (stored.mtime_ns[j] == fs.mtime[known])
+                           & ~_TRANSIENT[stored.code[j]])
+            unchanged_folder = (bool(same.all()) and len(stored) == n and not stored.missing.any())
+            rows = np.nonzero(same)[0]
+            js = idx[rows]
+            fs.keys[rows] = stored.keys[js]
+            fs.code[rows] = stored.code[js]
+            todo[rows] = False
+            back = rows[stored.missing[js] & (stored.code[js] == 0)]
+            fs.reappeared = [fs.keys[i].tobytes() for i in back.tolist()]
+            unchanged_ok = int((stored.code[js] == 0).sum())
+            rep.unchanged += unchanged_ok
+            prog.unchanged += len(rows)
+            for i in rows[stored.code[js] != 0].tolist():
+                self._report_known(fs.path, fs.names[i], int(fs.code[i]))
+        if self._hint_done:
+            for i in np.nonzero(todo)[0].tolist():
+                hit = self._hint_done.get(os.path.join(fs.path, fs.names[i]))
+                if hit is not None:
+                    fs.code[i] = hit[0]
+                    fs.keys[i] = np.frombuffer(hit[1], dtype=np.uint8)
+                    todo[i] = False
+        rows = np.nonzero(todo)[0]
+        fs.pending = int(rows.size)
+        if rows.size:
+            self._pending.append((fs, rows))
+            self._npending += int(rows.size)
+        if not rows.size and not (unchanged_folder and not fs.partial):
+            self._ready.append(fs)
+        self._report_progress()
+
+    def _listing(self, key: bytes) -> bytes | None:
+        """A stored folder listing, read in one long read transaction per walk
+        (LMDB: a snapshot costs nothing; memory store: short reads, so that
+        other threads are not locked out during the walk)."""
+        if self._under is not None:
+            return self._under.get(key)
+        if isinstance(self.store, MemoryStore):
+            with self.store.read() as t:
+                return t.get("dirs", key)
+        return self._getter()(key)
+
+    def _getter(self):
+        """``get(key)`` of the ``dirs`` database: the listings read at the
+        start of the walk, or after a commit (which may change them) the
+        walk's read transaction; ask again after a yield."""
+        if self._under is not None:
+            return self._under.get
+        if isinstance(self.store, MemoryStore):
+            return self._listing
+        if self._rt is None:
+            self._rt_cm = self.store.read()
+            self._rt = self._rt_cm.__enter__()
+            self._get_listing = self._rt.getter("dirs")
+        return self._get_listing
+
+    def _end_read(self) -> None:
+        """End the walk's read transaction (before a commit; the listings read
+        at the start of the walk are dropped too: a commit may change them)."""
+        self._under = None
+        if self._rt is not None:
+            self._rt = None
+            self._get_listing = None
+            self._rt_cm.__exit__(None, None, None)
+
+    def _report_known(self, folder: str, name: str, code_i: int) -> None:
+        """Report a file that failed (or conflicted) before and has not changed."""
+        rep = self._rep
+        code = records.CODES[code_i]
+        path = os.path.join(folder, name)
+        if code == "conflict":
+            rep.conflicts.append(Failure(path, "conflict", f"{path}: same SOP Instance UID as an "
+                                         "archived instance but different content (known)"))
+        else:
+            rep.failures.append(Failure(path, public_reason(code),
+                                        f"{path}: {code.replace('_', ' ')} (unchanged since the last import)"))
+
+    def _missing_folders(self, root: str) -> None:
+        """Folders under ``root`` that were imported before and are gone now."""
+        under = self._under   # (None when something was committed since the walk began)
+        self._end_read()
+        if under is not None:
+            walked = self._walked_keys
+            gone = [pathkeys.listing_folder(k, v) for k, v in under.items() if k not in walked]
+        else:
+            with self.store.read() as t:
+                gone = [d for d, _k in pathkeys.folders_under(t, root, self._walked_keys)]
+        gone = [d for d in gone if d not in self._walked and not os.path.isdir(d)]
+        for d in gone:
+            with self.store.read() as t:
+                raw = pathkeys.get_listing(t, d)
+            if raw is None:
+                continue
+            stored = records.DirListing.decode(raw)
+            fs = PendingFolder(Folder(d), stored)
+            res = self._write(lambda t, fs=fs: commit.commit_gone_folder(t, self.secret, fs), [d])
+            self._rep.missing += res
