@@ -63,8 +63,8 @@ from . import pathkeys
 from . import readahead
 from .commit import PendingFolder
 from .report import Failure, ImportProgress, ImportReport
-from .rescan import RescanWalk
-from .scan import Folder, list_folder, unchanged_folder
+from .rescan import RescanWalk, _entries, _folders_only
+from .scan import Folder, folder_of_entries, list_folder, unchanged_folder
 
 #: Files parsed and committed per transaction.
 CHUNK = 2000
@@ -291,7 +291,9 @@ class Importer(RescanWalk):
                 folder, subdirs = fut.result()
                 stack.extend(subdirs)
                 ask()
-                if isinstance(folder, int):
+                if folder is None:   # only folders, none imported here
+                    self._walked.add(d)
+                elif isinstance(folder, int):
                     self._unchanged(d, folder)
                     yield None, None
                 else:
@@ -562,15 +564,23 @@ class _ColdChunk:
         self.want = 0    # rows queued
 
 
-def _list(path: str, raw: bytes | None, stat: bool) -> tuple[Folder | int, list[str]]:
+def _list(path: str, raw: bytes | None, stat: bool) -> tuple[Folder | int | None, list[str]]:
     """A folder listed by a walker thread: ``(number of files, subfolders)``
-    when it is unchanged since ``raw`` (its stored listing), else
-    :func:`list_folder`'s ``(Folder, subfolders)``."""
+    when it is unchanged since ``raw`` (its stored listing); ``(None,
+    subfolders)`` for a new folder holding only folders (as the one-thread
+    walk, nothing to import there); else :func:`list_folder`'s ``(Folder,
+    subfolders)``."""
     if raw is not None:
         same = unchanged_folder(path, raw)
         if same is not None:
             return same[1], same[0]
-    return list_folder(path, stat=stat)
+        return list_folder(path, stat=stat)
+    ents = _entries(path)
+    if ents is None:
+        return list_folder(path, stat=stat)    # (it says why a folder cannot be listed)
+    if _folders_only(ents):
+        return None, [e.path for e in ents]
+    return folder_of_entries(path, ents, stat)
 
 
 class _HintRow:
