@@ -310,7 +310,7 @@ class ByteRewriter:
             top = nested(table, n, implicit)
             by_tag = {e[_TAG]: e for e in top if e[_TAG] < 0x00400000}
         else:
-            rows = table[:n, 3:].tolist()  # start, value start, value end, end
+            rows = table[plan.rows, 3:].tolist()  # start, value start, value end, end of the rows it reads
             by_tag = {t: (t, vr, *rows[r]) for t, r, vr in plan.lookups}
         cs = by_tag.get(_CHARSET)
         if cs is not None:
