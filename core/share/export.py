@@ -170,7 +170,9 @@ def _series_paths(archive: Any, series: Any) -> tuple[list[str], list[int] | Non
     numbers = rows["nums"][:, col].tolist()
     order = sorted(range(len(paths)), key=lambda i: (int(numbers[i]) if numbers[i] == numbers[i] else 1 << 30,
                                                      texts[i].get("SOPInstanceUID", "")))
-    offline = (rows["flags"] & _OFFLINE).tolist()
+    from ..archive.records import OFFLINE
+
+    offline = (rows["flags"] & OFFLINE).tolist()
     sizes = rows["size"].tolist()
     out: list[str] = []
     out_sizes: list[int] = []
@@ -183,9 +185,6 @@ def _series_paths(archive: Any, series: Any) -> tuple[list[str], list[int] | Non
             out.append(present)
             out_sizes.append(sizes[i] if present == paths[i][0] else 0)
     return out, out_sizes
-
-
-_OFFLINE = 1  # pocketpacs.archive.records.OFFLINE (checked by the test of _series_paths)
 
 
 def _instance_number_column(cache: list[int] = []) -> int:  # noqa: B006 (a module-wide cache)
@@ -201,6 +200,8 @@ def _instance_number_column(cache: list[int] = []) -> int:  # noqa: B006 (a modu
 #: structure) kept from one export to the next with the same key and options, so that an
 #: export made series by series does not work out the same plans again.
 KEPT_DEIDENTIFIERS = 2
+#: Pseudonymous UIDs a kept de-identifier remembers at most (more: forgotten when given back).
+KEPT_UIDS = 100_000
 _kept: dict[Any, tuple[Deidentifier, ByteRewriter]] = {}
 _kept_lock = threading.Lock()
 
@@ -227,6 +228,9 @@ def _give_back(ck: Any, deid: Deidentifier, rewriter: ByteRewriter) -> None:
     """Keep a de-identifier for the next export (the last KEPT_DEIDENTIFIERS)."""
     if ck is None:
         return
+    uids = getattr(deid.names, "_uids", None)
+    if isinstance(uids, dict) and len(uids) > KEPT_UIDS:  # (the pseudonyms' own cache has no bound)
+        uids.clear()
     with _kept_lock:
         _kept[ck] = (deid, rewriter)
         while len(_kept) > KEPT_DEIDENTIFIERS:
