@@ -33,10 +33,12 @@ from .pseudonyms import deid_key
 
 
 #: Threads reading source files ahead and writing exported files behind the header rewriting
-#: (none: the syscalls are short when the files are cached and the hand-overs cost more; 100-file
-#: series in turn, 2 cores: 4,721 files/s with none, 4,301 with one, 3,584 with two when the
-#: machine was quiet, 1,046 / 1,053 / 856 under load; issue 15).
-IO_THREADS = 0
+#: (0: in the export's own thread).  One: on a busy machine creating a file waits (journal,
+#: other processes' I/O) and the rewriting goes on meanwhile: 100-file series in turn on 2
+#: cores at load 14-24, 835 / 1,805 / 1,918 files/s with none / one / two threads and 662 /
+#: 1,575 with none / one (8 files per task; 1,156 with 4, 1,273 with 16); on a quiet machine,
+#: before the per-file work was made lighter, 4,721 / 4,301 / 3,584 (issue 15).
+IO_THREADS = 1
 #: Files read ahead of the one being rewritten.
 READ_AHEAD = 16
 #: Files read, or written, per task of the I/O thread (fewer hand-overs between threads).
