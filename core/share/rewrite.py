@@ -402,7 +402,8 @@ class ByteRewriter:
         return pieces
 
     def _meta(self, mv: memoryview) -> tuple[dict[int, str], int]:
-        """The file meta's UIDs and the position of the data set."""
+        """The file meta's transfer syntax UID (by its tag; the only UID the rewriter reads there)
+        and the position of the data set."""
         pos, end = 132, len(mv)
         meta: dict[int, str] = {}
         unpack, long_vrs = _EXPL.unpack_from, _LONG_VR_BYTES
@@ -418,7 +419,7 @@ class ByteRewriter:
                 raise NotRewritable("file meta not in explicit VR")
             if length == _UNDEFINED or pos + hdr + length > end:
                 raise NotRewritable("a file meta element past the end")
-            if vrb == b"UI":
+            if el == 0x0010 and vrb == b"UI":
                 meta[0x00020000 | el] = bytes(mv[pos + hdr:pos + hdr + length]).decode("ascii", "replace").rstrip(
                     "\0 ")
             pos += hdr + length
