@@ -22,6 +22,8 @@ element-index kernel when numba's cache does not hold it).
 
 Prints files/s of each and the ratios PocketPACS : dicognito and : pydicom loop;
 with ``--repeat N`` the whole comparison runs N times and the median of each is given.
+In the suite (``python -m benchmarks export``) the target (10x dicognito) is met when
+every run reaches it; the lowest run's ratio is shown.
 """
 from __future__ import annotations
 
@@ -75,8 +77,8 @@ def run_pocketpacs(ar, uid: str, out: str, engine: str = "bytes") -> float:
 def run_dicognito(anonymizer, files: list[str], out: str) -> float:
     import pydicom
 
-    os.makedirs(out)
     t = time.perf_counter()
+    os.makedirs(out)  # timed, as PocketPACS's export makes its folders in its time
     for i, f in enumerate(files):
         ds = pydicom.dcmread(f, force=True)
         anonymizer.anonymize(ds)
@@ -88,8 +90,8 @@ def run_pydicom(files: list[str], out: str) -> float:
     import pydicom
     from pydicom.uid import generate_uid
 
-    os.makedirs(out)
     t = time.perf_counter()
+    os.makedirs(out)
     for i, f in enumerate(files):
         ds = pydicom.dcmread(f, force=True)
         ds.PatientName, ds.PatientID = "ANON", "ANON"
@@ -98,6 +100,19 @@ def run_pydicom(files: list[str], out: str) -> float:
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.save_as(os.path.join(out, f"{i:06d}.dcm"))
     return time.perf_counter() - t
+
+
+def create_cost(where: str, n: int = 200) -> float:
+    """Seconds to create (and close) one empty file in a new folder under *where*: on some
+    file systems, or parts of one, this alone is a large part of a de-identified export."""
+    d = tempfile.mkdtemp(dir=where)
+    try:
+        t = time.perf_counter()
+        for i in range(n):
+            os.close(os.open(os.path.join(d, f"{i:05d}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return (time.perf_counter() - t) / n
+    finally:
+        shutil.rmtree(d)
 
 
 def compare(folder: str, work_root: str, repeat: int, engine: str = "bytes",
@@ -125,6 +140,8 @@ def compare(folder: str, work_root: str, repeat: int, engine: str = "bytes",
         ar.import_folder(folder)
         log(f"(import into the archive: {time.perf_counter() - t:.1f} s, not counted)")
         series = [se for st in ar.studies() for se in ar.series(st)]
+        log(f"(creating an empty file in the output folder: {create_cost(work) * 1e6:.0f} us, a cost all three "
+            "pay per file)")
         # one series through each first, not counted: imports, and PocketPACS's element-index
         # kernel compiled when numba's cache does not hold it yet
         t = time.perf_counter()
@@ -179,7 +196,13 @@ def run(ctx) -> list:
                       rates(nfiles, [r["pydicom loop"] for r in runs]))
     add_ratio(ours, dg, "dicognito")
     add_ratio(ours, pd, "pydicom loop")
-    ours.met = ours.ratios["dicognito"] >= 10 if "dicognito" in ours.ratios else None
+    if "dicognito" in ours.ratios:
+        # the target holds when every run reaches it, not only the median
+        per_run = [r["dicognito"] / r["PocketPACS"] for r in runs if r["dicognito"] and r["PocketPACS"]]
+        ours.extra["lowest run"] = f"{min(per_run):.1f}x dicognito"
+        ours.met = min(per_run) >= 10
+    else:
+        ours.met = None
     return [ours, dg, pd]
 
 

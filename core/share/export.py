@@ -17,6 +17,7 @@ import io
 import os
 import shutil
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,10 +33,12 @@ from .pseudonyms import deid_key
 
 
 #: Threads reading source files ahead and writing exported files behind the header rewriting
-#: (none: the syscalls are short when the files are cached and the hand-overs cost more; 100-file
-#: series in turn, 2 cores: 4,721 files/s with none, 4,301 with one, 3,584 with two when the
-#: machine was quiet, 1,046 / 1,053 / 856 under load; issue 15).
-IO_THREADS = 0
+#: (0: in the export's own thread).  One: on a busy machine creating a file waits (journal,
+#: other processes' I/O) and the rewriting goes on meanwhile: 100-file series in turn on 2
+#: cores at load 14-24, 835 / 1,805 / 1,918 files/s with none / one / two threads and 662 /
+#: 1,575 with none / one (8 files per task; 1,156 with 4, 1,273 with 16); on a quiet machine,
+#: before the per-file work was made lighter, 4,721 / 4,301 / 3,584 (issue 15).
+IO_THREADS = 1
 #: Files read ahead of the one being rewritten.
 READ_AHEAD = 16
 #: Files read, or written, per task of the I/O thread (fewer hand-overs between threads).
@@ -150,6 +153,92 @@ def resolve_series(archive: Any, uids: Iterable[str]) -> list[Any]:
     return list(out.values())
 
 
+def _series_paths(archive: Any, series: Any) -> tuple[list[str], list[int] | None]:
+    """The file of each instance of a series, as ``archive.series_files(series)`` gives them,
+    and the size the archive recorded of each (None when not known).
+
+    The series' stored rows are read in one transaction (:meth:`Archive.series_table`: no
+    Instance records built) and ordered as :meth:`Archive.instances` orders them; when a file
+    is missing, or one marked offline is back, ``series_files`` is asked instead (it records
+    the change).
+    """
+    table = getattr(archive, "series_table", None)
+    if table is None:
+        return archive.series_files(series), None
+    _keys, rows, texts, paths = table(series, text=True)
+    if len(paths) == 0:
+        return archive.series_files(series), None
+    col = _instance_number_column()
+    numbers = rows["nums"][:, col].tolist()
+    order = sorted(range(len(paths)), key=lambda i: (int(numbers[i]) if numbers[i] == numbers[i] else 1 << 30,
+                                                     texts[i].get("SOPInstanceUID", "")))
+    from ..archive.records import OFFLINE
+
+    offline = (rows["flags"] & OFFLINE).tolist()
+    sizes = rows["size"].tolist()
+    out: list[str] = []
+    out_sizes: list[int] = []
+    isfile = os.path.isfile
+    for i in order:
+        present = next((p for p in paths[i] if isfile(p)), None)
+        if (present is None) != bool(offline[i]):
+            return archive.series_files(series), None
+        if present is not None:
+            out.append(present)
+            out_sizes.append(sizes[i] if present == paths[i][0] else 0)
+    return out, out_sizes
+
+
+def _instance_number_column(cache: list[int] = []) -> int:  # noqa: B006 (a module-wide cache)
+    """Where InstanceNumber is in a stored row's ``nums``."""
+    if not cache:
+        from ..dicom import tags
+
+        cache.append(int(tags.NUM_START[tags.INDEX["InstanceNumber"]]))
+    return cache[0]
+
+
+#: De-identifiers (with their byte rewriters: caches of pseudonyms and of plans per file
+#: structure) kept from one export to the next with the same key and options, so that an
+#: export made series by series does not work out the same plans again.
+KEPT_DEIDENTIFIERS = 2
+#: Pseudonymous UIDs a kept de-identifier remembers at most (more: forgotten when given back).
+KEPT_UIDS = 100_000
+_kept: dict[Any, tuple[Deidentifier, ByteRewriter]] = {}
+_kept_lock = threading.Lock()
+
+
+def _take_deidentifier(args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Deidentifier, ByteRewriter]:
+    """A Deidentifier(*args, **kwargs) and its ByteRewriter, kept from an earlier export
+    when there is one (taken out of the keep while in use: never shared by two exports),
+    and the key to give it back under (None: not kept)."""
+    try:
+        ck: Any = (args, tuple(sorted(kwargs.items())))
+        hash(ck)
+    except TypeError:  # an argument that cannot be a key: made anew
+        ck = None
+    if ck is not None:
+        with _kept_lock:
+            pair = _kept.pop(ck, None)
+        if pair is not None:
+            return ck, pair[0], pair[1]
+    deid = Deidentifier(*args, **kwargs)
+    return ck, deid, ByteRewriter(deid)
+
+
+def _give_back(ck: Any, deid: Deidentifier, rewriter: ByteRewriter) -> None:
+    """Keep a de-identifier for the next export (the last KEPT_DEIDENTIFIERS)."""
+    if ck is None:
+        return
+    uids = getattr(deid.names, "_uids", None)
+    if isinstance(uids, dict) and len(uids) > KEPT_UIDS:  # (the pseudonyms' own cache has no bound)
+        uids.clear()
+    with _kept_lock:
+        _kept[ck] = (deid, rewriter)
+        while len(_kept) > KEPT_DEIDENTIFIERS:
+            del _kept[next(iter(_kept))]
+
+
 def _read(path: str) -> Any:
     from pydicom.uid import UID as pydicom_uid
 
@@ -199,30 +288,62 @@ class _Inline:
         pass
 
 
-def _read_all(paths: list[str]) -> list[bytes | Exception]:
-    """The contents of each file, or the exception reading it raised."""
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _read_file(path: str, size: int = 0) -> bytes:
+    """A file's contents with the fewest system calls: open, one read of the expected ``size``
+    (the size the archive recorded; 0 when unknown), reads until the end, close."""
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        data = os.read(fd, size + 1 if size > 0 else 1 << 16)
+        if data:
+            more = os.read(fd, 1 << 16)
+            if more:  # larger than recorded (or the size was unknown)
+                chunks = [data, more]
+                while more:
+                    more = os.read(fd, 1 << 20)
+                    chunks.append(more)
+                data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    return data
+
+
+def _read_all(paths: list[str], sizes: list[int] | None = None) -> list[bytes | Exception]:
+    """The contents of each file, or the exception reading it raised (``sizes``: the
+    expected size of each, a hint)."""
     out: list[bytes | Exception] = []
-    for path in paths:
+    for i, path in enumerate(paths):
         try:
-            with open(path, "rb") as f:
-                out.append(f.read())
+            out.append(_read_file(path, sizes[i] if sizes is not None else 0))
         except Exception as e:  # reported for that file; the others go on
             out.append(e)
     return out
 
 
-def _prefetch(pool: Any, paths: list[str]) -> Iterator[bytes | Exception]:
+def _prefetch(pool: Any, paths: list[str], sizes: list[int] | None = None) -> Iterator[bytes | Exception]:
     """The contents of ``paths`` in order (or the exception reading one raised), read in
-    ``pool`` IO_BATCH files per task, up to READ_AHEAD files ahead."""
+    ``pool`` IO_BATCH files per task, up to READ_AHEAD files ahead (``sizes``: the expected
+    size of each file, a hint; read in this thread, one file at a time, when ``pool`` is
+    :class:`_Inline`)."""
+    if isinstance(pool, _Inline):
+        for i, path in enumerate(paths):
+            try:
+                yield _read_file(path, sizes[i] if sizes is not None else 0)
+            except Exception as e:  # reported for that file; the others go on
+                yield e
+        return
     batches = [paths[i:i + IO_BATCH] for i in range(0, len(paths), IO_BATCH)]
+    size_batches = [sizes[i:i + IO_BATCH] if sizes is not None else None for i in range(0, len(paths), IO_BATCH)]
     ahead = max(1, READ_AHEAD // IO_BATCH)
     queue: collections.deque[Future[list[bytes | Exception]]] = collections.deque(
-        pool.submit(_read_all, b) for b in batches[:ahead])
+        pool.submit(_read_all, b, s) for b, s in zip(batches[:ahead], size_batches[:ahead]))
     nxt = ahead
     while queue:
         fut = queue.popleft()
         if nxt < len(batches):
-            queue.append(pool.submit(_read_all, batches[nxt]))
+            queue.append(pool.submit(_read_all, batches[nxt], size_batches[nxt]))
             nxt += 1
         yield from fut.result()
 
@@ -233,12 +354,25 @@ def _write_all(items: list[tuple[str, bytes]]) -> None:
         _write_new(path, data)
 
 
-def _write_new(path: str, data: bytes) -> None:
+_WRITE_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+                | getattr(os, "O_BINARY", 0))
+_WRITEV = getattr(os, "writev", None)
+
+
+def _write_new(path: str, data: bytes | Sequence[Any]) -> None:
     """Write a new file 0600 in a folder the export made (0700): created with ``O_EXCL`` and
-    ``O_NOFOLLOW``, so nothing already there (a file, a planted link) is followed or overwritten."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags | getattr(os, "O_BINARY", 0), 0o600)
+    ``O_NOFOLLOW``, so nothing already there (a file, a planted link) is followed or overwritten.
+    ``data``: bytes, or a list of byte buffers written in turn (one ``writev``: no joined copy);
+    no fsync (an export is made again if the machine stops)."""
+    fd = os.open(path, _WRITE_FLAGS, 0o600)
     try:
+        if isinstance(data, list):
+            total = sum(map(len, data))
+            done = _WRITEV(fd, data) if _WRITEV is not None and 0 < len(data) <= 512 else 0
+            if done < total:
+                data = b"".join(data)[done:]
+            else:
+                data = b""
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -342,19 +476,27 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     out = os.path.abspath(os.fspath(out_dir))
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ExportError(f"{out}: the output folder must be empty or not exist yet")
-    jobs = [(se, p) for se in series for p in archive.series_files(se)]
+    jobs: list[tuple[Any, str]] = []
+    sizes: list[int] = []
+    for se in series:
+        found, found_sizes = _series_paths(archive, se)
+        jobs += [(se, p) for p in found]
+        sizes += found_sizes if found_sizes is not None else [0] * len(found)
     if not jobs:
         raise ExportError("no file of the given patients, studies or series is present (offline?)")
     deid = None
+    kept_as: Any = None
+    kept_rewriter: Any = None
     if deidentify:
         try:
             key = deid_key(archive._secret)
         except ValueError as e:
             raise ExportError(str(e)) from None
-        deid = Deidentifier(key, options, allow_burned_in, patient_name, patient_id,
-                            private=profile.private if profile is not None else (),
-                            blanking=profile.blanking if profile is not None else ())
-    rewriter = ByteRewriter(deid) if deid is not None and engine == "bytes" else None
+        kept_as, deid, kept_rewriter = _take_deidentifier(
+            (key, tuple(options), allow_burned_in, patient_name, patient_id),
+            {"private": tuple(profile.private) if profile is not None else (),
+             "blanking": tuple(profile.blanking) if profile is not None else ()})
+    rewriter = kept_rewriter if deid is not None and engine == "bytes" else None
     slow: dict[str, int] = {}  # why files took the pydicom path -> count
     created_out = not os.path.exists(out)
     ensure_private_dir(out)
@@ -380,10 +522,11 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
     need_bytes = (deid is None and not dicomdir) or rewriter is not None
     # file reads run ahead and writes behind in threads (the GIL is free during I/O); the
     # headers are rewritten here, in order
-    io_pool = _Inline() if IO_THREADS == 0 else ThreadPoolExecutor(IO_THREADS, thread_name_prefix="pocketpacs-export")
-    reads = _prefetch(io_pool, [p for _se, p in jobs]) if need_bytes else None
+    inline = IO_THREADS == 0
+    io_pool = _Inline() if inline else ThreadPoolExecutor(IO_THREADS, thread_name_prefix="pocketpacs-export")
+    reads = _prefetch(io_pool, [p for _se, p in jobs], sizes) if need_bytes else None
     writes: collections.deque[Future[None]] = collections.deque()
-    pending: list[tuple[str, bytes]] = []  # files to write, handed over IO_BATCH at a time
+    pending: list[tuple[str, Any]] = []  # files to write, handed over IO_BATCH at a time
     try:
         for done, (se, path) in enumerate(jobs, 1):
             if cancel is not None and cancel():
@@ -410,11 +553,14 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
                     done_fast = False
                     if rewriter is not None and data is not None:
                         try:
-                            data, notes = rewriter.rewrite(data, identity)
-                            res.warnings += [f"{where}: {w}" for w in notes]
+                            parts, notes = rewriter.rewrite_parts(data, identity)
+                            if notes:
+                                res.warnings += [f"{where}: {w}" for w in notes]
                             name_ext = ".dcm"
                             done_fast = True
+                            data = parts  # written with one writev: no joined copy
                             if dicomdir:
+                                data = b"".join(parts)
                                 ds = _read(data)
                         except NotRewritable as e:
                             slow[str(e)] = slow.get(str(e), 0) + 1
@@ -445,7 +591,10 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
                     ensure_private_dir(folder)
                     made.add(folder)
                 target = os.path.join(folder, f"IMG{img_no[se.key]:05d}" + (name_ext if ds is None else ".dcm"))
-                pending.append((target, data if data is not None else dataset_bytes(ds)))
+                if inline:  # written now
+                    _write_new(target, data if data is not None else dataset_bytes(ds))
+                else:
+                    pending.append((target, data if data is not None else dataset_bytes(ds)))
                 if len(pending) >= IO_BATCH:
                     writes.append(io_pool.submit(_write_all, pending))
                     pending = []
@@ -497,4 +646,6 @@ def export_dicom(archive: Any, uids: Sequence[str], out_dir: os.PathLike[str] | 
         _zip_tree(root, zpath)
         shutil.rmtree(root)
         res.written = [zpath]
+    if deid is not None:
+        _give_back(kept_as, deid, kept_rewriter)
     return res

@@ -17,8 +17,11 @@ rewriter's general walk handles them.  Both give the same bytes
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .elements import NotRewritable, children, sequence, vr_of
 
@@ -48,6 +51,9 @@ class Plan:
     name_at, id_at, sop_class_at, sop_instance_at : int
         Where in the output the patient name and ID go, and the pieces holding the SOP
         Class and SOP Instance UIDs.
+    rows : ndarray of intp
+        The rows of the element table the plan reads (the rows in ``ops`` and ``lookups``
+        are positions in this array).
     """
     ops: tuple
     lookups: tuple
@@ -55,6 +61,7 @@ class Plan:
     id_at: int
     sop_class_at: int
     sop_instance_at: int
+    rows: Any = None
 
 
 def make_plan(rw: Any, table: Any, n: int, implicit: bool, wanted: frozenset[int]) -> Plan | None:
@@ -88,9 +95,40 @@ def make_plan(rw: Any, table: Any, n: int, implicit: bool, wanted: frozenset[int
     ops, tags = _merged(out, rows)
     if _SOP_CLASS not in tags or _SOP_INSTANCE not in tags:
         return None
-    lookups = tuple((rows[r][0], r, vr_of(rows[r][0], rows[r][1], implicit)) for r in kids[-1] if rows[r][0] in wanted)
-    return Plan(tuple(ops), lookups, tags.index(_PATIENT_NAME), tags.index(_PATIENT_ID), tags.index(_SOP_CLASS),
-                tags.index(_SOP_INSTANCE))
+    lookups = [(rows[r][0], r, vr_of(rows[r][0], rows[r][1], implicit)) for r in kids[-1] if rows[r][0] in wanted]
+    # the rows the plan reads, renumbered: a file's offsets are then taken for those rows only
+    used = sorted(set(_rows_of(ops)) | {r for _t, r, _vr in lookups})
+    at = {r: i for i, r in enumerate(used)}
+    return Plan(_renumbered(tuple(ops), at), tuple((t, at[r], vr) for t, r, vr in lookups), tags.index(_PATIENT_NAME),
+                tags.index(_PATIENT_ID), tags.index(_SOP_CLASS), tags.index(_SOP_INSTANCE),
+                np.array(used, dtype=np.intp))
+
+
+def _rows_of(ops: Any) -> Iterator[int]:
+    """The table rows the operations read offsets of."""
+    for op in ops:
+        if op[0] == COPY:
+            yield op[1]
+            yield op[2]
+        elif op[0] == UID or op[0] == SHIFT:
+            yield op[1]
+        elif op[0] == SEQ:
+            for item in op[2]:
+                yield from _rows_of(item)
+
+
+def _renumbered(ops: tuple, at: dict[int, int]) -> tuple:
+    """The operations with their rows renumbered by ``at``."""
+    out = []
+    for op in ops:
+        if op[0] == COPY:
+            op = (COPY, at[op[1]], at[op[2]])
+        elif op[0] == UID or op[0] == SHIFT:
+            op = (op[0], at[op[1]], *op[2:])
+        elif op[0] == SEQ:
+            op = (SEQ, op[1], tuple(_renumbered(item, at) for item in op[2]))
+        out.append(op)
+    return tuple(out)
 
 
 def _level(rw: Any, rows: list, kids: dict[int, list[int]], level: list[int], implicit: bool) -> list[tuple]:
@@ -127,14 +165,20 @@ def _level(rw: Any, rows: list, kids: dict[int, list[int]], level: list[int], im
 
 
 def _merged(out: list[tuple], rows: list) -> tuple[list[tuple], list[int]]:
-    """The operations with runs of copies of adjacent elements joined (the SOP Class and
-    Instance UIDs kept apart, as the rewriter reads them back), and the tag of each."""
+    """The operations with runs of copies of adjacent elements joined, and runs of constants
+    (the SOP Class and Instance UIDs kept apart, as the rewriter reads them back), and the
+    (last) tag of each."""
     ops: list[tuple] = []
     tags: list[int] = []
     for tag, op in out:
         if (op[0] == COPY and ops and ops[-1][0] == COPY and tag not in (_SOP_CLASS, _SOP_INSTANCE)
                 and tags[-1] not in (_SOP_CLASS, _SOP_INSTANCE) and rows[ops[-1][2]][6] == rows[op[1]][3]):
             ops[-1] = (COPY, ops[-1][1], op[2])
+            tags[-1] = tag
+            continue
+        if (op[0] == CONST and ops and ops[-1][0] == CONST and tag not in (_SOP_CLASS, _SOP_INSTANCE)
+                and tags[-1] not in (_SOP_CLASS, _SOP_INSTANCE)):
+            ops[-1] = (CONST, ops[-1][1] + op[1])  # adjacent constants: one piece
             tags[-1] = tag
             continue
         ops.append(op)
@@ -152,7 +196,8 @@ def run_plan(rw: Any, call: Any, ops: tuple, rows: list) -> list[Any]:
     ops : tuple
         From a :class:`Plan`.
     rows : list
-        (start, value start, value end, end) of each row of the file's element table.
+        (start, value start, value end, end) of each row of the file's element table that the
+        plan reads (:attr:`Plan.rows`).
 
     Returns
     -------

@@ -258,6 +258,32 @@ class ByteRewriter:
         BurnedInRefused
             The instance may carry burned-in text and ``allow_burned_in`` is False.
         """
+        parts, warnings = self.rewrite_parts(data, identity)
+        return b"".join(parts), warnings
+
+    def rewrite_parts(self, data: bytes, identity: str | None = None) -> tuple[list[Any], list[str]]:
+        """De-identify a DICOM file's bytes, as pieces to write in turn (:meth:`rewrite` joins them).
+
+        Parameters
+        ----------
+        data : bytes
+            A whole Part 10 file.
+        identity : str, optional
+            As in :meth:`.Deidentifier.apply` (default: from the patient's ID, name and birth date).
+
+        Returns
+        -------
+        (list, list of str)
+            The de-identified file as a list of bytes and memoryviews (of ``data``: pixel data
+            and runs of unchanged elements are not copied) and its warnings.
+
+        Raises
+        ------
+        NotRewritable
+            The file needs the pydicom path (the message says why).
+        BurnedInRefused
+            The instance may carry burned-in text and ``allow_burned_in`` is False.
+        """
         mv = memoryview(data)
         if len(data) < 132 or data[128:132] != b"DICM":
             raise NotRewritable("no DICOM preamble")
@@ -284,7 +310,7 @@ class ByteRewriter:
             top = nested(table, n, implicit)
             by_tag = {e[_TAG]: e for e in top if e[_TAG] < 0x00400000}
         else:
-            rows = table[:n, 3:].tolist()  # start, value start, value end, end
+            rows = table[plan.rows, 3:].tolist()  # start, value start, value end, end of the rows it reads
             by_tag = {t: (t, vr, *rows[r]) for t, r, vr in plan.lookups}
         cs = by_tag.get(_CHARSET)
         if cs is not None:
@@ -357,9 +383,10 @@ class ByteRewriter:
             raise NotRewritable("no SOP Class or SOP Instance UID")
         pieces_out = [p[1] for p in out]
         pieces_out.insert(0, _file_meta(ts, sop_class, sop_instance))
-        return b"".join(pieces_out), warnings
+        return pieces_out, warnings
 
-    def _planned(self, call: _Call, plan: Any, rows: list, by_tag: dict[int, _Elem], code: str, ts: str) -> bytes:
+    def _planned(self, call: _Call, plan: Any, rows: list, by_tag: dict[int, _Elem], code: str, ts: str
+                 ) -> list[Any]:
         """The de-identified file made by a plan (as the end of :meth:`rewrite` does by the walk)."""
         pieces = run_plan(self, call, plan.ops, rows)
         name_vr = by_tag[_PATIENT_NAME][_VR] if _PATIENT_NAME in by_tag else "PN"
@@ -372,10 +399,11 @@ class ByteRewriter:
         if sop_class is None or sop_instance is None:
             raise NotRewritable("no SOP Class or SOP Instance UID")
         pieces.insert(0, _file_meta(ts, sop_class, sop_instance))
-        return b"".join(pieces)
+        return pieces
 
     def _meta(self, mv: memoryview) -> tuple[dict[int, str], int]:
-        """The file meta's UIDs and the position of the data set."""
+        """The file meta's transfer syntax UID (by its tag; the only UID the rewriter reads there)
+        and the position of the data set."""
         pos, end = 132, len(mv)
         meta: dict[int, str] = {}
         unpack, long_vrs = _EXPL.unpack_from, _LONG_VR_BYTES
@@ -391,7 +419,7 @@ class ByteRewriter:
                 raise NotRewritable("file meta not in explicit VR")
             if length == _UNDEFINED or pos + hdr + length > end:
                 raise NotRewritable("a file meta element past the end")
-            if vrb == b"UI":
+            if el == 0x0010 and vrb == b"UI":
                 meta[0x00020000 | el] = bytes(mv[pos + hdr:pos + hdr + length]).decode("ascii", "replace").rstrip(
                     "\0 ")
             pos += hdr + length
@@ -567,17 +595,22 @@ def _out_uid(out: list[tuple[int, Any]], tag: int, implicit: bool) -> str | None
     return None
 
 
-def _file_meta(ts: str, sop_class: str, sop_instance: str, cache: dict[str, bytes] = {}) -> bytes:  # noqa: B006
+def _file_meta(ts: str, sop_class: str, sop_instance: str,
+               cache: dict[tuple[str, str], tuple[bytes, bytes, int]] = {}) -> bytes:  # noqa: B006
     """Preamble, ``DICM`` and the file meta of the de-identified file (as Deidentifier's ``_new_file_meta``)."""
-    tail = cache.get(ts)
-    if tail is None:  # the elements after the instance's UIDs are the same for every file of a syntax
-        tail = cache[ts] = (_element(0x00020010, "UI", _pad(ts.encode(), "UI"), False)
-                            + _element(0x00020012, "UI", _pad(IMPLEMENTATION_CLASS_UID.encode(), "UI"), False)
-                            + _element(0x00020013, "SH", _pad(b"POCKETPACS", "SH"), False))
-    body = b"".join((_META_VERSION, _element(0x00020002, "UI", _pad(sop_class.encode(), "UI"), False),
-                     _element(0x00020003, "UI", _pad(sop_instance.encode(), "UI"), False), tail))
-    return b"".join((_PREAMBLE, _element(0x00020000, "UL", struct.pack("<I", len(body)), False), body))
+    known = cache.get((ts, sop_class))
+    if known is None:  # the elements but the instance's UID are the same for every file of a syntax and class
+        head = _META_VERSION + _element(0x00020002, "UI", _pad(sop_class.encode(), "UI"), False)
+        tail = (_element(0x00020010, "UI", _pad(ts.encode(), "UI"), False)
+                + _element(0x00020012, "UI", _pad(IMPLEMENTATION_CLASS_UID.encode(), "UI"), False)
+                + _element(0x00020013, "SH", _pad(b"POCKETPACS", "SH"), False))
+        if len(cache) > 256:
+            cache.clear()
+        known = cache[(ts, sop_class)] = (head, tail, len(head) + len(tail))
+    inst = _element(0x00020003, "UI", _pad(sop_instance.encode(), "UI"), False)
+    return b"".join((_META_START, _U32.pack(known[2] + len(inst)), known[0], inst, known[1]))
 
 
 _PREAMBLE = b"\0" * 128 + b"DICM"
+_META_START = _PREAMBLE + struct.pack("<HH2sH", 0x0002, 0x0000, b"UL", 4)  # the group length's header
 _META_VERSION = _element(0x00020001, "OB", b"\x00\x01", False)
