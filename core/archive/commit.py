@@ -80,7 +80,9 @@ def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tup
     """
     changes = RecordChanges(txn, secret)
     res = _empty_result()
-    for paths, take, batch, done_folders in parts:
+    for j, (paths, take, batch, done_folders) in enumerate(parts):
+        if j:
+            txn.release_pages()   # (the RSS of a long transaction stays that of one chunk's)
         part = commit_chunk(txn, secret, paths, take, batch, done_folders, changes=changes)
         for k, v in part.items():
             res[k] += v
