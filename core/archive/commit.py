@@ -6,8 +6,9 @@ written column-wise with their series/study/patient records (built once per
 series from one representative file), files of known UIDs are classified
 (unchanged, changed in place, relinked, duplicate, conflict), and the
 listings of the folders whose last files these are are written, with
-vanished files marked missing and their instances offline.
-:func:`commit_hint_files` indexes files named by a DICOMDIR before the walk
+vanished files marked missing and their instances offline;
+:func:`commit_chunks` commits several chunks in one transaction, writing the
+records they share once.  :func:`commit_hint_files` indexes files named by a DICOMDIR before the walk
 reaches them; :func:`commit_gone_folder` marks the files of a vanished
 folder missing.  :class:`PendingFolder` is a walked folder whose files are
 waiting for their commit.

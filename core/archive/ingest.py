@@ -6,9 +6,10 @@ size and mtime are unchanged are skipped without being opened.  New and
 changed files are parsed in chunks of :data:`CHUNK` files by the native
 header parser (:func:`pocketpacs.dicom.headers.parse_files`, kernels in parallel,
 no per-file ``stat``: the sizes and mtimes of the walk are passed in), and
-each chunk is committed in one write transaction
-(:func:`pocketpacs.archive.commit.commit_chunk`) by this, the only, writer.
-Readers see the first series as soon as the first chunk commits.  Files
+committed by this, the only, writer: the first chunk in a write transaction
+of its own, then up to :data:`COMMIT_CHUNKS` chunks per transaction
+(:func:`pocketpacs.archive.commit.commit_chunks`).  Readers see the first
+series as soon as the first chunk commits.  Files
 named by a DICOMDIR are parsed and committed first; progress callbacks and
 the :class:`~pocketpacs.archive.report.ImportReport` are made here.
 
