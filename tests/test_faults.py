@@ -71,6 +71,7 @@ import sys, time
 import pocketpacs
 from pocketpacs.archive import commit, ingest
 ingest.CHUNK = 15
+ingest.COMMIT_CHUNKS = 2  # commits of 15 then 30 files: the last round still lands mid-import
 real = commit.commit_chunk
 def slow(*a, **k):  # time spent inside the write transaction: kills land there
     out = real(*a, **k)

@@ -6,8 +6,9 @@ written column-wise with their series/study/patient records (built once per
 series from one representative file), files of known UIDs are classified
 (unchanged, changed in place, relinked, duplicate, conflict), and the
 listings of the folders whose last files these are are written, with
-vanished files marked missing and their instances offline.
-:func:`commit_hint_files` indexes files named by a DICOMDIR before the walk
+vanished files marked missing and their instances offline;
+:func:`commit_chunks` commits several chunks in one transaction, writing the
+records they share once.  :func:`commit_hint_files` indexes files named by a DICOMDIR before the walk
 reaches them; :func:`commit_gone_folder` marks the files of a vanished
 folder missing.  :class:`PendingFolder` is a walked folder whose files are
 waiting for their commit.
@@ -56,17 +57,55 @@ class PendingFolder:
 
 
 # ---- the write transaction of one chunk ---------------------------------------------
+def _empty_result() -> dict[str, Any]:
+    return {"indexed": 0, "unchanged": 0, "relinked": 0, "duplicate": 0, "missing": 0,
+            "online_again": 0, "failures": [], "conflicts": []}
+
+
+def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tuple[Any, np.ndarray]], Any,
+                                                              list[PendingFolder]]]) -> dict:
+    """Index several parsed chunks in one write transaction, in order.
+
+    Each part is ``(paths, take, batch, done_folders)`` as :func:`commit_chunk`
+    takes them; the result is as if each were committed on its own, one
+    after the other, but the patient, study and series records the parts
+    share are loaded, changed and written back once (a chunk of files
+    scattered over many series touches each series, its study and its
+    patient: in a large archive most of them, and their B-tree pages, per
+    transaction).
+
+    Returns
+    -------
+    dict
+        The counts of all parts together, as :func:`commit_chunk` returns them.
+    """
+    changes = RecordChanges(txn, secret)
+    res = _empty_result()
+    for j, (paths, take, batch, done_folders) in enumerate(parts):
+        if j:
+            txn.release_pages()   # (the RSS of a long transaction stays that of one chunk's)
+        part = commit_chunk(txn, secret, paths, take, batch, done_folders, changes=changes)
+        for k, v in part.items():
+            res[k] += v
+    changes.flush()
+    return res
+
+
 def commit_chunk(txn: Any, secret: bytes, paths: list[str], take: list[tuple[Any, np.ndarray]], batch: Any,
-                 done_folders: list[PendingFolder]) -> dict:
+                 done_folders: list[PendingFolder], changes: RecordChanges | None = None) -> dict:
     """Index a chunk of parsed files and write the listings of the folders it finishes.
 
     Returns the counts of the chunk (``indexed``, ``unchanged``, ``relinked``,
     ``duplicate``, ``missing``, ``online_again``) and its ``failures`` and
     ``conflicts`` (lists of :class:`~pocketpacs.archive.report.Failure`).
+    With *changes* (the records of a transaction that indexes several
+    chunks: :func:`commit_chunks`) the changed records are left there for
+    its caller to write.
     """
-    changes = RecordChanges(txn, secret)
-    res: dict[str, Any] = {"indexed": 0, "unchanged": 0, "relinked": 0, "duplicate": 0, "missing": 0,
-                           "online_again": 0, "failures": [], "conflicts": []}
+    own = changes is None
+    if changes is None:
+        changes = RecordChanges(txn, secret)
+    res = _empty_result()
     relinked_from: dict[str, set[str]] = {}
     if batch is not None and batch.n:
         _index_batch(changes, batch, paths, take, res, relinked_from)
@@ -79,7 +118,8 @@ def commit_chunk(txn: Any, secret: bytes, paths: list[str], take: list[tuple[Any
         lst = records.DirListing.decode(raw)
         keep = np.array([nm not in names for nm in lst.names], dtype=bool)
         pathkeys.put_listing(txn, d, lst.select(keep))
-    changes.flush()
+    if own:
+        changes.flush()
     return res
 
 

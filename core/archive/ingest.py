@@ -6,9 +6,10 @@ size and mtime are unchanged are skipped without being opened.  New and
 changed files are parsed in chunks of :data:`CHUNK` files by the native
 header parser (:func:`pocketpacs.dicom.headers.parse_files`, kernels in parallel,
 no per-file ``stat``: the sizes and mtimes of the walk are passed in), and
-each chunk is committed in one write transaction
-(:func:`pocketpacs.archive.commit.commit_chunk`) by this, the only, writer.
-Readers see the first series as soon as the first chunk commits.  Files
+committed by this, the only, writer: the first chunk in a write transaction
+of its own, then up to :data:`COMMIT_CHUNKS` chunks per transaction
+(:func:`pocketpacs.archive.commit.commit_chunks`).  Readers see the first
+series as soon as the first chunk commits.  Files
 named by a DICOMDIR are parsed and committed first; progress callbacks and
 the :class:`~pocketpacs.archive.report.ImportReport` are made here.
 
@@ -66,8 +67,14 @@ from .report import Failure, ImportProgress, ImportReport
 from .rescan import RescanWalk, _entries, _folders_only
 from .scan import Folder, folder_of_entries, list_folder, unchanged_folder
 
-#: Files parsed and committed per transaction.
+#: Files parsed at a time.
 CHUNK = 2000
+#: Most chunks committed in one write transaction: an import commits its first
+#: chunk alone, then twice as many chunks per commit as the commit before, up
+#: to this (fewer, larger commits: a chunk of files scattered over many series
+#: rewrites most series, study and patient records of a large archive, once per
+#: commit rather than once per chunk).
+COMMIT_CHUNKS = 8
 #: Read the next chunk's file heads in a helper process (``readahead``) while
 #: this one is parsed and committed (Linux; off elsewhere or on any failure).
 READ_AHEAD = True
@@ -164,6 +171,8 @@ class Importer(RescanWalk):
         self._rep, self._prog, self._t0 = rep, prog, t0
         self._c0 = _compile_seconds()
         self._progress_cb, self._last_cb = progress, 0.0
+        self._cancel = cancel
+        self._group = 1   # chunks in the next commit (see COMMIT_CHUNKS)
         self._pending: collections.deque[tuple[PendingFolder, np.ndarray]] = collections.deque()
         self._npending = 0
         self._ready: list[PendingFolder] = []
@@ -346,6 +355,29 @@ class Importer(RescanWalk):
         self._ahead = (chunk, ra.submit(chunk[1], _HEAD.size))
 
     def _flush(self, n: int) -> None:
+        """Parse the next chunks of ``n`` files and commit them in one write
+        transaction: one chunk at first (the first series show at once), then
+        twice as many per commit up to :data:`COMMIT_CHUNKS` (the records a
+        commit touches are written once for all its chunks)."""
+        parts = [self._parse_next(n)]
+        early = 0   # files of this commit already counted as parsed in the progress
+        while (len(parts) < self._group and (self._pending or self._ahead is not None)
+               and not _is_cancelled(self._cancel)):
+            parts.append(self._parse_next(n))
+            if parts[-1][2] is not None:
+                early += parts[-1][2].n
+                self._prog.parsed += parts[-1][2].n
+                self._report_progress()
+        self._group = min(COMMIT_CHUNKS, 2 * self._group)
+        parts[-1][3].extend(self._ready)
+        self._ready = []
+        self._end_read()
+        paths = [p for part in parts for p in part[0]] + [fs.path for part in parts for fs in part[3]]
+        res = self._write(lambda t: commit.commit_chunks(t, self.secret, parts), paths)
+        self._apply(res, [part[2] for part in parts], early)
+
+    def _parse_next(self, n: int) -> tuple[list[str], list[tuple[Any, np.ndarray]], Any, list[PendingFolder]]:
+        """The next chunk of up to ``n`` files, parsed: ``(paths, take, batch, done_folders)``."""
         from ..dicom.headers import parse_files
 
         heads = None
@@ -380,12 +412,7 @@ class Importer(RescanWalk):
                     fs.size[rows] = batch.size[off:off + k]
                     fs.mtime[rows] = batch.mtime_ns[off:off + k]
                     off += k
-        done_folders.extend(self._ready)
-        self._ready = []
-        self._end_read()
-        res = self._write(lambda t: commit.commit_chunk(t, self.secret, paths, take, batch, done_folders),
-                          paths + [fs.path for fs in done_folders])
-        self._apply(res, batch)
+        return paths, take, batch, done_folders
 
     # ---- a cold disk: heads read while the walk goes on ---------------------------------
     def _cold_begin(self, stack: list[str]) -> None:
@@ -484,16 +511,20 @@ class Importer(RescanWalk):
                 raise pathkeys.key_size_error(e, paths) from e
             raise
 
-    def _apply(self, res: dict, batch: Any) -> None:
+    def _apply(self, res: dict, batches: list[Any], early: int = 0) -> None:
+        """Count a commit in the report and the progress (``early``: files of
+        it the progress has already counted as parsed)."""
         rep, prog = self._rep, self._prog
         for k in ("indexed", "unchanged", "relinked", "duplicate", "missing", "online_again"):
             setattr(rep, k, getattr(rep, k) + res[k])
         rep.failures.extend(res["failures"])
         rep.conflicts.extend(res["conflicts"])
-        if batch is not None:
-            rep.parsed += batch.n
-            rep.fallback += batch.n_fallback
-            prog.parsed += batch.n
+        for batch in batches:
+            if batch is not None:
+                rep.parsed += batch.n
+                rep.fallback += batch.n_fallback
+                prog.parsed += batch.n
+        prog.parsed -= early
         prog.failed += len(res["failures"])
         prog.indexed = rep.indexed + rep.relinked + rep.duplicate
         self._report_progress()

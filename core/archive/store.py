@@ -87,12 +87,23 @@ MAX_READERS = 512
 class Txn:
     """A transaction over the named databases (LMDB-backed)."""
 
-    __slots__ = ("_t", "_dbs", "write")
+    __slots__ = ("_t", "_dbs", "write", "_map_file")
 
-    def __init__(self, txn: Any, dbs: dict[str, Any], write: bool):
+    def __init__(self, txn: Any, dbs: dict[str, Any], write: bool, map_file: Path | None = None):
         self._t = txn
         self._dbs = dbs
         self.write = write
+        self._map_file = map_file
+
+    def release_pages(self) -> None:
+        """Drop the database map pages this process has read from its RSS (see
+        :mod:`~pocketpacs.archive.mapped`); safe within a transaction, whose
+        written pages are never in the map (no ``writemap``).  A long write
+        transaction calls it between its parts: each random page it reads maps
+        its 16 neighbours too, so a transaction of tens of thousands of random
+        inserts would otherwise hold most of a large database in its RSS."""
+        if self._map_file is not None:
+            release_map_pages(self._map_file)
 
     def get(self, db: str, key: bytes) -> bytes | None:
         """Value of ``key`` in ``db`` (a copy) or None."""
@@ -472,7 +483,7 @@ class LmdbStore:
             for _attempt in range(32):
                 try:
                     with self.env.begin(write=True) as txn:
-                        t = Txn(txn, self._dbs, True)
+                        t = Txn(txn, self._dbs, True, self.path / "data.mdb")
                         out = fn(t)
                         gen = int(txn.get(b"generation", db=self._dbs["meta"]) or 0) + 1
                         txn.put(b"generation", str(gen).encode(), db=self._dbs["meta"])
