@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=25, help="fresh archives (default 25)")
     ap.add_argument("--chain", type=int, default=1, help="kills per round before the final import")
     ap.add_argument("--files", type=int, default=12000, help="about this many DICOM files")
-    ap.add_argument("--chunk", type=int, default=500, help="files per commit (default 500)")
+    ap.add_argument("--chunk", type=int, default=500,
+                    help="files per parsed chunk (default 500; a commit groups up to ingest.COMMIT_CHUNKS of them, as in an import)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--window", choices=("all", "commit"), default="all",
                     help="draw kill times over the whole import (default) or only after the walk "
