@@ -36,6 +36,7 @@ Linux only (``os.memfd_create``); elsewhere :func:`available` is False.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 import mmap
 import os
 import struct
@@ -461,29 +462,25 @@ class ColdReads:
     def queue(self, tag: int, row: int, paths: list[str]) -> bool:
         """Queue ``paths`` as rows ``row``... of chunk ``tag`` (chunks are
         numbered 0, 1, ...; at most ``slots - 1`` uncollected at a time)."""
-        if self.broken or not paths:
-            return False
-        if self._proc is None and not self.start():
-            return False
-        try:
-            raw = "\0".join(paths).encode(sys.getfilesystemencoding(), "surrogateescape")
-            self._send(_COLD_REQ.pack(tag, *self._offsets(tag, row), len(paths), self.head, len(raw)) + raw)
-        except (OSError, ValueError):
-            self._fail()
-            return False
-        return True
+        return self._request(paths, lambda raw: _COLD_REQ.pack(tag, *self._offsets(tag, row), len(paths),
+                                                               self.head, len(raw)))
 
     def crawl(self, folders: list[str]) -> bool:
         """Have the helper list ``folders`` and every folder under them ahead
         of the walk (once per helper; the listings are not kept: the walk then
         finds the folders in the page cache)."""
-        if self.broken or not folders:
+        return self._request(folders, lambda raw: _COLD_REQ.pack(-1, 0, 0, 0, 0, len(folders), 0, len(raw)))
+
+    def _request(self, names: list[str], header: Callable[[bytes], bytes]) -> bool:
+        """Send the helper one request: ``header(raw)`` then ``names`` NUL-joined
+        (``raw``); False, and the helper off, when it cannot be sent."""
+        if self.broken or not names:
             return False
         if self._proc is None and not self.start():
             return False
         try:
-            raw = "\0".join(folders).encode(sys.getfilesystemencoding(), "surrogateescape")
-            self._send(_COLD_REQ.pack(-1, 0, 0, 0, 0, len(folders), 0, len(raw)) + raw)
+            raw = "\0".join(names).encode(sys.getfilesystemencoding(), "surrogateescape")
+            self._send(header(raw) + raw)
         except (OSError, ValueError):
             self._fail()
             return False
