@@ -33,7 +33,6 @@ from .deidentify import (
     _UNLISTED_VRS,
     CLASS_UID_KEYWORDS,
     DUMMIES,
-    IMPLEMENTATION_CLASS_UID,
     BurnedInRefused,
     Deidentifier,
     scrub_pattern,
@@ -41,7 +40,6 @@ from .deidentify import (
 from .elements import (
     END,
     ITEMS_OF,
-    LONG_VRS,
     START,
     TAG,
     VEND,
@@ -55,6 +53,7 @@ from .elements import (
 from .elements import element as _element
 from .elements import pad as _pad
 from .elements import sequence as _sequence
+from .filemeta import file_meta, out_uid, read_meta
 from .plans import (
     CLEAN_ITEMS,
     CREATOR,
@@ -74,10 +73,7 @@ from .pseudonyms import Pseudonyms, shift_date, shift_datetime
 
 _IMPLICIT_TS = "1.2.840.10008.1.2"
 _UNSUPPORTED_TS = {"1.2.840.10008.1.2.1.99": "deflated transfer syntax", "1.2.840.10008.1.2.2": "big endian"}
-_UNDEFINED = 0xFFFFFFFF
 _HDR = struct.Struct("<HHI")
-_EXPL = struct.Struct("<HH2sH")
-_U32 = struct.Struct("<I")
 _SCRUB_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName",
                    "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName", "OtherPatientIDs",
                    "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName", "StudyID")
@@ -91,7 +87,6 @@ _PATIENT_NAME, _PATIENT_ID = 0x00100010, 0x00100020
 _KEEP, _DROP, _EMPTY, _DUMMY, _UID, _SHIFT, _ITEMS, _CLEAN_ITEMS, _SCRUB, _CREATOR, _PRIVATE = (
     KEEP, DROP, EMPTY, DUMMY, NEW_UID, SHIFT_DATES, ITEMS, CLEAN_ITEMS, SCRUB, CREATOR, PRIVATE)
 _UNPLANNED = object()
-_LONG_VR_BYTES = frozenset(vr.encode("latin-1") for vr in LONG_VRS)
 
 _Elem = tuple
 _TAG, _VR, _START, _VSTART, _VEND, _END, _ITEMS_OF = TAG, VR, START, VSTART, VEND, END, ITEMS_OF
@@ -287,7 +282,7 @@ class ByteRewriter:
         mv = memoryview(data)
         if len(data) < 132 or data[128:132] != b"DICM":
             raise NotRewritable("no DICOM preamble")
-        meta, pos = self._meta(mv)
+        meta, pos = read_meta(mv)
         ts = meta.get(0x00020010)
         if ts is None:
             raise NotRewritable("no transfer syntax in the file meta")
@@ -377,12 +372,12 @@ class ByteRewriter:
         replaced = {t for t, _ in extra}
         out = [p for p in pieces if p[0] not in replaced] + extra
         out.sort(key=itemgetter(0))
-        sop_class = _out_uid(out, _SOP_CLASS, implicit)
-        sop_instance = _out_uid(out, _SOP_INSTANCE, implicit)
+        sop_class = out_uid(out, _SOP_CLASS)
+        sop_instance = out_uid(out, _SOP_INSTANCE)
         if sop_class is None or sop_instance is None:
             raise NotRewritable("no SOP Class or SOP Instance UID")
         pieces_out = [p[1] for p in out]
-        pieces_out.insert(0, _file_meta(ts, sop_class, sop_instance))
+        pieces_out.insert(0, file_meta(ts, sop_class, sop_instance))
         return pieces_out, warnings
 
     def _planned(self, call: _Call, plan: Any, rows: list, by_tag: dict[int, _Elem], code: str, ts: str
@@ -394,36 +389,12 @@ class ByteRewriter:
         pieces[plan.name_at] = self._text_element(call, _PATIENT_NAME, name_vr,
                                                   self.deid.patient_name or f"ANON^{code}")
         pieces[plan.id_at] = self._text_element(call, _PATIENT_ID, id_vr, self.deid.patient_id or f"PP{code}")
-        sop_class = _out_uid([(_SOP_CLASS, pieces[plan.sop_class_at])], _SOP_CLASS, call.implicit)
-        sop_instance = _out_uid([(_SOP_INSTANCE, pieces[plan.sop_instance_at])], _SOP_INSTANCE, call.implicit)
+        sop_class = out_uid([(_SOP_CLASS, pieces[plan.sop_class_at])], _SOP_CLASS)
+        sop_instance = out_uid([(_SOP_INSTANCE, pieces[plan.sop_instance_at])], _SOP_INSTANCE)
         if sop_class is None or sop_instance is None:
             raise NotRewritable("no SOP Class or SOP Instance UID")
-        pieces.insert(0, _file_meta(ts, sop_class, sop_instance))
+        pieces.insert(0, file_meta(ts, sop_class, sop_instance))
         return pieces
-
-    def _meta(self, mv: memoryview) -> tuple[dict[int, str], int]:
-        """The file meta's transfer syntax UID (by its tag; the only UID the rewriter reads there)
-        and the position of the data set."""
-        pos, end = 132, len(mv)
-        meta: dict[int, str] = {}
-        unpack, long_vrs = _EXPL.unpack_from, _LONG_VR_BYTES
-        while end - pos >= 8:
-            group, el, vrb, length = unpack(mv, pos)
-            if group != 0x0002:
-                break
-            if vrb in long_vrs:
-                length, hdr = _U32.unpack_from(mv, pos + 8)[0], 12
-            elif vrb.isalpha() and vrb.isupper():
-                hdr = 8
-            else:
-                raise NotRewritable("file meta not in explicit VR")
-            if length == _UNDEFINED or pos + hdr + length > end:
-                raise NotRewritable("a file meta element past the end")
-            if el == 0x0010 and vrb == b"UI":
-                meta[0x00020000 | el] = bytes(mv[pos + hdr:pos + hdr + length]).decode("ascii", "replace").rstrip(
-                    "\0 ")
-            pos += hdr + length
-        return meta, pos
 
     def _text(self, call: _Call, e: _Elem) -> str:
         """A text value decoded as pydicom does (one string; values joined by backslashes)."""
@@ -585,32 +556,3 @@ def _tag_of(keyword: str, cache: dict[str, int] = {}) -> int:  # noqa: B006 (a m
 
         t = cache[keyword] = int(tag_for_keyword(keyword) or 0)
     return t
-
-
-def _out_uid(out: list[tuple[int, Any]], tag: int, implicit: bool) -> str | None:
-    for t, piece in out:
-        if t == tag:
-            raw = bytes(piece)[8 if implicit else 8:]
-            return raw.decode("ascii", "replace").rstrip("\0 ") or None
-    return None
-
-
-def _file_meta(ts: str, sop_class: str, sop_instance: str,
-               cache: dict[tuple[str, str], tuple[bytes, bytes, int]] = {}) -> bytes:  # noqa: B006
-    """Preamble, ``DICM`` and the file meta of the de-identified file (as Deidentifier's ``_new_file_meta``)."""
-    known = cache.get((ts, sop_class))
-    if known is None:  # the elements but the instance's UID are the same for every file of a syntax and class
-        head = _META_VERSION + _element(0x00020002, "UI", _pad(sop_class.encode(), "UI"), False)
-        tail = (_element(0x00020010, "UI", _pad(ts.encode(), "UI"), False)
-                + _element(0x00020012, "UI", _pad(IMPLEMENTATION_CLASS_UID.encode(), "UI"), False)
-                + _element(0x00020013, "SH", _pad(b"POCKETPACS", "SH"), False))
-        if len(cache) > 256:
-            cache.clear()
-        known = cache[(ts, sop_class)] = (head, tail, len(head) + len(tail))
-    inst = _element(0x00020003, "UI", _pad(sop_instance.encode(), "UI"), False)
-    return b"".join((_META_START, _U32.pack(known[2] + len(inst)), known[0], inst, known[1]))
-
-
-_PREAMBLE = b"\0" * 128 + b"DICM"
-_META_START = _PREAMBLE + struct.pack("<HH2sH", 0x0002, 0x0000, b"UL", 4)  # the group length's header
-_META_VERSION = _element(0x00020001, "OB", b"\x00\x01", False)
