@@ -9,19 +9,13 @@ start, poll and cancel these jobs.
 """
 from __future__ import annotations
 
-import logging
 import os
-import secrets
-import threading
-import time
 from typing import Any
 
-from . import protocol
-
-log = logging.getLogger("pocketpacs.ui.session")
+from .jobs import WorkerJob
 
 
-class ImportJob:
+class ImportJob(WorkerJob):
     """An import running on a worker thread, with progress for the page.
 
     Parameters
@@ -33,21 +27,14 @@ class ImportJob:
     """
 
     def __init__(self, archive: Any, path: str):
-        self.id = secrets.token_hex(16)
+        super().__init__("import")
         self.archive = archive
         self.path = path
-        self.cancel_event = threading.Event()
-        self.started = time.monotonic()
         self.phase = "scanning"
-        self.done_files = 0
-        self.total_files = 0
         self.series_before = self._series_count()
-        self.rate = 0.0
+        self.files_per_s = 0.0
         self.eta = -1.0
         self.report: dict | None = None
-        self.error: dict | None = None
-        self.finished = False
-        self._thread = threading.Thread(target=self._run, name="pocketpacs-import", daemon=True)
 
     def _series_count(self) -> int:
         try:
@@ -55,35 +42,18 @@ class ImportJob:
         except Exception:
             return 0
 
-    def start(self) -> "ImportJob":
-        """Start the worker.
-
-        Returns
-        -------
-        ImportJob
-            ``self``.
-        """
-        self._thread.start()
-        return self
-
-    def _progress(self, pr: Any) -> None:
+    def _import_progress(self, pr: Any) -> None:
         self.phase = {"walk": "scanning", "import": "importing"}.get(pr.phase, pr.phase)
-        self.done_files = int(pr.done)
-        self.total_files = int(pr.total if pr.total is not None else pr.seen)
-        self.rate = float(pr.files_per_s)
+        self._progress(pr.done, pr.total if pr.total is not None else pr.seen)
+        self.files_per_s = float(pr.files_per_s)
         self.eta = float(pr.eta_s) if pr.eta_s is not None else -1.0
 
-    def _run(self) -> None:
-        try:
-            rep = self.archive.import_folder(self.path, progress=self._progress,
-                                             cancel=self.cancel_event)
-            self.report = summarize_report(rep, self.path)
-        except Exception as exc:
-            log.warning("import failed: %s", type(exc).__name__, exc_info=exc)
-            self.error = protocol.envelope_for_exception(exc)["error"]
-        finally:
-            self.phase = "cancelled" if self.cancel_event.is_set() else "done"
-            self.finished = True
+    def _work(self) -> None:
+        rep = self.archive.import_folder(self.path, progress=self._import_progress, cancel=self.cancel_event)
+        self.report = summarize_report(rep, self.path)
+
+    def _finish(self) -> None:
+        self.phase = "cancelled" if self.cancel_event.is_set() else "done"
 
     def status(self) -> dict:
         """Progress for the page.
@@ -94,8 +64,8 @@ class ImportJob:
             ``files_done``, ``files_total``, ``rate`` (files/s), ``eta_s``,
             ``series_added``, ``phase``, ``done``, ``cancelled``, ``report``, ``error``.
         """
-        return {"job_id": self.id, "phase": self.phase, "files_done": self.done_files,
-                "files_total": self.total_files, "rate": self.rate, "eta_s": self.eta,
+        return {"job_id": self.id, "phase": self.phase, "files_done": self.done,
+                "files_total": self.total, "rate": self.files_per_s, "eta_s": self.eta,
                 "series_added": max(self._series_count() - self.series_before, 0),
                 "done": self.finished, "cancelled": self.cancel_event.is_set(),
                 "report": self.report, "error": self.error}

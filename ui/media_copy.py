@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
+
+from .jobs import WorkerJob
 
 log = logging.getLogger("pocketpacs.ui.session")
 
@@ -112,7 +112,7 @@ def _make_dirs(path: str) -> None:
         os.chmod(d, 0o700)      # whatever the umask
 
 
-class CopyJob:
+class CopyJob(WorkerJob):
     """Copy a medium into a folder, then import the folder (one job for the page).
 
     Parameters
@@ -125,40 +125,18 @@ class CopyJob:
     """
 
     def __init__(self, src: str, dest: str, start_import: Callable[[str], Any]):
-        self.id = secrets.token_hex(16)
+        super().__init__("copy")
         self.src, self.dest = src, dest
         self._start_import = start_import
-        self.cancel_event = threading.Event()
-        self.started = time.monotonic()
-        self.done_files = self.total_files = 0
         self.copy: dict | None = None
-        self.error: dict | None = None
         self.importer: Any = None
-        self.finished = False
-        self._thread = threading.Thread(target=self._run, name="pocketpacs-copy", daemon=True)
 
-    def start(self) -> "CopyJob":
-        """Start the worker; returns ``self``."""
-        self._thread.start()
-        return self
-
-    def _progress(self, done: int, total: int) -> None:
-        self.done_files, self.total_files = done, total
-
-    def _run(self) -> None:
-        from . import protocol
-
-        try:
-            self.copy = copy_tree(self.src, self.dest, self._progress, self.cancel_event)
-            if not self.cancel_event.is_set():
-                job = self._start_import(self.dest)
-                job.cancel_event = self.cancel_event   # one Cancel stops both
-                self.importer = job.start()
-        except Exception as exc:
-            log.warning("copy failed: %s", type(exc).__name__, exc_info=exc)
-            self.error = protocol.envelope_for_exception(exc)["error"]
-        finally:
-            self.finished = True
+    def _work(self) -> None:
+        self.copy = copy_tree(self.src, self.dest, self._progress, self.cancel_event)
+        if not self.cancel_event.is_set():
+            job = self._start_import(self.dest)
+            job.cancel_event = self.cancel_event   # one Cancel stops both
+            self.importer = job.start()
 
     def status(self) -> dict:
         """Progress for the page, in the shape of an import job's status plus ``copy``."""
@@ -169,13 +147,11 @@ class CopyJob:
             st["copy"] = self.copy
             st["error"] = st["error"] or self.error
             return st
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = self.done_files / elapsed
-        eta = (self.total_files - self.done_files) / rate if rate > 0 and self.total_files else -1.0
-        done = self.finished
-        return {"job_id": self.id, "phase": "copying", "files_done": self.done_files,
-                "files_total": self.total_files, "rate": rate, "eta_s": eta, "series_added": 0,
-                "done": done, "cancelled": self.cancel_event.is_set(), "report": None,
+        rate = self.rate()
+        eta = (self.total - self.done) / rate if rate > 0 and self.total else -1.0
+        return {"job_id": self.id, "phase": "copying", "files_done": self.done,
+                "files_total": self.total, "rate": rate, "eta_s": eta, "series_added": 0,
+                "done": self.finished, "cancelled": self.cancel_event.is_set(), "report": None,
                 "error": self.error, "copy": self.copy}
 
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import threading
 import time
 from typing import Any, Callable
 
 from . import protocol
+from .jobs import WorkerJob
 from .protocol import BridgeError
 
 log = logging.getLogger("pocketpacs.ui.network")
@@ -33,7 +33,7 @@ def _net_error(exc: BaseException) -> BridgeError:
     return BridgeError(protocol.UNAVAILABLE, str(exc))
 
 
-class NetJob:
+class NetJob(WorkerJob):
     """A retrieve or a send on a worker thread, with progress for the page.
 
     Parameters
@@ -45,49 +45,24 @@ class NetJob:
     """
 
     def __init__(self, kind: str, work: Callable[[threading.Event, Callable[[int, int], None]], Any]):
-        self.id = secrets.token_hex(16)
+        super().__init__(f"net-{kind}")
         self.kind = kind
-        self.cancel_event = threading.Event()
-        self.started = time.monotonic()
-        self.done = 0
-        self.total = 0
-        self.finished = False
         self.result: dict | None = None
         self.problem: str | None = None
-        self.error: dict | None = None
-        self._work = work
-        self._thread = threading.Thread(target=self._run, name=f"pocketpacs-net-{kind}", daemon=True)
+        self._task = work
 
-    def start(self) -> "NetJob":
-        """Start the worker.
-
-        Returns
-        -------
-        NetJob
-            ``self``.
-        """
-        self._thread.start()
-        return self
-
-    def _progress(self, done: int, total: int) -> None:
-        self.done, self.total = int(done), int(total)
-
-    def _run(self) -> None:
+    def _work(self) -> None:
         from pocketpacs.net import NetError
 
         try:
-            res = self._work(self.cancel_event, self._progress)
-            self.result = res.to_json()
-            self.problem = getattr(res, "problem", None)
-            if self.problem is None and res.to_json().get("failed"):
-                self.problem = f"{len(res.failed)} instances failed"
+            res = self._task(self.cancel_event, self._progress)
         except NetError as exc:
             self.error = {"code": protocol.UNAVAILABLE, "message": str(exc)}
-        except Exception as exc:
-            log.warning("network job failed: %s", type(exc).__name__, exc_info=exc)
-            self.error = protocol.envelope_for_exception(exc)["error"]
-        finally:
-            self.finished = True
+            return
+        self.result = res.to_json()
+        self.problem = getattr(res, "problem", None)
+        if self.problem is None and self.result.get("failed"):
+            self.problem = f"{len(res.failed)} instances failed"
 
     def status(self) -> dict:
         """Progress for the page.
@@ -98,9 +73,8 @@ class NetJob:
             ``job_id, kind, done, total, rate`` (instances/s), ``finished,
             cancelled, result`` (``remote get/send --json``), ``problem, error``.
         """
-        dt = max(time.monotonic() - self.started, 1e-6)
         return {"job_id": self.id, "kind": self.kind, "done": self.done, "total": self.total,
-                "rate": self.done / dt, "finished": self.finished, "cancelled": self.cancel_event.is_set(),
+                "rate": self.rate(), "finished": self.finished, "cancelled": self.cancel_event.is_set(),
                 "result": self.result, "problem": self.problem, "error": self.error}
 
 

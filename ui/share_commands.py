@@ -16,22 +16,19 @@ value travels to the page.
 """
 from __future__ import annotations
 
-import logging
 import os
-import secrets
-import threading
 import time
 from typing import Any
 
 from . import protocol
+from .jobs import WorkerJob
 from .protocol import BridgeError
 
-log = logging.getLogger("pocketpacs.ui.session")
 
 SCOPES = ("series", "study", "patient")
 
 
-class ShareJob:
+class ShareJob(WorkerJob):
     """An export running on a worker thread, with progress for the page.
 
     Parameters
@@ -46,56 +43,28 @@ class ShareJob:
     """
 
     def __init__(self, archive: Any, uids: list[str], out_dir: str, options: dict):
-        self.id = secrets.token_hex(16)
+        super().__init__("share")
         self.archive, self.uids, self.out_dir, self.options = archive, uids, out_dir, options
-        self.done_files = 0
-        self.total_files = 0
         self.result: dict | None = None
-        self.error: dict | None = None
-        self.finished = False
         self.cancelled = False
-        self._cancel = threading.Event()
-        self.started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="pocketpacs-share", daemon=True)
 
-    def start(self) -> "ShareJob":
-        """Start the worker.
-
-        Returns
-        -------
-        ShareJob
-            ``self``.
-        """
-        self._thread.start()
-        return self
-
-    def cancel(self) -> None:
-        """Ask the export to stop before its next file (it then removes what it wrote)."""
-        self._cancel.set()
-
-    def _progress(self, done: int, total: int) -> None:
-        self.done_files, self.total_files = int(done), int(total)
-
-    def _run(self) -> None:
+    def _work(self) -> None:
         from pocketpacs.share import ExportCancelled, ExportError, export_dicom
 
         try:
             res = export_dicom(self.archive, self.uids, self.out_dir, progress=self._progress,
-                               cancel=self._cancel.is_set, **self.options)
-            self.result = {"instances": res.instances, "studies": res.studies, "series": res.series,
-                           "refused": res.refused, "files": len(res.written), "warnings": res.warnings[:500],
-                           "more_warnings": max(0, len(res.warnings) - 500), "notes": res.notes,
-                           "folder": os.path.basename(self.out_dir)}
+                               cancel=self.cancel_event.is_set, **self.options)
         except ExportCancelled:
             self.cancelled = True
+            return
         except ExportError as exc:  # its message names no patient data; the folder is not shown
             self.error = protocol.fail(protocol.UNAVAILABLE, str(exc).replace(self.out_dir, "the export folder"))[
                 "error"]
-        except Exception as exc:
-            log.warning("export failed: %s", type(exc).__name__, exc_info=exc)
-            self.error = protocol.envelope_for_exception(exc)["error"]
-        finally:
-            self.finished = True
+            return
+        self.result = {"instances": res.instances, "studies": res.studies, "series": res.series,
+                       "refused": res.refused, "files": len(res.written), "warnings": res.warnings[:500],
+                       "more_warnings": max(0, len(res.warnings) - 500), "notes": res.notes,
+                       "folder": os.path.basename(self.out_dir)}
 
     def status(self) -> dict:
         """Progress for the page.
@@ -106,9 +75,8 @@ class ShareJob:
             ``job_id``, ``files_done``, ``files_total``, ``rate`` (files/s), ``done``, ``result``, ``error``,
             ``cancelled`` (the export stopped on request; what it wrote is removed).
         """
-        dt = max(time.monotonic() - self.started, 1e-6)
-        return {"job_id": self.id, "files_done": self.done_files, "files_total": self.total_files,
-                "rate": self.done_files / dt, "done": self.finished, "result": self.result, "error": self.error,
+        return {"job_id": self.id, "files_done": self.done, "files_total": self.total,
+                "rate": self.rate(), "done": self.finished, "result": self.result, "error": self.error,
                 "cancelled": self.cancelled}
 
 
