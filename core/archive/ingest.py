@@ -74,7 +74,7 @@ CHUNK = 2000
 #: to this (fewer, larger commits: a chunk of files scattered over many series
 #: rewrites most series, study and patient records of a large archive, once per
 #: commit rather than once per chunk).
-COMMIT_CHUNKS = 8
+COMMIT_CHUNKS = 4
 #: Read the next chunk's file heads in a helper process (``readahead``) while
 #: this one is parsed and committed (Linux; off elsewhere or on any failure).
 READ_AHEAD = True
@@ -363,6 +363,8 @@ class Importer(RescanWalk):
         early = 0   # files of this commit already counted as parsed in the progress
         while (len(parts) < self._group and (self._pending or self._ahead is not None)
                and not _is_cancelled(self._cancel)):
+            if parts[-1][2] is not None:
+                parts[-1][2].compact()   # held while the next parses: its values, not its heads
             parts.append(self._parse_next(n))
             if parts[-1][2] is not None:
                 early += parts[-1][2].n

@@ -133,6 +133,35 @@ class HeaderBatch:
         self.reason[i] = reason
         self.message[i] = f"{self.paths[i]}: {message}"
 
+    def compact(self) -> None:
+        """Keep only the bytes of the values found, in one small buffer.
+
+        The parse leaves the batch holding every file's head (8 KB or more
+        each); an import that commits several parsed chunks at once calls
+        this on the chunks it holds, so that its memory grows by the values
+        (a few hundred bytes per file), not the heads.  Every accessor gives
+        the same result before and after.
+        """
+        if self._blobs is not None or not self._bufs:
+            return
+        rows, ks = np.nonzero(self._vlen >= 0)
+        lens = self._vlen[rows, ks]
+        dst = np.cumsum(lens) - lens
+        out = np.empty(int(lens.sum()), dtype=np.uint8)
+        src = self._start[rows] + self._voff[rows, ks]
+        bid = self._buf_id[rows]
+        for b, buf in enumerate(self._bufs):
+            sel = np.nonzero((bid == b) & (lens > 0))[0]
+            if sel.size == 0:
+                continue
+            ln = lens[sel]
+            step = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
+            out[np.repeat(dst[sel], ln) + step] = buf[np.repeat(src[sel], ln) + step]
+        self._voff[rows, ks] = dst
+        self._start[:] = 0
+        self._buf_id[:] = 0
+        self._bufs = [out]
+
     # ---- raw access ---------------------------------------------------------
     def raw(self, keyword: str, i: int) -> bytes | None:
         """Raw value bytes of one tag of a natively parsed file (None if absent)."""
