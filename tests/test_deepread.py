@@ -17,7 +17,7 @@ import pytest
 
 import dicomgen
 import pocketpacs
-from pocketpacs.archive import deepread, ingest, scan
+from pocketpacs.archive import coldimport, coldreads, deepread, ingest, scan
 from pocketpacs.dicom import heads
 
 HEAD = 4096
@@ -152,6 +152,8 @@ def test_cold_import_equals_warm_import(tmp_path, monkeypatch):
         return real_read_here(self, chunk)
 
     monkeypatch.setattr(ingest.Importer, "_read_here", spy_read_here)
+    # (the helper would ask for the heads as it lists the folders: then they are cached when parsed)
+    monkeypatch.setattr(coldimport, "COLD_PREFETCH", False)
     with pocketpacs.open_archive(tmp_path / "cold") as ar:
         rep = ar.import_folder(root)
         assert read_here   # no helper for a small import: read here, with reads in flight
@@ -254,7 +256,7 @@ def test_cold_walk_takes_folders_in_the_order_of_the_warm_walk(tmp_path, monkeyp
     assert deep and order == warm and len(warm) > 5
 
 
-# ---- the cold helper: heads read as the walk lists the files (readahead.ColdReads) ----------------
+# ---- the cold helper: heads read as the walk lists the files (coldreads.ColdReads) ----------------
 
 def test_cold_helper_reads_what_python_reads(tmp_path):
     from pocketpacs.archive import readahead
@@ -265,7 +267,7 @@ def test_cold_helper_reads_what_python_reads(tmp_path):
     expected = _read(heads.read_heads, paths)
     _evict(paths)
     cap = 8
-    cr = readahead.ColdReads(heads.OPEN_FLAGS, HEAD, cap, 3)
+    cr = coldreads.ColdReads(heads.OPEN_FLAGS, HEAD, cap, 3)
     try:
         assert cr.crawl([str(tmp_path / "d")])
         got: list = []
@@ -298,9 +300,9 @@ def test_cold_helper_reads_what_python_reads(tmp_path):
 def cold_helper(monkeypatch):
     """Small chunks, and the helper for every cold import however small."""
     monkeypatch.setattr(ingest, "CHUNK", 8)
-    monkeypatch.setattr(ingest, "COLD_AHEAD", 2)
-    monkeypatch.setattr(ingest, "COLD_START", 1)
-    monkeypatch.setattr(ingest, "COLD_SEND", 3)
+    monkeypatch.setattr(coldimport, "COLD_AHEAD", 2)
+    monkeypatch.setattr(coldimport, "COLD_START", 1)
+    monkeypatch.setattr(coldimport, "COLD_SEND", 3)
 
 
 def _spy(monkeypatch, cls, name):
@@ -341,10 +343,10 @@ def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch
         warm_again = _report(ar.import_folder(root))
         order[:] = []
     _cold_or_skip(paths, tmp_path)
-    queued = _spy(monkeypatch, readahead.ColdReads, "queue")
-    waits = _spy(monkeypatch, readahead.ColdReads, "wait")
+    queued = _spy(monkeypatch, coldreads.ColdReads, "queue")
+    waits = _spy(monkeypatch, coldreads.ColdReads, "wait")
     if kill:
-        real_wait = readahead.ColdReads.wait
+        real_wait = coldreads.ColdReads.wait
 
         def killing(self, tag, n):
             if tag == 1:             # the helper dies with chunks in hand
@@ -352,7 +354,7 @@ def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch
                 self._proc.wait()
             return real_wait(self, tag, n)
 
-        monkeypatch.setattr(readahead.ColdReads, "wait", killing)
+        monkeypatch.setattr(coldreads.ColdReads, "wait", killing)
     with pocketpacs.open_archive(tmp_path / "cold") as ar:
         rep = ar.import_folder(root)
         assert queued and (waits or kill)
