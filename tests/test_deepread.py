@@ -310,22 +310,26 @@ def _spy(monkeypatch, cls, name):
     real = getattr(cls, name)
 
     def spy(self, *a, **k):
-        calls.append(a)
+        calls.append(a + tuple(k.values()))
         return real(self, *a, **k)
 
     monkeypatch.setattr(cls, name, spy)
     return calls
 
 
+@pytest.mark.parametrize("prefetch", [False, True])
 @pytest.mark.parametrize("kill", [False, True])
-def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch, cold_helper, kill):
-    """Files handed to the helper folder by folder, chunks committed while the
-    walk goes on: the same archive, report and folder order as a warm import;
-    a helper that dies changes nothing but speed (the rest is read here)."""
+def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch, cold_helper, kill, prefetch):
+    """Files handed to the helper folder by folder (or, a first import with
+    ``prefetch``, their heads asked of the disk by the helper as it lists the
+    folders and read here), chunks committed while the walk goes on: the same
+    archive, report and folder order as a warm import; a helper that dies
+    changes nothing but speed (the rest is read here)."""
     from pocketpacs.archive import readahead
 
     if not readahead.available():
         pytest.skip("the read-ahead helper is Linux-only")
+    monkeypatch.setattr(coldimport, "COLD_PREFETCH", prefetch)
     root = tmp_path / "d"
     paths = _tree(root)
     order: list[str] = []
@@ -343,24 +347,58 @@ def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch
         warm_again = _report(ar.import_folder(root))
         order[:] = []
     _cold_or_skip(paths, tmp_path)
+    crawls = _spy(monkeypatch, coldreads.ColdReads, "crawl")
     queued = _spy(monkeypatch, coldreads.ColdReads, "queue")
     waits = _spy(monkeypatch, coldreads.ColdReads, "wait")
+    consumed = _spy(monkeypatch, coldreads.ColdReads, "consumed")
     if kill:
-        real_wait = coldreads.ColdReads.wait
+        name = "consumed" if prefetch else "wait"
+        real = getattr(coldreads.ColdReads, name)
 
-        def killing(self, tag, n):
-            if tag == 1:             # the helper dies with chunks in hand
+        def killing(self, *a):
+            if not getattr(self, "killed", False):   # the helper dies with work in hand
+                self.killed = True
                 self._proc.kill()
                 self._proc.wait()
-            return real_wait(self, tag, n)
+            return real(self, *a)
 
-        monkeypatch.setattr(coldreads.ColdReads, "wait", killing)
+        monkeypatch.setattr(coldreads.ColdReads, name, killing)
     with pocketpacs.open_archive(tmp_path / "cold") as ar:
         rep = ar.import_folder(root)
-        assert queued and (waits or kill)
+        assert crawls and crawls[0][1:] == ((True,) if prefetch else (False,))
+        if prefetch:
+            assert (consumed or kill) and not queued
+        else:
+            assert queued and (waits or kill)
         assert _report(rep) == warm_rep
         assert _snapshot(ar) == warm
         assert order == warm_order
         again = ar.import_folder(root)   # the listings hold the sizes and times fstat gave
         assert again.parsed == 0 and _report(again) == warm_again
     assert len(warm) == warm_rep[1] > 0
+
+
+def test_helper_asks_for_the_heads_of_the_files_it_lists(tmp_path):
+    """The cold helper's crawl with ``prefetch`` brings every listed file's
+    head into the page cache without being asked for the file (the kernel
+    says so), and stops asking once it is COLD_PREFETCH files ahead."""
+    from pocketpacs.archive import readahead
+
+    if not readahead.available():
+        pytest.skip("the cold helper is Linux-only")
+    paths = _tree(tmp_path / "d")
+    regular = [p for p in paths if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p)]
+    _cold_or_skip(paths, tmp_path)
+    cr = coldreads.ColdReads(heads.OPEN_FLAGS, HEAD, 8, 3)
+    try:
+        assert cr.crawl([str(tmp_path / "d")], prefetch=True)
+        import time
+
+        deadline = time.monotonic() + 60   # (not a timing check: the reads finish long before)
+        while not all(deepread.cached(p) for p in regular) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert all(deepread.cached(p) for p in regular)
+        assert cr.consumed(len(regular))
+    finally:
+        cr.close()
+    assert not cr.broken

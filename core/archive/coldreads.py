@@ -133,6 +133,19 @@ class ColdReads:
         head = self.head if prefetch else 0
         return self._request(folders, lambda raw: _REQ.pack(-1, 0, 0, 0, 0, len(folders), head, len(raw)))
 
+    def consumed(self, n: int) -> bool:
+        """Say that ``n`` more files of those the helper asked the disk for
+        were read elsewhere (its requests stay at most :data:`COLD_PREFETCH`
+        files ahead of those queued or consumed)."""
+        if self.broken or self._proc is None or n <= 0:
+            return False
+        try:
+            self._send(_REQ.pack(-2, 0, 0, 0, 0, n, 0, 0))
+        except (OSError, ValueError):
+            self._fail()
+            return False
+        return True
+
     def _request(self, names: list[str], header: Callable[[bytes], bytes]) -> bool:
         """Send the helper one request: ``header(raw)`` then ``names`` NUL-joined
         (``raw``); False, and the helper off, when it cannot be sent."""
@@ -445,6 +458,9 @@ def _helper(mfd: int, rin: int, out: int, flags: int, depth: int, block: int, ah
             if len(hdr) < _REQ.size:
                 break
             tag, ho, go, so, to, n, head, plen = _REQ.unpack(hdr)
+            if tag == -2:   # files read by the importer itself
+                queued[0] += n
+                continue
             paths = reqs.read(plen).split(b"\0")
             if tag < 0:
                 if not crawling[0]:

@@ -61,6 +61,7 @@ from . import deepread
 from . import pathkeys
 from . import readahead
 from .coldimport import ColdImport, _ColdChunk, _open_flags
+from .coldreads import ColdReads
 from .commit import PendingFolder
 from .report import Failure, ImportProgress, ImportReport
 from .rescan import RescanWalk
@@ -168,7 +169,8 @@ class Importer(ColdImport, RescanWalk):
                     else None)
         self._ahead: tuple | None = None
         self._reader: deepread.DeepReader | None = None   # reads in this process (no helper)
-        self._cold: readahead.ColdReads | None = None   # a cold disk: heads read as the walk lists files
+        self._cold: ColdReads | None = None   # a cold disk: heads read as the walk lists files
+        self._cold_pf = False
         self._cold_todo: collections.deque[tuple[PendingFolder, np.ndarray]] = collections.deque()
         self._cold_chunks: collections.deque[_ColdChunk] = collections.deque()
         # new folders are listed without a stat per file: the reader takes
@@ -205,7 +207,7 @@ class Importer(ColdImport, RescanWalk):
                     queued = len(self._pending)
                     self._add_folder(folder, stored_listing=stored_listing)
                     if self._cold is not None:   # a cold disk: read its files now, parse as they arrive
-                        self._cold_feed(len(self._pending) - queued)
+                        self._cold_added(len(self._pending) - queued)
                         # a chunk whose heads are in is parsed and committed
                         # while the walk and the reads go on
                         while not rep.cancelled and self._cold_ready():
@@ -325,6 +327,7 @@ class Importer(ColdImport, RescanWalk):
             heads = self._ra.collect() if submitted else None
         else:
             take, paths, done_folders = self._take(n)
+            self._cold_took(len(paths))
         self._read_ahead()   # the next chunk is read while this one is parsed and committed
         batch = None
         if take:
