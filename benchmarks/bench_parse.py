@@ -135,13 +135,13 @@ def pocketpacs_parse_deep(paths: list[str]):
 
 def pocketpacs_parse_cold(paths: list[str]):
     """``parse_files`` on heads read as a cold import reads them: handed to
-    the import's helper process (:class:`pocketpacs.archive.coldreads.ColdReads`,
+    the import's helper process (:class:`pocketpacs.archive.readahead.ColdReads`,
     many reads in flight) in chunks of the import's size, each chunk parsed
     once its heads are in while the next are read; where no helper can run,
     read in process by :class:`pocketpacs.archive.deepread.DeepReader`."""
     import numpy as np
 
-    from pocketpacs.archive import coldimport, coldreads, deepread, ingest, readahead
+    from pocketpacs.archive import coldimport, deepread, ingest, readahead
     from pocketpacs.dicom import heads
     from pocketpacs.dicom.headers import _HEAD, parse_files
 
@@ -150,8 +150,8 @@ def pocketpacs_parse_cold(paths: list[str]):
     chunk = ingest.CHUNK
     unknown = np.full(n, -1, dtype=np.int64)
     cr = None
-    if readahead.available() and coldreads.ColdReads.fits(head, chunk, coldimport.COLD_AHEAD + 1):
-        cr = coldreads.ColdReads(heads.OPEN_FLAGS, head, chunk, coldimport.COLD_AHEAD + 1)
+    if readahead.available() and readahead.ColdReads.fits(head, chunk, coldimport.COLD_AHEAD + 1):
+        cr = readahead.ColdReads(heads.OPEN_FLAGS, head, chunk, coldimport.COLD_AHEAD + 1)
     try:
         tags = list(range(0, n, chunk))
         for t, a in enumerate(tags[:coldimport.COLD_AHEAD] if cr else ()):
@@ -240,6 +240,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per method (default 5)")
     ap.add_argument("--skip", nargs="*", default=[], help="methods to skip: pydicom, pydicom2, gdcm")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument("--cold", action="store_true",
+                    help="only the cold-cache rows (root: drops the page cache before every run)")
     args = ap.parse_args(argv)
 
     root = args.archive or ensure_archive(args.data, args.files, args.rows)
@@ -247,6 +249,17 @@ def main(argv=None) -> int:
     if not paths:
         print(f"no files under {root}", file=sys.stderr)
         return 2
+    if args.cold:
+        from pocketpacs.benchmarks.results import Context
+        from pocketpacs.benchmarks.runner import table
+
+        warm(paths)
+        pocketpacs_parse(paths)  # compiles / loads the kernels
+        from pocketpacs.benchmarks.bench_parse import cold_rows   # (defined below __main__)
+
+        rows = cold_rows(Context(), paths, args.repeat)
+        print(json.dumps([r.to_json() for r in rows], indent=1) if args.json else table(rows))
+        return 0 if any(r.measured for r in rows) else 1
     warm(paths)
     b = pocketpacs_parse(paths)  # compiles / loads the kernels
     n = len(paths)
@@ -353,7 +366,7 @@ def cold_rows(ctx, paths: list[str], repeat: int) -> list:
     rows say why when they have no figure.  Two floors: one thread (a read
     waits for the one before), and :data:`FLOOR_THREADS` threads (the
     deep-queue floor, many reads in flight); ``parse_files`` reads with one
-    thread, the import's cold reader (:class:`pocketpacs.archive.coldreads.ColdReads`,
+    thread, the import's cold reader (:class:`pocketpacs.archive.readahead.ColdReads`,
     a helper process) with many.
     """
     from pocketpacs.benchmarks.results import add_ratio, from_samples, rates, skipped

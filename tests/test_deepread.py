@@ -17,7 +17,7 @@ import pytest
 
 import dicomgen
 import pocketpacs
-from pocketpacs.archive import coldimport, coldreads, deepread, ingest, scan
+from pocketpacs.archive import coldimport, deepread, ingest, scan
 from pocketpacs.dicom import heads
 
 HEAD = 4096
@@ -152,8 +152,6 @@ def test_cold_import_equals_warm_import(tmp_path, monkeypatch):
         return real_read_here(self, chunk)
 
     monkeypatch.setattr(ingest.Importer, "_read_here", spy_read_here)
-    # (the helper would ask for the heads as it lists the folders: then they are cached when parsed)
-    monkeypatch.setattr(coldimport, "COLD_PREFETCH", False)
     with pocketpacs.open_archive(tmp_path / "cold") as ar:
         rep = ar.import_folder(root)
         assert read_here   # no helper for a small import: read here, with reads in flight
@@ -256,7 +254,7 @@ def test_cold_walk_takes_folders_in_the_order_of_the_warm_walk(tmp_path, monkeyp
     assert deep and order == warm and len(warm) > 5
 
 
-# ---- the cold helper: heads read as the walk lists the files (coldreads.ColdReads) ----------------
+# ---- the cold helper: heads read as the walk lists the files (readahead.ColdReads) ----------------
 
 def test_cold_helper_reads_what_python_reads(tmp_path):
     from pocketpacs.archive import readahead
@@ -267,7 +265,7 @@ def test_cold_helper_reads_what_python_reads(tmp_path):
     expected = _read(heads.read_heads, paths)
     _evict(paths)
     cap = 8
-    cr = coldreads.ColdReads(heads.OPEN_FLAGS, HEAD, cap, 3)
+    cr = readahead.ColdReads(heads.OPEN_FLAGS, HEAD, cap, 3)
     try:
         assert cr.crawl([str(tmp_path / "d")])
         got: list = []
@@ -310,26 +308,22 @@ def _spy(monkeypatch, cls, name):
     real = getattr(cls, name)
 
     def spy(self, *a, **k):
-        calls.append(a + tuple(k.values()))
+        calls.append(a)
         return real(self, *a, **k)
 
     monkeypatch.setattr(cls, name, spy)
     return calls
 
 
-@pytest.mark.parametrize("prefetch", [False, True])
 @pytest.mark.parametrize("kill", [False, True])
-def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch, cold_helper, kill, prefetch):
-    """Files handed to the helper folder by folder (or, a first import with
-    ``prefetch``, their heads asked of the disk by the helper as it lists the
-    folders and read here), chunks committed while the walk goes on: the same
-    archive, report and folder order as a warm import; a helper that dies
-    changes nothing but speed (the rest is read here)."""
+def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch, cold_helper, kill):
+    """Files handed to the helper folder by folder, chunks committed while the
+    walk goes on: the same archive, report and folder order as a warm import;
+    a helper that dies changes nothing but speed (the rest is read here)."""
     from pocketpacs.archive import readahead
 
     if not readahead.available():
         pytest.skip("the read-ahead helper is Linux-only")
-    monkeypatch.setattr(coldimport, "COLD_PREFETCH", prefetch)
     root = tmp_path / "d"
     paths = _tree(root)
     order: list[str] = []
@@ -347,58 +341,24 @@ def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch
         warm_again = _report(ar.import_folder(root))
         order[:] = []
     _cold_or_skip(paths, tmp_path)
-    crawls = _spy(monkeypatch, coldreads.ColdReads, "crawl")
-    queued = _spy(monkeypatch, coldreads.ColdReads, "queue")
-    waits = _spy(monkeypatch, coldreads.ColdReads, "wait")
-    consumed = _spy(monkeypatch, coldreads.ColdReads, "consumed")
+    queued = _spy(monkeypatch, readahead.ColdReads, "queue")
+    waits = _spy(monkeypatch, readahead.ColdReads, "wait")
     if kill:
-        name = "consumed" if prefetch else "wait"
-        real = getattr(coldreads.ColdReads, name)
+        real_wait = readahead.ColdReads.wait
 
-        def killing(self, *a):
-            if not getattr(self, "killed", False):   # the helper dies with work in hand
-                self.killed = True
+        def killing(self, tag, n):
+            if tag == 1:             # the helper dies with chunks in hand
                 self._proc.kill()
                 self._proc.wait()
-            return real(self, *a)
+            return real_wait(self, tag, n)
 
-        monkeypatch.setattr(coldreads.ColdReads, name, killing)
+        monkeypatch.setattr(readahead.ColdReads, "wait", killing)
     with pocketpacs.open_archive(tmp_path / "cold") as ar:
         rep = ar.import_folder(root)
-        assert crawls and crawls[0][1:] == ((True,) if prefetch else (False,))
-        if prefetch:
-            assert (consumed or kill) and not queued
-        else:
-            assert queued and (waits or kill)
+        assert queued and (waits or kill)
         assert _report(rep) == warm_rep
         assert _snapshot(ar) == warm
         assert order == warm_order
         again = ar.import_folder(root)   # the listings hold the sizes and times fstat gave
         assert again.parsed == 0 and _report(again) == warm_again
     assert len(warm) == warm_rep[1] > 0
-
-
-def test_helper_asks_for_the_heads_of_the_files_it_lists(tmp_path):
-    """The cold helper's crawl with ``prefetch`` brings every listed file's
-    head into the page cache without being asked for the file (the kernel
-    says so), and stops asking once it is COLD_PREFETCH files ahead."""
-    from pocketpacs.archive import readahead
-
-    if not readahead.available():
-        pytest.skip("the cold helper is Linux-only")
-    paths = _tree(tmp_path / "d")
-    regular = [p for p in paths if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p)]
-    _cold_or_skip(paths, tmp_path)
-    cr = coldreads.ColdReads(heads.OPEN_FLAGS, HEAD, 8, 3)
-    try:
-        assert cr.crawl([str(tmp_path / "d")], prefetch=True)
-        import time
-
-        deadline = time.monotonic() + 60   # (not a timing check: the reads finish long before)
-        while not all(deepread.cached(p) for p in regular) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert all(deepread.cached(p) for p in regular)
-        assert cr.consumed(len(regular))
-    finally:
-        cr.close()
-    assert not cr.broken

@@ -3,17 +3,15 @@
 When the first new file's head is not in the page cache (the kernel says so:
 :func:`~pocketpacs.archive.deepread.cached`), :class:`ColdImport` (a mixin of
 :class:`~pocketpacs.archive.ingest.Importer`) takes over the rest of the
-walk: a helper process (:class:`~pocketpacs.archive.coldreads.ColdReads`,
-forked: nothing to load from the cold disk)
-lists the folders below ahead of the walk, in the walk's order, and on a
-first import asks the disk for the heads of every file it lists (many reads
-in flight, none waited for); walker threads here list the next folders on
-the stack, and each folder's new files are handed to the helper as soon as
-the walk takes the folder, into the slot of the chunk they belong to.  A
-chunk is parsed and committed once its heads are in, while the helper goes
-on reading, so commits never hold up the reads.  Folders are taken in
-exactly the order of the one-thread walk (the archive never depends on
-whether the disk was cold).  A small cold import is read here by
+walk: a helper process (:class:`~pocketpacs.archive.readahead.ColdReads`)
+lists the folders below ahead of the walk, walker threads here list the
+next folders on the stack, and each folder's new files are handed to the
+helper as soon as the walk takes the folder, into the slot of the chunk
+they belong to (many reads in flight, none waiting for the walk or a chunk
+to end).  A chunk is parsed and committed once its heads are in, while the
+helper goes on reading.  Folders are taken in exactly the order of the
+one-thread walk (the archive never depends on whether the disk was cold).
+A small cold import is read here by
 :class:`~pocketpacs.archive.deepread.DeepReader`.
 """
 from __future__ import annotations
@@ -26,7 +24,7 @@ import numpy as np
 from . import deepread
 from . import pathkeys
 from . import readahead
-from .coldreads import ColdReads
+from .readahead import ColdReads
 from .commit import PendingFolder
 from .rescan import _entries, _folders_only
 from .scan import Folder, folder_of_entries, list_folder, unchanged_folder
@@ -39,17 +37,9 @@ COLD_AHEAD = 8
 COLD_START = 200
 #: Files handed to the helper at a time (consecutive folders).
 COLD_SEND = 64
-#: On a first import, the helper asks the disk for the heads of the files of
-#: each folder it lists, before the walk hands them over.
-COLD_PREFETCH = True
-#: ... and the heads are then read here (from the page cache) rather than by
-#: the helper.
-COLD_READ_HERE = True
 #: Threads listing the folders next in the walk: few, as the helper lists
 #: them ahead (32 cost more CPU, measured: 2,350 files/s against 2,680 with
-#: 8, on the loaded 2-core machine).  A first import walks in its own thread
-#: behind the helper (the folders are listed without a ``stat`` per file, and
-#: the helper has most often listed them already): less CPU, no hand-overs.
+#: 8, on the loaded 2-core machine).
 COLD_WALKERS = 8
 
 
@@ -68,7 +58,6 @@ class ColdImport:
     _cap: int
     _helpers: bool
     _cold: ColdReads | None
-    _cold_pf = False   # the helper asks for the heads itself; chunks are read here
     _reader: deepread.DeepReader | None
 
     # ---- walk (the cold-disk part; the rest in rescan.RescanWalk) ---------------------
@@ -82,9 +71,6 @@ class ColdImport:
         from concurrent.futures import ThreadPoolExecutor
 
         self._cold_begin(stack)
-        if self._cold is not None and (self._cold_pf or not COLD_WALKERS):
-            yield from self._walk_behind(stack, exclude)   # (a first import: nothing to stat)
-            return
         ahead = 2 * deepread.DEPTH   # folders listed ahead (their listings wait in memory)
         ex = ThreadPoolExecutor(COLD_WALKERS if self._cold is not None else deepread.DEPTH,
                                 thread_name_prefix="pocketpacs-walk")
@@ -119,29 +105,6 @@ class ColdImport:
         finally:
             ex.shutdown(wait=True, cancel_futures=True)
 
-    def _walk_behind(self, stack: list[str], exclude: frozenset[str]):
-        """The rest of the walk, in this thread, behind the helper that lists
-        the same folders in the same order with many reads in flight: each
-        folder is most often in the page cache when this thread lists it
-        (no thread hand-overs, no listing waiting in memory)."""
-        stat = not self._stat_free
-        while stack:
-            d = stack.pop()
-            if exclude and os.path.realpath(d) in exclude:
-                continue
-            key = pathkeys.path_key(d)
-            raw = self._listing(key)
-            self._walked_keys.add(key)
-            folder, subdirs = _list(d, raw, raw is not None or stat)
-            stack.extend(subdirs)
-            if folder is None:   # only folders, none imported here
-                self._walked.add(d)
-            elif isinstance(folder, int):
-                self._unchanged(d, folder)
-                yield None, None
-            else:
-                yield folder, raw
-
     # ---- heads read while the walk goes on ----------------------------------------------
     def _cold_begin(self, stack: list[str]) -> None:
         """The files are not in the page cache: a helper process
@@ -161,36 +124,17 @@ class ColdImport:
         if not ColdReads.fits(head, self._cap, COLD_AHEAD + 1):
             return
         cr = ColdReads(_open_flags(), head, self._cap, COLD_AHEAD + 1)
-        # a first import of this folder (no listing stored under it): every
-        # file is new, its head worth asking for as soon as its folder is listed
-        first = COLD_PREFETCH and self._under is not None and not self._under
-        if not cr.crawl(list(stack), prefetch=first):
+        if not cr.crawl(list(stack)):
             cr.close()
             return
         if self._ra is not None:
             self._ra.close()
             self._ra = None
         self._cold = cr
-        # a first import: the helper asks for the heads as it lists the
-        # folders; each chunk is read here once listed (from the page cache,
-        # the rest with many reads in flight: DeepReader) and parsed
-        self._cold_pf = first and COLD_READ_HERE
         self._cold_seq = 0
         self._cold_out: list[str] = []   # files not yet handed to the helper
         self._cold_at = (0, 0)   # (chunk, row) of the first of them
-        self._cold_added(len(self._pending))
-
-    def _cold_added(self, new: int) -> None:
-        """The walk added ``new`` rows of pending files: queued to the helper
-        unless it asks for their heads itself (a first import)."""
-        if not self._cold_pf:
-            self._cold_feed(new)
-
-    def _cold_took(self, n: int) -> None:
-        """``n`` files were taken to be parsed (the helper's head requests
-        stay at most :data:`~.coldreads.COLD_PREFETCH` files ahead of them)."""
-        if self._cold is not None and self._cold_pf:
-            self._cold.consumed(n)
+        self._cold_feed(len(self._pending))
 
     def _cold_feed(self, new: int) -> None:
         """Hand the helper the last ``new`` entries of the pending files
@@ -252,8 +196,6 @@ class ColdImport:
         """Whether the first queued chunk is whole and should be parsed now:
         its heads are in, or the reads ahead or the walk ahead are at their
         bound."""
-        if self._cold_pf:   # a chunk is listed: read here and parsed
-            return self._npending >= self._cap
         chunks = self._cold_chunks
         return bool(chunks and chunks[0].want >= self._cap
                     and (len(chunks) >= COLD_AHEAD or self._npending >= self._walk_ahead
@@ -264,7 +206,6 @@ class ColdImport:
         if self._cold is not None:
             self._cold.close(cancel=True)
             self._cold = None
-            self._cold_pf = False
             self._cold_chunks.clear()
             self._cold_todo.clear()
 

@@ -30,9 +30,8 @@ Files whose SOP Instance UID is already known take the slow path
 On a cold disk (the first file's head is not in the page cache, as the
 kernel says: :func:`pocketpacs.archive.deepread.cached`) the rest of the walk
 is :mod:`pocketpacs.archive.coldimport`'s: a helper process lists the
-folders ahead of the walk (on a first import asking the disk for their
-files' heads at once) and reads each folder's new files as the walk hands
-them over; each chunk is parsed and committed once its heads are in, while
+folders ahead of the walk and reads each folder's new files as the walk
+hands them over; each chunk is parsed and committed once its heads are in, while
 the walk and later reads go on.  With the files cached, walk and reads stay in one thread.  A
 rescan compares the folders with their stored listings in bulk
 (:mod:`pocketpacs.archive.rescan`, whose :class:`~pocketpacs.archive.rescan.RescanWalk`
@@ -61,7 +60,6 @@ from . import deepread
 from . import pathkeys
 from . import readahead
 from .coldimport import ColdImport, _ColdChunk, _open_flags
-from .coldreads import ColdReads
 from .commit import PendingFolder
 from .report import Failure, ImportProgress, ImportReport
 from .rescan import RescanWalk
@@ -169,8 +167,7 @@ class Importer(ColdImport, RescanWalk):
                     else None)
         self._ahead: tuple | None = None
         self._reader: deepread.DeepReader | None = None   # reads in this process (no helper)
-        self._cold: ColdReads | None = None   # a cold disk: heads read as the walk lists files
-        self._cold_pf = False
+        self._cold: readahead.ColdReads | None = None   # a cold disk: heads read as the walk lists files
         self._cold_todo: collections.deque[tuple[PendingFolder, np.ndarray]] = collections.deque()
         self._cold_chunks: collections.deque[_ColdChunk] = collections.deque()
         # new folders are listed without a stat per file: the reader takes
@@ -207,7 +204,7 @@ class Importer(ColdImport, RescanWalk):
                     queued = len(self._pending)
                     self._add_folder(folder, stored_listing=stored_listing)
                     if self._cold is not None:   # a cold disk: read its files now, parse as they arrive
-                        self._cold_added(len(self._pending) - queued)
+                        self._cold_feed(len(self._pending) - queued)
                         # a chunk whose heads are in is parsed and committed
                         # while the walk and the reads go on
                         while not rep.cancelled and self._cold_ready():
@@ -327,7 +324,6 @@ class Importer(ColdImport, RescanWalk):
             heads = self._ra.collect() if submitted else None
         else:
             take, paths, done_folders = self._take(n)
-            self._cold_took(len(paths))
         self._read_ahead()   # the next chunk is read while this one is parsed and committed
         batch = None
         if take:
