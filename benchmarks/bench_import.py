@@ -155,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=int, metavar="N",
                     help="only the N-file run (e.g. 1000000 small files, cached in the benchmark data cache) "
                          "against 100,000 of them: rate, peak RSS, rescan, search, size, check, verify")
+    ap.add_argument("--cold", action="store_true",
+                    help="only the cold-cache rows (root: drops the page cache before every run)")
     args = ap.parse_args(argv)
     if args.scale:
         return main_scale(args.scale, args.json)
+    if args.cold:
+        return main_cold(args.data / "import-bench", args.repeat, args.json)
 
     import pocketpacs
 
@@ -263,6 +267,30 @@ def main(argv: list[str] | None = None) -> int:
               f"{'PASS' if s['peak_rss_mb'] < 400 else 'MISS'}")
         print(f"{'  of which the read-ahead helper (private, MB)':<52} {s['helper_rss_mb']:>14.0f}")
     return 0
+
+
+def main_cold(folder: Path, repeat: int, as_json: bool) -> int:
+    """``--cold`` of the script: :func:`cold_import_rows` over the ``bench``
+    archive in ``folder`` (generated there when missing), as a table or JSON."""
+    import pocketpacs
+    from pocketpacs.benchmarks.results import Context
+    from pocketpacs.benchmarks.runner import table
+
+    bench = ensure_archive(folder, "bench")
+    paths = [p for p in list_files(bench) if not os.path.basename(p).startswith(".")]
+    work = Path(tempfile.mkdtemp(prefix="pp-bench-"))
+    try:
+        warm(paths)
+        pocketpacs_import(bench, work / "warmup")  # loads the kernels
+        with pocketpacs.open_archive(work / "warmup"):
+            pass
+        from pocketpacs.benchmarks.bench_import import cold_import_rows   # (defined below __main__)
+
+        rows = cold_import_rows(Context(), bench, paths, work, repeat)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps([r.to_json() for r in rows], indent=1) if as_json else table(rows))
+    return 0 if any(r.measured for r in rows) else 1
 
 
 def main_scale(n: int, as_json: bool) -> int:

@@ -141,7 +141,7 @@ def pocketpacs_parse_cold(paths: list[str]):
     read in process by :class:`pocketpacs.archive.deepread.DeepReader`."""
     import numpy as np
 
-    from pocketpacs.archive import deepread, ingest, readahead
+    from pocketpacs.archive import coldimport, deepread, ingest, readahead
     from pocketpacs.dicom import heads
     from pocketpacs.dicom.headers import _HEAD, parse_files
 
@@ -150,18 +150,18 @@ def pocketpacs_parse_cold(paths: list[str]):
     chunk = ingest.CHUNK
     unknown = np.full(n, -1, dtype=np.int64)
     cr = None
-    if readahead.available() and readahead.ColdReads.fits(head, chunk, ingest.COLD_AHEAD + 1):
-        cr = readahead.ColdReads(heads.OPEN_FLAGS, head, chunk, ingest.COLD_AHEAD + 1)
+    if readahead.available() and readahead.ColdReads.fits(head, chunk, coldimport.COLD_AHEAD + 1):
+        cr = readahead.ColdReads(heads.OPEN_FLAGS, head, chunk, coldimport.COLD_AHEAD + 1)
     try:
         tags = list(range(0, n, chunk))
-        for t, a in enumerate(tags[:ingest.COLD_AHEAD] if cr else ()):
+        for t, a in enumerate(tags[:coldimport.COLD_AHEAD] if cr else ()):
             cr.queue(t, 0, paths[a:a + chunk])
         out = []
         for t, a in enumerate(tags):
             part = paths[a:a + chunk]
-            if cr is not None and t + ingest.COLD_AHEAD < len(tags):   # keep COLD_AHEAD chunks queued
-                b = tags[t + ingest.COLD_AHEAD]
-                cr.queue(t + ingest.COLD_AHEAD, 0, paths[b:b + chunk])
+            if cr is not None and t + coldimport.COLD_AHEAD < len(tags):   # keep COLD_AHEAD chunks queued
+                b = tags[t + coldimport.COLD_AHEAD]
+                cr.queue(t + coldimport.COLD_AHEAD, 0, paths[b:b + chunk])
             h = cr.wait(t, len(part)) if cr is not None else None
             if h is None:
                 buf = np.empty(len(part) * head, dtype=np.uint8)
@@ -240,6 +240,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per method (default 5)")
     ap.add_argument("--skip", nargs="*", default=[], help="methods to skip: pydicom, pydicom2, gdcm")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument("--cold", action="store_true",
+                    help="only the cold-cache rows (root: drops the page cache before every run)")
     args = ap.parse_args(argv)
 
     root = args.archive or ensure_archive(args.data, args.files, args.rows)
@@ -247,6 +249,17 @@ def main(argv=None) -> int:
     if not paths:
         print(f"no files under {root}", file=sys.stderr)
         return 2
+    if args.cold:
+        from pocketpacs.benchmarks.results import Context
+        from pocketpacs.benchmarks.runner import table
+
+        warm(paths)
+        pocketpacs_parse(paths)  # compiles / loads the kernels
+        from pocketpacs.benchmarks.bench_parse import cold_rows   # (defined below __main__)
+
+        rows = cold_rows(Context(), paths, args.repeat)
+        print(json.dumps([r.to_json() for r in rows], indent=1) if args.json else table(rows))
+        return 0 if any(r.measured for r in rows) else 1
     warm(paths)
     b = pocketpacs_parse(paths)  # compiles / loads the kernels
     n = len(paths)

@@ -17,7 +17,7 @@ import pytest
 
 import dicomgen
 import pocketpacs
-from pocketpacs.archive import deepread, ingest, scan
+from pocketpacs.archive import coldimport, deepread, ingest, scan
 from pocketpacs.dicom import heads
 
 HEAD = 4096
@@ -298,9 +298,9 @@ def test_cold_helper_reads_what_python_reads(tmp_path):
 def cold_helper(monkeypatch):
     """Small chunks, and the helper for every cold import however small."""
     monkeypatch.setattr(ingest, "CHUNK", 8)
-    monkeypatch.setattr(ingest, "COLD_AHEAD", 2)
-    monkeypatch.setattr(ingest, "COLD_START", 1)
-    monkeypatch.setattr(ingest, "COLD_SEND", 3)
+    monkeypatch.setattr(coldimport, "COLD_AHEAD", 2)
+    monkeypatch.setattr(coldimport, "COLD_START", 1)
+    monkeypatch.setattr(coldimport, "COLD_SEND", 3)
 
 
 def _spy(monkeypatch, cls, name):
@@ -362,3 +362,24 @@ def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch
         again = ar.import_folder(root)   # the listings hold the sizes and times fstat gave
         assert again.parsed == 0 and _report(again) == warm_again
     assert len(warm) == warm_rep[1] > 0
+
+
+def test_new_root_is_recorded_in_the_first_commit(tmp_path):
+    """A new root's record costs no commit of its own (a sync before the walk):
+    it goes with the import's first commit; an import that commits nothing
+    else (an empty folder) still records it, once."""
+    root = tmp_path / "d"
+    n = dicomgen.write_tree(root, patients=1, studies=1, series=1, slices=3)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pocketpacs.open_archive(tmp_path / "a") as ar:
+        env = ar._store.env
+        before = env.info()["last_txnid"]
+        assert ar.import_folder(root).indexed == n
+        assert env.info()["last_txnid"] == before + 1   # one commit: the files, their listing and the root
+        assert ar.roots() == [str(root)]
+        ar.import_folder(empty)
+        assert sorted(ar.roots()) == sorted([str(root), str(empty)])
+        txn = env.info()["last_txnid"]
+        ar.import_folder(empty)   # known: nothing written
+        assert env.info()["last_txnid"] == txn

@@ -29,13 +29,10 @@ Files whose SOP Instance UID is already known take the slow path
 
 On a cold disk (the first file's head is not in the page cache, as the
 kernel says: :func:`pocketpacs.archive.deepread.cached`) the rest of the walk
-is listed by threads while a helper process
-(:class:`~pocketpacs.archive.readahead.ColdReads`) lists the folders below
-ahead of it and reads the heads of each folder's new files as soon as the
-walk hands them over, many reads in flight; each chunk is parsed and
-committed once its heads are in, while the walk and later reads go on (a
-small cold import reads with :class:`~pocketpacs.archive.deepread.DeepReader`
-here).  With the files cached, walk and reads stay in one thread.  A
+is :mod:`pocketpacs.archive.coldimport`'s: a helper process lists the
+folders ahead of the walk and reads each folder's new files as the walk
+hands them over; each chunk is parsed and committed once its heads are in, while
+the walk and later reads go on.  With the files cached, walk and reads stay in one thread.  A
 rescan compares the folders with their stored listings in bulk
 (:mod:`pocketpacs.archive.rescan`, whose :class:`~pocketpacs.archive.rescan.RescanWalk`
 holds the walk and the sorting of each folder's files) and, when nothing
@@ -62,10 +59,11 @@ from . import commit
 from . import deepread
 from . import pathkeys
 from . import readahead
+from .coldimport import ColdImport, _ColdChunk, _open_flags
 from .commit import PendingFolder
 from .report import Failure, ImportProgress, ImportReport
-from .rescan import RescanWalk, _entries, _folders_only
-from .scan import Folder, folder_of_entries, list_folder, unchanged_folder
+from .rescan import RescanWalk
+from .scan import list_folder
 
 #: Files parsed at a time.
 CHUNK = 2000
@@ -84,18 +82,6 @@ READ_AHEAD_START = 500
 WALK_AHEAD = 100_000
 #: Seconds between progress callbacks.
 PROGRESS_EVERY = 0.2
-#: On a cold disk: chunks whose file heads are being read ahead of the one
-#: parsed (each holds ``CHUNK`` heads in memory, 8 MB at 4 KB a head).
-COLD_AHEAD = 8
-#: On a cold disk: new files listed before the helper that reads them starts
-#: (a small import is read in this process, as a rescan of a few changed files).
-COLD_START = 200
-#: On a cold disk: files handed to the helper at a time (consecutive folders).
-COLD_SEND = 64
-#: On a cold disk, threads listing the folders next in the walk: few, as the
-#: helper lists them ahead (32 cost more CPU, measured: 2,350 files/s against
-#: 2,680 with 8, on the loaded 2-core machine).
-COLD_WALKERS = 8
 
 
 def _compile_seconds() -> float:
@@ -103,12 +89,6 @@ def _compile_seconds() -> float:
     from ..dicom.headers import compile_seconds
 
     return compile_seconds()
-
-
-def _open_flags() -> int:
-    from ..dicom.heads import OPEN_FLAGS
-
-    return OPEN_FLAGS
 
 
 def _is_cancelled(cancel: Any) -> bool:
@@ -119,7 +99,7 @@ def _is_cancelled(cancel: Any) -> bool:
     return bool(cancel())
 
 
-class Importer(RescanWalk):
+class Importer(ColdImport, RescanWalk):
     """Imports folders into a store (on disk or in memory).
 
     Parameters
@@ -130,6 +110,8 @@ class Importer(RescanWalk):
     exclude : frozenset of str
         Real paths of folders never walked (the archive folder).
     """
+
+    _root_todo: tuple[bytes, bytes] | None = None   # a new root's record, until the first commit
 
     def __init__(self, store: Any, secret: bytes, exclude: frozenset[str] = frozenset()):
         self.store = store
@@ -172,6 +154,7 @@ class Importer(RescanWalk):
         self._c0 = _compile_seconds()
         self._progress_cb, self._last_cb = progress, 0.0
         self._cancel = cancel
+        self._cap, self._helpers, self._walk_ahead = CHUNK, READ_AHEAD, WALK_AHEAD   # (read at each import)
         self._group = 1   # chunks in the next commit (see COMMIT_CHUNKS)
         self._pending: collections.deque[tuple[PendingFolder, np.ndarray]] = collections.deque()
         self._npending = 0
@@ -196,8 +179,9 @@ class Importer(RescanWalk):
         rk, rv = pathkeys.root_record(root_s, {"added": time.time()})
         with self.store.read() as t:
             known_root = t.get("roots", rk) is not None
-        if not known_root:  # (a commit costs a sync: only when new)
-            self._write(lambda t: t.put("roots", rk, rv), [root_s])
+        # a new root is recorded in the import's first commit (a commit of its
+        # own would cost a sync before the first folder is listed)
+        self._root_todo = None if known_root else (rk, rv)
         try:
             if use_dicomdir and not single:
                 self._dicomdir_phase(root_s, cancel)
@@ -223,9 +207,7 @@ class Importer(RescanWalk):
                         self._cold_feed(len(self._pending) - queued)
                         # a chunk whose heads are in is parsed and committed
                         # while the walk and the reads go on
-                        while (self._cold_chunks and self._cold_chunks[0].want >= CHUNK and not rep.cancelled
-                               and (len(self._cold_chunks) >= COLD_AHEAD or self._npending >= WALK_AHEAD
-                                    or self._cold.ready(self._cold_chunks[0].seq, CHUNK))):
+                        while not rep.cancelled and self._cold_ready():
                             self._flush(CHUNK)
                             if _is_cancelled(cancel):
                                 rep.cancelled = True
@@ -247,15 +229,13 @@ class Importer(RescanWalk):
                 self._flush(CHUNK)
                 if _is_cancelled(cancel):
                     rep.cancelled = True
+            if self._root_todo is not None:   # (nothing committed)
+                self._write(lambda t: None, [root_s])
             if not rep.cancelled and not single:
                 self._missing_folders(root_s)
         finally:
             self._end_read()
-            if self._cold is not None:
-                self._cold.close(cancel=True)   # (the reads of an interrupted import are dropped)
-                self._cold = None
-                self._cold_chunks.clear()
-                self._cold_todo.clear()
+            self._cold_end()
             if self._ra is not None:
                 self._ra.close()
                 self._ahead = None
@@ -264,51 +244,6 @@ class Importer(RescanWalk):
             prog.phase = "done"
             self._report_progress(force=True)
         return rep
-
-    # ---- walk (the cold-disk part; the rest in rescan.RescanWalk) ---------------------
-    def _walk_deep(self, stack: list[str], exclude: frozenset[str]):
-        """The rest of the walk on a cold disk: :data:`deepread.DEPTH` threads
-        list the folders next on the stack ahead of time (``scandir`` and
-        ``stat`` release the GIL) while this thread looks up the stored
-        listings (one read transaction) and takes the folders in exactly the
-        order of the one-thread walk (the archive never depends on whether
-        the disk was cold)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._cold_begin(stack)
-        ahead = 2 * deepread.DEPTH   # folders listed ahead (their listings wait in memory)
-        ex = ThreadPoolExecutor(COLD_WALKERS if self._cold is not None else deepread.DEPTH,
-                                thread_name_prefix="pocketpacs-walk")
-        asked: dict[str, tuple] = {}   # folder -> (future, stored listing)
-
-        def ask() -> None:
-            for d in stack[-ahead:]:
-                if d in asked or (exclude and os.path.realpath(d) in exclude):
-                    continue
-                key = pathkeys.path_key(d)
-                raw = self._listing(key)
-                self._walked_keys.add(key)
-                asked[d] = (ex.submit(_list, d, raw, raw is not None or not self._stat_free), raw)
-
-        try:
-            ask()
-            while stack:
-                d = stack.pop()
-                if d not in asked:   # an excluded folder
-                    continue
-                fut, raw = asked.pop(d)
-                folder, subdirs = fut.result()
-                stack.extend(subdirs)
-                ask()
-                if folder is None:   # only folders, none imported here
-                    self._walked.add(d)
-                elif isinstance(folder, int):
-                    self._unchanged(d, folder)
-                    yield None, None
-                else:
-                    yield folder, raw
-        finally:
-            ex.shutdown(wait=True, cancel_futures=True)
 
     # ---- chunks -------------------------------------------------------------------------
     def _take(self, n: int) -> tuple[list[tuple[Any, np.ndarray]], list[str], list[PendingFolder]]:
@@ -384,13 +319,7 @@ class Importer(RescanWalk):
 
         heads = None
         if self._cold_chunks:   # a cold disk: the next chunk's heads, read as the walk listed them
-            ck = self._cold_chunks.popleft()
-            take, paths, done_folders = self._take(ck.want)
-            self._cold_feed(0)   # keep COLD_AHEAD chunks in flight
-            self._cold_send()
-            heads = self._cold.wait(ck.seq, ck.want)
-            if heads is None:   # the helper failed: read here
-                heads = self._read_here(paths)
+            (take, paths, done_folders), heads = self._cold_next()
         elif self._ahead is not None:
             (take, paths, done_folders), submitted = self._ahead
             self._ahead = None
@@ -416,98 +345,19 @@ class Importer(RescanWalk):
                     off += k
         return paths, take, batch, done_folders
 
-    # ---- a cold disk: heads read while the walk goes on ---------------------------------
-    def _cold_begin(self, stack: list[str]) -> None:
-        """The files are not in the page cache: a helper process
-        (:class:`readahead.ColdReads`) lists the folders of ``stack`` and
-        below ahead of the walk, and each folder's new files are handed to it
-        as soon as the walk lists them (reads in flight without waiting for
-        the walk or a chunk to end); each chunk is parsed and committed once
-        its heads are in, while later ones are read.  The chunk-at-a-time
-        read-ahead helper is not used."""
-        if (self._cold is not None or self._ahead is not None or not deepread.can_tell()
-                or not readahead.available() or not READ_AHEAD):
-            return
-        from ..dicom.headers import _HEAD
-
-        head = _HEAD.size
-        if not readahead.ColdReads.fits(head, CHUNK, COLD_AHEAD + 1):
-            return
-        cr = readahead.ColdReads(_open_flags(), head, CHUNK, COLD_AHEAD + 1)
-        if not cr.crawl(list(stack)):
-            cr.close()
-            return
-        if self._ra is not None:
-            self._ra.close()
-            self._ra = None
-        self._cold = cr
-        self._cold_seq = 0
-        self._cold_out: list[str] = []   # files not yet handed to the helper
-        self._cold_at = (0, 0)   # (chunk, row) of the first of them
-        self._cold_feed(len(self._pending))
-
-    def _cold_feed(self, new: int) -> None:
-        """Hand the helper the last ``new`` entries of the pending files
-        (and those left waiting), up to :data:`COLD_AHEAD` chunks ahead;
-        the first :data:`COLD_START` files wait (a small import, like a
-        rescan of a few changed files, is read in this process)."""
-        todo, chunks = self._cold_todo, self._cold_chunks
-        for j in range(new, 0, -1):
-            todo.append(self._pending[-j])
-        if not todo or (not chunks and self._npending < COLD_START):
-            return
-        while todo:
-            ck = chunks[-1] if chunks and chunks[-1].want < CHUNK else None
-            if ck is None:
-                if len(chunks) >= COLD_AHEAD:
-                    return
-                ck = _ColdChunk(self._cold_seq)
-                self._cold_seq += 1
-                chunks.append(ck)
-            fs, rows = todo[0]
-            k = min(int(rows.size), CHUNK - ck.want)
-            if k < rows.size:
-                todo[0] = (fs, rows[k:])
-                rows = rows[:k]
-            else:
-                todo.popleft()
-            if self._cold_out and self._cold_at[0] != ck.seq:
-                self._cold_send()
-            if not self._cold_out:
-                self._cold_at = (ck.seq, ck.want)
-            base, names = fs.path + os.sep, fs.names
-            self._cold_out.extend([base + names[i] for i in rows.tolist()])
-            ck.want += k
-            if len(self._cold_out) >= COLD_SEND:
-                self._cold_send()
-
-    def _cold_send(self) -> None:
-        """Hand the files gathered for the helper over (a few folders at a time)."""
-        if self._cold_out:
-            seq, row = self._cold_at
-            self._cold.queue(seq, row, self._cold_out)
-            self._cold_out = []
-
-    def _read_here(self, paths: list[str]) -> readahead.Heads:
-        """The heads of ``paths`` read in this process, with many reads in
-        flight when they are not in the page cache (:mod:`.deepread`)."""
-        from ..dicom import heads as head_reader
-        from ..dicom.headers import _HEAD
-
-        if self._reader is None:
-            self._reader = deepread.DeepReader(head_reader)
-        head = _HEAD.size
-        buf = np.empty(len(paths) * head, dtype=np.uint8)
-        got, size, mtime = self._reader.read(paths, memoryview(buf), head, True, _open_flags())
-        return readahead.Heads(buf, head, np.asarray(got, dtype=np.int64), np.asarray(size, dtype=np.int64),
-                               np.asarray(mtime, dtype=np.int64))
-
     def _write(self, fn: Callable[[Any], Any], paths: list[str]) -> Any:
         """``store.write(fn)`` for the entries of ``paths``: LMDB's refusal of a
         key size is our bug, reported as such (with the longest path's length),
         never as a damaged database."""
+        root = self._root_todo
+        if root is not None:   # the root record goes with the first commit
+            def fn(t: Any, fn: Callable[[Any], Any] = fn) -> Any:
+                t.put("roots", *root)
+                return fn(t)
         try:
-            return self.store.write(fn)
+            out = self.store.write(fn)
+            self._root_todo = None
+            return out
         except Exception as e:
             if pathkeys.is_key_size_error(e):
                 raise pathkeys.key_size_error(e, paths) from e
@@ -585,35 +435,6 @@ class Importer(RescanWalk):
 
 
 _ROW0 = np.zeros(1, dtype=np.int64)
-
-
-class _ColdChunk:
-    """A chunk whose files a cold import has queued to :class:`readahead.ColdReads`."""
-
-    __slots__ = ("seq", "want")
-
-    def __init__(self, seq: int):
-        self.seq = seq   # its number (the helper's slot: seq % slots)
-        self.want = 0    # rows queued
-
-
-def _list(path: str, raw: bytes | None, stat: bool) -> tuple[Folder | int | None, list[str]]:
-    """A folder listed by a walker thread: ``(number of files, subfolders)``
-    when it is unchanged since ``raw`` (its stored listing); ``(None,
-    subfolders)`` for a new folder holding only folders (as the one-thread
-    walk, nothing to import there); else :func:`list_folder`'s ``(Folder,
-    subfolders)``."""
-    if raw is not None:
-        same = unchanged_folder(path, raw)
-        if same is not None:
-            return same[1], same[0]
-        return list_folder(path, stat=stat)
-    ents = _entries(path)
-    if ents is None:
-        return list_folder(path, stat=stat)    # (it says why a folder cannot be listed)
-    if _folders_only(ents):
-        return None, [e.path for e in ents]
-    return folder_of_entries(path, ents, stat)
 
 
 class _HintRow:
