@@ -46,7 +46,8 @@ class RetrieveResult:
     already : int
         Instances the archive had (not fetched).
     failed : list of dict
-        ``{"sop_instance_uid", "reason"}`` of each instance missing at the end.
+        ``{"sop_instance_uid", "reason"}`` of each instance missing at the end (the UID
+        is None when the node, asked for whole series, could not list them afterwards).
     conflicts : list of dict
         ``{"sop_instance_uid", "reason"}`` of each instance of the node whose
         SOP Instance UID the archive holds with other content: the archived
@@ -58,7 +59,7 @@ class RetrieveResult:
     received: int = 0
     indexed: int = 0
     already: int = 0
-    failed: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str | None]] = field(default_factory=list)
     conflicts: list[dict[str, str]] = field(default_factory=list)
     problem: str | None = None
     cancelled: bool = False
@@ -167,6 +168,18 @@ class Remote:
         except KeyError:
             return False
 
+    def _holds_any(self, study_uid: str, series: list[str] | None) -> bool:
+        """Whether the archive holds any instance of the study (or of these of its series)."""
+        if not series:
+            return self._has_study(study_uid)
+        for uid in series:
+            try:
+                self.archive.get_series(uid)
+                return True
+            except KeyError:
+                pass
+        return False
+
     def _has_instance(self, uid: str) -> bool:
         try:
             self.archive.instance(uid)
@@ -203,29 +216,42 @@ class Remote:
             The node cannot be reached, refuses us, or does not have the study.
         """
         node = self.node
-        if node.kind == "dimse":
-            items = dimse.list_instances(node, study_uid, series)
-        else:
-            items = web.list_instances(node, study_uid, series, self._password)
-        if not items:
-            which = "these series of the study" if series else "the study"
-            raise NetError(f"remote {node.name!r} has no instances of {which} {study_uid}")
         res = RetrieveResult()
         wanted: dict[str, list[str]] = {}
-        by_series: dict[str, int] = {}
-        elsewhere = _ArchivedSeries(self.archive)
-        for se, sop, _ in items:
-            by_series[se] = by_series.get(se, 0) + 1
-            if self._has_instance(sop):
-                res.already += 1
-                if elsewhere.other_series(sop, se):
-                    res.conflicts.append({"sop_instance_uid": sop, "reason": CONFLICT_OTHER_SERIES})
+        # nothing of it archived: whole series are asked for, without listing every instance first
+        outline = (dimse.study_outline(node, study_uid, series)
+                   if node.kind == "dimse" and not self._holds_any(study_uid, series) else None)
+        if outline is not None:
+            counts, classes = outline
+            wanted = {se: [] for se in counts}
+            complete = set(counts)
+            n_wanted = sum(counts.values())
+            if not n_wanted:
+                which = "these series of the study" if series else "the study"
+                raise NetError(f"remote {node.name!r} has no instances of {which} {study_uid}")
+        else:
+            if node.kind == "dimse":
+                items = dimse.list_instances(node, study_uid, series)
             else:
-                wanted.setdefault(se, []).append(sop)
-        if not wanted:
-            return res
-        complete = {se for se, sops in wanted.items() if len(sops) == by_series[se]}
-        n_wanted = sum(len(v) for v in wanted.values())
+                items = web.list_instances(node, study_uid, series, self._password)
+            if not items:
+                which = "these series of the study" if series else "the study"
+                raise NetError(f"remote {node.name!r} has no instances of {which} {study_uid}")
+            classes = {c for _, _, c in items}
+            by_series: dict[str, int] = {}
+            elsewhere = _ArchivedSeries(self.archive)
+            for se, sop, _ in items:
+                by_series[se] = by_series.get(se, 0) + 1
+                if self._has_instance(sop):
+                    res.already += 1
+                    if elsewhere.other_series(sop, se):
+                        res.conflicts.append({"sop_instance_uid": sop, "reason": CONFLICT_OTHER_SERIES})
+                else:
+                    wanted.setdefault(se, []).append(sop)
+            if not wanted:
+                return res
+            complete = {se for se, sops in wanted.items() if len(sops) == by_series[se]}
+            n_wanted = sum(len(v) for v in wanted.values())
         where = {sop: se for se, sops in wanted.items() for sop in sops}
         store = ReceivedStore(self.archive)
         store.clean_incoming()
@@ -255,12 +281,11 @@ class Remote:
                 progress(n, n_wanted)
             return 0x0000
 
+        asked = _SeriesOf(where)
+
         def on_store(event: Any) -> int:
             sop = str(event.request.AffectedSOPInstanceUID)
-            se = where.get(sop)
-            if se is None:
-                se = str(getattr(event.dataset, "SeriesInstanceUID", "unknown"))
-            return keep(event_part10(event), sop, se)
+            return keep(event_part10(event), sop, asked.series(event, sop))
 
         def on_instance(data: bytes) -> None:
             # a Part-10 file as the server sent it: only its UIDs are read
@@ -279,10 +304,21 @@ class Remote:
 
         interrupted = False
         k = parallel.worker_count(n_wanted, workers) if node.kind == "dimse" else 1
+        if outline is not None:  # whole series: one worker per series at most
+            k = min(k, len(wanted))
         if k > 1:
+            if outline is not None:
+                parts = [{se: [] for se in group} for group in _balanced(counts, k)]
+            else:
+                parts = []
+                for part in parallel.split([(se, sop) for se, sops in wanted.items() for sop in sops], k):
+                    mine: dict[str, list[str]] = {}
+                    for se, sop in part:
+                        mine.setdefault(se, []).append(sop)
+                    parts.append(mine)
             ix = Indexer(store)
-            res.problem, interrupted = self._get_parallel(k, study_uid, wanted, complete, where, items, store, ix,
-                                                          got, errors, written, full, stop, progress)
+            res.problem, interrupted = self._get_parallel(parts, study_uid, wanted, complete, where, classes, store,
+                                                          ix, got, errors, written, full, stop, progress, n_wanted)
             ix.__exit__(KeyboardInterrupt if interrupted else None, None, None)
         else:
             with Indexer(store) as ix:
@@ -292,11 +328,12 @@ class Remote:
                                                    self._password)
                     else:
                         reqs = dimse.retrieve_requests(study_uid, wanted, complete)
+                        asked.plan(reqs, 1)
                         if node.retrieve == "move":
                             res.problem = dimse.c_move(node, study_uid, reqs, on_store, stop)
                         else:
-                            classes = {c for _, _, c in items}
-                            res.problem = dimse.c_get(node, study_uid, reqs, classes, on_store, stop)
+                            res.problem = dimse.c_get(node, study_uid, reqs, classes, on_store, stop,
+                                                      on_request=asked.asking)
                 except NetError as e:
                     res.problem = str(e)
                 except KeyboardInterrupt:
@@ -318,6 +355,8 @@ class Remote:
             res.problem = res.problem or f"indexing failed ({type(ix.error).__name__}: {ix.error})"
         for f in ix.failures:
             logger.info("a received file was not indexed: %s", f.reason)
+        if outline is not None and (res.problem or len(got) != n_wanted or ix.indexed != n_wanted):
+            wanted = self._missing_after_whole_series(res, study_uid, series, got, errors, n_wanted)
         for sops in wanted.values():
             for sop in sops:
                 if self._has_instance(sop):
@@ -330,16 +369,41 @@ class Remote:
             raise KeyboardInterrupt
         return res
 
-    def _get_parallel(self, k: int, study_uid: str, wanted: dict[str, list[str]], complete: set[str],
-                      where: dict[str, str], items: list[tuple[str, str, str]], store: ReceivedStore, ix: Indexer,
-                      got: set[str], errors: dict[str, str], written: dict[str, str], full: threading.Event,
-                      cancel: Any, progress: Any) -> tuple[str | None, bool]:
-        """C-GET or C-MOVE over *k* associations in worker processes (:mod:`.parallel`): the
-        wanted instances split in *k* runs (IMAGE-level requests with UID lists, a whole series
-        when one worker has all of it).  For C-MOVE every worker listens on the move port
+    def _missing_after_whole_series(self, res: RetrieveResult, study_uid: str, series: list[str] | None,
+                                    got: set[str], errors: dict[str, str], n_wanted: int) -> dict[str, list[str]]:
+        """After whole series were asked for (their instances never listed) and not all
+        came: the node's list of them (an image-level C-FIND), to say which are missing.
+        When the node cannot list them (it stopped, or the retrieve was cancelled: a
+        cancel ends at once) the instances known here are returned, and one ``failed``
+        entry without a UID is added to *res* per other missing instance."""
+        listed: list[tuple[str, str, str]] = []
+        if not res.cancelled:
+            try:
+                listed = dimse.list_instances(self.node, study_uid, series)
+            except NetError as e:
+                res.problem = res.problem or str(e)
+        wanted: dict[str, list[str]] = {}
+        for se, sop, _ in listed:
+            wanted.setdefault(se, []).append(sop)
+        if not listed:
+            known = set(errors) | got
+            wanted = {"": sorted(known)}
+            res.failed.extend({"sop_instance_uid": None, "reason": "not_received"}
+                              for _ in range(max(0, n_wanted - len(known))))
+        return wanted
+
+    def _get_parallel(self, parts: list[dict[str, list[str]]], study_uid: str, wanted: dict[str, list[str]],
+                      complete: set[str], where: dict[str, str], classes: set[str], store: ReceivedStore,
+                      ix: Indexer, got: set[str], errors: dict[str, str], written: dict[str, str],
+                      full: threading.Event, cancel: Any, progress: Any, n_wanted: int) -> tuple[str | None, bool]:
+        """C-GET or C-MOVE over one association per part of *parts* in worker processes
+        (:mod:`.parallel`): each part is a run of the wanted instances (IMAGE-level requests
+        with UID lists, a whole series when the part has all of it), or whole series (an empty
+        list: the series was not listed).  For C-MOVE every worker listens on the move port
         (``SO_REUSEPORT``: the kernel gives each association the peer opens to one of them),
         all listen before any C-MOVE is sent, and all keep listening until every C-MOVE
-        has ended.  Returns (problem, interrupted)."""
+        has ended; the Message IDs of the C-MOVEs (unique among the workers) say which series
+        a moved instance was asked for.  Returns (problem, interrupted)."""
         import multiprocessing
 
         node = self.node
@@ -348,23 +412,23 @@ class Remote:
         go, all_moved = ctx.Event(), ctx.Event()
         ready: set[int] = set()
         moved: set[int] = set()
-        classes = {c for _, _, c in items}
-        n_wanted = len(where)
-        flat = [(se, sop) for se, sops in wanted.items() for sop in sops]
-
-        def target_for(part: list[tuple[str, str]]) -> parallel.Target:
-            mine: dict[str, list[str]] = {}
-            for se, sop in part:
-                mine.setdefault(se, []).append(sop)
+        k = len(parts)
+        asked = _SeriesOf(where)
+        plans = []
+        for w, mine in enumerate(parts):
             whole = {se for se, sops in mine.items() if se in complete and len(sops) == len(wanted[se])}
             reqs = dimse.retrieve_requests(study_uid, mine, whole)
+            first = 1 + w * (MOVE_IDS // k)
+            asked.plan(reqs, first)
+            plans.append((reqs, first))
+
+        def target_for(plan: tuple[list[Any], int]) -> parallel.Target:
+            reqs, first = plan
 
             def target(report: Any, stop: Any) -> str | None:
                 def on_store(event: Any) -> int:  # in the worker: write, then tell the parent
                     sop = str(event.request.AffectedSOPInstanceUID)
-                    se = where.get(sop)
-                    if se is None:  # not asked for (a peer sending more): keep it all the same
-                        se = str(getattr(event.dataset, "SeriesInstanceUID", "unknown"))
+                    se = asked.series(event, sop)
                     try:
                         path = store.write(event_part10(event), study_uid, se, sop)
                     except OSError as e:
@@ -377,7 +441,7 @@ class Remote:
 
                 if not move:
                     try:
-                        return dimse.c_get(node, study_uid, reqs, classes, on_store, stop)
+                        return dimse.c_get(node, study_uid, reqs, classes, on_store, stop, on_request=asked.asking)
                     except NetError as e:
                         return str(e)
                 try:
@@ -391,7 +455,7 @@ class Remote:
                     while not go.wait(0.05) and not stop():
                         pass
                     try:
-                        problem = "cancelled" if stop() else dimse.move_requests(node, reqs, stop)
+                        problem = "cancelled" if stop() else dimse.move_requests(node, reqs, stop, first_id=first)
                     except NetError as e:
                         problem = str(e)
                     report("moved")
@@ -428,7 +492,7 @@ class Remote:
             elif kind == "error":
                 errors[sop] = msg[3]
 
-        results, interrupted = parallel.run([target_for(p) for p in parallel.split(flat, k)], on_message, cancel,
+        results, interrupted = parallel.run([target_for(p) for p in plans], on_message, cancel,
                                             before_wait=ix.__enter__, on_finished=on_finished)
         problems = [r for r in results if r]
         real = [r for r in problems if r != "cancelled"]
@@ -510,6 +574,57 @@ class Remote:
         else:
             _send_web(self.node, todo, res, cancel, progress, self._password)
         return res
+
+
+#: Message IDs (16 bits) of the workers' C-MOVE requests: worker w of k starts at 1 + w * (this // k).
+MOVE_IDS = 65000
+
+
+def _balanced(counts: dict[str, int], k: int) -> list[list[str]]:
+    """The series of *counts* (UID -> instances) in *k* groups of nearly equal instance counts
+    (largest series first, each to the group with the fewest so far)."""
+    groups: list[list[str]] = [[] for _ in range(k)]
+    sizes = [0] * k
+    for se in sorted(counts, key=lambda u: -counts[u]):
+        i = sizes.index(min(sizes))
+        groups[i].append(se)
+        sizes[i] += counts[se]
+    return [g for g in groups if g]
+
+
+class _SeriesOf:
+    """The Series Instance UID of an instance a C-STORE sub-operation brings, without
+    decoding its data set: the UID it was listed under, else the series of the request
+    it comes for (C-GET: the request in flight on the association; C-MOVE: the Move
+    Originator Message ID), else (a peer sending more than asked) read from the data set."""
+
+    def __init__(self, where: dict[str, str]):
+        self.where = where
+        self.by_id: dict[int, str] = {}
+        self.current: str | None = None
+
+    def plan(self, requests: list[Any], first_id: int) -> None:
+        """Note the series of each request, sent with Message IDs *first_id*, *first_id* + 1..."""
+        for i, ds in enumerate(requests):
+            self.by_id[first_id + i] = str(ds.SeriesInstanceUID)
+
+    def asking(self, request: Any) -> None:
+        """Called with each C-GET request before it is sent."""
+        self.current = str(request.SeriesInstanceUID)
+
+    def series(self, event: Any, sop: str) -> str:
+        """The series of the instance *sop* that the ``EVT_C_STORE`` *event* brings."""
+        se = self.where.get(sop)
+        if se is not None:
+            return se
+        origin = event.request.MoveOriginatorMessageID
+        if origin is not None:
+            se = self.by_id.get(origin)
+        elif self.current is not None:
+            se = self.current
+        if se is None:
+            se = str(getattr(event.dataset, "SeriesInstanceUID", "unknown"))
+        return se
 
 
 #: ``errno`` values of a full disk (or a full quota) while a received file is written.
