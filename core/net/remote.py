@@ -18,6 +18,7 @@ explicit VR little endian (pydicom) only when the peer refuses it.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import threading
@@ -31,6 +32,7 @@ from .incoming import Indexer, ReceivedStore, event_part10, is_cancelled
 from .nodes import NetError, RemoteNode, get_node, node_password
 from .sending import SendResult, _isfile, _send_dimse, _send_parallel, _send_web
 from .watchdog import check_timeout
+from .writebehind import WriteBehind
 
 
 @dataclass
@@ -262,30 +264,37 @@ class Remote:
         full = threading.Event()      # the store's disk is full: stop asking for more
         stop = _Either(cancel, full)
 
-        def keep(data: bytes, sop: str, se: str | None) -> int:
-            if se is None:  # not asked for (a peer sending more): keep it all the same
-                se = "unknown"
-            try:
-                path = store.write(data, study_uid, se, sop)
-            except OSError as e:
-                with lock:
-                    errors[sop] = f"write_failed: {(e.strerror or type(e).__name__).lower()}"
-                if e.errno in _DISK_FULL:
-                    full.set()
-                return 0xA700
+        def on_written(sop: str, path: Any) -> None:
             with lock:
                 got.add(sop)
                 written[str(path)] = sop
                 n = len(got)
             if progress is not None:
                 progress(n, n_wanted)
+
+        def on_error(sop: str, e: BaseException) -> None:
+            with lock:
+                errors[sop] = _write_failed(e)
+            if getattr(e, "errno", None) in _DISK_FULL:
+                full.set()
+
+        def keep(data: bytes, sop: str, se: str | None) -> int:
+            try:
+                path = store.write(data, study_uid, se or "unknown", sop)
+            except OSError as e:
+                on_error(sop, e)
+                return 0xA700
+            on_written(sop, path)
             return 0x0000
 
         asked = _SeriesOf(where)
+        # DIMSE: each instance is answered once queued, and written while the next one comes
+        writer = WriteBehind(lambda data, se, sop: store.write(data, study_uid, se, sop), on_written, on_error)
 
         def on_store(event: Any) -> int:
             sop = str(event.request.AffectedSOPInstanceUID)
-            return keep(event_part10(event), sop, asked.series(event, sop))
+            writer.submit(event_part10(event), asked.series(event, sop), sop)
+            return 0xA700 if full.is_set() else 0x0000
 
         def on_instance(data: bytes) -> None:
             # a Part-10 file as the server sent it: only its UIDs are read
@@ -321,7 +330,7 @@ class Remote:
                                                           ix, got, errors, written, full, stop, progress, n_wanted)
             ix.__exit__(KeyboardInterrupt if interrupted else None, None, None)
         else:
-            with Indexer(store) as ix:
+            with Indexer(store) as ix, writer if node.kind == "dimse" else contextlib.nullcontext():
                 try:
                     if node.kind == "dicomweb":
                         res.problem = web.retrieve(node, study_uid, wanted, complete, on_instance, stop,
@@ -351,6 +360,8 @@ class Remote:
                 res.conflicts.append({"sop_instance_uid": written[str(c.path)], "reason": CONFLICT_OTHER_CONTENT})
         res.received = len(got)
         res.indexed = ix.indexed
+        if writer.callback_error is not None:
+            res.problem = res.problem or f"a progress callback failed ({type(writer.callback_error).__name__})"
         if ix.error is not None:
             res.problem = res.problem or f"indexing failed ({type(ix.error).__name__}: {ix.error})"
         for f in ix.failures:
@@ -426,44 +437,25 @@ class Remote:
             reqs, first = plan
 
             def target(report: Any, stop: Any) -> str | None:
-                def on_store(event: Any) -> int:  # in the worker: write, then tell the parent
-                    sop = str(event.request.AffectedSOPInstanceUID)
-                    se = asked.series(event, sop)
-                    try:
-                        path = store.write(event_part10(event), study_uid, se, sop)
-                    except OSError as e:
-                        report("error", sop, f"write_failed: {(e.strerror or type(e).__name__).lower()}")
-                        if e.errno in _DISK_FULL:
-                            report("full", sop)
-                        return 0xA700
-                    report("got", sop, str(path))
-                    return 0x0000
+                full_here = threading.Event()
 
-                if not move:
-                    try:
-                        return dimse.c_get(node, study_uid, reqs, classes, on_store, stop, on_request=asked.asking)
-                    except NetError as e:
-                        return str(e)
-                try:
-                    server = dimse.move_listener(node, on_store, shared=True)
-                except NetError as e:
-                    report("ready")
-                    report("moved")
-                    return str(e)
-                try:
-                    report("ready")
-                    while not go.wait(0.05) and not stop():
-                        pass
-                    try:
-                        problem = "cancelled" if stop() else dimse.move_requests(node, reqs, stop, first_id=first)
-                    except NetError as e:
-                        problem = str(e)
-                    report("moved")
-                    while not all_moved.wait(0.05) and not stop():  # others' instances may come to us
-                        pass
-                    return problem
-                finally:
-                    server.shutdown()
+                def on_error(sop: str, e: BaseException) -> None:
+                    report("error", sop, _write_failed(e))
+                    if getattr(e, "errno", None) in _DISK_FULL:
+                        full_here.set()
+                        report("full", sop)
+
+                writer = WriteBehind(lambda data, se, sop: store.write(data, study_uid, se, sop),
+                                     lambda sop, path: report("got", sop, str(path)), on_error)
+
+                def on_store(event: Any) -> int:  # in the worker: queued for the writer, which tells the parent
+                    sop = str(event.request.AffectedSOPInstanceUID)
+                    writer.submit(event_part10(event), asked.series(event, sop), sop)
+                    return 0xA700 if full_here.is_set() else 0x0000
+
+                with writer:
+                    return self._worker_retrieve(node, move, study_uid, reqs, first, classes, on_store, asked,
+                                                 report, stop, go, all_moved)
             return target
 
         def on_finished(w: int) -> None:
@@ -497,6 +489,37 @@ class Remote:
         problems = [r for r in results if r]
         real = [r for r in problems if r != "cancelled"]
         return (real[0] if real else problems[0] if problems else None), interrupted
+
+    def _worker_retrieve(self, node: RemoteNode, move: bool, study_uid: str, reqs: list[Any], first: int,
+                         classes: set[str], on_store: Any, asked: "_SeriesOf", report: Any, stop: Any,
+                         go: Any, all_moved: Any) -> str | None:
+        """One worker's C-GET, or its C-MOVE with its share of the move port's listening
+        (see :meth:`_get_parallel`).  Returns a problem text or None."""
+        if not move:
+            try:
+                return dimse.c_get(node, study_uid, reqs, classes, on_store, stop, on_request=asked.asking)
+            except NetError as e:
+                return str(e)
+        try:
+            server = dimse.move_listener(node, on_store, shared=True)
+        except NetError as e:
+            report("ready")
+            report("moved")
+            return str(e)
+        try:
+            report("ready")
+            while not go.wait(0.05) and not stop():
+                pass
+            try:
+                problem = "cancelled" if stop() else dimse.move_requests(node, reqs, stop, first_id=first)
+            except NetError as e:
+                problem = str(e)
+            report("moved")
+            while not all_moved.wait(0.05) and not stop():  # others' instances may come to us
+                pass
+            return problem
+        finally:
+            server.shutdown()
 
     # ---- send ----------------------------------------------------------------------------------
     def instances_of(self, uids: list[str]) -> list[Any]:
@@ -625,6 +648,11 @@ class _SeriesOf:
         if se is None:
             se = str(getattr(event.dataset, "SeriesInstanceUID", "unknown"))
         return se
+
+
+def _write_failed(e: BaseException) -> str:
+    """The ``failed`` reason of an instance that could not be written."""
+    return f"write_failed: {(getattr(e, 'strerror', None) or type(e).__name__).lower()}"
 
 
 #: ``errno`` values of a full disk (or a full quota) while a received file is written.
