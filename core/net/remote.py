@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..log import logger
-from . import dimse, parallel, web
+from . import dimse, parallel, tuning, web
 from .filters import check_filters, matches, remote_keys
 from .incoming import Indexer, ReceivedStore, event_part10, is_cancelled
 from .nodes import NetError, RemoteNode, get_node, node_password
@@ -217,6 +217,12 @@ class Remote:
         NetError
             The node cannot be reached, refuses us, or does not have the study.
         """
+        # DIMSE: threads hand each instance on; quick switches between them (see tuning.quick_switches)
+        with tuning.quick_switches() if self.node.kind == "dimse" else contextlib.nullcontext():
+            return self._get(study_uid, series, cancel, progress, workers)
+
+    def _get(self, study_uid: str, series: list[str] | None, cancel: Any, progress: Any,
+             workers: int | None) -> RetrieveResult:
         node = self.node
         res = RetrieveResult()
         wanted: dict[str, list[str]] = {}
