@@ -11,8 +11,13 @@
 
 ``get`` first lists the study's instances on the node (C-FIND at image
 level, or QIDO-RS) and asks only for those the archive lacks, so a retry
-after a partial retrieve fetches only the rest; what arrives is written into
-the archive's store folder (:mod:`.incoming`) and indexed while it arrives.
+after a partial retrieve fetches only the rest.  Over DIMSE, a study (or
+series) the archive holds nothing of is asked for whole series at a time
+after two C-FINDs that give the series' instance counts and the SOP classes
+(not one answer per instance); the instances are listed only when not all
+of them came, to say which are missing.  What arrives is written into the
+archive's store folder (:mod:`.incoming`; over DIMSE by a writer thread while
+the next instance arrives, :mod:`.writebehind`) and indexed while it arrives.
 ``send`` offers each file in its own transfer syntax and transcodes to
 explicit VR little endian (pydicom) only when the peer refuses it.
 """
