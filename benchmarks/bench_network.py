@@ -3,8 +3,9 @@ local Orthanc, PocketPACS vs DCMTK (and a plain dicomweb-client loop), in one ru
 
 Starts its own Orthanc (tests/net_support.py: loopback, ``TCP_NODELAY=1``),
 uploads ``--n`` single-frame CT instances (``pocketpacs.synth``, ``--size``
-pixels square, explicit VR little endian) and times, each ``--repeat`` times
-(the best is kept):
+pixels square, explicit VR little endian) and times, each ``--repeat`` times,
+ours and the peer's in turns (the medians are kept; ``--json`` adds the CPU
+time each side and Orthanc spent per instance):
 
 - C-GET: ``Remote.get`` into a fresh archive (files written *and indexed*)
   vs ``getscu -od DIR`` (files written);
@@ -16,10 +17,22 @@ pixels square, explicit VR little endian) and times, each ``--repeat`` times
 
 DCMTK's tools run with ``TCP_NODELAY=1`` (PocketPACS turns Nagle's algorithm
 off on its DIMSE sockets; without it both run at about 20 instances/s).
-PocketPACS runs as its users get it: C-GET, C-MOVE and send of 200 or more
-instances go over several associations in worker processes
+PocketPACS runs as its users get it: a study the archive lacks is asked for
+series by series without listing its instances first (so the single series
+here goes over one association, as DCMTK's), each received instance is
+written by a writer thread while the next one arrives
+(``pocketpacs.net.writebehind``), and our associations announce no PDU
+limit; send, and retrieves that split (several series, or a listed
+remainder), go over several associations in worker processes
 (``pocketpacs.net.parallel``: one per 100 instances, at most 4 and the CPU
-count); Orthanc keeps its defaults (``DicomThreadsCount`` 4, 16 KiB PDUs).
+count).  Orthanc keeps its defaults (``DicomThreadsCount`` 4,
+``MaximumPduLength`` 16 KiB for what it receives).
+
+``--only floor`` times what pynetdicom itself costs: a bare pynetdicom C-GET
+(and a C-MOVE into a bare pynetdicom storage SCP) of the same study whose
+handler drops each instance (no file, no archive), with the same settings
+(no PDU limit, no debug logging, Nagle off), against getscu/movescu: the
+ceiling of any PocketPACS retrieve built on pynetdicom.
 
 Prints instances/s and the ratio ours / peer (above 1: faster than the peer).
 
@@ -74,11 +87,42 @@ DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 TIMINGS: list[list[float]] = []
 
 
-def timings(fn, repeat: int) -> list[float]:
-    """*repeat* timings of *fn* (seconds), also kept in :data:`TIMINGS`."""
-    times = [fn() for _ in range(repeat)]
-    TIMINGS.append([round(t, 3) for t in times])
-    return times
+#: CPU seconds per row (ours, the peer's, Orthanc's while ours ran, Orthanc's while the peer's ran), summed
+CPU: dict[str, list[float]] = {}
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that ended (workers, DCMTK's tools)."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds of a running process (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def paired(row: str, ours, peer, repeat: int, server_pid: int) -> tuple[list[float], list[float]]:
+    """*repeat* timings (seconds) of *ours* and of *peer*, taken in turns (ours, peer, ours, ...)
+    so that a change of the machine's load falls on both; kept in :data:`TIMINGS` too, with
+    the CPU time of each side and of the server in :data:`CPU`."""
+    a, b = [], []
+    cpu = CPU.setdefault(row, [0.0, 0.0, 0.0, 0.0])
+    for _ in range(repeat):
+        for i, (fn, out) in enumerate(((ours, a), (peer, b))):
+            c0, s0 = _cpu(), _proc_cpu(server_pid)
+            out.append(fn())
+            cpu[i] += _cpu() - c0
+            cpu[2 + i] += _proc_cpu(server_pid) - s0
+    TIMINGS.append([round(t, 3) for t in a])
+    TIMINGS.append([round(t, 3) for t in b])
+    return a, b
 
 
 def measure(N, n_inst: int, size: int, repeat: int, only=None, log=lambda m: None):
@@ -156,14 +200,20 @@ def measure(N, n_inst: int, size: int, repeat: int, only=None, log=lambda m: Non
             return time.perf_counter() - t
 
         only = set(only or ["get", "move", "web", "send"])
+        pid = o.proc.pid
+        getscu = dcmtk(["getscu", *base])
+        movescu = dcmtk(["movescu", "--port", str(o.pocket_port), "-aem", N.POCKET_AET, *base])
         if "get" in only:
-            rows["C-GET"] = (timings(ours("get"), repeat), timings(dcmtk(["getscu", *base]), repeat), "getscu")
+            rows["C-GET"] = (*paired("C-GET", ours("get"), getscu, repeat, pid), "getscu")
         if "move" in only:
-            rows["C-MOVE"] = (timings(ours("move", retrieve="move"), repeat),
-                              timings(dcmtk(["movescu", "--port", str(o.pocket_port), "-aem", N.POCKET_AET, *base]),
-                                      repeat), "movescu")
+            rows["C-MOVE"] = (*paired("C-MOVE", ours("move", retrieve="move"), movescu, repeat, pid), "movescu")
+        if "floor" in only:
+            rows["bare pynetdicom C-GET"] = (*paired("bare pynetdicom C-GET", bare_get(o, study, n), getscu,
+                                                     repeat, pid), "getscu")
+            rows["bare pynetdicom C-MOVE"] = (*paired("bare pynetdicom C-MOVE", bare_move(o, study, n), movescu,
+                                                      repeat, pid), "movescu")
         if "web" in only:
-            rows["WADO-RS"] = (timings(ours("web"), repeat), timings(web_loop, repeat), "dicomweb-client loop")
+            rows["WADO-RS"] = (*paired("WADO-RS", ours("web"), web_loop, repeat, pid), "dicomweb-client loop")
 
         send_ar = fresh_archive("get")
         with pocketpacs.open_archive(send_ar) as ar:
@@ -186,11 +236,97 @@ def measure(N, n_inst: int, size: int, repeat: int, only=None, log=lambda m: Non
             return time.perf_counter() - t
 
         if "send" in only:
-            rows["send (C-STORE)"] = (timings(send_ours, repeat), timings(send_dcmtk, repeat), "storescu")
+            rows["send (C-STORE)"] = (*paired("send (C-STORE)", send_ours, send_dcmtk, repeat, pid), "storescu")
     finally:
         o.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return rows, upload_s
+
+
+def _bare_ae(N):
+    """A pynetdicom AE set up as PocketPACS sets its own (no PDU limit, no debug logging)."""
+    from pynetdicom import AE
+
+    from pocketpacs.net import tuning
+
+    tuning.apply()
+    ae = AE(ae_title=N.POCKET_AET)
+    ae.maximum_pdu_size = 0
+    return ae
+
+
+def _nodelay(assoc) -> None:
+    import socket
+
+    from pocketpacs.net import wakeup
+
+    wakeup.attach(assoc)
+    assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def bare_get(o, study: str, n: int):
+    """A timing of a bare pynetdicom C-GET of *study* whose handler drops every instance."""
+    def run() -> float:
+        from pydicom.dataset import Dataset
+        from pynetdicom import build_role, evt
+        from pynetdicom.sop_class import CTImageStorage
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
+
+        N = orthanc_support()[0]
+        count = []
+        ae = _bare_ae(N)
+        ae.add_requested_context(GET)
+        ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.1"])
+        t = time.perf_counter()
+        assoc = ae.associate("127.0.0.1", o.dicom_port, ae_title=N.AET, max_pdu=0,
+                             ext_neg=[build_role(CTImageStorage, scp_role=True)],
+                             evt_handlers=[(evt.EVT_C_STORE, lambda event: count.append(1) or 0)])
+        _nodelay(assoc)
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = study
+        for _ in assoc.send_c_get(ds, GET):
+            pass
+        assoc.release()
+        dt = time.perf_counter() - t
+        assert len(count) == n, len(count)
+        return dt
+    return run
+
+
+def bare_move(o, study: str, n: int):
+    """A timing of a bare pynetdicom C-MOVE of *study* into a pynetdicom storage SCP that drops every instance."""
+    def run() -> float:
+        from pydicom.dataset import Dataset
+        from pynetdicom import evt
+        from pynetdicom.sop_class import CTImageStorage
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
+
+        N = orthanc_support()[0]
+        count = []
+        scp = _bare_ae(N)
+        scp.add_supported_context(CTImageStorage, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+        server = scp.start_server(("127.0.0.1", o.pocket_port), block=False,
+                                  evt_handlers=[(evt.EVT_C_STORE, lambda event: count.append(1) or 0),
+                                                (evt.EVT_CONN_OPEN, lambda event: _nodelay(event.assoc))])
+        try:
+            ae = _bare_ae(N)
+            ae.add_requested_context(MOVE)
+            t = time.perf_counter()
+            assoc = ae.associate("127.0.0.1", o.dicom_port, ae_title=N.AET, max_pdu=0)
+            _nodelay(assoc)
+            ds = Dataset()
+            ds.QueryRetrieveLevel = "STUDY"
+            ds.StudyInstanceUID = study
+            for _ in assoc.send_c_move(ds, N.POCKET_AET, MOVE):
+                pass
+            assoc.release()
+            dt = time.perf_counter() - t
+        finally:
+            server.shutdown()
+        assert len(count) == n, len(count)
+        return dt
+    return run
 
 
 def run(ctx) -> list:
@@ -226,8 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1000, help="instances (default 1000)")
     ap.add_argument("--size", type=int, default=512, help="rows = columns (default 512, as issue 14 says)")
     ap.add_argument("--repeat", type=int, default=3, help="timings per row, the median kept (default 3)")
-    ap.add_argument("--only", nargs="*", choices=["get", "move", "web", "send"],
-                    help="the rows to time (default: all)")
+    ap.add_argument("--only", nargs="*", choices=["get", "move", "web", "send", "floor"],
+                    help="the rows to time (default: get move web send; floor: bare pynetdicom C-GET/C-MOVE "
+                         "loops that drop the data, vs getscu/movescu)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     for tool in DCMTK_TOOLS:
@@ -244,14 +381,19 @@ def main(argv: list[str] | None = None) -> int:
               "rows": {k: {"ours_s": round(a, 3), "peer_s": round(b, 3), "peer": p,
                            "ours_per_s": round(args.n / a, 1), "peer_per_s": round(args.n / b, 1),
                            "ratio": round(b / a, 2)} for k, (a, b, p) in rows.items()},
-              "timings_s": TIMINGS}
+              "timings_s": TIMINGS,
+              "cpu_ms_per_instance": {k: {"ours": round(1000 * c[0] / (args.n * args.repeat), 2),
+                                          "peer": round(1000 * c[1] / (args.n * args.repeat), 2),
+                                          "orthanc_for_ours": round(1000 * c[2] / (args.n * args.repeat), 2),
+                                          "orthanc_for_peer": round(1000 * c[3] / (args.n * args.repeat), 2)}
+                                      for k, c in CPU.items()}}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"{args.n} instances of {args.size}x{args.size}, explicit VR LE; local Orthanc 1.10 (TCP_NODELAY=1)")
-        print(f"{'':16} {'PocketPACS':>16} {'peer':>16}  ratio  peer")
+        print(f"{'':24} {'PocketPACS':>16} {'peer':>16}  ratio  peer")
         for k, r in result["rows"].items():
-            print(f"{k:16} {r['ours_per_s']:>10.1f} inst/s {r['peer_per_s']:>10.1f} inst/s  {r['ratio']:>5.2f}  "
+            print(f"{k:24} {r['ours_per_s']:>10.1f} inst/s {r['peer_per_s']:>10.1f} inst/s  {r['ratio']:>5.2f}  "
                   f"{r['peer']}")
     return 0
 

@@ -55,3 +55,15 @@ def test_recv_reads_a_pdu_sent_in_pieces_and_stops_at_close():
     assert bytes(rest) == payload[50_000:]
     assert bytes(tuning._recv(_Holder(a), 10)) == b""
     a.close()
+
+
+def test_quick_switches_shortens_the_switch_interval_and_the_last_block_restores_it():
+    import sys
+
+    before = sys.getswitchinterval()
+    with tuning.quick_switches():
+        assert sys.getswitchinterval() == min(before, tuning.SWITCH_INTERVAL)
+        with tuning.quick_switches():   # a second retrieve overlapping the first
+            pass
+        assert sys.getswitchinterval() == min(before, tuning.SWITCH_INTERVAL)
+    assert sys.getswitchinterval() == before

@@ -105,6 +105,9 @@ def associate(node: RemoteNode, ae: Any, **kwargs: Any) -> Any:
     check_reachable(node.host, node.port, what)
     ae.acse_timeout = min(ACSE_TIMEOUT, node.timeout)
     t0 = time.monotonic()
+    # the largest PDU we take (AE.associate announces 16382 bytes unless told, whatever
+    # ae.maximum_pdu_size says: a 0.5 MB instance then comes in 32 PDUs, not 4 of DCMTK's 128 KiB)
+    kwargs.setdefault("max_pdu", ae.maximum_pdu_size)
     assoc = ae.associate(node.host, node.port, ae_title=node.aet, **kwargs)
     if assoc.is_established:
         nodelay(assoc)
@@ -153,27 +156,35 @@ def echo(node: RemoteNode) -> None:
 
 
 def _find(node: RemoteNode, ident: Dataset) -> list[Dataset]:
+    return _finds(node, [ident])[0]
+
+
+def _finds(node: RemoteNode, idents: list[Dataset]) -> list[list[Dataset]]:
+    """The answers to each C-FIND of *idents*, asked one after the other on one association."""
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
 
     ae = make_ae(node.calling_aet)
     ae.add_requested_context(FIND)
     assoc = associate(node, ae)
-    out = []
+    outs: list[list[Dataset]] = []
     with _closing(assoc), Watchdog(node.timeout, None, assoc) as wd:
-        for status, answer in assoc.send_c_find(ident, FIND):
-            code = getattr(status, "Status", None)
-            if code is None and wd.problem(_who(node)):
-                raise NetError(f"{wd.problem(_who(node))} (during C-FIND)")
-            if code is None:
-                raise NetError(f"remote {node.name!r} closed the connection during C-FIND: it may not allow queries "
-                               f"from our AE title {node.calling_aet!r} (add it to the peer's known modalities, "
-                               "e.g. Orthanc's DicomModalities), or it stopped")
-            if code in (0xFF00, 0xFF01):
-                if answer is not None:
-                    out.append(answer)
-            elif code != 0:
-                raise NetError(f"remote {node.name!r} refused the C-FIND (status 0x{code:04X})")
-    return out
+        for ident in idents:
+            out: list[Dataset] = []
+            outs.append(out)
+            for status, answer in assoc.send_c_find(ident, FIND):
+                code = getattr(status, "Status", None)
+                if code is None and wd.problem(_who(node)):
+                    raise NetError(f"{wd.problem(_who(node))} (during C-FIND)")
+                if code is None:
+                    raise NetError(f"remote {node.name!r} closed the connection during C-FIND: it may not allow "
+                                   f"queries from our AE title {node.calling_aet!r} (add it to the peer's known "
+                                   "modalities, e.g. Orthanc's DicomModalities), or it stopped")
+                if code in (0xFF00, 0xFF01):
+                    if answer is not None:
+                        out.append(answer)
+                elif code != 0:
+                    raise NetError(f"remote {node.name!r} refused the C-FIND (status 0x{code:04X})")
+    return outs
 
 
 def _text(ds: Dataset, kw: str) -> str:
@@ -242,6 +253,45 @@ def list_instances(node: RemoteNode, study_uid: str, series_uids: Iterable[str] 
     return out
 
 
+def study_outline(node: RemoteNode, study_uid: str, series_uids: Iterable[str] | None = None
+                  ) -> tuple[dict[str, int], set[str]] | None:
+    """The series of a study (or the given ones) with their instance counts, and the
+    study's SOP classes: one series-level and one study-level C-FIND (a few answers,
+    not one per instance as :func:`list_instances`).
+
+    Returns
+    -------
+    (dict, set) or None
+        Series Instance UID -> NumberOfSeriesRelatedInstances, and SOPClassesInStudy;
+        None when the node leaves out a count or the SOP classes (optional keys of
+        PS3.4 C.6.1.1): the instances must then be listed.
+    """
+    se = Dataset()
+    se.QueryRetrieveLevel = "SERIES"
+    se.StudyInstanceUID = study_uid
+    se.SeriesInstanceUID = ""
+    se.NumberOfSeriesRelatedInstances = ""
+    st = Dataset()
+    st.QueryRetrieveLevel = "STUDY"
+    st.StudyInstanceUID = study_uid
+    st.SOPClassesInStudy = ""
+    series_answers, study_answers = _finds(node, [se, st])
+    wanted = set(series_uids or ())
+    counts: dict[str, int] = {}
+    for a in series_answers:
+        uid = _text(a, "SeriesInstanceUID")
+        if wanted and uid not in wanted:
+            continue
+        n = _int(a, "NumberOfSeriesRelatedInstances")
+        if not uid or n is None:
+            return None
+        counts[uid] = n
+    classes = {c for a in study_answers for c in _multi(a, "SOPClassesInStudy")}
+    if not counts or not classes or (wanted and set(counts) != wanted):
+        return None
+    return counts, classes
+
+
 def retrieve_requests(study_uid: str, wanted: dict[str, list[str]], complete: set[str],
                       chunk: int = 200) -> list[Dataset]:
     """Identifiers of C-GET/C-MOVE requests: a whole series when all of it is
@@ -291,12 +341,15 @@ def _sub_status(status: Dataset) -> str:
 
 
 def _run_retrieve(node: RemoteNode, assoc: Any, requests: list[Dataset], send: Callable[[Dataset], Any],
-                  cancel: Any) -> str | None:
-    """Send each request, following its responses; return a problem text or None."""
+                  cancel: Any, on_request: Callable[[Dataset], Any] | None = None) -> str | None:
+    """Send each request (*on_request* is told of it first), following its responses;
+    return a problem text or None."""
     from .incoming import is_cancelled
 
     problem = None
     for ident in requests:
+        if on_request is not None:
+            on_request(ident)
         for status, _ in send(ident):
             if is_cancelled(cancel):
                 assoc.abort()
@@ -320,9 +373,11 @@ def _run_retrieve(node: RemoteNode, assoc: Any, requests: list[Dataset], send: C
 
 
 def c_get(node: RemoteNode, study_uid: str, requests: list[Dataset], sop_classes: Iterable[str],
-          on_store: Callable[[Any], int], cancel: Any = None) -> str | None:
+          on_store: Callable[[Any], int], cancel: Any = None,
+          on_request: Callable[[Dataset], Any] | None = None) -> str | None:
     """C-GET *requests* on one association; *on_store* handles each C-STORE
-    sub-operation (pynetdicom event -> status).  Returns a problem text or None."""
+    sub-operation (pynetdicom event -> status); *on_request* is called with each
+    request before it is sent.  Returns a problem text or None."""
     from pynetdicom import build_role, evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
 
@@ -335,7 +390,7 @@ def c_get(node: RemoteNode, study_uid: str, requests: list[Dataset], sop_classes
         roles.append(build_role(cls, scp_role=True))
     assoc = associate(node, ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     with _closing(assoc), Watchdog(node.timeout, cancel, assoc) as wd:
-        problem = _run_retrieve(node, assoc, requests, lambda ds: assoc.send_c_get(ds, GET), cancel)
+        problem = _run_retrieve(node, assoc, requests, lambda ds: assoc.send_c_get(ds, GET), cancel, on_request)
     return wd.problem(_who(node)) or problem
 
 
@@ -409,22 +464,23 @@ def move_listener(node: RemoteNode, on_store: Callable[[Any], int], bind: str | 
 
 
 def c_move(node: RemoteNode, study_uid: str, requests: list[Dataset], on_store: Callable[[Any], int],
-           cancel: Any = None, bind: str | None = None) -> str | None:
+           cancel: Any = None, bind: str | None = None, first_id: int = 1) -> str | None:
     """C-MOVE *requests* to our own AE (``node.calling_aet``), received by a
     listener started for the retrieve on ``node.move_port``.  Returns a problem text or None."""
     wd = Watchdog(node.timeout, cancel)
     server = move_listener(node, on_store, bind, watchdog=wd)
     try:
-        return move_requests(node, requests, cancel, wd)
+        return move_requests(node, requests, cancel, wd, first_id)
     finally:
         server.shutdown()
 
 
 def move_requests(node: RemoteNode, requests: list[Dataset], cancel: Any = None,
-                  wd: Watchdog | None = None) -> str | None:
+                  wd: Watchdog | None = None, first_id: int = 1) -> str | None:
     """The C-MOVE requests themselves, on one association (our listener must be running),
-    watched for silence by *wd* (a new :class:`~.watchdog.Watchdog` when None).
-    Returns a problem text or None."""
+    watched for silence by *wd* (a new :class:`~.watchdog.Watchdog` when None); their
+    Message IDs are *first_id*, *first_id* + 1... (each moved instance names the one it
+    was moved for: Move Originator Message ID).  Returns a problem text or None."""
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
 
     if wd is None:
@@ -432,8 +488,10 @@ def move_requests(node: RemoteNode, requests: list[Dataset], cancel: Any = None,
     ae = make_ae(node.calling_aet)
     ae.add_requested_context(MOVE)
     assoc = associate(node, ae)
+    ids = {id(ds): first_id + i for i, ds in enumerate(requests)}
     with _closing(assoc), wd:
         wd.watch(assoc)
         problem = _run_retrieve(node, assoc, requests,
-                                lambda ds: assoc.send_c_move(ds, node.calling_aet, MOVE), cancel)
+                                lambda ds: assoc.send_c_move(ds, node.calling_aet, MOVE, msg_id=ids[id(ds)]),
+                                cancel)
     return wd.problem(_who(node)) or problem

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import secrets
 import struct
@@ -99,6 +100,11 @@ def part10(dataset: bytes | memoryview, sop_class: str, sop_uid: str, transfer_s
     -------
     bytes
     """
+    return _part10_head(sop_class, sop_uid, transfer_syntax, source_aet) + bytes(dataset)
+
+
+def _part10_head(sop_class: str, sop_uid: str, transfer_syntax: str, source_aet: str = "") -> bytes:
+    """The preamble, ``DICM`` and file meta group of :func:`part10`."""
     els = [_meta_element(0x00020001, b"OB", b"\x00\x01"),
            _meta_element(0x00020002, b"UI", _even(sop_class, b"\0")),
            _meta_element(0x00020003, b"UI", _even(sop_uid, b"\0")),
@@ -110,11 +116,14 @@ def part10(dataset: bytes | memoryview, sop_class: str, sop_uid: str, transfer_s
         els.append(_meta_element(0x00020016, b"AE", _even(aet, b" ")))
     body = b"".join(els)
     head = _meta_element(0x00020000, b"UL", struct.pack("<I", len(body)))
-    return b"".join((b"\0" * 128, b"DICM", head, body, bytes(dataset)))
+    return b"".join((b"\0" * 128, b"DICM", head, body))
 
 
-def event_part10(event: Any) -> bytes:
+def event_part10(event: Any) -> bytes | bytearray:
     """The Part-10 bytes of a pynetdicom ``EVT_C_STORE`` event, without decoding its data set.
+
+    The data set's bytes are copied once, from the request's own buffer
+    (``event.request.DataSet``) after the file meta group.
 
     Parameters
     ----------
@@ -123,13 +132,19 @@ def event_part10(event: Any) -> bytes:
 
     Returns
     -------
-    bytes
+    bytes or bytearray
         The file (:func:`part10`) as it is written to the store.
     """
     req = event.request
-    return part10(event.encoded_dataset(include_meta=False), str(req.AffectedSOPClassUID),
-                  str(req.AffectedSOPInstanceUID), str(event.context.transfer_syntax),
-                  str(getattr(event.assoc.requestor, "ae_title", "") or ""))
+    head = _part10_head(str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID),
+                        str(event.context.transfer_syntax), str(getattr(event.assoc.requestor, "ae_title", "") or ""))
+    stream = getattr(req, "DataSet", None)
+    if not isinstance(stream, io.BytesIO):
+        return head + event.encoded_dataset(include_meta=False)
+    out = bytearray(head)
+    with stream.getbuffer() as view:
+        out += view
+    return out
 
 
 def _same_bytes(path: Path, data: bytes | memoryview) -> bool:

@@ -11,13 +11,19 @@
 
 ``get`` first lists the study's instances on the node (C-FIND at image
 level, or QIDO-RS) and asks only for those the archive lacks, so a retry
-after a partial retrieve fetches only the rest; what arrives is written into
-the archive's store folder (:mod:`.incoming`) and indexed while it arrives.
+after a partial retrieve fetches only the rest.  Over DIMSE, a study (or
+series) the archive holds nothing of is asked for whole series at a time
+after two C-FINDs that give the series' instance counts and the SOP classes
+(not one answer per instance); the instances are listed only when not all
+of them came, to say which are missing.  What arrives is written into the
+archive's store folder (:mod:`.incoming`; over DIMSE by a writer thread while
+the next instance arrives, :mod:`.writebehind`) and indexed while it arrives.
 ``send`` offers each file in its own transfer syntax and transcodes to
 explicit VR little endian (pydicom) only when the peer refuses it.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import threading
@@ -25,12 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..log import logger
-from . import dimse, parallel, web
+from . import dimse, parallel, tuning, web
 from .filters import check_filters, matches, remote_keys
 from .incoming import Indexer, ReceivedStore, event_part10, is_cancelled
 from .nodes import NetError, RemoteNode, get_node, node_password
 from .sending import SendResult, _isfile, _send_dimse, _send_parallel, _send_web
 from .watchdog import check_timeout
+from .writebehind import WriteBehind
 
 
 @dataclass
@@ -46,7 +53,8 @@ class RetrieveResult:
     already : int
         Instances the archive had (not fetched).
     failed : list of dict
-        ``{"sop_instance_uid", "reason"}`` of each instance missing at the end.
+        ``{"sop_instance_uid", "reason"}`` of each instance missing at the end (the UID
+        is None when the node, asked for whole series, could not list them afterwards).
     conflicts : list of dict
         ``{"sop_instance_uid", "reason"}`` of each instance of the node whose
         SOP Instance UID the archive holds with other content: the archived
@@ -58,7 +66,7 @@ class RetrieveResult:
     received: int = 0
     indexed: int = 0
     already: int = 0
-    failed: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str | None]] = field(default_factory=list)
     conflicts: list[dict[str, str]] = field(default_factory=list)
     problem: str | None = None
     cancelled: bool = False
@@ -167,6 +175,18 @@ class Remote:
         except KeyError:
             return False
 
+    def _holds_any(self, study_uid: str, series: list[str] | None) -> bool:
+        """Whether the archive holds any instance of the study (or of these of its series)."""
+        if not series:
+            return self._has_study(study_uid)
+        for uid in series:
+            try:
+                self.archive.get_series(uid)
+                return True
+            except KeyError:
+                pass
+        return False
+
     def _has_instance(self, uid: str) -> bool:
         try:
             self.archive.instance(uid)
@@ -202,30 +222,49 @@ class Remote:
         NetError
             The node cannot be reached, refuses us, or does not have the study.
         """
+        # DIMSE: threads hand each instance on; quick switches between them (see tuning.quick_switches)
+        with tuning.quick_switches() if self.node.kind == "dimse" else contextlib.nullcontext():
+            return self._get(study_uid, series, cancel, progress, workers)
+
+    def _get(self, study_uid: str, series: list[str] | None, cancel: Any, progress: Any,
+             workers: int | None) -> RetrieveResult:
         node = self.node
-        if node.kind == "dimse":
-            items = dimse.list_instances(node, study_uid, series)
-        else:
-            items = web.list_instances(node, study_uid, series, self._password)
-        if not items:
-            which = "these series of the study" if series else "the study"
-            raise NetError(f"remote {node.name!r} has no instances of {which} {study_uid}")
         res = RetrieveResult()
         wanted: dict[str, list[str]] = {}
-        by_series: dict[str, int] = {}
-        elsewhere = _ArchivedSeries(self.archive)
-        for se, sop, _ in items:
-            by_series[se] = by_series.get(se, 0) + 1
-            if self._has_instance(sop):
-                res.already += 1
-                if elsewhere.other_series(sop, se):
-                    res.conflicts.append({"sop_instance_uid": sop, "reason": CONFLICT_OTHER_SERIES})
+        # nothing of it archived: whole series are asked for, without listing every instance first
+        outline = (dimse.study_outline(node, study_uid, series)
+                   if node.kind == "dimse" and not self._holds_any(study_uid, series) else None)
+        if outline is not None:
+            counts, classes = outline
+            wanted = {se: [] for se in counts}
+            complete = set(counts)
+            n_wanted = sum(counts.values())
+            if not n_wanted:
+                which = "these series of the study" if series else "the study"
+                raise NetError(f"remote {node.name!r} has no instances of {which} {study_uid}")
+        else:
+            if node.kind == "dimse":
+                items = dimse.list_instances(node, study_uid, series)
             else:
-                wanted.setdefault(se, []).append(sop)
-        if not wanted:
-            return res
-        complete = {se for se, sops in wanted.items() if len(sops) == by_series[se]}
-        n_wanted = sum(len(v) for v in wanted.values())
+                items = web.list_instances(node, study_uid, series, self._password)
+            if not items:
+                which = "these series of the study" if series else "the study"
+                raise NetError(f"remote {node.name!r} has no instances of {which} {study_uid}")
+            classes = {c for _, _, c in items}
+            by_series: dict[str, int] = {}
+            elsewhere = _ArchivedSeries(self.archive)
+            for se, sop, _ in items:
+                by_series[se] = by_series.get(se, 0) + 1
+                if self._has_instance(sop):
+                    res.already += 1
+                    if elsewhere.other_series(sop, se):
+                        res.conflicts.append({"sop_instance_uid": sop, "reason": CONFLICT_OTHER_SERIES})
+                else:
+                    wanted.setdefault(se, []).append(sop)
+            if not wanted:
+                return res
+            complete = {se for se, sops in wanted.items() if len(sops) == by_series[se]}
+            n_wanted = sum(len(v) for v in wanted.values())
         where = {sop: se for se, sops in wanted.items() for sop in sops}
         store = ReceivedStore(self.archive)
         store.clean_incoming()
@@ -236,31 +275,37 @@ class Remote:
         full = threading.Event()      # the store's disk is full: stop asking for more
         stop = _Either(cancel, full)
 
-        def keep(data: bytes, sop: str, se: str | None) -> int:
-            if se is None:  # not asked for (a peer sending more): keep it all the same
-                se = "unknown"
-            try:
-                path = store.write(data, study_uid, se, sop)
-            except OSError as e:
-                with lock:
-                    errors[sop] = f"write_failed: {(e.strerror or type(e).__name__).lower()}"
-                if e.errno in _DISK_FULL:
-                    full.set()
-                return 0xA700
+        def on_written(sop: str, path: Any) -> None:
             with lock:
                 got.add(sop)
                 written[str(path)] = sop
                 n = len(got)
             if progress is not None:
                 progress(n, n_wanted)
+
+        def on_error(sop: str, e: BaseException) -> None:
+            with lock:
+                errors[sop] = _write_failed(e)
+            if getattr(e, "errno", None) in _DISK_FULL:
+                full.set()
+
+        def keep(data: bytes, sop: str, se: str | None) -> int:
+            try:
+                path = store.write(data, study_uid, se or "unknown", sop)
+            except OSError as e:
+                on_error(sop, e)
+                return 0xA700
+            on_written(sop, path)
             return 0x0000
+
+        asked = _SeriesOf(where)
+        # DIMSE: each instance is answered once queued, and written while the next one comes
+        writer = WriteBehind(lambda data, se, sop: store.write(data, study_uid, se, sop), on_written, on_error)
 
         def on_store(event: Any) -> int:
             sop = str(event.request.AffectedSOPInstanceUID)
-            se = where.get(sop)
-            if se is None:
-                se = str(getattr(event.dataset, "SeriesInstanceUID", "unknown"))
-            return keep(event_part10(event), sop, se)
+            writer.submit(event_part10(event), asked.series(event, sop), sop)
+            return 0xA700 if full.is_set() else 0x0000
 
         def on_instance(data: bytes) -> None:
             # a Part-10 file as the server sent it: only its UIDs are read
@@ -279,24 +324,36 @@ class Remote:
 
         interrupted = False
         k = parallel.worker_count(n_wanted, workers) if node.kind == "dimse" else 1
+        if outline is not None:  # whole series: one worker per series at most
+            k = min(k, len(wanted))
         if k > 1:
+            if outline is not None:
+                parts = [{se: [] for se in group} for group in _balanced(counts, k)]
+            else:
+                parts = []
+                for part in parallel.split([(se, sop) for se, sops in wanted.items() for sop in sops], k):
+                    mine: dict[str, list[str]] = {}
+                    for se, sop in part:
+                        mine.setdefault(se, []).append(sop)
+                    parts.append(mine)
             ix = Indexer(store)
-            res.problem, interrupted = self._get_parallel(k, study_uid, wanted, complete, where, items, store, ix,
-                                                          got, errors, written, full, stop, progress)
+            res.problem, interrupted = self._get_parallel(parts, study_uid, wanted, complete, where, classes, store,
+                                                          ix, got, errors, written, full, stop, progress, n_wanted)
             ix.__exit__(KeyboardInterrupt if interrupted else None, None, None)
         else:
-            with Indexer(store) as ix:
+            with Indexer(store) as ix, writer if node.kind == "dimse" else contextlib.nullcontext():
                 try:
                     if node.kind == "dicomweb":
                         res.problem = web.retrieve(node, study_uid, wanted, complete, on_instance, stop,
                                                    self._password)
                     else:
                         reqs = dimse.retrieve_requests(study_uid, wanted, complete)
+                        asked.plan(reqs, 1)
                         if node.retrieve == "move":
                             res.problem = dimse.c_move(node, study_uid, reqs, on_store, stop)
                         else:
-                            classes = {c for _, _, c in items}
-                            res.problem = dimse.c_get(node, study_uid, reqs, classes, on_store, stop)
+                            res.problem = dimse.c_get(node, study_uid, reqs, classes, on_store, stop,
+                                                      on_request=asked.asking)
                 except NetError as e:
                     res.problem = str(e)
                 except KeyboardInterrupt:
@@ -314,10 +371,14 @@ class Remote:
                 res.conflicts.append({"sop_instance_uid": written[str(c.path)], "reason": CONFLICT_OTHER_CONTENT})
         res.received = len(got)
         res.indexed = ix.indexed
+        if writer.callback_error is not None:
+            res.problem = res.problem or f"a progress callback failed ({type(writer.callback_error).__name__})"
         if ix.error is not None:
             res.problem = res.problem or f"indexing failed ({type(ix.error).__name__}: {ix.error})"
         for f in ix.failures:
             logger.info("a received file was not indexed: %s", f.reason)
+        if outline is not None and (res.problem or len(got) != n_wanted or ix.indexed != n_wanted):
+            wanted = self._missing_after_whole_series(res, study_uid, series, got, errors, n_wanted)
         for sops in wanted.values():
             for sop in sops:
                 if self._has_instance(sop):
@@ -330,16 +391,41 @@ class Remote:
             raise KeyboardInterrupt
         return res
 
-    def _get_parallel(self, k: int, study_uid: str, wanted: dict[str, list[str]], complete: set[str],
-                      where: dict[str, str], items: list[tuple[str, str, str]], store: ReceivedStore, ix: Indexer,
-                      got: set[str], errors: dict[str, str], written: dict[str, str], full: threading.Event,
-                      cancel: Any, progress: Any) -> tuple[str | None, bool]:
-        """C-GET or C-MOVE over *k* associations in worker processes (:mod:`.parallel`): the
-        wanted instances split in *k* runs (IMAGE-level requests with UID lists, a whole series
-        when one worker has all of it).  For C-MOVE every worker listens on the move port
+    def _missing_after_whole_series(self, res: RetrieveResult, study_uid: str, series: list[str] | None,
+                                    got: set[str], errors: dict[str, str], n_wanted: int) -> dict[str, list[str]]:
+        """After whole series were asked for (their instances never listed) and not all
+        came: the node's list of them (an image-level C-FIND), to say which are missing.
+        When the node cannot list them (it stopped, or the retrieve was cancelled: a
+        cancel ends at once) the instances known here are returned, and one ``failed``
+        entry without a UID is added to *res* per other missing instance."""
+        listed: list[tuple[str, str, str]] = []
+        if not res.cancelled:
+            try:
+                listed = dimse.list_instances(self.node, study_uid, series)
+            except NetError as e:
+                res.problem = res.problem or str(e)
+        wanted: dict[str, list[str]] = {}
+        for se, sop, _ in listed:
+            wanted.setdefault(se, []).append(sop)
+        if not listed:
+            known = set(errors) | got
+            wanted = {"": sorted(known)}
+            res.failed.extend({"sop_instance_uid": None, "reason": "not_received"}
+                              for _ in range(max(0, n_wanted - len(known))))
+        return wanted
+
+    def _get_parallel(self, parts: list[dict[str, list[str]]], study_uid: str, wanted: dict[str, list[str]],
+                      complete: set[str], where: dict[str, str], classes: set[str], store: ReceivedStore,
+                      ix: Indexer, got: set[str], errors: dict[str, str], written: dict[str, str],
+                      full: threading.Event, cancel: Any, progress: Any, n_wanted: int) -> tuple[str | None, bool]:
+        """C-GET or C-MOVE over one association per part of *parts* in worker processes
+        (:mod:`.parallel`): each part is a run of the wanted instances (IMAGE-level requests
+        with UID lists, a whole series when the part has all of it), or whole series (an empty
+        list: the series was not listed).  For C-MOVE every worker listens on the move port
         (``SO_REUSEPORT``: the kernel gives each association the peer opens to one of them),
         all listen before any C-MOVE is sent, and all keep listening until every C-MOVE
-        has ended.  Returns (problem, interrupted)."""
+        has ended; the Message IDs of the C-MOVEs (unique among the workers) say which series
+        a moved instance was asked for.  Returns (problem, interrupted)."""
         import multiprocessing
 
         node = self.node
@@ -348,58 +434,39 @@ class Remote:
         go, all_moved = ctx.Event(), ctx.Event()
         ready: set[int] = set()
         moved: set[int] = set()
-        classes = {c for _, _, c in items}
-        n_wanted = len(where)
-        flat = [(se, sop) for se, sops in wanted.items() for sop in sops]
-
-        def target_for(part: list[tuple[str, str]]) -> parallel.Target:
-            mine: dict[str, list[str]] = {}
-            for se, sop in part:
-                mine.setdefault(se, []).append(sop)
+        k = len(parts)
+        asked = _SeriesOf(where)
+        plans = []
+        for w, mine in enumerate(parts):
             whole = {se for se, sops in mine.items() if se in complete and len(sops) == len(wanted[se])}
             reqs = dimse.retrieve_requests(study_uid, mine, whole)
+            first = 1 + w * (MOVE_IDS // k)
+            asked.plan(reqs, first)
+            plans.append((reqs, first))
+
+        def target_for(plan: tuple[list[Any], int]) -> parallel.Target:
+            reqs, first = plan
 
             def target(report: Any, stop: Any) -> str | None:
-                def on_store(event: Any) -> int:  # in the worker: write, then tell the parent
-                    sop = str(event.request.AffectedSOPInstanceUID)
-                    se = where.get(sop)
-                    if se is None:  # not asked for (a peer sending more): keep it all the same
-                        se = str(getattr(event.dataset, "SeriesInstanceUID", "unknown"))
-                    try:
-                        path = store.write(event_part10(event), study_uid, se, sop)
-                    except OSError as e:
-                        report("error", sop, f"write_failed: {(e.strerror or type(e).__name__).lower()}")
-                        if e.errno in _DISK_FULL:
-                            report("full", sop)
-                        return 0xA700
-                    report("got", sop, str(path))
-                    return 0x0000
+                full_here = threading.Event()
 
-                if not move:
-                    try:
-                        return dimse.c_get(node, study_uid, reqs, classes, on_store, stop)
-                    except NetError as e:
-                        return str(e)
-                try:
-                    server = dimse.move_listener(node, on_store, shared=True)
-                except NetError as e:
-                    report("ready")
-                    report("moved")
-                    return str(e)
-                try:
-                    report("ready")
-                    while not go.wait(0.05) and not stop():
-                        pass
-                    try:
-                        problem = "cancelled" if stop() else dimse.move_requests(node, reqs, stop)
-                    except NetError as e:
-                        problem = str(e)
-                    report("moved")
-                    while not all_moved.wait(0.05) and not stop():  # others' instances may come to us
-                        pass
-                    return problem
-                finally:
-                    server.shutdown()
+                def on_error(sop: str, e: BaseException) -> None:
+                    report("error", sop, _write_failed(e))
+                    if getattr(e, "errno", None) in _DISK_FULL:
+                        full_here.set()
+                        report("full", sop)
+
+                writer = WriteBehind(lambda data, se, sop: store.write(data, study_uid, se, sop),
+                                     lambda sop, path: report("got", sop, str(path)), on_error)
+
+                def on_store(event: Any) -> int:  # in the worker: queued for the writer, which tells the parent
+                    sop = str(event.request.AffectedSOPInstanceUID)
+                    writer.submit(event_part10(event), asked.series(event, sop), sop)
+                    return 0xA700 if full_here.is_set() else 0x0000
+
+                with writer:
+                    return self._worker_retrieve(node, move, study_uid, reqs, first, classes, on_store, asked,
+                                                 report, stop, go, all_moved)
             return target
 
         def on_finished(w: int) -> None:
@@ -428,11 +495,42 @@ class Remote:
             elif kind == "error":
                 errors[sop] = msg[3]
 
-        results, interrupted = parallel.run([target_for(p) for p in parallel.split(flat, k)], on_message, cancel,
+        results, interrupted = parallel.run([target_for(p) for p in plans], on_message, cancel,
                                             before_wait=ix.__enter__, on_finished=on_finished)
         problems = [r for r in results if r]
         real = [r for r in problems if r != "cancelled"]
         return (real[0] if real else problems[0] if problems else None), interrupted
+
+    def _worker_retrieve(self, node: RemoteNode, move: bool, study_uid: str, reqs: list[Any], first: int,
+                         classes: set[str], on_store: Any, asked: "_SeriesOf", report: Any, stop: Any,
+                         go: Any, all_moved: Any) -> str | None:
+        """One worker's C-GET, or its C-MOVE with its share of the move port's listening
+        (see :meth:`_get_parallel`).  Returns a problem text or None."""
+        if not move:
+            try:
+                return dimse.c_get(node, study_uid, reqs, classes, on_store, stop, on_request=asked.asking)
+            except NetError as e:
+                return str(e)
+        try:
+            server = dimse.move_listener(node, on_store, shared=True)
+        except NetError as e:
+            report("ready")
+            report("moved")
+            return str(e)
+        try:
+            report("ready")
+            while not go.wait(0.05) and not stop():
+                pass
+            try:
+                problem = "cancelled" if stop() else dimse.move_requests(node, reqs, stop, first_id=first)
+            except NetError as e:
+                problem = str(e)
+            report("moved")
+            while not all_moved.wait(0.05) and not stop():  # others' instances may come to us
+                pass
+            return problem
+        finally:
+            server.shutdown()
 
     # ---- send ----------------------------------------------------------------------------------
     def instances_of(self, uids: list[str]) -> list[Any]:
@@ -510,6 +608,62 @@ class Remote:
         else:
             _send_web(self.node, todo, res, cancel, progress, self._password)
         return res
+
+
+#: Message IDs (16 bits) of the workers' C-MOVE requests: worker w of k starts at 1 + w * (this // k).
+MOVE_IDS = 65000
+
+
+def _balanced(counts: dict[str, int], k: int) -> list[list[str]]:
+    """The series of *counts* (UID -> instances) in *k* groups of nearly equal instance counts
+    (largest series first, each to the group with the fewest so far)."""
+    groups: list[list[str]] = [[] for _ in range(k)]
+    sizes = [0] * k
+    for se in sorted(counts, key=lambda u: -counts[u]):
+        i = sizes.index(min(sizes))
+        groups[i].append(se)
+        sizes[i] += counts[se]
+    return [g for g in groups if g]
+
+
+class _SeriesOf:
+    """The Series Instance UID of an instance a C-STORE sub-operation brings, without
+    decoding its data set: the UID it was listed under, else the series of the request
+    it comes for (C-GET: the request in flight on the association; C-MOVE: the Move
+    Originator Message ID), else (a peer sending more than asked) read from the data set."""
+
+    def __init__(self, where: dict[str, str]):
+        self.where = where
+        self.by_id: dict[int, str] = {}
+        self.current: str | None = None
+
+    def plan(self, requests: list[Any], first_id: int) -> None:
+        """Note the series of each request, sent with Message IDs *first_id*, *first_id* + 1..."""
+        for i, ds in enumerate(requests):
+            self.by_id[first_id + i] = str(ds.SeriesInstanceUID)
+
+    def asking(self, request: Any) -> None:
+        """Called with each C-GET request before it is sent."""
+        self.current = str(request.SeriesInstanceUID)
+
+    def series(self, event: Any, sop: str) -> str:
+        """The series of the instance *sop* that the ``EVT_C_STORE`` *event* brings."""
+        se = self.where.get(sop)
+        if se is not None:
+            return se
+        origin = event.request.MoveOriginatorMessageID
+        if origin is not None:
+            se = self.by_id.get(origin)
+        elif self.current is not None:
+            se = self.current
+        if se is None:
+            se = str(getattr(event.dataset, "SeriesInstanceUID", "unknown"))
+        return se
+
+
+def _write_failed(e: BaseException) -> str:
+    """The ``failed`` reason of an instance that could not be written."""
+    return f"write_failed: {(getattr(e, 'strerror', None) or type(e).__name__).lower()}"
 
 
 #: ``errno`` values of a full disk (or a full quota) while a received file is written.
