@@ -24,6 +24,7 @@ commits no transaction and loads neither numba nor the parser.
 from __future__ import annotations
 
 import os
+import struct
 import sys
 from array import array
 from operator import attrgetter
@@ -32,6 +33,7 @@ import numpy as np
 
 from . import commit
 from . import deepread
+from . import dirstamps
 from . import pathkeys
 from . import records
 from .commit import PendingFolder
@@ -53,6 +55,12 @@ _stat = os.DirEntry.stat          # follows a symbolic link (as list_folder does
 _is_dir = os.DirEntry.is_dir
 _is_symlink = os.DirEntry.is_symlink
 _name = attrgetter("name")
+_os_stat = os.stat
+_SECTION = records.SECTION
+_STAMP_PACK = dirstamps.STAMP.pack
+_stamp_fields = dirstamps.stamp_fields
+#: ``n`` -> :func:`_packer` (folders of up to a few thousand files: a few kB each)
+_PACKERS: dict = {}
 _size = attrgetter("st_size")
 _mtime = attrgetter("st_mtime_ns")
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -114,7 +122,7 @@ def _listed_unchanged(path: str, raw: bytes) -> tuple[list[str], int] | None:
             subs = [e for e, s in zip(ents, isd) if s]
             if True in map(_is_symlink, subs):
                 return None
-            pre = path + os.sep
+            pre = _sub_prefix(path)
             subdirs = [pre + e.name for e in subs]
             ents = [e for e, s in zip(ents, isd) if not s]
         else:
@@ -136,6 +144,92 @@ def _listed_unchanged(path: str, raw: bytes) -> tuple[list[str], int] | None:
     return subdirs, n if same else -1
 
 
+def _sub_prefix(path: str) -> str:
+    """What ``os.scandir(path)`` puts before its entries' names in their paths."""
+    return path if path.endswith(os.sep) else path + os.sep
+
+
+def _stamped_unchanged(path: str, key: bytes, raw: bytes, devs: frozenset[int]
+                       ) -> tuple[list[str], int] | None:
+    """Compare a folder with its stored listing without listing it, when its stamp allows.
+
+    The listing ``raw`` of a folder whose path is its ``key`` may end with
+    the folder's stamp and subfolders (:mod:`~pocketpacs.archive.dirstamps`).
+    When the folder's device is still trusted and its device, inode and
+    times are those of the stamp, its entries are those the listing was
+    made from: the files it names are ``stat``-ed by path and their sizes
+    and mtimes compared as bytes with the listing's (packed by one C call),
+    and the subfolders come from the stamp.  (No size is checked for 0, as
+    :func:`_listed_unchanged` does: a listing that passes names indexed
+    files only, never empty.)
+
+    Returns
+    -------
+    (list of str, int) or None
+        Its subfolders and its number of files, or -1 when a file differs
+        from the listing (or the listing names a failure or a missing file);
+        None when it has no stamp, its stamp differs, or a file cannot be
+        ``stat``-ed: the folder is then listed.
+    """
+    n = int.from_bytes(raw[3:7], "little")
+    p = 11 + int.from_bytes(raw[7:11], "little")
+    e = p + 34 * n
+    if raw[e:e + 1] != _SECTION or raw[:3] != b"DL1":
+        return None
+    try:
+        st = _os_stat(key)
+    except OSError:
+        return None
+    if st.st_dev not in devs or _STAMP_PACK(*_stamp_fields(st)) != raw[e + 1:e + 33]:
+        return None
+    same = True
+    if n:
+        pre = key + b"/" if key[-1:] != b"/" else key
+        try:
+            sts = list(map(_os_stat, (pre + raw[11:p].replace(b"\0", b"\0" + pre)).split(b"\0")))
+        except OSError:
+            return None
+        packer = _PACKERS.get(n) or _packer(n)
+        same = (raw[p:p + 16 * n] == packer(*map(_size, sts), *map(_mtime, sts))
+                and raw[p + 32 * n:e].count(0) == 2 * n)
+    subs = raw[e + 33:]
+    if subs:
+        pre_s = _sub_prefix(path)
+        return [pre_s + s for s in subs.decode("utf-8", "surrogateescape").split("\0")], n if same else -1
+    return [], n if same else -1
+
+
+def _packer(n: int):
+    """``pack(*sizes, *mtimes)`` of ``n`` files: little-endian int64s, as a listing stores them."""
+    f = _PACKERS[n] = struct.Struct(f"<{2 * n}q").pack
+    return f
+
+
+def _folder_stat(path: str, devs: frozenset[int], settled: int) -> os.stat_result | None:
+    """The ``stat`` of a folder about to be listed, when a stamp of it can be
+    recorded (a trusted device, times older than ``settled``); else None."""
+    try:
+        st = _os_stat(path)
+    except OSError:
+        return None
+    if st.st_dev in devs and st.st_mtime_ns <= settled and st.st_ctime_ns <= settled:
+        return st
+    return None
+
+
+def _stampable(folder: Folder) -> bool:
+    """Whether a listed folder's stamp can be kept with its listing: only
+    regular files and subfolders were found (nothing reported) and no
+    DICOMDIR (read as a hint, never in the listing)."""
+    return not folder.problems and not any(nm.upper() == "DICOMDIR" for nm in folder.names)
+
+
+def _names_prefix(names: list[str]) -> bytes:
+    """The head and names of the listing of a folder with these files (:meth:`~.records.DirListing.encode`)."""
+    b = "\0".join(names).encode("utf-8", "surrogateescape")
+    return b"DL1" + len(names).to_bytes(4, "little") + len(b).to_bytes(4, "little") + b
+
+
 class RescanWalk:
     """The walk and folder comparison of :class:`~pocketpacs.archive.ingest.Importer`
     (a mixin: the importer holds the state, the store and the report)."""
@@ -143,6 +237,8 @@ class RescanWalk:
     #: ``{key: listing}`` of the folders under the walk's root, read when it
     #: starts; None once something is committed (the database is read then)
     _under: dict[bytes, bytes] | None = None
+    #: stamps taken by the walk, stored at its end (:meth:`_write_stamps`)
+    _stamps: list[tuple[bytes, bytes, bytes]] | None = None
 
     # ---- walk -----------------------------------------------------------------------
     def _walk(self, root: str):
@@ -158,18 +254,35 @@ class RescanWalk:
         with self.store.read() as t:   # every listing under the root, in one pass
             self._under = pathkeys.listings_under(t, root)
         get = self._getter()
+        devs = dirstamps.trusted_devices()   # (empty: no folder is stamped, all are listed)
+        settled = dirstamps.settled_before()
+        stamps = self._stamps = []   # (key, head and names of its listing, stamp section) to store
         while stack:
             d = stack.pop()
             if exclude and os.path.realpath(d) in exclude:
                 continue
             key = d.encode("utf-8", "surrogateescape")
+            stampable = bool(devs)
             if len(key) > key_max:
                 key = pathkeys.path_key(d)
+                stampable = False   # (a stamp only follows a listing without a stored path)
             raw = get(key)
             walked.add(key)
+            st = None   # the folder's stat before it is listed, when it can be stamped
+            sec = None  # the stamp section it keeps
             if raw is not None and probed:
-                # a folder imported before: listed and compared with its listing
-                found = _listed_unchanged(d, raw)
+                # a folder imported before: compared with its listing; listed
+                # only when its stamp says its entries may have changed
+                found = _stamped_unchanged(d, key, raw, devs) if stampable else None
+                held = found is not None   # (its stamp held: its entries are those of its listing)
+                if not held:
+                    if stampable:
+                        st = _folder_stat(d, devs, settled)
+                    found = _listed_unchanged(d, raw)
+                    if found is not None and st is not None:
+                        sec = dirstamps.section(st, [p.rpartition(os.sep)[2] for p in found[0]])
+                        if found[1] >= 0 and sec != records.listing_section(raw):
+                            stamps.append((key, raw[:11 + int.from_bytes(raw[7:11], "little")], sec))
                 if found is not None:
                     stack.extend(found[0])
                     if found[1] >= 0:   # the usual rescan case: nothing changed here
@@ -181,6 +294,10 @@ class RescanWalk:
                             get = self._getter()
                         continue
                     folder, _subdirs = list_folder(d, stat=True)   # (its subfolders are on the stack)
+                    if held:   # (its stamp is kept with the listing the import writes)
+                        sec = records.listing_section(raw)
+                    if sec is not None and _stampable(folder):
+                        stamps.append((key, _names_prefix(folder.names), sec))
                     if same:
                         self._count_unchanged(same)
                         same = 0
@@ -189,6 +306,8 @@ class RescanWalk:
                     continue
             # a folder new to the archive is listed without a stat per file:
             # its files' sizes and times come from fstat when they are read
+            if stampable and st is None:
+                st = _folder_stat(d, devs, settled)
             stat = raw is not None or not self._stat_free
             ents = _entries(d) if raw is None else None
             if ents is None:
@@ -199,6 +318,9 @@ class RescanWalk:
                 continue
             else:
                 folder, subdirs = folder_of_entries(d, ents, stat)
+            if st is not None and _stampable(folder):
+                stamps.append((key, _names_prefix(folder.names),
+                               dirstamps.section(st, [p.rpartition(os.sep)[2] for p in subdirs])))
             stack.extend(subdirs)
             if same:
                 self._count_unchanged(same)
@@ -387,3 +509,38 @@ class RescanWalk:
             fs = PendingFolder(Folder(d), stored)
             res = self._write(lambda t, fs=fs: commit.commit_gone_folder(t, self.secret, fs), [d])
             self._rep.missing += res
+        self._write_stamps()
+
+    def _write_stamps(self) -> None:
+        """Keep the stamps the walk took with the listings they were taken
+        for (one transaction; none when every stamp is stored already): the
+        listings of unchanged folders that had none (an archive of an older
+        version, a folder changed shortly before the last import) and of the
+        folders imported now.  A listing whose files are no longer those the
+        folder was listed with (a commit after the walk, files marked
+        missing) keeps no stamp."""
+        stamps, self._stamps = self._stamps, None
+        if not stamps:
+            return
+
+        def changes(t) -> list[tuple[bytes, bytes]]:
+            out = []
+            for key, prefix, sec in stamps:
+                raw = t.get("dirs", key)
+                if raw is None or not raw.startswith(prefix) or records.listing_section(raw) == sec:
+                    continue
+                try:
+                    out.append((key, records.listing_with_section(raw, sec)))
+                except ValueError:   # (not a whole listing: left as it is)
+                    continue
+            return out
+
+        with self.store.read() as t:
+            if not changes(t):
+                return
+
+        def write(t) -> None:
+            for key, value in changes(t):
+                t.put("dirs", key, value)
+
+        self._write(write, [])
