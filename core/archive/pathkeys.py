@@ -140,7 +140,9 @@ def listings_under(txn: Any, root: str) -> dict[bytes, bytes]:
     per folder, and the folders it did not walk are the gone ones."""
     prefix = root.rstrip(os.sep) + os.sep
     pb = path_bytes(prefix)
-    out = dict(txn.range("dirs", pb[:STEM]))
+    lo = pb[:STEM]
+    hi = _after(lo)
+    out = dict(txn.range("dirs", lo) if hi is None else txn.range_items("dirs", lo, hi))
     if len(pb) > STEM or max(map(len, out), default=0) > STEM:
         # a long prefix or long folders: keys share the stem but maybe not the folder
         out = {k: v for k, v in out.items() if listing_folder(k, v).startswith(prefix)}
@@ -149,6 +151,12 @@ def listings_under(txn: Any, root: str) -> dict[bytes, bytes]:
     if raw is not None:
         out[rk] = raw
     return out
+
+
+def _after(prefix: bytes) -> bytes | None:
+    """The least key above every key that starts with ``prefix`` (None: there is none)."""
+    p = prefix.rstrip(b"\xff")
+    return p[:-1] + bytes([p[-1] + 1]) if p else None
 
 
 # ---- roots ---------------------------------------------------------------------------------

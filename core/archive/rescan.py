@@ -255,6 +255,7 @@ class RescanWalk:
             self._under = pathkeys.listings_under(t, root)
         get = self._getter()
         devs = dirstamps.trusted_devices()   # (empty: no folder is stamped, all are listed)
+        trusting = bool(devs)
         settled = dirstamps.settled_before()
         stamps = self._stamps = []   # (key, head and names of its listing, stamp section) to store
         while stack:
@@ -262,10 +263,11 @@ class RescanWalk:
             if exclude and os.path.realpath(d) in exclude:
                 continue
             key = d.encode("utf-8", "surrogateescape")
-            stampable = bool(devs)
             if len(key) > key_max:
                 key = pathkeys.path_key(d)
                 stampable = False   # (a stamp only follows a listing without a stored path)
+            else:
+                stampable = trusting
             raw = get(key)
             walked.add(key)
             st = None   # the folder's stat before it is listed, when it can be stamped
@@ -274,6 +276,15 @@ class RescanWalk:
                 # a folder imported before: compared with its listing; listed
                 # only when its stamp says its entries may have changed
                 found = _stamped_unchanged(d, key, raw, devs) if stampable else None
+                if found is not None and found[1] >= 0:   # the usual rescan: nothing changed here
+                    stack.extend(found[0])
+                    same += found[1]
+                    if same >= BATCH:
+                        self._count_unchanged(same)
+                        same = 0
+                        yield None, None
+                        get = self._getter()
+                    continue
                 held = found is not None   # (its stamp held: its entries are those of its listing)
                 if not held:
                     if stampable:
@@ -495,7 +506,7 @@ class RescanWalk:
         self._end_read()
         if under is not None:
             walked = self._walked_keys
-            gone = [pathkeys.listing_folder(k, v) for k, v in under.items() if k not in walked]
+            gone = [pathkeys.listing_folder(k, under[k]) for k in sorted(under.keys() - walked)]
         else:
             with self.store.read() as t:
                 gone = [d for d, _k in pathkeys.folders_under(t, root, self._walked_keys)]
