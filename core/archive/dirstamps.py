@@ -14,8 +14,12 @@ A stamp is only recorded for a folder whose times were at least
 :data:`SETTLED_NS` old when the walk began: a change within the same tick
 of the file system's clock as the folder's last change could leave its
 times as they were (the "racy" case), and the margin puts that tick in the
-past.  Devices are looked up in ``/proc/self/mountinfo`` (Linux); elsewhere
-no folder is trusted, and every folder is listed as before.
+past.  Devices are looked up in ``/proc/self/mountinfo`` (Linux) at the
+start of every walk (a USB stick of another file system may have taken the
+device of an earlier one); elsewhere no folder is trusted, and every folder
+is listed as before.  (An overlay mount is trusted: a change goes to its
+upper layer, whose folders' times change; the kernel does not support
+changes to its lower layers while it is mounted.)
 """
 from __future__ import annotations
 

@@ -100,9 +100,13 @@ def get_listing(txn: Any, folder: str) -> bytes | None:
     return txn.get("dirs", path_key(folder))
 
 
-def put_listing(txn: Any, folder: str, lst: records.DirListing) -> None:
-    """Store the listing of ``folder``; an empty listing deletes the entry."""
+def put_listing(txn: Any, folder: str, lst: records.DirListing, stamp: bytes | None = None) -> None:
+    """Store the listing of ``folder``, with the folder's ``stamp`` section
+    when given (:mod:`~pocketpacs.archive.dirstamps`; not after a long
+    folder's stored path); an empty listing deletes the entry."""
     key, value = encode_listing(folder, lst)
+    if stamp is not None and not is_hashed(key):
+        value = records.listing_with_section(value, stamp)
     if len(lst):
         txn.put("dirs", key, value)
     else:

@@ -4,22 +4,29 @@ An import walks its folder depth first.  A folder imported before has a
 stored listing (:class:`~pocketpacs.archive.records.DirListing`: each file's
 name, size, mtime and status, one database value per folder); the listings
 of every folder under the import's root are read in one pass when the walk
-starts (which also names the folders gone since).  The walk lists such a
-folder (one ``scandir``, a ``stat`` per file: a file rewritten in place
-keeps its folder's mtime, so every file is looked at; a large folder is
-listed through a descriptor, so each ``stat`` looks up a name, not the
-whole path), takes only the files' names, sizes and mtimes, with C loops
-over the entries, and compares them as bytes with the encoded listing
-(:func:`~pocketpacs.archive.records.listing_unchanged`), so that a rescan of
-an unchanged tree costs little more than the walk and ``stat`` themselves;
-unchanged folders are only counted (no Python object per file or folder is
-made for them).  Folders that differ, new folders and anything unusual (a
-symbolic link to a folder, a file that vanished, an error) are listed again
-by :func:`~pocketpacs.archive.scan.list_folder` and handed to the import in
+starts (which also names the folders gone since).  Most listings also keep
+their folder's stamp (device, inode, modification and change times, taken
+before the folder was listed) and subfolders
+(:mod:`~pocketpacs.archive.dirstamps`): a folder whose stamp still holds has
+the entries it was listed with, so the walk does not list it again; it
+``stat``-s the folder and the files its listing names (a file rewritten in
+place keeps its folder's times), compares their sizes and mtimes as bytes
+with the listing's and takes the subfolders from the stamp
+(:func:`_stamped_unchanged`): one ``stat`` per folder instead of a
+``scandir``, so that a rescan of an unchanged tree costs about what a plain
+walk and ``stat`` of it cost.  A folder without a stamp that holds is listed
+(one ``scandir``, a ``stat`` per file; a large folder through a descriptor,
+so each ``stat`` looks up a name, not the whole path) and compared the same
+way (:func:`_listed_unchanged`), and its stamp is stored for the next time.
+Unchanged folders are only counted (no Python object per file is made for
+them).  Folders that differ, new folders and anything unusual (a symbolic
+link to a folder, a file that vanished, an error) are listed again by
+:func:`~pocketpacs.archive.scan.list_folder` and handed to the import in
 walk order (:meth:`RescanWalk._add_folder` sorts their files into unchanged,
 changed and new); folders imported before and gone now are marked missing
 (:meth:`RescanWalk._missing_folders`).  A rescan that finds nothing changed
-commits no transaction and loads neither numba nor the parser.
+(and every stamp stored) commits no transaction and loads neither numba nor
+the parser.
 """
 from __future__ import annotations
 
@@ -224,12 +231,6 @@ def _stampable(folder: Folder) -> bool:
     return not folder.problems and not any(nm.upper() == "DICOMDIR" for nm in folder.names)
 
 
-def _names_prefix(names: list[str]) -> bytes:
-    """The head and names of the listing of a folder with these files (:meth:`~.records.DirListing.encode`)."""
-    b = "\0".join(names).encode("utf-8", "surrogateescape")
-    return b"DL1" + len(names).to_bytes(4, "little") + len(b).to_bytes(4, "little") + b
-
-
 class RescanWalk:
     """The walk and folder comparison of :class:`~pocketpacs.archive.ingest.Importer`
     (a mixin: the importer holds the state, the store and the report)."""
@@ -308,7 +309,7 @@ class RescanWalk:
                     if held:   # (its stamp is kept with the listing the import writes)
                         sec = records.listing_section(raw)
                     if sec is not None and _stampable(folder):
-                        stamps.append((key, _names_prefix(folder.names), sec))
+                        folder.stamp = sec
                     if same:
                         self._count_unchanged(same)
                         same = 0
@@ -330,8 +331,7 @@ class RescanWalk:
             else:
                 folder, subdirs = folder_of_entries(d, ents, stat)
             if st is not None and _stampable(folder):
-                stamps.append((key, _names_prefix(folder.names),
-                               dirstamps.section(st, [p.rpartition(os.sep)[2] for p in subdirs])))
+                folder.stamp = dirstamps.section(st, [p.rpartition(os.sep)[2] for p in subdirs])
             stack.extend(subdirs)
             if same:
                 self._count_unchanged(same)
@@ -377,6 +377,7 @@ class RescanWalk:
         n = len(folder.names)
         if raw is not None and not partial and records.DirListing.unchanged(raw, folder.names, folder.sizes,
                                                                             folder.mtimes):
+            self._keep_stamp(folder, raw)
             prog.seen += n  # the usual rescan case: nothing changed in this folder
             rep.seen += n
             prog.unchanged += n
@@ -400,6 +401,7 @@ class RescanWalk:
                 and stored.mtime_ns.tolist() == folder.mtimes and stored.size.tolist() == folder.sizes
                 and not stored.missing.any() and not _TRANSIENT[stored.code].any()):
             # the usual rescan case: nothing changed in this folder
+            self._keep_stamp(folder, raw)
             prog.seen += n
             rep.seen += n
             prog.unchanged += n
@@ -452,7 +454,19 @@ class RescanWalk:
             self._npending += int(rows.size)
         if not rows.size and not (unchanged_folder and not fs.partial):
             self._ready.append(fs)
+        elif not rows.size:   # (nothing to write: the folder's listing stays as it is)
+            self._keep_stamp(folder, raw)
         self._report_progress()
+
+    def _keep_stamp(self, folder: Folder, raw: bytes | None) -> None:
+        """Store the stamp the walk took of a folder whose listing this import
+        does not write (its files are as stored) at the end of the walk
+        (:meth:`_write_stamps`), unless the listing keeps it already."""
+        if folder.stamp is None or raw is None or self._stamps is None:
+            return
+        if records.listing_section(raw) != folder.stamp:
+            self._stamps.append((pathkeys.path_key(folder.path), raw[:11 + int.from_bytes(raw[7:11], "little")],
+                                 folder.stamp))
 
     def _listing(self, key: bytes) -> bytes | None:
         """A stored folder listing, read in one long read transaction per walk
@@ -523,13 +537,13 @@ class RescanWalk:
         self._write_stamps()
 
     def _write_stamps(self) -> None:
-        """Keep the stamps the walk took with the listings they were taken
-        for (one transaction; none when every stamp is stored already): the
-        listings of unchanged folders that had none (an archive of an older
-        version, a folder changed shortly before the last import) and of the
-        folders imported now.  A listing whose files are no longer those the
-        folder was listed with (a commit after the walk, files marked
-        missing) keeps no stamp."""
+        """Keep the stamps the walk took of folders whose listings it did not
+        write (the folders it imported keep theirs with their listings) with
+        those listings, in one transaction, if any: unchanged folders whose
+        listing had no stamp (an archive of an older version, a folder changed
+        shortly before the last import) or one that no longer holds (a
+        ``chmod``).  A listing whose files are no longer those the folder was
+        listed with (a commit after the walk) keeps no stamp."""
         stamps, self._stamps = self._stamps, None
         if not stamps:
             return
