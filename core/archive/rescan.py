@@ -212,6 +212,11 @@ def _packer(n: int):
     return f
 
 
+def _first_name(raw: bytes) -> str:
+    """The name of the first file of an encoded listing (of at least one file)."""
+    return raw[11:11 + int.from_bytes(raw[7:11], "little")].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
 def _folder_stat(path: str, devs: frozenset[int], settled: int) -> os.stat_result | None:
     """The ``stat`` of a folder about to be listed, when a stamp of it can be
     recorded (a trusted device, times older than ``settled``); else None."""
@@ -273,19 +278,31 @@ class RescanWalk:
             walked.add(key)
             st = None   # the folder's stat before it is listed, when it can be stamped
             sec = None  # the stamp section it keeps
-            if raw is not None and probed:
-                # a folder imported before: compared with its listing; listed
-                # only when its stamp says its entries may have changed
-                found = _stamped_unchanged(d, key, raw, devs) if stampable else None
+            found = None
+            if raw is not None and stampable:
+                # a folder imported before: compared with its listing, without
+                # listing it when its stamp says its entries are unchanged
+                found = _stamped_unchanged(d, key, raw, devs)
                 if found is not None and found[1] >= 0:   # the usual rescan: nothing changed here
                     stack.extend(found[0])
                     same += found[1]
+                    if not probed and found[1] and stack:
+                        # (as after a listed folder, below)
+                        probed = True
+                        if deepread.cached(os.path.join(d, _first_name(raw))) is False:
+                            if same:
+                                self._count_unchanged(same)
+                                same = 0
+                            yield from self._walk_deep(stack, exclude)
+                            return
                     if same >= BATCH:
                         self._count_unchanged(same)
                         same = 0
                         yield None, None
                         get = self._getter()
                     continue
+            if raw is not None and probed:
+                # listed when its stamp does not hold (or it has none)
                 held = found is not None   # (its stamp held: its entries are those of its listing)
                 if not held:
                     if stampable:
