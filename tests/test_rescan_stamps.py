@@ -252,6 +252,8 @@ def test_the_stamp_section_is_ignored_by_the_listing_readers():
     assert back.names == lst.names and back.size.tolist() == [5, 6]
     assert records.DirListing.folder_of(stamped) is None
     assert records.DirListing.unchanged(stamped, ["a", "b"], [5, 6], [5, 6])
+    le = np.array([5, 6], "<i8").tobytes()
+    assert records.listing_unchanged(stamped, 2, b"a\0b", le, le)
     with pytest.raises(ValueError):
         records.listing_with_section(lst.encode(b"/a/long/folder"), sec)
 
