@@ -212,11 +212,6 @@ def _packer(n: int):
     return f
 
 
-def _first_name(raw: bytes) -> str:
-    """The name of the first file of an encoded listing (of at least one file)."""
-    return raw[11:11 + int.from_bytes(raw[7:11], "little")].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-
-
 def _folder_stat(path: str, devs: frozenset[int], settled: int) -> os.stat_result | None:
     """The ``stat`` of a folder about to be listed, when a stamp of it can be
     recorded (a trusted device, times older than ``settled``); else None."""
@@ -284,17 +279,10 @@ class RescanWalk:
                 # listing it when its stamp says its entries are unchanged
                 found = _stamped_unchanged(d, key, raw, devs)
                 if found is not None and found[1] >= 0:   # the usual rescan: nothing changed here
+                    # (no cold-disk probe here: whether its files' heads are
+                    # in the page cache does not matter, none is read)
                     stack.extend(found[0])
                     same += found[1]
-                    if not probed and found[1] and stack:
-                        # (as after a listed folder, below)
-                        probed = True
-                        if deepread.cached(os.path.join(d, _first_name(raw))) is False:
-                            if same:
-                                self._count_unchanged(same)
-                                same = 0
-                            yield from self._walk_deep(stack, exclude)
-                            return
                     if same >= BATCH:
                         self._count_unchanged(same)
                         same = 0
