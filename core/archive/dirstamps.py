@@ -32,8 +32,10 @@ from operator import attrgetter
 #: File system types (``/proc/self/mountinfo``) whose folders' times change
 #: with every change of their entries.
 TRUSTED_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "overlay"})
-#: A folder is stamped only when its times were at least this old (ns) when the walk began.
-SETTLED_NS = 2_000_000_000
+#: A folder is stamped only when its times were at least this old (ns) when
+#: the walk began: many ticks of the kernel's coarse clock (1-10 ms), which
+#: these file systems' times come from.
+SETTLED_NS = 200_000_000
 #: Device, inode, modification and change time of a folder (little-endian int64 each).
 STAMP = struct.Struct("<4q")
 
