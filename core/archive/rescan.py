@@ -64,6 +64,7 @@ _is_symlink = os.DirEntry.is_symlink
 _name = attrgetter("name")
 _os_stat = os.stat
 _SECTION = records.SECTION
+_HEAD = struct.Struct("<II").unpack_from   # (a listing's file count and names' length, at byte 3)
 _STAMP_PACK = dirstamps.STAMP.pack
 _stamp_fields = dirstamps.stamp_fields
 #: ``n`` -> :func:`_packer` (folders of up to a few thousand files: a few kB each)
@@ -178,10 +179,12 @@ def _stamped_unchanged(path: str, key: bytes, raw: bytes, devs: frozenset[int]
         None when it has no stamp, its stamp differs, or a file cannot be
         ``stat``-ed: the folder is then listed.
     """
-    n = int.from_bytes(raw[3:7], "little")
-    p = 11 + int.from_bytes(raw[7:11], "little")
+    if len(raw) < 11 or raw[:3] != b"DL1":
+        return None
+    n, ln = _HEAD(raw, 3)
+    p = 11 + ln
     e = p + 34 * n
-    if raw[e:e + 1] != _SECTION or raw[:3] != b"DL1":
+    if raw[e:e + 1] != _SECTION:
         return None
     try:
         st = _os_stat(key)
