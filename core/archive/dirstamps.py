@@ -72,12 +72,29 @@ def trusted_devices() -> frozenset[int]:
 
 
 def settled_before() -> int:
-    """The latest folder time (ns since the epoch) that a walk starting now may stamp."""
+    """The latest folder time that a walk starting now may stamp.
+
+    Returns
+    -------
+    int
+        Nanoseconds since the epoch: now less :data:`SETTLED_NS`.
+    """
     return time.time_ns() - SETTLED_NS
 
 
 def stamp_of(st: os.stat_result) -> bytes:
-    """The stamp of a folder's ``stat`` result (:data:`STAMP`)."""
+    """The stamp of a folder.
+
+    Parameters
+    ----------
+    st : os.stat_result
+        The folder's ``stat``.
+
+    Returns
+    -------
+    bytes
+        Its device, inode, modification and change times (:data:`STAMP`, 32 bytes).
+    """
     return STAMP.pack(*stamp_fields(st))
 
 
