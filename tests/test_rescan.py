@@ -18,8 +18,15 @@ import pytest
 
 import dicomgen
 import pocketpacs
-from pocketpacs.archive import integrity, records, rescan
+from pocketpacs.archive import dirstamps, integrity, records, rescan
 from pocketpacs.archive.records import DirListing
+
+
+@pytest.fixture(autouse=True)
+def _listing_every_folder(monkeypatch):
+    """These rescans list every folder (no folder stamp is trusted):
+    tests/test_rescan_stamps.py has the rescans that need not."""
+    monkeypatch.setattr(dirstamps, "TRUSTED_TYPES", frozenset())
 
 
 # ---- the byte compare against the decoding compare ------------------------------------------

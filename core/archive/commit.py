@@ -39,7 +39,7 @@ class PendingFolder:
     """A walked folder waiting for its files to be committed."""
 
     __slots__ = ("path", "names", "size", "mtime", "keys", "code", "missing", "pending",
-                 "stored", "reappeared", "partial")
+                 "stored", "reappeared", "partial", "stamp")
 
     def __init__(self, folder: Folder, stored: records.DirListing | None, partial: bool = False):
         n = len(folder.names)
@@ -54,6 +54,7 @@ class PendingFolder:
         self.stored = stored
         self.reappeared: list[bytes] = []
         self.partial = partial
+        self.stamp = None if partial else folder.stamp   # (kept with its listing: archive.dirstamps)
 
 
 # ---- the write transaction of one chunk ---------------------------------------------
@@ -453,7 +454,7 @@ def _finish_folder(changes: RecordChanges, fs: PendingFolder, res: dict) -> None
                                  np.concatenate([cur.mtime_ns, gone.mtime_ns]),
                                  np.concatenate([cur.keys, gone.keys]), np.concatenate([cur.code, gone.code]),
                                  np.concatenate([cur.missing, gone.missing]))
-    pathkeys.put_listing(txn, fs.path, cur)
+    pathkeys.put_listing(txn, fs.path, cur, fs.stamp if len(cur) == len(fs.names) else None)
 
 
 def commit_gone_folder(txn: Any, secret: bytes, fs: PendingFolder) -> int:

@@ -322,9 +322,9 @@ def blank_uid_message(n: int) -> str:
 def record_dump(txn: Any) -> dict[str, list[tuple[bytes, bytes]]]:
     """Every record of every database, for comparing two archives.
 
-    The generation counter and the roots' timestamps are left out (they
-    differ between two imports of the same files); everything else is
-    compared byte for byte.
+    The generation counter, the roots' timestamps and the folders' stamps
+    after their listings are left out (they differ between two imports of
+    the same files); everything else is compared byte for byte.
     """
     from .store import DBS
 
@@ -335,6 +335,8 @@ def record_dump(txn: Any) -> dict[str, list[tuple[bytes, bytes]]]:
             items = [(k, v) for k, v in items if k != b"generation"]
         elif db == "roots":
             items = [(k, b"") for k, _ in items]
+        elif db == "dirs":
+            items = [(k, records.listing_without_section(v)) for k, v in items]
         out[db] = items
     return out
 

@@ -87,6 +87,9 @@ class MemTxn(Txn):
                 out.append((k, v))
         return iter(out)
 
+    def range_items(self, db: str, start: bytes, stop: bytes) -> list[tuple[bytes, bytes]]:
+        return list(self.range(db, start=start, stop=stop))
+
     def count(self, db: str) -> int:
         return len(self._dbs[db].data)
 

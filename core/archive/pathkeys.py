@@ -100,9 +100,13 @@ def get_listing(txn: Any, folder: str) -> bytes | None:
     return txn.get("dirs", path_key(folder))
 
 
-def put_listing(txn: Any, folder: str, lst: records.DirListing) -> None:
-    """Store the listing of ``folder``; an empty listing deletes the entry."""
+def put_listing(txn: Any, folder: str, lst: records.DirListing, stamp: bytes | None = None) -> None:
+    """Store the listing of ``folder``, with the folder's ``stamp`` section
+    when given (:mod:`~pocketpacs.archive.dirstamps`; not after a long
+    folder's stored path); an empty listing deletes the entry."""
     key, value = encode_listing(folder, lst)
+    if stamp is not None and not is_hashed(key):
+        value = records.listing_with_section(value, stamp)
     if len(lst):
         txn.put("dirs", key, value)
     else:
@@ -140,7 +144,9 @@ def listings_under(txn: Any, root: str) -> dict[bytes, bytes]:
     per folder, and the folders it did not walk are the gone ones."""
     prefix = root.rstrip(os.sep) + os.sep
     pb = path_bytes(prefix)
-    out = dict(txn.range("dirs", pb[:STEM]))
+    lo = pb[:STEM]
+    hi = _after(lo)
+    out = dict(txn.range("dirs", lo) if hi is None else txn.range_items("dirs", lo, hi))
     if len(pb) > STEM or max(map(len, out), default=0) > STEM:
         # a long prefix or long folders: keys share the stem but maybe not the folder
         out = {k: v for k, v in out.items() if listing_folder(k, v).startswith(prefix)}
@@ -149,6 +155,12 @@ def listings_under(txn: Any, root: str) -> dict[bytes, bytes]:
     if raw is not None:
         out[rk] = raw
     return out
+
+
+def _after(prefix: bytes) -> bytes | None:
+    """The least key above every key that starts with ``prefix`` (None: there is none)."""
+    p = prefix.rstrip(b"\xff")
+    return p[:-1] + bytes([p[-1] + 1]) if p else None
 
 
 # ---- roots ---------------------------------------------------------------------------------

@@ -424,6 +424,8 @@ class DirListing:
             raise ValueError("not a folder listing")
         n = int.from_bytes(raw[3:7], "little")
         end = 11 + int.from_bytes(raw[7:11], "little") + 34 * n
+        if raw[end:end + 1] == SECTION:   # (a folder whose path is its key: none stored)
+            return None
         if len(raw) > end and raw[end:end + 1] == b"P":
             return raw[end + 1:]
         if len(raw) < end:
@@ -509,3 +511,45 @@ def listing_unchanged(raw: bytes, n: int, names: bytes, sizes: bytes, mtimes: by
     return (raw[e + 32 * n:e + 34 * n].count(0) == 2 * n and len(raw) >= e + 34 * n
             and raw[:11] == _DL1 + n.to_bytes(4, "little") + ln.to_bytes(4, "little")
             and raw[11:e] == names and raw[e:e + 8 * n] == sizes and raw[e + 8 * n:e + 16 * n] == mtimes)
+
+
+# ---- the folder's stamp after its listing (the rescan: archive.dirstamps) ------------------
+
+#: Marks the section after a listing's arrays that holds its folder's stamp
+#: and subfolders (:func:`~pocketpacs.archive.dirstamps.section`); only in
+#: listings of folders whose path is their key (no path stored after the
+#: arrays), and ignored by readers that do not look for it.
+SECTION = b"S"
+
+
+def listing_end(raw: bytes) -> int:
+    """Where an encoded listing's arrays end (its section or stored path, if any, follows)."""
+    return 11 + int.from_bytes(raw[7:11], "little") + 34 * int.from_bytes(raw[3:7], "little")
+
+
+def listing_section(raw: bytes) -> bytes | None:
+    """The stamp section stored after a listing (None: none)."""
+    e = listing_end(raw)
+    return raw[e + 1:] if raw[:3] == _DL1 and raw[e:e + 1] == SECTION else None
+
+
+def listing_without_section(raw: bytes) -> bytes:
+    """An encoded listing without its stamp section (as it was before one was added)."""
+    if raw[:3] != _DL1:
+        return raw
+    e = listing_end(raw)
+    return raw[:e] if raw[e:e + 1] == SECTION else raw
+
+
+def listing_with_section(raw: bytes, section: bytes) -> bytes:
+    """An encoded listing (of a folder whose path is its key) with ``section`` after its arrays.
+
+    Raises
+    ------
+    ValueError
+        ``raw`` is not a whole listing, or holds a folder path after its arrays.
+    """
+    e = listing_end(raw)
+    if raw[:3] != _DL1 or len(raw) < e or raw[e:e + 1] not in (b"", SECTION):
+        raise ValueError("not a folder listing that can take a stamp")
+    return raw[:e] + SECTION + section

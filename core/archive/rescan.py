@@ -4,26 +4,34 @@ An import walks its folder depth first.  A folder imported before has a
 stored listing (:class:`~pocketpacs.archive.records.DirListing`: each file's
 name, size, mtime and status, one database value per folder); the listings
 of every folder under the import's root are read in one pass when the walk
-starts (which also names the folders gone since).  The walk lists such a
-folder (one ``scandir``, a ``stat`` per file: a file rewritten in place
-keeps its folder's mtime, so every file is looked at; a large folder is
-listed through a descriptor, so each ``stat`` looks up a name, not the
-whole path), takes only the files' names, sizes and mtimes, with C loops
-over the entries, and compares them as bytes with the encoded listing
-(:func:`~pocketpacs.archive.records.listing_unchanged`), so that a rescan of
-an unchanged tree costs little more than the walk and ``stat`` themselves;
-unchanged folders are only counted (no Python object per file or folder is
-made for them).  Folders that differ, new folders and anything unusual (a
-symbolic link to a folder, a file that vanished, an error) are listed again
-by :func:`~pocketpacs.archive.scan.list_folder` and handed to the import in
+starts (which also names the folders gone since).  Most listings also keep
+their folder's stamp (device, inode, modification and change times, taken
+before the folder was listed) and subfolders
+(:mod:`~pocketpacs.archive.dirstamps`): a folder whose stamp still holds has
+the entries it was listed with, so the walk does not list it again; it
+``stat``-s the folder and the files its listing names (a file rewritten in
+place keeps its folder's times), compares their sizes and mtimes as bytes
+with the listing's and takes the subfolders from the stamp
+(:func:`_stamped_unchanged`): one ``stat`` per folder instead of a
+``scandir``, so that a rescan of an unchanged tree costs about what a plain
+walk and ``stat`` of it cost.  A folder without a stamp that holds is listed
+(one ``scandir``, a ``stat`` per file; a large folder through a descriptor,
+so each ``stat`` looks up a name, not the whole path) and compared the same
+way (:func:`_listed_unchanged`), and its stamp is stored for the next time.
+Unchanged folders are only counted (no Python object per file is made for
+them).  Folders that differ, new folders and anything unusual (a symbolic
+link to a folder, a file that vanished, an error) are listed again by
+:func:`~pocketpacs.archive.scan.list_folder` and handed to the import in
 walk order (:meth:`RescanWalk._add_folder` sorts their files into unchanged,
 changed and new); folders imported before and gone now are marked missing
 (:meth:`RescanWalk._missing_folders`).  A rescan that finds nothing changed
-commits no transaction and loads neither numba nor the parser.
+(and every stamp stored) commits no transaction and loads neither numba nor
+the parser.
 """
 from __future__ import annotations
 
 import os
+import struct
 import sys
 from array import array
 from operator import attrgetter
@@ -32,6 +40,7 @@ import numpy as np
 
 from . import commit
 from . import deepread
+from . import dirstamps
 from . import pathkeys
 from . import records
 from .commit import PendingFolder
@@ -53,6 +62,13 @@ _stat = os.DirEntry.stat          # follows a symbolic link (as list_folder does
 _is_dir = os.DirEntry.is_dir
 _is_symlink = os.DirEntry.is_symlink
 _name = attrgetter("name")
+_os_stat = os.stat
+_SECTION = records.SECTION
+_HEAD = struct.Struct("<II").unpack_from   # (a listing's file count and names' length, at byte 3)
+_STAMP_PACK = dirstamps.STAMP.pack
+_stamp_fields = dirstamps.stamp_fields
+#: ``n`` -> :func:`_packer` (folders of up to a few thousand files: a few kB each)
+_PACKERS: dict = {}
 _size = attrgetter("st_size")
 _mtime = attrgetter("st_mtime_ns")
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -114,7 +130,7 @@ def _listed_unchanged(path: str, raw: bytes) -> tuple[list[str], int] | None:
             subs = [e for e, s in zip(ents, isd) if s]
             if True in map(_is_symlink, subs):
                 return None
-            pre = path + os.sep
+            pre = _sub_prefix(path)
             subdirs = [pre + e.name for e in subs]
             ents = [e for e, s in zip(ents, isd) if not s]
         else:
@@ -136,6 +152,88 @@ def _listed_unchanged(path: str, raw: bytes) -> tuple[list[str], int] | None:
     return subdirs, n if same else -1
 
 
+def _sub_prefix(path: str) -> str:
+    """What ``os.scandir(path)`` puts before its entries' names in their paths."""
+    return path if path.endswith(os.sep) else path + os.sep
+
+
+def _stamped_unchanged(path: str, key: bytes, raw: bytes, devs: frozenset[int]
+                       ) -> tuple[list[str], int] | None:
+    """Compare a folder with its stored listing without listing it, when its stamp allows.
+
+    The listing ``raw`` of a folder whose path is its ``key`` may end with
+    the folder's stamp and subfolders (:mod:`~pocketpacs.archive.dirstamps`).
+    When the folder's device is still trusted and its device, inode and
+    times are those of the stamp, its entries are those the listing was
+    made from: the files it names are ``stat``-ed by path and their sizes
+    and mtimes compared as bytes with the listing's (packed by one C call),
+    and the subfolders come from the stamp.  (No size is checked for 0, as
+    :func:`_listed_unchanged` does: a listing that passes names indexed
+    files only, never empty.)
+
+    Returns
+    -------
+    (list of str, int) or None
+        Its subfolders and its number of files, or -1 when a file differs
+        from the listing (or the listing names a failure or a missing file);
+        None when it has no stamp, its stamp differs, or a file cannot be
+        ``stat``-ed: the folder is then listed.
+    """
+    if len(raw) < 11 or raw[:3] != b"DL1":
+        return None
+    n, ln = _HEAD(raw, 3)
+    p = 11 + ln
+    e = p + 34 * n
+    if raw[e:e + 1] != _SECTION:
+        return None
+    try:
+        st = _os_stat(key)
+    except OSError:
+        return None
+    if st.st_dev not in devs or _STAMP_PACK(*_stamp_fields(st)) != raw[e + 1:e + 33]:
+        return None
+    same = True
+    if n:
+        pre = key + b"/" if key[-1:] != b"/" else key
+        try:
+            sts = list(map(_os_stat, (pre + raw[11:p].replace(b"\0", b"\0" + pre)).split(b"\0")))
+        except OSError:
+            return None
+        packer = _PACKERS.get(n) or _packer(n)
+        same = (raw[p:p + 16 * n] == packer(*map(_size, sts), *map(_mtime, sts))
+                and raw[p + 32 * n:e].count(0) == 2 * n)
+    subs = raw[e + 33:]
+    if subs:
+        pre_s = _sub_prefix(path)
+        return [pre_s + s for s in subs.decode("utf-8", "surrogateescape").split("\0")], n if same else -1
+    return [], n if same else -1
+
+
+def _packer(n: int):
+    """``pack(*sizes, *mtimes)`` of ``n`` files: little-endian int64s, as a listing stores them."""
+    f = _PACKERS[n] = struct.Struct(f"<{2 * n}q").pack
+    return f
+
+
+def _folder_stat(path: str, devs: frozenset[int], settled: int) -> os.stat_result | None:
+    """The ``stat`` of a folder about to be listed, when a stamp of it can be
+    recorded (a trusted device, times older than ``settled``); else None."""
+    try:
+        st = _os_stat(path)
+    except OSError:
+        return None
+    if st.st_dev in devs and st.st_mtime_ns <= settled and st.st_ctime_ns <= settled:
+        return st
+    return None
+
+
+def _stampable(folder: Folder) -> bool:
+    """Whether a listed folder's stamp can be kept with its listing: only
+    regular files and subfolders were found (nothing reported) and no
+    DICOMDIR (read as a hint, never in the listing)."""
+    return not folder.problems and not any(nm.upper() == "DICOMDIR" for nm in folder.names)
+
+
 class RescanWalk:
     """The walk and folder comparison of :class:`~pocketpacs.archive.ingest.Importer`
     (a mixin: the importer holds the state, the store and the report)."""
@@ -143,6 +241,8 @@ class RescanWalk:
     #: ``{key: listing}`` of the folders under the walk's root, read when it
     #: starts; None once something is committed (the database is read then)
     _under: dict[bytes, bytes] | None = None
+    #: stamps taken by the walk, stored at its end (:meth:`_write_stamps`)
+    _stamps: list[tuple[bytes, bytes, bytes]] | None = None
 
     # ---- walk -----------------------------------------------------------------------
     def _walk(self, root: str):
@@ -158,6 +258,10 @@ class RescanWalk:
         with self.store.read() as t:   # every listing under the root, in one pass
             self._under = pathkeys.listings_under(t, root)
         get = self._getter()
+        devs = dirstamps.trusted_devices()   # (empty: no folder is stamped, all are listed)
+        trusting = bool(devs)
+        settled = dirstamps.settled_before()
+        stamps = self._stamps = []   # (key, head and names of its listing, stamp section) to store
         while stack:
             d = stack.pop()
             if exclude and os.path.realpath(d) in exclude:
@@ -165,11 +269,40 @@ class RescanWalk:
             key = d.encode("utf-8", "surrogateescape")
             if len(key) > key_max:
                 key = pathkeys.path_key(d)
+                stampable = False   # (a stamp only follows a listing without a stored path)
+            else:
+                stampable = trusting
             raw = get(key)
             walked.add(key)
+            st = None   # the folder's stat before it is listed, when it can be stamped
+            sec = None  # the stamp section it keeps
+            found = None
+            if raw is not None and stampable:
+                # a folder imported before: compared with its listing, without
+                # listing it when its stamp says its entries are unchanged
+                found = _stamped_unchanged(d, key, raw, devs)
+                if found is not None and found[1] >= 0:   # the usual rescan: nothing changed here
+                    # (no cold-disk probe here: whether its files' heads are
+                    # in the page cache does not matter, none is read)
+                    stack.extend(found[0])
+                    same += found[1]
+                    if same >= BATCH:
+                        self._count_unchanged(same)
+                        same = 0
+                        yield None, None
+                        get = self._getter()
+                    continue
             if raw is not None and probed:
-                # a folder imported before: listed and compared with its listing
-                found = _listed_unchanged(d, raw)
+                # listed when its stamp does not hold (or it has none)
+                held = found is not None   # (its stamp held: its entries are those of its listing)
+                if not held:
+                    if stampable:
+                        st = _folder_stat(d, devs, settled)
+                    found = _listed_unchanged(d, raw)
+                    if found is not None and st is not None:
+                        sec = dirstamps.section(st, [p.rpartition(os.sep)[2] for p in found[0]])
+                        if found[1] >= 0 and sec != records.listing_section(raw):
+                            stamps.append((key, raw[:11 + int.from_bytes(raw[7:11], "little")], sec))
                 if found is not None:
                     stack.extend(found[0])
                     if found[1] >= 0:   # the usual rescan case: nothing changed here
@@ -181,6 +314,10 @@ class RescanWalk:
                             get = self._getter()
                         continue
                     folder, _subdirs = list_folder(d, stat=True)   # (its subfolders are on the stack)
+                    if held:   # (its stamp is kept with the listing the import writes)
+                        sec = records.listing_section(raw)
+                    if sec is not None and _stampable(folder):
+                        folder.stamp = sec
                     if same:
                         self._count_unchanged(same)
                         same = 0
@@ -189,6 +326,8 @@ class RescanWalk:
                     continue
             # a folder new to the archive is listed without a stat per file:
             # its files' sizes and times come from fstat when they are read
+            if stampable and st is None:
+                st = _folder_stat(d, devs, settled)
             stat = raw is not None or not self._stat_free
             ents = _entries(d) if raw is None else None
             if ents is None:
@@ -199,6 +338,8 @@ class RescanWalk:
                 continue
             else:
                 folder, subdirs = folder_of_entries(d, ents, stat)
+            if st is not None and _stampable(folder):
+                folder.stamp = dirstamps.section(st, [p.rpartition(os.sep)[2] for p in subdirs])
             stack.extend(subdirs)
             if same:
                 self._count_unchanged(same)
@@ -244,6 +385,7 @@ class RescanWalk:
         n = len(folder.names)
         if raw is not None and not partial and records.DirListing.unchanged(raw, folder.names, folder.sizes,
                                                                             folder.mtimes):
+            self._keep_stamp(folder, raw)
             prog.seen += n  # the usual rescan case: nothing changed in this folder
             rep.seen += n
             prog.unchanged += n
@@ -267,6 +409,7 @@ class RescanWalk:
                 and stored.mtime_ns.tolist() == folder.mtimes and stored.size.tolist() == folder.sizes
                 and not stored.missing.any() and not _TRANSIENT[stored.code].any()):
             # the usual rescan case: nothing changed in this folder
+            self._keep_stamp(folder, raw)
             prog.seen += n
             rep.seen += n
             prog.unchanged += n
@@ -319,7 +462,19 @@ class RescanWalk:
             self._npending += int(rows.size)
         if not rows.size and not (unchanged_folder and not fs.partial):
             self._ready.append(fs)
+        elif not rows.size:   # (nothing to write: the folder's listing stays as it is)
+            self._keep_stamp(folder, raw)
         self._report_progress()
+
+    def _keep_stamp(self, folder: Folder, raw: bytes | None) -> None:
+        """Store the stamp the walk took of a folder whose listing this import
+        does not write (its files are as stored) at the end of the walk
+        (:meth:`_write_stamps`), unless the listing keeps it already."""
+        if folder.stamp is None or raw is None or self._stamps is None:
+            return
+        if records.listing_section(raw) != folder.stamp:
+            self._stamps.append((pathkeys.path_key(folder.path), raw[:11 + int.from_bytes(raw[7:11], "little")],
+                                 folder.stamp))
 
     def _listing(self, key: bytes) -> bytes | None:
         """A stored folder listing, read in one long read transaction per walk
@@ -373,7 +528,7 @@ class RescanWalk:
         self._end_read()
         if under is not None:
             walked = self._walked_keys
-            gone = [pathkeys.listing_folder(k, v) for k, v in under.items() if k not in walked]
+            gone = [pathkeys.listing_folder(k, under[k]) for k in sorted(under.keys() - walked)]
         else:
             with self.store.read() as t:
                 gone = [d for d, _k in pathkeys.folders_under(t, root, self._walked_keys)]
@@ -387,3 +542,38 @@ class RescanWalk:
             fs = PendingFolder(Folder(d), stored)
             res = self._write(lambda t, fs=fs: commit.commit_gone_folder(t, self.secret, fs), [d])
             self._rep.missing += res
+        self._write_stamps()
+
+    def _write_stamps(self) -> None:
+        """Keep the stamps the walk took of folders whose listings it did not
+        write (the folders it imported keep theirs with their listings) with
+        those listings, in one transaction, if any: unchanged folders whose
+        listing had no stamp (an archive of an older version, a folder changed
+        shortly before the last import) or one that no longer holds (a
+        ``chmod``).  A listing whose files are no longer those the folder was
+        listed with (a commit after the walk) keeps no stamp."""
+        stamps, self._stamps = self._stamps, None
+        if not stamps:
+            return
+
+        def changes(t) -> list[tuple[bytes, bytes]]:
+            out = []
+            for key, prefix, sec in stamps:
+                raw = t.get("dirs", key)
+                if raw is None or not raw.startswith(prefix) or records.listing_section(raw) == sec:
+                    continue
+                try:
+                    out.append((key, records.listing_with_section(raw, sec)))
+                except ValueError:   # (not a whole listing: left as it is)
+                    continue
+            return out
+
+        with self.store.read() as t:
+            if not changes(t):
+                return
+
+        def write(t) -> None:
+            for key, value in changes(t):
+                t.put("dirs", key, value)
+
+        self._write(write, [])

@@ -25,6 +25,8 @@ class Folder:
     sizes: list[int] = field(default_factory=list)
     mtimes: list[int] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: the folder's stamp section, kept with its listing (:mod:`~pocketpacs.archive.dirstamps`; None: none)
+    stamp: bytes | None = None
 
 
 _S_IFMT = 0o170000
