@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import dicomgen
+from rescan_support import count_parsed, dump, report, twin_archives, txnid
 import pocketpacs
-from pocketpacs.archive import dirstamps, integrity, records, rescan
+from pocketpacs.archive import dirstamps, records, rescan
 from pocketpacs.archive.records import DirListing
 
 
@@ -122,19 +123,7 @@ def test_byte_compare_edge_cases():
 
 # ---- rescans of a real tree ---------------------------------------------------------------------
 
-def _report(rep) -> tuple:
-    counts = tuple(getattr(rep, k) for k in ("seen", "indexed", "unchanged", "relinked", "duplicate",
-                                             "missing", "online_again", "parsed", "failed"))
-    return counts, sorted((f.path, f.reason) for f in rep.failures), sorted(f.path for f in rep.conflicts)
 
-
-def _dump(ar) -> dict:
-    with ar._store.read() as t:
-        return integrity.record_dump(t)
-
-
-def _txnid(ar) -> int:
-    return ar._store.env.info()["last_txnid"]
 
 
 def _change(root: Path) -> dict:
@@ -172,23 +161,11 @@ def test_rescan_notices_every_change_alike_however_it_lists(tmp_path, monkeypatc
     through a descriptor or none by one; archive b: as usual.)"""
     root = tmp_path / "data"
     n = dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=3)
-    parsed: list[str] = []
-    from pocketpacs.dicom import headers
-    real = headers.parse_files
-
-    def counting(paths, **kw):
-        parsed.extend(os.fspath(p) for p in paths)
-        return real(paths, **kw)
-
-    monkeypatch.setattr(headers, "parse_files", counting)
-    with pocketpacs.open_archive(tmp_path / "a") as a:
-        pass
-    (tmp_path / "b").mkdir(mode=0o700)   # the same secret: the same patient keys
-    (tmp_path / "b" / "secret.key").write_bytes((tmp_path / "a" / "secret.key").read_bytes())
-    (tmp_path / "b" / "secret.key").chmod(0o600)
+    parsed = count_parsed(monkeypatch)
+    twin_archives(tmp_path)
     with pocketpacs.open_archive(tmp_path / "a") as a, pocketpacs.open_archive(tmp_path / "b") as b:
         assert a.import_folder(root).indexed == n and b.import_folder(root).indexed == n
-        assert _dump(a) == _dump(b)
+        assert dump(a) == dump(b)
         want = _change(root)
         reps = []
         for ar, batch in ((a, small), (b, rescan.BATCH)):
@@ -196,13 +173,13 @@ def test_rescan_notices_every_change_alike_however_it_lists(tmp_path, monkeypatc
             monkeypatch.setattr(rescan, "FD_FROM", fd_from if batch == small else 1 << 30)
             parsed.clear()
             rep = ar.import_folder(root)
-            reps.append(_report(rep))
+            reps.append(report(rep))
             assert set(parsed) == want["parsed"]
             assert rep.missing == want["missing"] and rep.relinked == want["relinked"]
             assert {f.path for f in rep.failures if f.reason == "unsupported"} == want["unsupported"]
             assert {f.path for f in rep.failures if f.reason == "not_dicom"} == {str(root / "junk")}
         assert reps[0] == reps[1]
-        assert _dump(a) == _dump(b)
+        assert dump(a) == dump(b)
         # and then nothing changed: nothing parsed, the known failures reported again
         for ar, batch in ((a, small), (b, rescan.BATCH)):
             monkeypatch.setattr(rescan, "BATCH", batch)
@@ -212,7 +189,7 @@ def test_rescan_notices_every_change_alike_however_it_lists(tmp_path, monkeypatc
             assert parsed == [] and rep.parsed == 0 and rep.indexed == 0 and rep.unchanged == n
             assert {(f.path, f.reason) for f in rep.failures} == {
                 (p, "unsupported") for p in want["unsupported"]} | {(str(root / "junk"), "not_dicom")}
-        assert _dump(a) == _dump(b)
+        assert dump(a) == dump(b)
 
 
 @pytest.mark.parametrize("fd_from", [0, 1 << 30])
@@ -223,10 +200,10 @@ def test_rescan_of_an_unchanged_tree_commits_nothing(tmp_path, monkeypatch, fd_f
     monkeypatch.setattr(rescan, "FD_FROM", fd_from)
     with pocketpacs.open_archive(tmp_path / "a") as ar:
         ar.import_folder(root)
-        before, dump = _txnid(ar), _dump(ar)
+        before, records_before = txnid(ar), dump(ar)
         rep = ar.import_folder(root)
         assert (rep.seen, rep.unchanged, rep.parsed, rep.failed) == (n, n, 0, 0)
-        assert _txnid(ar) == before and _dump(ar) == dump
+        assert txnid(ar) == before and dump(ar) == records_before
 
 
 def _raw_of(ar, folder: Path) -> bytes:

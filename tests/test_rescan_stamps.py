@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 import dicomgen
+from rescan_support import count_parsed, dump, report, twin_archives, txnid
 import pocketpacs
-from pocketpacs.archive import deepread, dirstamps, integrity, records, rescan
+from pocketpacs.archive import deepread, dirstamps, records, rescan
 
 #: Settling margin of these tests: far above a file system clock's tick, far below their sleeps.
 SETTLE_NS = 50_000_000
@@ -48,19 +49,7 @@ def _sections(ar) -> dict[bytes, bytes | None]:
         return {k: records.listing_section(v) for k, v in t.range("dirs")}
 
 
-def _txnid(ar) -> int:
-    return ar._store.env.info()["last_txnid"]
 
-
-def _dump(ar) -> dict:
-    with ar._store.read() as t:
-        return integrity.record_dump(t)
-
-
-def _report(rep) -> tuple:
-    counts = tuple(getattr(rep, k) for k in ("seen", "indexed", "unchanged", "relinked", "duplicate",
-                                             "missing", "online_again", "parsed", "failed"))
-    return counts, sorted((f.path, f.reason) for f in rep.failures), sorted(f.path for f in rep.conflicts)
 
 
 class _Listings:
@@ -86,11 +75,11 @@ def test_an_unchanged_stamped_tree_is_neither_listed_nor_written(tmp_path, stamp
         assert ar.import_folder(root).indexed == n
         secs = _sections(ar)
         assert secs and all(s is not None for s in secs.values())   # every listing keeps its stamp
-        before, dump = _txnid(ar), _dump(ar)
+        before, records_before = txnid(ar), dump(ar)
         spy = _Listings(monkeypatch)
         rep = ar.import_folder(root)
         assert (rep.seen, rep.unchanged, rep.parsed, rep.failed) == (n, n, 0, 0)
-        assert _txnid(ar) == before and _dump(ar) == dump and _sections(ar) == secs
+        assert txnid(ar) == before and dump(ar) == records_before and _sections(ar) == secs
         # listed: only the folders without files (no listing: the root, patients, studies)
         with_files = {os.path.dirname(p) for p in map(str, root.rglob("*")) if os.path.isfile(p)}
         assert len(with_files) == 8 and spy.listed and not set(spy.listed) & with_files
@@ -129,20 +118,8 @@ def test_a_stamped_rescan_notices_every_change_as_a_listing_one(tmp_path, stampi
     root = tmp_path / "data"
     n = dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=3)
     _settle()
-    parsed: list[str] = []
-    from pocketpacs.dicom import headers
-    real = headers.parse_files
-
-    def counting(paths, **kw):
-        parsed.extend(os.fspath(p) for p in paths)
-        return real(paths, **kw)
-
-    monkeypatch.setattr(headers, "parse_files", counting)
-    with pocketpacs.open_archive(tmp_path / "a") as a:
-        pass
-    (tmp_path / "b").mkdir(mode=0o700)   # the same secret: the same patient keys
-    (tmp_path / "b" / "secret.key").write_bytes((tmp_path / "a" / "secret.key").read_bytes())
-    (tmp_path / "b" / "secret.key").chmod(0o600)
+    parsed = count_parsed(monkeypatch)
+    twin_archives(tmp_path)
     trusted = dirstamps.TRUSTED_TYPES
 
     def importing(ar, stamped: bool):
@@ -153,17 +130,17 @@ def test_a_stamped_rescan_notices_every_change_as_a_listing_one(tmp_path, stampi
     with pocketpacs.open_archive(tmp_path / "a") as a, pocketpacs.open_archive(tmp_path / "b") as b:
         assert importing(a, True).indexed == n and importing(b, False).indexed == n
         assert all(s is not None for s in _sections(a).values()) and not any(_sections(b).values())
-        assert _dump(a) == _dump(b)
+        assert dump(a) == dump(b)
         want = _change(root)
         reps = []
         for ar, stamped in ((a, True), (b, False)):
             rep = importing(ar, stamped)
-            reps.append(_report(rep))
+            reps.append(report(rep))
             assert set(parsed) == want["parsed"]
             assert rep.missing == 1 and rep.relinked == 4
             assert {f.path for f in rep.failures if f.reason == "unsupported"} == want["unsupported"]
         assert reps[0] == reps[1]
-        assert _dump(a) == _dump(b)
+        assert dump(a) == dump(b)
         # and then nothing changed: nothing parsed, the known failures reported again
         _settle()
         for ar, stamped in ((a, True), (b, False)):
@@ -171,7 +148,7 @@ def test_a_stamped_rescan_notices_every_change_as_a_listing_one(tmp_path, stampi
             assert parsed == [] and rep.parsed == 0 and rep.indexed == 0 and rep.unchanged == n + 1
             assert {(f.path, f.reason) for f in rep.failures} == {
                 (p, "unsupported") for p in want["unsupported"]} | {(str(root / "junk"), "not_dicom")}
-        assert _dump(a) == _dump(b)
+        assert dump(a) == dump(b)
         # a folder with a FIFO or a link to a folder keeps no stamp that holds
         # (it is listed by every rescan); the others keep theirs...
         secs = {k.decode(): s for k, s in _sections(a).items()}
@@ -199,12 +176,12 @@ def test_an_archive_without_stamps_gets_them_on_its_next_import(tmp_path, stampi
 
         ar._store.write(strip)
         assert not any(_sections(ar).values())
-        before = _txnid(ar)
+        before = txnid(ar)
         rep = ar.import_folder(root)
         assert (rep.unchanged, rep.parsed) == (n, 0)
-        assert _txnid(ar) == before + 1 and _sections(ar) == stamped   # one commit fills them
+        assert txnid(ar) == before + 1 and _sections(ar) == stamped   # one commit fills them
         rep = ar.import_folder(root)
-        assert (rep.unchanged, rep.parsed) == (n, 0) and _txnid(ar) == before + 1
+        assert (rep.unchanged, rep.parsed) == (n, 0) and txnid(ar) == before + 1
 
 
 @pytest.mark.parametrize("why", ["recent", "untrusted"])
@@ -218,9 +195,9 @@ def test_no_stamp_for_recent_folders_or_untrusted_devices(tmp_path, monkeypatch,
     with pocketpacs.open_archive(tmp_path / "a") as ar:
         assert ar.import_folder(root).indexed == n
         assert not any(_sections(ar).values())
-        before = _txnid(ar)
+        before = txnid(ar)
         assert ar.import_folder(root).unchanged == n
-        assert _txnid(ar) == before and not any(_sections(ar).values())
+        assert txnid(ar) == before and not any(_sections(ar).values())
 
 
 def test_no_stamp_after_a_listing_with_a_stored_path(tmp_path, stamping):
