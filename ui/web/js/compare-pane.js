@@ -128,7 +128,7 @@ export class Pane {
     await this.view.setHeader(header);
     if (seq !== this.seq) return;
     const T = api.arrayType(header.dtype);
-    const data = whole || new T(new ArrayBuffer(nz * header.slice_bytes));
+    const data = whole || new T(api.volumeBuffer(nz * header.slice_bytes));
     this.vol = { vid, header, data, ready: new Uint8Array(nz), uploaded: 0, complete: 0, t, unreadable: new Map(known || []) };
     this.noteUnreadable(header.unreadable);
     this.Ainv = invertAffine(header.affine_lps);
