@@ -161,3 +161,50 @@ def test_the_stream_worker_reports_whole_slices_in_order_and_refuses_short_bodie
     finally:
         page.close()
     assert not errors, errors
+
+
+_ZERO_FILLED_JS = """async () => {
+  const gl = window.POCKETPACS_TEST_HOOK.viewer.gl;
+  const { allocate3d, release, uploadSlices, formatOf } = await import('/js/gl/textures.js');
+  const out = {};
+  const fb = gl.createFramebuffer();
+  for (const [dtype, T, ifmt, readFmt, readType, R] of [
+      ['int16', Int16Array, gl.R16I, gl.RGBA_INTEGER, gl.INT, Int32Array],
+      ['uint16', Uint16Array, gl.R16UI, gl.RGBA_INTEGER, gl.UNSIGNED_INT, Uint32Array]]) {
+    const [nx, ny, nz] = [24, 20, 6];
+    while (gl.getError() !== gl.NO_ERROR) { /* earlier errors */ }
+    const tex = allocate3d(gl, ifmt, [nx, ny, nz], 'test');
+    const data = new T(nx * ny * nz);
+    for (let i = 2 * nx * ny; i < 3 * nx * ny; i++) data[i] = 1000 + (i % 777);   // slice 2 only
+    uploadSlices(gl, { tex, nx, ny, samples: 1, fmt: formatOf(gl, dtype) }, data, 2, 3);
+    const layers = [];
+    gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+    for (let z = 0; z < nz; z++) {
+      gl.framebufferTextureLayer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, tex, 0, z);
+      const px = new R(nx * ny * 4);
+      gl.readPixels(0, 0, nx, ny, readFmt, readType, px);
+      const red = Array.from({ length: nx * ny }, (_, i) => px[4 * i]);
+      const want = Array.from(data.subarray(z * nx * ny, (z + 1) * nx * ny));
+      layers.push(red.every((v, i) => v === want[i]));
+    }
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    out[dtype] = { layers, error: gl.getError() };
+    release(gl, tex);
+  }
+  gl.deleteFramebuffer(fb);
+  return out;
+}"""
+
+
+def test_a_new_series_texture_holds_zeros_until_its_slices_come(browser, served):
+    """gl/textures.js zero-fills every new volume texture from a pixel-unpack buffer (the
+    browser's own clear is slow on SwiftShader): every layer reads back zeros but the one
+    uploaded, which reads back its values."""
+    page, errors = open_page(browser, served.url)
+    try:
+        got = page.evaluate(_ZERO_FILLED_JS)
+        for dtype in ("int16", "uint16"):
+            assert got[dtype] == {"layers": [True] * 6, "error": 0}, (dtype, got)
+    finally:
+        page.close()
+    assert not errors, errors
