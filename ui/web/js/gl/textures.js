@@ -81,16 +81,16 @@ export function allocate3d(gl, internalFormat, dims, role) {
 function zeroFill(gl, internalFormat, dims, bpt) {
   const [, format, type] = Object.values(FORMATS).map((f) => f(gl)).find((f) => f[0] === internalFormat) || [];
   if (!format || !bpt) return;
+  // no getError here: it would wait for the GPU process to finish the fill, which
+  // goes on while this thread handles the stream (a failed fill leaves an error
+  // that the next allocate3d drains, and the texture to the browser's clear)
   const buf = gl.createBuffer();
   gl.bindBuffer(gl.PIXEL_UNPACK_BUFFER, buf);
   gl.bufferData(gl.PIXEL_UNPACK_BUFFER, dims[0] * dims[1] * dims[2] * bpt, gl.STREAM_DRAW);
-  if (gl.getError() === gl.NO_ERROR) {
-    gl.pixelStorei(gl.UNPACK_ALIGNMENT, unpackAlignment(dims[0] * bpt));
-    gl.texSubImage3D(gl.TEXTURE_3D, 0, 0, 0, 0, dims[0], dims[1], dims[2], format, type, 0);
-  }
+  gl.pixelStorei(gl.UNPACK_ALIGNMENT, unpackAlignment(dims[0] * bpt));
+  gl.texSubImage3D(gl.TEXTURE_3D, 0, 0, 0, 0, dims[0], dims[1], dims[2], format, type, 0);
   gl.bindBuffer(gl.PIXEL_UNPACK_BUFFER, null);
   gl.deleteBuffer(buf);
-  while (gl.getError() !== gl.NO_ERROR) { /* the copy's own error leaves the browser's clear */ }
 }
 
 /** Delete a texture made by allocate3d (and stop counting it). */

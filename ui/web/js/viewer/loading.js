@@ -43,6 +43,12 @@ export const VOLUME_CACHE_BYTES = 512 * 1024 * 1024;
  */
 export const UPLOAD_CHUNK_BYTES = 8 << 20;
 
+/**
+ * Least ms between two updates of the "loading k/n" count while a volume
+ * streams (the count itself is in data-ready at every upload).
+ */
+export const PROGRESS_MS = 500;
+
 /** What MPR and 3D show of a colour volume (their shaders read its luminance). */
 export const COLOUR_NOTICE = 'colour shown as grey in MPR/3D';
 const h3Colour = (header) => ((header.samples || 1) > 1 ? COLOUR_NOTICE : '');
@@ -211,7 +217,14 @@ export class ViewerLoading {
       const v = this.vol;
       flush();
       this.canvas.dataset.ready = String(v.complete);
-      $('load-progress').textContent = v.complete < nz ? `loading ${v.complete}/${nz}` : '';
+      // the count on screen at most every PROGRESS_MS: each change of the page is
+      // a frame to paint and composite (on SwiftShader ~30 ms of the GPU process,
+      // which the uploads wait for)
+      const now = performance.now();
+      if (v.complete >= nz || !(now - v.shownAt < PROGRESS_MS)) {
+        v.shownAt = now;
+        $('load-progress').textContent = v.complete < nz ? `loading ${v.complete}/${nz}` : '';
+      }
       this.refresh(false);
     };
     // read by the stream worker into the shared array when the page is cross-origin
