@@ -16,9 +16,13 @@ Measures, on one generated series of ``--slices`` images of ``--size``²:
   load (``GPU busy after``); the last byte's arrival (``tStreamed``) is kept too;
 * **upload floor**: the same series' bytes (the page's own array, after the
   load: no network, no decode) uploaded again into a new texture of the same
-  format with ``texSubImage3D`` alone, in one call and in ~16 MB calls (the
-  faster counts), synchronised the same way: the rate at which this browser
-  can upload textures.  The whole-series stream is given as a ratio of it.
+  format with ``texSubImage3D`` alone, in one call, in ~16 MB calls, and in
+  ~16 MB calls after the texture was zero-filled from a pixel-unpack buffer
+  (the page's way, gl/textures.js: otherwise the browser clears the whole
+  texture at the first partial upload, slowly on SwiftShader) -- the fastest
+  counts -- synchronised the same way: the rate at which this browser can
+  fill a texture of the series.  The whole-series stream is given as a ratio
+  of it.
 * **GPU bytes**: the volume textures alive after the load (the page's count,
   ``data-gpu-bytes``: width x height x depth x bytes per texel of each).
 
@@ -78,17 +82,28 @@ _FLOOR_JS = r"""async (repeats) => {
   const px = new Uint8Array(4);
   const sync = () => { gl.finish(); gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px); };
   const chunked = Math.max(1, Math.floor((16 << 20) / (n * data.BYTES_PER_ELEMENT)));
-  const out = { whole: [], chunked: [], bytes: data.byteLength, chunk_slices: chunked };
+  const align = unpackAlignment(nx * (h.samples || 1) * data.BYTES_PER_ELEMENT);
+  const out = { whole: [], chunked: [], zeroed: [], bytes: data.byteLength, chunk_slices: chunked };
   for (let r = 0; r < repeats; r++) {
-    for (const [key, per] of [['whole', nz], ['chunked', chunked]]) {
+    for (const [key, per] of [['whole', nz], ['chunked', chunked], ['zeroed', chunked]]) {
       while (gl.getError() !== gl.NO_ERROR) { /* drain */ }
       const tex = gl.createTexture();
       gl.bindTexture(gl.TEXTURE_3D, tex);
       gl.texStorage3D(gl.TEXTURE_3D, 1, fmt[0], nx, ny, nz);
       if (gl.getError() !== gl.NO_ERROR) { gl.deleteTexture(tex); return { error: 'out of GPU memory for a second texture' }; }
-      gl.pixelStorei(gl.UNPACK_ALIGNMENT, unpackAlignment(nx * (h.samples || 1) * data.BYTES_PER_ELEMENT));
+      gl.pixelStorei(gl.UNPACK_ALIGNMENT, align);
       sync();
       const t = performance.now();
+      if (key === 'zeroed') {
+        // the page's way (gl/textures.js zeroFill): zeros copied from a pixel-unpack
+        // buffer over the whole texture first, so no upload makes the browser clear it
+        const buf = gl.createBuffer();
+        gl.bindBuffer(gl.PIXEL_UNPACK_BUFFER, buf);
+        gl.bufferData(gl.PIXEL_UNPACK_BUFFER, data.byteLength, gl.STREAM_DRAW);
+        gl.texSubImage3D(gl.TEXTURE_3D, 0, 0, 0, 0, nx, ny, nz, fmt[1], fmt[2], 0);
+        gl.bindBuffer(gl.PIXEL_UNPACK_BUFFER, null);
+        gl.deleteBuffer(buf);
+      }
       for (let z = 0; z < nz; z += per) {
         gl.texSubImage3D(gl.TEXTURE_3D, 0, 0, 0, z, nx, ny, Math.min(per, nz - z), fmt[1], fmt[2], data, z * n);
       }
@@ -139,13 +154,20 @@ def launch(archive: Path, numba_cache: str) -> tuple[subprocess.Popen, str, floa
     raise RuntimeError("serve did not start")
 
 
+#: Seconds between two looks at the page while waiting.  The times measured are
+#: the page's own marks (performance.now() in the page), so this only says when
+#: to read them: every look is a round trip through the browser, and at 5 ms they
+#: took a third of a core (measured) from the stream being timed.
+POLL_S = 0.05
+
+
 def poll(page, expr: str, timeout: float = 600.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         v = page.evaluate(expr)
         if v:
             return v
-        time.sleep(0.005)
+        time.sleep(POLL_S)
     raise TimeoutError(expr)
 
 
@@ -179,15 +201,17 @@ def open_series(page) -> tuple[float, float]:
 
 def upload_floor(page, repeats: int) -> tuple[list[float], str]:
     """MB/s of texSubImage3D of the loaded series' bytes alone, per repeat (the
-    faster of one call and ~16 MB calls), and what was measured; raises
+    fastest of one call, ~16 MB calls, and ~16 MB calls into a zero-filled
+    texture), and what was measured; raises
     RuntimeError with the reason when the page could not measure it."""
     r = page.evaluate(_FLOOR_JS, repeats)
     if "error" in r:
         raise RuntimeError(r["error"])
     mb = r["bytes"] / 1e6
-    out = [mb / min(a, b) * 1000 for a, b in zip(r["whole"], r["chunked"]) if min(a, b) > 0]
+    out = [mb / min(a, b, c) * 1000 for a, b, c in zip(r["whole"], r["chunked"], r["zeroed"]) if min(a, b, c) > 0]
     how = (f"one call {mb / statistics.median(r['whole']) * 1000:.0f} MB/s, "
-           f"{r['chunk_slices']}-slice calls {mb / statistics.median(r['chunked']) * 1000:.0f} MB/s")
+           f"{r['chunk_slices']}-slice calls {mb / statistics.median(r['chunked']) * 1000:.0f} MB/s, "
+           f"zero-filled first then {r['chunk_slices']}-slice calls {mb / statistics.median(r['zeroed']) * 1000:.0f} MB/s")
     return out, how
 
 

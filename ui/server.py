@@ -27,7 +27,12 @@ Security model (see ``../shared/notes/reliability.md`` §3.4):
   start-up, volumes and thumbnails by opaque hex ids;
 * request bodies and the header block are capped, bodies are read by
   ``Content-Length`` only (``Transfer-Encoding`` is refused), sockets time
-  out, responses carry the CSP.
+  out, responses carry the CSP;
+* every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
+  ``Cross-Origin-Embedder-Policy: require-corp``: the page is cross-origin
+  isolated (it loads nothing from elsewhere), which gives it
+  ``SharedArrayBuffer``, so its stream worker reads a volume straight into
+  the array the page uploads from (``web/js/stream-worker.js``).
 
 A slice whose pixel data could not be decoded is answered with its zeros and
 the header ``X-PocketPACS-Unreadable: 1`` (:data:`pocketpacs.ui.protocol.UNREADABLE_HEADER`).
@@ -362,6 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Frame-Options", "DENY")
         self.send_header("Cross-Origin-Resource-Policy", "same-origin")
         self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
 
     def _error(self, status: int, code: str, message: str) -> None:
         self.close_connection = True

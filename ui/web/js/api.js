@@ -4,7 +4,10 @@
 // window, and through POST /v1/call/<name> when it is served to a browser
 // (`pocketpacs serve`); both answer the same envelope {ok, data} |
 // {ok: false, error: {code, message}}.  Voxels always come over HTTP as binary
-// frames: uint32 LE header length, JSON header, voxels (8-byte aligned).
+// frames: uint32 LE header length, JSON header, voxels (8-byte aligned).  A
+// whole-volume stream is read by the stream worker (stream-worker.js) into a
+// SharedArrayBuffer when the page is cross-origin isolated (the server sends
+// COOP same-origin and COEP require-corp), else on this thread.
 
 const TOKEN = (document.querySelector('meta[name="pocketpacs-token"]') || {}).content || '';
 const HEADERS = { 'X-PocketPACS-Token': TOKEN };
@@ -104,11 +107,81 @@ export async function volumeSlice(vid, z, signal, t = 0) {
 }
 
 /**
- * Stream a whole volume into `target` (an ArrayBuffer of the voxel size),
- * calling onSlices(complete) whenever more whole slices have arrived.
+ * A buffer for a whole volume's voxels: a SharedArrayBuffer when the page is
+ * cross-origin isolated (the server's COOP/COEP headers), so the stream
+ * worker writes into it while the page uploads; an ArrayBuffer otherwise.
+ * @param {number} bytes
+ * @returns {ArrayBuffer|SharedArrayBuffer}
  */
-export async function streamVolume(vid, target, onSlices, signal, t = 0) {
-  const r = await getBinary(`/v1/volume/${vid}/data${t ? `?t=${t}` : ''}`, signal);
+export function volumeBuffer(bytes) {
+  return streamsInWorker() ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+}
+
+let worker = null;          // the stream worker (stream-worker.js), made on first use
+let workerBroken = false;   // it could not start: streams are read on this thread
+let nextStream = 0;
+const streams = new Map();  // stream id -> message handler
+
+/** Whether whole-volume streams are read by the worker (tests may ask for this thread: POCKETPACS_TEST_LIMITS.stream = 'page'). */
+export function streamsInWorker() {
+  const o = (typeof window !== 'undefined' && window.POCKETPACS_TEST_LIMITS) || {};
+  return o.stream !== 'page' && !workerBroken && typeof Worker === 'function'
+    && typeof SharedArrayBuffer === 'function' && self.crossOriginIsolated === true;
+}
+
+function streamWorker() {
+  if (!worker) {
+    worker = new Worker('/js/stream-worker.js');
+    worker.onmessage = (ev) => { const f = streams.get(ev.data.id); if (f) f(ev.data); };
+    worker.onerror = (ev) => {
+      // the script did not load or threw: every stream of it is read again here
+      ev.preventDefault();
+      workerBroken = true;
+      worker = null;
+      for (const f of [...streams.values()]) f({ type: 'unavailable' });
+    };
+  }
+  return worker;
+}
+
+class WorkerUnavailable extends Error {}
+
+const endedEarly = () => new ApiError('cancelled', 'The volume stream ended early.');
+
+/** The stream read by the worker straight into `target` (a SharedArrayBuffer). */
+function streamByWorker(url, target, onSlices, signal) {
+  return new Promise((resolve, reject) => {
+    const w = streamWorker();
+    const id = ++nextStream;
+    let header = null;
+    const onAbort = () => { w.postMessage({ id, abort: true }); end(reject, new DOMException('The stream was stopped.', 'AbortError')); };
+    const end = (fn, v) => {
+      streams.delete(id);
+      if (signal) signal.removeEventListener('abort', onAbort);
+      fn(v);
+    };
+    if (signal && signal.aborted) { reject(new DOMException('The stream was stopped.', 'AbortError')); return; }
+    if (signal) signal.addEventListener('abort', onAbort, { once: true });
+    streams.set(id, (m) => {
+      if (m.type === 'header') header = m.header;
+      else if (m.type === 'progress') onSlices(m.complete);
+      else if (m.type === 'done') {
+        if (!header || m.short) end(reject, endedEarly()); else end(resolve, header);
+      } else if (m.type === 'error') {
+        try { unwrap(m.envelope || { ok: false, error: { code: 'not_found', message: `HTTP ${m.status}` } }); } catch (e) { end(reject, e); }
+      } else if (m.type === 'failed') {
+        end(reject, m.name === 'AbortError' ? new DOMException(m.message, 'AbortError') : endedEarly());
+      } else if (m.type === 'unavailable') {
+        end(reject, new WorkerUnavailable());
+      }
+    });
+    w.postMessage({ id, url, token: TOKEN, target });
+  });
+}
+
+/** The stream read on this thread, copied into `target`. */
+async function streamHere(url, target, onSlices, signal) {
+  const r = await getBinary(url, signal);
   const reader = r.body.getReader();
   const dst = new Uint8Array(target);
   let pending = new Uint8Array(0);
@@ -127,14 +200,36 @@ export async function streamVolume(vid, target, onSlices, signal, t = 0) {
       sliceBytes = header.slice_bytes;
       chunk = pending.subarray(4 + n);
     }
+    if (pos + chunk.length > dst.length) throw endedEarly();
     dst.set(chunk, pos);
     const before = Math.floor(pos / sliceBytes);
     pos += chunk.length;
     const after = Math.floor(pos / sliceBytes);
     if (after > before) onSlices(after);
   }
-  if (!header || pos !== dst.length) throw new ApiError('cancelled', 'The volume stream ended early.');
+  if (!header || pos !== dst.length) throw endedEarly();
   return header;
+}
+
+/**
+ * Stream a whole volume (volume t of a 4D series) into `target` (a buffer of
+ * its voxel size, from volumeBuffer), calling onSlices(complete) whenever
+ * slices [0, complete) are whole.  A SharedArrayBuffer is filled by the
+ * stream worker (off this thread), an ArrayBuffer here.
+ * @returns {Promise<object>} the stream's header; rejects with ApiError
+ *   ('cancelled': the stream ended early) or an AbortError
+ */
+export async function streamVolume(vid, target, onSlices, signal, t = 0) {
+  const url = `/v1/volume/${vid}/data${t ? `?t=${t}` : ''}`;
+  const shared = typeof SharedArrayBuffer === 'function' && target instanceof SharedArrayBuffer;
+  if (shared && streamsInWorker()) {
+    try {
+      return await streamByWorker(url, target, onSlices, signal);
+    } catch (e) {
+      if (!(e instanceof WorkerUnavailable)) throw e;
+    }
+  }
+  return streamHere(url, target, onSlices, signal);
 }
 
 /** Fetch a series thumbnail: {header, data: Uint8Array} or null (shape [h, w] grey, [h, w, 3] RGB). */

@@ -128,7 +128,7 @@ export class Pane {
     await this.view.setHeader(header);
     if (seq !== this.seq) return;
     const T = api.arrayType(header.dtype);
-    const data = whole || new T(new ArrayBuffer(nz * header.slice_bytes));
+    const data = whole || new T(api.volumeBuffer(nz * header.slice_bytes));
     this.vol = { vid, header, data, ready: new Uint8Array(nz), uploaded: 0, complete: 0, t, unreadable: new Map(known || []) };
     this.noteUnreadable(header.unreadable);
     this.Ainv = invertAffine(header.affine_lps);
@@ -159,13 +159,16 @@ export class Pane {
     const upload = () => {
       if (seq !== this.seq) return;
       const v = this.vol;
+      // drawn again only when the slice shown has just come: a frame per upload
+      // costs the GPU process a paint and composite the uploads wait for
+      const shown = this.s.slice >= v.uploaded && this.s.slice < v.complete;
       if (v.complete > v.uploaded) {
         this.view.upload(v.uploaded, v.complete);
         for (let z = v.uploaded; z < v.complete; z++) this.view.invalidate(z);
         v.uploaded = v.complete;
       }
       this.el.dataset.ready = String(v.complete);
-      this.render();
+      if (shown) this.render();
     };
     await api.streamVolume(vid, data.buffer, (complete) => {
       if (seq !== this.seq) return;

@@ -3,7 +3,10 @@
 // open() asks for the header and the middle slice at once and draws that slice
 // as soon as it arrives; startVolume() then allocates the whole-volume array
 // and the series texture (one, shared by the slice view, MPR and 3D) and
-// streams the rest, uploading slices as they come.
+// streams the rest, uploading slices as they come.  The stream is read by a
+// worker (api.js, stream-worker.js) into the whole-volume array, shared with
+// it, so this thread does little more than the uploads (texSubImage3D, which
+// blocks it while the GPU process copies): the bytes keep arriving meanwhile.
 // Also the per-volume set-up: window presets (only those of the volume header
 // the server sends), 3D defaults and clip-slider labels, and the value range;
 // and clear(): every open starts from, and every failed open ends in, a viewer
@@ -39,6 +42,12 @@ export const VOLUME_CACHE_BYTES = 512 * 1024 * 1024;
  * waiting for the next frame (one texSubImage3D each; the rest at the redraw).
  */
 export const UPLOAD_CHUNK_BYTES = 8 << 20;
+
+/**
+ * Least ms between two updates of the "loading k/n" count while a volume
+ * streams (the count itself is in data-ready at every upload).
+ */
+export const PROGRESS_MS = 500;
 
 /** What MPR and 3D show of a colour volume (their shaders read its luminance). */
 export const COLOUR_NOTICE = 'colour shown as grey in MPR/3D';
@@ -146,7 +155,7 @@ export class ViewerLoading {
     if (!vol || vol.data) return vol && vol.data;
     const h = vol.header, [nz, ny, nx] = h.shape;
     const T = api.arrayType(h.dtype);
-    vol.data = new T(new ArrayBuffer(nz * h.slice_bytes));
+    vol.data = new T(api.volumeBuffer(nz * h.slice_bytes));
     if (vol.firstData) vol.data.set(vol.firstData, vol.first * nx * ny * (h.samples || 1));
     return vol.data;
   }
@@ -208,9 +217,19 @@ export class ViewerLoading {
       const v = this.vol;
       flush();
       this.canvas.dataset.ready = String(v.complete);
-      $('load-progress').textContent = v.complete < nz ? `loading ${v.complete}/${nz}` : '';
+      // the count on screen at most every PROGRESS_MS: each change of the page is
+      // a frame to paint and composite (on SwiftShader ~30 ms of the GPU process,
+      // which the uploads wait for)
+      const now = performance.now();
+      if (v.complete >= nz || !(now - v.shownAt < PROGRESS_MS)) {
+        v.shownAt = now;
+        $('load-progress').textContent = v.complete < nz ? `loading ${v.complete}/${nz}` : '';
+      }
       this.refresh(false);
     };
+    // read by the stream worker into the shared array when the page is cross-origin
+    // isolated (data-stream-in "worker"), else on this thread ("page"): api.streamVolume
+    if (!vol.cached) this.canvas.dataset.streamIn = api.streamsInWorker() && data.buffer instanceof SharedArrayBuffer ? 'worker' : 'page';
     const stream = vol.cached ? Promise.resolve(header) : api.streamVolume(vid, data.buffer, (complete) => {
       if (seq !== this.seq) return;
       this.vol.ready.fill(1, this.vol.complete, complete);

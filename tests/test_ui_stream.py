@@ -1,0 +1,210 @@
+"""The whole-volume stream read by the page's stream worker (issue 16).
+
+The served page is cross-origin isolated (every response carries COOP
+same-origin and COEP require-corp), so the viewer's whole-volume array is a
+SharedArrayBuffer that ``web/js/stream-worker.js`` fills off the main thread
+while the page uploads the slices already whole.  A small int16 series whose
+values span the whole int16 range (both extremes, negative values, every
+slice different) is served by ``pocketpacs serve`` and opened in headless
+Chromium: the page's array must hold exactly the stored values, read by the
+worker, and the same through the main-thread reader the page falls back to
+(forced here with the test hook ``POCKETPACS_TEST_LIMITS.stream = 'page'``).
+api.streamVolume itself is checked for what it reports while streaming, a
+body cut short, and an unknown volume.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "ui"))
+import ppui_support as S
+from served_http import req
+
+pytestmark = pytest.mark.slow
+
+NX, NY, NZ = 40, 36, 30
+
+
+def volume() -> np.ndarray:
+    """The stored values (z, y, x): random int16 with both extremes in every slice."""
+    rng = np.random.default_rng(16)
+    v = rng.integers(-32768, 32768, size=(NZ, NY, NX), dtype=np.int64).astype(np.int16)
+    v[:, 0, 0] = -32768
+    v[:, 0, 1] = 32767
+    v[:, 1, 0] = np.arange(NZ)           # which slice this is, readable at a glance
+    return v
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    import dicomgen
+    import pocketpacs
+
+    root = tmp_path_factory.mktemp("ui_stream")
+    vol = volume()
+    series = "1.2.826.0.1.3680043.99.16.2"
+    (root / "files").mkdir()
+    for k in range(NZ):
+        ds = dicomgen.dataset(series_uid=series, sop_uid=f"{series}.{k + 1}", study_uid="1.2.826.0.1.3680043.99.17",
+                              instance_number=k + 1, z=1.5 * k, rows=NY, cols=NX, series_desc="STREAM",
+                              patient_name="Stream^Test", patient_id="STR16")
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleIntercept = 0.0
+        ds.RescaleSlope = 1.0
+        ds.PixelData = vol[k].tobytes()
+        (root / "files" / f"IM{k + 1:05d}.dcm").write_bytes(dicomgen.to_bytes(ds))
+    with pocketpacs.open_archive(root / "archive") as ar:
+        ar.import_folder(root / "files")
+    return {"archive": root / "archive"}
+
+
+def open_page(browser, url, limits="{}"):
+    pg = browser.new_page(viewport={"width": 800, "height": 600})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.add_init_script(f"window.POCKETPACS_TEST_LIMITS = {limits};")
+    pg.goto(url)
+    S.wait_js(pg, "document.body.dataset.ready")
+    return pg, errors
+
+
+def open_series(page) -> None:
+    page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
+    page.locator(S.SERIES_ROWS).first.dblclick()
+    S.wait_js(page, "document.getElementById('view').dataset.tLoaded", 60)
+
+
+_PAGE_ARRAY_JS = """() => {
+  const v = window.POCKETPACS_TEST_HOOK.viewer.vol;
+  return { shared: typeof SharedArrayBuffer === 'function' && v.data.buffer instanceof SharedArrayBuffer,
+           kind: v.data.constructor.name, values: Array.from(v.data), ready: Array.from(v.ready) };
+}"""
+
+
+def test_every_response_makes_the_page_cross_origin_isolated(served):
+    r, _ = req(served, "GET", "/?token=" + served.token, token=False)
+    assert r.status == 200
+    for path in ("/?token=" + served.token, "/js/stream-worker.js", "/js/api.js"):
+        r, _ = req(served, "GET", path)
+        assert r.status == 200, path
+        assert r.getheader("Cross-Origin-Opener-Policy") == "same-origin", path
+        assert r.getheader("Cross-Origin-Embedder-Policy") == "require-corp", path
+        assert r.getheader("Cross-Origin-Resource-Policy") == "same-origin", path
+
+
+@pytest.mark.parametrize("path", ["worker", "page"])
+def test_the_page_holds_exactly_the_stored_values(browser, served, path):
+    limits = "{}" if path == "worker" else "{ stream: 'page' }"
+    page, errors = open_page(browser, served.url, limits)
+    try:
+        assert page.evaluate("self.crossOriginIsolated") is True
+        open_series(page)
+        assert S.dataset(page)["streamIn"] == path
+        got = page.evaluate(_PAGE_ARRAY_JS)
+        assert got["shared"] is (path == "worker")
+        assert got["kind"] == "Int16Array"
+        assert got["ready"] == [1] * NZ
+        assert np.array_equal(np.array(got["values"], dtype=np.int16).reshape(NZ, NY, NX), volume())
+        assert S.dataset(page)["ready"] == str(NZ)
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+#: api.streamVolume of volume `vid` into a buffer of the size of volume `sized` (from volumeBuffer).
+_STREAM_JS = """async ([vid, sized]) => {
+  const api = await import('/js/api.js');
+  const h = await (await fetch(`/v1/volume/${sized}/header`, { headers: { 'X-PocketPACS-Token':
+    document.querySelector('meta[name="pocketpacs-token"]').content } })).json();
+  const buf = api.volumeBuffer(h.shape[0] * h.slice_bytes);
+  const seen = [];
+  try {
+    const header = await api.streamVolume(vid, buf, (n) => seen.push(n));
+    return { ok: true, shape: header.shape, seen, shared: buf instanceof SharedArrayBuffer,
+             values: Array.from(new Int16Array(buf)) };
+  } catch (e) {
+    return { ok: false, code: e.code || e.name, message: e.message, seen };
+  }
+}"""
+
+
+def test_the_stream_worker_reports_whole_slices_in_order_and_refuses_short_bodies(browser, served):
+    page, errors = open_page(browser, served.url)
+    try:
+        open_series(page)
+        vid = S.dataset(page)["vid"]
+        r = page.evaluate(_STREAM_JS, [vid, vid])
+        assert r["ok"], r
+        assert r["shared"] and r["shape"] == [NZ, NY, NX]
+        assert r["seen"] == sorted(set(r["seen"])) and r["seen"][-1] == NZ
+        assert np.array_equal(np.array(r["values"], dtype=np.int16).reshape(NZ, NY, NX), volume())
+
+        def cut(route):               # the server's real answer, cut in the middle of a slice
+            body = route.fetch().body()
+            route.fulfill(status=200, headers={"Content-Type": "application/octet-stream"},
+                          body=body[:len(body) // 2 + 7])
+
+        page.route("**/v1/volume/*/data", cut)
+        r = page.evaluate(_STREAM_JS, [vid, vid])
+        page.unroute("**/v1/volume/*/data")
+        assert not r["ok"] and r["code"] == "cancelled" and "ended early" in r["message"], r
+        assert r["seen"] and max(r["seen"]) < NZ          # only the whole slices were announced
+
+        r = page.evaluate(_STREAM_JS, ["0" * 32, vid])
+        assert not r["ok"] and r["code"] == "not_found" and r["seen"] == [], r
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+_ZERO_FILLED_JS = """async () => {
+  const gl = window.POCKETPACS_TEST_HOOK.viewer.gl;
+  const { allocate3d, release, uploadSlices, formatOf } = await import('/js/gl/textures.js');
+  const out = {};
+  const fb = gl.createFramebuffer();
+  for (const [dtype, T, ifmt, readFmt, readType, R] of [
+      ['int16', Int16Array, gl.R16I, gl.RGBA_INTEGER, gl.INT, Int32Array],
+      ['uint16', Uint16Array, gl.R16UI, gl.RGBA_INTEGER, gl.UNSIGNED_INT, Uint32Array]]) {
+    const [nx, ny, nz] = [24, 20, 6];
+    while (gl.getError() !== gl.NO_ERROR) { /* earlier errors */ }
+    const tex = allocate3d(gl, ifmt, [nx, ny, nz], 'test');
+    const data = new T(nx * ny * nz);
+    for (let i = 2 * nx * ny; i < 3 * nx * ny; i++) data[i] = 1000 + (i % 777);   // slice 2 only
+    uploadSlices(gl, { tex, nx, ny, samples: 1, fmt: formatOf(gl, dtype) }, data, 2, 3);
+    const layers = [];
+    gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+    for (let z = 0; z < nz; z++) {
+      gl.framebufferTextureLayer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, tex, 0, z);
+      const px = new R(nx * ny * 4);
+      gl.readPixels(0, 0, nx, ny, readFmt, readType, px);
+      const red = Array.from({ length: nx * ny }, (_, i) => px[4 * i]);
+      const want = Array.from(data.subarray(z * nx * ny, (z + 1) * nx * ny));
+      layers.push(red.every((v, i) => v === want[i]));
+    }
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    out[dtype] = { layers, error: gl.getError() };
+    release(gl, tex);
+  }
+  gl.deleteFramebuffer(fb);
+  return out;
+}"""
+
+
+def test_a_new_series_texture_holds_zeros_until_its_slices_come(browser, served):
+    """gl/textures.js zero-fills every new volume texture from a pixel-unpack buffer (the
+    browser's own clear is slow on SwiftShader): every layer reads back zeros but the one
+    uploaded, which reads back its values."""
+    page, errors = open_page(browser, served.url)
+    try:
+        got = page.evaluate(_ZERO_FILLED_JS)
+        for dtype in ("int16", "uint16"):
+            assert got[dtype] == {"layers": [True] * 6, "error": 0}, (dtype, got)
+    finally:
+        page.close()
+    assert not errors, errors
