@@ -50,10 +50,6 @@ class WindowPreset:
 FLOAT_BINS = 1 << 12
 #: Integer values are counted one bin per value when their range is at most this.
 EXACT_RANGE = 1 << 20
-#: Arrays of at least this many values are counted by the compiled kernels (numba);
-#: fewer (a few slices, the window of a series' first slice) by their NumPy
-#: references while numba is not loaded yet.
-KERNEL_VALUES = 1 << 23
 #: Values looked at for the resolution of float data (a strided subsample).
 RESOLUTION_SAMPLES = 1 << 16
 #: The most common value is "background" (air, padding, zero outside the
@@ -64,20 +60,10 @@ MAX_HEADER_WINDOWS = 3
 
 
 def _counter(flat: np.ndarray) -> Any:
-    """The counting functions for ``flat``: the parallel kernels of
-    :mod:`pocketpacs.native.histogram` once numba is loaded (or for a volume
-    worth loading it for), else their NumPy references (same answers, a float64
-    copy of the values): a series' first slice and its window come before numba
-    has loaded, and do not wait for it."""
-    import sys
+    """The counting functions for ``flat`` (:func:`.windowkernels.counter`)."""
+    from .windowkernels import counter
 
-    if flat.size < KERNEL_VALUES and "pocketpacs.native._jit" not in sys.modules:
-        from ..native import reference
-
-        return reference
-    from ..native import histogram
-
-    return histogram
+    return counter(flat)
 
 
 def _range(flat: np.ndarray, drop: tuple[float, ...] = ()) -> tuple[float, float, int]:
