@@ -76,6 +76,28 @@ def run(capsys, *argv):
     return code, out, err
 
 
+def get_as_expected(capsys, ar: Path, node: str, study: str, server, want: dict, timeout=None) -> None:
+    """``remote get --json`` of *study* from *node* exits 0 answering *want*; the archive then
+    holds exactly what *server* holds, with nothing else in its store."""
+    extra = ["--timeout", timeout] if timeout is not None else []
+    code, out, err = run(capsys, "--archive", ar, "remote", "get", node, study, *extra, "--json")
+    assert code == 0, err
+    assert json.loads(out) == want
+    with pocketpacs.open_archive(ar) as arch:
+        check_same_as_orthanc(arch, server)
+        check_store_consistent(ar, arch)
+
+
+def send_back(capsys, ar: Path, node: str, study: str, server, n: int, timeout=None) -> None:
+    """Empty *server*, then ``remote send --json`` *study* to *node*: all *n* instances arrive."""
+    server.clear()
+    extra = ["--timeout", timeout] if timeout is not None else []
+    code, out, err = run(capsys, "--archive", ar, "remote", "send", node, study, *extra, "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"sent": n, "failed": []}
+    assert len(server.sop_uids()) == n
+
+
 # ---------------------------------------------------------------- a slow and a stalled peer
 @pytest.fixture(scope="module")
 def large(tmp_path_factory):
@@ -95,17 +117,9 @@ def test_a_slow_peer_is_not_cut_off_while_bytes_flow(orthanc, large, tmp_path, c
         save_node(ar, RemoteNode("slow", "dimse", aet=AET, host="127.0.0.1", port=relay.port))
         with pocketpacs.open_archive(ar) as arch:
             study = Remote(arch, "slow", timeout=TIMEOUT).find()[0]["study_instance_uid"]
-        code, out, err = run(capsys, "--archive", ar, "remote", "get", "slow", study, "--timeout", TIMEOUT, "--json")
-        assert code == 0, err
-        assert json.loads(out) == {"received": 3, "indexed": 3, "already": 0, "failed": []}
-        with pocketpacs.open_archive(ar) as arch:
-            check_same_as_orthanc(arch, orthanc)
-            check_store_consistent(ar, arch)
-        orthanc.clear()
-        code, out, err = run(capsys, "--archive", ar, "remote", "send", "slow", study, "--timeout", TIMEOUT, "--json")
-        assert code == 0, err
-        assert json.loads(out) == {"sent": 3, "failed": []}
-        assert len(orthanc.sop_uids()) == 3
+        get_as_expected(capsys, ar, "slow", study, orthanc,
+                        {"received": 3, "indexed": 3, "already": 0, "failed": []}, TIMEOUT)
+        send_back(capsys, ar, "slow", study, orthanc, 3, TIMEOUT)
     finally:
         relay.close()
 

@@ -15,23 +15,15 @@ from __future__ import annotations
 import json
 
 from net_support import AET, Relay, check_same_as_orthanc, free_port, orthanc, synth_files  # noqa: F401
-from test_net_faults import archived_files, check_store_consistent
+from test_net_faults import archived_files, check_store_consistent, get_as_expected, run
 
 import pocketpacs
-from pocketpacs.cli import main
 from pocketpacs.net.nodes import RemoteNode, save_node
 
 #: The time-out of these tests (seconds).
 TIMEOUT = 1
 #: Bytes per second of the slow links: one 128x128 instance (32 KiB) takes about 1.4 s, longer than TIMEOUT.
 SLOW_RATE = 24_000
-
-
-def run(capsys, *argv):
-    capsys.readouterr()
-    code = main(list(map(str, argv)))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def move_node(archive_dir, name: str, port: int, move_port: int) -> None:
@@ -91,9 +83,5 @@ def test_a_c_move_stalled_mid_instance_times_out_clearly_and_a_retry_completes(o
 
         # the link is back: the same retrieve fetches the other two
         to_us.resume()
-        code, out, err = run(capsys, "--archive", ar, "remote", "get", "move", study, "--timeout", TIMEOUT, "--json")
-    assert code == 0, err
-    assert json.loads(out) == {"received": 2, "indexed": 2, "already": 1, "failed": []}
-    with pocketpacs.open_archive(ar) as arch:
-        check_same_as_orthanc(arch, orthanc)
-        check_store_consistent(ar, arch)
+        get_as_expected(capsys, ar, "move", study, orthanc,
+                        {"received": 2, "indexed": 2, "already": 1, "failed": []}, TIMEOUT)

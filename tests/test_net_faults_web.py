@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 from net_support import (Mute, Relay, add_nodes, check_same_as_orthanc, kill_midway_then_retry,  # noqa: F401
                          orthanc, own_orthanc, pixel_bytes, synth_files)
-from test_net_faults import archived_files, check_store_consistent, full_disk_then_retry
+from test_net_faults import archived_files, check_store_consistent, full_disk_then_retry, get_as_expected, run, send_back
 
 import pocketpacs
 import pocketpacs.net  # gives Archive.remote
-from pocketpacs.cli import main
 from pocketpacs.net.nodes import RemoteNode, save_node
 from pocketpacs.net.web import CutShort, multipart_parts
 
@@ -33,13 +32,6 @@ TIMEOUT = 1
 #: Bytes per second of the slow server: the three 128 KiB instances, answered or sent in one
 #: request, take about 2.6 s, longer than TIMEOUT.
 SLOW_RATE = 150_000
-
-
-def run(capsys, *argv):
-    capsys.readouterr()
-    code = main(list(map(str, argv)))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def web_node(archive_dir: Path, name: str, port: int) -> None:
@@ -141,17 +133,9 @@ def test_a_slow_dicomweb_server_is_not_cut_off_while_bytes_flow(orthanc, large, 
         code, out, err = run(capsys, "--archive", ar, "remote", "find", "slow", "--timeout", TIMEOUT, "--json")
         assert code == 0, err
         study = json.loads(out)["results"][0]["study_instance_uid"]
-        code, out, err = run(capsys, "--archive", ar, "remote", "get", "slow", study, "--timeout", TIMEOUT, "--json")
-        assert code == 0, err
-        assert json.loads(out) == {"received": 3, "indexed": 3, "already": 0, "failed": []}
-        with pocketpacs.open_archive(ar) as arch:
-            check_same_as_orthanc(arch, orthanc)
-            check_store_consistent(ar, arch)
-        orthanc.clear()
-        code, out, err = run(capsys, "--archive", ar, "remote", "send", "slow", study, "--timeout", TIMEOUT, "--json")
-        assert code == 0, err
-        assert json.loads(out) == {"sent": 3, "failed": []}
-        assert len(orthanc.sop_uids()) == 3
+        get_as_expected(capsys, ar, "slow", study, orthanc,
+                        {"received": 3, "indexed": 3, "already": 0, "failed": []}, TIMEOUT)
+        send_back(capsys, ar, "slow", study, orthanc, 3, TIMEOUT)
 
 
 # ---------------------------------------------------------------- a server stalling mid-answer
@@ -181,12 +165,8 @@ def test_a_dicomweb_server_stalling_mid_retrieve_and_mid_send_then_a_retry_compl
         assert len(archived_files(arch)) == 1
 
     # the server answers again: the same retrieve fetches the other two (instance by instance)
-    code, out, err = run(capsys, "--archive", ar, "remote", "get", "web", study, "--timeout", TIMEOUT, "--json")
-    assert code == 0, err
-    assert json.loads(out) == {"received": 2, "indexed": 2, "already": 1, "failed": []}
-    with pocketpacs.open_archive(ar) as arch:
-        check_same_as_orthanc(arch, orthanc)
-        check_store_consistent(ar, arch)
+    get_as_expected(capsys, ar, "web", study, orthanc, {"received": 2, "indexed": 2, "already": 1, "failed": []},
+                    TIMEOUT)
 
     # STOW-RS whose answer never comes: a clear message; sent again, it completes
     orthanc.clear()
