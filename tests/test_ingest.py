@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import dicomgen
+from rescan_support import count_parsed
 import pocketpacs
 from pocketpacs.dicom import batch, headers
 
@@ -40,15 +41,7 @@ def ar(tmp_path):
 @pytest.fixture
 def parse_count(monkeypatch):
     """Count the files handed to the (real) header parser."""
-    seen: list[str] = []
-    real = headers.parse_files
-
-    def counting(paths, **kw):
-        seen.extend(os.fspath(p) for p in paths)
-        return real(paths, **kw)
-
-    monkeypatch.setattr(headers, "parse_files", counting)
-    return seen
+    return count_parsed(monkeypatch)
 
 
 def snapshot(ar) -> list[tuple]:
