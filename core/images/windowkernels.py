@@ -83,7 +83,7 @@ def warm_in_background() -> None:
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                          close_fds=True)
     except OSError:
-        pass  # the next series compiles them, or tries again
+        pass  # no background compile in this process: the references go on counting
 
 
 def warm() -> None:
