@@ -72,3 +72,28 @@ def test_a_wrong_called_aet_for_a_send_in_worker_processes(orthanc, held, tmp_pa
         with pytest.raises(NetError) as e:
             arch.remote("wrong").send([study], workers=2)
     assert _expected(orthanc) in str(e.value)
+
+
+def test_a_rejection_read_before_the_requester_looks_is_still_said(orthanc, monkeypatch):  # noqa: F811
+    """pynetdicom's race, made certain: the requesting thread is late (a loaded machine),
+    so the reactor has read the reject and the close before it looks whether the
+    connection opened; the reason is still the peer's, not "ended before it was set up"."""
+    import time
+
+    from pynetdicom.acse import ACSE
+
+    from pocketpacs.net import dimse
+
+    send_request = ACSE.send_request
+
+    def late(self, *a, **kw):
+        send_request(self, *a, **kw)
+        time.sleep(0.5)
+
+    monkeypatch.setattr(ACSE, "send_request", late)
+    node = RemoteNode("wrong", "dimse", aet=WRONG, host="127.0.0.1", port=orthanc.dicom_port)
+    ae = dimse.make_ae(node.calling_aet)
+    ae.add_requested_context("1.2.840.10008.1.1")
+    with pytest.raises(NetError) as e:
+        dimse.associate(node, ae)
+    assert _expected(orthanc) in str(e.value)

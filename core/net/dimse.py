@@ -115,14 +115,31 @@ def associate(node: RemoteNode, ae: Any, **kwargs: Any) -> Any:
     if not assoc.is_rejected and time.monotonic() - t0 >= ae.acse_timeout:
         raise NetError(f"{what}: no answer to the association request within {ae.acse_timeout:g} s (the time-out): "
                        "the peer may be stalled or overloaded; try again, or a longer --timeout")
-    if assoc.is_rejected:
-        prim = getattr(assoc.acceptor, "primitive", None)
+    prim = getattr(assoc.acceptor, "primitive", None) if assoc.is_rejected else _unread_rejection(assoc)
+    if assoc.is_rejected or prim is not None:
         src, diag = getattr(prim, "result_source", None), getattr(prim, "diagnostic", None)
         reason = _REJECT_REASONS.get((src, diag), f"source {src}, diagnostic {diag}")
         raise NetError(f"{what} rejected the association: {reason} (called AE {node.aet!r}, calling AE "
                        f"{node.calling_aet!r}: check both in the peer's configuration)")
     raise NetError(f"{what} ended the association before it was set up (it may refuse our calling AE "
                    f"{node.calling_aet!r}, or none of the proposed services)")
+
+
+def _unread_rejection(assoc: Any) -> Any:
+    """The peer's A-ASSOCIATE reject still queued for a requestor that gave up unread.
+
+    pynetdicom races here: when the peer rejects and closes at once (Orthanc,
+    DCMTK), its reactor thread can read the reject and the close before the
+    requesting thread has looked whether the connection opened; that thread
+    then finds it closed, aborts, and never reads the answer (about one in
+    five under load).  The reject is still in the DUL's queue to the user."""
+    from pynetdicom.pdu_primitives import A_ASSOCIATE
+
+    dul = getattr(assoc, "dul", None)
+    for prim in list(getattr(getattr(dul, "to_user_queue", None), "queue", ())):
+        if isinstance(prim, A_ASSOCIATE) and prim.result in (0x01, 0x02):
+            return prim
+    return None
 
 
 @contextlib.contextmanager
