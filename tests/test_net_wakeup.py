@@ -64,3 +64,38 @@ def test_a_reactor_woken_then_paused_again_leaves_the_answer_alone(tmp_path):
                     assoc.release()
         finally:
             lst.stop()
+
+
+def test_a_message_queued_behind_an_abort_is_dropped_without_a_traceback(tmp_path, monkeypatch):
+    """A C-STORE answer queued by another thread just as the user cancels reaches
+    pynetdicom's reactor after the abort (state Sta13): pynetdicom raised
+    ``InvalidEventError`` in its thread (a traceback on the terminal); it is dropped."""
+    import threading
+
+    from pynetdicom.pdu_primitives import A_ABORT, P_DATA
+    from pynetdicom.sop_class import Verification
+
+    raised = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    with pocketpacs.open_archive(tmp_path / "ar") as ar:
+        lst = listen(ar, port=0)
+        try:
+            node = RemoteNode("self", "dimse", aet=lst.aet, host="127.0.0.1", port=lst.port)
+            ae = dimse.make_ae("TESTER")
+            ae.add_requested_context(Verification)
+            assoc = dimse.associate(node, ae)
+            abort = A_ABORT()
+            abort.abort_source = 0x00
+            late = P_DATA()
+            late.presentation_data_value_list = [[1, b"\x03\x00"]]
+            q = assoc.dul.to_provider_queue
+            with q.mutex:  # both at once: the reactor takes the abort, then the late message
+                q.queue.extend([abort, late])
+                q.not_empty.notify()
+            assoc.dul._pp_wake_w.send(b"\0")
+            _wait_for(lambda: not assoc.dul.is_alive() or assoc.dul.state_machine.current_state == "Sta1")
+            assoc.kill()
+        finally:
+            lst.stop()
+    assert assoc.is_aborted or not assoc.is_established
+    assert not raised, raised

@@ -36,6 +36,7 @@ ordered.
 """
 from __future__ import annotations
 
+import queue
 import select
 import socket
 import threading
@@ -148,6 +149,7 @@ def attach(assoc: Any) -> None:
 
         dul.send_pdu = send_and_wake
         dul._pp_wake = r
+        _drop_late_data(dul.state_machine)
     if getattr(assoc, "_pp_cond", None) is None:
         cond = assoc.dimse.msg_queue.not_empty  # notified by every put
         checkpoint = assoc._reactor_checkpoint
@@ -161,3 +163,33 @@ def attach(assoc: Any) -> None:
         checkpoint.clear = clear_and_wake
         checkpoint.wait = _gated_wait(assoc, checkpoint)
         assoc._pp_cond = cond
+
+
+#: States in which the association is over: a message still queued to send is
+#: dropped (Sta13: the transport is closing after an abort; Sta1: closed).
+_OVER = frozenset({"Sta1", "Sta13"})
+
+
+def _drop_late_data(machine: Any) -> None:
+    """Drop a P-DATA request (``Evt9``) that reaches *machine* after the association ended.
+
+    A C-STORE answered by another thread (the write-behind thread, a
+    handler) while the user cancels can be queued just before the abort and
+    processed just after: pynetdicom's reactor then raises
+    ``InvalidEventError`` ("Evt9 for the current state Sta13") in its
+    thread, which prints a traceback on the terminal.  There is nothing to
+    send it to; it is taken off the outgoing queue (where the reactor only
+    peeked at it) and dropped."""
+    do_action = machine.do_action
+
+    def do_action_unless_over(event: str) -> None:
+        if event == "Evt9" and machine.current_state in _OVER:
+            try:
+                machine.dul.to_provider_queue.get(False)
+            except queue.Empty:
+                pass
+            return
+        do_action(event)
+
+    machine.do_action = do_action_unless_over
+
