@@ -165,3 +165,34 @@ def test_same_uid_with_other_content_is_kept_apart_as_a_conflict(synth, tmp_path
         assert kept.SeriesDescription == pydicom.dcmread(plain).SeriesDescription != ds.SeriesDescription
         assert len(list(Path(first).parent.iterdir())) == 2
         assert [c for c in ar.conflicts()], "the importer flags the second file as a conflict"
+
+
+@pytest.mark.parametrize("conv,propose", [("+ti", "-xi"), ("+td", "-xd")], ids=["implicit", "deflated"])
+def test_each_instance_is_filed_under_its_own_study_and_series(synth, tmp_path, conv, propose):
+    """The listener reads a received data set's Study and Series UIDs without its pixels
+    (incoming.study_and_series); implicit VR and deflated data sets are read right too."""
+    import pydicom
+
+    from pocketpacs.net.incoming import file_name, store_folder
+
+    dcmconv = shutil.which("dcmconv")
+    require_system(dcmconv is not None and STORESCU is not None, "DCMTK's dcmconv and storescu (apt-get install dcmtk)")
+    plain = [p for p in synth if syntax_of(p) in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")][:4]
+    assert plain
+    sent = []
+    for i, p in enumerate(plain):
+        out = tmp_path / f"conv{i}.dcm"
+        subprocess.run([dcmconv, conv, str(p), str(out)], check=True, capture_output=True)
+        sent.append(out)
+    with pocketpacs.open_archive(tmp_path / "ar") as ar:
+        with listen(ar, port=0) as lst:
+            r = subprocess.run([STORESCU, propose, "-aet", "STORESCU", "-aec", POCKET_AET, "127.0.0.1",
+                                str(lst.port), *map(str, sent)], capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+        assert lst.status.received == len(sent) and lst.status.failed == 0
+        for p in sent:
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+            where = store_folder(ar) / file_name(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
+                                                 str(ds.SOPInstanceUID))
+            assert where.is_file()
+            assert pydicom.dcmread(where).file_meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID

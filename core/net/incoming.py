@@ -147,6 +147,37 @@ def event_part10(event: Any) -> bytes | bytearray:
     return out
 
 
+def study_and_series(event: Any) -> tuple[str, str]:
+    """The Study and Series Instance UIDs of a pynetdicom ``EVT_C_STORE`` event.
+
+    The request's data set is read only up to (0020,000E), never its
+    pixels (``event.dataset`` would decode the whole data set); a deflated
+    data set, or one not held as a buffer, is decoded whole.
+
+    Raises
+    ------
+    AttributeError
+        The data set has no Study or Series Instance UID.
+    Exception
+        A data set pydicom cannot read (the caller refuses the instance).
+    """
+    from pydicom.filereader import read_dataset
+    from pydicom.uid import UID
+
+    stream = getattr(event.request, "DataSet", None)
+    ts = UID(str(event.context.transfer_syntax))
+    if not isinstance(stream, io.BytesIO) or ts.is_deflated:
+        ds = event.dataset
+    else:
+        stream.seek(0)
+        try:
+            ds = read_dataset(stream, ts.is_implicit_VR, ts.is_little_endian,
+                              stop_when=lambda tag, vr, length: tag > 0x0020000E)
+        finally:
+            stream.seek(0)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+
+
 def _same_bytes(path: Path, data: bytes | memoryview) -> bool:
     try:
         if path.stat().st_size != len(data):

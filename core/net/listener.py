@@ -18,7 +18,7 @@ from typing import Any
 
 from ..log import logger
 from . import dimse
-from .incoming import Indexer, ReceivedStore, event_part10
+from .incoming import Indexer, ReceivedStore, event_part10, study_and_series
 from .nodes import DEFAULT_CALLING_AET, DEFAULT_LISTEN_PORT, NetError, check_aet, check_port
 
 
@@ -143,8 +143,7 @@ class Listener:
 
     def _on_store(self, event: Any) -> int:
         try:
-            ds = event.dataset
-            study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+            study, series = study_and_series(event)
             sop = str(event.request.AffectedSOPInstanceUID)
             data = event_part10(event)
         except Exception as e:  # an instance we cannot read: refuse it, say so
