@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import dicomgen
+from pocketpacs.dicom import kernels
 
 #: Loaded by no command that only reads the archive (prefixes of module names).
 HEAVY = ("numba", "llvmlite", "pocketpacs.native", "pydicom", "nibabel", "PIL", "scipy",
@@ -66,8 +67,10 @@ def imported(tmp_path_factory):
     res = _run(["import", "--json", "--no-progress", str(root)], archive)
     assert res["rc"] == 0, res["out"]
     assert json.loads(res["out"])["counts"]["indexed"] == n
-    # the import of new files loads the parser and its kernels when it needs them
-    assert "numba" in res["modules"] and "pocketpacs.native.dicomparse" in res["modules"]
+    # a few new files: parsed by the interpreted kernels, sooner than numba loads
+    assert n <= kernels.SMALL_MAX
+    assert "pocketpacs.native._interpreted.dicomparse" in res["modules"]
+    assert not [m for m in res["modules"] if m.split(".")[0] in ("numba", "llvmlite", "pydicom")]
     return root, archive, n
 
 
@@ -110,9 +113,30 @@ def test_new_file_after_rescan_still_parsed(imported, tmp_path):
     reps = json.loads(res["out"])
     assert [r["counts"]["unchanged"] for r in reps] == [n, 0]
     assert reps[1]["counts"]["indexed"] == m
-    assert "numba" in res["modules"] and "pocketpacs.native.dicomparse" in res["modules"]
+    assert "pocketpacs.native._interpreted.dicomparse" in res["modules"] and "numba" not in res["modules"]
     res = _run(["stats", "--json"], archive)
     assert json.loads(res["out"])["instances"] == n + m
+
+
+def test_more_new_files_load_numba_and_the_compiled_kernels(tmp_path, monkeypatch):
+    """Above kernels.SMALL_MAX new files the compiled kernels parse (numba is loaded
+    then); a few at a time, the interpreted ones give the archive the compiled ones give."""
+    root = tmp_path / "data"
+    n = dicomgen.write_tree(root, patients=2, studies=1, series=2, slices=13)
+    assert n > kernels.SMALL_MAX
+    res = _run(["import", "--json", "--no-progress", str(root)], tmp_path / "a1")
+    assert res["rc"] == 0 and json.loads(res["out"])["counts"]["indexed"] == n
+    assert "numba" in res["modules"] and "pocketpacs.native.dicomparse" in res["modules"]
+    assert "pocketpacs.native._interpreted.dicomparse" not in res["modules"]
+    folders = sorted(p for p in root.rglob("*") if p.is_dir() and any(f.is_file() for f in p.iterdir()))
+    for archive, compiled in (("a2", False), ("a3", True)):
+        if compiled:
+            monkeypatch.setenv(kernels.ENV_FIRST_RUN, "compile")  # never interpreted
+        for folder in folders:
+            res = _run(["import", "--json", "--no-progress", str(folder)], tmp_path / archive)
+            assert res["rc"] == 0 and ("numba" in res["modules"]) == compiled, folder
+    shown = [json.loads(_run(["show", "--json"], tmp_path / a)["out"]) for a in ("a2", "a3")]
+    assert len(shown[0]) == n and shown[0] == shown[1]
 
 
 def test_import_pocketpacs_is_light_and_names_load_on_use():
@@ -196,7 +220,8 @@ def test_first_small_import_runs_the_kernels_interpreted_then_compiled(tmp_path)
     (nothing compiled, a background compile asked for); the background compile
     fills the cache; the next import runs the compiled kernels."""
     data = tmp_path / "data"
-    n = dicomgen.write_tree(data, patients=1, studies=1, series=2, slices=3)
+    n = dicomgen.write_tree(data, patients=1, studies=1, series=2, slices=25)
+    assert kernels.SMALL_MAX < n <= kernels.INTERPRET_MAX  # (fewer would never load numba at all)
     env = _cold_env(tmp_path, "a1")
     r = subprocess.run([sys.executable, "-c", _FIRST_RUN_CHILD, str(data)], capture_output=True, text=True,
                        env=env, timeout=600)

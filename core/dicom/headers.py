@@ -26,7 +26,7 @@ from . import tags
 from .batch import NATIVE, UID_COLS, HeaderBatch
 from .fallback import parse_with_pydicom
 from .heads import read_head, read_heads
-from .kernels import choose
+from .kernels import choose, parser_module
 from ..log import logger
 
 _KERNEL_REASONS = {
@@ -137,11 +137,10 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
     -------
     HeaderBatch
     """
-    from pocketpacs.native import dicomparse
-
     spaths = [os.fspath(p) for p in paths]
     batch = HeaderBatch(spaths)
     n = batch.n
+    dicomparse = parser_module(n)  # (a small batch: the interpreted kernels, numba not loaded)
     if n == 0:
         return batch
     adaptive = head_size is None
@@ -387,9 +386,8 @@ def parse_bytes(blobs: Sequence[bytes], names: Sequence[str] | None = None, *,
 
 def _finish(batch: HeaderBatch, info: np.ndarray, readable: np.ndarray, fallback: bool) -> None:
     """Turn the kernel's info rows into the batch's status/reason columns."""
-    from pocketpacs.native import dicomparse
-
     n = batch.n
+    dicomparse = parser_module(n)
     st = info[:, 0]
     ok = readable & (st == dicomparse.OK)
     batch.status[ok] = NATIVE
