@@ -316,3 +316,42 @@ def test_only_an_import_runs_the_kernels_interpreted(monkeypatch):
         assert kernels.choose("dicomvalues", "gather_values", 10) is kernels.interpreted("dicomvalues")
     assert spawned == ["parse_serial"]  # one background compile (it covers gather_values too)
     assert kernels.choose("dicomparse", "parse_serial", 10) is dicomparse
+
+
+_BIG_HEADER_CHILD = r"""
+import json, sys
+from pocketpacs.dicom import headers, kernels
+with kernels.first_run_interpreted():
+    batch = headers.parse_files([sys.argv[1]])
+print(json.dumps({"status": int(batch.status[0]), "numba": "numba" in sys.modules,
+                  "interpreted": "pocketpacs.native._interpreted.dicomparse" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_a_long_header_is_parsed_by_the_compiled_kernels(tmp_path, big):
+    """One file, but more header than kernels.SMALL_BYTES: the compiled kernels
+    parse it (the interpreted ones walk ~2 MB of header a second)."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.Modality = "X1", "OT"
+    ds.ImageComments = "x" * (kernels.SMALL_BYTES + 1000 if big else 100)
+    path = tmp_path / "one.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    env = dict(os.environ)
+    env.pop("NUMBA_DISABLE_JIT", None)
+    env.pop(kernels.ENV_FIRST_RUN, None)
+    r = subprocess.run([sys.executable, "-c", _BIG_HEADER_CHILD, str(path)], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["status"] == 0  # parsed natively
+    assert res["numba"] is big

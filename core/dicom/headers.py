@@ -422,7 +422,7 @@ def _run_kernel(dicomparse, batch, buf, starts, lengths, fsizes, todo, info, par
     name = "parse_batch" if parallel else "parse_serial"
     # the first run after installing: a small batch runs the kernels
     # interpreted while they compile in the background (kernels.choose)
-    module = choose("dicomparse", name, int(todo.size))
+    module = choose("dicomparse", name, int(todo.size), int(lengths[todo].sum()))
     with np.errstate(all="ignore"):  # interpreted, uint64 hashing wraps as compiled
         getattr(module, name)(buf, starts, lengths, fsizes, todo, *_kernel_args(), batch._voff, batch._vlen,
                               batch._vrs, batch._nums, batch._numflag, batch._uid_hash, info)

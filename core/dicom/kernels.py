@@ -39,6 +39,10 @@ INTERPRET_MAX = 1000
 #: kernels ~4 ms a file, so an import of a few new files (the usual
 #: re-import) is done before numba would have loaded (issue 16).
 SMALL_MAX = 48
+#: ... and hold at most this many header bytes: the interpreted kernels walk
+#: about 2 MB of header a second (a multi-frame file's header can hold tens
+#: of MB, parsed by the compiled kernels in a fraction of a second).
+SMALL_BYTES = 512 * 1024
 
 #: Environment variable: ``compile`` never runs the kernels interpreted.
 ENV_FIRST_RUN = "POCKETPACS_FIRST_RUN"
@@ -109,9 +113,10 @@ def _compiled_ready(disp: Any) -> bool:
     return is_ready(disp)
 
 
-def _small(n: int) -> bool:
-    """Whether a batch of *n* files runs interpreted because numba is not loaded (:data:`SMALL_MAX`)."""
-    return (_interpret_ok.get() and n <= SMALL_MAX and "numba" not in sys.modules
+def _small(n: int, nbytes: int = 0) -> bool:
+    """Whether a batch of *n* files (*nbytes* of headers) runs interpreted because
+    numba is not loaded (:data:`SMALL_MAX`, :data:`SMALL_BYTES`)."""
+    return (_interpret_ok.get() and n <= SMALL_MAX and nbytes <= SMALL_BYTES and "numba" not in sys.modules
             and os.environ.get(ENV_FIRST_RUN) != "compile" and not os.environ.get("NUMBA_DISABLE_JIT"))
 
 
@@ -133,7 +138,7 @@ def parser_module(n: int) -> types.ModuleType:
     return interpreted("dicomparse") if _small(n) else importlib.import_module("pocketpacs.native.dicomparse")
 
 
-def choose(module: str, kernel: str, n: int) -> Any:
+def choose(module: str, kernel: str, n: int, nbytes: int = 0) -> Any:
     """The module whose *kernel* should process a batch of *n* files.
 
     Parameters
@@ -145,17 +150,19 @@ def choose(module: str, kernel: str, n: int) -> Any:
         ``gather_values``).
     n : int
         Files in the batch.
+    nbytes : int
+        Bytes of header the kernel will walk (0: unknown, small).
 
     Returns
     -------
     module
         ``pocketpacs.native.<module>`` (compiled kernels), or its interpreted
         twin (:func:`interpreted`): for a batch of at most :data:`SMALL_MAX`
-        files while numba is not loaded, and for one of at most
+        files (and :data:`SMALL_BYTES`) while numba is not loaded, and for one of at most
         :data:`INTERPRET_MAX` when the compiled kernel is not cached yet (a
         background compile is then started).
     """
-    if _small(n):
+    if _small(n, nbytes):
         return interpreted(module)  # (sooner done than numba loaded; nothing compiled)
     compiled = importlib.import_module(f"pocketpacs.native.{module}")
     if (not _interpret_ok.get() or n > INTERPRET_MAX or os.environ.get(ENV_FIRST_RUN) == "compile"
