@@ -372,7 +372,9 @@ def parse_bytes(blobs: Sequence[bytes], names: Sequence[str] | None = None, *,
     starts = np.zeros(n, dtype=np.int64)
     if n > 1:
         starts[1:] = np.cumsum(lengths)[:-1]
-    buf = np.frombuffer(b"".join(blobs), dtype=np.uint8) if lengths.sum() else np.zeros(1, np.uint8)
+    # a writable buffer, as parse_files': a read-only one is another
+    # specialisation of every kernel to compile and cache (issue 16)
+    buf = np.frombuffer(bytearray().join(blobs), dtype=np.uint8) if lengths.sum() else np.zeros(1, np.uint8)
     batch._bufs.append(buf)
     batch._start[:] = starts
     batch.size[:] = lengths
