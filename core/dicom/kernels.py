@@ -14,6 +14,11 @@ in memory: no file is named, read or written but the kernel cache).  Larger
 batches compile in this process, as before, and the import reports that
 time apart.  ``POCKETPACS_FIRST_RUN=compile`` turns the
 interpreted path off.
+
+The same interpreted kernels parse a small batch (:data:`SMALL_MAX` files,
+:data:`SMALL_BYTES` of headers) of an import in a process that has not
+loaded numba, compiled kernels cached or not: an import of a few new files
+is done before numba would have loaded (issue 16).
 """
 from __future__ import annotations
 
