@@ -180,7 +180,7 @@ def parse_command_line(argv: list[str], known_only: bool = False) -> argparse.Na
     import contextlib
     import io
 
-    key = (tuple(argv), known_only, tuple(COMMANDS), DEFAULT_COMMAND)
+    key = (tuple(argv), known_only, tuple((c.name, id(c)) for c in COMMANDS.values()), DEFAULT_COMMAND)
     ns = _parsed.get(key)
     if ns is None:
         quiet = io.StringIO()
