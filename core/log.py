@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import logging.handlers
 import os
 import re
 import sys
@@ -140,16 +139,22 @@ class PathRedactor(logging.Filter):
         return True
 
 
-class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
-    """A rotating log whose files are created 0600 and never through a symbolic link."""
+def _private_rotating_file(*args: Any, **kwargs: Any) -> logging.Handler:
+    """A rotating log handler whose files are created 0600 and never through a
+    symbolic link (``logging.handlers`` is imported here: it imports ``socket``
+    and ``pickle``, which a command that logs nothing does not need)."""
+    import logging.handlers
 
-    def _open(self):
-        from .paths import ensure_private_dir
+    class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
+        def _open(self):
+            from .paths import ensure_private_dir
 
-        ensure_private_dir(os.path.dirname(self.baseFilename))
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND
-                     | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+            ensure_private_dir(os.path.dirname(self.baseFilename))
+            fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                         | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    return _PrivateRotatingFile(*args, **kwargs)
 
 
 _file_handler: logging.Handler | None = None
@@ -215,8 +220,8 @@ def start_log_file(folder: os.PathLike[str] | str | None = None, level: int = lo
     path = Path(folder if folder is not None else log_dir()) / LOG_NAME
     # the folder and the file are made at the first record (a run with
     # nothing to report leaves nothing on disk)
-    handler = _PrivateRotatingFile(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8",
-                                   delay=True)
+    handler = _private_rotating_file(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8",
+                                     delay=True)
     handler.addFilter(PathRedactor())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(level)

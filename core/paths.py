@@ -13,11 +13,8 @@ the compiled-kernel cache refuse such folders.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from pathlib import Path
-
-import platformdirs
 
 APP_NAME = "pocketpacs"
 ENV_ARCHIVE = "POCKETPACS_ARCHIVE"
@@ -28,6 +25,8 @@ def default_archive_dir() -> Path:
     env = os.environ.get(ENV_ARCHIVE)
     if env:
         return Path(env).expanduser()
+    import platformdirs  # (only without $POCKETPACS_ARCHIVE: start-up time)
+
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "archive"
 
 
@@ -94,7 +93,7 @@ def write_private_file(path: os.PathLike[str] | str, data: bytes, *, keep_existi
         The file cannot be written.
     """
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
              | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     fd = os.open(tmp, flags, 0o600)

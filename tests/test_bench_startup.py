@@ -18,10 +18,11 @@ from pocketpacs.benchmarks import bench_startup as B
 
 @pytest.fixture(scope="module")
 def first_files(tmp_path_factory):
+    """More files than a batch the interpreted kernels parse while numba is not loaded (kernels.SMALL_MAX)."""
     from pocketpacs import synth
 
     folder = tmp_path_factory.mktemp("first") / "files"
-    synth.generate(folder, patients=1, studies=1, series=1, slices=12, rows=32, cols=32, compressed_fraction=0.0,
+    synth.generate(folder, patients=1, studies=1, series=1, slices=60, rows=32, cols=32, compressed_fraction=0.0,
                    implicit_fraction=0.5, enhanced=0, junk=0)
     return folder
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import dicomgen
+from pocketpacs.dicom import kernels
 
 #: Loaded by no command that only reads the archive (prefixes of module names).
 HEAVY = ("numba", "llvmlite", "pocketpacs.native", "pydicom", "nibabel", "PIL", "scipy",
@@ -66,8 +67,10 @@ def imported(tmp_path_factory):
     res = _run(["import", "--json", "--no-progress", str(root)], archive)
     assert res["rc"] == 0, res["out"]
     assert json.loads(res["out"])["counts"]["indexed"] == n
-    # the import of new files loads the parser and its kernels when it needs them
-    assert "numba" in res["modules"] and "pocketpacs.native.dicomparse" in res["modules"]
+    # a few new files: parsed by the interpreted kernels, sooner than numba loads
+    assert n <= kernels.SMALL_MAX
+    assert "pocketpacs.native._interpreted.dicomparse" in res["modules"]
+    assert not [m for m in res["modules"] if m.split(".")[0] in ("numba", "llvmlite", "pydicom")]
     return root, archive, n
 
 
@@ -110,9 +113,30 @@ def test_new_file_after_rescan_still_parsed(imported, tmp_path):
     reps = json.loads(res["out"])
     assert [r["counts"]["unchanged"] for r in reps] == [n, 0]
     assert reps[1]["counts"]["indexed"] == m
-    assert "numba" in res["modules"] and "pocketpacs.native.dicomparse" in res["modules"]
+    assert "pocketpacs.native._interpreted.dicomparse" in res["modules"] and "numba" not in res["modules"]
     res = _run(["stats", "--json"], archive)
     assert json.loads(res["out"])["instances"] == n + m
+
+
+def test_more_new_files_load_numba_and_the_compiled_kernels(tmp_path, monkeypatch):
+    """Above kernels.SMALL_MAX new files the compiled kernels parse (numba is loaded
+    then); a few at a time, the interpreted ones give the archive the compiled ones give."""
+    root = tmp_path / "data"
+    n = dicomgen.write_tree(root, patients=2, studies=1, series=2, slices=13)
+    assert n > kernels.SMALL_MAX
+    res = _run(["import", "--json", "--no-progress", str(root)], tmp_path / "a1")
+    assert res["rc"] == 0 and json.loads(res["out"])["counts"]["indexed"] == n
+    assert "numba" in res["modules"] and "pocketpacs.native.dicomparse" in res["modules"]
+    assert "pocketpacs.native._interpreted.dicomparse" not in res["modules"]
+    folders = sorted(p for p in root.rglob("*") if p.is_dir() and any(f.is_file() for f in p.iterdir()))
+    for archive, compiled in (("a2", False), ("a3", True)):
+        if compiled:
+            monkeypatch.setenv(kernels.ENV_FIRST_RUN, "compile")  # never interpreted
+        for folder in folders:
+            res = _run(["import", "--json", "--no-progress", str(folder)], tmp_path / archive)
+            assert res["rc"] == 0 and ("numba" in res["modules"]) == compiled, folder
+    shown = [json.loads(_run(["show", "--json"], tmp_path / a)["out"]) for a in ("a2", "a3")]
+    assert len(shown[0]) == n and shown[0] == shown[1]
 
 
 def test_import_pocketpacs_is_light_and_names_load_on_use():
@@ -196,7 +220,8 @@ def test_first_small_import_runs_the_kernels_interpreted_then_compiled(tmp_path)
     (nothing compiled, a background compile asked for); the background compile
     fills the cache; the next import runs the compiled kernels."""
     data = tmp_path / "data"
-    n = dicomgen.write_tree(data, patients=1, studies=1, series=2, slices=3)
+    n = dicomgen.write_tree(data, patients=1, studies=1, series=2, slices=25)
+    assert kernels.SMALL_MAX < n <= kernels.INTERPRET_MAX  # (fewer would never load numba at all)
     env = _cold_env(tmp_path, "a1")
     r = subprocess.run([sys.executable, "-c", _FIRST_RUN_CHILD, str(data)], capture_output=True, text=True,
                        env=env, timeout=600)
@@ -291,3 +316,42 @@ def test_only_an_import_runs_the_kernels_interpreted(monkeypatch):
         assert kernels.choose("dicomvalues", "gather_values", 10) is kernels.interpreted("dicomvalues")
     assert spawned == ["parse_serial"]  # one background compile (it covers gather_values too)
     assert kernels.choose("dicomparse", "parse_serial", 10) is dicomparse
+
+
+_BIG_HEADER_CHILD = r"""
+import json, sys
+from pocketpacs.dicom import headers, kernels
+with kernels.first_run_interpreted():
+    batch = headers.parse_files([sys.argv[1]])
+print(json.dumps({"status": int(batch.status[0]), "numba": "numba" in sys.modules,
+                  "interpreted": "pocketpacs.native._interpreted.dicomparse" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_a_long_header_is_parsed_by_the_compiled_kernels(tmp_path, big):
+    """One file, but more header than kernels.SMALL_BYTES: the compiled kernels
+    parse it (the interpreted ones walk ~2 MB of header a second)."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.Modality = "X1", "OT"
+    ds.ImageComments = "x" * (kernels.SMALL_BYTES + 1000 if big else 100)
+    path = tmp_path / "one.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    env = dict(os.environ)
+    env.pop("NUMBA_DISABLE_JIT", None)
+    env.pop(kernels.ENV_FIRST_RUN, None)
+    r = subprocess.run([sys.executable, "-c", _BIG_HEADER_CHILD, str(path)], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["status"] == 0  # parsed natively
+    assert res["numba"] is big

@@ -32,7 +32,6 @@ from . import pathkeys
 from ..errors import REBUILD_ADVICE, ArchiveDamaged, ArchiveError
 from .annotations import ArchiveMeasurements
 from .browse import ArchiveBrowse
-from .ingest import Importer
 from .report import ImportProgress, ImportReport
 from .integrity import deep_check, load_roots, move_damaged_aside, save_roots
 from ..log import logger
@@ -130,6 +129,8 @@ class Archive(ArchiveBrowse, ArchiveMaintenance, ArchiveMeasurements):
         """
         if self.readonly:
             raise ArchiveError("the archive is open read-only")
+        from .ingest import Importer  # (the parser and NumPy: only for an import)
+
         self._remember_root(path)
         try:
             rep = Importer(self._store, self._secret, self._exclude()).run(path, progress, cancel)

@@ -50,8 +50,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import REBUILD_ADVICE
 from ..paths import read_private_file, write_private_file
 from . import pathkeys
@@ -94,6 +92,8 @@ def series_counts(instances: Iterable[tuple[bytes, bytes]]) -> dict[bytes, list[
     ``(key, value)`` (the series key is the first 8 bytes of the key).
     ``Archive.verify`` (which repairs) and :func:`check_invariants` (which
     reports) both count with it."""
+    import numpy as np
+
     cnt: dict[bytes, list[int]] = {}
     for k, v in instances:
         head = np.frombuffer(v[:records.HEAD], dtype=records.INST_DTYPE)[0]
@@ -129,6 +129,8 @@ def check_invariants(txn: Any) -> list[str]:
         One message per violation (at most :data:`MAX_PROBLEMS`, then a
         count of the rest); empty when every invariant holds.
     """
+    import numpy as np
+
     P = _Problems()
     if not txn.get("meta", b"schema"):
         P.add("meta: no schema version")

@@ -28,10 +28,12 @@ import os
 import secrets
 import unicodedata
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..paths import read_private_file, write_private_file
+
+if TYPE_CHECKING:
+    import numpy as np
 
 UID_KEY_LEN = 8
 PATIENT_KEY_LEN = 16
@@ -66,12 +68,16 @@ def uid_key(uid_or_hash: str | int) -> bytes:
 
 def hashes_to_keys(hashes: np.ndarray) -> list[bytes]:
     """Convert an array of uint64 hashes to a list of 8-byte big-endian keys."""
+    import numpy as np
+
     raw = np.ascontiguousarray(hashes, dtype=">u8").tobytes()
     return [raw[i:i + 8] for i in range(0, len(raw), 8)]
 
 
 def instance_keys(series_hashes: np.ndarray, sop_hashes: np.ndarray) -> list[bytes]:
     """16-byte instance keys (series key + SOP key) for arrays of hashes."""
+    import numpy as np
+
     pair = np.empty((len(series_hashes), 2), dtype=">u8")
     pair[:, 0] = series_hashes
     pair[:, 1] = sop_hashes

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import pathkeys
 from . import query
 from . import records
@@ -108,6 +106,8 @@ class ArchiveMaintenance:
                 paths_under = set()
 
         def fn(t: Any) -> int:
+            import numpy as np
+
             ctx = RecordChanges(t, self._secret)
             dropped_dirs: dict[str, set[str]] = {}
             full = []
@@ -180,6 +180,8 @@ class ArchiveMaintenance:
         -------
         VerifyReport
         """
+        import numpy as np
+
         rep = VerifyReport()
         with self._store.read() as t:
             dir_keys = [k for k, _ in t.range("dirs")]

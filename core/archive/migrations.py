@@ -50,13 +50,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import pathkeys
 from . import records
 from ..log import logger
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: The text keywords stored before the paths by the instance-record layouts
 #: of schema 1, by how many there were (today: three before the paths and
@@ -87,6 +88,8 @@ def _same_size_file(head: np.void, paths: list[str]) -> str | None:
 
 def instance_text_after_paths(t: Any) -> None:
     """Schema 1 -> 2: every instance record in today's layout (see the module docstring)."""
+    import numpy as np
+
     from ..dicom.headers import parse_files
 
     after = records.INSTANCE_TEXT[len(LEGACY_INSTANCE_TEXT[3]):]

@@ -24,13 +24,15 @@ import struct
 import sys
 from array import array
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from ..dicom import tags
 from ..errors import REBUILD_ADVICE, ArchiveDamaged
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class DamagedRecord(ArchiveDamaged, ValueError):
@@ -57,13 +59,33 @@ INSTANCE_TEXT: tuple[str, ...] = ("SOPInstanceUID", "SOPClassUID", "TransferSynt
                                   "PhotometricInterpretation", "ImageType")
 _NT_HEAD = 3
 
-INST_DTYPE = np.dtype([
-    ("ver", "u1"), ("flags", "u1"), ("nloc", "<u2"),
-    ("size", "<i8"), ("mtime_ns", "<i8"), ("fingerprint", "<u8"),
-    ("pixel_offset", "<i8"), ("pixel_length", "<i8"),
-    ("nums", "<f8", (tags.NUM_COLUMNS,)),
-])
-HEAD = INST_DTYPE.itemsize
+#: Bytes of an instance value's head row (``INST_DTYPE.itemsize``).
+HEAD = 1 + 1 + 2 + 5 * 8 + 8 * tags.NUM_COLUMNS
+_INST_DTYPE: list[Any] = []
+
+
+def _inst_dtype() -> Any:
+    """The NumPy dtype of a head row, made on first use (so that the commands
+    that only read study and patient records start without NumPy)."""
+    if not _INST_DTYPE:
+        import numpy as np
+
+        dt = np.dtype([
+            ("ver", "u1"), ("flags", "u1"), ("nloc", "<u2"),
+            ("size", "<i8"), ("mtime_ns", "<i8"), ("fingerprint", "<u8"),
+            ("pixel_offset", "<i8"), ("pixel_length", "<i8"),
+            ("nums", "<f8", (tags.NUM_COLUMNS,)),
+        ])
+        assert dt.itemsize == HEAD
+        _INST_DTYPE.append(dt)
+    return _INST_DTYPE[0]
+
+
+def __getattr__(name: str) -> Any:
+    """``INST_DTYPE``: the head row's dtype (:func:`_inst_dtype`)."""
+    if name == "INST_DTYPE":
+        return _inst_dtype()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def dumps(obj: Any) -> bytes:
@@ -123,7 +145,9 @@ def encode_instances(head: np.ndarray, texts: list[list[str | None]], paths: lis
 
 def split_instance(raw: bytes) -> tuple[np.void, dict[str, str], list[str]]:
     """Decode one instance value into (head row, text values, paths)."""
-    head = np.frombuffer(raw[:HEAD], dtype=INST_DTYPE)[0]
+    import numpy as np
+
+    head = np.frombuffer(raw[:HEAD], dtype=_inst_dtype())[0]
     parts = raw[HEAD:].decode("utf-8", "surrogateescape").split("\0")
     nloc = int(head["nloc"])
     texts = dict(zip(INSTANCE_TEXT[:_NT_HEAD], parts[:_NT_HEAD]))
@@ -136,7 +160,9 @@ def split_instance(raw: bytes) -> tuple[np.void, dict[str, str], list[str]]:
 
 def join_instance(head: np.void | np.ndarray, texts: dict[str, str], paths: list[str]) -> bytes:
     """Inverse of :func:`split_instance`."""
-    h = np.array(head, dtype=INST_DTYPE).reshape(1)
+    import numpy as np
+
+    h = np.array(head, dtype=_inst_dtype()).reshape(1)
     h["nloc"] = len(paths)
     h["ver"] = RECORD_VERSION
     parts = [_clean(texts.get(k)) for k in INSTANCE_TEXT[:_NT_HEAD]] + list(paths)
@@ -148,9 +174,11 @@ def join_instance(head: np.void | np.ndarray, texts: dict[str, str], paths: list
 
 def instance_array(raws: list[bytes]) -> np.ndarray:
     """Heads of many instance values as one structured array (no text)."""
+    import numpy as np
+
     if not raws:
-        return np.zeros(0, dtype=INST_DTYPE)
-    return np.frombuffer(b"".join(r[:HEAD] for r in raws), dtype=INST_DTYPE).copy()
+        return np.zeros(0, dtype=_inst_dtype())
+    return np.frombuffer(b"".join(r[:HEAD] for r in raws), dtype=_inst_dtype()).copy()
 
 
 _NUM_SLICES: list[tuple[str, int, int]] = []
@@ -354,6 +382,8 @@ _LITTLE = sys.byteorder == "little" and array("q").itemsize == 8
 
 def _le(a: np.ndarray, dt: str) -> bytes:
     """Bytes of an array in a little-endian dtype (no copy when it already is)."""
+    import numpy as np
+
     want = np.dtype(dt)
     if a.dtype == want or (a.dtype.kind == "b" and want.itemsize == 1):
         return np.ascontiguousarray(a).tobytes()
@@ -389,6 +419,8 @@ class DirListing:
 
     @classmethod
     def empty(cls) -> "DirListing":
+        import numpy as np
+
         return cls([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 16), np.uint8),
                    np.zeros(0, np.int8), np.zeros(0, bool))
 
@@ -434,6 +466,8 @@ class DirListing:
 
     @classmethod
     def decode(cls, raw: bytes) -> "DirListing":
+        import numpy as np
+
         if raw[:3] != b"DL1":
             raise ValueError("not a folder listing")
         n = int.from_bytes(raw[3:7], "little")
@@ -476,6 +510,8 @@ class DirListing:
 
     def select(self, rows: np.ndarray) -> "DirListing":
         """A listing with only ``rows`` (bool mask or indices)."""
+        import numpy as np
+
         idx = np.nonzero(rows)[0] if rows.dtype == bool else rows
         return DirListing([self.names[i] for i in idx.tolist()], self.size[idx], self.mtime_ns[idx],
                           self.keys[idx], self.code[idx], self.missing[idx])

@@ -61,13 +61,10 @@ def load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    from importlib.metadata import entry_points
+    from .plugins import load_each  # (not importlib.metadata: start-up time, issue 16)
 
-    for ep in entry_points(group=PLUGIN_GROUP):
-        try:
-            ep.load()()
-        except Exception as e:  # a broken optional part must not take the archive commands down
-            _err(f"the commands of {ep.value} are not available ({type(e).__name__}: {e})")
+    load_each(PLUGIN_GROUP, lambda ep, e: _err(f"the commands of {ep.value} are not available "
+                                               f"({type(e).__name__}: {e})"))
 
 
 def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], None] | None = None
@@ -114,8 +111,27 @@ class _Parser(argparse.ArgumentParser):
         super().error(_safe(message, sys.stderr))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every registered command."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every registered command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command line it will parse.  Given, only what that line can
+        need is built (start-up time, issue 16): the arguments of the
+        commands named in it, and no other command at all unless it asks
+        for help or names none (the list of commands is then complete).
+        A line this parser rejects is parsed again by the whole parser
+        (:func:`parse_command_line`), so errors read the same.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    named = None if argv is None else {a for a in argv if a in COMMANDS}
+    listed = named
+    if argv is not None and (not named or "-h" in argv or "--help" in argv):
+        listed = None  # the help lists every command
     epilog = f"The archive is --archive, ${ENV_ARCHIVE}, or your data folder."
     if DEFAULT_COMMAND in COMMANDS:
         epilog += f" Without a command: `pocketpacs {DEFAULT_COMMAND}`."
@@ -124,10 +140,65 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(ap)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for c in COMMANDS.values():
+        if listed is not None and c.name not in listed:
+            continue
         sp = sub.add_parser(c.name, help=c.help, description=c.help)
-        c.setup(sp)
-        _add_global_options(sp.add_argument_group("global options"), after_command=True)
+        if named is None or c.name in named:
+            c.setup(sp)
+            _add_global_options(sp.add_argument_group("global options"), after_command=True)
     return ap
+
+
+_parsed: dict[tuple, argparse.Namespace] = {}
+
+
+def parse_command_line(argv: list[str], known_only: bool = False) -> argparse.Namespace:
+    """*argv* parsed by the parser built for it (:func:`build_parser`); a
+    line parsed before is not parsed again (the crash guard asks for the
+    command, then the command runs).
+
+    A line that parser rejects is parsed again by the whole parser, which
+    prints the usage error as it always did.
+
+    Parameters
+    ----------
+    argv : list of str
+    known_only : bool
+        Leave unknown arguments alone (``parse_known_args``), quietly: a
+        usage error or a help raises SystemExit without printing.
+
+    Returns
+    -------
+    argparse.Namespace
+        A copy: the caller may change it.
+
+    Raises
+    ------
+    SystemExit
+        A usage error or ``--help`` (as argparse raises it).
+    """
+    import contextlib
+    import io
+
+    key = (tuple(argv), known_only, tuple((c.name, id(c)) for c in COMMANDS.values()), DEFAULT_COMMAND)
+    ns = _parsed.get(key)
+    if ns is None:
+        quiet = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(quiet):
+                if known_only:
+                    with contextlib.redirect_stdout(quiet):
+                        ns = build_parser(argv).parse_known_args(argv)[0]
+                else:
+                    ns = build_parser(argv).parse_args(argv)  # (a help is printed, then SystemExit(0))
+        except SystemExit as e:
+            if known_only or e.code in (0, None):
+                raise
+            build_parser().parse_args(argv)  # the whole parser says what is wrong
+            raise
+        _parsed.clear()
+        _parsed[key] = ns
+    return argparse.Namespace(**vars(ns))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,13 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     from ..log import protect_patient_data
 
     protect_patient_data()
-    ap = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = ap.parse_args(argv)
+        args = parse_command_line(argv)
     except SystemExit as e:
         return int(e.code or 0) if e.code in (0, None) else EXIT_USAGE
     if not args.command:
-        ap.print_help()
+        build_parser(argv).print_help()
         return EXIT_USAGE
     try:
         return COMMANDS[args.command].run(args)
@@ -190,11 +261,7 @@ def _os_error_message(e: OSError) -> str:
 def _command_of(argv: list[str]) -> str | None | bool:
     """The command *argv* names (None: none), parsed quietly; False on ``--help`` or a
     usage error, which :func:`main` prints once."""
-    import contextlib
-    import io
-
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            return build_parser().parse_known_args(argv)[0].command
+        return parse_command_line(argv, known_only=True).command
     except SystemExit:
         return False

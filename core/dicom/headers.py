@@ -26,7 +26,7 @@ from . import tags
 from .batch import NATIVE, UID_COLS, HeaderBatch
 from .fallback import parse_with_pydicom
 from .heads import read_head, read_heads
-from .kernels import choose
+from .kernels import choose, parser_module
 from ..log import logger
 
 _KERNEL_REASONS = {
@@ -137,11 +137,10 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
     -------
     HeaderBatch
     """
-    from pocketpacs.native import dicomparse
-
     spaths = [os.fspath(p) for p in paths]
     batch = HeaderBatch(spaths)
     n = batch.n
+    dicomparse = parser_module(n)  # (a small batch: the interpreted kernels, numba not loaded)
     if n == 0:
         return batch
     adaptive = head_size is None
@@ -373,7 +372,9 @@ def parse_bytes(blobs: Sequence[bytes], names: Sequence[str] | None = None, *,
     starts = np.zeros(n, dtype=np.int64)
     if n > 1:
         starts[1:] = np.cumsum(lengths)[:-1]
-    buf = np.frombuffer(b"".join(blobs), dtype=np.uint8) if lengths.sum() else np.zeros(1, np.uint8)
+    # a writable buffer, as parse_files': a read-only one is another
+    # specialisation of every kernel to compile and cache (issue 16)
+    buf = np.frombuffer(bytearray().join(blobs), dtype=np.uint8) if lengths.sum() else np.zeros(1, np.uint8)
     batch._bufs.append(buf)
     batch._start[:] = starts
     batch.size[:] = lengths
@@ -387,9 +388,8 @@ def parse_bytes(blobs: Sequence[bytes], names: Sequence[str] | None = None, *,
 
 def _finish(batch: HeaderBatch, info: np.ndarray, readable: np.ndarray, fallback: bool) -> None:
     """Turn the kernel's info rows into the batch's status/reason columns."""
-    from pocketpacs.native import dicomparse
-
     n = batch.n
+    dicomparse = parser_module(n)
     st = info[:, 0]
     ok = readable & (st == dicomparse.OK)
     batch.status[ok] = NATIVE
@@ -424,7 +424,7 @@ def _run_kernel(dicomparse, batch, buf, starts, lengths, fsizes, todo, info, par
     name = "parse_batch" if parallel else "parse_serial"
     # the first run after installing: a small batch runs the kernels
     # interpreted while they compile in the background (kernels.choose)
-    module = choose("dicomparse", name, int(todo.size))
+    module = choose("dicomparse", name, int(todo.size), int(lengths[todo].sum()))
     with np.errstate(all="ignore"):  # interpreted, uint64 hashing wraps as compiled
         getattr(module, name)(buf, starts, lengths, fsizes, todo, *_kernel_args(), batch._voff, batch._vlen,
                               batch._vrs, batch._nums, batch._numflag, batch._uid_hash, info)

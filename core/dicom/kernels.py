@@ -14,6 +14,11 @@ in memory: no file is named, read or written but the kernel cache).  Larger
 batches compile in this process, as before, and the import reports that
 time apart.  ``POCKETPACS_FIRST_RUN=compile`` turns the
 interpreted path off.
+
+The same interpreted kernels parse a small batch (:data:`SMALL_MAX` files,
+:data:`SMALL_BYTES` of headers) of an import in a process that has not
+loaded numba, compiled kernels cached or not: an import of a few new files
+is done before numba would have loaded (issue 16).
 """
 from __future__ import annotations
 
@@ -30,6 +35,19 @@ from typing import Any
 #: Files per batch parsed by the interpreted kernels while the compiled ones are
 #: not cached (interpreted: ~4 ms a file; the compile: 6-12 s on 2 cores).
 INTERPRET_MAX = 1000
+
+#: Batches of at most this many files run the kernels interpreted in a process
+#: that has not loaded numba yet, compiled kernels cached or not: importing
+#: numba and loading a first kernel from the cache cost ~0.5 s on the 2-core
+#: development machine (``import numba`` ~0.3 s, numba's target set-up at the
+#: first cache load ~0.2 s; each kernel after it 4-13 ms), the interpreted
+#: kernels ~4 ms a file, so an import of a few new files (the usual
+#: re-import) is done before numba would have loaded (issue 16).
+SMALL_MAX = 48
+#: ... and hold at most this many header bytes: the interpreted kernels walk
+#: about 2 MB of header a second (a multi-frame file's header can hold tens
+#: of MB, parsed by the compiled kernels in a fraction of a second).
+SMALL_BYTES = 512 * 1024
 
 #: Environment variable: ``compile`` never runs the kernels interpreted.
 ENV_FIRST_RUN = "POCKETPACS_FIRST_RUN"
@@ -100,7 +118,32 @@ def _compiled_ready(disp: Any) -> bool:
     return is_ready(disp)
 
 
-def choose(module: str, kernel: str, n: int) -> Any:
+def _small(n: int, nbytes: int = 0) -> bool:
+    """Whether a batch of *n* files (*nbytes* of headers) runs interpreted because
+    numba is not loaded (:data:`SMALL_MAX`, :data:`SMALL_BYTES`)."""
+    return (_interpret_ok.get() and n <= SMALL_MAX and nbytes <= SMALL_BYTES and "numba" not in sys.modules
+            and os.environ.get(ENV_FIRST_RUN) != "compile" and not os.environ.get("NUMBA_DISABLE_JIT"))
+
+
+def parser_module(n: int) -> types.ModuleType:
+    """The ``dicomparse`` module whose constants a batch of *n* files reads:
+    the interpreted one when :func:`choose` runs that batch interpreted
+    because numba is not loaded (so that nothing imports numba), else the
+    compiled one.  Nothing is started.
+
+    Parameters
+    ----------
+    n : int
+        Files in the batch.
+
+    Returns
+    -------
+    module
+    """
+    return interpreted("dicomparse") if _small(n) else importlib.import_module("pocketpacs.native.dicomparse")
+
+
+def choose(module: str, kernel: str, n: int, nbytes: int = 0) -> Any:
     """The module whose *kernel* should process a batch of *n* files.
 
     Parameters
@@ -112,14 +155,20 @@ def choose(module: str, kernel: str, n: int) -> Any:
         ``gather_values``).
     n : int
         Files in the batch.
+    nbytes : int
+        Bytes of header the kernel will walk (0: unknown, small).
 
     Returns
     -------
     module
         ``pocketpacs.native.<module>`` (compiled kernels), or its interpreted
-        twin (:func:`interpreted`) when the compiled kernel is not cached yet
-        and the batch is small; a background compile is then started.
+        twin (:func:`interpreted`): for a batch of at most :data:`SMALL_MAX`
+        files (and :data:`SMALL_BYTES`) while numba is not loaded, and for one of at most
+        :data:`INTERPRET_MAX` when the compiled kernel is not cached yet (a
+        background compile is then started).
     """
+    if _small(n, nbytes):
+        return interpreted(module)  # (sooner done than numba loaded; nothing compiled)
     compiled = importlib.import_module(f"pocketpacs.native.{module}")
     if (not _interpret_ok.get() or n > INTERPRET_MAX or os.environ.get(ENV_FIRST_RUN) == "compile"
             or os.environ.get("NUMBA_DISABLE_JIT")):

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
 
 class TagSpec(NamedTuple):
     keyword: str
@@ -112,22 +110,43 @@ CHARSET_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
 #: Numeric VRs the parser converts itself.
 NUMERIC_VRS = frozenset({"US", "IS", "DS"})
 
-# Arrays handed to the native parser (module-level constants, read-only).
-TAG_ARRAY = np.array([t.tag for t in TAGS], dtype=np.uint32)
-VR_ARRAY = np.array([(ord(t.vr[0]) << 8) | ord(t.vr[1]) for t in TAGS], dtype=np.uint16)
-#: Start column of each tag in the numeric value matrix (-1 for text tags).
-NUM_START = np.full(len(TAGS), -1, dtype=np.int32)
-NUM_COUNT = np.zeros(len(TAGS), dtype=np.int32)
+#: Start column of each tag in the numeric value matrix (-1 for text tags) and
+#: its number of columns, as lists (the arrays below are made from them).
+_NUM_START: list[int] = []
+_NUM_COUNT: list[int] = []
 _col = 0
-for _i, _t_ in enumerate(TAGS):
-    if _t_.nvals:
-        NUM_START[_i] = _col
-        NUM_COUNT[_i] = _t_.nvals
-        _col += _t_.nvals
+for _t_ in TAGS:
+    _NUM_START.append(_col if _t_.nvals else -1)
+    _NUM_COUNT.append(_t_.nvals)
+    _col += _t_.nvals
 NUM_COLUMNS = _col
-del _col, _i, _t_
+del _col, _t_
 
-assert list(TAG_ARRAY) == sorted(TAG_ARRAY), "TAGS must be sorted by tag"
+# Arrays handed to the native parser (module-level constants, read-only):
+# ``TAG_ARRAY``, ``VR_ARRAY``, ``NUM_START`` and ``NUM_COUNT`` are made on
+# first use (:func:`__getattr__`), so that reading this table does not import
+# NumPy (the archive-reading commands start without it, issue 16).
+_ARRAYS: dict[str, tuple[list[int], str]] = {
+    "TAG_ARRAY": ([t.tag for t in TAGS], "uint32"),
+    "VR_ARRAY": ([(ord(t.vr[0]) << 8) | ord(t.vr[1]) for t in TAGS], "uint16"),
+    "NUM_START": (_NUM_START, "int32"),
+    "NUM_COUNT": (_NUM_COUNT, "int32"),
+}
+
+
+def __getattr__(name: str):
+    """``TAG_ARRAY``, ``VR_ARRAY``, ``NUM_START``, ``NUM_COUNT`` as NumPy arrays, made once."""
+    spec = _ARRAYS.get(name)
+    if spec is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import numpy as np
+
+    arr = np.array(spec[0], dtype=spec[1])
+    globals()[name] = arr
+    return arr
+
+
+assert _ARRAYS["TAG_ARRAY"][0] == sorted(_ARRAYS["TAG_ARRAY"][0]), "TAGS must be sorted by tag"
 assert len(set(KEYWORDS)) == len(KEYWORDS)
 
 
