@@ -112,9 +112,13 @@ def _change(root: Path) -> dict:
             "unsupported": {str(root / "p0" / "s0" / "r1" / "pipe"), str(root / "p1" / "s1" / "r0" / "loop")}}
 
 
-def test_a_stamped_rescan_notices_every_change_as_a_listing_one(tmp_path, stamping, monkeypatch):
+@pytest.mark.parametrize("run_files", [1, 7, 256])
+def test_a_stamped_rescan_notices_every_change_as_a_listing_one(tmp_path, stamping, monkeypatch, run_files):
     """Archive a keeps stamps, archive b (no trusted device) lists every folder:
-    the same files parsed, the same reports, the same archive."""
+    the same files parsed, the same reports, the same archive (runs of
+    stamped folders compared at once, of every length: a run with a change
+    is compared folder by folder)."""
+    monkeypatch.setattr(rescan, "RUN_FILES", run_files)
     root = tmp_path / "data"
     n = dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=3)
     _settle()
