@@ -249,3 +249,25 @@ def test_trusted_devices_are_those_of_trusted_file_systems():
         dev = os.makedev(int(major), int(minor))
         if tail.split()[0] in dirstamps.TRUSTED_TYPES:
             assert dev in devs
+
+
+def test_a_stamped_folder_with_known_failures_is_not_listed_and_reports_them(tmp_path, stamping, monkeypatch):
+    """A folder holding a file that is not DICOM keeps its stamp: a rescan
+    reports the failure again without listing the folder (a file that may
+    pass on a second try, as one unreadable, still has its folder listed)."""
+    root = tmp_path / "data"
+    n = dicomgen.write_tree(root, patients=1, studies=1, series=2, slices=3)
+    junk = next(p for p in root.rglob("IM00001*")).parent / "notes.txt"
+    junk.write_text("not an image")
+    _settle()
+    with pocketpacs.open_archive(tmp_path / "a") as ar:
+        first = ar.import_folder(root)
+        assert first.indexed == n and {(f.path, f.reason) for f in first.failures} == {(str(junk), "not_dicom")}
+        assert _sections(ar)[os.fsencode(junk.parent)] is not None
+        before, records_before = txnid(ar), dump(ar)
+        spy = _Listings(monkeypatch)
+        rep = ar.import_folder(root)
+        # (seen, indexed, unchanged, relinked, duplicate, missing, online_again, parsed, failed)
+        assert report(rep) == ((n + 1, 0, n, 0, 0, 0, 0, 0, 1), [(str(junk), "not_dicom")], [])
+        assert str(junk.parent) not in spy.listed
+        assert txnid(ar) == before and dump(ar) == records_before

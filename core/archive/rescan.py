@@ -61,6 +61,7 @@ _NOT_LOOKED_UP = object()
 
 _TRANSIENT = np.zeros(256, dtype=bool)
 _TRANSIENT[list(records.TRANSIENT)] = True
+_TRANSIENT_CODES = frozenset(c & 0xFF for c in records.TRANSIENT)   # (as a listing's bytes)
 
 _stat = os.DirEntry.stat          # follows a symbolic link (as list_folder does for files)
 _is_dir = os.DirEntry.is_dir
@@ -215,14 +216,16 @@ def _stamped_unchanged(path: str, key: bytes, raw: bytes, devs: frozenset[int]
 
 
 def _stamped_run(stack: list[str], get, devs: frozenset[int], exclude: frozenset[str], limit: int,
-                 walked_dirs: set[str]) -> tuple[int, list[bytes], int]:
+                 walked_dirs: set[str], known: list[tuple[str, bytes]]) -> tuple[int, list[bytes], int]:
     """Take the folders next on the walk's stack whose stamps can vouch for
     them, and compare them all with their listings at once.
 
     Folders are popped from ``stack`` (and their stamped subfolders pushed,
     as the one-folder walk does) while the next one has a stored listing
-    (``get(key)``) that keeps a stamp and names indexed files only (none
-    failed, none missing), its path is its key and it is not excluded, or
+    (``get(key)``) that keeps a stamp and names no missing file and none
+    whose failure may pass (a failed one is appended to ``known`` with its
+    listing, for its failure to be reported again), its path is its key and
+    it is not excluded, or
     has no listing and holds only folders (listed here, as the one-folder
     walk does, and added to ``walked_dirs``), until ``limit`` files are
     taken.  Then the folders and the files their listings name are
@@ -272,8 +275,13 @@ def _stamped_run(stack: list[str], get, devs: frozenset[int], exclude: frozenset
         n, ln = _HEAD(raw, 3)
         p = 11 + ln
         e = p + 34 * n
-        if raw[e:e + 1] != _SECTION or len(raw) < e + 33 or raw[p + 32 * n:e].count(0) != 2 * n:
+        if raw[e:e + 1] != _SECTION or len(raw) < e + 33 or raw[p + 33 * n:e].count(0) != n:
             break
+        codes = raw[p + 32 * n:p + 33 * n]
+        if codes.count(0) != n:
+            if not _TRANSIENT_CODES.isdisjoint(codes):
+                break   # (tried again: listed)
+            known.append((d, raw))
         if saved is None:
             saved = stack[:]
         stack.pop()
@@ -368,10 +376,13 @@ class RescanWalk:
         while stack:
             if trusting and not solo:
                 # the usual rescan: runs of stamped folders compared at once
-                files, keys, taken = _stamped_run(stack, get, devs, exclude, RUN_FILES, self._walked)
+                known: list[tuple[str, bytes]] = []
+                files, keys, taken = _stamped_run(stack, get, devs, exclude, RUN_FILES, self._walked, known)
                 if files >= 0 and taken:
                     walked.update(keys)
                     same += files
+                    for kd, kraw in known:
+                        self._rep.unchanged -= self._report_listed_failures(kd, kraw)
                     if same >= BATCH:
                         self._count_unchanged(same)
                         same = 0
@@ -628,6 +639,19 @@ class RescanWalk:
             self._rt = None
             self._get_listing = None
             self._rt_cm.__exit__(None, None, None)
+
+    def _report_listed_failures(self, folder: str, raw: bytes) -> int:
+        """Report the failed files of an unchanged folder's listing ``raw`` again
+        (as :meth:`_add_folder` does); returns how many."""
+        n, ln = _HEAD(raw, 3)
+        p = 11 + ln
+        names = raw[11:p].decode("utf-8", "surrogateescape").split("\0")
+        bad = 0
+        for i, c in enumerate(raw[p + 32 * n:p + 33 * n]):
+            if c:
+                self._report_known(folder, names[i], c - 256 if c > 127 else c)
+                bad += 1
+        return bad
 
     def _report_known(self, folder: str, name: str, code_i: int) -> None:
         """Report a file that failed (or conflicted) before and has not changed."""
