@@ -193,13 +193,17 @@ class ColdImport:
         return taken, heads
 
     def _cold_ready(self) -> bool:
-        """Whether the first queued chunk is whole and should be parsed now:
-        its heads are in, or the reads ahead or the walk ahead are at their
-        bound."""
+        """Whether the walk should stop to parse and commit the first queued
+        chunk: it is whole and the reads ahead or the walk ahead are at
+        their bound, or its heads are in and the helper has a whole chunk
+        more to read meanwhile (a commit while it had none left the disk
+        idle for the commit's length, measured: 45 ms of a 5,000-file
+        import; the walk goes on queueing reads instead)."""
         chunks = self._cold_chunks
         return bool(chunks and chunks[0].want >= self._cap
                     and (len(chunks) >= COLD_AHEAD or self._npending >= self._walk_ahead
-                         or self._cold.ready(chunks[0].seq, self._cap)))
+                         or (len(chunks) > 1 and chunks[1].want >= self._cap
+                             and self._cold.ready(chunks[0].seq, self._cap))))
 
     def _cold_end(self) -> None:
         """Stop the helper (the reads of an interrupted import are dropped)."""
