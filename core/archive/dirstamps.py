@@ -115,3 +115,55 @@ def section(st: os.stat_result, subfolders: list[str]) -> bytes:
     bytes
     """
     return stamp_of(st) + "\0".join(subfolders).encode("utf-8", "surrogateescape")
+
+
+# ---- folders of folders: one record per imported folder ------------------------------------
+
+#: ``meta`` key prefix of an imported folder's record of the stamps of its
+#: folders that hold only folders (they have no listing to keep a stamp):
+#: followed by the imported folder's path key.
+FOLDERS_KEY = b"folder-stamps\0"
+_LENS = struct.Struct("<HI")
+
+
+def encode_folders(stamps: dict[bytes, bytes]) -> bytes:
+    """The record of the stamp sections of folders that hold only folders.
+
+    Parameters
+    ----------
+    stamps : dict of bytes to bytes
+        Folder path key -> its :func:`section`.
+
+    Returns
+    -------
+    bytes
+        Each key and section after their lengths, in key order.
+    """
+    return b"".join(_LENS.pack(len(k), len(s)) + k + s for k, s in sorted(stamps.items()))
+
+
+def decode_folders(raw: bytes | None) -> dict[bytes, bytes]:
+    """What :func:`encode_folders` made (empty for None or a record cut short).
+
+    Parameters
+    ----------
+    raw : bytes or None
+        The stored record.
+
+    Returns
+    -------
+    dict of bytes to bytes
+    """
+    out: dict[bytes, bytes] = {}
+    if not raw:
+        return out
+    p, n, unpack = 0, len(raw), _LENS.unpack_from
+    while p + 6 <= n:
+        kl, sl = unpack(raw, p)
+        k = raw[p + 6:p + 6 + kl]
+        s = raw[p + 6 + kl:p + 6 + kl + sl]
+        p += 6 + kl + sl
+        if p > n:
+            return {}
+        out[k] = s
+    return out

@@ -354,9 +354,10 @@ class Importer(ColdImport, RescanWalk):
             def fn(t: Any, fn: Callable[[Any], Any] = fn) -> Any:
                 t.put("roots", *root)
                 return fn(t)
+        fn = self._with_folder_stamps(fn)   # (the walk's stamps of folders of folders, once it ended)
         try:
             out = self.store.write(fn)
-            self._root_todo = None
+            self._root_todo = self._folders_todo = None
             return out
         except Exception as e:
             if pathkeys.is_key_size_error(e):

@@ -216,7 +216,8 @@ def _stamped_unchanged(path: str, key: bytes, raw: bytes, devs: frozenset[int]
 
 
 def _stamped_run(stack: list[str], get, devs: frozenset[int], exclude: frozenset[str], limit: int,
-                 walked_dirs: set[str], known: list[tuple[str, bytes]]) -> tuple[int, list[bytes], int]:
+                 walked_dirs: set[str], known: list[tuple[str, bytes]], folders: dict[bytes, bytes],
+                 seen: dict[bytes, bytes], settled: int) -> tuple[int, list[bytes], int]:
     """Take the folders next on the walk's stack whose stamps can vouch for
     them, and compare them all with their listings at once.
 
@@ -225,11 +226,12 @@ def _stamped_run(stack: list[str], get, devs: frozenset[int], exclude: frozenset
     (``get(key)``) that keeps a stamp and names no missing file and none
     whose failure may pass (a failed one is appended to ``known`` with its
     listing, for its failure to be reported again), its path is its key and
-    it is not excluded, or
-    has no listing and holds only folders (listed here, as the one-folder
-    walk does, and added to ``walked_dirs``), until ``limit`` files are
-    taken.  Then the folders and the files their listings name are
-    ``stat``-ed by two C loops and compared with the
+    it is not excluded, or has no listing and holds only folders: with its
+    stamp in ``folders`` (checked as the others') or else listed here, as
+    the one-folder walk does (and added to ``walked_dirs``; its new stamp,
+    when it can have one, put in ``seen`` with those that hold), until
+    ``limit`` files are taken.  Then the folders and the files their
+    listings name are ``stat``-ed by two C loops and compared with the
     stamps and the listings' sizes and mtimes by three byte comparisons:
     none of the per-folder Python work of :func:`_stamped_unchanged`.
 
@@ -258,8 +260,22 @@ def _stamped_run(stack: list[str], get, devs: frozenset[int], exclude: frozenset
         key = d.encode("utf-8", "surrogateescape")
         raw = get(key) if len(key) <= key_max else None
         if raw is None:
-            # no listing: a folder of folders (listed here, as the walk
-            # does), or a folder new to the archive (it ends the run)
+            # no listing: a folder of folders (its stamp checked, or listed
+            # here as the walk does), or a folder new to the archive (it ends the run)
+            sec = folders.get(key)
+            if sec is not None and len(sec) >= 32 and len(key) <= key_max:
+                if saved is None:
+                    saved = stack[:]
+                stack.pop()
+                taken += 1
+                keys.append(key)
+                stamps.append(sec[:32])
+                seen[key] = sec
+                if len(sec) > 32:
+                    pre_s = _sub_prefix(d)
+                    stack.extend([pre_s + s for s in sec[32:].decode("utf-8", "surrogateescape").split("\0")])
+                continue
+            st = _folder_stat(d, devs, settled) if len(key) <= key_max else None
             ents = _entries(d)
             if ents is None or not _folders_only(ents):
                 break
@@ -268,6 +284,8 @@ def _stamped_run(stack: list[str], get, devs: frozenset[int], exclude: frozenset
             stack.pop()
             walked_dirs.add(d)
             taken += 1
+            if st is not None:
+                seen[key] = dirstamps.section(st, [e.name for e in ents])
             stack.extend([e.path for e in ents])
             continue
         if len(raw) < 11 or raw[:3] != b"DL1":
@@ -351,6 +369,9 @@ class RescanWalk:
     #: ``{key: listing}`` of the folders under the walk's root, read when it
     #: starts; None once something is committed (the database is read then)
     _under: dict[bytes, bytes] | None = None
+    #: ``(meta key, record)`` of the stamps of the root's folders of folders,
+    #: set when the walk ends, stored with the next commit (:meth:`_with_folder_stamps`)
+    _folders_todo: tuple[bytes, bytes] | None = None
     #: stamps taken by the walk, stored at its end (:meth:`_write_stamps`)
     _stamps: list[tuple[bytes, bytes, bytes]] | None = None
 
@@ -365,8 +386,12 @@ class RescanWalk:
         walked = self._walked_keys
         key_max = pathkeys.PATH_KEY_MAX
         same = 0   # unchanged files not counted yet
+        fkey = dirstamps.FOLDERS_KEY + pathkeys.path_key(root)
         with self.store.read() as t:   # every listing under the root, in one pass
             self._under = pathkeys.listings_under(t, root)
+            stored_folders = t.get("meta", fkey)
+        folders = dirstamps.decode_folders(stored_folders)   # stamps of its folders of folders
+        seen: dict[bytes, bytes] = {}   # those that hold, and those taken by this walk
         get = self._getter()
         devs = dirstamps.trusted_devices()   # (empty: no folder is stamped, all are listed)
         trusting = bool(devs)
@@ -377,7 +402,8 @@ class RescanWalk:
             if trusting and not solo:
                 # the usual rescan: runs of stamped folders compared at once
                 known: list[tuple[str, bytes]] = []
-                files, keys, taken = _stamped_run(stack, get, devs, exclude, RUN_FILES, self._walked, known)
+                files, keys, taken = _stamped_run(stack, get, devs, exclude, RUN_FILES, self._walked, known,
+                                                  folders, seen, settled)
                 if files >= 0 and taken:
                     walked.update(keys)
                     same += files
@@ -464,6 +490,8 @@ class RescanWalk:
                 folder, subdirs = list_folder(d, stat=stat)   # (it says why a folder cannot be listed)
             elif _folders_only(ents):
                 self._walked.add(d)   # only folders, none imported here: nothing to yield
+                if st is not None:
+                    seen[key] = dirstamps.section(st, [e.name for e in ents])
                 stack.extend([e.path for e in ents])
                 continue
             else:
@@ -485,6 +513,8 @@ class RescanWalk:
                     return
         if same:
             self._count_unchanged(same)
+        if trusting and seen != folders:   # (stored with the import's next commit, or at its end)
+            self._folders_todo = (fkey, dirstamps.encode_folders(seen))
 
     def _count_unchanged(self, n: int) -> None:
         """Count ``n`` files found as stored."""
@@ -687,6 +717,23 @@ class RescanWalk:
             self._rep.missing += res
         self._write_stamps()
 
+    def _with_folder_stamps(self, fn):
+        """``fn`` of a commit, storing the record of the stamps of the root's
+        folders of folders first when the walk left one (:attr:`_folders_todo`;
+        an empty one deletes it)."""
+        todo = self._folders_todo
+        if todo is None:
+            return fn
+
+        def with_stamps(t):
+            if todo[1]:
+                t.put("meta", *todo)
+            else:
+                t.delete("meta", todo[0])
+            return fn(t)
+
+        return with_stamps
+
     def _write_stamps(self) -> None:
         """Keep the stamps the walk took of folders whose listings it did not
         write (the folders it imported keep theirs with their listings) with
@@ -694,9 +741,13 @@ class RescanWalk:
         listing had no stamp (an archive of an older version, a folder changed
         shortly before the last import) or one that no longer holds (a
         ``chmod``).  A listing whose files are no longer those the folder was
-        listed with (a commit after the walk) keeps no stamp."""
+        listed with (a commit after the walk) keeps no stamp.  The record of
+        the stamps of folders of folders goes with them, if no commit took
+        it (a rescan writes nothing else)."""
         stamps, self._stamps = self._stamps, None
         if not stamps:
+            if self._folders_todo is not None:
+                self._write(lambda t: None, [])
             return
 
         def changes(t) -> list[tuple[bytes, bytes]]:
@@ -713,6 +764,8 @@ class RescanWalk:
 
         with self.store.read() as t:
             if not changes(t):
+                if self._folders_todo is not None:
+                    self._write(lambda t: None, [])
                 return
 
         def write(t) -> None:
