@@ -280,3 +280,14 @@ def test_a_stamped_folder_with_known_failures_is_not_listed_and_reports_them(tmp
         assert report(rep) == ((n + 1, 0, n, 0, 0, 0, 0, 0, 1), [(str(junk), "not_dicom")], [])
         assert str(junk.parent) not in spy.listed
         assert txnid(ar) == before and dump(ar) == records_before
+
+
+def test_a_first_import_lists_each_folder_once(tmp_path, stamping, monkeypatch):
+    root = tmp_path / "data"
+    n = dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=2)
+    _settle()
+    spy = _Listings(monkeypatch)
+    with pocketpacs.open_archive(tmp_path / "a") as ar:
+        assert ar.import_folder(root).indexed == n
+    folders = [str(root), *(str(p) for p in root.rglob("*") if p.is_dir())]
+    assert sorted(spy.listed) == sorted(folders)

@@ -217,7 +217,7 @@ def _stamped_unchanged(path: str, key: bytes, raw: bytes, devs: frozenset[int]
 
 def _stamped_run(stack: list[str], get, devs: frozenset[int], exclude: frozenset[str], limit: int,
                  walked_dirs: set[str], known: list[tuple[str, bytes]], folders: dict[bytes, bytes],
-                 seen: dict[bytes, bytes], settled: int) -> tuple[int, list[bytes], int]:
+                 seen: dict[bytes, bytes], settled: int, listed: list) -> tuple[int, list[bytes], int]:
     """Take the folders next on the walk's stack whose stamps can vouch for
     them, and compare them all with their listings at once.
 
@@ -230,8 +230,10 @@ def _stamped_run(stack: list[str], get, devs: frozenset[int], exclude: frozenset
     stamp in ``folders`` (checked as the others') or else listed here, as
     the one-folder walk does (and added to ``walked_dirs``; its new stamp,
     when it can have one, put in ``seen`` with those that hold), until
-    ``limit`` files are taken.  Then the folders and the files their
-    listings name are ``stat``-ed by two C loops and compared with the
+    ``limit`` files are taken.  A folder without a listing that holds files
+    ends the run: it is left on the stack, and ``listed`` says ``[path,
+    stat, entries]`` of it (not listed twice).  Then the folders and the
+    files their listings name are ``stat``-ed by two C loops and compared with the
     stamps and the listings' sizes and mtimes by three byte comparisons:
     none of the per-folder Python work of :func:`_stamped_unchanged`.
 
@@ -275,9 +277,12 @@ def _stamped_run(stack: list[str], get, devs: frozenset[int], exclude: frozenset
                     pre_s = _sub_prefix(d)
                     stack.extend([pre_s + s for s in sec[32:].decode("utf-8", "surrogateescape").split("\0")])
                 continue
+            if listed and listed[0] == d:
+                break   # (listed by the last run: it holds files)
             st = _folder_stat(d, devs, settled) if len(key) <= key_max else None
             ents = _entries(d)
             if ents is None or not _folders_only(ents):
+                listed[:] = [d, st, ents]
                 break
             if saved is None:
                 saved = stack[:]
@@ -392,6 +397,7 @@ class RescanWalk:
             stored_folders = t.get("meta", fkey)
         folders = dirstamps.decode_folders(stored_folders)   # stamps of its folders of folders
         seen: dict[bytes, bytes] = {}   # those that hold, and those taken by this walk
+        listed: list = []   # [path, stat, entries] of a new folder _stamped_run listed
         get = self._getter()
         devs = dirstamps.trusted_devices()   # (empty: no folder is stamped, all are listed)
         trusting = bool(devs)
@@ -403,7 +409,7 @@ class RescanWalk:
                 # the usual rescan: runs of stamped folders compared at once
                 known: list[tuple[str, bytes]] = []
                 files, keys, taken = _stamped_run(stack, get, devs, exclude, RUN_FILES, self._walked, known,
-                                                  folders, seen, settled)
+                                                  folders, seen, settled, listed)
                 if files >= 0 and taken:
                     walked.update(keys)
                     same += files
@@ -482,10 +488,14 @@ class RescanWalk:
                     continue
             # a folder new to the archive is listed without a stat per file:
             # its files' sizes and times come from fstat when they are read
-            if stampable and st is None:
-                st = _folder_stat(d, devs, settled)
+            if listed and listed[0] == d and raw is None:   # (stat-ed and listed by _stamped_run)
+                _d, st, ents = listed
+                listed.clear()
+            else:
+                if stampable and st is None:
+                    st = _folder_stat(d, devs, settled)
+                ents = _entries(d) if raw is None else None
             stat = raw is not None or not self._stat_free
-            ents = _entries(d) if raw is None else None
             if ents is None:
                 folder, subdirs = list_folder(d, stat=stat)   # (it says why a folder cannot be listed)
             elif _folders_only(ents):
