@@ -293,15 +293,17 @@ def _stamped_run(stack: list[str], get, devs: frozenset[int], exclude: frozenset
                 seen[key] = dirstamps.section(st, [e.name for e in ents])
             stack.extend([e.path for e in ents])
             continue
-        if len(raw) < 11 or raw[:3] != b"DL1":
+        if len(raw) < 11 or not raw.startswith(b"DL1"):
             break
         n, ln = _HEAD(raw, 3)
         p = 11 + ln
         e = p + 34 * n
-        if raw[e:e + 1] != _SECTION or len(raw) < e + 33 or raw[p + 33 * n:e].count(0) != n:
+        if raw[e:e + 1] != _SECTION or len(raw) < e + 33:
             break
-        codes = raw[p + 32 * n:p + 33 * n]
-        if codes.count(0) != n:
+        if raw.count(0, p + 32 * n, e) != 2 * n:   # (codes and missing marks: all 0 in the usual case)
+            if raw.count(0, p + 33 * n, e) != n:
+                break   # (a file missing: listed)
+            codes = raw[p + 32 * n:p + 33 * n]
             if not _TRANSIENT_CODES.isdisjoint(codes):
                 break   # (tried again: listed)
             known.append((d, raw))
