@@ -76,8 +76,18 @@ class ColdImport:
                                 thread_name_prefix="pocketpacs-walk")
         asked: dict[str, tuple] = {}   # folder -> (future, stored listing)
 
-        def ask() -> None:
-            for d in stack[-ahead:]:
+        def ask(new: int = -1) -> None:
+            """Submit the folders that came into the window of the stack's
+            top ``ahead`` (all of it when ``new`` < 0): the ``new`` ones just
+            pushed, or when none was, the one the pop brought in at its
+            bottom (the others are asked already: not looked at again)."""
+            if new < 0:
+                todo = stack[-ahead:]
+            elif new:
+                todo = stack[-min(new, ahead):]
+            else:
+                todo = stack[-ahead:-ahead + 1] if len(stack) >= ahead else []
+            for d in todo:
                 if d in asked or (exclude and os.path.realpath(d) in exclude):
                     continue
                 key = pathkeys.path_key(d)
@@ -89,12 +99,16 @@ class ColdImport:
             ask()
             while stack:
                 d = stack.pop()
-                if d not in asked:   # an excluded folder
-                    continue
+                if d not in asked:
+                    stack.append(d)
+                    ask(1)   # (not asked yet: now)
+                    stack.pop()
+                    if d not in asked:   # an excluded folder
+                        continue
                 fut, raw = asked.pop(d)
                 folder, subdirs = fut.result()
                 stack.extend(subdirs)
-                ask()
+                ask(len(subdirs))
                 if folder is None:   # only folders, none imported here
                     self._walked.add(d)
                 elif isinstance(folder, int):
