@@ -266,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             t_s, t_sr, t_sw = [], [], []
             for _ in range(max(1, args.repeat // 2)):
                 t_s.append(pocketpacs_import(scale, work / "s")[1])
+                if SETTLE_WALK:   # (untimed)
+                    walk_stat(scale)
                 with pocketpacs.open_archive(work / "s") as ar:
                     t = time.perf_counter()
                     ar.import_folder(scale)
@@ -500,6 +502,8 @@ def run(ctx) -> list:
         inst = 0
         for _ in range(ctx.pick(2, max(2, repeat // 2))):
             t_s.append(pocketpacs_import(scale, work / "s")[1])
+            if SETTLE_WALK:   # (untimed)
+                walk_stat(scale)
             with pocketpacs.open_archive(work / "s") as ar:
                 t = time.perf_counter()
                 ar.import_folder(scale)
