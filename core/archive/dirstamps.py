@@ -41,6 +41,8 @@ STAMP = struct.Struct("<4q")
 
 _MOUNTINFO = "/proc/self/mountinfo"
 stamp_fields = attrgetter("st_dev", "st_ino", "st_mtime_ns", "st_ctime_ns")
+#: ``(mountinfo read, its trusted devices, TRUSTED_TYPES then)`` of the last :func:`trusted_devices`
+_last: tuple[bytes | None, frozenset[int], frozenset[str] | None] = (None, frozenset(), None)
 
 
 def trusted_devices() -> frozenset[int]:
@@ -53,11 +55,15 @@ def trusted_devices() -> frozenset[int]:
     """
     if not sys.platform.startswith("linux"):
         return frozenset()
+    global _last
     try:
         with open(_MOUNTINFO, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").splitlines()
+            raw = f.read()
     except OSError:
         return frozenset()
+    if raw == _last[0] and TRUSTED_TYPES is _last[2]:   # (the mounts as the last walk found them)
+        return _last[1]
+    lines = raw.decode("utf-8", "replace").splitlines()
     devs = set()
     for line in lines:
         # "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
@@ -68,7 +74,8 @@ def trusted_devices() -> frozenset[int]:
         major, _, minor = fields[2].partition(":")
         if tail.split()[0] in TRUSTED_TYPES and major.isdigit() and minor.isdigit():
             devs.add(os.makedev(int(major), int(minor)))
-    return frozenset(devs)
+    _last = (raw, frozenset(devs), TRUSTED_TYPES)
+    return _last[1]
 
 
 def settled_before() -> int:
