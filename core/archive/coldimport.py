@@ -8,9 +8,11 @@ lists the folders below ahead of the walk, walker threads here list the
 next folders on the stack, and each folder's new files are handed to the
 helper as soon as the walk takes the folder, into the slot of the chunk
 they belong to (many reads in flight, none waiting for the walk or a chunk
-to end).  A chunk is parsed and committed once its heads are in, while the
-helper goes on reading.  Folders are taken in exactly the order of the
-one-thread walk (the archive never depends on whether the disk was cold).
+to end).  A chunk is parsed and committed once its heads are in and the
+helper has a whole chunk more to read meanwhile (or the walk has ended),
+and a commit takes no more chunks than are read
+(:meth:`ColdImport._more_in_commit`).  Folders are taken in exactly the
+order of the one-thread walk (the archive never depends on whether the disk was cold).
 A small cold import is read here by
 :class:`~pocketpacs.archive.deepread.DeepReader`.
 """
