@@ -80,9 +80,13 @@ def test_an_unchanged_stamped_tree_is_neither_listed_nor_written(tmp_path, stamp
         rep = ar.import_folder(root)
         assert (rep.seen, rep.unchanged, rep.parsed, rep.failed) == (n, n, 0, 0)
         assert txnid(ar) == before and dump(ar) == records_before and _sections(ar) == secs
-        # listed: only the folders without files (no listing: the root, patients, studies)
-        with_files = {os.path.dirname(p) for p in map(str, root.rglob("*")) if os.path.isfile(p)}
-        assert len(with_files) == 8 and spy.listed and not set(spy.listed) & with_files
+        # nothing listed: not the folders with files (stamped with their listings)
+        # nor the root, patients and studies (stamped in one record of the
+        # root, written by the import's commit)
+        assert spy.listed == []
+        with ar._store.read() as t:
+            kept = dirstamps.decode_folders(t.get("meta", dirstamps.FOLDERS_KEY + os.fsencode(root)))
+        assert sorted(kept) == sorted(os.fsencode(d) for d in [root, *root.glob("p?"), *root.glob("p?/s?")])
 
 
 def _change(root: Path) -> dict:
@@ -105,16 +109,25 @@ def _change(root: Path) -> dict:
     dicomgen.write(sub / "IMX", patient_name="Sub^Folder", patient_id="S1", study_uid="1.2.3.902",
                    series_uid="1.2.3.902.1", sop_uid="1.2.3.902.1.1")
     (root / "junk").write_bytes(b"not a DICOM file")
+    # a new patient folder in the root, a new study in a patient (folders of folders)
+    newp = dicomgen.write(root / "p2" / "s0" / "r0" / "IMP", patient_name="Other^Patient", patient_id="P2",
+                          study_uid="1.2.3.903", series_uid="1.2.3.903.1", sop_uid="1.2.3.903.1.1")
+    news = dicomgen.write(root / "p1" / "s9" / "r0" / "IMS", patient_name="Patient1^Test", patient_id="ID0001",
+                          study_uid="1.2.3.904", series_uid="1.2.3.904.1", sop_uid="1.2.3.904.1.1")
     moved = [str(root / "p0" / "s1" / "moved" / f"IM0000{i}") for i in (1, 2, 3)]
     renamed = str(root / "p1" / "s0" / "r0" / "renamed")
     return {"parsed": {str(touched), str(added), str(replaced), str(root / "junk"), renamed, str(sub / "IMX"),
-                       *moved},
+                       str(newp), str(news), *moved},
             "unsupported": {str(root / "p0" / "s0" / "r1" / "pipe"), str(root / "p1" / "s1" / "r0" / "loop")}}
 
 
-def test_a_stamped_rescan_notices_every_change_as_a_listing_one(tmp_path, stamping, monkeypatch):
+@pytest.mark.parametrize("run_files", [1, 7, 256])
+def test_a_stamped_rescan_notices_every_change_as_a_listing_one(tmp_path, stamping, monkeypatch, run_files):
     """Archive a keeps stamps, archive b (no trusted device) lists every folder:
-    the same files parsed, the same reports, the same archive."""
+    the same files parsed, the same reports, the same archive (runs of
+    stamped folders compared at once, of every length: a run with a change
+    is compared folder by folder)."""
+    monkeypatch.setattr(rescan, "RUN_FILES", run_files)
     root = tmp_path / "data"
     n = dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=3)
     _settle()
@@ -145,7 +158,7 @@ def test_a_stamped_rescan_notices_every_change_as_a_listing_one(tmp_path, stampi
         _settle()
         for ar, stamped in ((a, True), (b, False)):
             rep = importing(ar, stamped)
-            assert parsed == [] and rep.parsed == 0 and rep.indexed == 0 and rep.unchanged == n + 1
+            assert parsed == [] and rep.parsed == 0 and rep.indexed == 0 and rep.unchanged == n + 3
             assert {(f.path, f.reason) for f in rep.failures} == {
                 (p, "unsupported") for p in want["unsupported"]} | {(str(root / "junk"), "not_dicom")}
         assert dump(a) == dump(b)
@@ -245,3 +258,36 @@ def test_trusted_devices_are_those_of_trusted_file_systems():
         dev = os.makedev(int(major), int(minor))
         if tail.split()[0] in dirstamps.TRUSTED_TYPES:
             assert dev in devs
+
+
+def test_a_stamped_folder_with_known_failures_is_not_listed_and_reports_them(tmp_path, stamping, monkeypatch):
+    """A folder holding a file that is not DICOM keeps its stamp: a rescan
+    reports the failure again without listing the folder (a file that may
+    pass on a second try, as one unreadable, still has its folder listed)."""
+    root = tmp_path / "data"
+    n = dicomgen.write_tree(root, patients=1, studies=1, series=2, slices=3)
+    junk = next(p for p in root.rglob("IM00001*")).parent / "notes.txt"
+    junk.write_text("not an image")
+    _settle()
+    with pocketpacs.open_archive(tmp_path / "a") as ar:
+        first = ar.import_folder(root)
+        assert first.indexed == n and {(f.path, f.reason) for f in first.failures} == {(str(junk), "not_dicom")}
+        assert _sections(ar)[os.fsencode(junk.parent)] is not None
+        before, records_before = txnid(ar), dump(ar)
+        spy = _Listings(monkeypatch)
+        rep = ar.import_folder(root)
+        # (seen, indexed, unchanged, relinked, duplicate, missing, online_again, parsed, failed)
+        assert report(rep) == ((n + 1, 0, n, 0, 0, 0, 0, 0, 1), [(str(junk), "not_dicom")], [])
+        assert str(junk.parent) not in spy.listed
+        assert txnid(ar) == before and dump(ar) == records_before
+
+
+def test_a_first_import_lists_each_folder_once(tmp_path, stamping, monkeypatch):
+    root = tmp_path / "data"
+    n = dicomgen.write_tree(root, patients=2, studies=2, series=2, slices=2)
+    _settle()
+    spy = _Listings(monkeypatch)
+    with pocketpacs.open_archive(tmp_path / "a") as ar:
+        assert ar.import_folder(root).indexed == n
+    folders = [str(root), *(str(p) for p in root.rglob("*") if p.is_dir())]
+    assert sorted(spy.listed) == sorted(folders)

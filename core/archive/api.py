@@ -132,10 +132,12 @@ class Archive(ArchiveBrowse, ArchiveMaintenance, ArchiveMeasurements):
         from .ingest import Importer  # (the parser and NumPy: only for an import)
 
         self._remember_root(path)
+        gen = self._store.generation
         try:
             rep = Importer(self._store, self._secret, self._exclude()).run(path, progress, cancel)
         finally:
-            self._sync_roots()
+            if self._store.generation != gen:   # (an import that wrote nothing changed no root)
+                self._sync_roots()
         self.last_import = rep
         return rep
 

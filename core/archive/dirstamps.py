@@ -41,6 +41,8 @@ STAMP = struct.Struct("<4q")
 
 _MOUNTINFO = "/proc/self/mountinfo"
 stamp_fields = attrgetter("st_dev", "st_ino", "st_mtime_ns", "st_ctime_ns")
+#: ``(mountinfo read, its trusted devices, TRUSTED_TYPES then)`` of the last :func:`trusted_devices`
+_last: tuple[bytes | None, frozenset[int], frozenset[str] | None] = (None, frozenset(), None)
 
 
 def trusted_devices() -> frozenset[int]:
@@ -53,11 +55,15 @@ def trusted_devices() -> frozenset[int]:
     """
     if not sys.platform.startswith("linux"):
         return frozenset()
+    global _last
     try:
         with open(_MOUNTINFO, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").splitlines()
+            raw = f.read()
     except OSError:
         return frozenset()
+    if raw == _last[0] and TRUSTED_TYPES is _last[2]:   # (the mounts as the last walk found them)
+        return _last[1]
+    lines = raw.decode("utf-8", "replace").splitlines()
     devs = set()
     for line in lines:
         # "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
@@ -68,7 +74,8 @@ def trusted_devices() -> frozenset[int]:
         major, _, minor = fields[2].partition(":")
         if tail.split()[0] in TRUSTED_TYPES and major.isdigit() and minor.isdigit():
             devs.add(os.makedev(int(major), int(minor)))
-    return frozenset(devs)
+    _last = (raw, frozenset(devs), TRUSTED_TYPES)
+    return _last[1]
 
 
 def settled_before() -> int:
@@ -115,3 +122,55 @@ def section(st: os.stat_result, subfolders: list[str]) -> bytes:
     bytes
     """
     return stamp_of(st) + "\0".join(subfolders).encode("utf-8", "surrogateescape")
+
+
+# ---- folders of folders: one record per imported folder ------------------------------------
+
+#: ``meta`` key prefix of an imported folder's record of the stamps of its
+#: folders that hold only folders (they have no listing to keep a stamp):
+#: followed by the imported folder's path key.
+FOLDERS_KEY = b"folder-stamps\0"
+_LENS = struct.Struct("<HI")
+
+
+def encode_folders(stamps: dict[bytes, bytes]) -> bytes:
+    """The record of the stamp sections of folders that hold only folders.
+
+    Parameters
+    ----------
+    stamps : dict of bytes to bytes
+        Folder path key -> its :func:`section`.
+
+    Returns
+    -------
+    bytes
+        Each key and section after their lengths, in key order.
+    """
+    return b"".join(_LENS.pack(len(k), len(s)) + k + s for k, s in sorted(stamps.items()))
+
+
+def decode_folders(raw: bytes | None) -> dict[bytes, bytes]:
+    """What :func:`encode_folders` made (empty for None or a record cut short).
+
+    Parameters
+    ----------
+    raw : bytes or None
+        The stored record.
+
+    Returns
+    -------
+    dict of bytes to bytes
+    """
+    out: dict[bytes, bytes] = {}
+    if not raw:
+        return out
+    p, n, unpack = 0, len(raw), _LENS.unpack_from
+    while p + 6 <= n:
+        kl, sl = unpack(raw, p)
+        k = raw[p + 6:p + 6 + kl]
+        s = raw[p + 6 + kl:p + 6 + kl + sl]
+        p += 6 + kl + sl
+        if p > n:
+            return {}
+        out[k] = s
+    return out

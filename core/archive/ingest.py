@@ -297,7 +297,7 @@ class Importer(ColdImport, RescanWalk):
         parts = [self._parse_next(n)]
         early = 0   # files of this commit already counted as parsed in the progress
         while (len(parts) < self._group and (self._pending or self._ahead is not None)
-               and not _is_cancelled(self._cancel)):
+               and not _is_cancelled(self._cancel) and self._more_in_commit()):
             if parts[-1][2] is not None:
                 parts[-1][2].compact()   # held while the next parses: its values, not its heads
             parts.append(self._parse_next(n))
@@ -354,9 +354,10 @@ class Importer(ColdImport, RescanWalk):
             def fn(t: Any, fn: Callable[[Any], Any] = fn) -> Any:
                 t.put("roots", *root)
                 return fn(t)
+        fn = self._with_folder_stamps(fn)   # (the walk's stamps of folders of folders, once it ended)
         try:
             out = self.store.write(fn)
-            self._root_todo = None
+            self._root_todo = self._folders_todo = None
             return out
         except Exception as e:
             if pathkeys.is_key_size_error(e):

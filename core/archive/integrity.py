@@ -53,6 +53,7 @@ from typing import Any
 from ..errors import REBUILD_ADVICE
 from ..paths import read_private_file, write_private_file
 from . import pathkeys
+from .dirstamps import FOLDERS_KEY
 from . import query
 from . import records
 from .datafile import OPEN_MARK, check_data_file
@@ -325,7 +326,7 @@ def record_dump(txn: Any) -> dict[str, list[tuple[bytes, bytes]]]:
     """Every record of every database, for comparing two archives.
 
     The generation counter, the roots' timestamps and the folders' stamps
-    after their listings are left out (they differ between two imports of
+    (after their listings, and those of folders of folders in ``meta``) are left out (they differ between two imports of
     the same files); everything else is compared byte for byte.
     """
     from .store import DBS
@@ -334,7 +335,7 @@ def record_dump(txn: Any) -> dict[str, list[tuple[bytes, bytes]]]:
     for db in DBS:
         items = list(txn.range(db))
         if db == "meta":
-            items = [(k, v) for k, v in items if k != b"generation"]
+            items = [(k, v) for k, v in items if k != b"generation" and not k.startswith(FOLDERS_KEY)]
         elif db == "roots":
             items = [(k, b"") for k, _ in items]
         elif db == "dirs":

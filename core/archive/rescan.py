@@ -14,7 +14,12 @@ place keeps its folder's times), compares their sizes and mtimes as bytes
 with the listing's and takes the subfolders from the stamp
 (:func:`_stamped_unchanged`): one ``stat`` per folder instead of a
 ``scandir``, so that a rescan of an unchanged tree costs about what a plain
-walk and ``stat`` of it cost.  A folder without a stamp that holds is listed
+walk and ``stat`` of it cost.  Runs of such folders, a few hundred files at a
+time, are compared at once (:func:`_stamped_run`: two C loops of ``stat`` and
+three byte comparisons, none of the Python work per folder), and folders that
+hold only folders (no listing) keep their stamps in one record per imported
+folder (``meta``, :data:`~pocketpacs.archive.dirstamps.FOLDERS_KEY`), so an
+unchanged tree has no folder listed at all.  A folder without a stamp that holds is listed
 (one ``scandir``, a ``stat`` per file; a large folder through a descriptor,
 so each ``stat`` looks up a name, not the whole path) and compared the same
 way (:func:`_listed_unchanged`), and its stamp is stored for the next time.
@@ -34,6 +39,7 @@ import os
 import struct
 import sys
 from array import array
+from itertools import chain
 from operator import attrgetter
 
 import numpy as np
@@ -50,6 +56,9 @@ from .scan import Folder, folder_of_entries, list_folder
 
 #: Unchanged files counted between two yields of the walk (the import checks for a cancel there).
 BATCH = 4096
+#: Files of a run of stamped folders compared at once (:func:`_stamped_run`): a few hundred
+#: ``stat`` results held at a time (thousands cost more than they save: memory, measured).
+RUN_FILES = 256
 #: Folders of at least this many files (as last listed) are listed through a descriptor.
 FD_FROM = 8
 #: ``_add_folder`` was not given the folder's stored listing: it looks it up.
@@ -57,6 +66,7 @@ _NOT_LOOKED_UP = object()
 
 _TRANSIENT = np.zeros(256, dtype=bool)
 _TRANSIENT[list(records.TRANSIENT)] = True
+_TRANSIENT_CODES = frozenset(c & 0xFF for c in records.TRANSIENT)   # (as a listing's bytes)
 
 _stat = os.DirEntry.stat          # follows a symbolic link (as list_folder does for files)
 _is_dir = os.DirEntry.is_dir
@@ -70,6 +80,7 @@ _stamp_fields = dirstamps.stamp_fields
 #: ``n`` -> :func:`_packer` (folders of up to a few thousand files: a few kB each)
 _PACKERS: dict = {}
 _size = attrgetter("st_size")
+_dev = attrgetter("st_dev")
 _mtime = attrgetter("st_mtime_ns")
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _BY_FD = os.scandir in os.supports_fd   # (not on Windows)
@@ -209,6 +220,135 @@ def _stamped_unchanged(path: str, key: bytes, raw: bytes, devs: frozenset[int]
     return [], n if same else -1
 
 
+def _stamped_run(stack: list[str], get, devs: frozenset[int], exclude: frozenset[str], limit: int,
+                 walked_dirs: set[str], known: list[tuple[str, bytes]], folders: dict[bytes, bytes],
+                 seen: dict[bytes, bytes], settled: int, listed: list) -> tuple[int, list[bytes], int]:
+    """Take the folders next on the walk's stack whose stamps can vouch for
+    them, and compare them all with their listings at once.
+
+    Folders are popped from ``stack`` (and their stamped subfolders pushed,
+    as the one-folder walk does) while the next one has a stored listing
+    (``get(key)``) that keeps a stamp and names no missing file and none
+    whose failure may pass (a failed one is appended to ``known`` with its
+    listing, for its failure to be reported again), its path is its key and
+    it is not excluded, or has no listing and holds only folders: with its
+    stamp in ``folders`` (checked as the others') or else listed here, as
+    the one-folder walk does (and added to ``walked_dirs``; its new stamp,
+    when it can have one, put in ``seen`` with those that hold), until
+    ``limit`` files are taken.  A folder without a listing that holds files
+    ends the run: it is left on the stack, and ``listed`` says ``[path,
+    stat, entries]`` of it (not listed twice).  Then the folders and the
+    files their listings name are ``stat``-ed by two C loops and compared with the
+    stamps and the listings' sizes and mtimes by three byte comparisons:
+    none of the per-folder Python work of :func:`_stamped_unchanged`.
+
+    Returns
+    -------
+    (int, list of bytes, int)
+        The files taken, the keys of the folders with a listing taken, and
+        the number of folders taken (0: the next one cannot be taken, the
+        stack is as it was).  When every one is as stored the stack holds
+        what the one-folder walk would then hold; when one differs or cannot
+        be ``stat``-ed the files are -1 and the stack is as it was: the
+        caller compares those folders one by one.
+    """
+    keys: list[bytes] = []
+    stamps: list[bytes] = []
+    paths: list[bytes] = []    # each folder's files, NUL-joined
+    sizes: list[bytes] = []
+    mtimes: list[bytes] = []
+    key_max = pathkeys.PATH_KEY_MAX
+    saved = None
+    files = taken = 0
+    while stack and files < limit:
+        d = stack[-1]
+        if exclude and os.path.realpath(d) in exclude:
+            break
+        key = d.encode("utf-8", "surrogateescape")
+        raw = get(key) if len(key) <= key_max else None
+        if raw is None:
+            # no listing: a folder of folders (its stamp checked, or listed
+            # here as the walk does), or a folder new to the archive (it ends the run)
+            sec = folders.get(key)
+            if sec is not None and len(sec) >= 32 and len(key) <= key_max:
+                if saved is None:
+                    saved = stack[:]
+                stack.pop()
+                taken += 1
+                keys.append(key)
+                stamps.append(sec[:32])
+                seen[key] = sec
+                if len(sec) > 32:
+                    pre_s = _sub_prefix(d)
+                    stack.extend([pre_s + s for s in sec[32:].decode("utf-8", "surrogateescape").split("\0")])
+                continue
+            if listed and listed[0] == d:
+                break   # (listed by the last run: it holds files)
+            st = _folder_stat(d, devs, settled) if len(key) <= key_max else None
+            ents = _entries(d)
+            if ents is None or not _folders_only(ents):
+                listed[:] = [d, st, ents]
+                break
+            if saved is None:
+                saved = stack[:]
+            stack.pop()
+            walked_dirs.add(d)
+            taken += 1
+            if st is not None:
+                seen[key] = dirstamps.section(st, [e.name for e in ents])
+            stack.extend([e.path for e in ents])
+            continue
+        if len(raw) < 11 or not raw.startswith(b"DL1"):
+            break
+        n, ln = _HEAD(raw, 3)
+        p = 11 + ln
+        e = p + 34 * n
+        if raw[e:e + 1] != _SECTION or len(raw) < e + 33:
+            break
+        if raw.count(0, p + 32 * n, e) != 2 * n:   # (codes and missing marks: all 0 in the usual case)
+            if raw.count(0, p + 33 * n, e) != n:
+                break   # (a file missing: listed)
+            codes = raw[p + 32 * n:p + 33 * n]
+            if not _TRANSIENT_CODES.isdisjoint(codes):
+                break   # (tried again: listed)
+            known.append((d, raw))
+        if saved is None:
+            saved = stack[:]
+        stack.pop()
+        taken += 1
+        keys.append(key)
+        stamps.append(raw[e + 1:e + 33])
+        if n:
+            pre = key + b"/" if key[-1:] != b"/" else key
+            paths.append(pre + raw[11:p].replace(b"\0", b"\0" + pre))
+            sizes.append(raw[p:p + 8 * n])
+            mtimes.append(raw[p + 8 * n:p + 16 * n])
+            files += n
+        subs = raw[e + 33:]
+        if subs:
+            pre_s = _sub_prefix(d)
+            stack.extend([pre_s + s for s in subs.decode("utf-8", "surrogateescape").split("\0")])
+    if not keys:
+        return 0, keys, taken   # (none taken, or folders of folders only: nothing to compare)
+    try:
+        dsts = list(map(_os_stat, keys))
+        sts = list(map(_os_stat, b"\0".join(paths).split(b"\0"))) if paths else []
+    except OSError:
+        stack[:] = saved
+        return -1, keys, taken
+    got_stamps = array("q", chain.from_iterable(map(_stamp_fields, dsts)))
+    got_sizes = array("q", map(_size, sts))
+    got_mtimes = array("q", map(_mtime, sts))
+    if _BIG_ENDIAN:
+        for a in (got_stamps, got_sizes, got_mtimes):
+            a.byteswap()
+    if (devs.issuperset(map(_dev, dsts)) and got_stamps.tobytes() == b"".join(stamps)
+            and got_sizes.tobytes() == b"".join(sizes) and got_mtimes.tobytes() == b"".join(mtimes)):
+        return files, keys, taken
+    stack[:] = saved
+    return -1, keys, taken
+
+
 def _packer(n: int):
     """``pack(*sizes, *mtimes)`` of ``n`` files: little-endian int64s, as a listing stores them."""
     f = _PACKERS[n] = struct.Struct(f"<{2 * n}q").pack
@@ -241,6 +381,9 @@ class RescanWalk:
     #: ``{key: listing}`` of the folders under the walk's root, read when it
     #: starts; None once something is committed (the database is read then)
     _under: dict[bytes, bytes] | None = None
+    #: ``(meta key, record)`` of the stamps of the root's folders of folders,
+    #: set when the walk ends, stored with the next commit (:meth:`_with_folder_stamps`)
+    _folders_todo: tuple[bytes, bytes] | None = None
     #: stamps taken by the walk, stored at its end (:meth:`_write_stamps`)
     _stamps: list[tuple[bytes, bytes, bytes]] | None = None
 
@@ -255,14 +398,40 @@ class RescanWalk:
         walked = self._walked_keys
         key_max = pathkeys.PATH_KEY_MAX
         same = 0   # unchanged files not counted yet
+        fkey = dirstamps.FOLDERS_KEY + pathkeys.path_key(root)
         with self.store.read() as t:   # every listing under the root, in one pass
             self._under = pathkeys.listings_under(t, root)
+            stored_folders = t.get("meta", fkey)
+        folders = dirstamps.decode_folders(stored_folders)   # stamps of its folders of folders
+        seen: dict[bytes, bytes] = {}   # those that hold, and those taken by this walk
+        listed: list = []   # [path, stat, entries] of a new folder _stamped_run listed
         get = self._getter()
         devs = dirstamps.trusted_devices()   # (empty: no folder is stamped, all are listed)
         trusting = bool(devs)
         settled = dirstamps.settled_before()
         stamps = self._stamps = []   # (key, head and names of its listing, stamp section) to store
+        solo = 0   # folders to compare one at a time (a run of them differed)
         while stack:
+            if trusting and not solo:
+                # the usual rescan: runs of stamped folders compared at once
+                known: list[tuple[str, bytes]] = []
+                files, keys, taken = _stamped_run(stack, get, devs, exclude, RUN_FILES, self._walked, known,
+                                                  folders, seen, settled, listed)
+                if files >= 0 and taken:
+                    walked.update(keys)
+                    same += files
+                    for kd, kraw in known:
+                        self._rep.unchanged -= self._report_listed_failures(kd, kraw)
+                    if same >= BATCH:
+                        self._count_unchanged(same)
+                        same = 0
+                        yield None, None
+                        get = self._getter()
+                    continue
+                if files < 0:
+                    solo = taken   # (a folder of the run differs: each is compared on its own)
+            elif solo:
+                solo -= 1
             d = stack.pop()
             if exclude and os.path.realpath(d) in exclude:
                 continue
@@ -326,14 +495,20 @@ class RescanWalk:
                     continue
             # a folder new to the archive is listed without a stat per file:
             # its files' sizes and times come from fstat when they are read
-            if stampable and st is None:
-                st = _folder_stat(d, devs, settled)
+            if listed and listed[0] == d and raw is None:   # (stat-ed and listed by _stamped_run)
+                _d, st, ents = listed
+                listed.clear()
+            else:
+                if stampable and st is None:
+                    st = _folder_stat(d, devs, settled)
+                ents = _entries(d) if raw is None else None
             stat = raw is not None or not self._stat_free
-            ents = _entries(d) if raw is None else None
             if ents is None:
                 folder, subdirs = list_folder(d, stat=stat)   # (it says why a folder cannot be listed)
             elif _folders_only(ents):
                 self._walked.add(d)   # only folders, none imported here: nothing to yield
+                if st is not None:
+                    seen[key] = dirstamps.section(st, [e.name for e in ents])
                 stack.extend([e.path for e in ents])
                 continue
             else:
@@ -355,6 +530,8 @@ class RescanWalk:
                     return
         if same:
             self._count_unchanged(same)
+        if trusting and seen != folders:   # (stored with the import's next commit, or at its end)
+            self._folders_todo = (fkey, dirstamps.encode_folders(seen))
 
     def _count_unchanged(self, n: int) -> None:
         """Count ``n`` files found as stored."""
@@ -510,6 +687,19 @@ class RescanWalk:
             self._get_listing = None
             self._rt_cm.__exit__(None, None, None)
 
+    def _report_listed_failures(self, folder: str, raw: bytes) -> int:
+        """Report the failed files of an unchanged folder's listing ``raw`` again
+        (as :meth:`_add_folder` does); returns how many."""
+        n, ln = _HEAD(raw, 3)
+        p = 11 + ln
+        names = raw[11:p].decode("utf-8", "surrogateescape").split("\0")
+        bad = 0
+        for i, c in enumerate(raw[p + 32 * n:p + 33 * n]):
+            if c:
+                self._report_known(folder, names[i], c - 256 if c > 127 else c)
+                bad += 1
+        return bad
+
     def _report_known(self, folder: str, name: str, code_i: int) -> None:
         """Report a file that failed (or conflicted) before and has not changed."""
         rep = self._rep
@@ -544,6 +734,23 @@ class RescanWalk:
             self._rep.missing += res
         self._write_stamps()
 
+    def _with_folder_stamps(self, fn):
+        """``fn`` of a commit, storing the record of the stamps of the root's
+        folders of folders first when the walk left one (:attr:`_folders_todo`;
+        an empty one deletes it)."""
+        todo = self._folders_todo
+        if todo is None:
+            return fn
+
+        def with_stamps(t):
+            if todo[1]:
+                t.put("meta", *todo)
+            else:
+                t.delete("meta", todo[0])
+            return fn(t)
+
+        return with_stamps
+
     def _write_stamps(self) -> None:
         """Keep the stamps the walk took of folders whose listings it did not
         write (the folders it imported keep theirs with their listings) with
@@ -551,9 +758,13 @@ class RescanWalk:
         listing had no stamp (an archive of an older version, a folder changed
         shortly before the last import) or one that no longer holds (a
         ``chmod``).  A listing whose files are no longer those the folder was
-        listed with (a commit after the walk) keeps no stamp."""
+        listed with (a commit after the walk) keeps no stamp.  The record of
+        the stamps of folders of folders goes with them, if no commit took
+        it (a rescan writes nothing else)."""
         stamps, self._stamps = self._stamps, None
         if not stamps:
+            if self._folders_todo is not None:
+                self._write(lambda t: None, [])
             return
 
         def changes(t) -> list[tuple[bytes, bytes]]:
@@ -570,6 +781,8 @@ class RescanWalk:
 
         with self.store.read() as t:
             if not changes(t):
+                if self._folders_todo is not None:
+                    self._write(lambda t: None, [])
                 return
 
         def write(t) -> None:
