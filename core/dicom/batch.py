@@ -144,21 +144,20 @@ class HeaderBatch:
         """
         if self._blobs is not None or not self._bufs:
             return
-        # each file's values are copied as the one span of its head that
-        # holds them all (one slice per file: twice the values' bytes, a
-        # third of the heads'; a gather byte by byte cost more than the parse)
-        found = self._vlen >= 0
-        lo = np.where(found, self._voff, np.iinfo(np.int64).max).min(axis=1)
-        hi = np.where(found, self._voff + self._vlen, 0).max(axis=1)
-        lo[~found.any(axis=1)] = 0
-        span = np.maximum(hi - lo, 0)
-        dst = np.cumsum(span) - span
-        out = np.empty(int(span.sum()), dtype=np.uint8)
-        bufs = self._bufs
-        for b, s, d, n in zip(self._buf_id.tolist(), (self._start + lo).tolist(), dst.tolist(), span.tolist()):
-            if n:
-                out[d:d + n] = bufs[b][s:s + n]
-        self._voff = np.where(found, self._voff - lo[:, None] + dst[:, None], self._voff)
+        rows, ks = np.nonzero(self._vlen >= 0)
+        lens = self._vlen[rows, ks]
+        dst = np.cumsum(lens) - lens
+        out = np.empty(int(lens.sum()), dtype=np.uint8)
+        src = self._start[rows] + self._voff[rows, ks]
+        bid = self._buf_id[rows]
+        for b, buf in enumerate(self._bufs):
+            sel = np.nonzero((bid == b) & (lens > 0))[0]
+            if sel.size == 0:
+                continue
+            ln = lens[sel]
+            step = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
+            out[np.repeat(dst[sel], ln) + step] = buf[np.repeat(src[sel], ln) + step]
+        self._voff[rows, ks] = dst
         self._start[:] = 0
         self._buf_id[:] = 0
         self._bufs = [out]
