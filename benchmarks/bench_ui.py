@@ -161,33 +161,94 @@ def launch(archive: Path, numba_cache: str) -> tuple[subprocess.Popen, str, floa
 POLL_S = 0.05
 
 
-def poll(page, expr: str, timeout: float = 600.0):
+#: The page's error banner while it is shown (its text), else '': a failed open
+#: shows it and never sets the mark awaited.
+_BANNER_JS = ("(() => { const b = document.getElementById('error-banner');"
+              " return b && !b.hidden ? (document.getElementById('error-text').textContent"
+              " || 'an error without a message') : ''; })()")
+
+#: What the page was doing when a wait ended without its mark (for the message).
+_STATE_JS = r"""() => {
+  const d = document.getElementById('view').dataset;
+  return ['vid', 'streamIn', 'ready', 'slices', 'tFirst', 'tStreamed', 'tUploaded', 'tLoaded']
+    .map((k) => `${k}=${d[k] === undefined ? '-' : d[k]}`).join(' ');
+}"""
+
+
+class PageFailed(RuntimeError):
+    """The page showed an error (its banner) instead of the mark awaited."""
+
+
+def watch(page) -> list[str]:
+    """Collect the page's uncaught errors, failed requests and console errors (for messages)."""
+    seen: list[str] = []
+    page.on("pageerror", lambda e: seen.append(f"uncaught: {e}"))
+    page.on("console", lambda m: seen.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("requestfailed", lambda r: seen.append(f"request failed: {r.url.split('?')[0]} {r.failure}"))
+    page.on("crash", lambda *_: seen.append("the page crashed"))
+    PAGE_LOG[page] = seen
+    return seen
+
+
+#: The errors seen per page (watch()), for the messages of poll().
+PAGE_LOG: dict = {}
+
+
+def poll(page, expr: str, timeout: float = 600.0, proc: subprocess.Popen | None = None):
+    """Wait for a JS expression to be truthy; return it.
+
+    Raises PageFailed with the page's message as soon as the page shows its
+    error banner (a failed open), and TimeoutError after `timeout` s or when
+    the server `proc` has exited, saying what the page had done and the
+    errors it gave (watch())."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        v = page.evaluate(expr)
+        v, banner = page.evaluate(f"[({expr}), {_BANNER_JS}]")
         if v:
             return v
+        if banner:
+            raise PageFailed(f"the page said {banner!r} while waiting for {expr} "
+                             f"({page.evaluate(_STATE_JS)}){_log(page)}")
+        if proc is not None and proc.poll() is not None:
+            break
         time.sleep(POLL_S)
-    raise TimeoutError(expr)
+    why = f"the server exited ({proc.returncode})" if proc is not None and proc.poll() is not None \
+        else f"no answer in {timeout:.0f} s"
+    raise TimeoutError(f"{why} while waiting for {expr} ({page.evaluate(_STATE_JS)}){_log(page)}")
+
+
+def _log(page) -> str:
+    seen = PAGE_LOG.get(page) or []
+    return ("; the page's errors: " + " | ".join(seen[-8:])) if seen else ""
 
 
 def start_to_list(browser, archive: Path, cache: str) -> tuple[float, subprocess.Popen, object]:
     proc, url, t0 = launch(archive, cache)
     page = browser.new_page(viewport={"width": 1200, "height": 800})
+    watch(page)
     page.add_init_script(INIT_SCRIPT)
     page.goto(url)
     t_list = poll(page, "document.body.dataset.tArchive && "
-                        "(performance.timeOrigin + Number(document.body.dataset.tArchive)) / 1000")
+                        "(performance.timeOrigin + Number(document.body.dataset.tArchive)) / 1000", proc=proc)
+    SERVER[page] = proc
     return float(t_list) - t0, proc, page
+
+
+#: The server process of each page (start_to_list), for poll's messages.
+SERVER: dict = {}
 
 
 def open_series(page) -> tuple[float, float]:
     page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
     page.evaluate("document.getElementById('view').dataset.drawn = ''")
+    page.evaluate("document.getElementById('error-banner').hidden = true")
     page.evaluate("document.getElementById('btn-archive').click()")
+    cpu0, load0 = cpu_seconds(), os.getloadavg()[0]
     page.locator("#series-table tbody tr.series").first.dblclick()
-    poll(page, "document.getElementById('view').dataset.tFirst")
-    poll(page, "document.getElementById('view').dataset.tLoaded")
+    proc = SERVER.get(page)
+    poll(page, "document.getElementById('view').dataset.tFirst", proc=proc)
+    poll(page, "document.getElementById('view').dataset.tLoaded", proc=proc)
+    CPU.append(f"{_cpu_text(cpu0, cpu_seconds())}, load {load0:.1f}")
     busy, gpu_bytes, gpu_textures = page.evaluate(_SYNC_JS)
     d = page.evaluate("Object.assign({}, document.getElementById('view').dataset)")
     t_open = float(d["tOpen"])
@@ -214,6 +275,66 @@ def upload_floor(page, repeats: int) -> tuple[list[float], str]:
            f"zero-filled first then {r['chunk_slices']}-slice calls {mb / statistics.median(r['zeroed']) * 1000:.0f} MB/s")
     return out, how
 
+
+def _children() -> dict[int, int]:
+    """Parent pid of every process (Linux /proc; {} elsewhere)."""
+    out = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            out[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _kind(pid: int) -> str:
+    try:
+        cmd = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    text = b" ".join(cmd)
+    if b"pocketpacs.ui" in text:
+        return "server"
+    for flag, name in ((b"--type=gpu-process", "GPU"), (b"--type=renderer", "page"),
+                       (b"--type=utility", "network"), (b"--type=zygote", "other")):
+        if flag in text:
+            return name
+    return "browser" if b"chrom" in (cmd[0] or b"").lower() else "other"
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process's descendants, by
+    kind: the server, Chromium's GPU process, page (renderer), network service,
+    browser process (Linux only: {} elsewhere)."""
+    parents = _children()
+    mine = {os.getpid()}
+    grew = True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in mine and pid not in mine:
+                mine.add(pid)
+                grew = True
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[str, float] = {}
+    for pid in mine - {os.getpid()}:
+        try:
+            f = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        k = _kind(pid)
+        out[k] = out.get(k, 0.0) + (int(f[11]) + int(f[12])) / tick
+    return out
+
+
+def _cpu_text(before: dict[str, float], after: dict[str, float]) -> str:
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    d = {k: v for k, v in d.items() if v > 0.005}
+    return f"CPU {sum(d.values()):.2f} s (" + ", ".join(f"{k} {v:.2f}" for k, v in sorted(d.items(), key=lambda x: -x[1])) + ")"
+
+
+#: Per open: CPU seconds of each kind of process from the click to the load (cpu_seconds).
+CPU: list[str] = []
 
 #: Per open: (marker, ms after the click): open_series answered (tReply),
 #: viewer switched to (tCall),
@@ -283,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
           f"(target {FIRST_SLICE_TARGET_MS:.0f} ms: {fm / FIRST_SLICE_TARGET_MS:.2f}x of target)")
     for i in range(2, len(STEPS)):
         print(f"    repeat open {i - 1}: {_steps(i)} ms")
+    for i in range(len(STREAM)):
+        u, arrived, busy = STREAM[i]
+        print(f"    open {i}: last slice on the GPU {u:.0f} ms ({mb / u * 1000:.0f} MB/s), "
+              f"last byte in {arrived or 0:.0f} ms; {CPU[i]}")
     print(f"click -> whole series, first open       : {whole:7.1f} ms   ({mb / whole * 1000:.0f} MB/s)")
     print(f"click -> whole series, median of {a.repeats}     : {wm:7.1f} ms   ({mb / wm * 1000:.0f} MB/s)")
     um = statistics.median([u for u, _, _ in streams])
@@ -331,6 +456,7 @@ def run(ctx) -> list:
     STEPS.clear()
     GPU.clear()
     STREAM.clear()
+    CPU.clear()
     warm_s, first, firsts, wholes, streams = [], [], [], [], []
     floors, floor_why, how = [], "", ""
     with sync_playwright() as p, tempfile.TemporaryDirectory() as cache:

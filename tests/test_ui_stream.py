@@ -208,3 +208,46 @@ def test_a_new_series_texture_holds_zeros_until_its_slices_come(browser, served)
     finally:
         page.close()
     assert not errors, errors
+
+
+def test_the_ui_benchmark_says_the_pages_error_instead_of_waiting(browser, served):
+    """A failed open shows the page's error banner and never sets the mark the benchmark
+    awaits: benchmarks/bench_ui.py stops at once and says the page's message (it used to
+    poll for 600 s and report a time-out)."""
+    from pocketpacs.benchmarks import bench_ui
+
+    page = browser.new_page(viewport={"width": 800, "height": 600})
+    bench_ui.watch(page)
+    page.add_init_script(bench_ui.INIT_SCRIPT)
+    try:
+        page.goto(served.url)
+        S.wait_js(page, "document.body.dataset.ready")
+
+        def cut(route):               # the server's real answer, cut in the middle of a slice
+            body = route.fetch().body()
+            route.fulfill(status=200, headers={"Content-Type": "application/octet-stream"},
+                          body=body[:len(body) // 2 + 7])
+
+        page.route("**/v1/volume/*/data", cut)
+        with pytest.raises(bench_ui.PageFailed, match="ended early") as failed:
+            bench_ui.open_series(page)
+        assert "tLoaded" in str(failed.value)
+    finally:
+        page.close()
+
+
+def test_a_stream_worker_that_cannot_start_leaves_the_stream_to_the_page(browser, served):
+    """The worker's script does not load: the stream is read on the page's thread
+    (data-stream-in says so) into the same shared array, exactly, instead of waiting
+    for a worker that never answers."""
+    page, errors = open_page(browser, served.url)
+    try:
+        page.route("**/js/stream-worker.js", lambda route: route.fulfill(status=404, body="gone"))
+        open_series(page)
+        assert S.dataset(page)["streamIn"] == "page"
+        got = page.evaluate(_PAGE_ARRAY_JS)
+        assert got["shared"] is True and got["ready"] == [1] * NZ
+        assert np.array_equal(np.array(got["values"], dtype=np.int16).reshape(NZ, NY, NX), volume())
+    finally:
+        page.close()
+    assert not errors, errors

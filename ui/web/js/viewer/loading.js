@@ -49,6 +49,12 @@ export const UPLOAD_CHUNK_BYTES = 8 << 20;
  */
 export const PROGRESS_MS = 500;
 
+/**
+ * Most ms from the first slice drawn to the start of the whole-volume stream:
+ * it starts once that frame is presented (an animation frame), or after this.
+ */
+export const START_LATEST_MS = 1000;
+
 /** What MPR and 3D show of a colour volume (their shaders read its luminance). */
 export const COLOUR_NOTICE = 'colour shown as grey in MPR/3D';
 const h3Colour = (header) => ((header.samples || 1) > 1 ? COLOUR_NOTICE : '');
@@ -144,8 +150,10 @@ export class ViewerLoading {
       // a frame or two behind (the view switch), which cost 30-50 ms here
       this.s.sliceReady = true;
       this.render();
-      // once that frame is drawn (and presented), set up the rest
+      // once that frame is drawn (and presented), set up the rest; at the latest
+      // after START_LATEST_MS (a page whose frames stall must still load)
       requestRedraw(() => requestAnimationFrame(() => setTimeout(start, 0)));
+      setTimeout(start, START_LATEST_MS);
     }, (e) => { start(); throw e; });
     await firstSlice.catch((e) => { if (e.name !== 'AbortError') throw e; });
   }
@@ -229,7 +237,7 @@ export class ViewerLoading {
     };
     // read by the stream worker into the shared array when the page is cross-origin
     // isolated (data-stream-in "worker"), else on this thread ("page"): api.streamVolume
-    if (!vol.cached) this.canvas.dataset.streamIn = api.streamsInWorker() && data.buffer instanceof SharedArrayBuffer ? 'worker' : 'page';
+    const readBy = (kind) => { if (seq === this.seq) this.canvas.dataset.streamIn = kind; };
     const stream = vol.cached ? Promise.resolve(header) : api.streamVolume(vid, data.buffer, (complete) => {
       if (seq !== this.seq) return;
       this.vol.ready.fill(1, this.vol.complete, complete);
@@ -237,7 +245,7 @@ export class ViewerLoading {
       if ((complete - this.vol.uploaded) * header.slice_bytes >= UPLOAD_CHUNK_BYTES) flush();
       requestRedraw(this.uploadPending);
       this.pollUnreadable(seq, vol);
-    }, signal, vol.t || 0);
+    }, signal, vol.t || 0, readBy);
     // the MPR / 3D programs of this voxel type (int16 compiled at start-up)
     const programs = this.glReady.then(() => Promise.all([this.mpr.init(header.dtype), this.ray.init(header.dtype)]))
       .catch((e) => this.glError(e));
