@@ -251,3 +251,41 @@ def test_a_stream_worker_that_cannot_start_leaves_the_stream_to_the_page(browser
     finally:
         page.close()
     assert not errors, errors
+
+
+_REFILLED_JS = """async () => {
+  const gl = window.POCKETPACS_TEST_HOOK.viewer.gl;
+  const { allocate3d, release, uploadSlices, formatOf, zeroFill } = await import('/js/gl/textures.js');
+  const [nx, ny, nz] = [24, 20, 7];
+  const tex = allocate3d(gl, gl.R16I, [nx, ny, nz], 'test');
+  const vt = { tex, nx, ny, samples: 1, fmt: formatOf(gl, 'int16') };
+  const old = new Int16Array(nx * ny * nz).map((_, i) => (i % 5000) - 2500 || 7);
+  uploadSlices(gl, vt, old, 0, nz);                 // the last series' values, every layer
+  zeroFill(gl, gl.R16I, [nx, ny, nz], 2, 2 * nx * ny * 3 + 5);   // 3 layers per copy: 3 + 3 + 1
+  const fb = gl.createFramebuffer();
+  gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+  const zero = [];
+  for (let z = 0; z < nz; z++) {
+    gl.framebufferTextureLayer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, tex, 0, z);
+    const px = new Int32Array(nx * ny * 4);
+    gl.readPixels(0, 0, nx, ny, gl.RGBA_INTEGER, gl.INT, px);
+    zero.push(px.filter((_, i) => i % 4 === 0).every((v) => v === 0));
+  }
+  gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+  gl.deleteFramebuffer(fb);
+  const error = gl.getError();
+  release(gl, tex);
+  return { zero, error };
+}"""
+
+
+def test_zero_fill_in_runs_of_layers_clears_every_layer_of_a_used_texture(browser, served):
+    """zeroFill copies one small zeroed buffer down the texture a few layers at a time:
+    a texture holding another series' values in every layer reads back zeros in every
+    layer, the last short run included (what a reused series texture relies on)."""
+    page, errors = open_page(browser, served.url)
+    try:
+        assert page.evaluate(_REFILLED_JS) == {"zero": [True] * 7, "error": 0}
+    finally:
+        page.close()
+    assert not errors, errors
