@@ -289,3 +289,60 @@ def test_zero_fill_in_runs_of_layers_clears_every_layer_of_a_used_texture(browse
     finally:
         page.close()
     assert not errors, errors
+
+
+#: Every layer of the viewer's series texture, read back: [values of layer z, ...] (int16 as int).
+_TEXTURE_LAYERS_JS = """() => {
+  const V = window.POCKETPACS_TEST_HOOK.viewer, gl = V.gl, vt = V.view.vt;
+  const fb = gl.createFramebuffer();
+  gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+  const layers = [];
+  for (let z = 0; z < vt.layers; z++) {
+    gl.framebufferTextureLayer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, vt.tex, 0, z);
+    const px = new Int32Array(vt.nx * vt.ny * 4);
+    gl.readPixels(0, 0, vt.nx, vt.ny, gl.RGBA_INTEGER, gl.INT, px);
+    layers.push(Array.from(px.filter((_, i) => i % 4 === 0)));
+  }
+  gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+  gl.deleteFramebuffer(fb);
+  return layers;
+}"""
+
+
+def test_a_series_of_the_same_size_reuses_the_texture_and_never_shows_the_last_ones_values(browser, served):
+    """The next series of the same size and type is uploaded into the last one's texture
+    (kept aside by the open, not made anew), which is zero-filled first: while its stream
+    is held, every layer but the first slice shown reads back 0 (none of the last
+    series' values), and once loaded every layer holds exactly the stored values; the
+    GPU holds that one texture."""
+    page, errors = open_page(browser, served.url)
+    held = []
+    try:
+        open_series(page)
+        page.evaluate("window.__lastTexture = window.POCKETPACS_TEST_HOOK.viewer.view.vt.tex")
+        assert np.array_equal(np.array(page.evaluate(_TEXTURE_LAYERS_JS)).reshape(NZ, NY, NX), volume())
+
+        page.route("**/v1/volume/*/data", lambda route: held.append(route))
+        page.evaluate("document.getElementById('btn-archive').click()")
+        page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
+        page.locator(S.SERIES_ROWS).first.dblclick()
+        S.wait_js(page, "document.getElementById('view').dataset.tex3d")   # the series texture is set
+        S.wait_js(page, "document.getElementById('view').dataset.streamIn")
+        assert page.evaluate("window.POCKETPACS_TEST_HOOK.viewer.view.vt.tex === window.__lastTexture")
+        mid = NZ // 2
+        layers = np.array(page.evaluate(_TEXTURE_LAYERS_JS)).reshape(NZ, NY, NX)
+        assert np.array_equal(layers[mid], volume()[mid])             # the first slice, drawn
+        others = np.delete(layers, mid, axis=0)
+        assert not others.any(), "a layer not yet streamed holds values of the last series"
+        assert S.dataset(page)["tLoaded"] == ""
+
+        assert len(held) == 1
+        held[0].continue_()                                           # the stream goes on
+        page.unroute("**/v1/volume/*/data")
+        S.wait_js(page, "document.getElementById('view').dataset.tLoaded", 60)
+        assert np.array_equal(np.array(page.evaluate(_TEXTURE_LAYERS_JS)).reshape(NZ, NY, NX), volume())
+        d = S.dataset(page)
+        assert d["gpuTextures"] == f"{NX}x{NY}x{NZ} R16I series" and d["gpuBytes"] == str(NX * NY * NZ * 2)
+    finally:
+        page.close()
+    assert not errors, errors

@@ -111,6 +111,15 @@ export function zeroFill(gl, internalFormat, dims, bpt, chunkBytes = ZERO_CHUNK_
   gl.deleteBuffer(buf);
 }
 
+/**
+ * Count a texture made by allocate3d under another role ('spare': kept for the
+ * next series of its size; 'series': in use again).
+ */
+export function relabel(gl, tex, role) {
+  const t = registry(gl).get(tex);
+  if (t) t.role = role;
+}
+
 /** Delete a texture made by allocate3d (and stop counting it). */
 export function release(gl, tex) {
   if (!tex) return;

@@ -68,7 +68,7 @@ export class ViewerLoading {
    * does not.
    */
   async open(vid, t0 = performance.now(), knownHeader = null, tReply = null) {
-    this.clear();
+    this.clear(true);
     const seq = ++this.seq;
     try {
       await this.openSteps(seq, vid, t0, knownHeader, tReply);
@@ -431,9 +431,12 @@ export class ViewerLoading {
    * stream), and every text, mark and setting that belonged to it -- corner
    * texts, orientation letters, probe, window presets, measurements, panels,
    * 3D notice -- then draw the empty canvas.  Work of an open in flight is
-   * superseded (its results are dropped, its requests aborted).
+   * superseded (its results are dropped, its requests aborted).  `keep` (a
+   * series is being opened): the series texture is kept aside, drawn by
+   * nothing, and refilled with zeros for the next series if it has the same
+   * size and type (views/slice-view.js); without it, it goes too.
    */
-  clear() {
+  clear(keep = false) {
     this.seq++;
     if (this.abort) { this.abort.abort(); this.abort = null; }
     this.stopCine();
@@ -441,7 +444,7 @@ export class ViewerLoading {
     this.interacting = false;
     if (this.rv) { this.rv.dispose(); this.rv = null; }
     this.volumeCache = new Map();          // the cached volumes belong to what was shown
-    this.view.clear();
+    this.view.clear(keep);
     this.noteGpuMemory();
     this.hideNonImage();
     this.vol = null;
