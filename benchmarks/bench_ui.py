@@ -28,6 +28,16 @@ Measures, on one generated series of ``--slices`` images of ``--size``²:
   of it.
 * **GPU bytes**: the volume textures alive after the load (the page's count,
   ``data-gpu-bytes``: width x height x depth x bytes per texel of each).
+* **CPU by process**: per open, the CPU seconds the server, its helper
+  processes and each Chromium process spent from the click to the load
+  (:mod:`.process_cpu`), with the load average at the click: on a shared
+  machine the wall-clock figures move with the others' load, these barely.
+
+Before the warm start, the kernel cache is filled and every background compile
+into it waited for (:func:`settle`): otherwise the server's compile of the
+histogram kernels ran during the timed opens.  A wait that ends with the page's
+error banner stops at once and says the page's message (:class:`PageFailed`);
+one that times out says what the page had done and the errors it gave.
 
 Targets (issue 5): start under 1.5 s warm; first slice under 150 ms.
 (issue 16): the whole-series stream at least 0.5x the upload floor.
@@ -51,6 +61,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from pocketpacs.benchmarks.process_cpu import cpu_seconds, cpu_text
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
@@ -252,7 +264,7 @@ def open_series(page) -> tuple[float, float]:
     proc = SERVER.get(page)
     poll(page, "document.getElementById('view').dataset.tFirst", proc=proc)
     poll(page, "document.getElementById('view').dataset.tLoaded", proc=proc)
-    CPU.append(f"{_cpu_text(cpu0, cpu_seconds())}, load {load0:.1f}")
+    CPU.append(f"{cpu_text(cpu0, cpu_seconds())}, load {load0:.1f}")
     busy, gpu_bytes, gpu_textures = page.evaluate(_SYNC_JS)
     d = page.evaluate("Object.assign({}, document.getElementById('view').dataset)")
     t_open = float(d["tOpen"])
@@ -280,56 +292,6 @@ def upload_floor(page, repeats: int) -> tuple[list[float], str]:
            f"zero-filled first then {r['chunk_slices']}-slice calls {mb / statistics.median(r['zeroed']) * 1000:.0f} MB/s, "
            f"the same into a texture used before {mb / statistics.median(r['reused']) * 1000:.0f} MB/s")
     return out, how
-
-
-def _children() -> dict[int, int]:
-    """Parent pid of every process (Linux /proc; {} elsewhere)."""
-    out = {}
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            out[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
-def _kind(pid: int) -> str:
-    try:
-        cmd = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return "gone"
-    text = b" ".join(cmd)
-    if b"pocketpacs.ui" in text:
-        return "server"
-    m = re.search(rb"-m pocketpacs\.(\S+)", text)
-    if m:                                   # the server's helper processes, by module
-        return "server's " + m.group(1).decode("ascii", "replace").rsplit(".", 1)[-1]
-    for flag, name in ((b"--type=gpu-process", "GPU"), (b"--type=renderer", "page"),
-                       (b"--type=utility", "network"), (b"--type=zygote", "zygote")):
-        if flag in text:
-            return name
-    if b"chrom" in (cmd[0] or b"").lower():
-        return "browser"
-    if b"playwright" in (cmd[0] or b""):
-        return "bench driver"
-    return "other: " + Path(os.fsdecode(cmd[0] or b"?")).name + (" " + os.fsdecode(cmd[1])[:40] if len(cmd) > 1 else "")
-
-
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by this process's descendants, by
-    kind: the server and its helper processes (by module), Chromium's GPU
-    process, page (renderer), network service, browser process, Playwright's
-    driver (Linux only: {} elsewhere)."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    out: dict[str, float] = {}
-    for pid in _descendants():
-        try:
-            f = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        k = _kind(pid)
-        out[k] = out.get(k, 0.0) + (int(f[11]) + int(f[12])) / tick
-    return out
 
 
 def settle(cache: str, timeout: float = 300.0) -> float:
@@ -363,26 +325,6 @@ def settle(cache: str, timeout: float = 300.0) -> float:
             break
         time.sleep(0.5)
     return time.monotonic() - t
-
-
-def _descendants() -> set[int]:
-    """Pids of this process's living descendants."""
-    parents = _children()
-    mine = {os.getpid()}
-    grew = True
-    while grew:
-        grew = False
-        for pid, ppid in parents.items():
-            if ppid in mine and pid not in mine:
-                mine.add(pid)
-                grew = True
-    return mine - {os.getpid()}
-
-
-def _cpu_text(before: dict[str, float], after: dict[str, float]) -> str:
-    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-    d = {k: v for k, v in d.items() if v > 0.005}
-    return f"CPU {sum(d.values()):.2f} s (" + ", ".join(f"{k} {v:.2f}" for k, v in sorted(d.items(), key=lambda x: -x[1])) + ")"
 
 
 #: Per open: CPU seconds of each kind of process from the click to the load (cpu_seconds).
