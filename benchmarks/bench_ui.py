@@ -19,12 +19,25 @@ Measures, on one generated series of ``--slices`` images of ``--size``²:
   format with ``texSubImage3D`` alone, in one call, in ~16 MB calls, and in
   ~16 MB calls after the texture was zero-filled from a pixel-unpack buffer
   (the page's way, gl/textures.js: otherwise the browser clears the whole
-  texture at the first partial upload, slowly on SwiftShader) -- the fastest
-  counts -- synchronised the same way: the rate at which this browser can
+  texture at the first partial upload, slowly on SwiftShader), and that again
+  into a texture that held the series before (untimed: the page reuses the
+  last series' texture for the next of its size, so the GPU process does not
+  fault in new memory) -- the fastest counts -- synchronised the same way:
+  the rate at which this browser can
   fill a texture of the series.  The whole-series stream is given as a ratio
   of it.
 * **GPU bytes**: the volume textures alive after the load (the page's count,
   ``data-gpu-bytes``: width x height x depth x bytes per texel of each).
+* **CPU by process**: per open, the CPU seconds the server, its helper
+  processes and each Chromium process spent from the click to the load
+  (:mod:`.process_cpu`), with the load average at the click: on a shared
+  machine the wall-clock figures move with the others' load, these barely.
+
+Before the warm start, the kernel cache is filled and every background compile
+into it waited for (:func:`settle`): otherwise the server's compile of the
+histogram kernels ran during the timed opens.  A wait that ends with the page's
+error banner stops at once and says the page's message (:class:`PageFailed`);
+one that times out says what the page had done and the errors it gave.
 
 Targets (issue 5): start under 1.5 s warm; first slice under 150 ms.
 (issue 16): the whole-series stream at least 0.5x the upload floor.
@@ -48,6 +61,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from pocketpacs.benchmarks.process_cpu import cpu_seconds, cpu_text
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
@@ -74,7 +89,7 @@ _SYNC_JS = r"""() => {
 _FLOOR_JS = r"""async (repeats) => {
   const V = window.POCKETPACS_TEST_HOOK.viewer;
   const gl = V.gl;
-  const { formatOf, unpackAlignment } = await import('/js/gl/textures.js');
+  const { formatOf, unpackAlignment, zeroFill } = await import('/js/gl/textures.js');
   const h = V.vol.header, data = V.vol.data;
   const [nz, ny, nx] = h.shape;
   const n = nx * ny * (h.samples || 1);
@@ -83,26 +98,27 @@ _FLOOR_JS = r"""async (repeats) => {
   const sync = () => { gl.finish(); gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px); };
   const chunked = Math.max(1, Math.floor((16 << 20) / (n * data.BYTES_PER_ELEMENT)));
   const align = unpackAlignment(nx * (h.samples || 1) * data.BYTES_PER_ELEMENT);
-  const out = { whole: [], chunked: [], zeroed: [], bytes: data.byteLength, chunk_slices: chunked };
+  const out = { whole: [], chunked: [], zeroed: [], reused: [], bytes: data.byteLength, chunk_slices: chunked };
   for (let r = 0; r < repeats; r++) {
-    for (const [key, per] of [['whole', nz], ['chunked', chunked], ['zeroed', chunked]]) {
+    for (const [key, per] of [['whole', nz], ['chunked', chunked], ['zeroed', chunked], ['reused', chunked]]) {
       while (gl.getError() !== gl.NO_ERROR) { /* drain */ }
       const tex = gl.createTexture();
       gl.bindTexture(gl.TEXTURE_3D, tex);
       gl.texStorage3D(gl.TEXTURE_3D, 1, fmt[0], nx, ny, nz);
       if (gl.getError() !== gl.NO_ERROR) { gl.deleteTexture(tex); return { error: 'out of GPU memory for a second texture' }; }
       gl.pixelStorei(gl.UNPACK_ALIGNMENT, align);
+      if (key === 'reused') {
+        // a texture that held a series already (the page reuses it for the next one
+        // of its size): its memory is the GPU process's already, untimed
+        gl.texSubImage3D(gl.TEXTURE_3D, 0, 0, 0, 0, nx, ny, nz, fmt[1], fmt[2], data, 0);
+      }
       sync();
       const t = performance.now();
-      if (key === 'zeroed') {
+      if (key === 'zeroed' || key === 'reused') {
         // the page's way (gl/textures.js zeroFill): zeros copied from a pixel-unpack
         // buffer over the whole texture first, so no upload makes the browser clear it
-        const buf = gl.createBuffer();
-        gl.bindBuffer(gl.PIXEL_UNPACK_BUFFER, buf);
-        gl.bufferData(gl.PIXEL_UNPACK_BUFFER, data.byteLength, gl.STREAM_DRAW);
-        gl.texSubImage3D(gl.TEXTURE_3D, 0, 0, 0, 0, nx, ny, nz, fmt[1], fmt[2], 0);
-        gl.bindBuffer(gl.PIXEL_UNPACK_BUFFER, null);
-        gl.deleteBuffer(buf);
+        zeroFill(gl, fmt[0], [nx, ny, nz], data.BYTES_PER_ELEMENT * (h.samples || 1));
+        gl.pixelStorei(gl.UNPACK_ALIGNMENT, align);
       }
       for (let z = 0; z < nz; z += per) {
         gl.texSubImage3D(gl.TEXTURE_3D, 0, 0, 0, z, nx, ny, Math.min(per, nz - z), fmt[1], fmt[2], data, z * n);
@@ -161,33 +177,94 @@ def launch(archive: Path, numba_cache: str) -> tuple[subprocess.Popen, str, floa
 POLL_S = 0.05
 
 
-def poll(page, expr: str, timeout: float = 600.0):
+#: The page's error banner while it is shown (its text), else '': a failed open
+#: shows it and never sets the mark awaited.
+_BANNER_JS = ("(() => { const b = document.getElementById('error-banner');"
+              " return b && !b.hidden ? (document.getElementById('error-text').textContent"
+              " || 'an error without a message') : ''; })()")
+
+#: What the page was doing when a wait ended without its mark (for the message).
+_STATE_JS = r"""() => {
+  const d = document.getElementById('view').dataset;
+  return ['vid', 'streamIn', 'ready', 'slices', 'tFirst', 'tStreamed', 'tUploaded', 'tLoaded']
+    .map((k) => `${k}=${d[k] === undefined ? '-' : d[k]}`).join(' ');
+}"""
+
+
+class PageFailed(RuntimeError):
+    """The page showed an error (its banner) instead of the mark awaited."""
+
+
+def watch(page) -> list[str]:
+    """Collect the page's uncaught errors, failed requests and console errors (for messages)."""
+    seen: list[str] = []
+    page.on("pageerror", lambda e: seen.append(f"uncaught: {e}"))
+    page.on("console", lambda m: seen.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("requestfailed", lambda r: seen.append(f"request failed: {r.url.split('?')[0]} {r.failure}"))
+    page.on("crash", lambda *_: seen.append("the page crashed"))
+    PAGE_LOG[page] = seen
+    return seen
+
+
+#: The errors seen per page (watch()), for the messages of poll().
+PAGE_LOG: dict = {}
+
+
+def poll(page, expr: str, timeout: float = 600.0, proc: subprocess.Popen | None = None):
+    """Wait for a JS expression to be truthy; return it.
+
+    Raises PageFailed with the page's message as soon as the page shows its
+    error banner (a failed open), and TimeoutError after `timeout` s or when
+    the server `proc` has exited, saying what the page had done and the
+    errors it gave (watch())."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        v = page.evaluate(expr)
+        v, banner = page.evaluate(f"[({expr}), {_BANNER_JS}]")
         if v:
             return v
+        if banner:
+            raise PageFailed(f"the page said {banner!r} while waiting for {expr} "
+                             f"({page.evaluate(_STATE_JS)}){_log(page)}")
+        if proc is not None and proc.poll() is not None:
+            break
         time.sleep(POLL_S)
-    raise TimeoutError(expr)
+    why = f"the server exited ({proc.returncode})" if proc is not None and proc.poll() is not None \
+        else f"no answer in {timeout:.0f} s"
+    raise TimeoutError(f"{why} while waiting for {expr} ({page.evaluate(_STATE_JS)}){_log(page)}")
+
+
+def _log(page) -> str:
+    seen = PAGE_LOG.get(page) or []
+    return ("; the page's errors: " + " | ".join(seen[-8:])) if seen else ""
 
 
 def start_to_list(browser, archive: Path, cache: str) -> tuple[float, subprocess.Popen, object]:
     proc, url, t0 = launch(archive, cache)
     page = browser.new_page(viewport={"width": 1200, "height": 800})
+    watch(page)
     page.add_init_script(INIT_SCRIPT)
     page.goto(url)
     t_list = poll(page, "document.body.dataset.tArchive && "
-                        "(performance.timeOrigin + Number(document.body.dataset.tArchive)) / 1000")
+                        "(performance.timeOrigin + Number(document.body.dataset.tArchive)) / 1000", proc=proc)
+    SERVER[page] = proc
     return float(t_list) - t0, proc, page
+
+
+#: The server process of each page (start_to_list), for poll's messages.
+SERVER: dict = {}
 
 
 def open_series(page) -> tuple[float, float]:
     page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
     page.evaluate("document.getElementById('view').dataset.drawn = ''")
+    page.evaluate("document.getElementById('error-banner').hidden = true")
     page.evaluate("document.getElementById('btn-archive').click()")
+    cpu0, load0 = cpu_seconds(), os.getloadavg()[0]
     page.locator("#series-table tbody tr.series").first.dblclick()
-    poll(page, "document.getElementById('view').dataset.tFirst")
-    poll(page, "document.getElementById('view').dataset.tLoaded")
+    proc = SERVER.get(page)
+    poll(page, "document.getElementById('view').dataset.tFirst", proc=proc)
+    poll(page, "document.getElementById('view').dataset.tLoaded", proc=proc)
+    CPU.append(f"{cpu_text(cpu0, cpu_seconds())}, load {load0:.1f}")
     busy, gpu_bytes, gpu_textures = page.evaluate(_SYNC_JS)
     d = page.evaluate("Object.assign({}, document.getElementById('view').dataset)")
     t_open = float(d["tOpen"])
@@ -201,19 +278,57 @@ def open_series(page) -> tuple[float, float]:
 
 def upload_floor(page, repeats: int) -> tuple[list[float], str]:
     """MB/s of texSubImage3D of the loaded series' bytes alone, per repeat (the
-    fastest of one call, ~16 MB calls, and ~16 MB calls into a zero-filled
-    texture), and what was measured; raises
+    fastest of one call, ~16 MB calls, ~16 MB calls into a zero-filled
+    texture, and the same into a texture that held the series before: the
+    page's way for the next series of a size), and what was measured; raises
     RuntimeError with the reason when the page could not measure it."""
     r = page.evaluate(_FLOOR_JS, repeats)
     if "error" in r:
         raise RuntimeError(r["error"])
     mb = r["bytes"] / 1e6
-    out = [mb / min(a, b, c) * 1000 for a, b, c in zip(r["whole"], r["chunked"], r["zeroed"]) if min(a, b, c) > 0]
+    out = [mb / min(ms) * 1000 for ms in zip(r["whole"], r["chunked"], r["zeroed"], r["reused"]) if min(ms) > 0]
     how = (f"one call {mb / statistics.median(r['whole']) * 1000:.0f} MB/s, "
            f"{r['chunk_slices']}-slice calls {mb / statistics.median(r['chunked']) * 1000:.0f} MB/s, "
-           f"zero-filled first then {r['chunk_slices']}-slice calls {mb / statistics.median(r['zeroed']) * 1000:.0f} MB/s")
+           f"zero-filled first then {r['chunk_slices']}-slice calls {mb / statistics.median(r['zeroed']) * 1000:.0f} MB/s, "
+           f"the same into a texture used before {mb / statistics.median(r['reused']) * 1000:.0f} MB/s")
     return out, how
 
+
+def settle(cache: str, timeout: float = 300.0) -> float:
+    """Fill the kernel cache `cache` with the histogram kernels and wait until no
+    background compile for it runs; seconds taken.
+
+    A server whose kernel cache lacks them counts with the NumPy references and
+    starts ``python -m pocketpacs.images.windowkernels`` (a detached process, once
+    per process) to compile them: with this benchmark's fresh cache, the cold
+    server's, which outlives it, and the warm server's, which started at the
+    second or third open.  Measured without this, they took 0.5-4 CPU seconds
+    from each timed open (2 cores).  The compile is run here to its end first
+    (the warm server then finds the kernels), and every such process of this
+    cache waited for (Linux; elsewhere the compile only)."""
+    t = time.monotonic()
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    subprocess.run([sys.executable, "-m", "pocketpacs.images.windowkernels"], env=env, timeout=timeout,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    mark = f"NUMBA_CACHE_DIR={cache}".encode()
+    while time.monotonic() - t < timeout:
+        busy = False
+        for d in Path("/proc").glob("[0-9]*"):
+            try:
+                if b"pocketpacs.images.windowkernels" in (d / "cmdline").read_bytes() \
+                        and mark in (d / "environ").read_bytes().split(b"\0"):
+                    busy = True
+                    break
+            except OSError:
+                continue
+        if not busy:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - t
+
+
+#: Per open: CPU seconds of each kind of process from the click to the load (cpu_seconds).
+CPU: list[str] = []
 
 #: Per open: (marker, ms after the click): open_series answered (tReply),
 #: viewer switched to (tCall),
@@ -251,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             page.close()
             proc.terminate()
             proc.wait()
+        waited = settle(cache)
         warm, proc, page = start_to_list(browser, archive, cache)
         try:
             first, whole = open_series(page)           # first open of a fresh process
@@ -279,10 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"click -> first slice, cold numba cache  : {first_cold:7.1f} ms")
     print(f"click -> whole series, cold numba cache : {whole_cold:7.1f} ms")
     print(f"click -> first slice, first open        : {first:7.1f} ms   ({_steps(1)} ms)")
+    print(f"    (before the warm start: {waited:.1f} s to fill the kernel cache and end its background compiles)")
     print(f"click -> first slice, median of {a.repeats}      : {fm:7.1f} ms   "
           f"(target {FIRST_SLICE_TARGET_MS:.0f} ms: {fm / FIRST_SLICE_TARGET_MS:.2f}x of target)")
     for i in range(2, len(STEPS)):
         print(f"    repeat open {i - 1}: {_steps(i)} ms")
+    for i in range(len(STREAM)):
+        u, arrived, busy = STREAM[i]
+        print(f"    open {i}: last slice on the GPU {u:.0f} ms ({mb / u * 1000:.0f} MB/s), "
+              f"last byte in {arrived or 0:.0f} ms; {CPU[i]}")
     print(f"click -> whole series, first open       : {whole:7.1f} ms   ({mb / whole * 1000:.0f} MB/s)")
     print(f"click -> whole series, median of {a.repeats}     : {wm:7.1f} ms   ({mb / wm * 1000:.0f} MB/s)")
     um = statistics.median([u for u, _, _ in streams])
@@ -331,6 +452,7 @@ def run(ctx) -> list:
     STEPS.clear()
     GPU.clear()
     STREAM.clear()
+    CPU.clear()
     warm_s, first, firsts, wholes, streams = [], [], [], [], []
     floors, floor_why, how = [], "", ""
     with sync_playwright() as p, tempfile.TemporaryDirectory() as cache:
@@ -343,6 +465,7 @@ def run(ctx) -> list:
                 page.close()
                 proc.terminate()
                 proc.wait()
+            settle(cache)
             for i in range(starts):
                 w, proc, page = start_to_list(browser, archive, cache)
                 warm_s.append(w)
@@ -385,7 +508,8 @@ def run(ctx) -> list:
                           target=f">= {STREAM_TARGET_RATIO}x upload floor",
                           extra={"ms": statistics.median([u for u, _, _ in streams]),
                                  **({"last byte in ms": statistics.median(arrived)} if arrived else {}),
-                                 "GPU busy after ms": statistics.median([b for _, _, b in streams])})
+                                 "GPU busy after ms": statistics.median([b for _, _, b in streams]),
+                                 **({"CPU of the last open": CPU[-1]} if CPU else {})})
     floor_method = "upload floor: texSubImage3D of the series' bytes alone in the page"
     if floors:
         floor = from_samples(stream_what, floor_method, "MB/s", floors, extra={"calls": how})

@@ -208,3 +208,141 @@ def test_a_new_series_texture_holds_zeros_until_its_slices_come(browser, served)
     finally:
         page.close()
     assert not errors, errors
+
+
+def test_the_ui_benchmark_says_the_pages_error_instead_of_waiting(browser, served):
+    """A failed open shows the page's error banner and never sets the mark the benchmark
+    awaits: benchmarks/bench_ui.py stops at once and says the page's message (it used to
+    poll for 600 s and report a time-out)."""
+    from pocketpacs.benchmarks import bench_ui
+
+    page = browser.new_page(viewport={"width": 800, "height": 600})
+    bench_ui.watch(page)
+    page.add_init_script(bench_ui.INIT_SCRIPT)
+    try:
+        page.goto(served.url)
+        S.wait_js(page, "document.body.dataset.ready")
+
+        def cut(route):               # the server's real answer, cut in the middle of a slice
+            body = route.fetch().body()
+            route.fulfill(status=200, headers={"Content-Type": "application/octet-stream"},
+                          body=body[:len(body) // 2 + 7])
+
+        page.route("**/v1/volume/*/data", cut)
+        with pytest.raises(bench_ui.PageFailed, match="ended early") as failed:
+            bench_ui.open_series(page)
+        assert "tLoaded" in str(failed.value)
+    finally:
+        page.close()
+
+
+def test_a_stream_worker_that_cannot_start_leaves_the_stream_to_the_page(browser, served):
+    """The worker's script does not load: the stream is read on the page's thread
+    (data-stream-in says so) into the same shared array, exactly, instead of waiting
+    for a worker that never answers."""
+    page, errors = open_page(browser, served.url)
+    try:
+        page.route("**/js/stream-worker.js", lambda route: route.fulfill(status=404, body="gone"))
+        open_series(page)
+        assert S.dataset(page)["streamIn"] == "page"
+        got = page.evaluate(_PAGE_ARRAY_JS)
+        assert got["shared"] is True and got["ready"] == [1] * NZ
+        assert np.array_equal(np.array(got["values"], dtype=np.int16).reshape(NZ, NY, NX), volume())
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+_REFILLED_JS = """async () => {
+  const gl = window.POCKETPACS_TEST_HOOK.viewer.gl;
+  const { allocate3d, release, uploadSlices, formatOf, zeroFill } = await import('/js/gl/textures.js');
+  const [nx, ny, nz] = [24, 20, 7];
+  const tex = allocate3d(gl, gl.R16I, [nx, ny, nz], 'test');
+  const vt = { tex, nx, ny, samples: 1, fmt: formatOf(gl, 'int16') };
+  const old = new Int16Array(nx * ny * nz).map((_, i) => (i % 5000) - 2500 || 7);
+  uploadSlices(gl, vt, old, 0, nz);                 // the last series' values, every layer
+  zeroFill(gl, gl.R16I, [nx, ny, nz], 2, 2 * nx * ny * 3 + 5);   // 3 layers per copy: 3 + 3 + 1
+  const fb = gl.createFramebuffer();
+  gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+  const zero = [];
+  for (let z = 0; z < nz; z++) {
+    gl.framebufferTextureLayer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, tex, 0, z);
+    const px = new Int32Array(nx * ny * 4);
+    gl.readPixels(0, 0, nx, ny, gl.RGBA_INTEGER, gl.INT, px);
+    zero.push(px.filter((_, i) => i % 4 === 0).every((v) => v === 0));
+  }
+  gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+  gl.deleteFramebuffer(fb);
+  const error = gl.getError();
+  release(gl, tex);
+  return { zero, error };
+}"""
+
+
+def test_zero_fill_in_runs_of_layers_clears_every_layer_of_a_used_texture(browser, served):
+    """zeroFill copies one small zeroed buffer down the texture a few layers at a time:
+    a texture holding another series' values in every layer reads back zeros in every
+    layer, the last short run included (what a reused series texture relies on)."""
+    page, errors = open_page(browser, served.url)
+    try:
+        assert page.evaluate(_REFILLED_JS) == {"zero": [True] * 7, "error": 0}
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+#: Every layer of the viewer's series texture, read back: [values of layer z, ...] (int16 as int).
+_TEXTURE_LAYERS_JS = """() => {
+  const V = window.POCKETPACS_TEST_HOOK.viewer, gl = V.gl, vt = V.view.vt;
+  const fb = gl.createFramebuffer();
+  gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+  const layers = [];
+  for (let z = 0; z < vt.layers; z++) {
+    gl.framebufferTextureLayer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, vt.tex, 0, z);
+    const px = new Int32Array(vt.nx * vt.ny * 4);
+    gl.readPixels(0, 0, vt.nx, vt.ny, gl.RGBA_INTEGER, gl.INT, px);
+    layers.push(Array.from(px.filter((_, i) => i % 4 === 0)));
+  }
+  gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+  gl.deleteFramebuffer(fb);
+  return layers;
+}"""
+
+
+def test_a_series_of_the_same_size_reuses_the_texture_and_never_shows_the_last_ones_values(browser, served):
+    """The next series of the same size and type is uploaded into the last one's texture
+    (kept aside by the open, not made anew), which is zero-filled first: while its stream
+    is held, every layer but the first slice shown reads back 0 (none of the last
+    series' values), and once loaded every layer holds exactly the stored values; the
+    GPU holds that one texture."""
+    page, errors = open_page(browser, served.url)
+    held = []
+    try:
+        open_series(page)
+        page.evaluate("window.__lastTexture = window.POCKETPACS_TEST_HOOK.viewer.view.vt.tex")
+        assert np.array_equal(np.array(page.evaluate(_TEXTURE_LAYERS_JS)).reshape(NZ, NY, NX), volume())
+
+        page.route("**/v1/volume/*/data", lambda route: held.append(route))
+        page.evaluate("document.getElementById('btn-archive').click()")
+        page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
+        page.locator(S.SERIES_ROWS).first.dblclick()
+        S.wait_js(page, "document.getElementById('view').dataset.tex3d")   # the series texture is set
+        S.wait_js(page, "document.getElementById('view').dataset.streamIn")
+        assert page.evaluate("window.POCKETPACS_TEST_HOOK.viewer.view.vt.tex === window.__lastTexture")
+        mid = NZ // 2
+        layers = np.array(page.evaluate(_TEXTURE_LAYERS_JS)).reshape(NZ, NY, NX)
+        assert np.array_equal(layers[mid], volume()[mid])             # the first slice, drawn
+        others = np.delete(layers, mid, axis=0)
+        assert not others.any(), "a layer not yet streamed holds values of the last series"
+        assert S.dataset(page)["tLoaded"] == ""
+
+        assert len(held) == 1
+        held[0].continue_()                                           # the stream goes on
+        page.unroute("**/v1/volume/*/data")
+        S.wait_js(page, "document.getElementById('view').dataset.tLoaded", 60)
+        assert np.array_equal(np.array(page.evaluate(_TEXTURE_LAYERS_JS)).reshape(NZ, NY, NX), volume())
+        d = S.dataset(page)
+        assert d["gpuTextures"] == f"{NX}x{NY}x{NZ} R16I series" and d["gpuBytes"] == str(NX * NY * NZ * 2)
+    finally:
+        page.close()
+    assert not errors, errors

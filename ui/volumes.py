@@ -25,13 +25,12 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
-from collections import OrderedDict
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
 from . import protocol
+from .volumearrays import new_array
 
 log = logging.getLogger("pocketpacs.ui.volumes")
 
@@ -137,6 +136,9 @@ class VolumeJob:
         self._slice_file: Callable[[int], str | None] | None = None
         self._unreadable_fn: Callable[[], list[dict]] | None = None
         self._unreadable_seen: list[dict] = []
+        self._readers = 0               # slices / stream chunks being sent from the array
+        self._handed_out = False        # array() gave it away (it is never recycled)
+        self._own_array = False         # made here (not a source's whole array)
         self._thread = threading.Thread(target=self._run, name="pocketpacs-volume", daemon=True)
 
     # ------------------------------------------------------------- worker
@@ -174,7 +176,8 @@ class VolumeJob:
                     self._array = np.ascontiguousarray(whole).reshape((nz,) + sshape)
                     self._ready = np.ones(nz, dtype=bool)
                 else:
-                    self._array = np.empty((nz,) + sshape, dtype=hdr.dtype)
+                    self._array = new_array((nz,) + sshape, hdr.dtype)
+                    self._own_array = True      # ours alone: recyclable (release_array)
                     self._ready = np.zeros(nz, dtype=bool)
                     # slices the source read for its header are ready now (the
                     # first slice shown does not wait for the first chunk)
@@ -441,13 +444,19 @@ class VolumeJob:
             when out of range or the job failed.
         """
         i = self._wait_slice(z, t)
-        if i is None:
-            return None
-        hdr = dict(self._header)
-        hdr["slice"] = z
-        hdr["t"] = t
-        hdr["unreadable"] = self.unreadable_frames()
-        return protocol.encode_frame(hdr, self._array[i])
+        with self._cond:
+            arr = self._array
+            if i is None or arr is None:
+                return None
+            self._readers += 1          # release_array leaves the array alone meanwhile
+        try:
+            hdr = dict(self._header)
+            hdr["slice"] = z
+            hdr["t"] = t
+            hdr["unreadable"] = self.unreadable_frames()
+            return protocol.encode_frame(hdr, arr[i])
+        finally:
+            self._done_reading()
 
     def data_prefix(self) -> bytes | None:
         """Return the frame prefix of the whole-volume stream.
@@ -468,7 +477,8 @@ class VolumeJob:
         -------
         int
         """
-        return 0 if self._array is None else int(self._array.nbytes) // self._nvol
+        arr = self._array
+        return 0 if arr is None else int(arr.nbytes) // self._nvol
 
     def has_volume(self, t: int) -> bool:
         """Whether volume *t* exists (waits for the header).
@@ -508,12 +518,17 @@ class VolumeJob:
         while z < nz:
             with self._cond:
                 self._cond.wait_for(lambda z=z: bool(self._ready[z]) or self._failed is not None, 120.0)
-                if self._failed is not None or not self._ready[z]:
+                arr = self._array
+                if self._failed is not None or not self._ready[z] or arr is None:
                     return
                 end = z + 1
                 while end < nz and end - z < chunk_slices and self._ready[end]:
                     end += 1
-            yield memoryview(self._array[z:end]).cast("B")
+                self._readers += 1      # until the chunk is sent: release_array leaves it alone
+            try:
+                yield memoryview(arr[z:end]).cast("B")
+            finally:
+                self._done_reading()
             z = end
 
     def array(self) -> np.ndarray | None:
@@ -529,100 +544,46 @@ class VolumeJob:
             self._cond.wait_for(lambda: self._done, 120.0)
             if self._failed or self._array is None:
                 return None
+            self._handed_out = True     # the caller keeps it: never recycled
             if self._nvol > 1:
                 return self._array.reshape((self._nvol, self._nz) + self._array.shape[1:])
             return self._array
+
+    def _done_reading(self) -> None:
+        with self._cond:
+            self._readers -= 1
+
+    def release_array(self) -> np.ndarray | None:
+        """Give up the array of a job the registry dropped, for the next job to reuse
+        (:func:`.volumearrays.recycle`): only when the job's thread has ended, no
+        slice or stream chunk of it is being sent, the job made it (not a source's
+        whole array) and :meth:`array` never handed it out; the job then answers
+        as superseded.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            The array, or None when it is still in use (or there is none).
+        """
+        if self._thread.is_alive():
+            return None
+        with self._cond:
+            arr = self._array
+            if arr is None or self._readers or self._handed_out or not self._own_array:
+                return None
+            self._array = None
+            if self._failed is None:
+                self._failed = protocol.fail(protocol.SUPERSEDED, "A newer request replaced this one.")
+            self._done = True
+            self._cond.notify_all()
+            return arr
 
 
 class _Cancelled(Exception):
     pass
 
 
-class JobRegistry:
-    """Live volume jobs by id, newest per slot; older jobs are cancelled.
+# the registry moved to its own module; imported from here by the session
+from .jobregistry import JobRegistry  # noqa: E402
 
-    Parameters
-    ----------
-    keep : int
-        Most finished jobs kept (their arrays stay in memory for re-fetches).
-    """
-
-    def __init__(self, keep: int = 3):
-        self._jobs: OrderedDict[str, VolumeJob] = OrderedDict()
-        self._lock = threading.Lock()
-        self._keep = keep
-        #: Jobs submitted so far (the warm-up stays out of the way of the first).
-        self.submitted = 0
-
-    def submit(self, job: VolumeJob) -> VolumeJob:
-        """Register and start *job*, cancelling older jobs of its slot.
-
-        Parameters
-        ----------
-        job : VolumeJob
-            The new job.
-
-        Returns
-        -------
-        VolumeJob
-            *job*, started.
-        """
-        with self._lock:
-            self.submitted += 1
-            for old in list(self._jobs.values()):
-                if old.slot == job.slot and not old.status()["done"]:
-                    old.cancel()
-            self._jobs[job.id] = job
-            self._evict()
-        return job.start()
-
-    #: Slots whose newest job is kept beyond ``keep`` (the viewports of the Compare view
-    #: and the main viewer: loading one never cancels another's volume).
-    MAX_SLOTS = 8
-
-    def _evict(self) -> None:
-        """Drop the oldest jobs beyond ``keep``, sparing the newest job of each slot
-        (up to :data:`MAX_SLOTS` slots); called with the lock held."""
-        while len(self._jobs) > self._keep:
-            newest: dict[str, str] = {}
-            for jid, j in self._jobs.items():
-                newest[j.slot] = jid
-            spared = set(list(newest.values())[-self.MAX_SLOTS:])
-            victim = next((jid for jid in self._jobs if jid not in spared), None)
-            if victim is None:
-                return
-            self._jobs.pop(victim).cancel()
-
-    def get(self, vid: str) -> VolumeJob | None:
-        """Return the job with id *vid*, or None.
-
-        Parameters
-        ----------
-        vid : str
-            Opaque id.
-
-        Returns
-        -------
-        VolumeJob or None
-        """
-        with self._lock:
-            return self._jobs.get(vid)
-
-    def clear(self, wait: float = 0.0) -> None:
-        """Cancel and forget every job.
-
-        Parameters
-        ----------
-        wait : float
-            Seconds to wait, in all, for the workers to stop (on shutdown:
-            a worker still inside a native kernel while the interpreter
-            finalises can abort the process).
-        """
-        with self._lock:
-            jobs = list(self._jobs.values())
-            for job in jobs:
-                job.cancel()
-            self._jobs.clear()
-        end = time.monotonic() + wait
-        for job in jobs:
-            job.join(max(0.0, end - time.monotonic()))
+__all__ = ["ArraySource", "JobRegistry", "SliceSource", "VolumeJob"]

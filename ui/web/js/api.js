@@ -131,15 +131,24 @@ export function streamsInWorker() {
 
 function streamWorker() {
   if (!worker) {
-    worker = new Worker('/js/stream-worker.js');
-    worker.onmessage = (ev) => { const f = streams.get(ev.data.id); if (f) f(ev.data); };
-    worker.onerror = (ev) => {
-      // the script did not load or threw: every stream of it is read again here
-      ev.preventDefault();
+    const w = new Worker('/js/stream-worker.js');
+    // the script did not load or threw, or a message could not be passed (either
+    // way: the worker says 'lost', or the page sees a messageerror): every stream
+    // of it is read again here, none is left waiting for an answer that never comes
+    const lose = () => {
+      if (worker !== w) return;
       workerBroken = true;
       worker = null;
+      w.terminate();
       for (const f of [...streams.values()]) f({ type: 'unavailable' });
     };
+    w.onmessage = (ev) => {
+      if (ev.data && ev.data.type === 'lost') { lose(); return; }
+      const f = streams.get(ev.data.id); if (f) f(ev.data);
+    };
+    w.onmessageerror = lose;
+    w.onerror = (ev) => { ev.preventDefault(); lose(); };
+    worker = w;
   }
   return worker;
 }
@@ -175,7 +184,12 @@ function streamByWorker(url, target, onSlices, signal) {
         end(reject, new WorkerUnavailable());
       }
     });
-    w.postMessage({ id, url, token: TOKEN, target });
+    try {
+      w.postMessage({ id, url, token: TOKEN, target });
+    } catch (e) {
+      // the shared buffer cannot be passed (DataCloneError): read here
+      end(reject, new WorkerUnavailable());
+    }
   });
 }
 
@@ -216,19 +230,23 @@ async function streamHere(url, target, onSlices, signal) {
  * its voxel size, from volumeBuffer), calling onSlices(complete) whenever
  * slices [0, complete) are whole.  A SharedArrayBuffer is filled by the
  * stream worker (off this thread), an ArrayBuffer here.
+ * `onReader(kind)`, when given, is told who reads it: 'worker', or 'page' (this
+ * thread: no isolation, or the worker could not start or pass the buffer).
  * @returns {Promise<object>} the stream's header; rejects with ApiError
  *   ('cancelled': the stream ended early) or an AbortError
  */
-export async function streamVolume(vid, target, onSlices, signal, t = 0) {
+export async function streamVolume(vid, target, onSlices, signal, t = 0, onReader = null) {
   const url = `/v1/volume/${vid}/data${t ? `?t=${t}` : ''}`;
   const shared = typeof SharedArrayBuffer === 'function' && target instanceof SharedArrayBuffer;
   if (shared && streamsInWorker()) {
     try {
+      if (onReader) onReader('worker');
       return await streamByWorker(url, target, onSlices, signal);
     } catch (e) {
       if (!(e instanceof WorkerUnavailable)) throw e;
     }
   }
+  if (onReader) onReader('page');
   return streamHere(url, target, onSlices, signal);
 }
 

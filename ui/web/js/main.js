@@ -110,7 +110,7 @@ async function main() {
     // the page lays the viewer out while the server plans the series; what
     // was on screen goes now (its patient must not label the new series)
     // the strip comes with the viewer, so the stage has its final size before the first frame
-    if (viewer) { viewer.clear(); strip.show(e.detail.series_id); store.set({ view: 'viewer' }); showStrip(); }
+    if (viewer) { viewer.clear(true); strip.show(e.detail.series_id); store.set({ view: 'viewer' }); showStrip(); }
     const seq = viewer ? viewer.seq : 0;
     let data;
     try {

@@ -18,6 +18,8 @@
 //                                                   slice, or with bytes to spare)
 //      {id, type: 'error', status, envelope}        an HTTP error (its JSON envelope, or null)
 //      {id, type: 'failed', name, message}          the read failed (name AbortError: stopped)
+//      {type: 'lost'}                               a message could not be received: the page
+//                                                   reads its streams itself
 
 const streams = new Map();   // id -> AbortController
 
@@ -31,10 +33,15 @@ self.onmessage = (ev) => {
   }
   const ctrl = new AbortController();
   streams.set(m.id, ctrl);
+  // run() is async: whatever fails in it (the target included) is a 'failed' answer
   run(m, ctrl.signal).catch((e) => {
     self.postMessage({ id: m.id, type: 'failed', name: e.name || 'Error', message: String(e.message || e) });
   }).finally(() => { if (streams.get(m.id) === ctrl) streams.delete(m.id); });
 };
+
+// a message from the page that could not be received (its buffer) names no stream:
+// the page is told the worker is lost, and reads its streams itself
+self.onmessageerror = () => { self.postMessage({ type: 'lost' }); };
 
 /** Read the body: BYOB into one reused buffer where the browser has it (no chunk allocated per read). */
 function bodyReader(body) {

@@ -67,30 +67,57 @@ export function allocate3d(gl, internalFormat, dims, role) {
 }
 
 /**
- * Fill the 3D texture bound to TEXTURE_3D (just allocated: [width, height,
- * depth] texels of `bpt` bytes) with zeros in one GPU-side copy from a
- * pixel-unpack buffer, before any slice is uploaded.  WebGL shows zeros where
- * nothing was uploaded: left to the browser, the first upload that covers
- * part of the texture clears all of it first, which SwiftShader does texel by
- * texel for these formats (1.1-1.9 s for 512x512x1000 R16I, measured, against
- * 0.1-0.2 s for the upload of every slice after it); the copy from a zeroed
- * buffer covers the whole texture, so nothing is cleared.  The buffer is
- * deleted at once (the GPU frees it after the copy).  Without the memory for
- * it the texture is left to the browser's clear (same zeros, slower).
+ * Bytes of the zeroed pixel-unpack buffer a new volume texture is filled from,
+ * a run of whole layers at a time (at least one layer).
  */
-function zeroFill(gl, internalFormat, dims, bpt) {
+export const ZERO_CHUNK_BYTES = 16 << 20;
+
+/**
+ * Fill the 3D texture bound to TEXTURE_3D (just allocated: [width, height,
+ * depth] texels of `bpt` bytes) with zeros by GPU-side copies from one small
+ * zeroed pixel-unpack buffer, before any slice is uploaded.  WebGL shows zeros
+ * where nothing was uploaded: left to the browser, the first upload that
+ * covers part of the texture clears all of it first, which SwiftShader does
+ * texel by texel for these formats (1.1-1.9 s for 512x512x1000 R16I,
+ * measured, against 0.1-0.2 s for the upload of every slice after it).  The
+ * buffer holds `chunkBytes` (whole layers) and is copied again and again down
+ * the texture: a buffer of the whole texture's size cost 440-460 ms for
+ * 512x512x1000 R16I (the GPU process allocating and zeroing 524 MB before the
+ * copy), a 16 MB one 90-100 ms (measured on SwiftShader).  The buffer is
+ * deleted at once (the GPU frees it after the copies).  Without the memory for
+ * it the texture is left to the browser's clear (same zeros, slower).
+ * @param {WebGL2RenderingContext} gl
+ * @param {number} internalFormat gl.R16I, gl.R16UI, gl.R32F or gl.RGB8
+ * @param {number[]} dims [width, height, depth] in texels
+ * @param {number} bpt bytes per texel
+ * @param {number} [chunkBytes] the buffer's bytes (rounded down to whole layers, at least one)
+ */
+export function zeroFill(gl, internalFormat, dims, bpt, chunkBytes = ZERO_CHUNK_BYTES) {
   const [, format, type] = Object.values(FORMATS).map((f) => f(gl)).find((f) => f[0] === internalFormat) || [];
   if (!format || !bpt) return;
+  const [nx, ny, nz] = dims;
+  const layers = Math.max(1, Math.min(nz, Math.floor(chunkBytes / (nx * ny * bpt))));
   // no getError here: it would wait for the GPU process to finish the fill, which
   // goes on while this thread handles the stream (a failed fill leaves an error
   // that the next allocate3d drains, and the texture to the browser's clear)
   const buf = gl.createBuffer();
   gl.bindBuffer(gl.PIXEL_UNPACK_BUFFER, buf);
-  gl.bufferData(gl.PIXEL_UNPACK_BUFFER, dims[0] * dims[1] * dims[2] * bpt, gl.STREAM_DRAW);
-  gl.pixelStorei(gl.UNPACK_ALIGNMENT, unpackAlignment(dims[0] * bpt));
-  gl.texSubImage3D(gl.TEXTURE_3D, 0, 0, 0, 0, dims[0], dims[1], dims[2], format, type, 0);
+  gl.bufferData(gl.PIXEL_UNPACK_BUFFER, nx * ny * layers * bpt, gl.STREAM_DRAW);
+  gl.pixelStorei(gl.UNPACK_ALIGNMENT, unpackAlignment(nx * bpt));
+  for (let z = 0; z < nz; z += layers) {
+    gl.texSubImage3D(gl.TEXTURE_3D, 0, 0, 0, z, nx, ny, Math.min(layers, nz - z), format, type, 0);
+  }
   gl.bindBuffer(gl.PIXEL_UNPACK_BUFFER, null);
   gl.deleteBuffer(buf);
+}
+
+/**
+ * Count a texture made by allocate3d under another role ('spare': kept for the
+ * next series of its size; 'series': in use again).
+ */
+export function relabel(gl, tex, role) {
+  const t = registry(gl).get(tex);
+  if (t) t.role = role;
 }
 
 /** Delete a texture made by allocate3d (and stop counting it). */

@@ -49,6 +49,12 @@ export const UPLOAD_CHUNK_BYTES = 8 << 20;
  */
 export const PROGRESS_MS = 500;
 
+/**
+ * Most ms from the first slice drawn to the start of the whole-volume stream:
+ * it starts once that frame is presented (an animation frame), or after this.
+ */
+export const START_LATEST_MS = 1000;
+
 /** What MPR and 3D show of a colour volume (their shaders read its luminance). */
 export const COLOUR_NOTICE = 'colour shown as grey in MPR/3D';
 const h3Colour = (header) => ((header.samples || 1) > 1 ? COLOUR_NOTICE : '');
@@ -62,7 +68,7 @@ export class ViewerLoading {
    * does not.
    */
   async open(vid, t0 = performance.now(), knownHeader = null, tReply = null) {
-    this.clear();
+    this.clear(true);
     const seq = ++this.seq;
     try {
       await this.openSteps(seq, vid, t0, knownHeader, tReply);
@@ -144,8 +150,10 @@ export class ViewerLoading {
       // a frame or two behind (the view switch), which cost 30-50 ms here
       this.s.sliceReady = true;
       this.render();
-      // once that frame is drawn (and presented), set up the rest
+      // once that frame is drawn (and presented), set up the rest; at the latest
+      // after START_LATEST_MS (a page whose frames stall must still load)
       requestRedraw(() => requestAnimationFrame(() => setTimeout(start, 0)));
+      setTimeout(start, START_LATEST_MS);
     }, (e) => { start(); throw e; });
     await firstSlice.catch((e) => { if (e.name !== 'AbortError') throw e; });
   }
@@ -229,7 +237,7 @@ export class ViewerLoading {
     };
     // read by the stream worker into the shared array when the page is cross-origin
     // isolated (data-stream-in "worker"), else on this thread ("page"): api.streamVolume
-    if (!vol.cached) this.canvas.dataset.streamIn = api.streamsInWorker() && data.buffer instanceof SharedArrayBuffer ? 'worker' : 'page';
+    const readBy = (kind) => { if (seq === this.seq) this.canvas.dataset.streamIn = kind; };
     const stream = vol.cached ? Promise.resolve(header) : api.streamVolume(vid, data.buffer, (complete) => {
       if (seq !== this.seq) return;
       this.vol.ready.fill(1, this.vol.complete, complete);
@@ -237,7 +245,7 @@ export class ViewerLoading {
       if ((complete - this.vol.uploaded) * header.slice_bytes >= UPLOAD_CHUNK_BYTES) flush();
       requestRedraw(this.uploadPending);
       this.pollUnreadable(seq, vol);
-    }, signal, vol.t || 0);
+    }, signal, vol.t || 0, readBy);
     // the MPR / 3D programs of this voxel type (int16 compiled at start-up)
     const programs = this.glReady.then(() => Promise.all([this.mpr.init(header.dtype), this.ray.init(header.dtype)]))
       .catch((e) => this.glError(e));
@@ -423,9 +431,12 @@ export class ViewerLoading {
    * stream), and every text, mark and setting that belonged to it -- corner
    * texts, orientation letters, probe, window presets, measurements, panels,
    * 3D notice -- then draw the empty canvas.  Work of an open in flight is
-   * superseded (its results are dropped, its requests aborted).
+   * superseded (its results are dropped, its requests aborted).  `keep` (a
+   * series is being opened): the series texture is kept aside, drawn by
+   * nothing, and refilled with zeros for the next series if it has the same
+   * size and type (views/slice-view.js); without it, it goes too.
    */
-  clear() {
+  clear(keep = false) {
     this.seq++;
     if (this.abort) { this.abort.abort(); this.abort = null; }
     this.stopCine();
@@ -433,7 +444,7 @@ export class ViewerLoading {
     this.interacting = false;
     if (this.rv) { this.rv.dispose(); this.rv = null; }
     this.volumeCache = new Map();          // the cached volumes belong to what was shown
-    this.view.clear();
+    this.view.clear(keep);
     this.noteGpuMemory();
     this.hideNonImage();
     this.vol = null;

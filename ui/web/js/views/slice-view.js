@@ -6,7 +6,10 @@
 
 import { link } from '../gl/program.js';
 import { source, specialise } from '../gl/shaders.js';
-import { createVolumeTexture, forgetAll, release, uploadSlices } from '../gl/textures.js';
+import { createVolumeTexture, forgetAll, relabel, release, uploadSlices, zeroFill } from '../gl/textures.js';
+
+/** Bytes per texel of a volume header's texture. */
+const texelBytes = (h) => ({ int16: 2, uint16: 2, float32: 4, uint8: 1 }[h.dtype] || 1) * (h.samples || 1);
 
 export class SliceView {
   /** @param {HTMLCanvasElement} canvas */
@@ -21,6 +24,7 @@ export class SliceView {
     this.data = null;
     this.preview = null;         // {z, data}: the first slice, before the whole array exists
     this.layerSlice = -1;        // which slice the single layer holds (when not whole)
+    this.spare = null;           // the last series texture, kept by clear(true) for the next one
     this.vao = this.gl.createVertexArray();
   }
 
@@ -29,13 +33,27 @@ export class SliceView {
     forgetAll(this.gl);          // the lost context's textures are gone
     this.programs = {};
     this.vt = null;
+    this.spare = null;
     this.layerSlice = -1;
     this.vao = this.gl.createVertexArray();
   }
 
-  /** Show nothing: drop the texture and the volume (setHeader starts the next one). */
-  clear() {
-    if (this.vt) release(this.gl, this.vt.tex);
+  /**
+   * Show nothing: drop the texture and the volume (setHeader starts the next
+   * one).  `keep` (a new series is being opened): a whole-series texture is
+   * kept aside, drawn by nothing, for setData to refill when the next series
+   * has its size and type (a new texture of 512x512x1000 cost 240-260 ms of
+   * the GPU process on SwiftShader, measured); else it goes.
+   */
+  clear(keep = false) {
+    if (this.vt && keep && this.vt.whole) {
+      this.dropSpare();
+      this.spare = this.vt;
+      relabel(this.gl, this.spare.tex, 'spare');
+    } else {
+      if (this.vt) release(this.gl, this.vt.tex);
+      if (!keep) this.dropSpare();
+    }
     this.vt = null;
     this.header = null;
     this.data = null;
@@ -85,14 +103,26 @@ export class SliceView {
     this.data = data;
     this.preview = null;
     const [nz, ny, nx] = this.header.shape;
+    const fits = (t) => t && t.whole && t.layers === nz && t.ny === ny && t.nx === nx && t.dtype === this.header.dtype
+      && t.samples === (this.header.samples || 1);
     const old = this.vt;
-    const same = old && old.whole && old.layers === nz && old.ny === ny && old.nx === nx && old.dtype === this.header.dtype;
-    if (!same) {
+    if (!fits(old)) {
       // the one-layer texture goes first: the series is never on the GPU twice
       if (old) release(gl, old.tex);
       this.vt = null;
-      const vt = createVolumeTexture(gl, this.header);
-      this.vt = vt;
+      if (fits(this.spare)) {
+        // the last series' texture, of this size and type: its values go (zeros
+        // until this series' slices come), no new texture is made
+        const vt = this.spare;
+        this.spare = null;
+        gl.bindTexture(gl.TEXTURE_3D, vt.tex);
+        zeroFill(gl, vt.fmt[0], [nx, ny, nz], texelBytes(this.header));
+        relabel(gl, vt.tex, 'series');
+        this.vt = vt;
+      } else {
+        this.dropSpare();
+        this.vt = createVolumeTexture(gl, this.header);
+      }
     }
     const vt = this.vt;
     if (!vt.whole) {
@@ -102,6 +132,12 @@ export class SliceView {
     this.layerSlice = -1;
     if (upto > 0) uploadSlices(gl, vt, data, 0, upto);
     for (const z of extra) if (z >= upto) uploadSlices(gl, vt, data, z, z + 1);
+  }
+
+  /** Delete the texture kept by clear(true), if any. */
+  dropSpare() {
+    if (this.spare) release(this.gl, this.spare.tex);
+    this.spare = null;
   }
 
   /** Replace the volume; `data` is the (filling) typed array of all voxels. */
