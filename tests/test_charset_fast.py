@@ -26,6 +26,10 @@ from pocketpacs.dicom import text
 from pocketpacs.dicom.text import CHARSET_TEXT_VRS, FAST_ENCODINGS, decode_text, decode_value, normalise
 from pydicom_data import bundled_files
 
+#: pydicom warns for every byte a charset does not define and every odd element of the
+#: corpus: this module feeds it such bytes on purpose, thousands of times.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
 
 def _pydicom(raw: bytes, vr: str, scs: bytes | None):
     """What pydicom makes of *raw* (its own charset table and converters), as plain Python."""
