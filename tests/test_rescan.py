@@ -19,7 +19,7 @@ import pytest
 import dicomgen
 from rescan_support import count_parsed, dump, report, twin_archives, txnid
 import pocketpacs
-from pocketpacs.archive import dirstamps, records, rescan
+from pocketpacs.archive import dirstamps, foldercompare, records, rescan
 from pocketpacs.archive.records import DirListing
 
 
@@ -155,7 +155,7 @@ def _change(root: Path) -> dict:
                                            str(r1 / "ring_a"), str(r1 / "ring_b")}}
 
 
-@pytest.mark.parametrize("small, fd_from", [(1, rescan.FD_FROM), (5, 0)])
+@pytest.mark.parametrize("small, fd_from", [(1, foldercompare.FD_FROM), (5, 0)])
 def test_rescan_notices_every_change_alike_however_it_lists(tmp_path, monkeypatch, small, fd_from):
     """(Archive a: yields every ``small`` unchanged files, lists every folder
     through a descriptor or none by one; archive b: as usual.)"""
@@ -170,7 +170,7 @@ def test_rescan_notices_every_change_alike_however_it_lists(tmp_path, monkeypatc
         reps = []
         for ar, batch in ((a, small), (b, rescan.BATCH)):
             monkeypatch.setattr(rescan, "BATCH", batch)
-            monkeypatch.setattr(rescan, "FD_FROM", fd_from if batch == small else 1 << 30)
+            monkeypatch.setattr(foldercompare, "FD_FROM", fd_from if batch == small else 1 << 30)
             parsed.clear()
             rep = ar.import_folder(root)
             reps.append(report(rep))
@@ -183,7 +183,7 @@ def test_rescan_notices_every_change_alike_however_it_lists(tmp_path, monkeypatc
         # and then nothing changed: nothing parsed, the known failures reported again
         for ar, batch in ((a, small), (b, rescan.BATCH)):
             monkeypatch.setattr(rescan, "BATCH", batch)
-            monkeypatch.setattr(rescan, "FD_FROM", fd_from if batch == small else 1 << 30)
+            monkeypatch.setattr(foldercompare, "FD_FROM", fd_from if batch == small else 1 << 30)
             parsed.clear()
             rep = ar.import_folder(root)
             assert parsed == [] and rep.parsed == 0 and rep.indexed == 0 and rep.unchanged == n
@@ -197,7 +197,7 @@ def test_rescan_of_an_unchanged_tree_commits_nothing(tmp_path, monkeypatch, fd_f
     root = tmp_path / "data"
     n = dicomgen.write_tree(root, patients=3, studies=2, series=2, slices=4)
     monkeypatch.setattr(rescan, "BATCH", 7)   # several batches, split inside folders' runs
-    monkeypatch.setattr(rescan, "FD_FROM", fd_from)
+    monkeypatch.setattr(foldercompare, "FD_FROM", fd_from)
     with pocketpacs.open_archive(tmp_path / "a") as ar:
         ar.import_folder(root)
         before, records_before = txnid(ar), dump(ar)
@@ -218,28 +218,28 @@ def test_a_folder_listed_and_compared_with_its_listing(tmp_path):
     with pocketpacs.open_archive(tmp_path / "archive") as ar:
         ar.import_folder(tmp_path / "d")
         raw_a, raw_b = _raw_of(ar, a), _raw_of(ar, b)
-    subs, n = rescan._listed_unchanged(str(tmp_path / "d"), raw_a)     # (a folder of folders)
+    subs, n = foldercompare._listed_unchanged(str(tmp_path / "d"), raw_a)     # (a folder of folders)
     assert sorted(subs) == [str(a), str(b)] and n == -1
-    assert rescan._listed_unchanged(str(a), raw_a) == ([], 3) and rescan._listed_unchanged(str(b), raw_b) == ([], 2)
+    assert foldercompare._listed_unchanged(str(a), raw_a) == ([], 3) and foldercompare._listed_unchanged(str(b), raw_b) == ([], 2)
     st = (b / "IM00002.dcm").stat()
     os.utime(b / "IM00002.dcm", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
-    assert rescan._listed_unchanged(str(b), raw_b) == ([], -1)
+    assert foldercompare._listed_unchanged(str(b), raw_b) == ([], -1)
 
 
 @pytest.mark.parametrize("fd_from", [0, 1 << 30])
 def test_links_to_folders_and_odd_entries_take_the_careful_listing(tmp_path, monkeypatch, fd_from):
-    monkeypatch.setattr(rescan, "FD_FROM", fd_from)   # listed through a descriptor, or by path
+    monkeypatch.setattr(foldercompare, "FD_FROM", fd_from)   # listed through a descriptor, or by path
     d = tmp_path / "d"
     (d / "sub").mkdir(parents=True)
     (d / "f").write_bytes(b"x")
     raw = DirListing(["f"], np.array([1]), np.array([(d / "f").stat().st_mtime_ns]), np.zeros((1, 16), np.uint8),
                      np.zeros(1, np.int8), np.zeros(1, bool)).encode()
-    assert rescan._listed_unchanged(str(d), raw) == ([str(d / "sub")], 1)
+    assert foldercompare._listed_unchanged(str(d), raw) == ([str(d / "sub")], 1)
     os.symlink(d / "sub", d / "link")
-    assert rescan._listed_unchanged(str(d), raw) is None      # list_folder reports the link, not followed
+    assert foldercompare._listed_unchanged(str(d), raw) is None      # list_folder reports the link, not followed
     os.unlink(d / "link")
     os.symlink(d / "gone", d / "broken")
-    assert rescan._listed_unchanged(str(d), raw) is None      # a file that cannot be stat()ed
+    assert foldercompare._listed_unchanged(str(d), raw) is None      # a file that cannot be stat()ed
     os.unlink(d / "broken")
     os.mkfifo(d / "pipe")
     files = [e for e in os.scandir(d) if e.name != "sub"]   # (in directory order, as a listing)
@@ -247,7 +247,7 @@ def test_links_to_folders_and_odd_entries_take_the_careful_listing(tmp_path, mon
     raw = DirListing([e.name for e in files], np.array([st.st_size for st in sts]),
                      np.array([st.st_mtime_ns for st in sts]), np.zeros((2, 16), np.uint8), np.zeros(2, np.int8),
                      np.zeros(2, bool)).encode()
-    assert rescan._listed_unchanged(str(d), raw) == ([str(d / "sub")], -1)   # a FIFO is never "unchanged"
+    assert foldercompare._listed_unchanged(str(d), raw) == ([str(d / "sub")], -1)   # a FIFO is never "unchanged"
     assert DirListing.unchanged(raw, [e.name for e in files], [st.st_size for st in sts],
                                 [st.st_mtime_ns for st in sts])   # (only because it is a FIFO)
-    assert rescan._listed_unchanged(str(tmp_path / "gone"), raw) is None
+    assert foldercompare._listed_unchanged(str(tmp_path / "gone"), raw) is None

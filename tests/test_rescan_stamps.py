@@ -22,7 +22,7 @@ import pytest
 import dicomgen
 from rescan_support import count_parsed, dump, report, twin_archives, txnid
 import pocketpacs
-from pocketpacs.archive import deepread, dirstamps, records, rescan
+from pocketpacs.archive import deepread, dirstamps, foldercompare, records, rescan
 
 #: Settling margin of these tests: far above a file system clock's tick, far below their sleeps.
 SETTLE_NS = 50_000_000
@@ -57,7 +57,8 @@ class _Listings:
 
     def __init__(self, monkeypatch):
         self.listed: list[str] = []
-        for mod, name in ((rescan, "_listed_unchanged"), (rescan, "list_folder"), (rescan, "_entries")):
+        for mod, name in ((rescan, "_listed_unchanged"), (rescan, "list_folder"), (rescan, "_entries"),
+                          (foldercompare, "_listed_unchanged"), (foldercompare, "_entries")):
             real = getattr(mod, name)
 
             def counting(path, *a, _real=real, **kw):
