@@ -177,8 +177,11 @@ def measure(N, n_inst: int, size: int, repeat: int, only=None, log=lambda m: Non
             def run() -> float:
                 out = Path(tempfile.mkdtemp(dir=tmp))
                 t = time.perf_counter()
-                subprocess.run([*cmd, "-od", str(out)], check=True, capture_output=True, env=DCMTK_ENV)
+                p = subprocess.run([*cmd, "-od", str(out)], capture_output=True, env=DCMTK_ENV)
                 dt = time.perf_counter() - t
+                if p.returncode != 0:   # (what the tool said, not only its status)
+                    said = (p.stderr or p.stdout).decode("utf-8", "replace").strip().splitlines()[-6:]
+                    raise RuntimeError(f"{cmd[0]} exited with status {p.returncode}: " + " | ".join(said))
                 assert len(list(out.iterdir())) == n
                 return dt
             return run
@@ -201,8 +204,8 @@ def measure(N, n_inst: int, size: int, repeat: int, only=None, log=lambda m: Non
 
         only = set(only or ["get", "move", "web", "send"])
         pid = o.proc.pid
-        getscu = dcmtk(["getscu", *base])
-        movescu = dcmtk(["movescu", "--port", str(o.pocket_port), "-aem", N.POCKET_AET, *base])
+        getscu = dcmtk([N.dcmtk_tool("getscu"), *base])
+        movescu = dcmtk([N.dcmtk_tool("movescu"), "--port", str(o.pocket_port), "-aem", N.POCKET_AET, *base])
         if "get" in only:
             rows["C-GET"] = (*paired("C-GET", ours("get"), getscu, repeat, pid), "getscu")
         if "move" in only:
@@ -231,7 +234,7 @@ def measure(N, n_inst: int, size: int, repeat: int, only=None, log=lambda m: Non
         def send_dcmtk() -> float:
             o.clear()
             t = time.perf_counter()
-            subprocess.run(["storescu", "-aet", N.POCKET_AET, "-aec", N.AET, "127.0.0.1", str(o.dicom_port),
+            subprocess.run([N.dcmtk_tool("storescu"), "-aet", N.POCKET_AET, "-aec", N.AET, "127.0.0.1", str(o.dicom_port),
                             *map(str, files)], check=True, capture_output=True, env=DCMTK_ENV)
             return time.perf_counter() - t
 
@@ -337,7 +340,7 @@ def run(ctx) -> list:
     n, size = ctx.pick(100, 1000), ctx.pick(64, 512)
     repeat = ctx.reps(1, 3)
     N, why = orthanc_support()
-    missing = [t for t in DCMTK_TOOLS if shutil.which(t) is None]
+    missing = [t for t in DCMTK_TOOLS if N is not None and N.dcmtk_tool(t) is None]
     if why is None and missing:
         why = f"DCMTK's {', '.join(missing)} not installed: apt-get install dcmtk"
     names = {"C-GET": "getscu", "C-MOVE": "movescu", "WADO-RS": "dicomweb-client loop", "send (C-STORE)": "storescu"}
@@ -367,12 +370,12 @@ def main(argv: list[str] | None = None) -> int:
                          "loops that drop the data, vs getscu/movescu)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    for tool in DCMTK_TOOLS:
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is missing: apt-get install dcmtk")
     N, why = orthanc_support()
     if N is None:
         sys.exit(why)
+    for tool in DCMTK_TOOLS:
+        if N.dcmtk_tool(tool) is None:
+            sys.exit(f"DCMTK's {tool} is missing: apt-get install dcmtk")
     import statistics
 
     samples, upload_s = measure(N, args.n, args.size, args.repeat, args.only)

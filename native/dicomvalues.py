@@ -7,7 +7,9 @@ backslash-separated) converted exactly when they fit the fast path (at most
 SS, UL and SL values; anything else is flagged for conversion in Python.  And
 :func:`gather_values`, which copies one tag's value of many files into a
 fixed-width matrix with flags (non-ASCII, multi-valued, ISO 2022, cut) for
-text decoding by the caller.  Arithmetic over byte buffers only.
+text decoding by the caller, and :func:`copy_values`, which copies many
+values into one buffer (a held batch's compaction).  Arithmetic over byte
+buffers only.
 """
 from __future__ import annotations
 
@@ -210,3 +212,30 @@ def gather_values(buf, starts, voff, vlen, rows, strip_leading, out, flags):
             elif c == 27:
                 f |= 4
         flags[j] = f
+
+
+@kernel
+def copy_values(buf, src, lens, dst, out):
+    """Copy ``lens[j]`` bytes at ``buf[src[j]]`` to ``out[dst[j]]`` for each ``j``
+    (the values a parsed batch keeps when it drops its files' heads).
+
+    Returns the number of copies skipped because they lie outside ``buf``
+    or ``out`` (0 for a batch the parser made: its caller then keeps the
+    heads).
+
+    Parameters
+    ----------
+    buf, out : uint8[:]
+    src, lens, dst : int64[:]
+    """
+    skipped = 0
+    for j in range(src.shape[0]):
+        a = src[j]
+        b = dst[j]
+        n = lens[j]
+        if a < 0 or b < 0 or n < 0 or a + n > buf.shape[0] or b + n > out.shape[0]:
+            skipped += 1
+            continue
+        for k in range(n):
+            out[b + k] = buf[a + k]
+    return skipped

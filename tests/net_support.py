@@ -39,6 +39,27 @@ AET = "ORTHANC"
 POCKET_AET = "POCKETPACS"
 
 
+def dcmtk_tool(name: str) -> str | None:
+    """The path of DCMTK's *name* (``storescu``, ``getscu``, ``movescu``) on PATH, or None.
+
+    pynetdicom installs Python scripts of the same names (``movescu`` ...)
+    into the environment's ``bin``, which comes first on PATH when the
+    environment is activated; those take other options, so a script (a file
+    starting with ``#!``) is passed over for the program behind it.
+    """
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        p = os.path.join(d or ".", name)
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            try:
+                with open(p, "rb") as f:
+                    if f.read(2) == b"#!":
+                        continue
+            except OSError:
+                continue
+            return p
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -103,14 +103,10 @@ def test_verify_detects_changes_and_repairs_counts(filled):
     rep = ar.verify()
     assert rep.changed == 1 and not rep.ok
     # corrupt a stored count: verify repairs it
-    import orjson
-
-    from pocketpacs.archive import keys
+    from pocketpacs.archive import keys, records
     sk = keys.uid_key("1.2.826.0.2.0.0.0")
     def bump(t):
-        rec = orjson.loads(t.get("studies", sk))
-        rec["n_instances"] += 5
-        t.put("studies", sk, orjson.dumps(rec))
+        t.put("studies", sk, records.add_counts(t.get("studies", sk), 5, 0))
     ar._store.write(bump)
     rep = ar.verify()
     assert rep.repaired >= 1

@@ -83,3 +83,46 @@ def test_empty_values_and_no_native_rows(tmp_path):
     assert batch.record(0) == {}
     assert batch.text("PatientName") == [None]
     assert np.array_equal(batch.uid_present("SOPInstanceUID"), [False])
+
+
+def test_the_copy_kernel_copies_as_its_numpy_reference_and_skips_what_lies_outside():
+    from pocketpacs.dicom.batch import copy_values_numpy
+    from pocketpacs.native import dicomvalues
+
+    rng = np.random.default_rng(7)
+    buf = rng.integers(0, 256, 5000).astype(np.uint8)
+    lens = rng.integers(0, 40, 300).astype(np.int64)
+    src = rng.integers(0, buf.size - 40, 300).astype(np.int64)
+    dst = (np.cumsum(lens) - lens).astype(np.int64)
+    ref = np.zeros(int(lens.sum()), np.uint8)
+    copy_values_numpy(buf, src, lens, dst, ref)
+    out = np.zeros_like(ref)
+    assert dicomvalues.copy_values(buf, src, lens, dst, out) == 0
+    assert (out == ref).all()
+    # a copy reaching past either buffer is skipped and counted, the others done
+    src2, lens2 = src.copy(), lens.copy()
+    src2[5], lens2[9], src2[11] = buf.size - 1, ref.size + 1, -3
+    lens2[5] = max(lens2[5], 2)
+    out2 = np.zeros_like(ref)
+    assert dicomvalues.copy_values(buf, src2, lens2, dst, out2) == 3
+    keep = np.ones(300, bool)
+    keep[[5, 9, 11]] = False
+    for j in np.nonzero(keep)[0]:
+        assert (out2[dst[j]:dst[j] + lens[j]] == ref[dst[j]:dst[j] + lens[j]]).all()
+
+
+def test_compaction_with_the_compiled_kernel_gives_the_same_values(monkeypatch):
+    from pydicom_data import TEST_FILES
+
+    from pocketpacs.dicom import batch as batch_mod
+    from pocketpacs.native import dicomvalues
+
+    calls = []
+
+    def kernel(*args):
+        calls.append(1)
+        return dicomvalues.copy_values(*args)
+
+    monkeypatch.setattr(batch_mod, "_copier", lambda: kernel)
+    _check(_files(TEST_FILES))
+    assert calls

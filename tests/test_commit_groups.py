@@ -100,3 +100,29 @@ def test_commits_grow_from_one_chunk_to_the_cap(tmp_path, monkeypatch):
     assert all(len(s) <= 4 for s in sizes)
     assert sum(map(sum, sizes)) == n
     assert all(c == 7 for s in sizes[:-1] for c in s)
+
+
+def test_a_large_archive_takes_larger_commits_and_stores_the_same_records(tmp_path, monkeypatch):
+    """Past ``LARGE_ARCHIVE_COMMITS`` instances a commit takes more chunks
+    (fewer rewrites of the pages a scattered import changes everywhere); the
+    records are those of one chunk per commit."""
+    assert ingest.chunks_per_commit(0) == ingest.COMMIT_CHUNKS
+    assert ingest.chunks_per_commit(10 ** 6) >= ingest.chunks_per_commit(300_000) > ingest.COMMIT_CHUNKS
+    root = tmp_path / "d"
+    n = len(_tree(root))
+    one = tmp_path / "one"
+    secret = _import(one, root, None, monkeypatch, 1)
+    sizes: list[int] = []
+    real = commit.commit_chunks
+
+    def counting(txn, secret, parts):
+        sizes.append(len(parts))
+        return real(txn, secret, parts)
+
+    monkeypatch.setattr(commit, "commit_chunks", counting)
+    monkeypatch.setattr(ingest, "LARGE_ARCHIVE_COMMITS", ((20, 4), (40, 8)))
+    big = tmp_path / "big"
+    _import(big, root, secret, monkeypatch, 2)
+    assert sizes[:3] == [1, 2, 2] and max(sizes) == 8, sizes
+    assert sum(sizes) * 7 >= n
+    assert _dump(one) == _dump(big)

@@ -133,7 +133,7 @@ def test_schema4_archive_gets_the_annotations_database(archive_dir):
     res = deep_check(arc)
     assert res.status == "ok" and "schema 4" in res.message, res.message
     with pocketpacs.open_archive(arc) as ar:
-        assert ar._store.schema_version == store.SCHEMA_VERSION == 5
+        assert ar._store.schema_version == store.SCHEMA_VERSION >= 5
         assert ar.check() == []
         assert ar.measurements(UID) == []
         ar.save_measurements(UID, [DIST])

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, require_system
-from net_support import POCKET_AET, free_port, orthanc, pixel_bytes, synth_files  # noqa: F401
+from net_support import POCKET_AET, dcmtk_tool, free_port, orthanc, pixel_bytes, synth_files  # noqa: F401
 
 import pocketpacs
 from pocketpacs.net import NetError, listen
 
-STORESCU = shutil.which("storescu")
+STORESCU = dcmtk_tool("storescu")
 
 
 #: storescu's option proposing a transfer syntax first

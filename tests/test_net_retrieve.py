@@ -10,7 +10,7 @@ import shutil
 import threading
 
 import pytest
-from net_support import (AET, add_nodes, archived_files, check_private, check_same_as_orthanc,  # noqa: F401
+from net_support import (AET, add_nodes, dcmtk_tool, archived_files, check_private, check_same_as_orthanc,  # noqa: F401
                          kill_midway_then_retry, kill_series, orthanc, own_orthanc, synth_files)
 
 import pocketpacs
@@ -158,7 +158,7 @@ def test_send_transcodes_only_what_the_peer_refuses(synth, tmp_path):
     from conftest import require_system
     from net_support import free_port
 
-    storescp = shutil.which("storescp")
+    storescp = dcmtk_tool("storescp")
     require_system(storescp is not None, "DCMTK's storescp (apt-get install dcmtk)")
     port = free_port()
     out = tmp_path / "received"

@@ -306,21 +306,16 @@ def _add_to_series(changes: RecordChanges, b: Any, i: int, sek: bytes, st_hash: 
         add_sorted(st["models"], se["model"])
         add_sorted(st["stations"], se["station"])
         add_sorted(st["physicians"], se["performing_physician"])
+        changes.touch("studies", sk)
         pa = changes.get("patients", pk)
         if pa is not None:
             pa["n_series"] += 1
-    sk = bytes.fromhex(se["study_key"])
-    st = changes.get("studies", sk)
-    pk = bytes.fromhex(se["patient_key"])
-    pa = changes.get("patients", pk)
-    se["n_instances"] += count
-    se["size"] += size
-    changes.touch("series", sek)
-    for db, key, rec in (("studies", sk, st), ("patients", pk, pa)):
-        if rec is not None:
-            rec["n_instances"] += count
-            rec["size"] += size
-            changes.touch(db, key)
+            changes.touch("patients", pk)
+    # (counts only: the study and patient records are patched, not loaded; a
+    # record that is not stored, a damaged archive's, gets none)
+    changes.add_counts("series", sek, count, size)
+    changes.add_counts("studies", bytes.fromhex(se["study_key"]), count, size)
+    changes.add_counts("patients", bytes.fromhex(se["patient_key"]), count, size)
 
 
 def _index_known(changes: RecordChanges, b: Any, i: int, paths: list[str], ikeys: list[bytes],

@@ -8,7 +8,8 @@ header parser (:func:`pocketpacs.dicom.headers.parse_files`, kernels in parallel
 no per-file ``stat``: the sizes and mtimes of the walk are passed in), and
 committed by this, the only, writer: the first chunk in a write transaction
 of its own, then up to :data:`COMMIT_CHUNKS` chunks per transaction
-(:func:`pocketpacs.archive.commit.commit_chunks`).  Readers see the first
+(more in an archive of hundreds of thousands of instances:
+:func:`chunks_per_commit`; :func:`pocketpacs.archive.commit.commit_chunks`).  Readers see the first
 series as soon as the first chunk commits.  Files
 named by a DICOMDIR are parsed and committed first; progress callbacks and
 the :class:`~pocketpacs.archive.report.ImportReport` are made here.
@@ -73,6 +74,15 @@ CHUNK = 2000
 #: rewrites most series, study and patient records of a large archive, once per
 #: commit rather than once per chunk).
 COMMIT_CHUNKS = 4
+#: ``(instances archived, most chunks per commit)``: larger archives take
+#: larger commits.  Files scattered over the series of a large archive make
+#: each commit change pages all over its B-trees (a chunk of a
+#: million-instance archive touches about 2,000 series records and 4,000
+#: B-tree pages of them and of the SOP index, where 100,000 instances keep
+#: those in a few hundred); a page written carries more files when more
+#: chunks share the commit.  The cost is memory: a commit holds its changed
+#: pages until it is written (about 100 MB more at a million instances).
+LARGE_ARCHIVE_COMMITS = ((250_000, 8), (500_000, 16))
 #: Read the next chunk's file heads in a helper process (``readahead``) while
 #: this one is parsed and committed (Linux; off elsewhere or on any failure).
 READ_AHEAD = True
@@ -97,6 +107,16 @@ def _is_cancelled(cancel: Any) -> bool:
     if hasattr(cancel, "is_set"):
         return bool(cancel.is_set())
     return bool(cancel())
+
+
+def chunks_per_commit(archived: int) -> int:
+    """Most chunks per commit in an archive of *archived* instances
+    (:data:`COMMIT_CHUNKS`, more in a large archive: :data:`LARGE_ARCHIVE_COMMITS`)."""
+    most = COMMIT_CHUNKS
+    for n, chunks in LARGE_ARCHIVE_COMMITS:
+        if archived >= n:
+            most = max(most, chunks)
+    return most
 
 
 class Importer(ColdImport, RescanWalk):
@@ -156,6 +176,7 @@ class Importer(ColdImport, RescanWalk):
         self._cancel = cancel
         self._cap, self._helpers, self._walk_ahead = CHUNK, READ_AHEAD, WALK_AHEAD   # (read at each import)
         self._group = 1   # chunks in the next commit (see COMMIT_CHUNKS)
+        self._archived = 0   # instances in the archive after the last commit
         self._pending: collections.deque[tuple[PendingFolder, np.ndarray]] = collections.deque()
         self._npending = 0
         self._ready: list[PendingFolder] = []
@@ -292,8 +313,8 @@ class Importer(ColdImport, RescanWalk):
     def _flush(self, n: int) -> None:
         """Parse the next chunks of ``n`` files and commit them in one write
         transaction: one chunk at first (the first series show at once), then
-        twice as many per commit up to :data:`COMMIT_CHUNKS` (the records a
-        commit touches are written once for all its chunks)."""
+        twice as many per commit up to :func:`chunks_per_commit` (the records
+        and pages a commit touches are written once for all its chunks)."""
         parts = [self._parse_next(n)]
         early = 0   # files of this commit already counted as parsed in the progress
         while (len(parts) < self._group and (self._pending or self._ahead is not None)
@@ -305,12 +326,13 @@ class Importer(ColdImport, RescanWalk):
                 early += parts[-1][2].n
                 self._prog.parsed += parts[-1][2].n
                 self._report_progress()
-        self._group = min(COMMIT_CHUNKS, 2 * self._group)
+        self._group = min(chunks_per_commit(self._archived), 2 * self._group)
         parts[-1][3].extend(self._ready)
         self._ready = []
         self._end_read()
         paths = [p for part in parts for p in part[0]] + [fs.path for part in parts for fs in part[3]]
-        res = self._write(lambda t: commit.commit_chunks(t, self.secret, parts), paths)
+        res, self._archived = self._write(
+            lambda t: (commit.commit_chunks(t, self.secret, parts), t.count("instances")), paths)
         self._apply(res, [part[2] for part in parts], early)
 
     def _parse_next(self, n: int) -> tuple[list[str], list[tuple[Any, np.ndarray]], Any, list[PendingFolder]]:

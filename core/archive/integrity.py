@@ -327,14 +327,18 @@ def record_dump(txn: Any) -> dict[str, list[tuple[bytes, bytes]]]:
 
     The generation counter, the roots' timestamps and the folders' stamps
     (after their listings, and those of folders of folders in ``meta``) are left out (they differ between two imports of
-    the same files); everything else is compared byte for byte.
+    the same files); patient, study and series records are compared in
+    their counted form (a schema-5 record, plain JSON, equals its counted
+    rewrite); everything else is compared byte for byte.
     """
     from .store import DBS
 
     out: dict[str, list[tuple[bytes, bytes]]] = {}
     for db in DBS:
         items = list(txn.range(db))
-        if db == "meta":
+        if db in ("patients", "studies", "series"):
+            items = [(k, records.dumps_counted(records.loads(v))) for k, v in items]
+        elif db == "meta":
             items = [(k, v) for k, v in items if k != b"generation" and not k.startswith(FOLDERS_KEY)]
         elif db == "roots":
             items = [(k, b"") for k, _ in items]

@@ -286,7 +286,7 @@ class ArchiveMaintenance:
                     continue
                 if stored_counts("series", se) != c:
                     se.update(zip(COUNT_FIELDS["series"], c))
-                    t.put("series", k, records.dumps(se))
+                    t.put("series", k, records.dumps_counted(se))
                     fixed += 1
                 add_child(study_cnt, bytes.fromhex(se["study_key"]), c)
             for k in series_cnt:
@@ -306,7 +306,7 @@ class ArchiveMaintenance:
                     continue
                 if stored_counts("studies", st) != c:
                     st.update(zip(COUNT_FIELDS["studies"], c))
-                    t.put("studies", k, records.dumps(st))
+                    t.put("studies", k, records.dumps_counted(st))
                     fixed += 1
                 add_child(pat_cnt, pk, c)
             for k, v in list(t.range("patients")):
@@ -319,7 +319,7 @@ class ArchiveMaintenance:
                     continue
                 if stored_counts("patients", pa) != c:
                     pa.update(zip(COUNT_FIELDS["patients"], c))
-                    t.put("patients", k, records.dumps(pa))
+                    t.put("patients", k, records.dumps_counted(pa))
                     fixed += 1
             return fixed
 

@@ -51,6 +51,10 @@ class MemTxn(Txn):
         data = self._dbs[db].data
         return {k for k in keys if k in data}
 
+    def getmulti(self, db: str, keys: list[bytes]) -> list[tuple[bytes, bytes]]:
+        data = self._dbs[db].data
+        return [(k, data[k]) for k in keys if k in data]
+
     def put(self, db: str, key: bytes, value: bytes) -> None:
         d = self._dbs[db]
         old = d.data.get(key)

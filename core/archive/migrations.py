@@ -45,6 +45,12 @@ Schema 4 -> 5 (:func:`annotations_database`): the ``annotations`` database
 new; a writable open creates it empty before the step runs, so the step only
 records the version.  A read-only open of a schema-4 archive finds it missing
 and asks for the upgrade, as for every older schema.
+
+Schema 5 -> 6 (:func:`counted_records`): patient, study and series records
+are stored with their instance count and size ahead of their JSON, so that
+an import adding files to archived series patches those numbers instead of
+decoding and re-encoding the records.  Schema-5 records read as they are and
+become counted when they next change; the step converts nothing.
 """
 from __future__ import annotations
 
@@ -173,7 +179,7 @@ def refold_text_indexes(t: Any) -> None:
         new = sorted({w2 for w in old for w2 in query.words(w)})
         if new != old:
             rec["series_words"] = new
-            t.put("studies", rk, records.dumps(rec))
+            t.put("studies", rk, (records.dumps_counted if rv[:1] == records.COUNTED else records.dumps)(rec))
             n += 1
     for db, recs, entries in (("idx_name", "patients", query.patient_entries),
                               ("idx_pid", "patients", query.patient_entries),
@@ -192,10 +198,22 @@ def annotations_database(t: Any) -> None:
     logger.info("archive schema 5: annotations database added (%d record(s))", t.count("annotations"))
 
 
+def counted_records(t: Any) -> None:
+    """Schema 5 -> 6: patient, study and series records are written counted
+    (:data:`~pocketpacs.archive.records.COUNTED`: their instance count and
+    size ahead of their JSON, patched in place by an import).  Records of
+    schema 5 are plain JSON, which this version reads as they are and
+    rewrites counted when they next change; nothing to convert.  The number
+    only stops older versions, which would take a counted record for a
+    damaged one."""
+    logger.info("archive schema 6: counted records (%d series kept as they are)", t.count("series"))
+
+
 #: ``MIGRATIONS[v](txn)`` upgrades an archive from schema ``v`` to ``v + 1``.
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     1: instance_text_after_paths,
     2: long_path_keys,
     3: refold_text_indexes,
     4: annotations_database,
+    5: counted_records,
 }

@@ -40,16 +40,22 @@ class RecordChanges:
     """Records loaded and changed within one write transaction.
 
     Index entries are recomputed at :meth:`flush` only for records whose
-    indexed values changed (most updates only change counts).
+    indexed values changed (most updates only change counts).  Counts added
+    with :meth:`add_counts` to a record nobody changed otherwise are written
+    by patching the stored bytes (:func:`records.add_counts`): an import
+    adding files to series already archived neither decodes nor re-encodes
+    their study and patient records.
     """
 
     def __init__(self, txn: Any, secret: bytes):
         self.txn = txn
         self.secret = secret
         self.recs: dict[str, dict[bytes, dict | None]] = {"patients": {}, "studies": {}, "series": {}}
+        self.raws: dict[tuple[str, bytes], bytes] = {}       # stored bytes of the records loaded
         self.orig: dict[tuple[str, bytes], tuple] = {}       # indexed values as loaded
         self.orig_rec: dict[tuple[str, bytes], dict] = {}    # copies of those values, for old entries
         self.dirty: set[tuple[str, bytes]] = set()
+        self.deltas: dict[tuple[str, bytes], list[int]] = {}  # counts added, not yet written
 
     def get(self, db: str, key: bytes) -> dict | None:
         cache = self.recs[db]
@@ -58,11 +64,34 @@ class RecordChanges:
         raw = self.txn.get(db, key)
         rec = records.loads(raw) if raw is not None else None
         cache[key] = rec
-        if rec is not None and db in _INDEXED_FIELDS:
-            snap = _snapshot(db, rec)
-            self.orig[(db, key)] = snap
-            self.orig_rec[(db, key)] = dict(zip(_INDEXED_FIELDS[db], snap))
+        if rec is not None:
+            self.raws[(db, key)] = raw
+            if db in _INDEXED_FIELDS:
+                snap = _snapshot(db, rec)
+                self.orig[(db, key)] = snap
+                self.orig_rec[(db, key)] = dict(zip(_INDEXED_FIELDS[db], snap))
+            d = self.deltas.get((db, key))
+            if d is not None:     # counts added before it was loaded
+                rec["n_instances"] += d[0]
+                rec["size"] += d[1]
         return rec
+
+    def add_counts(self, db: str, key: bytes, n_instances: int, size: int) -> None:
+        """Add to the ``n_instances`` and ``size`` of a stored record, loaded or not.
+
+        The loaded dict, if any, shows the new counts at once; a record that
+        is neither stored nor made in this transaction is left alone.
+        """
+        rec = self.recs[db].get(key)
+        if rec is not None:
+            rec["n_instances"] += n_instances
+            rec["size"] += size
+        d = self.deltas.get((db, key))
+        if d is None:
+            self.deltas[(db, key)] = [n_instances, size]
+        else:
+            d[0] += n_instances
+            d[1] += size
 
     @staticmethod
     def _entries(db: str, key: bytes, rec: dict) -> set:
@@ -84,19 +113,53 @@ class RecordChanges:
         self.recs[db][key] = None
         self.dirty.add((db, key))
 
+    def _flush_counts(self) -> None:
+        """Write the counts added to records nobody changed otherwise: the stored bytes patched."""
+        if not self.deltas:
+            return
+        txn = self.txn
+        by_db: dict[str, list[bytes]] = {}
+        for (db, key) in self.deltas:
+            if (db, key) not in self.dirty:
+                by_db.setdefault(db, []).append(key)
+        for db, ks in by_db.items():
+            ks.sort()
+            raws = self.raws
+            stored = {k: raws[(db, k)] for k in ks if (db, k) in raws}
+            unread = [k for k in ks if k not in stored]
+            if unread:
+                stored.update(txn.getmulti(db, unread))
+            out = []
+            for k in ks:
+                raw = stored.get(k)
+                if raw is None:   # (removed in this transaction: nothing to count)
+                    continue
+                d = self.deltas[(db, k)]
+                new = records.add_counts(raw, d[0], d[1])
+                out.append((k, new))
+                if (db, k) in raws:
+                    raws[(db, k)] = new
+            txn.putmulti(db, out)
+        self.deltas.clear()
+
     def flush(self) -> None:
         txn = self.txn
+        self._flush_counts()
         for db, key in sorted(self.dirty):
             rec = self.recs[db][key]
             indexed = db in _INDEXED_FIELDS
             if rec is None:
                 txn.delete(db, key)
+                self.raws.pop((db, key), None)
                 if indexed:
                     query.reindex(txn, self._old_entries(db, key), set())
                     self.orig.pop((db, key), None)
                     self.orig_rec.pop((db, key), None)
                 continue
-            txn.put(db, key, records.dumps(rec))
+            raw = records.dumps_counted(rec)
+            txn.put(db, key, raw)
+            if (db, key) in self.raws:
+                self.raws[(db, key)] = raw
             if indexed:
                 snap = _snapshot(db, rec)
                 if snap != self.orig.get((db, key)):

@@ -50,10 +50,11 @@ if TYPE_CHECKING:
 #: Version of the record layout written by this code (2: instance records
 #: carry PhotometricInterpretation and ImageType after the paths; 3: paths
 #: longer than ``pathkeys.PATH_KEY_MAX`` are keyed by a hash; 4: folded-text
-#: indexes refolded; 5: the ``annotations`` database of measurements; see
+#: indexes refolded; 5: the ``annotations`` database of measurements; 6:
+#: patient, study and series records counted, ``records.COUNTED``; see
 #: :mod:`pocketpacs.archive.migrations`).  Bump it with every change of a
 #: stored layout, with its step in ``MIGRATIONS`` (from the migrations module).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Named databases of the archive.
 DBS = (
@@ -119,6 +120,11 @@ class Txn:
         """The subset of ``keys`` present in ``db`` (one C call: ``getmulti``)."""
         with self._t.cursor(db=self._dbs[db]) as c:
             return {k for k, _v in c.getmulti(keys)}
+
+    def getmulti(self, db: str, keys: list[bytes]) -> list[tuple[bytes, bytes]]:
+        """``(key, value)`` of each of ``keys`` present in ``db``, in their order (one C call)."""
+        with self._t.cursor(db=self._dbs[db]) as c:
+            return c.getmulti(keys)
 
     def put(self, db: str, key: bytes, value: bytes) -> None:
         """Store ``value`` under ``key``."""

@@ -53,6 +53,34 @@ def _vr_str(code: int) -> str:
     return chr((code >> 8) & 0xFF) + chr(code & 0xFF)
 
 
+def copy_values_numpy(buf: np.ndarray, src: np.ndarray, lens: np.ndarray, dst: np.ndarray, out: np.ndarray) -> None:
+    """``out[dst[j]:dst[j] + lens[j]] = buf[src[j]:src[j] + lens[j]]`` for each ``j``,
+    in NumPy: the reference of the ``copy_values`` kernel, and what runs while
+    that kernel is not compiled."""
+    step = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    out[np.repeat(dst, lens) + step] = buf[np.repeat(src, lens) + step]
+
+
+def _copier() -> Any:
+    """The compiled ``copy_values`` kernel when it runs without compiling (numba
+    loaded by the parse, the kernel compiled or cached), else None: the NumPy
+    copy (:func:`copy_values_numpy`) runs, and, within an import, a
+    background process compiles the kernel for the next one."""
+    import sys
+
+    if "numba" not in sys.modules:
+        return None
+    from pocketpacs.native import dicomvalues
+
+    from .kernels import _compiled_ready, _interpret_ok, warm_in_background
+
+    if _compiled_ready(dicomvalues.copy_values):
+        return dicomvalues.copy_values
+    if _interpret_ok.get():
+        warm_in_background("copy_values")
+    return None
+
+
 class HeaderBatch:
     """Header values of a batch of files, held column-wise.
 
@@ -145,18 +173,20 @@ class HeaderBatch:
         if self._blobs is not None or not self._bufs:
             return
         rows, ks = np.nonzero(self._vlen >= 0)
-        lens = self._vlen[rows, ks]
+        lens = self._vlen[rows, ks].astype(np.int64)
         dst = np.cumsum(lens) - lens
         out = np.empty(int(lens.sum()), dtype=np.uint8)
-        src = self._start[rows] + self._voff[rows, ks]
+        src = (self._start[rows] + self._voff[rows, ks]).astype(np.int64)
         bid = self._buf_id[rows]
+        copy = _copier()
         for b, buf in enumerate(self._bufs):
             sel = np.nonzero((bid == b) & (lens > 0))[0]
             if sel.size == 0:
                 continue
-            ln = lens[sel]
-            step = np.arange(int(ln.sum()), dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
-            out[np.repeat(dst[sel], ln) + step] = buf[np.repeat(src[sel], ln) + step]
+            # (the kernel's one specialisation: a writable, contiguous buffer)
+            if (copy is None or buf.dtype != np.uint8 or not buf.flags.writeable or not buf.flags.c_contiguous
+                    or copy(buf, src[sel], lens[sel], dst[sel], out)):
+                copy_values_numpy(buf, src[sel], lens[sel], dst[sel], out)
         self._voff[rows, ks] = dst
         self._start[:] = 0
         self._buf_id[:] = 0

@@ -187,8 +187,8 @@ def warm_in_background(kernel: str) -> None:
     header held in memory: no file is named or read.  Any failure of it
     costs only the next run's compile.
     """
-    if kernel in _warm_started or (kernel == "gather_values" and _warm_started):
-        return  # (a parse warm-up compiles gather_values too)
+    if kernel in _warm_started or (kernel in ("gather_values", "copy_values") and _warm_started):
+        return  # (a parse warm-up compiles gather_values and copy_values too)
     _warm_started.add(kernel)
     _spawn(kernel)
 
