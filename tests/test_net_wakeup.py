@@ -14,6 +14,7 @@ queued answer for the requester.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pocketpacs
@@ -28,8 +29,10 @@ def _wait_for(cond, timeout=10.0):
         time.sleep(0.01)
 
 
-def test_a_reactor_woken_then_paused_again_leaves_the_answer_alone(tmp_path):
-    from pynetdicom.dimse_primitives import C_ECHO
+@contextlib.contextmanager
+def _verification_association(tmp_path):
+    """An association asking for Verification with PocketPACS's own listener
+    (on a new archive), which is stopped afterwards."""
     from pynetdicom.sop_class import Verification
 
     with pocketpacs.open_archive(tmp_path / "ar") as ar:
@@ -38,32 +41,38 @@ def test_a_reactor_woken_then_paused_again_leaves_the_answer_alone(tmp_path):
             node = RemoteNode("self", "dimse", aet=lst.aet, host="127.0.0.1", port=lst.port)
             ae = dimse.make_ae("TESTER")
             ae.add_requested_context(Verification)
-            assoc = dimse.associate(node, ae)
-            try:
-                assert assoc.send_c_echo().Status == 0  # the hand-shake works as such
-                checkpoint = assoc._reactor_checkpoint
-                checkpoint.clear()  # a requester pauses the reactor...
-                _wait_for(lambda: assoc._is_paused)
-                time.sleep(0.1)  # ...which now blocks in checkpoint.wait()
-                answer = C_ECHO()
-                answer.MessageIDBeingRespondedTo = 1
-                answer.Status = 0
-                with checkpoint._cond:  # the previous request's set() and the next one's clear(),
-                    checkpoint._flag = True  # before the reactor thread gets to run
-                    checkpoint._cond.notify_all()
-                    checkpoint._flag = False
-                    assoc.dimse.msg_queue.put((1, answer))  # the peer's answer to the new request
-                time.sleep(0.3)  # the reactor has had every chance to run its turn
-                assert assoc._is_paused
-                assert assoc.dimse.msg_queue.qsize() == 1, "the reactor took the requester's answer"
-                assert assoc.dimse.msg_queue.get_nowait() == (1, answer)
-                checkpoint.set()
-                assert assoc.send_c_echo().Status == 0  # and the association still works
-            finally:
-                if assoc.is_established:
-                    assoc.release()
+            yield dimse.associate(node, ae)
         finally:
             lst.stop()
+
+
+def test_a_reactor_woken_then_paused_again_leaves_the_answer_alone(tmp_path):
+    from pynetdicom.dimse_primitives import C_ECHO
+
+    with _verification_association(tmp_path) as assoc:
+        try:
+            assert assoc.send_c_echo().Status == 0  # the hand-shake works as such
+            checkpoint = assoc._reactor_checkpoint
+            checkpoint.clear()  # a requester pauses the reactor...
+            _wait_for(lambda: assoc._is_paused)
+            time.sleep(0.1)  # ...which now blocks in checkpoint.wait()
+            answer = C_ECHO()
+            answer.MessageIDBeingRespondedTo = 1
+            answer.Status = 0
+            with checkpoint._cond:  # the previous request's set() and the next one's clear(),
+                checkpoint._flag = True  # before the reactor thread gets to run
+                checkpoint._cond.notify_all()
+                checkpoint._flag = False
+                assoc.dimse.msg_queue.put((1, answer))  # the peer's answer to the new request
+            time.sleep(0.3)  # the reactor has had every chance to run its turn
+            assert assoc._is_paused
+            assert assoc.dimse.msg_queue.qsize() == 1, "the reactor took the requester's answer"
+            assert assoc.dimse.msg_queue.get_nowait() == (1, answer)
+            checkpoint.set()
+            assert assoc.send_c_echo().Status == 0  # and the association still works
+        finally:
+            if assoc.is_established:
+                assoc.release()
 
 
 def test_a_message_queued_behind_an_abort_is_dropped_without_a_traceback(tmp_path, monkeypatch):
@@ -73,29 +82,20 @@ def test_a_message_queued_behind_an_abort_is_dropped_without_a_traceback(tmp_pat
     import threading
 
     from pynetdicom.pdu_primitives import A_ABORT, P_DATA
-    from pynetdicom.sop_class import Verification
 
     raised = []
     monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
-    with pocketpacs.open_archive(tmp_path / "ar") as ar:
-        lst = listen(ar, port=0)
-        try:
-            node = RemoteNode("self", "dimse", aet=lst.aet, host="127.0.0.1", port=lst.port)
-            ae = dimse.make_ae("TESTER")
-            ae.add_requested_context(Verification)
-            assoc = dimse.associate(node, ae)
-            abort = A_ABORT()
-            abort.abort_source = 0x00
-            late = P_DATA()
-            late.presentation_data_value_list = [[1, b"\x03\x00"]]
-            q = assoc.dul.to_provider_queue
-            with q.mutex:  # both at once: the reactor takes the abort, then the late message
-                q.queue.extend([abort, late])
-                q.not_empty.notify()
-            assoc.dul._pp_wake_w.send(b"\0")
-            _wait_for(lambda: not assoc.dul.is_alive() or assoc.dul.state_machine.current_state == "Sta1")
-            assoc.kill()
-        finally:
-            lst.stop()
+    with _verification_association(tmp_path) as assoc:
+        abort = A_ABORT()
+        abort.abort_source = 0x00
+        late = P_DATA()
+        late.presentation_data_value_list = [[1, b"\x03\x00"]]
+        q = assoc.dul.to_provider_queue
+        with q.mutex:  # both at once: the reactor takes the abort, then the late message
+            q.queue.extend([abort, late])
+            q.not_empty.notify()
+        assoc.dul._pp_wake_w.send(b"\0")
+        _wait_for(lambda: not assoc.dul.is_alive() or assoc.dul.state_machine.current_state == "Sta1")
+        assoc.kill()
     assert assoc.is_aborted or not assoc.is_established
     assert not raised, raised
