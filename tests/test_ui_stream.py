@@ -346,3 +346,74 @@ def test_a_series_of_the_same_size_reuses_the_texture_and_never_shows_the_last_o
     finally:
         page.close()
     assert not errors, errors
+
+
+_BUFFER_JS = """() => {
+  const v = window.POCKETPACS_TEST_HOOK.viewer.vol;
+  return { same: v.data.buffer === window.__lastBuffer, values: Array.from(v.data) };
+}"""
+
+
+@pytest.mark.parametrize("path", ["worker", "page"])
+def test_a_series_of_the_same_size_reuses_the_buffer_zeroed(browser, served, path):
+    """The next series of the same size streams into the last one's whole-volume buffer
+    (no new memory to fault in), zeroed first: while its stream is held the array holds
+    the first slice shown and zeros elsewhere (none of the last series' values); once
+    loaded, exactly the stored values."""
+    page, errors = open_page(browser, served.url, "{}" if path == "worker" else "{ stream: 'page' }")
+    held = []
+    try:
+        open_series(page)
+        page.evaluate("window.__lastBuffer = window.POCKETPACS_TEST_HOOK.viewer.vol.data.buffer")
+        page.route("**/v1/volume/*/data", lambda route: held.append(route))
+        page.evaluate("document.getElementById('btn-archive').click()")
+        page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
+        page.locator(S.SERIES_ROWS).first.dblclick()
+        S.wait_js(page, "document.getElementById('view').dataset.streamIn")
+        assert S.dataset(page)["streamIn"] == path
+        got = page.evaluate(_BUFFER_JS)
+        assert got["same"], "the last series' buffer was not reused"
+        arr = np.array(got["values"], dtype=np.int16).reshape(NZ, NY, NX)
+        mid = NZ // 2
+        assert np.array_equal(arr[mid], volume()[mid])
+        assert not np.delete(arr, mid, axis=0).any(), "the buffer holds values of the last series"
+
+        assert len(held) == 1
+        held[0].continue_()
+        page.unroute("**/v1/volume/*/data")
+        S.wait_js(page, "document.getElementById('view').dataset.tLoaded", 60)
+        got = page.evaluate(_BUFFER_JS)
+        assert got["same"]
+        assert np.array_equal(np.array(got["values"], dtype=np.int16).reshape(NZ, NY, NX), volume())
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+def test_a_buffer_shown_in_compare_is_never_reused(browser, served):
+    """A Compare viewport that adopted the viewer's volume keeps showing it after the
+    viewer opens another series of the same size: that buffer is not zeroed and reused."""
+    page, errors = open_page(browser, served.url)
+    held = []
+    try:
+        open_series(page)
+        page.evaluate("window.POCKETPACS_TEST_HOOK.viewer.compare.setOn(true)")
+        S.wait_js(page, "(() => { const v = window.POCKETPACS_TEST_HOOK.viewer, p = v.compare.panes[0];"
+                        " return !!(p.vol && p.vol.data === v.vol.data); })()")
+        page.evaluate("window.__lastBuffer = window.POCKETPACS_TEST_HOOK.viewer.vol.data.buffer")
+        page.evaluate("window.POCKETPACS_TEST_HOOK.viewer.compare.setOn(false)")
+        page.route("**/v1/volume/*/data", lambda route: held.append(route))
+        page.evaluate("document.getElementById('btn-archive').click()")
+        page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
+        page.locator(S.SERIES_ROWS).first.dblclick()
+        S.wait_js(page, "document.getElementById('view').dataset.streamIn")
+        assert page.evaluate(_BUFFER_JS)["same"] is False
+        pane = page.evaluate("Array.from(window.POCKETPACS_TEST_HOOK.viewer.compare.panes[0].vol.data)")
+        assert np.array_equal(np.array(pane, dtype=np.int16).reshape(NZ, NY, NX), volume())
+        for r in held:
+            r.continue_()
+        page.unroute("**/v1/volume/*/data")
+        S.wait_js(page, "document.getElementById('view').dataset.tLoaded", 60)
+    finally:
+        page.close()
+    assert not errors, errors

@@ -96,3 +96,32 @@ def test_an_array_handed_out_or_a_sources_own_is_not_reused(registry):
     submit(registry, series(8))                       # c's job dropped: c is not the pool's
     assert np.array_equal(c, series(7))
     assert volumearrays.pooled() <= 1 and all(not np.shares_memory(p, c) for p in volumearrays._pool)
+
+
+def test_a_job_replaced_in_its_viewport_gives_its_array_at_once_and_keeps_its_status():
+    """With the default registry (finished jobs kept for their status and series), a
+    job that a newer one of its slot replaces gives its array to that job at once: the
+    second open of a size faults nothing in.  It still answers volume_status (done,
+    superseded), not its voxels; a job of another slot keeps its array and values."""
+    volumearrays._pool.clear()
+    reg = JobRegistry()
+    old = VolumeJob.BULK_WAIT_S
+    VolumeJob.BULK_WAIT_S = 0.0
+    try:
+        a, b, c = series(5), series(6), series(7)
+        other = reg.submit(VolumeJob(lambda: SliceByslice(header(), c), slot="pane1"))
+        assert other.join(30)
+        ja = submit(reg, a)
+        kept = ja._array
+        jb = submit(reg, b)
+        assert np.shares_memory(jb._array, kept)
+        assert np.array_equal(streamed(jb), b)
+        assert reg.get(ja.id) is ja
+        st = ja.status()
+        assert st["done"] and st["error"]["code"] == protocol.SUPERSEDED
+        assert ja.slice_frame(3) is None
+        assert np.array_equal(streamed(other), c)
+    finally:
+        reg.clear(wait=10)
+        VolumeJob.BULK_WAIT_S = old
+        volumearrays._pool.clear()

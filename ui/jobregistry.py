@@ -6,6 +6,12 @@ its *slot* (one viewport); finished jobs stay for re-fetches up to ``keep``
 (the newest job of each slot always stays).  A job dropped from the registry
 gives its whole-volume array to the next job of the same size when nothing
 holds it any more (:mod:`.volumearrays`): no new array to fault in per open.
+So does a job that a newer one of its slot replaces, at once: it stays for
+its status and its series (the page's measurements), but its voxels answer
+as superseded (no page asks an older volume of its viewport for them: the
+viewer's open aborts the last one's requests).  Before, the first ``keep``
+opens each faulted in a new array (1.7-2.0 s of the server's CPU per 524 MB
+here, measured in ``benchmarks/bench_ui.py``) and kept it in memory.
 """
 from __future__ import annotations
 
@@ -49,8 +55,10 @@ class JobRegistry:
         with self._lock:
             self.submitted += 1
             for old in list(self._jobs.values()):
-                if old.slot == job.slot and not old.status()["done"]:
-                    old.cancel()
+                if old.slot == job.slot:
+                    if not old.status()["done"]:
+                        old.cancel()
+                    _recycle(old)     # replaced: its array goes to the next job (once free)
             self._jobs[job.id] = job
             self._evict()
         return job.start()

@@ -110,11 +110,74 @@ export async function volumeSlice(vid, z, signal, t = 0) {
  * A buffer for a whole volume's voxels: a SharedArrayBuffer when the page is
  * cross-origin isolated (the server's COOP/COEP headers), so the stream
  * worker writes into it while the page uploads; an ArrayBuffer otherwise.
+ * The buffer kept by keepVolumeBuffer is given again when it has this size
+ * and kind and has been zeroed; any other request drops it.  A new buffer's
+ * memory is faulted in by its first writes, which cost the stream 0.3-1.1 s
+ * per 524 MB here (measured in Chromium; a second pass over the same buffer
+ * took 31-39 ms), so the next series of a size reuses the last one's.
  * @param {number} bytes
  * @returns {ArrayBuffer|SharedArrayBuffer}
  */
 export function volumeBuffer(bytes) {
-  return streamsInWorker() ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+  const sab = streamsInWorker();
+  const s = spare;
+  spare = null;
+  if (s && s.zeroed && s.buf.byteLength === bytes && isShared(s.buf) === sab) return s.buf;
+  return sab ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+}
+
+let spare = null;               // {buf, zeroed}: the buffer kept for the next volume of its size
+const sharedBuffers = new WeakSet();   // buffers shown by more than one view: never kept
+const bufferTags = new WeakMap();      // buffer -> number (the worker sees a new object per message)
+let nextBufferTag = 0;
+
+function isShared(buf) { return typeof SharedArrayBuffer === 'function' && buf instanceof SharedArrayBuffer; }
+
+function bufferTag(buf) {
+  if (!bufferTags.has(buf)) bufferTags.set(buf, ++nextBufferTag);
+  return bufferTags.get(buf);
+}
+
+/**
+ * Say that `buf` (a volume buffer) is shown by another view too (a Compare
+ * viewport adopting the viewer's volume): keepVolumeBuffer never keeps it.
+ */
+export function shareVolumeBuffer(buf) { if (buf) sharedBuffers.add(buf); }
+
+/**
+ * Keep `buf`, the buffer of a volume no longer shown (its stream stopped), for
+ * the next volume of its size (volumeBuffer); the one kept before goes, and
+ * `null` only drops it.  It is zeroed before it is given again, so nothing of
+ * the last series can show through slices still to come: by the stream worker
+ * (off this thread) once no stream of it writes there any more, or here for an
+ * ArrayBuffer (this thread's reads stop at the abort).  A buffer shown by
+ * another view (shareVolumeBuffer) is not kept.
+ * @param {ArrayBuffer|SharedArrayBuffer|null} buf
+ */
+export function keepVolumeBuffer(buf) {
+  spare = null;
+  if (!buf || sharedBuffers.has(buf)) return;
+  const s = { buf, zeroed: false };
+  spare = s;
+  if (!isShared(buf) || !worker) {
+    // no worker ever wrote into it (or it is gone, and its writes with it)
+    zeroBuffer(buf);
+    s.zeroed = true;
+    return;
+  }
+  const w = worker, id = ++nextStream;
+  streams.set(id, (m) => {
+    streams.delete(id);
+    if (m.type === 'zeroed') s.zeroed = true;     // else 'unavailable': the worker is lost, s is never given
+  });
+  w.postMessage({ id, zero: true, tag: bufferTag(buf), target: buf });
+}
+
+/** Zero a buffer in 2 MB copies (a fill of a SharedArrayBuffer took 3x as long, measured). */
+export function zeroBuffer(buf) {
+  const dst = new Uint8Array(buf);
+  const zeros = new Uint8Array(Math.min(dst.length, 2 << 20));
+  for (let p = 0; p < dst.length; p += zeros.length) dst.set(zeros.subarray(0, Math.min(zeros.length, dst.length - p)), p);
 }
 
 let worker = null;          // the stream worker (stream-worker.js), made on first use
@@ -185,7 +248,7 @@ function streamByWorker(url, target, onSlices, signal) {
       }
     });
     try {
-      w.postMessage({ id, url, token: TOKEN, target });
+      w.postMessage({ id, url, token: TOKEN, target, tag: bufferTag(target) });
     } catch (e) {
       // the shared buffer cannot be passed (DataCloneError): read here
       end(reject, new WorkerUnavailable());

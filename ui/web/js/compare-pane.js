@@ -109,6 +109,7 @@ export class Pane {
 
   /** Show a volume already loaded whole elsewhere (the main viewer's: volume `vol.t` of a 4D series): no new request. */
   async adopt(vol, seriesId) {
+    api.shareVolumeBuffer(vol.data.buffer);    // shown here too: the viewer never reuses it
     this.clear();
     const seq = this.seq;
     this.seriesId = seriesId || null;

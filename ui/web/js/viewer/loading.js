@@ -434,11 +434,15 @@ export class ViewerLoading {
    * superseded (its results are dropped, its requests aborted).  `keep` (a
    * series is being opened): the series texture is kept aside, drawn by
    * nothing, and refilled with zeros for the next series if it has the same
-   * size and type (views/slice-view.js); without it, it goes too.
+   * size and type (views/slice-view.js); without it, it goes too.  So does
+   * the whole-volume array's buffer, zeroed before it is given again (api.js
+   * keepVolumeBuffer): the stream into it is stopped first.
    */
   clear(keep = false) {
     this.seq++;
     if (this.abort) { this.abort.abort(); this.abort = null; }
+    if (!keep) api.keepVolumeBuffer(null);
+    else if (this.vol && this.vol.data) api.keepVolumeBuffer(this.vol.data.buffer);
     this.stopCine();
     clearTimeout(this.settleTimer);
     this.interacting = false;
@@ -468,7 +472,7 @@ export class ViewerLoading {
     this.updateMeasurements();
     Object.assign(this.canvas.dataset, { vid: '', drawn: '', tFirst: '', tLoaded: '', ready: '0', slices: '0',
       measurementsLoaded: '', selected: '',
-      xform: '', notice3d: '', tex3d: '', cachedVolumes: '0', unreadable: '0', unreadableNotice: '' });
+      xform: '', notice3d: '', tex3d: '', streamIn: '', cachedVolumes: '0', unreadable: '0', unreadableNotice: '' });
     this.resetClip();
     this.ray.resetCamera();
     this.dirty3d = true;
