@@ -110,32 +110,45 @@ export async function volumeSlice(vid, z, signal, t = 0) {
  * A buffer for a whole volume's voxels: a SharedArrayBuffer when the page is
  * cross-origin isolated (the server's COOP/COEP headers), so the stream
  * worker writes into it while the page uploads; an ArrayBuffer otherwise.
- * The buffer kept by keepVolumeBuffer is given again when it has this size
- * and kind and has been zeroed; any other request drops it.  A new buffer's
- * memory is faulted in by its first writes, which cost the stream 0.3-1.1 s
- * per 524 MB here (measured in Chromium; a second pass over the same buffer
- * took 31-39 ms), so the next series of a size reuses the last one's.
+ * The buffer kept by keepVolumeBuffer is given again, zeroed here first, when
+ * it has this size and kind and no stream of the worker may still write into
+ * it; any other request drops it.  A new buffer's memory is faulted in by its
+ * first writes, which cost the stream 0.3-1.1 s per 524 MB here (measured in
+ * Chromium; zeroing a buffer used before took 31-39 ms), so the next series of
+ * a size reuses the last one's.
  * @param {number} bytes
  * @returns {ArrayBuffer|SharedArrayBuffer}
  */
 export function volumeBuffer(bytes) {
   const sab = streamsInWorker();
-  const s = spare;
+  const buf = spare;
   spare = null;
-  if (s && s.zeroed && s.buf.byteLength === bytes && isShared(s.buf) === sab) return s.buf;
+  if (buf && buf.byteLength === bytes && isShared(buf) === sab && !writing.has(buf)) {
+    zeroBuffer(buf);          // nothing of the last series shows through slices still to come
+    return buf;
+  }
   return sab ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
 }
 
-let spare = null;               // {buf, zeroed}: the buffer kept for the next volume of its size
+let spare = null;                      // the buffer kept for the next volume of its size
 const sharedBuffers = new WeakSet();   // buffers shown by more than one view: never kept
-const bufferTags = new WeakMap();      // buffer -> number (the worker sees a new object per message)
-let nextBufferTag = 0;
+const writing = new Map();             // buffer -> worker streams into it not yet ended
+const inFlight = new Map();            // worker stream id -> its buffer
 
 function isShared(buf) { return typeof SharedArrayBuffer === 'function' && buf instanceof SharedArrayBuffer; }
 
-function bufferTag(buf) {
-  if (!bufferTags.has(buf)) bufferTags.set(buf, ++nextBufferTag);
-  return bufferTags.get(buf);
+/** Count a worker stream into `buf` until the worker says it has ended (writeEnded). */
+function writeStarted(id, buf) {
+  inFlight.set(id, buf);
+  writing.set(buf, (writing.get(buf) || 0) + 1);
+}
+
+function writeEnded(id) {
+  const buf = inFlight.get(id);
+  if (buf === undefined) return;
+  inFlight.delete(id);
+  const n = writing.get(buf) - 1;
+  if (n > 0) writing.set(buf, n); else writing.delete(buf);
 }
 
 /**
@@ -147,30 +160,13 @@ export function shareVolumeBuffer(buf) { if (buf) sharedBuffers.add(buf); }
 /**
  * Keep `buf`, the buffer of a volume no longer shown (its stream stopped), for
  * the next volume of its size (volumeBuffer); the one kept before goes, and
- * `null` only drops it.  It is zeroed before it is given again, so nothing of
- * the last series can show through slices still to come: by the stream worker
- * (off this thread) once no stream of it writes there any more, or here for an
- * ArrayBuffer (this thread's reads stop at the abort).  A buffer shown by
- * another view (shareVolumeBuffer) is not kept.
+ * `null` only drops it.  A buffer shown by another view (shareVolumeBuffer) is
+ * not kept.  It is zeroed when it is given again, not now: that would take the
+ * CPU from the next series' first slice.
  * @param {ArrayBuffer|SharedArrayBuffer|null} buf
  */
 export function keepVolumeBuffer(buf) {
-  spare = null;
-  if (!buf || sharedBuffers.has(buf)) return;
-  const s = { buf, zeroed: false };
-  spare = s;
-  if (!isShared(buf) || !worker) {
-    // no worker ever wrote into it (or it is gone, and its writes with it)
-    zeroBuffer(buf);
-    s.zeroed = true;
-    return;
-  }
-  const w = worker, id = ++nextStream;
-  streams.set(id, (m) => {
-    streams.delete(id);
-    if (m.type === 'zeroed') s.zeroed = true;     // else 'unavailable': the worker is lost, s is never given
-  });
-  w.postMessage({ id, zero: true, tag: bufferTag(buf), target: buf });
+  spare = buf && !sharedBuffers.has(buf) ? buf : null;
 }
 
 /** Zero a buffer in 2 MB copies (a fill of a SharedArrayBuffer took 3x as long, measured). */
@@ -183,6 +179,8 @@ export function zeroBuffer(buf) {
 let worker = null;          // the stream worker (stream-worker.js), made on first use
 let workerBroken = false;   // it could not start: streams are read on this thread
 let nextStream = 0;
+/** The worker's last message of a stream: 'done', 'error' or 'failed' (an abort ends in 'failed'). */
+const ENDED = new Set(['done', 'error', 'failed']);
 const streams = new Map();  // stream id -> message handler
 
 /** Whether whole-volume streams are read by the worker (tests may ask for this thread: POCKETPACS_TEST_LIMITS.stream = 'page'). */
@@ -203,10 +201,14 @@ function streamWorker() {
       workerBroken = true;
       worker = null;
       w.terminate();
+      inFlight.clear();       // a terminated worker writes nothing more
+      writing.clear();
       for (const f of [...streams.values()]) f({ type: 'unavailable' });
     };
     w.onmessage = (ev) => {
       if (ev.data && ev.data.type === 'lost') { lose(); return; }
+      // a stream's last message (after an abort too): it writes nothing more
+      if (ENDED.has(ev.data.type)) writeEnded(ev.data.id);
       const f = streams.get(ev.data.id); if (f) f(ev.data);
     };
     w.onmessageerror = lose;
@@ -248,7 +250,8 @@ function streamByWorker(url, target, onSlices, signal) {
       }
     });
     try {
-      w.postMessage({ id, url, token: TOKEN, target, tag: bufferTag(target) });
+      w.postMessage({ id, url, token: TOKEN, target });
+      writeStarted(id, target);
     } catch (e) {
       // the shared buffer cannot be passed (DataCloneError): read here
       end(reject, new WorkerUnavailable());

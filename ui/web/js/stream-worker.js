@@ -10,56 +10,34 @@
 // reads slices the worker has reported whole (a postMessage orders the writes
 // before the read); it never writes to the part still to come.
 //
-// In:  {id, url, token, target: SharedArrayBuffer, tag}  stream `id` into target
+// In:  {id, url, token, target: SharedArrayBuffer}  stream `id` into target
 //      {id, abort: true}                            stop it
-//      {id, zero: true, tag, target}                zero target (tagged `tag` by the
-//                                                   page) once no stream writes into it
 // Out: {id, type: 'header', header}                 the frame's JSON header
 //      {id, type: 'progress', complete}             slices [0, complete) are whole
 //      {id, type: 'done', short}                    the body ended (short: before the last
 //                                                   slice, or with bytes to spare)
 //      {id, type: 'error', status, envelope}        an HTTP error (its JSON envelope, or null)
 //      {id, type: 'failed', name, message}          the read failed (name AbortError: stopped)
-//      {id, type: 'zeroed'}                         the zero request `id` is done
 //      {type: 'lost'}                               a message could not be received: the page
 //                                                   reads its streams itself
-//
-// The page keeps the buffer of a volume it no longer shows for the next one of
-// its size (api.js keepVolumeBuffer) and asks here for it to be zeroed: after
-// every stream into it has ended (an aborted one stops at its next read), so
-// no late write of the last series lands in the next one's buffer.
 
-const streams = new Map();   // id -> {ctrl: AbortController, tag, ended: Promise}
+const streams = new Map();   // id -> AbortController
 
 self.onmessage = (ev) => {
   const m = ev.data;
   if (m.abort) {
-    const s = streams.get(m.id);
-    if (s) s.ctrl.abort();     // it leaves the map when run() has ended
-    return;
-  }
-  if (m.zero) {
-    const writing = [...streams.values()].filter((s) => s.tag === m.tag).map((s) => s.ended);
-    Promise.all(writing).then(() => {
-      zero(new Uint8Array(m.target));
-      self.postMessage({ id: m.id, type: 'zeroed' });
-    });
+    const c = streams.get(m.id);
+    if (c) c.abort();
+    streams.delete(m.id);
     return;
   }
   const ctrl = new AbortController();
-  const s = { ctrl, tag: m.tag, ended: null };
-  streams.set(m.id, s);
+  streams.set(m.id, ctrl);
   // run() is async: whatever fails in it (the target included) is a 'failed' answer
-  s.ended = run(m, ctrl.signal).catch((e) => {
+  run(m, ctrl.signal).catch((e) => {
     self.postMessage({ id: m.id, type: 'failed', name: e.name || 'Error', message: String(e.message || e) });
-  }).finally(() => { if (streams.get(m.id) === s) streams.delete(m.id); });
+  }).finally(() => { if (streams.get(m.id) === ctrl) streams.delete(m.id); });
 };
-
-/** Zero `dst` in 2 MB copies (a fill of a shared buffer took 3x as long, measured). */
-function zero(dst) {
-  const zeros = new Uint8Array(Math.min(dst.length, 2 << 20));
-  for (let p = 0; p < dst.length; p += zeros.length) dst.set(zeros.subarray(0, Math.min(zeros.length, dst.length - p)), p);
-}
 
 // a message from the page that could not be received (its buffer) names no stream:
 // the page is told the worker is lost, and reads its streams itself
