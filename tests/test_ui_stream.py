@@ -354,6 +354,18 @@ _BUFFER_JS = """() => {
 }"""
 
 
+def reopen_stream_held(page, held: list) -> None:
+    """Note the viewer's whole-volume buffer (window.__lastBuffer), then open the first
+    series again with its stream held (its route appended to `held`) until the page
+    has asked for it."""
+    page.evaluate("window.__lastBuffer = window.POCKETPACS_TEST_HOOK.viewer.vol.data.buffer")
+    page.route("**/v1/volume/*/data", lambda route: held.append(route))
+    page.evaluate("document.getElementById('btn-archive').click()")
+    page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
+    page.locator(S.SERIES_ROWS).first.dblclick()
+    S.wait_js(page, "document.getElementById('view').dataset.streamIn")
+
+
 @pytest.mark.parametrize("path", ["worker", "page"])
 def test_a_series_of_the_same_size_reuses_the_buffer_zeroed(browser, served, path):
     """The next series of the same size streams into the last one's whole-volume buffer
@@ -364,12 +376,7 @@ def test_a_series_of_the_same_size_reuses_the_buffer_zeroed(browser, served, pat
     held = []
     try:
         open_series(page)
-        page.evaluate("window.__lastBuffer = window.POCKETPACS_TEST_HOOK.viewer.vol.data.buffer")
-        page.route("**/v1/volume/*/data", lambda route: held.append(route))
-        page.evaluate("document.getElementById('btn-archive').click()")
-        page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
-        page.locator(S.SERIES_ROWS).first.dblclick()
-        S.wait_js(page, "document.getElementById('view').dataset.streamIn")
+        reopen_stream_held(page, held)
         assert S.dataset(page)["streamIn"] == path
         got = page.evaluate(_BUFFER_JS)
         assert got["same"], "the last series' buffer was not reused"
@@ -400,13 +407,8 @@ def test_a_buffer_shown_in_compare_is_never_reused(browser, served):
         page.evaluate("window.POCKETPACS_TEST_HOOK.viewer.compare.setOn(true)")
         S.wait_js(page, "(() => { const v = window.POCKETPACS_TEST_HOOK.viewer, p = v.compare.panes[0];"
                         " return !!(p.vol && p.vol.data === v.vol.data); })()")
-        page.evaluate("window.__lastBuffer = window.POCKETPACS_TEST_HOOK.viewer.vol.data.buffer")
         page.evaluate("window.POCKETPACS_TEST_HOOK.viewer.compare.setOn(false)")
-        page.route("**/v1/volume/*/data", lambda route: held.append(route))
-        page.evaluate("document.getElementById('btn-archive').click()")
-        page.evaluate("document.getElementById('view').dataset.tLoaded = ''")
-        page.locator(S.SERIES_ROWS).first.dblclick()
-        S.wait_js(page, "document.getElementById('view').dataset.streamIn")
+        reopen_stream_held(page, held)
         assert page.evaluate(_BUFFER_JS)["same"] is False
         pane = page.evaluate("Array.from(window.POCKETPACS_TEST_HOOK.viewer.compare.panes[0].vol.data)")
         assert np.array_equal(np.array(pane, dtype=np.int16).reshape(NZ, NY, NX), volume())
