@@ -86,9 +86,9 @@ def test_commits_grow_from_one_chunk_to_the_cap(tmp_path, monkeypatch):
     sizes: list[list[int]] = []
     real = commit.commit_chunks
 
-    def counting(txn, secret, parts):
+    def counting(txn, secret, parts, owners=None):
         sizes.append([len(p[0]) for p in parts])
-        return real(txn, secret, parts)
+        return real(txn, secret, parts, owners)
 
     monkeypatch.setattr(commit, "commit_chunks", counting)
     monkeypatch.setattr(ingest, "CHUNK", 7)
@@ -115,9 +115,9 @@ def test_a_large_archive_takes_larger_commits_and_stores_the_same_records(tmp_pa
     sizes: list[int] = []
     real = commit.commit_chunks
 
-    def counting(txn, secret, parts):
+    def counting(txn, secret, parts, owners=None):
         sizes.append(len(parts))
-        return real(txn, secret, parts)
+        return real(txn, secret, parts, owners)
 
     monkeypatch.setattr(commit, "commit_chunks", counting)
     monkeypatch.setattr(ingest, "LARGE_ARCHIVE_COMMITS", ((20, 4), (40, 8)))
@@ -126,3 +126,111 @@ def test_a_large_archive_takes_larger_commits_and_stores_the_same_records(tmp_pa
     assert sizes[:3] == [1, 2, 2] and max(sizes) == 8, sizes
     assert sum(sizes) * 7 >= n
     assert _dump(one) == _dump(big)
+
+
+def test_commits_in_the_writer_thread_store_what_commits_in_line_do(tmp_path, monkeypatch):
+    """``ingest.PIPELINE``: each commit runs in a writer thread while the next
+    chunks are parsed; the archive and the report are those of commits made
+    one after the other in the importing thread."""
+    root = tmp_path / "d"
+    _tree(root)
+    reports = {}
+    for name, piped in (("inline", False), ("piped", True)):
+        monkeypatch.setattr(ingest, "PIPELINE", piped)
+        monkeypatch.setattr(ingest, "CHUNK", 7)
+        monkeypatch.setattr(ingest, "COMMIT_CHUNKS", 2)
+        if name == "piped":
+            (tmp_path / name).mkdir(mode=0o700)
+            shutil.copy(tmp_path / "inline" / "secret.key", tmp_path / name / "secret.key")
+        with pocketpacs.open_archive(tmp_path / name) as ar:
+            rep = ar.import_folder(root)
+            assert ar.check() == []
+        reports[name] = (rep.seen, rep.parsed, rep.indexed, rep.duplicate, sorted(f.path for f in rep.failures))
+    assert reports["inline"] == reports["piped"]
+    assert reports["piped"][2] > 100
+    assert _dump(tmp_path / "inline") == _dump(tmp_path / "piped")
+
+
+def test_a_commit_that_fails_in_the_writer_thread_fails_the_import(tmp_path, monkeypatch):
+    """The error of a commit made in the writer thread is the import's error;
+    the commits before it stay, the archive checks clean, and the next import
+    takes the rest."""
+    root = tmp_path / "d"
+    n = len(_tree(root))
+    real = commit.commit_chunks
+    calls = []
+
+    def failing(txn, secret, parts, owners=None):
+        calls.append(len(parts))
+        if len(calls) == 3:
+            raise OSError("simulated failure of the third commit")
+        return real(txn, secret, parts, owners)
+
+    monkeypatch.setattr(commit, "commit_chunks", failing)
+    monkeypatch.setattr(ingest, "PIPELINE", True)
+    monkeypatch.setattr(ingest, "CHUNK", 7)
+    monkeypatch.setattr(ingest, "COMMIT_CHUNKS", 2)
+    with pocketpacs.open_archive(tmp_path / "a") as ar:
+        try:
+            ar.import_folder(root)
+        except OSError as e:
+            assert "third commit" in str(e)
+        else:
+            raise AssertionError("the failed commit did not fail the import")
+        assert ar.check() == []
+        kept = ar.stats()["instances"]
+        assert 0 < kept <= 7 * (calls[0] + calls[1])
+        monkeypatch.setattr(commit, "commit_chunks", real)
+        rep = ar.import_folder(root)
+        assert rep.seen == n and ar.check() == []
+    with pocketpacs.open_archive(tmp_path / "fresh") as ar:
+        ar.import_folder(root)
+        fresh = ar.stats()
+    with pocketpacs.open_archive(tmp_path / "a", readonly=True) as ar:
+        after = ar.stats()
+    assert {k: after[k] for k in ("patients", "studies", "series", "instances")} == \
+        {k: fresh[k] for k in ("patients", "studies", "series", "instances")}
+
+
+def test_series_owners_are_forgotten_when_another_write_comes_between(tmp_path):
+    """``SeriesOwners`` (a series' study and patient keys, kept across one
+    import's transactions) holds only while the importer is the only writer:
+    a write of anyone else, or a rolled-back transaction, empties it, and a
+    series deleted through ``RecordChanges`` is dropped from it at once."""
+    from pocketpacs.archive.record_changes import RecordChanges, SeriesOwners
+
+    with pocketpacs.open_archive(tmp_path / "a") as ar:
+        store, secret = ar._store, ar._secret
+        owners = SeriesOwners()
+        k1, k2 = b"\x01" * 8, b"\x02" * 8
+
+        def learn(t, key):
+            ch = RecordChanges(t, secret, owners)
+            ch.owners[key] = (b"s" * 8, b"p" * 16)
+
+        store.write(lambda t: learn(t, k1))
+        store.write(lambda t: learn(t, k2))        # the same writer: kept
+        assert set(owners.keys) == {k1, k2}
+        store.write(lambda t: t.put("meta", b"x", b"1"))   # someone else's write
+        store.write(lambda t: RecordChanges(t, secret, owners))
+        assert owners.keys == {}
+        store.write(lambda t: learn(t, k1))
+
+        def rolled_back(t):
+            learn(t, k2)
+            raise RuntimeError("rolled back")
+
+        try:
+            store.write(rolled_back)
+        except RuntimeError:
+            pass
+        store.write(lambda t: RecordChanges(t, secret, owners))
+        assert owners.keys == {}     # (what the rolled-back one learnt is not trusted)
+        store.write(lambda t: learn(t, k1))
+
+        def delete(t):
+            ch = RecordChanges(t, secret, owners)
+            ch.delete("series", k1)
+            assert k1 not in owners.keys
+
+        store.write(delete)

@@ -26,7 +26,7 @@ from . import query
 from . import records
 from ..dicom import tags
 from .header_values import FileHeaderValues
-from .record_changes import RecordChanges, add_sorted
+from .record_changes import RecordChanges, SeriesOwners, add_sorted
 from .removal import remove_instances
 from .report import Failure, public_reason
 from .scan import Folder
@@ -64,7 +64,8 @@ def _empty_result() -> dict[str, Any]:
 
 
 def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tuple[Any, np.ndarray]], Any,
-                                                              list[PendingFolder]]]) -> dict:
+                                                              list[PendingFolder]]],
+                  owners: SeriesOwners | None = None) -> dict:
     """Index several parsed chunks in one write transaction, in order.
 
     Each part is ``(paths, take, batch, done_folders)`` as :func:`commit_chunk`
@@ -73,14 +74,16 @@ def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tup
     share are loaded, changed and written back once (a chunk of files
     scattered over many series touches each series, its study and its
     patient: in a large archive most of them, and their B-tree pages, per
-    transaction).
+    transaction).  *owners* (kept by the importer across its transactions)
+    spares decoding a series record for its study and patient keys in every
+    transaction that adds files to it.
 
     Returns
     -------
     dict
         The counts of all parts together, as :func:`commit_chunk` returns them.
     """
-    changes = RecordChanges(txn, secret)
+    changes = RecordChanges(txn, secret, owners)
     res = _empty_result()
     for j, (paths, take, batch, done_folders) in enumerate(parts):
         if j:
@@ -258,6 +261,12 @@ def _index_fresh(changes: RecordChanges, b: Any, rows: np.ndarray, paths: list[s
 def _add_to_series(changes: RecordChanges, b: Any, i: int, sek: bytes, st_hash: np.uint64, count: int,
                    size: int, nums: np.ndarray | None = None) -> None:
     """Create or update the series/study/patient records of a group of new instances."""
+    owner = changes.owners.get(sek)
+    if owner is not None:   # (a series this import added files to before: not decoded again)
+        changes.add_counts("series", sek, count, size)
+        changes.add_counts("studies", owner[0], count, size)
+        changes.add_counts("patients", owner[1], count, size)
+        return
     se = changes.get("series", sek)
     if se is None:
         header = FileHeaderValues(b, i, nums)
@@ -313,9 +322,11 @@ def _add_to_series(changes: RecordChanges, b: Any, i: int, sek: bytes, st_hash: 
             changes.touch("patients", pk)
     # (counts only: the study and patient records are patched, not loaded; a
     # record that is not stored, a damaged archive's, gets none)
+    owner = (bytes.fromhex(se["study_key"]), bytes.fromhex(se["patient_key"]))
+    changes.owners[sek] = owner
     changes.add_counts("series", sek, count, size)
-    changes.add_counts("studies", bytes.fromhex(se["study_key"]), count, size)
-    changes.add_counts("patients", bytes.fromhex(se["patient_key"]), count, size)
+    changes.add_counts("studies", owner[0], count, size)
+    changes.add_counts("patients", owner[1], count, size)
 
 
 def _index_known(changes: RecordChanges, b: Any, i: int, paths: list[str], ikeys: list[bytes],

@@ -6,7 +6,9 @@ place, and writes them back at :meth:`~RecordChanges.flush` together with
 their search-index entries (recomputed only when indexed values changed);
 it also flips an instance's offline flag and the offline counts above it.
 :func:`add_sorted` maintains the sorted value lists of study records
-(modalities, series words, equipment, physicians).
+(modalities, series words, equipment, physicians).  :class:`SeriesOwners`
+keeps, across the transactions of one import, the study and patient keys of
+the series it adds files to.
 """
 from __future__ import annotations
 
@@ -36,6 +38,35 @@ def _snapshot(db: str, rec: dict) -> tuple:
     return tuple(tuple(v) if isinstance(v, list) else v for v in (rec.get(f) for f in _INDEXED_FIELDS[db]))
 
 
+class SeriesOwners:
+    """The study and patient keys of series, kept across the write transactions
+    of one import.
+
+    Files scattered over many series (a folder exported with hashed names)
+    bring nearly every series into every transaction of a large import; the
+    counts they add are patched into the stored records without decoding them
+    (:meth:`RecordChanges.add_counts`), and these keys spare decoding the
+    series record to find its study and patient.
+
+    Valid only while the importer is the archive's only writer: :meth:`begin`
+    forgets everything when the archive's generation is not the one the
+    importer's last commit left (another write came between, or the last
+    transaction was rolled back), and a series deleted through
+    :class:`RecordChanges` is forgotten at once.
+    """
+
+    def __init__(self) -> None:
+        self.keys: dict[bytes, tuple[bytes, bytes]] = {}   # series key -> (study key, patient key)
+        self._next: bytes | None = None   # generation expected at the next transaction
+
+    def begin(self, txn: Any) -> None:
+        """Start a write transaction: keep the keys only when nothing else wrote since the last one."""
+        gen = txn.get("meta", b"generation") or b"0"
+        if gen != self._next:
+            self.keys.clear()
+        self._next = str(int(gen) + 1).encode()   # (what ``LmdbStore.write`` stores at its commit)
+
+
 class RecordChanges:
     """Records loaded and changed within one write transaction.
 
@@ -47,9 +78,14 @@ class RecordChanges:
     their study and patient records.
     """
 
-    def __init__(self, txn: Any, secret: bytes):
+    def __init__(self, txn: Any, secret: bytes, owners: SeriesOwners | None = None):
         self.txn = txn
         self.secret = secret
+        if owners is None:
+            owners = SeriesOwners()
+        else:
+            owners.begin(txn)
+        self.owners = owners.keys   # series key -> (study key, patient key)
         self.recs: dict[str, dict[bytes, dict | None]] = {"patients": {}, "studies": {}, "series": {}}
         self.raws: dict[tuple[str, bytes], bytes] = {}       # stored bytes of the records loaded
         self.orig: dict[tuple[str, bytes], tuple] = {}       # indexed values as loaded
@@ -110,6 +146,8 @@ class RecordChanges:
         self.dirty.add((db, key))
 
     def delete(self, db: str, key: bytes) -> None:
+        if db == "series":
+            self.owners.pop(key, None)
         self.recs[db][key] = None
         self.dirty.add((db, key))
 
