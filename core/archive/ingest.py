@@ -272,10 +272,10 @@ class Importer(ColdImport, RescanWalk):
             # (the normal end counted the last commit; here an error is on its way:
             # the commit in flight is waited for, its own outcome left to the next import)
             self._inflight = None
+            self._end_read()   # (first: a store whose reads lock out writes waits for none)
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
                 self._writer = None
-            self._end_read()
             self._cold_end()
             if self._ra is not None:
                 self._ra.close()
@@ -378,6 +378,9 @@ class Importer(ColdImport, RescanWalk):
         if job is None:
             return
         self._inflight = None
+        # the walk's read transaction ends first: the commit may change what it read, and
+        # the in-memory store of a CD/USB session locks writes out while a read is open
+        self._end_read()
         fut, batches, early = job
         res, self._archived = fut.result()
         self._apply(res, batches, early)
