@@ -276,3 +276,28 @@ def test_a_cd_session_commits_in_the_writer_thread_and_stops_when_cancelled(tmp_
     seen["indexed"] = 0
     part = run(lambda: seen["indexed"] > 0)   # (cancelled once a commit is counted: the next is in flight)
     assert part["check"] == [] and 0 < part["stats"]["instances"] < full["stats"]["instances"] <= n
+
+
+def test_counts_added_to_series_written_before_match_the_records_read_again(tmp_path, monkeypatch):
+    """Files of a series that an earlier commit of the import wrote to add
+    their counts to the series, its study and its patient without reading the
+    series record (``RecordChanges.add_owned_counts``); the archive is the
+    one of commits that read every series record again."""
+    from pocketpacs.archive.record_changes import RecordChanges
+
+    root = tmp_path / "d"
+    _tree(root)
+    real = RecordChanges.add_owned_counts
+    owned = []
+
+    def counting(self, seks, counts, sizes):
+        rest = real(self, seks, counts, sizes)
+        owned.append(len(seks) - len(rest))
+        return rest
+
+    monkeypatch.setattr(RecordChanges, "add_owned_counts", counting)
+    secret = _import(tmp_path / "owned", root, None, monkeypatch, 2)
+    assert sum(owned) > 10
+    monkeypatch.setattr(RecordChanges, "add_owned_counts", lambda self, seks, c, s: list(range(len(seks))))
+    _import(tmp_path / "read", root, secret, monkeypatch, 2)
+    assert _dump(tmp_path / "owned") == _dump(tmp_path / "read")

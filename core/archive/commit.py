@@ -250,9 +250,13 @@ def _index_fresh(changes: RecordChanges, b: Any, rows: np.ndarray, paths: list[s
     uniq, first, inv = np.unique(ser_h[rows], return_index=True, return_inverse=True)
     counts = np.bincount(inv, minlength=uniq.size)
     sizes = np.bincount(inv, weights=b.size[rows].astype(np.float64), minlength=uniq.size)
-    for g in range(uniq.size):
+    reps = rows[first].tolist()
+    # series this import added files to before: counts only (most series of a large import)
+    rest = changes.add_owned_counts([ikeys[i][:8] for i in reps], counts.tolist(),
+                                    sizes.astype(np.int64).tolist())
+    for g in rest:
         j = int(first[g])
-        i = int(rows[j])
+        i = reps[g]
         _add_to_series(changes, b, i, ikeys[i][:8], st_h[i], int(counts[g]), int(sizes[g]),
                        head["nums"][j])
     res["indexed"] += rows.size
@@ -261,12 +265,6 @@ def _index_fresh(changes: RecordChanges, b: Any, rows: np.ndarray, paths: list[s
 def _add_to_series(changes: RecordChanges, b: Any, i: int, sek: bytes, st_hash: np.uint64, count: int,
                    size: int, nums: np.ndarray | None = None) -> None:
     """Create or update the series/study/patient records of a group of new instances."""
-    owner = changes.owners.get(sek)
-    if owner is not None:   # (a series this import added files to before: not decoded again)
-        changes.add_counts("series", sek, count, size)
-        changes.add_counts("studies", owner[0], count, size)
-        changes.add_counts("patients", owner[1], count, size)
-        return
     se = changes.get("series", sek)
     if se is None:
         header = FileHeaderValues(b, i, nums)

@@ -129,6 +129,32 @@ class RecordChanges:
             d[0] += n_instances
             d[1] += size
 
+    def add_owned_counts(self, seks: list[bytes], counts: list[int], sizes: list[int]) -> list[int]:
+        """:meth:`add_counts` for each series of ``seks`` whose study and patient
+        keys are known (:attr:`owners`), and for its study and patient; returns
+        the indices of the others (their records are read by the caller)."""
+        owners, recs, deltas = self.owners, self.recs, self.deltas
+        rs, rt, rp = recs["series"], recs["studies"], recs["patients"]
+        rest = []
+        for g, sek in enumerate(seks):
+            owner = owners.get(sek)
+            if owner is None:
+                rest.append(g)
+                continue
+            n, size = counts[g], sizes[g]
+            for db, cache, key in (("series", rs, sek), ("studies", rt, owner[0]), ("patients", rp, owner[1])):
+                rec = cache.get(key)
+                if rec is not None:
+                    rec["n_instances"] += n
+                    rec["size"] += size
+                d = deltas.get((db, key))
+                if d is None:
+                    deltas[(db, key)] = [n, size]
+                else:
+                    d[0] += n
+                    d[1] += size
+        return rest
+
     @staticmethod
     def _entries(db: str, key: bytes, rec: dict) -> set:
         return query.patient_entries(key, rec) if db == "patients" else query.study_entries(key, rec)
