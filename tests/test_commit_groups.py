@@ -301,3 +301,45 @@ def test_counts_added_to_series_written_before_match_the_records_read_again(tmp_
     monkeypatch.setattr(RecordChanges, "add_owned_counts", lambda self, seks, c, s: list(range(len(seks))))
     _import(tmp_path / "read", root, secret, monkeypatch, 2)
     assert _dump(tmp_path / "owned") == _dump(tmp_path / "read")
+
+
+def test_the_next_chunks_are_parsed_once_the_commit_in_flight_has_built_its_records(tmp_path, monkeypatch):
+    """``ingest.GATE``: with a commit in flight, the importer parses the next
+    chunks only once that commit has built its records, so that its Python
+    work runs while LMDB writes the pages (the interpreter's lock released),
+    not in turns with the commit's; the archive is the one of an import
+    without the gate."""
+    root = tmp_path / "d"
+    _tree(root)
+    events: list[str] = []
+    real_cc = commit.commit_chunks
+    real_parse = ingest.Importer._parse_next
+
+    def building(txn, secret, parts, owners=None):
+        events.append("build")
+        try:
+            return real_cc(txn, secret, parts, owners)
+        finally:
+            events.append("built")
+
+    def parsing(self, n):
+        events.append("parse in flight" if self._inflight is not None else "parse")
+        return real_parse(self, n)
+
+    monkeypatch.setattr(commit, "commit_chunks", building)
+    monkeypatch.setattr(ingest.Importer, "_parse_next", parsing)
+    monkeypatch.setattr(ingest, "PIPELINE", True)
+    monkeypatch.setattr(ingest, "GATE", True)
+    secret = _import(tmp_path / "gated", root, None, monkeypatch, 2)
+    building_now = False
+    for e in events:
+        if e == "build":
+            building_now = True
+        elif e == "built":
+            building_now = False
+        else:
+            assert not building_now, events
+    assert events.count("parse in flight") > 3 and events.count("build") > 3
+    monkeypatch.setattr(ingest, "GATE", False)
+    _import(tmp_path / "ungated", root, secret, monkeypatch, 2)
+    assert _dump(tmp_path / "gated") == _dump(tmp_path / "ungated")

@@ -55,6 +55,7 @@ import collections
 import contextvars
 import gc
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -102,6 +103,9 @@ PROGRESS_EVERY = 0.2
 #: commit in flight; measured at a million files: the commits' page writes and
 #: syncs took 13-20 s of 58 s in this thread).
 PIPELINE = True
+#: The importer parses the next chunks once the commit in flight has built its
+#: records (see :meth:`Importer._gate`).
+GATE = True
 
 
 def _compile_seconds() -> float:
@@ -188,6 +192,7 @@ class Importer(ColdImport, RescanWalk):
         self._group = 1   # chunks in the next commit (see COMMIT_CHUNKS)
         self._writer: Any = None   # the writer thread's executor (PIPELINE), made at the first commit
         self._inflight: tuple[Any, list[Any], int] | None = None   # (future, batches, early) of that commit
+        self._built: threading.Event | None = None   # set once that commit's records are built
         self._archived = 0   # instances in the archive after the last commit
         self._owners = SeriesOwners()   # study and patient keys of the series written to
         self._pending: collections.deque[tuple[PendingFolder, np.ndarray]] = collections.deque()
@@ -335,6 +340,7 @@ class Importer(ColdImport, RescanWalk):
         transaction: one chunk at first (the first series show at once), then
         twice as many per commit up to :func:`chunks_per_commit` (the records
         and pages a commit touches are written once for all its chunks)."""
+        self._gate()
         parts = [self._parse_next(n)]
         early = 0   # files of this commit already counted as parsed in the progress
         while (len(parts) < self._group and (self._pending or self._ahead is not None)
@@ -354,8 +360,13 @@ class Importer(ColdImport, RescanWalk):
         paths = [p for part in parts for p in part[0]] + [fs.path for part in parts for fs in part[3]]
         owners = self._owners
 
+        built = threading.Event()
+
         def fn(t: Any) -> tuple[dict, int]:
-            return commit.commit_chunks(t, self.secret, parts, owners), t.count("instances")
+            try:
+                return commit.commit_chunks(t, self.secret, parts, owners), t.count("instances")
+            finally:
+                built.set()   # (LMDB writes and syncs the pages now, the interpreter's lock released)
 
         batches = [part[2] for part in parts]
         if not PIPELINE:
@@ -370,7 +381,24 @@ class Importer(ColdImport, RescanWalk):
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="pocketpacs-commit")
         # (in this thread's context: the kernel choices of :func:`first_run_interpreted` hold there too)
         run = contextvars.copy_context().run
-        self._inflight = (self._writer.submit(run, self._store_write, fn, paths), batches, early)
+        fut = self._writer.submit(run, self._store_write, fn, paths)
+        fut.add_done_callback(lambda _f: built.set())
+        self._inflight = (fut, batches, early)
+        self._built = built
+
+    def _gate(self) -> None:
+        """With a commit in flight (:data:`PIPELINE`), wait until its records are
+        built (:data:`GATE`): the next chunks' Python work then runs while LMDB
+        writes and syncs the commit's pages with the interpreter's lock
+        released, not in turns with the commit's own (two threads wanting the
+        lock run one after the other)."""
+        built = self._built
+        if GATE and built is not None and self._inflight is not None and not built.is_set():
+            # (the walk's read ends first: the in-memory store of a CD/USB session
+            # locks writes out while a read is open)
+            self._end_read()
+            built.wait()
+        self._built = None
 
     def _drain(self) -> None:
         """Wait for the commit in flight (:data:`PIPELINE`), count it; its error is raised here."""
