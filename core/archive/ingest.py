@@ -191,8 +191,8 @@ class Importer(ColdImport, RescanWalk):
         self._cap, self._helpers, self._walk_ahead = CHUNK, READ_AHEAD, WALK_AHEAD   # (read at each import)
         self._group = 1   # chunks in the next commit (see COMMIT_CHUNKS)
         self._writer: Any = None   # the writer thread's executor (PIPELINE), made at the first commit
-        self._inflight: tuple[Any, list[Any], int] | None = None   # (future, batches, early) of that commit
-        self._built: threading.Event | None = None   # set once that commit's records are built
+        # (future, batches, early, built) of that commit; built: set once its records are built
+        self._inflight: tuple[Any, list[Any], int, threading.Event] | None = None
         self._archived = 0   # instances in the archive after the last commit
         self._owners = SeriesOwners()   # study and patient keys of the series written to
         self._pending: collections.deque[tuple[PendingFolder, np.ndarray]] = collections.deque()
@@ -383,8 +383,7 @@ class Importer(ColdImport, RescanWalk):
         run = contextvars.copy_context().run
         fut = self._writer.submit(run, self._store_write, fn, paths)
         fut.add_done_callback(lambda _f: built.set())
-        self._inflight = (fut, batches, early)
-        self._built = built
+        self._inflight = (fut, batches, early, built)
 
     def _gate(self) -> None:
         """With a commit in flight (:data:`PIPELINE`), wait until its records are
@@ -392,13 +391,12 @@ class Importer(ColdImport, RescanWalk):
         writes and syncs the commit's pages with the interpreter's lock
         released, not in turns with the commit's own (two threads wanting the
         lock run one after the other)."""
-        built = self._built
-        if GATE and built is not None and self._inflight is not None and not built.is_set():
+        job = self._inflight
+        if GATE and job is not None and not job[3].is_set():
             # (the walk's read ends first: the in-memory store of a CD/USB session
             # locks writes out while a read is open)
             self._end_read()
-            built.wait()
-        self._built = None
+            job[3].wait()
 
     def _drain(self) -> None:
         """Wait for the commit in flight (:data:`PIPELINE`), count it; its error is raised here."""
@@ -409,7 +407,7 @@ class Importer(ColdImport, RescanWalk):
         # the walk's read transaction ends first: the commit may change what it read, and
         # the in-memory store of a CD/USB session locks writes out while a read is open
         self._end_read()
-        fut, batches, early = job
+        fut, batches, early, _built = job
         res, self._archived = fut.result()
         self._apply(res, batches, early)
 

@@ -133,26 +133,16 @@ class RecordChanges:
         """:meth:`add_counts` for each series of ``seks`` whose study and patient
         keys are known (:attr:`owners`), and for its study and patient; returns
         the indices of the others (their records are read by the caller)."""
-        owners, recs, deltas = self.owners, self.recs, self.deltas
-        rs, rt, rp = recs["series"], recs["studies"], recs["patients"]
+        owners, add = self.owners, self.add_counts
         rest = []
         for g, sek in enumerate(seks):
             owner = owners.get(sek)
             if owner is None:
                 rest.append(g)
                 continue
-            n, size = counts[g], sizes[g]
-            for db, cache, key in (("series", rs, sek), ("studies", rt, owner[0]), ("patients", rp, owner[1])):
-                rec = cache.get(key)
-                if rec is not None:
-                    rec["n_instances"] += n
-                    rec["size"] += size
-                d = deltas.get((db, key))
-                if d is None:
-                    deltas[(db, key)] = [n, size]
-                else:
-                    d[0] += n
-                    d[1] += size
+            add("series", sek, counts[g], sizes[g])
+            add("studies", owner[0], counts[g], sizes[g])
+            add("patients", owner[1], counts[g], sizes[g])
         return rest
 
     @staticmethod
