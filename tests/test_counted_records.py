@@ -77,6 +77,45 @@ def test_counts_added_before_and_after_a_record_is_loaded_all_land(tmp_path):
     assert got[k3] == {"uid": "y", "n_instances": 6, "size": 60}
 
 
+def test_counts_of_series_whose_owners_are_known_reach_series_study_and_patient(tmp_path):
+    """``add_owned_counts`` sums a transaction's counts per series and adds them to
+    the series, its study and its patient once: at the flush, or before any
+    record is read or deleted, so that a loaded record always shows them."""
+    st = store.LmdbStore(tmp_path / "s")
+    se1, se2, se3, se4 = (bytes([i]) * 8 for i in (1, 2, 3, 4))
+    sk, pk = b"\x10" * 8, b"\x20" * 8
+    base = {"uid": "x", "n_instances": 1, "size": 10}
+    st.write(lambda t: [t.put(db, k, records.dumps_counted(base))
+                        for db, ks in (("series", (se1, se2, se3, se4)), ("studies", (sk,)), ("patients", (pk,)))
+                        for k in ks])
+
+    def change(t):
+        ch = RecordChanges(t, b"s" * 32)
+        ch.owners.update({se1: (sk, pk), se2: (sk, pk), se3: (sk, pk)})
+        new = b"\x05" * 8   # no owner known: left to the caller
+        assert ch.add_owned_counts([se1, new, se2], [2, 9, 3], [20, 90, 30]) == [1]
+        assert ch.add_owned_counts([se1], [4], [40]) == []
+        # a record read now shows what was added before (one chunk's series or many)
+        assert ch.get("studies", sk)["n_instances"] == 1 + 2 + 3 + 4
+        assert ch.get("series", se1)["n_instances"] == 1 + 2 + 4
+        # added after the read: the loaded dict shows it once the next read or the flush comes
+        assert ch.add_owned_counts([se1, se3], [1, 5], [10, 50]) == []
+        assert ch.get("patients", pk)["n_instances"] == 1 + 2 + 3 + 4 + 1 + 5
+        assert ch.add_owned_counts([se2], [7], [70]) == []
+        ch.delete("series", se4)   # (a delete folds too: the counts stay where they belong)
+        ch.flush()
+    st.write(change)
+    with st.read() as t:
+        got = {k: records.loads(t.get(db, k)) for db, k in (("series", se1), ("series", se2), ("series", se3),
+                                                             ("studies", sk), ("patients", pk))}
+        assert t.get("series", se4) is None
+    st.close()
+    assert got[se1] == {"uid": "x", "n_instances": 8, "size": 80}
+    assert got[se2] == {"uid": "x", "n_instances": 11, "size": 110}
+    assert got[se3] == {"uid": "x", "n_instances": 6, "size": 60}
+    assert got[sk] == got[pk] == {"uid": "x", "n_instances": 23, "size": 230}
+
+
 def _series(folder, first: int, n: int) -> None:
     for i in range(first, first + n):
         dicomgen.write(folder / f"IM{i:05d}.dcm", series_uid="1.2.826.0.77.1", sop_uid=f"1.2.826.0.77.1.{i}",

@@ -91,9 +91,15 @@ class RecordChanges:
         self.orig: dict[tuple[str, bytes], tuple] = {}       # indexed values as loaded
         self.orig_rec: dict[tuple[str, bytes], dict] = {}    # copies of those values, for old entries
         self.dirty: set[tuple[str, bytes]] = set()
-        self.deltas: dict[tuple[str, bytes], list[int]] = {}  # counts added, not yet written
+        # counts added, not yet written: key -> [n_instances, size], by database
+        self.deltas: dict[str, dict[bytes, list[int]]] = {"patients": {}, "studies": {}, "series": {}}
+        # counts of series whose owners are known, not yet added to their study and
+        # patient: series key -> [n_instances, size, (study key, patient key)]
+        self._owned: dict[bytes, list] = {}
 
     def get(self, db: str, key: bytes) -> dict | None:
+        if self._owned:
+            self._fold_owned()
         cache = self.recs[db]
         if key in cache:
             return cache[key]
@@ -106,7 +112,7 @@ class RecordChanges:
                 snap = _snapshot(db, rec)
                 self.orig[(db, key)] = snap
                 self.orig_rec[(db, key)] = dict(zip(_INDEXED_FIELDS[db], snap))
-            d = self.deltas.get((db, key))
+            d = self.deltas[db].get(key)
             if d is not None:     # counts added before it was loaded
                 rec["n_instances"] += d[0]
                 rec["size"] += d[1]
@@ -122,9 +128,10 @@ class RecordChanges:
         if rec is not None:
             rec["n_instances"] += n_instances
             rec["size"] += size
-        d = self.deltas.get((db, key))
+        deltas = self.deltas[db]
+        d = deltas.get(key)
         if d is None:
-            self.deltas[(db, key)] = [n_instances, size]
+            deltas[key] = [n_instances, size]
         else:
             d[0] += n_instances
             d[1] += size
@@ -132,18 +139,50 @@ class RecordChanges:
     def add_owned_counts(self, seks: list[bytes], counts: list[int], sizes: list[int]) -> list[int]:
         """:meth:`add_counts` for each series of ``seks`` whose study and patient
         keys are known (:attr:`owners`), and for its study and patient; returns
-        the indices of the others (their records are read by the caller)."""
-        owners, add = self.owners, self.add_counts
+        the indices of the others (their records are read by the caller).
+
+        The counts are summed per series until a record is read or the
+        transaction is flushed (:meth:`_fold_owned`): a transaction of many
+        chunks scattered over the same series adds to each study and patient
+        once, not once per chunk and series.
+        """
+        owned, owners = self._owned, self.owners
         rest = []
         for g, sek in enumerate(seks):
+            d = owned.get(sek)
+            if d is not None:
+                d[0] += counts[g]
+                d[1] += sizes[g]
+                continue
             owner = owners.get(sek)
             if owner is None:
                 rest.append(g)
-                continue
-            add("series", sek, counts[g], sizes[g])
-            add("studies", owner[0], counts[g], sizes[g])
-            add("patients", owner[1], counts[g], sizes[g])
+            else:
+                owned[sek] = [counts[g], sizes[g], owner]
         return rest
+
+    def _fold_owned(self) -> None:
+        """Add the counts summed by :meth:`add_owned_counts` to the series, studies and patients."""
+        owned, self._owned = self._owned, {}
+        studies: dict[bytes, list[int]] = {}
+        patients: dict[bytes, list[int]] = {}
+        loaded, deltas = self.recs["series"], self.deltas["series"]
+        for sek, (n, size, (sk, pk)) in owned.items():
+            # (add_counts("series", ...) inlined: a commit of a large import meets tens of thousands)
+            rec = loaded.get(sek)
+            if rec is not None:
+                rec["n_instances"] += n
+                rec["size"] += size
+            for up, k in ((deltas, sek), (studies, sk), (patients, pk)):
+                d = up.get(k)
+                if d is None:
+                    up[k] = [n, size]
+                else:
+                    d[0] += n
+                    d[1] += size
+        for db, up in (("studies", studies), ("patients", patients)):
+            for k, (n, size) in up.items():
+                self.add_counts(db, k, n, size)
 
     @staticmethod
     def _entries(db: str, key: bytes, rec: dict) -> set:
@@ -162,6 +201,8 @@ class RecordChanges:
         self.dirty.add((db, key))
 
     def delete(self, db: str, key: bytes) -> None:
+        if self._owned:
+            self._fold_owned()
         if db == "series":
             self.owners.pop(key, None)
         self.recs[db][key] = None
@@ -169,35 +210,34 @@ class RecordChanges:
 
     def _flush_counts(self) -> None:
         """Write the counts added to records nobody changed otherwise: the stored bytes patched."""
-        if not self.deltas:
-            return
-        txn = self.txn
-        by_db: dict[str, list[bytes]] = {}
-        for (db, key) in self.deltas:
-            if (db, key) not in self.dirty:
-                by_db.setdefault(db, []).append(key)
-        for db, ks in by_db.items():
-            ks.sort()
-            raws = self.raws
-            stored = {k: raws[(db, k)] for k in ks if (db, k) in raws}
-            unread = [k for k in ks if k not in stored]
+        txn, raws, dirty = self.txn, self.raws, self.dirty
+        for db, deltas in self.deltas.items():
+            if not deltas:
+                continue
+            ks = sorted(k for k in deltas if (db, k) not in dirty)
+            stored = {k: raws[(db, k)] for k in ks if (db, k) in raws} if raws else {}
+            unread = [k for k in ks if k not in stored] if stored else ks
             if unread:
                 stored.update(txn.getmulti(db, unread))
             out = []
+            patch = records.add_counts
             for k in ks:
                 raw = stored.get(k)
                 if raw is None:   # (removed in this transaction: nothing to count)
                     continue
-                d = self.deltas[(db, k)]
-                new = records.add_counts(raw, d[0], d[1])
-                out.append((k, new))
-                if (db, k) in raws:
-                    raws[(db, k)] = new
+                d = deltas[k]
+                out.append((k, patch(raw, d[0], d[1])))
             txn.putmulti(db, out)
-        self.deltas.clear()
+            if raws:
+                for k, new in out:
+                    if (db, k) in raws:
+                        raws[(db, k)] = new
+            deltas.clear()
 
     def flush(self) -> None:
         txn = self.txn
+        if self._owned:
+            self._fold_owned()
         self._flush_counts()
         for db, key in sorted(self.dirty):
             rec = self.recs[db][key]

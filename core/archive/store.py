@@ -41,7 +41,7 @@ from ..log import logger
 from ..paths import ensure_private_dir, folder_risk, write_private_file
 from .datafile import OPEN_MARK, check_data_file
 from .keys import SECRET_FILE
-from .mapped import release_map_pages
+from .mapped import mapped_ranges, release_map_pages
 from .migrations import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -90,13 +90,16 @@ MAX_READERS = 512
 class Txn:
     """A transaction over the named databases (LMDB-backed)."""
 
-    __slots__ = ("_t", "_dbs", "write", "_map_file")
+    __slots__ = ("_t", "_dbs", "write", "_map_file", "map_ranges")
 
     def __init__(self, txn: Any, dbs: dict[str, Any], write: bool, map_file: Path | None = None):
         self._t = txn
         self._dbs = dbs
         self.write = write
         self._map_file = map_file
+        # where the map lies, found at the first release: a write transaction's
+        # map cannot move (LMDB refuses to remap while one is open)
+        self.map_ranges: list[tuple[int, int]] | None = None
 
     def release_pages(self) -> None:
         """Drop the database map pages this process has read from its RSS (see
@@ -106,7 +109,9 @@ class Txn:
         its 16 neighbours too, so a transaction of tens of thousands of random
         inserts would otherwise hold most of a large database in its RSS."""
         if self._map_file is not None:
-            release_map_pages(self._map_file)
+            if self.map_ranges is None and self.write:
+                self.map_ranges = mapped_ranges(self._map_file)
+            release_map_pages(self._map_file, self.map_ranges)
 
     def get(self, db: str, key: bytes) -> bytes | None:
         """Value of ``key`` in ``db`` (a copy) or None."""
@@ -506,8 +511,8 @@ class LmdbStore:
                         gen = int(txn.get(b"generation", db=self._dbs["meta"]) or 0) + 1
                         txn.put(b"generation", str(gen).encode(), db=self._dbs["meta"])
                     self._commits += 1
-                    if self._commits % RELEASE_MAP_EVERY == 0:
-                        release_map_pages(self.path / "data.mdb")
+                    if self._commits % RELEASE_MAP_EVERY == 0:   # (the map has not moved since the commit)
+                        release_map_pages(self.path / "data.mdb", t.map_ranges)
                     return out
                 except lmdb.MapFullError:
                     size = self.env.info()["map_size"] * 2
