@@ -307,13 +307,25 @@ def test_the_next_chunks_are_parsed_once_the_commit_in_flight_has_built_its_reco
     """``ingest.GATE``: with a commit in flight, the importer parses the next
     chunks only once that commit has built its records, so that its Python
     work runs while LMDB writes the pages (the interpreter's lock released),
-    not in turns with the commit's; the archive is the one of an import
-    without the gate."""
+    not in turns with the commit's; ``ingest.GATE_WALK``: a walk running
+    ahead of the commits lists its next folder only then too.  The archive
+    is the one of an import without the gates."""
     root = tmp_path / "d"
     _tree(root)
     events: list[str] = []
     real_cc = commit.commit_chunks
     real_parse = ingest.Importer._parse_next
+    real_walk = ingest.Importer._walk
+
+    def walking(self, root_s):
+        it = real_walk(self, root_s)
+        while True:
+            events.append("list in flight" if self._inflight is not None else "list")
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            yield item
 
     def building(txn, secret, parts, owners=None):
         events.append("build")
@@ -328,8 +340,11 @@ def test_the_next_chunks_are_parsed_once_the_commit_in_flight_has_built_its_reco
 
     monkeypatch.setattr(commit, "commit_chunks", building)
     monkeypatch.setattr(ingest.Importer, "_parse_next", parsing)
+    monkeypatch.setattr(ingest.Importer, "_walk", walking)
     monkeypatch.setattr(ingest, "PIPELINE", True)
     monkeypatch.setattr(ingest, "GATE", True)
+    monkeypatch.setattr(ingest, "GATE_WALK", True)
+    monkeypatch.setattr(ingest, "WALK_AHEAD", 10)   # (commits start during the walk)
     secret = _import(tmp_path / "gated", root, None, monkeypatch, 2)
     building_now = False
     for e in events:
@@ -340,6 +355,8 @@ def test_the_next_chunks_are_parsed_once_the_commit_in_flight_has_built_its_reco
         else:
             assert not building_now, events
     assert events.count("parse in flight") > 3 and events.count("build") > 3
+    assert events.count("list in flight") > 3
     monkeypatch.setattr(ingest, "GATE", False)
+    monkeypatch.setattr(ingest, "GATE_WALK", False)
     _import(tmp_path / "ungated", root, secret, monkeypatch, 2)
     assert _dump(tmp_path / "gated") == _dump(tmp_path / "ungated")

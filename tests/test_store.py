@@ -53,6 +53,50 @@ def test_map_grows_when_full(tmp_path):
             assert t.get("instances", (19999).to_bytes(16, "big")) == b"v" * 100
 
 
+def test_map_grows_only_once_reads_of_other_threads_have_ended(tmp_path):
+    """Growing the map invalidates every transaction of the environment
+    (py-lmdb) and LMDB wants none open in the process: a write that fills the
+    map waits for the read another thread holds, which reads on unharmed; a
+    store of the same archive opened again in the process shares the guard."""
+    import threading
+
+    with store.LmdbStore(tmp_path / "ar", map_size=256 * 1024) as st:
+        st.write(lambda t: t.put("instances", b"k" * 16, b"first"))
+        before = st.info()["map_size"]
+        other = store.LmdbStore(tmp_path / "ar", readonly=True)   # (the same environment: one guard)
+        reading, grown = threading.Event(), threading.Event()
+        seen: list = []
+
+        def reader():
+            try:
+                with other.read() as t:
+                    seen.append(t.get("instances", b"k" * 16))
+                    reading.set()
+                    # the writer fills the map meanwhile: it waits for this read to end
+                    seen.append(grown.wait(1.0))
+                    seen.append(t.get("instances", b"k" * 16))
+            except Exception as e:   # (py-lmdb: "Attempt to operate on closed/deleted/dropped object")
+                seen.append(e)
+                reading.set()
+
+        th = threading.Thread(target=reader)
+        th.start()
+        assert reading.wait(30)
+
+        def fill(t):
+            for i in range(20000):
+                t.put("instances", i.to_bytes(16, "big"), b"v" * 100)
+
+        st.write(fill)
+        grown.set()
+        th.join(30)
+        other.close()
+        assert seen == [b"first", False, b"first"]   # (False: the map did not grow during the read)
+        assert st.info()["map_size"] > before
+        with st.read() as t:
+            assert t.count("instances") == 20001
+
+
 def test_write_error_rolls_back(tmp_path):
     with store.LmdbStore(tmp_path / "ar") as st:
         st.write(lambda t: t.put("meta", b"k", b"old"))

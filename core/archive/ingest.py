@@ -57,7 +57,7 @@ import gc
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -106,6 +106,8 @@ PIPELINE = True
 #: The importer parses the next chunks once the commit in flight has built its
 #: records (see :meth:`Importer._gate`).
 GATE = True
+#: ... and lists the next folder of its walk only then too (:meth:`Importer._gated`).
+GATE_WALK = True
 
 
 def _compile_seconds() -> float:
@@ -234,7 +236,7 @@ class Importer(ColdImport, RescanWalk):
                 folder.problems = [p for p in folder.problems if p.path == root_s]
                 self._add_folder(folder, partial=True)
             else:
-                for folder, stored_listing in self._walk(root_s):
+                for folder, stored_listing in self._gated(self._walk(root_s)):
                     if cancel is not None and _is_cancelled(cancel):
                         rep.cancelled = True
                         break
@@ -363,10 +365,12 @@ class Importer(ColdImport, RescanWalk):
         built = threading.Event()
 
         def fn(t: Any) -> tuple[dict, int]:
-            try:
-                return commit.commit_chunks(t, self.secret, parts, owners), t.count("instances")
-            finally:
-                built.set()   # (LMDB writes and syncs the pages now, the interpreter's lock released)
+            out = commit.commit_chunks(t, self.secret, parts, owners), t.count("instances")
+            # (LMDB writes and syncs the pages now, the interpreter's lock released; a
+            # failed build sets it when the commit ends: one that grows the map runs
+            # again, and the map grows only once no other thread reads it)
+            built.set()
+            return out
 
         batches = [part[2] for part in parts]
         if not PIPELINE:
@@ -397,6 +401,23 @@ class Importer(ColdImport, RescanWalk):
             # locks writes out while a read is open)
             self._end_read()
             job[3].wait()
+
+    def _gated(self, walk: Iterator[Any]) -> Iterator[Any]:
+        """The walk's folders, each listed once the commit in flight has built its
+        records (:data:`GATE_WALK`): a walk that runs ahead of a large import lists
+        tens of folders while each commit builds, and the listing's Python work
+        would take turns with the commit's, as the parse did (:meth:`_gate`)."""
+        try:
+            while True:
+                if GATE_WALK:
+                    self._gate()
+                try:
+                    item = next(walk)
+                except StopIteration:
+                    return
+                yield item
+        finally:
+            walk.close()   # (a cancelled import leaves the walk here: its read ends now)
 
     def _drain(self) -> None:
         """Wait for the commit in flight (:data:`PIPELINE`), count it; its error is raised here."""

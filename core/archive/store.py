@@ -41,6 +41,7 @@ from ..log import logger
 from ..paths import ensure_private_dir, folder_risk, write_private_file
 from .datafile import OPEN_MARK, check_data_file
 from .keys import SECRET_FILE
+from .mapguard import MapGuard
 from .mapped import mapped_ranges, release_map_pages
 from .migrations import MIGRATIONS
 
@@ -175,7 +176,7 @@ class Txn:
         self._t.drop(self._dbs[db], delete=False)
 
 
-_ENVS: dict[str, list[Any]] = {}   # realpath -> [env, refcount, pid]
+_ENVS: dict[str, list[Any]] = {}   # realpath -> [env, refcount, pid, dbs, read-only, MapGuard]
 _ENVS_LOCK = threading.Lock()
 
 
@@ -410,7 +411,7 @@ class LmdbStore:
                             p.chmod(0o600)
                     except (OSError, AttributeError):
                         pass
-                ent = _ENVS[key] = [env, 0, os.getpid(), {}, ro_fs]
+                ent = _ENVS[key] = [env, 0, os.getpid(), {}, ro_fs, MapGuard()]
                 try:
                     if ro_fs:
                         for name in DBS:
@@ -434,6 +435,7 @@ class LmdbStore:
             ent[1] += 1
             self.env = ent[0]
             self._dbs = ent[3]
+            self._guard = ent[5]   # (the map is grown only between the transactions of every thread)
 
     def _check_schema(self) -> None:
         with self.read() as t:
@@ -482,11 +484,11 @@ class LmdbStore:
     def read(self) -> Iterator[Txn]:
         """Short read-only transaction (a consistent snapshot)."""
         lmdb = self._lmdb
-        with self._in_use():
+        with self._in_use(), self._guard.txn():
             try:
                 txn = self.env.begin(write=False)
             except lmdb.MapResizedError:  # another process grew the map
-                self.env.set_mapsize(0)
+                self._guard.resize(self.env.set_mapsize, 0)
                 txn = self.env.begin(write=False)
             with txn:
                 yield Txn(txn, self._dbs, False)
@@ -505,7 +507,7 @@ class LmdbStore:
         with self._in_use(), self._wlock:
             for _attempt in range(32):
                 try:
-                    with self.env.begin(write=True) as txn:
+                    with self._guard.txn(), self.env.begin(write=True) as txn:
                         t = Txn(txn, self._dbs, True, self.path / "data.mdb")
                         out = fn(t)
                         gen = int(txn.get(b"generation", db=self._dbs["meta"]) or 0) + 1
@@ -517,9 +519,9 @@ class LmdbStore:
                 except lmdb.MapFullError:
                     size = self.env.info()["map_size"] * 2
                     logger.info("archive map full: growing it to %d MiB", size >> 20)
-                    self.env.set_mapsize(size)
+                    self._guard.resize(self.env.set_mapsize, size)
                 except lmdb.MapResizedError:
-                    self.env.set_mapsize(0)
+                    self._guard.resize(self.env.set_mapsize, 0)
                 except lmdb.Error as e:
                     why = _disk_error(e)
                     if why is None:
