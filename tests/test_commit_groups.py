@@ -86,9 +86,9 @@ def test_commits_grow_from_one_chunk_to_the_cap(tmp_path, monkeypatch):
     sizes: list[list[int]] = []
     real = commit.commit_chunks
 
-    def counting(txn, secret, parts, owners=None):
+    def counting(txn, secret, parts, owners=None, encoded=None):
         sizes.append([len(p[0]) for p in parts])
-        return real(txn, secret, parts, owners)
+        return real(txn, secret, parts, owners, encoded)
 
     monkeypatch.setattr(commit, "commit_chunks", counting)
     monkeypatch.setattr(ingest, "CHUNK", 7)
@@ -115,9 +115,9 @@ def test_a_large_archive_takes_larger_commits_and_stores_the_same_records(tmp_pa
     sizes: list[int] = []
     real = commit.commit_chunks
 
-    def counting(txn, secret, parts, owners=None):
+    def counting(txn, secret, parts, owners=None, encoded=None):
         sizes.append(len(parts))
-        return real(txn, secret, parts, owners)
+        return real(txn, secret, parts, owners, encoded)
 
     monkeypatch.setattr(commit, "commit_chunks", counting)
     monkeypatch.setattr(ingest, "LARGE_ARCHIVE_COMMITS", ((20, 4), (40, 8)))
@@ -160,11 +160,11 @@ def test_a_commit_that_fails_in_the_writer_thread_fails_the_import(tmp_path, mon
     real = commit.commit_chunks
     calls = []
 
-    def failing(txn, secret, parts, owners=None):
+    def failing(txn, secret, parts, owners=None, encoded=None):
         calls.append(len(parts))
         if len(calls) == 3:
             raise OSError("simulated failure of the third commit")
-        return real(txn, secret, parts, owners)
+        return real(txn, secret, parts, owners, encoded)
 
     monkeypatch.setattr(commit, "commit_chunks", failing)
     monkeypatch.setattr(ingest, "PIPELINE", True)
@@ -327,10 +327,10 @@ def test_the_next_chunks_are_parsed_once_the_commit_in_flight_has_built_its_reco
                 return
             yield item
 
-    def building(txn, secret, parts, owners=None):
+    def building(txn, secret, parts, owners=None, encoded=None):
         events.append("build")
         try:
-            return real_cc(txn, secret, parts, owners)
+            return real_cc(txn, secret, parts, owners, encoded)
         finally:
             events.append("built")
 

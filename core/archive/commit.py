@@ -65,7 +65,7 @@ def _empty_result() -> dict[str, Any]:
 
 def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tuple[Any, np.ndarray]], Any,
                                                               list[PendingFolder]]],
-                  owners: SeriesOwners | None = None) -> dict:
+                  owners: SeriesOwners | None = None, encoded: list[Encoded | None] | None = None) -> dict:
     """Index several parsed chunks in one write transaction, in order.
 
     Each part is ``(paths, take, batch, done_folders)`` as :func:`commit_chunk`
@@ -76,7 +76,9 @@ def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tup
     patient: in a large archive most of them, and their B-tree pages, per
     transaction).  *owners* (kept by the importer across its transactions)
     spares decoding a series record for its study and patient keys in every
-    transaction that adds files to it.
+    transaction that adds files to it.  *encoded* (one per part, or None) are
+    the parts' instance records made before the transaction (:func:`encode_chunk`);
+    each is let go once written (a transaction that runs again encodes its own).
 
     Returns
     -------
@@ -88,7 +90,10 @@ def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tup
     for j, (paths, take, batch, done_folders) in enumerate(parts):
         if j:
             txn.release_pages()   # (the RSS of a long transaction stays that of one chunk's)
-        part = commit_chunk(txn, secret, paths, take, batch, done_folders, changes=changes)
+        enc = None
+        if encoded is not None:
+            enc, encoded[j] = encoded[j], None
+        part = commit_chunk(txn, secret, paths, take, batch, done_folders, changes=changes, enc=enc)
         for k, v in part.items():
             res[k] += v
     changes.flush()
@@ -96,7 +101,8 @@ def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tup
 
 
 def commit_chunk(txn: Any, secret: bytes, paths: list[str], take: list[tuple[Any, np.ndarray]], batch: Any,
-                 done_folders: list[PendingFolder], changes: RecordChanges | None = None) -> dict:
+                 done_folders: list[PendingFolder], changes: RecordChanges | None = None,
+                 enc: Encoded | None = None) -> dict:
     """Index a chunk of parsed files and write the listings of the folders it finishes.
 
     Returns the counts of the chunk (``indexed``, ``unchanged``, ``relinked``,
@@ -104,7 +110,7 @@ def commit_chunk(txn: Any, secret: bytes, paths: list[str], take: list[tuple[Any
     ``conflicts`` (lists of :class:`~pocketpacs.archive.report.Failure`).
     With *changes* (the records of a transaction that indexes several
     chunks: :func:`commit_chunks`) the changed records are left there for
-    its caller to write.
+    its caller to write.  *enc* is the chunk's :func:`encode_chunk` (made here without it).
     """
     own = changes is None
     if changes is None:
@@ -112,7 +118,7 @@ def commit_chunk(txn: Any, secret: bytes, paths: list[str], take: list[tuple[Any
     res = _empty_result()
     relinked_from: dict[str, set[str]] = {}
     if batch is not None and batch.n:
-        _index_batch(changes, batch, paths, take, res, relinked_from)
+        _index_batch(changes, batch, paths, take, res, relinked_from, enc)
     for fs in done_folders:
         _finish_folder(changes, fs, res)
     for d, names in relinked_from.items():
@@ -151,16 +157,66 @@ def _missing_uids(b: Any, rows: np.ndarray, hashes: dict[str, np.ndarray]) -> di
     return out
 
 
-def _index_batch(changes: RecordChanges, b: Any, paths: list[str], take: list[tuple[Any, np.ndarray]],
-                 res: dict, relinked_from: dict[str, set[str]]) -> None:
-    txn = changes.txn
-    n = b.n
+class Encoded:
+    """A parsed chunk's instance records, made before its write transaction
+    (:func:`encode_chunk`): the rows that can be archived, in key order, and
+    their encoded values.  The importer makes them in its own thread while the
+    commit before is written (LMDB's page writes and syncs free the
+    interpreter's lock), so that the commit only writes them."""
+
+    __slots__ = ("rows", "vals")
+
+    def __init__(self, rows: np.ndarray, vals: list[bytes]):
+        self.rows, self.vals = rows, vals
+
+    def take(self, rows: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+        """``rows`` (some of these, in any order) in key order, with their values."""
+        if rows.size == self.rows.size:   # (all of them: the usual case)
+            return self.rows, self.vals
+        keep = np.nonzero(np.isin(self.rows, rows))[0]
+        vals = self.vals
+        return self.rows[keep], [vals[j] for j in keep.tolist()]
+
+
+def _archivable(b: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(ok, noid, sop_h, ser_h, st_h)``: the files that can be archived, those
+    parsed without the three identifying UIDs, and the UIDs' hashes."""
     ok = b.status >= 0
     sop_h = b.uid_hash("SOPInstanceUID")
     ser_h = b.uid_hash("SeriesInstanceUID")
     st_h = b.uid_hash("StudyInstanceUID")
     noid = ok & ((sop_h == 0) | (ser_h == 0) | (st_h == 0))
-    ok &= ~noid
+    return ok & ~noid, noid, sop_h, ser_h, st_h
+
+
+def _key_order(rows: np.ndarray, ser_h: np.ndarray, sop_h: np.ndarray) -> np.ndarray:
+    """``rows`` in instance key order (series, SOP): sorted inserts are the cheapest for LMDB."""
+    return rows[np.lexsort((sop_h[rows], ser_h[rows]))]
+
+
+def _encode(b: Any, rows: np.ndarray, paths: list[str], texts: list) -> list[bytes]:
+    """The instance values of ``rows``, in their order."""
+    head = _instance_heads(b, rows)
+    rl = rows.tolist()
+    return records.encode_instances(head, [[col[i] for i in rl] for col in texts], [[paths[i]] for i in rl])
+
+
+def encode_chunk(b: Any, paths: list[str]) -> Encoded | None:
+    """The instance records of a parsed chunk's files, before its transaction
+    (None for a chunk without files); a file whose UID is archived already is
+    handled by the commit, which takes the records of the others."""
+    if b is None or not b.n:
+        return None
+    ok, _noid, sop_h, ser_h, _st = _archivable(b)
+    rows = _key_order(np.nonzero(ok)[0], ser_h, sop_h)
+    return Encoded(rows, _encode(b, rows, paths, [b.text(kw) for kw in records.INSTANCE_TEXT]))
+
+
+def _index_batch(changes: RecordChanges, b: Any, paths: list[str], take: list[tuple[Any, np.ndarray]],
+                 res: dict, relinked_from: dict[str, set[str]], enc: Encoded | None = None) -> None:
+    txn = changes.txn
+    n = b.n
+    ok, noid, sop_h, ser_h, st_h = _archivable(b)
     codes = np.zeros(n, dtype=np.int8)
     # failures
     bad = np.nonzero(~ok)[0]
@@ -199,10 +255,10 @@ def _index_batch(changes: RecordChanges, b: Any, paths: list[str], take: list[tu
                 if sopk[i] in known:
                     fresh[i] = False
     special = np.nonzero(ok & ~fresh)[0].tolist()
-    texts = [b.text(kw) for kw in records.INSTANCE_TEXT]
+    texts = [b.text(kw) for kw in records.INSTANCE_TEXT] if enc is None or special else []
     rows = np.nonzero(fresh)[0]
     if rows.size:
-        _index_fresh(changes, b, rows, paths, ikeys, sopk, ser_h, st_h, texts, res)
+        _index_fresh(changes, b, rows, paths, ikeys, sopk, ser_h, st_h, texts, res, enc)
     for i in special:
         codes[i] = _index_known(changes, b, i, paths, ikeys, sopk, ser_h, st_h, texts, res,
                                 relinked_from)
@@ -234,14 +290,18 @@ def _instance_heads(b: Any, rows: np.ndarray) -> np.ndarray:
 
 
 def _index_fresh(changes: RecordChanges, b: Any, rows: np.ndarray, paths: list[str], ikeys: list[bytes],
-                 sopk: list[bytes], ser_h: np.ndarray, st_h: np.ndarray, texts: list, res: dict) -> None:
+                 sopk: list[bytes], ser_h: np.ndarray, st_h: np.ndarray, texts: list, res: dict,
+                 enc: Encoded | None = None) -> None:
+    """Write the files of ``rows`` as new instances (their records from *enc*, else
+    encoded here from *texts*), and their series, study and patient records."""
     txn = changes.txn
-    # key order (series, SOP): sorted inserts are the cheapest for LMDB
     sop_h = b.uid_hash("SOPInstanceUID")
-    rows = rows[np.lexsort((sop_h[rows], ser_h[rows]))]
-    head = _instance_heads(b, rows)
+    if enc is not None:
+        rows, vals = enc.take(rows)
+    else:
+        rows = _key_order(rows, ser_h, sop_h)
+        vals = _encode(b, rows, paths, texts)
     rl = rows.tolist()
-    vals = records.encode_instances(head, [[col[i] for i in rl] for col in texts], [[paths[i]] for i in rl])
     txn.putmulti("instances", list(zip([ikeys[i] for i in rl], vals)))
     by_sop = np.argsort(sop_h[rows], kind="stable")
     sk8 = keys.hashes_to_keys(ser_h[rows][by_sop])
@@ -257,8 +317,9 @@ def _index_fresh(changes: RecordChanges, b: Any, rows: np.ndarray, paths: list[s
     for g in rest:
         j = int(first[g])
         i = reps[g]
+        head = np.frombuffer(vals[j], dtype=records.INST_DTYPE, count=1)   # (a value begins with its head)
         _add_to_series(changes, b, i, ikeys[i][:8], st_h[i], int(counts[g]), int(sizes[g]),
-                       head["nums"][j])
+                       head["nums"][0])
     res["indexed"] += rows.size
 
 

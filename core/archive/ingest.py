@@ -108,6 +108,9 @@ PIPELINE = True
 GATE = True
 #: ... and lists the next folder of its walk only then too (:meth:`Importer._gated`).
 GATE_WALK = True
+#: With commits in the writer thread, the importer encodes each chunk's instance
+#: records itself, while the commit before is written (:func:`commit.encode_chunk`).
+ENCODE_AHEAD = True
 
 
 def _compile_seconds() -> float:
@@ -344,12 +347,17 @@ class Importer(ColdImport, RescanWalk):
         and pages a commit touches are written once for all its chunks)."""
         self._gate()
         parts = [self._parse_next(n)]
+        # the records of each chunk are encoded here, while the commit before is
+        # written (ENCODE_AHEAD; the commit in this thread makes its own)
+        encoded = [commit.encode_chunk(parts[0][2], parts[0][0])] if PIPELINE and ENCODE_AHEAD else None
         early = 0   # files of this commit already counted as parsed in the progress
         while (len(parts) < self._group and (self._pending or self._ahead is not None)
                and not _is_cancelled(self._cancel) and self._more_in_commit()):
             if parts[-1][2] is not None:
                 parts[-1][2].compact()   # held while the next parses: its values, not its heads
             parts.append(self._parse_next(n))
+            if encoded is not None:
+                encoded.append(commit.encode_chunk(parts[-1][2], parts[-1][0]))
             if parts[-1][2] is not None:
                 early += parts[-1][2].n
                 self._prog.parsed += parts[-1][2].n
@@ -365,7 +373,7 @@ class Importer(ColdImport, RescanWalk):
         built = threading.Event()
 
         def fn(t: Any) -> tuple[dict, int]:
-            out = commit.commit_chunks(t, self.secret, parts, owners), t.count("instances")
+            out = commit.commit_chunks(t, self.secret, parts, owners, encoded), t.count("instances")
             # (LMDB writes and syncs the pages now, the interpreter's lock released; a
             # failed build sets it when the commit ends: one that grows the map runs
             # again, and the map grows only once no other thread reads it)
