@@ -194,6 +194,9 @@ def med(xs: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pocketpacs.process import prefer_passive_waits
+
+    prefer_passive_waits()   # (as the ``pocketpacs`` commands run, children included)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT / "bench-data", help="where the archives are generated")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per method (median)")

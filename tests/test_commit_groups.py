@@ -360,3 +360,39 @@ def test_the_next_chunks_are_parsed_once_the_commit_in_flight_has_built_its_reco
     monkeypatch.setattr(ingest, "GATE_WALK", False)
     _import(tmp_path / "ungated", root, secret, monkeypatch, 2)
     assert _dump(tmp_path / "gated") == _dump(tmp_path / "ungated")
+
+
+def test_records_encoded_ahead_are_the_ones_the_commit_encodes(tmp_path, monkeypatch):
+    """``ingest.ENCODE_AHEAD``: the importer encodes each chunk's instance records
+    while the commit before is written, and the commit writes those of its new
+    files; chunks that mix new files with copies of archived ones (whose records
+    the commit makes itself) included, the archive is the one of commits that
+    encode their own records."""
+    import shutil
+
+    root = tmp_path / "d"
+    files = _tree(root)
+    dcm = [f for f in files if f.endswith(".dcm")]
+    (root / "copies").mkdir()
+    for j, f in enumerate(dcm[::5]):   # duplicates of archived files among the new ones
+        shutil.copy(f, root / "copies" / f"c{j}.dcm")
+    taken = {"all": 0, "some": 0}
+    real_take = commit.Encoded.take
+
+    def take(self, rows):
+        taken["all" if rows.size == self.rows.size else "some"] += 1
+        return real_take(self, rows)
+
+    monkeypatch.setattr(commit.Encoded, "take", take)
+    monkeypatch.setattr(ingest, "PIPELINE", True)
+    monkeypatch.setattr(ingest, "ENCODE_AHEAD", True)
+    secret = _import(tmp_path / "ahead", root, None, monkeypatch, 2)
+    assert taken["all"] > 3 and taken["some"] > 0, taken
+    monkeypatch.setattr(ingest, "ENCODE_AHEAD", False)
+    _import(tmp_path / "in_commit", root, secret, monkeypatch, 2)
+    assert _dump(tmp_path / "ahead") == _dump(tmp_path / "in_commit")
+    from pocketpacs.archive import records
+
+    with pocketpacs.open_archive(tmp_path / "ahead", readonly=True) as ar, ar._store.read() as t:
+        copies = sum(len(records.split_instance(v)[2]) - 1 for _k, v in t.range("instances"))
+    assert copies == len(dcm[::5])   # (each copy a second location of its instance)
