@@ -27,6 +27,16 @@ def add_sorted(lst: list, value: str) -> bool:
     return False
 
 
+def _accumulate(totals: dict[bytes, list[int]], key: bytes, n_instances: int, size: int) -> None:
+    """Add to the ``[n_instances, size]`` of ``key`` in ``totals``."""
+    d = totals.get(key)
+    if d is None:
+        totals[key] = [n_instances, size]
+    else:
+        d[0] += n_instances
+        d[1] += size
+
+
 _INDEXED_FIELDS = {
     "patients": ("name", "patient_id", "birth_date"),
     "studies": ("date", "modalities", "description", "series_words", "accession"),
@@ -128,13 +138,7 @@ class RecordChanges:
         if rec is not None:
             rec["n_instances"] += n_instances
             rec["size"] += size
-        deltas = self.deltas[db]
-        d = deltas.get(key)
-        if d is None:
-            deltas[key] = [n_instances, size]
-        else:
-            d[0] += n_instances
-            d[1] += size
+        _accumulate(self.deltas[db], key, n_instances, size)
 
     def add_owned_counts(self, seks: list[bytes], counts: list[int], sizes: list[int]) -> list[int]:
         """:meth:`add_counts` for each series of ``seks`` whose study and patient
@@ -173,13 +177,9 @@ class RecordChanges:
             if rec is not None:
                 rec["n_instances"] += n
                 rec["size"] += size
-            for up, k in ((deltas, sek), (studies, sk), (patients, pk)):
-                d = up.get(k)
-                if d is None:
-                    up[k] = [n, size]
-                else:
-                    d[0] += n
-                    d[1] += size
+            _accumulate(deltas, sek, n, size)
+            _accumulate(studies, sk, n, size)
+            _accumulate(patients, pk, n, size)
         for db, up in (("studies", studies), ("patients", patients)):
             for k, (n, size) in up.items():
                 self.add_counts(db, k, n, size)
