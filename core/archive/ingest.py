@@ -425,7 +425,7 @@ class Importer(ColdImport, RescanWalk):
                     return
                 yield item
         finally:
-            walk.close()   # (a cancelled import leaves the walk here: its read ends now)
+            walk.close()   # (as a for loop over the walk would, when the import stops early)
 
     def _drain(self) -> None:
         """Wait for the commit in flight (:data:`PIPELINE`), count it; its error is raised here."""

@@ -98,9 +98,7 @@ class Txn:
         self._dbs = dbs
         self.write = write
         self._map_file = map_file
-        # where the map lies, found at the first release: a write transaction's
-        # map cannot move (LMDB refuses to remap while one is open)
-        self.map_ranges: list[tuple[int, int]] | None = None
+        self.map_ranges: list[tuple[int, int]] | None = None   # (a write's map cannot move: found once)
 
     def release_pages(self) -> None:
         """Drop the database map pages this process has read from its RSS (see
@@ -513,8 +511,9 @@ class LmdbStore:
                         gen = int(txn.get(b"generation", db=self._dbs["meta"]) or 0) + 1
                         txn.put(b"generation", str(gen).encode(), db=self._dbs["meta"])
                     self._commits += 1
-                    if self._commits % RELEASE_MAP_EVERY == 0:   # (the map has not moved since the commit)
-                        release_map_pages(self.path / "data.mdb", t.map_ranges)
+                    if self._commits % RELEASE_MAP_EVERY == 0:
+                        with self._guard.txn():   # (no other thread moves the map: the ranges hold)
+                            release_map_pages(self.path / "data.mdb", t.map_ranges)
                     return out
                 except lmdb.MapFullError:
                     size = self.env.info()["map_size"] * 2
