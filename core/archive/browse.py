@@ -20,6 +20,7 @@ from . import keys
 from . import pathkeys
 from . import query
 from . import records
+from . import sopindex
 from ..errors import ArchiveError
 from .record_changes import RecordChanges
 from .memstore import MemoryStore
@@ -381,7 +382,7 @@ class ArchiveBrowse:
             if k is not None and t.get("instances", k) is not None:
                 return k
         sopk = keys.uid_key(s)
-        sek = t.get("sop", sopk)
+        sek = sopindex.series_key(t, sopk)
         return None if sek is None else sek + sopk
 
 

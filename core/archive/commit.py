@@ -24,6 +24,7 @@ from . import keys
 from . import pathkeys
 from . import query
 from . import records
+from . import sopindex
 from ..dicom import tags
 from .header_values import FileHeaderValues
 from .record_changes import RecordChanges, SeriesOwners, add_sorted
@@ -97,6 +98,8 @@ def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tup
         for k, v in part.items():
             res[k] += v
     changes.flush()
+    if sopindex.merge_if_due(txn) and len(parts) > 1:
+        txn.release_pages()
     return res
 
 
@@ -130,6 +133,7 @@ def commit_chunk(txn: Any, secret: bytes, paths: list[str], take: list[tuple[Any
         pathkeys.put_listing(txn, d, lst.select(keep))
     if own:
         changes.flush()
+        sopindex.merge_if_due(txn)
     return res
 
 
@@ -249,7 +253,7 @@ def _index_batch(changes: RecordChanges, b: Any, paths: list[str], take: list[tu
     if okr.size:
         _u, first = np.unique(sop_h[okr], return_index=True)
         fresh[okr[first]] = True  # first file of each SOP UID in the chunk
-        known = txn.found("sop", [sopk[i] for i in okr[first].tolist()])
+        known = sopindex.known(txn, [sopk[i] for i in okr[first].tolist()])
         if known:
             for i in okr[first].tolist():
                 if sopk[i] in known:
@@ -305,7 +309,7 @@ def _index_fresh(changes: RecordChanges, b: Any, rows: np.ndarray, paths: list[s
     txn.putmulti("instances", list(zip([ikeys[i] for i in rl], vals)))
     by_sop = np.argsort(sop_h[rows], kind="stable")
     sk8 = keys.hashes_to_keys(ser_h[rows][by_sop])
-    txn.putmulti("sop", list(zip([sopk[i] for i in rows[by_sop].tolist()], sk8)))
+    sopindex.add(txn, list(zip([sopk[i] for i in rows[by_sop].tolist()], sk8)))
     # group by series
     uniq, first, inv = np.unique(ser_h[rows], return_index=True, return_inverse=True)
     counts = np.bincount(inv, minlength=uniq.size)
@@ -394,11 +398,11 @@ def _index_known(changes: RecordChanges, b: Any, i: int, paths: list[str], ikeys
     """A file whose SOP Instance UID is already archived: returns its listing code."""
     txn = changes.txn
     path, ikey, sopk = paths[i], ikeys[i], sopks[i]
-    sek = txn.get("sop", sopk)
+    sek = sopindex.series_key(txn, sopk)
     kex = (sek or ikey[:8]) + sopk
     raw = txn.get("instances", kex)
     if raw is None:  # dangling SOP entry: index as new
-        txn.delete("sop", sopk)
+        sopindex.remove(txn, sopk)
         _index_fresh(changes, b, np.array([i]), paths, ikeys, sopks, ser_h, st_h, texts, res)
         return 0
     head, tx, locs = records.split_instance(raw)
@@ -539,4 +543,5 @@ def commit_hint_files(txn: Any, secret: bytes, paths: list[str], take: list, bat
     relinked_from: dict[str, set[str]] = {}
     _index_batch(changes, batch, paths, take, res, relinked_from)
     changes.flush()
+    sopindex.merge_if_due(txn)
     return res

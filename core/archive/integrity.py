@@ -56,6 +56,7 @@ from . import pathkeys
 from .dirstamps import FOLDERS_KEY
 from . import query
 from . import records
+from . import sopindex
 from .datafile import OPEN_MARK, check_data_file
 
 #: Name of the side file listing the imported folders (for a rebuild when the
@@ -143,15 +144,18 @@ def check_invariants(txn: Any) -> list[str]:
             _head, _tx, locs = records.split_instance(v)
             if not locs:
                 P.add(f"instance {k.hex()}: no file location")
-            if txn.get("sop", k[8:]) != k[:8]:
+            if sopindex.series_key(txn, k[8:]) != k[:8]:
                 P.add(f"instance {k.hex()}: its SOP entry is missing or points elsewhere")
             yield k, v
 
     # instances -> series counts
     ser_cnt = series_counts(checked_instances())
-    for k, v in txn.range("sop"):
+    for k, v in sopindex.entries(txn):
         if txn.get("instances", v + k) is None:
             P.add(f"SOP entry {k.hex()}: no instance")
+    for k, _v in txn.range(sopindex.RECENT):
+        if txn.get(sopindex.MAIN, k) is not None:
+            P.add(f"SOP entry {k.hex()}: in both SOP databases")
     series: dict[bytes, dict] = {}
     for k, v in txn.range("series"):
         series[k] = records.loads(v)
@@ -329,13 +333,17 @@ def record_dump(txn: Any) -> dict[str, list[tuple[bytes, bytes]]]:
     (after their listings, and those of folders of folders in ``meta``) are left out (they differ between two imports of
     the same files); patient, study and series records are compared in
     their counted form (a schema-5 record, plain JSON, equals its counted
-    rewrite); everything else is compared byte for byte.
+    rewrite); the SOP index's two databases as one, under ``sop`` (which
+    of them holds an entry depends on when merges ran); everything else is
+    compared byte for byte.
     """
     from .store import DBS
 
     out: dict[str, list[tuple[bytes, bytes]]] = {}
     for db in DBS:
-        items = list(txn.range(db))
+        if db == sopindex.RECENT:
+            continue   # (with "sop": the index is one, wherever a merge has put each entry)
+        items = sorted(sopindex.entries(txn)) if db == sopindex.MAIN else list(txn.range(db))
         if db in ("patients", "studies", "series"):
             items = [(k, records.dumps_counted(records.loads(v))) for k, v in items]
         elif db == "meta":

@@ -51,6 +51,12 @@ are stored with their instance count and size ahead of their JSON, so that
 an import adding files to archived series patches those numbers instead of
 decoding and re-encoding the records.  Schema-5 records read as they are and
 become counted when they next change; the step converts nothing.
+
+Schema 6 -> 7 (:func:`recent_sop_entries`): the SOP index is kept in two
+databases (:mod:`~pocketpacs.archive.sopindex`): ``sop_recent`` takes the
+entries of new instances and is merged into ``sop`` when it has grown to
+half its size.  The step only adds the empty database; older versions,
+which would not look in it, are stopped by the number.
 """
 from __future__ import annotations
 
@@ -209,6 +215,16 @@ def counted_records(t: Any) -> None:
     logger.info("archive schema 6: counted records (%d series kept as they are)", t.count("series"))
 
 
+def recent_sop_entries(t: Any) -> None:
+    """Schema 6 -> 7: the SOP index in two databases
+    (:mod:`~pocketpacs.archive.sopindex`): ``sop_recent``, created empty by the
+    writable open that runs this step, takes new entries; the entries of
+    ``sop`` stay where they are.  The number only stops older versions, which
+    would not look in ``sop_recent``."""
+    logger.info("archive schema 7: recent SOP entries database added (%d SOP entries kept as they are)",
+                t.count("sop"))
+
+
 #: ``MIGRATIONS[v](txn)`` upgrades an archive from schema ``v`` to ``v + 1``.
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     1: instance_text_after_paths,
@@ -216,4 +232,5 @@ MIGRATIONS: dict[int, Callable[[Any], None]] = {
     3: refold_text_indexes,
     4: annotations_database,
     5: counted_records,
+    6: recent_sop_entries,
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import query
 from . import records
+from . import sopindex
 from .record_changes import RecordChanges, add_sorted
 
 
@@ -27,8 +28,7 @@ def remove_instances(changes: RecordChanges, ikeys: list[bytes]) -> int:
             continue
         head, _t, _locs = records.split_instance(raw)
         txn.delete("instances", ikey)
-        if txn.get("sop", ikey[8:]) == ikey[:8]:
-            txn.delete("sop", ikey[8:])
+        sopindex.remove(txn, ikey[8:], ikey[:8])
         for k, _ in list(txn.range("conflicts", ikey)):
             txn.delete("conflicts", k)
         n += 1

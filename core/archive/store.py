@@ -52,10 +52,11 @@ if TYPE_CHECKING:
 #: carry PhotometricInterpretation and ImageType after the paths; 3: paths
 #: longer than ``pathkeys.PATH_KEY_MAX`` are keyed by a hash; 4: folded-text
 #: indexes refolded; 5: the ``annotations`` database of measurements; 6:
-#: patient, study and series records counted, ``records.COUNTED``; see
-#: :mod:`pocketpacs.archive.migrations`).  Bump it with every change of a
+#: patient, study and series records counted, ``records.COUNTED``; 7: the SOP
+#: index in two databases, ``sop`` and ``sop_recent``, see
+#: :mod:`pocketpacs.archive.sopindex`; see :mod:`pocketpacs.archive.migrations`).  Bump it with every change of a
 #: stored layout, with its step in ``MIGRATIONS`` (from the migrations module).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: Named databases of the archive.
 DBS = (
@@ -64,7 +65,8 @@ DBS = (
     "studies",       # study key (8) -> record
     "series",        # series key (8) -> record
     "instances",     # series key + SOP key (16) -> compact instance record
-    "sop",           # SOP key (8) -> series key (8)
+    "sop",           # SOP key (8) -> series key (8): merged entries (archive.sopindex)
+    "sop_recent",    # SOP key (8) -> series key (8): entries added since the last merge
     "pat_studies",   # patient key + study key -> b""
     "study_series",  # study key + series key -> b""
     "dirs",          # folder path key -> listing of its files (names, size, mtime, key, code)
@@ -77,7 +79,7 @@ DBS = (
 #: Databases added after the first schema, with the schema that added them: a
 #: read-only open of an older archive finds them missing and says the archive
 #: needs an upgrade (a writable open creates them, then migrates).
-ADDED_DBS = {"annotations": 5}
+ADDED_DBS = {"annotations": 5, "sop_recent": 7}
 
 LOCK_FILE = "writer.lock"
 #: Commits between two releases of the map pages a writer has read (``mapped``; every commit:

@@ -1,0 +1,80 @@
+"""The SOP index: SOP key -> series key of every archived instance.
+
+An import asks it whether each new file's SOP Instance UID is archived
+already (and under which series), and lookups by SOP Instance UID alone use
+it.  Its keys are hashes, so the instances of one commit land on random
+pages: once the index has more pages than a commit has new instances, every
+commit rewrites nearly all of them, and a large import writes the whole
+index again at every commit (at a million instances, about a fifth of the
+import's time and 130 MB of its memory went to this).
+
+So the index lives in two databases (schema 7):
+
+- ``sop_recent`` takes the entries of new instances.  It is small, so a
+  commit rewrites few pages of it.
+- ``sop`` holds the rest.  When ``sop_recent`` reaches half of it (and at
+  least :data:`MERGE_MIN` entries), :func:`merge_if_due` moves them over in
+  one sorted pass, at the end of a commit: each page of ``sop`` is then
+  rewritten once for many entries, not once per commit.
+
+An entry is in one of the two, never both: :func:`remove` deletes it from
+both, and :func:`add` is only called for SOPs that :func:`known` did not
+find.  Lookups read ``sop_recent`` first.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterable, Iterator
+
+MAIN = "sop"
+RECENT = "sop_recent"
+#: Fewest entries ``sop_recent`` must hold before a merge.
+MERGE_MIN = 32_000
+#: A merge happens when ``sop_recent`` holds at least ``sop``'s entries divided by this.
+MERGE_RATIO = 2
+#: Entries moved per ``putmulti`` call of a merge (bounds the memory it holds).
+MERGE_BATCH = 50_000
+
+
+def series_key(txn: Any, sopk: bytes) -> bytes | None:
+    """The series key of the instance whose SOP key is ``sopk``, or None."""
+    return txn.get(RECENT, sopk) or txn.get(MAIN, sopk)
+
+
+def known(txn: Any, sopks: list[bytes]) -> set[bytes]:
+    """The SOP keys of ``sopks`` that the index holds."""
+    found = txn.found(RECENT, sopks)
+    rest = [k for k in sopks if k not in found] if found else sopks
+    return found | txn.found(MAIN, rest) if rest else found
+
+
+def add(txn: Any, items: Iterable[tuple[bytes, bytes]]) -> None:
+    """Index new instances: ``(sop key, series key)`` pairs, sorted by SOP key,
+    none of them in the index (see :func:`known`)."""
+    txn.putmulti(RECENT, items)
+
+
+def remove(txn: Any, sopk: bytes, sek: bytes | None = None) -> None:
+    """Drop the entry of ``sopk`` (only where it names series ``sek``, when given)."""
+    for db in (RECENT, MAIN):
+        if sek is None or txn.get(db, sopk) == sek:
+            txn.delete(db, sopk)
+
+
+def entries(txn: Any) -> Iterator[tuple[bytes, bytes]]:
+    """Every ``(sop key, series key)`` entry (``sop_recent``'s, then ``sop``'s)."""
+    yield from txn.range(RECENT)
+    yield from txn.range(MAIN)
+
+
+def merge_if_due(txn: Any) -> int:
+    """Move ``sop_recent`` into ``sop`` when it has grown to half its size (and
+    :data:`MERGE_MIN`); returns the number of entries moved (0: not due)."""
+    n = txn.count(RECENT)
+    if n < max(MERGE_MIN, txn.count(MAIN) // MERGE_RATIO):
+        return 0
+    items = txn.range(RECENT)
+    while batch := list(itertools.islice(items, MERGE_BATCH)):
+        txn.putmulti(MAIN, batch)
+    txn.drop(RECENT)
+    return n
