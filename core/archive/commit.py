@@ -98,8 +98,8 @@ def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tup
         for k, v in part.items():
             res[k] += v
     changes.flush()
-    if sopindex.merge_if_due(txn) and len(parts) > 1:
-        txn.release_pages()
+    if sopindex.merge_if_due(txn):
+        txn.release_pages()   # (the pages of "sop" a merge read, before LMDB writes the commit)
     return res
 
 

@@ -93,8 +93,10 @@ COMMIT_CHUNKS = 4
 #: 8,000 files of a 20,000-series import meets about 6,600 series already past
 #: 100,000 instances, so the larger commits start there (an A/B of five pairs
 #: at a million files, against 250,000 and 500,000: 1-3 s of 31-37 s faster,
-#: peak RSS 920-929 -> 944-950 MB); an import of 100,000 files keeps commits of
-#: :data:`COMMIT_CHUNKS` (its memory target is 400 MB).
+#: peak RSS 920-929 -> 944-950 MB).  An import of 100,000 files into an empty
+#: archive keeps commits of :data:`COMMIT_CHUNKS` (its memory target is 400 MB);
+#: one into an archive of 100,000 takes the larger commits and more memory
+#: (110,000 files: peak RSS 470 -> 535-623 MB).
 LARGE_ARCHIVE_COMMITS = ((100_000, 8), (200_000, 16))
 #: Read the next chunk's file heads in a helper process (``readahead``) while
 #: this one is parsed and committed (Linux; off elsewhere or on any failure).

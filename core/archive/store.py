@@ -53,9 +53,8 @@ if TYPE_CHECKING:
 #: longer than ``pathkeys.PATH_KEY_MAX`` are keyed by a hash; 4: folded-text
 #: indexes refolded; 5: the ``annotations`` database of measurements; 6:
 #: patient, study and series records counted, ``records.COUNTED``; 7: the SOP
-#: index in two databases, ``sop`` and ``sop_recent``, see
-#: :mod:`pocketpacs.archive.sopindex`; see :mod:`pocketpacs.archive.migrations`).  Bump it with every change of a
-#: stored layout, with its step in ``MIGRATIONS`` (from the migrations module).
+#: index in ``sop`` and ``sop_recent``; see :mod:`pocketpacs.archive.migrations`).
+#: Bump it with every change of a stored layout, with its step in ``MIGRATIONS``.
 SCHEMA_VERSION = 7
 
 #: Named databases of the archive.
