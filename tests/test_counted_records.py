@@ -19,6 +19,7 @@ import pocketpacs
 from pocketpacs.archive import records, store
 from pocketpacs.archive.integrity import record_dump
 from pocketpacs.archive.record_changes import RecordChanges
+from pocketpacs.archive.txn import COUNTS_DB
 
 
 def test_a_counted_record_reads_back_as_the_dict_it_was_made_from():
@@ -162,10 +163,11 @@ def test_a_schema_5_archive_opens_reads_and_takes_new_files(tmp_path):
         ar.import_folder(data)
         secret = (arc / "secret.key").read_bytes()
 
-    def to_schema_5(t):                   # what schema 5 stored: plain JSON records
+    def to_schema_5(t):                   # what schema 5 stored: plain JSON records, no counts databases
         for db in ("patients", "studies", "series"):
             for k, v in list(t.range(db)):
-                t.put(db, k, records.dumps(records.loads(v)))
+                t._t.put(k, records.dumps(records.loads(v)), db=t._dbs[db])   # (as stored: past the Txn's split)
+            t.drop(COUNTS_DB[db])
         t.put("meta", b"schema", b"5")
     with store.LmdbStore(arc) as st:
         st.write(to_schema_5)
@@ -173,8 +175,12 @@ def test_a_schema_5_archive_opens_reads_and_takes_new_files(tmp_path):
         pocketpacs.open_archive(arc, readonly=True)
     with _open(arc) as ar:
         assert ar._store.schema_version == store.SCHEMA_VERSION >= 6
-        with ar._store.read() as t:       # nothing converted
-            assert all(v[:1] == b"{" for db in ("patients", "studies", "series") for _k, v in t.range(db))
+        with ar._store.read() as t:       # schema 8 stores every record in two parts
+            for db in ("patients", "studies", "series"):
+                stored = {k: v for k, v in t.range_items(COUNTS_DB[db], b"", b"\xff" * 17)}
+                bodies = list(t._t.cursor(db=t._dbs[db]).iternext())
+                assert bodies and all(v[:1] == records.SPLIT for _k, v in bodies)
+                assert sorted(stored) == [k for k, _v in bodies]
         assert ar.get_series("1.2.826.0.77.1").n_instances == 3
         assert ar.check() == []
         _series(data, 4, 2)

@@ -175,7 +175,7 @@ def test_a_schema_6_archive_gains_the_recent_database_and_keeps_its_entries(tmp_
     with pytest.raises(pocketpacs.SchemaVersionMismatch, match="upgrade"):
         pocketpacs.open_archive(arc, readonly=True)
     with pocketpacs.open_archive(arc) as ar:
-        assert ar._store.schema_version == store.SCHEMA_VERSION == 7
+        assert ar._store.schema_version == store.SCHEMA_VERSION >= 7
         with ar._store.read() as t:
             assert t.count("sop") == n and t.count("sop_recent") == 0
         assert ar.check() == []

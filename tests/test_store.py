@@ -197,7 +197,7 @@ def test_newer_schema_is_refused(tmp_path):
 def test_migration_runs_once_and_records_version(tmp_path, monkeypatch):
     with store.LmdbStore(tmp_path / "ar") as st:
         st.write(lambda t: (t.put("meta", b"schema", str(store.SCHEMA_VERSION).encode()),
-                            t.put("patients", b"p" * 16, b"{}")))
+                            t.put("pat_studies", b"p" * 24, b"{}")))
     calls = []
 
     def step(t):
@@ -210,7 +210,7 @@ def test_migration_runs_once_and_records_version(tmp_path, monkeypatch):
         assert st.schema_version == store.SCHEMA_VERSION
         with st.read() as t:
             assert t.get("meta", b"migrated") == b"yes"
-            assert t.get("patients", b"p" * 16) == b"{}"
+            assert t.get("pat_studies", b"p" * 24) == b"{}"
     with store.LmdbStore(tmp_path / "ar"):
         pass
     assert calls == [1]

@@ -32,6 +32,7 @@ from .integrity import COUNT_FIELDS, add_child, check_invariants, series_counts,
 from .integrity import blank_uid_instances, blank_uid_message
 from .memstore import MemoryStore
 from .store import DBS, LmdbStore
+from .txn import COUNTS_DB, counts_without_record
 
 
 @dataclass
@@ -292,6 +293,11 @@ class ArchiveMaintenance:
             for k in series_cnt:
                 if t.get("series", k) is None:
                     rep.problems.append(f"instances of unknown series {k.hex()}")
+            for db in COUNTS_DB:
+                for k in counts_without_record(t, db):
+                    rep.problems.append(f"counts entry {k.hex()} in {COUNTS_DB[db]} without its record (removed)")
+                    t.delete(COUNTS_DB[db], k)
+                    fixed += 1
             pat_cnt: dict[bytes, list[int]] = {}
             for k, v in list(t.range("studies")):
                 st = records.loads(v)

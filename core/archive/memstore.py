@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import ArchiveError
+from . import records
 from .store import DBS, SCHEMA_VERSION, Txn
 
 
@@ -36,6 +37,7 @@ class MemTxn(Txn):
     """A transaction over a :class:`MemoryStore` (undo log for aborts)."""
 
     __slots__ = ("_undo",)
+    splits_records = False   # (records stay whole: no counts databases)
 
     def __init__(self, dbs: dict[str, _MemDB], write: bool):
         super().__init__(None, dbs, write)
@@ -75,6 +77,17 @@ class MemTxn(Txn):
         d._sorted = None
         self._undo.append((db, key, old))
         return True
+
+    def add_counts(self, db: str, keys: list[bytes], deltas: Any) -> dict[bytes, bytes]:
+        # (records stay whole here: their counted bytes are patched)
+        data, out = self._dbs[db].data, {}
+        for k, (n, size) in zip(keys, deltas.tolist()):
+            raw = data.get(k)
+            if raw is not None:
+                new = records.add_counts(raw, n, size)
+                self.put(db, k, new)
+                out[k] = new[:records.COUNTED_HEAD]
+        return out
 
     def range(self, db: str, prefix: bytes = b"", start: bytes | None = None,
               stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:

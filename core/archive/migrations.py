@@ -57,6 +57,12 @@ databases (:mod:`~pocketpacs.archive.sopindex`): ``sop_recent`` takes the
 entries of new instances and is merged into ``sop`` when it has grown to
 half its size.  The step only adds the empty database; older versions,
 which would not look in it, are stopped by the number.
+
+Schema 7 -> 8 (:func:`counts_apart`): the instance count and size of
+patient, study and series records move to their own databases
+(:mod:`~pocketpacs.archive.txn`), so that an import adding files to many
+series rewrites small counts entries rather than the records' pages.  The
+step writes every record again in the two parts.
 """
 from __future__ import annotations
 
@@ -225,6 +231,20 @@ def recent_sop_entries(t: Any) -> None:
                 t.count("sop"))
 
 
+def counts_apart(t: Any) -> None:
+    """Schema 7 -> 8: the counts of patient, study and series records in
+    their own databases (``patients_counts``, ``studies_counts``,
+    ``series_counts``, created empty by the writable open that runs this step;
+    :mod:`~pocketpacs.archive.txn`).  Every record is written again: its body
+    without the counts in its database, its counts in the other."""
+    n = 0
+    for db in ("patients", "studies", "series"):
+        for k, v in list(t.range(db)):
+            t.put(db, k, v)
+            n += 1
+    logger.info("archive schema 8: the counts of %d record(s) stored apart", n)
+
+
 #: ``MIGRATIONS[v](txn)`` upgrades an archive from schema ``v`` to ``v + 1``.
 MIGRATIONS: dict[int, Callable[[Any], None]] = {
     1: instance_text_after_paths,
@@ -233,4 +253,5 @@ MIGRATIONS: dict[int, Callable[[Any], None]] = {
     4: annotations_database,
     5: counted_records,
     6: recent_sop_entries,
+    7: counts_apart,
 }

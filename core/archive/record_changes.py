@@ -97,7 +97,6 @@ class RecordChanges:
             owners.begin(txn)
         self.owners = owners.keys   # series key -> (study key, patient key)
         self.recs: dict[str, dict[bytes, dict | None]] = {"patients": {}, "studies": {}, "series": {}}
-        self.raws: dict[tuple[str, bytes], bytes] = {}       # stored bytes of the records loaded
         self.orig: dict[tuple[str, bytes], tuple] = {}       # indexed values as loaded
         self.orig_rec: dict[tuple[str, bytes], dict] = {}    # copies of those values, for old entries
         self.dirty: set[tuple[str, bytes]] = set()
@@ -117,7 +116,6 @@ class RecordChanges:
         rec = records.loads(raw) if raw is not None else None
         cache[key] = rec
         if rec is not None:
-            self.raws[(db, key)] = raw
             if db in _INDEXED_FIELDS:
                 snap = _snapshot(db, rec)
                 self.orig[(db, key)] = snap
@@ -209,29 +207,17 @@ class RecordChanges:
         self.dirty.add((db, key))
 
     def _flush_counts(self) -> None:
-        """Write the counts added to records nobody changed otherwise: the stored bytes patched."""
-        txn, raws, dirty = self.txn, self.raws, self.dirty
+        """Write the counts added to records nobody changed otherwise: their
+        counts entries alone (:meth:`~pocketpacs.archive.txn.Txn.add_counts`)."""
+        txn, dirty = self.txn, self.dirty
         for db, deltas in self.deltas.items():
             if not deltas:
                 continue
+            import numpy as np
+
             ks = sorted(k for k in deltas if (db, k) not in dirty)
-            stored = {k: raws[(db, k)] for k in ks if (db, k) in raws} if raws else {}
-            unread = [k for k in ks if k not in stored] if stored else ks
-            if unread:
-                stored.update(txn.getmulti(db, unread))
-            out = []
-            patch = records.add_counts
-            for k in ks:
-                raw = stored.get(k)
-                if raw is None:   # (removed in this transaction: nothing to count)
-                    continue
-                d = deltas[k]
-                out.append((k, patch(raw, d[0], d[1])))
-            txn.putmulti(db, out)
-            if raws:
-                for k, new in out:
-                    if (db, k) in raws:
-                        raws[(db, k)] = new
+            # (a record removed in this transaction has no counts entry: skipped)
+            txn.add_counts(db, ks, np.array([deltas[k] for k in ks], dtype=np.int64).reshape(-1, 2))
             deltas.clear()
 
     def flush(self) -> None:
@@ -244,7 +230,6 @@ class RecordChanges:
             indexed = db in _INDEXED_FIELDS
             if rec is None:
                 txn.delete(db, key)
-                self.raws.pop((db, key), None)
                 if indexed:
                     query.reindex(txn, self._old_entries(db, key), set())
                     self.orig.pop((db, key), None)
@@ -252,8 +237,6 @@ class RecordChanges:
                 continue
             raw = records.dumps_counted(rec)
             txn.put(db, key, raw)
-            if (db, key) in self.raws:
-                self.raws[(db, key)] = raw
             if indexed:
                 snap = _snapshot(db, rec)
                 if snap != self.orig.get((db, key)):

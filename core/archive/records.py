@@ -100,6 +100,8 @@ def dumps(obj: Any) -> bytes:
 COUNTED = b"\x01"
 _COUNTS = struct.Struct("<qq")
 _COUNTED_AT = 1 + _COUNTS.size
+#: Length of the head of a counted record (:data:`COUNTED` and the counts)
+COUNTED_HEAD = _COUNTED_AT
 
 
 def dumps_counted(rec: dict) -> bytes:
@@ -127,6 +129,58 @@ def add_counts(raw: bytes, n_instances: int, size: int) -> bytes:
     return dumps_counted(rec)
 
 
+#: First byte of a record's body as LMDB stores it since schema 8: the JSON of
+#: a counted record without its counts, which live in the record database's
+#: counts database (``series_counts`` ...: key -> the two int64 of
+#: :data:`COUNTED`).  An import that adds files to thousands of series
+#: rewrites their small counts entries, not their records' pages.
+#: :class:`~pocketpacs.archive.txn.Txn` joins the two on every read, so
+#: the rest of the code sees :data:`COUNTED` records.
+SPLIT = b"\x02"
+#: The counts of a record whose counts entry is missing (a damaged archive: ``check`` says so).
+NO_COUNTS = _COUNTS.pack(0, 0)
+
+
+def split_counted(raw: bytes) -> tuple[bytes, bytes]:
+    """``(body, counts)`` of a record to store: its :data:`SPLIT` body and
+    its 16 bytes of counts (a counted record is cut, a plain JSON one decoded).
+
+    Raises
+    ------
+    DamagedRecord
+        *raw* is not a record.
+    """
+    if raw[:1] == COUNTED and len(raw) > _COUNTED_AT:
+        return SPLIT + raw[_COUNTED_AT:], raw[1:_COUNTED_AT]
+    rec = loads(raw)
+    if not isinstance(rec, dict):
+        raise _damaged()
+    body = {k: v for k, v in rec.items() if k != "n_instances" and k != "size"}
+    return SPLIT + orjson.dumps(body), _COUNTS.pack(rec.get("n_instances", 0), rec.get("size", 0))
+
+
+def join_counted(body: bytes, counts: bytes | None) -> bytes:
+    """The :data:`COUNTED` record of a stored body and counts entry (a body of
+    another form, an archive not yet migrated, is returned as it is)."""
+    if body[:1] != SPLIT:
+        return body
+    return COUNTED + (counts if counts is not None and len(counts) == _COUNTS.size else NO_COUNTS) + body[1:]
+
+
+def counts_added(counts: bytes, n_instances: int, size: int) -> bytes:
+    """A counts entry (16 bytes) with ``n_instances`` and ``size`` added.
+
+    Raises
+    ------
+    DamagedRecord
+        *counts* is not a counts entry.
+    """
+    if len(counts) != _COUNTS.size:
+        raise _damaged()
+    n, s = _COUNTS.unpack(counts)
+    return _COUNTS.pack(n + n_instances, s + size)
+
+
 def _damaged() -> DamagedRecord:
     return DamagedRecord(
         "a record of the archive database cannot be decoded: the database is damaged; "
@@ -150,6 +204,8 @@ def loads(raw: bytes) -> Any:
                 raise _damaged()
             rec["n_instances"], rec["size"] = _COUNTS.unpack_from(raw, 1)
             return rec
+        if raw[:1] == SPLIT:   # (a body read past the Txn: its counts are elsewhere)
+            return orjson.loads(memoryview(raw)[1:])
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise _damaged() from None

@@ -25,12 +25,9 @@ that hits the map limit can be re-run after the map grows.
 """
 from __future__ import annotations
 
-import functools
-import itertools
-import operator
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,8 +39,9 @@ from ..paths import ensure_private_dir, folder_risk, write_private_file
 from .datafile import OPEN_MARK, check_data_file
 from .keys import SECRET_FILE
 from .mapguard import MapGuard
-from .mapped import mapped_ranges, release_map_pages
+from .mapped import release_map_pages
 from .migrations import MIGRATIONS
+from .txn import Txn
 
 if TYPE_CHECKING:
     from .memstore import MemoryStore
@@ -53,9 +51,11 @@ if TYPE_CHECKING:
 #: longer than ``pathkeys.PATH_KEY_MAX`` are keyed by a hash; 4: folded-text
 #: indexes refolded; 5: the ``annotations`` database of measurements; 6:
 #: patient, study and series records counted, ``records.COUNTED``; 7: the SOP
-#: index in ``sop`` and ``sop_recent``; see :mod:`pocketpacs.archive.migrations`).
+#: index in ``sop`` and ``sop_recent``; 8: the counts of patient, study and series
+#: records in their own databases, :mod:`pocketpacs.archive.txn`; see
+#: :mod:`pocketpacs.archive.migrations`).
 #: Bump it with every change of a stored layout, with its step in ``MIGRATIONS``.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: Named databases of the archive.
 DBS = (
@@ -73,12 +73,14 @@ DBS = (
     "conflicts",     # instance key + file's path key -> record (path keys: pathkeys.path_key)
     "idx_name", "idx_pid", "idx_birth", "idx_sdate", "idx_mod", "idx_desc", "idx_acc",
     "annotations",   # series key (8) -> measurements record (archive.annotations)
+    "patients_counts", "studies_counts", "series_counts",   # record key -> n_instances, size (archive.txn)
 )
 
 #: Databases added after the first schema, with the schema that added them: a
 #: read-only open of an older archive finds them missing and says the archive
 #: needs an upgrade (a writable open creates them, then migrates).
-ADDED_DBS = {"annotations": 5, "sop_recent": 7}
+ADDED_DBS = {"annotations": 5, "sop_recent": 7, "patients_counts": 8, "studies_counts": 8,
+             "series_counts": 8}
 
 LOCK_FILE = "writer.lock"
 #: Commits between two releases of the map pages a writer has read (``mapped``; every commit:
@@ -87,92 +89,6 @@ LOCK_FILE = "writer.lock"
 RELEASE_MAP_EVERY = 1
 DEFAULT_MAP_SIZE = 1 << 30   # sparse on Linux/NTFS: costs nothing until used
 MAX_READERS = 512
-
-
-class Txn:
-    """A transaction over the named databases (LMDB-backed)."""
-
-    __slots__ = ("_t", "_dbs", "write", "_map_file", "map_ranges")
-
-    def __init__(self, txn: Any, dbs: dict[str, Any], write: bool, map_file: Path | None = None):
-        self._t = txn
-        self._dbs = dbs
-        self.write = write
-        self._map_file = map_file
-        self.map_ranges: list[tuple[int, int]] | None = None   # (a write's map cannot move: found once)
-
-    def release_pages(self) -> None:
-        """Drop the database map pages this process has read from its RSS (see
-        :mod:`~pocketpacs.archive.mapped`); safe within a transaction, whose
-        written pages are never in the map (no ``writemap``).  A long write
-        transaction calls it between its parts: each random page it reads maps
-        its 16 neighbours too, so a transaction of tens of thousands of random
-        inserts would otherwise hold most of a large database in its RSS."""
-        if self._map_file is not None:
-            if self.map_ranges is None and self.write:
-                self.map_ranges = mapped_ranges(self._map_file)
-            release_map_pages(self._map_file, self.map_ranges)
-
-    def get(self, db: str, key: bytes) -> bytes | None:
-        """Value of ``key`` in ``db`` (a copy) or None."""
-        return self._t.get(key, db=self._dbs[db])
-
-    def getter(self, db: str) -> Callable[[bytes], bytes | None]:
-        """A fast ``get(key)`` bound to one database (for hot loops)."""
-        return functools.partial(self._t.get, db=self._dbs[db])
-
-    def found(self, db: str, keys: list[bytes]) -> set[bytes]:
-        """The subset of ``keys`` present in ``db`` (one C call: ``getmulti``)."""
-        with self._t.cursor(db=self._dbs[db]) as c:
-            return {k for k, _v in c.getmulti(keys)}
-
-    def getmulti(self, db: str, keys: list[bytes]) -> list[tuple[bytes, bytes]]:
-        """``(key, value)`` of each of ``keys`` present in ``db``, in their order (one C call)."""
-        with self._t.cursor(db=self._dbs[db]) as c:
-            return c.getmulti(keys)
-
-    def put(self, db: str, key: bytes, value: bytes) -> None:
-        """Store ``value`` under ``key``."""
-        self._t.put(key, value, db=self._dbs[db])
-
-    def putmulti(self, db: str, items: Iterable[tuple[bytes, bytes]]) -> None:
-        """Store many items at once (sorted items insert fastest)."""
-        with self._t.cursor(db=self._dbs[db]) as c:
-            c.putmulti(items)
-
-    def delete(self, db: str, key: bytes) -> bool:
-        """Delete ``key``; return whether it existed."""
-        return self._t.delete(key, db=self._dbs[db])
-
-    def range(self, db: str, prefix: bytes = b"", start: bytes | None = None,
-              stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        """Items whose key starts with ``prefix`` and lies in [start, stop)."""
-        lo = max(prefix, start) if start is not None else prefix
-        with self._t.cursor(db=self._dbs[db]) as c:
-            if not c.set_range(lo):
-                return
-            for k, v in c.iternext():
-                if not k.startswith(prefix) or (stop is not None and k >= stop):
-                    return
-                yield k, v
-
-    def range_items(self, db: str, start: bytes, stop: bytes) -> list[tuple[bytes, bytes]]:
-        """The items whose key lies in [start, stop), as :meth:`range` gives
-        them, read by C loops (no Python code runs per item: a rescan reads
-        the listings of every folder under its root this way)."""
-        with self._t.cursor(db=self._dbs[db]) as c:
-            if not c.set_range(start):
-                return []
-            # ((stop,) > (key, value): key < stop)
-            return list(itertools.takewhile(functools.partial(operator.gt, (stop,)), c.iternext()))
-
-    def count(self, db: str) -> int:
-        """Number of entries in ``db``."""
-        return self._t.stat(self._dbs[db])["entries"]
-
-    def drop(self, db: str) -> None:
-        """Delete every entry of ``db``."""
-        self._t.drop(self._dbs[db], delete=False)
 
 
 _ENVS: dict[str, list[Any]] = {}   # realpath -> [env, refcount, pid, dbs, read-only, MapGuard]
