@@ -27,6 +27,7 @@ from pocketpacs import cli
 from pocketpacs.dicom import headers
 from pocketpacs.errors import ArchiveDamaged
 from pocketpacs.archive.datafile import OPEN_MARK, check_data_file
+from pocketpacs.archive import records
 from pocketpacs.archive.integrity import deep_check, load_roots, record_dump
 
 SETPRIV = shutil.which("setpriv")
@@ -673,7 +674,8 @@ def test_undecodable_record_is_reported_as_damage(filled, capsys):
     arc, root, n = filled
     with pocketpacs.open_archive(arc) as ar:
         sk = bytes.fromhex(ar.studies()[0].key)
-        ar._store.write(lambda t: t.put("studies", sk, b"\xff\xfe not json"))
+        # (as stored: a body past the Txn, which would not split what is no record)
+        ar._store.write(lambda t: t._t.put(sk, records.SPLIT + b"\xff\xfe not json", db=t._dbs["studies"]))
     rc, _, err = run_cli(capsys, "--archive", arc, "stats")
     assert rc == cli.EXIT_DAMAGED and "pocketpacs rebuild" in err and "Traceback" not in err
     rc, out, _ = run_cli(capsys, "--archive", arc, "check")
@@ -686,6 +688,29 @@ def test_undecodable_record_is_reported_as_damage(filled, capsys):
         assert "damaged" in s.cmd_hello({})["archive_notice"]
     finally:
         s.close()
+
+
+def test_a_damaged_database_that_reads_no_roots_leaves_the_list_of_roots_alone(filled):
+    """``roots.json`` is what a rebuild imports again: opening an archive whose
+    damaged database reads back no roots (here its ``roots`` database emptied)
+    adds to that list, never takes the roots out of it."""
+    import lmdb
+
+    from pocketpacs.archive import store as _store
+
+    arc, root, n = filled
+    env = lmdb.open(str(arc), max_dbs=len(_store.DBS) + 4)
+    with env.begin(write=True) as t:
+        t.drop(env.open_db(b"roots", txn=t), delete=False)
+    env.close()
+    with pocketpacs.open_archive(arc) as ar:
+        assert ar.roots() == []
+    assert load_roots(arc) == [str(root)]
+    with pocketpacs.open_archive(arc) as ar:     # removing a root is what drops it from the list
+        ar.import_folder(root)
+        assert load_roots(arc) == [str(root)]
+        ar.remove(root=root)
+    assert load_roots(arc) == []
 
 
 def test_crash_guard_of_the_console_entry(filled, capsys, monkeypatch):

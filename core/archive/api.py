@@ -161,14 +161,21 @@ class Archive(ArchiveBrowse, ArchiveMaintenance, ArchiveMeasurements):
                 f"({e.strerror or type(e).__name__}); nothing was imported: free some space "
                 "and import again") from None
 
-    def _sync_roots(self) -> None:
+    def _sync_roots(self, drop: bool = False) -> None:
         """Keep ``roots.json`` (the imported folders, for a rebuild when the
-        database cannot be read) equal to the roots in the database."""
+        database cannot be read) listing the roots in the database: adds the
+        missing ones, and with *drop* (after a root was removed) leaves out
+        those the database no longer has.  Without it a root is never taken
+        out: a damaged database that opens may read back no roots at all, and
+        the list is what a rebuild imports again."""
         if self.path is None or self.readonly:
             return
         try:
             roots = self.roots()
-            if load_roots(self.path) != roots:
+            listed = load_roots(self.path)
+            if not drop:
+                roots = sorted(set(roots) | set(listed), key=lambda r: r.encode("utf-8", "surrogateescape"))
+            if listed != roots:
                 save_roots(self.path, roots)
         except (OSError, ArchiveError):
             pass

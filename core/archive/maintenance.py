@@ -145,7 +145,7 @@ class ArchiveMaintenance:
 
         out = {"instances": self._store.write(fn)}
         if root is not None:
-            self._sync_roots()
+            self._sync_roots(drop=True)
         return out
 
     def _select_instances(self, t: Any, patient: Ref, study: Ref, series: Ref, instance: Ref) -> list[bytes]:
