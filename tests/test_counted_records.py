@@ -195,3 +195,42 @@ def test_a_schema_5_archive_opens_reads_and_takes_new_files(tmp_path):
         with ar._store.read() as t:
             assert record_dump(t) == migrated
     shutil.rmtree(fresh)
+
+
+def test_series_owners_find_the_study_and_patient_of_series_added_forgotten_and_begun_again():
+    """``SeriesOwners.lookup``: series keys added in several steps (as an
+    import's commits add them) are found by their hashes, with the index of
+    their study and patient keys; a forgotten series is not found, the rest
+    still are; a new transaction after another writer forgets everything."""
+    import numpy as np
+
+    from pocketpacs.archive.record_changes import SeriesOwners
+
+    def h(keys):
+        return np.frombuffer(b"".join(keys), dtype=">u8").astype(np.uint64)
+
+    ow = SeriesOwners()
+    se = [bytes([9 - i, i]) + b"\x00" * 6 for i in range(6)]   # (hashes not in insertion order)
+    ow.keys.update({se[0]: (b"A" * 8, b"P" * 16), se[1]: (b"B" * 8, b"P" * 16)})
+    known, st, pa = ow.lookup(h([se[1], se[2], se[0]]))
+    assert known.tolist() == [True, False, True]
+    assert [ow.study_keys[j] for j in st] == [b"B" * 8, b"A" * 8]
+    assert [ow.patient_keys[j] for j in pa] == [b"P" * 16] * 2
+    ow.keys.update({se[2]: (b"A" * 8, b"Q" * 16), se[3]: (b"C" * 8, b"Q" * 16)})
+    known, st, pa = ow.lookup(h(se))
+    assert known.tolist() == [True] * 4 + [False] * 2
+    assert [ow.study_keys[j] for j in st] == [b"A" * 8, b"B" * 8, b"A" * 8, b"C" * 8]
+    assert [ow.patient_keys[j] for j in pa] == [b"P" * 16] * 2 + [b"Q" * 16] * 2
+    ow.forget(se[1])
+    known, st, _pa = ow.lookup(h(se))
+    assert known.tolist() == [True, False, True, True, False, False]
+    assert [ow.study_keys[j] for j in st] == [b"A" * 8, b"A" * 8, b"C" * 8]
+
+    class _Txn:
+        def get(self, db, key):
+            return b"41"
+    ow.begin(_Txn())                  # (another generation than expected: forgets)
+    assert not ow.lookup(h(se))[0].any() and not ow.keys
+    ow.keys[se[5]] = (b"D" * 8, b"R" * 16)
+    known, st, pa = ow.lookup(h(se))
+    assert known.tolist() == [False] * 5 + [True] and ow.study_keys[st[0]] == b"D" * 8

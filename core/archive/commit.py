@@ -316,8 +316,7 @@ def _index_fresh(changes: RecordChanges, b: Any, rows: np.ndarray, paths: list[s
     sizes = np.bincount(inv, weights=b.size[rows].astype(np.float64), minlength=uniq.size)
     reps = rows[first].tolist()
     # series this import added files to before: counts only (most series of a large import)
-    rest = changes.add_owned_counts([ikeys[i][:8] for i in reps], counts.tolist(),
-                                    sizes.astype(np.int64).tolist())
+    rest = changes.add_owned_counts(uniq, counts, sizes.astype(np.int64))
     for g in rest:
         j = int(first[g])
         i = reps[g]
