@@ -229,6 +229,9 @@ def test_series_owners_find_the_study_and_patient_of_series_added_forgotten_and_
     class _Txn:
         def get(self, db, key):
             return b"41"
+
+        def count(self, db):
+            return 0
     ow.begin(_Txn())                  # (another generation than expected: forgets)
     assert not ow.lookup(h(se))[0].any() and not ow.keys
     ow.keys[se[5]] = (b"D" * 8, b"R" * 16)

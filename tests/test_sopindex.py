@@ -186,3 +186,66 @@ def test_a_schema_6_archive_gains_the_recent_database_and_keeps_its_entries(tmp_
         with ar._store.read() as t:
             assert t.count("sop") == n and t.count("sop_recent") == m
         assert ar.check() == [] and ar.verify().ok
+
+
+def test_the_sop_keys_an_import_keeps_find_every_file_met_again(tmp_path, monkeypatch, small_commits):
+    """``ImportSops``: an import into an empty archive keeps the SOP keys it
+    archives and looks up in LMDB only the new files' keys it may have
+    archived; a copy of a file archived in an earlier commit is still a
+    duplicate, and its SOP UID in another series still a conflict."""
+    import shutil
+
+    data = tmp_path / "d"
+    n = _tree(data)
+    firsts = sorted(data.rglob("IM00001"))
+    (data / "zz").mkdir()                               # (a folder walked after the others)
+    for j, p in enumerate(firsts):
+        shutil.copy(p, data / "zz" / f"copy{j}")
+    dicomgen.write(data / "zz" / "other", series_uid="1.2.826.0.99.1", study_uid="1.2.826.0.99",
+                   sop_uid="1.2.826.0.2.0.0.0.0.1", instance_number=1)   # (the SOP of p0/s0/r0/IM00001)
+    asked = []
+    real = sopindex.known
+    monkeypatch.setattr(sopindex, "known", lambda t, ks: asked.extend(ks) or real(t, ks))
+    with pocketpacs.open_archive(tmp_path / "a") as ar:
+        rep = ar.import_folder(data)
+        assert rep.indexed == n and rep.duplicate == len(firsts) and len(rep.conflicts) == 1
+        # only the keys of files met again are looked up (each once per chunk); every other is new
+        assert len(set(asked)) == len(firsts) and len(asked) <= len(firsts) + 1
+        assert ar.check() == []
+        asked.clear()
+        more = tmp_path / "more"                        # into an archive not empty: every key asked
+        _tree(more, seed=5)
+        assert ar.import_folder(more).indexed == n
+        assert len(asked) == n
+
+
+def test_import_sops_start_only_on_an_empty_index_and_stop_after_another_writer():
+    import numpy as np
+
+    class _Txn:
+        def __init__(self, n):
+            self.n = n
+
+        def count(self, db):
+            return self.n if db == sopindex.MAIN else 0
+
+    s = sopindex.ImportSops()
+    s.begin(_Txn(0), False)
+    assert s.active
+    rng = np.random.default_rng(1)
+    added = [rng.integers(1, 2**63, size=k, dtype=np.uint64) for k in (5, 3, 40, 1, 200, 7)]
+    for a in added:
+        s.add(a)
+    every = np.concatenate(added)
+    assert s.maybe(every).all()
+    other = rng.integers(1, 2**63, size=1000, dtype=np.uint64)
+    assert not s.maybe(other[~np.isin(other, every)]).any()
+    s.begin(_Txn(0), True)                              # (the import's own next transaction)
+    assert s.active and s.maybe(every).all()
+    s.begin(_Txn(0), False)                             # another writer came between
+    assert not s.active
+    s.begin(_Txn(0), True)
+    assert not s.active                                 # (for good)
+    s2 = sopindex.ImportSops()
+    s2.begin(_Txn(3), False)                            # an archive that holds SOPs: not kept
+    assert not s2.active

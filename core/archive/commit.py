@@ -253,9 +253,12 @@ def _index_batch(changes: RecordChanges, b: Any, paths: list[str], take: list[tu
     if okr.size:
         _u, first = np.unique(sop_h[okr], return_index=True)
         fresh[okr[first]] = True  # first file of each SOP UID in the chunk
-        known = sopindex.known(txn, [sopk[i] for i in okr[first].tolist()])
+        ask = okr[first]
+        if changes.import_sops is not None:   # (only those the import may have archived)
+            ask = ask[changes.import_sops.maybe(sop_h[ask])]
+        known = sopindex.known(txn, [sopk[i] for i in ask.tolist()]) if ask.size else set()
         if known:
-            for i in okr[first].tolist():
+            for i in ask.tolist():
                 if sopk[i] in known:
                     fresh[i] = False
     special = np.nonzero(ok & ~fresh)[0].tolist()
@@ -310,6 +313,8 @@ def _index_fresh(changes: RecordChanges, b: Any, rows: np.ndarray, paths: list[s
     by_sop = np.argsort(sop_h[rows], kind="stable")
     sk8 = keys.hashes_to_keys(ser_h[rows][by_sop])
     sopindex.add(txn, list(zip([sopk[i] for i in rows[by_sop].tolist()], sk8)))
+    if changes.import_sops is not None:
+        changes.import_sops.add(sop_h[rows])
     # group by series
     uniq, first, inv = np.unique(ser_h[rows], return_index=True, return_inverse=True)
     counts = np.bincount(inv, minlength=uniq.size)

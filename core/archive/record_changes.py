@@ -20,6 +20,7 @@ import numpy as np
 from . import keys as _keys
 from . import query
 from . import records
+from . import sopindex
 
 
 def add_sorted(lst: list, value: str) -> bool:
@@ -73,6 +74,8 @@ class SeriesOwners:
     def __init__(self) -> None:
         self.keys: dict[bytes, tuple[bytes, bytes]] = {}   # series key -> (study key, patient key)
         self._next: bytes | None = None   # generation expected at the next transaction
+        self._gen: bytes | None = None    # generation the last transaction began at
+        self.sops = sopindex.ImportSops()   # the SOP keys archived, when the archive began empty
         self._forget_index()
 
     def _forget_index(self) -> None:
@@ -93,6 +96,10 @@ class SeriesOwners:
         if gen != self._next:
             self.keys.clear()
             self._forget_index()
+        # (a transaction run again after a rollback, the map grown, finds the generation the
+        # last one found: the SOP keys it kept are then a superset, still good to ask)
+        self.sops.begin(txn, gen == self._next or gen == self._gen)
+        self._gen = gen
         self._next = str(int(gen) + 1).encode()   # (what ``LmdbStore.write`` stores at its commit)
 
     def forget(self, sek: bytes) -> None:
@@ -173,6 +180,8 @@ class RecordChanges:
             owners.begin(txn)
         self._owners = owners
         self.owners = owners.keys   # series key -> (study key, patient key)
+        # the SOP keys the import archived (ImportSops), when it keeps them
+        self.import_sops = owners.sops if owners.sops.active else None
         self.recs: dict[str, dict[bytes, dict | None]] = {"patients": {}, "studies": {}, "series": {}}
         self.orig: dict[tuple[str, bytes], tuple] = {}       # indexed values as loaded
         self.orig_rec: dict[tuple[str, bytes], dict] = {}    # copies of those values, for old entries
