@@ -23,6 +23,7 @@ from pocketpacs.archive import records, store
 from pocketpacs.archive.integrity import record_dump
 from pocketpacs.archive.memstore import MemoryStore
 from pocketpacs.archive.txn import COUNTS_DB
+from test_counted_records import _open   # (an archive with a given secret: the same patient keys)
 
 RECORD_DBS = ("patients", "studies", "series")
 
@@ -32,14 +33,6 @@ def _stored(ar, db: str) -> dict[bytes, bytes]:
     with ar._store.read() as t:
         with t._t.cursor(db=t._dbs[db]) as c:
             return dict(c)
-
-
-def _open(arc, secret: bytes | None = None):
-    if secret is not None:
-        arc.mkdir(mode=0o700)
-        (arc / "secret.key").write_bytes(secret)
-        (arc / "secret.key").chmod(0o600)
-    return pocketpacs.open_archive(arc)
 
 
 def test_files_added_to_archived_series_change_only_their_counts_entries(tmp_path):
