@@ -181,6 +181,11 @@ def counts_added(counts: bytes, n_instances: int, size: int) -> bytes:
     return _COUNTS.pack(n + n_instances, s + size)
 
 
+def damaged() -> DamagedRecord:
+    """The error of a stored value that is not what its database holds (to raise)."""
+    return _damaged()
+
+
 def _damaged() -> DamagedRecord:
     return DamagedRecord(
         "a record of the archive database cannot be decoded: the database is damaged; "

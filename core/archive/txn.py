@@ -96,7 +96,8 @@ class Txn:
         shape ``(len(keys), 2)``) to the counts of the stored record of
         ``keys[i]`` in ``db`` (patients, studies or series; sorted keys
         insert fastest), leaving the records' bodies alone; a key with no
-        stored record is skipped.  Returns the new head
+        counts entry is skipped (no stored record; or a damaged archive,
+        which ``check`` reports).  Returns the new head
         (:data:`~pocketpacs.archive.records.COUNTED_HEAD` bytes) of each
         record changed.
 
@@ -115,7 +116,7 @@ class Txn:
             if not got:
                 return {}
             if any(len(v) != size for _k, v in got):
-                records.counts_added(b"", 0, 0)   # (raises: the archive is damaged)
+                raise records.damaged()
             counts = np.frombuffer(b"".join([v for _k, v in got]), dtype="<i8").reshape(-1, 2)
             if len(got) == len(keys):
                 found, add = keys, deltas
