@@ -78,16 +78,13 @@ class MemTxn(Txn):
         self._undo.append((db, key, old))
         return True
 
-    def add_counts(self, db: str, keys: list[bytes], deltas: Any) -> dict[bytes, bytes]:
+    def add_counts(self, db: str, keys: list[bytes], deltas: Any) -> None:
         # (records stay whole here: their counted bytes are patched)
-        data, out = self._dbs[db].data, {}
+        data = self._dbs[db].data
         for k, (n, size) in zip(keys, deltas.tolist()):
             raw = data.get(k)
             if raw is not None:
-                new = records.add_counts(raw, n, size)
-                self.put(db, k, new)
-                out[k] = new[:records.COUNTED_HEAD]
-        return out
+                self.put(db, k, records.add_counts(raw, n, size))
 
     def range(self, db: str, prefix: bytes = b"", start: bytes | None = None,
               stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:

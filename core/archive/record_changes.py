@@ -316,24 +316,18 @@ class RecordChanges:
         dirty = {}
         for db, k in self.dirty:
             dirty.setdefault(db, set()).add(k)
+        if any(len(p) > 1 or (p and self.deltas[db]) for db, p in self._folded.items()):
+            self._settle()   # (sums of several kinds: one by key, in ``deltas``)
         for db, deltas in self.deltas.items():
             parts = self._folded[db]
-            if deltas:
+            if parts:         # (a large import's commit: one fold, arrays as they are)
+                ks, rows = parts.pop()
+            elif deltas:
                 ks = sorted(deltas)
-                parts.append((ks, np.array([deltas[k] for k in ks], dtype=np.int64).reshape(-1, 2)))
+                rows = np.array([deltas[k] for k in ks], dtype=np.int64).reshape(-1, 2)
                 deltas.clear()
-            if not parts:
+            else:
                 continue
-            if len(parts) == 1:
-                ks, rows = parts[0]
-            else:   # (summed by key: a record read between the folds)
-                both: dict[bytes, list[int]] = {}
-                for pk, pr in parts:
-                    for k, (n, size) in zip(pk, pr.tolist()):
-                        _accumulate(both, k, n, size)
-                ks = sorted(both)
-                rows = np.array([both[k] for k in ks], dtype=np.int64).reshape(-1, 2)
-            parts.clear()
             skip = dirty.get(db)
             if skip:   # (written whole by the flush, with their counts)
                 keep = [k not in skip for k in ks]

@@ -100,8 +100,8 @@ def dumps(obj: Any) -> bytes:
 COUNTED = b"\x01"
 _COUNTS = struct.Struct("<qq")
 _COUNTED_AT = 1 + _COUNTS.size
-#: Length of the head of a counted record (:data:`COUNTED` and the counts)
-COUNTED_HEAD = _COUNTED_AT
+#: Length of the counts of a record (``n_instances`` and ``size``; a counts entry of schema 8)
+COUNTS_SIZE = _COUNTS.size
 
 
 def dumps_counted(rec: dict) -> bytes:
@@ -165,20 +165,6 @@ def join_counted(body: bytes, counts: bytes | None) -> bytes:
     if body[:1] != SPLIT:
         return body
     return COUNTED + (counts if counts is not None and len(counts) == _COUNTS.size else NO_COUNTS) + body[1:]
-
-
-def counts_added(counts: bytes, n_instances: int, size: int) -> bytes:
-    """A counts entry (16 bytes) with ``n_instances`` and ``size`` added.
-
-    Raises
-    ------
-    DamagedRecord
-        *counts* is not a counts entry.
-    """
-    if len(counts) != _COUNTS.size:
-        raise _damaged()
-    n, s = _COUNTS.unpack(counts)
-    return _COUNTS.pack(n + n_instances, s + size)
 
 
 def damaged() -> DamagedRecord:

@@ -48,7 +48,7 @@ def records_without_counts(t: Any, db: str) -> list[bytes]:
         return []
     keys = [k for k, _v in t.range(db)]
     have = dict(t.getmulti(COUNTS_DB[db], keys))
-    return [k for k in keys if len(have.get(k, b"")) != records.COUNTED_HEAD - 1]
+    return [k for k in keys if len(have.get(k, b"")) != records.COUNTS_SIZE]
 
 
 class Txn:
@@ -91,15 +91,13 @@ class Txn:
         self._t.put(key, body, db=self._dbs[db])
         self._t.put(key, counts, db=self._counts(db))
 
-    def add_counts(self, db: str, keys: list[bytes], deltas: Any) -> dict[bytes, bytes]:
+    def add_counts(self, db: str, keys: list[bytes], deltas: Any) -> None:
         """Add ``deltas[i]`` (``n_instances``, ``size``: an int64 array of
         shape ``(len(keys), 2)``) to the counts of the stored record of
         ``keys[i]`` in ``db`` (patients, studies or series; sorted keys
         insert fastest), leaving the records' bodies alone; a key with no
         counts entry is skipped (no stored record; or a damaged archive,
-        which ``check`` reports).  Returns the new head
-        (:data:`~pocketpacs.archive.records.COUNTED_HEAD` bytes) of each
-        record changed.
+        which ``check`` reports).
 
         Raises
         ------
@@ -109,12 +107,12 @@ class Txn:
         import numpy as np
 
         if not keys:
-            return {}
-        size = records.COUNTED_HEAD - 1
+            return
+        size = records.COUNTS_SIZE
         with self._t.cursor(db=self._counts(db)) as c:
             got = c.getmulti(keys)
             if not got:
-                return {}
+                return
             if any(len(v) != size for _k, v in got):
                 raise records.damaged()
             counts = np.frombuffer(b"".join([v for _k, v in got]), dtype="<i8").reshape(-1, 2)
@@ -127,7 +125,6 @@ class Txn:
             new = (counts + add).astype("<i8").tobytes()
             out = [new[j:j + size] for j in range(0, len(new), size)]
             c.putmulti(list(zip(found, out)))
-        return {k: records.COUNTED + v for k, v in zip(found, out)}
 
     # ---- the named databases -------------------------------------------------------
     def get(self, db: str, key: bytes) -> bytes | None:
