@@ -57,7 +57,7 @@ from .dirstamps import FOLDERS_KEY
 from . import query
 from . import records
 from . import sopindex
-from .txn import COUNTS_DB, counts_without_record, records_without_counts
+from .txn import COUNTS_DB, counts_problems
 from .datafile import OPEN_MARK, check_data_file
 
 #: Name of the side file listing the imported folders (for a rebuild when the
@@ -166,11 +166,8 @@ def check_invariants(txn: Any) -> list[str]:
     patients: dict[bytes, dict] = {}
     for k, v in txn.range("patients"):
         patients[k] = records.loads(v)
-    for db, one in (("series", "series"), ("studies", "study"), ("patients", "patient")):
-        for k in records_without_counts(txn, db):
-            P.add(f"{one} {k.hex()}: its counts entry is missing or malformed")
-        for k in counts_without_record(txn, db):
-            P.add(f"counts entry {k.hex()} in {COUNTS_DB[db]}: no {one} record")
+    for p in counts_problems(txn):
+        P.add(p)
     for k in ser_cnt:
         if k not in series:
             P.add(f"instances of series {k.hex()}: the series record is missing")
@@ -348,8 +345,7 @@ def record_dump(txn: Any) -> dict[str, list[tuple[bytes, bytes]]]:
     out: dict[str, list[tuple[bytes, bytes]]] = {}
     for db in DBS:
         if db == sopindex.RECENT or db in COUNTS_DB.values():
-            continue   # (with "sop": the index is one, wherever a merge has put each entry;
-            #            counts: in the records, as read)
+            continue   # (the SOP index is one, under "sop"; counts are in the records as read)
         items = sorted(sopindex.entries(txn)) if db == sopindex.MAIN else list(txn.range(db))
         if db in ("patients", "studies", "series"):
             items = [(k, records.dumps_counted(records.loads(v))) for k, v in items]

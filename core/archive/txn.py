@@ -51,6 +51,15 @@ def records_without_counts(t: Any, db: str) -> list[bytes]:
     return [k for k in keys if len(have.get(k, b"")) != records.COUNTS_SIZE]
 
 
+def counts_problems(t: Any) -> list[str]:
+    """What ``check`` says of the counts entries of patients, studies and series."""
+    out = []
+    for db, one in (("series", "series"), ("studies", "study"), ("patients", "patient")):
+        out += [f"{one} {k.hex()}: its counts entry is missing or malformed" for k in records_without_counts(t, db)]
+        out += [f"counts entry {k.hex()} in {COUNTS_DB[db]}: no {one} record" for k in counts_without_record(t, db)]
+    return out
+
+
 class Txn:
     """A transaction over the named databases (LMDB-backed)."""
 
