@@ -1,6 +1,8 @@
 """A writer does not keep the archive's map pages resident (issue 16: a million
-instances imported under 1 GB): every commit drops the pages of ``data.mdb``
-it read from the process's RSS, and the data stays intact."""
+instances imported under 1 GB): while the process is over its resident-set
+ceiling, every commit (and every part of a long transaction) drops the pages
+of ``data.mdb`` it read from the process's RSS; under it they stay mapped
+(mapping them again costs a fault each); the data stays intact."""
 from __future__ import annotations
 
 import os
@@ -10,6 +12,7 @@ import pytest
 
 import pocketpacs
 from pocketpacs import synth
+from pocketpacs.archive import commit
 from pocketpacs.archive import mapped
 from pocketpacs.archive import store
 
@@ -54,7 +57,63 @@ def test_release_drops_read_pages_and_keeps_the_data(tmp_path):
             assert t.get("sop", (12_345).to_bytes(8, "big")) == b"v" * 200
 
 
-def test_every_commit_releases_what_it_read(tmp_path):
+@pytest.fixture
+def ceiling(monkeypatch):
+    """Set the resident-set ceiling (bytes) a writer keeps to."""
+    def set_to(n: int) -> None:
+        monkeypatch.setattr(mapped, "ceiling", lambda _archive_bytes: n)
+    return set_to
+
+
+def test_the_ceiling_is_read_from_this_process():
+    rss = mapped.resident_bytes()
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) * 1024
+    assert rss is not None and abs(rss - vm) < 64 << 20
+    phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert mapped.ceiling(0) == min(mapped.SMALL_CEILING, phys // 4)
+    assert mapped.ceiling(100 << 20) == min(mapped.SMALL_CEILING + (100 << 20), phys // 4)
+    assert mapped.ceiling(1 << 40) == min(mapped.MAP_RSS_CEILING, phys // 4)
+    assert mapped.over_ceiling(0) == (rss > mapped.ceiling(0))
+
+
+def test_under_the_ceiling_a_commit_keeps_its_pages_mapped(tmp_path, ceiling):
+    ceiling(1 << 50)
+    path = tmp_path / "ar"
+    with store.LmdbStore(path) as st:
+        st.write(lambda t: t.putmulti("sop", [(i.to_bytes(8, "big"), b"v" * 200) for i in range(20_000)]))
+        data = path / "data.mdb"
+        read_everything(st)
+        before = mapped_rss_kib(data)
+        assert before > 1000
+        st.write(lambda t: t.put("sop", (7).to_bytes(8, "big"), b"w"))
+        assert mapped_rss_kib(data) >= before
+        with st.read() as t:
+            assert t.get("sop", (7).to_bytes(8, "big")) == b"w"
+
+
+def test_a_long_transaction_trims_its_map_only_over_the_ceiling(tmp_path, ceiling):
+    path = tmp_path / "ar"
+    with store.LmdbStore(path) as st:
+        st.write(lambda t: t.putmulti("sop", [(i.to_bytes(8, "big"), b"v" * 200) for i in range(20_000)]))
+        data = path / "data.mdb"
+        seen = []
+
+        def part(t, limit):
+            ceiling(limit)
+            n = sum(1 for _ in t.range("sop"))
+            t.trim_map()
+            seen.append((n, mapped_rss_kib(data)))
+
+        st.write(lambda t: part(t, 1 << 50))
+        st.write(lambda t: part(t, 0))
+        (n1, kept), (n2, trimmed) = seen
+        assert n1 == n2 == 20_000
+        assert kept > 1000 and trimmed == 0
+
+
+def test_every_commit_releases_what_it_read_over_the_ceiling(tmp_path, ceiling):
+    ceiling(0)
     path = tmp_path / "ar"
     with store.LmdbStore(path) as st:
         st.write(lambda t: t.putmulti("sop", [(i.to_bytes(8, "big"), b"v" * 200) for i in range(20_000)]))
@@ -68,7 +127,10 @@ def test_every_commit_releases_what_it_read(tmp_path):
             assert t.count("sop") == 20_000
 
 
-def test_import_leaves_the_data_intact(tmp_path):
+@pytest.mark.parametrize("limit", [0, 1 << 50])
+def test_import_leaves_the_data_intact(tmp_path, monkeypatch, ceiling, limit):
+    ceiling(limit)
+    monkeypatch.setattr(commit, "TRIM_EVERY", 7)   # (instance records written in parts, trimmed between)
     src = tmp_path / "src"
     synth.generate(src, patients=3, studies=1, series=2, slices=30, rows=16, cols=16, enhanced=0, junk=0)
     with pocketpacs.open_archive(tmp_path / "ar") as ar:

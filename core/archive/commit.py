@@ -32,6 +32,10 @@ from .removal import remove_instances
 from .report import Failure, public_reason
 from .scan import Folder
 
+#: New instance records written between two looks at the process's resident set
+#: (:meth:`~pocketpacs.archive.txn.Txn.trim_map`).
+TRIM_EVERY = 500
+
 _NUM_KWS = tuple((kw, int(tags.NUM_START[tags.INDEX[kw]]), int(tags.NUM_COUNT[tags.INDEX[kw]]))
                  for kw in records.NUMERIC_KEYWORDS)
 
@@ -90,7 +94,7 @@ def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tup
     res = _empty_result()
     for j, (paths, take, batch, done_folders) in enumerate(parts):
         if j:
-            txn.release_pages()   # (the RSS of a long transaction stays that of one chunk's)
+            txn.trim_map()   # (a long transaction's RSS stays under the ceiling: see archive.mapped)
         enc = None
         if encoded is not None:
             enc, encoded[j] = encoded[j], None
@@ -99,7 +103,7 @@ def commit_chunks(txn: Any, secret: bytes, parts: list[tuple[list[str], list[tup
             res[k] += v
     changes.flush()
     if sopindex.merge_if_due(txn):
-        txn.release_pages()   # (the pages of "sop" a merge read, before LMDB writes the commit)
+        txn.trim_map()   # (the pages of "sop" a merge read, before LMDB writes the commit)
     return res
 
 
@@ -309,7 +313,11 @@ def _index_fresh(changes: RecordChanges, b: Any, rows: np.ndarray, paths: list[s
         rows = _key_order(rows, ser_h, sop_h)
         vals = _encode(b, rows, paths, texts)
     rl = rows.tolist()
-    txn.putmulti("instances", list(zip([ikeys[i] for i in rl], vals)))
+    items = list(zip([ikeys[i] for i in rl], vals))
+    for a in range(0, len(items), TRIM_EVERY):   # (each insert maps the page it changes and its neighbours)
+        if a:
+            txn.trim_map()
+        txn.putmulti("instances", items[a:a + TRIM_EVERY])
     by_sop = np.argsort(sop_h[rows], kind="stable")
     sk8 = keys.hashes_to_keys(ser_h[rows][by_sop])
     sopindex.add(txn, list(zip([sopk[i] for i in rows[by_sop].tolist()], sk8)))

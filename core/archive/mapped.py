@@ -11,13 +11,33 @@ pages: for a shared file mapping that only drops the page-table entries, the
 pages stay in the page cache and the next access maps them again (a minor
 fault), so nothing is lost and nothing is read from disk again.  Linux only;
 elsewhere it does nothing.
+
+Mapping a page again costs a minor fault (about 3 us, the kernel mapping
+its neighbours too): a million-file import that dropped its map pages after
+every chunk of 2,000 files took about 840,000 faults.  So a writer drops
+them only while the process is over a ceiling (:func:`over_ceiling`, which
+reads ``/proc/self/statm``): the archive file's size plus
+:data:`SMALL_CEILING`, at most :data:`MAP_RSS_CEILING`.  Below it the pages
+stay mapped and later parts of the import find them there (a million files:
+about 765,000 faults, in-process imports 1-2 s faster of 25-29 s).
 """
 from __future__ import annotations
 
+import mmap
 import os
 import sys
 
 _MADVISE = None
+#: Resident set (bytes) above which a writer always drops the map pages it has
+#: read (:func:`ceiling`; a quarter of the machine's memory where that is less).
+#: A million-file import peaks 60-100 MB above it (what is mapped between two looks).
+MAP_RSS_CEILING = 850 << 20
+#: Below that, a writer drops them above this plus the archive file's size:
+#: a small archive's import keeps a small resident set (100,000 files:
+#: 363-365 MB against 370-371 MB dropping after every chunk; 388-389 MB with
+#: 256 MB here, against a target of 400 MB).
+SMALL_CEILING = 224 << 20
+_LARGEST: list[int] = []
 
 
 def _madvise():
@@ -87,10 +107,45 @@ def release_map_pages(path: os.PathLike[str] | str, ranges: list[tuple[int, int]
     fn = _madvise()
     if fn is None:
         return 0
-    import mmap
-
     done = 0
     for a, b in (mapped_ranges(path) if ranges is None else ranges):
         if fn(a, b - a, mmap.MADV_DONTNEED) == 0:
             done += b - a
     return done
+
+
+def _largest() -> int:
+    """:data:`MAP_RSS_CEILING`, or a quarter of the physical memory where that is less."""
+    if not _LARGEST:
+        try:
+            phys = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            phys = 0
+        _LARGEST.append(min(MAP_RSS_CEILING, phys // 4) if phys > 0 else MAP_RSS_CEILING)
+    return _LARGEST[0]
+
+
+def ceiling(archive_bytes: int) -> int:
+    """The resident set (bytes) above which a writer of an archive file of
+    *archive_bytes* drops its map pages: :data:`SMALL_CEILING` plus the
+    file's size, at most :data:`MAP_RSS_CEILING` (or a quarter of the
+    machine's memory where that is less)."""
+    return min(_largest(), SMALL_CEILING + max(0, archive_bytes))
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set in bytes (``/proc/self/statm``), or None where there is none."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * mmap.PAGESIZE   # (statm counts pages)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def over_ceiling(archive_bytes: int) -> bool:
+    """Whether a writer of an archive file of *archive_bytes* should drop its
+    map pages now: the process is over :func:`ceiling`, or its resident set
+    cannot be read (then always: where there is nothing to drop, dropping
+    costs nothing)."""
+    rss = resident_bytes()
+    return rss is None or rss > ceiling(archive_bytes)

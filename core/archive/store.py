@@ -39,7 +39,7 @@ from ..paths import ensure_private_dir, folder_risk, write_private_file
 from .datafile import OPEN_MARK, check_data_file
 from .keys import SECRET_FILE
 from .mapguard import MapGuard
-from .mapped import release_map_pages
+from .mapped import over_ceiling, release_map_pages
 from .migrations import MIGRATIONS
 from .txn import Txn
 
@@ -83,10 +83,6 @@ ADDED_DBS = {"annotations": 5, "sop_recent": 7, "patients_counts": 8, "studies_c
              "series_counts": 8}
 
 LOCK_FILE = "writer.lock"
-#: Commits between two releases of the map pages a writer has read (``mapped``; every commit:
-#: the kernel maps 16 neighbours of every page read, so a few commits map the whole file):
-#: a long import keeps only what its last commits touched in its RSS.
-RELEASE_MAP_EVERY = 1
 DEFAULT_MAP_SIZE = 1 << 30   # sparse on Linux/NTFS: costs nothing until used
 MAX_READERS = 512
 
@@ -225,7 +221,6 @@ class LmdbStore:
         self._active = 0
         self._idle = threading.Condition()
         self._mark: Path | None = None
-        self._commits = 0
         self._on_unclean = on_unclean
         #: True when the last writer did not close cleanly and no
         #: ``on_unclean`` check ran (the caller checks it later).
@@ -376,6 +371,13 @@ class LmdbStore:
         with self.read() as t:
             return int(t.get("meta", b"schema") or 0)
 
+    def _map_bytes(self) -> int:
+        """Size of ``data.mdb`` (0 when it cannot be read)."""
+        try:
+            return (self.path / "data.mdb").stat().st_size
+        except OSError:
+            return 0
+
     def _check_open(self) -> None:
         if self._closed:
             raise ArchiveError("the archive is closed")
@@ -427,8 +429,9 @@ class LmdbStore:
                         out = fn(t)
                         gen = int(txn.get(b"generation", db=self._dbs["meta"]) or 0) + 1
                         txn.put(b"generation", str(gen).encode(), db=self._dbs["meta"])
-                    self._commits += 1
-                    if self._commits % RELEASE_MAP_EVERY == 0:
+                    # a long import keeps only what its last commits read in its RSS
+                    # (the pages stay mapped while the process is under its ceiling)
+                    if over_ceiling(self._map_bytes()):
                         with self._guard.txn():   # (no other thread moves the map: the ranges hold)
                             release_map_pages(self.path / "data.mdb", t.map_ranges)
                     return out

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import records
-from .mapped import mapped_ranges, release_map_pages
+from .mapped import mapped_ranges, over_ceiling, release_map_pages
 
 #: The counts database of each record database (key -> the record's counts, 16 bytes).
 COUNTS_DB = {"patients": "patients_counts", "studies": "studies_counts", "series": "series_counts"}
@@ -85,6 +85,18 @@ class Txn:
             if self.map_ranges is None and self.write:
                 self.map_ranges = mapped_ranges(self._map_file)
             release_map_pages(self._map_file, self.map_ranges)
+
+    def trim_map(self) -> None:
+        """:meth:`release_pages` when the process is over its resident-set
+        ceiling (:func:`~pocketpacs.archive.mapped.over_ceiling`), else nothing:
+        a long write transaction calls it between its parts."""
+        if self._map_file is not None:
+            try:
+                size = self._map_file.stat().st_size
+            except OSError:
+                size = 0
+            if over_ceiling(size):
+                self.release_pages()
 
     # ---- records and their counts --------------------------------------------------
     def _counts(self, db: str) -> Any:
