@@ -19,7 +19,7 @@ them only while the process is over a ceiling (:func:`over_ceiling`, which
 reads ``/proc/self/statm``): the archive file's size plus
 :data:`SMALL_CEILING`, at most :data:`MAP_RSS_CEILING`.  Below it the pages
 stay mapped and later parts of the import find them there (a million files:
-about 765,000 faults, in-process imports 1-2 s faster of 25-29 s).
+about 765,000 faults; in-process imports about 1 s faster of 25-29 s).
 """
 from __future__ import annotations
 
