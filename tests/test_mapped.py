@@ -74,7 +74,26 @@ def test_the_ceiling_is_read_from_this_process():
     assert mapped.ceiling(0) == min(mapped.SMALL_CEILING, phys // 4)
     assert mapped.ceiling(100 << 20) == min(mapped.SMALL_CEILING + (100 << 20), phys // 4)
     assert mapped.ceiling(1 << 40) == min(mapped.MAP_RSS_CEILING, phys // 4)
-    assert mapped.over_ceiling(0) == (rss > mapped.ceiling(0))
+
+
+def test_over_the_ceiling_follows_the_resident_set(tmp_path, ceiling):
+    f = tmp_path / "data.mdb"
+    f.write_bytes(b"x" * 4096)
+    ceiling(0)
+    assert mapped.over_ceiling(f)
+    ceiling(1 << 50)
+    assert not mapped.over_ceiling(f)
+    assert not mapped.over_ceiling(tmp_path / "missing")   # (a file that cannot be read: size 0)
+
+
+def test_the_ceiling_is_asked_for_the_archive_file_s_size(tmp_path, monkeypatch):
+    f = tmp_path / "data.mdb"
+    f.write_bytes(b"x" * 12_288)
+    asked = []
+    monkeypatch.setattr(mapped, "ceiling", lambda n: asked.append(n) or 1 << 50)
+    mapped.over_ceiling(f)
+    mapped.over_ceiling(tmp_path / "missing")
+    assert asked == [12_288, 0]
 
 
 def test_under_the_ceiling_a_commit_keeps_its_pages_mapped(tmp_path, ceiling):

@@ -142,10 +142,16 @@ def resident_bytes() -> int | None:
         return None
 
 
-def over_ceiling(archive_bytes: int) -> bool:
-    """Whether a writer of an archive file of *archive_bytes* should drop its
-    map pages now: the process is over :func:`ceiling`, or its resident set
-    cannot be read (then always: where there is nothing to drop, dropping
-    costs nothing)."""
+def over_ceiling(path: os.PathLike[str] | str) -> bool:
+    """Whether a writer of the archive file *path* (``data.mdb``) should drop
+    its map pages now: the process is over :func:`ceiling` for the file's
+    size, or its resident set cannot be read (then always: where there is
+    nothing to drop, dropping costs nothing)."""
     rss = resident_bytes()
-    return rss is None or rss > ceiling(archive_bytes)
+    if rss is None:
+        return True
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = 0
+    return rss > ceiling(size)

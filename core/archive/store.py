@@ -371,13 +371,6 @@ class LmdbStore:
         with self.read() as t:
             return int(t.get("meta", b"schema") or 0)
 
-    def _map_bytes(self) -> int:
-        """Size of ``data.mdb`` (0 when it cannot be read)."""
-        try:
-            return (self.path / "data.mdb").stat().st_size
-        except OSError:
-            return 0
-
     def _check_open(self) -> None:
         if self._closed:
             raise ArchiveError("the archive is closed")
@@ -431,7 +424,7 @@ class LmdbStore:
                         txn.put(b"generation", str(gen).encode(), db=self._dbs["meta"])
                     # a long import keeps only what its last commits read in its RSS
                     # (the pages stay mapped while the process is under its ceiling)
-                    if over_ceiling(self._map_bytes()):
+                    if over_ceiling(self.path / "data.mdb"):
                         with self._guard.txn():   # (no other thread moves the map: the ranges hold)
                             release_map_pages(self.path / "data.mdb", t.map_ranges)
                     return out

@@ -90,13 +90,8 @@ class Txn:
         """:meth:`release_pages` when the process is over its resident-set
         ceiling (:func:`~pocketpacs.archive.mapped.over_ceiling`), else nothing:
         a long write transaction calls it between its parts."""
-        if self._map_file is not None:
-            try:
-                size = self._map_file.stat().st_size
-            except OSError:
-                size = 0
-            if over_ceiling(size):
-                self.release_pages()
+        if self._map_file is not None and over_ceiling(self._map_file):
+            self.release_pages()
 
     # ---- records and their counts --------------------------------------------------
     def _counts(self, db: str) -> Any:
