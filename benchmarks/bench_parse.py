@@ -135,13 +135,13 @@ def pocketpacs_parse_deep(paths: list[str]):
 
 def pocketpacs_parse_cold(paths: list[str]):
     """``parse_files`` on heads read as a cold import reads them: handed to
-    the import's helper process (:class:`pocketpacs.archive.readahead.ColdReads`,
+    the import's helper process (:class:`pocketpacs.archive.coldreads.ColdReads`,
     many reads in flight) in chunks of the import's size, each chunk parsed
     once its heads are in while the next are read; where no helper can run,
     read in process by :class:`pocketpacs.archive.deepread.DeepReader`."""
     import numpy as np
 
-    from pocketpacs.archive import coldimport, deepread, ingest, readahead
+    from pocketpacs.archive import coldimport, coldreads, deepread, ingest, readahead
     from pocketpacs.dicom import heads
     from pocketpacs.dicom.headers import _HEAD, parse_files
 
@@ -150,8 +150,8 @@ def pocketpacs_parse_cold(paths: list[str]):
     chunk = ingest.CHUNK
     unknown = np.full(n, -1, dtype=np.int64)
     cr = None
-    if readahead.available() and readahead.ColdReads.fits(head, chunk, coldimport.COLD_AHEAD + 1):
-        cr = readahead.ColdReads(heads.OPEN_FLAGS, head, chunk, coldimport.COLD_AHEAD + 1)
+    if readahead.available() and coldreads.ColdReads.fits(head, chunk, coldimport.COLD_AHEAD + 1):
+        cr = coldreads.ColdReads(heads.OPEN_FLAGS, head, chunk, coldimport.COLD_AHEAD + 1)
     try:
         tags = list(range(0, n, chunk))
         for t, a in enumerate(tags[:coldimport.COLD_AHEAD] if cr else ()):
@@ -366,7 +366,7 @@ def cold_rows(ctx, paths: list[str], repeat: int) -> list:
     rows say why when they have no figure.  Two floors: one thread (a read
     waits for the one before), and :data:`FLOOR_THREADS` threads (the
     deep-queue floor, many reads in flight); ``parse_files`` reads with one
-    thread, the import's cold reader (:class:`pocketpacs.archive.readahead.ColdReads`,
+    thread, the import's cold reader (:class:`pocketpacs.archive.coldreads.ColdReads`,
     a helper process) with many.
     """
     from pocketpacs.benchmarks.results import add_ratio, from_samples, rates, skipped

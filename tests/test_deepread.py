@@ -116,6 +116,21 @@ def test_cached_says_whether_a_head_is_in_the_page_cache(tmp_path):
 
 
 @pytest.mark.parametrize("want_stat", [True, False])
+def test_heads_asked_for_together_equal_one_by_one_reads(tmp_path, want_stat):
+    """``read_heads_ahead`` (every file of the block open and its head asked
+    for before the first is read) gives what ``read_heads`` gives: bytes,
+    sizes, times and codes, cached and not, a FIFO, a broken link and a
+    vanished file among them; no descriptor is left open."""
+    paths = _tree(tmp_path / "d") + [str(tmp_path / "d" / "gone.dcm")]
+    expected = _read(heads.read_heads, paths, want_stat)
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    assert _read(heads.read_heads_ahead, paths, want_stat) == expected
+    _evict(paths)
+    assert _read(heads.read_heads_ahead, paths, want_stat) == expected
+    assert fds is None or len(os.listdir("/proc/self/fd")) == fds
+
+
+@pytest.mark.parametrize("want_stat", [True, False])
 def test_cold_heads_are_read_by_threads_and_equal_one_by_one_reads(tmp_path, want_stat):
     paths = _tree(tmp_path / "d") + [str(tmp_path / "d" / "gone.dcm")]
     expected = _read(heads.read_heads, paths, want_stat)
@@ -320,18 +335,24 @@ def test_cold_walk_takes_folders_in_the_order_of_the_warm_walk(tmp_path, monkeyp
     assert deep and order == warm and len(warm) > 5
 
 
-# ---- the cold helper: heads read as the walk lists the files (readahead.ColdReads) ----------------
+# ---- the cold helper: heads read as the walk lists the files (coldreads.ColdReads) ----------------
 
-def test_cold_helper_reads_what_python_reads(tmp_path):
-    from pocketpacs.archive import readahead
+@pytest.mark.parametrize("threads, block, crawlers", [(None, None, None), (1, 1, 1), (8, 3, 2)])
+def test_cold_helper_reads_what_python_reads(tmp_path, monkeypatch, threads, block, crawlers):
+    """The helper's heads are those read one by one in Python, whatever its
+    threads reading and listing and the files each opens at a time."""
+    from pocketpacs.archive import coldreads, readahead
 
     if not readahead.available():
         pytest.skip("the read-ahead helper is Linux-only")
+    for name, v in (("COLD_THREADS", threads), ("COLD_BLOCK", block), ("COLD_CRAWLERS", crawlers)):
+        if v is not None:
+            monkeypatch.setattr(coldreads, name, v)
     paths = _tree(tmp_path / "d") + [str(tmp_path / "d" / "gone.dcm")]
     expected = _read(heads.read_heads, paths)
     _evict(paths)
     cap = 8
-    cr = readahead.ColdReads(heads.OPEN_FLAGS, HEAD, cap, 3)
+    cr = coldreads.ColdReads(heads.OPEN_FLAGS, HEAD, cap, 3)
     try:
         assert cr.crawl([str(tmp_path / "d")])
         got: list = []
@@ -386,7 +407,7 @@ def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch
     """Files handed to the helper folder by folder, chunks committed while the
     walk goes on: the same archive, report and folder order as a warm import;
     a helper that dies changes nothing but speed (the rest is read here)."""
-    from pocketpacs.archive import readahead
+    from pocketpacs.archive import coldreads, readahead
 
     if not readahead.available():
         pytest.skip("the read-ahead helper is Linux-only")
@@ -407,10 +428,10 @@ def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch
         warm_again = _report(ar.import_folder(root))
         order[:] = []
     _cold_or_skip(paths, tmp_path)
-    queued = _spy(monkeypatch, readahead.ColdReads, "queue")
-    waits = _spy(monkeypatch, readahead.ColdReads, "wait")
+    queued = _spy(monkeypatch, coldreads.ColdReads, "queue")
+    waits = _spy(monkeypatch, coldreads.ColdReads, "wait")
     if kill:
-        real_wait = readahead.ColdReads.wait
+        real_wait = coldreads.ColdReads.wait
 
         def killing(self, tag, n):
             if tag == 1:             # the helper dies with chunks in hand
@@ -418,7 +439,7 @@ def test_cold_import_through_the_helper_equals_warm_import(tmp_path, monkeypatch
                 self._proc.wait()
             return real_wait(self, tag, n)
 
-        monkeypatch.setattr(readahead.ColdReads, "wait", killing)
+        monkeypatch.setattr(coldreads.ColdReads, "wait", killing)
     with pocketpacs.open_archive(tmp_path / "cold") as ar:
         rep = ar.import_folder(root)
         assert queued and (waits or kill)

@@ -3,7 +3,7 @@
 When the first new file's head is not in the page cache (the kernel says so:
 :func:`~pocketpacs.archive.deepread.cached`), :class:`ColdImport` (a mixin of
 :class:`~pocketpacs.archive.ingest.Importer`) takes over the rest of the
-walk: a helper process (:class:`~pocketpacs.archive.readahead.ColdReads`)
+walk: a helper process (:class:`~pocketpacs.archive.coldreads.ColdReads`)
 lists the folders below ahead of the walk, walker threads here list the
 next folders on the stack, and each folder's new files are handed to the
 helper as soon as the walk takes the folder, into the slot of the chunk
@@ -26,7 +26,7 @@ import numpy as np
 from . import deepread
 from . import pathkeys
 from . import readahead
-from .readahead import ColdReads
+from .coldreads import ColdReads
 from .commit import PendingFolder
 from .rescan import _entries, _folders_only
 from .scan import Folder, folder_of_entries, list_folder, unchanged_folder
@@ -51,8 +51,11 @@ COLD_CHUNK = 2000
 COLD_COMMIT_EARLY = True
 #: Threads listing the folders next in the walk: few, as the helper lists
 #: them ahead (32 cost more CPU, measured: 2,350 files/s against 2,680 with
-#: 8, on the loaded 2-core machine).
+#: 8, on the loaded 2-core machine; 4 and 16 measured no better than 8).
 COLD_WALKERS = 8
+#: Threads listing the folders next in the walk when no helper lists them
+#: ahead, and twice that many folders listed ahead of the one taken.
+WALK_DEPTH = 32
 
 
 def _open_flags() -> int:
@@ -74,17 +77,18 @@ class ColdImport:
 
     # ---- walk (the cold-disk part; the rest in rescan.RescanWalk) ---------------------
     def _walk_deep(self, stack: list[str], exclude: frozenset[str]):
-        """The rest of the walk on a cold disk: :data:`deepread.DEPTH` threads
-        list the folders next on the stack ahead of time (``scandir`` and
-        ``stat`` release the GIL) while this thread looks up the stored
+        """The rest of the walk on a cold disk: threads (:data:`COLD_WALKERS`,
+        or :data:`WALK_DEPTH` without the helper) list the folders next on
+        the stack ahead of time (``scandir`` and ``stat`` release the GIL)
+        while this thread looks up the stored
         listings (one read transaction) and takes the folders in exactly the
         order of the one-thread walk (the archive never depends on whether
         the disk was cold)."""
         from concurrent.futures import ThreadPoolExecutor
 
         self._cold_begin(stack)
-        ahead = 2 * deepread.DEPTH   # folders listed ahead (their listings wait in memory)
-        ex = ThreadPoolExecutor(COLD_WALKERS if self._cold is not None else deepread.DEPTH,
+        ahead = 2 * WALK_DEPTH   # folders listed ahead (their listings wait in memory)
+        ex = ThreadPoolExecutor(COLD_WALKERS if self._cold is not None else WALK_DEPTH,
                                 thread_name_prefix="pocketpacs-walk")
         asked: dict[str, tuple] = {}   # folder -> (future, stored listing)
 

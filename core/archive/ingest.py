@@ -67,6 +67,7 @@ from . import deepread
 from . import pathkeys
 from . import readahead
 from .coldimport import ColdImport, _ColdChunk, _open_flags
+from .coldreads import ColdReads
 from .commit import PendingFolder
 from .record_changes import SeriesOwners
 from .report import Failure, ImportProgress, ImportReport
@@ -219,7 +220,7 @@ class Importer(ColdImport, RescanWalk):
                     else None)
         self._ahead: tuple | None = None
         self._reader: deepread.DeepReader | None = None   # reads in this process (no helper)
-        self._cold: readahead.ColdReads | None = None   # a cold disk: heads read as the walk lists files
+        self._cold: ColdReads | None = None   # a cold disk: heads read as the walk lists files
         self._cold_todo: collections.deque[tuple[PendingFolder, np.ndarray]] = collections.deque()
         self._cold_chunks: collections.deque[_ColdChunk] = collections.deque()
         # new folders are listed without a stat per file: the reader takes

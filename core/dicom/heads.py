@@ -72,6 +72,64 @@ def read_heads(paths, view, head: int, want_stat: bool = True, flags: int = OPEN
     return got, size, mtime
 
 
+_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None) if hasattr(os, "posix_fadvise") else None
+
+
+def read_heads_ahead(paths, view, head: int, want_stat: bool = True, flags: int = OPEN_FLAGS):
+    """:func:`read_heads` with every file open and its head asked of the
+    kernel (``posix_fadvise(WILLNEED)``) before the first is read: on a cold
+    disk the reads of all ``paths`` are in flight together, from one thread.
+    Same layout, results and codes as :func:`read_heads` (where the kernel
+    has no ``posix_fadvise`` it is :func:`read_heads`)."""
+    if _WILLNEED is None:
+        return read_heads(paths, view, head, want_stat, flags)
+    n = len(paths)
+    got = [0] * n
+    size = [0] * n
+    mtime = [0] * n
+    fds = [-1] * n
+    os_open, close, fstat, preadv, fadvise = os.open, os.close, os.fstat, os.preadv, os.posix_fadvise
+    willneed = _WILLNEED
+    try:
+        for i in range(n):
+            try:
+                fd = fds[i] = os_open(paths[i], flags)
+            except OSError:
+                got[i] = OPEN_FAILED
+                continue
+            try:
+                fadvise(fd, 0, head, willneed)
+            except OSError:
+                pass
+        a = 0
+        for i in range(n):
+            fd = fds[i]
+            if fd < 0:
+                a += head
+                continue
+            try:
+                if want_stat:
+                    st = fstat(fd)
+                    if st.st_mode & _S_IFMT != _S_IFREG:
+                        got[i] = NOT_REGULAR
+                        continue
+                got[i] = preadv(fd, (view[a:a + head],), 0)
+                if want_stat:
+                    size[i] = st.st_size
+                    mtime[i] = st.st_mtime_ns
+            except OSError:
+                got[i] = READ_FAILED
+            finally:
+                fds[i] = -1
+                close(fd)
+                a += head
+    finally:
+        for fd in fds:   # (only after an error outside the per-file handling)
+            if fd >= 0:
+                close(fd)
+    return got, size, mtime
+
+
 def read_head(path: str, view: memoryview, want_stat: bool = True):
     """Read the head of ``path`` into ``view``.
 
