@@ -89,6 +89,44 @@ def test_parse_files_with_heads_equals_reading(tmp_path):
         assert a.text(kw) == b.text(kw)
 
 
+def test_a_head_that_failed_for_the_moment_is_read_again_not_reported(tmp_path, monkeypatch):
+    """A file whose batch read failed (too many files open at once, say) but
+    that reads when read again alone is parsed, not reported: from a
+    helper's heads and from the batch reader, sizes listed or not; a file
+    that is really gone is still reported, with its reason."""
+    root = tmp_path / "d"
+    _tree(root)
+    files = sorted(str(p) for p in root.rglob("IM*") if p.is_file())[:6] + [str(root / "gone.dcm")]
+    want = headers.parse_files(files)
+    assert list(want.reason)[-1] == "vanished" and set(want.status[:-1].tolist()) != {want.status[-1]}
+    flaky = {files[1], files[4]}
+
+    def read_heads_failing(paths, view, head, want_stat=True, flags=heads.OPEN_FLAGS):
+        got, size, mtime = heads.read_heads(paths, view, head, want_stat, flags)
+        for i, p in enumerate(paths):
+            if p in flaky:
+                got[i], size[i], mtime[i] = heads.OPEN_FAILED, 0, 0
+        return got, size, mtime
+
+    def same(b):
+        assert list(b.status) == list(want.status) and list(b.reason) == list(want.reason)
+        assert np.array_equal(b.size, want.size) and np.array_equal(b.mtime_ns, want.mtime_ns)
+        assert b.text("SOPInstanceUID") == want.text("SOPInstanceUID")
+
+    n, head = len(files), 4096
+    buf = np.zeros(n * head, dtype=np.uint8)
+    got, size, mtime = read_heads_failing(files, memoryview(buf), head)
+    h = readahead.Heads(buf, head, np.asarray(got, dtype=np.int64), np.asarray(size, dtype=np.int64),
+                        np.asarray(mtime, dtype=np.int64))
+    unknown = np.full(n, -1, dtype=np.int64)
+    same(headers.parse_files(files, sizes=unknown.copy(), mtimes_ns=unknown.copy(), heads=h))
+
+    monkeypatch.setattr(headers, "read_heads", read_heads_failing)
+    same(headers.parse_files(files, sizes=unknown.copy(), mtimes_ns=unknown.copy()))   # (listed without stat)
+    listed = want.size.copy()
+    same(headers.parse_files(files, sizes=listed, mtimes_ns=want.mtime_ns.copy()))
+
+
 @pytest.fixture
 def small_chunks(monkeypatch):
     monkeypatch.setattr(ingest, "CHUNK", 16)

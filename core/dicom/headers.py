@@ -190,10 +190,22 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
             batch.mtime_ns[lo:hi] = np.where(known, batch.mtime_ns[lo:hi], mt_l)
         lengths[lo:hi] = np.where(ok, got, 0)
         readable[lo:hi] = ok
-        for j in np.nonzero(~readable[lo:hi])[0].tolist():
-            i = lo + j
-            _, _, _, reason, msg = read_head(spaths[i], mv[i * head_size:(i + 1) * head_size])
-            batch.fail(i, reason or "unreadable", msg or "could not be read")
+        for j in np.nonzero(~ok)[0].tolist():
+            read_again(lo + j, want and not known[j])
+
+    def read_again(i: int, unknown: bool) -> None:
+        """A file the batch's read could not read, read again alone: its
+        exact reason, or its head when it reads now (a failure of the moment,
+        as too many files open at once, is no reason to report a file)."""
+        got, size, mtime, reason, msg = read_head(spaths[i], mv[i * head_size:(i + 1) * head_size])
+        if reason is not None:
+            batch.fail(i, reason, msg or reason)
+            return
+        lengths[i] = got
+        readable[i] = True
+        if unknown:   # (listed without stat)
+            fsizes[i] = batch.size[i] = size
+            batch.mtime_ns[i] = mtime
 
     def take_heads() -> None:
         """Heads a read-ahead helper has read (``pocketpacs.archive.readahead``)."""
@@ -201,12 +213,12 @@ def parse_files(paths: Sequence[str | os.PathLike[str]], *, head_size: int | Non
         lengths[ok] = heads.got[ok]
         readable[:] = ok
         unknown = fsizes < 0
+        was_unknown = unknown.copy()
         fsizes[unknown] = np.where(ok[unknown], heads.size[unknown], 0)
         batch.size[unknown] = fsizes[unknown]
         batch.mtime_ns[unknown] = np.where(ok[unknown], heads.mtime_ns[unknown], 0)
         for i in np.nonzero(~ok)[0].tolist():  # the exact reason, read again here
-            _, _, _, reason, msg = read_head(spaths[i], mv[i * head_size:(i + 1) * head_size])
-            batch.fail(i, reason or "unreadable", msg or "could not be read")
+            read_again(i, bool(was_unknown[i]))
 
     threads = read_threads if read_threads is not None else (_READ_THREADS if n >= 512 else 1)
     if heads is not None:
