@@ -25,7 +25,7 @@ import threading
 import numpy as np
 
 from ..dicom import heads
-from .readahead import Heads, _reap
+from .readahead import Heads, _close_pipes, _reap, _release
 
 _COLD_CHILD = r"""
 import mmap, os, struct, sys, _queue, _thread
@@ -316,19 +316,10 @@ class ColdReads:
                     proc.kill()
                 except OSError:
                     pass
-            for f in (proc.stdin, proc.stdout):
-                try:
-                    if f:
-                        f.close()
-                except OSError:
-                    pass
+            _close_pipes(proc)
             threading.Thread(target=_reap, args=(proc,), name="pocketpacs-coldreads-reap", daemon=True).start()
-        if self._mm is not None:
-            self._mm.close()
-            self._mm = None
-        if self._mfd >= 0:
-            os.close(self._mfd)
-            self._mfd = -1
+        _release(self._mm, self._mfd)
+        self._mm, self._mfd = None, -1
 
     def _fail(self) -> None:
         self.broken = True

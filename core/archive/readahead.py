@@ -175,23 +175,14 @@ class ReadAhead:
         proc, self._proc = self._proc, None
         self._pending = None
         if proc is not None:
-            for f in (proc.stdin, proc.stdout):
-                try:
-                    if f:
-                        f.close()
-                except OSError:
-                    pass
+            _close_pipes(proc)
             if wait:
                 _reap(proc)
             else:
                 threading.Thread(target=_reap, args=(proc,), name="pocketpacs-readahead-reap",
                                  daemon=True).start()
-        if self._mm is not None:
-            self._mm.close()
-            self._mm = None
-        if self._mfd >= 0:
-            os.close(self._mfd)
-            self._mfd = -1
+        _release(self._mm, self._mfd)
+        self._mm, self._mfd = None, -1
 
     # -- one chunk at a time ----------------------------------------------------------
     @property
@@ -247,6 +238,24 @@ class ReadAhead:
             self.close()
         except Exception:
             pass
+
+
+def _close_pipes(proc: subprocess.Popen) -> None:
+    """Close this end of a helper's input and output (it ends when its input closes)."""
+    for f in (proc.stdin, proc.stdout):
+        try:
+            if f:
+                f.close()
+        except OSError:
+            pass
+
+
+def _release(mm: mmap.mmap | None, mfd: int) -> None:
+    """Unmap a helper's shared memory and close its ``memfd`` (which frees it)."""
+    if mm is not None:
+        mm.close()
+    if mfd >= 0:
+        os.close(mfd)
 
 
 def _reap(proc: subprocess.Popen) -> None:

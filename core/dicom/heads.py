@@ -27,7 +27,11 @@ _S_IFMT = 0o170000
 _S_IFREG = 0o100000
 
 
-def read_heads(paths, view, head: int, want_stat: bool = True, flags: int = OPEN_FLAGS):
+_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None) if hasattr(os, "posix_fadvise") else None
+
+
+def read_heads(paths, view, head: int, want_stat: bool = True, flags: int = OPEN_FLAGS,
+               ahead: bool = False):
     """Read the first ``head`` bytes of every path into ``view``.
 
     File *i* goes to ``view[i * head:(i + 1) * head]``.  Returns three lists
@@ -35,7 +39,8 @@ def read_heads(paths, view, head: int, want_stat: bool = True, flags: int = OPEN
     nothing is ``fstat``-ed (the caller knows the sizes: they stay 0) and a
     non-regular file is not told apart from one that cannot be read.
     Never raises for a file: read it again with :func:`read_head` for the
-    reason.
+    reason.  With ``ahead`` (:func:`read_heads_ahead`) every file is opened
+    and its head asked of the kernel first.
     """
     n = len(paths)
     got = [0] * n
@@ -46,67 +51,23 @@ def read_heads(paths, view, head: int, want_stat: bool = True, flags: int = OPEN
     # offset 0)
     os_open, close, fstat = os.open, os.close, os.fstat
     preadv = os.preadv if HAVE_PREADV else (lambda fd, views, _off: os.readv(fd, views))
+    fds = _open_asking(paths, head, flags) if ahead and _WILLNEED is not None else None
     a = 0
-    for i in range(n):
-        try:
-            fd = os_open(paths[i], flags)
-        except OSError:
-            got[i] = OPEN_FAILED
-            a += head
-            continue
-        try:
-            if want_stat:
-                st = fstat(fd)
-                if st.st_mode & _S_IFMT != _S_IFREG:
-                    got[i] = NOT_REGULAR
-                    continue
-            got[i] = preadv(fd, (view[a:a + head],), 0)
-            if want_stat:
-                size[i] = st.st_size
-                mtime[i] = st.st_mtime_ns
-        except OSError:
-            got[i] = READ_FAILED
-        finally:
-            close(fd)
-            a += head
-    return got, size, mtime
-
-
-_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None) if hasattr(os, "posix_fadvise") else None
-
-
-def read_heads_ahead(paths, view, head: int, want_stat: bool = True, flags: int = OPEN_FLAGS):
-    """:func:`read_heads` with every file open and its head asked of the
-    kernel (``posix_fadvise(WILLNEED)``) before the first is read: on a cold
-    disk the reads of all ``paths`` are in flight together, from one thread.
-    Same layout, results and codes as :func:`read_heads` (where the kernel
-    has no ``posix_fadvise`` it is :func:`read_heads`)."""
-    if _WILLNEED is None:
-        return read_heads(paths, view, head, want_stat, flags)
-    n = len(paths)
-    got = [0] * n
-    size = [0] * n
-    mtime = [0] * n
-    fds = [-1] * n
-    os_open, close, fstat, preadv, fadvise = os.open, os.close, os.fstat, os.preadv, os.posix_fadvise
-    willneed = _WILLNEED
     try:
         for i in range(n):
-            try:
-                fd = fds[i] = os_open(paths[i], flags)
-            except OSError:
-                got[i] = OPEN_FAILED
-                continue
-            try:
-                fadvise(fd, 0, head, willneed)
-            except OSError:
-                pass
-        a = 0
-        for i in range(n):
-            fd = fds[i]
-            if fd < 0:
-                a += head
-                continue
+            if fds is None:
+                try:
+                    fd = os_open(paths[i], flags)
+                except OSError:
+                    got[i] = OPEN_FAILED
+                    a += head
+                    continue
+            else:
+                fd, fds[i] = fds[i], -1
+                if fd < 0:
+                    got[i] = OPEN_FAILED
+                    a += head
+                    continue
             try:
                 if want_stat:
                     st = fstat(fd)
@@ -120,14 +81,41 @@ def read_heads_ahead(paths, view, head: int, want_stat: bool = True, flags: int 
             except OSError:
                 got[i] = READ_FAILED
             finally:
-                fds[i] = -1
                 close(fd)
                 a += head
     finally:
-        for fd in fds:   # (only after an error outside the per-file handling)
-            if fd >= 0:
-                close(fd)
+        if fds is not None:   # (only after an error outside the per-file handling)
+            for fd in fds:
+                if fd >= 0:
+                    close(fd)
     return got, size, mtime
+
+
+def _open_asking(paths, head: int, flags: int) -> list[int]:
+    """Every path opened (-1 where it cannot be) and its first ``head``
+    bytes asked of the kernel (``posix_fadvise(WILLNEED)``: the reads start
+    at once, together)."""
+    os_open, fadvise, willneed = os.open, os.posix_fadvise, _WILLNEED
+    fds = [-1] * len(paths)
+    for i, p in enumerate(paths):
+        try:
+            fd = fds[i] = os_open(p, flags)
+        except OSError:
+            continue
+        try:
+            fadvise(fd, 0, head, willneed)
+        except OSError:   # (a FIFO: read_heads says what it is)
+            pass
+    return fds
+
+
+def read_heads_ahead(paths, view, head: int, want_stat: bool = True, flags: int = OPEN_FLAGS):
+    """:func:`read_heads` with every file open and its head asked of the
+    kernel (``posix_fadvise(WILLNEED)``) before the first is read: on a cold
+    disk the reads of all ``paths`` are in flight together, from one thread.
+    Same layout, results and codes (where the kernel has no
+    ``posix_fadvise``, it is :func:`read_heads`)."""
+    return read_heads(paths, view, head, want_stat, flags, ahead=True)
 
 
 def read_head(path: str, view: memoryview, want_stat: bool = True):
