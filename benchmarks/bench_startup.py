@@ -16,7 +16,10 @@ runner records the machine's load average before and after:
 - ``pocketpacs import`` of the whole folder into a new archive, against GDCM
   Scanner reading the same tags in an already-running process (the file
   list from ``os.walk`` included; runs interleaved; target: at least 4x
-  faster);
+  faster), and the floor of the design beside it: a process that parses
+  one file with the compiled kernels (:func:`floor_seconds`: Python, NumPy,
+  numba and the kernels loaded from the cache), as a ratio of GDCM's time
+  too: the most any import parsed by the compiled kernels can reach;
 - the first run: ``pocketpacs import`` of 100 files with an empty kernel
   cache (``XDG_CACHE_HOME`` pointed at an empty folder; target: at most
   4 s), with the compile time the import reports (0 when the files were
@@ -115,7 +118,8 @@ def warm_page_cache(paths: list[str]) -> None:
                 pass
 
 
-def wall(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0, 1)) -> tuple[float, str]:
+def wall(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0, 1),
+         cmd: list[str] | None = None) -> tuple[float, str]:
     """Wall seconds of one ``pocketpacs`` process from its start to its exit, and its stdout.
 
     Parameters
@@ -126,6 +130,8 @@ def wall(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0, 1)) -> 
         The child's environment (:func:`child_env`).
     ok : tuple of int
         Exit statuses taken as success (1: some files were not indexed).
+    cmd : list of str, optional
+        The program in place of ``pocketpacs`` (:func:`command`).
 
     Returns
     -------
@@ -137,11 +143,33 @@ def wall(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0, 1)) -> 
         The process exited with another status (its last stderr lines in the message).
     """
     t = time.perf_counter()
-    r = subprocess.run(command() + argv, env=env, capture_output=True, text=True, timeout=1800)
+    r = subprocess.run((cmd or command()) + argv, env=env, capture_output=True, text=True, timeout=1800)
     dt = time.perf_counter() - t
     if r.returncode not in ok:
-        raise RuntimeError(f"pocketpacs {' '.join(argv[:1])} exited {r.returncode}: {r.stderr[-2000:]}")
+        raise RuntimeError(f"{'pocketpacs' if cmd is None else cmd[0]} {' '.join(argv[:1])} exited "
+                           f"{r.returncode}: {r.stderr[-2000:]}")
     return dt, r.stdout
+
+
+#: The design's floor for an import parsed by the compiled kernels: a process
+#: that starts, imports the parser (NumPy, numba) and parses one file, loading
+#: the kernels it runs from the kernel cache; nothing else (no archive, no walk).
+FLOOR_CODE = ("import sys\n"
+              "from pocketpacs.dicom.headers import parse_files\n"
+              "batch = parse_files(sys.argv[1:2])\n"
+              "assert 'numba' in sys.modules and batch.n_native == 1, 'not parsed by the compiled kernels'\n")
+
+
+def floor_seconds(path: str, env: dict[str, str]) -> float:
+    """Wall seconds of :data:`FLOOR_CODE` over the one file *path*, process start to exit.
+
+    What no ``pocketpacs import`` that needs the compiled kernels (more than
+    :data:`pocketpacs.dicom.kernels.SMALL_MAX` new files) can take less than:
+    Python's start, ``import numba`` and numba's set-up at the first kernel
+    loaded from the cache.  Outside an import's first-run block the compiled
+    kernels parse any batch, one file included.
+    """
+    return wall([path], env, ok=(0,), cmd=[sys.executable, "-c", FLOOR_CODE])[0]
 
 
 def walls(argv: list[str], env: dict[str, str], repeats: int) -> list[float]:
@@ -340,11 +368,12 @@ def run(ctx) -> list:
             return dt
 
         ctx.log(f"import of {n:,} files vs GDCM Scanner, interleaved ...")
-        ours_s, gdcm_s = [], []
+        ours_s, gdcm_s, floor_s = [], [], []
         if gdcm_reason is None:
             gdcm_seconds(folder)  # untimed: GDCM's own first use
         for _ in range(repeats):
             ours_s.append(fresh_import())
+            floor_s.append(floor_seconds(paths[0], env))
             if gdcm_reason is None:
                 gdcm_s.append(gdcm_seconds(folder))
         ours = from_samples(what, "pocketpacs import, process start to exit", "s", ours_s,
@@ -356,7 +385,10 @@ def run(ctx) -> list:
                 else skipped(what, peer_method, "s", gdcm_reason, **lo))
         add_ratio(ours, peer, "GDCM Scanner")
         ours.met = ours.ratios["GDCM Scanner"] >= IMPORT_RATIO_TARGET if ours.ratios else None
-        rows += [ours, peer]
+        floor = from_samples(what, "floor of the design: a process that parses 1 file with the compiled kernels "
+                             "(Python, NumPy, numba, the kernels from the cache)", "s", floor_s, **lo)
+        add_ratio(floor, peer, "GDCM Scanner")
+        rows += [ours, peer, floor]
 
         wait = not ctx.quick
         ctx.log(f"first run: import of {nfirst} files with an empty kernel cache, {first_repeats} times "

@@ -47,6 +47,15 @@ def test_a_failing_command_is_reported_not_timed(tmp_path):
         B.wall(["nosuchcommand"], B.child_env(tmp_path / "archive"))
 
 
+def test_the_design_floor_parses_its_file_with_the_compiled_kernels(tmp_path, first_files):
+    """The floor beside the import row is a real parse by the compiled kernels
+    (its code checks that numba was loaded), and a file it cannot read fails it."""
+    path = B.dicom_files(first_files)[0]
+    assert B.floor_seconds(path, B.child_env(tmp_path / "archive")) > 0
+    with pytest.raises(RuntimeError, match="exited 1"):
+        B.floor_seconds(str(tmp_path / "missing.dcm"), B.child_env(tmp_path / "archive"))
+
+
 def test_command_is_the_installed_console_script_or_the_module():
     cmd = B.command()
     assert cmd == [str(B.Path(sys.executable).with_name("pocketpacs"))] or cmd == [sys.executable, "-m", "pocketpacs"]
