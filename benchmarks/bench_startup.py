@@ -386,7 +386,7 @@ def run(ctx) -> list:
         add_ratio(ours, peer, "GDCM Scanner")
         ours.met = ours.ratios["GDCM Scanner"] >= IMPORT_RATIO_TARGET if ours.ratios else None
         floor = from_samples(what, "floor of the design: a process that parses 1 file with the compiled kernels "
-                             "(Python, NumPy, numba, the kernels from the cache)", "s", floor_s, **lo)
+                             "(Python, NumPy, numba, the kernels from the cache)", "s", floor_s, headline=True, **lo)
         add_ratio(floor, peer, "GDCM Scanner")
         rows += [ours, peer, floor]
 

@@ -9,11 +9,22 @@ is drawn and the runner says so.
 """
 from __future__ import annotations
 
+import textwrap
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from .results import Row
+
+
+#: Characters per line of a bar's label (a longer method or "what" is wrapped,
+#: so that the labels do not push the bars out of the picture).
+LABEL_WIDTH = 64
+
+
+def _label(*parts: str) -> str:
+    """The bar label of *parts* (method, then what), each wrapped at :data:`LABEL_WIDTH`."""
+    return "\n".join("\n".join(textwrap.wrap(p, LABEL_WIDTH)) or p for p in parts)
 
 
 def write_plots(run: dict[str, Any], folder: Path) -> list[str]:
@@ -44,10 +55,12 @@ def write_plots(run: dict[str, Any], folder: Path) -> list[str]:
                 scaling[(r.line or r.method, r.unit)].append(r)
         scaling = {k: v for k, v in scaling.items() if len({r.x for r in v}) > 1}  # a line needs two points
         panels = (["bars"] if bars else []) + (["scaling"] if scaling else []) + (["curves"] if curves else [])
-        fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
+        labels = [_label(r.method, r.what) if len({x.what for x in bars}) > 1 else _label(r.method) for r in bars]
+        lines = sum(label.count("\n") + 1.6 for label in labels)   # a bar's lines, and the gap to the next
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), max(4.8, 1.4 + 0.14 * lines)),
+                                 squeeze=False)
         for ax, kind in zip(axes[0], panels):
             if kind == "bars":
-                labels = [f"{r.method}\n{r.what}" if len({x.what for x in bars}) > 1 else r.method for r in bars]
                 vals = [r.value for r in bars]
                 err = [[r.value - (r.low if r.low is not None else r.value) for r in bars],
                        [(r.high if r.high is not None else r.value) - r.value for r in bars]]

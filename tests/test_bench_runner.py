@@ -185,6 +185,18 @@ def test_plots_or_a_stated_reason(tmp_path):
     assert not (tmp_path / "plots" / "render.png").exists()
 
 
+def test_a_long_bar_label_is_wrapped_word_for_word():
+    """A long method or "what" is wrapped (it pushed the bars out of the picture), nothing dropped."""
+    from pocketpacs.benchmarks.plots import LABEL_WIDTH, _label
+
+    method = "floor of the design: a process that parses 1 file with the compiled kernels (Python, NumPy, numba)"
+    label = _label(method, "import of 5,000 files")
+    lines = label.split("\n")
+    assert len(lines) >= 3 and all(len(line) <= LABEL_WIDTH for line in lines)
+    assert " ".join(lines).split() == (method + " import of 5,000 files").split()
+    assert _label("ours") == "ours" and _label("") == ""
+
+
 def test_data_cache_is_reused_keyed_and_private(tmp_path):
     ctx = Context(cache=tmp_path / "cache")
     made = []
