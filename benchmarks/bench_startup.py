@@ -385,8 +385,9 @@ def run(ctx) -> list:
                 else skipped(what, peer_method, "s", gdcm_reason, **lo))
         add_ratio(ours, peer, "GDCM Scanner")
         ours.met = ours.ratios["GDCM Scanner"] >= IMPORT_RATIO_TARGET if ours.ratios else None
-        floor = from_samples(what, "floor of the design: a process that parses 1 file with the compiled kernels "
-                             "(Python, NumPy, numba, the kernels from the cache)", "s", floor_s, headline=True, **lo)
+        floor = from_samples(what, "floor of the design, process start to exit: 1 file parsed by the compiled "
+                             "kernels (Python, NumPy, numba, the kernels from the cache)", "s", floor_s, headline=True,
+                             **lo)
         add_ratio(floor, peer, "GDCM Scanner")
         rows += [ours, peer, floor]
 

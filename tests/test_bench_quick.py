@@ -71,6 +71,9 @@ def test_quick_suite_runs_every_benchmark(tmp_path):
     assert {r["target"] for r in heads} >= {"< 0.3 s", "<= 4 s", ">= 4x GDCM Scanner"}, heads
     for r in heads:
         assert r["unit"] == "s" and not r["higher_is_better"] and "process start to exit" in r["method"], r
+    # the floor of the design beside the import (a real parse: its process checks that numba parsed the file)
+    floors = [r for r in heads if r["method"].startswith("floor of the design")]
+    assert len(floors) == 1 and floors[0]["value"] > 0, heads
     assert len(startup["load_before"]) == 3 and len(startup["load_after"]) == 3
     # compare (issue 17): the linked step against the single viewer's
     linked = [r for r in run["benchmarks"]["compare"]["rows"] if r["headline"]]
