@@ -56,6 +56,15 @@ def test_the_design_floor_parses_its_file_with_the_compiled_kernels(tmp_path, fi
         B.floor_seconds(str(tmp_path / "missing.dcm"), B.child_env(tmp_path / "archive"))
 
 
+def test_the_floor_file_is_the_first_the_compiled_kernels_parse(tmp_path, first_files):
+    """A --data folder may begin with files that are not DICOM: the floor parses the first that is."""
+    junk = tmp_path / "a-notes.txt"
+    junk.write_text("not a DICOM file")
+    paths = B.dicom_files(first_files)
+    assert B.floor_file([str(junk), str(tmp_path / "gone.dcm"), *paths]) == paths[0]
+    assert B.floor_file([str(junk)]) is None
+
+
 def test_command_is_the_installed_console_script_or_the_module():
     cmd = B.command()
     assert cmd == [str(B.Path(sys.executable).with_name("pocketpacs"))] or cmd == [sys.executable, "-m", "pocketpacs"]
